@@ -1,0 +1,98 @@
+"""PF_KEY v2 (RFC 2367) with the illumos extensions: numbers, extensions, messages.
+
+`decode` turns the bytes of one message into a `PfkeyMessage` (or raises `PfkeyError`
+with the errno and diagnostic to answer with); `PfkeyMessage.encode` turns it back into
+the same bytes.
+"""
+
+from __future__ import annotations
+
+from larval.pfkey.constants import (
+    AF_INET,
+    AF_INET6,
+    AF_INET6_LINUX,
+    EXT_MAX,
+    PF_KEY_V2,
+    AlgType,
+    AuthAlg,
+    Diagnostic,
+    EncryptAlg,
+    ExtType,
+    IdentType,
+    KmProto,
+    SadbMsgType,
+    SaFlags,
+    SaState,
+    SaType,
+    diagnostic_text,
+)
+from larval.pfkey.errors import PfkeyError
+from larval.pfkey.extensions import (
+    Extension,
+    SadbAddress,
+    SadbAlg,
+    SadbComb,
+    SadbIdent,
+    SadbKey,
+    SadbLifetime,
+    SadbProp,
+    SadbSa,
+    SadbSens,
+    SadbSpirange,
+    SadbSupported,
+    SadbXAlgdesc,
+    SadbXEcomb,
+    SadbXEdump,
+    SadbXEprop,
+    SadbXEreg,
+    SadbXKmc,
+    SadbXPair,
+    SadbXReplayCtr,
+    UnknownExtension,
+)
+from larval.pfkey.message import HEADER_SIZE, PfkeyMessage, decode
+
+__all__ = [
+    "AF_INET",
+    "AF_INET6",
+    "AF_INET6_LINUX",
+    "EXT_MAX",
+    "HEADER_SIZE",
+    "PF_KEY_V2",
+    "AlgType",
+    "AuthAlg",
+    "Diagnostic",
+    "EncryptAlg",
+    "ExtType",
+    "Extension",
+    "IdentType",
+    "KmProto",
+    "PfkeyError",
+    "PfkeyMessage",
+    "SaFlags",
+    "SaState",
+    "SaType",
+    "SadbAddress",
+    "SadbAlg",
+    "SadbComb",
+    "SadbIdent",
+    "SadbKey",
+    "SadbLifetime",
+    "SadbMsgType",
+    "SadbProp",
+    "SadbSa",
+    "SadbSens",
+    "SadbSpirange",
+    "SadbSupported",
+    "SadbXAlgdesc",
+    "SadbXEcomb",
+    "SadbXEdump",
+    "SadbXEprop",
+    "SadbXEreg",
+    "SadbXKmc",
+    "SadbXPair",
+    "SadbXReplayCtr",
+    "UnknownExtension",
+    "decode",
+    "diagnostic_text",
+]

@@ -1,0 +1,957 @@
+"""PF_KEY v2 extensions: one frozen dataclass per extension layout.
+
+Every extension starts with the generic header of RFC 2367 §2.2, a u16 length in 64-bit
+words (the header included) and a u16 type. The *body* of an extension is everything
+after those four bytes, up to the length; ``encode_body`` writes it and ``decode_body``
+reads it. `larval.pfkey.message` writes and checks the generic header.
+
+Byte order: every integer is in host order, little-endian here, except the SPIs
+(sadb_sa_spi, sadb_x_pair_spi), the SPI range bounds, and the port, flow label and
+address inside a sockaddr, which are in network order.
+
+Reserved fields and padding are written as zeros and ignored when read, so a message
+re-encodes to the same bytes whenever its sender zeroed them as RFC 2367 §2.2 requires.
+A body that cannot be read raises `PfkeyError` with EINVAL and the diagnostic illumos
+keysock would answer with.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from larval.pfkey.constants import AF_INET, AF_INET6, AF_INET6_LINUX, Diagnostic, ExtType
+from larval.pfkey.errors import PfkeyError
+from larval.wire import Buffer
+
+__all__ = [
+    "Extension",
+    "SadbAddress",
+    "SadbAlg",
+    "SadbComb",
+    "SadbIdent",
+    "SadbKey",
+    "SadbLifetime",
+    "SadbProp",
+    "SadbSa",
+    "SadbSens",
+    "SadbSpirange",
+    "SadbSupported",
+    "SadbXAlgdesc",
+    "SadbXEcomb",
+    "SadbXEdump",
+    "SadbXEprop",
+    "SadbXEreg",
+    "SadbXKmc",
+    "SadbXPair",
+    "SadbXReplayCtr",
+    "UnknownExtension",
+]
+
+#: What ``decode_body`` accepts: the body bytes, or a Buffer whose remaining bytes are it.
+BodyIn: TypeAlias = "Buffer | bytes"
+IPAddress: TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
+
+# Body layouts (after the 4-byte length/type header), precompiled.
+_SA = struct.Struct("<4sBBBBI")  # spi (network order, kept as 4 raw bytes), u8 x4, flags
+_LIFETIME = struct.Struct("<IQQQ")
+_ADDR_HDR = struct.Struct("<BBH")  # proto, prefixlen, reserved
+_FAMILY = struct.Struct("<H")  # sa_family is host order
+_SIN_REST = struct.Struct(">H4s8x")  # sin_port, sin_addr, sin_zero
+_SIN6_MID = struct.Struct(">HI16s")  # sin6_port, sin6_flowinfo, sin6_addr
+_SIN6_TAIL = struct.Struct("<II")  # sin6_scope_id, __sin6_src_id (host order)
+_KEY_HDR = struct.Struct("<HH")  # bits, reserved
+_IDENT = struct.Struct("<HHQ")  # type, reserved, id
+_SENS = struct.Struct("<IBBBBI")  # dpd, sens_level, sens_len, integ_level, integ_len, flags
+_PROP_HDR = struct.Struct("<BBH")  # replay, reserved (eres), numecombs (EPROP only)
+_COMB = struct.Struct("<BBHHHHH4xIIQQQQQQ")
+_ECOMB = struct.Struct("<BxH4xIIQQQQQQ")
+_ALGDESC = struct.Struct("<BBBxHH")
+_SUPPORTED_HDR_SIZE = 4  # u32 reserved
+_ALG = struct.Struct("<BBHHBB")
+_SPIRANGE = struct.Struct(">II4x")
+_KMC = struct.Struct("<IQ")
+_PAIR = struct.Struct(">I")
+_REPLAY = struct.Struct("<IQ")
+_EDUMP = struct.Struct("<4xQ")
+
+_SIN_SIZE = 16  # illumos sockaddr_in
+_SIN6_SIZE = 32  # illumos sockaddr_in6; Linux's 28 bytes padded to the same 8-byte slot
+
+# Which diagnostic each address extension's failures get (illumos keysock_malformed and
+# the SADB_X_DIAGNOSTIC_BAD_*_AF codes sadb.c uses for families it cannot handle).
+_ADDR_BAD_AF: dict[int, int] = {
+    ExtType.ADDRESS_SRC: Diagnostic.BAD_SRC_AF,
+    ExtType.ADDRESS_DST: Diagnostic.BAD_DST_AF,
+    ExtType.ADDRESS_PROXY: Diagnostic.BAD_PROXY_AF,
+    ExtType.X_ADDRESS_NATT_LOC: Diagnostic.BAD_NATT_LOC_AF,
+    ExtType.X_ADDRESS_NATT_REM: Diagnostic.BAD_NATT_REM_AF,
+    ExtType.X_ADDRESS_INNER_DST: Diagnostic.BAD_INNER_DST_AF,
+}
+_ADDR_MALFORMED: dict[int, int] = {
+    ExtType.ADDRESS_SRC: Diagnostic.MALFORMED_SRC,
+    ExtType.ADDRESS_DST: Diagnostic.MALFORMED_DST,
+    ExtType.ADDRESS_PROXY: Diagnostic.MALFORMED_INNER_SRC,
+    ExtType.X_ADDRESS_NATT_LOC: Diagnostic.MALFORMED_NATT_LOC,
+    ExtType.X_ADDRESS_NATT_REM: Diagnostic.MALFORMED_NATT_REM,
+    ExtType.X_ADDRESS_INNER_DST: Diagnostic.MALFORMED_INNER_DST,
+}
+_KEY_MALFORMED: dict[int, int] = {
+    ExtType.KEY_AUTH: Diagnostic.MALFORMED_AKEY,
+    ExtType.KEY_ENCRYPT: Diagnostic.MALFORMED_EKEY,
+}
+
+
+def _as_bytes(data: BodyIn) -> bytes:
+    if isinstance(data, Buffer):
+        return data.pull_bytes(data.remaining())
+    return bytes(data)
+
+
+def _bad_extlen(ext_type: int, got: int, want: str) -> PfkeyError:
+    # Extension length inconsistent with its structure: illumos answers length faults
+    # found while walking the extensions with EINVAL/BAD_EXTLEN (keysock_get_ext).
+    return PfkeyError(
+        errno.EINVAL,
+        Diagnostic.BAD_EXTLEN,
+        f"extension type {ext_type}: body of {got} bytes, expected {want}",
+    )
+
+
+def _fixed(ext_type: int, data: BodyIn, layout: struct.Struct) -> tuple[Any, ...]:
+    body = _as_bytes(data)
+    if len(body) != layout.size:
+        raise _bad_extlen(ext_type, len(body), str(layout.size))
+    return layout.unpack(body)
+
+
+def _ceil8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SadbSa:
+    """Security association extension, SADB_EXT_SA (RFC 2367 §2.3.2, ``sadb_sa``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |          sadb_sa_len = 2      |       sadb_sa_exttype = 1     |
+        +---------------+---------------+---------------+---------------+
+        |                 sadb_sa_spi (network byte order)              |
+        +---------------+---------------+---------------+---------------+
+        | sadb_sa_replay| sadb_sa_state | sadb_sa_auth  |sadb_sa_encrypt|
+        +---------------+---------------+---------------+---------------+
+        |                         sadb_sa_flags                         |
+        +---------------+---------------+---------------+---------------+
+
+    ``replay`` is the replay window size in packets, ``state`` an `SaState`, ``auth``
+    and ``encrypt`` the algorithm ids, ``flags`` `SaFlags` bits.
+    """
+
+    spi: int
+    replay: int = 0
+    state: int = 0
+    auth: int = 0
+    encrypt: int = 0
+    flags: int = 0
+    ext_type: int = int(ExtType.SA)
+
+    def encode_body(self, buf: Buffer) -> None:
+        spi = self.spi.to_bytes(4, "big")
+        buf.push_bytes(_SA.pack(spi, self.replay, self.state, self.auth, self.encrypt, self.flags))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSa:
+        spi, replay, state, auth, encrypt, flags = _fixed(ext_type, data, _SA)
+        return cls(int.from_bytes(spi, "big"), replay, state, auth, encrypt, flags, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbLifetime:
+    """Lifetime extension, CURRENT/HARD/SOFT (RFC 2367 §2.3.3) or illumos X_LIFETIME_IDLE::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |      sadb_lifetime_len = 4    |     sadb_lifetime_exttype     |
+        +---------------+---------------+---------------+---------------+
+        |                   sadb_lifetime_allocations                   |
+        +---------------+---------------+---------------+---------------+
+        |                sadb_lifetime_bytes (64 bits)                  |
+        +---------------+---------------+---------------+---------------+
+        |               sadb_lifetime_addtime (64 bits)                 |
+        +---------------+---------------+---------------+---------------+
+        |               sadb_lifetime_usetime (64 bits)                 |
+        +---------------+---------------+---------------+---------------+
+
+    For CURRENT, the counts so far and the times (seconds since the epoch) of creation
+    and first use; for HARD and SOFT, limits (times in seconds after add / first use);
+    for IDLE, the idle-time limits in the addtime (soft) and usetime (hard) slots.
+    """
+
+    ext_type: int
+    allocations: int = 0
+    bytes: int = 0
+    addtime: int = 0
+    usetime: int = 0
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_LIFETIME.pack(self.allocations, self.bytes, self.addtime, self.usetime))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbLifetime:
+        return cls(ext_type, *_fixed(ext_type, data, _LIFETIME))
+
+
+@dataclass(frozen=True, slots=True)
+class SadbAddress:
+    """Address extension (RFC 2367 §2.3.4, ``sadb_address``) followed by a sockaddr::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |      sadb_address_len         |     sadb_address_exttype      |
+        +---------------+---------------+---------------+---------------+
+        |  _proto       |  _prefixlen   |     sadb_address_reserved     |
+        +---------------+---------------+---------------+---------------+
+        >   sockaddr_in (16 bytes) or sockaddr_in6 (32 bytes), then     <
+        >   zero padding to a 64-bit boundary                           <
+        +---------------+---------------+---------------+---------------+
+
+        sockaddr_in:  sin_family (host) | sin_port (net) | sin_addr[4] | sin_zero[8]
+        sockaddr_in6: sin6_family (host) | sin6_port (net) | sin6_flowinfo (net) |
+                      sin6_addr[16] | sin6_scope_id (host) | __sin6_src_id (illumos)
+
+    Types SRC, DST, PROXY (= illumos X_ADDRESS_INNER_SRC), X_ADDRESS_NATT_LOC,
+    X_ADDRESS_NATT_REM and X_ADDRESS_INNER_DST. ``proto`` is the upper-layer protocol
+    the ports belong to, ``prefixlen`` the prefix of an inner (tunnel) address.
+    ``family`` is None for the usual family of ``addr`` (AF_INET 2, illumos AF_INET6
+    26); a decoded Linux AF_INET6 (10) is kept so that the message re-encodes as read.
+    """
+
+    ext_type: int
+    addr: IPAddress
+    port: int = 0
+    proto: int = 0
+    prefixlen: int = 0
+    flowinfo: int = 0
+    scope_id: int = 0
+    family: int | None = None
+
+    def encode_body(self, buf: Buffer) -> None:
+        addr = self.addr
+        is_v6 = isinstance(addr, ipaddress.IPv6Address)
+        family = self.family
+        if family is None:
+            family = AF_INET6 if is_v6 else AF_INET
+        buf.push_bytes(_ADDR_HDR.pack(self.proto, self.prefixlen, 0))
+        buf.push_bytes(_FAMILY.pack(family))
+        if family == AF_INET and not is_v6:
+            if self.flowinfo or self.scope_id:
+                raise ValueError("an IPv4 sockaddr has no flowinfo or scope_id")
+            buf.push_bytes(_SIN_REST.pack(self.port, addr.packed))
+        elif family in (AF_INET6, AF_INET6_LINUX) and is_v6:
+            buf.push_bytes(_SIN6_MID.pack(self.port, self.flowinfo, addr.packed))
+            buf.push_bytes(_SIN6_TAIL.pack(self.scope_id, 0))
+        else:
+            raise ValueError(f"address family {family} does not fit {addr!r}")
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbAddress:
+        body = _as_bytes(data)
+        proto, prefixlen, _ = _ADDR_HDR.unpack_from(body)
+        room = len(body) - _ADDR_HDR.size
+        if room < _FAMILY.size:
+            # keysock ext_check: an address extension must carry a sockaddr.
+            raise PfkeyError(
+                errno.EINVAL,
+                _ADDR_MALFORMED.get(ext_type, Diagnostic.BAD_EXTLEN),
+                f"address extension type {ext_type} has no room for a sockaddr",
+            )
+        (family,) = _FAMILY.unpack_from(body, 4)
+        if family == AF_INET:
+            need = _SIN_SIZE
+        elif family in (AF_INET6, AF_INET6_LINUX):
+            need = _SIN6_SIZE
+        else:
+            raise PfkeyError(
+                errno.EINVAL,
+                _ADDR_BAD_AF.get(ext_type, Diagnostic.NONE),
+                f"address extension type {ext_type}: unknown address family {family}",
+            )
+        if room < need:
+            raise PfkeyError(
+                errno.EINVAL,
+                _ADDR_MALFORMED.get(ext_type, Diagnostic.BAD_EXTLEN),
+                f"address extension type {ext_type}: {room} bytes cannot hold a "
+                f"family {family} sockaddr",
+            )
+        if family == AF_INET:
+            port, raw4 = _SIN_REST.unpack_from(body, 6)
+            return cls(ext_type, ipaddress.IPv4Address(raw4), port, proto, prefixlen)
+        port, flowinfo, raw16 = _SIN6_MID.unpack_from(body, 6)
+        scope_id, _src_id = _SIN6_TAIL.unpack_from(body, 28)
+        return cls(
+            ext_type,
+            ipaddress.IPv6Address(raw16),
+            port,
+            proto,
+            prefixlen,
+            flowinfo,
+            scope_id,
+            None if family == AF_INET6 else family,
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SadbKey:
+    """Key extension, KEY_AUTH or KEY_ENCRYPT (RFC 2367 §2.3.4, ``sadb_key``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |         sadb_key_len          |       sadb_key_exttype        |
+        +---------------+---------------+---------------+---------------+
+        |         sadb_key_bits         |       sadb_key_reserved       |
+        +---------------+---------------+---------------+---------------+
+        >   key material, ceil(bits / 8) bytes, zero padding to 64 bits <
+        +---------------+---------------+---------------+---------------+
+
+    ``key`` holds exactly ceil(bits / 8) bytes. The repr never shows them.
+    """
+
+    ext_type: int
+    bits: int
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"SadbKey(ext_type={self.ext_type}, bits={self.bits}, key=<{len(self.key)} bytes>)"
+
+    def encode_body(self, buf: Buffer) -> None:
+        if len(self.key) != (self.bits + 7) // 8:
+            raise ValueError(f"a {self.bits}-bit key is not {len(self.key)} bytes")
+        start = buf.tell()
+        buf.push_bytes(_KEY_HDR.pack(self.bits, 0))
+        buf.push_bytes(self.key)
+        # The key is padded on its own, relative to the 8-byte extension start.
+        buf.push_padding64(start - 4)
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbKey:
+        body = _as_bytes(data)
+        (bits, _) = _KEY_HDR.unpack_from(body)
+        nbytes = (bits + 7) // 8
+        # keysock ext_check: no zero-bit keys, and the length must be exactly the key
+        # rounded up to whole 64-bit words.
+        if bits == 0 or len(body) != _KEY_HDR.size + _ceil8(nbytes):
+            raise PfkeyError(
+                errno.EINVAL,
+                _KEY_MALFORMED.get(ext_type, Diagnostic.BAD_EXTLEN),
+                f"key extension type {ext_type}: {bits} bits in {len(body) + 4} bytes",
+            )
+        return cls(ext_type, bits, body[4 : 4 + nbytes])
+
+
+@dataclass(frozen=True, slots=True)
+class SadbIdent:
+    """Identity extension, IDENTITY_SRC or IDENTITY_DST (RFC 2367 §2.3.5)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |        sadb_ident_len         |      sadb_ident_exttype       |
+        +---------------+---------------+---------------+---------------+
+        |        sadb_ident_type        |      sadb_ident_reserved      |
+        +---------------+---------------+---------------+---------------+
+        |                    sadb_ident_id (64 bits)                    |
+        +---------------+---------------+---------------+---------------+
+        >   optional NUL-terminated identity string, zero padded        <
+        +---------------+---------------+---------------+---------------+
+
+    ``ident_type`` is an `IdentType`; ``string`` excludes the NUL and the padding.
+    """
+
+    ext_type: int
+    ident_type: int
+    ident_id: int = 0
+    string: bytes = b""
+
+    def encode_body(self, buf: Buffer) -> None:
+        start = buf.tell()
+        buf.push_bytes(_IDENT.pack(self.ident_type, 0, self.ident_id))
+        if self.string:
+            if b"\0" in self.string:
+                raise ValueError("an identity string cannot contain NUL")
+            buf.push_bytes(self.string)
+            buf.push_bytes(b"\0")
+            buf.push_padding64(start - 4)
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbIdent:
+        body = _as_bytes(data)
+        if len(body) < _IDENT.size:
+            raise _bad_extlen(ext_type, len(body), f"at least {_IDENT.size}")
+        ident_type, _, ident_id = _IDENT.unpack_from(body)
+        rest = body[_IDENT.size :]
+        nul = rest.find(0)
+        # Like keysock ext_check, a string without its NUL ends before the last byte.
+        string = rest[:nul] if nul >= 0 else rest[:-1]
+        return cls(ext_type, ident_type, ident_id, string)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbSens:
+    """Sensitivity extension, SENSITIVITY or illumos X_OUTER_SENS (RFC 2367 §2.3.6)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |         sadb_sens_len         |       sadb_sens_exttype       |
+        +---------------+---------------+---------------+---------------+
+        |                         sadb_sens_dpd                         |
+        +---------------+---------------+---------------+---------------+
+        |_sens_level    |_sens_len      |_integ_level   |_integ_len     |
+        +---------------+---------------+---------------+---------------+
+        |               sadb_x_sens_flags (was reserved)                |
+        +---------------+---------------+---------------+---------------+
+        >   sens_len 64-bit words of sensitivity bitmap                 <
+        >   integ_len 64-bit words of integrity bitmap                  <
+        +---------------+---------------+---------------+---------------+
+
+    The bitmap lengths are derived from the tuples on encode.
+    """
+
+    ext_type: int
+    dpd: int
+    sens_level: int
+    integ_level: int
+    flags: int = 0
+    sens_bitmap: tuple[int, ...] = ()
+    integ_bitmap: tuple[int, ...] = ()
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(
+            _SENS.pack(
+                self.dpd,
+                self.sens_level,
+                len(self.sens_bitmap),
+                self.integ_level,
+                len(self.integ_bitmap),
+                self.flags,
+            )
+        )
+        words = self.sens_bitmap + self.integ_bitmap
+        if words:
+            buf.push_bytes(struct.pack(f"<{len(words)}Q", *words))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSens:
+        body = _as_bytes(data)
+        if len(body) < _SENS.size:
+            raise _bad_extlen(ext_type, len(body), f"at least {_SENS.size}")
+        dpd, sens_level, sens_len, integ_level, integ_len, flags = _SENS.unpack_from(body)
+        want = _SENS.size + 8 * (sens_len + integ_len)
+        if len(body) != want:
+            raise _bad_extlen(ext_type, len(body), f"{want} for the bitmap lengths")
+        words = struct.unpack_from(f"<{sens_len + integ_len}Q", body, _SENS.size)
+        return cls(
+            ext_type,
+            dpd,
+            sens_level,
+            integ_level,
+            flags,
+            words[:sens_len],
+            words[sens_len:],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SadbComb:
+    """One combination of a PROPOSAL (RFC 2367 §2.3.7, ``sadb_comb``), 72 bytes::
+
+    0               1               2               3
+    +---------------+---------------+---------------+---------------+
+    |sadb_comb_auth |  _encrypt     |       sadb_comb_flags         |
+    +---------------+---------------+---------------+---------------+
+    |   sadb_comb_auth_minbits      |    sadb_comb_auth_maxbits     |
+    +---------------+---------------+---------------+---------------+
+    |  sadb_comb_encrypt_minbits    |   sadb_comb_encrypt_maxbits   |
+    +---------------+---------------+---------------+---------------+
+    |                      sadb_comb_reserved                       |
+    +---------------+---------------+---------------+---------------+
+    |  sadb_comb_soft_allocations   |  sadb_comb_hard_allocations   |  (u32 each)
+    +---------------+---------------+---------------+---------------+
+    |  soft_bytes, hard_bytes, soft_addtime, hard_addtime,          |
+    |  soft_usetime, hard_usetime (u64 each)                        |
+    +---------------+---------------+---------------+---------------+
+    """
+
+    auth: int = 0
+    encrypt: int = 0
+    flags: int = 0
+    auth_minbits: int = 0
+    auth_maxbits: int = 0
+    encrypt_minbits: int = 0
+    encrypt_maxbits: int = 0
+    soft_allocations: int = 0
+    hard_allocations: int = 0
+    soft_bytes: int = 0
+    hard_bytes: int = 0
+    soft_addtime: int = 0
+    hard_addtime: int = 0
+    soft_usetime: int = 0
+    hard_usetime: int = 0
+
+    def encode(self, buf: Buffer) -> None:
+        buf.push_bytes(
+            _COMB.pack(
+                self.auth,
+                self.encrypt,
+                self.flags,
+                self.auth_minbits,
+                self.auth_maxbits,
+                self.encrypt_minbits,
+                self.encrypt_maxbits,
+                self.soft_allocations,
+                self.hard_allocations,
+                self.soft_bytes,
+                self.hard_bytes,
+                self.soft_addtime,
+                self.hard_addtime,
+                self.soft_usetime,
+                self.hard_usetime,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SadbProp:
+    """Proposal extension, PROPOSAL (RFC 2367 §2.3.7, ``sadb_prop``)::
+
+    0               1               2               3
+    +---------------+---------------+---------------+---------------+
+    |         sadb_prop_len         |       sadb_prop_exttype       |
+    +---------------+---------------+---------------+---------------+
+    |sadb_prop_replay|          sadb_prop_reserved (3 bytes)       |
+    +---------------+---------------+---------------+---------------+
+    >   sadb_comb[], as many as the length holds                    <
+    +---------------+---------------+---------------+---------------+
+    """
+
+    combs: tuple[SadbComb, ...] = ()
+    replay: int = 0
+    ext_type: int = int(ExtType.PROPOSAL)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_PROP_HDR.pack(self.replay, 0, 0))
+        for comb in self.combs:
+            comb.encode(buf)
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbProp:
+        body = _as_bytes(data)
+        (replay, _, _) = _PROP_HDR.unpack_from(body)
+        size = len(body) - _PROP_HDR.size
+        if size % _COMB.size:
+            raise _bad_extlen(ext_type, len(body), f"4 + a multiple of {_COMB.size}")
+        combs = tuple(SadbComb(*c) for c in _COMB.iter_unpack(body[_PROP_HDR.size :]))
+        return cls(combs, replay, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXAlgdesc:
+    """An algorithm descriptor of an extended combination (illumos ``sadb_x_algdesc``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |    _satype    |   _algtype    |     _alg      |   _reserved   |
+        +---------------+---------------+---------------+---------------+
+        |     sadb_x_algdesc_minbits    |    sadb_x_algdesc_maxbits     |
+        +---------------+---------------+---------------+---------------+
+
+    ``satype`` a `SaType`, ``algtype`` an `AlgType`, ``alg`` the algorithm id.
+    """
+
+    satype: int
+    algtype: int
+    alg: int
+    minbits: int = 0
+    maxbits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXEcomb:
+    """An extended combination (illumos ``sadb_x_ecomb``), 64 bytes, then its algdescs::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |   _numalgs    |   _reserved   |      sadb_x_ecomb_flags       |
+        +---------------+---------------+---------------+---------------+
+        |                     sadb_x_ecomb_reserved2                    |
+        +---------------+---------------+---------------+---------------+
+        |      soft_allocations (u32)   |     hard_allocations (u32)    |
+        +---------------+---------------+---------------+---------------+
+        |  soft_bytes, hard_bytes, soft_addtime, hard_addtime,          |
+        |  soft_usetime, hard_usetime (u64 each)                        |
+        +---------------+---------------+---------------+---------------+
+        >   numalgs x sadb_x_algdesc                                    <
+        +---------------+---------------+---------------+---------------+
+
+    All the algorithms of one ecomb are used together; numalgs comes from ``algdescs``.
+    """
+
+    algdescs: tuple[SadbXAlgdesc, ...] = ()
+    flags: int = 0
+    soft_allocations: int = 0
+    hard_allocations: int = 0
+    soft_bytes: int = 0
+    hard_bytes: int = 0
+    soft_addtime: int = 0
+    hard_addtime: int = 0
+    soft_usetime: int = 0
+    hard_usetime: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXEprop:
+    """Extended proposal, illumos X_EPROP (``sadb_prop`` with a count of ecombs)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |         sadb_prop_len         |     sadb_prop_exttype = 18    |
+        +---------------+---------------+---------------+---------------+
+        |sadb_prop_replay|  _ereserved  |    sadb_x_prop_numecombs      |
+        +---------------+---------------+---------------+---------------+
+        >   numecombs x (sadb_x_ecomb, then its numalgs sadb_x_algdesc) <
+        +---------------+---------------+---------------+---------------+
+
+    The counts are derived from the tuples on encode; on decode they must account for
+    exactly the bytes of the extension.
+    """
+
+    ecombs: tuple[SadbXEcomb, ...] = ()
+    replay: int = 0
+    ext_type: int = int(ExtType.X_EPROP)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_PROP_HDR.pack(self.replay, 0, len(self.ecombs)))
+        for ec in self.ecombs:
+            buf.push_bytes(
+                _ECOMB.pack(
+                    len(ec.algdescs),
+                    ec.flags,
+                    ec.soft_allocations,
+                    ec.hard_allocations,
+                    ec.soft_bytes,
+                    ec.hard_bytes,
+                    ec.soft_addtime,
+                    ec.hard_addtime,
+                    ec.soft_usetime,
+                    ec.hard_usetime,
+                )
+            )
+            for ad in ec.algdescs:
+                buf.push_bytes(_ALGDESC.pack(ad.satype, ad.algtype, ad.alg, ad.minbits, ad.maxbits))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXEprop:
+        body = _as_bytes(data)
+        end = len(body)
+        replay, _, numecombs = _PROP_HDR.unpack_from(body)
+        off = _PROP_HDR.size
+        ecombs = []
+        for _ in range(numecombs):
+            if off + _ECOMB.size > end:
+                raise _bad_extlen(ext_type, end, f"room for {numecombs} ecombs")
+            numalgs, *rest = _ECOMB.unpack_from(body, off)
+            off += _ECOMB.size
+            if off + numalgs * _ALGDESC.size > end:
+                raise _bad_extlen(ext_type, end, f"room for {numalgs} algdescs")
+            algdescs = tuple(
+                SadbXAlgdesc(*_ALGDESC.unpack_from(body, off + i * _ALGDESC.size))
+                for i in range(numalgs)
+            )
+            off += numalgs * _ALGDESC.size
+            ecombs.append(SadbXEcomb(algdescs, *rest))
+        if off != end:
+            raise _bad_extlen(ext_type, end, f"{off} for {numecombs} ecombs")
+        return cls(tuple(ecombs), replay, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbAlg:
+    """One supported algorithm (RFC 2367 §2.3.8 ``sadb_alg``, illumos ``sadb_x_algb``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        | sadb_alg_id   | sadb_alg_ivlen|       sadb_alg_minbits        |
+        +---------------+---------------+---------------+---------------+
+        |       sadb_alg_maxbits        |_x_alg_increment|_x_alg_saltbits|
+        +---------------+---------------+---------------+---------------+
+
+    ``ivlen`` is in bits; ``increment`` is the key size step in bits and ``saltbits``
+    the salt appended to the key (illumos use of RFC 2367's reserved u16).
+    """
+
+    id: int
+    ivlen: int = 0
+    minbits: int = 0
+    maxbits: int = 0
+    increment: int = 0
+    saltbits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SadbSupported:
+    """Supported algorithms, SUPPORTED_AUTH or SUPPORTED_ENCRYPT (RFC 2367 §2.3.8)::
+
+    0               1               2               3
+    +---------------+---------------+---------------+---------------+
+    |      sadb_supported_len       |    sadb_supported_exttype     |
+    +---------------+---------------+---------------+---------------+
+    |                    sadb_supported_reserved                    |
+    +---------------+---------------+---------------+---------------+
+    >   sadb_alg[], one 64-bit word each                            <
+    +---------------+---------------+---------------+---------------+
+    """
+
+    ext_type: int
+    algs: tuple[SadbAlg, ...] = ()
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(bytes(_SUPPORTED_HDR_SIZE))
+        for a in self.algs:
+            buf.push_bytes(_ALG.pack(a.id, a.ivlen, a.minbits, a.maxbits, a.increment, a.saltbits))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSupported:
+        body = _as_bytes(data)
+        if len(body) < _SUPPORTED_HDR_SIZE or (len(body) - _SUPPORTED_HDR_SIZE) % _ALG.size:
+            raise _bad_extlen(ext_type, len(body), "4 + a multiple of 8")
+        algs = tuple(SadbAlg(*a) for a in _ALG.iter_unpack(body[_SUPPORTED_HDR_SIZE:]))
+        return cls(ext_type, algs)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbSpirange:
+    """SPI range for GETSPI, SPIRANGE (RFC 2367 §2.3.9, ``sadb_spirange``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |      sadb_spirange_len = 2    |   sadb_spirange_exttype = 16  |
+        +---------------+---------------+---------------+---------------+
+        |            sadb_spirange_min (network byte order)             |
+        +---------------+---------------+---------------+---------------+
+        |            sadb_spirange_max (network byte order)             |
+        +---------------+---------------+---------------+---------------+
+        |                    sadb_spirange_reserved                     |
+        +---------------+---------------+---------------+---------------+
+
+    The bounds are SPIs and travel like sadb_sa_spi, in network order: illumos sadb.c
+    and Linux af_key.c both read them with ntohl.
+    """
+
+    min: int
+    max: int
+    ext_type: int = int(ExtType.SPIRANGE)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_SPIRANGE.pack(self.min, self.max))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSpirange:
+        lo, hi = _fixed(ext_type, data, _SPIRANGE)
+        return cls(lo, hi, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXEreg:
+    """Extended REGISTER, illumos X_EREG (``sadb_x_ereg``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |       sadb_x_ereg_len         |    sadb_x_ereg_exttype = 17   |
+        +---------------+---------------+---------------+---------------+
+        | satype[0]     | satype[1]     | ...           | 0 (end)       |
+        +---------------+---------------+---------------+---------------+
+        >   the array continues into further words if needed; zero pad  <
+        +---------------+---------------+---------------+---------------+
+
+    The SA types (u8 each) to get extended ACQUIREs for, ending at the first zero.
+    """
+
+    satypes: tuple[int, ...] = ()
+    ext_type: int = int(ExtType.X_EREG)
+
+    def encode_body(self, buf: Buffer) -> None:
+        if 0 in self.satypes:
+            raise ValueError("SA type 0 ends the X_EREG list and cannot be in it")
+        start = buf.tell()
+        buf.push_bytes(bytes(self.satypes))
+        buf.push_bytes(b"\0")
+        buf.push_padding64(start - 4)
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXEreg:
+        body = _as_bytes(data)
+        nul = body.find(0)
+        # Like keysock_extended_register, an unterminated list ends with the extension.
+        return cls(tuple(body if nul < 0 else body[:nul]), ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXKmc:
+    """Key management cookie, illumos X_KM_COOKIE (``sadb_x_kmc``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |     sadb_x_kmc_len = 2        |   sadb_x_kmc_exttype = 19     |
+        +---------------+---------------+---------------+---------------+
+        |                       sadb_x_kmc_proto                        |
+        +---------------+---------------+---------------+---------------+
+        |              sadb_x_kmc_cookie64 (64 bits)                    |
+        +---------------+---------------+---------------+---------------+
+
+    ``proto`` is a `KmProto`; ``cookie`` is the 64-bit view of the cookie union.
+    """
+
+    proto: int
+    cookie: int
+    ext_type: int = int(ExtType.X_KM_COOKIE)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_KMC.pack(self.proto, self.cookie))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXKmc:
+        proto, cookie = _fixed(ext_type, data, _KMC)
+        return cls(proto, cookie, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXPair:
+    """The SPI of the paired SA, illumos X_PAIR (``sadb_x_pair``)::
+
+    0               1               2               3
+    +---------------+---------------+---------------+---------------+
+    |     sadb_x_pair_len = 1       |   sadb_x_pair_exttype = 23    |
+    +---------------+---------------+---------------+---------------+
+    |              sadb_x_pair_spi (network byte order)             |
+    +---------------+---------------+---------------+---------------+
+    """
+
+    spi: int
+    ext_type: int = int(ExtType.X_PAIR)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_PAIR.pack(self.spi))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXPair:
+        (spi,) = _fixed(ext_type, data, _PAIR)
+        return cls(spi, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXReplayCtr:
+    """Replay counter value, illumos X_REPLAY_VALUE (``sadb_x_replay_ctr``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |      sadb_x_rc_len = 2        |    sadb_x_rc_exttype = 24     |
+        +---------------+---------------+---------------+---------------+
+        |                      sadb_x_rc_replay32                       |
+        +---------------+---------------+---------------+---------------+
+        |                 sadb_x_rc_replay64 (64 bits)                  |
+        +---------------+---------------+---------------+---------------+
+
+    ``replay32`` for 32-bit sequence numbers, ``replay64`` for extended ones (ESN).
+    """
+
+    replay32: int = 0
+    replay64: int = 0
+    ext_type: int = int(ExtType.X_REPLAY_VALUE)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_REPLAY.pack(self.replay32, self.replay64))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXReplayCtr:
+        r32, r64 = _fixed(ext_type, data, _REPLAY)
+        return cls(r32, r64, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXEdump:
+    """Extended DUMP request, illumos X_EDUMP (``sadb_x_edump``)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |     sadb_x_edump_len = 2      |   sadb_x_edump_exttype = 25   |
+        +---------------+---------------+---------------+---------------+
+        |                     sadb_x_edump_reserved                     |
+        +---------------+---------------+---------------+---------------+
+        |               sadb_x_edump_timeout (64 bits)                  |
+        +---------------+---------------+---------------+---------------+
+
+    Dump only the SAs idle for longer than ``timeout`` seconds.
+    """
+
+    timeout: int
+    ext_type: int = int(ExtType.X_EDUMP)
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(_EDUMP.pack(self.timeout))
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXEdump:
+        (timeout,) = _fixed(ext_type, data, _EDUMP)
+        return cls(timeout, ext_type)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownExtension:
+    """An extension of a type larval does not know (RFC 2367 §2.2: skipped, not fatal)::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |         sadb_ext_len          |         sadb_ext_type         |
+        +---------------+---------------+---------------+---------------+
+        >   body: (len * 8 - 4) bytes, kept as they came                <
+        +---------------+---------------+---------------+---------------+
+
+    Kept so that the message re-encodes unchanged; the SADB ignores it.
+    """
+
+    ext_type: int
+    body: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        if len(self.body) % 8 != 4:
+            raise ValueError("an extension body is 4 bytes short of whole 64-bit words")
+        buf.push_bytes(self.body)
+
+    @classmethod
+    def decode_body(cls, ext_type: int, data: BodyIn) -> UnknownExtension:
+        return cls(ext_type, _as_bytes(data))
+
+
+Extension: TypeAlias = (
+    SadbSa
+    | SadbLifetime
+    | SadbAddress
+    | SadbKey
+    | SadbIdent
+    | SadbSens
+    | SadbProp
+    | SadbSupported
+    | SadbSpirange
+    | SadbXEreg
+    | SadbXEprop
+    | SadbXKmc
+    | SadbXPair
+    | SadbXReplayCtr
+    | SadbXEdump
+    | UnknownExtension
+)

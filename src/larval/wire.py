@@ -1,0 +1,173 @@
+"""A byte cursor for building and parsing PF_KEY messages.
+
+`Buffer` reads from and writes to one byte string at a moving position. Multi-byte
+integers are little-endian by default because PF_KEY v2 puts every header and
+extension field in host order (RFC 2367 §2.1) and larval fixes host order as
+little-endian; the ``*be`` variants cover the few fields kept in network order (SPIs,
+ports and addresses inside sockaddrs).
+
+`push_block_len64` writes the length prefix every PF_KEY structure carries, counted in
+64-bit words, after the block is complete, so no length is ever computed by hand.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from larval.errors import DecodeError, LarvalError
+
+__all__ = ["Buffer", "BufferReadError", "BufferWriteError", "push_block_len64"]
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_U16BE = struct.Struct(">H")
+_U32BE = struct.Struct(">I")
+
+_ZEROS = bytes(8)
+
+
+class BufferReadError(DecodeError):
+    """A read ran past the end of the buffer."""
+
+
+class BufferWriteError(LarvalError):
+    """A write would exceed the buffer's capacity, or a seek left the written data."""
+
+
+class Buffer:
+    """A read/write cursor over bytes.
+
+    Reading works on the given ``data`` without copying it; the first write copies it
+    into a private `bytearray`. ``capacity``, when given, bounds the size in bytes.
+    """
+
+    __slots__ = ("_buf", "_capacity", "_end", "_pos")
+
+    def __init__(self, data: bytes = b"", capacity: int | None = None) -> None:
+        self._buf: bytes | bytearray = data
+        self._pos = 0
+        self._end = len(data)
+        self._capacity = capacity
+
+    # -- position ---------------------------------------------------------------------
+
+    @property
+    def data(self) -> bytes:
+        """Everything in the buffer: the initial data and whatever was pushed."""
+        return bytes(self._buf[: self._end])
+
+    @property
+    def capacity(self) -> int | None:
+        return self._capacity
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int) -> None:
+        if not 0 <= pos <= self._end:
+            raise BufferWriteError(f"seek to {pos} outside 0..{self._end}")
+        self._pos = pos
+
+    def eof(self) -> bool:
+        return self._pos >= self._end
+
+    def remaining(self) -> int:
+        return self._end - self._pos
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _take(self, n: int) -> int:
+        pos = self._pos
+        if n < 0 or pos + n > self._end:
+            raise BufferReadError(f"read of {n} bytes at {pos} runs past the end ({self._end})")
+        self._pos = pos + n
+        return pos
+
+    def pull_bytes(self, n: int) -> bytes:
+        pos = self._take(n)
+        return bytes(self._buf[pos : pos + n])
+
+    def pull_u8(self) -> int:
+        pos = self._take(1)
+        return self._buf[pos]
+
+    def pull_u16(self) -> int:
+        return int(_U16.unpack_from(self._buf, self._take(2))[0])
+
+    def pull_u32(self) -> int:
+        return int(_U32.unpack_from(self._buf, self._take(4))[0])
+
+    def pull_u64(self) -> int:
+        return int(_U64.unpack_from(self._buf, self._take(8))[0])
+
+    def pull_u16be(self) -> int:
+        return int(_U16BE.unpack_from(self._buf, self._take(2))[0])
+
+    def pull_u32be(self) -> int:
+        return int(_U32BE.unpack_from(self._buf, self._take(4))[0])
+
+    # -- writing ----------------------------------------------------------------------
+
+    def push_bytes(self, value: bytes) -> None:
+        n = len(value)
+        pos = self._pos
+        new_pos = pos + n
+        if self._capacity is not None and new_pos > self._capacity:
+            raise BufferWriteError(f"write of {n} bytes at {pos} exceeds capacity")
+        buf = self._buf
+        if not isinstance(buf, bytearray):
+            buf = self._buf = bytearray(buf)
+        # Overwrites in place when seeking back, appends at the end.
+        buf[pos:new_pos] = value
+        self._pos = new_pos
+        if new_pos > self._end:
+            self._end = new_pos
+
+    def push_u8(self, value: int) -> None:
+        self.push_bytes(_U8.pack(value))
+
+    def push_u16(self, value: int) -> None:
+        self.push_bytes(_U16.pack(value))
+
+    def push_u32(self, value: int) -> None:
+        self.push_bytes(_U32.pack(value))
+
+    def push_u64(self, value: int) -> None:
+        self.push_bytes(_U64.pack(value))
+
+    def push_u16be(self, value: int) -> None:
+        self.push_bytes(_U16BE.pack(value))
+
+    def push_u32be(self, value: int) -> None:
+        self.push_bytes(_U32BE.pack(value))
+
+    def push_padding64(self, start: int) -> None:
+        """Pad with zeros so the bytes from ``start`` fill whole 64-bit words."""
+        pad = -(self._pos - start) % 8
+        if pad:
+            self.push_bytes(_ZEROS[:pad])
+
+
+@contextmanager
+def push_block_len64(buf: Buffer, len_offset: int = 0) -> Iterator[None]:
+    """Write a block whose u16 length field counts 64-bit words, inclusive.
+
+    The block starts at the current position; the body of the ``with`` writes it,
+    including a placeholder for the length field ``len_offset`` bytes in. On exit the
+    block is zero-padded to a multiple of 8 bytes (RFC 2367 §2.2: every extension and
+    message is a whole number of 64-bit words) and the field is patched.
+    """
+    start = buf.tell()
+    yield
+    buf.push_padding64(start)
+    end = buf.tell()
+    words = (end - start) // 8
+    if words > 0xFFFF:
+        raise BufferWriteError(f"block of {end - start} bytes too long for a 16-bit length")
+    buf.seek(start + len_offset)
+    buf.push_u16(words)
+    buf.seek(end)
