@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m larval.bench NAME [--json]`, figures printed, never asserted."""

@@ -1,0 +1,42 @@
+"""`python -m larval.bench {sadb,all} [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def _sadb(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import sadb
+
+    return sadb.run(n_sas=args.sas)
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"sadb": _sadb}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m larval.bench", description=__doc__)
+    parser.add_argument("bench", choices=[*BENCHES, "all"])
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--sas", type=int, default=1_000_000, help="SAs in the SADB benchmark")
+    args = parser.parse_args(argv)
+    names = list(BENCHES) if args.bench == "all" else [args.bench]
+    results = {name: BENCHES[name](args) for name in names}
+    out = results[names[0]] if len(names) == 1 else results
+    if args.json:
+        json.dump(out, sys.stdout)
+        print()
+    else:
+        for name, figures in results.items():
+            print(f"{name}:")
+            for key, value in figures.items():
+                print(f"  {key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

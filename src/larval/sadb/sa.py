@@ -1,0 +1,305 @@
+"""One security association: its state machine, lifetimes and held packets.
+
+Theory of operation
+-------------------
+An SA is born LARVAL by GETSPI (an inbound SPI reserved, no keys) or MATURE by ADD.
+UPDATE gives a LARVAL SA its keys and makes it MATURE; a soft lifetime makes it DYING;
+a hard lifetime, DELETE or FLUSH make it DEAD, and the SADB reaps it. The legal moves
+are the table `TRANSITIONS`; anything else is refused with the errno and diagnostic of
+`REFUSALS` (RFC 2367 §3.1, as illumos ``sadb.c`` answers them).
+
+Packets for a LARVAL SA are held on it. The seed's bug was to look at the state, let
+key management finish, and only then take the lock to hold the packet, asserting that
+the SA was still LARVAL. Here the state is tested again *under the SA's lock* before
+the packet is held; if the SA matured meanwhile the packet is handed back to be
+processed at once (a "lost race", counted). While UPDATE is releasing the held packets,
+later arrivals queue behind them, so that per SA the order of arrival is the order of
+processing.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from larval.pfkey import Diagnostic, SadbAddress, SaState
+from larval.sadb.errors import SadbError
+
+if TYPE_CHECKING:
+    from larval.sadb.counters import SadbCounters
+
+Packet = bytes
+ReleaseFn = Callable[["SecurityAssociation", Packet], None]
+
+#: Packets held per LARVAL SA before the oldest is dropped (illumos holds one; a
+#: Quick Mode window with traffic in flight fills more than that).
+DEFAULT_HOLD_LIMIT = 8
+
+
+class SaEvent(enum.Enum):
+    """What can happen to an SA."""
+
+    UPDATE_KEYS = "UPDATE with keys"
+    UPDATE_LIFETIMES = "UPDATE without keys"
+    SOFT_EXPIRE = "soft lifetime reached"
+    HARD_EXPIRE = "hard lifetime reached"
+    DELETE = "DELETE"
+
+
+class HoldResult(enum.Enum):
+    """The answer of `SecurityAssociation.hold`."""
+
+    HELD = "held"  # kept on the SA; UPDATE will release it
+    PROCESS = "process"  # the SA is no longer LARVAL: process the packet now
+
+
+_L, _M, _Y, _D = SaState.LARVAL, SaState.MATURE, SaState.DYING, SaState.DEAD
+
+#: (state, event) -> new state.
+TRANSITIONS: dict[tuple[int, SaEvent], int] = {
+    (_L, SaEvent.UPDATE_KEYS): _M,
+    (_L, SaEvent.HARD_EXPIRE): _D,
+    (_L, SaEvent.DELETE): _D,
+    (_M, SaEvent.UPDATE_LIFETIMES): _M,
+    (_M, SaEvent.SOFT_EXPIRE): _Y,
+    (_M, SaEvent.HARD_EXPIRE): _D,
+    (_M, SaEvent.DELETE): _D,
+    (_Y, SaEvent.UPDATE_LIFETIMES): _Y,
+    (_Y, SaEvent.HARD_EXPIRE): _D,
+    (_Y, SaEvent.DELETE): _D,
+}
+
+#: (state, event) -> (errno, diagnostic) for the moves that are refused.
+REFUSALS: dict[tuple[int, SaEvent], tuple[int, int]] = {
+    # RFC 2367 §3.1.2: keys of a MATURE SA cannot change; illumos says which key.
+    (_M, SaEvent.UPDATE_KEYS): (errno.EINVAL, Diagnostic.EKEY_PRESENT),
+    (_Y, SaEvent.UPDATE_KEYS): (errno.EINVAL, Diagnostic.EKEY_PRESENT),
+    # A LARVAL SA has nothing to update but its keys.
+    (_L, SaEvent.UPDATE_LIFETIMES): (errno.EINVAL, Diagnostic.MISSING_EKEY),
+    (_L, SaEvent.SOFT_EXPIRE): (errno.EINVAL, Diagnostic.BAD_SASTATE),
+    (_Y, SaEvent.SOFT_EXPIRE): (errno.EINVAL, Diagnostic.BAD_SASTATE),
+    (_D, SaEvent.UPDATE_KEYS): (errno.ESRCH, Diagnostic.SA_EXPIRED),
+    (_D, SaEvent.UPDATE_LIFETIMES): (errno.ESRCH, Diagnostic.SA_EXPIRED),
+    (_D, SaEvent.SOFT_EXPIRE): (errno.ESRCH, Diagnostic.SA_EXPIRED),
+    (_D, SaEvent.HARD_EXPIRE): (errno.ESRCH, Diagnostic.SA_EXPIRED),
+    (_D, SaEvent.DELETE): (errno.ESRCH, Diagnostic.SA_EXPIRED),
+}
+
+
+def next_state(state: int, event: SaEvent) -> int:
+    """The state `event` moves `state` to, or SadbError naming both."""
+    new = TRANSITIONS.get((state, event))
+    if new is not None:
+        return new
+    err, diag = REFUSALS[(state, event)]
+    raise SadbError(err, diag, f"SA in state {SaState(state).name}: {event.value} refused")
+
+
+class Lifetime:
+    """Soft or hard limits: allocations, bytes, seconds after add, seconds after first use.
+
+    Zero means no limit (RFC 2367 §2.3.4).
+    """
+
+    __slots__ = ("addtime", "allocations", "bytes", "usetime")
+
+    def __init__(self, allocations: int = 0, bytes: int = 0, addtime: int = 0, usetime: int = 0):
+        self.allocations = allocations
+        self.bytes = bytes
+        self.addtime = addtime
+        self.usetime = usetime
+
+    def __repr__(self) -> str:
+        return (
+            f"Lifetime(allocations={self.allocations}, bytes={self.bytes}, "
+            f"addtime={self.addtime}, usetime={self.usetime})"
+        )
+
+
+class SecurityAssociation:
+    """An SA as the SADB holds it. Mutable fields change under `lock` only."""
+
+    __slots__ = (
+        "_draining",
+        "addtime",
+        "auth",
+        "auth_key",
+        "bytes",
+        "dst",
+        "dst_port",
+        "encrypt",
+        "encrypt_key",
+        "flags",
+        "hard",
+        "held",
+        "idle_add",
+        "idle_reported",
+        "idle_use",
+        "inner_dst",
+        "inner_src",
+        "km_cookie",
+        "km_proto",
+        "lastuse",
+        "lock",
+        "natt_loc",
+        "natt_rem",
+        "packets",
+        "pair_spi",
+        "proto",
+        "ready",
+        "replay",
+        "replay_value",
+        "satype",
+        "soft",
+        "spi",
+        "src",
+        "src_port",
+        "state",
+        "usetime",
+    )
+
+    def __init__(
+        self,
+        spi: int,
+        satype: int,
+        src: bytes,
+        dst: bytes,
+        state: int,
+        addtime: float,
+        *,
+        src_port: int = 0,
+        dst_port: int = 0,
+        proto: int = 0,
+    ) -> None:
+        self.spi = spi
+        self.satype = satype
+        self.src = src  # packed address, the index key
+        self.dst = dst
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.proto = proto
+        self.state = state
+        # Inbound packets go straight to processing when `ready`; otherwise through
+        # `hold`, under the lock. False while LARVAL and while UPDATE releases.
+        self.ready = state != SaState.LARVAL
+        self._draining = False
+        self.lock = threading.Lock()
+        self.held: deque[Packet] | None = None  # allocated on the first hold
+        self.replay = 0
+        self.auth = 0
+        self.encrypt = 0
+        self.flags = 0
+        self.auth_key = b""
+        self.encrypt_key = b""
+        self.soft: Lifetime | None = None
+        self.hard: Lifetime | None = None
+        # SADB_X_EXT_LIFETIME_IDLE: seconds of quiet allowed after add and after use.
+        self.idle_add = 0
+        self.idle_use = 0
+        self.idle_reported = 0.0  # the last-use time an idle EXPIRE was sent for
+        self.addtime = addtime
+        self.usetime = 0.0  # first use; 0 until then
+        self.lastuse = 0.0
+        self.bytes = 0
+        self.packets = 0
+        self.km_proto = 0
+        self.km_cookie = 0
+        self.pair_spi = 0
+        self.replay_value = 0
+        # NAT-T and inner addresses, kept as given to echo back in replies.
+        self.natt_loc: SadbAddress | None = None
+        self.natt_rem: SadbAddress | None = None
+        self.inner_src: SadbAddress | None = None
+        self.inner_dst: SadbAddress | None = None
+
+    def __repr__(self) -> str:
+        # Keys never appear here: this is what logs and tracebacks show.
+        return (
+            f"<SA spi=0x{self.spi:08x} satype={self.satype} "
+            f"state={SaState(self.state).name} auth={self.auth} encrypt={self.encrypt}>"
+        )
+
+    # -- held packets -------------------------------------------------------------------
+
+    def hold(self, packet: Packet, limit: int, counters: SadbCounters) -> HoldResult:
+        """Hold an inbound packet if the SA is still LARVAL, checked under the SA's lock.
+
+        The caller saw the SA not ready without the lock; by now UPDATE may have run
+        (the seed's race). Then the packet is not held but handed back, or, while
+        UPDATE is still releasing, queued behind the packets it releases.
+        """
+        with self.lock:
+            if self.ready:
+                counters.add("lost_races")
+                return HoldResult.PROCESS
+            held = self.held
+            if held is None:
+                held = self.held = deque()
+            if self._draining:
+                # UPDATE is releasing right now: keep arrival order behind it.
+                counters.add("lost_races")
+                held.append(packet)
+                return HoldResult.HELD
+            if len(held) >= limit:
+                held.popleft()
+                counters.add("replaced")
+            held.append(packet)
+            counters.add("held")
+            return HoldResult.HELD
+
+    def mature(self) -> bool:
+        """Under the lock: after UPDATE made the SA MATURE. True if packets wait."""
+        if self.held:
+            self._draining = True
+            return True
+        self.ready = True
+        return False
+
+    def release_held(self, release: ReleaseFn, counters: SadbCounters) -> None:
+        """Hand every held packet to `release` in arrival order, then open the SA.
+
+        Called after `mature()` returned True, outside the lock: one packet is taken
+        under the lock at a time so that arrivals during the release queue behind.
+        """
+        while True:
+            with self.lock:
+                held = self.held
+                if not held:
+                    self._draining = False
+                    self.ready = True
+                    self.held = None
+                    return
+                packet = held.popleft()
+            counters.add("released")
+            release(self, packet)
+
+    def drop_held(self, counters: SadbCounters) -> int:
+        """Under the lock, when the SA dies: drop what it holds and count it."""
+        held = self.held
+        dropped = len(held) if held else 0
+        self.held = None
+        self._draining = False
+        self.ready = True  # processing will find it DEAD and drop
+        if dropped:
+            counters.add("expired", dropped)
+        return dropped
+
+    def idle_time(self) -> int:
+        """Seconds of quiet before an idle EXPIRE: the smaller of the two that are set."""
+        set_ = [t for t in (self.idle_add, self.idle_use) if t]
+        return min(set_) if set_ else 0
+
+    # -- traffic ------------------------------------------------------------------------
+
+    def account(self, nbytes: int, now: float) -> None:
+        """Count a processed packet against the byte and use lifetimes."""
+        with self.lock:
+            if not self.usetime:
+                self.usetime = now
+            self.lastuse = now
+            self.bytes += nbytes
+            self.packets += 1

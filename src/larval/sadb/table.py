@@ -1,0 +1,96 @@
+"""The SA tables of one SA type: inbound by (SPI, destination), pairs by (source, destination).
+
+Each table is one dict split into lock stripes ("buckets", as the illumos fanouts are):
+a writer takes the stripe of its key, so that a check-then-insert (an SPI collision
+check, say) is atomic for that key while other stripes go on. Readers of the inbound
+table do not lock: a single dict lookup is atomic in CPython (and in the free-threaded
+build), and the dataplane makes one per packet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from larval.pfkey import SaState
+from larval.sadb.sa import SecurityAssociation
+
+InboundKey = tuple[int, bytes]  # (spi, packed destination)
+PairKey = tuple[bytes, bytes]  # (packed source, packed destination)
+
+STRIPES = 256  # a power of two
+
+
+class SaTable:
+    """All SAs of one SA type, indexed both ways."""
+
+    def __init__(self, stripes: int = STRIPES) -> None:
+        self._mask = stripes - 1
+        self._inbound_locks = [threading.Lock() for _ in range(stripes)]
+        self._pair_locks = [threading.Lock() for _ in range(stripes)]
+        self._inbound: dict[InboundKey, SecurityAssociation] = {}
+        # Insertion-ordered per pair, so the newest SA is last.
+        self._pairs: dict[PairKey, dict[int, SecurityAssociation]] = {}
+
+    def __len__(self) -> int:
+        return len(self._inbound)
+
+    def __iter__(self) -> Iterator[SecurityAssociation]:
+        """A snapshot of the SAs, safe to walk while others change the table."""
+        return iter(list(self._inbound.values()))
+
+    def get(self, spi: int, dst: bytes) -> SecurityAssociation | None:
+        """Inbound lookup, O(1), lock-free."""
+        return self._inbound.get((spi, dst))
+
+    def insert_if_absent(self, sa: SecurityAssociation) -> bool:
+        """Insert `sa` unless its (SPI, destination) is taken; False if it was."""
+        key = (sa.spi, sa.dst)
+        with self._inbound_locks[sa.spi & self._mask]:
+            if key in self._inbound:
+                return False
+            self._inbound[key] = sa
+        pkey = (sa.src, sa.dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            self._pairs.setdefault(pkey, {})[sa.spi] = sa
+        return True
+
+    def remove(self, sa: SecurityAssociation) -> bool:
+        """Remove `sa` (this very object); False if it was not in the table."""
+        key = (sa.spi, sa.dst)
+        with self._inbound_locks[sa.spi & self._mask]:
+            if self._inbound.get(key) is not sa:
+                return False
+            del self._inbound[key]
+        pkey = (sa.src, sa.dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            by_spi = self._pairs.get(pkey)
+            if by_spi is not None and by_spi.get(sa.spi) is sa:
+                del by_spi[sa.spi]
+                if not by_spi:
+                    del self._pairs[pkey]
+        return True
+
+    def outbound(self, src: bytes, dst: bytes) -> SecurityAssociation | None:
+        """The SA to send with from `src` to `dst`: the newest MATURE, else the newest DYING.
+
+        LARVAL SAs are never chosen (they have no keys), nor DEAD ones.
+        """
+        pkey = (src, dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            by_spi = self._pairs.get(pkey)
+            if not by_spi:
+                return None
+            dying = None
+            for sa in reversed(by_spi.values()):
+                if sa.state == SaState.MATURE:
+                    return sa
+                if dying is None and sa.state == SaState.DYING:
+                    dying = sa
+            return dying
+
+    def between(self, src: bytes, dst: bytes) -> list[SecurityAssociation]:
+        """Every SA from `src` to `dst`, oldest first."""
+        pkey = (src, dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            return list(self._pairs.get(pkey, {}).values())
