@@ -1,0 +1,205 @@
+"""`EspSa`: one direction of an ESP Security Association (RFC 4303).
+
+Outbound, `encrypt` numbers the packet, pads it and seals it:
+
+    SPI | Sequence Number | IV | payload | Padding | Pad Length | Next Header | ICV
+
+Inbound, `decrypt` runs the RFC 4303 §3.4 steps in their order: length sanity, the
+anti-replay check (before the ICV, so duplicates cost nothing), ICV verification and
+decryption, padding check, then the anti-replay window update (only now, §3.4.3).
+
+Every inbound failure is an `EspDropError` subclass naming its counter; no other
+exception leaves `decrypt` whatever the bytes. The counters `packets_out`, `bytes_out`,
+`packets_in` and `bytes_in` count payload bytes (the IP packet carried, without ESP
+overhead) for the SADB byte lifetimes (RFC 2367 §2.3.4).
+
+An `EspSa` is not locked: give each SA direction to one thread, as the dataplane does.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+from larval.crypto.algorithms import AALG_NONE
+from larval.esp.errors import (
+    EspBadPaddingError,
+    EspConfigError,
+    EspDummyPacket,
+    EspError,
+    EspMalformedError,
+    EspSeqExhausted,
+    EspTruncatedError,
+    EspUnknownSpiError,
+)
+from larval.esp.replay import EspReplayWindow
+from larval.esp.transforms import BytesLike, IvSource, make_transform
+
+__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspMode", "EspSa"]
+
+EspMode = Literal["tunnel", "transport"]
+
+ESP_HEADER_LEN = 8
+IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
+
+_SPI_SEQ = struct.Struct(">II")
+_U32 = struct.Struct(">I")
+_SEQ_MAX_32 = (1 << 32) - 1
+_SEQ_MAX_64 = (1 << 64) - 1
+
+# RFC 4303 §2.4: the default padding is 1, 2, 3, ...; index = Pad Length.
+_PADDING = tuple(bytes(range(1, n + 1)) for n in range(256))
+# Padding || Pad Length, by Pad Length; and the Next Header byte, by value.
+_PAD_TRAILER = tuple(_PADDING[n] + bytes((n,)) for n in range(256))
+_BYTE = tuple(bytes((n,)) for n in range(256))
+
+
+class EspSa:
+    """One direction of an ESP SA: keys, sequence numbers, replay window and counters."""
+
+    __slots__ = (
+        "_iv",
+        "_min_len",
+        "_overhead",
+        "_pad_to",
+        "_seq_max",
+        "_transform",
+        "bytes_in",
+        "bytes_out",
+        "esn",
+        "mode",
+        "packets_in",
+        "packets_out",
+        "replay",
+        "seq",
+        "spi",
+    )
+
+    def __init__(
+        self,
+        spi: int,
+        encrypt_alg: int,
+        encrypt_key: bytes,
+        auth_alg: int = AALG_NONE,
+        auth_key: bytes = b"",
+        *,
+        esn: bool = False,
+        replay_window: int = 64,
+        mode: EspMode = "tunnel",
+        iv_source: IvSource | None = None,
+    ) -> None:
+        # RFC 4303 §2.1: SPIs 1..255 are reserved by IANA, 0 is local-only.
+        if not 256 <= spi <= _SEQ_MAX_32:
+            raise EspConfigError(f"SPI {spi:#x} outside 0x100..0xffffffff (RFC 4303 §2.1)")
+        if mode not in ("tunnel", "transport"):
+            raise EspConfigError(f"mode {mode!r}; expected 'tunnel' or 'transport'")
+        self._transform = make_transform(encrypt_alg, encrypt_key, auth_alg, auth_key)
+        self.spi = spi
+        self.mode: EspMode = mode
+        self.esn = esn
+        # Highest sequence number sent; the first packet carries 1 (RFC 4303 §3.3.3).
+        self.seq = 0
+        self._seq_max = _SEQ_MAX_64 if esn else _SEQ_MAX_32
+        self.replay = EspReplayWindow(replay_window, esn=esn)
+        self._iv: IvSource = iv_source or self._transform.default_iv
+        self._pad_to = self._transform.pad_to
+        t = self._transform
+        self._overhead = ESP_HEADER_LEN + t.iv_size + t.icv_size
+        # Header, IV, at least Pad Length and Next Header (a whole block), ICV.
+        self._min_len = self._overhead + max(2, t.block_size)
+        self.packets_out = 0
+        self.bytes_out = 0
+        self.packets_in = 0
+        self.bytes_in = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"EspSa(spi={self.spi:#010x}, {self._transform.name}, mode={self.mode}, "
+            f"esn={self.esn}, seq={self.seq}, window={self.replay.size})"
+        )
+
+    @property
+    def transform_name(self) -> str:
+        return self._transform.name
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        seq = self.seq + 1
+        if seq > self._seq_max:
+            # RFC 4303 §3.3.3: the counter must not cycle; a new SA is needed.
+            raise EspSeqExhausted(f"SPI {self.spi:#010x}: sequence number space exhausted")
+        self.seq = seq
+        return seq
+
+    def esp_length(self, payload_len: int) -> int:
+        """The length of the ESP packet that carries a payload of `payload_len` bytes."""
+        return self._overhead + payload_len + 2 + (-(payload_len + 2) % self._pad_to)
+
+    def encrypt(self, inner: bytes, next_header: int) -> bytes:
+        """Protect `inner` (Next Header `next_header`); the whole ESP packet."""
+        if not 0 <= next_header <= 255:
+            raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
+        seq = self._next_seq()
+        n = len(inner)
+        plaintext = inner + _PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header]
+        header = _SPI_SEQ.pack(self.spi, seq & _SEQ_MAX_32)
+        seq_hi = _U32.pack(seq >> 32) if self.esn else b""
+        esp = self._transform.seal(header, seq_hi, self._iv(seq), plaintext)
+        self.packets_out += 1
+        self.bytes_out += n
+        return esp
+
+    def encrypt_with_headroom(self, inner: bytes, next_header: int, headroom: int) -> bytearray:
+        """Like `encrypt`, with `headroom` zero bytes before the ESP header.
+
+        The caller writes the outer IP (and UDP) header there, so the packet is built in
+        one buffer; the AEADs write their output in place (`encrypt_into`).
+        """
+        if not 0 <= next_header <= 255:
+            raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
+        seq = self._next_seq()
+        n = len(inner)
+        padlen = -(n + 2) % self._pad_to
+        plaintext = inner + _PAD_TRAILER[padlen] + _BYTE[next_header]
+        header = _SPI_SEQ.pack(self.spi, seq & _SEQ_MAX_32)
+        seq_hi = _U32.pack(seq >> 32) if self.esn else b""
+        buf = bytearray(headroom + self._overhead + n + 2 + padlen)
+        self._transform.seal_into(buf, headroom, header, seq_hi, self._iv(seq), plaintext)
+        self.packets_out += 1
+        self.bytes_out += n
+        return buf
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def decrypt(self, esp: BytesLike) -> tuple[int, bytes]:
+        """Verify and decrypt one ESP packet; (Next Header, payload).
+
+        Raises an `EspDropError` subclass, and nothing else, for any bytes.
+        """
+        n = len(esp)
+        if n < self._min_len:
+            raise EspTruncatedError(f"ESP packet of {n} bytes; at least {self._min_len}")
+        t = self._transform
+        if (n - self._overhead) % t.block_size:
+            raise EspMalformedError(f"ciphertext not a multiple of {t.block_size} bytes")
+        spi, seql = _SPI_SEQ.unpack_from(esp)
+        if spi != self.spi:
+            raise EspUnknownSpiError(f"SPI {spi:#010x} sent to the SA of {self.spi:#010x}")
+        replay = self.replay
+        # RFC 4303 §3.4.3: the replay check comes before the ICV check.
+        seq = replay.check(seql)
+        seq_hi = _U32.pack(seq >> 32) if self.esn else b""
+        plaintext = t.open(esp, seq_hi)
+        padlen = plaintext[-2]
+        end = len(plaintext) - 2 - padlen
+        if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
+            raise EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
+        # RFC 4303 §3.4.3: the window moves only once the packet is authenticated.
+        replay.update(seq)
+        self.packets_in += 1
+        self.bytes_in += end
+        next_header = plaintext[-1]
+        if next_header == IPPROTO_NONE:
+            raise EspDummyPacket("dummy packet (Next Header 59) discarded")
+        return next_header, plaintext[:end]
