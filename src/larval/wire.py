@@ -13,8 +13,6 @@ ports and addresses inside sockaddrs).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from larval.errors import DecodeError, LarvalError
 
@@ -152,22 +150,37 @@ class Buffer:
             self.push_bytes(_ZEROS[:pad])
 
 
-@contextmanager
-def push_block_len64(buf: Buffer, len_offset: int = 0) -> Iterator[None]:
+# Lower-case: it reads as a function call, ``with push_block_len64(buf):``.
+class push_block_len64:
     """Write a block whose u16 length field counts 64-bit words, inclusive.
 
     The block starts at the current position; the body of the ``with`` writes it,
     including a placeholder for the length field ``len_offset`` bytes in. On exit the
     block is zero-padded to a multiple of 8 bytes (RFC 2367 §2.2: every extension and
-    message is a whole number of 64-bit words) and the field is patched.
+    message is a whole number of 64-bit words) and the field is patched. A class rather
+    than a generator-based context manager: it runs once per extension encoded.
     """
-    start = buf.tell()
-    yield
-    buf.push_padding64(start)
-    end = buf.tell()
-    words = (end - start) // 8
-    if words > 0xFFFF:
-        raise BufferWriteError(f"block of {end - start} bytes too long for a 16-bit length")
-    buf.seek(start + len_offset)
-    buf.push_u16(words)
-    buf.seek(end)
+
+    __slots__ = ("_buf", "_len_offset", "_start")
+
+    def __init__(self, buf: Buffer, len_offset: int = 0) -> None:
+        self._buf = buf
+        self._len_offset = len_offset
+        self._start = buf.tell()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            return
+        buf = self._buf
+        start = self._start
+        buf.push_padding64(start)
+        end = buf.tell()
+        words = (end - start) // 8
+        if words > 0xFFFF:
+            raise BufferWriteError(f"block of {end - start} bytes too long for a 16-bit length")
+        buf.seek(start + self._len_offset)
+        buf.push_u16(words)
+        buf.seek(end)

@@ -1,0 +1,89 @@
+"""The byte cursor under the PF_KEY codec."""
+
+from __future__ import annotations
+
+import pytest
+
+from larval.errors import DecodeError
+from larval.wire import Buffer, BufferReadError, BufferWriteError, push_block_len64
+
+
+def test_pull_host_and_network_order() -> None:
+    buf = Buffer(bytes.fromhex("01 0201 04030201 0807060504030201 0102 01020304 ff"))
+    assert buf.pull_u8() == 1
+    assert buf.pull_u16() == 0x0102
+    assert buf.pull_u32() == 0x01020304
+    assert buf.pull_u64() == 0x0102030405060708
+    assert buf.pull_u16be() == 0x0102
+    assert buf.pull_u32be() == 0x01020304
+    assert buf.remaining() == 1 and not buf.eof()
+    assert buf.pull_bytes(1) == b"\xff"
+    assert buf.eof() and buf.tell() == 22
+
+
+def test_read_past_end() -> None:
+    buf = Buffer(b"\x01\x02\x03")
+    with pytest.raises(BufferReadError):
+        buf.pull_u32()
+    assert buf.tell() == 0  # a failed read does not move the cursor
+    with pytest.raises(DecodeError):
+        buf.pull_bytes(4)
+    with pytest.raises(BufferReadError):
+        buf.pull_bytes(-1)
+
+
+def test_push_and_data() -> None:
+    buf = Buffer()
+    buf.push_u8(1)
+    buf.push_u16(0x0203)
+    buf.push_u32(0x04050607)
+    buf.push_u64(1)
+    buf.push_u16be(0x0102)
+    buf.push_u32be(0x01020304)
+    buf.push_bytes(b"xy")
+    assert buf.data == bytes.fromhex("01 0302 07060504 0100000000000000 0102 01020304 7879")
+
+
+def test_seek_back_overwrites() -> None:
+    buf = Buffer(b"abcdef")
+    buf.seek(2)
+    buf.push_bytes(b"ZZ")
+    assert buf.data == b"abZZef" and buf.tell() == 4
+    with pytest.raises(BufferWriteError):
+        buf.seek(7)
+
+
+def test_capacity() -> None:
+    buf = Buffer(capacity=4)
+    buf.push_u32(0)
+    with pytest.raises(BufferWriteError):
+        buf.push_u8(0)
+
+
+@pytest.mark.parametrize("body", [0, 1, 4, 7, 8, 9])
+def test_block_len64_pads_and_patches(body: int) -> None:
+    buf = Buffer()
+    buf.push_bytes(b"\xee" * 3)  # blocks need not start at 0
+    with push_block_len64(buf):
+        buf.push_u16(0)  # placeholder
+        buf.push_bytes(b"\xaa" * body)
+    block = buf.data[3:]
+    assert len(block) % 8 == 0 and len(block) >= 2 + body
+    assert int.from_bytes(block[:2], "little") * 8 == len(block)
+    assert block[2 + body :] == bytes(len(block) - 2 - body)
+
+
+def test_block_len64_nested_with_offset() -> None:
+    buf = Buffer()
+    with push_block_len64(buf, 4):
+        buf.push_bytes(bytes(8))
+        with push_block_len64(buf):
+            buf.push_bytes(bytes(12))
+    assert buf.data[4:6] == b"\x03\x00"  # 8 + 16 bytes
+    assert buf.data[8:10] == b"\x02\x00"
+
+
+def test_block_len64_too_long() -> None:
+    buf = Buffer()
+    with pytest.raises(BufferWriteError), push_block_len64(buf):
+        buf.push_bytes(bytes(8 * 0x10000))
