@@ -134,7 +134,7 @@ def test_mutated_vectors(data: bytes) -> None:
     _check(data)
 
 
-# -- (c) generated messages round-trip --------------------------------------------------
+# -- (c) messages drawn by Hypothesis round-trip -------------------------------------
 
 _v4 = st.builds(
     SadbAddress,
