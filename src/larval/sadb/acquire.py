@@ -92,6 +92,8 @@ class AcquireTable:
         pair (same sequence number, reversed addresses) must not release it (illumos
         esp_add_sa_finish matches the destination for the same reason).
         """
+        if not self._by_key:
+            return []  # the common case, without the lock
         with self._lock:
             found = [
                 r

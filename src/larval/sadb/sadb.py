@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import enum
 import errno
+import functools
 import ipaddress
 import os
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
 from larval.pfkey import (
@@ -68,6 +69,9 @@ DEFAULT_LARVAL_LIFETIME = 90
 MIN_SPI = 256
 MAX_SPI = 0xFFFFFFFF
 
+#: A request's extensions by type.
+Exts = dict[int, Extension]
+
 SUPPORTED_SATYPES: tuple[int, ...] = (SaType.AH, SaType.ESP)
 
 
@@ -79,8 +83,9 @@ class Audience(enum.Enum):
     REGISTERED = "registered"  # sockets registered for the SA type (ACQUIRE, EXPIRE)
 
 
-@dataclass(frozen=True, slots=True)
-class PfkeyReply:
+class PfkeyReply(NamedTuple):
+    """A PF_KEY message for the socket layer to send, and to whom."""
+
     message: PfkeyMessage
     audience: Audience
 
@@ -93,6 +98,27 @@ def _random_spi(low: int, high: int) -> int:
 
 def _packed(ext: SadbAddress) -> bytes:
     return ext.addr.packed
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_ext(ext_type: int, packed: bytes, port: int, proto: int) -> SadbAddress:
+    """The address extension of a reply, shared: SAs have few distinct peers."""
+    return SadbAddress(ext_type, ipaddress.ip_address(packed), port, proto)
+
+
+#: Extensions that GETSPI, ADD and UPDATE may carry beyond the ones they need.
+_OPTIONAL_EXTS = frozenset(
+    {
+        ExtType.X_KM_COOKIE,
+        ExtType.X_REPLAY_VALUE,
+        ExtType.X_PAIR,
+        ExtType.X_LIFETIME_IDLE,
+        ExtType.X_ADDRESS_NATT_LOC,
+        ExtType.X_ADDRESS_NATT_REM,
+        ExtType.ADDRESS_PROXY,
+        ExtType.X_ADDRESS_INNER_DST,
+    }
+)
 
 
 def _lifetime_of(ext: SadbLifetime | None) -> Lifetime | None:
@@ -136,13 +162,14 @@ class Sadb:
     ) -> None:
         self.counters = SadbCounters()
         self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
+        self._inbound = {t: table.inbound_index for t, table in self._tables.items()}
         self._acquires = AcquireTable(self.counters, acquire_hold_limit, acquire_timeout)
         self._on_inbound_release = on_inbound_release or _discard
         self._on_outbound_release = on_outbound_release or _discard
         self.larval_lifetime = larval_lifetime
         self.hold_limit = hold_limit
         self._spi_random = spi_random
-        self._handlers: dict[int, Callable[[PfkeyMessage, float], list[PfkeyReply]]] = {
+        self._handlers: dict[int, Callable[[PfkeyMessage, Exts, float], list[PfkeyReply]]] = {
             SadbMsgType.GETSPI: self._getspi,
             SadbMsgType.UPDATE: self._update,
             SadbMsgType.ADD: self._add,
@@ -171,7 +198,8 @@ class Sadb:
                     Diagnostic.UNKNOWN_MSG,
                     f"message type {msg.msg_type} is not an SADB request",
                 )
-            return handler(msg, now)
+            # One pass over the extensions; decode refused duplicates (RFC 2367 §2.3).
+            return handler(msg, {e.ext_type: e for e in reversed(msg.extensions)}, now)
         except SadbError as e:
             return [self.error_reply(msg, e)]
 
@@ -193,9 +221,12 @@ class Sadb:
     def lookup_inbound(
         self, spi: int, dst: bytes, satype: int = SaType.ESP
     ) -> SecurityAssociation | None:
-        """The SA for an inbound packet, by (SPI, destination, protocol), in O(1)."""
-        table = self._tables.get(satype)
-        return table.get(spi, dst) if table is not None else None
+        """The SA for an inbound packet, by (SPI, destination, protocol), in O(1).
+
+        One dict lookup and no lock: this runs once per packet.
+        """
+        index = self._inbound.get(satype)
+        return index.get((spi, dst)) if index is not None else None
 
     def hold_inbound(self, sa: SecurityAssociation, packet: Packet) -> HoldResult:
         """Hold `packet` on `sa` if it is still LARVAL (checked under its lock)."""
@@ -301,11 +332,11 @@ class Sadb:
 
     # -- requests -----------------------------------------------------------------------
 
-    def _getspi(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _getspi(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """GETSPI <base, address(S, D), SPI range> -> <base, SA(LARVAL), address(S, D)>."""
         table = self._table(msg)
-        src, dst = self._addresses(msg)
-        spirange = msg.find(ExtType.SPIRANGE)
+        src, dst = self._addresses(msg, ext)
+        spirange = ext.get(ExtType.SPIRANGE)
         if not isinstance(spirange, SadbSpirange):
             raise SadbError(errno.EINVAL, Diagnostic.MISSING_RANGE, "GETSPI needs an SPI range")
         low, high = max(spirange.min, MIN_SPI), min(spirange.max, MAX_SPI)
@@ -327,7 +358,7 @@ class Sadb:
             msg.satype,
             seq=msg.seq,
             pid=msg.pid,
-            extensions=(SadbSa(sa.spi, state=SaState.LARVAL), *self._address_exts(sa)),
+            extensions=(SadbSa(sa.spi, 0, SaState.LARVAL), *self._address_exts(sa)),
         )
         return [PfkeyReply(reply, Audience.SENDER)]
 
@@ -347,17 +378,17 @@ class Sadb:
                 return sa.spi
         raise SadbError(errno.EEXIST, Diagnostic.NONE, f"no free SPI in {low:#x}-{high:#x}")
 
-    def _update(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _update(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """UPDATE: a LARVAL SA gets its keys and matures; a MATURE one new lifetimes."""
-        sa = self._update_one(msg, now)
+        sa = self._update_one(msg, ext, now)
         return [self._all_reply(msg, sa)]
 
-    def _update_one(self, msg: PfkeyMessage, now: float) -> SecurityAssociation:
-        sa = self._find(msg)
-        sa_ext = self._sa(msg)
+    def _update_one(self, msg: PfkeyMessage, ext: Exts, now: float) -> SecurityAssociation:
+        sa = self._find(msg, ext)
+        sa_ext = self._sa(msg, ext)
         _check_mature(msg, sa_ext)
-        akey, ekey = msg.find(ExtType.KEY_AUTH), msg.find(ExtType.KEY_ENCRYPT)
-        soft, hard = self._lifetimes(msg)
+        akey, ekey = ext.get(ExtType.KEY_AUTH), ext.get(ExtType.KEY_ENCRYPT)
+        soft, hard = self._lifetimes(msg, ext)
         released = False
         with sa.lock:
             if akey is not None or ekey is not None:
@@ -392,11 +423,11 @@ class Sadb:
         self._release_acquires(sa)
         return sa
 
-    def _add(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _add(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """ADD <base, SA, [lifetimes], address(S, D), key(A, E)>: a MATURE SA at once."""
         table = self._table(msg)
-        sa_ext = self._sa(msg)
-        src, dst = self._addresses(msg)
+        sa_ext = self._sa(msg, ext)
+        src, dst = self._addresses(msg, ext)
         _check_mature(msg, sa_ext)
         if sa_ext.spi < MIN_SPI:
             raise SadbError(
@@ -404,9 +435,9 @@ class Sadb:
                 Diagnostic.MALFORMED_SA,
                 f"SPI {sa_ext.spi} is reserved (RFC 4303 §2.1)",
             )
-        akey, ekey = msg.find(ExtType.KEY_AUTH), msg.find(ExtType.KEY_ENCRYPT)
+        akey, ekey = ext.get(ExtType.KEY_AUTH), ext.get(ExtType.KEY_ENCRYPT)
         self._check_keys(msg.satype, sa_ext, akey, ekey)
-        soft, hard = self._lifetimes(msg)
+        soft, hard = self._lifetimes(msg, ext)
         sa = SecurityAssociation(
             sa_ext.spi, msg.satype, _packed(src), _packed(dst), SaState.MATURE, now,
             src_port=src.port, dst_port=dst.port, proto=dst.proto,
@@ -421,22 +452,22 @@ class Sadb:
         self._release_acquires(sa)
         return [self._all_reply(msg, sa)]
 
-    def _delete(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _delete(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """DELETE <base, SA(*), address(S*, D)>."""
-        sa = self._find(msg)
+        sa = self._find(msg, ext)
         self._kill(sa)
         return [self._all_reply(msg, sa)]
 
-    def _get(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _get(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """GET <base, SA(*), address(S*, D)> -> the whole SA, keys included, to the sender."""
-        sa = self._find(msg)
+        sa = self._find(msg, ext)
         reply = PfkeyMessage(
             SadbMsgType.GET, msg.satype, seq=msg.seq, pid=msg.pid,
             extensions=self._full_exts(sa, with_keys=True),
         )  # fmt: skip
         return [PfkeyReply(reply, Audience.SENDER)]
 
-    def _acquire(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _acquire(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """A key manager's ACQUIRE with errno set: it could not get the SA (RFC 2367 §3.1.6)."""
         if msg.errno == 0:
             raise SadbError(
@@ -445,7 +476,7 @@ class Sadb:
         self._acquires.fail(msg.seq)
         return []
 
-    def _register(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _register(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """REGISTER -> <base, supported(A, E)>: what larval's ESP implements (§3.1.7)."""
         if msg.satype != SaType.UNSPEC and msg.satype not in SUPPORTED_SATYPES:
             raise SadbError(
@@ -457,7 +488,7 @@ class Sadb:
         )  # fmt: skip
         return [PfkeyReply(reply, Audience.SENDER)]
 
-    def _flush(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _flush(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """FLUSH: every SA of the type (all types for UNSPEC) is deleted."""
         for satype in self._satypes(msg):
             for sa in self._tables[satype]:
@@ -466,12 +497,12 @@ class Sadb:
         reply = PfkeyMessage(SadbMsgType.FLUSH, msg.satype, seq=msg.seq, pid=msg.pid)
         return [PfkeyReply(reply, Audience.ALL)]
 
-    def _dump(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _dump(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """DUMP: one message per SA, then a lone base header to mark the end.
 
         With SADB_X_EXT_EDUMP only the SAs idle for longer than its timeout are listed.
         """
-        edump = msg.find(ExtType.X_EDUMP)
+        edump = ext.get(ExtType.X_EDUMP)
         idle_over = edump.timeout if isinstance(edump, SadbXEdump) else None
         replies = []
         for satype in self._satypes(msg):
@@ -489,30 +520,30 @@ class Sadb:
         replies.append(PfkeyReply(end, Audience.SENDER))
         return replies
 
-    def _updatepair(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _updatepair(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """X_UPDATEPAIR: UPDATE the SA, then give its pair the same lifetimes."""
-        sa = self._update_one(msg, now)
+        sa = self._update_one(msg, ext, now)
         pair = self._pair_of(sa)
         if pair is not None:
-            soft, hard = self._lifetimes(msg)
+            soft, hard = self._lifetimes(msg, ext)
             with pair.lock:
                 if pair.state in (SaState.MATURE, SaState.DYING):
                     pair.soft = soft if soft is not None else pair.soft
                     pair.hard = hard if hard is not None else pair.hard
         return [self._all_reply(msg, sa)]
 
-    def _delpair(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _delpair(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """X_DELPAIR: DELETE the SA and the SA paired with it."""
-        sa = self._find(msg)
+        sa = self._find(msg, ext)
         pair = self._pair_of(sa)
         self._kill(sa)
         if pair is not None:
             self._kill(pair)
         return [self._all_reply(msg, sa)]
 
-    def _delpair_state(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]:
+    def _delpair_state(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """X_DELPAIR_STATE: delete every SA (and its pair) in the state the SA extension names."""
-        sa_ext = self._sa(msg)
+        sa_ext = self._sa(msg, ext)
         for satype in self._satypes(msg):
             for sa in self._tables[satype]:
                 if sa.state == sa_ext.state:
@@ -544,8 +575,8 @@ class Sadb:
         return (msg.satype,)
 
     @staticmethod
-    def _sa(msg: PfkeyMessage) -> SadbSa:
-        sa_ext = msg.find(ExtType.SA)
+    def _sa(msg: PfkeyMessage, ext: Exts) -> SadbSa:
+        sa_ext = ext.get(ExtType.SA)
         if not isinstance(sa_ext, SadbSa):
             raise SadbError(
                 errno.EINVAL, Diagnostic.MISSING_SA, f"{_msg_name(msg)} needs an SA extension"
@@ -553,9 +584,9 @@ class Sadb:
         return sa_ext
 
     @staticmethod
-    def _addresses(msg: PfkeyMessage) -> tuple[SadbAddress, SadbAddress]:
+    def _addresses(msg: PfkeyMessage, ext: Exts) -> tuple[SadbAddress, SadbAddress]:
         """Source and destination, both required."""
-        src, dst = Sadb._dst_and_src(msg)
+        src, dst = Sadb._dst_and_src(msg, ext)
         if src is None:
             raise SadbError(
                 errno.EINVAL, Diagnostic.MISSING_SRC, f"{_msg_name(msg)} needs a source address"
@@ -563,10 +594,10 @@ class Sadb:
         return src, dst
 
     @staticmethod
-    def _dst_and_src(msg: PfkeyMessage) -> tuple[SadbAddress | None, SadbAddress]:
+    def _dst_and_src(msg: PfkeyMessage, ext: Exts) -> tuple[SadbAddress | None, SadbAddress]:
         """Destination required, source optional (RFC 2367 §3.1: address(S*, D))."""
-        src = msg.find(ExtType.ADDRESS_SRC)
-        dst = msg.find(ExtType.ADDRESS_DST)
+        src = ext.get(ExtType.ADDRESS_SRC)
+        dst = ext.get(ExtType.ADDRESS_DST)
         if not isinstance(dst, SadbAddress):
             raise SadbError(
                 errno.EINVAL,
@@ -575,7 +606,7 @@ class Sadb:
             )
         if not isinstance(src, SadbAddress):
             return None, dst
-        if src.addr.version != dst.addr.version:
+        if type(src.addr) is not type(dst.addr):
             raise SadbError(
                 errno.EINVAL,
                 Diagnostic.AF_MISMATCH,
@@ -583,10 +614,10 @@ class Sadb:
             )
         return src, dst
 
-    def _find(self, msg: PfkeyMessage) -> SecurityAssociation:
+    def _find(self, msg: PfkeyMessage, ext: Exts) -> SecurityAssociation:
         table = self._table(msg)
-        sa_ext = self._sa(msg)
-        src, dst = self._dst_and_src(msg)
+        sa_ext = self._sa(msg, ext)
+        src, dst = self._dst_and_src(msg, ext)
         sa = table.get(sa_ext.spi, _packed(dst))
         if sa is None or (src is not None and sa.src != _packed(src)):
             raise SadbError(
@@ -600,13 +631,13 @@ class Sadb:
         return self._tables[sa.satype].get(sa.pair_spi, sa.src)
 
     @staticmethod
-    def _lifetimes(msg: PfkeyMessage) -> tuple[Lifetime | None, Lifetime | None]:
-        soft_ext = msg.find(ExtType.LIFETIME_SOFT)
-        hard_ext = msg.find(ExtType.LIFETIME_HARD)
+    def _lifetimes(msg: PfkeyMessage, ext: Exts) -> tuple[Lifetime | None, Lifetime | None]:
+        soft_ext = ext.get(ExtType.LIFETIME_SOFT)
+        hard_ext = ext.get(ExtType.LIFETIME_HARD)
         soft = _lifetime_of(soft_ext if isinstance(soft_ext, SadbLifetime) else None)
         hard = _lifetime_of(hard_ext if isinstance(hard_ext, SadbLifetime) else None)
         _check_soft_below_hard(soft, hard)
-        idle_ext = msg.find(ExtType.X_LIFETIME_IDLE)
+        idle_ext = ext.get(ExtType.X_LIFETIME_IDLE)
         if isinstance(idle_ext, SadbLifetime):
             idle = Lifetime(0, 0, idle_ext.addtime, idle_ext.usetime)
             _check_soft_below_hard(idle, hard)
@@ -686,6 +717,8 @@ class Sadb:
         """The extensions any of GETSPI, ADD and UPDATE may carry."""
         for ext in msg.extensions:
             t = ext.ext_type
+            if t not in _OPTIONAL_EXTS:
+                continue
             if t == ExtType.X_KM_COOKIE and isinstance(ext, SadbXKmc):
                 sa.km_proto, sa.km_cookie = ext.proto, ext.cookie
             elif t == ExtType.X_REPLAY_VALUE and isinstance(ext, SadbXReplayCtr):
@@ -741,8 +774,8 @@ class Sadb:
     @staticmethod
     def _address_exts(sa: SecurityAssociation) -> tuple[SadbAddress, SadbAddress]:
         return (
-            SadbAddress(ExtType.ADDRESS_SRC, ipaddress.ip_address(sa.src), sa.src_port, sa.proto),
-            SadbAddress(ExtType.ADDRESS_DST, ipaddress.ip_address(sa.dst), sa.dst_port, sa.proto),
+            _address_ext(ExtType.ADDRESS_SRC, sa.src, sa.src_port, sa.proto),
+            _address_ext(ExtType.ADDRESS_DST, sa.dst, sa.dst_port, sa.proto),
         )
 
     def _full_exts(

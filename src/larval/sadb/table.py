@@ -43,6 +43,11 @@ class SaTable:
         """Inbound lookup, O(1), lock-free."""
         return self._inbound.get((spi, dst))
 
+    @property
+    def inbound_index(self) -> dict[InboundKey, SecurityAssociation]:
+        """The inbound dict itself, for the dataplane's lock-free lookups. Read it only."""
+        return self._inbound
+
     def insert_if_absent(self, sa: SecurityAssociation) -> bool:
         """Insert `sa` unless its (SPI, destination) is taken; False if it was."""
         key = (sa.spi, sa.dst)
