@@ -74,5 +74,8 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
             "lookups_per_s": 1_000_000,
             "bytes_per_sa": 1024,
         },
-        "note": "PF_KEY messages as objects (no socket, no encode/decode); each pair includes building its UPDATE; one thread; resident memory",
+        "note": (
+            "PF_KEY messages as objects (no socket, no encode/decode); each pair includes "
+            "building its UPDATE; one thread; resident memory"
+        ),
     }
