@@ -60,6 +60,10 @@ SaLookup = Callable[[int], "EspSa | None"]
 _SPI = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _IPV4_DF = 0x4000
+# Total Length, Flags/Fragment Offset, Protocol of an IPv4 header.
+_IPV4_FAST = struct.Struct(">2xH2xHxB")
+# (inner IP version, Next Header) pairs a tunnel may carry.
+_TUNNEL_NEXT_HEADERS = frozenset({(4, IPPROTO_IPV4), (6, IPPROTO_IPV6)})
 _UDP_LEN = 8
 
 
@@ -70,11 +74,27 @@ class EspInbound(NamedTuple):
     packet: bytes
 
 
-def _udp_fill(buf: bytearray, offset: int, ports: tuple[int, int], src: bytes, dst: bytes) -> None:
-    length = len(buf) - offset
-    UDP_HEADER.pack_into(buf, offset, ports[0], ports[1], length, 0)
+def _ipv4_header(total: int, ident: int, tos: int, flags: int, ttl: int, protocol: int,
+                 src: bytes, dst: bytes) -> bytes:  # fmt: skip
+    # RFC 1071: the one's-complement sum of the header's 16-bit words is their value
+    # modulo 0xFFFF (0x10000 ≡ 1); the addresses sum as one 64-bit number.
+    words = (
+        int.from_bytes(src + dst) % 0xFFFF
+        + (0x4500 | tos) + total + ident + flags + (ttl << 8 | protocol)
+    )  # fmt: skip
+    checksum = ~(words % 0xFFFF or 0xFFFF) & 0xFFFF
+    return IPV4_HEADER.pack(0x45, tos, total, ident, flags, ttl, protocol, checksum, src, dst)
+
+
+def _udp(ports: tuple[int, int], src: bytes, dst: bytes, esp: bytes) -> bytes:
+    """The UDP header and `esp`; the checksum is zero over IPv4 (RFC 3948 §2.1) and computed
+    over IPv6, where zero is not allowed (RFC 8200 §8.1)."""
+    length = _UDP_LEN + len(esp)
+    header = UDP_HEADER.pack(ports[0], ports[1], length, 0)
     if len(src) == 16:
-        _U16.pack_into(buf, offset + 6, udp_checksum(src, dst, memoryview(buf)[offset:]))
+        checksum = udp_checksum(src, dst, header + esp)
+        header = UDP_HEADER.pack(ports[0], ports[1], length, checksum)
+    return header + esp
 
 
 def esp_encapsulate_tunnel(
@@ -85,69 +105,63 @@ def esp_encapsulate_tunnel(
     *,
     nat_t_ports: tuple[int, int] | None = None,
     ttl: int = 64,
-) -> bytearray:
+) -> bytes:
     """The outer packet carrying `inner` (an IPv4 or IPv6 packet) in tunnel mode.
 
     `outer_src` and `outer_dst` are packed addresses: 4 bytes for an IPv4 outer header,
-    16 for IPv6.
+    16 for IPv6. `nat_t_ports` = (source, destination) adds a UDP header (RFC 3948).
     """
-    if not inner:
-        raise EspError("empty inner packet")
+    if len(inner) < 2:
+        raise EspError(f"inner packet of {len(inner)} bytes")
     version = inner[0] >> 4
     if version == 4:
         next_header = IPPROTO_IPV4
-        tos = inner[1] if len(inner) > 1 else 0
+        tos = inner[1]
         flags = _IPV4_DF if len(inner) > 6 and inner[6] & 0x40 else 0
     elif version == 6:
         next_header = IPPROTO_IPV6
-        tos = ((inner[0] & 0x0F) << 4 | inner[1] >> 4) if len(inner) > 1 else 0
+        tos = (inner[0] & 0x0F) << 4 | inner[1] >> 4
         flags = 0
     else:
         raise EspError(f"inner packet of IP version {version}")
-    udp = _UDP_LEN if nat_t_ports else 0
-    if len(outer_src) == 4 and len(outer_dst) == 4:
-        buf = sa.encrypt_with_headroom(inner, next_header, 20 + udp)
-        IPV4_HEADER.pack_into(
-            buf, 0, 0x45, tos, len(buf), sa.seq & 0xFFFF, flags, ttl,
-            IPPROTO_UDP if udp else IPPROTO_ESP, 0, outer_src, outer_dst,
-        )  # fmt: skip
-        _U16.pack_into(buf, 10, internet_checksum(buf[:20]))
-        if nat_t_ports:
-            _udp_fill(buf, 20, nat_t_ports, outer_src, outer_dst)
-        return buf
-    if len(outer_src) == 16 and len(outer_dst) == 16:
-        buf = sa.encrypt_with_headroom(inner, next_header, 40 + udp)
-        IPV6_HEADER.pack_into(
-            buf, 0, 0x60000000 | tos << 20, len(buf) - 40,
-            IPPROTO_UDP if udp else IPPROTO_ESP, ttl, outer_src, outer_dst,
-        )  # fmt: skip
-        if nat_t_ports:
-            _udp_fill(buf, 40, nat_t_ports, outer_src, outer_dst)
-        return buf
-    raise EspError("outer addresses must both be 4 bytes (IPv4) or both 16 bytes (IPv6)")
+    v4 = len(outer_src) == 4 and len(outer_dst) == 4
+    if not v4 and not (len(outer_src) == 16 and len(outer_dst) == 16):
+        raise EspError("outer addresses must both be 4 bytes (IPv4) or both 16 bytes (IPv6)")
+    esp = sa.encrypt(inner, next_header)
+    protocol = IPPROTO_ESP
+    if nat_t_ports:
+        esp = _udp(nat_t_ports, outer_src, outer_dst, esp)
+        protocol = IPPROTO_UDP
+    if v4:
+        # RFC 6864 §4.1: the ID only has to differ among packets that may be fragmented.
+        ident = sa.seq & 0xFFFF
+        return _ipv4_header(20 + len(esp), ident, tos, flags, ttl, protocol, outer_src,
+                            outer_dst) + esp  # fmt: skip
+    first = 0x60000000 | tos << 20
+    return IPV6_HEADER.pack(first, len(esp), protocol, ttl, outer_src, outer_dst) + esp
 
 
 def esp_encapsulate_transport(
     sa: EspSa, packet: bytes, *, nat_t_ports: tuple[int, int] | None = None
-) -> bytearray:
+) -> bytes:
     """`packet` with ESP inserted after its IP header (transport mode)."""
     header = parse_ip_header(packet)
     hl = header.header_len
-    udp = _UDP_LEN if nat_t_ports else 0
-    outer_proto = IPPROTO_UDP if udp else IPPROTO_ESP
-    buf = sa.encrypt_with_headroom(packet[hl : header.end], header.protocol, hl + udp)
-    buf[:hl] = packet[:hl]
-    if header.version == 4:
-        buf[9] = outer_proto
-        _U16.pack_into(buf, 2, len(buf))
-        buf[10:12] = b"\x00\x00"
-        _U16.pack_into(buf, 10, internet_checksum(buf[:hl]))
-    else:
-        buf[6] = outer_proto
-        _U16.pack_into(buf, 4, len(buf) - 40)
+    esp = sa.encrypt(packet[hl : header.end], header.protocol)
+    protocol = IPPROTO_ESP
     if nat_t_ports:
-        _udp_fill(buf, hl, nat_t_ports, header.src, header.dst)
-    return buf
+        esp = _udp(nat_t_ports, header.src, header.dst, esp)
+        protocol = IPPROTO_UDP
+    out = bytearray(packet[:hl])
+    if header.version == 4:
+        out[9] = protocol
+        _U16.pack_into(out, 2, hl + len(esp))
+        out[10:12] = b"\x00\x00"
+        _U16.pack_into(out, 10, internet_checksum(out))
+    else:
+        out[6] = protocol
+        _U16.pack_into(out, 4, len(esp))
+    return bytes(out) + esp
 
 
 def esp_decapsulate(sa_lookup: SaLookup, packet: BytesLike) -> EspInbound:
@@ -156,11 +170,21 @@ def esp_decapsulate(sa_lookup: SaLookup, packet: BytesLike) -> EspInbound:
     Tunnel mode returns the inner packet; transport mode the packet with its IP header
     restored. Raises an `EspDropError` subclass, and nothing else, for any bytes.
     """
-    header = parse_ip_header(packet)
+    n = len(packet)
+    if n >= 20 and packet[0] == 0x45:
+        # The common case, an IPv4 header without options, checked inline: a valid header
+        # sums to 0xFFFF, i.e. its value is a multiple of 0xFFFF (RFC 1071).
+        total, frag, protocol = _IPV4_FAST.unpack_from(packet)
+        if 20 <= total <= n and not frag & 0x3FFF and not int.from_bytes(packet[:20]) % 0xFFFF:
+            start, end = 20, total
+        else:
+            header = parse_ip_header(packet)  # raises the precise error
+            start, end, protocol = header.header_len, header.end, header.protocol
+    else:
+        header = parse_ip_header(packet)
+        start, end, protocol = header.header_len, header.end, header.protocol
     view = memoryview(packet)
-    start = header.header_len
-    end = header.end
-    if header.protocol == IPPROTO_UDP:
+    if protocol == IPPROTO_UDP:
         # RFC 3948 §2.1: ESP follows the UDP header directly.
         if end - start < _UDP_LEN:
             raise EspTruncatedError("UDP header truncated")
@@ -169,26 +193,23 @@ def esp_decapsulate(sa_lookup: SaLookup, packet: BytesLike) -> EspInbound:
             raise EspMalformedError(f"UDP length {udp_len}")
         end = start + udp_len
         start += _UDP_LEN
-        if end - start < 8 or bytes(view[start : start + 4]) == NON_ESP_MARKER:
+        if end - start < 8 or view[start : start + 4] == NON_ESP_MARKER:
             # A keepalive or an IKE message (RFC 3948 §2.2, §2.3): not for this path.
             raise EspMalformedError("UDP payload is not ESP (keepalive or IKE)")
-    elif header.protocol != IPPROTO_ESP:
-        raise EspMalformedError(f"IP protocol {header.protocol} is not ESP")
+    elif protocol != IPPROTO_ESP:
+        raise EspMalformedError(f"IP protocol {protocol} is not ESP")
     if end - start < 8:
         raise EspTruncatedError("ESP header truncated")
-    spi = _SPI.unpack_from(view, start)[0]
-    sa = sa_lookup(spi)
+    sa = sa_lookup(_SPI.unpack_from(view, start)[0])
     if sa is None:
-        raise EspUnknownSpiError(f"no SA for SPI {spi:#010x}")
+        raise EspUnknownSpiError(f"no SA for SPI {_SPI.unpack_from(view, start)[0]:#010x}")
     next_header, payload = sa.decrypt(view[start:end])
     if sa.mode == "tunnel":
         # RFC 4303 §2.6, RFC 4301 §5.2: a tunnel carries IP packets only.
-        if not (
-            (next_header == IPPROTO_IPV4 and payload[:1] and payload[0] >> 4 == 4)
-            or (next_header == IPPROTO_IPV6 and payload[:1] and payload[0] >> 4 == 6)
-        ):
+        if not payload or (payload[0] >> 4, next_header) not in _TUNNEL_NEXT_HEADERS:
             raise EspBadNextHeaderError(f"Next Header {next_header} in a tunnel-mode SA")
         return EspInbound(sa, payload)
+    header = parse_ip_header(packet)
     hl = header.header_len
     out = bytearray(view[:hl])
     if header.version == 4:

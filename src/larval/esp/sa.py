@@ -58,10 +58,13 @@ class EspSa:
     """One direction of an ESP SA: keys, sequence numbers, replay window and counters."""
 
     __slots__ = (
+        "_block_size",
         "_iv",
         "_min_len",
+        "_open",
         "_overhead",
         "_pad_to",
+        "_seal",
         "_seq_max",
         "_transform",
         "bytes_in",
@@ -102,8 +105,12 @@ class EspSa:
         self._seq_max = _SEQ_MAX_64 if esn else _SEQ_MAX_32
         self.replay = EspReplayWindow(replay_window, esn=esn)
         self._iv: IvSource = iv_source or self._transform.default_iv
-        self._pad_to = self._transform.pad_to
         t = self._transform
+        # Bound once: the per-packet paths make no attribute lookups they can avoid.
+        self._seal = t.seal
+        self._open = t.open
+        self._pad_to = t.pad_to
+        self._block_size = t.block_size
         self._overhead = ESP_HEADER_LEN + t.iv_size + t.icv_size
         # Header, IV, at least Pad Length and Next Header (a whole block), ICV.
         self._min_len = self._overhead + max(2, t.block_size)
@@ -124,14 +131,6 @@ class EspSa:
 
     # -- outbound -----------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        seq = self.seq + 1
-        if seq > self._seq_max:
-            # RFC 4303 §3.3.3: the counter must not cycle; a new SA is needed.
-            raise EspSeqExhausted(f"SPI {self.spi:#010x}: sequence number space exhausted")
-        self.seq = seq
-        return seq
-
     def esp_length(self, payload_len: int) -> int:
         """The length of the ESP packet that carries a payload of `payload_len` bytes."""
         return self._overhead + payload_len + 2 + (-(payload_len + 2) % self._pad_to)
@@ -140,35 +139,21 @@ class EspSa:
         """Protect `inner` (Next Header `next_header`); the whole ESP packet."""
         if not 0 <= next_header <= 255:
             raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
-        seq = self._next_seq()
+        seq = self.seq + 1
+        if seq > self._seq_max:
+            # RFC 4303 §3.3.3: the counter must not cycle; a new SA is needed.
+            raise EspSeqExhausted(f"SPI {self.spi:#010x}: sequence number space exhausted")
+        self.seq = seq
         n = len(inner)
-        plaintext = inner + _PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header]
+        # RFC 4303 §2.4: pad so that Pad Length and Next Header end on a block boundary.
+        plaintext = inner + (_PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header])
         header = _SPI_SEQ.pack(self.spi, seq & _SEQ_MAX_32)
+        # RFC 4303 §2.2.1: with ESN only the low 32 bits travel in the packet.
         seq_hi = _U32.pack(seq >> 32) if self.esn else b""
-        esp = self._transform.seal(header, seq_hi, self._iv(seq), plaintext)
+        esp = self._seal(header, seq_hi, self._iv(seq), plaintext)
         self.packets_out += 1
         self.bytes_out += n
         return esp
-
-    def encrypt_with_headroom(self, inner: bytes, next_header: int, headroom: int) -> bytearray:
-        """Like `encrypt`, with `headroom` zero bytes before the ESP header.
-
-        The caller writes the outer IP (and UDP) header there, so the packet is built in
-        one buffer; the AEADs write their output in place (`encrypt_into`).
-        """
-        if not 0 <= next_header <= 255:
-            raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
-        seq = self._next_seq()
-        n = len(inner)
-        padlen = -(n + 2) % self._pad_to
-        plaintext = inner + _PAD_TRAILER[padlen] + _BYTE[next_header]
-        header = _SPI_SEQ.pack(self.spi, seq & _SEQ_MAX_32)
-        seq_hi = _U32.pack(seq >> 32) if self.esn else b""
-        buf = bytearray(headroom + self._overhead + n + 2 + padlen)
-        self._transform.seal_into(buf, headroom, header, seq_hi, self._iv(seq), plaintext)
-        self.packets_out += 1
-        self.bytes_out += n
-        return buf
 
     # -- inbound ------------------------------------------------------------------------
 
@@ -180,9 +165,8 @@ class EspSa:
         n = len(esp)
         if n < self._min_len:
             raise EspTruncatedError(f"ESP packet of {n} bytes; at least {self._min_len}")
-        t = self._transform
-        if (n - self._overhead) % t.block_size:
-            raise EspMalformedError(f"ciphertext not a multiple of {t.block_size} bytes")
+        if (n - self._overhead) % self._block_size:
+            raise EspMalformedError(f"ciphertext not a multiple of {self._block_size} bytes")
         spi, seql = _SPI_SEQ.unpack_from(esp)
         if spi != self.spi:
             raise EspUnknownSpiError(f"SPI {spi:#010x} sent to the SA of {self.spi:#010x}")
@@ -190,7 +174,7 @@ class EspSa:
         # RFC 4303 §3.4.3: the replay check comes before the ICV check.
         seq = replay.check(seql)
         seq_hi = _U32.pack(seq >> 32) if self.esn else b""
-        plaintext = t.open(esp, seq_hi)
+        plaintext = self._open(esp, seq_hi)
         padlen = plaintext[-2]
         end = len(plaintext) - 2 - padlen
         if end < 0 or plaintext[end:-2] != _PADDING[padlen]:

@@ -73,18 +73,6 @@ class EspTransform(Protocol):
         """ESP header || IV || ciphertext || ICV. `seq_hi` is b"" without ESN."""
         ...
 
-    def seal_into(
-        self,
-        buf: bytearray,
-        offset: int,
-        header: bytes,
-        seq_hi: bytes,
-        iv: bytes,
-        plaintext: bytes,
-    ) -> None:
-        """Write what `seal` returns into `buf` at `offset`; `buf` is exactly long enough."""
-        ...
-
     def open(self, esp: BytesLike, seq_hi: bytes) -> bytes:
         """Verify and decrypt a whole ESP packet; payload || padding || Pad Length || NH.
 
@@ -120,26 +108,10 @@ class EspAeadTransform:
         aad = header[:4] + seq_hi + header[4:] if seq_hi else header
         return header + iv + self._aead.encrypt(self._salt + iv, plaintext, aad)
 
-    def seal_into(
-        self,
-        buf: bytearray,
-        offset: int,
-        header: bytes,
-        seq_hi: bytes,
-        iv: bytes,
-        plaintext: bytes,
-    ) -> None:
-        aad = header[:4] + seq_hi + header[4:] if seq_hi else header
-        start = offset + _ESP_HEADER_LEN + 8
-        buf[offset:start] = header + iv
-        self._aead.encrypt_into(self._salt + iv, plaintext, aad, memoryview(buf)[start:])
-
     def open(self, esp: BytesLike, seq_hi: bytes) -> bytes:
-        view = memoryview(esp)
-        header = bytes(view[:8])
-        aad = header[:4] + seq_hi + header[4:] if seq_hi else header
+        aad = bytes(esp[:4]) + seq_hi + bytes(esp[4:8]) if seq_hi else bytes(esp[:8])
         try:
-            return self._aead.decrypt(self._salt + bytes(view[8:16]), view[16:], aad)
+            return self._aead.decrypt(self._salt + bytes(esp[8:16]), memoryview(esp)[16:], aad)
         except InvalidTag:
             raise EspAuthError("ICV mismatch") from None
 
@@ -188,19 +160,6 @@ class EspCipherThenMacTransform:
     def seal(self, header: bytes, seq_hi: bytes, iv: bytes, plaintext: bytes) -> bytes:
         covered = header + iv + self._encrypt(iv, plaintext)
         return covered + self._icv(covered, seq_hi)
-
-    def seal_into(
-        self,
-        buf: bytearray,
-        offset: int,
-        header: bytes,
-        seq_hi: bytes,
-        iv: bytes,
-        plaintext: bytes,
-    ) -> None:
-        end = len(buf) - self.icv_size
-        buf[offset:end] = header + iv + self._encrypt(iv, plaintext)
-        buf[end:] = self._icv(memoryview(buf)[offset:end], seq_hi)
 
     def open(self, esp: BytesLike, seq_hi: bytes) -> bytes:
         view = memoryview(esp)
