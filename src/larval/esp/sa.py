@@ -62,9 +62,11 @@ class EspSa:
         "_iv",
         "_min_len",
         "_open",
+        "_open_into",
         "_overhead",
         "_pad_to",
         "_seal",
+        "_seal_into",
         "_seq_max",
         "_transform",
         "bytes_in",
@@ -108,7 +110,9 @@ class EspSa:
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
+        self._seal_into = t.seal_into
         self._open = t.open
+        self._open_into = t.open_into
         self._pad_to = t.pad_to
         self._block_size = t.block_size
         self._overhead = ESP_HEADER_LEN + t.iv_size + t.icv_size
@@ -135,8 +139,8 @@ class EspSa:
         """The length of the ESP packet that carries a payload of `payload_len` bytes."""
         return self._overhead + payload_len + 2 + (-(payload_len + 2) % self._pad_to)
 
-    def encrypt(self, inner: bytes, next_header: int) -> bytes:
-        """Protect `inner` (Next Header `next_header`); the whole ESP packet."""
+    def _outbound(self, inner: BytesLike, next_header: int) -> tuple[bytes, bytes, bytes, bytes]:
+        """Number the next packet; its ESP header, Seqh (ESN), IV and padded plaintext."""
         if not 0 <= next_header <= 255:
             raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
         seq = self.seq + 1
@@ -145,23 +149,42 @@ class EspSa:
             raise EspSeqExhausted(f"SPI {self.spi:#010x}: sequence number space exhausted")
         self.seq = seq
         n = len(inner)
-        # RFC 4303 §2.4: pad so that Pad Length and Next Header end on a block boundary.
-        plaintext = inner + (_PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header])
-        header = _SPI_SEQ.pack(self.spi, seq & _SEQ_MAX_32)
-        # RFC 4303 §2.2.1: with ESN only the low 32 bits travel in the packet.
-        seq_hi = _U32.pack(seq >> 32) if self.esn else b""
-        esp = self._seal(header, seq_hi, self._iv(seq), plaintext)
         self.packets_out += 1
         self.bytes_out += n
-        return esp
+        # RFC 4303 §2.4: pad so that Pad Length and Next Header end on a block boundary.
+        plaintext = bytes(inner) + (_PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header])
+        # RFC 4303 §2.2.1: with ESN only the low 32 bits travel in the packet.
+        return (
+            _SPI_SEQ.pack(self.spi, seq & _SEQ_MAX_32),
+            _U32.pack(seq >> 32) if self.esn else b"",
+            self._iv(seq),
+            plaintext,
+        )
+
+    def encrypt(self, inner: BytesLike, next_header: int) -> bytes:
+        """Protect `inner` (Next Header `next_header`); the whole ESP packet."""
+        return self._seal(*self._outbound(inner, next_header))
+
+    def encrypt_into(
+        self, inner: BytesLike, next_header: int, buf: bytearray | memoryview, offset: int = 0
+    ) -> int:
+        """Like `encrypt`, writing the ESP packet into `buf` at `offset`; its length.
+
+        For batches built in one buffer (a UDP GSO send): the AEADs write in place
+        (`encrypt_into` of `cryptography`). `buf` needs `esp_length(len(inner))` bytes
+        from `offset`.
+        """
+        length = self.esp_length(len(inner))
+        out = memoryview(buf)[offset : offset + length]
+        if len(out) != length:
+            raise EspError(f"buffer has {len(out)} bytes at offset {offset}; need {length}")
+        self._seal_into(out, *self._outbound(inner, next_header))
+        return length
 
     # -- inbound ------------------------------------------------------------------------
 
-    def decrypt(self, esp: BytesLike) -> tuple[int, bytes]:
-        """Verify and decrypt one ESP packet; (Next Header, payload).
-
-        Raises an `EspDropError` subclass, and nothing else, for any bytes.
-        """
+    def _inbound(self, esp: BytesLike) -> tuple[int, bytes]:
+        """RFC 4303 §3.4.1-3.4.3 before the ICV: length, SPI, replay; (seq, Seqh)."""
         n = len(esp)
         if n < self._min_len:
             raise EspTruncatedError(f"ESP packet of {n} bytes; at least {self._min_len}")
@@ -170,20 +193,48 @@ class EspSa:
         spi, seql = _SPI_SEQ.unpack_from(esp)
         if spi != self.spi:
             raise EspUnknownSpiError(f"SPI {spi:#010x} sent to the SA of {self.spi:#010x}")
-        replay = self.replay
         # RFC 4303 §3.4.3: the replay check comes before the ICV check.
-        seq = replay.check(seql)
-        seq_hi = _U32.pack(seq >> 32) if self.esn else b""
-        plaintext = self._open(esp, seq_hi)
+        seq = self.replay.check(seql)
+        return seq, _U32.pack(seq >> 32) if self.esn else b""
+
+    def _accept(self, plaintext: BytesLike, seq: int) -> tuple[int, int]:
+        """After the ICV: padding check, window update; (Next Header, payload length)."""
         padlen = plaintext[-2]
         end = len(plaintext) - 2 - padlen
         if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
             raise EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
         # RFC 4303 §3.4.3: the window moves only once the packet is authenticated.
-        replay.update(seq)
+        self.replay.update(seq)
         self.packets_in += 1
         self.bytes_in += end
         next_header = plaintext[-1]
         if next_header == IPPROTO_NONE:
             raise EspDummyPacket("dummy packet (Next Header 59) discarded")
+        return next_header, end
+
+    def decrypt(self, esp: BytesLike) -> tuple[int, bytes]:
+        """Verify and decrypt one ESP packet; (Next Header, payload).
+
+        Raises an `EspDropError` subclass, and nothing else, for any bytes.
+        """
+        seq, seq_hi = self._inbound(esp)
+        plaintext = self._open(esp, seq_hi)
+        next_header, end = self._accept(plaintext, seq)
         return next_header, plaintext[:end]
+
+    def decrypt_into(
+        self, esp: BytesLike, buf: bytearray | memoryview, offset: int = 0
+    ) -> tuple[int, int]:
+        """Like `decrypt`, writing the payload into `buf` at `offset`; (Next Header, length).
+
+        `buf` needs `len(esp) - overhead` bytes from `offset` (payload, padding and trailer
+        land there; only the first `length` bytes are the payload). The AEADs decrypt in
+        place (`decrypt_into` of `cryptography`).
+        """
+        seq, seq_hi = self._inbound(esp)
+        size = len(esp) - self._overhead
+        out = memoryview(buf)[offset : offset + size]
+        if len(out) != size:
+            raise EspError(f"buffer has {len(out)} bytes at offset {offset}; need {size}")
+        self._open_into(esp, seq_hi, out)
+        return self._accept(out, seq)

@@ -73,11 +73,21 @@ class EspTransform(Protocol):
         """ESP header || IV || ciphertext || ICV. `seq_hi` is b"" without ESN."""
         ...
 
+    def seal_into(
+        self, out: memoryview, header: bytes, seq_hi: bytes, iv: bytes, plaintext: bytes
+    ) -> None:
+        """Write what `seal` returns into `out`, which is exactly that long."""
+        ...
+
     def open(self, esp: BytesLike, seq_hi: bytes) -> bytes:
         """Verify and decrypt a whole ESP packet; payload || padding || Pad Length || NH.
 
         The caller has checked the length. Raises `EspAuthError` if the ICV is wrong.
         """
+        ...
+
+    def open_into(self, esp: BytesLike, seq_hi: bytes, out: memoryview) -> None:
+        """Write what `open` returns into `out`, which is exactly that long."""
         ...
 
 
@@ -108,10 +118,25 @@ class EspAeadTransform:
         aad = header[:4] + seq_hi + header[4:] if seq_hi else header
         return header + iv + self._aead.encrypt(self._salt + iv, plaintext, aad)
 
+    def seal_into(
+        self, out: memoryview, header: bytes, seq_hi: bytes, iv: bytes, plaintext: bytes
+    ) -> None:
+        aad = header[:4] + seq_hi + header[4:] if seq_hi else header
+        out[:16] = header + iv
+        self._aead.encrypt_into(self._salt + iv, plaintext, aad, out[16:])
+
     def open(self, esp: BytesLike, seq_hi: bytes) -> bytes:
         aad = bytes(esp[:4]) + seq_hi + bytes(esp[4:8]) if seq_hi else bytes(esp[:8])
         try:
             return self._aead.decrypt(self._salt + bytes(esp[8:16]), memoryview(esp)[16:], aad)
+        except InvalidTag:
+            raise EspAuthError("ICV mismatch") from None
+
+    def open_into(self, esp: BytesLike, seq_hi: bytes, out: memoryview) -> None:
+        aad = bytes(esp[:4]) + seq_hi + bytes(esp[4:8]) if seq_hi else bytes(esp[:8])
+        nonce = self._salt + bytes(esp[8:16])
+        try:
+            self._aead.decrypt_into(nonce, memoryview(esp)[16:], aad, out)
         except InvalidTag:
             raise EspAuthError("ICV mismatch") from None
 
@@ -160,6 +185,14 @@ class EspCipherThenMacTransform:
     def seal(self, header: bytes, seq_hi: bytes, iv: bytes, plaintext: bytes) -> bytes:
         covered = header + iv + self._encrypt(iv, plaintext)
         return covered + self._icv(covered, seq_hi)
+
+    def seal_into(
+        self, out: memoryview, header: bytes, seq_hi: bytes, iv: bytes, plaintext: bytes
+    ) -> None:
+        out[:] = self.seal(header, seq_hi, iv, plaintext)
+
+    def open_into(self, esp: BytesLike, seq_hi: bytes, out: memoryview) -> None:
+        out[:] = self.open(esp, seq_hi)
 
     def open(self, esp: BytesLike, seq_hi: bytes) -> bytes:
         view = memoryview(esp)
