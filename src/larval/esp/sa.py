@@ -9,9 +9,9 @@ anti-replay check (before the ICV, so duplicates cost nothing), ICV verification
 decryption, padding check, then the anti-replay window update (only now, §3.4.3).
 
 Every inbound failure is an `EspDropError` subclass naming its counter; no other
-exception leaves `decrypt` whatever the bytes. The counters `packets_out`, `bytes_out`,
-`packets_in` and `bytes_in` count payload bytes (the IP packet carried, without ESP
-overhead) for the SADB byte lifetimes (RFC 2367 §2.3.4).
+exception leaves `decrypt` whatever the bytes. `packets_out` and `packets_in` count
+packets; `bytes_out` and `bytes_in` count payload bytes (the packet carried, without ESP
+overhead), for the SADB lifetimes (RFC 2367 §2.3.4).
 
 An `EspSa` is not locked: give each SA direction to one thread, as the dataplane does.
 """
