@@ -1,0 +1,389 @@
+"""The policy file: SPD entries in TOML, with swanctl.conf's key names and meanings.
+
+::
+
+    [policies.s2s]
+    local_ts = ["203.0.113.0/24"]          # swanctl traffic selectors: prefix[proto/port]
+    remote_ts = ["198.51.100.0/24[tcp/80]"]
+    action = "protect"                     # protect | bypass | discard
+    mode = "tunnel"                        # tunnel | transport
+    local_addrs = ["192.0.2.2"]            # tunnel endpoints (the first of each)
+    remote_addrs = ["192.0.2.1"]
+    esp_proposals = ["aes128gcm16", "aes128-sha256"]
+    priority = 100                         # lower wins; default from specificity
+    rekey_time = "1h"                      # soft lifetime: s, m, h, d
+    life_time = "66m"                      # hard lifetime; default rekey_time + 10 %
+    rekey_bytes = 0                        # soft byte limit, 0 = none
+    life_bytes = 0                         # hard; default rekey_bytes + 10 %
+    replay_window = 32
+
+Each entry becomes one outbound and one inbound `Policy` per pair of local and remote
+traffic selectors of the same address family (the inbound one is the mirror image: the
+same local/remote selector, for packets coming in). ``local_ts`` and ``remote_ts``
+default to ``dynamic``: the host addresses in ``local_addrs`` and ``remote_addrs``, as
+in swanctl. ``action`` is the one word swanctl lacks (it writes shunts as ``mode = pass
+| drop``); defaults are swanctl's: tunnel mode, rekey after 1 h, life 10 % longer.
+
+Every error names the file, the key and what is allowed, e.g.
+``larval.toml: policies.s2s.mode: "tunel" is not one of tunnel, transport``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from os import PathLike
+from typing import Any
+
+from larval.crypto.proposals import EspProposal, ProposalError, parse_esp_proposal
+from larval.spd.errors import PolicyFileError, SpdError
+from larval.spd.policy import (
+    AUTO_PRIORITY,
+    DEFAULT_REKEY_TIME,
+    DEFAULT_REPLAY_WINDOW,
+    Action,
+    Direction,
+    Lifetimes,
+    Mode,
+    Policy,
+    Tunnel,
+)
+from larval.spd.selector import IPAddress, Selector, TsSpec, parse_ts
+
+__all__ = [
+    "POLICY_KEYS",
+    "load_policy_file",
+    "load_policy_text",
+    "policies_from_dict",
+    "policy_to_dict",
+]
+
+#: The keys of one ``[policies.<name>]`` table.
+POLICY_KEYS = (
+    "local_ts",
+    "remote_ts",
+    "action",
+    "mode",
+    "local_addrs",
+    "remote_addrs",
+    "esp_proposals",
+    "priority",
+    "rekey_time",
+    "life_time",
+    "rekey_bytes",
+    "life_bytes",
+    "replay_window",
+)
+_TOP_KEYS = ("policies",)
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _show(value: object) -> str:
+    """A value as the file would write it."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class _Reader:
+    """Reads one file's values; every complaint names the file and the key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, problem: str) -> PolicyFileError:
+        return PolicyFileError(f"{self.source}: {key}: {problem}")
+
+    def table(self, key: str, value: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(key, f"{_show(value)} is not a table")
+        for name in value:
+            if name not in allowed:
+                where = f"{key}.{name}" if key else name
+                raise self.error(where, "unknown key; allowed: " + ", ".join(allowed))
+        return value
+
+    def choice(self, key: str, value: object, allowed: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise self.error(key, f"{_show(value)} is not one of " + ", ".join(allowed))
+        return value
+
+    def strings(self, key: str, value: object) -> list[tuple[str, str]]:
+        """A string or list of strings, as (key with index, string) pairs."""
+        if isinstance(value, str):
+            return [(key, value)]
+        if not isinstance(value, list) or not value:
+            raise self.error(key, f"{_show(value)} is not a string or a non-empty list of them")
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"{key}[{i}]", f"{_show(item)} is not a string")
+            out.append((f"{key}[{i}]", item))
+        return out
+
+    def integer(self, key: str, value: object, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.error(key, f"{_show(value)} is not an integer >= 0")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"{value} is above the maximum {maximum}")
+        return value
+
+    def duration(self, key: str, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            m = _DURATION.fullmatch(value.strip())
+            if m:
+                return int(m.group(1)) * _UNIT[m.group(2)]
+        raise self.error(
+            key, f"{_show(value)} is not a duration: seconds, or a number with s, m, h or d"
+        )
+
+    def address(self, key: str, value: str) -> IPAddress:
+        try:
+            return ipaddress.ip_address(value)
+        except ValueError:
+            raise self.error(key, f"{_show(value)} is not an IPv4 or IPv6 address") from None
+
+
+def load_policy_file(path: str | PathLike[str]) -> list[Policy]:
+    """Read a policy file; raises `PolicyFileError` naming `path`."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise PolicyFileError(f"{source}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyFileError(f"{source}: not UTF-8: {exc}") from None
+    return load_policy_text(text, source)
+
+
+def load_policy_text(text: str, source: str = "<string>") -> list[Policy]:
+    """Read policies from TOML text; `source` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyFileError(f"{source}: {exc}") from None
+    reader = _Reader(source)
+    top = reader.table("", data, _TOP_KEYS)
+    return policies_from_dict(top.get("policies", {}), source)
+
+
+def policies_from_dict(policies: object, source: str = "<string>") -> list[Policy]:
+    """The policies of a parsed ``policies`` table (for configs that embed one)."""
+    reader = _Reader(source)
+    if not isinstance(policies, dict):
+        raise reader.error("policies", f"{_show(policies)} is not a table")
+    out: list[Policy] = []
+    for name, entry in policies.items():
+        out.extend(_entry(reader, name, entry))
+    return out
+
+
+def _entry(reader: _Reader, name: str, value: object) -> list[Policy]:
+    base = f"policies.{name}"
+    entry = reader.table(base, value, POLICY_KEYS)
+
+    def key(k: str) -> str:
+        return f"{base}.{k}"
+
+    action = Action(
+        reader.choice(key("action"), entry.get("action", "protect"), tuple(a.value for a in Action))
+    )
+    mode = Mode(
+        reader.choice(key("mode"), entry.get("mode", "tunnel"), tuple(m.value for m in Mode))
+    )
+    local_addrs = (
+        [reader.address(k, v) for k, v in reader.strings(key("local_addrs"), entry["local_addrs"])]
+        if "local_addrs" in entry
+        else []
+    )
+    remote_addrs = (
+        [
+            reader.address(k, v)
+            for k, v in reader.strings(key("remote_addrs"), entry["remote_addrs"])
+        ]
+        if "remote_addrs" in entry
+        else []
+    )
+
+    proposals: tuple[EspProposal, ...] = ()
+    if action is Action.PROTECT:
+        raw = entry.get("esp_proposals", ["aes128gcm16", "aes128-sha256"])
+        parsed = []
+        for k, text in reader.strings(key("esp_proposals"), raw):
+            try:
+                parsed.append(parse_esp_proposal(text))
+            except ProposalError as exc:
+                raise reader.error(k, str(exc)) from None
+        proposals = tuple(parsed)
+    elif "esp_proposals" in entry:
+        raise reader.error(key("esp_proposals"), f"only for action protect, not {action.value}")
+
+    tunnel: Tunnel | None = None
+    if action is Action.PROTECT and mode is Mode.TUNNEL:
+        for k, addrs in (("local_addrs", local_addrs), ("remote_addrs", remote_addrs)):
+            if not addrs:
+                raise reader.error(key(k), "tunnel mode needs a tunnel endpoint address here")
+        try:
+            tunnel = Tunnel(local_addrs[0], remote_addrs[0])
+        except SpdError:
+            raise reader.error(
+                key("remote_addrs"),
+                f"{remote_addrs[0]} is not of the family of local_addrs {local_addrs[0]}",
+            ) from None
+    elif action is not Action.PROTECT:
+        mode = Mode.TRANSPORT  # a bypass or discard entry has no SA, hence no mode
+
+    lifetimes = _lifetimes(reader, key, entry)
+    priority = AUTO_PRIORITY
+    if "priority" in entry:
+        priority = reader.integer(key("priority"), entry["priority"])
+    replay = DEFAULT_REPLAY_WINDOW
+    if "replay_window" in entry:
+        replay = reader.integer(key("replay_window"), entry["replay_window"], 255)
+
+    local_ts = _ts_list(reader, key("local_ts"), entry.get("local_ts", "dynamic"), local_addrs)
+    remote_ts = _ts_list(reader, key("remote_ts"), entry.get("remote_ts", "dynamic"), remote_addrs)
+    selectors = []
+    for _, lspec in local_ts:
+        for rkey, rspec in remote_ts:
+            assert lspec.network is not None and rspec.network is not None
+            if lspec.network.version != rspec.network.version:
+                continue  # swanctl narrows mixed-family pairs away
+            selectors.append(_selector(reader, rkey, lspec, rspec))
+    if not selectors:
+        raise reader.error(key("remote_ts"), "no selector of the same address family as a local_ts")
+
+    out: list[Policy] = []
+    for selector in selectors:
+        try:
+            policy = Policy(
+                name=name,
+                direction=Direction.OUT,
+                selector=selector,
+                action=action,
+                proposals=proposals,
+                mode=mode,
+                tunnel=tunnel,
+                lifetimes=lifetimes,
+                priority=priority,
+                replay_window=replay,
+            )
+        except SpdError as exc:
+            raise reader.error(base, str(exc)) from None
+        out.extend((policy, policy.mirrored()))
+    return out
+
+
+def _lifetimes(reader: _Reader, key: Callable[[str], str], entry: Mapping[str, Any]) -> Lifetimes:
+    rekey_time = DEFAULT_REKEY_TIME
+    if "rekey_time" in entry:
+        rekey_time = reader.duration(key("rekey_time"), entry["rekey_time"])
+    # swanctl: life_time defaults to rekey_time + 10 %; likewise for bytes.
+    life_time = rekey_time + rekey_time // 10
+    if "life_time" in entry:
+        life_time = reader.duration(key("life_time"), entry["life_time"])
+        if rekey_time and life_time and life_time < rekey_time:
+            raise reader.error(
+                key("life_time"),
+                f"{life_time} s is shorter than rekey_time {rekey_time} s; "
+                "the hard lifetime must be the longer",
+            )
+    rekey_bytes = 0
+    if "rekey_bytes" in entry:
+        rekey_bytes = reader.integer(key("rekey_bytes"), entry["rekey_bytes"])
+    life_bytes = rekey_bytes + rekey_bytes // 10
+    if "life_bytes" in entry:
+        life_bytes = reader.integer(key("life_bytes"), entry["life_bytes"])
+        if rekey_bytes and life_bytes and life_bytes < rekey_bytes:
+            raise reader.error(
+                key("life_bytes"),
+                f"{life_bytes} is below rekey_bytes {rekey_bytes}; "
+                "the hard limit must be the larger",
+            )
+    return Lifetimes(rekey_time, life_time, rekey_bytes, life_bytes)
+
+
+def _ts_list(
+    reader: _Reader, key: str, value: object, addrs: list[IPAddress]
+) -> list[tuple[str, TsSpec]]:
+    out = []
+    for k, text in reader.strings(key, value):
+        try:
+            spec = parse_ts(text)
+        except SpdError as exc:
+            raise reader.error(k, f"{_show(text)}: {exc}") from None
+        if spec.network is not None:
+            out.append((k, spec))
+            continue
+        # "dynamic" or a bare [proto/port]: the host addresses of local/remote_addrs.
+        if not addrs:
+            side = "local_addrs" if key.endswith("local_ts") else "remote_addrs"
+            raise reader.error(k, f"{_show(text)} takes its address from {side}, which is empty")
+        for addr in addrs:
+            host = ipaddress.ip_network(addr)
+            out.append((k, TsSpec(host, spec.proto, spec.ports, spec.icmp_type)))
+    return out
+
+
+def _selector(reader: _Reader, key: str, local: TsSpec, remote: TsSpec) -> Selector:
+    if local.proto and remote.proto and local.proto != remote.proto:
+        raise reader.error(
+            key, f"protocol {remote.proto} differs from the local_ts protocol {local.proto}"
+        )
+    if (
+        local.icmp_type is not None
+        and remote.icmp_type is not None
+        and local.icmp_type != remote.icmp_type
+    ):
+        raise reader.error(
+            key, f"ICMP type {remote.icmp_type} differs from the local_ts type {local.icmp_type}"
+        )
+    assert local.network is not None and remote.network is not None
+    try:
+        return Selector(
+            local.network,
+            remote.network,
+            local.proto or remote.proto,
+            local.ports,
+            remote.ports,
+            local.icmp_type if local.icmp_type is not None else remote.icmp_type,
+        )
+    except SpdError as exc:
+        raise reader.error(key, str(exc)) from None
+
+
+def policy_to_dict(policy: Policy) -> dict[str, Any]:
+    """A JSON-ready description of a policy, in the policy file's words."""
+    sel = policy.selector
+    life = policy.lifetimes
+    out: dict[str, Any] = {
+        "name": policy.name,
+        "direction": policy.direction.value,
+        "action": policy.action.value,
+        "priority": policy.priority,
+        "reqid": policy.reqid,
+        "local_ts": sel.local_ts(),
+        "remote_ts": sel.remote_ts(),
+    }
+    if policy.action is Action.PROTECT:
+        out["mode"] = policy.mode.value
+        if policy.tunnel is not None:
+            out["local_addrs"] = [str(policy.tunnel.local)]
+            out["remote_addrs"] = [str(policy.tunnel.remote)]
+        out["esp_proposals"] = [p.keywords for p in policy.proposals]
+        out["rekey_time"] = life.rekey_time
+        out["life_time"] = life.life_time
+        out["rekey_bytes"] = life.rekey_bytes
+        out["life_bytes"] = life.life_bytes
+        out["replay_window"] = policy.replay_window
+    return out

@@ -1,0 +1,171 @@
+"""Policies: what to do with the traffic a selector names (RFC 4301 §4.4.1).
+
+A `Policy` is one SPD entry for one direction: BYPASS, DISCARD, or PROTECT with ESP
+using one of its ordered algorithm alternatives, in tunnel or transport mode, with the
+SA lifetimes key management is to give the SAs it makes for it.
+
+Priorities follow strongSwan and Linux XFRM: the lower number wins. A policy given no
+priority gets one derived from its selector's specificity, so that by default a longer
+prefix, then a named protocol, then given ports, then an ICMP type win, and every
+explicitly prioritised policy (below `AUTO_PRIORITY_BASE - 16384`) comes first.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field, replace
+
+from larval.crypto.proposals import EspProposal
+from larval.spd.errors import SpdError
+from larval.spd.selector import IPAddress, Selector
+
+__all__ = [
+    "AUTO_PRIORITY",
+    "AUTO_PRIORITY_BASE",
+    "DEFAULT_LIFE_TIME",
+    "DEFAULT_REKEY_TIME",
+    "DEFAULT_REPLAY_WINDOW",
+    "Action",
+    "Direction",
+    "Lifetimes",
+    "Mode",
+    "Policy",
+    "Tunnel",
+    "default_priority",
+]
+
+#: swanctl.conf children defaults: rekey_time 1h, life_time = rekey_time + 10 %.
+DEFAULT_REKEY_TIME = 3600
+DEFAULT_LIFE_TIME = 3960
+#: swanctl.conf replay_window default.
+DEFAULT_REPLAY_WINDOW = 32
+
+#: Ask for the priority derived from the selector.
+AUTO_PRIORITY = -1
+AUTO_PRIORITY_BASE = 100_000
+
+
+class Action(enum.Enum):
+    """RFC 4301 §4.4.1: what the SPD entry does with matching packets."""
+
+    BYPASS = "bypass"
+    DISCARD = "discard"
+    PROTECT = "protect"
+
+
+class Direction(enum.Enum):
+    OUT = "out"
+    IN = "in"
+
+    def reverse(self) -> Direction:
+        return Direction.IN if self is Direction.OUT else Direction.OUT
+
+
+class Mode(enum.Enum):
+    TUNNEL = "tunnel"
+    TRANSPORT = "transport"
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """SA lifetimes for the SAs of a PROTECT policy: soft (rekey) and hard (life).
+
+    Seconds after the SA is added and bytes protected; 0 means no limit. They become
+    the soft and hard addtime/bytes of the ACQUIRE's combinations (RFC 2367 §2.3.7).
+    """
+
+    rekey_time: int = DEFAULT_REKEY_TIME
+    life_time: int = DEFAULT_LIFE_TIME
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rekey_time", "life_time", "rekey_bytes", "life_bytes"):
+            if getattr(self, name) < 0:
+                raise SpdError(f"{name} cannot be negative")
+        # RFC 2367 §2.3.3: a soft limit beyond the hard one never fires; the SADB would
+        # refuse such an SA (illumos SADB_X_DIAGNOSTIC_*_HSERR).
+        if self.rekey_time and self.life_time and self.rekey_time > self.life_time:
+            raise SpdError(f"rekey_time {self.rekey_time} is after life_time {self.life_time}")
+        if self.rekey_bytes and self.life_bytes and self.rekey_bytes > self.life_bytes:
+            raise SpdError(f"rekey_bytes {self.rekey_bytes} is above life_bytes {self.life_bytes}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """The outer addresses of a tunnel-mode SA: this end and the peer."""
+
+    local: IPAddress
+    remote: IPAddress
+
+    def __post_init__(self) -> None:
+        if self.local.version != self.remote.version:
+            raise SpdError("tunnel endpoints mix IPv4 and IPv6")
+
+    @classmethod
+    def of(cls, local: str | IPAddress, remote: str | IPAddress) -> Tunnel:
+        try:
+            return cls(ipaddress.ip_address(local), ipaddress.ip_address(remote))
+        except ValueError as exc:
+            raise SpdError(str(exc)) from None
+
+
+def default_priority(selector: Selector) -> int:
+    """The priority of a policy that names none: more specific, lower (= earlier).
+
+    Each prefix bit weighs 64, more than protocol (32), two port ranges (8 each) and an
+    ICMP type (4) together, so prefixes decide first, as in strongSwan's
+    ``kernel_netlink`` priority computation.
+    """
+    bits, proto, ports, icmp = selector.specificity()
+    return AUTO_PRIORITY_BASE - 64 * bits - 32 * proto - 8 * ports - 4 * icmp
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One SPD entry for one direction.
+
+    ``priority`` AUTO_PRIORITY becomes `default_priority` of the selector. ``reqid`` 0
+    is filled in by `Spd.add` with a number unique in that SPD. ``proposals`` are the
+    ESP alternatives, preferred first; ``tunnel`` the outer addresses in tunnel mode.
+    """
+
+    name: str
+    direction: Direction
+    selector: Selector
+    action: Action = Action.PROTECT
+    proposals: tuple[EspProposal, ...] = ()
+    mode: Mode = Mode.TRANSPORT
+    tunnel: Tunnel | None = None
+    lifetimes: Lifetimes = field(default_factory=Lifetimes)
+    priority: int = AUTO_PRIORITY
+    reqid: int = 0
+    replay_window: int = DEFAULT_REPLAY_WINDOW
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise SpdError("a policy needs a name")
+        if self.priority == AUTO_PRIORITY:
+            object.__setattr__(self, "priority", default_priority(self.selector))
+        elif self.priority < 0:
+            raise SpdError(f"priority {self.priority} is negative")
+        if self.reqid < 0:
+            raise SpdError(f"reqid {self.reqid} is negative")
+        if self.action is Action.PROTECT:
+            if not self.proposals:
+                raise SpdError(f"policy {self.name}: protect needs at least one ESP proposal")
+            if self.mode is Mode.TUNNEL and self.tunnel is None:
+                raise SpdError(f"policy {self.name}: tunnel mode needs tunnel endpoints")
+        if self.mode is Mode.TRANSPORT and self.tunnel is not None:
+            raise SpdError(f"policy {self.name}: transport mode has no tunnel endpoints")
+
+    def mirrored(self) -> Policy:
+        """The same entry for the other direction (selectors are local/remote already)."""
+        return replace(self, direction=self.direction.reverse())
+
+    def sort_key(self, index: int) -> tuple[int, int, int, int, int, int]:
+        """Order of preference among matching policies: priority, then specificity,
+        then the earlier added (``index``), as illumos matches first-entered policies."""
+        bits, proto, ports, icmp = self.selector.specificity()
+        return (self.priority, -bits, -proto, -ports, -icmp, index)
