@@ -6,7 +6,10 @@ import argparse
 import sys
 
 from larval import __version__
+from larval.commands import policy, sa, stack
 from larval.errors import LarvalError
+from larval.net.control import ControlError
+from larval.net.pfkey_client import PfkeyClientError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser("demo", help="a narrated run of the stack, in memory, no root")
     demo.add_argument("--json", action="store_true", help="one JSON object instead of prose")
+    sa.add_parser(commands)
+    policy.add_parser(commands)
+    stack.add_parser(commands)
     return parser
 
 
@@ -29,8 +35,20 @@ def main(argv: list[str] | None = None) -> int:
             from larval import demo
 
             return demo.main(as_json=args.json)
+        if args.command == "sa":
+            return sa.run(args)
+        if args.command == "policy":
+            return policy.run(args)
+        if args.command == "stack":
+            return stack.run(args)
         parser.print_help()
         return 2
+    except sa.RefusedError as e:
+        print(f"larval: {e}", file=sys.stderr)
+        return 1
+    except (ControlError, PfkeyClientError) as e:
+        print(f"larval: {e}", file=sys.stderr)
+        return 1
     except LarvalError as e:
         print(f"larval: {e}", file=sys.stderr)
         return 2

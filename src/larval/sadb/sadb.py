@@ -80,7 +80,9 @@ class Audience(enum.Enum):
 
     SENDER = "sender"  # the socket that sent the request
     ALL = "all"  # every PF_KEY socket (ADD, UPDATE, DELETE, FLUSH; keys removed)
-    REGISTERED = "registered"  # sockets registered for the SA type (ACQUIRE, EXPIRE)
+    REGISTERED = "registered"  # sockets registered for the SA type, either way (EXPIRE)
+    REGISTERED_PLAIN = "registered-plain"  # RFC 2367 REGISTER only (a regular ACQUIRE)
+    REGISTERED_EXTENDED = "registered-extended"  # illumos extended REGISTER (extended ACQUIRE)
 
 
 class PfkeyReply(NamedTuple):
@@ -843,10 +845,7 @@ def _check_mature(msg: PfkeyMessage, sa_ext: SadbSa) -> None:
 
 
 def _msg_name(msg: PfkeyMessage) -> str:
-    try:
-        return SadbMsgType(msg.msg_type).name
-    except ValueError:
-        return f"message type {msg.msg_type}"
+    return SadbMsgType(msg.msg_type).name  # UNKNOWN_<n> for a number it does not know
 
 
 def _discard(sa: SecurityAssociation, packet: Packet) -> None:

@@ -1,0 +1,1 @@
+"""Process composition: the services `larval` runs."""

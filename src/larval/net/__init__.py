@@ -1,0 +1,1 @@
+"""I/O: sockets, the packet path, the PF_KEY transport."""
