@@ -1,4 +1,4 @@
-"""`python -m larval.bench {sadb,all} [--json]`."""
+"""`python -m larval.bench NAME [--json]`: one benchmark, or all of them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ def _sadb(args: argparse.Namespace) -> dict[str, Any]:
     return sadb.run(n_sas=args.sas)
 
 
-BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"sadb": _sadb}
+def _esp(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import esp
+
+    return esp.run()
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "sadb": _sadb,
+    "esp": _esp,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
