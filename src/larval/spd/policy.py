@@ -161,8 +161,9 @@ class Policy:
             raise SpdError(f"policy {self.name}: transport mode has no tunnel endpoints")
 
     def mirrored(self) -> Policy:
-        """The same entry for the other direction (selectors are local/remote already)."""
-        return replace(self, direction=self.direction.reverse())
+        """The same entry for the other direction (selectors are local/remote already),
+        with reqid 0 so that the SPD gives it its own."""
+        return replace(self, direction=self.direction.reverse(), reqid=0)
 
     def sort_key(self, index: int) -> tuple[int, int, int, int, int, int]:
         """Order of preference among matching policies: priority, then specificity,

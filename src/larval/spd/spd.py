@@ -92,7 +92,7 @@ class Spd:
         identity = (policy.name, policy.direction, policy.selector)
         if identity in self._identities:
             raise SpdError(
-                f"policy {policy.name} already has a {policy.direction.value} "
+                f"policy {policy.name} already has an {policy.direction.value} "
                 f"entry for {policy.selector}"
             )
         if policy.reqid == 0:
