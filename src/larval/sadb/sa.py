@@ -159,6 +159,7 @@ class SecurityAssociation:
         "src",
         "src_port",
         "state",
+        "transform",
         "usetime",
     )
 
@@ -215,6 +216,8 @@ class SecurityAssociation:
         self.natt_rem: SadbAddress | None = None
         self.inner_src: SadbAddress | None = None
         self.inner_dst: SadbAddress | None = None
+        # The dataplane's per-SA state (its ESP context), made on first use.
+        self.transform: object | None = None
 
     def __repr__(self) -> str:
         # Keys never appear here: this is what logs and tracebacks show.

@@ -166,8 +166,8 @@ class Sadb:
         self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
         self._inbound = {t: table.inbound_index for t, table in self._tables.items()}
         self._acquires = AcquireTable(self.counters, acquire_hold_limit, acquire_timeout)
-        self._on_inbound_release = on_inbound_release or _discard
-        self._on_outbound_release = on_outbound_release or _discard
+        self.on_inbound_release = on_inbound_release or _discard
+        self.on_outbound_release = on_outbound_release or _discard
         self.larval_lifetime = larval_lifetime
         self.hold_limit = hold_limit
         self._spi_random = spi_random
@@ -254,6 +254,18 @@ class Sadb:
             self._release_acquires(sa)
             return None
         return record
+
+    def expire_now(self, sa: SecurityAssociation, now: float) -> list[PfkeyReply]:
+        """A hard expiry the dataplane found (sequence numbers exhausted, RFC 4303 §3.3.3):
+        the SA dies now and registered key managers hear of it."""
+        with sa.lock:
+            if sa.state == SaState.DEAD:
+                return []
+            sa.state = next_state(sa.state, SaEvent.HARD_EXPIRE)
+            sa.drop_held(self.counters)
+        self._tables[sa.satype].remove(sa)
+        spent = Lifetime(0, sa.bytes, int(now - sa.addtime), 0)
+        return [self._expire_message(sa.satype, sa, spent, ExtType.LIFETIME_HARD)]
 
     def fail_acquire(self, seq: int) -> None:
         """Drop the acquire record `seq` (e.g. the ACQUIRE reached no key manager)."""
@@ -421,7 +433,7 @@ class Sadb:
             if was_larval:
                 released = sa.mature()
         if released:
-            sa.release_held(self._on_inbound_release, self.counters)
+            sa.release_held(self.on_inbound_release, self.counters)
         self._release_acquires(sa)
         return sa
 
@@ -754,7 +766,7 @@ class Sadb:
             return
         for record in self._acquires.take_for_sa(sa.satype, sa.src, sa.dst):
             for packet in record.packets:
-                self._on_outbound_release(sa, packet)
+                self.on_outbound_release(sa, packet)
 
     # -- reply building -----------------------------------------------------------------
 

@@ -1,0 +1,287 @@
+"""The packet path, sans-I/O: cleartext packets out to ESP datagrams, ESP datagrams in to
+cleartext packets, with every drop counted by name.
+
+Outbound (RFC 4301 §5.1): SPD → SA or acquire record → ESP → a datagram for the peer's
+UDP port 4500 (RFC 3948). Inbound (§5.2): SPI lookup → the LARVAL hold path → replay
+check, decryption and the replay window (in `EspSa`) → the inbound policy check → the
+cleartext packet. Held packets come back through the SADB's release callbacks, in the
+thread that made their SA usable, and take the same path from there.
+
+The I/O layer gives `send` (a datagram to the network) and `deliver` (a cleartext
+packet to the host) and feeds `outbound` and `inbound` from its loops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable
+from typing import NamedTuple
+
+from larval.esp import (
+    NAT_T_PORT,
+    EspDropError,
+    EspDummyPacket,
+    EspSa,
+    EspSeqExhausted,
+    classify_udp4500,
+)
+from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
+from larval.pfkey import SadbAddress, SaFlags, SaState, SaType
+from larval.sadb import HoldResult, SecurityAssociation
+from larval.spd import Action, Direction, Mode
+from larval.stack.flow import PacketError, parse_flow
+from larval.stack.stack import Stack, Verdict
+
+_SPI = slice(0, 4)
+
+
+class Datagram(NamedTuple):
+    """ESP (or IKE) for the peer: payload, packed destination address, UDP port."""
+
+    payload: bytes
+    dst: bytes
+    port: int
+
+
+class EspContext:
+    """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
+
+    __slots__ = ("esp", "lock", "port", "tunnel")
+
+    def __init__(self, esp: EspSa, port: int, tunnel: bool) -> None:
+        self.esp = esp
+        self.lock = threading.Lock()  # a release and the loop may meet on one SA
+        self.port = port
+        self.tunnel = tunnel
+
+
+DROP_COUNTERS = (
+    "malformed",  # not an IP packet we can read
+    "no_policy",  # outbound with no PROTECT policy: nothing routes it in the clear here
+    "discard",  # a DISCARD policy
+    "unknown_spi",
+    "dead_sa",
+    "inbound_policy",  # decrypted, but outside the SA's selectors (RFC 4301 §5.2)
+    "seq_exhausted",
+    "ike_unhandled",  # IKE on UDP 4500 with no key manager listening
+    "truncated",
+    # ... and the ESP layer's own: replay, replay_old, auth, bad_padding, ...
+)
+
+
+class PacketPath:
+    """Moves packets between the host and the network through the stack."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        send: Callable[[Datagram], None],
+        deliver: Callable[[bytes], None],
+        on_ike: Callable[[bytes, bytes, int], None] | None = None,
+    ) -> None:
+        self.stack = stack
+        self.send = send
+        self.deliver = deliver
+        self.on_ike = on_ike
+        self._lock = threading.Lock()
+        self.drops: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
+        self.sent = 0
+        self.delivered = 0
+        stack.sadb.on_inbound_release = self._inbound_released
+        stack.sadb.on_outbound_release = self._outbound_released
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {"sent": self.sent, "delivered": self.delivered, **self.drops}
+
+    def _drop(self, counter: str) -> None:
+        with self._lock:
+            self.drops[counter] = self.drops.get(counter, 0) + 1
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def outbound(self, packet: bytes, now: float) -> None:
+        """A cleartext packet from the host."""
+        result = self.stack.outbound(packet, now)
+        verdict = result.verdict
+        if verdict is Verdict.PROTECT:
+            assert result.sa is not None
+            self._protect(result.sa, packet, now)
+        elif verdict is Verdict.BYPASS:
+            # The host routes only protected traffic into the stack: nothing here sends
+            # in the clear, so a packet without a PROTECT policy goes no further.
+            self._drop("no_policy")
+        elif verdict is Verdict.DROP:
+            self._drop("malformed")
+        elif verdict is Verdict.DISCARD:
+            self._drop("discard")
+        # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
+
+    def _outbound_released(self, sa: SecurityAssociation, packet: bytes) -> None:
+        # Released by the ADD that installed `sa`: no clock here, the SA's own times serve.
+        self._protect(sa, packet, sa.lastuse or sa.addtime)
+
+    def _protect(self, sa: SecurityAssociation, packet: bytes, now: float) -> None:
+        ctx = self._context(sa)
+        if ctx is None:
+            self._drop("dead_sa")
+            return
+        tunnel = ctx.tunnel
+        if tunnel:
+            payload, next_header = packet, (IPPROTO_IPV4 if packet[0] >> 4 == 4 else IPPROTO_IPV6)
+        else:
+            try:
+                payload, next_header = _transport_payload(packet)
+            except PacketError:
+                self._drop("malformed")
+                return
+        try:
+            with ctx.lock:
+                esp = ctx.esp.encrypt(payload, next_header)
+        except EspSeqExhausted:
+            self._drop("seq_exhausted")
+            self.stack.emit(self.stack.sadb.expire_now(sa, now))
+            return
+        sa.account(len(packet), now)
+        with self._lock:
+            self.sent += 1
+        self.send(Datagram(esp, sa.dst, ctx.port))
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def inbound_udp(
+        self, payload: bytes, local: bytes, peer: bytes, peer_port: int, now: float
+    ) -> None:
+        """A datagram on UDP 4500: IKE (behind the non-ESP marker), a keepalive, or ESP."""
+        try:
+            kind, body = classify_udp4500(payload)
+        except EspDropError as e:
+            self._drop(e.counter)
+            return
+        if kind == "esp":
+            assert body is not None
+            self.inbound(body, local, now)
+        elif kind == "ike":
+            if self.on_ike is None:
+                self._drop("ike_unhandled")
+            else:
+                assert body is not None
+                self.on_ike(body, peer, peer_port)
+        # A NAT keepalive (RFC 3948 §2.3) only keeps the mapping open.
+
+    def inbound(self, esp: bytes, local: bytes, now: float) -> None:
+        """An ESP packet for the local address `local` (packed)."""
+        if len(esp) < 8:
+            self._drop("truncated")
+            return
+        spi = int.from_bytes(esp[_SPI], "big")
+        sa = self.stack.sadb.lookup_inbound(spi, local, SaType.ESP)
+        if sa is None:
+            self._drop("unknown_spi")
+            return
+        # The seed's rule: a packet for a LARVAL SA is held, the state checked again
+        # under the SA's lock; if the SA matured meanwhile, it is processed now.
+        if not sa.ready and self.stack.sadb.hold_inbound(sa, esp) is HoldResult.HELD:
+            return
+        self._open(sa, esp, now)
+
+    def _inbound_released(self, sa: SecurityAssociation, esp: bytes) -> None:
+        self._open(sa, esp, sa.lastuse or sa.addtime)
+
+    def _open(self, sa: SecurityAssociation, esp: bytes, now: float) -> None:
+        ctx = self._context(sa)
+        if ctx is None:
+            self._drop("dead_sa")
+            return
+        try:
+            with ctx.lock:
+                next_header, payload = ctx.esp.decrypt(esp)
+        except EspDummyPacket:
+            return  # RFC 4303 §2.6: authenticated traffic-flow padding, discarded
+        except EspDropError as e:
+            self._drop(e.counter)
+            return
+        if ctx.tunnel:
+            packet = payload
+        else:
+            packet = _transport_packet(sa, next_header, payload)
+        if not self._inbound_allowed(sa, packet):
+            self._drop("inbound_policy")
+            return
+        sa.account(len(packet), now)
+        with self._lock:
+            self.delivered += 1
+        self.deliver(packet)
+
+    def _inbound_allowed(self, sa: SecurityAssociation, packet: bytes) -> bool:
+        """RFC 4301 §5.2 step 4: the inner packet must be one the SA was made for."""
+        try:
+            flow = parse_flow(packet)
+        except PacketError:
+            return False
+        for ext, addr in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
+            if ext is not None and addr not in _network(ext):
+                return False
+        policy = self.stack.spd.lookup(
+            Direction.IN, flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.icmp_type
+        )
+        if policy is None or policy.action is not Action.PROTECT:
+            return False
+        if policy.mode is Mode.TUNNEL and policy.tunnel is not None:
+            return policy.tunnel.remote.packed == sa.src and policy.tunnel.local.packed == sa.dst
+        return True
+
+    # -- per-SA ESP state ---------------------------------------------------------------
+
+    def _context(self, sa: SecurityAssociation) -> EspContext | None:
+        ctx = sa.transform
+        if isinstance(ctx, EspContext):
+            return ctx
+        if sa.state not in (SaState.MATURE, SaState.DYING):
+            return None
+        with sa.lock:
+            ctx = sa.transform
+            if isinstance(ctx, EspContext):
+                return ctx
+            tunnel = bool(sa.flags & SaFlags.X_TUNNEL) or sa.inner_src is not None
+            esp = EspSa(
+                sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
+                replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
+            )  # fmt: skip
+            port = sa.natt_rem.port if sa.natt_rem is not None and sa.natt_rem.port else NAT_T_PORT
+            ctx = sa.transform = EspContext(esp, port, tunnel)
+            return ctx
+
+
+def _network(ext: SadbAddress) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    bits = ext.prefixlen or ext.addr.max_prefixlen
+    return ipaddress.ip_network(f"{ext.addr}/{bits}", strict=False)
+
+
+def _transport_payload(packet: bytes) -> tuple[bytes, int]:
+    """RFC 4303 §3.1.1: what follows the IP header, and its protocol."""
+    version = packet[0] >> 4
+    if version == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        if len(packet) < ihl or ihl < 20:
+            raise PacketError("truncated IPv4 header")
+        return packet[ihl:], packet[9]
+    if version == 6 and len(packet) >= 40:
+        return packet[40:], packet[6]
+    raise PacketError("not an IP packet")
+
+
+def _transport_packet(sa: SecurityAssociation, next_header: int, payload: bytes) -> bytes:
+    """The IP packet a transport-mode payload came in: the SA's addresses around it."""
+    from larval.esp.ip import IPV4_HEADER, IPV6_HEADER, internet_checksum
+
+    if len(sa.src) == 4:
+        header = bytearray(
+            IPV4_HEADER.pack(0x45, 0, 20 + len(payload), 0, 0x4000, 64, next_header, 0,
+                             sa.src, sa.dst)
+        )  # fmt: skip
+        header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
+        return bytes(header) + payload
+    return IPV6_HEADER.pack(6 << 28, len(payload), next_header, 64, sa.src, sa.dst) + payload
