@@ -21,8 +21,15 @@ def _esp(args: argparse.Namespace) -> dict[str, Any]:
     return esp.run()
 
 
+def _spd(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import spd
+
+    return spd.run()
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sadb": _sadb,
+    "spd": _spd,
     "esp": _esp,
 }
 

@@ -26,6 +26,7 @@ from larval.pfkey import (
     SadbSa,
     SadbSpirange,
     SadbXPair,
+    SaFlags,
     SaState,
     SaType,
     decode,
@@ -82,6 +83,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             p.add_argument(f"--hard-{axis}", type=_int, default=0)
         p.add_argument("--idle-time", type=_int, default=0, help="seconds idle before EXPIRE")
         p.add_argument("--pair", type=_int, help="SPI of the SA of the other direction")
+        p.add_argument("--mode", choices=["tunnel", "transport"], default="tunnel", help="ESP mode")
     for name, help_ in (("delete", "delete an SA"), ("get", "show one SA with its keys")):
         p = op(name, help_)
         p.add_argument("--spi", type=_int, required=True)
@@ -206,7 +208,8 @@ def _keyed(args: argparse.Namespace, satype: int) -> PfkeyMessage:
         )
     if args.idle_time:
         lifetimes.append(SadbLifetime(ExtType.X_LIFETIME_IDLE, addtime=args.idle_time))
-    sa_ext = SadbSa(_spi(args.spi), min(args.replay, 255), SaState.MATURE, auth, encrypt)
+    flags = SaFlags.X_TUNNEL if args.mode == "tunnel" else 0
+    sa_ext = SadbSa(_spi(args.spi), min(args.replay, 255), SaState.MATURE, auth, encrypt, flags)
     extra: list[Extension] = [SadbXPair(_spi(args.pair))] if args.pair is not None else []
     msg_type = SadbMsgType.ADD if args.sa_op == "add" else SadbMsgType.UPDATE
     return PfkeyMessage(msg_type, satype, extensions=(sa_ext, *lifetimes, src, dst, *exts, *extra))

@@ -20,11 +20,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where to serve policy and status requests ('' for none)",
     )
     p.add_argument("--policy", help="a policy file to load at start")
+    dp = p.add_argument_group("dataplane (root): cleartext on a TUN device, ESP in UDP")
+    dp.add_argument("--tun", help="TUN device to create, e.g. larval0")
+    dp.add_argument("--local", help="address to receive ESP-in-UDP on (port --port)")
+    dp.add_argument("--port", type=int, default=4500)
+    dp.add_argument("--tun-address", action="append", default=[], help="address/prefix on the TUN")
+    dp.add_argument(
+        "--route", action="append", default=[], help="a protected network routed into the TUN"
+    )
+    dp.add_argument("--mtu", type=int, default=1400)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def run(args: argparse.Namespace) -> int:
-    from larval.daemon.stack_service import StackService
+    from larval.daemon.stack_service import DataplaneConfig, StackService
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -32,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.pfkey_socket, args.control_socket):
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-    service = StackService(args.pfkey_socket, args.control_socket or None)
+    dataplane = None
+    if args.tun or args.local:
+        if not (args.tun and args.local):
+            raise UsageError("the dataplane needs both --tun and --local")
+        dataplane = DataplaneConfig(
+            args.tun, args.local, args.tun_address, args.route, args.port, args.mtu
+        )
+    service = StackService(args.pfkey_socket, args.control_socket or None, dataplane)
     if args.policy:
         try:
             with open(args.policy) as f:

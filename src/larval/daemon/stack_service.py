@@ -11,9 +11,14 @@ import contextlib
 import logging
 import signal
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from larval.esp import NAT_T_PORT
 from larval.net.control import ControlServer
+from larval.net.dataplane import Dataplane
+from larval.net.tun import TunDevice
+from larval.net.udp import UdpSocket
 from larval.net.pfkey_server import PfkeyServer
 from larval.spd import load_policy_text, policy_to_dict
 from larval.stack.stack import Stack
@@ -23,11 +28,31 @@ log = logging.getLogger("larval.stack")
 AGE_INTERVAL = 1.0  # seconds between lifetime checks
 
 
-class StackService:
-    """The stack, its PF_KEY socket, its control socket and its ager, in one loop."""
+@dataclass
+class DataplaneConfig:
+    """Where the dataplane runs: the TUN device for cleartext, the UDP socket for ESP."""
 
-    def __init__(self, pfkey_path: str, control_path: str | None = None) -> None:
+    tun: str
+    local: str  # the address ESP-in-UDP is received on
+    addresses: list[str] = field(default_factory=list)  # on the TUN, e.g. "203.0.113.1/24"
+    routes: list[str] = field(default_factory=list)  # protected networks routed into the TUN
+    port: int = NAT_T_PORT
+    mtu: int = 1400
+
+
+class StackService:
+    """The stack, its PF_KEY socket, its control socket, its ager and, if asked, its
+    dataplane, in one process."""
+
+    def __init__(
+        self,
+        pfkey_path: str,
+        control_path: str | None = None,
+        dataplane: DataplaneConfig | None = None,
+    ) -> None:
         self.stack = Stack()
+        self.dataplane_config = dataplane
+        self.dataplane: Dataplane | None = None
         self.pfkey = PfkeyServer(pfkey_path, self.stack)
         self.stack.emit = self.pfkey.emit
         self.control = (
@@ -77,9 +102,40 @@ class StackService:
             "sadb_counters": self.stack.sadb.counters.snapshot(),
             "drops": dict(self.stack.drops),
             "pfkey_clients": self.pfkey.clients,
+            "packets": self.dataplane.path.counters() if self.dataplane is not None else {},
         }
 
+    def _start_dataplane(self, config: DataplaneConfig) -> None:
+        tun = TunDevice.create(config.tun, mtu=config.mtu)
+        try:
+            tun.configure(config.addresses, config.mtu, config.routes)
+            udp = UdpSocket.bind(config.local, config.port)
+        except BaseException:
+            tun.close()
+            raise
+        self.dataplane = Dataplane(self.stack, tun, udp)
+        self.dataplane.start()
+        log.info("dataplane: %s <-> ESP in UDP on %s:%d", tun.name, config.local, config.port)
+
+    def _stop_dataplane(self) -> None:
+        if self.dataplane is not None:
+            self.dataplane.stop()
+            self.dataplane.tun.close()
+            self.dataplane.udp.close()
+            self.dataplane = None
+
     async def run(self) -> None:
+        if self.dataplane_config is not None:
+            # pyroute2's synchronous netlink calls cannot run inside a running loop.
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._start_dataplane, self.dataplane_config
+            )
+        try:
+            await self._serve()
+        finally:
+            self._stop_dataplane()
+
+    async def _serve(self) -> None:
         await self.pfkey.start()
         if self.control is not None:
             await self.control.start()
