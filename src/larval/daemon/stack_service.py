@@ -17,9 +17,9 @@ from typing import Any
 from larval.esp import NAT_T_PORT
 from larval.net.control import ControlServer
 from larval.net.dataplane import Dataplane
+from larval.net.pfkey_server import PfkeyServer
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
-from larval.net.pfkey_server import PfkeyServer
 from larval.spd import load_policy_text, policy_to_dict
 from larval.stack.stack import Stack
 
