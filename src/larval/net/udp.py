@@ -1,0 +1,256 @@
+"""The UDP socket of ESP-in-UDP (RFC 3948, port 4500) and IKE (RFC 7296 §2.23), batched.
+
+Per-datagram system calls cost more than the ESP transform itself, so the socket uses
+the kernel's UDP segmentation offloads (Documentation/networking/segmentation-offloads.rst,
+"UDP Fragmentation Offload"/GSO and the UDP GRO socket option):
+
+* `send_segments` hands the kernel up to 64 datagrams of one size (a shorter last one
+  allowed) in one `sendmsg` with a `UDP_SEGMENT` control message; the kernel cuts them
+  apart (in software, or in the NIC). Kernels or routes that refuse (EIO, EINVAL,
+  ENOPROTOOPT) are remembered and sent one `sendto` per datagram from then on.
+* `recv_batch` with `UDP_GRO` gets several datagrams of one flow, back to back in one
+  buffer, and their size in a `UDP_GRO` control message; it splits them again. Without
+  GRO (or when the kernel did not merge) a call brings one datagram.
+
+An ICMP port unreachable from an earlier send comes back as ECONNREFUSED on a later call
+(RFC 1122 §4.1.3.3); it is counted and the call goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from larval.esp.transforms import BytesLike
+from larval.net.errors import NetError
+
+__all__ = [
+    "SOL_UDP",
+    "UDP_GRO",
+    "UDP_MAX_SEGMENTS",
+    "UDP_SEGMENT",
+    "UdpCounters",
+    "UdpSocket",
+]
+
+# include/uapi/linux/udp.h
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+# The kernel's UDP_MAX_SEGMENTS was 64 before Linux 6.9; 64 is accepted everywhere.
+UDP_MAX_SEGMENTS = 64
+# One GSO send is one UDP datagram before segmentation: its length field is 16 bits.
+_MAX_GSO_PAYLOAD = {socket.AF_INET: 65535 - 20 - 8, socket.AF_INET6: 65535 - 8}
+
+_GSO_SIZE = struct.Struct("=H")  # UDP_SEGMENT takes a native u16
+_GRO_SIZE = struct.Struct("=i")  # UDP_GRO reports a native int
+# Errors that mean "this kernel or route cannot do UDP GSO" (udp_send_skb()).
+_GSO_UNSUPPORTED = frozenset((errno.EIO, errno.EINVAL, errno.ENOPROTOOPT))
+
+Address = tuple[str, int]
+
+
+@dataclass
+class UdpCounters:
+    """What the socket has done; read them, never write them."""
+
+    datagrams_sent: int = 0
+    datagrams_received: int = 0
+    gso_calls: int = 0  # sendmsg calls with UDP_SEGMENT that the kernel took
+    gro_batches: int = 0  # receives that brought more than one datagram
+    fallbacks: int = 0  # times GSO was turned off because the kernel refused it
+    refused: int = 0  # ECONNREFUSED reports (earlier ICMP port unreachable) absorbed
+    truncated: int = 0  # datagrams dropped because they did not fit the receive buffer
+
+
+class UdpSocket:
+    """A bound UDP socket with batched send (GSO) and receive (GRO)."""
+
+    def __init__(self, sock: socket.socket, *, gro: bool) -> None:
+        self.sock = sock
+        self.family = socket.AddressFamily(sock.family)
+        self.gro = gro
+        self.gso = True
+        self.counters = UdpCounters()
+        self._max_gso = _MAX_GSO_PAYLOAD[self.family]
+        self._ancsize = socket.CMSG_SPACE(_GRO_SIZE.size) if gro else 0
+        self._buffer = bytearray()
+
+    @classmethod
+    def bind(cls, address: str, port: int, *, gro: bool = True) -> UdpSocket:
+        """Bind a UDP socket to `address`:`port` (port 0: any free port).
+
+        With `gro`, ask for UDP GRO; a kernel without it gives a socket that receives
+        one datagram per call (`.gro` is then False).
+        """
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+        except OSError as e:
+            sock.close()
+            raise NetError(_bind_message(address, port, e)) from e
+        if gro:
+            try:
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+            except OSError:
+                gro = False  # Linux < 5.0: no UDP GRO; every receive is one datagram
+        return cls(sock, gro=gro)
+
+    @property
+    def local_address(self) -> Address:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def settimeout(self, timeout: float | None) -> None:
+        """Blocking calls raise `TimeoutError` after `timeout` seconds (None: never)."""
+        self.sock.settimeout(timeout)
+
+    def send(self, data: BytesLike, addr: Address) -> None:
+        """Send one datagram to `addr`."""
+        self._sendto(data, addr)
+
+    def send_segments(self, segments: Sequence[BytesLike], addr: Address) -> None:
+        """Send each of `segments` as its own datagram to `addr`, batching runs of equal
+        size (a shorter last one allowed) into single GSO sends."""
+        n = len(segments)
+        i = 0
+        while i < n:
+            size = len(segments[i])
+            j = i + 1
+            if self.gso and size:
+                limit = i + min(UDP_MAX_SEGMENTS, self._max_gso // size)
+                while j < n and j < limit:
+                    length = len(segments[j])
+                    if length > size:
+                        break
+                    j += 1
+                    if length < size:
+                        break  # a shorter datagram ends the batch (udp_gso_segment)
+            if j - i == 1:
+                self._sendto(segments[i], addr)
+            else:
+                self._send_gso(segments[i:j], size, addr)
+            i = j
+
+    def _send_gso(self, batch: Sequence[BytesLike], size: int, addr: Address) -> None:
+        control = [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(size))]
+        for attempt in (0, 1):
+            try:
+                self.sock.sendmsg(batch, control, 0, addr)
+            except ConnectionRefusedError:
+                # The error belonged to an earlier datagram; this one was not sent.
+                self.counters.refused += 1
+                if attempt:
+                    return
+                continue
+            except BlockingIOError:
+                raise
+            except OSError as e:
+                if e.errno in _GSO_UNSUPPORTED:
+                    self.gso = False
+                    self.counters.fallbacks += 1
+                elif e.errno != errno.EMSGSIZE:
+                    raise NetError(f"UDP send to {addr[0]}:{addr[1]}: {e.strerror}") from e
+                # EMSGSIZE: the segments do not fit the route's MTU; let the kernel
+                # fragment them one by one this time.
+                for segment in batch:
+                    self._sendto(segment, addr)
+                return
+            self.counters.gso_calls += 1
+            self.counters.datagrams_sent += len(batch)
+            return
+
+    def _sendto(self, data: BytesLike, addr: Address) -> None:
+        for attempt in (0, 1):
+            try:
+                self.sock.sendto(data, addr)
+            except ConnectionRefusedError:
+                self.counters.refused += 1
+                if attempt:
+                    return
+                continue
+            except BlockingIOError:
+                raise
+            except OSError as e:
+                raise NetError(f"UDP send to {addr[0]}:{addr[1]}: {e.strerror}") from e
+            self.counters.datagrams_sent += 1
+            return
+
+    def recv_batch(self, max_bytes: int = 65536) -> list[tuple[bytes, Address]]:
+        """Block for the next datagram, or the next GRO batch of datagrams from one
+        sender, and return each with its sender's (host, port).
+
+        `max_bytes` bounds one receive; with GRO it should stay at 65536, since a batch
+        may hold up to 64 KB. Datagrams cut short by the buffer are dropped and counted.
+        """
+        if len(self._buffer) != max_bytes:
+            self._buffer = bytearray(max_bytes)
+        buffer = self._buffer
+        while True:
+            try:
+                nbytes, ancdata, flags, addr = self.sock.recvmsg_into([buffer], self._ancsize)
+            except ConnectionRefusedError:
+                self.counters.refused += 1
+                continue
+            except (BlockingIOError, TimeoutError):
+                raise
+            except OSError as e:
+                raise NetError(f"UDP receive: {e.strerror}") from e
+            break
+        sender: Address = (addr[0], addr[1])
+        size = nbytes
+        for level, kind, data in ancdata:
+            if level == SOL_UDP and kind == UDP_GRO and len(data) >= _GRO_SIZE.size:
+                size = _GRO_SIZE.unpack_from(data)[0]
+        if flags & socket.MSG_TRUNC:
+            self.counters.truncated += 1
+            if size >= nbytes:
+                return []  # one datagram, cut short
+            nbytes -= nbytes % size  # a GRO batch: keep the whole datagrams before the cut
+        with memoryview(buffer) as view:
+            if size >= nbytes or size <= 0:
+                self.counters.datagrams_received += 1
+                return [(bytes(view[:nbytes]), sender)]
+            out = [
+                (bytes(view[start : min(start + size, nbytes)]), sender)
+                for start in range(0, nbytes, size)
+            ]
+        self.counters.gro_batches += 1
+        self.counters.datagrams_received += len(out)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> UdpSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"UdpSocket({self.local_address!r}, gro={self.gro}, gso={self.gso})"
+
+
+def _bind_message(address: str, port: int, e: OSError) -> str:
+    where = f"UDP {address} port {port}"
+    if e.errno == errno.EADDRINUSE:
+        return f"{where} is already in use by another socket"
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: {address} is not an address of this host"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: ports below 1024 need root (CAP_NET_BIND_SERVICE)"
+    return f"{where}: {e.strerror}"

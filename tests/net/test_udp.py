@@ -1,0 +1,167 @@
+"""UdpSocket over loopback: GSO sends, GRO receives, the batch split and the fallbacks."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from larval.net.errors import NetError
+from larval.net.udp import UDP_MAX_SEGMENTS, UdpSocket
+
+SO_NO_CHECK = 11  # include/uapi/asm-generic/socket.h
+
+
+@pytest.fixture
+def sockets(request: pytest.FixtureRequest) -> Iterator[tuple[UdpSocket, UdpSocket]]:
+    """(sender, receiver) on loopback; the parameter is the receiver's `gro`."""
+    host = getattr(request, "param", ("127.0.0.1", True))
+    address, gro = host
+    sender = UdpSocket.bind(address, 0, gro=False)
+    try:
+        receiver = UdpSocket.bind(address, 0, gro=gro)
+    except BaseException:
+        sender.close()
+        raise
+    receiver.settimeout(5)
+    try:
+        yield sender, receiver
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def receive(receiver: UdpSocket, count: int) -> tuple[list[bytes], int]:
+    """`count` datagrams and the number of recv_batch calls it took."""
+    got: list[bytes] = []
+    calls = 0
+    while len(got) < count:
+        batch = receiver.recv_batch()
+        calls += 1
+        got.extend(data for data, _ in batch)
+    return got, calls
+
+
+def ten_segments() -> list[bytes]:
+    return [bytes([i]) * 1200 for i in range(9)] + [b"\x09" * 700]
+
+
+ALL_HOSTS = [("127.0.0.1", False), ("127.0.0.1", True), ("::1", False), ("::1", True)]
+
+
+@pytest.mark.parametrize("sockets", ALL_HOSTS, indirect=True, ids=lambda h: f"{h[0]}-gro{h[1]}")
+def test_gso_send_ten(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    segments = ten_segments()
+    sender.send_segments(segments, receiver.local_address)
+    assert sender.counters.gso_calls == 1
+    assert sender.counters.datagrams_sent == 10
+    got, calls = receive(receiver, 10)
+    assert got == segments
+    assert receiver.counters.datagrams_received == 10
+    if receiver.gro:
+        # Loopback hands the GSO packet to a GRO socket whole: one receive, split by
+        # the segment size from the UDP_GRO control message.
+        assert calls == 1
+        assert receiver.counters.gro_batches == 1
+    else:
+        assert calls == 10
+        assert receiver.counters.gro_batches == 0
+
+
+def test_sender_address_reported(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    sender.send(b"ike", receiver.local_address)
+    sender.send_segments([b"a" * 100, b"b" * 100], receiver.local_address)
+    batches = [receiver.recv_batch(), receiver.recv_batch()]
+    datagrams = [d for batch in batches for d in batch]
+    assert [d for d, _ in datagrams] == [b"ike", b"a" * 100, b"b" * 100]
+    assert {a for _, a in datagrams} == {sender.local_address}
+
+
+def test_batching_rules(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    # 70 equal: 64 + 6; then a larger one starts a batch, a shorter one ends it; the
+    # one after the shorter one starts again.
+    segments = [b"x" * 500] * 70 + [b"y" * 900, b"y" * 900, b"z" * 10, b"w" * 10]
+    sender.send_segments(segments, receiver.local_address)
+    assert sender.counters.gso_calls == 3  # 64, 6, [900, 900, 10]; "w" alone
+    assert sender.counters.datagrams_sent == len(segments)
+    got, _ = receive(receiver, len(segments))
+    assert got == segments
+
+
+def test_batch_bounded_by_64k(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    segments = [bytes([i % 256]) * 1436 for i in range(100)]
+    sender.send_segments(segments, receiver.local_address)
+    # 65507 // 1436 = 45 segments per call at most.
+    assert sender.counters.gso_calls == 3
+    got, _ = receive(receiver, 100)
+    assert got == segments
+    assert UDP_MAX_SEGMENTS == 64
+
+
+def test_gro_batch_split_sizes(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    assert receiver.gro
+    segments = [b"\x01" * 333] * 5 + [b"\x02" * 1]
+    sender.send_segments(segments, receiver.local_address)
+    batch = receiver.recv_batch()
+    assert [len(d) for d, _ in batch] == [333] * 5 + [1]
+
+
+def test_fallback_when_kernel_refuses(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    # A socket without UDP checksums cannot use GSO: the kernel answers EINVAL
+    # (udp_send_skb()), so the socket falls back to one sendto per datagram for good.
+    sender.sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+    segments = ten_segments()
+    sender.send_segments(segments, receiver.local_address)
+    assert not sender.gso
+    assert sender.counters.fallbacks == 1
+    assert sender.counters.gso_calls == 0
+    assert sender.counters.datagrams_sent == 10
+    sender.send_segments(segments, receiver.local_address)
+    assert sender.counters.fallbacks == 1
+    assert sender.counters.datagrams_sent == 20
+    got, _ = receive(receiver, 20)
+    assert got == segments + segments
+
+
+def test_refused_does_not_kill(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    closed = UdpSocket.bind("127.0.0.1", 0)
+    dead = closed.local_address
+    closed.close()
+    # Connected, the socket hears the ICMP port unreachable (RFC 1122 §4.1.3.3) and
+    # reports ECONNREFUSED on its next call.
+    sender.sock.connect(dead)
+    sender.send(b"first", dead)
+    sender.send(b"second", dead)
+    sender.send_segments([b"s" * 100] * 3, dead)
+    assert sender.counters.refused >= 1
+    sender.send(b"again", dead)
+    sender.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        sender.recv_batch()
+    assert sender.counters.refused >= 2
+
+
+def test_bind_errors() -> None:
+    with UdpSocket.bind("127.0.0.1", 0) as first:
+        port = first.local_address[1]
+        with pytest.raises(NetError, match=f"port {port} is already in use"):
+            UdpSocket.bind("127.0.0.1", port)
+    with pytest.raises(NetError, match="not an address of this host"):
+        UdpSocket.bind("192.0.2.99", 0)
+
+
+def test_truncated_datagram_dropped(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    sender.send(b"x" * 3000, receiver.local_address)
+    sender.send(b"y" * 100, receiver.local_address)
+    assert receiver.recv_batch(max_bytes=1000) == []
+    assert receiver.counters.truncated == 1
+    assert [d for d, _ in receiver.recv_batch(max_bytes=1000)] == [b"y" * 100]
