@@ -203,10 +203,7 @@ class PacketPath:
         except EspDropError as e:
             self._drop(e.counter)
             return
-        if ctx.tunnel:
-            packet = payload
-        else:
-            packet = _transport_packet(sa, next_header, payload)
+        packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
         if not self._inbound_allowed(sa, packet):
             self._drop("inbound_policy")
             return
