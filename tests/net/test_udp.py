@@ -131,7 +131,7 @@ def test_fallback_when_kernel_refuses(sockets: tuple[UdpSocket, UdpSocket]) -> N
 
 
 def test_refused_does_not_kill(sockets: tuple[UdpSocket, UdpSocket]) -> None:
-    sender, receiver = sockets
+    sender, _ = sockets
     closed = UdpSocket.bind("127.0.0.1", 0)
     dead = closed.local_address
     closed.close()
