@@ -27,10 +27,17 @@ def _spd(args: argparse.Namespace) -> dict[str, Any]:
     return spd.run()
 
 
+def _tunnel(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import tunnel
+
+    return tunnel.run(seconds=args.seconds, runs=args.runs)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sadb": _sadb,
     "spd": _spd,
     "esp": _esp,
+    "tunnel": _tunnel,
 }
 
 
@@ -39,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bench", choices=[*BENCHES, "all"])
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--sas", type=int, default=1_000_000, help="SAs in the SADB benchmark")
+    parser.add_argument("--seconds", type=int, default=5, help="iperf3 time, tunnel benchmark")
+    parser.add_argument("--runs", type=int, default=3, help="iperf3 runs, tunnel benchmark")
     args = parser.parse_args(argv)
     names = list(BENCHES) if args.bench == "all" else [args.bench]
     results = {name: BENCHES[name](args) for name in names}
