@@ -174,8 +174,12 @@ def _parse_ip_tcp(packet: BytesLike) -> _Ip | None:
 
 
 def _pseudo_sum(ip: _Ip) -> int:
-    """The pseudo-header sum without its length (RFC 9293 §3.1, RFC 8200 §8.1)."""
-    return (_sum(ip.src) + _sum(ip.dst) + _IPPROTO_TCP) % 0xFFFF
+    """The pseudo-header sum without its length (RFC 9293 §3.1, RFC 8200 §8.1).
+
+    The addresses are a whole number of 16-bit words, so their sum modulo 0xFFFF is
+    their value as one big number modulo 0xFFFF (RFC 1071 §2(B)).
+    """
+    return (int.from_bytes(ip.src + ip.dst, "big") + _IPPROTO_TCP) % 0xFFFF
 
 
 def split_read(data: BytesLike) -> list[bytes]:
@@ -266,7 +270,7 @@ def tcp_segment(hdr: VirtioNetHdr, packet: BytesLike) -> list[bytes]:
 class _Segment(NamedTuple):
     """A TCP segment that may be merged with its neighbours of the same flow."""
 
-    packet: BytesLike
+    packet: bytes
     ip: _Ip
     hlen: int  # IP + TCP header bytes
     seq: int
@@ -274,7 +278,7 @@ class _Segment(NamedTuple):
     ip_id: int | None  # IPv4 ID when it must increase by one per segment (DF clear)
 
 
-def _coalescable(packet: BytesLike) -> tuple[tuple[object, ...], bytes, _Segment] | None:
+def _coalescable(packet: bytes) -> tuple[tuple[object, ...], bytes, _Segment] | None:
     """(flow key, header shape, segment) for a TCP data segment that may be merged, or
     None. The shape is everything that must be equal in every segment of one write."""
     ip = _parse_ip_tcp(packet)
@@ -292,24 +296,28 @@ def _coalescable(packet: BytesLike) -> tuple[tuple[object, ...], bytes, _Segment
         return None
     # The kernel will not check the merged packet (CHECKSUM_PARTIAL): check each part.
     seg_len = ip.end - tcp
-    if (_pseudo_sum(ip) + seg_len + _sum(memoryview(packet)[tcp:])) % 0xFFFF != 0:
-        return None
+    with memoryview(packet) as view:
+        if (_pseudo_sum(ip) + seg_len + _sum(view[tcp:])) % 0xFFFF != 0:
+            return None
     ip_id: int | None = None
     if ip.version == 4:
-        frag = _U16.unpack_from(packet, 6)[0]
-        if not frag & _IPV4_DF:
+        if not packet[6] & (_IPV4_DF >> 8):
             # Without DF the receiver may reassemble by ID, so IDs must stay as TSO
             # would make them: the first segment's, plus one per segment.
             ip_id = _U16.unpack_from(packet, 4)[0]
         # TOS, DF, TTL and options must agree; ID, length and checksum may differ.
-        shape = bytes((packet[1], packet[6] & 0xE0, packet[8])) + bytes(packet[20:tcp])
+        shape = bytes((packet[1], packet[6] & 0xE0, packet[8])) + packet[20:tcp]
     else:
         # Traffic class, flow label and hop limit.
-        shape = bytes(packet[0:4]) + bytes((packet[7],))
+        shape = packet[0:4] + packet[7:8]
     # Acknowledgment, data offset, flags but PSH, window, urgent pointer and options.
-    shape += bytes(packet[tcp + 8 : tcp + 13]) + bytes((flags & ~_PSH,))
-    shape += bytes(packet[tcp + 14 : tcp + 16]) + bytes(packet[tcp + 18 : hlen])
-    key = (ip.version, ip.src, ip.dst, bytes(packet[tcp : tcp + 4]))
+    shape += (
+        packet[tcp + 8 : tcp + 13]
+        + bytes((flags & ~_PSH,))
+        + packet[tcp + 14 : tcp + 16]
+        + packet[tcp + 18 : hlen]
+    )
+    key = (ip.src, ip.dst, packet[tcp : tcp + 4])
     seq = _U32.unpack_from(packet, tcp + 4)[0]
     return key, shape, _Segment(packet, ip, hlen, seq, flags, ip_id)
 
@@ -354,7 +362,7 @@ class _Group:
         """The write: a virtio header and the packet, merged if there is more than one."""
         first = self.segments[0]
         if len(self.segments) == 1:
-            return ZERO_VIRTIO_HDR + bytes(first.packet)
+            return ZERO_VIRTIO_HDR + first.packet
         ip, hlen = first.ip, first.hlen
         tcp = ip.ip_len
         out = bytearray(VIRTIO_NET_HDR_LEN)
@@ -401,9 +409,11 @@ def coalesce(packets: Sequence[BytesLike]) -> list[bytes]:
     groups: list[_Group | bytes] = []
     open_groups: dict[tuple[object, ...], _Group] = {}
     for packet in packets:
+        if not isinstance(packet, bytes):
+            packet = bytes(packet)
         found = _coalescable(packet)
         if found is None:
-            groups.append(ZERO_VIRTIO_HDR + bytes(packet))
+            groups.append(ZERO_VIRTIO_HDR + packet)
             continue
         key, shape, segment = found
         group = open_groups.get(key)
