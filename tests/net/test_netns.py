@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -52,14 +53,22 @@ def test_cleanup_on_failure() -> None:
         pytest.skip(reason)
     name = fresh_name()
     stray: subprocess.Popen[bytes] | None = None
-    with pytest.raises(RuntimeError, match="test failed"), Netns(name) as ns:
-        proc = ns.popen(["sleep", "60"])
-        # Started behind the helper's back, but inside: also ended.
-        stray = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
-        raise RuntimeError("test failed")
-    assert not os.path.exists(f"/run/netns/{name}")
-    assert proc.poll() is not None
-    assert stray is not None and stray.wait(5) is not None
+    try:
+        with pytest.raises(RuntimeError, match="test failed"), Netns(name) as ns:
+            proc = ns.popen(["sleep", "60"])
+            # Started behind the helper's back, but inside: also ended.
+            stray = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
+            deadline = time.monotonic() + 5
+            while stray.pid not in ns.pids() and time.monotonic() < deadline:
+                time.sleep(0.01)  # until `ip netns exec` has entered the namespace
+            raise RuntimeError("test failed")
+        assert not os.path.exists(f"/run/netns/{name}")
+        assert proc.poll() is not None
+        assert stray is not None and stray.wait(5) is not None
+    finally:
+        if stray is not None and stray.poll() is None:
+            stray.kill()
+            stray.wait()
 
 
 def test_existing_name_refused(netns: Netns) -> None:

@@ -58,6 +58,8 @@ IFNAMSIZ = 16
 _IFREQ_FLAGS = struct.Struct("16sH22x")
 _IFREQ_INT = struct.Struct("16si20x")
 
+IFA_F_NODAD = 0x02  # include/uapi/linux/if_addr.h
+
 TXQUEUELEN = 1000  # the kernel's default of 500 drops bursts of a batched writer
 _MAX_READ = 65535  # an IP datagram, or a TSO super-packet, is at most 64 KB
 
@@ -146,12 +148,16 @@ class TunDevice:
                 index = found[0]
                 ipr.link("set", index=index, mtu=mtu, txqlen=TXQUEUELEN)
                 for iface in interfaces:
+                    # IPv6: no duplicate address detection on a point-to-point device
+                    # of our own; otherwise the address is "tentative" for a moment
+                    # after the link comes up and bind() fails (RFC 4862 §5.4).
                     _ignore_exists(
                         ipr.addr,
                         "add",
                         index=index,
                         address=str(iface.ip),
                         prefixlen=iface.network.prefixlen,
+                        flags=IFA_F_NODAD if iface.version == 6 else 0,
                     )
                 if up:
                     ipr.link("set", index=index, state="up")
