@@ -29,6 +29,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--route", action="append", default=[], help="a protected network routed into the TUN"
     )
     dp.add_argument("--mtu", type=int, default=1400)
+    dp.add_argument(
+        "--no-offload", action="store_true", help="no TUN TSO offload: one packet per read"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -46,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
         if not (args.tun and args.local):
             raise UsageError("the dataplane needs both --tun and --local")
         dataplane = DataplaneConfig(
-            args.tun, args.local, args.tun_address, args.route, args.port, args.mtu
+            args.tun,
+            args.local,
+            args.tun_address,
+            args.route,
+            args.port,
+            args.mtu,
+            offload=not args.no_offload,
         )
     service = StackService(args.pfkey_socket, args.control_socket or None, dataplane)
     if args.policy:

@@ -38,6 +38,7 @@ class DataplaneConfig:
     routes: list[str] = field(default_factory=list)  # protected networks routed into the TUN
     port: int = NAT_T_PORT
     mtu: int = 1400
+    offload: bool = True  # TUN with IFF_VNET_HDR and TSO: TCP super-packets both ways
 
 
 class StackService:
@@ -103,10 +104,11 @@ class StackService:
             "drops": dict(self.stack.drops),
             "pfkey_clients": self.pfkey.clients,
             "packets": self.dataplane.path.counters() if self.dataplane is not None else {},
+            "io": self.dataplane.io_counters() if self.dataplane is not None else {},
         }
 
     def _start_dataplane(self, config: DataplaneConfig) -> None:
-        tun = TunDevice.create(config.tun, mtu=config.mtu)
+        tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
         try:
             tun.configure(config.addresses, config.mtu, config.routes)
             udp = UdpSocket.bind(config.local, config.port)

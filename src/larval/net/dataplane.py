@@ -11,16 +11,22 @@ whichever thread released them.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
+import functools
 import ipaddress
 import logging
 import os
 import select
+import socket
+import sys
 import threading
 import time
 from collections import defaultdict
 
-from larval.net.errors import NetError
+from larval.net.errors import NetError, OffloadError
+from larval.net.offload import ZERO_VIRTIO_HDR, coalesce, split_read
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
 from larval.stack.packet_path import Datagram, PacketPath
@@ -28,8 +34,13 @@ from larval.stack.stack import Stack
 
 log = logging.getLogger("larval.dataplane")
 
-BATCH = 64  # packets read from the TUN before the batch is sent
+BATCH = 64  # reads from the TUN before the batch is sent
 POLL_MS = 200  # how often a loop looks at the stop flag
+SOCKET_BUFFER = 8 << 20  # bytes: a burst of GSO batches must not overflow the socket
+# A thread that waits for the GIL waits up to the switch interval (5 ms by default): an
+# ACK queued behind a busy receive loop would come that much later and TCP would slow to
+# the pace of those delays. The loops release the GIL in every system call anyway.
+SWITCH_INTERVAL = 0.0002
 
 
 class Dataplane:
@@ -39,6 +50,9 @@ class Dataplane:
         self.stack = stack
         self.tun = tun
         self.udp = udp
+        # With IFF_VNET_HDR the TUN hands over TCP super-packets to segment, and takes
+        # coalesced ones back (notes/dataplane-performance.md: the largest single gain).
+        self.offload = tun.vnet_hdr
         host = udp.local_address[0]
         self.local = ipaddress.ip_address(host).packed
         self._batch = threading.local()
@@ -46,12 +60,21 @@ class Dataplane:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.write_errors = 0
+        # Batching at work: reads vs packets out of them, packets vs writes back.
+        self.tun_reads = 0
+        self.tun_read_packets = 0
+        self.tun_writes = 0
+        self.tun_written_packets = 0
 
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL)
         os.set_blocking(self.tun.fd, False)
-        self.udp.settimeout(POLL_MS / 1000)
+        self.udp.settimeout(0.0)  # non-blocking: the loops wait in poll() and then drain
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                self.udp.sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
         for name, target in (("outbound", self._outbound_loop), ("inbound", self._inbound_loop)):
             t = threading.Thread(target=target, name=f"larval-{name}", daemon=True)
             t.start()
@@ -82,10 +105,29 @@ class Dataplane:
             log.debug("send to %s failed: %s", addr, e)
 
     def _deliver(self, packet: bytes) -> None:
-        try:
-            self.tun.write(packet)
-        except (NetError, OSError):
-            self.write_errors += 1
+        pending: list[bytes] | None = getattr(self._batch, "delivered", None)
+        if pending is not None:  # inside an inbound batch: coalesced and written at its end
+            pending.append(packet)
+            return
+        self._write([ZERO_VIRTIO_HDR + packet] if self.offload else [packet])
+
+    def io_counters(self) -> dict[str, int]:
+        return {
+            "tun_reads": self.tun_reads,
+            "tun_read_packets": self.tun_read_packets,
+            "tun_writes": self.tun_writes,
+            "tun_written_packets": self.tun_written_packets,
+            "tun_write_errors": self.write_errors,
+            **{f"udp_{k}": v for k, v in dataclasses.asdict(self.udp.counters).items()},
+        }
+
+    def _write(self, writes: list[bytes]) -> None:
+        self.tun_writes += len(writes)
+        for data in writes:
+            try:
+                self.tun.write(data)
+            except (NetError, OSError):
+                self.write_errors += 1
 
     # -- the loops ----------------------------------------------------------------------
 
@@ -93,7 +135,7 @@ class Dataplane:
         poller = select.poll()
         poller.register(self.tun.fd, select.POLLIN)
         read, path, batch = os.read, self.path, self._batch
-        fd = self.tun.fd
+        fd, offload = self.tun.fd, self.offload
         while not self._stop.is_set():
             if not poller.poll(POLL_MS):
                 continue
@@ -103,31 +145,63 @@ class Dataplane:
             try:
                 for _ in range(BATCH):
                     try:
-                        packet = read(fd, 65535)
+                        data = read(fd, 65546)
                     except BlockingIOError:
                         break
                     except OSError as e:
                         if e.errno == errno.EBADF:
                             return
                         raise
-                    path.outbound(packet, now)
+                    self.tun_reads += 1
+                    if not offload:
+                        self.tun_read_packets += 1
+                        path.outbound(data, now)
+                        continue
+                    try:
+                        segments = split_read(data)
+                    except OffloadError:
+                        path.drop("malformed")
+                        continue
+                    self.tun_read_packets += len(segments)
+                    for packet in segments:
+                        path.outbound(packet, now)
             finally:
                 batch.pending = None
             for (dst, port), payloads in pending.items():
                 self._send_now(dst, port, payloads)
 
     def _inbound_loop(self) -> None:
-        path, local = self.path, self.local
+        """Wait for the socket, then drain it: every datagram ready (up to a batch) is
+        processed before the cleartext of the batch is coalesced and written."""
+        path, local, udp = self.path, self.local, self.udp
+        poller = select.poll()
+        poller.register(udp.fileno(), select.POLLIN)
         while not self._stop.is_set():
-            try:
-                batch = self.udp.recv_batch()
-            except (TimeoutError, BlockingIOError):
-                continue
-            except NetError as e:
-                if self._stop.is_set():
-                    return
-                log.warning("UDP receive failed: %s", e)
+            if not poller.poll(POLL_MS):
                 continue
             now = time.time()
-            for payload, (host, port) in batch:
-                path.inbound_udp(payload, local, ipaddress.ip_address(host).packed, port, now)
+            delivered: list[bytes] = []
+            self._batch.delivered = delivered
+            try:
+                for _ in range(BATCH):
+                    try:
+                        batch = udp.recv_batch()
+                    except (BlockingIOError, TimeoutError):
+                        break
+                    except NetError as e:
+                        if self._stop.is_set():
+                            return
+                        log.warning("UDP receive failed: %s", e)
+                        break
+                    for payload, (host, port) in batch:
+                        path.inbound_udp(payload, local, _packed(host), port, now)
+            finally:
+                self._batch.delivered = None
+            if delivered:
+                self.tun_written_packets += len(delivered)
+                self._write(coalesce(delivered) if self.offload else delivered)
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed(host: str) -> bytes:
+    return ipaddress.ip_address(host).packed

@@ -14,6 +14,7 @@ explicit priority below 83,564 puts a policy before every policy without one.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field, replace
 
@@ -104,12 +105,26 @@ class Tunnel:
         if self.local.version != self.remote.version:
             raise SpdError("tunnel endpoints mix IPv4 and IPv6")
 
+    @property
+    def local_packed(self) -> bytes:
+        return _packed(self.local)
+
+    @property
+    def remote_packed(self) -> bytes:
+        return _packed(self.remote)
+
     @classmethod
     def of(cls, local: str | IPAddress, remote: str | IPAddress) -> Tunnel:
         try:
             return cls(ipaddress.ip_address(local), ipaddress.ip_address(remote))
         except ValueError as exc:
             raise SpdError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _packed(address: IPAddress) -> bytes:
+    """The packed form, computed once: the dataplane asks for it on every packet."""
+    return address.packed
 
 
 def default_priority(selector: Selector) -> int:

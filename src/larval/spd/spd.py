@@ -56,6 +56,8 @@ class Spd:
         self._next_index = 1
         self._next_reqid = 1
         self._reqids: set[int] = set()
+        # Bumped by every change, so that caches of lookup results know when to forget.
+        self.generation = 0
 
     @staticmethod
     def _empty_indexes() -> dict[_Slot, FamilyIndex]:
@@ -110,6 +112,7 @@ class Spd:
         self._entries[index] = (key, policy, slot)
         self._by_name.setdefault(policy.name, []).append(index)
         self._identities.add(identity)
+        self.generation += 1
         return index, policy
 
     def remove(self, name: str) -> int:
@@ -129,6 +132,7 @@ class Spd:
         indices.remove(index)
         if not indices:
             del self._by_name[policy.name]
+        self.generation += 1
 
     def flush(self) -> None:
         """Remove every policy (a reader in flight finishes on the old index)."""
@@ -138,6 +142,7 @@ class Spd:
             self._by_name = {}
             self._identities = set()
             self._reqids = set()
+            self.generation += 1
 
     # -- readers ---------------------------------------------------------------------
 

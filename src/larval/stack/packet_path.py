@@ -29,7 +29,7 @@ from larval.esp import (
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.pfkey import SadbAddress, SaFlags, SaState, SaType
 from larval.sadb import HoldResult, SecurityAssociation
-from larval.spd import Action, Direction, Mode
+from larval.spd import Action
 from larval.stack.flow import PacketError, parse_flow
 from larval.stack.stack import Stack, Verdict
 
@@ -96,7 +96,8 @@ class PacketPath:
         with self._lock:
             return {"sent": self.sent, "delivered": self.delivered, **self.drops}
 
-    def _drop(self, counter: str) -> None:
+    def drop(self, counter: str) -> None:
+        """Count a packet dropped for reason `counter`."""
         with self._lock:
             self.drops[counter] = self.drops.get(counter, 0) + 1
 
@@ -112,11 +113,11 @@ class PacketPath:
         elif verdict is Verdict.BYPASS:
             # The host routes only protected traffic into the stack: nothing here sends
             # in the clear, so a packet without a PROTECT policy goes no further.
-            self._drop("no_policy")
+            self.drop("no_policy")
         elif verdict is Verdict.DROP:
-            self._drop("malformed")
+            self.drop("malformed")
         elif verdict is Verdict.DISCARD:
-            self._drop("discard")
+            self.drop("discard")
         # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
 
     def _outbound_released(self, sa: SecurityAssociation, packet: bytes) -> None:
@@ -126,7 +127,7 @@ class PacketPath:
     def _protect(self, sa: SecurityAssociation, packet: bytes, now: float) -> None:
         ctx = self._context(sa)
         if ctx is None:
-            self._drop("dead_sa")
+            self.drop("dead_sa")
             return
         tunnel = ctx.tunnel
         if tunnel:
@@ -135,13 +136,13 @@ class PacketPath:
             try:
                 payload, next_header = _transport_payload(packet)
             except PacketError:
-                self._drop("malformed")
+                self.drop("malformed")
                 return
         try:
             with ctx.lock:
                 esp = ctx.esp.encrypt(payload, next_header)
         except EspSeqExhausted:
-            self._drop("seq_exhausted")
+            self.drop("seq_exhausted")
             self.stack.emit(self.stack.sadb.expire_now(sa, now))
             return
         sa.account(len(packet), now)
@@ -158,14 +159,14 @@ class PacketPath:
         try:
             kind, body = classify_udp4500(payload)
         except EspDropError as e:
-            self._drop(e.counter)
+            self.drop(e.counter)
             return
         if kind == "esp":
             assert body is not None
             self.inbound(body, local, now)
         elif kind == "ike":
             if self.on_ike is None:
-                self._drop("ike_unhandled")
+                self.drop("ike_unhandled")
             else:
                 assert body is not None
                 self.on_ike(body, peer, peer_port)
@@ -174,12 +175,12 @@ class PacketPath:
     def inbound(self, esp: bytes, local: bytes, now: float) -> None:
         """An ESP packet for the local address `local` (packed)."""
         if len(esp) < 8:
-            self._drop("truncated")
+            self.drop("truncated")
             return
         spi = int.from_bytes(esp[_SPI], "big")
         sa = self.stack.sadb.lookup_inbound(spi, local, SaType.ESP)
         if sa is None:
-            self._drop("unknown_spi")
+            self.drop("unknown_spi")
             return
         # The seed's rule: a packet for a LARVAL SA is held, the state checked again
         # under the SA's lock; if the SA matured meanwhile, it is processed now.
@@ -193,7 +194,7 @@ class PacketPath:
     def _open(self, sa: SecurityAssociation, esp: bytes, now: float) -> None:
         ctx = self._context(sa)
         if ctx is None:
-            self._drop("dead_sa")
+            self.drop("dead_sa")
             return
         try:
             with ctx.lock:
@@ -201,11 +202,11 @@ class PacketPath:
         except EspDummyPacket:
             return  # RFC 4303 §2.6: authenticated traffic-flow padding, discarded
         except EspDropError as e:
-            self._drop(e.counter)
+            self.drop(e.counter)
             return
         packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
         if not self._inbound_allowed(sa, packet):
-            self._drop("inbound_policy")
+            self.drop("inbound_policy")
             return
         sa.account(len(packet), now)
         with self._lock:
@@ -215,19 +216,19 @@ class PacketPath:
     def _inbound_allowed(self, sa: SecurityAssociation, packet: bytes) -> bool:
         """RFC 4301 §5.2 step 4: the inner packet must be one the SA was made for."""
         try:
-            flow = parse_flow(packet)
+            policy = self.stack.inbound_policies.lookup(packet)
+            if sa.inner_src is not None or sa.inner_dst is not None:
+                flow = parse_flow(packet)
+                for ext, addr in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
+                    if ext is not None and addr not in _network(ext):
+                        return False
         except PacketError:
             return False
-        for ext, addr in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
-            if ext is not None and addr not in _network(ext):
-                return False
-        policy = self.stack.spd.lookup(
-            Direction.IN, flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.icmp_type
-        )
         if policy is None or policy.action is not Action.PROTECT:
             return False
-        if policy.mode is Mode.TUNNEL and policy.tunnel is not None:
-            return policy.tunnel.remote.packed == sa.src and policy.tunnel.local.packed == sa.dst
+        tunnel = policy.tunnel
+        if tunnel is not None:
+            return tunnel.remote_packed == sa.src and tunnel.local_packed == sa.dst
         return True
 
     # -- per-SA ESP state ---------------------------------------------------------------

@@ -30,6 +30,7 @@ from larval.spd import (
     regular_acquire,
 )
 from larval.stack.flow import PacketError, parse_flow
+from larval.stack.flow_cache import FlowCache
 
 Emit = Callable[[list[PfkeyReply]], None]
 
@@ -67,6 +68,8 @@ class Stack:
             on_inbound_release=on_inbound_release, on_outbound_release=on_outbound_release
         )
         self.spd = Spd()
+        self.outbound_policies = FlowCache(self.spd, Direction.OUT)
+        self.inbound_policies = FlowCache(self.spd, Direction.IN)
         self._drops_lock = threading.Lock()
         self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
 
@@ -90,22 +93,21 @@ class Stack:
     def outbound(self, packet: Packet, now: float) -> Outbound:
         """What to do with a packet leaving the host (RFC 4301 §5.1)."""
         try:
-            flow = parse_flow(packet)
+            policy = self.outbound_policies.lookup(packet)
         except PacketError:
             self._drop("malformed")
             return Outbound(Verdict.DROP)
-        policy = self.spd.lookup(
-            Direction.OUT, flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.icmp_type
-        )
         if policy is None or policy.action is Action.BYPASS:
             return Outbound(Verdict.BYPASS, policy)
         if policy.action is Action.DISCARD:
             self._drop("discard")
             return Outbound(Verdict.DISCARD, policy)
+        flow = parse_flow(packet) if policy.mode is Mode.TRANSPORT else None
         src, dst = _outer(policy, flow)
         sa = self.sadb.lookup_outbound(src, dst)
         if sa is not None:
             return Outbound(Verdict.PROTECT, policy, sa)
+        flow = flow or parse_flow(packet)
         key = (policy.reqid, src, dst)
         record = self.sadb.hold_outbound(key, SaType.ESP, src, dst, packet, now)
         if record is not None:
@@ -127,8 +129,10 @@ class Stack:
             self.drops[counter] += 1
 
 
-def _outer(policy: Policy, flow: Flow) -> tuple[bytes, bytes]:
+def _outer(policy: Policy, flow: Flow | None) -> tuple[bytes, bytes]:
     """The SA's addresses: the tunnel's endpoints, or the packet's own in transport mode."""
-    if policy.mode is Mode.TUNNEL and policy.tunnel is not None:
-        return policy.tunnel.local.packed, policy.tunnel.remote.packed
+    tunnel = policy.tunnel
+    if tunnel is not None:
+        return tunnel.local_packed, tunnel.remote_packed
+    assert flow is not None
     return flow.src.packed, flow.dst.packed

@@ -1,0 +1,63 @@
+"""Policy lookups remembered per flow, keyed by the bytes of the packet's header.
+
+A bulk transfer asks the SPD the same question for every packet; the answer depends
+only on addresses, protocol and ports, which sit at fixed offsets of a plain TCP or UDP
+packet. Those bytes are the key. An entry remembers the SPD generation it was computed
+in, so a policy change is never answered from the cache. Other packets (IP options,
+fragments, IPv6 extension headers, other protocols) go to the SPD every time.
+"""
+
+from __future__ import annotations
+
+from larval.spd import Direction, Policy, Spd
+from larval.stack.flow import PacketError, parse_flow
+
+MAX_FLOWS = 65536
+_CACHEABLE = frozenset({6, 17})  # TCP, UDP: ports right after the fixed header
+
+
+def flow_key(packet: bytes) -> bytes | None:
+    """Protocol, addresses and ports as they stand in `packet`, or None."""
+    if not packet:
+        return None
+    first = packet[0]
+    if first == 0x45:  # IPv4, no options
+        # Not a fragment (RFC 791: MF flag and offset zero), so the ports are there.
+        if len(packet) >= 24 and packet[9] in _CACHEABLE and not (packet[6] & 0x3F or packet[7]):
+            return packet[9:10] + packet[12:24]
+        return None
+    if first >> 4 == 6 and len(packet) >= 44 and packet[6] in _CACHEABLE:
+        return packet[6:7] + packet[8:44]
+    return None
+
+
+class FlowCache:
+    """`Spd.lookup` for one direction, by packet."""
+
+    __slots__ = ("_entries", "direction", "spd")
+
+    def __init__(self, spd: Spd, direction: Direction) -> None:
+        self.spd = spd
+        self.direction = direction
+        self._entries: dict[bytes, tuple[int, Policy | None]] = {}
+
+    def lookup(self, packet: bytes) -> Policy | None:
+        """The policy for `packet`; raises PacketError if it cannot be read."""
+        key = flow_key(packet)
+        generation = self.spd.generation
+        if key is not None:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] == generation:
+                return hit[1]
+        flow = parse_flow(packet)
+        policy = self.spd.lookup(
+            self.direction, flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.icmp_type
+        )
+        if key is not None:
+            if len(self._entries) >= MAX_FLOWS:
+                self._entries.clear()  # a scan or a flood: start over rather than grow
+            self._entries[key] = (generation, policy)
+        return policy
+
+
+__all__ = ["FlowCache", "PacketError", "flow_key"]
