@@ -165,6 +165,7 @@ class Sadb:
         self.counters = SadbCounters()
         self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
         self._inbound = {t: table.inbound_index for t, table in self._tables.items()}
+        self._esp_inbound = self._inbound[SaType.ESP]
         self._acquires = AcquireTable(self.counters, acquire_hold_limit, acquire_timeout)
         self.on_inbound_release = on_inbound_release or _discard
         self.on_outbound_release = on_outbound_release or _discard
@@ -229,6 +230,10 @@ class Sadb:
         """
         index = self._inbound.get(satype)
         return index.get((spi, dst)) if index is not None else None
+
+    def lookup_esp(self, spi: int, dst: bytes) -> SecurityAssociation | None:
+        """`lookup_inbound` for ESP, the dataplane's case: one dict lookup, nothing else."""
+        return self._esp_inbound.get((spi, dst))
 
     def hold_inbound(self, sa: SecurityAssociation, packet: Packet) -> HoldResult:
         """Hold `packet` on `sa` if it is still LARVAL (checked under its lock)."""

@@ -27,7 +27,7 @@ from larval.esp import (
     classify_udp4500,
 )
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
-from larval.pfkey import SadbAddress, SaFlags, SaState, SaType
+from larval.pfkey import SadbAddress, SaFlags, SaState
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.spd import Action
 from larval.stack.flow import PacketError, parse_flow
@@ -178,7 +178,7 @@ class PacketPath:
             self.drop("truncated")
             return
         spi = int.from_bytes(esp[_SPI], "big")
-        sa = self.stack.sadb.lookup_inbound(spi, local, SaType.ESP)
+        sa = self.stack.sadb.lookup_esp(spi, local)
         if sa is None:
             self.drop("unknown_spi")
             return
