@@ -252,3 +252,23 @@ def test_a_stale_socket_file_is_replaced(tmp_path: object) -> None:
             client.connect(path)
     finally:
         sock.close()
+
+
+def test_expire_reaches_registered_sockets_only(running_stack: RunningStack) -> None:
+    from larval.pfkey import SadbLifetime
+
+    with running_stack.client() as km, running_stack.client() as other:
+        register(km, extended=False)
+        add = keyed(SadbMsgType.ADD, 0x4000, "192.0.2.2", "192.0.2.1", seq=2, pid=7,
+                    encrypt=EncryptAlg.AES_GCM_16, encrypt_key=bytes(20),
+                    soft=SadbLifetime(ExtType.LIFETIME_SOFT, addtime=1),
+                    hard=SadbLifetime(ExtType.LIFETIME_HARD, addtime=2))  # fmt: skip
+        km.send(add.encode())
+        assert recv(km).errno == 0 and recv(other).errno == 0  # the ADD, to everyone
+        km.settimeout(6)
+        soft = recv(km)  # the ager runs every second
+        hard = recv(km)
+        assert [soft.msg_type, hard.msg_type] == [8, 8]  # SADB_EXPIRE
+        assert 4 in soft.exts and 3 in hard.exts  # LIFETIME_SOFT, then LIFETIME_HARD
+        assert raw.sa_spi(hard.exts[raw.EXT_SA][0]) == (0x4000, 3)  # DEAD
+        assert nothing_more(other)
