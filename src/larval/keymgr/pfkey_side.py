@@ -1,0 +1,295 @@
+"""The key manager's side of PF_KEY: reading ACQUIREs and writing the SA requests.
+
+The key manager talks to the stack only in PF_KEY messages (DESIGN.md): an extended
+REGISTER at start; an extended ACQUIRE (or the answer to an inverse ACQUIRE) tells it
+what the policy wants — every algorithm alternative, the lifetimes, the tunnel's inner
+addresses — so no policy daemon is needed beside it (the seed's racoon2 port). After a
+negotiation it GETSPIs its inbound SPI before that SPI goes on the wire, UPDATEs that
+LARVAL SA with the keys, ADDs the outbound SA (carrying the ACQUIRE's sequence number,
+which releases the held packets), and DELETEs them when the CHILD_SA goes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
+from larval.crypto.proposals import EspProposal
+from larval.pfkey import (
+    AlgType,
+    Extension,
+    ExtType,
+    PfkeyMessage,
+    SadbAddress,
+    SadbKey,
+    SadbLifetime,
+    SadbMsgType,
+    SadbSa,
+    SadbSpirange,
+    SadbXEprop,
+    SadbXEreg,
+    SadbXKmc,
+    SadbXPair,
+    SaFlags,
+    SaState,
+    SaType,
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An address extension in plain words: address, prefix, protocol, port."""
+
+    address: IPAddress
+    prefixlen: int
+    proto: int
+    port: int
+
+    @property
+    def network(self) -> IPNetwork:
+        return ipaddress.ip_network(f"{self.address}/{self.prefixlen}", strict=False)
+
+    @classmethod
+    def of(cls, ext: SadbAddress) -> Endpoint:
+        prefix = ext.prefixlen or ext.addr.max_prefixlen
+        return cls(ext.addr, prefix, ext.proto, ext.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    soft_addtime: int = 0
+    hard_addtime: int = 0
+    soft_bytes: int = 0
+    hard_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """One ESP alternative of a policy, with the lifetimes its SA is to have."""
+
+    proposal: EspProposal
+    pfs: bool
+    lifetimes: Lifetimes
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """What an extended ACQUIRE, or the answer to an inverse ACQUIRE, asks for."""
+
+    seq: int
+    src: Endpoint  # outer: this host
+    dst: Endpoint  # outer: the peer
+    inner_src: Endpoint | None  # tunnel mode: the policy's local selector
+    inner_dst: Endpoint | None  # ... and remote selector
+    alternatives: tuple[Alternative, ...]
+    replay_window: int
+    km_cookie: int
+
+    @property
+    def tunnel(self) -> bool:
+        return self.inner_src is not None and self.inner_dst is not None
+
+    @property
+    def local_ts(self) -> Endpoint:
+        return self.inner_src if self.inner_src is not None else self.src
+
+    @property
+    def remote_ts(self) -> Endpoint:
+        return self.inner_dst if self.inner_dst is not None else self.dst
+
+
+class AcquireError(ValueError):
+    """An ACQUIRE the key manager cannot act on (counted and logged, never raised further)."""
+
+
+def parse_policy_request(msg: PfkeyMessage) -> PolicyRequest:
+    """An extended ACQUIRE or an inverse ACQUIRE's reply, read (illumos layouts)."""
+    exts: dict[int, Extension] = {e.ext_type: e for e in msg.extensions}
+    src, dst = exts.get(ExtType.ADDRESS_SRC), exts.get(ExtType.ADDRESS_DST)
+    eprop = exts.get(ExtType.X_EPROP)
+    if not isinstance(src, SadbAddress) or not isinstance(dst, SadbAddress):
+        raise AcquireError("ACQUIRE without source and destination addresses")
+    if not isinstance(eprop, SadbXEprop):
+        raise AcquireError("ACQUIRE without X_EPROP: not an extended ACQUIRE")
+    inner_src, inner_dst = exts.get(ExtType.ADDRESS_PROXY), exts.get(ExtType.X_ADDRESS_INNER_DST)
+    kmc = exts.get(ExtType.X_KM_COOKIE)
+    alternatives = []
+    for ecomb in eprop.ecombs:
+        encrypt = auth = 0
+        encrypt_bits = auth_bits = 0
+        for alg in ecomb.algdescs:
+            if alg.satype != SaType.ESP:
+                continue  # larval negotiates ESP only
+            if alg.algtype == AlgType.CRYPT:
+                encrypt, encrypt_bits = alg.alg, alg.maxbits
+            elif alg.algtype == AlgType.AUTH:
+                auth, auth_bits = alg.alg, alg.maxbits
+        if encrypt not in ENCRYPT_ALGORITHMS or (auth and auth not in AUTH_ALGORITHMS):
+            continue  # an alternative this host cannot do is simply not offered
+        lifetimes = Lifetimes(
+            ecomb.soft_addtime, ecomb.hard_addtime, ecomb.soft_bytes, ecomb.hard_bytes
+        )
+        proposal = EspProposal(encrypt, encrypt_bits, auth, auth_bits)
+        alternatives.append(Alternative(proposal, bool(ecomb.flags & SaFlags.PFS), lifetimes))
+    if not alternatives:
+        raise AcquireError("ACQUIRE offers no ESP alternative larval implements")
+    return PolicyRequest(
+        seq=msg.seq,
+        src=Endpoint.of(src),
+        dst=Endpoint.of(dst),
+        inner_src=Endpoint.of(inner_src) if isinstance(inner_src, SadbAddress) else None,
+        inner_dst=Endpoint.of(inner_dst) if isinstance(inner_dst, SadbAddress) else None,
+        alternatives=tuple(alternatives),
+        replay_window=eprop.replay,
+        km_cookie=kmc.cookie if isinstance(kmc, SadbXKmc) else 0,
+    )
+
+
+def extended_register(seq: int, pid: int) -> PfkeyMessage:
+    """illumos extended REGISTER: satype UNSPEC, the SA types in SADB_X_EXT_EREG."""
+    return PfkeyMessage(
+        SadbMsgType.REGISTER,
+        SaType.UNSPEC,
+        seq=seq,
+        pid=pid,
+        extensions=(SadbXEreg((SaType.ESP,)),),
+    )
+
+
+def inverse_acquire(
+    local: IPAddress, remote: IPAddress, local_ts: IPNetwork | None, remote_ts: IPNetwork | None,
+    *, seq: int, pid: int,
+) -> PfkeyMessage:  # fmt: skip
+    """SADB_X_INVERSE_ACQUIRE: what would policy accept for this traffic (responder)?"""
+    exts: list[Extension] = [
+        SadbAddress(ExtType.ADDRESS_SRC, local),
+        SadbAddress(ExtType.ADDRESS_DST, remote),
+    ]
+    if local_ts is not None and remote_ts is not None:
+        exts.append(
+            SadbAddress(
+                ExtType.ADDRESS_PROXY, local_ts.network_address, prefixlen=local_ts.prefixlen
+            )
+        )
+        exts.append(
+            SadbAddress(
+                ExtType.X_ADDRESS_INNER_DST,
+                remote_ts.network_address,
+                prefixlen=remote_ts.prefixlen,
+            )
+        )
+    return PfkeyMessage(
+        SadbMsgType.X_INVERSE_ACQUIRE, SaType.ESP, seq=seq, pid=pid, extensions=tuple(exts)
+    )
+
+
+def getspi(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> PfkeyMessage:
+    """GETSPI for an inbound SA from `peer` to `local`: a LARVAL SA before the SPI is sent."""
+    return PfkeyMessage(
+        SadbMsgType.GETSPI,
+        SaType.ESP,
+        seq=seq,
+        pid=pid,
+        extensions=(
+            SadbAddress(ExtType.ADDRESS_SRC, peer),
+            SadbAddress(ExtType.ADDRESS_DST, local),
+            SadbSpirange(0x100, 0xFFFFFFFF),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChildKeys:
+    """One direction of a negotiated CHILD_SA, as PF_KEY needs it."""
+
+    spi: int
+    src: IPAddress
+    dst: IPAddress
+    proposal: EspProposal
+    encrypt_key: bytes  # salt included for the AEADs
+    auth_key: bytes
+
+    def __repr__(self) -> str:
+        return f"ChildKeys(spi={self.spi:#010x}, {self.src} -> {self.dst}, keys=<hidden>)"
+
+
+def keyed_sa(
+    msg_type: int,
+    keys: ChildKeys,
+    request: PolicyRequest | None,
+    lifetimes: Lifetimes,
+    *,
+    inbound: bool,
+    seq: int,
+    pid: int,
+    pair_spi: int = 0,
+    natt_port: int = 0,
+) -> PfkeyMessage:
+    """UPDATE of the inbound LARVAL SA, or ADD of the outbound SA, with keys and lifetimes.
+
+    Tunnel mode sets SADB_X_SAFLAGS_TUNNEL and carries the inner addresses, so the stack
+    can check what comes out of the SA (RFC 4301 §5.2).
+    """
+    proposal = keys.proposal
+    tunnel = request is not None and request.tunnel
+    flags = SaFlags.X_TUNNEL if tunnel else 0
+    flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
+    exts: list[Extension] = [
+        SadbSa(keys.spi, min(request.replay_window if request else 32, 255), SaState.MATURE,
+               proposal.auth, proposal.encrypt, flags),
+    ]  # fmt: skip
+    if lifetimes.hard_addtime or lifetimes.hard_bytes:
+        exts.append(
+            SadbLifetime(
+                ExtType.LIFETIME_HARD, bytes=lifetimes.hard_bytes, addtime=lifetimes.hard_addtime
+            )
+        )
+    if lifetimes.soft_addtime or lifetimes.soft_bytes:
+        exts.append(
+            SadbLifetime(
+                ExtType.LIFETIME_SOFT, bytes=lifetimes.soft_bytes, addtime=lifetimes.soft_addtime
+            )
+        )
+    exts.append(SadbAddress(ExtType.ADDRESS_SRC, keys.src))
+    exts.append(SadbAddress(ExtType.ADDRESS_DST, keys.dst))
+    if tunnel and request is not None and request.inner_src and request.inner_dst:
+        # Inbound, the SA's inner source is the peer's selector and its destination ours.
+        near, far = request.inner_src, request.inner_dst
+        src_ts, dst_ts = (far, near) if inbound else (near, far)
+        exts.append(
+            SadbAddress(ExtType.ADDRESS_PROXY, src_ts.address, src_ts.port, src_ts.proto,
+                        src_ts.prefixlen)
+        )  # fmt: skip
+        exts.append(
+            SadbAddress(ExtType.X_ADDRESS_INNER_DST, dst_ts.address, dst_ts.port, dst_ts.proto,
+                        dst_ts.prefixlen)
+        )  # fmt: skip
+    if keys.auth_key:
+        exts.append(SadbKey(ExtType.KEY_AUTH, len(keys.auth_key) * 8, keys.auth_key))
+    if keys.encrypt_key:
+        exts.append(SadbKey(ExtType.KEY_ENCRYPT, len(keys.encrypt_key) * 8, keys.encrypt_key))
+    if natt_port:
+        # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
+        exts.append(SadbAddress(ExtType.X_ADDRESS_NATT_REM, keys.dst if not inbound else keys.src,
+                                natt_port))  # fmt: skip
+    if pair_spi:
+        exts.append(SadbXPair(pair_spi))
+    return PfkeyMessage(msg_type, SaType.ESP, seq=seq, pid=pid, extensions=tuple(exts))
+
+
+def delete_sa(spi: int, src: IPAddress, dst: IPAddress, *, seq: int, pid: int) -> PfkeyMessage:
+    return PfkeyMessage(
+        SadbMsgType.DELETE,
+        SaType.ESP,
+        seq=seq,
+        pid=pid,
+        extensions=(
+            SadbSa(spi),
+            SadbAddress(ExtType.ADDRESS_SRC, src),
+            SadbAddress(ExtType.ADDRESS_DST, dst),
+        ),
+    )
