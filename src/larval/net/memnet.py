@@ -38,10 +38,11 @@ import ipaddress
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from types import TracebackType
 
+from larval.esp.transforms import BytesLike
 from larval.esp.udp_encap import NAT_T_PORT, NON_ESP_MARKER
 from larval.net.errors import NetError
 from larval.net.keepalive import NatKeepalive
@@ -165,14 +166,14 @@ class MemoryEndpoint:
     def closed(self) -> bool:
         return self._closed
 
-    def send(self, data: bytes, addr: Address) -> None:
+    def send(self, data: BytesLike, addr: Address) -> None:
         """Put one datagram for `addr` on the network; it arrives on a later `advance`."""
         if self._closed:
             raise NetError(f"memory endpoint {self.name}: send on a closed endpoint")
         self.network._send(bytes(data), self._address, (addr[0], addr[1]))
         self.counters.datagrams_sent += 1
 
-    def send_segments(self, segments: list[bytes], addr: Address) -> None:
+    def send_segments(self, segments: Sequence[BytesLike], addr: Address) -> None:
         """Each of `segments` as its own datagram, as `UdpSocket.send_segments`."""
         for segment in segments:
             self.send(segment, addr)
