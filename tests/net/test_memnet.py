@@ -68,7 +68,7 @@ def test_ephemeral_ports_address_spelling_and_errors() -> None:
     assert e1.local_address[0] == "2001:db8::1" and e1.local_address[1] != e2.local_address[1]
     with pytest.raises(NetError, match="already in use"):
         net.attach("2001:db8::1", e1.local_address[1])
-    with pytest.raises(ValueError):
+    with pytest.raises(NetError, match="not an IP address"):
         net.attach("not-an-address", 1)
     with pytest.raises(NetError, match="outside"):
         net.attach(A, 70000)

@@ -262,7 +262,10 @@ class MemoryNetwork:
 
         `name` labels the host at `address` in traces and reprs.
         """
-        host = str(ipaddress.ip_address(address))  # one spelling per address
+        try:
+            host = str(ipaddress.ip_address(address))  # one spelling per address
+        except ValueError as e:
+            raise NetError(f"memory network: {address!r} is not an IP address") from e
         if port == 0:
             port = next((p for p in _EPHEMERAL_PORTS if (host, p) not in self._endpoints), -1)
             if port < 0:
