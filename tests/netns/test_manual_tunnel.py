@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from larval.net.control import control_request
 from larval.net.netns import Netns, veth_pair
 
 pytestmark = pytest.mark.skipif(
@@ -56,8 +57,9 @@ class Site:
         return self.ns.run([sys.executable, "-m", "larval", *args])
 
 
-@pytest.fixture
-def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+@pytest.fixture(params=["udp"])
+def sites(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    plain = ["--plain-esp"] if request.param == "plain" else []
     tag = uuid.uuid4().hex[:6]
     with ExitStack() as stack:
         ns_a = stack.enter_context(Netns(f"lvA{tag}"))
@@ -72,7 +74,7 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
                 [sys.executable, "-m", "larval", "stack", "--pfkey-socket", site.pfkey,
                  "--control-socket", site.control, "--policy", str(site.policy),
                  "--tun", "larval0", "--local", OUTER[me],
-                 "--tun-address", f"{INNER[me]}/24", "--route", NET[peer]],
+                 "--tun-address", f"{INNER[me]}/24", "--route", NET[peer], *plain],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 20
@@ -99,6 +101,7 @@ def ping(site: Site, dst: str, count: int = 5) -> str:
 
 
 @pytest.mark.skipif(shutil.which("ping") is None, reason="needs ping (iputils-ping)")
+@pytest.mark.parametrize("sites", ["udp", "plain"], indirect=True)
 def test_ping_both_ways_through_manually_keyed_esp(sites: tuple[Site, Site]) -> None:
     a, b = sites
     for site in (a, b):
@@ -115,6 +118,9 @@ def test_ping_both_ways_through_manually_keyed_esp(sites: tuple[Site, Site]) -> 
                  "--json")
     )  # fmt: skip
     assert status["current"]["bytes"] > 0
+    answer = control_request(a.control, {"op": "status"})["io"]
+    plain = "esp_packets_sent" in answer
+    assert (answer.get("esp_packets_sent", 0) > 0) if plain else answer["udp_datagrams_sent"] > 0
 
 
 @pytest.mark.skipif(shutil.which("ping") is None, reason="needs ping (iputils-ping)")

@@ -32,6 +32,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dp.add_argument(
         "--no-offload", action="store_true", help="no TUN TSO offload: one packet per read"
     )
+    dp.add_argument(
+        "--plain-esp",
+        action="store_true",
+        help="send SAs without NAT-T as IP protocol 50 (default: ESP in UDP 4500)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             args.port,
             args.mtu,
             offload=not args.no_offload,
+            plain_esp=args.plain_esp,
         )
     service = StackService(args.pfkey_socket, args.control_socket or None, dataplane)
     if args.policy:

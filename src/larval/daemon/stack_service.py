@@ -18,6 +18,7 @@ from larval.esp import NAT_T_PORT
 from larval.net.control import ControlServer
 from larval.net.dataplane import Dataplane
 from larval.net.pfkey_server import PfkeyServer
+from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
 from larval.spd import load_policy_text, policy_to_dict
@@ -39,6 +40,7 @@ class DataplaneConfig:
     port: int = NAT_T_PORT
     mtu: int = 1400
     offload: bool = True  # TUN with IFF_VNET_HDR and TSO: TCP super-packets both ways
+    plain_esp: bool = False  # SAs without NAT-T go as IP protocol 50, not in UDP 4500
 
 
 class StackService:
@@ -115,7 +117,13 @@ class StackService:
         except BaseException:
             tun.close()
             raise
-        self.dataplane = Dataplane(self.stack, tun, udp)
+        try:
+            raw = RawEspSocket.bind(config.local) if config.plain_esp else None
+        except BaseException:
+            tun.close()
+            udp.close()
+            raise
+        self.dataplane = Dataplane(self.stack, tun, udp, raw)
         self.dataplane.start()
         log.info("dataplane: %s <-> ESP in UDP on %s:%d", tun.name, config.local, config.port)
 
@@ -124,6 +132,8 @@ class StackService:
             self.dataplane.stop()
             self.dataplane.tun.close()
             self.dataplane.udp.close()
+            if self.dataplane.raw is not None:
+                self.dataplane.raw.close()
             self.dataplane = None
 
     async def run(self) -> None:

@@ -27,9 +27,10 @@ from collections import defaultdict
 
 from larval.net.errors import NetError, OffloadError
 from larval.net.offload import ZERO_VIRTIO_HDR, coalesce, split_read
+from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
-from larval.stack.packet_path import Datagram, PacketPath
+from larval.stack.packet_path import PLAIN_ESP, Datagram, PacketPath
 from larval.stack.stack import Stack
 
 log = logging.getLogger("larval.dataplane")
@@ -46,17 +47,22 @@ SWITCH_INTERVAL = 0.0002
 class Dataplane:
     """Runs the packet path between `tun` and `udp` for `stack`."""
 
-    def __init__(self, stack: Stack, tun: TunDevice, udp: UdpSocket) -> None:
+    def __init__(
+        self, stack: Stack, tun: TunDevice, udp: UdpSocket, raw: RawEspSocket | None = None
+    ) -> None:
         self.stack = stack
         self.tun = tun
         self.udp = udp
+        self.raw = raw  # plain ESP, IP protocol 50, for SAs without UDP encapsulation
         # With IFF_VNET_HDR the TUN hands over TCP super-packets to segment, and takes
         # coalesced ones back (notes/dataplane-performance.md: the largest single gain).
         self.offload = tun.vnet_hdr
         host = udp.local_address[0]
         self.local = ipaddress.ip_address(host).packed
         self._batch = threading.local()
-        self.path = PacketPath(stack, send=self._send, deliver=self._deliver)
+        self.path = PacketPath(
+            stack, send=self._send, deliver=self._deliver, plain_esp=raw is not None
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.write_errors = 0
@@ -75,7 +81,11 @@ class Dataplane:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 self.udp.sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        for name, target in (("outbound", self._outbound_loop), ("inbound", self._inbound_loop)):
+        loops = [("outbound", self._outbound_loop), ("inbound", self._inbound_loop)]
+        if self.raw is not None:
+            self.raw.settimeout(0.0)
+            loops.append(("inbound-esp", self._raw_inbound_loop))
+        for name, target in loops:
             t = threading.Thread(target=target, name=f"larval-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -95,7 +105,11 @@ class Dataplane:
         self._send_now(datagram.dst, datagram.port, [datagram.payload])
 
     def _send_now(self, dst: bytes, port: int, payloads: list[bytes]) -> None:
-        addr = (str(ipaddress.ip_address(dst)), port)
+        host = str(ipaddress.ip_address(dst))
+        if port == PLAIN_ESP:
+            self._send_plain(host, payloads)
+            return
+        addr = (host, port)
         try:
             if len(payloads) == 1:
                 self.udp.send(payloads[0], addr)
@@ -103,6 +117,15 @@ class Dataplane:
                 self.udp.send_segments(payloads, addr)
         except NetError as e:
             log.debug("send to %s failed: %s", addr, e)
+
+    def _send_plain(self, host: str, payloads: list[bytes]) -> None:
+        if self.raw is None:
+            return
+        for payload in payloads:
+            try:
+                self.raw.send(payload, host)
+            except (NetError, BlockingIOError) as e:
+                log.debug("ESP to %s failed: %s", host, e)
 
     def _deliver(self, packet: bytes) -> None:
         pending: list[bytes] | None = getattr(self._batch, "delivered", None)
@@ -119,6 +142,11 @@ class Dataplane:
             "tun_written_packets": self.tun_written_packets,
             "tun_write_errors": self.write_errors,
             **{f"udp_{k}": v for k, v in dataclasses.asdict(self.udp.counters).items()},
+            **(
+                {f"esp_{k}": v for k, v in dataclasses.asdict(self.raw.counters).items()}
+                if self.raw is not None
+                else {}
+            ),
         }
 
     def _write(self, writes: list[bytes]) -> None:
@@ -195,6 +223,34 @@ class Dataplane:
                         break
                     for payload, (host, port) in batch:
                         path.inbound_udp(payload, local, _packed(host), port, now)
+            finally:
+                self._batch.delivered = None
+            if delivered:
+                self.tun_written_packets += len(delivered)
+                self._write(coalesce(delivered) if self.offload else delivered)
+
+    def _raw_inbound_loop(self) -> None:
+        """Plain ESP from the raw socket: the same path, without the UDP framing."""
+        assert self.raw is not None
+        raw, path, local = self.raw, self.path, self.local
+        poller = select.poll()
+        poller.register(raw.fileno(), select.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(POLL_MS):
+                continue
+            now = time.time()
+            delivered: list[bytes] = []
+            self._batch.delivered = delivered
+            try:
+                try:
+                    batch = raw.recv_batch()
+                except (BlockingIOError, TimeoutError):
+                    batch = []
+                except NetError as e:
+                    log.warning("ESP receive failed: %s", e)
+                    batch = []
+                for esp, _ in batch:
+                    path.inbound(esp, local, now)
             finally:
                 self._batch.delivered = None
             if delivered:

@@ -36,8 +36,13 @@ from larval.stack.stack import Stack, Verdict
 _SPI = slice(0, 4)
 
 
+#: `Datagram.port` for plain ESP, IP protocol 50 (RFC 4303 without RFC 3948).
+PLAIN_ESP = 0
+
+
 class Datagram(NamedTuple):
-    """ESP (or IKE) for the peer: payload, packed destination address, UDP port."""
+    """ESP (or IKE) for the peer: payload, packed destination address, and the UDP port,
+    or `PLAIN_ESP` for ESP straight over IP."""
 
     payload: bytes
     dst: bytes
@@ -80,8 +85,12 @@ class PacketPath:
         send: Callable[[Datagram], None],
         deliver: Callable[[bytes], None],
         on_ike: Callable[[bytes, bytes, int], None] | None = None,
+        plain_esp: bool = False,
     ) -> None:
         self.stack = stack
+        # SAs with no NAT-T port go as plain ESP when the I/O layer can send it, else
+        # in UDP to port 4500 (what kernel-libipsec peers always use).
+        self.default_port = PLAIN_ESP if plain_esp else NAT_T_PORT
         self.send = send
         self.deliver = deliver
         self.on_ike = on_ike
@@ -248,7 +257,8 @@ class PacketPath:
                 sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
                 replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
             )  # fmt: skip
-            port = sa.natt_rem.port if sa.natt_rem is not None and sa.natt_rem.port else NAT_T_PORT
+            natt = sa.natt_rem
+            port = natt.port if natt is not None and natt.port else self.default_port
             ctx = sa.transform = EspContext(esp, port, tunnel)
             return ctx
 
