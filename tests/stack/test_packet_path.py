@@ -153,3 +153,20 @@ def test_outbound_packets_wait_for_the_acquire_and_leave_on_add() -> None:
     assert a.wire == [] and a.stack.sadb.acquire_records == 1
     a.add(0x3003, A_OUTER, B_OUTER, KEY_AB)
     assert len(a.wire) == 1  # the held first packet left as soon as the SA was added
+
+
+def test_nat_keepalives_are_owed_to_peers_of_natted_outbound_sas() -> None:
+    from larval.pfkey import SadbSa, SaState
+    from larval.pfkey.requests import by_spi
+
+    a = Host(A_OUTER, A_NET, B_NET, B_OUTER)
+    msg = keyed(SadbMsgType.ADD, 0x5005, A_OUTER, B_OUTER, encrypt=EncryptAlg.AES_GCM_16,
+                encrypt_key=KEY_AB)  # fmt: skip
+    flags = SaFlags.X_TUNNEL | SaFlags.X_NATTED | SaFlags.X_OUTBOUND
+    sa_ext = SadbSa(0x5005, 32, SaState.MATURE, 0, EncryptAlg.AES_GCM_16, flags)
+    a.pfkey(PfkeyMessage(msg.msg_type, msg.satype, extensions=(sa_ext, *msg.extensions[1:])))
+    assert a.path.keepalive_peers() == []  # nothing sent yet: no ESP context
+    a.path.outbound(icmp_echo("198.51.100.1", "203.0.113.1", 1), 1.0)
+    assert a.path.keepalive_peers() == [(a.wire[0].dst, 4500)]
+    a.pfkey(by_spi(SadbMsgType.DELETE, 0x5005, B_OUTER))
+    assert a.path.keepalive_peers() == []

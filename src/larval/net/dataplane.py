@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 
 from larval.net.errors import NetError, OffloadError
+from larval.net.keepalive import NatKeepalive
 from larval.net.offload import ZERO_VIRTIO_HDR, coalesce, split_read
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
@@ -63,6 +64,7 @@ class Dataplane:
         self.path = PacketPath(
             stack, send=self._send, deliver=self._deliver, plain_esp=raw is not None
         )
+        self.keepalive = NatKeepalive()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.write_errors = 0
@@ -110,6 +112,7 @@ class Dataplane:
             self._send_plain(host, payloads)
             return
         addr = (host, port)
+        self.keepalive.note_sent((dst, port), time.time())
         try:
             if len(payloads) == 1:
                 self.udp.send(payloads[0], addr)
@@ -117,6 +120,13 @@ class Dataplane:
                 self.udp.send_segments(payloads, addr)
         except NetError as e:
             log.debug("send to %s failed: %s", addr, e)
+
+    def _keepalives(self) -> None:
+        """RFC 3948 §2.3: keep a NAT's mapping open when nothing else went out."""
+        peers = self.path.keepalive_peers()
+        if peers:
+            for datagram in self.keepalive.due(time.time(), peers):
+                self._send_now(datagram.dst, datagram.port, [datagram.payload])
 
     def _send_plain(self, host: str, payloads: list[bytes]) -> None:
         if self.raw is None:
@@ -166,6 +176,7 @@ class Dataplane:
         fd, offload = self.tun.fd, self.offload
         while not self._stop.is_set():
             if not poller.poll(POLL_MS):
+                self._keepalives()
                 continue
             now = time.time()
             pending: dict[tuple[bytes, int], list[bytes]] = defaultdict(list)

@@ -91,6 +91,9 @@ class PacketPath:
         # SAs with no NAT-T port go as plain ESP when the I/O layer can send it, else
         # in UDP to port 4500 (what kernel-libipsec peers always use).
         self.default_port = PLAIN_ESP if plain_esp else NAT_T_PORT
+        # Peers this host must send NAT keepalives to (RFC 3948 §2.3): those of outbound
+        # SAs flagged SADB_X_SAFLAGS_NATTED, i.e. this host is behind a NAT.
+        self._natted: dict[tuple[bytes, int], SecurityAssociation] = {}
         self.send = send
         self.deliver = deliver
         self.on_ike = on_ike
@@ -260,7 +263,18 @@ class PacketPath:
             natt = sa.natt_rem
             port = natt.port if natt is not None and natt.port else self.default_port
             ctx = sa.transform = EspContext(esp, port, tunnel)
-            return ctx
+        if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
+            with self._lock:
+                self._natted[(sa.dst, port)] = sa
+        return ctx
+
+    def keepalive_peers(self) -> list[tuple[bytes, int]]:
+        """The (address, port) pairs NAT keepalives are owed to, while their SA lives."""
+        with self._lock:
+            for peer, sa in list(self._natted.items()):
+                if sa.state == SaState.DEAD:
+                    del self._natted[peer]
+            return list(self._natted)
 
 
 def _network(ext: SadbAddress) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
