@@ -170,6 +170,7 @@ class Sadb:
         self.on_inbound_release = on_inbound_release or _discard
         self.on_outbound_release = on_outbound_release or _discard
         self.larval_lifetime = larval_lifetime
+        self._larval_hard = Lifetime(addtime=larval_lifetime)
         self.hold_limit = hold_limit
         self._spi_random = spi_random
         self._handlers: dict[int, Callable[[PfkeyMessage, Exts, float], list[PfkeyReply]]] = {
@@ -369,15 +370,18 @@ class Sadb:
             0, msg.satype, _packed(src), _packed(dst), SaState.LARVAL, now,
             src_port=src.port, dst_port=dst.port, proto=dst.proto,
         )  # fmt: skip
-        sa.hard = Lifetime(addtime=self.larval_lifetime)
-        self._apply_optional(sa, msg)
+        sa.hard = self._larval_hard  # shared: never changed in place, replaced by UPDATE
+        if len(ext) > 3:  # anything beyond SRC, DST and the SPI range
+            self._apply_optional(sa, msg)
         sa.spi = self._place(table, sa, low, high)
+        # illumos turns the request into the reply: its addresses, and an SA extension
+        # where the SPI range was.
         reply = PfkeyMessage(
             SadbMsgType.GETSPI,
             msg.satype,
             seq=msg.seq,
             pid=msg.pid,
-            extensions=(SadbSa(sa.spi, 0, SaState.LARVAL), *self._address_exts(sa)),
+            extensions=(SadbSa(sa.spi, 0, SaState.LARVAL), src, dst),
         )
         return [PfkeyReply(reply, Audience.SENDER)]
 
@@ -399,8 +403,8 @@ class Sadb:
 
     def _update(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """UPDATE: a LARVAL SA gets its keys and matures; a MATURE one new lifetimes."""
-        sa = self._update_one(msg, ext, now)
-        return [self._all_reply(msg, sa)]
+        self._update_one(msg, ext, now)
+        return [_stripped(msg)]
 
     def _update_one(self, msg: PfkeyMessage, ext: Exts, now: float) -> SecurityAssociation:
         sa = self._find(msg, ext)
@@ -469,7 +473,7 @@ class Sadb:
                 errno.EEXIST, Diagnostic.NONE, f"SPI {sa_ext.spi:#x} to {dst.addr} exists already"
             )
         self._release_acquires(sa)
-        return [self._all_reply(msg, sa)]
+        return [_stripped(msg)]
 
     def _delete(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """DELETE <base, SA(*), address(S*, D)>."""
@@ -849,6 +853,20 @@ def supported_extensions(satype: int) -> tuple[SadbSupported, ...]:
         ),
     )
     return (auth, encrypt)
+
+
+_KEYS = (ExtType.KEY_AUTH, ExtType.KEY_ENCRYPT)
+
+
+def _stripped(msg: PfkeyMessage) -> PfkeyReply:
+    """RFC 2367 §3.1.2-3: a successful ADD or UPDATE goes back to every socket as it was
+    sent, less its keys (illumos ``sadb_strip``)."""
+    exts = msg.extensions
+    kept = tuple(e for e in exts if e.ext_type not in _KEYS)
+    if len(kept) == len(exts):
+        return PfkeyReply(msg, Audience.ALL)
+    reply = PfkeyMessage(msg.msg_type, msg.satype, seq=msg.seq, pid=msg.pid, extensions=kept)
+    return PfkeyReply(reply, Audience.ALL)
 
 
 def _check_mature(msg: PfkeyMessage, sa_ext: SadbSa) -> None:
