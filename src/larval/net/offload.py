@@ -258,7 +258,7 @@ def tcp_segment(hdr: VirtioNetHdr, packet: BytesLike) -> list[bytes]:
     size = hdr.gso_size
     count = max(1, -(-(ip.end - hlen) // size))
     layout = _Layout(ip.version, tcp, hlen, ip.end, size, count, seq0, flags0, ip_id0, base_sum)
-    if count >= _VECTOR_MIN_SEGMENTS:
+    if count >= _VECTOR_MIN_SEGMENTS and ip.end > hlen:
         return _segment_vectorised(view, template, layout)
     return _segment_python(view, template, layout)
 
@@ -351,8 +351,8 @@ def _segment_vectorised(view: memoryview, template: bytearray, lay: _Layout) -> 
     # The template holds what most segments carry: the full length, the flags of a
     # middle segment. The first and last rows are corrected below.
     middle_flags = lay.flags0 & ~(_FIN | _PSH | _CWR)
-    first_flags = lay.flags0 & ~(_FIN | _PSH)
-    last_flags = lay.flags0 & ~_CWR
+    first_flags = lay.flags0 & ~(_FIN | _PSH) if count > 1 else lay.flags0
+    last_flags = lay.flags0 & ~_CWR if count > 1 else lay.flags0
     template[tcp + 13] = middle_flags
     if lay.version == 4:
         _U16.pack_into(template, 2, stride)
@@ -383,7 +383,7 @@ def _segment_vectorised(view: memoryview, template: bytearray, lay: _Layout) -> 
     totals = payload_sums + (seqs >> np.uint64(16)) + (seqs & np.uint64(0xFFFF))
     totals += np.uint64(constant)
     totals[0] += np.uint64((first_flags - middle_flags) % 0xFFFF)
-    last_fix = last_flags - middle_flags + (rem - size if rem else 0)
+    last_fix = (last_flags - middle_flags if count > 1 else 0) + (rem - size if rem else 0)
     totals[-1] += np.uint64(last_fix % 0xFFFF)
     _put16(out, tcp + 16, _folded(totals))
     out[0, tcp + 13] = first_flags
