@@ -22,9 +22,17 @@ from larval.crypto.ike import (
 def test_iana_numbers() -> None:
     # RFC 7296 §3.3.2, RFC 5282 §8, RFC 7634 §4, RFC 4868 §4, RFC 8031 §4.
     assert [int(t) for t in TransformType] == [1, 2, 3, 4, 5]
-    assert EncrId.AES_CBC == 12 and EncrId.AES_GCM_16 == 20 and EncrId.CHACHA20_POLY1305 == 28
-    assert PrfId.HMAC_SHA2_256 == 5 and IntegId.HMAC_SHA2_512_256 == 14
-    assert DhId.MODP_2048 == 14 and DhId.ECP_521 == 21 and DhId.CURVE448 == 32
+    assert {e.name: int(e) for e in EncrId} == {
+        "NULL": 11,
+        "AES_CBC": 12,
+        "AES_GCM_8": 18,
+        "AES_GCM_12": 19,
+        "AES_GCM_16": 20,
+        "CHACHA20_POLY1305": 28,
+    }
+    assert [int(p) for p in PrfId] == [5, 6, 7]
+    assert [int(i) for i in IntegId] == [0, 12, 13, 14]
+    assert [int(d) for d in DhId] == [0, 14, 15, 19, 20, 21, 31, 32]
 
 
 def test_unknown_ids_are_pseudo_members() -> None:
