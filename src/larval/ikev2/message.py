@@ -1,0 +1,388 @@
+"""IKEv2 messages (RFC 7296 §3.1, §3.2, §3.14): the header, the payload chain, SK framing.
+
+`decode_message` reads a message in the clear: the header and the payload chain, an SK
+payload kept opaque. `decode_protected` also opens the SK payload through an
+``unprotect`` callback and decodes the payloads inside; `encode_protected` is its
+inverse. The callbacks come from the crypto layer; this module only frames:
+
+* ``overhead(n)`` is how many bytes the SK body adds to an ``n``-byte inner chain: IV,
+  padding, Pad Length and ICV. The codec needs it first, because the IKE header's Length
+  and the SK header's Payload Length are covered by the integrity check.
+* ``protect(aad, plaintext) -> IV | ciphertext | ICV`` seals the inner chain.
+  ``plaintext`` is the encoded inner payloads, without padding (the crypto layer pads).
+  ``aad`` is every byte of the final message before the IV: the IKE header with its
+  final Length, any cleartext payloads, and the SK generic header with its final Payload
+  Length. For an AEAD it is the associated data (RFC 5282 §5.1); for encrypt-then-MAC
+  the ICV covers ``aad | IV | ciphertext`` (RFC 7296 §3.14). The result must be exactly
+  ``len(plaintext) + overhead(len(plaintext))`` bytes long.
+* ``unprotect(aad, sk_body) -> plaintext`` checks and opens an SK body (IV | ciphertext
+  | ICV) given the same ``aad``, and returns the inner chain with the padding and Pad
+  Length removed. It raises its own `LarvalError` when the ICV does not verify; the
+  message must then be dropped (RFC 7296 §2.21.2), which is the caller's business.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeAlias, TypeVar
+
+from larval.wire import Buffer
+
+from .codec import push_block
+from .constants import (
+    GENERIC_HEADER_SIZE,
+    IKE_HEADER_SIZE,
+    IKE_MAJOR_VERSION,
+    IKE_MINOR_VERSION,
+    ExchangeType,
+    HeaderFlag,
+    NotifyType,
+    PayloadType,
+)
+from .errors import IkeDecodeError, IkeEncodeError, IkeProtocolError
+from .payloads import NotifyPayload, Payload, SkfPayload, SkPayload, decode_payload, is_critical
+
+__all__ = [
+    "IkeHeader",
+    "IkeMessage",
+    "Overhead",
+    "Protect",
+    "Unprotect",
+    "decode_chain",
+    "decode_header",
+    "decode_message",
+    "decode_protected",
+    "encode_chain",
+    "encode_protected",
+]
+
+Protect: TypeAlias = "Callable[[bytes, bytes], bytes]"
+Unprotect: TypeAlias = "Callable[[bytes, bytes], bytes]"
+Overhead: TypeAlias = "Callable[[int], int]"
+
+P = TypeVar("P")
+
+_HEADER = struct.Struct(">8s8sBBBBII")
+_GENERIC = struct.Struct(">BBH")
+_CRITICAL = 0x80  # RFC 7296 §3.2: the C bit, first bit of the second octet
+_SEALED = (PayloadType.SK, PayloadType.SKF)
+
+
+@dataclass(frozen=True, slots=True)
+class IkeHeader:
+    """The IKE header (RFC 7296 §3.1)::
+
+                             1                   2                   3
+         0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |                       IKE SA Initiator's SPI                  |
+        |                                                               |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |                       IKE SA Responder's SPI                  |
+        |                                                               |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |  Next Payload | MjVer | MnVer | Exchange Type |     Flags     |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |                          Message ID                           |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |                            Length                             |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+    ``flags`` keeps the octet as read, reserved bits included; `IkeMessage` keeps only
+    the defined ones, since reserved bits are ignored on receipt.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    next_payload: PayloadType
+    major: int
+    minor: int
+    exchange_type: ExchangeType
+    flags: int
+    message_id: int
+    length: int
+
+    def encode(self) -> bytes:
+        if len(self.spi_i) != 8 or len(self.spi_r) != 8:
+            raise IkeEncodeError("IKE SPIs are 8 bytes each (RFC 7296 §3.1)")
+        try:
+            return _HEADER.pack(
+                self.spi_i,
+                self.spi_r,
+                self.next_payload,
+                (self.major << 4) | self.minor,
+                self.exchange_type,
+                self.flags,
+                self.message_id,
+                self.length,
+            )
+        except struct.error as exc:
+            raise IkeEncodeError(f"IKE header field out of range: {exc}") from exc
+
+
+def decode_header(data: bytes) -> IkeHeader:
+    """The header of the message ``data``, checked against it.
+
+    A major version other than 2 raises `IkeProtocolError` with INVALID_MAJOR_VERSION
+    (RFC 7296 §2.5); it is checked first, so an IKEv1 message is told apart before its
+    length is. A Length that is not the size of ``data`` (cut short, or trailing bytes)
+    raises `IkeDecodeError`.
+    """
+    if len(data) < IKE_HEADER_SIZE:
+        raise IkeDecodeError(f"{len(data)} bytes: shorter than the IKE header")
+    spi_i, spi_r, next_payload, version, exchange, flags, message_id, length = _HEADER.unpack_from(
+        data
+    )
+    major, minor = version >> 4, version & 0x0F
+    if major != IKE_MAJOR_VERSION:
+        raise IkeProtocolError(
+            NotifyType.INVALID_MAJOR_VERSION, f"IKE major version {major}, this is IKEv2"
+        )
+    if length != len(data):
+        raise IkeDecodeError(f"IKE header Length {length}, message of {len(data)} bytes")
+    return IkeHeader(
+        spi_i,
+        spi_r,
+        PayloadType(next_payload),
+        major,
+        minor,
+        ExchangeType(exchange),
+        flags,
+        message_id,
+        length,
+    )
+
+
+def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
+    """Write generic header and body of each payload; ``after`` follows the last one."""
+    items = list(payloads)
+    for i, payload in enumerate(items):
+        if isinstance(payload, SkPayload | SkfPayload):
+            if i != len(items) - 1 or after != PayloadType.NONE:
+                raise IkeEncodeError("the Encrypted payload must be the last (RFC 7296 §3.14)")
+            next_type = int(payload.first_inner)
+        else:
+            next_type = int(items[i + 1].payload_type) if i + 1 < len(items) else after
+        with push_block(buf):
+            buf.push_u8(next_type)
+            buf.push_u8(_CRITICAL if is_critical(payload) else 0)
+            buf.push_u16be(0)  # Payload Length, patched
+            buf.push_bytes(payload.encode_body())
+
+
+def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) -> PayloadType:
+    return PayloadType(payloads[0].payload_type if payloads else after)
+
+
+def encode_chain(payloads: Iterable[Payload]) -> bytes:
+    """The payloads as a chain (RFC 7296 §3.2): what the header's Next Payload starts."""
+    buf = Buffer()
+    try:
+        _push_chain(buf, payloads, PayloadType.NONE)
+    except struct.error as exc:
+        raise IkeEncodeError(f"payload field out of range: {exc}") from exc
+    return buf.data
+
+
+def decode_chain(
+    data: bytes, first: int, start: int = 0, *, inner: bool = False
+) -> tuple[list[Payload], int]:
+    """Decode the payload chain in ``data[start:]`` whose first payload is of type ``first``.
+
+    Returns the payloads and the offset of the last one's generic header (where an SK or
+    SKF payload's AAD ends). The chain must end exactly at the end of ``data``. SK and
+    SKF must be last (RFC 7296 §3.14, RFC 7383 §2.5) and, when ``inner``, are not
+    allowed at all: nothing is encrypted twice.
+    """
+    payloads: list[Payload] = []
+    end = len(data)
+    offset = start
+    last_start = -1
+    next_type = int(first)
+    while next_type != PayloadType.NONE:
+        ptype = PayloadType(next_type)
+        if end - offset < GENERIC_HEADER_SIZE:
+            raise IkeDecodeError(
+                f"{ptype.name} payload: generic header cut short at offset {offset}"
+            )
+        next_type, flags, length = _GENERIC.unpack_from(data, offset)
+        if length < GENERIC_HEADER_SIZE or offset + length > end:
+            raise IkeDecodeError(
+                f"{ptype.name} payload at offset {offset}: Payload Length {length}, "
+                f"{end - offset} bytes left"
+            )
+        body = data[offset + GENERIC_HEADER_SIZE : offset + length]
+        if ptype in _SEALED and inner:
+            raise IkeDecodeError(f"{ptype.name} payload inside an Encrypted payload")
+        payloads.append(
+            decode_payload(ptype, body, critical=bool(flags & _CRITICAL), next_payload=next_type)
+        )
+        last_start = offset
+        offset += length
+        if ptype in _SEALED:
+            # Its Next Payload names the first inner payload; the chain ends here.
+            if offset != end:
+                raise IkeDecodeError(
+                    f"{ptype.name} payload is not the last payload (RFC 7296 §3.14): "
+                    f"{end - offset} bytes follow it"
+                )
+            return payloads, last_start
+    if offset != end:
+        raise IkeDecodeError(f"{end - offset} bytes after the last payload")
+    return payloads, last_start
+
+
+@dataclass(frozen=True, slots=True)
+class IkeMessage:
+    """An IKEv2 message: the header's fields and its payloads.
+
+    ``payloads`` is the chain as the exchange defines it: after `decode_message` the
+    cleartext chain (an SK payload opaque, last), after `decode_protected` the payloads
+    that were inside SK. ``unprotected`` holds payloads sent in the clear before SK
+    (RFC 7296 §3.14 allows them, no exchange of RFC 7296 uses them); it is empty for a
+    message in the clear. Next Payload, lengths and the Last Substruc octets are derived.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    exchange_type: ExchangeType
+    is_initiator: bool
+    is_response: bool
+    message_id: int
+    payloads: tuple[Payload, ...] = ()
+    unprotected: tuple[Payload, ...] = ()
+    higher_version: bool = False  # the V flag (RFC 7296 §3.1)
+    minor_version: int = IKE_MINOR_VERSION
+
+    @property
+    def flags(self) -> HeaderFlag:
+        flags = HeaderFlag(0)
+        if self.is_initiator:
+            flags |= HeaderFlag.INITIATOR
+        if self.higher_version:
+            flags |= HeaderFlag.VERSION
+        if self.is_response:
+            flags |= HeaderFlag.RESPONSE
+        return flags
+
+    def header(self, next_payload: int, length: int) -> IkeHeader:
+        """This message's IKE header, given the first payload's type and the total length."""
+        return IkeHeader(
+            self.spi_i,
+            self.spi_r,
+            PayloadType(next_payload),
+            IKE_MAJOR_VERSION,
+            self.minor_version,
+            self.exchange_type,
+            int(self.flags),
+            self.message_id,
+            length,
+        )
+
+    def get(self, kind: type[P]) -> tuple[P, ...]:
+        """The payloads of class ``kind``, in order."""
+        return tuple(p for p in self.payloads if isinstance(p, kind))
+
+    def first(self, kind: type[P]) -> P | None:
+        """The first payload of class ``kind``, or None."""
+        for p in self.payloads:
+            if isinstance(p, kind):
+                return p
+        return None
+
+    def notify(self, notify_type: int) -> NotifyPayload | None:
+        """The first Notify payload of type ``notify_type``, or None."""
+        for p in self.payloads:
+            if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
+                return p
+        return None
+
+    def encode(self) -> bytes:
+        """The message in the clear: header and chain (an `SkPayload`, if any, opaque)."""
+        if self.unprotected:
+            raise IkeEncodeError("a message with unprotected payloads needs encode_protected")
+        chain = encode_chain(self.payloads)
+        header = self.header(_first_type(self.payloads), IKE_HEADER_SIZE + len(chain))
+        return header.encode() + chain
+
+
+def _message(header: IkeHeader, payloads: list[Payload], unprotected: list[Payload]) -> IkeMessage:
+    return IkeMessage(
+        spi_i=header.spi_i,
+        spi_r=header.spi_r,
+        exchange_type=header.exchange_type,
+        is_initiator=bool(header.flags & HeaderFlag.INITIATOR),
+        is_response=bool(header.flags & HeaderFlag.RESPONSE),
+        message_id=header.message_id,
+        payloads=tuple(payloads),
+        unprotected=tuple(unprotected),
+        higher_version=bool(header.flags & HeaderFlag.VERSION),
+        minor_version=header.minor,
+    )
+
+
+def decode_message(data: bytes) -> IkeMessage:
+    """Decode a message in the clear; an SK or SKF payload stays opaque.
+
+    Raises `IkeDecodeError` for bytes that do not parse and `IkeProtocolError` for a
+    wrong major version or an unsupported critical payload; nothing else, whatever
+    ``data`` holds.
+    """
+    header = decode_header(data)
+    payloads, _ = decode_chain(data, header.next_payload, IKE_HEADER_SIZE)
+    return _message(header, payloads, [])
+
+
+def encode_protected(message: IkeMessage, protect: Protect, overhead: Overhead) -> bytes:
+    """Encode ``message`` with its ``payloads`` inside an SK payload (RFC 7296 §3.14).
+
+    ``message.unprotected`` payloads, if any, go in the clear before SK. See the module
+    docstring for the ``protect``/``overhead`` contract.
+    """
+    inner = encode_chain(message.payloads)
+    sealed_len = GENERIC_HEADER_SIZE + len(inner) + overhead(len(inner))
+    buf = Buffer()
+    buf.push_bytes(bytes(IKE_HEADER_SIZE))  # the header, written once the length is known
+    try:
+        _push_chain(buf, message.unprotected, PayloadType.SK)
+    except struct.error as exc:
+        raise IkeEncodeError(f"payload field out of range: {exc}") from exc
+    sk_start = buf.tell()
+    total = sk_start + sealed_len
+    if sealed_len > 0xFFFF or total > 0xFFFFFFFF:
+        raise IkeEncodeError(f"Encrypted payload of {sealed_len} bytes is too long")
+    buf.push_u8(_first_type(message.payloads))
+    buf.push_u8(0)
+    buf.push_u16be(sealed_len)
+    buf.seek(0)
+    buf.push_bytes(message.header(_first_type(message.unprotected, PayloadType.SK), total).encode())
+    buf.seek(sk_start + GENERIC_HEADER_SIZE)
+    sealed = protect(buf.data, inner)
+    if len(sealed) != sealed_len - GENERIC_HEADER_SIZE:
+        raise IkeEncodeError(
+            f"protect returned {len(sealed)} bytes, overhead announced "
+            f"{sealed_len - GENERIC_HEADER_SIZE}"
+        )
+    buf.push_bytes(sealed)
+    return buf.data
+
+
+def decode_protected(data: bytes, unprotect: Unprotect) -> IkeMessage:
+    """Decode a message whose payloads are inside an SK payload (RFC 7296 §3.14).
+
+    Payloads before SK are returned in ``unprotected``, those inside in ``payloads``.
+    A message without SK, or with SKF (decode those with `decode_fragment`), raises
+    `IkeDecodeError`. What ``unprotect`` raises passes through unchanged.
+    """
+    header = decode_header(data)
+    outer, sk_start = decode_chain(data, header.next_payload, IKE_HEADER_SIZE)
+    sk = outer.pop() if outer else None
+    if not isinstance(sk, SkPayload):
+        what = "an SKF payload" if isinstance(sk, SkfPayload) else "no Encrypted payload"
+        raise IkeDecodeError(f"{header.exchange_type.name} message has {what}")
+    aad = data[: sk_start + GENERIC_HEADER_SIZE]
+    plaintext = unprotect(aad, sk.encrypted)
+    payloads, _ = decode_chain(plaintext, sk.first_inner, inner=True)
+    return _message(header, payloads, outer)

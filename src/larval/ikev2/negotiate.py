@@ -1,0 +1,127 @@
+"""Choosing: a proposal from an SA payload (RFC 7296 §2.7, §3.3) and traffic selectors
+narrowed to what both sides allow (§2.9).
+
+Proposals travel as wire `Proposal`s and are configured as tuples of crypto
+`Transform`s (type, id, key length); this module converts between the two and picks, for
+each transform type the peer offers, the first transform we accept. The responder's
+preference decides among proposals, as strongSwan's does by default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from larval.crypto.ike_transforms import EsnId, Transform, TransformType
+from larval.ikev2.constants import ProtocolId, TransformAttr, TsType
+from larval.ikev2.sa_payload import Attribute, Proposal
+from larval.ikev2.sa_payload import Transform as WireTransform
+from larval.ikev2.ts_payload import TrafficSelector
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Suite = tuple[Transform, ...]
+
+
+def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
+    """One configured suite as the SA payload carries it (transforms in type order)."""
+    transforms = tuple(
+        WireTransform(
+            TransformType(t.type),  # type: ignore[arg-type]
+            t.id,
+            (Attribute(TransformAttr.KEY_LENGTH, t.key_bits),) if t.key_bits else (),
+        )
+        for t in sorted(suite, key=lambda t: t.type)
+    )
+    return Proposal(number, ProtocolId(protocol), spi, transforms)
+
+
+def from_wire(proposal: Proposal) -> Suite:
+    return tuple(
+        Transform(int(t.transform_type), t.transform_id, t.key_length) for t in proposal.transforms
+    )
+
+
+def choose(
+    ours: Sequence[Suite], theirs: Iterable[Proposal], protocol: int
+) -> tuple[Proposal, Suite] | None:
+    """The first of our suites that one of their proposals can meet, and the proposal
+    answered with: their number and SPI, one transform of each type they offered."""
+    theirs = [p for p in theirs if p.protocol_id == protocol]
+    for suite in ours:
+        wanted: dict[int, list[Transform]] = {}
+        for t in suite:
+            wanted.setdefault(t.type, []).append(t)
+        for proposal in theirs:
+            offered = from_wire(proposal)
+            picked: dict[int, Transform] = {}
+            ok = True
+            for ttype in sorted({t.type for t in offered}):
+                ours_of_type = wanted.get(ttype)
+                candidates = [t for t in offered if t.type == ttype]
+                if ours_of_type is None:
+                    # A type we do not name: only "none" choices are acceptable (no ESN,
+                    # no PFS group for a CHILD_SA that asked for none).
+                    neutral = [t for t in candidates if t.id == 0 or (
+                        ttype == TransformType.ESN and t.id == EsnId.NO)]  # fmt: skip
+                    if not neutral:
+                        ok = False
+                        break
+                    picked[ttype] = neutral[0]
+                    continue
+                match = next((o for o in ours_of_type if o in candidates), None)
+                if match is None:
+                    ok = False
+                    break
+                picked[ttype] = match
+            if ok and all(ttype in picked for ttype in wanted if not _optional(ttype, wanted)):
+                chosen = tuple(picked[t] for t in sorted(picked))
+                answer = to_wire(proposal.number, protocol, proposal.spi, chosen)
+                return answer, chosen
+    return None
+
+
+def _optional(ttype: int, wanted: dict[int, list[Transform]]) -> bool:
+    """A type we list may be absent from their proposal if NONE is one of our choices."""
+    return any(t.id == 0 for t in wanted[ttype])
+
+
+def suite_get(suite: Suite, ttype: int) -> Transform | None:
+    return next((t for t in suite if t.type == ttype), None)
+
+
+# -- traffic selectors ------------------------------------------------------------------
+
+
+def selectors_for(networks: Sequence[IPNetwork], protocol: int = 0) -> tuple[TrafficSelector, ...]:
+    return tuple(TrafficSelector.from_network(n, protocol) for n in networks)
+
+
+def narrow(
+    offered: Sequence[TrafficSelector], allowed: Sequence[IPNetwork]
+) -> tuple[TrafficSelector, ...]:
+    """RFC 7296 §2.9: the parts of what the peer offered that policy allows."""
+    out: list[TrafficSelector] = []
+    for ts in offered:
+        if ts.ts_type not in (TsType.TS_IPV4_ADDR_RANGE, TsType.TS_IPV6_ADDR_RANGE):
+            continue
+        for have in ts.networks():
+            for net in allowed:
+                if have.version != net.version:
+                    continue
+                if have.subnet_of(net):  # type: ignore[arg-type]
+                    part = have
+                elif net.subnet_of(have):  # type: ignore[arg-type]
+                    part = net
+                else:
+                    continue
+                out.append(
+                    TrafficSelector.from_network(part, ts.ip_protocol, ts.start_port, ts.end_port)
+                )
+    return tuple(dict.fromkeys(out))
+
+
+def networks_of(selectors: Iterable[TrafficSelector]) -> list[IPNetwork]:
+    out: list[IPNetwork] = []
+    for ts in selectors:
+        out.extend(ts.networks())
+    return out

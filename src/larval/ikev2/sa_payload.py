@@ -1,0 +1,248 @@
+"""The Security Association payload (RFC 7296 §3.3): proposals, transforms, attributes.
+
+An SA payload is a list of proposals; each proposal lists transforms; each transform may
+carry attributes. The "Last Substruc" octets that chain proposals (0 last, 2 more) and
+transforms (0 last, 3 more) are derived when encoding and checked when decoding, as are
+the counts and lengths; everything else round-trips as read, unknown numbers included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from larval.wire import Buffer
+
+from .codec import IkeReader, push_block
+from .constants import PayloadType, ProtocolId, TransformAttr, TransformType
+from .errors import IkeDecodeError, IkeEncodeError
+
+__all__ = ["Attribute", "Proposal", "SaPayload", "Transform"]
+
+_AF = 0x8000  # Attribute Format bit: TV when set, TLV when clear (RFC 7296 §3.3.5)
+_MORE_PROPOSALS = 2  # RFC 7296 §3.3.1 Last Substruc
+_MORE_TRANSFORMS = 3  # RFC 7296 §3.3.2 Last Substruc
+_PROPOSAL_HEADER = 8
+_TRANSFORM_HEADER = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """A transform attribute (RFC 7296 §3.3.5)::
+
+                             1                   2                   3
+         0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |A|       Attribute Type        |    AF=0  Attribute Length     |
+        |F|                             |    AF=1  Attribute Value      |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |                   AF=0  Attribute Value                       |
+        |                   AF=1  Not Transmitted                       |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+    An ``int`` value is the TV form (AF set, 16 bits, e.g. KEY_LENGTH); a ``bytes`` value
+    is the TLV form. The form read is the form written, so attributes round-trip.
+    """
+
+    attr_type: TransformAttr
+    value: int | bytes
+
+    def encode(self, buf: Buffer) -> None:
+        if not 0 <= self.attr_type < _AF:
+            raise IkeEncodeError(f"attribute type {int(self.attr_type)} does not fit 15 bits")
+        if isinstance(self.value, int):
+            if not 0 <= self.value <= 0xFFFF:
+                raise IkeEncodeError(f"TV attribute value {self.value} does not fit 16 bits")
+            buf.push_u16be(_AF | self.attr_type)
+            buf.push_u16be(self.value)
+        else:
+            if len(self.value) > 0xFFFF:
+                raise IkeEncodeError(f"TLV attribute value of {len(self.value)} bytes")
+            buf.push_u16be(self.attr_type)
+            buf.push_u16be(len(self.value))
+            buf.push_bytes(self.value)
+
+    @classmethod
+    def decode(cls, reader: IkeReader) -> Attribute:
+        word = reader.pull_u16("attribute type")
+        attr_type = TransformAttr(word & ~_AF)
+        if word & _AF:
+            return cls(attr_type, reader.pull_u16("attribute value"))
+        length = reader.pull_u16("attribute length")
+        return cls(attr_type, reader.pull_bytes(length, "attribute value"))
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """A transform substructure (RFC 7296 §3.3.2)::
+
+                             1                   2                   3
+         0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        | Last Substruc |   RESERVED    |        Transform Length       |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        |Transform Type |   RESERVED    |          Transform ID         |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        ~                      Transform Attributes                     ~
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+    ``transform_id`` is a plain int: its meaning depends on ``transform_type`` (the
+    crypto layer's registry names them).
+    """
+
+    transform_type: TransformType
+    transform_id: int
+    attributes: tuple[Attribute, ...] = ()
+
+    @property
+    def key_length(self) -> int | None:
+        """The KEY_LENGTH attribute in bits, or None (RFC 7296 §3.3.5)."""
+        for attr in self.attributes:
+            if attr.attr_type == TransformAttr.KEY_LENGTH and isinstance(attr.value, int):
+                return attr.value
+        return None
+
+    def encode(self, buf: Buffer, last: bool) -> None:
+        with push_block(buf):
+            buf.push_u8(0 if last else _MORE_TRANSFORMS)
+            buf.push_u8(0)
+            buf.push_u16be(0)  # Transform Length, patched
+            buf.push_u8(self.transform_type)
+            buf.push_u8(0)
+            buf.push_u16be(self.transform_id)
+            for attr in self.attributes:
+                attr.encode(buf)
+
+    @classmethod
+    def decode(cls, reader: IkeReader) -> tuple[Transform, bool]:
+        """One transform from ``reader``, and whether it said it was the last."""
+        more = reader.pull_u8("transform Last Substruc")
+        if more not in (0, _MORE_TRANSFORMS):
+            raise IkeDecodeError(f"{reader.what}: transform Last Substruc is {more}, not 0 or 3")
+        reader.pull_u8("transform RESERVED")
+        length = reader.pull_u16("Transform Length")
+        body = IkeReader(reader.pull_block(length, 4, "Transform Length"), "transform")
+        transform_type = TransformType(body.pull_u8("Transform Type"))
+        body.pull_u8("RESERVED")
+        transform_id = body.pull_u16("Transform ID")
+        attributes: list[Attribute] = []
+        while not body.eof():
+            attributes.append(Attribute.decode(body))
+        return cls(transform_type, transform_id, tuple(attributes)), more == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A proposal substructure (RFC 7296 §3.3.1)::
+
+                             1                   2                   3
+         0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        | Last Substruc |   RESERVED    |         Proposal Length       |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        | Proposal Num  |  Protocol ID  |    SPI Size   |Num  Transforms|
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        ~                        SPI (variable)                         ~
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        ~                        <Transforms>                           ~
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+    ``spi`` is empty in an IKE_SA_INIT proposal, 8 bytes for an IKE SA rekey and 4 for
+    AH/ESP; SPI Size and Num Transforms come from ``spi`` and ``transforms``.
+    """
+
+    number: int
+    protocol_id: ProtocolId
+    spi: bytes = b""
+    transforms: tuple[Transform, ...] = ()
+
+    def encode(self, buf: Buffer, last: bool) -> None:
+        if len(self.spi) > 0xFF or len(self.transforms) > 0xFF:
+            raise IkeEncodeError(
+                f"proposal {self.number}: {len(self.spi)}-byte SPI, "
+                f"{len(self.transforms)} transforms (255 at most)"
+            )
+        with push_block(buf):
+            buf.push_u8(0 if last else _MORE_PROPOSALS)
+            buf.push_u8(0)
+            buf.push_u16be(0)  # Proposal Length, patched
+            buf.push_u8(self.number)
+            buf.push_u8(self.protocol_id)
+            buf.push_u8(len(self.spi))
+            buf.push_u8(len(self.transforms))
+            buf.push_bytes(self.spi)
+            for i, transform in enumerate(self.transforms, 1):
+                transform.encode(buf, last=i == len(self.transforms))
+
+    @classmethod
+    def decode(cls, reader: IkeReader) -> tuple[Proposal, bool]:
+        """One proposal from ``reader``, and whether it said it was the last."""
+        more = reader.pull_u8("proposal Last Substruc")
+        if more not in (0, _MORE_PROPOSALS):
+            raise IkeDecodeError(f"{reader.what}: proposal Last Substruc is {more}, not 0 or 2")
+        reader.pull_u8("proposal RESERVED")
+        length = reader.pull_u16("Proposal Length")
+        body = IkeReader(reader.pull_block(length, 4, "Proposal Length"), "proposal")
+        number = body.pull_u8("Proposal Num")
+        protocol_id = ProtocolId(body.pull_u8("Protocol ID"))
+        spi_size = body.pull_u8("SPI Size")
+        count = body.pull_u8("Num Transforms")
+        spi = body.pull_bytes(spi_size, "SPI")
+        body.what = f"proposal {number}"
+        transforms: list[Transform] = []
+        last = count == 0
+        while not body.eof():
+            if last:
+                raise IkeDecodeError(f"proposal {number}: data after the last transform")
+            transform, last = Transform.decode(body)
+            transforms.append(transform)
+        if not last or len(transforms) != count:
+            raise IkeDecodeError(
+                f"proposal {number}: Num Transforms says {count}, "
+                f"{len(transforms)} present{'' if last else ', last one not marked last'}"
+            )
+        return cls(number, protocol_id, spi, tuple(transforms)), more == 0
+
+
+@dataclass(frozen=True, slots=True)
+class SaPayload:
+    """Security Association payload, SA (RFC 7296 §3.3)::
+
+                             1                   2                   3
+         0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        | Next Payload  |C|  RESERVED   |         Payload Length        |
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+        ~                          <Proposals>                          ~
+        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+    At least one proposal (RFC 7296 §3.3: "one or more proposals").
+    """
+
+    payload_type: ClassVar[PayloadType] = PayloadType.SA
+
+    proposals: tuple[Proposal, ...]
+
+    def encode_body(self) -> bytes:
+        if not self.proposals:
+            raise IkeEncodeError("SA payload without proposals")
+        buf = Buffer()
+        for i, proposal in enumerate(self.proposals, 1):
+            proposal.encode(buf, last=i == len(self.proposals))
+        return buf.data
+
+    @classmethod
+    def decode_body(cls, body: bytes) -> SaPayload:
+        reader = IkeReader(body, "SA payload")
+        proposals: list[Proposal] = []
+        last = False
+        while not reader.eof():
+            if last:
+                raise IkeDecodeError("SA payload: data after the last proposal")
+            proposal, last = Proposal.decode(reader)
+            proposals.append(proposal)
+        if not proposals:
+            raise IkeDecodeError("SA payload without proposals")
+        if not last:
+            raise IkeDecodeError("SA payload: the last proposal is not marked last")
+        return cls(tuple(proposals))
