@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -256,3 +257,14 @@ def test_corrupted_ip_header_in_batch_not_merged() -> None:
     # The second packet starts the write; its ID is the first of that write's.
     assert [VirtioNetHdr.decode(w).gso_size for w in writes] == [0, 1347]
     assert Counter(expand(writes)) == Counter(packets)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("ip_options", [False, True])
+def test_tiny_segments_merge(version: int, ip_options: bool) -> None:
+    """One-byte segments, the shortest that merge, with and without IPv4 options."""
+    packets = flow_segments(version, 40003, [1] * 5, df=True, ip_options=ip_options)
+    (write,) = coalesce(packets)
+    hdr = VirtioNetHdr.decode(write)
+    assert hdr.gso_size == 1
+    assert expand([write]) == packets
