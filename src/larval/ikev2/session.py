@@ -1,0 +1,762 @@
+"""One IKE SA, sans-I/O: IKE_SA_INIT, IKE_AUTH with a PSK and the first CHILD_SA, and
+INFORMATIONAL (DELETE, liveness), for both roles.
+
+Theory of operation
+-------------------
+The session is driven like aioquic's connection: `receive_datagram(data, addr, now)`,
+`handle_timer(now)`, and the user calls `initiate`, `delete`, `delete_child`; it is
+drained with `datagrams_to_send(now)`, `get_timer()` and `next_event()`. It never
+touches a socket or a clock. Two callbacks reach the key manager: `allocate_spi` (a
+GETSPI, so the SPI is LARVAL before it goes on the wire) and, for a responder,
+`child_policy` (an inverse ACQUIRE: what does policy accept for these selectors?).
+
+The window is one request each way (RFC 7296 §2.3). An initiator's request is resent
+with exponential back-off until answered or given up (§2.1); a responder answers a
+retransmitted request with its cached response (§2.1). A message that fails to decode
+or decrypt is dropped (§2.21.1); a protocol error in an exchange is answered with the
+notify its `IkeProtocolError` names. The states and what may arrive in each are the
+table `EXPECTED`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+import struct
+from collections import deque
+from collections.abc import Callable
+
+from larval.crypto.dh import DhGroup, DhKeyPair
+from larval.crypto.ike_auth import psk_auth, signed_octets, verify_psk_auth
+from larval.crypto.ike_errors import IkeCryptoError, IkeIntegrityError
+from larval.crypto.ike_keys import derive_child_sa_keys, derive_ike_sa_keys
+from larval.crypto.ike_transforms import (
+    TransformType,
+    encr_key_size,
+    integ_key_size,
+)
+from larval.crypto.prf import Prf
+from larval.crypto.sk import SkCipher
+from larval.ikev2.config import (
+    ChildConfig,
+    ChildSaDown,
+    ChildSaFailed,
+    ChildSaUp,
+    Event,
+    IkeConfig,
+    IkeSaDown,
+    IkeSaUp,
+    IPAddress,
+)
+from larval.ikev2.constants import (
+    AuthMethod,
+    ExchangeType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
+from larval.ikev2.errors import IkeProtocolError
+from larval.ikev2.message import IkeMessage, decode_message, decode_protected, encode_protected
+from larval.ikev2.negotiate import (
+    Suite,
+    choose,
+    from_wire,
+    narrow,
+    networks_of,
+    selectors_for,
+    suite_get,
+    to_wire,
+)
+from larval.ikev2.payloads import (
+    AuthPayload,
+    DeletePayload,
+    IdPayload,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+)
+from larval.ikev2.sa_payload import SaPayload
+from larval.ikev2.ts_payload import TsPayload
+
+Address = tuple[str, int]
+IKE_PORT, NAT_T_PORT = 500, 4500
+NONCE_SIZE = 32
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    INIT_SENT = "IKE_SA_INIT sent"
+    AUTH_SENT = "IKE_AUTH sent"
+    INIT_DONE = "IKE_SA_INIT answered"  # responder, waiting for IKE_AUTH
+    ESTABLISHED = "established"
+    DELETING = "deleting"
+    CLOSED = "closed"
+
+
+#: (state, exchange, is_response) the session accepts; anything else is dropped and
+#: logged as out of place (RFC 7296 §2.21: no reply to an unexpected response).
+EXPECTED: frozenset[tuple[State, ExchangeType, bool]] = frozenset(
+    {
+        (State.IDLE, ExchangeType.IKE_SA_INIT, False),
+        (State.INIT_SENT, ExchangeType.IKE_SA_INIT, True),
+        (State.INIT_DONE, ExchangeType.IKE_AUTH, False),
+        (State.AUTH_SENT, ExchangeType.IKE_AUTH, True),
+        (State.ESTABLISHED, ExchangeType.INFORMATIONAL, False),
+        (State.ESTABLISHED, ExchangeType.INFORMATIONAL, True),
+        (State.DELETING, ExchangeType.INFORMATIONAL, False),
+        (State.DELETING, ExchangeType.INFORMATIONAL, True),
+    }
+)
+
+
+class ChildSa:
+    """A CHILD_SA of this IKE SA, as far as IKE is concerned."""
+
+    __slots__ = ("config", "spi_in", "spi_out", "suite")
+
+    def __init__(self, config: ChildConfig, spi_in: int, spi_out: int, suite: Suite) -> None:
+        self.config = config
+        self.spi_in = spi_in
+        self.spi_out = spi_out
+        self.suite = suite
+
+
+class IkeSession:
+    """One IKE SA between `config.local_addr` and `config.remote_addr`."""
+
+    def __init__(
+        self,
+        config: IkeConfig,
+        *,
+        initiator: bool,
+        allocate_spi: Callable[[], int],
+        child_policy: Callable[[tuple[object, ...], tuple[object, ...]], ChildConfig | None]
+        | None = None,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        spi_i: bytes | None = None,
+    ) -> None:
+        self.config = config
+        self.initiator = initiator
+        self._allocate_spi = allocate_spi
+        self._child_policy = child_policy
+        self._random = random_bytes
+        self.state = State.IDLE
+        self.spi_i = spi_i if spi_i is not None else (random_bytes(8) if initiator else b"")
+        self.spi_r = b""
+        self.remote: Address = (str(config.remote_addr), IKE_PORT)
+        self.natted = False
+        self.children: dict[int, ChildSa] = {}  # by inbound SPI
+        self.suite: Suite = ()
+        self._events: deque[Event] = deque()
+        self._outbox: list[tuple[bytes, Address]] = []
+        # Exchange state.
+        self._next_request_id = 0  # ours (RFC 7296 §2.2)
+        self._expected_request_id = 0  # the peer's
+        self._request: tuple[int, bytes, float, int] | None = None  # id, bytes, due, tries
+        self._cached_response: tuple[int, bytes] | None = None
+        self._pending_child: ChildConfig | None = None
+        self._dh_group = 0
+        self._dh: DhKeyPair | None = None
+        self._cookie = b""
+        self._nonce_i = self._nonce_r = b""
+        self._init_request = self._init_response = b""
+        self._prf: Prf | None = None
+        self._sk_d = self._sk_pi = self._sk_pr = b""
+        self._out: SkCipher | None = None
+        self._in: SkCipher | None = None
+        self._child_spi_in = 0
+        self._deadline: float | None = None  # half-open or liveness
+        self._last_heard = 0.0
+
+    def __repr__(self) -> str:
+        role = "initiator" if self.initiator else "responder"
+        return (
+            f"<IkeSession {self.config.name} {role} {self.spi_i.hex()}/{self.spi_r.hex()} "
+            f"{self.state.value}>"
+        )
+
+    # -- the five-method surface ---------------------------------------------------------
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self._request[2] if self._request else None, self._deadline) if t]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._request is not None and now >= self._request[2]:
+            mid, data, _, tries = self._request
+            if tries >= self.config.retransmit_tries:
+                self._close(f"no answer after {tries + 1} transmissions", now)
+                return
+            delay = self.config.retransmit_timeout * self.config.retransmit_base ** (tries + 1)
+            self._request = (mid, data, now + delay, tries + 1)
+            self._outbox.append((data, self.remote))
+        if self._deadline is not None and now >= self._deadline:
+            if self.state in (State.INIT_DONE, State.INIT_SENT, State.AUTH_SENT):
+                self._close("half-open IKE SA timed out", now)
+            elif self.state is State.ESTABLISHED and self.config.dpd_delay:
+                self._deadline = None
+                if self._request is None:
+                    # RFC 7296 §2.4: an empty INFORMATIONAL request checks liveness.
+                    self._send_request(ExchangeType.INFORMATIONAL, (), now)
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            self._receive(data, addr, now)
+        except (IkeProtocolError, IkeIntegrityError, IkeCryptoError):
+            # RFC 7296 §2.21.1: a message that does not decode or authenticate is dropped;
+            # the exchange's own errors were answered where they arose.
+            return
+
+    # -- user calls ------------------------------------------------------------------------
+
+    def initiate(self, child: ChildConfig, now: float) -> None:
+        """Start IKE_SA_INIT; the CHILD_SA `child` comes with IKE_AUTH."""
+        if not self.initiator or self.state is not State.IDLE:
+            raise IkeProtocolError(NotifyType.INVALID_SYNTAX, f"cannot initiate in {self.state}")
+        self._pending_child = child
+        self._dh_group = _first_dh(self.config.proposals)
+        self._send_init(now)
+        self._deadline = now + self.config.half_open_timeout
+
+    def delete(self, now: float) -> None:
+        """INFORMATIONAL { D(IKE) }: the IKE SA and all its CHILD_SAs go."""
+        if self.state is not State.ESTABLISHED:
+            self._close("deleted before it was established", now)
+            return
+        self.state = State.DELETING
+        self._send_request(ExchangeType.INFORMATIONAL, (DeletePayload(ProtocolId.IKE),), now)
+
+    def delete_child(self, spi_in: int, now: float) -> None:
+        """INFORMATIONAL { D(ESP, SPI) } for one CHILD_SA (RFC 7296 §1.4.1)."""
+        child = self.children.pop(spi_in, None)
+        if child is None or self.state is not State.ESTABLISHED:
+            return
+        self._send_request(
+            ExchangeType.INFORMATIONAL,
+            (DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),)),),
+            now,
+        )
+        self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=False))
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _receive(self, data: bytes, addr: Address, now: float) -> None:
+        header = decode_message(data) if len(data) >= 28 else None
+        if header is None:
+            return
+        exchange, is_response = header.exchange_type, header.is_response
+        if (self.state, exchange, is_response) not in EXPECTED:
+            cached = self._cached_response
+            if not is_response and cached is not None and header.message_id == cached[0]:
+                self._outbox.append((cached[1], addr))  # §2.1: the request was resent
+            return
+        if is_response:
+            if self._request is None or header.message_id != self._request[0]:
+                return  # not the answer to our outstanding request
+        elif header.message_id != self._expected_request_id:
+            if self._cached_response and header.message_id == self._cached_response[0]:
+                self._outbox.append((self._cached_response[1], addr))
+            return
+        self._last_heard = now
+        if exchange is ExchangeType.IKE_SA_INIT:
+            if is_response:
+                self._init_response_received(data, header, now)
+            else:
+                self._init_request_received(data, header, addr, now)
+            return
+        assert self._in is not None
+        message = decode_protected(data, self._unprotect)
+        if is_response:
+            self._request = None
+        if exchange is ExchangeType.IKE_AUTH:
+            if is_response:
+                self._auth_response_received(message, now)
+            else:
+                self._auth_request_received(message, addr, now)
+        else:
+            if is_response:
+                self._informational_response(message, now)
+            else:
+                self._informational_request(message, now)
+
+    def _unprotect(self, aad: bytes, body: bytes) -> bytes:
+        assert self._in is not None
+        return self._in.decrypt(body, aad)
+
+    # -- IKE_SA_INIT ---------------------------------------------------------------------
+
+    def _send_init(self, now: float) -> None:
+        """HDR, SA, KE, Ni, N(NAT_DETECTION_*) -->  (RFC 7296 §1.2)"""
+        group = DhGroup.of(self._dh_group)
+        self._dh = group.generate()
+        self._nonce_i = self._random(NONCE_SIZE)
+        proposals = tuple(
+            to_wire(n + 1, ProtocolId.IKE, b"", suite)
+            for n, suite in enumerate(_with_group_first(self.config.proposals, self._dh_group))
+        )
+        payloads: list[Payload] = []
+        if self._cookie:
+            payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.COOKIE, b"", self._cookie))
+        payloads += [
+            SaPayload(proposals),
+            KePayload(self._dh_group, self._dh.public_bytes),
+            NoncePayload(self._nonce_i),
+            *self._nat_detection(b"\x00" * 8),
+        ]
+        message = IkeMessage(
+            self.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, True, False, 0, tuple(payloads)
+        )
+        self._init_request = message.encode()
+        self._next_request_id = 1
+        self._request = (0, self._init_request, now + self.config.retransmit_timeout, 0)
+        self._outbox.append((self._init_request, self.remote))
+        self.state = State.INIT_SENT
+
+    def _nat_detection(self, spi_r: bytes) -> list[NotifyPayload]:
+        """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of both ends."""
+        local = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
+        remote = _nat_hash(self.spi_i, spi_r, self.config.remote_addr, self.remote[1])
+        if self.config.encap:
+            # As strongSwan's encap=yes: a source hash nobody can match makes both ends
+            # believe in a NAT, so ESP goes in UDP 4500 (RFC 3948).
+            local = self._random(20)
+        return [
+            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_SOURCE_IP, b"", local),
+            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_DESTINATION_IP, b"", remote),
+        ]
+
+    def _nat_seen(self, message: IkeMessage, spi_r: bytes, peer: Address) -> bool:
+        """Did the peer's NAT_DETECTION notifies reveal a NAT (or its own encap)?"""
+        source = [n for n in message.get(NotifyPayload)
+                  if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]  # fmt: skip
+        dest = message.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if not source or dest is None:
+            return False
+        expected_src = _nat_hash(self.spi_i, spi_r, ipaddress_of(peer[0]), peer[1])
+        expected_dst = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
+        return all(n.data != expected_src for n in source) or dest.data != expected_dst
+
+    def _init_response_received(self, data: bytes, header: IkeMessage, now: float) -> None:
+        """<--  HDR, SA, KE, Nr, [CERTREQ]  or an error notify."""
+        message = header
+        cookie = message.notify(NotifyType.COOKIE)
+        if cookie is not None:
+            # RFC 7296 §2.6: try again with the cookie in front.
+            self._cookie = cookie.data
+            self._request = None
+            self._send_init(now)
+            return
+        invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None and len(invalid_ke.data) == 2:
+            group = struct.unpack("!H", invalid_ke.data)[0]
+            if group in _groups(self.config.proposals) and group != self._dh_group:
+                # §1.2: the responder asks for another group; start over with it.
+                self._dh_group = group
+                self._request = None
+                self._send_init(now)
+                return
+        for n in message.get(NotifyPayload):
+            if n.notify_type < 16384:
+                self._close(f"IKE_SA_INIT refused: {NotifyType(n.notify_type).name}", now)
+                return
+        sa, ke, nonce = (
+            message.first(SaPayload),
+            message.first(KePayload),
+            message.first(NoncePayload),
+        )
+        if sa is None or ke is None or nonce is None or len(sa.proposals) != 1:
+            self._close("IKE_SA_INIT response without SA, KE and Nr", now)
+            return
+        chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
+        if chosen is None or suite_get(chosen[1], TransformType.DH) is None:
+            self._close("the responder chose a proposal we did not offer", now)
+            return
+        suite = chosen[1]
+        dh = suite_get(suite, TransformType.DH)
+        assert dh is not None and self._dh is not None
+        if ke.dh_group != dh.id or dh.id != self._dh_group:
+            self._close("the responder's KE is not of the chosen group", now)
+            return
+        self._request = None
+        self.spi_r = message.spi_r
+        self._nonce_r = nonce.data
+        self._init_response = data
+        self.natted = self.config.encap or self._nat_seen(message, self.spi_r, self.remote)
+        if self.natted:
+            self.remote = (self.remote[0], NAT_T_PORT)  # RFC 7296 §2.23: float to 4500
+        self._derive(suite, self._dh.shared_secret(ke.data))
+        self._send_auth(now)
+
+    def _init_request_received(
+        self, data: bytes, message: IkeMessage, addr: Address, now: float
+    ) -> None:
+        """HDR, SA, KE, Ni -->   answered with  <-- HDR, SA, KE, Nr (RFC 7296 §1.2)"""
+        self.spi_i = message.spi_i
+        self.remote = addr
+        sa, ke, nonce = (
+            message.first(SaPayload),
+            message.first(KePayload),
+            message.first(NoncePayload),
+        )
+        if sa is None or ke is None or nonce is None:
+            self._refuse_init(message, NotifyType.INVALID_SYNTAX, b"", addr)
+            return
+        chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
+        if chosen is None:
+            self._refuse_init(message, NotifyType.NO_PROPOSAL_CHOSEN, b"", addr)
+            self._close("no proposal chosen: " + _describe(sa), now)
+            return
+        answer, suite = chosen
+        dh = suite_get(suite, TransformType.DH)
+        if dh is None:
+            self._refuse_init(message, NotifyType.NO_PROPOSAL_CHOSEN, b"", addr)
+            self._close("the chosen proposal has no DH group", now)
+            return
+        if ke.dh_group != dh.id:
+            # §1.2: tell the initiator which group to use; it starts over. The answer keeps
+            # no state (§2.6): this session stays IDLE for the retry.
+            self._refuse_init(
+                message, NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", dh.id), addr
+            )
+            return
+        self.spi_r = self._random(8)
+        self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
+        self._dh = DhGroup.of(dh.id).generate()
+        try:
+            shared = self._dh.shared_secret(ke.data)
+        except IkeCryptoError:
+            self._refuse_init(message, NotifyType.INVALID_SYNTAX, b"", addr)
+            self._close("invalid KE data", now)
+            return
+        self._init_request = data
+        self.natted = self._nat_seen(message, b"\x00" * 8, addr) or self.config.encap
+        response = IkeMessage(
+            self.spi_i, self.spi_r, ExchangeType.IKE_SA_INIT, False, True, 0,
+            (SaPayload((answer,)), KePayload(dh.id, self._dh.public_bytes),
+             NoncePayload(self._nonce_r), *self._nat_detection_responder(addr)),
+        )  # fmt: skip
+        self._init_response = response.encode()
+        self._derive(suite, shared)
+        self._respond(0, self._init_response, addr)
+        self.state = State.INIT_DONE
+        self._deadline = now + self.config.half_open_timeout
+
+    def _nat_detection_responder(self, addr: Address) -> list[NotifyPayload]:
+        source = _nat_hash(self.spi_i, self.spi_r, self.config.local_addr, IKE_PORT)
+        if self.config.encap:
+            source = self._random(20)
+        dest = _nat_hash(self.spi_i, self.spi_r, ipaddress_of(addr[0]), addr[1])
+        return [
+            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_SOURCE_IP, b"", source),
+            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_DESTINATION_IP, b"", dest),
+        ]
+
+    def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
+        """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
+        response = IkeMessage(
+            message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
+            (NotifyPayload(ProtocolId.NONE, NotifyType(notify), b"", data),),
+        )  # fmt: skip
+        self._outbox.append((response.encode(), addr))
+
+    def _derive(self, suite: Suite, shared: bytes) -> None:
+        """SKEYSEED and the seven keys (RFC 7296 §2.14), and the SK ciphers of each way."""
+        encr = suite_get(suite, TransformType.ENCR)
+        prf_t = suite_get(suite, TransformType.PRF)
+        integ = suite_get(suite, TransformType.INTEG)
+        assert encr is not None and prf_t is not None
+        integ_id = integ.id if integ is not None else 0
+        self.suite = suite
+        self._prf = Prf(prf_t.id)
+        keys = derive_ike_sa_keys(
+            self._prf, self._nonce_i, self._nonce_r, shared, self.spi_i, self.spi_r,
+            encr_key_size(encr), integ_key_size(integ_id),
+        )  # fmt: skip
+        self._sk_d, self._sk_pi, self._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
+        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
+        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
+        self._out, self._in = (to_r, to_i) if self.initiator else (to_i, to_r)
+
+    # -- IKE_AUTH ------------------------------------------------------------------------
+
+    def _id_payload(self, payload_type: PayloadType) -> IdPayload:
+        id_type, data = self.config.local_id
+        return IdPayload(payload_type, id_type, data)
+
+    def _send_auth(self, now: float) -> None:
+        """HDR, SK {IDi, AUTH, SAi2, TSi, TSr} -->  (RFC 7296 §1.2)"""
+        child = self._pending_child
+        assert child is not None and self._prf is not None
+        idi = self._id_payload(PayloadType.IDi)
+        octets = signed_octets(self._init_request, self._nonce_r, self._prf, self._sk_pi,
+                               idi.encode_body())  # fmt: skip
+        auth = AuthPayload(AuthMethod.SHARED_KEY_MIC, psk_auth(self._prf, self.config.psk, octets))
+        self._child_spi_in = self._allocate_spi()
+        spi = self._child_spi_in.to_bytes(4, "big")
+        proposals = tuple(
+            to_wire(n + 1, ProtocolId.ESP, spi, suite) for n, suite in enumerate(child.proposals)
+        )
+        payloads: list[Payload] = [
+            idi,
+            auth,
+            SaPayload(proposals),
+            TsPayload(PayloadType.TSi, selectors_for(child.local_ts)),
+            TsPayload(PayloadType.TSr, selectors_for(child.remote_ts)),
+        ]
+        if child.mode == "transport":
+            payloads.insert(2, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        self.state = State.AUTH_SENT
+        self._send_request(ExchangeType.IKE_AUTH, tuple(payloads), now)
+
+    def _auth_response_received(self, message: IkeMessage, now: float) -> None:
+        """<--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}"""
+        assert self._prf is not None and self._pending_child is not None
+        child = self._pending_child
+        idr, auth = message.first(IdPayload), message.first(AuthPayload)
+        if idr is None or auth is None:
+            errors = [NotifyType(n.notify_type).name for n in message.get(NotifyPayload)
+                      if n.notify_type < 16384]  # fmt: skip
+            self._close("IKE_AUTH refused: " + (", ".join(errors) or "no IDr/AUTH"), now)
+            return
+        if not self._peer_id_ok(idr):
+            self._close("the responder's identity is not the one configured", now)
+            return
+        octets = signed_octets(self._init_response, self._nonce_i, self._prf, self._sk_pr,
+                               idr.encode_body())  # fmt: skip
+        if not verify_psk_auth(self._prf, self.config.psk, octets, auth.data):
+            self._close("the responder's AUTH does not verify (wrong PSK?)", now)
+            return
+        self._established(now)
+        sa = message.first(SaPayload)
+        tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+        tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
+        refusals = [n for n in message.get(NotifyPayload) if n.notify_type < 16384]
+        if sa is None or len(sa.proposals) != 1 or not tsi or not tsr or refusals:
+            reason = ", ".join(NotifyType(n.notify_type).name for n in refusals) or "no SA"
+            self._events.append(ChildSaFailed(child, f"CHILD_SA refused: {reason}"))
+            self._pending_child = None
+            return
+        chosen = choose(child.proposals, sa.proposals, ProtocolId.ESP)
+        if chosen is None or len(sa.proposals[0].spi) != 4:
+            self._events.append(
+                ChildSaFailed(child, "the responder chose an ESP proposal we did not offer")
+            )
+            return
+        spi_out = int.from_bytes(sa.proposals[0].spi, "big")
+        self._child_up(child, self._child_spi_in, spi_out, chosen[1],
+                       tuple(networks_of(tsi[0].selectors)), tuple(networks_of(tsr[0].selectors)))  # type: ignore[arg-type]  # fmt: skip
+        self._pending_child = None
+
+    def _auth_request_received(self, message: IkeMessage, addr: Address, now: float) -> None:
+        """HDR, SK {IDi, AUTH, SAi2, TSi, TSr}  -->  answered with <-- HDR, SK {IDr, AUTH, ...}"""
+        assert self._prf is not None
+        self.remote = addr
+        idi, auth = message.first(IdPayload), message.first(AuthPayload)
+        if idi is None or auth is None or auth.method != AuthMethod.SHARED_KEY_MIC:
+            self._answer(
+                message, (NotifyPayload(ProtocolId.NONE, NotifyType.AUTHENTICATION_FAILED),)
+            )
+            self._close("IKE_AUTH without IDi and a PSK AUTH", now)
+            return
+        octets = signed_octets(self._init_request, self._nonce_r, self._prf, self._sk_pi,
+                               idi.encode_body())  # fmt: skip
+        if not self._peer_id_ok(idi) or not verify_psk_auth(
+            self._prf, self.config.psk, octets, auth.data
+        ):
+            self._answer(
+                message, (NotifyPayload(ProtocolId.NONE, NotifyType.AUTHENTICATION_FAILED),)
+            )
+            self._close("the initiator's AUTH does not verify (wrong PSK or identity)", now)
+            return
+        idr = self._id_payload(PayloadType.IDr)
+        octets_r = signed_octets(self._init_response, self._nonce_i, self._prf, self._sk_pr,
+                                 idr.encode_body())  # fmt: skip
+        auth_r = AuthPayload(
+            AuthMethod.SHARED_KEY_MIC, psk_auth(self._prf, self.config.psk, octets_r)
+        )
+        child_payloads, child_up = self._respond_child(message)
+        self._answer(message, (idr, auth_r, *child_payloads))
+        self._established(now)
+        if child_up is not None:
+            self._child_up(*child_up)
+
+    def _respond_child(self, message: IkeMessage) -> tuple[tuple[Payload, ...], tuple | None]:  # type: ignore[type-arg]
+        """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse."""
+        sa = message.first(SaPayload)
+        tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+        tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
+        if sa is None or not tsi or not tsr:
+            return (), None
+        policy = (
+            self._child_policy(tsi[0].selectors, tsr[0].selectors) if self._child_policy else None
+        )
+        if policy is None:
+            return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
+        chosen = choose(policy.proposals, sa.proposals, ProtocolId.ESP)
+        if chosen is None:
+            self._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + _describe(sa)))
+            return (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),), None
+        # TSi is the initiator's side: our remote selectors; TSr ours (RFC 7296 §2.9).
+        ts_i = narrow(tsi[0].selectors, policy.remote_ts)  # type: ignore[arg-type]
+        ts_r = narrow(tsr[0].selectors, policy.local_ts)  # type: ignore[arg-type]
+        if not ts_i or not ts_r:
+            return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
+        answer, suite = chosen
+        if len(answer.spi) != 4:
+            return (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),), None
+        spi_out = int.from_bytes(answer.spi, "big")
+        spi_in = self._allocate_spi()
+        mine = to_wire(answer.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), suite)
+        payloads: list[Payload] = [SaPayload((mine,)), TsPayload(PayloadType.TSi, ts_i),
+                                   TsPayload(PayloadType.TSr, ts_r)]  # fmt: skip
+        if message.notify(NotifyType.USE_TRANSPORT_MODE) and policy.mode == "transport":
+            payloads.insert(0, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        return tuple(payloads), (policy, spi_in, spi_out, suite,
+                                 tuple(networks_of(ts_r)), tuple(networks_of(ts_i)))  # fmt: skip
+
+    def _peer_id_ok(self, payload: IdPayload) -> bool:
+        expected = self.config.remote_id
+        return expected is None or (payload.id_type, payload.data) == expected
+
+    def _established(self, now: float) -> None:
+        self.state = State.ESTABLISHED
+        self._deadline = now + self.config.dpd_delay if self.config.dpd_delay else None
+        self._events.append(
+            IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)
+        )
+
+    def _child_up(
+        self, child: ChildConfig, spi_in: int, spi_out: int, suite: Suite,
+        local_ts: tuple, remote_ts: tuple,  # type: ignore[type-arg]
+    ) -> None:  # fmt: skip
+        """CHILD_SA keys (RFC 7296 §2.17): KEYMAT = prf+(SK_d, Ni | Nr)."""
+        assert self._prf is not None
+        encr = suite_get(suite, TransformType.ENCR)
+        integ = suite_get(suite, TransformType.INTEG)
+        assert encr is not None
+        integ_id = integ.id if integ is not None else 0
+        material = derive_child_sa_keys(
+            self._prf, self._sk_d, self._nonce_i, self._nonce_r, None,
+            encr_key_size(encr), integ_key_size(integ_id),
+        )  # fmt: skip
+        self.children[spi_in] = ChildSa(child, spi_in, spi_out, suite)
+        self._events.append(
+            ChildSaUp(child, spi_in, spi_out, suite, material.inbound(self.initiator),
+                      material.outbound(self.initiator), local_ts, remote_ts, self.initiator,
+                      self.natted)
+        )  # fmt: skip
+
+    # -- INFORMATIONAL -------------------------------------------------------------------
+
+    def _informational_request(self, message: IkeMessage, now: float) -> None:
+        answer: list[Payload] = []
+        for d in message.get(DeletePayload):
+            if d.protocol_id == ProtocolId.IKE:
+                self._answer(message, ())
+                self._close("deleted by the peer", now, by_peer=True)
+                return
+            ours: list[bytes] = []
+            for raw in d.spis:
+                spi_out = int.from_bytes(raw, "big")
+                for spi_in, child in list(self.children.items()):
+                    if child.spi_out == spi_out:
+                        del self.children[spi_in]
+                        ours.append(spi_in.to_bytes(4, "big"))
+                        self._events.append(ChildSaDown(spi_in, spi_out, by_peer=True))
+            if ours:
+                # RFC 7296 §1.4.1: answer with the SPIs of our half of each pair.
+                answer.append(DeletePayload(ProtocolId.ESP, 4, tuple(ours)))
+        self._answer(message, tuple(answer))
+        if self.config.dpd_delay:
+            self._deadline = now + self.config.dpd_delay
+
+    def _informational_response(self, message: IkeMessage, now: float) -> None:
+        if self.state is State.DELETING:
+            self._close("deleted", now)
+        elif self.config.dpd_delay:
+            self._deadline = now + self.config.dpd_delay
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _send_request(
+        self, exchange: ExchangeType, payloads: tuple[Payload, ...], now: float
+    ) -> None:
+        mid = self._next_request_id
+        self._next_request_id += 1
+        data = self._protect(
+            IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
+        )
+        self._request = (mid, data, now + self.config.retransmit_timeout, 0)
+        self._outbox.append((data, self.remote))
+
+    def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
+        data = self._protect(
+            IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
+                       request.message_id, payloads)
+        )  # fmt: skip
+        self._respond(request.message_id, data, self.remote)
+
+    def _respond(self, mid: int, data: bytes, addr: Address) -> None:
+        self._cached_response = (mid, data)
+        self._expected_request_id = mid + 1
+        self._outbox.append((data, addr))
+
+    def _protect(self, message: IkeMessage) -> bytes:
+        out = self._out
+        assert out is not None
+        return encode_protected(message, lambda aad, plain: out.encrypt(plain, aad), out.overhead)
+
+    def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
+        if self.state is State.CLOSED:
+            return
+        for child in self.children.values():
+            self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=by_peer))
+        self.children.clear()
+        if self._pending_child is not None and self.state is not State.ESTABLISHED:
+            self._events.append(ChildSaFailed(self._pending_child, reason))
+            self._pending_child = None
+        self.state = State.CLOSED
+        self._request = None
+        self._deadline = None
+        self._events.append(IkeSaDown(reason, by_peer))
+
+
+def _nat_hash(spi_i: bytes, spi_r: bytes, address: IPAddress, port: int) -> bytes:
+    return hashlib.sha1(spi_i + spi_r + address.packed + port.to_bytes(2, "big")).digest()
+
+
+def ipaddress_of(text: str) -> IPAddress:
+    import ipaddress
+
+    return ipaddress.ip_address(text)
+
+
+def _groups(proposals: tuple[Suite, ...]) -> list[int]:
+    return [t.id for suite in proposals for t in suite if t.type == TransformType.DH]
+
+
+def _first_dh(proposals: tuple[Suite, ...]) -> int:
+    groups = _groups(proposals)
+    if not groups:
+        raise IkeProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "IKE proposals name no DH group")
+    return groups[0]
+
+
+def _with_group_first(proposals: tuple[Suite, ...], group: int) -> tuple[Suite, ...]:
+    """The proposals as configured, those with the KE's group first (RFC 7296 §1.2)."""
+    return tuple(sorted(proposals, key=lambda s: not any(
+        t.type == TransformType.DH and t.id == group for t in s)))  # fmt: skip
+
+
+def _describe(sa: SaPayload) -> str:
+    """The peer's proposals, for the log of a NO_PROPOSAL_CHOSEN (DESIGN.md)."""
+    return "; ".join(", ".join(repr(t) for t in from_wire(p)) for p in sa.proposals)

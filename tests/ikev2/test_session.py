@@ -1,0 +1,201 @@
+"""Two IKE sessions in memory with a fake clock, each step annotated with its exchange."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
+from larval.ikev2.config import (
+    ChildConfig,
+    ChildSaDown,
+    ChildSaFailed,
+    ChildSaUp,
+    Event,
+    IkeConfig,
+    IkeSaDown,
+    IkeSaUp,
+    identity,
+)
+from larval.ikev2.session import IkeSession, State
+
+A, B = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
+NET_A, NET_B = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("203.0.113.0/24")
+PSK = b"interop-test-psk-0123456789"
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def config(local: ipaddress.IPv4Address, remote: ipaddress.IPv4Address, *, psk: bytes = PSK,
+           proposals: tuple[str, ...] = ("aes128-sha256-x25519",), encap: bool = False,
+           dpd: float = 0.0) -> IkeConfig:  # fmt: skip
+    return IkeConfig(
+        name="s2s",
+        local_addr=local,
+        remote_addr=remote,
+        local_id=identity(str(local)),
+        remote_id=identity(str(remote)),
+        psk=psk,
+        proposals=tuple(parse_ike_proposal(p) for p in proposals),
+        encap=encap,
+        dpd_delay=dpd,
+    )
+
+
+def child(local: ipaddress.IPv4Network, remote: ipaddress.IPv4Network,
+          esp: tuple[str, ...] = ("aes128gcm16",)) -> ChildConfig:  # fmt: skip
+    return ChildConfig("net", tuple(esp_proposal_transforms(p) for p in esp), (local,), (remote,))
+
+
+class Pair:
+    def __init__(self, init_cfg: IkeConfig, resp_cfg: IkeConfig,
+                 resp_child: ChildConfig | None) -> None:  # fmt: skip
+        spis = itertools.count(0x1000)
+        self.now = 0.0
+        self.i = IkeSession(init_cfg, initiator=True, allocate_spi=lambda: next(spis))
+        self.r = IkeSession(resp_cfg, initiator=False, allocate_spi=lambda: next(spis),
+                            child_policy=lambda tsi, tsr: resp_child)  # fmt: skip
+        self.wire: list[tuple[str, bytes]] = []
+
+    def flush(self, drop: int = 0) -> int:
+        """Carry datagrams both ways until quiet; drop the first `drop` of them."""
+        moved = 0
+        while True:
+            out_i = self.i.datagrams_to_send(self.now)
+            out_r = self.r.datagrams_to_send(self.now)
+            if not out_i and not out_r:
+                return moved
+            for data, _ in out_i:
+                self.wire.append(("i->r", data))
+                if drop:
+                    drop -= 1
+                    continue
+                self.r.receive_datagram(data, (str(A), 500), self.now)
+                moved += 1
+            for data, _ in out_r:
+                self.wire.append(("r->i", data))
+                if drop:
+                    drop -= 1
+                    continue
+                self.i.receive_datagram(data, (str(B), 500), self.now)
+                moved += 1
+
+    @staticmethod
+    def events(session: IkeSession) -> Iterator[Event]:
+        while (e := session.next_event()) is not None:
+            yield e
+
+
+def test_ike_sa_init_and_ike_auth_make_a_child_sa_both_sides_agree_on() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT { SA, KE, Ni, N(NAT_D) } -->  <-- { SA, KE, Nr, N(NAT_D) }
+    # IKE_AUTH { SK{IDi, AUTH, SA, TSi, TSr} } -->  <-- { SK{IDr, AUTH, SA, TSi, TSr} }
+    assert pair.flush() == 4
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    ev_i, ev_r = list(Pair.events(pair.i)), list(Pair.events(pair.r))
+    assert [type(e) for e in ev_i] == [IkeSaUp, ChildSaUp]
+    assert [type(e) for e in ev_r] == [IkeSaUp, ChildSaUp]
+    ci, cr = ev_i[1], ev_r[1]
+    assert isinstance(ci, ChildSaUp) and isinstance(cr, ChildSaUp)
+    assert ci.spi_out == cr.spi_in and ci.spi_in == cr.spi_out
+    assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
+    assert len(ci.keys_out.encr_key) == 20  # AES-128-GCM key + salt
+    assert ci.local_ts == (NET_A,) and ci.remote_ts == (NET_B,)
+    assert cr.local_ts == (NET_B,) and cr.remote_ts == (NET_A,)
+
+
+def test_second_proposal_chosen_when_only_it_matches() -> None:
+    init = config(A, B, proposals=("aes256-sha384-ecp384", "aes128gcm16-prfsha256-ecp256"))
+    resp = config(B, A, proposals=("aes128gcm16-prfsha256-ecp256",))
+    pair = Pair(init, resp, child(NET_B, NET_A, ("aes128-sha256",)))
+    pair.i.initiate(child(NET_A, NET_B, ("aes256gcm16", "aes128-sha256")), 0.0)
+    pair.flush()
+    up = [e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp)]
+    assert up and len(up[0].keys_out.integ_key) == 32  # HMAC-SHA-256
+    assert pair.i.suite == pair.r.suite
+
+
+def test_invalid_ke_payload_makes_the_initiator_retry_with_the_asked_group() -> None:
+    init = config(A, B, proposals=("aes128-sha256-x25519-ecp256",))
+    resp = config(B, A, proposals=("aes128-sha256-ecp256",))
+    pair = Pair(init, resp, child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED
+    # IKE_SA_INIT (x25519) -->  <-- N(INVALID_KE_PAYLOAD, 19); IKE_SA_INIT (ecp256) --> ...
+    assert len([d for d in pair.wire if d[0] == "i->r"]) == 3
+
+
+def test_wrong_psk_fails_authentication() -> None:
+    pair = Pair(config(A, B), config(B, A, psk=b"another-secret-entirely"), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    assert pair.r.state is State.CLOSED and pair.i.state is State.CLOSED
+    downs = [e for e in Pair.events(pair.i) if isinstance(e, IkeSaDown)]
+    assert downs and "AUTHENTICATION_FAILED" in downs[0].reason
+
+
+def test_no_proposal_chosen_is_reported() -> None:
+    pair = Pair(config(A, B), config(B, A, proposals=("aes256-sha512-ecp521",)), None)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    events = list(Pair.events(pair.i))
+    assert any(isinstance(e, ChildSaFailed) for e in events)
+    assert any(isinstance(e, IkeSaDown) and "NO_PROPOSAL_CHOSEN" in e.reason for e in events)
+
+
+def test_lost_request_is_retransmitted_and_duplicate_answered_from_cache() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush(drop=1)  # the first IKE_SA_INIT is lost
+    assert pair.i.state is State.INIT_SENT
+    timer = pair.i.get_timer()
+    assert timer is not None and timer == pytest.approx(4.0)
+    pair.now = timer
+    pair.i.handle_timer(pair.now)
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED
+
+
+def test_delete_of_the_child_and_of_the_ike_sa() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    up = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    list(Pair.events(pair.r))
+    # INFORMATIONAL { SK{D(ESP, spi)} } -->  <-- { SK{D(ESP, spi)} }
+    pair.i.delete_child(up.spi_in, 1.0)
+    pair.flush()
+    assert [type(e) for e in Pair.events(pair.r)] == [ChildSaDown]
+    # INFORMATIONAL { SK{D(IKE)} } -->  <-- { SK{} }
+    pair.r.delete(2.0)
+    pair.flush()
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+
+
+def test_dpd_notices_a_vanished_peer() -> None:
+    pair = Pair(config(A, B, dpd=10.0), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    list(Pair.events(pair.i))
+    # The responder vanishes: every liveness check goes unanswered.
+    while pair.i.state is not State.CLOSED:
+        timer = pair.i.get_timer()
+        assert timer is not None
+        pair.now = timer
+        pair.i.handle_timer(pair.now)
+        pair.i.datagrams_to_send(pair.now)
+    assert any(isinstance(e, IkeSaDown) for e in Pair.events(pair.i))
+    assert pair.now < 200
+
+
+def test_garbage_is_dropped_not_raised() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    for data in (b"", b"\x00" * 27, b"\xff" * 64, bytes(range(200))):
+        pair.r.receive_datagram(data, (str(A), 500), 0.0)
+    assert pair.r.state is State.IDLE and pair.r.datagrams_to_send(0.0) == []
