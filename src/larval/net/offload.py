@@ -192,7 +192,8 @@ def split_read(data: BytesLike) -> list[bytes]:
 
 
 # From this many segments on, one numpy pass over the whole super-packet is cheaper than
-# a Python loop: numpy's fixed cost per call (~20 µs) against ~4 µs per segment.
+# a Python loop: ~28 µs for the pass whatever the count (a few hundred ns per segment)
+# against ~5 µs per segment, mostly the checksum of its payload.
 _VECTOR_MIN_SEGMENTS = 6
 
 
@@ -332,6 +333,7 @@ def _folded(total: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def _put16(out: npt.NDArray[np.uint8], offset: int, values: npt.NDArray[np.uint64]) -> None:
+    """Write `values` as big-endian 16-bit fields at `offset` of every row of `out`."""
     out[:, offset : offset + 2] = values.astype(_BE16).view(np.uint8).reshape(-1, 2)
 
 
@@ -376,7 +378,7 @@ def _segment_vectorised(view: memoryview, template: bytearray, lay: _Layout) -> 
 
     index = np.arange(count, dtype=np.uint64)
     seqs = (np.uint64(lay.seq0) + index * np.uint64(size)) & np.uint64(0xFFFFFFFF)
-    out[:, tcp + 4 : tcp + 8] = seqs.astype(_BE32).view(np.uint8).reshape(-1, 2 * 2)
+    out[:, tcp + 4 : tcp + 8] = seqs.astype(_BE32).view(np.uint8).reshape(-1, 4)
     # Pseudo-header length and flags as a middle segment has them; the first and last
     # differ by a constant.
     constant = lay.base_sum + tcp_hdr_len + size + middle_flags
@@ -417,8 +419,9 @@ _IPV6_TCP_FIELDS = struct.Struct(">4xHBx36sI4xBB")
 _IPV4_FIELDS = struct.Struct(">HHHxB")
 _TCP_FIELDS = struct.Struct(">IxxxxBB")
 
-# From this many packets of one length and layout on, one numpy pass verifies their
-# checksums faster than `internet_checksum` on each.
+# From this many packets of one length and layout on, one numpy pass (~13 µs, plus
+# ~0.1 µs per packet) verifies their checksums faster than `internet_checksum` on each
+# (~4 µs for 1400 bytes).
 _VECTOR_MIN_VERIFY = 3
 
 # Masks by the first byte of the IP header (version and IHL) and the TCP data offset.
