@@ -44,7 +44,7 @@ from .vectors import AUTH_DATA, IKE_SA_INIT_REQUEST, SPI_I, SPI_R, h
 def test_lenient_enums() -> None:
     assert PayloadType(99).name == "UNKNOWN_99"
     assert NotifyType(12345).is_error and not NotifyType.COOKIE.is_error
-    assert AuthMethod.PSK is AuthMethod.SHARED_KEY_MIC
+    assert AuthMethod["PSK"] is AuthMethod.SHARED_KEY_MIC
     assert ExchangeType(43) == 43
 
 
