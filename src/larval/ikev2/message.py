@@ -58,9 +58,12 @@ __all__ = [
     "encode_protected",
 ]
 
-Protect: TypeAlias = "Callable[[bytes, bytes], bytes]"
-Unprotect: TypeAlias = "Callable[[bytes, bytes], bytes]"
-Overhead: TypeAlias = "Callable[[int], int]"
+#: ``protect(aad, plaintext) -> IV | ciphertext | ICV``
+Protect: TypeAlias = Callable[[bytes, bytes], bytes]
+#: ``unprotect(aad, IV | ciphertext | ICV) -> plaintext``
+Unprotect: TypeAlias = Callable[[bytes, bytes], bytes]
+#: ``overhead(plaintext_len) -> SK body length - plaintext_len``
+Overhead: TypeAlias = Callable[[int], int]
 
 P = TypeVar("P")
 

@@ -612,14 +612,27 @@ class UnknownPayload:
 
 
 Payload: TypeAlias = (
-    "SaPayload | KePayload | IdPayload | CertPayload | CertReqPayload | AuthPayload"
-    " | NoncePayload | NotifyPayload | DeletePayload | VendorIdPayload | TsPayload"
-    " | CpPayload | EapPayload | SkPayload | SkfPayload | UnknownPayload"
+    SaPayload
+    | KePayload
+    | IdPayload
+    | CertPayload
+    | CertReqPayload
+    | AuthPayload
+    | NoncePayload
+    | NotifyPayload
+    | DeletePayload
+    | VendorIdPayload
+    | TsPayload
+    | CpPayload
+    | EapPayload
+    | SkPayload
+    | SkfPayload
+    | UnknownPayload
 )
 
 # One decoder per payload type: (type, body, Next Payload) -> payload. Next Payload
 # matters only to SK and SKF, where it is the type of the first inner payload.
-_Decoder: TypeAlias = "Callable[[PayloadType, bytes, int], Payload]"
+_Decoder: TypeAlias = Callable[[PayloadType, bytes, int], Payload]
 _DECODERS: dict[int, _Decoder] = {
     PayloadType.SA: lambda t, b, n: SaPayload.decode_body(b),
     PayloadType.KE: lambda t, b, n: KePayload.decode_body(b),

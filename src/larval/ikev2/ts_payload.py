@@ -19,8 +19,8 @@ from .errors import IkeDecodeError, IkeEncodeError
 
 __all__ = ["IPAddress", "IPNetwork", "TrafficSelector", "TsPayload", "UnknownTrafficSelector"]
 
-IPAddress: TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
-IPNetwork: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SELECTOR_HEADER = 4  # TS Type, IP Protocol ID, Selector Length
 # Address length per TS Type (RFC 7296 §3.13.1).
@@ -138,7 +138,7 @@ class UnknownTrafficSelector:
             buf.push_bytes(self.body[1:])
 
 
-AnySelector: TypeAlias = "TrafficSelector | UnknownTrafficSelector"
+AnySelector: TypeAlias = TrafficSelector | UnknownTrafficSelector
 
 
 def _decode_selector(reader: IkeReader) -> AnySelector:
