@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from larval import __version__
-from larval.commands import policy, sa, stack
+from larval.commands import daemon, policy, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_parser(commands)
     policy.add_parser(commands)
     stack.add_parser(commands)
+    daemon.add_parsers(commands)
     return parser
 
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             return policy.run(args)
         if args.command == "stack":
             return stack.run(args)
+        if args.command in ("run", "up", "down", "status"):
+            return daemon.run(args)
         parser.print_help()
         return 2
     except sa.RefusedError as e:

@@ -164,6 +164,7 @@ secrets {{
         swanctl.chmod(0o600)
 
     def start(self, timeout: float = 15.0) -> None:
+        self.vici.unlink(missing_ok=True)  # a stale socket would look like a started charon
         log = open(self.dir / "charon.stdout", "wb")  # noqa: SIM115 - owned by the process
         self.proc = self.ns.popen(
             ["env", f"STRONGSWAN_CONF={self.dir / 'strongswan.conf'}", "sh", "-c",

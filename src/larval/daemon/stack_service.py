@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from larval.esp import NAT_T_PORT
-from larval.net.control import ControlServer
+from larval.net.control import ControlServer, Handler
 from larval.net.dataplane import Dataplane
 from larval.net.pfkey_server import PfkeyServer
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
+from larval.sadb import PfkeyReply
 from larval.spd import load_policy_text, policy_to_dict
-from larval.stack.stack import Stack
+from larval.stack.stack import Emit, Stack
 
 log = logging.getLogger("larval.stack")
 
@@ -49,29 +50,34 @@ class StackService:
 
     def __init__(
         self,
-        pfkey_path: str,
+        pfkey_path: str | None,
         control_path: str | None = None,
         dataplane: DataplaneConfig | None = None,
     ) -> None:
         self.stack = Stack()
         self.dataplane_config = dataplane
         self.dataplane: Dataplane | None = None
-        self.pfkey = PfkeyServer(pfkey_path, self.stack)
-        self.stack.emit = self.pfkey.emit
-        self.control = (
-            ControlServer(
-                control_path,
-                {
-                    "policy.load": self._policy_load,
-                    "policy.list": self._policy_list,
-                    "policy.flush": self._policy_flush,
-                    "status": self._status,
-                },
-            )
-            if control_path
-            else None
-        )
+        self.pfkey = PfkeyServer(pfkey_path, self.stack) if pfkey_path else None
+        # Who hears what the stack originates (ACQUIRE, EXPIRE): the PF_KEY socket's
+        # registered clients, and an in-process key manager if there is one.
+        self._listeners: list[Emit] = [self.pfkey.emit] if self.pfkey else []
+        self.stack.emit = self._emit
+        self.handlers: dict[str, Handler] = {
+            "policy.load": self._policy_load,
+            "policy.list": self._policy_list,
+            "policy.flush": self._policy_flush,
+            "status": self._status,
+        }
+        self.control = ControlServer(control_path, self.handlers) if control_path else None
         self._stopping = asyncio.Event()
+
+    def add_listener(self, listener: Emit) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, replies: list[PfkeyReply]) -> None:
+        if replies:
+            for listener in self._listeners:
+                listener(replies)
 
     def load_policy(self, text: str, source: str) -> int:
         """Add the policies of a policy file; those of the same name are replaced."""
@@ -104,7 +110,7 @@ class StackService:
             "policies": len(self.stack.spd.policies()),
             "sadb_counters": self.stack.sadb.counters.snapshot(),
             "drops": dict(self.stack.drops),
-            "pfkey_clients": self.pfkey.clients,
+            "pfkey_clients": self.pfkey.clients if self.pfkey is not None else 0,
             "packets": self.dataplane.path.counters() if self.dataplane is not None else {},
             "io": self.dataplane.io_counters() if self.dataplane is not None else {},
         }
@@ -148,25 +154,35 @@ class StackService:
             self._stop_dataplane()
 
     async def _serve(self) -> None:
-        await self.pfkey.start()
+        if self.pfkey is not None:
+            await self.pfkey.start()
+            log.info("serving PF_KEY on %s", self.pfkey.path)
         if self.control is not None:
             await self.control.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stopping.set)
-        log.info("serving PF_KEY on %s", self.pfkey.path)
+        await self.started()
         ager = asyncio.create_task(self._age())
         try:
             await self._stopping.wait()
         finally:
+            await self.stopping()
             ager.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ager
             if self.control is not None:
                 await self.control.close()
-            await self.pfkey.close()
+            if self.pfkey is not None:
+                await self.pfkey.close()
             log.info("stopped")
+
+    async def started(self) -> None:
+        """Hook: the sockets are up (the IKE daemon starts its key manager here)."""
+
+    async def stopping(self) -> None:
+        """Hook: SIGTERM or stop(); runs before the sockets close."""
 
     def stop(self) -> None:
         self._stopping.set()

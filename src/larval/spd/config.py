@@ -151,6 +151,10 @@ class _Reader:
             raise self.error(key, f"{_show(value)} is not an IPv4 or IPv6 address") from None
 
 
+#: The reader other config files (the daemon's) use, so their errors read the same.
+ConfigReader = _Reader
+
+
 def load_policy_file(path: str | PathLike[str]) -> list[Policy]:
     """Read a policy file; raises `PolicyFileError` naming `path`."""
     source = str(path)

@@ -1,0 +1,69 @@
+"""`larval run`, `larval up`, `larval down`, `larval status`: the IKE daemon and its
+control socket."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+from larval.commands.policy import default_control_socket
+from larval.net.control import control_request
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run the daemon: stack, dataplane and IKE")
+    run.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    for name, help_ in (("up", "initiate CONN[/CHILD]"), ("down", "delete the IKE_SAs of CONN")):
+        p = commands.add_parser(name, help=help_)
+        p.add_argument("target", metavar="CONN[/CHILD]" if name == "up" else "CONN")
+        p.add_argument("--control-socket", default=default_control_socket())
+    status = commands.add_parser("status", help="IKE_SAs and CHILD_SAs of the daemon")
+    status.add_argument("--control-socket", default=default_control_socket())
+    status.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from larval.daemon.ike_daemon import IkeDaemon
+
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+        daemon = IkeDaemon(args.config)
+        for path in (daemon.config.control_socket, daemon.config.pfkey_socket):
+            if path:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        asyncio.run(daemon.run())
+        return 0
+    if args.command in ("up", "down"):
+        answer = control_request(args.control_socket, {"op": args.command, "target": args.target})
+        done = "initiated" if args.command == "up" else f"{answer['deleted']} IKE_SA(s) deleted"
+        print(f"{args.command} {args.target}: {done}")
+        return 0
+    answer = control_request(args.control_socket, {"op": "ike.status"})
+    if args.json:
+        print(json.dumps({k: answer[k] for k in ("ike_sas", "child_sas", "stack")}))
+    else:
+        print_status(answer)
+    return 0
+
+
+def print_status(answer: dict[str, Any]) -> None:
+    ike_sas, child_sas = answer["ike_sas"], answer["child_sas"]
+    if not ike_sas:
+        print("no IKE_SAs")
+    for sa in ike_sas:
+        role = "initiator" if sa["initiator"] else "responder"
+        print(f"{sa['name']}: {sa['state']}, {role}, {sa['spi_i']}/{sa['spi_r']} with "
+              f"{sa['remote']}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
+        if sa["suite"]:
+            print("  " + ", ".join(sa["suite"]))
+    for c in child_sas:
+        print(f"  {c['connection']}/{c['name']}: SPIs {c['spi_in']} in, {c['spi_out']} out, "
+              f"{c['esp']}, {','.join(c['local_ts'])} === {','.join(c['remote_ts'])}, "
+              f"{c.get('bytes_in', 0)} bytes in")  # fmt: skip

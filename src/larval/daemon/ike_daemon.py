@@ -1,0 +1,228 @@
+"""`larval run -c FILE`: the stack, its dataplane and the IKE key manager in one process.
+
+The key manager and the stack meet only in PF_KEY messages, encoded and decoded at the
+boundary as if a socket lay between them: requests go in as bytes and the replies come
+back as bytes; what the stack originates (ACQUIRE, EXPIRE) reaches the key manager the
+same way. IKE runs on UDP 500 and, behind the non-ESP marker, on the dataplane's UDP
+4500 socket (RFC 3948 §2.2); asyncio drives it, the dataplane keeps its own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from larval.daemon.config import load_config
+from larval.daemon.stack_service import DataplaneConfig, StackService
+from larval.esp import NON_ESP_MARKER
+from larval.keymgr.manager import KeyManager
+from larval.net.control import ControlError
+from larval.pfkey import PfkeyMessage, decode
+from larval.sadb import Audience, PfkeyReply
+
+log = logging.getLogger("larval.daemon")
+
+IKE_PORT, NAT_T_PORT = 500, 4500
+_TO_US = (Audience.SENDER, Audience.ALL)
+_FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)
+
+
+class _IkeProtocol(asyncio.DatagramProtocol):
+    def __init__(self, daemon: IkeDaemon, local: str, nat_t: bool) -> None:
+        self.daemon = daemon
+        self.local = ipaddress.ip_address(local)
+        self.nat_t = nat_t
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.nat_t:
+            if not data.startswith(NON_ESP_MARKER):
+                return  # ESP on a 4500 socket without a dataplane: nobody to give it to
+            data = data[len(NON_ESP_MARKER) :]
+        self.daemon.ike_received(data, (addr[0], addr[1]), self.local)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("IKE socket: %s", exc)
+
+
+def _factory(proto: _IkeProtocol) -> Callable[[], _IkeProtocol]:
+    return lambda: proto
+
+
+class IkeDaemon(StackService):
+    """The daemon of DESIGN.md."""
+
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        cfg = self.config
+        dataplane = None
+        if cfg.tun:
+            routes = sorted({str(n) for c in cfg.connections for ch in c.children
+                             for n in ch.remote_ts})  # fmt: skip
+            dataplane = DataplaneConfig(
+                cfg.tun, cfg.addresses[0], cfg.tun_addresses, routes, NAT_T_PORT, cfg.mtu,
+                plain_esp=cfg.plain_esp,
+            )  # fmt: skip
+        super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane)
+        for policy in cfg.policies:
+            self.stack.spd.add(policy)
+        self.keymgr = KeyManager(cfg.connections, self._pfkey_call)
+        self.add_listener(self._from_stack)
+        self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ike500: dict[str, _IkeProtocol] = {}
+        self._ike4500: dict[str, _IkeProtocol] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- PF_KEY between the key manager and the stack -----------------------------------
+
+    def _pfkey_call(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
+        replies = self.stack.handle_pfkey(decode(msg.encode()), time.time())
+        if self.pfkey is not None:
+            # Other PF_KEY clients see what the key manager does, as on one keysock.
+            self.pfkey.emit([r for r in replies if r.audience is Audience.ALL])
+        return [decode(r.message.encode()) for r in replies if r.audience in _TO_US]
+
+    def _from_stack(self, replies: list[PfkeyReply]) -> None:
+        """ACQUIRE and EXPIRE; from any thread (the dataplane's, the ager's)."""
+        wanted = [decode(r.message.encode()) for r in replies if r.audience in _FROM_STACK]
+        if wanted and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._deliver_to_keymgr, wanted)
+
+    def _deliver_to_keymgr(self, messages: list[PfkeyMessage]) -> None:
+        now = time.time()
+        for msg in messages:
+            self.keymgr.pfkey_message(msg, now)
+        self._flush()
+
+    # -- IKE datagrams ---------------------------------------------------------------------
+
+    def ike_received(self, data: bytes, addr: tuple[str, int], local: Any) -> None:
+        self.keymgr.receive_ike(data, addr, local, time.time())
+        self._flush()
+
+    def _ike_from_dataplane(self, body: bytes, peer: bytes, port: int) -> None:
+        """IKE that arrived on the dataplane's 4500 socket (dataplane thread)."""
+        if self._loop is None or self.dataplane is None:
+            return
+        local = ipaddress.ip_address(self.dataplane.udp.local_address[0])
+        addr = (str(ipaddress.ip_address(peer)), port)
+        self._loop.call_soon_threadsafe(self.ike_received, body, addr, local)
+
+    def _flush(self) -> None:
+        for data, (host, port) in self.keymgr.datagrams_to_send():
+            self._send_ike(data, host, port)
+        self._arm_timer()
+
+    def _send_ike(self, data: bytes, host: str, port: int) -> None:
+        local = self.config.addresses[0]
+        if port != NAT_T_PORT:
+            proto = self._ike500.get(local)
+            if proto is not None and proto.transport is not None:
+                proto.transport.sendto(data, (host, port))
+            return
+        framed = NON_ESP_MARKER + data  # RFC 3948 §2.2
+        if self.dataplane is not None:
+            self.dataplane.udp.send(framed, (host, port))
+        elif (p := self._ike4500.get(local)) is not None and p.transport is not None:
+            p.transport.sendto(framed, (host, port))
+
+    def _arm_timer(self) -> None:
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        when = self.keymgr.get_timer()
+        if when is not None:
+            delay = max(0.0, when - time.time())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.keymgr.handle_timer(time.time())
+        self._flush()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def started(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        for address in self.config.addresses:
+            proto = _IkeProtocol(self, address, nat_t=False)
+            await loop.create_datagram_endpoint(_factory(proto), local_addr=(address, IKE_PORT))
+            self._ike500[address] = proto
+            if self.dataplane is None:
+                proto4500 = _IkeProtocol(self, address, nat_t=True)
+                await loop.create_datagram_endpoint(
+                    _factory(proto4500), local_addr=(address, NAT_T_PORT)
+                )
+                self._ike4500[address] = proto4500
+        if self.dataplane is not None:
+            self.dataplane.path.on_ike = self._ike_from_dataplane
+        log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
+        self.keymgr.start(time.time())
+        self._flush()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    async def stopping(self) -> None:
+        """SIGTERM: delete every IKE SA and CHILD_SA gracefully before going."""
+        self.keymgr.shutdown(time.time())
+        self._flush()
+        await asyncio.sleep(0.2)  # let the DELETEs leave, and their answers come
+        for proto in (*self._ike500.values(), *self._ike4500.values()):
+            if proto.transport is not None:
+                proto.transport.close()
+
+    def reload(self) -> None:
+        """SIGHUP: read the file again; new and changed policies apply at once."""
+        try:
+            fresh = load_config(self.config_path)
+        except Exception as e:  # a bad file keeps the running configuration
+            log.error("reload refused: %s", e)
+            return
+        for policy in self.stack.spd.policies():
+            self.stack.spd.remove(policy.name)
+        for policy in fresh.policies:
+            self.stack.spd.add(policy)
+        self.keymgr.connections = {c.ike.name: c for c in fresh.connections}
+        self.config = fresh
+        log.info("configuration reloaded from %s", self.config_path)
+
+    # -- control operations ------------------------------------------------------------------
+
+    def _up(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = str(request.get("target", ""))
+        conn, _, child = target.partition("/")
+        if conn not in self.keymgr.connections:
+            known = ", ".join(self.keymgr.connections) or "none"
+            raise ControlError(f"no connection {conn!r} (configured: {known})")
+        try:
+            self.keymgr.initiate(conn, child or None, time.time())
+        except KeyError as e:
+            raise ControlError(str(e.args[0])) from None
+        self._flush()
+        return {"initiated": target}
+
+    def _down(self, request: dict[str, Any]) -> dict[str, Any]:
+        conn = str(request.get("target", ""))
+        count = self.keymgr.down(conn, time.time())
+        self._flush()
+        return {"deleted": count}
+
+    def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        status = self.keymgr.status()
+        for record in status["child_sas"]:
+            sa = self.stack.sadb.lookup_esp(int(record["spi_in"], 16),
+                                            ipaddress.ip_address(
+                                                self.config.addresses[0]).packed)  # fmt: skip
+            record["bytes_in"] = sa.bytes if sa is not None else 0
+            record["packets_in"] = sa.packets if sa is not None else 0
+        return {**status, "stack": self._status({})}

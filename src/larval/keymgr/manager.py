@@ -1,0 +1,485 @@
+"""The key manager: IKE sessions on one side, the stack's PF_KEY on the other.
+
+Sans-I/O. PF_KEY requests go through `pfkey`, a callable that takes a message and
+returns the replies meant for this key manager (in the daemon, bytes through the
+stack's PF_KEY handling); messages the stack originates (ACQUIRE, EXPIRE) arrive via
+`pfkey_message`. IKE datagrams arrive via `receive_ike` and leave via
+`datagrams_to_send`; time through `handle_timer` and `get_timer`.
+
+The flow, as the seed's racoon2 port does it on OpenSolaris: an extended ACQUIRE
+(every alternative of the policy) starts an IKE SA as initiator; as responder, an
+inverse ACQUIRE asks the stack what policy accepts for the proposed selectors; every
+inbound SPI is a GETSPI'd LARVAL SA before it is sent; a CHILD_SA's keys become an
+UPDATE of that LARVAL SA and an ADD of the outbound SA, which carries the ACQUIRE's
+sequence number so the held packets leave; DELETE when the CHILD_SA goes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
+from larval.crypto.proposals import EspProposal
+from larval.esp import NAT_T_PORT
+from larval.ikev2.config import (
+    ChildConfig,
+    ChildSaDown,
+    ChildSaFailed,
+    ChildSaUp,
+    IkeConfig,
+    IkeSaDown,
+    IkeSaUp,
+)
+from larval.ikev2.constants import ExchangeType
+from larval.ikev2.errors import IkeProtocolError
+from larval.ikev2.message import decode_header
+from larval.ikev2.negotiate import Suite, suite_get
+from larval.ikev2.session import IkeSession, State
+from larval.keymgr.pfkey_side import (
+    AcquireError,
+    ChildKeys,
+    Lifetimes,
+    PolicyRequest,
+    delete_sa,
+    extended_register,
+    getspi,
+    inverse_acquire,
+    keyed_sa,
+    parse_policy_request,
+)
+from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa
+
+log = logging.getLogger("larval.ike")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = tuple[str, int]
+PfkeyCall = Callable[[PfkeyMessage], list[PfkeyMessage]]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A configured connection: the IKE side and its CHILD_SAs."""
+
+    ike: IkeConfig
+    children: tuple[ChildConfig, ...]
+    start_action: dict[str, str] = field(default_factory=dict)  # child name -> none|trap|start
+
+
+@dataclass
+class ChildRecord:
+    """An installed CHILD_SA, for status and for its DELETE."""
+
+    connection: str
+    name: str
+    spi_in: int
+    spi_out: int
+    suite: Suite
+    local: IPAddress
+    remote: IPAddress
+    local_ts: tuple[IPNetwork, ...]
+    remote_ts: tuple[IPNetwork, ...]
+    installed: float
+
+
+def esp_suite(proposal: EspProposal) -> Suite:
+    """An ESP alternative of PF_KEY as IKE transforms (ids are IANA's on both sides)."""
+    encr = Transform(TransformType.ENCR, proposal.encrypt, proposal.encrypt_bits or None)
+    if proposal.encrypt == EncrId.CHACHA20_POLY1305:
+        encr = Transform(TransformType.ENCR, proposal.encrypt)
+    suite = [encr]
+    if proposal.auth:
+        # SADB_AALG 5/6/7 are AUTH_HMAC_SHA2_256_128 / 384_192 / 512_256 (12/13/14).
+        suite.append(Transform(TransformType.INTEG, proposal.auth + 7))
+    suite.append(Transform(TransformType.ESN, 0))
+    return tuple(suite)
+
+
+def proposal_of(suite: Suite) -> EspProposal:
+    """The negotiated ESP transforms as the SADB names them."""
+    encr = suite_get(suite, TransformType.ENCR)
+    integ = suite_get(suite, TransformType.INTEG)
+    assert encr is not None
+    auth = integ.id - 7 if integ is not None and integ.id != IntegId.NONE else 0
+    bits = encr.key_bits or (256 if encr.id == EncrId.CHACHA20_POLY1305 else 0)
+    auth_bits = {5: 256, 6: 384, 7: 512}.get(auth, 0)
+    return EspProposal(encr.id, bits, auth, auth_bits)
+
+
+class KeyManager:
+    """IKE sessions for the configured connections, joined to the stack by PF_KEY."""
+
+    def __init__(
+        self,
+        connections: list[Connection],
+        pfkey: PfkeyCall,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.connections = {c.ike.name: c for c in connections}
+        self._pfkey = pfkey
+        self._random = random_bytes
+        self.sessions: dict[bytes, IkeSession] = {}  # by SPIi
+        self._session_conn: dict[bytes, Connection] = {}
+        self._requests: dict[int, PolicyRequest] = {}  # ACQUIRE seq -> what it asked
+        self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
+        self.children: dict[int, ChildRecord] = {}  # by inbound SPI
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._seq = 0
+        self.pid = os.getpid()
+        self.now = 0.0
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Extended REGISTER, then the CHILD_SAs configured with start_action = start."""
+        self.now = now
+        self._pfkey(extended_register(self._next_seq(), self.pid))
+        for conn in self.connections.values():
+            for child in conn.children:
+                if conn.start_action.get(child.name) == "start":
+                    self.initiate(conn.ike.name, child.name, now)
+
+    def initiate(self, conn_name: str, child_name: str | None, now: float) -> None:
+        """`larval up`: a new IKE SA for the connection, with the named CHILD_SA."""
+        conn = self.connections[conn_name]
+        child = next((c for c in conn.children if child_name in (None, c.name)), None)
+        if child is None:
+            raise KeyError(f"connection {conn_name} has no child {child_name}")
+        self._start_session(conn, child, now)
+
+    def _start_session(self, conn: Connection, child: ChildConfig, now: float) -> None:
+        session = IkeSession(
+            conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
+            random_bytes=self._random,
+        )  # fmt: skip
+        self.sessions[session.spi_i] = session
+        self._session_conn[session.spi_i] = conn
+        self._acquiring.add((conn.ike.name, child.name))
+        log.info("%s: initiating IKE_SA_INIT to %s", conn.ike.name, conn.ike.remote_addr)
+        session.initiate(child, now)
+        self._drain(session, now)
+
+    def down(self, conn_name: str, now: float) -> int:
+        """`larval down`: delete every IKE SA of the connection (INFORMATIONAL D)."""
+        count = 0
+        for spi, session in list(self.sessions.items()):
+            if self._session_conn[spi].ike.name == conn_name:
+                session.delete(now)
+                self._drain(session, now)
+                count += 1
+        return count
+
+    def shutdown(self, now: float) -> None:
+        """SIGTERM: delete every IKE SA gracefully, and their SAs in the stack."""
+        for session in list(self.sessions.values()):
+            session.delete(now)
+            self._drain(session, now)
+
+    # -- PF_KEY from the stack ----------------------------------------------------------
+
+    def pfkey_message(self, msg: PfkeyMessage, now: float) -> None:
+        """ACQUIRE and EXPIRE from the stack (broadcasts, not replies)."""
+        self.now = now
+        if msg.msg_type == SadbMsgType.ACQUIRE and msg.errno == 0:
+            self._acquire(msg, now)
+        elif msg.msg_type == SadbMsgType.EXPIRE:
+            self._expire(msg, now)
+
+    def _acquire(self, msg: PfkeyMessage, now: float) -> None:
+        try:
+            request = parse_policy_request(msg)
+        except AcquireError as e:
+            if msg.find(ExtType.X_EPROP) is not None:
+                log.warning("ACQUIRE %d ignored: %s", msg.seq, e)
+            return  # the regular ACQUIRE that accompanies every extended one
+        match = self._connection_for(request.dst.address, request.remote_ts.network)
+        if match is None:
+            log.warning("ACQUIRE for %s: no connection to that peer", request.dst.address)
+            return
+        conn, child = match
+        if (conn.ike.name, child.name) in self._acquiring:
+            return  # one negotiation per CHILD_SA at a time
+        self._requests[request.seq] = request
+        child = ChildConfig(
+            child.name,
+            tuple(esp_suite(a.proposal) for a in request.alternatives) or child.proposals,
+            (request.local_ts.network,), (request.remote_ts.network,), child.mode,
+            request.alternatives[0].lifetimes.soft_addtime or child.rekey_time,
+            request.alternatives[0].lifetimes.hard_addtime or child.life_time,
+            reference=request.seq,
+        )  # fmt: skip
+        log.info("%s: ACQUIRE %d for %s", conn.ike.name, request.seq, child.name)
+        self._start_session(conn, child, now)
+
+    def _expire(self, msg: PfkeyMessage, now: float) -> None:
+        sa_ext = msg.find(ExtType.SA)
+        if not isinstance(sa_ext, SadbSa):
+            return
+        hard = isinstance(msg.find(ExtType.LIFETIME_HARD), SadbLifetime)
+        record = self.children.get(sa_ext.spi) or next(
+            (c for c in self.children.values() if c.spi_out == sa_ext.spi), None
+        )
+        if record is None:
+            return
+        # Without CREATE_CHILD_SA rekeying yet, a soft expiry is noted and the hard one
+        # deletes the CHILD_SA; trap policies bring a fresh one with the next packet.
+        log.info("%s: %s EXPIRE for SPI %08x", record.connection, "hard" if hard else "soft",
+                 sa_ext.spi)  # fmt: skip
+        if hard:
+            for session in self.sessions.values():
+                if record.spi_in in session.children:
+                    session.delete_child(record.spi_in, now)
+                    self._drain(session, now)
+
+    def _connection_for(
+        self, remote: IPAddress, remote_net: IPNetwork | None
+    ) -> tuple[Connection, ChildConfig] | None:
+        for conn in self.connections.values():
+            if conn.ike.remote_addr != remote:
+                continue
+            for child in conn.children:
+                if remote_net is None or _covered(remote_net, child.remote_ts):
+                    return conn, child
+            if conn.children:
+                return conn, conn.children[0]
+        return None
+
+    # -- IKE datagrams --------------------------------------------------------------------
+
+    def receive_ike(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
+        self.now = now
+        try:
+            header = decode_header(data)
+        except IkeProtocolError:
+            return
+        session = self.sessions.get(header.spi_i)
+        if session is None or session.state is State.CLOSED:
+            if header.exchange_type != ExchangeType.IKE_SA_INIT or header.flags & 0x20:
+                return  # not the start of an IKE SA
+            conn = next(
+                (c for c in self.connections.values()
+                 if str(c.ike.remote_addr) == addr[0] and c.ike.local_addr == local),
+                None,
+            )  # fmt: skip
+            if conn is None:
+                log.info("IKE_SA_INIT from %s: no connection for that peer", addr[0])
+                return
+            session = IkeSession(
+                conn.ike, initiator=False, allocate_spi=lambda: self._getspi(conn.ike),
+                child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
+                random_bytes=self._random, spi_i=header.spi_i,
+            )  # fmt: skip
+            self.sessions[header.spi_i] = session
+            self._session_conn[header.spi_i] = conn
+        session.receive_datagram(data, addr, now)
+        self._drain(session, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        for session in list(self.sessions.values()):
+            timer = session.get_timer()
+            if timer is not None and timer <= now:
+                session.handle_timer(now)
+                self._drain(session, now)
+
+    def get_timer(self) -> float | None:
+        timers = [t for s in self.sessions.values() if (t := s.get_timer()) is not None]
+        return min(timers) if timers else None
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    # -- what sessions report --------------------------------------------------------------
+
+    def _drain(self, session: IkeSession, now: float) -> None:
+        self._outbox.extend(session.datagrams_to_send(now))
+        conn = self._session_conn[session.spi_i]
+        name = conn.ike.name
+        while (event := session.next_event()) is not None:
+            if isinstance(event, IkeSaUp):
+                log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
+                         event.spi_r.hex(), ", ".join(repr(t) for t in event.suite),
+                         ", UDP-encapsulated" if event.natted else "")  # fmt: skip
+            elif isinstance(event, ChildSaUp):
+                self._install(conn, session, event, now)
+            elif isinstance(event, ChildSaDown):
+                self._uninstall(event.spi_in)
+            elif isinstance(event, ChildSaFailed):
+                log.warning("%s: CHILD_SA %s failed: %s", name, event.child.name, event.reason)
+                self._acquiring.discard((name, event.child.name))
+                self._fail_acquire(event.child)
+            elif isinstance(event, IkeSaDown):
+                log.info("%s: IKE_SA %s down: %s", name, session.spi_i.hex(), event.reason)
+                for child in conn.children:
+                    self._acquiring.discard((name, child.name))
+        if session.state is State.CLOSED:
+            self.sessions.pop(session.spi_i, None)
+
+    def _fail_acquire(self, child: ChildConfig) -> None:
+        seq = child.reference
+        if isinstance(seq, int) and self._requests.pop(seq, None) is not None:
+            # RFC 2367 §3.1.6: ACQUIRE with errno tells the stack to drop its record.
+            self._pfkey(PfkeyMessage(SadbMsgType.ACQUIRE, 3, seq=seq, pid=self.pid, errno=1))
+
+    def _getspi(self, ike: IkeConfig) -> int:
+        replies = self._pfkey(getspi(ike.remote_addr, ike.local_addr, seq=self._next_seq(),
+                                     pid=self.pid))  # fmt: skip
+        for reply in replies:
+            sa = reply.find(ExtType.SA)
+            if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
+                return sa.spi
+        raise IkeProtocolError(17 + 0, "the stack gave no SPI")  # TEMPORARY failure
+
+    def _responder_policy(
+        self, conn: Connection, tsi: tuple[object, ...], tsr: tuple[object, ...]
+    ) -> ChildConfig | None:
+        """Inverse ACQUIRE: what does the stack's policy accept for these selectors?"""
+        from larval.ikev2.negotiate import networks_of
+
+        remote_nets = networks_of(tsi)  # type: ignore[arg-type]
+        local_nets = networks_of(tsr)  # type: ignore[arg-type]
+        if not remote_nets or not local_nets:
+            return None
+        replies = self._pfkey(
+            inverse_acquire(conn.ike.local_addr, conn.ike.remote_addr, local_nets[0],
+                            remote_nets[0], seq=self._next_seq(), pid=self.pid)
+        )  # fmt: skip
+        for reply in replies:
+            if reply.msg_type == SadbMsgType.X_INVERSE_ACQUIRE and reply.errno == 0:
+                request = parse_policy_request(reply)
+                base = next(
+                    (c for c in conn.children if _covered(local_nets[0], c.local_ts)),
+                    conn.children[0] if conn.children else None,
+                )
+                name = base.name if base else "child"
+                life = request.alternatives[0].lifetimes
+                return ChildConfig(
+                    name, tuple(esp_suite(a.proposal) for a in request.alternatives),
+                    (request.local_ts.network,), (request.remote_ts.network,),
+                    "tunnel" if request.tunnel else "transport",
+                    life.soft_addtime or 3600, life.hard_addtime or 3960,
+                    reference=None,
+                )  # fmt: skip
+        log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
+        return None
+
+    def _install(self, conn: Connection, session: IkeSession, up: ChildSaUp, now: float) -> None:
+        """UPDATE the inbound LARVAL SA, ADD the outbound one (RFC 2367 §3.1.2-3)."""
+        ike = conn.ike
+        proposal = proposal_of(up.suite)
+        seq = up.child.reference if isinstance(up.child.reference, int) else self._next_seq()
+        request = self._requests.pop(seq, None) if isinstance(up.child.reference, int) else None
+        if request is None:
+            request = self._synthetic_request(conn, up, seq)
+        lifetimes = Lifetimes(up.child.rekey_time, up.child.life_time, up.child.rekey_bytes,
+                              up.child.life_bytes)  # fmt: skip
+        natt = NAT_T_PORT if up.natted else 0
+        inbound = ChildKeys(up.spi_in, ike.remote_addr, ike.local_addr, proposal,
+                            up.keys_in.encr_key, up.keys_in.integ_key)  # fmt: skip
+        outbound = ChildKeys(up.spi_out, ike.local_addr, ike.remote_addr, proposal,
+                             up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
+        steps = (
+            (SadbMsgType.UPDATE, inbound, True, 0),
+            (SadbMsgType.ADD, outbound, False, up.spi_in),
+        )
+        for msg_type, keys, is_in, pair in steps:
+            replies = self._pfkey(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
+                                           seq=seq, pid=self.pid, pair_spi=pair,
+                                           natt_port=natt))  # fmt: skip
+            errors = [r for r in replies if r.errno]
+            if errors:
+                log.warning("%s: %s of SPI %08x refused: errno %d, diagnostic %d", ike.name,
+                            SadbMsgType(msg_type).name, keys.spi, errors[0].errno,
+                            errors[0].diagnostic)  # fmt: skip
+        self._acquiring.discard((ike.name, up.child.name))
+        self.children[up.spi_in] = ChildRecord(
+            ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
+            ike.remote_addr, up.local_ts, up.remote_ts, now,
+        )  # fmt: skip
+        log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
+                 up.child.name, up.spi_in, up.spi_out, proposal)  # fmt: skip
+
+    def _synthetic_request(self, conn: Connection, up: ChildSaUp, seq: int) -> PolicyRequest:
+        """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,
+        `larval up`): the selectors negotiated, in tunnel or transport mode."""
+        from larval.keymgr.pfkey_side import Endpoint
+
+        def ep(net: IPNetwork) -> Endpoint:
+            return Endpoint(net.network_address, net.prefixlen, 0, 0)
+
+        tunnel = up.child.mode == "tunnel"
+        return PolicyRequest(
+            seq,
+            Endpoint(conn.ike.local_addr, conn.ike.local_addr.max_prefixlen, 0, 0),
+            Endpoint(conn.ike.remote_addr, conn.ike.remote_addr.max_prefixlen, 0, 0),
+            ep(up.local_ts[0]) if tunnel and up.local_ts else None,
+            ep(up.remote_ts[0]) if tunnel and up.remote_ts else None,
+            (),
+            up.child.replay_window,
+            0,
+        )
+
+    def _uninstall(self, spi_in: int) -> None:
+        record = self.children.pop(spi_in, None)
+        if record is None:
+            return
+        for spi, src, dst in ((record.spi_in, record.remote, record.local),
+                              (record.spi_out, record.local, record.remote)):  # fmt: skip
+            self._pfkey(delete_sa(spi, src, dst, seq=self._next_seq(), pid=self.pid))
+        log.info("%s: CHILD_SA %s deleted (SPIs %08x/%08x)", record.connection, record.name,
+                 record.spi_in, record.spi_out)  # fmt: skip
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, list[dict[str, Any]]]:
+        ike_sas = [
+            {
+                "name": self._session_conn[spi].ike.name,
+                "state": s.state.value,
+                "initiator": s.initiator,
+                "spi_i": s.spi_i.hex(),
+                "spi_r": s.spi_r.hex(),
+                "remote": s.remote[0],
+                "encapsulated": s.natted,
+                "suite": [repr(t) for t in s.suite],
+            }
+            for spi, s in self.sessions.items()
+        ]
+        child_sas = [
+            {
+                "connection": c.connection,
+                "name": c.name,
+                "spi_in": f"{c.spi_in:08x}",
+                "spi_out": f"{c.spi_out:08x}",
+                "esp": str(proposal_of(c.suite).text or _esp_name(c.suite)),
+                "local_ts": [str(n) for n in c.local_ts],
+                "remote_ts": [str(n) for n in c.remote_ts],
+                "installed": c.installed,
+            }
+            for c in self.children.values()
+        ]
+        return {"ike_sas": ike_sas, "child_sas": child_sas}
+
+
+def _covered(net: IPNetwork, nets: tuple[IPNetwork, ...]) -> bool:
+    return any(net.version == n.version and net.subnet_of(n) for n in nets)  # type: ignore[arg-type]
+
+
+def _esp_name(suite: Suite) -> str:
+    p = proposal_of(suite)
+    names = {20: f"aes{p.encrypt_bits}gcm16", 12: f"aes{p.encrypt_bits}", 28: "chacha20poly1305",
+             11: "null"}  # fmt: skip
+    enc = names.get(p.encrypt, str(p.encrypt))
+    auth = {5: "-sha256", 6: "-sha384", 7: "-sha512"}.get(p.auth, "")
+    return enc + auth
