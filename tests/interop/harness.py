@@ -1,0 +1,193 @@
+"""The interop harness: two network namespaces joined by a veth, charon in one, `larval run`
+in the other (or larval in both), configs written per test, everything cleaned up."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from larval.bench.charon import Charon, ChildConfig, ConnConfig, charon_available
+from larval.net.control import control_request
+from larval.net.netns import Netns, veth_pair
+
+PSK = "interop-test-psk-0123456789"
+OUTER = {"a": "192.0.2.1", "b": "192.0.2.2"}
+INNER = {"a": "198.51.100.1", "b": "203.0.113.1"}
+NET = {"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or shutil.which("ip") is None,
+    reason="needs root, /dev/net/tun and iproute2 (network namespaces)",
+)
+needs_charon = pytest.mark.skipif(
+    not charon_available(),
+    reason="needs strongSwan (strongswan-charon, strongswan-swanctl, libcharon-extra-plugins)",
+)
+
+
+@dataclass
+class Site:
+    name: str  # "a" or "b"
+    ns: Netns
+    dir: Path
+
+    @property
+    def peer(self) -> str:
+        return "b" if self.name == "a" else "a"
+
+    def ping(self, count: int = 5, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns.name, "ping", "-c", str(count), "-i", "0.2",
+             "-W", "2", "-I", INNER[self.name], INNER[self.peer]],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+
+def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_action: str,
+                  encap: bool = True, dpd: str = "0s") -> str:  # fmt: skip
+    me, peer = site.name, site.peer
+    return f"""
+[daemon]
+addresses = ["{OUTER[me]}"]
+tun = "larval0"
+tun_addresses = ["{INNER[me]}/24"]
+control_socket = "{site.dir / "control"}"
+pfkey_socket = "{site.dir / "pfkey"}"
+
+[connections.s2s]
+version = 2
+local_addrs = ["{OUTER[me]}"]
+remote_addrs = ["{OUTER[peer]}"]
+proposals = {json.dumps(proposals)}
+encap = {"true" if encap else "false"}
+dpd_delay = "{dpd}"
+local = {{ auth = "psk", id = "{OUTER[me]}" }}
+remote = {{ auth = "psk", id = "{OUTER[peer]}" }}
+
+[connections.s2s.children.net]
+local_ts = ["{NET[me]}"]
+remote_ts = ["{NET[peer]}"]
+esp_proposals = {json.dumps(esp)}
+start_action = "{start_action}"
+
+[secrets.ike-s2s]
+ids = ["{OUTER["a"]}", "{OUTER["b"]}"]
+secret = "{PSK}"
+"""
+
+
+class LarvalDaemon:
+    def __init__(self, site: Site, config: str) -> None:
+        self.site = site
+        self.config = site.dir / "larval.toml"
+        self.config.write_text(config)
+        self.log = site.dir / "larval.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        (self.site.dir / "control").unlink(missing_ok=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - the process owns it
+        self.proc = self.site.ns.popen(
+            [sys.executable, "-m", "larval", "run", "-c", str(self.config), "--log-level", "debug"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 20
+        while not (self.site.dir / "control").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"larval run did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+
+    def status(self) -> dict[str, object]:
+        return control_request(str(self.site.dir / "control"), {"op": "ike.status"})
+
+    def up(self, target: str = "s2s/net") -> None:
+        control_request(str(self.site.dir / "control"), {"op": "up", "target": target})
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def wait_for(self, predicate: str, timeout: float = 20) -> dict[str, object]:
+        """Poll the status until `predicate` (e.g. "child") holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            ike = [s for s in status["ike_sas"] if s["state"] == "established"]  # type: ignore[union-attr, index]
+            if (predicate == "ike" and ike) or (predicate == "child" and status["child_sas"]):
+                return status
+            if predicate == "none" and not status["ike_sas"] and not status["child_sas"]:
+                return status
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {predicate} SA within {timeout}s:\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.2)
+
+
+class Topology:
+    """Namespaces a and b, a veth between them, a working directory; all of it goes
+    when the `with` block ends, whatever happened in it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.stack = ExitStack()
+        self.daemons: list[LarvalDaemon] = []
+        self.charons: list[Charon] = []
+
+    def __enter__(self) -> Topology:
+        tag = uuid.uuid4().hex[:6]
+        ns_a = self.stack.enter_context(Netns(f"ioA{tag}"))
+        ns_b = self.stack.enter_context(Netns(f"ioB{tag}"))
+        veth_pair(ns_a, ns_b, f"{OUTER['a']}/24", f"{OUTER['b']}/24")
+        self.a = Site("a", ns_a, self.tmp / "a")
+        self.b = Site("b", ns_b, self.tmp / "b")
+        for site in (self.a, self.b):
+            site.dir.mkdir(parents=True, exist_ok=True)
+            site.ns.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])
+        self.stack.callback(self._stop_all)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def _stop_all(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
+        for charon in self.charons:
+            charon.stop()
+
+    def larval(self, site: Site, **kw: object) -> LarvalDaemon:
+        daemon = LarvalDaemon(site, larval_config(site, **kw))  # type: ignore[arg-type]
+        self.daemons.append(daemon)
+        daemon.start()
+        return daemon
+
+    def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
+               dpd: str = "0") -> Charon:  # fmt: skip
+        site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
+        charon = Charon(site.ns, site.dir / "charon")
+        charon.write_config(
+            ConnConfig(OUTER[site.name], OUTER[site.peer], PSK,
+                       ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
+                                   start_action=start_action),
+                       proposals=proposals, dpd_delay=dpd)
+        )  # fmt: skip
+        self.charons.append(charon)
+        charon.start()
+        return charon

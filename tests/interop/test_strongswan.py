@@ -1,0 +1,101 @@
+"""larval against strongSwan's charon (kernel-libipsec), both ways: IKEv2 with a PSK over
+several IKE and ESP proposals, then ping through the tunnel; and larval against larval.
+
+charon's own view must agree: `swanctl --list-sas` shows the IKE_SA ESTABLISHED and the
+CHILD_SA INSTALLED with the algorithms the case asked for."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.interop.harness import Topology, needs_charon, needs_netns
+
+pytestmark = [needs_netns]
+
+# (larval's words, charon's words, what swanctl prints for it)
+IKE_CASES = [
+    ("aes128-sha256-x25519", "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519"),
+    ("aes256-sha384-ecp384", "AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384"),
+    ("aes128gcm16-prfsha256-ecp256", "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256"),
+    ("chacha20poly1305-prfsha256-x25519", "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519"),
+    ("aes128-sha256-modp2048", "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048"),
+]
+ESP_CASES = [
+    ("aes128gcm16", "AES_GCM_16-128"),
+    ("aes256gcm16", "AES_GCM_16-256"),
+    ("aes128-sha256", "AES_CBC-128/HMAC_SHA2_256_128"),
+    ("chacha20poly1305", "CHACHA20_POLY1305"),
+]
+
+
+def _established(listing: str, ike_text: str, esp_text: str) -> None:
+    assert "ESTABLISHED" in listing, listing
+    assert ike_text in listing, listing
+    assert re.search(r"INSTALLED, TUNNEL-in-UDP, ESP:" + re.escape(esp_text), listing), listing
+
+
+@needs_charon
+@pytest.mark.parametrize("role", ["initiator", "responder"])
+@pytest.mark.parametrize(("ike", "ike_text"), IKE_CASES, ids=[c[0] for c in IKE_CASES])
+def test_ike_proposals(tmp_path: Path, role: str, ike: str, ike_text: str) -> None:
+    _case(tmp_path, role, [ike], ike, ["aes128gcm16"], "aes128gcm16", ike_text, "AES_GCM_16-128")
+
+
+@needs_charon
+@pytest.mark.parametrize("role", ["initiator", "responder"])
+@pytest.mark.parametrize(("esp", "esp_text"), ESP_CASES, ids=[c[0] for c in ESP_CASES])
+def test_esp_proposals(tmp_path: Path, role: str, esp: str, esp_text: str) -> None:
+    ike, ike_text = IKE_CASES[0]
+    _case(tmp_path, role, [ike], ike, [esp], esp, ike_text, esp_text)
+
+
+@needs_charon
+@pytest.mark.parametrize("role", ["initiator", "responder"])
+def test_only_the_second_entry_of_a_list_matches(tmp_path: Path, role: str) -> None:
+    _case(
+        tmp_path, role,
+        ["aes256-sha512-ecp521", "aes128gcm16-prfsha256-ecp256"], "aes128gcm16-prfsha256-ecp256",
+        ["chacha20poly1305", "aes128-sha256"], "aes128-sha256",
+        "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256", "AES_CBC-128/HMAC_SHA2_256_128",
+    )  # fmt: skip
+
+
+def _case(tmp_path: Path, role: str, larval_ike: list[str], charon_ike: str,
+          larval_esp: list[str], charon_esp: str, ike_text: str, esp_text: str) -> None:  # fmt: skip
+    with Topology(tmp_path) as topo:
+        # charon in a, larval in b.
+        if role == "initiator":
+            charon = topo.charon(topo.a, proposals=charon_ike, esp=charon_esp)
+            larval = topo.larval(topo.b, proposals=larval_ike, esp=larval_esp,
+                                 start_action="trap")  # fmt: skip
+            # The very first packet triggers ACQUIRE -> IKE -> the held packet arrives.
+            result = topo.b.ping(count=5)
+        else:
+            larval = topo.larval(topo.b, proposals=larval_ike, esp=larval_esp,
+                                 start_action="none")  # fmt: skip
+            charon = topo.charon(topo.a, proposals=charon_ike, esp=charon_esp)
+            charon.initiate()
+            result = topo.a.ping(count=5)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        _established(charon.list_sas(), ike_text, esp_text)
+        status = larval.wait_for("child")
+        assert status["ike_sas"][0]["state"] == "established"  # type: ignore[index]
+
+
+def test_larval_to_larval_first_packet_through_a_trap(tmp_path: Path) -> None:
+    with Topology(tmp_path) as topo:
+        a = topo.larval(topo.a, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+                        start_action="trap")  # fmt: skip
+        b = topo.larval(topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+                        start_action="none")  # fmt: skip
+        result = topo.a.ping(count=3)
+        assert " 0% packet loss" in result.stdout, (result.stdout, a.log.read_text()[-3000:])
+        sa, sb = a.wait_for("child"), b.wait_for("child")
+        ca, cb = sa["child_sas"][0], sb["child_sas"][0]  # type: ignore[index]
+        assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
+        # DELETE from the responder's side takes the SAs away on both.
+        topo.daemons[1].stop()
+        a.wait_for("none")
