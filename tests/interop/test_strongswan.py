@@ -63,8 +63,16 @@ def test_only_the_second_entry_of_a_list_matches(tmp_path: Path, role: str) -> N
     )  # fmt: skip
 
 
-def _case(tmp_path: Path, role: str, larval_ike: list[str], charon_ike: str,
-          larval_esp: list[str], charon_esp: str, ike_text: str, esp_text: str) -> None:  # fmt: skip
+def _case(
+    tmp_path: Path,
+    role: str,
+    larval_ike: list[str],
+    charon_ike: str,
+    larval_esp: list[str],
+    charon_esp: str,
+    ike_text: str,
+    esp_text: str,
+) -> None:
     with Topology(tmp_path) as topo:
         # charon in a, larval in b.
         if role == "initiator":
