@@ -199,3 +199,42 @@ def test_garbage_is_dropped_not_raised() -> None:
     for data in (b"", b"\x00" * 27, b"\xff" * 64, bytes(range(200))):
         pair.r.receive_datagram(data, (str(A), 500), 0.0)
     assert pair.r.state is State.IDLE and pair.r.datagrams_to_send(0.0) == []
+
+
+def _established_pair() -> tuple[Pair, ChildSaUp, ChildSaUp]:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    up_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    up_r = next(e for e in Pair.events(pair.r) if isinstance(e, ChildSaUp))
+    return pair, up_i, up_r
+
+
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+def test_child_sa_rekey_from_either_side(side: str) -> None:
+    pair, up_i, up_r = _established_pair()
+    rekeyer, other = (pair.i, pair.r) if side == "initiator" else (pair.r, pair.i)
+    old = up_i if side == "initiator" else up_r
+    # CREATE_CHILD_SA { SK{N(REKEY_SA), SA, Ni, TSi, TSr} } -->  <-- { SK{SA, Nr, TSi, TSr} }
+    # INFORMATIONAL { SK{D(ESP, old spi)} } -->  <-- { SK{D(ESP, old spi)} }
+    assert rekeyer.rekey_child(old.spi_in, 10.0)
+    pair.now = 10.0
+    pair.flush()
+    ev_a, ev_b = list(Pair.events(rekeyer)), list(Pair.events(other))
+    new_a = next(e for e in ev_a if isinstance(e, ChildSaUp))
+    new_b = next(e for e in ev_b if isinstance(e, ChildSaUp))
+    assert new_a.spi_out == new_b.spi_in and new_a.keys_out == new_b.keys_in
+    assert new_a.keys_out != old.keys_out  # fresh nonces, fresh keys
+    assert new_a.local_ts == old.local_ts
+    assert any(isinstance(e, ChildSaDown) and e.spi_in == old.spi_in for e in ev_a)
+    assert any(isinstance(e, ChildSaDown) and e.spi_out == old.spi_in for e in ev_b)
+    assert list(rekeyer.children) == [new_a.spi_in] and list(other.children) == [new_b.spi_in]
+
+
+def test_another_child_sa_on_an_established_ike_sa() -> None:
+    pair, _, _ = _established_pair()
+    extra = ChildConfig("more", child(NET_A, NET_B).proposals, (NET_A,), (NET_B,))
+    pair.i.create_child(extra, 5.0)
+    pair.flush()
+    ups = [e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp)]
+    assert len(ups) == 1 and len(pair.i.children) == 2 and len(pair.r.children) == 2

@@ -55,7 +55,8 @@ class Site:
 
 
 def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_action: str,
-                  encap: bool = True, dpd: str = "0s") -> str:  # fmt: skip
+                  encap: bool = True, dpd: str = "0s", rekey: str = "1h",
+                  life: str = "66m", retransmit: float = 4.0) -> str:  # fmt: skip
     me, peer = site.name, site.peer
     return f"""
 [daemon]
@@ -64,6 +65,8 @@ tun = "larval0"
 tun_addresses = ["{INNER[me]}/24"]
 control_socket = "{site.dir / "control"}"
 pfkey_socket = "{site.dir / "pfkey"}"
+retransmit_timeout = {retransmit}
+retransmit_tries = {5 if retransmit >= 4 else 2}
 
 [connections.s2s]
 version = 2
@@ -80,6 +83,8 @@ local_ts = ["{NET[me]}"]
 remote_ts = ["{NET[peer]}"]
 esp_proposals = {json.dumps(esp)}
 start_action = "{start_action}"
+rekey_time = "{rekey}"
+life_time = "{life}"
 
 [secrets.ike-s2s]
 ids = ["{OUTER["a"]}", "{OUTER["b"]}"]
@@ -179,13 +184,13 @@ class Topology:
         return daemon
 
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
-               dpd: str = "0") -> Charon:  # fmt: skip
+               dpd: str = "0", rekey: str = "1h") -> Charon:  # fmt: skip
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
             ConnConfig(OUTER[site.name], OUTER[site.peer], PSK,
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
-                                   start_action=start_action),
+                                   start_action=start_action, rekey_time=rekey),
                        proposals=proposals, dpd_delay=dpd)
         )  # fmt: skip
         self.charons.append(charon)

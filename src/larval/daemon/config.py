@@ -38,6 +38,7 @@ error names the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from larval.spd.config import ConfigReader
 from larval.spd.errors import PolicyFileError
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
-               "plain_esp")  # fmt: skip
+               "plain_esp", "retransmit_timeout", "retransmit_tries")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
@@ -135,8 +136,16 @@ def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
         secrets.append((ids, secret.encode()))
     connections = r.table("connections", top.get("connections", {}),
                           tuple(top.get("connections", {})))  # fmt: skip
+    # strongswan.conf's charon.retransmit_timeout and retransmit_tries, daemon-wide.
+    timeout = daemon.get("retransmit_timeout", 4.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise r.error("daemon.retransmit_timeout", f"{timeout!r} is not a positive number")
+    tries = r.integer("daemon.retransmit_tries", daemon.get("retransmit_tries", 5), 100)
     for name, entry in connections.items():
         conn, policy_entries = _connection(r, name, entry, secrets)
+        ike = dataclasses.replace(conn.ike, retransmit_timeout=float(timeout),
+                                  retransmit_tries=tries)  # fmt: skip
+        conn = dataclasses.replace(conn, ike=ike)
         config.connections.append(conn)
         config.policies.extend(policies_from_dict(policy_entries, source))
     if config.connections and not config.addresses:

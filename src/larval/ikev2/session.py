@@ -48,6 +48,7 @@ from larval.ikev2.config import (
     IkeSaDown,
     IkeSaUp,
     IPAddress,
+    IPNetwork,
 )
 from larval.ikev2.constants import (
     AuthMethod,
@@ -105,6 +106,8 @@ EXPECTED: frozenset[tuple[State, ExchangeType, bool]] = frozenset(
         (State.AUTH_SENT, ExchangeType.IKE_AUTH, True),
         (State.ESTABLISHED, ExchangeType.INFORMATIONAL, False),
         (State.ESTABLISHED, ExchangeType.INFORMATIONAL, True),
+        (State.ESTABLISHED, ExchangeType.CREATE_CHILD_SA, False),
+        (State.ESTABLISHED, ExchangeType.CREATE_CHILD_SA, True),
         (State.DELETING, ExchangeType.INFORMATIONAL, False),
         (State.DELETING, ExchangeType.INFORMATIONAL, True),
     }
@@ -114,13 +117,23 @@ EXPECTED: frozenset[tuple[State, ExchangeType, bool]] = frozenset(
 class ChildSa:
     """A CHILD_SA of this IKE SA, as far as IKE is concerned."""
 
-    __slots__ = ("config", "spi_in", "spi_out", "suite")
+    __slots__ = ("config", "local_ts", "remote_ts", "spi_in", "spi_out", "suite")
 
-    def __init__(self, config: ChildConfig, spi_in: int, spi_out: int, suite: Suite) -> None:
+    def __init__(
+        self,
+        config: ChildConfig,
+        spi_in: int,
+        spi_out: int,
+        suite: Suite,
+        local_ts: tuple[IPNetwork, ...] = (),
+        remote_ts: tuple[IPNetwork, ...] = (),
+    ) -> None:
         self.config = config
         self.spi_in = spi_in
         self.spi_out = spi_out
         self.suite = suite
+        self.local_ts = local_ts or config.local_ts
+        self.remote_ts = remote_ts or config.remote_ts
 
 
 class IkeSession:
@@ -167,6 +180,12 @@ class IkeSession:
         self._out: SkCipher | None = None
         self._in: SkCipher | None = None
         self._child_spi_in = 0
+        # Window size 1 (RFC 7296 §2.3): one request out at a time, the rest wait here.
+        self._on_response: Callable[[IkeMessage, float], None] | None = None
+        self._queued: deque[
+            tuple[ExchangeType, tuple[Payload, ...], Callable[[IkeMessage, float], None] | None]
+        ] = deque()
+        self._rekeying: set[int] = set()  # inbound SPIs of CHILD_SAs being rekeyed by us
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
 
@@ -247,6 +266,135 @@ class IkeSession:
         )
         self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=False))
 
+    def create_child(self, child: ChildConfig, now: float) -> None:
+        """CREATE_CHILD_SA {SA, Ni, TSi, TSr} -->  another CHILD_SA (RFC 7296 §1.3.1)."""
+        if self.state is not State.ESTABLISHED:
+            raise IkeProtocolError(NotifyType.INVALID_SYNTAX, f"no CHILD_SA in {self.state}")
+        self._request_child(child, None, now)
+
+    def rekey_child(self, spi_in: int, now: float) -> bool:
+        """CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi, TSr} -->  (RFC 7296 §1.3.3); the old
+        CHILD_SA is deleted once the new one is up (§2.8). False if there is nothing to do."""
+        child = self.children.get(spi_in)
+        if child is None or self.state is not State.ESTABLISHED or spi_in in self._rekeying:
+            return False
+        self._rekeying.add(spi_in)
+        self._request_child(child.config, child, now)
+        return True
+
+    def _request_child(self, config: ChildConfig, old: ChildSa | None, now: float) -> None:
+        spi_in = self._allocate_spi()
+        nonce_i = self._random(NONCE_SIZE)
+        spi = spi_in.to_bytes(4, "big")
+        proposals = tuple(
+            to_wire(n + 1, ProtocolId.ESP, spi, suite) for n, suite in enumerate(config.proposals)
+        )
+        payloads: list[Payload] = []
+        if old is not None:
+            payloads.append(
+                NotifyPayload(ProtocolId.ESP, NotifyType.REKEY_SA, old.spi_in.to_bytes(4, "big"))
+            )
+        if config.mode == "transport":
+            payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        local_ts = old.local_ts if old is not None else config.local_ts
+        remote_ts = old.remote_ts if old is not None else config.remote_ts
+        payloads += [
+            SaPayload(proposals),
+            NoncePayload(nonce_i),
+            TsPayload(PayloadType.TSi, selectors_for(local_ts)),
+            TsPayload(PayloadType.TSr, selectors_for(remote_ts)),
+        ]
+
+        def answered(message: IkeMessage, when: float) -> None:
+            self._create_child_response(message, config, old, spi_in, nonce_i, when)
+
+        self._send_request(ExchangeType.CREATE_CHILD_SA, tuple(payloads), now, answered)
+
+    def _create_child_response(
+        self,
+        message: IkeMessage,
+        config: ChildConfig,
+        old: ChildSa | None,
+        spi_in: int,
+        nonce_i: bytes,
+        now: float,
+    ) -> None:
+        """<--  HDR, SK {SA, Nr, TSi, TSr}  or an error notify."""
+        if old is not None:
+            self._rekeying.discard(old.spi_in)
+        sa, nonce = message.first(SaPayload), message.first(NoncePayload)
+        tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+        tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
+        refusals = [n for n in message.get(NotifyPayload) if n.notify_type < 16384]
+        chosen = choose(config.proposals, sa.proposals, ProtocolId.ESP) if sa else None
+        if refusals or sa is None or nonce is None or not tsi or not tsr or chosen is None:
+            reason = ", ".join(NotifyType(n.notify_type).name for n in refusals) or "bad answer"
+            self._events.append(ChildSaFailed(config, f"CREATE_CHILD_SA refused: {reason}"))
+            return
+        spi_out = int.from_bytes(sa.proposals[0].spi, "big")
+        self._child_up(config, spi_in, spi_out, chosen[1],
+                       tuple(networks_of(tsi[0].selectors)), tuple(networks_of(tsr[0].selectors)),  # type: ignore[arg-type]
+                       nonces=(nonce_i, nonce.data), exchange_initiator=True)  # fmt: skip
+        if old is not None and old.spi_in in self.children:
+            # §2.8: the initiator of the rekey deletes the old CHILD_SA.
+            self.delete_child(old.spi_in, now)
+
+    def _create_child_request(self, message: IkeMessage, now: float) -> None:
+        """HDR, SK {[N(REKEY_SA)], SA, Ni, TSi, TSr} -->  answered with <-- SA, Nr, TSi, TSr"""
+        rekey = message.notify(NotifyType.REKEY_SA)
+        sa, nonce = message.first(SaPayload), message.first(NoncePayload)
+        tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+        tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
+        if sa is not None and any(p.protocol_id == ProtocolId.IKE for p in sa.proposals):
+            # Rekeying the IKE SA itself is not offered yet: the peer keeps the old one.
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
+            return
+        if sa is None or nonce is None or not tsi or not tsr:
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
+            return
+        old: ChildSa | None = None
+        if rekey is not None:
+            spi = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
+            old = next((c for c in self.children.values() if c.spi_out == spi), None)
+            if old is None:
+                self._answer(
+                    message,
+                    (NotifyPayload(ProtocolId.ESP, NotifyType.CHILD_SA_NOT_FOUND, rekey.spi),),
+                )
+                return
+            policy: ChildConfig | None = old.config
+        else:
+            policy = (
+                self._child_policy(tsi[0].selectors, tsr[0].selectors)
+                if self._child_policy
+                else None
+            )
+        if policy is None:
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),))
+            return
+        chosen = choose(policy.proposals, sa.proposals, ProtocolId.ESP)
+        if chosen is None or len(chosen[0].spi) != 4:
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
+            return
+        if old is not None:
+            ts_i, ts_r = selectors_for(old.remote_ts), selectors_for(old.local_ts)
+        else:
+            ts_i = narrow(tsi[0].selectors, policy.remote_ts)  # type: ignore[arg-type]
+            ts_r = narrow(tsr[0].selectors, policy.local_ts)  # type: ignore[arg-type]
+        if not ts_i or not ts_r:
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),))
+            return
+        answer, suite = chosen
+        spi_out = int.from_bytes(answer.spi, "big")
+        spi_in = self._allocate_spi()
+        nonce_r = self._random(NONCE_SIZE)
+        mine = to_wire(answer.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), suite)
+        self._answer(message, (SaPayload((mine,)), NoncePayload(nonce_r),
+                               TsPayload(PayloadType.TSi, ts_i), TsPayload(PayloadType.TSr, ts_r)))  # fmt: skip
+        self._child_up(policy, spi_in, spi_out, suite, tuple(networks_of(ts_r)),
+                       tuple(networks_of(ts_i)), nonces=(nonce.data, nonce_r),
+                       exchange_initiator=False)  # fmt: skip
+
     # -- receiving -----------------------------------------------------------------------
 
     def _receive(self, data: bytes, addr: Address, now: float) -> None:
@@ -276,17 +424,17 @@ class IkeSession:
         assert self._in is not None
         message = decode_protected(data, self._unprotect)
         if is_response:
-            self._request = None
-        if exchange is ExchangeType.IKE_AUTH:
-            if is_response:
-                self._auth_response_received(message, now)
-            else:
-                self._auth_request_received(message, addr, now)
+            handler = self._on_response
+            self._request, self._on_response = None, None
+            if handler is not None:
+                handler(message, now)
+            self._send_queued(now)
+        elif exchange is ExchangeType.IKE_AUTH:
+            self._auth_request_received(message, addr, now)
+        elif exchange is ExchangeType.CREATE_CHILD_SA:
+            self._create_child_request(message, now)
         else:
-            if is_response:
-                self._informational_response(message, now)
-            else:
-                self._informational_request(message, now)
+            self._informational_request(message, now)
 
     def _unprotect(self, aad: bytes, body: bytes) -> bytes:
         assert self._in is not None
@@ -515,7 +663,9 @@ class IkeSession:
         if child.mode == "transport":
             payloads.insert(2, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
         self.state = State.AUTH_SENT
-        self._send_request(ExchangeType.IKE_AUTH, tuple(payloads), now)
+        self._send_request(
+            ExchangeType.IKE_AUTH, tuple(payloads), now, self._auth_response_received
+        )
 
     def _auth_response_received(self, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}"""
@@ -637,21 +787,28 @@ class IkeSession:
     def _child_up(
         self, child: ChildConfig, spi_in: int, spi_out: int, suite: Suite,
         local_ts: tuple, remote_ts: tuple,  # type: ignore[type-arg]
+        nonces: tuple[bytes, bytes] | None = None,
+        exchange_initiator: bool | None = None,
     ) -> None:  # fmt: skip
-        """CHILD_SA keys (RFC 7296 §2.17): KEYMAT = prf+(SK_d, Ni | Nr)."""
+        """CHILD_SA keys (RFC 7296 §2.17): KEYMAT = prf+(SK_d, Ni | Nr), with the nonces of
+        IKE_AUTH's IKE_SA_INIT or of the CREATE_CHILD_SA exchange."""
         assert self._prf is not None
         encr = suite_get(suite, TransformType.ENCR)
         integ = suite_get(suite, TransformType.INTEG)
         assert encr is not None
         integ_id = integ.id if integ is not None else 0
+        nonce_i, nonce_r = nonces if nonces is not None else (self._nonce_i, self._nonce_r)
         material = derive_child_sa_keys(
-            self._prf, self._sk_d, self._nonce_i, self._nonce_r, None,
+            self._prf, self._sk_d, nonce_i, nonce_r, None,
             encr_key_size(encr), integ_key_size(integ_id),
         )  # fmt: skip
-        self.children[spi_in] = ChildSa(child, spi_in, spi_out, suite)
+        self.children[spi_in] = ChildSa(child, spi_in, spi_out, suite, local_ts, remote_ts)
+        # §2.17: "initiator" is the initiator of the exchange that made the CHILD_SA, which
+        # for a CREATE_CHILD_SA may be the IKE SA's original responder.
+        first = self.initiator if exchange_initiator is None else exchange_initiator
         self._events.append(
-            ChildSaUp(child, spi_in, spi_out, suite, material.inbound(self.initiator),
-                      material.outbound(self.initiator), local_ts, remote_ts, self.initiator,
+            ChildSaUp(child, spi_in, spi_out, suite, material.inbound(first),
+                      material.outbound(first), local_ts, remote_ts, self.initiator,
                       self.natted)
         )  # fmt: skip
 
@@ -688,15 +845,30 @@ class IkeSession:
     # -- sending -------------------------------------------------------------------------
 
     def _send_request(
-        self, exchange: ExchangeType, payloads: tuple[Payload, ...], now: float
+        self,
+        exchange: ExchangeType,
+        payloads: tuple[Payload, ...],
+        now: float,
+        on_response: Callable[[IkeMessage, float], None] | None = None,
     ) -> None:
+        if self._request is not None:
+            self._queued.append((exchange, payloads, on_response))
+            return
+        if on_response is None and exchange is ExchangeType.INFORMATIONAL:
+            on_response = self._informational_response
         mid = self._next_request_id
         self._next_request_id += 1
         data = self._protect(
             IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
         )
         self._request = (mid, data, now + self.config.retransmit_timeout, 0)
+        self._on_response = on_response
         self._outbox.append((data, self.remote))
+
+    def _send_queued(self, now: float) -> None:
+        if self._queued and self._request is None and self.state is not State.CLOSED:
+            exchange, payloads, handler = self._queued.popleft()
+            self._send_request(exchange, payloads, now, handler)
 
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
         data = self._protect(

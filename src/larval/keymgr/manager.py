@@ -219,7 +219,20 @@ class KeyManager:
             reference=request.seq,
         )  # fmt: skip
         log.info("%s: ACQUIRE %d for %s", conn.ike.name, request.seq, child.name)
+        session = self._established_session(conn)
+        if session is not None:
+            # RFC 7296 §1.3.1: another CHILD_SA on the IKE SA already there.
+            self._acquiring.add((conn.ike.name, child.name))
+            session.create_child(child, now)
+            self._drain(session, now)
+            return
         self._start_session(conn, child, now)
+
+    def _established_session(self, conn: Connection) -> IkeSession | None:
+        for spi, session in self.sessions.items():
+            if self._session_conn[spi] is conn and session.state is State.ESTABLISHED:
+                return session
+        return None
 
     def _expire(self, msg: PfkeyMessage, now: float) -> None:
         sa_ext = msg.find(ExtType.SA)
@@ -231,15 +244,16 @@ class KeyManager:
         )
         if record is None:
             return
-        # Without CREATE_CHILD_SA rekeying yet, a soft expiry is noted and the hard one
-        # deletes the CHILD_SA; trap policies bring a fresh one with the next packet.
+        # A soft expiry rekeys the CHILD_SA (RFC 7296 §2.8); a hard one deletes it.
         log.info("%s: %s EXPIRE for SPI %08x", record.connection, "hard" if hard else "soft",
                  sa_ext.spi)  # fmt: skip
-        if hard:
-            for session in self.sessions.values():
-                if record.spi_in in session.children:
+        for session in list(self.sessions.values()):
+            if record.spi_in in session.children:
+                if hard:
                     session.delete_child(record.spi_in, now)
-                    self._drain(session, now)
+                else:
+                    session.rekey_child(record.spi_in, now)
+                self._drain(session, now)
 
     def _connection_for(
         self, remote: IPAddress, remote_net: IPNetwork | None
@@ -382,8 +396,12 @@ class KeyManager:
         request = self._requests.pop(seq, None) if isinstance(up.child.reference, int) else None
         if request is None:
             request = self._synthetic_request(conn, up, seq)
-        lifetimes = Lifetimes(up.child.rekey_time, up.child.life_time, up.child.rekey_bytes,
-                              up.child.life_bytes)  # fmt: skip
+        # strongSwan's rand_time: each end rekeys a little before rekey_time, at a random
+        # moment, so that the two ends rarely rekey the same CHILD_SA at once (§2.8.1).
+        spread = max(0, up.child.life_time - up.child.rekey_time) // 2
+        jitter = int.from_bytes(self._random(2), "big") % (spread + 1) if spread else 0
+        soft = max(1, up.child.rekey_time - jitter) if up.child.rekey_time else 0
+        lifetimes = Lifetimes(soft, up.child.life_time, up.child.rekey_bytes, up.child.life_bytes)
         natt = NAT_T_PORT if up.natted else 0
         inbound = ChildKeys(up.spi_in, ike.remote_addr, ike.local_addr, proposal,
                             up.keys_in.encr_key, up.keys_in.integ_key)  # fmt: skip

@@ -1,0 +1,94 @@
+"""The life of a tunnel with strongSwan: CHILD_SA rekeys started by each side while ping
+runs, DELETE from each side, a vanished peer noticed by liveness checks, a restart."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.interop.harness import INNER, Site, Topology, needs_charon, needs_netns
+
+pytestmark = [needs_netns, needs_charon]
+
+IKE, ESP = "aes128-sha256-x25519", "aes128gcm16"
+
+
+def spis(listing: str) -> set[str]:
+    return set(re.findall(r"\bin\s+([0-9a-f]{8})", listing))
+
+
+def pinger(site: Site, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", site.ns.name, "ping", "-c", str(count), "-i", "0.2", "-W", "2",
+         "-I", INNER[site.name], INNER[site.peer]],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("rekeyer", ["larval", "charon"])
+def test_child_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
+    with Topology(tmp_path) as topo:
+        larval_rekey = "6s" if rekeyer == "larval" else "1h"
+        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="none",
+                             rekey=larval_rekey, life="12s" if rekeyer == "larval" else "66m")  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP,
+                             rekey="6s" if rekeyer == "charon" else "1h")  # fmt: skip
+        charon.initiate()
+        before = spis(charon.list_sas())
+        ping = pinger(topo.a, 60)  # 12 s of traffic across the rekey
+        out, _ = ping.communicate(timeout=60)
+        after = spis(charon.list_sas())
+        assert " 0% packet loss" in out, (out, larval.log.read_text()[-3000:])
+        assert after and after != before, (before, after)  # new SPIs: the CHILD_SA was rekeyed
+        status = larval.wait_for("child")
+        assert len(status["child_sas"]) >= 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("deleter", ["larval", "charon"])
+def test_delete_from_either_side(tmp_path: Path, deleter: str) -> None:
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="none")
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP)
+        charon.initiate()
+        larval.wait_for("child")
+        if deleter == "larval":
+            from larval.net.control import control_request
+
+            control_request(str(topo.b.dir / "control"), {"op": "down", "target": "s2s"})
+        else:
+            charon.swanctl("--terminate", "--ike", "s2s")
+        larval.wait_for("none")
+        deadline = time.monotonic() + 10
+        while "ESTABLISHED" in charon.list_sas():
+            assert time.monotonic() < deadline, charon.list_sas()
+            time.sleep(0.2)
+
+
+def test_dpd_notices_a_vanished_peer(tmp_path: Path) -> None:
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="none", dpd="2s",
+                             retransmit=1.0)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP)
+        charon.initiate()
+        larval.wait_for("child")
+        charon.proc.kill()  # type: ignore[union-attr]  # vanishes without a DELETE
+        larval.wait_for("none", timeout=30)  # 2 s idle, then 1 + 1.8 + 3.2 s unanswered
+
+
+def test_restart_of_larval_then_a_fresh_tunnel(tmp_path: Path) -> None:
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="trap")
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP)
+        assert " 0% packet loss" in topo.b.ping(3).stdout
+        assert larval.stop() == 0  # SIGTERM: deletes its SAs on the way out
+        deadline = time.monotonic() + 10
+        while "ESTABLISHED" in charon.list_sas():
+            assert time.monotonic() < deadline, charon.list_sas()
+            time.sleep(0.2)
+        larval.start()
+        result = topo.b.ping(3)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
