@@ -32,9 +32,10 @@ def pinger(site: Site, count: int) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("rekeyer", ["larval", "charon"])
 def test_child_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
     with Topology(tmp_path) as topo:
-        larval_rekey = "6s" if rekeyer == "larval" else "1h"
-        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="none",
-                             rekey=larval_rekey, life="12s" if rekeyer == "larval" else "66m")  # fmt: skip
+        rekey, life = ("6s", "12s") if rekeyer == "larval" else ("1h", "66m")
+        larval = topo.larval(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="none", rekey=rekey, life=life
+        )
         charon = topo.charon(topo.a, proposals=IKE, esp=ESP,
                              rekey="6s" if rekeyer == "charon" else "1h")  # fmt: skip
         charon.initiate()

@@ -389,8 +389,13 @@ class IkeSession:
         spi_in = self._allocate_spi()
         nonce_r = self._random(NONCE_SIZE)
         mine = to_wire(answer.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), suite)
-        self._answer(message, (SaPayload((mine,)), NoncePayload(nonce_r),
-                               TsPayload(PayloadType.TSi, ts_i), TsPayload(PayloadType.TSr, ts_r)))  # fmt: skip
+        answer_payloads: tuple[Payload, ...] = (
+            SaPayload((mine,)),
+            NoncePayload(nonce_r),
+            TsPayload(PayloadType.TSi, ts_i),
+            TsPayload(PayloadType.TSr, ts_r),
+        )
+        self._answer(message, answer_payloads)
         self._child_up(policy, spi_in, spi_out, suite, tuple(networks_of(ts_r)),
                        tuple(networks_of(ts_i)), nonces=(nonce.data, nonce_r),
                        exchange_initiator=False)  # fmt: skip
