@@ -19,8 +19,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"larval {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="a narrated run of the stack, in memory, no root")
+    demo = commands.add_parser(
+        "demo", help="two hosts in memory: first packet, IKEv2, SAs, traffic, DELETE; no root"
+    )
     demo.add_argument("--json", action="store_true", help="one JSON object instead of prose")
+    demo.add_argument(
+        "--stack-only",
+        action="store_true",
+        help="the stack alone: the LARVAL hold and the seed's race, forced",
+    )
     sa.add_parser(commands)
     policy.add_parser(commands)
     stack.add_parser(commands)
@@ -35,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from larval import demo
 
-            return demo.main(as_json=args.json)
+            return demo.main(as_json=args.json, stack_only=args.stack_only)
         if args.command == "sa":
             return sa.run(args)
         if args.command == "policy":

@@ -1,10 +1,12 @@
-"""`larval demo`: the stack alone, narrated.
+"""`larval demo`: two hosts with IKE between them (`larval.demo_ladder`), or with
+`--stack-only` the stack alone, narrated.
 
-A key manager and the stack's dataplane meet in the SADB, joined by PF_KEY messages as
-bytes. First the ordinary path: GETSPI makes a LARVAL SA, an ESP packet for it arrives
-and is held, UPDATE matures the SA and the held packet is released. Then the seed's race,
-forced: the packet finds the SA LARVAL, UPDATE completes before the packet is held, and
-the packet is processed at once instead of tripping an assertion.
+In the stack-only run, a key manager and the stack's dataplane meet in the SADB, joined
+by PF_KEY messages as bytes. First the ordinary path: GETSPI makes a LARVAL SA, an ESP
+packet for it arrives and is held, UPDATE matures the SA and the held packet is
+released. Then the seed's race, forced: the packet finds the SA LARVAL, UPDATE completes
+before the packet is held, and the packet is processed at once instead of tripping an
+assertion.
 """
 
 from __future__ import annotations
@@ -153,7 +155,11 @@ def demo_json(run: DemoRun) -> dict[str, Any]:
     }
 
 
-def main(as_json: bool = False) -> int:
+def main(as_json: bool = False, stack_only: bool = False) -> int:
+    if not stack_only:
+        from larval import demo_ladder
+
+        return demo_ladder.main(as_json=as_json)
     run = run_demo()
     if as_json:
         print(json.dumps(demo_json(run)))
