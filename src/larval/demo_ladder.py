@@ -640,7 +640,8 @@ class Demo:
         self.settle()
 
         self.title(
-            f"4. The clock runs on to the CHILD_SA's soft lifetime (rekey_time {REKEY_TIME} s)"
+            f"4. The CHILD_SA's soft lifetime (rekey_time {REKEY_TIME} s, less a random spread) "
+            "runs out: EXPIRE → CREATE_CHILD_SA"
         )
         old = {h.name: _child_spis(h) for h in self.hosts}
         while not any(h.expires for h in self.hosts) and self.elapsed < LIFE_TIME:
