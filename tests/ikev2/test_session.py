@@ -238,3 +238,28 @@ def test_another_child_sa_on_an_established_ike_sa() -> None:
     pair.flush()
     ups = [e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp)]
     assert len(ups) == 1 and len(pair.i.children) == 2 and len(pair.r.children) == 2
+
+
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+def test_ike_sa_rekey_moves_the_child_sas_to_the_new_ike_sa(side: str) -> None:
+    from larval.ikev2.config import IkeSaRekeyed
+
+    pair, up_i, _ = _established_pair()
+    rekeyer = pair.i if side == "initiator" else pair.r
+    # CREATE_CHILD_SA { SK{SA(IKE, new SPI), Ni, KEi} } -->  <-- { SK{SA, Nr, KEr} }
+    # INFORMATIONAL { SK{D(IKE)} } (on the old IKE SA) -->  <-- { SK{} }
+    assert rekeyer.rekey_ike(20.0)
+    pair.now = 20.0
+    pair.flush()
+    new_i = next(e.new for e in Pair.events(pair.i) if isinstance(e, IkeSaRekeyed))
+    new_r = next(e.new for e in Pair.events(pair.r) if isinstance(e, IkeSaRekeyed))
+    assert isinstance(new_i, IkeSession) and isinstance(new_r, IkeSession)
+    assert (new_i.spi_i, new_i.spi_r) == (new_r.spi_i, new_r.spi_r)
+    assert new_i.spi_i != pair.i.spi_i
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    assert up_i.spi_in in new_i.children  # the CHILD_SA lives on, not deleted
+    # The new IKE SA works: a CHILD_SA rekey through it.
+    pair.i, pair.r = new_i, new_r
+    assert pair.i.rekey_child(up_i.spi_in, 30.0)
+    pair.flush()
+    assert any(isinstance(e, ChildSaUp) for e in Pair.events(pair.i))

@@ -56,7 +56,8 @@ class Site:
 
 def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_action: str,
                   encap: bool = True, dpd: str = "0s", rekey: str = "1h",
-                  life: str = "66m", retransmit: float = 4.0) -> str:  # fmt: skip
+                  life: str = "66m", retransmit: float = 4.0,
+                  ike_rekey: str = "4h") -> str:  # fmt: skip
     me, peer = site.name, site.peer
     return f"""
 [daemon]
@@ -75,6 +76,7 @@ remote_addrs = ["{OUTER[peer]}"]
 proposals = {json.dumps(proposals)}
 encap = {"true" if encap else "false"}
 dpd_delay = "{dpd}"
+rekey_time = "{ike_rekey}"
 local = {{ auth = "psk", id = "{OUTER[me]}" }}
 remote = {{ auth = "psk", id = "{OUTER[peer]}" }}
 
@@ -184,14 +186,14 @@ class Topology:
         return daemon
 
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
-               dpd: str = "0", rekey: str = "1h") -> Charon:  # fmt: skip
+               dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h") -> Charon:  # fmt: skip
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
             ConnConfig(OUTER[site.name], OUTER[site.peer], PSK,
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
                                    start_action=start_action, rekey_time=rekey),
-                       proposals=proposals, dpd_delay=dpd)
+                       proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey)
         )  # fmt: skip
         self.charons.append(charon)
         charon.start()

@@ -49,6 +49,33 @@ def test_child_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
         assert len(status["child_sas"]) >= 1  # type: ignore[arg-type]
 
 
+def ike_spis(listing: str) -> str:
+    m = re.search(r"IKEv2, ([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r", listing)
+    return m.group(0) if m else ""
+
+
+@pytest.mark.parametrize("rekeyer", ["larval", "charon"])
+def test_ike_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
+    with Topology(tmp_path) as topo:
+        # charon's IKE_SA lives rekey_time + 10 %: with a few seconds, its hard limit would
+        # fall on the rekey itself.
+        rekey = {"larval": "4h", "charon": "4h", rekeyer: "10s"}
+        larval = topo.larval(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="none", ike_rekey=rekey["larval"]
+        )
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, ike_rekey=rekey["charon"])
+        charon.initiate()
+        before = ike_spis(charon.list_sas())
+        ping = pinger(topo.a, 70)  # 14 s of traffic across the rekey
+        out, _ = ping.communicate(timeout=60)
+        listing = charon.list_sas()
+        assert " 0% packet loss" in out, (out, larval.log.read_text()[-3000:])
+        assert "ESTABLISHED" in listing and ike_spis(listing) not in ("", before), listing
+        assert "INSTALLED" in listing  # the CHILD_SA moved to the new IKE SA
+        status = larval.wait_for("child")
+        assert [s["spi_i"] for s in status["ike_sas"]] != [before[7:23]]  # type: ignore[union-attr, index]
+
+
 @pytest.mark.parametrize("deleter", ["larval", "charon"])
 def test_delete_from_either_side(tmp_path: Path, deleter: str) -> None:
     with Topology(tmp_path) as topo:

@@ -194,6 +194,7 @@ def _connection(
         proposals=tuple(proposals),
         encap=_bool(r, f"{base}.encap", c.get("encap", False)),
         dpd_delay=float(r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0))),
+        rekey_time=float(r.duration(f"{base}.rekey_time", c.get("rekey_time", "4h"))),
     )
     children: list[ChildConfig] = []
     start_action: dict[str, str] = {}

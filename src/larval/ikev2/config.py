@@ -42,6 +42,7 @@ class IkeConfig:
     retransmit_tries: int = 5
     half_open_timeout: float = 30.0
     dpd_delay: float = 0.0  # 0: no liveness checks
+    rekey_time: float = 0.0  # IKE SA rekeying (RFC 7296 §2.18); 0: never
     cookie_threshold: int = 10  # half-open SAs before a responder asks for COOKIEs
 
 
@@ -104,9 +105,17 @@ class IkeSaDown:
 
 
 @dataclass(frozen=True)
+class IkeSaRekeyed:
+    """The IKE SA was replaced by `new` (an `IkeSession`), which now holds the CHILD_SAs;
+    the old one goes as soon as its DELETE is through."""
+
+    new: object
+
+
+@dataclass(frozen=True)
 class ChildSaFailed:
     child: ChildConfig
     reason: str
 
 
-Event = IkeSaUp | ChildSaUp | ChildSaDown | IkeSaDown | ChildSaFailed
+Event = IkeSaUp | ChildSaUp | ChildSaDown | IkeSaDown | ChildSaFailed | IkeSaRekeyed

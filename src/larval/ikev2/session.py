@@ -30,7 +30,11 @@ from collections.abc import Callable
 from larval.crypto.dh import DhGroup, DhKeyPair
 from larval.crypto.ike_auth import psk_auth, signed_octets, verify_psk_auth
 from larval.crypto.ike_errors import IkeCryptoError, IkeIntegrityError
-from larval.crypto.ike_keys import derive_child_sa_keys, derive_ike_sa_keys
+from larval.crypto.ike_keys import (
+    derive_child_sa_keys,
+    derive_ike_sa_keys,
+    derive_rekeyed_ike_sa_keys,
+)
 from larval.crypto.ike_transforms import (
     TransformType,
     encr_key_size,
@@ -46,6 +50,7 @@ from larval.ikev2.config import (
     Event,
     IkeConfig,
     IkeSaDown,
+    IkeSaRekeyed,
     IkeSaUp,
     IPAddress,
     IPNetwork,
@@ -186,6 +191,8 @@ class IkeSession:
             tuple[ExchangeType, tuple[Payload, ...], Callable[[IkeMessage, float], None] | None]
         ] = deque()
         self._rekeying: set[int] = set()  # inbound SPIs of CHILD_SAs being rekeyed by us
+        self._ike_rekey_started = False
+        self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
 
@@ -221,9 +228,12 @@ class IkeSession:
         if self._deadline is not None and now >= self._deadline:
             if self.state in (State.INIT_DONE, State.INIT_SENT, State.AUTH_SENT):
                 self._close("half-open IKE SA timed out", now)
-            elif self.state is State.ESTABLISHED and self.config.dpd_delay:
+            elif self.state is State.ESTABLISHED:
                 self._deadline = None
-                if self._request is None:
+                if self._rekey_at is not None and now >= self._rekey_at:
+                    self._rekey_at = None
+                    self.rekey_ike(now)
+                elif self.config.dpd_delay and self._request is None:
                     # RFC 7296 §2.4: an empty INFORMATIONAL request checks liveness.
                     self._send_request(ExchangeType.INFORMATIONAL, (), now)
 
@@ -339,6 +349,138 @@ class IkeSession:
             # §2.8: the initiator of the rekey deletes the old CHILD_SA.
             self.delete_child(old.spi_in, now)
 
+    def rekey_ike(self, now: float) -> bool:
+        """CREATE_CHILD_SA {SA, Ni, KEi} -->  a new IKE SA replaces this one (§1.3.2)."""
+        if self.state is not State.ESTABLISHED or self._ike_rekey_started:
+            return False
+        self._ike_rekey_started = True
+        group = suite_get(self.suite, TransformType.DH)
+        assert group is not None
+        dh = DhGroup.of(group.id).generate()
+        spi_i = self._random(8)
+        nonce_i = self._random(NONCE_SIZE)
+        proposals = tuple(
+            to_wire(n + 1, ProtocolId.IKE, spi_i, suite)
+            for n, suite in enumerate(_with_group_first(self.config.proposals, group.id))
+        )
+        payloads: tuple[Payload, ...] = (
+            SaPayload(proposals),
+            NoncePayload(nonce_i),
+            KePayload(group.id, dh.public_bytes),
+        )
+
+        def answered(message: IkeMessage, when: float) -> None:
+            self._rekey_ike_response(message, spi_i, nonce_i, dh, when)
+
+        self._send_request(ExchangeType.CREATE_CHILD_SA, payloads, now, answered)
+        return True
+
+    def _rekey_ike_response(
+        self, message: IkeMessage, spi_i: bytes, nonce_i: bytes, dh: DhKeyPair, now: float
+    ) -> None:
+        """<--  HDR, SK {SA, Nr, KEr}: the new IKE SA, then DELETE of this one (§2.18)."""
+        sa, nonce, ke = (
+            message.first(SaPayload),
+            message.first(NoncePayload),
+            message.first(KePayload),
+        )
+        chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE) if sa else None
+        if (
+            sa is None
+            or nonce is None
+            or ke is None
+            or chosen is None
+            or len(sa.proposals[0].spi) != 8
+        ):
+            self._ike_rekey_started = False  # try again at the next timer
+            return
+        try:
+            shared = dh.shared_secret(ke.data)
+        except IkeCryptoError:
+            self._ike_rekey_started = False
+            return
+        new = self._successor(chosen[1], shared, spi_i, sa.proposals[0].spi, nonce_i, nonce.data,
+                              initiator=True, now=now)  # fmt: skip
+        self._events.append(IkeSaRekeyed(new))
+        self.delete(now)
+
+    def _rekey_ike_request(self, message: IkeMessage, sa: SaPayload, now: float) -> None:
+        """HDR, SK {SA, Ni, KEi} -->  answered with <-- HDR, SK {SA, Nr, KEr} (§1.3.2)."""
+        nonce, ke = message.first(NoncePayload), message.first(KePayload)
+        chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
+        if chosen is None or nonce is None or ke is None or len(chosen[0].spi) != 8:
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
+            return
+        answer, suite = chosen
+        group = suite_get(suite, TransformType.DH)
+        if group is None or ke.dh_group != group.id:
+            data = struct.pack("!H", group.id) if group is not None else b""
+            self._answer(
+                message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_KE_PAYLOAD, b"", data),)
+            )
+            return
+        dh = DhGroup.of(group.id).generate()
+        try:
+            shared = dh.shared_secret(ke.data)
+        except IkeCryptoError:
+            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
+            return
+        spi_r, nonce_r = self._random(8), self._random(NONCE_SIZE)
+        mine = to_wire(answer.number, ProtocolId.IKE, spi_r, suite)
+        self._answer(
+            message,
+            (SaPayload((mine,)), NoncePayload(nonce_r), KePayload(group.id, dh.public_bytes)),
+        )
+        new = self._successor(suite, shared, answer.spi, spi_r, nonce.data, nonce_r,
+                              initiator=False, now=now)  # fmt: skip
+        self._events.append(IkeSaRekeyed(new))
+
+    def _successor(
+        self, suite: Suite, shared: bytes, spi_i: bytes, spi_r: bytes, nonce_i: bytes,
+        nonce_r: bytes, *, initiator: bool, now: float,
+    ) -> IkeSession:  # fmt: skip
+        """The IKE SA that replaces this one: keys from the old SK_d (§2.18), the CHILD_SAs
+        moved over, message IDs from zero. `initiator` is the role in the rekey."""
+        assert self._prf is not None
+        encr = suite_get(suite, TransformType.ENCR)
+        prf_t = suite_get(suite, TransformType.PRF)
+        integ = suite_get(suite, TransformType.INTEG)
+        assert encr is not None and prf_t is not None
+        integ_id = integ.id if integ is not None else 0
+        new = IkeSession(self.config, initiator=initiator, allocate_spi=self._allocate_spi,
+                         child_policy=self._child_policy, random_bytes=self._random,
+                         spi_i=spi_i)  # fmt: skip
+        new.spi_r = spi_r
+        new.remote = self.remote
+        new.natted = self.natted
+        new.suite = suite
+        new._nonce_i, new._nonce_r = nonce_i, nonce_r
+        new._prf = Prf(prf_t.id)
+        keys = derive_rekeyed_ike_sa_keys(
+            self._prf, self._sk_d, new._prf, shared, nonce_i, nonce_r, spi_i, spi_r,
+            encr_key_size(encr), integ_key_size(integ_id),
+        )  # fmt: skip
+        new._sk_d, new._sk_pi, new._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
+        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
+        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
+        new._out, new._in = (to_r, to_i) if initiator else (to_i, to_r)
+        new.children, self.children = self.children, {}
+        new.state = State.ESTABLISHED
+        new._schedule(now)
+        return new
+
+    def _schedule(self, now: float) -> None:
+        """The next liveness check or IKE SA rekey, whichever comes first."""
+        times = []
+        if self.config.dpd_delay:
+            times.append(now + self.config.dpd_delay)
+        if self.config.rekey_time and not self._ike_rekey_started:
+            # Like strongSwan: a little before rekey_time, at random, to avoid collisions.
+            jitter = int.from_bytes(self._random(2), "big") / 65536 * self.config.rekey_time * 0.1
+            self._rekey_at = now + self.config.rekey_time - jitter
+            times.append(self._rekey_at)
+        self._deadline = min(times) if times else None
+
     def _create_child_request(self, message: IkeMessage, now: float) -> None:
         """HDR, SK {[N(REKEY_SA)], SA, Ni, TSi, TSr} -->  answered with <-- SA, Nr, TSi, TSr"""
         rekey = message.notify(NotifyType.REKEY_SA)
@@ -346,8 +488,7 @@ class IkeSession:
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
         tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
         if sa is not None and any(p.protocol_id == ProtocolId.IKE for p in sa.proposals):
-            # Rekeying the IKE SA itself is not offered yet: the peer keeps the old one.
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
+            self._rekey_ike_request(message, sa, now)
             return
         if sa is None or nonce is None or not tsi or not tsr:
             self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
@@ -784,7 +925,7 @@ class IkeSession:
 
     def _established(self, now: float) -> None:
         self.state = State.ESTABLISHED
-        self._deadline = now + self.config.dpd_delay if self.config.dpd_delay else None
+        self._schedule(now)
         self._events.append(
             IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)
         )
@@ -839,13 +980,14 @@ class IkeSession:
                 answer.append(DeletePayload(ProtocolId.ESP, 4, tuple(ours)))
         self._answer(message, tuple(answer))
         if self.config.dpd_delay:
-            self._deadline = now + self.config.dpd_delay
+            self._deadline = min(now + self.config.dpd_delay, self._rekey_at or float("inf"))
 
     def _informational_response(self, message: IkeMessage, now: float) -> None:
         if self.state is State.DELETING:
-            self._close("deleted", now)
+            # A rekeyed SA's CHILD_SAs live on in its successor: none go down here.
+            self._close("deleted" if not self._ike_rekey_started else "replaced by a rekey", now)
         elif self.config.dpd_delay:
-            self._deadline = now + self.config.dpd_delay
+            self._deadline = min(now + self.config.dpd_delay, self._rekey_at or float("inf"))
 
     # -- sending -------------------------------------------------------------------------
 

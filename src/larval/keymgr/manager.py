@@ -33,6 +33,7 @@ from larval.ikev2.config import (
     ChildSaUp,
     IkeConfig,
     IkeSaDown,
+    IkeSaRekeyed,
     IkeSaUp,
 )
 from larval.ikev2.constants import ExchangeType
@@ -333,6 +334,14 @@ class KeyManager:
                 log.warning("%s: CHILD_SA %s failed: %s", name, event.child.name, event.reason)
                 self._acquiring.discard((name, event.child.name))
                 self._fail_acquire(event.child)
+            elif isinstance(event, IkeSaRekeyed):
+                new = event.new
+                assert isinstance(new, IkeSession)
+                self.sessions[new.spi_i] = new
+                self._session_conn[new.spi_i] = conn
+                log.info("%s: IKE_SA %s rekeyed, now %s/%s", name, session.spi_i.hex(),
+                         new.spi_i.hex(), new.spi_r.hex())  # fmt: skip
+                self._drain(new, now)
             elif isinstance(event, IkeSaDown):
                 log.info("%s: IKE_SA %s down: %s", name, session.spi_i.hex(), event.reason)
                 for child in conn.children:
