@@ -120,3 +120,17 @@ def test_restart_of_larval_then_a_fresh_tunnel(tmp_path: Path) -> None:
         larval.start()
         result = topo.b.ping(3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+
+
+def test_restart_of_charon_then_a_fresh_tunnel(tmp_path: Path) -> None:
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="trap", dpd="2s",
+                             retransmit=1.0)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP)
+        assert " 0% packet loss" in topo.b.ping(3).stdout
+        charon.stop()  # charon deletes its SAs on SIGTERM
+        larval.wait_for("none", timeout=30)
+        charon.start()
+        result = topo.b.ping(3)  # the trap policy brings a fresh IKE SA
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        assert "INSTALLED" in charon.list_sas()
