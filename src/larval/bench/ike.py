@@ -1,0 +1,505 @@
+"""IKE setup benchmark (root): complete IKE_SA + first CHILD_SA setups per second between
+two larval key managers, and between two strongSwan charons, measured in the same run.
+
+Both pairs negotiate the same thing: IKEv2 with a PSK, IKE proposal
+aes128gcm16-prfsha256-x25519, one CHILD_SA in tunnel mode with aes128gcm16 between
+198.51.100.0/24 and 203.0.113.0/24, and UDP encapsulation forced (encap = yes: charon's
+kernel-libipsec installs only UDP-encapsulated SAs), so IKE_AUTH moves to UDP 4500 as
+RFC 7296 §2.23 says. `in_flight` setups are kept under way until `n` are done.
+
+larval: two processes, each a `Stack` and a `KeyManager` joined by PF_KEY messages that
+are encoded and decoded at the boundary as `larval run` does, with UDP 500 and 4500
+sockets on 127.0.0.1 and 127.0.0.2 in a network namespace of their own (IKE's ports are
+fixed at 500 and 4500). The initiator calls `KeyManager.initiate` for one connection
+again and again: each call is a new IKE SA with a new SPI. Time runs from the first
+IKE_SA_INIT to the last CHILD_SA installed on either side; CPU is the two processes'
+`time.process_time` over the same span.
+
+strongSwan: charon with kernel-libipsec in each of two namespaces joined by a veth pair
+(two charons cannot share a namespace: both bind UDP 500). Debian builds no load-tester
+plugin, so the initiator is driven over its VICI socket: `initiate` with `timeout = -1`
+returns at once, `reuse_ikesa = no` makes each a new IKE SA, `unique = never` keeps the
+responder from closing the earlier ones, and DoS protection is off (the half-open limits
+would refuse a loopback flood from one address). Completion is counted from each side's
+`child-updown` events; CPU from /proc for both charon processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import socket
+import struct
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
+from typing import Any
+
+from larval.bench.charon import PLUGINS, Charon, ChildConfig, ConnConfig, charon_available
+from larval.daemon.config import parse_config
+from larval.esp import NON_ESP_MARKER
+from larval.keymgr.manager import KeyManager
+from larval.net.netns import Netns, veth_pair
+from larval.pfkey import PfkeyMessage, decode
+from larval.sadb import Audience
+from larval.stack import Stack
+
+IKE_PORT, NAT_T_PORT = 500, 4500
+IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
+ESP_PROPOSAL = "aes128gcm16"
+PSK = "larval-bench-psk-0123456789"
+NET = {"i": "198.51.100.0/24", "r": "203.0.113.0/24"}
+LOOPBACK = {"i": "127.0.0.1", "r": "127.0.0.2"}
+OUTER = {"i": "192.0.2.1", "r": "192.0.2.2"}
+INNER = {"i": "198.51.100.1", "r": "203.0.113.1"}
+TIMER_PERIOD = 0.1  # s between retransmission/expiry checks of every IKE SA
+_TO_US = (Audience.SENDER, Audience.ALL)
+
+
+# -- larval ----------------------------------------------------------------------------
+
+
+def _config(me: str, peer: str) -> dict[str, Any]:
+    return {
+        "connections": {
+            "bench": {
+                "local_addrs": [LOOPBACK[me]],
+                "remote_addrs": [LOOPBACK[peer]],
+                "proposals": [IKE_PROPOSAL],
+                "encap": True,
+                "children": {
+                    "net": {
+                        "local_ts": [NET[me]],
+                        "remote_ts": [NET[peer]],
+                        "esp_proposals": [ESP_PROPOSAL],
+                    }
+                },
+            }
+        },
+        "secrets": {"bench": {"secret": PSK}},
+    }
+
+
+class _Side:
+    """One larval peer: a stack and a key manager that meet only in PF_KEY bytes."""
+
+    def __init__(self, me: str, peer: str) -> None:
+        config = parse_config(_config(me, peer), f"ike-bench-{me}")
+        self.stack = Stack()
+        for policy in config.policies:
+            self.stack.spd.add(policy)
+        self.keymgr = KeyManager(config.connections, self._pfkey_call)
+
+    def _pfkey_call(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
+        # As `larval run`: encoded and decoded both ways, as if a socket lay between.
+        replies = self.stack.handle_pfkey(decode(msg.encode()), time.time())
+        return [decode(r.message.encode()) for r in replies if r.audience in _TO_US]
+
+
+def _bind(address: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((address, port))
+    sock.setblocking(False)
+    return sock
+
+
+def _send(keymgr: KeyManager, sockets: tuple[socket.socket, socket.socket]) -> None:
+    for data, (host, port) in keymgr.datagrams_to_send():
+        if port == NAT_T_PORT:
+            sockets[1].sendto(NON_ESP_MARKER + data, (host, port))  # RFC 3948 §2.2
+        else:
+            sockets[0].sendto(data, (host, port))
+
+
+def _peer(
+    me: str,
+    peer: str,
+    sockets: tuple[socket.socket, socket.socket],
+    n: int,
+    in_flight: int,
+    ready: Barrier,
+    stop: Event,
+    results: Pipe,
+) -> None:
+    """A process's whole life: set up, wait for the other, run, report."""
+    side = _Side(me, peer)
+    keymgr = side.keymgr
+    natt = sockets[1]
+    local = side.keymgr.connections["bench"].ike.local_addr
+    initiator = me == "i"
+    started = 0
+    first = last = 0.0
+    ready.wait()
+    cpu0 = time.process_time()
+    next_timer = time.monotonic() + TIMER_PERIOD
+    deadline = time.monotonic() + max(60.0, n / 10)
+    while True:
+        now = time.time()
+        mono = time.monotonic()
+        if initiator:
+            # Sessions that closed (failed) leave `sessions`; installed ones stay.
+            pending = len(keymgr.sessions) - len(keymgr.children)
+            while started < n and pending < in_flight:
+                if not started:
+                    first = mono
+                keymgr.initiate("bench", "net", now)
+                started += 1
+                pending += 1
+        _send(keymgr, sockets)
+        done = len(keymgr.children)
+        if done >= n or stop.is_set() or mono > deadline:
+            break
+        if mono >= next_timer:
+            keymgr.handle_timer(now)
+            next_timer = mono + TIMER_PERIOD
+            continue
+        readable, _, _ = select.select(sockets, (), (), TIMER_PERIOD)
+        for sock in readable:
+            for _ in range(64):
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                if sock is natt:
+                    if not data.startswith(NON_ESP_MARKER):
+                        continue  # ESP: nobody here to decrypt it
+                    data = data[len(NON_ESP_MARKER) :]
+                keymgr.receive_ike(data, addr, local, time.time())
+                _send(keymgr, sockets)  # at once, so that the peer works while we do
+        if len(keymgr.children) > done:
+            last = time.monotonic()
+    cpu = time.process_time() - cpu0
+    results.send({"done": len(keymgr.children), "started": started, "first": first,
+                  "last": last, "cpu": cpu})  # fmt: skip
+    # The other side may still be waiting for our last datagrams.
+    results.close()
+
+
+def _larval(n: int, in_flight: int) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("fork")
+    with Netns(f"lbIke{uuid.uuid4().hex[:6]}") as ns:
+        sockets = {
+            me: ns.call(lambda a: (_bind(a, IKE_PORT), _bind(a, NAT_T_PORT)), LOOPBACK[me])
+            for me in "ir"
+        }
+        ready = ctx.Barrier(2)
+        stop = ctx.Event()
+        pipes = {me: ctx.Pipe(duplex=False) for me in "ir"}
+        procs = {
+            me: ctx.Process(
+                target=_peer,
+                args=(me, peer, sockets[me], n, in_flight, ready, stop, pipes[me][1]),
+                name=f"larval-ike-{me}",
+            )
+            for me, peer in (("i", "r"), ("r", "i"))
+        }
+        for proc in procs.values():
+            proc.start()
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            out["i"] = pipes["i"][0].recv()
+            stop.set()  # the initiator is done: whatever the responder lacks will not come
+            out["r"] = pipes["r"][0].recv()
+        finally:
+            stop.set()
+            for proc in procs.values():
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+            for pair in sockets.values():
+                for sock in pair:
+                    sock.close()
+    i, r = out["i"], out["r"]
+    return _figures(
+        min(i["done"], r["done"]), i["first"], max(i["last"], r["last"]), i["cpu"], r["cpu"]
+    )
+
+
+def _figures(done: int, first: float, last: float, cpu_i: float, cpu_r: float) -> dict[str, Any]:
+    elapsed = last - first if done else 0.0
+    return {
+        "done": done,
+        "elapsed_s": round(elapsed, 3) if done else None,
+        "ike_sa_per_s": round(done / elapsed, 1) if done and elapsed > 0 else None,
+        "cpu_ms_per_ike_sa": round((cpu_i + cpu_r) * 1000 / done, 3) if done else None,
+        "cpu_s": {"initiator": round(cpu_i, 3), "responder": round(cpu_r, 3)},
+    }
+
+
+# -- strongSwan ------------------------------------------------------------------------
+
+_VICI_CMD_REQUEST, _VICI_CMD_RESPONSE, _VICI_CMD_UNKNOWN = 0, 1, 2
+_VICI_EVENT_REGISTER, _VICI_EVENT_CONFIRM, _VICI_EVENT_UNKNOWN, _VICI_EVENT = 3, 5, 6, 7
+_SECTION_START, _SECTION_END, _KEY_VALUE, _LIST_START, _LIST_ITEM, _LIST_END = range(1, 7)
+
+
+class _Vici:
+    """Just enough of strongSwan's VICI protocol for commands and events."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self._buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _send(self, kind: int, name: str, body: bytes = b"") -> None:
+        packet = bytes([kind, len(name)]) + name.encode() + body
+        self.sock.sendall(struct.pack("!I", len(packet)) + packet)
+
+    def _recv(self) -> bytes:
+        while True:
+            if len(self._buf) >= 4:
+                size = struct.unpack("!I", self._buf[:4])[0]
+                if len(self._buf) >= 4 + size:
+                    packet, self._buf = self._buf[4 : 4 + size], self._buf[4 + size :]
+                    return packet
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("charon closed its VICI socket")
+            self._buf += chunk
+
+    def pending(self) -> bool:
+        """Is a whole packet already buffered (so select would not see it)?"""
+        return len(self._buf) >= 4 and len(self._buf) >= 4 + struct.unpack("!I", self._buf[:4])[0]
+
+    def request(self, command: str, fields: dict[str, str]) -> dict[str, Any]:
+        body = b"".join(
+            bytes([_KEY_VALUE, len(k)]) + k.encode() + struct.pack("!H", len(v)) + v.encode()
+            for k, v in fields.items()
+        )
+        self._send(_VICI_CMD_REQUEST, command, body)
+        packet = self._recv()
+        if packet[0] != _VICI_CMD_RESPONSE:
+            raise ConnectionError(f"VICI {command}: packet type {packet[0]}")
+        return _vici_decode(packet[1:])
+
+    def register(self, event: str) -> None:
+        self._send(_VICI_EVENT_REGISTER, event)
+        packet = self._recv()
+        if packet[0] != _VICI_EVENT_CONFIRM:
+            raise ConnectionError(f"VICI event {event} refused")
+
+    def event(self) -> tuple[str, dict[str, Any]]:
+        packet = self._recv()
+        if packet[0] != _VICI_EVENT:
+            return "", {}
+        name = packet[2 : 2 + packet[1]].decode()
+        return name, _vici_decode(packet[2 + packet[1] :])
+
+
+def _vici_decode(data: bytes) -> dict[str, Any]:
+    stack: list[dict[str, Any]] = [{}]
+    items: list[str] | None = None
+    pos = 0
+
+    def name() -> str:
+        nonlocal pos
+        size = data[pos]
+        pos += 1 + size
+        return data[pos - size : pos].decode()
+
+    def value() -> str:
+        nonlocal pos
+        size = struct.unpack("!H", data[pos : pos + 2])[0]
+        pos += 2 + size
+        return data[pos - size : pos].decode(errors="replace")
+
+    while pos < len(data):
+        kind = data[pos]
+        pos += 1
+        if kind == _SECTION_START:
+            section: dict[str, Any] = {}
+            stack[-1][name()] = section
+            stack.append(section)
+        elif kind == _SECTION_END:
+            stack.pop()
+        elif kind == _KEY_VALUE:
+            key = name()
+            stack[-1][key] = value()
+        elif kind == _LIST_START:
+            items = stack[-1][name()] = []
+        elif kind == _LIST_ITEM and items is not None:
+            items.append(value())
+        elif kind == _LIST_END:
+            items = None
+    return stack[0]
+
+
+class _BenchCharon(Charon):
+    """A charon tuned for many IKE SAs between one pair of addresses."""
+
+    def write_config(self, conn: ConnConfig) -> None:
+        super().write_config(conn)
+        (self.dir / "strongswan.conf").write_text(
+            f"""charon {{
+    load = {PLUGINS}
+    load_modular = no
+    install_routes = no
+    install_virtual_ip = no
+    reuse_ikesa = no
+    dos_protection = no
+    cookie_threshold = 1000000
+    block_threshold = 1000000
+    init_limit_half_open = 0
+    ikesa_table_size = 4096
+    ikesa_table_segments = 16
+    retransmit_tries = 3
+    retransmit_timeout = 4.0
+    plugins {{
+        vici {{
+            socket = unix://{self.vici}
+        }}
+        socket-default {{
+            use_ipv6 = no
+        }}
+    }}
+    syslog {{
+        daemon {{
+            default = -1
+        }}
+    }}
+    filelog {{
+        log {{
+            path = {self.dir / "charon.log"}
+            time_format = %T
+            default = {self.loglevel}
+            flush_line = yes
+        }}
+    }}
+}}
+"""
+        )
+        swanctl = self.dir / "swanctl" / "swanctl.conf"
+        swanctl.write_text(
+            swanctl.read_text().replace("        mobike = no\n",
+                                        "        mobike = no\n        unique = never\n")
+        )  # fmt: skip
+
+    def pid(self) -> int:
+        for pid in self.ns.pids():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "charon":
+                    return pid
+            except OSError:
+                continue
+        raise RuntimeError(f"no charon in {self.ns.name}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of `pid` (proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _up_events(vici: _Vici) -> Iterator[bool]:
+    """Drain the buffered and readable events; True for each CHILD_SA that came up."""
+    while vici.pending() or select.select([vici.sock], (), (), 0)[0]:
+        name, message = vici.event()
+        if name == "child-updown" and message.get("up") == "yes":
+            yield True
+
+
+def _strongswan(n: int, in_flight: int, workdir: Path) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    with Netns(f"lbIkeSi{tag}") as ns_i, Netns(f"lbIkeSr{tag}") as ns_r:
+        veth_pair(ns_i, ns_r, f"{OUTER['i']}/24", f"{OUTER['r']}/24")
+        charons: dict[str, _BenchCharon] = {}
+        vicis: list[_Vici] = []
+        try:
+            for me, peer, ns in (("i", "r", ns_i), ("r", "i", ns_r)):
+                # kernel-libipsec routes the remote net via ipsec0 from a local TS address.
+                ns.run(["ip", "address", "add", f"{INNER[me]}/32", "dev", "lo"])
+                charon = _BenchCharon(ns, workdir / f"charon-{me}", loglevel=0)
+                charon.write_config(
+                    ConnConfig(OUTER[me], OUTER[peer], PSK,
+                               ChildConfig(NET[me], NET[peer], esp_proposals=ESP_PROPOSAL),
+                               proposals=IKE_PROPOSAL, encap=True)
+                )  # fmt: skip
+                charons[me] = charon
+                charon.start()
+            command = _Vici(charons["i"].vici)
+            events = {me: _Vici(charons[me].vici) for me in "ir"}
+            vicis = [command, *events.values()]
+            for v in events.values():
+                v.register("child-updown")
+            pids = {me: c.pid() for me, c in charons.items()}
+            cpu0 = {me: _cpu_seconds(pid) for me, pid in pids.items()}
+            done = {"i": 0, "r": 0}
+            last = {"i": 0.0, "r": 0.0}
+            started = 0
+            first = time.monotonic()
+            deadline = first + max(60.0, n / 10)
+            while min(done.values()) < n and time.monotonic() < deadline:
+                while started < n and started - done["i"] < in_flight:
+                    command.request("initiate", {"child": "net", "timeout": "-1"})
+                    started += 1
+                select.select([v.sock for v in events.values()], (), (), 0.1)
+                for me, v in events.items():
+                    ups = sum(_up_events(v))
+                    if ups:
+                        done[me] += ups
+                        last[me] = time.monotonic()
+            cpu = {me: _cpu_seconds(pid) - cpu0[me] for me, pid in pids.items()}
+        finally:
+            for v in vicis:
+                v.close()
+            for charon in charons.values():
+                charon.stop()
+    return _figures(min(done.values()), first, max(last.values()), cpu["i"], cpu["r"])
+
+
+# -- both ------------------------------------------------------------------------------
+
+
+def run(n: int = 2000, in_flight: int = 64) -> dict[str, Any]:
+    if os.geteuid() != 0:
+        return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
+    larval = _larval(n, in_flight)
+    strongswan: dict[str, Any] | None = None
+    why_not = ""
+    if not charon_available():
+        why_not = "strongSwan not measured: charon or swanctl is not installed"
+    else:
+        with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
+            strongswan = _strongswan(n, in_flight, Path(tmp))
+    ours, theirs = larval["ike_sa_per_s"], strongswan["ike_sa_per_s"] if strongswan else None
+    return {
+        "ike_sa_per_s": ours,
+        "cpu_ms_per_ike_sa": larval["cpu_ms_per_ike_sa"],
+        "strongswan_ike_sa_per_s": theirs,
+        "strongswan_cpu_ms_per_ike_sa": strongswan["cpu_ms_per_ike_sa"] if strongswan else None,
+        "ratio": round(ours / theirs, 2) if ours and theirs else None,
+        "n": n,
+        "in_flight": in_flight,
+        "larval": larval,
+        "strongswan": strongswan,
+        "target": {"ratio": 1.0},
+        "note": (
+            f"IKEv2 PSK, IKE {IKE_PROPOSAL}, one tunnel-mode CHILD_SA {ESP_PROPOSAL}, "
+            f"encap = yes; {n} setups, {in_flight} in flight; time from the first "
+            "IKE_SA_INIT to the last CHILD_SA installed on either side, CPU of both peers. "
+            "larval: two processes (stack + key manager joined by PF_KEY bytes each), UDP "
+            "500/4500 on 127.0.0.1 and 127.0.0.2 in a namespace; strongSwan: two charons "
+            "(kernel-libipsec) in two namespaces over veth, driven by VICI initiate "
+            "(no load-tester plugin in Debian), reuse_ikesa = no, unique = never, "
+            "dos_protection = no" + (f". {why_not}" if why_not else "")
+        ),
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    json.dump(run(size), sys.stdout, indent=1)
+    print()
