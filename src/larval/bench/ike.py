@@ -22,6 +22,8 @@ returns at once, `reuse_ikesa = no` makes each a new IKE SA, `unique = never` ke
 responder from closing the earlier ones, and DoS protection is off (the half-open limits
 would refuse a loopback flood from one address). Completion is counted from each side's
 `child-updown` events; CPU from /proc for both charon processes.
+
+`run` alternates the two pairs `runs` times and reports the median run of each.
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
-from larval.bench.charon import PLUGINS, Charon, ChildConfig, ConnConfig, charon_available
+from larval.bench.charon import (
+    PLUGINS,
+    Charon,
+    CharonError,
+    ChildConfig,
+    ConnConfig,
+    charon_available,
+)
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.keymgr.manager import KeyManager
@@ -418,7 +427,7 @@ def _strongswan(n: int, in_flight: int, workdir: Path) -> dict[str, Any]:
             for me, peer, ns in (("i", "r", ns_i), ("r", "i", ns_r)):
                 # kernel-libipsec routes the remote net via ipsec0 from a local TS address.
                 ns.run(["ip", "address", "add", f"{INNER[me]}/32", "dev", "lo"])
-                charon = _BenchCharon(ns, workdir / f"charon-{me}", loglevel=0)
+                charon = _BenchCharon(ns, workdir / f"charon-{me}", loglevel=-1)
                 charon.write_config(
                     ConnConfig(OUTER[me], OUTER[peer], PSK,
                                ChildConfig(NET[me], NET[peer], esp_proposals=ESP_PROPOSAL),
@@ -460,17 +469,29 @@ def _strongswan(n: int, in_flight: int, workdir: Path) -> dict[str, Any]:
 # -- both ------------------------------------------------------------------------------
 
 
-def run(n: int = 2000, in_flight: int = 64) -> dict[str, Any]:
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (an incomplete run counts as the slowest)."""
+    ranked = sorted(runs, key=lambda r: r["ike_sa_per_s"] or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def run(n: int = 2000, in_flight: int = 64, runs: int = 3) -> dict[str, Any]:
     if os.geteuid() != 0:
         return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
-    larval = _larval(n, in_flight)
-    strongswan: dict[str, Any] | None = None
-    why_not = ""
-    if not charon_available():
-        why_not = "strongSwan not measured: charon or swanctl is not installed"
-    else:
-        with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
-            strongswan = _strongswan(n, in_flight, Path(tmp))
+    why_not = "" if charon_available() else "charon or swanctl is not installed"
+    larval_runs: list[dict[str, Any]] = []
+    strongswan_runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
+        # Alternated, so that whatever else the machine does falls on both alike.
+        for k in range(runs):
+            larval_runs.append(_larval(n, in_flight))
+            if not why_not:
+                try:
+                    strongswan_runs.append(_strongswan(n, in_flight, Path(tmp) / str(k)))
+                except (CharonError, ConnectionError, OSError) as e:
+                    why_not = f"charon failed: {e}"
+    larval = _median_run(larval_runs)
+    strongswan = _median_run(strongswan_runs) if strongswan_runs else None
     ours, theirs = larval["ike_sa_per_s"], strongswan["ike_sa_per_s"] if strongswan else None
     return {
         "ike_sa_per_s": ours,
@@ -480,18 +501,19 @@ def run(n: int = 2000, in_flight: int = 64) -> dict[str, Any]:
         "ratio": round(ours / theirs, 2) if ours and theirs else None,
         "n": n,
         "in_flight": in_flight,
-        "larval": larval,
-        "strongswan": strongswan,
+        "runs": {"larval": larval_runs, "strongswan": strongswan_runs},
         "target": {"ratio": 1.0},
         "note": (
-            f"IKEv2 PSK, IKE {IKE_PROPOSAL}, one tunnel-mode CHILD_SA {ESP_PROPOSAL}, "
-            f"encap = yes; {n} setups, {in_flight} in flight; time from the first "
-            "IKE_SA_INIT to the last CHILD_SA installed on either side, CPU of both peers. "
-            "larval: two processes (stack + key manager joined by PF_KEY bytes each), UDP "
-            "500/4500 on 127.0.0.1 and 127.0.0.2 in a namespace; strongSwan: two charons "
-            "(kernel-libipsec) in two namespaces over veth, driven by VICI initiate "
-            "(no load-tester plugin in Debian), reuse_ikesa = no, unique = never, "
-            "dos_protection = no" + (f". {why_not}" if why_not else "")
+            f"median of {runs} runs each, alternated; IKEv2 PSK, IKE {IKE_PROPOSAL}, one "
+            f"tunnel-mode CHILD_SA {ESP_PROPOSAL}, encap = yes; {n} setups, {in_flight} in "
+            "flight; time from the first IKE_SA_INIT to the last CHILD_SA installed on "
+            "either side, CPU of both peers. larval: two processes (stack + key manager "
+            "joined by PF_KEY bytes each), UDP 500/4500 on 127.0.0.1 and 127.0.0.2 in a "
+            "namespace; strongSwan: two charons (kernel-libipsec, no logging) in two "
+            "namespaces over veth, driven by VICI initiate (no load-tester plugin in "
+            "Debian), reuse_ikesa = no, unique = never, dos_protection = no"
+            + (f". strongSwan not measured: {why_not}" if why_not and not strongswan_runs else "")
+            + (f". strongSwan stopped early: {why_not}" if why_not and strongswan_runs else "")
         ),
     }
 
