@@ -263,3 +263,21 @@ def test_ike_sa_rekey_moves_the_child_sas_to_the_new_ike_sa(side: str) -> None:
     assert pair.i.rekey_child(up_i.spi_in, 30.0)
     pair.flush()
     assert any(isinstance(e, ChildSaUp) for e in Pair.events(pair.i))
+
+
+def test_child_sa_rekey_with_pfs() -> None:
+    pfs = ("aes128gcm16-x25519",)
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A, pfs))
+    pair.i.initiate(child(NET_A, NET_B, pfs), 0.0)
+    pair.flush()  # IKE_AUTH: no KE there, so its CHILD_SA goes without the DH transform
+    old = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    list(Pair.events(pair.r))
+    # CREATE_CHILD_SA { SK{N(REKEY_SA), SA, Ni, KEi, TSi, TSr} } -->  <-- { SK{SA, Nr, KEr, ...} }
+    assert pair.i.rekey_child(old.spi_in, 1.0)
+    pair.flush()
+    new_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    new_r = next(e for e in Pair.events(pair.r) if isinstance(e, ChildSaUp))
+    assert any(t.type == 4 and t.id == 31 for t in new_i.suite)  # DH x25519 chosen
+    assert new_i.keys_out == new_r.keys_in and new_i.keys_in == new_r.keys_out
+    rekey_request = [d for d in pair.wire if d[0] == "i->r"][-2][1]
+    assert len(rekey_request) > 200  # the KE payload travels, encrypted

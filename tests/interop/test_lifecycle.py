@@ -134,3 +134,19 @@ def test_restart_of_charon_then_a_fresh_tunnel(tmp_path: Path) -> None:
         result = topo.b.ping(3)  # the trap policy brings a fresh IKE SA
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
         assert "INSTALLED" in charon.list_sas()
+
+
+@pytest.mark.parametrize("rekeyer", ["larval", "charon"])
+def test_child_sa_rekey_with_pfs(tmp_path: Path, rekeyer: str) -> None:
+    with Topology(tmp_path) as topo:
+        rekey, life = ("6s", "12s") if rekeyer == "larval" else ("1h", "66m")
+        larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128gcm16-x25519"],
+                             start_action="none", rekey=rekey, life=life)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128gcm16-x25519",
+                             rekey="6s" if rekeyer == "charon" else "1h")  # fmt: skip
+        charon.initiate()
+        before = spis(charon.list_sas())
+        out, _ = pinger(topo.a, 50).communicate(timeout=60)
+        listing = charon.list_sas()
+        assert " 0% packet loss" in out, (out, larval.log.read_text()[-3000:])
+        assert spis(listing) != before and "CURVE_25519" in listing.split("net:")[1], listing

@@ -27,6 +27,12 @@ def _spd(args: argparse.Namespace) -> dict[str, Any]:
     return spd.run()
 
 
+def _ike(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import ike
+
+    return ike.run()
+
+
 def _tunnel(args: argparse.Namespace) -> dict[str, Any]:
     from larval.bench import tunnel
 
@@ -37,6 +43,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sadb": _sadb,
     "spd": _spd,
     "esp": _esp,
+    "ike": _ike,
     "tunnel": _tunnel,
 }
 

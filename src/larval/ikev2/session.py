@@ -83,7 +83,7 @@ from larval.ikev2.payloads import (
     NotifyPayload,
     Payload,
 )
-from larval.ikev2.sa_payload import SaPayload
+from larval.ikev2.sa_payload import Proposal, SaPayload
 from larval.ikev2.ts_payload import TsPayload
 
 Address = tuple[str, int]
@@ -308,15 +308,19 @@ class IkeSession:
             payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
         local_ts = old.local_ts if old is not None else config.local_ts
         remote_ts = old.remote_ts if old is not None else config.remote_ts
+        payloads += [SaPayload(proposals), NoncePayload(nonce_i)]
+        # PFS (RFC 7296 §1.3.1): a KE for the first group the proposals name.
+        groups = _groups(config.proposals)
+        dh = DhGroup.of(groups[0]).generate() if groups else None
+        if dh is not None:
+            payloads.append(KePayload(groups[0], dh.public_bytes))
         payloads += [
-            SaPayload(proposals),
-            NoncePayload(nonce_i),
             TsPayload(PayloadType.TSi, selectors_for(local_ts)),
             TsPayload(PayloadType.TSr, selectors_for(remote_ts)),
         ]
 
         def answered(message: IkeMessage, when: float) -> None:
-            self._create_child_response(message, config, old, spi_in, nonce_i, when)
+            self._create_child_response(message, config, old, spi_in, nonce_i, dh, when)
 
         self._send_request(ExchangeType.CREATE_CHILD_SA, tuple(payloads), now, answered)
 
@@ -327,9 +331,10 @@ class IkeSession:
         old: ChildSa | None,
         spi_in: int,
         nonce_i: bytes,
+        dh: DhKeyPair | None,
         now: float,
     ) -> None:
-        """<--  HDR, SK {SA, Nr, TSi, TSr}  or an error notify."""
+        """<--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}  or an error notify."""
         if old is not None:
             self._rekeying.discard(old.spi_in)
         sa, nonce = message.first(SaPayload), message.first(NoncePayload)
@@ -341,10 +346,22 @@ class IkeSession:
             reason = ", ".join(NotifyType(n.notify_type).name for n in refusals) or "bad answer"
             self._events.append(ChildSaFailed(config, f"CREATE_CHILD_SA refused: {reason}"))
             return
+        shared = None
+        if suite_get(chosen[1], TransformType.DH) is not None:
+            ke = message.first(KePayload)
+            if dh is None or ke is None or ke.dh_group != dh.group.dh_id:
+                self._events.append(ChildSaFailed(config, "CREATE_CHILD_SA: no KE for PFS"))
+                return
+            try:
+                shared = dh.shared_secret(ke.data)
+            except IkeCryptoError:
+                self._events.append(ChildSaFailed(config, "CREATE_CHILD_SA: invalid KE"))
+                return
         spi_out = int.from_bytes(sa.proposals[0].spi, "big")
         self._child_up(config, spi_in, spi_out, chosen[1],
                        tuple(networks_of(tsi[0].selectors)), tuple(networks_of(tsr[0].selectors)),  # type: ignore[arg-type]
-                       nonces=(nonce_i, nonce.data), exchange_initiator=True)  # fmt: skip
+                       nonces=(nonce_i, nonce.data), exchange_initiator=True,
+                       shared=shared)  # fmt: skip
         if old is not None and old.spi_in in self.children:
             # §2.8: the initiator of the rekey deletes the old CHILD_SA.
             self.delete_child(old.spi_in, now)
@@ -526,6 +543,26 @@ class IkeSession:
             self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),))
             return
         answer, suite = chosen
+        group = suite_get(suite, TransformType.DH)
+        shared = None
+        ke_r: list[Payload] = []
+        if group is not None and group.id:
+            ke = message.first(KePayload)
+            if ke is None or ke.dh_group != group.id:
+                # §1.3.1 with §1.2: ask for the group chosen.
+                data = struct.pack("!H", group.id)
+                self._answer(
+                    message,
+                    (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_KE_PAYLOAD, b"", data),),
+                )
+                return
+            dh = DhGroup.of(group.id).generate()
+            try:
+                shared = dh.shared_secret(ke.data)
+            except IkeCryptoError:
+                self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
+                return
+            ke_r = [KePayload(group.id, dh.public_bytes)]
         spi_out = int.from_bytes(answer.spi, "big")
         spi_in = self._allocate_spi()
         nonce_r = self._random(NONCE_SIZE)
@@ -533,13 +570,14 @@ class IkeSession:
         answer_payloads: tuple[Payload, ...] = (
             SaPayload((mine,)),
             NoncePayload(nonce_r),
+            *ke_r,
             TsPayload(PayloadType.TSi, ts_i),
             TsPayload(PayloadType.TSr, ts_r),
         )
         self._answer(message, answer_payloads)
         self._child_up(policy, spi_in, spi_out, suite, tuple(networks_of(ts_r)),
                        tuple(networks_of(ts_i)), nonces=(nonce.data, nonce_r),
-                       exchange_initiator=False)  # fmt: skip
+                       exchange_initiator=False, shared=shared)  # fmt: skip
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -796,8 +834,11 @@ class IkeSession:
         auth = AuthPayload(AuthMethod.SHARED_KEY_MIC, psk_auth(self._prf, self.config.psk, octets))
         self._child_spi_in = self._allocate_spi()
         spi = self._child_spi_in.to_bytes(4, "big")
+        # No KE in IKE_AUTH, so no PFS for its CHILD_SA: DH transforms are left out, as
+        # strongSwan does (RFC 7296 §1.2).
         proposals = tuple(
-            to_wire(n + 1, ProtocolId.ESP, spi, suite) for n, suite in enumerate(child.proposals)
+            to_wire(n + 1, ProtocolId.ESP, spi, suite)
+            for n, suite in enumerate(_without_dh(child.proposals))
         )
         payloads: list[Payload] = [
             idi,
@@ -841,7 +882,7 @@ class IkeSession:
             self._events.append(ChildSaFailed(child, f"CHILD_SA refused: {reason}"))
             self._pending_child = None
             return
-        chosen = choose(child.proposals, sa.proposals, ProtocolId.ESP)
+        chosen = choose(_without_dh(child.proposals), sa.proposals, ProtocolId.ESP)
         if chosen is None or len(sa.proposals[0].spi) != 4:
             self._events.append(
                 ChildSaFailed(child, "the responder chose an ESP proposal we did not offer")
@@ -897,7 +938,7 @@ class IkeSession:
         )
         if policy is None:
             return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
-        chosen = choose(policy.proposals, sa.proposals, ProtocolId.ESP)
+        chosen = choose(_without_dh(policy.proposals), _strip_dh(sa.proposals), ProtocolId.ESP)
         if chosen is None:
             self._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + _describe(sa)))
             return (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),), None
@@ -935,6 +976,7 @@ class IkeSession:
         local_ts: tuple, remote_ts: tuple,  # type: ignore[type-arg]
         nonces: tuple[bytes, bytes] | None = None,
         exchange_initiator: bool | None = None,
+        shared: bytes | None = None,
     ) -> None:  # fmt: skip
         """CHILD_SA keys (RFC 7296 §2.17): KEYMAT = prf+(SK_d, Ni | Nr), with the nonces of
         IKE_AUTH's IKE_SA_INIT or of the CREATE_CHILD_SA exchange."""
@@ -945,7 +987,7 @@ class IkeSession:
         integ_id = integ.id if integ is not None else 0
         nonce_i, nonce_r = nonces if nonces is not None else (self._nonce_i, self._nonce_r)
         material = derive_child_sa_keys(
-            self._prf, self._sk_d, nonce_i, nonce_r, None,
+            self._prf, self._sk_d, nonce_i, nonce_r, shared,
             encr_key_size(encr), integ_key_size(integ_id),
         )  # fmt: skip
         self.children[spi_in] = ChildSa(child, spi_in, spi_out, suite, local_ts, remote_ts)
@@ -1074,6 +1116,19 @@ def _with_group_first(proposals: tuple[Suite, ...], group: int) -> tuple[Suite, 
     """The proposals as configured, those with the KE's group first (RFC 7296 §1.2)."""
     return tuple(sorted(proposals, key=lambda s: not any(
         t.type == TransformType.DH and t.id == group for t in s)))  # fmt: skip
+
+
+def _without_dh(suites: tuple[Suite, ...]) -> tuple[Suite, ...]:
+    return tuple(dict.fromkeys(tuple(t for t in s if t.type != TransformType.DH) for s in suites))
+
+
+def _strip_dh(proposals: tuple[Proposal, ...]) -> tuple[Proposal, ...]:
+    """An IKE_AUTH's CHILD_SA proposals without DH transforms, which it cannot use."""
+    return tuple(
+        Proposal(p.number, p.protocol_id, p.spi,
+                 tuple(t for t in p.transforms if int(t.transform_type) != int(TransformType.DH)))
+        for p in proposals
+    )  # fmt: skip
 
 
 def _describe(sa: SaPayload) -> str:

@@ -213,7 +213,7 @@ class KeyManager:
         self._requests[request.seq] = request
         child = ChildConfig(
             child.name,
-            tuple(esp_suite(a.proposal) for a in request.alternatives) or child.proposals,
+            _suites(request, child) or child.proposals,
             (request.local_ts.network,), (request.remote_ts.network,), child.mode,
             request.alternatives[0].lifetimes.soft_addtime or child.rekey_time,
             request.alternatives[0].lifetimes.hard_addtime or child.life_time,
@@ -388,7 +388,7 @@ class KeyManager:
                 name = base.name if base else "child"
                 life = request.alternatives[0].lifetimes
                 return ChildConfig(
-                    name, tuple(esp_suite(a.proposal) for a in request.alternatives),
+                    name, _suites(request, base),
                     (request.local_ts.network,), (request.remote_ts.network,),
                     "tunnel" if request.tunnel else "transport",
                     life.soft_addtime or 3600, life.hard_addtime or 3960,
@@ -497,6 +497,17 @@ class KeyManager:
             for c in self.children.values()
         ]
         return {"ike_sas": ike_sas, "child_sas": child_sas}
+
+
+def _suites(request: PolicyRequest, child: ChildConfig | None) -> tuple[Suite, ...]:
+    """The policy's alternatives as ESP suites. PF_KEY says only "PFS" of an alternative
+    (SADB_SAFLAGS_PFS); the group is the one the connection's child names."""
+    proposals = child.proposals if child is not None else ()
+    groups = [t for suite in proposals for t in suite if t.type == TransformType.DH]
+    return tuple(
+        esp_suite(a.proposal) + ((groups[0],) if a.pfs and groups else ())
+        for a in request.alternatives
+    )
 
 
 def _covered(net: IPNetwork, nets: tuple[IPNetwork, ...]) -> bool:
