@@ -281,3 +281,106 @@ def test_child_sa_rekey_with_pfs() -> None:
     assert new_i.keys_out == new_r.keys_in and new_i.keys_in == new_r.keys_out
     rekey_request = [d for d in pair.wire if d[0] == "i->r"][-2][1]
     assert len(rekey_request) > 200  # the KE payload travels, encrypted
+
+
+# -- IKE fragmentation (RFC 7383) --------------------------------------------------------
+
+
+def _fragmenting_pair(size_i: int = 200, size_r: int = 200, *, offer_r: bool = True) -> Pair:
+    """A Pair whose sessions fragment protected messages longer than `size_*` bytes."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    spis = itertools.count(0x2000)
+    pair.i = IkeSession(config(A, B), initiator=True, allocate_spi=lambda: next(spis),
+                        fragment_size=size_i)  # fmt: skip
+    pair.r = IkeSession(config(B, A), initiator=False, allocate_spi=lambda: next(spis),
+                        child_policy=lambda tsi, tsr: child(NET_B, NET_A),
+                        fragmentation=offer_r, fragment_size=size_r)  # fmt: skip
+    return pair
+
+
+def _is_skf(data: bytes) -> bool:
+    return data[16] == 53  # the IKE header's Next Payload is SKF (RFC 7383 §2.5)
+
+
+def test_ike_auth_fragmented_both_ways_completes_the_handshake() -> None:
+    pair = _fragmenting_pair()
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT { SA, KE, Ni, N(NAT_D), N(FRAG_SUP) } -->  <-- { ..., N(FRAG_SUP) }
+    # IKE_AUTH { SKF(1/n){IDi, AUTH, ...}, ..., SKF(n/n) } -->  <-- { SKF(1/m), ... }
+    pair.flush()
+    assert pair.i.fragmentation and pair.r.fragmentation
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    auth_i = [d for way, d in pair.wire[2:] if way == "i->r"]
+    auth_r = [d for way, d in pair.wire[2:] if way == "r->i"]
+    assert len(auth_i) > 1 and all(_is_skf(d) and len(d) <= 200 for d in auth_i)
+    assert len(auth_r) > 1 and all(_is_skf(d) and len(d) <= 200 for d in auth_r)
+    up_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    up_r = next(e for e in Pair.events(pair.r) if isinstance(e, ChildSaUp))
+    assert up_i.keys_out == up_r.keys_in and up_i.keys_in == up_r.keys_out
+    # INFORMATIONAL { SK{D(ESP)} } -->  small enough to go whole
+    pair.i.delete_child(up_i.spi_in, 1.0)
+    pair.flush()
+    assert not _is_skf(pair.wire[-1][1]) and not pair.r.children
+
+
+def _carry(pair: Pair, lose: set[int]) -> None:
+    """Like Pair.flush, but the datagrams at the wire positions in `lose` are lost."""
+    while True:
+        out_i = pair.i.datagrams_to_send(pair.now)
+        out_r = pair.r.datagrams_to_send(pair.now)
+        if not out_i and not out_r:
+            return
+        for way, out, to, src in (("i->r", out_i, pair.r, A), ("r->i", out_r, pair.i, B)):
+            for data, _ in out:
+                pair.wire.append((way, data))
+                if len(pair.wire) - 1 not in lose:
+                    to.receive_datagram(data, (str(src), 500), pair.now)
+
+
+def test_a_lost_fragment_is_recovered_by_retransmitting_every_fragment() -> None:
+    pair = _fragmenting_pair()
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT -->  <-- ; IKE_AUTH { SKF(1/n), SKF(2/n) lost, ..., SKF(n/n) } -->
+    _carry(pair, lose={3})
+    assert _is_skf(pair.wire[3][1]) and pair.i.state is State.AUTH_SENT
+    first = [d for way, d in pair.wire[2:] if way == "i->r"]
+    assert len(first) > 1 and len(pair.wire) == 2 + len(first)  # no answer yet
+    timer = pair.i.get_timer()
+    assert timer is not None
+    pair.now = timer
+    # IKE_AUTH { SKF(1/n), ..., SKF(n/n) } again (RFC 7383 §2.6.2) -->  <-- { SKF(1/m), ... }
+    pair.i.handle_timer(pair.now)
+    _carry(pair, lose=set())
+    again = [d for way, d in pair.wire[2 + len(first) :] if way == "i->r"]
+    assert again == first  # the same datagrams: same Message ID, same fragments
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+
+
+def test_a_resent_fragmented_request_brings_back_the_whole_cached_response() -> None:
+    pair = _fragmenting_pair()
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT -->  <-- ; IKE_AUTH { SKF(1/n), ... } -->  <-- { SKF(1/m), ... }
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED
+    auth_i = [d for way, d in pair.wire[2:] if way == "i->r"]
+    auth_r = [d for way, d in pair.wire[2:] if way == "r->i"]
+    # The request arrives again: fragment 1 brings back every fragment of the answer,
+    # the other fragments nothing (RFC 7383 §2.6.1).
+    pair.r.receive_datagram(auth_i[1], (str(A), 500), 1.0)
+    assert pair.r.datagrams_to_send(1.0) == []
+    pair.r.receive_datagram(auth_i[0], (str(A), 500), 1.0)
+    assert [d for d, _ in pair.r.datagrams_to_send(1.0)] == auth_r
+
+
+def test_a_peer_without_fragmentation_gets_whole_messages() -> None:
+    pair = _fragmenting_pair(offer_r=False)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT { ..., N(FRAG_SUP) } -->  <-- { SA, KE, Nr, N(NAT_D) }: no FRAG_SUP
+    # IKE_AUTH { SK{IDi, AUTH, SA, TSi, TSr} } -->  <-- { SK{...} }, longer than 200
+    assert pair.flush() == 4
+    assert not pair.i.fragmentation and not pair.r.fragmentation
+    assert pair.i.state is State.ESTABLISHED
+    auth = [d for _, d in pair.wire[2:]]
+    assert len(auth) == 2 and all(not _is_skf(d) and len(d) > 200 for d in auth)
+    init_response = pair.wire[1][1]
+    assert (16430).to_bytes(2, "big") not in init_response[28:]

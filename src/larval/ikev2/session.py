@@ -1,5 +1,5 @@
 """One IKE SA, sans-I/O: IKE_SA_INIT, IKE_AUTH with a PSK and the first CHILD_SA, and
-INFORMATIONAL (DELETE, liveness), for both roles.
+INFORMATIONAL (DELETE, liveness), for both roles; IKE message fragmentation (RFC 7383).
 
 Theory of operation
 -------------------
@@ -16,6 +16,12 @@ retransmitted request with its cached response (§2.1). A message that fails to 
 or decrypt is dropped (§2.21.1); a protocol error in an exchange is answered with the
 notify its `IkeProtocolError` names. The states and what may arrive in each are the
 table `EXPECTED`.
+
+Fragmentation (RFC 7383): both ends announce N(IKEV2_FRAGMENTATION_SUPPORTED) in
+IKE_SA_INIT (§2.3); once both have, a protected message longer than `fragment_size`
+goes as SKF fragments (§2.5), each checked and opened on arrival and reassembled before
+the message is processed (§2.6). A request or response is kept as the list of datagrams
+it went out as, so a retransmission resends every fragment (§2.6.2).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from larval.ikev2.constants import (
     ProtocolId,
 )
 from larval.ikev2.errors import IkeProtocolError
+from larval.ikev2.fragments import FragmentReassembler, decode_fragment, fragment
 from larval.ikev2.message import IkeMessage, decode_message, decode_protected, encode_protected
 from larval.ikev2.negotiate import (
     Suite,
@@ -82,6 +89,7 @@ from larval.ikev2.payloads import (
     NoncePayload,
     NotifyPayload,
     Payload,
+    SkfPayload,
 )
 from larval.ikev2.sa_payload import Proposal, SaPayload
 from larval.ikev2.ts_payload import TsPayload
@@ -89,6 +97,9 @@ from larval.ikev2.ts_payload import TsPayload
 Address = tuple[str, int]
 IKE_PORT, NAT_T_PORT = 500, 4500
 NONCE_SIZE = 32
+#: The largest IKE message sent whole once fragmentation is agreed (RFC 7383 §2.5.1):
+#: the IKE header and payloads, without the IP and UDP headers or the non-ESP marker.
+FRAGMENT_SIZE = 1280
 
 
 class State(enum.Enum):
@@ -154,7 +165,11 @@ class IkeSession:
         | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         spi_i: bytes | None = None,
+        fragmentation: bool = True,
+        fragment_size: int = FRAGMENT_SIZE,
     ) -> None:
+        """`fragmentation`: announce RFC 7383 support; `fragment_size`: the largest
+        protected message sent whole when both ends announced it (§2.5.1)."""
         self.config = config
         self.initiator = initiator
         self._allocate_spi = allocate_spi
@@ -172,8 +187,14 @@ class IkeSession:
         # Exchange state.
         self._next_request_id = 0  # ours (RFC 7296 §2.2)
         self._expected_request_id = 0  # the peer's
-        self._request: tuple[int, bytes, float, int] | None = None  # id, bytes, due, tries
-        self._cached_response: tuple[int, bytes] | None = None
+        # id, datagrams (one, or every fragment: RFC 7383 §2.6.2), due, tries
+        self._request: tuple[int, tuple[bytes, ...], float, int] | None = None
+        self._cached_response: tuple[int, tuple[bytes, ...]] | None = None
+        # RFC 7383: offered by us, and agreed once the peer announced it too (§2.3).
+        self._fragmentation_offered = fragmentation
+        self.fragmentation = False
+        self.fragment_size = fragment_size
+        self._reassembler = FragmentReassembler()
         self._pending_child: ChildConfig | None = None
         self._dh_group = 0
         self._dh: DhKeyPair | None = None
@@ -218,13 +239,14 @@ class IkeSession:
 
     def handle_timer(self, now: float) -> None:
         if self._request is not None and now >= self._request[2]:
-            mid, data, _, tries = self._request
+            mid, datagrams, _, tries = self._request
             if tries >= self.config.retransmit_tries:
                 self._close(f"no answer after {tries + 1} transmissions", now)
                 return
             delay = self.config.retransmit_timeout * self.config.retransmit_base ** (tries + 1)
-            self._request = (mid, data, now + delay, tries + 1)
-            self._outbox.append((data, self.remote))
+            self._request = (mid, datagrams, now + delay, tries + 1)
+            # RFC 7383 §2.6.2: every fragment again, with the same Message ID.
+            self._outbox.extend((data, self.remote) for data in datagrams)
         if self._deadline is not None and now >= self._deadline:
             if self.state in (State.INIT_DONE, State.INIT_SENT, State.AUTH_SENT):
                 self._close("half-open IKE SA timed out", now)
@@ -466,8 +488,11 @@ class IkeSession:
         integ_id = integ.id if integ is not None else 0
         new = IkeSession(self.config, initiator=initiator, allocate_spi=self._allocate_spi,
                          child_policy=self._child_policy, random_bytes=self._random,
-                         spi_i=spi_i)  # fmt: skip
+                         spi_i=spi_i, fragmentation=self._fragmentation_offered,
+                         fragment_size=self.fragment_size)  # fmt: skip
         new.spi_r = spi_r
+        # What IKE_SA_INIT agreed holds for the IKE SA that replaces it (RFC 7383 §2.3).
+        new.fragmentation = self.fragmentation
         new.remote = self.remote
         new.natted = self.natted
         new.suite = suite
@@ -586,18 +611,20 @@ class IkeSession:
         if header is None:
             return
         exchange, is_response = header.exchange_type, header.is_response
-        if (self.state, exchange, is_response) not in EXPECTED:
+        last = header.payloads[-1] if header.payloads else None
+        skf = last if isinstance(last, SkfPayload) else None
+        if (self.state, exchange, is_response) not in EXPECTED or (
+            not is_response and header.message_id != self._expected_request_id
+        ):
+            # RFC 7296 §2.1: the request was resent, so is our answer. Of a fragmented
+            # request only fragment 1 triggers it (RFC 7383 §2.6.1).
             cached = self._cached_response
-            if not is_response and cached is not None and header.message_id == cached[0]:
-                self._outbox.append((cached[1], addr))  # §2.1: the request was resent
+            first = skf is None or skf.fragment_number == 1
+            if not is_response and cached is not None and header.message_id == cached[0] and first:
+                self._outbox.extend((d, addr) for d in cached[1])
             return
-        if is_response:
-            if self._request is None or header.message_id != self._request[0]:
-                return  # not the answer to our outstanding request
-        elif header.message_id != self._expected_request_id:
-            if self._cached_response and header.message_id == self._cached_response[0]:
-                self._outbox.append((self._cached_response[1], addr))
-            return
+        if is_response and (self._request is None or header.message_id != self._request[0]):
+            return  # not the answer to our outstanding request
         self._last_heard = now
         if exchange is ExchangeType.IKE_SA_INIT:
             if is_response:
@@ -606,7 +633,16 @@ class IkeSession:
                 self._init_request_received(data, header, addr, now)
             return
         assert self._in is not None
-        message = decode_protected(data, self._unprotect)
+        if skf is not None:
+            if not self.fragmentation:
+                return  # RFC 7383 §2.3: not agreed, so not expected
+            # §2.6: each fragment is checked and opened on its own, then reassembled.
+            whole = self._reassembler.add(decode_fragment(data, self._unprotect))
+            if whole is None:
+                return
+            message = whole
+        else:
+            message = decode_protected(data, self._unprotect)
         if is_response:
             handler = self._on_response
             self._request, self._on_response = None, None
@@ -643,15 +679,22 @@ class IkeSession:
             KePayload(self._dh_group, self._dh.public_bytes),
             NoncePayload(self._nonce_i),
             *self._nat_detection(b"\x00" * 8),
+            *self._fragmentation_notify(),
         ]
         message = IkeMessage(
             self.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, True, False, 0, tuple(payloads)
         )
         self._init_request = message.encode()
         self._next_request_id = 1
-        self._request = (0, self._init_request, now + self.config.retransmit_timeout, 0)
+        self._request = (0, (self._init_request,), now + self.config.retransmit_timeout, 0)
         self._outbox.append((self._init_request, self.remote))
         self.state = State.INIT_SENT
+
+    def _fragmentation_notify(self) -> list[NotifyPayload]:
+        """N(IKEV2_FRAGMENTATION_SUPPORTED), empty, in IKE_SA_INIT (RFC 7383 §2.3)."""
+        if not self._fragmentation_offered:
+            return []
+        return [NotifyPayload(ProtocolId.NONE, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)]
 
     def _nat_detection(self, spi_r: bytes) -> list[NotifyPayload]:
         """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of both ends."""
@@ -722,6 +765,9 @@ class IkeSession:
         self.spi_r = message.spi_r
         self._nonce_r = nonce.data
         self._init_response = data
+        self.fragmentation = self._fragmentation_offered and (
+            message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        )
         self.natted = self.config.encap or self._nat_seen(message, self.spi_r, self.remote)
         if self.natted:
             self.remote = (self.remote[0], NAT_T_PORT)  # RFC 7296 §2.23: float to 4500
@@ -771,14 +817,18 @@ class IkeSession:
             return
         self._init_request = data
         self.natted = self._nat_seen(message, b"\x00" * 8, addr) or self.config.encap
+        # RFC 7383 §2.3: announced in the response only when the request announced it.
+        peer_fragments = message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        self.fragmentation = self._fragmentation_offered and peer_fragments
         response = IkeMessage(
             self.spi_i, self.spi_r, ExchangeType.IKE_SA_INIT, False, True, 0,
             (SaPayload((answer,)), KePayload(dh.id, self._dh.public_bytes),
-             NoncePayload(self._nonce_r), *self._nat_detection_responder(addr)),
+             NoncePayload(self._nonce_r), *self._nat_detection_responder(addr),
+             *(self._fragmentation_notify() if peer_fragments else [])),
         )  # fmt: skip
         self._init_response = response.encode()
         self._derive(suite, shared)
-        self._respond(0, self._init_response, addr)
+        self._respond(0, (self._init_response,), addr)
         self.state = State.INIT_DONE
         self._deadline = now + self.config.half_open_timeout
 
@@ -1047,12 +1097,12 @@ class IkeSession:
             on_response = self._informational_response
         mid = self._next_request_id
         self._next_request_id += 1
-        data = self._protect(
+        datagrams = self._protect(
             IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
         )
-        self._request = (mid, data, now + self.config.retransmit_timeout, 0)
+        self._request = (mid, datagrams, now + self.config.retransmit_timeout, 0)
         self._on_response = on_response
-        self._outbox.append((data, self.remote))
+        self._outbox.extend((data, self.remote) for data in datagrams)
 
     def _send_queued(self, now: float) -> None:
         if self._queued and self._request is None and self.state is not State.CLOSED:
@@ -1060,21 +1110,30 @@ class IkeSession:
             self._send_request(exchange, payloads, now, handler)
 
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
-        data = self._protect(
+        datagrams = self._protect(
             IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
                        request.message_id, payloads)
         )  # fmt: skip
-        self._respond(request.message_id, data, self.remote)
+        self._respond(request.message_id, datagrams, self.remote)
 
-    def _respond(self, mid: int, data: bytes, addr: Address) -> None:
-        self._cached_response = (mid, data)
+    def _respond(self, mid: int, datagrams: tuple[bytes, ...], addr: Address) -> None:
+        self._cached_response = (mid, datagrams)
         self._expected_request_id = mid + 1
-        self._outbox.append((data, addr))
+        self._outbox.extend((data, addr) for data in datagrams)
 
-    def _protect(self, message: IkeMessage) -> bytes:
+    def _protect(self, message: IkeMessage) -> tuple[bytes, ...]:
+        """The message in an SK payload, or as SKF fragments when it is longer than
+        `fragment_size` and both ends announced fragmentation (RFC 7383 §2.5)."""
         out = self._out
         assert out is not None
-        return encode_protected(message, lambda aad, plain: out.encrypt(plain, aad), out.overhead)
+
+        def protect(aad: bytes, plain: bytes) -> bytes:
+            return out.encrypt(plain, aad)
+
+        data = encode_protected(message, protect, out.overhead)
+        if not self.fragmentation or len(data) <= self.fragment_size:
+            return (data,)
+        return tuple(fragment(message, protect, out.overhead, self.fragment_size))
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
         if self.state is State.CLOSED:
