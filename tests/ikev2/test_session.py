@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import secrets
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -384,3 +385,91 @@ def test_a_peer_without_fragmentation_gets_whole_messages() -> None:
     assert len(auth) == 2 and all(not _is_skf(d) and len(d) > 200 for d in auth)
     init_response = pair.wire[1][1]
     assert (16430).to_bytes(2, "big") not in init_response[28:]
+
+
+# -- simultaneous rekeying (RFC 7296 §2.8.1, §2.8.2) ---------------------------------------
+
+
+def _nonces(*firsts: int) -> Callable[[int], bytes]:
+    """random_bytes whose successive nonces (32 bytes) start with the octets `firsts`."""
+    queue = list(firsts)
+
+    def random_bytes(n: int) -> bytes:
+        if n == 32 and queue:
+            return bytes([queue.pop(0)]) + secrets.token_bytes(n - 1)
+        return secrets.token_bytes(n)
+
+    return random_bytes
+
+
+def _pair_with(nonces_i: tuple[int, ...], nonces_r: tuple[int, ...]) -> Pair:
+    """An established Pair whose next nonces start with the given octets."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    spis = itertools.count(0x3000)
+    pair.i = IkeSession(config(A, B), initiator=True, allocate_spi=lambda: next(spis),
+                        random_bytes=_nonces(0x80, *nonces_i))  # fmt: skip
+    pair.r = IkeSession(config(B, A), initiator=False, allocate_spi=lambda: next(spis),
+                        child_policy=lambda tsi, tsr: child(NET_B, NET_A),
+                        random_bytes=_nonces(0x80, *nonces_r))  # fmt: skip
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    return pair
+
+
+@pytest.mark.parametrize("lowest", ["Ni of the initiator's rekey", "Nr of the responder's rekey"])
+def test_simultaneous_child_sa_rekey_keeps_one_new_child_sa(lowest: str) -> None:
+    # The initiator's nonces: Ni1 for its rekey, then Nr2 answering the responder's; the
+    # responder's: Ni2, then Nr1. The exchange holding the lowest one is redundant.
+    low_first = lowest.startswith("Ni")
+    pair = _pair_with((0x01, 0x90) if low_first else (0x90, 0x01), (0x90, 0x90))
+    old_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    old_r = next(e for e in Pair.events(pair.r) if isinstance(e, ChildSaUp))
+    pair.now = 10.0
+    # CREATE_CHILD_SA { SK{N(REKEY_SA, a1), SA, Ni1, TSi, TSr} } -->  (exchange 1)
+    #                          <-- CREATE_CHILD_SA { SK{N(REKEY_SA, b1), SA, Ni2, TSi, TSr} }
+    assert pair.i.rekey_child(old_i.spi_in, pair.now)
+    assert pair.r.rekey_child(old_r.spi_in, pair.now)
+    # Both answer the other's request, then get their own answer: three CHILD_SAs each.
+    # INFORMATIONAL { SK{D(ESP, redundant)} } from its creator, { SK{D(ESP, old)} } from
+    # the initiator of the surviving exchange, each answered with the other half.
+    pair.flush()
+    ev_i, ev_r = list(Pair.events(pair.i)), list(Pair.events(pair.r))
+    ups_i = [e for e in ev_i if isinstance(e, ChildSaUp)]
+    ups_r = [e for e in ev_r if isinstance(e, ChildSaUp)]
+    # Each end first answered the other's rekey, then completed its own.
+    assert len(ups_i) == 2 and len(ups_r) == 2
+    survivor_i = ups_i[0] if low_first else ups_i[1]  # exchange 2 if exchange 1 is redundant
+    assert list(pair.i.children) == [survivor_i.spi_in]
+    (survivor_r,) = [e for e in ups_r if e.spi_in == survivor_i.spi_out]
+    assert list(pair.r.children) == [survivor_r.spi_in]
+    assert survivor_i.keys_out == survivor_r.keys_in and survivor_i.keys_in == survivor_r.keys_out
+    # The old CHILD_SA and the redundant one went down on both ends, each once.
+    downs_i = sorted(e.spi_in for e in ev_i if isinstance(e, ChildSaDown))
+    downs_r = sorted(e.spi_in for e in ev_r if isinstance(e, ChildSaDown))
+    redundant_i = next(e for e in ups_i if e is not survivor_i)
+    redundant_r = next(e for e in ups_r if e is not survivor_r)
+    assert downs_i == sorted([old_i.spi_in, redundant_i.spi_in])
+    assert downs_r == sorted([old_r.spi_in, redundant_r.spi_in])
+    deletes = [d for way, d in pair.wire[4:] if d[18] == 37 and not d[19] & 0x20]
+    assert len(deletes) == 2  # two INFORMATIONAL requests in all: the old one deleted once
+
+
+def test_child_sa_rekey_that_crosses_a_finished_one_is_dropped_quietly() -> None:
+    pair = _pair_with((), ())
+    old_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    old_r = next(e for e in Pair.events(pair.r) if isinstance(e, ChildSaUp))
+    # CREATE_CHILD_SA (exchange 1) -->  and  <-- CREATE_CHILD_SA (exchange 2), but the
+    # responder's request is held up until exchange 1 and its DELETE are through.
+    assert pair.i.rekey_child(old_i.spi_in, 1.0)
+    assert pair.r.rekey_child(old_r.spi_in, 1.0)
+    held = pair.r.datagrams_to_send(1.0)
+    pair.flush()  # exchange 1 completes; the initiator deletes the old CHILD_SA
+    for data, _ in held:  # <-- exchange 2 at last:  --> N(CHILD_SA_NOT_FOUND) (§2.25)
+        pair.i.receive_datagram(data, (str(B), 500), 1.0)
+    pair.flush()
+    ev_r = list(Pair.events(pair.r))
+    assert not any(isinstance(e, ChildSaFailed) for e in ev_r)
+    assert len(pair.i.children) == 1 and len(pair.r.children) == 1
+    (spi_i,) = pair.i.children
+    assert pair.i.children[spi_i].spi_out in pair.r.children

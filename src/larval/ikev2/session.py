@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import secrets
 import struct
 from collections import deque
@@ -95,6 +96,7 @@ from larval.ikev2.sa_payload import Proposal, SaPayload
 from larval.ikev2.ts_payload import TsPayload
 
 Address = tuple[str, int]
+log = logging.getLogger("larval.ike")
 IKE_PORT, NAT_T_PORT = 500, 4500
 NONCE_SIZE = 32
 #: The largest IKE message sent whole once fragmentation is agreed (RFC 7383 §2.5.1):
@@ -212,10 +214,17 @@ class IkeSession:
             tuple[ExchangeType, tuple[Payload, ...], Callable[[IkeMessage, float], None] | None]
         ] = deque()
         self._rekeying: set[int] = set()  # inbound SPIs of CHILD_SAs being rekeyed by us
+        # RFC 7296 §2.8.1: a CHILD_SA the peer rekeyed while our rekey of it was under way,
+        # by the old inbound SPI: the peer's exchange's new inbound SPI, Ni and Nr.
+        self._child_collisions: dict[int, tuple[int, bytes, bytes]] = {}
         self._ike_rekey_started = False
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
+
+    def _name(self) -> str:
+        """How log lines name this IKE SA: connection[SPIi/SPIr], as strongSwan does."""
+        return f"{self.config.name}[{self.spi_i.hex()}/{(self.spi_r or bytes(8)).hex()}]"
 
     def __repr__(self) -> str:
         role = "initiator" if self.initiator else "responder"
@@ -357,8 +366,10 @@ class IkeSession:
         now: float,
     ) -> None:
         """<--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}  or an error notify."""
+        collision = None
         if old is not None:
             self._rekeying.discard(old.spi_in)
+            collision = self._child_collisions.pop(old.spi_in, None)
         sa, nonce = message.first(SaPayload), message.first(NoncePayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
         tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
@@ -366,6 +377,12 @@ class IkeSession:
         chosen = choose(config.proposals, sa.proposals, ProtocolId.ESP) if sa else None
         if refusals or sa is None or nonce is None or not tsi or not tsr or chosen is None:
             reason = ", ".join(NotifyType(n.notify_type).name for n in refusals) or "bad answer"
+            if collision is not None:
+                # §2.8.1, §2.25: the peer's rekey of the same CHILD_SA went through (and
+                # it deletes the old one); ours is simply not needed.
+                log.info("%s: CHILD_SA %08x was rekeyed by the peer, our rekey is void (%s)",
+                         self._name(), old.spi_in if old else 0, reason)  # fmt: skip
+                return
             self._events.append(ChildSaFailed(config, f"CREATE_CHILD_SA refused: {reason}"))
             return
         shared = None
@@ -384,6 +401,19 @@ class IkeSession:
                        tuple(networks_of(tsi[0].selectors)), tuple(networks_of(tsr[0].selectors)),  # type: ignore[arg-type]
                        nonces=(nonce_i, nonce.data), exchange_initiator=True,
                        shared=shared)  # fmt: skip
+        if old is not None and collision is not None:
+            _, peer_nonce_i, peer_nonce_r = collision
+            # RFC 7296 §2.8.1: of the two new CHILD_SAs, the one made with the lowest of
+            # the four nonces (octet by octet) is redundant and deleted by the node that
+            # created it, its exchange's initiator; the initiator of the other one deletes
+            # the old CHILD_SA. Both ends see the same four nonces and agree.
+            if min(nonce_i, nonce.data) < min(peer_nonce_i, peer_nonce_r):
+                log.info("%s: simultaneous rekey of CHILD_SA %08x, ours is redundant",
+                         self._name(), old.spi_in)  # fmt: skip
+                self.delete_child(spi_in, now)
+                return
+            log.info("%s: simultaneous rekey of CHILD_SA %08x, the peer's is redundant",
+                     self._name(), old.spi_in)  # fmt: skip
         if old is not None and old.spi_in in self.children:
             # §2.8: the initiator of the rekey deletes the old CHILD_SA.
             self.delete_child(old.spi_in, now)
@@ -603,6 +633,10 @@ class IkeSession:
         self._child_up(policy, spi_in, spi_out, suite, tuple(networks_of(ts_r)),
                        tuple(networks_of(ts_i)), nonces=(nonce.data, nonce_r),
                        exchange_initiator=False, shared=shared)  # fmt: skip
+        if old is not None and old.spi_in in self._rekeying:
+            # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and
+            # decide which new one stays when our own exchange completes.
+            self._child_collisions[old.spi_in] = (spi_in, nonce.data, nonce_r)
 
     # -- receiving -----------------------------------------------------------------------
 
