@@ -16,6 +16,8 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -36,10 +38,11 @@ from larval.ikev2.config import (
     IkeSaRekeyed,
     IkeSaUp,
 )
-from larval.ikev2.constants import ExchangeType
+from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.errors import IkeProtocolError
-from larval.ikev2.message import decode_header
+from larval.ikev2.message import IkeMessage, decode_header, decode_message
 from larval.ikev2.negotiate import Suite, suite_get
+from larval.ikev2.payloads import NoncePayload, NotifyPayload
 from larval.ikev2.session import IkeSession, State
 from larval.keymgr.pfkey_side import (
     AcquireError,
@@ -56,6 +59,8 @@ from larval.keymgr.pfkey_side import (
 from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa
 
 log = logging.getLogger("larval.ike")
+
+COOKIE_SECRET_LIFETIME = 300.0  # seconds
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -131,6 +136,10 @@ class KeyManager:
         self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
+        self._secrets: dict[int, bytes] = {}
+        self._secret_version = 0
+        self._secret_since = 0.0
+        self.cookies_sent = 0
         self._seq = 0
         self.pid = os.getpid()
         self.now = 0.0
@@ -289,6 +298,10 @@ class KeyManager:
             if conn is None:
                 log.info("IKE_SA_INIT from %s: no connection for that peer", addr[0])
                 return
+            if self._half_open() >= conn.ike.cookie_threshold and not self._cookie_ok(
+                data, addr, header.spi_i, now
+            ):
+                return
             session = IkeSession(
                 conn.ike, initiator=False, allocate_spi=lambda: self._getspi(conn.ike),
                 child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
@@ -298,6 +311,50 @@ class KeyManager:
             self._session_conn[header.spi_i] = conn
         session.receive_datagram(data, addr, now)
         self._drain(session, now)
+
+    # -- COOKIE (RFC 7296 §2.6) --------------------------------------------------------------
+
+    def _half_open(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.state is State.INIT_DONE)
+
+    def _cookie_secret(self, now: float) -> None:
+        """A fresh secret every few minutes; the previous one still verifies (§2.6)."""
+        if now - self._secret_since > COOKIE_SECRET_LIFETIME or not self._secrets:
+            self._secret_version = (self._secret_version + 1) & 0xFF
+            self._secrets = {self._secret_version: self._random(32), **self._secrets}
+            self._secrets = dict(list(self._secrets.items())[:2])
+            self._secret_since = now
+
+    def _cookie(self, version: int, nonce: bytes, ip: str, spi_i: bytes) -> bytes:
+        """Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)."""
+        secret = self._secrets[version]
+        digest = hashlib.sha256(nonce + ipaddress.ip_address(ip).packed + spi_i + secret).digest()
+        return bytes([version]) + digest
+
+    def _cookie_ok(self, data: bytes, addr: Address, spi_i: bytes, now: float) -> bool:
+        """Under load: answer an IKE_SA_INIT without a valid COOKIE with one, statelessly."""
+        self._cookie_secret(now)
+        try:
+            message = decode_message(data)
+        except IkeProtocolError:
+            return False
+        nonce = message.first(NoncePayload)
+        if nonce is None:
+            return False
+        offered = message.notify(NotifyType.COOKIE)
+        version = offered.data[0] if offered is not None and offered.data else None
+        if offered is not None and version in self._secrets:
+            expected = self._cookie(version, nonce.data, addr[0], spi_i)
+            if hmac.compare_digest(offered.data, expected):
+                return True
+        cookie = self._cookie(self._secret_version, nonce.data, addr[0], spi_i)
+        reply = IkeMessage(
+            spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
+            (NotifyPayload(ProtocolId.NONE, NotifyType.COOKIE, b"", cookie),),
+        )  # fmt: skip
+        self._outbox.append((reply.encode(), addr))
+        self.cookies_sent += 1
+        return False
 
     def handle_timer(self, now: float) -> None:
         self.now = now

@@ -1,0 +1,131 @@
+"""Two key managers, each joined to its own stack by PF_KEY bytes only, IKE carried in
+memory: a trap policy's ACQUIRE brings up the SAs in both stacks; COOKIEs under load."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+import warnings
+from typing import Any
+
+from larval.daemon.config import parse_config
+from larval.keymgr.manager import KeyManager
+from larval.pfkey import PfkeyMessage, SaState, decode
+from larval.sadb import Audience, PfkeyReply
+from larval.stack import Stack
+from larval.stack.packet_path import Datagram, PacketPath
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+OUTER = {"a": "192.0.2.1", "b": "192.0.2.2"}
+NET = {"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
+
+
+def config(me: str, peer: str, start_action: str) -> dict[str, Any]:
+    return {
+        "daemon": {"addresses": [OUTER[me]]},
+        "connections": {
+            "s2s": {
+                "local_addrs": [OUTER[me]],
+                "remote_addrs": [OUTER[peer]],
+                "proposals": ["aes128gcm16-prfsha256-x25519"],
+                "encap": True,
+                "children": {
+                    "net": {
+                        "local_ts": [NET[me]],
+                        "remote_ts": [NET[peer]],
+                        "esp_proposals": ["aes128gcm16"],
+                        "start_action": start_action,
+                    }
+                },
+            }
+        },
+        "secrets": {"ike-s2s": {"ids": list(OUTER.values()), "secret": "a-test-psk-01234567"}},
+    }
+
+
+class Host:
+    def __init__(self, me: str, peer: str, start_action: str, cookie_threshold: int = 10) -> None:
+        cfg = parse_config(config(me, peer, start_action), f"{me}.toml")
+        conns = [
+            dataclasses.replace(
+                c, ike=dataclasses.replace(c.ike, cookie_threshold=cookie_threshold)
+            )
+            for c in cfg.connections
+        ]
+        self.addr = ipaddress.ip_address(OUTER[me])
+        self.stack = Stack(emit=self._from_stack)
+        for policy in cfg.policies:
+            self.stack.spd.add(policy)
+        self.esp: list[Datagram] = []
+        self.delivered: list[bytes] = []
+        self.path = PacketPath(self.stack, send=self.esp.append, deliver=self.delivered.append)
+        self.keymgr = KeyManager(conns, self._pfkey)
+        self.inbox: list[PfkeyMessage] = []
+
+    def _pfkey(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
+        replies = self.stack.handle_pfkey(decode(msg.encode()), 0.0)
+        keep = (Audience.SENDER, Audience.ALL)
+        return [decode(r.message.encode()) for r in replies if r.audience in keep]
+
+    def _from_stack(self, replies: list[PfkeyReply]) -> None:
+        wanted = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)
+        self.inbox += [decode(r.message.encode()) for r in replies if r.audience in wanted]
+
+    def pump(self, now: float) -> None:
+        while self.inbox:
+            self.keymgr.pfkey_message(self.inbox.pop(0), now)
+
+
+def carry(a: Host, b: Host, now: float) -> int:
+    """IKE datagrams both ways until quiet."""
+    moved = 0
+    for _ in range(100):
+        a.pump(now)
+        b.pump(now)
+        out = [(a, b, d) for d in a.keymgr.datagrams_to_send()]
+        out += [(b, a, d) for d in b.keymgr.datagrams_to_send()]
+        if not out:
+            return moved
+        for src, dst, (data, _) in out:
+            dst.keymgr.receive_ike(data, (str(src.addr), 4500), dst.addr, now)
+            moved += 1
+    raise AssertionError("IKE did not settle within 100 rounds")
+
+
+def udp_packet(src: str, dst: str) -> bytes:
+    udp = struct.pack("!HHHH", 4000, 53, 12, 0) + b"data"
+    return struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
+        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
+    ) + udp  # fmt: skip
+
+
+def test_a_trapped_packet_brings_up_the_sas_in_both_stacks() -> None:
+    a, b = Host("a", "b", "trap"), Host("b", "a", "none")
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)  # held, ACQUIRE
+    assert carry(a, b, 0.0) == 4  # IKE_SA_INIT and IKE_AUTH, both ways
+    assert len(a.esp) == 1  # the held packet left on the new SA
+    b.path.inbound(a.esp[0].payload, b.addr.packed, 0.0)
+    assert len(b.delivered) == 1
+    for host in (a, b):
+        status = host.keymgr.status()
+        assert [s["state"] for s in status["ike_sas"]] == ["established"]
+        (child,) = status["child_sas"]
+        sa = host.stack.sadb.lookup_esp(int(child["spi_in"], 16), host.addr.packed)
+        assert sa is not None and sa.state == SaState.MATURE
+
+
+def test_cookies_under_load() -> None:
+    # With no half-open allowance every IKE_SA_INIT without a valid COOKIE gets one.
+    a, b = Host("a", "b", "trap"), Host("b", "a", "none", cookie_threshold=0)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    # IKE_SA_INIT -->  <-- N(COOKIE);  IKE_SA_INIT {N(COOKIE), ...} -->  <-- ...;  IKE_AUTH ...
+    assert carry(a, b, 0.0) == 6
+    assert b.keymgr.cookies_sent == 1
+    assert a.keymgr.status()["ike_sas"][0]["state"] == "established"
