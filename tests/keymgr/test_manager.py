@@ -129,3 +129,20 @@ def test_cookies_under_load() -> None:
     assert carry(a, b, 0.0) == 6
     assert b.keymgr.cookies_sent == 1
     assert a.keymgr.status()["ike_sas"][0]["state"] == "established"
+
+
+def test_an_idle_child_sa_is_closed_after_its_inactivity_time() -> None:
+    a, b = Host("a", "b", "trap"), Host("b", "a", "none")
+    for host in (a, b):
+        (conn,) = host.keymgr.connections.values()
+        child = dataclasses.replace(conn.children[0], inactivity=30)
+        host.keymgr.connections = {"s2s": dataclasses.replace(conn, children=(child,))}
+        host.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    assert a.keymgr.status()["child_sas"]
+    # No traffic for 30 s: the stack's idle EXPIRE makes the key manager DELETE the CHILD_SA.
+    a.stack.age(31.0)
+    carry(a, b, 31.0)
+    assert a.keymgr.status()["child_sas"] == [] and b.keymgr.status()["child_sas"] == []
+    assert len(a.stack.sadb) == 0 and len(b.stack.sadb) == 0

@@ -59,7 +59,7 @@ DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_soc
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
-              "life_time", "rekey_bytes", "life_bytes", "replay_window")  # fmt: skip
+              "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id")
 SECRET_KEYS = ("ids", "secret")
 
@@ -216,9 +216,11 @@ def _connection(
         remote_ts = _networks(r, f"{ckey}.remote_ts", ch.get("remote_ts", [str(remote_addrs[0])]))
         rekey = r.duration(f"{ckey}.rekey_time", ch.get("rekey_time", "1h"))
         life = r.duration(f"{ckey}.life_time", ch.get("life_time", rekey + rekey // 10))
+        inactivity = r.duration(f"{ckey}.inactivity", ch.get("inactivity", 0))
         children.append(
-            ChildConfig(child_name, tuple(suites), local_ts, remote_ts, mode, rekey, life)
-        )
+            ChildConfig(child_name, tuple(suites), local_ts, remote_ts, mode, rekey, life,
+                        inactivity=inactivity)
+        )  # fmt: skip
         policy = {k: ch[k] for k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time",
                                      "life_time", "rekey_bytes", "life_bytes", "replay_window")
                   if k in ch}  # fmt: skip

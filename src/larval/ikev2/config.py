@@ -60,6 +60,7 @@ class ChildConfig:
     rekey_bytes: int = 0
     life_bytes: int = 0
     replay_window: int = 32
+    inactivity: int = 0  # seconds without traffic before the CHILD_SA is closed (0: never)
     reference: object = None  # the key manager's own (e.g. the ACQUIRE it answers)
 
 

@@ -226,6 +226,7 @@ class KeyManager:
             (request.local_ts.network,), (request.remote_ts.network,), child.mode,
             request.alternatives[0].lifetimes.soft_addtime or child.rekey_time,
             request.alternatives[0].lifetimes.hard_addtime or child.life_time,
+            inactivity=child.inactivity,
             reference=request.seq,
         )  # fmt: skip
         log.info("%s: ACQUIRE %d for %s", conn.ike.name, request.seq, child.name)
@@ -249,6 +250,9 @@ class KeyManager:
         if not isinstance(sa_ext, SadbSa):
             return
         hard = isinstance(msg.find(ExtType.LIFETIME_HARD), SadbLifetime)
+        # An idle EXPIRE (illumos SADB_X_EXT_LIFETIME_IDLE): the CHILD_SA carried nothing for
+        # its inactivity time, so it is closed, as strongSwan's `inactivity` does.
+        hard = hard or isinstance(msg.find(ExtType.X_LIFETIME_IDLE), SadbLifetime)
         record = self.children.get(sa_ext.spi) or next(
             (c for c in self.children.values() if c.spi_out == sa_ext.spi), None
         )
@@ -449,6 +453,7 @@ class KeyManager:
                     (request.local_ts.network,), (request.remote_ts.network,),
                     "tunnel" if request.tunnel else "transport",
                     life.soft_addtime or 3600, life.hard_addtime or 3960,
+                    inactivity=base.inactivity if base else 0,
                     reference=None,
                 )  # fmt: skip
         log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
@@ -467,7 +472,8 @@ class KeyManager:
         spread = max(0, up.child.life_time - up.child.rekey_time) // 2
         jitter = int.from_bytes(self._random(2), "big") % (spread + 1) if spread else 0
         soft = max(1, up.child.rekey_time - jitter) if up.child.rekey_time else 0
-        lifetimes = Lifetimes(soft, up.child.life_time, up.child.rekey_bytes, up.child.life_bytes)
+        lifetimes = Lifetimes(soft, up.child.life_time, up.child.rekey_bytes, up.child.life_bytes,
+                              idle=up.child.inactivity)  # fmt: skip
         natt = NAT_T_PORT if up.natted else 0
         inbound = ChildKeys(up.spi_in, ike.remote_addr, ike.local_addr, proposal,
                             up.keys_in.encr_key, up.keys_in.integ_key)  # fmt: skip

@@ -65,6 +65,7 @@ class Lifetimes:
     hard_addtime: int = 0
     soft_bytes: int = 0
     hard_bytes: int = 0
+    idle: int = 0  # SADB_X_EXT_LIFETIME_IDLE: an EXPIRE after this many quiet seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +255,8 @@ def keyed_sa(
                 ExtType.LIFETIME_SOFT, bytes=lifetimes.soft_bytes, addtime=lifetimes.soft_addtime
             )
         )
+    if lifetimes.idle:
+        exts.append(SadbLifetime(ExtType.X_LIFETIME_IDLE, addtime=lifetimes.idle))
     exts.append(SadbAddress(ExtType.ADDRESS_SRC, keys.src))
     exts.append(SadbAddress(ExtType.ADDRESS_DST, keys.dst))
     if tunnel and request is not None and request.inner_src and request.inner_dst:

@@ -201,7 +201,7 @@ class SecurityAssociation:
         # SADB_X_EXT_LIFETIME_IDLE: seconds of quiet allowed after add and after use.
         self.idle_add = 0
         self.idle_use = 0
-        self.idle_reported = 0.0  # the last-use time an idle EXPIRE was sent for
+        self.idle_reported = -1.0  # the last-use time an idle EXPIRE was sent for (none yet)
         self.addtime = addtime
         self.usetime = 0.0  # first use; 0 until then
         self.lastuse = 0.0
