@@ -28,6 +28,7 @@ from larval.sadb import Audience, PfkeyReply
 log = logging.getLogger("larval.daemon")
 
 IKE_PORT, NAT_T_PORT = 500, 4500
+TICK = 0.1  # seconds between IKE timer checks
 _TO_US = (Audience.SENDER, Audience.ALL)
 _FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)
 
@@ -121,7 +122,6 @@ class IkeDaemon(StackService):
     def _flush(self) -> None:
         for data, (host, port) in self.keymgr.datagrams_to_send():
             self._send_ike(data, host, port)
-        self._arm_timer()
 
     def _send_ike(self, data: bytes, host: str, port: int) -> None:
         local = self.config.addresses[0]
@@ -136,20 +136,13 @@ class IkeDaemon(StackService):
         elif (p := self._ike4500.get(local)) is not None and p.transport is not None:
             p.transport.sendto(framed, (host, port))
 
-    def _arm_timer(self) -> None:
-        if self._loop is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        when = self.keymgr.get_timer()
-        if when is not None:
-            delay = max(0.0, when - time.time())
-            self._timer = self._loop.call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
+    def _on_tick(self) -> None:
+        """IKE timers (retransmission, liveness, rekeying) are seconds apart: a tick every
+        TICK seconds serves them all, with no per-datagram timer bookkeeping."""
+        assert self._loop is not None
         self.keymgr.handle_timer(time.time())
         self._flush()
+        self._timer = self._loop.call_later(TICK, self._on_tick)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -170,10 +163,13 @@ class IkeDaemon(StackService):
         log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
         self.keymgr.start(time.time())
         self._flush()
+        self._timer = loop.call_later(TICK, self._on_tick)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     async def stopping(self) -> None:
         """SIGTERM: delete every IKE SA and CHILD_SA gracefully before going."""
+        if self._timer is not None:
+            self._timer.cancel()
         self.keymgr.shutdown(time.time())
         self._flush()
         await asyncio.sleep(0.2)  # let the DELETEs leave, and their answers come

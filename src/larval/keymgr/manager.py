@@ -136,6 +136,7 @@ class KeyManager:
         self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
+        self._half_open_spis: set[bytes] = set()  # responder sessions after IKE_SA_INIT
         self._secrets: dict[int, bytes] = {}
         self._secret_version = 0
         self._secret_since = 0.0
@@ -319,7 +320,7 @@ class KeyManager:
     # -- COOKIE (RFC 7296 §2.6) --------------------------------------------------------------
 
     def _half_open(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.state is State.INIT_DONE)
+        return len(self._half_open_spis)
 
     def _cookie_secret(self, now: float) -> None:
         """A fresh secret every few minutes; the previous one still verifies (§2.6)."""
@@ -407,6 +408,10 @@ class KeyManager:
                 log.info("%s: IKE_SA %s down: %s", name, session.spi_i.hex(), event.reason)
                 for child in conn.children:
                     self._acquiring.discard((name, child.name))
+        if session.state is State.INIT_DONE:
+            self._half_open_spis.add(session.spi_i)
+        else:
+            self._half_open_spis.discard(session.spi_i)
         if session.state is State.CLOSED:
             self.sessions.pop(session.spi_i, None)
 
