@@ -107,3 +107,32 @@ def test_larval_to_larval_first_packet_through_a_trap(tmp_path: Path) -> None:
         # DELETE from the responder's side takes the SAs away on both.
         topo.daemons[1].stop()
         a.wait_for("none")
+
+
+def test_status_shows_the_sas_with_counts_and_rekey_times(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    with Topology(tmp_path) as topo:
+        topo.larval(topo.a, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+                    start_action="trap")  # fmt: skip
+        topo.larval(topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+                    start_action="none")  # fmt: skip
+        assert " 0% packet loss" in topo.a.ping(count=3).stdout
+        control = str(topo.a.dir / "control")
+        out = subprocess.run(
+            [sys.executable, "-m", "larval", "status", "--json", "--control-socket", control],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        status = json.loads(out)
+        (ike,) = status["ike_sas"]
+        (child,) = status["child_sas"]
+        assert ike["state"] == "established" and ike["encapsulated"]
+        assert child["esp"] == "aes128gcm16" and child["packets_out"] >= 3
+        assert child["packets_in"] >= 3 and 0 < child["rekey_in_s"] <= 3600
+        table = subprocess.run(
+            [sys.executable, "-m", "larval", "status", "--control-socket", control],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "established" in table and child["spi_in"] in table

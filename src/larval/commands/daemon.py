@@ -65,5 +65,8 @@ def print_status(answer: dict[str, Any]) -> None:
             print("  " + ", ".join(sa["suite"]))
     for c in child_sas:
         print(f"  {c['connection']}/{c['name']}: SPIs {c['spi_in']} in, {c['spi_out']} out, "
-              f"{c['esp']}, {','.join(c['local_ts'])} === {','.join(c['remote_ts'])}, "
-              f"{c.get('bytes_in', 0)} bytes in")  # fmt: skip
+              f"{c['esp']}, {','.join(c['local_ts'])} === {','.join(c['remote_ts'])}")  # fmt: skip
+        rekey = f", rekeying in {c['rekey_in_s']} s" if "rekey_in_s" in c else ""
+        counts_in = f"{c.get('bytes_in', 0)} bytes / {c.get('packets_in', 0)} packets in"
+        counts_out = f"{c.get('bytes_out', 0)} bytes / {c.get('packets_out', 0)} packets out"
+        print(f"    {counts_in}, {counts_out}{rekey}")

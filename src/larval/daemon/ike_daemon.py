@@ -215,10 +215,21 @@ class IkeDaemon(StackService):
 
     def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.keymgr.status()
+        now = time.time()
         for record in status["child_sas"]:
-            sa = self.stack.sadb.lookup_esp(int(record["spi_in"], 16),
-                                            ipaddress.ip_address(
-                                                self.config.addresses[0]).packed)  # fmt: skip
-            record["bytes_in"] = sa.bytes if sa is not None else 0
-            record["packets_in"] = sa.packets if sa is not None else 0
+            local = ipaddress.ip_address(record["local"]).packed
+            remote = ipaddress.ip_address(record["remote"]).packed
+            for way, spi, dst in (
+                ("in", record["spi_in"], local),
+                ("out", record["spi_out"], remote),
+            ):
+                sa = self.stack.sadb.lookup_esp(int(spi, 16), dst)
+                record[f"bytes_{way}"] = sa.bytes if sa is not None else 0
+                record[f"packets_{way}"] = sa.packets if sa is not None else 0
+                if way == "in" and sa is not None:
+                    soft, hard = sa.soft, sa.hard
+                    if soft is not None and soft.addtime:
+                        record["rekey_in_s"] = round(sa.addtime + soft.addtime - now)
+                    if hard is not None and hard.addtime:
+                        record["expires_in_s"] = round(sa.addtime + hard.addtime - now)
         return {**status, "stack": self._status({})}

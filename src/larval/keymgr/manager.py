@@ -558,6 +558,8 @@ class KeyManager:
                 "spi_in": f"{c.spi_in:08x}",
                 "spi_out": f"{c.spi_out:08x}",
                 "esp": str(proposal_of(c.suite).text or _esp_name(c.suite)),
+                "local": str(c.local),
+                "remote": str(c.remote),
                 "local_ts": [str(n) for n in c.local_ts],
                 "remote_ts": [str(n) for n in c.remote_ts],
                 "installed": c.installed,
