@@ -81,8 +81,10 @@ def test_mistakes_are_named(path: list[str], value: object, named: str) -> None:
 
 def test_larval_run_with_a_bad_file_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[connections.s2s]\nversion = 2\nlocal_addrs = ["192.0.2.2"]\n'
-                   'remote_addrs = ["192.0.2.1"]\nproposals = ["aes999-sha256-x25519"]\n')  # fmt: skip
+    bad.write_text(
+        '[connections.s2s]\nversion = 2\nlocal_addrs = ["192.0.2.2"]\n'
+        'remote_addrs = ["192.0.2.1"]\nproposals = ["aes999-sha256-x25519"]\n'
+    )
     result = subprocess.run(
         [sys.executable, "-m", "larval", "run", "-c", str(bad)],
         capture_output=True, text=True, timeout=30,
