@@ -7,6 +7,7 @@ CHILD_SA INSTALLED with the algorithms the case asked for."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,34 @@ def test_status_shows_the_sas_with_counts_and_rekey_times(tmp_path: Path) -> Non
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         assert "established" in table and child["spi_in"] in table
+
+
+def test_sighup_reloads_the_configuration(tmp_path: Path) -> None:
+    import signal
+
+    from larval.net.control import control_request
+
+    with Topology(tmp_path) as topo:
+        daemon = topo.larval(topo.a, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+                             start_action="none")  # fmt: skip
+        control = str(topo.a.dir / "control")
+        names = {p["name"] for p in control_request(control, {"op": "policy.list"})["policies"]}
+        assert names == {"s2s/net"}
+        text = daemon.config.read_text().replace("[secrets.", (
+            '[connections.s2s.children.extra]\nlocal_ts = ["198.51.100.0/25"]\n'
+            'remote_ts = ["192.0.2.128/25"]\n\n[secrets.'
+        ))  # fmt: skip
+        daemon.config.write_text(text)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while names != {"s2s/net", "s2s/extra"}:
+            assert time.monotonic() < deadline, names
+            time.sleep(0.1)
+            policies = control_request(control, {"op": "policy.list"})["policies"]
+            names = {p["name"] for p in policies}
+        daemon.config.write_text("this is not TOML")  # a bad file keeps what runs
+        daemon.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert "reload refused" in daemon.log.read_text()
+        assert daemon.proc.poll() is None
