@@ -473,3 +473,97 @@ def test_child_sa_rekey_that_crosses_a_finished_one_is_dropped_quietly() -> None
     assert len(pair.i.children) == 1 and len(pair.r.children) == 1
     (spi_i,) = pair.i.children
     assert pair.i.children[spi_i].spi_out in pair.r.children
+
+
+class _Sides:
+    """Both ends with every IKE SA each holds, datagrams routed by IKE SPIi, as the key
+    manager does; the sessions an IkeSaRekeyed names join their end."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.pair = pair
+        self.ends: dict[str, dict[bytes, IkeSession]] = {
+            "i": {pair.i.spi_i: pair.i}, "r": {pair.r.spi_i: pair.r}}  # fmt: skip
+        self.events: dict[str, list[Event]] = {"i": [], "r": []}
+
+    def flush(self, now: float) -> None:
+        from larval.ikev2.config import IkeSaRekeyed
+
+        moved = True
+        while moved:
+            moved = False
+            for end, other, src in (("i", "r", A), ("r", "i", B)):
+                for session in list(self.ends[end].values()):
+                    for event in Pair.events(session):
+                        self.events[end].append(event)
+                        if isinstance(event, IkeSaRekeyed):
+                            assert isinstance(event.new, IkeSession)
+                            self.ends[end][event.new.spi_i] = event.new
+                    for data, _ in session.datagrams_to_send(now):
+                        moved = True
+                        target = self.ends[other].get(data[:8])
+                        if target is not None:
+                            target.receive_datagram(data, (str(src), 500), now)
+
+    def live(self, end: str) -> list[IkeSession]:
+        return [s for s in self.ends[end].values() if s.state is not State.CLOSED]
+
+
+@pytest.mark.parametrize("lowest", ["Ni of the initiator's rekey", "Nr of the responder's rekey"])
+def test_simultaneous_ike_sa_rekey_keeps_one_new_ike_sa(lowest: str) -> None:
+    low_first = lowest.startswith("Ni")
+    pair = _pair_with((0x01, 0x90) if low_first else (0x90, 0x01), (0x90, 0x90))
+    up_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    list(Pair.events(pair.r))
+    sides = _Sides(pair)
+    # CREATE_CHILD_SA { SK{SA(IKE, SPIa), Ni1, KEi} } -->  (exchange 1)
+    #                                <-- CREATE_CHILD_SA { SK{SA(IKE, SPIb), Ni2, KEi} }
+    assert pair.i.rekey_ike(20.0) and pair.r.rekey_ike(20.0)
+    # Both answer, then both complete: three IKE SAs each end. The redundant new one is
+    # deleted by its initiator, INFORMATIONAL { SK{D(IKE)} } on it; the old one by the
+    # initiator of the surviving exchange, INFORMATIONAL { SK{D(IKE)} } on the old SA.
+    sides.flush(20.0)
+    (new_i,), (new_r,) = sides.live("i"), sides.live("r")
+    assert (new_i.spi_i, new_i.spi_r) == (new_r.spi_i, new_r.spi_r)
+    # The surviving exchange is the one without the lowest nonce: the responder's if the
+    # initiator's Ni was lowest, whose new SPIi the responder chose.
+    assert new_i.initiator is not low_first
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    assert list(new_i.children) == [up_i.spi_in] and len(new_r.children) == 1
+    assert not any(isinstance(e, ChildSaDown) for e in sides.events["i"] + sides.events["r"])
+    # The surviving IKE SA works: a CHILD_SA rekey through it.
+    assert new_i.rekey_child(up_i.spi_in, 30.0)
+    sides.flush(30.0)
+    ups = [e for e in sides.events["i"] + sides.events["r"] if isinstance(e, ChildSaUp)]
+    assert len(ups) == 2 and ups[0].keys_out == ups[1].keys_in
+
+
+def test_ike_sa_rekey_that_crosses_a_finished_one_gets_temporary_failure() -> None:
+    pair = _pair_with((), ())
+    up_i = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    list(Pair.events(pair.r))
+    sides = _Sides(pair)
+    # CREATE_CHILD_SA (exchange 1) -->  and  <-- CREATE_CHILD_SA (exchange 2), the latter
+    # held up: the initiator completes its rekey unaware of the collision.
+    assert pair.i.rekey_ike(20.0) and pair.r.rekey_ike(20.0)
+    request_1, request_2 = pair.i.datagrams_to_send(20.0), pair.r.datagrams_to_send(20.0)
+    for data, _ in request_1:
+        pair.r.receive_datagram(data, (str(A), 500), 20.0)
+    for data, _ in pair.r.datagrams_to_send(20.0):  # <-- { SK{SA, Nr, KEr} }
+        pair.i.receive_datagram(data, (str(B), 500), 20.0)
+    # INFORMATIONAL { SK{D(IKE)} } -->  on the old IKE SA, held for now; exchange 2 reaches
+    # an IKE SA being deleted:  --> { SK{N(TEMPORARY_FAILURE)} } (§2.8.2)
+    delete = [d for d, _ in pair.i.datagrams_to_send(20.0)]
+    for data, _ in request_2:
+        pair.i.receive_datagram(data, (str(B), 500), 20.0)
+    for data, _ in pair.i.datagrams_to_send(20.0):
+        pair.r.receive_datagram(data, (str(A), 500), 20.0)
+    assert pair.r.state is State.ESTABLISHED and not pair.r.children  # moved on
+    for data in delete:
+        pair.r.receive_datagram(data, (str(A), 500), 20.0)
+    sides.flush(20.0)
+    (new_i,), (new_r,) = sides.live("i"), sides.live("r")
+    assert (new_i.spi_i, new_i.spi_r) == (new_r.spi_i, new_r.spi_r) and new_i.initiator
+    assert list(new_i.children) == [up_i.spi_in] and len(new_r.children) == 1
+    downs = [e for e in sides.events["r"] if isinstance(e, IkeSaDown)]
+    assert [e.reason for e in downs] == ["replaced by a rekey"]
+    assert not any(isinstance(e, ChildSaDown) for e in sides.events["i"] + sides.events["r"])

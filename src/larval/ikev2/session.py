@@ -22,6 +22,12 @@ IKE_SA_INIT (§2.3); once both have, a protected message longer than `fragment_s
 goes as SKF fragments (§2.5), each checked and opened on arrival and reassembled before
 the message is processed (§2.6). A request or response is kept as the list of datagrams
 it went out as, so a retransmission resends every fragment (§2.6.2).
+
+Rekeying: each new IKE SA is announced with `IkeSaRekeyed` as soon as it exists, and the
+caller drives it like any other session. When both ends rekey at once (RFC 7296 §2.8),
+the exchange with the lowest of the four nonces made a redundant SA, which its creator
+deletes: a redundant IKE SA is announced too, holds no CHILD_SA, and closes with its
+DELETE; the CHILD_SAs go to the IKE SA that stays (§2.8.2).
 """
 
 from __future__ import annotations
@@ -128,6 +134,8 @@ EXPECTED: frozenset[tuple[State, ExchangeType, bool]] = frozenset(
         (State.ESTABLISHED, ExchangeType.CREATE_CHILD_SA, True),
         (State.DELETING, ExchangeType.INFORMATIONAL, False),
         (State.DELETING, ExchangeType.INFORMATIONAL, True),
+        # Answered with TEMPORARY_FAILURE: this IKE SA is going (RFC 7296 §2.8.2, §2.25).
+        (State.DELETING, ExchangeType.CREATE_CHILD_SA, False),
     }
 )
 
@@ -218,6 +226,10 @@ class IkeSession:
         # by the old inbound SPI: the peer's exchange's new inbound SPI, Ni and Nr.
         self._child_collisions: dict[int, tuple[int, bytes, bytes]] = {}
         self._ike_rekey_started = False
+        # RFC 7296 §2.8.2: the IKE SA made answering the peer's rekey while ours was under
+        # way, with that exchange's Ni and Nr; and the IKE SA that took our CHILD_SAs.
+        self._ike_collision: tuple[IkeSession, bytes, bytes] | None = None
+        self._replaced_by: IkeSession | None = None
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
@@ -420,7 +432,11 @@ class IkeSession:
 
     def rekey_ike(self, now: float) -> bool:
         """CREATE_CHILD_SA {SA, Ni, KEi} -->  a new IKE SA replaces this one (§1.3.2)."""
-        if self.state is not State.ESTABLISHED or self._ike_rekey_started:
+        if (
+            self.state is not State.ESTABLISHED
+            or self._ike_rekey_started
+            or self._replaced_by is not None
+        ):
             return False
         self._ike_rekey_started = True
         group = suite_get(self.suite, TransformType.DH)
@@ -447,7 +463,12 @@ class IkeSession:
     def _rekey_ike_response(
         self, message: IkeMessage, spi_i: bytes, nonce_i: bytes, dh: DhKeyPair, now: float
     ) -> None:
-        """<--  HDR, SK {SA, Nr, KEr}: the new IKE SA, then DELETE of this one (§2.18)."""
+        """<--  HDR, SK {SA, Nr, KEr}: the new IKE SA, then DELETE of this one (§2.18).
+
+        After a collision (§2.8.2) one of the two new IKE SAs is redundant: the one made
+        with the lowest of the four nonces, deleted by its initiator. The other takes the
+        CHILD_SAs, and its initiator deletes this one."""
+        collision = self._ike_collision
         sa, nonce, ke = (
             message.first(SaPayload),
             message.first(NoncePayload),
@@ -461,17 +482,45 @@ class IkeSession:
             or chosen is None
             or len(sa.proposals[0].spi) != 8
         ):
-            self._ike_rekey_started = False  # try again at the next timer
+            self._rekey_ike_failed(collision)
             return
         try:
             shared = dh.shared_secret(ke.data)
         except IkeCryptoError:
-            self._ike_rekey_started = False
+            self._rekey_ike_failed(collision)
             return
         new = self._successor(chosen[1], shared, spi_i, sa.proposals[0].spi, nonce_i, nonce.data,
                               initiator=True, now=now)  # fmt: skip
         self._events.append(IkeSaRekeyed(new))
+        if collision is not None:
+            theirs, peer_nonce_i, peer_nonce_r = collision
+            if min(nonce_i, nonce.data) < min(peer_nonce_i, peer_nonce_r):
+                # §2.8.2: ours is redundant; we made it, we delete it. The peer's survives
+                # with the CHILD_SAs, and the peer deletes this IKE SA.
+                log.info("%s: simultaneous IKE SA rekey, ours (%s) is redundant",
+                         self._name(), new.spi_i.hex())  # fmt: skip
+                self._replace(theirs)
+                new.delete(now)
+                return
+            log.info("%s: simultaneous IKE SA rekey, the peer's (%s) is redundant",
+                     self._name(), theirs.spi_i.hex())  # fmt: skip
+        self._replace(new)
         self.delete(now)
+
+    def _rekey_ike_failed(self, collision: tuple[IkeSession, bytes, bytes] | None) -> None:
+        if collision is not None:
+            # §2.8.2: the peer finished its rekey without noticing ours (it answers with
+            # TEMPORARY_FAILURE): the IKE SA its exchange made is the one that stays.
+            self._replace(collision[0])
+        else:
+            self._ike_rekey_started = False  # try again at the next timer
+
+    def _replace(self, new: IkeSession) -> None:
+        """`new` succeeds this IKE SA: the CHILD_SAs move over (RFC 7296 §2.18)."""
+        new.children.update(self.children)
+        self.children = {}
+        self._replaced_by = new
+        self._ike_collision = None
 
     def _rekey_ike_request(self, message: IkeMessage, sa: SaPayload, now: float) -> None:
         """HDR, SK {SA, Ni, KEi} -->  answered with <-- HDR, SK {SA, Nr, KEr} (§1.3.2)."""
@@ -503,13 +552,20 @@ class IkeSession:
         new = self._successor(suite, shared, answer.spi, spi_r, nonce.data, nonce_r,
                               initiator=False, now=now)  # fmt: skip
         self._events.append(IkeSaRekeyed(new))
+        if self._ike_rekey_started and self._replaced_by is None:
+            # §2.8.2: our own rekey is under way. Which new IKE SA stays is known when it
+            # completes; until then the CHILD_SAs stay here.
+            self._ike_collision = (new, nonce.data, nonce_r)
+        else:
+            self._replace(new)
 
     def _successor(
         self, suite: Suite, shared: bytes, spi_i: bytes, spi_r: bytes, nonce_i: bytes,
         nonce_r: bytes, *, initiator: bool, now: float,
     ) -> IkeSession:  # fmt: skip
         """The IKE SA that replaces this one: keys from the old SK_d (§2.18), the CHILD_SAs
-        moved over, message IDs from zero. `initiator` is the role in the rekey."""
+        moved over by `_replace`, message IDs from zero. `initiator` is the role in the
+        rekey."""
         assert self._prf is not None
         encr = suite_get(suite, TransformType.ENCR)
         prf_t = suite_get(suite, TransformType.PRF)
@@ -536,7 +592,6 @@ class IkeSession:
         to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
         to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
         new._out, new._in = (to_r, to_i) if initiator else (to_i, to_r)
-        new.children, self.children = self.children, {}
         new.state = State.ESTABLISHED
         new._schedule(now)
         return new
@@ -686,7 +741,13 @@ class IkeSession:
         elif exchange is ExchangeType.IKE_AUTH:
             self._auth_request_received(message, addr, now)
         elif exchange is ExchangeType.CREATE_CHILD_SA:
-            self._create_child_request(message, now)
+            if self.state is State.DELETING or self._replaced_by is not None:
+                # RFC 7296 §2.8.2, §2.25: this IKE SA is on its way out.
+                self._answer(
+                    message, (NotifyPayload(ProtocolId.NONE, NotifyType.TEMPORARY_FAILURE),)
+                )
+            else:
+                self._create_child_request(message, now)
         else:
             self._informational_request(message, now)
 
@@ -700,7 +761,9 @@ class IkeSession:
         """HDR, SA, KE, Ni, N(NAT_DETECTION_*) -->  (RFC 7296 §1.2)"""
         group = DhGroup.of(self._dh_group)
         self._dh = group.generate()
-        self._nonce_i = self._random(NONCE_SIZE)
+        # §2.6: a retry with a COOKIE must leave the other payloads, the nonce included,
+        # unchanged, since the cookie covers Ni.
+        self._nonce_i = self._nonce_i or self._random(NONCE_SIZE)
         proposals = tuple(
             to_wire(n + 1, ProtocolId.IKE, b"", suite)
             for n, suite in enumerate(_with_group_first(self.config.proposals, self._dh_group))
@@ -1091,7 +1154,12 @@ class IkeSession:
         for d in message.get(DeletePayload):
             if d.protocol_id == ProtocolId.IKE:
                 self._answer(message, ())
-                self._close("deleted by the peer", now, by_peer=True)
+                if self._ike_collision is not None:
+                    # §2.8.2: the peer completed its rekey without noticing ours; the IKE
+                    # SA made by its exchange stays, ours is forgotten.
+                    self._replace(self._ike_collision[0])
+                reason = "replaced by a rekey" if self._replaced_by else "deleted by the peer"
+                self._close(reason, now, by_peer=True)
                 return
             ours: list[bytes] = []
             for raw in d.spis:
