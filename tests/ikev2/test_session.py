@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
@@ -567,3 +568,83 @@ def test_ike_sa_rekey_that_crosses_a_finished_one_gets_temporary_failure() -> No
     downs = [e for e in sides.events["r"] if isinstance(e, IkeSaDown)]
     assert [e.reason for e in downs] == ["replaced by a rekey"]
     assert not any(isinstance(e, ChildSaDown) for e in sides.events["i"] + sides.events["r"])
+
+
+# -- logs --------------------------------------------------------------------------------
+
+
+def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "larval.ike" and r.levelno == level]
+
+
+def test_one_log_line_per_message_with_the_payload_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="larval.ike")
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT -->  <--  IKE_AUTH -->  <--
+    pair.flush()
+    info = _lines(caplog, logging.INFO)
+    spis = f"s2s[{pair.i.spi_i.hex()}/{pair.i.spi_r.hex()}]"
+    assert f"{spis}: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]" in info
+    assert f"{spis}: received IKE_AUTH response 1 [ IDr AUTH SA TSi TSr ]" in info
+    assert f"{spis}: received IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]" in info
+    assert any(
+        line.startswith(f"s2s[{pair.i.spi_i.hex()}/0000000000000000]: sending IKE_SA_INIT "
+                        "request 0 [ SA KE No N(NAT_DETECTION_SOURCE_IP) ")
+        for line in info
+    )  # fmt: skip
+    assert len(info) == 8  # four messages, each sent and received
+    up = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in (PSK, up.keys_in.encr_key, up.keys_out.encr_key):
+        assert secret.hex() not in text and repr(secret) not in text
+    # INFORMATIONAL { SK{D(ESP, spi)} } -->  <-- { SK{D(ESP, spi)} }
+    caplog.clear()
+    pair.i.delete_child(up.spi_in, 1.0)
+    pair.flush()
+    assert f"{spis}: sending INFORMATIONAL request 2 [ D ]" in _lines(caplog, logging.INFO)
+
+
+def test_a_retransmission_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="larval.ike")
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush(drop=1)  # IKE_SA_INIT --> (lost)
+    pair.now = 4.0  # IKE_SA_INIT --> again, then the rest of the handshake
+    pair.i.handle_timer(pair.now)
+    pair.flush()
+    debug = _lines(caplog, logging.DEBUG)
+    assert any(": retransmit 1 of IKE_SA_INIT request 0 [ SA KE No" in line for line in debug)
+    assert len([ln for ln in _lines(caplog, logging.INFO) if "sending IKE_SA_INIT req" in ln]) == 1
+
+
+def test_no_proposal_chosen_logs_both_sides_proposals(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="larval.ike")
+    pair = Pair(config(A, B), config(B, A, proposals=("aes256-sha512-ecp521",)), None)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT { SA(aes128-sha256-x25519), ... } -->  <-- { N(NO_PROPOSAL_CHOSEN) }
+    pair.flush()
+    (warning,) = _lines(caplog, logging.WARNING)
+    assert "no IKE proposal chosen" in warning
+    assert "ours: AES_CBC_256/PRF_HMAC_SHA2_512/HMAC_SHA2_512_256/ECP_521" in warning
+    assert "theirs: AES_CBC_128/PRF_HMAC_SHA2_256/HMAC_SHA2_256_128/CURVE25519" in warning
+    assert any("received IKE_SA_INIT response 0 [ N(NO_PROPOSAL_CHOSEN) ]" in line
+               for line in _lines(caplog, logging.INFO))  # fmt: skip
+
+
+def test_no_esp_proposal_chosen_in_create_child_sa_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pair, _, _ = _established_pair()
+    caplog.set_level(logging.INFO, logger="larval.ike")
+    extra = ChildConfig("more", child(NET_A, NET_B, ("chacha20poly1305",)).proposals,
+                        (NET_A,), (NET_B,))  # fmt: skip
+    # CREATE_CHILD_SA { SK{SA(chacha20poly1305), Ni, TSi, TSr} } -->
+    #                                                   <-- { SK{N(NO_PROPOSAL_CHOSEN)} }
+    pair.i.create_child(extra, 5.0)
+    pair.flush()
+    (warning,) = _lines(caplog, logging.WARNING)
+    assert "no ESP proposal chosen; ours: AES_GCM_16_128" in warning
+    assert "theirs: CHACHA20_POLY1305" in warning

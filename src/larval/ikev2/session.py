@@ -28,6 +28,11 @@ caller drives it like any other session. When both ends rekey at once (RFC 7296 
 the exchange with the lowest of the four nonces made a redundant SA, which its creator
 deletes: a redundant IKE SA is announced too, holds no CHILD_SA, and closes with its
 DELETE; the CHILD_SAs go to the IKE SA that stays (§2.8.2).
+
+Logging (`larval.ike`): one line per message sent or received, as strongSwan writes them,
+``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``, at INFO, and at
+DEBUG for retransmissions. Only payload names are logged, never keys, nonces or AUTH
+data. A NO_PROPOSAL_CHOSEN sent by this end logs both sides' proposals.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ from larval.crypto.ike_keys import (
     derive_rekeyed_ike_sa_keys,
 )
 from larval.crypto.ike_transforms import (
+    DhId,
+    EncrId,
+    EsnId,
+    IntegId,
+    PrfId,
+    Transform,
     TransformType,
     encr_key_size,
     integ_key_size,
@@ -200,6 +211,7 @@ class IkeSession:
         # id, datagrams (one, or every fragment: RFC 7383 §2.6.2), due, tries
         self._request: tuple[int, tuple[bytes, ...], float, int] | None = None
         self._cached_response: tuple[int, tuple[bytes, ...]] | None = None
+        self._request_text = self._response_text = ""  # how the logs name them
         # RFC 7383: offered by us, and agreed once the peer announced it too (§2.3).
         self._fragmentation_offered = fragmentation
         self.fragmentation = False
@@ -266,6 +278,7 @@ class IkeSession:
                 return
             delay = self.config.retransmit_timeout * self.config.retransmit_base ** (tries + 1)
             self._request = (mid, datagrams, now + delay, tries + 1)
+            log.debug("%s: retransmit %d of %s", self._name(), tries + 1, self._request_text)
             # RFC 7383 §2.6.2: every fragment again, with the same Message ID.
             self._outbox.extend((data, self.remote) for data in datagrams)
         if self._deadline is not None and now >= self._deadline:
@@ -527,6 +540,7 @@ class IkeSession:
         nonce, ke = message.first(NoncePayload), message.first(KePayload)
         chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
         if chosen is None or nonce is None or ke is None or len(chosen[0].spi) != 8:
+            self._log_no_proposal("IKE", self.config.proposals, sa)
             self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
             return
         answer, suite = chosen
@@ -642,6 +656,7 @@ class IkeSession:
             return
         chosen = choose(policy.proposals, sa.proposals, ProtocolId.ESP)
         if chosen is None or len(chosen[0].spi) != 4:
+            self._log_no_proposal("ESP", policy.proposals, sa)
             self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
             return
         if old is not None:
@@ -710,12 +725,15 @@ class IkeSession:
             cached = self._cached_response
             first = skf is None or skf.fragment_number == 1
             if not is_response and cached is not None and header.message_id == cached[0] and first:
+                log.debug("%s: %s request %d received again, resending %s", self._name(),
+                          exchange.name, header.message_id, self._response_text)  # fmt: skip
                 self._outbox.extend((d, addr) for d in cached[1])
             return
         if is_response and (self._request is None or header.message_id != self._request[0]):
             return  # not the answer to our outstanding request
         self._last_heard = now
         if exchange is ExchangeType.IKE_SA_INIT:
+            self._log_message("received", header)
             if is_response:
                 self._init_response_received(data, header, now)
             else:
@@ -726,12 +744,17 @@ class IkeSession:
             if not self.fragmentation:
                 return  # RFC 7383 §2.3: not agreed, so not expected
             # §2.6: each fragment is checked and opened on its own, then reassembled.
-            whole = self._reassembler.add(decode_fragment(data, self._unprotect))
+            piece = decode_fragment(data, self._unprotect)
+            log.debug("%s: received fragment %d of %d of %s %s %d", self._name(),
+                      piece.fragment_number, piece.total_fragments, exchange.name,
+                      "response" if is_response else "request", piece.message_id)  # fmt: skip
+            whole = self._reassembler.add(piece)
             if whole is None:
                 return
             message = whole
         else:
             message = decode_protected(data, self._unprotect)
+        self._log_message("received", message)
         if is_response:
             handler = self._on_response
             self._request, self._on_response = None, None
@@ -782,6 +805,7 @@ class IkeSession:
             self.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, True, False, 0, tuple(payloads)
         )
         self._init_request = message.encode()
+        self._log_message("sending", message)
         self._next_request_id = 1
         self._request = (0, (self._init_request,), now + self.config.retransmit_timeout, 0)
         self._outbox.append((self._init_request, self.remote))
@@ -887,6 +911,7 @@ class IkeSession:
             return
         chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
         if chosen is None:
+            self._log_no_proposal("IKE", self.config.proposals, sa)
             self._refuse_init(message, NotifyType.NO_PROPOSAL_CHOSEN, b"", addr)
             self._close("no proposal chosen: " + _describe(sa), now)
             return
@@ -924,6 +949,7 @@ class IkeSession:
              *(self._fragmentation_notify() if peer_fragments else [])),
         )  # fmt: skip
         self._init_response = response.encode()
+        self._log_message("sending", response)
         self._derive(suite, shared)
         self._respond(0, (self._init_response,), addr)
         self.state = State.INIT_DONE
@@ -945,6 +971,7 @@ class IkeSession:
             message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
             (NotifyPayload(ProtocolId.NONE, NotifyType(notify), b"", data),),
         )  # fmt: skip
+        self._log_message("sending", response)
         self._outbox.append((response.encode(), addr))
 
     def _derive(self, suite: Suite, shared: bytes) -> None:
@@ -1087,6 +1114,7 @@ class IkeSession:
             return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
         chosen = choose(_without_dh(policy.proposals), _strip_dh(sa.proposals), ProtocolId.ESP)
         if chosen is None:
+            self._log_no_proposal("ESP", _without_dh(policy.proposals), sa)
             self._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + _describe(sa)))
             return (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),), None
         # TSi is the initiator's side: our remote selectors; TSr ours (RFC 7296 §2.9).
@@ -1199,9 +1227,9 @@ class IkeSession:
             on_response = self._informational_response
         mid = self._next_request_id
         self._next_request_id += 1
-        datagrams = self._protect(
-            IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
-        )
+        message = IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
+        datagrams = self._protect(message)
+        self._log_message("sending", message, len(datagrams))
         self._request = (mid, datagrams, now + self.config.retransmit_timeout, 0)
         self._on_response = on_response
         self._outbox.extend((data, self.remote) for data in datagrams)
@@ -1212,16 +1240,36 @@ class IkeSession:
             self._send_request(exchange, payloads, now, handler)
 
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
-        datagrams = self._protect(
-            IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
-                       request.message_id, payloads)
-        )  # fmt: skip
+        message = IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
+                             request.message_id, payloads)  # fmt: skip
+        datagrams = self._protect(message)
+        self._log_message("sending", message, len(datagrams))
         self._respond(request.message_id, datagrams, self.remote)
 
     def _respond(self, mid: int, datagrams: tuple[bytes, ...], addr: Address) -> None:
         self._cached_response = (mid, datagrams)
         self._expected_request_id = mid + 1
         self._outbox.extend((data, addr) for data in datagrams)
+
+    def _log_message(self, verb: str, message: IkeMessage, fragments: int = 1) -> None:
+        """``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``"""
+        kind = "response" if message.is_response else "request"
+        text = f"{message.exchange_type.name} {kind} {message.message_id} {_names(message)}"
+        if verb == "sending":
+            if message.is_response:
+                self._response_text = text
+            else:
+                self._request_text = text
+        split = f" in {fragments} fragments" if fragments > 1 else ""
+        log.info("%s: %s %s%s", self._name(), verb, text, split)
+
+    def _log_no_proposal(self, what: str, ours: tuple[Suite, ...], sa: SaPayload) -> None:
+        """NO_PROPOSAL_CHOSEN: both sides' proposals, so that an operator sees why."""
+        mine = ", ".join(_suite_text(s) for s in ours) or "none"
+        theirs = ", ".join(_suite_text(from_wire(p)) for p in sa.proposals) or "none"
+        log.warning(
+            "%s: no %s proposal chosen; ours: %s; theirs: %s", self._name(), what, mine, theirs
+        )
 
     def _protect(self, message: IkeMessage) -> tuple[bytes, ...]:
         """The message in an SK payload, or as SKF fragments when it is longer than
@@ -1295,3 +1343,41 @@ def _strip_dh(proposals: tuple[Proposal, ...]) -> tuple[Proposal, ...]:
 def _describe(sa: SaPayload) -> str:
     """The peer's proposals, for the log of a NO_PROPOSAL_CHOSEN (DESIGN.md)."""
     return "; ".join(", ".join(repr(t) for t in from_wire(p)) for p in sa.proposals)
+
+
+#: Payload names in log lines, as strongSwan abbreviates them.
+_PAYLOAD_NAMES = {PayloadType.NONCE: "No", PayloadType.DELETE: "D", PayloadType.VENDOR_ID: "V"}
+
+
+def _names(message: IkeMessage) -> str:
+    """``[ IDi AUTH SA TSi TSr ]``: the payloads' names, notifies with their type."""
+    names = []
+    for p in message.payloads:
+        if isinstance(p, NotifyPayload):
+            names.append(f"N({NotifyType(p.notify_type).name})")
+        elif isinstance(p, SkfPayload):
+            names.append(f"SKF({p.fragment_number}/{p.total_fragments})")
+        else:
+            ptype = PayloadType(p.payload_type)
+            names.append(_PAYLOAD_NAMES.get(ptype, ptype.name))
+    return "[ " + " ".join(names) + " ]" if names else "[ ]"
+
+
+def _transform_text(t: Transform) -> str:
+    if t.type == TransformType.ENCR:
+        name = EncrId(t.id).name
+        return f"{name}_{t.key_bits}" if t.key_bits else name
+    if t.type == TransformType.PRF:
+        return f"PRF_{PrfId(t.id).name}"
+    if t.type == TransformType.INTEG:
+        return IntegId(t.id).name
+    if t.type == TransformType.DH:
+        return DhId(t.id).name
+    if t.type == TransformType.ESN:
+        return "ESN" if EsnId(t.id) == EsnId.YES else "NO_ESN"
+    return f"{TransformType(t.type).name}_{t.id}"
+
+
+def _suite_text(suite: Suite) -> str:
+    """``AES_CBC_128/PRF_HMAC_SHA2_256/HMAC_SHA2_256_128/CURVE25519``"""
+    return "/".join(_transform_text(t) for t in suite)
