@@ -530,7 +530,9 @@ def _spi_lists(spis: dict[str, set[tuple[int, int]]]) -> dict[str, list[dict[str
 
 
 # Log lines the ladder tells in its own words (`Host._keymgr_news`).
-_SAID_OTHERWISE = (" established (", " installed, ")
+# Log lines the ladder already shows in its own way: the SAs coming up, and the
+# per-exchange lines ("sending IKE_AUTH request 1 [ ... ]"), which are the arrows.
+_SAID_OTHERWISE = (" established (", " installed, ", "]: sending ", "]: received ")
 
 
 class _KeymgrLog(logging.Handler):
