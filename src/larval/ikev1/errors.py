@@ -1,0 +1,46 @@
+"""The errors the IKEv1 codec raises: each carries the Notify type to answer with.
+
+A receive path catches `IkeV1ProtocolError` once (`IkeV1DecodeError` is one) and turns it
+into an Informational exchange carrying that notification (RFC 2408 §5, RFC 2409 §5.7),
+or into a silent drop when the message is not worth an answer.
+"""
+
+from __future__ import annotations
+
+from larval.errors import DecodeError, LarvalError
+
+from .constants import NotifyType
+
+__all__ = ["IkeV1DecodeError", "IkeV1EncodeError", "IkeV1ProtocolError"]
+
+
+class IkeV1ProtocolError(LarvalError):
+    """A message broke a rule of RFC 2408/2409: answer with ``notify`` carrying ``data``."""
+
+    def __init__(self, notify: int, message: str, data: bytes = b"") -> None:
+        super().__init__(notify, message, data)
+        self.notify = NotifyType(notify)
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.notify.name})"
+
+
+class IkeV1DecodeError(IkeV1ProtocolError, DecodeError):
+    """Bytes that do not parse as ISAKMP: a length lies, a field is cut short or misplaced.
+
+    The answer is PAYLOAD_MALFORMED unless a more precise type applies (RFC 2408 §5):
+    INVALID_MAJOR_VERSION, UNEQUAL_PAYLOAD_LENGTHS, INVALID_PAYLOAD_TYPE, INVALID_FLAGS,
+    BAD_PROPOSAL_SYNTAX.
+    """
+
+    def __init__(
+        self, message: str, notify: int = NotifyType.PAYLOAD_MALFORMED, data: bytes = b""
+    ) -> None:
+        super().__init__(notify, message, data)
+
+
+class IkeV1EncodeError(LarvalError):
+    """A value cannot be put on the wire: a field out of range, a length too large, or an
+    encrypt callback that returned a length other than the one it was given."""

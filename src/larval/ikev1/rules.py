@@ -1,0 +1,287 @@
+"""Which payloads each IKEv1 message carries, as a table (RFC 2409 §5, §5.5, §5.7).
+
+Each (exchange, message number) has one row: the payload types it allows, how many of
+each, whether the message travels encrypted, whether HASH must come first, and which
+payload types are alternatives of which exactly one must appear (HASH or SIG for
+authentication; N or D in an Informational). RFC 3947 adds NAT-D to Main Mode 3/4 and
+Aggressive Mode 2/3 and NAT-OA to Quick Mode 1/2; RFC 3706's DPD rides on Informational.
+The rows are the union over the authentication methods (pre-shared key and signatures,
+RFC 2409 §5.1, §5.4); which one a given SA uses is for the exchange machine to check.
+
+`check_payloads` holds a decoded message against its row and raises `IkeV1ProtocolError`:
+INVALID_PAYLOAD_TYPE for a payload the message may not carry (the type as data),
+PAYLOAD_MALFORMED for one missing, repeated or out of place, INVALID_FLAGS for a message
+encrypted when it must not be or the reverse, UNSUPPORTED_EXCHANGE_TYPE for an exchange
+with no rows. Unknown payloads of the private-use range (128-255) are skipped; unknown
+ones of the reserved range are INVALID_PAYLOAD_TYPE (RFC 2408 §5.3: ISAKMP has no
+critical bit to tell the receiver it may ignore them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .constants import ExchangeType, NotifyType, PayloadType
+from .errors import IkeV1ProtocolError
+from .message import IkeV1Message
+from .payloads import UnknownPayload
+
+__all__ = ["MESSAGE_RULES", "MessageRules", "PayloadRule", "check_payloads"]
+
+MANY = None  # no upper bound
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRule:
+    """How many payloads of one type a message may carry.
+
+    ``or_none``: zero is allowed too, though ``min_count`` is higher (Quick Mode's
+    IDci/IDcr come as a pair or not at all, RFC 2409 §5.5).
+    """
+
+    payload_type: PayloadType
+    min_count: int
+    max_count: int | None
+    or_none: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRules:
+    """The row for one message of one exchange.
+
+    ``encrypted`` is True or False when the exchange fixes it, None when either is
+    seen (Aggressive Mode message 3, Informational before and after Phase 1).
+    """
+
+    exchange_type: ExchangeType
+    number: int  # 1-based position in the exchange
+    encrypted: bool | None
+    payloads: tuple[PayloadRule, ...]
+    hash_first: bool = False  # HASH immediately after the header (RFC 2409 §5.5, §5.7)
+    one_of: tuple[PayloadType, ...] = ()  # exactly one of these types is present
+
+
+T = PayloadType
+E = ExchangeType
+
+
+def _p(*spec: tuple[PayloadType, int, int | None]) -> tuple[PayloadRule, ...]:
+    return tuple(PayloadRule(t, lo, hi) for t, lo, hi in spec)
+
+
+_ID_PAIR = PayloadRule(T.ID, 2, 2, or_none=True)
+_AUTH = (T.HASH, T.SIG)  # HASH_I/HASH_R with pre-shared keys, SIG_I/SIG_R with signatures
+
+_ROWS = (
+    # Main Mode (RFC 2409 §5.1, §5.4; NAT-D: RFC 3947 §3.2)
+    # HDR, SA [, VID...] -->
+    MessageRules(E.IDENTITY_PROTECTION, 1, False, _p((T.SA, 1, 1), (T.VID, 0, MANY))),
+    # <-- HDR, SA [, VID...]
+    MessageRules(E.IDENTITY_PROTECTION, 2, False, _p((T.SA, 1, 1), (T.VID, 0, MANY))),
+    # HDR, KE, Ni [, CR...] [, NAT-D, NAT-D...] [, VID...] -->
+    MessageRules(
+        E.IDENTITY_PROTECTION,
+        3,
+        False,
+        _p((T.KE, 1, 1), (T.NONCE, 1, 1), (T.CR, 0, MANY), (T.NAT_D, 0, MANY), (T.VID, 0, MANY)),
+    ),
+    # <-- HDR, KE, Nr [, CR...] [, NAT-D, NAT-D...] [, VID...]
+    MessageRules(
+        E.IDENTITY_PROTECTION,
+        4,
+        False,
+        _p((T.KE, 1, 1), (T.NONCE, 1, 1), (T.CR, 0, MANY), (T.NAT_D, 0, MANY), (T.VID, 0, MANY)),
+    ),
+    # HDR*, IDii, [CERT,] HASH_I | SIG_I [, N(INITIAL_CONTACT)] -->
+    MessageRules(
+        E.IDENTITY_PROTECTION,
+        5,
+        True,
+        _p(
+            (T.ID, 1, 1),
+            (T.CERT, 0, MANY),
+            (T.CR, 0, MANY),
+            (T.HASH, 0, 1),
+            (T.SIG, 0, 1),
+            (T.N, 0, MANY),
+            (T.VID, 0, MANY),
+        ),
+        one_of=_AUTH,
+    ),
+    # <-- HDR*, IDir, [CERT,] HASH_R | SIG_R [, N...]
+    MessageRules(
+        E.IDENTITY_PROTECTION,
+        6,
+        True,
+        _p(
+            (T.ID, 1, 1),
+            (T.CERT, 0, MANY),
+            (T.HASH, 0, 1),
+            (T.SIG, 0, 1),
+            (T.N, 0, MANY),
+            (T.VID, 0, MANY),
+        ),
+        one_of=_AUTH,
+    ),
+    # Aggressive Mode (RFC 2409 §5.1, §5.4; NAT-D: RFC 3947 §3.2)
+    # HDR, SA, KE, Ni, IDii [, CR...] [, VID...] -->
+    MessageRules(
+        E.AGGRESSIVE,
+        1,
+        False,
+        _p(
+            (T.SA, 1, 1),
+            (T.KE, 1, 1),
+            (T.NONCE, 1, 1),
+            (T.ID, 1, 1),
+            (T.CR, 0, MANY),
+            (T.VID, 0, MANY),
+        ),
+    ),
+    # <-- HDR, SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R [, CR...] [, NAT-D...] [, VID...]
+    MessageRules(
+        E.AGGRESSIVE,
+        2,
+        False,
+        _p(
+            (T.SA, 1, 1),
+            (T.KE, 1, 1),
+            (T.NONCE, 1, 1),
+            (T.ID, 1, 1),
+            (T.CERT, 0, MANY),
+            (T.CR, 0, MANY),
+            (T.HASH, 0, 1),
+            (T.SIG, 0, 1),
+            (T.NAT_D, 0, MANY),
+            (T.VID, 0, MANY),
+        ),
+        one_of=_AUTH,
+    ),
+    # HDR[*], [CERT,] HASH_I | SIG_I [, NAT-D...] [, N(INITIAL_CONTACT)] -->
+    MessageRules(
+        E.AGGRESSIVE,
+        3,
+        None,
+        _p(
+            (T.CERT, 0, MANY),
+            (T.HASH, 0, 1),
+            (T.SIG, 0, 1),
+            (T.NAT_D, 0, MANY),
+            (T.N, 0, MANY),
+            (T.VID, 0, MANY),
+        ),
+        one_of=_AUTH,
+    ),
+    # Quick Mode (RFC 2409 §5.5; NAT-OA: RFC 3947 §5.1)
+    # HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] [, NAT-OA, NAT-OA] -->
+    MessageRules(
+        E.QUICK_MODE,
+        1,
+        True,
+        (
+            *_p((T.HASH, 1, 1), (T.SA, 1, 1), (T.NONCE, 1, 1), (T.KE, 0, 1)),
+            _ID_PAIR,
+            *_p((T.NAT_OA, 0, 2), (T.N, 0, MANY)),
+        ),
+        hash_first=True,
+    ),
+    # <-- HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr] [, NAT-OA, NAT-OA] [, N(RESPONDER_LIFETIME)]
+    MessageRules(
+        E.QUICK_MODE,
+        2,
+        True,
+        (
+            *_p((T.HASH, 1, 1), (T.SA, 1, 1), (T.NONCE, 1, 1), (T.KE, 0, 1)),
+            _ID_PAIR,
+            *_p((T.NAT_OA, 0, 2), (T.N, 0, MANY)),
+        ),
+        hash_first=True,
+    ),
+    # HDR*, HASH(3) -->
+    MessageRules(E.QUICK_MODE, 3, True, _p((T.HASH, 1, 1)), hash_first=True),
+    # Informational (RFC 2409 §5.7): HDR*, HASH(1), N/D once Phase 1 is done; HDR, N/D
+    # before. DPD's R_U_THERE and R_U_THERE_ACK are Notifications (RFC 3706 §5).
+    MessageRules(
+        E.INFORMATIONAL,
+        1,
+        None,
+        _p((T.HASH, 0, 1), (T.N, 0, MANY), (T.D, 0, MANY)),
+        hash_first=True,
+        one_of=(T.N, T.D),
+    ),
+)
+
+MESSAGE_RULES: dict[tuple[ExchangeType, int], MessageRules] = {
+    (r.exchange_type, r.number): r for r in _ROWS
+}
+
+# The draft numbers count as the RFC 3947 payloads they stand for.
+_SAME_AS = {T.NAT_D_DRAFT: T.NAT_D, T.NAT_OA_DRAFT: T.NAT_OA}
+
+
+def check_payloads(message: IkeV1Message, number: int = 1, *, encrypted: bool) -> None:
+    """Hold ``message``, the ``number``-th of its exchange, against its row.
+
+    ``encrypted`` says whether it arrived with flag E (`decode_encrypted`) or not
+    (`decode_message`). An Informational is always number 1. ``number`` outside the
+    exchange's messages is a caller's mistake: ValueError.
+    """
+    exchange = ExchangeType(message.exchange_type)
+    where = f"{exchange.name} message {number}"
+    if not any(e == exchange for e, _ in MESSAGE_RULES):
+        raise IkeV1ProtocolError(
+            NotifyType.UNSUPPORTED_EXCHANGE_TYPE, f"{exchange.name}: exchange not supported"
+        )
+    row = MESSAGE_RULES.get((exchange, number))
+    if row is None:
+        raise ValueError(f"{where}: the exchange has no such message")
+
+    def malformed(text: str) -> IkeV1ProtocolError:
+        return IkeV1ProtocolError(NotifyType.PAYLOAD_MALFORMED, f"{where}: {text}")
+
+    if row.encrypted is not None and row.encrypted != encrypted:
+        state = "encrypted" if row.encrypted else "in the clear"
+        raise IkeV1ProtocolError(NotifyType.INVALID_FLAGS, f"{where}: must be sent {state}")
+
+    allowed = {r.payload_type: r for r in row.payloads}
+    counts: dict[PayloadType, int] = {}
+    for p in message.payloads:
+        ptype = PayloadType(p.payload_type)
+        if isinstance(p, UnknownPayload):
+            if ptype.is_private:
+                continue
+            raise IkeV1ProtocolError(
+                NotifyType.INVALID_PAYLOAD_TYPE,
+                f"{where}: unknown payload type {int(ptype)}",
+                bytes([int(ptype) & 0xFF]),
+            )
+        ptype = _SAME_AS.get(ptype, ptype)
+        if ptype not in allowed:
+            raise IkeV1ProtocolError(
+                NotifyType.INVALID_PAYLOAD_TYPE,
+                f"{where}: {ptype.name} payload not allowed",
+                bytes([int(ptype) & 0xFF]),
+            )
+        counts[ptype] = counts.get(ptype, 0) + 1
+
+    for rule in row.payloads:
+        n = counts.get(rule.payload_type, 0)
+        name = rule.payload_type.name
+        if rule.max_count is not None and n > rule.max_count:
+            raise malformed(f"{n} {name} payloads, at most {rule.max_count} allowed")
+        if n < rule.min_count and not (rule.or_none and n == 0):
+            raise malformed(f"{n} {name} payloads, {rule.min_count} needed")
+
+    if row.one_of:
+        present = [t.name for t in row.one_of if counts.get(t, 0)]
+        if len(present) != 1:
+            choices = " or ".join(t.name for t in row.one_of)
+            raise malformed(f"needs {choices}, exactly one kind; has {present or 'none'}")
+
+    if row.hash_first:
+        has_hash = counts.get(T.HASH, 0) > 0
+        if encrypted and not has_hash:
+            # RFC 2409 §5.7: a protected Informational is authenticated by HASH(1).
+            raise malformed("HASH payload missing")
+        if has_hash and message.payloads[0].payload_type != T.HASH:
+            raise malformed("HASH must immediately follow the header (RFC 2409 §5.5)")
