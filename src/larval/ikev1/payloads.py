@@ -149,12 +149,13 @@ class IdPayload:
         if size in (4, 16):
             return ipaddress.ip_network(ipaddress.ip_address(self.data))
         half = size // 2
-        address = ipaddress.ip_address(self.data[:half])
-        mask = ipaddress.ip_address(self.data[half:])
-        try:
-            return ipaddress.ip_network(f"{address}/{mask}", strict=False)
-        except ValueError:
+        bits = half * 8
+        mask = int.from_bytes(self.data[half:], "big")
+        prefix = bin(mask).count("1")
+        if mask != ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1):
             return None
+        address = ipaddress.ip_address(self.data[:half])
+        return ipaddress.ip_network((address, prefix), strict=False)
 
     def encode_body(self) -> bytes:
         buf = Buffer()
