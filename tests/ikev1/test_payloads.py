@@ -39,14 +39,14 @@ from .vectors import COOKIE_I, COOKIE_R, h
 def test_unknown_numbers_become_pseudo_members() -> None:
     assert NotifyType(40001).name == "UNKNOWN_40001"
     assert int(ExchangeType(99)) == 99
-    assert NotifyType.R_U_THERE == 36136 and not NotifyType.R_U_THERE.is_error
+    assert int(NotifyType.R_U_THERE) == 36136 and not NotifyType.R_U_THERE.is_error
     assert NotifyType.PAYLOAD_MALFORMED.is_error
 
 
 def test_payload_short_names() -> None:
-    assert PayloadType.N is PayloadType.NOTIFICATION
-    assert PayloadType.D is PayloadType.DELETE
-    assert PayloadType.VID is PayloadType.VENDOR_ID
+    assert PayloadType(11).name == "NOTIFICATION" and PayloadType["N"] == 11
+    assert PayloadType(12).name == "DELETE" and PayloadType["D"] == 12
+    assert PayloadType(13).name == "VENDOR_ID" and PayloadType["VID"] == 13
     assert PayloadType(130).is_private and not PayloadType.NAT_D.is_private
 
 

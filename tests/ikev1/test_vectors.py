@@ -115,5 +115,5 @@ def test_quick_mode_1_reads_in_ipsec_terms() -> None:
 
 
 def test_exchange_type_aliases() -> None:
-    assert ExchangeType.MAIN_MODE is ExchangeType.IDENTITY_PROTECTION
+    assert ExchangeType["MAIN_MODE"] is ExchangeType["IDENTITY_PROTECTION"]
     assert ExchangeType(2).name == "IDENTITY_PROTECTION"

@@ -335,9 +335,12 @@ def encode_encrypted(message: IkeV1Message, encrypt: Encrypt, block_size: int) -
 
     The chain is padded with zero octets to a multiple of ``block_size`` (none when it
     fills its last block already) and handed to ``encrypt``; the header's Length covers
-    the padding (RFC 2409 Appendix B). See the module docstring for the contract.
+    the padding (RFC 2409 Appendix B). A message without payloads cannot be encrypted
+    (it would have no ciphertext). See the module docstring for the contract.
     """
     _check_block_size(block_size)
+    if not message.payloads:
+        raise IkeV1EncodeError("an encrypted message carries at least one payload")
     chain = encode_chain(message.payloads)
     plaintext = chain + bytes(-len(chain) % block_size)
     total = ISAKMP_HEADER_SIZE + len(plaintext)
