@@ -1,128 +1,27 @@
-"""Big-endian reading and length-prefixed writing for the IKEv2 codecs.
-
-IKEv2 puts every field in network order (RFC 7296 §3). `IkeReader` reads one structure's
-bytes and turns running out of them into `IkeDecodeError`, naming the structure; the
-writers use the project's `Buffer` with `push_block`, which back-patches a structure's
-length field once its contents are written, so no length is ever computed by hand.
-"""
+"""The IKEv2 codecs' reader and block writer: the shared ones, with IKEv2's errors."""
 
 from __future__ import annotations
 
-import struct
-
-from larval.wire import Buffer
+from larval.errors import LarvalError
+from larval.netorder import NetBlock, NetReader
 
 from .errors import IkeDecodeError, IkeEncodeError
 
 __all__ = ["IkeReader", "push_block"]
 
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
 
+class IkeReader(NetReader):
+    __slots__ = ()
 
-class IkeReader:
-    """A cursor over the bytes of one structure; ``what`` names it in errors."""
-
-    __slots__ = ("_data", "_pos", "what")
-
-    def __init__(self, data: bytes, what: str) -> None:
-        self._data = data
-        self._pos = 0
-        self.what = what
-
-    def remaining(self) -> int:
-        return len(self._data) - self._pos
-
-    def eof(self) -> bool:
-        return self._pos >= len(self._data)
-
-    def _take(self, n: int, field: str) -> int:
-        pos = self._pos
-        if pos + n > len(self._data):
-            raise IkeDecodeError(
-                f"{self.what}: {field} needs {n} bytes, {len(self._data) - pos} left"
-            )
-        self._pos = pos + n
-        return pos
-
-    def pull_u8(self, field: str) -> int:
-        return self._data[self._take(1, field)]
-
-    def pull_u16(self, field: str) -> int:
-        return int(_U16.unpack_from(self._data, self._take(2, field))[0])
-
-    def pull_u32(self, field: str) -> int:
-        return int(_U32.unpack_from(self._data, self._take(4, field))[0])
-
-    def pull_bytes(self, n: int, field: str) -> bytes:
-        pos = self._take(n, field)
-        return self._data[pos : pos + n]
-
-    def pull_rest(self) -> bytes:
-        pos = self._pos
-        self._pos = len(self._data)
-        return self._data[pos:]
-
-    def pull_block(self, length: int, header_size: int, field: str) -> bytes:
-        """The rest of a substructure whose length field said ``length``, header included.
-
-        ``header_size`` bytes of it have been read already; a length shorter than that or
-        running past the enclosing structure is a lie (RFC 7296 §3.3: lengths include
-        their headers).
-        """
-        if length < header_size:
-            raise IkeDecodeError(
-                f"{self.what}: {field} length {length} is shorter than its "
-                f"{header_size}-byte header"
-            )
-        n = length - header_size
-        if n > self.remaining():
-            raise IkeDecodeError(
-                f"{self.what}: {field} length {length} runs {n - self.remaining()} "
-                "bytes past the end"
-            )
-        return self.pull_bytes(n, field)
-
-    def expect_end(self) -> None:
-        """Fail unless every byte was consumed: a block's contents must fill it exactly."""
-        if self._pos != len(self._data):
-            raise IkeDecodeError(
-                f"{self.what}: {len(self._data) - self._pos} bytes left over after the last field"
-            )
+    @staticmethod
+    def error(message: str) -> LarvalError:
+        return IkeDecodeError(message)
 
 
 # Lower-case: it reads as a function call, ``with push_block(buf):``.
-class push_block:
-    """Write a structure whose big-endian length field counts its bytes, header included.
+class push_block(NetBlock):
+    __slots__ = ()
 
-    The structure starts at the current position; the body of the ``with`` writes all of
-    it, with a placeholder where the ``size``-byte length field sits ``len_offset`` bytes
-    in (offset 2 for generic payload headers and substructures, RFC 7296 §3.2, §3.3.1;
-    offset 24 and size 4 for the IKE header's Length, §3.1). On exit the field is patched.
-    """
-
-    __slots__ = ("_buf", "_len_offset", "_size", "_start")
-
-    def __init__(self, buf: Buffer, len_offset: int = 2, size: int = 2) -> None:
-        self._buf = buf
-        self._len_offset = len_offset
-        self._size = size
-        self._start = buf.tell()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            return
-        buf = self._buf
-        end = buf.tell()
-        length = end - self._start
-        if length >= 1 << (8 * self._size):
-            raise IkeEncodeError(f"structure of {length} bytes too long for its length field")
-        buf.seek(self._start + self._len_offset)
-        if self._size == 2:
-            buf.push_u16be(length)
-        else:
-            buf.push_u32be(length)
-        buf.seek(end)
+    @staticmethod
+    def error(message: str) -> LarvalError:
+        return IkeEncodeError(message)
