@@ -1,0 +1,1348 @@
+"""One ISAKMP SA, sans-I/O: Main or Aggressive Mode with a pre-shared key, Quick Mode with
+and without PFS, and Informational exchanges (DELETE, INITIAL-CONTACT, DPD), both roles.
+
+Theory of operation
+-------------------
+Driven exactly like `larval.ikev2.session.IkeSession`: `receive_datagram(data, addr,
+now)`, `handle_timer(now)` and the user calls `initiate`, `create_child`, `delete`,
+`delete_child`; drained with `datagrams_to_send(now)`, `get_timer()` and `next_event()`.
+The events and the configuration are IKEv2's (`larval.ikev2.config`), so a key manager
+drives both versions the same way; `larval.ikev1.config` maps the configured suites onto
+IKEv1 attributes. Two callbacks reach the key manager: `allocate_spi` (a GETSPI: the SPI
+is LARVAL before it goes on the wire) and, for a responder, `child_policy(tsi, tsr)` (an
+inverse ACQUIRE), called with the Quick Mode IDs as IKEv2 traffic selectors.
+
+Phase 1 (RFC 2409 §5, §5.4)::
+
+    Main Mode                               Aggressive Mode
+    MM1 { SA, VID }              -->        AM1 { SA, KE, Ni, IDii, VID }     -->
+        <-- MM2 { SA, VID }                     <-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }
+    MM3 { KE, Ni, NAT-D }        -->        AM3 *{ HASH_I, NAT-D, N }          -->
+        <-- MM4 { KE, Nr, NAT-D }
+    MM5 *{ IDii, HASH_I, N }     -->
+        <-- MM6 *{ IDir, HASH_R }
+
+Quick Mode (§5.5)::
+
+    QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr }  -->
+        <-- QM2 *{ HASH(2), SA, Nr, [KE], IDci, IDcr }
+    QM3 *{ HASH(3) }                            -->
+
+The initiator has both SAs at QM2 and reports `ChildSaUp` before it sends QM3; it may
+send ESP at once. The responder's inbound SPI was reserved (LARVAL) when QM1 arrived, and
+it reports `ChildSaUp` only when QM3 does: an ESP packet can reach its LARVAL SA before
+the key manager fills it in, which the stack holds and releases then.
+
+Phase 1 has no message IDs, so a retransmission is recognised by its bytes: every reply
+is kept by the digest of the message it answered and sent again when that message comes
+again. A message that waits for an answer (MM1, MM3, MM5, AM1, QM1) is resent with
+exponential back-off until answered or given up; so is one whose answer would not be
+answered (AM2 until AM3, QM2 until QM3). The transitions are the table `TRANSITIONS`;
+anything else is out of place and dropped. A message that fails to decode or decrypt is
+dropped, except MM5 at the responder, where it means the keys differ (the pre-shared key,
+in practice) and is answered with AUTHENTICATION_FAILED.
+
+Liveness (RFC 3706): both ends announce the DPD vendor ID; with `dpd_delay` set, an end
+that has heard nothing for that long sends R-U-THERE with the next sequence number and
+resends it, each time with a new one, until R-U-THERE-ACK echoes it; no answer after the
+configured tries closes the ISAKMP SA.
+
+Logging (`larval.ike`): one line per message, ``s2s[CKY-I/CKY-R]: sending MM3 [ KE No
+NAT-D NAT-D ]``; payload names only, never keys or nonces.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import ipaddress
+import logging
+import secrets
+import struct
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from larval.crypto.dh import DhKeyPair
+from larval.crypto.ike_errors import IkeCryptoError
+from larval.crypto.ike_keys import ChildSaKeys
+from larval.crypto.ike_transforms import Transform as Ikev2Transform
+from larval.crypto.ike_transforms import TransformType, encr_key_size, integ_key_size
+from larval.crypto.ikev1_keys import (
+    Ikev1Cipher,
+    Ikev1Prf,
+    Phase1Keys,
+    derive_phase1,
+    hash1,
+    hash2,
+    hash3,
+    hash_i,
+    hash_r,
+    ikev1_dh_group,
+    informational_hash,
+    informational_iv,
+    phase2_iv,
+    quick_mode_keymat,
+    skeyid_psk,
+)
+from larval.ikev2.config import (
+    ChildConfig,
+    ChildSaDown,
+    ChildSaFailed,
+    ChildSaUp,
+    Event,
+    IkeConfig,
+    IkeSaDown,
+    IkeSaUp,
+    IPAddress,
+    IPNetwork,
+)
+from larval.ikev2.negotiate import selectors_for
+
+from .config import EspChoice, Phase1Choice, esp_choices, phase1_choices
+from .constants import (
+    SIT_IDENTITY_ONLY,
+    VID_DPD,
+    VID_NAT_T_RFC3947,
+    EncapsulationMode,
+    ExchangeType,
+    IdType,
+    IpsecAttr,
+    LifeType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
+from .errors import IkeV1DecodeError, IkeV1ProtocolError
+from .message import (
+    IkeV1Header,
+    IkeV1Message,
+    decode_encrypted,
+    decode_header,
+    decode_message,
+    encode_chain,
+    encode_encrypted,
+)
+from .payloads import (
+    DeletePayload,
+    HashPayload,
+    IdPayload,
+    KePayload,
+    NatDPayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    VendorIdPayload,
+)
+from .rules import check_payloads
+from .sa_payload import Proposal, SaPayload, Transform
+
+__all__ = ["TRANSITIONS", "IkeV1Session", "State"]
+
+Address = tuple[str, int]
+log = logging.getLogger("larval.ike")
+IKE_PORT, NAT_T_PORT = 500, 4500
+NONCE_SIZE = 32
+IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
+REPLIES_KEPT = 32  # answers kept for retransmitted messages
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    MM1_SENT = "MM1 sent"
+    MM2_SENT = "MM2 sent"
+    MM3_SENT = "MM3 sent"
+    MM4_SENT = "MM4 sent"
+    MM5_SENT = "MM5 sent"
+    AM1_SENT = "AM1 sent"
+    AM2_SENT = "AM2 sent"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+MM, AM, QM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE, ExchangeType.QUICK_MODE
+
+#: (state, exchange) -> the method that takes the message. Informational exchanges are
+#: taken in every state but CLOSED; anything else is out of place and dropped.
+TRANSITIONS: dict[tuple[State, ExchangeType], str] = {
+    (State.IDLE, MM): "_mm1",  # responder
+    (State.MM1_SENT, MM): "_mm2",
+    (State.MM2_SENT, MM): "_mm3",  # responder
+    (State.MM3_SENT, MM): "_mm4",
+    (State.MM4_SENT, MM): "_mm5",  # responder
+    (State.MM5_SENT, MM): "_mm6",
+    (State.IDLE, AM): "_am1",  # responder
+    (State.AM1_SENT, AM): "_am2",
+    (State.AM2_SENT, AM): "_am3",  # responder
+    (State.ESTABLISHED, QM): "_quick_mode",
+}
+
+
+@dataclass
+class _Resend:
+    """A message resent until its answer arrives (RFC 2408 §2.5, as RFC 7296 §2.1)."""
+
+    datagram: bytes
+    due: float
+    tries: int
+    text: str
+    child: ChildConfig | None = None
+
+
+class _ChildSa:
+    __slots__ = ("config", "spi_in", "spi_out", "suite")
+
+    def __init__(
+        self, config: ChildConfig, spi_in: int, spi_out: int, suite: tuple[Ikev2Transform, ...]
+    ) -> None:
+        self.config = config
+        self.spi_in = spi_in
+        self.spi_out = spi_out
+        self.suite = suite
+
+
+@dataclass
+class _QuickMode:
+    """One Quick Mode exchange in progress, by its Message ID (RFC 2409 §5.5)."""
+
+    message_id: int
+    initiator: bool
+    iv: bytes  # the CBC IV of the exchange's next message (Appendix B)
+    spi_in: int
+    nonce_i: bytes
+    child: ChildConfig | None = None
+    offered: tuple[EspChoice, ...] = ()
+    dh: DhKeyPair | None = None
+    local_ts: IPNetwork | None = None
+    remote_ts: IPNetwork | None = None
+    nonce_r: bytes = b""
+    up: ChildSaUp | None = None  # responder: reported when QM3 arrives
+
+
+class IkeV1Session:
+    """One ISAKMP SA between `config.local_addr` and `config.remote_addr`."""
+
+    def __init__(
+        self,
+        config: IkeConfig,
+        *,
+        initiator: bool,
+        allocate_spi: Callable[[], int],
+        child_policy: Callable[[tuple[object, ...], tuple[object, ...]], ChildConfig | None]
+        | None = None,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        aggressive: bool = False,
+        ike_lifetime: int = IKE_LIFETIME,
+        initial_contact: bool = True,
+    ) -> None:
+        """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
+        `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds."""
+        self.config = config
+        self.initiator = initiator
+        self.aggressive = aggressive
+        self.ike_lifetime = ike_lifetime
+        self._allocate_spi = allocate_spi
+        self._child_policy = child_policy
+        self._random = random_bytes
+        self._initial_contact = initial_contact
+        self.state = State.IDLE
+        self.spi_i = b""  # CKY-I (RFC 2408 §3.1)
+        self.spi_r = b""  # CKY-R
+        self.remote: Address = (str(config.remote_addr), IKE_PORT)
+        self.local_port = IKE_PORT
+        self.natted = False
+        self.peer_dpd = self.peer_nat_t = False
+        self.peer_initial_contact = False
+        self.children: dict[int, _ChildSa] = {}  # by inbound SPI
+        self.choice: Phase1Choice | None = None
+        self._events: deque[Event] = deque()
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._resend: dict[object, _Resend] = {}
+        self._replies: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._pending_child: ChildConfig | None = None
+        # Phase 1 material.
+        self._sai_b = b""
+        self._dh: DhKeyPair | None = None
+        self._g_xi = self._g_xr = b""
+        self._nonce_i = self._nonce_r = b""
+        self._prf: Ikev1Prf | None = None
+        self._cipher: Ikev1Cipher | None = None
+        self._keys: Phase1Keys | None = None
+        self._p1_iv = b""  # chained through MM5/MM6 or AM3 (Appendix B)
+        self._p1_last = b""  # the last Phase 1 CBC block: Phase 2 IVs start from it
+        self._idii_b = b""  # Aggressive Mode responder: IDii from AM1, for HASH_I in AM3
+        self._quick: dict[int, _QuickMode] = {}
+        self._deadline: float | None = None  # half-open
+        self._last_heard = 0.0
+        self._dpd_seq = int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF
+        self._dpd: tuple[int, float, int] | None = None  # seq awaited, due, tries
+
+    def _name(self) -> str:
+        return (
+            f"{self.config.name}[{(self.spi_i or bytes(8)).hex()}/{(self.spi_r or bytes(8)).hex()}]"
+        )
+
+    def __repr__(self) -> str:
+        role = "initiator" if self.initiator else "responder"
+        spis = f"{self.spi_i.hex()}/{self.spi_r.hex()}"
+        return f"<IkeV1Session {self.config.name} {role} {spis} {self.state.value}>"
+
+    # -- the five-method surface ---------------------------------------------------------
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [r.due for r in self._resend.values()]
+        if self._deadline is not None:
+            times.append(self._deadline)
+        dpd = self._dpd_due()
+        if dpd is not None:
+            times.append(dpd)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        for key, pending in list(self._resend.items()):
+            if now < pending.due or self._resend.get(key) is not pending:
+                continue
+            if pending.tries >= self.config.retransmit_tries:
+                del self._resend[key]
+                reason = f"no answer to {pending.text} after {pending.tries + 1} transmissions"
+                if key == "p1":
+                    self._close(reason, now)
+                    return
+                if isinstance(key, int):
+                    self._quick.pop(key, None)
+                if pending.child is not None:
+                    self._events.append(ChildSaFailed(pending.child, reason))
+                continue
+            pending.tries += 1
+            pending.due = now + self._backoff(pending.tries)
+            log.debug("%s: retransmit %d of %s", self._name(), pending.tries, pending.text)
+            self._outbox.append((pending.datagram, self.remote))
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            if self.state is not State.ESTABLISHED:
+                self._close("half-open ISAKMP SA timed out", now)
+                return
+        dpd = self._dpd_due()
+        if dpd is not None and now >= dpd:
+            self._dpd_check(now)
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            self._receive(data, addr, now)
+        except (IkeV1ProtocolError, IkeCryptoError) as exc:
+            # A message that does not decode, decrypt or authenticate is dropped (RFC 2408
+            # §5: an unauthenticated notify would let anyone tear the SA down).
+            log.info("%s: dropped a message: %s", self._name(), exc)
+
+    # -- user calls ------------------------------------------------------------------------
+
+    def initiate(self, child: ChildConfig | None, now: float) -> None:
+        """Start Main (or Aggressive) Mode; Quick Mode for `child` follows Phase 1."""
+        if not self.initiator or self.state is not State.IDLE:
+            raise IkeV1ProtocolError(
+                NotifyType.INVALID_EXCHANGE_TYPE, f"cannot initiate in {self.state}"
+            )
+        choices = phase1_choices(self.config.proposals, self.ike_lifetime)
+        if not choices:
+            raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "no proposal IKEv1 can carry")
+        self._pending_child = child
+        self.spi_i = self._random(8)
+        self._deadline = now + self.config.half_open_timeout
+        if self.aggressive:
+            # RFC 2409 §5: the KE goes with the offer, so every transform has its group.
+            group = choices[0].group
+            choices = [c for c in choices if c.group == group]
+        sa = SaPayload(
+            (
+                Proposal(
+                    1,
+                    ProtocolId.ISAKMP,
+                    b"",
+                    tuple(c.transform(n) for n, c in enumerate(choices, 1)),
+                ),
+            ),
+            situation=SIT_IDENTITY_ONLY,
+        )
+        self._sai_b = sa.encode_body()
+        vids = (VendorIdPayload(VID_DPD), VendorIdPayload(VID_NAT_T_RFC3947))
+        if not self.aggressive:
+            self.state = State.MM1_SENT
+            self._send(MM, (sa, *vids), now, resend="p1", text="MM1")
+            return
+        self._dh = ikev1_dh_group(choices[0].group).generate()
+        self._g_xi = self._dh.public_bytes
+        self._nonce_i = self._random(NONCE_SIZE)
+        self.state = State.AM1_SENT
+        payloads = (
+            sa,
+            KePayload(self._g_xi),
+            NoncePayload(self._nonce_i),
+            self._id_payload(),
+            *vids,
+        )
+        self._send(AM, payloads, now, resend="p1", text="AM1")
+
+    def create_child(self, child: ChildConfig, now: float) -> None:
+        """QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->  another pair of IPsec SAs."""
+        if self.state is not State.ESTABLISHED:
+            raise IkeV1ProtocolError(
+                NotifyType.INVALID_EXCHANGE_TYPE, f"no Quick Mode in {self.state}"
+            )
+        self._quick_mode_1(child, now)
+
+    def delete(self, now: float) -> None:
+        """D(ESP) for every IPsec SA, then D(ISAKMP): everything goes (RFC 2408 §3.15)."""
+        if self.state is State.ESTABLISHED:
+            for child in list(self.children.values()):
+                self.delete_child(child.spi_in, now)
+            cookies = self.spi_i + self.spi_r
+            self._send_informational((DeletePayload(ProtocolId.ISAKMP, 16, (cookies,)),), now)
+        self._close("deleted", now)
+
+    def delete_child(self, spi_in: int, now: float) -> None:
+        """D(ESP, our inbound SPI): the peer deletes its outbound SA, we ours."""
+        child = self.children.pop(spi_in, None)
+        if child is None or self.state is not State.ESTABLISHED:
+            return
+        payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
+        self._send_informational((payload,), now)
+        self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=False))
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _receive(self, data: bytes, addr: Address, now: float) -> None:
+        if self.state is State.CLOSED:
+            return
+        digest = hashlib.sha256(data).digest()
+        if digest in self._replies:
+            # No message IDs in Phase 1: the same bytes again are a retransmission, and
+            # get the same answer (RFC 2408 §5, as RFC 7296 §2.1).
+            log.debug("%s: retransmitted message, answer again", self._name())
+            self._outbox.extend((d, self.remote) for d in self._replies[digest])
+            return
+        header = decode_header(data)
+        responder_start = not self.initiator and self.state is State.IDLE
+        if not responder_start and header.cookie_i != self.spi_i:
+            raise IkeV1ProtocolError(NotifyType.INVALID_COOKIE, "not this ISAKMP SA's CKY-I")
+        if self.spi_r and header.cookie_r != self.spi_r:
+            raise IkeV1ProtocolError(NotifyType.INVALID_COOKIE, "not this ISAKMP SA's CKY-R")
+        if addr[1] == NAT_T_PORT and self.remote[1] != NAT_T_PORT:
+            self.remote = (self.remote[0], NAT_T_PORT)  # RFC 3947 §4: the peer floated
+        sent = len(self._outbox)
+        if header.exchange_type == ExchangeType.INFORMATIONAL:
+            self._informational(header, data, now)
+        else:
+            name = TRANSITIONS.get((self.state, header.exchange_type))
+            if name is None:
+                log.info(
+                    "%s: %s message out of place in state %s",
+                    self._name(),
+                    header.exchange_type.name,
+                    self.state.value,
+                )
+                return
+            getattr(self, name)(header, data, addr, now)
+            self._last_heard = now
+        self._replies[digest] = tuple(d for d, _ in self._outbox[sent:])
+        while len(self._replies) > REPLIES_KEPT:
+            self._replies.popitem(last=False)
+
+    # -- Main Mode (RFC 2409 §5) -----------------------------------------------------------
+
+    def _mm1(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """MM1 { SA, VID } -->  responder: choose, answer MM2 { SA, VID }."""
+        message = self._clear(data, 1)
+        self.spi_i, self.spi_r = header.cookie_i, self._random(8)
+        self._deadline = now + self.config.half_open_timeout
+        self._vendor_ids(message)
+        answer = self._choose_phase1(message, now)
+        if answer is None:
+            return
+        self.state = State.MM2_SENT
+        self._send(MM, (answer, *self._vids()), now, text="MM2")
+
+    def _mm2(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """<-- MM2 { SA, VID }: MM3 { KE, Ni, NAT-D } -->"""
+        message = self._clear(data, 2)
+        self._accept_phase1(header, message)
+        assert self.choice is not None
+        self._dh = ikev1_dh_group(self.choice.group).generate()
+        self._g_xi = self._dh.public_bytes
+        self._nonce_i = self._random(NONCE_SIZE)
+        self._resend.pop("p1", None)
+        self.state = State.MM3_SENT
+        payloads: tuple[Payload, ...] = (
+            KePayload(self._g_xi),
+            NoncePayload(self._nonce_i),
+            *self._nat_d(),
+        )
+        self._send(MM, payloads, now, resend="p1", text="MM3")
+
+    def _mm3(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """MM3 { KE, Ni, NAT-D } -->  responder: MM4 { KE, Nr, NAT-D }, keys."""
+        message = self._clear(data, 3)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        assert ke is not None and nonce is not None and self.choice is not None
+        self._dh = ikev1_dh_group(self.choice.group).generate()
+        self._g_xi, self._g_xr = ke.data, self._dh.public_bytes
+        self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
+        self._check_nat(message, addr)
+        self._derive(self._dh.shared_secret(ke.data))
+        self.state = State.MM4_SENT
+        payloads: tuple[Payload, ...] = (
+            KePayload(self._g_xr),
+            NoncePayload(self._nonce_r),
+            *self._nat_d(),
+        )
+        self._send(MM, payloads, now, text="MM4")
+
+    def _mm4(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """<-- MM4 { KE, Nr, NAT-D }: keys, then MM5 *{ IDii, HASH_I, N(INITIAL_CONTACT) } -->"""
+        message = self._clear(data, 4)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        assert ke is not None and nonce is not None and self._dh is not None
+        self._g_xr, self._nonce_r = ke.data, nonce.data
+        self._check_nat(message, addr)
+        self._derive(self._dh.shared_secret(ke.data))
+        if self.natted:
+            self._float()
+        self._resend.pop("p1", None)
+        idii = self._id_payload()
+        payloads: list[Payload] = [idii, HashPayload(self._hash_i(idii.encode_body()))]
+        if self._initial_contact:
+            payloads.append(self._notify(NotifyType.INITIAL_CONTACT))
+        self.state = State.MM5_SENT
+        datagram, self._p1_iv = self._seal(self._message(MM, payloads), self._p1_iv)
+        self._send_datagram(datagram, now, resend="p1", text="MM5 [ ID HASH N(INITIAL_CONTACT) ]")
+
+    def _mm5(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """MM5 *{ IDii, HASH_I } -->  responder: check, MM6 *{ IDir, HASH_R }."""
+        try:
+            message, next_iv = self._open(data, self._p1_iv)
+            check_payloads(message, 5, encrypted=True)
+        except IkeV1ProtocolError:
+            # Keys that differ decrypt to noise: in practice the pre-shared keys differ.
+            self._auth_failed("MM5 does not decrypt (pre-shared keys differ?)", now)
+            return
+        if not self._authenticate_i(message, now):
+            return
+        self._p1_iv = next_iv
+        idir = self._id_payload()
+        payloads = (idir, HashPayload(self._hash_r(idir.encode_body())))
+        datagram, self._p1_last = self._seal(self._message(MM, payloads), self._p1_iv)
+        self._send_datagram(datagram, now, text="MM6 [ ID HASH ]")
+        self._established(now)
+
+    def _mm6(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """<-- MM6 *{ IDir, HASH_R }: check; the ISAKMP SA is up."""
+        message, next_iv = self._open(data, self._p1_iv)
+        check_payloads(message, 6, encrypted=True)
+        if not self._authenticate_r(message, now):
+            return
+        self._p1_last = next_iv
+        self._resend.pop("p1", None)
+        self._established(now)
+
+    # -- Aggressive Mode (RFC 2409 §5) -----------------------------------------------------
+
+    def _am1(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """AM1 { SA, KE, Ni, IDii, VID } -->  responder: AM2 { SA, KE, Nr, IDir, HASH_R }."""
+        message = self._clear(data, 1)
+        self.spi_i, self.spi_r = header.cookie_i, self._random(8)
+        self._deadline = now + self.config.half_open_timeout
+        self._vendor_ids(message)
+        answer = self._choose_phase1(message, now)
+        if answer is None:
+            return
+        assert self.choice is not None
+        ke, nonce, idii = (
+            message.first(KePayload),
+            message.first(NoncePayload),
+            message.first(IdPayload),
+        )
+        assert ke is not None and nonce is not None and idii is not None
+        if not self._peer_id_ok(idii):
+            self._refuse(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii", now)
+            return
+        self._idii_b = _body_of(message, PayloadType.ID)
+        self._dh = ikev1_dh_group(self.choice.group).generate()
+        self._g_xi, self._g_xr = ke.data, self._dh.public_bytes
+        self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
+        self._derive(self._dh.shared_secret(ke.data))
+        idir = self._id_payload()
+        payloads: tuple[Payload, ...] = (
+            answer,
+            KePayload(self._g_xr),
+            NoncePayload(self._nonce_r),
+            idir,
+            HashPayload(self._hash_r(idir.encode_body())),
+            *self._nat_d(),
+            *self._vids(),
+        )
+        self.state = State.AM2_SENT
+        # Nothing answers AM3: AM2 is resent until it comes (RFC 2408 §2.5).
+        self._send(AM, payloads, now, resend="p1", text="AM2")
+
+    def _am2(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """<-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }: AM3 *{ HASH_I, NAT-D, N } -->"""
+        message = self._clear(data, 2)
+        self._accept_phase1(header, message)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        assert ke is not None and nonce is not None and self._dh is not None
+        self._vendor_ids(message)
+        self._g_xr, self._nonce_r = ke.data, nonce.data
+        self._derive(self._dh.shared_secret(ke.data))
+        if not self._authenticate_r(message, now):
+            return
+        self._check_nat(message, addr)
+        if self.natted:
+            self._float()
+        self._resend.pop("p1", None)
+        payloads: list[Payload] = [HashPayload(self._hash_i(self._id_payload().encode_body()))]
+        payloads += self._nat_d()
+        if self._initial_contact:
+            payloads.append(self._notify(NotifyType.INITIAL_CONTACT))
+        # RFC 2409 §5 leaves AM3 in the clear; strongSwan and most others encrypt it.
+        datagram, self._p1_last = self._seal(self._message(AM, payloads), self._p1_iv)
+        self._send_datagram(datagram, now, text="AM3 [ HASH NAT-D N(INITIAL_CONTACT) ]")
+        self._established(now)
+
+    def _am3(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        """AM3 [*]{ HASH_I, NAT-D, N } -->  responder: the ISAKMP SA is up."""
+        if header.encrypted:
+            message, self._p1_last = self._open(data, self._p1_iv)
+        else:
+            message, self._p1_last = decode_message(data), self._p1_iv
+        check_payloads(message, 3, encrypted=header.encrypted)
+        hash_payload = message.first(HashPayload)
+        assert hash_payload is not None
+        if not secrets.compare_digest(hash_payload.data, self._hash_i(self._idii_b)):
+            self._auth_failed("HASH_I does not verify", now)
+            return
+        self._check_nat(message, addr)
+        self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
+        self._resend.pop("p1", None)
+        self._established(now)
+
+    # -- Phase 1 helpers -------------------------------------------------------------------
+
+    def _choose_phase1(self, message: IkeV1Message, now: float) -> SaPayload | None:
+        """The responder's answer: the first of its own transforms the offer contains, as
+        offered (RFC 2409 §5: the transform comes back unchanged), or NO_PROPOSAL_CHOSEN."""
+        sa = message.first(SaPayload)
+        assert sa is not None
+        self._sai_b = _body_of(message, PayloadType.SA)
+        offered = [
+            (p, t, Phase1Choice.from_transform(t))
+            for p in sa.proposals
+            if p.protocol_id == ProtocolId.ISAKMP
+            for t in p.transforms
+        ]
+        for ours in phase1_choices(self.config.proposals, self.ike_lifetime):
+            for proposal, transform, theirs in offered:
+                if theirs is not None and theirs == ours:
+                    self.choice = replace(ours, lifetime=min(theirs.lifetime, ours.lifetime))
+                    answer = Proposal(
+                        proposal.number, ProtocolId.ISAKMP, proposal.spi, (transform,)
+                    )
+                    return SaPayload((answer,), sa.doi, sa.situation)
+        log.info("%s: no IKEv1 proposal chosen among %d transforms", self._name(), len(offered))
+        self._refuse(NotifyType.NO_PROPOSAL_CHOSEN, "no proposal chosen", now)
+        return None
+
+    def _accept_phase1(self, header: IkeV1Header, message: IkeV1Message) -> None:
+        """The initiator checks the responder's choice is one transform it offered."""
+        sa = message.first(SaPayload)
+        assert sa is not None
+        if header.cookie_r == bytes(8):
+            raise IkeV1ProtocolError(NotifyType.INVALID_COOKIE, "CKY-R is zero")
+        if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
+            raise IkeV1ProtocolError(NotifyType.BAD_PROPOSAL_SYNTAX, "not one transform chosen")
+        choice = Phase1Choice.from_transform(sa.proposals[0].transforms[0])
+        ours = phase1_choices(self.config.proposals, self.ike_lifetime)
+        if choice is None or choice not in ours:
+            raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "a transform we did not offer")
+        if self.aggressive and choice.group != ours[0].group:
+            raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "another group than our KE's")
+        self.spi_r = header.cookie_r
+        self.choice = choice
+        self._vendor_ids(message)
+
+    def _derive(self, g_xy: bytes) -> None:
+        """SKEYID (§5.4), SKEYID_d/a/e (§5), the cipher key and first IV (Appendix B)."""
+        assert self.choice is not None
+        self._prf = Ikev1Prf(self.choice.hash_name)
+        skeyid = skeyid_psk(self._prf, self.config.psk, self._nonce_i, self._nonce_r)
+        block = Ikev1Cipher.block_size_of(self.choice.encryption)
+        self._keys = derive_phase1(
+            self._prf,
+            skeyid,
+            g_xy,
+            self.spi_i,
+            self.spi_r,
+            self.choice.key_size,
+            block,
+            g_xi=self._g_xi,
+            g_xr=self._g_xr,
+        )
+        self._cipher = Ikev1Cipher(self.choice.encryption, self._keys.enc_key)
+        self._p1_iv = self._keys.iv
+
+    def _hash_i(self, idii_b: bytes) -> bytes:
+        assert self._prf is not None and self._keys is not None
+        return hash_i(
+            self._prf,
+            self._keys.skeyid,
+            self._g_xi,
+            self._g_xr,
+            self.spi_i,
+            self.spi_r,
+            self._sai_b,
+            idii_b,
+        )
+
+    def _hash_r(self, idir_b: bytes) -> bytes:
+        assert self._prf is not None and self._keys is not None
+        return hash_r(
+            self._prf,
+            self._keys.skeyid,
+            self._g_xi,
+            self._g_xr,
+            self.spi_i,
+            self.spi_r,
+            self._sai_b,
+            idir_b,
+        )
+
+    def _authenticate_i(self, message: IkeV1Message, now: float) -> bool:
+        """The responder checks IDii and HASH_I (MM5)."""
+        idii, hash_payload = message.first(IdPayload), message.first(HashPayload)
+        assert idii is not None
+        if not self._peer_id_ok(idii):
+            self._refuse(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii", now)
+            return False
+        if hash_payload is None or not secrets.compare_digest(
+            hash_payload.data, self._hash_i(_body_of(message, PayloadType.ID))
+        ):
+            self._auth_failed("HASH_I does not verify", now)
+            return False
+        self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
+        return True
+
+    def _authenticate_r(self, message: IkeV1Message, now: float) -> bool:
+        """The initiator checks IDir and HASH_R (MM6, AM2)."""
+        idir, hash_payload = message.first(IdPayload), message.first(HashPayload)
+        assert idir is not None
+        ok = hash_payload is not None and secrets.compare_digest(
+            hash_payload.data, self._hash_r(_body_of(message, PayloadType.ID))
+        )
+        if not self._peer_id_ok(idir) or not ok:
+            self._close("the responder's IDir or HASH_R does not verify", now)
+            return False
+        return True
+
+    def _auth_failed(self, reason: str, now: float) -> None:
+        log.info("%s: authentication failed: %s", self._name(), reason)
+        self._refuse(NotifyType.AUTHENTICATION_FAILED, reason, now)
+
+    def _refuse(self, notify_type: NotifyType, reason: str, now: float) -> None:
+        """An unprotected Informational { N(error) } (RFC 2409 §5.7), and the SA goes:
+        the peer cannot read anything we would encrypt."""
+        payload = NotifyPayload(
+            notify_type, ProtocolId.ISAKMP, self.spi_i + (self.spi_r or bytes(8))
+        )
+        message = IkeV1Message(
+            self.spi_i,
+            self.spi_r or bytes(8),
+            ExchangeType.INFORMATIONAL,
+            self._new_message_id(),
+            (payload,),
+        )
+        log.info("%s: sending INFORMATIONAL [ N(%s) ]", self._name(), notify_type.name)
+        self._outbox.append((message.encode(), self.remote))
+        self._close(reason, now)
+
+    def _established(self, now: float) -> None:
+        assert self.choice is not None
+        self.state = State.ESTABLISHED
+        self._deadline = None
+        self._last_heard = now
+        log.info("%s: ISAKMP SA established", self._name())
+        self._events.append(
+            IkeSaUp(self.spi_i, self.spi_r, self.choice.suite(), self.initiator, self.natted)
+        )
+        if self._pending_child is not None:
+            child, self._pending_child = self._pending_child, None
+            self._quick_mode_1(child, now)
+
+    # -- NAT traversal (RFC 3947) ----------------------------------------------------------
+
+    def _nat_hash(self, address: IPAddress, port: int) -> bytes:
+        """HASH(CKY-I | CKY-R | IP | Port) with the negotiated hash (RFC 3947 §3.2)."""
+        assert self.choice is not None
+        prf = Ikev1Prf(self.choice.hash_name)
+        return prf.hash(self.spi_i + self.spi_r + address.packed + struct.pack(">H", port))
+
+    def _nat_d(self) -> tuple[NatDPayload, ...]:
+        """NAT-D of the destination, then of the source (RFC 3947 §3.2); with `encap`, a
+        source that cannot match, so both ends take a NAT for granted (as strongSwan)."""
+        if not self.peer_nat_t:
+            return ()
+        remote = self._nat_hash(self.config.remote_addr, self.remote[1])
+        local = self._nat_hash(self.config.local_addr, self.local_port)
+        if self.config.encap:
+            local = self._random(len(local))
+        return NatDPayload(remote), NatDPayload(local)
+
+    def _check_nat(self, message: IkeV1Message, addr: Address) -> None:
+        hashes = [p.data for p in message.get(NatDPayload)]
+        natted = self.config.encap
+        if hashes:
+            ours = self._nat_hash(self.config.local_addr, self.local_port)
+            theirs = self._nat_hash(ipaddress.ip_address(addr[0]), addr[1])
+            natted = natted or hashes[0] != ours or theirs not in hashes[1:]
+        self.natted = natted and self.peer_nat_t
+
+    def _float(self) -> None:
+        # RFC 3947 §4: once a NAT is detected, the initiator moves to port 4500.
+        self.remote = (self.remote[0], NAT_T_PORT)
+        self.local_port = NAT_T_PORT
+
+    def _vendor_ids(self, message: IkeV1Message) -> None:
+        vids = {p.data for p in message.get(VendorIdPayload)}
+        self.peer_dpd = self.peer_dpd or VID_DPD in vids
+        self.peer_nat_t = self.peer_nat_t or VID_NAT_T_RFC3947 in vids
+
+    @staticmethod
+    def _vids() -> tuple[VendorIdPayload, ...]:
+        return VendorIdPayload(VID_DPD), VendorIdPayload(VID_NAT_T_RFC3947)
+
+    # -- Quick Mode (RFC 2409 §5.5) --------------------------------------------------------
+
+    def _quick_mode_1(self, child: ChildConfig, now: float) -> None:
+        """QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->"""
+        spi_in = self._allocate_spi()
+        mid = self._new_message_id()
+        mode = self._encapsulation(child.mode)
+        offered = tuple(esp_choices(child.proposals, child.life_time, mode))
+        if not offered:
+            self._events.append(ChildSaFailed(child, "no ESP proposal IKEv1 can carry"))
+            return
+        nonce_i = self._random(NONCE_SIZE)
+        groups = [c.group for c in offered if c.group is not None]
+        dh = ikev1_dh_group(groups[0]).generate() if groups else None
+        if dh is not None:
+            # One KE for one group: the PFS transforms are those of the first group.
+            offered = tuple(c for c in offered if c.group in (None, dh.group.dh_id))
+        spi = spi_in.to_bytes(4, "big")
+        transforms = tuple(c.transform(n) for n, c in enumerate(offered, 1))
+        after: list[Payload] = [
+            SaPayload((Proposal(1, ProtocolId.ESP, spi, transforms),)),
+            NoncePayload(nonce_i),
+        ]
+        if dh is not None:
+            after.append(KePayload(dh.public_bytes))
+        local_ts, remote_ts = child.local_ts[0], child.remote_ts[0]
+        after += [IdPayload.for_network(local_ts), IdPayload.for_network(remote_ts)]
+        assert self._prf is not None and self._keys is not None
+        digest = hash1(self._prf, self._keys.skeyid_a, mid, encode_chain(after))
+        qm = _QuickMode(
+            mid,
+            True,
+            self._phase2_iv(mid),
+            spi_in,
+            nonce_i,
+            child,
+            offered,
+            dh,
+            local_ts,
+            remote_ts,
+        )
+        self._quick[mid] = qm
+        message = self._message(QM, (HashPayload(digest), *after), mid)
+        datagram, qm.iv = self._seal(message, qm.iv)
+        text = f"QM1 [ HASH SA No{' KE' if dh else ''} ID ID ]"
+        self._send_datagram(datagram, now, resend=mid, text=text, child=child)
+
+    def _quick_mode(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+        qm = self._quick.get(header.message_id)
+        if qm is None:
+            if header.message_id == 0:
+                raise IkeV1ProtocolError(NotifyType.INVALID_MESSAGE_ID, "Quick Mode with M-ID 0")
+            self._quick_mode_2(header, data, now)
+        elif qm.initiator:
+            self._quick_mode_3(qm, data, now)
+        else:
+            self._quick_mode_done(qm, data, now)
+
+    def _quick_mode_2(self, header: IkeV1Header, data: bytes, now: float) -> None:
+        """QM1 -->  responder: GETSPI (LARVAL), then <-- QM2 *{ HASH(2), SA, Nr, [KE], IDs }."""
+        mid = header.message_id
+        message, iv = self._open(data, self._phase2_iv(mid))
+        check_payloads(message, 1, encrypted=True)
+        assert self._prf is not None and self._keys is not None
+        self._verify_hash(message, hash1(self._prf, self._keys.skeyid_a, mid, _after_hash(message)))
+        sa, nonce = message.first(SaPayload), message.first(NoncePayload)
+        assert sa is not None and nonce is not None
+        ids = message.get(IdPayload)
+        remote_ts = ids[0].network if ids else ipaddress.ip_network(self.config.remote_addr)
+        local_ts = ids[1].network if ids else ipaddress.ip_network(self.config.local_addr)
+        if remote_ts is None or local_ts is None:
+            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, now)
+            return
+        policy = (
+            self._child_policy(selectors_for((remote_ts,)), selectors_for((local_ts,)))
+            if self._child_policy
+            else None
+        )
+        if (
+            policy is None
+            or not _within(remote_ts, policy.remote_ts)
+            or not _within(local_ts, policy.local_ts)
+        ):
+            log.info(
+                "%s: Quick Mode IDs %s === %s not in policy", self._name(), remote_ts, local_ts
+            )
+            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, now)
+            return
+        chosen = self._choose_esp(sa, policy, message.first(KePayload) is not None)
+        if chosen is None:
+            self._events.append(ChildSaFailed(policy, "no ESP proposal chosen"))
+            self._refuse_quick(mid, NotifyType.NO_PROPOSAL_CHOSEN, now)
+            return
+        proposal, transform, choice = chosen
+        if len(proposal.spi) != 4:
+            self._refuse_quick(mid, NotifyType.INVALID_SPI, now)
+            return
+        shared, dh = None, None
+        if choice.group is not None:
+            ke = message.first(KePayload)
+            assert ke is not None
+            dh = ikev1_dh_group(choice.group).generate()
+            shared = dh.shared_secret(ke.data)
+        spi_in = self._allocate_spi()  # RFC 2367 §2.3.2: GETSPI, LARVAL until QM3
+        spi_out = int.from_bytes(proposal.spi, "big")
+        nonce_r = self._random(NONCE_SIZE)
+        answer = Proposal(proposal.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), (transform,))
+        after: list[Payload] = [SaPayload((answer,)), NoncePayload(nonce_r)]
+        if dh is not None:
+            after.append(KePayload(dh.public_bytes))
+        if ids:
+            after += list(ids)  # echoed unchanged (RFC 2409 §5.5)
+        digest = hash2(self._prf, self._keys.skeyid_a, mid, nonce.data, encode_chain(after))
+        qm = _QuickMode(
+            mid, False, iv, spi_in, nonce.data, policy, (choice,), dh, local_ts, remote_ts, nonce_r
+        )
+        qm.up = self._child_sa_up(qm, choice, spi_out, shared)
+        self._quick[mid] = qm
+        datagram, qm.iv = self._seal(self._message(QM, (HashPayload(digest), *after), mid), iv)
+        # Nothing answers QM3, so QM2 is resent until QM3 comes.
+        self._send_datagram(datagram, now, resend=mid, text="QM2 [ HASH SA No ID ID ]")
+
+    def _quick_mode_3(self, qm: _QuickMode, data: bytes, now: float) -> None:
+        """<-- QM2: the IPsec SAs are up here; QM3 *{ HASH(3) } -->"""
+        message, iv = self._open(data, qm.iv)
+        check_payloads(message, 2, encrypted=True)
+        assert self._prf is not None and self._keys is not None and qm.child is not None
+        nonce = message.first(NoncePayload)
+        assert nonce is not None
+        self._verify_hash(
+            message,
+            hash2(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, _after_hash(message)),
+        )
+        self._resend.pop(qm.message_id, None)
+        del self._quick[qm.message_id]
+        qm.nonce_r = nonce.data
+        sa = message.first(SaPayload)
+        assert sa is not None
+        if (
+            len(sa.proposals) != 1
+            or len(sa.proposals[0].transforms) != 1
+            or len(sa.proposals[0].spi) != 4
+        ):
+            self._events.append(ChildSaFailed(qm.child, "QM2: not one ESP transform chosen"))
+            return
+        choice = EspChoice.from_transform(sa.proposals[0].transforms[0])
+        if choice not in qm.offered:
+            self._events.append(ChildSaFailed(qm.child, "QM2: a transform we did not offer"))
+            return
+        shared = None
+        if choice.group is not None:
+            ke = message.first(KePayload)
+            if ke is None or qm.dh is None:
+                self._events.append(ChildSaFailed(qm.child, "QM2: no KE for PFS"))
+                return
+            shared = qm.dh.shared_secret(ke.data)
+        lifetime = message.notify(NotifyType.RESPONDER_LIFETIME)
+        if lifetime is not None:
+            seconds = _lifetime_seconds(lifetime.data)
+            if seconds is not None and seconds < qm.child.life_time:
+                # RFC 2407 §4.6.3.1: the responder's shorter lifetime is the SA's.
+                qm.child = replace(
+                    qm.child,
+                    life_time=seconds,
+                    rekey_time=min(qm.child.rekey_time, seconds * 9 // 10),
+                )
+        spi_out = int.from_bytes(sa.proposals[0].spi, "big")
+        up = self._child_sa_up(qm, choice, spi_out, shared)
+        self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
+        self._events.append(up)
+        digest = hash3(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, qm.nonce_r)
+        datagram, _ = self._seal(self._message(QM, (HashPayload(digest),), qm.message_id), iv)
+        self._send_datagram(datagram, now, text="QM3 [ HASH ]")
+
+    def _quick_mode_done(self, qm: _QuickMode, data: bytes, now: float) -> None:
+        """QM3 *{ HASH(3) } -->  responder: now the inbound SA may be filled in."""
+        message, _ = self._open(data, qm.iv)
+        check_payloads(message, 3, encrypted=True)
+        assert self._prf is not None and self._keys is not None and qm.up is not None
+        self._verify_hash(
+            message, hash3(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, qm.nonce_r)
+        )
+        self._resend.pop(qm.message_id, None)
+        del self._quick[qm.message_id]
+        up = qm.up
+        self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
+        self._events.append(up)
+
+    def _choose_esp(
+        self, sa: SaPayload, policy: ChildConfig, with_ke: bool
+    ) -> tuple[Proposal, Transform, EspChoice] | None:
+        """The first of policy's ESP transforms the offer contains (ours decide)."""
+        mode = self._encapsulation(policy.mode)
+        offered = [
+            (p, t, EspChoice.from_transform(t))
+            for p in sa.proposals
+            if p.protocol_id == ProtocolId.ESP
+            for t in p.transforms
+        ]
+        for ours in esp_choices(policy.proposals, policy.life_time, mode, pfs=with_ke):
+            for proposal, transform, theirs in offered:
+                tunnel_ok = theirs.tunnel == (policy.mode != "transport")
+                if theirs == ours and tunnel_ok and (theirs.group is not None) == with_ke:
+                    return proposal, transform, theirs
+        return None
+
+    def _child_sa_up(
+        self, qm: _QuickMode, choice: EspChoice, spi_out: int, shared: bytes | None
+    ) -> ChildSaUp:
+        """KEYMAT for each direction with that direction's SPI (RFC 2409 §5.5)."""
+        assert self._prf is not None and self._keys is not None and qm.child is not None
+        suite = choice.suite()
+        encr = next(t for t in suite if t.type == TransformType.ENCR)
+        integ = next((t.id for t in suite if t.type == TransformType.INTEG), 0)
+        encr_len, integ_len = encr_key_size(encr), integ_key_size(integ)
+
+        prf, skeyid_d = self._prf, self._keys.skeyid_d
+
+        def keys(spi: int) -> ChildSaKeys:
+            material = quick_mode_keymat(
+                prf,
+                skeyid_d,
+                ProtocolId.ESP,
+                spi.to_bytes(4, "big"),
+                qm.nonce_i,
+                qm.nonce_r,
+                encr_len + integ_len,
+                shared,
+            )
+            return ChildSaKeys(material[:encr_len], material[encr_len:])
+
+        assert qm.local_ts is not None and qm.remote_ts is not None
+        natted = self.natted or choice.udp
+        return ChildSaUp(
+            qm.child,
+            qm.spi_in,
+            spi_out,
+            suite,
+            keys(qm.spi_in),
+            keys(spi_out),
+            (qm.local_ts,),
+            (qm.remote_ts,),
+            self.initiator,
+            natted,
+        )
+
+    def _refuse_quick(self, mid: int, notify_type: NotifyType, now: float) -> None:
+        """A protected Informational { HASH(1), N(error) }; the ISAKMP SA stays."""
+        log.info("%s: Quick Mode %08x refused: %s", self._name(), mid, notify_type.name)
+        self._send_informational((NotifyPayload(notify_type, ProtocolId.ESP),), now)
+
+    def _encapsulation(self, mode: str) -> int:
+        if mode == "transport":
+            return EncapsulationMode.UDP_TRANSPORT if self.natted else EncapsulationMode.TRANSPORT
+        return EncapsulationMode.UDP_TUNNEL if self.natted else EncapsulationMode.TUNNEL
+
+    # -- Informational (RFC 2409 §5.7, RFC 3706) -------------------------------------------
+
+    def _informational(self, header: IkeV1Header, data: bytes, now: float) -> None:
+        if not header.encrypted:
+            message = decode_message(data)
+            check_payloads(message, 1, encrypted=False)
+            errors = [n for n in message.get(NotifyPayload) if n.notify_type.is_error]
+            if errors and self.state is not State.ESTABLISHED:
+                # Before Phase 1 is done nothing can be authenticated (RFC 2409 §5.7); a
+                # refusal that names our cookies ends the attempt.
+                self._close(f"peer refused: {errors[0].notify_type.name}", now, by_peer=True)
+            return
+        if self._keys is None or self._prf is None or not self._p1_last:
+            return
+        mid = header.message_id
+        message, _ = self._open(data, informational_iv(self._prf.hash_name, self._p1_last, mid))
+        check_payloads(message, 1, encrypted=True)
+        self._verify_hash(
+            message, informational_hash(self._prf, self._keys.skeyid_a, mid, _after_hash(message))
+        )
+        self._last_heard = now
+        for payload in message.payloads:
+            if isinstance(payload, NotifyPayload):
+                self._notified(payload, now)
+            elif isinstance(payload, DeletePayload):
+                self._deleted(payload, now)
+                if self.state is State.CLOSED:
+                    return
+
+    def _notified(self, payload: NotifyPayload, now: float) -> None:
+        kind = payload.notify_type
+        if kind == NotifyType.R_U_THERE:
+            # RFC 3706 §5.3: the ACK echoes the sequence number.
+            ack = NotifyPayload(
+                NotifyType.R_U_THERE_ACK, ProtocolId.ISAKMP, self.spi_i + self.spi_r, payload.data
+            )
+            self._send_informational((ack,), now)
+        elif kind == NotifyType.R_U_THERE_ACK:
+            seq = int.from_bytes(payload.data[:4], "big") if len(payload.data) == 4 else -1
+            if self._dpd is not None and seq == self._dpd[0]:
+                self._dpd = None
+        elif kind == NotifyType.INITIAL_CONTACT:
+            self.peer_initial_contact = True
+        else:
+            log.info("%s: received N(%s)", self._name(), kind.name)
+
+    def _deleted(self, payload: DeletePayload, now: float) -> None:
+        if payload.protocol_id == ProtocolId.ISAKMP:
+            self._close("deleted by the peer", now, by_peer=True)
+            return
+        if payload.protocol_id != ProtocolId.ESP or payload.spi_size != 4:
+            return
+        for spi in payload.spis:
+            # RFC 2408 §3.15: the SPIs are the sender's inbound ones, our outbound.
+            spi_out = int.from_bytes(spi, "big")
+            child = next((c for c in self.children.values() if c.spi_out == spi_out), None)
+            if child is not None:
+                del self.children[child.spi_in]
+                self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=True))
+
+    def _send_informational(self, payloads: tuple[Payload, ...], now: float) -> None:
+        """HDR*, HASH(1), N/D: its own M-ID and IV (RFC 2409 §5.7, Appendix B)."""
+        assert self._prf is not None and self._keys is not None
+        mid = self._new_message_id()
+        digest = informational_hash(self._prf, self._keys.skeyid_a, mid, encode_chain(payloads))
+        message = self._message(ExchangeType.INFORMATIONAL, (HashPayload(digest), *payloads), mid)
+        datagram, _ = self._seal(message, informational_iv(self._prf.hash_name, self._p1_last, mid))
+        names = " ".join(_payload_name(p) for p in payloads)
+        self._send_datagram(datagram, now, text=f"INFORMATIONAL [ HASH {names} ]")
+
+    def _dpd_due(self) -> float | None:
+        if self.state is not State.ESTABLISHED or not self.config.dpd_delay or not self.peer_dpd:
+            return None
+        if self._dpd is not None:
+            return self._dpd[1]
+        return self._last_heard + self.config.dpd_delay
+
+    def _dpd_check(self, now: float) -> None:
+        """R-U-THERE when the peer has been quiet for `dpd_delay` (RFC 3706 §5.3)."""
+        tries = 0
+        if self._dpd is not None:
+            tries = self._dpd[2] + 1
+            if tries > self.config.retransmit_tries:
+                self._close("peer is dead: no R-U-THERE-ACK", now)
+                return
+        self._dpd_seq = (self._dpd_seq + 1) & 0xFFFFFFFF
+        self._dpd = (self._dpd_seq, now + self._backoff(tries), tries)
+        notify = NotifyPayload(
+            NotifyType.R_U_THERE,
+            ProtocolId.ISAKMP,
+            self.spi_i + self.spi_r,
+            self._dpd_seq.to_bytes(4, "big"),
+        )
+        self._send_informational((notify,), now)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _backoff(self, tries: int) -> float:
+        return self.config.retransmit_timeout * self.config.retransmit_base**tries
+
+    def _new_message_id(self) -> int:
+        while True:
+            mid = int.from_bytes(self._random(4), "big")
+            if mid and mid not in self._quick:
+                return mid
+
+    def _id_payload(self) -> IdPayload:
+        id_type, data = self.config.local_id
+        return IdPayload(IdType(int(id_type)), data)
+
+    def _peer_id_ok(self, payload: IdPayload) -> bool:
+        expected = self.config.remote_id
+        return expected is None or (int(payload.id_type), payload.data) == (
+            int(expected[0]),
+            expected[1],
+        )
+
+    def _notify(self, notify_type: NotifyType) -> NotifyPayload:
+        return NotifyPayload(notify_type, ProtocolId.ISAKMP, self.spi_i + self.spi_r)
+
+    def _phase2_iv(self, mid: int) -> bytes:
+        assert self._prf is not None
+        return phase2_iv(self._prf.hash_name, self._p1_last, mid)
+
+    def _message(
+        self, exchange: ExchangeType, payloads: tuple[Payload, ...] | list[Payload], mid: int = 0
+    ) -> IkeV1Message:
+        return IkeV1Message(self.spi_i, self.spi_r or bytes(8), exchange, mid, tuple(payloads))
+
+    def _clear(self, data: bytes, number: int) -> IkeV1Message:
+        message = decode_message(data)
+        check_payloads(message, number, encrypted=False)
+        return message
+
+    def _seal(self, message: IkeV1Message, iv: bytes) -> tuple[bytes, bytes]:
+        """The message encrypted with `iv`, and the IV of the next (Appendix B)."""
+        cipher = self._cipher
+        assert cipher is not None
+        next_iv = [iv]
+
+        def encrypt(plaintext: bytes) -> bytes:
+            ciphertext, next_iv[0] = cipher.encrypt(plaintext, iv)
+            return ciphertext
+
+        return encode_encrypted(message, encrypt, cipher.block_size), next_iv[0]
+
+    def _open(self, data: bytes, iv: bytes) -> tuple[IkeV1Message, bytes]:
+        cipher = self._cipher
+        if cipher is None:
+            raise IkeV1DecodeError(
+                "an encrypted message before there are keys", NotifyType.INVALID_FLAGS
+            )
+        next_iv = [iv]
+
+        def decrypt(ciphertext: bytes) -> bytes:
+            plaintext, next_iv[0] = cipher.decrypt(ciphertext, iv)
+            return plaintext
+
+        return decode_encrypted(data, decrypt, cipher.block_size), next_iv[0]
+
+    @staticmethod
+    def _verify_hash(message: IkeV1Message, expected: bytes) -> None:
+        first = message.payloads[0] if message.payloads else None
+        if not isinstance(first, HashPayload) or not secrets.compare_digest(first.data, expected):
+            raise IkeV1ProtocolError(NotifyType.INVALID_HASH_INFORMATION, "HASH does not verify")
+
+    def _send(
+        self,
+        exchange: ExchangeType,
+        payloads: tuple[Payload, ...],
+        now: float,
+        *,
+        resend: object = None,
+        text: str,
+    ) -> None:
+        datagram = self._message(exchange, payloads).encode()
+        names = " ".join(_payload_name(p) for p in payloads)
+        self._send_datagram(datagram, now, resend=resend, text=f"{text} [ {names} ]")
+
+    def _send_datagram(
+        self,
+        datagram: bytes,
+        now: float,
+        *,
+        resend: object = None,
+        text: str,
+        child: ChildConfig | None = None,
+    ) -> None:
+        log.info("%s: sending %s", self._name(), text)
+        self._outbox.append((datagram, self.remote))
+        if resend is not None:
+            self._resend[resend] = _Resend(
+                datagram, now + self._backoff(0), 0, text.split()[0], child
+            )
+
+    def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
+        if self.state is State.CLOSED:
+            return
+        for child in self.children.values():
+            self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=by_peer))
+        self.children.clear()
+        for qm in self._quick.values():
+            if qm.initiator and qm.child is not None:
+                self._events.append(ChildSaFailed(qm.child, reason))
+        self._quick.clear()
+        if self._pending_child is not None:
+            self._events.append(ChildSaFailed(self._pending_child, reason))
+            self._pending_child = None
+        log.info("%s: ISAKMP SA closed: %s", self._name(), reason)
+        self.state = State.CLOSED
+        self._resend.clear()
+        self._deadline = None
+        self._dpd = None
+        self._events.append(IkeSaDown(reason, by_peer))
+
+
+def _body_of(message: IkeV1Message, payload_type: PayloadType) -> bytes:
+    """The body of the first payload of that type as received (SAi_b, IDii_b: §5)."""
+    for payload, wire in zip(message.payloads, message.wire_payloads, strict=True):
+        if payload.payload_type == payload_type:
+            return wire[4:]
+    raise IkeV1ProtocolError(NotifyType.PAYLOAD_MALFORMED, f"no {payload_type.name} payload")
+
+
+def _after_hash(message: IkeV1Message) -> bytes:
+    """The payloads after HASH as received, generic headers included (§5.5, §5.7)."""
+    return b"".join(message.wire_payloads[1:])
+
+
+def _within(network: IPNetwork, allowed: tuple[IPNetwork, ...]) -> bool:
+    return any(
+        network.version == a.version and network.subnet_of(a)  # type: ignore[arg-type]
+        for a in allowed
+    )
+
+
+def _lifetime_seconds(data: bytes) -> int | None:
+    """SA_LIFE_DURATION in seconds from RESPONDER-LIFETIME's attributes (RFC 2407 §4.6.3.1)."""
+    offset, life_type, seconds = 0, LifeType.SECONDS, None
+    while offset + 4 <= len(data):
+        word, value = struct.unpack_from(">HH", data, offset)
+        offset += 4
+        number = value
+        if not word & 0x8000:
+            number = int.from_bytes(data[offset : offset + value], "big")
+            offset += value
+        attr = word & 0x7FFF
+        if attr == IpsecAttr.SA_LIFE_TYPE:
+            life_type = LifeType(number)
+        elif attr == IpsecAttr.SA_LIFE_DURATION and life_type == LifeType.SECONDS:
+            seconds = number
+    return seconds
+
+
+def _payload_name(payload: Payload) -> str:
+    names = {
+        PayloadType.NONCE: "No",
+        PayloadType.NOTIFICATION: "N",
+        PayloadType.DELETE: "D",
+        PayloadType.VENDOR_ID: "V",
+        PayloadType.NAT_D: "NAT-D",
+    }
+    ptype = PayloadType(payload.payload_type)
+    if isinstance(payload, NotifyPayload):
+        return f"N({payload.notify_type.name})"
+    return names.get(ptype, ptype.name)
