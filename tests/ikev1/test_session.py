@@ -7,13 +7,28 @@ import itertools
 import warnings
 from collections.abc import Iterator
 
+import pytest
+
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
+from larval.ikev1 import (
+    ExchangeType,
+    IkeEncryption,
+    IkeHash,
+    NotifyPayload,
+    NotifyType,
+    SaPayload,
+    decode_message,
+)
+from larval.ikev1.constants import IkeAttr
 from larval.ikev1.session import IkeV1Session, State
 from larval.ikev2.config import (
     ChildConfig,
+    ChildSaDown,
+    ChildSaFailed,
     ChildSaUp,
     Event,
     IkeConfig,
+    IkeSaDown,
     IkeSaUp,
     identity,
 )
@@ -24,6 +39,7 @@ PSK = b"interop-test-psk-0123456789"
 
 # cryptography warns about the MODP groups; they are what IKEv1 peers still use.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
 
 def config(
@@ -66,6 +82,7 @@ class Pair:
         resp_child: ChildConfig | None,
         *,
         aggressive: bool = False,
+        init_child: ChildConfig | None = None,
     ) -> None:
         spis = itertools.count(0x1000)
         self.now = 0.0
@@ -77,7 +94,11 @@ class Pair:
             return spi
 
         self.i = IkeV1Session(
-            init_cfg, initiator=True, allocate_spi=allocate, aggressive=aggressive
+            init_cfg,
+            initiator=True,
+            allocate_spi=allocate,
+            aggressive=aggressive,
+            child_policy=lambda tsi, tsr: init_child,
         )
         self.r = IkeV1Session(
             resp_cfg,
@@ -89,7 +110,8 @@ class Pair:
 
     def step(self, sender: IkeV1Session, drop: bool = False) -> int:
         """Carry what `sender` has queued to the other end; how many datagrams."""
-        other, addr = (self.r, (str(A), 500)) if sender is self.i else (self.i, (str(B), 500))
+        other, source = (self.r, A) if sender is self.i else (self.i, B)
+        addr = (str(source), sender.local_port)
         out = sender.datagrams_to_send(self.now)
         for data, _ in out:
             self.wire.append(("i->r" if sender is self.i else "r->i", data))
@@ -153,3 +175,252 @@ def test_main_mode_and_quick_mode_both_sides_agree() -> None:
     assert ci.local_ts == (NET_A,) and ci.remote_ts == (NET_B,)
     assert cr.local_ts == (NET_B,) and cr.remote_ts == (NET_A,)
     assert not ci.natted and not cr.natted
+
+
+def established(pair: Pair, first_child: ChildConfig) -> tuple[ChildSaUp, ChildSaUp]:
+    """Main Mode and the first Quick Mode, carried whole; the two ChildSaUp events."""
+    pair.i.initiate(first_child, pair.now)
+    pair.flush()
+    ups_i = [e for e in events(pair.i) if isinstance(e, ChildSaUp)]
+    ups_r = [e for e in events(pair.r) if isinstance(e, ChildSaUp)]
+    assert len(ups_i) == 1 and len(ups_r) == 1
+    return ups_i[0], ups_r[0]
+
+
+def test_quick_mode_with_pfs_keys_agree_and_differ_from_without() -> None:
+    esp = ("aes256-sha384-modp2048",)
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A, esp))
+    # MM1..MM6, then QM1 *{ HASH(1), SA, Ni, KE, IDci, IDcr } -->
+    # <-- QM2 *{ HASH(2), SA, Nr, KE, IDci, IDcr }   QM3 *{ HASH(3) } -->
+    ci, cr = established(pair, child(NET_A, NET_B, esp))
+    assert [t.id for t in ci.suite] == [12, 13, 14, 0]  # AES-CBC, SHA-384, MODP-2048, no ESN
+    assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
+    assert len(ci.keys_out.encr_key) == 32 and len(ci.keys_out.integ_key) == 48
+    qm1 = [data for way, data in pair.wire if way == "i->r"][3]
+    assert decode_header_exchange(qm1) == ExchangeType.QUICK_MODE
+
+    plain = Pair(config(A, B), config(B, A), child(NET_B, NET_A, ("aes256-sha384",)))
+    pi, pr = established(plain, child(NET_A, NET_B, ("aes256-sha384",)))
+    assert [t.id for t in pi.suite] == [12, 13, 0]
+    assert pi.keys_out == pr.keys_in and pi.keys_in == pr.keys_out
+
+
+def decode_header_exchange(data: bytes) -> int:
+    return data[18]
+
+
+def test_responder_role_has_the_same_keys_the_other_way() -> None:
+    # The responder's second Quick Mode, initiated by it over the same ISAKMP SA.
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A), init_child=child(NET_A, NET_B))
+    established(pair, child(NET_A, NET_B))
+    pair.r.create_child(child(NET_B, NET_A), pair.now)
+    assert pair.step(pair.r) == 1  # <-- QM1 *{ HASH(1), SA, Ni, IDci, IDcr }
+    assert pair.step(pair.i) == 1  # QM2 *{ HASH(2), SA, Nr, IDci, IDcr } -->
+    assert pair.step(pair.r) == 1  # <-- QM3 *{ HASH(3) }
+    (ur,) = events(pair.r)
+    (ui,) = events(pair.i)
+    assert isinstance(ur, ChildSaUp) and isinstance(ui, ChildSaUp)
+    assert ur.keys_out == ui.keys_in and ur.keys_in == ui.keys_out
+    assert ur.local_ts == (NET_B,) and ui.local_ts == (NET_A,)
+    assert len(pair.i.children) == len(pair.r.children) == 2
+
+
+def test_aggressive_mode() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A), aggressive=True)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    assert pair.step(pair.i) == 1  # AM1 { SA, KE, Ni, IDii, VID, VID } -->
+    assert pair.step(pair.r) == 1  # <-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D, NAT-D, VID, VID }
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.AM2_SENT
+    # AM3 *{ HASH_I, NAT-D, NAT-D, N(INITIAL_CONTACT) } -->, QM1 -->
+    assert pair.step(pair.i) == 2
+    assert pair.r.state is State.ESTABLISHED
+    pair.flush()  # <-- QM2, QM3 -->
+    ev_i, ev_r = list(events(pair.i)), list(events(pair.r))
+    assert [type(e) for e in ev_i] == [IkeSaUp, ChildSaUp]
+    assert [type(e) for e in ev_r] == [IkeSaUp, ChildSaUp]
+    ci, cr = ev_i[1], ev_r[1]
+    assert isinstance(ci, ChildSaUp) and isinstance(cr, ChildSaUp)
+    assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
+    assert pair.r.peer_initial_contact
+    assert decode_header_exchange(pair.wire[0][1]) == ExchangeType.AGGRESSIVE
+
+
+def test_second_of_two_ike_transforms_chosen() -> None:
+    init = config(A, B, proposals=("aes256-sha384-ecp384", "aes128-sha256-modp2048"))
+    resp = config(B, A, proposals=("aes128-sha256-modp2048",))
+    pair = Pair(init, resp, child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i)  # MM1 { SA(T1 aes256/sha384/ecp384, T2 aes128/sha256/modp2048) } -->
+    pair.step(pair.r)  # <-- MM2 { SA(T2) }
+    mm2 = decode_message(pair.wire[1][1])
+    sa = mm2.first(SaPayload)
+    assert sa is not None and len(sa.proposals[0].transforms) == 1
+    chosen = sa.proposals[0].transforms[0]
+    assert chosen.number == 2
+    assert chosen.attribute(IkeAttr.ENCRYPTION_ALGORITHM) == IkeEncryption.AES_CBC
+    assert chosen.attribute(IkeAttr.KEY_LENGTH) == 128
+    assert chosen.attribute(IkeAttr.HASH_ALGORITHM) == IkeHash.SHA2_256
+    assert chosen.attribute(IkeAttr.GROUP_DESCRIPTION) == 14
+    assert chosen.attribute(IkeAttr.LIFE_DURATION) == 28800
+    pair.flush()
+    up = [e for e in events(pair.i) if isinstance(e, IkeSaUp)]
+    assert [t.id for t in up[0].suite] == [12, 5, 12, 14]
+
+
+def test_no_common_ike_transform_is_refused() -> None:
+    pair = Pair(config(A, B), config(B, A, proposals=("aes256-sha512-ecp384",)), None)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()  # MM1 -->  <-- INFORMATIONAL { N(NO_PROPOSAL_CHOSEN) }
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    down = [e for e in events(pair.i) if isinstance(e, IkeSaDown)]
+    assert down and "NO_PROPOSAL_CHOSEN" in down[0].reason and down[0].by_peer
+
+
+def test_wrong_psk_refused_nothing_established() -> None:
+    pair = Pair(config(A, B), config(B, A, psk=b"another-psk"), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    for _ in range(4):
+        pair.step(pair.i)  # MM1, MM3 -->
+        pair.step(pair.r)  # <-- MM2, MM4
+    # MM5 *{ IDii, HASH_I } --> does not verify (or even decrypt) with the responder's keys:
+    # <-- INFORMATIONAL { N(AUTHENTICATION_FAILED) }
+    informational = decode_message(pair.wire[-1][1])
+    assert informational.exchange_type == ExchangeType.INFORMATIONAL
+    notify = informational.first(NotifyPayload)
+    assert notify is not None and notify.notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert pair.r.state is State.CLOSED and pair.i.state is State.CLOSED
+    ev_i, ev_r = list(events(pair.i)), list(events(pair.r))
+    assert not any(isinstance(e, (IkeSaUp, ChildSaUp)) for e in ev_i + ev_r)
+    assert [type(e) for e in ev_r] == [IkeSaDown]
+    assert [type(e) for e in ev_i] == [ChildSaFailed, IkeSaDown]
+
+
+def test_lost_message_retransmitted_and_lost_answer_replayed() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i, drop=True)  # MM1 --> lost
+    assert pair.r.state is State.IDLE
+    pair.advance(4.0)  # MM1 again (retransmit_timeout) -->  <-- MM2, MM3 -->, ... all through
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    mm1s = [d for way, d in pair.wire if way == "i->r" and d[18] == ExchangeType.MAIN_MODE]
+    assert mm1s[0] == mm1s[1]  # the same bytes again
+
+    # A lost answer: QM2 vanishes, the initiator resends QM1, the responder replays QM2.
+    pair.i.create_child(child(NET_A, NET_B), pair.now)
+    list(events(pair.i)), list(events(pair.r))
+    pair.step(pair.i)  # QM1 -->
+    pair.step(pair.r, drop=True)  # <-- QM2, lost
+    sent = len(pair.wire)
+    pair.advance(4.0)  # QM1 again -->  <-- the same QM2   QM3 -->
+    again = pair.wire[sent:]
+    qm1, qm2 = pair.wire[sent - 2][1], pair.wire[sent - 1][1]
+    assert ("i->r", qm1) in again  # resent by the initiator
+    assert [d for w, d in again if w == "r->i"] == [qm2, qm2]  # resent, and replayed
+    assert any(isinstance(e, ChildSaUp) for e in events(pair.i))
+    assert any(isinstance(e, ChildSaUp) for e in events(pair.r))
+
+
+def test_phase1_given_up_after_retransmissions() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i, drop=True)  # MM1 --> lost, and every retransmission too
+    while (timer := pair.i.get_timer()) is not None and pair.i.state is not State.CLOSED:
+        pair.now = timer
+        pair.i.handle_timer(pair.now)
+        pair.step(pair.i, drop=True)
+    assert pair.i.state is State.CLOSED
+    assert [type(e) for e in events(pair.i)] == [ChildSaFailed, IkeSaDown]
+
+
+def test_qm3_delayed_responder_inbound_sa_stays_larval_until_it_arrives() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    for _ in range(3):
+        pair.step(pair.i)  # MM1, MM3, MM5 -->
+        pair.step(pair.r)  # <-- MM2, MM4, MM6
+    list(events(pair.i)), list(events(pair.r))
+    assert len(pair.allocated) == 1  # the initiator's inbound SPI, in the QM1 it queued
+    pair.step(pair.i)  # QM1 *{ HASH(1), SA, Ni, IDci, IDcr } -->
+    assert len(pair.allocated) == 2  # the responder GETSPIs at QM1: a LARVAL SA
+    responder_spi = pair.allocated[-1]
+    pair.step(pair.r)  # <-- QM2
+    # The initiator has both SAs now and may send ESP (the seed's window)...
+    (ui,) = events(pair.i)
+    assert isinstance(ui, ChildSaUp) and ui.spi_out == responder_spi
+    held = pair.i.datagrams_to_send(pair.now)  # QM3 *{ HASH(3) } --> held back
+    assert len(held) == 1
+    # ... while the responder has no ChildSaUp: its inbound SA is still LARVAL.
+    assert list(events(pair.r)) == []
+    assert responder_spi not in pair.r.children
+    pair.now += 1.0
+    pair.r.receive_datagram(held[0][0], (str(A), 500), pair.now)  # QM3 arrives
+    (ur,) = events(pair.r)
+    assert isinstance(ur, ChildSaUp) and ur.spi_in == responder_spi
+    assert ur.keys_in == ui.keys_out and ur.keys_out == ui.keys_in
+    assert pair.r.get_timer() is None  # QM2 is no longer resent
+
+
+def test_qm3_lost_responder_resends_qm2_and_initiator_replays_qm3() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    for _ in range(4):
+        pair.step(pair.i)  # MM1, MM3, MM5, QM1 -->
+        pair.step(pair.r)  # <-- MM2, MM4, MM6, QM2
+    pair.step(pair.i, drop=True)  # QM3 --> lost
+    assert not any(isinstance(e, ChildSaUp) for e in events(pair.r))
+    pair.advance(4.0)  # <-- QM2 again   QM3 again -->
+    assert any(isinstance(e, ChildSaUp) for e in events(pair.r))
+
+
+def test_delete_ipsec_sa_and_isakmp_sa() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    ci, cr = established(pair, child(NET_A, NET_B))
+    # INFORMATIONAL *{ HASH(1), D(ESP, SPI) } -->
+    pair.i.delete_child(ci.spi_in, pair.now)
+    pair.flush()
+    assert list(events(pair.i)) == [ChildSaDown(ci.spi_in, ci.spi_out, by_peer=False)]
+    assert list(events(pair.r)) == [ChildSaDown(cr.spi_in, cr.spi_out, by_peer=True)]
+    assert not pair.i.children and not pair.r.children
+    # A second pair of SAs, then <-- INFORMATIONAL *{ HASH(1), D(ESP) }, *{ HASH(1), D(ISAKMP) }
+    pair.i.create_child(child(NET_A, NET_B), pair.now)
+    pair.flush()
+    list(events(pair.i)), list(events(pair.r))
+    pair.r.delete(pair.now)
+    pair.flush()
+    assert [type(e) for e in events(pair.r)] == [ChildSaDown, IkeSaDown]
+    down = list(events(pair.i))
+    assert [type(e) for e in down] == [ChildSaDown, IkeSaDown]
+    assert isinstance(down[1], IkeSaDown) and down[1].by_peer
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+
+
+def test_dpd_answers_a_live_peer_and_notices_a_vanished_one() -> None:
+    pair = Pair(config(A, B, dpd=30.0), config(B, A), child(NET_B, NET_A))
+    established(pair, child(NET_A, NET_B))
+    assert pair.i.peer_dpd and pair.r.peer_dpd
+    # 30 s of quiet: INFORMATIONAL *{ HASH, N(R-U-THERE, seq) } -->
+    #                <-- INFORMATIONAL *{ HASH, N(R-U-THERE-ACK, seq) }
+    sent = len(pair.wire)
+    pair.advance(31.0)
+    assert [w for w, _ in pair.wire[sent:]] == ["i->r", "r->i"]
+    assert pair.i.state is State.ESTABLISHED
+    assert pair.i.get_timer() == 30.0 + 30.0  # the next check, from the ACK heard at 30 s
+    # The responder vanishes: R-U-THERE, resent with back-off, then the SA is declared dead.
+    pair.r = IkeV1Session(config(B, A), initiator=False, allocate_spi=lambda: 0)
+    pair.r.state = State.CLOSED
+    pair.advance(600.0)
+    assert pair.i.state is State.CLOSED
+    ev = list(events(pair.i))
+    assert [type(e) for e in ev] == [ChildSaDown, IkeSaDown]
+    assert isinstance(ev[1], IkeSaDown) and "dead" in ev[1].reason
+
+
+def test_encap_forces_udp_encapsulation_and_port_4500() -> None:
+    pair = Pair(config(A, B, encap=True), config(B, A), child(NET_B, NET_A))
+    ci, cr = established(pair, child(NET_A, NET_B))
+    assert pair.i.natted and pair.r.natted
+    assert pair.i.remote[1] == 4500
+    assert ci.natted and cr.natted
+    assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
+    # MM5 onwards went to port 4500 (RFC 3947 §4), and the responder followed.
+    assert pair.r.remote[1] == 4500
