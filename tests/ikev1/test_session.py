@@ -424,3 +424,15 @@ def test_encap_forces_udp_encapsulation_and_port_4500() -> None:
     assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
     # MM5 onwards went to port 4500 (RFC 3947 §4), and the responder followed.
     assert pair.r.remote[1] == 4500
+
+
+def test_responder_lifetime_shortens_the_initiators_sa() -> None:
+    short = ChildConfig("net", (esp_proposal_transforms("aes128gcm16"),), (NET_B,), (NET_A,),
+                        rekey_time=1500, life_time=1800)  # fmt: skip
+    pair = Pair(config(A, B), config(B, A), short)
+    # QM1 { ..., SA(SA_LIFE_DURATION 3960) } -->
+    # <-- QM2 { ..., N(RESPONDER-LIFETIME, SA_LIFE_DURATION 1800) }
+    ci, cr = established(pair, child(NET_A, NET_B))
+    assert ci.child.life_time == 1800 and ci.child.rekey_time == 1620  # rekey at 90 %
+    assert cr.child.life_time == 1800
+    assert ci.keys_out == cr.keys_in

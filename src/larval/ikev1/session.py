@@ -98,6 +98,7 @@ from larval.ikev2.config import (
     IPNetwork,
 )
 from larval.ikev2.negotiate import selectors_for
+from larval.wire import Buffer
 
 from .config import EspChoice, Phase1Choice, esp_choices, phase1_choices
 from .constants import (
@@ -135,7 +136,7 @@ from .payloads import (
     VendorIdPayload,
 )
 from .rules import check_payloads
-from .sa_payload import Proposal, SaPayload, Transform
+from .sa_payload import Attribute, Proposal, SaPayload, Transform
 
 __all__ = ["TRANSITIONS", "IkeV1Session", "State"]
 
@@ -936,6 +937,9 @@ class IkeV1Session:
             after.append(KePayload(dh.public_bytes))
         if ids:
             after += list(ids)  # echoed unchanged (RFC 2409 §5.5)
+        if policy.life_time < choice.lifetime:
+            # RFC 2407 §4.6.3.1: our policy's lifetime is shorter than the offer's.
+            after.append(_responder_lifetime(spi_in, policy.life_time))
         digest = hash2(self._prf, self._keys.skeyid_a, mid, nonce.data, encode_chain(after))
         qm = _QuickMode(
             mid, False, iv, spi_in, nonce.data, policy, (choice,), dh, local_ts, remote_ts, nonce_r
@@ -1332,6 +1336,16 @@ def _lifetime_seconds(data: bytes) -> int | None:
         elif attr == IpsecAttr.SA_LIFE_DURATION and life_type == LifeType.SECONDS:
             seconds = number
     return seconds
+
+
+def _responder_lifetime(spi_in: int, seconds: int) -> NotifyPayload:
+    """N(RESPONDER-LIFETIME) for our inbound SA: SA_LIFE_TYPE seconds, SA_LIFE_DURATION."""
+    buf = Buffer()
+    Attribute(IpsecAttr.SA_LIFE_TYPE, LifeType.SECONDS).encode(buf)
+    Attribute.of(IpsecAttr.SA_LIFE_DURATION, seconds).encode(buf)
+    return NotifyPayload(
+        NotifyType.RESPONDER_LIFETIME, ProtocolId.ESP, spi_in.to_bytes(4, "big"), buf.data
+    )
 
 
 def _payload_name(payload: Payload) -> str:
