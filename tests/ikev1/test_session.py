@@ -83,6 +83,7 @@ class Pair:
         *,
         aggressive: bool = False,
         init_child: ChildConfig | None = None,
+        encrypt_am3: bool = True,
     ) -> None:
         spis = itertools.count(0x1000)
         self.now = 0.0
@@ -99,6 +100,7 @@ class Pair:
             allocate_spi=allocate,
             aggressive=aggressive,
             child_policy=lambda tsi, tsr: init_child,
+            encrypt_am3=encrypt_am3,
         )
         self.r = IkeV1Session(
             resp_cfg,
@@ -436,3 +438,29 @@ def test_responder_lifetime_shortens_the_initiators_sa() -> None:
     assert ci.child.life_time == 1800 and ci.child.rekey_time == 1620  # rekey at 90 %
     assert cr.child.life_time == 1800
     assert ci.keys_out == cr.keys_in
+
+
+def test_aggressive_mode_am3_in_the_clear_accepted() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A), aggressive=True,
+                encrypt_am3=False)  # fmt: skip
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i)  # AM1 { SA, KE, Ni, IDii } -->
+    pair.step(pair.r)  # <-- AM2 { SA, KE, Nr, IDir, HASH_R }
+    pair.step(pair.i)  # AM3 { HASH_I, NAT-D, NAT-D, N(INITIAL_CONTACT) } -->, QM1 -->
+    am3 = decode_message(pair.wire[2][1])  # flag E clear: it decodes without keys
+    assert am3.exchange_type == ExchangeType.AGGRESSIVE
+    pair.flush()  # <-- QM2, QM3 -->
+    ci, cr = (next(e for e in events(s) if isinstance(e, ChildSaUp)) for s in (pair.i, pair.r))
+    assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
+
+
+def test_aggressive_mode_am3_lost_responder_resends_am2() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A), aggressive=True)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i)  # AM1 -->
+    pair.step(pair.r)  # <-- AM2
+    pair.step(pair.i, drop=True)  # AM3 -->, QM1 --> both lost
+    assert pair.r.state is State.AM2_SENT
+    pair.advance(4.0)  # <-- AM2 again   AM3 replayed -->   QM1 again -->   <-- QM2   QM3 -->
+    assert pair.r.state is State.ESTABLISHED
+    assert any(isinstance(e, ChildSaUp) for e in events(pair.r))

@@ -235,9 +235,12 @@ class IkeV1Session:
         aggressive: bool = False,
         ike_lifetime: int = IKE_LIFETIME,
         initial_contact: bool = True,
+        encrypt_am3: bool = True,
     ) -> None:
         """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
-        `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds."""
+        `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds; `initial_contact`:
+        send N(INITIAL-CONTACT) with HASH_I; `encrypt_am3`: AM3 with flag E (a responder
+        accepts either)."""
         self.config = config
         self.initiator = initiator
         self.aggressive = aggressive
@@ -246,6 +249,7 @@ class IkeV1Session:
         self._child_policy = child_policy
         self._random = random_bytes
         self._initial_contact = initial_contact
+        self.encrypt_am3 = encrypt_am3
         self.state = State.IDLE
         self.spi_i = b""  # CKY-I (RFC 2408 §3.1)
         self.spi_r = b""  # CKY-R
@@ -610,9 +614,15 @@ class IkeV1Session:
         payloads += self._nat_d()
         if self._initial_contact:
             payloads.append(self._notify(NotifyType.INITIAL_CONTACT))
-        # RFC 2409 §5 leaves AM3 in the clear; strongSwan and most others encrypt it.
-        datagram, self._p1_last = self._seal(self._message(AM, payloads), self._p1_iv)
-        self._send_datagram(datagram, now, text="AM3 [ HASH NAT-D N(INITIAL_CONTACT) ]")
+        # RFC 2409 §5 shows AM3 in the clear; strongSwan and most others encrypt it. In
+        # the clear, Phase 2 IVs start from the first Phase 1 IV (Appendix B).
+        message = self._message(AM, payloads)
+        if self.encrypt_am3:
+            datagram, self._p1_last = self._seal(message, self._p1_iv)
+        else:
+            datagram, self._p1_last = message.encode(), self._p1_iv
+        names = " ".join(_payload_name(p) for p in payloads)
+        self._send_datagram(datagram, now, text=f"AM3 [ {names} ]")
         self._established(now)
 
     def _am3(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
