@@ -6,8 +6,8 @@ extension field in host order (RFC 2367 §2.1) and larval fixes host order as
 little-endian; the ``*be`` variants cover the few fields kept in network order (SPIs,
 ports and addresses inside sockaddrs).
 
-`push_block_len64` writes the length prefix every PF_KEY structure carries, counted in
-64-bit words, after the block is complete, so no length is ever computed by hand.
+`push_padding64` and `patch_u16` finish a block: zero padding to whole 64-bit words, then
+its length written back once it is known, as every PF_KEY structure carries it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import struct
 
 from larval.errors import DecodeError, LarvalError
 
-__all__ = ["Buffer", "BufferReadError", "BufferWriteError", "push_block_len64"]
+__all__ = ["Buffer", "BufferReadError", "BufferWriteError"]
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
@@ -46,7 +46,8 @@ class Buffer:
     __slots__ = ("_buf", "_capacity", "_end", "_pos")
 
     def __init__(self, data: bytes = b"", capacity: int | None = None) -> None:
-        self._buf: bytes | bytearray = data
+        # An empty buffer is for writing: start with a bytearray to append to.
+        self._buf: bytes | bytearray = data if data else bytearray()
         self._pos = 0
         self._end = len(data)
         self._capacity = capacity
@@ -111,12 +112,17 @@ class Buffer:
     # -- writing ----------------------------------------------------------------------
 
     def push_bytes(self, value: bytes) -> None:
-        n = len(value)
         pos = self._pos
+        buf = self._buf
+        if pos == self._end and self._capacity is None and type(buf) is bytearray:
+            # The common case, appending: one extend (an encoder makes dozens of these).
+            buf += value
+            self._pos = self._end = pos + len(value)
+            return
+        n = len(value)
         new_pos = pos + n
         if self._capacity is not None and new_pos > self._capacity:
             raise BufferWriteError(f"write of {n} bytes at {pos} exceeds capacity")
-        buf = self._buf
         if not isinstance(buf, bytearray):
             buf = self._buf = bytearray(buf)
         # Overwrites in place when seeking back, appends at the end.
@@ -143,44 +149,14 @@ class Buffer:
     def push_u32be(self, value: int) -> None:
         self.push_bytes(_U32BE.pack(value))
 
+    def patch_u16(self, offset: int, value: int) -> None:
+        """Overwrite the u16 at ``offset`` (a length written once its block is known)."""
+        if not 0 <= offset <= self._end - 2 or not isinstance(self._buf, bytearray):
+            raise BufferWriteError(f"patch at {offset} outside the written data")
+        self._buf[offset : offset + 2] = _U16.pack(value)
+
     def push_padding64(self, start: int) -> None:
         """Pad with zeros so the bytes from ``start`` fill whole 64-bit words."""
         pad = -(self._pos - start) % 8
         if pad:
             self.push_bytes(_ZEROS[:pad])
-
-
-# Lower-case: it reads as a function call, ``with push_block_len64(buf):``.
-class push_block_len64:
-    """Write a block whose u16 length field counts 64-bit words, inclusive.
-
-    The block starts at the current position; the body of the ``with`` writes it,
-    including a placeholder for the length field ``len_offset`` bytes in. On exit the
-    block is zero-padded to a multiple of 8 bytes (RFC 2367 §2.2: every extension and
-    message is a whole number of 64-bit words) and the field is patched. A class rather
-    than a generator-based context manager: it runs once per extension encoded.
-    """
-
-    __slots__ = ("_buf", "_len_offset", "_start")
-
-    def __init__(self, buf: Buffer, len_offset: int = 0) -> None:
-        self._buf = buf
-        self._len_offset = len_offset
-        self._start = buf.tell()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            return
-        buf = self._buf
-        start = self._start
-        buf.push_padding64(start)
-        end = buf.tell()
-        words = (end - start) // 8
-        if words > 0xFFFF:
-            raise BufferWriteError(f"block of {end - start} bytes too long for a 16-bit length")
-        buf.seek(start + self._len_offset)
-        buf.push_u16(words)
-        buf.seek(end)

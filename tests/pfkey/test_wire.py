@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from larval.errors import DecodeError
-from larval.wire import Buffer, BufferReadError, BufferWriteError, push_block_len64
+from larval.wire import Buffer, BufferReadError, BufferWriteError
 
 
 def test_pull_host_and_network_order() -> None:
@@ -60,30 +60,22 @@ def test_capacity() -> None:
         buf.push_u8(0)
 
 
-@pytest.mark.parametrize("body", [0, 1, 4, 7, 8, 9])
-def test_block_len64_pads_and_patches(body: int) -> None:
+@pytest.mark.parametrize("pad_from", [0, 1, 4, 7, 8, 9])
+def test_padding64_and_patch(pad_from: int) -> None:
     buf = Buffer()
-    buf.push_bytes(b"\xee" * 3)  # blocks need not start at 0
-    with push_block_len64(buf):
-        buf.push_u16(0)  # placeholder
-        buf.push_bytes(b"\xaa" * body)
+    buf.push_bytes(b"\xee" * 3)  # a block need not start at 0
+    buf.push_u16(0)  # placeholder
+    buf.push_bytes(b"\xaa" * pad_from)
+    buf.push_padding64(3)
+    buf.patch_u16(3, (buf.tell() - 3) // 8)
     block = buf.data[3:]
-    assert len(block) % 8 == 0 and len(block) >= 2 + body
+    assert len(block) % 8 == 0 and len(block) >= 2 + pad_from
     assert int.from_bytes(block[:2], "little") * 8 == len(block)
-    assert block[2 + body :] == bytes(len(block) - 2 - body)
+    assert block[2 + pad_from :] == bytes(len(block) - 2 - pad_from)
 
 
-def test_block_len64_nested_with_offset() -> None:
+def test_patch_outside_the_written_data() -> None:
     buf = Buffer()
-    with push_block_len64(buf, 4):
-        buf.push_bytes(bytes(8))
-        with push_block_len64(buf):
-            buf.push_bytes(bytes(12))
-    assert buf.data[4:6] == b"\x03\x00"  # 8 + 16 bytes
-    assert buf.data[8:10] == b"\x02\x00"
-
-
-def test_block_len64_too_long() -> None:
-    buf = Buffer()
-    with pytest.raises(BufferWriteError), push_block_len64(buf):
-        buf.push_bytes(bytes(8 * 0x10000))
+    buf.push_u8(1)
+    with pytest.raises(BufferWriteError):
+        buf.patch_u16(0, 7)  # only one byte written

@@ -35,7 +35,7 @@ from larval.pfkey.extensions import (
     SadbXReplayCtr,
     UnknownExtension,
 )
-from larval.wire import Buffer, push_block_len64
+from larval.wire import Buffer
 
 __all__ = ["HEADER_SIZE", "PfkeyMessage", "decode"]
 
@@ -141,24 +141,35 @@ class PfkeyMessage:
     def encode(self) -> bytes:
         """The wire form; raises ValueError if a field does not fit its slot."""
         buf = Buffer()
+        push, tell = buf.push_bytes, buf.tell
         try:
-            with push_block_len64(buf, _MSG_LEN_OFFSET):
-                buf.push_bytes(
-                    _HEADER.pack(
-                        self.version,
-                        self.msg_type,
-                        self.errno,
-                        self.satype,
-                        0,
-                        self.diagnostic,
-                        self.seq,
-                        self.pid,
-                    )
+            push(
+                _HEADER.pack(
+                    self.version,
+                    self.msg_type,
+                    self.errno,
+                    self.satype,
+                    0,  # sadb_msg_len, patched below
+                    self.diagnostic,
+                    self.seq,
+                    self.pid,
                 )
-                for ext in self.extensions:
-                    with push_block_len64(buf):
-                        buf.push_bytes(_EXT_HEADER.pack(0, ext.ext_type))
-                        ext.encode_body(buf)
+            )
+            for ext in self.extensions:
+                # RFC 2367 §2.2: each extension a whole number of 64-bit words, its length
+                # in words in its first u16. Written in line: this runs for every message.
+                start = tell()
+                push(_EXT_HEADER.pack(0, ext.ext_type))
+                ext.encode_body(buf)
+                buf.push_padding64(start)
+                words = (tell() - start) // 8
+                if words > 0xFFFF:
+                    raise ValueError(f"extension {ext.ext_type} of {words} words is too long")
+                buf.patch_u16(start, words)
+            total = tell() // 8
+            if total > 0xFFFF:
+                raise ValueError(f"message of {total} words is too long for sadb_msg_len")
+            buf.patch_u16(_MSG_LEN_OFFSET, total)
         except (struct.error, OverflowError) as exc:
             raise ValueError(f"cannot encode {self!r}: {exc}") from exc
         return buf.data
