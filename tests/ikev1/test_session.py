@@ -464,3 +464,19 @@ def test_aggressive_mode_am3_lost_responder_resends_am2() -> None:
     pair.advance(4.0)  # <-- AM2 again   AM3 replayed -->   QM1 again -->   <-- QM2   QM3 -->
     assert pair.r.state is State.ESTABLISHED
     assert any(isinstance(e, ChildSaUp) for e in events(pair.r))
+
+
+def test_quick_mode_refused_by_policy_fails_the_child_only() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    list(events(pair.i)), list(events(pair.r))
+    other = ipaddress.ip_network("10.9.0.0/16")
+    pair.i.create_child(child(NET_A, other), pair.now)
+    # QM1 *{ HASH(1), SA, Ni, IDci, IDcr(10.9.0.0/16) } -->
+    # <-- INFORMATIONAL *{ HASH(1), N(INVALID_ID_INFORMATION, ESP, SPI) }
+    assert pair.flush() == 2
+    (failed,) = events(pair.i)
+    assert isinstance(failed, ChildSaFailed) and "INVALID_ID_INFORMATION" in failed.reason
+    assert pair.i.get_timer() is None  # QM1 is no longer resent
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED

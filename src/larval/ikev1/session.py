@@ -902,11 +902,13 @@ class IkeV1Session:
         self._verify_hash(message, hash1(self._prf, self._keys.skeyid_a, mid, _after_hash(message)))
         sa, nonce = message.first(SaPayload), message.first(NoncePayload)
         assert sa is not None and nonce is not None
+        # A refusal names the initiator's SPI, so that it can tell which Quick Mode failed.
+        spi = next((p.spi for p in sa.proposals if len(p.spi) == 4), b"")
         ids = message.get(IdPayload)
         remote_ts = ids[0].network if ids else ipaddress.ip_network(self.config.remote_addr)
         local_ts = ids[1].network if ids else ipaddress.ip_network(self.config.local_addr)
         if remote_ts is None or local_ts is None:
-            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, now)
+            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, spi, now)
             return
         policy = (
             self._child_policy(selectors_for((remote_ts,)), selectors_for((local_ts,)))
@@ -921,16 +923,16 @@ class IkeV1Session:
             log.info(
                 "%s: Quick Mode IDs %s === %s not in policy", self._name(), remote_ts, local_ts
             )
-            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, now)
+            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, spi, now)
             return
         chosen = self._choose_esp(sa, policy, message.first(KePayload) is not None)
         if chosen is None:
             self._events.append(ChildSaFailed(policy, "no ESP proposal chosen"))
-            self._refuse_quick(mid, NotifyType.NO_PROPOSAL_CHOSEN, now)
+            self._refuse_quick(mid, NotifyType.NO_PROPOSAL_CHOSEN, spi, now)
             return
         proposal, transform, choice = chosen
         if len(proposal.spi) != 4:
-            self._refuse_quick(mid, NotifyType.INVALID_SPI, now)
+            self._refuse_quick(mid, NotifyType.INVALID_SPI, spi, now)
             return
         shared, dh = None, None
         if choice.group is not None:
@@ -1084,10 +1086,10 @@ class IkeV1Session:
             natted,
         )
 
-    def _refuse_quick(self, mid: int, notify_type: NotifyType, now: float) -> None:
-        """A protected Informational { HASH(1), N(error) }; the ISAKMP SA stays."""
+    def _refuse_quick(self, mid: int, notify_type: NotifyType, spi: bytes, now: float) -> None:
+        """A protected Informational { HASH(1), N(error, ESP, SPI) }; the ISAKMP SA stays."""
         log.info("%s: Quick Mode %08x refused: %s", self._name(), mid, notify_type.name)
-        self._send_informational((NotifyPayload(notify_type, ProtocolId.ESP),), now)
+        self._send_informational((NotifyPayload(notify_type, ProtocolId.ESP, spi),), now)
 
     def _encapsulation(self, mode: str) -> int:
         if mode == "transport":
@@ -1137,6 +1139,14 @@ class IkeV1Session:
                 self._dpd = None
         elif kind == NotifyType.INITIAL_CONTACT:
             self.peer_initial_contact = True
+        elif kind.is_error and payload.protocol_id == ProtocolId.ESP and len(payload.spi) == 4:
+            # A Quick Mode of ours refused: the notify names the SPI we offered.
+            spi_in = int.from_bytes(payload.spi, "big")
+            for mid, qm in list(self._quick.items()):
+                if qm.initiator and qm.spi_in == spi_in and qm.child is not None:
+                    del self._quick[mid]
+                    self._resend.pop(mid, None)
+                    self._events.append(ChildSaFailed(qm.child, f"Quick Mode refused: {kind.name}"))
         else:
             log.info("%s: received N(%s)", self._name(), kind.name)
 
