@@ -1253,6 +1253,8 @@ class IkeSession:
 
     def _log_message(self, verb: str, message: IkeMessage, fragments: int = 1) -> None:
         """``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``"""
+        if not log.isEnabledFor(logging.INFO):
+            return  # the text costs more than the rest of handling a small message
         kind = "response" if message.is_response else "request"
         text = f"{message.exchange_type.name} {kind} {message.message_id} {_names(message)}"
         if verb == "sending":
