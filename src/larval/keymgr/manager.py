@@ -428,7 +428,7 @@ class KeyManager:
             sa = reply.find(ExtType.SA)
             if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
                 return sa.spi
-        raise IkeProtocolError(17 + 0, "the stack gave no SPI")  # TEMPORARY failure
+        raise IkeProtocolError(NotifyType.TEMPORARY_FAILURE, "the stack gave no SPI")
 
     def _responder_policy(
         self, conn: Connection, tsi: tuple[object, ...], tsr: tuple[object, ...]
