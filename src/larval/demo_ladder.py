@@ -427,7 +427,8 @@ class Host:
         for record in status["ike_sas"]:
             record["host"] = self.name
             session = self.keymgr.sessions.get(bytes.fromhex(record["spi_i"]))
-            record["proposal"] = ike_keywords(session.suite) if session is not None else ""
+            suite = getattr(session, "suite", None)  # IKEv2 sessions; the demo runs IKEv2
+            record["proposal"] = ike_keywords(suite) if suite is not None else ""
         for record in status["child_sas"]:
             record["host"] = self.name
             sa_in = self.sa_state(record["spi_in"], OUTER[self.name])

@@ -57,7 +57,7 @@ class Site:
 def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_action: str,
                   encap: bool = True, dpd: str = "0s", rekey: str = "1h",
                   life: str = "66m", retransmit: float = 4.0,
-                  ike_rekey: str = "4h") -> str:  # fmt: skip
+                  ike_rekey: str = "4h", version: int = 2) -> str:  # fmt: skip
     me, peer = site.name, site.peer
     return f"""
 [daemon]
@@ -70,7 +70,7 @@ retransmit_timeout = {retransmit}
 retransmit_tries = {5 if retransmit >= 4 else 2}
 
 [connections.s2s]
-version = 2
+version = {version}
 local_addrs = ["{OUTER[me]}"]
 remote_addrs = ["{OUTER[peer]}"]
 proposals = {json.dumps(proposals)}
@@ -186,14 +186,16 @@ class Topology:
         return daemon
 
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
-               dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h") -> Charon:  # fmt: skip
+               dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h",
+               version: int = 2) -> Charon:  # fmt: skip
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
             ConnConfig(OUTER[site.name], OUTER[site.peer], PSK,
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
                                    start_action=start_action, rekey_time=rekey),
-                       proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey)
+                       proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey,
+                       version=version)
         )  # fmt: skip
         self.charons.append(charon)
         charon.start()

@@ -57,7 +57,7 @@ from larval.spd.errors import PolicyFileError
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
-                   "local", "remote", "children", "rekey_time", "mobike")  # fmt: skip
+                   "local", "remote", "children", "rekey_time", "mobike", "aggressive")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id")
@@ -161,8 +161,6 @@ def _connection(
     version = c.get("version", 2)
     if version not in (0, 1, 2):
         raise r.error(f"{base}.version", f"{version!r} is not one of 0, 1, 2")
-    if version == 1:
-        raise r.error(f"{base}.version", "IKEv1 is not implemented yet; use 2")
     local_addrs = [
         r.address(k, v) for k, v in r.strings(f"{base}.local_addrs", c.get("local_addrs"))
     ]
@@ -227,7 +225,11 @@ def _connection(
         policy.update(mode=mode, local_addrs=[str(local_addrs[0])],
                       remote_addrs=[str(remote_addrs[0])])  # fmt: skip
         policy_entries[f"{name}/{child_name}"] = policy
-    return Connection(ike, tuple(children), start_action), policy_entries
+    aggressive = _bool(r, f"{base}.aggressive", c.get("aggressive", False))
+    if aggressive and version != 1:
+        raise r.error(f"{base}.aggressive", "Aggressive Mode is IKEv1's: set version = 1")
+    conn = Connection(ike, tuple(children), start_action, version, aggressive)
+    return conn, policy_entries
 
 
 def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:

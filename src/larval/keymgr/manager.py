@@ -28,6 +28,8 @@ from typing import Any
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
 from larval.esp import NAT_T_PORT
+from larval.ikev1.message import decode_header as decode_v1_header
+from larval.ikev1.session import IkeV1Session
 from larval.ikev2.config import (
     ChildConfig,
     ChildSaDown,
@@ -75,6 +77,19 @@ class Connection:
     ike: IkeConfig
     children: tuple[ChildConfig, ...]
     start_action: dict[str, str] = field(default_factory=dict)  # child name -> none|trap|start
+    version: int = 2  # 1, 2, or 0: initiate IKEv2, respond to both (swanctl's `version`)
+    aggressive: bool = False  # IKEv1 Aggressive Mode instead of Main Mode
+
+
+Session = IkeSession | IkeV1Session
+
+#: IKEv1's first byte of the version field (RFC 2408 §3.1): major 1, minor 0.
+ISAKMP_VERSION = 0x10
+
+
+def _is(session: Session, state: str) -> bool:
+    """The session's state by name: both IKE versions have established and closed."""
+    return bool(session.state.value == state)
 
 
 @dataclass
@@ -130,7 +145,7 @@ class KeyManager:
         self.connections = {c.ike.name: c for c in connections}
         self._pfkey = pfkey
         self._random = random_bytes
-        self.sessions: dict[bytes, IkeSession] = {}  # by SPIi
+        self.sessions: dict[bytes, Session] = {}  # by SPIi (IKEv1: CKY-I)
         self._session_conn: dict[bytes, Connection] = {}
         self._requests: dict[int, PolicyRequest] = {}  # ACQUIRE seq -> what it asked
         self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
@@ -169,15 +184,24 @@ class KeyManager:
         self._start_session(conn, child, now)
 
     def _start_session(self, conn: Connection, child: ChildConfig, now: float) -> None:
-        session = IkeSession(
-            conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
-            random_bytes=self._random,
-        )  # fmt: skip
+        session: Session
+        if conn.version == 1:
+            session = IkeV1Session(
+                conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
+                random_bytes=self._random, aggressive=conn.aggressive,
+            )  # fmt: skip
+            first = "Aggressive Mode" if conn.aggressive else "Main Mode"
+        else:
+            session = IkeSession(
+                conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
+                random_bytes=self._random,
+            )  # fmt: skip
+            first = "IKE_SA_INIT"
+        self._acquiring.add((conn.ike.name, child.name))
+        log.info("%s: initiating %s to %s", conn.ike.name, first, conn.ike.remote_addr)
+        session.initiate(child, now)
         self.sessions[session.spi_i] = session
         self._session_conn[session.spi_i] = conn
-        self._acquiring.add((conn.ike.name, child.name))
-        log.info("%s: initiating IKE_SA_INIT to %s", conn.ike.name, conn.ike.remote_addr)
-        session.initiate(child, now)
         self._drain(session, now)
 
     def down(self, conn_name: str, now: float) -> int:
@@ -240,9 +264,9 @@ class KeyManager:
             return
         self._start_session(conn, child, now)
 
-    def _established_session(self, conn: Connection) -> IkeSession | None:
+    def _established_session(self, conn: Connection) -> Session | None:
         for spi, session in self.sessions.items():
-            if self._session_conn[spi] is conn and session.state is State.ESTABLISHED:
+            if self._session_conn[spi] is conn and _is(session, "established"):
                 return session
         return None
 
@@ -266,8 +290,14 @@ class KeyManager:
             if record.spi_in in session.children:
                 if hard:
                     session.delete_child(record.spi_in, now)
-                else:
+                elif isinstance(session, IkeSession):
                     session.rekey_child(record.spi_in, now)
+                else:
+                    # IKEv1 has no rekey exchange: a new Quick Mode, and the old SA
+                    # runs out at its hard lifetime (RFC 2409 §5.5).
+                    old = session.children.get(record.spi_in)
+                    if old is not None:
+                        session.create_child(old.config, now)
                 self._drain(session, now)
 
     def _connection_for(
@@ -287,21 +317,21 @@ class KeyManager:
 
     def receive_ike(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
         self.now = now
+        if len(data) > 17 and data[17] == ISAKMP_VERSION:
+            self._receive_v1(data, addr, local, now)
+            return
         try:
             header = decode_header(data)
         except IkeProtocolError:
             return
-        session = self.sessions.get(header.spi_i)
+        existing = self.sessions.get(header.spi_i)
+        session = existing if isinstance(existing, IkeSession) else None
         if session is None or session.state is State.CLOSED:
             if header.exchange_type != ExchangeType.IKE_SA_INIT or header.flags & 0x20:
                 return  # not the start of an IKE SA
-            conn = next(
-                (c for c in self.connections.values()
-                 if str(c.ike.remote_addr) == addr[0] and c.ike.local_addr == local),
-                None,
-            )  # fmt: skip
+            conn = self._connection_from(addr, local, (0, 2))
             if conn is None:
-                log.info("IKE_SA_INIT from %s: no connection for that peer", addr[0])
+                log.info("IKE_SA_INIT from %s: no IKEv2 connection for that peer", addr[0])
                 return
             if self._half_open() >= conn.ike.cookie_threshold and not self._cookie_ok(
                 data, addr, header.spi_i, now
@@ -315,6 +345,49 @@ class KeyManager:
             self.sessions[header.spi_i] = session
             self._session_conn[header.spi_i] = conn
         session.receive_datagram(data, addr, now)
+        self._drain(session, now)
+
+    def _connection_from(
+        self, addr: Address, local: IPAddress, versions: tuple[int, ...]
+    ) -> Connection | None:
+        return next(
+            (c for c in self.connections.values()
+             if str(c.ike.remote_addr) == addr[0] and c.ike.local_addr == local
+             and c.version in versions),
+            None,
+        )  # fmt: skip
+
+    def _receive_v1(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
+        """ISAKMP: sessions by CKY-I; a Main or Aggressive Mode first message starts one."""
+        from larval.ikev1.constants import ExchangeType as V1Exchange
+        from larval.ikev1.errors import IkeV1ProtocolError
+
+        try:
+            header = decode_v1_header(data)
+        except IkeV1ProtocolError:
+            return
+        existing = self.sessions.get(header.cookie_i)
+        session = existing if isinstance(existing, IkeV1Session) else None
+        if session is None or _is(session, "closed"):
+            opening = header.exchange_type in (
+                V1Exchange.IDENTITY_PROTECTION, V1Exchange.AGGRESSIVE
+            ) and header.cookie_r == bytes(8)  # fmt: skip
+            if not opening:
+                return
+            conn = self._connection_from(addr, local, (0, 1))
+            if conn is None:
+                log.info("IKEv1 from %s: no IKEv1 connection for that peer", addr[0])
+                return
+            session = IkeV1Session(
+                conn.ike, initiator=False, allocate_spi=lambda: self._getspi(conn.ike),
+                child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
+                random_bytes=self._random,
+            )  # fmt: skip
+            self.sessions[header.cookie_i] = session
+            self._session_conn[header.cookie_i] = conn
+        session.receive_datagram(data, addr, now)
+        if session.spi_i and session.spi_i != header.cookie_i:
+            self.sessions[session.spi_i] = self.sessions.pop(header.cookie_i)
         self._drain(session, now)
 
     # -- COOKIE (RFC 7296 §2.6) --------------------------------------------------------------
@@ -379,7 +452,7 @@ class KeyManager:
 
     # -- what sessions report --------------------------------------------------------------
 
-    def _drain(self, session: IkeSession, now: float) -> None:
+    def _drain(self, session: Session, now: float) -> None:
         self._outbox.extend(session.datagrams_to_send(now))
         conn = self._session_conn[session.spi_i]
         name = conn.ike.name
@@ -412,7 +485,7 @@ class KeyManager:
             self._half_open_spis.add(session.spi_i)
         else:
             self._half_open_spis.discard(session.spi_i)
-        if session.state is State.CLOSED:
+        if _is(session, "closed"):
             self.sessions.pop(session.spi_i, None)
 
     def _fail_acquire(self, child: ChildConfig) -> None:
@@ -464,7 +537,7 @@ class KeyManager:
         log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
         return None
 
-    def _install(self, conn: Connection, session: IkeSession, up: ChildSaUp, now: float) -> None:
+    def _install(self, conn: Connection, session: Session, up: ChildSaUp, now: float) -> None:
         """UPDATE the inbound LARVAL SA, ADD the outbound one (RFC 2367 §3.1.2-3)."""
         ike = conn.ike
         proposal = proposal_of(up.suite)
@@ -547,7 +620,12 @@ class KeyManager:
                 "spi_r": s.spi_r.hex(),
                 "remote": s.remote[0],
                 "encapsulated": s.natted,
-                "suite": [repr(t) for t in s.suite],
+                "version": 2 if isinstance(s, IkeSession) else 1,
+                "suite": [repr(t) for t in s.suite]
+                if isinstance(s, IkeSession)
+                else [repr(s.choice)]
+                if s.choice is not None
+                else [],
             }
             for spi, s in self.sessions.items()
         ]
