@@ -57,7 +57,8 @@ class Site:
 def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_action: str,
                   encap: bool = True, dpd: str = "0s", rekey: str = "1h",
                   life: str = "66m", retransmit: float = 4.0,
-                  ike_rekey: str = "4h", version: int = 2) -> str:  # fmt: skip
+                  ike_rekey: str = "4h", version: int = 2,
+                  aggressive: bool = False) -> str:  # fmt: skip
     me, peer = site.name, site.peer
     return f"""
 [daemon]
@@ -71,6 +72,7 @@ retransmit_tries = {5 if retransmit >= 4 else 2}
 
 [connections.s2s]
 version = {version}
+aggressive = {"true" if aggressive else "false"}
 local_addrs = ["{OUTER[me]}"]
 remote_addrs = ["{OUTER[peer]}"]
 proposals = {json.dumps(proposals)}
@@ -187,7 +189,7 @@ class Topology:
 
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
                dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h",
-               version: int = 2) -> Charon:  # fmt: skip
+               version: int = 2, aggressive: bool = False) -> Charon:  # fmt: skip
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
@@ -195,7 +197,7 @@ class Topology:
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
                                    start_action=start_action, rekey_time=rekey),
                        proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey,
-                       version=version)
+                       version=version, aggressive=aggressive)
         )  # fmt: skip
         self.charons.append(charon)
         charon.start()
