@@ -94,3 +94,32 @@ def test_larval_demo_prints_the_ladder() -> None:
     assert "EXPIRE (soft)" in out
     assert "CREATE_CHILD_SA request" in out
     assert "After the DELETE: IKE_SAs 0, CHILD_SAs 0, SAs in the stacks: A 0, B 0" in out
+
+
+@pytest.fixture(scope="module")
+def ikev1() -> dict[str, Any]:
+    return demo_ladder.run(version=1).as_json()
+
+
+def test_ikev1_demo_holds_early_esp_on_the_larval_sa(ikev1: dict[str, Any]) -> None:
+    """QM3 held back: A's first two packets reach B's LARVAL SA, wait there, and B's
+    UPDATE releases them in order; nothing is dropped."""
+    window = ikev1["seed_window"]
+    assert window == {"held_on_larval": 2, "released": 2, "delivered_in_order": True}
+    assert ikev1["counters"]["B"]["sadb"] == {"held": 2, "released": 2}
+    assert ikev1["packets"]["dropped"] == 0
+    assert ikev1["packets"]["delivered"] == ikev1["packets"]["sent"]
+    assert ikev1["first_packet"] == {"held": True, "delivered": True}
+    assert {sa["version"] for sa in ikev1["ike_sas"]} == {1}
+    assert {sa["esp"] for sa in ikev1["child_sas"]} == {"aes128-sha256"}
+    assert ikev1["after_delete"]["sas"] == {"A": 0, "B": 0}
+
+
+def test_ikev1_demo_ladder_shows_qm3_held_back(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main(ikev1=True) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"A ─+MAIN_MODE \(SA, V, V.*\) :500─+▶ B", out)
+    assert re.search(r"A ─+QUICK_MODE #[0-9a-f]{8} \*\{…\} :4500 HELD BACK─+▶ B", out)
+    held = out.index("ESP for a LARVAL SA")
+    assert held < out.index("UPDATE released 2 held packet(s), in arrival order")
+    assert "ISAKMP SA established, aes128-sha256-modp2048" in out

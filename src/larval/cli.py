@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the stack alone: the LARVAL hold and the seed's race, forced",
     )
+    demo.add_argument(
+        "--ikev1",
+        action="store_true",
+        help="IKEv1 (Main and Quick Mode), with QM3 held back: ESP held on the LARVAL SA",
+    )
     sa.add_parser(commands)
     policy.add_parser(commands)
     stack.add_parser(commands)
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from larval import demo
 
-            return demo.main(as_json=args.json, stack_only=args.stack_only)
+            return demo.main(as_json=args.json, stack_only=args.stack_only, ikev1=args.ikev1)
         if args.command == "sa":
             return sa.run(args)
         if args.command == "policy":

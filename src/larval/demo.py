@@ -155,11 +155,11 @@ def demo_json(run: DemoRun) -> dict[str, Any]:
     }
 
 
-def main(as_json: bool = False, stack_only: bool = False) -> int:
+def main(as_json: bool = False, stack_only: bool = False, ikev1: bool = False) -> int:
     if not stack_only:
         from larval import demo_ladder
 
-        return demo_ladder.main(as_json=as_json)
+        return demo_ladder.main(as_json=as_json, version=1 if ikev1 else 2)
     run = run_demo()
     if as_json:
         print(json.dumps(demo_json(run)))

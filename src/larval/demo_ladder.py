@@ -14,6 +14,11 @@ B's host, which answers; more traffic goes both ways; the clock passes the CHILD
 soft lifetime, the stack's EXPIRE reaches its key manager, which rekeys the CHILD_SA with
 CREATE_CHILD_SA and deletes the old one; A deletes the IKE SA and the SAs go on both
 sides. Time is a fake clock moved by the demo: no threads, no sleep.
+
+With `--ikev1` the hosts speak IKEv1 (Main Mode, then Quick Mode) and the demo makes the
+seed's window happen: the network holds A's QM3 back, so A's first ESP packets, sent as
+soon as A has QM2, reach B while B's inbound SA is still LARVAL (GETSPI'd when QM1 came).
+B's stack holds them on that SA; QM3 then arrives, B's UPDATE releases them in order.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import ipaddress
 import json
 import logging
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,13 +41,18 @@ from larval.crypto.ike_transforms import Transform, TransformType
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.esp.ip import IPV4_HEADER, internet_checksum
+from larval.ikev1.constants import ExchangeType as V1Exchange
+from larval.ikev1.constants import PayloadType as V1Payload
+from larval.ikev1.errors import IkeV1ProtocolError
+from larval.ikev1.message import decode_header as decode_v1_header
+from larval.ikev1.message import decode_message as decode_v1_message
+from larval.ikev1.session import IkeV1Session
 from larval.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import decode_header, decode_message
 from larval.ikev2.negotiate import Suite
 from larval.ikev2.payloads import NotifyPayload
-from larval.ikev2.session import State
-from larval.keymgr.manager import KeyManager, proposal_of
+from larval.keymgr.manager import KeyManager, Session, proposal_of
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
 from larval.net.memnet import MemoryDatagram, MemoryDataplane, MemoryNetwork, MemoryTun
 from larval.pfkey import (
@@ -73,18 +84,21 @@ _ICMP_ECHO_REPLY, _ICMP_ECHO_REQUEST = 0, 8
 _IPPROTO_ICMP = 1
 _ICMP = struct.Struct("!BBHHH")
 _FLAG_RESPONSE = 0x20  # RFC 7296 §3.1
+_ISAKMP_VERSION = 0x10  # IKEv1's version octet (RFC 2408 §3.1)
+_V1_SUITES = ("aes128-sha256-modp2048", "aes128-sha256")  # IKE, ESP for the IKEv1 run
 
 
-def demo_config(me: str, peer: str) -> dict[str, Any]:
+def demo_config(me: str, peer: str, version: int = 2) -> dict[str, Any]:
     """The host's configuration in DESIGN.md's format (as `larval run` would read it)."""
+    ike, esp = ("aes128-sha256-x25519", "aes128gcm16") if version == 2 else _V1_SUITES
     return {
         "daemon": {"addresses": [OUTER[me]]},
         "connections": {
             "s2s": {
-                "version": 2,
+                "version": version,
                 "local_addrs": [OUTER[me]],
                 "remote_addrs": [OUTER[peer]],
-                "proposals": ["aes128-sha256-x25519"],
+                "proposals": [ike],
                 "encap": True,
                 "local": {"auth": "psk", "id": OUTER[me]},
                 "remote": {"auth": "psk", "id": OUTER[peer]},
@@ -92,7 +106,7 @@ def demo_config(me: str, peer: str) -> dict[str, Any]:
                     "net": {
                         "local_ts": [NET[me]],
                         "remote_ts": [NET[peer]],
-                        "esp_proposals": ["aes128gcm16"],
+                        "esp_proposals": [esp],
                         "start_action": "trap",
                         "rekey_time": f"{REKEY_TIME}s",
                         "life_time": f"{LIFE_TIME}s",
@@ -166,6 +180,8 @@ _SHORT = {
 def ike_label(data: bytes) -> str:
     """An IKE message as the ladder shows it: exchange, request or response, message ID,
     and its payloads (IKE_SA_INIT, in the clear) or SK{…} (encrypted)."""
+    if len(data) > 17 and data[17] == _ISAKMP_VERSION:
+        return ikev1_label(data)
     try:
         header = decode_header(data)
     except IkeProtocolError:
@@ -196,6 +212,34 @@ def ike_label(data: bytes) -> str:
         else:
             grouped.append(name)
     return f"{head} ({', '.join(grouped)})"
+
+
+_V1_SHORT = {
+    V1Payload.SA: "SA", V1Payload.KE: "KE", V1Payload.ID: "ID", V1Payload.HASH: "HASH",
+    V1Payload.NONCE: "Nonce", V1Payload.NOTIFICATION: "N", V1Payload.DELETE: "D",
+    V1Payload.VENDOR_ID: "V", V1Payload.NAT_D: "NAT-D", V1Payload.NAT_OA: "NAT-OA",
+}  # fmt: skip
+
+
+def ikev1_label(data: bytes) -> str:
+    """An ISAKMP message as the ladder shows it: exchange, message ID, and its payloads
+    (in the clear) or *{…} (encrypted), in charon's manner."""
+    try:
+        header = decode_v1_header(data)
+    except IkeV1ProtocolError:
+        return f"ISAKMP? ({len(data)} bytes)"
+    name = {V1Exchange.MAIN_MODE: "MAIN_MODE", V1Exchange.AGGRESSIVE: "AGGRESSIVE"}.get(
+        header.exchange_type, V1Exchange(header.exchange_type).name
+    )
+    head = f"{name} #{header.message_id:08x}" if header.message_id else name
+    if header.encrypted:
+        return f"{head} *{{…}}"
+    try:
+        message = decode_v1_message(data)
+    except IkeV1ProtocolError:
+        return f"{head} (undecodable)"
+    names = [_V1_SHORT.get(p.payload_type, str(int(p.payload_type))) for p in message.payloads]
+    return f"{head} ({', '.join(names)})"
 
 
 def ike_keywords(suite: Suite) -> str:
@@ -278,7 +322,8 @@ class Host:
         self.name, self.demo = name, demo
         self.peer = "B" if name == "A" else "A"
         self.address = ipaddress.ip_address(OUTER[name])
-        config = parse_config(demo_config(name, self.peer), f"<demo host {name}>")
+        config = parse_config(demo_config(name, self.peer, demo.version),
+                              f"<demo host {name}>")  # fmt: skip
         self.stack = Stack(emit=self._from_stack)
         for policy in config.policies:
             self.stack.spd.add(policy)
@@ -337,7 +382,6 @@ class Host:
     def _released(self, release: ReleaseFn) -> ReleaseFn:
         def released(sa: SecurityAssociation, packet: bytes) -> None:
             self.say(f"stack: held packet released onto SA {sa.spi:08x}: {describe(packet)}")
-            self.demo.current[self.name] = describe(packet)
             release(sa, packet)
 
         return released
@@ -364,7 +408,7 @@ class Host:
         """The host sends a packet into its tunnel (its TUN device)."""
         self.sent += 1
         self.say(f"host → stack: {describe(packet)}{note}")
-        self.demo.current[self.name] = describe(packet)
+        self.demo.current[self.name].append(describe(packet))
         self.tun.inject(packet)
 
     def turn(self) -> bool:
@@ -381,10 +425,18 @@ class Host:
         for data, (host, port) in self.ike.recv_batch():
             self.keymgr.receive_ike(data, (host, port), self.address, now)
             moved = True
-        held = self.stack.sadb.counters["acquire_held"]
+        counters = self.stack.sadb.counters
+        held, larval_held, released = (
+            counters["acquire_held"], counters["held"], counters["released"])  # fmt: skip
         self.dataplane.step(now)
-        if self.stack.sadb.counters["acquire_held"] > held:
+        if counters["acquire_held"] > held:
             self.say("stack: no SA yet: the packet is held on the ACQUIRE's record")
+        if counters["held"] > larval_held:
+            self.say(f"stack: ESP for a LARVAL SA: {counters['held'] - larval_held} packet(s) "
+                     "held on it until its UPDATE")  # fmt: skip
+        if counters["released"] > released:
+            self.say(f"stack: UPDATE released {counters['released'] - released} held "
+                     "packet(s), in arrival order")  # fmt: skip
         if now >= self.next_age:
             self.stack.age(now)
             while self.next_age <= now:
@@ -405,10 +457,12 @@ class Host:
     def _keymgr_news(self) -> None:
         """IKE SAs established and CHILD_SAs installed since the last look."""
         for spi, session in self.keymgr.sessions.items():
-            if session.state is State.ESTABLISHED and spi not in self._known_ike:
+            if session.state.value == "established" and spi not in self._known_ike:
                 self._known_ike.add(spi)
                 encap = ", UDP-encapsulated" if session.natted else ""
-                self.say(f"keymgr: IKE_SA established, {ike_keywords(session.suite)}{encap}")
+                suite = ike_keywords(_suite_of(session))
+                kind = "IKE_SA" if self.demo.version == 2 else "ISAKMP SA"
+                self.say(f"keymgr: {kind} established, {suite}{encap}")
         for spi_in, child in self.keymgr.children.items():
             if spi_in not in self._known_children:
                 self._known_children.add(spi_in)
@@ -427,8 +481,7 @@ class Host:
         for record in status["ike_sas"]:
             record["host"] = self.name
             session = self.keymgr.sessions.get(bytes.fromhex(record["spi_i"]))
-            suite = getattr(session, "suite", None)  # IKEv2 sessions; the demo runs IKEv2
-            record["proposal"] = ike_keywords(suite) if suite is not None else ""
+            record["proposal"] = ike_keywords(_suite_of(session)) if session else ""
         for record in status["child_sas"]:
             record["host"] = self.name
             sa_in = self.sa_state(record["spi_in"], OUTER[self.name])
@@ -452,6 +505,18 @@ class Host:
             "sas": len(self.stack.sadb),
             "acquire_records": self.stack.sadb.acquire_records,
         }
+
+
+def _echo_order(host: Host) -> list[int]:
+    """The sequence numbers of the echo requests the host received, in arrival order."""
+    return [e.seq for p in host.received if (e := parse_echo(p)) is not None and not e.reply]
+
+
+def _suite_of(session: Session) -> Suite:
+    """The IKE SA's suite, from either version's session."""
+    if isinstance(session, IkeV1Session):
+        return session.choice.suite() if session.choice is not None else ()
+    return session.suite
 
 
 def _spi_of(msg: PfkeyMessage) -> int | None:
@@ -551,11 +616,14 @@ class _KeymgrLog(logging.Handler):
 
 
 class Demo:
-    def __init__(self) -> None:
+    def __init__(self, version: int = 2) -> None:
+        self.version = version
         self.now = START
         self.ladder = Ladder()
         self.network = MemoryNetwork(latency=LATENCY, now=START, tap=self._tap)
-        self.current: dict[str, str] = {}  # what each host's dataplane is sending
+        # What each host gave its stack, in order, to name the ESP packets on the wire.
+        self.current: dict[str, deque[str]] = {"A": deque(), "B": deque()}
+        self._last_sent: tuple[MemoryDatagram, Line] | None = None
         self.active: Host | None = None
         self.a = Host("A", self)
         self.b = Host("B", self)
@@ -577,6 +645,11 @@ class Demo:
     def _tap(self, event: str, d: MemoryDatagram) -> None:
         if event == "delivered":
             return  # every datagram is shown once, when it is sent
+        lines = self.ladder.lines
+        if event == "held" and self._last_sent is not None and self._last_sent[0] is d:
+            line = self._last_sent[1]  # held as it was sent: one line for both
+            lines[lines.index(line)] = Line(line.at, line.kind, f"{line.text} HELD BACK")
+            return
         src = "A" if d.src[0] == OUTER["A"] else "B"
         kind = "A->B" if src == "A" else "B->A"
         port = d.dst[1]
@@ -586,13 +659,16 @@ class Demo:
             label = f"{ike_label(d.data[len(NON_ESP_MARKER) :])} :4500"
         elif len(d.data) >= 8:
             spi, seq = struct.unpack_from("!II", d.data)
-            inner = self.current.get(src, "")
+            queue = self.current[src]
+            inner = queue.popleft() if queue and event == "sent" else ""
             label = f"ESP spi {spi:08x} seq {seq} :4500 [{inner}]"
         else:
             label = f"UDP {len(d.data)} bytes :{port}"
         if event != "sent":
             label = f"{label} {event.upper()}"
-        self.ladder.lines.append(Line(self.elapsed, kind, label))
+        lines.append(Line(self.elapsed, kind, label))
+        if event == "sent":
+            self._last_sent = (d, lines[-1])
 
     def settle(self) -> None:
         """Let the hosts act and the network deliver until nothing more is due."""
@@ -619,14 +695,41 @@ class Demo:
             logger.removeHandler(handler)
             logger.setLevel(level)
 
-    def _run(self) -> DemoResult:
-        a, b = self.a, self.b
+    def _start(self) -> None:
         self.title("1. Start: each key manager registers with its own stack (PF_KEY bytes)")
         for host in self.hosts:
             self.active = host
             host.keymgr.start(self.now)
         self.active = None
         self.settle()
+
+    def _snapshot(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        before: dict[str, list[dict[str, Any]]] = {"ike_sas": [], "child_sas": []}
+        for host in self.hosts:
+            status = host.status()
+            before["ike_sas"].extend(status["ike_sas"])
+            before["child_sas"].extend(status["child_sas"])
+        return before, {h.name: h.counters() for h in self.hosts}
+
+    def _delete(self, step: int) -> dict[str, Any]:
+        self.title(f"{step}. DELETE: A takes the connection down (larval down s2s)")
+        self.active = self.a
+        self.a.keymgr.down("s2s", self.now)
+        self.active = None
+        self.settle()
+        after: dict[str, Any] = {"ike_sas": [], "child_sas": [], "sas": {}}
+        for host in self.hosts:
+            status = host.status()
+            after["ike_sas"].extend(status["ike_sas"])
+            after["child_sas"].extend(status["child_sas"])
+            after["sas"][host.name] = len(host.stack.sadb)
+        return after
+
+    def _run(self) -> DemoResult:
+        if self.version == 1:
+            return self._run_ikev1()
+        a, b = self.a, self.b
+        self._start()
 
         self.title("2. The first packet: no SA → held, ACQUIRE → IKE → UPDATE/ADD → released")
         a.send(icmp_echo(INNER["A"], INNER["B"], 1, 1), " (the first packet)")
@@ -663,25 +766,59 @@ class Demo:
         self.settle()
         rekey = {"rekeyed": rekeyed, "before": _spi_lists(old), "after": _spi_lists(new),
                  "expires": {h.name: h.expires for h in self.hosts}}  # fmt: skip
-        before: dict[str, list[dict[str, Any]]] = {"ike_sas": [], "child_sas": []}
-        for host in self.hosts:
-            status = host.status()
-            before["ike_sas"].extend(status["ike_sas"])
-            before["child_sas"].extend(status["child_sas"])
-        counters = {h.name: h.counters() for h in self.hosts}
-
-        self.title("5. DELETE: A takes the connection down (larval down s2s)")
-        self.active = a
-        a.keymgr.down("s2s", self.now)
-        self.active = None
-        self.settle()
-        after: dict[str, Any] = {"ike_sas": [], "child_sas": [], "sas": {}}
-        for host in self.hosts:
-            status = host.status()
-            after["ike_sas"].extend(status["ike_sas"])
-            after["child_sas"].extend(status["child_sas"])
-            after["sas"][host.name] = len(host.stack.sadb)
+        before, counters = self._snapshot()
+        after = self._delete(5)
         return DemoResult(self, before, after, counters, first_delivered, rekey)
+
+    def _run_ikev1(self) -> DemoResult:
+        a, b = self.a, self.b
+        self._start()
+
+        self.title("2. The first packet: held on A, ACQUIRE → Main Mode → Quick Mode; the "
+                   "network holds A's QM3 back (the seed's window)")  # fmt: skip
+        quick_modes: set[int] = set()
+
+        def qm3(d: MemoryDatagram) -> bool:
+            """A's second Quick Mode message of an exchange: QM3 (QM1 is the first)."""
+            if d.src[0] != OUTER["A"]:
+                return False
+            data = d.data[len(NON_ESP_MARKER) :] if d.data.startswith(NON_ESP_MARKER) else d.data
+            try:
+                header = decode_v1_header(data)
+            except IkeV1ProtocolError:
+                return False
+            if header.exchange_type != V1Exchange.QUICK_MODE:
+                return False
+            if header.message_id in quick_modes:
+                return True
+            quick_modes.add(header.message_id)
+            return False
+
+        self.network.hold(qm3, limit=1)
+        a.send(icmp_echo(INNER["A"], INNER["B"], 1, 1), " (the first packet)")
+        self.settle()
+        a.send(icmp_echo(INNER["A"], INNER["B"], 1, 2), " (sent before B has QM3)")
+        self.settle()
+        held = b.stack.sadb.counters["held"]
+        self.note(f"B's inbound SA is LARVAL and holds {held} packet(s); QM3 is still in "
+                  "flight")  # fmt: skip
+        self.title("3. QM3 arrives: B's UPDATE matures the SA and releases what it held")
+        self.network.release()
+        self.settle()
+        first_delivered = any(
+            (e := parse_echo(p)) is not None and not e.reply and e.seq == 1 for p in b.received
+        )
+
+        self.title("4. More traffic, both ways, through the SAs")
+        a.send(icmp_echo(INNER["A"], INNER["B"], 1, 3))
+        self.settle()
+        b.send(icmp_echo(INNER["B"], INNER["A"], 2, 1))
+        self.settle()
+        window = {"held_on_larval": held, "released": b.stack.sadb.counters["released"],
+                  "delivered_in_order": _echo_order(b) == [1, 2, 3]}  # fmt: skip
+        before, counters = self._snapshot()
+        after = self._delete(5)
+        return DemoResult(self, before, after, counters, first_delivered, window)
 
 
 @dataclass
@@ -717,7 +854,7 @@ class DemoResult:
             "child_sas": self.before["child_sas"],
             "packets": self.packets(),
             "first_packet": {"held": True, "delivered": self.first_delivered},
-            "rekey": self.rekey,
+            ("rekey" if self.demo.version == 2 else "seed_window"): self.rekey,
             "counters": self.counters,
             "network": self.demo.network.counters.as_dict(),
             "after_delete": self.after,
@@ -771,12 +908,12 @@ class DemoResult:
         return out
 
 
-def run() -> DemoResult:
-    return Demo().run()
+def run(version: int = 2) -> DemoResult:
+    return Demo(version).run()
 
 
-def main(as_json: bool = False) -> int:
-    result = run()
+def main(as_json: bool = False, version: int = 2) -> int:
+    result = run(version)
     if as_json:
         print(json.dumps(result.as_json()))
     else:
