@@ -4,14 +4,18 @@ memory: a trap policy's ACQUIRE brings up the SAs in both stacks; COOKIEs under 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
+import logging
 import struct
 import warnings
 from typing import Any
 
+import pytest
+
 from larval.daemon.config import parse_config
 from larval.keymgr.manager import KeyManager
-from larval.pfkey import PfkeyMessage, SaState, decode
+from larval.pfkey import PfkeyMessage, SadbMsgType, SaState, decode
 from larval.sadb import Audience, PfkeyReply
 from larval.stack import Stack
 from larval.stack.packet_path import Datagram, PacketPath
@@ -22,20 +26,23 @@ OUTER = {"a": "192.0.2.1", "b": "192.0.2.2"}
 NET = {"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
 
 
-def config(me: str, peer: str, start_action: str) -> dict[str, Any]:
+def config(me: str, peer: str, start_action: str, version: int = 2) -> dict[str, Any]:
+    ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if version == 2 else (
+        "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
     return {
         "daemon": {"addresses": [OUTER[me]]},
         "connections": {
             "s2s": {
                 "local_addrs": [OUTER[me]],
                 "remote_addrs": [OUTER[peer]],
-                "proposals": ["aes128gcm16-prfsha256-x25519"],
+                "version": version,
+                "proposals": [ike],
                 "encap": True,
                 "children": {
                     "net": {
                         "local_ts": [NET[me]],
                         "remote_ts": [NET[peer]],
-                        "esp_proposals": ["aes128gcm16"],
+                        "esp_proposals": [esp],
                         "start_action": start_action,
                     }
                 },
@@ -46,8 +53,10 @@ def config(me: str, peer: str, start_action: str) -> dict[str, Any]:
 
 
 class Host:
-    def __init__(self, me: str, peer: str, start_action: str, cookie_threshold: int = 10) -> None:
-        cfg = parse_config(config(me, peer, start_action), f"{me}.toml")
+    def __init__(
+        self, me: str, peer: str, start_action: str, cookie_threshold: int = 10, version: int = 2
+    ) -> None:
+        cfg = parse_config(config(me, peer, start_action, version), f"{me}.toml")
         conns = [
             dataclasses.replace(
                 c, ike=dataclasses.replace(c.ike, cookie_threshold=cookie_threshold)
@@ -146,3 +155,27 @@ def test_an_idle_child_sa_is_closed_after_its_inactivity_time() -> None:
     carry(a, b, 31.0)
     assert a.keymgr.status()["child_sas"] == [] and b.keymgr.status()["child_sas"] == []
     assert len(a.stack.sadb) == 0 and len(b.stack.sadb) == 0
+
+
+def test_ikev1_quick_mode_when_the_stack_refuses_getspi(caplog: pytest.LogCaptureFixture) -> None:
+    """The responder's stack refuses the GETSPI for QM1: QM1 is dropped and logged, nothing
+    raises, the ISAKMP SA stays, and no LARVAL SA is left behind."""
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    refuse = b._pfkey
+
+    def no_spis(msg: PfkeyMessage) -> list[PfkeyMessage]:
+        if msg.msg_type == SadbMsgType.GETSPI:
+            return [dataclasses.replace(msg, errno=errno.ENOMEM, extensions=())]
+        return refuse(msg)
+
+    b.keymgr = KeyManager(list(b.keymgr.connections.values()), no_spis)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    with caplog.at_level(logging.INFO, logger="larval"):
+        carry(a, b, 0.0)  # Main Mode, then QM1, which B cannot answer
+    assert "the stack gave no SPI" in caplog.text
+    for host in (a, b):
+        assert [s["state"] for s in host.keymgr.status()["ike_sas"]] == ["established"]
+        assert host.keymgr.status()["child_sas"] == []
+    assert len(b.stack.sadb) == 0 and a.esp == []

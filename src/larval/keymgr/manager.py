@@ -28,6 +28,8 @@ from typing import Any
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
 from larval.esp import NAT_T_PORT
+from larval.ikev1.constants import NotifyType as V1Notify
+from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.message import decode_header as decode_v1_header
 from larval.ikev1.session import IkeV1Session
 from larval.ikev2.config import (
@@ -187,7 +189,7 @@ class KeyManager:
         session: Session
         if conn.version == 1:
             session = IkeV1Session(
-                conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
+                conn.ike, initiator=True, allocate_spi=lambda: self._getspi_v1(conn.ike),
                 random_bytes=self._random, aggressive=conn.aggressive,
             )  # fmt: skip
             first = "Aggressive Mode" if conn.aggressive else "Main Mode"
@@ -259,10 +261,22 @@ class KeyManager:
         if session is not None:
             # RFC 7296 §1.3.1: another CHILD_SA on the IKE SA already there.
             self._acquiring.add((conn.ike.name, child.name))
-            session.create_child(child, now)
+            if not self._create_child(session, child, now):
+                self._acquiring.discard((conn.ike.name, child.name))
             self._drain(session, now)
             return
         self._start_session(conn, child, now)
+
+    def _create_child(self, session: Session, child: ChildConfig, now: float) -> bool:
+        """A new CHILD_SA (IKEv2) or Quick Mode (IKEv1) on an established IKE SA; False,
+        logged, if it could not start (the stack refused an SPI)."""
+        try:
+            session.create_child(child, now)
+        except (IkeProtocolError, IkeV1ProtocolError) as exc:
+            log.warning("%s: cannot start a CHILD_SA for %s: %s", session.config.name,
+                        child.name, exc)  # fmt: skip
+            return False
+        return True
 
     def _established_session(self, conn: Connection) -> Session | None:
         for spi, session in self.sessions.items():
@@ -297,7 +311,7 @@ class KeyManager:
                     # runs out at its hard lifetime (RFC 2409 §5.5).
                     old = session.children.get(record.spi_in)
                     if old is not None:
-                        session.create_child(old.config, now)
+                        self._create_child(session, old.config, now)
                 self._drain(session, now)
 
     def _connection_for(
@@ -360,7 +374,6 @@ class KeyManager:
     def _receive_v1(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
         """ISAKMP: sessions by CKY-I; a Main or Aggressive Mode first message starts one."""
         from larval.ikev1.constants import ExchangeType as V1Exchange
-        from larval.ikev1.errors import IkeV1ProtocolError
 
         try:
             header = decode_v1_header(data)
@@ -379,7 +392,7 @@ class KeyManager:
                 log.info("IKEv1 from %s: no IKEv1 connection for that peer", addr[0])
                 return
             session = IkeV1Session(
-                conn.ike, initiator=False, allocate_spi=lambda: self._getspi(conn.ike),
+                conn.ike, initiator=False, allocate_spi=lambda: self._getspi_v1(conn.ike),
                 child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
                 random_bytes=self._random,
             )  # fmt: skip
@@ -502,6 +515,14 @@ class KeyManager:
             if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
                 return sa.spi
         raise IkeProtocolError(NotifyType.TEMPORARY_FAILURE, "the stack gave no SPI")
+
+    def _getspi_v1(self, ike: IkeConfig) -> int:
+        """GETSPI for an IKEv1 session, whose errors are IKEv1's: IKEv1 has no
+        TEMPORARY_FAILURE, and strongSwan answers NO_PROPOSAL_CHOSEN here."""
+        try:
+            return self._getspi(ike)
+        except IkeProtocolError as exc:
+            raise IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, exc.message) from None
 
     def _responder_policy(
         self, conn: Connection, tsi: tuple[object, ...], tsr: tuple[object, ...]
