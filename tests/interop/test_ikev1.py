@@ -1,14 +1,17 @@
 """IKEv1 against strongSwan's charon: Main Mode and Quick Mode with a PSK, with and without
-PFS, larval as initiator (through a trap policy) and as responder; ping through the tunnel."""
+PFS, and Aggressive Mode, larval as initiator (through a trap policy) and as responder; ping
+through the tunnel. ike-scan's probes against larval while it serves charon."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.interop.harness import Charon, Topology, needs_charon, needs_netns
+from tests.interop.harness import INNER, OUTER, Charon, Topology, needs_charon, needs_netns
 
 pytestmark = [needs_netns, needs_charon]
 
@@ -75,3 +78,54 @@ def _wait_installed(charon: Charon, timeout: float = 15) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"charon installed no CHILD_SA within {timeout}s:\n{listing}")
         time.sleep(0.2)
+
+
+#: ike-scan's custom transform for aes128-sha256-modp2048 with a PSK (RFC 2409 App. A
+#: attribute classes: 1 encryption 7 AES, 14 key length, 2 hash 4 SHA2-256, 3 auth 1 PSK,
+#: 4 group 14).
+SCAN_TRANSFORM = "--trans=(1=7,14=128,2=4,3=1,4=14)"
+
+
+@pytest.mark.skipif(shutil.which("ike-scan") is None, reason="needs ike-scan")
+def test_ike_scan_probes_get_answers_while_the_tunnel_carries_traffic(tmp_path: Path) -> None:
+    """Main and Aggressive Mode probes from a random source port: each gets a handshake or
+    the right notify, and charon's tunnel through larval loses nothing meanwhile."""
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128-sha256"], start_action="none",
+                             version=1)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1)
+        charon.initiate()
+        pinging = subprocess.Popen(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "25", "-i", "0.2", "-W", "2",
+             "-I", INNER["a"], INNER["b"]],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+        def scan(*args: str) -> str:
+            proc = subprocess.run(
+                ["ip", "netns", "exec", topo.a.ns.name, "ike-scan", "--sport=0", "-r", "2",
+                 *args, OUTER["b"]],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout
+
+        try:
+            # ike-scan's default offer (DES/3DES, MD5/SHA1, groups 1 and 2): nothing larval
+            # accepts.
+            assert "Notify message 14 (NO-PROPOSAL-CHOSEN)" in scan()
+            handshake = scan(SCAN_TRANSFORM)
+            assert "Main Mode Handshake returned" in handshake, handshake
+            assert "Enc=AES KeyLength=128 Hash=SHA2-256 Auth=PSK Group=14:modp2048" in handshake
+            assert "(Dead Peer Detection v1.0)" in handshake and "(RFC 3947 NAT-T)" in handshake
+            # Aggressive Mode with an identity the connection does not expect: refused
+            # before any HASH_R, so there is nothing to crack offline.
+            refused = scan("-A", "--id=scanner@example.net", SCAN_TRANSFORM)
+            assert "Notify message 18 (INVALID-ID-INFORMATION)" in refused, refused
+            assert "Aggressive Mode Handshake returned" not in refused
+            assert "Notify message 14 (NO-PROPOSAL-CHOSEN)" in scan("-A", "--id=scanner")
+        finally:
+            out, _ = pinging.communicate(timeout=30)
+        assert " 0% packet loss" in out, (out, larval.log.read_text()[-4000:])
+        listing = charon.list_sas()
+        assert listing.count("ESTABLISHED, IKEv1") == 1, listing

@@ -434,6 +434,8 @@ class IkeV1Session:
             return
         header = decode_header(data)
         responder_start = not self.initiator and self.state is State.IDLE
+        if responder_start:
+            self.remote = addr  # answer where the first message came from, port and all
         if not responder_start and header.cookie_i != self.spi_i:
             raise IkeV1ProtocolError(NotifyType.INVALID_COOKIE, "not this ISAKMP SA's CKY-I")
         if self.spi_r and header.cookie_r != self.spi_r:
