@@ -597,7 +597,7 @@ class KeyManager:
             ike.remote_addr, up.local_ts, up.remote_ts, now,
         )  # fmt: skip
         log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
-                 up.child.name, up.spi_in, up.spi_out, proposal)  # fmt: skip
+                 up.child.name, up.spi_in, up.spi_out, proposal.keywords)  # fmt: skip
 
     def _synthetic_request(self, conn: Connection, up: ChildSaUp, seq: int) -> PolicyRequest:
         """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,
