@@ -179,3 +179,60 @@ def test_ikev1_quick_mode_when_the_stack_refuses_getspi(caplog: pytest.LogCaptur
         assert [s["state"] for s in host.keymgr.status()["ike_sas"]] == ["established"]
         assert host.keymgr.status()["child_sas"] == []
     assert len(b.stack.sadb) == 0 and a.esp == []
+
+
+def test_ikev1_soft_expire_starts_a_new_quick_mode() -> None:
+    """IKEv1 has no rekey exchange: the soft EXPIRE makes a new Quick Mode on the same
+    ISAKMP SA; the old IPsec SAs live on (DYING) to their hard lifetime."""
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    (old,) = [c["spi_in"] for c in a.keymgr.status()["child_sas"]]
+    sa = a.stack.sadb.lookup_esp(int(old, 16), a.addr.packed)
+    assert sa is not None and sa.soft is not None and sa.hard is not None
+    assert sa.soft.addtime < sa.hard.addtime
+    now = float(sa.soft.addtime + 1)  # past the soft lifetime, before the hard one
+    a.stack.age(now)
+    carry(a, b, now)
+    assert len(a.keymgr.status()["ike_sas"]) == len(b.keymgr.status()["ike_sas"]) == 1
+    for host in (a, b):
+        assert len(host.keymgr.status()["child_sas"]) == 2
+    new = next(c for c in a.keymgr.status()["child_sas"] if c["spi_in"] != old)
+    sa_new = a.stack.sadb.lookup_esp(int(new["spi_in"], 16), a.addr.packed)
+    assert sa_new is not None and sa_new.state == SaState.MATURE
+    assert sa.state == SaState.DYING
+    # B's old SAs reach their own soft lifetime later: the Quick Mode A started already
+    # replaced them, so no second one follows.
+    (old_out,) = [c["spi_out"] for c in a.keymgr.status()["child_sas"] if c["spi_in"] == old]
+    sa_b = b.stack.sadb.lookup_esp(int(old_out, 16), b.addr.packed)
+    assert sa_b is not None and sa_b.soft is not None and sa_b.hard is not None
+    later = float(max(now, sa_b.soft.addtime) + 1)
+    assert later < sa_b.hard.addtime
+    b.stack.age(later)
+    assert sa_b.state == SaState.DYING
+    assert carry(a, b, later) == 0  # no Quick Mode
+    for host in (a, b):
+        assert len(host.keymgr.status()["child_sas"]) == 2
+
+
+def test_ikev1_quick_mode_started_by_the_phase1_responder() -> None:
+    """Either end may start a Quick Mode on the ISAKMP SA: here B, which answered Main
+    Mode, renews the CHILD_SA when its own SAs reach their soft lifetime first."""
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    (old,) = [c["spi_in"] for c in b.keymgr.status()["child_sas"]]
+    sa = b.stack.sadb.lookup_esp(int(old, 16), b.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    b.stack.age(now)
+    carry(a, b, now)
+    for host in (a, b):
+        assert len(host.keymgr.status()["child_sas"]) == 2
+        new = next(c for c in host.keymgr.status()["child_sas"] if c["spi_in"] != old)
+        sa_new = host.stack.sadb.lookup_esp(int(new["spi_in"], 16), host.addr.packed)
+        assert sa_new is not None and sa_new.state == SaState.MATURE

@@ -108,6 +108,7 @@ class ChildRecord:
     local_ts: tuple[IPNetwork, ...]
     remote_ts: tuple[IPNetwork, ...]
     installed: float
+    renewed: bool = False  # IKEv1: a Quick Mode already replaces it (one per soft EXPIRE pair)
 
 
 def esp_suite(proposal: EspProposal) -> Suite:
@@ -190,6 +191,7 @@ class KeyManager:
         if conn.version == 1:
             session = IkeV1Session(
                 conn.ike, initiator=True, allocate_spi=lambda: self._getspi_v1(conn.ike),
+                child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
                 random_bytes=self._random, aggressive=conn.aggressive,
             )  # fmt: skip
             first = "Aggressive Mode" if conn.aggressive else "Main Mode"
@@ -309,8 +311,10 @@ class KeyManager:
                 else:
                     # IKEv1 has no rekey exchange: a new Quick Mode, and the old SA
                     # runs out at its hard lifetime (RFC 2409 §5.5).
+                    # Both SAs of the pair expire; the first EXPIRE starts the Quick Mode.
                     old = session.children.get(record.spi_in)
-                    if old is not None:
+                    if old is not None and not record.renewed:
+                        record.renewed = True
                         self._create_child(session, old.config, now)
                 self._drain(session, now)
 
@@ -592,6 +596,12 @@ class KeyManager:
                             SadbMsgType(msg_type).name, keys.spi, errors[0].errno,
                             errors[0].diagnostic)  # fmt: skip
         self._acquiring.discard((ike.name, up.child.name))
+        if isinstance(session, IkeV1Session):
+            # A Quick Mode for the same child, started by either side, replaces the SAs
+            # there were: their soft EXPIREs need not start another one.
+            for record in self.children.values():
+                if (record.connection, record.name) == (ike.name, up.child.name):
+                    record.renewed = True
         self.children[up.spi_in] = ChildRecord(
             ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
             ike.remote_addr, up.local_ts, up.remote_ts, now,
