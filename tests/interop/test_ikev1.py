@@ -4,6 +4,7 @@ through the tunnel. ike-scan's probes against larval while it serves charon."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -129,3 +130,43 @@ def test_ike_scan_probes_get_answers_while_the_tunnel_carries_traffic(tmp_path: 
         assert " 0% packet loss" in out, (out, larval.log.read_text()[-4000:])
         listing = charon.list_sas()
         assert listing.count("ESTABLISHED, IKEv1") == 1, listing
+
+
+@pytest.mark.parametrize(
+    ("larval_role", "rekeyer"),
+    [("initiator", "larval"), ("responder", "larval")],
+)
+def test_quick_mode_renewal_while_ping_flows(tmp_path: Path, larval_role: str,
+                                             rekeyer: str) -> None:  # fmt: skip
+    """larval renews the CHILD_SA with a new Quick Mode at its soft lifetime, as the Main
+    Mode initiator and as its responder; no ping lost. (With a rekey_time of seconds,
+    charon lets an IKEv1 CHILD_SA expire and deletes it instead of renewing it.)"""
+    with Topology(tmp_path) as topo:
+        rekey, life = ("6s", "12s") if rekeyer == "larval" else ("1h", "66m")
+        start = "trap" if larval_role == "initiator" else "none"
+        larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128-sha256"], start_action=start,
+                             version=1, rekey=rekey, life=life)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1,
+                             rekey="6s" if rekeyer == "charon" else "1h")  # fmt: skip
+        if larval_role == "initiator":
+            topo.b.ping(count=1)
+            larval.wait_for("child")
+            _wait_installed(charon)
+        else:
+            charon.initiate()
+        before = set(_spis(charon.list_sas()))
+        pinging = subprocess.Popen(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "60", "-i", "0.2", "-W", "2",
+             "-I", INNER["a"], INNER["b"]],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        out, _ = pinging.communicate(timeout=60)
+        listing = charon.list_sas()
+        assert " 0% packet loss" in out, (out, larval.log.read_text()[-4000:], listing)
+        after = set(_spis(listing))
+        assert after and after != before, (before, after, larval.log.read_text()[-4000:])
+        assert "CHILD_SA net failed" not in larval.log.read_text()
+
+
+def _spis(listing: str) -> list[str]:
+    return re.findall(r"\bin\s+([0-9a-f]{8})", listing)
