@@ -72,9 +72,10 @@ class Host:
         self.path = PacketPath(self.stack, send=self.esp.append, deliver=self.delivered.append)
         self.keymgr = KeyManager(conns, self._pfkey)
         self.inbox: list[PfkeyMessage] = []
+        self.now = 0.0  # the stack's clock for PF_KEY requests (an SA's add time)
 
     def _pfkey(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
-        replies = self.stack.handle_pfkey(decode(msg.encode()), 0.0)
+        replies = self.stack.handle_pfkey(decode(msg.encode()), self.now)
         keep = (Audience.SENDER, Audience.ALL)
         return [decode(r.message.encode()) for r in replies if r.audience in keep]
 
@@ -90,6 +91,7 @@ class Host:
 def carry(a: Host, b: Host, now: float) -> int:
     """IKE datagrams both ways until quiet."""
     moved = 0
+    a.now = b.now = now
     for _ in range(100):
         a.pump(now)
         b.pump(now)
