@@ -172,12 +172,32 @@ def test_delete_of_the_child_and_of_the_ike_sa() -> None:
     list(Pair.events(pair.r))
     # INFORMATIONAL { SK{D(ESP, spi)} } -->  <-- { SK{D(ESP, spi)} }
     pair.i.delete_child(up.spi_in, 1.0)
+    # Until the answer, the initiator's old inbound SA still receives (RFC 7296 §1.4.1).
+    assert [e for e in Pair.events(pair.i) if isinstance(e, ChildSaDown)] == []
     pair.flush()
     assert [type(e) for e in Pair.events(pair.r)] == [ChildSaDown]
+    assert [(type(e), e.spi_in) for e in Pair.events(pair.i)] == [(ChildSaDown, up.spi_in)]  # type: ignore[attr-defined]
     # INFORMATIONAL { SK{D(IKE)} } -->  <-- { SK{} }
     pair.r.delete(2.0)
     pair.flush()
     assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+
+
+def test_a_child_sa_whose_delete_goes_unanswered_goes_down_with_the_ike_sa() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    up = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    pair.i.delete_child(up.spi_in, 1.0)
+    pair.i.datagrams_to_send(1.0)  # lost, and every retransmission after it
+    while pair.i.state is not State.CLOSED:
+        timer = pair.i.get_timer()
+        assert timer is not None
+        pair.now = timer
+        pair.i.handle_timer(pair.now)
+        pair.i.datagrams_to_send(pair.now)
+    downs = [e for e in Pair.events(pair.i) if isinstance(e, ChildSaDown)]
+    assert [d.spi_in for d in downs] == [up.spi_in]
 
 
 def test_dpd_notices_a_vanished_peer() -> None:

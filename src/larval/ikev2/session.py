@@ -218,6 +218,9 @@ class IkeSession:
         self.fragment_size = fragment_size
         self._reassembler = FragmentReassembler()
         self._pending_child: ChildConfig | None = None
+        # CHILD_SAs whose DELETE is unanswered: they go down when the peer has deleted its
+        # half, so that what it sent on the old SA meanwhile still arrives.
+        self._deleting: dict[int, ChildSaDown] = {}
         self._dh_group = 0
         self._dh: DhKeyPair | None = None
         self._cookie = b""
@@ -325,12 +328,22 @@ class IkeSession:
         child = self.children.pop(spi_in, None)
         if child is None or self.state is not State.ESTABLISHED:
             return
+        self._deleting[spi_in] = ChildSaDown(child.spi_in, child.spi_out, by_peer=False)
+
+        def deleted(response: IkeMessage, at: float) -> None:
+            # RFC 7296 §1.4.1: the answer says the peer deleted its half; until then
+            # packets it sent on the old SA are still on their way, and are received.
+            down = self._deleting.pop(spi_in, None)
+            if down is not None:
+                self._events.append(down)
+            self._informational_response(response, at)
+
         self._send_request(
             ExchangeType.INFORMATIONAL,
             (DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),)),),
             now,
+            deleted,
         )
-        self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=False))
 
     def create_child(self, child: ChildConfig, now: float) -> None:
         """CREATE_CHILD_SA {SA, Ni, TSi, TSr} -->  another CHILD_SA (RFC 7296 §1.3.1)."""
@@ -1293,6 +1306,8 @@ class IkeSession:
         for child in self.children.values():
             self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=by_peer))
         self.children.clear()
+        self._events.extend(self._deleting.values())
+        self._deleting.clear()
         if self._pending_child is not None and self.state is not State.ESTABLISHED:
             self._events.append(ChildSaFailed(self._pending_child, reason))
             self._pending_child = None
