@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,6 +53,20 @@ class Site:
              "-W", "2", "-I", INNER[self.name], INNER[self.peer]],
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
+
+
+def pinger(site: Site, count: int) -> subprocess.Popen[str]:
+    """`count` pings from the site's inner address to its peer's, in the background."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", site.ns.name, "ping", "-c", str(count), "-i", "0.2", "-W", "2",
+         "-I", INNER[site.name], INNER[site.peer]],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def spis(listing: str) -> set[str]:
+    """The inbound SPIs in charon's `--list-sas`."""
+    return set(re.findall(r"\bin\s+([0-9a-f]{8})", listing))
 
 
 def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_action: str,

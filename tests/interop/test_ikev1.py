@@ -4,7 +4,6 @@ through the tunnel. ike-scan's probes against larval while it serves charon."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.harness import INNER, OUTER, Charon, Topology, needs_charon, needs_netns
+from tests.interop.harness import OUTER, Charon, Topology, needs_charon, needs_netns, pinger, spis
 
 pytestmark = [needs_netns, needs_charon]
 
@@ -96,11 +95,7 @@ def test_ike_scan_probes_get_answers_while_the_tunnel_carries_traffic(tmp_path: 
                              version=1)  # fmt: skip
         charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1)
         charon.initiate()
-        pinging = subprocess.Popen(
-            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "25", "-i", "0.2", "-W", "2",
-             "-I", INNER["a"], INNER["b"]],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        pinging = pinger(topo.a, 25)
 
         def scan(*args: str) -> str:
             proc = subprocess.run(
@@ -154,19 +149,11 @@ def test_quick_mode_renewal_while_ping_flows(tmp_path: Path, larval_role: str,
             _wait_installed(charon)
         else:
             charon.initiate()
-        before = set(_spis(charon.list_sas()))
-        pinging = subprocess.Popen(
-            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "60", "-i", "0.2", "-W", "2",
-             "-I", INNER["a"], INNER["b"]],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        before = spis(charon.list_sas())
+        pinging = pinger(topo.a, 60)
         out, _ = pinging.communicate(timeout=60)
         listing = charon.list_sas()
         assert " 0% packet loss" in out, (out, larval.log.read_text()[-4000:], listing)
-        after = set(_spis(listing))
+        after = spis(listing)
         assert after and after != before, (before, after, larval.log.read_text()[-4000:])
         assert "CHILD_SA net failed" not in larval.log.read_text()
-
-
-def _spis(listing: str) -> list[str]:
-    return re.findall(r"\bin\s+([0-9a-f]{8})", listing)

@@ -4,29 +4,16 @@ runs, DELETE from each side, a vanished peer noticed by liveness checks, a resta
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.interop.harness import INNER, Site, Topology, needs_charon, needs_netns
+from tests.interop.harness import Topology, needs_charon, needs_netns, pinger, spis
 
 pytestmark = [needs_netns, needs_charon]
 
 IKE, ESP = "aes128-sha256-x25519", "aes128gcm16"
-
-
-def spis(listing: str) -> set[str]:
-    return set(re.findall(r"\bin\s+([0-9a-f]{8})", listing))
-
-
-def pinger(site: Site, count: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["ip", "netns", "exec", site.ns.name, "ping", "-c", str(count), "-i", "0.2", "-W", "2",
-         "-I", INNER[site.name], INNER[site.peer]],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("rekeyer", ["larval", "charon"])
