@@ -28,6 +28,7 @@ from typing import Any
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
 from larval.esp import NAT_T_PORT
+from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import NotifyType as V1Notify
 from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.message import decode_header as decode_v1_header
@@ -377,8 +378,6 @@ class KeyManager:
 
     def _receive_v1(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
         """ISAKMP: sessions by CKY-I; a Main or Aggressive Mode first message starts one."""
-        from larval.ikev1.constants import ExchangeType as V1Exchange
-
         try:
             header = decode_v1_header(data)
         except IkeV1ProtocolError:
