@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 import warnings
@@ -20,6 +21,7 @@ from larval.ikev1 import (
     decode_message,
 )
 from larval.ikev1.constants import IkeAttr
+from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.session import IkeV1Session, State
 from larval.ikev2.config import (
     ChildConfig,
@@ -29,6 +31,7 @@ from larval.ikev2.config import (
     Event,
     IkeConfig,
     IkeSaDown,
+    IkeSaReauthDue,
     IkeSaUp,
     identity,
 )
@@ -359,7 +362,8 @@ def test_qm3_delayed_responder_inbound_sa_stays_larval_until_it_arrives() -> Non
     (ur,) = events(pair.r)
     assert isinstance(ur, ChildSaUp) and ur.spi_in == responder_spi
     assert ur.keys_in == ui.keys_out and ur.keys_out == ui.keys_in
-    assert pair.r.get_timer() is None  # QM2 is no longer resent
+    # QM2 is no longer resent: what is left is the reauthentication, hours away.
+    assert (pair.r.get_timer() or 0) > pair.now + 3600
 
 
 def test_qm3_lost_responder_resends_qm2_and_initiator_replays_qm3() -> None:
@@ -478,5 +482,63 @@ def test_quick_mode_refused_by_policy_fails_the_child_only() -> None:
     assert pair.flush() == 2
     (failed,) = events(pair.i)
     assert isinstance(failed, ChildSaFailed) and "INVALID_ID_INFORMATION" in failed.reason
-    assert pair.i.get_timer() is None  # QM1 is no longer resent
+    # QM1 is no longer resent: what is left is the reauthentication, hours away.
+    assert (pair.i.get_timer() or 0) > pair.now + 3600
     assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+
+
+def test_reauthentication_falls_due_before_the_lifetime_that_deletes_the_isakmp_sa() -> None:
+    pair = Pair(dataclasses.replace(config(A, B), rekey_time=100.0), config(B, A),
+                child(NET_B, NET_A))  # fmt: skip
+    pair.i.ike_lifetime = 110  # offered; the responder's own is 8 hours: the shorter holds
+    established(pair, child(NET_A, NET_B))
+    assert pair.i.choice is not None and pair.r.choice is not None
+    assert pair.i.choice.lifetime == pair.r.choice.lifetime == 110
+
+    def due() -> tuple[bool, bool]:
+        return (any(isinstance(e, IkeSaReauthDue) for e in events(pair.i)),
+                any(isinstance(e, IkeSaReauthDue) for e in events(pair.r)))  # fmt: skip
+
+    # The initiator reauthenticates at its rekey_time less up to a tenth of it; the
+    # responder, bound only by the lifetime, at 95% of it less up to 2%: after the initiator.
+    pair.advance(89.9)
+    assert due() == (False, False)
+    pair.advance(100.1 - pair.now)
+    assert due() == (True, False)
+    pair.advance(104.6 - pair.now)
+    assert due() == (False, True)  # and the initiator's was reported once
+    # Nobody reauthenticated: at 110 s the ISAKMP SA is deleted with its CHILD_SA.
+    pair.advance(110.1 - pair.now)
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    down_i, down_r = list(events(pair.i)), list(events(pair.r))
+    assert [type(e) for e in down_i] == [ChildSaDown, IkeSaDown]
+    assert isinstance(down_i[1], IkeSaDown) and down_i[1].reason == "ISAKMP SA lifetime expired"
+    assert ChildSaDown in [type(e) for e in down_r]
+    assert pair.i.get_timer() is None and pair.r.get_timer() is None
+
+
+def test_a_replaced_isakmp_sa_hands_over_its_child_sas_and_deletes_itself_later() -> None:
+    old = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    up_i, _ = established(old, child(NET_A, NET_B))
+    new = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    new.now = old.now
+    new.i.initiate(None, new.now)  # Main Mode alone
+    new.flush()
+    assert [type(e) for e in events(new.i)] == [type(e) for e in events(new.r)] == [IkeSaUp]
+    for replacement, replaced in ((new.i, old.i), (new.r, old.r)):
+        assert replacement.adopt_children(replaced) == [c for c in replacement.children]
+        replaced.retire(old.now)
+        assert replaced.state is State.REKEYED and not replaced.children
+        with pytest.raises(IkeV1ProtocolError):
+            replaced.create_child(child(NET_A, NET_B), old.now)  # starts nothing
+    assert list(new.i.children) == [up_i.spi_in]
+    list(events(old.i)), list(events(old.r))
+    # Ten seconds later the replaced SA sends D(ISAKMP) alone: no CHILD_SA goes with it.
+    old.advance(10.0)
+    assert old.i.state is State.CLOSED and old.r.state is State.CLOSED
+    assert [type(e) for e in events(old.i)] == [IkeSaDown]
+    assert [type(e) for e in events(old.r)] == [IkeSaDown]
+    # The CHILD_SA is the new ISAKMP SA's to delete now.
+    new.i.delete_child(up_i.spi_in, new.now)
+    assert new.flush() == 1
+    assert [type(e) for e in events(new.r)] == [ChildSaDown]

@@ -26,7 +26,9 @@ OUTER = {"a": "192.0.2.1", "b": "192.0.2.2"}
 NET = {"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
 
 
-def config(me: str, peer: str, start_action: str, version: int = 2) -> dict[str, Any]:
+def config(
+    me: str, peer: str, start_action: str, version: int = 2, ike_rekey: str = "4h"
+) -> dict[str, Any]:
     ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if version == 2 else (
         "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
     return {
@@ -38,6 +40,7 @@ def config(me: str, peer: str, start_action: str, version: int = 2) -> dict[str,
                 "version": version,
                 "proposals": [ike],
                 "encap": True,
+                "rekey_time": ike_rekey,
                 "children": {
                     "net": {
                         "local_ts": [NET[me]],
@@ -54,12 +57,22 @@ def config(me: str, peer: str, start_action: str, version: int = 2) -> dict[str,
 
 class Host:
     def __init__(
-        self, me: str, peer: str, start_action: str, cookie_threshold: int = 10, version: int = 2
+        self,
+        me: str,
+        peer: str,
+        start_action: str,
+        cookie_threshold: int = 10,
+        version: int = 2,
+        ike_rekey: str = "4h",
+        retransmit_tries: int = 5,
     ) -> None:
-        cfg = parse_config(config(me, peer, start_action, version), f"{me}.toml")
+        cfg = parse_config(config(me, peer, start_action, version, ike_rekey), f"{me}.toml")
         conns = [
             dataclasses.replace(
-                c, ike=dataclasses.replace(c.ike, cookie_threshold=cookie_threshold)
+                c,
+                ike=dataclasses.replace(
+                    c.ike, cookie_threshold=cookie_threshold, retransmit_tries=retransmit_tries
+                ),
             )
             for c in cfg.connections
         ]
@@ -103,6 +116,22 @@ def carry(a: Host, b: Host, now: float) -> int:
             dst.keymgr.receive_ike(data, (str(src.addr), 4500), dst.addr, now)
             moved += 1
     raise AssertionError("IKE did not settle within 100 rounds")
+
+
+def advance(a: Host, b: Host, now: float, end: float, *, drop: bool = False) -> float:
+    """Let time pass to `end`, firing each key manager's timers when they fall due and
+    carrying IKE both ways (or, with `drop`, losing all of it)."""
+    while True:
+        due = [t for t in (a.keymgr.get_timer(), b.keymgr.get_timer()) if t is not None]
+        if not due or min(due) > end:
+            return end
+        now = max(now, min(due))
+        for host in (a, b):
+            host.keymgr.handle_timer(now)
+        if drop:
+            a.keymgr.datagrams_to_send(), b.keymgr.datagrams_to_send()
+        else:
+            carry(a, b, now)
 
 
 def udp_packet(src: str, dst: str) -> bytes:
@@ -238,3 +267,117 @@ def test_ikev1_quick_mode_started_by_the_phase1_responder() -> None:
         new = next(c for c in host.keymgr.status()["child_sas"] if c["spi_in"] != old)
         sa_new = host.stack.sadb.lookup_esp(int(new["spi_in"], 16), host.addr.packed)
         assert sa_new is not None and sa_new.state == SaState.MATURE
+
+
+def esp_flows(a: Host, b: Host, now: float) -> bool:
+    """A packet from A's network reaches B's through the SAs in both stacks."""
+    sent, delivered = len(a.esp), len(b.delivered)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), now)
+    if len(a.esp) != sent + 1:
+        return False
+    b.path.inbound(a.esp[-1].payload, b.addr.packed, now)
+    return len(b.delivered) == delivered + 1
+
+
+def ike_states(host: Host) -> list[tuple[str, str]]:
+    return sorted((s["state"], s["spi_i"]) for s in host.keymgr.status()["ike_sas"])
+
+
+@pytest.mark.parametrize("reauthenticator", ["a", "b"])
+def test_ikev1_reauthentication_replaces_the_isakmp_sa_and_keeps_the_child_sa(
+    reauthenticator: str,
+) -> None:
+    """At its rekey_time an end starts a new Main Mode; when it is up, the new ISAKMP SA
+    takes the CHILD_SA over at both ends, the IPsec SAs stay as they are, and the old
+    ISAKMP SA is deleted 10 s later, alone. A is the Phase 1 initiator, B the responder."""
+    rekey = {"a": "4h", "b": "4h", reauthenticator: "100s"}
+    a = Host("a", "b", "trap", version=1, ike_rekey=rekey["a"])
+    b = Host("b", "a", "none", version=1, ike_rekey=rekey["b"])
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    children = [h.keymgr.status()["child_sas"] for h in (a, b)]
+    ((_, first),) = ike_states(a)
+    assert ike_states(b) == [("established", first)]
+    # B, bound by the 110 s lifetime it agreed, reauthenticates at 95% of it, less up to 2%.
+    now = advance(a, b, 0.0, 105.0)
+    states = ike_states(a)
+    assert [s for s, _ in states] == ["established", "rekeyed"] and ike_states(b) == states
+    ((_, second),) = [(s, spi) for s, spi in states if s == "established"]
+    assert second != first
+    assert [h.keymgr.status()["child_sas"] for h in (a, b)] == children  # untouched
+    assert len(a.stack.sadb) == len(b.stack.sadb) == 2
+    assert esp_flows(a, b, now)
+    # The old ISAKMP SA goes with a D(ISAKMP) alone.
+    now = advance(a, b, now, now + 10.5)
+    assert ike_states(a) == ike_states(b) == [("established", second)]
+    assert [h.keymgr.status()["child_sas"] for h in (a, b)] == children
+    assert esp_flows(a, b, now)
+    # The CHILD_SA belongs to the new ISAKMP SA: deleting that deletes the SAs.
+    assert a.keymgr.down("s2s", now) == 1
+    carry(a, b, now)
+    assert len(a.stack.sadb) == len(b.stack.sadb) == 0
+
+
+def test_ikev1_reauthentication_again_and_again() -> None:
+    """Every ~100 s for an hour: each new ISAKMP SA takes the CHILD_SA over from the last."""
+    a = Host("a", "b", "trap", version=1, ike_rekey="100s")
+    b = Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    children = [h.keymgr.status()["child_sas"] for h in (a, b)]
+    seen = set()
+    now = 0.0
+    for minute in range(1, 51):
+        now = advance(a, b, now, minute * 60.0)
+        seen.update(spi for _, spi in ike_states(a))
+        assert [h.keymgr.status()["child_sas"] for h in (a, b)] == children
+    assert len(seen) >= 30  # 3000 s at 90-100 s each
+    assert len(ike_states(a)) <= 2 and len(ike_states(b)) <= 2
+    assert esp_flows(a, b, now)
+
+
+def test_ikev1_reauthentication_that_fails_is_tried_again() -> None:
+    a = Host("a", "b", "trap", version=1, ike_rekey="1000s", retransmit_tries=1)
+    b = Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    ((_, first),) = ike_states(a)
+    # The new Main Mode (at 900-1000 s) gets no answer, twice, and is given up.
+    now = advance(a, b, 0.0, 1012.0, drop=True)
+    assert ike_states(a) == [("established", first)]
+    # A tries again halfway to the end of the old ISAKMP SA's 1100 s (B's timers, which
+    # would reauthenticate too, are left alone here), and this time it is carried.
+    retry = a.keymgr.get_timer()
+    assert retry is not None and now < retry < 1099.0
+    a.keymgr.handle_timer(retry)
+    carry(a, b, retry)
+    ((_, second),) = [(s, spi) for s, spi in ike_states(a) if s == "established"]
+    assert second != first and ike_states(b) == ike_states(a)
+    assert esp_flows(a, b, retry)
+
+
+def test_ikev1_initial_contact_clears_what_the_restarted_peer_forgot() -> None:
+    """A restarts with nothing: its first Main Mode carries INITIAL-CONTACT, and B deletes
+    the old ISAKMP SA and its IPsec SAs instead of keeping them beside the new ones."""
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    ((old_child,),) = [[c["spi_in"] for c in b.keymgr.status()["child_sas"]]]
+    restarted = Host("a", "b", "trap", version=1)
+    restarted.keymgr.start(5.0)
+    restarted.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 5.0)
+    carry(restarted, b, 5.0)
+    assert [s for s, _ in ike_states(b)] == ["established"]
+    (child,) = b.keymgr.status()["child_sas"]
+    assert child["spi_in"] != old_child
+    assert b.stack.sadb.lookup_esp(int(old_child, 16), b.addr.packed) is None
+    assert len(b.stack.sadb) == 2
+    assert esp_flows(restarted, b, 5.0)

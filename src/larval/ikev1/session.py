@@ -42,6 +42,19 @@ anything else is out of place and dropped. A message that fails to decode or dec
 dropped, except MM5 at the responder, where it means the keys differ (the pre-shared key,
 in practice) and is answered with AUTHENTICATION_FAILED.
 
+Lifetime and reauthentication: the ISAKMP SA lives for the LIFE_DURATION agreed in Phase
+1 (the initiator offers `ike_lifetime`; a responder takes the shorter of the offer and
+its own). IKEv1 has no rekey exchange, so before that an end reauthenticates, as
+strongSwan does: the session reports `IkeSaReauthDue` at `config.rekey_time` less up to a
+tenth of it (or, when the lifetime is shorter, at 90% of it for the Phase 1 initiator and
+95% for the responder, so that the initiator usually goes first), and the key manager
+starts a new Main Mode with the same peer. When any new ISAKMP SA with that peer is up,
+it takes over the CHILD_SAs of the old one (`adopt_children`), which `retire` marks
+REKEYED: it answers what is in flight (Quick Modes, DPD) but starts nothing, and sends its
+DELETE after `REAUTH_DELETE_DELAY`, as strongSwan's responder does, so that the peer has
+moved its CHILD_SAs across first. An ISAKMP SA that reaches its lifetime is deleted with
+the CHILD_SAs it still holds.
+
 Liveness (RFC 3706): both ends announce the DPD vendor ID; with `dpd_delay` set, an end
 that has heard nothing for that long sends R-U-THERE with the next sequence number and
 resends it, each time with a new one, until R-U-THERE-ACK echoes it; no answer after the
@@ -93,6 +106,7 @@ from larval.ikev2.config import (
     Event,
     IkeConfig,
     IkeSaDown,
+    IkeSaReauthDue,
     IkeSaUp,
     IPAddress,
     IPNetwork,
@@ -146,6 +160,7 @@ IKE_PORT, NAT_T_PORT = 500, 4500
 NONCE_SIZE = 32
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
 REPLIES_KEPT = 32  # answers kept for retransmitted messages
+REAUTH_DELETE_DELAY = 10.0  # seconds a replaced ISAKMP SA stays (strongSwan's adopt job: 10)
 
 
 class State(enum.Enum):
@@ -158,6 +173,7 @@ class State(enum.Enum):
     AM1_SENT = "AM1 sent"
     AM2_SENT = "AM2 sent"
     ESTABLISHED = "established"
+    REKEYED = "rekeyed"  # replaced by a newer ISAKMP SA, deleted soon
     CLOSED = "closed"
 
 
@@ -176,6 +192,7 @@ TRANSITIONS: dict[tuple[State, ExchangeType], str] = {
     (State.AM1_SENT, AM): "_am2",
     (State.AM2_SENT, AM): "_am3",  # responder
     (State.ESTABLISHED, QM): "_quick_mode",
+    (State.REKEYED, QM): "_quick_mode",  # one in flight when the SA was replaced
 }
 
 
@@ -281,6 +298,10 @@ class IkeV1Session:
         self._last_heard = 0.0
         self._dpd_seq = int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF
         self._dpd: tuple[int, float, int] | None = None  # seq awaited, due, tries
+        self.established_at: float | None = None
+        self._reauth_at: float | None = None  # IkeSaReauthDue
+        self._expire_at: float | None = None  # the agreed lifetime: DELETE
+        self._retire_at: float | None = None  # REKEYED: DELETE
 
     def _name(self) -> str:
         return (
@@ -308,6 +329,7 @@ class IkeV1Session:
         dpd = self._dpd_due()
         if dpd is not None:
             times.append(dpd)
+        times += [t for t in (self._reauth_at, self._expire_at, self._retire_at) if t is not None]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -334,6 +356,17 @@ class IkeV1Session:
             if self.state is not State.ESTABLISHED:
                 self._close("half-open ISAKMP SA timed out", now)
                 return
+        if self._expire_at is not None and now >= self._expire_at:
+            self.delete(now, "ISAKMP SA lifetime expired")
+            return
+        if self._retire_at is not None and now >= self._retire_at:
+            self.delete(now, "replaced by a new ISAKMP SA")
+            return
+        if self._reauth_at is not None and now >= self._reauth_at:
+            self._reauth_at = None
+            if self.state is State.ESTABLISHED:
+                log.info("%s: ISAKMP SA due for reauthentication", self._name())
+                self._events.append(IkeSaReauthDue())
         dpd = self._dpd_due()
         if dpd is not None and now >= dpd:
             self._dpd_check(now)
@@ -402,23 +435,52 @@ class IkeV1Session:
             )
         self._quick_mode_1(child, now)
 
-    def delete(self, now: float) -> None:
+    def delete(self, now: float, reason: str = "deleted") -> None:
         """D(ESP) for every IPsec SA, then D(ISAKMP): everything goes (RFC 2408 §3.15)."""
-        if self.state is State.ESTABLISHED:
+        if self.state in (State.ESTABLISHED, State.REKEYED):
             for child in list(self.children.values()):
                 self.delete_child(child.spi_in, now)
             cookies = self.spi_i + self.spi_r
             self._send_informational((DeletePayload(ProtocolId.ISAKMP, 16, (cookies,)),), now)
-        self._close("deleted", now)
+        self._close(reason, now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
         """D(ESP, our inbound SPI): the peer deletes its outbound SA, we ours."""
         child = self.children.pop(spi_in, None)
-        if child is None or self.state is not State.ESTABLISHED:
+        if child is None or self.state not in (State.ESTABLISHED, State.REKEYED):
             return
         payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
         self._send_informational((payload,), now)
         self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=False))
+
+    def adopt_children(self, old: IkeV1Session) -> list[int]:
+        """Take over the CHILD_SAs of `old`, an ISAKMP SA with the same peer that this one
+        replaces: their DELETE, renewal and status go through this one now. Returns their
+        inbound SPIs."""
+        moved = list(old.children)
+        self.children.update(old.children)
+        old.children.clear()
+        return moved
+
+    def retire(self, now: float, delay: float = REAUTH_DELETE_DELAY) -> None:
+        """A newer ISAKMP SA with the peer has taken over: no more DPD, reauthentication or
+        Quick Modes of our own; D(ISAKMP) after `delay`."""
+        if self.state is not State.ESTABLISHED:
+            return
+        log.info("%s: ISAKMP SA replaced, deleting it in %g s", self._name(), delay)
+        self.state = State.REKEYED
+        self._reauth_at = None
+        self._dpd = None
+        self._retire_at = now + delay
+
+    def reauth_failed(self, now: float) -> None:
+        """The new ISAKMP SA meant to replace this one did not come up: try again halfway
+        to the end of this one's lifetime, if there is time left (strongSwan retries)."""
+        if self.state is not State.ESTABLISHED or self._expire_at is None:
+            return
+        left = self._expire_at - now
+        if left > 2 * self.config.retransmit_timeout:
+            self._reauth_at = now + left / 2
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -787,6 +849,7 @@ class IkeV1Session:
         self.state = State.ESTABLISHED
         self._deadline = None
         self._last_heard = now
+        self._schedule(now)
         log.info("%s: ISAKMP SA established", self._name())
         self._events.append(
             IkeSaUp(self.spi_i, self.spi_r, self.choice.suite(), self.initiator, self.natted)
@@ -794,6 +857,21 @@ class IkeV1Session:
         if self._pending_child is not None:
             child, self._pending_child = self._pending_child, None
             self._quick_mode_1(child, now)
+
+    def _schedule(self, now: float) -> None:
+        """The lifetime's end, and the reauthentication before it (module docstring)."""
+        assert self.choice is not None
+        self.established_at = now
+        life, rekey = self.choice.lifetime, self.config.rekey_time
+        if life <= 0:
+            return
+        self._expire_at = now + life
+        if rekey and rekey < life * 0.9:
+            due, spread = rekey, rekey / 10  # strongSwan's rand_time
+        else:
+            due, spread = life * (0.9 if self.initiator else 0.95), life / 50
+        jitter = int.from_bytes(self._random(2), "big") / 0xFFFF * spread
+        self._reauth_at = now + max(1.0, due - jitter)
 
     # -- NAT traversal (RFC 3947) ----------------------------------------------------------
 
@@ -1319,6 +1397,7 @@ class IkeV1Session:
         self._resend.clear()
         self._deadline = None
         self._dpd = None
+        self._reauth_at = self._expire_at = self._retire_at = None
         self._events.append(IkeSaDown(reason, by_peer))
 
 

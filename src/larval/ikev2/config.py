@@ -114,9 +114,17 @@ class IkeSaRekeyed:
 
 
 @dataclass(frozen=True)
+class IkeSaReauthDue:
+    """IKEv1: the ISAKMP SA is due for reauthentication. IKEv1 has no rekey exchange; a new
+    Main (or Aggressive) Mode with the same peer replaces it and takes over its CHILD_SAs."""
+
+
+@dataclass(frozen=True)
 class ChildSaFailed:
     child: ChildConfig
     reason: str
 
 
-Event = IkeSaUp | ChildSaUp | ChildSaDown | IkeSaDown | ChildSaFailed | IkeSaRekeyed
+Event = (
+    IkeSaUp | ChildSaUp | ChildSaDown | IkeSaDown | ChildSaFailed | IkeSaRekeyed | IkeSaReauthDue
+)

@@ -32,7 +32,8 @@ from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import NotifyType as V1Notify
 from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.message import decode_header as decode_v1_header
-from larval.ikev1.session import IkeV1Session
+from larval.ikev1.session import IKE_LIFETIME, IkeV1Session
+from larval.ikev1.session import State as V1State
 from larval.ikev2.config import (
     ChildConfig,
     ChildSaDown,
@@ -40,6 +41,7 @@ from larval.ikev2.config import (
     ChildSaUp,
     IkeConfig,
     IkeSaDown,
+    IkeSaReauthDue,
     IkeSaRekeyed,
     IkeSaUp,
 )
@@ -156,6 +158,7 @@ class KeyManager:
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
         self._half_open_spis: set[bytes] = set()  # responder sessions after IKE_SA_INIT
+        self._replacing: dict[bytes, IkeV1Session] = {}  # IKEv1 reauthentication -> the old
         self._secrets: dict[int, bytes] = {}
         self._secret_version = 0
         self._secret_since = 0.0
@@ -190,11 +193,10 @@ class KeyManager:
     def _start_session(self, conn: Connection, child: ChildConfig, now: float) -> None:
         session: Session
         if conn.version == 1:
-            session = IkeV1Session(
-                conn.ike, initiator=True, allocate_spi=lambda: self._getspi_v1(conn.ike),
-                child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
-                random_bytes=self._random, aggressive=conn.aggressive,
-            )  # fmt: skip
+            # INITIAL-CONTACT only when there is no ISAKMP SA with the peer (as strongSwan):
+            # the peer deletes everything it has with us when it sees one.
+            session = self._v1_session(conn, initiator=True,
+                                       initial_contact=not self._v1_sessions(conn))  # fmt: skip
             first = "Aggressive Mode" if conn.aggressive else "Main Mode"
         else:
             session = IkeSession(
@@ -208,6 +210,65 @@ class KeyManager:
         self.sessions[session.spi_i] = session
         self._session_conn[session.spi_i] = conn
         self._drain(session, now)
+
+    def _v1_session(
+        self, conn: Connection, *, initiator: bool, initial_contact: bool = True
+    ) -> IkeV1Session:
+        """An ISAKMP SA for the connection. Its lifetime offered is `rekey_time` and a
+        tenth (strongSwan offers rekey_time + over_time), or RFC 2407's 8 hours."""
+        rekey = conn.ike.rekey_time
+        return IkeV1Session(
+            conn.ike, initiator=initiator, allocate_spi=lambda: self._getspi_v1(conn.ike),
+            child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
+            random_bytes=self._random, aggressive=conn.aggressive,
+            ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
+            initial_contact=initial_contact,
+        )  # fmt: skip
+
+    def _v1_sessions(
+        self, conn: Connection, *, but: IkeV1Session | None = None
+    ) -> list[IkeV1Session]:
+        """The connection's IKEv1 sessions that are neither closed nor replaced."""
+        return [
+            s for spi, s in self.sessions.items()
+            if isinstance(s, IkeV1Session) and s is not but and self._session_conn[spi] is conn
+            and s.state not in (V1State.CLOSED, V1State.REKEYED)
+        ]  # fmt: skip
+
+    def _reauthenticate(self, conn: Connection, old: IkeV1Session, now: float) -> None:
+        """IKEv1 has no rekey exchange: a new Main Mode with the peer, without INITIAL-CONTACT;
+        once it is up it takes over the CHILD_SAs (`_adopt`)."""
+        if old.state is not V1State.ESTABLISHED or any(
+            s.state is not V1State.ESTABLISHED for s in self._v1_sessions(conn, but=old)
+        ):
+            return  # another ISAKMP SA with the peer is on its way up and will take over
+        new = self._v1_session(conn, initiator=True, initial_contact=False)
+        new.initiate(None, now)
+        log.info("%s: reauthenticating ISAKMP SA %s with %s", conn.ike.name, old.spi_i.hex(),
+                 new.spi_i.hex())  # fmt: skip
+        self.sessions[new.spi_i] = new
+        self._session_conn[new.spi_i] = conn
+        self._replacing[new.spi_i] = old
+        self._drain(new, now)
+
+    def _adopt(self, conn: Connection, new: IkeV1Session, now: float) -> None:
+        """A new ISAKMP SA with the peer is up: it takes over the CHILD_SAs of the ones it
+        replaces, which are deleted a little later (strongSwan's adopt_children). After
+        INITIAL-CONTACT the peer has forgotten the old ones: they go now, CHILD_SAs and all."""
+        self._replacing.pop(new.spi_i, None)
+        for old in self._v1_sessions(conn, but=new):
+            if old.state is not V1State.ESTABLISHED or old.remote[0] != new.remote[0]:
+                continue
+            if new.peer_initial_contact:
+                log.info("%s: INITIAL-CONTACT on %s: deleting ISAKMP SA %s and its CHILD_SAs",
+                         conn.ike.name, new.spi_i.hex(), old.spi_i.hex())  # fmt: skip
+                old.delete(now, "the peer made initial contact again")
+                self._drain(old, now)
+                continue
+            moved = new.adopt_children(old)
+            old.retire(now)
+            log.info("%s: ISAKMP SA %s takes over %d CHILD_SA(s) from %s", conn.ike.name,
+                     new.spi_i.hex(), len(moved), old.spi_i.hex())  # fmt: skip
 
     def down(self, conn_name: str, now: float) -> int:
         """`larval down`: delete every IKE SA of the connection (INFORMATIONAL D)."""
@@ -394,11 +455,7 @@ class KeyManager:
             if conn is None:
                 log.info("IKEv1 from %s: no IKEv1 connection for that peer", addr[0])
                 return
-            session = IkeV1Session(
-                conn.ike, initiator=False, allocate_spi=lambda: self._getspi_v1(conn.ike),
-                child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
-                random_bytes=self._random,
-            )  # fmt: skip
+            session = self._v1_session(conn, initiator=False)
             self.sessions[header.cookie_i] = session
             self._session_conn[header.cookie_i] = conn
         session.receive_datagram(data, addr, now)
@@ -477,6 +534,11 @@ class KeyManager:
                 log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
                          event.spi_r.hex(), ", ".join(repr(t) for t in event.suite),
                          ", UDP-encapsulated" if event.natted else "")  # fmt: skip
+                if isinstance(session, IkeV1Session):
+                    self._adopt(conn, session, now)
+            elif isinstance(event, IkeSaReauthDue):
+                assert isinstance(session, IkeV1Session)
+                self._reauthenticate(conn, session, now)
             elif isinstance(event, ChildSaUp):
                 self._install(conn, session, event, now)
             elif isinstance(event, ChildSaDown):
@@ -495,8 +557,19 @@ class KeyManager:
                 self._drain(new, now)
             elif isinstance(event, IkeSaDown):
                 log.info("%s: IKE_SA %s down: %s", name, session.spi_i.hex(), event.reason)
-                for child in conn.children:
-                    self._acquiring.discard((name, child.name))
+                old = self._replacing.pop(session.spi_i, None)
+                if old is not None:
+                    old.reauth_failed(now)
+                if not any(not _is(s, "closed") and self._session_conn[k] is conn
+                           for k, s in self.sessions.items() if s is not session):  # fmt: skip
+                    for child in conn.children:
+                        self._acquiring.discard((name, child.name))
+        if isinstance(session, IkeV1Session) and session.state is V1State.REKEYED:
+            # A Quick Mode that was in flight when this ISAKMP SA was replaced has finished:
+            # its CHILD_SA goes with the others to the one that replaced it.
+            successor = self._established_session(conn)
+            if session.children and isinstance(successor, IkeV1Session):
+                successor.adopt_children(session)
         if session.state is State.INIT_DONE:
             self._half_open_spis.add(session.spi_i)
         else:
