@@ -4,6 +4,7 @@ through the tunnel. ike-scan's probes against larval while it serves charon."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -157,3 +158,48 @@ def test_quick_mode_renewal_while_ping_flows(tmp_path: Path, larval_role: str,
         after = spis(listing)
         assert after and after != before, (before, after, larval.log.read_text()[-4000:])
         assert "CHILD_SA net failed" not in larval.log.read_text()
+
+
+def _isakmp_spis(listing: str) -> set[str]:
+    """The initiator cookies of charon's established IKEv1 SAs."""
+    return set(re.findall(r"ESTABLISHED, IKEv1, ([0-9a-f]{16})_i", listing))
+
+
+@pytest.mark.parametrize(
+    ("larval_role", "reauthenticator"),
+    [("initiator", "larval"), ("responder", "larval"), ("responder", "charon"),
+     ("initiator", "charon")],
+)  # fmt: skip
+def test_isakmp_sa_reauthentication_while_ping_flows(tmp_path: Path, larval_role: str,
+                                                     reauthenticator: str) -> None:  # fmt: skip
+    """A new Main Mode replaces the ISAKMP SA at the reauthenticating end's rekey_time; both
+    ends move the CHILD_SA to it (its IPsec SAs stay) and delete the old one: no ping lost."""
+    with Topology(tmp_path) as topo:
+        rekey = {"larval": "4h", "charon": "4h", reauthenticator: "15s"}
+        start = "trap" if larval_role == "initiator" else "none"
+        larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128-sha256"], start_action=start,
+                             version=1, ike_rekey=rekey["larval"])  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1,
+                             ike_rekey=rekey["charon"])  # fmt: skip
+        if larval_role == "initiator":
+            topo.b.ping(count=1)
+            larval.wait_for("child")
+            _wait_installed(charon)
+        else:
+            charon.initiate()
+            larval.wait_for("child")
+        before = charon.list_sas()
+        pinging = pinger(topo.a, 135)  # 27 s: one reauthentication at 13.5-15 s, and 10 s more
+        out, _ = pinging.communicate(timeout=60)
+        listing = charon.list_sas()
+        log = larval.log.read_text()
+        assert " 0% packet loss" in out, (out, log[-4000:], listing)
+        assert "takes over 1 CHILD_SA(s)" in log, log[-4000:]
+        assert _isakmp_spis(listing) and not _isakmp_spis(listing) & _isakmp_spis(before), (
+            before, listing)  # fmt: skip
+        assert spis(listing) == spis(before), (before, listing)  # the same IPsec SAs
+        status = larval.status()
+        established = [s for s in status["ike_sas"] if s["state"] == "established"]  # type: ignore[index]
+        assert established and {s["spi_i"] for s in established} <= _isakmp_spis(listing)  # type: ignore[index]
+        assert len(status["child_sas"]) == 1  # type: ignore[arg-type]
+        assert "CHILD_SA net deleted" not in log

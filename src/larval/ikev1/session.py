@@ -47,9 +47,10 @@ Lifetime and reauthentication: the ISAKMP SA lives for the LIFE_DURATION agreed 
 its own). IKEv1 has no rekey exchange, so before that an end reauthenticates, as
 strongSwan does: the session reports `IkeSaReauthDue` at `config.rekey_time` less up to a
 tenth of it (or, when the lifetime is shorter, at 90% of it for the Phase 1 initiator and
-95% for the responder, so that the initiator usually goes first), and the key manager
-starts a new Main Mode with the same peer. When any new ISAKMP SA with that peer is up,
-it takes over the CHILD_SAs of the old one (`adopt_children`), which `retire` marks
+97% less up to 1% for the responder, so that a peer that offered the lifetime goes first:
+two new ISAKMP SAs at once can leave the ends holding the CHILD_SAs on different ones),
+and the key manager starts a new Main Mode with the same peer. The new ISAKMP SA takes
+over the CHILD_SAs of the one it replaces (`adopt_children`), which `retire` marks
 REKEYED: it answers what is in flight (Quick Modes, DPD) but starts nothing, and sends its
 DELETE after `REAUTH_DELETE_DELAY`, as strongSwan's responder does, so that the peer has
 moved its CHILD_SAs across first. An ISAKMP SA that reaches its lifetime is deleted with
@@ -589,7 +590,8 @@ class IkeV1Session:
             payloads.append(self._notify(NotifyType.INITIAL_CONTACT))
         self.state = State.MM5_SENT
         datagram, self._p1_iv = self._seal(self._message(MM, payloads), self._p1_iv)
-        self._send_datagram(datagram, now, resend="p1", text="MM5 [ ID HASH N(INITIAL_CONTACT) ]")
+        names = " ".join(_payload_name(p) for p in payloads)
+        self._send_datagram(datagram, now, resend="p1", text=f"MM5 [ {names} ]")
 
     def _mm5(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         """MM5 *{ IDii, HASH_I } -->  responder: check, MM6 *{ IDir, HASH_R }."""
@@ -869,7 +871,7 @@ class IkeV1Session:
         if rekey and rekey < life * 0.9:
             due, spread = rekey, rekey / 10  # strongSwan's rand_time
         else:
-            due, spread = life * (0.9 if self.initiator else 0.95), life / 50
+            due, spread = life * (0.9 if self.initiator else 0.97), life / 100
         jitter = int.from_bytes(self._random(2), "big") / 0xFFFF * spread
         self._reauth_at = now + max(1.0, due - jitter)
 

@@ -253,10 +253,16 @@ class KeyManager:
 
     def _adopt(self, conn: Connection, new: IkeV1Session, now: float) -> None:
         """A new ISAKMP SA with the peer is up: it takes over the CHILD_SAs of the ones it
-        replaces, which are deleted a little later (strongSwan's adopt_children). After
-        INITIAL-CONTACT the peer has forgotten the old ones: they go now, CHILD_SAs and all."""
-        self._replacing.pop(new.spi_i, None)
-        for old in self._v1_sessions(conn, but=new):
+        replaces, which are deleted a little later. As strongSwan does (its reauthentication
+        and its adopt_children job), an initiator takes them from the one it reauthenticates,
+        and a responder from every established one. After INITIAL-CONTACT the peer has
+        forgotten the old ones: they go now, CHILD_SAs and all."""
+        origin = self._replacing.pop(new.spi_i, None)
+        if new.initiator:
+            olds = [origin] if origin is not None else []
+        else:
+            olds = self._v1_sessions(conn, but=new)
+        for old in olds:
             if old.state is not V1State.ESTABLISHED or old.remote[0] != new.remote[0]:
                 continue
             if new.peer_initial_contact:
