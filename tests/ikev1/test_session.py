@@ -17,6 +17,7 @@ from larval.ikev1 import (
     IkeHash,
     NotifyPayload,
     NotifyType,
+    PayloadType,
     SaPayload,
     decode_message,
 )
@@ -544,3 +545,57 @@ def test_a_replaced_isakmp_sa_hands_over_its_child_sas_and_deletes_itself_later(
     new.i.delete_child(up_i.spi_in, new.now)
     assert new.flush() == 1
     assert [type(e) for e in events(new.r)] == [ChildSaDown]
+
+
+def fragments_on(wire: list[tuple[str, bytes]], way: str) -> int:
+    return sum(1 for w, d in wire if w == way and d[16] == PayloadType.FRAGMENT)
+
+
+def test_main_mode_and_quick_mode_in_fragments_both_ways() -> None:
+    """Both ends announce fragmentation (in MM1 and MM2); with a 200-byte fragment size
+    every longer message after that goes as Fragment messages, is put back together, and
+    the keys agree: MM3 and MM4 (KE, nonce, NAT-D) in 2 each, QM1 and QM2 (SA, nonce, KE,
+    IDs) in 3 each."""
+    esp = ("aes256-sha384-modp2048",)
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A, esp))
+    pair.i.fragment_size = pair.r.fragment_size = 200
+    ci, cr = established(pair, child(NET_A, NET_B, esp))
+    assert pair.i.peer_fragmentation and pair.r.peer_fragmentation
+    assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
+    assert fragments_on(pair.wire, "i->r") == fragments_on(pair.wire, "r->i") == 5
+    assert all(len(d) <= 200 for _, d in pair.wire)
+
+
+def test_no_fragments_to_a_peer_that_did_not_announce_them() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.fragment_size = 200
+    pair.r.fragmentation = False  # takes no fragments, and so announces none
+    established(pair, child(NET_A, NET_B))
+    assert not pair.i.peer_fragmentation and pair.r.peer_fragmentation
+    assert fragments_on(pair.wire, "i->r") == fragments_on(pair.wire, "r->i") == 0
+
+
+def test_a_fragmented_message_is_retransmitted_whole_and_answered_once() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.fragment_size = pair.r.fragment_size = 200
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i)  # MM1 -->
+    pair.step(pair.r)  # <-- MM2
+    mm3 = pair.i.datagrams_to_send(pair.now)
+    assert len(mm3) > 1  # MM3 in fragments
+    # The first fragment is lost: the responder holds the rest and answers nothing.
+    for data, _ in mm3[1:]:
+        pair.r.receive_datagram(data, (str(A), 500), pair.now)
+    assert pair.r.datagrams_to_send(pair.now) == []
+    pair.now = 4.0
+    pair.i.handle_timer(pair.now)
+    again = pair.i.datagrams_to_send(pair.now)
+    assert [d for d, _ in again] == [d for d, _ in mm3]  # every fragment, as before
+    for data, _ in again:
+        pair.r.receive_datagram(data, (str(A), 500), pair.now)
+    mm4 = pair.r.datagrams_to_send(pair.now)
+    assert len(mm4) > 1 and pair.r.state is State.MM4_SENT  # MM4, in fragments, once
+    for data, _ in mm4:
+        pair.i.receive_datagram(data, (str(B), 500), pair.now)
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED

@@ -204,7 +204,8 @@ class Topology:
 
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
                dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h",
-               version: int = 2, aggressive: bool = False) -> Charon:  # fmt: skip
+               version: int = 2, aggressive: bool = False,
+               fragment_size: int = 0) -> Charon:  # fmt: skip
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
@@ -212,7 +213,7 @@ class Topology:
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
                                    start_action=start_action, rekey_time=rekey),
                        proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey,
-                       version=version, aggressive=aggressive)
+                       version=version, aggressive=aggressive, fragment_size=fragment_size)
         )  # fmt: skip
         self.charons.append(charon)
         charon.start()

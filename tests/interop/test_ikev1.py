@@ -203,3 +203,30 @@ def test_isakmp_sa_reauthentication_while_ping_flows(tmp_path: Path, larval_role
         assert established and {s["spi_i"] for s in established} <= _isakmp_spis(listing)  # type: ignore[index]
         assert len(status["child_sas"]) == 1  # type: ignore[arg-type]
         assert "CHILD_SA net deleted" not in log
+
+
+@pytest.mark.parametrize("role", ["initiator", "responder"])
+def test_charon_sends_fragments_to_larval(tmp_path: Path, role: str) -> None:
+    """larval announces IKEv1 fragmentation; charon, told to keep its IKE datagrams under
+    200 bytes, sends its longer messages as fragments, which larval puts back together."""
+    with Topology(tmp_path) as topo:
+        esp = "aes128-sha256-modp2048"
+        if role == "initiator":
+            charon = topo.charon(topo.a, proposals=IKE, esp=esp, version=1, fragment_size=200)
+            larval = topo.larval(topo.b, proposals=[IKE], esp=[esp], start_action="trap",
+                                 version=1)  # fmt: skip
+            topo.b.ping(count=1)
+            larval.wait_for("child")
+            _wait_installed(charon)
+        else:
+            larval = topo.larval(topo.b, proposals=[IKE], esp=[esp], start_action="none",
+                                 version=1)  # fmt: skip
+            charon = topo.charon(topo.a, proposals=IKE, esp=esp, version=1, fragment_size=200)
+            charon.initiate()
+        result = topo.a.ping(count=5)
+        log = larval.log.read_text()
+        assert " 0% packet loss" in result.stdout, (result.stdout, log[-4000:], charon.log_tail())
+        charon_log = (charon.dir / "charon.log").read_text()
+        assert "received FRAGMENTATION vendor ID" in charon_log, charon_log[-4000:]
+        assert "splitting IKE message" in charon_log, charon_log[-4000:]
+        assert "reassembled a message" in log, log[-4000:]

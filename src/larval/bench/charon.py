@@ -59,6 +59,7 @@ class ConnConfig:
     rekey_time: str = "4h"
     dpd_delay: str = "0"
     aggressive: bool = False
+    fragment_size: int = 0  # charon's IKE fragment size, IP datagram bytes (0: its 1280)
 
 
 class Charon:
@@ -91,6 +92,7 @@ class Charon:
     i_dont_care_about_security_and_use_aggressive_mode_psk = {"yes" if conn.aggressive else "no"}
     install_routes = yes
     install_virtual_ip = no
+    {f"fragment_size = {conn.fragment_size}" if conn.fragment_size else ""}
     retransmit_tries = 3
     retransmit_timeout = 2.0
     plugins {{

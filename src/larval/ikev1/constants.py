@@ -77,7 +77,10 @@ VID_FRAGMENTATION_CAPABLE = VID_FRAGMENTATION + bytes.fromhex("80000000")
 
 def is_fragmentation_vid(vid: bytes) -> bool:
     """True for the fragmentation VID with or without its capability suffix."""
-    return vid[:16] == VID_FRAGMENTATION and len(vid) in (16, 20)
+    if vid[:16] != VID_FRAGMENTATION or len(vid) not in (16, 20):
+        return False
+    # strongSwan: with a capability word, its IKE bit (0x80000000) must be set.
+    return len(vid) == 16 or bool(int.from_bytes(vid[16:], "big") & 0x80000000)
 
 
 class _LenientIntEnum(enum.IntEnum):

@@ -119,6 +119,7 @@ from .config import EspChoice, Phase1Choice, esp_choices, phase1_choices
 from .constants import (
     SIT_IDENTITY_ONLY,
     VID_DPD,
+    VID_FRAGMENTATION_CAPABLE,
     VID_NAT_T_RFC3947,
     EncapsulationMode,
     ExchangeType,
@@ -128,8 +129,10 @@ from .constants import (
     NotifyType,
     PayloadType,
     ProtocolId,
+    is_fragmentation_vid,
 )
 from .errors import IkeV1DecodeError, IkeV1ProtocolError
+from .fragments import FRAGMENT_SIZE, FragmentReassembler, decode_fragment, fragment
 from .message import (
     IkeV1Header,
     IkeV1Message,
@@ -201,7 +204,7 @@ TRANSITIONS: dict[tuple[State, ExchangeType], str] = {
 class _Resend:
     """A message resent until its answer arrives (RFC 2408 §2.5, as RFC 7296 §2.1)."""
 
-    datagram: bytes
+    datagrams: tuple[bytes, ...]  # the message, or each of its fragments
     due: float
     tries: int
     text: str
@@ -254,11 +257,15 @@ class IkeV1Session:
         ike_lifetime: int = IKE_LIFETIME,
         initial_contact: bool = True,
         encrypt_am3: bool = True,
+        fragmentation: bool = True,
+        fragment_size: int = FRAGMENT_SIZE,
     ) -> None:
         """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
         `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds; `initial_contact`:
         send N(INITIAL-CONTACT) with HASH_I; `encrypt_am3`: AM3 with flag E (a responder
-        accepts either)."""
+        accepts either); `fragmentation`: announce and take IKEv1 fragments, and send a
+        message longer than `fragment_size` bytes as fragments to a peer that announced
+        them too (`larval.ikev1.fragments`)."""
         self.config = config
         self.initiator = initiator
         self.aggressive = aggressive
@@ -268,6 +275,8 @@ class IkeV1Session:
         self._random = random_bytes
         self._initial_contact = initial_contact
         self.encrypt_am3 = encrypt_am3
+        self.fragmentation = fragmentation
+        self.fragment_size = fragment_size
         self.state = State.IDLE
         self.spi_i = b""  # CKY-I (RFC 2408 §3.1)
         self.spi_r = b""  # CKY-R
@@ -276,6 +285,9 @@ class IkeV1Session:
         self.natted = False
         self.peer_dpd = self.peer_nat_t = False
         self.peer_initial_contact = False
+        self.peer_fragmentation = False
+        self._fragments = FragmentReassembler()
+        self._fragment_id = int.from_bytes(random_bytes(2), "big")
         self.children: dict[int, _ChildSa] = {}  # by inbound SPI
         self.choice: Phase1Choice | None = None
         self._events: deque[Event] = deque()
@@ -351,7 +363,7 @@ class IkeV1Session:
             pending.tries += 1
             pending.due = now + self._backoff(pending.tries)
             log.debug("%s: retransmit %d of %s", self._name(), pending.tries, pending.text)
-            self._outbox.append((pending.datagram, self.remote))
+            self._outbox.extend((d, self.remote) for d in pending.datagrams)
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             if self.state is not State.ESTABLISHED:
@@ -410,7 +422,7 @@ class IkeV1Session:
             situation=SIT_IDENTITY_ONLY,
         )
         self._sai_b = sa.encode_body()
-        vids = (VendorIdPayload(VID_DPD), VendorIdPayload(VID_NAT_T_RFC3947))
+        vids = self._vids()
         if not self.aggressive:
             self.state = State.MM1_SENT
             self._send(MM, (sa, *vids), now, resend="p1", text="MM1")
@@ -419,7 +431,7 @@ class IkeV1Session:
         self._g_xi = self._dh.public_bytes
         self._nonce_i = self._random(NONCE_SIZE)
         self.state = State.AM1_SENT
-        payloads = (
+        payloads: tuple[Payload, ...] = (
             sa,
             KePayload(self._g_xi),
             NoncePayload(self._nonce_i),
@@ -506,7 +518,14 @@ class IkeV1Session:
         if addr[1] == NAT_T_PORT and self.remote[1] != NAT_T_PORT:
             self.remote = (self.remote[0], NAT_T_PORT)  # RFC 3947 §4: the peer floated
         sent = len(self._outbox)
-        if header.exchange_type == ExchangeType.INFORMATIONAL:
+        if header.next_payload == PayloadType.FRAGMENT:
+            if not self.fragmentation:
+                raise IkeV1ProtocolError(NotifyType.INVALID_PAYLOAD_TYPE, "a fragment")
+            whole = self._fragments.add(decode_fragment(data))
+            if whole is not None:
+                log.debug("%s: reassembled a message of %d bytes", self._name(), len(whole))
+                self._receive(whole, addr, now)
+        elif header.exchange_type == ExchangeType.INFORMATIONAL:
             self._informational(header, data, now)
         else:
             name = TRANSITIONS.get((self.state, header.exchange_type))
@@ -912,10 +931,18 @@ class IkeV1Session:
         vids = {p.data for p in message.get(VendorIdPayload)}
         self.peer_dpd = self.peer_dpd or VID_DPD in vids
         self.peer_nat_t = self.peer_nat_t or VID_NAT_T_RFC3947 in vids
+        self.peer_fragmentation = self.peer_fragmentation or any(map(is_fragmentation_vid, vids))
 
-    @staticmethod
-    def _vids() -> tuple[VendorIdPayload, ...]:
-        return VendorIdPayload(VID_DPD), VendorIdPayload(VID_NAT_T_RFC3947)
+    def _vids(self) -> tuple[VendorIdPayload, ...]:
+        """DPD and NAT-T always; fragmentation when we take fragments, and as a responder
+        only when the initiator announced it too (as strongSwan)."""
+        vids: tuple[VendorIdPayload, ...] = (
+            VendorIdPayload(VID_DPD),
+            VendorIdPayload(VID_NAT_T_RFC3947),
+        )
+        if self.fragmentation and (self.initiator or self.peer_fragmentation):
+            vids += (VendorIdPayload(VID_FRAGMENTATION_CAPABLE),)
+        return vids
 
     # -- Quick Mode (RFC 2409 §5.5) --------------------------------------------------------
 
@@ -1374,11 +1401,17 @@ class IkeV1Session:
         text: str,
         child: ChildConfig | None = None,
     ) -> None:
+        datagrams: tuple[bytes, ...] = (datagram,)
+        if self.peer_fragmentation and self.fragmentation and len(datagram) > self.fragment_size:
+            self._fragment_id = (self._fragment_id + 1) & 0xFFFF
+            exchange = AM if self.aggressive else MM
+            datagrams = tuple(fragment(datagram, self._fragment_id, exchange, self.fragment_size))
+            text += f" in {len(datagrams)} fragments"
         log.info("%s: sending %s", self._name(), text)
-        self._outbox.append((datagram, self.remote))
+        self._outbox.extend((d, self.remote) for d in datagrams)
         if resend is not None:
             self._resend[resend] = _Resend(
-                datagram, now + self._backoff(0), 0, text.split()[0], child
+                datagrams, now + self._backoff(0), 0, text.split()[0], child
             )
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
