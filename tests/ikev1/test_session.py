@@ -599,3 +599,15 @@ def test_a_fragmented_message_is_retransmitted_whole_and_answered_once() -> None
         pair.i.receive_datagram(data, (str(B), 500), pair.now)
     pair.flush()
     assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+
+
+def test_a_quick_mode_ikev1_cannot_carry_reserves_no_spi() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    established(pair, child(NET_A, NET_B))
+    reserved = list(pair.allocated)
+    # RFC 4304's ESN attribute is not offered, and a suite with ESN only leaves nothing.
+    pair.i.create_child(child(NET_A, NET_B, ("aes128gcm16-esn",)), pair.now)
+    (failed,) = events(pair.i)
+    assert isinstance(failed, ChildSaFailed) and "IKEv1 can carry" in failed.reason
+    assert pair.allocated == reserved  # no GETSPI, so no LARVAL SA waiting 90 s for nothing
+    assert pair.i.datagrams_to_send(pair.now) == []

@@ -948,13 +948,13 @@ class IkeV1Session:
 
     def _quick_mode_1(self, child: ChildConfig, now: float) -> None:
         """QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->"""
-        spi_in = self._allocate_spi()
-        mid = self._new_message_id()
         mode = self._encapsulation(child.mode)
         offered = tuple(esp_choices(child.proposals, child.life_time, mode))
         if not offered:
             self._events.append(ChildSaFailed(child, "no ESP proposal IKEv1 can carry"))
             return
+        spi_in = self._allocate_spi()  # only now: a LARVAL SA nobody completes lingers
+        mid = self._new_message_id()
         nonce_i = self._random(NONCE_SIZE)
         groups = [c.group for c in offered if c.group is not None]
         dh = ikev1_dh_group(groups[0]).generate() if groups else None
