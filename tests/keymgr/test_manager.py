@@ -27,7 +27,12 @@ NET = {"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
 
 
 def config(
-    me: str, peer: str, start_action: str, version: int = 2, ike_rekey: str = "4h"
+    me: str,
+    peer: str,
+    start_action: str,
+    version: int = 2,
+    ike_rekey: str = "4h",
+    child_rekey: str = "1h",
 ) -> dict[str, Any]:
     ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if version == 2 else (
         "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
@@ -47,6 +52,7 @@ def config(
                         "remote_ts": [NET[peer]],
                         "esp_proposals": [esp],
                         "start_action": start_action,
+                        "rekey_time": child_rekey,
                     }
                 },
             }
@@ -65,13 +71,20 @@ class Host:
         version: int = 2,
         ike_rekey: str = "4h",
         retransmit_tries: int = 5,
+        retransmit_timeout: float = 4.0,
+        child_rekey: str = "1h",
     ) -> None:
-        cfg = parse_config(config(me, peer, start_action, version, ike_rekey), f"{me}.toml")
+        cfg = parse_config(
+            config(me, peer, start_action, version, ike_rekey, child_rekey), f"{me}.toml"
+        )
         conns = [
             dataclasses.replace(
                 c,
                 ike=dataclasses.replace(
-                    c.ike, cookie_threshold=cookie_threshold, retransmit_tries=retransmit_tries
+                    c.ike,
+                    cookie_threshold=cookie_threshold,
+                    retransmit_tries=retransmit_tries,
+                    retransmit_timeout=retransmit_timeout,
                 ),
             )
             for c in cfg.connections
@@ -384,3 +397,37 @@ def test_ikev1_initial_contact_clears_what_the_restarted_peer_forgot() -> None:
     assert b.stack.sadb.lookup_esp(int(old_child, 16), b.addr.packed) is None
     assert len(b.stack.sadb) == 2
     assert esp_flows(restarted, b, 5.0)
+
+
+def test_ikev1_quick_mode_in_flight_when_the_isakmp_sa_is_replaced() -> None:
+    """B renews the CHILD_SA with a Quick Mode on the ISAKMP SA that A reauthenticates
+    meanwhile: the Quick Mode finishes on the replaced ISAKMP SA (REKEYED at both ends), and
+    its CHILD_SA goes to the new one with the others; the old one's DELETE takes none."""
+    a = Host("a", "b", "trap", version=1, ike_rekey="100s")
+    # B's CHILD_SA reaches its soft lifetime at 75-80 s; QM1 is resent only after 30 s.
+    b = Host("b", "a", "none", version=1, child_rekey="80s", retransmit_timeout=30.0)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    b.stack.age(81.0)
+    b.pump(81.0)
+    qm1 = b.keymgr.datagrams_to_send()
+    assert len(qm1) == 1  # held back while A reauthenticates (at 90-100 s)
+    now = 81.0
+    while [s for s, _ in ike_states(a)] == ["established"] and now < 101.0:
+        now = advance(a, b, now, now + 0.5)
+    assert [s for s, _ in ike_states(a)] == [s for s, _ in ike_states(b)] == [
+        "established", "rekeyed"]  # fmt: skip
+    a.keymgr.receive_ike(qm1[0][0], (str(b.addr), 4500), a.addr, now)
+    carry(a, b, now)  # <-- QM2 on the replaced ISAKMP SA, QM3 -->
+    for host in (a, b):
+        assert len(host.keymgr.status()["child_sas"]) == 2
+    now = advance(a, b, now, now + 10.5)  # the replaced ISAKMP SAs go
+    assert len(ike_states(a)) == len(ike_states(b)) == 1
+    for host in (a, b):
+        assert len(host.keymgr.status()["child_sas"]) == 2
+        assert len(host.stack.sadb) == 4
+    assert a.keymgr.down("s2s", now) == 1  # the new ISAKMP SA holds both CHILD_SAs
+    carry(a, b, now)
+    assert len(a.stack.sadb) == len(b.stack.sadb) == 0
