@@ -121,6 +121,9 @@ def test_ike_scan_probes_get_answers_while_the_tunnel_carries_traffic(tmp_path: 
             assert "Notify message 18 (INVALID-ID-INFORMATION)" in refused, refused
             assert "Aggressive Mode Handshake returned" not in refused
             assert "Notify message 14 (NO-PROPOSAL-CHOSEN)" in scan("-A", "--id=scanner")
+            # An IKEv2 probe: the connection is IKEv1 only, which NO_PROPOSAL_CHOSEN says.
+            v2 = scan("--ikev2")
+            assert "Notify message 14" in v2 and "PROPOSAL" in v2, v2
         finally:
             out, _ = pinging.communicate(timeout=30)
         assert " 0% packet loss" in out, (out, larval.log.read_text()[-4000:])

@@ -431,3 +431,22 @@ def test_ikev1_quick_mode_in_flight_when_the_isakmp_sa_is_replaced() -> None:
     assert a.keymgr.down("s2s", now) == 1  # the new ISAKMP SA holds both CHILD_SAs
     carry(a, b, now)
     assert len(a.stack.sadb) == len(b.stack.sadb) == 0
+
+
+@pytest.mark.parametrize(("initiator", "responder"), [(2, 1), (1, 2)])
+def test_an_ike_version_the_responder_has_no_connection_for_is_refused(
+    initiator: int, responder: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As strongSwan: IKE_SA_INIT (or MM1) for which no connection of that version exists
+    gets NO_PROPOSAL_CHOSEN at once, and the initiator gives up instead of retransmitting."""
+    a = Host("a", "b", "trap", version=initiator)
+    b = Host("b", "a", "none", version=responder)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    with caplog.at_level(logging.INFO, logger="larval"):
+        assert carry(a, b, 0.0) == 2  # the opening message, and the refusal
+    assert "sending NO_PROPOSAL_CHOSEN" in caplog.text
+    assert "CHILD_SA net failed" in caplog.text and "refused: NO_PROPOSAL_CHOSEN" in caplog.text
+    assert a.keymgr.status()["ike_sas"] == [] and b.keymgr.status()["ike_sas"] == []
+    assert a.keymgr.get_timer() is None  # nothing left to retransmit

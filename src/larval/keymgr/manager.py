@@ -30,8 +30,11 @@ from larval.crypto.proposals import EspProposal
 from larval.esp import NAT_T_PORT
 from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import NotifyType as V1Notify
+from larval.ikev1.constants import ProtocolId as V1Protocol
 from larval.ikev1.errors import IkeV1ProtocolError
+from larval.ikev1.message import IkeV1Message
 from larval.ikev1.message import decode_header as decode_v1_header
+from larval.ikev1.payloads import NotifyPayload as V1NotifyPayload
 from larval.ikev1.session import IKE_LIFETIME, IkeV1Session
 from larval.ikev1.session import State as V1State
 from larval.ikev2.config import (
@@ -417,7 +420,14 @@ class KeyManager:
                 return  # not the start of an IKE SA
             conn = self._connection_from(addr, local, (0, 2))
             if conn is None:
-                log.info("IKE_SA_INIT from %s: no IKEv2 connection for that peer", addr[0])
+                # As strongSwan: the peer learns at once that nothing here will do.
+                log.info("IKE_SA_INIT from %s: no IKEv2 connection for that peer, sending "
+                         "NO_PROPOSAL_CHOSEN", addr[0])  # fmt: skip
+                refusal = IkeMessage(
+                    header.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
+                    (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN, b"", b""),),
+                )  # fmt: skip
+                self._outbox.append((refusal.encode(), addr))
                 return
             if self._half_open() >= conn.ike.cookie_threshold and not self._cookie_ok(
                 data, addr, header.spi_i, now
@@ -459,7 +469,15 @@ class KeyManager:
                 return
             conn = self._connection_from(addr, local, (0, 1))
             if conn is None:
-                log.info("IKEv1 from %s: no IKEv1 connection for that peer", addr[0])
+                log.info("IKEv1 from %s: no IKEv1 connection for that peer, sending "
+                         "NO_PROPOSAL_CHOSEN", addr[0])  # fmt: skip
+                cookies = header.cookie_i + bytes(8)
+                refusal_v1 = IkeV1Message(
+                    header.cookie_i, bytes(8), V1Exchange.INFORMATIONAL,
+                    int.from_bytes(self._random(4), "big") | 1,
+                    (V1NotifyPayload(V1Notify.NO_PROPOSAL_CHOSEN, V1Protocol.ISAKMP, cookies),),
+                )  # fmt: skip
+                self._outbox.append((refusal_v1.encode(), addr))
                 return
             session = self._v1_session(conn, initiator=False)
             self.sessions[header.cookie_i] = session
