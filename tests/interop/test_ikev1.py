@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -206,6 +207,14 @@ def test_isakmp_sa_reauthentication_while_ping_flows(tmp_path: Path, larval_role
         assert established and {s["spi_i"] for s in established} <= _isakmp_spis(listing)  # type: ignore[index]
         assert len(status["child_sas"]) == 1  # type: ignore[arg-type]
         assert "CHILD_SA net deleted" not in log
+        table = subprocess.run(
+            [sys.executable, "-m", "larval", "status", "--control-socket",
+             str(topo.b.dir / "control")],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        if reauthenticator == "larval":
+            assert all(0 <= s["rekey_in_s"] <= 15 for s in established), status  # type: ignore[index]
+            assert "reauthenticating in" in table, table
 
 
 @pytest.mark.parametrize("role", ["initiator", "responder"])

@@ -130,6 +130,7 @@ def test_status_shows_the_sas_with_counts_and_rekey_times(tmp_path: Path) -> Non
         (ike,) = status["ike_sas"]
         (child,) = status["child_sas"]
         assert ike["state"] == "established" and ike["encapsulated"]
+        assert 3.6 * 3600 <= ike["rekey_in_s"] <= 4 * 3600 and "expires_in_s" not in ike
         assert child["esp"] == "aes128gcm16" and child["packets_out"] >= 3
         assert child["packets_in"] >= 3 and 0 < child["rekey_in_s"] <= 3600
         table = subprocess.run(
@@ -137,6 +138,7 @@ def test_status_shows_the_sas_with_counts_and_rekey_times(tmp_path: Path) -> Non
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         assert "established" in table and child["spi_in"] in table
+        assert f"rekeying in {ike['rekey_in_s']} s" in table or "rekeying in" in table
 
 
 def test_sighup_reloads_the_configuration(tmp_path: Path) -> None:

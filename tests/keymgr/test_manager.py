@@ -313,6 +313,12 @@ def test_ikev1_reauthentication_replaces_the_isakmp_sa_and_keeps_the_child_sa(
     children = [h.keymgr.status()["child_sas"] for h in (a, b)]
     ((_, first),) = ike_states(a)
     assert ike_states(b) == [("established", first)]
+    # The reauthenticating end's lifetime is 110 s (its rekey_time and a tenth; a responder
+    # takes the shorter of the offer and its own), and it is due by 100 s or, bound by
+    # that lifetime as B is, by 97% of it.
+    (due,) = {"a": a, "b": b}[reauthenticator].keymgr.status()["ike_sas"]
+    assert due["expires_at"] == pytest.approx(110.0, abs=0.1)
+    assert 90.0 <= due["rekey_at"] <= 106.7
     # A reauthenticates at 90-100 s; B, bound by the 110 s lifetime it agreed, at 97% of
     # it, less up to 1%.
     now = 0.0

@@ -63,6 +63,15 @@ def print_status(answer: dict[str, Any]) -> None:
               f"{sa['remote']}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
         if sa["suite"]:
             print("  " + ", ".join(sa["suite"]))
+        when = []
+        if "rekey_in_s" in sa:
+            what = "reauthenticating" if sa.get("version") == 1 else "rekeying"
+            when.append(f"{what} in {sa['rekey_in_s']} s")
+        if "expires_in_s" in sa:
+            when.append(f"{'deleted' if sa['state'] == 'rekeyed' else 'expiring'} in "
+                        f"{sa['expires_in_s']} s")  # fmt: skip
+        if when:
+            print("  " + ", ".join(when))
     for c in child_sas:
         print(f"  {c['connection']}/{c['name']}: SPIs {c['spi_in']} in, {c['spi_out']} out, "
               f"{c['esp']}, {','.join(c['local_ts'])} === {','.join(c['remote_ts'])}")  # fmt: skip

@@ -216,6 +216,11 @@ class IkeDaemon(StackService):
     def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.keymgr.status()
         now = time.time()
+        for ike in status["ike_sas"]:
+            for key, when in (("rekey_in_s", ike.pop("rekey_at")),
+                              ("expires_in_s", ike.pop("expires_at"))):  # fmt: skip
+                if when is not None:
+                    ike[key] = round(when - now)
         for record in status["child_sas"]:
             local = ipaddress.ip_address(record["local"]).packed
             remote = ipaddress.ip_address(record["remote"]).packed

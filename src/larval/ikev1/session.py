@@ -316,6 +316,16 @@ class IkeV1Session:
         self._expire_at: float | None = None  # the agreed lifetime: DELETE
         self._retire_at: float | None = None  # REKEYED: DELETE
 
+    @property
+    def rekey_at(self) -> float | None:
+        """When this ISAKMP SA is due for reauthentication (None: not scheduled)."""
+        return self._reauth_at
+
+    @property
+    def expires_at(self) -> float | None:
+        """When this ISAKMP SA's lifetime ends, or a replaced one is deleted."""
+        return self._retire_at if self._retire_at is not None else self._expire_at
+
     def _name(self) -> str:
         return (
             f"{self.config.name}[{(self.spi_i or bytes(8)).hex()}/{(self.spi_r or bytes(8)).hex()}]"

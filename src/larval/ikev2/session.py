@@ -249,6 +249,16 @@ class IkeSession:
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
 
+    @property
+    def rekey_at(self) -> float | None:
+        """When this IKE SA is due for rekeying (None: not scheduled)."""
+        return self._rekey_at
+
+    @property
+    def expires_at(self) -> float | None:
+        """IKEv2 SAs have no lifetime of their own: they live until rekeyed or deleted."""
+        return None
+
     def _name(self) -> str:
         """How log lines name this IKE SA: connection[SPIi/SPIr], as strongSwan does."""
         return f"{self.config.name}[{self.spi_i.hex()}/{(self.spi_r or bytes(8)).hex()}]"

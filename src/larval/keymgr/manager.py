@@ -748,6 +748,8 @@ class KeyManager:
                 "remote": s.remote[0],
                 "encapsulated": s.natted,
                 "version": 2 if isinstance(s, IkeSession) else 1,
+                "rekey_at": s.rekey_at,  # the key manager's clock; IKEv1: reauthentication
+                "expires_at": s.expires_at,
                 "suite": [repr(t) for t in s.suite]
                 if isinstance(s, IkeSession)
                 else [repr(s.choice)]
