@@ -242,3 +242,20 @@ def test_charon_sends_fragments_to_larval(tmp_path: Path, role: str) -> None:
         assert "received FRAGMENTATION vendor ID" in charon_log, charon_log[-4000:]
         assert "splitting IKE message" in charon_log, charon_log[-4000:]
         assert "reassembled a message" in log, log[-4000:]
+
+
+@pytest.mark.parametrize("charon_version", [1, 2])
+def test_version_0_answers_charon_in_either_version(tmp_path: Path, charon_version: int) -> None:
+    """larval with `version = 0` answers charon's IKEv1 Main Mode and its IKEv2 alike."""
+    proposals = IKE if charon_version == 1 else "aes128-sha256-x25519"
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[proposals], esp=["aes128-sha256"],
+                             start_action="none", version=0)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=proposals, esp="aes128-sha256",
+                             version=charon_version)  # fmt: skip
+        charon.initiate()
+        result = topo.a.ping(count=5)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        assert f"ESTABLISHED, IKEv{charon_version}" in charon.list_sas()
+        (ike,) = larval.status()["ike_sas"]  # type: ignore[misc]
+        assert ike["version"] == charon_version  # type: ignore[index]

@@ -33,8 +33,10 @@ def config(
     version: int = 2,
     ike_rekey: str = "4h",
     child_rekey: str = "1h",
+    suites: int | None = None,
 ) -> dict[str, Any]:
-    ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if version == 2 else (
+    """`suites`: the IKE version whose usual proposals to configure (default `version`)."""
+    ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if (suites or version) == 2 else (
         "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
     return {
         "daemon": {"addresses": [OUTER[me]]},
@@ -73,9 +75,10 @@ class Host:
         retransmit_tries: int = 5,
         retransmit_timeout: float = 4.0,
         child_rekey: str = "1h",
+        suites: int | None = None,
     ) -> None:
         cfg = parse_config(
-            config(me, peer, start_action, version, ike_rekey, child_rekey), f"{me}.toml"
+            config(me, peer, start_action, version, ike_rekey, child_rekey, suites), f"{me}.toml"
         )
         conns = [
             dataclasses.replace(
@@ -456,3 +459,19 @@ def test_an_ike_version_the_responder_has_no_connection_for_is_refused(
     assert "CHILD_SA net failed" in caplog.text and "refused: NO_PROPOSAL_CHOSEN" in caplog.text
     assert a.keymgr.status()["ike_sas"] == [] and b.keymgr.status()["ike_sas"] == []
     assert a.keymgr.get_timer() is None  # nothing left to retransmit
+
+
+@pytest.mark.parametrize("initiator", [1, 2])
+def test_version_0_answers_both_ike_versions(initiator: int) -> None:
+    """swanctl's `version = 0`: the responder takes IKEv1 and IKEv2 alike."""
+    a = Host("a", "b", "trap", version=initiator)
+    b = Host("b", "a", "none", version=0, suites=initiator)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    for host in (a, b):
+        (ike,) = host.keymgr.status()["ike_sas"]
+        assert ike["state"] == "established" and ike["version"] == initiator
+        assert len(host.keymgr.status()["child_sas"]) == 1
+    assert esp_flows(a, b, 0.0)
