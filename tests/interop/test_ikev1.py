@@ -259,3 +259,28 @@ def test_version_0_answers_charon_in_either_version(tmp_path: Path, charon_versi
         assert f"ESTABLISHED, IKEv{charon_version}" in charon.list_sas()
         (ike,) = larval.status()["ike_sas"]  # type: ignore[misc]
         assert ike["version"] == charon_version  # type: ignore[index]
+
+
+@pytest.mark.parametrize("role", ["initiator", "responder"])
+def test_several_proposals_where_the_last_matches(tmp_path: Path, role: str) -> None:
+    """larval lists Phase 1 and ESP proposals charon does not take before the ones it does;
+    as initiator it offers them all (charon picks the last), as responder it picks the one
+    charon offered."""
+    ike = ["aes256-sha384-modp3072", "aes192-sha256-modp2048", IKE]
+    esp = ["aes256gcm16-modp3072", "aes256gcm16", "aes128-sha256"]
+    with Topology(tmp_path) as topo:
+        if role == "initiator":
+            charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1)
+            larval = topo.larval(topo.b, proposals=ike, esp=esp, start_action="trap", version=1)
+            topo.b.ping(count=1)
+            larval.wait_for("child")
+            _wait_installed(charon)
+        else:
+            larval = topo.larval(topo.b, proposals=ike, esp=esp, start_action="none", version=1)
+            charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1)
+            charon.initiate()
+        result = topo.a.ping(count=5)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        listing = charon.list_sas()
+        assert "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048" in listing, listing
+        assert "AES_CBC-128/HMAC_SHA2_256_128" in listing.split("net:")[1], listing
