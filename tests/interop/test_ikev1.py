@@ -284,3 +284,51 @@ def test_several_proposals_where_the_last_matches(tmp_path: Path, role: str) -> 
         listing = charon.list_sas()
         assert "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048" in listing, listing
         assert "AES_CBC-128/HMAC_SHA2_256_128" in listing.split("net:")[1], listing
+
+
+@pytest.mark.parametrize("prober", ["larval", "charon"])
+def test_dpd_then_a_vanished_charon(tmp_path: Path, prober: str) -> None:
+    """The end with DPD asks R-U-THERE after 2 s of quiet and the other answers; the SA
+    stays. Then charon is killed, and larval's unanswered R-U-THEREs close the ISAKMP SA
+    and its IPsec SAs."""
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128-sha256"], start_action="none",
+                             version=1, dpd="2s" if prober == "larval" else "0s",
+                             retransmit=1.0)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1,
+                             dpd="2s" if prober == "charon" else "0")  # fmt: skip
+        charon.initiate()
+        larval.wait_for("child")
+        time.sleep(7)  # quiet: R-U-THERE, answered, more than once
+        log = larval.log.read_text()
+        sent = "N(R_U_THERE)" if prober == "larval" else "N(R_U_THERE_ACK)"
+        assert log.count(f"sending INFORMATIONAL [ HASH {sent} ]") >= 2, log[-3000:]
+        assert "peer is dead" not in log
+        assert "ESTABLISHED, IKEv1" in charon.list_sas()
+        assert [s["state"] for s in larval.status()["ike_sas"]] == ["established"]  # type: ignore[union-attr, index]
+        if prober == "larval":
+            charon.proc.kill()  # type: ignore[union-attr]  # vanishes without a DELETE
+            larval.wait_for("none", timeout=30)
+            assert "peer is dead" in larval.log.read_text()
+
+
+def test_charon_restarted_without_a_delete_makes_initial_contact(tmp_path: Path) -> None:
+    """charon dies without a DELETE and comes back: its new Main Mode carries
+    INITIAL-CONTACT, and larval deletes what it still had with the old charon."""
+    with Topology(tmp_path) as topo:
+        larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128-sha256"], start_action="none",
+                             version=1)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128-sha256", version=1)
+        charon.initiate()
+        old = larval.wait_for("child")
+        charon.proc.kill()  # type: ignore[union-attr]
+        charon.proc.wait()  # type: ignore[union-attr]
+        charon.start()
+        charon.initiate()
+        result = topo.a.ping(count=5)
+        log = larval.log.read_text()
+        assert " 0% packet loss" in result.stdout, (result.stdout, log[-4000:])
+        assert "INITIAL-CONTACT on" in log, log[-4000:]
+        status = larval.status()
+        assert len(status["ike_sas"]) == 1 and len(status["child_sas"]) == 1, status  # type: ignore[arg-type]
+        assert status["child_sas"] != old["child_sas"]
