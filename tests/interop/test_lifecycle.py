@@ -63,11 +63,15 @@ def test_ike_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
         assert [s["spi_i"] for s in status["ike_sas"]] != [before[7:23]]  # type: ignore[union-attr, index]
 
 
+@pytest.mark.parametrize("version", [2, 1])
 @pytest.mark.parametrize("deleter", ["larval", "charon"])
-def test_delete_from_either_side(tmp_path: Path, deleter: str) -> None:
+def test_delete_from_either_side(tmp_path: Path, deleter: str, version: int) -> None:
+    """IKEv2's INFORMATIONAL DELETE, or IKEv1's D(ESP) then D(ISAKMP), from either end."""
+    ike, esp = (IKE, ESP) if version == 2 else ("aes128-sha256-modp2048", "aes128-sha256")
     with Topology(tmp_path) as topo:
-        larval = topo.larval(topo.b, proposals=[IKE], esp=[ESP], start_action="none")
-        charon = topo.charon(topo.a, proposals=IKE, esp=ESP)
+        larval = topo.larval(topo.b, proposals=[ike], esp=[esp], start_action="none",
+                             version=version)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=ike, esp=esp, version=version)
         charon.initiate()
         larval.wait_for("child")
         if deleter == "larval":
