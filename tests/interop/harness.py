@@ -24,6 +24,10 @@ from larval.net.netns import Netns, veth_pair
 
 PSK = "interop-test-psk-0123456789"
 OUTER = {"a": "192.0.2.1", "b": "192.0.2.2"}
+#: A site behind the NAT router has this address; the router shows OUTER[site] outside.
+PRIVATE, ROUTER_INSIDE = "192.0.2.130", "192.0.2.129"
+#: The router maps every source port into this range, as a NAT shared by many hosts does.
+NAT_PORTS = "20000-30000"
 INNER = {"a": "198.51.100.1", "b": "203.0.113.1"}
 NET = {"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
 
@@ -42,6 +46,11 @@ class Site:
     name: str  # "a" or "b"
     ns: Netns
     dir: Path
+    address: str = ""  # its own outer address: OUTER[name], or PRIVATE behind the NAT
+
+    @property
+    def behind_nat(self) -> bool:
+        return self.address == PRIVATE
 
     @property
     def peer(self) -> str:
@@ -77,7 +86,7 @@ def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_act
     me, peer = site.name, site.peer
     return f"""
 [daemon]
-addresses = ["{OUTER[me]}"]
+addresses = ["{site.address}"]
 tun = "larval0"
 tun_addresses = ["{INNER[me]}/24"]
 control_socket = "{site.dir / "control"}"
@@ -88,7 +97,7 @@ retransmit_tries = {5 if retransmit >= 4 else 2}
 [connections.s2s]
 version = {version}
 aggressive = {"true" if aggressive else "false"}
-local_addrs = ["{OUTER[me]}"]
+local_addrs = ["{site.address}"]
 remote_addrs = ["{OUTER[peer]}"]
 proposals = {json.dumps(proposals)}
 encap = {"true" if encap else "false"}
@@ -168,8 +177,11 @@ class Topology:
     """Namespaces a and b, a veth between them, a working directory; all of it goes
     when the `with` block ends, whatever happened in it."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, nat: str | None = None) -> None:
+        """`nat`: the site ("a" or "b") that sits behind a NAT router, which shows it to
+        the other as OUTER[site] with every source port translated."""
         self.tmp = tmp
+        self.nat = nat
         self.stack = ExitStack()
         self.daemons: list[LarvalDaemon] = []
         self.charons: list[Charon] = []
@@ -178,9 +190,12 @@ class Topology:
         tag = uuid.uuid4().hex[:6]
         ns_a = self.stack.enter_context(Netns(f"ioA{tag}"))
         ns_b = self.stack.enter_context(Netns(f"ioB{tag}"))
-        veth_pair(ns_a, ns_b, f"{OUTER['a']}/24", f"{OUTER['b']}/24")
-        self.a = Site("a", ns_a, self.tmp / "a")
-        self.b = Site("b", ns_b, self.tmp / "b")
+        self.a = Site("a", ns_a, self.tmp / "a", OUTER["a"])
+        self.b = Site("b", ns_b, self.tmp / "b", OUTER["b"])
+        if self.nat is None:
+            veth_pair(ns_a, ns_b, f"{OUTER['a']}/24", f"{OUTER['b']}/24")
+        else:
+            self._nat_router(tag)
         for site in (self.a, self.b):
             site.dir.mkdir(parents=True, exist_ok=True)
             site.ns.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])
@@ -189,6 +204,25 @@ class Topology:
 
     def __exit__(self, *exc: object) -> None:
         self.stack.close()
+
+    def _nat_router(self, tag: str) -> None:
+        """inside --- router (NAT) --- outside, on 192.0.2.128/25 and 192.0.2.0/25."""
+        inside = self.a if self.nat == "a" else self.b
+        outside = self.b if inside is self.a else self.a
+        router = self.stack.enter_context(Netns(f"ioN{tag}"))
+        inside.address = PRIVATE
+        veth_pair(inside.ns, router, f"{PRIVATE}/25", f"{ROUTER_INSIDE}/25", name_b="in0")
+        veth_pair(router, outside.ns, f"{OUTER[inside.name]}/25", f"{OUTER[outside.name]}/25",
+                  name_a="out0")  # fmt: skip
+        inside.ns.run(["ip", "route", "add", "default", "via", ROUTER_INSIDE])
+        router.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        rules = self.tmp / "nat.nft"
+        rules.write_text(
+            "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
+            f'  oifname "out0" meta l4proto udp masquerade to :{NAT_PORTS}\n'
+            '  oifname "out0" masquerade\n }\n}\n'
+        )
+        router.run(["nft", "-f", str(rules)])
 
     def _stop_all(self) -> None:
         for daemon in self.daemons:
@@ -209,11 +243,12 @@ class Topology:
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
-            ConnConfig(OUTER[site.name], OUTER[site.peer], PSK,
+            ConnConfig(site.address, OUTER[site.peer], PSK,
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
                                    start_action=start_action, rekey_time=rekey),
                        proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey,
-                       version=version, aggressive=aggressive, fragment_size=fragment_size)
+                       version=version, aggressive=aggressive, fragment_size=fragment_size,
+                       local_id=OUTER[site.name])
         )  # fmt: skip
         self.charons.append(charon)
         charon.start()

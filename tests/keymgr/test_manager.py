@@ -475,3 +475,16 @@ def test_version_0_answers_both_ike_versions(initiator: int) -> None:
         assert ike["state"] == "established" and ike["version"] == initiator
         assert len(host.keymgr.status()["child_sas"]) == 1
     assert esp_flows(a, b, 0.0)
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_an_opening_message_that_does_not_decode_leaves_nothing(version: int) -> None:
+    """An IKE_SA_INIT or MM1 whose header is right and whose body is garbage: dropped, and
+    no session is kept for it (one per forged SPI would fill memory)."""
+    b = Host("b", "a", "none", version=version)
+    b.keymgr.start(0.0)
+    first = (33, 0x20, 34, 0x08) if version == 2 else (1, 0x10, 2, 0)  # SA, version, INIT/MM
+    for n in range(50):
+        header = n.to_bytes(8, "big") + bytes(8) + bytes(first) + struct.pack("!II", 0, 32)
+        b.keymgr.receive_ike(header + bytes([0, 0, 0, 4]), ("192.0.2.1", 500), b.addr, 0.0)
+    assert b.keymgr.sessions == {} and b.keymgr.status()["ike_sas"] == []

@@ -60,6 +60,7 @@ class ConnConfig:
     dpd_delay: str = "0"
     aggressive: bool = False
     fragment_size: int = 0  # charon's IKE fragment size, IP datagram bytes (0: its 1280)
+    local_id: str = ""  # the identity, when not local_addr (behind a NAT)
 
 
 class Charon:
@@ -139,7 +140,7 @@ swanctl {{
         dpd_delay = {conn.dpd_delay}
         local {{
             auth = psk
-            id = {conn.local_addr}
+            id = {conn.local_id or conn.local_addr}
         }}
         remote {{
             auth = psk
@@ -159,7 +160,7 @@ swanctl {{
 }}
 secrets {{
     ike-s2s {{
-        id-local = {conn.local_addr}
+        id-local = {conn.local_id or conn.local_addr}
         id-remote = {conn.remote_addr}
         secret = "{conn.psk}"
     }}

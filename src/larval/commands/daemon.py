@@ -59,8 +59,9 @@ def print_status(answer: dict[str, Any]) -> None:
         print("no IKE_SAs")
     for sa in ike_sas:
         role = "initiator" if sa["initiator"] else "responder"
+        peer = sa["remote"] + (f"[{sa['remote_port']}]" if "remote_port" in sa else "")
         print(f"{sa['name']}: {sa['state']}, {role}, {sa['spi_i']}/{sa['spi_r']} with "
-              f"{sa['remote']}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
+              f"{peer}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
         if sa["suite"]:
             print("  " + ", ".join(sa["suite"]))
         when = []

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("larval.daemon")
 
 IKE_PORT, NAT_T_PORT = 500, 4500
 TICK = 0.1  # seconds between IKE timer checks
+NAT_T_PEERS_KEPT = 4096  # peer (address, port)s last heard on UDP 4500
 _TO_US = (Audience.SENDER, Audience.ALL)
 _FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)
 
@@ -48,7 +50,7 @@ class _IkeProtocol(asyncio.DatagramProtocol):
             if not data.startswith(NON_ESP_MARKER):
                 return  # ESP on a 4500 socket without a dataplane: nobody to give it to
             data = data[len(NON_ESP_MARKER) :]
-        self.daemon.ike_received(data, (addr[0], addr[1]), self.local)
+        self.daemon.ike_received(data, (addr[0], addr[1]), self.local, nat_t=self.nat_t)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("IKE socket: %s", exc)
@@ -82,6 +84,10 @@ class IkeDaemon(StackService):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ike500: dict[str, _IkeProtocol] = {}
         self._ike4500: dict[str, _IkeProtocol] = {}
+        # Behind a NAT a peer's 4500 arrives as some other port: what came in on our 4500
+        # is answered from our 4500, with the non-ESP marker (RFC 3948 §2.2), whatever the
+        # port (RFC 7296 §2.23, RFC 3947 §4).
+        self._nat_t_peers: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
 
     # -- PF_KEY between the key manager and the stack -----------------------------------
@@ -107,7 +113,15 @@ class IkeDaemon(StackService):
 
     # -- IKE datagrams ---------------------------------------------------------------------
 
-    def ike_received(self, data: bytes, addr: tuple[str, int], local: Any) -> None:
+    def ike_received(
+        self, data: bytes, addr: tuple[str, int], local: Any, *, nat_t: bool = False
+    ) -> None:
+        """An IKE message from `addr`; `nat_t`: it came on our UDP 4500."""
+        if nat_t and addr[1] != NAT_T_PORT:
+            self._nat_t_peers[addr] = None
+            self._nat_t_peers.move_to_end(addr)
+            while len(self._nat_t_peers) > NAT_T_PEERS_KEPT:
+                self._nat_t_peers.popitem(last=False)
         self.keymgr.receive_ike(data, addr, local, time.time())
         self._flush()
 
@@ -117,7 +131,7 @@ class IkeDaemon(StackService):
             return
         local = ipaddress.ip_address(self.dataplane.udp.local_address[0])
         addr = (str(ipaddress.ip_address(peer)), port)
-        self._loop.call_soon_threadsafe(self.ike_received, body, addr, local)
+        self._loop.call_soon_threadsafe(lambda: self.ike_received(body, addr, local, nat_t=True))
 
     def _flush(self) -> None:
         for data, (host, port) in self.keymgr.datagrams_to_send():
@@ -125,7 +139,7 @@ class IkeDaemon(StackService):
 
     def _send_ike(self, data: bytes, host: str, port: int) -> None:
         local = self.config.addresses[0]
-        if port != NAT_T_PORT:
+        if port != NAT_T_PORT and (host, port) not in self._nat_t_peers:
             proto = self._ike500.get(local)
             if proto is not None and proto.transport is not None:
                 proto.transport.sendto(data, (host, port))

@@ -312,6 +312,7 @@ class IkeV1Session:
         self._dpd_seq = int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF
         self._dpd: tuple[int, float, int] | None = None  # seq awaited, due, tries
         self.established_at: float | None = None
+        self._source: Address | None = None  # where the message being taken came from
         self._reauth_at: float | None = None  # IkeSaReauthDue
         self._expire_at: float | None = None  # the agreed lifetime: DELETE
         self._retire_at: float | None = None  # REKEYED: DELETE
@@ -518,6 +519,7 @@ class IkeV1Session:
             self._outbox.extend((d, self.remote) for d in self._replies[digest])
             return
         header = decode_header(data)
+        self._source = addr
         responder_start = not self.initiator and self.state is State.IDLE
         if responder_start:
             self.remote = addr  # answer where the first message came from, port and all
@@ -732,6 +734,7 @@ class IkeV1Session:
         if not secrets.compare_digest(hash_payload.data, self._hash_i(self._idii_b)):
             self._auth_failed("HASH_I does not verify", now)
             return
+        self._authenticated()
         self._check_nat(message, addr)
         self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
         self._resend.pop("p1", None)
@@ -840,6 +843,7 @@ class IkeV1Session:
             self._auth_failed("HASH_I does not verify", now)
             return False
         self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
+        self._authenticated()
         return True
 
     def _authenticate_r(self, message: IkeV1Message, now: float) -> bool:
@@ -852,6 +856,7 @@ class IkeV1Session:
         if not self._peer_id_ok(idir) or not ok:
             self._close("the responder's IDir or HASH_R does not verify", now)
             return False
+        self._authenticated()
         return True
 
     def _auth_failed(self, reason: str, now: float) -> None:
@@ -1383,11 +1388,19 @@ class IkeV1Session:
 
         return decode_encrypted(data, decrypt, cipher.block_size), next_iv[0]
 
-    @staticmethod
-    def _verify_hash(message: IkeV1Message, expected: bytes) -> None:
+    def _verify_hash(self, message: IkeV1Message, expected: bytes) -> None:
         first = message.payloads[0] if message.payloads else None
         if not isinstance(first, HashPayload) or not secrets.compare_digest(first.data, expected):
             raise IkeV1ProtocolError(NotifyType.INVALID_HASH_INFORMATION, "HASH does not verify")
+        self._authenticated()
+
+    def _authenticated(self) -> None:
+        """The message being taken is the peer's: answer, and send ESP in UDP, where it came
+        from. Behind a NAT that is the port the NAT made of the peer's 4500 (RFC 3947 §4
+        expects it; RFC 7296 §2.23 says the same of IKEv2), learnt only from a message
+        that proves itself, so that no forged source can divert the SA."""
+        if self._source is not None and self._source[1] != IKE_PORT:
+            self.remote = self._source
 
     def _send(
         self,

@@ -91,6 +91,8 @@ class Connection:
 
 Session = IkeSession | IkeV1Session
 
+IKE_PORT = 500
+
 #: IKEv1's first byte of the version field (RFC 2408 §3.1): major 1, minor 0.
 ISAKMP_VERSION = 0x10
 
@@ -415,6 +417,7 @@ class KeyManager:
             return
         existing = self.sessions.get(header.spi_i)
         session = existing if isinstance(existing, IkeSession) else None
+        created = False
         if session is None or session.state is State.CLOSED:
             if header.exchange_type != ExchangeType.IKE_SA_INIT or header.flags & 0x20:
                 return  # not the start of an IKE SA
@@ -440,8 +443,21 @@ class KeyManager:
             )  # fmt: skip
             self.sessions[header.spi_i] = session
             self._session_conn[header.spi_i] = conn
+            created = True
         session.receive_datagram(data, addr, now)
+        if created and self._forget_unstarted(session, header.spi_i, now):
+            return
         self._drain(session, now)
+
+    def _forget_unstarted(self, session: Session, key: bytes, now: float) -> bool:
+        """A responder session whose first message started nothing (it did not decode,
+        or was answered statelessly) is not kept: garbage must not fill memory."""
+        if not _is(session, "idle"):
+            return False
+        self.sessions.pop(key, None)
+        self._session_conn.pop(key, None)
+        self._outbox.extend(session.datagrams_to_send(now))
+        return True
 
     def _connection_from(
         self, addr: Address, local: IPAddress, versions: tuple[int, ...]
@@ -461,6 +477,7 @@ class KeyManager:
             return
         existing = self.sessions.get(header.cookie_i)
         session = existing if isinstance(existing, IkeV1Session) else None
+        created = False
         if session is None or _is(session, "closed"):
             opening = header.exchange_type in (
                 V1Exchange.IDENTITY_PROTECTION, V1Exchange.AGGRESSIVE
@@ -482,7 +499,10 @@ class KeyManager:
             session = self._v1_session(conn, initiator=False)
             self.sessions[header.cookie_i] = session
             self._session_conn[header.cookie_i] = conn
+            created = True
         session.receive_datagram(data, addr, now)
+        if created and self._forget_unstarted(session, header.cookie_i, now):
+            return
         if session.spi_i and session.spi_i != header.cookie_i:
             self.sessions[session.spi_i] = self.sessions.pop(header.cookie_i)
         self._drain(session, now)
@@ -673,7 +693,10 @@ class KeyManager:
         soft = max(1, up.child.rekey_time - jitter) if up.child.rekey_time else 0
         lifetimes = Lifetimes(soft, up.child.life_time, up.child.rekey_bytes, up.child.life_bytes,
                               idle=up.child.inactivity)  # fmt: skip
-        natt = NAT_T_PORT if up.natted else 0
+        # ESP in UDP goes where the peer's IKE on 4500 comes from: behind a NAT, the port
+        # the NAT made of its 4500 (RFC 3948, RFC 7296 §2.23).
+        port = session.remote[1]
+        natt = (port if port != IKE_PORT else NAT_T_PORT) if up.natted else 0
         inbound = ChildKeys(up.spi_in, ike.remote_addr, ike.local_addr, proposal,
                             up.keys_in.encr_key, up.keys_in.integ_key)  # fmt: skip
         outbound = ChildKeys(up.spi_out, ike.local_addr, ike.remote_addr, proposal,
@@ -746,6 +769,7 @@ class KeyManager:
                 "spi_i": s.spi_i.hex(),
                 "spi_r": s.spi_r.hex(),
                 "remote": s.remote[0],
+                "remote_port": s.remote[1],  # behind a NAT, what it made of the peer's port
                 "encapsulated": s.natted,
                 "version": 2 if isinstance(s, IkeSession) else 1,
                 "rekey_at": s.rekey_at,  # the key manager's clock; IKEv1: reauthentication
