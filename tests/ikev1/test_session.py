@@ -611,3 +611,16 @@ def test_a_quick_mode_ikev1_cannot_carry_reserves_no_spi() -> None:
     assert isinstance(failed, ChildSaFailed) and "IKEv1 can carry" in failed.reason
     assert pair.allocated == reserved  # no GETSPI, so no LARVAL SA waiting 90 s for nothing
     assert pair.i.datagrams_to_send(pair.now) == []
+
+
+def test_a_message_too_long_for_sixteen_fragments_goes_whole() -> None:
+    """With 12 bytes a fragment, MM3 and MM4 (over 192 bytes) would need more than 16: they
+    go whole, the shorter messages in fragments, and the exchange completes."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.fragment_size = pair.r.fragment_size = 48
+    established(pair, child(NET_A, NET_B))
+    # Whole: MM1 (the peer's fragmentation VID is not known yet), MM3 and MM4.
+    whole = [(way, len(d)) for way, d in pair.wire if len(d) > 48]
+    assert [way for way, _ in whole] == ["i->r", "i->r", "r->i"], whole
+    assert all(size > 16 * 12 for _, size in whole[1:])
+    assert fragments_on(pair.wire, "i->r") > 0 and fragments_on(pair.wire, "r->i") > 0

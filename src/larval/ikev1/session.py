@@ -1428,8 +1428,13 @@ class IkeV1Session:
         if self.peer_fragmentation and self.fragmentation and len(datagram) > self.fragment_size:
             self._fragment_id = (self._fragment_id + 1) & 0xFFFF
             exchange = AM if self.aggressive else MM
-            datagrams = tuple(fragment(datagram, self._fragment_id, exchange, self.fragment_size))
-            text += f" in {len(datagrams)} fragments"
+            try:
+                datagrams = tuple(
+                    fragment(datagram, self._fragment_id, exchange, self.fragment_size)
+                )
+                text += f" in {len(datagrams)} fragments"
+            except ValueError as exc:
+                log.info("%s: sent whole, not in fragments: %s", self._name(), exc)
         log.info("%s: sending %s", self._name(), text)
         self._outbox.extend((d, self.remote) for d in datagrams)
         if resend is not None:
