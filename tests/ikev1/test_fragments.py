@@ -84,6 +84,9 @@ def test_fragments_that_cannot_make_a_message_are_dropped() -> None:
     assert reassembler.add(piece(2, True)) is None
     with pytest.raises(IkeV1DecodeError, match="past the last"):
         reassembler.add(piece(3, True))  # a second LAST fragment
+    assert reassembler.add(piece(2, True)) is None
+    with pytest.raises(IkeV1DecodeError, match="past the last"):
+        reassembler.add(piece(3, False))  # after LAST was number 2
     for number in range(1, 11):
         assert reassembler.add(piece(number, False, 1000)) is None
     with pytest.raises(IkeV1DecodeError, match="more than 10000 bytes"):

@@ -142,9 +142,8 @@ class FragmentReassembler:
         if piece.number in self._pieces:
             return None
         last = piece.number if piece.last else self._last
-        if (last and max(self._pieces, default=0) > last) or (
-            self._last and piece.last and piece.number != self._last
-        ):
+        highest = max(piece.number, max(self._pieces, default=0))
+        if (last and highest > last) or (self._last and piece.last and piece.number != self._last):
             self.clear()
             raise IkeV1DecodeError("fragments numbered past the last one")
         self._size += len(piece.data)
