@@ -49,10 +49,6 @@ class Site:
     address: str = ""  # its own outer address: OUTER[name], or PRIVATE behind the NAT
 
     @property
-    def behind_nat(self) -> bool:
-        return self.address == PRIVATE
-
-    @property
     def peer(self) -> str:
         return "b" if self.name == "a" else "a"
 
@@ -174,8 +170,8 @@ class LarvalDaemon:
 
 
 class Topology:
-    """Namespaces a and b, a veth between them, a working directory; all of it goes
-    when the `with` block ends, whatever happened in it."""
+    """Namespaces a and b, a veth between them (or a NAT router namespace), a working
+    directory; all of it goes when the `with` block ends, whatever happened in it."""
 
     def __init__(self, tmp: Path, *, nat: str | None = None) -> None:
         """`nat`: the site ("a" or "b") that sits behind a NAT router, which shows it to
