@@ -219,6 +219,12 @@ class Topology:
             '  oifname "out0" masquerade\n }\n}\n'
         )
         router.run(["nft", "-f", str(rules)])
+        self.router = router
+
+    def nat_forgets(self) -> None:
+        """The NAT router drops every mapping (as when it restarts): the next packets from
+        inside get new outside ports."""
+        self.router.run(["conntrack", "-F"])
 
     def _stop_all(self) -> None:
         for daemon in self.daemons:

@@ -14,7 +14,8 @@ import pytest
 from tests.interop.harness import Topology, needs_charon, needs_netns
 
 needs_nft = pytest.mark.skipif(
-    shutil.which("nft") is None, reason="needs nftables (nft) for the NAT router"
+    shutil.which("nft") is None or shutil.which("conntrack") is None,
+    reason="needs nftables (nft) and conntrack for the NAT router",
 )
 pytestmark = [needs_netns, needs_charon, needs_nft]
 
@@ -54,3 +55,29 @@ def test_through_a_port_translating_nat(tmp_path: Path, version: int, behind: st
             assert ike_sa["remote_port"] == 4500, ike_sa  # type: ignore[index]
         listing = charon.list_sas()
         assert f"ESTABLISHED, IKEv{version}" in listing and "INSTALLED" in listing, listing
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_the_nat_forgets_its_mappings_and_larval_follows(tmp_path: Path, version: int) -> None:
+    """charon is behind the NAT, which then drops every mapping: charon's next packets
+    come from new ports. Its next DPD message proves itself from there, larval answers
+    there and moves its SAs' ESP in UDP to the new port (RFC 7296 §2.23), and traffic
+    flows both ways again."""
+    ike, esp = SUITES[version]
+    with Topology(tmp_path, nat="a") as topo:
+        larval = topo.larval(topo.b, proposals=[ike], esp=[esp], start_action="none",
+                             encap=False, version=version)  # fmt: skip
+        charon = topo.charon(topo.a, proposals=ike, esp=esp, version=version, dpd="2s")
+        charon.initiate()
+        assert " 0% packet loss" in topo.b.ping(count=3).stdout
+        (before,) = larval.status()["ike_sas"]  # type: ignore[misc]
+        topo.nat_forgets()
+        topo.a.ping(count=15)  # ESP from charon opens a new mapping; DPD follows
+        (after,) = larval.status()["ike_sas"]  # type: ignore[misc]
+        log = larval.log.read_text()
+        assert after["remote_port"] != before["remote_port"], (before, after, log[-3000:])  # type: ignore[index]
+        assert 20000 <= after["remote_port"] <= 30000  # type: ignore[index, operator]
+        assert "the peer's NAT mapping changed" in log, log[-3000:]
+        for site in (topo.b, topo.a):
+            result = site.ping(count=5)
+            assert " 0% packet loss" in result.stdout, (result.stdout, log[-3000:])

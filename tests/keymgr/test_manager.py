@@ -488,3 +488,50 @@ def test_an_opening_message_that_does_not_decode_leaves_nothing(version: int) ->
         header = n.to_bytes(8, "big") + bytes(8) + bytes(first) + struct.pack("!II", 0, 32)
         b.keymgr.receive_ike(header + bytes([0, 0, 0, 4]), ("192.0.2.1", 500), b.addr, 0.0)
     assert b.keymgr.sessions == {} and b.keymgr.status()["ike_sas"] == []
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_the_peers_nat_mapping_changes_and_esp_follows(version: int) -> None:
+    """A's IKE comes from another port (its NAT forgot the old mapping): once a message
+    from there proves itself, B answers there and moves its outbound SA's NAT-T port, so
+    ESP in UDP follows (RFC 7296 §2.23); the SA is otherwise left as it is. What A sends
+    from the new port: an IKE SA rekey (IKEv2), a Quick Mode renewing the CHILD_SA, whose
+    old SAs live on (IKEv1)."""
+    a = Host("a", "b", "trap", version=version, ike_rekey="100s" if version == 2 else "4h")
+    b = Host("b", "a", "none", version=version)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    (child,) = b.keymgr.status()["child_sas"]
+    b.path.outbound(udp_packet("203.0.113.9", "198.51.100.7"), 0.0)
+    assert b.esp[-1].port == 4500
+    if version == 2:
+        now = 100.0  # A's IKE SA is due for rekeying by then
+        a.keymgr.handle_timer(now)
+    else:
+        (a_child,) = a.keymgr.status()["child_sas"]
+        sa = a.stack.sadb.lookup_esp(int(a_child["spi_in"], 16), a.addr.packed)
+        assert sa is not None and sa.soft is not None
+        now = float(sa.soft.addtime + 1)
+        a.stack.age(now)
+    a.now = b.now = now
+    moved = 0
+    for _ in range(20):
+        a.pump(now)
+        out = [(b, d) for d in a.keymgr.datagrams_to_send()]
+        out += [(a, d) for d in b.keymgr.datagrams_to_send()]
+        if not out:
+            break
+        for dst, (data, _) in out:
+            src, port = (a, 31000) if dst is b else (b, 4500)
+            dst.keymgr.receive_ike(data, (str(src.addr), port), dst.addr, now)
+            moved += 1
+    assert moved >= 2
+    ikes = [s for s in b.keymgr.status()["ike_sas"] if s["state"] == "established"]
+    assert [s["remote_port"] for s in ikes] == [31000]
+    out_sa = b.stack.sadb.lookup_esp(int(child["spi_out"], 16), a.addr.packed)
+    assert out_sa is not None and out_sa.natt_rem is not None
+    assert out_sa.natt_rem.port == 31000
+    b.path.outbound(udp_packet("203.0.113.9", "198.51.100.7"), now)
+    assert b.esp[-1].port == 31000

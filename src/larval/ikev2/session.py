@@ -777,6 +777,12 @@ class IkeSession:
             message = whole
         else:
             message = decode_protected(data, self._unprotect)
+        if self.natted and addr != self.remote and addr[1] != IKE_PORT:
+            # RFC 7296 §2.23: a NAT mapping of the peer's changed; what proves itself says
+            # where the peer is now.
+            log.info("%s: the peer is at %s[%d] now (was %s[%d])", self._name(), addr[0],
+                     addr[1], self.remote[0], self.remote[1])  # fmt: skip
+            self.remote = addr
         self._log_message("received", message)
         if is_response:
             handler = self._on_response

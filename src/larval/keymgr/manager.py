@@ -64,6 +64,7 @@ from larval.keymgr.pfkey_side import (
     getspi,
     inverse_acquire,
     keyed_sa,
+    natt_update,
     parse_policy_request,
 )
 from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa
@@ -117,6 +118,7 @@ class ChildRecord:
     remote_ts: tuple[IPNetwork, ...]
     installed: float
     renewed: bool = False  # IKEv1: a Quick Mode already replaces it (one per soft EXPIRE pair)
+    natt_port: int = 0  # where the outbound SA sends ESP in UDP (0: plain ESP)
 
 
 def esp_suite(proposal: EspProposal) -> Suite:
@@ -608,6 +610,8 @@ class KeyManager:
                            for k, s in self.sessions.items() if s is not session):  # fmt: skip
                     for child in conn.children:
                         self._acquiring.discard((name, child.name))
+        if session.natted:
+            self._follow_nat(session, name)
         if isinstance(session, IkeV1Session) and session.state is V1State.REKEYED:
             # A Quick Mode that was in flight when this ISAKMP SA was replaced has finished:
             # its CHILD_SA goes with the others to the one that replaced it.
@@ -620,6 +624,25 @@ class KeyManager:
             self._half_open_spis.discard(session.spi_i)
         if _is(session, "closed"):
             self.sessions.pop(session.spi_i, None)
+
+    def _follow_nat(self, session: Session, name: str) -> None:
+        """The peer's NAT gave its 4500 another port (a mapping timed out, the NAT
+        restarted): the session answers there now, and the outbound SAs send there too
+        (RFC 7296 §2.23)."""
+        port = _natt_port(session)
+        for spi_in in session.children:
+            record = self.children.get(spi_in)
+            if record is None or not record.natt_port or record.natt_port == port:
+                continue
+            replies = self._pfkey(natt_update(record.spi_out, record.local, record.remote, port,
+                                              seq=self._next_seq(), pid=self.pid))  # fmt: skip
+            if any(r.errno for r in replies):
+                log.warning("%s: the stack refused to move SPI %08x to port %d", name,
+                            record.spi_out, port)  # fmt: skip
+                continue
+            log.info("%s: CHILD_SA %s: the peer's NAT mapping changed, ESP in UDP to port %d "
+                     "(was %d)", name, record.name, port, record.natt_port)  # fmt: skip
+            record.natt_port = port
 
     def _fail_acquire(self, child: ChildConfig) -> None:
         seq = child.reference
@@ -695,8 +718,7 @@ class KeyManager:
                               idle=up.child.inactivity)  # fmt: skip
         # ESP in UDP goes where the peer's IKE on 4500 comes from: behind a NAT, the port
         # the NAT made of its 4500 (RFC 3948, RFC 7296 §2.23).
-        port = session.remote[1]
-        natt = (port if port != IKE_PORT else NAT_T_PORT) if up.natted else 0
+        natt = _natt_port(session) if up.natted else 0
         inbound = ChildKeys(up.spi_in, ike.remote_addr, ike.local_addr, proposal,
                             up.keys_in.encr_key, up.keys_in.integ_key)  # fmt: skip
         outbound = ChildKeys(up.spi_out, ike.local_addr, ike.remote_addr, proposal,
@@ -723,7 +745,7 @@ class KeyManager:
                     record.renewed = True
         self.children[up.spi_in] = ChildRecord(
             ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
-            ike.remote_addr, up.local_ts, up.remote_ts, now,
+            ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
         )  # fmt: skip
         log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
                  up.child.name, up.spi_in, up.spi_out, proposal.keywords)  # fmt: skip
@@ -798,6 +820,13 @@ class KeyManager:
             for c in self.children.values()
         ]
         return {"ike_sas": ike_sas, "child_sas": child_sas}
+
+
+def _natt_port(session: Session) -> int:
+    """Where ESP in UDP goes: where the peer's IKE on 4500 comes from. Behind a NAT, the
+    port the NAT made of its 4500 (RFC 3948, RFC 7296 §2.23); before any float, 4500."""
+    port = session.remote[1]
+    return port if port != IKE_PORT else NAT_T_PORT
 
 
 def _suites(request: PolicyRequest, child: ChildConfig | None) -> tuple[Suite, ...]:

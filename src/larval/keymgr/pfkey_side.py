@@ -284,6 +284,25 @@ def keyed_sa(
     return PfkeyMessage(msg_type, SaType.ESP, seq=seq, pid=pid, extensions=tuple(exts))
 
 
+def natt_update(
+    spi: int, src: IPAddress, dst: IPAddress, port: int, *, seq: int, pid: int
+) -> PfkeyMessage:
+    """UPDATE of a MATURE outbound SA's NAT-T remote port alone (its keys and lifetimes
+    stay): the peer's NAT mapping changed (RFC 7296 §2.23)."""
+    return PfkeyMessage(
+        SadbMsgType.UPDATE,
+        SaType.ESP,
+        seq=seq,
+        pid=pid,
+        extensions=(
+            SadbSa(spi, state=SaState.MATURE),
+            SadbAddress(ExtType.ADDRESS_SRC, src),
+            SadbAddress(ExtType.ADDRESS_DST, dst),
+            SadbAddress(ExtType.X_ADDRESS_NATT_REM, dst, port),
+        ),
+    )
+
+
 def delete_sa(spi: int, src: IPAddress, dst: IPAddress, *, seq: int, pid: int) -> PfkeyMessage:
     return PfkeyMessage(
         SadbMsgType.DELETE,

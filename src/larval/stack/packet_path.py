@@ -52,13 +52,16 @@ class Datagram(NamedTuple):
 class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
-    __slots__ = ("esp", "lock", "port", "tunnel")
+    __slots__ = ("esp", "lock", "natt", "port", "tunnel")
 
-    def __init__(self, esp: EspSa, port: int, tunnel: bool) -> None:
+    def __init__(
+        self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
+    ) -> None:
         self.esp = esp
         self.lock = threading.Lock()  # a release and the loop may meet on one SA
         self.port = port
         self.tunnel = tunnel
+        self.natt = natt  # the SA's NAT-T remote address the port came from
 
 
 DROP_COUNTERS = (
@@ -248,6 +251,8 @@ class PacketPath:
     def _context(self, sa: SecurityAssociation) -> EspContext | None:
         ctx = sa.transform
         if isinstance(ctx, EspContext):
+            if ctx.natt is not sa.natt_rem:
+                self._follow_natt(sa, ctx)
             return ctx
         if sa.state not in (SaState.MATURE, SaState.DYING):
             return None
@@ -262,11 +267,23 @@ class PacketPath:
             )  # fmt: skip
             natt = sa.natt_rem
             port = natt.port if natt is not None and natt.port else self.default_port
-            ctx = sa.transform = EspContext(esp, port, tunnel)
+            ctx = sa.transform = EspContext(esp, port, tunnel, natt)
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
             with self._lock:
                 self._natted[(sa.dst, port)] = sa
         return ctx
+
+    def _follow_natt(self, sa: SecurityAssociation, ctx: EspContext) -> None:
+        """The key manager moved the SA's NAT-T port (a NAT mapping of the peer's changed,
+        RFC 7296 §2.23): ESP in UDP, and keepalives, go to the new one."""
+        with sa.lock:
+            natt = sa.natt_rem
+            old, ctx.natt = ctx.port, natt
+            ctx.port = natt.port if natt is not None and natt.port else self.default_port
+        with self._lock:
+            if self._natted.get((sa.dst, old)) is sa:
+                del self._natted[(sa.dst, old)]
+                self._natted[(sa.dst, ctx.port)] = sa
 
     def keepalive_peers(self) -> list[tuple[bytes, int]]:
         """The (address, port) pairs NAT keepalives are owed to, while their SA lives."""
