@@ -1399,8 +1399,9 @@ class IkeV1Session:
         from. Behind a NAT that is the port the NAT made of the peer's 4500 (RFC 3947 §4
         expects it; RFC 7296 §2.23 says the same of IKEv2), learnt only from a message
         that proves itself, so that no forged source can divert the SA."""
-        if self._source is not None and self._source[1] != IKE_PORT:
-            self.remote = self._source
+        source = self._source
+        if source is not None and source[0] == self.remote[0] and source[1] != IKE_PORT:
+            self.remote = source  # the port; an SA's addresses stay what they are
 
     def _send(
         self,

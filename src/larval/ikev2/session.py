@@ -777,9 +777,9 @@ class IkeSession:
             message = whole
         else:
             message = decode_protected(data, self._unprotect)
-        if self.natted and addr != self.remote and addr[1] != IKE_PORT:
+        if self.natted and addr[0] == self.remote[0] and addr[1] not in (self.remote[1], IKE_PORT):
             # RFC 7296 §2.23: a NAT mapping of the peer's changed; what proves itself says
-            # where the peer is now.
+            # where the peer is now. Only the port: an SA's addresses stay what they are.
             log.info("%s: the peer is at %s[%d] now (was %s[%d])", self._name(), addr[0],
                      addr[1], self.remote[0], self.remote[1])  # fmt: skip
             self.remote = addr
