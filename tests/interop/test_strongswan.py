@@ -138,7 +138,7 @@ def test_status_shows_the_sas_with_counts_and_rekey_times(tmp_path: Path) -> Non
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         assert "established" in table and child["spi_in"] in table
-        assert f"rekeying in {ike['rekey_in_s']} s" in table or "rekeying in" in table
+        assert "rekeying in" in table, table
 
 
 def test_sighup_reloads_the_configuration(tmp_path: Path) -> None:
