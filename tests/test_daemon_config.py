@@ -49,6 +49,15 @@ def test_the_design_example_reads() -> None:
     assert str(out[0].tunnel.remote) == "192.0.2.1"  # type: ignore[union-attr]
 
 
+def test_fragmentation_and_the_fragment_size() -> None:
+    (conn,) = parse_config(GOOD, "larval.toml").connections
+    assert conn.ike.fragmentation and conn.ike.fragment_size == 1280  # strongSwan's defaults
+    data = _with(["connections", "s2s", "fragmentation"], "no")
+    data["daemon"]["fragment_size"] = 576
+    (conn,) = parse_config(data, "larval.toml").connections
+    assert not conn.ike.fragmentation and conn.ike.fragment_size == 576
+
+
 def _with(path: list[str], value: object) -> dict[str, Any]:
     import copy
 
@@ -71,6 +80,9 @@ def _with(path: list[str], value: object) -> dict[str, Any]:
         (["connections", "s2s", "colour"], "blue", "connections.s2s.colour"),
         (["daemon", "tun"], 7, "daemon.tun"),
         (["secrets", "ike-s2s", "secret"], "", "secret"),
+        (["connections", "s2s", "fragmentation"], "force", "connections.s2s.fragmentation"),
+        (["daemon", "fragment_size"], 100, "daemon.fragment_size"),
+        (["daemon", "fragment_size"], "big", "daemon.fragment_size"),
     ],
 )
 def test_mistakes_are_named(path: list[str], value: object, named: str) -> None:

@@ -78,7 +78,7 @@ def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_act
                   encap: bool = True, dpd: str = "0s", rekey: str = "1h",
                   life: str = "66m", retransmit: float = 4.0,
                   ike_rekey: str = "4h", version: int = 2,
-                  aggressive: bool = False) -> str:  # fmt: skip
+                  aggressive: bool = False, fragment_size: int = 1280) -> str:  # fmt: skip
     me, peer = site.name, site.peer
     return f"""
 [daemon]
@@ -89,6 +89,7 @@ control_socket = "{site.dir / "control"}"
 pfkey_socket = "{site.dir / "pfkey"}"
 retransmit_timeout = {retransmit}
 retransmit_tries = {5 if retransmit >= 4 else 2}
+fragment_size = {fragment_size}
 
 [connections.s2s]
 version = {version}

@@ -170,3 +170,26 @@ def test_sighup_reloads_the_configuration(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert "reload refused" in daemon.log.read_text()
         assert daemon.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("version", "ike", "esp"),
+    [(2, "aes128-sha256-x25519", "aes128gcm16"), (1, "aes128-sha256-modp2048", "aes128-sha256")],
+)
+def test_larval_sends_fragments_to_charon(tmp_path: Path, version: int, ike: str,
+                                          esp: str) -> None:  # fmt: skip
+    """With `fragment_size = 200`, larval's longer IKE messages go to charon in fragments
+    (RFC 7383 SKF for IKEv2: IKE_AUTH; the FRAGMENTATION vendor ID's scheme for IKEv1: MM3
+    and more): charon puts them back together and the tunnel comes up."""
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(topo.a, proposals=ike, esp=esp, version=version)
+        larval = topo.larval(topo.b, proposals=[ike], esp=[esp], start_action="trap",
+                             version=version, fragment_size=200)  # fmt: skip
+        topo.b.ping(count=1)
+        larval.wait_for("child")
+        result = topo.b.ping(count=5)
+        log = larval.log.read_text()
+        assert " 0% packet loss" in result.stdout, (result.stdout, log[-4000:])
+        assert re.search(r"in \d+ fragments", log), log[-4000:]
+        charon_log = (charon.dir / "charon.log").read_text()
+        assert "reassembled fragmented IKE message" in charon_log, charon_log[-4000:]

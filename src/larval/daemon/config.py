@@ -4,6 +4,7 @@
 
     [daemon]
     addresses = ["192.0.2.2"]            # IKE on UDP 500 and 4500 of these
+    fragment_size = 1280                 # optional: the IP datagram of IKE sent whole
     tun = "larval0"                      # TUN device for the dataplane
     tun_addresses = ["203.0.113.1/32"]   # optional: addresses on the TUN
     control_socket = "/run/larval/control"
@@ -16,6 +17,7 @@
     proposals = ["aes128-sha256-x25519"]
     encap = true
     dpd_delay = "30s"
+    fragmentation = "yes"                # IKE fragments (RFC 7383; IKEv1's vendor ID): yes | no
     local = { auth = "psk", id = "192.0.2.2" }
     remote = { auth = "psk", id = "192.0.2.1" }
 
@@ -55,9 +57,10 @@ from larval.spd.config import ConfigReader
 from larval.spd.errors import PolicyFileError
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
-               "plain_esp", "retransmit_timeout", "retransmit_tries")  # fmt: skip
+               "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
-                   "local", "remote", "children", "rekey_time", "mobike", "aggressive")  # fmt: skip
+                   "local", "remote", "children", "rekey_time", "mobike", "aggressive",
+                   "fragmentation")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id")
@@ -141,10 +144,14 @@ def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise r.error("daemon.retransmit_timeout", f"{timeout!r} is not a positive number")
     tries = r.integer("daemon.retransmit_tries", daemon.get("retransmit_tries", 5), 100)
+    # strongswan.conf's charon.fragment_size: the IP datagram of IKE sent whole, at most.
+    fragment_size = r.integer("daemon.fragment_size", daemon.get("fragment_size", 1280), 65535)
+    if fragment_size < 128:
+        raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     for name, entry in connections.items():
         conn, policy_entries = _connection(r, name, entry, secrets)
         ike = dataclasses.replace(conn.ike, retransmit_timeout=float(timeout),
-                                  retransmit_tries=tries)  # fmt: skip
+                                  retransmit_tries=tries, fragment_size=fragment_size)  # fmt: skip
         conn = dataclasses.replace(conn, ike=ike)
         config.connections.append(conn)
         config.policies.extend(policies_from_dict(policy_entries, source))
@@ -182,6 +189,7 @@ def _connection(
                 or remote_id in ids), None)  # fmt: skip
     if psk is None:
         raise r.error(f"{base}.remote.id", f"no [secrets] entry holds a PSK for {remote_id}")
+    fragmentation = r.choice(f"{base}.fragmentation", c.get("fragmentation", "yes"), ("yes", "no"))
     ike = IkeConfig(
         name=name,
         local_addr=local_addrs[0],
@@ -193,6 +201,7 @@ def _connection(
         encap=_bool(r, f"{base}.encap", c.get("encap", False)),
         dpd_delay=float(r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0))),
         rekey_time=float(r.duration(f"{base}.rekey_time", c.get("rekey_time", "4h"))),
+        fragmentation=fragmentation == "yes",
     )
     children: list[ChildConfig] = []
     start_action: dict[str, str] = {}

@@ -43,6 +43,8 @@ class IkeConfig:
     half_open_timeout: float = 30.0
     dpd_delay: float = 0.0  # 0: no liveness checks
     rekey_time: float = 0.0  # IKE SA rekeying (RFC 7296 §2.18); 0: never
+    fragmentation: bool = True  # announce, take and send IKE fragments (swanctl's yes/no)
+    fragment_size: int = 1280  # largest IP datagram of IKE sent whole (charon.fragment_size)
     cookie_threshold: int = 10  # half-open SAs before a responder asks for COOKIEs
 
 

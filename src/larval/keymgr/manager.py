@@ -208,7 +208,8 @@ class KeyManager:
         else:
             session = IkeSession(
                 conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
-                random_bytes=self._random,
+                random_bytes=self._random, fragmentation=conn.ike.fragmentation,
+                fragment_size=_message_size(conn.ike),
             )  # fmt: skip
             first = "IKE_SA_INIT"
         self._acquiring.add((conn.ike.name, child.name))
@@ -229,7 +230,8 @@ class KeyManager:
             child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
             random_bytes=self._random, aggressive=conn.aggressive,
             ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
-            initial_contact=initial_contact,
+            initial_contact=initial_contact, fragmentation=conn.ike.fragmentation,
+            fragment_size=_message_size(conn.ike),
         )  # fmt: skip
 
     def _v1_sessions(
@@ -442,6 +444,7 @@ class KeyManager:
                 conn.ike, initiator=False, allocate_spi=lambda: self._getspi(conn.ike),
                 child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
                 random_bytes=self._random, spi_i=header.spi_i,
+                fragmentation=conn.ike.fragmentation, fragment_size=_message_size(conn.ike),
             )  # fmt: skip
             self.sessions[header.spi_i] = session
             self._session_conn[header.spi_i] = conn
@@ -820,6 +823,13 @@ class KeyManager:
             for c in self.children.values()
         ]
         return {"ike_sas": ike_sas, "child_sas": child_sas}
+
+
+def _message_size(ike: IkeConfig) -> int:
+    """The largest IKE message sent whole: `fragment_size` is an IP datagram's, as
+    strongSwan's; less the IP and UDP headers and the non-ESP marker."""
+    ip_header = 20 if ike.remote_addr.version == 4 else 40
+    return ike.fragment_size - ip_header - 8 - 4
 
 
 def _natt_port(session: Session) -> int:
