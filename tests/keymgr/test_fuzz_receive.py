@@ -32,8 +32,9 @@ def damaged(data: bytes, how: str, where: int, what: int) -> bytes:
     return data[:24] + (what * 97 % 0xFFFFFFFF).to_bytes(4, "big") + data[28:]
 
 
-def exchange(version: int, damage: list[Damage]) -> None:
-    a, b = Host("a", "b", "trap", version=version), Host("b", "a", "none", version=version)
+def exchange(version: int, damage: list[Damage], fragment_size: int = 1280) -> None:
+    a = Host("a", "b", "trap", version=version, fragment_size=fragment_size)
+    b = Host("b", "a", "none", version=version, fragment_size=fragment_size)
     a.keymgr.start(0.0)
     b.keymgr.start(0.0)
     a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
@@ -63,7 +64,7 @@ def exchange(version: int, damage: list[Damage]) -> None:
 
 DAMAGE = st.lists(
     st.tuples(
-        st.integers(0, 12),
+        st.integers(0, 24),
         st.sampled_from(["flip", "cut", "stretch", "length"]),
         st.integers(0, 2000),
         st.integers(0, 255),
@@ -84,3 +85,11 @@ def test_ikev2_damaged_datagrams_raise_nothing(damage: list[Damage]) -> None:
 @given(DAMAGE)
 def test_ikev1_damaged_datagrams_raise_nothing(damage: list[Damage]) -> None:
     exchange(1, damage)
+
+
+@FUZZ
+@given(DAMAGE)
+def test_fragments_damaged_raise_nothing(damage: list[Damage]) -> None:
+    """Both versions with a 200-byte fragment size: the damage falls on fragments."""
+    exchange(1, damage, fragment_size=200)
+    exchange(2, damage, fragment_size=200)

@@ -34,12 +34,13 @@ def config(
     ike_rekey: str = "4h",
     child_rekey: str = "1h",
     suites: int | None = None,
+    fragment_size: int = 1280,
 ) -> dict[str, Any]:
     """`suites`: the IKE version whose usual proposals to configure (default `version`)."""
     ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if (suites or version) == 2 else (
         "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
     return {
-        "daemon": {"addresses": [OUTER[me]]},
+        "daemon": {"addresses": [OUTER[me]], "fragment_size": fragment_size},
         "connections": {
             "s2s": {
                 "local_addrs": [OUTER[me]],
@@ -76,9 +77,11 @@ class Host:
         retransmit_timeout: float = 4.0,
         child_rekey: str = "1h",
         suites: int | None = None,
+        fragment_size: int = 1280,
     ) -> None:
         cfg = parse_config(
-            config(me, peer, start_action, version, ike_rekey, child_rekey, suites), f"{me}.toml"
+            config(me, peer, start_action, version, ike_rekey, child_rekey, suites, fragment_size),
+            f"{me}.toml",
         )
         conns = [
             dataclasses.replace(
