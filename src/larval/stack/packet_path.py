@@ -266,7 +266,7 @@ class PacketPath:
                 replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
             )  # fmt: skip
             natt = sa.natt_rem
-            port = natt.port if natt is not None and natt.port else self.default_port
+            port = self._port_of(natt)
             ctx = sa.transform = EspContext(esp, port, tunnel, natt)
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
             with self._lock:
@@ -279,11 +279,15 @@ class PacketPath:
         with sa.lock:
             natt = sa.natt_rem
             old, ctx.natt = ctx.port, natt
-            ctx.port = natt.port if natt is not None and natt.port else self.default_port
+            ctx.port = self._port_of(natt)
         with self._lock:
             if self._natted.get((sa.dst, old)) is sa:
                 del self._natted[(sa.dst, old)]
                 self._natted[(sa.dst, ctx.port)] = sa
+
+    def _port_of(self, natt: SadbAddress | None) -> int:
+        """The UDP port ESP goes to: the SA's NAT-T remote port, or the dataplane's own."""
+        return natt.port if natt is not None and natt.port else self.default_port
 
     def keepalive_peers(self) -> list[tuple[bytes, int]]:
         """The (address, port) pairs NAT keepalives are owed to, while their SA lives."""
