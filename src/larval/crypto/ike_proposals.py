@@ -23,9 +23,16 @@ PRF, INTEG, DH) and within a type as written, which is the order of preference.
 A CHILD_SA proposal (``esp_proposals``) is parsed by `larval.crypto.proposals` and
 translated here into ENCR, INTEG (absent for an AEAD), an optional DH group for PFS and
 the ESN transform RFC 7296 §3.3 requires in every ESP proposal.
+
+`format_ike_proposal` and `format_esp_proposal` go the other way, for status and logs:
+a negotiated suite in the same words (``aes128-sha256-modp2048``,
+``aes128gcm16-prfsha256-x25519``, ``aes128gcm16``, ``aes128-sha256-modp2048-esn``), each
+the inverse of its parser: parsing what they write gives the same transforms back.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from larval.crypto.algorithms import (
     AALG_SHA256HMAC,
@@ -48,6 +55,7 @@ from larval.crypto.ike_transforms import (
 )
 from larval.crypto.proposals import (
     DH_GROUPS,
+    ENCRYPTION_KEYWORDS,
     INTEGRITY_KEYWORDS,
     ProposalError,
     parse_esp_proposal,
@@ -59,6 +67,8 @@ __all__ = [
     "IKE_INTEGRITY_KEYWORDS",
     "IKE_PRF_KEYWORDS",
     "esp_proposal_transforms",
+    "format_esp_proposal",
+    "format_ike_proposal",
     "parse_ike_proposal",
 ]
 
@@ -211,13 +221,86 @@ def esp_proposal_transforms(text: str) -> tuple[Transform, ...]:
         proposal = parse_esp_proposal(text)
     except ProposalError as exc:
         raise IkeProposalError(str(exc)) from None
-    encr_id = _EALG_TO_ENCR[proposal.encrypt]
-    # RFC 7296 §3.3.5: the attribute goes with variable-length ciphers only.
-    key_bits = proposal.encrypt_bits if encr_id in (EncrId.AES_CBC, EncrId.AES_GCM_16) else None
-    out = [Transform(TransformType.ENCR, encr_id, key_bits)]
+    out = [_esp_cipher(proposal.encrypt, proposal.encrypt_bits)]
     if not proposal.aead:
         out.append(Transform(TransformType.INTEG, _AALG_TO_IKE[proposal.auth][0]))
     if proposal.dh_group is not None:
         out.append(Transform(TransformType.DH, proposal.dh_group))
     out.append(Transform(TransformType.ESN, EsnId.YES if proposal.esn else EsnId.NO))
     return tuple(out)
+
+
+def _esp_cipher(ealg: int, bits: int) -> Transform:
+    encr_id = _EALG_TO_ENCR[ealg]
+    # RFC 7296 §3.3.5: the attribute goes with variable-length ciphers only.
+    key_bits = bits if encr_id in (EncrId.AES_CBC, EncrId.AES_GCM_16) else None
+    return Transform(TransformType.ENCR, encr_id, key_bits)
+
+
+# -- suites back into keywords -----------------------------------------------------------
+
+
+def _first_names(table: Iterable[tuple[str, Transform]]) -> dict[Transform, str]:
+    """transform -> its keyword; of synonyms ("aes128gcm16", "aes128gcm128") the first
+    listed, which is the one strongSwan writes."""
+    names: dict[Transform, str] = {}
+    for word, transform in table:
+        names.setdefault(transform, word)
+    return names
+
+
+_IKE_NAMES = _first_names(_KEYWORDS.items())
+_ESP_NAMES = _first_names(
+    [
+        *((w, _esp_cipher(*cipher)) for w, cipher in ENCRYPTION_KEYWORDS.items()),
+        *IKE_INTEGRITY_KEYWORDS.items(),
+        *IKE_DH_KEYWORDS.items(),
+    ]
+)
+
+
+def _word(names: dict[Transform, str], transform: Transform) -> str:
+    """The keyword of a transform; one no keyword names (a peer's unknown id) is
+    written as its type and number, never as a Python repr."""
+    word = names.get(transform)
+    if word is not None:
+        return word
+    bits = f"_{transform.key_bits}" if transform.key_bits else ""
+    return f"{TransformType(transform.type).name.lower()}{int(transform.id)}{bits}"
+
+
+def _of_type(suite: Iterable[Transform], ttype: TransformType) -> list[Transform]:
+    return [t for t in suite if t.type == ttype]
+
+
+def format_ike_proposal(suite: Iterable[Transform]) -> str:
+    """An IKE suite in strongSwan's keywords: ciphers, integrity, PRFs, DH groups.
+
+    The PRFs are written only when they are not those the integrity algorithms imply
+    (always, for an AEAD cipher), so `parse_ike_proposal` gives the suite back.
+    """
+    suite = tuple(suite)
+    integs = [t for t in _of_type(suite, TransformType.INTEG) if t.id != IntegId.NONE]
+    prfs = _of_type(suite, TransformType.PRF)
+    implied = [_IMPLIED_PRF.get(_IKE_NAMES.get(t, "")) for t in integs]
+    words = [_word(_IKE_NAMES, t) for t in (*_of_type(suite, TransformType.ENCR), *integs)]
+    if prfs != implied:
+        words += [_word(_IKE_NAMES, t) for t in prfs]
+    words += [_word(_IKE_NAMES, t) for t in _of_type(suite, TransformType.DH)]
+    return "-".join(words)
+
+
+def format_esp_proposal(suite: Iterable[Transform]) -> str:
+    """A CHILD_SA's suite in strongSwan's ESP keywords: cipher, integrity, the PFS group
+    if any, and ``esn`` when 64-bit sequence numbers were chosen (``noesn``, the
+    default, is not written); `esp_proposal_transforms` gives the suite back."""
+    suite = tuple(suite)
+    words = [
+        _word(_ESP_NAMES, t)
+        for ttype in (TransformType.ENCR, TransformType.INTEG, TransformType.DH)
+        for t in _of_type(suite, ttype)
+        if t.id != 0 or ttype == TransformType.ENCR  # INTEG NONE, DH NONE: not offered
+    ]
+    if any(t.id == EsnId.YES for t in _of_type(suite, TransformType.ESN)):
+        words.append("esn")
+    return "-".join(words)
