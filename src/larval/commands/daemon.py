@@ -63,7 +63,7 @@ def print_status(answer: dict[str, Any]) -> None:
         print(f"{sa['name']}: {sa['state']}, {role}, {sa['spi_i']}/{sa['spi_r']} with "
               f"{peer}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
         if sa["suite"]:
-            print("  " + ", ".join(sa["suite"]))
+            print(f"  {sa['suite']}")
         when = []
         if "rekey_in_s" in sa:
             what = "reauthenticating" if sa.get("version") == 1 else "rekeying"

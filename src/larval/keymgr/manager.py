@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
 from larval.esp import NAT_T_PORT
@@ -67,6 +68,7 @@ from larval.keymgr.pfkey_side import (
     natt_update,
     parse_policy_request,
 )
+from larval.lograte import LogLimiter
 from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa
 
 log = logging.getLogger("larval.ike")
@@ -170,6 +172,11 @@ class KeyManager:
         self._secret_version = 0
         self._secret_since = 0.0
         self.cookies_sent = 0
+        # What anyone can make us say by sending a datagram (an opener we have no
+        # connection for, a half-open IKE SA that dies) is logged per source address
+        # within limits, with a count of what was held back.
+        self.noise = LogLimiter(log)
+        self._authenticated: set[int] = set()  # id() of the sessions that got IkeSaUp
         self._seq = 0
         self.pid = os.getpid()
         self.now = 0.0
@@ -428,8 +435,9 @@ class KeyManager:
             conn = self._connection_from(addr, local, (0, 2))
             if conn is None:
                 # As strongSwan: the peer learns at once that nothing here will do.
-                log.info("IKE_SA_INIT from %s: no IKEv2 connection for that peer, sending "
-                         "NO_PROPOSAL_CHOSEN", addr[0])  # fmt: skip
+                self.noise.log(now, addr[0], logging.INFO, "IKE_SA_INIT from %s: no IKEv2 "
+                               "connection for that peer, sending NO_PROPOSAL_CHOSEN",
+                               addr[0])  # fmt: skip
                 refusal = IkeMessage(
                     header.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
                     (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN, b"", b""),),
@@ -491,8 +499,8 @@ class KeyManager:
                 return
             conn = self._connection_from(addr, local, (0, 1))
             if conn is None:
-                log.info("IKEv1 from %s: no IKEv1 connection for that peer, sending "
-                         "NO_PROPOSAL_CHOSEN", addr[0])  # fmt: skip
+                self.noise.log(now, addr[0], logging.INFO, "IKEv1 from %s: no IKEv1 connection "
+                               "for that peer, sending NO_PROPOSAL_CHOSEN", addr[0])  # fmt: skip
                 cookies = header.cookie_i + bytes(8)
                 refusal_v1 = IkeV1Message(
                     header.cookie_i, bytes(8), V1Exchange.INFORMATIONAL,
@@ -558,6 +566,7 @@ class KeyManager:
 
     def handle_timer(self, now: float) -> None:
         self.now = now
+        self.noise.flush(now)
         for session in list(self.sessions.values()):
             timer = session.get_timer()
             if timer is not None and timer <= now:
@@ -580,8 +589,9 @@ class KeyManager:
         name = conn.ike.name
         while (event := session.next_event()) is not None:
             if isinstance(event, IkeSaUp):
+                self._authenticated.add(id(session))
                 log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
-                         event.spi_r.hex(), ", ".join(repr(t) for t in event.suite),
+                         event.spi_r.hex(), format_ike_proposal(event.suite),
                          ", UDP-encapsulated" if event.natted else "")  # fmt: skip
                 if isinstance(session, IkeV1Session):
                     self._adopt(conn, session, now)
@@ -605,7 +615,7 @@ class KeyManager:
                          new.spi_i.hex(), new.spi_r.hex())  # fmt: skip
                 self._drain(new, now)
             elif isinstance(event, IkeSaDown):
-                log.info("%s: IKE_SA %s down: %s", name, session.spi_i.hex(), event.reason)
+                self._log_down(session, name, event.reason, now)
                 old = self._replacing.pop(session.spi_i, None)
                 if old is not None:
                     old.reauth_failed(now)
@@ -627,6 +637,17 @@ class KeyManager:
             self._half_open_spis.discard(session.spi_i)
         if _is(session, "closed"):
             self.sessions.pop(session.spi_i, None)
+            self._authenticated.discard(id(session))
+
+    def _log_down(self, session: Session, name: str, reason: str, now: float) -> None:
+        """An IKE SA that never authenticated its peer may be anyone's doing (an
+        IKE_SA_INIT with the peer's address forged): its end is noise, limited."""
+        text = "%s: IKE_SA %s down: %s"
+        if id(session) in self._authenticated:
+            log.info(text, name, session.spi_i.hex(), reason)
+        else:
+            self.noise.log(now, session.remote[0], logging.INFO, text, name,
+                           session.spi_i.hex(), reason)  # fmt: skip
 
     def _follow_nat(self, session: Session, name: str) -> None:
         """The peer's NAT gave its 4500 another port (a mapping timed out, the NAT
@@ -751,7 +772,7 @@ class KeyManager:
             ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
         )  # fmt: skip
         log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
-                 up.child.name, up.spi_in, up.spi_out, proposal.keywords)  # fmt: skip
+                 up.child.name, up.spi_in, up.spi_out, format_esp_proposal(up.suite))  # fmt: skip
 
     def _synthetic_request(self, conn: Connection, up: ChildSaUp, seq: int) -> PolicyRequest:
         """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,
@@ -799,11 +820,7 @@ class KeyManager:
                 "version": 2 if isinstance(s, IkeSession) else 1,
                 "rekey_at": s.rekey_at,  # the key manager's clock; IKEv1: reauthentication
                 "expires_at": s.expires_at,
-                "suite": [repr(t) for t in s.suite]
-                if isinstance(s, IkeSession)
-                else [repr(s.choice)]
-                if s.choice is not None
-                else [],
+                "suite": _ike_words(s),
             }
             for spi, s in self.sessions.items()
         ]
@@ -813,7 +830,7 @@ class KeyManager:
                 "name": c.name,
                 "spi_in": f"{c.spi_in:08x}",
                 "spi_out": f"{c.spi_out:08x}",
-                "esp": str(proposal_of(c.suite).text or _esp_name(c.suite)),
+                "esp": format_esp_proposal(c.suite),
                 "local": str(c.local),
                 "remote": str(c.remote),
                 "local_ts": [str(n) for n in c.local_ts],
@@ -854,10 +871,8 @@ def _covered(net: IPNetwork, nets: tuple[IPNetwork, ...]) -> bool:
     return any(net.version == n.version and net.subnet_of(n) for n in nets)  # type: ignore[arg-type]
 
 
-def _esp_name(suite: Suite) -> str:
-    p = proposal_of(suite)
-    names = {20: f"aes{p.encrypt_bits}gcm16", 12: f"aes{p.encrypt_bits}", 28: "chacha20poly1305",
-             11: "null"}  # fmt: skip
-    enc = names.get(p.encrypt, str(p.encrypt))
-    auth = {5: "-sha256", 6: "-sha384", 7: "-sha512"}.get(p.auth, "")
-    return enc + auth
+def _ike_words(session: Session) -> str:
+    """The IKE SA's suite in strongSwan's words; "" until one is chosen."""
+    if isinstance(session, IkeSession):
+        return format_ike_proposal(session.suite)
+    return format_ike_proposal(session.choice.suite()) if session.choice is not None else ""
