@@ -19,12 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from larval.daemon.config import load_config
+from larval.daemon.reload import by_name, connection_changes, keep_unchanged, policy_changes
 from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
 from larval.keymgr.manager import KeyManager
 from larval.net.control import ControlError
 from larval.pfkey import PfkeyMessage, decode
 from larval.sadb import Audience, PfkeyReply
+from larval.spd import SpdError
 
 log = logging.getLogger("larval.daemon")
 
@@ -192,19 +194,40 @@ class IkeDaemon(StackService):
                 proto.transport.close()
 
     def reload(self) -> None:
-        """SIGHUP: read the file again; new and changed policies apply at once."""
+        """SIGHUP: read the file again and make what came from it match it.
+
+        Policies and connections the file no longer has go, new ones come, changed
+        ones are replaced; the policies loaded over the control socket stay, including
+        one that took a configured name (`larval.daemon.reload` says why). IKE SAs up
+        keep running. A file that does not load, or whose policies the SPD refuses,
+        changes nothing. The log says what changed.
+        """
         try:
             fresh = load_config(self.config_path)
         except Exception as e:  # a bad file keeps the running configuration
             log.error("reload refused: %s", e)
             return
-        for policy in self.stack.spd.policies():
-            self.stack.spd.remove(policy.name)
-        for policy in fresh.policies:
-            self.stack.spd.add(policy)
-        self.keymgr.connections = {c.ike.name: c for c in fresh.connections}
+        configured = by_name(fresh.policies)
+        policies = policy_changes(by_name(self.stack.spd.policies()), configured,
+                                  self.control_policies)  # fmt: skip
+        try:
+            self.replace_policies(
+                {n: configured[n] for n in (*policies.added, *policies.changed)}, policies.removed
+            )
+        except SpdError as e:
+            log.error("reload refused: %s: %s", self.config_path, e)
+            return
+        fresh_conns = {c.ike.name: c for c in fresh.connections}
+        connections = connection_changes(self.keymgr.connections, fresh_conns)
+        self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns)
         self.config = fresh
-        log.info("configuration reloaded from %s", self.config_path)
+        for name in policies.kept:
+            log.warning("reload: policy %s stays as loaded over the control socket, not as "
+                        "configured (until `larval policy flush`)", name)  # fmt: skip
+        done = [c.describe(what) for c, what in ((policies, "policies"),
+                                                  (connections, "connections")) if c]  # fmt: skip
+        log.info("configuration reloaded from %s: %s", self.config_path,
+                 "; ".join(done) or "nothing changed")  # fmt: skip
 
     # -- control operations ------------------------------------------------------------------
 

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from larval.daemon.reload import by_name
 from larval.esp import NAT_T_PORT
-from larval.net.control import ControlServer, Handler
+from larval.net.control import ControlError, ControlServer, Handler
 from larval.net.dataplane import Dataplane
 from larval.net.pfkey_server import PfkeyServer
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
 from larval.sadb import PfkeyReply
-from larval.spd import load_policy_text, policy_to_dict
+from larval.spd import Policy, load_policy_text, policy_to_dict
+from larval.spd.errors import SpdError
 from larval.stack.stack import Emit, Stack
 
 log = logging.getLogger("larval.stack")
@@ -79,21 +83,47 @@ class StackService:
             for listener in self._listeners:
                 listener(replies)
 
+    @functools.cached_property
+    def control_policies(self) -> set[str]:
+        """The names of the policies loaded over the control socket (`larval policy
+        load`) since the last flush; a reload of the configuration leaves them alone."""
+        return set()
+
     def load_policy(self, text: str, source: str) -> int:
         """Add the policies of a policy file; those of the same name are replaced."""
         policies = load_policy_text(text, source)
-        names = {p.name for p in policies}
-        for name in names:
-            self.stack.spd.remove(name)
-        for policy in policies:
-            self.stack.spd.add(policy)
+        self.replace_policies(by_name(policies), ())
         return len(policies)
+
+    def replace_policies(
+        self, groups: Mapping[str, tuple[Policy, ...]], removed: Iterable[str]
+    ) -> None:
+        """Put `groups` in place of the policies of their names and remove `removed`, all
+        or nothing: if the SPD refuses one (a reqid taken), what was there is restored."""
+        spd = self.stack.spd
+        doomed = {*groups, *removed}
+        before = [p for p in spd.policies() if p.name in doomed]
+        for name in doomed:
+            spd.remove(name)
+        try:
+            spd.add_all([p for group in groups.values() for p in group])
+        except SpdError:
+            spd.add_all(before)  # add_all added none of them
+            raise
 
     def _policy_load(self, request: dict[str, Any]) -> dict[str, Any]:
         text, source = request.get("text"), request.get("source", "<control>")
         if not isinstance(text, str) or not isinstance(source, str):
-            return {"loaded": 0}
-        return {"loaded": self.load_policy(text, source)}
+            raise ControlError('policy.load needs "text" (and "source") as strings')
+        policies = load_policy_text(text, source)
+        names = by_name(policies)
+        started = {p.name for p in self.stack.spd.policies()} - self.control_policies
+        self.replace_policies(names, ())
+        self.control_policies.update(names)
+        for name in sorted(started & names.keys()):
+            log.warning("policy %s from %s replaces the one of the configuration; a reload "
+                        "leaves it in place until `larval policy flush`", name, source)  # fmt: skip
+        return {"loaded": len(policies)}
 
     def _policy_list(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"policies": [policy_to_dict(p) for p in self.stack.spd.policies()]}
@@ -101,6 +131,7 @@ class StackService:
     def _policy_flush(self, request: dict[str, Any]) -> dict[str, Any]:
         count = len(self.stack.spd.policies())
         self.stack.spd.flush()
+        self.control_policies.clear()
         return {"flushed": count}
 
     def _status(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""SIGHUP's reload: what came from the configuration file follows the file, what was
+loaded over the control socket stays, and the log says what changed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from larval.daemon.config import parse_config
+from larval.daemon.ike_daemon import IkeDaemon
+from larval.daemon.reload import by_name, connection_changes, policy_changes
+
+CONN = """
+[connections.{name}]
+version = 2
+local_addrs = ["127.0.0.1"]
+remote_addrs = ["127.0.0.2"]
+proposals = ["aes128-sha256-x25519"]
+local = {{ auth = "psk", id = "127.0.0.1" }}
+remote = {{ auth = "psk", id = "127.0.0.2" }}
+
+[connections.{name}.children.net]
+local_ts = ["{local_ts}"]
+remote_ts = ["198.51.100.0/24"]
+esp_proposals = ["{esp}"]
+mode = "tunnel"
+start_action = "trap"
+"""
+
+BYPASS = """
+[policies.bypass]
+action = "bypass"
+local_ts = ["0.0.0.0/0[udp/53]"]
+remote_ts = ["0.0.0.0/0"]
+"""
+
+
+def config_text(
+    tmp: Path, conns: dict[str, tuple[str, str]] | None = None, *, address: str = "127.0.0.1"
+) -> str:
+    """A daemon configuration with sockets under `tmp`; `conns`: name -> (local_ts, esp)."""
+    conns = {"s2s": ("203.0.113.0/24", "aes128gcm16")} if conns is None else conns
+    text = (f'[daemon]\naddresses = ["{address}"]\ncontrol_socket = "{tmp / "control"}"\n'
+            f'pfkey_socket = "{tmp / "pfkey"}"\n')  # fmt: skip
+    for name, (local_ts, esp) in conns.items():
+        text += CONN.format(name=name, local_ts=local_ts, esp=esp)
+    secret = '\n[secrets.ike]\nids = ["127.0.0.1", "127.0.0.2"]\nsecret = "0123456789abcdef-psk"\n'
+    return (text + secret).replace("127.0.0.1", address)
+
+
+def names(daemon: IkeDaemon) -> list[str]:
+    return sorted({p.name for p in daemon.stack.spd.policies()})
+
+
+def test_policy_changes_by_origin() -> None:
+    old = parse_config(_toml(config_text(Path("/x"))), "a.toml")
+    new = parse_config(
+        _toml(config_text(Path("/x"), {"s2s": ("203.0.113.0/25", "aes128gcm16"),
+                                       "b": ("192.0.2.0/24", "aes128-sha256")})), "a.toml",
+    )  # fmt: skip
+    installed = by_name(old.policies)
+    same = policy_changes(installed, by_name(old.policies), set())
+    assert not same and same.describe("policies") == ""
+    changes = policy_changes(installed, by_name(new.policies), set())
+    assert (changes.added, changes.removed, changes.changed) == (("b/net",), (), ("s2s/net",))
+    assert changes.describe("policies") == "policies added b/net; changed s2s/net"
+    # A name loaded over the control socket is the operator's: neither changed nor removed.
+    control = policy_changes({**installed, "bypass": ()}, by_name(new.policies), {"s2s/net"})
+    assert (control.added, control.changed, control.kept) == (("b/net",), (), ("s2s/net",))
+    gone = policy_changes(by_name(new.policies), installed, set())
+    assert gone.removed == ("b/net",)
+    conns = connection_changes({c.ike.name: c for c in old.connections},
+                               {c.ike.name: c for c in new.connections})  # fmt: skip
+    assert (conns.added, conns.removed, conns.changed) == (("b",), (), ("s2s",))
+
+
+def _toml(text: str) -> dict[str, object]:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+def test_reload_keeps_control_policies_and_follows_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "larval.toml"
+    path.write_text(config_text(tmp_path))
+    daemon = IkeDaemon(str(path))
+    assert names(daemon) == ["s2s/net"]
+    daemon._policy_load({"op": "policy.load", "text": BYPASS, "source": "bypass.toml"})
+    old_conn = daemon.keymgr.connections["s2s"]
+    path.write_text(config_text(tmp_path, {"s2s": ("203.0.113.0/24", "aes128gcm16"),
+                                           "b": ("192.0.2.0/24", "aes128-sha256")}))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="larval"):
+        daemon.reload()
+    assert names(daemon) == ["b/net", "bypass", "s2s/net"]
+    assert "policies added b/net; connections added b" in caplog.text
+    assert daemon.keymgr.connections["s2s"] is old_conn  # unchanged: the same object
+    # The file drops b and narrows s2s: b's policy goes, s2s's is replaced, the control
+    # socket's stays.
+    path.write_text(config_text(tmp_path, {"s2s": ("203.0.113.0/25", "aes128gcm16")}))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="larval"):
+        daemon.reload()
+    assert names(daemon) == ["bypass", "s2s/net"]
+    (out,) = [p for p in daemon.stack.spd.policies()
+              if p.name == "s2s/net" and p.direction.value == "out"]  # fmt: skip
+    assert "/25" in str(out.selector)
+    assert (
+        "policies removed b/net; changed s2s/net; connections removed b; changed s2s" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="larval"):
+        daemon.reload()
+    assert "nothing changed" in caplog.text
+    # After a flush nothing is the control socket's: the next reload puts the file's back.
+    daemon._policy_flush({"op": "policy.flush"})
+    daemon.reload()
+    assert names(daemon) == ["s2s/net"]
+
+
+def test_a_control_policy_of_a_configured_name_wins_until_flush(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "larval.toml"
+    path.write_text(config_text(tmp_path))
+    daemon = IkeDaemon(str(path))
+    mine = BYPASS.replace("[policies.bypass]", '[policies."s2s/net"]')
+    with caplog.at_level(logging.INFO, logger="larval"):
+        daemon._policy_load({"op": "policy.load", "text": mine, "source": "mine.toml"})
+        daemon.reload()
+    assert {p.action.value for p in daemon.stack.spd.policies()} == {"bypass"}
+    assert "policy s2s/net from mine.toml replaces the one of the configuration" in caplog.text
+    assert "policy s2s/net stays as loaded over the control socket" in caplog.text
+    daemon._policy_flush({"op": "policy.flush"})
+    daemon.reload()
+    assert {p.action.value for p in daemon.stack.spd.policies()} == {"protect"}
+
+
+def test_a_file_that_does_not_load_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "larval.toml"
+    path.write_text(config_text(tmp_path))
+    daemon = IkeDaemon(str(path))
+    before = daemon.stack.spd.policies()
+    path.write_text("[daemon]\naddresses = 5\n")
+    daemon.reload()
+    assert daemon.stack.spd.policies() == before and "s2s" in daemon.keymgr.connections
