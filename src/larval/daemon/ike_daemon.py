@@ -232,23 +232,37 @@ class IkeDaemon(StackService):
     # -- control operations ------------------------------------------------------------------
 
     def _up(self, request: dict[str, Any]) -> dict[str, Any]:
-        target = str(request.get("target", ""))
-        conn, _, child = target.partition("/")
-        if conn not in self.keymgr.connections:
-            known = ", ".join(self.keymgr.connections) or "none"
-            raise ControlError(f"no connection {conn!r} (configured: {known})")
+        target = request.get("target")
+        conn, child = self._target(target, children=True)
         try:
-            self.keymgr.initiate(conn, child or None, time.time())
-        except KeyError as e:
+            self.keymgr.initiate(conn, child, time.time())
+        except KeyError as e:  # a connection without children
             raise ControlError(str(e.args[0])) from None
         self._flush()
         return {"initiated": target}
 
     def _down(self, request: dict[str, Any]) -> dict[str, Any]:
-        conn = str(request.get("target", ""))
+        conn, _ = self._target(request.get("target"), children=False)
         count = self.keymgr.down(conn, time.time())
         self._flush()
         return {"deleted": count}
+
+    def _target(self, target: object, *, children: bool) -> tuple[str, str | None]:
+        """`CONN` or, where a child may be named, `CONN/CHILD`, both configured; else a
+        refusal that names what is configured (as swanctl --initiate/--terminate)."""
+        text = target if isinstance(target, str) else ""
+        conn_name, slash, child_name = text.partition("/") if children else (text, "", "")
+        conn = self.keymgr.connections.get(conn_name)
+        if conn is None:
+            known = ", ".join(self.keymgr.connections) or "none"
+            raise ControlError(f"no connection {conn_name!r} (configured: {known})")
+        if not slash:
+            return conn_name, None
+        if child_name not in {c.name for c in conn.children}:
+            known = ", ".join(f"{conn_name}/{c.name}" for c in conn.children) or "none"
+            raise ControlError(f"connection {conn_name} has no child {child_name!r} "
+                               f"(configured: {known})")  # fmt: skip
+        return conn_name, child_name
 
     def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.keymgr.status()
