@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from larval.commands.policy import default_control_socket
-from larval.net.control import control_request
+from larval.net.control import ControlError, control_request
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,12 +45,45 @@ def run(args: argparse.Namespace) -> int:
         done = "initiated" if args.command == "up" else f"{answer['deleted']} IKE_SA(s) deleted"
         print(f"{args.command} {args.target}: {done}")
         return 0
-    answer = control_request(args.control_socket, {"op": "ike.status"})
+    answer = _ike_status(args.control_socket)
     if args.json:
-        print(json.dumps({k: answer[k] for k in ("ike_sas", "child_sas", "stack")}))
-    else:
+        keys = ("key_manager", "ike_sas", "child_sas", "stack")
+        print(json.dumps({k: answer[k] for k in keys}))
+    elif answer["key_manager"]:
         print_status(answer)
+    else:
+        print(f"no key manager runs here ({args.control_socket} is `larval stack`'s): "
+              "no IKE_SAs; the stack's own status:")  # fmt: skip
+        print_stack_status(answer["stack"])
     return 0
+
+
+def _ike_status(path: str) -> dict[str, Any]:
+    """The daemon's IKE status; from `larval stack`, which has no key manager, the
+    stack's own status with no IKE_SAs, rather than "unknown op"."""
+    try:
+        return {"key_manager": True, **control_request(path, {"op": "ike.status"})}
+    except ControlError as refused:
+        try:
+            stack = control_request(path, {"op": "status"})
+        except ControlError:
+            raise refused from None
+        if stack.pop("key_manager", True):
+            raise  # a key manager that refused: its reason stands
+        stack.pop("ok", None)
+        return {"key_manager": False, "ike_sas": [], "child_sas": [], "stack": stack}
+
+
+def print_stack_status(stack: dict[str, Any]) -> None:
+    """The stack's counters, one kind a line; zero counters left out."""
+    print(f"  {stack['sas']} SAs, {stack['acquire_records']} acquire records, "
+          f"{stack['policies']} policies, {stack['pfkey_clients']} PF_KEY clients")  # fmt: skip
+    for title, key in (("drops", "drops"), ("SADB", "sadb_counters"), ("packets", "packets"),
+                       ("I/O", "io")):  # fmt: skip
+        counters = stack.get(key) or {}
+        shown = ", ".join(f"{name} {value}" for name, value in counters.items() if value)
+        if key == "drops" or shown:
+            print(f"  {title}: {shown or 'none'}")
 
 
 def print_status(answer: dict[str, Any]) -> None:

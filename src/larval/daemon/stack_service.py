@@ -136,6 +136,7 @@ class StackService:
 
     def _status(self, request: dict[str, Any]) -> dict[str, Any]:
         return {
+            "key_manager": "ike.status" in self.handlers,
             "sas": len(self.stack.sadb),
             "acquire_records": self.stack.sadb.acquire_records,
             "policies": len(self.stack.spd.policies()),
