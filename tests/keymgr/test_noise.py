@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from tests.keymgr.test_manager import Host
+from tests.keymgr.test_manager import Host, udp_packet
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -56,3 +56,45 @@ def test_the_limit_is_per_source(caplog: pytest.LogCaptureFixture) -> None:
             b.keymgr.receive_ike(opener(1, n + 1), ("192.0.2.1", 500), b.addr, 0.0)
         b.keymgr.receive_ike(opener(1, 1), ("192.0.2.99", 500), b.addr, 0.0)
     assert lines(caplog, "IKEv1 from 192.0.2.99") == 1
+
+
+def test_half_open_ike_sas_that_time_out_are_counted_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """IKE_SA_INITs with the peer's address (anyone can forge it) that never go on: the
+    end of each half-open IKE SA is noise too (here with no COOKIE limit to stop them)."""
+    a = Host("a", "b", "trap")
+    b = Host("b", "a", "none", cookie_threshold=OPENERS + 1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    a.pump(0.0)
+    ((init, _),) = a.keymgr.datagrams_to_send()
+    for n in range(OPENERS):  # IKE_SA_INIT request -->, each with its own SPIi
+        b.keymgr.receive_ike((n + 1).to_bytes(8, "big") + init[8:], ("192.0.2.1", 500),
+                             b.addr, 0.0)  # fmt: skip
+    assert len(b.keymgr.sessions) == OPENERS
+    with caplog.at_level(logging.INFO, logger="larval.ike"):
+        for now in (30.0, 60.0, 120.0):
+            b.keymgr.handle_timer(now)
+    assert b.keymgr.sessions == {}
+    assert 1 <= lines(caplog, "down: half-open IKE SA timed out") <= 5
+    assert len(caplog.records) <= 10
+
+
+def test_the_end_of_an_authenticated_ike_sa_is_always_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.keymgr.test_manager import carry
+
+    a, b = Host("a", "b", "trap"), Host("b", "a", "none")
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    with caplog.at_level(logging.INFO, logger="larval.ike"):
+        for n in range(10):  # up and down again, ten times: every line shows
+            a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), float(n))
+            carry(a, b, float(n))
+            a.keymgr.down("s2s", float(n))
+            carry(a, b, float(n))
+    assert lines(caplog, "s2s: IKE_SA") >= 40  # established and down, both sides
+    assert "suppressed" not in caplog.text
