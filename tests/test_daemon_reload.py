@@ -147,3 +147,19 @@ def test_a_file_that_does_not_load_changes_nothing(tmp_path: Path) -> None:
     path.write_text("[daemon]\naddresses = 5\n")
     daemon.reload()
     assert daemon.stack.spd.policies() == before and "s2s" in daemon.keymgr.connections
+
+
+def test_daemon_settings_wait_for_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The IKE sockets are bound to [daemon].addresses at start: a reload that changes
+    them must not make the daemon send from an address it has no socket on."""
+    path = tmp_path / "larval.toml"
+    path.write_text(config_text(tmp_path))
+    daemon = IkeDaemon(str(path))
+    path.write_text(config_text(tmp_path, address="127.0.0.9"))
+    with caplog.at_level(logging.INFO, logger="larval"):
+        daemon.reload()
+    assert daemon.config.addresses == ["127.0.0.1"]
+    assert "[daemon] addresses changed; that takes a restart" in caplog.text
+    assert "connections changed s2s" in caplog.text  # its local address did change

@@ -10,6 +10,7 @@ same way. IKE runs on UDP 500 and, behind the non-ESP marker, on the dataplane's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import signal
@@ -19,7 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from larval.daemon.config import load_config
-from larval.daemon.reload import by_name, connection_changes, keep_unchanged, policy_changes
+from larval.daemon.reload import (
+    by_name,
+    connection_changes,
+    daemon_changes,
+    keep_unchanged,
+    policy_changes,
+)
 from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
 from larval.keymgr.manager import KeyManager
@@ -199,8 +206,10 @@ class IkeDaemon(StackService):
         Policies and connections the file no longer has go, new ones come, changed
         ones are replaced; the policies loaded over the control socket stay, including
         one that took a configured name (`larval.daemon.reload` says why). IKE SAs up
-        keep running. A file that does not load, or whose policies the SPD refuses,
-        changes nothing. The log says what changed.
+        keep running. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
+        at start: a change there is logged and waits for a restart. A file that does
+        not load, or whose policies the SPD refuses, changes nothing. The log says what
+        changed.
         """
         try:
             fresh = load_config(self.config_path)
@@ -220,7 +229,13 @@ class IkeDaemon(StackService):
         fresh_conns = {c.ike.name: c for c in fresh.connections}
         connections = connection_changes(self.keymgr.connections, fresh_conns)
         self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns)
-        self.config = fresh
+        pending = daemon_changes(self.config, fresh)
+        self.config = dataclasses.replace(
+            self.config, connections=fresh.connections, policies=fresh.policies
+        )
+        if pending:
+            log.warning("reload: [daemon] %s changed; that takes a restart",
+                        ", ".join(pending))  # fmt: skip
         for name in policies.kept:
             log.warning("reload: policy %s stays as loaded over the control socket, not as "
                         "configured (until `larval policy flush`)", name)  # fmt: skip

@@ -22,10 +22,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # `larval stack` imports this module and runs no key manager
+    from larval.daemon.config import DaemonConfig
     from larval.keymgr.manager import Connection
     from larval.spd import Policy
 
-__all__ = ["Changes", "by_name", "connection_changes", "keep_unchanged", "policy_changes"]
+__all__ = [
+    "Changes",
+    "by_name",
+    "connection_changes",
+    "daemon_changes",
+    "keep_unchanged",
+    "policy_changes",
+]
+
+# What a reload takes from the file; the rest of it ([daemon]: addresses, sockets, TUN)
+# is bound to sockets and devices opened at start.
+RELOADED = ("connections", "policies")
 
 _T = TypeVar("_T")
 
@@ -106,3 +118,12 @@ def keep_unchanged(old: Mapping[str, _T], new: Mapping[str, _T]) -> dict[str, _T
     """`new`, with the objects of `old` where they are equal: the key manager knows its
     IKE SAs' connections by identity, and an unchanged connection stays the same one."""
     return {name: old[name] if old.get(name) == value else value for name, value in new.items()}
+
+
+def daemon_changes(running: DaemonConfig, fresh: DaemonConfig) -> list[str]:
+    """The settings of `[daemon]` the file changed, which only a restart applies."""
+    return [
+        f.name
+        for f in dataclasses.fields(running)
+        if f.name not in RELOADED and getattr(running, f.name) != getattr(fresh, f.name)
+    ]
