@@ -11,6 +11,8 @@ import json
 import os
 import random
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -60,6 +62,7 @@ remote_ts = ["0.0.0.0/0"]
 class Daemon:
     """Where a running `larval run` listens, and its log."""
 
+    address: str
     config: Path
     control: str
     pfkey: str
@@ -116,7 +119,7 @@ def larval_run(tmp: Path, me: str, peer: str, local_ts: str, remote_ts: str) -> 
             [sys.executable, "-m", "larval", "run", "-c", str(config), "--log-level", "info"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    daemon = Daemon(config, str(tmp / "control"), str(tmp / "pfkey"), log, proc)
+    daemon = Daemon(me, config, str(tmp / "control"), str(tmp / "pfkey"), log, proc)
     try:
         _wait_ready(proc, daemon.control, log)
         yield daemon
@@ -229,6 +232,29 @@ def test_down_of_a_connection_without_ike_sas_is_fine(daemon: Daemon) -> None:
     result = daemon.cli("down", "s2s")
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.strip() == "down s2s: 0 IKE_SA(s) deleted"
+
+
+# -- noise -------------------------------------------------------------------------------------
+
+
+def test_ikev1_openers_to_an_ikev2_daemon_are_answered_and_counted(daemon: Daemon) -> None:
+    """2,000 Main Mode openers from one address: each gets its NO_PROPOSAL_CHOSEN, the
+    log gets a handful of lines (the count of the rest comes when the minute ends)."""
+    before = daemon.log_text().count("no IKEv1 connection")
+    answers = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        for batch in range(20):
+            for n in range(100):
+                cookie = (batch * 100 + n + 1).to_bytes(8, "big")
+                mm1 = cookie + bytes(8) + bytes((1, 0x10, 2, 0)) + struct.pack("!II", 0, 28)
+                sock.sendto(mm1, (daemon.address, 500))
+            for _ in range(100):
+                sock.recv(65536)
+                answers += 1
+    assert answers == 2000
+    assert 1 <= daemon.log_text().count("no IKEv1 connection") - before <= 5
 
 
 # -- status ------------------------------------------------------------------------------------
