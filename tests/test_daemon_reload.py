@@ -163,3 +163,25 @@ def test_daemon_settings_wait_for_a_restart(
     assert daemon.config.addresses == ["127.0.0.1"]
     assert "[daemon] addresses changed; that takes a restart" in caplog.text
     assert "connections changed s2s" in caplog.text  # its local address did change
+
+
+def test_a_policy_load_the_spd_refuses_changes_nothing(tmp_path: Path) -> None:
+    """A file whose second policy the SPD refuses (the same selector twice) leaves the
+    policies of those names as they were, the first one included."""
+    from larval.errors import LarvalError
+
+    path = tmp_path / "larval.toml"
+    path.write_text(config_text(tmp_path))
+    daemon = IkeDaemon(str(path))
+    daemon._policy_load({"op": "policy.load", "text": BYPASS, "source": "bypass.toml"})
+    before = daemon.stack.spd.policies()
+    dup = BYPASS.replace("policies.bypass", "policies.dup")
+    bad = BYPASS.replace("udp/53", "udp/54") + dup.replace(
+        '["0.0.0.0/0"]', '["10.0.0.0/8", "10.0.0.0/8"]'
+    )
+    with pytest.raises(LarvalError, match="already has"):
+        daemon._policy_load({"op": "policy.load", "text": bad, "source": "bad.toml"})
+    assert daemon.stack.spd.policies() == before
+    assert daemon.control_policies == {"bypass"}
+    with pytest.raises(LarvalError, match="text"):
+        daemon._policy_load({"op": "policy.load"})
