@@ -45,9 +45,19 @@ def test_sources_are_limited_apart_and_together(
     limiter.flush(11.0)
     assert sorted(_messages(caplog)[5:]) == [
         "a: 1 more like this suppressed in 10 s",
-        "b: 2 more like this suppressed in 10 s",
-        "c: 4 more like this suppressed in 10 s",
+        "all sources: 6 more like this suppressed in 10 s",
     ]
+
+
+def test_many_sources_over_the_overall_limit_report_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    limiter = LogLimiter(logging.getLogger("larval.test.lograte"), burst=5, total=50)
+    for i in range(2000):
+        limiter.log(0.0, f"198.51.100.{i % 250}/{i}", logging.INFO, "opener %d", i)
+    limiter.flush(60.0)
+    lines = _messages(caplog)
+    assert len(lines) == 51
+    assert lines[-1] == "all sources: 1950 more like this suppressed in 60 s"
 
 
 def test_sources_kept_are_bounded(caplog: pytest.LogCaptureFixture) -> None:

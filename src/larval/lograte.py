@@ -3,7 +3,8 @@
 A flood of malformed PF_KEY messages or IKE openers must not become a flood of log
 lines: each source may log `burst` lines per `interval` seconds, and all sources
 together `total` lines; what is held back is counted and reported in one line, "N more
-like this suppressed", when the source's window ends. Time comes in as `now`, as
+like this suppressed", when the source's window ends (for the overall limit, one line
+for all sources). Time comes in as `now`, as
 everywhere below the I/O layers.
 """
 
@@ -52,21 +53,26 @@ class LogLimiter:
             window = self._sources[source] = _Window(start=now)
             while len(self._sources) > self.max_sources:
                 _, old = self._sources.popitem(last=False)
-                self._report("(sources forgotten)", old)
-        if now - self._all.start >= self.interval:
-            self._all = _Window(start=now)
-        if window.lines >= self.burst or self._all.lines >= self.total:
+                self._all.suppressed += old.suppressed  # counted, without a line of its own
+        if window.lines >= self.burst:
             window.suppressed += 1
-            self.suppressed += 1
-            return False
-        window.lines += 1
-        self._all.lines += 1
-        self.logger.log(level, msg, *args)
-        return True
+        elif self._all.lines >= self.total:
+            # Held back for everyone's sake: one count for all sources, not a line each.
+            self._all.suppressed += 1
+        else:
+            window.lines += 1
+            self._all.lines += 1
+            self.logger.log(level, msg, *args)
+            return True
+        self.suppressed += 1
+        return False
 
     def flush(self, now: float) -> None:
         """Report, and forget, the sources whose window has ended (they are kept in the
-        order their windows started)."""
+        order their windows started), and start a new overall window when it is due."""
+        if now - self._all.start >= self.interval:
+            self._report("all sources", self._all)
+            self._all = _Window(start=now)
         while self._sources:
             source, window = next(iter(self._sources.items()))
             if now - window.start < self.interval:
