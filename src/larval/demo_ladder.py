@@ -31,13 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from larval.crypto.ike_proposals import (
-    IKE_DH_KEYWORDS,
-    IKE_ENCRYPTION_KEYWORDS,
-    IKE_INTEGRITY_KEYWORDS,
-    IKE_PRF_KEYWORDS,
-)
-from larval.crypto.ike_transforms import Transform, TransformType
+from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.esp.ip import IPV4_HEADER, internet_checksum
@@ -52,7 +46,7 @@ from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import decode_header, decode_message
 from larval.ikev2.negotiate import Suite
 from larval.ikev2.payloads import NotifyPayload
-from larval.keymgr.manager import KeyManager, Session, proposal_of
+from larval.keymgr.manager import KeyManager, Session
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
 from larval.net.memnet import MemoryDatagram, MemoryDataplane, MemoryNetwork, MemoryTun
 from larval.pfkey import (
@@ -240,34 +234,6 @@ def ikev1_label(data: bytes) -> str:
         return f"{head} (undecodable)"
     names = [_V1_SHORT.get(p.payload_type, str(int(p.payload_type))) for p in message.payloads]
     return f"{head} ({', '.join(names)})"
-
-
-def ike_keywords(suite: Suite) -> str:
-    """An IKE suite in strongSwan's words (the PRF left out when the INTEG implies it)."""
-    words: list[str] = []
-    integ = ""
-    for t in sorted(suite, key=lambda t: _KEYWORD_ORDER.get(t.type, 9)):
-        table = _KEYWORD_TABLES.get(t.type, {})
-        word = next((w for w, v in table.items() if v == t), repr(t))
-        if t.type == TransformType.INTEG:
-            integ = word
-        if t.type == TransformType.PRF and word == f"prf{integ}":
-            continue
-        words.append(word)
-    return "-".join(words)
-
-
-def esp_keywords(suite: Suite) -> str:
-    return proposal_of(suite).keywords
-
-
-_KEYWORD_TABLES: dict[int, dict[str, Transform]] = {
-    TransformType.ENCR: IKE_ENCRYPTION_KEYWORDS, TransformType.INTEG: IKE_INTEGRITY_KEYWORDS,
-    TransformType.PRF: IKE_PRF_KEYWORDS, TransformType.DH: IKE_DH_KEYWORDS,
-}  # fmt: skip
-_KEYWORD_ORDER: dict[int, int] = {
-    TransformType.ENCR: 0, TransformType.INTEG: 1, TransformType.PRF: 2, TransformType.DH: 3,
-}  # fmt: skip
 
 
 # -- the ladder -----------------------------------------------------------------------------
@@ -460,14 +426,14 @@ class Host:
             if session.state.value == "established" and spi not in self._known_ike:
                 self._known_ike.add(spi)
                 encap = ", UDP-encapsulated" if session.natted else ""
-                suite = ike_keywords(_suite_of(session))
+                suite = format_ike_proposal(_suite_of(session))
                 kind = "IKE_SA" if self.demo.version == 2 else "ISAKMP SA"
                 self.say(f"keymgr: {kind} established, {suite}{encap}")
         for spi_in, child in self.keymgr.children.items():
             if spi_in not in self._known_children:
                 self._known_children.add(spi_in)
                 self.say(f"keymgr: CHILD_SA {child.name} up, in {spi_in:08x} / out "
-                         f"{child.spi_out:08x}, {esp_keywords(child.suite)}")  # fmt: skip
+                         f"{child.spi_out:08x}, {format_esp_proposal(child.suite)}")  # fmt: skip
         self._known_children &= set(self.keymgr.children)
 
     # -- what it holds ---------------------------------------------------------------------------
@@ -481,7 +447,7 @@ class Host:
         for record in status["ike_sas"]:
             record["host"] = self.name
             session = self.keymgr.sessions.get(bytes.fromhex(record["spi_i"]))
-            record["proposal"] = ike_keywords(_suite_of(session)) if session else ""
+            record["proposal"] = format_ike_proposal(_suite_of(session)) if session else ""
         for record in status["child_sas"]:
             record["host"] = self.name
             sa_in = self.sa_state(record["spi_in"], OUTER[self.name])
