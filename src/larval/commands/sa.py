@@ -45,6 +45,8 @@ U32_MAX = 0xFFFFFFFF  # SPIs
 U64_MAX = 0xFFFFFFFFFFFFFFFF  # sadb_lifetime_bytes, _addtime, _usetime
 #: RFC 4303 §2.1: SPIs 1-255 are reserved by IANA and 0 is for local use.
 MIN_SPI = 0x100
+#: sun_path holds 108 bytes with the terminating NUL (unix(7)).
+MAX_UNIX_PATH = 107
 #: The most a key file may hold: the longest key larval takes is 64 bytes, 128 hex digits.
 KEY_FILE_LIMIT = 1024
 
@@ -237,6 +239,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _exchange(path: str, msg: PfkeyMessage) -> list[PfkeyMessage]:
     """Send one request; its replies. A socket that fails midway is one line, not a trace."""
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise UsageError(
+            f"--socket {path}: longer than an AF_UNIX path may be ({MAX_UNIX_PATH} bytes)"
+        )
     with PfkeyClient(path) as client:
         try:
             return list(client.request_all(msg))
