@@ -3,6 +3,7 @@ no key bytes, and neither the SADB nor anything on disk changed."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -16,8 +17,9 @@ import pytest
 
 from larval.cli import _parser
 from larval.net.pfkey_client import PfkeyClient
-from larval.pfkey import EncryptAlg
-from larval.pfkey.requests import keyed
+from larval.pfkey import Diagnostic, EncryptAlg, SaType
+from larval.pfkey.constants import diagnostic_text
+from larval.pfkey.requests import getspi, keyed
 from tests.badinput import larval, one_line, snapshot
 from tests.badinput.stackproc import StackProcess, larval_stack
 
@@ -267,6 +269,14 @@ def test_an_idle_time_past_the_soft_and_hard_ones_names_the_idle_time(
 def test_ah_is_not_offered(sa: Sa, unchanged: None) -> None:
     result = sa("add", *ADD, "--encrypt-key", GCM_KEY, "--satype", "ah")
     assert "invalid choice: 'ah'" in usage_error(result, "--satype")
+
+
+def test_another_pf_key_client_is_told_ah_is_not_supported(sa: Sa) -> None:
+    with PfkeyClient(sa.stack.pfkey) as client:
+        reply = client.request(getspi("192.0.2.1", "192.0.2.2", satype=SaType.AH))
+    assert (reply.errno, reply.diagnostic) == (errno.EINVAL, Diagnostic.UNKNOWN_SATYPE)
+    assert "not supported" in diagnostic_text(reply.diagnostic)
+    assert sa.dump() == []
 
 
 # -- our own checks: one line each ---------------------------------------------------------
