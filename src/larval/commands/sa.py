@@ -63,26 +63,29 @@ def default_socket() -> str:
     return os.environ.get("LARVAL_PFKEY_SOCKET", DEFAULT_PFKEY_SOCKET)
 
 
-def _number(low: int, high: int, unit: str, *, hex_: bool = False) -> Callable[[str], int]:
+def _number(
+    low: int, high: int, unit: str, why: str, *, hex_: bool = False
+) -> Callable[[str], int]:
     """An argparse type: an integer (decimal, or 0x hex) in [low, high], else the range."""
     shown = f"{low:#x} to {high:#x}" if hex_ else f"{low} to {high}"
+    shown += f" {unit}" if unit else ""
 
     def parse(text: str) -> int:
         try:
             value = int(text, 0)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({unit})") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({shown})") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: {shown} {unit}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {shown}; {why}")
         return value
 
     return parse
 
 
-_SPI = _number(MIN_SPI, U32_MAX, "(an SPI; below 0x100 is reserved, RFC 4303 §2.1)", hex_=True)
-_SECONDS = _number(0, U64_MAX, "seconds, 0 for none")
-_BYTES = _number(0, U64_MAX, "bytes, 0 for none")
-_REPLAY = _number(0, U8_MAX, "packets (PF_KEY's sadb_sa_replay is 8 bits)")
+_SPI = _number(MIN_SPI, U32_MAX, "", "SPIs 0-255 are reserved (RFC 4303 §2.1)", hex_=True)
+_SECONDS = _number(0, U64_MAX, "seconds", "a PF_KEY lifetime is 64 bits")
+_BYTES = _number(0, U64_MAX, "bytes", "a PF_KEY lifetime is 64 bits")
+_REPLAY = _number(0, U8_MAX, "packets", "PF_KEY's sadb_sa_replay is 8 bits")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -247,7 +250,7 @@ def _exchange(path: str, msg: PfkeyMessage) -> list[PfkeyMessage]:
         try:
             return list(client.request_all(msg))
         except OSError as e:  # the stack went away: EPIPE, ECONNRESET
-            raise PfkeyClientError(f"the PF_KEY socket {path} failed: {e.strerror}") from None
+            raise PfkeyClientError(f"the PF_KEY socket {path} failed: {e.strerror or e}") from None
 
 
 def _request(args: argparse.Namespace, satype: int) -> PfkeyMessage:
