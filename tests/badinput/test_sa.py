@@ -241,7 +241,25 @@ def test_a_value_of_the_wrong_type_is_named(
 
 def test_a_missing_required_option_is_named(sa: Sa, unchanged: None) -> None:
     usage_error(sa("add", "--src", "192.0.2.2", "--dst", "192.0.2.1"), "--spi")
+    usage_error(sa("update", "--spi", "0x2000", "--dst", "192.0.2.1"), "--src")
+    usage_error(sa("getspi", "--src", "192.0.2.2"), "--dst")
     usage_error(sa("get", "--spi", "0x1000"), "--dst")
+    usage_error(sa("delete", "--dst", "192.0.2.1"), "--spi")
+
+
+@pytest.mark.parametrize("op", ["get", "delete"])
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [("--spi", "0x1", "out of range"), ("--spi", "2x", "not a number"),
+     ("--spi", str(2**32), "out of range"), ("--dst", "::g", "not an IPv4 or IPv6"),
+     ("--src", "", "not an IPv4 or IPv6")],
+)  # fmt: skip
+def test_get_and_delete_name_a_bad_value(
+    sa: Sa, unchanged: None, op: str, option: str, value: str, named: str
+) -> None:
+    args = {"--spi": "0x2000", "--dst": "192.0.2.1", option: value}
+    result = sa(op, *(x for pair in args.items() for x in pair))
+    assert named in usage_error(result, option)
 
 
 # -- lifetimes -----------------------------------------------------------------------------
