@@ -385,14 +385,40 @@ def test_idle_lifetime_reports_once_per_quiet_spell(sadb: Sadb) -> None:
     assert len(sadb.age(105.0)) == 1
 
 
-def test_idle_lifetime_above_hard_is_refused(sadb: Sadb) -> None:
+def test_idle_lifetime_alone_with_a_hard_one_is_taken_as_illumos_takes_it(sadb: Sadb) -> None:
+    # illumos sadb_hardsoftchk() compares the idle lifetime only when soft and hard are
+    # both given; an idle time past a lone hard one is harmless (the SA dies first).
     idle = SadbLifetime(ExtType.X_LIFETIME_IDLE, addtime=600)
     hard = SadbLifetime(ExtType.LIFETIME_HARD, addtime=300)
-    refused(
-        sadb.handle(add(0x1000, hard=hard, extra=(idle,)), 0.0),
-        errno.EINVAL,
-        Diagnostic.ADDTIME_HSERR,
-    )
+    assert only(sadb.handle(add(0x1000, hard=hard, extra=(idle,)), 0.0)).errno == 0
+
+
+@pytest.mark.parametrize(
+    ("idle", "diag"),
+    [
+        (SadbLifetime(ExtType.X_LIFETIME_IDLE, addtime=250), Diagnostic.ADDTIME_HSERR),
+        (SadbLifetime(ExtType.X_LIFETIME_IDLE, usetime=250), Diagnostic.USETIME_HSERR),
+    ],
+)
+def test_idle_lifetime_above_soft_and_hard_is_refused(
+    sadb: Sadb, idle: SadbLifetime, diag: int
+) -> None:
+    soft = SadbLifetime(ExtType.LIFETIME_SOFT, addtime=200, usetime=200)
+    hard = SadbLifetime(ExtType.LIFETIME_HARD, addtime=300, usetime=300)
+    refused(sadb.handle(add(0x1000, soft=soft, hard=hard, extra=(idle,)), 0.0), errno.EINVAL, diag)
+    assert len(sadb) == 0
+
+
+def test_ah_is_refused_as_a_type_larval_does_not_implement(sadb: Sadb) -> None:
+    # illumos keysock answers a type with no consumer module EINVAL, UNKNOWN_SATYPE.
+    for msg in (
+        getspi(PEER, LOCAL, satype=SaType.AH),
+        add(0x1000, satype=SaType.AH),
+        keyed(SadbMsgType.UPDATE, 0x1000, LOCAL, PEER, encrypt=0, satype=SaType.AH),
+        PfkeyMessage(SadbMsgType.REGISTER, SaType.AH),
+    ):
+        refused(sadb.handle(msg, 0.0), errno.EINVAL, Diagnostic.UNKNOWN_SATYPE)
+    assert len(sadb) == 0
 
 
 # -- held packets and acquire records --------------------------------------------------

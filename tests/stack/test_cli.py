@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.badinput.stackproc import StackProcess, larval_stack
 
 GCM_KEY = "00112233445566778899aabbccddeeff01020304"  # 16-byte key + 4-byte salt
 
@@ -24,11 +25,7 @@ def larval(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-class Stack:
-    def __init__(self, tmp: Path) -> None:
-        self.pfkey = str(tmp / "pfkey")
-        self.control = str(tmp / "control")
-
+class Stack(StackProcess):
     def sa(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         op, rest = args[0], args[1:]
         return larval("sa", op, "--socket", self.pfkey, *rest, check=check)
@@ -40,28 +37,10 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "larval", "stack", "--pfkey-socket", s.pfkey,
-         "--control-socket", s.control, "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 15
-        while not (os.path.exists(s.pfkey) and os.path.exists(s.control)):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "larval stack did not start"
-            time.sleep(0.05)
+    with larval_stack(tmp_path) as running:
+        s = Stack(tmp_path)
+        assert (s.pfkey, s.control) == (running.pfkey, running.control)
         yield s
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-    assert not os.path.exists(s.pfkey)  # SIGTERM cleans up
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -77,7 +56,9 @@ def test_manual_keying_round_trip(stack: Stack) -> None:
              "--soft-time", "300", "--hard-time", "360")  # fmt: skip
     got = json.loads(stack.sa("get", "--spi", "0x1000", "--dst", "192.0.2.1", "--json").stdout)
     assert got["state"] == "mature" and got["encrypt"] == "aes-gcm-16"
-    assert got["encrypt_key"] == GCM_KEY
+    assert "encrypt_key" not in got  # keys only when asked for
+    with_keys = stack.sa("get", "--spi", "0x1000", "--dst", "192.0.2.1", "--json", "--keys")
+    assert json.loads(with_keys.stdout)["encrypt_key"] == GCM_KEY
     assert got["soft"]["addtime"] == 300 and got["hard"]["addtime"] == 360
 
     larval_sa = json.loads(
@@ -87,6 +68,7 @@ def test_manual_keying_round_trip(stack: Stack) -> None:
 
     dump = json.loads(stack.sa("dump", "--json").stdout)
     assert sorted(sa["state"] for sa in dump) == ["larval", "mature"]
+    assert all("encrypt_key" not in sa for sa in dump)
     assert "encrypt_key" not in stack.sa("dump").stdout  # the table shows no keys
 
     stack.sa("delete", "--spi", "0x1000", "--dst", "192.0.2.1")

@@ -7,13 +7,15 @@ import errno
 import ipaddress
 import json
 import os
+import stat
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
-from larval.crypto.proposals import ProposalError, parse_esp_proposal
+from larval.crypto.proposals import EspProposal, ProposalError, parse_esp_proposal
 from larval.errors import LarvalError
-from larval.net.pfkey_client import PfkeyClient
+from larval.net.pfkey_client import PfkeyClient, PfkeyClientError
 from larval.pfkey import (
     Diagnostic,
     Extension,
@@ -34,7 +36,19 @@ from larval.pfkey import (
 from larval.pfkey.constants import diagnostic_text
 
 DEFAULT_PFKEY_SOCKET = "/run/larval/pfkey"
-SATYPES = {"esp": SaType.ESP, "ah": SaType.AH}
+# AH (RFC 4302) is not implemented by the dataplane, nor by strongSwan's kernel-libipsec.
+SATYPES = {"esp": SaType.ESP}
+
+#: The widths of the PF_KEY fields the numbers go into (RFC 2367 §2.3).
+U8_MAX = 0xFF  # sadb_sa_replay
+U32_MAX = 0xFFFFFFFF  # SPIs
+U64_MAX = 0xFFFFFFFFFFFFFFFF  # sadb_lifetime_bytes, _addtime, _usetime
+#: RFC 4303 §2.1: SPIs 1-255 are reserved by IANA and 0 is for local use.
+MIN_SPI = 0x100
+#: sun_path holds 108 bytes with the terminating NUL (unix(7)).
+MAX_UNIX_PATH = 107
+#: The most a key file may hold: the longest key larval takes is 64 bytes, 128 hex digits.
+KEY_FILE_LIMIT = 1024
 
 
 class UsageError(LarvalError):
@@ -49,64 +63,150 @@ def default_socket() -> str:
     return os.environ.get("LARVAL_PFKEY_SOCKET", DEFAULT_PFKEY_SOCKET)
 
 
+def _number(
+    low: int, high: int, unit: str, why: str, *, hex_: bool = False
+) -> Callable[[str], int]:
+    """An argparse type: an integer (decimal, or 0x hex) in [low, high], else the range."""
+    shown = f"{low:#x} to {high:#x}" if hex_ else f"{low} to {high}"
+    shown += f" {unit}" if unit else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({shown})") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {shown}; {why}")
+        return value
+
+    return parse
+
+
+_SPI = _number(MIN_SPI, U32_MAX, "", "SPIs 0-255 are reserved (RFC 4303 §2.1)", hex_=True)
+_SECONDS = _number(0, U64_MAX, "seconds", "a PF_KEY lifetime is 64 bits")
+_BYTES = _number(0, U64_MAX, "bytes", "a PF_KEY lifetime is 64 bits")
+_REPLAY = _number(0, U8_MAX, "packets", "PF_KEY's sadb_sa_replay is 8 bits")
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sa = commands.add_parser("sa", help="manage SAs over PF_KEY (like ipseckey)")
     ops = sa.add_subparsers(dest="sa_op", metavar="OP", required=True)
 
     def op(name: str, help_: str) -> argparse.ArgumentParser:
         p = ops.add_parser(name, help=help_)
-        p.add_argument("--socket", default=default_socket(), help="the stack's PF_KEY socket")
+        p.add_argument(
+            "--socket",
+            default=default_socket(),
+            metavar="PATH",
+            help="the stack's PF_KEY socket (default: $LARVAL_PFKEY_SOCKET, else %(default)s)",
+        )
         p.add_argument("--json", action="store_true", help="JSON instead of a table")
-        p.add_argument("--satype", choices=sorted(SATYPES), default="esp")
+        p.add_argument(
+            "--satype",
+            choices=sorted(SATYPES),
+            default="esp",
+            help="SA type: esp (larval implements no AH)",
+        )
         return p
 
     getspi = op("getspi", "reserve an inbound SPI: a LARVAL SA")
     _addresses(getspi)
-    getspi.add_argument("--spi-min", type=_int, default=0x100)
-    getspi.add_argument("--spi-max", type=_int, default=0xFFFFFFFF)
+    getspi.add_argument(
+        "--spi-min", type=_SPI, default=MIN_SPI, metavar="SPI",
+        help="lowest SPI to choose from, 0x100 to 0xffffffff (default 0x100)",
+    )  # fmt: skip
+    getspi.add_argument(
+        "--spi-max", type=_SPI, default=U32_MAX, metavar="SPI",
+        help="highest SPI to choose from, 0x100 to 0xffffffff (default 0xffffffff)",
+    )  # fmt: skip
     for name, help_ in (
         ("add", "add a keyed SA"),
         ("update", "key a LARVAL SA, or change lifetimes"),
     ):
         p = op(name, help_)
         _addresses(p)
-        p.add_argument("--spi", type=_int, required=True)
+        p.add_argument(
+            "--spi", type=_SPI, required=True,
+            help="the SA's SPI, 0x100 to 0xffffffff (decimal or 0x hex)",
+        )  # fmt: skip
         p.add_argument(
             "--alg",
             help="algorithms in strongSwan's words: aes128gcm16, aes256-sha256, null-sha256, ...",
         )
-        p.add_argument("--encrypt-key", help="hex, or @FILE holding hex (keeps it out of ps)")
-        p.add_argument("--auth-key", help="hex, or @FILE holding hex")
-        p.add_argument("--replay", type=_int, default=32, help="replay window, packets")
-        for axis in ("time", "bytes"):
-            p.add_argument(f"--soft-{axis}", type=_int, default=0)
-            p.add_argument(f"--hard-{axis}", type=_int, default=0)
-        p.add_argument("--idle-time", type=_int, default=0, help="seconds idle before EXPIRE")
-        p.add_argument("--pair", type=_int, help="SPI of the SA of the other direction")
-        p.add_argument("--mode", choices=["tunnel", "transport"], default="tunnel", help="ESP mode")
-    for name, help_ in (("delete", "delete an SA"), ("get", "show one SA with its keys")):
+        p.add_argument(
+            "--encrypt-key",
+            metavar="HEX|@FILE",
+            help="encryption key (an AEAD's with its salt) as hex, or @FILE holding the hex: "
+            "a regular file of mode 0600 or stricter, at most 1 KiB (keeps it out of ps)",
+        )
+        p.add_argument(
+            "--auth-key", metavar="HEX|@FILE", help="integrity key as hex, or @FILE as above"
+        )
+        p.add_argument(
+            "--replay", type=_REPLAY, default=32, metavar="PACKETS",
+            help="anti-replay window, 0 to 255 packets; 0 turns the check off (default 32)",
+        )  # fmt: skip
+        for which in ("soft", "hard"):
+            event = "EXPIRE, rekey due" if which == "soft" else "the SA dies"
+            p.add_argument(
+                f"--{which}-time", type=_SECONDS, default=0, metavar="SECONDS",
+                help=f"seconds after add until {event}; 0 for none",
+            )  # fmt: skip
+            p.add_argument(
+                f"--{which}-bytes", type=_BYTES, default=0, metavar="BYTES",
+                help=f"bytes protected until {event}; 0 for none",
+            )  # fmt: skip
+        p.add_argument(
+            "--idle-time", type=_SECONDS, default=0, metavar="SECONDS",
+            help="seconds without traffic before an idle EXPIRE; 0 for none",
+        )  # fmt: skip
+        p.add_argument(
+            "--pair", type=_SPI, metavar="SPI",
+            help="SPI of the SA of the other direction, 0x100 to 0xffffffff",
+        )  # fmt: skip
+        p.add_argument(
+            "--mode", choices=["tunnel", "transport"], default="tunnel",
+            help="ESP mode (default tunnel)",
+        )  # fmt: skip
+    for name, help_ in (("delete", "delete an SA"), ("get", "show one SA")):
         p = op(name, help_)
-        p.add_argument("--spi", type=_int, required=True)
-        p.add_argument("--dst", type=_address, required=True)
-        p.add_argument("--src", type=_address)
+        p.add_argument(
+            "--spi", type=_SPI, required=True,
+            help="the SA's SPI, 0x100 to 0xffffffff (decimal or 0x hex)",
+        )  # fmt: skip
+        p.add_argument(
+            "--dst", type=_address, required=True, metavar="ADDRESS",
+            help="the SA's destination, an IPv4 or IPv6 address",
+        )  # fmt: skip
+        p.add_argument(
+            "--src", type=_address, metavar="ADDRESS",
+            help="the SA's source, an IPv4 or IPv6 address (optional)",
+        )  # fmt: skip
+        if name == "get":
+            _keys_option(p)
     op("flush", "delete every SA")
-    op("dump", "list every SA")
+    _keys_option(op("dump", "list every SA"))
     op("monitor", "print every PF_KEY message the stack sends, until interrupted")
 
 
 def _addresses(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--src", type=_address, required=True)
-    p.add_argument("--dst", type=_address, required=True)
+    p.add_argument(
+        "--src", type=_address, required=True, metavar="ADDRESS",
+        help="source: the sending end, an IPv4 or IPv6 address",
+    )  # fmt: skip
+    p.add_argument(
+        "--dst", type=_address, required=True, metavar="ADDRESS",
+        help="destination: the receiving end, of the same family",
+    )  # fmt: skip
 
 
-def _int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+def _keys_option(p: argparse.ArgumentParser) -> None:
+    # ipseckey prints keying material only when asked; so does larval.
+    p.add_argument(
+        "--keys",
+        action="store_true",
+        help="include the keys (hex); dump shows them only with --json",
+    )
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -120,33 +220,54 @@ def run(args: argparse.Namespace) -> int:
     satype = SATYPES[args.satype]
     if args.sa_op == "monitor":
         return _monitor(args)
+    keys = getattr(args, "keys", False)
+    if keys and args.sa_op == "dump" and not args.json:
+        raise UsageError("--keys: the table of dump never shows keys; add --json")
     msg = _request(args, satype)
-    with PfkeyClient(args.socket) as client:
-        replies = list(client.request_all(msg))
+    replies = _exchange(args.socket, msg)
     for reply in replies:
         if reply.errno:
             raise RefusedError(_refusal(args.sa_op, reply))
     sas = [sa_to_dict(r) for r in replies if r.find(ExtType.SA) is not None]
+    if not keys:
+        for sa in sas:
+            sa.pop("encrypt_key", None)
+            sa.pop("auth_key", None)
     if args.json:
         print(json.dumps(sas if args.sa_op == "dump" else (sas[0] if sas else {"ok": True})))
     elif sas:
-        print_table(sas, with_keys=args.sa_op == "get")
+        print_table(sas, with_keys=keys)
     return 0
+
+
+def _exchange(path: str, msg: PfkeyMessage) -> list[PfkeyMessage]:
+    """Send one request; its replies. A socket that fails midway is one line, not a trace."""
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise UsageError(
+            f"--socket {path}: longer than an AF_UNIX path may be ({MAX_UNIX_PATH} bytes)"
+        )
+    with PfkeyClient(path) as client:
+        try:
+            return list(client.request_all(msg))
+        except OSError as e:  # the stack went away: EPIPE, ECONNRESET
+            raise PfkeyClientError(f"the PF_KEY socket {path} failed: {e.strerror or e}") from None
 
 
 def _request(args: argparse.Namespace, satype: int) -> PfkeyMessage:
     op = args.sa_op
     if op == "getspi":
         src, dst = _pair(args)
-        if args.spi_min > args.spi_max or args.spi_max > 0xFFFFFFFF:
-            raise UsageError(f"--spi-min {args.spi_min:#x} / --spi-max {args.spi_max:#x}: no range")
+        if args.spi_min > args.spi_max:
+            raise UsageError(f"--spi-min {args.spi_min:#x} is above --spi-max {args.spi_max:#x}")
         exts: tuple[Extension, ...] = (src, dst, SadbSpirange(args.spi_min, args.spi_max))
         return PfkeyMessage(SadbMsgType.GETSPI, satype, extensions=exts)
     if op in ("add", "update"):
         return _keyed(args, satype)
     if op in ("delete", "get"):
-        by: list[Extension] = [SadbSa(_spi(args.spi))]
+        by: list[Extension] = [SadbSa(args.spi)]
         if args.src is not None:
+            if args.src.version != args.dst.version:
+                raise UsageError(f"--src {args.src} and --dst {args.dst} are of different families")
             by.append(SadbAddress(ExtType.ADDRESS_SRC, args.src))
         by.append(SadbAddress(ExtType.ADDRESS_DST, args.dst))
         msg_type = SadbMsgType.DELETE if op == "delete" else SadbMsgType.GET
@@ -162,41 +283,11 @@ def _pair(args: argparse.Namespace) -> tuple[SadbAddress, SadbAddress]:
     return SadbAddress(ExtType.ADDRESS_SRC, args.src), SadbAddress(ExtType.ADDRESS_DST, args.dst)
 
 
-def _spi(value: int) -> int:
-    if not 0x100 <= value <= 0xFFFFFFFF:
-        raise UsageError(f"--spi {value:#x}: SPIs run from 0x100 to 0xffffffff (RFC 4303 §2.1)")
-    return value
-
-
 def _keyed(args: argparse.Namespace, satype: int) -> PfkeyMessage:
     src, dst = _pair(args)
-    exts: list[Extension] = []
-    encrypt = auth = 0
-    if args.alg is not None:
-        try:
-            proposal = parse_esp_proposal(args.alg)
-        except ProposalError as e:
-            raise UsageError(f"--alg {args.alg}: {e}") from None
-        encrypt, auth = proposal.encrypt, proposal.auth
-        cipher = ENCRYPT_ALGORITHMS[encrypt]
-        want = (proposal.encrypt_bits + cipher.salt_bits) // 8
-        ekey = _key(args.encrypt_key, "--encrypt-key", want, f"{cipher.name}")
-        if ekey:
-            exts.append(SadbKey(ExtType.KEY_ENCRYPT, len(ekey) * 8, ekey))
-        if auth:
-            integ = AUTH_ALGORITHMS[auth]
-            akey = _key(args.auth_key, "--auth-key", integ.key_bits // 8, integ.name)
-            exts.append(SadbKey(ExtType.KEY_AUTH, len(akey) * 8, akey))
-        elif args.auth_key is not None:
-            raise UsageError(f"--auth-key: {args.alg} has no integrity algorithm")
-    elif args.encrypt_key is not None or args.auth_key is not None:
-        raise UsageError("keys need --alg to say what they are for")
-    elif args.sa_op == "add":
-        raise UsageError("add needs --alg and its keys")
-    for axis in ("time", "bytes"):
-        soft, hard = getattr(args, f"soft_{axis}"), getattr(args, f"hard_{axis}")
-        if soft and hard and soft > hard:
-            raise UsageError(f"--soft-{axis} {soft} is above --hard-{axis} {hard}")
+    proposal = _proposal(args)
+    exts = _keys(args, proposal)
+    _check_lifetimes(args)
     lifetimes: list[Extension] = []
     if args.hard_time or args.hard_bytes:
         lifetimes.append(
@@ -209,10 +300,60 @@ def _keyed(args: argparse.Namespace, satype: int) -> PfkeyMessage:
     if args.idle_time:
         lifetimes.append(SadbLifetime(ExtType.X_LIFETIME_IDLE, addtime=args.idle_time))
     flags = SaFlags.X_TUNNEL if args.mode == "tunnel" else 0
-    sa_ext = SadbSa(_spi(args.spi), min(args.replay, 255), SaState.MATURE, auth, encrypt, flags)
-    extra: list[Extension] = [SadbXPair(_spi(args.pair))] if args.pair is not None else []
+    encrypt, auth = (proposal.encrypt, proposal.auth) if proposal is not None else (0, 0)
+    sa_ext = SadbSa(args.spi, args.replay, SaState.MATURE, auth, encrypt, flags)
+    extra: list[Extension] = [SadbXPair(args.pair)] if args.pair is not None else []
     msg_type = SadbMsgType.ADD if args.sa_op == "add" else SadbMsgType.UPDATE
     return PfkeyMessage(msg_type, satype, extensions=(sa_ext, *lifetimes, src, dst, *exts, *extra))
+
+
+def _proposal(args: argparse.Namespace) -> EspProposal | None:
+    """The algorithms --alg names, if it is given."""
+    if args.alg is None:
+        return None
+    try:
+        return parse_esp_proposal(args.alg)
+    except ProposalError as e:
+        raise UsageError(f"--alg {args.alg}: {e}") from None
+
+
+def _keys(args: argparse.Namespace, proposal: EspProposal | None) -> list[Extension]:
+    """The key extensions --alg calls for, from --encrypt-key and --auth-key."""
+    if proposal is None:
+        if args.encrypt_key is not None or args.auth_key is not None:
+            raise UsageError("keys need --alg to say what they are for")
+        if args.sa_op == "add":
+            raise UsageError("add needs --alg and its keys")
+        return []
+    exts: list[Extension] = []
+    cipher = ENCRYPT_ALGORITHMS[proposal.encrypt]
+    want = (proposal.encrypt_bits + cipher.salt_bits) // 8
+    ekey = _key(args.encrypt_key, "--encrypt-key", want, cipher.name)
+    if ekey:
+        exts.append(SadbKey(ExtType.KEY_ENCRYPT, len(ekey) * 8, ekey))
+    if proposal.auth:
+        integ = AUTH_ALGORITHMS[proposal.auth]
+        akey = _key(args.auth_key, "--auth-key", integ.key_bits // 8, integ.name)
+        exts.append(SadbKey(ExtType.KEY_AUTH, len(akey) * 8, akey))
+    elif args.auth_key is not None:
+        raise UsageError(f"--auth-key: {args.alg} has no integrity algorithm")
+    return exts
+
+
+def _check_lifetimes(args: argparse.Namespace) -> None:
+    """A soft limit above its hard one is refused (RFC 2367 §2.3.4); so is an idle time
+    above the soft or hard add-time, checked as illumos' sadb_hardsoftchk() does: only
+    when both of those are set."""
+    for axis in ("time", "bytes"):
+        soft, hard = getattr(args, f"soft_{axis}"), getattr(args, f"hard_{axis}")
+        if soft and hard and soft > hard:
+            raise UsageError(f"--soft-{axis} {soft} is above --hard-{axis} {hard}")
+    idle, soft, hard = args.idle_time, args.soft_time, args.hard_time
+    if idle and soft and hard and idle > soft:
+        raise UsageError(
+            f"--idle-time {idle} is above --soft-time {soft}: with soft and hard times set, "
+            "the idle time may not exceed either"
+        )
 
 
 def _key(value: str | None, option: str, want: int, alg: str) -> bytes:
@@ -220,20 +361,80 @@ def _key(value: str | None, option: str, want: int, alg: str) -> bytes:
         if want == 0:
             return b""
         raise UsageError(f"{option}: {alg} needs a {want}-byte key")
+    where = ""
     text = value
     if value.startswith("@"):
-        try:
-            with open(value[1:]) as f:
-                text = f.read().strip()
-        except OSError as e:
-            raise UsageError(f"{option}: cannot read {value[1:]}: {e.strerror}") from None
+        text = _key_file_text(value[1:], option)
+        where = f" in {value[1:]}"
     try:
-        key = bytes.fromhex(text.removeprefix("0x"))
+        key = bytes.fromhex(text.strip().removeprefix("0x"))
     except ValueError:
-        raise UsageError(f"{option}: not hexadecimal") from None  # never echo key material
+        raise UsageError(f"{option}: not hexadecimal{where}") from None  # never echo key material
     if len(key) != want:
-        raise UsageError(f"{option}: {alg} takes a {want}-byte key, not {len(key)} bytes")
+        raise UsageError(f"{option}: {alg} takes a {want}-byte key, not {len(key)} bytes{where}")
     return key
+
+
+def _key_file_text(path: str, option: str) -> str:
+    """The text of a key file, taken only as ssh takes a private key: a regular file that
+    group and others cannot touch; and small, so that @/dev/zero cannot fill memory."""
+    if not path:
+        raise UsageError(f"{option}: no file named after the @")
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; what it is is checked next.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise UsageError(f"{option}: cannot read {path}: {e.strerror}") from None
+    try:
+        _check_key_file(os.fstat(fd), path, option)
+        data = _read_at_most(fd, KEY_FILE_LIMIT + 1)
+    except OSError as e:
+        raise UsageError(f"{option}: cannot read {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > KEY_FILE_LIMIT:
+        raise UsageError(
+            f"{option}: {path} is over {KEY_FILE_LIMIT} bytes; a key file holds one key "
+            "in hex, a few hundred bytes at most"
+        )
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:  # its message would quote a byte of the key
+        raise UsageError(f"{option}: {path} is not text; a key file holds hex") from None
+
+
+def _check_key_file(st: os.stat_result, path: str, option: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{option}: {path} is {_file_kind(st.st_mode)}, not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:  # ssh's rule for a private key
+        raise UsageError(
+            f"{option}: {path} has mode {mode:04o}: a key file must not be open to group "
+            "or others (chmod 600 it)"
+        )
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _refusal(op: str, reply: PfkeyMessage) -> str:

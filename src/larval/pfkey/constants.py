@@ -229,7 +229,7 @@ _DIAGNOSTIC_TEXT: dict[int, str] = {
     Diagnostic.UNKNOWN_MSG: "Unknown message type",
     Diagnostic.UNKNOWN_EXT: "Unknown extension type",
     Diagnostic.BAD_EXTLEN: "Bad extension length",
-    Diagnostic.UNKNOWN_SATYPE: "Unknown SA type",
+    Diagnostic.UNKNOWN_SATYPE: "SA type unknown or not supported",
     Diagnostic.SATYPE_NEEDED: "SA type is needed",
     Diagnostic.NO_SADBS: "No SA databases present",
     Diagnostic.NO_EXT: "Extensions not allowed in this message",

@@ -72,7 +72,9 @@ MAX_SPI = 0xFFFFFFFF
 #: A request's extensions by type.
 Exts = dict[int, Extension]
 
-SUPPORTED_SATYPES: tuple[int, ...] = (SaType.AH, SaType.ESP)
+#: The SA types with a table. AH (RFC 4302) is not implemented: its requests are refused
+#: as illumos keysock refuses a type with no consumer module, EINVAL and UNKNOWN_SATYPE.
+SUPPORTED_SATYPES: tuple[int, ...] = (SaType.ESP,)
 
 
 class Audience(enum.Enum):
@@ -146,6 +148,29 @@ def _check_soft_below_hard(soft: Lifetime | None, hard: Lifetime | None) -> None
         s, h = getattr(soft, field), getattr(hard, field)
         if s and h and s > h:
             raise SadbError(errno.EINVAL, diag, f"soft {field} {s} is above hard {field} {h}")
+
+
+def _check_idle(idle: Lifetime, soft: Lifetime | None, hard: Lifetime | None) -> None:
+    """An idle time (SADB_X_EXT_LIFETIME_IDLE) past the soft or the hard one is refused,
+    as illumos sadb_hardsoftchk() does: only when both of those are given, and with the
+    add-time or use-time diagnostic."""
+    if soft is None or hard is None:
+        return
+    for name, limit in (("soft", soft), ("hard", hard)):
+        for field, diag in _HSERR[2:]:  # addtime, usetime: what an idle lifetime holds
+            i, other = getattr(idle, field), getattr(limit, field)
+            if i and other and i > other:
+                raise SadbError(
+                    errno.EINVAL, diag, f"idle {field} {i} is above {name} {field} {other}"
+                )
+
+
+def _unsupported_satype(satype: int) -> SadbError:
+    return SadbError(
+        errno.EINVAL,
+        Diagnostic.UNKNOWN_SATYPE,
+        f"SA type {SaType(satype).name} is not supported: larval implements ESP only",
+    )
 
 
 class Sadb:
@@ -426,9 +451,7 @@ class Sadb:
                 if sa.state == SaState.LARVAL:
                     raise SadbError(
                         errno.EINVAL,
-                        Diagnostic.MISSING_AKEY
-                        if msg.satype == SaType.AH
-                        else Diagnostic.MISSING_EKEY,
+                        Diagnostic.MISSING_EKEY,
                         "UPDATE of a LARVAL SA must bring its keys",
                     )
                 new_state = next_state(sa.state, SaEvent.UPDATE_LIFETIMES)
@@ -502,9 +525,7 @@ class Sadb:
     def _register(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """REGISTER -> <base, supported(A, E)>: what larval's ESP implements (§3.1.7)."""
         if msg.satype != SaType.UNSPEC and msg.satype not in SUPPORTED_SATYPES:
-            raise SadbError(
-                errno.EINVAL, Diagnostic.UNKNOWN_SATYPE, f"SA type {msg.satype} is not supported"
-            )
+            raise _unsupported_satype(msg.satype)
         reply = PfkeyMessage(
             SadbMsgType.REGISTER, msg.satype, seq=msg.seq, pid=msg.pid,
             extensions=supported_extensions(msg.satype),
@@ -586,9 +607,7 @@ class Sadb:
             )
         table = self._tables.get(msg.satype)
         if table is None:
-            raise SadbError(
-                errno.EINVAL, Diagnostic.UNKNOWN_SATYPE, f"SA type {msg.satype} is not supported"
-            )
+            raise _unsupported_satype(msg.satype)
         return table
 
     def _satypes(self, msg: PfkeyMessage) -> tuple[int, ...]:
@@ -662,16 +681,12 @@ class Sadb:
         _check_soft_below_hard(soft, hard)
         idle_ext = ext.get(ExtType.X_LIFETIME_IDLE)
         if isinstance(idle_ext, SadbLifetime):
-            idle = Lifetime(0, 0, idle_ext.addtime, idle_ext.usetime)
-            _check_soft_below_hard(idle, hard)
-            _check_soft_below_hard(idle, soft)
+            _check_idle(Lifetime(0, 0, idle_ext.addtime, idle_ext.usetime), soft, hard)
         return soft, hard
 
     @staticmethod
     def _check_keys(satype: int, sa_ext: SadbSa, akey: object, ekey: object) -> None:
         """The algorithms are ones larval implements, with keys of the right length."""
-        if satype == SaType.AH and sa_ext.encrypt:
-            raise SadbError(errno.EINVAL, Diagnostic.BAD_EALG, "AH does not encrypt")
         if satype == SaType.ESP:
             cipher = ENCRYPT_ALGORITHMS.get(sa_ext.encrypt)
             if cipher is None:
@@ -836,8 +851,6 @@ def supported_extensions(satype: int) -> tuple[SadbSupported, ...]:
         ExtType.SUPPORTED_AUTH,
         tuple(SadbAlg(a.alg_id, 0, a.key_bits, a.key_bits) for a in AUTH_ALGORITHMS.values()),
     )
-    if satype == SaType.AH:
-        return (auth,)
     encrypt = SadbSupported(
         ExtType.SUPPORTED_ENCRYPT,
         tuple(
