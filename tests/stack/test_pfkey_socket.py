@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from larval.net.unix_socket import SocketBusyError, listen
 from larval.pfkey import (
     AlgType,
     EncryptAlg,
@@ -232,26 +233,27 @@ def test_promiscuous_socket_sees_other_sockets_traffic(running_stack: RunningSta
 
 
 def test_a_second_stack_on_a_live_socket_is_refused(running_stack: RunningStack) -> None:
-    from larval.net.pfkey_server import listen_seqpacket
-
-    with pytest.raises(OSError, match="already serving"):
-        listen_seqpacket(running_stack.pfkey_path)
+    with pytest.raises(SocketBusyError, match="already serving"):
+        listen(running_stack.pfkey_path, socket.SOCK_SEQPACKET, "--pfkey-socket")
+    # and the refused one took nothing away: the first still answers
+    with running_stack.client() as sock:
+        assert register(sock, extended=False).errno == 0
 
 
 def test_a_stale_socket_file_is_replaced(tmp_path: object) -> None:
-    from larval.net.pfkey_server import listen_seqpacket
-
     path = os.path.join(str(tmp_path), "pfkey")
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     dead.bind(path)
     dead.close()  # the file stays behind, as after a crash
-    sock = listen_seqpacket(path)
+    sock, bound = listen(path, socket.SOCK_SEQPACKET, "--pfkey-socket")
     try:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
             client.connect(path)
     finally:
         sock.close()
+        bound.remove()
+    assert not os.path.exists(path)
 
 
 def test_expire_reaches_registered_sockets_only(running_stack: RunningStack) -> None:

@@ -1,0 +1,158 @@
+"""AF_UNIX socket paths: checked, claimed without harm, bound at mode 0600, removed if ours.
+
+A path given for a socket may already hold something a user cares about. Only a socket
+file that nobody listens on any more (left behind by a crash) is replaced; a regular
+file, a directory or a symbolic link (to anything) is refused and left as it is, and a
+socket somebody answers on belongs to them. `bind(2)` itself never replaces anything,
+so a path that appears between the check and the bind makes the bind fail, not vanish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from larval.net.errors import NetError
+
+__all__ = [
+    "MAX_PATH",
+    "BoundPath",
+    "SocketBusyError",
+    "SocketPathError",
+    "check_path",
+    "check_vacant",
+    "listen",
+]
+
+#: sun_path holds 108 bytes on Linux, the terminating NUL included (unix(7)).
+MAX_PATH = 107
+
+
+class SocketPathError(NetError):
+    """A path that cannot be, or must not be, a unix socket."""
+
+
+class SocketBusyError(SocketPathError):
+    """A live socket is at the path: someone is serving there already."""
+
+
+def check_path(path: str, option: str) -> None:
+    """Refuse a path longer than sun_path holds; `option` names where it came from."""
+    size = len(os.fsencode(path))
+    if size > MAX_PATH:
+        raise SocketPathError(
+            f"{option} {path}: {size} bytes, but a unix socket path is at most {MAX_PATH}"
+        )
+
+
+@dataclass(frozen=True)
+class BoundPath:
+    """The socket file this process created, known by its inode so that it is only ever
+    removed while it is still the one we made."""
+
+    path: str
+    device: int
+    inode: int
+
+    def remove(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if (st.st_dev, st.st_ino) == (self.device, self.inode):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def listen(
+    path: str, kind: socket.SocketKind, option: str, backlog: int = 64
+) -> tuple[socket.socket, BoundPath]:
+    """A non-blocking listening socket of `kind` at `path`, mode 0600, and its file.
+
+    The file is created under a 0077 umask, so it never exists with wider permissions.
+    """
+    _claim(path, kind, option)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        old_umask = os.umask(0o077)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        st = os.lstat(path)
+        bound = BoundPath(path, st.st_dev, st.st_ino)
+    except OSError as e:
+        sock.close()
+        raise _bind_error(path, option, e) from e
+    try:
+        os.chmod(path, 0o600)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        bound.remove()
+        raise SocketPathError(f"{option} {path}: {e.strerror}") from e
+    return sock, bound
+
+
+def check_vacant(path: str, option: str) -> bool:
+    """Refuse a path too long, or holding anything but a socket; True if a socket is
+    there (live or dead: `listen` finds out)."""
+    check_path(path, option)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # NotADirectoryError: the directory it goes in is a file; bind says so
+    except OSError as e:
+        raise SocketPathError(f"{option} {path}: {e.strerror}") from e
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketPathError(f"{option} {path}: {_what(st.st_mode)}, not a socket; left as it is")
+    return True
+
+
+def _claim(path: str, kind: socket.SocketKind, option: str) -> None:
+    """Make way at `path`: nothing there, or a dead socket (removed); else refuse."""
+    if not check_vacant(path, option):
+        return
+    if _is_live(path, kind, option):
+        raise SocketBusyError(f"{option} {path}: already serving (a live socket is there)")
+    try:
+        os.unlink(path)  # a socket nobody listens on: what a crash leaves behind
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise SocketPathError(f"{option} {path}: cannot remove a dead socket: {e.strerror}") from e
+
+
+def _is_live(path: str, kind: socket.SocketKind, option: str) -> bool:
+    with socket.socket(socket.AF_UNIX, kind) as probe:
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError as e:
+            if e.errno == errno.EPROTOTYPE:
+                return True  # a live socket of another type: somebody else's
+            raise SocketPathError(f"{option} {path}: {e.strerror}") from e
+    return True
+
+
+def _what(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "a special file"
+
+
+def _bind_error(path: str, option: str, e: OSError) -> SocketPathError:
+    if e.errno == errno.EADDRINUSE:
+        # Something appeared at the path after it was checked: it is not ours to replace.
+        return SocketBusyError(f"{option} {path}: something else was created there meanwhile")
+    return SocketPathError(f"{option} {path}: {e.strerror or e}")
