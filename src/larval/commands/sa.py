@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import sys
+from enum import IntEnum
 from typing import Any
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
@@ -18,6 +19,7 @@ from larval.pfkey import (
     Diagnostic,
     Extension,
     ExtType,
+    PfkeyError,
     PfkeyMessage,
     SadbAddress,
     SadbKey,
@@ -312,7 +314,11 @@ def print_table(sas: list[dict[str, Any]], with_keys: bool = False) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    """Turn on X_PROMISC and print what passes until interrupted (illumos `ipseckey monitor`)."""
+    """Turn on X_PROMISC and print what passes until interrupted (illumos `ipseckey monitor`).
+
+    A message that does not decode (any client may send garbage, and a promiscuous
+    socket sees it) is shown as garbage with its length and the reason, never its
+    bytes (they may hold keys), and the monitor goes on."""
     with PfkeyClient(args.socket, timeout=None) as client:
         client.send(PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=client.next_seq(), pid=client.pid))
         sys.stdout.flush()
@@ -320,34 +326,55 @@ def _monitor(args: argparse.Namespace) -> int:
             data = client.sock.recv(0xFFFF * 8)
             if not data:
                 return 0
-            msg = decode(data)
+            try:
+                msg = decode(data)
+            except PfkeyError as e:
+                garbage = {"garbage": len(data), "error": str(e)}
+                line = json.dumps(garbage) if args.json else f"garbage: {len(data)} bytes: {e}"
+                print(line, flush=True)
+                continue
             if args.json:
                 print(json.dumps(describe(msg)), flush=True)
             else:
                 print(format_message(msg), flush=True)
 
 
+def _name(enum: type[IntEnum], value: int) -> str:
+    """The enum's name for `value`, or the number: any client may send any number."""
+    try:
+        return enum(value).name
+    except ValueError:
+        return str(value)
+
+
 def describe(msg: PfkeyMessage) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "type": SadbMsgType(msg.msg_type).name,
-        "satype": SaType(msg.satype).name,
+        "type": _name(SadbMsgType, msg.msg_type),
+        "satype": _name(SaType, msg.satype),
         "seq": msg.seq,
         "pid": msg.pid,
     }
     if msg.errno:
         out["errno"] = errno.errorcode.get(msg.errno, msg.errno)
         out["diagnostic"] = msg.diagnostic
+        if msg.errno == errno.ENOBUFS and msg.pid == 0:
+            out["missed"] = msg.seq  # the stack's count of messages this reader missed
     if msg.find(ExtType.SA) is not None:
-        sa = sa_to_dict(msg)
+        try:
+            sa = sa_to_dict(msg)
+        except ValueError:  # an SA type or state no enum knows: the header says enough
+            sa = {}
         sa.pop("encrypt_key", None)  # a monitor never prints keys
         sa.pop("auth_key", None)
         out["sa"] = sa
-    out["extensions"] = [ExtType(e.ext_type).name for e in msg.extensions]
+    out["extensions"] = [_name(ExtType, e.ext_type) for e in msg.extensions]
     return out
 
 
 def format_message(msg: PfkeyMessage) -> str:
     d = describe(msg)
+    if "missed" in d:
+        return f"missed {d['missed']} message(s): this monitor read too slowly (ENOBUFS)"
     text = f"{d['type']} {d['satype']} seq={d['seq']} pid={d['pid']}"
     if "errno" in d:
         text += f" errno={d['errno']} diagnostic={d['diagnostic']}"

@@ -193,7 +193,7 @@ class PfkeyServer:
             except OSError as e:
                 # One failed accept must not end the loop: every later client would
                 # get no answer, forever (EMFILE at the descriptor limit, say).
-                self.log.log(self._clock(), "accept", logging.WARNING,
+                self.log.log(self._clock(), "PF_KEY accept", logging.WARNING,
                              "PF_KEY socket %s: accept failed: %s", self.path,
                              e.strerror or e)  # fmt: skip
                 if e.errno in _RESOURCE_ERRNOS:

@@ -51,19 +51,30 @@ def check_path(path: str, option: str) -> None:
 
 @dataclass(frozen=True)
 class BoundPath:
-    """The socket file this process created, known by its inode so that it is only ever
-    removed while it is still the one we made."""
+    """The socket file this process created, known by its inode and change time (an
+    inode number alone is soon reused), so that it is only ever removed while it is
+    still the one we made."""
 
     path: str
     device: int
     inode: int
+    changed_ns: int
+
+    @classmethod
+    def of(cls, path: str) -> BoundPath:
+        st = os.lstat(path)
+        return cls(path, st.st_dev, st.st_ino, st.st_ctime_ns)
 
     def remove(self) -> None:
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return
-        if (st.st_dev, st.st_ino) == (self.device, self.inode):
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino, st.st_ctime_ns) == (
+            self.device,
+            self.inode,
+            self.changed_ns,
+        ):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
@@ -83,18 +94,18 @@ def listen(
             sock.bind(path)
         finally:
             os.umask(old_umask)
-        st = os.lstat(path)
-        bound = BoundPath(path, st.st_dev, st.st_ino)
     except OSError as e:
         sock.close()
         raise _bind_error(path, option, e) from e
     try:
         os.chmod(path, 0o600)
+        bound = BoundPath.of(path)
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as e:
         sock.close()
-        bound.remove()
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # made by the bind above, a moment ago
         raise SocketPathError(f"{option} {path}: {e.strerror}") from e
     return sock, bound
 
