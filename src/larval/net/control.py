@@ -10,11 +10,13 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from larval.errors import LarvalError
-from larval.net.unix_socket import BoundPath, check_path, listen
+from larval.lograte import LogLimiter
+from larval.net.unix_socket import BoundPath, accept_forever, check_path, listen
 
 log = logging.getLogger("larval.control")
 
@@ -36,26 +38,41 @@ class ControlServer:
         self.path = path
         self.option = option  # where the path came from, for error messages
         self._handlers = handlers
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
         self._bound: BoundPath | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.log = LogLimiter(log)
 
     async def start(self) -> None:
-        sock, self._bound = listen(self.path, socket.SOCK_STREAM, self.option)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, sock=sock, limit=MAX_REQUEST
-            )
-        except BaseException:
-            sock.close()
-            self._bound.remove()
-            raise
+        self._listener, self._bound = listen(self.path, socket.SOCK_STREAM, self.option)
+        self._accept_task = asyncio.create_task(
+            accept_forever(self._listener, self._accepted, self.log, time.time)
+        )
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        tasks = [t for t in (self._accept_task, *self._connections) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
         if self._bound is not None:
             self._bound.remove()
+        self.log.flush(float("inf"))
+
+    def _accepted(self, sock: socket.socket) -> None:
+        task = asyncio.create_task(self._connection(sock))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _connection(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
+        except OSError:
+            sock.close()
+            return
+        await self._serve(reader, writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

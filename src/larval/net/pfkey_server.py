@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from larval.lograte import LogLimiter
-from larval.net.unix_socket import BoundPath, listen
+from larval.net.unix_socket import BoundPath, accept_forever, listen
 from larval.pfkey import (
     ExtType,
     PfkeyError,
@@ -52,10 +52,6 @@ MAX_MESSAGE = 0xFFFF * 8
 #: replies to its own requests wait instead, and it is not read from until they are sent.
 MAX_QUEUED = 4096
 MAX_QUEUED_BYTES = 1 << 20
-#: accept() errors that mean "out of descriptors or memory": wait before trying again,
-#: rather than spinning on a listener that stays readable.
-_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-ACCEPT_BACKOFF = 0.1  # seconds
 LOG_FLUSH_INTERVAL = 5.0  # seconds between reports of suppressed log lines
 
 _HEADER = struct.Struct("<BBBBHHII")
@@ -144,7 +140,9 @@ class PfkeyServer:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._listener, self._bound = listen(self.path, socket.SOCK_SEQPACKET, self.option)
-        self._accept_task = asyncio.create_task(self._accept_loop())
+        self._accept_task = asyncio.create_task(
+            accept_forever(self._listener, self._accepted, self.log, self._clock)
+        )
         self._flush_timer = self._loop.call_later(LOG_FLUSH_INTERVAL, self._flush_log)
 
     async def close(self) -> None:
@@ -185,25 +183,12 @@ class PfkeyServer:
 
     # -- the socket ---------------------------------------------------------------------
 
-    async def _accept_loop(self) -> None:
-        assert self._loop is not None and self._listener is not None
-        while True:
-            try:
-                sock, _ = await self._loop.sock_accept(self._listener)
-            except OSError as e:
-                # One failed accept must not end the loop: every later client would
-                # get no answer, forever (EMFILE at the descriptor limit, say).
-                self.log.log(self._clock(), "PF_KEY accept", logging.WARNING,
-                             "PF_KEY socket %s: accept failed: %s", self.path,
-                             e.strerror or e)  # fmt: skip
-                if e.errno in _RESOURCE_ERRNOS:
-                    await asyncio.sleep(ACCEPT_BACKOFF)
-                continue
-            sock.setblocking(False)
-            self._next_name += 1
-            client = _Client(sock, f"pfkey-client-{self._next_name}")
-            self._clients[sock.fileno()] = client
-            self._loop.add_reader(sock.fileno(), self._readable, client)
+    def _accepted(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        self._next_name += 1
+        client = _Client(sock, f"pfkey-client-{self._next_name}")
+        self._clients[sock.fileno()] = client
+        self._loop.add_reader(sock.fileno(), self._readable, client)
 
     def _readable(self, client: _Client) -> None:
         try:

@@ -9,13 +9,17 @@ so a path that appears between the check and the bind makes the bind fail, not v
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import logging
 import os
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from larval.lograte import LogLimiter
 from larval.net.errors import NetError
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "BoundPath",
     "SocketBusyError",
     "SocketPathError",
+    "accept_forever",
     "check_path",
     "check_vacant",
     "listen",
@@ -38,6 +43,40 @@ class SocketPathError(NetError):
 
 class SocketBusyError(SocketPathError):
     """A live socket is at the path: someone is serving there already."""
+
+
+#: accept() errors that mean "out of descriptors or memory": wait before trying again,
+#: rather than spinning on a listener that stays readable.
+_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+ACCEPT_BACKOFF = 0.1  # seconds
+
+
+async def accept_forever(
+    listener: socket.socket,
+    accepted: Callable[[socket.socket], None],
+    limiter: LogLimiter,
+    clock: Callable[[], float],
+) -> None:
+    """Hand every connection on `listener` to `accepted`, until cancelled.
+
+    One failed accept must not end the loop: every later client would get no answer,
+    for good (EMFILE at the descriptor limit, say). Failures are logged within
+    `limiter`'s limits. asyncio's own server loop is not used: in 3.11 it logs a
+    traceback per pending connection on EMFILE and retries after a whole second.
+    """
+    loop = asyncio.get_running_loop()
+    where = listener.getsockname()
+    while True:
+        try:
+            sock, _ = await loop.sock_accept(listener)
+        except OSError as e:
+            limiter.log(clock(), f"accept on {where}", logging.WARNING,
+                        "%s: accept failed: %s", where, e.strerror or e)  # fmt: skip
+            if e.errno in _RESOURCE_ERRNOS:
+                await asyncio.sleep(ACCEPT_BACKOFF)
+            continue
+        sock.setblocking(False)
+        accepted(sock)
 
 
 def check_path(path: str, option: str) -> None:
