@@ -21,10 +21,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from larval.pfkey import EncryptAlg, SadbMsgType
+from larval.pfkey import EncryptAlg, PfkeyMessage, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
 from tests.badinput import larval, one_line, snapshot
 
@@ -409,6 +410,30 @@ def test_a_dump_of_4500_sas_arrives_whole(start: Callable[..., StackProcess]) ->
     assert stack.stop() == 0
 
 
+def _rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_promiscuous_client_that_never_reads_costs_bounded_memory(
+    start: Callable[..., StackProcess],
+) -> None:
+    stack = start(log="warning")
+    with stack.client() as watcher, stack.client() as sender:
+        watcher.send(PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=1, pid=3).encode())
+        watcher.recv(65536)
+        before = _rss_mb(stack.proc.pid)
+        big = b"\x02\x01\x00\x03\xff\xff" + bytes(200_000)  # refused, but copied first
+        for _ in range(500):
+            sender.send(big)
+            assert sender.recv(65536)[2] != 0
+        grown = _rss_mb(stack.proc.pid) - before
+        assert grown < 16, f"{grown} MB for 100 MB of copies nobody reads"
+        status = stack_status(stack)
+        assert status["pfkey_missed"] > 480  # counted, for `larval status`
+    assert stack.stop() == 0
+
+
 def test_malformed_pfkey_messages_are_logged_within_limits(
     start: Callable[..., StackProcess],
 ) -> None:
@@ -451,7 +476,7 @@ def test_monitor_shows_garbage_and_keeps_running(start: Callable[..., StackProce
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while stack_clients(stack) < 1:  # the monitor is connected and promiscuous
+        while stack_status(stack)["pfkey_clients"] < 1:  # the monitor is connected and promiscuous
             assert monitor.poll() is None and time.monotonic() < deadline, monitor.stderr
             time.sleep(0.05)
         secret = bytes.fromhex("5ec7e75ec7e75ec7")
@@ -475,9 +500,11 @@ def test_monitor_shows_garbage_and_keeps_running(start: Callable[..., StackProce
     assert stack.stop() == 0
 
 
-def stack_clients(stack: StackProcess) -> int:
+def stack_status(stack: StackProcess) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(stack.control)
         sock.sendall(b'{"op": "status"}\n')
-        return int(json.loads(sock.makefile("rb").readline())["pfkey_clients"])
+        answer = json.loads(sock.makefile("rb").readline())
+    assert answer["ok"] is True
+    return dict(answer)
