@@ -332,6 +332,33 @@ def test_run_names_the_config_key_of_a_bad_socket_path(tmp: Path) -> None:
     assert snapshot(tmp) == before
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="IKE's UDP 500 needs root")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_removes_its_sockets_on_a_signal(tmp: Path, sig: int) -> None:
+    # An address of our own on loopback (all of 127/8 is local), so that no other test
+    # binding 127.0.0.1:500 meets this one.
+    address = f"127.{os.getpid() % 250 + 1}.{sig}.1"
+    config = _config(tmp, address)
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "larval", "run", "-c", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 15
+            while not (_live(str(tmp / "run" / "control"))
+                       and _live(str(tmp / "run" / "pfkey"), socket.SOCK_SEQPACKET)):  # fmt: skip
+                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.05)
+            proc.send_signal(sig)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log.seek(0)
+        assert "Traceback" not in log.read()
+    assert os.listdir(tmp / "run") == []
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/net/tun"), reason="a TUN device needs root"
 )
