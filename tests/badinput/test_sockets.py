@@ -535,3 +535,17 @@ def stack_status(stack: StackProcess) -> dict[str, Any]:
         answer = json.loads(sock.makefile("rb").readline())
     assert answer["ok"] is True
     return dict(answer)
+
+
+def test_the_monitor_says_what_a_slow_reader_missed() -> None:
+    from larval.commands.sa import describe, format_message
+    from larval.net.pfkey_server import missed_notice_bytes
+    from larval.pfkey import decode
+
+    notice = decode(missed_notice_bytes(SadbMsgType.GETSPI, 3, 1234))
+    assert describe(notice)["missed"] == 1234
+    assert format_message(notice) == (
+        "missed 1234 message(s): this monitor read too slowly (ENOBUFS)"
+    )
+    odd = decode(bytes([2, 200, 0, 77, 2, 0, 0, 0]) + bytes(8))  # types no enum knows
+    assert format_message(odd) == "UNKNOWN_200 UNKNOWN_77 seq=0 pid=0 []"
