@@ -373,6 +373,22 @@ def test_a_dataplane_on_an_address_not_of_this_host(tmp: Path) -> None:
     assert not os.path.exists(f"/sys/class/net/{tun}")  # the TUN device went with it
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/net/tun"), reason="a TUN device needs root"
+)
+def test_a_dataplane_started_is_stopped_when_a_socket_fails(tmp: Path) -> None:
+    tun = f"lvs{os.getpid() % 100000}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as theirs:
+        theirs.bind(str(tmp / "p"))
+        theirs.listen()
+        result = larval("stack", "--pfkey-socket", str(tmp / "p"), "--control-socket",
+                        str(tmp / "c"), "--tun", tun, "--local", "127.0.0.1",
+                        "--port", str(20000 + os.getpid() % 20000))  # fmt: skip
+    assert "already serving" in one_line(result, 2)
+    assert sorted(os.listdir(tmp)) == ["p"]  # theirs, and nothing of ours
+    assert not os.path.exists(f"/sys/class/net/{tun}")
+
+
 # -- load ----------------------------------------------------------------------------------
 
 
