@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,37 @@ def test_sun_path_holds_107_bytes(tmp_path: Path) -> None:
     check_path(base + "a" * (MAX_PATH - len(base)), "--socket")
     with pytest.raises(SocketPathError, match=f"--socket .*: {MAX_PATH + 1} bytes, but a unix"):
         check_path(base + "a" * (MAX_PATH + 1 - len(base)), "--socket")
+
+
+def test_a_live_socket_with_a_full_backlog_is_busy_and_does_not_hang(tmp_path: Path) -> None:
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as theirs:
+        theirs.bind(path)
+        theirs.listen(0)
+        waiting = []
+        for _ in range(4):  # fill the backlog: nobody accepts
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            sock.setblocking(False)
+            try:
+                sock.connect(path)
+            except BlockingIOError:
+                sock.close()
+                break
+            waiting.append(sock)
+        raised: list[BaseException] = []
+
+        def claim() -> None:
+            try:
+                listen(path, socket.SOCK_SEQPACKET, "--pfkey-socket")
+            except BaseException as e:
+                raised.append(e)
+
+        try:
+            probe = threading.Thread(target=claim, daemon=True)
+            probe.start()
+            probe.join(5)
+            assert not probe.is_alive(), "hangs on a listener that does not accept"
+            assert isinstance(raised[0], SocketBusyError), raised
+        finally:
+            for sock in waiting:
+                sock.close()

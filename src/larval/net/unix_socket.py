@@ -180,13 +180,15 @@ def _claim(path: str, kind: socket.SocketKind, option: str) -> None:
 
 def _is_live(path: str, kind: socket.SocketKind, option: str) -> bool:
     with socket.socket(socket.AF_UNIX, kind) as probe:
+        probe.setblocking(False)  # a listener with a full backlog must not hang us
         try:
             probe.connect(path)
         except (ConnectionRefusedError, FileNotFoundError):
             return False
         except OSError as e:
-            if e.errno == errno.EPROTOTYPE:
-                return True  # a live socket of another type: somebody else's
+            # EPROTOTYPE: a live socket of another type; EAGAIN: its backlog is full.
+            if e.errno in (errno.EPROTOTYPE, errno.EAGAIN):
+                return True
             raise SocketPathError(f"{option} {path}: {e.strerror}") from e
     return True
 
