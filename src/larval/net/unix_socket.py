@@ -1,4 +1,5 @@
-"""AF_UNIX socket paths: checked, claimed without harm, bound at mode 0600, removed if ours.
+"""AF_UNIX listeners: paths checked, claimed without harm, bound at mode 0600 and removed
+only if ours; and the accept loop the PF_KEY and control sockets share.
 
 A path given for a socket may already hold something a user cares about. Only a socket
 file that nobody listens on any more (left behind by a crash) is replaced; a regular
@@ -45,9 +46,8 @@ class SocketBusyError(SocketPathError):
     """A live socket is at the path: someone is serving there already."""
 
 
-#: accept() errors that mean "out of descriptors or memory": wait before trying again,
-#: rather than spinning on a listener that stays readable.
-_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+#: After a failed accept() (EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or
+#: memory), wait this long rather than spin on a listener that stays readable.
 ACCEPT_BACKOFF = 0.1  # seconds
 
 
@@ -72,7 +72,7 @@ async def accept_forever(
         except OSError as e:
             limiter.log(clock(), f"accept on {where}", logging.WARNING,
                         "%s: accept failed: %s", where, e.strerror or e)  # fmt: skip
-            if e.errno in _RESOURCE_ERRNOS:
+            if e.errno != errno.ECONNABORTED:  # that one: gone before accepted; next
                 await asyncio.sleep(ACCEPT_BACKOFF)
             continue
         sock.setblocking(False)
