@@ -8,9 +8,11 @@ import os
 import socket
 import stat
 import struct
+import time
 
 import pytest
 
+from larval.net.unix_socket import SocketBusyError, listen
 from larval.pfkey import (
     AlgType,
     EncryptAlg,
@@ -232,26 +234,27 @@ def test_promiscuous_socket_sees_other_sockets_traffic(running_stack: RunningSta
 
 
 def test_a_second_stack_on_a_live_socket_is_refused(running_stack: RunningStack) -> None:
-    from larval.net.pfkey_server import listen_seqpacket
-
-    with pytest.raises(OSError, match="already serving"):
-        listen_seqpacket(running_stack.pfkey_path)
+    with pytest.raises(SocketBusyError, match="already serving"):
+        listen(running_stack.pfkey_path, socket.SOCK_SEQPACKET, "--pfkey-socket")
+    # and the refused one took nothing away: the first still answers
+    with running_stack.client() as sock:
+        assert register(sock, extended=False).errno == 0
 
 
 def test_a_stale_socket_file_is_replaced(tmp_path: object) -> None:
-    from larval.net.pfkey_server import listen_seqpacket
-
     path = os.path.join(str(tmp_path), "pfkey")
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     dead.bind(path)
     dead.close()  # the file stays behind, as after a crash
-    sock = listen_seqpacket(path)
+    sock, bound = listen(path, socket.SOCK_SEQPACKET, "--pfkey-socket")
     try:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
             client.connect(path)
     finally:
         sock.close()
+        bound.remove()
+    assert not os.path.exists(path)
 
 
 def test_expire_reaches_registered_sockets_only(running_stack: RunningStack) -> None:
@@ -272,3 +275,62 @@ def test_expire_reaches_registered_sockets_only(running_stack: RunningStack) -> 
         assert 4 in soft.exts and 3 in hard.exts  # LIFETIME_SOFT, then LIFETIME_HARD
         assert raw.sa_spi(hard.exts[raw.EXT_SA][0]) == (0x4000, 3)  # DEAD
         assert nothing_more(other)
+
+
+def test_a_slow_promiscuous_reader_is_told_what_it_missed(running_stack: RunningStack) -> None:
+    from larval.net.pfkey_server import MAX_QUEUED_BYTES
+
+    assert running_stack.service is not None and running_stack.service.pfkey is not None
+    big = b"\x02\x01\x00\x03\xff\xff" + bytes(150_000)  # garbage: copied, then refused
+    with running_stack.client() as watcher, running_stack.client() as sender:
+        watcher.send(PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=1, pid=3).encode())
+        assert recv(watcher).msg_type == SadbMsgType.X_PROMISC
+        sent = 40  # 6 MB of copies for a watcher that does not read
+        for _ in range(sent):
+            sender.send(big)
+            assert recv(sender).errno != 0
+        missed = running_stack.service.pfkey.missed
+        # Bounded in bytes: what waits is at most MAX_QUEUED_BYTES (and the kernel's buffer).
+        assert missed >= sent - (MAX_QUEUED_BYTES + 600_000) // len(big) > 0
+        copies = 0
+        while True:
+            data = watcher.recv(MAX_QUEUED_BYTES)
+            if len(data) == len(big):
+                copies += 1
+                continue
+            notice = raw.parse(data)  # once caught up: ENOBUFS, and how many (in seq)
+            assert (notice.msg_type, notice.errno, notice.pid) == (1, errno.ENOBUFS, 0)
+            assert notice.seq == missed and copies + missed == sent
+            break
+        # The watcher is still served: it sees the next request whole.
+        sender.send(getspi("192.0.2.1", "192.0.2.2", seq=9, pid=4).encode())
+        assert recv(sender).errno == 0
+        assert recv(watcher).msg_type == SadbMsgType.GETSPI
+
+
+def test_a_dump_waits_for_a_reader_that_is_slow(running_stack: RunningStack) -> None:
+    """Replies to a client's own request are not dropped: it is not read from until it
+    has taken them."""
+    from larval.net.pfkey_server import MAX_QUEUED
+
+    count = MAX_QUEUED + 500
+    with running_stack.client() as km:
+        for i in range(count):
+            add = keyed(SadbMsgType.ADD, 0x10000 + i, "192.0.2.2", "192.0.2.1", seq=i, pid=7,
+                        encrypt=EncryptAlg.AES_GCM_16, encrypt_key=bytes(20))  # fmt: skip
+            km.send(add.encode())
+            assert recv(km).errno == 0
+        km.send(PfkeyMessage(SadbMsgType.DUMP, SaType.UNSPEC, seq=99, pid=7).encode())
+        km.send(getspi("192.0.2.1", "192.0.2.2", seq=100, pid=7).encode())  # read after it
+        running_stack.settle()
+        time.sleep(0.5)  # not reading: the stack's queue for km fills
+        spis = set()
+        while True:
+            reply = recv(km)
+            assert (reply.msg_type, reply.errno) == (SadbMsgType.DUMP, 0)
+            if reply.seq == 0:
+                break  # the end marker
+            spis.add(raw.sa_spi(reply.exts[raw.EXT_SA][0])[0])
+        assert len(spis) == count
+        after = recv(km)
+        assert (after.msg_type, after.seq, after.errno) == (SadbMsgType.GETSPI, 100, 0)

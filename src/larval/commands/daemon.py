@@ -7,10 +7,10 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 from typing import Any
 
 from larval.commands.policy import default_control_socket
+from larval.commands.stack import socket_dirs
 from larval.net.control import ControlError, control_request
 
 
@@ -35,9 +35,13 @@ def run(args: argparse.Namespace) -> int:
             level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
         daemon = IkeDaemon(args.config)
-        for path in (daemon.config.control_socket, daemon.config.pfkey_socket):
-            if path:
-                os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        where = f"{args.config}: daemon."
+        socket_dirs(
+            {
+                f"{where}pfkey_socket": daemon.config.pfkey_socket or "",
+                f"{where}control_socket": daemon.config.control_socket,
+            }
+        )
         asyncio.run(daemon.run())
         return 0
     if args.command in ("up", "down"):

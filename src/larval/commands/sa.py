@@ -20,6 +20,7 @@ from larval.pfkey import (
     Diagnostic,
     Extension,
     ExtType,
+    PfkeyError,
     PfkeyMessage,
     SadbAddress,
     SadbKey,
@@ -45,8 +46,6 @@ U32_MAX = 0xFFFFFFFF  # SPIs
 U64_MAX = 0xFFFFFFFFFFFFFFFF  # sadb_lifetime_bytes, _addtime, _usetime
 #: RFC 4303 §2.1: SPIs 1-255 are reserved by IANA and 0 is for local use.
 MIN_SPI = 0x100
-#: sun_path holds 108 bytes with the terminating NUL (unix(7)).
-MAX_UNIX_PATH = 107
 #: The most a key file may hold: the longest key larval takes is 64 bytes, 128 hex digits.
 KEY_FILE_LIMIT = 1024
 
@@ -242,10 +241,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _exchange(path: str, msg: PfkeyMessage) -> list[PfkeyMessage]:
     """Send one request; its replies. A socket that fails midway is one line, not a trace."""
-    if len(os.fsencode(path)) > MAX_UNIX_PATH:
-        raise UsageError(
-            f"--socket {path}: longer than an AF_UNIX path may be ({MAX_UNIX_PATH} bytes)"
-        )
     with PfkeyClient(path) as client:
         try:
             return list(client.request_all(msg))
@@ -513,7 +508,11 @@ def print_table(sas: list[dict[str, Any]], with_keys: bool = False) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    """Turn on X_PROMISC and print what passes until interrupted (illumos `ipseckey monitor`)."""
+    """Turn on X_PROMISC and print what passes until interrupted (illumos `ipseckey monitor`).
+
+    A message that does not decode (any client may send garbage, and a promiscuous
+    socket sees it) is shown as garbage with its length and the reason, never its
+    bytes (they may hold keys), and the monitor goes on."""
     with PfkeyClient(args.socket, timeout=None) as client:
         client.send(PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=client.next_seq(), pid=client.pid))
         sys.stdout.flush()
@@ -521,7 +520,13 @@ def _monitor(args: argparse.Namespace) -> int:
             data = client.sock.recv(0xFFFF * 8)
             if not data:
                 return 0
-            msg = decode(data)
+            try:
+                msg = decode(data)
+            except PfkeyError as e:
+                garbage = {"garbage": len(data), "error": str(e)}
+                line = json.dumps(garbage) if args.json else f"garbage: {len(data)} bytes: {e}"
+                print(line, flush=True)
+                continue
             if args.json:
                 print(json.dumps(describe(msg)), flush=True)
             else:
@@ -538,6 +543,8 @@ def describe(msg: PfkeyMessage) -> dict[str, Any]:
     if msg.errno:
         out["errno"] = errno.errorcode.get(msg.errno, msg.errno)
         out["diagnostic"] = msg.diagnostic
+        if msg.errno == errno.ENOBUFS and msg.pid == 0:
+            out["missed"] = msg.seq  # the stack's count of messages this reader missed
     if msg.find(ExtType.SA) is not None:
         sa = sa_to_dict(msg)
         sa.pop("encrypt_key", None)  # a monitor never prints keys
@@ -549,6 +556,8 @@ def describe(msg: PfkeyMessage) -> dict[str, Any]:
 
 def format_message(msg: PfkeyMessage) -> str:
     d = describe(msg)
+    if "missed" in d:
+        return f"missed {d['missed']} message(s): this monitor read too slowly (ENOBUFS)"
     text = f"{d['type']} {d['satype']} seq={d['seq']} pid={d['pid']}"
     if "errno" in d:
         text += f" errno={d['errno']} diagnostic={d['diagnostic']}"

@@ -6,9 +6,14 @@ import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 
 from larval.commands.policy import default_control_socket
 from larval.commands.sa import UsageError, default_socket
+from larval.net.unix_socket import SocketPathError, check_vacant
+
+#: A TUN device's MTU: IPv4's minimum datagram (RFC 791) to the largest IP packet.
+MIN_MTU, MAX_MTU = 68, 65535
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,12 +28,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dp = p.add_argument_group("dataplane (root): cleartext on a TUN device, ESP in UDP")
     dp.add_argument("--tun", help="TUN device to create, e.g. larval0")
     dp.add_argument("--local", help="address to receive ESP-in-UDP on (port --port)")
-    dp.add_argument("--port", type=int, default=4500)
+    dp.add_argument(
+        "--port", type=_ranged(1, 65535), default=4500, help="UDP port for ESP (default 4500)"
+    )
     dp.add_argument("--tun-address", action="append", default=[], help="address/prefix on the TUN")
     dp.add_argument(
         "--route", action="append", default=[], help="a protected network routed into the TUN"
     )
-    dp.add_argument("--mtu", type=int, default=1400)
+    dp.add_argument(
+        "--mtu",
+        type=_ranged(MIN_MTU, MAX_MTU),
+        default=1400,
+        help=f"MTU of the TUN device, bytes ({MIN_MTU}-{MAX_MTU}, default 1400)",
+    )
     dp.add_argument(
         "--no-offload", action="store_true", help="no TUN TSO offload: one packet per read"
     )
@@ -40,15 +52,48 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def _ranged(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {low}-{high}")
+        return value
+
+    return parse
+
+
+def socket_dirs(paths: dict[str, str]) -> None:
+    """Check the socket paths given as {option: path}, then create the directories they
+    go in (mode 0700); a SocketPathError names the option if either cannot be done.
+    Every path is checked before anything is created."""
+    given = {option: path for option, path in paths.items() if path}
+    seen: dict[str, str] = {}
+    for option, path in given.items():
+        check_vacant(path, option)
+        where = os.path.realpath(path)
+        if where in seen:
+            raise SocketPathError(f"{option} {path}: the same path as {seen[where]}")
+        seen[where] = option
+    for option, path in given.items():
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise SocketPathError(
+                f"{option} {path}: cannot create {directory}: {e.strerror}"
+            ) from e
+
+
 def run(args: argparse.Namespace) -> int:
     from larval.daemon.stack_service import DataplaneConfig, StackService
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    for path in (args.pfkey_socket, args.control_socket):
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    socket_dirs({"--pfkey-socket": args.pfkey_socket, "--control-socket": args.control_socket})
     dataplane = None
     if args.tun or args.local:
         if not (args.tun and args.local):

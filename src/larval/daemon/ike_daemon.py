@@ -31,6 +31,7 @@ from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
 from larval.keymgr.manager import KeyManager
 from larval.net.control import ControlError
+from larval.net.udp import UdpSocket
 from larval.pfkey import PfkeyMessage, decode
 from larval.sadb import Audience, PfkeyReply
 from larval.spd import SpdError
@@ -84,7 +85,8 @@ class IkeDaemon(StackService):
                 cfg.tun, cfg.addresses[0], cfg.tun_addresses, routes, NAT_T_PORT, cfg.mtu,
                 plain_esp=cfg.plain_esp,
             )  # fmt: skip
-        super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane)
+        options = (f"{config_path}: daemon.pfkey_socket", f"{config_path}: daemon.control_socket")
+        super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane, options)
         for policy in cfg.policies:
             self.stack.spd.add(policy)
         self.keymgr = KeyManager(cfg.connections, self._pfkey_call)
@@ -171,16 +173,14 @@ class IkeDaemon(StackService):
 
     async def started(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        for address in self.config.addresses:
-            proto = _IkeProtocol(self, address, nat_t=False)
-            await loop.create_datagram_endpoint(_factory(proto), local_addr=(address, IKE_PORT))
-            self._ike500[address] = proto
-            if self.dataplane is None:
-                proto4500 = _IkeProtocol(self, address, nat_t=True)
-                await loop.create_datagram_endpoint(
-                    _factory(proto4500), local_addr=(address, NAT_T_PORT)
-                )
-                self._ike4500[address] = proto4500
+        try:
+            for address in self.config.addresses:
+                self._ike500[address] = await self._listen(loop, address, IKE_PORT)
+                if self.dataplane is None:
+                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT)
+        except BaseException:
+            self._close_ike_sockets()  # those bound before the one that failed
+            raise
         if self.dataplane is not None:
             self.dataplane.path.on_ike = self._ike_from_dataplane
         log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
@@ -196,6 +196,23 @@ class IkeDaemon(StackService):
         self.keymgr.shutdown(time.time())
         self._flush()
         await asyncio.sleep(0.2)  # let the DELETEs leave, and their answers come
+        self._close_ike_sockets()
+
+    async def _listen(
+        self, loop: asyncio.AbstractEventLoop, address: str, port: int
+    ) -> _IkeProtocol:
+        """IKE on UDP `address`:`port`; a NetError naming both if it cannot be bound
+        (port 500 needs root, the address must be one of this host's)."""
+        udp = UdpSocket.bind(address, port, gro=False)
+        proto = _IkeProtocol(self, address, nat_t=port == NAT_T_PORT)
+        try:
+            await loop.create_datagram_endpoint(_factory(proto), sock=udp.sock)
+        except BaseException:
+            udp.close()
+            raise
+        return proto
+
+    def _close_ike_sockets(self) -> None:
         for proto in (*self._ike500.values(), *self._ike4500.values()):
             if proto.transport is not None:
                 proto.transport.close()

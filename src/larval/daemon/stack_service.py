@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import time
@@ -57,22 +56,34 @@ class StackService:
         pfkey_path: str | None,
         control_path: str | None = None,
         dataplane: DataplaneConfig | None = None,
+        options: tuple[str, str] = ("--pfkey-socket", "--control-socket"),
     ) -> None:
+        """`options` name where the two socket paths came from, for error messages."""
         self.stack = Stack()
         self.dataplane_config = dataplane
         self.dataplane: Dataplane | None = None
-        self.pfkey = PfkeyServer(pfkey_path, self.stack) if pfkey_path else None
+        pfkey_option, control_option = options
+        self.pfkey = (
+            PfkeyServer(pfkey_path, self.stack, option=pfkey_option) if pfkey_path else None
+        )
         # Who hears what the stack originates (ACQUIRE, EXPIRE): the PF_KEY socket's
         # registered clients, and an in-process key manager if there is one.
         self._listeners: list[Emit] = [self.pfkey.emit] if self.pfkey else []
         self.stack.emit = self._emit
+        # The names of the policies loaded over the control socket (`larval policy load`)
+        # since the last flush: a reload of the configuration leaves them alone.
+        self.control_policies: set[str] = set()
         self.handlers: dict[str, Handler] = {
             "policy.load": self._policy_load,
             "policy.list": self._policy_list,
             "policy.flush": self._policy_flush,
             "status": self._status,
         }
-        self.control = ControlServer(control_path, self.handlers) if control_path else None
+        self.control = (
+            ControlServer(control_path, self.handlers, option=control_option)
+            if control_path
+            else None
+        )
         self._stopping = asyncio.Event()
 
     def add_listener(self, listener: Emit) -> None:
@@ -82,12 +93,6 @@ class StackService:
         if replies:
             for listener in self._listeners:
                 listener(replies)
-
-    @functools.cached_property
-    def control_policies(self) -> set[str]:
-        """The names of the policies loaded over the control socket (`larval policy
-        load`) since the last flush; a reload of the configuration leaves them alone."""
-        return set()
 
     def load_policy(self, text: str, source: str) -> int:
         """Add the policies of a policy file; those of the same name are replaced."""
@@ -143,6 +148,7 @@ class StackService:
             "sadb_counters": self.stack.sadb.counters.snapshot(),
             "drops": dict(self.stack.drops),
             "pfkey_clients": self.pfkey.clients if self.pfkey is not None else 0,
+            "pfkey_missed": self.pfkey.missed if self.pfkey is not None else 0,
             "packets": self.dataplane.path.counters() if self.dataplane is not None else {},
             "io": self.dataplane.io_counters() if self.dataplane is not None else {},
         }
@@ -163,7 +169,6 @@ class StackService:
             raise
         self.dataplane = Dataplane(self.stack, tun, udp, raw)
         self.dataplane.start()
-        log.info("dataplane: %s <-> ESP in UDP on %s:%d", tun.name, config.local, config.port)
 
     def _stop_dataplane(self) -> None:
         if self.dataplane is not None:
@@ -175,40 +180,56 @@ class StackService:
             self.dataplane = None
 
     async def run(self) -> None:
-        if self.dataplane_config is not None:
-            # pyroute2's synchronous netlink calls cannot run inside a running loop.
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._start_dataplane, self.dataplane_config
-            )
+        """Start everything, serve until SIGTERM, SIGINT or stop(), and undo what was
+        started on every way out: a signal, or a part that fails to start."""
+        loop = asyncio.get_running_loop()
+        signals = self._catch_signals(loop)
         try:
+            if self.dataplane_config is not None:
+                # pyroute2's synchronous netlink calls cannot run inside a running loop.
+                await loop.run_in_executor(None, self._start_dataplane, self.dataplane_config)
             await self._serve()
         finally:
             self._stop_dataplane()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _catch_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        """Turn SIGTERM and SIGINT into a clean stop, from the start on (only the main
+        thread can; a stack run in another thread is stopped with stop())."""
+        caught: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stopping.set)
+                caught.append(sig)
+        return caught
 
     async def _serve(self) -> None:
-        if self.pfkey is not None:
-            await self.pfkey.start()
-            log.info("serving PF_KEY on %s", self.pfkey.path)
-        if self.control is not None:
-            await self.control.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stopping.set)
-        await self.started()
-        ager = asyncio.create_task(self._age())
-        try:
-            await self._stopping.wait()
-        finally:
-            await self.stopping()
-            ager.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ager
-            if self.control is not None:
-                await self.control.close()
+        # Each part is closed, in reverse order, only if it started: a control socket
+        # that cannot be created must not leave the PF_KEY socket behind.
+        async with contextlib.AsyncExitStack() as opened:
             if self.pfkey is not None:
-                await self.pfkey.close()
-            log.info("stopped")
+                await self.pfkey.start()
+                opened.push_async_callback(self.pfkey.close)
+            if self.control is not None:
+                await self.control.start()
+                opened.push_async_callback(self.control.close)
+            ager = asyncio.create_task(self._age())
+            opened.push_async_callback(_cancel, ager)
+            await self.started()
+            opened.push_async_callback(self.stopping)
+            self._log_started()
+            await self._stopping.wait()
+        log.info("stopped")
+
+    def _log_started(self) -> None:
+        # Said once all is up, so that a start that fails says one line: what failed.
+        config = self.dataplane_config
+        if self.dataplane is not None and config is not None:
+            log.info("dataplane: %s <-> ESP in UDP on %s:%d",
+                     self.dataplane.tun.name, config.local, config.port)  # fmt: skip
+        if self.pfkey is not None:
+            log.info("serving PF_KEY on %s", self.pfkey.path)
 
     async def started(self) -> None:
         """Hook: the sockets are up (the IKE daemon starts its key manager here)."""
@@ -223,3 +244,9 @@ class StackService:
         while True:
             self.stack.age(time.time())
             await asyncio.sleep(AGE_INTERVAL)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

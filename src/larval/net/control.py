@@ -7,21 +7,22 @@ A request is `{"op": NAME, ...}`; the answer is `{"ok": true, ...}` or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from larval.errors import LarvalError
+from larval.lograte import LogLimiter
+from larval.net.unix_socket import BoundPath, accept_forever, check_path, listen
 
 log = logging.getLogger("larval.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
-MAX_REQUEST = 1 << 20
+MAX_REQUEST = 1 << 20  # bytes in one request line
 
 
 class ControlError(LarvalError):
@@ -31,45 +32,70 @@ class ControlError(LarvalError):
 class ControlServer:
     """Serves `handlers[op](request)` on a stream socket at `path`."""
 
-    def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
+    def __init__(
+        self, path: str, handlers: dict[str, Handler], option: str = "--control-socket"
+    ) -> None:
         self.path = path
+        self.option = option  # where the path came from, for error messages
         self._handlers = handlers
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._bound: BoundPath | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.log = LogLimiter(log)
 
     async def start(self) -> None:
-        old_umask = os.umask(0o077)
-        try:
-            _remove_stale(self.path)
-            self._server = await asyncio.start_unix_server(
-                self._serve, self.path, limit=MAX_REQUEST
-            )
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+        self._listener, self._bound = listen(self.path, socket.SOCK_STREAM, self.option)
+        self._accept_task = asyncio.create_task(
+            accept_forever(self._listener, self._accepted, self.log, time.time)
+        )
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        tasks = [t for t in (self._accept_task, *self._connections) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+        if self._bound is not None:
+            self._bound.remove()
+        self.log.flush(float("inf"))
+
+    def _accepted(self, sock: socket.socket) -> None:
+        task = asyncio.create_task(self._connection(sock))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _connection(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_REQUEST)
+        except OSError:
+            sock.close()
+            return
+        await self._serve(reader, writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                answer = await self._answer(line)
-                writer.write(json.dumps(answer).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # over the limit; the reader has discarded what it held
+                    too_long = f"a request is at most {MAX_REQUEST} bytes"
+                    await _write(writer, {"ok": False, "error": too_long})
+                    return
+                if not line:
+                    return
+                await _write(writer, await self._answer(line))
+        except ConnectionError:
             pass
         finally:
             writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-        except ValueError:
-            return {"ok": False, "error": "the request is not JSON"}
+            request = _parse(line)
+        except _BadRequest as e:
+            return {"ok": False, "error": str(e)}
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             return {"ok": False, "error": 'a request is an object with an "op"'}
         handler = self._handlers.get(request["op"])
@@ -89,28 +115,35 @@ class ControlServer:
         return {"ok": True, **result}
 
 
-def _remove_stale(path: str) -> None:
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+async def _write(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+    writer.write(json.dumps(answer).encode() + b"\n")
+    await writer.drain()
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _parse(line: bytes) -> object:
+    """The JSON of one request line. json.loads of 100,000 `[` recurses until the
+    interpreter's limit: that is an answer too, not a crash of the connection."""
     try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        os.unlink(path)
-    else:
-        raise ControlError(f"{path}: something is already listening there")
-    finally:
-        probe.close()
+        return json.loads(line)
+    except RecursionError:
+        raise _BadRequest("the request nests arrays or objects too deeply") from None
+    except ValueError:
+        raise _BadRequest("the request is not JSON") from None
 
 
 def control_request(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Send one request; the answer, or ControlError with the server's message."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
+        check_path(path, "--control-socket")
         try:
             sock.connect(path)
         except OSError as e:
-            raise ControlError(f"cannot reach the control socket {path}: {e.strerror}") from e
+            raise ControlError(f"cannot reach the control socket {path}: {e.strerror or e}") from e
         sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 
 from larval.errors import LarvalError
+from larval.net.unix_socket import check_path
 from larval.pfkey import PfkeyError, PfkeyMessage, SadbMsgType, decode
 
 MAX_MESSAGE = 0xFFFF * 8
@@ -19,7 +20,8 @@ class PfkeyClientError(LarvalError):
 class PfkeyClient:
     """One PF_KEY socket: send requests, read the replies meant for them."""
 
-    def __init__(self, path: str, timeout: float | None = 5.0) -> None:
+    def __init__(self, path: str, timeout: float | None = 5.0, option: str = "--socket") -> None:
+        check_path(path, option)
         self.path = path
         self.pid = os.getpid()
         self._seq = 0
@@ -29,7 +31,9 @@ class PfkeyClient:
             self.sock.connect(path)
         except OSError as e:
             self.sock.close()
-            raise PfkeyClientError(f"cannot reach the PF_KEY socket {path}: {e.strerror}") from e
+            raise PfkeyClientError(
+                f"cannot reach the PF_KEY socket {path}: {e.strerror or e}"
+            ) from e
 
     def close(self) -> None:
         self.sock.close()

@@ -6,8 +6,15 @@ sends each reply to its audience: the sender, every socket, or the sockets regis
 for the SA type (plainly, RFC 2367 §3.1.7, or extended, illumos' SADB_X_EXT_EREG).
 Promiscuous sockets get a copy of every message either way.
 
-A client that sends garbage gets an errno reply; one that vanishes or stops reading is
-dropped or skipped. Neither affects other clients or the SADB.
+A client that sends garbage gets an errno reply (and a log line, limited per client);
+one that vanishes is dropped. Neither affects other clients or the SADB.
+
+Flow control: the replies to a client's own request (a DUMP of any size) are never
+dropped; what its queue cannot hold waits, and the client is not read from until it has
+caught up. Copies meant for a client too slow to read (promiscuous copies, broadcasts,
+ACQUIREs) are dropped beyond a bound in messages and in bytes, counted, and the client is
+told how many it missed once it catches up: an errno ENOBUFS message, as a full socket
+reports on Linux and illumos.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import socket
 import struct
 import time
@@ -24,6 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from larval.lograte import LogLimiter
+from larval.net.unix_socket import BoundPath, accept_forever, listen
 from larval.pfkey import (
     ExtType,
     PfkeyError,
@@ -39,8 +47,12 @@ log = logging.getLogger("larval.pfkey")
 
 #: The largest PF_KEY message: sadb_msg_len is 16 bits of 64-bit words.
 MAX_MESSAGE = 0xFFFF * 8
-#: Messages queued for a client that does not read before further ones are dropped.
+#: What may wait for a client that does not read, in messages and in bytes (always at
+#: least one message). Beyond that, copies meant for it are counted as missed; the
+#: replies to its own requests wait instead, and it is not read from until they are sent.
 MAX_QUEUED = 4096
+MAX_QUEUED_BYTES = 1 << 20
+LOG_FLUSH_INTERVAL = 5.0  # seconds between reports of suppressed log lines
 
 _HEADER = struct.Struct("<BBBBHHII")
 
@@ -52,7 +64,20 @@ class PfkeyHandler(Protocol):
 
 
 class _Client:
-    __slots__ = ("extended", "name", "promisc", "queue", "registered", "sock")
+    __slots__ = (
+        "backlog",
+        "extended",
+        "missed",
+        "missed_header",
+        "name",
+        "paused",
+        "promisc",
+        "queue",
+        "queued_bytes",
+        "registered",
+        "sock",
+        "writing",
+    )
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self.sock = sock
@@ -60,7 +85,13 @@ class _Client:
         self.registered: set[int] = set()  # SA types, plain REGISTER
         self.extended: set[int] = set()  # SA types, extended REGISTER
         self.promisc = False
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[bytes] = deque()  # bounded: MAX_QUEUED, MAX_QUEUED_BYTES
+        self.queued_bytes = 0
+        self.backlog: deque[bytes] = deque()  # replies to its own request, not yet queued
+        self.paused = False  # not read from while its backlog waits
+        self.writing = False  # the loop watches it for writability
+        self.missed = 0  # messages for it dropped since it was last told
+        self.missed_header = (0, 0)  # msg_type, satype of the first of them
 
 
 def error_reply_bytes(data: bytes, err: int, diagnostic: int) -> bytes:
@@ -72,6 +103,14 @@ def error_reply_bytes(data: bytes, err: int, diagnostic: int) -> bytes:
     return _HEADER.pack(2, msg_type, err, satype, 2, diagnostic, seq, pid)
 
 
+def missed_notice_bytes(msg_type: int, satype: int, missed: int) -> bytes:
+    """What a client too slow to read is told once it has caught up: a base header with
+    errno ENOBUFS (as Linux and illumos keysock report a full socket), the type of the
+    first message it missed, and in sadb_msg_seq how many it missed; pid 0, as for
+    messages the kernel originates (RFC 2367 §2.1)."""
+    return _HEADER.pack(2, msg_type, errno.ENOBUFS, satype, 2, 0, min(missed, 0xFFFFFFFF), 0)
+
+
 class PfkeyServer:
     """Serves PF_KEY on a SOCK_SEQPACKET socket at `path`, within an asyncio loop."""
 
@@ -80,25 +119,35 @@ class PfkeyServer:
         path: str,
         handler: PfkeyHandler,
         clock: Callable[[], float] = time.time,
+        option: str = "--pfkey-socket",
     ) -> None:
         self.path = path
+        self.option = option  # where the path came from, for error messages
         self._handler = handler
         self._clock = clock
         self._clients: dict[int, _Client] = {}
         self._listener: socket.socket | None = None
+        self._bound: BoundPath | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_task: asyncio.Task[None] | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._next_name = 0
-        self.dropped = 0  # messages a slow client missed
+        self.log = LogLimiter(log)  # lines any client can provoke, per client
+        self.missed = 0  # messages slow clients missed, every client together
 
     # -- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._listener = listen_seqpacket(self.path)
-        self._accept_task = asyncio.create_task(self._accept_loop())
+        self._listener, self._bound = listen(self.path, socket.SOCK_SEQPACKET, self.option)
+        self._accept_task = asyncio.create_task(
+            accept_forever(self._listener, self._accepted, self.log, self._clock)
+        )
+        self._flush_timer = self._loop.call_later(LOG_FLUSH_INTERVAL, self._flush_log)
 
     async def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
         if self._accept_task is not None:
             self._accept_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,12 +156,18 @@ class PfkeyServer:
             self._drop(client)
         if self._listener is not None:
             self._listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        if self._bound is not None:
+            self._bound.remove()
+        self.log.flush(float("inf"))
 
     @property
     def clients(self) -> int:
         return len(self._clients)
+
+    def _flush_log(self) -> None:
+        self.log.flush(self._clock())
+        assert self._loop is not None
+        self._flush_timer = self._loop.call_later(LOG_FLUSH_INTERVAL, self._flush_log)
 
     # -- messages the stack originates (ACQUIRE, EXPIRE), from any thread -------------
 
@@ -128,15 +183,12 @@ class PfkeyServer:
 
     # -- the socket ---------------------------------------------------------------------
 
-    async def _accept_loop(self) -> None:
-        assert self._loop is not None and self._listener is not None
-        while True:
-            sock, _ = await self._loop.sock_accept(self._listener)
-            sock.setblocking(False)
-            self._next_name += 1
-            client = _Client(sock, f"pfkey-client-{self._next_name}")
-            self._clients[sock.fileno()] = client
-            self._loop.add_reader(sock.fileno(), self._readable, client)
+    def _accepted(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        self._next_name += 1
+        client = _Client(sock, f"pfkey-client-{self._next_name}")
+        self._clients[sock.fileno()] = client
+        self._loop.add_reader(sock.fileno(), self._readable, client)
 
     def _readable(self, client: _Client) -> None:
         try:
@@ -152,19 +204,20 @@ class PfkeyServer:
         self._request(client, data)
 
     def _request(self, client: _Client, data: bytes) -> None:
-        for other in self._clients.values():
+        for other in list(self._clients.values()):
             if other.promisc and other is not client:
                 self._send(other, data)
         try:
             msg = decode(data)
         except PfkeyError as e:
-            log.info("%s: refused a malformed PF_KEY message: %s", client.name, e)
-            self._send(client, error_reply_bytes(data, e.errno, e.diagnostic))
+            self.log.log(self._clock(), client.name, logging.INFO,
+                         "%s: refused a malformed PF_KEY message: %s", client.name, e)  # fmt: skip
+            self._send(client, error_reply_bytes(data, e.errno, e.diagnostic), own=True)
             return
         if msg.msg_type == SadbMsgType.X_PROMISC:
             # illumos keysock: a non-zero satype turns promiscuous mode on, zero off.
             client.promisc = msg.satype != 0
-            self._send(client, msg.encode())
+            self._send(client, msg.encode(), own=True)
             return
         if msg.msg_type == SadbMsgType.REGISTER and msg.errno == 0:
             self._register(client, msg)
@@ -172,7 +225,7 @@ class PfkeyServer:
             replies = self._handler.handle_pfkey(msg, self._clock())
         except Exception:  # a bug must not take the socket down for everyone
             log.exception("%s: PF_KEY %s failed", client.name, msg.msg_type)
-            self._send(client, error_reply_bytes(data, errno.EIO, 0))
+            self._send(client, error_reply_bytes(data, errno.EIO, 0), own=True)
             return
         self._deliver(client, replies)
 
@@ -189,26 +242,47 @@ class PfkeyServer:
             satype = reply.message.satype
             for client in list(self._clients.values()):
                 if client.promisc or _wants(client, sender, reply.audience, satype):
-                    self._send(client, data)
+                    self._send(client, data, own=client is sender)
 
-    def _send(self, client: _Client, data: bytes) -> None:
-        if client.queue:
-            self._enqueue(client, data)
+    # -- sending, with flow control -----------------------------------------------------
+
+    def _send(self, client: _Client, data: bytes, own: bool = False) -> None:
+        """Send `data` to `client`, or queue it. A reply to the client's own request
+        (`own`) is never dropped: what does not fit waits in its backlog and the client
+        is not read from meanwhile, so a DUMP of any size arrives whole. Anything else
+        that does not fit is counted as missed, and the client told once it catches up."""
+        if own and client.backlog:
+            client.backlog.append(data)  # behind the replies already waiting
             return
-        try:
-            client.sock.send(data)
-        except BlockingIOError:
+        if not client.queue:
+            try:
+                client.sock.send(data)
+                return
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._drop(client)
+                return
+        if _has_room(client, len(data)):
             self._enqueue(client, data)
-        except OSError:
-            self._drop(client)
+        elif own:
+            client.backlog.append(data)
+            self._pause(client)
+        else:
+            self._miss(client, data)
 
     def _enqueue(self, client: _Client, data: bytes) -> None:
-        if len(client.queue) >= MAX_QUEUED:
-            self.dropped += 1  # illumos keysock drops too (ENOBUFS to a full socket)
-            return
-        if not client.queue and self._loop is not None:
-            self._loop.add_writer(client.sock.fileno(), self._writable, client)
         client.queue.append(data)
+        client.queued_bytes += len(data)
+        if not client.writing and self._loop is not None:
+            self._loop.add_writer(client.sock.fileno(), self._writable, client)
+            client.writing = True
+
+    def _miss(self, client: _Client, data: bytes) -> None:
+        if not client.missed:
+            client.missed_header = (data[1], data[3]) if len(data) >= 4 else (0, 0)
+        client.missed += 1
+        self.missed += 1
 
     def _writable(self, client: _Client) -> None:
         while client.queue:
@@ -219,19 +293,55 @@ class PfkeyServer:
             except OSError:
                 self._drop(client)
                 return
-            client.queue.popleft()
+            client.queued_bytes -= len(client.queue.popleft())
+            self._refill(client)
         if self._loop is not None:
             self._loop.remove_writer(client.sock.fileno())
+        client.writing = False
+        if client.missed:
+            self._tell_missed(client)
+
+    def _refill(self, client: _Client) -> None:
+        """Move waiting replies into the queue as it drains; read the client again once
+        they are all queued."""
+        while client.backlog and _has_room(client, len(client.backlog[0])):
+            self._enqueue(client, client.backlog.popleft())
+        if not client.backlog and client.paused and self._loop is not None:
+            client.paused = False
+            self._loop.add_reader(client.sock.fileno(), self._readable, client)
+
+    def _pause(self, client: _Client) -> None:
+        if not client.paused and self._loop is not None:
+            client.paused = True
+            self._loop.remove_reader(client.sock.fileno())
+
+    def _tell_missed(self, client: _Client) -> None:
+        msg_type, satype = client.missed_header
+        self.log.log(self._clock(), client.name, logging.WARNING,
+                     "%s: reads too slowly; missed %d message(s)", client.name,
+                     client.missed)  # fmt: skip
+        notice = missed_notice_bytes(msg_type, satype, client.missed)
+        client.missed = 0
+        self._send(client, notice, own=True)
 
     def _drop(self, client: _Client) -> None:
         fd = client.sock.fileno()
         if self._clients.pop(fd, None) is None:
             return
         if self._loop is not None:
-            self._loop.remove_reader(fd)
-            if client.queue:
+            if not client.paused:
+                self._loop.remove_reader(fd)
+            if client.writing:
                 self._loop.remove_writer(fd)
+        client.queue.clear()
+        client.backlog.clear()
         client.sock.close()
+
+
+def _has_room(client: _Client, size: int) -> bool:
+    if not client.queue:
+        return True  # one message always fits, however large
+    return len(client.queue) < MAX_QUEUED and client.queued_bytes + size <= MAX_QUEUED_BYTES
 
 
 def _wants(client: _Client, sender: _Client | None, audience: Audience, satype: int) -> bool:
@@ -252,38 +362,3 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def listen_seqpacket(path: str) -> socket.socket:
-    """A listening SOCK_SEQPACKET socket at `path`, mode 0600, created atomically.
-
-    The socket is bound under a temporary name with a 0077 umask and renamed into
-    place, so it never exists with wider permissions. A stale socket file (nobody
-    listening) is replaced; a live one is an error.
-    """
-    if os.path.exists(path):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            pass  # stale: replaced by the rename below
-        else:
-            probe.close()
-            raise OSError(errno.EADDRINUSE, f"{path}: a stack is already serving PF_KEY here")
-        finally:
-            probe.close()
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    old_umask = os.umask(0o077)
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        sock.bind(tmp)
-    finally:
-        os.umask(old_umask)
-    os.chmod(tmp, 0o600)
-    sock.listen(64)
-    os.rename(tmp, path)
-    sock.setblocking(False)
-    return sock
