@@ -9,6 +9,8 @@ import os
 
 from larval.commands.policy import default_control_socket
 from larval.commands.sa import UsageError, default_socket
+from larval.spd.config import read_config_text
+from larval.spd.errors import PolicyFileError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     service = StackService(args.pfkey_socket, args.control_socket or None, dataplane)
     if args.policy:
         try:
-            with open(args.policy) as f:
-                text = f.read()
-        except OSError as e:
-            raise UsageError(f"--policy {args.policy}: {e.strerror}") from None
+            text = read_config_text(args.policy).text
+        except PolicyFileError as e:
+            raise UsageError(f"--policy {e}") from None
         service.load_policy(text, args.policy)
     asyncio.run(service.run())
     return 0
