@@ -388,6 +388,7 @@ def test_a_private_secrets_file_and_a_public_one_without_secrets_load(tmp_path: 
     assert load_config(str(_write(tmp_path / "b.toml", DESIGN_TOML, 0o400))).connections
     public = _write(tmp_path / "c.toml", '[daemon]\ncontrol_socket = "/tmp/c"\n', 0o644)
     assert not load_config(str(public)).connections
+    assert not load_config(str(_write(tmp_path / "d.toml", "[secrets]\n", 0o644))).connections
 
 
 # -- the file itself ---------------------------------------------------------------------

@@ -44,7 +44,7 @@ Secrets. A file that holds ``[secrets]`` must not be readable by group or others
 (`MIN_PSK_LENGTH`) is refused unless the connection that uses it says so with
 ``short_psk = true``: RFC 7296 §2.15 asks a PSK for as much unpredictability as the
 keys it protects, and one captured exchange lets an attacker try short ones offline.
-strongSwan only warns. A connection with no ``[connections]`` at all still starts
+strongSwan only warns. A configuration with no ``[connections]`` at all still starts
 (as strongSwan does), with a warning that nothing will be negotiated.
 """
 
@@ -127,7 +127,8 @@ def load_config(path: str) -> DaemonConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not TOML: {e}") from None
     # As OpenSSH with a private key: a secret others can read is no longer one.
-    if "secrets" in data and file.mode & 0o044:
+    secrets = data.get("secrets")
+    if isinstance(secrets, dict) and secrets and file.mode & 0o044:
         raise ConfigError(
             f"{path}: holds [secrets] but is readable by group or others "
             f"(mode {file.mode:04o}); chmod 600 it"
