@@ -122,6 +122,7 @@ class LarvalDaemon:
         self.site = site
         self.config = site.dir / "larval.toml"
         self.config.write_text(config)
+        self.config.chmod(0o600)  # it holds [secrets]: larval refuses it readable by others
         self.log = site.dir / "larval.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

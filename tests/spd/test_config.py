@@ -202,6 +202,33 @@ BAD = [
         "replay_window = 1000",
         "larval.toml: policies.s2s.replay_window: 1000 is above the maximum 255",
     ),
+    # Numbers end up in PF_KEY fields: 64-bit lifetimes (RFC 2367 §2.3.3), 32-bit priority.
+    (
+        'rekey_time = "99999999999999999999d"',
+        'larval.toml: policies.s2s.rekey_time: "99999999999999999999d" is above the maximum '
+        "18446744073709551615 s",
+    ),
+    (
+        "life_time = 18446744073709551616",
+        "larval.toml: policies.s2s.life_time: 18446744073709551616 is above the maximum "
+        "18446744073709551615 s",
+    ),
+    (
+        "rekey_bytes = 18446744073709551617",
+        "larval.toml: policies.s2s.rekey_bytes: 18446744073709551617 is above the maximum "
+        "18446744073709551615",
+    ),
+    (
+        "life_bytes = 18446744073709551616",
+        "larval.toml: policies.s2s.life_bytes: 18446744073709551616 is above the maximum "
+        "18446744073709551615",
+    ),
+    (
+        "priority = 4294967296",
+        "larval.toml: policies.s2s.priority: 4294967296 is above the maximum 4294967295",
+    ),
+    ("replay_window = 2.0", "larval.toml: policies.s2s.replay_window: 2.0 is not an integer >= 0"),
+    ("rekey_bytes = 1e3", "larval.toml: policies.s2s.rekey_bytes: 1000.0 is not an integer >= 0"),
 ]
 
 
@@ -272,3 +299,31 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError) as info:
         load_policy_file(path)
     assert str(info.value) == f"{path}: No such file or directory"
+
+
+def test_the_largest_lifetimes_load_and_defaults_stay_in_64_bits() -> None:
+    most = 2**64 - 1
+    (out, _) = load_policy_text(BASE + f"rekey_time = {most}\nrekey_bytes = {most}\n", "p")
+    assert out.lifetimes == Lifetimes(most, most, most, most)  # + 10 %, capped at the field
+
+
+@pytest.mark.parametrize(
+    ("data", "offset"), [(b"\xff", 0), (b"# caf\xc3\n", 5), (b"[policies]\n# \xe9t\xe9\n", 13)]
+)
+def test_a_file_not_utf8_is_named_with_the_offset_never_the_byte(
+    tmp_path: Path, data: bytes, offset: int
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_bytes(data)
+    with pytest.raises(PolicyFileError) as info:
+        load_policy_file(path)
+    assert str(info.value) == f"{path}: not UTF-8 at byte {offset}"
+
+
+def test_a_directory_and_an_endless_file_are_named(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFileError) as info:
+        load_policy_file(tmp_path)
+    assert str(info.value) == f"{tmp_path}: Is a directory"
+    with pytest.raises(PolicyFileError) as info:
+        load_policy_file("/dev/zero")  # read with a bound, not until memory runs out
+    assert str(info.value) == "/dev/zero: larger than 16 MiB, too large for a policy or config"

@@ -32,17 +32,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from larval.commands.sa import UsageError
-
     if args.policy_op == "load":
-        try:
-            with open(args.file) as f:
-                text = f.read()
-        except OSError as e:
-            raise UsageError(f"{args.file}: {e.strerror}") from None
-        # Parse here as well, so a bad file is named with exit status 2 before sending.
         from larval.spd import load_policy_text
+        from larval.spd.config import read_config_text
 
+        # Bounded, UTF-8 checked; parsed here as well, so that a bad file is named with
+        # exit status 2 before anything is sent.
+        text = read_config_text(args.file).text
         load_policy_text(text, args.file)
         answer = control_request(
             args.control_socket, {"op": "policy.load", "text": text, "source": args.file}

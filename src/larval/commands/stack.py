@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from larval.commands.policy import default_control_socket
 from larval.commands.sa import UsageError, default_socket
+from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.net.unix_socket import SocketPathError, check_vacant
-
-#: A TUN device's MTU: IPv4's minimum datagram (RFC 791) to the largest IP packet.
-MIN_MTU, MAX_MTU = 68, 65535
+from larval.spd.config import load_policy_text, read_config_text
+from larval.spd.errors import PolicyFileError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,6 +93,14 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    # The policy file is read and checked first: a bad one leaves nothing made on disk.
+    policy_text = None
+    if args.policy:
+        try:
+            policy_text = read_config_text(args.policy).text
+            load_policy_text(policy_text, args.policy)
+        except PolicyFileError as e:
+            raise UsageError(f"--policy {e}") from None
     socket_dirs({"--pfkey-socket": args.pfkey_socket, "--control-socket": args.control_socket})
     dataplane = None
     if args.tun or args.local:
@@ -109,12 +117,7 @@ def run(args: argparse.Namespace) -> int:
             plain_esp=args.plain_esp,
         )
     service = StackService(args.pfkey_socket, args.control_socket or None, dataplane)
-    if args.policy:
-        try:
-            with open(args.policy) as f:
-                text = f.read()
-        except OSError as e:
-            raise UsageError(f"--policy {args.policy}: {e.strerror}") from None
-        service.load_policy(text, args.policy)
+    if policy_text is not None:
+        service.load_policy(policy_text, args.policy)
     asyncio.run(service.run())
     return 0

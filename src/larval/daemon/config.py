@@ -35,14 +35,27 @@
 
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
-error names the file, the key and what is allowed.
+error names the file, the key and what is allowed; types are exact (``true`` is not
+a number, ``2.0`` not an integer), and numbers are checked against the field they end
+up in (64-bit PF_KEY lifetimes, the 8-bit replay window, 16-bit sizes).
+
+Secrets. A file that holds ``[secrets]`` must not be readable by group or others
+(``chmod 600``); `load_config` refuses it otherwise. A PSK shorter than 16 bytes
+(`MIN_PSK_LENGTH`) is refused unless the connection that uses it says so with
+``short_psk = true``: RFC 7296 §2.15 asks a PSK for as much unpredictability as the
+keys it protects, and one captured exchange lets an attacker try short ones offline.
+strongSwan only warns. A configuration with no ``[connections]`` at all still starts
+(as strongSwan does), with a warning that nothing will be negotiated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
+import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,25 +63,42 @@ from larval.crypto.ike_errors import IkeProposalError
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
+from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.ikev2.config import ChildConfig, IkeConfig, identity
 from larval.keymgr.manager import Connection
-from larval.spd import Policy, policies_from_dict
-from larval.spd.config import ConfigReader
+from larval.spd import Policy
+from larval.spd.config import U64_MAX, ConfigReader, policies_from_entry, read_config_text
 from larval.spd.errors import PolicyFileError
+from larval.spd.selector import IPAddress
+
+log = logging.getLogger("larval.daemon")
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
-                   "fragmentation")  # fmt: skip
+                   "fragmentation", "short_psk")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id")
 SECRET_KEYS = ("ids", "secret")
+#: Bytes: 128 bits, the strength of the weakest cipher offered (RFC 7296 §2.15).
+MIN_PSK_LENGTH = 16
+#: Seconds; a day between two retransmissions is already a peer long gone.
+RETRANSMIT_TIMEOUT_MAX = 86400.0
 
 
 class ConfigError(LarvalError):
     """The daemon's configuration is wrong; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One ``[secrets.NAME]`` entry: the IDs it is for (none: any) and the PSK."""
+
+    name: str
+    ids: tuple[str, ...]
+    psk: bytes = field(repr=False)
 
 
 @dataclass
@@ -85,29 +115,45 @@ class DaemonConfig:
 
 
 def load_config(path: str) -> DaemonConfig:
+    """Read and check the daemon's configuration file; raises `ConfigError` naming it."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror}") from None
+        file = read_config_text(path)
+    except PolicyFileError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        data = tomllib.loads(file.text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not TOML: {e}") from None
+    # As OpenSSH with a private key: a secret others can read is no longer one.
+    secrets = data.get("secrets")
+    if isinstance(secrets, dict) and secrets and file.mode & 0o044:
+        raise ConfigError(
+            f"{path}: holds [secrets] but is readable by group or others "
+            f"(mode {file.mode:04o}); chmod 600 it"
+        )
+    config = parse_config(data, path)
+    if not config.connections:
+        log.warning("%s: no [connections]: the stack runs but nothing will be negotiated", path)
+    return config
+
+
+def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
+    """Check a parsed configuration; raises `ConfigError` naming `source` and the key."""
     try:
-        return parse_config(data, path)
+        return _parse(ConfigReader(source), data)
     except PolicyFileError as e:
         raise ConfigError(str(e)) from None
 
 
-def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
-    r = ConfigReader(source)
+def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     top = r.table("", data, ("daemon", "connections", "secrets"))
     daemon = r.table("daemon", top.get("daemon", {}), DAEMON_KEYS)
     addresses = [str(r.address(k, v)) for k, v in r.strings("daemon.addresses",
                                                              daemon.get("addresses", []))] \
         if "addresses" in daemon else []  # fmt: skip
     tun = daemon.get("tun")
-    if tun is not None and not isinstance(tun, str):
-        raise r.error("daemon.tun", "is not a device name")
+    if tun is not None and (not isinstance(tun, str) or not tun):
+        raise r.error("daemon.tun", f"{r.show(tun)} is not a device name")
     tun_addresses = [v for _, v in r.strings("daemon.tun_addresses", daemon["tun_addresses"])] \
         if "tun_addresses" in daemon else []  # fmt: skip
     for i, text in enumerate(tun_addresses):
@@ -123,80 +169,103 @@ def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
                                daemon.get("control_socket", "/run/larval/control")),
         pfkey_socket=_string(r, "daemon.pfkey_socket", daemon["pfkey_socket"])
         if "pfkey_socket" in daemon else None,
-        mtu=r.integer("daemon.mtu", daemon.get("mtu", 1400), 65535),
+        mtu=r.integer("daemon.mtu", daemon.get("mtu", 1400), MAX_MTU, MIN_MTU),
         plain_esp=_bool(r, "daemon.plain_esp", daemon.get("plain_esp", False)),
     )  # fmt: skip
-    secrets_table = r.table("secrets", top.get("secrets", {}), tuple(top.get("secrets", {})))
-    secrets = []
-    for name, entry in secrets_table.items():
-        e = r.table(f"secrets.{name}", entry, SECRET_KEYS)
-        ids = (
-            [v for _, v in r.strings(f"secrets.{name}.ids", e.get("ids", []))] if "ids" in e else []
-        )
-        secret = e.get("secret")
-        if not isinstance(secret, str) or not secret:
-            raise r.error(f"secrets.{name}.secret", "a non-empty string is needed")
-        secrets.append((ids, secret.encode()))
-    connections = r.table("connections", top.get("connections", {}),
-                          tuple(top.get("connections", {})))  # fmt: skip
+    secrets = _secrets(r, top.get("secrets", {}))
     # strongswan.conf's charon.retransmit_timeout and retransmit_tries, daemon-wide.
-    timeout = daemon.get("retransmit_timeout", 4.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise r.error("daemon.retransmit_timeout", f"{timeout!r} is not a positive number")
+    timeout = _retransmit_timeout(r, daemon.get("retransmit_timeout", 4.0))
     tries = r.integer("daemon.retransmit_tries", daemon.get("retransmit_tries", 5), 100)
     # strongswan.conf's charon.fragment_size: the IP datagram of IKE sent whole, at most.
-    fragment_size = r.integer("daemon.fragment_size", daemon.get("fragment_size", 1280), 65535)
+    fragment_size = r.integer("daemon.fragment_size", daemon.get("fragment_size", 1280), MAX_MTU)
     if fragment_size < 128:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
-    for name, entry in connections.items():
-        conn, policy_entries = _connection(r, name, entry, secrets)
-        ike = dataclasses.replace(conn.ike, retransmit_timeout=float(timeout),
+    for name, entry in r.tables("connections", top.get("connections", {})):
+        conn, policies = _connection(r, name, entry, secrets)
+        ike = dataclasses.replace(conn.ike, retransmit_timeout=timeout,
                                   retransmit_tries=tries, fragment_size=fragment_size)  # fmt: skip
         conn = dataclasses.replace(conn, ike=ike)
         config.connections.append(conn)
-        config.policies.extend(policies_from_dict(policy_entries, source))
+        config.policies.extend(policies)
     if config.connections and not config.addresses:
         config.addresses = sorted({str(c.ike.local_addr) for c in config.connections})
+    if config.tun and not config.addresses:
+        # The dataplane receives ESP on an address of ours: there must be one.
+        raise r.error("daemon.tun", "the dataplane needs daemon.addresses or a connection")
     return config
 
 
+def _secrets(r: ConfigReader, value: object) -> list[Secret]:
+    secrets = []
+    for name, entry in r.tables("secrets", value):
+        e = r.table(f"secrets.{name}", entry, SECRET_KEYS)
+        ids = [v for _, v in r.strings(f"secrets.{name}.ids", e["ids"])] if "ids" in e else []
+        secret = e.get("secret")
+        if not isinstance(secret, str) or not secret:
+            # Never the value: it may be the secret, with a typo.
+            raise r.error(f"secrets.{name}.secret", "a non-empty string is needed")
+        secrets.append(Secret(name, tuple(ids), secret.encode()))
+    return secrets
+
+
+def _retransmit_timeout(r: ConfigReader, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= RETRANSMIT_TIMEOUT_MAX
+        or not math.isfinite(value)
+    ):
+        raise r.error(
+            "daemon.retransmit_timeout",
+            f"{r.show(value)} is not seconds above 0 and at most {RETRANSMIT_TIMEOUT_MAX:g}",
+        )
+    return float(value)
+
+
 def _connection(
-    r: ConfigReader, name: str, value: object, secrets: list[tuple[list[str], bytes]]
-) -> tuple[Connection, dict[str, dict[str, Any]]]:
+    r: ConfigReader, name: str, value: object, secrets: list[Secret]
+) -> tuple[Connection, list[Policy]]:
     base = f"connections.{name}"
     c = r.table(base, value, CONNECTION_KEYS)
     version = c.get("version", 2)
-    if version not in (0, 1, 2):
-        raise r.error(f"{base}.version", f"{version!r} is not one of 0, 1, 2")
-    local_addrs = [
-        r.address(k, v) for k, v in r.strings(f"{base}.local_addrs", c.get("local_addrs"))
-    ]
-    remote_addrs = [r.address(k, v) for k, v in r.strings(f"{base}.remote_addrs",
-                                                          c.get("remote_addrs"))]  # fmt: skip
+    # Exactly an integer: `true` == 1 and `2.0` == 2 in Python, never in the file.
+    if isinstance(version, bool) or not isinstance(version, int) or version not in (0, 1, 2):
+        raise r.error(f"{base}.version", f"{r.show(version)} is not one of 0, 1, 2")
+    local_addrs = _addresses(r, base, c, "local_addrs")
+    remote_addrs = _addresses(r, base, c, "remote_addrs")
     proposals = []
     for k, text in r.strings(f"{base}.proposals", c.get("proposals", ["aes128-sha256-x25519"])):
         try:
             proposals.append(parse_ike_proposal(text))
         except (IkeProposalError, ProposalError) as e:
             raise r.error(k, str(e)) from None
-    local = r.table(f"{base}.local", c.get("local", {}), AUTH_KEYS)
-    remote = r.table(f"{base}.remote", c.get("remote", {}), AUTH_KEYS)
-    for side, table in (("local", local), ("remote", remote)):
-        r.choice(f"{base}.{side}.auth", table.get("auth", "psk"), ("psk",))
-    local_id = str(local.get("id", local_addrs[0]))
-    remote_id = str(remote.get("id", remote_addrs[0]))
-    psk = next((s for ids, s in secrets if not ids or {local_id, remote_id} <= set(ids)
-                or remote_id in ids), None)  # fmt: skip
-    if psk is None:
+    local_id = _auth(r, f"{base}.local", c.get("local", {}), str(local_addrs[0]))
+    remote_id = _auth(r, f"{base}.remote", c.get("remote", {}), str(remote_addrs[0]))
+    secret = next((s for s in secrets if not s.ids or {local_id, remote_id} <= set(s.ids)
+                   or remote_id in s.ids), None)  # fmt: skip
+    if secret is None:
         raise r.error(f"{base}.remote.id", f"no [secrets] entry holds a PSK for {remote_id}")
+    # Per connection, not per secret: the risk is the connection's (its AUTH exchange is
+    # what an attacker tries short PSKs against), and a secret later shared with another
+    # connection must not carry the acceptance over to it.
+    short_psk = _bool(r, f"{base}.short_psk", c.get("short_psk", False))
+    if len(secret.psk) < MIN_PSK_LENGTH and not short_psk:
+        size = f"{len(secret.psk)} byte" + ("" if len(secret.psk) == 1 else "s")
+        raise r.error(
+            f"secrets.{secret.name}.secret",
+            f"{size}, shorter than {MIN_PSK_LENGTH}; use a longer random secret, "
+            f"or set {base}.short_psk = true",
+        )
     fragmentation = r.choice(f"{base}.fragmentation", c.get("fragmentation", "yes"), ("yes", "no"))
+    if "mobike" in c:
+        _bool(r, f"{base}.mobike", c["mobike"])  # swanctl's key, accepted; no MOBIKE yet
     ike = IkeConfig(
         name=name,
         local_addr=local_addrs[0],
         remote_addr=remote_addrs[0],
         local_id=identity(local_id),
         remote_id=identity(remote_id),
-        psk=psk,
+        psk=secret.psk,
         proposals=tuple(proposals),
         encap=_bool(r, f"{base}.encap", c.get("encap", False)),
         dpd_delay=float(r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0))),
@@ -205,40 +274,64 @@ def _connection(
     )
     children: list[ChildConfig] = []
     start_action: dict[str, str] = {}
-    policy_entries: dict[str, dict[str, Any]] = {}
-    for child_name, child_value in r.table(f"{base}.children", c.get("children", {}),
-                                           tuple(c.get("children", {}))).items():  # fmt: skip
+    policies: list[Policy] = []
+    for child_name, child_value in r.tables(f"{base}.children", c.get("children", {})):
         ckey = f"{base}.children.{child_name}"
-        ch = r.table(ckey, child_value, CHILD_KEYS)
-        suites = []
-        for k, text in r.strings(f"{ckey}.esp_proposals", ch.get("esp_proposals", ["aes128gcm16"])):
-            try:
-                suites.append(esp_proposal_transforms(text))
-            except (IkeProposalError, ProposalError) as e:
-                raise r.error(k, str(e)) from None
-        mode = r.choice(f"{ckey}.mode", ch.get("mode", "tunnel"), ("tunnel", "transport"))
-        start_action[child_name] = r.choice(f"{ckey}.start_action", ch.get("start_action", "none"),
-                                            ("none", "trap", "start"))  # fmt: skip
-        local_ts = _networks(r, f"{ckey}.local_ts", ch.get("local_ts", [str(local_addrs[0])]))
-        remote_ts = _networks(r, f"{ckey}.remote_ts", ch.get("remote_ts", [str(remote_addrs[0])]))
-        rekey = r.duration(f"{ckey}.rekey_time", ch.get("rekey_time", "1h"))
-        life = r.duration(f"{ckey}.life_time", ch.get("life_time", rekey + rekey // 10))
-        inactivity = r.duration(f"{ckey}.inactivity", ch.get("inactivity", 0))
-        children.append(
-            ChildConfig(child_name, tuple(suites), local_ts, remote_ts, mode, rekey, life,
-                        inactivity=inactivity)
-        )  # fmt: skip
-        policy = {k: ch[k] for k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time",
-                                     "life_time", "rekey_bytes", "life_bytes", "replay_window")
-                  if k in ch}  # fmt: skip
-        policy.update(mode=mode, local_addrs=[str(local_addrs[0])],
+        child, start_action[child_name] = _child(r, ckey, child_name, child_value,
+                                                 local_addrs[0], remote_addrs[0])  # fmt: skip
+        children.append(child)
+        policy = {k: v for k, v in r.table(ckey, child_value, CHILD_KEYS).items()
+                  if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
+                           "rekey_bytes", "life_bytes", "replay_window")}  # fmt: skip
+        policy.update(mode=child.mode, local_addrs=[str(local_addrs[0])],
                       remote_addrs=[str(remote_addrs[0])])  # fmt: skip
-        policy_entries[f"{name}/{child_name}"] = policy
+        policies.extend(policies_from_entry(r, ckey, f"{name}/{child_name}", policy))
     aggressive = _bool(r, f"{base}.aggressive", c.get("aggressive", False))
     if aggressive and version != 1:
         raise r.error(f"{base}.aggressive", "Aggressive Mode is IKEv1's: set version = 1")
     conn = Connection(ike, tuple(children), start_action, version, aggressive)
-    return conn, policy_entries
+    return conn, policies
+
+
+def _addresses(r: ConfigReader, base: str, c: Mapping[str, Any], key: str) -> list[IPAddress]:
+    if key not in c:
+        raise r.error(f"{base}.{key}", "missing; the connection needs this IKE address")
+    return [r.address(k, v) for k, v in r.strings(f"{base}.{key}", c[key])]
+
+
+def _auth(r: ConfigReader, key: str, value: object, default_id: str) -> str:
+    """The identity of a ``local`` or ``remote`` table (its address if none is given)."""
+    table = r.table(key, value, AUTH_KEYS)
+    r.choice(f"{key}.auth", table.get("auth", "psk"), ("psk",))
+    ident = table.get("id", default_id)
+    if not isinstance(ident, str) or not ident:
+        raise r.error(f"{key}.id", f"{r.show(ident)} is not an identity: an address or a name")
+    return ident
+
+
+def _child(
+    r: ConfigReader, ckey: str, name: str, value: object, local: IPAddress, remote: IPAddress
+) -> tuple[ChildConfig, str]:
+    """One child and its start_action."""
+    ch = r.table(ckey, value, CHILD_KEYS)
+    suites = []
+    for k, text in r.strings(f"{ckey}.esp_proposals", ch.get("esp_proposals", ["aes128gcm16"])):
+        try:
+            suites.append(esp_proposal_transforms(text))
+        except (IkeProposalError, ProposalError) as e:
+            raise r.error(k, str(e)) from None
+    mode = r.choice(f"{ckey}.mode", ch.get("mode", "tunnel"), ("tunnel", "transport"))
+    start_action = r.choice(f"{ckey}.start_action", ch.get("start_action", "none"),
+                            ("none", "trap", "start"))  # fmt: skip
+    local_ts = _networks(r, f"{ckey}.local_ts", ch.get("local_ts", [str(local)]))
+    remote_ts = _networks(r, f"{ckey}.remote_ts", ch.get("remote_ts", [str(remote)]))
+    rekey = r.duration(f"{ckey}.rekey_time", ch.get("rekey_time", "1h"))
+    # swanctl: life_time defaults to rekey_time + 10 %, kept within PF_KEY's 64 bits.
+    life = r.duration(f"{ckey}.life_time", ch.get("life_time", min(rekey + rekey // 10, U64_MAX)))
+    inactivity = r.duration(f"{ckey}.inactivity", ch.get("inactivity", 0))
+    child = ChildConfig(name, tuple(suites), local_ts, remote_ts, mode, rekey, life,
+                        inactivity=inactivity)  # fmt: skip
+    return child, start_action
 
 
 def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:
@@ -253,11 +346,11 @@ def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:
 
 def _bool(r: ConfigReader, key: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise r.error(key, f"{value!r} is not true or false")
+        raise r.error(key, f"{r.show(value)} is not true or false")
     return value
 
 
 def _string(r: ConfigReader, key: str, value: object) -> str:
     if not isinstance(value, str) or not value:
-        raise r.error(key, "is not a path")
+        raise r.error(key, f"{r.show(value)} is not a path")
     return value

@@ -20,12 +20,17 @@ __all__ = [
     "IPPROTO_UDP",
     "IPV4_HEADER",
     "IPV6_HEADER",
+    "MAX_MTU",
+    "MIN_MTU",
     "IpHeader",
     "internet_checksum",
     "ipv4_set_checksum",
     "parse_ip_header",
     "udp_checksum",
 ]
+
+#: The MTUs a link may have: IPv4's minimum datagram (RFC 791) to the largest IP packet.
+MIN_MTU, MAX_MTU = 68, 65535
 
 IPPROTO_IPV4 = 4
 IPPROTO_UDP = 17

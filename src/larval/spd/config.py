@@ -24,6 +24,11 @@ default to ``dynamic``: the host addresses in ``local_addrs`` and ``remote_addrs
 in swanctl. ``action`` is the one word swanctl lacks (it writes shunts as ``mode = pass
 | drop``); defaults are swanctl's: tunnel mode, rekey after 1 h, life 10 % longer.
 
+Numbers are checked against what they end up in: times and byte counts are the
+64-bit addtime and bytes of a PF_KEY lifetime (RFC 2367 §2.3.3), ``replay_window`` the
+8-bit ``sadb_sa_replay`` (§2.3.1), ``priority`` 32 bits as strongSwan's. Files are
+UTF-8 (TOML 1.0) and at most `MAX_FILE_SIZE` bytes.
+
 Every error names the file, the key and what is allowed, e.g.
 ``larval.toml: policies.s2s.mode: "tunel" is not one of tunnel, transport``.
 """
@@ -32,9 +37,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from os import PathLike
 from typing import Any
 
@@ -54,11 +62,19 @@ from larval.spd.policy import (
 from larval.spd.selector import IPAddress, Selector, TsSpec, parse_ts
 
 __all__ = [
+    "MAX_FILE_SIZE",
     "POLICY_KEYS",
+    "U8_MAX",
+    "U32_MAX",
+    "U64_MAX",
+    "ConfigReader",
+    "ConfigText",
     "load_policy_file",
     "load_policy_text",
     "policies_from_dict",
+    "policies_from_entry",
     "policy_to_dict",
+    "read_config_text",
 ]
 
 #: The keys of one ``[policies.<name>]`` table.
@@ -81,6 +97,47 @@ _TOP_KEYS = ("policies",)
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
+#: The widths of the PF_KEY fields numbers end up in (RFC 2367 §2.3.1, §2.3.3).
+U8_MAX = 2**8 - 1
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+#: A configuration or policy file is read up to this size and refused beyond it: far
+#: more than thousands of connections take, and a bound on `-c /dev/zero`.
+MAX_FILE_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConfigText:
+    """A configuration or policy file read whole: its text and its permission bits."""
+
+    source: str
+    text: str
+    mode: int
+
+
+def read_config_text(path: str | PathLike[str]) -> ConfigText:
+    """Read a TOML file for `tomllib.loads`: at most `MAX_FILE_SIZE` bytes of UTF-8.
+
+    Raises `PolicyFileError` naming the file and, for bad UTF-8, the byte offset of the
+    first bad byte, never the byte itself: the file may hold secrets.
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            data = f.read(MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise PolicyFileError(f"{source}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise PolicyFileError(
+            f"{source}: larger than {MAX_FILE_SIZE >> 20} MiB, too large for a policy or config"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyFileError(f"{source}: not UTF-8 at byte {exc.start}") from None
+    return ConfigText(source, text, mode)
+
 
 def _show(value: object) -> str:
     """A value as the file would write it."""
@@ -95,6 +152,8 @@ class _Reader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+
+    show = staticmethod(_show)
 
     def error(self, key: str, problem: str) -> PolicyFileError:
         return PolicyFileError(f"{self.source}: {key}: {problem}")
@@ -126,23 +185,39 @@ class _Reader:
             out.append((f"{key}[{i}]", item))
         return out
 
-    def integer(self, key: str, value: object, maximum: int | None = None) -> int:
+    def tables(self, key: str, value: object) -> Iterator[tuple[str, object]]:
+        """The named entries of a table of tables (``connections``, ``secrets``)."""
+        if not isinstance(value, dict):
+            raise self.error(key, f"{_show(value)} is not a table")
+        return iter(value.items())
+
+    def integer(self, key: str, value: object, maximum: int = U64_MAX, minimum: int = 0) -> int:
+        """An integer in [minimum, maximum]; bool and float are not integers here."""
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.error(key, f"{_show(value)} is not an integer >= 0")
-        if maximum is not None and value > maximum:
+        if value < minimum:
+            raise self.error(key, f"{value} is below the minimum {minimum}")
+        if value > maximum:
             raise self.error(key, f"{value} is above the maximum {maximum}")
         return value
 
-    def duration(self, key: str, value: object) -> int:
+    def duration(self, key: str, value: object, maximum: int = U64_MAX) -> int:
+        """Seconds, or a number with s, m, h or d; at most `maximum` seconds (PF_KEY
+        lifetimes are 64-bit seconds)."""
+        seconds: int | None = None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        if isinstance(value, str):
+            seconds = value
+        elif isinstance(value, str):
             m = _DURATION.fullmatch(value.strip())
             if m:
-                return int(m.group(1)) * _UNIT[m.group(2)]
-        raise self.error(
-            key, f"{_show(value)} is not a duration: seconds, or a number with s, m, h or d"
-        )
+                seconds = int(m.group(1)) * _UNIT[m.group(2)]
+        if seconds is None:
+            raise self.error(
+                key, f"{_show(value)} is not a duration: seconds, or a number with s, m, h or d"
+            )
+        if seconds > maximum:
+            raise self.error(key, f"{_show(value)} is above the maximum {maximum} s")
+        return seconds
 
     def address(self, key: str, value: str) -> IPAddress:
         try:
@@ -157,17 +232,8 @@ ConfigReader = _Reader
 
 def load_policy_file(path: str | PathLike[str]) -> list[Policy]:
     """Read a policy file; raises `PolicyFileError` naming `path`."""
-    source = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise PolicyFileError(f"{source}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyFileError(f"{source}: not UTF-8: {exc}") from None
-    return load_policy_text(text, source)
+    file = read_config_text(path)
+    return load_policy_text(file.text, file.source)
 
 
 def load_policy_text(text: str, source: str = "<string>") -> list[Policy]:
@@ -184,16 +250,15 @@ def load_policy_text(text: str, source: str = "<string>") -> list[Policy]:
 def policies_from_dict(policies: object, source: str = "<string>") -> list[Policy]:
     """The policies of a parsed ``policies`` table (for configs that embed one)."""
     reader = _Reader(source)
-    if not isinstance(policies, dict):
-        raise reader.error("policies", f"{_show(policies)} is not a table")
     out: list[Policy] = []
-    for name, entry in policies.items():
-        out.extend(_entry(reader, name, entry))
+    for name, entry in reader.tables("policies", policies):
+        out.extend(policies_from_entry(reader, f"policies.{name}", name, entry))
     return out
 
 
-def _entry(reader: _Reader, name: str, value: object) -> list[Policy]:
-    base = f"policies.{name}"
+def policies_from_entry(reader: _Reader, base: str, name: str, value: object) -> list[Policy]:
+    """The policies of one entry, found at `base` of the file (for configs that embed
+    policy keys elsewhere, so that errors name the key where the user wrote it)."""
     entry = reader.table(base, value, POLICY_KEYS)
 
     def key(k: str) -> str:
@@ -250,10 +315,11 @@ def _entry(reader: _Reader, name: str, value: object) -> list[Policy]:
     lifetimes = _lifetimes(reader, key, entry)
     priority = AUTO_PRIORITY
     if "priority" in entry:
-        priority = reader.integer(key("priority"), entry["priority"])
+        # 32 bits, as strongSwan's priority and the kernel's (XFRM) policy priority.
+        priority = reader.integer(key("priority"), entry["priority"], U32_MAX)
     replay = DEFAULT_REPLAY_WINDOW
     if "replay_window" in entry:
-        replay = reader.integer(key("replay_window"), entry["replay_window"], 255)
+        replay = reader.integer(key("replay_window"), entry["replay_window"], U8_MAX)
 
     local_ts = _ts_list(reader, key("local_ts"), entry.get("local_ts", "dynamic"), local_addrs)
     remote_ts = _ts_list(reader, key("remote_ts"), entry.get("remote_ts", "dynamic"), remote_addrs)
@@ -292,8 +358,9 @@ def _lifetimes(reader: _Reader, key: Callable[[str], str], entry: Mapping[str, A
     rekey_time = DEFAULT_REKEY_TIME
     if "rekey_time" in entry:
         rekey_time = reader.duration(key("rekey_time"), entry["rekey_time"])
-    # swanctl: life_time defaults to rekey_time + 10 %; likewise for bytes.
-    life_time = rekey_time + rekey_time // 10
+    # swanctl: life_time defaults to rekey_time + 10 %; likewise for bytes. A default
+    # stays within the field it goes to, whatever the rekey value.
+    life_time = min(rekey_time + rekey_time // 10, U64_MAX)
     if "life_time" in entry:
         life_time = reader.duration(key("life_time"), entry["life_time"])
         if rekey_time and life_time and life_time < rekey_time:
@@ -305,7 +372,7 @@ def _lifetimes(reader: _Reader, key: Callable[[str], str], entry: Mapping[str, A
     rekey_bytes = 0
     if "rekey_bytes" in entry:
         rekey_bytes = reader.integer(key("rekey_bytes"), entry["rekey_bytes"])
-    life_bytes = rekey_bytes + rekey_bytes // 10
+    life_bytes = min(rekey_bytes + rekey_bytes // 10, U64_MAX)
     if "life_bytes" in entry:
         life_bytes = reader.integer(key("life_bytes"), entry["life_bytes"])
         if rekey_bytes and life_bytes and life_bytes < rekey_bytes:
