@@ -514,12 +514,24 @@ def _monitor(args: argparse.Namespace) -> int:
     socket sees it) is shown as garbage with its length and the reason, never its
     bytes (they may hold keys), and the monitor goes on."""
     with PfkeyClient(args.socket, timeout=None) as client:
-        client.send(PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=client.next_seq(), pid=client.pid))
+        try:
+            client.send(
+                PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=client.next_seq(), pid=client.pid)
+            )
+        except OSError as e:
+            raise PfkeyClientError(
+                f"the PF_KEY socket {args.socket} failed: {e.strerror}"
+            ) from None
         sys.stdout.flush()
         while True:
-            data = client.sock.recv(0xFFFF * 8)
-            if not data:
-                return 0
+            try:
+                data = client.sock.recv(0xFFFF * 8)
+            except OSError as e:
+                raise PfkeyClientError(
+                    f"the PF_KEY socket {args.socket} failed: {e.strerror}"
+                ) from None
+            if not data:  # the stack stopped: a monitor that just ended would hide that
+                raise PfkeyClientError(f"the stack closed the PF_KEY socket {args.socket}")
             try:
                 msg = decode(data)
             except PfkeyError as e:

@@ -16,13 +16,20 @@ from typing import Any
 
 from larval.errors import LarvalError
 from larval.lograte import LogLimiter
-from larval.net.unix_socket import BoundPath, accept_forever, check_path, listen
+from larval.net.unix_socket import (
+    BoundPath,
+    accept_forever,
+    check_path,
+    listen,
+    why_unreachable,
+)
 
 log = logging.getLogger("larval.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 MAX_REQUEST = 1 << 20  # bytes in one request line
+MAX_ANSWER = 256 << 20  # bytes in one answer line: a status of many thousands of SAs
 
 
 class ControlError(LarvalError):
@@ -136,25 +143,48 @@ def _parse(line: bytes) -> object:
 
 
 def control_request(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """Send one request; the answer, or ControlError with the server's message."""
+    """Send one request; the answer, or ControlError with the server's message or with
+    what went wrong on the way (never a bare OSError: the caller is a command line)."""
+    check_path(path, "--control-socket")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        check_path(path, "--control-socket")
         try:
             sock.connect(path)
         except OSError as e:
-            raise ControlError(f"cannot reach the control socket {path}: {e.strerror or e}") from e
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+            raise ControlError(f"cannot reach the control socket {path}: "
+                               f"{why_unreachable(path, e)}") from e  # fmt: skip
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data = _answer_line(sock, path)
+        except TimeoutError:
+            raise ControlError(f"no answer on the control socket {path} "
+                               f"within {timeout:g} s") from None  # fmt: skip
+        except OSError as e:
+            raise ControlError(f"the control socket {path} failed: {e.strerror or e}") from None
+    if not data:
+        raise ControlError(f"the control socket {path} closed without an answer")
     try:
         answer = json.loads(data)
-    except ValueError as e:
-        raise ControlError(f"the control socket {path} answered nonsense") from e
+    except (ValueError, RecursionError):
+        answer = None
+    if not isinstance(answer, dict):
+        raise ControlError(f"the control socket {path} answered nonsense")
     if not answer.get("ok"):
-        raise ControlError(answer.get("error", "refused"))
-    return dict(answer)
+        raise ControlError(str(answer.get("error", "refused")))
+    return answer
+
+
+def _answer_line(sock: socket.socket, path: str) -> bytes:
+    """One answer line, at most MAX_ANSWER bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while not chunks or not chunks[-1].endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise ControlError(f"the control socket {path} answered more than "
+                               f"{MAX_ANSWER >> 20} MiB")  # fmt: skip
+    return b"".join(chunks)

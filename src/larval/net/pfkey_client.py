@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 
 from larval.errors import LarvalError
-from larval.net.unix_socket import check_path
+from larval.net.unix_socket import check_path, why_unreachable
 from larval.pfkey import PfkeyError, PfkeyMessage, SadbMsgType, decode
 
 MAX_MESSAGE = 0xFFFF * 8
@@ -32,7 +32,7 @@ class PfkeyClient:
         except OSError as e:
             self.sock.close()
             raise PfkeyClientError(
-                f"cannot reach the PF_KEY socket {path}: {e.strerror or e}"
+                f"cannot reach the PF_KEY socket {path}: {why_unreachable(path, e)}"
             ) from e
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "check_path",
     "check_vacant",
     "listen",
+    "why_unreachable",
 ]
 
 #: sun_path holds 108 bytes on Linux, the terminating NUL included (unix(7)).
@@ -191,6 +192,22 @@ def _is_live(path: str, kind: socket.SocketKind, option: str) -> bool:
                 return True
             raise SocketPathError(f"{option} {path}: {e.strerror}") from e
     return True
+
+
+def why_unreachable(path: str, e: OSError) -> str:
+    """What a client says when connect() to `path` failed: what lies there, in words,
+    rather than "Connection refused" for a regular file."""
+    try:
+        st = os.stat(path)  # as connect() does, through symbolic links
+    except OSError:
+        return e.strerror or str(e)
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{_what(st.st_mode)}, not a socket"
+    if e.errno == errno.ECONNREFUSED:
+        return "nobody serves there (a socket left behind by a process that ended)"
+    if e.errno == errno.EPROTOTYPE:
+        return "a socket of another kind (the other of the PF_KEY and control sockets?)"
+    return e.strerror or str(e)
 
 
 def _what(mode: int) -> str:
