@@ -11,6 +11,7 @@ import pytest
 from larval.daemon.config import parse_config
 from larval.daemon.ike_daemon import IkeDaemon
 from larval.daemon.reload import by_name, connection_changes, policy_changes
+from tests.badinput import write_private
 
 CONN = """
 [connections.{name}]
@@ -86,12 +87,12 @@ def test_reload_keeps_control_policies_and_follows_the_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "larval.toml"
-    path.write_text(config_text(tmp_path))
+    write_private(path, config_text(tmp_path))
     daemon = IkeDaemon(str(path))
     assert names(daemon) == ["s2s/net"]
     daemon._policy_load({"op": "policy.load", "text": BYPASS, "source": "bypass.toml"})
     old_conn = daemon.keymgr.connections["s2s"]
-    path.write_text(config_text(tmp_path, {"s2s": ("203.0.113.0/24", "aes128gcm16"),
+    write_private(path, config_text(tmp_path, {"s2s": ("203.0.113.0/24", "aes128gcm16"),
                                            "b": ("192.0.2.0/24", "aes128-sha256")}))  # fmt: skip
     with caplog.at_level(logging.INFO, logger="larval"):
         daemon.reload()
@@ -100,7 +101,7 @@ def test_reload_keeps_control_policies_and_follows_the_file(
     assert daemon.keymgr.connections["s2s"] is old_conn  # unchanged: the same object
     # The file drops b and narrows s2s: b's policy goes, s2s's is replaced, the control
     # socket's stays.
-    path.write_text(config_text(tmp_path, {"s2s": ("203.0.113.0/25", "aes128gcm16")}))
+    write_private(path, config_text(tmp_path, {"s2s": ("203.0.113.0/25", "aes128gcm16")}))
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="larval"):
         daemon.reload()
@@ -125,7 +126,7 @@ def test_a_control_policy_of_a_configured_name_wins_until_flush(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "larval.toml"
-    path.write_text(config_text(tmp_path))
+    write_private(path, config_text(tmp_path))
     daemon = IkeDaemon(str(path))
     mine = BYPASS.replace("[policies.bypass]", '[policies."s2s/net"]')
     with caplog.at_level(logging.INFO, logger="larval"):
@@ -141,10 +142,10 @@ def test_a_control_policy_of_a_configured_name_wins_until_flush(
 
 def test_a_file_that_does_not_load_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "larval.toml"
-    path.write_text(config_text(tmp_path))
+    write_private(path, config_text(tmp_path))
     daemon = IkeDaemon(str(path))
     before = daemon.stack.spd.policies()
-    path.write_text("[daemon]\naddresses = 5\n")
+    write_private(path, "[daemon]\naddresses = 5\n")
     daemon.reload()
     assert daemon.stack.spd.policies() == before and "s2s" in daemon.keymgr.connections
 
@@ -155,9 +156,9 @@ def test_daemon_settings_wait_for_a_restart(
     """The IKE sockets are bound to [daemon].addresses at start: a reload that changes
     them must not make the daemon send from an address it has no socket on."""
     path = tmp_path / "larval.toml"
-    path.write_text(config_text(tmp_path))
+    write_private(path, config_text(tmp_path))
     daemon = IkeDaemon(str(path))
-    path.write_text(config_text(tmp_path, address="127.0.0.9"))
+    write_private(path, config_text(tmp_path, address="127.0.0.9"))
     with caplog.at_level(logging.INFO, logger="larval"):
         daemon.reload()
     assert daemon.config.addresses == ["127.0.0.1"]
@@ -171,7 +172,7 @@ def test_a_policy_load_the_spd_refuses_changes_nothing(tmp_path: Path) -> None:
     from larval.errors import LarvalError
 
     path = tmp_path / "larval.toml"
-    path.write_text(config_text(tmp_path))
+    write_private(path, config_text(tmp_path))
     daemon = IkeDaemon(str(path))
     daemon._policy_load({"op": "policy.load", "text": BYPASS, "source": "bypass.toml"})
     before = daemon.stack.spd.policies()

@@ -79,3 +79,12 @@ def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
             else:
                 out[rel] = ("other", st.st_mode, "")
     return out
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a configuration that holds secrets as its user must: mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from larval.net.control import ControlError, control_request
-from tests.badinput import larval, one_line
+from tests.badinput import larval, one_line, write_private
 
 if os.geteuid() != 0:
     pytest.skip("larval run binds UDP 500: root only", allow_module_level=True)
@@ -112,7 +112,7 @@ def larval_run(tmp: Path, me: str, peer: str, local_ts: str, remote_ts: str) -> 
     and its sockets gone afterwards."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "larval.toml"
-    config.write_text(config_text(tmp, me, peer, local_ts, remote_ts))
+    write_private(config, config_text(tmp, me, peer, local_ts, remote_ts))
     log = tmp / "larval.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -182,7 +182,9 @@ def test_sighup_keeps_what_policy_load_added_and_replaces_the_files(tmp_path: Pa
         loaded = d.cli("policy", "load", str(bypass))
         assert loaded.returncode == 0, loaded.stderr
         assert set(policies(d)) == {"s2s/net", "bypass"}
-        d.config.write_text(config_text(tmp_path, me, peer, "203.0.113.0/25", "198.51.100.0/24"))
+        write_private(
+            d.config, config_text(tmp_path, me, peer, "203.0.113.0/25", "198.51.100.0/24")
+        )
         d.proc.send_signal(signal.SIGHUP)
         d.wait_log("configuration reloaded")
         after = policies(d)

@@ -27,7 +27,7 @@ import pytest
 
 from larval.pfkey import EncryptAlg, PfkeyMessage, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
-from tests.badinput import larval, one_line, snapshot
+from tests.badinput import larval, one_line, snapshot, write_private
 
 LONG = "x" * 120  # with any directory in front, beyond the 107 bytes of sun_path
 
@@ -283,11 +283,13 @@ def test_port_and_mtu_ranges(tmp: Path, option: str, value: str, message: str) -
 
 def _config(tmp: Path, address: str) -> Path:
     path = tmp / "larval.toml"
-    path.write_text(
+    return write_private(
+        path,
         f'[daemon]\naddresses = ["{address}"]\n'
         f'control_socket = "{tmp}/run/control"\npfkey_socket = "{tmp}/run/pfkey"\n'
+        f'[connections.s2s]\nlocal_addrs = ["{address}"]\nremote_addrs = ["198.51.100.7"]\n'
+        '[secrets.ike-s2s]\nsecret = "0123456789abcdef-a-test-psk"\n',
     )
-    return path
 
 
 def _without_bind_service() -> None:
