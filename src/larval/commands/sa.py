@@ -34,18 +34,13 @@ from larval.pfkey import (
     SaType,
     decode,
 )
-from larval.pfkey.constants import diagnostic_text
+from larval.pfkey.constants import U8_MAX, U32_MAX, U64_MAX, diagnostic_text
+from larval.sadb.sadb import MIN_SPI  # RFC 4303 §2.1: 1-255 are IANA's, 0 is local
 
 DEFAULT_PFKEY_SOCKET = "/run/larval/pfkey"
 # AH (RFC 4302) is not implemented by the dataplane, nor by strongSwan's kernel-libipsec.
 SATYPES = {"esp": SaType.ESP}
 
-#: The widths of the PF_KEY fields the numbers go into (RFC 2367 §2.3).
-U8_MAX = 0xFF  # sadb_sa_replay
-U32_MAX = 0xFFFFFFFF  # SPIs
-U64_MAX = 0xFFFFFFFFFFFFFFFF  # sadb_lifetime_bytes, _addtime, _usetime
-#: RFC 4303 §2.1: SPIs 1-255 are reserved by IANA and 0 is for local use.
-MIN_SPI = 0x100
 #: The most a key file may hold: the longest key larval takes is 64 bytes, 128 hex digits.
 KEY_FILE_LIMIT = 1024
 

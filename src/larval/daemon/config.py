@@ -66,8 +66,9 @@ from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.ikev2.config import ChildConfig, IkeConfig, identity
 from larval.keymgr.manager import Connection
+from larval.pfkey.constants import U64_MAX
 from larval.spd import Policy
-from larval.spd.config import U64_MAX, ConfigReader, policies_from_entry, read_config_text
+from larval.spd.config import ConfigReader, policies_from_entry, read_config_text
 from larval.spd.errors import PolicyFileError
 from larval.spd.selector import IPAddress
 

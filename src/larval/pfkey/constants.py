@@ -16,6 +16,9 @@ __all__ = [
     "AF_INET6",
     "AF_INET6_LINUX",
     "PF_KEY_V2",
+    "U8_MAX",
+    "U32_MAX",
+    "U64_MAX",
     "AlgType",
     "AuthAlg",
     "Diagnostic",
@@ -31,6 +34,13 @@ __all__ = [
 ]
 
 PF_KEY_V2 = 2  # RFC 2367 §2.3.1 sadb_msg_version
+
+# The widths of the fields numbers end up in: sadb_sa_replay (8 bits), SPIs (32), and the
+# bytes, addtime and usetime of a lifetime (64; RFC 2367 §2.3.1, §2.3.3). Whatever
+# gives them a value (the command line, a configuration file) checks against these.
+U8_MAX = 2**8 - 1
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
 
 # Address families as they appear in sa_family of the sockaddr after sadb_address.
 AF_INET = 2

@@ -47,6 +47,7 @@ from os import PathLike
 from typing import Any
 
 from larval.crypto.proposals import EspProposal, ProposalError, parse_esp_proposal
+from larval.pfkey.constants import U8_MAX, U32_MAX, U64_MAX
 from larval.spd.errors import PolicyFileError, SpdError
 from larval.spd.policy import (
     AUTO_PRIORITY,
@@ -64,9 +65,6 @@ from larval.spd.selector import IPAddress, Selector, TsSpec, parse_ts
 __all__ = [
     "MAX_FILE_SIZE",
     "POLICY_KEYS",
-    "U8_MAX",
-    "U32_MAX",
-    "U64_MAX",
     "ConfigReader",
     "ConfigText",
     "load_policy_file",
@@ -97,10 +95,6 @@ _TOP_KEYS = ("policies",)
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
-#: The widths of the PF_KEY fields numbers end up in (RFC 2367 §2.3.1, §2.3.3).
-U8_MAX = 2**8 - 1
-U32_MAX = 2**32 - 1
-U64_MAX = 2**64 - 1
 #: A configuration or policy file is read up to this size and refused beyond it: far
 #: more than thousands of connections take, and a bound on `-c /dev/zero`.
 MAX_FILE_SIZE = 16 * 1024 * 1024
