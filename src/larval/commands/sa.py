@@ -9,9 +9,9 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from larval.commands.args import number
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
 from larval.crypto.proposals import EspProposal, ProposalError, parse_esp_proposal
 from larval.errors import LarvalError
@@ -57,29 +57,10 @@ def default_socket() -> str:
     return os.environ.get("LARVAL_PFKEY_SOCKET", DEFAULT_PFKEY_SOCKET)
 
 
-def _number(
-    low: int, high: int, unit: str, why: str, *, hex_: bool = False
-) -> Callable[[str], int]:
-    """An argparse type: an integer (decimal, or 0x hex) in [low, high], else the range."""
-    shown = f"{low:#x} to {high:#x}" if hex_ else f"{low} to {high}"
-    shown += f" {unit}" if unit else ""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({shown})") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: {shown}; {why}")
-        return value
-
-    return parse
-
-
-_SPI = _number(MIN_SPI, U32_MAX, "", "SPIs 0-255 are reserved (RFC 4303 §2.1)", hex_=True)
-_SECONDS = _number(0, U64_MAX, "seconds", "a PF_KEY lifetime is 64 bits")
-_BYTES = _number(0, U64_MAX, "bytes", "a PF_KEY lifetime is 64 bits")
-_REPLAY = _number(0, U8_MAX, "packets", "PF_KEY's sadb_sa_replay is 8 bits")
+_SPI = number(MIN_SPI, U32_MAX, "", "SPIs 0-255 are reserved (RFC 4303 §2.1)", hex_=True)
+_SECONDS = number(0, U64_MAX, "seconds", "a PF_KEY lifetime is 64 bits")
+_BYTES = number(0, U64_MAX, "bytes", "a PF_KEY lifetime is 64 bits")
+_REPLAY = number(0, U8_MAX, "packets", "PF_KEY's sadb_sa_replay is 8 bits")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Callable
 
+from larval.commands.args import number
 from larval.commands.policy import default_control_socket
 from larval.commands.sa import UsageError, default_socket
 from larval.esp.ip import MAX_MTU, MIN_MTU
@@ -29,7 +29,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dp.add_argument("--tun", help="TUN device to create, e.g. larval0")
     dp.add_argument("--local", help="address to receive ESP-in-UDP on (port --port)")
     dp.add_argument(
-        "--port", type=_ranged(1, 65535), default=4500, help="UDP port for ESP (default 4500)"
+        "--port",
+        type=number(1, 65535, "", "a UDP port"),
+        default=4500,
+        help="UDP port for ESP (default 4500)",
     )
     dp.add_argument("--tun-address", action="append", default=[], help="address/prefix on the TUN")
     dp.add_argument(
@@ -37,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     dp.add_argument(
         "--mtu",
-        type=_ranged(MIN_MTU, MAX_MTU),
+        type=number(MIN_MTU, MAX_MTU, "bytes", "an IP link's MTU"),
         default=1400,
         help=f"MTU of the TUN device, bytes ({MIN_MTU}-{MAX_MTU}, default 1400)",
     )
@@ -50,19 +53,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="send SAs without NAT-T as IP protocol 50 (default: ESP in UDP 4500)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-
-
-def _ranged(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside {low}-{high}")
-        return value
-
-    return parse
 
 
 def socket_dirs(paths: dict[str, str]) -> None:
