@@ -88,3 +88,17 @@ def write_private(path: Path, text: str) -> Path:
         f.write(text)
     os.chmod(path, 0o600)
     return path
+
+
+def closed_pipe_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """`larval ARGS` writing into a pipe whose reader has gone (`| head -0`, at once)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "larval", *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    return subprocess.CompletedProcess(result.args, result.returncode, "", result.stderr)

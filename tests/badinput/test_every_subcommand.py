@@ -10,10 +10,8 @@ and nothing on disk changed.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from larval.cli import _parser
-from tests.badinput import larval, one_line, snapshot
+from tests.badinput import closed_pipe_run, larval, one_line, snapshot
 
 GCM_KEY = "00112233445566778899aabbccddeeff01020304"
 
@@ -212,13 +210,5 @@ def _server(path: Path, kind: int, handle: Callable[[socket.socket], None]) -> I
     ids=" ".join,
 )
 def test_help_into_a_closed_pipe_is_quiet(args: list[str]) -> None:
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "larval", *args],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30,
-        )  # fmt: skip
-    finally:
-        os.close(write_end)
+    result = closed_pipe_run(*args)
     assert result.stderr == "" and result.returncode in (0, 1)

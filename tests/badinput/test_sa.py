@@ -20,7 +20,7 @@ from larval.net.pfkey_client import PfkeyClient
 from larval.pfkey import Diagnostic, EncryptAlg, SaType
 from larval.pfkey.constants import diagnostic_text
 from larval.pfkey.requests import getspi, keyed
-from tests.badinput import larval, one_line, snapshot
+from tests.badinput import closed_pipe_run, larval, one_line, snapshot
 from tests.badinput.stackproc import StackProcess, larval_stack
 
 GCM_KEY = "00112233445566778899aabbccddeeff01020304"  # 16-byte key + 4-byte salt
@@ -375,20 +375,6 @@ def test_a_socket_closed_by_the_stack_is_one_line_with_status_1(tmp_path: Path) 
 
 
 # -- a closed pipe ---------------------------------------------------------------------------
-
-
-def closed_pipe_run(*args: str) -> subprocess.CompletedProcess[str]:
-    """`larval ARGS` writing into a pipe whose reader has gone (`| head -0`, at once)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "larval", *args],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        os.close(write_end)
-    return subprocess.CompletedProcess(result.args, result.returncode, "", result.stderr)
 
 
 def test_dump_into_a_closed_pipe_exits_quietly(sa: Sa) -> None:
