@@ -212,3 +212,15 @@ def _server(path: Path, kind: int, handle: Callable[[socket.socket], None]) -> I
 def test_help_into_a_closed_pipe_is_quiet(args: list[str]) -> None:
     result = closed_pipe_run(*args)
     assert result.stderr == "" and result.returncode in (0, 1)
+
+
+def test_every_argument_of_every_subcommand_says_what_it_takes() -> None:
+    def bare(parser: argparse.ArgumentParser, prefix: str) -> Iterator[str]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from bare(sub, f"{prefix} {name}")
+            elif action.dest != "help" and not action.help:
+                yield f"{prefix} {(action.option_strings or [action.dest])[0]}"
+
+    assert list(bare(_parser(), "larval")) == []

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+
+DEFAULT_CONTROL_SOCKET = "/run/larval/control"
+
+
+def default_control_socket() -> str:
+    return os.environ.get("LARVAL_CONTROL_SOCKET", DEFAULT_CONTROL_SOCKET)
 
 
 def number(
@@ -25,3 +32,27 @@ def number(
         return value
 
     return parse
+
+
+def control_socket_option(p: argparse.ArgumentParser) -> None:
+    """`--control-socket`, for the commands that talk to `larval run` or `larval stack`."""
+    p.add_argument(
+        "--control-socket",
+        default=default_control_socket(),
+        metavar="PATH",
+        help="the control socket of larval run or larval stack "
+        "(default: $LARVAL_CONTROL_SOCKET, else %(default)s)",
+    )
+
+
+def log_level_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe log lines written to standard error (default info)",
+    )
+
+
+def json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="JSON instead of text")

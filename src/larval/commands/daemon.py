@@ -9,7 +9,7 @@ import json
 import logging
 from typing import Any
 
-from larval.commands.policy import default_control_socket
+from larval.commands.args import control_socket_option, json_option, log_level_option
 from larval.commands.stack import socket_dirs
 from larval.net.control import ControlError, control_request
 
@@ -17,14 +17,18 @@ from larval.net.control import ControlError, control_request
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run the daemon: stack, dataplane and IKE")
     run.add_argument("-c", "--config", required=True, help="the TOML configuration file")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    log_level_option(run)
     for name, help_ in (("up", "initiate CONN[/CHILD]"), ("down", "delete the IKE_SAs of CONN")):
         p = commands.add_parser(name, help=help_)
-        p.add_argument("target", metavar="CONN[/CHILD]" if name == "up" else "CONN")
-        p.add_argument("--control-socket", default=default_control_socket())
+        p.add_argument(
+            "target",
+            metavar="CONN[/CHILD]" if name == "up" else "CONN",
+            help="a configured connection" + (", or one of its children" if name == "up" else ""),
+        )
+        control_socket_option(p)
     status = commands.add_parser("status", help="IKE_SAs and CHILD_SAs of the daemon")
-    status.add_argument("--control-socket", default=default_control_socket())
-    status.add_argument("--json", action="store_true")
+    control_socket_option(status)
+    json_option(status)
 
 
 def run(args: argparse.Namespace) -> int:

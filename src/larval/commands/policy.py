@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
+from larval.commands.args import control_socket_option, json_option
 from larval.net.control import control_request
-
-DEFAULT_CONTROL_SOCKET = "/run/larval/control"
-
-
-def default_control_socket() -> str:
-    return os.environ.get("LARVAL_CONTROL_SOCKET", DEFAULT_CONTROL_SOCKET)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,10 +19,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("flush", "remove every policy"),
     ):
         op = ops.add_parser(name, help=help_)
-        op.add_argument("--control-socket", default=default_control_socket())
-        op.add_argument("--json", action="store_true")
+        control_socket_option(op)
+        json_option(op)
         if name == "load":
-            op.add_argument("file")
+            op.add_argument("file", help="the policy file (TOML, as larval stack --policy)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,7 @@ import asyncio
 import logging
 import os
 
-from larval.commands.args import number
-from larval.commands.policy import default_control_socket
+from larval.commands.args import default_control_socket, log_level_option, number
 from larval.commands.sa import UsageError, default_socket
 from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.net.unix_socket import SocketPathError, check_vacant
@@ -52,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="send SAs without NAT-T as IP protocol 50 (default: ESP in UDP 4500)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    log_level_option(p)
 
 
 def socket_dirs(paths: dict[str, str]) -> None:
