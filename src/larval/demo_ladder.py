@@ -67,6 +67,7 @@ INNER = {"A": "198.51.100.1", "B": "203.0.113.1"}
 NET = {"A": "198.51.100.0/24", "B": "203.0.113.0/24"}
 PSK = "larval-demo-psk-0123456789abcdef"
 IKE_PORT, NAT_T_PORT = 500, 4500
+SETTLE_HORIZON = 1.0  # seconds: key manager timers closer than this are waited for
 LATENCY = 0.001  # seconds, each way
 START = 1000.0  # the fake clock's start
 AGE_INTERVAL = 1.0  # seconds between a stack's lifetime checks
@@ -637,14 +638,18 @@ class Demo:
             self._last_sent = (d, lines[-1])
 
     def settle(self) -> None:
-        """Let the hosts act and the network deliver until nothing more is due."""
+        """Let the hosts act and the network deliver until nothing more is due, nor any
+        key manager's timer within SETTLE_HORIZON (an SA waiting for a message to land;
+        not a retransmission, a liveness check or a rekey)."""
         while True:
             while any([host.turn() for host in self.hosts]):
                 pass
-            due = self.network.next_due()
-            if due is None:
+            soon = [t for h in self.hosts if (t := h.keymgr.get_timer()) is not None
+                    and t <= self.now + SETTLE_HORIZON]  # fmt: skip
+            due = [t for t in (self.network.next_due(), *soon) if t is not None]
+            if not due:
                 return
-            self.advance(due)
+            self.advance(min(due))
 
     def advance(self, now: float) -> None:
         self.now = max(now, self.now)

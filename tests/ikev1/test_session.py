@@ -237,10 +237,12 @@ def test_aggressive_mode() -> None:
     assert pair.step(pair.i) == 1  # AM1 { SA, KE, Ni, IDii, VID, VID } -->
     assert pair.step(pair.r) == 1  # <-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D, NAT-D, VID, VID }
     assert pair.i.state is State.ESTABLISHED and pair.r.state is State.AM2_SENT
-    # AM3 *{ HASH_I, NAT-D, NAT-D, N(INITIAL_CONTACT) } -->, QM1 -->
-    assert pair.step(pair.i) == 2
+    # AM3 *{ HASH_I, NAT-D, NAT-D, N(INITIAL_CONTACT) } -->: nothing answers it, so QM1
+    # waits one AM1 -> AM2 round trip (at least 20 ms) for AM3 to reach the responder.
+    assert pair.step(pair.i) == 1
     assert pair.r.state is State.ESTABLISHED
-    pair.flush()  # <-- QM2, QM3 -->
+    assert pair.i.get_timer() == pytest.approx(0.02)
+    pair.advance(0.02)  # QM1 -->, <-- QM2, QM3 -->
     ev_i, ev_r = list(events(pair.i)), list(events(pair.r))
     assert [type(e) for e in ev_i] == [IkeSaUp, ChildSaUp]
     assert [type(e) for e in ev_r] == [IkeSaUp, ChildSaUp]
@@ -451,10 +453,10 @@ def test_aggressive_mode_am3_in_the_clear_accepted() -> None:
     pair.i.initiate(child(NET_A, NET_B), 0.0)
     pair.step(pair.i)  # AM1 { SA, KE, Ni, IDii } -->
     pair.step(pair.r)  # <-- AM2 { SA, KE, Nr, IDir, HASH_R }
-    pair.step(pair.i)  # AM3 { HASH_I, NAT-D, NAT-D, N(INITIAL_CONTACT) } -->, QM1 -->
+    pair.step(pair.i)  # AM3 { HASH_I, NAT-D, NAT-D, N(INITIAL_CONTACT) } -->
     am3 = decode_message(pair.wire[2][1])  # flag E clear: it decodes without keys
     assert am3.exchange_type == ExchangeType.AGGRESSIVE
-    pair.flush()  # <-- QM2, QM3 -->
+    pair.advance(0.02)  # QM1 --> (a round trip after AM3), <-- QM2, QM3 -->
     ci, cr = (next(e for e in events(s) if isinstance(e, ChildSaUp)) for s in (pair.i, pair.r))
     assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
 
@@ -464,9 +466,12 @@ def test_aggressive_mode_am3_lost_responder_resends_am2() -> None:
     pair.i.initiate(child(NET_A, NET_B), 0.0)
     pair.step(pair.i)  # AM1 -->
     pair.step(pair.r)  # <-- AM2
-    pair.step(pair.i, drop=True)  # AM3 -->, QM1 --> both lost
+    pair.step(pair.i, drop=True)  # AM3 --> lost
     assert pair.r.state is State.AM2_SENT
-    pair.advance(4.0)  # <-- AM2 again   AM3 replayed -->   QM1 again -->   <-- QM2   QM3 -->
+    pair.advance(0.02)  # QM1 --> (a round trip after AM3): B, without AM3, drops it
+    assert pair.r.state is State.AM2_SENT
+    # <-- AM2 again (4 s)   AM3 replayed -->   QM1 again (4.02 s) -->   <-- QM2   QM3 -->
+    pair.advance(4.1)
     assert pair.r.state is State.ESTABLISHED
     assert any(isinstance(e, ChildSaUp) for e in events(pair.r))
 
@@ -624,3 +629,23 @@ def test_a_message_too_long_for_sixteen_fragments_goes_whole() -> None:
     assert [way for way, _ in whole] == ["i->r", "i->r", "r->i"], whole
     assert all(size > 16 * 12 for _, size in whole[1:])
     assert fragments_on(pair.wire, "i->r") > 0 and fragments_on(pair.wire, "r->i") > 0
+
+
+@pytest.mark.parametrize(("rtt", "wait"), [(0.0, 0.02), (0.15, 0.15), (2.0, 0.3)])
+def test_aggressive_mode_qm1_waits_a_round_trip_after_am3(rtt: float, wait: float) -> None:
+    """A threaded responder may take a QM1 sent right behind AM3 first and drop it: QM1
+    leaves one AM1 -> AM2 round trip after AM3 (20 ms to 300 ms)."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A), aggressive=True)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.step(pair.i)  # AM1 -->
+    pair.now = rtt
+    pair.step(pair.r)  # <-- AM2
+    assert pair.step(pair.i) == 1  # AM3 --> alone
+    assert pair.i.get_timer() == pytest.approx(rtt + wait)
+    pair.i.handle_timer(rtt + wait - 0.001)
+    assert pair.i.datagrams_to_send(rtt + wait - 0.001) == []
+    pair.now = rtt + wait
+    pair.i.handle_timer(pair.now)
+    assert pair.step(pair.i) == 1  # QM1 -->
+    pair.flush()
+    assert ChildSaUp in [type(e) for e in events(pair.i)]

@@ -409,7 +409,8 @@ def test_ikev1_initial_contact_clears_what_the_restarted_peer_forgot() -> None:
     assert child["spi_in"] != old_child
     assert b.stack.sadb.lookup_esp(int(old_child, 16), b.addr.packed) is None
     assert len(b.stack.sadb) == 2
-    assert esp_flows(restarted, b, 5.0)
+    now = advance(restarted, b, 5.0, 5.5)  # the outbound SA waits for QM3's delivery
+    assert esp_flows(restarted, b, now)
 
 
 def test_ikev1_quick_mode_in_flight_when_the_isakmp_sa_is_replaced() -> None:
@@ -478,7 +479,8 @@ def test_version_0_answers_both_ike_versions(initiator: int) -> None:
         (ike,) = host.keymgr.status()["ike_sas"]
         assert ike["state"] == "established" and ike["version"] == initiator
         assert len(host.keymgr.status()["child_sas"]) == 1
-    assert esp_flows(a, b, 0.0)
+    now = advance(a, b, 0.0, 0.5)  # IKEv1: the outbound SA waits for QM3 to land
+    assert esp_flows(a, b, now)
 
 
 @pytest.mark.parametrize("version", [2, 1])
@@ -527,3 +529,57 @@ def test_the_peers_nat_mapping_changes_and_esp_follows(version: int) -> None:
     assert out_sa.natt_rem.port == 31000
     b.path.outbound(udp_packet("203.0.113.9", "198.51.100.7"), now)
     assert b.esp[-1].port == 31000
+
+
+def _exchange_until_qm2(a: Host, b: Host, qm_rtt: float) -> float:
+    """A's first packet ACQUIREs; Main Mode at once, then QM1 at 0.0 and QM2 back at
+    `qm_rtt`; A has sent QM3 then, which is held. Returns the time QM2 arrived."""
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    a.now = b.now = 0.0
+    for _ in range(20):
+        a.pump(0.0)
+        b.pump(0.0)
+        out = [(a, b, d) for d in a.keymgr.datagrams_to_send()]
+        out += [(b, a, d) for d in b.keymgr.datagrams_to_send()]
+        qm = [m for m in out if len(m[2][0]) > 17 and m[2][0][18] == 32]  # Quick Mode
+        for src, dst, (data, _) in out:
+            if (src, dst, (data, _)) in qm and src is b:
+                a.now = qm_rtt
+                a.keymgr.receive_ike(data, (str(b.addr), 4500), a.addr, qm_rtt)  # QM2
+                a.keymgr.datagrams_to_send()  # QM3, kept from B
+                return qm_rtt
+            dst.keymgr.receive_ike(data, (str(src.addr), 4500), dst.addr, 0.0)
+    raise AssertionError("no QM2")
+
+
+@pytest.mark.parametrize("qm_rtt", [0.0, 0.1, 5.0])
+def test_ikev1_outbound_sa_waits_a_round_trip_after_qm3(qm_rtt: float) -> None:
+    """QM2 --> A, QM3 <-- A: B fills its inbound SA in only when QM3 arrives, so A's
+    outbound SA (and the first packet, held since the ACQUIRE) waits one QM1 -> QM2 round
+    trip, within 20 ms and 300 ms; a peer without a LARVAL hold would drop it otherwise."""
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    at = _exchange_until_qm2(a, b, qm_rtt)
+    wait = min(max(qm_rtt, 0.02), 0.3)
+    (child,) = a.keymgr.status()["child_sas"]
+    out_spi = int(child["spi_out"], 16)
+    assert a.stack.sadb.lookup_esp(out_spi, b.addr.packed) is None and a.esp == []
+    assert a.keymgr.get_timer() == pytest.approx(at + wait)
+    a.now = at + wait - 0.001
+    a.keymgr.handle_timer(at + wait - 0.001)
+    assert a.stack.sadb.lookup_esp(out_spi, b.addr.packed) is None and a.esp == []
+    a.now = at + wait
+    a.keymgr.handle_timer(at + wait)
+    assert a.stack.sadb.lookup_esp(out_spi, b.addr.packed) is not None
+    assert len(a.esp) == 1  # the first packet, held since the ACQUIRE, leaves now
+
+
+def test_ikev1_a_child_sa_gone_before_its_outbound_sa_was_added_adds_none() -> None:
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    _exchange_until_qm2(a, b, 0.0)
+    assert a.keymgr.down("s2s", 0.01) == 1
+    a.keymgr.handle_timer(1.0)
+    assert len(a.stack.sadb) == 0 and a.esp == []

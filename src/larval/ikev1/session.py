@@ -161,6 +161,9 @@ __all__ = ["TRANSITIONS", "IkeV1Session", "State"]
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
 IKE_PORT, NAT_T_PORT = 500, 4500
+#: Bounds of the wait after a message nothing answers (AM3, QM3), for what must follow it
+#: only once the peer has it: QM1, the first ESP on a new outbound SA (seconds).
+DELIVERY_WAIT_MIN, DELIVERY_WAIT_MAX = 0.02, 0.3
 NONCE_SIZE = 32
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
 REPLIES_KEPT = 32  # answers kept for retransmitted messages
@@ -239,6 +242,7 @@ class _QuickMode:
     remote_ts: IPNetwork | None = None
     nonce_r: bytes = b""
     up: ChildSaUp | None = None  # responder: reported when QM3 arrives
+    sent_at: float = 0.0  # initiator: when QM1 left first, for the QM1 -> QM2 round trip
 
 
 class IkeV1Session:
@@ -295,6 +299,9 @@ class IkeV1Session:
         self._resend: dict[object, _Resend] = {}
         self._replies: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         self._pending_child: ChildConfig | None = None
+        self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
+        self._am1_sent_at = 0.0
+        self._am_rtt: float | None = None  # AM1 -> AM2, if AM1 was sent once
         # Phase 1 material.
         self._sai_b = b""
         self._dh: DhKeyPair | None = None
@@ -353,7 +360,8 @@ class IkeV1Session:
         dpd = self._dpd_due()
         if dpd is not None:
             times.append(dpd)
-        times += [t for t in (self._reauth_at, self._expire_at, self._retire_at) if t is not None]
+        times += [t for t in (self._reauth_at, self._expire_at, self._retire_at,
+                              self._pending_child_at) if t is not None]  # fmt: skip
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -375,6 +383,11 @@ class IkeV1Session:
             pending.due = now + self._backoff(pending.tries)
             log.debug("%s: retransmit %d of %s", self._name(), pending.tries, pending.text)
             self._outbox.extend((d, self.remote) for d in pending.datagrams)
+        if self._pending_child_at is not None and now >= self._pending_child_at:
+            self._pending_child_at = None
+            if self.state is State.ESTABLISHED and self._pending_child is not None:
+                child, self._pending_child = self._pending_child, None
+                self._quick_mode_1(child, now)
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             if self.state is not State.ESTABLISHED:
@@ -449,6 +462,7 @@ class IkeV1Session:
             self._id_payload(),
             *vids,
         )
+        self._am1_sent_at = now
         self._send(AM, payloads, now, resend="p1", text="AM1")
 
     def create_child(self, child: ChildConfig, now: float) -> None:
@@ -706,7 +720,10 @@ class IkeV1Session:
         self._check_nat(message, addr)
         if self.natted:
             self._float()
-        self._resend.pop("p1", None)
+        resent = self._resend.pop("p1", None)
+        # Karn's rule: a round trip is measured only on a message sent once.
+        if resent is not None and resent.tries == 0:
+            self._am_rtt = now - self._am1_sent_at
         payloads: list[Payload] = [HashPayload(self._hash_i(self._id_payload().encode_body()))]
         payloads += self._nat_d()
         if self._initial_contact:
@@ -891,8 +908,12 @@ class IkeV1Session:
             IkeSaUp(self.spi_i, self.spi_r, self.choice.suite(), self.initiator, self.natted)
         )
         if self._pending_child is not None:
-            child, self._pending_child = self._pending_child, None
-            self._quick_mode_1(child, now)
+            if self.aggressive and self.initiator:
+                # Nothing answers AM3: QM1 waits until AM3 has reached the peer.
+                self._pending_child_at = now + _delivery_wait(self._am_rtt)
+            else:
+                child, self._pending_child = self._pending_child, None
+                self._quick_mode_1(child, now)
 
     def _schedule(self, now: float) -> None:
         """The lifetime's end, and the reauthentication before it (module docstring)."""
@@ -1004,6 +1025,7 @@ class IkeV1Session:
         message = self._message(QM, (HashPayload(digest), *after), mid)
         datagram, qm.iv = self._seal(message, qm.iv)
         text = f"QM1 [ HASH SA No{' KE' if dh else ''} ID ID ]"
+        qm.sent_at = now
         self._send_datagram(datagram, now, resend=mid, text=text, child=child)
 
     def _quick_mode(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
@@ -1097,7 +1119,9 @@ class IkeV1Session:
             message,
             hash2(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, _after_hash(message)),
         )
-        self._resend.pop(qm.message_id, None)
+        resent = self._resend.pop(qm.message_id, None)
+        # Karn's rule: a round trip is measured only on a message sent once.
+        rtt = now - qm.sent_at if resent is not None and resent.tries == 0 else None
         del self._quick[qm.message_id]
         qm.nonce_r = nonce.data
         sa = message.first(SaPayload)
@@ -1131,7 +1155,9 @@ class IkeV1Session:
                     rekey_time=min(qm.child.rekey_time, seconds * 9 // 10),
                 )
         spi_out = int.from_bytes(sa.proposals[0].spi, "big")
-        up = self._child_sa_up(qm, choice, spi_out, shared)
+        up = replace(
+            self._child_sa_up(qm, choice, spi_out, shared), outbound_after=_delivery_wait(rtt)
+        )
         self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
         self._events.append(up)
         digest = hash3(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, qm.nonce_r)
@@ -1483,6 +1509,22 @@ def _within(network: IPNetwork, allowed: tuple[IPNetwork, ...]) -> bool:
         network.version == a.version and network.subnet_of(a)  # type: ignore[arg-type]
         for a in allowed
     )
+
+
+def _delivery_wait(rtt: float | None) -> float:
+    """How long after a message nothing answers (AM3, QM3) what depends on it waits.
+
+    IKEv1 acknowledges neither: the responder fills in its inbound SA only when QM3
+    arrives (RFC 2409 §5.5), and a peer without a LARVAL hold (charon with kernel-
+    libipsec) drops ESP that comes first, so the first packet, held since the ACQUIRE,
+    would leave with QM3 and be lost; a threaded responder may take a QM1 sent right
+    behind AM3 first, and drop it. One round trip, as the exchange's first pair took
+    (AM1 -> AM2, QM1 -> QM2), lets the message arrive and be processed; bounded, as the
+    commit bit (§5.5) that would say so exactly is not widely honoured.
+    """
+    if rtt is None:
+        return DELIVERY_WAIT_MAX
+    return min(max(rtt, DELIVERY_WAIT_MIN), DELIVERY_WAIT_MAX)
 
 
 def _lifetime_seconds(data: bytes) -> int | None:

@@ -92,6 +92,9 @@ class ChildSaUp:
     remote_ts: tuple[IPNetwork, ...]
     initiator: bool
     natted: bool
+    # Seconds the outbound SA should wait before it carries traffic: a peer that holds no
+    # early ESP must have its inbound SA first (IKEv1: until QM3 has reached it). 0: none.
+    outbound_after: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ class KeyManager:
         self.sessions: dict[bytes, Session] = {}  # by SPIi (IKEv1: CKY-I)
         self._session_conn: dict[bytes, Connection] = {}
         self._requests: dict[int, PolicyRequest] = {}  # ACQUIRE seq -> what it asked
+        # Outbound SAs to ADD later, by their CHILD_SA's inbound SPI: (when, the ADD).
+        self._outbound_due: dict[int, tuple[float, Callable[[], None]]] = {}
         self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
@@ -567,6 +569,10 @@ class KeyManager:
     def handle_timer(self, now: float) -> None:
         self.now = now
         self.noise.flush(now)
+        for spi_in, (due, add) in list(self._outbound_due.items()):
+            if due <= now:
+                del self._outbound_due[spi_in]
+                add()
         for session in list(self.sessions.values()):
             timer = session.get_timer()
             if timer is not None and timer <= now:
@@ -575,6 +581,7 @@ class KeyManager:
 
     def get_timer(self) -> float | None:
         timers = [t for s in self.sessions.values() if (t := s.get_timer()) is not None]
+        timers += [due for due, _ in self._outbound_due.values()]
         return min(timers) if timers else None
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
@@ -747,11 +754,8 @@ class KeyManager:
                             up.keys_in.encr_key, up.keys_in.integ_key)  # fmt: skip
         outbound = ChildKeys(up.spi_out, ike.local_addr, ike.remote_addr, proposal,
                              up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
-        steps = (
-            (SadbMsgType.UPDATE, inbound, True, 0),
-            (SadbMsgType.ADD, outbound, False, up.spi_in),
-        )
-        for msg_type, keys, is_in, pair in steps:
+
+        def install(msg_type: int, keys: ChildKeys, is_in: bool, pair: int) -> None:
             replies = self._pfkey(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
                                            seq=seq, pid=self.pid, pair_spi=pair,
                                            natt_port=natt))  # fmt: skip
@@ -760,6 +764,17 @@ class KeyManager:
                 log.warning("%s: %s of SPI %08x refused: errno %d, diagnostic %d", ike.name,
                             SadbMsgType(msg_type).name, keys.spi, errors[0].errno,
                             errors[0].diagnostic)  # fmt: skip
+
+        install(SadbMsgType.UPDATE, inbound, True, 0)
+        if up.outbound_after > 0:
+            # The outbound SA, and the packets the stack holds for it, wait until the peer
+            # can take them (IKEv1: QM3 has reached it); `handle_timer` adds it then.
+            self._outbound_due[up.spi_in] = (
+                now + up.outbound_after,
+                lambda: install(SadbMsgType.ADD, outbound, False, up.spi_in),
+            )
+        else:
+            install(SadbMsgType.ADD, outbound, False, up.spi_in)
         self._acquiring.discard((ike.name, up.child.name))
         if isinstance(session, IkeV1Session):
             # A Quick Mode for the same child, started by either side, replaces the SAs
@@ -798,8 +813,10 @@ class KeyManager:
         record = self.children.pop(spi_in, None)
         if record is None:
             return
-        for spi, src, dst in ((record.spi_in, record.remote, record.local),
-                              (record.spi_out, record.local, record.remote)):  # fmt: skip
+        sas = [(record.spi_in, record.remote, record.local)]
+        if self._outbound_due.pop(spi_in, None) is None:  # else never added
+            sas.append((record.spi_out, record.local, record.remote))
+        for spi, src, dst in sas:
             self._pfkey(delete_sa(spi, src, dst, seq=self._next_seq(), pid=self.pid))
         log.info("%s: CHILD_SA %s deleted (SPIs %08x/%08x)", record.connection, record.name,
                  record.spi_in, record.spi_out)  # fmt: skip
