@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from larval.crypto.ike_transforms import TransformType
 from larval.ikev2 import (
     Attribute,
     AuthMethod,
@@ -43,7 +44,6 @@ from larval.ikev2 import (
     TrafficSelector,
     Transform,
     TransformAttr,
-    TransformType,
     TsPayload,
     TsType,
     UnknownPayload,

@@ -27,7 +27,6 @@ from .constants import (
     PayloadType,
     ProtocolId,
     TransformAttr,
-    TransformType,
     TsType,
 )
 from .errors import IkeDecodeError, IkeEncodeError, IkeProtocolError
@@ -117,7 +116,6 @@ __all__ = [
     "TrafficSelector",
     "Transform",
     "TransformAttr",
-    "TransformType",
     "TsPayload",
     "TsType",
     "UnknownPayload",

@@ -26,7 +26,7 @@ def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
     """One configured suite as the SA payload carries it (transforms in type order)."""
     transforms = tuple(
         WireTransform(
-            TransformType(t.type),  # type: ignore[arg-type]
+            TransformType(t.type),
             t.id,
             (Attribute(TransformAttr.KEY_LENGTH, t.key_bits),) if t.key_bits else (),
         )
