@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from larval.crypto.ike_transforms import TransformType
+from larval.ike.identity import IdType
 from larval.ikev2 import (
     Attribute,
     AuthMethod,
@@ -28,7 +29,6 @@ from larval.ikev2 import (
     EapPayload,
     ExchangeType,
     IdPayload,
-    IdType,
     IkeMessage,
     KePayload,
     NoncePayload,

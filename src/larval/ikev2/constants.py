@@ -23,7 +23,6 @@ __all__ = [
     "CfgType",
     "ExchangeType",
     "HeaderFlag",
-    "IdType",
     "NotifyType",
     "PayloadType",
     "ProtocolId",
@@ -137,19 +136,6 @@ class TransformAttr(LenientIntEnum):
     """Transform attribute types (RFC 7296 §3.3.5)."""
 
     KEY_LENGTH = 14  # TV form, in bits
-
-
-class IdType(LenientIntEnum):
-    """ID Type of IDi and IDr (RFC 7296 §3.5; ID_NULL from RFC 7619)."""
-
-    ID_IPV4_ADDR = 1
-    ID_FQDN = 2
-    ID_RFC822_ADDR = 3
-    ID_IPV6_ADDR = 5
-    ID_DER_ASN1_DN = 9
-    ID_DER_ASN1_GN = 10
-    ID_KEY_ID = 11
-    ID_NULL = 13
 
 
 class CertEncoding(LenientIntEnum):
