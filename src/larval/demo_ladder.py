@@ -35,6 +35,8 @@ from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.esp.ip import IPV4_HEADER, internet_checksum
+from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.config import Suite
 from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import PayloadType as V1Payload
 from larval.ikev1.errors import IkeV1ProtocolError
@@ -44,7 +46,6 @@ from larval.ikev1.session import IkeV1Session
 from larval.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import decode_header, decode_message
-from larval.ikev2.negotiate import Suite
 from larval.ikev2.payloads import NotifyPayload
 from larval.keymgr.manager import KeyManager, Session
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
@@ -66,7 +67,6 @@ OUTER = {"A": "192.0.2.1", "B": "192.0.2.2"}
 INNER = {"A": "198.51.100.1", "B": "203.0.113.1"}
 NET = {"A": "198.51.100.0/24", "B": "203.0.113.0/24"}
 PSK = "larval-demo-psk-0123456789abcdef"
-IKE_PORT, NAT_T_PORT = 500, 4500
 SETTLE_HORIZON = 1.0  # seconds: key manager timers closer than this are waited for
 LATENCY = 0.001  # seconds, each way
 START = 1000.0  # the fake clock's start
@@ -621,14 +621,14 @@ class Demo:
         kind = "A->B" if src == "A" else "B->A"
         port = d.dst[1]
         if port == IKE_PORT:
-            label = f"{ike_label(d.data)} :500"
+            label = f"{ike_label(d.data)} :{IKE_PORT}"
         elif d.data.startswith(NON_ESP_MARKER):
-            label = f"{ike_label(d.data[len(NON_ESP_MARKER) :])} :4500"
+            label = f"{ike_label(d.data[len(NON_ESP_MARKER) :])} :{NAT_T_PORT}"
         elif len(d.data) >= 8:
             spi, seq = struct.unpack_from("!II", d.data)
             queue = self.current[src]
             inner = queue.popleft() if queue and event == "sent" else ""
-            label = f"ESP spi {spi:08x} seq {seq} :4500 [{inner}]"
+            label = f"ESP spi {spi:08x} seq {seq} :{NAT_T_PORT} [{inner}]"
         else:
             label = f"UDP {len(d.data)} bytes :{port}"
         if event != "sent":

@@ -8,15 +8,19 @@ ports and addresses inside sockaddrs).
 
 `push_padding64` and `patch_u16` finish a block: zero padding to whole 64-bit words, then
 its length written back once it is known, as every PF_KEY structure carries it.
+
+`LenientIntEnum` is the base of every enum that names a number read off the wire.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
+from typing import Any
 
 from larval.errors import DecodeError, LarvalError
 
-__all__ = ["Buffer", "BufferReadError", "BufferWriteError"]
+__all__ = ["Buffer", "BufferReadError", "BufferWriteError", "LenientIntEnum"]
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
@@ -26,6 +30,25 @@ _U16BE = struct.Struct(">H")
 _U32BE = struct.Struct(">I")
 
 _ZEROS = bytes(8)
+
+
+class LenientIntEnum(enum.IntEnum):
+    """An IntEnum whose unknown values become pseudo-members named ``UNKNOWN_<n>``.
+
+    dnspython's idea (``dns/enum.py``): a number a peer or the kernel sends that this
+    version does not know is still a member, so naming a value read off the wire never
+    raises, and the value round-trips unchanged when it is encoded again.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        # bool is an int, but True is no protocol number.
+        if isinstance(value, int) and not isinstance(value, bool):
+            member = int.__new__(cls, value)
+            member._name_ = f"UNKNOWN_{value}"
+            member._value_ = value
+            return member
+        return None
 
 
 class BufferReadError(DecodeError):

@@ -18,8 +18,11 @@ import warnings
 import pytest
 
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
+from larval.ike import IKE_PORT
+from larval.ike.config import ChildConfig, IkeConfig
+from larval.ike.events import ChildSaUp, IkeSaUp
+from larval.ike.identity import identity
 from larval.ikev1.session import IkeV1Session, State
-from larval.ikev2.config import ChildConfig, ChildSaUp, IkeConfig, IkeSaUp, identity
 from larval.keymgr.manager import proposal_of
 from larval.keymgr.pfkey_side import (
     ChildKeys,
@@ -201,7 +204,7 @@ class Pair:
     def give(self, to: Host, data: bytes) -> list[object]:
         """Deliver an IKE message to `to`; its events, with every ChildSaUp installed."""
         frm = self.b if to is self.a else self.a
-        to.session.receive_datagram(data, (str(frm.local), 500), self.clock.now)
+        to.session.receive_datagram(data, (str(frm.local), IKE_PORT), self.clock.now)
         return to.take_events()
 
     def step(self, frm: Host) -> list[object]:

@@ -11,6 +11,18 @@ from collections.abc import Iterator
 import pytest
 
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
+from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.config import ChildConfig, IkeConfig
+from larval.ike.events import (
+    ChildSaDown,
+    ChildSaFailed,
+    ChildSaUp,
+    Event,
+    IkeSaDown,
+    IkeSaReauthDue,
+    IkeSaUp,
+)
+from larval.ike.identity import identity
 from larval.ikev1 import (
     ExchangeType,
     IkeEncryption,
@@ -24,18 +36,6 @@ from larval.ikev1 import (
 from larval.ikev1.constants import IkeAttr
 from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.session import IkeV1Session, State
-from larval.ikev2.config import (
-    ChildConfig,
-    ChildSaDown,
-    ChildSaFailed,
-    ChildSaUp,
-    Event,
-    IkeConfig,
-    IkeSaDown,
-    IkeSaReauthDue,
-    IkeSaUp,
-    identity,
-)
 
 A, B = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
 NET_A, NET_B = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("203.0.113.0/24")
@@ -361,7 +361,7 @@ def test_qm3_delayed_responder_inbound_sa_stays_larval_until_it_arrives() -> Non
     assert list(events(pair.r)) == []
     assert responder_spi not in pair.r.children
     pair.now += 1.0
-    pair.r.receive_datagram(held[0][0], (str(A), 500), pair.now)  # QM3 arrives
+    pair.r.receive_datagram(held[0][0], (str(A), IKE_PORT), pair.now)  # QM3 arrives
     (ur,) = events(pair.r)
     assert isinstance(ur, ChildSaUp) and ur.spi_in == responder_spi
     assert ur.keys_in == ui.keys_out and ur.keys_out == ui.keys_in
@@ -428,11 +428,11 @@ def test_encap_forces_udp_encapsulation_and_port_4500() -> None:
     pair = Pair(config(A, B, encap=True), config(B, A), child(NET_B, NET_A))
     ci, cr = established(pair, child(NET_A, NET_B))
     assert pair.i.natted and pair.r.natted
-    assert pair.i.remote[1] == 4500
+    assert pair.i.remote[1] == NAT_T_PORT
     assert ci.natted and cr.natted
     assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
     # MM5 onwards went to port 4500 (RFC 3947 §4), and the responder followed.
-    assert pair.r.remote[1] == 4500
+    assert pair.r.remote[1] == NAT_T_PORT
 
 
 def test_responder_lifetime_shortens_the_initiators_sa() -> None:
@@ -590,18 +590,18 @@ def test_a_fragmented_message_is_retransmitted_whole_and_answered_once() -> None
     assert len(mm3) > 1  # MM3 in fragments
     # The first fragment is lost: the responder holds the rest and answers nothing.
     for data, _ in mm3[1:]:
-        pair.r.receive_datagram(data, (str(A), 500), pair.now)
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), pair.now)
     assert pair.r.datagrams_to_send(pair.now) == []
     pair.now = 4.0
     pair.i.handle_timer(pair.now)
     again = pair.i.datagrams_to_send(pair.now)
     assert [d for d, _ in again] == [d for d, _ in mm3]  # every fragment, as before
     for data, _ in again:
-        pair.r.receive_datagram(data, (str(A), 500), pair.now)
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), pair.now)
     mm4 = pair.r.datagrams_to_send(pair.now)
     assert len(mm4) > 1 and pair.r.state is State.MM4_SENT  # MM4, in fragments, once
     for data, _ in mm4:
-        pair.i.receive_datagram(data, (str(B), 500), pair.now)
+        pair.i.receive_datagram(data, (str(B), IKE_PORT), pair.now)
     pair.flush()
     assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
 

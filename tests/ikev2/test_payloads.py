@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 
+from larval.crypto.ike_transforms import TransformType
 from larval.ikev2 import (
     Attribute,
     AuthMethod,
@@ -27,7 +28,6 @@ from larval.ikev2 import (
     TrafficSelector,
     Transform,
     TransformAttr,
-    TransformType,
     TsPayload,
     TsType,
     UnknownPayload,

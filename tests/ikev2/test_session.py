@@ -12,17 +12,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
-from larval.ikev2.config import (
-    ChildConfig,
-    ChildSaDown,
-    ChildSaFailed,
-    ChildSaUp,
-    Event,
-    IkeConfig,
-    IkeSaDown,
-    IkeSaUp,
-    identity,
-)
+from larval.ike import IKE_PORT
+from larval.ike.config import ChildConfig, IkeConfig
+from larval.ike.events import ChildSaDown, ChildSaFailed, ChildSaUp, Event, IkeSaDown, IkeSaUp
+from larval.ike.identity import identity
 from larval.ikev2.session import IkeSession, State
 
 A, B = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
@@ -76,14 +69,14 @@ class Pair:
                 if drop:
                     drop -= 1
                     continue
-                self.r.receive_datagram(data, (str(A), 500), self.now)
+                self.r.receive_datagram(data, (str(A), IKE_PORT), self.now)
                 moved += 1
             for data, _ in out_r:
                 self.wire.append(("r->i", data))
                 if drop:
                     drop -= 1
                     continue
-                self.i.receive_datagram(data, (str(B), 500), self.now)
+                self.i.receive_datagram(data, (str(B), IKE_PORT), self.now)
                 moved += 1
 
     @staticmethod
@@ -219,7 +212,7 @@ def test_dpd_notices_a_vanished_peer() -> None:
 def test_garbage_is_dropped_not_raised() -> None:
     pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
     for data in (b"", b"\x00" * 27, b"\xff" * 64, bytes(range(200))):
-        pair.r.receive_datagram(data, (str(A), 500), 0.0)
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), 0.0)
     assert pair.r.state is State.IDLE and pair.r.datagrams_to_send(0.0) == []
 
 
@@ -264,7 +257,7 @@ def test_another_child_sa_on_an_established_ike_sa() -> None:
 
 @pytest.mark.parametrize("side", ["initiator", "responder"])
 def test_ike_sa_rekey_moves_the_child_sas_to_the_new_ike_sa(side: str) -> None:
-    from larval.ikev2.config import IkeSaRekeyed
+    from larval.ike.events import IkeSaRekeyed
 
     pair, up_i, _ = _established_pair()
     rekeyer = pair.i if side == "initiator" else pair.r
@@ -356,7 +349,7 @@ def _carry(pair: Pair, lose: set[int]) -> None:
             for data, _ in out:
                 pair.wire.append((way, data))
                 if len(pair.wire) - 1 not in lose:
-                    to.receive_datagram(data, (str(src), 500), pair.now)
+                    to.receive_datagram(data, (str(src), IKE_PORT), pair.now)
 
 
 def test_a_lost_fragment_is_recovered_by_retransmitting_every_fragment() -> None:
@@ -388,9 +381,9 @@ def test_a_resent_fragmented_request_brings_back_the_whole_cached_response() -> 
     auth_r = [d for way, d in pair.wire[2:] if way == "r->i"]
     # The request arrives again: fragment 1 brings back every fragment of the answer,
     # the other fragments nothing (RFC 7383 §2.6.1).
-    pair.r.receive_datagram(auth_i[1], (str(A), 500), 1.0)
+    pair.r.receive_datagram(auth_i[1], (str(A), IKE_PORT), 1.0)
     assert pair.r.datagrams_to_send(1.0) == []
-    pair.r.receive_datagram(auth_i[0], (str(A), 500), 1.0)
+    pair.r.receive_datagram(auth_i[0], (str(A), IKE_PORT), 1.0)
     assert [d for d, _ in pair.r.datagrams_to_send(1.0)] == auth_r
 
 
@@ -487,7 +480,7 @@ def test_child_sa_rekey_that_crosses_a_finished_one_is_dropped_quietly() -> None
     held = pair.r.datagrams_to_send(1.0)
     pair.flush()  # exchange 1 completes; the initiator deletes the old CHILD_SA
     for data, _ in held:  # <-- exchange 2 at last:  --> N(CHILD_SA_NOT_FOUND) (§2.25)
-        pair.i.receive_datagram(data, (str(B), 500), 1.0)
+        pair.i.receive_datagram(data, (str(B), IKE_PORT), 1.0)
     pair.flush()
     ev_r = list(Pair.events(pair.r))
     assert not any(isinstance(e, ChildSaFailed) for e in ev_r)
@@ -507,7 +500,7 @@ class _Sides:
         self.events: dict[str, list[Event]] = {"i": [], "r": []}
 
     def flush(self, now: float) -> None:
-        from larval.ikev2.config import IkeSaRekeyed
+        from larval.ike.events import IkeSaRekeyed
 
         moved = True
         while moved:
@@ -523,7 +516,7 @@ class _Sides:
                         moved = True
                         target = self.ends[other].get(data[:8])
                         if target is not None:
-                            target.receive_datagram(data, (str(src), 500), now)
+                            target.receive_datagram(data, (str(src), IKE_PORT), now)
 
     def live(self, end: str) -> list[IkeSession]:
         return [s for s in self.ends[end].values() if s.state is not State.CLOSED]
@@ -568,19 +561,19 @@ def test_ike_sa_rekey_that_crosses_a_finished_one_gets_temporary_failure() -> No
     assert pair.i.rekey_ike(20.0) and pair.r.rekey_ike(20.0)
     request_1, request_2 = pair.i.datagrams_to_send(20.0), pair.r.datagrams_to_send(20.0)
     for data, _ in request_1:
-        pair.r.receive_datagram(data, (str(A), 500), 20.0)
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), 20.0)
     for data, _ in pair.r.datagrams_to_send(20.0):  # <-- { SK{SA, Nr, KEr} }
-        pair.i.receive_datagram(data, (str(B), 500), 20.0)
+        pair.i.receive_datagram(data, (str(B), IKE_PORT), 20.0)
     # INFORMATIONAL { SK{D(IKE)} } -->  on the old IKE SA, held for now; exchange 2 reaches
     # an IKE SA being deleted:  --> { SK{N(TEMPORARY_FAILURE)} } (§2.8.2)
     delete = [d for d, _ in pair.i.datagrams_to_send(20.0)]
     for data, _ in request_2:
-        pair.i.receive_datagram(data, (str(B), 500), 20.0)
+        pair.i.receive_datagram(data, (str(B), IKE_PORT), 20.0)
     for data, _ in pair.i.datagrams_to_send(20.0):
-        pair.r.receive_datagram(data, (str(A), 500), 20.0)
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), 20.0)
     assert pair.r.state is State.ESTABLISHED and not pair.r.children  # moved on
     for data in delete:
-        pair.r.receive_datagram(data, (str(A), 500), 20.0)
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), 20.0)
     sides.flush(20.0)
     (new_i,), (new_r,) = sides.live("i"), sides.live("r")
     assert (new_i.spi_i, new_i.spi_r) == (new_r.spi_i, new_r.spi_r) and new_i.initiator

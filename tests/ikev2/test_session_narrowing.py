@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from larval.ikev2.config import ChildConfig, ChildSaFailed, ChildSaUp
+from larval.ike import IKE_PORT
+from larval.ike.config import ChildConfig
+from larval.ike.events import ChildSaFailed, ChildSaUp
 from larval.ikev2.session import IkeSession, State
 from tests.ikev2.test_session import NET_A, NET_B, A, B, Pair, child, config
 
@@ -37,15 +39,15 @@ def test_a_duplicated_request_is_answered_from_the_cache_once_processed() -> Non
     pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
     pair.i.initiate(child(NET_A, NET_B), 0.0)
     init = pair.i.datagrams_to_send(0.0)[0][0]
-    pair.r.receive_datagram(init, (str(A), 500), 0.0)
+    pair.r.receive_datagram(init, (str(A), IKE_PORT), 0.0)
     first = pair.r.datagrams_to_send(0.0)
-    pair.r.receive_datagram(init, (str(A), 500), 0.0)  # the same IKE_SA_INIT again
+    pair.r.receive_datagram(init, (str(A), IKE_PORT), 0.0)  # the same IKE_SA_INIT again
     again = pair.r.datagrams_to_send(0.0)
     assert again == first  # the cached response, not a second IKE SA's
-    pair.i.receive_datagram(first[0][0], (str(B), 500), 0.0)
+    pair.i.receive_datagram(first[0][0], (str(B), IKE_PORT), 0.0)
     auth = pair.i.datagrams_to_send(0.0)[0][0]
     for _ in range(3):  # IKE_AUTH delivered three times: one CHILD_SA, same answer
-        pair.r.receive_datagram(auth, (str(A), 500), 0.0)
+        pair.r.receive_datagram(auth, (str(A), IKE_PORT), 0.0)
     answers = pair.r.datagrams_to_send(0.0)
     assert len(answers) == 3 and len({a[0] for a in answers}) == 1
     ups = [e for e in Pair.events(pair.r) if isinstance(e, ChildSaUp)]

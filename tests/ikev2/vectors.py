@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from larval.crypto.ike_transforms import TransformType
+from larval.ike.identity import IdType
 from larval.ikev2 import (
     Attribute,
     AuthMethod,
@@ -27,7 +29,6 @@ from larval.ikev2 import (
     EapPayload,
     ExchangeType,
     IdPayload,
-    IdType,
     IkeMessage,
     KePayload,
     NoncePayload,
@@ -43,7 +44,6 @@ from larval.ikev2 import (
     TrafficSelector,
     Transform,
     TransformAttr,
-    TransformType,
     TsPayload,
     TsType,
     UnknownPayload,

@@ -11,6 +11,7 @@ import warnings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from larval.ike import NAT_T_PORT
 from tests.keymgr.test_manager import Host, udp_packet
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -53,7 +54,7 @@ def exchange(version: int, damage: list[Damage], fragment_size: int = 1280) -> N
             for src, dst, (data, _) in out:
                 plan = plans.get(index)
                 index += 1
-                peer = (str(src.addr), 4500)
+                peer = (str(src.addr), NAT_T_PORT)
                 if plan is not None:
                     dst.keymgr.receive_ike(damaged(data, *plan), peer, dst.addr, now)
                 dst.keymgr.receive_ike(data, peer, dst.addr, now)

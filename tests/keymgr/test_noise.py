@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 
+from larval.ike import IKE_PORT
 from tests.keymgr.test_manager import Host, udp_packet
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -37,7 +38,7 @@ def test_openers_of_a_version_nobody_speaks_are_counted_not_logged(
     refused = "IKEv1 from" if sender == 1 else "IKE_SA_INIT from"
     with caplog.at_level(logging.INFO, logger="larval"):
         for n in range(OPENERS):
-            b.keymgr.receive_ike(opener(sender, n + 1), ("192.0.2.1", 500), b.addr, n / 100)
+            b.keymgr.receive_ike(opener(sender, n + 1), ("192.0.2.1", IKE_PORT), b.addr, n / 100)
         assert len(b.keymgr.datagrams_to_send()) == OPENERS  # each one is still refused
         assert 1 <= lines(caplog, refused) <= 5
         b.keymgr.handle_timer(3600.0)  # the source's window ends: what was held back
@@ -53,8 +54,8 @@ def test_the_limit_is_per_source(caplog: pytest.LogCaptureFixture) -> None:
     b.keymgr.start(0.0)
     with caplog.at_level(logging.INFO, logger="larval"):
         for n in range(OPENERS):
-            b.keymgr.receive_ike(opener(1, n + 1), ("192.0.2.1", 500), b.addr, 0.0)
-        b.keymgr.receive_ike(opener(1, 1), ("192.0.2.99", 500), b.addr, 0.0)
+            b.keymgr.receive_ike(opener(1, n + 1), ("192.0.2.1", IKE_PORT), b.addr, 0.0)
+        b.keymgr.receive_ike(opener(1, 1), ("192.0.2.99", IKE_PORT), b.addr, 0.0)
     assert lines(caplog, "IKEv1 from 192.0.2.99") == 1
 
 
@@ -71,7 +72,7 @@ def test_half_open_ike_sas_that_time_out_are_counted_not_logged(
     a.pump(0.0)
     ((init, _),) = a.keymgr.datagrams_to_send()
     for n in range(OPENERS):  # IKE_SA_INIT request -->, each with its own SPIi
-        b.keymgr.receive_ike((n + 1).to_bytes(8, "big") + init[8:], ("192.0.2.1", 500),
+        b.keymgr.receive_ike((n + 1).to_bytes(8, "big") + init[8:], ("192.0.2.1", IKE_PORT),
                              b.addr, 0.0)  # fmt: skip
     assert len(b.keymgr.sessions) == OPENERS
     with caplog.at_level(logging.INFO, logger="larval.ike"):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 
+import larval
 from larval.errors import DecodeError
-from larval.wire import Buffer, BufferReadError, BufferWriteError
+from larval.wire import Buffer, BufferReadError, BufferWriteError, LenientIntEnum
 
 
 def test_pull_host_and_network_order() -> None:
@@ -79,3 +83,34 @@ def test_patch_outside_the_written_data() -> None:
     buf.push_u8(1)
     with pytest.raises(BufferWriteError):
         buf.patch_u16(0, 7)  # only one byte written
+
+
+class _Colour(LenientIntEnum):
+    RED = 1
+
+
+def test_lenient_enum_names_unknown_values() -> None:
+    unknown = _Colour(7)
+    assert unknown == 7 and unknown.name == "UNKNOWN_7" and isinstance(unknown, _Colour)
+    assert _Colour(1) is _Colour.RED
+    for not_a_number in ("7", None, 7.5):
+        with pytest.raises(ValueError):
+            _Colour(not_a_number)
+
+
+def test_lenient_enum_written_once() -> None:
+    """Every enum that names wire numbers takes its leniency from `larval.wire`."""
+    own: list[str] = []
+    for info in pkgutil.walk_packages(larval.__path__, "larval."):
+        if info.name.endswith("__main__"):
+            continue  # importing it runs the command
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and value.__module__ == info.name
+                and "_missing_" in vars(value)
+                and value is not LenientIntEnum
+            ):
+                own.append(f"{info.name}.{name}")
+    assert own == []

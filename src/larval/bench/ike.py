@@ -52,13 +52,13 @@ from larval.bench.charon import (
 )
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
+from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
 from larval.net.netns import Netns, veth_pair
 from larval.pfkey import PfkeyMessage, decode
 from larval.sadb import Audience
 from larval.stack import Stack
 
-IKE_PORT, NAT_T_PORT = 500, 4500
 IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
 ESP_PROPOSAL = "aes128gcm16"
 PSK = "larval-bench-psk-0123456789"

@@ -9,6 +9,7 @@ import os
 
 from larval.commands.args import default_control_socket, log_level_option, number
 from larval.commands.sa import UsageError, default_socket
+from larval.esp import NAT_T_PORT
 from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.net.unix_socket import SocketPathError, check_vacant
 from larval.spd.config import load_policy_text, read_config_text
@@ -30,8 +31,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dp.add_argument(
         "--port",
         type=number(1, 65535, "", "a UDP port"),
-        default=4500,
-        help="UDP port for ESP (default 4500)",
+        default=NAT_T_PORT,
+        help="UDP port for ESP (default %(default)s)",
     )
     dp.add_argument("--tun-address", action="append", default=[], help="address/prefix on the TUN")
     dp.add_argument(

@@ -4,6 +4,8 @@ A `Transform` is one entry of an SA payload's proposal: its type, its id and, fo
 variable-key ciphers, the Key Length attribute (attribute type 14, in bits, RFC 7296
 §3.3.5). The same numbers serve the IKE SA and CHILD_SAs; the ESP-only ones (ENCR_NULL,
 ESN) are listed too so a CHILD_SA proposal is expressed in the same vocabulary.
+The enums are lenient (`larval.wire.LenientIntEnum`): a peer's unknown transform id
+survives decoding and is simply not chosen (RFC 7296 §3.3.6).
 
 The size helpers answer the questions key derivation asks (RFC 7296 §2.14, §2.17): how
 many bytes of keying material a cipher takes (the salt of an AEAD included, RFC 5282
@@ -12,11 +14,10 @@ many bytes of keying material a cipher takes (the salt of an AEAD included, RFC 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
-from typing import Any
 
 from larval.crypto.ike_errors import IkeCryptoError
+from larval.wire import LenientIntEnum
 
 __all__ = [
     "KEY_LENGTH_ATTRIBUTE",
@@ -37,21 +38,7 @@ __all__ = [
 KEY_LENGTH_ATTRIBUTE = 14
 
 
-class _IanaEnum(enum.IntEnum):
-    """An IntEnum whose unknown values become pseudo-members, so a peer's unknown
-    transform id survives decoding and is simply not chosen (RFC 7296 §3.3.6)."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            member = int.__new__(cls, value)
-            member._name_ = f"UNKNOWN_{value}"
-            member._value_ = value
-            return member
-        return None
-
-
-class TransformType(_IanaEnum):
+class TransformType(LenientIntEnum):
     """Transform Type (RFC 7296 §3.3.2)."""
 
     ENCR = 1
@@ -61,7 +48,7 @@ class TransformType(_IanaEnum):
     ESN = 5
 
 
-class EncrId(_IanaEnum):
+class EncrId(LenientIntEnum):
     """Transform Type 1, encryption algorithms (RFC 7296 §3.3.2, RFC 5282 §8, RFC 7634 §4)."""
 
     NULL = 11  # ESP only (RFC 2410)
@@ -72,7 +59,7 @@ class EncrId(_IanaEnum):
     CHACHA20_POLY1305 = 28
 
 
-class PrfId(_IanaEnum):
+class PrfId(LenientIntEnum):
     """Transform Type 2, pseudorandom functions (RFC 4868 §4)."""
 
     HMAC_SHA2_256 = 5
@@ -80,7 +67,7 @@ class PrfId(_IanaEnum):
     HMAC_SHA2_512 = 7
 
 
-class IntegId(_IanaEnum):
+class IntegId(LenientIntEnum):
     """Transform Type 3, integrity algorithms (RFC 4868 §4); NONE goes with AEAD ciphers."""
 
     NONE = 0
@@ -89,7 +76,7 @@ class IntegId(_IanaEnum):
     HMAC_SHA2_512_256 = 14
 
 
-class DhId(_IanaEnum):
+class DhId(LenientIntEnum):
     """Transform Type 4, key exchange groups (RFC 3526, RFC 5903, RFC 8031)."""
 
     NONE = 0
@@ -102,7 +89,7 @@ class DhId(_IanaEnum):
     CURVE448 = 32
 
 
-class EsnId(_IanaEnum):
+class EsnId(LenientIntEnum):
     """Transform Type 5, Extended Sequence Numbers (RFC 7296 §3.3.2)."""
 
     NO = 0
@@ -119,7 +106,7 @@ class Transform:
 
     def __repr__(self) -> str:
         ttype = TransformType(self.type)
-        enum_of: dict[int, type[_IanaEnum]] = {
+        enum_of: dict[int, type[LenientIntEnum]] = {
             TransformType.ENCR: EncrId,
             TransformType.PRF: PrfId,
             TransformType.INTEG: IntegId,

@@ -64,7 +64,8 @@ from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_propo
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
-from larval.ikev2.config import ChildConfig, IkeConfig, identity
+from larval.ike.config import ChildConfig, IkeConfig
+from larval.ike.identity import identity
 from larval.keymgr.manager import Connection
 from larval.pfkey.constants import U64_MAX
 from larval.spd import Policy

@@ -29,6 +29,7 @@ from larval.daemon.reload import (
 )
 from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
+from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
@@ -38,7 +39,6 @@ from larval.spd import SpdError
 
 log = logging.getLogger("larval.daemon")
 
-IKE_PORT, NAT_T_PORT = 500, 4500
 TICK = 0.1  # seconds between IKE timer checks
 NAT_T_PEERS_KEPT = 4096  # peer (address, port)s last heard on UDP 4500
 _TO_US = (Audience.SENDER, Audience.ALL)

@@ -1,6 +1,6 @@
 """Configured suites as IKEv1 transforms, and back.
 
-Connections are configured once, for either IKE version, with `larval.ikev2.config`'s
+Connections are configured once, for either IKE version, with `larval.ike.config`'s
 `IkeConfig` and `ChildConfig`, whose proposals are tuples of
 `larval.crypto.ike_transforms.Transform` in IKEv2 numbering. IKEv1 carries one choice
 of every algorithm per transform, as attributes (RFC 2409 Appendix A for Phase 1,

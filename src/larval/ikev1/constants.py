@@ -15,7 +15,8 @@ protocol ISAKMP carries `IkeAttr` attributes (Phase 1), one for AH or ESP carrie
 from __future__ import annotations
 
 import enum
-from typing import Any
+
+from larval.wire import LenientIntEnum
 
 __all__ = [
     "DOI_IPSEC",
@@ -83,20 +84,7 @@ def is_fragmentation_vid(vid: bytes) -> bool:
     return len(vid) == 16 or bool(int.from_bytes(vid[16:], "big") & 0x80000000)
 
 
-class _LenientIntEnum(enum.IntEnum):
-    """An IntEnum whose constructor turns unknown ints into pseudo-members."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            member = int.__new__(cls, value)
-            member._name_ = f"UNKNOWN_{value}"
-            member._value_ = value
-            return member
-        return None
-
-
-class ExchangeType(_LenientIntEnum):
+class ExchangeType(LenientIntEnum):
     """Exchange Type of the ISAKMP header (RFC 2408 §3.1, RFC 2409 §5)."""
 
     BASE = 1
@@ -118,7 +106,7 @@ class HeaderFlag(enum.IntFlag):
     AUTH_ONLY = 0x04  # A: authenticated but not encrypted (Informational)
 
 
-class PayloadType(_LenientIntEnum):
+class PayloadType(LenientIntEnum):
     """Next Payload values (RFC 2408 §3.1; RFC 3947 §3.2, §5.1 for NAT-D and NAT-OA).
 
     PROPOSAL and TRANSFORM are payloads too in ISAKMP, but they chain only inside the
@@ -157,7 +145,7 @@ class PayloadType(_LenientIntEnum):
         return 128 <= int(self) <= 255
 
 
-class NotifyType(_LenientIntEnum):
+class NotifyType(LenientIntEnum):
     """Notify Message Type (RFC 2408 §3.14.1; RFC 2407 §4.6.3; RFC 3706 §5).
 
     Errors are 1-16383 (8192-16383 private use), status 16384 and above.
@@ -207,7 +195,7 @@ class NotifyType(_LenientIntEnum):
         return int(self) < 16384
 
 
-class ProtocolId(_LenientIntEnum):
+class ProtocolId(LenientIntEnum):
     """Protocol identifiers of the IPsec DOI (RFC 2407 §4.4.1)."""
 
     NONE = 0  # a notification about no SA
@@ -217,13 +205,13 @@ class ProtocolId(_LenientIntEnum):
     IPCOMP = 4
 
 
-class IsakmpTransformId(_LenientIntEnum):
+class IsakmpTransformId(LenientIntEnum):
     """Transform ID of an ISAKMP proposal's transforms (RFC 2407 §4.4.2)."""
 
     KEY_IKE = 1
 
 
-class AhTransformId(_LenientIntEnum):
+class AhTransformId(LenientIntEnum):
     """Transform ID of an AH proposal's transforms (RFC 2407 §4.4.3, RFC 4868 §2.4)."""
 
     AH_MD5 = 2
@@ -234,7 +222,7 @@ class AhTransformId(_LenientIntEnum):
     AH_SHA2_512 = 7
 
 
-class EspTransformId(_LenientIntEnum):
+class EspTransformId(LenientIntEnum):
     """Transform ID of an ESP proposal's transforms (RFC 2407 §4.4.4 and IANA's registry)."""
 
     ESP_DES_IV64 = 1
@@ -261,7 +249,7 @@ class EspTransformId(_LenientIntEnum):
     ESP_NULL_AUTH_AES_GMAC = 23  # RFC 4543
 
 
-class IkeAttr(_LenientIntEnum):
+class IkeAttr(LenientIntEnum):
     """Attribute classes of a Phase 1 transform (RFC 2409 Appendix A).
 
     ENCRYPTION_ALGORITHM, HASH_ALGORITHM, AUTHENTICATION_METHOD, GROUP_DESCRIPTION,
@@ -286,7 +274,7 @@ class IkeAttr(_LenientIntEnum):
     GROUP_ORDER = 16
 
 
-class IkeEncryption(_LenientIntEnum):
+class IkeEncryption(LenientIntEnum):
     """ENCRYPTION_ALGORITHM values (RFC 2409 Appendix A; RFC 3602 for AES)."""
 
     DES_CBC = 1
@@ -299,7 +287,7 @@ class IkeEncryption(_LenientIntEnum):
     CAMELLIA_CBC = 8
 
 
-class IkeHash(_LenientIntEnum):
+class IkeHash(LenientIntEnum):
     """HASH_ALGORITHM values (RFC 2409 Appendix A; RFC 4868 §2.1 for SHA-2)."""
 
     MD5 = 1
@@ -310,7 +298,7 @@ class IkeHash(_LenientIntEnum):
     SHA2_512 = 6
 
 
-class IkeAuthMethod(_LenientIntEnum):
+class IkeAuthMethod(LenientIntEnum):
     """AUTHENTICATION_METHOD values (RFC 2409 Appendix A; RFC 4754 §4 for ECDSA).
 
     XAUTH's private-use values (64221-65010) decode as unknown members.
@@ -326,7 +314,7 @@ class IkeAuthMethod(_LenientIntEnum):
     ECDSA_SHA512_P521 = 11
 
 
-class IkeGroup(_LenientIntEnum):
+class IkeGroup(LenientIntEnum):
     """GROUP_DESCRIPTION values (RFC 2409 §6, RFC 3526, RFC 5903, RFC 5114)."""
 
     MODP768 = 1
@@ -349,14 +337,14 @@ class IkeGroup(_LenientIntEnum):
     ECP224 = 26
 
 
-class LifeType(_LenientIntEnum):
+class LifeType(LenientIntEnum):
     """LIFE_TYPE (RFC 2409 Appendix A) and SA_LIFE_TYPE (RFC 2407 §4.5) values."""
 
     SECONDS = 1
     KILOBYTES = 2
 
 
-class IpsecAttr(_LenientIntEnum):
+class IpsecAttr(LenientIntEnum):
     """Attribute types of a Phase 2 (AH, ESP) transform (RFC 2407 §4.5)."""
 
     SA_LIFE_TYPE = 1
@@ -372,7 +360,7 @@ class IpsecAttr(_LenientIntEnum):
     EXTENDED_SEQUENCE_NUMBER = 11  # RFC 4304 §2
 
 
-class EncapsulationMode(_LenientIntEnum):
+class EncapsulationMode(LenientIntEnum):
     """ENCAPSULATION_MODE values (RFC 2407 §4.5; RFC 3947 §6 for the UDP ones).
 
     strongSwan still sends the NAT-T drafts' private-use numbers to peers that announced
@@ -387,7 +375,7 @@ class EncapsulationMode(_LenientIntEnum):
     UDP_TRANSPORT_DRAFT = 61444
 
 
-class IpsecAuthAlgorithm(_LenientIntEnum):
+class IpsecAuthAlgorithm(LenientIntEnum):
     """AUTH_ALGORITHM values (RFC 2407 §4.5; RFC 4868 §2.4 for SHA-2; RFC 4543 for GMAC)."""
 
     HMAC_MD5 = 1
@@ -405,7 +393,7 @@ class IpsecAuthAlgorithm(_LenientIntEnum):
     AES_256_GMAC = 13
 
 
-class IdType(_LenientIntEnum):
+class IdType(LenientIntEnum):
     """Identification Type of the IPsec DOI (RFC 2407 §4.6.2.1)."""
 
     ID_IPV4_ADDR = 1
@@ -421,7 +409,7 @@ class IdType(_LenientIntEnum):
     ID_KEY_ID = 11
 
 
-class CertEncoding(_LenientIntEnum):
+class CertEncoding(LenientIntEnum):
     """Certificate Encoding of CERT and CR (RFC 2408 §3.9)."""
 
     NONE = 0

@@ -3,14 +3,15 @@ and without PFS, and Informational exchanges (DELETE, INITIAL-CONTACT, DPD), bot
 
 Theory of operation
 -------------------
-Driven exactly like `larval.ikev2.session.IkeSession`: `receive_datagram(data, addr,
-now)`, `handle_timer(now)` and the user calls `initiate`, `create_child`, `delete`,
+Driven exactly like IKEv2's `IkeSession`: `receive_datagram(data, addr, now)`,
+`handle_timer(now)` and the user calls `initiate`, `create_child`, `delete`,
 `delete_child`; drained with `datagrams_to_send(now)`, `get_timer()` and `next_event()`.
-The events and the configuration are IKEv2's (`larval.ikev2.config`), so a key manager
-drives both versions the same way; `larval.ikev1.config` maps the configured suites onto
-IKEv1 attributes. Two callbacks reach the key manager: `allocate_spi` (a GETSPI: the SPI
-is LARVAL before it goes on the wire) and, for a responder, `child_policy(tsi, tsr)` (an
-inverse ACQUIRE), called with the Quick Mode IDs as IKEv2 traffic selectors.
+The events and the configuration are those of both versions (`larval.ike.events`,
+`larval.ike.config`), so a key manager drives both versions the same way;
+`larval.ikev1.config` maps the configured suites onto IKEv1 attributes. Two callbacks
+reach the key manager: `allocate_spi` (a GETSPI: the SPI is LARVAL before it goes on the
+wire) and, for a responder, `child_policy(tsi, tsr)` (an inverse ACQUIRE), called with
+the networks of the Quick Mode IDs.
 
 Phase 1 (RFC 2409 §5, §5.4)::
 
@@ -99,20 +100,17 @@ from larval.crypto.ikev1_keys import (
     quick_mode_keymat,
     skeyid_psk,
 )
-from larval.ikev2.config import (
-    ChildConfig,
+from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork
+from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
     ChildSaUp,
     Event,
-    IkeConfig,
     IkeSaDown,
     IkeSaReauthDue,
     IkeSaUp,
-    IPAddress,
-    IPNetwork,
 )
-from larval.ikev2.negotiate import selectors_for
 from larval.wire import Buffer
 
 from .config import EspChoice, Phase1Choice, esp_choices, phase1_choices
@@ -160,7 +158,6 @@ __all__ = ["TRANSITIONS", "IkeV1Session", "State"]
 
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
-IKE_PORT, NAT_T_PORT = 500, 4500
 #: Bounds of the wait after a message nothing answers (AM3, QM3), for what must follow it
 #: only once the peer has it: QM1, the first ESP on a new outbound SA (seconds).
 DELIVERY_WAIT_MIN, DELIVERY_WAIT_MAX = 0.02, 0.3
@@ -254,8 +251,7 @@ class IkeV1Session:
         *,
         initiator: bool,
         allocate_spi: Callable[[], int],
-        child_policy: Callable[[tuple[object, ...], tuple[object, ...]], ChildConfig | None]
-        | None = None,
+        child_policy: ChildPolicy | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         aggressive: bool = False,
         ike_lifetime: int = IKE_LIFETIME,
@@ -1056,11 +1052,7 @@ class IkeV1Session:
         if remote_ts is None or local_ts is None:
             self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, spi, now)
             return
-        policy = (
-            self._child_policy(selectors_for((remote_ts,)), selectors_for((local_ts,)))
-            if self._child_policy
-            else None
-        )
+        policy = self._child_policy((remote_ts,), (local_ts,)) if self._child_policy else None
         if (
             policy is None
             or not _within(remote_ts, policy.remote_ts)

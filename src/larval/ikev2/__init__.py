@@ -22,12 +22,10 @@ from .constants import (
     CfgType,
     ExchangeType,
     HeaderFlag,
-    IdType,
     NotifyType,
     PayloadType,
     ProtocolId,
     TransformAttr,
-    TransformType,
     TsType,
 )
 from .errors import IkeDecodeError, IkeEncodeError, IkeProtocolError
@@ -92,7 +90,6 @@ __all__ = [
     "FragmentReassembler",
     "HeaderFlag",
     "IdPayload",
-    "IdType",
     "IkeDecodeError",
     "IkeEncodeError",
     "IkeFragment",
@@ -117,7 +114,6 @@ __all__ = [
     "TrafficSelector",
     "Transform",
     "TransformAttr",
-    "TransformType",
     "TsPayload",
     "TsType",
     "UnknownPayload",

@@ -9,7 +9,8 @@ reading a number off the wire never raises and the number round-trips unchanged.
 from __future__ import annotations
 
 import enum
-from typing import Any
+
+from larval.wire import LenientIntEnum
 
 __all__ = [
     "GENERIC_HEADER_SIZE",
@@ -22,12 +23,10 @@ __all__ = [
     "CfgType",
     "ExchangeType",
     "HeaderFlag",
-    "IdType",
     "NotifyType",
     "PayloadType",
     "ProtocolId",
     "TransformAttr",
-    "TransformType",
     "TsType",
 ]
 
@@ -37,20 +36,7 @@ IKE_HEADER_SIZE = 28  # RFC 7296 §3.1
 GENERIC_HEADER_SIZE = 4  # RFC 7296 §3.2
 
 
-class _LenientIntEnum(enum.IntEnum):
-    """An IntEnum whose constructor turns unknown ints into pseudo-members."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            member = int.__new__(cls, value)
-            member._name_ = f"UNKNOWN_{value}"
-            member._value_ = value
-            return member
-        return None
-
-
-class ExchangeType(_LenientIntEnum):
+class ExchangeType(LenientIntEnum):
     """Exchange Type of the IKE header (RFC 7296 §3.1)."""
 
     IKE_SA_INIT = 34
@@ -67,7 +53,7 @@ class HeaderFlag(enum.IntFlag):
     RESPONSE = 0x20  # R: this message answers one with the same Message ID
 
 
-class PayloadType(_LenientIntEnum):
+class PayloadType(LenientIntEnum):
     """Next Payload values (RFC 7296 §3.2; SKF from RFC 7383 §2.5)."""
 
     NONE = 0
@@ -90,7 +76,7 @@ class PayloadType(_LenientIntEnum):
     SKF = 53
 
 
-class NotifyType(_LenientIntEnum):
+class NotifyType(LenientIntEnum):
     """Notify Message Type (RFC 7296 §3.10.1): errors below 16384, status at and above."""
 
     UNSUPPORTED_CRITICAL_PAYLOAD = 1
@@ -137,7 +123,7 @@ class NotifyType(_LenientIntEnum):
         return int(self) < 16384
 
 
-class ProtocolId(_LenientIntEnum):
+class ProtocolId(LenientIntEnum):
     """Protocol ID of proposals, notifications and deletes (RFC 7296 §3.3.1)."""
 
     NONE = 0  # a Notify without an SPI (RFC 7296 §3.10)
@@ -146,36 +132,13 @@ class ProtocolId(_LenientIntEnum):
     ESP = 3
 
 
-class TransformType(_LenientIntEnum):
-    """Transform Type (RFC 7296 §3.3.2); type 4 is the Diffie-Hellman (key exchange) group."""
-
-    ENCR = 1
-    PRF = 2
-    INTEG = 3
-    DH = 4
-    ESN = 5
-
-
-class TransformAttr(_LenientIntEnum):
+class TransformAttr(LenientIntEnum):
     """Transform attribute types (RFC 7296 §3.3.5)."""
 
     KEY_LENGTH = 14  # TV form, in bits
 
 
-class IdType(_LenientIntEnum):
-    """ID Type of IDi and IDr (RFC 7296 §3.5; ID_NULL from RFC 7619)."""
-
-    ID_IPV4_ADDR = 1
-    ID_FQDN = 2
-    ID_RFC822_ADDR = 3
-    ID_IPV6_ADDR = 5
-    ID_DER_ASN1_DN = 9
-    ID_DER_ASN1_GN = 10
-    ID_KEY_ID = 11
-    ID_NULL = 13
-
-
-class CertEncoding(_LenientIntEnum):
+class CertEncoding(LenientIntEnum):
     """Certificate Encoding of CERT and CERTREQ (RFC 7296 §3.6)."""
 
     PKCS7_X509 = 1
@@ -192,7 +155,7 @@ class CertEncoding(_LenientIntEnum):
     HASH_URL_X509_BUNDLE = 13
 
 
-class AuthMethod(_LenientIntEnum):
+class AuthMethod(LenientIntEnum):
     """Auth Method of the AUTH payload (RFC 7296 §3.8; RFC 4754, RFC 7427)."""
 
     RSA_DIGITAL_SIGNATURE = 1
@@ -208,14 +171,14 @@ class AuthMethod(_LenientIntEnum):
     DSS = 3
 
 
-class TsType(_LenientIntEnum):
+class TsType(LenientIntEnum):
     """TS Type of a traffic selector (RFC 7296 §3.13.1)."""
 
     TS_IPV4_ADDR_RANGE = 7
     TS_IPV6_ADDR_RANGE = 8
 
 
-class CfgType(_LenientIntEnum):
+class CfgType(LenientIntEnum):
     """CFG Type of the Configuration payload (RFC 7296 §3.15)."""
 
     CFG_REQUEST = 1
@@ -224,7 +187,7 @@ class CfgType(_LenientIntEnum):
     CFG_ACK = 4
 
 
-class CfgAttr(_LenientIntEnum):
+class CfgAttr(LenientIntEnum):
     """Configuration attribute types (RFC 7296 §3.15.1)."""
 
     INTERNAL_IP4_ADDRESS = 1

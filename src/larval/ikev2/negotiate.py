@@ -9,24 +9,21 @@ preference decides among proposals, as strongSwan's does by default.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 
 from larval.crypto.ike_transforms import EsnId, Transform, TransformType
+from larval.ike.config import IPNetwork, Suite
 from larval.ikev2.constants import ProtocolId, TransformAttr, TsType
 from larval.ikev2.sa_payload import Attribute, Proposal
 from larval.ikev2.sa_payload import Transform as WireTransform
 from larval.ikev2.ts_payload import TrafficSelector
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-Suite = tuple[Transform, ...]
 
 
 def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
     """One configured suite as the SA payload carries it (transforms in type order)."""
     transforms = tuple(
         WireTransform(
-            TransformType(t.type),  # type: ignore[arg-type]
+            TransformType(t.type),
             t.id,
             (Attribute(TransformAttr.KEY_LENGTH, t.key_bits),) if t.key_bits else (),
         )

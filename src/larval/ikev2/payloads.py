@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
+from larval.ike.identity import IdType
 from larval.wire import Buffer
 
 from .codec import IkeReader
@@ -27,7 +28,6 @@ from .constants import (
     CertEncoding,
     CfgAttr,
     CfgType,
-    IdType,
     NotifyType,
     PayloadType,
     ProtocolId,

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from larval.crypto.ike_transforms import TransformType
 from larval.wire import Buffer
 
 from .codec import IkeReader, push_block
-from .constants import PayloadType, ProtocolId, TransformAttr, TransformType
+from .constants import PayloadType, ProtocolId, TransformAttr
 from .errors import IkeDecodeError, IkeEncodeError
 
 __all__ = ["Attribute", "Proposal", "SaPayload", "Transform"]

@@ -66,18 +66,16 @@ from larval.crypto.ike_transforms import (
 )
 from larval.crypto.prf import Prf
 from larval.crypto.sk import SkCipher
-from larval.ikev2.config import (
-    ChildConfig,
+from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork, Suite
+from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
     ChildSaUp,
     Event,
-    IkeConfig,
     IkeSaDown,
     IkeSaRekeyed,
     IkeSaUp,
-    IPAddress,
-    IPNetwork,
 )
 from larval.ikev2.constants import (
     AuthMethod,
@@ -90,7 +88,6 @@ from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.fragments import FragmentReassembler, decode_fragment, fragment
 from larval.ikev2.message import IkeMessage, decode_message, decode_protected, encode_protected
 from larval.ikev2.negotiate import (
-    Suite,
     choose,
     from_wire,
     narrow,
@@ -114,7 +111,6 @@ from larval.ikev2.ts_payload import TsPayload
 
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
-IKE_PORT, NAT_T_PORT = 500, 4500
 NONCE_SIZE = 32
 #: The largest IKE message sent whole once fragmentation is agreed (RFC 7383 §2.5.1):
 #: the IKE header and payloads, without the IP and UDP headers or the non-ESP marker.
@@ -182,8 +178,7 @@ class IkeSession:
         *,
         initiator: bool,
         allocate_spi: Callable[[], int],
-        child_policy: Callable[[tuple[object, ...], tuple[object, ...]], ChildConfig | None]
-        | None = None,
+        child_policy: ChildPolicy | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         spi_i: bytes | None = None,
         fragmentation: bool = True,
@@ -670,7 +665,7 @@ class IkeSession:
             policy: ChildConfig | None = old.config
         else:
             policy = (
-                self._child_policy(tsi[0].selectors, tsr[0].selectors)
+                self._child_policy(*_proposed_networks(tsi[0], tsr[0]))
                 if self._child_policy
                 else None
             )
@@ -1137,7 +1132,7 @@ class IkeSession:
         if sa is None or not tsi or not tsr:
             return (), None
         policy = (
-            self._child_policy(tsi[0].selectors, tsr[0].selectors) if self._child_policy else None
+            self._child_policy(*_proposed_networks(tsi[0], tsr[0])) if self._child_policy else None
         )
         if policy is None:
             return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
@@ -1371,6 +1366,18 @@ def _strip_dh(proposals: tuple[Proposal, ...]) -> tuple[Proposal, ...]:
                  tuple(t for t in p.transforms if int(t.transform_type) != int(TransformType.DH)))
         for p in proposals
     )  # fmt: skip
+
+
+def _proposed_networks(
+    tsi: TsPayload, tsr: TsPayload
+) -> tuple[tuple[IPNetwork, ...], tuple[IPNetwork, ...]]:
+    """What a responder's policy is asked about: the networks of TSi and TSr (§2.9)."""
+    # An UnknownTrafficSelector has no networks(); this raises on one, as the key manager
+    # did when it converted the selectors itself.
+    return (
+        tuple(networks_of(tsi.selectors)),  # type: ignore[arg-type]
+        tuple(networks_of(tsr.selectors)),  # type: ignore[arg-type]
+    )
 
 
 def _describe(sa: SaPayload) -> str:

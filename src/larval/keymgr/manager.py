@@ -28,7 +28,17 @@ from typing import Any
 from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
-from larval.esp import NAT_T_PORT
+from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.config import ChildConfig, IkeConfig, Suite
+from larval.ike.events import (
+    ChildSaDown,
+    ChildSaFailed,
+    ChildSaUp,
+    IkeSaDown,
+    IkeSaReauthDue,
+    IkeSaRekeyed,
+    IkeSaUp,
+)
 from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import NotifyType as V1Notify
 from larval.ikev1.constants import ProtocolId as V1Protocol
@@ -38,21 +48,10 @@ from larval.ikev1.message import decode_header as decode_v1_header
 from larval.ikev1.payloads import NotifyPayload as V1NotifyPayload
 from larval.ikev1.session import IKE_LIFETIME, IkeV1Session
 from larval.ikev1.session import State as V1State
-from larval.ikev2.config import (
-    ChildConfig,
-    ChildSaDown,
-    ChildSaFailed,
-    ChildSaUp,
-    IkeConfig,
-    IkeSaDown,
-    IkeSaReauthDue,
-    IkeSaRekeyed,
-    IkeSaUp,
-)
 from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import IkeMessage, decode_header, decode_message
-from larval.ikev2.negotiate import Suite, suite_get
+from larval.ikev2.negotiate import suite_get
 from larval.ikev2.payloads import NoncePayload, NotifyPayload
 from larval.ikev2.session import IkeSession, State
 from larval.keymgr.pfkey_side import (
@@ -93,8 +92,6 @@ class Connection:
 
 
 Session = IkeSession | IkeV1Session
-
-IKE_PORT = 500
 
 #: IKEv1's first byte of the version field (RFC 2408 §3.1): major 1, minor 0.
 ISAKMP_VERSION = 0x10
@@ -699,13 +696,11 @@ class KeyManager:
             raise IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, exc.message) from None
 
     def _responder_policy(
-        self, conn: Connection, tsi: tuple[object, ...], tsr: tuple[object, ...]
+        self, conn: Connection, tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...]
     ) -> ChildConfig | None:
         """Inverse ACQUIRE: what does the stack's policy accept for these selectors?"""
-        from larval.ikev2.negotiate import networks_of
-
-        remote_nets = networks_of(tsi)  # type: ignore[arg-type]
-        local_nets = networks_of(tsr)  # type: ignore[arg-type]
+        remote_nets = list(tsi)
+        local_nets = list(tsr)
         if not remote_nets or not local_nets:
             return None
         replies = self._pfkey(

@@ -9,7 +9,8 @@ naming a value read off the wire never raises.
 from __future__ import annotations
 
 import enum
-from typing import Any
+
+from larval.wire import LenientIntEnum
 
 __all__ = [
     "AF_INET",
@@ -48,20 +49,7 @@ AF_INET6 = 26  # illumos <sys/socket.h>
 AF_INET6_LINUX = 10  # accepted on decode so Linux-built messages parse
 
 
-class _LenientIntEnum(enum.IntEnum):
-    """An IntEnum whose constructor turns unknown ints into pseudo-members."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            member = int.__new__(cls, value)
-            member._name_ = f"UNKNOWN_{value}"
-            member._value_ = value
-            return member
-        return None
-
-
-class SadbMsgType(_LenientIntEnum):
+class SadbMsgType(LenientIntEnum):
     """sadb_msg_type (RFC 2367 §2.3.1, illumos SADB_X_* additions)."""
 
     RESERVED = 0
@@ -82,7 +70,7 @@ class SadbMsgType(_LenientIntEnum):
     X_DELPAIR_STATE = 15
 
 
-class SaType(_LenientIntEnum):
+class SaType(LenientIntEnum):
     """sadb_msg_satype (RFC 2367 §2.3.1); the gaps follow the IPsec DOI."""
 
     UNSPEC = 0
@@ -94,7 +82,7 @@ class SaType(_LenientIntEnum):
     MIP = 8
 
 
-class SaState(_LenientIntEnum):
+class SaState(LenientIntEnum):
     """sadb_sa_state (RFC 2367 §2.3.2, illumos SADB_X_SASTATE_*)."""
 
     LARVAL = 0
@@ -106,7 +94,7 @@ class SaState(_LenientIntEnum):
     X_ACTIVE = 6
 
 
-class ExtType(_LenientIntEnum):
+class ExtType(LenientIntEnum):
     """sadb_ext_type (RFC 2367 §2.3, illumos SADB_X_EXT_*)."""
 
     SA = 1
@@ -144,7 +132,7 @@ class ExtType(_LenientIntEnum):
 EXT_MAX = 27
 
 
-class Diagnostic(_LenientIntEnum):
+class Diagnostic(LenientIntEnum):
     """sadb_x_msg_diagnostic: why an errno reply was sent (illumos SADB_X_DIAGNOSTIC_*)."""
 
     NONE = 0
@@ -328,7 +316,7 @@ def diagnostic_text(code: int) -> str:
     return text if text is not None else f"Unknown diagnostic {code}"
 
 
-class AuthAlg(_LenientIntEnum):
+class AuthAlg(LenientIntEnum):
     """sadb_sa_auth / sadb_alg_id for SUPPORTED_AUTH (illumos SADB_AALG_*)."""
 
     NONE = 0
@@ -339,7 +327,7 @@ class AuthAlg(_LenientIntEnum):
     SHA512HMAC = 7
 
 
-class EncryptAlg(_LenientIntEnum):
+class EncryptAlg(LenientIntEnum):
     """sadb_sa_encrypt / sadb_alg_id for SUPPORTED_ENCRYPT (illumos SADB_EALG_*).
 
     The numbers are the IANA ESP transform identifiers, which illumos follows.
@@ -361,7 +349,7 @@ class EncryptAlg(_LenientIntEnum):
     CHACHA20_POLY1305 = 28
 
 
-class AlgType(_LenientIntEnum):
+class AlgType(LenientIntEnum):
     """sadb_x_algdesc_algtype (illumos SADB_X_ALGTYPE_*)."""
 
     NONE = 0
@@ -370,7 +358,7 @@ class AlgType(_LenientIntEnum):
     COMPRESS = 3
 
 
-class KmProto(_LenientIntEnum):
+class KmProto(LenientIntEnum):
     """sadb_x_kmc_proto: the key management protocol owning a cookie (SADB_X_KMP_*)."""
 
     MANUAL = 0
@@ -378,7 +366,7 @@ class KmProto(_LenientIntEnum):
     KINK = 2
 
 
-class IdentType(_LenientIntEnum):
+class IdentType(LenientIntEnum):
     """sadb_ident_type (RFC 2367 §2.3.5, illumos SADB_X_IDENTTYPE_*)."""
 
     RESERVED = 0

@@ -1,0 +1,25 @@
+"""What IKEv1 and IKEv2 share: the UDP ports, identities, configuration and events.
+
+`larval.ikev1` and `larval.ikev2` import this package and never each other; it imports
+only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written once:
+
+* the UDP ports (here): IKE on 500 (RFC 7296 §2, RFC 2408 §2.5.2), and ESP and IKE
+  behind NAT on 4500 (RFC 3948, defined by `larval.esp.udp_encap`, where the
+  encapsulation lives);
+* `identity`: the ID types both versions number alike, and `identity()`;
+* `config`: what a connection and each CHILD_SA are configured with (`IkeConfig`,
+  `ChildConfig`), one configuration for either version;
+* `events`: what a session reports to its key manager.
+
+Still to come here: the error root carrying its Notify (v2) or notification type (v1),
+the payload-chain and message base, the payload-rule dataclasses, fragment reassembly
+and the one-line message rendering of logs and the demo.
+"""
+
+from __future__ import annotations
+
+from larval.esp.udp_encap import NAT_T_PORT
+
+__all__ = ["IKE_PORT", "NAT_T_PORT"]
+
+IKE_PORT = 500  # RFC 7296 §2; RFC 2408 §2.5.2 for ISAKMP

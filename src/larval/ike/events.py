@@ -1,0 +1,85 @@
+"""What an IKE session of either version reports to its key manager (`next_event()`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from larval.crypto.ike_keys import ChildSaKeys
+from larval.ike.config import ChildConfig, IPNetwork, Suite
+
+__all__ = [
+    "ChildSaDown",
+    "ChildSaFailed",
+    "ChildSaUp",
+    "Event",
+    "IkeSaDown",
+    "IkeSaReauthDue",
+    "IkeSaRekeyed",
+    "IkeSaUp",
+]
+
+
+@dataclass(frozen=True)
+class IkeSaUp:
+    spi_i: bytes
+    spi_r: bytes
+    suite: Suite
+    initiator: bool
+    natted: bool  # NAT detected, or encap forced: ESP and IKE in UDP 4500
+
+
+@dataclass(frozen=True)
+class ChildSaUp:
+    """A CHILD_SA both sides agreed on, with the keys of each direction."""
+
+    child: ChildConfig
+    spi_in: int
+    spi_out: int
+    suite: Suite
+    keys_in: ChildSaKeys = field(repr=False)
+    keys_out: ChildSaKeys = field(repr=False)
+    local_ts: tuple[IPNetwork, ...]
+    remote_ts: tuple[IPNetwork, ...]
+    initiator: bool
+    natted: bool
+    # Seconds the outbound SA should wait before it carries traffic: a peer that holds no
+    # early ESP must have its inbound SA first (IKEv1: until QM3 has reached it). 0: none.
+    outbound_after: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChildSaDown:
+    spi_in: int
+    spi_out: int
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class IkeSaDown:
+    reason: str
+    by_peer: bool = False
+
+
+@dataclass(frozen=True)
+class IkeSaRekeyed:
+    """The IKE SA was replaced by `new` (an `IkeSession`), which now holds the CHILD_SAs;
+    the old one goes as soon as its DELETE is through."""
+
+    new: object
+
+
+@dataclass(frozen=True)
+class IkeSaReauthDue:
+    """IKEv1: the ISAKMP SA is due for reauthentication. IKEv1 has no rekey exchange; a new
+    Main (or Aggressive) Mode with the same peer replaces it and takes over its CHILD_SAs."""
+
+
+@dataclass(frozen=True)
+class ChildSaFailed:
+    child: ChildConfig
+    reason: str
+
+
+Event = (
+    IkeSaUp | ChildSaUp | ChildSaDown | IkeSaDown | ChildSaFailed | IkeSaRekeyed | IkeSaReauthDue
+)
