@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from larval.ike import IKE_PORT
 from larval.ike.config import ChildConfig
 from larval.ike.events import ChildSaFailed, ChildSaUp
+from larval.ikev2.constants import TsType
+from larval.ikev2.negotiate import selectors_for
 from larval.ikev2.session import IkeSession, State
+from larval.ikev2.ts_payload import UnknownTrafficSelector
 from tests.ikev2.test_session import NET_A, NET_B, A, B, Pair, child, config
 
 
@@ -33,6 +38,33 @@ def test_selectors_with_nothing_in_common_are_refused() -> None:
     failed = [e for e in Pair.events(pair.i) if isinstance(e, ChildSaFailed)]
     assert failed and "TS_UNACCEPTABLE" in failed[0].reason
     assert pair.i.state is State.ESTABLISHED and not pair.i.children  # IKE SA stays
+
+
+@pytest.mark.parametrize("known_too", [True, False], ids=["with a range", "alone"])
+def test_a_selector_of_an_unknown_ts_type_is_passed_over(
+    monkeypatch: pytest.MonkeyPatch, known_too: bool
+) -> None:
+    """IKE_AUTH { ..., TSi(FC range, 198.51.100.0/24), TSr(203.0.113.0/24) } -->: the
+    responder asks its policy about the ranges it knows, narrows them, and answers; with
+    only the unknown type in TSi, TS_UNACCEPTABLE. Nothing raises (RFC 7296 §2.9)."""
+    fc = UnknownTrafficSelector(TsType(9), bytes(15))  # TS_FC_ADDR_RANGE (RFC 4595)
+
+    def with_fc(networks: object, protocol: int = 0) -> tuple[object, ...]:
+        ranges = selectors_for(networks, protocol) if known_too else ()  # type: ignore[arg-type]
+        return (fc, *ranges)
+
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    monkeypatch.setattr("larval.ikev2.session.selectors_for", with_fc)  # the initiator's TS
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    events_r = list(Pair.events(pair.r))
+    ups = [e for e in events_r if isinstance(e, ChildSaUp)]
+    if known_too:
+        assert len(ups) == 1 and ups[0].remote_ts == (NET_A,) and ups[0].local_ts == (NET_B,)
+    else:
+        assert ups == []
+        failed = [e for e in Pair.events(pair.i) if isinstance(e, ChildSaFailed)]
+        assert failed and "TS_UNACCEPTABLE" in failed[0].reason
 
 
 def test_a_duplicated_request_is_answered_from_the_cache_once_processed() -> None:

@@ -117,8 +117,12 @@ def narrow(
     return tuple(dict.fromkeys(out))
 
 
-def networks_of(selectors: Iterable[TrafficSelector]) -> list[IPNetwork]:
+def networks_of(selectors: Iterable[object]) -> list[IPNetwork]:
+    """The networks of the address-range selectors; one of a TS Type without addresses
+    (RFC 4595's Fibre Channel ranges, a type defined later) has none, and is passed
+    over, as `narrow` passes it over (RFC 7296 §2.9)."""
     out: list[IPNetwork] = []
     for ts in selectors:
-        out.extend(ts.networks())
+        if isinstance(ts, TrafficSelector):
+            out.extend(ts.networks())
     return out

@@ -440,8 +440,7 @@ class IkeSession:
                 self._events.append(ChildSaFailed(config, "CREATE_CHILD_SA: invalid KE"))
                 return
         spi_out = int.from_bytes(sa.proposals[0].spi, "big")
-        self._child_up(config, spi_in, spi_out, chosen[1],
-                       tuple(networks_of(tsi[0].selectors)), tuple(networks_of(tsr[0].selectors)),  # type: ignore[arg-type]
+        self._child_up(config, spi_in, spi_out, chosen[1], *_proposed_networks(tsi[0], tsr[0]),
                        nonces=(nonce_i, nonce.data), exchange_initiator=True,
                        shared=shared)  # fmt: skip
         if old is not None and collision is not None:
@@ -1088,7 +1087,7 @@ class IkeSession:
             return
         spi_out = int.from_bytes(sa.proposals[0].spi, "big")
         self._child_up(child, self._child_spi_in, spi_out, chosen[1],
-                       tuple(networks_of(tsi[0].selectors)), tuple(networks_of(tsr[0].selectors)))  # type: ignore[arg-type]  # fmt: skip
+                       *_proposed_networks(tsi[0], tsr[0]))  # fmt: skip
         self._pending_child = None
 
     def _auth_request_received(self, message: IkeMessage, addr: Address, now: float) -> None:
@@ -1371,13 +1370,9 @@ def _strip_dh(proposals: tuple[Proposal, ...]) -> tuple[Proposal, ...]:
 def _proposed_networks(
     tsi: TsPayload, tsr: TsPayload
 ) -> tuple[tuple[IPNetwork, ...], tuple[IPNetwork, ...]]:
-    """What a responder's policy is asked about: the networks of TSi and TSr (§2.9)."""
-    # An UnknownTrafficSelector has no networks(); this raises on one, as the key manager
-    # did when it converted the selectors itself.
-    return (
-        tuple(networks_of(tsi.selectors)),  # type: ignore[arg-type]
-        tuple(networks_of(tsr.selectors)),  # type: ignore[arg-type]
-    )
+    """The networks of TSi and TSr: what a responder's policy is asked about, and what
+    an initiator takes from the answer (§2.9)."""
+    return tuple(networks_of(tsi.selectors)), tuple(networks_of(tsr.selectors))
 
 
 def _describe(sa: SaPayload) -> str:
