@@ -9,11 +9,12 @@ only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written o
 * `identity`: the ID types both versions number alike, and `identity()`;
 * `config`: what a connection and each CHILD_SA are configured with (`IkeConfig`,
   `ChildConfig`), one configuration for either version;
-* `events`: what a session reports to its key manager.
+* `events`: what a session reports to its key manager;
+* `errors`: the root of both versions' errors, and the protocol error that carries the
+  notification to answer with (each version's own registry of notify types).
 
-Still to come here: the error root carrying its Notify (v2) or notification type (v1),
-the payload-chain and message base, the payload-rule dataclasses, fragment reassembly
-and the one-line message rendering of logs and the demo.
+Still to come here: the payload-chain and message base, the payload-rule dataclasses,
+fragment reassembly and the one-line message rendering of logs and the demo.
 """
 
 from __future__ import annotations

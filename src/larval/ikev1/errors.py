@@ -1,4 +1,5 @@
-"""The errors the IKEv1 codec raises: each carries the Notify type to answer with.
+"""The errors the IKEv1 codec raises, below `larval.ike.errors`: each protocol error
+carries the Notify type to answer with.
 
 A receive path catches `IkeV1ProtocolError` once (`IkeV1DecodeError` is one) and turns it
 into an Informational exchange carrying that notification (RFC 2408 §5, RFC 2409 §5.7),
@@ -7,24 +8,19 @@ or into a silent drop when the message is not worth an answer.
 
 from __future__ import annotations
 
-from larval.errors import DecodeError, LarvalError
+from larval.errors import DecodeError
+from larval.ike.errors import IkeEncodeError, IkeNotifyError
 
 from .constants import NotifyType
 
 __all__ = ["IkeV1DecodeError", "IkeV1EncodeError", "IkeV1ProtocolError"]
 
 
-class IkeV1ProtocolError(LarvalError):
+class IkeV1ProtocolError(IkeNotifyError):
     """A message broke a rule of RFC 2408/2409: answer with ``notify`` carrying ``data``."""
 
-    def __init__(self, notify: int, message: str, data: bytes = b"") -> None:
-        super().__init__(notify, message, data)
-        self.notify = NotifyType(notify)
-        self.message = message
-        self.data = data
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.notify.name})"
+    notify_types = NotifyType
+    notify: NotifyType
 
 
 class IkeV1DecodeError(IkeV1ProtocolError, DecodeError):
@@ -41,6 +37,6 @@ class IkeV1DecodeError(IkeV1ProtocolError, DecodeError):
         super().__init__(notify, message, data)
 
 
-class IkeV1EncodeError(LarvalError):
+class IkeV1EncodeError(IkeEncodeError):
     """A value cannot be put on the wire: a field out of range, a length too large, or an
     encrypt callback that returned a length other than the one it was given."""

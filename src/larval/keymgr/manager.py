@@ -30,6 +30,7 @@ from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformTy
 from larval.crypto.proposals import EspProposal
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import ChildConfig, IkeConfig, Suite
+from larval.ike.errors import IkeNotifyError
 from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
@@ -357,7 +358,7 @@ class KeyManager:
         logged, if it could not start (the stack refused an SPI)."""
         try:
             session.create_child(child, now)
-        except (IkeProtocolError, IkeV1ProtocolError) as exc:
+        except IkeNotifyError as exc:  # either version's
             log.warning("%s: cannot start a CHILD_SA for %s: %s", session.config.name,
                         child.name, exc)  # fmt: skip
             return False
