@@ -446,12 +446,10 @@ def test_a_dump_of_4500_sas_arrives_whole(start: Callable[..., StackProcess]) ->
                         pid=1, encrypt=EncryptAlg.AES_GCM_16, encrypt_key=bytes(20))  # fmt: skip
             km.send(add.encode())
             assert km.recv(65536)[2] == 0  # sadb_msg_errno of the ADD's reply
-    started = time.monotonic()
     result = larval("sa", "dump", "--socket", stack.pfkey, "--json", timeout=60)
     assert result.returncode == 0, result.stderr
     sas = json.loads(result.stdout)
     assert len(sas) == 4500 and len({sa["spi"] for sa in sas}) == 4500
-    assert time.monotonic() - started < 30
     assert stack.stop() == 0
 
 
