@@ -15,7 +15,7 @@ from larval.commands.args import number
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
 from larval.crypto.proposals import EspProposal, ProposalError, parse_esp_proposal
 from larval.errors import LarvalError
-from larval.net.pfkey_client import PfkeyClient, PfkeyClientError
+from larval.net.pfkey_client import PfkeyClient
 from larval.pfkey import (
     Diagnostic,
     Extension,
@@ -199,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     if keys and args.sa_op == "dump" and not args.json:
         raise UsageError("--keys: the table of dump never shows keys; add --json")
     msg = _request(args, satype)
-    replies = _exchange(args.socket, msg)
+    with PfkeyClient(args.socket) as client:
+        replies = list(client.request_all(msg))
     for reply in replies:
         if reply.errno:
             raise RefusedError(_refusal(args.sa_op, reply))
@@ -213,15 +214,6 @@ def run(args: argparse.Namespace) -> int:
     elif sas:
         print_table(sas, with_keys=keys)
     return 0
-
-
-def _exchange(path: str, msg: PfkeyMessage) -> list[PfkeyMessage]:
-    """Send one request; its replies. A socket that fails midway is one line, not a trace."""
-    with PfkeyClient(path) as client:
-        try:
-            return list(client.request_all(msg))
-        except OSError as e:  # the stack went away: EPIPE, ECONNRESET
-            raise PfkeyClientError(f"the PF_KEY socket {path} failed: {e.strerror or e}") from None
 
 
 def _request(args: argparse.Namespace, satype: int) -> PfkeyMessage:
@@ -490,24 +482,11 @@ def _monitor(args: argparse.Namespace) -> int:
     socket sees it) is shown as garbage with its length and the reason, never its
     bytes (they may hold keys), and the monitor goes on."""
     with PfkeyClient(args.socket, timeout=None) as client:
-        try:
-            client.send(
-                PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=client.next_seq(), pid=client.pid)
-            )
-        except OSError as e:
-            raise PfkeyClientError(
-                f"the PF_KEY socket {args.socket} failed: {e.strerror}"
-            ) from None
+        client.send(PfkeyMessage(SadbMsgType.X_PROMISC, 1, seq=client.next_seq(), pid=client.pid))
         sys.stdout.flush()
         while True:
-            try:
-                data = client.sock.recv(0xFFFF * 8)
-            except OSError as e:
-                raise PfkeyClientError(
-                    f"the PF_KEY socket {args.socket} failed: {e.strerror}"
-                ) from None
-            if not data:  # the stack stopped: a monitor that just ended would hide that
-                raise PfkeyClientError(f"the stack closed the PF_KEY socket {args.socket}")
+            # The stack stopping is an error line, not a monitor that just ends.
+            data = client.receive_bytes()
             try:
                 msg = decode(data)
             except PfkeyError as e:

@@ -49,19 +49,32 @@ class PfkeyClient:
         return self._seq
 
     def send(self, msg: PfkeyMessage) -> None:
-        self.sock.send(msg.encode())
+        try:
+            self.sock.send(msg.encode())
+        except OSError as e:  # the stack went away: EPIPE, ECONNRESET
+            raise self._failed(e) from None
 
-    def receive(self) -> PfkeyMessage:
+    def receive_bytes(self) -> bytes:
+        """The next message as it came, undecoded (a monitor shows garbage as garbage)."""
         try:
             data = self.sock.recv(MAX_MESSAGE)
         except TimeoutError as e:
             raise PfkeyClientError(f"no answer from the PF_KEY socket {self.path}") from e
+        except OSError as e:
+            raise self._failed(e) from None
         if not data:
             raise PfkeyClientError(f"the stack closed the PF_KEY socket {self.path}")
+        return data
+
+    def receive(self) -> PfkeyMessage:
+        data = self.receive_bytes()
         try:
             return decode(data)
         except PfkeyError as e:
             raise PfkeyClientError(f"the stack sent a malformed PF_KEY message: {e}") from e
+
+    def _failed(self, e: OSError) -> PfkeyClientError:
+        return PfkeyClientError(f"the PF_KEY socket {self.path} failed: {e.strerror or e}")
 
     def request(self, msg: PfkeyMessage) -> PfkeyMessage:
         """Send `msg` with our pid and the next seq; return the reply that answers it.
