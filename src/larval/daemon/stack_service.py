@@ -242,7 +242,12 @@ class StackService:
 
     async def _age(self) -> None:
         while True:
-            self.stack.age(time.time())
+            now = time.time()
+            self.stack.age(now)
+            # The sockets' limited log lines: say what was held back once a window ends.
+            for server in (self.pfkey, self.control):
+                if server is not None:
+                    server.log.flush(now)
             await asyncio.sleep(AGE_INTERVAL)
 
 

@@ -52,7 +52,6 @@ MAX_MESSAGE = 0xFFFF * 8
 #: replies to its own requests wait instead, and it is not read from until they are sent.
 MAX_QUEUED = 4096
 MAX_QUEUED_BYTES = 1 << 20
-LOG_FLUSH_INTERVAL = 5.0  # seconds between reports of suppressed log lines
 
 _HEADER = struct.Struct("<BBBBHHII")
 
@@ -130,7 +129,6 @@ class PfkeyServer:
         self._bound: BoundPath | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_task: asyncio.Task[None] | None = None
-        self._flush_timer: asyncio.TimerHandle | None = None
         self._next_name = 0
         self.log = LogLimiter(log)  # lines any client can provoke, per client
         self.missed = 0  # messages slow clients missed, every client together
@@ -143,11 +141,8 @@ class PfkeyServer:
         self._accept_task = asyncio.create_task(
             accept_forever(self._listener, self._accepted, self.log, self._clock)
         )
-        self._flush_timer = self._loop.call_later(LOG_FLUSH_INTERVAL, self._flush_log)
 
     async def close(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
         if self._accept_task is not None:
             self._accept_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -163,11 +158,6 @@ class PfkeyServer:
     @property
     def clients(self) -> int:
         return len(self._clients)
-
-    def _flush_log(self) -> None:
-        self.log.flush(self._clock())
-        assert self._loop is not None
-        self._flush_timer = self._loop.call_later(LOG_FLUSH_INTERVAL, self._flush_log)
 
     # -- messages the stack originates (ACQUIRE, EXPIRE), from any thread -------------
 
