@@ -27,6 +27,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from larval.ike.reassembly import FragmentBuffer, FragmentOverflow
+
 from .constants import ISAKMP_HEADER_SIZE, ExchangeType, NotifyType, PayloadType
 from .errors import IkeV1DecodeError
 from .message import IkeV1Header, decode_header
@@ -109,7 +111,8 @@ def decode_fragment(data: bytes) -> IkeV1Fragment:
 
 
 class FragmentReassembler:
-    """The fragments of one message at a time, per ISAKMP SA, as strongSwan keeps them.
+    """The fragments of one message at a time, per ISAKMP SA, as strongSwan keeps them, on
+    the shared `larval.ike.reassembly.FragmentBuffer`.
 
     A fragment of another Fragment ID than those collected starts over (the peer gave up
     on that message); a duplicate number is ignored; the message is returned once the
@@ -117,43 +120,35 @@ class FragmentReassembler:
     fragment numbered past the LAST one, drops what was collected.
     """
 
-    __slots__ = ("_id", "_last", "_pieces", "_size")
+    __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
-        self._id: int | None = None
-        self._pieces: dict[int, bytes] = {}
-        self._last = 0
-        self._size = 0
+        self._buffer: FragmentBuffer[int, bytes] = FragmentBuffer(1, MAX_MESSAGE)
 
     def __len__(self) -> int:
         """How many fragments are held."""
-        return len(self._pieces)
+        return self._buffer.pieces()
 
     def clear(self) -> None:
-        self._id, self._pieces, self._last, self._size = None, {}, 0, 0
+        self._buffer.clear()
 
     def add(self, piece: IkeV1Fragment) -> bytes | None:
         """Take one fragment; the whole message when it was the last one missing. Raises
         `IkeV1DecodeError`, dropping what was collected, when the fragments cannot make
         a message."""
-        if piece.fragment_id != self._id:
-            self.clear()
-            self._id = piece.fragment_id
-        if piece.number in self._pieces:
+        partial = self._buffer.partial(piece.fragment_id)
+        held = partial.pieces if partial is not None else {}
+        known_last = partial.total if partial is not None else 0
+        if piece.number in held:
             return None
-        last = piece.number if piece.last else self._last
-        highest = max(piece.number, max(self._pieces, default=0))
-        if (last and highest > last) or (self._last and piece.last and piece.number != self._last):
+        last = piece.number if piece.last else known_last
+        highest = max(piece.number, max(held, default=0))
+        if (last and highest > last) or (known_last and piece.last and piece.number != known_last):
             self.clear()
             raise IkeV1DecodeError("fragments numbered past the last one")
-        self._size += len(piece.data)
-        if self._size > MAX_MESSAGE:
-            self.clear()
-            raise IkeV1DecodeError(f"fragments of more than {MAX_MESSAGE} bytes")
-        self._pieces[piece.number] = piece.data
-        self._last = last
-        if not self._last or len(self._pieces) != self._last:
-            return None
-        message = b"".join(self._pieces[n] for n in range(1, self._last + 1))
-        self.clear()
-        return message
+        try:
+            pieces = self._buffer.add(piece.fragment_id, piece.number, piece.data,
+                                      len(piece.data), last)  # fmt: skip
+        except FragmentOverflow as exc:
+            raise IkeV1DecodeError(str(exc)) from None
+        return None if pieces is None else b"".join(pieces)

@@ -11,9 +11,9 @@ together. The ``protect``/``unprotect``/``overhead`` callbacks are those of
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from larval.ike.reassembly import FragmentBuffer, FragmentOverflow
 from larval.wire import Buffer
 
 from .constants import (
@@ -156,19 +156,12 @@ def decode_fragment(data: bytes, unprotect: Unprotect) -> IkeFragment:
     )
 
 
-@dataclass(slots=True)
-class _Partial:
-    first: IkeFragment
-    total: int
-    pieces: dict[int, IkeFragment]
-    size: int = 0
-
-
 class FragmentReassembler:
     """Collects checked fragments and returns each message once all its pieces are in.
 
-    One per IKE SA. Messages are told apart by Message ID and direction (request or
-    response). The rules of RFC 7383 §2.6.1 and §2.5.2:
+    One per IKE SA, on the shared `larval.ike.reassembly.FragmentBuffer`. Messages are
+    told apart by Message ID and direction (request or response). The rules of RFC 7383
+    §2.6.1 and §2.5.2:
 
     * a duplicate fragment is ignored;
     * a fragment announcing more Total Fragments than those collected so far for the
@@ -180,20 +173,28 @@ class FragmentReassembler:
     may not grow beyond ``max_bytes`` of plaintext, so a peer cannot fill memory.
     """
 
-    __slots__ = ("_partials", "max_bytes", "max_messages")
+    __slots__ = ("_buffer",)
 
     def __init__(self, max_messages: int = 4, max_bytes: int = 0xFFFF) -> None:
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
-        self._partials: OrderedDict[tuple[bool, int], _Partial] = OrderedDict()
+        self._buffer: FragmentBuffer[tuple[bool, int], IkeFragment] = FragmentBuffer(
+            max_messages, max_bytes
+        )
+
+    @property
+    def max_messages(self) -> int:
+        return self._buffer.max_messages
+
+    @property
+    def max_bytes(self) -> int:
+        return self._buffer.max_bytes
 
     def __len__(self) -> int:
         """How many messages are partly collected."""
-        return len(self._partials)
+        return len(self._buffer)
 
     def discard(self, message_id: int, is_response: bool) -> None:
         """Forget the fragments of one message (its exchange completed or was abandoned)."""
-        self._partials.pop((is_response, message_id), None)
+        self._buffer.discard((is_response, message_id))
 
     def add(self, fragment: IkeFragment) -> IkeMessage | None:
         """Take one fragment; the reassembled message when it was the last one missing.
@@ -207,43 +208,39 @@ class FragmentReassembler:
                 f"fragment {fragment.fragment_number} of {fragment.total_fragments}"
             )
         key = (fragment.is_response, fragment.message_id)
-        partial = self._partials.get(key)
+        partial = self._buffer.partial(key)
         if partial is not None and fragment.total_fragments != partial.total:
             if fragment.total_fragments < partial.total:
                 return None
-            del self._partials[key]
+            self._buffer.discard(key)
             partial = None
-        if partial is None:
-            partial = _Partial(fragment, fragment.total_fragments, {})
-            self._partials[key] = partial
-            while len(self._partials) > self.max_messages:
-                self._partials.popitem(last=False)
-        elif (fragment.exchange_type, fragment.spi_i, fragment.spi_r) != (
-            partial.first.exchange_type,
-            partial.first.spi_i,
-            partial.first.spi_r,
-        ):
-            del self._partials[key]
-            raise IkeProtocolError(
-                NotifyType.INVALID_SYNTAX,
-                f"fragment {fragment.fragment_number} of message {fragment.message_id} "
-                "does not match the fragments before it",
+        if partial is not None:
+            first = partial.first
+            if (fragment.exchange_type, fragment.spi_i, fragment.spi_r) != (
+                first.exchange_type,
+                first.spi_i,
+                first.spi_r,
+            ):
+                self._buffer.discard(key)
+                raise IkeProtocolError(
+                    NotifyType.INVALID_SYNTAX,
+                    f"fragment {fragment.fragment_number} of message {fragment.message_id} "
+                    "does not match the fragments before it",
+                )
+        try:
+            pieces = self._buffer.add(
+                key,
+                fragment.fragment_number,
+                fragment,
+                len(fragment.data),
+                fragment.total_fragments,
             )
-        if fragment.fragment_number in partial.pieces:
-            return None
-        if partial.size + len(fragment.data) > self.max_bytes:
-            del self._partials[key]
-            return None
-        partial.pieces[fragment.fragment_number] = fragment
-        partial.size += len(fragment.data)
-        if len(partial.pieces) < partial.total:
-            return None
-        del self._partials[key]
-        return self._assemble(partial)
+        except FragmentOverflow:
+            return None  # RFC 7383 §2.6.1 leaves it to the receiver: dropped, not answered
+        return None if pieces is None else self._assemble(pieces)
 
     @staticmethod
-    def _assemble(partial: _Partial) -> IkeMessage:
-        pieces = [partial.pieces[n] for n in range(1, partial.total + 1)]
+    def _assemble(pieces: list[IkeFragment]) -> IkeMessage:
         first = pieces[0]
         chain = b"".join(p.data for p in pieces)
         payloads, _ = decode_chain(chain, first.first_inner, inner=True)
