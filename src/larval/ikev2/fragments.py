@@ -180,14 +180,6 @@ class FragmentReassembler:
             max_messages, max_bytes
         )
 
-    @property
-    def max_messages(self) -> int:
-        return self._buffer.max_messages
-
-    @property
-    def max_bytes(self) -> int:
-        return self._buffer.max_bytes
-
     def __len__(self) -> int:
         """How many messages are partly collected."""
         return len(self._buffer)
