@@ -157,6 +157,30 @@ def test_lost_request_is_retransmitted_and_duplicate_answered_from_cache() -> No
     assert pair.i.state is State.ESTABLISHED
 
 
+def test_a_resent_request_is_answered_from_the_cache_without_reaching_the_exchange(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    up = next(e for e in Pair.events(pair.i) if isinstance(e, ChildSaUp))
+    list(Pair.events(pair.r))
+    # INFORMATIONAL { SK{D(ESP, spi)} } -->  <-- { SK{D(ESP, spi)} }
+    pair.i.delete_child(up.spi_in, 1.0)
+    pair.flush()
+    request, response = pair.wire[-2][1], pair.wire[-1][1]
+    list(Pair.events(pair.r))
+
+    def exchange(*args: object) -> None:
+        raise AssertionError("a retransmitted request reached the exchange")
+
+    monkeypatch.setattr(pair.r, "_informational_request", exchange)
+    # The same request again (RFC 7296 §2.1): the same response, and nothing else.
+    pair.r.receive_datagram(request, (str(A), IKE_PORT), 2.0)
+    assert [d for d, _ in pair.r.datagrams_to_send(2.0)] == [response]
+    assert list(Pair.events(pair.r)) == []
+
+
 def test_delete_of_the_child_and_of_the_ike_sa() -> None:
     pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
     pair.i.initiate(child(NET_A, NET_B), 0.0)

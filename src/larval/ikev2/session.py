@@ -12,7 +12,10 @@ GETSPI, so the SPI is LARVAL before it goes on the wire) and, for a responder,
 
 The window is one request each way (RFC 7296 §2.3). An initiator's request is resent
 with exponential back-off until answered or given up (§2.1); a responder answers a
-retransmitted request with its cached response (§2.1). A message that fails to decode
+retransmitted request with its cached response (§2.1). Message IDs, the window, the
+retransmissions, the cached response and fragments are the transport's
+(`larval.ike.transport`, with IKEv2's `WindowedIds` and `larval.ikev2.framing`): the
+exchanges hand it messages and take what it lets through. A message that fails to decode
 or decrypt is dropped (§2.21.1); a protocol error in an exchange is answered with the
 notify its `IkeProtocolError` names. The states and what may arrive in each are the
 table `EXPECTED`.
@@ -77,6 +80,13 @@ from larval.ike.events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
+from larval.ike.transport import (
+    IkeTransport,
+    OverTransport,
+    Retransmission,
+    Verdict,
+    WindowedIds,
+)
 from larval.ikev2.constants import (
     AuthMethod,
     ExchangeType,
@@ -85,8 +95,8 @@ from larval.ikev2.constants import (
     ProtocolId,
 )
 from larval.ikev2.errors import IkeProtocolError
-from larval.ikev2.fragments import FragmentReassembler, decode_fragment, fragment
-from larval.ikev2.message import IkeMessage, decode_message, decode_protected, encode_protected
+from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
+from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.negotiate import (
     choose,
     from_wire,
@@ -112,9 +122,6 @@ from larval.ikev2.ts_payload import TsPayload
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
 NONCE_SIZE = 32
-#: The largest IKE message sent whole once fragmentation is agreed (RFC 7383 §2.5.1):
-#: the IKE header and payloads, without the IP and UDP headers or the non-ESP marker.
-FRAGMENT_SIZE = 1280
 
 
 class State(enum.Enum):
@@ -169,7 +176,7 @@ class ChildSa:
         self.remote_ts = remote_ts or config.remote_ts
 
 
-class IkeSession:
+class IkeSession(OverTransport):
     """One IKE SA between `config.local_addr` and `config.remote_addr`."""
 
     def __init__(
@@ -194,24 +201,23 @@ class IkeSession:
         self.state = State.IDLE
         self.spi_i = spi_i if spi_i is not None else (random_bytes(8) if initiator else b"")
         self.spi_r = b""
-        self.remote: Address = (str(config.remote_addr), IKE_PORT)
+        # Message IDs, the window, retransmission, the cached response and fragments.
+        self._framing = Ikev2Framing(fragment_size)
+        self._transport: IkeTransport[IkeMessage] = IkeTransport(
+            WindowedIds(),
+            self._framing,
+            (str(config.remote_addr), IKE_PORT),
+            Retransmission(config.retransmit_timeout, config.retransmit_base,
+                           config.retransmit_tries),
+            self._name,
+        )  # fmt: skip
         self.natted = False
         self.children: dict[int, ChildSa] = {}  # by inbound SPI
         self.suite: Suite = ()
         self._events: deque[Event] = deque()
-        self._outbox: list[tuple[bytes, Address]] = []
-        # Exchange state.
-        self._next_request_id = 0  # ours (RFC 7296 §2.2)
-        self._expected_request_id = 0  # the peer's
-        # id, datagrams (one, or every fragment: RFC 7383 §2.6.2), due, tries
-        self._request: tuple[int, tuple[bytes, ...], float, int] | None = None
-        self._cached_response: tuple[int, tuple[bytes, ...]] | None = None
         self._request_text = self._response_text = ""  # how the logs name them
-        # RFC 7383: offered by us, and agreed once the peer announced it too (§2.3).
+        # RFC 7383: offered by us; agreed (`fragmentation`) once the peer announced it (§2.3).
         self._fragmentation_offered = fragmentation
-        self.fragmentation = False
-        self.fragment_size = fragment_size
-        self._reassembler = FragmentReassembler()
         self._pending_child: ChildConfig | None = None
         # CHILD_SAs whose DELETE is unanswered: they go down when the peer has deleted its
         # half, so that what it sent on the old SA meanwhile still arrives.
@@ -223,8 +229,6 @@ class IkeSession:
         self._init_request = self._init_response = b""
         self._prf: Prf | None = None
         self._sk_d = self._sk_pi = self._sk_pr = b""
-        self._out: SkCipher | None = None
-        self._in: SkCipher | None = None
         self._child_spi_in = 0
         # Window size 1 (RFC 7296 §2.3): one request out at a time, the rest wait here.
         self._on_response: Callable[[IkeMessage, float], None] | None = None
@@ -243,6 +247,15 @@ class IkeSession:
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
+
+    @property
+    def fragmentation(self) -> bool:
+        """Both ends announced RFC 7383 fragmentation (§2.3)."""
+        return self._framing.fragmentation
+
+    @fragmentation.setter
+    def fragmentation(self, agreed: bool) -> None:
+        self._framing.fragmentation = agreed
 
     @property
     def rekey_at(self) -> float | None:
@@ -267,28 +280,17 @@ class IkeSession:
 
     # -- the five-method surface ---------------------------------------------------------
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
-        out, self._outbox = self._outbox, []
-        return out
-
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self._request[2] if self._request else None, self._deadline) if t]
+        times = [t for t in (self._transport.get_timer(), self._deadline) if t]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
-        if self._request is not None and now >= self._request[2]:
-            mid, datagrams, _, tries = self._request
-            if tries >= self.config.retransmit_tries:
-                self._close(f"no answer after {tries + 1} transmissions", now)
-                return
-            delay = self.config.retransmit_timeout * self.config.retransmit_base ** (tries + 1)
-            self._request = (mid, datagrams, now + delay, tries + 1)
-            log.debug("%s: retransmit %d of %s", self._name(), tries + 1, self._request_text)
-            # RFC 7383 §2.6.2: every fragment again, with the same Message ID.
-            self._outbox.extend((data, self.remote) for data in datagrams)
+        for gave_up in self._transport.handle_timer(now):
+            self._close(f"no answer after {gave_up.transmissions} transmissions", now)
+            return
         if self._deadline is not None and now >= self._deadline:
             if self.state in (State.INIT_DONE, State.INIT_SENT, State.AUTH_SENT):
                 self._close("half-open IKE SA timed out", now)
@@ -297,7 +299,7 @@ class IkeSession:
                 if self._rekey_at is not None and now >= self._rekey_at:
                     self._rekey_at = None
                     self.rekey_ike(now)
-                elif self.config.dpd_delay and self._request is None:
+                elif self.config.dpd_delay and self._transport.window_open():
                     # RFC 7296 §2.4: an empty INFORMATIONAL request checks liveness.
                     self._send_request(ExchangeType.INFORMATIONAL, (), now)
 
@@ -606,7 +608,7 @@ class IkeSession:
         new = IkeSession(self.config, initiator=initiator, allocate_spi=self._allocate_spi,
                          child_policy=self._child_policy, random_bytes=self._random,
                          spi_i=spi_i, fragmentation=self._fragmentation_offered,
-                         fragment_size=self.fragment_size)  # fmt: skip
+                         fragment_size=self._framing.fragment_size)  # fmt: skip
         new.spi_r = spi_r
         # What IKE_SA_INIT agreed holds for the IKE SA that replaces it (RFC 7383 §2.3).
         new.fragmentation = self.fragmentation
@@ -622,7 +624,8 @@ class IkeSession:
         new._sk_d, new._sk_pi, new._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
         to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
         to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
-        new._out, new._in = (to_r, to_i) if initiator else (to_i, to_r)
+        framing = new._framing
+        framing.outbound, framing.inbound = (to_r, to_i) if initiator else (to_i, to_r)
         new.state = State.ESTABLISHED
         new._schedule(now)
         return new
@@ -734,20 +737,20 @@ class IkeSession:
         exchange, is_response = header.exchange_type, header.is_response
         last = header.payloads[-1] if header.payloads else None
         skf = last if isinstance(last, SkfPayload) else None
-        if (self.state, exchange, is_response) not in EXPECTED or (
-            not is_response and header.message_id != self._expected_request_id
-        ):
-            # RFC 7296 §2.1: the request was resent, so is our answer. Of a fragmented
-            # request only fragment 1 triggers it (RFC 7383 §2.6.1).
-            cached = self._cached_response
-            first = skf is None or skf.fragment_number == 1
-            if not is_response and cached is not None and header.message_id == cached[0] and first:
-                log.debug("%s: %s request %d received again, resending %s", self._name(),
-                          exchange.name, header.message_id, self._response_text)  # fmt: skip
-                self._outbox.extend((d, addr) for d in cached[1])
+        # RFC 7296 §2.1: a resent request brings back our answer, and of a fragmented
+        # request only fragment 1 does (RFC 7383 §2.6.1); a response must answer our
+        # outstanding request.
+        first = skf is None or skf.fragment_number == 1
+        verdict = self._transport.receive(
+            data, addr, header.message_id, is_response, first_fragment=first
+        )
+        if verdict is Verdict.REPLAYED:
+            log.debug("%s: %s request %d received again, resending %s", self._name(),
+                      exchange.name, header.message_id,
+                      self._transport.reply_text(data, header.message_id))  # fmt: skip
             return
-        if is_response and (self._request is None or header.message_id != self._request[0]):
-            return  # not the answer to our outstanding request
+        if verdict is Verdict.DROPPED or (self.state, exchange, is_response) not in EXPECTED:
+            return
         self._last_heard = now
         if exchange is ExchangeType.IKE_SA_INIT:
             self._log_message("received", header)
@@ -756,21 +759,14 @@ class IkeSession:
             else:
                 self._init_request_received(data, header, addr, now)
             return
-        assert self._in is not None
-        if skf is not None:
-            if not self.fragmentation:
-                return  # RFC 7383 §2.3: not agreed, so not expected
-            # §2.6: each fragment is checked and opened on its own, then reassembled.
-            piece = decode_fragment(data, self._unprotect)
+        # RFC 7383 §2.6: each fragment is checked and opened on its own, then reassembled.
+        message = self._transport.unframe(data)
+        if skf is not None and self.fragmentation:
             log.debug("%s: received fragment %d of %d of %s %s %d", self._name(),
-                      piece.fragment_number, piece.total_fragments, exchange.name,
-                      "response" if is_response else "request", piece.message_id)  # fmt: skip
-            whole = self._reassembler.add(piece)
-            if whole is None:
-                return
-            message = whole
-        else:
-            message = decode_protected(data, self._unprotect)
+                      skf.fragment_number, skf.total_fragments, exchange.name,
+                      "response" if is_response else "request", header.message_id)  # fmt: skip
+        if message is None:
+            return
         if self.natted and addr[0] == self.remote[0] and addr[1] not in (self.remote[1], IKE_PORT):
             # RFC 7296 §2.23: a NAT mapping of the peer's changed; what proves itself says
             # where the peer is now. Only the port: an SA's addresses stay what they are.
@@ -780,7 +776,8 @@ class IkeSession:
         self._log_message("received", message)
         if is_response:
             handler = self._on_response
-            self._request, self._on_response = None, None
+            self._transport.answered(message.message_id)
+            self._on_response = None
             if handler is not None:
                 handler(message, now)
             self._send_queued(now)
@@ -796,10 +793,6 @@ class IkeSession:
                 self._create_child_request(message, now)
         else:
             self._informational_request(message, now)
-
-    def _unprotect(self, aad: bytes, body: bytes) -> bytes:
-        assert self._in is not None
-        return self._in.decrypt(body, aad)
 
     # -- IKE_SA_INIT ---------------------------------------------------------------------
 
@@ -827,11 +820,10 @@ class IkeSession:
         message = IkeMessage(
             self.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, True, False, 0, tuple(payloads)
         )
-        self._init_request = message.encode()
+        (self._init_request,) = self._transport.frame(message)
         self._log_message("sending", message)
-        self._next_request_id = 1
-        self._request = (0, (self._init_request,), now + self.config.retransmit_timeout, 0)
-        self._outbox.append((self._init_request, self.remote))
+        # Message 0, a retry with a COOKIE or another group too (§2.6, §1.2).
+        self._transport.send_request(0, (self._init_request,), now, self._request_text)
         self.state = State.INIT_SENT
 
     def _fragmentation_notify(self) -> list[NotifyPayload]:
@@ -871,7 +863,7 @@ class IkeSession:
         if cookie is not None:
             # RFC 7296 §2.6: try again with the cookie in front.
             self._cookie = cookie.data
-            self._request = None
+            self._transport.answered(0)
             self._send_init(now)
             return
         invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
@@ -880,7 +872,7 @@ class IkeSession:
             if group in _groups(self.config.proposals) and group != self._dh_group:
                 # §1.2: the responder asks for another group; start over with it.
                 self._dh_group = group
-                self._request = None
+                self._transport.answered(0)
                 self._send_init(now)
                 return
         for n in message.get(NotifyPayload):
@@ -905,7 +897,7 @@ class IkeSession:
         if ke.dh_group != dh.id or dh.id != self._dh_group:
             self._close("the responder's KE is not of the chosen group", now)
             return
-        self._request = None
+        self._transport.answered(0)
         self.spi_r = message.spi_r
         self._nonce_r = nonce.data
         self._init_response = data
@@ -971,10 +963,10 @@ class IkeSession:
              NoncePayload(self._nonce_r), *self._nat_detection_responder(addr),
              *(self._fragmentation_notify() if peer_fragments else [])),
         )  # fmt: skip
-        self._init_response = response.encode()
+        (self._init_response,) = self._transport.frame(response)
         self._log_message("sending", response)
         self._derive(suite, shared)
-        self._respond(0, (self._init_response,), addr)
+        self._transport.reply(0, (self._init_response,), addr, self._response_text)
         self.state = State.INIT_DONE
         self._deadline = now + self.config.half_open_timeout
 
@@ -995,7 +987,7 @@ class IkeSession:
             (NotifyPayload(ProtocolId.NONE, NotifyType(notify), b"", data),),
         )  # fmt: skip
         self._log_message("sending", response)
-        self._outbox.append((response.encode(), addr))
+        self._transport.send(self._transport.frame(response), addr)
 
     def _derive(self, suite: Suite, shared: bytes) -> None:
         """SKEYSEED and the seven keys (RFC 7296 §2.14), and the SK ciphers of each way."""
@@ -1013,7 +1005,8 @@ class IkeSession:
         self._sk_d, self._sk_pi, self._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
         to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
         to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
-        self._out, self._in = (to_r, to_i) if self.initiator else (to_i, to_r)
+        framing = self._framing
+        framing.outbound, framing.inbound = (to_r, to_i) if self.initiator else (to_i, to_r)
 
     # -- IKE_AUTH ------------------------------------------------------------------------
 
@@ -1243,36 +1236,29 @@ class IkeSession:
         now: float,
         on_response: Callable[[IkeMessage, float], None] | None = None,
     ) -> None:
-        if self._request is not None:
+        if not self._transport.window_open():
             self._queued.append((exchange, payloads, on_response))
             return
         if on_response is None and exchange is ExchangeType.INFORMATIONAL:
             on_response = self._informational_response
-        mid = self._next_request_id
-        self._next_request_id += 1
+        mid = self._transport.new_message_id()
         message = IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
-        datagrams = self._protect(message)
+        datagrams = self._transport.frame(message)
         self._log_message("sending", message, len(datagrams))
-        self._request = (mid, datagrams, now + self.config.retransmit_timeout, 0)
+        self._transport.send_request(mid, datagrams, now, self._request_text)
         self._on_response = on_response
-        self._outbox.extend((data, self.remote) for data in datagrams)
 
     def _send_queued(self, now: float) -> None:
-        if self._queued and self._request is None and self.state is not State.CLOSED:
+        if self._queued and self._transport.window_open() and self.state is not State.CLOSED:
             exchange, payloads, handler = self._queued.popleft()
             self._send_request(exchange, payloads, now, handler)
 
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
         message = IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
                              request.message_id, payloads)  # fmt: skip
-        datagrams = self._protect(message)
+        datagrams = self._transport.frame(message)
         self._log_message("sending", message, len(datagrams))
-        self._respond(request.message_id, datagrams, self.remote)
-
-    def _respond(self, mid: int, datagrams: tuple[bytes, ...], addr: Address) -> None:
-        self._cached_response = (mid, datagrams)
-        self._expected_request_id = mid + 1
-        self._outbox.extend((data, addr) for data in datagrams)
+        self._transport.reply(request.message_id, datagrams, self.remote, self._response_text)
 
     def _log_message(self, verb: str, message: IkeMessage, fragments: int = 1) -> None:
         """``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``"""
@@ -1296,20 +1282,6 @@ class IkeSession:
             "%s: no %s proposal chosen; ours: %s; theirs: %s", self._name(), what, mine, theirs
         )
 
-    def _protect(self, message: IkeMessage) -> tuple[bytes, ...]:
-        """The message in an SK payload, or as SKF fragments when it is longer than
-        `fragment_size` and both ends announced fragmentation (RFC 7383 §2.5)."""
-        out = self._out
-        assert out is not None
-
-        def protect(aad: bytes, plain: bytes) -> bytes:
-            return out.encrypt(plain, aad)
-
-        data = encode_protected(message, protect, out.overhead)
-        if not self.fragmentation or len(data) <= self.fragment_size:
-            return (data,)
-        return tuple(fragment(message, protect, out.overhead, self.fragment_size))
-
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
         if self.state is State.CLOSED:
             return
@@ -1322,7 +1294,7 @@ class IkeSession:
             self._events.append(ChildSaFailed(self._pending_child, reason))
             self._pending_child = None
         self.state = State.CLOSED
-        self._request = None
+        self._transport.cancel()
         self._deadline = None
         self._events.append(IkeSaDown(reason, by_peer))
 
