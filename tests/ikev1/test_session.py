@@ -303,6 +303,28 @@ def test_wrong_psk_refused_nothing_established() -> None:
     assert [type(e) for e in ev_i] == [ChildSaFailed, IkeSaDown]
 
 
+def test_a_resent_message_is_answered_from_the_cache_without_reaching_the_exchange(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    assert pair.r.state is State.ESTABLISHED
+    mm = [d for _, d in pair.wire if d[18] == ExchangeType.MAIN_MODE]
+    mm5, mm6 = mm[4], mm[5]
+    list(events(pair.r))
+
+    def exchange(*args: object) -> None:
+        raise AssertionError("a retransmitted message reached the exchange")
+
+    monkeypatch.setattr(pair.r, "_mm5", exchange)
+    monkeypatch.setattr(pair.r, "_quick_mode", exchange)
+    # MM5 again: its bytes are known, so MM6 goes again (RFC 2408 §5), and nothing else.
+    pair.r.receive_datagram(mm5, (str(A), IKE_PORT), 1.0)
+    assert [d for d, _ in pair.r.datagrams_to_send(1.0)] == [mm6]
+    assert list(events(pair.r)) == []
+
+
 def test_lost_message_retransmitted_and_lost_answer_replayed() -> None:
     pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
     pair.i.initiate(child(NET_A, NET_B), 0.0)

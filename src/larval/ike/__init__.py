@@ -11,10 +11,13 @@ only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written o
   `ChildConfig`), one configuration for either version;
 * `events`: what a session reports to its key manager;
 * `errors`: the root of both versions' errors, and the protocol error that carries the
-  notification to answer with (each version's own registry of notify types).
+  notification to answer with (each version's own registry of notify types);
+* `transport`: one per IKE SA, message IDs, the window, retransmission, cached replies
+  and fragments, with each version's policy and framing plugged in;
+* `reassembly`: the buffer both versions' fragments are put back together in.
 
-Still to come here: the payload-chain and message base, the payload-rule dataclasses,
-fragment reassembly and the one-line message rendering of logs and the demo.
+Still to come here: the payload-chain and message base, the payload-rule dataclasses
+and the one-line message rendering of logs and the demo.
 """
 
 from __future__ import annotations

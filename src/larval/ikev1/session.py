@@ -38,7 +38,9 @@ Phase 1 has no message IDs, so a retransmission is recognised by its bytes: ever
 is kept by the digest of the message it answered and sent again when that message comes
 again. A message that waits for an answer (MM1, MM3, MM5, AM1, QM1) is resent with
 exponential back-off until answered or given up; so is one whose answer would not be
-answered (AM2 until AM3, QM2 until QM3). The transitions are the table `TRANSITIONS`;
+answered (AM2 until AM3, QM2 until QM3). All of that, the Message IDs and the fragments
+are the transport's (`larval.ike.transport`, with IKEv1's `RandomIds` and
+`larval.ikev1.framing`). The transitions are the table `TRANSITIONS`;
 anything else is out of place and dropped. A message that fails to decode or decrypt is
 dropped, except MM5 at the responder, where it means the keys differ (the pre-shared key,
 in practice) and is answered with AUTHENTICATION_FAILED.
@@ -69,12 +71,11 @@ NAT-D NAT-D ]``; payload names only, never keys or nonces.
 from __future__ import annotations
 
 import enum
-import hashlib
 import ipaddress
 import logging
 import secrets
 import struct
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -111,6 +112,13 @@ from larval.ike.events import (
     IkeSaReauthDue,
     IkeSaUp,
 )
+from larval.ike.transport import (
+    IkeTransport,
+    OverTransport,
+    RandomIds,
+    Retransmission,
+    Verdict,
+)
 from larval.wire import Buffer
 
 from .config import EspChoice, Phase1Choice, esp_choices, phase1_choices
@@ -130,7 +138,8 @@ from .constants import (
     is_fragmentation_vid,
 )
 from .errors import IkeV1DecodeError, IkeV1ProtocolError
-from .fragments import FRAGMENT_SIZE, FragmentReassembler, decode_fragment, fragment
+from .fragments import FRAGMENT_SIZE
+from .framing import Ikev1Framing
 from .message import (
     IkeV1Header,
     IkeV1Message,
@@ -163,7 +172,7 @@ log = logging.getLogger("larval.ike")
 DELIVERY_WAIT_MIN, DELIVERY_WAIT_MAX = 0.02, 0.3
 NONCE_SIZE = 32
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
-REPLIES_KEPT = 32  # answers kept for retransmitted messages
+PHASE1 = 0  # the Message ID of every Phase 1 message (RFC 2408 §3.1)
 REAUTH_DELETE_DELAY = 10.0  # seconds a replaced ISAKMP SA stays (strongSwan's adopt job: 10)
 
 
@@ -200,17 +209,6 @@ TRANSITIONS: dict[tuple[State, ExchangeType], str] = {
 }
 
 
-@dataclass
-class _Resend:
-    """A message resent until its answer arrives (RFC 2408 §2.5, as RFC 7296 §2.1)."""
-
-    datagrams: tuple[bytes, ...]  # the message, or each of its fragments
-    due: float
-    tries: int
-    text: str
-    child: ChildConfig | None = None
-
-
 class _ChildSa:
     __slots__ = ("config", "spi_in", "spi_out", "suite")
 
@@ -239,10 +237,9 @@ class _QuickMode:
     remote_ts: IPNetwork | None = None
     nonce_r: bytes = b""
     up: ChildSaUp | None = None  # responder: reported when QM3 arrives
-    sent_at: float = 0.0  # initiator: when QM1 left first, for the QM1 -> QM2 round trip
 
 
-class IkeV1Session:
+class IkeV1Session(OverTransport):
     """One ISAKMP SA between `config.local_addr` and `config.remote_addr`."""
 
     def __init__(
@@ -275,28 +272,33 @@ class IkeV1Session:
         self._random = random_bytes
         self._initial_contact = initial_contact
         self.encrypt_am3 = encrypt_am3
-        self.fragmentation = fragmentation
-        self.fragment_size = fragment_size
         self.state = State.IDLE
         self.spi_i = b""  # CKY-I (RFC 2408 §3.1)
         self.spi_r = b""  # CKY-R
-        self.remote: Address = (str(config.remote_addr), IKE_PORT)
+        # Message IDs, retransmission, the replies to retransmitted messages and fragments.
+        self._framing = Ikev1Framing(
+            int.from_bytes(random_bytes(2), "big"),
+            enabled=fragmentation,
+            fragment_size=fragment_size,
+            exchange=AM if aggressive else MM,
+        )
+        self._transport: IkeTransport[bytes] = IkeTransport(
+            RandomIds(random_bytes),
+            self._framing,
+            (str(config.remote_addr), IKE_PORT),
+            Retransmission(config.retransmit_timeout, config.retransmit_base,
+                           config.retransmit_tries),
+            self._name,
+        )  # fmt: skip
         self.local_port = IKE_PORT
         self.natted = False
         self.peer_dpd = self.peer_nat_t = False
         self.peer_initial_contact = False
-        self.peer_fragmentation = False
-        self._fragments = FragmentReassembler()
-        self._fragment_id = int.from_bytes(random_bytes(2), "big")
         self.children: dict[int, _ChildSa] = {}  # by inbound SPI
         self.choice: Phase1Choice | None = None
         self._events: deque[Event] = deque()
-        self._outbox: list[tuple[bytes, Address]] = []
-        self._resend: dict[object, _Resend] = {}
-        self._replies: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         self._pending_child: ChildConfig | None = None
         self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
-        self._am1_sent_at = 0.0
         self._am_rtt: float | None = None  # AM1 -> AM2, if AM1 was sent once
         # Phase 1 material.
         self._sai_b = b""
@@ -321,6 +323,29 @@ class IkeV1Session:
         self._retire_at: float | None = None  # REKEYED: DELETE
 
     @property
+    def fragmentation(self) -> bool:
+        """This end announces and takes IKEv1 fragments."""
+        return self._framing.enabled
+
+    @fragmentation.setter
+    def fragmentation(self, enabled: bool) -> None:
+        self._framing.enabled = enabled
+
+    @property
+    def peer_fragmentation(self) -> bool:
+        """The peer announced the FRAGMENTATION vendor ID."""
+        return self._framing.peer
+
+    @property
+    def fragment_size(self) -> int:
+        """The longest message sent whole to a peer that takes fragments."""
+        return self._framing.fragment_size
+
+    @fragment_size.setter
+    def fragment_size(self, size: int) -> None:
+        self._framing.fragment_size = size
+
+    @property
     def rekey_at(self) -> float | None:
         """When this ISAKMP SA is due for reauthentication (None: not scheduled)."""
         return self._reauth_at
@@ -342,17 +367,11 @@ class IkeV1Session:
 
     # -- the five-method surface ---------------------------------------------------------
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
-        out, self._outbox = self._outbox, []
-        return out
-
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [r.due for r in self._resend.values()]
-        if self._deadline is not None:
-            times.append(self._deadline)
+        times = [t for t in (self._transport.get_timer(), self._deadline) if t is not None]
         dpd = self._dpd_due()
         if dpd is not None:
             times.append(dpd)
@@ -361,24 +380,14 @@ class IkeV1Session:
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
-        for key, pending in list(self._resend.items()):
-            if now < pending.due or self._resend.get(key) is not pending:
-                continue
-            if pending.tries >= self.config.retransmit_tries:
-                del self._resend[key]
-                reason = f"no answer to {pending.text} after {pending.tries + 1} transmissions"
-                if key == "p1":
-                    self._close(reason, now)
-                    return
-                if isinstance(key, int):
-                    self._quick.pop(key, None)
-                if pending.child is not None:
-                    self._events.append(ChildSaFailed(pending.child, reason))
-                continue
-            pending.tries += 1
-            pending.due = now + self._backoff(pending.tries)
-            log.debug("%s: retransmit %d of %s", self._name(), pending.tries, pending.text)
-            self._outbox.extend((d, self.remote) for d in pending.datagrams)
+        for gave_up in self._transport.handle_timer(now):
+            reason = f"no answer to {gave_up.text} after {gave_up.transmissions} transmissions"
+            if gave_up.message_id == PHASE1:
+                self._close(reason, now)
+                return
+            qm = self._quick.pop(gave_up.message_id, None)
+            if qm is not None and qm.initiator and qm.child is not None:
+                self._events.append(ChildSaFailed(qm.child, reason))
         if self._pending_child_at is not None and now >= self._pending_child_at:
             self._pending_child_at = None
             if self.state is State.ESTABLISHED and self._pending_child is not None:
@@ -445,7 +454,7 @@ class IkeV1Session:
         vids = self._vids()
         if not self.aggressive:
             self.state = State.MM1_SENT
-            self._send(MM, (sa, *vids), now, resend="p1", text="MM1")
+            self._send(MM, (sa, *vids), now, resend=PHASE1, text="MM1")
             return
         self._dh = ikev1_dh_group(choices[0].group).generate()
         self._g_xi = self._dh.public_bytes
@@ -458,8 +467,7 @@ class IkeV1Session:
             self._id_payload(),
             *vids,
         )
-        self._am1_sent_at = now
-        self._send(AM, payloads, now, resend="p1", text="AM1")
+        self._send(AM, payloads, now, resend=PHASE1, text="AM1")
 
     def create_child(self, child: ChildConfig, now: float) -> None:
         """QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->  another pair of IPsec SAs."""
@@ -521,12 +529,10 @@ class IkeV1Session:
     def _receive(self, data: bytes, addr: Address, now: float) -> None:
         if self.state is State.CLOSED:
             return
-        digest = hashlib.sha256(data).digest()
-        if digest in self._replies:
+        if self._transport.receive(data, addr) is Verdict.REPLAYED:
             # No message IDs in Phase 1: the same bytes again are a retransmission, and
             # get the same answer (RFC 2408 §5, as RFC 7296 §2.1).
             log.debug("%s: retransmitted message, answer again", self._name())
-            self._outbox.extend((d, self.remote) for d in self._replies[digest])
             return
         header = decode_header(data)
         self._source = addr
@@ -539,11 +545,9 @@ class IkeV1Session:
             raise IkeV1ProtocolError(NotifyType.INVALID_COOKIE, "not this ISAKMP SA's CKY-R")
         if addr[1] == NAT_T_PORT and self.remote[1] != NAT_T_PORT:
             self.remote = (self.remote[0], NAT_T_PORT)  # RFC 3947 §4: the peer floated
-        sent = len(self._outbox)
+        sent = self._transport.mark()
         if header.next_payload == PayloadType.FRAGMENT:
-            if not self.fragmentation:
-                raise IkeV1ProtocolError(NotifyType.INVALID_PAYLOAD_TYPE, "a fragment")
-            whole = self._fragments.add(decode_fragment(data))
+            whole = self._transport.unframe(data)
             if whole is not None:
                 log.debug("%s: reassembled a message of %d bytes", self._name(), len(whole))
                 self._receive(whole, addr, now)
@@ -561,9 +565,7 @@ class IkeV1Session:
                 return
             getattr(self, name)(header, data, addr, now)
             self._last_heard = now
-        self._replies[digest] = tuple(d for d, _ in self._outbox[sent:])
-        while len(self._replies) > REPLIES_KEPT:
-            self._replies.popitem(last=False)
+        self._transport.remember(data, sent)
 
     # -- Main Mode (RFC 2409 §5) -----------------------------------------------------------
 
@@ -587,14 +589,14 @@ class IkeV1Session:
         self._dh = ikev1_dh_group(self.choice.group).generate()
         self._g_xi = self._dh.public_bytes
         self._nonce_i = self._random(NONCE_SIZE)
-        self._resend.pop("p1", None)
+        self._transport.answered(PHASE1)
         self.state = State.MM3_SENT
         payloads: tuple[Payload, ...] = (
             KePayload(self._g_xi),
             NoncePayload(self._nonce_i),
             *self._nat_d(),
         )
-        self._send(MM, payloads, now, resend="p1", text="MM3")
+        self._send(MM, payloads, now, resend=PHASE1, text="MM3")
 
     def _mm3(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         """MM3 { KE, Ni, NAT-D } -->  responder: MM4 { KE, Nr, NAT-D }, keys."""
@@ -624,7 +626,7 @@ class IkeV1Session:
         self._derive(self._dh.shared_secret(ke.data))
         if self.natted:
             self._float()
-        self._resend.pop("p1", None)
+        self._transport.answered(PHASE1)
         idii = self._id_payload()
         payloads: list[Payload] = [idii, HashPayload(self._hash_i(idii.encode_body()))]
         if self._initial_contact:
@@ -632,7 +634,7 @@ class IkeV1Session:
         self.state = State.MM5_SENT
         datagram, self._p1_iv = self._seal(self._message(MM, payloads), self._p1_iv)
         names = " ".join(_payload_name(p) for p in payloads)
-        self._send_datagram(datagram, now, resend="p1", text=f"MM5 [ {names} ]")
+        self._send_datagram(datagram, now, resend=PHASE1, text=f"MM5 [ {names} ]")
 
     def _mm5(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         """MM5 *{ IDii, HASH_I } -->  responder: check, MM6 *{ IDir, HASH_R }."""
@@ -659,7 +661,7 @@ class IkeV1Session:
         if not self._authenticate_r(message, now):
             return
         self._p1_last = next_iv
-        self._resend.pop("p1", None)
+        self._transport.answered(PHASE1)
         self._established(now)
 
     # -- Aggressive Mode (RFC 2409 §5) -----------------------------------------------------
@@ -700,7 +702,7 @@ class IkeV1Session:
         )
         self.state = State.AM2_SENT
         # Nothing answers AM3: AM2 is resent until it comes (RFC 2408 §2.5).
-        self._send(AM, payloads, now, resend="p1", text="AM2")
+        self._send(AM, payloads, now, resend=PHASE1, text="AM2")
 
     def _am2(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         """<-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }: AM3 *{ HASH_I, NAT-D, N } -->"""
@@ -716,10 +718,8 @@ class IkeV1Session:
         self._check_nat(message, addr)
         if self.natted:
             self._float()
-        resent = self._resend.pop("p1", None)
-        # Karn's rule: a round trip is measured only on a message sent once.
-        if resent is not None and resent.tries == 0:
-            self._am_rtt = now - self._am1_sent_at
+        am1 = self._transport.answered(PHASE1)
+        self._am_rtt = am1.round_trip(now) if am1 is not None else None
         payloads: list[Payload] = [HashPayload(self._hash_i(self._id_payload().encode_body()))]
         payloads += self._nat_d()
         if self._initial_contact:
@@ -750,7 +750,7 @@ class IkeV1Session:
         self._authenticated()
         self._check_nat(message, addr)
         self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
-        self._resend.pop("p1", None)
+        self._transport.answered(PHASE1)
         self._established(now)
 
     # -- Phase 1 helpers -------------------------------------------------------------------
@@ -886,11 +886,11 @@ class IkeV1Session:
             self.spi_i,
             self.spi_r or bytes(8),
             ExchangeType.INFORMATIONAL,
-            self._new_message_id(),
+            self._transport.new_message_id(),
             (payload,),
         )
         log.info("%s: sending INFORMATIONAL [ N(%s) ]", self._name(), notify_type.name)
-        self._outbox.append((message.encode(), self.remote))
+        self._transport.send((message.encode(),))
         self._close(reason, now)
 
     def _established(self, now: float) -> None:
@@ -963,7 +963,7 @@ class IkeV1Session:
         vids = {p.data for p in message.get(VendorIdPayload)}
         self.peer_dpd = self.peer_dpd or VID_DPD in vids
         self.peer_nat_t = self.peer_nat_t or VID_NAT_T_RFC3947 in vids
-        self.peer_fragmentation = self.peer_fragmentation or any(map(is_fragmentation_vid, vids))
+        self._framing.peer = self._framing.peer or any(map(is_fragmentation_vid, vids))
 
     def _vids(self) -> tuple[VendorIdPayload, ...]:
         """DPD and NAT-T always; fragmentation when we take fragments, and as a responder
@@ -986,7 +986,7 @@ class IkeV1Session:
             self._events.append(ChildSaFailed(child, "no ESP proposal IKEv1 can carry"))
             return
         spi_in = self._allocate_spi()  # only now: a LARVAL SA nobody completes lingers
-        mid = self._new_message_id()
+        mid = self._transport.new_message_id()
         nonce_i = self._random(NONCE_SIZE)
         groups = [c.group for c in offered if c.group is not None]
         dh = ikev1_dh_group(groups[0]).generate() if groups else None
@@ -1021,8 +1021,7 @@ class IkeV1Session:
         message = self._message(QM, (HashPayload(digest), *after), mid)
         datagram, qm.iv = self._seal(message, qm.iv)
         text = f"QM1 [ HASH SA No{' KE' if dh else ''} ID ID ]"
-        qm.sent_at = now
-        self._send_datagram(datagram, now, resend=mid, text=text, child=child)
+        self._send_datagram(datagram, now, resend=mid, text=text)
 
     def _quick_mode(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         qm = self._quick.get(header.message_id)
@@ -1111,9 +1110,8 @@ class IkeV1Session:
             message,
             hash2(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, _after_hash(message)),
         )
-        resent = self._resend.pop(qm.message_id, None)
-        # Karn's rule: a round trip is measured only on a message sent once.
-        rtt = now - qm.sent_at if resent is not None and resent.tries == 0 else None
+        qm1 = self._transport.answered(qm.message_id)
+        rtt = qm1.round_trip(now) if qm1 is not None else None
         del self._quick[qm.message_id]
         qm.nonce_r = nonce.data
         sa = message.first(SaPayload)
@@ -1164,7 +1162,7 @@ class IkeV1Session:
         self._verify_hash(
             message, hash3(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, qm.nonce_r)
         )
-        self._resend.pop(qm.message_id, None)
+        self._transport.answered(qm.message_id)
         del self._quick[qm.message_id]
         up = qm.up
         self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
@@ -1287,7 +1285,7 @@ class IkeV1Session:
             for mid, qm in list(self._quick.items()):
                 if qm.initiator and qm.spi_in == spi_in and qm.child is not None:
                     del self._quick[mid]
-                    self._resend.pop(mid, None)
+                    self._transport.answered(mid)
                     self._events.append(ChildSaFailed(qm.child, f"Quick Mode refused: {kind.name}"))
         else:
             log.info("%s: received N(%s)", self._name(), kind.name)
@@ -1309,7 +1307,7 @@ class IkeV1Session:
     def _send_informational(self, payloads: tuple[Payload, ...], now: float) -> None:
         """HDR*, HASH(1), N/D: its own M-ID and IV (RFC 2409 §5.7, Appendix B)."""
         assert self._prf is not None and self._keys is not None
-        mid = self._new_message_id()
+        mid = self._transport.new_message_id()
         digest = informational_hash(self._prf, self._keys.skeyid_a, mid, encode_chain(payloads))
         message = self._message(ExchangeType.INFORMATIONAL, (HashPayload(digest), *payloads), mid)
         datagram, _ = self._seal(message, informational_iv(self._prf.hash_name, self._p1_last, mid))
@@ -1332,7 +1330,7 @@ class IkeV1Session:
                 self._close("peer is dead: no R-U-THERE-ACK", now)
                 return
         self._dpd_seq = (self._dpd_seq + 1) & 0xFFFFFFFF
-        self._dpd = (self._dpd_seq, now + self._backoff(tries), tries)
+        self._dpd = (self._dpd_seq, now + self._transport.schedule.delay(tries), tries)
         notify = NotifyPayload(
             NotifyType.R_U_THERE,
             ProtocolId.ISAKMP,
@@ -1342,15 +1340,6 @@ class IkeV1Session:
         self._send_informational((notify,), now)
 
     # -- plumbing --------------------------------------------------------------------------
-
-    def _backoff(self, tries: int) -> float:
-        return self.config.retransmit_timeout * self.config.retransmit_base**tries
-
-    def _new_message_id(self) -> int:
-        while True:
-            mid = int.from_bytes(self._random(4), "big")
-            if mid and mid not in self._quick:
-                return mid
 
     def _id_payload(self) -> IdPayload:
         id_type, data = self.config.local_id
@@ -1427,7 +1416,7 @@ class IkeV1Session:
         payloads: tuple[Payload, ...],
         now: float,
         *,
-        resend: object = None,
+        resend: int | None = None,
         text: str,
     ) -> None:
         datagram = self._message(exchange, payloads).encode()
@@ -1439,27 +1428,23 @@ class IkeV1Session:
         datagram: bytes,
         now: float,
         *,
-        resend: object = None,
+        resend: int | None = None,
         text: str,
-        child: ChildConfig | None = None,
     ) -> None:
-        datagrams: tuple[bytes, ...] = (datagram,)
-        if self.peer_fragmentation and self.fragmentation and len(datagram) > self.fragment_size:
-            self._fragment_id = (self._fragment_id + 1) & 0xFFFF
-            exchange = AM if self.aggressive else MM
-            try:
-                datagrams = tuple(
-                    fragment(datagram, self._fragment_id, exchange, self.fragment_size)
-                )
-                text += f" in {len(datagrams)} fragments"
-            except ValueError as exc:
-                log.info("%s: sent whole, not in fragments: %s", self._name(), exc)
+        """Send `datagram`, in fragments where they are agreed; with `resend`, its
+        Message ID, until it is answered."""
+        try:
+            datagrams = self._transport.frame(datagram)
+        except ValueError as exc:
+            log.info("%s: sent whole, not in fragments: %s", self._name(), exc)
+            datagrams = (datagram,)
+        if len(datagrams) > 1:
+            text += f" in {len(datagrams)} fragments"
         log.info("%s: sending %s", self._name(), text)
-        self._outbox.extend((d, self.remote) for d in datagrams)
-        if resend is not None:
-            self._resend[resend] = _Resend(
-                datagrams, now + self._backoff(0), 0, text.split()[0], child
-            )
+        if resend is None:
+            self._transport.send(datagrams)
+        else:
+            self._transport.send_request(resend, datagrams, now, text.split()[0])
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
         if self.state is State.CLOSED:
@@ -1476,7 +1461,7 @@ class IkeV1Session:
             self._pending_child = None
         log.info("%s: ISAKMP SA closed: %s", self._name(), reason)
         self.state = State.CLOSED
-        self._resend.clear()
+        self._transport.cancel()
         self._deadline = None
         self._dpd = None
         self._reauth_at = self._expire_at = self._retire_at = None
