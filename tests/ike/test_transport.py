@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform
 from larval.crypto.sk import SkCipher
 from larval.ike.transport import (
+    Framing,
     GaveUp,
     IkeTransport,
     MessageIdPolicy,
@@ -303,3 +307,38 @@ def test_ikev1_oversize_and_unwanted_fragments_raise() -> None:
     receiver.enabled = False
     with pytest.raises(IkeV1ProtocolError, match="a fragment"):
         receiver.unframe(pieces[0])
+
+
+def _v1_framing() -> tuple[Ikev1Framing, Ikev1Framing]:
+    sender, receiver = Ikev1Framing(0, fragment_size=200), Ikev1Framing(0)
+    sender.peer = True
+    return sender, receiver
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [(_v2_framing, BIG), (_v1_framing, _isakmp(900))],
+    ids=["IKEv2", "IKEv1"],
+)
+@given(data=st.data())
+def test_fragments_in_any_order_make_the_message_once_all_are_in(
+    make: Callable[[], tuple[Framing[Any], Framing[Any]]], message: object, data: st.DataObject
+) -> None:
+    sender, receiver = make()
+    pieces = sender.frame(message)
+    assert len(pieces) > 3
+    every = range(len(pieces))
+    # Any pieces, twice or not at all, then each once more in any order.
+    order = data.draw(st.lists(st.sampled_from(every), max_size=3 * len(pieces)))
+    order += data.draw(st.permutations(every))
+    held: set[int] = set()
+    made = 0
+    for index in order:
+        held.add(index)
+        whole = held == set(every)
+        # Missing pieces hold the message back, a piece twice is ignored, and the last
+        # one missing brings the message out, once: what follows starts a new one.
+        assert receiver.unframe(pieces[index]) == (message if whole else None)
+        if whole:
+            held, made = set(), made + 1
+    assert made >= 1

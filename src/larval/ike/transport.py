@@ -17,6 +17,8 @@ Receiving: `receive(data, addr, message_id, is_response)` says whether a datagra
 went out again: RFC 7296 §2.1) or `DROPPED` (outside the window, or a response nobody
 awaits); `unframe(data)` turns what is new into a message, or into None while fragments
 are missing; `answered(mid)` stops the retransmission of the request a response answers.
+IKEv1 knows a retransmission only by its bytes: what is sent between `mark()` and
+`remember(data, mark)` is the reply that goes again when `data` comes again.
 
 Time is passed in, as everywhere in larval: `get_timer()` is the next retransmission,
 `handle_timer(now)` resends what is due (every fragment again, RFC 7383 §2.6.2) with
