@@ -122,6 +122,27 @@ def test_a_cancelled_transport_resends_nothing_but_still_replays() -> None:
     assert t.datagrams_to_send(100.0) == [(b"answer", PEER)]
 
 
+def test_a_renewed_request_goes_out_anew_each_time_on_the_same_schedule() -> None:
+    # IKEv1's R-U-THERE: every one its own sequence number and Message ID (RFC 3706 §5.5).
+    t = transport(RandomIds(counter()))
+    made = iter(range(100, 200))
+
+    def renew() -> tuple[int, tuple[bytes, ...]]:
+        n = next(made)
+        return n, (b"R-U-THERE %d" % n,)
+
+    mid, datagrams = renew()
+    t.send_request(mid, datagrams, 0.0, "R-U-THERE", renew=renew)
+    t.datagrams_to_send(0.0)
+    for n, due in enumerate(DUE[:2], 101):
+        assert t.handle_timer(due) == []
+        assert t.datagrams_to_send(due) == [(b"R-U-THERE %d" % n, PEER)]
+        assert list(t.outstanding()) == [n]
+    assert t.answered(100) is None  # the ACK of an older one answers nothing
+    t.cancel(102)
+    assert t.get_timer() is None and list(t.outstanding()) == []
+
+
 # -- replies to retransmitted requests -----------------------------------------------------
 
 

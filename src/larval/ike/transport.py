@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
+#: A request made anew for each retransmission: its new Message ID and datagrams.
+Renew = Callable[[], tuple[int, tuple[bytes, ...]]]
 M = TypeVar("M")
 log = logging.getLogger("larval.ike")
 
@@ -85,6 +87,7 @@ class Request:
     due: float
     text: str = ""  # how log lines name it
     retransmits: int = 0
+    renew: Renew | None = None  # each retransmission a new message (IKEv1's R-U-THERE)
 
     def round_trip(self, now: float) -> float | None:
         """The round trip its answer took, or None when it was resent: by Karn's rule a
@@ -258,12 +261,19 @@ class IkeTransport(Generic[M]):
         return self.framing.frame(message)
 
     def send_request(
-        self, message_id: int, datagrams: tuple[bytes, ...], now: float, text: str = ""
+        self,
+        message_id: int,
+        datagrams: tuple[bytes, ...],
+        now: float,
+        text: str = "",
+        renew: Renew | None = None,
     ) -> None:
-        """Send a request and resend it until `answered` or given up."""
+        """Send a request and resend it until `answered` or given up: the same datagrams
+        again, or with `renew` what it makes each time (RFC 3706 §5.5 gives every
+        R-U-THERE its own sequence number), on the same schedule."""
         self.ids.sent(message_id)
         due = now + self.schedule.delay(0)
-        self._outstanding[message_id] = Request(message_id, datagrams, now, due, text)
+        self._outstanding[message_id] = Request(message_id, datagrams, now, due, text, 0, renew)
         self._outbox.extend((d, self.remote) for d in datagrams)
 
     def reply(
@@ -341,9 +351,13 @@ class IkeTransport(Generic[M]):
         """The Message IDs of the requests that await their answers."""
         return self._outstanding.keys()
 
-    def cancel(self) -> None:
-        """Resend nothing more (the IKE SA is gone); cached replies still answer."""
-        self._outstanding.clear()
+    def cancel(self, message_id: int | None = None) -> None:
+        """Resend the request `message_id` no more, or none at all (the IKE SA is gone);
+        cached replies still answer."""
+        if message_id is None:
+            self._outstanding.clear()
+        else:
+            self._outstanding.pop(message_id, None)
 
     # -- time --------------------------------------------------------------------------------
 
@@ -363,6 +377,10 @@ class IkeTransport(Generic[M]):
                 continue
             request.retransmits += 1
             request.due = now + self.schedule.delay(request.retransmits)
+            if request.renew is not None:
+                del self._outstanding[request.message_id]
+                request.message_id, request.datagrams = request.renew()
+                self._outstanding[request.message_id] = request
             log.debug("%s: retransmit %d of %s", self._name(), request.retransmits, request.text)
             # RFC 7383 §2.6.2: every fragment again, with the same Message ID.
             self._outbox.extend((d, self.remote) for d in request.datagrams)

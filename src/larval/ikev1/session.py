@@ -315,7 +315,7 @@ class IkeV1Session(OverTransport):
         self._deadline: float | None = None  # half-open
         self._last_heard = 0.0
         self._dpd_seq = int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF
-        self._dpd: tuple[int, float, int] | None = None  # seq awaited, due, tries
+        self._dpd: int | None = None  # the Message ID of the R-U-THERE awaiting its ACK
         self.established_at: float | None = None
         self._source: Address | None = None  # where the message being taken came from
         self._reauth_at: float | None = None  # IkeSaReauthDue
@@ -384,6 +384,9 @@ class IkeV1Session(OverTransport):
             reason = f"no answer to {gave_up.text} after {gave_up.transmissions} transmissions"
             if gave_up.message_id == PHASE1:
                 self._close(reason, now)
+                return
+            if gave_up.message_id == self._dpd:
+                self._close("peer is dead: no R-U-THERE-ACK", now)
                 return
             qm = self._quick.pop(gave_up.message_id, None)
             if qm is not None and qm.initiator and qm.child is not None:
@@ -512,7 +515,9 @@ class IkeV1Session(OverTransport):
         log.info("%s: ISAKMP SA replaced, deleting it in %g s", self._name(), delay)
         self.state = State.REKEYED
         self._reauth_at = None
-        self._dpd = None
+        if self._dpd is not None:
+            self._transport.cancel(self._dpd)
+            self._dpd = None
         self._retire_at = now + delay
 
     def reauth_failed(self, now: float) -> None:
@@ -1275,7 +1280,8 @@ class IkeV1Session(OverTransport):
             self._send_informational((ack,), now)
         elif kind == NotifyType.R_U_THERE_ACK:
             seq = int.from_bytes(payload.data[:4], "big") if len(payload.data) == 4 else -1
-            if self._dpd is not None and seq == self._dpd[0]:
+            if self._dpd is not None and seq == self._dpd_seq:
+                self._transport.answered(self._dpd)
                 self._dpd = None
         elif kind == NotifyType.INITIAL_CONTACT:
             self.peer_initial_contact = True
@@ -1305,39 +1311,46 @@ class IkeV1Session(OverTransport):
                 self._events.append(ChildSaDown(child.spi_in, child.spi_out, by_peer=True))
 
     def _send_informational(self, payloads: tuple[Payload, ...], now: float) -> None:
-        """HDR*, HASH(1), N/D: its own M-ID and IV (RFC 2409 §5.7, Appendix B)."""
+        _, datagrams = self._informational_datagrams(payloads)
+        self._transport.send(datagrams)
+
+    def _informational_datagrams(
+        self, payloads: tuple[Payload, ...]
+    ) -> tuple[int, tuple[bytes, ...]]:
+        """HDR*, HASH(1), N/D: its own M-ID and IV (RFC 2409 §5.7, Appendix B); the M-ID,
+        and the datagrams as they go out."""
         assert self._prf is not None and self._keys is not None
         mid = self._transport.new_message_id()
         digest = informational_hash(self._prf, self._keys.skeyid_a, mid, encode_chain(payloads))
         message = self._message(ExchangeType.INFORMATIONAL, (HashPayload(digest), *payloads), mid)
         datagram, _ = self._seal(message, informational_iv(self._prf.hash_name, self._p1_last, mid))
         names = " ".join(_payload_name(p) for p in payloads)
-        self._send_datagram(datagram, now, text=f"INFORMATIONAL [ HASH {names} ]")
+        return mid, self._framed(datagram, f"INFORMATIONAL [ HASH {names} ]")
 
     def _dpd_due(self) -> float | None:
         if self.state is not State.ESTABLISHED or not self.config.dpd_delay or not self.peer_dpd:
             return None
         if self._dpd is not None:
-            return self._dpd[1]
+            return None  # an R-U-THERE is out: the transport resends it, or gives up
         return self._last_heard + self.config.dpd_delay
 
     def _dpd_check(self, now: float) -> None:
-        """R-U-THERE when the peer has been quiet for `dpd_delay` (RFC 3706 §5.3)."""
-        tries = 0
-        if self._dpd is not None:
-            tries = self._dpd[2] + 1
-            if tries > self.config.retransmit_tries:
-                self._close("peer is dead: no R-U-THERE-ACK", now)
-                return
+        """R-U-THERE when the peer has been quiet for `dpd_delay` (RFC 3706 §5.3), resent
+        until its ACK comes, each time as a new one with the next sequence number (§5.5);
+        after the configured tries the peer is dead."""
+        mid, datagrams = self._r_u_there()
+        self._transport.send_request(mid, datagrams, now, "R-U-THERE", renew=self._r_u_there)
+
+    def _r_u_there(self) -> tuple[int, tuple[bytes, ...]]:
         self._dpd_seq = (self._dpd_seq + 1) & 0xFFFFFFFF
-        self._dpd = (self._dpd_seq, now + self._transport.schedule.delay(tries), tries)
         notify = NotifyPayload(
             NotifyType.R_U_THERE,
             ProtocolId.ISAKMP,
             self.spi_i + self.spi_r,
             self._dpd_seq.to_bytes(4, "big"),
         )
-        self._send_informational((notify,), now)
+        self._dpd, datagrams = self._informational_datagrams((notify,))
+        return self._dpd, datagrams
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -1431,8 +1444,15 @@ class IkeV1Session(OverTransport):
         resend: int | None = None,
         text: str,
     ) -> None:
-        """Send `datagram`, in fragments where they are agreed; with `resend`, its
-        Message ID, until it is answered."""
+        """Send `datagram`; with `resend`, its Message ID, until it is answered."""
+        datagrams = self._framed(datagram, text)
+        if resend is None:
+            self._transport.send(datagrams)
+        else:
+            self._transport.send_request(resend, datagrams, now, text.split()[0])
+
+    def _framed(self, datagram: bytes, text: str) -> tuple[bytes, ...]:
+        """`datagram` whole, or in fragments where they are agreed; logged as it goes."""
         try:
             datagrams = self._transport.frame(datagram)
         except ValueError as exc:
@@ -1441,10 +1461,7 @@ class IkeV1Session(OverTransport):
         if len(datagrams) > 1:
             text += f" in {len(datagrams)} fragments"
         log.info("%s: sending %s", self._name(), text)
-        if resend is None:
-            self._transport.send(datagrams)
-        else:
-            self._transport.send_request(resend, datagrams, now, text.split()[0])
+        return datagrams
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
         if self.state is State.CLOSED:
