@@ -41,6 +41,9 @@ from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from . import IKE_PORT
+from .config import IkeConfig
+
 __all__ = [
     "Address",
     "Framing",
@@ -246,6 +249,17 @@ class IkeTransport(Generic[M]):
         self._outstanding: dict[int, Request] = {}
         self._replies: OrderedDict[Hashable, tuple[tuple[bytes, ...], str]] = OrderedDict()
         self._outbox: list[tuple[bytes, Address]] = []
+
+    @classmethod
+    def of(
+        cls, config: IkeConfig, ids: MessageIdPolicy, framing: Framing[M], name: Callable[[], str]
+    ) -> IkeTransport[M]:
+        """The transport of an IKE SA of `config`: to the peer's IKE port, on the
+        configured retransmission schedule."""
+        schedule = Retransmission(
+            config.retransmit_timeout, config.retransmit_base, config.retransmit_tries
+        )
+        return cls(ids, framing, (str(config.remote_addr), IKE_PORT), schedule, name)
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -116,7 +116,6 @@ from larval.ike.transport import (
     IkeTransport,
     OverTransport,
     RandomIds,
-    Retransmission,
     Verdict,
 )
 from larval.wire import Buffer
@@ -282,14 +281,9 @@ class IkeV1Session(OverTransport):
             fragment_size=fragment_size,
             exchange=AM if aggressive else MM,
         )
-        self._transport: IkeTransport[bytes] = IkeTransport(
-            RandomIds(random_bytes),
-            self._framing,
-            (str(config.remote_addr), IKE_PORT),
-            Retransmission(config.retransmit_timeout, config.retransmit_base,
-                           config.retransmit_tries),
-            self._name,
-        )  # fmt: skip
+        self._transport: IkeTransport[bytes] = IkeTransport.of(
+            config, RandomIds(random_bytes), self._framing, self._name
+        )
         self.local_port = IKE_PORT
         self.natted = False
         self.peer_dpd = self.peer_nat_t = False

@@ -83,7 +83,6 @@ from larval.ike.events import (
 from larval.ike.transport import (
     IkeTransport,
     OverTransport,
-    Retransmission,
     Verdict,
     WindowedIds,
 )
@@ -203,14 +202,9 @@ class IkeSession(OverTransport):
         self.spi_r = b""
         # Message IDs, the window, retransmission, the cached response and fragments.
         self._framing = Ikev2Framing(fragment_size)
-        self._transport: IkeTransport[IkeMessage] = IkeTransport(
-            WindowedIds(),
-            self._framing,
-            (str(config.remote_addr), IKE_PORT),
-            Retransmission(config.retransmit_timeout, config.retransmit_base,
-                           config.retransmit_tries),
-            self._name,
-        )  # fmt: skip
+        self._transport: IkeTransport[IkeMessage] = IkeTransport.of(
+            config, WindowedIds(), self._framing, self._name
+        )
         self.natted = False
         self.children: dict[int, ChildSa] = {}  # by inbound SPI
         self.suite: Suite = ()
@@ -252,10 +246,6 @@ class IkeSession(OverTransport):
     def fragmentation(self) -> bool:
         """Both ends announced RFC 7383 fragmentation (§2.3)."""
         return self._framing.fragmentation
-
-    @fragmentation.setter
-    def fragmentation(self, agreed: bool) -> None:
-        self._framing.fragmentation = agreed
 
     @property
     def rekey_at(self) -> float | None:
@@ -611,7 +601,7 @@ class IkeSession(OverTransport):
                          fragment_size=self._framing.fragment_size)  # fmt: skip
         new.spi_r = spi_r
         # What IKE_SA_INIT agreed holds for the IKE SA that replaces it (RFC 7383 §2.3).
-        new.fragmentation = self.fragmentation
+        new._framing.fragmentation = self.fragmentation
         new.remote = self.remote
         new.natted = self.natted
         new.suite = suite
@@ -901,7 +891,7 @@ class IkeSession(OverTransport):
         self.spi_r = message.spi_r
         self._nonce_r = nonce.data
         self._init_response = data
-        self.fragmentation = self._fragmentation_offered and (
+        self._framing.fragmentation = self._fragmentation_offered and (
             message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
         )
         self.natted = self.config.encap or self._nat_seen(message, self.spi_r, self.remote)
@@ -956,7 +946,7 @@ class IkeSession(OverTransport):
         self.natted = self._nat_seen(message, b"\x00" * 8, addr) or self.config.encap
         # RFC 7383 §2.3: announced in the response only when the request announced it.
         peer_fragments = message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        self.fragmentation = self._fragmentation_offered and peer_fragments
+        self._framing.fragmentation = self._fragmentation_offered and peer_fragments
         response = IkeMessage(
             self.spi_i, self.spi_r, ExchangeType.IKE_SA_INIT, False, True, 0,
             (SaPayload((answer,)), KePayload(dh.id, self._dh.public_bytes),
