@@ -36,18 +36,18 @@ from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.esp.ip import IPV4_HEADER, internet_checksum
 from larval.ike import IKE_PORT, NAT_T_PORT
-from larval.ike.config import Suite
+from larval.ike.datagram import version_of
+from larval.ike.sa import Phase
 from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import PayloadType as V1Payload
 from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.message import decode_header as decode_v1_header
 from larval.ikev1.message import decode_message as decode_v1_message
-from larval.ikev1.session import IkeV1Session
 from larval.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import decode_header, decode_message
 from larval.ikev2.payloads import NotifyPayload
-from larval.keymgr.manager import KeyManager, Session
+from larval.keymgr.manager import KeyManager
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
 from larval.net.memnet import MemoryDatagram, MemoryDataplane, MemoryNetwork, MemoryTun
 from larval.pfkey import (
@@ -79,7 +79,6 @@ _ICMP_ECHO_REPLY, _ICMP_ECHO_REQUEST = 0, 8
 _IPPROTO_ICMP = 1
 _ICMP = struct.Struct("!BBHHH")
 _FLAG_RESPONSE = 0x20  # RFC 7296 §3.1
-_ISAKMP_VERSION = 0x10  # IKEv1's version octet (RFC 2408 §3.1)
 _V1_SUITES = ("aes128-sha256-modp2048", "aes128-sha256")  # IKE, ESP for the IKEv1 run
 
 
@@ -175,7 +174,7 @@ _SHORT = {
 def ike_label(data: bytes) -> str:
     """An IKE message as the ladder shows it: exchange, request or response, message ID,
     and its payloads (IKE_SA_INIT, in the clear) or SK{…} (encrypted)."""
-    if len(data) > 17 and data[17] == _ISAKMP_VERSION:
+    if version_of(data) == 1:
         return ikev1_label(data)
     try:
         header = decode_header(data)
@@ -424,10 +423,10 @@ class Host:
     def _keymgr_news(self) -> None:
         """IKE SAs established and CHILD_SAs installed since the last look."""
         for spi, session in self.keymgr.sessions.items():
-            if session.state.value == "established" and spi not in self._known_ike:
+            if session.phase is Phase.ESTABLISHED and spi not in self._known_ike:
                 self._known_ike.add(spi)
                 encap = ", UDP-encapsulated" if session.natted else ""
-                suite = format_ike_proposal(_suite_of(session))
+                suite = format_ike_proposal(session.suite)
                 kind = "IKE_SA" if self.demo.version == 2 else "ISAKMP SA"
                 self.say(f"keymgr: {kind} established, {suite}{encap}")
         for spi_in, child in self.keymgr.children.items():
@@ -448,7 +447,7 @@ class Host:
         for record in status["ike_sas"]:
             record["host"] = self.name
             session = self.keymgr.sessions.get(bytes.fromhex(record["spi_i"]))
-            record["proposal"] = format_ike_proposal(_suite_of(session)) if session else ""
+            record["proposal"] = format_ike_proposal(session.suite) if session else ""
         for record in status["child_sas"]:
             record["host"] = self.name
             sa_in = self.sa_state(record["spi_in"], OUTER[self.name])
@@ -477,13 +476,6 @@ class Host:
 def _echo_order(host: Host) -> list[int]:
     """The sequence numbers of the echo requests the host received, in arrival order."""
     return [e.seq for p in host.received if (e := parse_echo(p)) is not None and not e.reply]
-
-
-def _suite_of(session: Session) -> Suite:
-    """The IKE SA's suite, from either version's session."""
-    if isinstance(session, IkeV1Session):
-        return session.choice.suite() if session.choice is not None else ()
-    return session.suite
 
 
 def _spi_of(msg: PfkeyMessage) -> int | None:
