@@ -4,8 +4,8 @@ Host A (192.0.2.1, behind it 198.51.100.0/24) and host B (192.0.2.2, behind it
 203.0.113.0/24) sit on an in-memory network. Each has its own stack (SADB, SPD, packet
 path), a `MemoryDataplane` between its `MemoryTun` and its UDP 4500 endpoint, an IKE
 endpoint on UDP 500 and a `KeyManager`, joined to its stack only by PF_KEY messages
-encoded to bytes and decoded again, as `larval run` does. Both have a trap policy for
-the other's subnet.
+encoded to bytes and decoded again, as `larval run` does (a `larval.node.Node`). Both
+have a trap policy for the other's subnet.
 
 The run: A's host sends an ICMP echo request to B's subnet; A's stack has no SA, holds
 the packet and sends an extended ACQUIRE; A's key manager runs IKE_SA_INIT and IKE_AUTH
@@ -47,21 +47,12 @@ from larval.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import decode_header, decode_message
 from larval.ikev2.payloads import NotifyPayload
-from larval.keymgr.manager import KeyManager
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
 from larval.net.memnet import MemoryDatagram, MemoryDataplane, MemoryNetwork, MemoryTun
-from larval.pfkey import (
-    EncryptAlg,
-    ExtType,
-    PfkeyMessage,
-    SadbMsgType,
-    SadbSa,
-    SaState,
-    decode,
-)
-from larval.sadb import Audience, PfkeyReply, SecurityAssociation
+from larval.node import Node
+from larval.pfkey import EncryptAlg, ExtType, PfkeyMessage, SadbMsgType, SadbSa, SaState
+from larval.sadb import SecurityAssociation
 from larval.sadb.sa import ReleaseFn
-from larval.stack import Stack
 
 OUTER = {"A": "192.0.2.1", "B": "192.0.2.2"}
 INNER = {"A": "198.51.100.1", "B": "203.0.113.1"}
@@ -73,8 +64,6 @@ START = 1000.0  # the fake clock's start
 AGE_INTERVAL = 1.0  # seconds between a stack's lifetime checks
 REKEY_TIME, LIFE_TIME = 30, 60  # seconds: the CHILD_SA's soft and hard lifetimes
 
-_TO_KEYMGR = (Audience.SENDER, Audience.ALL)  # replies to a request
-_FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)  # ACQUIRE, EXPIRE
 _ICMP_ECHO_REPLY, _ICMP_ECHO_REQUEST = 0, 8
 _IPPROTO_ICMP = 1
 _ICMP = struct.Struct("!BBHHH")
@@ -282,7 +271,8 @@ class Ladder:
 
 
 class Host:
-    """A stack, its dataplane and its key manager; PF_KEY between them as bytes."""
+    """A stack, its dataplane and its key manager (a `Node`: PF_KEY between them as
+    bytes), and the ladder's narration of that PF_KEY (`request`, `replied`, `emitted`)."""
 
     def __init__(self, name: str, demo: Demo) -> None:
         self.name, self.demo = name, demo
@@ -290,7 +280,8 @@ class Host:
         self.address = ipaddress.ip_address(OUTER[name])
         config = parse_config(demo_config(name, self.peer, demo.version),
                               f"<demo host {name}>")  # fmt: skip
-        self.stack = Stack(emit=self._from_stack)
+        self.node = Node(config.connections, observer=self)
+        self.stack, self.keymgr = self.node.stack, self.node.keymgr
         for policy in config.policies:
             self.stack.spd.add(policy)
         self.tun = MemoryTun(f"{name}-tun")
@@ -299,8 +290,6 @@ class Host:
         self.dataplane = MemoryDataplane(self.stack, self.tun, udp, on_ike=self._ike_4500)
         sadb = self.stack.sadb
         sadb.on_outbound_release = self._released(sadb.on_outbound_release)
-        self.keymgr = KeyManager(config.connections, self._pfkey_call)
-        self.inbox: list[PfkeyMessage] = []  # from the stack, for the key manager
         self.sent = 0  # cleartext packets the host gave its stack
         self.received: list[bytes] = []  # cleartext packets the stack gave the host
         self.expires: list[dict[str, Any]] = []
@@ -314,36 +303,29 @@ class Host:
     def say(self, text: str) -> None:
         self.demo.event(self.name, text)
 
-    # -- PF_KEY, both ways, as bytes -------------------------------------------------------
+    # -- PF_KEY, both ways, as the node carries it --------------------------------------
 
-    def _pfkey_call(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
-        answered = msg.msg_type in (SadbMsgType.GETSPI, SadbMsgType.X_INVERSE_ACQUIRE)
-        if not answered:  # said first: an ADD releases held packets as it goes
+    def request(self, msg: PfkeyMessage) -> None:
+        if not _answered(msg):  # said first: an ADD releases held packets as it goes
             self.say(f"keymgr → stack: {_request_text(msg, self.acquires)}")
-        replies = self.stack.handle_pfkey(decode(msg.encode()), self.demo.now)
-        mine = [decode(r.message.encode()) for r in replies if r.audience in _TO_KEYMGR]
-        if answered:
-            self.say(f"keymgr → stack: {_request_text(msg, self.acquires, mine)}")
-        for reply in mine:
+
+    def replied(self, msg: PfkeyMessage, replies: list[PfkeyMessage]) -> None:
+        if _answered(msg):
+            self.say(f"keymgr → stack: {_request_text(msg, self.acquires, replies)}")
+        for reply in replies:
             if reply.errno:
                 self.say(f"stack → keymgr: {SadbMsgType(reply.msg_type).name} refused, "
                          f"errno {reply.errno}, diagnostic {reply.diagnostic}")  # fmt: skip
-        return mine
 
-    def _from_stack(self, replies: list[PfkeyReply]) -> None:
-        for reply in replies:
-            if reply.audience not in _FROM_STACK:
-                continue
-            msg = decode(reply.message.encode())
-            text = _stack_text(msg)
-            if text is None:
-                continue
-            self.say(f"stack: {text}")
-            if msg.msg_type == SadbMsgType.EXPIRE:
-                self.expires.append(_expire_record(msg, self.demo.elapsed))
-            elif msg.msg_type == SadbMsgType.ACQUIRE:
-                self.acquires.add(msg.seq)
-            self.inbox.append(msg)
+    def emitted(self, msg: PfkeyMessage) -> None:
+        text = _stack_text(msg)
+        if text is None:
+            return
+        self.say(f"stack: {text}")
+        if msg.msg_type == SadbMsgType.EXPIRE:
+            self.expires.append(_expire_record(msg, self.demo.elapsed))
+        elif msg.msg_type == SadbMsgType.ACQUIRE:
+            self.acquires.add(msg.seq)
 
     def _released(self, release: ReleaseFn) -> ReleaseFn:
         def released(sa: SecurityAssociation, packet: bytes) -> None:
@@ -380,13 +362,8 @@ class Host:
     def turn(self) -> bool:
         """Let everything at this host act once at the demo's time; True if anything did."""
         now = self.demo.now
-        moved = False
-        inbox, self.inbox = self.inbox, []
-        for msg in inbox:
-            self.demo.active = self
-            self.keymgr.pfkey_message(msg, now)
-            moved = True
         self.demo.active = self
+        moved = self.node.deliver(now) > 0
         self.keymgr.handle_timer(now)
         for data, (host, port) in self.ike.recv_batch():
             self.keymgr.receive_ike(data, (host, port), self.address, now)
@@ -408,7 +385,7 @@ class Host:
             while self.next_age <= now:
                 self.next_age += AGE_INTERVAL
         self._keymgr_news()
-        moved |= self._flush_ike() or bool(self.inbox)
+        moved |= self._flush_ike() or self.node.pending
         for packet in self.tun.take():
             moved = True
             self.received.append(packet)
@@ -481,6 +458,11 @@ def _echo_order(host: Host) -> list[int]:
 def _spi_of(msg: PfkeyMessage) -> int | None:
     ext = msg.find(ExtType.SA)
     return ext.spi if isinstance(ext, SadbSa) else None
+
+
+def _answered(msg: PfkeyMessage) -> bool:
+    """A request whose reply the ladder tells with it (the SPI given, the policy found)."""
+    return msg.msg_type in (SadbMsgType.GETSPI, SadbMsgType.X_INVERSE_ACQUIRE)
 
 
 def _request_text(

@@ -1,11 +1,11 @@
-"""The key manager knows IKE SAs only as `larval.ike.sa.IkeSa`. Read with `ast`, as
-tests/ike/test_layers.py reads the layers."""
+"""The key manager knows IKE SAs only as `larval.ike.sa.IkeSa`, and one `Node` joins a
+stack to a key manager. Read with `ast`, as tests/ike/test_layers.py reads the layers."""
 
 from __future__ import annotations
 
 import ast
 
-from tests.ike.test_layers import _imports, _modules
+from tests.ike.test_layers import SRC, _imports, _modules
 
 SESSIONS = {"larval.ikev1.session", "larval.ikev2.session"}
 
@@ -38,3 +38,14 @@ def test_the_key_manager_neither_writes_ike_nor_reads_states_by_name() -> None:
         n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id.endswith("Session")
     ]
     assert calls and session_checks == []  # isinstance on events still, never on sessions
+
+
+def test_one_node_joins_a_stack_and_a_key_manager() -> None:
+    """Outside `larval.node`, nothing in larval constructs a KeyManager."""
+    builders = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "KeyManager":
+                builders.append(str(path.relative_to(SRC)))
+    assert builders == ["node.py"]

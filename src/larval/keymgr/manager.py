@@ -1,10 +1,12 @@
 """The key manager: IKE sessions on one side, the stack's PF_KEY on the other.
 
-Sans-I/O. PF_KEY requests go through `pfkey`, a callable that takes a message and
-returns the replies meant for this key manager (in the daemon, bytes through the
-stack's PF_KEY handling); messages the stack originates (ACQUIRE, EXPIRE) arrive via
+Sans-I/O. PF_KEY is bytes at this edge, as if a socket lay between the key manager and
+the stack: requests are encoded here and go through `pfkey`, a `PfkeyPort` that answers
+with the encoded replies meant for this key manager (`larval.node.Node` joins it to a
+stack); messages the stack originates (ACQUIRE, EXPIRE) arrive encoded via
 `pfkey_message`. IKE datagrams arrive via `receive_ike` and leave via
-`datagrams_to_send`; time through `handle_timer` and `get_timer`.
+`datagrams_to_send`; time through `handle_timer` and `get_timer`. `now` is the time of
+the call being served, and the stack's for the PF_KEY requests that call makes.
 
 IKE SAs are `larval.ike.sa.IkeSa` of either version; `larval.keymgr.versions` reads a
 datagram for no IKE SA, refuses it or builds the session it opens.
@@ -60,14 +62,15 @@ from larval.keymgr.pfkey_side import (
 )
 from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks
 from larval.lograte import LogLimiter
-from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa
+from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa, decode
 
 log = logging.getLogger("larval.ike")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[str, int]
-PfkeyCall = Callable[[PfkeyMessage], list[PfkeyMessage]]
+#: The key manager's PF_KEY: an encoded request in, the encoded replies meant for it out.
+PfkeyPort = Callable[[bytes], list[bytes]]
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class KeyManager:
     def __init__(
         self,
         connections: list[Connection],
-        pfkey: PfkeyCall,
+        pfkey: PfkeyPort,
         *,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -161,8 +164,8 @@ class KeyManager:
         return self._seq
 
     def _call(self, request: PfkeyMessage) -> list[PfkeyMessage]:
-        """A PF_KEY request, and the stack's replies to it."""
-        return self._pfkey(request)
+        """A PF_KEY request, encoded here, and the stack's replies to it, decoded here."""
+        return [decode(reply) for reply in self._pfkey(request.encode())]
 
     # -- start ---------------------------------------------------------------------------
 
@@ -288,9 +291,10 @@ class KeyManager:
 
     # -- PF_KEY from the stack ----------------------------------------------------------
 
-    def pfkey_message(self, msg: PfkeyMessage, now: float) -> None:
-        """ACQUIRE and EXPIRE from the stack (broadcasts, not replies)."""
+    def pfkey_message(self, data: bytes, now: float) -> None:
+        """ACQUIRE and EXPIRE from the stack (broadcasts, not replies), encoded."""
         self.now = now
+        msg = decode(data)
         if msg.msg_type == SadbMsgType.ACQUIRE and msg.errno == 0:
             self._acquire(msg, now)
         elif msg.msg_type == SadbMsgType.EXPIRE:
