@@ -16,6 +16,7 @@ from typing import Protocol
 
 from larval.ike.config import ChildPolicy, IkeConfig
 from larval.ike.datagram import Recipient
+from larval.ike.errors import IkeNotifyError
 from larval.ike.sa import IkeSa
 from larval.ikev1 import stateless as v1_stateless
 from larval.ikev1.constants import NotifyType as V1Notify
@@ -58,6 +59,22 @@ class IkeVersion(Protocol):
     ) -> IkeSa: ...  # fmt: skip
 
 
+_NO_SPI = "the stack gave no SPI"
+
+
+def _allocate_spi(hooks: SessionHooks, no_spi: Callable[[], IkeNotifyError]) -> Callable[[], int]:
+    """A session's `allocate_spi`: the key manager's GETSPI, or, when the stack gave no
+    SPI, the version's error for the exchange that needed one."""
+
+    def allocate() -> int:
+        spi = hooks.allocate_spi()
+        if spi is None:
+            raise no_spi()
+        return spi
+
+    return allocate
+
+
 class _IkeV2:
     number = 2
     opener = "IKE_SA_INIT"
@@ -75,14 +92,11 @@ class _IkeV2:
     ) -> IkeSa:  # fmt: skip
         """An IKE SA (`aggressive` and `initial_contact` are IKEv1's)."""
 
-        def allocate_spi() -> int:
-            spi = hooks.allocate_spi()
-            if spi is None:
-                raise IkeProtocolError(NotifyType.TEMPORARY_FAILURE, "the stack gave no SPI")
-            return spi
+        def no_spi() -> IkeNotifyError:
+            return IkeProtocolError(NotifyType.TEMPORARY_FAILURE, _NO_SPI)
 
         session: IkeSa = IkeSession(
-            ike, initiator=initiator, allocate_spi=allocate_spi,
+            ike, initiator=initiator, allocate_spi=_allocate_spi(hooks, no_spi),
             child_policy=None if initiator else hooks.child_policy,
             random_bytes=hooks.random_bytes, spi_i=spi_i, fragmentation=ike.fragmentation,
             fragment_size=hooks.fragment_size,
@@ -108,16 +122,13 @@ class _IkeV1:
         """An ISAKMP SA. Its lifetime offered is `rekey_time` and a tenth (strongSwan offers
         rekey_time + over_time), or RFC 2407's 8 hours; CKY-I is its own (`spi_i` unused)."""
 
-        def allocate_spi() -> int:
-            spi = hooks.allocate_spi()
-            if spi is None:
-                # IKEv1 has no TEMPORARY_FAILURE; strongSwan answers NO_PROPOSAL_CHOSEN here.
-                raise IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, "the stack gave no SPI")
-            return spi
+        def no_spi() -> IkeNotifyError:
+            # IKEv1 has no TEMPORARY_FAILURE; strongSwan answers NO_PROPOSAL_CHOSEN here.
+            return IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, _NO_SPI)
 
         rekey = ike.rekey_time
         session: IkeSa = IkeV1Session(
-            ike, initiator=initiator, allocate_spi=allocate_spi,
+            ike, initiator=initiator, allocate_spi=_allocate_spi(hooks, no_spi),
             child_policy=hooks.child_policy, random_bytes=hooks.random_bytes,
             aggressive=aggressive, ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
             initial_contact=initial_contact, fragmentation=ike.fragmentation,
