@@ -60,7 +60,7 @@ from larval.keymgr.pfkey_side import (
     natt_update,
     parse_policy_request,
 )
-from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks
+from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks, Start
 from larval.lograte import LogLimiter
 from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa, decode
 
@@ -214,10 +214,8 @@ class KeyManager:
             random_bytes=self._random,
             fragment_size=_message_size(ike),
         )
-        kind = VERSIONS[version or _initiated(conn)]
-        return kind.session(ike, hooks, initiator=initiator, spi_i=spi_i,
-                            aggressive=conn.aggressive,
-                            initial_contact=initial_contact)  # fmt: skip
+        start = Start(initiator, spi_i, conn.aggressive, initial_contact)
+        return VERSIONS[version or _initiated(conn)].session(ike, hooks, start)
 
     def _live_sessions(
         self, conn: Connection, version: int, *, but: IkeSa | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from larval.ike.config import ChildPolicy, IkeConfig
 from larval.ike.datagram import Recipient
@@ -27,7 +26,9 @@ from larval.ikev2.constants import NotifyType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.session import IkeSession
 
-__all__ = ["VERSIONS", "IkeVersion", "SessionHooks"]
+__all__ = ["VERSIONS", "IkeVersion", "SessionHooks", "Start"]
+
+_NO_SPI = "the stack gave no SPI"
 
 
 @dataclass(frozen=True)
@@ -40,101 +41,77 @@ class SessionHooks:
     fragment_size: int  # the largest IKE message sent whole
 
 
-class IkeVersion(Protocol):
+@dataclass(frozen=True)
+class Start:
+    """How a session starts: its role, and what each version takes of the connection."""
+
+    initiator: bool
+    spi_i: bytes | None = None  # IKEv2 responder: the initiator's SPI
+    aggressive: bool = False  # IKEv1 initiator: Aggressive Mode instead of Main Mode
+    initial_contact: bool = True  # IKEv1: N(INITIAL-CONTACT) with HASH_I
+
+
+# A session of the version for the connection, given the GETSPI it is to call.
+_Build = Callable[[IkeConfig, SessionHooks, Callable[[], int], Start], IkeSa]
+
+
+@dataclass(frozen=True)
+class IkeVersion:
     number: int
-    #: How the noise log names a message that opens an IKE SA of this version.
-    opener: str
-    #: Answers IKE_SA_INIT under load with a COOKIE (RFC 7296 §2.6); IKEv1 has none.
-    cookies: bool
+    opener: str  # how the noise log names a message that opens an IKE SA of this version
+    cookies: bool  # answers IKE_SA_INIT under load with a COOKIE (RFC 7296 §2.6)
+    recipient: Callable[[bytes], Recipient | None]
+    # The answer to an opener for which no connection of this version exists.
+    refusal: Callable[[bytes, Callable[[int], bytes]], bytes]
+    no_spi: Callable[[], IkeNotifyError]  # the error of an exchange the stack gave no SPI for
+    build: _Build
 
-    def recipient(self, datagram: bytes) -> Recipient | None: ...
+    def session(self, ike: IkeConfig, hooks: SessionHooks, start: Start) -> IkeSa:
+        def allocate_spi() -> int:
+            spi = hooks.allocate_spi()
+            if spi is None:
+                raise self.no_spi()
+            return spi
 
-    def refusal(self, spi_i: bytes, random_bytes: Callable[[int], bytes]) -> bytes:
-        """The answer to an opener for which no connection of this version exists."""
-        ...
-
-    def session(
-        self, ike: IkeConfig, hooks: SessionHooks, *, initiator: bool, spi_i: bytes | None,
-        aggressive: bool, initial_contact: bool,
-    ) -> IkeSa: ...  # fmt: skip
-
-
-_NO_SPI = "the stack gave no SPI"
+        return self.build(ike, hooks, allocate_spi, start)
 
 
-def _allocate_spi(hooks: SessionHooks, no_spi: Callable[[], IkeNotifyError]) -> Callable[[], int]:
-    """A session's `allocate_spi`: the key manager's GETSPI, or, when the stack gave no
-    SPI, the version's error for the exchange that needed one."""
-
-    def allocate() -> int:
-        spi = hooks.allocate_spi()
-        if spi is None:
-            raise no_spi()
-        return spi
-
-    return allocate
+def _ikev2(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: Start) -> IkeSa:
+    """An IKE SA; only a responder asks policy what its CHILD_SAs may be."""
+    session: IkeSa = IkeSession(
+        ike, initiator=start.initiator, allocate_spi=spis,
+        child_policy=None if start.initiator else hooks.child_policy,
+        random_bytes=hooks.random_bytes, spi_i=start.spi_i, fragmentation=ike.fragmentation,
+        fragment_size=hooks.fragment_size,
+    )  # fmt: skip
+    return session
 
 
-class _IkeV2:
-    number = 2
-    opener = "IKE_SA_INIT"
-    cookies = True
-
-    def recipient(self, datagram: bytes) -> Recipient | None:
-        return v2_stateless.recipient(datagram)
-
-    def refusal(self, spi_i: bytes, random_bytes: Callable[[int], bytes]) -> bytes:
-        return v2_stateless.no_proposal_chosen(spi_i)
-
-    def session(
-        self, ike: IkeConfig, hooks: SessionHooks, *, initiator: bool, spi_i: bytes | None,
-        aggressive: bool, initial_contact: bool,
-    ) -> IkeSa:  # fmt: skip
-        """An IKE SA (`aggressive` and `initial_contact` are IKEv1's)."""
-
-        def no_spi() -> IkeNotifyError:
-            return IkeProtocolError(NotifyType.TEMPORARY_FAILURE, _NO_SPI)
-
-        session: IkeSa = IkeSession(
-            ike, initiator=initiator, allocate_spi=_allocate_spi(hooks, no_spi),
-            child_policy=None if initiator else hooks.child_policy,
-            random_bytes=hooks.random_bytes, spi_i=spi_i, fragmentation=ike.fragmentation,
-            fragment_size=hooks.fragment_size,
-        )  # fmt: skip
-        return session
+def _ikev1(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: Start) -> IkeSa:
+    """An ISAKMP SA (its CKY-I is its own). Its lifetime offered is `rekey_time` and a
+    tenth (strongSwan offers rekey_time + over_time), or RFC 2407's 8 hours."""
+    rekey = ike.rekey_time
+    session: IkeSa = IkeV1Session(
+        ike, initiator=start.initiator, allocate_spi=spis, child_policy=hooks.child_policy,
+        random_bytes=hooks.random_bytes, aggressive=start.aggressive,
+        ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
+        initial_contact=start.initial_contact, fragmentation=ike.fragmentation,
+        fragment_size=hooks.fragment_size,
+    )  # fmt: skip
+    return session
 
 
-class _IkeV1:
-    number = 1
-    opener = "IKEv1"
-    cookies = False
-
-    def recipient(self, datagram: bytes) -> Recipient | None:
-        return v1_stateless.recipient(datagram)
-
-    def refusal(self, spi_i: bytes, random_bytes: Callable[[int], bytes]) -> bytes:
-        return v1_stateless.no_proposal_chosen(spi_i, random_bytes)
-
-    def session(
-        self, ike: IkeConfig, hooks: SessionHooks, *, initiator: bool, spi_i: bytes | None,
-        aggressive: bool, initial_contact: bool,
-    ) -> IkeSa:  # fmt: skip
-        """An ISAKMP SA. Its lifetime offered is `rekey_time` and a tenth (strongSwan offers
-        rekey_time + over_time), or RFC 2407's 8 hours; CKY-I is its own (`spi_i` unused)."""
-
-        def no_spi() -> IkeNotifyError:
-            # IKEv1 has no TEMPORARY_FAILURE; strongSwan answers NO_PROPOSAL_CHOSEN here.
-            return IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, _NO_SPI)
-
-        rekey = ike.rekey_time
-        session: IkeSa = IkeV1Session(
-            ike, initiator=initiator, allocate_spi=_allocate_spi(hooks, no_spi),
-            child_policy=hooks.child_policy, random_bytes=hooks.random_bytes,
-            aggressive=aggressive, ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
-            initial_contact=initial_contact, fragmentation=ike.fragmentation,
-            fragment_size=hooks.fragment_size,
-        )  # fmt: skip
-        return session
-
-
-VERSIONS: dict[int, IkeVersion] = {1: _IkeV1(), 2: _IkeV2()}
+VERSIONS: dict[int, IkeVersion] = {
+    1: IkeVersion(
+        1, "IKEv1", False, v1_stateless.recipient, v1_stateless.no_proposal_chosen,
+        # IKEv1 has no TEMPORARY_FAILURE; strongSwan answers NO_PROPOSAL_CHOSEN here.
+        lambda: IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, _NO_SPI),
+        _ikev1,
+    ),
+    2: IkeVersion(
+        2, "IKE_SA_INIT", True, v2_stateless.recipient,
+        lambda spi_i, random_bytes: v2_stateless.no_proposal_chosen(spi_i),
+        lambda: IkeProtocolError(NotifyType.TEMPORARY_FAILURE, _NO_SPI),
+        _ikev2,
+    ),
+}  # fmt: skip
