@@ -4,8 +4,8 @@ Host A (192.0.2.1, behind it 198.51.100.0/24) and host B (192.0.2.2, behind it
 203.0.113.0/24) sit on an in-memory network. Each has its own stack (SADB, SPD, packet
 path), a `MemoryDataplane` between its `MemoryTun` and its UDP 4500 endpoint, an IKE
 endpoint on UDP 500 and a `KeyManager`, joined to its stack only by PF_KEY messages
-encoded to bytes and decoded again, as `larval run` does. Both have a trap policy for
-the other's subnet.
+encoded to bytes and decoded again, as `larval run` does (a `larval.node.Node`). Both
+have a trap policy for the other's subnet.
 
 The run: A's host sends an ICMP echo request to B's subnet; A's stack has no SA, holds
 the packet and sends an extended ACQUIRE; A's key manager runs IKE_SA_INIT and IKE_AUTH
@@ -36,32 +36,23 @@ from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.esp.ip import IPV4_HEADER, internet_checksum
 from larval.ike import IKE_PORT, NAT_T_PORT
-from larval.ike.config import Suite
+from larval.ike.datagram import version_of
+from larval.ike.sa import Phase
 from larval.ikev1.constants import ExchangeType as V1Exchange
 from larval.ikev1.constants import PayloadType as V1Payload
 from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.message import decode_header as decode_v1_header
 from larval.ikev1.message import decode_message as decode_v1_message
-from larval.ikev1.session import IkeV1Session
 from larval.ikev2.constants import ExchangeType, NotifyType, PayloadType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.message import decode_header, decode_message
 from larval.ikev2.payloads import NotifyPayload
-from larval.keymgr.manager import KeyManager, Session
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
 from larval.net.memnet import MemoryDatagram, MemoryDataplane, MemoryNetwork, MemoryTun
-from larval.pfkey import (
-    EncryptAlg,
-    ExtType,
-    PfkeyMessage,
-    SadbMsgType,
-    SadbSa,
-    SaState,
-    decode,
-)
-from larval.sadb import Audience, PfkeyReply, SecurityAssociation
+from larval.node import Node
+from larval.pfkey import EncryptAlg, ExtType, PfkeyMessage, SadbMsgType, SadbSa, SaState
+from larval.sadb import SecurityAssociation
 from larval.sadb.sa import ReleaseFn
-from larval.stack import Stack
 
 OUTER = {"A": "192.0.2.1", "B": "192.0.2.2"}
 INNER = {"A": "198.51.100.1", "B": "203.0.113.1"}
@@ -73,13 +64,10 @@ START = 1000.0  # the fake clock's start
 AGE_INTERVAL = 1.0  # seconds between a stack's lifetime checks
 REKEY_TIME, LIFE_TIME = 30, 60  # seconds: the CHILD_SA's soft and hard lifetimes
 
-_TO_KEYMGR = (Audience.SENDER, Audience.ALL)  # replies to a request
-_FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)  # ACQUIRE, EXPIRE
 _ICMP_ECHO_REPLY, _ICMP_ECHO_REQUEST = 0, 8
 _IPPROTO_ICMP = 1
 _ICMP = struct.Struct("!BBHHH")
 _FLAG_RESPONSE = 0x20  # RFC 7296 §3.1
-_ISAKMP_VERSION = 0x10  # IKEv1's version octet (RFC 2408 §3.1)
 _V1_SUITES = ("aes128-sha256-modp2048", "aes128-sha256")  # IKE, ESP for the IKEv1 run
 
 
@@ -175,7 +163,7 @@ _SHORT = {
 def ike_label(data: bytes) -> str:
     """An IKE message as the ladder shows it: exchange, request or response, message ID,
     and its payloads (IKE_SA_INIT, in the clear) or SK{…} (encrypted)."""
-    if len(data) > 17 and data[17] == _ISAKMP_VERSION:
+    if version_of(data) == 1:
         return ikev1_label(data)
     try:
         header = decode_header(data)
@@ -283,7 +271,8 @@ class Ladder:
 
 
 class Host:
-    """A stack, its dataplane and its key manager; PF_KEY between them as bytes."""
+    """A stack, its dataplane and its key manager (a `Node`: PF_KEY between them as
+    bytes), and the ladder's narration of that PF_KEY (`request`, `replied`, `emitted`)."""
 
     def __init__(self, name: str, demo: Demo) -> None:
         self.name, self.demo = name, demo
@@ -291,7 +280,8 @@ class Host:
         self.address = ipaddress.ip_address(OUTER[name])
         config = parse_config(demo_config(name, self.peer, demo.version),
                               f"<demo host {name}>")  # fmt: skip
-        self.stack = Stack(emit=self._from_stack)
+        self.node = Node(config.connections, observer=self)
+        self.stack, self.keymgr = self.node.stack, self.node.keymgr
         for policy in config.policies:
             self.stack.spd.add(policy)
         self.tun = MemoryTun(f"{name}-tun")
@@ -300,8 +290,6 @@ class Host:
         self.dataplane = MemoryDataplane(self.stack, self.tun, udp, on_ike=self._ike_4500)
         sadb = self.stack.sadb
         sadb.on_outbound_release = self._released(sadb.on_outbound_release)
-        self.keymgr = KeyManager(config.connections, self._pfkey_call)
-        self.inbox: list[PfkeyMessage] = []  # from the stack, for the key manager
         self.sent = 0  # cleartext packets the host gave its stack
         self.received: list[bytes] = []  # cleartext packets the stack gave the host
         self.expires: list[dict[str, Any]] = []
@@ -315,36 +303,29 @@ class Host:
     def say(self, text: str) -> None:
         self.demo.event(self.name, text)
 
-    # -- PF_KEY, both ways, as bytes -------------------------------------------------------
+    # -- PF_KEY, both ways, as the node carries it --------------------------------------
 
-    def _pfkey_call(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
-        answered = msg.msg_type in (SadbMsgType.GETSPI, SadbMsgType.X_INVERSE_ACQUIRE)
-        if not answered:  # said first: an ADD releases held packets as it goes
+    def request(self, msg: PfkeyMessage) -> None:
+        if not _answered(msg):  # said first: an ADD releases held packets as it goes
             self.say(f"keymgr → stack: {_request_text(msg, self.acquires)}")
-        replies = self.stack.handle_pfkey(decode(msg.encode()), self.demo.now)
-        mine = [decode(r.message.encode()) for r in replies if r.audience in _TO_KEYMGR]
-        if answered:
-            self.say(f"keymgr → stack: {_request_text(msg, self.acquires, mine)}")
-        for reply in mine:
+
+    def replied(self, msg: PfkeyMessage, replies: list[PfkeyMessage]) -> None:
+        if _answered(msg):
+            self.say(f"keymgr → stack: {_request_text(msg, self.acquires, replies)}")
+        for reply in replies:
             if reply.errno:
                 self.say(f"stack → keymgr: {SadbMsgType(reply.msg_type).name} refused, "
                          f"errno {reply.errno}, diagnostic {reply.diagnostic}")  # fmt: skip
-        return mine
 
-    def _from_stack(self, replies: list[PfkeyReply]) -> None:
-        for reply in replies:
-            if reply.audience not in _FROM_STACK:
-                continue
-            msg = decode(reply.message.encode())
-            text = _stack_text(msg)
-            if text is None:
-                continue
-            self.say(f"stack: {text}")
-            if msg.msg_type == SadbMsgType.EXPIRE:
-                self.expires.append(_expire_record(msg, self.demo.elapsed))
-            elif msg.msg_type == SadbMsgType.ACQUIRE:
-                self.acquires.add(msg.seq)
-            self.inbox.append(msg)
+    def emitted(self, msg: PfkeyMessage) -> None:
+        text = _stack_text(msg)
+        if text is None:
+            return
+        self.say(f"stack: {text}")
+        if msg.msg_type == SadbMsgType.EXPIRE:
+            self.expires.append(_expire_record(msg, self.demo.elapsed))
+        elif msg.msg_type == SadbMsgType.ACQUIRE:
+            self.acquires.add(msg.seq)
 
     def _released(self, release: ReleaseFn) -> ReleaseFn:
         def released(sa: SecurityAssociation, packet: bytes) -> None:
@@ -381,13 +362,8 @@ class Host:
     def turn(self) -> bool:
         """Let everything at this host act once at the demo's time; True if anything did."""
         now = self.demo.now
-        moved = False
-        inbox, self.inbox = self.inbox, []
-        for msg in inbox:
-            self.demo.active = self
-            self.keymgr.pfkey_message(msg, now)
-            moved = True
         self.demo.active = self
+        moved = self.node.deliver(now) > 0
         self.keymgr.handle_timer(now)
         for data, (host, port) in self.ike.recv_batch():
             self.keymgr.receive_ike(data, (host, port), self.address, now)
@@ -409,7 +385,7 @@ class Host:
             while self.next_age <= now:
                 self.next_age += AGE_INTERVAL
         self._keymgr_news()
-        moved |= self._flush_ike() or bool(self.inbox)
+        moved |= self._flush_ike() or self.node.pending
         for packet in self.tun.take():
             moved = True
             self.received.append(packet)
@@ -424,10 +400,10 @@ class Host:
     def _keymgr_news(self) -> None:
         """IKE SAs established and CHILD_SAs installed since the last look."""
         for spi, session in self.keymgr.sessions.items():
-            if session.state.value == "established" and spi not in self._known_ike:
+            if session.phase is Phase.ESTABLISHED and spi not in self._known_ike:
                 self._known_ike.add(spi)
                 encap = ", UDP-encapsulated" if session.natted else ""
-                suite = format_ike_proposal(_suite_of(session))
+                suite = format_ike_proposal(session.suite)
                 kind = "IKE_SA" if self.demo.version == 2 else "ISAKMP SA"
                 self.say(f"keymgr: {kind} established, {suite}{encap}")
         for spi_in, child in self.keymgr.children.items():
@@ -448,7 +424,7 @@ class Host:
         for record in status["ike_sas"]:
             record["host"] = self.name
             session = self.keymgr.sessions.get(bytes.fromhex(record["spi_i"]))
-            record["proposal"] = format_ike_proposal(_suite_of(session)) if session else ""
+            record["proposal"] = format_ike_proposal(session.suite) if session else ""
         for record in status["child_sas"]:
             record["host"] = self.name
             sa_in = self.sa_state(record["spi_in"], OUTER[self.name])
@@ -479,16 +455,14 @@ def _echo_order(host: Host) -> list[int]:
     return [e.seq for p in host.received if (e := parse_echo(p)) is not None and not e.reply]
 
 
-def _suite_of(session: Session) -> Suite:
-    """The IKE SA's suite, from either version's session."""
-    if isinstance(session, IkeV1Session):
-        return session.choice.suite() if session.choice is not None else ()
-    return session.suite
-
-
 def _spi_of(msg: PfkeyMessage) -> int | None:
     ext = msg.find(ExtType.SA)
     return ext.spi if isinstance(ext, SadbSa) else None
+
+
+def _answered(msg: PfkeyMessage) -> bool:
+    """A request whose reply the ladder tells with it (the SPI given, the policy found)."""
+    return msg.msg_type in (SadbMsgType.GETSPI, SadbMsgType.X_INVERSE_ACQUIRE)
 
 
 def _request_text(

@@ -1,5 +1,5 @@
-"""Two key managers, each joined to its own stack by PF_KEY bytes only, IKE carried in
-memory: a trap policy's ACQUIRE brings up the SAs in both stacks; COOKIEs under load."""
+"""Two nodes, each a key manager joined to its own stack by PF_KEY bytes only, IKE carried
+in memory: a trap policy's ACQUIRE brings up the SAs in both stacks; COOKIEs under load."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import pytest
 
 from larval.daemon.config import parse_config
 from larval.keymgr.manager import KeyManager
-from larval.pfkey import PfkeyMessage, SadbMsgType, SaState, decode
-from larval.sadb import Audience, PfkeyReply
-from larval.stack import Stack
+from larval.node import Node
+from larval.pfkey import SadbMsgType, SaState, decode
 from larval.stack.packet_path import Datagram, PacketPath
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -96,34 +95,27 @@ class Host:
             for c in cfg.connections
         ]
         self.addr = ipaddress.ip_address(OUTER[me])
-        self.stack = Stack(emit=self._from_stack)
+        self.node = Node(conns)
+        self.stack = self.node.stack
         for policy in cfg.policies:
             self.stack.spd.add(policy)
         self.esp: list[Datagram] = []
         self.delivered: list[bytes] = []
         self.path = PacketPath(self.stack, send=self.esp.append, deliver=self.delivered.append)
-        self.keymgr = KeyManager(conns, self._pfkey)
-        self.inbox: list[PfkeyMessage] = []
-        self.now = 0.0  # the stack's clock for PF_KEY requests (an SA's add time)
 
-    def _pfkey(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
-        replies = self.stack.handle_pfkey(decode(msg.encode()), self.now)
-        keep = (Audience.SENDER, Audience.ALL)
-        return [decode(r.message.encode()) for r in replies if r.audience in keep]
-
-    def _from_stack(self, replies: list[PfkeyReply]) -> None:
-        wanted = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)
-        self.inbox += [decode(r.message.encode()) for r in replies if r.audience in wanted]
+    @property
+    def keymgr(self) -> KeyManager:
+        return self.node.keymgr
 
     def pump(self, now: float) -> None:
-        while self.inbox:
-            self.keymgr.pfkey_message(self.inbox.pop(0), now)
+        """ACQUIREs and EXPIREs the stack sent since the last look, to the key manager."""
+        while self.node.deliver(now):
+            pass
 
 
 def carry(a: Host, b: Host, now: float, *, a_port: int = 4500) -> int:
     """IKE datagrams both ways until quiet; A's arrive from `a_port` (a NAT's doing)."""
     moved = 0
-    a.now = b.now = now
     for _ in range(100):
         a.pump(now)
         b.pump(now)
@@ -212,14 +204,15 @@ def test_ikev1_quick_mode_when_the_stack_refuses_getspi(caplog: pytest.LogCaptur
     """The responder's stack refuses the GETSPI for QM1: QM1 is dropped and logged, nothing
     raises, the ISAKMP SA stays, and no LARVAL SA is left behind."""
     a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
-    refuse = b._pfkey
+    port = b.node.pfkey
 
-    def no_spis(msg: PfkeyMessage) -> list[PfkeyMessage]:
+    def no_spis(request: bytes) -> list[bytes]:
+        msg = decode(request)
         if msg.msg_type == SadbMsgType.GETSPI:
-            return [dataclasses.replace(msg, errno=errno.ENOMEM, extensions=())]
-        return refuse(msg)
+            return [dataclasses.replace(msg, errno=errno.ENOMEM, extensions=()).encode()]
+        return port(request)
 
-    b.keymgr = KeyManager(list(b.keymgr.connections.values()), no_spis)
+    b.node.keymgr = KeyManager(list(b.keymgr.connections.values()), no_spis)
     a.keymgr.start(0.0)
     b.keymgr.start(0.0)
     a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
@@ -535,7 +528,6 @@ def _exchange_until_qm2(a: Host, b: Host, qm_rtt: float) -> float:
     """A's first packet ACQUIREs; Main Mode at once, then QM1 at 0.0 and QM2 back at
     `qm_rtt`; A has sent QM3 then, which is held. Returns the time QM2 arrived."""
     a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
-    a.now = b.now = 0.0
     for _ in range(20):
         a.pump(0.0)
         b.pump(0.0)
@@ -544,7 +536,6 @@ def _exchange_until_qm2(a: Host, b: Host, qm_rtt: float) -> float:
         qm = [m for m in out if len(m[2][0]) > 17 and m[2][0][18] == 32]  # Quick Mode
         for src, dst, (data, _) in out:
             if (src, dst, (data, _)) in qm and src is b:
-                a.now = qm_rtt
                 a.keymgr.receive_ike(data, (str(b.addr), 4500), a.addr, qm_rtt)  # QM2
                 a.keymgr.datagrams_to_send()  # QM3, kept from B
                 return qm_rtt
@@ -566,10 +557,8 @@ def test_ikev1_outbound_sa_waits_a_round_trip_after_qm3(qm_rtt: float) -> None:
     out_spi = int(child["spi_out"], 16)
     assert a.stack.sadb.lookup_esp(out_spi, b.addr.packed) is None and a.esp == []
     assert a.keymgr.get_timer() == pytest.approx(at + wait)
-    a.now = at + wait - 0.001
     a.keymgr.handle_timer(at + wait - 0.001)
     assert a.stack.sadb.lookup_esp(out_spi, b.addr.packed) is None and a.esp == []
-    a.now = at + wait
     a.keymgr.handle_timer(at + wait)
     assert a.stack.sadb.lookup_esp(out_spi, b.addr.packed) is not None
     assert len(a.esp) == 1  # the first packet, held since the ACQUIRE, leaves now

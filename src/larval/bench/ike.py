@@ -8,12 +8,12 @@ kernel-libipsec installs only UDP-encapsulated SAs), so IKE_AUTH moves to UDP 45
 RFC 7296 §2.23 says. `in_flight` setups are kept under way until `n` are done.
 
 larval: two processes, each a `Stack` and a `KeyManager` joined by PF_KEY messages that
-are encoded and decoded at the boundary as `larval run` does, with UDP 500 and 4500
-sockets on 127.0.0.1 and 127.0.0.2 in a network namespace of their own (IKE's ports are
-fixed at 500 and 4500). The initiator calls `KeyManager.initiate` for one connection
-again and again: each call is a new IKE SA with a new SPI. Time runs from the first
-IKE_SA_INIT to the last CHILD_SA installed on either side; CPU is the two processes'
-`time.process_time` over the same span.
+are encoded and decoded at the boundary as `larval run` does (a `larval.node.Node`),
+with UDP 500 and 4500 sockets on 127.0.0.1 and 127.0.0.2 in a network namespace of their
+own (IKE's ports are fixed at 500 and 4500). The initiator calls `KeyManager.initiate`
+for one connection again and again: each call is a new IKE SA with a new SPI. Time runs
+from the first IKE_SA_INIT to the last CHILD_SA installed on either side; CPU is the two
+processes' `time.process_time` over the same span.
 
 strongSwan: charon with kernel-libipsec in each of two namespaces joined by a veth pair
 (two charons cannot share a namespace: both bind UDP 500). Debian builds no load-tester
@@ -55,9 +55,7 @@ from larval.esp import NON_ESP_MARKER
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
 from larval.net.netns import Netns, veth_pair
-from larval.pfkey import PfkeyMessage, decode
-from larval.sadb import Audience
-from larval.stack import Stack
+from larval.node import Node
 
 IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
 ESP_PROPOSAL = "aes128gcm16"
@@ -67,7 +65,6 @@ LOOPBACK = {"i": "127.0.0.1", "r": "127.0.0.2"}
 OUTER = {"i": "192.0.2.1", "r": "192.0.2.2"}
 INNER = {"i": "198.51.100.1", "r": "203.0.113.1"}
 TIMER_PERIOD = 0.1  # s between retransmission/expiry checks of every IKE SA
-_TO_US = (Audience.SENDER, Audience.ALL)
 
 
 # -- larval ----------------------------------------------------------------------------
@@ -94,20 +91,13 @@ def _config(me: str, peer: str) -> dict[str, Any]:
     }
 
 
-class _Side:
+def _node(me: str, peer: str) -> Node:
     """One larval peer: a stack and a key manager that meet only in PF_KEY bytes."""
-
-    def __init__(self, me: str, peer: str) -> None:
-        config = parse_config(_config(me, peer), f"ike-bench-{me}")
-        self.stack = Stack()
-        for policy in config.policies:
-            self.stack.spd.add(policy)
-        self.keymgr = KeyManager(config.connections, self._pfkey_call)
-
-    def _pfkey_call(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
-        # As `larval run`: encoded and decoded both ways, as if a socket lay between.
-        replies = self.stack.handle_pfkey(decode(msg.encode()), time.time())
-        return [decode(r.message.encode()) for r in replies if r.audience in _TO_US]
+    config = parse_config(_config(me, peer), f"ike-bench-{me}")
+    node = Node(config.connections)
+    for policy in config.policies:
+        node.stack.spd.add(policy)
+    return node
 
 
 def _bind(address: str, port: int) -> socket.socket:
@@ -137,10 +127,9 @@ def _peer(
     results: Pipe,
 ) -> None:
     """A process's whole life: set up, wait for the other, run, report."""
-    side = _Side(me, peer)
-    keymgr = side.keymgr
+    keymgr = _node(me, peer).keymgr
     natt = sockets[1]
-    local = side.keymgr.connections["bench"].ike.local_addr
+    local = keymgr.connections["bench"].ike.local_addr
     initiator = me == "i"
     started = 0
     first = last = 0.0

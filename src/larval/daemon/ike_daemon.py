@@ -1,9 +1,10 @@
 """`larval run -c FILE`: the stack, its dataplane and the IKE key manager in one process.
 
 The key manager and the stack meet only in PF_KEY messages, encoded and decoded at the
-boundary as if a socket lay between them: requests go in as bytes and the replies come
-back as bytes; what the stack originates (ACQUIRE, EXPIRE) reaches the key manager the
-same way. IKE runs on UDP 500 and, behind the non-ESP marker, on the dataplane's UDP
+boundary as if a socket lay between them (`larval.node.Node`): requests go in as bytes and
+the replies come back as bytes; what the stack originates (ACQUIRE, EXPIRE) reaches the
+key manager the same way, handed from the dataplane's and the ager's threads to the event
+loop. IKE runs on UDP 500 and, behind the non-ESP marker, on the dataplane's UDP
 4500 socket (RFC 3948 §2.2); asyncio drives it, the dataplane keeps its own threads.
 """
 
@@ -30,19 +31,15 @@ from larval.daemon.reload import (
 from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
 from larval.ike import IKE_PORT, NAT_T_PORT
-from larval.keymgr.manager import KeyManager
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
-from larval.pfkey import PfkeyMessage, decode
-from larval.sadb import Audience, PfkeyReply
+from larval.node import Node
 from larval.spd import SpdError
 
 log = logging.getLogger("larval.daemon")
 
 TICK = 0.1  # seconds between IKE timer checks
 NAT_T_PEERS_KEPT = 4096  # peer (address, port)s last heard on UDP 4500
-_TO_US = (Audience.SENDER, Audience.ALL)
-_FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)
 
 
 class _IkeProtocol(asyncio.DatagramProtocol):
@@ -89,8 +86,12 @@ class IkeDaemon(StackService):
         super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane, options)
         for policy in cfg.policies:
             self.stack.spd.add(policy)
-        self.keymgr = KeyManager(cfg.connections, self._pfkey_call)
-        self.add_listener(self._from_stack)
+        # Other PF_KEY clients see what the key manager does, as on one keysock.
+        broadcast = self.pfkey.emit if self.pfkey is not None else None
+        self.node = Node(cfg.connections, stack=self.stack, broadcast=broadcast,
+                         wake=self._wake)  # fmt: skip
+        self.keymgr = self.node.keymgr
+        self.add_listener(self.node.stack_emitted)
         self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ike500: dict[str, _IkeProtocol] = {}
@@ -101,25 +102,16 @@ class IkeDaemon(StackService):
         self._nat_t_peers: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
 
-    # -- PF_KEY between the key manager and the stack -----------------------------------
+    # -- PF_KEY from the stack -----------------------------------------------------------
 
-    def _pfkey_call(self, msg: PfkeyMessage) -> list[PfkeyMessage]:
-        replies = self.stack.handle_pfkey(decode(msg.encode()), time.time())
-        if self.pfkey is not None:
-            # Other PF_KEY clients see what the key manager does, as on one keysock.
-            self.pfkey.emit([r for r in replies if r.audience is Audience.ALL])
-        return [decode(r.message.encode()) for r in replies if r.audience in _TO_US]
+    def _wake(self) -> None:
+        """ACQUIRE or EXPIRE queued for the key manager; from any thread (the dataplane's,
+        the ager's): it is handed over on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._deliver_to_keymgr)
 
-    def _from_stack(self, replies: list[PfkeyReply]) -> None:
-        """ACQUIRE and EXPIRE; from any thread (the dataplane's, the ager's)."""
-        wanted = [decode(r.message.encode()) for r in replies if r.audience in _FROM_STACK]
-        if wanted and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._deliver_to_keymgr, wanted)
-
-    def _deliver_to_keymgr(self, messages: list[PfkeyMessage]) -> None:
-        now = time.time()
-        for msg in messages:
-            self.keymgr.pfkey_message(msg, now)
+    def _deliver_to_keymgr(self) -> None:
+        self.node.deliver(time.time())
         self._flush()
 
     # -- IKE datagrams ---------------------------------------------------------------------

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from larval.crypto.ike_keys import ChildSaKeys
 from larval.ike.config import ChildConfig, IPNetwork, Suite
+
+if TYPE_CHECKING:
+    from larval.ike.sa import IkeSa
 
 __all__ = [
     "ChildSaDown",
@@ -26,6 +30,12 @@ class IkeSaUp:
     suite: Suite
     initiator: bool
     natted: bool  # NAT detected, or encap forced: ESP and IKE in UDP 4500
+    # IKEv1, which reauthenticates instead of rekeying: this ISAKMP SA replaces the others
+    # with the peer and takes over their CHILD_SAs (`larval.ike.sa.IkeSa.adopt_children`).
+    takes_over: bool = False
+    # The peer sent INITIAL-CONTACT: it has forgotten the others, which go now, CHILD_SAs
+    # and all.
+    initial_contact: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,10 @@ class IkeSaDown:
 
 @dataclass(frozen=True)
 class IkeSaRekeyed:
-    """The IKE SA was replaced by `new` (an `IkeSession`), which now holds the CHILD_SAs;
-    the old one goes as soon as its DELETE is through."""
+    """The IKE SA was replaced by `new` (IKEv2), which now holds the CHILD_SAs; the old
+    one goes as soon as its DELETE is through."""
 
-    new: object
+    new: IkeSa
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ from larval.ike.events import (
     IkeSaReauthDue,
     IkeSaUp,
 )
+from larval.ike.sa import Phase
 from larval.ike.transport import (
     IkeTransport,
     OverTransport,
@@ -189,6 +190,21 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+#: Each state as `larval.ike.sa.Phase` names it for the key manager.
+_PHASES = {
+    State.IDLE: Phase.IDLE,
+    State.MM1_SENT: Phase.CONNECTING,
+    State.MM2_SENT: Phase.CONNECTING,
+    State.MM3_SENT: Phase.CONNECTING,
+    State.MM4_SENT: Phase.CONNECTING,
+    State.MM5_SENT: Phase.CONNECTING,
+    State.AM1_SENT: Phase.CONNECTING,
+    State.AM2_SENT: Phase.CONNECTING,
+    State.ESTABLISHED: Phase.ESTABLISHED,
+    State.REKEYED: Phase.REPLACED,
+    State.CLOSED: Phase.CLOSED,
+}
+
 MM, AM, QM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE, ExchangeType.QUICK_MODE
 
 #: (state, exchange) -> the method that takes the message. Informational exchanges are
@@ -209,7 +225,7 @@ TRANSITIONS: dict[tuple[State, ExchangeType], str] = {
 
 
 class _ChildSa:
-    __slots__ = ("config", "spi_in", "spi_out", "suite")
+    __slots__ = ("config", "renewed", "spi_in", "spi_out", "suite")
 
     def __init__(
         self, config: ChildConfig, spi_in: int, spi_out: int, suite: tuple[Ikev2Transform, ...]
@@ -218,6 +234,7 @@ class _ChildSa:
         self.spi_in = spi_in
         self.spi_out = spi_out
         self.suite = suite
+        self.renewed = False  # a newer Quick Mode for the same child replaces it
 
 
 @dataclass
@@ -315,6 +332,17 @@ class IkeV1Session(OverTransport):
         self._reauth_at: float | None = None  # IkeSaReauthDue
         self._expire_at: float | None = None  # the agreed lifetime: DELETE
         self._retire_at: float | None = None  # REKEYED: DELETE
+
+    version = 1
+
+    @property
+    def phase(self) -> Phase:
+        return _PHASES[self.state]
+
+    @property
+    def suite(self) -> tuple[Ikev2Transform, ...]:
+        """The Phase 1 suite chosen, in IKEv2 numbering; () until then."""
+        return self.choice.suite() if self.choice is not None else ()
 
     @property
     def fragmentation(self) -> bool:
@@ -474,6 +502,18 @@ class IkeV1Session(OverTransport):
             )
         self._quick_mode_1(child, now)
 
+    def rekey_child(self, spi_in: int, now: float) -> bool:
+        """IKEv1 has no rekey exchange: a new Quick Mode for the same child, and the old SAs
+        run out at their hard lifetime (RFC 2409 §5.5). Both SAs of the pair expire, and
+        either end may start it: only the first soft EXPIRE of a CHILD_SA that no newer
+        Quick Mode replaced yet starts one."""
+        child = self.children.get(spi_in)
+        if child is None or child.renewed:
+            return False
+        child.renewed = True
+        self.create_child(child.config, now)
+        return True
+
     def delete(self, now: float, reason: str = "deleted") -> None:
         """D(ESP) for every IPsec SA, then D(ISAKMP): everything goes (RFC 2408 §3.15)."""
         if self.state in (State.ESTABLISHED, State.REKEYED):
@@ -497,6 +537,10 @@ class IkeV1Session(OverTransport):
         replaces: their DELETE, renewal and status go through this one now. Returns their
         inbound SPIs."""
         moved = list(old.children)
+        # A Quick Mode that finished on `old` after it was replaced renews this one's.
+        names = {child.config.name for child in old.children.values()}
+        for child in self.children.values():
+            child.renewed = child.renewed or child.config.name in names
         self.children.update(old.children)
         old.children.clear()
         return moved
@@ -900,8 +944,9 @@ class IkeV1Session(OverTransport):
         self._schedule(now)
         log.info("%s: ISAKMP SA established", self._name())
         self._events.append(
-            IkeSaUp(self.spi_i, self.spi_r, self.choice.suite(), self.initiator, self.natted)
-        )
+            IkeSaUp(self.spi_i, self.spi_r, self.choice.suite(), self.initiator, self.natted,
+                    takes_over=True, initial_contact=self.peer_initial_contact)
+        )  # fmt: skip
         if self._pending_child is not None:
             if self.aggressive and self.initiator:
                 # Nothing answers AM3: QM1 waits until AM3 has reached the peer.
@@ -1147,7 +1192,7 @@ class IkeV1Session(OverTransport):
         up = replace(
             self._child_sa_up(qm, choice, spi_out, shared), outbound_after=_delivery_wait(rtt)
         )
-        self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
+        self._add_child(up)
         self._events.append(up)
         digest = hash3(self._prf, self._keys.skeyid_a, qm.message_id, qm.nonce_i, qm.nonce_r)
         datagram, _ = self._seal(self._message(QM, (HashPayload(digest),), qm.message_id), iv)
@@ -1164,8 +1209,15 @@ class IkeV1Session(OverTransport):
         self._transport.answered(qm.message_id)
         del self._quick[qm.message_id]
         up = qm.up
-        self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
+        self._add_child(up)
         self._events.append(up)
+
+    def _add_child(self, up: ChildSaUp) -> None:
+        """A Quick Mode for a child, started by either end, replaces the SAs it had: their
+        soft EXPIREs need not start another one (`rekey_child`)."""
+        for child in self.children.values():
+            child.renewed = child.renewed or child.config.name == up.child.name
+        self.children[up.spi_in] = _ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
 
     def _choose_esp(
         self, sa: SaPayload, policy: ChildConfig, with_ke: bool

@@ -80,6 +80,7 @@ from larval.ike.events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
+from larval.ike.sa import Phase
 from larval.ike.transport import (
     IkeTransport,
     OverTransport,
@@ -116,6 +117,7 @@ from larval.ikev2.payloads import (
     SkfPayload,
 )
 from larval.ikev2.sa_payload import Proposal, SaPayload
+from larval.ikev2.stateless import init_error
 from larval.ikev2.ts_payload import TsPayload
 
 Address = tuple[str, int]
@@ -132,6 +134,17 @@ class State(enum.Enum):
     DELETING = "deleting"
     CLOSED = "closed"
 
+
+#: Each state as `larval.ike.sa.Phase` names it for the key manager.
+_PHASES = {
+    State.IDLE: Phase.IDLE,
+    State.INIT_SENT: Phase.CONNECTING,
+    State.AUTH_SENT: Phase.CONNECTING,
+    State.INIT_DONE: Phase.HALF_OPEN,
+    State.ESTABLISHED: Phase.ESTABLISHED,
+    State.DELETING: Phase.DELETING,
+    State.CLOSED: Phase.CLOSED,
+}
 
 #: (state, exchange, is_response) the session accepts; anything else is dropped and
 #: logged as out of place (RFC 7296 §2.21: no reply to an unexpected response).
@@ -241,6 +254,13 @@ class IkeSession(OverTransport):
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
+        self._delete_reason = "deleted"
+
+    version = 2
+
+    @property
+    def phase(self) -> Phase:
+        return _PHASES[self.state]
 
     @property
     def fragmentation(self) -> bool:
@@ -303,20 +323,23 @@ class IkeSession(OverTransport):
 
     # -- user calls ------------------------------------------------------------------------
 
-    def initiate(self, child: ChildConfig, now: float) -> None:
+    def initiate(self, child: ChildConfig | None, now: float) -> None:
         """Start IKE_SA_INIT; the CHILD_SA `child` comes with IKE_AUTH."""
         if not self.initiator or self.state is not State.IDLE:
             raise IkeProtocolError(NotifyType.INVALID_SYNTAX, f"cannot initiate in {self.state}")
+        if child is None:
+            raise IkeProtocolError(NotifyType.INVALID_SYNTAX, "IKE_AUTH carries a CHILD_SA")
         self._pending_child = child
         self._dh_group = _first_dh(self.config.proposals)
         self._send_init(now)
         self._deadline = now + self.config.half_open_timeout
 
-    def delete(self, now: float) -> None:
+    def delete(self, now: float, reason: str = "deleted") -> None:
         """INFORMATIONAL { D(IKE) }: the IKE SA and all its CHILD_SAs go."""
         if self.state is not State.ESTABLISHED:
-            self._close("deleted before it was established", now)
+            self._close(f"{reason} before it was established", now)
             return
+        self._delete_reason = reason
         self.state = State.DELETING
         self._send_request(ExchangeType.INFORMATIONAL, (DeletePayload(ProtocolId.IKE),), now)
 
@@ -357,6 +380,18 @@ class IkeSession(OverTransport):
         self._rekeying.add(spi_in)
         self._request_child(child.config, child, now)
         return True
+
+    # IKEv2 rekeys its IKE SA in place (CREATE_CHILD_SA, RFC 7296 §1.3.2), CHILD_SAs and
+    # all: the reauthentication steps of `larval.ike.sa.IkeSa` have nothing to do here.
+
+    def adopt_children(self, old: IkeSession) -> list[int]:
+        return []
+
+    def retire(self, now: float) -> None:
+        return
+
+    def reauth_failed(self, now: float) -> None:
+        return
 
     def _request_child(self, config: ChildConfig, old: ChildSa | None, now: float) -> None:
         spi_in = self._allocate_spi()
@@ -972,10 +1007,7 @@ class IkeSession(OverTransport):
 
     def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
         """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
-        response = IkeMessage(
-            message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
-            (NotifyPayload(ProtocolId.NONE, NotifyType(notify), b"", data),),
-        )  # fmt: skip
+        response = init_error(message.spi_i, notify, data)
         self._log_message("sending", response)
         self._transport.send(self._transport.frame(response), addr)
 
@@ -1213,7 +1245,8 @@ class IkeSession(OverTransport):
     def _informational_response(self, message: IkeMessage, now: float) -> None:
         if self.state is State.DELETING:
             # A rekeyed SA's CHILD_SAs live on in its successor: none go down here.
-            self._close("deleted" if not self._ike_rekey_started else "replaced by a rekey", now)
+            rekeyed = self._ike_rekey_started
+            self._close(self._delete_reason if not rekeyed else "replaced by a rekey", now)
         elif self.config.dpd_delay:
             self._deadline = min(now + self.config.dpd_delay, self._rekey_at or float("inf"))
 

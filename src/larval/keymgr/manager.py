@@ -1,10 +1,15 @@
 """The key manager: IKE sessions on one side, the stack's PF_KEY on the other.
 
-Sans-I/O. PF_KEY requests go through `pfkey`, a callable that takes a message and
-returns the replies meant for this key manager (in the daemon, bytes through the
-stack's PF_KEY handling); messages the stack originates (ACQUIRE, EXPIRE) arrive via
+Sans-I/O. PF_KEY is bytes at this edge, as if a socket lay between the key manager and
+the stack: requests are encoded here and go through `pfkey`, a `PfkeyPort` that answers
+with the encoded replies meant for this key manager (`larval.node.Node` joins it to a
+stack); messages the stack originates (ACQUIRE, EXPIRE) arrive encoded via
 `pfkey_message`. IKE datagrams arrive via `receive_ike` and leave via
-`datagrams_to_send`; time through `handle_timer` and `get_timer`.
+`datagrams_to_send`; time through `handle_timer` and `get_timer`. `now` is the time of
+the call being served, and the stack's for the PF_KEY requests that call makes.
+
+IKE SAs are `larval.ike.sa.IkeSa` of either version; `larval.keymgr.versions` reads a
+datagram for no IKE SA, refuses it or builds the session it opens.
 
 The flow, as the seed's racoon2 port does it on OpenSolaris: an extended ACQUIRE
 (every alternative of the policy) starts an IKE SA as initiator; as responder, an
@@ -16,8 +21,6 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import logging
 import os
@@ -30,6 +33,7 @@ from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformTy
 from larval.crypto.proposals import EspProposal
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import ChildConfig, IkeConfig, Suite
+from larval.ike.datagram import version_of
 from larval.ike.errors import IkeNotifyError
 from larval.ike.events import (
     ChildSaDown,
@@ -40,21 +44,9 @@ from larval.ike.events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
-from larval.ikev1.constants import ExchangeType as V1Exchange
-from larval.ikev1.constants import NotifyType as V1Notify
-from larval.ikev1.constants import ProtocolId as V1Protocol
-from larval.ikev1.errors import IkeV1ProtocolError
-from larval.ikev1.message import IkeV1Message
-from larval.ikev1.message import decode_header as decode_v1_header
-from larval.ikev1.payloads import NotifyPayload as V1NotifyPayload
-from larval.ikev1.session import IKE_LIFETIME, IkeV1Session
-from larval.ikev1.session import State as V1State
-from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
-from larval.ikev2.errors import IkeProtocolError
-from larval.ikev2.message import IkeMessage, decode_header, decode_message
+from larval.ike.sa import IkeSa, Phase
 from larval.ikev2.negotiate import suite_get
-from larval.ikev2.payloads import NoncePayload, NotifyPayload
-from larval.ikev2.session import IkeSession, State
+from larval.ikev2.stateless import Cookies
 from larval.keymgr.pfkey_side import (
     AcquireError,
     ChildKeys,
@@ -68,17 +60,17 @@ from larval.keymgr.pfkey_side import (
     natt_update,
     parse_policy_request,
 )
+from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks, Start
 from larval.lograte import LogLimiter
-from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa
+from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa, decode
 
 log = logging.getLogger("larval.ike")
-
-COOKIE_SECRET_LIFETIME = 300.0  # seconds
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[str, int]
-PfkeyCall = Callable[[PfkeyMessage], list[PfkeyMessage]]
+#: The key manager's PF_KEY: an encoded request in, the encoded replies meant for it out.
+PfkeyPort = Callable[[bytes], list[bytes]]
 
 
 @dataclass(frozen=True)
@@ -90,17 +82,6 @@ class Connection:
     start_action: dict[str, str] = field(default_factory=dict)  # child name -> none|trap|start
     version: int = 2  # 1, 2, or 0: initiate IKEv2, respond to both (swanctl's `version`)
     aggressive: bool = False  # IKEv1 Aggressive Mode instead of Main Mode
-
-
-Session = IkeSession | IkeV1Session
-
-#: IKEv1's first byte of the version field (RFC 2408 §3.1): major 1, minor 0.
-ISAKMP_VERSION = 0x10
-
-
-def _is(session: Session, state: str) -> bool:
-    """The session's state by name: both IKE versions have established and closed."""
-    return bool(session.state.value == state)
 
 
 @dataclass
@@ -117,7 +98,6 @@ class ChildRecord:
     local_ts: tuple[IPNetwork, ...]
     remote_ts: tuple[IPNetwork, ...]
     installed: float
-    renewed: bool = False  # IKEv1: a Quick Mode already replaces it (one per soft EXPIRE pair)
     natt_port: int = 0  # where the outbound SA sends ESP in UDP (0: plain ESP)
 
 
@@ -151,14 +131,14 @@ class KeyManager:
     def __init__(
         self,
         connections: list[Connection],
-        pfkey: PfkeyCall,
+        pfkey: PfkeyPort,
         *,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.connections = {c.ike.name: c for c in connections}
         self._pfkey = pfkey
         self._random = random_bytes
-        self.sessions: dict[bytes, Session] = {}  # by SPIi (IKEv1: CKY-I)
+        self.sessions: dict[bytes, IkeSa] = {}  # by SPIi (IKEv1: CKY-I)
         self._session_conn: dict[bytes, Connection] = {}
         self._requests: dict[int, PolicyRequest] = {}  # ACQUIRE seq -> what it asked
         # Outbound SAs to ADD later, by their CHILD_SA's inbound SPI: (when, the ADD).
@@ -167,10 +147,8 @@ class KeyManager:
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
         self._half_open_spis: set[bytes] = set()  # responder sessions after IKE_SA_INIT
-        self._replacing: dict[bytes, IkeV1Session] = {}  # IKEv1 reauthentication -> the old
-        self._secrets: dict[int, bytes] = {}
-        self._secret_version = 0
-        self._secret_since = 0.0
+        self._replacing: dict[bytes, IkeSa] = {}  # IKEv1 reauthentication -> the old
+        self._cookies = Cookies(random_bytes)
         self.cookies_sent = 0
         # What anyone can make us say by sending a datagram (an opener we have no
         # connection for, a half-open IKE SA that dies) is logged per source address
@@ -185,12 +163,16 @@ class KeyManager:
         self._seq += 1
         return self._seq
 
+    def _call(self, request: PfkeyMessage) -> list[PfkeyMessage]:
+        """A PF_KEY request, encoded here, and the stack's replies to it, decoded here."""
+        return [decode(reply) for reply in self._pfkey(request.encode())]
+
     # -- start ---------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
         """Extended REGISTER, then the CHILD_SAs configured with start_action = start."""
         self.now = now
-        self._pfkey(extended_register(self._next_seq(), self.pid))
+        self._call(extended_register(self._next_seq(), self.pid))
         for conn in self.connections.values():
             for child in conn.children:
                 if conn.start_action.get(child.name) == "start":
@@ -198,6 +180,7 @@ class KeyManager:
 
     def initiate(self, conn_name: str, child_name: str | None, now: float) -> None:
         """`larval up`: a new IKE SA for the connection, with the named CHILD_SA."""
+        self.now = now
         conn = self.connections[conn_name]
         child = next((c for c in conn.children if child_name in (None, c.name)), None)
         if child is None:
@@ -205,20 +188,13 @@ class KeyManager:
         self._start_session(conn, child, now)
 
     def _start_session(self, conn: Connection, child: ChildConfig, now: float) -> None:
-        session: Session
-        if conn.version == 1:
-            # INITIAL-CONTACT only when there is no ISAKMP SA with the peer (as strongSwan):
-            # the peer deletes everything it has with us when it sees one.
-            session = self._v1_session(conn, initiator=True,
-                                       initial_contact=not self._v1_sessions(conn))  # fmt: skip
-            first = "Aggressive Mode" if conn.aggressive else "Main Mode"
-        else:
-            session = IkeSession(
-                conn.ike, initiator=True, allocate_spi=lambda: self._getspi(conn.ike),
-                random_bytes=self._random, fragmentation=conn.ike.fragmentation,
-                fragment_size=_message_size(conn.ike),
-            )  # fmt: skip
-            first = "IKE_SA_INIT"
+        # IKEv1's INITIAL-CONTACT only when there is no ISAKMP SA with the peer (as
+        # strongSwan): the peer deletes everything it has with us when it sees one.
+        version = _initiated(conn)
+        others = self._live_sessions(conn, version)
+        session = self._new_session(conn, initiator=True, initial_contact=not others)
+        first = "IKE_SA_INIT" if version == 2 else (
+            "Aggressive Mode" if conn.aggressive else "Main Mode")  # fmt: skip
         self._acquiring.add((conn.ike.name, child.name))
         log.info("%s: initiating %s to %s", conn.ike.name, first, conn.ike.remote_addr)
         session.initiate(child, now)
@@ -226,39 +202,40 @@ class KeyManager:
         self._session_conn[session.spi_i] = conn
         self._drain(session, now)
 
-    def _v1_session(
-        self, conn: Connection, *, initiator: bool, initial_contact: bool = True
-    ) -> IkeV1Session:
-        """An ISAKMP SA for the connection. Its lifetime offered is `rekey_time` and a
-        tenth (strongSwan offers rekey_time + over_time), or RFC 2407's 8 hours."""
-        rekey = conn.ike.rekey_time
-        return IkeV1Session(
-            conn.ike, initiator=initiator, allocate_spi=lambda: self._getspi_v1(conn.ike),
+    def _new_session(
+        self, conn: Connection, *, initiator: bool, version: int | None = None,
+        spi_i: bytes | None = None, initial_contact: bool = True,
+    ) -> IkeSa:  # fmt: skip
+        """A session for the connection, of its version (a responder: the peer's)."""
+        ike = conn.ike
+        hooks = SessionHooks(
+            allocate_spi=lambda: self._getspi(ike),
             child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
-            random_bytes=self._random, aggressive=conn.aggressive,
-            ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
-            initial_contact=initial_contact, fragmentation=conn.ike.fragmentation,
-            fragment_size=_message_size(conn.ike),
-        )  # fmt: skip
+            random_bytes=self._random,
+            fragment_size=_message_size(ike),
+        )
+        start = Start(initiator, spi_i, conn.aggressive, initial_contact)
+        return VERSIONS[version or _initiated(conn)].session(ike, hooks, start)
 
-    def _v1_sessions(
-        self, conn: Connection, *, but: IkeV1Session | None = None
-    ) -> list[IkeV1Session]:
-        """The connection's IKEv1 sessions that are neither closed nor replaced."""
+    def _live_sessions(
+        self, conn: Connection, version: int, *, but: IkeSa | None = None
+    ) -> list[IkeSa]:
+        """The connection's sessions of that version that are neither closed nor replaced."""
         return [
             s for spi, s in self.sessions.items()
-            if isinstance(s, IkeV1Session) and s is not but and self._session_conn[spi] is conn
-            and s.state not in (V1State.CLOSED, V1State.REKEYED)
+            if s.version == version and s is not but and self._session_conn[spi] is conn
+            and s.phase not in (Phase.CLOSED, Phase.REPLACED)
         ]  # fmt: skip
 
-    def _reauthenticate(self, conn: Connection, old: IkeV1Session, now: float) -> None:
+    def _reauthenticate(self, conn: Connection, old: IkeSa, now: float) -> None:
         """IKEv1 has no rekey exchange: a new Main Mode with the peer, without INITIAL-CONTACT;
         once it is up it takes over the CHILD_SAs (`_adopt`)."""
-        if old.state is not V1State.ESTABLISHED or any(
-            s.state is not V1State.ESTABLISHED for s in self._v1_sessions(conn, but=old)
+        if old.phase is not Phase.ESTABLISHED or any(
+            s.phase is not Phase.ESTABLISHED
+            for s in self._live_sessions(conn, old.version, but=old)
         ):
             return  # another ISAKMP SA with the peer is on its way up and will take over
-        new = self._v1_session(conn, initiator=True, initial_contact=False)
+        new = self._new_session(conn, initiator=True, version=old.version, initial_contact=False)
         new.initiate(None, now)
         log.info("%s: reauthenticating ISAKMP SA %s with %s", conn.ike.name, old.spi_i.hex(),
                  new.spi_i.hex())  # fmt: skip
@@ -267,7 +244,7 @@ class KeyManager:
         self._replacing[new.spi_i] = old
         self._drain(new, now)
 
-    def _adopt(self, conn: Connection, new: IkeV1Session, now: float) -> None:
+    def _adopt(self, conn: Connection, new: IkeSa, initial_contact: bool, now: float) -> None:
         """A new ISAKMP SA with the peer is up: it takes over the CHILD_SAs of the ones it
         replaces, which are deleted a little later. As strongSwan does (its reauthentication
         and its adopt_children job), an initiator takes them from the one it reauthenticates,
@@ -277,11 +254,11 @@ class KeyManager:
         if new.initiator:
             olds = [origin] if origin is not None else []
         else:
-            olds = self._v1_sessions(conn, but=new)
+            olds = self._live_sessions(conn, new.version, but=new)
         for old in olds:
-            if old.state is not V1State.ESTABLISHED or old.remote[0] != new.remote[0]:
+            if old.phase is not Phase.ESTABLISHED or old.remote[0] != new.remote[0]:
                 continue
-            if new.peer_initial_contact:
+            if initial_contact:
                 log.info("%s: INITIAL-CONTACT on %s: deleting ISAKMP SA %s and its CHILD_SAs",
                          conn.ike.name, new.spi_i.hex(), old.spi_i.hex())  # fmt: skip
                 old.delete(now, "the peer made initial contact again")
@@ -294,6 +271,7 @@ class KeyManager:
 
     def down(self, conn_name: str, now: float) -> int:
         """`larval down`: delete every IKE SA of the connection (INFORMATIONAL D)."""
+        self.now = now
         count = 0
         for spi, session in list(self.sessions.items()):
             if self._session_conn[spi].ike.name == conn_name:
@@ -304,15 +282,17 @@ class KeyManager:
 
     def shutdown(self, now: float) -> None:
         """SIGTERM: delete every IKE SA gracefully, and their SAs in the stack."""
+        self.now = now
         for session in list(self.sessions.values()):
             session.delete(now)
             self._drain(session, now)
 
     # -- PF_KEY from the stack ----------------------------------------------------------
 
-    def pfkey_message(self, msg: PfkeyMessage, now: float) -> None:
-        """ACQUIRE and EXPIRE from the stack (broadcasts, not replies)."""
+    def pfkey_message(self, data: bytes, now: float) -> None:
+        """ACQUIRE and EXPIRE from the stack (broadcasts, not replies), encoded."""
         self.now = now
+        msg = decode(data)
         if msg.msg_type == SadbMsgType.ACQUIRE and msg.errno == 0:
             self._acquire(msg, now)
         elif msg.msg_type == SadbMsgType.EXPIRE:
@@ -353,7 +333,7 @@ class KeyManager:
             return
         self._start_session(conn, child, now)
 
-    def _create_child(self, session: Session, child: ChildConfig, now: float) -> bool:
+    def _create_child(self, session: IkeSa, child: ChildConfig, now: float) -> bool:
         """A new CHILD_SA (IKEv2) or Quick Mode (IKEv1) on an established IKE SA; False,
         logged, if it could not start (the stack refused an SPI)."""
         try:
@@ -364,9 +344,18 @@ class KeyManager:
             return False
         return True
 
-    def _established_session(self, conn: Connection) -> Session | None:
+    def _rekey_child(self, session: IkeSa, record: ChildRecord, now: float) -> None:
+        """The CHILD_SA's soft lifetime ran out: renew it (RFC 7296 §2.8; IKEv1: a new
+        Quick Mode, and the old SAs run out at their hard lifetime, RFC 2409 §5.5)."""
+        try:
+            session.rekey_child(record.spi_in, now)
+        except IkeNotifyError as exc:  # either version's
+            log.warning("%s: cannot start a CHILD_SA for %s: %s", session.config.name,
+                        record.name, exc)  # fmt: skip
+
+    def _established_session(self, conn: Connection) -> IkeSa | None:
         for spi, session in self.sessions.items():
-            if self._session_conn[spi] is conn and _is(session, "established"):
+            if self._session_conn[spi] is conn and session.phase is Phase.ESTABLISHED:
                 return session
         return None
 
@@ -390,16 +379,8 @@ class KeyManager:
             if record.spi_in in session.children:
                 if hard:
                     session.delete_child(record.spi_in, now)
-                elif isinstance(session, IkeSession):
-                    session.rekey_child(record.spi_in, now)
                 else:
-                    # IKEv1 has no rekey exchange: a new Quick Mode, and the old SA
-                    # runs out at its hard lifetime (RFC 2409 §5.5).
-                    # Both SAs of the pair expire; the first EXPIRE starts the Quick Mode.
-                    old = session.children.get(record.spi_in)
-                    if old is not None and not record.renewed:
-                        record.renewed = True
-                        self._create_child(session, old.config, now)
+                    self._rekey_child(session, record, now)
                 self._drain(session, now)
 
     def _connection_for(
@@ -418,54 +399,68 @@ class KeyManager:
     # -- IKE datagrams --------------------------------------------------------------------
 
     def receive_ike(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
+        """An IKE datagram of either version from `addr` to `local`; sessions by SPIi
+        (IKEv1: CKY-I). An opener for no session starts one, unless no connection of its
+        version takes the peer (refused), or the responder is busy and the opener brings
+        no valid COOKIE (answered with one)."""
         self.now = now
-        if len(data) > 17 and data[17] == ISAKMP_VERSION:
-            self._receive_v1(data, addr, local, now)
+        number = version_of(data)
+        version = VERSIONS.get(number) if number is not None else None
+        if version is None:
+            return  # too short, or a version larval does not speak
+        recipient = version.recipient(data)
+        if recipient is None:
             return
-        try:
-            header = decode_header(data)
-        except IkeProtocolError:
-            return
-        existing = self.sessions.get(header.spi_i)
-        session = existing if isinstance(existing, IkeSession) else None
+        key = recipient.spi_i
+        session = self.sessions.get(key)
+        if session is not None and session.version != version.number:
+            session = None
         created = False
-        if session is None or session.state is State.CLOSED:
-            if header.exchange_type != ExchangeType.IKE_SA_INIT or header.flags & 0x20:
+        if session is None or session.phase is Phase.CLOSED:
+            if not recipient.opens:
                 return  # not the start of an IKE SA
-            conn = self._connection_from(addr, local, (0, 2))
-            if conn is None:
-                # As strongSwan: the peer learns at once that nothing here will do.
-                self.noise.log(now, addr[0], logging.INFO, "IKE_SA_INIT from %s: no IKEv2 "
-                               "connection for that peer, sending NO_PROPOSAL_CHOSEN",
-                               addr[0])  # fmt: skip
-                refusal = IkeMessage(
-                    header.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
-                    (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN, b"", b""),),
-                )  # fmt: skip
-                self._outbox.append((refusal.encode(), addr))
+            session = self._respond(version, data, addr, local, key, now)
+            if session is None:
                 return
-            if self._half_open() >= conn.ike.cookie_threshold and not self._cookie_ok(
-                data, addr, header.spi_i, now
-            ):
-                return
-            session = IkeSession(
-                conn.ike, initiator=False, allocate_spi=lambda: self._getspi(conn.ike),
-                child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
-                random_bytes=self._random, spi_i=header.spi_i,
-                fragmentation=conn.ike.fragmentation, fragment_size=_message_size(conn.ike),
-            )  # fmt: skip
-            self.sessions[header.spi_i] = session
-            self._session_conn[header.spi_i] = conn
+            self.sessions[key] = session
             created = True
         session.receive_datagram(data, addr, now)
-        if created and self._forget_unstarted(session, header.spi_i, now):
+        if created and self._forget_unstarted(session, key, now):
             return
+        if session.spi_i and session.spi_i != key:
+            self.sessions[session.spi_i] = self.sessions.pop(key)
+            self._session_conn[session.spi_i] = self._session_conn.pop(key)
         self._drain(session, now)
 
-    def _forget_unstarted(self, session: Session, key: bytes, now: float) -> bool:
+    def _respond(
+        self, version: IkeVersion, data: bytes, addr: Address, local: IPAddress, spi_i: bytes,
+        now: float,
+    ) -> IkeSa | None:  # fmt: skip
+        """The responder's session for an opener, or None with the stateless answer."""
+        conn = self._connection_from(addr, local, (0, version.number))
+        if conn is None:
+            # As strongSwan: the peer learns at once that nothing here will do.
+            name = f"IKEv{version.number}"
+            self.noise.log(now, addr[0], logging.INFO, "%s from %s: no %s connection for that "
+                           "peer, sending NO_PROPOSAL_CHOSEN", version.opener, addr[0],
+                           name)  # fmt: skip
+            self._outbox.append((version.refusal(spi_i, self._random), addr))
+            return None
+        if version.cookies and self._half_open() >= conn.ike.cookie_threshold:
+            check = self._cookies.check(data, addr[0], spi_i, now)
+            if check.reply is not None:
+                self._outbox.append((check.reply, addr))
+                self.cookies_sent += 1
+            if not check.admitted:
+                return None
+        session = self._new_session(conn, initiator=False, version=version.number, spi_i=spi_i)
+        self._session_conn[spi_i] = conn
+        return session
+
+    def _forget_unstarted(self, session: IkeSa, key: bytes, now: float) -> bool:
         """A responder session whose first message started nothing (it did not decode,
         or was answered statelessly) is not kept: garbage must not fill memory."""
-        if not _is(session, "idle"):
+        if session.phase is not Phase.IDLE:
             return False
         self.sessions.pop(key, None)
         self._session_conn.pop(key, None)
@@ -482,87 +477,8 @@ class KeyManager:
             None,
         )  # fmt: skip
 
-    def _receive_v1(self, data: bytes, addr: Address, local: IPAddress, now: float) -> None:
-        """ISAKMP: sessions by CKY-I; a Main or Aggressive Mode first message starts one."""
-        try:
-            header = decode_v1_header(data)
-        except IkeV1ProtocolError:
-            return
-        existing = self.sessions.get(header.cookie_i)
-        session = existing if isinstance(existing, IkeV1Session) else None
-        created = False
-        if session is None or _is(session, "closed"):
-            opening = header.exchange_type in (
-                V1Exchange.IDENTITY_PROTECTION, V1Exchange.AGGRESSIVE
-            ) and header.cookie_r == bytes(8)  # fmt: skip
-            if not opening:
-                return
-            conn = self._connection_from(addr, local, (0, 1))
-            if conn is None:
-                self.noise.log(now, addr[0], logging.INFO, "IKEv1 from %s: no IKEv1 connection "
-                               "for that peer, sending NO_PROPOSAL_CHOSEN", addr[0])  # fmt: skip
-                cookies = header.cookie_i + bytes(8)
-                refusal_v1 = IkeV1Message(
-                    header.cookie_i, bytes(8), V1Exchange.INFORMATIONAL,
-                    int.from_bytes(self._random(4), "big") | 1,
-                    (V1NotifyPayload(V1Notify.NO_PROPOSAL_CHOSEN, V1Protocol.ISAKMP, cookies),),
-                )  # fmt: skip
-                self._outbox.append((refusal_v1.encode(), addr))
-                return
-            session = self._v1_session(conn, initiator=False)
-            self.sessions[header.cookie_i] = session
-            self._session_conn[header.cookie_i] = conn
-            created = True
-        session.receive_datagram(data, addr, now)
-        if created and self._forget_unstarted(session, header.cookie_i, now):
-            return
-        if session.spi_i and session.spi_i != header.cookie_i:
-            self.sessions[session.spi_i] = self.sessions.pop(header.cookie_i)
-        self._drain(session, now)
-
-    # -- COOKIE (RFC 7296 §2.6) --------------------------------------------------------------
-
     def _half_open(self) -> int:
         return len(self._half_open_spis)
-
-    def _cookie_secret(self, now: float) -> None:
-        """A fresh secret every few minutes; the previous one still verifies (§2.6)."""
-        if now - self._secret_since > COOKIE_SECRET_LIFETIME or not self._secrets:
-            self._secret_version = (self._secret_version + 1) & 0xFF
-            self._secrets = {self._secret_version: self._random(32), **self._secrets}
-            self._secrets = dict(list(self._secrets.items())[:2])
-            self._secret_since = now
-
-    def _cookie(self, version: int, nonce: bytes, ip: str, spi_i: bytes) -> bytes:
-        """Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)."""
-        secret = self._secrets[version]
-        digest = hashlib.sha256(nonce + ipaddress.ip_address(ip).packed + spi_i + secret).digest()
-        return bytes([version]) + digest
-
-    def _cookie_ok(self, data: bytes, addr: Address, spi_i: bytes, now: float) -> bool:
-        """Under load: answer an IKE_SA_INIT without a valid COOKIE with one, statelessly."""
-        self._cookie_secret(now)
-        try:
-            message = decode_message(data)
-        except IkeProtocolError:
-            return False
-        nonce = message.first(NoncePayload)
-        if nonce is None:
-            return False
-        offered = message.notify(NotifyType.COOKIE)
-        version = offered.data[0] if offered is not None and offered.data else None
-        if offered is not None and version in self._secrets:
-            expected = self._cookie(version, nonce.data, addr[0], spi_i)
-            if hmac.compare_digest(offered.data, expected):
-                return True
-        cookie = self._cookie(self._secret_version, nonce.data, addr[0], spi_i)
-        reply = IkeMessage(
-            spi_i, bytes(8), ExchangeType.IKE_SA_INIT, False, True, 0,
-            (NotifyPayload(ProtocolId.NONE, NotifyType.COOKIE, b"", cookie),),
-        )  # fmt: skip
-        self._outbox.append((reply.encode(), addr))
-        self.cookies_sent += 1
-        return False
 
     def handle_timer(self, now: float) -> None:
         self.now = now
@@ -588,7 +504,7 @@ class KeyManager:
 
     # -- what sessions report --------------------------------------------------------------
 
-    def _drain(self, session: Session, now: float) -> None:
+    def _drain(self, session: IkeSa, now: float) -> None:
         self._outbox.extend(session.datagrams_to_send(now))
         conn = self._session_conn[session.spi_i]
         name = conn.ike.name
@@ -598,10 +514,9 @@ class KeyManager:
                 log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
                          event.spi_r.hex(), format_ike_proposal(event.suite),
                          ", UDP-encapsulated" if event.natted else "")  # fmt: skip
-                if isinstance(session, IkeV1Session):
-                    self._adopt(conn, session, now)
+                if event.takes_over:
+                    self._adopt(conn, session, event.initial_contact, now)
             elif isinstance(event, IkeSaReauthDue):
-                assert isinstance(session, IkeV1Session)
                 self._reauthenticate(conn, session, now)
             elif isinstance(event, ChildSaUp):
                 self._install(conn, session, event, now)
@@ -613,7 +528,6 @@ class KeyManager:
                 self._fail_acquire(event.child)
             elif isinstance(event, IkeSaRekeyed):
                 new = event.new
-                assert isinstance(new, IkeSession)
                 self.sessions[new.spi_i] = new
                 self._session_conn[new.spi_i] = conn
                 log.info("%s: IKE_SA %s rekeyed, now %s/%s", name, session.spi_i.hex(),
@@ -624,27 +538,27 @@ class KeyManager:
                 old = self._replacing.pop(session.spi_i, None)
                 if old is not None:
                     old.reauth_failed(now)
-                if not any(not _is(s, "closed") and self._session_conn[k] is conn
+                if not any(s.phase is not Phase.CLOSED and self._session_conn[k] is conn
                            for k, s in self.sessions.items() if s is not session):  # fmt: skip
                     for child in conn.children:
                         self._acquiring.discard((name, child.name))
         if session.natted:
             self._follow_nat(session, name)
-        if isinstance(session, IkeV1Session) and session.state is V1State.REKEYED:
-            # A Quick Mode that was in flight when this ISAKMP SA was replaced has finished:
-            # its CHILD_SA goes with the others to the one that replaced it.
+        if session.phase is Phase.REPLACED and session.children:
+            # IKEv1: a Quick Mode that was in flight when this ISAKMP SA was replaced has
+            # finished: its CHILD_SA goes with the others to the one that replaced it.
             successor = self._established_session(conn)
-            if session.children and isinstance(successor, IkeV1Session):
+            if successor is not None and successor.version == session.version:
                 successor.adopt_children(session)
-        if session.state is State.INIT_DONE:
+        if session.phase is Phase.HALF_OPEN:
             self._half_open_spis.add(session.spi_i)
         else:
             self._half_open_spis.discard(session.spi_i)
-        if _is(session, "closed"):
+        if session.phase is Phase.CLOSED:
             self.sessions.pop(session.spi_i, None)
             self._authenticated.discard(id(session))
 
-    def _log_down(self, session: Session, name: str, reason: str, now: float) -> None:
+    def _log_down(self, session: IkeSa, name: str, reason: str, now: float) -> None:
         """An IKE SA that never authenticated its peer may be anyone's doing (an
         IKE_SA_INIT with the peer's address forged): its end is noise, limited."""
         text = "%s: IKE_SA %s down: %s"
@@ -654,7 +568,7 @@ class KeyManager:
             self.noise.log(now, session.remote[0], logging.INFO, text, name,
                            session.spi_i.hex(), reason)  # fmt: skip
 
-    def _follow_nat(self, session: Session, name: str) -> None:
+    def _follow_nat(self, session: IkeSa, name: str) -> None:
         """The peer's NAT gave its 4500 another port (a mapping timed out, the NAT
         restarted): the session answers there now, and the outbound SAs send there too
         (RFC 7296 §2.23)."""
@@ -663,7 +577,7 @@ class KeyManager:
             record = self.children.get(spi_in)
             if record is None or not record.natt_port or record.natt_port == port:
                 continue
-            replies = self._pfkey(natt_update(record.spi_out, record.local, record.remote, port,
+            replies = self._call(natt_update(record.spi_out, record.local, record.remote, port,
                                               seq=self._next_seq(), pid=self.pid))  # fmt: skip
             if any(r.errno for r in replies):
                 log.warning("%s: the stack refused to move SPI %08x to port %d", name,
@@ -677,24 +591,17 @@ class KeyManager:
         seq = child.reference
         if isinstance(seq, int) and self._requests.pop(seq, None) is not None:
             # RFC 2367 §3.1.6: ACQUIRE with errno tells the stack to drop its record.
-            self._pfkey(PfkeyMessage(SadbMsgType.ACQUIRE, 3, seq=seq, pid=self.pid, errno=1))
+            self._call(PfkeyMessage(SadbMsgType.ACQUIRE, 3, seq=seq, pid=self.pid, errno=1))
 
-    def _getspi(self, ike: IkeConfig) -> int:
-        replies = self._pfkey(getspi(ike.remote_addr, ike.local_addr, seq=self._next_seq(),
-                                     pid=self.pid))  # fmt: skip
+    def _getspi(self, ike: IkeConfig) -> int | None:
+        """GETSPI: an inbound SPI from the peer, LARVAL in the stack; None if it gave none."""
+        replies = self._call(getspi(ike.remote_addr, ike.local_addr, seq=self._next_seq(),
+                                    pid=self.pid))  # fmt: skip
         for reply in replies:
             sa = reply.find(ExtType.SA)
             if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
                 return sa.spi
-        raise IkeProtocolError(NotifyType.TEMPORARY_FAILURE, "the stack gave no SPI")
-
-    def _getspi_v1(self, ike: IkeConfig) -> int:
-        """GETSPI for an IKEv1 session, whose errors are IKEv1's: IKEv1 has no
-        TEMPORARY_FAILURE, and strongSwan answers NO_PROPOSAL_CHOSEN here."""
-        try:
-            return self._getspi(ike)
-        except IkeProtocolError as exc:
-            raise IkeV1ProtocolError(V1Notify.NO_PROPOSAL_CHOSEN, exc.message) from None
+        return None
 
     def _responder_policy(
         self, conn: Connection, tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...]
@@ -704,7 +611,7 @@ class KeyManager:
         local_nets = list(tsr)
         if not remote_nets or not local_nets:
             return None
-        replies = self._pfkey(
+        replies = self._call(
             inverse_acquire(conn.ike.local_addr, conn.ike.remote_addr, local_nets[0],
                             remote_nets[0], seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
@@ -728,7 +635,7 @@ class KeyManager:
         log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
         return None
 
-    def _install(self, conn: Connection, session: Session, up: ChildSaUp, now: float) -> None:
+    def _install(self, conn: Connection, session: IkeSa, up: ChildSaUp, now: float) -> None:
         """UPDATE the inbound LARVAL SA, ADD the outbound one (RFC 2367 §3.1.2-3)."""
         ike = conn.ike
         proposal = proposal_of(up.suite)
@@ -752,7 +659,7 @@ class KeyManager:
                              up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
 
         def install(msg_type: int, keys: ChildKeys, is_in: bool, pair: int) -> None:
-            replies = self._pfkey(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
+            replies = self._call(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
                                            seq=seq, pid=self.pid, pair_spi=pair,
                                            natt_port=natt))  # fmt: skip
             errors = [r for r in replies if r.errno]
@@ -772,12 +679,6 @@ class KeyManager:
         else:
             install(SadbMsgType.ADD, outbound, False, up.spi_in)
         self._acquiring.discard((ike.name, up.child.name))
-        if isinstance(session, IkeV1Session):
-            # A Quick Mode for the same child, started by either side, replaces the SAs
-            # there were: their soft EXPIREs need not start another one.
-            for record in self.children.values():
-                if (record.connection, record.name) == (ike.name, up.child.name):
-                    record.renewed = True
         self.children[up.spi_in] = ChildRecord(
             ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
             ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
@@ -813,7 +714,7 @@ class KeyManager:
         if self._outbound_due.pop(spi_in, None) is None:  # else never added
             sas.append((record.spi_out, record.local, record.remote))
         for spi, src, dst in sas:
-            self._pfkey(delete_sa(spi, src, dst, seq=self._next_seq(), pid=self.pid))
+            self._call(delete_sa(spi, src, dst, seq=self._next_seq(), pid=self.pid))
         log.info("%s: CHILD_SA %s deleted (SPIs %08x/%08x)", record.connection, record.name,
                  record.spi_in, record.spi_out)  # fmt: skip
 
@@ -830,10 +731,10 @@ class KeyManager:
                 "remote": s.remote[0],
                 "remote_port": s.remote[1],  # behind a NAT, what it made of the peer's port
                 "encapsulated": s.natted,
-                "version": 2 if isinstance(s, IkeSession) else 1,
+                "version": s.version,
                 "rekey_at": s.rekey_at,  # the key manager's clock; IKEv1: reauthentication
                 "expires_at": s.expires_at,
-                "suite": _ike_words(s),
+                "suite": format_ike_proposal(s.suite),  # "" until one is chosen
             }
             for spi, s in self.sessions.items()
         ]
@@ -855,6 +756,11 @@ class KeyManager:
         return {"ike_sas": ike_sas, "child_sas": child_sas}
 
 
+def _initiated(conn: Connection) -> int:
+    """The IKE version the connection initiates: 1, or 2 (also for `version = 0`)."""
+    return 1 if conn.version == 1 else 2
+
+
 def _message_size(ike: IkeConfig) -> int:
     """The largest IKE message sent whole: `fragment_size` is an IP datagram's, as
     strongSwan's; less the IP and UDP headers and the non-ESP marker."""
@@ -862,7 +768,7 @@ def _message_size(ike: IkeConfig) -> int:
     return ike.fragment_size - ip_header - 8 - 4
 
 
-def _natt_port(session: Session) -> int:
+def _natt_port(session: IkeSa) -> int:
     """Where ESP in UDP goes: where the peer's IKE on 4500 comes from. Behind a NAT, the
     port the NAT made of its 4500 (RFC 3948, RFC 7296 §2.23); before any float, 4500."""
     port = session.remote[1]
@@ -882,10 +788,3 @@ def _suites(request: PolicyRequest, child: ChildConfig | None) -> tuple[Suite, .
 
 def _covered(net: IPNetwork, nets: tuple[IPNetwork, ...]) -> bool:
     return any(net.version == n.version and net.subnet_of(n) for n in nets)  # type: ignore[arg-type]
-
-
-def _ike_words(session: Session) -> str:
-    """The IKE SA's suite in strongSwan's words; "" until one is chosen."""
-    if isinstance(session, IkeSession):
-        return format_ike_proposal(session.suite)
-    return format_ike_proposal(session.choice.suite()) if session.choice is not None else ""
