@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.daemon.config import parse_config
 from larval.keymgr.manager import KeyManager
 from larval.pfkey import PfkeyMessage, SadbMsgType, SaState, decode
@@ -78,7 +79,9 @@ class Host:
         child_rekey: str = "1h",
         suites: int | None = None,
         fragment_size: int = 1280,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
+        """`random_bytes`: what the stack (SPIs, IVs) and the key manager draw from."""
         cfg = parse_config(
             config(me, peer, start_action, version, ike_rekey, child_rekey, suites, fragment_size),
             f"{me}.toml",
@@ -96,13 +99,13 @@ class Host:
             for c in cfg.connections
         ]
         self.addr = ipaddress.ip_address(OUTER[me])
-        self.stack = Stack(emit=self._from_stack)
+        self.stack = Stack(emit=self._from_stack, random_bytes=random_bytes)
         for policy in cfg.policies:
             self.stack.spd.add(policy)
         self.esp: list[Datagram] = []
         self.delivered: list[bytes] = []
         self.path = PacketPath(self.stack, send=self.esp.append, deliver=self.delivered.append)
-        self.keymgr = KeyManager(conns, self._pfkey)
+        self.keymgr = KeyManager(conns, self._pfkey, random_bytes=random_bytes)
         self.inbox: list[PfkeyMessage] = []
         self.now = 0.0  # the stack's clock for PF_KEY requests (an SA's add time)
 
