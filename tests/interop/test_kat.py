@@ -4,8 +4,8 @@ strongSwan's, for IKEv2 and IKEv1.
 larval's IKE side runs in this process: a session drawing from a seeded source, behind
 UDP 500 and 4500 sockets opened in namespace a, framed as `larval run` frames them. charon
 answers in namespace b with every subsystem logging at level 4, where it writes the
-Diffie-Hellman secret, SKEYSEED and SK_* (IKEv2), SKEYID and SKEYID_d/a/e and the cipher
-key (IKEv1), and each CHILD_SA's keys, as hex dumps.
+Diffie-Hellman secret, SKEYSEED and SK_* (IKEv2), SKEYID, SKEYID_d/a/e, the cipher key
+and the first IV (IKEv1), and each CHILD_SA's keys, as hex dumps.
 
 The test then takes the DH private value and the nonce larval drew from its source and
 derives, with larval's own functions, what charon must have logged; each value must be in
