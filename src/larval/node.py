@@ -16,11 +16,11 @@ node's owner calls `deliver` in its own thread (the daemon: on its event loop).
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.keymgr.manager import Connection, KeyManager
 from larval.pfkey import PfkeyMessage, decode
 from larval.sadb import Audience, PfkeyReply
@@ -49,19 +49,22 @@ class PfkeyObserver(Protocol):
 class Node:
     """A stack and its key manager, joined by PF_KEY bytes. `stack`: one made elsewhere
     (the daemon's, whose emit goes to several listeners: pass its messages to
-    `stack_emitted`); by default the node makes its own, which emits to it."""
+    `stack_emitted`); by default the node makes its own, which emits to it. `random_bytes`:
+    what the key manager draws from, and the stack the node makes (SPIs, IVs)."""
 
     def __init__(
         self,
         connections: list[Connection],
         *,
         stack: Stack | None = None,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: RandomBytes = system_random,
         broadcast: Callable[[list[PfkeyReply]], None] | None = None,
         wake: Callable[[], None] | None = None,
         observer: PfkeyObserver | None = None,
     ) -> None:
-        self.stack = stack if stack is not None else Stack(emit=self.stack_emitted)
+        if stack is None:
+            stack = Stack(emit=self.stack_emitted, random_bytes=random_bytes)
+        self.stack = stack
         self.keymgr = KeyManager(connections, self.pfkey, random_bytes=random_bytes)
         self.broadcast = broadcast
         self.wake = wake

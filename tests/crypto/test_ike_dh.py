@@ -106,8 +106,8 @@ RFC7748 = [
 @pytest.mark.parametrize(("dh_id", "i", "g_i", "r", "g_r", "g_ir"), RFC5903 + RFC7748)
 def test_known_answers(dh_id: DhId, i: str, g_i: str, r: str, g_r: str, g_ir: str) -> None:
     group = DhGroup.of(dh_id)
-    initiator = group.generate(bytes.fromhex(i))
-    responder = group.generate(bytes.fromhex(r))
+    initiator = group.from_private(bytes.fromhex(i))
+    responder = group.from_private(bytes.fromhex(r))
     assert initiator.public_bytes.hex() == g_i
     assert responder.public_bytes.hex() == g_r
     assert initiator.shared_secret(responder.public_bytes).hex() == g_ir
@@ -141,8 +141,8 @@ def test_modp_injected_private_and_padding() -> None:
     # g^5 and g^35 are short numbers: both must be left-padded to the prime's length
     # (RFC 7296 §3.4 for the KE data, §2.14 for g^ir).
     group = DhGroup.of(DhId.MODP_2048)
-    a = group.generate((5).to_bytes(1, "big"))
-    b = group.generate((7).to_bytes(256, "big"))
+    a = group.from_private((5).to_bytes(1, "big"))
+    b = group.from_private((7).to_bytes(256, "big"))
     assert a.public_bytes == (2**5).to_bytes(256, "big")
     assert b.public_bytes == (2**7).to_bytes(256, "big")
     assert a.shared_secret(b.public_bytes) == (2**35).to_bytes(256, "big")
@@ -150,7 +150,7 @@ def test_modp_injected_private_and_padding() -> None:
 
 def test_repr_shows_no_private_value() -> None:
     secret = "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
-    pair = DhGroup.of(DhId.CURVE25519).generate(bytes.fromhex(secret))
+    pair = DhGroup.of(DhId.CURVE25519).from_private(bytes.fromhex(secret))
     assert repr(pair) == "DhKeyPair(CURVE25519, public=32 bytes)"
     assert repr(DhGroup.of(DhId.ECP_256)) == "DhGroup(ECP_256)"
 
@@ -213,7 +213,7 @@ def test_bad_peer_values(dh_id: DhId, peer: bytes, message: str) -> None:
 )
 def test_bad_private_values(dh_id: DhId, private: bytes, message: str) -> None:
     with pytest.raises(IkeCryptoError) as info:
-        DhGroup.of(dh_id).generate(private)
+        DhGroup.of(dh_id).from_private(private)
     assert str(info.value) == message
 
 

@@ -543,8 +543,8 @@ def test_legacy_modp_groups(group_id: int, bits: int, pi_bits: int, offset: int)
     assert group.prime == prime  # type: ignore[attr-defined]
     assert group.public_size == group.secret_size == bits // 8
 
-    a = group.generate(bytes.fromhex("0f" * 32))
-    b = group.generate(bytes.fromhex("3c" * 32))
+    a = group.from_private(bytes.fromhex("0f" * 32))
+    b = group.from_private(bytes.fromhex("3c" * 32))
     assert a.public_bytes == pow(2, int.from_bytes(bytes.fromhex("0f" * 32)), prime).to_bytes(
         bits // 8, "big"
     )
@@ -571,8 +571,8 @@ def test_other_groups_are_refused(group_id: int) -> None:
 def _main_mode_psk(group_id: int, hash_name: str) -> tuple[Phase1Keys, Phase1Keys, bytes]:
     prf = Ikev1Prf(hash_name)
     group = ikev1_dh_group(group_id)
-    initiator = group.generate(bytes.fromhex("5a" * 32))
-    responder = group.generate(bytes.fromhex("a5" * 32))
+    initiator = group.from_private(bytes.fromhex("5a" * 32))
+    responder = group.from_private(bytes.fromhex("a5" * 32))
     g_xi, g_xr = initiator.public_bytes, responder.public_bytes
     psk = b"shared secret"
     block = Ikev1Cipher.block_size_of(Ikev1EncrId.AES_CBC)

@@ -429,7 +429,10 @@ def test_a_peer_without_fragmentation_gets_whole_messages() -> None:
 
 
 def _nonces(*firsts: int) -> Callable[[int], bytes]:
-    """random_bytes whose successive nonces (32 bytes) start with the octets `firsts`."""
+    """random_bytes whose successive nonces (32 bytes) start with the octets `firsts`.
+
+    Only nonces may be 32 bytes long: the sessions using it take a DH group whose
+    private values are not (ECP-384's are 48)."""
     queue = list(firsts)
 
     def random_bytes(n: int) -> bytes:
@@ -444,9 +447,12 @@ def _pair_with(nonces_i: tuple[int, ...], nonces_r: tuple[int, ...]) -> Pair:
     """An established Pair whose next nonces start with the given octets."""
     pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
     spis = itertools.count(0x3000)
-    pair.i = IkeSession(config(A, B), initiator=True, allocate_spi=lambda: next(spis),
+    suite = ("aes128-sha256-ecp384",)
+    pair.i = IkeSession(config(A, B, proposals=suite), initiator=True,
+                        allocate_spi=lambda: next(spis),
                         random_bytes=_nonces(0x80, *nonces_i))  # fmt: skip
-    pair.r = IkeSession(config(B, A), initiator=False, allocate_spi=lambda: next(spis),
+    pair.r = IkeSession(config(B, A, proposals=suite), initiator=False,
+                        allocate_spi=lambda: next(spis),
                         child_policy=lambda tsi, tsr: child(NET_B, NET_A),
                         random_bytes=_nonces(0x80, *nonces_r))  # fmt: skip
     pair.i.initiate(child(NET_A, NET_B), 0.0)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.daemon.config import parse_config
 from larval.keymgr.manager import KeyManager
 from larval.node import Node
@@ -77,7 +78,9 @@ class Host:
         child_rekey: str = "1h",
         suites: int | None = None,
         fragment_size: int = 1280,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
+        """`random_bytes`: what the stack (SPIs, IVs) and the key manager draw from."""
         cfg = parse_config(
             config(me, peer, start_action, version, ike_rekey, child_rekey, suites, fragment_size),
             f"{me}.toml",
@@ -95,7 +98,7 @@ class Host:
             for c in cfg.connections
         ]
         self.addr = ipaddress.ip_address(OUTER[me])
-        self.node = Node(conns)
+        self.node = Node(conns, random_bytes=random_bytes)
         self.stack = self.node.stack
         for policy in cfg.policies:
             self.stack.spd.add(policy)

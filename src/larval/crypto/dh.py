@@ -13,8 +13,12 @@ What goes into a KE payload and what comes out as g^ir (RFC 7296 §3.4, §2.14):
 
 A peer's public value is checked before use (RFC 8031 §4, RFC 5903 §7 and RFC 6989
 §2.1): wrong length, a point off the curve, 0, 1 or p-1 for MODP, or an all-zero
-X25519/X448 result raise `IkeCryptoError`. Private values can be injected for
-deterministic tests; they are never shown by a repr.
+X25519/X448 result raise `IkeCryptoError`.
+
+A private value is drawn from the `RandomBytes` the caller passes (RFC 7296 §2.12: a
+fresh one per exchange) and turned into a key by `cryptography`, which does all the
+group arithmetic; `from_private` takes a chosen one, for known-answer tests. Private
+values are never shown by a repr.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from larval.crypto.ike_errors import IkeCryptoError
 from larval.crypto.ike_transforms import DhId
+from larval.crypto.randomness import RandomBytes, random_int, system_random
 
 __all__ = ["DhGroup", "DhKeyPair"]
 
@@ -70,6 +75,8 @@ _MODP_3072 = int(
     16,
 )
 _MODP_GENERATOR = 2
+_MODP_EXPONENT_BITS = 256
+_DRAWS = 16  # candidates for a private value before the source is deemed broken
 
 
 class DhKeyPair(ABC):
@@ -120,9 +127,26 @@ class DhGroup(ABC):
     def __repr__(self) -> str:
         return f"DhGroup({self.dh_id.name})"
 
+    def generate(self, random_bytes: RandomBytes = system_random) -> DhKeyPair:
+        """A fresh key pair, its private value drawn from ``random_bytes``."""
+        # A candidate out of the group's range is drawn again (NIST SP 800-56A rev. 3,
+        # "testing candidates"); for P-256, the most likely to miss, one in 2^32 does.
+        for _ in range(_DRAWS):
+            try:
+                return self.from_private(self._draw_private(random_bytes))
+            except IkeCryptoError:
+                continue
+        raise IkeCryptoError(f"{self.dh_id.name}: no private value in {_DRAWS} draws")
+
     @abstractmethod
-    def generate(self, private: bytes | None = None) -> DhKeyPair:
-        """A fresh key pair, or the one for ``private`` (deterministic tests)."""
+    def _draw_private(self, random_bytes: RandomBytes) -> bytes:
+        """A candidate private value; `from_private` refuses one out of range."""
+
+    @abstractmethod
+    def from_private(self, private: bytes) -> DhKeyPair:
+        """The key pair of the private value ``private``, big-endian for MODP and ECP,
+        the RFC 7748 encoding for Curve25519 and Curve448; `IkeCryptoError` if it is
+        not one of the group's private values."""
 
 
 def _make_group(dh_id: int) -> DhGroup:
@@ -153,21 +177,25 @@ class _ModpGroup(DhGroup):
         self.prime = prime
         self.public_size = self.secret_size = (prime.bit_length() + 7) // 8
         self.numbers = dh.DHParameterNumbers(prime, _MODP_GENERATOR)
-        self._parameters = self.numbers.parameters()
+        self._generator = dh.DHPublicNumbers(_MODP_GENERATOR, self.numbers).public_key()
 
-    def generate(self, private: bytes | None = None) -> DhKeyPair:
-        if private is None:
-            key = self._parameters.generate_private_key()
-        else:
-            x = int.from_bytes(private, "big")
-            if not 1 < x < self.prime - 1:
-                raise IkeCryptoError(f"{self.dh_id.name} private value out of range")
-            # cryptography builds a key from (x, y) only; y = g^x mod p is the value the
-            # KE payload carries anyway. The agreement itself is cryptography's.
-            y = pow(_MODP_GENERATOR, x, self.prime)
-            key = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(y, self.numbers)).private_key()
-        y = key.public_key().public_numbers().y
-        return _ModpKeyPair(self, key, y.to_bytes(self.public_size, "big"))
+    def _draw_private(self, random_bytes: RandomBytes) -> bytes:
+        # RFC 3526 §8 puts the exponent for these groups at 220 to 420 bits; 256 bits
+        # is at least twice the strength of either, as NIST SP 800-56A asks.
+        x = random_int(random_bytes, 2, (1 << _MODP_EXPONENT_BITS) - 1)
+        return x.to_bytes(_MODP_EXPONENT_BITS // 8, "big")
+
+    def from_private(self, private: bytes) -> DhKeyPair:
+        x = int.from_bytes(private, "big")
+        if not 1 < x < self.prime - 1:
+            raise IkeCryptoError(f"{self.dh_id.name} private value out of range")
+        # cryptography builds a key from x and y = g^x mod p, and y is what x agrees on
+        # with the peer value g: a key of x with a placeholder y computes it, in
+        # OpenSSL's constant-time exponentiation. No arithmetic is done here.
+        probe = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(_MODP_GENERATOR, self.numbers))
+        y = probe.private_key().exchange(self._generator).rjust(self.public_size, b"\0")
+        numbers = dh.DHPublicNumbers(int.from_bytes(y, "big"), self.numbers)
+        return _ModpKeyPair(self, dh.DHPrivateNumbers(x, numbers).private_key(), y)
 
 
 class _ModpKeyPair(DhKeyPair):
@@ -204,14 +232,16 @@ class _EcpGroup(DhGroup):
         self.public_size = 2 * coordinate_size  # RFC 5903 §7: x | y
         self.secret_size = coordinate_size  # RFC 5903 §9: x only
 
-    def generate(self, private: bytes | None = None) -> DhKeyPair:
-        if private is None:
-            key = ec.generate_private_key(self.curve)
-        else:
-            try:
-                key = ec.derive_private_key(int.from_bytes(private, "big"), self.curve)
-            except ValueError:
-                raise IkeCryptoError(f"{self.dh_id.name} private value out of range") from None
+    def _draw_private(self, random_bytes: RandomBytes) -> bytes:
+        # Uniform below 2^bits; `from_private` refuses 0 and values >= the group order.
+        d = random_int(random_bytes, 0, (1 << self.curve.key_size) - 1)
+        return d.to_bytes(self.coordinate_size, "big")
+
+    def from_private(self, private: bytes) -> DhKeyPair:
+        try:
+            key = ec.derive_private_key(int.from_bytes(private, "big"), self.curve)
+        except ValueError:
+            raise IkeCryptoError(f"{self.dh_id.name} private value out of range") from None
         point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
         # Strip SEC1's 0x04 "uncompressed" octet: IKE carries x | y bare (RFC 5903 §7).
         return _EcpKeyPair(self, key, point[1:])
@@ -245,13 +275,13 @@ class _X25519Group(DhGroup):
         self.dh_id = DhId.CURVE25519
         self.public_size = self.secret_size = 32
 
-    def generate(self, private: bytes | None = None) -> DhKeyPair:
-        if private is None:
-            key = x25519.X25519PrivateKey.generate()
-        else:
-            if len(private) != 32:
-                raise IkeCryptoError("CURVE25519 private value must be 32 bytes")
-            key = x25519.X25519PrivateKey.from_private_bytes(bytes(private))
+    def _draw_private(self, random_bytes: RandomBytes) -> bytes:
+        return random_bytes(32)  # RFC 7748 §5: any 32 bytes, clamped by X25519 itself
+
+    def from_private(self, private: bytes) -> DhKeyPair:
+        if len(private) != 32:
+            raise IkeCryptoError("CURVE25519 private value must be 32 bytes")
+        key = x25519.X25519PrivateKey.from_private_bytes(bytes(private))
         return _X25519KeyPair(self, key, key.public_key().public_bytes_raw())
 
 
@@ -277,13 +307,13 @@ class _X448Group(DhGroup):
         self.dh_id = DhId.CURVE448
         self.public_size = self.secret_size = 56
 
-    def generate(self, private: bytes | None = None) -> DhKeyPair:
-        if private is None:
-            key = x448.X448PrivateKey.generate()
-        else:
-            if len(private) != 56:
-                raise IkeCryptoError("CURVE448 private value must be 56 bytes")
-            key = x448.X448PrivateKey.from_private_bytes(bytes(private))
+    def _draw_private(self, random_bytes: RandomBytes) -> bytes:
+        return random_bytes(56)  # RFC 7748 §5: any 56 bytes, clamped by X448 itself
+
+    def from_private(self, private: bytes) -> DhKeyPair:
+        if len(private) != 56:
+            raise IkeCryptoError("CURVE448 private value must be 56 bytes")
+        key = x448.X448PrivateKey.from_private_bytes(bytes(private))
         return _X448KeyPair(self, key, key.public_key().public_bytes_raw())
 
 

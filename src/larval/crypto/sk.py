@@ -25,7 +25,6 @@ from a random start; make one instance per direction and keep it.
 from __future__ import annotations
 
 import hmac as std_hmac
-import os
 from abc import ABC, abstractmethod
 
 from cryptography.exceptions import InvalidTag
@@ -44,6 +43,7 @@ from larval.crypto.ike_transforms import (
     integ_key_size,
     is_aead,
 )
+from larval.crypto.randomness import RandomBytes, system_random
 
 __all__ = ["SkCipher"]
 
@@ -66,18 +66,27 @@ class SkCipher(ABC):
     # The padded plaintext (payloads | Padding | Pad Length) is a multiple of this.
     block_size: int
 
-    def __init__(self, encr: Transform, integ_id: IntegId) -> None:
+    def __init__(self, encr: Transform, integ_id: IntegId, random_bytes: RandomBytes) -> None:
         self.encr = encr
         self.integ_id = integ_id
+        self._random = random_bytes
 
     def __repr__(self) -> str:
         return f"SkCipher({self.encr!r}, {self.integ_id.name})"
 
     @staticmethod
-    def of(encr: Transform, integ_id: int, encr_key: bytes, integ_key: bytes) -> SkCipher:
+    def of(
+        encr: Transform,
+        integ_id: int,
+        encr_key: bytes,
+        integ_key: bytes,
+        *,
+        random_bytes: RandomBytes = system_random,
+    ) -> SkCipher:
         """The cipher for a negotiated ENCR transform and INTEG id with SK_e and SK_a.
 
-        ``encr_key`` includes the AEAD salt; ``integ_key`` is b"" for an AEAD.
+        ``encr_key`` includes the AEAD salt; ``integ_key`` is b"" for an AEAD; IVs are
+        drawn from ``random_bytes``.
         Raises `IkeCryptoError` for an unsupported or inconsistent combination or a
         key of the wrong length.
         """
@@ -97,14 +106,14 @@ class SkCipher(ABC):
                 )
             if integ_key:
                 raise IkeCryptoError(f"AEAD {encr!r} takes no SK_a, got {len(integ_key)} bytes")
-            return _AeadSkCipher(encr, integ, bytes(encr_key))
+            return _AeadSkCipher(encr, integ, random_bytes, bytes(encr_key))
         if integ == IntegId.NONE:
             # RFC 7296 §3.3: a non-AEAD cipher needs an integrity algorithm.
             raise IkeCryptoError(f"{encr!r} needs an integrity algorithm")
         want = integ_key_size(integ)
         if len(integ_key) != want:
             raise IkeCryptoError(f"{integ.name} needs {want} bytes of SK_a, got {len(integ_key)}")
-        return _CbcHmacSkCipher(encr, integ, bytes(encr_key), bytes(integ_key))
+        return _CbcHmacSkCipher(encr, integ, random_bytes, bytes(encr_key), bytes(integ_key))
 
     def pad_length(self, plaintext_len: int) -> int:
         """Octets of Padding the sender adds to ``plaintext_len`` octets of payloads."""
@@ -148,9 +157,14 @@ class _CbcHmacSkCipher(SkCipher):
     """AES-CBC then HMAC-SHA2 over IKE header .. ciphertext (RFC 7296 §3.14)."""
 
     def __init__(
-        self, encr: Transform, integ_id: IntegId, encr_key: bytes, integ_key: bytes
+        self,
+        encr: Transform,
+        integ_id: IntegId,
+        random_bytes: RandomBytes,
+        encr_key: bytes,
+        integ_key: bytes,
     ) -> None:
-        super().__init__(encr, integ_id)
+        super().__init__(encr, integ_id, random_bytes)
         self.iv_size = _AES_BLOCK
         self.block_size = _AES_BLOCK
         self.icv_size = integ_icv_size(integ_id)
@@ -169,7 +183,7 @@ class _CbcHmacSkCipher(SkCipher):
     def encrypt(self, plaintext: bytes, aad: bytes, iv: bytes | None = None) -> bytes:
         if iv is None:
             # RFC 7296 §3.14: the IV must be unpredictable to the peer.
-            iv = os.urandom(self.iv_size)
+            iv = self._random(self.iv_size)
         elif len(iv) != self.iv_size:
             raise IkeCryptoError(f"AES-CBC IV must be {self.iv_size} bytes, got {len(iv)}")
         encryptor = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
@@ -197,8 +211,10 @@ class _CbcHmacSkCipher(SkCipher):
 class _AeadSkCipher(SkCipher):
     """AES-GCM (RFC 5282) or ChaCha20-Poly1305 (RFC 7634) with salt | IV nonces."""
 
-    def __init__(self, encr: Transform, integ_id: IntegId, encr_key: bytes) -> None:
-        super().__init__(encr, integ_id)
+    def __init__(
+        self, encr: Transform, integ_id: IntegId, random_bytes: RandomBytes, encr_key: bytes
+    ) -> None:
+        super().__init__(encr, integ_id, random_bytes)
         self.iv_size = _AEAD_IV
         self.block_size = 1  # a stream mode: any plaintext length encrypts
         key, self._salt = encr_key[:-_SALT], encr_key[-_SALT:]
@@ -210,7 +226,7 @@ class _AeadSkCipher(SkCipher):
         else:
             self.icv_size = _GCM_ICV[EncrId(encr.id)]
             self._aead = AESGCM(key)
-        self._next_iv = int.from_bytes(os.urandom(_AEAD_IV), "big")
+        self._next_iv = int.from_bytes(random_bytes(_AEAD_IV), "big")
 
     def _take_iv(self) -> bytes:
         iv = self._next_iv.to_bytes(_AEAD_IV, "big")

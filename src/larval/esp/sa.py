@@ -22,6 +22,7 @@ import struct
 from typing import Literal
 
 from larval.crypto.algorithms import AALG_NONE
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.esp.errors import (
     EspBadPaddingError,
     EspConfigError,
@@ -92,13 +93,16 @@ class EspSa:
         replay_window: int = 64,
         mode: EspMode = "tunnel",
         iv_source: IvSource | None = None,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
+        """`iv_source` gives each packet's IV outright (test vectors); otherwise the
+        transform makes it, drawing from `random_bytes` where it must be random."""
         # RFC 4303 §2.1: SPIs 1..255 are reserved by IANA, 0 is local-only.
         if not 256 <= spi <= _SEQ_MAX_32:
             raise EspConfigError(f"SPI {spi:#x} outside 0x100..0xffffffff (RFC 4303 §2.1)")
         if mode not in ("tunnel", "transport"):
             raise EspConfigError(f"mode {mode!r}; expected 'tunnel' or 'transport'")
-        self._transform = make_transform(encrypt_alg, encrypt_key, auth_alg, auth_key)
+        self._transform = make_transform(encrypt_alg, encrypt_key, auth_alg, auth_key, random_bytes)
         self.spi = spi
         self.mode: EspMode = mode
         self.esn = esn

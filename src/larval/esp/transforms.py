@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import struct
 from collections.abc import Callable
 from typing import Protocol
@@ -33,6 +32,7 @@ from larval.crypto.algorithms import (
     EALG_NULL,
     ENCRYPT_ALGORITHMS,
 )
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.esp.errors import EspAuthError, EspConfigError
 
 __all__ = [
@@ -144,7 +144,16 @@ class EspAeadTransform:
 class EspCipherThenMacTransform:
     """AES-CBC (RFC 3602) or NULL (RFC 2410), then HMAC-SHA2 (RFC 4868)."""
 
-    __slots__ = ("_aes", "_mac", "block_size", "icv_size", "iv_size", "name", "pad_to")
+    __slots__ = (
+        "_aes",
+        "_mac",
+        "_random",
+        "block_size",
+        "icv_size",
+        "iv_size",
+        "name",
+        "pad_to",
+    )
 
     def __init__(
         self,
@@ -152,10 +161,12 @@ class EspCipherThenMacTransform:
         aes: algorithms.AES | None,
         mac: hmac.HMAC,
         icv_size: int,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
         self.name = name
         self._aes = aes
         self._mac = mac
+        self._random = random_bytes
         self.icv_size = icv_size
         self.iv_size = 16 if aes is not None else 0  # RFC 3602 §2.1; RFC 2410 has none
         self.block_size = 16 if aes is not None else 1
@@ -166,7 +177,7 @@ class EspCipherThenMacTransform:
 
     def default_iv(self, seq: int) -> bytes:
         # RFC 3602 §2.1: the CBC IV must be unpredictable.
-        return os.urandom(self.iv_size)
+        return self._random(self.iv_size)
 
     def _icv(self, covered: BytesLike, seq_hi: bytes) -> bytes:
         mac = self._mac.copy()
@@ -207,10 +218,15 @@ class EspCipherThenMacTransform:
 
 
 def make_transform(
-    encrypt_alg: int, encrypt_key: bytes, auth_alg: int = AALG_NONE, auth_key: bytes = b""
+    encrypt_alg: int,
+    encrypt_key: bytes,
+    auth_alg: int = AALG_NONE,
+    auth_key: bytes = b"",
+    random_bytes: RandomBytes = system_random,
 ) -> EspAeadTransform | EspCipherThenMacTransform:
     """Build the transform for PF_KEY algorithm ids and keys; refuse bad combinations.
 
+    AES-CBC IVs are drawn from ``random_bytes``; an AEAD's IV is its sequence number.
     Messages name algorithms and lengths, never key bytes.
     """
     ealg = ENCRYPT_ALGORITHMS.get(encrypt_alg)
@@ -250,7 +266,11 @@ def make_transform(
         )
     mac = hmac.new(auth_key, digestmod=_HASHES[auth_alg])
     if encrypt_alg == EALG_NULL:
-        return EspCipherThenMacTransform(f"null-{aalg.name}", None, mac, aalg.icv_bytes)
+        return EspCipherThenMacTransform(
+            f"null-{aalg.name}", None, mac, aalg.icv_bytes, random_bytes
+        )
     assert encrypt_alg == EALG_AES_CBC
     name = f"{ealg.name}-{key_bits}-{aalg.name}"
-    return EspCipherThenMacTransform(name, algorithms.AES(encrypt_key), mac, aalg.icv_bytes)
+    return EspCipherThenMacTransform(
+        name, algorithms.AES(encrypt_key), mac, aalg.icv_bytes, random_bytes
+    )

@@ -101,6 +101,7 @@ from larval.crypto.ikev1_keys import (
     quick_mode_keymat,
     skeyid_psk,
 )
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork
 from larval.ike.events import (
@@ -265,7 +266,7 @@ class IkeV1Session(OverTransport):
         initiator: bool,
         allocate_spi: Callable[[], int],
         child_policy: ChildPolicy | None = None,
-        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        random_bytes: RandomBytes = system_random,
         aggressive: bool = False,
         ike_lifetime: int = IKE_LIFETIME,
         initial_contact: bool = True,
@@ -481,7 +482,7 @@ class IkeV1Session(OverTransport):
             self.state = State.MM1_SENT
             self._send(MM, (sa, *vids), now, resend=PHASE1, text="MM1")
             return
-        self._dh = ikev1_dh_group(choices[0].group).generate()
+        self._dh = ikev1_dh_group(choices[0].group).generate(self._random)
         self._g_xi = self._dh.public_bytes
         self._nonce_i = self._random(NONCE_SIZE)
         self.state = State.AM1_SENT
@@ -629,7 +630,7 @@ class IkeV1Session(OverTransport):
         message = self._clear(data, 2)
         self._accept_phase1(header, message)
         assert self.choice is not None
-        self._dh = ikev1_dh_group(self.choice.group).generate()
+        self._dh = ikev1_dh_group(self.choice.group).generate(self._random)
         self._g_xi = self._dh.public_bytes
         self._nonce_i = self._random(NONCE_SIZE)
         self._transport.answered(PHASE1)
@@ -646,7 +647,7 @@ class IkeV1Session(OverTransport):
         message = self._clear(data, 3)
         ke, nonce = message.first(KePayload), message.first(NoncePayload)
         assert ke is not None and nonce is not None and self.choice is not None
-        self._dh = ikev1_dh_group(self.choice.group).generate()
+        self._dh = ikev1_dh_group(self.choice.group).generate(self._random)
         self._g_xi, self._g_xr = ke.data, self._dh.public_bytes
         self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
         self._check_nat(message, addr)
@@ -729,7 +730,7 @@ class IkeV1Session(OverTransport):
             self._refuse(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii", now)
             return
         self._idii_b = _body_of(message, PayloadType.ID)
-        self._dh = ikev1_dh_group(self.choice.group).generate()
+        self._dh = ikev1_dh_group(self.choice.group).generate(self._random)
         self._g_xi, self._g_xr = ke.data, self._dh.public_bytes
         self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
         self._derive(self._dh.shared_secret(ke.data))
@@ -1033,7 +1034,7 @@ class IkeV1Session(OverTransport):
         mid = self._transport.new_message_id()
         nonce_i = self._random(NONCE_SIZE)
         groups = [c.group for c in offered if c.group is not None]
-        dh = ikev1_dh_group(groups[0]).generate() if groups else None
+        dh = ikev1_dh_group(groups[0]).generate(self._random) if groups else None
         if dh is not None:
             # One KE for one group: the PFS transforms are those of the first group.
             offered = tuple(c for c in offered if c.group in (None, dh.group.dh_id))
@@ -1119,7 +1120,7 @@ class IkeV1Session(OverTransport):
         if choice.group is not None:
             ke = message.first(KePayload)
             assert ke is not None
-            dh = ikev1_dh_group(choice.group).generate()
+            dh = ikev1_dh_group(choice.group).generate(self._random)
             shared = dh.shared_secret(ke.data)
         spi_in = self._allocate_spi()  # RFC 2367 §2.3.2: GETSPI, LARVAL until QM3
         spi_out = int.from_bytes(proposal.spi, "big")

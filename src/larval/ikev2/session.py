@@ -43,7 +43,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-import secrets
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -68,6 +67,7 @@ from larval.crypto.ike_transforms import (
     integ_key_size,
 )
 from larval.crypto.prf import Prf
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.crypto.sk import SkCipher
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork, Suite
@@ -198,7 +198,7 @@ class IkeSession(OverTransport):
         initiator: bool,
         allocate_spi: Callable[[], int],
         child_policy: ChildPolicy | None = None,
-        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        random_bytes: RandomBytes = system_random,
         spi_i: bytes | None = None,
         fragmentation: bool = True,
         fragment_size: int = FRAGMENT_SIZE,
@@ -412,7 +412,7 @@ class IkeSession(OverTransport):
         payloads += [SaPayload(proposals), NoncePayload(nonce_i)]
         # PFS (RFC 7296 §1.3.1): a KE for the first group the proposals name.
         groups = _groups(config.proposals)
-        dh = DhGroup.of(groups[0]).generate() if groups else None
+        dh = DhGroup.of(groups[0]).generate(self._random) if groups else None
         if dh is not None:
             payloads.append(KePayload(groups[0], dh.public_bytes))
         payloads += [
@@ -498,7 +498,7 @@ class IkeSession(OverTransport):
         self._ike_rekey_started = True
         group = suite_get(self.suite, TransformType.DH)
         assert group is not None
-        dh = DhGroup.of(group.id).generate()
+        dh = DhGroup.of(group.id).generate(self._random)
         spi_i = self._random(8)
         nonce_i = self._random(NONCE_SIZE)
         proposals = tuple(
@@ -595,7 +595,7 @@ class IkeSession(OverTransport):
                 message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_KE_PAYLOAD, b"", data),)
             )
             return
-        dh = DhGroup.of(group.id).generate()
+        dh = DhGroup.of(group.id).generate(self._random)
         try:
             shared = dh.shared_secret(ke.data)
         except IkeCryptoError:
@@ -647,8 +647,8 @@ class IkeSession(OverTransport):
             encr_key_size(encr), integ_key_size(integ_id),
         )  # fmt: skip
         new._sk_d, new._sk_pi, new._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
-        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
-        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
+        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai, random_bytes=self._random)
+        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar, random_bytes=self._random)
         framing = new._framing
         framing.outbound, framing.inbound = (to_r, to_i) if initiator else (to_i, to_r)
         new.state = State.ESTABLISHED
@@ -726,7 +726,7 @@ class IkeSession(OverTransport):
                     (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_KE_PAYLOAD, b"", data),),
                 )
                 return
-            dh = DhGroup.of(group.id).generate()
+            dh = DhGroup.of(group.id).generate(self._random)
             try:
                 shared = dh.shared_secret(ke.data)
             except IkeCryptoError:
@@ -824,7 +824,7 @@ class IkeSession(OverTransport):
     def _send_init(self, now: float) -> None:
         """HDR, SA, KE, Ni, N(NAT_DETECTION_*) -->  (RFC 7296 §1.2)"""
         group = DhGroup.of(self._dh_group)
-        self._dh = group.generate()
+        self._dh = group.generate(self._random)
         # §2.6: a retry with a COOKIE must leave the other payloads, the nonce included,
         # unchanged, since the cookie covers Ni.
         self._nonce_i = self._nonce_i or self._random(NONCE_SIZE)
@@ -970,7 +970,7 @@ class IkeSession(OverTransport):
             return
         self.spi_r = self._random(8)
         self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
-        self._dh = DhGroup.of(dh.id).generate()
+        self._dh = DhGroup.of(dh.id).generate(self._random)
         try:
             shared = self._dh.shared_secret(ke.data)
         except IkeCryptoError:
@@ -1025,8 +1025,8 @@ class IkeSession(OverTransport):
             encr_key_size(encr), integ_key_size(integ_id),
         )  # fmt: skip
         self._sk_d, self._sk_pi, self._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
-        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai)
-        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar)
+        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai, random_bytes=self._random)
+        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar, random_bytes=self._random)
         framing = self._framing
         framing.outbound, framing.inbound = (to_r, to_i) if self.initiator else (to_i, to_r)
 

@@ -31,6 +31,7 @@ from typing import Any
 from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import ChildConfig, IkeConfig, Suite
 from larval.ike.datagram import version_of
@@ -133,7 +134,7 @@ class KeyManager:
         connections: list[Connection],
         pfkey: PfkeyPort,
         *,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
         self.connections = {c.ike.name: c for c in connections}
         self._pfkey = pfkey

@@ -17,11 +17,11 @@ import enum
 import errno
 import functools
 import ipaddress
-import os
 from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
+from larval.crypto.randomness import RandomBytes, random_int, system_random
 from larval.pfkey import (
     Diagnostic,
     Extension,
@@ -92,12 +92,6 @@ class PfkeyReply(NamedTuple):
 
     message: PfkeyMessage
     audience: Audience
-
-
-def _random_spi(low: int, high: int) -> int:
-    """A uniformly random SPI in [low, high] from the OS's random source."""
-    span = high - low + 1
-    return low + int.from_bytes(os.urandom(8), "little") % span
 
 
 def _packed(ext: SadbAddress) -> bytes:
@@ -185,7 +179,7 @@ class Sadb:
         hold_limit: int = DEFAULT_HOLD_LIMIT,
         acquire_hold_limit: int = DEFAULT_ACQUIRE_HOLD_LIMIT,
         acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT,
-        spi_random: Callable[[int, int], int] = _random_spi,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
         self.counters = SadbCounters()
         self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
@@ -197,7 +191,7 @@ class Sadb:
         self.larval_lifetime = larval_lifetime
         self._larval_hard = Lifetime(addtime=larval_lifetime)
         self.hold_limit = hold_limit
-        self._spi_random = spi_random
+        self._random = random_bytes  # SPIs are drawn from it
         self._handlers: dict[int, Callable[[PfkeyMessage, Exts, float], list[PfkeyReply]]] = {
             SadbMsgType.GETSPI: self._getspi,
             SadbMsgType.UPDATE: self._update,
@@ -416,10 +410,10 @@ class Sadb:
         # crowded small range, a walk from a random start so that a free SPI is found.
         span = high - low + 1
         for _ in range(min(span, 16)):
-            sa.spi = self._spi_random(low, high)
+            sa.spi = random_int(self._random, low, high)
             if table.insert_if_absent(sa):
                 return sa.spi
-        start = self._spi_random(low, high)
+        start = random_int(self._random, low, high)
         for i in range(span):
             sa.spi = low + (start - low + i) % span
             if table.insert_if_absent(sa):

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
 from larval.sadb import Audience, PfkeyReply, Sadb, SadbError, SecurityAssociation
 from larval.sadb.sa import Packet, ReleaseFn
@@ -62,10 +63,15 @@ class Stack:
         emit: Emit = _no_emit,
         on_inbound_release: ReleaseFn | None = None,
         on_outbound_release: ReleaseFn | None = None,
+        random_bytes: RandomBytes = system_random,
     ) -> None:
+        """`random_bytes`: where SPIs and ESP IVs are drawn from."""
         self.emit = emit
+        self.random_bytes = random_bytes
         self.sadb = Sadb(
-            on_inbound_release=on_inbound_release, on_outbound_release=on_outbound_release
+            on_inbound_release=on_inbound_release,
+            on_outbound_release=on_outbound_release,
+            random_bytes=random_bytes,
         )
         self.spd = Spd()
         self.outbound_policies = FlowCache(self.spd, Direction.OUT)
