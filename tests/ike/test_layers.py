@@ -14,7 +14,7 @@ import larval
 SRC = Path(larval.__file__).parent
 
 # What `larval.ike` may build on (the layers below it); anything else of larval is above.
-BELOW_IKE = {"errors", "wire", "netorder", "pfkey", "crypto", "sadb", "spd", "esp", "ike"}
+BELOW_IKE = {"errors", "wire", "pfkey", "crypto", "sadb", "spd", "esp", "ike"}
 
 
 def _modules(package: str) -> Iterator[tuple[str, ast.Module]]:

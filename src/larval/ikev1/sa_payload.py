@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from larval.wire import Buffer
+from larval.wire import Buffer, NetReader
 
 from .codec import IkeV1Reader, push_block
 from .constants import (
@@ -113,7 +113,7 @@ class Attribute:
             buf.push_bytes(self.value)
 
     @classmethod
-    def decode(cls, reader: IkeV1Reader, protocol_id: int) -> Attribute:
+    def decode(cls, reader: NetReader, protocol_id: int) -> Attribute:
         word = reader.pull_u16("attribute type")
         attr_type = _attr_enum(protocol_id, word & ~_AF)
         if word & _AF:
@@ -165,7 +165,7 @@ class Transform:
                 attr.encode(buf)
 
     @classmethod
-    def decode(cls, reader: IkeV1Reader, protocol_id: int) -> tuple[Transform, bool]:
+    def decode(cls, reader: NetReader, protocol_id: int) -> tuple[Transform, bool]:
         """One transform from ``reader``, and whether its Next Payload said it was last."""
         next_payload = reader.pull_u8("transform Next Payload")
         if next_payload not in (PayloadType.NONE, PayloadType.TRANSFORM):
@@ -230,7 +230,7 @@ class Proposal:
                 transform.encode(buf, last=i == len(self.transforms))
 
     @classmethod
-    def decode(cls, reader: IkeV1Reader) -> tuple[Proposal, bool]:
+    def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
         """One proposal from ``reader``, and whether its Next Payload said it was last."""
         next_payload = reader.pull_u8("proposal Next Payload")
         if next_payload not in (PayloadType.NONE, PayloadType.PROPOSAL):

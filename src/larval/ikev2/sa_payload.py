@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from larval.crypto.ike_transforms import TransformType
-from larval.wire import Buffer
+from larval.wire import Buffer, NetReader
 
 from .codec import IkeReader, push_block
 from .constants import PayloadType, ProtocolId, TransformAttr
@@ -64,7 +64,7 @@ class Attribute:
             buf.push_bytes(self.value)
 
     @classmethod
-    def decode(cls, reader: IkeReader) -> Attribute:
+    def decode(cls, reader: NetReader) -> Attribute:
         word = reader.pull_u16("attribute type")
         attr_type = TransformAttr(word & ~_AF)
         if word & _AF:
@@ -115,7 +115,7 @@ class Transform:
                 attr.encode(buf)
 
     @classmethod
-    def decode(cls, reader: IkeReader) -> tuple[Transform, bool]:
+    def decode(cls, reader: NetReader) -> tuple[Transform, bool]:
         """One transform from ``reader``, and whether it said it was the last."""
         more = reader.pull_u8("transform Last Substruc")
         if more not in (0, _MORE_TRANSFORMS):
@@ -176,7 +176,7 @@ class Proposal:
                 transform.encode(buf, last=i == len(self.transforms))
 
     @classmethod
-    def decode(cls, reader: IkeReader) -> tuple[Proposal, bool]:
+    def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
         """One proposal from ``reader``, and whether it said it was the last."""
         more = reader.pull_u8("proposal Last Substruc")
         if more not in (0, _MORE_PROPOSALS):
