@@ -26,11 +26,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias
 
+from larval.ike.message import PayloadMessage
+from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
-from .codec import push_block
+from .codec import CODEC
 from .constants import (
     GENERIC_HEADER_SIZE,
     IKE_HEADER_SIZE,
@@ -65,10 +67,7 @@ Unprotect: TypeAlias = Callable[[bytes, bytes], bytes]
 #: ``overhead(plaintext_len) -> SK body length - plaintext_len``
 Overhead: TypeAlias = Callable[[int], int]
 
-P = TypeVar("P")
-
 _HEADER = struct.Struct(">8s8sBBBBII")
-_GENERIC = struct.Struct(">BBH")
 _CRITICAL = 0x80  # RFC 7296 §3.2: the C bit, first bit of the second octet
 _SEALED = (PayloadType.SK, PayloadType.SKF)
 
@@ -165,14 +164,9 @@ def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
         if isinstance(payload, SkPayload | SkfPayload):
             if i != len(items) - 1 or after != PayloadType.NONE:
                 raise IkeEncodeError("the Encrypted payload must be the last (RFC 7296 §3.14)")
-            next_type = int(payload.first_inner)
-        else:
-            next_type = int(items[i + 1].payload_type) if i + 1 < len(items) else after
-        with push_block(buf):
-            buf.push_u8(next_type)
-            buf.push_u8(_CRITICAL if is_critical(payload) else 0)
-            buf.push_u16be(0)  # Payload Length, patched
-            buf.push_bytes(payload.encode_body())
+            # RFC 7296 §3.14: SK's Next Payload names the first payload inside it.
+            after = int(payload.first_inner)
+    push_chain(buf, CODEC, items, after, lambda p: _CRITICAL if is_critical(p) else 0)
 
 
 def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) -> PayloadType:
@@ -182,10 +176,7 @@ def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) ->
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
     """The payloads as a chain (RFC 7296 §3.2): what the header's Next Payload starts."""
     buf = Buffer()
-    try:
-        _push_chain(buf, payloads, PayloadType.NONE)
-    except struct.error as exc:
-        raise IkeEncodeError(f"payload field out of range: {exc}") from exc
+    _push_chain(buf, payloads, PayloadType.NONE)
     return buf.data
 
 
@@ -200,45 +191,32 @@ def decode_chain(
     allowed at all: nothing is encrypted twice.
     """
     payloads: list[Payload] = []
-    end = len(data)
-    offset = start
+    end = start
     last_start = -1
-    next_type = int(first)
-    while next_type != PayloadType.NONE:
-        ptype = PayloadType(next_type)
-        if end - offset < GENERIC_HEADER_SIZE:
-            raise IkeDecodeError(
-                f"{ptype.name} payload: generic header cut short at offset {offset}"
-            )
-        next_type, flags, length = _GENERIC.unpack_from(data, offset)
-        if length < GENERIC_HEADER_SIZE or offset + length > end:
-            raise IkeDecodeError(
-                f"{ptype.name} payload at offset {offset}: Payload Length {length}, "
-                f"{end - offset} bytes left"
-            )
-        body = data[offset + GENERIC_HEADER_SIZE : offset + length]
+    for raw in walk_chain(data, first, start, CODEC, PayloadType):
+        ptype = raw.payload_type
         if ptype in _SEALED and inner:
             raise IkeDecodeError(f"{ptype.name} payload inside an Encrypted payload")
+        critical = bool(raw.flags & _CRITICAL)
         payloads.append(
-            decode_payload(ptype, body, critical=bool(flags & _CRITICAL), next_payload=next_type)
+            decode_payload(ptype, raw.body, critical=critical, next_payload=raw.next_type)
         )
-        last_start = offset
-        offset += length
+        last_start, end = raw.start, raw.end
         if ptype in _SEALED:
             # Its Next Payload names the first inner payload; the chain ends here.
-            if offset != end:
+            if end != len(data):
                 raise IkeDecodeError(
                     f"{ptype.name} payload is not the last payload (RFC 7296 §3.14): "
-                    f"{end - offset} bytes follow it"
+                    f"{len(data) - end} bytes follow it"
                 )
             return payloads, last_start
-    if offset != end:
-        raise IkeDecodeError(f"{end - offset} bytes after the last payload")
+    if end != len(data):
+        raise IkeDecodeError(f"{len(data) - end} bytes after the last payload")
     return payloads, last_start
 
 
 @dataclass(frozen=True, slots=True)
-class IkeMessage:
+class IkeMessage(PayloadMessage[NotifyPayload]):
     """An IKEv2 message: the header's fields and its payloads.
 
     ``payloads`` is the chain as the exchange defines it: after `decode_message` the
@@ -258,6 +236,8 @@ class IkeMessage:
     unprotected: tuple[Payload, ...] = ()
     higher_version: bool = False  # the V flag (RFC 7296 §3.1)
     minor_version: int = IKE_MINOR_VERSION
+
+    notify_class = NotifyPayload
 
     @property
     def flags(self) -> HeaderFlag:
@@ -283,24 +263,6 @@ class IkeMessage:
             self.message_id,
             length,
         )
-
-    def get(self, kind: type[P]) -> tuple[P, ...]:
-        """The payloads of class ``kind``, in order."""
-        return tuple(p for p in self.payloads if isinstance(p, kind))
-
-    def first(self, kind: type[P]) -> P | None:
-        """The first payload of class ``kind``, or None."""
-        for p in self.payloads:
-            if isinstance(p, kind):
-                return p
-        return None
-
-    def notify(self, notify_type: int) -> NotifyPayload | None:
-        """The first Notify payload of type ``notify_type``, or None."""
-        for p in self.payloads:
-            if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
-                return p
-        return None
 
     def encode(self) -> bytes:
         """The message in the clear: header and chain (an `SkPayload`, if any, opaque)."""
@@ -348,10 +310,7 @@ def encode_protected(message: IkeMessage, protect: Protect, overhead: Overhead) 
     sealed_len = GENERIC_HEADER_SIZE + len(inner) + overhead(len(inner))
     buf = Buffer()
     buf.push_bytes(bytes(IKE_HEADER_SIZE))  # the header, written once the length is known
-    try:
-        _push_chain(buf, message.unprotected, PayloadType.SK)
-    except struct.error as exc:
-        raise IkeEncodeError(f"payload field out of range: {exc}") from exc
+    _push_chain(buf, message.unprotected, PayloadType.SK)
     sk_start = buf.tell()
     total = sk_start + sealed_len
     if sealed_len > 0xFFFF or total > 0xFFFFFFFF:
