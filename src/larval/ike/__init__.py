@@ -1,4 +1,4 @@
-"""What IKEv1 and IKEv2 share: the UDP ports, identities, configuration and events.
+"""What IKEv1 and IKEv2 share: ports, identities, configuration, events, errors, codec base.
 
 `larval.ikev1` and `larval.ikev2` import this package and never each other; it imports
 only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written once:
@@ -11,10 +11,15 @@ only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written o
   `ChildConfig`), one configuration for either version;
 * `events`: what a session reports to its key manager;
 * `errors`: the root of both versions' errors, and the protocol error that carries the
-  notification to answer with (each version's own registry of notify types).
+  notification to answer with (each version's own registry of notify types);
+* `codec`: a version's codec errors, for the readers and block writers of `larval.wire`;
+* `payload`: the payload chain (generic headers walked and written) and the payload
+  bodies of the same shape in both versions, which each version subclasses;
+* `message`: what a message offers about its payloads (`get`, `first`, `notify`);
+* `rules`: the rows and rules of each version's payload table, and their counting;
+* `render`: a message or a suite in one line, for logs and the demo's ladder.
 
-Still to come here: the payload-chain and message base, the payload-rule dataclasses,
-fragment reassembly and the one-line message rendering of logs and the demo.
+Still to come here: fragment reassembly.
 """
 
 from __future__ import annotations
