@@ -15,15 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from larval.crypto.ike_transforms import (
-    DhId,
-    EncrId,
-    EsnId,
-    IntegId,
-    PrfId,
-    Transform,
-    TransformType,
-)
+from larval.crypto import ike_transforms as tf
 
 from .config import Suite
 from .payload import ChainPayload
@@ -95,20 +87,20 @@ def grouped(names: Iterable[str]) -> list[str]:
     return out
 
 
-def transform_text(t: Transform) -> str:
+def transform_text(t: tf.Transform) -> str:
     """One transform by its registry name: ``AES_CBC_128``, ``PRF_HMAC_SHA2_256``."""
-    if t.type == TransformType.ENCR:
-        name = EncrId(t.id).name
+    if t.type == tf.TransformType.ENCR:
+        name = tf.EncrId(t.id).name
         return f"{name}_{t.key_bits}" if t.key_bits else name
-    if t.type == TransformType.PRF:
-        return f"PRF_{PrfId(t.id).name}"
-    if t.type == TransformType.INTEG:
-        return IntegId(t.id).name
-    if t.type == TransformType.DH:
-        return DhId(t.id).name
-    if t.type == TransformType.ESN:
-        return "ESN" if EsnId(t.id) == EsnId.YES else "NO_ESN"
-    return f"{TransformType(t.type).name}_{t.id}"
+    if t.type == tf.TransformType.PRF:
+        return f"PRF_{tf.PrfId(t.id).name}"
+    if t.type == tf.TransformType.INTEG:
+        return tf.IntegId(t.id).name
+    if t.type == tf.TransformType.DH:
+        return tf.DhId(t.id).name
+    if t.type == tf.TransformType.ESN:
+        return "ESN" if tf.EsnId(t.id) == tf.EsnId.YES else "NO_ESN"
+    return f"{tf.TransformType(t.type).name}_{t.id}"
 
 
 def suite_text(suite: Suite) -> str:
