@@ -11,8 +11,9 @@ answered with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeVar
 
 from larval.wire import Buffer, NetReader
 
@@ -21,10 +22,10 @@ from .codec import IkeCodec
 __all__ = [
     "AF",
     "MORE_PROPOSALS",
+    "Proposal",
     "pull_attribute",
     "pull_marked",
     "push_attribute",
-    "push_proposal",
 ]
 
 AF = 0x8000  # Attribute Format bit: TV when set, TLV when clear
@@ -79,29 +80,37 @@ def pull_marked(
     return items, last
 
 
-def push_proposal(
-    buf: Buffer,
-    codec: IkeCodec,
-    last: bool,
-    number: int,
-    protocol_id: int,
-    spi: bytes,
-    transforms: Sequence[_Transform],
-) -> None:
-    """A proposal: its header, SPI Size and count from ``spi`` and ``transforms``, then
-    the transforms, the last one marked so; the Proposal Length back-patched."""
-    if len(spi) > 0xFF or len(transforms) > 0xFF:
-        raise codec.encode_error(
-            f"proposal {number}: {len(spi)}-byte SPI, {len(transforms)} transforms (255 at most)"
-        )
-    with codec.block(buf):
-        buf.push_u8(0 if last else MORE_PROPOSALS)
-        buf.push_u8(0)
-        buf.push_u16be(0)  # Proposal Length, patched
-        buf.push_u8(number)
-        buf.push_u8(protocol_id)
-        buf.push_u8(len(spi))
-        buf.push_u8(len(transforms))
-        buf.push_bytes(spi)
-        for i, transform in enumerate(transforms, 1):
-            transform.encode(buf, last=i == len(transforms))
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A proposal of either version; each subclasses it with its own Protocol ID and
+    transform classes and reads it with its own ``decode``.
+
+    SPI Size and the number of transforms come from ``spi`` and ``transforms``.
+    """
+
+    codec: ClassVar[IkeCodec]
+
+    number: int
+    protocol_id: int
+    spi: bytes = b""
+    transforms: tuple[_Transform, ...] = ()
+
+    def encode(self, buf: Buffer, last: bool) -> None:
+        """The header, the transforms (the last one marked so), the length back-patched."""
+        spi, transforms = self.spi, self.transforms
+        if len(spi) > 0xFF or len(transforms) > 0xFF:
+            raise self.codec.encode_error(
+                f"proposal {self.number}: {len(spi)}-byte SPI, "
+                f"{len(transforms)} transforms (255 at most)"
+            )
+        with self.codec.block(buf):
+            buf.push_u8(0 if last else MORE_PROPOSALS)
+            buf.push_u8(0)
+            buf.push_u16be(0)  # Proposal Length, patched
+            buf.push_u8(self.number)
+            buf.push_u8(self.protocol_id)
+            buf.push_u8(len(spi))
+            buf.push_u8(len(transforms))
+            buf.push_bytes(spi)
+            for i, transform in enumerate(transforms, 1):
+                transform.encode(buf, last=i == len(transforms))

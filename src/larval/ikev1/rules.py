@@ -32,104 +32,45 @@ T = PayloadType
 E = ExchangeType
 _ID_PAIR = PayloadRule(T.ID, 2, 2, or_none=True)
 _AUTH = (T.HASH, T.SIG)  # HASH_I/HASH_R with pre-shared keys, SIG_I/SIG_R with signatures
+# (type, min, max) of the payloads several Phase 1 messages carry
+_ID = (T.ID, 1, 1)
+_CR = (T.CR, 0, MANY)
+_N = (T.N, 0, MANY)
+_VID = (T.VID, 0, MANY)
+_NAT_D = (T.NAT_D, 0, MANY)
+_SIGNED = ((T.CERT, 0, MANY), (T.HASH, 0, 1), (T.SIG, 0, 1))  # [CERT,] HASH | SIG
+_AM_OFFER = ((T.SA, 1, 1), (T.KE, 1, 1), (T.NONCE, 1, 1), _ID)  # SA, KE, Nx, IDx
 # Main Mode 3 and 4 carry the same payloads, and so do Quick Mode 1 and 2.
-_MM_KE = rules((T.KE, 1, 1), (T.NONCE, 1, 1), (T.CR, 0, MANY), (T.NAT_D, 0, MANY), (T.VID, 0, MANY))
+_MM_KE = rules((T.KE, 1, 1), (T.NONCE, 1, 1), _CR, _NAT_D, _VID)
 _QM_SA = (
     *rules((T.HASH, 1, 1), (T.SA, 1, 1), (T.NONCE, 1, 1), (T.KE, 0, 1)),
     _ID_PAIR,
-    *rules((T.NAT_OA, 0, 2), (T.N, 0, MANY)),
+    *rules((T.NAT_OA, 0, 2), _N),
 )
 
 _ROWS = (
     # Main Mode (RFC 2409 §5.1, §5.4; NAT-D: RFC 3947 §3.2)
     # HDR, SA [, VID...] -->
-    MessageRules(E.IDENTITY_PROTECTION, 1, False, rules((T.SA, 1, 1), (T.VID, 0, MANY))),
+    MessageRules(E.IDENTITY_PROTECTION, 1, False, rules((T.SA, 1, 1), _VID)),
     # <-- HDR, SA [, VID...]
-    MessageRules(E.IDENTITY_PROTECTION, 2, False, rules((T.SA, 1, 1), (T.VID, 0, MANY))),
+    MessageRules(E.IDENTITY_PROTECTION, 2, False, rules((T.SA, 1, 1), _VID)),
     # HDR, KE, Ni [, CR...] [, NAT-D, NAT-D...] [, VID...] -->
     MessageRules(E.IDENTITY_PROTECTION, 3, False, _MM_KE),
     # <-- HDR, KE, Nr [, CR...] [, NAT-D, NAT-D...] [, VID...]
     MessageRules(E.IDENTITY_PROTECTION, 4, False, _MM_KE),
     # HDR*, IDii, [CERT,] HASH_I | SIG_I [, N(INITIAL_CONTACT)] -->
-    MessageRules(
-        E.IDENTITY_PROTECTION,
-        5,
-        True,
-        rules(
-            (T.ID, 1, 1),
-            (T.CERT, 0, MANY),
-            (T.CR, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.N, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
-    ),
+    MessageRules(E.IDENTITY_PROTECTION, 5, True, rules(_ID, _CR, *_SIGNED, _N, _VID), one_of=_AUTH),
     # <-- HDR*, IDir, [CERT,] HASH_R | SIG_R [, N...]
-    MessageRules(
-        E.IDENTITY_PROTECTION,
-        6,
-        True,
-        rules(
-            (T.ID, 1, 1),
-            (T.CERT, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.N, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
-    ),
+    MessageRules(E.IDENTITY_PROTECTION, 6, True, rules(_ID, *_SIGNED, _N, _VID), one_of=_AUTH),
     # Aggressive Mode (RFC 2409 §5.1, §5.4; NAT-D: RFC 3947 §3.2)
     # HDR, SA, KE, Ni, IDii [, CR...] [, VID...] -->
-    MessageRules(
-        E.AGGRESSIVE,
-        1,
-        False,
-        rules(
-            (T.SA, 1, 1),
-            (T.KE, 1, 1),
-            (T.NONCE, 1, 1),
-            (T.ID, 1, 1),
-            (T.CR, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-    ),
+    MessageRules(E.AGGRESSIVE, 1, False, rules(*_AM_OFFER, _CR, _VID)),
     # <-- HDR, SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R [, CR...] [, NAT-D...] [, VID...]
     MessageRules(
-        E.AGGRESSIVE,
-        2,
-        False,
-        rules(
-            (T.SA, 1, 1),
-            (T.KE, 1, 1),
-            (T.NONCE, 1, 1),
-            (T.ID, 1, 1),
-            (T.CERT, 0, MANY),
-            (T.CR, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.NAT_D, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
+        E.AGGRESSIVE, 2, False, rules(*_AM_OFFER, _CR, *_SIGNED, _NAT_D, _VID), one_of=_AUTH
     ),
     # HDR[*], [CERT,] HASH_I | SIG_I [, NAT-D...] [, N(INITIAL_CONTACT)] -->
-    MessageRules(
-        E.AGGRESSIVE,
-        3,
-        None,
-        rules(
-            (T.CERT, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.NAT_D, 0, MANY),
-            (T.N, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
-    ),
+    MessageRules(E.AGGRESSIVE, 3, None, rules(*_SIGNED, _NAT_D, _N, _VID), one_of=_AUTH),
     # Quick Mode (RFC 2409 §5.5; NAT-OA: RFC 3947 §5.1)
     # HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] [, NAT-OA, NAT-OA] -->
     MessageRules(E.QUICK_MODE, 1, True, _QM_SA, hash_first=True),

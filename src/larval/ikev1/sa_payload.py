@@ -171,7 +171,7 @@ class Transform:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposal:
+class Proposal(base.Proposal):
     """A Proposal payload, P (RFC 2408 §3.5)::
 
                              1                   2                   3
@@ -190,15 +190,10 @@ class Proposal:
     ISAKMP (the cookies name the SA, RFC 2409 §5) and 4 bytes for AH and ESP.
     """
 
-    number: int
-    protocol_id: ProtocolId
-    spi: bytes = b""
-    transforms: tuple[Transform, ...] = ()
+    codec = CODEC
 
-    def encode(self, buf: Buffer, last: bool) -> None:
-        base.push_proposal(
-            buf, CODEC, last, self.number, self.protocol_id, self.spi, self.transforms
-        )
+    protocol_id: ProtocolId
+    transforms: tuple[Transform, ...] = ()
 
     @classmethod
     def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:

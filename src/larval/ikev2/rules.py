@@ -36,12 +36,9 @@ _INIT = rules(
     (T.CERTREQ, 0, MANY),  # in the response (§1.2); harmless in the request
     encrypted=False,
 )
-_AUTH_REQUEST = rules(
-    # RFC 7296 §1.2, §2.16: SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr}
-    (T.IDi, 0, 1),
+# What both IKE_AUTH messages may carry besides the identities (RFC 7296 §1.2, §2.16).
+_AUTH_BOTH = (
     (T.CERT, 0, MANY),
-    (T.CERTREQ, 0, MANY),
-    (T.IDr, 0, 1),
     (T.AUTH, 0, 1),  # absent when the initiator asks for EAP (§2.16)
     (T.CP, 0, 1),
     (T.SA, 0, 1),
@@ -50,22 +47,13 @@ _AUTH_REQUEST = rules(
     (T.NOTIFY, 0, MANY),
     (T.VENDOR_ID, 0, MANY),
     (T.EAP, 0, 1),
-    encrypted=True,
 )
-_AUTH_RESPONSE = rules(
-    # RFC 7296 §1.2: SK {IDr, [CERT,] AUTH, SAr2, TSi, TSr}
-    (T.IDr, 0, 1),
-    (T.CERT, 0, MANY),
-    (T.AUTH, 0, 1),
-    (T.CP, 0, 1),
-    (T.SA, 0, 1),
-    (T.TSi, 0, 1),
-    (T.TSr, 0, 1),
-    (T.NOTIFY, 0, MANY),
-    (T.VENDOR_ID, 0, MANY),
-    (T.EAP, 0, 1),
-    encrypted=True,
+# SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr}
+_AUTH_REQUEST = rules(
+    (T.IDi, 0, 1), (T.CERTREQ, 0, MANY), (T.IDr, 0, 1), *_AUTH_BOTH, encrypted=True
 )
+# SK {IDr, [CERT,] AUTH, SAr2, TSi, TSr}
+_AUTH_RESPONSE = rules((T.IDr, 0, 1), *_AUTH_BOTH, encrypted=True)
 _CHILD = rules(
     # RFC 7296 §1.3: SK {[N(REKEY_SA)], SA, Ni, [KEi], [TSi, TSr]}
     (T.SA, 1, 1),

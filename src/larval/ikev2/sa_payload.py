@@ -116,7 +116,7 @@ class Transform:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposal:
+class Proposal(base.Proposal):
     """A proposal substructure (RFC 7296 §3.3.1)::
 
                              1                   2                   3
@@ -135,15 +135,10 @@ class Proposal:
     AH/ESP; SPI Size and Num Transforms come from ``spi`` and ``transforms``.
     """
 
-    number: int
-    protocol_id: ProtocolId
-    spi: bytes = b""
-    transforms: tuple[Transform, ...] = ()
+    codec = CODEC
 
-    def encode(self, buf: Buffer, last: bool) -> None:
-        base.push_proposal(
-            buf, CODEC, last, self.number, self.protocol_id, self.spi, self.transforms
-        )
+    protocol_id: ProtocolId
+    transforms: tuple[Transform, ...] = ()
 
     @classmethod
     def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
