@@ -26,12 +26,11 @@ first (cookies, Message ID, flags) without touching the payloads.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from larval.ike.message import PayloadMessage
+from larval.ike.message import PayloadMessage, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
@@ -65,8 +64,6 @@ __all__ = [
 Encrypt: TypeAlias = Callable[[bytes], bytes]
 #: ``decrypt(ciphertext after the header) -> plaintext of the same length, padding included``
 Decrypt: TypeAlias = Callable[[bytes], bytes]
-
-_HEADER = struct.Struct(">8s8sBBBBII")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,21 +105,11 @@ class IkeV1Header:
         return bool(self.flags & HeaderFlag.ENCRYPTION)
 
     def encode(self) -> bytes:
-        if len(self.cookie_i) != 8 or len(self.cookie_r) != 8:
-            raise IkeV1EncodeError("ISAKMP cookies are 8 bytes each (RFC 2408 §3.1)")
-        try:
-            return _HEADER.pack(
-                self.cookie_i,
-                self.cookie_r,
-                self.next_payload,
-                (self.major << 4) | self.minor,
-                self.exchange_type,
-                self.flags,
-                self.message_id,
-                self.length,
-            )
-        except struct.error as exc:
-            raise IkeV1EncodeError(f"ISAKMP header field out of range: {exc}") from exc
+        fields = (self.cookie_i, self.cookie_r, self.next_payload, self.major, self.minor)
+        rest = (self.exchange_type, self.flags, self.message_id, self.length)
+        return pack_header(
+            CODEC, "ISAKMP", "ISAKMP cookies are 8 bytes each (RFC 2408 §3.1)", fields + rest
+        )
 
 
 def decode_header(data: bytes) -> IkeV1Header:
@@ -133,12 +120,9 @@ def decode_header(data: bytes) -> IkeV1Header:
     is not the size of ``data`` raises UNEQUAL_PAYLOAD_LENGTHS (RFC 2408 §5.1). The minor
     version is kept, not checked.
     """
-    if len(data) < ISAKMP_HEADER_SIZE:
-        raise IkeV1DecodeError(f"{len(data)} bytes: shorter than the ISAKMP header")
-    cookie_i, cookie_r, next_payload, version, exchange, flags, message_id, length = (
-        _HEADER.unpack_from(data)
+    cookie_i, cookie_r, next_payload, major, minor, exchange, flags, mid, length = unpack_header(
+        CODEC, "ISAKMP", data
     )
-    major, minor = version >> 4, version & 0x0F
     if major != ISAKMP_MAJOR_VERSION:
         raise IkeV1DecodeError(
             f"ISAKMP major version {major}, this is IKEv1", NotifyType.INVALID_MAJOR_VERSION
@@ -148,17 +132,8 @@ def decode_header(data: bytes) -> IkeV1Header:
             f"ISAKMP header Length {length}, message of {len(data)} bytes",
             NotifyType.UNEQUAL_PAYLOAD_LENGTHS,
         )
-    return IkeV1Header(
-        cookie_i,
-        cookie_r,
-        PayloadType(next_payload),
-        major,
-        minor,
-        ExchangeType(exchange),
-        flags,
-        message_id,
-        length,
-    )
+    ptype, etype = PayloadType(next_payload), ExchangeType(exchange)
+    return IkeV1Header(cookie_i, cookie_r, ptype, major, minor, etype, flags, mid, length)
 
 
 def encode_chain(payloads: Iterable[Payload]) -> bytes:

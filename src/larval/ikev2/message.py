@@ -23,12 +23,11 @@ inverse. The callbacks come from the crypto layer; this module only frames:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from larval.ike.message import PayloadMessage
+from larval.ike.message import PayloadMessage, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
@@ -67,7 +66,6 @@ Unprotect: TypeAlias = Callable[[bytes, bytes], bytes]
 #: ``overhead(plaintext_len) -> SK body length - plaintext_len``
 Overhead: TypeAlias = Callable[[int], int]
 
-_HEADER = struct.Struct(">8s8sBBBBII")
 _CRITICAL = 0x80  # RFC 7296 §3.2: the C bit, first bit of the second octet
 _SEALED = (PayloadType.SK, PayloadType.SKF)
 
@@ -107,21 +105,9 @@ class IkeHeader:
     length: int
 
     def encode(self) -> bytes:
-        if len(self.spi_i) != 8 or len(self.spi_r) != 8:
-            raise IkeEncodeError("IKE SPIs are 8 bytes each (RFC 7296 §3.1)")
-        try:
-            return _HEADER.pack(
-                self.spi_i,
-                self.spi_r,
-                self.next_payload,
-                (self.major << 4) | self.minor,
-                self.exchange_type,
-                self.flags,
-                self.message_id,
-                self.length,
-            )
-        except struct.error as exc:
-            raise IkeEncodeError(f"IKE header field out of range: {exc}") from exc
+        fields = (self.spi_i, self.spi_r, self.next_payload, self.major, self.minor)
+        rest = (self.exchange_type, self.flags, self.message_id, self.length)
+        return pack_header(CODEC, "IKE", "IKE SPIs are 8 bytes each (RFC 7296 §3.1)", fields + rest)
 
 
 def decode_header(data: bytes) -> IkeHeader:
@@ -132,29 +118,17 @@ def decode_header(data: bytes) -> IkeHeader:
     length is. A Length that is not the size of ``data`` (cut short, or trailing bytes)
     raises `IkeDecodeError`.
     """
-    if len(data) < IKE_HEADER_SIZE:
-        raise IkeDecodeError(f"{len(data)} bytes: shorter than the IKE header")
-    spi_i, spi_r, next_payload, version, exchange, flags, message_id, length = _HEADER.unpack_from(
-        data
+    spi_i, spi_r, next_payload, major, minor, exchange, flags, mid, length = unpack_header(
+        CODEC, "IKE", data
     )
-    major, minor = version >> 4, version & 0x0F
     if major != IKE_MAJOR_VERSION:
         raise IkeProtocolError(
             NotifyType.INVALID_MAJOR_VERSION, f"IKE major version {major}, this is IKEv2"
         )
     if length != len(data):
         raise IkeDecodeError(f"IKE header Length {length}, message of {len(data)} bytes")
-    return IkeHeader(
-        spi_i,
-        spi_r,
-        PayloadType(next_payload),
-        major,
-        minor,
-        ExchangeType(exchange),
-        flags,
-        message_id,
-        length,
-    )
+    ptype, etype = PayloadType(next_payload), ExchangeType(exchange)
+    return IkeHeader(spi_i, spi_r, ptype, major, minor, etype, flags, mid, length)
 
 
 def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
