@@ -14,13 +14,21 @@ it and names its Notify payload class in ``notify_class``.
 
 from __future__ import annotations
 
+import enum
 import struct
 from collections.abc import Iterator
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from .codec import IkeCodec
 
-__all__ = ["HEADER_SIZE", "HeaderFields", "PayloadMessage", "pack_header", "unpack_header"]
+__all__ = [
+    "HEADER_SIZE",
+    "HeaderFields",
+    "PayloadMessage",
+    "flags_of",
+    "pack_header",
+    "unpack_header",
+]
 
 _HEADER = struct.Struct(">8s8sBBBBII")
 HEADER_SIZE = _HEADER.size  # 28
@@ -42,6 +50,18 @@ def pack_header(codec: IkeCodec, what: str, spi_rule: str, fields: HeaderFields)
         )
     except struct.error as exc:
         raise codec.encode_error(f"{what} header field out of range: {exc}") from exc
+
+
+F = TypeVar("F", bound=enum.IntFlag)
+
+
+def flags_of(none: F, *flags: tuple[F, bool]) -> F:
+    """The Flags octet from ``(flag, set?)`` pairs, starting from ``none``."""
+    octet = none
+    for flag, on in flags:
+        if on:
+            octet |= flag
+    return octet
 
 
 def unpack_header(codec: IkeCodec, what: str, data: bytes) -> HeaderFields:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from larval.ike.message import PayloadMessage, pack_header, unpack_header
+from larval.ike.message import PayloadMessage, flags_of, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
@@ -192,14 +192,12 @@ class IkeV1Message(PayloadMessage[NotifyPayload]):
     notify_class = NotifyPayload
 
     def flags(self, encrypted: bool) -> HeaderFlag:
-        flags = HeaderFlag(0)
-        if encrypted:
-            flags |= HeaderFlag.ENCRYPTION
-        if self.commit:
-            flags |= HeaderFlag.COMMIT
-        if self.auth_only:
-            flags |= HeaderFlag.AUTH_ONLY
-        return flags
+        return flags_of(
+            HeaderFlag(0),
+            (HeaderFlag.ENCRYPTION, encrypted),
+            (HeaderFlag.COMMIT, self.commit),
+            (HeaderFlag.AUTH_ONLY, self.auth_only),
+        )
 
     def header(self, length: int, encrypted: bool) -> IkeV1Header:
         """This message's ISAKMP header, given the total length."""

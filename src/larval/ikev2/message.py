@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from larval.ike.message import PayloadMessage, pack_header, unpack_header
+from larval.ike.message import PayloadMessage, flags_of, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
@@ -215,14 +215,12 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
 
     @property
     def flags(self) -> HeaderFlag:
-        flags = HeaderFlag(0)
-        if self.is_initiator:
-            flags |= HeaderFlag.INITIATOR
-        if self.higher_version:
-            flags |= HeaderFlag.VERSION
-        if self.is_response:
-            flags |= HeaderFlag.RESPONSE
-        return flags
+        return flags_of(
+            HeaderFlag(0),
+            (HeaderFlag.INITIATOR, self.is_initiator),
+            (HeaderFlag.VERSION, self.higher_version),
+            (HeaderFlag.RESPONSE, self.is_response),
+        )
 
     def header(self, next_payload: int, length: int) -> IkeHeader:
         """This message's IKE header, given the first payload's type and the total length."""
