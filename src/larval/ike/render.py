@@ -33,7 +33,7 @@ __all__ = [
 
 def type_name(payload: ChainPayload) -> str:
     """The payload type's name: ``SA``, ``IDi``."""
-    return str(getattr(payload.payload_type, "name", payload.payload_type))
+    return payload.payload_type.name
 
 
 def type_number(payload: ChainPayload) -> str:

@@ -1,11 +1,14 @@
 """ISAKMP payloads (RFC 2408 §3.7-§3.16, RFC 2407 §4.6, RFC 3947): one frozen dataclass each.
 
 Every payload starts with the generic payload header of RFC 2408 §3.2 (Next Payload,
-RESERVED, Payload Length); `larval.ikev1.message` writes and checks that header. The
-*body* of a payload is everything after those four bytes: ``encode_body()`` returns it,
-``decode_body(body)`` reads it, and raises `IkeV1DecodeError` (PAYLOAD_MALFORMED) if it
-does not fit. The SA payload with its proposals and transforms lives in
-`larval.ikev1.sa_payload`.
+RESERVED, Payload Length); `larval.ike.payload` walks and writes that header for
+`larval.ikev1.message`. The *body* of a payload is everything after those four bytes:
+``encode_body()`` returns it, ``decode_body(body)`` reads it, and raises
+`IkeV1DecodeError` (PAYLOAD_MALFORMED) if it does not fit. The SA payload with its
+proposals and transforms lives in `larval.ikev1.sa_payload`. The bodies both versions
+lay out alike (opaque data: KE, HASH, SIG, Vendor ID, NAT-D; the Nonce; CERT; Notify and
+Delete after their DOI) are built on `larval.ike.payload`, with ISAKMP's numbers and
+errors.
 
 Each class knows its `PayloadType`: a class attribute, or a field where one layout serves
 two numbers (NAT-D and NAT-OA under their RFC 3947 and draft numbers). Payload types this

@@ -1,10 +1,12 @@
 """IKEv2 payloads (RFC 7296 §3.4-§3.16, RFC 7383 §2.5): one frozen dataclass each.
 
 Every payload starts with the generic payload header of RFC 7296 §3.2 (Next Payload, the
-critical bit, Payload Length); `larval.ikev2.message` writes and checks that header. The
-*body* of a payload is everything after those four bytes: ``encode_body()`` returns it,
-``decode_body(body)`` reads it, and raises `IkeDecodeError` (INVALID_SYNTAX) if it does
-not fill the body exactly.
+critical bit, Payload Length); `larval.ike.payload` walks and writes that header for
+`larval.ikev2.message`. The *body* of a payload is everything after those four bytes:
+``encode_body()`` returns it, ``decode_body(body)`` reads it, and raises `IkeDecodeError`
+(INVALID_SYNTAX) if it does not fill the body exactly. The bodies both versions lay out
+alike (opaque data: Vendor ID, EAP; the Nonce; CERT and CERTREQ; Notify and Delete) are
+built on `larval.ike.payload`, with IKEv2's numbers and errors.
 
 Each class knows its `PayloadType`: a class attribute, or a field where one layout serves
 two types (IDi/IDr, TSi/TSr). Payload types this module has no class for decode to
