@@ -39,14 +39,10 @@ from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.datagram import version_of
 from larval.ike.sa import Phase
 from larval.ikev1.constants import ExchangeType as V1Exchange
-from larval.ikev1.constants import PayloadType as V1Payload
 from larval.ikev1.errors import IkeV1ProtocolError
 from larval.ikev1.message import decode_header as decode_v1_header
-from larval.ikev1.message import decode_message as decode_v1_message
-from larval.ikev2.constants import ExchangeType, NotifyType, PayloadType
-from larval.ikev2.errors import IkeProtocolError
-from larval.ikev2.message import decode_header, decode_message
-from larval.ikev2.payloads import NotifyPayload
+from larval.ikev1.render import ladder_label as ikev1_ladder_label
+from larval.ikev2.render import ladder_label
 from larval.keymgr.pfkey_side import AcquireError, parse_policy_request
 from larval.net.memnet import MemoryDatagram, MemoryDataplane, MemoryNetwork, MemoryTun
 from larval.node import Node
@@ -67,7 +63,6 @@ REKEY_TIME, LIFE_TIME = 30, 60  # seconds: the CHILD_SA's soft and hard lifetime
 _ICMP_ECHO_REPLY, _ICMP_ECHO_REQUEST = 0, 8
 _IPPROTO_ICMP = 1
 _ICMP = struct.Struct("!BBHHH")
-_FLAG_RESPONSE = 0x20  # RFC 7296 §3.1
 _V1_SUITES = ("aes128-sha256-modp2048", "aes128-sha256")  # IKE, ESP for the IKEv1 run
 
 
@@ -152,77 +147,12 @@ def describe(packet: bytes) -> str:
 
 # -- IKE messages for the ladder ------------------------------------------------------------
 
-_NAT_D = (NotifyType.NAT_DETECTION_SOURCE_IP, NotifyType.NAT_DETECTION_DESTINATION_IP)
-_SHORT = {
-    PayloadType.SA: "SA", PayloadType.KE: "KE", PayloadType.IDi: "IDi", PayloadType.IDr: "IDr",
-    PayloadType.AUTH: "AUTH", PayloadType.DELETE: "D", PayloadType.VENDOR_ID: "V",
-    PayloadType.TSi: "TSi", PayloadType.TSr: "TSr", PayloadType.CERTREQ: "CERTREQ",
-}  # fmt: skip
-
 
 def ike_label(data: bytes) -> str:
-    """An IKE message as the ladder shows it: exchange, request or response, message ID,
-    and its payloads (IKE_SA_INIT, in the clear) or SK{…} (encrypted)."""
+    """An IKE message as the ladder shows it, in its version's words (`larval.ike.render`)."""
     if version_of(data) == 1:
-        return ikev1_label(data)
-    try:
-        header = decode_header(data)
-    except IkeProtocolError:
-        return f"IKE? ({len(data)} bytes)"
-    response = bool(header.flags & _FLAG_RESPONSE)
-    head = f"{ExchangeType(header.exchange_type).name} {'response' if response else 'request'}"
-    head += f" #{header.message_id}"
-    if header.next_payload in (PayloadType.SK, PayloadType.SKF):
-        return f"{head} SK{{…}}"
-    try:
-        message = decode_message(data)
-    except IkeProtocolError:
-        return f"{head} (undecodable)"
-    names: list[str] = []
-    for payload in message.payloads:
-        if isinstance(payload, NotifyPayload):
-            kind = payload.notify_type
-            names.append("N(NAT_D)" if kind in _NAT_D else f"N({NotifyType(kind).name})")
-        elif payload.payload_type == PayloadType.NONCE:
-            names.append("Nr" if response else "Ni")
-        else:
-            names.append(_SHORT.get(payload.payload_type, str(payload.payload_type)))
-    grouped: list[str] = []
-    for name in names:  # N(NAT_D), N(NAT_D) -> N(NAT_D)x2
-        if grouped and grouped[-1].split("x")[0] == name and name.startswith("N("):
-            count = int(grouped[-1].rpartition("x")[2]) + 1 if ")x" in grouped[-1] else 2
-            grouped[-1] = f"{name}x{count}"
-        else:
-            grouped.append(name)
-    return f"{head} ({', '.join(grouped)})"
-
-
-_V1_SHORT = {
-    V1Payload.SA: "SA", V1Payload.KE: "KE", V1Payload.ID: "ID", V1Payload.HASH: "HASH",
-    V1Payload.NONCE: "Nonce", V1Payload.NOTIFICATION: "N", V1Payload.DELETE: "D",
-    V1Payload.VENDOR_ID: "V", V1Payload.NAT_D: "NAT-D", V1Payload.NAT_OA: "NAT-OA",
-}  # fmt: skip
-
-
-def ikev1_label(data: bytes) -> str:
-    """An ISAKMP message as the ladder shows it: exchange, message ID, and its payloads
-    (in the clear) or *{…} (encrypted), in charon's manner."""
-    try:
-        header = decode_v1_header(data)
-    except IkeV1ProtocolError:
-        return f"ISAKMP? ({len(data)} bytes)"
-    name = {V1Exchange.MAIN_MODE: "MAIN_MODE", V1Exchange.AGGRESSIVE: "AGGRESSIVE"}.get(
-        header.exchange_type, V1Exchange(header.exchange_type).name
-    )
-    head = f"{name} #{header.message_id:08x}" if header.message_id else name
-    if header.encrypted:
-        return f"{head} *{{…}}"
-    try:
-        message = decode_v1_message(data)
-    except IkeV1ProtocolError:
-        return f"{head} (undecodable)"
-    names = [_V1_SHORT.get(p.payload_type, str(int(p.payload_type))) for p in message.payloads]
-    return f"{head} ({', '.join(names)})"
+        return ikev1_ladder_label(data)
+    return ladder_label(data)
 
 
 # -- the ladder -----------------------------------------------------------------------------

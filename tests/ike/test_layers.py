@@ -14,7 +14,7 @@ import larval
 SRC = Path(larval.__file__).parent
 
 # What `larval.ike` may build on (the layers below it); anything else of larval is above.
-BELOW_IKE = {"errors", "wire", "netorder", "pfkey", "crypto", "sadb", "spd", "esp", "ike"}
+BELOW_IKE = {"errors", "wire", "pfkey", "crypto", "sadb", "spd", "esp", "ike"}
 
 
 def _modules(package: str) -> Iterator[tuple[str, ast.Module]]:
@@ -27,7 +27,8 @@ def _modules(package: str) -> Iterator[tuple[str, ast.Module]]:
 
 
 def _imports(name: str, tree: ast.Module) -> Iterator[str]:
-    """Every module `tree` (the module ``name``) imports, relative imports resolved."""
+    """Every module `tree` (the module ``name``) imports, relative imports resolved; for
+    ``from m import x``, both ``m`` and ``m.x`` (x may be a module)."""
     package = name.split(".")
     if not (SRC / Path(*package[1:]) / "__init__.py").exists():
         package = package[:-1]  # a plain module: relative imports start from its package
@@ -36,7 +37,10 @@ def _imports(name: str, tree: ast.Module) -> Iterator[str]:
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
-            yield ".".join([*base, *([node.module] if node.module else [])])
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            yield module
+            # `from larval.ike import payload` imports the module larval.ike.payload too
+            yield from (f"{module}.{alias.name}" for alias in node.names)
 
 
 def _reaching(package: str, allowed: set[str]) -> list[str]:
@@ -68,3 +72,25 @@ def test_relative_imports_resolve() -> None:
     """The walker itself: `from .constants import x` in ikev2.payloads is ikev2.constants."""
     name, tree = next(m for m in _modules("ikev2") if m[0] == "larval.ikev2.payloads")
     assert "larval.ikev2.constants" in set(_imports(name, tree))
+
+
+# Each version's codec module and the shared module it builds on.
+SHARED_BASES = {
+    "codec": "larval.ike.codec",
+    "payloads": "larval.ike.payload",
+    "message": "larval.ike.message",
+    "rules": "larval.ike.rules",
+    "render": "larval.ike.render",
+}
+
+
+@pytest.mark.parametrize("version", ["ikev1", "ikev2"])
+def test_versions_build_their_codecs_on_the_shared_base(version: str) -> None:
+    modules = dict(_modules(version))
+    missing = [
+        f"larval.{version}.{module} does not import {base}"
+        for module, base in SHARED_BASES.items()
+        if base
+        not in set(_imports(f"larval.{version}.{module}", modules[f"larval.{version}.{module}"]))
+    ]
+    assert missing == []

@@ -1,4 +1,4 @@
-"""The byte cursor under the PF_KEY codec."""
+"""The byte cursor under every codec: host order for PF_KEY, network order for IKE."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import pkgutil
 import pytest
 
 import larval
-from larval.errors import DecodeError
-from larval.wire import Buffer, BufferReadError, BufferWriteError, LenientIntEnum
+from larval.errors import DecodeError, LarvalError
+from larval.wire import (
+    Buffer,
+    BufferReadError,
+    BufferWriteError,
+    LenientIntEnum,
+    NetBlock,
+    NetReader,
+)
 
 
 def test_pull_host_and_network_order() -> None:
@@ -114,3 +121,37 @@ def test_lenient_enum_written_once() -> None:
             ):
                 own.append(f"{info.name}.{name}")
     assert own == []
+
+
+class _Refused(LarvalError):
+    pass
+
+
+def test_net_reader_names_the_structure_and_field_it_ran_out_in() -> None:
+    reader = NetReader(bytes.fromhex("01 0203 04050607 0809"), "test block")
+    assert reader.pull_u8("a") == 1
+    assert reader.pull_u16("b") == 0x0203
+    assert reader.pull_u32("c") == 0x04050607
+    with pytest.raises(DecodeError, match=r"^test block: d needs 4 bytes, 2 left$"):
+        reader.pull_u32("d")
+    assert reader.pull_rest() == b"\x08\x09" and reader.eof()
+
+
+def test_net_reader_raises_the_error_it_is_given() -> None:
+    reader = NetReader(b"\x00\x09\x01", "outer", _Refused)
+    with pytest.raises(_Refused, match=r"^outer: sub length 9 runs 6 bytes past the end$"):
+        reader.pull_block(reader.pull_u16("length"), 2, "sub")
+    with pytest.raises(_Refused, match="1 bytes left over"):
+        reader.expect_end()
+
+
+def test_net_block_back_patches_a_network_order_length() -> None:
+    buf = Buffer()
+    buf.push_bytes(b"xx")
+    with NetBlock(buf):
+        buf.push_bytes(b"\x07\x00\x00\x00abc")
+    assert buf.data == b"xx\x07\x00\x00\x07abc"
+    # a one-octet length field cannot count 300 bytes
+    too_long = Buffer()
+    with pytest.raises(_Refused, match="300 bytes too long"), NetBlock(too_long, 0, 1, _Refused):
+        too_long.push_bytes(bytes(300))

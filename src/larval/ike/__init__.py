@@ -1,4 +1,4 @@
-"""What IKEv1 and IKEv2 share: the UDP ports, identities, configuration and events.
+"""What IKEv1 and IKEv2 share: ports, identities, configuration, events, errors, codec base.
 
 `larval.ikev1` and `larval.ikev2` import this package and never each other; it imports
 only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written once:
@@ -12,12 +12,18 @@ only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written o
 * `events`: what a session reports to its key manager;
 * `errors`: the root of both versions' errors, and the protocol error that carries the
   notification to answer with (each version's own registry of notify types);
+* `codec`: a version's codec errors, for the readers and block writers of `larval.wire`;
+* `payload`: the payload chain (generic headers walked and written) and the payload
+  bodies of the same shape in both versions, which each version subclasses;
+* `message`: what a message offers about its payloads (`get`, `first`, `notify`);
+* `rules`: the rows and rules of each version's payload table, and their counting;
+* `render`: a message or a suite in one line, for logs and the demo's ladder;
 * `transport`: one per IKE SA, message IDs, the window, retransmission, cached replies
   and fragments, with each version's policy and framing plugged in;
-* `reassembly`: the buffer both versions' fragments are put back together in.
-
-Still to come here: the payload-chain and message base, the payload-rule dataclasses
-and the one-line message rendering of logs and the demo.
+* `reassembly`: the buffer both versions' fragments are put back together in;
+* `sa`: `IkeSa`, the surface of an IKE SA of either version that the key manager drives,
+  and the `Phase` every version's states map to;
+* `datagram`: `version_of(datagram)`, and which IKE SA a datagram is for.
 """
 
 from __future__ import annotations

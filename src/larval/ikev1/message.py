@@ -26,16 +26,16 @@ first (cookies, Message ID, flags) without touching the payloads.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias
 
+from larval.ike.message import PayloadMessage, flags_of, pack_header, unpack_header
+from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
-from .codec import push_block
+from .codec import CODEC
 from .constants import (
-    GENERIC_HEADER_SIZE,
     ISAKMP_HEADER_SIZE,
     ISAKMP_MAJOR_VERSION,
     ISAKMP_MINOR_VERSION,
@@ -64,11 +64,6 @@ __all__ = [
 Encrypt: TypeAlias = Callable[[bytes], bytes]
 #: ``decrypt(ciphertext after the header) -> plaintext of the same length, padding included``
 Decrypt: TypeAlias = Callable[[bytes], bytes]
-
-P = TypeVar("P")
-
-_HEADER = struct.Struct(">8s8sBBBBII")
-_GENERIC = struct.Struct(">BBH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,21 +105,11 @@ class IkeV1Header:
         return bool(self.flags & HeaderFlag.ENCRYPTION)
 
     def encode(self) -> bytes:
-        if len(self.cookie_i) != 8 or len(self.cookie_r) != 8:
-            raise IkeV1EncodeError("ISAKMP cookies are 8 bytes each (RFC 2408 §3.1)")
-        try:
-            return _HEADER.pack(
-                self.cookie_i,
-                self.cookie_r,
-                self.next_payload,
-                (self.major << 4) | self.minor,
-                self.exchange_type,
-                self.flags,
-                self.message_id,
-                self.length,
-            )
-        except struct.error as exc:
-            raise IkeV1EncodeError(f"ISAKMP header field out of range: {exc}") from exc
+        fields = (self.cookie_i, self.cookie_r, self.next_payload, self.major, self.minor)
+        rest = (self.exchange_type, self.flags, self.message_id, self.length)
+        return pack_header(
+            CODEC, "ISAKMP", "ISAKMP cookies are 8 bytes each (RFC 2408 §3.1)", fields + rest
+        )
 
 
 def decode_header(data: bytes) -> IkeV1Header:
@@ -135,12 +120,9 @@ def decode_header(data: bytes) -> IkeV1Header:
     is not the size of ``data`` raises UNEQUAL_PAYLOAD_LENGTHS (RFC 2408 §5.1). The minor
     version is kept, not checked.
     """
-    if len(data) < ISAKMP_HEADER_SIZE:
-        raise IkeV1DecodeError(f"{len(data)} bytes: shorter than the ISAKMP header")
-    cookie_i, cookie_r, next_payload, version, exchange, flags, message_id, length = (
-        _HEADER.unpack_from(data)
+    cookie_i, cookie_r, next_payload, major, minor, exchange, flags, mid, length = unpack_header(
+        CODEC, "ISAKMP", data
     )
-    major, minor = version >> 4, version & 0x0F
     if major != ISAKMP_MAJOR_VERSION:
         raise IkeV1DecodeError(
             f"ISAKMP major version {major}, this is IKEv1", NotifyType.INVALID_MAJOR_VERSION
@@ -150,28 +132,8 @@ def decode_header(data: bytes) -> IkeV1Header:
             f"ISAKMP header Length {length}, message of {len(data)} bytes",
             NotifyType.UNEQUAL_PAYLOAD_LENGTHS,
         )
-    return IkeV1Header(
-        cookie_i,
-        cookie_r,
-        PayloadType(next_payload),
-        major,
-        minor,
-        ExchangeType(exchange),
-        flags,
-        message_id,
-        length,
-    )
-
-
-def _push_chain(buf: Buffer, payloads: Iterable[Payload]) -> None:
-    items = list(payloads)
-    for i, payload in enumerate(items):
-        next_type = int(items[i + 1].payload_type) if i + 1 < len(items) else PayloadType.NONE
-        with push_block(buf):
-            buf.push_u8(next_type)
-            buf.push_u8(0)
-            buf.push_u16be(0)  # Payload Length, patched
-            buf.push_bytes(payload.encode_body())
+    ptype, etype = PayloadType(next_payload), ExchangeType(exchange)
+    return IkeV1Header(cookie_i, cookie_r, ptype, major, minor, etype, flags, mid, length)
 
 
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
@@ -182,10 +144,7 @@ def encode_chain(payloads: Iterable[Payload]) -> bytes:
     (RFC 2409 §5.5, §5.7).
     """
     buf = Buffer()
-    try:
-        _push_chain(buf, payloads)
-    except struct.error as exc:
-        raise IkeV1EncodeError(f"payload field out of range: {exc}") from exc
+    push_chain(buf, CODEC, list(payloads))
     return buf.data
 
 
@@ -200,29 +159,16 @@ def decode_chain(data: bytes, first: int) -> tuple[list[Payload], list[bytes], i
     """
     payloads: list[Payload] = []
     wire: list[bytes] = []
-    end = len(data)
-    offset = 0
-    next_type = int(first)
-    while next_type != PayloadType.NONE:
-        ptype = PayloadType(next_type)
-        if end - offset < GENERIC_HEADER_SIZE:
-            raise IkeV1DecodeError(
-                f"{ptype.name} payload: generic header cut short at offset {offset}"
-            )
-        next_type, _reserved, length = _GENERIC.unpack_from(data, offset)
-        if length < GENERIC_HEADER_SIZE or offset + length > end:
-            raise IkeV1DecodeError(
-                f"{ptype.name} payload at offset {offset}: Payload Length {length}, "
-                f"{end - offset} bytes left"
-            )
-        payloads.append(decode_payload(ptype, data[offset + GENERIC_HEADER_SIZE : offset + length]))
-        wire.append(data[offset : offset + length])
-        offset += length
-    return payloads, wire, offset
+    end = 0
+    for raw in walk_chain(data, first, 0, CODEC, PayloadType):
+        payloads.append(decode_payload(raw.payload_type, raw.body))
+        wire.append(raw.wire)
+        end = raw.end
+    return payloads, wire, end
 
 
 @dataclass(frozen=True, slots=True)
-class IkeV1Message:
+class IkeV1Message(PayloadMessage[NotifyPayload]):
     """An ISAKMP message: the header's fields and its payloads.
 
     Next Payload, the lengths and the E flag are derived: `encode` writes the payloads in
@@ -243,15 +189,15 @@ class IkeV1Message:
     minor_version: int = ISAKMP_MINOR_VERSION
     wire_payloads: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
+    notify_class = NotifyPayload
+
     def flags(self, encrypted: bool) -> HeaderFlag:
-        flags = HeaderFlag(0)
-        if encrypted:
-            flags |= HeaderFlag.ENCRYPTION
-        if self.commit:
-            flags |= HeaderFlag.COMMIT
-        if self.auth_only:
-            flags |= HeaderFlag.AUTH_ONLY
-        return flags
+        return flags_of(
+            HeaderFlag(0),
+            (HeaderFlag.ENCRYPTION, encrypted),
+            (HeaderFlag.COMMIT, self.commit),
+            (HeaderFlag.AUTH_ONLY, self.auth_only),
+        )
 
     def header(self, length: int, encrypted: bool) -> IkeV1Header:
         """This message's ISAKMP header, given the total length."""
@@ -267,24 +213,6 @@ class IkeV1Message:
             self.message_id,
             length,
         )
-
-    def get(self, kind: type[P]) -> tuple[P, ...]:
-        """The payloads of class ``kind``, in order."""
-        return tuple(p for p in self.payloads if isinstance(p, kind))
-
-    def first(self, kind: type[P]) -> P | None:
-        """The first payload of class ``kind``, or None."""
-        for p in self.payloads:
-            if isinstance(p, kind):
-                return p
-        return None
-
-    def notify(self, notify_type: int) -> NotifyPayload | None:
-        """The first Notification payload of type ``notify_type``, or None."""
-        for p in self.payloads:
-            if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
-                return p
-        return None
 
     def encode(self) -> bytes:
         """The message with its payloads in the clear (flag E clear)."""

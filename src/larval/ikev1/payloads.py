@@ -1,11 +1,14 @@
 """ISAKMP payloads (RFC 2408 §3.7-§3.16, RFC 2407 §4.6, RFC 3947): one frozen dataclass each.
 
 Every payload starts with the generic payload header of RFC 2408 §3.2 (Next Payload,
-RESERVED, Payload Length); `larval.ikev1.message` writes and checks that header. The
-*body* of a payload is everything after those four bytes: ``encode_body()`` returns it,
-``decode_body(body)`` reads it, and raises `IkeV1DecodeError` (PAYLOAD_MALFORMED) if it
-does not fit. The SA payload with its proposals and transforms lives in
-`larval.ikev1.sa_payload`.
+RESERVED, Payload Length); `larval.ike.payload` walks and writes that header for
+`larval.ikev1.message`. The *body* of a payload is everything after those four bytes:
+``encode_body()`` returns it, ``decode_body(body)`` reads it, and raises
+`IkeV1DecodeError` (PAYLOAD_MALFORMED) if it does not fit. The SA payload with its
+proposals and transforms lives in `larval.ikev1.sa_payload`. The bodies both versions
+lay out alike (opaque data: KE, HASH, SIG, Vendor ID, NAT-D; the Nonce; CERT; Notify and
+Delete after their DOI) are built on `larval.ike.payload`, with ISAKMP's numbers and
+errors.
 
 Each class knows its `PayloadType`: a class attribute, or a field where one layout serves
 two numbers (NAT-D and NAT-OA under their RFC 3947 and draft numbers). Payload types this
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from larval.ike import payload as base
 from larval.wire import Buffer
 
-from .codec import IkeV1Reader
+from .codec import CODEC, IkeV1Reader
 from .constants import (
     DOI_IPSEC,
     CertEncoding,
@@ -33,7 +37,7 @@ from .constants import (
     PayloadType,
     ProtocolId,
 )
-from .errors import IkeV1DecodeError, IkeV1EncodeError
+from .errors import IkeV1DecodeError
 from .sa_payload import SaPayload
 
 __all__ = [
@@ -55,15 +59,12 @@ __all__ = [
     "decode_payload",
 ]
 
-NONCE_MIN = 8  # RFC 2409 §5: a nonce is 8 to 256 bytes long
-NONCE_MAX = 256
-
 IpNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)
-class KePayload:
+class KePayload(base.OpaquePayload):
     """Key Exchange payload, KE (RFC 2408 §3.7)::
 
                              1                   2                   3
@@ -79,15 +80,6 @@ class KePayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.KE
-
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> KePayload:
-        return cls(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +167,7 @@ class IdPayload:
 
 
 @dataclass(frozen=True, slots=True)
-class CertPayload:
+class CertPayload(base.CertDataPayload):
     """Certificate payload, CERT (RFC 2408 §3.9)::
 
                              1                   2                   3
@@ -192,18 +184,10 @@ class CertPayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.CERT
+    codec = CODEC
+    encodings = CertEncoding
 
     encoding: CertEncoding
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return bytes([self.encoding]) + self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> CertPayload:
-        reader = IkeV1Reader(body, "CERT payload")
-        encoding = CertEncoding(reader.pull_u8("Cert Encoding"))
-        return cls(encoding, reader.pull_rest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +222,8 @@ class CrPayload:
         return cls(cert_type, reader.pull_rest())
 
 
-@dataclass(frozen=True, slots=True)
-class HashPayload:
+@dataclass(frozen=True, slots=True, repr=False)
+class HashPayload(base.SecretPayload):
     """Hash payload, HASH (RFC 2408 §3.11)::
 
                              1                   2                   3
@@ -257,21 +241,9 @@ class HashPayload:
 
     payload_type: ClassVar[PayloadType] = PayloadType.HASH
 
-    data: bytes = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"HashPayload(data=<{len(self.data)} bytes>)"
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> HashPayload:
-        return cls(body)
-
 
 @dataclass(frozen=True, slots=True)
-class SigPayload:
+class SigPayload(base.OpaquePayload):
     """Signature payload, SIG (RFC 2408 §3.12)::
 
                              1                   2                   3
@@ -287,18 +259,9 @@ class SigPayload:
 
     payload_type: ClassVar[PayloadType] = PayloadType.SIG
 
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> SigPayload:
-        return cls(body)
-
 
 @dataclass(frozen=True, slots=True)
-class NoncePayload:
+class NoncePayload(base.NoncePayload):
     """Nonce payload, NONCE (RFC 2408 §3.13)::
 
                              1                   2                   3
@@ -313,21 +276,8 @@ class NoncePayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.NONCE
-
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        if not NONCE_MIN <= len(self.data) <= NONCE_MAX:
-            raise IkeV1EncodeError(f"nonce of {len(self.data)} bytes, not {NONCE_MIN}..{NONCE_MAX}")
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> NoncePayload:
-        if not NONCE_MIN <= len(body) <= NONCE_MAX:
-            raise IkeV1DecodeError(
-                f"Nonce payload: {len(body)} bytes of nonce, not {NONCE_MIN}..{NONCE_MAX}"
-            )
-        return cls(body)
+    codec = CODEC
+    nonce_min = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,26 +312,17 @@ class NotifyPayload:
     doi: int = DOI_IPSEC
 
     def encode_body(self) -> bytes:
-        if len(self.spi) > 0xFF:
-            raise IkeV1EncodeError(f"notification SPI of {len(self.spi)} bytes")
         buf = Buffer()
         buf.push_u32be(self.doi)
-        buf.push_u8(self.protocol_id)
-        buf.push_u8(len(self.spi))
-        buf.push_u16be(self.notify_type)
-        buf.push_bytes(self.spi)
-        buf.push_bytes(self.data)
+        base.push_notify(buf, CODEC, self.protocol_id, self.notify_type, self.spi, self.data)
         return buf.data
 
     @classmethod
     def decode_body(cls, body: bytes) -> NotifyPayload:
         reader = IkeV1Reader(body, "Notification payload")
         doi = reader.pull_u32("DOI")
-        protocol_id = ProtocolId(reader.pull_u8("Protocol-ID"))
-        spi_size = reader.pull_u8("SPI Size")
-        notify_type = NotifyType(reader.pull_u16("Notify Message Type"))
-        spi = reader.pull_bytes(spi_size, "SPI")
-        return cls(notify_type, protocol_id, spi, reader.pull_rest(), doi)
+        protocol_id, notify_type, spi, data = base.pull_notify(reader)
+        return cls(NotifyType(notify_type), ProtocolId(protocol_id), spi, data, doi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,37 +354,21 @@ class DeletePayload:
     doi: int = DOI_IPSEC
 
     def encode_body(self) -> bytes:
-        if any(len(spi) != self.spi_size for spi in self.spis):
-            raise IkeV1EncodeError(f"Delete payload: every SPI must be {self.spi_size} bytes")
-        if not 0 <= self.spi_size <= 0xFF or len(self.spis) > 0xFFFF:
-            raise IkeV1EncodeError("Delete payload: SPI Size or # of SPIs out of range")
         buf = Buffer()
         buf.push_u32be(self.doi)
-        buf.push_u8(self.protocol_id)
-        buf.push_u8(self.spi_size)
-        buf.push_u16be(len(self.spis))
-        for spi in self.spis:
-            buf.push_bytes(spi)
+        base.push_delete(buf, CODEC, self.protocol_id, self.spi_size, self.spis)
         return buf.data
 
     @classmethod
     def decode_body(cls, body: bytes) -> DeletePayload:
         reader = IkeV1Reader(body, "Delete payload")
         doi = reader.pull_u32("DOI")
-        protocol_id = ProtocolId(reader.pull_u8("Protocol-Id"))
-        spi_size = reader.pull_u8("SPI Size")
-        count = reader.pull_u16("# of SPIs")
-        if reader.remaining() != spi_size * count:
-            raise IkeV1DecodeError(
-                f"Delete payload: {count} SPIs of {spi_size} bytes need {spi_size * count} "
-                f"bytes, {reader.remaining()} present"
-            )
-        spis = tuple(reader.pull_bytes(spi_size, "SPI") for _ in range(count))
-        return cls(protocol_id, spi_size, spis, doi)
+        protocol_id, spi_size, spis = base.pull_delete(reader)
+        return cls(ProtocolId(protocol_id), spi_size, spis, doi)
 
 
 @dataclass(frozen=True, slots=True)
-class VendorIdPayload:
+class VendorIdPayload(base.OpaquePayload):
     """Vendor ID payload, VID (RFC 2408 §3.16)::
 
                              1                   2                   3
@@ -459,18 +384,9 @@ class VendorIdPayload:
 
     payload_type: ClassVar[PayloadType] = PayloadType.VENDOR_ID
 
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> VendorIdPayload:
-        return cls(body)
-
 
 @dataclass(frozen=True, slots=True)
-class NatDPayload:
+class NatDPayload(base.OpaquePayload):
     """NAT Discovery payload, NAT-D (RFC 3947 §3.2)::
 
                              1                   2                   3
@@ -486,11 +402,7 @@ class NatDPayload:
     keeps the number it came with: NAT_D or the draft's NAT_D_DRAFT.
     """
 
-    data: bytes
     payload_type: PayloadType = PayloadType.NAT_D
-
-    def encode_body(self) -> bytes:
-        return self.data
 
     @classmethod
     def decode_body(cls, body: bytes, payload_type: PayloadType = PayloadType.NAT_D) -> NatDPayload:

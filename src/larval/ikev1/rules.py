@@ -19,7 +19,7 @@ critical bit to tell the receiver it may ignore them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from larval.ike.rules import MANY, MessageRules, PayloadRule, check_counts, count_types, rules
 
 from .constants import ExchangeType, NotifyType, PayloadType
 from .errors import IkeV1ProtocolError
@@ -28,191 +28,70 @@ from .payloads import UnknownPayload
 
 __all__ = ["MESSAGE_RULES", "MessageRules", "PayloadRule", "check_payloads"]
 
-MANY = None  # no upper bound
-
-
-@dataclass(frozen=True, slots=True)
-class PayloadRule:
-    """How many payloads of one type a message may carry.
-
-    ``or_none``: zero is allowed too, though ``min_count`` is higher (Quick Mode's
-    IDci/IDcr come as a pair or not at all, RFC 2409 §5.5).
-    """
-
-    payload_type: PayloadType
-    min_count: int
-    max_count: int | None
-    or_none: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRules:
-    """The row for one message of one exchange.
-
-    ``encrypted`` is True or False when the exchange fixes it, None when either is
-    seen (Aggressive Mode message 3, Informational before and after Phase 1).
-    """
-
-    exchange_type: ExchangeType
-    number: int  # 1-based position in the exchange
-    encrypted: bool | None
-    payloads: tuple[PayloadRule, ...]
-    hash_first: bool = False  # HASH immediately after the header (RFC 2409 §5.5, §5.7)
-    one_of: tuple[PayloadType, ...] = ()  # exactly one of these types is present
-
-
 T = PayloadType
 E = ExchangeType
-
-
-def _p(*spec: tuple[PayloadType, int, int | None]) -> tuple[PayloadRule, ...]:
-    return tuple(PayloadRule(t, lo, hi) for t, lo, hi in spec)
-
-
 _ID_PAIR = PayloadRule(T.ID, 2, 2, or_none=True)
 _AUTH = (T.HASH, T.SIG)  # HASH_I/HASH_R with pre-shared keys, SIG_I/SIG_R with signatures
+# (type, min, max) of the payloads several Phase 1 messages carry
+_ID = (T.ID, 1, 1)
+_CR = (T.CR, 0, MANY)
+_N = (T.N, 0, MANY)
+_VID = (T.VID, 0, MANY)
+_NAT_D = (T.NAT_D, 0, MANY)
+_SIGNED = ((T.CERT, 0, MANY), (T.HASH, 0, 1), (T.SIG, 0, 1))  # [CERT,] HASH | SIG
+_AM_OFFER = ((T.SA, 1, 1), (T.KE, 1, 1), (T.NONCE, 1, 1), _ID)  # SA, KE, Nx, IDx
+# Main Mode 3 and 4 carry the same payloads, and so do Quick Mode 1 and 2.
+_MM_KE = rules((T.KE, 1, 1), (T.NONCE, 1, 1), _CR, _NAT_D, _VID)
+_QM_SA = (
+    *rules((T.HASH, 1, 1), (T.SA, 1, 1), (T.NONCE, 1, 1), (T.KE, 0, 1)),
+    _ID_PAIR,
+    *rules((T.NAT_OA, 0, 2), _N),
+)
 
 _ROWS = (
     # Main Mode (RFC 2409 §5.1, §5.4; NAT-D: RFC 3947 §3.2)
     # HDR, SA [, VID...] -->
-    MessageRules(E.IDENTITY_PROTECTION, 1, False, _p((T.SA, 1, 1), (T.VID, 0, MANY))),
+    MessageRules(E.IDENTITY_PROTECTION, 1, False, rules((T.SA, 1, 1), _VID)),
     # <-- HDR, SA [, VID...]
-    MessageRules(E.IDENTITY_PROTECTION, 2, False, _p((T.SA, 1, 1), (T.VID, 0, MANY))),
+    MessageRules(E.IDENTITY_PROTECTION, 2, False, rules((T.SA, 1, 1), _VID)),
     # HDR, KE, Ni [, CR...] [, NAT-D, NAT-D...] [, VID...] -->
-    MessageRules(
-        E.IDENTITY_PROTECTION,
-        3,
-        False,
-        _p((T.KE, 1, 1), (T.NONCE, 1, 1), (T.CR, 0, MANY), (T.NAT_D, 0, MANY), (T.VID, 0, MANY)),
-    ),
+    MessageRules(E.IDENTITY_PROTECTION, 3, False, _MM_KE),
     # <-- HDR, KE, Nr [, CR...] [, NAT-D, NAT-D...] [, VID...]
-    MessageRules(
-        E.IDENTITY_PROTECTION,
-        4,
-        False,
-        _p((T.KE, 1, 1), (T.NONCE, 1, 1), (T.CR, 0, MANY), (T.NAT_D, 0, MANY), (T.VID, 0, MANY)),
-    ),
+    MessageRules(E.IDENTITY_PROTECTION, 4, False, _MM_KE),
     # HDR*, IDii, [CERT,] HASH_I | SIG_I [, N(INITIAL_CONTACT)] -->
-    MessageRules(
-        E.IDENTITY_PROTECTION,
-        5,
-        True,
-        _p(
-            (T.ID, 1, 1),
-            (T.CERT, 0, MANY),
-            (T.CR, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.N, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
-    ),
+    MessageRules(E.IDENTITY_PROTECTION, 5, True, rules(_ID, _CR, *_SIGNED, _N, _VID), one_of=_AUTH),
     # <-- HDR*, IDir, [CERT,] HASH_R | SIG_R [, N...]
-    MessageRules(
-        E.IDENTITY_PROTECTION,
-        6,
-        True,
-        _p(
-            (T.ID, 1, 1),
-            (T.CERT, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.N, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
-    ),
+    MessageRules(E.IDENTITY_PROTECTION, 6, True, rules(_ID, *_SIGNED, _N, _VID), one_of=_AUTH),
     # Aggressive Mode (RFC 2409 §5.1, §5.4; NAT-D: RFC 3947 §3.2)
     # HDR, SA, KE, Ni, IDii [, CR...] [, VID...] -->
-    MessageRules(
-        E.AGGRESSIVE,
-        1,
-        False,
-        _p(
-            (T.SA, 1, 1),
-            (T.KE, 1, 1),
-            (T.NONCE, 1, 1),
-            (T.ID, 1, 1),
-            (T.CR, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-    ),
+    MessageRules(E.AGGRESSIVE, 1, False, rules(*_AM_OFFER, _CR, _VID)),
     # <-- HDR, SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R [, CR...] [, NAT-D...] [, VID...]
     MessageRules(
-        E.AGGRESSIVE,
-        2,
-        False,
-        _p(
-            (T.SA, 1, 1),
-            (T.KE, 1, 1),
-            (T.NONCE, 1, 1),
-            (T.ID, 1, 1),
-            (T.CERT, 0, MANY),
-            (T.CR, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.NAT_D, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
+        E.AGGRESSIVE, 2, False, rules(*_AM_OFFER, _CR, *_SIGNED, _NAT_D, _VID), one_of=_AUTH
     ),
     # HDR[*], [CERT,] HASH_I | SIG_I [, NAT-D...] [, N(INITIAL_CONTACT)] -->
-    MessageRules(
-        E.AGGRESSIVE,
-        3,
-        None,
-        _p(
-            (T.CERT, 0, MANY),
-            (T.HASH, 0, 1),
-            (T.SIG, 0, 1),
-            (T.NAT_D, 0, MANY),
-            (T.N, 0, MANY),
-            (T.VID, 0, MANY),
-        ),
-        one_of=_AUTH,
-    ),
+    MessageRules(E.AGGRESSIVE, 3, None, rules(*_SIGNED, _NAT_D, _N, _VID), one_of=_AUTH),
     # Quick Mode (RFC 2409 §5.5; NAT-OA: RFC 3947 §5.1)
     # HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] [, NAT-OA, NAT-OA] -->
-    MessageRules(
-        E.QUICK_MODE,
-        1,
-        True,
-        (
-            *_p((T.HASH, 1, 1), (T.SA, 1, 1), (T.NONCE, 1, 1), (T.KE, 0, 1)),
-            _ID_PAIR,
-            *_p((T.NAT_OA, 0, 2), (T.N, 0, MANY)),
-        ),
-        hash_first=True,
-    ),
+    MessageRules(E.QUICK_MODE, 1, True, _QM_SA, hash_first=True),
     # <-- HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr] [, NAT-OA, NAT-OA] [, N(RESPONDER_LIFETIME)]
-    MessageRules(
-        E.QUICK_MODE,
-        2,
-        True,
-        (
-            *_p((T.HASH, 1, 1), (T.SA, 1, 1), (T.NONCE, 1, 1), (T.KE, 0, 1)),
-            _ID_PAIR,
-            *_p((T.NAT_OA, 0, 2), (T.N, 0, MANY)),
-        ),
-        hash_first=True,
-    ),
+    MessageRules(E.QUICK_MODE, 2, True, _QM_SA, hash_first=True),
     # HDR*, HASH(3) -->
-    MessageRules(E.QUICK_MODE, 3, True, _p((T.HASH, 1, 1)), hash_first=True),
+    MessageRules(E.QUICK_MODE, 3, True, rules((T.HASH, 1, 1)), hash_first=True),
     # Informational (RFC 2409 §5.7): HDR*, HASH(1), N/D once Phase 1 is done; HDR, N/D
     # before. DPD's R_U_THERE and R_U_THERE_ACK are Notifications (RFC 3706 §5).
     MessageRules(
         E.INFORMATIONAL,
         1,
         None,
-        _p((T.HASH, 0, 1), (T.N, 0, MANY), (T.D, 0, MANY)),
+        rules((T.HASH, 0, 1), (T.N, 0, MANY), (T.D, 0, MANY)),
         hash_first=True,
         one_of=(T.N, T.D),
     ),
 )
 
 MESSAGE_RULES: dict[tuple[ExchangeType, int], MessageRules] = {
-    (r.exchange_type, r.number): r for r in _ROWS
+    (ExchangeType(r.exchange_type), r.message): r for r in _ROWS
 }
 
 # The draft numbers count as the RFC 3947 payloads they stand for.
@@ -243,8 +122,8 @@ def check_payloads(message: IkeV1Message, number: int = 1, *, encrypted: bool) -
         state = "encrypted" if row.encrypted else "in the clear"
         raise IkeV1ProtocolError(NotifyType.INVALID_FLAGS, f"{where}: must be sent {state}")
 
-    allowed = {r.payload_type: r for r in row.payloads}
-    counts: dict[PayloadType, int] = {}
+    allowed = row.allowed()
+    types: list[PayloadType] = []
     for p in message.payloads:
         ptype = PayloadType(p.payload_type)
         if isinstance(p, UnknownPayload):
@@ -262,15 +141,9 @@ def check_payloads(message: IkeV1Message, number: int = 1, *, encrypted: bool) -
                 f"{where}: {ptype.name} payload not allowed",
                 bytes([int(ptype) & 0xFF]),
             )
-        counts[ptype] = counts.get(ptype, 0) + 1
-
-    for rule in row.payloads:
-        n = counts.get(rule.payload_type, 0)
-        name = rule.payload_type.name
-        if rule.max_count is not None and n > rule.max_count:
-            raise malformed(f"{n} {name} payloads, at most {rule.max_count} allowed")
-        if n < rule.min_count and not (rule.or_none and n == 0):
-            raise malformed(f"{n} {name} payloads, {rule.min_count} needed")
+        types.append(ptype)
+    counts = count_types(types)
+    check_counts(row, counts, malformed)
 
     if row.one_of:
         present = [t.name for t in row.one_of if counts.get(t, 0)]

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from larval.wire import Buffer
+from larval.ike import sa_payload as base
+from larval.wire import Buffer, NetReader
 
-from .codec import IkeV1Reader, push_block
+from .codec import CODEC, IkeV1Reader, push_block
 from .constants import (
     DOI_IPSEC,
     SIT_IDENTITY_ONLY,
@@ -36,7 +37,6 @@ from .errors import IkeV1DecodeError, IkeV1EncodeError
 
 __all__ = ["Attribute", "Proposal", "SaPayload", "Transform"]
 
-_AF = 0x8000  # Attribute Format bit: TV when set, TLV when clear (RFC 2408 §3.3)
 _GENERIC = 4  # generic payload header: Next Payload, RESERVED, Payload Length
 
 
@@ -98,28 +98,12 @@ class Attribute:
         return int.from_bytes(self.value, "big")
 
     def encode(self, buf: Buffer) -> None:
-        if not 0 <= self.attr_type < _AF:
-            raise IkeV1EncodeError(f"attribute type {int(self.attr_type)} does not fit 15 bits")
-        if isinstance(self.value, int):
-            if not 0 <= self.value <= 0xFFFF:
-                raise IkeV1EncodeError(f"TV attribute value {self.value} does not fit 16 bits")
-            buf.push_u16be(_AF | self.attr_type)
-            buf.push_u16be(self.value)
-        else:
-            if len(self.value) > 0xFFFF:
-                raise IkeV1EncodeError(f"TLV attribute value of {len(self.value)} bytes")
-            buf.push_u16be(self.attr_type)
-            buf.push_u16be(len(self.value))
-            buf.push_bytes(self.value)
+        base.push_attribute(buf, CODEC, self.attr_type, self.value)
 
     @classmethod
-    def decode(cls, reader: IkeV1Reader, protocol_id: int) -> Attribute:
-        word = reader.pull_u16("attribute type")
-        attr_type = _attr_enum(protocol_id, word & ~_AF)
-        if word & _AF:
-            return cls(attr_type, reader.pull_u16("attribute value"))
-        length = reader.pull_u16("attribute length")
-        return cls(attr_type, reader.pull_bytes(length, "attribute value"))
+    def decode(cls, reader: NetReader, protocol_id: int) -> Attribute:
+        attr_type, value = base.pull_attribute(reader)
+        return cls(_attr_enum(protocol_id, attr_type), value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +149,7 @@ class Transform:
                 attr.encode(buf)
 
     @classmethod
-    def decode(cls, reader: IkeV1Reader, protocol_id: int) -> tuple[Transform, bool]:
+    def decode(cls, reader: NetReader, protocol_id: int) -> tuple[Transform, bool]:
         """One transform from ``reader``, and whether its Next Payload said it was last."""
         next_payload = reader.pull_u8("transform Next Payload")
         if next_payload not in (PayloadType.NONE, PayloadType.TRANSFORM):
@@ -187,7 +171,7 @@ class Transform:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposal:
+class Proposal(base.Proposal):
     """A Proposal payload, P (RFC 2408 §3.5)::
 
                              1                   2                   3
@@ -206,31 +190,13 @@ class Proposal:
     ISAKMP (the cookies name the SA, RFC 2409 §5) and 4 bytes for AH and ESP.
     """
 
-    number: int
+    codec = CODEC
+
     protocol_id: ProtocolId
-    spi: bytes = b""
     transforms: tuple[Transform, ...] = ()
 
-    def encode(self, buf: Buffer, last: bool) -> None:
-        if len(self.spi) > 0xFF or len(self.transforms) > 0xFF:
-            raise IkeV1EncodeError(
-                f"proposal {self.number}: {len(self.spi)}-byte SPI, "
-                f"{len(self.transforms)} transforms (255 at most)"
-            )
-        with push_block(buf):
-            buf.push_u8(PayloadType.NONE if last else PayloadType.PROPOSAL)
-            buf.push_u8(0)
-            buf.push_u16be(0)  # Payload Length, patched
-            buf.push_u8(self.number)
-            buf.push_u8(self.protocol_id)
-            buf.push_u8(len(self.spi))
-            buf.push_u8(len(self.transforms))
-            buf.push_bytes(self.spi)
-            for i, transform in enumerate(self.transforms, 1):
-                transform.encode(buf, last=i == len(self.transforms))
-
     @classmethod
-    def decode(cls, reader: IkeV1Reader) -> tuple[Proposal, bool]:
+    def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
         """One proposal from ``reader``, and whether its Next Payload said it was last."""
         next_payload = reader.pull_u8("proposal Next Payload")
         if next_payload not in (PayloadType.NONE, PayloadType.PROPOSAL):
@@ -247,13 +213,9 @@ class Proposal:
         spi_size = body.pull_u8("SPI Size")
         count = body.pull_u8("# of Transforms")
         spi = body.pull_bytes(spi_size, "SPI")
-        transforms: list[Transform] = []
-        last = False
-        while not body.eof():
-            if last:
-                raise IkeV1DecodeError(f"proposal {number}: data after the last transform")
-            transform, last = Transform.decode(body, protocol_id)
-            transforms.append(transform)
+        transforms, last = base.pull_marked(
+            body, lambda r: Transform.decode(r, protocol_id), f"proposal {number}", "transform"
+        )
         if transforms and not last:
             raise IkeV1DecodeError(f"proposal {number}: the last transform is not marked last")
         if len(transforms) != count:
@@ -318,13 +280,7 @@ class SaPayload:
         reader = IkeV1Reader(body, "SA payload")
         doi = reader.pull_u32("DOI")
         situation = reader.pull_u32("Situation")
-        proposals: list[Proposal] = []
-        last = False
-        while not reader.eof():
-            if last:
-                raise IkeV1DecodeError("SA payload: data after the last proposal")
-            proposal, last = Proposal.decode(reader)
-            proposals.append(proposal)
+        proposals, last = base.pull_marked(reader, Proposal.decode, "SA payload", "proposal")
         if not proposals:
             raise IkeV1DecodeError("SA payload without proposals", NotifyType.BAD_PROPOSAL_SYNTAX)
         if not last:

@@ -161,6 +161,7 @@ from .payloads import (
     Payload,
     VendorIdPayload,
 )
+from .render import payload_names
 from .rules import check_payloads
 from .sa_payload import Attribute, Proposal, SaPayload, Transform
 
@@ -677,7 +678,7 @@ class IkeV1Session(OverTransport):
             payloads.append(self._notify(NotifyType.INITIAL_CONTACT))
         self.state = State.MM5_SENT
         datagram, self._p1_iv = self._seal(self._message(MM, payloads), self._p1_iv)
-        names = " ".join(_payload_name(p) for p in payloads)
+        names = payload_names(payloads)
         self._send_datagram(datagram, now, resend=PHASE1, text=f"MM5 [ {names} ]")
 
     def _mm5(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
@@ -775,7 +776,7 @@ class IkeV1Session(OverTransport):
             datagram, self._p1_last = self._seal(message, self._p1_iv)
         else:
             datagram, self._p1_last = message.encode(), self._p1_iv
-        names = " ".join(_payload_name(p) for p in payloads)
+        names = payload_names(payloads)
         self._send_datagram(datagram, now, text=f"AM3 [ {names} ]")
         self._established(now)
 
@@ -1371,7 +1372,7 @@ class IkeV1Session(OverTransport):
         digest = informational_hash(self._prf, self._keys.skeyid_a, mid, encode_chain(payloads))
         message = self._message(ExchangeType.INFORMATIONAL, (HashPayload(digest), *payloads), mid)
         datagram, _ = self._seal(message, informational_iv(self._prf.hash_name, self._p1_last, mid))
-        names = " ".join(_payload_name(p) for p in payloads)
+        names = payload_names(payloads)
         return mid, self._framed(datagram, f"INFORMATIONAL [ HASH {names} ]")
 
     def _dpd_due(self) -> float | None:
@@ -1480,7 +1481,7 @@ class IkeV1Session(OverTransport):
         text: str,
     ) -> None:
         datagram = self._message(exchange, payloads).encode()
-        names = " ".join(_payload_name(p) for p in payloads)
+        names = payload_names(payloads)
         self._send_datagram(datagram, now, resend=resend, text=f"{text} [ {names} ]")
 
     def _send_datagram(
@@ -1594,17 +1595,3 @@ def _responder_lifetime(spi_in: int, seconds: int) -> NotifyPayload:
     return NotifyPayload(
         NotifyType.RESPONDER_LIFETIME, ProtocolId.ESP, spi_in.to_bytes(4, "big"), buf.data
     )
-
-
-def _payload_name(payload: Payload) -> str:
-    names = {
-        PayloadType.NONCE: "No",
-        PayloadType.NOTIFICATION: "N",
-        PayloadType.DELETE: "D",
-        PayloadType.VENDOR_ID: "V",
-        PayloadType.NAT_D: "NAT-D",
-    }
-    ptype = PayloadType(payload.payload_type)
-    if isinstance(payload, NotifyPayload):
-        return f"N({payload.notify_type.name})"
-    return names.get(ptype, ptype.name)

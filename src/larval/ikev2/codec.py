@@ -1,27 +1,14 @@
-"""The IKEv2 codecs' reader and block writer: the shared ones, with IKEv2's errors."""
+"""The IKEv2 codec's reader and block writer: the shared ones, raising IKEv2's errors."""
 
 from __future__ import annotations
 
-from larval.errors import LarvalError
-from larval.netorder import NetBlock, NetReader
+from larval.ike.codec import IkeCodec
 
 from .errors import IkeDecodeError, IkeEncodeError
 
-__all__ = ["IkeReader", "push_block"]
+__all__ = ["CODEC", "IkeReader", "push_block"]
 
-
-class IkeReader(NetReader):
-    __slots__ = ()
-
-    @staticmethod
-    def error(message: str) -> LarvalError:
-        return IkeDecodeError(message)
-
-
+CODEC = IkeCodec(IkeDecodeError, IkeEncodeError)
+IkeReader = CODEC.reader
 # Lower-case: it reads as a function call, ``with push_block(buf):``.
-class push_block(NetBlock):
-    __slots__ = ()
-
-    @staticmethod
-    def error(message: str) -> LarvalError:
-        return IkeEncodeError(message)
+push_block = CODEC.block

@@ -23,14 +23,15 @@ inverse. The callbacks come from the crypto layer; this module only frames:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias
 
+from larval.ike.message import PayloadMessage, flags_of, pack_header, unpack_header
+from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
-from .codec import push_block
+from .codec import CODEC
 from .constants import (
     GENERIC_HEADER_SIZE,
     IKE_HEADER_SIZE,
@@ -65,10 +66,6 @@ Unprotect: TypeAlias = Callable[[bytes, bytes], bytes]
 #: ``overhead(plaintext_len) -> SK body length - plaintext_len``
 Overhead: TypeAlias = Callable[[int], int]
 
-P = TypeVar("P")
-
-_HEADER = struct.Struct(">8s8sBBBBII")
-_GENERIC = struct.Struct(">BBH")
 _CRITICAL = 0x80  # RFC 7296 §3.2: the C bit, first bit of the second octet
 _SEALED = (PayloadType.SK, PayloadType.SKF)
 
@@ -108,21 +105,9 @@ class IkeHeader:
     length: int
 
     def encode(self) -> bytes:
-        if len(self.spi_i) != 8 or len(self.spi_r) != 8:
-            raise IkeEncodeError("IKE SPIs are 8 bytes each (RFC 7296 §3.1)")
-        try:
-            return _HEADER.pack(
-                self.spi_i,
-                self.spi_r,
-                self.next_payload,
-                (self.major << 4) | self.minor,
-                self.exchange_type,
-                self.flags,
-                self.message_id,
-                self.length,
-            )
-        except struct.error as exc:
-            raise IkeEncodeError(f"IKE header field out of range: {exc}") from exc
+        fields = (self.spi_i, self.spi_r, self.next_payload, self.major, self.minor)
+        rest = (self.exchange_type, self.flags, self.message_id, self.length)
+        return pack_header(CODEC, "IKE", "IKE SPIs are 8 bytes each (RFC 7296 §3.1)", fields + rest)
 
 
 def decode_header(data: bytes) -> IkeHeader:
@@ -133,29 +118,17 @@ def decode_header(data: bytes) -> IkeHeader:
     length is. A Length that is not the size of ``data`` (cut short, or trailing bytes)
     raises `IkeDecodeError`.
     """
-    if len(data) < IKE_HEADER_SIZE:
-        raise IkeDecodeError(f"{len(data)} bytes: shorter than the IKE header")
-    spi_i, spi_r, next_payload, version, exchange, flags, message_id, length = _HEADER.unpack_from(
-        data
+    spi_i, spi_r, next_payload, major, minor, exchange, flags, mid, length = unpack_header(
+        CODEC, "IKE", data
     )
-    major, minor = version >> 4, version & 0x0F
     if major != IKE_MAJOR_VERSION:
         raise IkeProtocolError(
             NotifyType.INVALID_MAJOR_VERSION, f"IKE major version {major}, this is IKEv2"
         )
     if length != len(data):
         raise IkeDecodeError(f"IKE header Length {length}, message of {len(data)} bytes")
-    return IkeHeader(
-        spi_i,
-        spi_r,
-        PayloadType(next_payload),
-        major,
-        minor,
-        ExchangeType(exchange),
-        flags,
-        message_id,
-        length,
-    )
+    ptype, etype = PayloadType(next_payload), ExchangeType(exchange)
+    return IkeHeader(spi_i, spi_r, ptype, major, minor, etype, flags, mid, length)
 
 
 def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
@@ -165,14 +138,9 @@ def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
         if isinstance(payload, SkPayload | SkfPayload):
             if i != len(items) - 1 or after != PayloadType.NONE:
                 raise IkeEncodeError("the Encrypted payload must be the last (RFC 7296 §3.14)")
-            next_type = int(payload.first_inner)
-        else:
-            next_type = int(items[i + 1].payload_type) if i + 1 < len(items) else after
-        with push_block(buf):
-            buf.push_u8(next_type)
-            buf.push_u8(_CRITICAL if is_critical(payload) else 0)
-            buf.push_u16be(0)  # Payload Length, patched
-            buf.push_bytes(payload.encode_body())
+            # RFC 7296 §3.14: SK's Next Payload names the first payload inside it.
+            after = int(payload.first_inner)
+    push_chain(buf, CODEC, items, after, lambda p: _CRITICAL if is_critical(p) else 0)
 
 
 def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) -> PayloadType:
@@ -182,10 +150,7 @@ def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) ->
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
     """The payloads as a chain (RFC 7296 §3.2): what the header's Next Payload starts."""
     buf = Buffer()
-    try:
-        _push_chain(buf, payloads, PayloadType.NONE)
-    except struct.error as exc:
-        raise IkeEncodeError(f"payload field out of range: {exc}") from exc
+    _push_chain(buf, payloads, PayloadType.NONE)
     return buf.data
 
 
@@ -200,45 +165,32 @@ def decode_chain(
     allowed at all: nothing is encrypted twice.
     """
     payloads: list[Payload] = []
-    end = len(data)
-    offset = start
+    end = start
     last_start = -1
-    next_type = int(first)
-    while next_type != PayloadType.NONE:
-        ptype = PayloadType(next_type)
-        if end - offset < GENERIC_HEADER_SIZE:
-            raise IkeDecodeError(
-                f"{ptype.name} payload: generic header cut short at offset {offset}"
-            )
-        next_type, flags, length = _GENERIC.unpack_from(data, offset)
-        if length < GENERIC_HEADER_SIZE or offset + length > end:
-            raise IkeDecodeError(
-                f"{ptype.name} payload at offset {offset}: Payload Length {length}, "
-                f"{end - offset} bytes left"
-            )
-        body = data[offset + GENERIC_HEADER_SIZE : offset + length]
+    for raw in walk_chain(data, first, start, CODEC, PayloadType):
+        ptype = raw.payload_type
         if ptype in _SEALED and inner:
             raise IkeDecodeError(f"{ptype.name} payload inside an Encrypted payload")
+        critical = bool(raw.flags & _CRITICAL)
         payloads.append(
-            decode_payload(ptype, body, critical=bool(flags & _CRITICAL), next_payload=next_type)
+            decode_payload(ptype, raw.body, critical=critical, next_payload=raw.next_type)
         )
-        last_start = offset
-        offset += length
+        last_start, end = raw.start, raw.end
         if ptype in _SEALED:
             # Its Next Payload names the first inner payload; the chain ends here.
-            if offset != end:
+            if end != len(data):
                 raise IkeDecodeError(
                     f"{ptype.name} payload is not the last payload (RFC 7296 §3.14): "
-                    f"{end - offset} bytes follow it"
+                    f"{len(data) - end} bytes follow it"
                 )
             return payloads, last_start
-    if offset != end:
-        raise IkeDecodeError(f"{end - offset} bytes after the last payload")
+    if end != len(data):
+        raise IkeDecodeError(f"{len(data) - end} bytes after the last payload")
     return payloads, last_start
 
 
 @dataclass(frozen=True, slots=True)
-class IkeMessage:
+class IkeMessage(PayloadMessage[NotifyPayload]):
     """An IKEv2 message: the header's fields and its payloads.
 
     ``payloads`` is the chain as the exchange defines it: after `decode_message` the
@@ -259,16 +211,16 @@ class IkeMessage:
     higher_version: bool = False  # the V flag (RFC 7296 §3.1)
     minor_version: int = IKE_MINOR_VERSION
 
+    notify_class = NotifyPayload
+
     @property
     def flags(self) -> HeaderFlag:
-        flags = HeaderFlag(0)
-        if self.is_initiator:
-            flags |= HeaderFlag.INITIATOR
-        if self.higher_version:
-            flags |= HeaderFlag.VERSION
-        if self.is_response:
-            flags |= HeaderFlag.RESPONSE
-        return flags
+        return flags_of(
+            HeaderFlag(0),
+            (HeaderFlag.INITIATOR, self.is_initiator),
+            (HeaderFlag.VERSION, self.higher_version),
+            (HeaderFlag.RESPONSE, self.is_response),
+        )
 
     def header(self, next_payload: int, length: int) -> IkeHeader:
         """This message's IKE header, given the first payload's type and the total length."""
@@ -283,24 +235,6 @@ class IkeMessage:
             self.message_id,
             length,
         )
-
-    def get(self, kind: type[P]) -> tuple[P, ...]:
-        """The payloads of class ``kind``, in order."""
-        return tuple(p for p in self.payloads if isinstance(p, kind))
-
-    def first(self, kind: type[P]) -> P | None:
-        """The first payload of class ``kind``, or None."""
-        for p in self.payloads:
-            if isinstance(p, kind):
-                return p
-        return None
-
-    def notify(self, notify_type: int) -> NotifyPayload | None:
-        """The first Notify payload of type ``notify_type``, or None."""
-        for p in self.payloads:
-            if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
-                return p
-        return None
 
     def encode(self) -> bytes:
         """The message in the clear: header and chain (an `SkPayload`, if any, opaque)."""
@@ -348,10 +282,7 @@ def encode_protected(message: IkeMessage, protect: Protect, overhead: Overhead) 
     sealed_len = GENERIC_HEADER_SIZE + len(inner) + overhead(len(inner))
     buf = Buffer()
     buf.push_bytes(bytes(IKE_HEADER_SIZE))  # the header, written once the length is known
-    try:
-        _push_chain(buf, message.unprotected, PayloadType.SK)
-    except struct.error as exc:
-        raise IkeEncodeError(f"payload field out of range: {exc}") from exc
+    _push_chain(buf, message.unprotected, PayloadType.SK)
     sk_start = buf.tell()
     total = sk_start + sealed_len
     if sealed_len > 0xFFFF or total > 0xFFFFFFFF:

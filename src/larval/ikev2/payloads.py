@@ -1,10 +1,12 @@
 """IKEv2 payloads (RFC 7296 §3.4-§3.16, RFC 7383 §2.5): one frozen dataclass each.
 
 Every payload starts with the generic payload header of RFC 7296 §3.2 (Next Payload, the
-critical bit, Payload Length); `larval.ikev2.message` writes and checks that header. The
-*body* of a payload is everything after those four bytes: ``encode_body()`` returns it,
-``decode_body(body)`` reads it, and raises `IkeDecodeError` (INVALID_SYNTAX) if it does
-not fill the body exactly.
+critical bit, Payload Length); `larval.ike.payload` walks and writes that header for
+`larval.ikev2.message`. The *body* of a payload is everything after those four bytes:
+``encode_body()`` returns it, ``decode_body(body)`` reads it, and raises `IkeDecodeError`
+(INVALID_SYNTAX) if it does not fill the body exactly. The bodies both versions lay out
+alike (opaque data: Vendor ID, EAP; the Nonce; CERT and CERTREQ; Notify and Delete) are
+built on `larval.ike.payload`, with IKEv2's numbers and errors.
 
 Each class knows its `PayloadType`: a class attribute, or a field where one layout serves
 two types (IDi/IDr, TSi/TSr). Payload types this module has no class for decode to
@@ -19,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
+from larval.ike import payload as base
 from larval.ike.identity import IdType
 from larval.wire import Buffer
 
-from .codec import IkeReader
+from .codec import CODEC, IkeReader
 from .constants import (
     AuthMethod,
     CertEncoding,
@@ -58,8 +61,6 @@ __all__ = [
     "is_critical",
 ]
 
-NONCE_MIN = 16  # RFC 7296 §3.9: at least 128 bits
-NONCE_MAX = 256  # and at most 256 octets
 _SHA1_SIZE = 20  # CERTREQ Certification Authority entries (RFC 7296 §3.7)
 
 
@@ -136,7 +137,7 @@ class IdPayload:
 
 
 @dataclass(frozen=True, slots=True)
-class CertPayload:
+class CertPayload(base.CertDataPayload):
     """Certificate payload, CERT (RFC 7296 §3.6)::
 
                              1                   2                   3
@@ -154,22 +155,14 @@ class CertPayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.CERT
+    codec = CODEC
+    encodings = CertEncoding
 
     encoding: CertEncoding
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return bytes([self.encoding]) + self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> CertPayload:
-        reader = IkeReader(body, "CERT payload")
-        encoding = CertEncoding(reader.pull_u8("Cert Encoding"))
-        return cls(encoding, reader.pull_rest())
 
 
 @dataclass(frozen=True, slots=True)
-class CertReqPayload:
+class CertReqPayload(base.CertDataPayload):
     """Certificate Request payload, CERTREQ (RFC 7296 §3.7)::
 
                              1                   2                   3
@@ -187,6 +180,9 @@ class CertReqPayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.CERTREQ
+    codec = CODEC
+    encodings = CertEncoding
+    what = "CERTREQ payload"
 
     encoding: CertEncoding
     data: bytes = b""
@@ -196,15 +192,6 @@ class CertReqPayload:
         if len(self.data) % _SHA1_SIZE:
             return ()
         return tuple(self.data[i : i + _SHA1_SIZE] for i in range(0, len(self.data), _SHA1_SIZE))
-
-    def encode_body(self) -> bytes:
-        return bytes([self.encoding]) + self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> CertReqPayload:
-        reader = IkeReader(body, "CERTREQ payload")
-        encoding = CertEncoding(reader.pull_u8("Cert Encoding"))
-        return cls(encoding, reader.pull_rest())
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -245,7 +232,7 @@ class AuthPayload:
 
 
 @dataclass(frozen=True, slots=True)
-class NoncePayload:
+class NoncePayload(base.NoncePayload):
     """Nonce payload, Ni or Nr (RFC 7296 §3.9)::
 
                              1                   2                   3
@@ -256,25 +243,12 @@ class NoncePayload:
         ~                            Nonce Data                         ~
         +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 
-    16 to 256 bytes (RFC 7296 §3.9); anything else is INVALID_SYNTAX.
+    16 to 256 bytes (RFC 7296 §3.9: at least 128 bits); anything else is INVALID_SYNTAX.
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.NONCE
-
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        if not NONCE_MIN <= len(self.data) <= NONCE_MAX:
-            raise IkeEncodeError(f"nonce of {len(self.data)} bytes, not {NONCE_MIN}..{NONCE_MAX}")
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> NoncePayload:
-        if not NONCE_MIN <= len(body) <= NONCE_MAX:
-            raise IkeDecodeError(
-                f"Nonce payload: {len(body)} bytes of nonce, not {NONCE_MIN}..{NONCE_MAX}"
-            )
-        return cls(body)
+    codec = CODEC
+    nonce_min = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,24 +279,14 @@ class NotifyPayload:
     data: bytes = b""
 
     def encode_body(self) -> bytes:
-        if len(self.spi) > 0xFF:
-            raise IkeEncodeError(f"notify SPI of {len(self.spi)} bytes")
         buf = Buffer()
-        buf.push_u8(self.protocol_id)
-        buf.push_u8(len(self.spi))
-        buf.push_u16be(self.notify_type)
-        buf.push_bytes(self.spi)
-        buf.push_bytes(self.data)
+        base.push_notify(buf, CODEC, self.protocol_id, self.notify_type, self.spi, self.data)
         return buf.data
 
     @classmethod
     def decode_body(cls, body: bytes) -> NotifyPayload:
-        reader = IkeReader(body, "Notify payload")
-        protocol_id = ProtocolId(reader.pull_u8("Protocol ID"))
-        spi_size = reader.pull_u8("SPI Size")
-        notify_type = NotifyType(reader.pull_u16("Notify Message Type"))
-        spi = reader.pull_bytes(spi_size, "SPI")
-        return cls(protocol_id, notify_type, spi, reader.pull_rest())
+        protocol_id, notify_type, spi, data = base.pull_notify(IkeReader(body, "Notify payload"))
+        return cls(ProtocolId(protocol_id), NotifyType(notify_type), spi, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,35 +314,18 @@ class DeletePayload:
     spis: tuple[bytes, ...] = ()
 
     def encode_body(self) -> bytes:
-        if any(len(spi) != self.spi_size for spi in self.spis):
-            raise IkeEncodeError(f"Delete payload: every SPI must be {self.spi_size} bytes")
-        if self.spi_size > 0xFF or len(self.spis) > 0xFFFF:
-            raise IkeEncodeError("Delete payload: SPI Size or Num of SPIs out of range")
         buf = Buffer()
-        buf.push_u8(self.protocol_id)
-        buf.push_u8(self.spi_size)
-        buf.push_u16be(len(self.spis))
-        for spi in self.spis:
-            buf.push_bytes(spi)
+        base.push_delete(buf, CODEC, self.protocol_id, self.spi_size, self.spis)
         return buf.data
 
     @classmethod
     def decode_body(cls, body: bytes) -> DeletePayload:
-        reader = IkeReader(body, "Delete payload")
-        protocol_id = ProtocolId(reader.pull_u8("Protocol ID"))
-        spi_size = reader.pull_u8("SPI Size")
-        count = reader.pull_u16("Num of SPIs")
-        if reader.remaining() != spi_size * count:
-            raise IkeDecodeError(
-                f"Delete payload: {count} SPIs of {spi_size} bytes need {spi_size * count} "
-                f"bytes, {reader.remaining()} present"
-            )
-        spis = tuple(reader.pull_bytes(spi_size, "SPI") for _ in range(count))
-        return cls(protocol_id, spi_size, spis)
+        protocol_id, spi_size, spis = base.pull_delete(IkeReader(body, "Delete payload"))
+        return cls(ProtocolId(protocol_id), spi_size, spis)
 
 
 @dataclass(frozen=True, slots=True)
-class VendorIdPayload:
+class VendorIdPayload(base.OpaquePayload):
     """Vendor ID payload, V (RFC 7296 §3.12)::
 
                              1                   2                   3
@@ -393,15 +340,6 @@ class VendorIdPayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.VENDOR_ID
-
-    data: bytes
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> VendorIdPayload:
-        return cls(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +410,7 @@ class CpPayload:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class EapPayload:
+class EapPayload(base.SecretPayload):
     """Extensible Authentication payload, EAP (RFC 7296 §3.16)::
 
                              1                   2                   3
@@ -488,18 +426,6 @@ class EapPayload:
     """
 
     payload_type: ClassVar[PayloadType] = PayloadType.EAP
-
-    data: bytes
-
-    def __repr__(self) -> str:
-        return f"EapPayload(data=<{len(self.data)} bytes>)"
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def decode_body(cls, body: bytes) -> EapPayload:
-        return cls(body)
 
 
 @dataclass(frozen=True, slots=True)

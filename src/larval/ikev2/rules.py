@@ -14,7 +14,7 @@ traffic selectors (§1.3.2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from larval.ike.rules import MANY, MessageRules, PayloadRule, check_counts, count_types, rules
 
 from .constants import ExchangeType, NotifyType, PayloadType
 from .errors import IkeProtocolError
@@ -23,52 +23,22 @@ from .payloads import NotifyPayload, Payload, SkfPayload, SkPayload, UnknownPayl
 
 __all__ = ["MESSAGE_RULES", "MessageRules", "PayloadRule", "check_payloads"]
 
-MANY = None  # no upper bound
-
-
-@dataclass(frozen=True, slots=True)
-class PayloadRule:
-    """How many payloads of one type a message may carry, and where."""
-
-    payload_type: PayloadType
-    min_count: int
-    max_count: int | None
-    encrypted: bool  # must be inside SK (True) or in the clear (False)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRules:
-    """The row for one (exchange, direction)."""
-
-    exchange_type: ExchangeType
-    is_response: bool
-    protected: bool  # the message's payloads travel inside SK (or SKF)
-    payloads: tuple[PayloadRule, ...]
-    # RFC 7296 §2.21: an error answer carries the error Notify, not the usual payloads;
-    # and an IKE_SA_INIT response may be only N(COOKIE) (§2.6).
-    errors_exempt: bool = False
-
-
-def _rules(protected: bool, *spec: tuple[PayloadType, int, int | None]) -> tuple[PayloadRule, ...]:
-    return tuple(PayloadRule(t, lo, hi, protected) for t, lo, hi in spec)
-
+REQUEST, RESPONSE = 0, 1
 
 T = PayloadType
-_INIT = _rules(
-    False,  # RFC 7296 §1.2: HDR, SAi1, KEi, Ni [, N(COOKIE), N(NAT_DETECTION_*)...]
+_INIT = rules(
+    # RFC 7296 §1.2: HDR, SAi1, KEi, Ni [, N(COOKIE), N(NAT_DETECTION_*)...]
     (T.SA, 1, 1),
     (T.KE, 1, 1),
     (T.NONCE, 1, 1),
     (T.NOTIFY, 0, MANY),
     (T.VENDOR_ID, 0, MANY),
     (T.CERTREQ, 0, MANY),  # in the response (§1.2); harmless in the request
+    encrypted=False,
 )
-_AUTH_REQUEST = _rules(
-    True,  # RFC 7296 §1.2, §2.16: SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr}
-    (T.IDi, 0, 1),
+# What both IKE_AUTH messages may carry besides the identities (RFC 7296 §1.2, §2.16).
+_AUTH_BOTH = (
     (T.CERT, 0, MANY),
-    (T.CERTREQ, 0, MANY),
-    (T.IDr, 0, 1),
     (T.AUTH, 0, 1),  # absent when the initiator asks for EAP (§2.16)
     (T.CP, 0, 1),
     (T.SA, 0, 1),
@@ -78,21 +48,14 @@ _AUTH_REQUEST = _rules(
     (T.VENDOR_ID, 0, MANY),
     (T.EAP, 0, 1),
 )
-_AUTH_RESPONSE = _rules(
-    True,  # RFC 7296 §1.2: SK {IDr, [CERT,] AUTH, SAr2, TSi, TSr}
-    (T.IDr, 0, 1),
-    (T.CERT, 0, MANY),
-    (T.AUTH, 0, 1),
-    (T.CP, 0, 1),
-    (T.SA, 0, 1),
-    (T.TSi, 0, 1),
-    (T.TSr, 0, 1),
-    (T.NOTIFY, 0, MANY),
-    (T.VENDOR_ID, 0, MANY),
-    (T.EAP, 0, 1),
+# SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr}
+_AUTH_REQUEST = rules(
+    (T.IDi, 0, 1), (T.CERTREQ, 0, MANY), (T.IDr, 0, 1), *_AUTH_BOTH, encrypted=True
 )
-_CHILD = _rules(
-    True,  # RFC 7296 §1.3: SK {[N(REKEY_SA)], SA, Ni, [KEi], [TSi, TSr]}
+# SK {IDr, [CERT,] AUTH, SAr2, TSi, TSr}
+_AUTH_RESPONSE = rules((T.IDr, 0, 1), *_AUTH_BOTH, encrypted=True)
+_CHILD = rules(
+    # RFC 7296 §1.3: SK {[N(REKEY_SA)], SA, Ni, [KEi], [TSi, TSr]}
     (T.SA, 1, 1),
     (T.NONCE, 1, 1),
     (T.KE, 0, 1),
@@ -100,27 +63,29 @@ _CHILD = _rules(
     (T.TSr, 0, 1),
     (T.NOTIFY, 0, MANY),
     (T.VENDOR_ID, 0, MANY),
+    encrypted=True,
 )
-_INFORMATIONAL = _rules(
-    True,  # RFC 7296 §1.4: SK {[N,] [D,] [CP,] ...}; an empty one is a liveness check
+_INFORMATIONAL = rules(
+    # RFC 7296 §1.4: SK {[N,] [D,] [CP,] ...}; an empty one is a liveness check
     (T.NOTIFY, 0, MANY),
     (T.DELETE, 0, MANY),
     (T.CP, 0, 1),
     (T.VENDOR_ID, 0, MANY),
+    encrypted=True,
 )
 
 E = ExchangeType
 MESSAGE_RULES: dict[tuple[ExchangeType, bool], MessageRules] = {
-    (r.exchange_type, r.is_response): r
+    (ExchangeType(r.exchange_type), bool(r.message)): r
     for r in (
-        MessageRules(E.IKE_SA_INIT, False, False, _INIT),
-        MessageRules(E.IKE_SA_INIT, True, False, _INIT, errors_exempt=True),
-        MessageRules(E.IKE_AUTH, False, True, _AUTH_REQUEST),
-        MessageRules(E.IKE_AUTH, True, True, _AUTH_RESPONSE, errors_exempt=True),
-        MessageRules(E.CREATE_CHILD_SA, False, True, _CHILD),
-        MessageRules(E.CREATE_CHILD_SA, True, True, _CHILD, errors_exempt=True),
-        MessageRules(E.INFORMATIONAL, False, True, _INFORMATIONAL),
-        MessageRules(E.INFORMATIONAL, True, True, _INFORMATIONAL),
+        MessageRules(E.IKE_SA_INIT, REQUEST, False, _INIT),
+        MessageRules(E.IKE_SA_INIT, RESPONSE, False, _INIT, errors_exempt=True),
+        MessageRules(E.IKE_AUTH, REQUEST, True, _AUTH_REQUEST),
+        MessageRules(E.IKE_AUTH, RESPONSE, True, _AUTH_RESPONSE, errors_exempt=True),
+        MessageRules(E.CREATE_CHILD_SA, REQUEST, True, _CHILD),
+        MessageRules(E.CREATE_CHILD_SA, RESPONSE, True, _CHILD, errors_exempt=True),
+        MessageRules(E.INFORMATIONAL, REQUEST, True, _INFORMATIONAL),
+        MessageRules(E.INFORMATIONAL, RESPONSE, True, _INFORMATIONAL),
     )
 }
 
@@ -154,14 +119,14 @@ def check_payloads(message: IkeMessage, inner: bool) -> None:
     row = MESSAGE_RULES.get((exchange, message.is_response))
     if row is None:
         raise fail("no payload rules for this exchange type")
-    allowed = {r.payload_type: r for r in row.payloads}
+    allowed = row.allowed()
 
     if inner:
-        if not row.protected:
+        if not row.encrypted:
             raise fail("is never encrypted (RFC 7296 §1.2)")
         outside: tuple[Payload, ...] = message.unprotected
         inside: tuple[Payload, ...] = message.payloads
-    elif row.protected:
+    elif row.encrypted:
         sealed = [p for p in message.payloads if isinstance(p, SkPayload | SkfPayload)]
         if len(sealed) != 1:
             raise fail("needs one Encrypted payload (RFC 7296 §3.14)")
@@ -170,39 +135,22 @@ def check_payloads(message: IkeMessage, inner: bool) -> None:
     else:
         outside, inside = message.payloads, ()
 
-    for p in outside:
+    placed = [(p, False) for p in outside] + [(p, True) for p in inside]
+    for p, in_sk in placed:
         ptype = PayloadType(p.payload_type)
         if isinstance(p, UnknownPayload):
             continue
         rule = allowed.get(ptype)
         if rule is None:
             raise fail(f"{ptype.name} payload not allowed")
-        if rule.encrypted:
+        if rule.encrypted and not in_sk:
             raise fail(f"{ptype.name} payload must be inside the Encrypted payload")
-    for p in inside:
-        ptype = PayloadType(p.payload_type)
-        if isinstance(p, UnknownPayload):
-            continue
-        rule = allowed.get(ptype)
-        if rule is None:
-            raise fail(f"{ptype.name} payload not allowed")
-        if not rule.encrypted:
+        if in_sk and not rule.encrypted:
             raise fail(f"{ptype.name} payload must not be inside the Encrypted payload")
 
-    if row.protected and not inner:
+    if row.encrypted and not inner:
         return  # the counts are checked on the contents, once SK is opened
     counted = outside + inside
-    counts: dict[PayloadType, int] = {}
-    for p in counted:
-        if not isinstance(p, UnknownPayload):
-            ptype = PayloadType(p.payload_type)
-            counts[ptype] = counts.get(ptype, 0) + 1
-    for ptype, n in counts.items():
-        limit = allowed[ptype].max_count
-        if limit is not None and n > limit:
-            raise fail(f"{n} {ptype.name} payloads, at most {limit} allowed")
-    if row.errors_exempt and _is_error_answer(counted, exchange):
-        return
-    for rule in row.payloads:
-        if counts.get(rule.payload_type, 0) < rule.min_count:
-            raise fail(f"{rule.payload_type.name} payload missing")
+    counts = count_types(p.payload_type for p in counted if not isinstance(p, UnknownPayload))
+    exempt = row.errors_exempt and _is_error_answer(counted, exchange)
+    check_counts(row, counts, fail, minimum=not exempt)

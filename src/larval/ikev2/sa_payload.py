@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from larval.crypto.ike_transforms import TransformType
-from larval.wire import Buffer
+from larval.ike import sa_payload as base
+from larval.wire import Buffer, NetReader
 
-from .codec import IkeReader, push_block
+from .codec import CODEC, IkeReader, push_block
 from .constants import PayloadType, ProtocolId, TransformAttr
 from .errors import IkeDecodeError, IkeEncodeError
 
 __all__ = ["Attribute", "Proposal", "SaPayload", "Transform"]
 
-_AF = 0x8000  # Attribute Format bit: TV when set, TLV when clear (RFC 7296 §3.3.5)
-_MORE_PROPOSALS = 2  # RFC 7296 §3.3.1 Last Substruc
 _MORE_TRANSFORMS = 3  # RFC 7296 §3.3.2 Last Substruc
 _PROPOSAL_HEADER = 8
 _TRANSFORM_HEADER = 8
@@ -49,28 +48,12 @@ class Attribute:
     value: int | bytes
 
     def encode(self, buf: Buffer) -> None:
-        if not 0 <= self.attr_type < _AF:
-            raise IkeEncodeError(f"attribute type {int(self.attr_type)} does not fit 15 bits")
-        if isinstance(self.value, int):
-            if not 0 <= self.value <= 0xFFFF:
-                raise IkeEncodeError(f"TV attribute value {self.value} does not fit 16 bits")
-            buf.push_u16be(_AF | self.attr_type)
-            buf.push_u16be(self.value)
-        else:
-            if len(self.value) > 0xFFFF:
-                raise IkeEncodeError(f"TLV attribute value of {len(self.value)} bytes")
-            buf.push_u16be(self.attr_type)
-            buf.push_u16be(len(self.value))
-            buf.push_bytes(self.value)
+        base.push_attribute(buf, CODEC, self.attr_type, self.value)
 
     @classmethod
-    def decode(cls, reader: IkeReader) -> Attribute:
-        word = reader.pull_u16("attribute type")
-        attr_type = TransformAttr(word & ~_AF)
-        if word & _AF:
-            return cls(attr_type, reader.pull_u16("attribute value"))
-        length = reader.pull_u16("attribute length")
-        return cls(attr_type, reader.pull_bytes(length, "attribute value"))
+    def decode(cls, reader: NetReader) -> Attribute:
+        attr_type, value = base.pull_attribute(reader)
+        return cls(TransformAttr(attr_type), value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +98,7 @@ class Transform:
                 attr.encode(buf)
 
     @classmethod
-    def decode(cls, reader: IkeReader) -> tuple[Transform, bool]:
+    def decode(cls, reader: NetReader) -> tuple[Transform, bool]:
         """One transform from ``reader``, and whether it said it was the last."""
         more = reader.pull_u8("transform Last Substruc")
         if more not in (0, _MORE_TRANSFORMS):
@@ -133,7 +116,7 @@ class Transform:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposal:
+class Proposal(base.Proposal):
     """A proposal substructure (RFC 7296 §3.3.1)::
 
                              1                   2                   3
@@ -152,34 +135,16 @@ class Proposal:
     AH/ESP; SPI Size and Num Transforms come from ``spi`` and ``transforms``.
     """
 
-    number: int
+    codec = CODEC
+
     protocol_id: ProtocolId
-    spi: bytes = b""
     transforms: tuple[Transform, ...] = ()
 
-    def encode(self, buf: Buffer, last: bool) -> None:
-        if len(self.spi) > 0xFF or len(self.transforms) > 0xFF:
-            raise IkeEncodeError(
-                f"proposal {self.number}: {len(self.spi)}-byte SPI, "
-                f"{len(self.transforms)} transforms (255 at most)"
-            )
-        with push_block(buf):
-            buf.push_u8(0 if last else _MORE_PROPOSALS)
-            buf.push_u8(0)
-            buf.push_u16be(0)  # Proposal Length, patched
-            buf.push_u8(self.number)
-            buf.push_u8(self.protocol_id)
-            buf.push_u8(len(self.spi))
-            buf.push_u8(len(self.transforms))
-            buf.push_bytes(self.spi)
-            for i, transform in enumerate(self.transforms, 1):
-                transform.encode(buf, last=i == len(self.transforms))
-
     @classmethod
-    def decode(cls, reader: IkeReader) -> tuple[Proposal, bool]:
+    def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
         """One proposal from ``reader``, and whether it said it was the last."""
         more = reader.pull_u8("proposal Last Substruc")
-        if more not in (0, _MORE_PROPOSALS):
+        if more not in (0, base.MORE_PROPOSALS):
             raise IkeDecodeError(f"{reader.what}: proposal Last Substruc is {more}, not 0 or 2")
         reader.pull_u8("proposal RESERVED")
         length = reader.pull_u16("Proposal Length")
@@ -190,13 +155,10 @@ class Proposal:
         count = body.pull_u8("Num Transforms")
         spi = body.pull_bytes(spi_size, "SPI")
         body.what = f"proposal {number}"
-        transforms: list[Transform] = []
-        last = count == 0
-        while not body.eof():
-            if last:
-                raise IkeDecodeError(f"proposal {number}: data after the last transform")
-            transform, last = Transform.decode(body)
-            transforms.append(transform)
+        transforms, last = base.pull_marked(
+            body, Transform.decode, f"proposal {number}", "transform"
+        )
+        last = last or count == 0
         if not last or len(transforms) != count:
             raise IkeDecodeError(
                 f"proposal {number}: Num Transforms says {count}, "
@@ -235,13 +197,7 @@ class SaPayload:
     @classmethod
     def decode_body(cls, body: bytes) -> SaPayload:
         reader = IkeReader(body, "SA payload")
-        proposals: list[Proposal] = []
-        last = False
-        while not reader.eof():
-            if last:
-                raise IkeDecodeError("SA payload: data after the last proposal")
-            proposal, last = Proposal.decode(reader)
-            proposals.append(proposal)
+        proposals, last = base.pull_marked(reader, Proposal.decode, "SA payload", "proposal")
         if not proposals:
             raise IkeDecodeError("SA payload without proposals")
         if not last:

@@ -56,12 +56,6 @@ from larval.crypto.ike_keys import (
     derive_rekeyed_ike_sa_keys,
 )
 from larval.crypto.ike_transforms import (
-    DhId,
-    EncrId,
-    EsnId,
-    IntegId,
-    PrfId,
-    Transform,
     TransformType,
     encr_key_size,
     integ_key_size,
@@ -80,6 +74,7 @@ from larval.ike.events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
+from larval.ike.render import suite_text
 from larval.ike.sa import Phase
 from larval.ike.transport import (
     IkeTransport,
@@ -116,6 +111,7 @@ from larval.ikev2.payloads import (
     Payload,
     SkfPayload,
 )
+from larval.ikev2.render import describe, message_names
 from larval.ikev2.sa_payload import Proposal, SaPayload
 from larval.ikev2.stateless import init_error
 from larval.ikev2.ts_payload import TsPayload
@@ -953,7 +949,7 @@ class IkeSession(OverTransport):
         if chosen is None:
             self._log_no_proposal("IKE", self.config.proposals, sa)
             self._refuse_init(message, NotifyType.NO_PROPOSAL_CHOSEN, b"", addr)
-            self._close("no proposal chosen: " + _describe(sa), now)
+            self._close("no proposal chosen: " + describe(sa), now)
             return
         answer, suite = chosen
         dh = suite_get(suite, TransformType.DH)
@@ -1153,7 +1149,7 @@ class IkeSession(OverTransport):
         chosen = choose(_without_dh(policy.proposals), _strip_dh(sa.proposals), ProtocolId.ESP)
         if chosen is None:
             self._log_no_proposal("ESP", _without_dh(policy.proposals), sa)
-            self._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + _describe(sa)))
+            self._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + describe(sa)))
             return (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),), None
         # TSi is the initiator's side: our remote selectors; TSr ours (RFC 7296 §2.9).
         ts_i = narrow(tsi[0].selectors, policy.remote_ts)  # type: ignore[arg-type]
@@ -1288,7 +1284,7 @@ class IkeSession(OverTransport):
         if not log.isEnabledFor(logging.INFO):
             return  # the text costs more than the rest of handling a small message
         kind = "response" if message.is_response else "request"
-        text = f"{message.exchange_type.name} {kind} {message.message_id} {_names(message)}"
+        text = f"{message.exchange_type.name} {kind} {message.message_id} {message_names(message)}"
         if verb == "sending":
             if message.is_response:
                 self._response_text = text
@@ -1299,8 +1295,8 @@ class IkeSession(OverTransport):
 
     def _log_no_proposal(self, what: str, ours: tuple[Suite, ...], sa: SaPayload) -> None:
         """NO_PROPOSAL_CHOSEN: both sides' proposals, so that an operator sees why."""
-        mine = ", ".join(_suite_text(s) for s in ours) or "none"
-        theirs = ", ".join(_suite_text(from_wire(p)) for p in sa.proposals) or "none"
+        mine = ", ".join(suite_text(s) for s in ours) or "none"
+        theirs = ", ".join(suite_text(from_wire(p)) for p in sa.proposals) or "none"
         log.warning(
             "%s: no %s proposal chosen; ours: %s; theirs: %s", self._name(), what, mine, theirs
         )
@@ -1368,46 +1364,3 @@ def _proposed_networks(
     """The networks of TSi and TSr: what a responder's policy is asked about, and what
     an initiator takes from the answer (§2.9)."""
     return tuple(networks_of(tsi.selectors)), tuple(networks_of(tsr.selectors))
-
-
-def _describe(sa: SaPayload) -> str:
-    """The peer's proposals, for the log of a NO_PROPOSAL_CHOSEN (DESIGN.md)."""
-    return "; ".join(", ".join(repr(t) for t in from_wire(p)) for p in sa.proposals)
-
-
-#: Payload names in log lines, as strongSwan abbreviates them.
-_PAYLOAD_NAMES = {PayloadType.NONCE: "No", PayloadType.DELETE: "D", PayloadType.VENDOR_ID: "V"}
-
-
-def _names(message: IkeMessage) -> str:
-    """``[ IDi AUTH SA TSi TSr ]``: the payloads' names, notifies with their type."""
-    names = []
-    for p in message.payloads:
-        if isinstance(p, NotifyPayload):
-            names.append(f"N({NotifyType(p.notify_type).name})")
-        elif isinstance(p, SkfPayload):
-            names.append(f"SKF({p.fragment_number}/{p.total_fragments})")
-        else:
-            ptype = PayloadType(p.payload_type)
-            names.append(_PAYLOAD_NAMES.get(ptype, ptype.name))
-    return "[ " + " ".join(names) + " ]" if names else "[ ]"
-
-
-def _transform_text(t: Transform) -> str:
-    if t.type == TransformType.ENCR:
-        name = EncrId(t.id).name
-        return f"{name}_{t.key_bits}" if t.key_bits else name
-    if t.type == TransformType.PRF:
-        return f"PRF_{PrfId(t.id).name}"
-    if t.type == TransformType.INTEG:
-        return IntegId(t.id).name
-    if t.type == TransformType.DH:
-        return DhId(t.id).name
-    if t.type == TransformType.ESN:
-        return "ESN" if EsnId(t.id) == EsnId.YES else "NO_ESN"
-    return f"{TransformType(t.type).name}_{t.id}"
-
-
-def _suite_text(suite: Suite) -> str:
-    """``AES_CBC_128/PRF_HMAC_SHA2_256/HMAC_SHA2_256_128/CURVE25519``"""
-    return "/".join(_transform_text(t) for t in suite)

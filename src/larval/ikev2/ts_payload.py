@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from larval.wire import Buffer
+from larval.wire import Buffer, NetReader
 
 from .codec import IkeReader, push_block
 from .constants import PayloadType, TsType
@@ -141,7 +141,7 @@ class UnknownTrafficSelector:
 AnySelector: TypeAlias = TrafficSelector | UnknownTrafficSelector
 
 
-def _decode_selector(reader: IkeReader) -> AnySelector:
+def _decode_selector(reader: NetReader) -> AnySelector:
     ts_type = TsType(reader.pull_u8("TS Type"))
     second = reader.pull_u8("IP Protocol ID")
     length = reader.pull_u16("Selector Length")
