@@ -21,6 +21,8 @@ only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written o
 * `transport`: one per IKE SA, message IDs, the window, retransmission, cached replies
   and fragments, with each version's policy and framing plugged in;
 * `reassembly`: the buffer both versions' fragments are put back together in;
+* `state`: an established IKE SA and its CHILD_SAs as one value (`IkeSaState`), that a
+  session's `snapshot()` makes and `restore()` takes, written as versioned JSON;
 * `sa`: `IkeSa`, the surface of an IKE SA of either version that the key manager drives,
   and the `Phase` every version's states map to;
 * `datagram`: `version_of(datagram)`, and which IKE SA a datagram is for.

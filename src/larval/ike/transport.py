@@ -25,6 +25,10 @@ Time is passed in, as everywhere in larval: `get_timer()` is the next retransmis
 exponential back-off and returns the requests given up, and `datagrams_to_send(now)`
 drains what is to go, each datagram with its address.
 
+`snapshot()` is the transport's part of an IKE SA as a value (`larval.ike.state`): the
+peer's address, the Message IDs both ways, the requests awaiting answers and the cached
+replies; `restore(state)` puts them back into a new transport.
+
 What differs between the versions is plugged in: a `MessageIdPolicy` (IKEv2's sequential
 IDs and window, `WindowedIds`; IKEv1's random ID per exchange, `RandomIds`) and a `Framing`
 (each version's protection and fragment encoding, in its own package, reassembling
@@ -37,12 +41,13 @@ import enum
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import IKE_PORT
 from .config import IkeConfig
+from .state import CachedReply, IkeStateError, PendingRequest, TransportState
 
 __all__ = [
     "Address",
@@ -145,6 +150,14 @@ class MessageIdPolicy(Protocol):
         """The request `message_id` was answered."""
         ...
 
+    def counters(self) -> tuple[int, int]:
+        """Our next request's Message ID and the peer's, where the version counts them."""
+        ...
+
+    def set_counters(self, ours: int, peer: int) -> None:
+        """Count on from `counters()` as a snapshot kept them."""
+        ...
+
 
 class WindowedIds:
     """IKEv2 (RFC 7296 §2.2, §2.3): each end numbers its requests from 0, one after the
@@ -179,6 +192,12 @@ class WindowedIds:
     def replied(self, message_id: int) -> None:
         self.expected = message_id + 1
 
+    def counters(self) -> tuple[int, int]:
+        return self.next, self.expected
+
+    def set_counters(self, ours: int, peer: int) -> None:
+        self.next, self.expected = ours, peer
+
 
 class RandomIds:
     """IKEv1 (RFC 2408 §3.1): Phase 1 messages carry Message ID 0, and each other exchange
@@ -212,6 +231,12 @@ class RandomIds:
         return True
 
     def replied(self, message_id: int) -> None:
+        pass
+
+    def counters(self) -> tuple[int, int]:
+        return 0, 0  # random IDs: nothing is counted
+
+    def set_counters(self, ours: int, peer: int) -> None:
         pass
 
 
@@ -372,6 +397,43 @@ class IkeTransport(Generic[M]):
             self._outstanding.clear()
         else:
             self._outstanding.pop(message_id, None)
+
+    # -- as a value (larval.ike.state) --------------------------------------------------------
+
+    def snapshot(self) -> TransportState:
+        ours, peer = self.ids.counters()
+        requests = tuple(
+            PendingRequest(
+                r.message_id, r.datagrams, r.sent_at, r.due, r.text, r.retransmits,
+                r.renew is not None,
+            )
+            for r in self._outstanding.values()
+        )  # fmt: skip
+        replies = tuple(
+            CachedReply(k, d, t)
+            for k, (d, t) in self._replies.items()
+            if isinstance(k, int | bytes)
+        )
+        return TransportState(self.remote, ours, peer, requests, replies)
+
+    def restore(self, state: TransportState, renew: Mapping[int, Renew] | None = None) -> None:
+        """Take up where `state` was: the requests await their answers again, on their
+        schedule; `renew` gives back the makers of those made anew for each retransmission,
+        by Message ID. Nothing queued to send is kept, nor a partly received message."""
+        renew = renew or {}
+        self.remote = state.remote
+        self.ids.set_counters(state.next_message_id, state.expected_message_id)
+        self._outstanding.clear()
+        for r in state.requests:
+            maker = renew.get(r.message_id)
+            if r.renews and maker is None:
+                raise IkeStateError(f"request {r.message_id:#x} ({r.text}) is made anew: no maker")
+            self._outstanding[r.message_id] = Request(
+                r.message_id, r.datagrams, r.sent_at, r.due, r.text, r.retransmits, maker
+            )
+        self._replies.clear()
+        for reply in state.replies:
+            self._keep(reply.key, reply.datagrams, reply.text)
 
     # -- time --------------------------------------------------------------------------------
 
