@@ -114,6 +114,7 @@ from larval.ike.events import (
     IkeSaUp,
 )
 from larval.ike.sa import Phase
+from larval.ike.state import ChildSaState, IkeSaState, IkeStateError, Ikev1State, Secret
 from larval.ike.transport import (
     IkeTransport,
     OverTransport,
@@ -568,6 +569,128 @@ class IkeV1Session(OverTransport):
         left = self._expire_at - now
         if left > 2 * self.config.retransmit_timeout:
             self._reauth_at = now + left / 2
+
+    # -- as a value (larval.ike.state) ----------------------------------------------------
+
+    def snapshot(self) -> IkeSaState:
+        """This ISAKMP SA and its CHILD_SAs as a value, for `restore`. Only an established
+        ISAKMP SA between Quick Modes has one (a Quick Mode under way holds a DH secret
+        and half an exchange): raises `IkeStateError` otherwise. An R-U-THERE awaiting
+        its ACK is kept, and resent as before."""
+        if self.state is not State.ESTABLISHED:
+            raise IkeStateError(
+                f"{self._name()}: no snapshot in state {self.state.value!r}: "
+                "only an established ISAKMP SA has one"
+            )
+        if self._quick or self._pending_child is not None:
+            raise IkeStateError(f"{self._name()}: no snapshot while a Quick Mode is under way")
+        choice, keys = self.choice, self._keys
+        assert choice is not None and keys is not None and self.established_at is not None
+        v1 = Ikev1State(
+            aggressive=self.aggressive,
+            ike_lifetime=self.ike_lifetime,
+            encryption=choice.encryption,
+            key_bits=choice.key_bits,
+            hash=choice.hash,
+            group=choice.group,
+            lifetime=choice.lifetime,
+            skeyid_d=Secret(keys.skeyid_d),
+            skeyid_a=Secret(keys.skeyid_a),
+            skeyid_e=Secret(keys.skeyid_e),
+            enc_key=Secret(keys.enc_key),
+            phase1_last_block=self._p1_last,
+            fragmentation=self.fragmentation,
+            peer_fragmentation=self.peer_fragmentation,
+            fragment_size=self.fragment_size,
+            fragment_id=self._framing.fragment_id,
+            peer_dpd=self.peer_dpd,
+            peer_nat_t=self.peer_nat_t,
+            peer_initial_contact=self.peer_initial_contact,
+            dpd_seq=self._dpd_seq,
+            dpd_message_id=self._dpd,
+            last_heard=self._last_heard,
+        )
+        children = tuple(
+            ChildSaState(c.spi_in, c.spi_out, c.suite, replace(c.config, reference=None), c.renewed)
+            for c in self.children.values()
+        )
+        remote_id = self.config.remote_id
+        return IkeSaState(
+            ike_version=self.version,
+            name=self.config.name,
+            initiator=self.initiator,
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            local_id=(int(self.config.local_id[0]), self.config.local_id[1]),
+            remote_id=None if remote_id is None else (int(remote_id[0]), remote_id[1]),
+            suite=self.suite,
+            local_port=self.local_port,
+            natted=self.natted,
+            established_at=self.established_at,
+            rekey_at=self._reauth_at,
+            expires_at=self._expire_at,
+            transport=self._transport.snapshot(),
+            children=children,
+            ikev1=v1,
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        value: IkeSaState,
+        config: IkeConfig,
+        *,
+        allocate_spi: Callable[[], int],
+        child_policy: ChildPolicy | None = None,
+        random_bytes: RandomBytes = system_random,
+    ) -> IkeV1Session:
+        """The ISAKMP SA `snapshot` made `value` of, established, with its CHILD_SAs: it
+        continues the old one's exchanges (Quick Mode, Informational, DPD) with the same
+        cookies, keys and IVs. `config` must be the connection it is of (`IkeStateError`
+        otherwise); the callbacks are as for a new session."""
+        v1 = value.ikev1
+        if value.ike_version != cls.version or v1 is None:
+            raise IkeStateError(f"IKE SA state of {value.name!r} is IKEv{value.ike_version}")
+        value.check_config(config)
+        session = cls(
+            config,
+            initiator=value.initiator,
+            allocate_spi=allocate_spi,
+            child_policy=child_policy,
+            random_bytes=random_bytes,
+            aggressive=v1.aggressive,
+            ike_lifetime=v1.ike_lifetime,
+            fragmentation=v1.fragmentation,
+            fragment_size=v1.fragment_size,
+        )
+        session._resume(value, v1)
+        return session
+
+    def _resume(self, value: IkeSaState, v1: Ikev1State) -> None:
+        self.spi_i, self.spi_r = value.spi_i, value.spi_r
+        self.local_port, self.natted = value.local_port, value.natted
+        self.peer_dpd, self.peer_nat_t = v1.peer_dpd, v1.peer_nat_t
+        self.peer_initial_contact = v1.peer_initial_contact
+        self._framing.peer, self._framing.fragment_id = v1.peer_fragmentation, v1.fragment_id
+        self.choice = Phase1Choice(v1.encryption, v1.key_bits, v1.hash, v1.group, v1.lifetime)
+        self._prf = Ikev1Prf(self.choice.hash_name)
+        # SKEYID and the first Phase 1 IV served Phase 1 only, and are not kept.
+        self._keys = Phase1Keys(
+            b"", v1.skeyid_d.value, v1.skeyid_a.value, v1.skeyid_e.value, v1.enc_key.value, b""
+        )
+        self._cipher = Ikev1Cipher(self.choice.encryption, v1.enc_key.value)
+        self._p1_last = v1.phase1_last_block
+        self.established_at = value.established_at
+        self._reauth_at, self._expire_at = value.rekey_at, value.expires_at
+        self._last_heard, self._dpd_seq, self._dpd = v1.last_heard, v1.dpd_seq, v1.dpd_message_id
+        for c in value.children:
+            child = _ChildSa(c.config, c.spi_in, c.spi_out, c.suite)
+            child.renewed = c.renewed
+            self.children[c.spi_in] = child
+        renew = {self._dpd: self._r_u_there} if self._dpd is not None else {}
+        self._transport.restore(value.transport, renew)
+        self.state = State.ESTABLISHED
+        log.info("%s: ISAKMP SA resumed with %d CHILD_SAs", self._name(), len(self.children))
 
     # -- receiving -------------------------------------------------------------------------
 
