@@ -12,8 +12,9 @@ Theory of operation
 * The value has a part both versions share (`IkeSaState`), the transport's part
   (`TransportState`, made by `IkeTransport.snapshot`), one `ChildSaState` per CHILD_SA,
   and a part of its own for the version (`Ikev1State`). Only the keys a later exchange
-  uses are in it: IKEv1's SKEYID_d, SKEYID_a and the cipher key with the Phase 1 CBC
-  state, never SKEYID, the pre-shared key (the configuration's) or a DH secret.
+  uses are in it: IKEv1's SKEYID_d, SKEYID_a, SKEYID_e and the cipher key cut from it,
+  with the Phase 1 CBC state; never SKEYID, the pre-shared key (the configuration's) or
+  a DH secret.
 * Keys are `Secret`s, whose repr gives their length only, so a value can be logged.
   The ESP keys of the CHILD_SAs are the stack's (SADB), not in this value.
 * Times are absolute, in the clock the session is driven with (the daemon's is
