@@ -45,7 +45,7 @@ import hashlib
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from larval.crypto.dh import DhGroup, DhKeyPair
 from larval.crypto.ike_auth import psk_auth, signed_octets, verify_psk_auth
@@ -76,6 +76,7 @@ from larval.ike.events import (
 )
 from larval.ike.render import suite_text
 from larval.ike.sa import Phase
+from larval.ike.task import TaskManager, redundant
 from larval.ike.transport import (
     IkeTransport,
     OverTransport,
@@ -90,6 +91,7 @@ from larval.ikev2.constants import (
     ProtocolId,
 )
 from larval.ikev2.errors import IkeProtocolError
+from larval.ikev2.exchanges import IKE_SA, ChildCreate, IkeAuth, IkeRekey, Informational
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
 from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.negotiate import (
@@ -233,20 +235,13 @@ class IkeSession(OverTransport):
         self._prf: Prf | None = None
         self._sk_d = self._sk_pi = self._sk_pr = b""
         self._child_spi_in = 0
-        # Window size 1 (RFC 7296 §2.3): one request out at a time, the rest wait here.
-        self._on_response: Callable[[IkeMessage, float], None] | None = None
-        self._queued: deque[
-            tuple[ExchangeType, tuple[Payload, ...], Callable[[IkeMessage, float], None] | None]
-        ] = deque()
-        self._rekeying: set[int] = set()  # inbound SPIs of CHILD_SAs being rekeyed by us
-        # RFC 7296 §2.8.1: a CHILD_SA the peer rekeyed while our rekey of it was under way,
-        # by the old inbound SPI: the peer's exchange's new inbound SPI, Ni and Nr.
-        self._child_collisions: dict[int, tuple[int, bytes, bytes]] = {}
+        # The requests of this end, as tasks: one out at a time (RFC 7296 §2.3), the rest
+        # queued; each response to the task that sent its request; collisions (§2.8).
+        self._tasks: TaskManager[IkeMessage, tuple[Payload, ...]] = TaskManager(
+            self._transport, self._send_request, self._name
+        )
         self._ike_rekey_started = False
-        # RFC 7296 §2.8.2: the IKE SA made answering the peer's rekey while ours was under
-        # way, with that exchange's Ni and Nr; and the IKE SA that took our CHILD_SAs.
-        self._ike_collision: tuple[IkeSession, bytes, bytes] | None = None
-        self._replaced_by: IkeSession | None = None
+        self._replaced_by: IkeSession | None = None  # the IKE SA that took our CHILD_SAs
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
         self._last_heard = 0.0
@@ -307,7 +302,7 @@ class IkeSession(OverTransport):
                     self.rekey_ike(now)
                 elif self.config.dpd_delay and self._transport.window_open():
                     # RFC 7296 §2.4: an empty INFORMATIONAL request checks liveness.
-                    self._send_request(ExchangeType.INFORMATIONAL, (), now)
+                    self._tasks.queue(Informational((), self._informational_response), now)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         try:
@@ -337,7 +332,8 @@ class IkeSession(OverTransport):
             return
         self._delete_reason = reason
         self.state = State.DELETING
-        self._send_request(ExchangeType.INFORMATIONAL, (DeletePayload(ProtocolId.IKE),), now)
+        delete = Informational((DeletePayload(ProtocolId.IKE),), self._informational_response)
+        self._tasks.queue(delete, now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
         """INFORMATIONAL { D(ESP, SPI) } for one CHILD_SA (RFC 7296 §1.4.1)."""
@@ -354,12 +350,8 @@ class IkeSession(OverTransport):
                 self._events.append(down)
             self._informational_response(response, at)
 
-        self._send_request(
-            ExchangeType.INFORMATIONAL,
-            (DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),)),),
-            now,
-            deleted,
-        )
+        payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
+        self._tasks.queue(Informational((payload,), deleted), now)
 
     def create_child(self, child: ChildConfig, now: float) -> None:
         """CREATE_CHILD_SA {SA, Ni, TSi, TSr} -->  another CHILD_SA (RFC 7296 §1.3.1)."""
@@ -371,9 +363,12 @@ class IkeSession(OverTransport):
         """CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi, TSr} -->  (RFC 7296 §1.3.3); the old
         CHILD_SA is deleted once the new one is up (§2.8). False if there is nothing to do."""
         child = self.children.get(spi_in)
-        if child is None or self.state is not State.ESTABLISHED or spi_in in self._rekeying:
+        if (
+            child is None
+            or self.state is not State.ESTABLISHED
+            or self._tasks.rekeying(("child", spi_in)) is not None
+        ):
             return False
-        self._rekeying.add(spi_in)
         self._request_child(child.config, child, now)
         return True
 
@@ -416,26 +411,14 @@ class IkeSession(OverTransport):
             TsPayload(PayloadType.TSr, selectors_for(remote_ts)),
         ]
 
-        def answered(message: IkeMessage, when: float) -> None:
-            self._create_child_response(message, config, old, spi_in, nonce_i, dh, when)
+        task = ChildCreate(tuple(payloads), self._create_child_response, config, old, spi_in,
+                           nonce_i, dh)  # fmt: skip
+        self._tasks.queue(task, now)
 
-        self._send_request(ExchangeType.CREATE_CHILD_SA, tuple(payloads), now, answered)
-
-    def _create_child_response(
-        self,
-        message: IkeMessage,
-        config: ChildConfig,
-        old: ChildSa | None,
-        spi_in: int,
-        nonce_i: bytes,
-        dh: DhKeyPair | None,
-        now: float,
-    ) -> None:
+    def _create_child_response(self, task: ChildCreate, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}  or an error notify."""
-        collision = None
-        if old is not None:
-            self._rekeying.discard(old.spi_in)
-            collision = self._child_collisions.pop(old.spi_in, None)
+        config, old, spi_in, nonce_i, dh = task.config, task.old, task.spi_in, task.nonce_i, task.dh
+        collision = task.collision
         sa, nonce = message.first(SaPayload), message.first(NoncePayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
         tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
@@ -468,11 +451,10 @@ class IkeSession(OverTransport):
                        shared=shared)  # fmt: skip
         if old is not None and collision is not None:
             _, peer_nonce_i, peer_nonce_r = collision
-            # RFC 7296 §2.8.1: of the two new CHILD_SAs, the one made with the lowest of
-            # the four nonces (octet by octet) is redundant and deleted by the node that
-            # created it, its exchange's initiator; the initiator of the other one deletes
-            # the old CHILD_SA. Both ends see the same four nonces and agree.
-            if min(nonce_i, nonce.data) < min(peer_nonce_i, peer_nonce_r):
+            # RFC 7296 §2.8.1: of the two new CHILD_SAs, the redundant one is deleted by
+            # the node that created it, its exchange's initiator; the initiator of the
+            # other one deletes the old CHILD_SA.
+            if redundant((nonce_i, nonce.data), (peer_nonce_i, peer_nonce_r)):
                 log.info("%s: simultaneous rekey of CHILD_SA %08x, ours is redundant",
                          self._name(), old.spi_in)  # fmt: skip
                 self.delete_child(spi_in, now)
@@ -507,21 +489,16 @@ class IkeSession(OverTransport):
             KePayload(group.id, dh.public_bytes),
         )
 
-        def answered(message: IkeMessage, when: float) -> None:
-            self._rekey_ike_response(message, spi_i, nonce_i, dh, when)
-
-        self._send_request(ExchangeType.CREATE_CHILD_SA, payloads, now, answered)
+        self._tasks.queue(IkeRekey(payloads, self._rekey_ike_response, spi_i, nonce_i, dh), now)
         return True
 
-    def _rekey_ike_response(
-        self, message: IkeMessage, spi_i: bytes, nonce_i: bytes, dh: DhKeyPair, now: float
-    ) -> None:
+    def _rekey_ike_response(self, task: IkeRekey, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {SA, Nr, KEr}: the new IKE SA, then DELETE of this one (§2.18).
 
         After a collision (§2.8.2) one of the two new IKE SAs is redundant: the one made
         with the lowest of the four nonces, deleted by its initiator. The other takes the
         CHILD_SAs, and its initiator deletes this one."""
-        collision = self._ike_collision
+        collision, spi_i, nonce_i, dh = task.collision, task.spi_i, task.nonce_i, task.dh
         sa, nonce, ke = (
             message.first(SaPayload),
             message.first(NoncePayload),
@@ -547,7 +524,7 @@ class IkeSession(OverTransport):
         self._events.append(IkeSaRekeyed(new))
         if collision is not None:
             theirs, peer_nonce_i, peer_nonce_r = collision
-            if min(nonce_i, nonce.data) < min(peer_nonce_i, peer_nonce_r):
+            if redundant((nonce_i, nonce.data), (peer_nonce_i, peer_nonce_r)):
                 # §2.8.2: ours is redundant; we made it, we delete it. The peer's survives
                 # with the CHILD_SAs, and the peer deletes this IKE SA.
                 log.info("%s: simultaneous IKE SA rekey, ours (%s) is redundant",
@@ -573,7 +550,6 @@ class IkeSession(OverTransport):
         new.children.update(self.children)
         self.children = {}
         self._replaced_by = new
-        self._ike_collision = None
 
     def _rekey_ike_request(self, message: IkeMessage, sa: SaPayload, now: float) -> None:
         """HDR, SK {SA, Ni, KEi} -->  answered with <-- HDR, SK {SA, Nr, KEr} (§1.3.2)."""
@@ -606,10 +582,11 @@ class IkeSession(OverTransport):
         new = self._successor(suite, shared, answer.spi, spi_r, nonce.data, nonce_r,
                               initiator=False, now=now)  # fmt: skip
         self._events.append(IkeSaRekeyed(new))
-        if self._ike_rekey_started and self._replaced_by is None:
+        ours = self._tasks.rekeying(IKE_SA)
+        if isinstance(ours, IkeRekey):
             # §2.8.2: our own rekey is under way. Which new IKE SA stays is known when it
             # completes; until then the CHILD_SAs stay here.
-            self._ike_collision = (new, nonce.data, nonce_r)
+            ours.collision = (new, nonce.data, nonce_r)
         else:
             self._replace(new)
 
@@ -744,10 +721,11 @@ class IkeSession(OverTransport):
         self._child_up(policy, spi_in, spi_out, suite, tuple(networks_of(ts_r)),
                        tuple(networks_of(ts_i)), nonces=(nonce.data, nonce_r),
                        exchange_initiator=False, shared=shared)  # fmt: skip
-        if old is not None and old.spi_in in self._rekeying:
+        ours = self._tasks.rekeying(("child", old.spi_in)) if old is not None else None
+        if isinstance(ours, ChildCreate):
             # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and
             # decide which new one stays when our own exchange completes.
-            self._child_collisions[old.spi_in] = (spi_in, nonce.data, nonce_r)
+            ours.collision = (spi_in, nonce.data, nonce_r)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -796,12 +774,7 @@ class IkeSession(OverTransport):
             self.remote = addr
         self._log_message("received", message)
         if is_response:
-            handler = self._on_response
-            self._transport.answered(message.message_id)
-            self._on_response = None
-            if handler is not None:
-                handler(message, now)
-            self._send_queued(now)
+            self._tasks.response(message.message_id, message, now)
         elif exchange is ExchangeType.IKE_AUTH:
             self._auth_request_received(message, addr, now)
         elif exchange is ExchangeType.CREATE_CHILD_SA:
@@ -1058,9 +1031,7 @@ class IkeSession(OverTransport):
         if child.mode == "transport":
             payloads.insert(2, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
         self.state = State.AUTH_SENT
-        self._send_request(
-            ExchangeType.IKE_AUTH, tuple(payloads), now, self._auth_response_received
-        )
+        self._tasks.queue(IkeAuth(tuple(payloads), self._auth_response_received), now)
 
     def _auth_response_received(self, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}"""
@@ -1216,10 +1187,11 @@ class IkeSession(OverTransport):
         for d in message.get(DeletePayload):
             if d.protocol_id == ProtocolId.IKE:
                 self._answer(message, ())
-                if self._ike_collision is not None:
+                rekey = self._tasks.rekeying(IKE_SA)
+                if isinstance(rekey, IkeRekey) and rekey.collision is not None:
                     # §2.8.2: the peer completed its rekey without noticing ours; the IKE
                     # SA made by its exchange stays, ours is forgotten.
-                    self._replace(self._ike_collision[0])
+                    self._replace(rekey.collision[0])
                 reason = "replaced by a rekey" if self._replaced_by else "deleted by the peer"
                 self._close(reason, now, by_peer=True)
                 return
@@ -1248,29 +1220,15 @@ class IkeSession(OverTransport):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send_request(
-        self,
-        exchange: ExchangeType,
-        payloads: tuple[Payload, ...],
-        now: float,
-        on_response: Callable[[IkeMessage, float], None] | None = None,
-    ) -> None:
-        if not self._transport.window_open():
-            self._queued.append((exchange, payloads, on_response))
-            return
-        if on_response is None and exchange is ExchangeType.INFORMATIONAL:
-            on_response = self._informational_response
+    def _send_request(self, exchange: Hashable, payloads: tuple[Payload, ...], now: float) -> int:
+        """A started task's request goes out, resent until answered; its Message ID."""
+        assert isinstance(exchange, ExchangeType)
         mid = self._transport.new_message_id()
         message = IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
         datagrams = self._transport.frame(message)
         self._log_message("sending", message, len(datagrams))
         self._transport.send_request(mid, datagrams, now, self._request_text)
-        self._on_response = on_response
-
-    def _send_queued(self, now: float) -> None:
-        if self._queued and self._transport.window_open() and self.state is not State.CLOSED:
-            exchange, payloads, handler = self._queued.popleft()
-            self._send_request(exchange, payloads, now, handler)
+        return mid
 
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
         message = IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
@@ -1314,6 +1272,7 @@ class IkeSession(OverTransport):
             self._pending_child = None
         self.state = State.CLOSED
         self._transport.cancel()
+        self._tasks.close()
         self._deadline = None
         self._events.append(IkeSaDown(reason, by_peer))
 
