@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from larval.crypto.dh import DhKeyPair
 from larval.ike.config import ChildConfig
@@ -75,12 +75,24 @@ class IkeAuth(RequestTask):
 
 
 @dataclass(eq=False)
-class ChildCreate:
-    """CREATE_CHILD_SA for a new CHILD_SA, or to renew `old` (RFC 7296 §1.3.1, §1.3.3)."""
+class _Renewal:
+    """A CREATE_CHILD_SA request whose answer is handled with the task's own state."""
 
     exchange = ExchangeType.CREATE_CHILD_SA
     payloads: tuple[Payload, ...]
-    answered: Callable[[ChildCreate, IkeMessage, float], None]
+    answered: Callable[[Self, IkeMessage, float], None]
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        return self.payloads
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        self.answered(self, message, now)
+
+
+@dataclass(eq=False)
+class ChildCreate(_Renewal):
+    """CREATE_CHILD_SA for a new CHILD_SA, or to renew `old` (RFC 7296 §1.3.1, §1.3.3)."""
+
     config: ChildConfig
     old: ChildSa | None
     spi_in: int
@@ -94,20 +106,11 @@ class ChildCreate:
     def rekeys(self) -> Hashable | None:
         return ("child", self.old.spi_in) if self.old is not None else None
 
-    def build(self, now: float) -> tuple[Payload, ...]:
-        return self.payloads
-
-    def process(self, message: IkeMessage, now: float) -> None:
-        self.answered(self, message, now)
-
 
 @dataclass(eq=False)
-class IkeRekey:
+class IkeRekey(_Renewal):
     """CREATE_CHILD_SA {SA, Ni, KEi} -->  a new IKE SA to replace this one (§1.3.2)."""
 
-    exchange = ExchangeType.CREATE_CHILD_SA
-    payloads: tuple[Payload, ...]
-    answered: Callable[[IkeRekey, IkeMessage, float], None]
     spi_i: bytes
     nonce_i: bytes = field(repr=False)
     dh: DhKeyPair = field(repr=False)
@@ -118,9 +121,3 @@ class IkeRekey:
     @property
     def rekeys(self) -> Hashable | None:
         return IKE_SA
-
-    def build(self, now: float) -> tuple[Payload, ...]:
-        return self.payloads
-
-    def process(self, message: IkeMessage, now: float) -> None:
-        self.answered(self, message, now)

@@ -47,7 +47,9 @@ DELETE; the CHILD_SAs go to the IKE SA that stays (§2.8.2).
 Logging (`larval.ike`): one line per message sent or received, as strongSwan writes them,
 ``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``, at INFO, and at
 DEBUG for retransmissions. Only payload names are logged, never keys, nonces or AUTH
-data. A NO_PROPOSAL_CHOSEN sent by this end logs both sides' proposals.
+data. A NO_PROPOSAL_CHOSEN sent by this end logs both sides' proposals. A refused
+message has one line at INFO naming the exchange, the state and why, and whether it was
+answered or dropped.
 """
 
 from __future__ import annotations
@@ -923,7 +925,7 @@ class IkeSession(OverTransport):
             SaPayload(proposals),
             KePayload(self._dh_group, self._dh.public_bytes),
             NoncePayload(self._nonce_i),
-            *self._nat_detection(b"\x00" * 8),
+            *self._nat_detection(bytes(8), self.config.remote_addr, self.remote[1]),
             *self._fragmentation_notify(),
         ]
         message = IkeMessage(
@@ -940,10 +942,12 @@ class IkeSession(OverTransport):
             return []
         return [NotifyPayload(ProtocolId.NONE, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)]
 
-    def _nat_detection(self, spi_r: bytes) -> list[NotifyPayload]:
-        """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of both ends."""
+    def _nat_detection(self, spi_r: bytes, peer: IPAddress, port: int) -> list[NotifyPayload]:
+        """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of this end, and of the peer as
+        this end sees it (the initiator: as configured; the responder: where the request
+        came from)."""
         local = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
-        remote = _nat_hash(self.spi_i, spi_r, self.config.remote_addr, self.remote[1])
+        remote = _nat_hash(self.spi_i, spi_r, peer, port)
         if self.config.encap:
             # As strongSwan's encap=yes: a source hash nobody can match makes both ends
             # believe in a NAT, so ESP goes in UDP 4500 (RFC 3948).
@@ -1064,7 +1068,8 @@ class IkeSession(OverTransport):
         response = IkeMessage(
             self.spi_i, self.spi_r, ExchangeType.IKE_SA_INIT, False, True, 0,
             (SaPayload((answer,)), KePayload(dh.id, self._dh.public_bytes),
-             NoncePayload(self._nonce_r), *self._nat_detection_responder(addr),
+             NoncePayload(self._nonce_r),
+             *self._nat_detection(self.spi_r, ipaddress_of(addr[0]), addr[1]),
              *(self._fragmentation_notify() if peer_fragments else [])),
         )  # fmt: skip
         (self._init_response,) = self._transport.frame(response)
@@ -1072,16 +1077,6 @@ class IkeSession(OverTransport):
         self._derive(suite, shared)
         self._transport.reply(0, (self._init_response,), addr, self._response_text)
         self._deadline = now + self.config.half_open_timeout
-
-    def _nat_detection_responder(self, addr: Address) -> list[NotifyPayload]:
-        source = _nat_hash(self.spi_i, self.spi_r, self.config.local_addr, IKE_PORT)
-        if self.config.encap:
-            source = self._random(20)
-        dest = _nat_hash(self.spi_i, self.spi_r, ipaddress_of(addr[0]), addr[1])
-        return [
-            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_SOURCE_IP, b"", source),
-            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_DESTINATION_IP, b"", dest),
-        ]
 
     def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
         """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
