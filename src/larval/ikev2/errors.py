@@ -11,9 +11,15 @@ from __future__ import annotations
 from larval.errors import DecodeError
 from larval.ike.errors import IkeEncodeError, IkeNotifyError
 
-from .constants import NotifyType
+from .constants import NotifyType, ProtocolId
 
-__all__ = ["IkeDecodeError", "IkeEncodeError", "IkeProtocolError"]
+__all__ = [
+    "IkeDecodeError",
+    "IkeEncodeError",
+    "IkeExchangeError",
+    "IkeOutOfPlace",
+    "IkeProtocolError",
+]
 
 
 class IkeProtocolError(IkeNotifyError):
@@ -33,3 +39,32 @@ class IkeDecodeError(IkeProtocolError, DecodeError):
         self, message: str, notify: int = NotifyType.INVALID_SYNTAX, data: bytes = b""
     ) -> None:
         super().__init__(notify, message, data)
+
+
+class IkeExchangeError(IkeProtocolError):
+    """An exchange refuses a request that decoded and decrypted: the answer is the error
+    notification (RFC 7296 §2.21.2), about the SA `spi` of `protocol_id` where it names
+    one (CHILD_SA_NOT_FOUND, §3.10.1). `close`, if given, is why the IKE SA goes once
+    the answer is out; `answered` False: the request is dropped instead, and logged."""
+
+    def __init__(
+        self,
+        notify: int,
+        message: str,
+        data: bytes = b"",
+        *,
+        protocol_id: ProtocolId = ProtocolId.NONE,
+        spi: bytes = b"",
+        close: str | None = None,
+        answered: bool = True,
+    ) -> None:
+        super().__init__(notify, message, data)
+        self.protocol_id = protocol_id
+        self.spi = spi
+        self.close = close
+        self.answered = answered
+
+
+class IkeOutOfPlace(IkeExchangeError):
+    """A message the session's transition table does not allow in its state; the text
+    names the state and the input (exchange, request or response)."""

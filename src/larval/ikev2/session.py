@@ -10,15 +10,27 @@ touches a socket or a clock. Two callbacks reach the key manager: `allocate_spi`
 GETSPI, so the SPI is LARVAL before it goes on the wire) and, for a responder,
 `child_policy` (an inverse ACQUIRE: what does policy accept for these selectors?).
 
-The window is one request each way (RFC 7296 §2.3). An initiator's request is resent
-with exponential back-off until answered or given up (§2.1); a responder answers a
-retransmitted request with its cached response (§2.1). Message IDs, the window, the
-retransmissions, the cached response and fragments are the transport's
-(`larval.ike.transport`, with IKEv2's `WindowedIds` and `larval.ikev2.framing`): the
-exchanges hand it messages and take what it lets through. A message that fails to decode
-or decrypt is dropped (§2.21.1); a protocol error in an exchange is answered with the
-notify its `IkeProtocolError` names. The states and what may arrive in each are the
-table `EXPECTED`.
+Rules
+-----
+1. What a received message may do is the table `TRANSITIONS`, keyed by (state, exchange,
+   request|response): the step that takes it and the state once it is taken, or a named
+   `Refusal`. The table is total over `State` x `ExchangeType` x `Direction`.
+2. Input the table refuses raises `IkeOutOfPlace`, naming state and input; an exchange
+   that refuses a request raises `IkeExchangeError` with its Notify. `_receive` catches
+   both, in one place, and answers with the error notification or drops the message,
+   logging it either way (RFC 7296 §2.21). A message that does not decode or decrypt is
+   dropped before that (§2.21.1).
+3. The state changes in `_enter` only: to the table's next state once a message is taken
+   (unless the exchange starts over or the IKE SA closed), and otherwise when the user
+   opens or deletes the IKE SA, or it closes.
+4. The requests this end sends are tasks (`larval.ikev2.exchanges`), run by a
+   `larval.ike.task.TaskManager`: queued behind the window (one request each way, §2.3),
+   each response handed to the task whose request it answers, and a rekey of ours that
+   collides with the peer's found there (§2.8).
+5. Message IDs, retransmission with back-off (§2.1), the cached response and fragments are
+   the transport's (`larval.ike.transport`, with `WindowedIds` and
+   `larval.ikev2.framing`): the exchanges hand it messages and take what it lets through.
+6. IKE_AUTH proves each end with an `Authenticator` (`larval.ikev2.auth`); PSK by default.
 
 Fragmentation (RFC 7383): both ends announce N(IKEV2_FRAGMENTATION_SUPPORTED) in
 IKE_SA_INIT (§2.3); once both have, a protected message longer than `fragment_size`
@@ -35,20 +47,24 @@ DELETE; the CHILD_SAs go to the IKE SA that stays (§2.8.2).
 Logging (`larval.ike`): one line per message sent or received, as strongSwan writes them,
 ``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``, at INFO, and at
 DEBUG for retransmissions. Only payload names are logged, never keys, nonces or AUTH
-data. A NO_PROPOSAL_CHOSEN sent by this end logs both sides' proposals.
+data. A NO_PROPOSAL_CHOSEN sent by this end logs both sides' proposals. A refused
+message has one line at INFO naming the exchange, the state and why, and whether it was
+answered or dropped.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 from larval.crypto.dh import DhGroup, DhKeyPair
-from larval.crypto.ike_auth import psk_auth, signed_octets, verify_psk_auth
+from larval.crypto.ike_auth import signed_octets
 from larval.crypto.ike_errors import IkeCryptoError, IkeIntegrityError
 from larval.crypto.ike_keys import (
     derive_child_sa_keys,
@@ -76,20 +92,22 @@ from larval.ike.events import (
 )
 from larval.ike.render import suite_text
 from larval.ike.sa import Phase
+from larval.ike.task import TaskManager, redundant
 from larval.ike.transport import (
     IkeTransport,
     OverTransport,
     Verdict,
     WindowedIds,
 )
+from larval.ikev2.auth import Authenticator, PskAuthenticator
 from larval.ikev2.constants import (
-    AuthMethod,
     ExchangeType,
     NotifyType,
     PayloadType,
     ProtocolId,
 )
-from larval.ikev2.errors import IkeProtocolError
+from larval.ikev2.errors import IkeExchangeError, IkeOutOfPlace, IkeProtocolError
+from larval.ikev2.exchanges import IKE_SA, ChildCreate, IkeAuth, IkeRekey, Informational
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
 from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.negotiate import (
@@ -142,24 +160,84 @@ _PHASES = {
     State.CLOSED: Phase.CLOSED,
 }
 
-#: (state, exchange, is_response) the session accepts; anything else is dropped and
-#: logged as out of place (RFC 7296 §2.21: no reply to an unexpected response).
-EXPECTED: frozenset[tuple[State, ExchangeType, bool]] = frozenset(
-    {
-        (State.IDLE, ExchangeType.IKE_SA_INIT, False),
-        (State.INIT_SENT, ExchangeType.IKE_SA_INIT, True),
-        (State.INIT_DONE, ExchangeType.IKE_AUTH, False),
-        (State.AUTH_SENT, ExchangeType.IKE_AUTH, True),
-        (State.ESTABLISHED, ExchangeType.INFORMATIONAL, False),
-        (State.ESTABLISHED, ExchangeType.INFORMATIONAL, True),
-        (State.ESTABLISHED, ExchangeType.CREATE_CHILD_SA, False),
-        (State.ESTABLISHED, ExchangeType.CREATE_CHILD_SA, True),
-        (State.DELETING, ExchangeType.INFORMATIONAL, False),
-        (State.DELETING, ExchangeType.INFORMATIONAL, True),
-        # Answered with TEMPORARY_FAILURE: this IKE SA is going (RFC 7296 §2.8.2, §2.25).
-        (State.DELETING, ExchangeType.CREATE_CHILD_SA, False),
-    }
-)
+
+class Direction(enum.Enum):
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+class Step(enum.Enum):
+    """What takes a message the table lets in."""
+
+    INIT_RESPONDER = "IKE_SA_INIT responder"  # answers SA, KE, Nr
+    INIT_INITIATOR = "IKE_SA_INIT initiator"  # takes SA, KE, Nr; sends IKE_AUTH
+    AUTH_RESPONDER = "IKE_AUTH responder"
+    CHILD_RESPONDER = "CREATE_CHILD_SA responder"
+    INFORMATIONAL_RESPONDER = "INFORMATIONAL responder"
+    REQUESTER = "the task whose request it answers"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A message the state allows: who takes it, and the state once it is taken (None:
+    the state stays)."""
+
+    step: Step
+    next: State | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A message the state does not allow, and why: answered with `notify` once it has
+    proved itself (decrypted), or, with no notify, dropped unopened and logged."""
+
+    reason: str
+    notify: NotifyType | None = None
+
+
+Input = tuple[State, ExchangeType, Direction]
+_REQ, _RESP = Direction.REQUEST, Direction.RESPONSE
+_X = ExchangeType
+
+#: (state, exchange, request|response received) -> what takes it and the next state, or
+#: why it is refused. Total over State x ExchangeType x Direction; an exchange type that
+#: is not in the enum is refused like one of its members with no row.
+TRANSITIONS: dict[Input, Transition | Refusal] = {
+    (State.IDLE, _X.IKE_SA_INIT, _REQ): Transition(Step.INIT_RESPONDER, State.INIT_DONE),
+    (State.INIT_SENT, _X.IKE_SA_INIT, _RESP): Transition(Step.INIT_INITIATOR, State.AUTH_SENT),
+    (State.INIT_DONE, _X.IKE_AUTH, _REQ): Transition(Step.AUTH_RESPONDER, State.ESTABLISHED),
+    (State.AUTH_SENT, _X.IKE_AUTH, _RESP): Transition(Step.REQUESTER, State.ESTABLISHED),
+    (State.ESTABLISHED, _X.CREATE_CHILD_SA, _REQ): Transition(Step.CHILD_RESPONDER),
+    (State.ESTABLISHED, _X.CREATE_CHILD_SA, _RESP): Transition(Step.REQUESTER),
+    (State.ESTABLISHED, _X.INFORMATIONAL, _REQ): Transition(Step.INFORMATIONAL_RESPONDER),
+    (State.ESTABLISHED, _X.INFORMATIONAL, _RESP): Transition(Step.REQUESTER),
+    (State.DELETING, _X.INFORMATIONAL, _REQ): Transition(Step.INFORMATIONAL_RESPONDER),
+    (State.DELETING, _X.INFORMATIONAL, _RESP): Transition(Step.REQUESTER),
+    # RFC 7296 §2.8.2, §2.25: this IKE SA is going; the peer may try again on another.
+    (State.DELETING, _X.CREATE_CHILD_SA, _REQ): Refusal(
+        "the IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE
+    ),
+}
+
+
+def _refusal(state: State, exchange: ExchangeType, direction: Direction) -> Refusal:
+    """The rows the table does not spell out, by rule: nothing is answered (RFC 7296
+    §2.21: never an answer to a response; a request out of place gets none either)."""
+    if state is State.CLOSED:
+        return Refusal("the IKE SA is closed")
+    if direction is Direction.RESPONSE:
+        return Refusal("no request of ours awaits it")
+    if exchange is ExchangeType.IKE_SA_INIT:
+        return Refusal("IKE_SA_INIT is under way or done")
+    if exchange is ExchangeType.IKE_AUTH and state in (State.ESTABLISHED, State.DELETING):
+        return Refusal("the IKE SA is authenticated already")
+    if state is State.DELETING:
+        return Refusal("the IKE SA is being deleted")
+    return Refusal("the IKE SA is not set up yet")
+
+
+for _key in itertools.product(State, ExchangeType, Direction):
+    TRANSITIONS.setdefault(_key, _refusal(*_key))
 
 
 class ChildSa:
@@ -198,15 +276,18 @@ class IkeSession(OverTransport):
         spi_i: bytes | None = None,
         fragmentation: bool = True,
         fragment_size: int = FRAGMENT_SIZE,
+        authenticator: Authenticator | None = None,
     ) -> None:
         """`fragmentation`: announce RFC 7383 support; `fragment_size`: the largest
-        protected message sent whole when both ends announced it (§2.5.1)."""
+        protected message sent whole when both ends announced it (§2.5.1);
+        `authenticator`: how IKE_AUTH proves each end (the configured PSK by default)."""
         self.config = config
         self.initiator = initiator
         self._allocate_spi = allocate_spi
         self._child_policy = child_policy
         self._random = random_bytes
-        self.state = State.IDLE
+        self._authenticator = authenticator or PskAuthenticator(config.psk)
+        self._enter(State.IDLE)
         self.spi_i = spi_i if spi_i is not None else (random_bytes(8) if initiator else b"")
         self.spi_r = b""
         # Message IDs, the window, retransmission, the cached response and fragments.
@@ -233,23 +314,15 @@ class IkeSession(OverTransport):
         self._prf: Prf | None = None
         self._sk_d = self._sk_pi = self._sk_pr = b""
         self._child_spi_in = 0
-        # Window size 1 (RFC 7296 §2.3): one request out at a time, the rest wait here.
-        self._on_response: Callable[[IkeMessage, float], None] | None = None
-        self._queued: deque[
-            tuple[ExchangeType, tuple[Payload, ...], Callable[[IkeMessage, float], None] | None]
-        ] = deque()
-        self._rekeying: set[int] = set()  # inbound SPIs of CHILD_SAs being rekeyed by us
-        # RFC 7296 §2.8.1: a CHILD_SA the peer rekeyed while our rekey of it was under way,
-        # by the old inbound SPI: the peer's exchange's new inbound SPI, Ni and Nr.
-        self._child_collisions: dict[int, tuple[int, bytes, bytes]] = {}
+        # The requests of this end, as tasks: one out at a time (RFC 7296 §2.3), the rest
+        # queued; each response to the task that sent its request; collisions (§2.8).
+        self._tasks: TaskManager[IkeMessage, tuple[Payload, ...]] = TaskManager(
+            self._transport, self._send_request, self._name
+        )
         self._ike_rekey_started = False
-        # RFC 7296 §2.8.2: the IKE SA made answering the peer's rekey while ours was under
-        # way, with that exchange's Ni and Nr; and the IKE SA that took our CHILD_SAs.
-        self._ike_collision: tuple[IkeSession, bytes, bytes] | None = None
-        self._replaced_by: IkeSession | None = None
+        self._replaced_by: IkeSession | None = None  # the IKE SA that took our CHILD_SAs
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
-        self._last_heard = 0.0
         self._delete_reason = "deleted"
 
     version = 2
@@ -307,7 +380,7 @@ class IkeSession(OverTransport):
                     self.rekey_ike(now)
                 elif self.config.dpd_delay and self._transport.window_open():
                     # RFC 7296 §2.4: an empty INFORMATIONAL request checks liveness.
-                    self._send_request(ExchangeType.INFORMATIONAL, (), now)
+                    self._tasks.queue(Informational((), self._informational_response), now)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
         try:
@@ -328,6 +401,7 @@ class IkeSession(OverTransport):
         self._pending_child = child
         self._dh_group = _first_dh(self.config.proposals)
         self._send_init(now)
+        self._enter(State.INIT_SENT)
         self._deadline = now + self.config.half_open_timeout
 
     def delete(self, now: float, reason: str = "deleted") -> None:
@@ -336,8 +410,9 @@ class IkeSession(OverTransport):
             self._close(f"{reason} before it was established", now)
             return
         self._delete_reason = reason
-        self.state = State.DELETING
-        self._send_request(ExchangeType.INFORMATIONAL, (DeletePayload(ProtocolId.IKE),), now)
+        self._enter(State.DELETING)
+        delete = Informational((DeletePayload(ProtocolId.IKE),), self._informational_response)
+        self._tasks.queue(delete, now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
         """INFORMATIONAL { D(ESP, SPI) } for one CHILD_SA (RFC 7296 §1.4.1)."""
@@ -354,12 +429,8 @@ class IkeSession(OverTransport):
                 self._events.append(down)
             self._informational_response(response, at)
 
-        self._send_request(
-            ExchangeType.INFORMATIONAL,
-            (DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),)),),
-            now,
-            deleted,
-        )
+        payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
+        self._tasks.queue(Informational((payload,), deleted), now)
 
     def create_child(self, child: ChildConfig, now: float) -> None:
         """CREATE_CHILD_SA {SA, Ni, TSi, TSr} -->  another CHILD_SA (RFC 7296 §1.3.1)."""
@@ -371,9 +442,12 @@ class IkeSession(OverTransport):
         """CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi, TSr} -->  (RFC 7296 §1.3.3); the old
         CHILD_SA is deleted once the new one is up (§2.8). False if there is nothing to do."""
         child = self.children.get(spi_in)
-        if child is None or self.state is not State.ESTABLISHED or spi_in in self._rekeying:
+        if (
+            child is None
+            or self.state is not State.ESTABLISHED
+            or self._tasks.rekeying(("child", spi_in)) is not None
+        ):
             return False
-        self._rekeying.add(spi_in)
         self._request_child(child.config, child, now)
         return True
 
@@ -416,26 +490,14 @@ class IkeSession(OverTransport):
             TsPayload(PayloadType.TSr, selectors_for(remote_ts)),
         ]
 
-        def answered(message: IkeMessage, when: float) -> None:
-            self._create_child_response(message, config, old, spi_in, nonce_i, dh, when)
+        task = ChildCreate(tuple(payloads), self._create_child_response, config, old, spi_in,
+                           nonce_i, dh)  # fmt: skip
+        self._tasks.queue(task, now)
 
-        self._send_request(ExchangeType.CREATE_CHILD_SA, tuple(payloads), now, answered)
-
-    def _create_child_response(
-        self,
-        message: IkeMessage,
-        config: ChildConfig,
-        old: ChildSa | None,
-        spi_in: int,
-        nonce_i: bytes,
-        dh: DhKeyPair | None,
-        now: float,
-    ) -> None:
+    def _create_child_response(self, task: ChildCreate, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}  or an error notify."""
-        collision = None
-        if old is not None:
-            self._rekeying.discard(old.spi_in)
-            collision = self._child_collisions.pop(old.spi_in, None)
+        config, old, spi_in, nonce_i, dh = task.config, task.old, task.spi_in, task.nonce_i, task.dh
+        collision = task.collision
         sa, nonce = message.first(SaPayload), message.first(NoncePayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
         tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
@@ -468,11 +530,10 @@ class IkeSession(OverTransport):
                        shared=shared)  # fmt: skip
         if old is not None and collision is not None:
             _, peer_nonce_i, peer_nonce_r = collision
-            # RFC 7296 §2.8.1: of the two new CHILD_SAs, the one made with the lowest of
-            # the four nonces (octet by octet) is redundant and deleted by the node that
-            # created it, its exchange's initiator; the initiator of the other one deletes
-            # the old CHILD_SA. Both ends see the same four nonces and agree.
-            if min(nonce_i, nonce.data) < min(peer_nonce_i, peer_nonce_r):
+            # RFC 7296 §2.8.1: of the two new CHILD_SAs, the redundant one is deleted by
+            # the node that created it, its exchange's initiator; the initiator of the
+            # other one deletes the old CHILD_SA.
+            if redundant((nonce_i, nonce.data), (peer_nonce_i, peer_nonce_r)):
                 log.info("%s: simultaneous rekey of CHILD_SA %08x, ours is redundant",
                          self._name(), old.spi_in)  # fmt: skip
                 self.delete_child(spi_in, now)
@@ -507,21 +568,16 @@ class IkeSession(OverTransport):
             KePayload(group.id, dh.public_bytes),
         )
 
-        def answered(message: IkeMessage, when: float) -> None:
-            self._rekey_ike_response(message, spi_i, nonce_i, dh, when)
-
-        self._send_request(ExchangeType.CREATE_CHILD_SA, payloads, now, answered)
+        self._tasks.queue(IkeRekey(payloads, self._rekey_ike_response, spi_i, nonce_i, dh), now)
         return True
 
-    def _rekey_ike_response(
-        self, message: IkeMessage, spi_i: bytes, nonce_i: bytes, dh: DhKeyPair, now: float
-    ) -> None:
+    def _rekey_ike_response(self, task: IkeRekey, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {SA, Nr, KEr}: the new IKE SA, then DELETE of this one (§2.18).
 
         After a collision (§2.8.2) one of the two new IKE SAs is redundant: the one made
         with the lowest of the four nonces, deleted by its initiator. The other takes the
         CHILD_SAs, and its initiator deletes this one."""
-        collision = self._ike_collision
+        collision, spi_i, nonce_i, dh = task.collision, task.spi_i, task.nonce_i, task.dh
         sa, nonce, ke = (
             message.first(SaPayload),
             message.first(NoncePayload),
@@ -547,7 +603,7 @@ class IkeSession(OverTransport):
         self._events.append(IkeSaRekeyed(new))
         if collision is not None:
             theirs, peer_nonce_i, peer_nonce_r = collision
-            if min(nonce_i, nonce.data) < min(peer_nonce_i, peer_nonce_r):
+            if redundant((nonce_i, nonce.data), (peer_nonce_i, peer_nonce_r)):
                 # §2.8.2: ours is redundant; we made it, we delete it. The peer's survives
                 # with the CHILD_SAs, and the peer deletes this IKE SA.
                 log.info("%s: simultaneous IKE SA rekey, ours (%s) is redundant",
@@ -573,7 +629,6 @@ class IkeSession(OverTransport):
         new.children.update(self.children)
         self.children = {}
         self._replaced_by = new
-        self._ike_collision = None
 
     def _rekey_ike_request(self, message: IkeMessage, sa: SaPayload, now: float) -> None:
         """HDR, SK {SA, Ni, KEi} -->  answered with <-- HDR, SK {SA, Nr, KEr} (§1.3.2)."""
@@ -581,22 +636,17 @@ class IkeSession(OverTransport):
         chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
         if chosen is None or nonce is None or ke is None or len(chosen[0].spi) != 8:
             self._log_no_proposal("IKE", self.config.proposals, sa)
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
-            return
+            raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, "no IKE proposal chosen")
         answer, suite = chosen
         group = suite_get(suite, TransformType.DH)
         if group is None or ke.dh_group != group.id:
             data = struct.pack("!H", group.id) if group is not None else b""
-            self._answer(
-                message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_KE_PAYLOAD, b"", data),)
-            )
-            return
+            raise IkeExchangeError(NotifyType.INVALID_KE_PAYLOAD, "KE of another group", data)
         dh = DhGroup.of(group.id).generate(self._random)
         try:
             shared = dh.shared_secret(ke.data)
         except IkeCryptoError:
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
-            return
+            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "invalid KE data") from None
         spi_r, nonce_r = self._random(8), self._random(NONCE_SIZE)
         mine = to_wire(answer.number, ProtocolId.IKE, spi_r, suite)
         self._answer(
@@ -606,10 +656,11 @@ class IkeSession(OverTransport):
         new = self._successor(suite, shared, answer.spi, spi_r, nonce.data, nonce_r,
                               initiator=False, now=now)  # fmt: skip
         self._events.append(IkeSaRekeyed(new))
-        if self._ike_rekey_started and self._replaced_by is None:
+        ours = self._tasks.rekeying(IKE_SA)
+        if isinstance(ours, IkeRekey):
             # §2.8.2: our own rekey is under way. Which new IKE SA stays is known when it
             # completes; until then the CHILD_SAs stay here.
-            self._ike_collision = (new, nonce.data, nonce_r)
+            ours.collision = (new, nonce.data, nonce_r)
         else:
             self._replace(new)
 
@@ -629,7 +680,8 @@ class IkeSession(OverTransport):
         new = IkeSession(self.config, initiator=initiator, allocate_spi=self._allocate_spi,
                          child_policy=self._child_policy, random_bytes=self._random,
                          spi_i=spi_i, fragmentation=self._fragmentation_offered,
-                         fragment_size=self._framing.fragment_size)  # fmt: skip
+                         fragment_size=self._framing.fragment_size,
+                         authenticator=self._authenticator)  # fmt: skip
         new.spi_r = spi_r
         # What IKE_SA_INIT agreed holds for the IKE SA that replaces it (RFC 7383 §2.3).
         new._framing.fragmentation = self.fragmentation
@@ -647,7 +699,7 @@ class IkeSession(OverTransport):
         to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar, random_bytes=self._random)
         framing = new._framing
         framing.outbound, framing.inbound = (to_r, to_i) if initiator else (to_i, to_r)
-        new.state = State.ESTABLISHED
+        new._enter(State.ESTABLISHED)
         new._schedule(now)
         return new
 
@@ -665,6 +717,9 @@ class IkeSession(OverTransport):
 
     def _create_child_request(self, message: IkeMessage, now: float) -> None:
         """HDR, SK {[N(REKEY_SA)], SA, Ni, TSi, TSr} -->  answered with <-- SA, Nr, TSi, TSr"""
+        if self._replaced_by is not None:
+            # RFC 7296 §2.8.2, §2.25: this IKE SA is on its way out.
+            raise IkeExchangeError(NotifyType.TEMPORARY_FAILURE, "the IKE SA was rekeyed")
         rekey = message.notify(NotifyType.REKEY_SA)
         sa, nonce = message.first(SaPayload), message.first(NoncePayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
@@ -673,18 +728,14 @@ class IkeSession(OverTransport):
             self._rekey_ike_request(message, sa, now)
             return
         if sa is None or nonce is None or not tsi or not tsr:
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
-            return
+            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "CREATE_CHILD_SA without SA, Ni, TS")
         old: ChildSa | None = None
         if rekey is not None:
             spi = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
             old = next((c for c in self.children.values() if c.spi_out == spi), None)
             if old is None:
-                self._answer(
-                    message,
-                    (NotifyPayload(ProtocolId.ESP, NotifyType.CHILD_SA_NOT_FOUND, rekey.spi),),
-                )
-                return
+                raise IkeExchangeError(NotifyType.CHILD_SA_NOT_FOUND, "no such CHILD_SA to rekey",
+                                       protocol_id=ProtocolId.ESP, spi=rekey.spi)  # fmt: skip
             policy: ChildConfig | None = old.config
         else:
             policy = (
@@ -693,21 +744,18 @@ class IkeSession(OverTransport):
                 else None
             )
         if policy is None:
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),))
-            return
+            raise IkeExchangeError(NotifyType.TS_UNACCEPTABLE, "no policy for the selectors")
         chosen = choose(policy.proposals, sa.proposals, ProtocolId.ESP)
         if chosen is None or len(chosen[0].spi) != 4:
             self._log_no_proposal("ESP", policy.proposals, sa)
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),))
-            return
+            raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, "no ESP proposal chosen")
         if old is not None:
             ts_i, ts_r = selectors_for(old.remote_ts), selectors_for(old.local_ts)
         else:
             ts_i = narrow(tsi[0].selectors, policy.remote_ts)  # type: ignore[arg-type]
             ts_r = narrow(tsr[0].selectors, policy.local_ts)  # type: ignore[arg-type]
         if not ts_i or not ts_r:
-            self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),))
-            return
+            raise IkeExchangeError(NotifyType.TS_UNACCEPTABLE, "the selectors do not narrow")
         answer, suite = chosen
         group = suite_get(suite, TransformType.DH)
         shared = None
@@ -717,17 +765,12 @@ class IkeSession(OverTransport):
             if ke is None or ke.dh_group != group.id:
                 # §1.3.1 with §1.2: ask for the group chosen.
                 data = struct.pack("!H", group.id)
-                self._answer(
-                    message,
-                    (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_KE_PAYLOAD, b"", data),),
-                )
-                return
+                raise IkeExchangeError(NotifyType.INVALID_KE_PAYLOAD, "KE of another group", data)
             dh = DhGroup.of(group.id).generate(self._random)
             try:
                 shared = dh.shared_secret(ke.data)
             except IkeCryptoError:
-                self._answer(message, (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),))
-                return
+                raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "invalid KE data") from None
             ke_r = [KePayload(group.id, dh.public_bytes)]
         spi_out = int.from_bytes(answer.spi, "big")
         spi_in = self._allocate_spi()
@@ -744,10 +787,11 @@ class IkeSession(OverTransport):
         self._child_up(policy, spi_in, spi_out, suite, tuple(networks_of(ts_r)),
                        tuple(networks_of(ts_i)), nonces=(nonce.data, nonce_r),
                        exchange_initiator=False, shared=shared)  # fmt: skip
-        if old is not None and old.spi_in in self._rekeying:
+        ours = self._tasks.rekeying(("child", old.spi_in)) if old is not None else None
+        if isinstance(ours, ChildCreate):
             # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and
             # decide which new one stays when our own exchange completes.
-            self._child_collisions[old.spi_in] = (spi_in, nonce.data, nonce_r)
+            ours.collision = (spi_in, nonce.data, nonce_r)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -770,24 +814,45 @@ class IkeSession(OverTransport):
                       exchange.name, header.message_id,
                       self._transport.reply_text(data, header.message_id))  # fmt: skip
             return
-        if verdict is Verdict.DROPPED or (self.state, exchange, is_response) not in EXPECTED:
+        if verdict is Verdict.DROPPED:
             return
-        self._last_heard = now
-        if exchange is ExchangeType.IKE_SA_INIT:
+        state, direction = self.state, Direction.RESPONSE if is_response else Direction.REQUEST
+        key = (state, exchange, direction)
+        entry = TRANSITIONS.get(key) or _refusal(*key)  # an exchange type with no name
+        try:
+            if isinstance(entry, Refusal) and entry.notify is None:
+                raise _out_of_place(state, exchange, direction, entry)
+            message = self._open(data, header, skf, addr)
+            if message is None:
+                return
+            if isinstance(entry, Refusal):
+                raise _out_of_place(state, exchange, direction, entry)
+            again = self._take(entry.step, data, message, addr, now)
+        except IkeExchangeError as error:
+            # The one place where what the table refuses, and what an exchange refuses,
+            # turns into an answer or a logged drop (RFC 7296 §2.21).
+            self._refused(header, error, addr, now)
+            return
+        if entry.next is not None and not again and self.state is not State.CLOSED:
+            self._enter(entry.next)
+
+    def _open(
+        self, data: bytes, header: IkeMessage, skf: SkfPayload | None, addr: Address
+    ) -> IkeMessage | None:
+        """The message a datagram the table lets in carries, checked and decrypted; None
+        while fragments of it are missing (RFC 7383 §2.6)."""
+        if header.exchange_type is ExchangeType.IKE_SA_INIT:
             self._log_message("received", header)
-            if is_response:
-                self._init_response_received(data, header, now)
-            else:
-                self._init_request_received(data, header, addr, now)
-            return
+            return header
         # RFC 7383 §2.6: each fragment is checked and opened on its own, then reassembled.
         message = self._transport.unframe(data)
         if skf is not None and self.fragmentation:
             log.debug("%s: received fragment %d of %d of %s %s %d", self._name(),
-                      skf.fragment_number, skf.total_fragments, exchange.name,
-                      "response" if is_response else "request", header.message_id)  # fmt: skip
+                      skf.fragment_number, skf.total_fragments, header.exchange_type.name,
+                      "response" if header.is_response else "request",
+                      header.message_id)  # fmt: skip
         if message is None:
-            return
+            return None
         if self.natted and addr[0] == self.remote[0] and addr[1] not in (self.remote[1], IKE_PORT):
             # RFC 7296 §2.23: a NAT mapping of the peer's changed; what proves itself says
             # where the peer is now. Only the port: an SA's addresses stay what they are.
@@ -795,25 +860,50 @@ class IkeSession(OverTransport):
                      addr[1], self.remote[0], self.remote[1])  # fmt: skip
             self.remote = addr
         self._log_message("received", message)
-        if is_response:
-            handler = self._on_response
-            self._transport.answered(message.message_id)
-            self._on_response = None
-            if handler is not None:
-                handler(message, now)
-            self._send_queued(now)
-        elif exchange is ExchangeType.IKE_AUTH:
-            self._auth_request_received(message, addr, now)
-        elif exchange is ExchangeType.CREATE_CHILD_SA:
-            if self.state is State.DELETING or self._replaced_by is not None:
-                # RFC 7296 §2.8.2, §2.25: this IKE SA is on its way out.
-                self._answer(
-                    message, (NotifyPayload(ProtocolId.NONE, NotifyType.TEMPORARY_FAILURE),)
-                )
-            else:
+        return message
+
+    def _take(
+        self, step: Step, data: bytes, message: IkeMessage, addr: Address, now: float
+    ) -> bool:
+        """Hand a message to what the table names; True when the exchange starts over and
+        the state stays (a COOKIE, or another DH group asked for: RFC 7296 §1.2, §2.6)."""
+        match step:
+            case Step.INIT_RESPONDER:
+                self._init_request_received(data, message, addr, now)
+            case Step.INIT_INITIATOR:
+                return self._init_response_received(data, message, now)
+            case Step.AUTH_RESPONDER:
+                self._auth_request_received(message, addr, now)
+            case Step.CHILD_RESPONDER:
                 self._create_child_request(message, now)
+            case Step.INFORMATIONAL_RESPONDER:
+                self._informational_request(message, now)
+            case Step.REQUESTER:
+                self._tasks.response(message.message_id, message, now)
+        return False
+
+    def _refused(self, request: IkeMessage, error: IkeExchangeError, addr: Address,
+                 now: float) -> None:  # fmt: skip
+        """Answer a refused request with its error notification, or drop it; then close
+        the IKE SA if the refusal ends it. A response is never answered (§2.21)."""
+        kind = "response" if request.is_response else "request"
+        answered = error.answered and not request.is_response
+        log.info("%s: %s %s %d refused: %s%s", self._name(), request.exchange_type.name, kind,
+                 request.message_id, error, "" if answered else ", dropped")  # fmt: skip
+        if not answered:
+            pass
+        elif request.exchange_type is ExchangeType.IKE_SA_INIT:
+            self._refuse_init(request, error.notify, error.data, addr)
         else:
-            self._informational_request(message, now)
+            notify = NotifyPayload(error.protocol_id, error.notify, error.spi, error.data)
+            self._answer(request, (notify,))
+        if error.close is not None:
+            self._close(error.close, now)
+
+    def _enter(self, state: State) -> None:
+        """The one place the state changes: to the table's next state when a message is
+        taken, and otherwise when the user opens or deletes the IKE SA or it closes."""
+        self.state = state
 
     # -- IKE_SA_INIT ---------------------------------------------------------------------
 
@@ -835,7 +925,7 @@ class IkeSession(OverTransport):
             SaPayload(proposals),
             KePayload(self._dh_group, self._dh.public_bytes),
             NoncePayload(self._nonce_i),
-            *self._nat_detection(b"\x00" * 8),
+            *self._nat_detection(bytes(8), self.config.remote_addr, self.remote[1]),
             *self._fragmentation_notify(),
         ]
         message = IkeMessage(
@@ -845,7 +935,6 @@ class IkeSession(OverTransport):
         self._log_message("sending", message)
         # Message 0, a retry with a COOKIE or another group too (§2.6, §1.2).
         self._transport.send_request(0, (self._init_request,), now, self._request_text)
-        self.state = State.INIT_SENT
 
     def _fragmentation_notify(self) -> list[NotifyPayload]:
         """N(IKEV2_FRAGMENTATION_SUPPORTED), empty, in IKE_SA_INIT (RFC 7383 §2.3)."""
@@ -853,10 +942,12 @@ class IkeSession(OverTransport):
             return []
         return [NotifyPayload(ProtocolId.NONE, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)]
 
-    def _nat_detection(self, spi_r: bytes) -> list[NotifyPayload]:
-        """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of both ends."""
+    def _nat_detection(self, spi_r: bytes, peer: IPAddress, port: int) -> list[NotifyPayload]:
+        """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of this end, and of the peer as
+        this end sees it (the initiator: as configured; the responder: where the request
+        came from)."""
         local = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
-        remote = _nat_hash(self.spi_i, spi_r, self.config.remote_addr, self.remote[1])
+        remote = _nat_hash(self.spi_i, spi_r, peer, port)
         if self.config.encap:
             # As strongSwan's encap=yes: a source hash nobody can match makes both ends
             # believe in a NAT, so ESP goes in UDP 4500 (RFC 3948).
@@ -877,8 +968,9 @@ class IkeSession(OverTransport):
         expected_dst = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
         return all(n.data != expected_src for n in source) or dest.data != expected_dst
 
-    def _init_response_received(self, data: bytes, header: IkeMessage, now: float) -> None:
-        """<--  HDR, SA, KE, Nr, [CERTREQ]  or an error notify."""
+    def _init_response_received(self, data: bytes, header: IkeMessage, now: float) -> bool:
+        """<--  HDR, SA, KE, Nr, [CERTREQ]  or an error notify. True: IKE_SA_INIT goes
+        again, with a COOKIE or another group."""
         message = header
         cookie = message.notify(NotifyType.COOKIE)
         if cookie is not None:
@@ -886,7 +978,7 @@ class IkeSession(OverTransport):
             self._cookie = cookie.data
             self._transport.answered(0)
             self._send_init(now)
-            return
+            return True
         invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and len(invalid_ke.data) == 2:
             group = struct.unpack("!H", invalid_ke.data)[0]
@@ -895,11 +987,11 @@ class IkeSession(OverTransport):
                 self._dh_group = group
                 self._transport.answered(0)
                 self._send_init(now)
-                return
+                return True
         for n in message.get(NotifyPayload):
             if n.notify_type < 16384:
                 self._close(f"IKE_SA_INIT refused: {NotifyType(n.notify_type).name}", now)
-                return
+                return False
         sa, ke, nonce = (
             message.first(SaPayload),
             message.first(KePayload),
@@ -907,17 +999,17 @@ class IkeSession(OverTransport):
         )
         if sa is None or ke is None or nonce is None or len(sa.proposals) != 1:
             self._close("IKE_SA_INIT response without SA, KE and Nr", now)
-            return
+            return False
         chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
         if chosen is None or suite_get(chosen[1], TransformType.DH) is None:
             self._close("the responder chose a proposal we did not offer", now)
-            return
+            return False
         suite = chosen[1]
         dh = suite_get(suite, TransformType.DH)
         assert dh is not None and self._dh is not None
         if ke.dh_group != dh.id or dh.id != self._dh_group:
             self._close("the responder's KE is not of the chosen group", now)
-            return
+            return False
         self._transport.answered(0)
         self.spi_r = message.spi_r
         self._nonce_r = nonce.data
@@ -930,6 +1022,7 @@ class IkeSession(OverTransport):
             self.remote = (self.remote[0], NAT_T_PORT)  # RFC 7296 §2.23: float to 4500
         self._derive(suite, self._dh.shared_secret(ke.data))
         self._send_auth(now)
+        return False
 
     def _init_request_received(
         self, data: bytes, message: IkeMessage, addr: Address, now: float
@@ -943,36 +1036,30 @@ class IkeSession(OverTransport):
             message.first(NoncePayload),
         )
         if sa is None or ke is None or nonce is None:
-            self._refuse_init(message, NotifyType.INVALID_SYNTAX, b"", addr)
-            return
+            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "IKE_SA_INIT without SA, KE and Ni")
         chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
         if chosen is None:
             self._log_no_proposal("IKE", self.config.proposals, sa)
-            self._refuse_init(message, NotifyType.NO_PROPOSAL_CHOSEN, b"", addr)
-            self._close("no proposal chosen: " + describe(sa), now)
-            return
+            reason = "no proposal chosen: " + describe(sa)
+            raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close=reason)
         answer, suite = chosen
         dh = suite_get(suite, TransformType.DH)
         if dh is None:
-            self._refuse_init(message, NotifyType.NO_PROPOSAL_CHOSEN, b"", addr)
-            self._close("the chosen proposal has no DH group", now)
-            return
+            reason = "the chosen proposal has no DH group"
+            raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close=reason)
         if ke.dh_group != dh.id:
             # §1.2: tell the initiator which group to use; it starts over. The answer keeps
             # no state (§2.6): this session stays IDLE for the retry.
-            self._refuse_init(
-                message, NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", dh.id), addr
-            )
-            return
+            group = struct.pack("!H", dh.id)
+            raise IkeExchangeError(NotifyType.INVALID_KE_PAYLOAD, "KE of another group", group)
         self.spi_r = self._random(8)
         self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
         self._dh = DhGroup.of(dh.id).generate(self._random)
         try:
             shared = self._dh.shared_secret(ke.data)
         except IkeCryptoError:
-            self._refuse_init(message, NotifyType.INVALID_SYNTAX, b"", addr)
-            self._close("invalid KE data", now)
-            return
+            reason = "invalid KE data"
+            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, reason, close=reason) from None
         self._init_request = data
         self.natted = self._nat_seen(message, b"\x00" * 8, addr) or self.config.encap
         # RFC 7383 §2.3: announced in the response only when the request announced it.
@@ -981,25 +1068,15 @@ class IkeSession(OverTransport):
         response = IkeMessage(
             self.spi_i, self.spi_r, ExchangeType.IKE_SA_INIT, False, True, 0,
             (SaPayload((answer,)), KePayload(dh.id, self._dh.public_bytes),
-             NoncePayload(self._nonce_r), *self._nat_detection_responder(addr),
+             NoncePayload(self._nonce_r),
+             *self._nat_detection(self.spi_r, ipaddress_of(addr[0]), addr[1]),
              *(self._fragmentation_notify() if peer_fragments else [])),
         )  # fmt: skip
         (self._init_response,) = self._transport.frame(response)
         self._log_message("sending", response)
         self._derive(suite, shared)
         self._transport.reply(0, (self._init_response,), addr, self._response_text)
-        self.state = State.INIT_DONE
         self._deadline = now + self.config.half_open_timeout
-
-    def _nat_detection_responder(self, addr: Address) -> list[NotifyPayload]:
-        source = _nat_hash(self.spi_i, self.spi_r, self.config.local_addr, IKE_PORT)
-        if self.config.encap:
-            source = self._random(20)
-        dest = _nat_hash(self.spi_i, self.spi_r, ipaddress_of(addr[0]), addr[1])
-        return [
-            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_SOURCE_IP, b"", source),
-            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_DESTINATION_IP, b"", dest),
-        ]
 
     def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
         """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
@@ -1039,7 +1116,7 @@ class IkeSession(OverTransport):
         idi = self._id_payload(PayloadType.IDi)
         octets = signed_octets(self._init_request, self._nonce_r, self._prf, self._sk_pi,
                                idi.encode_body())  # fmt: skip
-        auth = AuthPayload(AuthMethod.SHARED_KEY_MIC, psk_auth(self._prf, self.config.psk, octets))
+        auth = self._authenticator.build(self._prf, octets)
         self._child_spi_in = self._allocate_spi()
         spi = self._child_spi_in.to_bytes(4, "big")
         # No KE in IKE_AUTH, so no PFS for its CHILD_SA: DH transforms are left out, as
@@ -1057,10 +1134,7 @@ class IkeSession(OverTransport):
         ]
         if child.mode == "transport":
             payloads.insert(2, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
-        self.state = State.AUTH_SENT
-        self._send_request(
-            ExchangeType.IKE_AUTH, tuple(payloads), now, self._auth_response_received
-        )
+        self._tasks.queue(IkeAuth(tuple(payloads), self._auth_response_received), now)
 
     def _auth_response_received(self, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}"""
@@ -1077,7 +1151,7 @@ class IkeSession(OverTransport):
             return
         octets = signed_octets(self._init_response, self._nonce_i, self._prf, self._sk_pr,
                                idr.encode_body())  # fmt: skip
-        if not verify_psk_auth(self._prf, self.config.psk, octets, auth.data):
+        if not self._authenticator.verify(self._prf, octets, auth):
             self._close("the responder's AUTH does not verify (wrong PSK?)", now)
             return
         self._established(now)
@@ -1106,28 +1180,18 @@ class IkeSession(OverTransport):
         assert self._prf is not None
         self.remote = addr
         idi, auth = message.first(IdPayload), message.first(AuthPayload)
-        if idi is None or auth is None or auth.method != AuthMethod.SHARED_KEY_MIC:
-            self._answer(
-                message, (NotifyPayload(ProtocolId.NONE, NotifyType.AUTHENTICATION_FAILED),)
-            )
-            self._close("IKE_AUTH without IDi and a PSK AUTH", now)
-            return
+        if idi is None or auth is None or auth.method != self._authenticator.method:
+            reason = "IKE_AUTH without IDi and an AUTH of the configured method"
+            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
         octets = signed_octets(self._init_request, self._nonce_r, self._prf, self._sk_pi,
                                idi.encode_body())  # fmt: skip
-        if not self._peer_id_ok(idi) or not verify_psk_auth(
-            self._prf, self.config.psk, octets, auth.data
-        ):
-            self._answer(
-                message, (NotifyPayload(ProtocolId.NONE, NotifyType.AUTHENTICATION_FAILED),)
-            )
-            self._close("the initiator's AUTH does not verify (wrong PSK or identity)", now)
-            return
+        if not self._peer_id_ok(idi) or not self._authenticator.verify(self._prf, octets, auth):
+            reason = "the initiator's AUTH does not verify (wrong PSK or identity)"
+            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
         idr = self._id_payload(PayloadType.IDr)
         octets_r = signed_octets(self._init_response, self._nonce_i, self._prf, self._sk_pr,
                                  idr.encode_body())  # fmt: skip
-        auth_r = AuthPayload(
-            AuthMethod.SHARED_KEY_MIC, psk_auth(self._prf, self.config.psk, octets_r)
-        )
+        auth_r = self._authenticator.build(self._prf, octets_r)
         child_payloads, child_up = self._respond_child(message)
         self._answer(message, (idr, auth_r, *child_payloads))
         self._established(now)
@@ -1174,7 +1238,6 @@ class IkeSession(OverTransport):
         return expected is None or (payload.id_type, payload.data) == expected
 
     def _established(self, now: float) -> None:
-        self.state = State.ESTABLISHED
         self._schedule(now)
         self._events.append(
             IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)
@@ -1216,10 +1279,11 @@ class IkeSession(OverTransport):
         for d in message.get(DeletePayload):
             if d.protocol_id == ProtocolId.IKE:
                 self._answer(message, ())
-                if self._ike_collision is not None:
+                rekey = self._tasks.rekeying(IKE_SA)
+                if isinstance(rekey, IkeRekey) and rekey.collision is not None:
                     # §2.8.2: the peer completed its rekey without noticing ours; the IKE
                     # SA made by its exchange stays, ours is forgotten.
-                    self._replace(self._ike_collision[0])
+                    self._replace(rekey.collision[0])
                 reason = "replaced by a rekey" if self._replaced_by else "deleted by the peer"
                 self._close(reason, now, by_peer=True)
                 return
@@ -1248,29 +1312,15 @@ class IkeSession(OverTransport):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send_request(
-        self,
-        exchange: ExchangeType,
-        payloads: tuple[Payload, ...],
-        now: float,
-        on_response: Callable[[IkeMessage, float], None] | None = None,
-    ) -> None:
-        if not self._transport.window_open():
-            self._queued.append((exchange, payloads, on_response))
-            return
-        if on_response is None and exchange is ExchangeType.INFORMATIONAL:
-            on_response = self._informational_response
+    def _send_request(self, exchange: Hashable, payloads: tuple[Payload, ...], now: float) -> int:
+        """A started task's request goes out, resent until answered; its Message ID."""
+        assert isinstance(exchange, ExchangeType)
         mid = self._transport.new_message_id()
         message = IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
         datagrams = self._transport.frame(message)
         self._log_message("sending", message, len(datagrams))
         self._transport.send_request(mid, datagrams, now, self._request_text)
-        self._on_response = on_response
-
-    def _send_queued(self, now: float) -> None:
-        if self._queued and self._transport.window_open() and self.state is not State.CLOSED:
-            exchange, payloads, handler = self._queued.popleft()
-            self._send_request(exchange, payloads, now, handler)
+        return mid
 
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
         message = IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
@@ -1312,10 +1362,20 @@ class IkeSession(OverTransport):
         if self._pending_child is not None and self.state is not State.ESTABLISHED:
             self._events.append(ChildSaFailed(self._pending_child, reason))
             self._pending_child = None
-        self.state = State.CLOSED
+        self._enter(State.CLOSED)
         self._transport.cancel()
+        self._tasks.close()
         self._deadline = None
         self._events.append(IkeSaDown(reason, by_peer))
+
+
+def _out_of_place(
+    state: State, exchange: ExchangeType, direction: Direction, refusal: Refusal
+) -> IkeOutOfPlace:
+    """The error for a message the table refuses, naming the state and the input."""
+    text = f"{exchange.name} {direction.value} not allowed in state {state.name}: {refusal.reason}"
+    notify = refusal.notify if refusal.notify is not None else NotifyType.INVALID_SYNTAX
+    return IkeOutOfPlace(notify, text, answered=refusal.notify is not None)
 
 
 def _nat_hash(spi_i: bytes, spi_r: bytes, address: IPAddress, port: int) -> bytes:
