@@ -18,10 +18,10 @@ import errno
 import select
 import socket
 from dataclasses import dataclass
-from types import TracebackType
 
 from larval.esp.ip import IPPROTO_ESP
 from larval.esp.transforms import BytesLike
+from larval.net.closing import Closeable
 from larval.net.errors import NetError
 
 __all__ = ["RawEspCounters", "RawEspSocket"]
@@ -43,7 +43,7 @@ class RawEspCounters:
     refused: int = 0  # errors queued by earlier ICMP reports, absorbed
 
 
-class RawEspSocket:
+class RawEspSocket(Closeable):
     """A raw IP socket for protocol 50 bound to one local address."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -159,17 +159,6 @@ class RawEspSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> RawEspSocket:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RawEspSocket({self.local_address[0]!r})"

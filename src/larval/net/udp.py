@@ -23,9 +23,9 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 from larval.esp.transforms import BytesLike
+from larval.net.closing import Closeable
 from larval.net.errors import NetError
 
 __all__ = [
@@ -67,7 +67,7 @@ class UdpCounters:
     truncated: int = 0  # datagrams dropped because they did not fit the receive buffer
 
 
-class UdpSocket:
+class UdpSocket(Closeable):
     """A bound UDP socket with batched send (GSO) and receive (GRO)."""
 
     def __init__(self, sock: socket.socket, *, gro: bool) -> None:
@@ -229,17 +229,6 @@ class UdpSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> UdpSocket:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"UdpSocket({self.local_address!r}, gro={self.gro}, gso={self.gso})"
