@@ -43,8 +43,8 @@ from dataclasses import dataclass, field, fields
 
 from larval.esp.transforms import BytesLike
 from larval.esp.udp_encap import NAT_T_PORT, NON_ESP_MARKER
-from larval.net.closing import Closeable
 from larval.net.errors import NetError
+from larval.net.handles import Closeable
 from larval.net.keepalive import NatKeepalive
 from larval.net.udp import UdpCounters
 from larval.stack.packet_path import Datagram, PacketPath

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, Self, TypeVar
 
-from larval.net.closing import Closeable
 from larval.net.errors import NetError
+from larval.net.handles import Closeable
 
 __all__ = ["NETNS_RUN_DIR", "Netns", "call_in", "run_in", "veth_pair"]
 

@@ -24,8 +24,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from larval.esp.transforms import BytesLike
-from larval.net.closing import Closeable
 from larval.net.errors import NetError
+from larval.net.handles import Closeable
 from larval.net.offload import VIRTIO_NET_HDR_LEN
 
 __all__ = [
