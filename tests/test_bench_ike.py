@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+from pathlib import Path
 
 import pytest
 
 from larval.bench import ike
+from larval.bench.charon import PLUGINS, Charon, ChildConfig, ConnConfig
+from larval.net.netns import Netns
 
 
 def _kv(key: str, value: str) -> bytes:
@@ -41,3 +44,26 @@ def test_larval_pair_completes_every_setup() -> None:
     assert result["done"] == 20
     assert result["ike_sa_per_s"] > 0
     assert result["cpu_ms_per_ike_sa"] > 0
+
+
+def test_bench_charon_config_shares_the_plugins_and_log_of_the_interop_one(tmp_path: Path) -> None:
+    conn = ConnConfig("192.0.2.1", "192.0.2.2", "k", ChildConfig("10.1.0.0/16", "10.2.0.0/16"))
+    Charon(Netns("peer"), tmp_path / "peer", loglevel=2).write_config(conn)
+    ike._BenchCharon(Netns("bench"), tmp_path / "bench", loglevel=-1).write_config(conn)
+    peer = (tmp_path / "peer" / "strongswan.conf").read_text()
+    bench = (tmp_path / "bench" / "strongswan.conf").read_text()
+    for conf, directory in ((peer, tmp_path / "peer"), (bench, tmp_path / "bench")):
+        assert conf.startswith(f"charon {{\n    load = {PLUGINS}\n    load_modular = no\n")
+        assert f"socket = unix://{directory / 'charon.vici'}\n" in conf
+        assert f"path = {directory / 'charon.log'}\n" in conf
+        assert conf.count("{") == conf.count("}")
+    assert "    retransmit_timeout = 2.0\n    plugins {\n" in peer
+    assert "            default = 2\n" in peer and "ike_name = yes" in peer
+    assert peer.endswith(
+        "}\nswanctl {\n    load = random nonce aes sha1 sha2 hmac openssl pem "
+        "pkcs1 pkcs8 x509 pubkey\n}\n"
+    )
+    assert "    retransmit_timeout = 4.0\n    plugins {\n" in bench
+    assert "            default = -1\n" in bench and "ike_name" not in bench
+    assert "swanctl" not in bench and "aggressive" not in bench
+    assert "unique = never" in (tmp_path / "bench" / "swanctl" / "swanctl.conf").read_text()

@@ -85,6 +85,11 @@ def _set(data: dict[str, Any], path: list[str], value: object) -> None:
     ("path", "value", "named"),
     [
         (["connections", "s2s", "proposals"], ["aes128-sha256-x99999"], "proposals[0]"),
+        (
+            ["connections", "s2s", "children", "net", "esp_proposals"],
+            ["aes128gcm16", "aes999"],
+            "connections.s2s.children.net.esp_proposals[1]",
+        ),
         (["connections", "s2s", "children", "net", "mode"], "tunel", "mode"),
         (["connections", "s2s", "children", "net", "start_action"], "later", "start_action"),
         (["connections", "s2s", "remote_addrs"], ["192.0.2.300"], "remote_addrs[0]"),

@@ -98,6 +98,15 @@ def test_unreachable_closed_and_truncated() -> None:
     assert net.counters.unreachable == 3
 
 
+def test_an_endpoint_is_closed_when_its_block_raises() -> None:
+    net = MemoryNetwork()
+    a, _ = pair(net)
+    with pytest.raises(RuntimeError, match="inside"), a as entered:
+        assert entered is a
+        raise RuntimeError("inside")
+    assert a.closed and net.endpoint(A, 4500) is None
+
+
 def test_tap_sees_every_event() -> None:
     events: list[tuple[str, bytes]] = []
     net = MemoryNetwork(tap=lambda event, d: events.append((event, d.data)))

@@ -80,22 +80,15 @@ class Charon:
             "SWANCTL_DIR": str(self.dir / "swanctl"),
         }
 
-    def write_config(self, conn: ConnConfig) -> None:
-        (self.dir / "run").mkdir(parents=True, exist_ok=True)
-        for sub in ("x509", "x509ca", "private", "pubkey", "conf.d"):
-            (self.dir / "swanctl" / sub).mkdir(parents=True, exist_ok=True)
-        (self.dir / "strongswan.conf").write_text(
-            f"""charon {{
+    def _strongswan_conf(self, settings: str, *, ike_name: bool) -> str:
+        """strongswan.conf's charon section: `settings`, then the plugins, the vici
+        socket and the log file every instance has."""
+        # The IKE SA's name on every line, where the log is read (interop tests).
+        ike_name_line = "            ike_name = yes\n" if ike_name else ""
+        return f"""charon {{
     load = {PLUGINS}
     load_modular = no
-    # Aggressive Mode with a PSK exposes a hash of it; charon refuses it unless told
-    # otherwise. Only the interop tests' peers say so.
-    i_dont_care_about_security_and_use_aggressive_mode_psk = {"yes" if conn.aggressive else "no"}
-    install_routes = yes
-    install_virtual_ip = no
-    {f"fragment_size = {conn.fragment_size}" if conn.fragment_size else ""}
-    retransmit_tries = 3
-    retransmit_timeout = 2.0
+{settings}\
     plugins {{
         vici {{
             socket = unix://{self.vici}
@@ -113,15 +106,36 @@ class Charon:
         log {{
             path = {self.dir / "charon.log"}
             time_format = %T
-            ike_name = yes
+{ike_name_line}\
             default = {self.loglevel}
             flush_line = yes
         }}
     }}
 }}
-swanctl {{
+"""
+
+    def write_config(self, conn: ConnConfig) -> None:
+        (self.dir / "run").mkdir(parents=True, exist_ok=True)
+        for sub in ("x509", "x509ca", "private", "pubkey", "conf.d"):
+            (self.dir / "swanctl" / sub).mkdir(parents=True, exist_ok=True)
+        (self.dir / "strongswan.conf").write_text(
+            self._strongswan_conf(
+                f"""\
+    # Aggressive Mode with a PSK exposes a hash of it; charon refuses it unless told
+    # otherwise. Only the interop tests' peers say so.
+    i_dont_care_about_security_and_use_aggressive_mode_psk = {"yes" if conn.aggressive else "no"}
+    install_routes = yes
+    install_virtual_ip = no
+    {f"fragment_size = {conn.fragment_size}" if conn.fragment_size else ""}
+    retransmit_tries = 3
+    retransmit_timeout = 2.0
+""",
+                ike_name=True,
+            )
+            + """\
+swanctl {
     load = random nonce aes sha1 sha2 hmac openssl pem pkcs1 pkcs8 x509 pubkey
-}}
+}
 """
         )
         child = conn.child

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from larval.bench.charon import (
-    PLUGINS,
     Charon,
     CharonError,
     ChildConfig,
@@ -338,9 +337,8 @@ class _BenchCharon(Charon):
     def write_config(self, conn: ConnConfig) -> None:
         super().write_config(conn)
         (self.dir / "strongswan.conf").write_text(
-            f"""charon {{
-    load = {PLUGINS}
-    load_modular = no
+            self._strongswan_conf(
+                """\
     install_routes = no
     install_virtual_ip = no
     reuse_ikesa = no
@@ -352,29 +350,9 @@ class _BenchCharon(Charon):
     ikesa_table_segments = 16
     retransmit_tries = 3
     retransmit_timeout = 4.0
-    plugins {{
-        vici {{
-            socket = unix://{self.vici}
-        }}
-        socket-default {{
-            use_ipv6 = no
-        }}
-    }}
-    syslog {{
-        daemon {{
-            default = -1
-        }}
-    }}
-    filelog {{
-        log {{
-            path = {self.dir / "charon.log"}
-            time_format = %T
-            default = {self.loglevel}
-            flush_line = yes
-        }}
-    }}
-}}
-"""
+""",
+                ike_name=False,
+            )
         )
         swanctl = self.dir / "swanctl" / "swanctl.conf"
         swanctl.write_text(

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hmac
 import warnings
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import dh, ec, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -162,9 +163,19 @@ def _make_group(dh_id: int) -> DhGroup:
         # RFC 5903 §3.3: 521-bit coordinates take 66 octets.
         return _EcpGroup(DhId.ECP_521, ec.SECP521R1(), 66)
     if dh_id == DhId.CURVE25519:
-        return _X25519Group()
+        return _XdhGroup(
+            DhId.CURVE25519,
+            32,
+            x25519.X25519PrivateKey.from_private_bytes,
+            x25519.X25519PublicKey.from_public_bytes,
+        )
     if dh_id == DhId.CURVE448:
-        return _X448Group()
+        return _XdhGroup(
+            DhId.CURVE448,
+            56,
+            x448.X448PrivateKey.from_private_bytes,
+            x448.X448PublicKey.from_public_bytes,
+        )
     raise IkeCryptoError(f"unsupported Diffie-Hellman group {DhId(dh_id).name}")
 
 
@@ -270,66 +281,59 @@ class _EcpKeyPair(DhKeyPair):
 # -- Curve25519 and Curve448 (RFC 8031) ------------------------------------------------
 
 
-class _X25519Group(DhGroup):
-    def __init__(self) -> None:
-        self.dh_id = DhId.CURVE25519
-        self.public_size = self.secret_size = 32
+class _XdhPrivateKey(Protocol):
+    """What X25519 and X448 private keys of `cryptography` share."""
 
-    def _draw_private(self, random_bytes: RandomBytes) -> bytes:
-        return random_bytes(32)  # RFC 7748 §5: any 32 bytes, clamped by X25519 itself
+    def public_key(self) -> _XdhPublicKey: ...
 
-    def from_private(self, private: bytes) -> DhKeyPair:
-        if len(private) != 32:
-            raise IkeCryptoError("CURVE25519 private value must be 32 bytes")
-        key = x25519.X25519PrivateKey.from_private_bytes(bytes(private))
-        return _X25519KeyPair(self, key, key.public_key().public_bytes_raw())
+    def exchange(self, peer_public_key: Any, /) -> bytes: ...
 
 
-class _X25519KeyPair(DhKeyPair):
-    __slots__ = ("_key",)
+class _XdhPublicKey(Protocol):
+    def public_bytes_raw(self) -> bytes: ...
 
+
+class _XdhGroup(DhGroup):
     def __init__(
-        self, group: _X25519Group, key: x25519.X25519PrivateKey, public_bytes: bytes
+        self,
+        dh_id: DhId,
+        size: int,
+        load_private: Callable[[bytes], _XdhPrivateKey],
+        load_public: Callable[[bytes], _XdhPublicKey],
     ) -> None:
-        super().__init__(group, public_bytes)
-        self._key = key
-
-    def _agree(self, peer_public: bytes) -> bytes:
-        try:
-            secret = self._key.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
-        except ValueError:
-            secret = b""
-        return _check_not_zero(self.group, secret)
-
-
-class _X448Group(DhGroup):
-    def __init__(self) -> None:
-        self.dh_id = DhId.CURVE448
-        self.public_size = self.secret_size = 56
+        self.dh_id = dh_id
+        self.public_size = self.secret_size = size
+        self.load_private = load_private
+        self.load_public = load_public
 
     def _draw_private(self, random_bytes: RandomBytes) -> bytes:
-        return random_bytes(56)  # RFC 7748 §5: any 56 bytes, clamped by X448 itself
+        # RFC 7748 §5: any string of the size, clamped by X25519 or X448 itself.
+        return random_bytes(self.public_size)
 
     def from_private(self, private: bytes) -> DhKeyPair:
-        if len(private) != 56:
-            raise IkeCryptoError("CURVE448 private value must be 56 bytes")
-        key = x448.X448PrivateKey.from_private_bytes(bytes(private))
-        return _X448KeyPair(self, key, key.public_key().public_bytes_raw())
+        if len(private) != self.public_size:
+            raise IkeCryptoError(
+                f"{self.dh_id.name} private value must be {self.public_size} bytes"
+            )
+        key = self.load_private(bytes(private))
+        return _XdhKeyPair(self, key, key.public_key().public_bytes_raw())
 
 
-class _X448KeyPair(DhKeyPair):
+class _XdhKeyPair(DhKeyPair):
     __slots__ = ("_key",)
 
-    def __init__(self, group: _X448Group, key: x448.X448PrivateKey, public_bytes: bytes) -> None:
+    def __init__(self, group: _XdhGroup, key: _XdhPrivateKey, public_bytes: bytes) -> None:
         super().__init__(group, public_bytes)
         self._key = key
 
     def _agree(self, peer_public: bytes) -> bytes:
+        group = self.group
+        assert isinstance(group, _XdhGroup)
         try:
-            secret = self._key.exchange(x448.X448PublicKey.from_public_bytes(peer_public))
+            secret = self._key.exchange(group.load_public(peer_public))
         except ValueError:
             secret = b""
-        return _check_not_zero(self.group, secret)
+        return _check_not_zero(group, secret)
 
 
 def _check_not_zero(group: DhGroup, secret: bytes) -> bytes:

@@ -55,9 +55,9 @@ import ipaddress
 import logging
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from larval.crypto.ike_errors import IkeProposalError
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
@@ -74,6 +74,7 @@ from larval.spd.errors import PolicyFileError
 from larval.spd.selector import IPAddress
 
 log = logging.getLogger("larval.daemon")
+_T = TypeVar("_T")
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size")  # fmt: skip
@@ -235,12 +236,9 @@ def _connection(
         raise r.error(f"{base}.version", f"{r.show(version)} is not one of 0, 1, 2")
     local_addrs = _addresses(r, base, c, "local_addrs")
     remote_addrs = _addresses(r, base, c, "remote_addrs")
-    proposals = []
-    for k, text in r.strings(f"{base}.proposals", c.get("proposals", ["aes128-sha256-x25519"])):
-        try:
-            proposals.append(parse_ike_proposal(text))
-        except (IkeProposalError, ProposalError) as e:
-            raise r.error(k, str(e)) from None
+    proposals = _proposals(
+        r, f"{base}.proposals", c.get("proposals", ["aes128-sha256-x25519"]), parse_ike_proposal
+    )
     local_id = _auth(r, f"{base}.local", c.get("local", {}), str(local_addrs[0]))
     remote_id = _auth(r, f"{base}.remote", c.get("remote", {}), str(remote_addrs[0]))
     secret = next((s for s in secrets if not s.ids or {local_id, remote_id} <= set(s.ids)
@@ -301,6 +299,17 @@ def _addresses(r: ConfigReader, base: str, c: Mapping[str, Any], key: str) -> li
     return [r.address(k, v) for k, v in r.strings(f"{base}.{key}", c[key])]
 
 
+def _proposals(r: ConfigReader, key: str, value: object, parse: Callable[[str], _T]) -> list[_T]:
+    """Each string of a proposals list parsed by `parse`; a bad one is named by its index."""
+    out = []
+    for k, text in r.strings(key, value):
+        try:
+            out.append(parse(text))
+        except (IkeProposalError, ProposalError) as e:
+            raise r.error(k, str(e)) from None
+    return out
+
+
 def _auth(r: ConfigReader, key: str, value: object, default_id: str) -> str:
     """The identity of a ``local`` or ``remote`` table (its address if none is given)."""
     table = r.table(key, value, AUTH_KEYS)
@@ -316,12 +325,12 @@ def _child(
 ) -> tuple[ChildConfig, str]:
     """One child and its start_action."""
     ch = r.table(ckey, value, CHILD_KEYS)
-    suites = []
-    for k, text in r.strings(f"{ckey}.esp_proposals", ch.get("esp_proposals", ["aes128gcm16"])):
-        try:
-            suites.append(esp_proposal_transforms(text))
-        except (IkeProposalError, ProposalError) as e:
-            raise r.error(k, str(e)) from None
+    suites = _proposals(
+        r,
+        f"{ckey}.esp_proposals",
+        ch.get("esp_proposals", ["aes128gcm16"]),
+        esp_proposal_transforms,
+    )
     mode = r.choice(f"{ckey}.mode", ch.get("mode", "tunnel"), ("tunnel", "transport"))
     start_action = r.choice(f"{ckey}.start_action", ch.get("start_action", "none"),
                             ("none", "trap", "start"))  # fmt: skip

@@ -141,6 +141,22 @@ def esp_encapsulate_tunnel(
     return IPV6_HEADER.pack(first, len(esp), protocol, ttl, outer_src, outer_dst) + esp
 
 
+def _transport_header(ip_header: BytesLike, version: int, protocol: int, payload_len: int) -> bytes:
+    """`ip_header` carrying `payload_len` bytes of `protocol` in place of what it did, the
+    IPv4 checksum made anew: the header of a transport-mode packet as ESP is inserted
+    (RFC 4303 §3.1.1) or taken out (§3.4.4)."""
+    out = bytearray(ip_header)
+    if version == 4:
+        out[9] = protocol
+        _U16.pack_into(out, 2, len(out) + payload_len)
+        out[10:12] = b"\x00\x00"
+        _U16.pack_into(out, 10, internet_checksum(out))
+    else:
+        out[6] = protocol
+        _U16.pack_into(out, 4, payload_len)
+    return bytes(out)
+
+
 def esp_encapsulate_transport(
     sa: EspSa, packet: bytes, *, nat_t_ports: tuple[int, int] | None = None
 ) -> bytes:
@@ -152,16 +168,7 @@ def esp_encapsulate_transport(
     if nat_t_ports:
         esp = _udp(nat_t_ports, header.src, header.dst, esp)
         protocol = IPPROTO_UDP
-    out = bytearray(packet[:hl])
-    if header.version == 4:
-        out[9] = protocol
-        _U16.pack_into(out, 2, hl + len(esp))
-        out[10:12] = b"\x00\x00"
-        _U16.pack_into(out, 10, internet_checksum(out))
-    else:
-        out[6] = protocol
-        _U16.pack_into(out, 4, len(esp))
-    return bytes(out) + esp
+    return _transport_header(packet[:hl], header.version, protocol, len(esp)) + esp
 
 
 def esp_decapsulate(sa_lookup: SaLookup, packet: BytesLike) -> EspInbound:
@@ -211,13 +218,6 @@ def esp_decapsulate(sa_lookup: SaLookup, packet: BytesLike) -> EspInbound:
         return EspInbound(sa, payload)
     header = parse_ip_header(packet)
     hl = header.header_len
-    out = bytearray(view[:hl])
-    if header.version == 4:
-        out[9] = next_header
-        _U16.pack_into(out, 2, hl + len(payload))
-        out[10:12] = b"\x00\x00"
-        _U16.pack_into(out, 10, internet_checksum(out))
-    else:
-        out[6] = next_header
-        _U16.pack_into(out, 4, len(payload))
-    return EspInbound(sa, bytes(out) + payload)
+    return EspInbound(
+        sa, _transport_header(view[:hl], header.version, next_header, len(payload)) + payload
+    )

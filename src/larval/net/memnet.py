@@ -40,11 +40,11 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from types import TracebackType
 
 from larval.esp.transforms import BytesLike
 from larval.esp.udp_encap import NAT_T_PORT, NON_ESP_MARKER
 from larval.net.errors import NetError
+from larval.net.handles import Closeable
 from larval.net.keepalive import NatKeepalive
 from larval.net.udp import UdpCounters
 from larval.stack.packet_path import Datagram, PacketPath
@@ -147,7 +147,7 @@ class _Hold:
     limit: int | None  # how many more datagrams to set aside; None: no limit
 
 
-class MemoryEndpoint:
+class MemoryEndpoint(Closeable):
     """A bound endpoint of a `MemoryNetwork`, shaped like `UdpSocket`."""
 
     def __init__(self, network: MemoryNetwork, address: Address, name: str | None) -> None:
@@ -207,17 +207,6 @@ class MemoryEndpoint:
             self._closed = True
             self._queue.clear()
             self.network._detach(self._address)
-
-    def __enter__(self) -> MemoryEndpoint:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"MemoryEndpoint({self.name!r}, {self._address!r})"

@@ -19,10 +19,10 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 from larval.net.errors import NetError
+from larval.net.handles import Closeable
 
 __all__ = ["NETNS_RUN_DIR", "Netns", "call_in", "run_in", "veth_pair"]
 
@@ -59,7 +59,7 @@ def _ip(argv: Sequence[str], what: str) -> None:
         raise NetError(f"{what}: {proc.stderr.strip() or f'ip exited {proc.returncode}'}")
 
 
-class Netns:
+class Netns(Closeable):
     """A named network namespace that exists inside a `with` block.
 
     On entry the namespace is created and its loopback brought up; on exit every
@@ -74,7 +74,7 @@ class Netns:
         self.path = os.path.join(NETNS_RUN_DIR, name)
         self._processes: list[subprocess.Popen[bytes]] = []
 
-    def __enter__(self) -> Netns:
+    def __enter__(self) -> Self:
         if os.path.exists(self.path):
             raise NetError(f"network namespace {self.name} already exists")
         _ip(["netns", "add", self.name], f"creating network namespace {self.name}")
@@ -84,14 +84,6 @@ class Netns:
             self.delete()
             raise
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.delete()
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 30) -> str:
         """`run_in(self, argv)`."""
@@ -142,6 +134,8 @@ class Netns:
                 os.kill(pid, signal.SIGKILL)
         if os.path.exists(self.path):
             _ip(["netns", "del", self.name], f"deleting network namespace {self.name}")
+
+    close = delete  # leaving the `with` block deletes the namespace
 
     def __repr__(self) -> str:
         return f"Netns({self.name!r})"

@@ -18,11 +18,11 @@ import errno
 import select
 import socket
 from dataclasses import dataclass
-from types import TracebackType
 
 from larval.esp.ip import IPPROTO_ESP
 from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError
+from larval.net.handles import BoundSocket
 
 __all__ = ["RawEspCounters", "RawEspSocket"]
 
@@ -43,12 +43,11 @@ class RawEspCounters:
     refused: int = 0  # errors queued by earlier ICMP reports, absorbed
 
 
-class RawEspSocket:
+class RawEspSocket(BoundSocket):
     """A raw IP socket for protocol 50 bound to one local address."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.family = socket.AddressFamily(sock.family)
+        super().__init__(sock)
         self.counters = RawEspCounters()
         self._buffer = bytearray()
 
@@ -68,18 +67,6 @@ class RawEspSocket:
             sock.close()
             raise NetError(_bind_message(address, e)) from e
         return cls(sock)
-
-    @property
-    def local_address(self) -> Address:
-        host, port = self.sock.getsockname()[:2]
-        return host, port
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def settimeout(self, timeout: float | None) -> None:
-        """Blocking calls raise `TimeoutError` after `timeout` seconds (None: never)."""
-        self.sock.settimeout(timeout)
 
     def send(self, esp: BytesLike, dst_address: str) -> None:
         """Send one ESP packet to `dst_address`; the kernel adds the IP header."""
@@ -156,20 +143,6 @@ class RawEspSocket:
             self.counters.malformed += 1
             return None
         return bytes(buffer[start:nbytes]), (addr[0], 0)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> RawEspSocket:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RawEspSocket({self.local_address[0]!r})"

@@ -19,13 +19,13 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError
+from larval.net.handles import Closeable
 from larval.net.offload import VIRTIO_NET_HDR_LEN
 
 __all__ = [
@@ -64,7 +64,7 @@ TXQUEUELEN = 1000  # the kernel's default of 500 drops bursts of a batched write
 _MAX_READ = 65535  # an IP datagram, or a TSO super-packet, is at most 64 KB
 
 
-class TunDevice:
+class TunDevice(Closeable):
     """An open TUN device. Create with `TunDevice.create`; close when done."""
 
     def __init__(self, fd: int, name: str, *, vnet_hdr: bool) -> None:
@@ -215,17 +215,6 @@ class TunDevice:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
-
-    def __enter__(self) -> TunDevice:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"TunDevice(name={self.name!r}, fd={self.fd}, vnet_hdr={self.vnet_hdr})"

@@ -23,10 +23,10 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError
+from larval.net.handles import BoundSocket
 
 __all__ = [
     "SOL_UDP",
@@ -67,12 +67,11 @@ class UdpCounters:
     truncated: int = 0  # datagrams dropped because they did not fit the receive buffer
 
 
-class UdpSocket:
+class UdpSocket(BoundSocket):
     """A bound UDP socket with batched send (GSO) and receive (GRO)."""
 
     def __init__(self, sock: socket.socket, *, gro: bool) -> None:
-        self.sock = sock
-        self.family = socket.AddressFamily(sock.family)
+        super().__init__(sock)
         self.gro = gro
         self.gso = True
         self.counters = UdpCounters()
@@ -100,18 +99,6 @@ class UdpSocket:
             except OSError:
                 gro = False  # Linux < 5.0: no UDP GRO; every receive is one datagram
         return cls(sock, gro=gro)
-
-    @property
-    def local_address(self) -> Address:
-        host, port = self.sock.getsockname()[:2]
-        return host, port
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def settimeout(self, timeout: float | None) -> None:
-        """Blocking calls raise `TimeoutError` after `timeout` seconds (None: never)."""
-        self.sock.settimeout(timeout)
 
     def send(self, data: BytesLike, addr: Address) -> None:
         """Send one datagram to `addr`."""
@@ -226,20 +213,6 @@ class UdpSocket:
         self.counters.gro_batches += 1
         self.counters.datagrams_received += len(out)
         return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> UdpSocket:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"UdpSocket({self.local_address!r}, gro={self.gro}, gso={self.gso})"

@@ -349,33 +349,48 @@ def policies_from_entry(reader: _Reader, base: str, name: str, value: object) ->
 
 
 def _lifetimes(reader: _Reader, key: Callable[[str], str], entry: Mapping[str, Any]) -> Lifetimes:
-    rekey_time = DEFAULT_REKEY_TIME
-    if "rekey_time" in entry:
-        rekey_time = reader.duration(key("rekey_time"), entry["rekey_time"])
-    # swanctl: life_time defaults to rekey_time + 10 %; likewise for bytes. A default
-    # stays within the field it goes to, whatever the rekey value.
-    life_time = min(rekey_time + rekey_time // 10, U64_MAX)
-    if "life_time" in entry:
-        life_time = reader.duration(key("life_time"), entry["life_time"])
-        if rekey_time and life_time and life_time < rekey_time:
-            raise reader.error(
-                key("life_time"),
-                f"{life_time} s is shorter than rekey_time {rekey_time} s; "
-                "the hard lifetime must be the longer",
-            )
-    rekey_bytes = 0
-    if "rekey_bytes" in entry:
-        rekey_bytes = reader.integer(key("rekey_bytes"), entry["rekey_bytes"])
-    life_bytes = min(rekey_bytes + rekey_bytes // 10, U64_MAX)
-    if "life_bytes" in entry:
-        life_bytes = reader.integer(key("life_bytes"), entry["life_bytes"])
-        if rekey_bytes and life_bytes and life_bytes < rekey_bytes:
-            raise reader.error(
-                key("life_bytes"),
-                f"{life_bytes} is below rekey_bytes {rekey_bytes}; "
-                "the hard limit must be the larger",
-            )
+    rekey_time, life_time = _rekey_and_life(
+        reader,
+        key,
+        entry,
+        "time",
+        reader.duration,
+        DEFAULT_REKEY_TIME,
+        "{life} s is shorter than rekey_time {rekey} s; the hard lifetime must be the longer",
+    )
+    rekey_bytes, life_bytes = _rekey_and_life(
+        reader,
+        key,
+        entry,
+        "bytes",
+        reader.integer,
+        0,
+        "{life} is below rekey_bytes {rekey}; the hard limit must be the larger",
+    )
     return Lifetimes(rekey_time, life_time, rekey_bytes, life_bytes)
+
+
+def _rekey_and_life(
+    reader: _Reader,
+    key: Callable[[str], str],
+    entry: Mapping[str, Any],
+    what: str,
+    read: Callable[[str, Any], int],
+    default: int,
+    too_short: str,
+) -> tuple[int, int]:
+    """``rekey_<what>`` and ``life_<what>``, the soft limit and the hard one."""
+    rekey = default
+    if f"rekey_{what}" in entry:
+        rekey = read(key(f"rekey_{what}"), entry[f"rekey_{what}"])
+    # swanctl: life_<what> defaults to rekey_<what> + 10 %. A default stays within the
+    # field it goes to, whatever the rekey value.
+    life = min(rekey + rekey // 10, U64_MAX)
+    if f"life_{what}" in entry:
+        life = read(key(f"life_{what}"), entry[f"life_{what}"])
+        if rekey and life and life < rekey:
+            raise reader.error(key(f"life_{what}"), too_short.format(life=life, rekey=rekey))
+    return rekey, life
 
 
 def _ts_list(
