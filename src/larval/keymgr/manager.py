@@ -191,9 +191,11 @@ class KeyManager:
     def _start_session(self, conn: Connection, child: ChildConfig, now: float) -> None:
         # IKEv1's INITIAL-CONTACT only when there is no ISAKMP SA with the peer (as
         # strongSwan): the peer deletes everything it has with us when it sees one.
+        # Only IKEv1 sends it, so only IKEv1's sessions are looked through (`bench ike`
+        # starts thousands of IKEv2 SAs on one connection).
         version = _initiated(conn)
-        others = self._live_sessions(conn, version)
-        session = self._new_session(conn, initiator=True, initial_contact=not others)
+        initial = version == 1 and not self._live_sessions(conn, version)
+        session = self._new_session(conn, initiator=True, initial_contact=initial)
         first = "IKE_SA_INIT" if version == 2 else (
             "Aggressive Mode" if conn.aggressive else "Main Mode")  # fmt: skip
         self._acquiring.add((conn.ike.name, child.name))
