@@ -13,7 +13,13 @@ from larval.ike.errors import IkeEncodeError, IkeNotifyError
 
 from .constants import NotifyType
 
-__all__ = ["IkeV1DecodeError", "IkeV1EncodeError", "IkeV1ProtocolError"]
+__all__ = [
+    "IkeV1DecodeError",
+    "IkeV1EncodeError",
+    "IkeV1ExchangeError",
+    "IkeV1OutOfPlace",
+    "IkeV1ProtocolError",
+]
 
 
 class IkeV1ProtocolError(IkeNotifyError):
@@ -40,3 +46,29 @@ class IkeV1DecodeError(IkeV1ProtocolError, DecodeError):
 class IkeV1EncodeError(IkeEncodeError):
     """A value cannot be put on the wire: a field out of range, a length too large, or an
     encrypt callback that returned a length other than the one it was given."""
+
+
+class IkeV1ExchangeError(IkeV1ProtocolError):
+    """An exchange refuses a message that decoded (and decrypted): answered with its
+    notification in an Informational exchange (RFC 2409 §5.7) — in the clear about the
+    ISAKMP SA before Phase 1 is done, protected about the IPsec SA `spi` after — or, with
+    `answered` False, dropped and logged. `close`, if given, is why the ISAKMP SA goes."""
+
+    def __init__(
+        self,
+        notify: int,
+        message: str,
+        *,
+        spi: bytes = b"",
+        close: str | None = None,
+        answered: bool = True,
+    ) -> None:
+        super().__init__(notify, message)
+        self.spi = spi
+        self.close = close
+        self.answered = answered
+
+
+class IkeV1OutOfPlace(IkeV1ExchangeError):
+    """A message the session's transition table does not allow in its state; the text
+    names the state and the input (exchange, and whether it opens an exchange)."""

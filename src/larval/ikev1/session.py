@@ -40,10 +40,24 @@ again. A message that waits for an answer (MM1, MM3, MM5, AM1, QM1) is resent wi
 exponential back-off until answered or given up; so is one whose answer would not be
 answered (AM2 until AM3, QM2 until QM3). All of that, the Message IDs and the fragments
 are the transport's (`larval.ike.transport`, with IKEv1's `RandomIds` and
-`larval.ikev1.framing`). The transitions are the table `TRANSITIONS`;
-anything else is out of place and dropped. A message that fails to decode or decrypt is
-dropped, except MM5 at the responder, where it means the keys differ (the pre-shared key,
-in practice) and is answered with AUTHENTICATION_FAILED.
+`larval.ikev1.framing`).
+
+Rules
+-----
+1. What a received message may do is the table `TRANSITIONS`, keyed by (state, exchange,
+   whether the message opens an exchange or continues one): the step that takes it and
+   the state once it is taken, or a named `Refusal`. The table is total over `State` x
+   `ExchangeType` x `Turn`.
+2. Input the table refuses raises `IkeV1OutOfPlace`, naming state and input; an exchange
+   that refuses a message raises `IkeV1ExchangeError` with its notification. `_dispatch`
+   catches both, in one place, logs one line, and answers (in the clear before Phase 1
+   is done, protected after: RFC 2409 §5.7) or drops the message. A message that fails
+   to decode or decrypt is dropped before that, except MM5 at the responder, where it
+   means the keys differ (the pre-shared key, in practice) and is answered with
+   AUTHENTICATION_FAILED.
+3. The state changes in `_enter` only: to the table's next state once a message is taken
+   (unless the ISAKMP SA closed), and otherwise when the user opens or deletes the ISAKMP
+   SA, it is replaced or restored, or it closes.
 
 Lifetime and reauthentication: the ISAKMP SA lives for the LIFE_DURATION agreed in Phase
 1 (the initiator offers `ike_lifetime`; a responder takes the shorter of the offer and
@@ -72,6 +86,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import itertools
 import logging
 import secrets
 import struct
@@ -139,7 +154,7 @@ from .constants import (
     ProtocolId,
     is_fragmentation_vid,
 )
-from .errors import IkeV1DecodeError, IkeV1ProtocolError
+from .errors import IkeV1DecodeError, IkeV1ExchangeError, IkeV1OutOfPlace, IkeV1ProtocolError
 from .fragments import FRAGMENT_SIZE
 from .framing import Ikev1Framing
 from .message import (
@@ -166,7 +181,7 @@ from .render import payload_names
 from .rules import check_payloads
 from .sa_payload import Attribute, Proposal, SaPayload, Transform
 
-__all__ = ["TRANSITIONS", "IkeV1Session", "State"]
+__all__ = ["TRANSITIONS", "IkeV1Session", "Refusal", "State", "Step", "Transition", "Turn"]
 
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
@@ -209,22 +224,95 @@ _PHASES = {
 }
 
 MM, AM, QM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE, ExchangeType.QUICK_MODE
+_INFO = ExchangeType.INFORMATIONAL
 
-#: (state, exchange) -> the method that takes the message. Informational exchanges are
-#: taken in every state but CLOSED; anything else is out of place and dropped.
-TRANSITIONS: dict[tuple[State, ExchangeType], str] = {
-    (State.IDLE, MM): "_mm1",  # responder
-    (State.MM1_SENT, MM): "_mm2",
-    (State.MM2_SENT, MM): "_mm3",  # responder
-    (State.MM3_SENT, MM): "_mm4",
-    (State.MM4_SENT, MM): "_mm5",  # responder
-    (State.MM5_SENT, MM): "_mm6",
-    (State.IDLE, AM): "_am1",  # responder
-    (State.AM1_SENT, AM): "_am2",
-    (State.AM2_SENT, AM): "_am3",  # responder
-    (State.ESTABLISHED, QM): "_quick_mode",
-    (State.REKEYED, QM): "_quick_mode",  # one in flight when the SA was replaced
+
+class Turn(enum.Enum):
+    """Where a received message stands in its exchange. IKEv1 has no response flag: a
+    Phase 1 message with CKY-R zero opens Main or Aggressive Mode, a Quick Mode with a
+    Message ID no exchange under way holds opens one, and an Informational exchange is one
+    message; everything else continues an exchange under way."""
+
+    OPENS = "opening"
+    CONTINUES = "continuing"
+
+
+class Step(enum.Enum):
+    """What takes a message the table lets in."""
+
+    MAIN_MODE_RESPONDER = "Main Mode responder"  # MM1: a new responder
+    AGGRESSIVE_RESPONDER = "Aggressive Mode responder"  # AM1: a new responder
+    PHASE1 = "the Phase 1 exchange under way"
+    QUICK_MODE_RESPONDER = "Quick Mode responder"  # QM1: a new responder
+    QUICK_MODE = "the Quick Mode with its Message ID"
+    INFORMATIONAL = "Informational"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A message the state allows: who takes it, and the state once it is taken (None:
+    the state stays)."""
+
+    step: Step
+    next: State | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A message the state does not allow, and why: dropped and logged (RFC 2408 §5: no
+    answer to what cannot be authenticated)."""
+
+    reason: str
+
+
+Input = tuple[State, ExchangeType, Turn]
+_OPENS, _CONTINUES = Turn.OPENS, Turn.CONTINUES
+
+#: (state, exchange, opening|continuing) -> what takes the message and the next state,
+#: or why it is refused. Total over State x ExchangeType x Turn; an exchange type that
+#: is not in the enum is refused like one of its members with no row.
+TRANSITIONS: dict[Input, Transition | Refusal] = {
+    (State.IDLE, MM, _OPENS): Transition(Step.MAIN_MODE_RESPONDER, State.MM2_SENT),
+    (State.MM1_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.MM3_SENT),  # MM2
+    (State.MM2_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.MM4_SENT),  # MM3
+    (State.MM3_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.MM5_SENT),  # MM4
+    (State.MM4_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.ESTABLISHED),  # MM5
+    (State.MM5_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.ESTABLISHED),  # MM6
+    (State.IDLE, AM, _OPENS): Transition(Step.AGGRESSIVE_RESPONDER, State.AM2_SENT),
+    (State.AM1_SENT, AM, _CONTINUES): Transition(Step.PHASE1, State.ESTABLISHED),  # AM2
+    (State.AM2_SENT, AM, _CONTINUES): Transition(Step.PHASE1, State.ESTABLISHED),  # AM3
+    (State.ESTABLISHED, QM, _OPENS): Transition(Step.QUICK_MODE_RESPONDER),
+    (State.ESTABLISHED, QM, _CONTINUES): Transition(Step.QUICK_MODE),
+    # A replaced ISAKMP SA answers what the peer starts on it until its DELETE.
+    (State.REKEYED, QM, _OPENS): Transition(Step.QUICK_MODE_RESPONDER),
+    (State.REKEYED, QM, _CONTINUES): Transition(Step.QUICK_MODE),
 }
+for _state in State:
+    if _state is not State.CLOSED:
+        # RFC 2409 §5.7: an Informational exchange is one message, taken in every state
+        # (before Phase 1 is done, only a refusal in the clear means anything).
+        TRANSITIONS[(_state, _INFO, _OPENS)] = Transition(Step.INFORMATIONAL)
+
+
+def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal:
+    """The rows the table does not spell out, by rule; none is answered."""
+    if state is State.CLOSED:
+        return Refusal("the ISAKMP SA is closed")
+    if exchange in (MM, AM):
+        if state in (State.ESTABLISHED, State.REKEYED):
+            return Refusal("Phase 1 is done")
+        if turn is Turn.OPENS:
+            return Refusal("Phase 1 is under way")
+        return Refusal("not the message this Phase 1 exchange awaits")
+    if exchange is QM:
+        return Refusal("no Quick Mode before Phase 1 is done")
+    if exchange is _INFO:
+        return Refusal("an Informational exchange is one message")
+    return Refusal("an exchange larval does not take")
+
+
+for _key in itertools.product(State, ExchangeType, Turn):
+    TRANSITIONS.setdefault(_key, _refusal(*_key))
 
 
 class _ChildSa:
@@ -291,7 +379,7 @@ class IkeV1Session(OverTransport):
         self._random = random_bytes
         self._initial_contact = initial_contact
         self.encrypt_am3 = encrypt_am3
-        self.state = State.IDLE
+        self._enter(State.IDLE)
         self.spi_i = b""  # CKY-I (RFC 2408 §3.1)
         self.spi_r = b""  # CKY-R
         # Message IDs, retransmission, the replies to retransmitted messages and fragments.
@@ -481,13 +569,13 @@ class IkeV1Session(OverTransport):
         self._sai_b = sa.encode_body()
         vids = self._vids()
         if not self.aggressive:
-            self.state = State.MM1_SENT
+            self._enter(State.MM1_SENT)
             self._send(MM, (sa, *vids), now, resend=PHASE1, text="MM1")
             return
         self._dh = ikev1_dh_group(choices[0].group).generate(self._random)
         self._g_xi = self._dh.public_bytes
         self._nonce_i = self._random(NONCE_SIZE)
-        self.state = State.AM1_SENT
+        self._enter(State.AM1_SENT)
         payloads: tuple[Payload, ...] = (
             sa,
             KePayload(self._g_xi),
@@ -554,7 +642,7 @@ class IkeV1Session(OverTransport):
         if self.state is not State.ESTABLISHED:
             return
         log.info("%s: ISAKMP SA replaced, deleting it in %g s", self._name(), delay)
-        self.state = State.REKEYED
+        self._enter(State.REKEYED)
         self._reauth_at = None
         if self._dpd is not None:
             self._transport.cancel(self._dpd)
@@ -689,7 +777,7 @@ class IkeV1Session(OverTransport):
             self.children[c.spi_in] = child
         renew = {self._dpd: self._r_u_there} if self._dpd is not None else {}
         self._transport.restore(value.transport, renew)
-        self.state = State.ESTABLISHED
+        self._enter(State.ESTABLISHED)
         log.info("%s: ISAKMP SA resumed with %d CHILD_SAs", self._name(), len(self.children))
 
     # -- receiving -------------------------------------------------------------------------
@@ -719,21 +807,90 @@ class IkeV1Session(OverTransport):
             if whole is not None:
                 log.debug("%s: reassembled a message of %d bytes", self._name(), len(whole))
                 self._receive(whole, addr, now)
-        elif header.exchange_type == ExchangeType.INFORMATIONAL:
-            self._informational(header, data, now)
-        else:
-            name = TRANSITIONS.get((self.state, header.exchange_type))
-            if name is None:
-                log.info(
-                    "%s: %s message out of place in state %s",
-                    self._name(),
-                    header.exchange_type.name,
-                    self.state.value,
-                )
-                return
-            getattr(self, name)(header, data, addr, now)
-            self._last_heard = now
+        elif not self._dispatch(header, data, addr, now):
+            return  # dropped: the same bytes again are looked at again
         self._transport.remember(data, sent)
+
+    def _turn(self, header: IkeV1Header) -> Turn:
+        """Whether the message opens an exchange here or continues one (`Turn`)."""
+        exchange = header.exchange_type
+        if exchange in (MM, AM):
+            return Turn.OPENS if header.cookie_r == bytes(8) else Turn.CONTINUES
+        if exchange is QM and header.message_id in self._quick:
+            return Turn.CONTINUES
+        return Turn.OPENS
+
+    def _dispatch(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> bool:
+        """Hand a message to what the table names, and enter the table's next state; what
+        the table or an exchange refuses is answered or dropped here, in one place. False
+        when it was dropped."""
+        state, exchange, turn = self.state, header.exchange_type, self._turn(header)
+        key = (state, exchange, turn)
+        entry = TRANSITIONS.get(key) or _refusal(*key)  # an exchange type with no name
+        try:
+            if isinstance(entry, Refusal):
+                text = f"{exchange.name} ({turn.value}) not allowed in state {state.name}"
+                raise IkeV1OutOfPlace(
+                    NotifyType.INVALID_EXCHANGE_TYPE, f"{text}: {entry.reason}", answered=False
+                )
+            self._take(entry.step, header, data, addr, now)
+        except IkeV1ExchangeError as error:
+            if not isinstance(error, IkeV1OutOfPlace) and exchange is not _INFO:
+                self._last_heard = now  # refused, but the peer's, and alive
+            self._refused(exchange, error, now)
+            return error.answered
+        if exchange is not _INFO:
+            self._last_heard = now
+        if entry.next is not None and self.state is not State.CLOSED:
+            self._enter(entry.next)
+            if entry.next is State.ESTABLISHED:
+                self._established(now)
+        return True
+
+    def _take(self, step: Step, header: IkeV1Header, data: bytes, addr: Address,
+              now: float) -> None:  # fmt: skip
+        match step:
+            case Step.MAIN_MODE_RESPONDER:
+                self._mm1(header, data, addr, now)
+            case Step.AGGRESSIVE_RESPONDER:
+                self._am1(header, data, addr, now)
+            case Step.PHASE1:
+                continuing = {
+                    State.MM1_SENT: self._mm2,
+                    State.MM2_SENT: self._mm3,
+                    State.MM3_SENT: self._mm4,
+                    State.MM4_SENT: self._mm5,
+                    State.MM5_SENT: self._mm6,
+                    State.AM1_SENT: self._am2,
+                    State.AM2_SENT: self._am3,
+                }
+                continuing[self.state](header, data, addr, now)
+            case Step.QUICK_MODE_RESPONDER | Step.QUICK_MODE:
+                self._quick_mode(header, data, now)
+            case Step.INFORMATIONAL:
+                self._informational(header, data, now)
+
+    def _refused(self, exchange: ExchangeType, error: IkeV1ExchangeError, now: float) -> None:
+        """Answer a refused message with its notification, or drop it; then close the
+        ISAKMP SA if the refusal ends it. Before Phase 1 is done the notification goes in
+        the clear about the ISAKMP SA (RFC 2409 §5.7: the peer cannot read anything we
+        would encrypt); after, protected, about the IPsec SA it names."""
+        answered = "" if error.answered else ", dropped"
+        log.info("%s: %s refused in state %s: %s%s", self._name(), exchange.name,
+                 self.state.name, error, answered)  # fmt: skip
+        if error.answered and self.state in (State.ESTABLISHED, State.REKEYED):
+            notify = NotifyPayload(error.notify, ProtocolId.ESP, error.spi)
+            self._send_informational((notify,), now)
+        elif error.answered:
+            self._refuse(error.notify)
+        if error.close is not None:
+            self._close(error.close, now)
+
+    def _enter(self, state: State) -> None:
+        """The one place the state changes: to the table's next state when a message is
+        taken, and otherwise when the user opens, replaces or deletes the ISAKMP SA, it is
+        restored, or it closes."""
+        self.state = state
 
     # -- Main Mode (RFC 2409 §5) -----------------------------------------------------------
 
@@ -743,10 +900,7 @@ class IkeV1Session(OverTransport):
         self.spi_i, self.spi_r = header.cookie_i, self._random(8)
         self._deadline = now + self.config.half_open_timeout
         self._vendor_ids(message)
-        answer = self._choose_phase1(message, now)
-        if answer is None:
-            return
-        self.state = State.MM2_SENT
+        answer = self._choose_phase1(message)
         self._send(MM, (answer, *self._vids()), now, text="MM2")
 
     def _mm2(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
@@ -758,7 +912,6 @@ class IkeV1Session(OverTransport):
         self._g_xi = self._dh.public_bytes
         self._nonce_i = self._random(NONCE_SIZE)
         self._transport.answered(PHASE1)
-        self.state = State.MM3_SENT
         payloads: tuple[Payload, ...] = (
             KePayload(self._g_xi),
             NoncePayload(self._nonce_i),
@@ -776,7 +929,6 @@ class IkeV1Session(OverTransport):
         self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
         self._check_nat(message, addr)
         self._derive(self._dh.shared_secret(ke.data))
-        self.state = State.MM4_SENT
         payloads: tuple[Payload, ...] = (
             KePayload(self._g_xr),
             NoncePayload(self._nonce_r),
@@ -799,7 +951,6 @@ class IkeV1Session(OverTransport):
         payloads: list[Payload] = [idii, HashPayload(self._hash_i(idii.encode_body()))]
         if self._initial_contact:
             payloads.append(self._notify(NotifyType.INITIAL_CONTACT))
-        self.state = State.MM5_SENT
         datagram, self._p1_iv = self._seal(self._message(MM, payloads), self._p1_iv)
         names = payload_names(payloads)
         self._send_datagram(datagram, now, resend=PHASE1, text=f"MM5 [ {names} ]")
@@ -811,26 +962,21 @@ class IkeV1Session(OverTransport):
             check_payloads(message, 5, encrypted=True)
         except IkeV1ProtocolError:
             # Keys that differ decrypt to noise: in practice the pre-shared keys differ.
-            self._auth_failed("MM5 does not decrypt (pre-shared keys differ?)", now)
-            return
-        if not self._authenticate_i(message, now):
-            return
+            raise _auth_failed("MM5 does not decrypt (pre-shared keys differ?)") from None
+        self._authenticate_i(message)
         self._p1_iv = next_iv
         idir = self._id_payload()
         payloads = (idir, HashPayload(self._hash_r(idir.encode_body())))
         datagram, self._p1_last = self._seal(self._message(MM, payloads), self._p1_iv)
         self._send_datagram(datagram, now, text="MM6 [ ID HASH ]")
-        self._established(now)
 
     def _mm6(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         """<-- MM6 *{ IDir, HASH_R }: check; the ISAKMP SA is up."""
         message, next_iv = self._open(data, self._p1_iv)
         check_payloads(message, 6, encrypted=True)
-        if not self._authenticate_r(message, now):
-            return
+        self._authenticate_r(message)
         self._p1_last = next_iv
         self._transport.answered(PHASE1)
-        self._established(now)
 
     # -- Aggressive Mode (RFC 2409 §5) -----------------------------------------------------
 
@@ -840,9 +986,7 @@ class IkeV1Session(OverTransport):
         self.spi_i, self.spi_r = header.cookie_i, self._random(8)
         self._deadline = now + self.config.half_open_timeout
         self._vendor_ids(message)
-        answer = self._choose_phase1(message, now)
-        if answer is None:
-            return
+        answer = self._choose_phase1(message)
         assert self.choice is not None
         ke, nonce, idii = (
             message.first(KePayload),
@@ -851,8 +995,8 @@ class IkeV1Session(OverTransport):
         )
         assert ke is not None and nonce is not None and idii is not None
         if not self._peer_id_ok(idii):
-            self._refuse(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii", now)
-            return
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
+                                     close="unexpected IDii")  # fmt: skip
         self._idii_b = _body_of(message, PayloadType.ID)
         self._dh = ikev1_dh_group(self.choice.group).generate(self._random)
         self._g_xi, self._g_xr = ke.data, self._dh.public_bytes
@@ -868,7 +1012,6 @@ class IkeV1Session(OverTransport):
             *self._nat_d(),
             *self._vids(),
         )
-        self.state = State.AM2_SENT
         # Nothing answers AM3: AM2 is resent until it comes (RFC 2408 §2.5).
         self._send(AM, payloads, now, resend=PHASE1, text="AM2")
 
@@ -881,8 +1024,7 @@ class IkeV1Session(OverTransport):
         self._vendor_ids(message)
         self._g_xr, self._nonce_r = ke.data, nonce.data
         self._derive(self._dh.shared_secret(ke.data))
-        if not self._authenticate_r(message, now):
-            return
+        self._authenticate_r(message)
         self._check_nat(message, addr)
         if self.natted:
             self._float()
@@ -901,7 +1043,6 @@ class IkeV1Session(OverTransport):
             datagram, self._p1_last = message.encode(), self._p1_iv
         names = payload_names(payloads)
         self._send_datagram(datagram, now, text=f"AM3 [ {names} ]")
-        self._established(now)
 
     def _am3(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
         """AM3 [*]{ HASH_I, NAT-D, N } -->  responder: the ISAKMP SA is up."""
@@ -913,17 +1054,15 @@ class IkeV1Session(OverTransport):
         hash_payload = message.first(HashPayload)
         assert hash_payload is not None
         if not secrets.compare_digest(hash_payload.data, self._hash_i(self._idii_b)):
-            self._auth_failed("HASH_I does not verify", now)
-            return
+            raise _auth_failed("HASH_I does not verify")
         self._authenticated()
         self._check_nat(message, addr)
         self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
         self._transport.answered(PHASE1)
-        self._established(now)
 
     # -- Phase 1 helpers -------------------------------------------------------------------
 
-    def _choose_phase1(self, message: IkeV1Message, now: float) -> SaPayload | None:
+    def _choose_phase1(self, message: IkeV1Message) -> SaPayload:
         """The responder's answer: the first of its own transforms the offer contains, as
         offered (RFC 2409 §5: the transform comes back unchanged), or NO_PROPOSAL_CHOSEN."""
         sa = message.first(SaPayload)
@@ -943,9 +1082,8 @@ class IkeV1Session(OverTransport):
                         proposal.number, ProtocolId.ISAKMP, proposal.spi, (transform,)
                     )
                     return SaPayload((answer,), sa.doi, sa.situation)
-        log.info("%s: no IKEv1 proposal chosen among %d transforms", self._name(), len(offered))
-        self._refuse(NotifyType.NO_PROPOSAL_CHOSEN, "no proposal chosen", now)
-        return None
+        reason = f"no proposal chosen among {len(offered)} transforms"
+        raise IkeV1ExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close="no proposal chosen")
 
     def _accept_phase1(self, header: IkeV1Header, message: IkeV1Message) -> None:
         """The initiator checks the responder's choice is one transform it offered."""
@@ -1011,23 +1149,21 @@ class IkeV1Session(OverTransport):
             idir_b,
         )
 
-    def _authenticate_i(self, message: IkeV1Message, now: float) -> bool:
+    def _authenticate_i(self, message: IkeV1Message) -> None:
         """The responder checks IDii and HASH_I (MM5)."""
         idii, hash_payload = message.first(IdPayload), message.first(HashPayload)
         assert idii is not None
         if not self._peer_id_ok(idii):
-            self._refuse(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii", now)
-            return False
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
+                                     close="unexpected IDii")  # fmt: skip
         if hash_payload is None or not secrets.compare_digest(
             hash_payload.data, self._hash_i(_body_of(message, PayloadType.ID))
         ):
-            self._auth_failed("HASH_I does not verify", now)
-            return False
+            raise _auth_failed("HASH_I does not verify")
         self.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
         self._authenticated()
-        return True
 
-    def _authenticate_r(self, message: IkeV1Message, now: float) -> bool:
+    def _authenticate_r(self, message: IkeV1Message) -> None:
         """The initiator checks IDir and HASH_R (MM6, AM2)."""
         idir, hash_payload = message.first(IdPayload), message.first(HashPayload)
         assert idir is not None
@@ -1035,18 +1171,13 @@ class IkeV1Session(OverTransport):
             hash_payload.data, self._hash_r(_body_of(message, PayloadType.ID))
         )
         if not self._peer_id_ok(idir) or not ok:
-            self._close("the responder's IDir or HASH_R does not verify", now)
-            return False
+            reason = "the responder's IDir or HASH_R does not verify"
+            raise IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason,
+                                     answered=False)  # fmt: skip
         self._authenticated()
-        return True
 
-    def _auth_failed(self, reason: str, now: float) -> None:
-        log.info("%s: authentication failed: %s", self._name(), reason)
-        self._refuse(NotifyType.AUTHENTICATION_FAILED, reason, now)
-
-    def _refuse(self, notify_type: NotifyType, reason: str, now: float) -> None:
-        """An unprotected Informational { N(error) } (RFC 2409 §5.7), and the SA goes:
-        the peer cannot read anything we would encrypt."""
+    def _refuse(self, notify_type: NotifyType) -> None:
+        """An unprotected Informational { N(error) } (RFC 2409 §5.7)."""
         payload = NotifyPayload(
             notify_type, ProtocolId.ISAKMP, self.spi_i + (self.spi_r or bytes(8))
         )
@@ -1059,11 +1190,9 @@ class IkeV1Session(OverTransport):
         )
         log.info("%s: sending INFORMATIONAL [ N(%s) ]", self._name(), notify_type.name)
         self._transport.send((message.encode(),))
-        self._close(reason, now)
 
     def _established(self, now: float) -> None:
         assert self.choice is not None
-        self.state = State.ESTABLISHED
         self._deadline = None
         self._last_heard = now
         self._schedule(now)
@@ -1192,7 +1321,7 @@ class IkeV1Session(OverTransport):
         text = f"QM1 [ HASH SA No{' KE' if dh else ''} ID ID ]"
         self._send_datagram(datagram, now, resend=mid, text=text)
 
-    def _quick_mode(self, header: IkeV1Header, data: bytes, addr: Address, now: float) -> None:
+    def _quick_mode(self, header: IkeV1Header, data: bytes, now: float) -> None:
         qm = self._quick.get(header.message_id)
         if qm is None:
             if header.message_id == 0:
@@ -1218,28 +1347,24 @@ class IkeV1Session(OverTransport):
         remote_ts = ids[0].network if ids else ipaddress.ip_network(self.config.remote_addr)
         local_ts = ids[1].network if ids else ipaddress.ip_network(self.config.local_addr)
         if remote_ts is None or local_ts is None:
-            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, spi, now)
-            return
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "IDs that are no networks",
+                                     spi=spi)  # fmt: skip
         policy = self._child_policy((remote_ts,), (local_ts,)) if self._child_policy else None
         if (
             policy is None
             or not _within(remote_ts, policy.remote_ts)
             or not _within(local_ts, policy.local_ts)
         ):
-            log.info(
-                "%s: Quick Mode IDs %s === %s not in policy", self._name(), remote_ts, local_ts
-            )
-            self._refuse_quick(mid, NotifyType.INVALID_ID_INFORMATION, spi, now)
-            return
+            reason = f"Quick Mode IDs {remote_ts} === {local_ts} not in policy"
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, reason, spi=spi)
         chosen = self._choose_esp(sa, policy, message.first(KePayload) is not None)
         if chosen is None:
             self._events.append(ChildSaFailed(policy, "no ESP proposal chosen"))
-            self._refuse_quick(mid, NotifyType.NO_PROPOSAL_CHOSEN, spi, now)
-            return
+            raise IkeV1ExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, "no ESP proposal chosen",
+                                     spi=spi)  # fmt: skip
         proposal, transform, choice = chosen
         if len(proposal.spi) != 4:
-            self._refuse_quick(mid, NotifyType.INVALID_SPI, spi, now)
-            return
+            raise IkeV1ExchangeError(NotifyType.INVALID_SPI, "no 4-octet SPI", spi=spi)
         shared, dh = None, None
         if choice.group is not None:
             ke = message.first(KePayload)
@@ -1401,11 +1526,6 @@ class IkeV1Session(OverTransport):
             self.initiator,
             natted,
         )
-
-    def _refuse_quick(self, mid: int, notify_type: NotifyType, spi: bytes, now: float) -> None:
-        """A protected Informational { HASH(1), N(error, ESP, SPI) }; the ISAKMP SA stays."""
-        log.info("%s: Quick Mode %08x refused: %s", self._name(), mid, notify_type.name)
-        self._send_informational((NotifyPayload(notify_type, ProtocolId.ESP, spi),), now)
 
     def _encapsulation(self, mode: str) -> int:
         if mode == "transport":
@@ -1648,12 +1768,17 @@ class IkeV1Session(OverTransport):
             self._events.append(ChildSaFailed(self._pending_child, reason))
             self._pending_child = None
         log.info("%s: ISAKMP SA closed: %s", self._name(), reason)
-        self.state = State.CLOSED
         self._transport.cancel()
         self._deadline = None
         self._dpd = None
         self._reauth_at = self._expire_at = self._retire_at = None
         self._events.append(IkeSaDown(reason, by_peer))
+        self._enter(State.CLOSED)
+
+
+def _auth_failed(reason: str) -> IkeV1ExchangeError:
+    """AUTHENTICATION_FAILED in the clear, and the ISAKMP SA goes."""
+    return IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
 
 
 def _body_of(message: IkeV1Message, payload_type: PayloadType) -> bytes:
