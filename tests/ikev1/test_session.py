@@ -35,6 +35,9 @@ from larval.ikev1 import (
 )
 from larval.ikev1.constants import IkeAttr
 from larval.ikev1.errors import IkeV1ProtocolError
+from larval.ikev1.informational import Informational
+from larval.ikev1.phase1 import MainModeResponder
+from larval.ikev1.quick_mode import QuickModeInitiator, QuickModeResponder
 from larval.ikev1.session import IkeV1Session, State
 
 A, B = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
@@ -317,8 +320,8 @@ def test_a_resent_message_is_answered_from_the_cache_without_reaching_the_exchan
     def exchange(*args: object) -> None:
         raise AssertionError("a retransmitted message reached the exchange")
 
-    monkeypatch.setattr(pair.r, "_mm5", exchange)
-    monkeypatch.setattr(pair.r, "_quick_mode", exchange)
+    for task in (MainModeResponder, QuickModeResponder, QuickModeInitiator, Informational):
+        monkeypatch.setattr(task, "process", exchange)
     # MM5 again: its bytes are known, so MM6 goes again (RFC 2408 §5), and nothing else.
     pair.r.receive_datagram(mm5, (str(A), IKE_PORT), 1.0)
     assert [d for d, _ in pair.r.datagrams_to_send(1.0)] == [mm6]

@@ -1,0 +1,434 @@
+"""Phase 1 as tasks: Main Mode and Aggressive Mode, each for its initiator and its
+responder (RFC 2409 §5), authenticated by a `larval.ikev1.auth.Phase1Authenticator`.
+
+::
+
+    Main Mode                               Aggressive Mode
+    MM1 { SA, VID }              -->        AM1 { SA, KE, Ni, IDii, VID }     -->
+        <-- MM2 { SA, VID }                     <-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }
+    MM3 { KE, Ni, NAT-D }        -->        AM3 *{ HASH_I, NAT-D, N }          -->
+        <-- MM4 { KE, Nr, NAT-D }
+    MM5 *{ IDii, HASH_I, N }     -->
+        <-- MM6 *{ IDir, HASH_R }
+
+A task `process`es what it receives and `build`s what it sends next (the initiator's
+first message before anything is received): no I/O, no clock. What the exchange alone
+needs — the SA offer as sent, the DH pair, both KE values and nonces, the CBC IV chained
+through the encrypted messages — is the task's; what it settles — the cookies, the
+choice, the keys, NAT, the vendor IDs, the last CBC block Phase 2 starts from — goes to
+the ISAKMP SA (`larval.ikev1.isakmp.IsakmpSa`). A refusal raises `IkeV1ExchangeError`,
+which the session answers (or drops) in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from larval.crypto.dh import DhKeyPair
+from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, derive_phase1, ikev1_dh_group
+
+from .auth import Phase1Authenticator, Phase1Octets
+from .config import Phase1Choice, phase1_choices
+from .constants import SIT_IDENTITY_ONLY, ExchangeType, NotifyType, PayloadType, ProtocolId
+from .errors import IkeV1ExchangeError, IkeV1ProtocolError
+from .isakmp import NONCE_SIZE, PHASE1, Inbound, IsakmpSa, Outgoing, body_of
+from .message import IkeV1Message, decode_message
+from .payloads import IdPayload, KePayload, NoncePayload, Payload
+from .render import payload_names
+from .rules import check_payloads
+from .sa_payload import Proposal, SaPayload
+
+__all__ = [
+    "AggressiveInitiator",
+    "AggressiveResponder",
+    "MainModeInitiator",
+    "MainModeResponder",
+    "Phase1Task",
+]
+
+MM, AM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE
+
+
+class Phase1Task:
+    """What Main and Aggressive Mode share, for both roles."""
+
+    exchange = MM
+    rekeys = None
+
+    def __init__(self, sa: IsakmpSa, auth: Phase1Authenticator, ike_lifetime: int) -> None:
+        self.sa = sa
+        self.auth = auth
+        self.ike_lifetime = ike_lifetime
+        self.sai_b = b""  # the initiator's SA payload body, as offered
+        self.dh: DhKeyPair | None = None
+        self.g_xi = self.g_xr = b""
+        self.nonce_i = self.nonce_r = b""
+        self.iv = b""  # chained through MM5/MM6 or AM3 (Appendix B)
+        #: AM1 -> AM2 or MM1 -> MM2, when the request went once (Karn's rule).
+        self.round_trip: float | None = None
+        self._next: Outgoing | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.sa.name()}>"  # never keys or nonces
+
+    def build(self, now: float) -> Outgoing | None:
+        """What this end sends next, once; None when nothing is to go."""
+        out, self._next = self._next, None
+        return out
+
+    def process(self, inbound: Inbound, now: float) -> None:
+        raise NotImplementedError
+
+    # -- shared steps ----------------------------------------------------------------------
+
+    def _clear(self, data: bytes, number: int) -> IkeV1Message:
+        message = decode_message(data)
+        check_payloads(message, number, encrypted=False)
+        return message
+
+    def _send(
+        self, text: str, payloads: tuple[Payload, ...] | list[Payload], *, resend: bool
+    ) -> None:
+        """A message in the clear, resent under Message ID 0 if `resend`."""
+        datagram = self.sa.message(self.exchange, payloads).encode()
+        self._sealed(datagram, f"{text} [ {payload_names(payloads)} ]", resend=resend)
+
+    def _sealed(self, datagram: bytes, text: str, *, resend: bool) -> None:
+        self._next = Outgoing(datagram, text, PHASE1 if resend else None)
+
+    def _offer(self, choices: list[Phase1Choice]) -> SaPayload:
+        """The initiator's SA payload: one ISAKMP proposal, a transform per choice."""
+        transforms = tuple(c.transform(n) for n, c in enumerate(choices, 1))
+        proposal = Proposal(1, ProtocolId.ISAKMP, b"", transforms)
+        sa = SaPayload((proposal,), situation=SIT_IDENTITY_ONLY)
+        self.sai_b = sa.encode_body()
+        return sa
+
+    def _choose(self, message: IkeV1Message) -> SaPayload:
+        """The responder's answer: the first of its own transforms the offer contains, as
+        offered (RFC 2409 §5: the transform comes back unchanged), or NO_PROPOSAL_CHOSEN."""
+        sa = message.first(SaPayload)
+        assert sa is not None
+        self.sai_b = body_of(message, PayloadType.SA)
+        offered = [
+            (p, t, Phase1Choice.from_transform(t))
+            for p in sa.proposals
+            if p.protocol_id == ProtocolId.ISAKMP
+            for t in p.transforms
+        ]
+        for ours in phase1_choices(self.sa.config.proposals, self.ike_lifetime):
+            for proposal, transform, theirs in offered:
+                if theirs is not None and theirs == ours:
+                    self.sa.choice = replace(ours, lifetime=min(theirs.lifetime, ours.lifetime))
+                    answer = Proposal(
+                        proposal.number, ProtocolId.ISAKMP, proposal.spi, (transform,)
+                    )
+                    return SaPayload((answer,), sa.doi, sa.situation)
+        reason = f"no proposal chosen among {len(offered)} transforms"
+        raise IkeV1ExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close="no proposal chosen")
+
+    def _accept(self, inbound: Inbound, message: IkeV1Message, aggressive: bool) -> None:
+        """The initiator checks the responder's choice is one transform it offered."""
+        sa = message.first(SaPayload)
+        assert sa is not None
+        if inbound.header.cookie_r == bytes(8):
+            raise IkeV1ProtocolError(NotifyType.INVALID_COOKIE, "CKY-R is zero")
+        if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
+            raise IkeV1ProtocolError(NotifyType.BAD_PROPOSAL_SYNTAX, "not one transform chosen")
+        choice = Phase1Choice.from_transform(sa.proposals[0].transforms[0])
+        ours = phase1_choices(self.sa.config.proposals, self.ike_lifetime)
+        if choice is None or choice not in ours:
+            raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "a transform we did not offer")
+        if aggressive and choice.group != ours[0].group:
+            raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "another group than our KE's")
+        self.sa.spi_r = inbound.header.cookie_r
+        self.sa.choice = choice
+        self.sa.vendor_ids(message)
+
+    def _generate(self) -> DhKeyPair:
+        assert self.sa.choice is not None
+        self.dh = ikev1_dh_group(self.sa.choice.group).generate(self.sa.random)
+        return self.dh
+
+    def _derive(self, g_xy: bytes) -> None:
+        """SKEYID (by the authenticator), SKEYID_d/a/e (§5), the cipher key and the first
+        IV (Appendix B), for the ISAKMP SA."""
+        sa, choice = self.sa, self.sa.choice
+        assert choice is not None
+        prf = Ikev1Prf(choice.hash_name)
+        skeyid = self.auth.skeyid(prf, self.nonce_i, self.nonce_r, g_xy)
+        block = Ikev1Cipher.block_size_of(choice.encryption)
+        keys = derive_phase1(prf, skeyid, g_xy, sa.spi_i, sa.spi_r, choice.key_size, block,
+                             g_xi=self.g_xi, g_xr=self.g_xr)  # fmt: skip
+        sa.keyed(choice, keys)
+        self.iv = keys.iv
+
+    def _octets(self) -> Phase1Octets:
+        return Phase1Octets(self.g_xi, self.g_xr, self.sa.spi_i, self.sa.spi_r, self.sai_b)
+
+    def _proof(self, id_payload: IdPayload) -> Payload:
+        """HASH_I (initiator) or HASH_R (responder) over this end's ID."""
+        sa = self.sa
+        assert sa.prf is not None and sa.keys is not None
+        octets, id_b = self._octets(), id_payload.encode_body()
+        return self.auth.build(sa.prf, sa.keys.skeyid, octets, id_b, sa.initiator)
+
+    def _proves_peer(self, message: IkeV1Message, id_b: bytes) -> bool:
+        """Does `message` prove the peer over its ID body `id_b`?"""
+        sa = self.sa
+        assert sa.prf is not None and sa.keys is not None
+        octets, peer_initiates = self._octets(), not sa.initiator
+        return self.auth.verify(sa.prf, sa.keys.skeyid, octets, id_b, message, peer_initiates)
+
+    def _peer_proven(self, message: IkeV1Message) -> None:
+        """The initiator checks IDir and HASH_R (MM6, AM2); a failure ends the ISAKMP SA
+        without an answer."""
+        idir = message.first(IdPayload)
+        assert idir is not None
+        if not self.sa.peer_id_ok(idir) or not self._proves_peer(
+            message, body_of(message, PayloadType.ID)
+        ):
+            reason = "the responder's IDir or HASH_R does not verify"
+            raise IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason,
+                                     answered=False)  # fmt: skip
+        self.sa.authenticated()
+
+    def _initiator_contact(self, message: IkeV1Message) -> None:
+        self.sa.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
+
+
+class MainModeInitiator(Phase1Task):
+    """MM1 -->, MM3 -->, MM5 -->: offers, keys, proves itself, checks the responder."""
+
+    def __init__(
+        self,
+        sa: IsakmpSa,
+        auth: Phase1Authenticator,
+        ike_lifetime: int,
+        choices: list[Phase1Choice],
+        initial_contact: bool,
+    ) -> None:
+        super().__init__(sa, auth, ike_lifetime)
+        self.initial_contact = initial_contact
+        self._awaits = 2
+        # MM1 { SA, VID }
+        self._send("MM1", (self._offer(choices), *sa.vids()), resend=True)
+
+    def process(self, inbound: Inbound, now: float) -> None:
+        steps = {2: self._mm2, 4: self._mm4, 6: self._mm6}
+        steps[self._awaits](inbound, now)
+        self._awaits += 2
+
+    def _mm2(self, inbound: Inbound, now: float) -> None:
+        """<-- MM2 { SA, VID }: MM3 { KE, Ni, NAT-D } -->"""
+        sa = self.sa
+        message = self._clear(inbound.data, 2)
+        self._accept(inbound, message, aggressive=False)
+        self.g_xi = self._generate().public_bytes
+        self.nonce_i = sa.random(NONCE_SIZE)
+        request = sa.answered(PHASE1)
+        self.round_trip = request.round_trip(now) if request is not None else None
+        payloads: tuple[Payload, ...] = (KePayload(self.g_xi), NoncePayload(self.nonce_i))
+        self._send("MM3", (*payloads, *sa.nat_d()), resend=True)
+
+    def _mm4(self, inbound: Inbound, now: float) -> None:
+        """<-- MM4 { KE, Nr, NAT-D }: keys, then MM5 *{ IDii, HASH_I, N(INITIAL_CONTACT) } -->"""
+        sa = self.sa
+        message = self._clear(inbound.data, 4)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        assert ke is not None and nonce is not None and self.dh is not None
+        self.g_xr, self.nonce_r = ke.data, nonce.data
+        sa.check_nat(message, inbound.addr)
+        self._derive(self.dh.shared_secret(ke.data))
+        sa.float_to_nat_t()
+        sa.answered(PHASE1)
+        idii = sa.id_payload()
+        payloads: list[Payload] = [idii, self._proof(idii)]
+        if self.initial_contact:
+            payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
+        datagram, self.iv = sa.seal(sa.message(MM, payloads), self.iv)
+        self._sealed(datagram, f"MM5 [ {payload_names(payloads)} ]", resend=True)
+
+    def _mm6(self, inbound: Inbound, now: float) -> None:
+        """<-- MM6 *{ IDir, HASH_R }: check; the ISAKMP SA is up."""
+        sa = self.sa
+        message, next_iv = sa.open(inbound.data, self.iv)
+        check_payloads(message, 6, encrypted=True)
+        self._peer_proven(message)
+        sa.p1_last = next_iv
+        sa.answered(PHASE1)
+
+
+class MainModeResponder(Phase1Task):
+    """--> MM1, --> MM3, --> MM5: chooses, keys, checks the initiator, proves itself."""
+
+    def __init__(self, sa: IsakmpSa, auth: Phase1Authenticator, ike_lifetime: int) -> None:
+        super().__init__(sa, auth, ike_lifetime)
+        self._awaits = 1
+
+    def process(self, inbound: Inbound, now: float) -> None:
+        steps = {1: self._mm1, 3: self._mm3, 5: self._mm5}
+        steps[self._awaits](inbound)
+        self._awaits += 2
+
+    def _mm1(self, inbound: Inbound) -> None:
+        """MM1 { SA, VID } -->  choose, answer MM2 { SA, VID }"""
+        message = self._clear(inbound.data, 1)
+        self.sa.vendor_ids(message)
+        answer = self._choose(message)
+        self._send("MM2", (answer, *self.sa.vids()), resend=False)
+
+    def _mm3(self, inbound: Inbound) -> None:
+        """MM3 { KE, Ni, NAT-D } -->  MM4 { KE, Nr, NAT-D }, keys"""
+        sa = self.sa
+        message = self._clear(inbound.data, 3)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        assert ke is not None and nonce is not None
+        dh = self._generate()
+        self.g_xi, self.g_xr = ke.data, dh.public_bytes
+        self.nonce_i, self.nonce_r = nonce.data, sa.random(NONCE_SIZE)
+        sa.check_nat(message, inbound.addr)
+        self._derive(dh.shared_secret(ke.data))
+        payloads: tuple[Payload, ...] = (KePayload(self.g_xr), NoncePayload(self.nonce_r))
+        self._send("MM4", (*payloads, *sa.nat_d()), resend=False)
+
+    def _mm5(self, inbound: Inbound) -> None:
+        """MM5 *{ IDii, HASH_I } -->  check, MM6 *{ IDir, HASH_R }"""
+        sa = self.sa
+        try:
+            message, next_iv = sa.open(inbound.data, self.iv)
+            check_payloads(message, 5, encrypted=True)
+        except IkeV1ProtocolError:
+            # Keys that differ decrypt to noise: in practice the pre-shared keys differ.
+            raise auth_failed("MM5 does not decrypt (pre-shared keys differ?)") from None
+        idii = message.first(IdPayload)
+        assert idii is not None
+        if not sa.peer_id_ok(idii):
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
+                                     close="unexpected IDii")  # fmt: skip
+        if not self._proves_peer(message, body_of(message, PayloadType.ID)):
+            raise auth_failed("HASH_I does not verify")
+        self._initiator_contact(message)
+        sa.authenticated()
+        idir = sa.id_payload()
+        payloads: tuple[Payload, ...] = (idir, self._proof(idir))
+        datagram, sa.p1_last = sa.seal(sa.message(MM, payloads), next_iv)
+        self._sealed(datagram, "MM6 [ ID HASH ]", resend=False)
+
+
+class AggressiveInitiator(Phase1Task):
+    """AM1 -->, AM3 -->: offers with its KE and ID, checks the responder, proves itself."""
+
+    exchange = AM
+
+    def __init__(
+        self,
+        sa: IsakmpSa,
+        auth: Phase1Authenticator,
+        ike_lifetime: int,
+        choices: list[Phase1Choice],
+        initial_contact: bool,
+        encrypt_am3: bool,
+    ) -> None:
+        super().__init__(sa, auth, ike_lifetime)
+        self.initial_contact = initial_contact
+        self.encrypt_am3 = encrypt_am3
+        # RFC 2409 §5: the KE goes with the offer, so every transform has its group.
+        group = choices[0].group
+        offer = self._offer([c for c in choices if c.group == group])
+        vids = sa.vids()
+        self.dh = ikev1_dh_group(group).generate(sa.random)
+        self.g_xi = self.dh.public_bytes
+        self.nonce_i = sa.random(NONCE_SIZE)
+        # AM1 { SA, KE, Ni, IDii, VID }
+        payloads = (offer, KePayload(self.g_xi), NoncePayload(self.nonce_i), sa.id_payload())
+        self._send("AM1", (*payloads, *vids), resend=True)
+
+    def process(self, inbound: Inbound, now: float) -> None:
+        """<-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }: AM3 *{ HASH_I, NAT-D, N } -->"""
+        sa = self.sa
+        message = self._clear(inbound.data, 2)
+        self._accept(inbound, message, aggressive=True)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        assert ke is not None and nonce is not None and self.dh is not None
+        sa.vendor_ids(message)
+        self.g_xr, self.nonce_r = ke.data, nonce.data
+        self._derive(self.dh.shared_secret(ke.data))
+        self._peer_proven(message)
+        sa.check_nat(message, inbound.addr)
+        sa.float_to_nat_t()
+        request = sa.answered(PHASE1)
+        self.round_trip = request.round_trip(now) if request is not None else None
+        payloads: list[Payload] = [self._proof(sa.id_payload()), *sa.nat_d()]
+        if self.initial_contact:
+            payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
+        # RFC 2409 §5 shows AM3 in the clear; strongSwan and most others encrypt it. In
+        # the clear, Phase 2 IVs start from the first Phase 1 IV (Appendix B).
+        message = sa.message(AM, payloads)
+        if self.encrypt_am3:
+            datagram, sa.p1_last = sa.seal(message, self.iv)
+        else:
+            datagram, sa.p1_last = message.encode(), self.iv
+        self._sealed(datagram, f"AM3 [ {payload_names(payloads)} ]", resend=False)
+
+
+class AggressiveResponder(Phase1Task):
+    """--> AM1, --> AM3: chooses, keys and proves itself at once, then checks the
+    initiator."""
+
+    exchange = AM
+
+    def __init__(self, sa: IsakmpSa, auth: Phase1Authenticator, ike_lifetime: int) -> None:
+        super().__init__(sa, auth, ike_lifetime)
+        self.idii_b = b""  # IDii from AM1, for HASH_I in AM3
+        self._awaits = 1
+
+    def process(self, inbound: Inbound, now: float) -> None:
+        if self._awaits == 1:
+            self._am1(inbound)
+        else:
+            self._am3(inbound)
+        self._awaits += 2
+
+    def _am1(self, inbound: Inbound) -> None:
+        """AM1 { SA, KE, Ni, IDii, VID } -->  AM2 { SA, KE, Nr, IDir, HASH_R }"""
+        sa = self.sa
+        message = self._clear(inbound.data, 1)
+        sa.vendor_ids(message)
+        answer = self._choose(message)
+        ke, nonce = message.first(KePayload), message.first(NoncePayload)
+        idii = message.first(IdPayload)
+        assert ke is not None and nonce is not None and idii is not None
+        if not sa.peer_id_ok(idii):
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
+                                     close="unexpected IDii")  # fmt: skip
+        self.idii_b = body_of(message, PayloadType.ID)
+        dh = self._generate()
+        self.g_xi, self.g_xr = ke.data, dh.public_bytes
+        self.nonce_i, self.nonce_r = nonce.data, sa.random(NONCE_SIZE)
+        self._derive(dh.shared_secret(ke.data))
+        idir = sa.id_payload()
+        payloads = (answer, KePayload(self.g_xr), NoncePayload(self.nonce_r), idir,
+                    self._proof(idir), *sa.nat_d(), *sa.vids())  # fmt: skip
+        # Nothing answers AM3: AM2 is resent until it comes (RFC 2408 §2.5).
+        self._send("AM2", payloads, resend=True)
+
+    def _am3(self, inbound: Inbound) -> None:
+        """AM3 [*]{ HASH_I, NAT-D, N } -->  the ISAKMP SA is up."""
+        sa = self.sa
+        if inbound.header.encrypted:
+            message, sa.p1_last = sa.open(inbound.data, self.iv)
+        else:
+            message, sa.p1_last = decode_message(inbound.data), self.iv
+        check_payloads(message, 3, encrypted=inbound.header.encrypted)
+        if not self._proves_peer(message, self.idii_b):
+            raise auth_failed("HASH_I does not verify")
+        sa.authenticated()
+        sa.check_nat(message, inbound.addr)
+        self._initiator_contact(message)
+        sa.answered(PHASE1)
+
+
+def auth_failed(reason: str) -> IkeV1ExchangeError:
+    """AUTHENTICATION_FAILED in the clear, and the ISAKMP SA goes."""
+    return IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
