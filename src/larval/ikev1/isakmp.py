@@ -52,6 +52,7 @@ __all__ = [
     "DELIVERY_WAIT_MIN",
     "NONCE_SIZE",
     "PHASE1",
+    "Address",
     "ChildSa",
     "Inbound",
     "IsakmpSa",
@@ -91,19 +92,15 @@ class Outgoing:
     resend: int | None = None
 
 
+@dataclass(eq=False, slots=True)
 class ChildSa:
     """A pair of IPsec SAs of this ISAKMP SA, as far as IKE is concerned."""
 
-    __slots__ = ("config", "renewed", "spi_in", "spi_out", "suite")
-
-    def __init__(
-        self, config: ChildConfig, spi_in: int, spi_out: int, suite: tuple[Ikev2Transform, ...]
-    ) -> None:
-        self.config = config
-        self.spi_in = spi_in
-        self.spi_out = spi_out
-        self.suite = suite
-        self.renewed = False  # a newer Quick Mode for the same child replaces it
+    config: ChildConfig
+    spi_in: int
+    spi_out: int
+    suite: tuple[Ikev2Transform, ...]
+    renewed: bool = False  # a newer Quick Mode for the same child replaces it
 
 
 class IsakmpSa(OverTransport):
@@ -119,13 +116,10 @@ class IsakmpSa(OverTransport):
         random_bytes: RandomBytes,
         framing: Ikev1Framing,
     ) -> None:
-        self.config = config
-        self.initiator = initiator
-        #: A GETSPI: the inbound SPI of a new IPsec SA, LARVAL before it goes on the wire.
-        self.allocate_spi = allocate_spi
-        #: A responder's inverse ACQUIRE: what policy accepts for the Quick Mode IDs.
-        self.child_policy = child_policy
-        self.random = random_bytes
+        self.config, self.initiator, self.random = config, initiator, random_bytes
+        #: A GETSPI: the inbound SPI of a new IPsec SA, LARVAL before it goes on the wire;
+        #: and, for a responder, an inverse ACQUIRE: what policy accepts for Quick Mode IDs.
+        self.allocate_spi, self.child_policy = allocate_spi, child_policy
         self.spi_i = b""  # CKY-I (RFC 2408 §3.1)
         self.spi_r = b""  # CKY-R
         # Message IDs, retransmission, the replies to retransmitted messages and fragments.
@@ -148,12 +142,24 @@ class IsakmpSa(OverTransport):
 
     @property
     def fragmentation(self) -> bool:
-        """This end announces and takes IKEv1 fragments."""
+        """This end announces the FRAGMENTATION vendor ID and takes fragments; False: it
+        does neither, and sends every message whole."""
         return self._framing.enabled
 
     @fragmentation.setter
     def fragmentation(self, enabled: bool) -> None:
         self._framing.enabled = enabled
+
+    @property
+    def fragment_size(self) -> int:
+        """The longest message sent whole to a peer that takes fragments; a longer one
+        goes as fragments of at most this many bytes each, and as many of them as it
+        takes (up to the peer's limit: `larval.ikev1.fragments`)."""
+        return self._framing.fragment_size
+
+    @fragment_size.setter
+    def fragment_size(self, size: int) -> None:
+        self._framing.fragment_size = size
 
     @property
     def peer_fragmentation(self) -> bool:

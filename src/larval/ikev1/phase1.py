@@ -22,12 +22,12 @@ which the session answers (or drops) in one place.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from larval.crypto.dh import DhKeyPair
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, derive_phase1, ikev1_dh_group
 
-from .auth import Phase1Authenticator, Phase1Octets
+from .auth import Phase1Authenticator, Phase1Material
 from .config import Phase1Choice, phase1_choices
 from .constants import SIT_IDENTITY_ONLY, ExchangeType, NotifyType, PayloadType, ProtocolId
 from .errors import IkeV1ExchangeError, IkeV1ProtocolError
@@ -43,10 +43,23 @@ __all__ = [
     "AggressiveResponder",
     "MainModeInitiator",
     "MainModeResponder",
+    "Phase1Settings",
     "Phase1Task",
 ]
 
 MM, AM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Phase1Settings:
+    """How this end runs Phase 1: how it proves itself, the LIFE_DURATION it offers (as
+    initiator) or takes at most (as responder), whether it sends N(INITIAL-CONTACT) with
+    HASH_I, and whether AM3 goes encrypted (a responder takes either)."""
+
+    auth: Phase1Authenticator
+    ike_lifetime: int
+    initial_contact: bool = True
+    encrypt_am3: bool = True
 
 
 class Phase1Task:
@@ -55,10 +68,11 @@ class Phase1Task:
     exchange = MM
     rekeys = None
 
-    def __init__(self, sa: IsakmpSa, auth: Phase1Authenticator, ike_lifetime: int) -> None:
+    def __init__(self, sa: IsakmpSa, settings: Phase1Settings) -> None:
         self.sa = sa
-        self.auth = auth
-        self.ike_lifetime = ike_lifetime
+        self.settings = settings
+        self.auth = settings.auth
+        self.ike_lifetime = settings.ike_lifetime
         self.sai_b = b""  # the initiator's SA payload body, as offered
         self.dh: DhKeyPair | None = None
         self.g_xi = self.g_xr = b""
@@ -163,22 +177,19 @@ class Phase1Task:
         sa.keyed(choice, keys)
         self.iv = keys.iv
 
-    def _octets(self) -> Phase1Octets:
-        return Phase1Octets(self.g_xi, self.g_xr, self.sa.spi_i, self.sa.spi_r, self.sai_b)
+    def _material(self) -> Phase1Material:
+        sa = self.sa
+        assert sa.prf is not None and sa.keys is not None
+        return Phase1Material(sa.prf, sa.keys.skeyid, self.g_xi, self.g_xr, sa.spi_i, sa.spi_r,
+                              self.sai_b)  # fmt: skip
 
     def _proof(self, id_payload: IdPayload) -> Payload:
         """HASH_I (initiator) or HASH_R (responder) over this end's ID."""
-        sa = self.sa
-        assert sa.prf is not None and sa.keys is not None
-        octets, id_b = self._octets(), id_payload.encode_body()
-        return self.auth.build(sa.prf, sa.keys.skeyid, octets, id_b, sa.initiator)
+        return self.auth.build(self._material(), id_payload.encode_body(), self.sa.initiator)
 
     def _proves_peer(self, message: IkeV1Message, id_b: bytes) -> bool:
         """Does `message` prove the peer over its ID body `id_b`?"""
-        sa = self.sa
-        assert sa.prf is not None and sa.keys is not None
-        octets, peer_initiates = self._octets(), not sa.initiator
-        return self.auth.verify(sa.prf, sa.keys.skeyid, octets, id_b, message, peer_initiates)
+        return self.auth.verify(self._material(), id_b, message, not self.sa.initiator)
 
     def _peer_proven(self, message: IkeV1Message) -> None:
         """The initiator checks IDir and HASH_R (MM6, AM2); a failure ends the ISAKMP SA
@@ -193,6 +204,12 @@ class Phase1Task:
                                      answered=False)  # fmt: skip
         self.sa.authenticated()
 
+    def _expected_initiator(self, idii: IdPayload) -> None:
+        """The responder refuses an IDii other than the configured remote ID."""
+        if not self.sa.peer_id_ok(idii):
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
+                                     close="unexpected IDii")  # fmt: skip
+
     def _initiator_contact(self, message: IkeV1Message) -> None:
         self.sa.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
 
@@ -200,16 +217,8 @@ class Phase1Task:
 class MainModeInitiator(Phase1Task):
     """MM1 -->, MM3 -->, MM5 -->: offers, keys, proves itself, checks the responder."""
 
-    def __init__(
-        self,
-        sa: IsakmpSa,
-        auth: Phase1Authenticator,
-        ike_lifetime: int,
-        choices: list[Phase1Choice],
-        initial_contact: bool,
-    ) -> None:
-        super().__init__(sa, auth, ike_lifetime)
-        self.initial_contact = initial_contact
+    def __init__(self, sa: IsakmpSa, settings: Phase1Settings, choices: list[Phase1Choice]) -> None:
+        super().__init__(sa, settings)
         self._awaits = 2
         # MM1 { SA, VID }
         self._send("MM1", (self._offer(choices), *sa.vids()), resend=True)
@@ -244,7 +253,7 @@ class MainModeInitiator(Phase1Task):
         sa.answered(PHASE1)
         idii = sa.id_payload()
         payloads: list[Payload] = [idii, self._proof(idii)]
-        if self.initial_contact:
+        if self.settings.initial_contact:
             payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
         datagram, self.iv = sa.seal(sa.message(MM, payloads), self.iv)
         self._sealed(datagram, f"MM5 [ {payload_names(payloads)} ]", resend=True)
@@ -262,8 +271,8 @@ class MainModeInitiator(Phase1Task):
 class MainModeResponder(Phase1Task):
     """--> MM1, --> MM3, --> MM5: chooses, keys, checks the initiator, proves itself."""
 
-    def __init__(self, sa: IsakmpSa, auth: Phase1Authenticator, ike_lifetime: int) -> None:
-        super().__init__(sa, auth, ike_lifetime)
+    def __init__(self, sa: IsakmpSa, settings: Phase1Settings) -> None:
+        super().__init__(sa, settings)
         self._awaits = 1
 
     def process(self, inbound: Inbound, now: float) -> None:
@@ -303,9 +312,7 @@ class MainModeResponder(Phase1Task):
             raise auth_failed("MM5 does not decrypt (pre-shared keys differ?)") from None
         idii = message.first(IdPayload)
         assert idii is not None
-        if not sa.peer_id_ok(idii):
-            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
-                                     close="unexpected IDii")  # fmt: skip
+        self._expected_initiator(idii)
         if not self._proves_peer(message, body_of(message, PayloadType.ID)):
             raise auth_failed("HASH_I does not verify")
         self._initiator_contact(message)
@@ -321,18 +328,8 @@ class AggressiveInitiator(Phase1Task):
 
     exchange = AM
 
-    def __init__(
-        self,
-        sa: IsakmpSa,
-        auth: Phase1Authenticator,
-        ike_lifetime: int,
-        choices: list[Phase1Choice],
-        initial_contact: bool,
-        encrypt_am3: bool,
-    ) -> None:
-        super().__init__(sa, auth, ike_lifetime)
-        self.initial_contact = initial_contact
-        self.encrypt_am3 = encrypt_am3
+    def __init__(self, sa: IsakmpSa, settings: Phase1Settings, choices: list[Phase1Choice]) -> None:
+        super().__init__(sa, settings)
         # RFC 2409 §5: the KE goes with the offer, so every transform has its group.
         group = choices[0].group
         offer = self._offer([c for c in choices if c.group == group])
@@ -360,12 +357,12 @@ class AggressiveInitiator(Phase1Task):
         request = sa.answered(PHASE1)
         self.round_trip = request.round_trip(now) if request is not None else None
         payloads: list[Payload] = [self._proof(sa.id_payload()), *sa.nat_d()]
-        if self.initial_contact:
+        if self.settings.initial_contact:
             payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
         # RFC 2409 §5 shows AM3 in the clear; strongSwan and most others encrypt it. In
         # the clear, Phase 2 IVs start from the first Phase 1 IV (Appendix B).
         message = sa.message(AM, payloads)
-        if self.encrypt_am3:
+        if self.settings.encrypt_am3:
             datagram, sa.p1_last = sa.seal(message, self.iv)
         else:
             datagram, sa.p1_last = message.encode(), self.iv
@@ -378,8 +375,8 @@ class AggressiveResponder(Phase1Task):
 
     exchange = AM
 
-    def __init__(self, sa: IsakmpSa, auth: Phase1Authenticator, ike_lifetime: int) -> None:
-        super().__init__(sa, auth, ike_lifetime)
+    def __init__(self, sa: IsakmpSa, settings: Phase1Settings) -> None:
+        super().__init__(sa, settings)
         self.idii_b = b""  # IDii from AM1, for HASH_I in AM3
         self._awaits = 1
 
@@ -399,9 +396,7 @@ class AggressiveResponder(Phase1Task):
         ke, nonce = message.first(KePayload), message.first(NoncePayload)
         idii = message.first(IdPayload)
         assert ke is not None and nonce is not None and idii is not None
-        if not sa.peer_id_ok(idii):
-            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
-                                     close="unexpected IDii")  # fmt: skip
+        self._expected_initiator(idii)
         self.idii_b = body_of(message, PayloadType.ID)
         dh = self._generate()
         self.g_xi, self.g_xr = ke.data, dh.public_bytes

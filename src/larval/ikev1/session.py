@@ -72,10 +72,9 @@ NAT-D NAT-D ]``; payload names only, never keys or nonces.
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from larval.crypto.ike_errors import IkeCryptoError
 from larval.crypto.ike_transforms import Transform as Ikev2Transform
@@ -93,6 +92,7 @@ from larval.ike.events import (
 )
 from larval.ike.sa import Phase
 from larval.ike.state import ChildSaState, IkeSaState, IkeStateError, Ikev1State, Secret
+from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import Verdict
 
 from .auth import Phase1Authenticator, PskAuthenticator
@@ -102,7 +102,7 @@ from .errors import IkeV1ExchangeError, IkeV1OutOfPlace, IkeV1ProtocolError
 from .fragments import FRAGMENT_SIZE
 from .framing import Ikev1Framing
 from .informational import Dpd, Informational, protected
-from .isakmp import PHASE1, ChildSa, Inbound, IsakmpSa, Outgoing, delivery_wait
+from .isakmp import PHASE1, Address, ChildSa, Inbound, IsakmpSa, Outgoing, delivery_wait
 from .message import IkeV1Header, decode_header
 from .payloads import DeletePayload, NotifyPayload, Payload
 from .phase1 import (
@@ -110,21 +110,13 @@ from .phase1 import (
     AggressiveResponder,
     MainModeInitiator,
     MainModeResponder,
+    Phase1Settings,
     Phase1Task,
 )
 from .quick_mode import QuickModeInitiator, QuickModeResponder, QuickModeTask
 
-__all__ = [
-    "TRANSITIONS",
-    "IkeV1Session",
-    "Refusal",
-    "State",
-    "Step",
-    "Transition",
-    "Turn",
-]
+__all__ = ["TRANSITIONS", "IkeV1Session", "Refusal", "State", "Step", "Transition", "Turn"]
 
-Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
 REAUTH_DELETE_DELAY = 10.0  # seconds a replaced ISAKMP SA stays (strongSwan's adopt job: 10)
@@ -167,30 +159,16 @@ class Step(enum.Enum):
     INFORMATIONAL = "Informational"
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A message the state allows: who takes it, and the state once it is taken (None:
-    the state stays)."""
-
-    step: Step
-    next: State | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A message the state does not allow, and why: dropped and logged (RFC 2408 §5: no
-    answer to what cannot be authenticated)."""
-
-    reason: str
-
-
 Input = tuple[State, ExchangeType, Turn]
+#: A row: the step and the next state, or a refusal. IKEv1 answers no out-of-place
+#: message (RFC 2408 §5: nothing unauthenticated is worth an answer), so none has a notify.
+Entry = Transition[Step, State] | Refusal[NotifyType]
 _OPENS, _CONTINUES = Turn.OPENS, Turn.CONTINUES
 
 #: (state, exchange, opening|continuing) -> what takes the message and the next state,
 #: or why it is refused. Total over State x ExchangeType x Turn; an exchange type that
 #: is not in the enum is refused like one of its members with no row.
-TRANSITIONS: dict[Input, Transition | Refusal] = {
+TRANSITIONS: dict[Input, Entry] = {
     (State.IDLE, MM, _OPENS): Transition(Step.MAIN_MODE_RESPONDER, State.MM2_SENT),  # MM1
     (State.MM1_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.MM3_SENT),  # MM2
     (State.MM2_SENT, MM, _CONTINUES): Transition(Step.PHASE1, State.MM4_SENT),  # MM3
@@ -213,7 +191,7 @@ for _state in State:
         TRANSITIONS[(_state, _INFO, _OPENS)] = Transition(Step.INFORMATIONAL)
 
 
-def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal:
+def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal[NotifyType]:
     """The rows the table does not spell out, by rule; none is answered."""
     if state is State.CLOSED:
         return Refusal("the ISAKMP SA is closed")
@@ -230,8 +208,7 @@ def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal:
     return Refusal("an exchange larval does not take")
 
 
-for _key in itertools.product(State, ExchangeType, Turn):
-    TRANSITIONS.setdefault(_key, _refusal(*_key))
+complete(TRANSITIONS, _refusal, State, ExchangeType, Turn)
 
 #: Each state as `larval.ike.sa.Phase` names it for the key manager.
 _PHASES = {
@@ -284,10 +261,9 @@ class IkeV1Session(IsakmpSa):
         super().__init__(config, initiator=initiator, allocate_spi=allocate_spi,
                          child_policy=child_policy, random_bytes=random_bytes,
                          framing=framing)  # fmt: skip
-        self.aggressive = aggressive
-        self.ike_lifetime = ike_lifetime
-        self.encrypt_am3 = encrypt_am3
-        self._initial_contact = initial_contact
+        # How Phase 1 goes (`Phase1Settings`, made when a Phase 1 task starts).
+        self.aggressive, self.ike_lifetime = aggressive, ike_lifetime
+        self.encrypt_am3, self._initial_contact = encrypt_am3, initial_contact
         self._authenticator = authenticator or PskAuthenticator(config.psk)
         self._enter(State.IDLE)
         # The exchanges under way: Phase 1's, and the Quick Modes by Message ID.
@@ -312,15 +288,6 @@ class IkeV1Session(IsakmpSa):
     def suite(self) -> tuple[Ikev2Transform, ...]:
         """The Phase 1 suite chosen, in IKEv2 numbering; () until then."""
         return self.choice.suite() if self.choice is not None else ()
-
-    @property
-    def fragment_size(self) -> int:
-        """The longest message sent whole to a peer that takes fragments."""
-        return self._framing.fragment_size
-
-    @fragment_size.setter
-    def fragment_size(self, size: int) -> None:
-        self._framing.fragment_size = size
 
     @property
     def rekey_at(self) -> float | None:
@@ -413,13 +380,11 @@ class IkeV1Session(IsakmpSa):
         self._pending_child = child
         self.spi_i = self.random(8)
         self._deadline = now + self.config.half_open_timeout
-        auth, life, contact = self._authenticator, self.ike_lifetime, self._initial_contact
         if self.aggressive:
-            self._phase1 = AggressiveInitiator(self, auth, life, choices, contact,
-                                               self.encrypt_am3)  # fmt: skip
+            self._phase1 = AggressiveInitiator(self, self._phase1_settings(), choices)
             self._enter(State.AM1_SENT)
         else:
-            self._phase1 = MainModeInitiator(self, auth, life, choices, contact)
+            self._phase1 = MainModeInitiator(self, self._phase1_settings(), choices)
             self._enter(State.MM1_SENT)
         self._send(self._phase1.build(now), now)
 
@@ -607,9 +572,7 @@ class IkeV1Session(IsakmpSa):
         dpd = self._dpd
         dpd.last_heard, dpd.seq, dpd.message_id = v1.last_heard, v1.dpd_seq, v1.dpd_message_id
         for c in value.children:
-            child = ChildSa(c.config, c.spi_in, c.spi_out, c.suite)
-            child.renewed = c.renewed
-            self.children[c.spi_in] = child
+            self.children[c.spi_in] = ChildSa(c.config, c.spi_in, c.spi_out, c.suite, c.renewed)
         mid = dpd.message_id
         self._transport.restore(value.transport, {mid: self._r_u_there} if mid is not None else {})
         self._enter(State.ESTABLISHED)
@@ -686,13 +649,12 @@ class IkeV1Session(IsakmpSa):
     def _take(self, step: Step, inbound: Inbound, now: float) -> None:
         """Hand a message to the task the table's step names, and send what it builds."""
         header = inbound.header
-        auth, life = self._authenticator, self.ike_lifetime
         match step:
             case Step.MAIN_MODE_RESPONDER | Step.AGGRESSIVE_RESPONDER:
                 self.spi_i, self.spi_r = header.cookie_i, self.random(8)
                 self._deadline = now + self.config.half_open_timeout
                 new = MainModeResponder if step is Step.MAIN_MODE_RESPONDER else AggressiveResponder
-                self._phase1 = new(self, auth, life)
+                self._phase1 = new(self, self._phase1_settings())
                 self._run(self._phase1, inbound, now)
             case Step.PHASE1:
                 assert self._phase1 is not None
@@ -746,7 +708,11 @@ class IkeV1Session(IsakmpSa):
         restored, or it closes."""
         self.state = state
 
-    # -- Phase 1 done ----------------------------------------------------------------------
+    # -- Phase 1 ---------------------------------------------------------------------------
+
+    def _phase1_settings(self) -> Phase1Settings:
+        return Phase1Settings(self._authenticator, self.ike_lifetime, self._initial_contact,
+                              self.encrypt_am3)  # fmt: skip
 
     def _established(self, now: float) -> None:
         assert self.choice is not None
