@@ -175,6 +175,9 @@ class IsakmpSa(OverTransport):
         """An event for the key manager (`next_event`)."""
         self._events.append(event)
 
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
     # -- the transport, as the exchanges use it --------------------------------------------
 
     def new_message_id(self) -> int:

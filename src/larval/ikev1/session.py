@@ -85,7 +85,6 @@ from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig
 from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
-    Event,
     IkeSaDown,
     IkeSaReauthDue,
     IkeSaUp,
@@ -305,9 +304,6 @@ class IkeV1Session(IsakmpSa):
         return f"<IkeV1Session {self.config.name} {role} {spis} {self.state.value}>"
 
     # -- the five-method surface ---------------------------------------------------------
-
-    def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
         times = [self._transport.get_timer(), self._deadline, self._dpd_due(), self._reauth_at,
