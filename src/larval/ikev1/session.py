@@ -91,6 +91,7 @@ from larval.ike.events import (
 )
 from larval.ike.sa import Phase
 from larval.ike.state import ChildSaState, IkeSaState, IkeStateError, Ikev1State, Secret
+from larval.ike.task import Task
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import Verdict
 
@@ -672,9 +673,9 @@ class IkeV1Session(IsakmpSa):
                 )  # fmt: skip
                 self._run(informational, inbound, now)
 
-    def _run(self, task: Phase1Task | QuickModeTask | Informational, inbound: Inbound,
-             now: float) -> None:  # fmt: skip
-        """The task processes the message, and what it builds in answer goes out."""
+    def _run(self, task: Task[Inbound, Outgoing | None], inbound: Inbound, now: float) -> None:
+        """The task processes the message, and what it builds in answer goes out
+        (`larval.ike.task.Task`: build and process for its role)."""
         task.process(inbound, now)
         while (out := task.build(now)) is not None:
             self._send(out, now)
