@@ -71,3 +71,16 @@ def test_quick_mode_before_phase1_is_done_is_refused() -> None:
     assert fresh.r.state is State.MM2_SENT and fresh.r.datagrams_to_send(0.0) == []
     entry = TRANSITIONS[(State.MM2_SENT, ExchangeType.QUICK_MODE, Turn.OPENS)]
     assert isinstance(entry, Refusal) and "Phase 1" in entry.reason
+
+
+def test_a_first_message_that_does_not_decode_leaves_the_responder_as_it_was() -> None:
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    ((mm1, _),) = pair.i.datagrams_to_send(0.0)
+    # The SA payload's length lies: the header decodes, the message does not (dropped).
+    pair.r.receive_datagram(mm1[:30] + b"\xff\xff" + mm1[32:], (str(A), IKE_PORT), 0.0)
+    assert pair.r.state is State.IDLE and pair.r.spi_r == b"" and pair.r.get_timer() is None
+    pair.r.receive_datagram(mm1, (str(A), IKE_PORT), 0.0)  # MM1 whole -->
+    assert pair.r.state is State.MM2_SENT and len(pair.r.spi_r) == 8
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED

@@ -118,6 +118,10 @@ class Phase1Task:
         self.sai_b = sa.encode_body()
         return sa
 
+    def _cookies(self, inbound: Inbound) -> None:
+        """The responder takes the initiator's CKY-I and makes its CKY-R (RFC 2408 §2.5.3)."""
+        self.sa.spi_i, self.sa.spi_r = inbound.header.cookie_i, self.sa.random(8)
+
     def _choose(self, message: IkeV1Message) -> SaPayload:
         """The responder's answer: the first of its own transforms the offer contains, as
         offered (RFC 2409 §5: the transform comes back unchanged), or NO_PROPOSAL_CHOSEN."""
@@ -283,6 +287,7 @@ class MainModeResponder(Phase1Task):
     def _mm1(self, inbound: Inbound) -> None:
         """MM1 { SA, VID } -->  choose, answer MM2 { SA, VID }"""
         message = self._clear(inbound.data, 1)
+        self._cookies(inbound)
         self.sa.vendor_ids(message)
         answer = self._choose(message)
         self._send("MM2", (answer, *self.sa.vids()), resend=False)
@@ -391,6 +396,7 @@ class AggressiveResponder(Phase1Task):
         """AM1 { SA, KE, Ni, IDii, VID } -->  AM2 { SA, KE, Nr, IDir, HASH_R }"""
         sa = self.sa
         message = self._clear(inbound.data, 1)
+        self._cookies(inbound)
         sa.vendor_ids(message)
         answer = self._choose(message)
         ke, nonce = message.first(KePayload), message.first(NoncePayload)

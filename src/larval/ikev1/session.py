@@ -648,11 +648,10 @@ class IkeV1Session(IsakmpSa):
         header = inbound.header
         match step:
             case Step.MAIN_MODE_RESPONDER | Step.AGGRESSIVE_RESPONDER:
-                self.spi_i, self.spi_r = header.cookie_i, self.random(8)
-                self._deadline = now + self.config.half_open_timeout
                 new = MainModeResponder if step is Step.MAIN_MODE_RESPONDER else AggressiveResponder
                 self._phase1 = new(self, self._phase1_settings())
                 self._run(self._phase1, inbound, now)
+                self._deadline = now + self.config.half_open_timeout
             case Step.PHASE1:
                 assert self._phase1 is not None
                 self._run(self._phase1, inbound, now)
