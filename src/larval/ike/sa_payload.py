@@ -116,7 +116,7 @@ class Substructure:
             )
         reader.pull_u8(f"{self.kind} RESERVED")
         length = reader.pull_u16(self.length)
-        body = reader.pull_block(length, 4, self.length)
+        body = reader.pull_block(length, 4, self.length)  # the length counts the four octets
         return self.codec.reader(body, self.kind), mark == 0
 
 
