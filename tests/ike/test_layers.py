@@ -78,6 +78,7 @@ def test_relative_imports_resolve() -> None:
 SHARED_BASES = {
     "codec": "larval.ike.codec",
     "payloads": "larval.ike.payload",
+    "sa_payload": "larval.ike.sa_payload",
     "message": "larval.ike.message",
     "rules": "larval.ike.rules",
     "render": "larval.ike.render",

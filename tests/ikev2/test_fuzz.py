@@ -218,12 +218,15 @@ def _fragments(draw: st.DrawFn) -> list[IkeFragment]:
         st.lists(
             st.builds(
                 IkeFragment,
-                spi_i=st.just(SPI_I),
-                spi_r=st.just(SPI_R),
-                exchange_type=st.sampled_from([ExchangeType.IKE_AUTH, ExchangeType(37)]),
-                is_initiator=st.just(True),
-                is_response=st.booleans(),
-                message_id=st.integers(0, 3),
+                message=st.builds(
+                    IkeMessage,
+                    spi_i=st.just(SPI_I),
+                    spi_r=st.just(SPI_R),
+                    exchange_type=st.sampled_from([ExchangeType.IKE_AUTH, ExchangeType(37)]),
+                    is_initiator=st.just(True),
+                    is_response=st.booleans(),
+                    message_id=st.integers(0, 3),
+                ),
                 fragment_number=st.integers(0, 5),
                 total_fragments=st.integers(0, 5),
                 first_inner=st.sampled_from([PayloadType(t) for t in TYPES]),
@@ -244,7 +247,7 @@ def test_reassembler_never_fails_otherwise(fragments: list[IkeFragment]) -> None
         except IkeProtocolError:
             continue
         if result is not None:
-            assert result.message_id == f.message_id
+            assert result.message_id == f.message.message_id
         assert len(reassembler) <= 3
 
 

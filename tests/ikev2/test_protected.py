@@ -243,6 +243,19 @@ def _opened(cipher: ToyCipher, pieces: list[bytes]) -> list[IkeFragment]:
     return [decode_fragment(wire, cipher.unprotect) for wire in pieces]
 
 
+def test_fragments_carry_their_message_header() -> None:
+    # Every fragment names the message it belongs to: the header's fields, no payloads;
+    # the reassembled message takes them from there.
+    cipher, pieces = _fragments()
+    for f in _opened(cipher, pieces):
+        assert f.message == dataclasses.replace(BIG, payloads=())
+    odd = dataclasses.replace(BIG, higher_version=True, minor_version=3)
+    (only,) = fragment(odd, cipher.protect, cipher.overhead, 10_000)
+    opened = decode_fragment(only, cipher.unprotect)
+    assert (opened.message.higher_version, opened.message.minor_version) == (True, 3)
+    assert FragmentReassembler().add(opened) == odd
+
+
 def test_reassembly_in_order() -> None:
     cipher, pieces = _fragments()
     reassembler = FragmentReassembler()
@@ -294,7 +307,8 @@ def test_reassembly_limits() -> None:
     first = _opened(cipher, pieces)[0]
     reassembler = FragmentReassembler(max_messages=2)
     for message_id in range(5):
-        reassembler.add(dataclasses.replace(first, message_id=message_id))
+        message = dataclasses.replace(first.message, message_id=message_id)
+        reassembler.add(dataclasses.replace(first, message=message))
     assert len(reassembler) == 2
     reassembler.discard(4, False)
     assert len(reassembler) == 1
@@ -309,16 +323,16 @@ def test_reassembly_rejects_mixed_exchanges() -> None:
     first, second, *_ = _opened(cipher, pieces)
     reassembler = FragmentReassembler()
     reassembler.add(first)
-    stray = dataclasses.replace(second, exchange_type=ExchangeType.INFORMATIONAL)
+    other = dataclasses.replace(second.message, exchange_type=ExchangeType.INFORMATIONAL)
+    stray = dataclasses.replace(second, message=other)
     with pytest.raises(IkeProtocolError, match="does not match"):
         reassembler.add(stray)
     assert len(reassembler) == 0
 
 
 def test_reassembled_chain_must_decode() -> None:
-    garbage = IkeFragment(
-        SPI_I, SPI_R, ExchangeType.IKE_AUTH, True, False, 1, 1, 1, PayloadType.IDi, b"\x00\x00\x00"
-    )
+    message = IkeMessage(SPI_I, SPI_R, ExchangeType.IKE_AUTH, True, False, 1)
+    garbage = IkeFragment(message, 1, 1, PayloadType.IDi, b"\x00\x00\x00")
     with pytest.raises(IkeDecodeError):
         FragmentReassembler().add(garbage)
 

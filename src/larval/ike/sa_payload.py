@@ -3,19 +3,21 @@
 A data attribute is TV or TLV after its Attribute Format bit in both (RFC 7296 §3.3.5,
 RFC 2408 §3.3); a proposal's header is the same eight octets and SPI (RFC 7296 §3.3.1,
 RFC 2408 §3.5), its first octet 2 while more proposals follow and 0 for the last; and
-proposals and transforms are lists whose members say themselves which one is last.
-What differs stays with each version's ``sa_payload``: the transform's layout, the SA
-payload's DOI and Situation (ISAKMP), and the notification a broken proposal is
-answered with.
+proposals and transforms are lists whose members say themselves which one is last, in
+the same first four octets: that mark, RESERVED, and the length of the whole
+(`Substructure`: IKEv2 calls the mark Last Substruc, ISAKMP Next Payload, since its
+proposals and transforms are payloads of their own). What differs stays with each
+version's ``sa_payload``: the transform's layout, the SA payload's DOI and Situation
+(ISAKMP), and the notification a broken proposal is answered with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol, Self, TypeVar
 
-from larval.wire import Buffer, NetReader
+from larval.wire import Buffer, LenientIntEnum, NetReader
 
 from .codec import IkeCodec
 
@@ -23,6 +25,7 @@ __all__ = [
     "AF",
     "MORE_PROPOSALS",
     "Proposal",
+    "Substructure",
     "pull_attribute",
     "pull_marked",
     "push_attribute",
@@ -81,14 +84,54 @@ def pull_marked(
 
 
 @dataclass(frozen=True, slots=True)
+class Substructure:
+    """A proposal or a transform (``kind``) as one version chains them: the first octet
+    is 0 for the last and ``more`` while others follow, then RESERVED, then the length of
+    the whole, these four octets included (RFC 7296 §3.3.1, §3.3.2; RFC 2408 §3.5, §3.6).
+
+    ``mark`` and ``length`` name the first octet and the length field in the version's
+    words; a first octet other than 0 or ``more`` raises ``wrong_mark(message)``.
+    """
+
+    kind: str
+    more: int
+    mark: str
+    length: str
+    codec: IkeCodec
+    wrong_mark: Callable[[str], Exception]
+
+    def push_header(self, buf: Buffer, last: bool) -> None:
+        """The four octets, the length 0: written inside the codec's block that patches it."""
+        buf.push_u8(0 if last else self.more)
+        buf.push_u8(0)
+        buf.push_u16be(0)
+
+    def pull(self, reader: NetReader) -> tuple[NetReader, bool]:
+        """A reader over the rest of the next one in ``reader``, named ``kind``, and
+        whether it said it was the last."""
+        mark = reader.pull_u8(f"{self.kind} {self.mark}")
+        if mark not in (0, self.more):
+            raise self.wrong_mark(
+                f"{reader.what}: {self.kind} {self.mark} is {mark}, not 0 or {self.more}"
+            )
+        reader.pull_u8(f"{self.kind} RESERVED")
+        length = reader.pull_u16(self.length)
+        body = reader.pull_block(length, 4, self.length)  # the length counts the four octets
+        return self.codec.reader(body, self.kind), mark == 0
+
+
+@dataclass(frozen=True, slots=True)
 class Proposal:
-    """A proposal of either version; each subclasses it with its own Protocol ID and
-    transform classes and reads it with its own ``decode``.
+    """A proposal of either version; each subclasses it with its own Protocol IDs
+    (``protocols``), `Substructure`, field names and transforms (`pull_transforms`).
 
     SPI Size and the number of transforms come from ``spi`` and ``transforms``.
     """
 
-    codec: ClassVar[IkeCodec]
+    substructure: ClassVar[Substructure]
+    protocols: ClassVar[type[LenientIntEnum]]
+    #: The names of Proposal Num, Protocol ID and Num Transforms in the version's RFC.
+    field_names: ClassVar[tuple[str, str, str]]
 
     number: int
     protocol_id: int
@@ -98,15 +141,14 @@ class Proposal:
     def encode(self, buf: Buffer, last: bool) -> None:
         """The header, the transforms (the last one marked so), the length back-patched."""
         spi, transforms = self.spi, self.transforms
+        codec = self.substructure.codec
         if len(spi) > 0xFF or len(transforms) > 0xFF:
-            raise self.codec.encode_error(
+            raise codec.encode_error(
                 f"proposal {self.number}: {len(spi)}-byte SPI, "
                 f"{len(transforms)} transforms (255 at most)"
             )
-        with self.codec.block(buf):
-            buf.push_u8(0 if last else MORE_PROPOSALS)
-            buf.push_u8(0)
-            buf.push_u16be(0)  # Proposal Length, patched
+        with codec.block(buf):
+            self.substructure.push_header(buf, last)
             buf.push_u8(self.number)
             buf.push_u8(self.protocol_id)
             buf.push_u8(len(spi))
@@ -114,3 +156,25 @@ class Proposal:
             buf.push_bytes(spi)
             for i, transform in enumerate(transforms, 1):
                 transform.encode(buf, last=i == len(transforms))
+
+    @classmethod
+    def decode(cls, reader: NetReader) -> tuple[Self, bool]:
+        """One proposal from ``reader``, and whether it said it was the last."""
+        body, marked_last = cls.substructure.pull(reader)
+        number_field, protocol_field, count_field = cls.field_names
+        number = body.pull_u8(number_field)
+        body.what = f"proposal {number}"
+        protocol_id = cls.protocols(body.pull_u8(protocol_field))
+        spi_size = body.pull_u8("SPI Size")
+        count = body.pull_u8(count_field)
+        spi = body.pull_bytes(spi_size, "SPI")
+        transforms = cls.pull_transforms(body, protocol_id, count)
+        return cls(number, protocol_id, spi, transforms), marked_last
+
+    @classmethod
+    def pull_transforms(
+        cls, body: NetReader, protocol_id: int, count: int
+    ) -> tuple[_Transform, ...]:
+        """The ``count`` transforms filling the rest of ``body``; a count that disagrees,
+        or a last transform not marked so, is the version's error."""
+        raise NotImplementedError

@@ -87,6 +87,19 @@ _AUTH_OF_INTEG: dict[int, int] = {
 }
 _INTEG_OF_AUTH = {v: k for k, v in _AUTH_OF_INTEG.items()}
 
+#: The modes that carry ESP in UDP (RFC 3947 §5.1), under the RFC's and the drafts' numbers.
+_UDP_MODES = frozenset(
+    {
+        EncapsulationMode.UDP_TUNNEL,
+        EncapsulationMode.UDP_TRANSPORT,
+        EncapsulationMode.UDP_TUNNEL_DRAFT,
+        EncapsulationMode.UDP_TRANSPORT_DRAFT,
+    }
+)
+_TUNNEL_MODES = frozenset(
+    {EncapsulationMode.TUNNEL, EncapsulationMode.UDP_TUNNEL, EncapsulationMode.UDP_TUNNEL_DRAFT}
+)
+
 
 def _of_type(suite: Suite, ttype: int) -> list[Ikev2Transform]:
     return [t for t in suite if t.type == ttype]
@@ -232,20 +245,11 @@ class EspChoice:
 
     @property
     def udp(self) -> bool:
-        return self.mode in (
-            EncapsulationMode.UDP_TUNNEL,
-            EncapsulationMode.UDP_TRANSPORT,
-            EncapsulationMode.UDP_TUNNEL_DRAFT,
-            EncapsulationMode.UDP_TRANSPORT_DRAFT,
-        )
+        return self.mode in _UDP_MODES
 
     @property
     def tunnel(self) -> bool:
-        return self.mode in (
-            EncapsulationMode.TUNNEL,
-            EncapsulationMode.UDP_TUNNEL,
-            EncapsulationMode.UDP_TUNNEL_DRAFT,
-        )
+        return self.mode in _TUNNEL_MODES
 
     def suite(self) -> Suite:
         """The choice in IKEv2 numbering, as `ChildSaUp` reports it (ESN: no)."""

@@ -37,7 +37,23 @@ from .errors import IkeV1DecodeError, IkeV1EncodeError
 
 __all__ = ["Attribute", "Proposal", "SaPayload", "Transform"]
 
-_GENERIC = 4  # generic payload header: Next Payload, RESERVED, Payload Length
+
+def _not_chained(message: str) -> IkeV1DecodeError:
+    # A proposal or transform chained to a payload other than its own kind (RFC 2408 §3.5).
+    return IkeV1DecodeError(message, NotifyType.INVALID_PAYLOAD_TYPE)
+
+
+_PROPOSAL = base.Substructure(
+    "proposal", PayloadType.PROPOSAL, "Next Payload", "proposal Payload Length", CODEC, _not_chained
+)
+_TRANSFORM = base.Substructure(
+    "transform",
+    PayloadType.TRANSFORM,
+    "Next Payload",
+    "transform Payload Length",
+    CODEC,
+    _not_chained,
+)
 
 
 def _attr_enum(protocol_id: int, attr_type: int) -> int:
@@ -139,9 +155,7 @@ class Transform:
 
     def encode(self, buf: Buffer, last: bool) -> None:
         with push_block(buf):
-            buf.push_u8(PayloadType.NONE if last else PayloadType.TRANSFORM)
-            buf.push_u8(0)
-            buf.push_u16be(0)  # Payload Length, patched
+            _TRANSFORM.push_header(buf, last)
             buf.push_u8(self.number)
             buf.push_u8(self.transform_id)
             buf.push_u16be(0)
@@ -151,15 +165,7 @@ class Transform:
     @classmethod
     def decode(cls, reader: NetReader, protocol_id: int) -> tuple[Transform, bool]:
         """One transform from ``reader``, and whether its Next Payload said it was last."""
-        next_payload = reader.pull_u8("transform Next Payload")
-        if next_payload not in (PayloadType.NONE, PayloadType.TRANSFORM):
-            raise IkeV1DecodeError(
-                f"{reader.what}: a transform's Next Payload is {next_payload}, not 0 or 3",
-                NotifyType.INVALID_PAYLOAD_TYPE,
-            )
-        reader.pull_u8("transform RESERVED")
-        length = reader.pull_u16("transform Payload Length")
-        body = IkeV1Reader(reader.pull_block(length, _GENERIC, "transform Payload Length"), "")
+        body, last = _TRANSFORM.pull(reader)
         number = body.pull_u8("Transform #")
         body.what = f"transform {number}"
         transform_id = _transform_enum(protocol_id, body.pull_u8("Transform-Id"))
@@ -167,7 +173,7 @@ class Transform:
         attributes: list[Attribute] = []
         while not body.eof():
             attributes.append(Attribute.decode(body, protocol_id))
-        return cls(number, transform_id, tuple(attributes)), next_payload == PayloadType.NONE
+        return cls(number, transform_id, tuple(attributes)), last
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,41 +196,29 @@ class Proposal(base.Proposal):
     ISAKMP (the cookies name the SA, RFC 2409 §5) and 4 bytes for AH and ESP.
     """
 
-    codec = CODEC
+    substructure = _PROPOSAL
+    protocols = ProtocolId
+    field_names = ("Proposal #", "Protocol-Id", "# of Transforms")
 
     protocol_id: ProtocolId
     transforms: tuple[Transform, ...] = ()
 
     @classmethod
-    def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
-        """One proposal from ``reader``, and whether its Next Payload said it was last."""
-        next_payload = reader.pull_u8("proposal Next Payload")
-        if next_payload not in (PayloadType.NONE, PayloadType.PROPOSAL):
-            raise IkeV1DecodeError(
-                f"SA payload: a proposal's Next Payload is {next_payload}, not 0 or 2",
-                NotifyType.INVALID_PAYLOAD_TYPE,
-            )
-        reader.pull_u8("proposal RESERVED")
-        length = reader.pull_u16("proposal Payload Length")
-        body = IkeV1Reader(reader.pull_block(length, _GENERIC, "proposal Payload Length"), "")
-        number = body.pull_u8("Proposal #")
-        body.what = f"proposal {number}"
-        protocol_id = ProtocolId(body.pull_u8("Protocol-Id"))
-        spi_size = body.pull_u8("SPI Size")
-        count = body.pull_u8("# of Transforms")
-        spi = body.pull_bytes(spi_size, "SPI")
+    def pull_transforms(
+        cls, body: NetReader, protocol_id: int, count: int
+    ) -> tuple[Transform, ...]:
         transforms, last = base.pull_marked(
-            body, lambda r: Transform.decode(r, protocol_id), f"proposal {number}", "transform"
+            body, lambda r: Transform.decode(r, protocol_id), body.what, "transform"
         )
         if transforms and not last:
-            raise IkeV1DecodeError(f"proposal {number}: the last transform is not marked last")
+            raise IkeV1DecodeError(f"{body.what}: the last transform is not marked last")
         if len(transforms) != count:
             # RFC 2408 §5.5: the count and the transforms present must agree.
             raise IkeV1DecodeError(
-                f"proposal {number}: # of Transforms says {count}, {len(transforms)} present",
+                f"{body.what}: # of Transforms says {count}, {len(transforms)} present",
                 NotifyType.BAD_PROPOSAL_SYNTAX,
             )
-        return cls(number, protocol_id, spi, tuple(transforms)), next_payload == PayloadType.NONE
+        return tuple(transforms)
 
 
 @dataclass(frozen=True, slots=True)

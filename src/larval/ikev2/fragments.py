@@ -11,6 +11,7 @@ together. The ``protect``/``unprotect``/``overhead`` callbacks are those of
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from larval.ike.reassembly import FragmentBuffer, FragmentOverflow
@@ -19,8 +20,6 @@ from larval.wire import Buffer
 from .constants import (
     GENERIC_HEADER_SIZE,
     IKE_HEADER_SIZE,
-    ExchangeType,
-    HeaderFlag,
     NotifyType,
     PayloadType,
 )
@@ -46,22 +45,17 @@ _MAX_FRAGMENTS = 0xFFFF  # Total Fragments is 16 bits
 class IkeFragment:
     """One checked and opened fragment: its message's header fields and its piece.
 
-    ``data`` is this fragment's piece of the inner payload chain, in the clear;
-    ``first_inner`` is the first inner payload's type (meaningful in fragment 1 only).
+    ``message`` is the message the fragment belongs to, its header's fields without
+    payloads; ``data`` is this fragment's piece of the inner payload chain, in the
+    clear; ``first_inner`` is the first inner payload's type (meaningful in fragment 1
+    only).
     """
 
-    spi_i: bytes
-    spi_r: bytes
-    exchange_type: ExchangeType
-    is_initiator: bool
-    is_response: bool
-    message_id: int
+    message: IkeMessage
     fragment_number: int
     total_fragments: int
     first_inner: PayloadType
     data: bytes
-    higher_version: bool = False
-    minor_version: int = 0
 
 
 def _largest_piece(budget: int, limit: int, overhead: Overhead) -> int:
@@ -141,18 +135,11 @@ def decode_fragment(data: bytes, unprotect: Unprotect) -> IkeFragment:
     aad = data[: skf_start + _SKF_HEADER]
     piece = unprotect(aad, skf.encrypted)
     return IkeFragment(
-        spi_i=header.spi_i,
-        spi_r=header.spi_r,
-        exchange_type=header.exchange_type,
-        is_initiator=bool(header.flags & HeaderFlag.INITIATOR),
-        is_response=bool(header.flags & HeaderFlag.RESPONSE),
-        message_id=header.message_id,
-        fragment_number=skf.fragment_number,
-        total_fragments=skf.total_fragments,
-        first_inner=skf.first_inner,
-        data=piece,
-        higher_version=bool(header.flags & HeaderFlag.VERSION),
-        minor_version=header.minor,
+        IkeMessage.from_header(header),
+        skf.fragment_number,
+        skf.total_fragments,
+        skf.first_inner,
+        piece,
     )
 
 
@@ -199,7 +186,8 @@ class FragmentReassembler:
             raise IkeDecodeError(
                 f"fragment {fragment.fragment_number} of {fragment.total_fragments}"
             )
-        key = (fragment.is_response, fragment.message_id)
+        message = fragment.message
+        key = (message.is_response, message.message_id)
         partial = self._buffer.partial(key)
         if partial is not None and fragment.total_fragments != partial.total:
             if fragment.total_fragments < partial.total:
@@ -207,8 +195,8 @@ class FragmentReassembler:
             self._buffer.discard(key)
             partial = None
         if partial is not None:
-            first = partial.first
-            if (fragment.exchange_type, fragment.spi_i, fragment.spi_r) != (
+            first = partial.first.message
+            if (message.exchange_type, message.spi_i, message.spi_r) != (
                 first.exchange_type,
                 first.spi_i,
                 first.spi_r,
@@ -216,7 +204,7 @@ class FragmentReassembler:
                 self._buffer.discard(key)
                 raise IkeProtocolError(
                     NotifyType.INVALID_SYNTAX,
-                    f"fragment {fragment.fragment_number} of message {fragment.message_id} "
+                    f"fragment {fragment.fragment_number} of message {message.message_id} "
                     "does not match the fragments before it",
                 )
         try:
@@ -236,14 +224,4 @@ class FragmentReassembler:
         first = pieces[0]
         chain = b"".join(p.data for p in pieces)
         payloads, _ = decode_chain(chain, first.first_inner, inner=True)
-        return IkeMessage(
-            spi_i=first.spi_i,
-            spi_r=first.spi_r,
-            exchange_type=first.exchange_type,
-            is_initiator=first.is_initiator,
-            is_response=first.is_response,
-            message_id=first.message_id,
-            payloads=tuple(payloads),
-            higher_version=first.higher_version,
-            minor_version=first.minor_version,
-        )
+        return dataclasses.replace(first.message, payloads=tuple(payloads))

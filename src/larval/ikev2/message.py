@@ -222,6 +222,28 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
             (HeaderFlag.RESPONSE, self.is_response),
         )
 
+    @classmethod
+    def from_header(
+        cls,
+        header: IkeHeader,
+        payloads: Iterable[Payload] = (),
+        unprotected: Iterable[Payload] = (),
+    ) -> IkeMessage:
+        """The message ``header`` heads, with ``payloads`` (none: the header's fields
+        alone, as a fragment carries them)."""
+        return cls(
+            spi_i=header.spi_i,
+            spi_r=header.spi_r,
+            exchange_type=header.exchange_type,
+            is_initiator=bool(header.flags & HeaderFlag.INITIATOR),
+            is_response=bool(header.flags & HeaderFlag.RESPONSE),
+            message_id=header.message_id,
+            payloads=tuple(payloads),
+            unprotected=tuple(unprotected),
+            higher_version=bool(header.flags & HeaderFlag.VERSION),
+            minor_version=header.minor,
+        )
+
     def header(self, next_payload: int, length: int) -> IkeHeader:
         """This message's IKE header, given the first payload's type and the total length."""
         return IkeHeader(
@@ -245,21 +267,6 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
         return header.encode() + chain
 
 
-def _message(header: IkeHeader, payloads: list[Payload], unprotected: list[Payload]) -> IkeMessage:
-    return IkeMessage(
-        spi_i=header.spi_i,
-        spi_r=header.spi_r,
-        exchange_type=header.exchange_type,
-        is_initiator=bool(header.flags & HeaderFlag.INITIATOR),
-        is_response=bool(header.flags & HeaderFlag.RESPONSE),
-        message_id=header.message_id,
-        payloads=tuple(payloads),
-        unprotected=tuple(unprotected),
-        higher_version=bool(header.flags & HeaderFlag.VERSION),
-        minor_version=header.minor,
-    )
-
-
 def decode_message(data: bytes) -> IkeMessage:
     """Decode a message in the clear; an SK or SKF payload stays opaque.
 
@@ -269,7 +276,7 @@ def decode_message(data: bytes) -> IkeMessage:
     """
     header = decode_header(data)
     payloads, _ = decode_chain(data, header.next_payload, IKE_HEADER_SIZE)
-    return _message(header, payloads, [])
+    return IkeMessage.from_header(header, payloads)
 
 
 def encode_protected(message: IkeMessage, protect: Protect, overhead: Overhead) -> bytes:
@@ -319,4 +326,4 @@ def decode_protected(data: bytes, unprotect: Unprotect) -> IkeMessage:
     aad = data[: sk_start + GENERIC_HEADER_SIZE]
     plaintext = unprotect(aad, sk.encrypted)
     payloads, _ = decode_chain(plaintext, sk.first_inner, inner=True)
-    return _message(header, payloads, outer)
+    return IkeMessage.from_header(header, payloads, outer)

@@ -21,9 +21,12 @@ from .errors import IkeDecodeError, IkeEncodeError
 
 __all__ = ["Attribute", "Proposal", "SaPayload", "Transform"]
 
-_MORE_TRANSFORMS = 3  # RFC 7296 §3.3.2 Last Substruc
-_PROPOSAL_HEADER = 8
-_TRANSFORM_HEADER = 8
+_PROPOSAL = base.Substructure(
+    "proposal", base.MORE_PROPOSALS, "Last Substruc", "Proposal Length", CODEC, IkeDecodeError
+)
+_TRANSFORM = base.Substructure(
+    "transform", 3, "Last Substruc", "Transform Length", CODEC, IkeDecodeError
+)  # RFC 7296 §3.3.2: 3 while more transforms follow
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +91,7 @@ class Transform:
 
     def encode(self, buf: Buffer, last: bool) -> None:
         with push_block(buf):
-            buf.push_u8(0 if last else _MORE_TRANSFORMS)
-            buf.push_u8(0)
-            buf.push_u16be(0)  # Transform Length, patched
+            _TRANSFORM.push_header(buf, last)
             buf.push_u8(self.transform_type)
             buf.push_u8(0)
             buf.push_u16be(self.transform_id)
@@ -100,19 +101,14 @@ class Transform:
     @classmethod
     def decode(cls, reader: NetReader) -> tuple[Transform, bool]:
         """One transform from ``reader``, and whether it said it was the last."""
-        more = reader.pull_u8("transform Last Substruc")
-        if more not in (0, _MORE_TRANSFORMS):
-            raise IkeDecodeError(f"{reader.what}: transform Last Substruc is {more}, not 0 or 3")
-        reader.pull_u8("transform RESERVED")
-        length = reader.pull_u16("Transform Length")
-        body = IkeReader(reader.pull_block(length, 4, "Transform Length"), "transform")
+        body, last = _TRANSFORM.pull(reader)
         transform_type = TransformType(body.pull_u8("Transform Type"))
         body.pull_u8("RESERVED")
         transform_id = body.pull_u16("Transform ID")
         attributes: list[Attribute] = []
         while not body.eof():
             attributes.append(Attribute.decode(body))
-        return cls(transform_type, transform_id, tuple(attributes)), more == 0
+        return cls(transform_type, transform_id, tuple(attributes)), last
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,36 +131,25 @@ class Proposal(base.Proposal):
     AH/ESP; SPI Size and Num Transforms come from ``spi`` and ``transforms``.
     """
 
-    codec = CODEC
+    substructure = _PROPOSAL
+    protocols = ProtocolId
+    field_names = ("Proposal Num", "Protocol ID", "Num Transforms")
 
     protocol_id: ProtocolId
     transforms: tuple[Transform, ...] = ()
 
     @classmethod
-    def decode(cls, reader: NetReader) -> tuple[Proposal, bool]:
-        """One proposal from ``reader``, and whether it said it was the last."""
-        more = reader.pull_u8("proposal Last Substruc")
-        if more not in (0, base.MORE_PROPOSALS):
-            raise IkeDecodeError(f"{reader.what}: proposal Last Substruc is {more}, not 0 or 2")
-        reader.pull_u8("proposal RESERVED")
-        length = reader.pull_u16("Proposal Length")
-        body = IkeReader(reader.pull_block(length, 4, "Proposal Length"), "proposal")
-        number = body.pull_u8("Proposal Num")
-        protocol_id = ProtocolId(body.pull_u8("Protocol ID"))
-        spi_size = body.pull_u8("SPI Size")
-        count = body.pull_u8("Num Transforms")
-        spi = body.pull_bytes(spi_size, "SPI")
-        body.what = f"proposal {number}"
-        transforms, last = base.pull_marked(
-            body, Transform.decode, f"proposal {number}", "transform"
-        )
+    def pull_transforms(
+        cls, body: NetReader, protocol_id: int, count: int
+    ) -> tuple[Transform, ...]:
+        transforms, last = base.pull_marked(body, Transform.decode, body.what, "transform")
         last = last or count == 0
         if not last or len(transforms) != count:
             raise IkeDecodeError(
-                f"proposal {number}: Num Transforms says {count}, "
+                f"{body.what}: Num Transforms says {count}, "
                 f"{len(transforms)} present{'' if last else ', last one not marked last'}"
             )
-        return cls(number, protocol_id, spi, tuple(transforms)), more == 0
+        return tuple(transforms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from larval.net.errors import NetError, OffloadError
 from larval.net.keepalive import NatKeepalive
@@ -210,11 +211,17 @@ class Dataplane:
                 self._send_now(dst, port, payloads)
 
     def _inbound_loop(self) -> None:
-        """Wait for the socket, then drain it: every datagram ready (up to a batch) is
-        processed before the cleartext of the batch is coalesced and written."""
-        path, local, udp = self.path, self.local, self.udp
+        self._receive_loop(self.udp, self._drain_udp)
+
+    def _raw_inbound_loop(self) -> None:
+        assert self.raw is not None
+        self._receive_loop(self.raw, self._drain_raw)
+
+    def _receive_loop(self, sock: UdpSocket | RawEspSocket, drain: Callable[[float], bool]) -> None:
+        """Wait for ``sock``, then ``drain(now)`` what is ready; the cleartext it delivers
+        is coalesced and written once per wake-up. A drain returns False to end the loop."""
         poller = select.poll()
-        poller.register(udp.fileno(), select.POLLIN)
+        poller.register(sock.fileno(), select.POLLIN)
         while not self._stop.is_set():
             if not poller.poll(POLL_MS):
                 continue
@@ -222,51 +229,45 @@ class Dataplane:
             delivered: list[bytes] = []
             self._batch.delivered = delivered
             try:
-                for _ in range(BATCH):
-                    try:
-                        batch = udp.recv_batch()
-                    except (BlockingIOError, TimeoutError):
-                        break
-                    except NetError as e:
-                        if self._stop.is_set():
-                            return
-                        log.warning("UDP receive failed: %s", e)
-                        break
-                    for payload, (host, port) in batch:
-                        path.inbound_udp(payload, local, _packed(host), port, now)
+                if not drain(now):
+                    return
             finally:
                 self._batch.delivered = None
             if delivered:
                 self.tun_written_packets += len(delivered)
                 self._write(coalesce(delivered) if self.offload else delivered)
 
-    def _raw_inbound_loop(self) -> None:
+    def _drain_udp(self, now: float) -> bool:
+        """Every datagram ready on the UDP socket, up to a batch of receives."""
+        path, local, udp = self.path, self.local, self.udp
+        for _ in range(BATCH):
+            try:
+                batch = udp.recv_batch()
+            except (BlockingIOError, TimeoutError):
+                break
+            except NetError as e:
+                if self._stop.is_set():
+                    return False
+                log.warning("UDP receive failed: %s", e)
+                break
+            for payload, (host, port) in batch:
+                path.inbound_udp(payload, local, _packed(host), port, now)
+        return True
+
+    def _drain_raw(self, now: float) -> bool:
         """Plain ESP from the raw socket: the same path, without the UDP framing."""
         assert self.raw is not None
-        raw, path, local = self.raw, self.path, self.local
-        poller = select.poll()
-        poller.register(raw.fileno(), select.POLLIN)
-        while not self._stop.is_set():
-            if not poller.poll(POLL_MS):
-                continue
-            now = time.time()
-            delivered: list[bytes] = []
-            self._batch.delivered = delivered
-            try:
-                try:
-                    batch = raw.recv_batch()
-                except (BlockingIOError, TimeoutError):
-                    batch = []
-                except NetError as e:
-                    log.warning("ESP receive failed: %s", e)
-                    batch = []
-                for esp, _ in batch:
-                    path.inbound(esp, local, now)
-            finally:
-                self._batch.delivered = None
-            if delivered:
-                self.tun_written_packets += len(delivered)
-                self._write(coalesce(delivered) if self.offload else delivered)
+        try:
+            batch = self.raw.recv_batch()
+        except (BlockingIOError, TimeoutError):
+            return True
+        except NetError as e:
+            log.warning("ESP receive failed: %s", e)
+            return True
+        path, local = self.path, self.local
+        for esp, _ in batch:
+            path.inbound(esp, local, now)
+        return True
 
 
 @functools.lru_cache(maxsize=1024)
