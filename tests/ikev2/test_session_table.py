@@ -242,3 +242,26 @@ def test_a_peer_of_another_method_is_refused() -> None:
 
 def test_the_psk_authenticator_keeps_its_key_out_of_repr() -> None:
     assert PSK.decode() not in repr(PskAuthenticator(PSK))
+
+
+def test_a_response_no_task_awaits_is_dropped_and_the_state_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table lets an IKE_SA_INIT response in while INIT_SENT, but only the task that
+    sent the request takes it: with no task awaiting it, nothing moves."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT { SA, KE, Ni, N(NAT_D) } -->  <-- { SA, KE, Nr, N(NAT_D) }
+    for data, _ in pair.i.datagrams_to_send(0.0):
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), 0.0)
+    (response,) = pair.r.datagrams_to_send(0.0)
+    monkeypatch.setattr(pair.i._tasks, "response", lambda *_: None)
+    pair.i.receive_datagram(response[0], (str(B), IKE_PORT), 0.0)
+    assert pair.i.state is State.INIT_SENT
+    assert pair.i.datagrams_to_send(0.0) == [] and pair.i.next_event() is None
+    # The task that sent the request still takes the response when it comes again.
+    monkeypatch.undo()
+    pair.i.receive_datagram(response[0], (str(B), IKE_PORT), 0.0)
+    assert pair.i.state is State.AUTH_SENT
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED

@@ -23,10 +23,11 @@ Rules
 3. The state changes in `_enter` only: to the table's next state once a message is taken
    (unless the exchange starts over or the IKE SA closed), and otherwise when the user
    opens or deletes the IKE SA, or it closes.
-4. The requests this end sends are tasks (`larval.ikev2.exchanges`), run by a
-   `larval.ike.task.TaskManager`: queued behind the window (one request each way, §2.3),
-   each response handed to the task whose request it answers, and a rekey of ours that
-   collides with the peer's found there (§2.8).
+4. The requests this end sends are tasks (`larval.ikev2.exchanges`), IKE_SA_INIT's
+   included, run by a `larval.ike.task.TaskManager`: queued behind the window (one
+   request each way, §2.3), each response handed to the task whose request it answers
+   (a response no task awaits is dropped and the state stays), and a rekey of ours that
+   collides with the peer's found there (§2.8). IKE_SA_INIT's responder is a task too.
 5. Message IDs, retransmission with back-off (§2.1), the cached response and fragments are
    the transport's (`larval.ike.transport`, with `WindowedIds` and
    `larval.ikev2.framing`): the exchanges hand it messages and take what it lets through.
@@ -55,7 +56,6 @@ answered or dropped.
 from __future__ import annotations
 
 import enum
-import hashlib
 import itertools
 import logging
 import struct
@@ -63,12 +63,11 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from larval.crypto.dh import DhGroup, DhKeyPair
+from larval.crypto.dh import DhGroup
 from larval.crypto.ike_auth import signed_octets
 from larval.crypto.ike_errors import IkeCryptoError, IkeIntegrityError
 from larval.crypto.ike_keys import (
     derive_child_sa_keys,
-    derive_ike_sa_keys,
     derive_rekeyed_ike_sa_keys,
 )
 from larval.crypto.ike_transforms import (
@@ -79,8 +78,8 @@ from larval.crypto.ike_transforms import (
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.crypto.sk import SkCipher
-from larval.ike import IKE_PORT, NAT_T_PORT
-from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork, Suite
+from larval.ike import IKE_PORT
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
@@ -90,7 +89,6 @@ from larval.ike.events import (
     IkeSaRekeyed,
     IkeSaUp,
 )
-from larval.ike.render import suite_text
 from larval.ike.sa import Phase
 from larval.ike.task import TaskManager, redundant
 from larval.ike.transport import (
@@ -107,12 +105,27 @@ from larval.ikev2.constants import (
     ProtocolId,
 )
 from larval.ikev2.errors import IkeExchangeError, IkeOutOfPlace, IkeProtocolError
-from larval.ikev2.exchanges import IKE_SA, ChildCreate, IkeAuth, IkeRekey, Informational
+from larval.ikev2.exchanges import (
+    IKE_SA,
+    ChildCreate,
+    IkeAuth,
+    IkeRekey,
+    IkeSaInit,
+    IkeSaInitResponder,
+    Informational,
+)
+from larval.ikev2.exchanges.proposals import (
+    groups,
+    proposed_networks,
+    strip_dh,
+    with_group_first,
+    without_dh,
+)
+from larval.ikev2.exchanges.sa import NONCE_SIZE, ChildSa, State, log_no_proposal
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
 from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.negotiate import (
     choose,
-    from_wire,
     narrow,
     networks_of,
     selectors_for,
@@ -130,23 +143,12 @@ from larval.ikev2.payloads import (
     SkfPayload,
 )
 from larval.ikev2.render import describe, message_names
-from larval.ikev2.sa_payload import Proposal, SaPayload
+from larval.ikev2.sa_payload import SaPayload
 from larval.ikev2.stateless import init_error
 from larval.ikev2.ts_payload import TsPayload
 
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
-NONCE_SIZE = 32
-
-
-class State(enum.Enum):
-    IDLE = "idle"
-    INIT_SENT = "IKE_SA_INIT sent"
-    AUTH_SENT = "IKE_AUTH sent"
-    INIT_DONE = "IKE_SA_INIT answered"  # responder, waiting for IKE_AUTH
-    ESTABLISHED = "established"
-    DELETING = "deleting"
-    CLOSED = "closed"
 
 
 #: Each state as `larval.ike.sa.Phase` names it for the key manager.
@@ -240,28 +242,6 @@ for _key in itertools.product(State, ExchangeType, Direction):
     TRANSITIONS.setdefault(_key, _refusal(*_key))
 
 
-class ChildSa:
-    """A CHILD_SA of this IKE SA, as far as IKE is concerned."""
-
-    __slots__ = ("config", "local_ts", "remote_ts", "spi_in", "spi_out", "suite")
-
-    def __init__(
-        self,
-        config: ChildConfig,
-        spi_in: int,
-        spi_out: int,
-        suite: Suite,
-        local_ts: tuple[IPNetwork, ...] = (),
-        remote_ts: tuple[IPNetwork, ...] = (),
-    ) -> None:
-        self.config = config
-        self.spi_in = spi_in
-        self.spi_out = spi_out
-        self.suite = suite
-        self.local_ts = local_ts or config.local_ts
-        self.remote_ts = remote_ts or config.remote_ts
-
-
 class IkeSession(OverTransport):
     """One IKE SA between `config.local_addr` and `config.remote_addr`."""
 
@@ -306,9 +286,6 @@ class IkeSession(OverTransport):
         # CHILD_SAs whose DELETE is unanswered: they go down when the peer has deleted its
         # half, so that what it sent on the old SA meanwhile still arrives.
         self._deleting: dict[int, ChildSaDown] = {}
-        self._dh_group = 0
-        self._dh: DhKeyPair | None = None
-        self._cookie = b""
         self._nonce_i = self._nonce_r = b""
         self._init_request = self._init_response = b""
         self._prf: Prf | None = None
@@ -398,9 +375,9 @@ class IkeSession(OverTransport):
             raise IkeProtocolError(NotifyType.INVALID_SYNTAX, f"cannot initiate in {self.state}")
         if child is None:
             raise IkeProtocolError(NotifyType.INVALID_SYNTAX, "IKE_AUTH carries a CHILD_SA")
+        init = IkeSaInit(self)
         self._pending_child = child
-        self._dh_group = _first_dh(self.config.proposals)
-        self._send_init(now)
+        self._tasks.queue(init, now)
         self._enter(State.INIT_SENT)
         self._deadline = now + self.config.half_open_timeout
 
@@ -481,10 +458,10 @@ class IkeSession(OverTransport):
         remote_ts = old.remote_ts if old is not None else config.remote_ts
         payloads += [SaPayload(proposals), NoncePayload(nonce_i)]
         # PFS (RFC 7296 §1.3.1): a KE for the first group the proposals name.
-        groups = _groups(config.proposals)
-        dh = DhGroup.of(groups[0]).generate(self._random) if groups else None
+        named = groups(config.proposals)
+        dh = DhGroup.of(named[0]).generate(self._random) if named else None
         if dh is not None:
-            payloads.append(KePayload(groups[0], dh.public_bytes))
+            payloads.append(KePayload(named[0], dh.public_bytes))
         payloads += [
             TsPayload(PayloadType.TSi, selectors_for(local_ts)),
             TsPayload(PayloadType.TSr, selectors_for(remote_ts)),
@@ -525,7 +502,7 @@ class IkeSession(OverTransport):
                 self._events.append(ChildSaFailed(config, "CREATE_CHILD_SA: invalid KE"))
                 return
         spi_out = int.from_bytes(sa.proposals[0].spi, "big")
-        self._child_up(config, spi_in, spi_out, chosen[1], *_proposed_networks(tsi[0], tsr[0]),
+        self._child_up(config, spi_in, spi_out, chosen[1], *proposed_networks(tsi[0], tsr[0]),
                        nonces=(nonce_i, nonce.data), exchange_initiator=True,
                        shared=shared)  # fmt: skip
         if old is not None and collision is not None:
@@ -560,7 +537,7 @@ class IkeSession(OverTransport):
         nonce_i = self._random(NONCE_SIZE)
         proposals = tuple(
             to_wire(n + 1, ProtocolId.IKE, spi_i, suite)
-            for n, suite in enumerate(_with_group_first(self.config.proposals, group.id))
+            for n, suite in enumerate(with_group_first(self.config.proposals, group.id))
         )
         payloads: tuple[Payload, ...] = (
             SaPayload(proposals),
@@ -635,7 +612,7 @@ class IkeSession(OverTransport):
         nonce, ke = message.first(NoncePayload), message.first(KePayload)
         chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
         if chosen is None or nonce is None or ke is None or len(chosen[0].spi) != 8:
-            self._log_no_proposal("IKE", self.config.proposals, sa)
+            log_no_proposal(self, "IKE", self.config.proposals, sa)
             raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, "no IKE proposal chosen")
         answer, suite = chosen
         group = suite_get(suite, TransformType.DH)
@@ -739,7 +716,7 @@ class IkeSession(OverTransport):
             policy: ChildConfig | None = old.config
         else:
             policy = (
-                self._child_policy(*_proposed_networks(tsi[0], tsr[0]))
+                self._child_policy(*proposed_networks(tsi[0], tsr[0]))
                 if self._child_policy
                 else None
             )
@@ -747,7 +724,7 @@ class IkeSession(OverTransport):
             raise IkeExchangeError(NotifyType.TS_UNACCEPTABLE, "no policy for the selectors")
         chosen = choose(policy.proposals, sa.proposals, ProtocolId.ESP)
         if chosen is None or len(chosen[0].spi) != 4:
-            self._log_no_proposal("ESP", policy.proposals, sa)
+            log_no_proposal(self, "ESP", policy.proposals, sa)
             raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, "no ESP proposal chosen")
         if old is not None:
             ts_i, ts_r = selectors_for(old.remote_ts), selectors_for(old.local_ts)
@@ -869,9 +846,18 @@ class IkeSession(OverTransport):
         the state stays (a COOKIE, or another DH group asked for: RFC 7296 §1.2, §2.6)."""
         match step:
             case Step.INIT_RESPONDER:
-                self._init_request_received(data, message, addr, now)
+                self.remote = addr  # RFC 7296 §2.11: where the request came from
+                self._init_request = data  # AUTH signs it (§2.15)
+                init = IkeSaInitResponder(self)
+                init.process(message, now)
+                self._answer(message, init.build(now))
             case Step.INIT_INITIATOR:
-                return self._init_response_received(data, message, now)
+                self._init_response = data  # AUTH signs it (§2.15)
+                task = self._tasks.response(message.message_id, message, now)
+                if task is None or not task.done:
+                    return True
+                if self.state is not State.CLOSED:
+                    self._send_auth(now)
             case Step.AUTH_RESPONDER:
                 self._auth_request_received(message, addr, now)
             case Step.CHILD_RESPONDER:
@@ -879,7 +865,9 @@ class IkeSession(OverTransport):
             case Step.INFORMATIONAL_RESPONDER:
                 self._informational_request(message, now)
             case Step.REQUESTER:
-                self._tasks.response(message.message_id, message, now)
+                task = self._tasks.response(message.message_id, message, now)
+                # A response no task awaits is dropped, and the state stays.
+                return task is None or not task.done
         return False
 
     def _refused(self, request: IkeMessage, error: IkeExchangeError, addr: Address,
@@ -907,201 +895,11 @@ class IkeSession(OverTransport):
 
     # -- IKE_SA_INIT ---------------------------------------------------------------------
 
-    def _send_init(self, now: float) -> None:
-        """HDR, SA, KE, Ni, N(NAT_DETECTION_*) -->  (RFC 7296 §1.2)"""
-        group = DhGroup.of(self._dh_group)
-        self._dh = group.generate(self._random)
-        # §2.6: a retry with a COOKIE must leave the other payloads, the nonce included,
-        # unchanged, since the cookie covers Ni.
-        self._nonce_i = self._nonce_i or self._random(NONCE_SIZE)
-        proposals = tuple(
-            to_wire(n + 1, ProtocolId.IKE, b"", suite)
-            for n, suite in enumerate(_with_group_first(self.config.proposals, self._dh_group))
-        )
-        payloads: list[Payload] = []
-        if self._cookie:
-            payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.COOKIE, b"", self._cookie))
-        payloads += [
-            SaPayload(proposals),
-            KePayload(self._dh_group, self._dh.public_bytes),
-            NoncePayload(self._nonce_i),
-            *self._nat_detection(bytes(8), self.config.remote_addr, self.remote[1]),
-            *self._fragmentation_notify(),
-        ]
-        message = IkeMessage(
-            self.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, True, False, 0, tuple(payloads)
-        )
-        (self._init_request,) = self._transport.frame(message)
-        self._log_message("sending", message)
-        # Message 0, a retry with a COOKIE or another group too (§2.6, §1.2).
-        self._transport.send_request(0, (self._init_request,), now, self._request_text)
-
-    def _fragmentation_notify(self) -> list[NotifyPayload]:
-        """N(IKEV2_FRAGMENTATION_SUPPORTED), empty, in IKE_SA_INIT (RFC 7383 §2.3)."""
-        if not self._fragmentation_offered:
-            return []
-        return [NotifyPayload(ProtocolId.NONE, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)]
-
-    def _nat_detection(self, spi_r: bytes, peer: IPAddress, port: int) -> list[NotifyPayload]:
-        """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port) of this end, and of the peer as
-        this end sees it (the initiator: as configured; the responder: where the request
-        came from)."""
-        local = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
-        remote = _nat_hash(self.spi_i, spi_r, peer, port)
-        if self.config.encap:
-            # As strongSwan's encap=yes: a source hash nobody can match makes both ends
-            # believe in a NAT, so ESP goes in UDP 4500 (RFC 3948).
-            local = self._random(20)
-        return [
-            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_SOURCE_IP, b"", local),
-            NotifyPayload(ProtocolId.NONE, NotifyType.NAT_DETECTION_DESTINATION_IP, b"", remote),
-        ]
-
-    def _nat_seen(self, message: IkeMessage, spi_r: bytes, peer: Address) -> bool:
-        """Did the peer's NAT_DETECTION notifies reveal a NAT (or its own encap)?"""
-        source = [n for n in message.get(NotifyPayload)
-                  if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]  # fmt: skip
-        dest = message.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if not source or dest is None:
-            return False
-        expected_src = _nat_hash(self.spi_i, spi_r, ipaddress_of(peer[0]), peer[1])
-        expected_dst = _nat_hash(self.spi_i, spi_r, self.config.local_addr, IKE_PORT)
-        return all(n.data != expected_src for n in source) or dest.data != expected_dst
-
-    def _init_response_received(self, data: bytes, header: IkeMessage, now: float) -> bool:
-        """<--  HDR, SA, KE, Nr, [CERTREQ]  or an error notify. True: IKE_SA_INIT goes
-        again, with a COOKIE or another group."""
-        message = header
-        cookie = message.notify(NotifyType.COOKIE)
-        if cookie is not None:
-            # RFC 7296 §2.6: try again with the cookie in front.
-            self._cookie = cookie.data
-            self._transport.answered(0)
-            self._send_init(now)
-            return True
-        invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
-        if invalid_ke is not None and len(invalid_ke.data) == 2:
-            group = struct.unpack("!H", invalid_ke.data)[0]
-            if group in _groups(self.config.proposals) and group != self._dh_group:
-                # §1.2: the responder asks for another group; start over with it.
-                self._dh_group = group
-                self._transport.answered(0)
-                self._send_init(now)
-                return True
-        for n in message.get(NotifyPayload):
-            if n.notify_type < 16384:
-                self._close(f"IKE_SA_INIT refused: {NotifyType(n.notify_type).name}", now)
-                return False
-        sa, ke, nonce = (
-            message.first(SaPayload),
-            message.first(KePayload),
-            message.first(NoncePayload),
-        )
-        if sa is None or ke is None or nonce is None or len(sa.proposals) != 1:
-            self._close("IKE_SA_INIT response without SA, KE and Nr", now)
-            return False
-        chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
-        if chosen is None or suite_get(chosen[1], TransformType.DH) is None:
-            self._close("the responder chose a proposal we did not offer", now)
-            return False
-        suite = chosen[1]
-        dh = suite_get(suite, TransformType.DH)
-        assert dh is not None and self._dh is not None
-        if ke.dh_group != dh.id or dh.id != self._dh_group:
-            self._close("the responder's KE is not of the chosen group", now)
-            return False
-        self._transport.answered(0)
-        self.spi_r = message.spi_r
-        self._nonce_r = nonce.data
-        self._init_response = data
-        self._framing.fragmentation = self._fragmentation_offered and (
-            message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        )
-        self.natted = self.config.encap or self._nat_seen(message, self.spi_r, self.remote)
-        if self.natted:
-            self.remote = (self.remote[0], NAT_T_PORT)  # RFC 7296 §2.23: float to 4500
-        self._derive(suite, self._dh.shared_secret(ke.data))
-        self._send_auth(now)
-        return False
-
-    def _init_request_received(
-        self, data: bytes, message: IkeMessage, addr: Address, now: float
-    ) -> None:
-        """HDR, SA, KE, Ni -->   answered with  <-- HDR, SA, KE, Nr (RFC 7296 §1.2)"""
-        self.spi_i = message.spi_i
-        self.remote = addr
-        sa, ke, nonce = (
-            message.first(SaPayload),
-            message.first(KePayload),
-            message.first(NoncePayload),
-        )
-        if sa is None or ke is None or nonce is None:
-            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "IKE_SA_INIT without SA, KE and Ni")
-        chosen = choose(self.config.proposals, sa.proposals, ProtocolId.IKE)
-        if chosen is None:
-            self._log_no_proposal("IKE", self.config.proposals, sa)
-            reason = "no proposal chosen: " + describe(sa)
-            raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close=reason)
-        answer, suite = chosen
-        dh = suite_get(suite, TransformType.DH)
-        if dh is None:
-            reason = "the chosen proposal has no DH group"
-            raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close=reason)
-        if ke.dh_group != dh.id:
-            # §1.2: tell the initiator which group to use; it starts over. The answer keeps
-            # no state (§2.6): this session stays IDLE for the retry.
-            group = struct.pack("!H", dh.id)
-            raise IkeExchangeError(NotifyType.INVALID_KE_PAYLOAD, "KE of another group", group)
-        self.spi_r = self._random(8)
-        self._nonce_i, self._nonce_r = nonce.data, self._random(NONCE_SIZE)
-        self._dh = DhGroup.of(dh.id).generate(self._random)
-        try:
-            shared = self._dh.shared_secret(ke.data)
-        except IkeCryptoError:
-            reason = "invalid KE data"
-            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, reason, close=reason) from None
-        self._init_request = data
-        self.natted = self._nat_seen(message, b"\x00" * 8, addr) or self.config.encap
-        # RFC 7383 §2.3: announced in the response only when the request announced it.
-        peer_fragments = message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        self._framing.fragmentation = self._fragmentation_offered and peer_fragments
-        response = IkeMessage(
-            self.spi_i, self.spi_r, ExchangeType.IKE_SA_INIT, False, True, 0,
-            (SaPayload((answer,)), KePayload(dh.id, self._dh.public_bytes),
-             NoncePayload(self._nonce_r),
-             *self._nat_detection(self.spi_r, ipaddress_of(addr[0]), addr[1]),
-             *(self._fragmentation_notify() if peer_fragments else [])),
-        )  # fmt: skip
-        (self._init_response,) = self._transport.frame(response)
-        self._log_message("sending", response)
-        self._derive(suite, shared)
-        self._transport.reply(0, (self._init_response,), addr, self._response_text)
-        self._deadline = now + self.config.half_open_timeout
-
     def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
         """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
         response = init_error(message.spi_i, notify, data)
         self._log_message("sending", response)
         self._transport.send(self._transport.frame(response), addr)
-
-    def _derive(self, suite: Suite, shared: bytes) -> None:
-        """SKEYSEED and the seven keys (RFC 7296 §2.14), and the SK ciphers of each way."""
-        encr = suite_get(suite, TransformType.ENCR)
-        prf_t = suite_get(suite, TransformType.PRF)
-        integ = suite_get(suite, TransformType.INTEG)
-        assert encr is not None and prf_t is not None
-        integ_id = integ.id if integ is not None else 0
-        self.suite = suite
-        self._prf = Prf(prf_t.id)
-        keys = derive_ike_sa_keys(
-            self._prf, self._nonce_i, self._nonce_r, shared, self.spi_i, self.spi_r,
-            encr_key_size(encr), integ_key_size(integ_id),
-        )  # fmt: skip
-        self._sk_d, self._sk_pi, self._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
-        to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai, random_bytes=self._random)
-        to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar, random_bytes=self._random)
-        framing = self._framing
-        framing.outbound, framing.inbound = (to_r, to_i) if self.initiator else (to_i, to_r)
 
     # -- IKE_AUTH ------------------------------------------------------------------------
 
@@ -1123,7 +921,7 @@ class IkeSession(OverTransport):
         # strongSwan does (RFC 7296 §1.2).
         proposals = tuple(
             to_wire(n + 1, ProtocolId.ESP, spi, suite)
-            for n, suite in enumerate(_without_dh(child.proposals))
+            for n, suite in enumerate(without_dh(child.proposals))
         )
         payloads: list[Payload] = [
             idi,
@@ -1164,7 +962,7 @@ class IkeSession(OverTransport):
             self._events.append(ChildSaFailed(child, f"CHILD_SA refused: {reason}"))
             self._pending_child = None
             return
-        chosen = choose(_without_dh(child.proposals), sa.proposals, ProtocolId.ESP)
+        chosen = choose(without_dh(child.proposals), sa.proposals, ProtocolId.ESP)
         if chosen is None or len(sa.proposals[0].spi) != 4:
             self._events.append(
                 ChildSaFailed(child, "the responder chose an ESP proposal we did not offer")
@@ -1172,7 +970,7 @@ class IkeSession(OverTransport):
             return
         spi_out = int.from_bytes(sa.proposals[0].spi, "big")
         self._child_up(child, self._child_spi_in, spi_out, chosen[1],
-                       *_proposed_networks(tsi[0], tsr[0]))  # fmt: skip
+                       *proposed_networks(tsi[0], tsr[0]))  # fmt: skip
         self._pending_child = None
 
     def _auth_request_received(self, message: IkeMessage, addr: Address, now: float) -> None:
@@ -1206,13 +1004,13 @@ class IkeSession(OverTransport):
         if sa is None or not tsi or not tsr:
             return (), None
         policy = (
-            self._child_policy(*_proposed_networks(tsi[0], tsr[0])) if self._child_policy else None
+            self._child_policy(*proposed_networks(tsi[0], tsr[0])) if self._child_policy else None
         )
         if policy is None:
             return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
-        chosen = choose(_without_dh(policy.proposals), _strip_dh(sa.proposals), ProtocolId.ESP)
+        chosen = choose(without_dh(policy.proposals), strip_dh(sa.proposals), ProtocolId.ESP)
         if chosen is None:
-            self._log_no_proposal("ESP", _without_dh(policy.proposals), sa)
+            log_no_proposal(self, "ESP", without_dh(policy.proposals), sa)
             self._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + describe(sa)))
             return (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),), None
         # TSi is the initiator's side: our remote selectors; TSr ours (RFC 7296 §2.9).
@@ -1315,9 +1113,14 @@ class IkeSession(OverTransport):
     def _send_request(self, exchange: Hashable, payloads: tuple[Payload, ...], now: float) -> int:
         """A started task's request goes out, resent until answered; its Message ID."""
         assert isinstance(exchange, ExchangeType)
-        mid = self._transport.new_message_id()
-        message = IkeMessage(self.spi_i, self.spi_r, exchange, self.initiator, False, mid, payloads)
+        # IKE_SA_INIT is Message ID 0, a retry with a COOKIE or another group too (§2.6, §1.2).
+        init = exchange is ExchangeType.IKE_SA_INIT
+        mid = 0 if init else self._transport.new_message_id()
+        message = IkeMessage(self.spi_i, self.spi_r or bytes(8), exchange, self.initiator, False,
+                             mid, payloads)  # fmt: skip
         datagrams = self._transport.frame(message)
+        if init:
+            self._init_request = datagrams[0]  # AUTH signs it (§2.15)
         self._log_message("sending", message, len(datagrams))
         self._transport.send_request(mid, datagrams, now, self._request_text)
         return mid
@@ -1326,6 +1129,8 @@ class IkeSession(OverTransport):
         message = IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
                              request.message_id, payloads)  # fmt: skip
         datagrams = self._transport.frame(message)
+        if request.exchange_type is ExchangeType.IKE_SA_INIT:
+            self._init_response = datagrams[0]  # AUTH signs it (§2.15)
         self._log_message("sending", message, len(datagrams))
         self._transport.reply(request.message_id, datagrams, self.remote, self._response_text)
 
@@ -1342,14 +1147,6 @@ class IkeSession(OverTransport):
                 self._request_text = text
         split = f" in {fragments} fragments" if fragments > 1 else ""
         log.info("%s: %s %s%s", self._name(), verb, text, split)
-
-    def _log_no_proposal(self, what: str, ours: tuple[Suite, ...], sa: SaPayload) -> None:
-        """NO_PROPOSAL_CHOSEN: both sides' proposals, so that an operator sees why."""
-        mine = ", ".join(suite_text(s) for s in ours) or "none"
-        theirs = ", ".join(suite_text(from_wire(p)) for p in sa.proposals) or "none"
-        log.warning(
-            "%s: no %s proposal chosen; ours: %s; theirs: %s", self._name(), what, mine, theirs
-        )
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None:
         if self.state is State.CLOSED:
@@ -1376,51 +1173,3 @@ def _out_of_place(
     text = f"{exchange.name} {direction.value} not allowed in state {state.name}: {refusal.reason}"
     notify = refusal.notify if refusal.notify is not None else NotifyType.INVALID_SYNTAX
     return IkeOutOfPlace(notify, text, answered=refusal.notify is not None)
-
-
-def _nat_hash(spi_i: bytes, spi_r: bytes, address: IPAddress, port: int) -> bytes:
-    return hashlib.sha1(spi_i + spi_r + address.packed + port.to_bytes(2, "big")).digest()
-
-
-def ipaddress_of(text: str) -> IPAddress:
-    import ipaddress
-
-    return ipaddress.ip_address(text)
-
-
-def _groups(proposals: tuple[Suite, ...]) -> list[int]:
-    return [t.id for suite in proposals for t in suite if t.type == TransformType.DH]
-
-
-def _first_dh(proposals: tuple[Suite, ...]) -> int:
-    groups = _groups(proposals)
-    if not groups:
-        raise IkeProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "IKE proposals name no DH group")
-    return groups[0]
-
-
-def _with_group_first(proposals: tuple[Suite, ...], group: int) -> tuple[Suite, ...]:
-    """The proposals as configured, those with the KE's group first (RFC 7296 §1.2)."""
-    return tuple(sorted(proposals, key=lambda s: not any(
-        t.type == TransformType.DH and t.id == group for t in s)))  # fmt: skip
-
-
-def _without_dh(suites: tuple[Suite, ...]) -> tuple[Suite, ...]:
-    return tuple(dict.fromkeys(tuple(t for t in s if t.type != TransformType.DH) for s in suites))
-
-
-def _strip_dh(proposals: tuple[Proposal, ...]) -> tuple[Proposal, ...]:
-    """An IKE_AUTH's CHILD_SA proposals without DH transforms, which it cannot use."""
-    return tuple(
-        Proposal(p.number, p.protocol_id, p.spi,
-                 tuple(t for t in p.transforms if int(t.transform_type) != int(TransformType.DH)))
-        for p in proposals
-    )  # fmt: skip
-
-
-def _proposed_networks(
-    tsi: TsPayload, tsr: TsPayload
-) -> tuple[tuple[IPNetwork, ...], tuple[IPNetwork, ...]]:
-    """The networks of TSi and TSr: what a responder's policy is asked about, and what
-    an initiator takes from the answer (§2.9)."""
-    return tuple(networks_of(tsi.selectors)), tuple(networks_of(tsr.selectors))

@@ -24,14 +24,25 @@ from typing import TYPE_CHECKING, Self
 from larval.crypto.dh import DhKeyPair
 from larval.ike.config import ChildConfig
 
-from .constants import ExchangeType
-from .message import IkeMessage
-from .payloads import Payload
+from ..constants import ExchangeType
+from ..message import IkeMessage
+from ..payloads import Payload
+from .ike_sa_init import IkeSaInit, IkeSaInitResponder
+from .sa import ChildSa
 
 if TYPE_CHECKING:
-    from .session import ChildSa, IkeSession
+    from ..session import IkeSession
 
-__all__ = ["IKE_SA", "ChildCreate", "IkeAuth", "IkeRekey", "Informational", "RequestTask"]
+__all__ = [
+    "IKE_SA",
+    "ChildCreate",
+    "IkeAuth",
+    "IkeRekey",
+    "IkeSaInit",
+    "IkeSaInitResponder",
+    "Informational",
+    "RequestTask",
+]
 
 #: What `IkeRekey` renews, as `TaskManager.rekeying` looks it up.
 IKE_SA = "IKE SA"
@@ -45,6 +56,7 @@ class RequestTask:
     """An exchange this end starts: its request's payloads, and who takes the answer."""
 
     exchange = ExchangeType.INFORMATIONAL
+    done = True
     payloads: tuple[Payload, ...]
     answered: Answered
 
@@ -79,6 +91,7 @@ class _Renewal:
     """A CREATE_CHILD_SA request whose answer is handled with the task's own state."""
 
     exchange = ExchangeType.CREATE_CHILD_SA
+    done = True
     payloads: tuple[Payload, ...]
     answered: Callable[[Self, IkeMessage, float], None]
 
