@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+from collections.abc import Callable
 
 from larval.crypto.dh import DhGroup, DhKeyPair
 from larval.crypto.ike_errors import IkeCryptoError
-from larval.crypto.ike_keys import derive_ike_sa_keys
+from larval.crypto.ike_keys import IkeSaKeys, derive_ike_sa_keys
 from larval.crypto.ike_transforms import TransformType, encr_key_size, integ_key_size
 from larval.crypto.prf import Prf
 from larval.crypto.sk import SkCipher
@@ -32,19 +33,21 @@ from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..render import describe
 from ..sa_payload import SaPayload
 from .proposals import first_group, groups, with_group_first
-from .sa import NONCE_SIZE, Address, Ikev2Sa, log_no_proposal
+from .sa import NONCE_SIZE, Address, AnswerTask, ExchangeTask, Ikev2Sa, log_no_proposal
 
-__all__ = ["IkeSaInit", "IkeSaInitResponder", "derive"]
+__all__ = ["IkeSaInit", "IkeSaInitResponder", "derive", "take_keys"]
+
+#: Makes an IKE SA's keys with its PRF and the sizes of its cipher and integrity keys.
+Derive = Callable[[Prf, int, int], IkeSaKeys]
 
 
-class IkeSaInit:
+class IkeSaInit(ExchangeTask):
     """The initiator: HDR, SA, KE, Ni, N(NAT_D)... -->, and the response taken."""
 
     exchange = ExchangeType.IKE_SA_INIT
-    rekeys = None
 
     def __init__(self, sa: Ikev2Sa) -> None:
-        self._sa = sa
+        super().__init__(sa)
         self._group = first_group(sa.config.proposals)  # raises when none is configured
         self._dh: DhKeyPair | None = None
         self._nonce = b""
@@ -122,17 +125,11 @@ class IkeSaInit:
         derive(sa, suite, self._dh.shared_secret(ke.data))
 
 
-class IkeSaInitResponder:
+class IkeSaInitResponder(AnswerTask):
     """The responder: HDR, SA, KE, Ni -->  answered with  <-- HDR, SA, KE, Nr. A refusal
     keeps no state (§2.6): the IKE SA stays IDLE for the initiator's retry."""
 
     exchange = ExchangeType.IKE_SA_INIT
-    rekeys = None
-    done = True
-
-    def __init__(self, sa: Ikev2Sa) -> None:
-        self._sa = sa
-        self._answer: tuple[Payload, ...] = ()
 
     def process(self, message: IkeMessage, now: float) -> None:
         sa = self._sa
@@ -179,12 +176,21 @@ class IkeSaInitResponder:
         derive(sa, suite, shared)
         sa._deadline = now + sa.config.half_open_timeout
 
-    def build(self, now: float) -> tuple[Payload, ...]:
-        return self._answer
-
 
 def derive(sa: Ikev2Sa, suite: Suite, shared: bytes) -> None:
     """SKEYSEED and the seven keys (RFC 7296 §2.14), and the SK ciphers of each way."""
+
+    def keys(prf: Prf, encr_size: int, integ_size: int) -> IkeSaKeys:
+        return derive_ike_sa_keys(prf, sa._nonce_i, sa._nonce_r, shared, sa.spi_i, sa.spi_r,
+                                  encr_size, integ_size)  # fmt: skip
+
+    take_keys(sa, suite, keys)
+
+
+def take_keys(sa: Ikev2Sa, suite: Suite, derive: Derive) -> None:
+    """The IKE SA's suite and keys, made by `derive` with the suite's PRF and key sizes
+    (§2.14, or §2.18 for a rekeyed IKE SA): SK_d, SK_pi and SK_pr kept, SK_e and SK_a as
+    the SK ciphers of each way."""
     encr = suite_get(suite, TransformType.ENCR)
     prf_t = suite_get(suite, TransformType.PRF)
     integ = suite_get(suite, TransformType.INTEG)
@@ -192,10 +198,7 @@ def derive(sa: Ikev2Sa, suite: Suite, shared: bytes) -> None:
     integ_id = integ.id if integ is not None else 0
     sa.suite = suite
     sa._prf = Prf(prf_t.id)
-    keys = derive_ike_sa_keys(
-        sa._prf, sa._nonce_i, sa._nonce_r, shared, sa.spi_i, sa.spi_r,
-        encr_key_size(encr), integ_key_size(integ_id),
-    )  # fmt: skip
+    keys = derive(sa._prf, encr_key_size(encr), integ_key_size(integ_id))
     sa._sk_d, sa._sk_pi, sa._sk_pr = keys.sk_d, keys.sk_pi, keys.sk_pr
     to_r = SkCipher.of(encr, integ_id, keys.sk_ei, keys.sk_ai, random_bytes=sa._random)
     to_i = SkCipher.of(encr, integ_id, keys.sk_er, keys.sk_ar, random_bytes=sa._random)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes
@@ -22,6 +22,7 @@ from larval.ike.events import ChildSaDown, Event
 from larval.ike.render import suite_text
 
 from ..auth import Authenticator
+from ..constants import ExchangeType
 from ..framing import Ikev2Framing
 from ..negotiate import from_wire
 from ..sa_payload import SaPayload
@@ -31,8 +32,19 @@ if TYPE_CHECKING:
 
     from ..message import IkeMessage
     from ..payloads import Payload
+    from ..session import IkeSession
 
-__all__ = ["NONCE_SIZE", "Address", "ChildSa", "Ikev2Sa", "State", "log", "log_no_proposal"]
+__all__ = [
+    "NONCE_SIZE",
+    "Address",
+    "AnswerTask",
+    "ChildSa",
+    "ExchangeTask",
+    "Ikev2Sa",
+    "State",
+    "log",
+    "log_no_proposal",
+]
 
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
@@ -105,6 +117,7 @@ class Ikev2Sa(Protocol):
     _deadline: float | None
     _rekey_at: float | None
     _ike_rekey_started: bool
+    _replaced_by: IkeSession | None  # the IKE SA that took our CHILD_SAs
     _delete_reason: str
 
     @property
@@ -118,7 +131,48 @@ class Ikev2Sa(Protocol):
 
     def _name(self) -> str: ...
 
+    def delete(self, now: float, reason: str = "deleted") -> None: ...
+
+    def delete_child(self, spi_in: int, now: float) -> None: ...
+
+    def _established(self, now: float) -> None: ...
+
+    def _successor(
+        self, suite: Suite, shared: bytes, spi_i: bytes, spi_r: bytes, nonce_i: bytes,
+        nonce_r: bytes, *, initiator: bool, now: float,
+    ) -> IkeSession: ...  # fmt: skip
+
+    def _replace(self, new: IkeSession) -> None: ...
+
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None: ...
+
+
+class ExchangeTask:
+    """What every task of an exchange has: the IKE SA it sees, what it renews (nothing,
+    unless it says), and whether its exchange is over (after one round trip, unless it
+    says)."""
+
+    exchange: ClassVar[ExchangeType]
+    done = True
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        self._sa = sa
+
+    @property
+    def rekeys(self) -> Hashable | None:
+        return None
+
+
+class AnswerTask(ExchangeTask):
+    """A responder's task: `process` checks the request and makes the answer, which
+    `build` hands over."""
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self._answer: tuple[Payload, ...] = ()
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        return self._answer
 
 
 def log_no_proposal(sa: Ikev2Sa, what: str, ours: tuple[Suite, ...], theirs: SaPayload) -> None:
