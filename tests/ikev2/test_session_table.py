@@ -317,8 +317,9 @@ class TwoRoundAuthResponder(IkeAuthResponder):
         self.done = True
         super().process(message, now)
 
-    def build(self, now: float) -> tuple[Payload, ...]:
-        return super().build(now) if self.done else self._answer
+    def answered(self, now: float) -> None:
+        if self.done:
+            super().answered(now)
 
 
 def test_ike_auth_may_take_more_than_one_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,7 +75,7 @@ from larval.ike import IKE_PORT
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
-from larval.ike.task import Task, TaskManager
+from larval.ike.task import TaskManager
 from larval.ike.transport import IkeTransport, OverTransport, Verdict, WindowedIds
 from larval.ikev2.auth import Authenticator, PskAuthenticator
 from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
@@ -95,7 +95,7 @@ from larval.ikev2.exchanges import (
     State,
 )
 from larval.ikev2.exchanges.ike_sa_init import take_keys
-from larval.ikev2.exchanges.sa import Address, log
+from larval.ikev2.exchanges.sa import Address, AnswerTask, log
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
 from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.payloads import DeletePayload, NotifyPayload, Payload, SkfPayload
@@ -132,8 +132,7 @@ class Direction(enum.Enum):
 
 
 #: A task of an exchange's responder, made for a request the table lets in.
-ResponderTask = Task[IkeMessage, tuple[Payload, ...]]
-Responder = Callable[[Ikev2Sa], ResponderTask]
+Responder = Callable[[Ikev2Sa], AnswerTask]
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +257,7 @@ class IkeSession(OverTransport):
             self._transport, self._send_request, self._name
         )
         # The peer's exchange of more than one round trip under way (IKE_AUTH with EAP).
-        self._responding: ResponderTask | None = None
+        self._responding: AnswerTask | None = None
         self._ike_rekey_started = False
         self._replaced_by: IkeSession | None = None  # the IKE SA that took our CHILD_SAs
         self._rekey_at: float | None = None
@@ -547,6 +546,7 @@ class IkeSession(OverTransport):
             task = task_of(self)
         task.process(message, now)
         self._answer(message, task.build(now))
+        task.answered(now)
         self._responding = None if task.done else task
         return task.done
 

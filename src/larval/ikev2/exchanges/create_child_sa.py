@@ -240,7 +240,7 @@ class IkeRekey(ExchangeTask):
             self._sa._ike_rekey_started = False  # try again at the next timer
 
 
-class CreateChildSaResponder(ExchangeTask):
+class CreateChildSaResponder(AnswerTask):
     """The responder: a CHILD_SA's exchange, or the IKE SA's renewal when the SA payload
     proposes protocol IKE (§1.3.2). An IKE SA already replaced by a rekey takes neither
     (§2.8.2, §2.25: TEMPORARY_FAILURE)."""
@@ -264,6 +264,10 @@ class CreateChildSaResponder(ExchangeTask):
     def build(self, now: float) -> tuple[Payload, ...]:
         assert self._exchange is not None
         return self._exchange.build(now)
+
+    def answered(self, now: float) -> None:
+        assert self._exchange is not None
+        self._exchange.answered(now)
 
 
 class ChildCreateResponder(AnswerTask):
@@ -343,7 +347,7 @@ class ChildCreateResponder(AnswerTask):
         self._nonces = (nonce.data, nonce_r)
         self._old = old
 
-    def build(self, now: float) -> tuple[Payload, ...]:
+    def answered(self, now: float) -> None:
         sa = self._sa
         assert self._made is not None
         child_up(sa, *self._made, nonces=self._nonces, exchange_initiator=False,
@@ -354,7 +358,6 @@ class ChildCreateResponder(AnswerTask):
             # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and
             # decide which new one stays when our own exchange completes.
             ours.collision = (self._made[1], *self._nonces)
-        return self._answer
 
 
 class IkeRekeyResponder(AnswerTask):
@@ -394,7 +397,7 @@ class IkeRekeyResponder(AnswerTask):
                         KePayload(group.id, dh.public_bytes))  # fmt: skip
         self._new = (suite, shared, answer.spi, spi_r, nonce.data, nonce_r)
 
-    def build(self, now: float) -> tuple[Payload, ...]:
+    def answered(self, now: float) -> None:
         sa = self._sa
         assert self._new is not None
         suite, shared, spi_i, spi_r, nonce_i, nonce_r = self._new
@@ -408,4 +411,3 @@ class IkeRekeyResponder(AnswerTask):
             ours.collision = (new, nonce_i, nonce_r)
         else:
             sa._replace(new)
-        return self._answer

@@ -140,11 +140,10 @@ class IkeAuthResponder(AnswerTask):
         child_payloads, self._agreed = _respond_child(sa, message)
         self._answer = (idr, auth_r, *child_payloads)
 
-    def build(self, now: float) -> tuple[Payload, ...]:
+    def answered(self, now: float) -> None:
         self._sa._established(now)
         if self._agreed is not None:
             child_up(self._sa, *self._agreed)
-        return self._answer
 
 
 def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...], Agreed | None]:

@@ -59,18 +59,16 @@ class InformationalResponder(AnswerTask):
 
     exchange = ExchangeType.INFORMATIONAL
 
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self._ike_deleted = False
+
     def process(self, message: IkeMessage, now: float) -> None:
         sa = self._sa
         answer: list[Payload] = []
         for d in message.get(DeletePayload):
             if d.protocol_id == ProtocolId.IKE:
-                rekey = sa._tasks.rekeying(IKE_SA)
-                if isinstance(rekey, IkeRekey) and rekey.collision is not None:
-                    # §2.8.2: the peer completed its rekey without noticing ours; the IKE
-                    # SA made by its exchange stays, ours is forgotten.
-                    sa._replace(rekey.collision[0])
-                reason = "replaced by a rekey" if sa._replaced_by else "deleted by the peer"
-                sa._close(reason, now, by_peer=True)
+                self._ike_deleted = True
                 return
             ours: list[bytes] = []
             for raw in d.spis:
@@ -83,7 +81,19 @@ class InformationalResponder(AnswerTask):
             if ours:
                 answer.append(DeletePayload(ProtocolId.ESP, 4, tuple(ours)))
         self._answer = tuple(answer)
-        _alive(sa, now)
+
+    def answered(self, now: float) -> None:
+        sa = self._sa
+        if not self._ike_deleted:
+            _alive(sa, now)
+            return
+        rekey = sa._tasks.rekeying(IKE_SA)
+        if isinstance(rekey, IkeRekey) and rekey.collision is not None:
+            # §2.8.2: the peer completed its rekey without noticing ours; the IKE SA made
+            # by its exchange stays, ours is forgotten.
+            sa._replace(rekey.collision[0])
+        reason = "replaced by a rekey" if sa._replaced_by else "deleted by the peer"
+        sa._close(reason, now, by_peer=True)
 
 
 def _alive(sa: Ikev2Sa, now: float) -> None:

@@ -165,14 +165,23 @@ class ExchangeTask:
 
 class AnswerTask(ExchangeTask):
     """A responder's task: `process` checks the request and makes the answer, which
-    `build` hands over."""
+    `build` hands over; `answered` does what follows once the answer is on its way (the
+    IKE SA or CHILD_SA up, the new IKE SA, the IKE SA closed), after the answer's random
+    draws, as the IKE SA's own requests come after theirs."""
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         self._answer: tuple[Payload, ...] = ()
 
+    def process(self, message: IkeMessage, now: float) -> None:
+        """Check the request and make the answer; `IkeExchangeError` refuses it."""
+        raise NotImplementedError
+
     def build(self, now: float) -> tuple[Payload, ...]:
         return self._answer
+
+    def answered(self, now: float) -> None:
+        return
 
 
 def log_no_proposal(sa: Ikev2Sa, what: str, ours: tuple[Suite, ...], theirs: SaPayload) -> None:
