@@ -95,7 +95,8 @@ from larval.ikev2.exchanges import (
     State,
 )
 from larval.ikev2.exchanges.ike_sa_init import take_keys
-from larval.ikev2.exchanges.sa import Address, AnswerTask, log
+from larval.ikev2.exchanges.sa import Address, log
+from larval.ikev2.exchanges.tasks import AnswerTask
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
 from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.payloads import DeletePayload, NotifyPayload, Payload, SkfPayload
@@ -441,6 +442,13 @@ class IkeSession(OverTransport):
         new._schedule(now)
         return new
 
+    def _established(self, now: float) -> None:
+        """IKE_AUTH proved both ends: the IKE SA is up, its liveness and rekey scheduled."""
+        self._schedule(now)
+        self._events.append(
+            IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)
+        )
+
     def _schedule(self, now: float) -> None:
         """The next liveness check or IKE SA rekey, whichever comes first."""
         times = []
@@ -573,20 +581,6 @@ class IkeSession(OverTransport):
         taken, and otherwise when the user opens or deletes the IKE SA or it closes."""
         self.state = state
 
-    # -- IKE_SA_INIT ---------------------------------------------------------------------
-
-    def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
-        """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
-        response = init_error(message.spi_i, notify, data)
-        self._log_message("sending", response)
-        self._transport.send(self._transport.frame(response), addr)
-
-    def _established(self, now: float) -> None:
-        self._schedule(now)
-        self._events.append(
-            IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)
-        )
-
     # -- sending -------------------------------------------------------------------------
 
     def _send_request(self, exchange: Hashable, payloads: tuple[Payload, ...], now: float) -> int:
@@ -612,6 +606,12 @@ class IkeSession(OverTransport):
             self._init_response = datagrams[0]  # AUTH signs it (§2.15)
         self._log_message("sending", message, len(datagrams))
         self._transport.reply(request.message_id, datagrams, self.remote, self._response_text)
+
+    def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
+        """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
+        response = init_error(message.spi_i, notify, data)
+        self._log_message("sending", response)
+        self._transport.send(self._transport.frame(response), addr)
 
     def _log_message(self, verb: str, message: IkeMessage, fragments: int = 1) -> None:
         """``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``"""

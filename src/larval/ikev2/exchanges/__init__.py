@@ -12,6 +12,8 @@ and `build`s the response. None does I/O or keeps a clock: each sees its IKE SA 
 * `informational`: `Informational`, `InformationalResponder`: DELETE and liveness
   (§1.4, §2.4)
 
+`tasks` holds what every task has (`ExchangeTask`) and what a responder's adds
+(`AnswerTask`: its answer, and `answered` for what follows it once it is framed);
 `child_sa` makes a CHILD_SA's keys and announces it; `proposals` holds what the
 exchanges make of suites and selectors beyond `larval.ikev2.negotiate`.
 """

@@ -34,8 +34,9 @@ from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import child_up
-from .proposals import groups, proposed_networks, with_group_first
-from .sa import NONCE_SIZE, AnswerTask, ChildSa, ExchangeTask, Ikev2Sa, log, log_no_proposal
+from .proposals import groups, log_no_proposal, proposed_networks, with_group_first
+from .sa import NONCE_SIZE, ChildSa, Ikev2Sa, log
+from .tasks import AnswerTask, ExchangeTask
 
 if TYPE_CHECKING:
     from ..session import IkeSession

@@ -25,8 +25,9 @@ from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import child_up
-from .proposals import proposed_networks, strip_dh, without_dh
-from .sa import AnswerTask, ExchangeTask, Ikev2Sa, log_no_proposal
+from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
+from .sa import Ikev2Sa
+from .tasks import AnswerTask, ExchangeTask
 
 __all__ = ["IkeAuth", "IkeAuthResponder"]
 

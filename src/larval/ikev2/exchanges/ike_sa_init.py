@@ -32,8 +32,9 @@ from ..negotiate import choose, suite_get, to_wire
 from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..render import describe
 from ..sa_payload import SaPayload
-from .proposals import first_group, groups, with_group_first
-from .sa import NONCE_SIZE, Address, AnswerTask, ExchangeTask, Ikev2Sa, log_no_proposal
+from .proposals import first_group, groups, log_no_proposal, with_group_first
+from .sa import NONCE_SIZE, Address, Ikev2Sa
+from .tasks import AnswerTask, ExchangeTask
 
 __all__ = ["IkeSaInit", "IkeSaInitResponder", "derive", "take_keys"]
 

@@ -15,7 +15,8 @@ from ..constants import ExchangeType, ProtocolId
 from ..message import IkeMessage
 from ..payloads import DeletePayload, Payload
 from .create_child_sa import IKE_SA, IkeRekey
-from .sa import AnswerTask, ExchangeTask, Ikev2Sa, State
+from .sa import Ikev2Sa, State
+from .tasks import AnswerTask, ExchangeTask
 
 __all__ = ["Informational", "InformationalResponder"]
 

@@ -1,21 +1,24 @@
 """What the exchanges make of configured suites and of the peer's proposals and
-selectors, beyond choosing (`larval.ikev2.negotiate`): DH groups first or left out, and
-the networks a TS pair names."""
+selectors, beyond choosing (`larval.ikev2.negotiate`): DH groups first or left out, the
+networks a TS pair names, and the log line of a NO_PROPOSAL_CHOSEN."""
 
 from __future__ import annotations
 
 from larval.crypto.ike_transforms import TransformType
 from larval.ike.config import IPNetwork, Suite
+from larval.ike.render import suite_text
 
 from ..constants import NotifyType
 from ..errors import IkeProtocolError
-from ..negotiate import networks_of
-from ..sa_payload import Proposal
+from ..negotiate import from_wire, networks_of
+from ..sa_payload import Proposal, SaPayload
 from ..ts_payload import TsPayload
+from .sa import Ikev2Sa, log
 
 __all__ = [
     "first_group",
     "groups",
+    "log_no_proposal",
     "proposed_networks",
     "strip_dh",
     "with_group_first",
@@ -62,3 +65,10 @@ def proposed_networks(
     """The networks of TSi and TSr: what a responder's policy is asked about, and what
     an initiator takes from the answer (RFC 7296 §2.9)."""
     return tuple(networks_of(tsi.selectors)), tuple(networks_of(tsr.selectors))
+
+
+def log_no_proposal(sa: Ikev2Sa, what: str, ours: tuple[Suite, ...], theirs: SaPayload) -> None:
+    """NO_PROPOSAL_CHOSEN: both sides' proposals, so that an operator sees why."""
+    mine = ", ".join(suite_text(s) for s in ours) or "none"
+    offered = ", ".join(suite_text(from_wire(p)) for p in theirs.proposals) or "none"
+    log.warning("%s: no %s proposal chosen; ours: %s; theirs: %s", sa._name(), what, mine, offered)

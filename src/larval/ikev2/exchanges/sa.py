@@ -12,20 +12,16 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPNetwork, Suite
 from larval.ike.events import ChildSaDown, Event
-from larval.ike.render import suite_text
 
 from ..auth import Authenticator
-from ..constants import ExchangeType
 from ..framing import Ikev2Framing
-from ..negotiate import from_wire
-from ..sa_payload import SaPayload
 
 if TYPE_CHECKING:
     from larval.ike.task import TaskManager
@@ -34,17 +30,7 @@ if TYPE_CHECKING:
     from ..payloads import Payload
     from ..session import IkeSession
 
-__all__ = [
-    "NONCE_SIZE",
-    "Address",
-    "AnswerTask",
-    "ChildSa",
-    "ExchangeTask",
-    "Ikev2Sa",
-    "State",
-    "log",
-    "log_no_proposal",
-]
+__all__ = ["NONCE_SIZE", "Address", "ChildSa", "Ikev2Sa", "State", "log"]
 
 Address = tuple[str, int]
 log = logging.getLogger("larval.ike")
@@ -145,47 +131,3 @@ class Ikev2Sa(Protocol):
     def _replace(self, new: IkeSession) -> None: ...
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None: ...
-
-
-class ExchangeTask:
-    """What every task of an exchange has: the IKE SA it sees, what it renews (nothing,
-    unless it says), and whether its exchange is over (after one round trip, unless it
-    says)."""
-
-    exchange: ClassVar[ExchangeType]
-    done = True
-
-    def __init__(self, sa: Ikev2Sa) -> None:
-        self._sa = sa
-
-    @property
-    def rekeys(self) -> Hashable | None:
-        return None
-
-
-class AnswerTask(ExchangeTask):
-    """A responder's task: `process` checks the request and makes the answer, which
-    `build` hands over; `answered` does what follows once the answer is on its way (the
-    IKE SA or CHILD_SA up, the new IKE SA, the IKE SA closed), after the answer's random
-    draws, as the IKE SA's own requests come after theirs."""
-
-    def __init__(self, sa: Ikev2Sa) -> None:
-        super().__init__(sa)
-        self._answer: tuple[Payload, ...] = ()
-
-    def process(self, message: IkeMessage, now: float) -> None:
-        """Check the request and make the answer; `IkeExchangeError` refuses it."""
-        raise NotImplementedError
-
-    def build(self, now: float) -> tuple[Payload, ...]:
-        return self._answer
-
-    def answered(self, now: float) -> None:
-        return
-
-
-def log_no_proposal(sa: Ikev2Sa, what: str, ours: tuple[Suite, ...], theirs: SaPayload) -> None:
-    """NO_PROPOSAL_CHOSEN: both sides' proposals, so that an operator sees why."""
-    mine = ", ".join(suite_text(s) for s in ours) or "none"
-    offered = ", ".join(suite_text(from_wire(p)) for p in theirs.proposals) or "none"
-    log.warning("%s: no %s proposal chosen; ours: %s; theirs: %s", sa._name(), what, mine, offered)
