@@ -11,7 +11,11 @@ from larval.ike.events import ChildSaUp
 from ..negotiate import suite_get
 from .sa import ChildSa, Ikev2Sa
 
-__all__ = ["child_up"]
+__all__ = ["Agreed", "child_up"]
+
+#: A CHILD_SA a responder agreed to: its policy, inbound and outbound SPIs, suite, and
+#: local and remote networks, as `child_up` takes them.
+Agreed = tuple[ChildConfig, int, int, Suite, tuple[IPNetwork, ...], tuple[IPNetwork, ...]]
 
 
 def child_up(

@@ -33,7 +33,7 @@ from ..negotiate import choose, narrow, networks_of, selectors_for, suite_get, t
 from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
-from .child_sa import child_up
+from .child_sa import Agreed, child_up
 from .proposals import groups, log_no_proposal, proposed_networks, with_group_first
 from .sa import NONCE_SIZE, ChildSa, Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -279,7 +279,7 @@ class ChildCreateResponder(AnswerTask):
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
-        self._made: tuple[ChildConfig, int, int, Suite, tuple, tuple] | None = None  # type: ignore[type-arg]
+        self._made: Agreed | None = None
         self._shared: bytes | None = None
         self._nonces = (b"", b"")
         self._old: ChildSa | None = None

@@ -13,7 +13,6 @@ the session hands the responder's task the next request, with the state held mea
 from __future__ import annotations
 
 from larval.crypto.ike_auth import signed_octets
-from larval.ike.config import ChildConfig, Suite
 from larval.ike.events import ChildSaFailed
 
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
@@ -24,15 +23,12 @@ from ..payloads import AuthPayload, IdPayload, NotifyPayload, Payload
 from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
-from .child_sa import child_up
+from .child_sa import Agreed, child_up
 from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
 from .sa import Ikev2Sa
 from .tasks import AnswerTask, ExchangeTask
 
 __all__ = ["IkeAuth", "IkeAuthResponder"]
-
-#: A CHILD_SA the responder's IKE_AUTH agreed to: its policy, SPIs, suite and selectors.
-Agreed = tuple[ChildConfig, int, int, Suite, tuple, tuple]  # type: ignore[type-arg]
 
 
 class IkeAuth(ExchangeTask):

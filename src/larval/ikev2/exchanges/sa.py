@@ -21,11 +21,11 @@ from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPNetwork, Su
 from larval.ike.events import ChildSaDown, Event
 
 from ..auth import Authenticator
-from ..framing import Ikev2Framing
 
 if TYPE_CHECKING:
     from larval.ike.task import TaskManager
 
+    from ..framing import Ikev2Framing
     from ..message import IkeMessage
     from ..payloads import Payload
     from ..session import IkeSession
