@@ -94,6 +94,7 @@ from larval.ikev2.exchanges import (
     InformationalResponder,
     State,
 )
+from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
 from larval.ikev2.exchanges.sa import Address, log
 from larval.ikev2.exchanges.tasks import AnswerTask
@@ -376,7 +377,7 @@ class IkeSession(OverTransport):
         if (
             child is None
             or self.state is not State.ESTABLISHED
-            or self._tasks.rekeying(("child", spi_in)) is not None
+            or self._tasks.rekeying(renewing(spi_in)) is not None
         ):
             return False
         self._tasks.queue(ChildCreate(self, child.config, child), now)

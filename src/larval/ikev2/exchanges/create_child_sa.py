@@ -41,10 +41,16 @@ from .tasks import AnswerTask, ExchangeTask
 if TYPE_CHECKING:
     from ..session import IkeSession
 
-__all__ = ["IKE_SA", "ChildCreate", "CreateChildSaResponder", "IkeRekey"]
+__all__ = ["IKE_SA", "ChildCreate", "CreateChildSaResponder", "IkeRekey", "renewing"]
 
 #: What `IkeRekey` renews, as `TaskManager.rekeying` looks it up.
 IKE_SA = "IKE SA"
+
+
+def renewing(spi_in: int) -> Hashable:
+    """What the renewal of the CHILD_SA with inbound SPI `spi_in` renews, as
+    `TaskManager.rekeying` looks it up."""
+    return ("child", spi_in)
 
 
 class ChildCreate(ExchangeTask):
@@ -92,7 +98,7 @@ class ChildCreate(ExchangeTask):
 
     @property
     def rekeys(self) -> Hashable | None:
-        return ("child", self.old.spi_in) if self.old is not None else None
+        return renewing(self.old.spi_in) if self.old is not None else None
 
     def build(self, now: float) -> tuple[Payload, ...]:
         return self._payloads
@@ -354,7 +360,7 @@ class ChildCreateResponder(AnswerTask):
         child_up(sa, *self._made, nonces=self._nonces, exchange_initiator=False,
                  shared=self._shared)  # fmt: skip
         old = self._old
-        ours = sa._tasks.rekeying(("child", old.spi_in)) if old is not None else None
+        ours = sa._tasks.rekeying(renewing(old.spi_in)) if old is not None else None
         if isinstance(ours, ChildCreate):
             # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and
             # decide which new one stays when our own exchange completes.
