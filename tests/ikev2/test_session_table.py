@@ -60,9 +60,9 @@ def test_every_cell_is_a_task_or_a_named_refusal(
     if cell in TAKEN:
         assert isinstance(entry, Transition)
         if direction is Direction.RESPONSE:
-            assert entry.task is REQUESTER
+            assert entry.step is REQUESTER
         else:
-            assert entry.task is not None and entry.task.exchange is exchange  # type: ignore[attr-defined]
+            assert entry.step is not None and entry.step.exchange is exchange  # type: ignore[attr-defined]
         assert entry.next is None or isinstance(entry.next, State)
     else:
         assert isinstance(entry, Refusal) and entry.reason

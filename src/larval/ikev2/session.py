@@ -139,11 +139,11 @@ Responder = Callable[[Ikev2Sa], AnswerTask]
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A message the state allows: the responder task that takes a request (for a
-    response `REQUESTER`: the task whose request it answers), and the state once the
-    exchange is over (None: the state stays)."""
+    """A message the state allows: the step that takes it, which for a request makes the
+    responder task of its exchange (for a response, `REQUESTER`: the task whose request
+    it answers), and the state once the exchange is over (None: the state stays)."""
 
-    task: Responder | None
+    step: Responder | None
     next: State | None = None
 
 
@@ -496,7 +496,7 @@ class IkeSession(OverTransport):
                 return
             if isinstance(entry, Refusal):
                 raise _out_of_place(state, exchange, direction, entry)
-            over = self._take(entry.task, data, message, addr, now)
+            over = self._take(entry.step, data, message, addr, now)
         except IkeExchangeError as error:
             # The one place where what the table refuses, and what an exchange refuses,
             # turns into an answer or a logged drop (RFC 7296 §2.21).
