@@ -41,6 +41,7 @@ class FakeTask:
         self.name = name
         self.exchange = "X"
         self.rekeys = rekeys
+        self.done = True
         self.built: list[float] = []
         self.processed: list[tuple[str, float]] = []
 
@@ -124,6 +125,32 @@ def test_a_response_no_task_awaits_is_dropped_and_logged(
     assert tasks.response(0, "answer", 1.0)
     assert not tasks.response(0, "answer", 1.0)
     assert a.processed == [("answer", 1.0)]
+
+
+class TwoRounds(FakeTask):
+    """An exchange of two round trips (as IKE_AUTH with EAP): done after its second."""
+
+    def process(self, message: str, now: float) -> None:
+        super().process(message, now)
+        self.done = len(self.processed) == 2
+
+
+def test_a_task_not_done_sends_its_next_request_before_the_next_task_starts(
+    manager: tuple[FakeWindow, TaskManager[str, str]],
+) -> None:
+    window, tasks = manager
+    auth, after = TwoRounds("auth"), FakeTask("after")
+    auth.done = False
+    tasks.queue(auth, 0.0)
+    tasks.queue(after, 0.0)
+    # auth -->  <-- round 1;  auth -->  (a new Message ID, while `after` still waits)
+    assert tasks.response(0, "round 1", 1.0) is auth and not auth.done
+    assert [s[1:3] for s in sent] == [("auth", 0), ("auth", 1)] and after.built == []
+    assert list(tasks.tasks()) == [auth, after]
+    # <-- round 2: auth is done, and `after` goes.
+    assert tasks.response(1, "round 2", 2.0) is auth and auth.done
+    assert auth.processed == [("round 1", 1.0), ("round 2", 2.0)] and auth.built == [0.0, 1.0]
+    assert [s[1:3] for s in sent][2:] == [("after", 2)] and window.outstanding == {2}
 
 
 def test_rekeying_finds_our_task_queued_or_under_way(

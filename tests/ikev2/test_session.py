@@ -16,6 +16,7 @@ from larval.ike import IKE_PORT
 from larval.ike.config import ChildConfig, IkeConfig
 from larval.ike.events import ChildSaDown, ChildSaFailed, ChildSaUp, Event, IkeSaDown, IkeSaUp
 from larval.ike.identity import identity
+from larval.ikev2.exchanges import InformationalResponder
 from larval.ikev2.session import IkeSession, State
 
 A, B = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
@@ -174,7 +175,7 @@ def test_a_resent_request_is_answered_from_the_cache_without_reaching_the_exchan
     def exchange(*args: object) -> None:
         raise AssertionError("a retransmitted request reached the exchange")
 
-    monkeypatch.setattr(pair.r, "_informational_request", exchange)
+    monkeypatch.setattr(InformationalResponder, "process", exchange)
     # The same request again (RFC 7296 §2.1): the same response, and nothing else.
     pair.r.receive_datagram(request, (str(A), IKE_PORT), 2.0)
     assert [d for d, _ in pair.r.datagrams_to_send(2.0)] == [response]

@@ -54,7 +54,7 @@ def test_a_selector_of_an_unknown_ts_type_is_passed_over(
         return (fc, *ranges)
 
     pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
-    monkeypatch.setattr("larval.ikev2.session.selectors_for", with_fc)  # the initiator's TS
+    monkeypatch.setattr("larval.ikev2.exchanges.ike_auth.selectors_for", with_fc)  # TSi, TSr
     pair.i.initiate(child(NET_A, NET_B), 0.0)
     pair.flush()
     events_r = list(Pair.events(pair.r))

@@ -14,15 +14,17 @@ from larval.crypto.prf import Prf
 from larval.ike import IKE_PORT
 from larval.ike.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp
 from larval.ikev2.auth import PskAuthenticator
-from larval.ikev2.constants import AuthMethod, ExchangeType, NotifyType
-from larval.ikev2.payloads import AuthPayload
+from larval.ikev2.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
+from larval.ikev2.exchanges import IkeAuth, IkeAuthResponder
+from larval.ikev2.message import IkeMessage
+from larval.ikev2.payloads import AuthPayload, NotifyPayload, Payload
 from larval.ikev2.session import (
+    REQUESTER,
     TRANSITIONS,
     Direction,
     IkeSession,
     Refusal,
     State,
-    Step,
     Transition,
 )
 from tests.ikev2.test_session import NET_A, NET_B, PSK, A, B, Pair, child, config
@@ -48,12 +50,19 @@ TAKEN = {
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: "-".join(x.name for x in c))
-def test_every_cell_is_a_step_or_a_named_refusal(
+def test_every_cell_is_a_task_or_a_named_refusal(
     cell: tuple[State, ExchangeType, Direction],
 ) -> None:
+    """A request goes to a responder task of its own exchange, a response to the task
+    whose request it answers."""
     entry = TRANSITIONS[cell]
+    _state, exchange, direction = cell
     if cell in TAKEN:
-        assert isinstance(entry, Transition) and isinstance(entry.step, Step)
+        assert isinstance(entry, Transition)
+        if direction is Direction.RESPONSE:
+            assert entry.step is REQUESTER
+        else:
+            assert entry.step is not None and entry.step.exchange is exchange  # type: ignore[attr-defined]
         assert entry.next is None or isinstance(entry.next, State)
     else:
         assert isinstance(entry, Refusal) and entry.reason
@@ -242,3 +251,103 @@ def test_a_peer_of_another_method_is_refused() -> None:
 
 def test_the_psk_authenticator_keeps_its_key_out_of_repr() -> None:
     assert PSK.decode() not in repr(PskAuthenticator(PSK))
+
+
+def test_a_response_no_task_awaits_is_dropped_and_the_state_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table lets an IKE_SA_INIT response in while INIT_SENT, but only the task that
+    sent the request takes it: with no task awaiting it, nothing moves."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT { SA, KE, Ni, N(NAT_D) } -->  <-- { SA, KE, Nr, N(NAT_D) }
+    for data, _ in pair.i.datagrams_to_send(0.0):
+        pair.r.receive_datagram(data, (str(A), IKE_PORT), 0.0)
+    (response,) = pair.r.datagrams_to_send(0.0)
+    monkeypatch.setattr(pair.i._tasks, "response", lambda *_: None)
+    pair.i.receive_datagram(response[0], (str(B), IKE_PORT), 0.0)
+    assert pair.i.state is State.INIT_SENT
+    assert pair.i.datagrams_to_send(0.0) == [] and pair.i.next_event() is None
+    # The task that sent the request still takes the response when it comes again.
+    monkeypatch.undo()
+    pair.i.receive_datagram(response[0], (str(B), IKE_PORT), 0.0)
+    assert pair.i.state is State.AUTH_SENT
+    pair.flush()
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+
+
+# -- IKE_AUTH of more than one round trip --------------------------------------------------
+
+#: A round that proves nothing yet (as an EAP round would carry EAP), a status type.
+ROUND = NotifyPayload(ProtocolId.NONE, 40969, b"round 1")
+
+
+class TwoRoundAuth(IkeAuth):
+    """The initiator's IKE_AUTH with a first round before the usual one."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.done = False
+        self.rounds = 0
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        return (ROUND,) if self.rounds == 0 else super().build(now)
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        self.rounds += 1
+        if self.rounds == 1:
+            assert message.notify(40969) is not None
+            return
+        self.done = True
+        super().process(message, now)
+
+
+class TwoRoundAuthResponder(IkeAuthResponder):
+    made: list[TwoRoundAuthResponder] = []
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.done = False
+        TwoRoundAuthResponder.made.append(self)
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        if message.first(AuthPayload) is None:
+            self._answer = (ROUND,)
+            return
+        self.done = True
+        super().process(message, now)
+
+    def answered(self, now: float) -> None:
+        if self.done:
+            super().answered(now)
+
+
+def test_ike_auth_may_take_more_than_one_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ends' IKE_AUTH tasks take two round trips; the state holds between them, the
+    responder's second request goes to the task under way, and the IKE SA comes up as
+    with one round. Nothing else changes for it: the table, the other exchanges."""
+    monkeypatch.setattr("larval.ikev2.session.IkeAuth", TwoRoundAuth)
+    cell = (State.INIT_DONE, ExchangeType.IKE_AUTH, Direction.REQUEST)
+    monkeypatch.setitem(TRANSITIONS, cell, Transition(TwoRoundAuthResponder, State.ESTABLISHED))
+    TwoRoundAuthResponder.made.clear()
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT -->  <--;  IKE_AUTH { SK{N(40969)} } -->  <-- { SK{N(40969)} }
+    for _ in range(2):
+        for data, _ in pair.i.datagrams_to_send(0.0):
+            pair.r.receive_datagram(data, (str(A), IKE_PORT), 0.0)
+        for data, _ in pair.r.datagrams_to_send(0.0):
+            pair.i.receive_datagram(data, (str(B), IKE_PORT), 0.0)
+    assert pair.i.state is State.AUTH_SENT and pair.r.state is State.INIT_DONE
+    assert pair.i.next_event() is None and pair.r.next_event() is None
+    # IKE_AUTH { SK{IDi, AUTH, SA, TSi, TSr} } -->  <-- { SK{IDr, AUTH, SA, TSi, TSr} }
+    assert pair.flush() == 2
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    for side in (pair.i, pair.r):
+        assert [type(e) for e in Pair.events(side)] == [IkeSaUp, ChildSaUp]
+    assert len(TwoRoundAuthResponder.made) == 1
+    # The second round went as Message ID 2 (the first as 1), and was answered.
+    assert [(way, int.from_bytes(data[20:24], "big")) for way, data in pair.wire] == [
+        ("i->r", 2),
+        ("r->i", 2),
+    ]

@@ -12,7 +12,9 @@ back; the next one starts as soon as the transport's window allows (RFC 7296 §2
 which is when `start` builds its request and hands it to `send`, the session's way to
 put a request on the wire (it returns the Message ID the request went with). A response
 goes to the task whose request it answers (`response`); a response no task awaits is
-dropped and logged (§2.21: no reply to an unexpected response).
+dropped and logged (§2.21: no reply to an unexpected response). An exchange of more than
+one round trip (IKEv2's IKE_AUTH with EAP, an IKE_SA_INIT that goes again with a COOKIE)
+is a task that is not `done` after a response: its next request goes out at once.
 
 Collisions (RFC 7296 §2.8.1, §2.8.2): a task that renews something names it in
 `rekeys` (the inbound SPI of a CHILD_SA, or the IKE SA itself). When the peer's request
@@ -47,6 +49,11 @@ class Task(Protocol[M_contra, B_co]):
     #: What the task renews (a CHILD_SA's inbound SPI, the IKE SA), or None.
     @property
     def rekeys(self) -> Hashable | None: ...
+
+    #: Is the exchange over, or does this end send (initiator) or await (responder)
+    #: another message of it?
+    @property
+    def done(self) -> bool: ...
 
     def build(self, now: float) -> B_co:
         """The request (initiator) or the response (responder) this end sends."""
@@ -96,17 +103,20 @@ class TaskManager(Generic[M, B]):
             message_id = self._send(task.exchange, task.build(now), now)
             self._active[message_id] = task
 
-    def response(self, message_id: int, message: M, now: float) -> bool:
-        """Hand a response to the task that sent its request, then start the next one.
-        False (and nothing done) when no task awaits a response with that ID."""
+    def response(self, message_id: int, message: M, now: float) -> Task[M, B] | None:
+        """Hand a response to the task that sent its request; the task's next request
+        goes out if it is not done, and then the next task starts. The task, or None (and
+        nothing done) when no task awaits a response with that ID."""
         task = self._active.pop(message_id, None)
         if task is None:
             log.info("%s: no request awaits response %d, dropped", self._name(), message_id)
-            return False
+            return None
         self._window.answered(message_id)
         task.process(message, now)
+        if not task.done and not self._closed:
+            self._active[self._send(task.exchange, task.build(now), now)] = task
         self.start(now)
-        return True
+        return task
 
     def rekeying(self, key: Hashable) -> Task[M, B] | None:
         """Our task, queued or under way, that renews `key` (RFC 7296 §2.8.1, §2.8.2)."""

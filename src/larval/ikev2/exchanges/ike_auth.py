@@ -1,0 +1,188 @@
+"""IKE_AUTH (RFC 7296 §1.2), both roles: each end proves its identity with the
+`Authenticator` (`larval.ikev2.auth`), and the first CHILD_SA comes with it.
+
+    HDR, SK {IDi, AUTH, [N(USE_TRANSPORT_MODE),] SAi2, TSi, TSr}  -->
+                    <--  HDR, SK {IDr, AUTH, [N(USE_TRANSPORT_MODE),] SAr2, TSi, TSr}
+
+The authenticator is the one step that knows the method; the exchange hands it the
+octets each end signs (§2.15). A method of more than one round trip (EAP, §2.16) is a
+task that is not `done` after its first: the task manager sends its next request, and
+the session hands the responder's task the next request, with the state held meanwhile.
+"""
+
+from __future__ import annotations
+
+from larval.crypto.ike_auth import signed_octets
+from larval.ike.events import ChildSaFailed
+
+from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ..errors import IkeExchangeError
+from ..message import IkeMessage
+from ..negotiate import choose, narrow, networks_of, selectors_for, to_wire
+from ..payloads import AuthPayload, IdPayload, NotifyPayload, Payload
+from ..render import describe
+from ..sa_payload import SaPayload
+from ..ts_payload import TsPayload
+from .child_sa import Agreed, child_up
+from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
+from .sa import Ikev2Sa
+from .tasks import AnswerTask, ExchangeTask
+
+__all__ = ["IkeAuth", "IkeAuthResponder"]
+
+
+class IkeAuth(ExchangeTask):
+    """The initiator: HDR, SK {IDi, AUTH, SAi2, TSi, TSr} -->, for the CHILD_SA the IKE SA
+    was opened for (`_pending_child`), and the answer taken."""
+
+    exchange = ExchangeType.IKE_AUTH
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self._spi_in = 0
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        sa, child = self._sa, self._sa._pending_child
+        assert child is not None and sa._prf is not None
+        idi = _id_payload(sa, PayloadType.IDi)
+        octets = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                               idi.encode_body())  # fmt: skip
+        auth = sa._authenticator.build(sa._prf, octets)
+        self._spi_in = sa._allocate_spi()
+        spi = self._spi_in.to_bytes(4, "big")
+        # No KE in IKE_AUTH, so no PFS for its CHILD_SA: DH transforms are left out, as
+        # strongSwan does (RFC 7296 §1.2).
+        proposals = tuple(
+            to_wire(n + 1, ProtocolId.ESP, spi, suite)
+            for n, suite in enumerate(without_dh(child.proposals))
+        )
+        payloads: list[Payload] = [
+            idi,
+            auth,
+            SaPayload(proposals),
+            TsPayload(PayloadType.TSi, selectors_for(child.local_ts)),
+            TsPayload(PayloadType.TSr, selectors_for(child.remote_ts)),
+        ]
+        if child.mode == "transport":
+            payloads.insert(2, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        return tuple(payloads)
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        """<--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}"""
+        sa, child = self._sa, self._sa._pending_child
+        assert sa._prf is not None and child is not None
+        idr, auth = message.first(IdPayload), message.first(AuthPayload)
+        if idr is None or auth is None:
+            errors = [NotifyType(n.notify_type).name for n in message.get(NotifyPayload)
+                      if n.notify_type < 16384]  # fmt: skip
+            sa._close("IKE_AUTH refused: " + (", ".join(errors) or "no IDr/AUTH"), now)
+            return
+        if not _peer_id_ok(sa, idr):
+            sa._close("the responder's identity is not the one configured", now)
+            return
+        octets = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
+                               idr.encode_body())  # fmt: skip
+        if not sa._authenticator.verify(sa._prf, octets, auth):
+            sa._close("the responder's AUTH does not verify (wrong PSK?)", now)
+            return
+        sa._established(now)
+        sa_payload = message.first(SaPayload)
+        tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+        tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
+        refusals = [n for n in message.get(NotifyPayload) if n.notify_type < 16384]
+        if sa_payload is None or len(sa_payload.proposals) != 1 or not tsi or not tsr or refusals:
+            reason = ", ".join(NotifyType(n.notify_type).name for n in refusals) or "no SA"
+            sa._events.append(ChildSaFailed(child, f"CHILD_SA refused: {reason}"))
+            sa._pending_child = None
+            return
+        chosen = choose(without_dh(child.proposals), sa_payload.proposals, ProtocolId.ESP)
+        if chosen is None or len(sa_payload.proposals[0].spi) != 4:
+            sa._events.append(
+                ChildSaFailed(child, "the responder chose an ESP proposal we did not offer")
+            )
+            return
+        spi_out = int.from_bytes(sa_payload.proposals[0].spi, "big")
+        child_up(sa, child, self._spi_in, spi_out, chosen[1], *proposed_networks(tsi[0], tsr[0]))
+        sa._pending_child = None
+
+
+class IkeAuthResponder(AnswerTask):
+    """The responder: HDR, SK {IDi, AUTH, SAi2, TSi, TSr} -->  answered with
+    <-- HDR, SK {IDr, AUTH, SAr2, TSi, TSr}, or with the CHILD_SA's refusal in place of
+    SAr2, TSi, TSr. An initiator that does not prove itself is refused, and the IKE SA
+    closes."""
+
+    exchange = ExchangeType.IKE_AUTH
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self._agreed: Agreed | None = None
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        sa = self._sa
+        assert sa._prf is not None
+        idi, auth = message.first(IdPayload), message.first(AuthPayload)
+        if idi is None or auth is None or auth.method != sa._authenticator.method:
+            reason = "IKE_AUTH without IDi and an AUTH of the configured method"
+            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
+        octets = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                               idi.encode_body())  # fmt: skip
+        if not _peer_id_ok(sa, idi) or not sa._authenticator.verify(sa._prf, octets, auth):
+            reason = "the initiator's AUTH does not verify (wrong PSK or identity)"
+            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
+        idr = _id_payload(sa, PayloadType.IDr)
+        octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
+                                 idr.encode_body())  # fmt: skip
+        auth_r = sa._authenticator.build(sa._prf, octets_r)
+        child_payloads, self._agreed = _respond_child(sa, message)
+        self._answer = (idr, auth_r, *child_payloads)
+
+    def answered(self, now: float) -> None:
+        self._sa._established(now)
+        if self._agreed is not None:
+            child_up(self._sa, *self._agreed)
+
+
+def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...], Agreed | None]:
+    """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse."""
+    sa_payload = message.first(SaPayload)
+    tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+    tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
+    if sa_payload is None or not tsi or not tsr:
+        return (), None
+    policy = sa._child_policy(*proposed_networks(tsi[0], tsr[0])) if sa._child_policy else None
+    if policy is None:
+        return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
+    ours = without_dh(policy.proposals)
+    chosen = choose(ours, strip_dh(sa_payload.proposals), ProtocolId.ESP)
+    if chosen is None:
+        log_no_proposal(sa, "ESP", ours, sa_payload)
+        sa._events.append(ChildSaFailed(policy, "no ESP proposal chosen: " + describe(sa_payload)))
+        return (NotifyPayload(ProtocolId.NONE, NotifyType.NO_PROPOSAL_CHOSEN),), None
+    # TSi is the initiator's side: our remote selectors; TSr ours (RFC 7296 §2.9).
+    ts_i = narrow(tsi[0].selectors, policy.remote_ts)  # type: ignore[arg-type]
+    ts_r = narrow(tsr[0].selectors, policy.local_ts)  # type: ignore[arg-type]
+    if not ts_i or not ts_r:
+        return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
+    answer, suite = chosen
+    if len(answer.spi) != 4:
+        return (NotifyPayload(ProtocolId.NONE, NotifyType.INVALID_SYNTAX),), None
+    spi_out = int.from_bytes(answer.spi, "big")
+    spi_in = sa._allocate_spi()
+    mine = to_wire(answer.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), suite)
+    payloads: list[Payload] = [SaPayload((mine,)), TsPayload(PayloadType.TSi, ts_i),
+                               TsPayload(PayloadType.TSr, ts_r)]  # fmt: skip
+    if message.notify(NotifyType.USE_TRANSPORT_MODE) and policy.mode == "transport":
+        payloads.insert(0, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+    return tuple(payloads), (policy, spi_in, spi_out, suite,
+                             tuple(networks_of(ts_r)), tuple(networks_of(ts_i)))  # fmt: skip
+
+
+def _id_payload(sa: Ikev2Sa, payload_type: PayloadType) -> IdPayload:
+    id_type, data = sa.config.local_id
+    return IdPayload(payload_type, id_type, data)
+
+
+def _peer_id_ok(sa: Ikev2Sa, payload: IdPayload) -> bool:
+    expected = sa.config.remote_id
+    return expected is None or (payload.id_type, payload.data) == expected
