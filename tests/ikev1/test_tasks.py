@@ -57,6 +57,7 @@ def test_main_mode_and_quick_mode_tasks_agree_on_keys_and_do_no_io() -> None:
     mm_r = MainModeResponder(r, settings)
     r.spi_i, r.spi_r = i.spi_i, b"\x22" * 8  # the session takes CKY-I and makes CKY-R
     sent: list[Outgoing] = []
+    done: list[tuple[bool, bool]] = []
     # MM1 { SA, VID } -->  <-- MM2   MM3 { KE, Ni } -->  <-- MM4   MM5 *{ IDii, HASH_I } -->
     # <-- MM6 *{ IDir, HASH_R }
     for sender, receiver, source in [(mm_i, mm_r, i), (mm_r, mm_i, r)] * 3:
@@ -64,6 +65,9 @@ def test_main_mode_and_quick_mode_tasks_agree_on_keys_and_do_no_io() -> None:
         assert out is not None
         sent.append(out)
         carry(out, receiver, source)
+        done.append((mm_i.done, mm_r.done))
+    # The responder is through once MM5 has proved the initiator; the initiator at MM6.
+    assert done == [(False, False)] * 4 + [(False, True), (True, True)]
     assert [o.text.split()[0] for o in sent] == ["MM1", "MM2", "MM3", "MM4", "MM5", "MM6"]
     # Only what waits for an answer is resent: MM1, MM3, MM5 (Message ID 0).
     assert [o.resend for o in sent] == [PHASE1, None] * 3

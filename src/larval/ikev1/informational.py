@@ -104,6 +104,8 @@ class Informational:
 
     exchange = INFO
     rekeys = None
+    #: One message, no answer awaited: nothing is left once it is processed.
+    done = True
 
     def __init__(
         self, sa: IsakmpSa, dpd: Dpd, *, established: bool, close: Close, refused: Refused

@@ -81,6 +81,8 @@ class Phase1Task:
         #: AM1 -> AM2 or MM1 -> MM2, when the request went once (Karn's rule).
         self.round_trip: float | None = None
         self._next: Outgoing | None = None
+        #: Phase 1 is through: this end has proved the peer and been proved.
+        self.done = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.sa.name()}>"  # never keys or nonces
@@ -207,6 +209,7 @@ class Phase1Task:
             raise IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason,
                                      answered=False)  # fmt: skip
         self.sa.authenticated()
+        self.done = True
 
     def _expected_initiator(self, idii: IdPayload) -> None:
         """The responder refuses an IDii other than the configured remote ID."""
@@ -322,6 +325,7 @@ class MainModeResponder(Phase1Task):
             raise auth_failed("HASH_I does not verify")
         self._initiator_contact(message)
         sa.authenticated()
+        self.done = True
         idir = sa.id_payload()
         payloads: tuple[Payload, ...] = (idir, self._proof(idir))
         datagram, sa.p1_last = sa.seal(sa.message(MM, payloads), next_iv)
@@ -425,6 +429,7 @@ class AggressiveResponder(Phase1Task):
         if not self._proves_peer(message, self.idii_b):
             raise auth_failed("HASH_I does not verify")
         sa.authenticated()
+        self.done = True
         sa.check_nat(message, inbound.addr)
         self._initiator_contact(message)
         sa.answered(PHASE1)

@@ -61,11 +61,9 @@ answered or dropped.
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 
 from larval.crypto.ike_errors import IkeCryptoError, IkeIntegrityError
 from larval.crypto.ike_keys import IkeSaKeys, derive_rekeyed_ike_sa_keys
@@ -76,6 +74,7 @@ from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
 from larval.ike.task import TaskManager
+from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import IkeTransport, OverTransport, Verdict, WindowedIds
 from larval.ikev2.auth import Authenticator, PskAuthenticator
 from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
@@ -137,28 +136,14 @@ class Direction(enum.Enum):
 Responder = Callable[[Ikev2Sa], AnswerTask]
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A message the state allows: the step that takes it, which for a request makes the
-    responder task of its exchange (for a response, `REQUESTER`: the task whose request
-    it answers), and the state once the exchange is over (None: the state stays)."""
-
-    step: Responder | None
-    next: State | None = None
-
-
 #: A response goes to the task that sent its request; the task manager knows which.
 REQUESTER = None
 
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A message the state does not allow, and why: answered with `notify` once it has
-    proved itself (decrypted), or, with no notify, dropped unopened and logged."""
-
-    reason: str
-    notify: NotifyType | None = None
-
+#: A row of the table: for a request, the responder task its exchange makes (for a
+#: response, `REQUESTER`) and the state once the exchange is over (None: the state
+#: stays); or why the message is refused, with the Notify that answers it once it has
+#: proved itself (decrypted), or none: dropped unopened and logged.
+Entry = Transition[Responder | None, State] | Refusal[NotifyType]
 
 Input = tuple[State, ExchangeType, Direction]
 _REQ, _RESP = Direction.REQUEST, Direction.RESPONSE
@@ -167,7 +152,7 @@ _X = ExchangeType
 #: (state, exchange, request|response received) -> what takes it and the next state, or
 #: why it is refused. Total over State x ExchangeType x Direction; an exchange type that
 #: is not in the enum is refused like one of its members with no row.
-TRANSITIONS: dict[Input, Transition | Refusal] = {
+TRANSITIONS: dict[Input, Entry] = {
     (State.IDLE, _X.IKE_SA_INIT, _REQ): Transition(IkeSaInitResponder, State.INIT_DONE),
     (State.INIT_SENT, _X.IKE_SA_INIT, _RESP): Transition(REQUESTER, State.AUTH_SENT),
     (State.INIT_DONE, _X.IKE_AUTH, _REQ): Transition(IkeAuthResponder, State.ESTABLISHED),
@@ -185,7 +170,7 @@ TRANSITIONS: dict[Input, Transition | Refusal] = {
 }
 
 
-def _refusal(state: State, exchange: ExchangeType, direction: Direction) -> Refusal:
+def _refusal(state: State, exchange: ExchangeType, direction: Direction) -> Entry:
     """The rows the table does not spell out, by rule: nothing is answered (RFC 7296
     §2.21: never an answer to a response; a request out of place gets none either)."""
     if state is State.CLOSED:
@@ -201,8 +186,7 @@ def _refusal(state: State, exchange: ExchangeType, direction: Direction) -> Refu
     return Refusal("the IKE SA is not set up yet")
 
 
-for _key in itertools.product(State, ExchangeType, Direction):
-    TRANSITIONS.setdefault(_key, _refusal(*_key))
+complete(TRANSITIONS, _refusal, State, ExchangeType, Direction)
 
 
 class IkeSession(OverTransport):
@@ -647,7 +631,7 @@ class IkeSession(OverTransport):
 
 
 def _out_of_place(
-    state: State, exchange: ExchangeType, direction: Direction, refusal: Refusal
+    state: State, exchange: ExchangeType, direction: Direction, refusal: Refusal[NotifyType]
 ) -> IkeOutOfPlace:
     """The error for a message the table refuses, naming the state and the input."""
     text = f"{exchange.name} {direction.value} not allowed in state {state.name}: {refusal.reason}"
