@@ -92,6 +92,7 @@ from larval.ike.events import (
 )
 from larval.ike.render import suite_text
 from larval.ike.sa import Phase
+from larval.ike.state import IkeSaState
 from larval.ike.task import TaskManager, redundant
 from larval.ike.transport import (
     IkeTransport,
@@ -99,6 +100,7 @@ from larval.ike.transport import (
     Verdict,
     WindowedIds,
 )
+from larval.ikev2 import snapshot as sa_value
 from larval.ikev2.auth import Authenticator, PskAuthenticator
 from larval.ikev2.constants import (
     ExchangeType,
@@ -323,6 +325,7 @@ class IkeSession(OverTransport):
         self._replaced_by: IkeSession | None = None  # the IKE SA that took our CHILD_SAs
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
+        self.established_at: float | None = None
         self._delete_reason = "deleted"
 
     version = 2
@@ -462,6 +465,29 @@ class IkeSession(OverTransport):
 
     def reauth_failed(self, now: float) -> None:
         return
+
+    # -- as a value (larval.ike.state, larval.ikev2.snapshot) -----------------------------
+
+    def snapshot(self) -> IkeSaState:
+        """This IKE SA and its CHILD_SAs as a value, for `restore`; raises `IkeStateError`
+        while an exchange is under way that the value cannot hold (`larval.ikev2.snapshot`)."""
+        return sa_value.snapshot(self)
+
+    @classmethod
+    def restore(
+        cls,
+        value: IkeSaState,
+        config: IkeConfig,
+        *,
+        allocate_spi: Callable[[], int],
+        child_policy: ChildPolicy | None = None,
+        random_bytes: RandomBytes = system_random,
+    ) -> IkeSession:
+        """The IKE SA `snapshot` made `value` of, established, with its CHILD_SAs: it
+        continues the old one's exchanges with the same SPIs, keys and Message IDs.
+        `config` must be the connection it is of (`IkeStateError` otherwise)."""
+        return sa_value.restore(cls, value, config, allocate_spi=allocate_spi,
+                                 child_policy=child_policy, random_bytes=random_bytes)  # fmt: skip
 
     def _request_child(self, config: ChildConfig, old: ChildSa | None, now: float) -> None:
         spi_in = self._allocate_spi()
@@ -700,6 +726,7 @@ class IkeSession(OverTransport):
         framing = new._framing
         framing.outbound, framing.inbound = (to_r, to_i) if initiator else (to_i, to_r)
         new._enter(State.ESTABLISHED)
+        new.established_at = now
         new._schedule(now)
         return new
 
@@ -1238,6 +1265,7 @@ class IkeSession(OverTransport):
         return expected is None or (payload.id_type, payload.data) == expected
 
     def _established(self, now: float) -> None:
+        self.established_at = now
         self._schedule(now)
         self._events.append(
             IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)
