@@ -153,8 +153,12 @@ def test_restored_sessions_delete_renew_check_liveness_rekey_and_carry_traffic()
     assert not any(isinstance(e, ChildSaDown) for e in ev_i + ev_r)
     assert list(next_i.children) == [new_i.spi_in] and list(next_r.children) == [new_r.spi_in]
 
-    # The IKE SA made from the restored one's SK_d works: a CHILD_SA rekey through it.
+    # The IKE SA made from the restored one's SK_d works, and has a value of its own, from
+    # which it is restored in turn: a CHILD_SA rekey through the restored successors.
+    assert next_i.snapshot().spi_i == next_r.snapshot().spi_i != before_i.spi_i
     pair.i, pair.r = next_i, next_r
+    restore_both(pair)
+    assert pair.i.snapshot() == next_i.snapshot() and pair.r.snapshot() == next_r.snapshot()
     pair.now = 300.0
     assert pair.i.rekey_child(new_i.spi_in, pair.now)
     assert pair.flush() == 4
