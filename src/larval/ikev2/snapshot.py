@@ -55,7 +55,7 @@ def snapshot(session: v2.IkeSession) -> IkeSaState:
     framing, config = session._framing, session.config
     assert framing.outbound is not None and framing.inbound is not None
     assert session.established_at is not None
-    to_r, to_i = (framing.outbound, framing.inbound)
+    to_r, to_i = framing.outbound, framing.inbound
     if not session.initiator:
         to_r, to_i = to_i, to_r
     (sk_ei, sk_ai), (sk_er, sk_ar) = to_r.keys, to_i.keys
@@ -117,10 +117,8 @@ def _held_request(session: v2.IkeSession) -> int | None:
     outstanding = list(session._transport.outstanding())
     if not tasks and not outstanding:
         return None
-    if len(tasks) == len(outstanding) == 1:
-        (task,), (message_id,) = tasks, outstanding
-        if isinstance(task, Informational) and not task.payloads:
-            return message_id
+    if len(tasks) == len(outstanding) == 1 and _is_liveness_check(tasks[0]):
+        return outstanding[0]
     under_way = ", ".join(str(getattr(t.exchange, "name", t.exchange)) for t in tasks)
     raise IkeStateError(f"{name}: no snapshot while {under_way or 'a request'} is under way")
 
@@ -139,6 +137,7 @@ def restore(
     if value.ike_version != cls.version or state is None:
         raise IkeStateError(f"IKE SA state of {value.name!r} is IKEv{value.ike_version}")
     value.check_config(config)
+    _check_requests(value, state)
     session = cls(config, initiator=value.initiator, allocate_spi=allocate_spi,
                   child_policy=child_policy, random_bytes=random_bytes, spi_i=value.spi_i,
                   fragmentation=state.fragmentation,
@@ -151,6 +150,16 @@ def restore(
     session.established_at = value.established_at
     session._rekey_at, session._deadline = value.rekey_at, state.deadline
     session._transport.restore(value.transport)
+    if state.liveness_check is not None:
+        session._tasks.resume(state.liveness_check, _liveness_check(session))
+    session._enter(v2.State.ESTABLISHED)
+    log.info("%s: IKE SA resumed with %d CHILD_SAs", session._name(), len(session.children))
+    return session
+
+
+def _check_requests(value: IkeSaState, state: Ikev2State) -> None:
+    """Raise `IkeStateError` unless the requests in the value are the liveness check it
+    names, if any: nothing else of ours is taken up (module docstring)."""
     for request in value.transport.requests:
         if request.message_id != state.liveness_check:
             raise IkeStateError(
@@ -158,17 +167,12 @@ def restore(
                 f"({request.text or 'unnamed'}) is not a liveness check, the one request "
                 "a restored IKE SA takes up"
             )
-    if state.liveness_check is not None:
-        if state.liveness_check not in session._transport.outstanding():
-            raise IkeStateError(
-                f"IKE SA state of {value.name!r}: liveness check {state.liveness_check} "
-                "is not among the requests"
-            )
-        check = Informational((), session._informational_response)
-        session._tasks.resume(state.liveness_check, check)
-    session._enter(v2.State.ESTABLISHED)
-    log.info("%s: IKE SA resumed with %d CHILD_SAs", session._name(), len(session.children))
-    return session
+    mids = [r.message_id for r in value.transport.requests]
+    if state.liveness_check is not None and state.liveness_check not in mids:
+        raise IkeStateError(
+            f"IKE SA state of {value.name!r}: liveness check {state.liveness_check} "
+            "is not among the requests"
+        )
 
 
 def _resume_keys(
@@ -195,3 +199,16 @@ def _resume_keys(
     framing = session._framing
     framing.outbound, framing.inbound = (to_r, to_i) if value.initiator else (to_i, to_r)
     framing.fragmentation = state.fragmentation_agreed
+
+
+# The two places that know the liveness check's task (`larval.ikev2.exchanges`).
+
+
+def _is_liveness_check(task: object) -> bool:
+    """Is `task` the empty INFORMATIONAL request of RFC 7296 §2.4?"""
+    return isinstance(task, Informational) and not task.payloads
+
+
+def _liveness_check(session: v2.IkeSession) -> Informational:
+    """The task of a liveness check, as `IkeSession.handle_timer` queues it."""
+    return Informational((), session._informational_response)
