@@ -216,6 +216,18 @@ def test_a_version_1_document_with_what_version_2_added_is_refused() -> None:
         IkeSaState.from_json(json.dumps(doc))
 
 
+def test_an_ikev2_part_out_of_range_is_refused_without_its_keys() -> None:
+    doc = json.loads(v2_value().to_json())
+    doc["ikev2"]["next_iv"] = 1 << 64
+    with pytest.raises(IkeStateError, match=r"\$\.ikev2\.next_iv: \d+ is not a 64-bit number"):
+        IkeSaState.from_json(json.dumps(doc))
+    doc = json.loads(v2_value().to_json())
+    doc["ikev2"]["sk_er"] += "0"
+    with pytest.raises(IkeStateError) as info:
+        IkeSaState.from_json(json.dumps(doc))
+    assert str(info.value) == "IKE SA state: $.ikev2.sk_er: not hex"
+
+
 def _nodes(node: Any, path: str) -> Iterator[tuple[str, Any, str | int]]:
     """Every member of every object and array under `node`: its path, its container, and
     its key or index there."""
@@ -366,6 +378,24 @@ def test_any_transport_part_round_trips(
         (CachedReply(key, (datagram,), text), CachedReply(datagram, (), "")),
     )
     v = value(transport=transport)
+    assert IkeSaState.from_json(v.to_json()) == v
+
+
+@given(
+    st.binary(min_size=0, max_size=64),
+    st.one_of(st.none(), st.integers(0, (1 << 64) - 1)),
+    st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    st.one_of(st.none(), st.integers(0, 0xFFFFFFFF)),
+    st.booleans(),
+)
+def test_any_ikev2_part_round_trips(
+    key: bytes, next_iv: int | None, deadline: float | None, check: int | None, agreed: bool
+) -> None:
+    assert v2_value().ikev2 is not None
+    part = dataclasses.replace(v2_value().ikev2, sk_d=Secret(key), sk_ar=Secret(key),
+                               next_iv=next_iv, deadline=deadline, liveness_check=check,
+                               fragmentation_agreed=agreed)  # fmt: skip
+    v = v2_value(ikev2=part)
     assert IkeSaState.from_json(v.to_json()) == v
 
 
