@@ -146,6 +146,28 @@ def test_aead_ivs_never_repeat() -> None:
     assert [int.from_bytes(iv, "big") for iv in ivs] == [(first + n) % (1 << 64) for n in range(50)]
 
 
+@pytest.mark.parametrize(("encr", "integ_id"), COMBINATIONS, ids=IDS)
+def test_a_cipher_made_again_from_its_keys_and_iv_counter_carries_on(
+    encr: Transform, integ_id: IntegId
+) -> None:
+    # An IKE SA written out as a value and restored (larval.ike.state): the keys it was
+    # made with, and an AEAD's IV counter, which goes on where it stopped (RFC 5282 §3.1).
+    old, encr_key, integ_key = make(encr, integ_id)
+    assert old.keys == (encr_key, integ_key)
+    old.encrypt(b"x", AAD)
+    again = SkCipher.of(encr, integ_id, *old.keys, next_iv=old.next_iv)
+    assert again.keys == old.keys and again.next_iv == old.next_iv
+    body = again.encrypt(b"carried on", AAD)
+    assert old.decrypt(body, AAD) == b"carried on"
+    if old.next_iv is None:  # CBC: every IV drawn at random
+        assert again.iv_size == 16
+        return
+    assert body[:8] == old.next_iv.to_bytes(8, "big") and again.next_iv == old.next_iv + 1
+    assert old.encrypt(b"y", AAD)[:8] == body[:8]  # the old one must not go on too
+    with pytest.raises(IkeCryptoError, match="an AEAD IV counter is 64 bits"):
+        SkCipher.of(encr, integ_id, *old.keys, next_iv=1 << 64)
+
+
 def test_any_padding_is_accepted() -> None:
     # RFC 7296 §3.14: the receiver accepts any Padding that aligns, whatever its value.
     transform = encr(EncrId.AES_CBC, 128)

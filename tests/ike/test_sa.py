@@ -52,7 +52,9 @@ def test_mypy_finds_both_sessions_are_ike_sas_and_a_partial_one_is_not(tmp_path:
     out, status = _mypy(
         tmp_path,
         """
+        from larval.ike.config import IkeConfig
         from larval.ike.sa import IkeSa
+        from larval.ike.state import IkeSaState
         from larval.ikev1.session import IkeV1Session
         from larval.ikev2.session import IkeSession
 
@@ -68,13 +70,42 @@ def test_mypy_finds_both_sessions_are_ike_sas_and_a_partial_one_is_not(tmp_path:
 
         def partial(session: NoRekey) -> IkeSa:
             return session
+
+
+        def again(sa: IkeSa, config: IkeConfig) -> IkeSa:
+            return type(sa).restore(sa.snapshot(), config, allocate_spi=lambda: 0x1000)
+
+
+        class NoValue(IkeSession):
+            def snapshot(self) -> str:  # type: ignore[override]
+                return ""
+
+
+        def valueless(session: NoValue) -> IkeSa:
+            return session
+
+
+        class OldRestore(IkeV1Session):
+            @classmethod
+            def restore(  # type: ignore[override]
+                cls, value: IkeSaState, config: IkeConfig
+            ) -> OldRestore:
+                raise NotImplementedError
+
+
+        def unrestorable(session: OldRestore) -> IkeSa:
+            return session
         """,
     )
-    # Only the class whose rekey_child takes no `now` is refused, and for that member.
+    # Only the classes with a member unlike the protocol's are refused, each for it: a
+    # rekey_child without `now`, a snapshot that is no IkeSaState, a restore that takes
+    # no callbacks.
     assert status == 1, out
-    assert 'Incompatible return value type (got "NoRekey", expected "IkeSa")' in out
-    assert "rekey_child" in out
-    assert out.count("error:") == 1, out
+    for cls, member in (("NoRekey", "rekey_child"), ("NoValue", "snapshot"),
+                        ("OldRestore", "restore")):  # fmt: skip
+        assert f'Incompatible return value type (got "{cls}", expected "IkeSa")' in out, out
+        assert member in out
+    assert out.count("error:") == 3, out
 
 
 @pytest.mark.parametrize("module", [v1, v2], ids=["ikev1", "ikev2"])
@@ -91,12 +122,13 @@ def test_each_protocol_member_is_there_with_its_parameters(cls: type) -> None:
     """What mypy checks statically, at run time too: every member of the protocol, and
     each method's parameters by name (the key manager calls some by keyword)."""
     members = [name for name in vars(IkeSa) if not name.startswith("_")]
-    assert len(members) >= 20
+    assert len(members) >= 22 and {"snapshot", "restore"} <= set(members)
     for name in members:
-        ours = getattr(IkeSa, name)
+        # A classmethod (`restore`) by its function, `cls` and all.
+        ours = getattr(getattr(IkeSa, name), "__func__", getattr(IkeSa, name))
         if not inspect.isfunction(ours):
             continue
-        theirs = getattr(cls, name)
+        theirs = getattr(getattr(cls, name), "__func__", getattr(cls, name))
         expected = list(inspect.signature(ours).parameters)
         assert list(inspect.signature(theirs).parameters)[: len(expected)] == expected, name
 

@@ -71,6 +71,17 @@ class SkCipher(ABC):
         self.integ_id = integ_id
         self._random = random_bytes
 
+    @property
+    @abstractmethod
+    def keys(self) -> tuple[bytes, bytes]:
+        """SK_e (with its salt, for an AEAD) and SK_a (b"" for an AEAD): what `of` took,
+        for an IKE SA written out as a value (`larval.ike.state`)."""
+
+    @property
+    def next_iv(self) -> int | None:
+        """The counter the next AEAD IV is taken from; None where each IV is random."""
+        return None
+
     def __repr__(self) -> str:
         return f"SkCipher({self.encr!r}, {self.integ_id.name})"
 
@@ -82,11 +93,13 @@ class SkCipher(ABC):
         integ_key: bytes,
         *,
         random_bytes: RandomBytes = system_random,
+        next_iv: int | None = None,
     ) -> SkCipher:
         """The cipher for a negotiated ENCR transform and INTEG id with SK_e and SK_a.
 
         ``encr_key`` includes the AEAD salt; ``integ_key`` is b"" for an AEAD; IVs are
-        drawn from ``random_bytes``.
+        drawn from ``random_bytes``, or an AEAD's counted on from ``next_iv`` (the
+        `next_iv` of the cipher it continues, so that no IV repeats under the key).
         Raises `IkeCryptoError` for an unsupported or inconsistent combination or a
         key of the wrong length.
         """
@@ -106,7 +119,7 @@ class SkCipher(ABC):
                 )
             if integ_key:
                 raise IkeCryptoError(f"AEAD {encr!r} takes no SK_a, got {len(integ_key)} bytes")
-            return _AeadSkCipher(encr, integ, random_bytes, bytes(encr_key))
+            return _AeadSkCipher(encr, integ, random_bytes, bytes(encr_key), next_iv)
         if integ == IntegId.NONE:
             # RFC 7296 §3.3: a non-AEAD cipher needs an integrity algorithm.
             raise IkeCryptoError(f"{encr!r} needs an integrity algorithm")
@@ -172,6 +185,10 @@ class _CbcHmacSkCipher(SkCipher):
         self._integ_key = integ_key
         self._hash = _HASHES[integ_id]()
 
+    @property
+    def keys(self) -> tuple[bytes, bytes]:
+        return bytes(self._algorithm.key), self._integ_key
+
     def _icv(self, aad: bytes, iv: bytes, ciphertext: bytes) -> bytes:
         mac = hmac.HMAC(self._integ_key, self._hash)
         mac.update(aad)
@@ -212,7 +229,12 @@ class _AeadSkCipher(SkCipher):
     """AES-GCM (RFC 5282) or ChaCha20-Poly1305 (RFC 7634) with salt | IV nonces."""
 
     def __init__(
-        self, encr: Transform, integ_id: IntegId, random_bytes: RandomBytes, encr_key: bytes
+        self,
+        encr: Transform,
+        integ_id: IntegId,
+        random_bytes: RandomBytes,
+        encr_key: bytes,
+        next_iv: int | None = None,
     ) -> None:
         super().__init__(encr, integ_id, random_bytes)
         self.iv_size = _AEAD_IV
@@ -226,7 +248,19 @@ class _AeadSkCipher(SkCipher):
         else:
             self.icv_size = _GCM_ICV[EncrId(encr.id)]
             self._aead = AESGCM(key)
-        self._next_iv = int.from_bytes(random_bytes(_AEAD_IV), "big")
+        if next_iv is None:
+            next_iv = int.from_bytes(random_bytes(_AEAD_IV), "big")
+        elif not 0 <= next_iv < 1 << 64:
+            raise IkeCryptoError(f"an AEAD IV counter is 64 bits, not {next_iv}")
+        self._next_iv = next_iv
+
+    @property
+    def keys(self) -> tuple[bytes, bytes]:
+        return self._key + self._salt, b""
+
+    @property
+    def next_iv(self) -> int | None:
+        return self._next_iv
 
     def _take_iv(self) -> bytes:
         iv = self._next_iv.to_bytes(_AEAD_IV, "big")

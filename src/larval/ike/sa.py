@@ -7,7 +7,9 @@ and `delete_child`. What the key manager reads of it — version, SPIs, the peer
 and port, NAT, the suite, its CHILD_SAs, deadlines, and where it is in its life as a
 `Phase` — is the same for both. `larval.ikev2.session.IkeSession` and
 `larval.ikev1.session.IkeV1Session` both satisfy the protocol (mypy checks it where
-`larval.keymgr.versions` builds them).
+`larval.keymgr.versions` builds them). Either writes an established IKE SA out as a value
+(`snapshot`, `larval.ike.state`) and makes a session that continues it from one
+(`restore`).
 
 Where the versions differ, the difference stays behind this surface:
 
@@ -25,11 +27,13 @@ Where the versions differ, the difference stays behind this surface:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, Self
 
-from larval.ike.config import ChildConfig, IkeConfig, Suite
+from larval.crypto.randomness import RandomBytes, system_random
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import Event
+from larval.ike.state import IkeSaState
 
 __all__ = ["Address", "IkeSa", "Phase"]
 
@@ -158,4 +162,25 @@ class IkeSa(Protocol):
 
     def reauth_failed(self, now: float) -> None:
         """The IKE SA meant to replace this one did not come up."""
+        ...
+
+    # -- as a value (larval.ike.state) -------------------------------------------------------
+
+    def snapshot(self) -> IkeSaState:
+        """The established IKE SA and its CHILD_SAs as a value; raises `IkeStateError`
+        while an exchange is under way that the value cannot hold."""
+        ...
+
+    @classmethod
+    def restore(
+        cls,
+        value: IkeSaState,
+        config: IkeConfig,
+        *,
+        allocate_spi: Callable[[], int],
+        child_policy: ChildPolicy | None = None,
+        random_bytes: RandomBytes = system_random,
+    ) -> Self:
+        """A new session that continues the IKE SA `value` holds, of the connection
+        `config` (`IkeStateError` if it is another's, or of the other version)."""
         ...

@@ -11,10 +11,11 @@ Theory of operation
 -------------------
 * The value has a part both versions share (`IkeSaState`), the transport's part
   (`TransportState`, made by `IkeTransport.snapshot`), one `ChildSaState` per CHILD_SA,
-  and a part of its own for the version (`Ikev1State`). Only the keys a later exchange
-  uses are in it: IKEv1's SKEYID_d, SKEYID_a, SKEYID_e and the cipher key cut from it,
-  with the Phase 1 CBC state; never SKEYID, the pre-shared key (the configuration's) or
-  a DH secret.
+  and a part of its own for the version (`Ikev1State`, `Ikev2State`). Only the keys a
+  later exchange uses are in it: IKEv1's SKEYID_d, SKEYID_a, SKEYID_e and the cipher key
+  cut from it, with the Phase 1 CBC state; IKEv2's SK_d and the SK_e/SK_a of both ways.
+  Never SKEYID or SKEYSEED, IKEv2's SK_pi/SK_pr (they served IKE_AUTH only), the
+  pre-shared key (the configuration's) or a DH secret.
 * Keys are `Secret`s, whose repr gives their length only, so a value can be logged.
   The ESP keys of the CHILD_SAs are the stack's (SADB), not in this value.
 * Times are absolute, in the clock the session is driven with (the daemon's is
@@ -24,6 +25,15 @@ Theory of operation
   `format` name and a format `version`. `from_json()` refuses, with `IkeStateError`
   naming what and where (``$.children[0].spi_in``), a document that is not JSON, not
   this format, of a newer version than this larval reads, or malformed anywhere.
+* Each type's fields are written once, in its dataclass: the writer and the reader walk
+  `dataclasses.fields` and read each field by its annotation. A field whose JSON needs
+  more than its type says (a 32-bit number, a port, an address) is annotated with its
+  reader: ``spi_in: U32``.
+* Versions: a field added after version 1 is marked `since` its version. It is written
+  only when it is not its default, and a document's `version` is the oldest that holds
+  what it carries: an IKEv1 SA is written as version 1, byte for byte as before there
+  were IKEv2 values, and an IKEv2 SA as version 2, which a larval that reads only
+  version 1 refuses. A field newer than its document's version is refused.
 """
 
 from __future__ import annotations
@@ -31,9 +41,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import types
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from larval.crypto.ike_transforms import Transform
 from larval.ike.config import ChildConfig, IkeConfig, IPNetwork, Suite
@@ -47,6 +58,7 @@ __all__ = [
     "IkeSaState",
     "IkeStateError",
     "Ikev1State",
+    "Ikev2State",
     "PendingRequest",
     "Secret",
     "TransportState",
@@ -54,9 +66,8 @@ __all__ = [
 
 #: The `format` of the JSON document, and the newest `version` of it this larval reads.
 FORMAT = "larval-ike-sa"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-Address = tuple[str, int]
 T = TypeVar("T")
 
 
@@ -90,12 +101,118 @@ class Secret:
         return hash((Secret, len(self._value)))
 
 
+# -- reading one JSON value ------------------------------------------------------------------
+# Each reader takes the JSON value and where it is (a JSON path), and returns what it holds
+# or raises `IkeStateError` naming the path.
+
+
+def _as(value: object, path: str, kind: type[T]) -> T:
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise IkeStateError(
+            f"IKE SA state: {path}: expected {kind.__name__}, got {type(value).__name__}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def _hex(value: object, path: str) -> bytes:
+    try:
+        return bytes.fromhex(_as(value, path, str))
+    except ValueError:
+        raise IkeStateError(f"IKE SA state: {path}: not hex") from None
+
+
+def _secret(value: object, path: str) -> Secret:
+    return Secret(_hex(value, path))
+
+
+def _u32(value: object, path: str) -> int:
+    number = _as(value, path, int)
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise IkeStateError(f"IKE SA state: {path}: {number} is not a 32-bit number")
+    return number
+
+
+def _u64(value: object, path: str) -> int:
+    number = _as(value, path, int)
+    if not 0 <= number < 1 << 64:
+        raise IkeStateError(f"IKE SA state: {path}: {number} is not a 64-bit number")
+    return number
+
+
+def _port(value: object, path: str) -> int:
+    number = _as(value, path, int)
+    if not 0 < number <= 0xFFFF:
+        raise IkeStateError(f"IKE SA state: {path}: {number} is not a port")
+    return number
+
+
+def _transform(value: object, path: str) -> Transform:
+    items = _as(value, path, list)
+    if len(items) != 3:
+        raise IkeStateError(f"IKE SA state: {path}: expected [type, id, key_bits]")
+    bits = None if items[2] is None else _as(items[2], f"{path}[2]", int)
+    return Transform(_as(items[0], f"{path}[0]", int), _as(items[1], f"{path}[1]", int), bits)
+
+
+def _network(value: object, path: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(_as(value, path, str))
+    except ValueError:
+        raise IkeStateError(f"IKE SA state: {path}: not a network") from None
+
+
+def _address(value: object, path: str) -> tuple[str, int]:
+    items = _as(value, path, list)
+    if len(items) != 2:
+        raise IkeStateError(f"IKE SA state: {path}: expected [address, port]")
+    addr = _as(items[0], f"{path}[0]", str)
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise IkeStateError(f"IKE SA state: {path}[0]: not an IP address") from None
+    return addr, _port(items[1], f"{path}[1]")
+
+
+def _identity(value: object, path: str) -> tuple[int, bytes]:
+    items = _as(value, path, list)
+    if len(items) != 2:
+        raise IkeStateError(f"IKE SA state: {path}: expected [type, data]")
+    return _as(items[0], f"{path}[0]", int), _hex(items[1], f"{path}[1]")
+
+
+def _reply_key(value: object, path: str) -> int | bytes:
+    # A Message ID (IKEv2) is a number; a digest of a request's bytes (IKEv1) is hex.
+    return _u32(value, path) if isinstance(value, int) else _hex(value, path)
+
+
+# What a field holds where its type alone does not say how it is read.
+U32 = Annotated[int, _u32]  # a Message ID, an ESP SPI, a DPD sequence number
+U64 = Annotated[int, _u64]
+Port = Annotated[int, _port]
+Address = Annotated[tuple[str, int], _address]  # [address, port]
+Identity = Annotated[tuple[int, bytes], _identity]  # [ID type, data]
+ReplyKey = Annotated[int | bytes, _reply_key]
+
+
+def _since(version: int) -> dict[str, int]:
+    """The metadata of a field added in format `version`: it is written only when it is
+    not its default, so that what an older larval wrote reads back and writes out the
+    same (module docstring)."""
+    return {"since": version}
+
+
+# -- the value -------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class CachedReply:
     """What went in answer to a request, sent again if the request comes again: `key` is
     the request's Message ID (IKEv2) or the digest of its bytes (IKEv1)."""
 
-    key: int | bytes
+    key: ReplyKey
     datagrams: tuple[bytes, ...]
     text: str = ""
 
@@ -105,7 +222,7 @@ class PendingRequest:
     """A request that awaits its answer, as the transport resends it. `renews`: each
     retransmission is made anew (IKEv1's R-U-THERE); the session gives the maker back."""
 
-    message_id: int
+    message_id: U32
     datagrams: tuple[bytes, ...]
     sent_at: float
     due: float
@@ -121,8 +238,8 @@ class TransportState:
     await answers and the replies kept for retransmitted requests, oldest first."""
 
     remote: Address
-    next_message_id: int = 0
-    expected_message_id: int = 0
+    next_message_id: U32 = 0
+    expected_message_id: U32 = 0
     requests: tuple[PendingRequest, ...] = ()
     replies: tuple[CachedReply, ...] = ()
 
@@ -137,13 +254,17 @@ class TransportState:
 class ChildSaState:
     """One CHILD_SA: its SPIs, the suite agreed, and what it was made for (`config`, with
     the selectors and proposals, and without the key manager's `reference`). `renewed`:
-    a newer CHILD_SA replaces it (IKEv1's Quick Mode for the same child)."""
+    a newer CHILD_SA replaces it (IKEv1's Quick Mode for the same child). `local_ts` and
+    `remote_ts`: the selectors agreed where they may be narrower than the config's (IKEv2,
+    RFC 7296 §2.9); () where they are the config's."""
 
-    spi_in: int
-    spi_out: int
+    spi_in: U32
+    spi_out: U32
     suite: Suite
     config: ChildConfig
     renewed: bool = False
+    local_ts: tuple[IPNetwork, ...] = field(default=(), metadata=_since(2))
+    remote_ts: tuple[IPNetwork, ...] = field(default=(), metadata=_since(2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +292,35 @@ class Ikev1State:
     peer_dpd: bool
     peer_nat_t: bool
     peer_initial_contact: bool
-    dpd_seq: int  # the last R-U-THERE sequence number sent (RFC 3706 §5.5)
-    dpd_message_id: int | None  # the R-U-THERE awaiting its ACK
+    dpd_seq: U32  # the last R-U-THERE sequence number sent (RFC 3706 §5.5)
+    dpd_message_id: U32 | None  # the R-U-THERE awaiting its ACK
     last_heard: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ikev2State:
+    """What an IKEv2 IKE SA needs beyond the shared part (RFC 7296): SK_d, from which
+    CREATE_CHILD_SA takes each CHILD_SA's keys and a rekeyed IKE SA its SKEYSEED (§2.17,
+    §2.18); the SK_e and SK_a of each way, which protect every message (§2.14; the PRF,
+    cipher and integrity are the shared part's `suite`); the counter of this end's next
+    AEAD IV, which must never repeat under its key (RFC 5282 §3.1); the fragmentation
+    announced (RFC 7383 §2.3); when the next liveness check or rekey is due; and the
+    liveness check awaiting its answer, the one request a value holds (§2.4)."""
+
+    sk_d: Secret
+    sk_ei: Secret  # initiator to responder; an AEAD's with its salt
+    sk_ai: Secret  # b"" for an AEAD
+    sk_er: Secret  # responder to initiator
+    sk_ar: Secret
+    next_iv: U64 | None  # None: CBC, whose IVs are random
+    fragmentation: bool  # this end announces RFC 7383 fragmentation
+    fragmentation_agreed: bool  # both ends did
+    fragment_size: int
+    deadline: float | None  # the next liveness check or IKE SA rekey, whichever is first
+    liveness_check: U32 | None  # the Message ID of the empty INFORMATIONAL unanswered
+
+    def shifted(self, delta: float) -> Ikev2State:
+        return replace(self, deadline=None if self.deadline is None else self.deadline + delta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +332,18 @@ class IkeSaState:
     initiator: bool
     spi_i: bytes
     spi_r: bytes
-    local_id: tuple[int, bytes]
-    remote_id: tuple[int, bytes] | None
+    local_id: Identity
+    remote_id: Identity | None
     suite: Suite  # in IKEv2 numbering
-    local_port: int
+    local_port: Port
     natted: bool
     established_at: float
     rekey_at: float | None
     expires_at: float | None
     transport: TransportState
     children: tuple[ChildSaState, ...] = ()
-    ikev1: Ikev1State | None = field(default=None)
+    ikev1: Ikev1State | None = None
+    ikev2: Ikev2State | None = field(default=None, metadata=_since(2))
 
     def shifted(self, delta: float) -> IkeSaState:
         """The same IKE SA with every time moved by `delta` seconds: read on a clock that
@@ -214,6 +362,7 @@ class IkeSaState:
             expires_at=move(self.expires_at),
             transport=self.transport.shifted(delta),
             ikev1=v1,
+            ikev2=None if self.ikev2 is None else self.ikev2.shifted(delta),
         )
 
     def check_config(self, config: IkeConfig) -> None:
@@ -243,7 +392,9 @@ class IkeSaState:
     def to_json(self) -> str:
         """The stable, versioned document (module docstring). It holds the keys in hex:
         a store encrypts it, and it never goes to a log."""
-        doc = {"format": FORMAT, "version": FORMAT_VERSION, **_write(self)}
+        writer = _Writer()
+        body = writer.write(self)
+        doc = {"format": FORMAT, "version": writer.version, **body}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -253,11 +404,12 @@ class IkeSaState:
             doc = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise IkeStateError(f"IKE SA state: not a JSON document: {exc}") from None
-        top = _Reader(doc, "$")
-        fmt = top.field("format", str)
+        if not isinstance(doc, dict):
+            raise IkeStateError("IKE SA state: $: expected an object")
+        fmt = _top(doc, "format", str)
         if fmt != FORMAT:
             raise IkeStateError(f"IKE SA state: $.format is {fmt!r}, not {FORMAT!r}")
-        version = top.field("version", int)
+        version = _top(doc, "version", int)
         if version > FORMAT_VERSION:
             raise IkeStateError(
                 f"IKE SA state: format version {version} is newer than this larval reads "
@@ -265,264 +417,118 @@ class IkeSaState:
             )
         if version < 1:
             raise IkeStateError(f"IKE SA state: $.version {version} is not a format version")
-        return _read_ike_sa(top)
+        ike_version = _top(doc, "ike_version", int)
+        if ike_version not in (1, 2):
+            raise IkeStateError(f"IKE SA state: $.ike_version {ike_version} is not an IKE version")
+        for part_of in (1, 2):  # the version's own part, and only it
+            part = f"ikev{part_of}"
+            if part_of == ike_version and doc.get(part) is None:
+                raise IkeStateError(f"IKE SA state: $.{part}: missing for an IKEv{part_of} SA")
+            if part_of != ike_version and doc.get(part) is not None:
+                raise IkeStateError(f"IKE SA state: $.{part}: set for an IKEv{ike_version} SA")
+        return _Reader(version).object(cls, doc, "$")
 
 
-# -- writing ---------------------------------------------------------------------------------
+# -- the document, from the fields and their annotations -------------------------------------
 
 #: A ChildConfig's `reference` is the key manager's own, of this process only.
 _NOT_WRITTEN = frozenset({"reference"})
 
 
-def _write(value: Any) -> Any:
-    """A value as JSON data: dataclasses as objects of their fields, bytes as hex."""
-    if isinstance(value, Secret):
-        return value.value.hex()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Transform):
-        return [value.type, value.id, value.key_bits]
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return str(value)
-    if hasattr(value, "__dataclass_fields__"):
-        names = [f.name for f in fields(value) if f.name not in _NOT_WRITTEN]
-        return {name: _write(getattr(value, name)) for name in names}
-    if isinstance(value, tuple | list):
-        return [_write(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise IkeStateError(f"IKE SA state: cannot write a {type(value).__name__}")
+def _written(cls: type) -> tuple[Field[Any], ...]:
+    return tuple(f for f in fields(cls) if f.name not in _NOT_WRITTEN)
 
 
-# -- reading ---------------------------------------------------------------------------------
+def _since_of(f: Field[Any]) -> int:
+    since: int = f.metadata.get("since", 1)
+    return since
+
+
+def _top(doc: dict[str, object], key: str, kind: type[T]) -> T:
+    if key not in doc:
+        raise IkeStateError(f"IKE SA state: $.{key}: missing")
+    return _as(doc[key], f"$.{key}", kind)
+
+
+class _Writer:
+    """Values as JSON data: dataclasses as objects of their fields, bytes as hex. `version`
+    ends as the oldest format version that holds what was written."""
+
+    def __init__(self) -> None:
+        self.version = 1
+
+    def write(self, value: Any) -> Any:
+        if isinstance(value, Secret):
+            return value.value.hex()
+        if isinstance(value, bytes):
+            return value.hex()
+        if isinstance(value, Transform):
+            return [value.type, value.id, value.key_bits]
+        if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return str(value)
+        if is_dataclass(value) and not isinstance(value, type):
+            doc = {}
+            for f in _written(type(value)):
+                item = getattr(value, f.name)
+                since = _since_of(f)
+                if since > 1:
+                    if item == f.default:
+                        continue
+                    self.version = max(self.version, since)
+                doc[f.name] = self.write(item)
+            return doc
+        if isinstance(value, tuple | list):
+            return [self.write(v) for v in value]
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        raise IkeStateError(f"IKE SA state: cannot write a {type(value).__name__}")
 
 
 class _Reader:
-    """A JSON object being read, and where it is in the document, for the errors."""
+    """A document of format `version` read into values, each field by its annotation."""
 
-    def __init__(self, obj: object, path: str) -> None:
-        if not isinstance(obj, dict):
+    #: Types read by a reader of their own (a Transform is a dataclass, written as a list).
+    _READERS: dict[object, Callable[[object, str], Any]] = {
+        bytes: _hex,
+        Secret: _secret,
+        Transform: _transform,
+        IPNetwork: _network,
+    }
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+    def read(self, hint: Any, value: object, path: str) -> Any:
+        origin, args = get_origin(hint), get_args(hint)
+        if origin is Annotated:
+            return hint.__metadata__[0](value, path)
+        reader = self._READERS.get(hint)
+        if reader is not None:
+            return reader(value, path)
+        if hint in (bool, int, float, str):
+            return _as(value, path, hint)
+        if origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            (kind,) = (a for a in args if a is not type(None))
+            return None if value is None else self.read(kind, value, path)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = _as(value, path, list)
+            return tuple(self.read(args[0], v, f"{path}[{n}]") for n, v in enumerate(items))
+        if isinstance(hint, type) and is_dataclass(hint):
+            return self.object(hint, value, path)
+        raise IkeStateError(f"IKE SA state: {path}: no reader for {hint!r}")
+
+    def object(self, cls: type[T], value: object, path: str) -> T:
+        if not isinstance(value, dict):
             raise IkeStateError(f"IKE SA state: {path}: expected an object")
-        self.obj: dict[str, object] = obj
-        self.path = path
-
-    def field(self, key: str, kind: Callable[[object, str], T] | type[T]) -> T:
-        path = f"{self.path}.{key}"
-        if key not in self.obj:
-            raise IkeStateError(f"IKE SA state: {path}: missing")
-        return _as(self.obj[key], path, kind)
-
-    def optional(self, key: str, kind: Callable[[object, str], T] | type[T]) -> T | None:
-        if self.obj.get(key) is None:
-            if key not in self.obj:
-                raise IkeStateError(f"IKE SA state: {self.path}.{key}: missing")
-            return None
-        return self.field(key, kind)
-
-    def items(self, key: str, kind: Callable[[object, str], T] | type[T]) -> tuple[T, ...]:
-        path = f"{self.path}.{key}"
-        items = self.field(key, list)
-        return tuple(_as(item, f"{path}[{n}]", kind) for n, item in enumerate(items))
-
-    def object(self, key: str) -> _Reader:
-        return _Reader(self.field(key, dict), f"{self.path}.{key}")
-
-
-def _as(value: object, path: str, kind: Callable[[object, str], T] | type[T]) -> T:
-    if isinstance(kind, type):
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise IkeStateError(
-                f"IKE SA state: {path}: expected {kind.__name__}, got {type(value).__name__}"
-            )
-        return value  # type: ignore[return-value]
-    return kind(value, path)
-
-
-def _hex(value: object, path: str) -> bytes:
-    try:
-        return bytes.fromhex(_as(value, path, str))
-    except ValueError:
-        raise IkeStateError(f"IKE SA state: {path}: not hex") from None
-
-
-def _secret(value: object, path: str) -> Secret:
-    return Secret(_hex(value, path))
-
-
-def _u32(value: object, path: str) -> int:
-    number = _as(value, path, int)
-    if not 0 <= number <= 0xFFFFFFFF:
-        raise IkeStateError(f"IKE SA state: {path}: {number} is not a 32-bit number")
-    return number
-
-
-def _port(value: object, path: str) -> int:
-    number = _as(value, path, int)
-    if not 0 < number <= 0xFFFF:
-        raise IkeStateError(f"IKE SA state: {path}: {number} is not a port")
-    return number
-
-
-def _transform(value: object, path: str) -> Transform:
-    items = _as(value, path, list)
-    if len(items) != 3:
-        raise IkeStateError(f"IKE SA state: {path}: expected [type, id, key_bits]")
-    bits = None if items[2] is None else _as(items[2], f"{path}[2]", int)
-    return Transform(_as(items[0], f"{path}[0]", int), _as(items[1], f"{path}[1]", int), bits)
-
-
-def _suite(value: object, path: str) -> Suite:
-    items = _as(value, path, list)
-    return tuple(_transform(item, f"{path}[{n}]") for n, item in enumerate(items))
-
-
-def _network(value: object, path: str) -> IPNetwork:
-    try:
-        return ipaddress.ip_network(_as(value, path, str))
-    except ValueError:
-        raise IkeStateError(f"IKE SA state: {path}: not a network") from None
-
-
-def _address(value: object, path: str) -> Address:
-    items = _as(value, path, list)
-    if len(items) != 2:
-        raise IkeStateError(f"IKE SA state: {path}: expected [address, port]")
-    addr = _as(items[0], f"{path}[0]", str)
-    try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        raise IkeStateError(f"IKE SA state: {path}[0]: not an IP address") from None
-    return addr, _port(items[1], f"{path}[1]")
-
-
-def _identity(value: object, path: str) -> tuple[int, bytes]:
-    items = _as(value, path, list)
-    if len(items) != 2:
-        raise IkeStateError(f"IKE SA state: {path}: expected [type, data]")
-    return _as(items[0], f"{path}[0]", int), _hex(items[1], f"{path}[1]")
-
-
-def _datagrams(value: object, path: str) -> tuple[bytes, ...]:
-    items = _as(value, path, list)
-    return tuple(_hex(item, f"{path}[{n}]") for n, item in enumerate(items))
-
-
-def _reply_key(value: object, path: str) -> int | bytes:
-    # A Message ID (IKEv2) is a number; a digest of a request's bytes (IKEv1) is hex.
-    return _u32(value, path) if isinstance(value, int) else _hex(value, path)
-
-
-def _cached_reply(value: object, path: str) -> CachedReply:
-    r = _Reader(value, path)
-    return CachedReply(
-        r.field("key", _reply_key), r.field("datagrams", _datagrams), r.field("text", str)
-    )
-
-
-def _pending_request(value: object, path: str) -> PendingRequest:
-    r = _Reader(value, path)
-    return PendingRequest(
-        r.field("message_id", _u32),
-        r.field("datagrams", _datagrams),
-        r.field("sent_at", float),
-        r.field("due", float),
-        r.field("text", str),
-        r.field("retransmits", int),
-        r.field("renews", bool),
-    )
-
-
-def _transport(r: _Reader) -> TransportState:
-    return TransportState(
-        r.field("remote", _address),
-        r.field("next_message_id", _u32),
-        r.field("expected_message_id", _u32),
-        r.items("requests", _pending_request),
-        r.items("replies", _cached_reply),
-    )
-
-
-def _child_config(r: _Reader) -> ChildConfig:
-    return ChildConfig(
-        r.field("name", str),
-        r.items("proposals", _suite),
-        r.items("local_ts", _network),
-        r.items("remote_ts", _network),
-        r.field("mode", str),
-        r.field("rekey_time", int),
-        r.field("life_time", int),
-        r.field("rekey_bytes", int),
-        r.field("life_bytes", int),
-        r.field("replay_window", int),
-        r.field("inactivity", int),
-    )
-
-
-def _child(value: object, path: str) -> ChildSaState:
-    r = _Reader(value, path)
-    return ChildSaState(
-        r.field("spi_in", _u32),
-        r.field("spi_out", _u32),
-        r.field("suite", _suite),
-        _child_config(r.object("config")),
-        r.field("renewed", bool),
-    )
-
-
-def _ikev1(r: _Reader) -> Ikev1State:
-    return Ikev1State(
-        aggressive=r.field("aggressive", bool),
-        ike_lifetime=r.field("ike_lifetime", int),
-        encryption=r.field("encryption", int),
-        key_bits=r.optional("key_bits", int),
-        hash=r.field("hash", int),
-        group=r.field("group", int),
-        lifetime=r.field("lifetime", int),
-        skeyid_d=r.field("skeyid_d", _secret),
-        skeyid_a=r.field("skeyid_a", _secret),
-        skeyid_e=r.field("skeyid_e", _secret),
-        enc_key=r.field("enc_key", _secret),
-        phase1_last_block=r.field("phase1_last_block", _hex),
-        fragmentation=r.field("fragmentation", bool),
-        peer_fragmentation=r.field("peer_fragmentation", bool),
-        fragment_size=r.field("fragment_size", int),
-        fragment_id=r.field("fragment_id", int),
-        peer_dpd=r.field("peer_dpd", bool),
-        peer_nat_t=r.field("peer_nat_t", bool),
-        peer_initial_contact=r.field("peer_initial_contact", bool),
-        dpd_seq=r.field("dpd_seq", _u32),
-        dpd_message_id=r.optional("dpd_message_id", _u32),
-        last_heard=r.field("last_heard", float),
-    )
-
-
-def _read_ike_sa(r: _Reader) -> IkeSaState:
-    version = r.field("ike_version", int)
-    if version not in (1, 2):
-        raise IkeStateError(f"IKE SA state: $.ike_version {version} is not an IKE version")
-    ikev1 = None if r.obj.get("ikev1") is None else _ikev1(r.object("ikev1"))
-    if version == 1 and ikev1 is None:
-        raise IkeStateError("IKE SA state: $.ikev1: missing for an IKEv1 SA")
-    if version != 1 and ikev1 is not None:
-        raise IkeStateError(f"IKE SA state: $.ikev1: set for an IKEv{version} SA")
-    return IkeSaState(
-        ike_version=version,
-        name=r.field("name", str),
-        initiator=r.field("initiator", bool),
-        spi_i=r.field("spi_i", _hex),
-        spi_r=r.field("spi_r", _hex),
-        local_id=r.field("local_id", _identity),
-        remote_id=r.optional("remote_id", _identity),
-        suite=r.field("suite", _suite),
-        local_port=r.field("local_port", _port),
-        natted=r.field("natted", bool),
-        established_at=r.field("established_at", float),
-        rekey_at=r.optional("rekey_at", float),
-        expires_at=r.optional("expires_at", float),
-        transport=_transport(r.object("transport")),
-        children=r.items("children", _child),
-        ikev1=ikev1,
-    )
+        hints = get_type_hints(cls, include_extras=True)
+        values = {}
+        for f in _written(cls):
+            where, since = f"{path}.{f.name}", _since_of(f)
+            if f.name not in value:
+                if since > 1:
+                    continue  # written only when it is not its default
+                raise IkeStateError(f"IKE SA state: {where}: missing")
+            if since > self.version:
+                raise IkeStateError(f"IKE SA state: {where}: not in format version {self.version}")
+            values[f.name] = self.read(hints[f.name], value[f.name], where)
+        return cls(**values)

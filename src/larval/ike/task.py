@@ -118,6 +118,11 @@ class TaskManager(Generic[M, B]):
         self.start(now)
         return task
 
+    def resume(self, message_id: int, task: Task[M, B]) -> None:
+        """`task`'s request went out as `message_id` before this manager was made (an IKE
+        SA restored from its value, `larval.ike.state`): it awaits the response again."""
+        self._active[message_id] = task
+
     def rekeying(self, key: Hashable) -> Task[M, B] | None:
         """Our task, queued or under way, that renews `key` (RFC 7296 §2.8.1, §2.8.2)."""
         return next((t for t in self.tasks() if t.rekeys == key), None)

@@ -73,9 +73,11 @@ from larval.ike import IKE_PORT
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
+from larval.ike.state import IkeSaState
 from larval.ike.task import TaskManager
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import IkeTransport, OverTransport, Verdict, WindowedIds
+from larval.ikev2 import snapshot as sa_value
 from larval.ikev2.auth import Authenticator, PskAuthenticator
 from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.errors import IkeExchangeError, IkeOutOfPlace, IkeProtocolError
@@ -248,6 +250,7 @@ class IkeSession(OverTransport):
         self._replaced_by: IkeSession | None = None  # the IKE SA that took our CHILD_SAs
         self._rekey_at: float | None = None
         self._deadline: float | None = None  # half-open or liveness
+        self.established_at: float | None = None
         self._delete_reason = "deleted"
 
     version = 2
@@ -379,6 +382,29 @@ class IkeSession(OverTransport):
     def reauth_failed(self, now: float) -> None:
         return
 
+    # -- as a value (larval.ike.state, larval.ikev2.snapshot) -----------------------------
+
+    def snapshot(self) -> IkeSaState:
+        """This IKE SA and its CHILD_SAs as a value, for `restore`; raises `IkeStateError`
+        while an exchange is under way that the value cannot hold (`larval.ikev2.snapshot`)."""
+        return sa_value.snapshot(self)
+
+    @classmethod
+    def restore(
+        cls,
+        value: IkeSaState,
+        config: IkeConfig,
+        *,
+        allocate_spi: Callable[[], int],
+        child_policy: ChildPolicy | None = None,
+        random_bytes: RandomBytes = system_random,
+    ) -> IkeSession:
+        """The IKE SA `snapshot` made `value` of, established, with its CHILD_SAs: it
+        continues the old one's exchanges with the same SPIs, keys and Message IDs.
+        `config` must be the connection it is of (`IkeStateError` otherwise)."""
+        return sa_value.restore(cls, value, config, allocate_spi=allocate_spi,
+                                 child_policy=child_policy, random_bytes=random_bytes)  # fmt: skip
+
     def rekey_ike(self, now: float) -> bool:
         """CREATE_CHILD_SA {SA, Ni, KEi} -->  a new IKE SA replaces this one (§1.3.2)."""
         if (
@@ -424,11 +450,13 @@ class IkeSession(OverTransport):
 
         take_keys(new, suite, keys)
         new._enter(State.ESTABLISHED)
+        new.established_at = now
         new._schedule(now)
         return new
 
     def _established(self, now: float) -> None:
         """IKE_AUTH proved both ends: the IKE SA is up, its liveness and rekey scheduled."""
+        self.established_at = now
         self._schedule(now)
         self._events.append(
             IkeSaUp(self.spi_i, self.spi_r, self.suite, self.initiator, self.natted)

@@ -37,6 +37,11 @@ class Informational(ExchangeTask):
     def __repr__(self) -> str:
         return f"<Informational {[type(p).__name__ for p in self._payloads]}>"
 
+    @property
+    def liveness_check(self) -> bool:
+        """Is this the empty request that asks whether the peer is alive (§2.4)?"""
+        return not self._payloads
+
     def build(self, now: float) -> tuple[Payload, ...]:
         return self._payloads
 
