@@ -63,7 +63,16 @@ from larval.keymgr.pfkey_side import (
 )
 from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks, Start
 from larval.lograte import LogLimiter
-from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa, decode
+from larval.pfkey import (
+    ExtType,
+    PfkeyHeader,
+    PfkeyMessage,
+    SadbLifetime,
+    SadbMsgType,
+    SadbSa,
+    decode,
+    decode_header,
+)
 
 log = logging.getLogger("larval.ike")
 
@@ -164,9 +173,19 @@ class KeyManager:
         self._seq += 1
         return self._seq
 
-    def _call(self, request: PfkeyMessage) -> list[PfkeyMessage]:
-        """A PF_KEY request, encoded here, and the stack's replies to it, decoded here."""
-        return [decode(reply) for reply in self._pfkey(request.encode())]
+    def _call(self, request: PfkeyMessage) -> list[bytes]:
+        """A PF_KEY request, encoded here; the stack's replies to it, as they came."""
+        return self._pfkey(request.encode())
+
+    def _refusal(self, request: PfkeyMessage) -> PfkeyHeader | None:
+        """A request whose answer says no more than whether the stack took it (UPDATE,
+        ADD): the header of the first reply that refuses it, if one does. Only the base
+        headers are read: the answers echo the request's extensions back."""
+        for reply in self._call(request):
+            header = decode_header(reply)
+            if header.errno:
+                return header
+        return None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -580,9 +599,10 @@ class KeyManager:
             record = self.children.get(spi_in)
             if record is None or not record.natt_port or record.natt_port == port:
                 continue
-            replies = self._call(natt_update(record.spi_out, record.local, record.remote, port,
-                                              seq=self._next_seq(), pid=self.pid))  # fmt: skip
-            if any(r.errno for r in replies):
+            update = natt_update(record.spi_out, record.local, record.remote, port,
+                                 seq=self._next_seq(), pid=self.pid)  # fmt: skip
+            refused = self._refusal(update)
+            if refused is not None:
                 log.warning("%s: the stack refused to move SPI %08x to port %d", name,
                             record.spi_out, port)  # fmt: skip
                 continue
@@ -600,7 +620,7 @@ class KeyManager:
         """GETSPI: an inbound SPI from the peer, LARVAL in the stack; None if it gave none."""
         replies = self._call(getspi(ike.remote_addr, ike.local_addr, seq=self._next_seq(),
                                     pid=self.pid))  # fmt: skip
-        for reply in replies:
+        for reply in map(decode, replies):
             sa = reply.find(ExtType.SA)
             if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
                 return sa.spi
@@ -618,7 +638,7 @@ class KeyManager:
             inverse_acquire(conn.ike.local_addr, conn.ike.remote_addr, local_nets[0],
                             remote_nets[0], seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
-        for reply in replies:
+        for reply in map(decode, replies):
             if reply.msg_type == SadbMsgType.X_INVERSE_ACQUIRE and reply.errno == 0:
                 request = parse_policy_request(reply)
                 base = next(
@@ -662,14 +682,13 @@ class KeyManager:
                              up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
 
         def install(msg_type: int, keys: ChildKeys, is_in: bool, pair: int) -> None:
-            replies = self._call(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
-                                           seq=seq, pid=self.pid, pair_spi=pair,
-                                           natt_port=natt))  # fmt: skip
-            errors = [r for r in replies if r.errno]
-            if errors:
+            refused = self._refusal(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
+                                             seq=seq, pid=self.pid, pair_spi=pair,
+                                             natt_port=natt))  # fmt: skip
+            if refused is not None:
                 log.warning("%s: %s of SPI %08x refused: errno %d, diagnostic %d", ike.name,
-                            SadbMsgType(msg_type).name, keys.spi, errors[0].errno,
-                            errors[0].diagnostic)  # fmt: skip
+                            SadbMsgType(msg_type).name, keys.spi, refused.errno,
+                            refused.diagnostic)  # fmt: skip
 
         install(SadbMsgType.UPDATE, inbound, True, 0)
         if up.outbound_after > 0:
