@@ -608,3 +608,23 @@ def test_ikev1_a_child_sa_gone_before_its_outbound_sa_was_added_adds_none() -> N
     assert a.keymgr.down("s2s", 0.01) == 1
     a.keymgr.handle_timer(1.0)
     assert len(a.stack.sadb) == 0 and a.esp == []
+
+
+def test_timers_come_due_one_ike_sa_at_a_time() -> None:
+    """Each IKE SA is filed under its own next timer: `get_timer` is the earliest, and
+    `handle_timer` retransmits what is due and nothing else (RFC 7296 §2.1), until the
+    unanswered IKE_SA_INITs are given up and no timer is left."""
+    a = Host("a", "b", "none", retransmit_tries=1)
+    a.keymgr.start(0.0)
+    for t in (0.0, 1.0, 2.0):
+        a.keymgr.initiate("s2s", "net", t)
+    assert len(a.keymgr.datagrams_to_send()) == 3
+    assert a.keymgr.get_timer() == 4.0
+    # The next wait is 1.8 times the first, from the retransmission (4.5 + 7.2).
+    for now, due_next in ((4.5, 5.0), (5.0, 6.0), (6.5, 4.5 + 4.0 * 1.8)):
+        a.keymgr.handle_timer(now)
+        assert len(a.keymgr.datagrams_to_send()) == 1  # one IKE_SA_INIT once more
+        assert a.keymgr.get_timer() == due_next
+    a.keymgr.handle_timer(100.0)  # past every second timeout: all three given up
+    assert a.keymgr.datagrams_to_send() == []
+    assert a.keymgr.get_timer() is None and a.keymgr.sessions == {}

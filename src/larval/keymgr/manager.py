@@ -21,7 +21,9 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -165,6 +167,14 @@ class KeyManager:
         # within limits, with a count of what was held back.
         self.noise = LogLimiter(log)
         self._authenticated: set[int] = set()  # id() of the sessions that got IkeSaUp
+        # Each IKE SA filed under its next timer: a heap of (due, order, session), and the
+        # due time each session is filed under now (by id(); entries under another time
+        # are stale and skipped). `handle_timer` looks at the due ones only, not at every
+        # IKE SA: `bench ike` keeps thousands. A session's timer changes only in the calls
+        # the key manager makes, after each of which `_schedule` files it again.
+        self._timers: list[tuple[float, int, IkeSa]] = []
+        self._filed: dict[int, float] = {}
+        self._order = itertools.count()
         self._seq = 0
         self.pid = os.getpid()
         self.now = 0.0
@@ -288,6 +298,7 @@ class KeyManager:
                 continue
             moved = new.adopt_children(old)
             old.retire(now)
+            self._schedule(old)
             log.info("%s: ISAKMP SA %s takes over %d CHILD_SA(s) from %s", conn.ike.name,
                      new.spi_i.hex(), len(moved), old.spi_i.hex())  # fmt: skip
 
@@ -509,16 +520,43 @@ class KeyManager:
             if due <= now:
                 del self._outbound_due[spi_in]
                 add()
-        for session in list(self.sessions.values()):
+        timers, filed = self._timers, self._filed
+        due_now = []
+        while timers and timers[0][0] <= now:
+            due, _, session = heapq.heappop(timers)
+            if filed.get(id(session)) == due:
+                del filed[id(session)]
+                due_now.append(session)
+        for session in due_now:
             timer = session.get_timer()
             if timer is not None and timer <= now:
                 session.handle_timer(now)
                 self._drain(session, now)
+            else:
+                self._schedule(session)
 
     def get_timer(self) -> float | None:
-        timers = [t for s in self.sessions.values() if (t := s.get_timer()) is not None]
-        timers += [due for due, _ in self._outbound_due.values()]
-        return min(timers) if timers else None
+        timers, filed = self._timers, self._filed
+        while timers and filed.get(id(timers[0][2])) != timers[0][0]:
+            heapq.heappop(timers)  # stale
+        due = [due for due, _ in self._outbound_due.values()]
+        if timers:
+            due.append(timers[0][0])
+        return min(due) if due else None
+
+    def _schedule(self, session: IkeSa) -> None:
+        """File the session under its next timer, unless it is filed under it already."""
+        key = id(session)
+        due = session.get_timer() if session.phase is not Phase.CLOSED else None
+        if due is None:
+            self._filed.pop(key, None)
+        elif self._filed.get(key) != due:
+            self._filed[key] = due
+            heapq.heappush(self._timers, (due, next(self._order), session))
+            if len(self._timers) > 2 * len(self._filed) + 64:
+                # Drop the stale entries before they outnumber the live ones.
+                self._timers = [e for e in self._timers if self._filed.get(id(e[2])) == e[0]]
+                heapq.heapify(self._timers)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         out, self._outbox = self._outbox, []
@@ -560,6 +598,7 @@ class KeyManager:
                 old = self._replacing.pop(session.spi_i, None)
                 if old is not None:
                     old.reauth_failed(now)
+                    self._schedule(old)
                 if not any(s.phase is not Phase.CLOSED and self._session_conn[k] is conn
                            for k, s in self.sessions.items() if s is not session):  # fmt: skip
                     for child in conn.children:
@@ -572,6 +611,7 @@ class KeyManager:
             successor = self._established_session(conn)
             if successor is not None and successor.version == session.version:
                 successor.adopt_children(session)
+                self._schedule(successor)
         if session.phase is Phase.HALF_OPEN:
             self._half_open_spis.add(session.spi_i)
         else:
@@ -579,6 +619,7 @@ class KeyManager:
         if session.phase is Phase.CLOSED:
             self.sessions.pop(session.spi_i, None)
             self._authenticated.discard(id(session))
+        self._schedule(session)
 
     def _log_down(self, session: IkeSa, name: str, reason: str, now: float) -> None:
         """An IKE SA that never authenticated its peer may be anyone's doing (an
