@@ -571,9 +571,10 @@ class KeyManager:
         while (event := session.next_event()) is not None:
             if isinstance(event, IkeSaUp):
                 self._authenticated.add(id(session))
-                log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
-                         event.spi_r.hex(), format_ike_proposal(event.suite),
-                         ", UDP-encapsulated" if event.natted else "")  # fmt: skip
+                if log.isEnabledFor(logging.INFO):  # the suite is formatted to be written only
+                    log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
+                             event.spi_r.hex(), format_ike_proposal(event.suite),
+                             ", UDP-encapsulated" if event.natted else "")  # fmt: skip
                 if event.takes_over:
                     self._adopt(conn, session, event.initial_contact, now)
             elif isinstance(event, IkeSaReauthDue):
@@ -746,8 +747,10 @@ class KeyManager:
             ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
             ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
         )  # fmt: skip
-        log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
-                 up.child.name, up.spi_in, up.spi_out, format_esp_proposal(up.suite))  # fmt: skip
+        if log.isEnabledFor(logging.INFO):  # the suite is formatted to be written only
+            log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
+                     up.child.name, up.spi_in, up.spi_out,
+                     format_esp_proposal(up.suite))  # fmt: skip
 
     def _synthetic_request(self, conn: Connection, up: ChildSaUp, seq: int) -> PolicyRequest:
         """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,
