@@ -66,4 +66,11 @@ def test_bench_charon_config_shares_the_plugins_and_log_of_the_interop_one(tmp_p
     assert "    retransmit_timeout = 4.0\n    plugins {\n" in bench
     assert "            default = -1\n" in bench and "ike_name" not in bench
     assert "swanctl" not in bench and "aggressive" not in bench
+    assert f"    cookie_threshold = {ike.COOKIE_THRESHOLD}\n" in bench
     assert "unique = never" in (tmp_path / "bench" / "swanctl" / "swanctl.conf").read_text()
+
+
+def test_bench_larval_nodes_ask_for_no_cookies_as_the_charons_do_not() -> None:
+    for me, peer in (("i", "r"), ("r", "i")):
+        (conn,) = ike._node(me, peer).keymgr.connections.values()
+        assert conn.ike.cookie_threshold == ike.COOKIE_THRESHOLD >= 1_000_000

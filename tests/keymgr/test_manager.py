@@ -17,7 +17,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.daemon.config import parse_config
 from larval.keymgr.manager import KeyManager
 from larval.node import Node
-from larval.pfkey import SadbMsgType, SaState, decode
+from larval.pfkey import Diagnostic, SadbMsgType, SaState, decode
 from larval.stack.packet_path import Datagram, PacketPath
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -201,6 +201,39 @@ def test_an_idle_child_sa_is_closed_after_its_inactivity_time() -> None:
     carry(a, b, 31.0)
     assert a.keymgr.status()["child_sas"] == [] and b.keymgr.status()["child_sas"] == []
     assert len(a.stack.sadb) == 0 and len(b.stack.sadb) == 0
+
+
+def test_a_refused_add_is_logged_with_the_stacks_errno_and_diagnostic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The key manager reads only the base header of what answers its UPDATE and ADD: the
+    stack's refusal of the outbound ADD is logged with its errno and diagnostic, the
+    accepted UPDATE is not."""
+    a, b = Host("a", "b", "trap"), Host("b", "a", "none")
+    port = a.node.pfkey
+
+    def no_adds(request: bytes) -> list[bytes]:
+        msg = decode(request)
+        if msg.msg_type == SadbMsgType.ADD:
+            refusal = dataclasses.replace(
+                msg, errno=errno.EEXIST, diagnostic=Diagnostic.DUPLICATE_SA, extensions=()
+            )
+            return [refusal.encode()]
+        return port(request)
+
+    a.node.keymgr = KeyManager(list(a.keymgr.connections.values()), no_adds)
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    with caplog.at_level(logging.INFO, logger="larval"):
+        carry(a, b, 0.0)
+        a.pump(0.0)
+    (child,) = a.keymgr.status()["child_sas"]
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == [
+        f"s2s: ADD of SPI {child['spi_out']} refused: errno {errno.EEXIST}, "
+        f"diagnostic {Diagnostic.DUPLICATE_SA}"
+    ]
 
 
 def test_ikev1_quick_mode_when_the_stack_refuses_getspi(caplog: pytest.LogCaptureFixture) -> None:
@@ -575,3 +608,23 @@ def test_ikev1_a_child_sa_gone_before_its_outbound_sa_was_added_adds_none() -> N
     assert a.keymgr.down("s2s", 0.01) == 1
     a.keymgr.handle_timer(1.0)
     assert len(a.stack.sadb) == 0 and a.esp == []
+
+
+def test_timers_come_due_one_ike_sa_at_a_time() -> None:
+    """Each IKE SA is filed under its own next timer: `get_timer` is the earliest, and
+    `handle_timer` retransmits what is due and nothing else (RFC 7296 §2.1), until the
+    unanswered IKE_SA_INITs are given up and no timer is left."""
+    a = Host("a", "b", "none", retransmit_tries=1)
+    a.keymgr.start(0.0)
+    for t in (0.0, 1.0, 2.0):
+        a.keymgr.initiate("s2s", "net", t)
+    assert len(a.keymgr.datagrams_to_send()) == 3
+    assert a.keymgr.get_timer() == 4.0
+    # The next wait is 1.8 times the first, from the retransmission (4.5 + 7.2).
+    for now, due_next in ((4.5, 5.0), (5.0, 6.0), (6.5, 4.5 + 4.0 * 1.8)):
+        a.keymgr.handle_timer(now)
+        assert len(a.keymgr.datagrams_to_send()) == 1  # one IKE_SA_INIT once more
+        assert a.keymgr.get_timer() == due_next
+    a.keymgr.handle_timer(100.0)  # past every second timeout: all three given up
+    assert a.keymgr.datagrams_to_send() == []
+    assert a.keymgr.get_timer() is None and a.keymgr.sessions == {}

@@ -24,6 +24,7 @@ from larval.pfkey import (
     SaType,
     UnknownExtension,
     decode,
+    decode_header,
     diagnostic_text,
 )
 
@@ -41,6 +42,14 @@ def _raises(data: bytes, err: int, diag: int) -> PfkeyError:
     return info.value
 
 
+def _header_raises(data: bytes, err: int) -> None:
+    """decode_header refuses a bad base header as decode does (no diagnostic: keysock_parse)."""
+    with pytest.raises(PfkeyError) as info:
+        decode_header(data)
+    assert (info.value.errno, info.value.diagnostic) == (err, Diagnostic.NONE), str(info.value)
+    _raises(data, err, Diagnostic.NONE)
+
+
 def _msg(*exts: object) -> bytes:
     return PfkeyMessage(SadbMsgType.ADD, SaType.ESP, extensions=exts).encode()  # type: ignore[arg-type]
 
@@ -56,7 +65,7 @@ def _set_u16(data: bytes, off: int, value: int) -> bytes:
 def test_truncated_at_every_length(vector: Vector) -> None:
     # keysock_parse: sadb_msg_len disagrees with what was written -> EMSGSIZE.
     for n in range(len(vector.wire)):
-        _raises(vector.wire[:n], errno.EMSGSIZE, Diagnostic.NONE)
+        _header_raises(vector.wire[:n], errno.EMSGSIZE)
 
 
 @pytest.mark.parametrize("extra", range(1, 8))
@@ -69,7 +78,7 @@ def test_misaligned_size(extra: int) -> None:
 def test_msg_len_lies(delta: int) -> None:
     wire = next(v.wire for v in VECTORS if v.name == "getspi_reply")
     words = (len(wire) // 8 + delta) & 0xFFFF
-    _raises(_set_u16(wire, 4, words), errno.EMSGSIZE, Diagnostic.NONE)
+    _header_raises(_set_u16(wire, 4, words), errno.EMSGSIZE)
 
 
 def test_short_header() -> None:
@@ -80,7 +89,7 @@ def test_short_header() -> None:
 @pytest.mark.parametrize("version", [0, 1, 3, 255])
 def test_bad_version(version: int) -> None:
     wire = PfkeyMessage(SadbMsgType.FLUSH).encode()
-    _raises(bytes([version]) + wire[1:], errno.EINVAL, Diagnostic.NONE)
+    _header_raises(bytes([version]) + wire[1:], errno.EINVAL)
 
 
 def test_unknown_msg_type_is_not_a_decode_error() -> None:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 import pytest
 
-from larval.pfkey import EXT_MAX, PfkeyMessage, SadbMsgType, decode
+from larval.pfkey import (
+    EXT_MAX,
+    ExtType,
+    PfkeyHeader,
+    PfkeyMessage,
+    SadbAddress,
+    SadbMsgType,
+    decode,
+    decode_header,
+)
 
 from .vectors import VECTORS, Vector
 
@@ -17,6 +28,13 @@ def test_decode(vector: Vector) -> None:
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
 def test_encode(vector: Vector) -> None:
     assert vector.message.encode() == vector.wire
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
+def test_decode_header_reads_the_base_header_alone(vector: Vector) -> None:
+    m = vector.message
+    want = PfkeyHeader(m.msg_type, m.satype, m.errno, m.diagnostic, m.seq, m.pid)
+    assert decode_header(vector.wire) == want
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
@@ -46,3 +64,15 @@ def test_key_repr_hides_key_bytes() -> None:
     text = repr(msg)
     assert "key=<32 bytes>" in text
     assert "\\x1f" not in text and "\\x00\\x01" not in text
+
+
+def test_decoded_ipv4_addresses_are_right_and_their_cache_bounded() -> None:
+    # Addresses are decoded through a cache of the values seen lately: it must not grow
+    # without bound, whatever the stack or a client sends.
+    from larval.pfkey import extensions
+
+    for n in range(3 * extensions._V4_SEEN_MAX):
+        addr = IPv4Address(0x0A000000 + n)
+        msg = PfkeyMessage(SadbMsgType.GET, 3, extensions=(SadbAddress(ExtType.ADDRESS_DST, addr),))
+        assert decode(msg.encode()).extensions[0] == SadbAddress(ExtType.ADDRESS_DST, addr)
+        assert len(extensions._V4_SEEN) <= extensions._V4_SEEN_MAX

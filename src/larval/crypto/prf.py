@@ -73,11 +73,14 @@ class Prf:
                 f"prf+ with {self.prf_id.name} yields at most "
                 f"{_PRF_PLUS_MAX_BLOCKS * self.output_size} bytes, {length} asked"
             )
+        keyed = hmac.HMAC(key, self._hash)  # each block copies it: the key is set up once
         out = bytearray()
         block = b""
         counter = 1
         while len(out) < length:
-            block = self.prf(key, block + seed + bytes((counter,)))
+            mac = keyed.copy()
+            mac.update(block + seed + bytes((counter,)))
+            block = mac.finalize()
             out += block
             counter += 1
         return bytes(out[:length])

@@ -11,7 +11,7 @@ Every IKEv2 and ISAKMP payload starts with the same four-octet generic payload h
 
 and the payloads of a message form a chain: the header's Next Payload names the first,
 each payload's Next Payload the one after it, NONE (0) the end. `walk_chain` reads that
-chain and checks every length; `push_chain` writes it with each length back-patched.
+chain and checks every length; `push_chain` writes it, each header with its length.
 What the versions do differently stays with them: the C bit is IKEv2's (ISAKMP keeps
 the octet RESERVED, RFC 2408 §3.2), and so is SK's Next Payload naming the first
 payload inside it (RFC 7296 §3.14).
@@ -136,16 +136,22 @@ def push_chain(
     ``flags`` gives each one's second octet. A field out of range raises the codec's
     encode error.
     """
+    parts = []
     try:
         for i, payload in enumerate(payloads):
             next_type = int(payloads[i + 1].payload_type) if i + 1 < len(payloads) else after
-            with codec.block(buf):
-                buf.push_u8(next_type)
-                buf.push_u8(flags(payload))
-                buf.push_u16be(0)  # Payload Length, patched
-                buf.push_bytes(payload.encode_body())
+            body = payload.encode_body()
+            length = GENERIC_HEADER_SIZE + len(body)
+            if length > 0xFFFF:
+                raise codec.encode_error(
+                    f"structure of {length} bytes too long for its length field"
+                )
+            # The header whole, its length known once the body is: one write a payload.
+            parts.append(_GENERIC.pack(next_type, flags(payload), length))
+            parts.append(body)
     except struct.error as exc:
         raise codec.encode_error(f"payload field out of range: {exc}") from exc
+    buf.push_bytes(b"".join(parts))
 
 
 # -- bodies of the same shape in both versions ------------------------------------------

@@ -21,7 +21,9 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -63,7 +65,16 @@ from larval.keymgr.pfkey_side import (
 )
 from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks, Start
 from larval.lograte import LogLimiter
-from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, SadbSa, decode
+from larval.pfkey import (
+    ExtType,
+    PfkeyHeader,
+    PfkeyMessage,
+    SadbLifetime,
+    SadbMsgType,
+    SadbSa,
+    decode,
+    decode_header,
+)
 
 log = logging.getLogger("larval.ike")
 
@@ -156,6 +167,14 @@ class KeyManager:
         # within limits, with a count of what was held back.
         self.noise = LogLimiter(log)
         self._authenticated: set[int] = set()  # id() of the sessions that got IkeSaUp
+        # Each IKE SA filed under its next timer: a heap of (due, order, session), and the
+        # due time each session is filed under now (by id(); entries under another time
+        # are stale and skipped). `handle_timer` looks at the due ones only, not at every
+        # IKE SA: `bench ike` keeps thousands. A session's timer changes only in the calls
+        # the key manager makes, after each of which `_schedule` files it again.
+        self._timers: list[tuple[float, int, IkeSa]] = []
+        self._filed: dict[int, float] = {}
+        self._order = itertools.count()
         self._seq = 0
         self.pid = os.getpid()
         self.now = 0.0
@@ -164,9 +183,19 @@ class KeyManager:
         self._seq += 1
         return self._seq
 
-    def _call(self, request: PfkeyMessage) -> list[PfkeyMessage]:
-        """A PF_KEY request, encoded here, and the stack's replies to it, decoded here."""
-        return [decode(reply) for reply in self._pfkey(request.encode())]
+    def _call(self, request: PfkeyMessage) -> list[bytes]:
+        """A PF_KEY request, encoded here; the stack's replies to it, as they came."""
+        return self._pfkey(request.encode())
+
+    def _refusal(self, request: PfkeyMessage) -> PfkeyHeader | None:
+        """A request whose answer says no more than whether the stack took it (UPDATE,
+        ADD): the header of the first reply that refuses it, if one does. Only the base
+        headers are read: the answers echo the request's extensions back."""
+        for reply in self._call(request):
+            header = decode_header(reply)
+            if header.errno:
+                return header
+        return None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -269,6 +298,7 @@ class KeyManager:
                 continue
             moved = new.adopt_children(old)
             old.retire(now)
+            self._schedule(old)
             log.info("%s: ISAKMP SA %s takes over %d CHILD_SA(s) from %s", conn.ike.name,
                      new.spi_i.hex(), len(moved), old.spi_i.hex())  # fmt: skip
 
@@ -490,16 +520,43 @@ class KeyManager:
             if due <= now:
                 del self._outbound_due[spi_in]
                 add()
-        for session in list(self.sessions.values()):
+        timers, filed = self._timers, self._filed
+        due_now = []
+        while timers and timers[0][0] <= now:
+            due, _, session = heapq.heappop(timers)
+            if filed.get(id(session)) == due:
+                del filed[id(session)]
+                due_now.append(session)
+        for session in due_now:
             timer = session.get_timer()
             if timer is not None and timer <= now:
                 session.handle_timer(now)
                 self._drain(session, now)
+            else:
+                self._schedule(session)
 
     def get_timer(self) -> float | None:
-        timers = [t for s in self.sessions.values() if (t := s.get_timer()) is not None]
-        timers += [due for due, _ in self._outbound_due.values()]
-        return min(timers) if timers else None
+        timers, filed = self._timers, self._filed
+        while timers and filed.get(id(timers[0][2])) != timers[0][0]:
+            heapq.heappop(timers)  # stale
+        due = [due for due, _ in self._outbound_due.values()]
+        if timers:
+            due.append(timers[0][0])
+        return min(due) if due else None
+
+    def _schedule(self, session: IkeSa) -> None:
+        """File the session under its next timer, unless it is filed under it already."""
+        key = id(session)
+        due = session.get_timer() if session.phase is not Phase.CLOSED else None
+        if due is None:
+            self._filed.pop(key, None)
+        elif self._filed.get(key) != due:
+            self._filed[key] = due
+            heapq.heappush(self._timers, (due, next(self._order), session))
+            if len(self._timers) > 2 * len(self._filed) + 64:
+                # Drop the stale entries before they outnumber the live ones.
+                self._timers = [e for e in self._timers if self._filed.get(id(e[2])) == e[0]]
+                heapq.heapify(self._timers)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         out, self._outbox = self._outbox, []
@@ -514,9 +571,10 @@ class KeyManager:
         while (event := session.next_event()) is not None:
             if isinstance(event, IkeSaUp):
                 self._authenticated.add(id(session))
-                log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
-                         event.spi_r.hex(), format_ike_proposal(event.suite),
-                         ", UDP-encapsulated" if event.natted else "")  # fmt: skip
+                if log.isEnabledFor(logging.INFO):  # the suite is formatted to be written only
+                    log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
+                             event.spi_r.hex(), format_ike_proposal(event.suite),
+                             ", UDP-encapsulated" if event.natted else "")  # fmt: skip
                 if event.takes_over:
                     self._adopt(conn, session, event.initial_contact, now)
             elif isinstance(event, IkeSaReauthDue):
@@ -541,6 +599,7 @@ class KeyManager:
                 old = self._replacing.pop(session.spi_i, None)
                 if old is not None:
                     old.reauth_failed(now)
+                    self._schedule(old)
                 if not any(s.phase is not Phase.CLOSED and self._session_conn[k] is conn
                            for k, s in self.sessions.items() if s is not session):  # fmt: skip
                     for child in conn.children:
@@ -553,6 +612,7 @@ class KeyManager:
             successor = self._established_session(conn)
             if successor is not None and successor.version == session.version:
                 successor.adopt_children(session)
+                self._schedule(successor)
         if session.phase is Phase.HALF_OPEN:
             self._half_open_spis.add(session.spi_i)
         else:
@@ -560,6 +620,7 @@ class KeyManager:
         if session.phase is Phase.CLOSED:
             self.sessions.pop(session.spi_i, None)
             self._authenticated.discard(id(session))
+        self._schedule(session)
 
     def _log_down(self, session: IkeSa, name: str, reason: str, now: float) -> None:
         """An IKE SA that never authenticated its peer may be anyone's doing (an
@@ -580,9 +641,10 @@ class KeyManager:
             record = self.children.get(spi_in)
             if record is None or not record.natt_port or record.natt_port == port:
                 continue
-            replies = self._call(natt_update(record.spi_out, record.local, record.remote, port,
-                                              seq=self._next_seq(), pid=self.pid))  # fmt: skip
-            if any(r.errno for r in replies):
+            update = natt_update(record.spi_out, record.local, record.remote, port,
+                                 seq=self._next_seq(), pid=self.pid)  # fmt: skip
+            refused = self._refusal(update)
+            if refused is not None:
                 log.warning("%s: the stack refused to move SPI %08x to port %d", name,
                             record.spi_out, port)  # fmt: skip
                 continue
@@ -600,7 +662,7 @@ class KeyManager:
         """GETSPI: an inbound SPI from the peer, LARVAL in the stack; None if it gave none."""
         replies = self._call(getspi(ike.remote_addr, ike.local_addr, seq=self._next_seq(),
                                     pid=self.pid))  # fmt: skip
-        for reply in replies:
+        for reply in map(decode, replies):
             sa = reply.find(ExtType.SA)
             if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
                 return sa.spi
@@ -618,7 +680,7 @@ class KeyManager:
             inverse_acquire(conn.ike.local_addr, conn.ike.remote_addr, local_nets[0],
                             remote_nets[0], seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
-        for reply in replies:
+        for reply in map(decode, replies):
             if reply.msg_type == SadbMsgType.X_INVERSE_ACQUIRE and reply.errno == 0:
                 request = parse_policy_request(reply)
                 base = next(
@@ -662,14 +724,13 @@ class KeyManager:
                              up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
 
         def install(msg_type: int, keys: ChildKeys, is_in: bool, pair: int) -> None:
-            replies = self._call(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
-                                           seq=seq, pid=self.pid, pair_spi=pair,
-                                           natt_port=natt))  # fmt: skip
-            errors = [r for r in replies if r.errno]
-            if errors:
+            refused = self._refusal(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
+                                             seq=seq, pid=self.pid, pair_spi=pair,
+                                             natt_port=natt))  # fmt: skip
+            if refused is not None:
                 log.warning("%s: %s of SPI %08x refused: errno %d, diagnostic %d", ike.name,
-                            SadbMsgType(msg_type).name, keys.spi, errors[0].errno,
-                            errors[0].diagnostic)  # fmt: skip
+                            SadbMsgType(msg_type).name, keys.spi, refused.errno,
+                            refused.diagnostic)  # fmt: skip
 
         install(SadbMsgType.UPDATE, inbound, True, 0)
         if up.outbound_after > 0:
@@ -686,8 +747,10 @@ class KeyManager:
             ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
             ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
         )  # fmt: skip
-        log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
-                 up.child.name, up.spi_in, up.spi_out, format_esp_proposal(up.suite))  # fmt: skip
+        if log.isEnabledFor(logging.INFO):  # the suite is formatted to be written only
+            log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
+                     up.child.name, up.spi_in, up.spi_out,
+                     format_esp_proposal(up.suite))  # fmt: skip
 
     def _synthetic_request(self, conn: Connection, up: ChildSaUp, seq: int) -> PolicyRequest:
         """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,

@@ -2,7 +2,8 @@
 
 `decode` turns the bytes of one message into a `PfkeyMessage` (or raises `PfkeyError`
 with the errno and diagnostic to answer with); `PfkeyMessage.encode` turns it back into
-the same bytes.
+the same bytes. `decode_header` reads the base header alone, for a reader that needs
+nothing more.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from larval.pfkey.extensions import (
     SadbXReplayCtr,
     UnknownExtension,
 )
-from larval.pfkey.message import HEADER_SIZE, PfkeyMessage, decode
+from larval.pfkey.message import HEADER_SIZE, PfkeyHeader, PfkeyMessage, decode, decode_header
 
 __all__ = [
     "AF_INET",
@@ -68,6 +69,7 @@ __all__ = [
     "IdentType",
     "KmProto",
     "PfkeyError",
+    "PfkeyHeader",
     "PfkeyMessage",
     "SaFlags",
     "SaState",
@@ -94,5 +96,6 @@ __all__ = [
     "SadbXReplayCtr",
     "UnknownExtension",
     "decode",
+    "decode_header",
     "diagnostic_text",
 ]

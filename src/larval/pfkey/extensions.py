@@ -2,8 +2,11 @@
 
 Every extension starts with the generic header of RFC 2367 §2.2, a u16 length in 64-bit
 words (the header included) and a u16 type. The *body* of an extension is everything
-after those four bytes, up to the length; ``encode_body`` writes it and ``decode_body``
-reads it. `larval.pfkey.message` writes and checks the generic header.
+after those four bytes, up to the length. ``encode`` writes a whole extension, generic
+header and zero padding included, as one byte string; ``decode`` reads a body, and
+`DECODERS` names the class that reads each type. `larval.pfkey.message` walks and
+checks the generic headers. Each layout is a precompiled `struct`: PF_KEY messages
+cross between the key manager and the stack several times for every CHILD_SA.
 
 Byte order: every integer is in host order, little-endian here, except the SPIs
 (sadb_sa_spi, sadb_x_pair_spi), the SPI range bounds, and the port, flow label and
@@ -20,14 +23,24 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from operator import attrgetter
+from typing import Any, ClassVar, Self, TypeAlias
 
-from larval.pfkey.constants import AF_INET, AF_INET6, AF_INET6_LINUX, Diagnostic, ExtType
+from larval.pfkey.constants import (
+    AF_INET,
+    AF_INET6,
+    AF_INET6_LINUX,
+    EXT_MAX,
+    Diagnostic,
+    ExtType,
+)
 from larval.pfkey.errors import PfkeyError
-from larval.wire import Buffer
 
 __all__ = [
+    "DECODERS",
+    "EXT_HEADER",
     "Extension",
     "SadbAddress",
     "SadbAlg",
@@ -51,16 +64,18 @@ __all__ = [
     "UnknownExtension",
 ]
 
-#: What ``decode_body`` accepts: the body bytes, or a Buffer whose remaining bytes are it.
-BodyIn: TypeAlias = "Buffer | bytes"
 IPAddress: TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
 
-# Body layouts (after the 4-byte length/type header), precompiled.
-_SA = struct.Struct("<4sBBBBI")  # spi (network order, kept as 4 raw bytes), u8 x4, flags
-_LIFETIME = struct.Struct("<IQQQ")
-_ADDR_HDR = struct.Struct("<BBH")  # proto, prefixlen, reserved
-_FAMILY = struct.Struct("<H")  # sa_family is host order
-_SIN_REST = struct.Struct(">H4s8x")  # sin_port, sin_addr, sin_zero
+#: RFC 2367 §2.2 sadb_ext: len (64-bit words, the header included), type.
+EXT_HEADER = struct.Struct("<HH")
+_ZEROS = bytes(8)
+
+# Layouts, precompiled. Where a whole extension is one struct, it starts with the header.
+_SA_BODY = struct.Struct("<4sBBBBI")  # spi (network order, 4 raw bytes), u8 x4, flags
+_SA = struct.Struct("<HH" + _SA_BODY.format[1:])  # the generic header, then the body
+_ADDR_HDR = struct.Struct("<BBHH")  # proto, prefixlen, reserved, sa_family (host order)
+_ADDR_HEAD = struct.Struct("<HHBBHH")  # the generic header, then _ADDR_HDR
+_SIN_REST = struct.Struct(">HI8x")  # sin_port, sin_addr, sin_zero
 _SIN6_MID = struct.Struct(">HI16s")  # sin6_port, sin6_flowinfo, sin6_addr
 _SIN6_TAIL = struct.Struct("<II")  # sin6_scope_id, __sin6_src_id (host order)
 _KEY_HDR = struct.Struct("<HH")  # bits, reserved
@@ -72,11 +87,6 @@ _ECOMB = struct.Struct("<BxH4xIIQQQQQQ")
 _ALGDESC = struct.Struct("<BBBxHH")
 _SUPPORTED_HDR_SIZE = 4  # u32 reserved
 _ALG = struct.Struct("<BBHHBB")
-_SPIRANGE = struct.Struct(">II4x")
-_KMC = struct.Struct("<IQ")
-_PAIR = struct.Struct(">I")
-_REPLAY = struct.Struct("<IQ")
-_EDUMP = struct.Struct("<4xQ")
 
 _SIN_SIZE = 16  # illumos sockaddr_in
 _SIN6_SIZE = 32  # illumos sockaddr_in6; Linux's 28 bytes padded to the same 8-byte slot
@@ -105,10 +115,29 @@ _KEY_MALFORMED: dict[int, int] = {
 }
 
 
-def _as_bytes(data: BodyIn) -> bytes:
-    if isinstance(data, Buffer):
-        return data.pull_bytes(data.remaining())
-    return bytes(data)
+# The IPv4 addresses decoded lately: a key manager and its stack name the same few
+# hosts in message after message, and IPv4Address values are immutable.
+_V4_SEEN: dict[int, ipaddress.IPv4Address] = {}
+_V4_SEEN_MAX = 1024
+
+
+def _v4(value: int) -> ipaddress.IPv4Address:
+    addr = _V4_SEEN.get(value)
+    if addr is None:
+        if len(_V4_SEEN) >= _V4_SEEN_MAX:
+            _V4_SEEN.clear()
+        addr = _V4_SEEN[value] = ipaddress.IPv4Address(value)
+    return addr
+
+
+def _wrap(ext_type: int, body: bytes) -> bytes:
+    """A whole extension: the generic header, ``body``, zero padding to 64-bit words."""
+    size = 4 + len(body)
+    pad = -size % 8
+    words = (size + pad) >> 3
+    if words > 0xFFFF:
+        raise ValueError(f"extension {ext_type} of {words} words is too long")
+    return EXT_HEADER.pack(words, ext_type) + body + _ZEROS[:pad]
 
 
 def _bad_extlen(ext_type: int, got: int, want: str) -> PfkeyError:
@@ -121,15 +150,40 @@ def _bad_extlen(ext_type: int, got: int, want: str) -> PfkeyError:
     )
 
 
-def _fixed(ext_type: int, data: BodyIn, layout: struct.Struct) -> tuple[Any, ...]:
-    body = _as_bytes(data)
-    if len(body) != layout.size:
-        raise _bad_extlen(ext_type, len(body), str(layout.size))
-    return layout.unpack(body)
-
-
 def _ceil8(n: int) -> int:
     return (n + 7) & ~7
+
+
+class _Fixed:
+    """An extension of one size whose body is one struct, ``_BODY``: the dataclass
+    fields other than ``ext_type``, in the order they are declared."""
+
+    __slots__ = ()
+    _BODY: ClassVar[struct.Struct]
+    _WORDS: ClassVar[int]  # sadb_ext_len
+    _VALUES: ClassVar[attrgetter[tuple[Any, ...]]]  # ext_type, then the body's fields
+    _AT: ClassVar[int]  # where ext_type stands among the constructor's arguments
+    ext_type: int
+
+    def __init_subclass__(cls) -> None:
+        names = [n for n in cls.__annotations__ if n != "ext_type"]
+        cls._AT = list(cls.__annotations__).index("ext_type")
+        assert (4 + cls._BODY.size) % 8 == 0, cls  # RFC 2367 §2.2: whole 64-bit words
+        cls._WORDS = (4 + cls._BODY.size) // 8
+        cls._VALUES = attrgetter("ext_type", *names)
+
+    def encode(self) -> bytes:
+        values = self._VALUES(self)
+        return EXT_HEADER.pack(self._WORDS, values[0]) + self._BODY.pack(*values[1:])
+
+    @classmethod
+    def decode(cls, ext_type: int, body: bytes) -> Self:
+        layout = cls._BODY
+        if len(body) != layout.size:
+            raise _bad_extlen(ext_type, len(body), str(layout.size))
+        values = layout.unpack(body)
+        at = cls._AT
+        return cls(*values[:at], ext_type, *values[at:])  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------------------
@@ -162,18 +216,20 @@ class SadbSa:
     flags: int = 0
     ext_type: int = int(ExtType.SA)
 
-    def encode_body(self, buf: Buffer) -> None:
-        spi = self.spi.to_bytes(4, "big")
-        buf.push_bytes(_SA.pack(spi, self.replay, self.state, self.auth, self.encrypt, self.flags))
+    def encode(self) -> bytes:
+        return _SA.pack(2, self.ext_type, self.spi.to_bytes(4, "big"), self.replay, self.state,
+                        self.auth, self.encrypt, self.flags)  # fmt: skip
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSa:
-        spi, replay, state, auth, encrypt, flags = _fixed(ext_type, data, _SA)
+    def decode(cls, ext_type: int, body: bytes) -> SadbSa:
+        if len(body) != _SA_BODY.size:
+            raise _bad_extlen(ext_type, len(body), str(_SA_BODY.size))
+        spi, replay, state, auth, encrypt, flags = _SA_BODY.unpack(body)
         return cls(int.from_bytes(spi, "big"), replay, state, auth, encrypt, flags, ext_type)
 
 
 @dataclass(frozen=True, slots=True)
-class SadbLifetime:
+class SadbLifetime(_Fixed):
     """Lifetime extension, CURRENT/HARD/SOFT (RFC 2367 §2.3.3) or illumos X_LIFETIME_IDLE::
 
         0               1               2               3
@@ -194,18 +250,13 @@ class SadbLifetime:
     for IDLE, the idle-time limits in the addtime (soft) and usetime (hard) slots.
     """
 
+    _BODY = struct.Struct("<IQQQ")
+
     ext_type: int
     allocations: int = 0
     bytes: int = 0
     addtime: int = 0
     usetime: int = 0
-
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_LIFETIME.pack(self.allocations, self.bytes, self.addtime, self.usetime))
-
-    @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbLifetime:
-        return cls(ext_type, *_fixed(ext_type, data, _LIFETIME))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,37 +293,37 @@ class SadbAddress:
     scope_id: int = 0
     family: int | None = None
 
-    def encode_body(self, buf: Buffer) -> None:
+    def encode(self) -> bytes:
         addr = self.addr
         is_v6 = isinstance(addr, ipaddress.IPv6Address)
         family = self.family
         if family is None:
             family = AF_INET6 if is_v6 else AF_INET
-        buf.push_bytes(_ADDR_HDR.pack(self.proto, self.prefixlen, 0))
-        buf.push_bytes(_FAMILY.pack(family))
         if family == AF_INET and not is_v6:
             if self.flowinfo or self.scope_id:
                 raise ValueError("an IPv4 sockaddr has no flowinfo or scope_id")
-            buf.push_bytes(_SIN_REST.pack(self.port, addr.packed))
-        elif family in (AF_INET6, AF_INET6_LINUX) and is_v6:
-            buf.push_bytes(_SIN6_MID.pack(self.port, self.flowinfo, addr.packed))
-            buf.push_bytes(_SIN6_TAIL.pack(self.scope_id, 0))
-        else:
-            raise ValueError(f"address family {family} does not fit {addr!r}")
+            return _ADDR_HEAD.pack(
+                3, self.ext_type, self.proto, self.prefixlen, 0, family
+            ) + _SIN_REST.pack(self.port, int(addr))
+        if family in (AF_INET6, AF_INET6_LINUX) and is_v6:
+            return (
+                _ADDR_HEAD.pack(5, self.ext_type, self.proto, self.prefixlen, 0, family)
+                + _SIN6_MID.pack(self.port, self.flowinfo, addr.packed)
+                + _SIN6_TAIL.pack(self.scope_id, 0)
+            )
+        raise ValueError(f"address family {family} does not fit {addr!r}")
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbAddress:
-        body = _as_bytes(data)
-        proto, prefixlen, _ = _ADDR_HDR.unpack_from(body)
-        room = len(body) - _ADDR_HDR.size
-        if room < _FAMILY.size:
+    def decode(cls, ext_type: int, body: bytes) -> SadbAddress:
+        room = len(body) - 4  # after proto, prefixlen and reserved
+        if room < 2:
             # keysock ext_check: an address extension must carry a sockaddr.
             raise PfkeyError(
                 errno.EINVAL,
                 _ADDR_MALFORMED.get(ext_type, Diagnostic.BAD_EXTLEN),
                 f"address extension type {ext_type} has no room for a sockaddr",
             )
-        (family,) = _FAMILY.unpack_from(body, 4)
+        proto, prefixlen, _, family = _ADDR_HDR.unpack_from(body)
         if family == AF_INET:
             need = _SIN_SIZE
         elif family in (AF_INET6, AF_INET6_LINUX):
@@ -291,8 +342,8 @@ class SadbAddress:
                 f"family {family} sockaddr",
             )
         if family == AF_INET:
-            port, raw4 = _SIN_REST.unpack_from(body, 6)
-            return cls(ext_type, ipaddress.IPv4Address(raw4), port, proto, prefixlen)
+            port, value = _SIN_REST.unpack_from(body, 6)
+            return cls(ext_type, _v4(value), port, proto, prefixlen)
         port, flowinfo, raw16 = _SIN6_MID.unpack_from(body, 6)
         scope_id, _src_id = _SIN6_TAIL.unpack_from(body, 28)
         return cls(
@@ -330,18 +381,13 @@ class SadbKey:
     def __repr__(self) -> str:
         return f"SadbKey(ext_type={self.ext_type}, bits={self.bits}, key=<{len(self.key)} bytes>)"
 
-    def encode_body(self, buf: Buffer) -> None:
+    def encode(self) -> bytes:
         if len(self.key) != (self.bits + 7) // 8:
             raise ValueError(f"a {self.bits}-bit key is not {len(self.key)} bytes")
-        start = buf.tell()
-        buf.push_bytes(_KEY_HDR.pack(self.bits, 0))
-        buf.push_bytes(self.key)
-        # The key is padded on its own, relative to the 8-byte extension start.
-        buf.push_padding64(start - 4)
+        return _wrap(self.ext_type, _KEY_HDR.pack(self.bits, 0) + self.key)
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbKey:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbKey:
         (bits, _) = _KEY_HDR.unpack_from(body)
         nbytes = (bits + 7) // 8
         # keysock ext_check: no zero-bit keys, and the length must be exactly the key
@@ -378,19 +424,16 @@ class SadbIdent:
     ident_id: int = 0
     string: bytes = b""
 
-    def encode_body(self, buf: Buffer) -> None:
-        start = buf.tell()
-        buf.push_bytes(_IDENT.pack(self.ident_type, 0, self.ident_id))
+    def encode(self) -> bytes:
+        body = _IDENT.pack(self.ident_type, 0, self.ident_id)
         if self.string:
             if b"\0" in self.string:
                 raise ValueError("an identity string cannot contain NUL")
-            buf.push_bytes(self.string)
-            buf.push_bytes(b"\0")
-            buf.push_padding64(start - 4)
+            body += self.string + b"\0"
+        return _wrap(self.ext_type, body)
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbIdent:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbIdent:
         if len(body) < _IDENT.size:
             raise _bad_extlen(ext_type, len(body), f"at least {_IDENT.size}")
         ident_type, _, ident_id = _IDENT.unpack_from(body)
@@ -430,24 +473,14 @@ class SadbSens:
     sens_bitmap: tuple[int, ...] = ()
     integ_bitmap: tuple[int, ...] = ()
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(
-            _SENS.pack(
-                self.dpd,
-                self.sens_level,
-                len(self.sens_bitmap),
-                self.integ_level,
-                len(self.integ_bitmap),
-                self.flags,
-            )
-        )
+    def encode(self) -> bytes:
         words = self.sens_bitmap + self.integ_bitmap
-        if words:
-            buf.push_bytes(struct.pack(f"<{len(words)}Q", *words))
+        body = _SENS.pack(self.dpd, self.sens_level, len(self.sens_bitmap), self.integ_level,
+                          len(self.integ_bitmap), self.flags)  # fmt: skip
+        return _wrap(self.ext_type, body + struct.pack(f"<{len(words)}Q", *words))
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSens:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbSens:
         if len(body) < _SENS.size:
             raise _bad_extlen(ext_type, len(body), f"at least {_SENS.size}")
         dpd, sens_level, sens_len, integ_level, integ_len, flags = _SENS.unpack_from(body)
@@ -503,25 +536,23 @@ class SadbComb:
     soft_usetime: int = 0
     hard_usetime: int = 0
 
-    def encode(self, buf: Buffer) -> None:
-        buf.push_bytes(
-            _COMB.pack(
-                self.auth,
-                self.encrypt,
-                self.flags,
-                self.auth_minbits,
-                self.auth_maxbits,
-                self.encrypt_minbits,
-                self.encrypt_maxbits,
-                self.soft_allocations,
-                self.hard_allocations,
-                self.soft_bytes,
-                self.hard_bytes,
-                self.soft_addtime,
-                self.hard_addtime,
-                self.soft_usetime,
-                self.hard_usetime,
-            )
+    def pack(self) -> bytes:
+        return _COMB.pack(
+            self.auth,
+            self.encrypt,
+            self.flags,
+            self.auth_minbits,
+            self.auth_maxbits,
+            self.encrypt_minbits,
+            self.encrypt_maxbits,
+            self.soft_allocations,
+            self.hard_allocations,
+            self.soft_bytes,
+            self.hard_bytes,
+            self.soft_addtime,
+            self.hard_addtime,
+            self.soft_usetime,
+            self.hard_usetime,
         )
 
 
@@ -543,14 +574,12 @@ class SadbProp:
     replay: int = 0
     ext_type: int = int(ExtType.PROPOSAL)
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_PROP_HDR.pack(self.replay, 0, 0))
-        for comb in self.combs:
-            comb.encode(buf)
+    def encode(self) -> bytes:
+        combs = b"".join([comb.pack() for comb in self.combs])
+        return _wrap(self.ext_type, _PROP_HDR.pack(self.replay, 0, 0) + combs)
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbProp:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbProp:
         (replay, _, _) = _PROP_HDR.unpack_from(body)
         size = len(body) - _PROP_HDR.size
         if size % _COMB.size:
@@ -634,10 +663,10 @@ class SadbXEprop:
     replay: int = 0
     ext_type: int = int(ExtType.X_EPROP)
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_PROP_HDR.pack(self.replay, 0, len(self.ecombs)))
+    def encode(self) -> bytes:
+        parts = [_PROP_HDR.pack(self.replay, 0, len(self.ecombs))]
         for ec in self.ecombs:
-            buf.push_bytes(
+            parts.append(
                 _ECOMB.pack(
                     len(ec.algdescs),
                     ec.flags,
@@ -652,11 +681,11 @@ class SadbXEprop:
                 )
             )
             for ad in ec.algdescs:
-                buf.push_bytes(_ALGDESC.pack(ad.satype, ad.algtype, ad.alg, ad.minbits, ad.maxbits))
+                parts.append(_ALGDESC.pack(ad.satype, ad.algtype, ad.alg, ad.minbits, ad.maxbits))
+        return _wrap(self.ext_type, b"".join(parts))
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXEprop:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbXEprop:
         end = len(body)
         replay, _, numecombs = _PROP_HDR.unpack_from(body)
         off = _PROP_HDR.size
@@ -719,14 +748,13 @@ class SadbSupported:
     ext_type: int
     algs: tuple[SadbAlg, ...] = ()
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(bytes(_SUPPORTED_HDR_SIZE))
-        for a in self.algs:
-            buf.push_bytes(_ALG.pack(a.id, a.ivlen, a.minbits, a.maxbits, a.increment, a.saltbits))
+    def encode(self) -> bytes:
+        algs = [_ALG.pack(a.id, a.ivlen, a.minbits, a.maxbits, a.increment, a.saltbits)
+                for a in self.algs]  # fmt: skip
+        return _wrap(self.ext_type, bytes(_SUPPORTED_HDR_SIZE) + b"".join(algs))
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSupported:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbSupported:
         if len(body) < _SUPPORTED_HDR_SIZE or (len(body) - _SUPPORTED_HDR_SIZE) % _ALG.size:
             raise _bad_extlen(ext_type, len(body), "4 + a multiple of 8")
         algs = tuple(SadbAlg(*a) for a in _ALG.iter_unpack(body[_SUPPORTED_HDR_SIZE:]))
@@ -734,7 +762,7 @@ class SadbSupported:
 
 
 @dataclass(frozen=True, slots=True)
-class SadbSpirange:
+class SadbSpirange(_Fixed):
     """SPI range for GETSPI, SPIRANGE (RFC 2367 §2.3.9, ``sadb_spirange``)::
 
         0               1               2               3
@@ -752,17 +780,11 @@ class SadbSpirange:
     and Linux af_key.c both read them with ntohl.
     """
 
+    _BODY = struct.Struct(">II4x")
+
     min: int
     max: int
     ext_type: int = int(ExtType.SPIRANGE)
-
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_SPIRANGE.pack(self.min, self.max))
-
-    @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbSpirange:
-        lo, hi = _fixed(ext_type, data, _SPIRANGE)
-        return cls(lo, hi, ext_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -784,24 +806,20 @@ class SadbXEreg:
     satypes: tuple[int, ...] = ()
     ext_type: int = int(ExtType.X_EREG)
 
-    def encode_body(self, buf: Buffer) -> None:
+    def encode(self) -> bytes:
         if 0 in self.satypes:
             raise ValueError("SA type 0 ends the X_EREG list and cannot be in it")
-        start = buf.tell()
-        buf.push_bytes(bytes(self.satypes))
-        buf.push_bytes(b"\0")
-        buf.push_padding64(start - 4)
+        return _wrap(self.ext_type, bytes(self.satypes) + b"\0")
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXEreg:
-        body = _as_bytes(data)
+    def decode(cls, ext_type: int, body: bytes) -> SadbXEreg:
         nul = body.find(0)
         # Like keysock_extended_register, an unterminated list ends with the extension.
         return cls(tuple(body if nul < 0 else body[:nul]), ext_type)
 
 
 @dataclass(frozen=True, slots=True)
-class SadbXKmc:
+class SadbXKmc(_Fixed):
     """Key management cookie, illumos X_KM_COOKIE (``sadb_x_kmc``)::
 
         0               1               2               3
@@ -816,21 +834,15 @@ class SadbXKmc:
     ``proto`` is a `KmProto`; ``cookie`` is the 64-bit view of the cookie union.
     """
 
+    _BODY = struct.Struct("<IQ")
+
     proto: int
     cookie: int
     ext_type: int = int(ExtType.X_KM_COOKIE)
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_KMC.pack(self.proto, self.cookie))
-
-    @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXKmc:
-        proto, cookie = _fixed(ext_type, data, _KMC)
-        return cls(proto, cookie, ext_type)
-
 
 @dataclass(frozen=True, slots=True)
-class SadbXPair:
+class SadbXPair(_Fixed):
     """The SPI of the paired SA, illumos X_PAIR (``sadb_x_pair``)::
 
     0               1               2               3
@@ -841,20 +853,14 @@ class SadbXPair:
     +---------------+---------------+---------------+---------------+
     """
 
+    _BODY = struct.Struct(">I")
+
     spi: int
     ext_type: int = int(ExtType.X_PAIR)
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_PAIR.pack(self.spi))
-
-    @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXPair:
-        (spi,) = _fixed(ext_type, data, _PAIR)
-        return cls(spi, ext_type)
-
 
 @dataclass(frozen=True, slots=True)
-class SadbXReplayCtr:
+class SadbXReplayCtr(_Fixed):
     """Replay counter value, illumos X_REPLAY_VALUE (``sadb_x_replay_ctr``)::
 
         0               1               2               3
@@ -869,21 +875,15 @@ class SadbXReplayCtr:
     ``replay32`` for 32-bit sequence numbers, ``replay64`` for extended ones (ESN).
     """
 
+    _BODY = struct.Struct("<IQ")
+
     replay32: int = 0
     replay64: int = 0
     ext_type: int = int(ExtType.X_REPLAY_VALUE)
 
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_REPLAY.pack(self.replay32, self.replay64))
-
-    @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXReplayCtr:
-        r32, r64 = _fixed(ext_type, data, _REPLAY)
-        return cls(r32, r64, ext_type)
-
 
 @dataclass(frozen=True, slots=True)
-class SadbXEdump:
+class SadbXEdump(_Fixed):
     """Extended DUMP request, illumos X_EDUMP (``sadb_x_edump``)::
 
         0               1               2               3
@@ -898,16 +898,10 @@ class SadbXEdump:
     Dump only the SAs idle for longer than ``timeout`` seconds.
     """
 
+    _BODY = struct.Struct("<4xQ")
+
     timeout: int
     ext_type: int = int(ExtType.X_EDUMP)
-
-    def encode_body(self, buf: Buffer) -> None:
-        buf.push_bytes(_EDUMP.pack(self.timeout))
-
-    @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> SadbXEdump:
-        (timeout,) = _fixed(ext_type, data, _EDUMP)
-        return cls(timeout, ext_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -927,14 +921,14 @@ class UnknownExtension:
     ext_type: int
     body: bytes
 
-    def encode_body(self, buf: Buffer) -> None:
+    def encode(self) -> bytes:
         if len(self.body) % 8 != 4:
             raise ValueError("an extension body is 4 bytes short of whole 64-bit words")
-        buf.push_bytes(self.body)
+        return _wrap(self.ext_type, self.body)
 
     @classmethod
-    def decode_body(cls, ext_type: int, data: BodyIn) -> UnknownExtension:
-        return cls(ext_type, _as_bytes(data))
+    def decode(cls, ext_type: int, body: bytes) -> UnknownExtension:
+        return cls(ext_type, body)
 
 
 Extension: TypeAlias = (
@@ -955,3 +949,32 @@ Extension: TypeAlias = (
     | SadbXEdump
     | UnknownExtension
 )
+
+#: The class that reads each extension type larval knows (RFC 2367 §2.3, illumos
+#: pfkeyv2.h); `decode` gets the type and the body. Plain-int keys: the lookup runs for
+#: every extension of every message.
+DECODERS: dict[int, Callable[[int, bytes], Extension]] = {
+    int(ext_type): cls.decode
+    for cls, ext_types in (
+        (SadbSa, (ExtType.SA,)),
+        (SadbLifetime, (ExtType.LIFETIME_CURRENT, ExtType.LIFETIME_HARD,
+                        ExtType.LIFETIME_SOFT, ExtType.X_LIFETIME_IDLE)),
+        (SadbAddress, (ExtType.ADDRESS_SRC, ExtType.ADDRESS_DST, ExtType.ADDRESS_PROXY,
+                       ExtType.X_ADDRESS_NATT_LOC, ExtType.X_ADDRESS_NATT_REM,
+                       ExtType.X_ADDRESS_INNER_DST)),
+        (SadbKey, (ExtType.KEY_AUTH, ExtType.KEY_ENCRYPT)),
+        (SadbIdent, (ExtType.IDENTITY_SRC, ExtType.IDENTITY_DST)),
+        (SadbSens, (ExtType.SENSITIVITY, ExtType.X_OUTER_SENS)),
+        (SadbProp, (ExtType.PROPOSAL,)),
+        (SadbSupported, (ExtType.SUPPORTED_AUTH, ExtType.SUPPORTED_ENCRYPT)),
+        (SadbSpirange, (ExtType.SPIRANGE,)),
+        (SadbXEreg, (ExtType.X_EREG,)),
+        (SadbXEprop, (ExtType.X_EPROP,)),
+        (SadbXKmc, (ExtType.X_KM_COOKIE,)),
+        (SadbXPair, (ExtType.X_PAIR,)),
+        (SadbXReplayCtr, (ExtType.X_REPLAY_VALUE,)),
+        (SadbXEdump, (ExtType.X_EDUMP,)),
+    )
+    for ext_type in ext_types
+}  # fmt: skip
+assert len(DECODERS) == EXT_MAX

@@ -11,76 +11,19 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from larval.pfkey.constants import EXT_MAX, PF_KEY_V2, Diagnostic, ExtType
+from larval.pfkey.constants import PF_KEY_V2, Diagnostic, ExtType
 from larval.pfkey.errors import PfkeyError
-from larval.pfkey.extensions import (
-    Extension,
-    SadbAddress,
-    SadbIdent,
-    SadbKey,
-    SadbLifetime,
-    SadbProp,
-    SadbSa,
-    SadbSens,
-    SadbSpirange,
-    SadbSupported,
-    SadbXEdump,
-    SadbXEprop,
-    SadbXEreg,
-    SadbXKmc,
-    SadbXPair,
-    SadbXReplayCtr,
-    UnknownExtension,
-)
-from larval.wire import Buffer
+from larval.pfkey.extensions import DECODERS, EXT_HEADER, Extension, UnknownExtension
 
-__all__ = ["HEADER_SIZE", "PfkeyMessage", "decode"]
+__all__ = ["HEADER_SIZE", "PfkeyHeader", "PfkeyMessage", "decode", "decode_header"]
 
 # RFC 2367 §2.3.1 sadb_msg: version, type, errno, satype, len (64-bit words),
 # reserved (illumos: sadb_x_msg_diagnostic), seq, pid.
 _HEADER = struct.Struct("<BBBBHHII")
 HEADER_SIZE = _HEADER.size
-_MSG_LEN_OFFSET = 4
-# RFC 2367 §2.2 sadb_ext: len (64-bit words, inclusive), type.
-_EXT_HEADER = struct.Struct("<HH")
-
-_Decoder = Callable[[int, bytes], Extension]
-
-_DECODERS: dict[int, _Decoder] = {
-    ExtType.SA: SadbSa.decode_body,
-    ExtType.LIFETIME_CURRENT: SadbLifetime.decode_body,
-    ExtType.LIFETIME_HARD: SadbLifetime.decode_body,
-    ExtType.LIFETIME_SOFT: SadbLifetime.decode_body,
-    ExtType.ADDRESS_SRC: SadbAddress.decode_body,
-    ExtType.ADDRESS_DST: SadbAddress.decode_body,
-    ExtType.ADDRESS_PROXY: SadbAddress.decode_body,
-    ExtType.KEY_AUTH: SadbKey.decode_body,
-    ExtType.KEY_ENCRYPT: SadbKey.decode_body,
-    ExtType.IDENTITY_SRC: SadbIdent.decode_body,
-    ExtType.IDENTITY_DST: SadbIdent.decode_body,
-    ExtType.SENSITIVITY: SadbSens.decode_body,
-    ExtType.PROPOSAL: SadbProp.decode_body,
-    ExtType.SUPPORTED_AUTH: SadbSupported.decode_body,
-    ExtType.SUPPORTED_ENCRYPT: SadbSupported.decode_body,
-    ExtType.SPIRANGE: SadbSpirange.decode_body,
-    ExtType.X_EREG: SadbXEreg.decode_body,
-    ExtType.X_EPROP: SadbXEprop.decode_body,
-    ExtType.X_KM_COOKIE: SadbXKmc.decode_body,
-    ExtType.X_ADDRESS_NATT_LOC: SadbAddress.decode_body,
-    ExtType.X_ADDRESS_NATT_REM: SadbAddress.decode_body,
-    ExtType.X_ADDRESS_INNER_DST: SadbAddress.decode_body,
-    ExtType.X_PAIR: SadbXPair.decode_body,
-    ExtType.X_REPLAY_VALUE: SadbXReplayCtr.decode_body,
-    ExtType.X_EDUMP: SadbXEdump.decode_body,
-    ExtType.X_LIFETIME_IDLE: SadbLifetime.decode_body,
-    ExtType.X_OUTER_SENS: SadbSens.decode_body,
-}
-# Plain-int keys: the lookup runs once per extension of every message.
-_DECODERS = {int(k): v for k, v in _DECODERS.items()}
-assert len(_DECODERS) == EXT_MAX
 
 # The diagnostic of a repeated extension: illumos keysock_duplicate for the types it
 # names, and the DUPLICATE_* codes pfkeyv2.h defines for the NAT-T addresses and the
@@ -140,52 +83,47 @@ class PfkeyMessage:
 
     def encode(self) -> bytes:
         """The wire form; raises ValueError if a field does not fit its slot."""
-        buf = Buffer()
-        push, tell = buf.push_bytes, buf.tell
         try:
-            push(
-                _HEADER.pack(
-                    self.version,
-                    self.msg_type,
-                    self.errno,
-                    self.satype,
-                    0,  # sadb_msg_len, patched below
-                    self.diagnostic,
-                    self.seq,
-                    self.pid,
-                )
-            )
-            for ext in self.extensions:
-                # RFC 2367 §2.2: each extension a whole number of 64-bit words, its length
-                # in words in its first u16. Written in line: this runs for every message.
-                start = tell()
-                push(_EXT_HEADER.pack(0, ext.ext_type))
-                ext.encode_body(buf)
-                buf.push_padding64(start)
-                words = (tell() - start) // 8
-                if words > 0xFFFF:
-                    raise ValueError(f"extension {ext.ext_type} of {words} words is too long")
-                buf.patch_u16(start, words)
-            total = tell() // 8
-            if total > 0xFFFF:
-                raise ValueError(f"message of {total} words is too long for sadb_msg_len")
-            buf.patch_u16(_MSG_LEN_OFFSET, total)
+            # Each extension writes its own generic header and padding (RFC 2367 §2.2).
+            body = b"".join([ext.encode() for ext in self.extensions])
+            words = (HEADER_SIZE + len(body)) >> 3
+            if words > 0xFFFF:
+                raise ValueError(f"message of {words} words is too long for sadb_msg_len")
+            header = _HEADER.pack(self.version, self.msg_type, self.errno, self.satype, words,
+                                  self.diagnostic, self.seq, self.pid)  # fmt: skip
         except (struct.error, OverflowError) as exc:
             raise ValueError(f"cannot encode {self!r}: {exc}") from exc
-        return buf.data
+        return header + body
 
 
-def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
-    """Parse one PF_KEY message; raises `PfkeyError` if its structure is wrong."""
-    if not isinstance(data, bytes):
-        data = bytes(data)
+class PfkeyHeader(NamedTuple):
+    """The base header of a PF_KEY message, for a reader that needs no extension of it
+    (the answer to a key manager's UPDATE or ADD says what it needs in sadb_msg_errno)."""
+
+    msg_type: int
+    satype: int
+    errno: int
+    diagnostic: int
+    seq: int
+    pid: int
+
+
+def decode_header(data: bytes) -> PfkeyHeader:
+    """The base header of one PF_KEY message, checked as `decode` checks it; the
+    extensions are not read. Raises `PfkeyError`."""
+    _, msg_type, err, satype, _, diagnostic, seq, pid = _checked_header(data)
+    return PfkeyHeader(msg_type, satype, err, diagnostic, seq, pid)
+
+
+def _checked_header(data: bytes) -> tuple[int, ...]:
     size = len(data)
     if size < HEADER_SIZE:
         # keysock_parse: a size that disagrees with the message is EMSGSIZE.
         raise PfkeyError(
             _errno.EMSGSIZE, Diagnostic.NONE, f"{size} bytes is shorter than a PF_KEY header"
         )
-    version, msg_type, err, satype, msg_len, diagnostic, seq, pid = _HEADER.unpack_from(data)
+    fields = _HEADER.unpack_from(data)
+    version, msg_len = fields[0], fields[4]
     if msg_len * 8 != size:
         # keysock_parse compares sadb_msg_len with the bytes written: EMSGSIZE, and no
         # diagnostic. A size that is not a multiple of 8 can never match.
@@ -197,14 +135,23 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
     if version != PF_KEY_V2:
         # RFC 2367 §2.3.1: only version 2 is understood.
         raise PfkeyError(_errno.EINVAL, Diagnostic.NONE, f"PF_KEY version {version}, not 2")
+    return fields
+
+
+def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
+    """Parse one PF_KEY message; raises `PfkeyError` if its structure is wrong."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    size = len(data)
+    version, msg_type, err, satype, _, diagnostic, seq, pid = _checked_header(data)
 
     extensions: list[Extension] = []
     seen: set[int] = set()
-    decoders = _DECODERS
+    decoders = DECODERS
     off = HEADER_SIZE
     while off < size:
         # size and off are multiples of 8, so the 4-byte generic header is there.
-        ext_len, ext_type = _EXT_HEADER.unpack_from(data, off)
+        ext_len, ext_type = EXT_HEADER.unpack_from(data, off)
         if ext_type == 0:
             # keysock_get_ext: type 0 is reserved, rejected before its length is read.
             raise PfkeyError(

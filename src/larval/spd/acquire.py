@@ -352,12 +352,16 @@ def _tunnel_policy(spd: Spd, msg: PfkeyMessage, src: SadbAddress, dst: SadbAddre
     found = spd.lookup_local(
         Direction.IN, isrc.addr, idst.addr, proto, lport, rport, icmp, ends_here
     )
+    if found is not None and found.action is Action.PROTECT:
+        return found  # what an error names is written only for an error
     return _protecting(found, f"{_text(isrc)} === {_text(idst)} via {src.addr} - {dst.addr}")
 
 
 def _transport_policy(spd: Spd, src: SadbAddress, dst: SadbAddress) -> Policy:
     proto, lport, rport, icmp = _transport_fields(src, dst)
     found = spd.lookup_local(Direction.OUT, src.addr, dst.addr, proto, lport, rport, icmp)
+    if found is not None and found.action is Action.PROTECT and found.mode is not Mode.TUNNEL:
+        return found  # what an error names is written only for an error
     where = f"{_text(src)} === {_text(dst)}"
     if found is not None and found.mode is Mode.TUNNEL:
         # ipsec_tun_pol: tunnel-mode policy, but no inner addresses to choose with.
