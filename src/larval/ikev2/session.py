@@ -579,11 +579,9 @@ class IkeSession(OverTransport):
         answered = error.answered and not request.is_response
         log.info("%s: %s %s %d refused: %s%s", self._name(), request.exchange_type.name, kind,
                  request.message_id, error, "" if answered else ", dropped")  # fmt: skip
-        if not answered:
-            pass
-        elif request.exchange_type is ExchangeType.IKE_SA_INIT:
+        if answered and request.exchange_type is ExchangeType.IKE_SA_INIT:
             self._refuse_init(request, error.notify, error.data, addr)
-        else:
+        elif answered:
             notify = NotifyPayload(error.protocol_id, error.notify, error.spi, error.data)
             self._answer(request, (notify,))
         if error.close is not None:
