@@ -207,6 +207,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.retransmit_timeout": ("int", "float"),
     "daemon.retransmit_tries": ("int",),
     "daemon.fragment_size": ("int",),
+    "daemon.credentials": ("str",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),

@@ -33,6 +33,10 @@
     ids = ["192.0.2.1", "192.0.2.2"]
     secret = "interop-test-psk-0123456789"
 
+``daemon.credentials`` names a directory in swanctl's layout (`larval.credentials`), and
+``[secrets.private-NAME] secret = "..."`` the passphrase of its encrypted key file NAME;
+such a secret is never a PSK.
+
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
 error names the file, the key and what is allowed; types are exact (``true`` is not
@@ -77,7 +81,8 @@ log = logging.getLogger("larval.daemon")
 _T = TypeVar("_T")
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
-               "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size")  # fmt: skip
+               "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
+               "credentials")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk")  # fmt: skip
@@ -85,6 +90,7 @@ CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", 
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id")
 SECRET_KEYS = ("ids", "secret")
+KEY_SECRET_PREFIX = "private-"
 #: Bytes: 128 bits, the strength of the weakest cipher offered (RFC 7296 §2.15).
 MIN_PSK_LENGTH = 16
 #: Seconds; a day between two retransmissions is already a peer long gone.
@@ -115,6 +121,10 @@ class DaemonConfig:
     plain_esp: bool
     connections: list[Connection] = field(default_factory=list)
     policies: list[Policy] = field(default_factory=list)
+    #: swanctl's credentials directory (`larval.credentials`), loaded by `larval run`.
+    credentials: str | None = None
+    #: ``[secrets.private-NAME]``: the passphrase of the encrypted key file NAME.
+    key_passphrases: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -174,8 +184,14 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         if "pfkey_socket" in daemon else None,
         mtu=r.integer("daemon.mtu", daemon.get("mtu", 1400), MAX_MTU, MIN_MTU),
         plain_esp=_bool(r, "daemon.plain_esp", daemon.get("plain_esp", False)),
+        credentials=_string(r, "daemon.credentials", daemon["credentials"])
+        if "credentials" in daemon else None,
     )  # fmt: skip
     secrets = _secrets(r, top.get("secrets", {}))
+    # swanctl's word: a private-NAME secret decrypts a key file, it is never a PSK.
+    config.key_passphrases = {s.name.removeprefix(KEY_SECRET_PREFIX): s.psk for s in secrets
+                              if s.name.startswith(KEY_SECRET_PREFIX)}  # fmt: skip
+    secrets = [s for s in secrets if not s.name.startswith(KEY_SECRET_PREFIX)]
     # strongswan.conf's charon.retransmit_timeout and retransmit_tries, daemon-wide.
     timeout = _retransmit_timeout(r, daemon.get("retransmit_timeout", 4.0))
     tries = r.integer("daemon.retransmit_tries", daemon.get("retransmit_tries", 5), 100)

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from larval.credentials import Credentials, load_credentials
 from larval.daemon.config import load_config
 from larval.daemon.reload import (
     by_name,
@@ -74,6 +75,12 @@ class IkeDaemon(StackService):
         self.config_path = config_path
         self.config = load_config(config_path)
         cfg = self.config
+        # Before any socket opens: a credentials problem stops the start, every line shown.
+        self.credentials = (
+            load_credentials(cfg.credentials, cfg.key_passphrases)
+            if cfg.credentials is not None
+            else Credentials()
+        )
         dataplane = None
         if cfg.tun:
             routes = sorted({str(n) for c in cfg.connections for ch in c.children
