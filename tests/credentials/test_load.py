@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from larval.credentials import (
     CertificateWithKey,
@@ -120,13 +122,13 @@ def test_a_pem_bundle_in_x509ca_gives_every_certificate(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("mode", [0o600, 0o400])
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)
 def test_a_key_only_its_owner_reads_is_accepted(tmp_path: Path, mode: int) -> None:
     write(tmp_path, "private/gw.pem", key_bytes(P256), mode=mode)
     assert len(load_credentials(tmp_path).keys) == 1
 
 
-@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o660])
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o660], ids=oct)
 def test_a_key_group_or_others_read_is_refused_naming_file_and_mode(
     tmp_path: Path, mode: int
 ) -> None:
@@ -257,3 +259,19 @@ def test_no_key_bytes_appear_in_any_repr_or_error(full: Path) -> None:
         load_credentials(full, {"dave": b"wrong"})
     assert "wrong" not in str(caught.value).replace("wrong passphrase", "")
     assert PASSPHRASE.decode() not in str(caught.value)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    subdir=st.sampled_from(["x509", "x509ca", "x509crl", "private", "rsa", "ecdsa", "pkcs8"]),
+    data=st.binary(max_size=400) | st.binary(max_size=200).map(lambda b: b"-----BEGIN " + b),
+)
+def test_any_bytes_in_any_subdirectory_are_one_line_naming_the_file(
+    tmp_path: Path, subdir: str, data: bytes
+) -> None:
+    root = tmp_path / f"{subdir}-{len(data)}-{hash(data)}"
+    write(root, f"{subdir}/f.pem", data)
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(root)
+    (line,) = caught.value.problems
+    assert line.startswith(f"{subdir}/f.pem: not ")
