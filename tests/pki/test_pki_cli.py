@@ -174,7 +174,7 @@ def test_print_shows_what_was_set(
         f"not after  {leaf.not_valid_after_utc.strftime('%b %d %H:%M:%S %Y')}",
     ):
         assert expected in out, expected
-    status, out, _ = larval(capsys, "print", "--in", str(ca[0]))
+    status, out, _ = larval(capsys, "print", str(ca[0]))  # FILE as an argument, too
     assert "flags:     CA CRLSign self-signed" in out
     status, out, _ = larval(capsys, "keyid", "--in", str(gateway[1]))
     assert out.split() == [

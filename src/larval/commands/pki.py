@@ -35,11 +35,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     issue.add_argument("--cakey", required=True, help="the CA's private key")
     _certificate_options(issue, dn_required=False)
 
-    show = ops.add_parser("print", help="what a certificate, CRL or key holds")
-    show.add_argument("--in", dest="file", required=True)
-
-    keyid = ops.add_parser("keyid", help="the key IDs of a key or certificate")
-    keyid.add_argument("--in", dest="file", required=True)
+    for name, help_ in (
+        ("print", "what a certificate, CRL or key holds"),
+        ("keyid", "the key IDs of a key or certificate"),
+    ):
+        read = ops.add_parser(name, help=help_)
+        where = read.add_mutually_exclusive_group(required=True)
+        where.add_argument("--in", dest="file", help="the file (PEM or DER)")
+        where.add_argument("path", nargs="?", metavar="FILE", help="the same, as an argument")
 
     crl = ops.add_parser("signcrl", help="a CRL revoking certificates")
     crl.add_argument("--cacert", required=True, help="the CA certificate")
@@ -71,6 +74,8 @@ def _certificate_options(p: argparse.ArgumentParser, dn_required: bool = True) -
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pki_op in ("print", "keyid"):
+        args.file = args.file or args.path
     if args.pki_op == "gen":
         key = pki.generate_key(args.type, args.size)
         _write(args, pki.private_key_bytes(key, args.outform), private=True)
