@@ -328,9 +328,9 @@ class CertRequest:
 
 
 def random_serial() -> int:
-    """A positive serial of 64 random bits, top bit clear so that its DER INTEGER is
-    8 octets and positive (RFC 5280 §4.1.2.2 allows 20)."""
-    return secrets.randbits(63) | (1 << 62)
+    """A positive serial with 63 random bits below a set 64th, so that every serial is
+    as long as the next: a 9-octet DER INTEGER (RFC 5280 §4.1.2.2 allows 20)."""
+    return secrets.randbits(63) | (1 << 63)
 
 
 def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:

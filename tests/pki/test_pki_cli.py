@@ -110,6 +110,16 @@ def test_the_end_entity_builds_a_chain_to_the_ca(
     )
     chain = verifier.verify(leaf, []).chain
     assert chain == [leaf, root]
+    # A DN-only certificate with ikeIntermediate alone, made by the library, passes too.
+    ca_key = pki.load_private_key(str(ca[1]))
+    only_ike = pki.make_certificate(
+        pki.CertRequest(pki.parse_dn("C=CH, CN=moon"), flags=("ikeIntermediate",)),
+        ec.generate_private_key(ec.SECP256R1()).public_key(),
+        ca_key,
+        issuer=root,
+        now=leaf.not_valid_before_utc,
+    )
+    assert verifier.verify(only_ike, []).chain == [only_ike, root]
     # Outside the lifetime asked for (30 days), the same chain fails.
     late = (
         PolicyBuilder()
@@ -145,7 +155,7 @@ def test_the_end_entity_carries_what_was_asked(
     aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     assert aki == root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     assert leaf.serial_number != root.serial_number
-    assert 2**62 <= leaf.serial_number < 2**63  # positive, 63 random bits and the top one set
+    assert 2**63 <= leaf.serial_number < 2**64  # positive: 63 random bits under a set 64th
 
 
 def test_print_shows_what_was_set(
@@ -284,7 +294,10 @@ def test_signcrl_revokes_and_verifies_with_the_ca_key(
 
 
 def test_strongswan_pki_reads_larval_certificates(
-    ca: tuple[Path, Path], gateway: tuple[Path, Path]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ca: tuple[Path, Path],
+    gateway: tuple[Path, Path],
 ) -> None:
     binary = shutil.which("pki")
     if binary is None:
@@ -295,6 +308,24 @@ def test_strongswan_pki_reads_larval_certificates(
     assert f'subject:  "{GW_DN}"' in shown
     assert "altNames:  vpn.example.org, 192.0.2.1, carol@example.org" in shown
     assert "serverAuth ikeIntermediate" in shown
+    # The lines both print alike: serial, key IDs, key.
+    ours = larval(capsys, "print", "--in", str(gateway[0]))[1].splitlines()
+    for label in ("serial:", "authkeyId:", "subjkeyId:", "pubkey:", "keyid:", "subjkey:"):
+        mine = [line for line in ours if line.strip().startswith(label)]
+        assert mine and mine[0] in shown.splitlines(), label
+    crl = tmp_path / "crl.der"
+    larval(
+        capsys, "signcrl", "--cacert", str(ca[0]), "--cakey", str(ca[1]),
+        "--cert", str(gateway[0]), "--outform", "der", "--out", str(crl),
+    )  # fmt: skip
+    shown = subprocess.run(
+        [binary, "--print", "--type", "crl", "--in", str(crl)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    serial = ":".join(f"{b:02x}" for b in _cert(gateway[0]).serial_number.to_bytes(8, "big"))
+    assert "1 revoked certificate:" in shown and f"    {serial}: " in shown
     verified = subprocess.run(
         [binary, "--verify", "--in", str(gateway[0]), "--cacert", str(ca[0])],
         capture_output=True,
