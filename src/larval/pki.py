@@ -129,17 +129,32 @@ def _is_pem(data: bytes) -> bool:
 
 def load_private_key(path: str) -> PrivateKey:
     """An unencrypted private key from a PEM or DER file (PKCS#8, PKCS#1 or SEC1)."""
-    data = _read(path)
+    key = _parse_private(_read(path), path)
+    if key is None:
+        raise PkiError(f"{path}: not a private key (PEM or DER)")
+    return _supported_private(key, path)
+
+
+def _parse_private(data: bytes, path: str) -> object | None:
+    """The private key in `data`, of any type, or None if it holds none."""
     load = (
         serialization.load_pem_private_key if _is_pem(data) else serialization.load_der_private_key
     )
     try:
-        key = load(data, password=None)
+        return load(data, password=None)
     except TypeError:
         raise PkiError(f"{path}: the private key is encrypted") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise PkiError(f"{path}: not a private key (PEM or DER)") from None
-    return _supported_private(key, path)
+        return None
+
+
+def _parse_spki(data: bytes) -> object | None:
+    """The public key (SubjectPublicKeyInfo) in `data`, of any type, or None."""
+    load = serialization.load_pem_public_key if _is_pem(data) else serialization.load_der_public_key
+    try:
+        return load(data)
+    except (ValueError, UnsupportedAlgorithm):
+        return None
 
 
 def _supported_private(key: object, path: str) -> PrivateKey:
@@ -165,28 +180,20 @@ def usable_public_key(key: object, path: str) -> PublicKey:
 
 
 def load_public_key(path: str) -> PublicKey:
-    """The public key of a file holding a private key, a public key (SPKI) or a
-    certificate, PEM or DER."""
+    """The public key of a file holding a public key (SPKI), a certificate or a private
+    key, PEM or DER."""
     data = _read(path)
-    if _is_pem(data):
-        loaders = (
-            serialization.load_pem_public_key,
-            lambda d: x509.load_pem_x509_certificate(d).public_key(),
-            lambda d: serialization.load_pem_private_key(d, None).public_key(),
-        )
-    else:
-        loaders = (
-            serialization.load_der_public_key,
-            lambda d: x509.load_der_x509_certificate(d).public_key(),
-            lambda d: serialization.load_der_private_key(d, None).public_key(),
-        )
-    for load in loaders:
+    key = _parse_spki(data)
+    if key is None:
+        load = x509.load_pem_x509_certificate if _is_pem(data) else x509.load_der_x509_certificate
         try:
-            key = load(data)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            continue
-        return usable_public_key(key, path)
-    raise PkiError(f"{path}: not a key or certificate (PEM or DER)")
+            key = load(data).public_key()
+        except ValueError:
+            private = _parse_private(data, path)
+            if private is None:
+                raise PkiError(f"{path}: not a key or certificate (PEM or DER)") from None
+            key = _supported_private(private, path).public_key()
+    return usable_public_key(key, path)
 
 
 def load_request(path: str) -> x509.CertificateSigningRequest:
@@ -612,12 +619,13 @@ def describe_file(path: str) -> list[str]:
     crl = load_crl(data)
     if crl is not None:
         return describe_crl(crl)
-    for private in (True, False):
-        try:
-            key = load_private_key(path).public_key() if private else load_public_key(path)
-        except PkiError:
-            continue
-        kind = "privkey" if private else "pubkey"
+    private = _parse_private(data, path)
+    public = (
+        _parse_spki(data) if private is None else _supported_private(private, path).public_key()
+    )
+    if public is not None:
+        kind = "pubkey" if private is None else "privkey"
+        key = usable_public_key(public, path)
         return [f"  {kind}:   {describe_key(key)}", *describe_key_ids(key)]
     raise PkiError(f"{path}: not a certificate, CRL or key (PEM or DER)")
 

@@ -367,6 +367,11 @@ def test_strongswan_pki_reads_larval_certificates(
         (["signcrl", "--cacert", "{ca}", "--cakey", "{cakey}", "--cert", "{gwkey}"],
          "{gwkey}: not an X.509 certificate (PEM or DER)"),
         (["keyid", "--in", "{junk}"], "{junk}: not a key or certificate (PEM or DER)"),
+        (["keyid", "--in", "{weak}"], "{weak}: an RSA key of 1024 bits"),
+        (["print", "--in", "{weak}"], "{weak}: an RSA key of 1024 bits"),
+        (["print", "--in", "{locked}"], "{locked}: the private key is encrypted"),
+        (["issue", "--in", "{locked}", "--cacert", "{ca}", "--cakey", "{cakey}", "--dn", "CN=x"],
+         "{locked}: the private key is encrypted"),
     ],
 )  # fmt: skip
 def test_errors_are_one_line_and_status_2(
@@ -382,8 +387,17 @@ def test_errors_are_one_line_and_status_2(
     weak.write_bytes(
         pki.private_key_bytes(rsa.generate_private_key(public_exponent=65537, key_size=1024))
     )
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
     names = {
         "tmp": str(tmp_path), "junk": str(tmp_path / "junk"), "weak": str(weak),
+        "locked": str(locked),
         "ca": str(ca[0]), "cakey": str(ca[1]), "gw": str(gateway[0]), "gwkey": str(gateway[1]),
     }  # fmt: skip
     status, out, err = larval(capsys, *(a.format(**names) for a in argv))
