@@ -68,7 +68,7 @@ DN_NAMES: dict[str, ObjectIdentifier] = {
     "UID": NameOID.USER_ID,
     "serialNumber": NameOID.SERIAL_NUMBER,
 }
-_DN_ALIASES = {"emailAddress": "E", "S": "ST", "N": "CN"}
+_DN_ALIASES = {"emailAddress": "E", "Email": "E", "S": "ST"}
 _DN_SHORT = {oid: name for name, oid in DN_NAMES.items()}
 
 
