@@ -8,7 +8,7 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import daemon, policy, sa, stack
+from larval.commands import daemon, pki, policy, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_parser(commands)
     stack.add_parser(commands)
     daemon.add_parsers(commands)
+    pki.add_parser(commands)
     return parser
 
 
@@ -88,6 +89,8 @@ def _run(argv: list[str] | None) -> int:
             return stack.run(args)
         if args.command in ("run", "up", "down", "status"):
             return daemon.run(args)
+        if args.command == "pki":
+            return pki.run(args)
         parser.print_help()
         return 2
     except sa.RefusedError as e:
