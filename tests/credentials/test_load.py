@@ -4,6 +4,8 @@ one line naming its file, and all of them are reported at once."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,11 +207,29 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 0000")
 def test_a_file_without_read_permission_is_named(tmp_path: Path) -> None:
     write_cert(tmp_path, "x509ca/ca.pem", certificate("Test CA", CA_KEY, ca=True))
     os.chmod(tmp_path / "x509ca" / "ca.pem", 0)
-    assert problems(tmp_path) == ("x509ca/ca.pem: cannot be read: Permission denied",)
+    if os.geteuid() != 0:
+        assert problems(tmp_path) == ("x509ca/ca.pem: cannot be read: Permission denied",)
+        return
+    # Root reads a file of mode 0000 through CAP_DAC_OVERRIDE: load in a child whose
+    # capability bounding set lacks it (and CAP_DAC_READ_SEARCH), as a user would.
+    script = (
+        "import sys\n"
+        "from larval.credentials import CredentialsError, load_credentials\n"
+        "try:\n"
+        "    load_credentials(sys.argv[1])\n"
+        "except CredentialsError as e:\n"
+        "    print('\\n'.join(e.problems))\n"
+    )
+    child = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c",
+         script, str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert child.stdout.splitlines() == ["x509ca/ca.pem: cannot be read: Permission denied"]
 
 
 def test_a_certificate_whose_key_is_not_loaded_is_named(tmp_path: Path) -> None:
