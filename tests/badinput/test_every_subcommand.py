@@ -45,8 +45,10 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("status",): ("--control-socket", []),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
-#: (test_sockets, test_config, test_sa) feed them bad input.
-SERVERS = {("stack",), ("run",), ("demo",)}
+#: (test_sockets, test_config, test_sa, tests/pki) feed them bad input.
+SERVERS = {("stack",), ("run",), ("demo",)} | {
+    ("pki", name) for name in ("gen", "self", "issue", "print", "keyid", "signcrl")
+}
 
 POLICY = """\
 [policies.web]

@@ -19,7 +19,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ops = p.add_subparsers(dest="pki_op", metavar="OP", required=True)
 
     gen = ops.add_parser("gen", help="a new private key (PKCS#8)")
-    gen.add_argument("--type", choices=("rsa", "ecdsa", "ed25519"), default="rsa")
+    gen.add_argument("--type", choices=("rsa", "ecdsa", "ed25519"), default="rsa",
+                     help="the key type (default rsa)")  # fmt: skip
     gen.add_argument("--size", type=int, help="RSA 2048-8192 (3072), ECDSA 256/384/521 (256)")
     _output(gen)
 
@@ -54,7 +55,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--outform", choices=("pem", "der"), default="pem")
+    p.add_argument("--outform", choices=("pem", "der"), default="pem",
+                   help="the encoding written (default pem)")  # fmt: skip
     p.add_argument("--out", help="the file to write (default: standard output)")
 
 
