@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
+from larval.ike.auth_config import IdMatch, LocalAuth, RemoteAuth
 from larval.ike.identity import IdType
 
 __all__ = ["ChildConfig", "ChildPolicy", "IPAddress", "IPNetwork", "IkeConfig", "Suite"]
@@ -22,7 +23,8 @@ Suite = tuple[Transform, ...]  # one proposal: a transform of each type it negot
 
 @dataclass(frozen=True)
 class IkeConfig:
-    """One connection: peers, identities, the PSK, IKE proposals and timers."""
+    """One connection: peers, identities, how each end authenticates, IKE proposals and
+    timers."""
 
     name: str
     local_addr: IPAddress
@@ -41,6 +43,11 @@ class IkeConfig:
     fragmentation: bool = True  # announce, take and send IKE fragments (swanctl's yes/no)
     fragment_size: int = 1280  # largest IP datagram of IKE sent whole (charon.fragment_size)
     cookie_threshold: int = 10  # half-open SAs before a responder asks for COOKIEs
+    # Certificates (`larval.ike.auth_config`): None on a side is the PSK's.
+    local_auth: LocalAuth | None = None
+    remote_auth: RemoteAuth | None = None
+    # A peer identity with wildcards (``%any``, ``*.example.org``) in place of `remote_id`.
+    remote_id_match: IdMatch | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

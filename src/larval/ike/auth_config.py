@@ -1,0 +1,166 @@
+"""How each end authenticates, for either IKE version: swanctl's ``auth`` words, this
+end's certificate, and what the peer must prove.
+
+A side's ``auth`` is ``"psk"`` or a public-key word as strongSwan writes it: ``"pubkey"``
+(any key, any hash but SHA-1), a key type (``"rsa"``, ``"rsa/pss"``, ``"ecdsa"``,
+``"ed25519"``, ``"ed448"``) optionally followed by hashes (``"ecdsa-sha384"``,
+``"rsa/pss-sha256"``, ``"pubkey-sha256-sha384"``). `parse_auth` turns one into the
+signature schemes it allows, named as `SCHEMES` names them. Locally they are the schemes
+this end may sign with, in that order; remotely the schemes the peer may sign with.
+RSA PKCS#1 v1.5 with SHA-1 (IKEv2's method 1) is allowed only where a word names SHA-1.
+
+`PeerTrust` is what a verifier of the peer's certificate must do (``larval.trust``
+implements it): the chain up to a configured CA, validity, revocation, key sizes, and
+that the leaf carries the identity the peer claimed. `TrustError` says why not.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from cryptography import x509
+
+from larval.credentials import CertificateWithKey
+from larval.errors import LarvalError
+from larval.ike.identity import IdType
+
+__all__ = [
+    "SCHEMES",
+    "AuthInfo",
+    "IdMatch",
+    "LocalAuth",
+    "PeerTrust",
+    "RemoteAuth",
+    "SendCert",
+    "TrustError",
+    "TrustedPeer",
+    "parse_auth",
+]
+
+#: Every signature scheme larval signs and verifies with, by strongSwan's name.
+SCHEMES = (
+    "rsa-sha1",
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "rsa/pss-sha256",
+    "rsa/pss-sha384",
+    "rsa/pss-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+    "ed25519",
+    "ed448",
+)
+_HASHES = ("sha1", "sha256", "sha384", "sha512")
+_KEY_TYPES = ("pubkey", "rsa", "rsa/pss", "ecdsa", "ed25519", "ed448")
+
+SendCert = Literal["ifasked", "always", "never"]
+#: Does an identity the peer sent (ID Type, data) match the one configured?
+IdMatch = Callable[[IdType, bytes], bool]
+
+
+class TrustError(LarvalError):
+    """The peer's certificate is not to be trusted; the message says why (one line,
+    the reason first, e.g. "revoked (keyCompromise)", "expired on 2026-01-01")."""
+
+
+def parse_auth(word: str) -> tuple[Literal["psk", "pubkey"], tuple[str, ...]]:
+    """``("psk", ())`` or ``("pubkey", schemes)`` for an ``auth`` word; raises
+    `ValueError` saying what is allowed."""
+    if word == "psk":
+        return "psk", ()
+    key_type, *hashes = word.split("-")
+    if key_type not in _KEY_TYPES or any(h not in _HASHES for h in hashes):
+        raise ValueError(
+            f"{word!r} is not an auth method: psk, or one of {', '.join(_KEY_TYPES)} "
+            f"with optional hashes {', '.join('-' + h for h in _HASHES)} (as rsa/pss-sha256)"
+        )
+    if key_type in ("ed25519", "ed448"):
+        if hashes:
+            raise ValueError(f"{word!r}: {key_type} signs without a separate hash")
+        return "pubkey", (key_type,)
+    families = {"pubkey": ("rsa", "ecdsa"), "rsa": ("rsa", "rsa/pss"),
+                "rsa/pss": ("rsa/pss",), "ecdsa": ("ecdsa",)}[key_type]  # fmt: skip
+    wanted = hashes or [h for h in _HASHES if h != "sha1"]
+    schemes = tuple(f"{f}-{h}" for h in wanted for f in families if f"{f}-{h}" in SCHEMES)
+    if not schemes:
+        raise ValueError(f"{word!r} names no signature scheme larval has")
+    if key_type == "pubkey" and not hashes:
+        schemes += ("rsa/pss-sha256", "rsa/pss-sha384", "rsa/pss-sha512", "ed25519", "ed448")
+    return "pubkey", schemes
+
+
+@dataclass(frozen=True)
+class TrustedPeer:
+    """A peer certificate that verified: the leaf, the chain up to the trusted CA."""
+
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # leaf first, the trust anchor last
+
+    @property
+    def subject(self) -> str:
+        return self.leaf.subject.rfc4514_string()
+
+    @property
+    def issuer(self) -> str:
+        return self.leaf.issuer.rfc4514_string()
+
+
+class PeerTrust(Protocol):
+    """Who may prove itself with a certificate: the trusted CAs, their CRLs, the
+    intermediates on hand (``larval.trust.TrustStore``)."""
+
+    def certreq_keyids(self) -> tuple[bytes, ...]:
+        """The SHA-1 of each trusted CA's DER SubjectPublicKeyInfo, for CERTREQ."""
+        ...
+
+    def verify(
+        self,
+        leaf: x509.Certificate,
+        untrusted: Sequence[x509.Certificate],
+        peer_id: tuple[IdType, bytes],
+        now: datetime.datetime,
+    ) -> TrustedPeer:
+        """The chain from `leaf` (with intermediates from `untrusted` or the store) to a
+        trusted CA, valid at `now`, not revoked, with keys strong enough, and a leaf
+        that carries `peer_id`; raises `TrustError` with the reason otherwise."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalAuth:
+    """How this end proves itself with a certificate (``local = { auth = "pubkey",
+    certs = [...] }``)."""
+
+    cert: CertificateWithKey
+    #: CA certificates between the leaf and the root, sent after the leaf.
+    intermediates: tuple[x509.Certificate, ...] = ()
+    #: What this end signs with, best first; () : the key's natural schemes.
+    schemes: tuple[str, ...] = ()
+    send_cert: SendCert = "ifasked"
+
+
+@dataclass(frozen=True)
+class RemoteAuth:
+    """What the peer must prove with a certificate (``remote = { auth = "pubkey",
+    cacerts = [...] }``)."""
+
+    trust: PeerTrust = field(compare=False)
+    #: The schemes the peer may sign with (`parse_auth`).
+    schemes: tuple[str, ...] = ()
+    send_certreq: bool = True
+
+
+@dataclass(frozen=True)
+class AuthInfo:
+    """How one end of an IKE SA authenticated, for status: "psk", or "pubkey" with the
+    scheme and the certificate's subject and issuer."""
+
+    method: str
+    scheme: str = ""
+    subject: str = ""
+    issuer: str = ""
