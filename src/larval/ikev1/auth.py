@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from larval.credentials import PrivateKey
+from larval.credentials import PrivateKey, describe_key
 from larval.crypto.ikev1_keys import Ikev1Prf, hash_i, hash_r, skeyid_psk, skeyid_sig
 from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError
 from larval.ike.config import IkeConfig
@@ -220,7 +220,7 @@ def signature_method(key: PrivateKey) -> IkeAuthMethod:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVE_METHODS:
         return _CURVE_METHODS[key.curve.name]
     raise IkeV1ConfigError(
-        f"a {type(key).__name__.removeprefix('_')} key has no IKEv1 signature method "
+        f"an {describe_key(key)} key has no IKEv1 signature method "
         "(RSA, or ECDSA on P-256, P-384 or P-521)"
     )
 

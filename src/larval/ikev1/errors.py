@@ -74,7 +74,20 @@ class IkeV1ExchangeError(IkeV1ProtocolError):
 class IkeV1AuthFailed(IkeV1ExchangeError):
     """Phase 1 does not prove the peer (or not the peer configured): refused like any
     exchange error, and logged as a warning with the reason and the certificate's
-    subject."""
+    subject. `delete`: the peer holds an ISAKMP SA it takes for established (a Main Mode
+    responder that sent MM6), which a protected D(ISAKMP) removes, as charon does."""
+
+    def __init__(
+        self,
+        notify: int,
+        message: str,
+        *,
+        close: str | None = None,
+        answered: bool = True,
+        delete: bool = False,
+    ) -> None:
+        super().__init__(notify, message, close=close, answered=answered)
+        self.delete = delete
 
 
 class IkeV1OutOfPlace(IkeV1ExchangeError):

@@ -210,25 +210,31 @@ class Phase1Task:
 
     def _verify_peer(self, message: IkeV1Message, peer_id: IdPayload, id_b: bytes) -> None:
         """`message` proves the peer over its ID body `id_b`, or AUTHENTICATION_FAILED
-        (answered by a responder; an initiator ends the ISAKMP SA without an answer). Once
-        it does, the ISAKMP SA records how each end authenticated."""
+        (`_refusal`). Once it does, the ISAKMP SA records how each end authenticated."""
         material = self._material()
         role = "responder" if self.sa.initiator else "initiator"
         try:
             remote = self.auth.verify(material, peer_id, id_b, message, not self.sa.initiator)
         except AuthenticationError as exc:
-            raise auth_failed(f"the {role} does not authenticate: {exc}",
-                              answered=not self.sa.initiator) from None  # fmt: skip
+            raise self._refusal(f"the {role} does not authenticate: {exc}") from None
         self.sa.auth_remote, self.sa.auth_local = remote, self.auth.local_info(material)
 
+    def _refusal(self, reason: str) -> IkeV1AuthFailed:
+        """AUTHENTICATION_FAILED, and the ISAKMP SA goes on both ends. A peer that still
+        awaits this end's proof hears it in the clear (a Main Mode initiator after MM5, an
+        Aggressive Mode responder after AM2); one that took its own last message for the
+        end of Phase 1 (a Main Mode responder after MM6, an Aggressive Mode initiator after
+        AM3) has its ISAKMP SA deleted, protected, as charon does."""
+        if self.sa.initiator == (self.exchange == MM):
+            return auth_failed(reason, answered=False, delete=True)
+        return auth_failed(reason)
+
     def _peer_proven(self, message: IkeV1Message) -> None:
-        """The initiator checks IDir and HASH_R or SIG_R (MM6, AM2); a failure ends the
-        ISAKMP SA without an answer."""
+        """The initiator checks IDir and HASH_R or SIG_R (MM6, AM2)."""
         idir = message.first(IdPayload)
         assert idir is not None
         if not self.sa.peer_id_ok(idir):
-            reason = "IDir is not the identity configured for the responder"
-            raise auth_failed(reason, answered=False)
+            raise self._refusal("IDir is not the identity configured for the responder")
         self._verify_peer(message, idir, body_of(message, PayloadType.ID))
         self.sa.authenticated()
         self.done = True
@@ -294,9 +300,9 @@ class MainModeInitiator(Phase1Task):
         sa = self.sa
         message, next_iv = sa.open(inbound.data, self.iv)
         check_payloads(message, 6, encrypted=True)
-        self._peer_proven(message)
-        sa.p1_last = next_iv
+        sa.p1_last = next_iv  # Phase 1 is over: even a refusal goes protected now
         sa.answered(PHASE1)
+        self._peer_proven(message)
 
 
 class MainModeResponder(Phase1Task):
@@ -467,7 +473,8 @@ class AggressiveResponder(Phase1Task):
         sa.answered(PHASE1)
 
 
-def auth_failed(reason: str, *, answered: bool = True) -> IkeV1AuthFailed:
-    """AUTHENTICATION_FAILED in the clear (unless not `answered`), and the ISAKMP SA goes."""
+def auth_failed(reason: str, *, answered: bool = True, delete: bool = False) -> IkeV1AuthFailed:
+    """AUTHENTICATION_FAILED in the clear (or, with `delete`, the peer's ISAKMP SA
+    deleted), and the ISAKMP SA goes."""
     return IkeV1AuthFailed(NotifyType.AUTHENTICATION_FAILED, reason, close=reason,
-                           answered=answered)  # fmt: skip
+                           answered=answered, delete=delete)  # fmt: skip

@@ -697,6 +697,8 @@ class IkeV1Session(IsakmpSa):
                 self.state.name, error, answered)  # fmt: skip
         if error.answered and self.state in (State.ESTABLISHED, State.REKEYED):
             self._inform((NotifyPayload(error.notify, ProtocolId.ESP, error.spi),))
+        elif isinstance(error, IkeV1AuthFailed) and error.delete:
+            self._inform((DeletePayload(ProtocolId.ISAKMP, 16, (self.spi_i + self.spi_r,)),))
         elif error.answered:
             notify = NotifyPayload(error.notify, ProtocolId.ISAKMP,
                                    self.spi_i + (self.spi_r or bytes(8)))  # fmt: skip
