@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from larval import pki
@@ -22,8 +20,6 @@ from larval.ike.auth_config import (
     PeerTrust,
     RemoteAuth,
     SendCert,
-    TrustedPeer,
-    TrustError,
     parse_auth,
 )
 from larval.ike.config import IkeConfig
@@ -75,70 +71,6 @@ def root(cn: str = "larval root", kind: str = "p256") -> Ca:
     ca_key = key(kind, 100 + len(cn))
     request = pki.CertRequest(name(cn), (), 365, True)
     return Ca(pki.make_certificate(request, ca_key.public_key(), ca_key, None, NOW), ca_key)
-
-
-class DirectTrust:
-    """A `PeerTrust` for these tests: a leaf issued by a trusted CA, or by an intermediate
-    among the untrusted that one issued; validity, CRLs, and the FQDN, address or DN
-    claimed in the certificate."""
-
-    def __init__(
-        self,
-        anchors: Sequence[x509.Certificate],
-        crls: Sequence[x509.CertificateRevocationList] = (),
-    ) -> None:
-        self.anchors, self.crls = tuple(anchors), tuple(crls)
-
-    def certreq_keyids(self) -> tuple[bytes, ...]:
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        return tuple(hashlib.sha1(a.public_key().public_bytes(der, spki)).digest()
-                     for a in self.anchors)  # fmt: skip
-
-    def certreq_names(self) -> tuple[bytes, ...]:
-        return tuple(a.subject.public_bytes() for a in self.anchors)
-
-    def verify(
-        self,
-        leaf: x509.Certificate,
-        untrusted: Sequence[x509.Certificate],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> TrustedPeer:
-        chain = [leaf]
-        while not any(pki.verify_signed_by(chain[-1], a) for a in self.anchors):
-            issuer = next((c for c in untrusted if pki.verify_signed_by(chain[-1], c)), None)
-            if issuer is None or len(chain) > 4:
-                raise TrustError("untrusted: no chain to a trusted CA")
-            chain.append(issuer)
-        anchor = next(a for a in self.anchors if pki.verify_signed_by(chain[-1], a))
-        for cert in chain:
-            if now < cert.not_valid_before_utc:
-                raise TrustError(f"not yet valid until {cert.not_valid_before_utc:%Y-%m-%d}")
-            if now > cert.not_valid_after_utc:
-                raise TrustError(f"expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-            for crl in self.crls:
-                if crl.issuer == cert.issuer and crl.get_revoked_certificate_by_serial_number(
-                    cert.serial_number
-                ):
-                    raise TrustError("revoked (keyCompromise)")
-        if not carries(leaf, *peer_id):
-            raise TrustError("the certificate does not carry the identity claimed")
-        return TrustedPeer(leaf, (*chain, anchor))
-
-
-def carries(cert: x509.Certificate, id_type: IdType, data: bytes) -> bool:
-    if id_type == IdType.ID_DER_ASN1_DN:
-        return cert.subject.public_bytes() == data
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    if id_type == IdType.ID_FQDN:
-        return data.decode(errors="replace") in sans.get_values_for_type(x509.DNSName)
-    if id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
-        return ipaddress.ip_address(data) in sans.get_values_for_type(x509.IPAddress)
-    return False
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ from larval.ikev1.isakmp import body_of
 from larval.ikev1.message import IkeV1Message
 from larval.ikev1.payloads import CrPayload, IdPayload, KePayload, NoncePayload, Payload, SigPayload
 from larval.ikev1.session import IkeV1Session, State
+from larval.trust import TrustStore
 
-from .certs import KINDS, NOW, Ca, DirectTrust, End, end, key, root, signing_config
+from .certs import KINDS, NOW, Ca, End, end, key, root, signing_config
 from .test_session import NET_A, NET_B, A, B, Pair, child, config, events
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
@@ -58,8 +59,8 @@ def ends(kind: str = "p256", kind_b: str | None = None) -> tuple[End, End]:
             end("192.0.2.2", "b.example.org", kind_b or kind, number=2))  # fmt: skip
 
 
-def trust(*crls: x509.CertificateRevocationList) -> DirectTrust:
-    return DirectTrust([root().cert], crls)
+def trust(*crls: x509.CertificateRevocationList) -> TrustStore:
+    return TrustStore([root().cert], crls=crls)
 
 
 def pair_of(
@@ -251,7 +252,7 @@ def tampering(config: IkeConfig) -> Tampering:
 FAILURES = {
     "untrusted CA": "untrusted: no chain to a trusted CA",
     "revoked": "revoked (keyCompromise)",
-    "ID not in the certificate": "does not carry the identity",
+    "ID not in the certificate": "identity c.example.org not in the certificate",
     "bad signature": "the signature does not verify",
     "scheme not allowed": "signature scheme ecdsa-sha256 not allowed",
     "expired": "expired on",
@@ -347,6 +348,34 @@ def test_a_responder_that_does_not_prove_itself_is_refused(
     assert expected in down[0].reason
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert FAILURES[what] in warning and "CN=b.example.org" in warning
+
+
+@pytest.mark.parametrize("aggressive", [False, True], ids=["main", "aggressive"])
+def test_an_initiator_other_than_the_one_configured_is_refused(
+    caplog: pytest.LogCaptureFixture, aggressive: bool
+) -> None:
+    a, b = ends()
+    expected = (IdType.ID_FQDN, b"z.example.org")
+    c_i, c_r = signing_config(a, b, trust()), signing_config(b, a, trust(), remote_id=expected)
+    pair = pair_of(c_i, c_r, aggressive=aggressive)
+    ev_i, ev_r = run(pair)
+    # MM5 *{ IDii(a.example.org), ... } -->  (AM1 { ..., IDii, ... } -->)
+    # <-- INFORMATIONAL { N(INVALID_ID_INFORMATION) }: before any certificate is looked at
+    notify = decode_message(pair.wire[-1][1]).first(NotifyPayload)
+    assert notify is not None and notify.notify_type == NotifyType.INVALID_ID_INFORMATION
+    assert_refused(pair, ev_i, ev_r, "IDii a.example.org is not the initiator configured")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "a.example.org" in warning
+
+
+def test_a_responder_other_than_the_one_configured_is_refused() -> None:
+    a, b = ends()
+    expected = (IdType.ID_FQDN, b"z.example.org")
+    pair = pair_of(signing_config(a, b, trust(), remote_id=expected), signing_config(b, a, trust()))
+    ev_i, ev_r = run(pair)
+    # <-- MM6 *{ IDir(b.example.org), CERT, SIG_R }   INFORMATIONAL *{ HASH, D(ISAKMP) } -->
+    assert_refused(pair, ev_i, ev_r, "IDir b.example.org is not the responder configured")
+    assert [e.reason for e in ev_r if isinstance(e, IkeSaDown)] == ["deleted by the peer"]
 
 
 def test_the_wall_clock_is_the_one_given() -> None:

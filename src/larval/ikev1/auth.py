@@ -51,6 +51,7 @@ from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError
 from larval.ike.config import IkeConfig
 from larval.ike.errors import IkeError
 from larval.ike.identity import IdType as PeerIdType
+from larval.ike.identity import describe_identity
 
 from .constants import CertEncoding, IkeAuthMethod
 from .errors import IkeV1ConfigError
@@ -92,14 +93,14 @@ def utc_now() -> datetime.datetime:
 
 class AuthenticationError(IkeError):
     """The peer's proof does not hold: `reason` says why, `subject` is its certificate's
-    subject where there is one."""
+    subject where there is one (as strongSwan writes a DN)."""
 
     def __init__(self, reason: str, subject: str = "") -> None:
         super().__init__(reason)
         self.reason, self.subject = reason, subject
 
     def __str__(self) -> str:
-        return f"{self.reason}; certificate {self.subject!r}" if self.subject else self.reason
+        return f'{self.reason}; certificate "{self.subject}"' if self.subject else self.reason
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -277,7 +278,7 @@ class SignatureAuthenticator:
         initiator: bool,
     ) -> AuthInfo:
         leaf, untrusted = peer_certificates(message)
-        subject = leaf.subject.rfc4514_string()
+        subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
         claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
         try:
             trusted = self.remote.trust.verify(leaf, untrusted, claimed, self._clock())

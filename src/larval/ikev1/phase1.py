@@ -32,6 +32,8 @@ from dataclasses import dataclass, replace
 
 from larval.crypto.dh import DhKeyPair
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, derive_phase1, ikev1_dh_group
+from larval.ike.identity import IdType as PeerIdType
+from larval.ike.identity import describe_identity
 
 from .auth import AuthenticationError, Phase1Authenticator, Phase1Material
 from .config import Phase1Choice, phase1_choices
@@ -234,7 +236,7 @@ class Phase1Task:
         idir = message.first(IdPayload)
         assert idir is not None
         if not self.sa.peer_id_ok(idir):
-            raise self._refusal("IDir is not the identity configured for the responder")
+            raise self._refusal(f"IDir {claimed(idir)} is not the responder configured")
         self._verify_peer(message, idir, body_of(message, PayloadType.ID))
         self.sa.authenticated()
         self.done = True
@@ -242,8 +244,8 @@ class Phase1Task:
     def _expected_initiator(self, idii: IdPayload) -> None:
         """The responder refuses an IDii other than the configured remote ID."""
         if not self.sa.peer_id_ok(idii):
-            raise IkeV1AuthFailed(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
-                                  close="unexpected IDii")  # fmt: skip
+            reason = f"IDii {claimed(idii)} is not the initiator configured"
+            raise IkeV1AuthFailed(NotifyType.INVALID_ID_INFORMATION, reason, close=reason)
 
     def _initiator_contact(self, message: IkeV1Message) -> None:
         self.sa.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
@@ -471,6 +473,11 @@ class AggressiveResponder(Phase1Task):
         sa.check_nat(message, inbound.addr)
         self._initiator_contact(message)
         sa.answered(PHASE1)
+
+
+def claimed(payload: IdPayload) -> str:
+    """The identity an ID payload claims, as logs show it."""
+    return describe_identity(PeerIdType(int(payload.id_type)), payload.data)
 
 
 def auth_failed(reason: str, *, answered: bool = True, delete: bool = False) -> IkeV1AuthFailed:

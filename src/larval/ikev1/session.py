@@ -690,6 +690,8 @@ class IkeV1Session(IsakmpSa):
         the clear about the ISAKMP SA (RFC 2409 §5.7: the peer cannot read anything we
         would encrypt); after, protected, about the IPsec SA it names."""
         answered = "" if error.answered else ", dropped"
+        if isinstance(error, IkeV1AuthFailed) and error.delete:
+            answered = ", the peer's ISAKMP SA deleted"
         # A peer that fails to prove itself is worth a warning (with the reason and the
         # certificate's subject); any other refusal is the protocol at work.
         level = logging.WARNING if isinstance(error, IkeV1AuthFailed) else logging.INFO
