@@ -95,6 +95,7 @@ class TrustStore:
         self.intermediates = tuple(intermediates)
         self.crls = tuple(crls)
         self.max_depth = max_depth
+        self._store = verification.Store(list(self.anchors)) if self.anchors else None
 
     def certreq_keyids(self) -> tuple[bytes, ...]:
         """The SHA-1 of each anchor's DER SubjectPublicKeyInfo (RFC 7296 §3.7), once each.
@@ -121,6 +122,7 @@ class TrustStore:
         for ca in chain[1:]:
             _check_validity(ca, now, _ca(ca))
         _check_keys(chain)
+        _check_extensions_parse(chain)
         if any(_eddsa(cert) for cert in chain):
             _check_ca_constraints(chain)
         else:
@@ -174,9 +176,10 @@ class TrustStore:
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], now: datetime.datetime
     ) -> list[x509.Certificate]:
         """The chain `cryptography`'s verifier finds, under the IKE policy."""
+        assert self._store is not None  # `_build` found a chain to an anchor
         verifier = (
             verification.PolicyBuilder()
-            .store(verification.Store(list(self.anchors)))
+            .store(self._store)
             .time(now)
             .max_chain_depth(self.max_depth)
             .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
@@ -326,17 +329,25 @@ def _extension(cert: x509.Certificate, kind: type[E]) -> E | None:
         return None
 
 
+def _check_extensions_parse(chain: Sequence[x509.Certificate]) -> None:
+    """Every extension of every certificate parses (`cryptography` reads them only when
+    asked), so that a malformed one fails the chain on either path."""
+    for i, cert in enumerate(chain):
+        try:
+            len(cert.extensions)
+        except ValueError as e:
+            raise TrustError(
+                f"untrusted: malformed extension ({e}){_ca(cert) if i else ''}"
+            ) from None
+
+
 def _check_ca_constraints(chain: Sequence[x509.Certificate]) -> None:
     """What the library checks of a chain, for the chains it will not take (EdDSA):
     RFC 5280 §4.2.1.9 (cA, pathLenConstraint), §4.2.1.3 (keyCertSign), §4.2 (critical
     extensions). The signatures were verified when the chain was built."""
     for i, cert in enumerate(chain):
         which = _ca(cert) if i else ""
-        try:
-            extensions = list(cert.extensions)
-        except ValueError as e:
-            raise TrustError(f"untrusted: malformed extension ({e}){which}") from None
-        for ext in extensions:
+        for ext in cert.extensions:
             if ext.critical and not isinstance(ext.value, _UNDERSTOOD):
                 raise TrustError(
                     f"untrusted: critical extension {ext.oid.dotted_string} not understood{which}"
