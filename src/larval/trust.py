@@ -138,39 +138,42 @@ class TrustStore:
     def _build(
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], now: datetime.datetime
     ) -> list[x509.Certificate]:
-        """A chain leaf first, anchor last, every signature verified by its issuer; the
-        one found first, trying certificates valid at `now` first."""
+        """The shortest chain, leaf first and anchor last, each certificate's signature
+        verified by the next. Breadth first, each certificate taken once, so that what a
+        peer sends costs at most one signature check per pair, however it is arranged;
+        among issuers, those valid at `now` first."""
         if leaf in self.anchors:
             return [leaf]
-        pool = [*untrusted, *self.intermediates]
-        too_deep = False
-
-        def walk(chain: list[x509.Certificate]) -> list[x509.Certificate] | None:
-            nonlocal too_deep
-            candidates = [(c, True) for c in self.anchors] + [(c, False) for c in pool]
-            candidates.sort(key=lambda c: not _valid_at(c[0], now))
-            for issuer, anchor in candidates:
-                if issuer in chain or not _issued_by(chain[-1], issuer):
-                    continue
-                if anchor:
-                    return [*chain, issuer]
-                if len(chain) > self.max_depth:
-                    too_deep = True
-                    continue
-                found = walk([*chain, issuer])
-                if found:
-                    return found
-            return None
-
-        chain = walk([leaf])
-        if chain is None and too_deep:
+        candidates = [(c, True) for c in self.anchors]
+        candidates += [(c, False) for c in dict.fromkeys([*untrusted, *self.intermediates])]
+        candidates.sort(key=lambda c: not _valid_at(c[0], now))
+        below: dict[x509.Certificate, x509.Certificate] = {}  # a CA taken: what it issued
+        level, depth, too_deep = [leaf], 0, False  # depth: the CAs between leaf and level
+        while level:
+            reached = []
+            for cert in level:
+                for issuer, anchor in candidates:
+                    if (issuer in below or issuer == leaf) and not anchor:
+                        continue
+                    if not _issued_by(cert, issuer):
+                        continue
+                    if anchor:
+                        chain = [cert, issuer]
+                        while chain[0] in below:
+                            chain.insert(0, below[chain[0]])
+                        return chain
+                    if depth == self.max_depth:
+                        too_deep = True
+                        continue
+                    below[issuer] = cert
+                    reached.append(issuer)
+            level, depth = reached, depth + 1
+        if too_deep:
             raise TrustError(
                 f"untrusted: no chain to a trusted CA within {self.max_depth} intermediate CAs"
             )
-        if chain is None:
-            issuer = describe_identity(IdType.ID_DER_ASN1_DN, leaf.issuer.public_bytes())
-            raise TrustError(f"untrusted: no chain to a trusted CA (issuer {issuer})")
-        return chain
+        issuer_dn = describe_identity(IdType.ID_DER_ASN1_DN, leaf.issuer.public_bytes())
+        raise TrustError(f"untrusted: no chain to a trusted CA (issuer {issuer_dn})")
 
     def _library(
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], now: datetime.datetime

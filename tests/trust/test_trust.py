@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 
-from larval import pki
+from larval import pki, trust
 from larval.ike.auth_config import PeerTrust, RemoteAuth, TrustError
 from larval.ike.identity import IdType, cert_matches_identity, identity
 from larval.trust import TrustStore, chain_for
@@ -371,3 +371,24 @@ def test_a_store_without_anchors_trusts_nobody(ca: Issued) -> None:
     store = TrustStore([], [ca.cert])
     assert store.certreq_keyids() == ()
     assert refused(store, carol(ca)).startswith("untrusted: no chain to a trusted CA")
+
+
+def test_a_tangle_of_certificates_costs_one_check_per_pair(
+    ca: Issued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve CA certificates of one name and key each issue every other: the paths
+    through them are millions, the pairs 169 (with the anchor)."""
+    tangle_key = key("ecdsa", index=3)
+    tangle = [make("CN=Loop", None, ca=True, signing_key=tangle_key) for _ in range(12)]
+    leaf = carol(tangle[0])
+    checks = 0
+    issued_by = trust._issued_by
+
+    def counting(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        nonlocal checks
+        checks += 1
+        return issued_by(cert, issuer)
+
+    monkeypatch.setattr(trust, "_issued_by", counting)
+    assert refused(TrustStore([ca.cert]), leaf, *tangle).startswith("untrusted: no chain")
+    assert 12 < checks <= 13 * 13  # at most each pair once (here: each CA once)
