@@ -15,8 +15,9 @@ pathLenConstraint, keyCertSign where a CA has keyUsage, and no critical extensio
 does not understand. Which way a chain goes depends on its certificates only.
 
 Either way, the reasons come from here where they can be precise: validity (with the
-dates), RSA keys below 2048 bits (RFC 8247 §3.2's floor, the leaf and every CA), the
-CRLs on hand (no fetching), and last that the leaf carries the identity the peer sent.
+dates), RSA keys below 2048 bits (the floor this end's own keys have, for the leaf and
+every CA), the CRLs on hand (no fetching), and last that the leaf carries the identity
+the peer sent.
 Each failure is a `TrustError` whose message starts with the reason.
 """
 
@@ -217,8 +218,9 @@ class TrustStore:
 def chain_for(
     leaf: x509.Certificate, cacerts: Iterable[x509.Certificate]
 ) -> tuple[x509.Certificate, ...]:
-    """The CA certificates from `cacerts` between `leaf` and a self-signed root, leaf's
-    issuer first, the root left out: what this end sends after its own certificate."""
+    """The CA certificates from `cacerts` between `leaf` and a self-signed root (as far
+    as `cacerts` reach), leaf's issuer first, the root left out: what this end sends
+    after its own certificate."""
     pool = list(cacerts)
     chain: list[x509.Certificate] = []
     current = leaf

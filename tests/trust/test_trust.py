@@ -365,6 +365,7 @@ def test_chain_for_sends_the_intermediates_without_the_root(ca: Issued) -> None:
     assert chain_for(leaf.cert, pool) == (cas[1].cert, cas[0].cert)
     assert chain_for(carol(ca).cert, pool) == ()
     assert chain_for(leaf.cert, [ca.cert, cas[0].cert]) == ()  # its issuer is not on hand
+    assert chain_for(leaf.cert, [cas[0].cert, cas[1].cert]) == (cas[1].cert, cas[0].cert)
 
 
 def test_a_store_without_anchors_trusts_nobody(ca: Issued) -> None:
