@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from larval import pki
 from larval.crypto.ikev1_keys import Ikev1Prf
-from larval.ike.auth_config import AuthInfo
+from larval.ike.auth_config import AuthInfo, parse_auth
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaUp, Event, IkeSaDown, IkeSaUp
 from larval.ike.identity import IdentityMatch, IdType
@@ -579,3 +579,14 @@ def test_any_signature_is_checked_to_a_reason_never_an_exception(
     digest = bytes({10: 48, 11: 64}.get(method, 32))
     for kind in ("rsa", "p256", "p521"):
         assert check_signature(key(kind, 1).public_key(), method, digest, signature) != ""
+
+
+@pytest.mark.parametrize(("kind", "word"), [("rsa", "rsa/pss"), ("p256", "ecdsa-sha384")])
+def test_local_schemes_ikev1_cannot_sign_with_are_refused(kind: str, word: str) -> None:
+    a, b = ends(kind)
+    config = signing_config(a, b, trust())
+    assert config.local_auth is not None
+    local = dataclasses.replace(config.local_auth, schemes=parse_auth(word)[1])
+    with pytest.raises(IkeV1ConfigError, match="not what IKEv1 signs with"):
+        IkeV1Session(dataclasses.replace(config, local_auth=local), initiator=True,
+                     allocate_spi=lambda: 1)  # fmt: skip
