@@ -590,3 +590,13 @@ def test_local_schemes_ikev1_cannot_sign_with_are_refused(kind: str, word: str) 
     with pytest.raises(IkeV1ConfigError, match="not what IKEv1 signs with"):
         IkeV1Session(dataclasses.replace(config, local_auth=local), initiator=True,
                      allocate_spi=lambda: 1)  # fmt: skip
+
+
+def test_a_psk_offer_to_a_signing_responder_is_no_proposal() -> None:
+    a, b = ends()
+    pair = pair_of(config(A, B), signing_config(b, a, trust()))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()  # MM1 { SA(PRE_SHARED_KEY) } -->  <-- INFORMATIONAL { N(NO_PROPOSAL_CHOSEN) }
+    notify = decode_message(pair.wire[-1][1]).first(NotifyPayload)
+    assert notify is not None and notify.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED

@@ -140,16 +140,16 @@ class Phase1Task:
         assert sa is not None
         self.sai_b = body_of(message, PayloadType.SA)
         offered = [
-            (p, t, choice)
+            (p, t, Phase1Choice.from_transform(t))
             for p in sa.proposals
             if p.protocol_id == ProtocolId.ISAKMP
             for t in p.transforms
-            if (choice := Phase1Choice.from_transform(t)) is None
-            or self.auth.accepts(choice.auth_method)
         ]
+        # The authentication method is the authenticator's to take (`accepts`).
+        takes = [(p, t, c) for p, t, c in offered if c and self.auth.accepts(c.auth_method)]
         for ours in phase1_choices(self.sa.config.proposals, self.ike_lifetime):
-            for proposal, transform, theirs in offered:
-                if theirs is not None and theirs == replace(ours, auth_method=theirs.auth_method):
+            for proposal, transform, theirs in takes:
+                if theirs == replace(ours, auth_method=theirs.auth_method):
                     self.sa.choice = replace(theirs, lifetime=min(theirs.lifetime, ours.lifetime))
                     answer = Proposal(
                         proposal.number, ProtocolId.ISAKMP, proposal.spi, (transform,)
