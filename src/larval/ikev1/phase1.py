@@ -226,7 +226,7 @@ class Phase1Task:
         awaits this end's proof hears it in the clear (a Main Mode initiator after MM5, an
         Aggressive Mode responder after AM2); one that took its own last message for the
         end of Phase 1 (a Main Mode responder after MM6, an Aggressive Mode initiator after
-        AM3) has its ISAKMP SA deleted, protected, as charon does."""
+        AM3) has its ISAKMP SA deleted, protected, as charon's Main Mode initiator does."""
         if self.sa.initiator == (self.exchange == MM):
             return auth_failed(reason, answered=False, delete=True)
         return auth_failed(reason)
