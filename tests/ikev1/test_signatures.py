@@ -600,3 +600,21 @@ def test_a_psk_offer_to_a_signing_responder_is_no_proposal() -> None:
     notify = decode_message(pair.wire[-1][1]).first(NotifyPayload)
     assert notify is not None and notify.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
     assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+
+
+@pytest.mark.parametrize("aggressive", [False, True], ids=["main", "aggressive"])
+def test_a_psk_responder_other_than_the_one_configured_leaves_no_isakmp_sa(
+    aggressive: bool,
+) -> None:
+    # The pre-shared key's refusals go the same way: the initiator refuses IDir.
+    wrong = dataclasses.replace(config(A, B), remote_id=(IdType.ID_FQDN, b"z.example.org"))
+    pair = Pair(wrong, config(B, A), child(NET_B, NET_A), aggressive=aggressive)
+    ev_i, ev_r = run(pair)
+    assert_refused(pair, ev_i, ev_r, "IDir 192.0.2.2 is not the responder configured")
+    assert IkeSaUp not in [type(e) for e in ev_i]
+    # Main Mode: <-- MM6   INFORMATIONAL *{ HASH, D(ISAKMP) } -->
+    # Aggressive Mode: <-- AM2   INFORMATIONAL { N(AUTHENTICATION_FAILED) } -->
+    (down,) = [e for e in ev_r if isinstance(e, IkeSaDown)]
+    assert down.by_peer
+    assert down.reason == ("peer refused: AUTHENTICATION_FAILED" if aggressive
+                           else "deleted by the peer")  # fmt: skip
