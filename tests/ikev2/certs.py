@@ -1,6 +1,5 @@
 """Certificates for the IKEv2 tests: a CA, intermediates, leaves of every key type, and
-`StandInTrust`, a `PeerTrust` just good enough to tell the cases apart (the chain by
-`verify_directly_issued_by`, validity, a revoked serial, the peer's ID among the SANs)."""
+the `larval.trust.TrustStore` that checks them (`trust`), with a CRL when asked."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from larval.credentials import CertificateWithKey, PrivateKey, PrivateKeyFile
-from larval.ike.auth_config import TrustedPeer, TrustError
-from larval.ike.identity import IdType
+from larval.trust import TrustStore
 
 #: When the test certificates are valid: a year from here.
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -109,62 +107,27 @@ def keyid(cert: x509.Certificate) -> bytes:
     return hashlib.sha1(spki).digest()
 
 
-def _carries(cert: x509.Certificate, id_type: IdType, data: bytes) -> bool:
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    if id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
-        return ipaddress.ip_address(data) in sans.get_values_for_type(x509.IPAddress)
-    if id_type == IdType.ID_FQDN:
-        return data.decode(errors="replace") in sans.get_values_for_type(x509.DNSName)
-    return False
-
-
-class StandInTrust:
-    """A `PeerTrust` for tests: anchors, optional revoked serials."""
-
-    def __init__(self, *anchors: x509.Certificate, revoked: Sequence[int] = ()) -> None:
-        self.anchors = anchors
-        self.revoked = set(revoked)
-
-    def certreq_keyids(self) -> tuple[bytes, ...]:
-        return tuple(keyid(a) for a in self.anchors)
-
-    def verify(
-        self,
-        leaf: x509.Certificate,
-        untrusted: Sequence[x509.Certificate],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> TrustedPeer:
-        chain = [leaf]
-        while True:
-            issuer = next((c for c in (*self.anchors, *untrusted) if _issued(chain[-1], c)), None)
-            if issuer is None:
-                raise TrustError("untrusted: no chain to a trusted CA")
-            chain.append(issuer)
-            if issuer in self.anchors:
-                break
-            if len(chain) > 5:
-                raise TrustError("untrusted: chain too long")
-        for cert in chain:
-            if now > cert.not_valid_after_utc:
-                raise TrustError(f"expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-            if now < cert.not_valid_before_utc:
-                raise TrustError(f"not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
-        if leaf.serial_number in self.revoked:
-            raise TrustError("revoked")
-        if not _carries(leaf, *peer_id):
-            raise TrustError("the peer's identity is not in the certificate")
-        return TrustedPeer(leaf, tuple(chain))
-
-
-def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject or cert == issuer:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, Exception):
-        return False
-    return True
+def trust(*anchors: x509.Certificate, revoked: Sequence[int] = ()) -> TrustStore:
+    """A trust store of `anchors` (the root CA by default), with a CRL of the root CA's
+    that revokes the serials `revoked`."""
+    anchors = anchors or (root_ca()[0],)
+    crls = []
+    if revoked:
+        ca, ca_key = root_ca()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.subject)
+            .last_update(START)
+            .next_update(START + datetime.timedelta(days=90))
+        )
+        for serial in revoked:
+            entry = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(START + datetime.timedelta(days=1))
+                .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+                .build()
+            )
+            builder = builder.add_revoked_certificate(entry)
+        crls.append(builder.sign(ca_key, hashes.SHA256()))
+    return TrustStore(anchors, crls=crls)

@@ -16,7 +16,7 @@ from larval.ikev2 import IkeProtocolError
 from larval.ikev2.auth import AuthenticationFailed, PubkeyVerifier
 from larval.ikev2.constants import AuthMethod, CertEncoding
 from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload
-from tests.ikev2.certs import NOW, StandInTrust, leaf, root_ca
+from tests.ikev2.certs import NOW, leaf, trust
 
 FUZZ = settings(max_examples=300, deadline=None)
 
@@ -34,7 +34,7 @@ def test_cert_and_certreq_decode_or_raise_the_codec_error(body: bytes) -> None:
             assert b"".join(payload.authorities) in (payload.data, b"")
 
 
-VERIFIER = PubkeyVerifier(RemoteAuth(StandInTrust(root_ca()[0])))
+VERIFIER = PubkeyVerifier(RemoteAuth(trust()))
 GOOD = CertPayload(
     CertEncoding.X509_SIGNATURE,
     leaf("p256", "192.0.2.1").cert.public_bytes(

@@ -30,7 +30,8 @@ from larval.ikev2.constants import CertEncoding, NotifyType
 from larval.ikev2.message import decode_message
 from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload, NotifyPayload
 from larval.ikev2.session import IkeSession, State
-from tests.ikev2.certs import NOW, StandInTrust, issue, key, keyid, leaf, root_ca
+from larval.trust import TrustStore
+from tests.ikev2.certs import NOW, issue, key, keyid, leaf, root_ca, trust
 from tests.ikev2.test_session import NET_A, NET_B, A, B, Pair, child, config
 
 
@@ -54,17 +55,13 @@ class Recording(PubkeyVerifier):
         return super().verify(prf, octets, auth, certs, peer_id, now)
 
 
-def trust(*anchors: x509.Certificate, revoked: Sequence[int] = ()) -> StandInTrust:
-    return StandInTrust(*(anchors or (root_ca()[0],)), revoked=revoked)
-
-
 def local(cert: CertificateWithKey, schemes: str = "", send_cert: SendCert = "ifasked",
           intermediates: tuple[x509.Certificate, ...] = ()) -> LocalAuth:  # fmt: skip
     chosen = parse_auth(schemes)[1] if schemes else ()
     return LocalAuth(cert, intermediates, chosen, send_cert)
 
 
-def remote(auth: str = "pubkey", *, peer_trust: StandInTrust | None = None,
+def remote(auth: str = "pubkey", *, peer_trust: TrustStore | None = None,
            send_certreq: bool = True) -> RemoteAuth:  # fmt: skip
     return RemoteAuth(peer_trust or trust(), parse_auth(auth)[1], send_certreq)
 
@@ -299,10 +296,12 @@ def _wrong_id_leaf(address: str) -> CertificateWithKey:
 
 FAILURES: dict[str, tuple[Any, str]] = {
     # case: (how the failing end is set up, the reason in the WARNING line)
-    "untrusted": (dict(cert=_other_ca_leaf), "untrusted: no chain to a trusted CA"),
-    "expired": (dict(cert=_expired_leaf), "expired on 2026-01-11"),
-    "revoked": (dict(revoked=True), "revoked"),
-    "id-not-in-cert": (dict(cert=_wrong_id_leaf), "the peer's identity is not in the certificate"),
+    "untrusted": (dict(cert=_other_ca_leaf),
+                  "untrusted: no chain to a trusted CA (issuer O=larval tests, CN=Other CA)"),
+    "expired": (dict(cert=_expired_leaf),
+                "expired on 2026-01-11 00:00:00 UTC (valid from 2026-01-01 00:00:00 UTC)"),
+    "revoked": (dict(revoked=True), "revoked (keyCompromise) on 2026-01-02 00:00:00 UTC"),
+    "id-not-in-cert": (dict(cert=_wrong_id_leaf), "identity {peer} not in the certificate"),
     "scheme-not-allowed": (dict(accept="rsa/pss"), "signature scheme ecdsa-sha256 not allowed"),
     "method-1-not-named": (dict(hashes=False, kind="rsa2048"),
                            "signature scheme rsa-sha1 not allowed"),
@@ -334,7 +333,7 @@ def _failing_pair(case: str, failing: str) -> tuple[Pair, str]:
     if prover is not None:
         end = pair.i if failing == "initiator" else pair.r
         end._prover = prover(bad)
-    return pair, reason
+    return pair, reason.format(peer=addr_f)
 
 
 @pytest.mark.parametrize("case", sorted(FAILURES))
