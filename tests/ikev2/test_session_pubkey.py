@@ -18,13 +18,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from larval.credentials import CertificateWithKey
+from larval.credentials import CertificateWithKey, PrivateKeyFile
 from larval.crypto.prf import Prf
 from larval.ike import IKE_PORT
 from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, SendCert, parse_auth
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaRekeyed
-from larval.ike.identity import IdType
+from larval.ike.identity import IdentityMatch, IdType, identity
 from larval.ikev2.auth import PeerOffer, Proof, PubkeyProver, PubkeyVerifier
 from larval.ikev2.constants import CertEncoding, NotifyType
 from larval.ikev2.message import decode_message
@@ -282,6 +282,16 @@ class GarbageCert(PubkeyProver):
         return dataclasses.replace(proof, certs=(garbage,))
 
 
+class UnknownAlgorithm(PubkeyProver):
+    """Names md5WithRSAEncryption in its Digital Signature AUTH (RFC 7427 §3)."""
+
+    def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
+        proof = super().prove(prf, octets, peer)
+        md5_rsa = bytes.fromhex("300d06092a864886f70d0101040500")
+        data = bytes([len(md5_rsa)]) + md5_rsa + proof.auth.data[1 + proof.auth.data[0] :]
+        return dataclasses.replace(proof, auth=AuthPayload(proof.auth.method, data))
+
+
 def _other_ca_leaf(address: str) -> CertificateWithKey:
     return leaf("p256", address, root_ca("Other CA"))
 
@@ -307,6 +317,8 @@ FAILURES: dict[str, tuple[Any, str]] = {
                            "signature scheme rsa-sha1 not allowed"),
     "bad-signature": (dict(prover=BadSignature), "the ecdsa-sha256 signature does not verify"),
     "undecodable-cert": (dict(prover=GarbageCert), "the first X.509 CERT does not decode"),
+    "undecodable-auth": (dict(prover=UnknownAlgorithm), "AlgorithmIdentifier "
+                         "1.2.840.113549.1.1.4: not a signature scheme larval has"),
     "no-certificate": (dict(send_cert="never"), "no certificate"),
 }  # fmt: skip
 
@@ -451,3 +463,47 @@ def test_auth_info_survives_an_ike_sa_rekey() -> None:
     (rekeyed,) = [e for e in Pair.events(pair.i) if isinstance(e, IkeSaRekeyed)]
     assert isinstance(rekeyed.new, IkeSession) and rekeyed.new.state is State.ESTABLISHED
     assert (rekeyed.new.auth_local, rekeyed.new.auth_remote) == before
+
+
+# -- identities: wildcards, DNs -------------------------------------------------------------
+
+
+def _fqdn_leaf(name: str) -> CertificateWithKey:
+    private = key("p256")
+    cert = issue(name, private, root_ca(), sans=[x509.DNSName(name)], serial=77)
+    return CertificateWithKey("fqdn.pem", cert, PrivateKeyFile("fqdn.key", private))
+
+
+@pytest.mark.parametrize(("pattern", "up"), [("*.example.org", True), ("%any", True),
+                                             ("*.example.com", False)])  # fmt: skip
+def test_a_wildcard_peer_identity_matches_the_certificates(pattern: str, up: bool) -> None:
+    cert = _fqdn_leaf("carol.example.org")
+    init = dataclasses.replace(cfg(A, B, local(cert), remote()),
+                               local_id=identity("carol.example.org"))  # fmt: skip
+    resp = dataclasses.replace(cfg(B, A, local(leaf("p256", str(B))), remote()), remote_id=None,
+                               remote_id_match=IdentityMatch.parse(pattern))  # fmt: skip
+    pair = pair_of(init, resp)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    if up:
+        assert pair.r.state is State.ESTABLISHED
+        assert (
+            pair.r.auth_remote is not None and "CN=carol.example.org" in pair.r.auth_remote.subject
+        )
+    else:
+        assert pair.r.state is State.CLOSED and pair.i.state is State.CLOSED
+        (down,) = [e for e in Pair.events(pair.r) if isinstance(e, IkeSaDown)]
+        assert (
+            down.reason
+            == "authentication of the initiator failed: identity is not the one configured"
+        )
+
+
+def test_a_distinguished_name_identity_is_the_certificates_subject() -> None:
+    cert = _fqdn_leaf("carol.example.org")
+    dn = (IdType.ID_DER_ASN1_DN, cert.cert.subject.public_bytes())
+    init = dataclasses.replace(cfg(A, B, local(cert), remote()), local_id=dn)
+    resp = dataclasses.replace(cfg(B, A, local(leaf("p256", str(B))), remote()), remote_id=dn)
+    pair = pair_of(init, resp)
+    established(pair)
+    assert pair.r.auth_remote is not None and pair.r.auth_remote.method == "pubkey"
