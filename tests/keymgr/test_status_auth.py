@@ -34,16 +34,19 @@ SIDES: dict[str, dict[str, Any]] = {
 class CertHost(Host):
     """A key manager and its stack for `me`, its connection's certificates resolved."""
 
-    def __init__(self, me: str, peer: str, creds: Path) -> None:
+    def __init__(self, me: str, peer: str, creds: Path, version: int = 2) -> None:
+        ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if version == 2 else (
+            "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
         data = {
             "daemon": {"credentials": str(creds)},
             "connections": {
                 "home": {
                     "local_addrs": [OUTER[me]],
                     "remote_addrs": [OUTER[peer]],
-                    "proposals": ["aes128gcm16-prfsha256-x25519"],
+                    "version": version,
+                    "proposals": [ike],
                     **SIDES[me],
-                    "children": {"net": {"esp_proposals": ["aes128gcm16"]}},
+                    "children": {"net": {"esp_proposals": [esp]}},
                 }
             },
         }
@@ -56,16 +59,19 @@ class CertHost(Host):
             self.stack.spd.add(policy)
 
 
+@pytest.mark.parametrize("version", [2, 1])
 def test_status_names_method_scheme_subject_and_issuer(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: int
 ) -> None:
     gateway_credentials(tmp_path, carol=True)
-    gw, carol = CertHost("gw", "carol", tmp_path), CertHost("carol", "gw", tmp_path)
+    gw = CertHost("gw", "carol", tmp_path, version)
+    carol = CertHost("carol", "gw", tmp_path, version)
     for host in (gw, carol):
         host.keymgr.start(0.0)
     carol.keymgr.initiate("home", "net", 0.0)
     carry(carol, gw, 0.0)
     (gw_sa,) = gw.keymgr.status()["ike_sas"]
+    assert gw_sa["version"] == version
     (carol_sa,) = carol.keymgr.status()["ike_sas"]
     assert gw_sa["state"] == carol_sa["state"] == "established"
     issuer = CA.subject.rfc4514_string()
