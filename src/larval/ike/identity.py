@@ -373,7 +373,8 @@ def _typed(kind: IdType, value: str, text: str) -> tuple[IdType, bytes]:
 
 def describe_identity(id_type: int, data: bytes) -> str:
     """An identity as logs and status show it, in `identity`'s words so that it reads
-    back as the same: an address, a name, a DN ("C=US, O=Example, CN=carol"), a KEY_ID as
+    back as the same (a DN as the same name, its values in the string types strongSwan
+    writes): an address, a name, a DN ("C=US, O=Example, CN=carol"), a KEY_ID as
     ``@#hex``; a typed prefix where the plain text would read as another type, hex where
     the octets are no text. Never raises, whatever a peer sent."""
     kind = IdType(id_type)
