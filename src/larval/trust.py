@@ -107,6 +107,11 @@ class TrustStore:
         ids = [hashlib.sha1(_spki(cert)).digest() for cert in self.anchors]
         return tuple(dict.fromkeys(ids))
 
+    def certreq_names(self) -> tuple[bytes, ...]:
+        """The DER subject DN of each anchor, once each, for IKEv1's CR (RFC 2408 §3.10):
+        the same CAs as `certreq_keyids`, named as charon names them in IKEv1."""
+        return tuple(dict.fromkeys(cert.subject.public_bytes() for cert in self.anchors))
+
     def verify(
         self,
         leaf: x509.Certificate,

@@ -393,3 +393,12 @@ def test_a_tangle_of_certificates_costs_one_check_per_pair(
     monkeypatch.setattr(trust, "_issued_by", counting)
     assert refused(TrustStore([ca.cert]), leaf, *tangle).startswith("untrusted: no chain")
     assert 12 < checks <= 13 * 13  # at most each pair once (here: each CA once)
+
+
+def test_ikev1_certreq_names_each_anchor_by_its_subject(ca: Issued, inter: Issued) -> None:
+    other = root("CN=Other")
+    store = TrustStore([ca.cert, other.cert, ca.cert], [inter.cert])
+    assert store.certreq_names() == (
+        ca.cert.subject.public_bytes(),
+        other.cert.subject.public_bytes(),
+    )
