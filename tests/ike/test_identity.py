@@ -422,3 +422,26 @@ def test_key_ids_of_the_public_key(cert: x509.Certificate) -> None:
     for key_id in (hashlib.sha1(spki).digest(), bits, whole):
         assert cert_matches_identity(cert, IdType.ID_KEY_ID, key_id)
     assert set(certificate_key_ids(cert)) >= {hashlib.sha1(spki).digest(), bits, b"\x42" * 20}
+
+
+_CONFIG_TEXT = st.text(max_size=40) | st.builds(
+    "".join, st.lists(st.sampled_from(["C=", "CN=", ",", "/", "@", "#", "*", ":", "{9}:",
+                                       "fqdn:", "asn1dn:", "\\", "=", " ", "0a", "zz", "."]),
+                      max_size=10),
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=_CONFIG_TEXT, kind=_TYPES, data=st.binary(max_size=30))
+def test_any_text_is_an_identity_or_a_value_error(text: str, kind: int, data: bytes) -> None:
+    """What a configuration holds is taken or refused with ValueError; a match built from
+    it takes any identity from the wire without raising."""
+    try:
+        identity(text)
+    except ValueError as e:
+        assert str(e)
+    try:
+        match = IdentityMatch.parse(text)
+    except ValueError:
+        return
+    assert isinstance(match(kind, data), bool) and str(match)
