@@ -45,6 +45,7 @@ from larval.ike.identity import (
     IdType,
     cert_matches_identity,
     describe_identity,
+    describe_subject,
 )
 
 __all__ = ["TrustStore", "chain_for"]
@@ -216,7 +217,9 @@ class TrustStore:
                 if crl.issuer != issuer.subject:
                     continue
                 if not _crl_signed_by(crl, issuer):
-                    log.debug("CRL of %s ignored: not signed by that CA's key", _dn(crl.issuer))
+                    log.debug(
+                        "CRL of %s ignored: not signed by that CA's key", describe_subject(issuer)
+                    )
                     continue
                 entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
                 if entry is None:
@@ -258,13 +261,9 @@ def _spki(cert: x509.Certificate) -> bytes:
     )
 
 
-def _dn(name: x509.Name) -> str:
-    return describe_identity(IdType.ID_DER_ASN1_DN, name.public_bytes())
-
-
 def _ca(cert: x509.Certificate) -> str:
     """What a reason about a CA (not the leaf) ends with."""
-    return f" (CA {_dn(cert.subject)})"
+    return f" (CA {describe_subject(cert)})"
 
 
 def _when(moment: datetime.datetime) -> str:

@@ -18,11 +18,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from larval.ike.identity import (
+    CERT_PARSE_ERRORS,
     IdentityMatch,
     IdType,
     cert_matches_identity,
     certificate_key_ids,
     describe_identity,
+    describe_subject,
     dn_attributes,
     identity,
 )
@@ -445,3 +447,14 @@ def test_any_text_is_an_identity_or_a_value_error(text: str, kind: int, data: by
     except ValueError:
         return
     assert isinstance(match(kind, data), bool) and str(match)
+
+
+def test_describe_subject_never_raises(cert: x509.Certificate) -> None:
+    assert describe_subject(cert) == "C=US, O=Example, CN=gw"
+    der = cert.public_bytes(serialization.Encoding.DER)
+    # the subject's CN "gw" (after the issuer's) as a BIT STRING: loads, does not parse
+    at = der.rindex(b"\x0c\x02gw")
+    broken = x509.load_der_x509_certificate(der[:at] + b"\x03" + der[at + 1 :])
+    with pytest.raises(CERT_PARSE_ERRORS):
+        broken.subject  # noqa: B018
+    assert describe_subject(broken) == "(a subject that does not parse)"

@@ -47,7 +47,10 @@ __all__ = [
     "IdType",
     "IdentityMatch",
     "cert_matches_identity",
+    "certificate_key_ids",
     "describe_identity",
+    "describe_subject",
+    "dn_attributes",
     "identity",
 ]
 
@@ -538,6 +541,15 @@ def certificate_key_ids(cert: x509.Certificate) -> list[bytes]:
     except CERT_PARSE_ERRORS:
         pass
     return ids
+
+
+def describe_subject(cert: x509.Certificate) -> str:
+    """A certificate's subject as `describe_identity` shows a DN, for the log line of a
+    refusal; never raises, even for a certificate whose subject does not parse."""
+    try:
+        return describe_identity(IdType.ID_DER_ASN1_DN, cert.subject.public_bytes())
+    except CERT_PARSE_ERRORS:
+        return "(a subject that does not parse)"
 
 
 def cert_matches_identity(cert: x509.Certificate, id_type: int, data: bytes) -> bool:
