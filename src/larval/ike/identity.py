@@ -434,7 +434,7 @@ def _same(id_type: IdType, a: bytes, b: bytes) -> bool:
 # --- configured peer identities ---------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class IdentityMatch:
     """A peer identity as configured, wildcards allowed (strongSwan's ``matches``):
     ``%any`` takes every identity; an FQDN or email starting with '*' (``*.example.org``,
