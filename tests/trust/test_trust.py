@@ -12,8 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from larval import pki
+from larval import pki, trust
 from larval.ike.auth_config import PeerTrust, RemoteAuth, TrustError
 from larval.ike.identity import IdType, cert_matches_identity, identity
 from larval.trust import TrustStore, chain_for
@@ -180,7 +182,7 @@ def test_a_malformed_extension_fails_the_chain(kind: str) -> None:
     peer_id = identity("C=US, O=Example, CN=carol")
     assert not cert_matches_identity(leaf.cert, *identity(CAROL))  # read as no SAN
     assert refused(TrustStore([top.cert]), leaf, peer_id=peer_id).startswith(
-        "untrusted: malformed extension ("
+        "malformed certificate (error parsing asn1 value: "
     )
 
 
@@ -365,9 +367,72 @@ def test_chain_for_sends_the_intermediates_without_the_root(ca: Issued) -> None:
     assert chain_for(leaf.cert, pool) == (cas[1].cert, cas[0].cert)
     assert chain_for(carol(ca).cert, pool) == ()
     assert chain_for(leaf.cert, [ca.cert, cas[0].cert]) == ()  # its issuer is not on hand
+    assert chain_for(leaf.cert, [cas[0].cert, cas[1].cert]) == (cas[1].cert, cas[0].cert)
 
 
 def test_a_store_without_anchors_trusts_nobody(ca: Issued) -> None:
     store = TrustStore([], [ca.cert])
     assert store.certreq_keyids() == ()
     assert refused(store, carol(ca)).startswith("untrusted: no chain to a trusted CA")
+
+
+def test_a_tangle_of_certificates_costs_one_check_per_pair(
+    ca: Issued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve CA certificates of one name and key each issue every other: the paths
+    through them are millions, the pairs 169 (with the anchor)."""
+    tangle_key = key("ecdsa", index=3)
+    tangle = [make("CN=Loop", None, ca=True, signing_key=tangle_key) for _ in range(12)]
+    leaf = carol(tangle[0])
+    checks = 0
+    issued_by = trust._issued_by
+
+    def counting(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        nonlocal checks
+        checks += 1
+        return issued_by(cert, issuer)
+
+    monkeypatch.setattr(trust, "_issued_by", counting)
+    assert refused(TrustStore([ca.cert]), leaf, *tangle).startswith("untrusted: no chain")
+    assert 12 < checks <= 13 * 13  # at most each pair once (here: each CA once)
+
+
+def test_ikev1_certreq_names_each_anchor_by_its_subject(ca: Issued, inter: Issued) -> None:
+    other = root("CN=Other")
+    store = TrustStore([ca.cert, other.cert, ca.cert], [inter.cert])
+    assert store.certreq_names() == (
+        ca.cert.subject.public_bytes(),
+        other.cert.subject.public_bytes(),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a serial number")  # cryptography, on loading
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_certificate_from_the_wire_is_a_reason_never_an_exception(
+    chain_der: tuple[bytes, bytes, x509.Certificate], data: st.DataObject
+) -> None:
+    """A leaf and an intermediate as a peer's CERT payloads bring them, with octets
+    changed: whatever still parses as a certificate is trusted or refused with a reason."""
+    leaf_der, inter_der, anchor = chain_der
+    which = data.draw(st.sampled_from(["leaf", "inter"]))
+    target = bytearray(leaf_der if which == "leaf" else inter_der)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(target) - 1))
+        target[at] = data.draw(st.integers(0, 255))
+    try:
+        changed = x509.load_der_x509_certificate(bytes(target))
+    except (ValueError, x509.InvalidVersion):  # what loading a CERT payload refuses
+        return
+    leaf = changed if which == "leaf" else x509.load_der_x509_certificate(leaf_der)
+    inter = changed if which == "inter" else x509.load_der_x509_certificate(inter_der)
+    try:
+        TrustStore([anchor]).verify(leaf, [inter], CAROL_ID, NOW)
+    except TrustError as e:
+        assert str(e)
+
+
+@pytest.fixture(scope="module")
+def chain_der(ca: Issued, inter: Issued) -> tuple[bytes, bytes, x509.Certificate]:
+    der = serialization.Encoding.DER
+    return carol(inter).cert.public_bytes(der), inter.cert.public_bytes(der), ca.cert
