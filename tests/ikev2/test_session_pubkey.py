@@ -11,7 +11,6 @@ import datetime
 import itertools
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, SendCert, pa
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaRekeyed
 from larval.ike.identity import IdentityMatch, IdType, identity
-from larval.ikev2.auth import PeerOffer, Proof, PubkeyProver, PubkeyVerifier
+from larval.ikev2.auth import PeerClaim, PeerOffer, Proof, PubkeyProver, PubkeyVerifier
 from larval.ikev2.constants import CertEncoding, NotifyType
 from larval.ikev2.message import decode_message
 from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload, NotifyPayload
@@ -42,17 +41,9 @@ class Recording(PubkeyVerifier):
         super().__init__(remote)
         self.seen: list[tuple[int, int]] = []
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
-        self.seen.append((int(auth.method), len(certs)))
-        return super().verify(prf, octets, auth, certs, peer_id, now)
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        self.seen.append((int(claim.auth.method), len(claim.certs)))
+        return super().verify(prf, octets, claim, now)
 
 
 def local(cert: CertificateWithKey, schemes: str = "", send_cert: SendCert = "ifasked",
