@@ -15,8 +15,9 @@ pathLenConstraint, keyCertSign where a CA has keyUsage, and no critical extensio
 does not understand. Which way a chain goes depends on its certificates only.
 
 Either way, the reasons come from here where they can be precise: validity (with the
-dates), RSA keys below 2048 bits (RFC 8247 §3.2's floor, the leaf and every CA), the
-CRLs on hand (no fetching), and last that the leaf carries the identity the peer sent.
+dates), RSA keys below 2048 bits (the floor this end's own keys have, for the leaf and
+every CA), the CRLs on hand (no fetching), and last that the leaf carries the identity
+the peer sent.
 Each failure is a `TrustError` whose message starts with the reason.
 """
 
@@ -95,6 +96,7 @@ class TrustStore:
         self.intermediates = tuple(intermediates)
         self.crls = tuple(crls)
         self.max_depth = max_depth
+        self._store = verification.Store(list(self.anchors)) if self.anchors else None
 
     def certreq_keyids(self) -> tuple[bytes, ...]:
         """The SHA-1 of each anchor's DER SubjectPublicKeyInfo (RFC 7296 §3.7), once each.
@@ -121,6 +123,7 @@ class TrustStore:
         for ca in chain[1:]:
             _check_validity(ca, now, _ca(ca))
         _check_keys(chain)
+        _check_extensions_parse(chain)
         if any(_eddsa(cert) for cert in chain):
             _check_ca_constraints(chain)
         else:
@@ -136,47 +139,51 @@ class TrustStore:
     def _build(
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], now: datetime.datetime
     ) -> list[x509.Certificate]:
-        """A chain leaf first, anchor last, every signature verified by its issuer; the
-        one found first, trying certificates valid at `now` first."""
+        """The shortest chain, leaf first and anchor last, each certificate's signature
+        verified by the next. Breadth first, each certificate taken once, so that what a
+        peer sends costs at most one signature check per pair, however it is arranged;
+        among issuers, those valid at `now` first."""
         if leaf in self.anchors:
             return [leaf]
-        pool = [*untrusted, *self.intermediates]
-        too_deep = False
-
-        def walk(chain: list[x509.Certificate]) -> list[x509.Certificate] | None:
-            nonlocal too_deep
-            candidates = [(c, True) for c in self.anchors] + [(c, False) for c in pool]
-            candidates.sort(key=lambda c: not _valid_at(c[0], now))
-            for issuer, anchor in candidates:
-                if issuer in chain or not _issued_by(chain[-1], issuer):
-                    continue
-                if anchor:
-                    return [*chain, issuer]
-                if len(chain) > self.max_depth:
-                    too_deep = True
-                    continue
-                found = walk([*chain, issuer])
-                if found:
-                    return found
-            return None
-
-        chain = walk([leaf])
-        if chain is None and too_deep:
+        candidates = [(c, True) for c in self.anchors]
+        candidates += [(c, False) for c in dict.fromkeys([*untrusted, *self.intermediates])]
+        candidates.sort(key=lambda c: not _valid_at(c[0], now))
+        below: dict[x509.Certificate, x509.Certificate] = {}  # a CA taken: what it issued
+        level, depth, too_deep = [leaf], 0, False  # depth: the CAs between leaf and level
+        while level:
+            reached = []
+            for cert in level:
+                for issuer, anchor in candidates:
+                    if (issuer in below or issuer == leaf) and not anchor:
+                        continue
+                    if not _issued_by(cert, issuer):
+                        continue
+                    if anchor:
+                        chain = [cert, issuer]
+                        while chain[0] in below:
+                            chain.insert(0, below[chain[0]])
+                        return chain
+                    if depth == self.max_depth:
+                        too_deep = True
+                        continue
+                    below[issuer] = cert
+                    reached.append(issuer)
+            level, depth = reached, depth + 1
+        if too_deep:
             raise TrustError(
                 f"untrusted: no chain to a trusted CA within {self.max_depth} intermediate CAs"
             )
-        if chain is None:
-            issuer = describe_identity(IdType.ID_DER_ASN1_DN, leaf.issuer.public_bytes())
-            raise TrustError(f"untrusted: no chain to a trusted CA (issuer {issuer})")
-        return chain
+        issuer_dn = describe_identity(IdType.ID_DER_ASN1_DN, leaf.issuer.public_bytes())
+        raise TrustError(f"untrusted: no chain to a trusted CA (issuer {issuer_dn})")
 
     def _library(
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], now: datetime.datetime
     ) -> list[x509.Certificate]:
         """The chain `cryptography`'s verifier finds, under the IKE policy."""
+        assert self._store is not None  # `_build` found a chain to an anchor
         verifier = (
             verification.PolicyBuilder()
-            .store(verification.Store(list(self.anchors)))
+            .store(self._store)
             .time(now)
             .max_chain_depth(self.max_depth)
             .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
@@ -211,8 +218,9 @@ class TrustStore:
 def chain_for(
     leaf: x509.Certificate, cacerts: Iterable[x509.Certificate]
 ) -> tuple[x509.Certificate, ...]:
-    """The CA certificates from `cacerts` between `leaf` and a self-signed root, leaf's
-    issuer first, the root left out: what this end sends after its own certificate."""
+    """The CA certificates from `cacerts` between `leaf` and a self-signed root (as far
+    as `cacerts` reach), leaf's issuer first, the root left out: what this end sends
+    after its own certificate."""
     pool = list(cacerts)
     chain: list[x509.Certificate] = []
     current = leaf
@@ -326,17 +334,25 @@ def _extension(cert: x509.Certificate, kind: type[E]) -> E | None:
         return None
 
 
+def _check_extensions_parse(chain: Sequence[x509.Certificate]) -> None:
+    """Every extension of every certificate parses (`cryptography` reads them only when
+    asked), so that a malformed one fails the chain on either path."""
+    for i, cert in enumerate(chain):
+        try:
+            len(cert.extensions)
+        except ValueError as e:
+            raise TrustError(
+                f"untrusted: malformed extension ({e}){_ca(cert) if i else ''}"
+            ) from None
+
+
 def _check_ca_constraints(chain: Sequence[x509.Certificate]) -> None:
     """What the library checks of a chain, for the chains it will not take (EdDSA):
     RFC 5280 §4.2.1.9 (cA, pathLenConstraint), §4.2.1.3 (keyCertSign), §4.2 (critical
     extensions). The signatures were verified when the chain was built."""
     for i, cert in enumerate(chain):
         which = _ca(cert) if i else ""
-        try:
-            extensions = list(cert.extensions)
-        except ValueError as e:
-            raise TrustError(f"untrusted: malformed extension ({e}){which}") from None
-        for ext in extensions:
+        for ext in cert.extensions:
             if ext.critical and not isinstance(ext.value, _UNDERSTOOD):
                 raise TrustError(
                     f"untrusted: critical extension {ext.oid.dotted_string} not understood{which}"

@@ -11,10 +11,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID
 
-from larval import pki
+from larval import pki, trust
 from larval.ike.auth_config import PeerTrust, RemoteAuth, TrustError
-from larval.ike.identity import IdType, identity
+from larval.ike.identity import IdType, cert_matches_identity, identity
 from larval.trust import TrustStore, chain_for
 from tests.trust.certs import DAY, NOW, Issued, crl, key, key_usage_for, make, root
 
@@ -170,6 +171,17 @@ def test_an_unknown_critical_extension_is_refused(kind: str) -> None:
     top = root(signing_key=key(kind))
     reason = refused(TrustStore([top.cert]), carol(top, extra=[odd]))
     assert reason.startswith("untrusted: ") and "critical extension" in reason, reason
+
+
+def test_a_malformed_extension_fails_the_chain(kind: str) -> None:
+    top = root(signing_key=key(kind))
+    junk = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x04\x01")
+    leaf = make("C=US, O=Example, CN=carol", top, extra=[(junk, False)])
+    peer_id = identity("C=US, O=Example, CN=carol")
+    assert not cert_matches_identity(leaf.cert, *identity(CAROL))  # read as no SAN
+    assert refused(TrustStore([top.cert]), leaf, peer_id=peer_id).startswith(
+        "untrusted: malformed extension ("
+    )
 
 
 @pytest.mark.parametrize(
@@ -353,3 +365,31 @@ def test_chain_for_sends_the_intermediates_without_the_root(ca: Issued) -> None:
     assert chain_for(leaf.cert, pool) == (cas[1].cert, cas[0].cert)
     assert chain_for(carol(ca).cert, pool) == ()
     assert chain_for(leaf.cert, [ca.cert, cas[0].cert]) == ()  # its issuer is not on hand
+    assert chain_for(leaf.cert, [cas[0].cert, cas[1].cert]) == (cas[1].cert, cas[0].cert)
+
+
+def test_a_store_without_anchors_trusts_nobody(ca: Issued) -> None:
+    store = TrustStore([], [ca.cert])
+    assert store.certreq_keyids() == ()
+    assert refused(store, carol(ca)).startswith("untrusted: no chain to a trusted CA")
+
+
+def test_a_tangle_of_certificates_costs_one_check_per_pair(
+    ca: Issued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve CA certificates of one name and key each issue every other: the paths
+    through them are millions, the pairs 169 (with the anchor)."""
+    tangle_key = key("ecdsa", index=3)
+    tangle = [make("CN=Loop", None, ca=True, signing_key=tangle_key) for _ in range(12)]
+    leaf = carol(tangle[0])
+    checks = 0
+    issued_by = trust._issued_by
+
+    def counting(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        nonlocal checks
+        checks += 1
+        return issued_by(cert, issuer)
+
+    monkeypatch.setattr(trust, "_issued_by", counting)
+    assert refused(TrustStore([ca.cert]), leaf, *tangle).startswith("untrusted: no chain")
+    assert 12 < checks <= 13 * 13  # at most each pair once (here: each CA once)
