@@ -404,6 +404,23 @@ def test_this_end_with_no_scheme_for_the_peers_hashes_closes_before_ike_auth() -
     assert down.reason.startswith("this end cannot prove itself: no signature scheme")
 
 
+def test_a_responder_with_no_scheme_for_the_initiators_hashes_answers_authentication_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The responder's Ed25519 key; the initiator verifies ECDSA with SHA-256 only.
+    init = cfg(A, B, local(leaf("p256", str(A))), remote("ecdsa-sha256"))
+    resp = cfg(B, A, local(leaf("ed25519", str(B))), remote())
+    pair = pair_of(init, resp)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    with caplog.at_level(logging.WARNING, logger="larval.ike"):
+        pair.flush()
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    (down,) = [e for e in Pair.events(pair.i) if isinstance(e, IkeSaDown)]
+    assert down.reason == "IKE_AUTH refused: AUTHENTICATION_FAILED"
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "this end cannot prove itself: no signature scheme for the Ed25519 key" in warning
+
+
 def test_malformed_signature_hash_algorithms_are_refused_with_invalid_syntax() -> None:
     init = cfg(A, B, local(leaf("p256", str(A))), remote())
     resp = cfg(B, A, local(leaf("p256", str(B))), remote())
