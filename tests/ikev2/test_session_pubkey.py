@@ -151,8 +151,9 @@ def test_one_end_without_the_hashes_gets_the_classic_method_the_other_method_14(
 ) -> None:
     pair = both_pubkey("p256", hashes_i=hashes_i, hashes_r=hashes_r)
     established(pair)
-    # Who announced its hashes gets method 14; who did not, RFC 4754's method 9.
-    from_i = 14 if hashes_r else 9
+    # Who announced its hashes gets method 14, who did not RFC 4754's method 9; the
+    # responder announces its own only in answer to the initiator's (as strongSwan).
+    from_i = 14 if hashes_i and hashes_r else 9
     from_r = 14 if hashes_i else 9
     assert methods(pair) == (from_i, from_r)
 
@@ -164,6 +165,13 @@ def test_keys_of_different_types_each_way() -> None:
     assert pair.r.auth_local == pair.i.auth_remote
     assert pair.i.auth_local is not None and pair.r.auth_local is not None
     assert (pair.i.auth_local.scheme, pair.r.auth_local.scheme) == ("ed25519", "rsa-sha256")
+
+
+def test_the_responder_announces_its_hashes_only_in_answer_to_the_initiators() -> None:
+    pair = both_pubkey("p256", hashes_i=False)
+    established(pair)
+    for _, data in pair.wire[:2]:
+        assert decode_message(data).notify(NotifyType.SIGNATURE_HASH_ALGORITHMS) is None
 
 
 def test_signature_hash_algorithms_and_certreq_in_ike_sa_init() -> None:
