@@ -17,17 +17,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from larval import pki
 from larval.crypto.ikev1_keys import Ikev1Prf
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaUp, Event, IkeSaDown, IkeSaUp
-from larval.ike.identity import IdType
+from larval.ike.identity import IdentityMatch, IdType
 from larval.ikev1 import ExchangeType, NotifyPayload, NotifyType, SaPayload, decode_message
 from larval.ikev1.auth import (
+    AuthenticationError,
     Phase1Material,
     SignatureAuthenticator,
+    check_signature,
+    peer_certificates,
     phase1_authenticator,
     utc_now,
 )
@@ -35,7 +40,15 @@ from larval.ikev1.constants import CertEncoding, IkeAttr, IkeAuthMethod
 from larval.ikev1.errors import IkeV1ConfigError
 from larval.ikev1.isakmp import body_of
 from larval.ikev1.message import IkeV1Message
-from larval.ikev1.payloads import CrPayload, IdPayload, KePayload, NoncePayload, Payload, SigPayload
+from larval.ikev1.payloads import (
+    CertPayload,
+    CrPayload,
+    IdPayload,
+    KePayload,
+    NoncePayload,
+    Payload,
+    SigPayload,
+)
 from larval.ikev1.session import IkeV1Session, State
 from larval.trust import TrustStore
 
@@ -519,3 +532,50 @@ def test_ecdsa_sig_is_r_and_s_over_hash_made_with_the_methods_hash(
     digest = t.hash_i(fqdn_id_b(a.fqdn), hash_name)
     public.verify(encode_dss_signature(r, s), digest, ec.ECDSA(Prehashed(algorithm[hash_name])))
     assert hashlib.new(hash_name).digest_size == len(digest)
+
+
+@pytest.mark.parametrize(("pattern", "proves"), [("*.example.org", True), ("*.other.org", False)])
+def test_a_wildcard_peer_identity_is_matched_as_configured(pattern: str, proves: bool) -> None:
+    a, b = ends()
+    wildcard = IdentityMatch.parse(pattern)
+    c_r = dataclasses.replace(signing_config(b, a, trust()), remote_id=None,
+                              remote_id_match=wildcard)  # fmt: skip
+    pair = pair_of(signing_config(a, b, trust()), c_r)
+    ev_i, ev_r = run(pair)
+    if proves:
+        assert ChildSaUp in [type(e) for e in ev_r]
+        assert pair.r.auth_remote is not None and "a.example.org" in pair.r.auth_remote.subject
+    else:
+        assert_refused(pair, ev_i, ev_r, "is not the initiator configured")
+
+
+# -- what the peer sends, at random --------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([4, 1, 7, 200]), st.binary(max_size=300)), max_size=4))
+def test_any_cert_payloads_give_certificates_or_a_reason(certs: list[tuple[int, bytes]]) -> None:
+    message = IkeV1Message(bytes(8), bytes(8), ExchangeType.IDENTITY_PROTECTION, 0,
+                           tuple(CertPayload(CertEncoding(e), d) for e, d in certs))  # fmt: skip
+    try:
+        leaf, rest = peer_certificates(message)
+    except AuthenticationError as exc:
+        assert exc.reason == "no certificate" or "is no X.509 certificate" in exc.reason
+    else:
+        assert isinstance(leaf, x509.Certificate) and len(rest) < len(certs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    method=st.sampled_from(list(METHODS.values())),
+    # The sizes each key signs in (r | s of P-256 and P-521, RSA-2048), and any other.
+    signature=st.one_of([st.binary(min_size=n, max_size=n) for n in (64, 132, 256)])
+    | st.binary(max_size=140),
+)
+def test_any_signature_is_checked_to_a_reason_never_an_exception(
+    method: IkeAuthMethod, signature: bytes
+) -> None:
+    # HASH as the method makes it: of its own hash's size (the negotiated one's for RSA).
+    digest = bytes({10: 48, 11: 64}.get(method, 32))
+    for kind in ("rsa", "p256", "p521"):
+        assert check_signature(key(kind, 1).public_key(), method, digest, signature) != ""
