@@ -259,7 +259,7 @@ def test_every_problem_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
         "gw.toml: connections.home.remote.cacerts[1]: 'root.pem' is not a loaded CA "
         "certificate (loaded: x509ca/ca.pem, x509ca/other.pem)",
         "gw.toml: connections.road.local.id: sun.example.org is in no certificate of certs "
-        "(CN=vpn.example.org,O=Example,C=CH); a peer would refuse it",
+        "(C=CH, O=Example, CN=vpn.example.org); a peer would refuse it",
     )
     assert str(info.value).startswith("gw.toml: 3 problems with the certificates")
 
