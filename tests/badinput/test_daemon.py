@@ -107,12 +107,14 @@ def _wait_ready(proc: subprocess.Popen[bytes], control: str, log: Path) -> None:
 
 
 @contextmanager
-def larval_run(tmp: Path, me: str, peer: str, local_ts: str, remote_ts: str) -> Iterator[Daemon]:
-    """`larval run` on a configuration in `tmp`; SIGTERM on leaving, whatever happened,
-    and its sockets gone afterwards."""
+def larval_run(
+    tmp: Path, me: str, peer: str, local_ts: str, remote_ts: str, *, text: str | None = None
+) -> Iterator[Daemon]:
+    """`larval run` on a configuration in `tmp` (`text`, or the PSK one `config_text`
+    writes); SIGTERM on leaving, whatever happened, and its sockets gone afterwards."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "larval.toml"
-    write_private(config, config_text(tmp, me, peer, local_ts, remote_ts))
+    write_private(config, text or config_text(tmp, me, peer, local_ts, remote_ts))
     log = tmp / "larval.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -298,6 +300,11 @@ def test_status_names_suites_in_strongswans_words(tmp_path: Path) -> None:
             assert answer["key_manager"] is True
             assert [s["suite"] for s in answer["ike_sas"]] == ["aes128-sha256-modp2048"]
             assert [c["esp"] for c in answer["child_sas"]] == ["aes128gcm16"]
+            # How each end authenticated, in both forms.
+            assert [(s["auth_local"], s["auth_remote"]) for s in answer["ike_sas"]] == [
+                ({"method": "psk", "scheme": "", "subject": "", "issuer": ""},) * 2
+            ]
+            assert "  local authentication: psk\n  remote authentication: psk\n" in text.stdout
             log = d.log_text()
             assert "established (aes128-sha256-modp2048)" in log
             assert "out, aes128gcm16" in log
