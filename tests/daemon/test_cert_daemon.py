@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from larval.ike.identity import describe_subject
 from tests.badinput.test_daemon import larval_run, loopback_pair
 from tests.daemon.gateway import CA, CAROL, GW, gateway_credentials, toml_value
 
@@ -55,15 +56,15 @@ def test_certificates_in_status_and_a_crl_on_sighup(tmp_path: Path) -> None:
         status = gw.cli("status", "--json")
         assert status.returncode == 0, status.stderr
         (sa,) = json.loads(status.stdout)["ike_sas"]
-        issuer = CA.subject.rfc4514_string()
+        issuer = describe_subject(CA)
         assert sa["auth_remote"]["method"] == "pubkey"
         assert (sa["auth_remote"]["subject"], sa["auth_remote"]["issuer"]) == (
-            CAROL.subject.rfc4514_string(), issuer)  # fmt: skip
+            describe_subject(CAROL), issuer)  # fmt: skip
         assert (sa["auth_local"]["subject"], sa["auth_local"]["issuer"]) == (
-            GW.subject.rfc4514_string(), issuer)  # fmt: skip
+            describe_subject(GW), issuer)  # fmt: skip
         text = gw.cli("status").stdout
         assert f"  remote authentication: pubkey {sa['auth_remote']['scheme']}, " \
-            f"{CAROL.subject.rfc4514_string()}, issued by {issuer}" in text  # fmt: skip
+            f"{describe_subject(CAROL)}, issued by {issuer}" in text  # fmt: skip
         # The CA revokes carol; the gateway reloads, and her next IKE_SA is refused.
         gw_pki.crl([CAROL])
         gw.proc.send_signal(signal.SIGHUP)

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ from larval.crypto.ikev1_keys import Ikev1Prf
 from larval.ike.auth_config import AuthInfo, parse_auth
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaUp, Event, IkeSaDown, IkeSaUp
-from larval.ike.identity import IdentityMatch, IdType
+from larval.ike.identity import IdentityMatch, IdType, describe_subject
 from larval.ikev1 import ExchangeType, NotifyPayload, NotifyType, SaPayload, decode_message
 from larval.ikev1.auth import (
     AuthenticationError,
@@ -128,9 +129,9 @@ def test_each_method_proves_both_ends_and_quick_mode_follows(kind: str, aggressi
     ci, cr = ev_i[1], ev_r[1]
     assert isinstance(ci, ChildSaUp) and isinstance(cr, ChildSaUp)
     assert ci.keys_out == cr.keys_in and ci.keys_in == cr.keys_out
-    issuer = root().cert.subject.rfc4514_string()
-    info_a = AuthInfo("pubkey", SCHEMES[kind], a.cert.subject.rfc4514_string(), issuer)
-    info_b = AuthInfo("pubkey", SCHEMES[kind], b.cert.subject.rfc4514_string(), issuer)
+    issuer = describe_subject(root().cert)
+    info_a = AuthInfo("pubkey", SCHEMES[kind], describe_subject(a.cert), issuer)
+    info_b = AuthInfo("pubkey", SCHEMES[kind], describe_subject(b.cert), issuer)
     assert (pair.i.auth_local, pair.i.auth_remote) == (info_a, info_b)
     assert (pair.r.auth_local, pair.r.auth_remote) == (info_b, info_a)
 
@@ -228,10 +229,7 @@ def test_a_chain_through_an_intermediate_goes_leaf_first(
     assert ChildSaUp in [type(e) for e in ev_i] and ChildSaUp in [type(e) for e in ev_r]
     first = "AM3" if aggressive else "MM5"
     assert sent(caplog, first).startswith("CERT CERT SIG" if aggressive else "ID CERT CERT SIG")
-    assert (
-        pair.r.auth_remote is not None
-        and pair.r.auth_remote.issuer == inter.subject.rfc4514_string()
-    )
+    assert pair.r.auth_remote is not None and pair.r.auth_remote.issuer == describe_subject(inter)
 
 
 # -- failures ----------------------------------------------------------------------------
@@ -563,6 +561,17 @@ def test_any_cert_payloads_give_certificates_or_a_reason(certs: list[tuple[int, 
         assert exc.reason == "no certificate" or "is no X.509 certificate" in exc.reason
     else:
         assert isinstance(leaf, x509.Certificate) and len(rest) < len(certs)
+
+
+def test_a_cert_of_an_unknown_x509_version_is_a_reason() -> None:
+    # cryptography raises InvalidVersion, no ValueError, for a version field of 5.
+    good = end("192.0.2.1", "a.example.org", "rsa").cert.public_bytes(Encoding.DER)
+    der = good.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+    assert der != good
+    message = IkeV1Message(bytes(8), bytes(8), ExchangeType.IDENTITY_PROTECTION, 0,
+                           (CertPayload(CertEncoding.X509_SIGNATURE, der),))  # fmt: skip
+    with pytest.raises(AuthenticationError, match=r"CERT payload 1 is no X\.509 certificate"):
+        peer_certificates(message)
 
 
 @settings(max_examples=100, deadline=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,3 +60,13 @@ def test_any_cert_and_auth_from_a_peer_fail_only_as_authentication_failed(
     with contextlib.suppress(AuthenticationFailed):
         VERIFIER.verify(Prf(5), b"octets", PeerClaim(PEER, auth, tuple(payloads)), NOW)
         raise AssertionError("garbage AUTH verified")
+
+
+def test_a_cert_of_an_unknown_x509_version_fails_authentication() -> None:
+    # cryptography raises InvalidVersion, no ValueError, for a version field of 5.
+    der = GOOD.data.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+    assert der != GOOD.data
+    auth = AuthPayload(AuthMethod.DIGITAL_SIGNATURE, b"\x00")
+    claim = PeerClaim(PEER, auth, (CertPayload(CertEncoding.X509_SIGNATURE, der),))
+    with pytest.raises(AuthenticationFailed, match=r"the first X\.509 CERT does not decode"):
+        VERIFIER.verify(Prf(5), b"octets", claim, NOW)

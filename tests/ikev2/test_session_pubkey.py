@@ -366,7 +366,7 @@ def test_an_initiator_that_fails_gets_authentication_failed_and_nothing_installe
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"authentication of the initiator failed: {reason}" in warning
     if case not in ("no-certificate", "undecodable-cert"):
-        assert re.search(r" \(certificate CN=peer [\d.]+ \w+,O=larval tests\)$", warning)
+        assert re.search(r" \(certificate O=larval tests, CN=peer [\d.]+ \w+\)$", warning)
     assert pair.r.auth_remote is None and pair.i.auth_local is None
 
 

@@ -14,6 +14,7 @@ from larval.commands.daemon import print_status
 from larval.credentials import load_credentials
 from larval.daemon.auth import resolve
 from larval.daemon.config import parse_config
+from larval.ike.identity import describe_subject
 from larval.node import Node
 from tests.daemon.gateway import CA, CAROL, GW, gateway_credentials
 from tests.keymgr.test_manager import Host, carry
@@ -80,8 +81,8 @@ def test_status_names_method_scheme_subject_and_issuer(
     assert gw_sa["version"] == version
     (carol_sa,) = carol.keymgr.status()["ike_sas"]
     assert gw_sa["state"] == carol_sa["state"] == "established"
-    issuer = CA.subject.rfc4514_string()
-    gw_subject, carol_subject = GW.subject.rfc4514_string(), CAROL.subject.rfc4514_string()
+    issuer = describe_subject(CA)
+    gw_subject, carol_subject = describe_subject(GW), describe_subject(CAROL)
     for sa, mine, theirs in ((gw_sa, gw_subject, carol_subject),
                              (carol_sa, carol_subject, gw_subject)):  # fmt: skip
         local, remote = sa["auth_local"], sa["auth_remote"]
@@ -147,4 +148,4 @@ def test_psk_one_way_and_a_certificate_the_other(tmp_path: Path) -> None:
     assert gw_sa["state"] == carol_sa["state"] == "established"
     assert gw_sa["auth_remote"]["method"] == carol_sa["auth_local"]["method"] == "psk"
     assert gw_sa["auth_local"]["method"] == carol_sa["auth_remote"]["method"] == "pubkey"
-    assert carol_sa["auth_remote"]["subject"] == GW.subject.rfc4514_string()
+    assert carol_sa["auth_remote"]["subject"] == describe_subject(GW)

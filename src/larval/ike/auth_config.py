@@ -25,7 +25,7 @@ from cryptography import x509
 
 from larval.credentials import CertificateWithKey
 from larval.errors import LarvalError
-from larval.ike.identity import IdType
+from larval.ike.identity import IdType, describe_issuer, describe_subject
 
 __all__ = [
     "SCHEMES",
@@ -103,11 +103,11 @@ class TrustedPeer:
 
     @property
     def subject(self) -> str:
-        return self.leaf.subject.rfc4514_string()
+        return describe_subject(self.leaf)
 
     @property
     def issuer(self) -> str:
-        return self.leaf.issuer.rfc4514_string()
+        return describe_issuer(self.leaf)
 
 
 class PeerTrust(Protocol):

@@ -493,6 +493,7 @@ class IdentityMatch:
 #: (names, extensions, the key): it parses those lazily, after loading.
 CERT_PARSE_ERRORS = (
     ValueError,
+    x509.InvalidVersion,
     TypeError,
     UnsupportedAlgorithm,
     x509.DuplicateExtension,
@@ -545,11 +546,20 @@ def certificate_key_ids(cert: x509.Certificate) -> list[bytes]:
 
 def describe_subject(cert: x509.Certificate) -> str:
     """A certificate's subject as `describe_identity` shows a DN, for the log line of a
-    refusal; never raises, even for a certificate whose subject does not parse."""
+    refusal and for status; never raises, even for a certificate whose subject does not
+    parse."""
     try:
         return describe_identity(IdType.ID_DER_ASN1_DN, cert.subject.public_bytes())
     except CERT_PARSE_ERRORS:
         return "(a subject that does not parse)"
+
+
+def describe_issuer(cert: x509.Certificate) -> str:
+    """A certificate's issuer as `describe_subject` shows its subject."""
+    try:
+        return describe_identity(IdType.ID_DER_ASN1_DN, cert.issuer.public_bytes())
+    except CERT_PARSE_ERRORS:
+        return "(an issuer that does not parse)"
 
 
 def cert_matches_identity(cert: x509.Certificate, id_type: int, data: bytes) -> bool:

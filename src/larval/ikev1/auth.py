@@ -50,8 +50,13 @@ from larval.crypto.ikev1_keys import Ikev1Prf, hash_i, hash_r, skeyid_psk, skeyi
 from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError
 from larval.ike.config import IkeConfig
 from larval.ike.errors import IkeError
+from larval.ike.identity import (
+    CERT_PARSE_ERRORS,
+    describe_identity,
+    describe_issuer,
+    describe_subject,
+)
 from larval.ike.identity import IdType as PeerIdType
-from larval.ike.identity import describe_identity
 
 from .constants import CertEncoding, IkeAuthMethod
 from .errors import IkeV1ConfigError
@@ -304,8 +309,8 @@ class SignatureAuthenticator:
 
     def local_info(self, material: Phase1Material) -> AuthInfo:
         cert = self.local.cert.cert
-        return AuthInfo("pubkey", scheme_of(material), cert.subject.rfc4514_string(),
-                        cert.issuer.rfc4514_string())  # fmt: skip
+        return AuthInfo("pubkey", scheme_of(material), describe_subject(cert),
+                        describe_issuer(cert))  # fmt: skip
 
 
 def permits(schemes: Sequence[str], method: int) -> bool:
@@ -349,7 +354,7 @@ def peer_certificates(message: IkeV1Message) -> tuple[x509.Certificate, list[x50
             continue
         try:
             certs.append(x509.load_der_x509_certificate(payload.data))
-        except ValueError:
+        except CERT_PARSE_ERRORS:
             number = len(certs) + 1
             raise AuthenticationError(f"CERT payload {number} is no X.509 certificate") from None
     if not certs:

@@ -51,7 +51,7 @@ from larval.crypto.signatures import (
 from larval.errors import LarvalError
 from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError, parse_auth
 from larval.ike.config import IkeConfig
-from larval.ike.identity import IdType
+from larval.ike.identity import CERT_PARSE_ERRORS, IdType, describe_issuer, describe_subject
 
 from .constants import AuthMethod, CertEncoding
 from .payloads import AuthPayload, CertPayload, CertReqPayload
@@ -185,14 +185,14 @@ class PubkeyProver:
         self._local = local
 
     def __repr__(self) -> str:
-        return f"<PubkeyProver {self._local.cert.cert.subject.rfc4514_string()}>"
+        return f"<PubkeyProver {describe_subject(self._local.cert.cert)}>"
 
     def check(self, peer: PeerOffer) -> None:
         local = self._local
         try:
             choose_signature(local.cert.key.key, local.schemes, peer.hashes)
         except SignatureError as error:
-            raise AuthenticationFailed(str(error), _subject(local.cert.cert)) from None
+            raise AuthenticationFailed(str(error), describe_subject(local.cert.cert)) from None
 
     def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
         local = self._local
@@ -201,11 +201,11 @@ class PubkeyProver:
             method, name = choose_signature(key, local.schemes, peer.hashes)
             data = auth_data(key, method, name, octets)
         except SignatureError as error:
-            raise AuthenticationFailed(str(error), _subject(cert)) from None
+            raise AuthenticationFailed(str(error), describe_subject(cert)) from None
         send = local.send_cert == "always" or (local.send_cert == "ifasked" and peer.certreq)
         certs = (cert, *local.intermediates) if send else ()
         payloads = tuple(CertPayload(CertEncoding.X509_SIGNATURE, _der(c)) for c in certs)
-        info = AuthInfo("pubkey", name, _subject(cert), cert.issuer.rfc4514_string())
+        info = AuthInfo("pubkey", name, describe_subject(cert), describe_issuer(cert))
         return Proof(payloads, AuthPayload(AuthMethod(method), data), info)
 
 
@@ -245,7 +245,7 @@ class PubkeyVerifier:
         if not x509_certs:
             raise AuthenticationFailed("no certificate")
         leaf, *untrusted = (_load(der, n) for n, der in enumerate(x509_certs))
-        subject = _subject(leaf)
+        subject = describe_subject(leaf)
         try:
             trusted = self._remote.trust.verify(leaf, untrusted, claim.peer_id, now)
         except TrustError as error:
@@ -289,14 +289,10 @@ def announced_hashes(verifier: Verifier) -> tuple[HashAlgorithm, ...]:
 def _load(der: bytes, index: int) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError:
+    except CERT_PARSE_ERRORS:
         which = "the first" if index == 0 else f"CERT {index + 1}"
         raise AuthenticationFailed(f"{which} X.509 CERT does not decode") from None
 
 
 def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
-
-
-def _subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string()
