@@ -11,6 +11,7 @@ import pytest
 
 from larval.bench import ike
 from larval.bench.charon import PLUGINS, Charon, ChildConfig, ConnConfig
+from larval.ike.identity import describe_subject, identity
 from larval.net.netns import Netns
 
 
@@ -74,3 +75,41 @@ def test_bench_larval_nodes_ask_for_no_cookies_as_the_charons_do_not() -> None:
     for me, peer in (("i", "r"), ("r", "i")):
         (conn,) = ike._node(me, peer).keymgr.connections.values()
         assert conn.ike.cookie_threshold == ike.COOKIE_THRESHOLD >= 1_000_000
+
+
+def test_bench_certificates_are_what_both_suites_load(tmp_path: Path) -> None:
+    """Each larval end proves itself with its certificate and checks the other's under the
+    CA; each charon is given the same files and says the same in swanctl.conf."""
+    credentials = ike._credentials(tmp_path / "credentials", "ecdsa", 256)
+    for me, peer in (("i", "r"), ("r", "i")):
+        (conn,) = ike._node(me, peer, credentials).keymgr.connections.values()
+        local, remote = conn.ike.local_auth, conn.ike.remote_auth
+        assert local is not None and remote is not None
+        assert ike.CERT_ID[me] in describe_subject(local.cert.cert)
+        assert conn.ike.remote_id == identity(ike.CERT_ID[peer])
+        assert len(remote.trust.certreq_keyids()) == 1  # the one CA
+    private = credentials / "private" / "i.pem"
+    assert private.stat().st_mode & 0o777 == 0o600
+    child = ChildConfig("10.1.0.0/16", "10.2.0.0/16")
+    conn_i = ConnConfig("192.0.2.1", "192.0.2.2", "unused", child, local_cert="i.pem",
+                        local_id=ike.CERT_ID["i"], remote_id=ike.CERT_ID["r"])  # fmt: skip
+    ike._BenchCharon(Netns("bench"), tmp_path / "charon", loglevel=-1).write_config(conn_i)
+    swanctl = (tmp_path / "charon" / "swanctl" / "swanctl.conf").read_text()
+    local = (
+        "            auth = pubkey\n            certs = i.pem\n            id = i.bench.example\n"
+    )
+    assert local in swanctl
+    assert "            auth = pubkey\n            id = r.bench.example\n" in swanctl
+    assert "secrets" not in swanctl and "unused" not in swanctl and "psk" not in swanctl
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+@pytest.mark.parametrize("case", list(ike.CERT_CASES))
+def test_larval_pair_completes_every_setup_with_certificates(tmp_path: Path, case: str) -> None:
+    credentials = ike._credentials(tmp_path, *ike.CERT_CASES[case])
+    result = ike._larval(10, 4, credentials)
+    assert result["done"] == 10
+    assert result["ike_sa_per_s"] > 0

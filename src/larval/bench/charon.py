@@ -61,6 +61,10 @@ class ConnConfig:
     aggressive: bool = False
     fragment_size: int = 0  # charon's IKE fragment size, IP datagram bytes (0: its 1280)
     local_id: str = ""  # the identity, when not local_addr (behind a NAT)
+    # Certificates in place of the PSK: this end's certificate (a file of swanctl/x509/,
+    # whose key is in swanctl/private/) and the identity the peer's must carry.
+    local_cert: str = ""
+    remote_id: str = ""
 
 
 class Charon:
@@ -152,15 +156,7 @@ swanctl {
         proposals = {conn.proposals}
         rekey_time = {conn.rekey_time}
         dpd_delay = {conn.dpd_delay}
-        local {{
-            auth = psk
-            id = {conn.local_id or conn.local_addr}
-        }}
-        remote {{
-            auth = psk
-            id = {conn.remote_addr}
-        }}
-        children {{
+{_sides(conn)}        children {{
             net {{
                 local_ts = {child.local_ts}
                 remote_ts = {child.remote_ts}
@@ -172,14 +168,7 @@ swanctl {
         }}
     }}
 }}
-secrets {{
-    ike-s2s {{
-        id-local = {conn.local_id or conn.local_addr}
-        id-remote = {conn.remote_addr}
-        secret = "{conn.psk}"
-    }}
-}}
-"""
+{_secrets(conn)}"""
         )
         swanctl.chmod(0o600)
 
@@ -230,3 +219,35 @@ secrets {{
             if path.exists():
                 out.extend(path.read_text(errors="replace").splitlines()[-lines:])
         return "\n".join(out)
+
+
+def _sides(conn: ConnConfig) -> str:
+    """swanctl.conf's local and remote sections: a PSK, or certificates."""
+    local_id = conn.local_id or conn.local_addr
+    remote_id = conn.remote_id or conn.remote_addr
+    auth, certs = ("pubkey", f"\n            certs = {conn.local_cert}") if conn.local_cert \
+        else ("psk", "")  # fmt: skip
+    return f"""\
+        local {{
+            auth = {auth}{certs}
+            id = {local_id}
+        }}
+        remote {{
+            auth = {auth}
+            id = {remote_id}
+        }}
+"""
+
+
+def _secrets(conn: ConnConfig) -> str:
+    if conn.local_cert:
+        return ""
+    return f"""\
+secrets {{
+    ike-s2s {{
+        id-local = {conn.local_id or conn.local_addr}
+        id-remote = {conn.remote_addr}
+        secret = "{conn.psk}"
+    }}
+}}
+"""

@@ -25,7 +25,13 @@ would refuse a loopback flood from one address). The larval responder's is off t
 §2.6), a round trip charon is spared. Completion is counted from each side's
 `child-updown` events; CPU from /proc for both charon processes.
 
-`run` alternates the two pairs `runs` times and reports the median run of each.
+Certificates: the same again with each end proving itself with a certificate under one CA
+in place of the PSK (ECDSA P-256, and RSA-2048), made by `larval.pki` and loaded from a
+credentials directory in swanctl's layout by both larval and charon. Both ends send
+CERTREQ and so their certificate; each signs with what strongSwan picks for its key
+(RFC 7427 when the peer announces SIGNATURE_HASH_ALGORITHMS, as both do).
+
+`run` alternates the two pairs `runs` times for each case and reports the median run of each.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
+from larval import pki
 from larval.bench.charon import (
     Charon,
     CharonError,
@@ -52,6 +59,7 @@ from larval.bench.charon import (
     ConnConfig,
     charon_available,
 )
+from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.ike import IKE_PORT, NAT_T_PORT
@@ -70,35 +78,66 @@ TIMER_PERIOD = 0.1  # s between retransmission/expiry checks of every IKE SA
 # Half-open IKE SAs before a responder asks for COOKIEs, on both sides: the flood of
 # openers from one address is the benchmark, not an attack.
 COOKIE_THRESHOLD = 1_000_000
+#: The certificate cases: each end's key (and the CA's), as `larval pki gen` takes them.
+CERT_CASES = {"ecdsa-p256": ("ecdsa", 256), "rsa-2048": ("rsa", 2048)}
+#: Each end's identity, a dNSName of its certificate.
+CERT_ID = {"i": "i.bench.example", "r": "r.bench.example"}
 
 
 # -- larval ----------------------------------------------------------------------------
 
 
-def _config(me: str, peer: str) -> dict[str, Any]:
-    return {
-        "connections": {
-            "bench": {
-                "local_addrs": [LOOPBACK[me]],
-                "remote_addrs": [LOOPBACK[peer]],
-                "proposals": [IKE_PROPOSAL],
-                "encap": True,
-                "children": {
-                    "net": {
-                        "local_ts": [NET[me]],
-                        "remote_ts": [NET[peer]],
-                        "esp_proposals": [ESP_PROPOSAL],
-                    }
-                },
+def _config(me: str, peer: str, credentials: Path | None = None) -> dict[str, Any]:
+    """The connection of one larval peer: with the PSK, or with the certificates of a
+    credentials directory (`_credentials`)."""
+    connection: dict[str, Any] = {
+        "local_addrs": [LOOPBACK[me]],
+        "remote_addrs": [LOOPBACK[peer]],
+        "proposals": [IKE_PROPOSAL],
+        "encap": True,
+        "children": {
+            "net": {
+                "local_ts": [NET[me]],
+                "remote_ts": [NET[peer]],
+                "esp_proposals": [ESP_PROPOSAL],
             }
         },
-        "secrets": {"bench": {"secret": PSK}},
     }
+    if credentials is None:
+        return {"connections": {"bench": connection}, "secrets": {"bench": {"secret": PSK}}}
+    connection["local"] = {"auth": "pubkey", "certs": [f"{me}.pem"], "id": CERT_ID[me]}
+    connection["remote"] = {"auth": "pubkey", "id": CERT_ID[peer]}
+    return {"daemon": {"credentials": str(credentials)}, "connections": {"bench": connection}}
 
 
-def _node(me: str, peer: str) -> Node:
+def _credentials(directory: Path, kind: str, size: int) -> Path:
+    """A CA and a certificate for each end under it, in swanctl's layout (`x509ca/`,
+    `x509/`, `private/`), as `larval pki` makes them."""
+    ca_key = pki.generate_key(kind, size)
+    ca = pki.make_certificate(
+        pki.CertRequest(pki.parse_dn("C=CH, O=larval bench, CN=bench CA"), ca=True),
+        ca_key.public_key(), ca_key,
+    )  # fmt: skip
+    for sub in ("x509ca", "x509", "private"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    (directory / "x509ca" / "ca.pem").write_bytes(ca.public_bytes(pki.encoding("pem")))
+    for me, fqdn in CERT_ID.items():
+        key = pki.generate_key(kind, size)
+        request = pki.CertRequest(pki.parse_dn(f"C=CH, O=larval bench, CN={fqdn}"),
+                                  sans=[pki.parse_san(fqdn)])  # fmt: skip
+        cert = pki.make_certificate(request, key.public_key(), ca_key, ca)
+        (directory / "x509" / f"{me}.pem").write_bytes(cert.public_bytes(pki.encoding("pem")))
+        path = directory / "private" / f"{me}.pem"
+        path.touch(0o600)
+        path.write_bytes(pki.private_key_bytes(key))
+    return directory
+
+
+def _node(me: str, peer: str, credentials: Path | None = None) -> Node:
     """One larval peer: a stack and a key manager that meet only in PF_KEY bytes."""
-    config = parse_config(_config(me, peer), f"ike-bench-{me}")
+    config = parse_config(_config(me, peer, credentials), f"ike-bench-{me}")
+    if credentials is not None:
+        config, _ = load_and_resolve(config, f"ike-bench-{me}")
     connections = [
         dataclasses.replace(c, ike=dataclasses.replace(c.ike, cookie_threshold=COOKIE_THRESHOLD))
         for c in config.connections
@@ -134,9 +173,10 @@ def _peer(
     ready: Barrier,
     stop: Event,
     results: Pipe,
+    credentials: Path | None = None,
 ) -> None:
     """A process's whole life: set up, wait for the other, run, report."""
-    keymgr = _node(me, peer).keymgr
+    keymgr = _node(me, peer, credentials).keymgr
     natt = sockets[1]
     local = keymgr.connections["bench"].ike.local_addr
     initiator = me == "i"
@@ -188,7 +228,7 @@ def _peer(
     results.close()
 
 
-def _larval(n: int, in_flight: int) -> dict[str, Any]:
+def _larval(n: int, in_flight: int, credentials: Path | None = None) -> dict[str, Any]:
     ctx = multiprocessing.get_context("fork")
     with Netns(f"lbIke{uuid.uuid4().hex[:6]}") as ns:
         sockets = {
@@ -201,7 +241,17 @@ def _larval(n: int, in_flight: int) -> dict[str, Any]:
         procs = {
             me: ctx.Process(
                 target=_peer,
-                args=(me, peer, sockets[me], n, in_flight, ready, stop, pipes[me][1]),
+                args=(
+                    me,
+                    peer,
+                    sockets[me],
+                    n,
+                    in_flight,
+                    ready,
+                    stop,
+                    pipes[me][1],
+                    credentials,
+                ),
                 name=f"larval-ike-{me}",
             )
             for me, peer in (("i", "r"), ("r", "i"))
@@ -394,7 +444,9 @@ def _up_events(vici: _Vici) -> Iterator[bool]:
             yield True
 
 
-def _strongswan(n: int, in_flight: int, workdir: Path) -> dict[str, Any]:
+def _strongswan(
+    n: int, in_flight: int, workdir: Path, credentials: Path | None = None
+) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     with Netns(f"lbIkeSi{tag}") as ns_i, Netns(f"lbIkeSr{tag}") as ns_r:
         veth_pair(ns_i, ns_r, f"{OUTER['i']}/24", f"{OUTER['r']}/24")
@@ -405,11 +457,21 @@ def _strongswan(n: int, in_flight: int, workdir: Path) -> dict[str, Any]:
                 # kernel-libipsec routes the remote net via ipsec0 from a local TS address.
                 ns.run(["ip", "address", "add", f"{INNER[me]}/32", "dev", "lo"])
                 charon = _BenchCharon(ns, workdir / f"charon-{me}", loglevel=-1)
-                charon.write_config(
-                    ConnConfig(OUTER[me], OUTER[peer], PSK,
-                               ChildConfig(NET[me], NET[peer], esp_proposals=ESP_PROPOSAL),
-                               proposals=IKE_PROPOSAL, encap=True)
-                )  # fmt: skip
+                conn = ConnConfig(OUTER[me], OUTER[peer], PSK,
+                                  ChildConfig(NET[me], NET[peer], esp_proposals=ESP_PROPOSAL),
+                                  proposals=IKE_PROPOSAL, encap=True)  # fmt: skip
+                if credentials is not None:
+                    conn = dataclasses.replace(
+                        conn, local_cert=f"{me}.pem", local_id=CERT_ID[me], remote_id=CERT_ID[peer]
+                    )
+                charon.write_config(conn)
+                if credentials is not None:
+                    # The files larval loads, where swanctl --load-all finds them.
+                    swanctl = charon.dir / "swanctl"
+                    for sub, name in (("x509ca", "ca.pem"), ("x509", f"{me}.pem"),
+                                      ("private", f"{me}.pem")):  # fmt: skip
+                        (swanctl / sub / name).write_bytes((credentials / sub / name).read_bytes())
+                    (swanctl / "private" / f"{me}.pem").chmod(0o600)
                 charons[me] = charon
                 charon.start()
             command = _Vici(charons["i"].vici)
@@ -452,33 +514,65 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def run(n: int = 2000, in_flight: int = 64, runs: int = 3) -> dict[str, Any]:
+def _pairs(
+    n: int, in_flight: int, runs: int, workdir: Path, credentials: Path | None, why_not: str
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, list[dict[str, Any]]], str]:
+    """Both pairs `runs` times, alternated so that whatever else the machine does falls on
+    both alike: the median run of each, every run, and why strongSwan was not measured."""
+    larval_runs: list[dict[str, Any]] = []
+    strongswan_runs: list[dict[str, Any]] = []
+    for k in range(runs):
+        larval_runs.append(_larval(n, in_flight, credentials))
+        if not why_not:
+            try:
+                strongswan_runs.append(_strongswan(n, in_flight, workdir / str(k), credentials))
+            except (CharonError, ConnectionError, OSError) as e:
+                why_not = f"charon failed: {e}"
+    strongswan = _median_run(strongswan_runs) if strongswan_runs else None
+    every = {"larval": larval_runs, "strongswan": strongswan_runs}
+    return _median_run(larval_runs), strongswan, every, why_not
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return round(ours / theirs, 2) if ours and theirs else None
+
+
+def run(n: int = 2000, in_flight: int = 64, runs: int = 3, cert_n: int = 1000) -> dict[str, Any]:
+    """The PSK case (`n` setups) and the certificate cases (`cert_n` setups each)."""
     if os.geteuid() != 0:
         return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
     why_not = "" if charon_available() else "charon or swanctl is not installed"
-    larval_runs: list[dict[str, Any]] = []
-    strongswan_runs: list[dict[str, Any]] = []
+    certificates: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
-        # Alternated, so that whatever else the machine does falls on both alike.
-        for k in range(runs):
-            larval_runs.append(_larval(n, in_flight))
-            if not why_not:
-                try:
-                    strongswan_runs.append(_strongswan(n, in_flight, Path(tmp) / str(k)))
-                except (CharonError, ConnectionError, OSError) as e:
-                    why_not = f"charon failed: {e}"
-    larval = _median_run(larval_runs)
-    strongswan = _median_run(strongswan_runs) if strongswan_runs else None
+        larval, strongswan, every, why_not = _pairs(n, in_flight, runs, Path(tmp) / "psk",
+                                                    None, why_not)  # fmt: skip
+        for case, (kind, size) in CERT_CASES.items():
+            if not cert_n:
+                break
+            credentials = _credentials(Path(tmp) / case / "credentials", kind, size)
+            ours, theirs, case_runs, why_not = _pairs(
+                cert_n, in_flight, runs, Path(tmp) / case, credentials, why_not
+            )
+            certificates[case] = {
+                "ike_sa_per_s": ours["ike_sa_per_s"],
+                "cpu_ms_per_ike_sa": ours["cpu_ms_per_ike_sa"],
+                "strongswan_ike_sa_per_s": theirs["ike_sa_per_s"] if theirs else None,
+                "strongswan_cpu_ms_per_ike_sa": theirs["cpu_ms_per_ike_sa"] if theirs else None,
+                "ratio": _ratio(ours["ike_sa_per_s"], theirs["ike_sa_per_s"] if theirs else None),
+                "n": cert_n,
+                "runs": case_runs,
+            }
     ours, theirs = larval["ike_sa_per_s"], strongswan["ike_sa_per_s"] if strongswan else None
     return {
         "ike_sa_per_s": ours,
         "cpu_ms_per_ike_sa": larval["cpu_ms_per_ike_sa"],
         "strongswan_ike_sa_per_s": theirs,
         "strongswan_cpu_ms_per_ike_sa": strongswan["cpu_ms_per_ike_sa"] if strongswan else None,
-        "ratio": round(ours / theirs, 2) if ours and theirs else None,
+        "ratio": _ratio(ours, theirs),
         "n": n,
         "in_flight": in_flight,
-        "runs": {"larval": larval_runs, "strongswan": strongswan_runs},
+        "runs": every,
+        "certificates": certificates,
         "target": {"ratio": 1.5},  # the IKE work's goal: 1.5 times strongSwan
         "note": (
             f"median of {runs} runs each, alternated; IKEv2 PSK, IKE {IKE_PROPOSAL}, one "
@@ -489,9 +583,10 @@ def run(n: int = 2000, in_flight: int = 64, runs: int = 3) -> dict[str, Any]:
             "namespace; strongSwan: two charons (kernel-libipsec, no logging) in two "
             "namespaces over veth, driven by VICI initiate (no load-tester plugin in "
             "Debian), reuse_ikesa = no, unique = never, dos_protection = no; no COOKIEs on "
-            "either side"
-            + (f". strongSwan not measured: {why_not}" if why_not and not strongswan_runs else "")
-            + (f". strongSwan stopped early: {why_not}" if why_not and strongswan_runs else "")
+            f"either side. certificates: the same with {cert_n} setups, each end a "
+            f"certificate under one CA ({', '.join(CERT_CASES)}), CERTREQ and CERT both ways"
+            + (f". strongSwan not measured: {why_not}" if why_not and not theirs else "")
+            + (f". strongSwan stopped early: {why_not}" if why_not and theirs else "")
         ),
     }
 
