@@ -29,6 +29,7 @@ octet for octet. `IdentityMatch` adds the wildcards a configured peer identity m
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import re
@@ -395,9 +396,7 @@ def describe_identity(id_type: int, data: bytes) -> str:
     if kind is IdType.ID_KEY_ID:
         return f"@#{hexed}"
     if kind is IdType.ID_DER_ASN1_DN:
-        if dn_attributes(data) is None:
-            return f"{{{int(kind)}}}:#{hexed}"
-        return _dn_text(data) or f"asn1dn:#{hexed}"
+        return _describe_dn(data)
     if kind in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
         prefix = "fqdn:" if kind is IdType.ID_FQDN else "email:"
         try:
@@ -413,6 +412,16 @@ def describe_identity(id_type: int, data: bytes) -> str:
     if kind is IdType.ID_DER_ASN1_GN:
         return f"asn1gn:#{hexed}"
     return f"{{{int(kind)}}}:#{hexed}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe_dn(data: bytes) -> str:
+    """`describe_identity` of a DN. Remembered: checking that the text reads back as the
+    same name costs a parse, and the same few names (a peer's, its CAs') come again with
+    every IKE SA; a peer that sends new ones only pushes old ones out."""
+    if dn_attributes(data) is None:
+        return f"{{{int(IdType.ID_DER_ASN1_DN)}}}:#{data.hex()}"
+    return _dn_text(data) or f"asn1dn:#{data.hex()}"
 
 
 def _reads_back(text: str, kind: IdType, data: bytes) -> bool:
