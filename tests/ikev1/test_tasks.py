@@ -9,15 +9,22 @@ import warnings
 
 import pytest
 
+from larval.crypto.ikev1_keys import Ikev1Prf
+from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaUp, IkeSaDown, IkeSaUp
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ikev1 import ExchangeType, NotifyPayload, NotifyType, decode_message
-from larval.ikev1.auth import Phase1Authenticator, Phase1Material, PskAuthenticator
+from larval.ikev1.auth import (
+    AuthenticationError,
+    Phase1Authenticator,
+    Phase1Material,
+    PskAuthenticator,
+)
 from larval.ikev1.config import phase1_choices
 from larval.ikev1.framing import Ikev1Framing
 from larval.ikev1.isakmp import PHASE1, Inbound, IsakmpSa, Outgoing
 from larval.ikev1.message import IkeV1Message, decode_header
-from larval.ikev1.payloads import Payload
+from larval.ikev1.payloads import IdPayload, Payload
 from larval.ikev1.phase1 import MainModeInitiator, MainModeResponder, Phase1Settings
 from larval.ikev1.quick_mode import QuickModeInitiator, QuickModeResponder
 from larval.ikev1.session import IkeV1Session, State
@@ -112,17 +119,29 @@ class Counting:
         self.refuse = refuse
         self.built = self.verified = 0
 
-    def skeyid(self, prf: object, nonce_i: bytes, nonce_r: bytes, g_xy: bytes) -> bytes:
-        return self.psk.skeyid(prf, nonce_i, nonce_r, g_xy)  # type: ignore[arg-type]
+    def accepts(self, method: int) -> bool:
+        return self.psk.accepts(method)
 
-    def build(self, material: Phase1Material, id_b: bytes, initiator: bool) -> Payload:
+    def skeyid(self, prf: Ikev1Prf, nonce_i: bytes, nonce_r: bytes, g_xy: bytes) -> bytes:
+        return self.psk.skeyid(prf, nonce_i, nonce_r, g_xy)
+
+    def requests(self) -> tuple[Payload, ...]:
+        return ()
+
+    def build(self, material: Phase1Material, id_b: bytes, initiator: bool,
+              asked: bool) -> tuple[Payload, ...]:  # fmt: skip
         self.built += 1
-        return self.psk.build(material, id_b, initiator)
+        return self.psk.build(material, id_b, initiator, asked)
 
-    def verify(self, material: Phase1Material, id_b: bytes, message: IkeV1Message,
-               initiator: bool) -> bool:  # fmt: skip
+    def verify(self, material: Phase1Material, peer_id: IdPayload, id_b: bytes,
+               message: IkeV1Message, initiator: bool) -> AuthInfo:  # fmt: skip
         self.verified += 1
-        return not self.refuse and self.psk.verify(material, id_b, message, initiator)
+        if self.refuse:
+            raise AuthenticationError("refused")
+        return self.psk.verify(material, peer_id, id_b, message, initiator)
+
+    def local_info(self, material: Phase1Material) -> AuthInfo:
+        return self.psk.local_info(material)
 
 
 def with_authenticators(

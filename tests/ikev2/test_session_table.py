@@ -5,19 +5,23 @@ touching the other exchanges."""
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
+from collections.abc import Sequence
 
 import pytest
 
 from larval.crypto.prf import Prf
 from larval.ike import IKE_PORT
+from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp
-from larval.ikev2.auth import PskAuthenticator
+from larval.ike.identity import IdType
+from larval.ikev2.auth import AuthenticationFailed, PeerOffer, Proof, PskAuthenticator
 from larval.ikev2.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.exchanges import IkeAuth, IkeAuthResponder
 from larval.ikev2.message import IkeMessage
-from larval.ikev2.payloads import AuthPayload, NotifyPayload, Payload
+from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload, NotifyPayload, Payload
 from larval.ikev2.session import (
     REQUESTER,
     TRANSITIONS,
@@ -179,28 +183,54 @@ def test_an_exchange_refusal_is_answered_with_its_notify(
 
 
 class Refusing(PskAuthenticator):
-    """Builds AUTH with the PSK, and believes no peer."""
+    """Proves itself with the PSK, and believes no peer."""
 
-    def verify(self, prf: Prf, octets: bytes, auth: AuthPayload) -> bool:
-        return False
+    def verify(
+        self,
+        prf: Prf,
+        octets: bytes,
+        auth: AuthPayload,
+        certs: Sequence[CertPayload],
+        peer_id: tuple[IdType, bytes],
+        now: datetime.datetime,
+    ) -> AuthInfo:
+        raise AuthenticationFailed("AUTH does not verify")
 
 
 class Token:
-    """A toy method, to show an authenticator of another kind fits: AUTH carries a
+    """A toy method, to show a prover and verifier of another kind fit: AUTH carries a
     token both ends know (method 14, as a signature's would be)."""
 
     method = AuthMethod.DIGITAL_SIGNATURE
+    pubkey = False
 
     def __init__(self, token: bytes) -> None:
         self.token = token
         self.built = 0
 
-    def build(self, prf: Prf, octets: bytes) -> AuthPayload:
-        self.built += 1
-        return AuthPayload(self.method, self.token + prf.prf(self.token, octets))
+    def check(self, peer: PeerOffer) -> None:
+        return
 
-    def verify(self, prf: Prf, octets: bytes, auth: AuthPayload) -> bool:
-        return auth.data == self.token + prf.prf(self.token, octets)
+    def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
+        self.built += 1
+        auth = AuthPayload(self.method, self.token + prf.prf(self.token, octets))
+        return Proof((), auth, AuthInfo("token"))
+
+    def certreq(self) -> CertReqPayload | None:
+        return None
+
+    def verify(
+        self,
+        prf: Prf,
+        octets: bytes,
+        auth: AuthPayload,
+        certs: Sequence[CertPayload],
+        peer_id: tuple[IdType, bytes],
+        now: datetime.datetime,
+    ) -> AuthInfo:
+        if auth.data != self.token + prf.prf(self.token, octets):
+            raise AuthenticationFailed("not the token")
+        return AuthInfo("token")
 
 
 def _pair(auth_i: object, auth_r: object) -> Pair:
@@ -210,7 +240,7 @@ def _pair(auth_i: object, auth_r: object) -> Pair:
         setattr(pair, side, IkeSession(old.config, initiator=initiator,
                                        allocate_spi=old._allocate_spi,
                                        child_policy=old._child_policy,
-                                       authenticator=auth))  # type: ignore[arg-type]  # fmt: skip
+                                       prover=auth, verifier=auth))  # type: ignore[arg-type]  # fmt: skip
     return pair
 
 
@@ -226,7 +256,10 @@ def test_an_authenticator_that_refuses_gives_authentication_failed(
     (down,) = [e for e in Pair.events(pair.i) if isinstance(e, IkeSaDown)]
     assert "AUTHENTICATION_FAILED" in down.reason
     (line,) = _refusals(caplog)
-    assert "IKE_AUTH request 1 refused: the initiator's AUTH does not verify" in line
+    assert (
+        "IKE_AUTH request 1 refused: authentication of the initiator failed: AUTH does not verify"
+        in line
+    )
 
 
 def test_another_authenticator_sets_up_the_ike_sa_with_the_same_exchanges() -> None:
@@ -238,6 +271,7 @@ def test_another_authenticator_sets_up_the_ike_sa_with_the_same_exchanges() -> N
     assert (token_i.built, token_r.built) == (1, 1)
     for side in (pair.i, pair.r):
         assert [type(e) for e in Pair.events(side)] == [IkeSaUp, ChildSaUp]
+        assert side.auth_local == side.auth_remote == AuthInfo("token")
 
 
 def test_a_peer_of_another_method_is_refused() -> None:
@@ -246,7 +280,10 @@ def test_a_peer_of_another_method_is_refused() -> None:
     pair.flush()
     assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
     (down,) = [e for e in Pair.events(pair.r) if isinstance(e, IkeSaDown)]
-    assert down.reason == "IKE_AUTH without IDi and an AUTH of the configured method"
+    assert down.reason == (
+        "authentication of the initiator failed: AUTH is of method DIGITAL_SIGNATURE, "
+        "not SHARED_KEY_MIC"
+    )
 
 
 def test_the_psk_authenticator_keeps_its_key_out_of_repr() -> None:

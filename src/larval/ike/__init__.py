@@ -6,7 +6,9 @@ only the layers below (wire, pfkey, crypto, sadb, spd, esp). It holds, written o
 * the UDP ports (here): IKE on 500 (RFC 7296 §2, RFC 2408 §2.5.2), and ESP and IKE
   behind NAT on 4500 (RFC 3948, defined by `larval.esp.udp_encap`, where the
   encapsulation lives);
-* `identity`: the ID types both versions number alike, and `identity()`;
+* `identity`: the ID types both versions number alike, identities in strongSwan's words
+  (`identity()`, `describe_identity()`), a configured peer identity with wildcards
+  (`IdentityMatch`), and which identities a certificate carries;
 * `config`: what a connection and each CHILD_SA are configured with (`IkeConfig`,
   `ChildConfig`), one configuration for either version;
 * `events`: what a session reports to its key manager;

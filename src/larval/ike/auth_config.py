@@ -118,6 +118,11 @@ class PeerTrust(Protocol):
         """The SHA-1 of each trusted CA's DER SubjectPublicKeyInfo, for CERTREQ."""
         ...
 
+    def certreq_names(self) -> tuple[bytes, ...]:
+        """The DER subject DN of each trusted CA, for IKEv1's CR (RFC 2408 §3.10), which
+        names a CA where IKEv2's CERTREQ hashes its key."""
+        ...
+
     def verify(
         self,
         leaf: x509.Certificate,

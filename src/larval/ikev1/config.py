@@ -9,15 +9,16 @@ several transforms. The mapping:
 
 * Phase 1: ENCR AES_CBC(12) + key bits -> ENCRYPTION_ALGORITHM AES_CBC(7) + KEY_LENGTH;
   PRF (or, without one, INTEG) HMAC_SHA2_256/384/512 -> HASH_ALGORITHM SHA2_256/384/512
-  (4/5/6); DH id -> GROUP_DESCRIPTION (the same numbers); AUTHENTICATION_METHOD
-  pre-shared key; LIFE_TYPE seconds and LIFE_DURATION.
+  (4/5/6); DH id -> GROUP_DESCRIPTION (the same numbers); AUTHENTICATION_METHOD the
+  one Phase 1 proves both ends with (pre-shared key, RSA or ECDSA signatures); LIFE_TYPE
+  seconds and LIFE_DURATION.
 * Phase 2 (ESP): the ENCR id is the transform id (the IPsec DOI numbers: ESP_AES 12,
   ESP_AES_GCM_16 20) with KEY_LENGTH; INTEG 12/13/14 -> AUTH_ALGORITHM
   HMAC_SHA2_256/384/512 (5/6/7); DH id -> GROUP_DESCRIPTION (PFS); ENCAPSULATION_MODE;
   SA_LIFE_TYPE seconds and SA_LIFE_DURATION. No ESN.
 
-Choices compare on the algorithms only; lifetimes and the encapsulation mode are
-carried, not negotiated here.
+Choices compare on the algorithms and the authentication method only; lifetimes and the
+encapsulation mode are carried, not negotiated here.
 """
 
 from __future__ import annotations
@@ -112,13 +113,14 @@ def _duration(attr_type: int, seconds: int) -> Attribute:
 
 @dataclass(frozen=True, slots=True)
 class Phase1Choice:
-    """One Phase 1 transform: cipher, hash, group (PSK authentication always)."""
+    """One Phase 1 transform: cipher, hash, group, and how both ends authenticate."""
 
     encryption: int
     key_bits: int | None
     hash: int
     group: int
     lifetime: int = field(default=28800, compare=False)
+    auth_method: int = IkeAuthMethod.PRE_SHARED_KEY
 
     @property
     def hash_name(self) -> str:
@@ -138,7 +140,7 @@ class Phase1Choice:
             attrs.append(Attribute(IkeAttr.KEY_LENGTH, self.key_bits))
         attrs += [
             Attribute(IkeAttr.HASH_ALGORITHM, self.hash),
-            Attribute(IkeAttr.AUTHENTICATION_METHOD, IkeAuthMethod.PRE_SHARED_KEY),
+            Attribute(IkeAttr.AUTHENTICATION_METHOD, self.auth_method),
             Attribute(IkeAttr.GROUP_DESCRIPTION, self.group),
             Attribute(IkeAttr.LIFE_TYPE, LifeType.SECONDS),
             _duration(IkeAttr.LIFE_DURATION, self.lifetime),
@@ -148,13 +150,15 @@ class Phase1Choice:
     @classmethod
     def from_transform(cls, transform: Transform) -> Phase1Choice | None:
         """The choice a received transform makes, or None when it is not one we can
-        do: another key exchange, another authentication method, a PRF attribute."""
+        do: another key exchange, no authentication method, a PRF attribute. Whether
+        its authentication method is one this end takes is for the authenticator to say."""
         values: dict[int, int] = {}
         for attr in transform.attributes:
             values.setdefault(int(attr.attr_type), attr.number)
         if transform.transform_id != IsakmpTransformId.KEY_IKE:
             return None
-        if values.get(IkeAttr.AUTHENTICATION_METHOD) != IkeAuthMethod.PRE_SHARED_KEY:
+        method = values.get(IkeAttr.AUTHENTICATION_METHOD)
+        if method is None:
             return None
         if IkeAttr.PRF in values or IkeAttr.GROUP_TYPE in values:
             return None
@@ -166,7 +170,7 @@ class Phase1Choice:
         lifetime = 28800  # RFC 2407 §4.5 default, which RFC 2409 leaves to the DOI
         if values.get(IkeAttr.LIFE_TYPE, LifeType.SECONDS) == LifeType.SECONDS:
             lifetime = values.get(IkeAttr.LIFE_DURATION, lifetime)
-        return cls(encryption, values.get(IkeAttr.KEY_LENGTH), hash_id, group, lifetime)
+        return cls(encryption, values.get(IkeAttr.KEY_LENGTH), hash_id, group, lifetime, method)
 
     def suite(self) -> Suite:
         """The choice in IKEv2 numbering, as `IkeSaUp` reports it."""
@@ -182,8 +186,11 @@ class Phase1Choice:
         return tuple(out)
 
 
-def phase1_choices(suites: Iterable[Suite], lifetime: int) -> list[Phase1Choice]:
-    """Every transform the configured IKE suites make, in order of preference."""
+def phase1_choices(
+    suites: Iterable[Suite], lifetime: int, auth_method: int = IkeAuthMethod.PRE_SHARED_KEY
+) -> list[Phase1Choice]:
+    """Every transform the configured IKE suites make, in order of preference, each with
+    the one authentication method."""
     out: list[Phase1Choice] = []
     for suite in suites:
         hashes = [_HASH_OF_PRF.get(t.id) for t in _of_type(suite, TransformType.PRF)] or [
@@ -195,7 +202,9 @@ def phase1_choices(suites: Iterable[Suite], lifetime: int) -> list[Phase1Choice]
             encryption = _ENCR_OF_IKEV2.get(encr.id)
             if encryption is None or hash_id is None:
                 continue  # no IKEv1 equivalent (AEAD ciphers, for one)
-            choice = Phase1Choice(encryption, encr.key_bits, hash_id, group.id, lifetime)
+            choice = Phase1Choice(
+                encryption, encr.key_bits, hash_id, group.id, lifetime, auth_method
+            )
             if choice not in out:
                 out.append(choice)
     return out

@@ -9,11 +9,13 @@ or into a silent drop when the message is not worth an answer.
 from __future__ import annotations
 
 from larval.errors import DecodeError
-from larval.ike.errors import IkeEncodeError, IkeNotifyError
+from larval.ike.errors import IkeEncodeError, IkeError, IkeNotifyError
 
 from .constants import NotifyType
 
 __all__ = [
+    "IkeV1AuthFailed",
+    "IkeV1ConfigError",
     "IkeV1DecodeError",
     "IkeV1EncodeError",
     "IkeV1ExchangeError",
@@ -69,6 +71,30 @@ class IkeV1ExchangeError(IkeV1ProtocolError):
         self.answered = answered
 
 
+class IkeV1AuthFailed(IkeV1ExchangeError):
+    """Phase 1 does not prove the peer (or not the peer configured): refused like any
+    exchange error, and logged as a warning with the reason and the certificate's
+    subject. `delete`: the peer holds an ISAKMP SA it takes for established (a Main Mode
+    responder that sent MM6), which a protected D(ISAKMP) removes, as charon does."""
+
+    def __init__(
+        self,
+        notify: int,
+        message: str,
+        *,
+        close: str | None = None,
+        answered: bool = True,
+        delete: bool = False,
+    ) -> None:
+        super().__init__(notify, message, close=close, answered=answered)
+        self.delete = delete
+
+
 class IkeV1OutOfPlace(IkeV1ExchangeError):
     """A message the session's transition table does not allow in its state; the text
     names the state and the input (exchange, and whether it opens an exchange)."""
+
+
+class IkeV1ConfigError(IkeError, ValueError):
+    """A connection IKEv1 cannot run as configured: one end's authentication by
+    pre-shared key and the other's by certificate, or a key IKEv1 has no signature for."""

@@ -25,8 +25,10 @@ from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, Phase1Keys, phase2_iv
 from larval.crypto.randomness import RandomBytes
 from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress
 from larval.ike.events import ChildSaUp, Event
+from larval.ike.identity import IdType as PeerIdType
 from larval.ike.transport import IkeTransport, OverTransport, RandomIds, Request
 
 from .config import Phase1Choice
@@ -137,6 +139,9 @@ class IsakmpSa(OverTransport):
         self.keys: Phase1Keys | None = None
         self.cipher: Ikev1Cipher | None = None
         self.p1_last = b""  # the last Phase 1 CBC block: Phase 2 IVs start from it
+        #: How this end and the peer proved themselves in Phase 1, once they have.
+        self.auth_local: AuthInfo | None = None
+        self.auth_remote: AuthInfo | None = None
         self.source: Address | None = None  # where the message being taken came from
         self._events: deque[Event] = deque()
 
@@ -257,11 +262,14 @@ class IsakmpSa(OverTransport):
         return IdPayload(IdType(int(id_type)), data)
 
     def peer_id_ok(self, payload: IdPayload) -> bool:
+        """Is the peer's ID the configured one (`remote_id`, or `remote_id_match` where
+        the configured one has wildcards)? The ID types both versions share have the same
+        numbers (`larval.ike.identity`)."""
+        claimed = (PeerIdType(int(payload.id_type)), payload.data)
+        if self.config.remote_id_match is not None:
+            return self.config.remote_id_match(*claimed)
         expected = self.config.remote_id
-        return expected is None or (int(payload.id_type), payload.data) == (
-            int(expected[0]),
-            expected[1],
-        )
+        return expected is None or claimed == (PeerIdType(int(expected[0])), expected[1])
 
     def notify(self, notify_type: NotifyType, data: bytes = b"") -> NotifyPayload:
         """N(type) about this ISAKMP SA: its SPI is the two cookies (RFC 2408 §3.14)."""

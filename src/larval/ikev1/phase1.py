@@ -3,13 +3,19 @@ responder (RFC 2409 §5), authenticated by a `larval.ikev1.auth.Phase1Authentica
 
 ::
 
-    Main Mode                               Aggressive Mode
-    MM1 { SA, VID }              -->        AM1 { SA, KE, Ni, IDii, VID }     -->
-        <-- MM2 { SA, VID }                     <-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }
-    MM3 { KE, Ni, NAT-D }        -->        AM3 *{ HASH_I, NAT-D, N }          -->
-        <-- MM4 { KE, Nr, NAT-D }
-    MM5 *{ IDii, HASH_I, N }     -->
-        <-- MM6 *{ IDir, HASH_R }
+    Main Mode                                 Aggressive Mode
+    MM1 { SA, VID }                -->        AM1 { SA, KE, Ni, IDii, [CR,] VID }  -->
+        <-- MM2 { SA, VID }                       <-- AM2 { SA, KE, Nr, IDir, [CERT,]
+    MM3 { KE, Ni, [CR,] NAT-D }    -->                      HASH_R | SIG_R, [CR,] NAT-D }
+        <-- MM4 { KE, Nr, [CR,] NAT-D }       AM3 *{ [CERT,] HASH_I | SIG_I, NAT-D, N } -->
+    MM5 *{ IDii, [CERT,] HASH_I | SIG_I, N } -->
+        <-- MM6 *{ IDir, [CERT,] HASH_R | SIG_R }
+
+HASH or SIG, the CERTs and the CRs are the authenticator's (`larval.ikev1.auth`): the
+pre-shared key's proof is a HASH and asks for nothing; with signatures an end that checks
+the peer's certificate sends a CR in its first message that has keying material (MM3,
+MM4, AM1, AM2), and sends its own CERTs with SIG as the peer asked or as configured. A CR
+that comes with the peer's proof (charon sends its own in MM5) counts too.
 
 A task `process`es what it receives and `build`s what it sends next (the initiator's
 first message before anything is received): no I/O, no clock. What the exchange alone
@@ -26,14 +32,16 @@ from dataclasses import dataclass, replace
 
 from larval.crypto.dh import DhKeyPair
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, derive_phase1, ikev1_dh_group
+from larval.ike.identity import IdType as PeerIdType
+from larval.ike.identity import describe_identity
 
-from .auth import Phase1Authenticator, Phase1Material
+from .auth import AuthenticationError, Phase1Authenticator, Phase1Material
 from .config import Phase1Choice, phase1_choices
 from .constants import SIT_IDENTITY_ONLY, ExchangeType, NotifyType, PayloadType, ProtocolId
-from .errors import IkeV1ExchangeError, IkeV1ProtocolError
+from .errors import IkeV1AuthFailed, IkeV1ExchangeError, IkeV1ProtocolError
 from .isakmp import NONCE_SIZE, PHASE1, Inbound, IsakmpSa, Outgoing, body_of
 from .message import IkeV1Message, decode_message
-from .payloads import IdPayload, KePayload, NoncePayload, Payload
+from .payloads import CrPayload, IdPayload, KePayload, NoncePayload, Payload
 from .render import payload_names
 from .rules import check_payloads
 from .sa_payload import Proposal, SaPayload
@@ -78,6 +86,7 @@ class Phase1Task:
         self.g_xi = self.g_xr = b""
         self.nonce_i = self.nonce_r = b""
         self.iv = b""  # chained through MM5/MM6 or AM3 (Appendix B)
+        self.asked = False  # the peer sent a CR: send CERT if `send_cert` is "ifasked"
         #: AM1 -> AM2 or MM1 -> MM2, when the request went once (Karn's rule).
         self.round_trip: float | None = None
         self._next: Outgoing | None = None
@@ -131,15 +140,17 @@ class Phase1Task:
         assert sa is not None
         self.sai_b = body_of(message, PayloadType.SA)
         offered = [
-            (p, t, Phase1Choice.from_transform(t))
+            (p, t, choice)
             for p in sa.proposals
             if p.protocol_id == ProtocolId.ISAKMP
             for t in p.transforms
+            if (choice := Phase1Choice.from_transform(t)) is None
+            or self.auth.accepts(choice.auth_method)
         ]
         for ours in phase1_choices(self.sa.config.proposals, self.ike_lifetime):
             for proposal, transform, theirs in offered:
-                if theirs is not None and theirs == ours:
-                    self.sa.choice = replace(ours, lifetime=min(theirs.lifetime, ours.lifetime))
+                if theirs is not None and theirs == replace(ours, auth_method=theirs.auth_method):
+                    self.sa.choice = replace(theirs, lifetime=min(theirs.lifetime, ours.lifetime))
                     answer = Proposal(
                         proposal.number, ProtocolId.ISAKMP, proposal.spi, (transform,)
                     )
@@ -156,7 +167,7 @@ class Phase1Task:
         if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
             raise IkeV1ProtocolError(NotifyType.BAD_PROPOSAL_SYNTAX, "not one transform chosen")
         choice = Phase1Choice.from_transform(sa.proposals[0].transforms[0])
-        ours = phase1_choices(self.sa.config.proposals, self.ike_lifetime)
+        ours = phase1_choices(self.sa.config.proposals, self.ike_lifetime, self.auth.method)
         if choice is None or choice not in ours:
             raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "a transform we did not offer")
         if aggressive and choice.group != ours[0].group:
@@ -184,38 +195,57 @@ class Phase1Task:
         self.iv = keys.iv
 
     def _material(self) -> Phase1Material:
-        sa = self.sa
-        assert sa.prf is not None and sa.keys is not None
+        sa, choice = self.sa, self.sa.choice
+        assert sa.prf is not None and sa.keys is not None and choice is not None
         return Phase1Material(sa.prf, sa.keys.skeyid, self.g_xi, self.g_xr, sa.spi_i, sa.spi_r,
-                              self.sai_b)  # fmt: skip
+                              self.sai_b, choice.auth_method)  # fmt: skip
 
-    def _proof(self, id_payload: IdPayload) -> Payload:
-        """HASH_I (initiator) or HASH_R (responder) over this end's ID."""
-        return self.auth.build(self._material(), id_payload.encode_body(), self.sa.initiator)
+    def _proof(self, id_payload: IdPayload) -> tuple[Payload, ...]:
+        """[CERT...,] HASH_I or SIG_I (initiator), HASH_R or SIG_R (responder) over this
+        end's ID."""
+        material, id_b = self._material(), id_payload.encode_body()
+        return self.auth.build(material, id_b, self.sa.initiator, self.asked)
 
-    def _proves_peer(self, message: IkeV1Message, id_b: bytes) -> bool:
-        """Does `message` prove the peer over its ID body `id_b`?"""
-        return self.auth.verify(self._material(), id_b, message, not self.sa.initiator)
+    def _requests(self, message: IkeV1Message) -> None:
+        """Note whether the peer asked for this end's certificate (a CR, of any CA)."""
+        self.asked = self.asked or message.first(CrPayload) is not None
+
+    def _verify_peer(self, message: IkeV1Message, peer_id: IdPayload, id_b: bytes) -> None:
+        """`message` proves the peer over its ID body `id_b`, or AUTHENTICATION_FAILED
+        (`_refusal`). Once it does, the ISAKMP SA records how each end authenticated."""
+        material = self._material()
+        role = "responder" if self.sa.initiator else "initiator"
+        try:
+            remote = self.auth.verify(material, peer_id, id_b, message, not self.sa.initiator)
+        except AuthenticationError as exc:
+            raise self._refusal(f"the {role} does not authenticate: {exc}") from None
+        self.sa.auth_remote, self.sa.auth_local = remote, self.auth.local_info(material)
+
+    def _refusal(self, reason: str) -> IkeV1AuthFailed:
+        """AUTHENTICATION_FAILED, and the ISAKMP SA goes on both ends. A peer that still
+        awaits this end's proof hears it in the clear (a Main Mode initiator after MM5, an
+        Aggressive Mode responder after AM2); one that took its own last message for the
+        end of Phase 1 (a Main Mode responder after MM6, an Aggressive Mode initiator after
+        AM3) has its ISAKMP SA deleted, protected, as charon does."""
+        if self.sa.initiator == (self.exchange == MM):
+            return auth_failed(reason, answered=False, delete=True)
+        return auth_failed(reason)
 
     def _peer_proven(self, message: IkeV1Message) -> None:
-        """The initiator checks IDir and HASH_R (MM6, AM2); a failure ends the ISAKMP SA
-        without an answer."""
+        """The initiator checks IDir and HASH_R or SIG_R (MM6, AM2)."""
         idir = message.first(IdPayload)
         assert idir is not None
-        if not self.sa.peer_id_ok(idir) or not self._proves_peer(
-            message, body_of(message, PayloadType.ID)
-        ):
-            reason = "the responder's IDir or HASH_R does not verify"
-            raise IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason,
-                                     answered=False)  # fmt: skip
+        if not self.sa.peer_id_ok(idir):
+            raise self._refusal(f"IDir {claimed(idir)} is not the responder configured")
+        self._verify_peer(message, idir, body_of(message, PayloadType.ID))
         self.sa.authenticated()
         self.done = True
 
     def _expected_initiator(self, idii: IdPayload) -> None:
         """The responder refuses an IDii other than the configured remote ID."""
         if not self.sa.peer_id_ok(idii):
-            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "unexpected IDii",
-                                     close="unexpected IDii")  # fmt: skip
+            reason = f"IDii {claimed(idii)} is not the initiator configured"
+            raise IkeV1AuthFailed(NotifyType.INVALID_ID_INFORMATION, reason, close=reason)
 
     def _initiator_contact(self, message: IkeV1Message) -> None:
         self.sa.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
@@ -245,12 +275,14 @@ class MainModeInitiator(Phase1Task):
         request = sa.answered(PHASE1)
         self.round_trip = request.round_trip(now) if request is not None else None
         payloads: tuple[Payload, ...] = (KePayload(self.g_xi), NoncePayload(self.nonce_i))
-        self._send("MM3", (*payloads, *sa.nat_d()), resend=True)
+        self._send("MM3", (*payloads, *self.auth.requests(), *sa.nat_d()), resend=True)
 
     def _mm4(self, inbound: Inbound, now: float) -> None:
-        """<-- MM4 { KE, Nr, NAT-D }: keys, then MM5 *{ IDii, HASH_I, N(INITIAL_CONTACT) } -->"""
+        """<-- MM4 { KE, Nr, [CR,] NAT-D }: keys, then
+        MM5 *{ IDii, [CERT,] HASH_I | SIG_I, N(INITIAL_CONTACT) } -->"""
         sa = self.sa
         message = self._clear(inbound.data, 4)
+        self._requests(message)
         ke, nonce = message.first(KePayload), message.first(NoncePayload)
         assert ke is not None and nonce is not None and self.dh is not None
         self.g_xr, self.nonce_r = ke.data, nonce.data
@@ -259,20 +291,20 @@ class MainModeInitiator(Phase1Task):
         sa.float_to_nat_t()
         sa.answered(PHASE1)
         idii = sa.id_payload()
-        payloads: list[Payload] = [idii, self._proof(idii)]
+        payloads: list[Payload] = [idii, *self._proof(idii)]
         if self.settings.initial_contact:
             payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
         datagram, self.iv = sa.seal(sa.message(MM, payloads), self.iv)
         self._sealed(datagram, f"MM5 [ {payload_names(payloads)} ]", resend=True)
 
     def _mm6(self, inbound: Inbound, now: float) -> None:
-        """<-- MM6 *{ IDir, HASH_R }: check; the ISAKMP SA is up."""
+        """<-- MM6 *{ IDir, [CERT,] HASH_R | SIG_R }: check; the ISAKMP SA is up."""
         sa = self.sa
         message, next_iv = sa.open(inbound.data, self.iv)
         check_payloads(message, 6, encrypted=True)
-        self._peer_proven(message)
-        sa.p1_last = next_iv
+        sa.p1_last = next_iv  # Phase 1 is over: even a refusal goes protected now
         sa.answered(PHASE1)
+        self._peer_proven(message)
 
 
 class MainModeResponder(Phase1Task):
@@ -296,9 +328,10 @@ class MainModeResponder(Phase1Task):
         self._send("MM2", (answer, *self.sa.vids()), resend=False)
 
     def _mm3(self, inbound: Inbound) -> None:
-        """MM3 { KE, Ni, NAT-D } -->  MM4 { KE, Nr, NAT-D }, keys"""
+        """MM3 { KE, Ni, [CR,] NAT-D } -->  MM4 { KE, Nr, [CR,] NAT-D }, keys"""
         sa = self.sa
         message = self._clear(inbound.data, 3)
+        self._requests(message)
         ke, nonce = message.first(KePayload), message.first(NoncePayload)
         assert ke is not None and nonce is not None
         dh = self._generate()
@@ -307,10 +340,11 @@ class MainModeResponder(Phase1Task):
         sa.check_nat(message, inbound.addr)
         self._derive(dh.shared_secret(ke.data))
         payloads: tuple[Payload, ...] = (KePayload(self.g_xr), NoncePayload(self.nonce_r))
-        self._send("MM4", (*payloads, *sa.nat_d()), resend=False)
+        self._send("MM4", (*payloads, *self.auth.requests(), *sa.nat_d()), resend=False)
 
     def _mm5(self, inbound: Inbound) -> None:
-        """MM5 *{ IDii, HASH_I } -->  check, MM6 *{ IDir, HASH_R }"""
+        """MM5 *{ IDii, [CERT,] HASH_I | SIG_I, [CR] } -->  check,
+        MM6 *{ IDir, [CERT,] HASH_R | SIG_R }"""
         sa = self.sa
         try:
             message, next_iv = sa.open(inbound.data, self.iv)
@@ -321,15 +355,15 @@ class MainModeResponder(Phase1Task):
         idii = message.first(IdPayload)
         assert idii is not None
         self._expected_initiator(idii)
-        if not self._proves_peer(message, body_of(message, PayloadType.ID)):
-            raise auth_failed("HASH_I does not verify")
+        self._requests(message)
+        self._verify_peer(message, idii, body_of(message, PayloadType.ID))
         self._initiator_contact(message)
         sa.authenticated()
         self.done = True
         idir = sa.id_payload()
-        payloads: tuple[Payload, ...] = (idir, self._proof(idir))
+        payloads: tuple[Payload, ...] = (idir, *self._proof(idir))
         datagram, sa.p1_last = sa.seal(sa.message(MM, payloads), next_iv)
-        self._sealed(datagram, "MM6 [ ID HASH ]", resend=False)
+        self._sealed(datagram, f"MM6 [ {payload_names(payloads)} ]", resend=False)
 
 
 class AggressiveInitiator(Phase1Task):
@@ -346,15 +380,17 @@ class AggressiveInitiator(Phase1Task):
         self.dh = ikev1_dh_group(group).generate(sa.random)
         self.g_xi = self.dh.public_bytes
         self.nonce_i = sa.random(NONCE_SIZE)
-        # AM1 { SA, KE, Ni, IDii, VID }
+        # AM1 { SA, KE, Ni, IDii, [CR,] VID }
         payloads = (offer, KePayload(self.g_xi), NoncePayload(self.nonce_i), sa.id_payload())
-        self._send("AM1", (*payloads, *vids), resend=True)
+        self._send("AM1", (*payloads, *self.auth.requests(), *vids), resend=True)
 
     def process(self, inbound: Inbound, now: float) -> None:
-        """<-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D }: AM3 *{ HASH_I, NAT-D, N } -->"""
+        """<-- AM2 { SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R, [CR,] NAT-D }:
+        AM3 *{ [CERT,] HASH_I | SIG_I, NAT-D, N } -->"""
         sa = self.sa
         message = self._clear(inbound.data, 2)
         self._accept(inbound, message, aggressive=True)
+        self._requests(message)
         ke, nonce = message.first(KePayload), message.first(NoncePayload)
         assert ke is not None and nonce is not None and self.dh is not None
         sa.vendor_ids(message)
@@ -365,7 +401,7 @@ class AggressiveInitiator(Phase1Task):
         sa.float_to_nat_t()
         request = sa.answered(PHASE1)
         self.round_trip = request.round_trip(now) if request is not None else None
-        payloads: list[Payload] = [self._proof(sa.id_payload()), *sa.nat_d()]
+        payloads: list[Payload] = [*self._proof(sa.id_payload()), *sa.nat_d()]
         if self.settings.initial_contact:
             payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
         # RFC 2409 §5 shows AM3 in the clear; strongSwan and most others encrypt it. In
@@ -386,7 +422,8 @@ class AggressiveResponder(Phase1Task):
 
     def __init__(self, sa: IsakmpSa, settings: Phase1Settings) -> None:
         super().__init__(sa, settings)
-        self.idii_b = b""  # IDii from AM1, for HASH_I in AM3
+        self.idii: IdPayload | None = None  # IDii from AM1, for HASH_I or SIG_I in AM3
+        self.idii_b = b""
         self._awaits = 1
 
     def process(self, inbound: Inbound, now: float) -> None:
@@ -397,9 +434,11 @@ class AggressiveResponder(Phase1Task):
         self._awaits += 2
 
     def _am1(self, inbound: Inbound) -> None:
-        """AM1 { SA, KE, Ni, IDii, VID } -->  AM2 { SA, KE, Nr, IDir, HASH_R }"""
+        """AM1 { SA, KE, Ni, IDii, [CR,] VID } -->
+        AM2 { SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R, [CR,] NAT-D, VID }"""
         sa = self.sa
         message = self._clear(inbound.data, 1)
+        self._requests(message)
         self._cookies(inbound)
         sa.vendor_ids(message)
         answer = self._choose(message)
@@ -407,27 +446,28 @@ class AggressiveResponder(Phase1Task):
         idii = message.first(IdPayload)
         assert ke is not None and nonce is not None and idii is not None
         self._expected_initiator(idii)
-        self.idii_b = body_of(message, PayloadType.ID)
+        self.idii, self.idii_b = idii, body_of(message, PayloadType.ID)
         dh = self._generate()
         self.g_xi, self.g_xr = ke.data, dh.public_bytes
         self.nonce_i, self.nonce_r = nonce.data, sa.random(NONCE_SIZE)
         self._derive(dh.shared_secret(ke.data))
         idir = sa.id_payload()
         payloads = (answer, KePayload(self.g_xr), NoncePayload(self.nonce_r), idir,
-                    self._proof(idir), *sa.nat_d(), *sa.vids())  # fmt: skip
+                    *self._proof(idir), *self.auth.requests(), *sa.nat_d(),
+                    *sa.vids())  # fmt: skip
         # Nothing answers AM3: AM2 is resent until it comes (RFC 2408 §2.5).
         self._send("AM2", payloads, resend=True)
 
     def _am3(self, inbound: Inbound) -> None:
-        """AM3 [*]{ HASH_I, NAT-D, N } -->  the ISAKMP SA is up."""
+        """AM3 [*]{ [CERT,] HASH_I | SIG_I, NAT-D, N } -->  the ISAKMP SA is up."""
         sa = self.sa
         if inbound.header.encrypted:
             message, sa.p1_last = sa.open(inbound.data, self.iv)
         else:
             message, sa.p1_last = decode_message(inbound.data), self.iv
         check_payloads(message, 3, encrypted=inbound.header.encrypted)
-        if not self._proves_peer(message, self.idii_b):
-            raise auth_failed("HASH_I does not verify")
+        assert self.idii is not None
+        self._verify_peer(message, self.idii, self.idii_b)
         sa.authenticated()
         self.done = True
         sa.check_nat(message, inbound.addr)
@@ -435,6 +475,13 @@ class AggressiveResponder(Phase1Task):
         sa.answered(PHASE1)
 
 
-def auth_failed(reason: str) -> IkeV1ExchangeError:
-    """AUTHENTICATION_FAILED in the clear, and the ISAKMP SA goes."""
-    return IkeV1ExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
+def claimed(payload: IdPayload) -> str:
+    """The identity an ID payload claims, as logs show it."""
+    return describe_identity(PeerIdType(int(payload.id_type)), payload.data)
+
+
+def auth_failed(reason: str, *, answered: bool = True, delete: bool = False) -> IkeV1AuthFailed:
+    """AUTHENTICATION_FAILED in the clear (or, with `delete`, the peer's ISAKMP SA
+    deleted), and the ISAKMP SA goes."""
+    return IkeV1AuthFailed(NotifyType.AUTHENTICATION_FAILED, reason, close=reason,
+                           answered=answered, delete=delete)  # fmt: skip

@@ -1,5 +1,6 @@
-"""One ISAKMP SA, sans-I/O: Main or Aggressive Mode with a pre-shared key, Quick Mode with
-and without PFS, and Informational exchanges (DELETE, INITIAL-CONTACT, DPD), both roles.
+"""One ISAKMP SA, sans-I/O: Main or Aggressive Mode with a pre-shared key or signatures,
+Quick Mode with and without PFS, and Informational exchanges (DELETE, INITIAL-CONTACT,
+DPD), both roles.
 
 Theory of operation
 -------------------
@@ -95,10 +96,10 @@ from larval.ike.task import Task
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import Verdict
 
-from .auth import Phase1Authenticator, PskAuthenticator
+from .auth import Phase1Authenticator, WallClock, phase1_authenticator, utc_now
 from .config import Phase1Choice, phase1_choices
 from .constants import ExchangeType, NotifyType, PayloadType, ProtocolId
-from .errors import IkeV1ExchangeError, IkeV1OutOfPlace, IkeV1ProtocolError
+from .errors import IkeV1AuthFailed, IkeV1ExchangeError, IkeV1OutOfPlace, IkeV1ProtocolError
 from .fragments import FRAGMENT_SIZE
 from .framing import Ikev1Framing
 from .informational import Dpd, Informational, protected
@@ -244,6 +245,7 @@ class IkeV1Session(IsakmpSa):
         fragmentation: bool = True,
         fragment_size: int = FRAGMENT_SIZE,
         authenticator: Phase1Authenticator | None = None,
+        wall_clock: WallClock = utc_now,
     ) -> None:
         """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
         `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds; `initial_contact`:
@@ -251,7 +253,9 @@ class IkeV1Session(IsakmpSa):
         accepts either); `fragmentation`: announce and take IKEv1 fragments, and send a
         message longer than `fragment_size` bytes as fragments to a peer that announced
         them too (`larval.ikev1.fragments`); `authenticator`: how Phase 1 proves each end
-        (the configured pre-shared key by default)."""
+        (by default the configured pre-shared key, or the certificates of
+        `config.local_auth` and `config.remote_auth`: `larval.ikev1.auth`; one side of each
+        raises `IkeV1ConfigError`); `wall_clock`: the time certificates are checked at."""
         framing = Ikev1Framing(
             int.from_bytes(random_bytes(2), "big"),
             enabled=fragmentation,
@@ -264,7 +268,7 @@ class IkeV1Session(IsakmpSa):
         # How Phase 1 goes (`Phase1Settings`, made when a Phase 1 task starts).
         self.aggressive, self.ike_lifetime = aggressive, ike_lifetime
         self.encrypt_am3, self._initial_contact = encrypt_am3, initial_contact
-        self._authenticator = authenticator or PskAuthenticator(config.psk)
+        self._authenticator = authenticator or phase1_authenticator(config, wall_clock)
         self._enter(State.IDLE)
         # The exchanges under way: Phase 1's, and the Quick Modes by Message ID.
         self._phase1: Phase1Task | None = None
@@ -371,7 +375,8 @@ class IkeV1Session(IsakmpSa):
             raise IkeV1ProtocolError(
                 NotifyType.INVALID_EXCHANGE_TYPE, f"cannot initiate in {self.state}"
             )
-        choices = phase1_choices(self.config.proposals, self.ike_lifetime)
+        method = self._authenticator.method
+        choices = phase1_choices(self.config.proposals, self.ike_lifetime, method)
         if not choices:
             raise IkeV1ProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "no proposal IKEv1 can carry")
         self._pending_child = child
@@ -685,10 +690,17 @@ class IkeV1Session(IsakmpSa):
         the clear about the ISAKMP SA (RFC 2409 §5.7: the peer cannot read anything we
         would encrypt); after, protected, about the IPsec SA it names."""
         answered = "" if error.answered else ", dropped"
-        log.info("%s: %s refused in state %s: %s%s", self.name(), exchange.name,
-                 self.state.name, error, answered)  # fmt: skip
+        if isinstance(error, IkeV1AuthFailed) and error.delete:
+            answered = ", the peer's ISAKMP SA deleted"
+        # A peer that fails to prove itself is worth a warning (with the reason and the
+        # certificate's subject); any other refusal is the protocol at work.
+        level = logging.WARNING if isinstance(error, IkeV1AuthFailed) else logging.INFO
+        log.log(level, "%s: %s refused in state %s: %s%s", self.name(), exchange.name,
+                self.state.name, error, answered)  # fmt: skip
         if error.answered and self.state in (State.ESTABLISHED, State.REKEYED):
             self._inform((NotifyPayload(error.notify, ProtocolId.ESP, error.spi),))
+        elif isinstance(error, IkeV1AuthFailed) and error.delete:
+            self._inform((DeletePayload(ProtocolId.ISAKMP, 16, (self.spi_i + self.spi_r,)),))
         elif error.answered:
             notify = NotifyPayload(error.notify, ProtocolId.ISAKMP,
                                    self.spi_i + (self.spi_r or bytes(8)))  # fmt: skip

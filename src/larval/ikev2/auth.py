@@ -1,39 +1,143 @@
-"""How IKE_AUTH proves who each end is (RFC 7296 §2.15): a pluggable `Authenticator`.
+"""How IKE_AUTH proves who each end is (RFC 7296 §2.15): a `Prover` for this end and a
+`Verifier` for the peer, each of its own method.
 
-IKE_AUTH hands the authenticator the octets each end signs (`signed_octets`: its own
-IKE_SA_INIT message, the peer's nonce and the MAC of its ID) and puts what it builds in
-its message; on receipt it asks whether the peer's AUTH proves the peer over the peer's
-octets. The exchange knows nothing else of the method, so that signatures (with CERT and
-CERTREQ), EAP rounds and configuration payloads come as authenticators of their own.
-`PskAuthenticator` is the shared key's (method 2, Shared Key Message Integrity Code).
+Each end's method is its own: this end may prove itself with a certificate and check a
+peer that uses the shared key, or the other way round (strongSwan's rw-psk-rsa-split).
+So the session holds two steps, made from the configuration by `prover_for` and
+`verifier_for`:
+
+* the `Prover` makes this end's CERT payloads (if it sends any) and its AUTH over its
+  signed octets, and says how this end authenticated (`AuthInfo`);
+* the `Verifier` says what to ask of the peer (CERTREQ) and checks the peer's AUTH over
+  the peer's octets with its CERTs, returning how the peer authenticated or raising
+  `AuthenticationFailed` with the reason (and the certificate's subject, when there is
+  one).
+
+The exchange hands them the octets each end signs (`signed_octets`: its own IKE_SA_INIT
+message, the peer's nonce and the MAC of its ID) and what the peer announced in
+IKE_SA_INIT (`PeerOffer`: its hashes of RFC 7427 §4, whether it asked for a certificate);
+it knows nothing else of the method, so that EAP rounds and configuration payloads come
+as provers and verifiers of their own. `PskAuthenticator` is the shared key's (method 2,
+Shared Key Message Integrity Code), both steps at once, as before: its AUTH payloads are
+the same bytes. `PubkeyProver` and `PubkeyVerifier` are the certificates' (methods 1,
+9-11 and 14: `larval.crypto.signatures`).
 """
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from larval.crypto.ike_auth import psk_auth, verify_psk_auth
 from larval.crypto.prf import Prf
+from larval.crypto.signatures import (
+    DIGITAL_SIGNATURE,
+    ECDSA_METHODS,
+    RSA_DIGITAL_SIGNATURE,
+    HashAlgorithm,
+    PublicKey,
+    SignatureError,
+    auth_data,
+    choose_signature,
+    parse_auth_data,
+    scheme,
+    verify_auth_data,
+)
+from larval.errors import LarvalError
+from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError, parse_auth
+from larval.ike.config import IkeConfig
+from larval.ike.identity import IdType
 
-from .constants import AuthMethod
-from .payloads import AuthPayload
+from .constants import AuthMethod, CertEncoding
+from .payloads import AuthPayload, CertPayload, CertReqPayload
 
-__all__ = ["Authenticator", "PskAuthenticator"]
+__all__ = [
+    "AuthenticationFailed",
+    "PeerOffer",
+    "Proof",
+    "Prover",
+    "PskAuthenticator",
+    "PubkeyProver",
+    "PubkeyVerifier",
+    "Verifier",
+    "announced_hashes",
+    "prover_for",
+    "verifier_for",
+]
+
+_SIGNATURE_METHODS = (RSA_DIGITAL_SIGNATURE, *ECDSA_METHODS.values(), DIGITAL_SIGNATURE)
+#: What a peer may sign with when `auth` named no scheme ("pubkey": all but SHA-1).
+_ANY_PUBKEY = parse_auth("pubkey")[1]
 
 
-class Authenticator(Protocol):
-    """One way for the ends of an IKE SA to prove themselves in IKE_AUTH."""
+class AuthenticationFailed(LarvalError):
+    """The peer did not prove itself; the message is the reason, `subject` the subject
+    of the certificate it sent, if any."""
 
-    #: The Auth Method its AUTH payloads carry; another from the peer is refused.
-    @property
-    def method(self) -> AuthMethod: ...
+    def __init__(self, reason: str, subject: str = "") -> None:
+        super().__init__(reason)
+        self.subject = subject
 
-    def build(self, prf: Prf, octets: bytes) -> AuthPayload:
-        """This end's AUTH over its signed octets."""
+
+@dataclass(frozen=True)
+class PeerOffer:
+    """What the peer announced that bears on how this end proves itself: the hashes of
+    its N(SIGNATURE_HASH_ALGORITHMS) (None: it sent none, RFC 7427 §4), and whether it
+    sent a CERTREQ (RFC 7296 §3.7)."""
+
+    hashes: tuple[int, ...] | None = None
+    certreq: bool = False
+
+
+@dataclass(frozen=True)
+class Proof:
+    """This end's CERT payloads, its AUTH and how it authenticated."""
+
+    certs: tuple[CertPayload, ...]
+    auth: AuthPayload
+    info: AuthInfo
+
+
+class Prover(Protocol):
+    """How this end proves itself in IKE_AUTH."""
+
+    def check(self, peer: PeerOffer) -> None:
+        """`AuthenticationFailed` if this end cannot prove itself to that peer (the
+        initiator asks before it sends IKE_AUTH)."""
         ...
 
-    def verify(self, prf: Prf, octets: bytes, auth: AuthPayload) -> bool:
-        """Does the peer's AUTH prove the peer over its signed octets?"""
+    def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
+        """This end's CERTs and AUTH over its signed octets; `AuthenticationFailed` when it
+        cannot make one the peer takes (no scheme with a hash the peer announced)."""
+        ...
+
+
+class Verifier(Protocol):
+    """How this end checks the peer in IKE_AUTH."""
+
+    #: Does it check the peer by certificate (and so want RFC 7427's hashes announced)?
+    pubkey: bool
+
+    def certreq(self) -> CertReqPayload | None:
+        """The CERTREQ that asks the peer for a certificate, or None."""
+        ...
+
+    def verify(
+        self,
+        prf: Prf,
+        octets: bytes,
+        auth: AuthPayload,
+        certs: Sequence[CertPayload],
+        peer_id: tuple[IdType, bytes],
+        now: datetime.datetime,
+    ) -> AuthInfo:
+        """How the peer authenticated, if its AUTH proves it over its signed octets;
+        `AuthenticationFailed` says why not. `now` is the wall clock."""
         ...
 
 
@@ -41,6 +145,7 @@ class PskAuthenticator:
     """AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (§2.15)."""
 
     method = AuthMethod.SHARED_KEY_MIC
+    pubkey = False
 
     def __init__(self, psk: bytes) -> None:
         self._psk = psk
@@ -48,8 +153,161 @@ class PskAuthenticator:
     def __repr__(self) -> str:
         return "<PskAuthenticator>"  # never the key
 
-    def build(self, prf: Prf, octets: bytes) -> AuthPayload:
-        return AuthPayload(self.method, psk_auth(prf, self._psk, octets))
+    def check(self, peer: PeerOffer) -> None:
+        return
 
-    def verify(self, prf: Prf, octets: bytes, auth: AuthPayload) -> bool:
-        return auth.method == self.method and verify_psk_auth(prf, self._psk, octets, auth.data)
+    def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
+        auth = AuthPayload(self.method, psk_auth(prf, self._psk, octets))
+        return Proof((), auth, AuthInfo("psk"))
+
+    def certreq(self) -> CertReqPayload | None:
+        return None
+
+    def verify(
+        self,
+        prf: Prf,
+        octets: bytes,
+        auth: AuthPayload,
+        certs: Sequence[CertPayload],
+        peer_id: tuple[IdType, bytes],
+        now: datetime.datetime,
+    ) -> AuthInfo:
+        if auth.method != self.method:
+            raise AuthenticationFailed(
+                f"AUTH is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC"
+            )
+        if not verify_psk_auth(prf, self._psk, octets, auth.data):
+            raise AuthenticationFailed("AUTH does not verify (wrong PSK?)")
+        return AuthInfo("psk")
+
+
+class PubkeyProver:
+    """This end's certificate: CERT payloads as `send_cert` says (§3.6), and an AUTH
+    signed with the scheme `choose_signature` picks."""
+
+    def __init__(self, local: LocalAuth) -> None:
+        self._local = local
+
+    def __repr__(self) -> str:
+        return f"<PubkeyProver {self._local.cert.cert.subject.rfc4514_string()}>"
+
+    def check(self, peer: PeerOffer) -> None:
+        local = self._local
+        try:
+            choose_signature(local.cert.key.key, local.schemes, peer.hashes)
+        except SignatureError as error:
+            raise AuthenticationFailed(str(error), _subject(local.cert.cert)) from None
+
+    def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
+        local = self._local
+        key, cert = local.cert.key.key, local.cert.cert
+        try:
+            method, name = choose_signature(key, local.schemes, peer.hashes)
+            data = auth_data(key, method, name, octets)
+        except SignatureError as error:
+            raise AuthenticationFailed(str(error), _subject(cert)) from None
+        send = local.send_cert == "always" or (local.send_cert == "ifasked" and peer.certreq)
+        certs = (cert, *local.intermediates) if send else ()
+        payloads = tuple(CertPayload(CertEncoding.X509_SIGNATURE, _der(c)) for c in certs)
+        info = AuthInfo("pubkey", name, _subject(cert), cert.issuer.rfc4514_string())
+        return Proof(payloads, AuthPayload(AuthMethod(method), data), info)
+
+
+class PubkeyVerifier:
+    """The peer's certificate: the first X509_SIGNATURE CERT is its leaf, the others
+    intermediates it offers (§3.6); the chain, validity, revocation and identity by the
+    `PeerTrust`; the scheme among those allowed; then the signature with the leaf's key."""
+
+    pubkey = True
+
+    def __init__(self, remote: RemoteAuth) -> None:
+        self._remote = remote
+        self._schemes = remote.schemes or _ANY_PUBKEY
+
+    def __repr__(self) -> str:
+        return f"<PubkeyVerifier {', '.join(self._schemes)}>"
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """What the peer may sign with."""
+        return self._schemes
+
+    def certreq(self) -> CertReqPayload | None:
+        """CERTREQ with the SHA-1 of each trusted CA's public key (§3.7)."""
+        if not self._remote.send_certreq:
+            return None
+        keyids = self._remote.trust.certreq_keyids()
+        return CertReqPayload(CertEncoding.X509_SIGNATURE, b"".join(keyids)) if keyids else None
+
+    def verify(
+        self,
+        prf: Prf,
+        octets: bytes,
+        auth: AuthPayload,
+        certs: Sequence[CertPayload],
+        peer_id: tuple[IdType, bytes],
+        now: datetime.datetime,
+    ) -> AuthInfo:
+        if auth.method not in _SIGNATURE_METHODS:
+            raise AuthenticationFailed(
+                f"AUTH is of method {AuthMethod(auth.method).name}, not a signature"
+            )
+        x509_certs = [c.data for c in certs if c.encoding == CertEncoding.X509_SIGNATURE]
+        if not x509_certs:
+            raise AuthenticationFailed("no certificate")
+        leaf, *untrusted = (_load(der, n) for n, der in enumerate(x509_certs))
+        subject = _subject(leaf)
+        try:
+            trusted = self._remote.trust.verify(leaf, untrusted, peer_id, now)
+        except TrustError as error:
+            raise AuthenticationFailed(str(error), subject) from None
+        try:
+            name = parse_auth_data(auth.method, auth.data)[0].name
+            if name not in self._schemes:
+                raise SignatureError(f"signature scheme {name} not allowed")
+            key = leaf.public_key()
+            if not isinstance(key, PublicKey):
+                raise SignatureError(f"a {type(key).__name__} in the certificate")
+            verify_auth_data(key, auth.method, auth.data, octets)
+        except SignatureError as error:
+            raise AuthenticationFailed(str(error), subject) from None
+        return AuthInfo("pubkey", name, trusted.subject, trusted.issuer)
+
+
+def prover_for(config: IkeConfig) -> Prover:
+    """This end's certificate when configured, else the shared key."""
+    if config.local_auth is not None:
+        return PubkeyProver(config.local_auth)
+    return PskAuthenticator(config.psk)
+
+
+def verifier_for(config: IkeConfig) -> Verifier:
+    """The peer's certificate when configured, else the shared key."""
+    if config.remote_auth is not None:
+        return PubkeyVerifier(config.remote_auth)
+    return PskAuthenticator(config.psk)
+
+
+def announced_hashes(verifier: Verifier) -> tuple[HashAlgorithm, ...]:
+    """What this end announces in N(SIGNATURE_HASH_ALGORITHMS) (RFC 7427 §4), as
+    strongSwan does: the hashes of the schemes the peer may sign with, SHA-1 never (no
+    hash for IKEv2 signatures there); with no certificate to check, SHA-2 and IDENTITY
+    (RFC 8420), which are those of "pubkey"."""
+    schemes = verifier.schemes if isinstance(verifier, PubkeyVerifier) else _ANY_PUBKEY
+    return tuple(sorted({scheme(n).hash_id for n in schemes} - {HashAlgorithm.SHA1}))
+
+
+def _load(der: bytes, index: int) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        which = "the first" if index == 0 else f"CERT {index + 1}"
+        raise AuthenticationFailed(f"{which} X.509 CERT does not decode") from None
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()

@@ -36,7 +36,9 @@ Rules
 5. Message IDs, retransmission with back-off (§2.1), the cached response and fragments are
    the transport's (`larval.ike.transport`, with `WindowedIds` and
    `larval.ikev2.framing`): the exchanges hand it messages and take what it lets through.
-6. IKE_AUTH proves each end with an `Authenticator` (`larval.ikev2.auth`); PSK by default.
+6. IKE_AUTH proves this end with a `Prover` and checks the peer with a `Verifier`
+   (`larval.ikev2.auth`), each made from the configuration (a certificate or the PSK)
+   unless given.
 
 Fragmentation (RFC 7383): both ends announce N(IKEV2_FRAGMENTATION_SUPPORTED) in
 IKE_SA_INIT (§2.3); once both have, a protected message longer than `fragment_size`
@@ -60,6 +62,7 @@ answered or dropped.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 from collections import deque
@@ -70,6 +73,7 @@ from larval.crypto.ike_keys import IkeSaKeys, derive_rekeyed_ike_sa_keys
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT
+from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
@@ -78,7 +82,7 @@ from larval.ike.task import TaskManager
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import IkeTransport, OverTransport, Verdict, WindowedIds
 from larval.ikev2 import snapshot as sa_value
-from larval.ikev2.auth import Authenticator, PskAuthenticator
+from larval.ikev2.auth import PeerOffer, Prover, Verifier, prover_for, verifier_for
 from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.errors import IkeExchangeError, IkeOutOfPlace, IkeProtocolError
 from larval.ikev2.exchanges import (
@@ -205,17 +209,30 @@ class IkeSession(OverTransport):
         spi_i: bytes | None = None,
         fragmentation: bool = True,
         fragment_size: int = FRAGMENT_SIZE,
-        authenticator: Authenticator | None = None,
+        prover: Prover | None = None,
+        verifier: Verifier | None = None,
+        wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        signature_hashes: bool = True,
     ) -> None:
         """`fragmentation`: announce RFC 7383 support; `fragment_size`: the largest
         protected message sent whole when both ends announced it (§2.5.1);
-        `authenticator`: how IKE_AUTH proves each end (the configured PSK by default)."""
+        `prover`, `verifier`: how IKE_AUTH proves this end and checks the peer (by default
+        as `config` says: its certificates, else the PSK); `wall_clock`: the time a peer's
+        certificate must be valid at; `signature_hashes`: announce RFC 7427's hashes when
+        a public key is in play (§4)."""
         self.config = config
         self.initiator = initiator
         self._allocate_spi = allocate_spi
         self._child_policy = child_policy
         self._random = random_bytes
-        self._authenticator = authenticator or PskAuthenticator(config.psk)
+        self._prover = prover or prover_for(config)
+        self._verifier = verifier or verifier_for(config)
+        self._wall_clock = wall_clock
+        self._signature_hashes_offered = signature_hashes
+        self._peer_offer = PeerOffer()
+        # How each end authenticated, once established (`larval.ike.auth_config.AuthInfo`).
+        self.auth_local: AuthInfo | None = None
+        self.auth_remote: AuthInfo | None = None
         self._enter(State.IDLE)
         self.spi_i = spi_i if spi_i is not None else (random_bytes(8) if initiator else b"")
         self.spi_r = b""
@@ -436,8 +453,12 @@ class IkeSession(OverTransport):
                          child_policy=self._child_policy, random_bytes=self._random,
                          spi_i=spi_i, fragmentation=self._fragmentation_offered,
                          fragment_size=self._framing.fragment_size,
-                         authenticator=self._authenticator)  # fmt: skip
+                         prover=self._prover, verifier=self._verifier,
+                         wall_clock=self._wall_clock,
+                         signature_hashes=self._signature_hashes_offered)  # fmt: skip
         new.spi_r = spi_r
+        # A rekeyed IKE SA is of the same peers, authenticated as they were (§2.18).
+        new.auth_local, new.auth_remote = self.auth_local, self.auth_remote
         # What IKE_SA_INIT agreed holds for the IKE SA that replaces it (RFC 7383 §2.3).
         new._framing.fragmentation = self.fragmentation
         new.remote = self.remote
@@ -617,6 +638,16 @@ class IkeSession(OverTransport):
             self._init_response = datagrams[0]  # AUTH signs it (§2.15)
         self._log_message("sending", message, len(datagrams))
         self._transport.reply(request.message_id, datagrams, self.remote, self._response_text)
+
+    def _notify_peer(self, notify: NotifyType) -> None:
+        """INFORMATIONAL { N(notify) } sent once and not awaited: the initiator's word of
+        an IKE_AUTH response it refuses, before it closes (RFC 7296 §2.21.2)."""
+        message = IkeMessage(self.spi_i, self.spi_r, ExchangeType.INFORMATIONAL, self.initiator,
+                             False, self._transport.new_message_id(),
+                             (NotifyPayload(ProtocolId.NONE, notify),))  # fmt: skip
+        datagrams = self._transport.frame(message)
+        self._log_message("sending", message, len(datagrams))
+        self._transport.send(datagrams)
 
     def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
         """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""

@@ -4,9 +4,10 @@ and `build`s the response. None does I/O or keeps a clock: each sees its IKE SA 
 `Ikev2Sa` (`sa`), and the session puts what it builds on the wire.
 
 * `ike_sa_init`: `IkeSaInit`, `IkeSaInitResponder`: SA, KE, Ni/Nr, NAT detection,
-  fragmentation support; COOKIE and INVALID_KE_PAYLOAD retries (RFC 7296 §1.2, §2.6)
-* `ike_auth`: `IkeAuth`, `IkeAuthResponder`: IDi/IDr and AUTH by the pluggable
-  `Authenticator`, and the first CHILD_SA (§1.2, §2.15)
+  fragmentation support, RFC 7427's hashes and CERTREQ; COOKIE and INVALID_KE_PAYLOAD
+  retries (RFC 7296 §1.2, §2.6)
+* `ike_auth`: `IkeAuth`, `IkeAuthResponder`: IDi/IDr, CERT, CERTREQ and AUTH by the
+  pluggable `Prover` and `Verifier`, and the first CHILD_SA (§1.2, §2.15)
 * `create_child_sa`: `ChildCreate`, `IkeRekey`, `CreateChildSaResponder`: a new
   CHILD_SA, the renewal of one or of the IKE SA, and their collisions (§1.3, §2.8)
 * `informational`: `Informational`, `InformationalResponder`: DELETE and liveness

@@ -1,45 +1,64 @@
-"""IKE_AUTH (RFC 7296 §1.2), both roles: each end proves its identity with the
-`Authenticator` (`larval.ikev2.auth`), and the first CHILD_SA comes with it.
+"""IKE_AUTH (RFC 7296 §1.2), both roles: each end proves its identity with its `Prover`
+and checks the peer's with its `Verifier` (`larval.ikev2.auth`), and the first CHILD_SA
+comes with it.
 
-    HDR, SK {IDi, AUTH, [N(USE_TRANSPORT_MODE),] SAi2, TSi, TSr}  -->
-                    <--  HDR, SK {IDr, AUTH, [N(USE_TRANSPORT_MODE),] SAr2, TSi, TSr}
+    HDR, SK {IDi, [CERT+,] [CERTREQ,] AUTH, [N(USE_TRANSPORT_MODE),] SAi2, TSi, TSr}  -->
+          <--  HDR, SK {IDr, [CERT+,] AUTH, [N(USE_TRANSPORT_MODE),] SAr2, TSi, TSr}
 
-The authenticator is the one step that knows the method; the exchange hands it the
-octets each end signs (§2.15). A method of more than one round trip (EAP, §2.16) is a
-task that is not `done` after its first: the task manager sends its next request, and
-the session hands the responder's task the next request, with the state held meanwhile.
+The prover and the verifier are the steps that know the methods; the exchange hands them
+the octets each end signs (§2.15), the peer's CERTs and what the peer announced in
+IKE_SA_INIT. The initiator sends no IDr: the responder proves itself as whom it is
+configured to be. A method of more than one round trip (EAP, §2.16) is a task that is
+not `done` after its first: the task manager sends its next request, and the session
+hands the responder's task the next request, with the state held meanwhile.
+
+A peer that does not prove itself fails the IKE SA with one WARNING line naming the
+reason (and the subject of the certificate it sent): the responder answers
+AUTHENTICATION_FAILED and closes; the initiator closes and tells the responder with an
+INFORMATIONAL { N(AUTHENTICATION_FAILED) } sent once, as strongSwan does (§2.21.2).
+Nothing is installed either way.
 """
 
 from __future__ import annotations
 
 from larval.crypto.ike_auth import signed_octets
+from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaFailed
 
+from ..auth import AuthenticationFailed, PeerOffer
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
 from ..negotiate import choose, narrow, networks_of, selectors_for, to_wire
-from ..payloads import AuthPayload, IdPayload, NotifyPayload, Payload
+from ..payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    IdPayload,
+    NotifyPayload,
+    Payload,
+)
 from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
 from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
-from .sa import Ikev2Sa
+from .sa import Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
 
 __all__ = ["IkeAuth", "IkeAuthResponder"]
 
 
 class IkeAuth(ExchangeTask):
-    """The initiator: HDR, SK {IDi, AUTH, SAi2, TSi, TSr} -->, for the CHILD_SA the IKE SA
-    was opened for (`_pending_child`), and the answer taken."""
+    """The initiator: HDR, SK {IDi, [CERT+,] [CERTREQ,] AUTH, SAi2, TSi, TSr} -->, for the
+    CHILD_SA the IKE SA was opened for (`_pending_child`), and the answer taken."""
 
     exchange = ExchangeType.IKE_AUTH
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         self._spi_in = 0
+        self._info: AuthInfo | None = None
 
     def build(self, now: float) -> tuple[Payload, ...]:
         sa, child = self._sa, self._sa._pending_child
@@ -47,7 +66,10 @@ class IkeAuth(ExchangeTask):
         idi = _id_payload(sa, PayloadType.IDi)
         octets = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
                                idi.encode_body())  # fmt: skip
-        auth = sa._authenticator.build(sa._prf, octets)
+        # IkeSaInit checked that this end can sign for the peer (`Prover.check`).
+        proof = sa._prover.prove(sa._prf, octets, sa._peer_offer)
+        self._info = proof.info
+        certreq = sa._verifier.certreq()
         self._spi_in = sa._allocate_spi()
         spi = self._spi_in.to_bytes(4, "big")
         # No KE in IKE_AUTH, so no PFS for its CHILD_SA: DH transforms are left out, as
@@ -58,17 +80,20 @@ class IkeAuth(ExchangeTask):
         )
         payloads: list[Payload] = [
             idi,
-            auth,
+            *proof.certs,
+            *([certreq] if certreq is not None else []),
+            proof.auth,
             SaPayload(proposals),
             TsPayload(PayloadType.TSi, selectors_for(child.local_ts)),
             TsPayload(PayloadType.TSr, selectors_for(child.remote_ts)),
         ]
         if child.mode == "transport":
-            payloads.insert(2, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+            at = payloads.index(proof.auth) + 1
+            payloads.insert(at, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
         return tuple(payloads)
 
     def process(self, message: IkeMessage, now: float) -> None:
-        """<--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}"""
+        """<--  HDR, SK {IDr, [CERT+,] AUTH, SAr2, TSi, TSr}"""
         sa, child = self._sa, self._sa._pending_child
         assert sa._prf is not None and child is not None
         idr, auth = message.first(IdPayload), message.first(AuthPayload)
@@ -77,14 +102,16 @@ class IkeAuth(ExchangeTask):
                       if n.notify_type < 16384]  # fmt: skip
             sa._close("IKE_AUTH refused: " + (", ".join(errors) or "no IDr/AUTH"), now)
             return
-        if not _peer_id_ok(sa, idr):
-            sa._close("the responder's identity is not the one configured", now)
-            return
         octets = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                idr.encode_body())  # fmt: skip
-        if not sa._authenticator.verify(sa._prf, octets, auth):
-            sa._close("the responder's AUTH does not verify (wrong PSK?)", now)
+        try:
+            info = _verify_peer(sa, idr, message, octets)
+        except AuthenticationFailed as error:
+            reason = _failed(sa, "responder", error)
+            sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # §2.21.2
+            sa._close(reason, now)
             return
+        sa.auth_local, sa.auth_remote = self._info, info
         sa._established(now)
         sa_payload = message.first(SaPayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
@@ -107,37 +134,51 @@ class IkeAuth(ExchangeTask):
 
 
 class IkeAuthResponder(AnswerTask):
-    """The responder: HDR, SK {IDi, AUTH, SAi2, TSi, TSr} -->  answered with
-    <-- HDR, SK {IDr, AUTH, SAr2, TSi, TSr}, or with the CHILD_SA's refusal in place of
-    SAr2, TSi, TSr. An initiator that does not prove itself is refused, and the IKE SA
-    closes."""
+    """The responder: HDR, SK {IDi, [CERT+,] [CERTREQ,] AUTH, SAi2, TSi, TSr} -->
+    answered with  <-- HDR, SK {IDr, [CERT+,] AUTH, SAr2, TSi, TSr}, or with the
+    CHILD_SA's refusal in place of SAr2, TSi, TSr. An initiator that does not prove
+    itself is refused with AUTHENTICATION_FAILED, and the IKE SA closes."""
 
     exchange = ExchangeType.IKE_AUTH
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         self._agreed: Agreed | None = None
+        self._info: tuple[AuthInfo, AuthInfo] | None = None
 
     def process(self, message: IkeMessage, now: float) -> None:
         sa = self._sa
         assert sa._prf is not None
         idi, auth = message.first(IdPayload), message.first(AuthPayload)
-        if idi is None or auth is None or auth.method != sa._authenticator.method:
-            reason = "IKE_AUTH without IDi and an AUTH of the configured method"
+        if idi is None or auth is None:
+            reason = "IKE_AUTH without IDi and AUTH"
             raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
         octets = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
                                idi.encode_body())  # fmt: skip
-        if not _peer_id_ok(sa, idi) or not sa._authenticator.verify(sa._prf, octets, auth):
-            reason = "the initiator's AUTH does not verify (wrong PSK or identity)"
-            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
+        # The initiator's CERTREQ asks for this end's certificate (§3.7).
+        certreq = message.first(CertReqPayload) is not None
+        sa._peer_offer = PeerOffer(sa._peer_offer.hashes, sa._peer_offer.certreq or certreq)
         idr = _id_payload(sa, PayloadType.IDr)
         octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                  idr.encode_body())  # fmt: skip
-        auth_r = sa._authenticator.build(sa._prf, octets_r)
+        try:
+            info = _verify_peer(sa, idi, message, octets)
+        except AuthenticationFailed as error:
+            reason = _failed(sa, "initiator", error)
+            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
+        try:
+            proof = sa._prover.prove(sa._prf, octets_r, sa._peer_offer)
+        except AuthenticationFailed as error:
+            reason = f"this end cannot prove itself: {error}"
+            log.warning("%s: %s", sa._name(), reason)
+            raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
+        self._info = (proof.info, info)
         child_payloads, self._agreed = _respond_child(sa, message)
-        self._answer = (idr, auth_r, *child_payloads)
+        self._answer = (idr, *proof.certs, proof.auth, *child_payloads)
 
     def answered(self, now: float) -> None:
+        assert self._info is not None
+        self._sa.auth_local, self._sa.auth_remote = self._info
         self._sa._established(now)
         if self._agreed is not None:
             child_up(self._sa, *self._agreed)
@@ -184,5 +225,32 @@ def _id_payload(sa: Ikev2Sa, payload_type: PayloadType) -> IdPayload:
 
 
 def _peer_id_ok(sa: Ikev2Sa, payload: IdPayload) -> bool:
+    """Is the peer who the connection is for: the configured identity, or one its
+    wildcards match?"""
+    peer = (payload.id_type, payload.data)
+    if sa.config.remote_id_match is not None:
+        return sa.config.remote_id_match(*peer)
     expected = sa.config.remote_id
-    return expected is None or (payload.id_type, payload.data) == expected
+    return expected is None or peer == expected
+
+
+def _verify_peer(sa: Ikev2Sa, id_payload: IdPayload, message: IkeMessage,
+                 octets: bytes) -> AuthInfo:  # fmt: skip
+    """How the peer authenticated: its identity is the one configured, and its AUTH
+    (with its CERTs) proves it over its signed octets; `AuthenticationFailed` if not."""
+    assert sa._prf is not None
+    if not _peer_id_ok(sa, id_payload):
+        raise AuthenticationFailed("identity is not the one configured")
+    auth = message.first(AuthPayload)
+    assert auth is not None
+    peer_id = (id_payload.id_type, id_payload.data)
+    return sa._verifier.verify(sa._prf, octets, auth, message.get(CertPayload), peer_id,
+                               sa._wall_clock())  # fmt: skip
+
+
+def _failed(sa: Ikev2Sa, peer: str, error: AuthenticationFailed) -> str:
+    """One WARNING line for a peer that did not prove itself; the reason the IKE SA ends."""
+    reason = f"authentication of the {peer} failed: {error}"
+    subject = f" (certificate {error.subject})" if error.subject else ""
+    log.warning("%s: %s%s", sa._name(), reason, subject)
+    return reason

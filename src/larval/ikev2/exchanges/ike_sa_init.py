@@ -1,9 +1,15 @@
 """IKE_SA_INIT (RFC 7296 §1.2), both roles: the suite, the Diffie-Hellman exchange, the
-nonces, NAT detection (§2.23) and fragmentation support (RFC 7383 §2.3); SKEYSEED and the
+nonces, NAT detection (§2.23), fragmentation support (RFC 7383 §2.3) and, where a public
+key is in play, the hashes of RFC 7427 §4 and the responder's CERTREQ; SKEYSEED and the
 IKE SA's keys from them (§2.14).
 
-    HDR, [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*), [N(FRAG_SUP)]  -->
-                      <--  HDR, SA, KE, Nr, N(NAT_DETECTION_*), [N(FRAG_SUP)]
+    HDR, [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*), [N(FRAG_SUP)], [N(HASH_ALG)]  -->
+       <--  HDR, SA, KE, Nr, N(NAT_DETECTION_*), [N(FRAG_SUP)], [N(HASH_ALG)], [CERTREQ]
+
+N(SIGNATURE_HASH_ALGORITHMS) goes both ways when either end of the connection is
+configured with a certificate (strongSwan sends it always; larval leaves a shared-key
+connection's messages as they were). The peer's hashes and whether it sent a CERTREQ
+are kept for IKE_AUTH (`Ikev2Sa._peer_offer`).
 
 The initiator's exchange may go again, as Message ID 0 still: with the COOKIE the
 responder asked for (§2.6), or with the DH group it named in INVALID_KE_PAYLOAD (§1.2).
@@ -21,19 +27,21 @@ from larval.crypto.ike_errors import IkeCryptoError
 from larval.crypto.ike_keys import IkeSaKeys, derive_ike_sa_keys
 from larval.crypto.ike_transforms import TransformType, encr_key_size, integ_key_size
 from larval.crypto.prf import Prf
+from larval.crypto.signatures import SignatureError, decode_hashes, encode_hashes
 from larval.crypto.sk import SkCipher
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import IPAddress, Suite
 
+from ..auth import AuthenticationFailed, PeerOffer, announced_hashes
 from ..constants import ExchangeType, NotifyType, ProtocolId
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
 from ..negotiate import choose, suite_get, to_wire
-from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
+from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, Payload
 from ..render import describe
 from ..sa_payload import SaPayload
 from .proposals import first_group, groups, log_no_proposal, with_group_first
-from .sa import NONCE_SIZE, Address, Ikev2Sa
+from .sa import NONCE_SIZE, Address, Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
 
 __all__ = ["IkeSaInit", "IkeSaInitResponder", "derive", "take_keys"]
@@ -74,6 +82,7 @@ class IkeSaInit(ExchangeTask):
             NoncePayload(self._nonce),
             *nat_detection(sa, bytes(8), sa.config.remote_addr, sa.remote[1]),
             *fragmentation_notify(sa),
+            *signature_hashes_notify(sa),
         ]
         return tuple(payloads)
 
@@ -115,6 +124,11 @@ class IkeSaInit(ExchangeTask):
         if ke.dh_group != dh.id or dh.id != self._group:
             sa._close("the responder's KE is not of the chosen group", now)
             return
+        try:
+            sa._peer_offer = peer_offer(message)
+        except SignatureError as error:
+            sa._close(f"IKE_SA_INIT response: {error}", now)
+            return
         sa.spi_r = message.spi_r
         sa._nonce_i, sa._nonce_r = self._nonce, nonce.data
         sa._framing.fragmentation = sa._fragmentation_offered and (
@@ -124,6 +138,13 @@ class IkeSaInit(ExchangeTask):
         if sa.natted:
             sa.remote = (sa.remote[0], NAT_T_PORT)  # RFC 7296 §2.23: float to 4500
         derive(sa, suite, self._dh.shared_secret(ke.data))
+        try:
+            sa._prover.check(sa._peer_offer)
+        except AuthenticationFailed as error:
+            # Before IKE_AUTH: no scheme of this end's key has a hash the peer announced.
+            reason = f"this end cannot prove itself: {error}"
+            log.warning("%s: %s", sa._name(), reason)
+            sa._close(reason, now)
 
 
 class IkeSaInitResponder(AnswerTask):
@@ -156,6 +177,10 @@ class IkeSaInitResponder(AnswerTask):
             # §1.2: tell the initiator which group to use; it starts over.
             data = struct.pack("!H", group.id)
             raise IkeExchangeError(NotifyType.INVALID_KE_PAYLOAD, "KE of another group", data)
+        try:
+            sa._peer_offer = peer_offer(message)
+        except SignatureError as error:
+            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, str(error)) from None
         sa.spi_r = sa._random(8)
         sa._nonce_i, sa._nonce_r = nonce.data, sa._random(NONCE_SIZE)
         dh = DhGroup.of(group.id).generate(sa._random)
@@ -173,6 +198,7 @@ class IkeSaInitResponder(AnswerTask):
             SaPayload((answer,)), KePayload(group.id, dh.public_bytes), NoncePayload(sa._nonce_r),
             *nat_detection(sa, sa.spi_r, ipaddress.ip_address(peer[0]), peer[1]),
             *(fragmentation_notify(sa) if peer_fragments else []),
+            *signature_hashes_notify(sa), *certreq(sa),
         )  # fmt: skip
         derive(sa, suite, shared)
         sa._deadline = now + sa.config.half_open_timeout
@@ -212,6 +238,32 @@ def fragmentation_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
     if not sa._fragmentation_offered:
         return []
     return [NotifyPayload(ProtocolId.NONE, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)]
+
+
+def signature_hashes_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
+    """N(SIGNATURE_HASH_ALGORITHMS) with the hashes this end verifies with (RFC 7427 §4),
+    when either end of the connection uses a public key."""
+    config = sa.config
+    if not sa._signature_hashes_offered or (config.local_auth is None and not sa._verifier.pubkey):
+        return []
+    data = encode_hashes(announced_hashes(sa._verifier))
+    return [NotifyPayload(ProtocolId.NONE, NotifyType.SIGNATURE_HASH_ALGORITHMS, b"", data)]
+
+
+def certreq(sa: Ikev2Sa) -> list[CertReqPayload]:
+    """The responder's CERTREQ, when it checks the initiator by certificate (§3.7)."""
+    payload = sa._verifier.certreq()
+    return [payload] if payload is not None else []
+
+
+def peer_offer(message: IkeMessage) -> PeerOffer:
+    """What the peer's IKE_SA_INIT announced: its hashes (RFC 7427 §4), a CERTREQ;
+    `SignatureError` for hashes that do not decode."""
+    hashes = message.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    return PeerOffer(
+        decode_hashes(hashes.data) if hashes is not None else None,
+        message.first(CertReqPayload) is not None,
+    )
 
 
 def nat_detection(sa: Ikev2Sa, spi_r: bytes, peer: IPAddress, port: int) -> list[NotifyPayload]:

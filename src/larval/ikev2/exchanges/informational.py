@@ -5,13 +5,17 @@ exchange.
 
     HDR, SK {[D(IKE) | D(ESP, SPI...)]}  -->
                       <--  HDR, SK {[D(ESP, SPI...)]}
+
+An initiator that refused this end's IKE_AUTH response says so with N(AUTHENTICATION_FAILED)
+in an INFORMATIONAL of its own (§2.21.2); that ends the IKE SA as a D(IKE) would, as
+strongSwan takes it.
 """
 
 from __future__ import annotations
 
 from larval.ike.events import ChildSaDown
 
-from ..constants import ExchangeType, ProtocolId
+from ..constants import ExchangeType, NotifyType, ProtocolId
 from ..message import IkeMessage
 from ..payloads import DeletePayload, Payload
 from .create_child_sa import IKE_SA, IkeRekey
@@ -60,17 +64,22 @@ class Informational(ExchangeTask):
 
 
 class InformationalResponder(AnswerTask):
-    """The responder: a D(IKE) closes the IKE SA once answered; a D(ESP) is answered
-    with the SPIs of our half of each pair (§1.4.1); any request shows the peer alive."""
+    """The responder: a D(IKE) closes the IKE SA once answered, as does the initiator's
+    N(AUTHENTICATION_FAILED); a D(ESP) is answered with the SPIs of our half of each pair
+    (§1.4.1); any request shows the peer alive."""
 
     exchange = ExchangeType.INFORMATIONAL
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         self._ike_deleted = False
+        self._auth_failed = False
 
     def process(self, message: IkeMessage, now: float) -> None:
         sa = self._sa
+        if message.notify(NotifyType.AUTHENTICATION_FAILED) is not None:
+            self._ike_deleted = self._auth_failed = True
+            return
         answer: list[Payload] = []
         for d in message.get(DeletePayload):
             if d.protocol_id == ProtocolId.IKE:
@@ -99,6 +108,8 @@ class InformationalResponder(AnswerTask):
             # by its exchange stays, ours is forgotten.
             sa._replace(rekey.collision[0])
         reason = "replaced by a rekey" if sa._replaced_by else "deleted by the peer"
+        if self._auth_failed:
+            reason = "the peer refused this end's authentication: AUTHENTICATION_FAILED"
         sa._close(reason, now, by_peer=True)
 
 

@@ -9,6 +9,7 @@ not for the key manager, but they are the IKE SA's state, which the tasks share.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 from collections import deque
@@ -17,14 +18,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes
+from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPNetwork, Suite
 from larval.ike.events import ChildSaDown, Event
 
-from ..auth import Authenticator
+from ..auth import PeerOffer, Prover, Verifier
 
 if TYPE_CHECKING:
     from larval.ike.task import TaskManager
 
+    from ..constants import NotifyType
     from ..framing import Ikev2Framing
     from ..message import IkeMessage
     from ..payloads import Payload
@@ -79,6 +82,9 @@ class Ikev2Sa(Protocol):
     suite: Suite
     natted: bool
     children: dict[int, ChildSa]  # by inbound SPI
+    # How each end authenticated (for status), once the IKE SA is established.
+    auth_local: AuthInfo | None
+    auth_remote: AuthInfo | None
     # Keys and what they came from (RFC 7296 §2.14, §2.15).
     _prf: Prf | None
     _sk_d: bytes
@@ -90,11 +96,18 @@ class Ikev2Sa(Protocol):
     _init_response: bytes
     _framing: Ikev2Framing  # the SK ciphers of both ways; fragmentation agreed
     _fragmentation_offered: bool
-    # What the key manager lends: random bytes, GETSPI, policy, how AUTH is proved.
+    # What the key manager lends: random bytes, GETSPI, policy, how each end's AUTH is
+    # proved and checked, and the wall clock certificates are valid by.
     _random: RandomBytes
     _allocate_spi: Callable[[], int]
     _child_policy: ChildPolicy | None
-    _authenticator: Authenticator
+    _prover: Prover
+    _verifier: Verifier
+    _wall_clock: Callable[[], datetime.datetime]
+    # RFC 7427 §4: are this end's hashes announced; what the peer announced (and whether
+    # it sent a CERTREQ, RFC 7296 §3.7).
+    _signature_hashes_offered: bool
+    _peer_offer: PeerOffer
     _pending_child: ChildConfig | None  # the CHILD_SA the IKE SA was opened for
     _events: deque[Event]
     _tasks: TaskManager[IkeMessage, tuple[Payload, ...]]
@@ -131,3 +144,5 @@ class Ikev2Sa(Protocol):
     def _replace(self, new: IkeSession) -> None: ...
 
     def _close(self, reason: str, now: float, by_peer: bool = False) -> None: ...
+
+    def _notify_peer(self, notify: NotifyType) -> None: ...
