@@ -122,6 +122,9 @@ class Credentials:
     cacerts: tuple[x509.Certificate, ...] = ()
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     keys: tuple[PrivateKeyFile, ...] = ()
+    #: The file each of `cacerts` came from (``x509ca/NAME``), in the same order: what a
+    #: connection's ``cacerts`` names.
+    cacert_paths: tuple[str, ...] = ()
 
 
 class FileProblem(Exception):
@@ -159,12 +162,21 @@ def load_credentials(
             pairs.append(CertificateWithKey(name, cert, key))
         return pairs
 
-    cacerts = collect(root, CA_DIR, read_certificates, problems)
+    def read_named(name: str, path: Path) -> list[tuple[str, x509.Certificate]]:
+        return [(name, cert) for cert in read_certificates(name, path)]
+
+    cacerts = collect(root, CA_DIR, read_named, problems)
     crls = collect(root, CRL_DIR, read_crl, problems)
     certs = collect(root, END_ENTITY_DIR, pair, problems)
     if problems:
         raise CredentialsError(root, tuple(problems))
-    return Credentials(tuple(certs), tuple(cacerts), tuple(crls), tuple(keys))
+    return Credentials(
+        tuple(certs),
+        tuple(cert for _, cert in cacerts),
+        tuple(crls),
+        tuple(keys),
+        tuple(name for name, _ in cacerts),
+    )
 
 
 def collect(

@@ -298,6 +298,11 @@ def test_status_names_suites_in_strongswans_words(tmp_path: Path) -> None:
             assert answer["key_manager"] is True
             assert [s["suite"] for s in answer["ike_sas"]] == ["aes128-sha256-modp2048"]
             assert [c["esp"] for c in answer["child_sas"]] == ["aes128gcm16"]
+            # How each end authenticated, in both forms.
+            assert [(s["auth_local"], s["auth_remote"]) for s in answer["ike_sas"]] == [
+                ({"method": "psk", "scheme": "", "subject": "", "issuer": ""},) * 2
+            ]
+            assert "  local authentication: psk\n  remote authentication: psk\n" in text.stdout
             log = d.log_text()
             assert "established (aes128-sha256-modp2048)" in log
             assert "out, aes128gcm16" in log

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from larval.credentials import load_credentials
 from larval.daemon.config import ConfigError, parse_config
 from larval.daemon.ike_daemon import IkeDaemon
 from tests.badinput import write_private
 from tests.credentials.files import (
+    DER,
     P256,
     P384,
     PASSPHRASE,
+    PEM,
     certificate,
     write,
     write_cert,
@@ -85,3 +88,14 @@ def test_larval_run_with_credential_problems_prints_every_line_and_exits_2(
         assert line in result.stderr.splitlines()
     assert PASSPHRASE.decode() not in result.stderr
     assert not (tmp_path / "control").exists()  # nothing was opened
+
+
+def test_each_ca_certificate_is_named_by_its_file(tmp_path: Path) -> None:
+    """What a connection's ``cacerts`` is resolved with: a PEM bundle names each of its
+    certificates, in the order they were loaded."""
+    ca, other = certificate("CA", P256, ca=True), certificate("Other", P384, ca=True)
+    write(tmp_path, "x509ca/bundle.pem", ca.public_bytes(PEM) + other.public_bytes(PEM))
+    write_cert(tmp_path, "x509ca/a.der", ca, DER)
+    loaded = load_credentials(tmp_path)
+    assert loaded.cacert_paths == ("x509ca/a.der", "x509ca/bundle.pem", "x509ca/bundle.pem")
+    assert loaded.cacerts == (ca, ca, other)

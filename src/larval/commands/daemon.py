@@ -105,6 +105,9 @@ def print_status(answer: dict[str, Any]) -> None:
               f"{peer}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
         if sa["suite"]:
             print(f"  {sa['suite']}")
+        for end in ("local", "remote"):
+            if sa.get(f"auth_{end}"):
+                print(f"  {end} authentication: {describe_auth(sa[f'auth_{end}'])}")
         when = []
         if "rekey_in_s" in sa:
             what = "reauthenticating" if sa.get("version") == 1 else "rekeying"
@@ -121,3 +124,11 @@ def print_status(answer: dict[str, Any]) -> None:
         counts_in = f"{c.get('bytes_in', 0)} bytes / {c.get('packets_in', 0)} packets in"
         counts_out = f"{c.get('bytes_out', 0)} bytes / {c.get('packets_out', 0)} packets out"
         print(f"    {counts_in}, {counts_out}{rekey}")
+
+
+def describe_auth(auth: dict[str, str]) -> str:
+    """``pubkey ecdsa-sha256, CN=carol, issued by CN=Example CA``, or ``psk``."""
+    text = " ".join(v for v in (auth["method"], auth["scheme"]) if v)
+    if auth["subject"] or auth["issuer"]:
+        text += f", {auth['subject'] or 'empty subject'}, issued by {auth['issuer']}"
+    return text

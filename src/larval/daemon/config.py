@@ -37,6 +37,23 @@
 ``[secrets.private-NAME] secret = "..."`` the passphrase of its encrypted key file NAME;
 such a secret is never a PSK.
 
+Certificates, in swanctl.conf's words::
+
+    [connections.home]
+    send_cert = "ifasked"                # ifasked | always | never
+    send_certreq = true
+    local = { auth = "pubkey", certs = ["gw.pem"], id = "vpn.example.org" }
+    remote = { auth = "pubkey", id = "carol@example.org", cacerts = ["ca.pem"] }
+
+``auth`` is ``psk`` or any public-key word `larval.ike.auth_config.parse_auth` takes.
+``certs`` (local) names files of the credentials' ``x509/``, ``cacerts`` (remote) files of
+its ``x509ca/``; without ``cacerts`` every CA certificate loaded is trusted. A local
+public-key side without ``id`` is its certificate's subject DN; a remote side without one
+is ``%any`` (whatever ID the peer sends, its certificate must carry it). The file is read
+without the credentials: the names are resolved when the daemon starts and on SIGHUP
+(`larval.daemon.auth`), and until then a connection's certificate sides are only in
+`DaemonConfig.cert_auth`.
+
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
 error names the file, the key and what is allowed; types are exact (``true`` is not
@@ -44,10 +61,11 @@ a number, ``2.0`` not an integer), and numbers are checked against the field the
 up in (64-bit PF_KEY lifetimes, the 8-bit replay window, 16-bit sizes).
 
 Secrets. A file that holds ``[secrets]`` must not be readable by group or others
-(``chmod 600``); `load_config` refuses it otherwise. A PSK shorter than 16 bytes
-(`MIN_PSK_LENGTH`) is refused unless the connection that uses it says so with
-``short_psk = true``: RFC 7296 §2.15 asks a PSK for as much unpredictability as the
-keys it protects, and one captured exchange lets an attacker try short ones offline.
+(``chmod 600``); `load_config` refuses it otherwise. A PSK is needed only by a connection
+with a side of ``auth = "psk"``. One shorter than 16 bytes (`MIN_PSK_LENGTH`) is refused
+unless the connection that uses it says so with ``short_psk = true``: RFC 7296 §2.15
+asks a PSK for as much unpredictability as the keys it protects, and one captured
+exchange lets an attacker try short ones offline.
 strongSwan only warns. A configuration with no ``[connections]`` at all still starts
 (as strongSwan does), with a warning that nothing will be negotiated.
 """
@@ -61,15 +79,16 @@ import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from larval.crypto.ike_errors import IkeProposalError
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
+from larval.ike.auth_config import SendCert, parse_auth
 from larval.ike.config import ChildConfig, IkeConfig
-from larval.ike.identity import identity
+from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
 from larval.pfkey.constants import U64_MAX
 from larval.spd import Policy
@@ -85,10 +104,11 @@ DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_soc
                "credentials")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
-                   "fragmentation", "short_psk")  # fmt: skip
+                   "fragmentation", "short_psk", "send_cert", "send_certreq")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
-AUTH_KEYS = ("auth", "id")
+AUTH_KEYS = ("auth", "id", "certs", "cacerts")
+SEND_CERT = ("ifasked", "always", "never")
 SECRET_KEYS = ("ids", "secret")
 KEY_SECRET_PREFIX = "private-"
 #: Bytes: 128 bits, the strength of the weakest cipher offered (RFC 7296 §2.15).
@@ -110,6 +130,29 @@ class Secret:
     psk: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class AuthSide:
+    """A ``local`` or ``remote`` table as written."""
+
+    key: str  # where: ``connections.NAME.local``
+    method: Literal["psk", "pubkey"]
+    schemes: tuple[str, ...]  # `parse_auth`'s
+    id: str | None  # None: the default
+    #: ``certs`` (local) or ``cacerts`` (remote), as written.
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CertAuth:
+    """A connection's certificate sides as written, for `larval.daemon.auth` to resolve
+    against the credentials; None on a side: the PSK."""
+
+    local: AuthSide | None
+    remote: AuthSide | None
+    send_cert: SendCert = "ifasked"
+    send_certreq: bool = True
+
+
 @dataclass
 class DaemonConfig:
     addresses: list[str]
@@ -125,6 +168,8 @@ class DaemonConfig:
     credentials: str | None = None
     #: ``[secrets.private-NAME]``: the passphrase of the encrypted key file NAME.
     key_passphrases: dict[str, bytes] = field(default_factory=dict, repr=False)
+    #: The connections with a side that authenticates with a certificate, by name.
+    cert_auth: dict[str, CertAuth] = field(default_factory=dict)
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -200,7 +245,9 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     if fragment_size < 128:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     for name, entry in r.tables("connections", top.get("connections", {})):
-        conn, policies = _connection(r, name, entry, secrets)
+        conn, policies, cert_auth = _connection(r, name, entry, secrets)
+        if cert_auth is not None:
+            config.cert_auth[name] = cert_auth
         ike = dataclasses.replace(conn.ike, retransmit_timeout=timeout,
                                   retransmit_tries=tries, fragment_size=fragment_size)  # fmt: skip
         conn = dataclasses.replace(conn, ike=ike)
@@ -243,7 +290,7 @@ def _retransmit_timeout(r: ConfigReader, value: object) -> float:
 
 def _connection(
     r: ConfigReader, name: str, value: object, secrets: list[Secret]
-) -> tuple[Connection, list[Policy]]:
+) -> tuple[Connection, list[Policy], CertAuth | None]:
     base = f"connections.{name}"
     c = r.table(base, value, CONNECTION_KEYS)
     version = c.get("version", 2)
@@ -255,22 +302,36 @@ def _connection(
     proposals = _proposals(
         r, f"{base}.proposals", c.get("proposals", ["aes128-sha256-x25519"]), parse_ike_proposal
     )
-    local_id = _auth(r, f"{base}.local", c.get("local", {}), str(local_addrs[0]))
-    remote_id = _auth(r, f"{base}.remote", c.get("remote", {}), str(remote_addrs[0]))
-    secret = next((s for s in secrets if not s.ids or {local_id, remote_id} <= set(s.ids)
-                   or remote_id in s.ids), None)  # fmt: skip
-    if secret is None:
-        raise r.error(f"{base}.remote.id", f"no [secrets] entry holds a PSK for {remote_id}")
+    local = _side(r, f"{base}.local", c.get("local", {}))
+    remote = _side(r, f"{base}.remote", c.get("remote", {}))
+    if version != 2 and local.method != remote.method:
+        # RFC 2409 §5: one authentication method, negotiated in the SA, for both ends.
+        answers = "IKEv1" if version == 1 else "IKEv1 (which version = 0 answers)"
+        raise r.error(f"{base}.remote.auth", f"{answers} authenticates both ends alike: "
+                      f"local is {local.method}, remote {remote.method}")  # fmt: skip
+    # strongSwan's defaults: a PSK side is its address; a local certificate side its
+    # certificate's subject DN (set once the certificate is known); a remote certificate
+    # side anyone whose certificate carries the ID it sends.
+    local_text = local.id or str(local_addrs[0])
+    local_id = _local_identity(r, f"{base}.local.id", local_text)
+    remote_text = remote.id or (str(remote_addrs[0]) if remote.method == "psk" else "%any")
+    remote_match = _remote_identity(r, f"{base}.remote.id", remote_text)
     # Per connection, not per secret: the risk is the connection's (its AUTH exchange is
     # what an attacker tries short PSKs against), and a secret later shared with another
     # connection must not carry the acceptance over to it.
     short_psk = _bool(r, f"{base}.short_psk", c.get("short_psk", False))
-    if len(secret.psk) < MIN_PSK_LENGTH and not short_psk:
-        size = f"{len(secret.psk)} byte" + ("" if len(secret.psk) == 1 else "s")
-        raise r.error(
-            f"secrets.{secret.name}.secret",
-            f"{size}, shorter than {MIN_PSK_LENGTH}; use a longer random secret, "
-            f"or set {base}.short_psk = true",
+    psk = b""
+    if "psk" in (local.method, remote.method):
+        psk = _psk(r, base, secrets, local_text, remote_text, short_psk)
+    send_cert = r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"), SEND_CERT)
+    send_certreq = _bool(r, f"{base}.send_certreq", c.get("send_certreq", True))
+    cert_auth = None
+    if "pubkey" in (local.method, remote.method):
+        cert_auth = CertAuth(
+            local if local.method == "pubkey" else None,
+            remote if remote.method == "pubkey" else None,
+            cast(SendCert, send_cert),
+            send_certreq,
         )
     fragmentation = r.choice(f"{base}.fragmentation", c.get("fragmentation", "yes"), ("yes", "no"))
     if "mobike" in c:
@@ -279,14 +340,15 @@ def _connection(
         name=name,
         local_addr=local_addrs[0],
         remote_addr=remote_addrs[0],
-        local_id=identity(local_id),
-        remote_id=identity(remote_id),
-        psk=secret.psk,
+        local_id=local_id,
+        remote_id=remote_match.exact,
+        psk=psk,
         proposals=tuple(proposals),
         encap=_bool(r, f"{base}.encap", c.get("encap", False)),
         dpd_delay=float(r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0))),
         rekey_time=float(r.duration(f"{base}.rekey_time", c.get("rekey_time", "4h"))),
         fragmentation=fragmentation == "yes",
+        remote_id_match=None if remote_match.exact is not None else remote_match,
     )
     children: list[ChildConfig] = []
     start_action: dict[str, str] = {}
@@ -306,7 +368,26 @@ def _connection(
     if aggressive and version != 1:
         raise r.error(f"{base}.aggressive", "Aggressive Mode is IKEv1's: set version = 1")
     conn = Connection(ike, tuple(children), start_action, version, aggressive)
-    return conn, policies
+    return conn, policies, cert_auth
+
+
+def _psk(
+    r: ConfigReader, base: str, secrets: list[Secret], local_id: str, remote_id: str,
+    short_psk: bool,
+) -> bytes:  # fmt: skip
+    """The PSK of a connection with a PSK side: the first secret for its identities."""
+    secret = next((s for s in secrets if not s.ids or {local_id, remote_id} <= set(s.ids)
+                   or remote_id in s.ids), None)  # fmt: skip
+    if secret is None:
+        raise r.error(f"{base}.remote.id", f"no [secrets] entry holds a PSK for {remote_id}")
+    if len(secret.psk) < MIN_PSK_LENGTH and not short_psk:
+        size = f"{len(secret.psk)} byte" + ("" if len(secret.psk) == 1 else "s")
+        raise r.error(
+            f"secrets.{secret.name}.secret",
+            f"{size}, shorter than {MIN_PSK_LENGTH}; use a longer random secret, "
+            f"or set {base}.short_psk = true",
+        )
+    return secret.psk
 
 
 def _addresses(r: ConfigReader, base: str, c: Mapping[str, Any], key: str) -> list[IPAddress]:
@@ -326,14 +407,47 @@ def _proposals(r: ConfigReader, key: str, value: object, parse: Callable[[str], 
     return out
 
 
-def _auth(r: ConfigReader, key: str, value: object, default_id: str) -> str:
-    """The identity of a ``local`` or ``remote`` table (its address if none is given)."""
+def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
+    """A ``local`` or ``remote`` table: how that end authenticates, and with what."""
     table = r.table(key, value, AUTH_KEYS)
-    r.choice(f"{key}.auth", table.get("auth", "psk"), ("psk",))
-    ident = table.get("id", default_id)
-    if not isinstance(ident, str) or not ident:
+    word = table.get("auth", "psk")
+    if not isinstance(word, str):
+        raise r.error(f"{key}.auth", f"{r.show(word)} is not an auth method such as psk, pubkey")
+    try:
+        method, schemes = parse_auth(word)
+    except ValueError as e:
+        raise r.error(f"{key}.auth", str(e)) from None
+    ident = table.get("id")
+    if ident is not None and (not isinstance(ident, str) or not ident):
         raise r.error(f"{key}.id", f"{r.show(ident)} is not an identity: an address or a name")
-    return ident
+    mine, other = ("certs", "cacerts") if key.endswith(".local") else ("cacerts", "certs")
+    if other in table:
+        side = "local" if other == "certs" else "remote"
+        raise r.error(f"{key}.{other}", f"only the {side} side has {other}; this side has {mine}")
+    files = tuple(text for _, text in r.strings(f"{key}.{mine}", table[mine])) \
+        if mine in table else ()  # fmt: skip
+    if files and method == "psk":
+        raise r.error(f"{key}.{mine}", f'{mine} are for auth = "pubkey", not "psk"')
+    return AuthSide(key, method, schemes, ident, files)
+
+
+def _local_identity(r: ConfigReader, key: str, text: str) -> tuple[IdType, bytes]:
+    """This end's identity: one exact ID, never a pattern."""
+    try:
+        exact = IdentityMatch.parse(text).exact
+        if exact is None:
+            raise ValueError(f"{text!r} is a pattern; this end's own identity is one exact ID")
+        return exact
+    except ValueError as e:
+        raise r.error(key, str(e)) from None
+
+
+def _remote_identity(r: ConfigReader, key: str, text: str) -> IdentityMatch:
+    """The peer's identity: an exact ID, or a pattern (``%any``, ``*.example.org``)."""
+    try:
+        return IdentityMatch.parse(text)
+    except ValueError as e:
+        raise r.error(key, str(e)) from None
 
 
 def _child(

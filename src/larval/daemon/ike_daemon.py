@@ -20,9 +20,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from larval.credentials import Credentials, load_credentials
+from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import load_config
 from larval.daemon.reload import (
+    RELOADED,
     by_name,
     connection_changes,
     daemon_changes,
@@ -73,14 +74,10 @@ class IkeDaemon(StackService):
 
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
-        self.config = load_config(config_path)
+        # Before any socket opens: a credentials problem, or a connection's certificate
+        # that is not among them, stops the start, every line shown.
+        self.config, self.credentials = load_and_resolve(load_config(config_path), config_path)
         cfg = self.config
-        # Before any socket opens: a credentials problem stops the start, every line shown.
-        self.credentials = (
-            load_credentials(cfg.credentials, cfg.key_passphrases)
-            if cfg.credentials is not None
-            else Credentials()
-        )
         dataplane = None
         if cfg.tun:
             routes = sorted({str(n) for c in cfg.connections for ch in c.children
@@ -222,15 +219,19 @@ class IkeDaemon(StackService):
         Policies and connections the file no longer has go, new ones come, changed
         ones are replaced; the policies loaded over the control socket stay, including
         one that took a configured name (`larval.daemon.reload` says why). IKE SAs up
-        keep running. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
-        at start: a change there is logged and waits for a restart. A file that does
-        not load, or whose policies the SPD refuses, changes nothing. The log says what
-        changed.
+        keep running. The credentials directory is loaded again and the connections'
+        certificates resolved against it: a new CRL or CA applies to the IKE SAs set up
+        from then on. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
+        at start: a change there is logged and waits for a restart. A file or a
+        credentials directory that does not load, or policies the SPD refuses, change
+        nothing; every line of the problem is logged. The log says what changed.
         """
         try:
-            fresh = load_config(self.config_path)
-        except Exception as e:  # a bad file keeps the running configuration
-            log.error("reload refused: %s", e)
+            fresh, credentials = load_and_resolve(load_config(self.config_path),
+                                                  self.config_path)  # fmt: skip
+        except Exception as e:  # a bad file or bad credentials keep the running ones
+            for line in str(e).splitlines():
+                log.error("reload refused: %s", line.strip())
             return
         configured = by_name(fresh.policies)
         policies = policy_changes(by_name(self.stack.spd.policies()), configured,
@@ -243,12 +244,17 @@ class IkeDaemon(StackService):
             log.error("reload refused: %s: %s", self.config_path, e)
             return
         fresh_conns = {c.ike.name: c for c in fresh.connections}
-        connections = connection_changes(self.keymgr.connections, fresh_conns)
-        self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns)
+        # A connection's trust compares equal whatever it holds: with new credentials,
+        # every connection that uses certificates is renewed, so that a new CRL or CA
+        # applies to the IKE SAs it sets up from now on.
+        renewed = set(fresh.cert_auth) if credentials != self.credentials else set()
+        connections = connection_changes(self.keymgr.connections, fresh_conns, renewed)
+        self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns, renewed)
         pending = daemon_changes(self.config, fresh)
         self.config = dataclasses.replace(
-            self.config, connections=fresh.connections, policies=fresh.policies
+            self.config, **{name: getattr(fresh, name) for name in RELOADED}
         )
+        self.credentials = credentials
         if pending:
             log.warning("reload: [daemon] %s changed; that takes a restart",
                         ", ".join(pending))  # fmt: skip

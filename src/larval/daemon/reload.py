@@ -35,9 +35,9 @@ __all__ = [
     "policy_changes",
 ]
 
-# What a reload takes from the file; the rest of it ([daemon]: addresses, sockets, TUN)
-# is bound to sockets and devices opened at start.
-RELOADED = ("connections", "policies")
+# What a reload takes from the file (and the credentials directory it names); the rest
+# of it ([daemon]: addresses, sockets, TUN) is bound to sockets and devices opened at start.
+RELOADED = ("connections", "policies", "cert_auth", "credentials", "key_passphrases")
 
 _T = TypeVar("_T")
 
@@ -106,18 +106,29 @@ def policy_changes(
     )
 
 
-def connection_changes(old: Mapping[str, Connection], new: Mapping[str, Connection]) -> Changes:
+def connection_changes(
+    old: Mapping[str, Connection], new: Mapping[str, Connection], renewed: Set[str] = frozenset()
+) -> Changes:
+    """`renewed`: names changed even where equal (what they trust was loaded again)."""
     return Changes(
         added=tuple(sorted(new.keys() - old.keys())),
         removed=tuple(sorted(old.keys() - new.keys())),
-        changed=tuple(sorted(n for n in new.keys() & old.keys() if new[n] != old[n])),
+        changed=tuple(
+            sorted(n for n in new.keys() & old.keys() if n in renewed or new[n] != old[n])
+        ),
     )
 
 
-def keep_unchanged(old: Mapping[str, _T], new: Mapping[str, _T]) -> dict[str, _T]:
-    """`new`, with the objects of `old` where they are equal: the key manager knows its
-    IKE SAs' connections by identity, and an unchanged connection stays the same one."""
-    return {name: old[name] if old.get(name) == value else value for name, value in new.items()}
+def keep_unchanged(
+    old: Mapping[str, _T], new: Mapping[str, _T], renewed: Set[str] = frozenset()
+) -> dict[str, _T]:
+    """`new`, with the objects of `old` where they are equal and not `renewed`: the key
+    manager knows its IKE SAs' connections by identity, and an unchanged connection
+    stays the same one."""
+    return {
+        name: old[name] if name not in renewed and old.get(name) == value else value
+        for name, value in new.items()
+    }
 
 
 def daemon_changes(running: DaemonConfig, fresh: DaemonConfig) -> list[str]:

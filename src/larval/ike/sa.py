@@ -5,7 +5,7 @@ A session is driven like aioquic's connection, by the same five methods in both 
 `next_event`), and by the user calls `initiate`, `create_child`, `rekey_child`, `delete`
 and `delete_child`. What the key manager reads of it — version, SPIs, the peer's address
 and port, NAT, the suite, its CHILD_SAs, deadlines, and where it is in its life as a
-`Phase` — is the same for both. `larval.ikev2.session.IkeSession` and
+`Phase`, how each end authenticated — is the same for both. `larval.ikev2.session.IkeSession` and
 `larval.ikev1.session.IkeV1Session` both satisfy the protocol (mypy checks it where
 `larval.keymgr.versions` builds them). Either writes an established IKE SA out as a value
 (`snapshot`, `larval.ike.state`) and makes a session that continues it from one
@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, Self
 
 from larval.crypto.randomness import RandomBytes, system_random
+from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
 from larval.ike.events import Event
 from larval.ike.state import IkeSaState
@@ -114,6 +115,17 @@ class IkeSa(Protocol):
     @property
     def expires_at(self) -> float | None:
         """When its lifetime ends; None: it has none of its own (IKEv2)."""
+        ...
+
+    @property
+    def auth_local(self) -> AuthInfo | None:
+        """How this end proved itself to the peer; None until the IKE SA is established."""
+        ...
+
+    @property
+    def auth_remote(self) -> AuthInfo | None:
+        """How the peer proved itself (its certificate's subject and issuer); None until
+        the IKE SA is established."""
         ...
 
     # -- the five-method surface -----------------------------------------------------------

@@ -21,6 +21,7 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import ipaddress
 import itertools
@@ -35,6 +36,7 @@ from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformTy
 from larval.crypto.proposals import EspProposal
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, IkeConfig, Suite
 from larval.ike.datagram import version_of
 from larval.ike.errors import IkeNotifyError
@@ -801,6 +803,9 @@ class KeyManager:
                 "rekey_at": s.rekey_at,  # the key manager's clock; IKEv1: reauthentication
                 "expires_at": s.expires_at,
                 "suite": format_ike_proposal(s.suite),  # "" until one is chosen
+                # How each end authenticated; None until the IKE SA is established.
+                "auth_local": _auth_info(s.auth_local),
+                "auth_remote": _auth_info(s.auth_remote),
             }
             for spi, s in self.sessions.items()
         ]
@@ -820,6 +825,11 @@ class KeyManager:
             for c in self.children.values()
         ]
         return {"ike_sas": ike_sas, "child_sas": child_sas}
+
+
+def _auth_info(info: AuthInfo | None) -> dict[str, str] | None:
+    """method ("psk" or "pubkey"), scheme, and the certificate's subject and issuer."""
+    return dataclasses.asdict(info) if info is not None else None
 
 
 def _initiated(conn: Connection) -> int:
