@@ -80,11 +80,10 @@ def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_act
                   ike_rekey: str = "4h", version: int = 2,
                   aggressive: bool = False, fragment_size: int = 1280,
                   local: str = "", remote: str = "", credentials: str = "",
-                  connection: str = "", psk_ids: list[str] | None = None) -> str:  # fmt: skip
+                  psk_ids: list[str] | None = None) -> str:  # fmt: skip
     """`local`, `remote`: the sides' TOML inline tables (default: the PSK with the outer
-    addresses as IDs); `credentials`: a swanctl credentials directory; `connection`: more
-    lines for the connection's table; `psk_ids`: the IDs the PSK is for (default: the
-    outer addresses)."""
+    addresses as IDs); `credentials`: a swanctl credentials directory; `psk_ids`: the IDs
+    the PSK is for (default: the outer addresses)."""
     me, peer = site.name, site.peer
     local = local or f'{{ auth = "psk", id = "{OUTER[me]}" }}'
     remote = remote or f'{{ auth = "psk", id = "{OUTER[peer]}" }}'
@@ -111,7 +110,6 @@ dpd_delay = "{dpd}"
 rekey_time = "{ike_rekey}"
 local = {local}
 remote = {remote}
-{connection}
 
 [connections.s2s.children.net]
 local_ts = ["{NET[me]}"]
