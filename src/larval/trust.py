@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509 import verification
@@ -40,7 +40,13 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 
 from larval.credentials import RSA_BITS_MIN
 from larval.ike.auth_config import TrustedPeer, TrustError
-from larval.ike.identity import IdType, cert_matches_identity, describe_identity
+from larval.ike.identity import (
+    CERT_PARSE_ERRORS,
+    IdType,
+    cert_matches_identity,
+    describe_identity,
+    describe_subject,
+)
 
 __all__ = ["TrustStore", "chain_for"]
 
@@ -92,8 +98,8 @@ class TrustStore:
         *,
         max_depth: int = 8,
     ) -> None:
-        self.anchors = tuple(anchors)
-        self.intermediates = tuple(intermediates)
+        self.anchors = _usable(anchors)
+        self.intermediates = _usable(intermediates)
         self.crls = tuple(crls)
         self.max_depth = max_depth
         self._store = verification.Store(list(self.anchors)) if self.anchors else None
@@ -123,12 +129,15 @@ class TrustStore:
         strong enough, and a leaf that carries `peer_id`; `TrustError` otherwise."""
         if now.tzinfo is None:
             now = now.replace(tzinfo=datetime.UTC)
+        problem = _malformed(leaf)
+        if problem:
+            raise TrustError(f"malformed certificate ({problem})")
+        untrusted = [cert for cert in untrusted if not _malformed(cert)]
         _check_validity(leaf, now, "")
         chain = self._build(leaf, untrusted, now)
         for ca in chain[1:]:
             _check_validity(ca, now, _ca(ca))
         _check_keys(chain)
-        _check_extensions_parse(chain)
         if any(_eddsa(cert) for cert in chain):
             _check_ca_constraints(chain)
         else:
@@ -208,7 +217,9 @@ class TrustStore:
                 if crl.issuer != issuer.subject:
                     continue
                 if not _crl_signed_by(crl, issuer):
-                    log.debug("CRL of %s ignored: not signed by that CA's key", _dn(crl.issuer))
+                    log.debug(
+                        "CRL of %s ignored: not signed by that CA's key", describe_subject(issuer)
+                    )
                     continue
                 entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
                 if entry is None:
@@ -250,13 +261,9 @@ def _spki(cert: x509.Certificate) -> bytes:
     )
 
 
-def _dn(name: x509.Name) -> str:
-    return describe_identity(IdType.ID_DER_ASN1_DN, name.public_bytes())
-
-
 def _ca(cert: x509.Certificate) -> str:
     """What a reason about a CA (not the leaf) ends with."""
-    return f" (CA {_dn(cert.subject)})"
+    return f" (CA {describe_subject(cert)})"
 
 
 def _when(moment: datetime.datetime) -> str:
@@ -290,7 +297,7 @@ def _check_key(cert: x509.Certificate, which: str) -> None:
     """Keys IKE signs with (RFC 7427, RFC 8420), RSA from 2048 bits."""
     try:
         key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
+    except CERT_PARSE_ERRORS:
         raise TrustError(f"unsupported public key{which}") from None
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < RSA_BITS_MIN:
@@ -308,7 +315,7 @@ def _eddsa(cert: x509.Certificate) -> bool:
         return True
     try:
         key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
+    except CERT_PARSE_ERRORS:
         return False
     return isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
 
@@ -317,7 +324,10 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether `issuer` names and signed `cert`: its subject is `cert`'s issuer, its
     subjectKeyIdentifier (if both say) `cert`'s authorityKeyIdentifier, its key the
     signature's."""
-    if cert.issuer != issuer.subject:
+    try:
+        if cert.issuer != issuer.subject:
+            return False
+    except CERT_PARSE_ERRORS:
         return False
     aki, ski = (
         _extension(cert, x509.AuthorityKeyIdentifier),
@@ -327,7 +337,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except (InvalidSignature, *CERT_PARSE_ERRORS):
         return False
     return True
 
@@ -335,20 +345,34 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 def _extension(cert: x509.Certificate, kind: type[E]) -> E | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *CERT_PARSE_ERRORS):
         return None
 
 
-def _check_extensions_parse(chain: Sequence[x509.Certificate]) -> None:
-    """Every extension of every certificate parses (`cryptography` reads them only when
-    asked), so that a malformed one fails the chain on either path."""
-    for i, cert in enumerate(chain):
-        try:
-            len(cert.extensions)
-        except ValueError as e:
-            raise TrustError(
-                f"untrusted: malformed extension ({e}){_ca(cert) if i else ''}"
-            ) from None
+def _malformed(cert: x509.Certificate) -> str | None:
+    """What of `cert` does not parse, or None. `cryptography` parses names, validity and
+    extensions only when they are asked for, so a certificate from the wire is asked for
+    all of them once, before anything relies on them."""
+    try:
+        cert.subject.public_bytes()
+        cert.issuer.public_bytes()
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_algorithm_oid
+        len(cert.extensions)
+    except CERT_PARSE_ERRORS as e:
+        return str(e)
+    return None
+
+
+def _usable(certs: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """The CA certificates on hand that parse whole; each other one is named in the log."""
+    out = []
+    for cert in certs:
+        problem = _malformed(cert)
+        if problem:
+            log.warning("a CA certificate is left out: it does not parse (%s)", problem)
+        else:
+            out.append(cert)
+    return tuple(out)
 
 
 def _check_ca_constraints(chain: Sequence[x509.Certificate]) -> None:
@@ -389,7 +413,7 @@ def _library_reason(error: verification.VerificationError) -> str:
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     try:
         return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except CERT_PARSE_ERRORS:
         return False
 
 
@@ -397,6 +421,6 @@ def _revocation_reason(entry: x509.RevokedCertificate) -> str:
     """RFC 5280 §5.3.1's reasonCode by its ASN.1 name; unspecified when absent."""
     try:
         reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *CERT_PARSE_ERRORS):
         return "unspecified"
     return reason.value

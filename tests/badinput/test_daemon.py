@@ -107,12 +107,14 @@ def _wait_ready(proc: subprocess.Popen[bytes], control: str, log: Path) -> None:
 
 
 @contextmanager
-def larval_run(tmp: Path, me: str, peer: str, local_ts: str, remote_ts: str) -> Iterator[Daemon]:
-    """`larval run` on a configuration in `tmp`; SIGTERM on leaving, whatever happened,
-    and its sockets gone afterwards."""
+def larval_run(
+    tmp: Path, me: str, peer: str, local_ts: str, remote_ts: str, *, text: str | None = None
+) -> Iterator[Daemon]:
+    """`larval run` on a configuration in `tmp` (`text`, or the PSK one `config_text`
+    writes); SIGTERM on leaving, whatever happened, and its sockets gone afterwards."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "larval.toml"
-    write_private(config, config_text(tmp, me, peer, local_ts, remote_ts))
+    write_private(config, text or config_text(tmp, me, peer, local_ts, remote_ts))
     log = tmp / "larval.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

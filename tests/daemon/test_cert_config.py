@@ -167,10 +167,14 @@ def test_ikev1_refuses_a_psk_side_with_a_pubkey_side(version: int) -> None:
 
 def test_a_psk_side_still_needs_its_secret() -> None:
     """strongSwan's rw-psk-rsa-split: this end proves itself with a PSK, the peer with
-    a certificate; the PSK rules are today's, short_psk and all."""
+    a certificate; the PSK is this end's, found by its identity, and the PSK rules are
+    today's, short_psk and all."""
     config = data(local={"auth": "psk", "id": "192.0.2.1"})
-    assert "no [secrets] entry holds a PSK for carol@example.org" in refused(config)
-    config["secrets"] = {"ike": {"ids": ["carol@example.org"], "secret": "short"}}
+    assert refused(config) == (
+        "gw.toml: connections.home.local.id: no [secrets] entry holds a PSK for 192.0.2.1"
+    )
+    config["secrets"] = {"peer": {"ids": ["carol@example.org"], "secret": "0123456789abcdef"},
+                         "ike": {"ids": ["192.0.2.1"], "secret": "short"}}  # fmt: skip
     assert "secrets.ike.secret: 5 bytes" in refused(config)
     config["connections"]["home"]["short_psk"] = True
     (conn,) = parse_config(config, "gw.toml").connections
@@ -255,7 +259,7 @@ def test_every_problem_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
         "gw.toml: connections.home.remote.cacerts[1]: 'root.pem' is not a loaded CA "
         "certificate (loaded: x509ca/ca.pem, x509ca/other.pem)",
         "gw.toml: connections.road.local.id: sun.example.org is in no certificate of certs "
-        "(CN=vpn.example.org,O=Example,C=CH); a peer would refuse it",
+        "(C=CH, O=Example, CN=vpn.example.org); a peer would refuse it",
     )
     assert str(info.value).startswith("gw.toml: 3 problems with the certificates")
 
@@ -314,3 +318,15 @@ def test_larval_run_refuses_to_start_with_every_problem_and_exits_2(tmp_path: Pa
         "certificate (loaded: x509ca/ca.pem, x509ca/other.pem)",
     ]
     assert not (tmp_path / "control").exists()  # nothing was opened
+
+
+def test_of_several_certs_the_one_carrying_the_id_is_used(tmp_path: Path) -> None:
+    gateway_credentials(tmp_path, carol=True)
+    config = data(tmp_path, local=side("local", certs=["carol.pem", "gw.pem"]))
+    (conn,) = resolved(config, tmp_path).connections
+    assert conn.ike.local_auth is not None and conn.ike.local_auth.cert.cert == GW
+    # Without an id, the first named, and its subject DN is this end's identity.
+    (conn,) = resolved(data(tmp_path, local=side("local", certs=["carol.pem", "gw.pem"],
+                                                 id=None)), tmp_path).connections  # fmt: skip
+    assert conn.ike.local_auth is not None and conn.ike.local_auth.cert.cert == CAROL
+    assert conn.ike.local_id == (IdType.ID_DER_ASN1_DN, CAROL.subject.public_bytes())

@@ -4,9 +4,11 @@ from then on; credentials that do not load keep the running ones, every line log
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from tests.credentials.files import write
 from tests.daemon.gateway import CAROL, gateway_credentials, toml_text
 
 CAROL_ID = (IdType.ID_RFC822_ADDR, b"carol@example.org")
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "connections": {
         "home": {
             "local_addrs": ["127.0.0.1"],
@@ -104,3 +106,18 @@ def test_a_certificate_gone_from_the_directory_keeps_the_running_ones(
         "loaded CA certificate (loaded: x509ca/other.pem)",
     ]
     assert daemon.keymgr.connections["home"] is before
+
+
+def test_other_cacerts_with_the_same_credentials_apply_after_sighup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, creds = gateway(tmp_path)
+    before = daemon.keymgr.connections["home"]
+    config = {"daemon": {"credentials": str(creds)}, **copy.deepcopy(CONFIG)}
+    config["connections"]["home"]["remote"] = {"auth": "pubkey", "cacerts": ["other.pem"]}
+    write_private(tmp_path / "gw.toml", toml_text(config, tmp_path))
+    with caplog.at_level(logging.INFO, logger="larval"):
+        daemon.reload()
+    assert "connections changed home" in caplog.text
+    assert daemon.keymgr.connections["home"] is not before
+    assert not trusts_carol(daemon)  # carol's CA is no longer the one trusted

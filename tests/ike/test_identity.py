@@ -14,15 +14,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from larval.ike.identity import (
+    CERT_PARSE_ERRORS,
     IdentityMatch,
     IdType,
     cert_matches_identity,
     certificate_key_ids,
     describe_identity,
+    describe_subject,
     dn_attributes,
     identity,
 )
@@ -228,11 +230,23 @@ def test_a_dn_from_a_certificate_shows_in_strongswans_order_and_words() -> None:
 _TYPES = st.sampled_from([1, 2, 3, 5, 9, 10, 11, 13]) | st.integers(0, 255)
 
 
+_UTF8_CN = x509.Name.from_rfc4514_string("CN=carol").public_bytes()  # UTF8String
+
+
 @settings(max_examples=300, deadline=None)
 @given(kind=_TYPES, data=st.binary(max_size=40))
+@example(kind=9, data=_UTF8_CN)
+@example(kind=9, data=bytes.fromhex(DN_CAROL))
 def test_whatever_the_wire_holds_is_shown_and_reads_back(kind: int, data: bytes) -> None:
+    """Octet for octet, but a DN shown as text, which reads back as the same name (its
+    values' string types are the ones strongSwan writes)."""
     shown = describe_identity(kind, data)
-    assert identity(shown) == (IdType(kind), data)
+    read_kind, read = identity(shown)
+    assert read_kind == IdType(kind)
+    if kind == IdType.ID_DER_ASN1_DN and read != data:
+        assert IdentityMatch(read_kind, read)(kind, data)
+    else:
+        assert read == data
 
 
 @settings(max_examples=200, deadline=None)
@@ -335,7 +349,7 @@ def test_exact(text: str, kind: IdType, same: bytes, other: bytes) -> None:
 def test_a_match_is_a_value() -> None:
     a, b = IdentityMatch.parse("*.example.org"), IdentityMatch.parse("*.example.org")
     assert a == b and hash(a) == hash(b) and a != IdentityMatch.parse("%any")
-    assert sorted([a, IdentityMatch.parse("vpn.example.org")])
+    assert IdentityMatch.parse("%any") == IdentityMatch.parse("%any6")  # both: any identity
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.data = b"x"  # type: ignore[misc]
 
@@ -410,3 +424,37 @@ def test_key_ids_of_the_public_key(cert: x509.Certificate) -> None:
     for key_id in (hashlib.sha1(spki).digest(), bits, whole):
         assert cert_matches_identity(cert, IdType.ID_KEY_ID, key_id)
     assert set(certificate_key_ids(cert)) >= {hashlib.sha1(spki).digest(), bits, b"\x42" * 20}
+
+
+_CONFIG_TEXT = st.text(max_size=40) | st.builds(
+    "".join, st.lists(st.sampled_from(["C=", "CN=", ",", "/", "@", "#", "*", ":", "{9}:",
+                                       "fqdn:", "asn1dn:", "\\", "=", " ", "0a", "zz", "."]),
+                      max_size=10),
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=_CONFIG_TEXT, kind=_TYPES, data=st.binary(max_size=30))
+def test_any_text_is_an_identity_or_a_value_error(text: str, kind: int, data: bytes) -> None:
+    """What a configuration holds is taken or refused with ValueError; a match built from
+    it takes any identity from the wire without raising."""
+    try:
+        identity(text)
+    except ValueError as e:
+        assert str(e)
+    try:
+        match = IdentityMatch.parse(text)
+    except ValueError:
+        return
+    assert isinstance(match(kind, data), bool) and str(match)
+
+
+def test_describe_subject_never_raises(cert: x509.Certificate) -> None:
+    assert describe_subject(cert) == "C=US, O=Example, CN=gw"
+    der = cert.public_bytes(serialization.Encoding.DER)
+    # the subject's CN "gw" (after the issuer's) as a BIT STRING: loads, does not parse
+    at = der.rindex(b"\x0c\x02gw")
+    broken = x509.load_der_x509_certificate(der[:at] + b"\x03" + der[at + 1 :])
+    with pytest.raises(CERT_PARSE_ERRORS):
+        broken.subject  # noqa: B018
+    assert describe_subject(broken) == "(a subject that does not parse)"

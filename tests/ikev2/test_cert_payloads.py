@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,7 @@ from larval.crypto.prf import Prf
 from larval.ike.auth_config import RemoteAuth
 from larval.ike.identity import IdType
 from larval.ikev2 import IkeProtocolError
-from larval.ikev2.auth import AuthenticationFailed, PubkeyVerifier
+from larval.ikev2.auth import AuthenticationFailed, PeerClaim, PubkeyVerifier
 from larval.ikev2.constants import AuthMethod, CertEncoding
 from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload
 from tests.ikev2.certs import NOW, leaf, trust
@@ -36,13 +37,9 @@ def test_cert_and_certreq_decode_or_raise_the_codec_error(body: bytes) -> None:
 
 VERIFIER = PubkeyVerifier(RemoteAuth(trust()))
 GOOD = CertPayload(
-    CertEncoding.X509_SIGNATURE,
-    leaf("p256", "192.0.2.1").cert.public_bytes(
-        __import__(
-            "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
-        ).Encoding.DER
-    ),
+    CertEncoding.X509_SIGNATURE, leaf("p256", "192.0.2.1").cert.public_bytes(Encoding.DER)
 )
+PEER = (IdType.ID_IPV4_ADDR, bytes([192, 0, 2, 1]))
 
 
 @FUZZ
@@ -60,7 +57,5 @@ def test_any_cert_and_auth_from_a_peer_fail_only_as_authentication_failed(
         payloads.insert(0, GOOD)
     auth = AuthPayload(AuthMethod(method), data)
     with contextlib.suppress(AuthenticationFailed):
-        VERIFIER.verify(
-            Prf(5), b"octets", auth, payloads, (IdType.ID_IPV4_ADDR, bytes([192, 0, 2, 1])), NOW
-        )
+        VERIFIER.verify(Prf(5), b"octets", PeerClaim(PEER, auth, tuple(payloads)), NOW)
         raise AssertionError("garbage AUTH verified")

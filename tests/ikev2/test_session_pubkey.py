@@ -11,7 +11,6 @@ import datetime
 import itertools
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, SendCert, pa
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaRekeyed
 from larval.ike.identity import IdentityMatch, IdType, identity
-from larval.ikev2.auth import PeerOffer, Proof, PubkeyProver, PubkeyVerifier
+from larval.ikev2.auth import PeerClaim, PeerOffer, Proof, PubkeyProver, PubkeyVerifier
 from larval.ikev2.constants import CertEncoding, NotifyType
 from larval.ikev2.message import decode_message
 from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload, NotifyPayload
@@ -42,17 +41,9 @@ class Recording(PubkeyVerifier):
         super().__init__(remote)
         self.seen: list[tuple[int, int]] = []
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
-        self.seen.append((int(auth.method), len(certs)))
-        return super().verify(prf, octets, auth, certs, peer_id, now)
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        self.seen.append((int(claim.auth.method), len(claim.certs)))
+        return super().verify(prf, octets, claim, now)
 
 
 def local(cert: CertificateWithKey, schemes: str = "", send_cert: SendCert = "ifasked",
@@ -160,8 +151,9 @@ def test_one_end_without_the_hashes_gets_the_classic_method_the_other_method_14(
 ) -> None:
     pair = both_pubkey("p256", hashes_i=hashes_i, hashes_r=hashes_r)
     established(pair)
-    # Who announced its hashes gets method 14; who did not, RFC 4754's method 9.
-    from_i = 14 if hashes_r else 9
+    # Who announced its hashes gets method 14, who did not RFC 4754's method 9; the
+    # responder announces its own only in answer to the initiator's (as strongSwan).
+    from_i = 14 if hashes_i and hashes_r else 9
     from_r = 14 if hashes_i else 9
     assert methods(pair) == (from_i, from_r)
 
@@ -173,6 +165,13 @@ def test_keys_of_different_types_each_way() -> None:
     assert pair.r.auth_local == pair.i.auth_remote
     assert pair.i.auth_local is not None and pair.r.auth_local is not None
     assert (pair.i.auth_local.scheme, pair.r.auth_local.scheme) == ("ed25519", "rsa-sha256")
+
+
+def test_the_responder_announces_its_hashes_only_in_answer_to_the_initiators() -> None:
+    pair = both_pubkey("p256", hashes_i=False)
+    established(pair)
+    for _, data in pair.wire[:2]:
+        assert decode_message(data).notify(NotifyType.SIGNATURE_HASH_ALGORITHMS) is None
 
 
 def test_signature_hash_algorithms_and_certreq_in_ike_sa_init() -> None:
@@ -411,6 +410,23 @@ def test_this_end_with_no_scheme_for_the_peers_hashes_closes_before_ike_auth() -
     assert len(pair.wire) == 2 and pair.i.state is State.CLOSED
     (down,) = [e for e in Pair.events(pair.i) if isinstance(e, IkeSaDown)]
     assert down.reason.startswith("this end cannot prove itself: no signature scheme")
+
+
+def test_a_responder_with_no_scheme_for_the_initiators_hashes_answers_authentication_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The responder's Ed25519 key; the initiator verifies ECDSA with SHA-256 only.
+    init = cfg(A, B, local(leaf("p256", str(A))), remote("ecdsa-sha256"))
+    resp = cfg(B, A, local(leaf("ed25519", str(B))), remote())
+    pair = pair_of(init, resp)
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    with caplog.at_level(logging.WARNING, logger="larval.ike"):
+        pair.flush()
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    (down,) = [e for e in Pair.events(pair.i) if isinstance(e, IkeSaDown)]
+    assert down.reason == "IKE_AUTH refused: AUTHENTICATION_FAILED"
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "this end cannot prove itself: no signature scheme for the Ed25519 key" in warning
 
 
 def test_malformed_signature_hash_algorithms_are_refused_with_invalid_syntax() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
-from collections.abc import Sequence
 
 import pytest
 
@@ -16,12 +15,17 @@ from larval.crypto.prf import Prf
 from larval.ike import IKE_PORT
 from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp
-from larval.ike.identity import IdType
-from larval.ikev2.auth import AuthenticationFailed, PeerOffer, Proof, PskAuthenticator
+from larval.ikev2.auth import (
+    AuthenticationFailed,
+    PeerClaim,
+    PeerOffer,
+    Proof,
+    PskAuthenticator,
+)
 from larval.ikev2.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.exchanges import IkeAuth, IkeAuthResponder
 from larval.ikev2.message import IkeMessage
-from larval.ikev2.payloads import AuthPayload, CertPayload, CertReqPayload, NotifyPayload, Payload
+from larval.ikev2.payloads import AuthPayload, CertReqPayload, NotifyPayload, Payload
 from larval.ikev2.session import (
     REQUESTER,
     TRANSITIONS,
@@ -185,15 +189,7 @@ def test_an_exchange_refusal_is_answered_with_its_notify(
 class Refusing(PskAuthenticator):
     """Proves itself with the PSK, and believes no peer."""
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
         raise AuthenticationFailed("AUTH does not verify")
 
 
@@ -219,16 +215,8 @@ class Token:
     def certreq(self) -> CertReqPayload | None:
         return None
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
-        if auth.data != self.token + prf.prf(self.token, octets):
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        if claim.auth.data != self.token + prf.prf(self.token, octets):
             raise AuthenticationFailed("not the token")
         return AuthInfo("token")
 

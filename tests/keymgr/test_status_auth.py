@@ -34,7 +34,10 @@ SIDES: dict[str, dict[str, Any]] = {
 class CertHost(Host):
     """A key manager and its stack for `me`, its connection's certificates resolved."""
 
-    def __init__(self, me: str, peer: str, creds: Path, version: int = 2) -> None:
+    def __init__(
+        self, me: str, peer: str, creds: Path, version: int = 2,
+        sides: dict[str, dict[str, Any]] = SIDES,
+    ) -> None:  # fmt: skip
         ike, esp = ("aes128gcm16-prfsha256-x25519", "aes128gcm16") if version == 2 else (
             "aes128-sha256-modp2048", "aes128-sha256")  # fmt: skip
         data = {
@@ -45,11 +48,14 @@ class CertHost(Host):
                     "remote_addrs": [OUTER[peer]],
                     "version": version,
                     "proposals": [ike],
-                    **SIDES[me],
+                    **sides[me],
                     "children": {"net": {"esp_proposals": [esp]}},
                 }
             },
         }
+        if "psk" in (sides[me]["local"]["auth"], sides[me]["remote"]["auth"]):
+            data["secrets"] = {"ike": {"ids": ["carol@example.org"],
+                                       "secret": "a-test-psk-0123456789"}}  # fmt: skip
         config = parse_config(data, f"{me}.toml")
         config = resolve(config, load_credentials(creds), f"{me}.toml")
         self.addr = config.connections[0].ike.local_addr
@@ -114,3 +120,31 @@ def test_an_ike_sa_not_yet_established_has_no_authentication() -> None:
     (sa,) = a.keymgr.status()["ike_sas"]
     assert sa["state"] != "established"
     assert sa["auth_local"] is None and sa["auth_remote"] is None
+
+
+def test_psk_one_way_and_a_certificate_the_other(tmp_path: Path) -> None:
+    """strongSwan's rw-psk-rsa-split: carol proves herself with a PSK, the gateway with
+    its certificate; each end's status says which."""
+    gateway_credentials(tmp_path, carol=True)
+    split = {
+        "gw": {
+            "local": SIDES["gw"]["local"],
+            "remote": {"auth": "psk", "id": "carol@example.org"},
+        },
+        "carol": {
+            "local": {"auth": "psk", "id": "carol@example.org"},
+            "remote": SIDES["carol"]["remote"],
+        },
+    }
+    gw = CertHost("gw", "carol", tmp_path, sides=split)
+    carol = CertHost("carol", "gw", tmp_path, sides=split)
+    for host in (gw, carol):
+        host.keymgr.start(0.0)
+    carol.keymgr.initiate("home", "net", 0.0)
+    carry(carol, gw, 0.0)
+    (gw_sa,) = gw.keymgr.status()["ike_sas"]
+    (carol_sa,) = carol.keymgr.status()["ike_sas"]
+    assert gw_sa["state"] == carol_sa["state"] == "established"
+    assert gw_sa["auth_remote"]["method"] == carol_sa["auth_local"]["method"] == "psk"
+    assert gw_sa["auth_local"]["method"] == carol_sa["auth_remote"]["method"] == "pubkey"
+    assert carol_sa["auth_remote"]["subject"] == GW.subject.rfc4514_string()

@@ -12,6 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from larval import pki, trust
 from larval.ike.auth_config import PeerTrust, RemoteAuth, TrustError
@@ -180,7 +182,7 @@ def test_a_malformed_extension_fails_the_chain(kind: str) -> None:
     peer_id = identity("C=US, O=Example, CN=carol")
     assert not cert_matches_identity(leaf.cert, *identity(CAROL))  # read as no SAN
     assert refused(TrustStore([top.cert]), leaf, peer_id=peer_id).startswith(
-        "untrusted: malformed extension ("
+        "malformed certificate (error parsing asn1 value: "
     )
 
 
@@ -393,3 +395,44 @@ def test_a_tangle_of_certificates_costs_one_check_per_pair(
     monkeypatch.setattr(trust, "_issued_by", counting)
     assert refused(TrustStore([ca.cert]), leaf, *tangle).startswith("untrusted: no chain")
     assert 12 < checks <= 13 * 13  # at most each pair once (here: each CA once)
+
+
+def test_ikev1_certreq_names_each_anchor_by_its_subject(ca: Issued, inter: Issued) -> None:
+    other = root("CN=Other")
+    store = TrustStore([ca.cert, other.cert, ca.cert], [inter.cert])
+    assert store.certreq_names() == (
+        ca.cert.subject.public_bytes(),
+        other.cert.subject.public_bytes(),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a serial number")  # cryptography, on loading
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_certificate_from_the_wire_is_a_reason_never_an_exception(
+    chain_der: tuple[bytes, bytes, x509.Certificate], data: st.DataObject
+) -> None:
+    """A leaf and an intermediate as a peer's CERT payloads bring them, with octets
+    changed: whatever still parses as a certificate is trusted or refused with a reason."""
+    leaf_der, inter_der, anchor = chain_der
+    which = data.draw(st.sampled_from(["leaf", "inter"]))
+    target = bytearray(leaf_der if which == "leaf" else inter_der)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(target) - 1))
+        target[at] = data.draw(st.integers(0, 255))
+    try:
+        changed = x509.load_der_x509_certificate(bytes(target))
+    except (ValueError, x509.InvalidVersion):  # what loading a CERT payload refuses
+        return
+    leaf = changed if which == "leaf" else x509.load_der_x509_certificate(leaf_der)
+    inter = changed if which == "inter" else x509.load_der_x509_certificate(inter_der)
+    try:
+        TrustStore([anchor]).verify(leaf, [inter], CAROL_ID, NOW)
+    except TrustError as e:
+        assert str(e)
+
+
+@pytest.fixture(scope="module")
+def chain_der(ca: Issued, inter: Issued) -> tuple[bytes, bytes, x509.Certificate]:
+    der = serialization.Encoding.DER
+    return carol(inter).cert.public_bytes(der), inter.cert.public_bytes(der), ca.cert

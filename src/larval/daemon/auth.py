@@ -19,8 +19,6 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from cryptography import x509
-
 from larval.credentials import (
     CA_DIR,
     END_ENTITY_DIR,
@@ -31,7 +29,12 @@ from larval.credentials import (
 from larval.daemon.config import AuthSide, CertAuth, ConfigError, DaemonConfig
 from larval.ike.auth_config import LocalAuth, RemoteAuth, parse_auth
 from larval.ike.config import IkeConfig
-from larval.ike.identity import IdType, cert_matches_identity, describe_identity
+from larval.ike.identity import (
+    IdType,
+    cert_matches_identity,
+    describe_identity,
+    describe_subject,
+)
 from larval.trust import TrustStore, chain_for
 
 __all__ = ["AuthConfigError", "load_and_resolve", "resolve"]
@@ -134,7 +137,7 @@ class _Resolver:
             local_id = ike.local_id
             carrying = [c for c in found if cert_matches_identity(c.cert, *local_id)]
             if not carrying:
-                subjects = "; ".join(_subject(c.cert) for c in found)
+                subjects = "; ".join(describe_subject(c.cert) for c in found)
                 described = describe_identity(*local_id)
                 self.problem(f"{side.key}.id", f"{described} is in no certificate of certs "
                              f"({subjects}); a peer would refuse it")  # fmt: skip
@@ -194,7 +197,3 @@ def _listing(subdir: str, paths: Sequence[str]) -> str:
 
 #: `parse_auth("pubkey")`: any scheme; as this end's, the key's own (`LocalAuth.schemes`).
 _PUBKEY = parse_auth("pubkey")[1]
-
-
-def _subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "empty subject"

@@ -322,7 +322,10 @@ def _connection(
     short_psk = _bool(r, f"{base}.short_psk", c.get("short_psk", False))
     psk = b""
     if "psk" in (local.method, remote.method):
-        psk = _psk(r, base, secrets, local_text, remote_text, short_psk)
+        # Only this end proves itself with a PSK (the peer with a certificate): the PSK
+        # is its own, found by its identity.
+        owner = "local" if remote.method == "pubkey" else "remote"
+        psk = _psk(r, base, secrets, local_text, remote_text, short_psk, owner)
     send_cert = r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"), SEND_CERT)
     send_certreq = _bool(r, f"{base}.send_certreq", c.get("send_certreq", True))
     cert_auth = None
@@ -373,13 +376,15 @@ def _connection(
 
 def _psk(
     r: ConfigReader, base: str, secrets: list[Secret], local_id: str, remote_id: str,
-    short_psk: bool,
+    short_psk: bool, owner: str = "remote",
 ) -> bytes:  # fmt: skip
-    """The PSK of a connection with a PSK side: the first secret for its identities."""
+    """The PSK of a connection with a PSK side: the first secret for its identities,
+    or for the identity of `owner`'s side."""
+    wanted = remote_id if owner == "remote" else local_id
     secret = next((s for s in secrets if not s.ids or {local_id, remote_id} <= set(s.ids)
-                   or remote_id in s.ids), None)  # fmt: skip
+                   or wanted in s.ids), None)  # fmt: skip
     if secret is None:
-        raise r.error(f"{base}.remote.id", f"no [secrets] entry holds a PSK for {remote_id}")
+        raise r.error(f"{base}.{owner}.id", f"no [secrets] entry holds a PSK for {wanted}")
     if len(secret.psk) < MIN_PSK_LENGTH and not short_psk:
         size = f"{len(secret.psk)} byte" + ("" if len(secret.psk) == 1 else "s")
         raise r.error(

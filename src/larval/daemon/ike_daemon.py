@@ -244,10 +244,12 @@ class IkeDaemon(StackService):
             log.error("reload refused: %s: %s", self.config_path, e)
             return
         fresh_conns = {c.ike.name: c for c in fresh.connections}
-        # A connection's trust compares equal whatever it holds: with new credentials,
-        # every connection that uses certificates is renewed, so that a new CRL or CA
-        # applies to the IKE SAs it sets up from now on.
-        renewed = set(fresh.cert_auth) if credentials != self.credentials else set()
+        # A connection's trust compares equal whatever it holds: one whose certificate
+        # sides changed is renewed, and with new credentials every one that uses
+        # certificates, so that a new CRL or CA applies to the IKE SAs set up from now on.
+        renewed = {name for name, cert_auth in fresh.cert_auth.items()
+                   if credentials != self.credentials
+                   or self.config.cert_auth.get(name) != cert_auth}  # fmt: skip
         connections = connection_changes(self.keymgr.connections, fresh_conns, renewed)
         self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns, renewed)
         pending = daemon_changes(self.config, fresh)

@@ -35,13 +35,24 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ObjectIdentifier
 
 from larval.wire import LenientIntEnum
 
-__all__ = ["IdType", "IdentityMatch", "cert_matches_identity", "describe_identity", "identity"]
+__all__ = [
+    "CERT_PARSE_ERRORS",
+    "IdType",
+    "IdentityMatch",
+    "cert_matches_identity",
+    "certificate_key_ids",
+    "describe_identity",
+    "describe_subject",
+    "dn_attributes",
+    "identity",
+]
 
 
 class IdType(LenientIntEnum):
@@ -373,7 +384,8 @@ def _typed(kind: IdType, value: str, text: str) -> tuple[IdType, bytes]:
 
 def describe_identity(id_type: int, data: bytes) -> str:
     """An identity as logs and status show it, in `identity`'s words so that it reads
-    back as the same: an address, a name, a DN ("C=US, O=Example, CN=carol"), a KEY_ID as
+    back as the same (a DN as the same name, its values in the string types strongSwan
+    writes): an address, a name, a DN ("C=US, O=Example, CN=carol"), a KEY_ID as
     ``@#hex``; a typed prefix where the plain text would read as another type, hex where
     the octets are no text. Never raises, whatever a peer sent."""
     kind = IdType(id_type)
@@ -422,7 +434,7 @@ def _same(id_type: IdType, a: bytes, b: bytes) -> bool:
 # --- configured peer identities ---------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class IdentityMatch:
     """A peer identity as configured, wildcards allowed (strongSwan's ``matches``):
     ``%any`` takes every identity; an FQDN or email starting with '*' (``*.example.org``,
@@ -477,11 +489,21 @@ class IdentityMatch:
 
 # --- certificates -----------------------------------------------------------------------
 
+#: What `cryptography` raises on first asking a certificate for a part that does not parse
+#: (names, extensions, the key): it parses those lazily, after loading.
+CERT_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
 
 def _subject_alt_names(cert: x509.Certificate) -> list[tuple[IdType, bytes]]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *CERT_PARSE_ERRORS):
         return []
     out: list[tuple[IdType, bytes]] = []
     for name in ext.value:
@@ -507,7 +529,7 @@ def certificate_key_ids(cert: x509.Certificate) -> list[bytes]:
     ids = [hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).digest()]
     serial = cert.serial_number
     ids.append(serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True))
-    with contextlib.suppress(x509.ExtensionNotFound, ValueError):
+    with contextlib.suppress(x509.ExtensionNotFound, *CERT_PARSE_ERRORS):
         ids.append(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
     try:
         key = cert.public_key()
@@ -516,9 +538,18 @@ def certificate_key_ids(cert: x509.Certificate) -> list[bytes]:
         )
         ids.append(hashlib.sha1(spki).digest())
         ids.append(x509.SubjectKeyIdentifier.from_public_key(key).digest)
-    except (ValueError, TypeError):
+    except CERT_PARSE_ERRORS:
         pass
     return ids
+
+
+def describe_subject(cert: x509.Certificate) -> str:
+    """A certificate's subject as `describe_identity` shows a DN, for the log line of a
+    refusal; never raises, even for a certificate whose subject does not parse."""
+    try:
+        return describe_identity(IdType.ID_DER_ASN1_DN, cert.subject.public_bytes())
+    except CERT_PARSE_ERRORS:
+        return "(a subject that does not parse)"
 
 
 def cert_matches_identity(cert: x509.Certificate, id_type: int, data: bytes) -> bool:
@@ -528,6 +559,11 @@ def cert_matches_identity(cert: x509.Certificate, id_type: int, data: bytes) -> 
     kind = IdType(id_type)
     if kind is IdType.ID_KEY_ID and data in certificate_key_ids(cert):
         return True
-    if kind is IdType.ID_DER_ASN1_DN and _same_dn(cert.subject.public_bytes(), data):
-        return True
+    if kind is IdType.ID_DER_ASN1_DN:
+        try:
+            subject = cert.subject.public_bytes()
+        except CERT_PARSE_ERRORS:
+            subject = b""
+        if _same_dn(subject, data):
+            return True
     return any(k is kind and _same(kind, d, data) for k, d in _subject_alt_names(cert))

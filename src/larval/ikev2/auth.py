@@ -8,8 +8,9 @@ So the session holds two steps, made from the configuration by `prover_for` and
 
 * the `Prover` makes this end's CERT payloads (if it sends any) and its AUTH over its
   signed octets, and says how this end authenticated (`AuthInfo`);
-* the `Verifier` says what to ask of the peer (CERTREQ) and checks the peer's AUTH over
-  the peer's octets with its CERTs, returning how the peer authenticated or raising
+* the `Verifier` says what to ask of the peer (CERTREQ) and checks what the peer's
+  IKE_AUTH claims (`PeerClaim`: its ID, AUTH and CERTs) over the peer's octets,
+  returning how the peer authenticated or raising
   `AuthenticationFailed` with the reason (and the certificate's subject, when there is
   one).
 
@@ -26,7 +27,6 @@ the same bytes. `PubkeyProver` and `PubkeyVerifier` are the certificates' (metho
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,6 +58,7 @@ from .payloads import AuthPayload, CertPayload, CertReqPayload
 
 __all__ = [
     "AuthenticationFailed",
+    "PeerClaim",
     "PeerOffer",
     "Proof",
     "Prover",
@@ -95,6 +96,16 @@ class PeerOffer:
 
 
 @dataclass(frozen=True)
+class PeerClaim:
+    """What the peer's IKE_AUTH message says of it: the identity it claims (IDi or IDr),
+    its AUTH and its CERT payloads."""
+
+    peer_id: tuple[IdType, bytes]
+    auth: AuthPayload
+    certs: tuple[CertPayload, ...] = ()
+
+
+@dataclass(frozen=True)
 class Proof:
     """This end's CERT payloads, its AUTH and how it authenticated."""
 
@@ -127,16 +138,8 @@ class Verifier(Protocol):
         """The CERTREQ that asks the peer for a certificate, or None."""
         ...
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
-        """How the peer authenticated, if its AUTH proves it over its signed octets;
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        """How the peer authenticated, if its claim proves it over its signed octets;
         `AuthenticationFailed` says why not. `now` is the wall clock."""
         ...
 
@@ -163,15 +166,8 @@ class PskAuthenticator:
     def certreq(self) -> CertReqPayload | None:
         return None
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        auth = claim.auth
         if auth.method != self.method:
             raise AuthenticationFailed(
                 f"AUTH is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC"
@@ -239,26 +235,19 @@ class PubkeyVerifier:
         keyids = self._remote.trust.certreq_keyids()
         return CertReqPayload(CertEncoding.X509_SIGNATURE, b"".join(keyids)) if keyids else None
 
-    def verify(
-        self,
-        prf: Prf,
-        octets: bytes,
-        auth: AuthPayload,
-        certs: Sequence[CertPayload],
-        peer_id: tuple[IdType, bytes],
-        now: datetime.datetime,
-    ) -> AuthInfo:
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        auth = claim.auth
         if auth.method not in _SIGNATURE_METHODS:
             raise AuthenticationFailed(
                 f"AUTH is of method {AuthMethod(auth.method).name}, not a signature"
             )
-        x509_certs = [c.data for c in certs if c.encoding == CertEncoding.X509_SIGNATURE]
+        x509_certs = [c.data for c in claim.certs if c.encoding == CertEncoding.X509_SIGNATURE]
         if not x509_certs:
             raise AuthenticationFailed("no certificate")
         leaf, *untrusted = (_load(der, n) for n, der in enumerate(x509_certs))
         subject = _subject(leaf)
         try:
-            trusted = self._remote.trust.verify(leaf, untrusted, peer_id, now)
+            trusted = self._remote.trust.verify(leaf, untrusted, claim.peer_id, now)
         except TrustError as error:
             raise AuthenticationFailed(str(error), subject) from None
         try:

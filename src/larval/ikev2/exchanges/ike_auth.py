@@ -25,7 +25,7 @@ from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaFailed
 
-from ..auth import AuthenticationFailed, PeerOffer
+from ..auth import AuthenticationFailed, PeerClaim, PeerOffer
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
@@ -243,9 +243,8 @@ def _verify_peer(sa: Ikev2Sa, id_payload: IdPayload, message: IkeMessage,
         raise AuthenticationFailed("identity is not the one configured")
     auth = message.first(AuthPayload)
     assert auth is not None
-    peer_id = (id_payload.id_type, id_payload.data)
-    return sa._verifier.verify(sa._prf, octets, auth, message.get(CertPayload), peer_id,
-                               sa._wall_clock())  # fmt: skip
+    claim = PeerClaim((id_payload.id_type, id_payload.data), auth, message.get(CertPayload))
+    return sa._verifier.verify(sa._prf, octets, claim, sa._wall_clock())
 
 
 def _failed(sa: Ikev2Sa, peer: str, error: AuthenticationFailed) -> str:

@@ -6,10 +6,11 @@ IKE SA's keys from them (§2.14).
     HDR, [N(COOKIE),] SA, KE, Ni, N(NAT_DETECTION_*), [N(FRAG_SUP)], [N(HASH_ALG)]  -->
        <--  HDR, SA, KE, Nr, N(NAT_DETECTION_*), [N(FRAG_SUP)], [N(HASH_ALG)], [CERTREQ]
 
-N(SIGNATURE_HASH_ALGORITHMS) goes both ways when either end of the connection is
-configured with a certificate (strongSwan sends it always; larval leaves a shared-key
-connection's messages as they were). The peer's hashes and whether it sent a CERTREQ
-are kept for IKE_AUTH (`Ikev2Sa._peer_offer`).
+N(SIGNATURE_HASH_ALGORITHMS) goes when either end of the connection is configured with a
+certificate (strongSwan sends it always; larval leaves a shared-key connection's messages
+as they were), and in the response only when the request had one (as strongSwan, and as
+FRAG_SUP). The peer's hashes and whether it sent a CERTREQ are kept for IKE_AUTH
+(`Ikev2Sa._peer_offer`).
 
 The initiator's exchange may go again, as Message ID 0 still: with the COOKIE the
 responder asked for (§2.6), or with the DH group it named in INVALID_KE_PAYLOAD (§1.2).
@@ -198,7 +199,8 @@ class IkeSaInitResponder(AnswerTask):
             SaPayload((answer,)), KePayload(group.id, dh.public_bytes), NoncePayload(sa._nonce_r),
             *nat_detection(sa, sa.spi_r, ipaddress.ip_address(peer[0]), peer[1]),
             *(fragmentation_notify(sa) if peer_fragments else []),
-            *signature_hashes_notify(sa), *certreq(sa),
+            *(signature_hashes_notify(sa) if sa._peer_offer.hashes is not None else []),
+            *certreq(sa),
         )  # fmt: skip
         derive(sa, suite, shared)
         sa._deadline = now + sa.config.half_open_timeout
