@@ -1,8 +1,9 @@
 """larval against strongSwan's charon with certificates, IKEv2 unless said: RSA PKCS#1 v1.5
-and RSA-PSS, ECDSA P-256 and P-384, Ed25519, an intermediate CA on each side, PSK one way
-and certificates the other, a 4096-bit RSA chain in IKE fragments, IKEv1 Main Mode with
-RSA signatures; refused: a revoked certificate either way, a certificate that does not
-carry the ID its end claims.
+and RSA-PSS, ECDSA P-256 and P-384, Ed25519, an intermediate CA on each side, subject DNs
+as IDs, PSK one way and certificates the other, a 4096-bit RSA chain in IKE fragments,
+IKEv1 Main Mode with RSA and ECDSA and Aggressive Mode with RSA; refused: a revoked
+certificate either way (and in IKEv1), a certificate that does not carry the ID its end
+claims.
 
 Each case runs both ways in one topology, which keeps charon start-ups to one a case:
 first larval initiates through its trap policy (the first ping sets off the exchange and
