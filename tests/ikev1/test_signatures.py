@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from larval import pki
 from larval.crypto.ikev1_keys import Ikev1Prf
-from larval.ike.auth_config import AuthInfo
+from larval.ike.auth_config import AuthInfo, parse_auth
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaUp, Event, IkeSaDown, IkeSaUp
 from larval.ike.identity import IdentityMatch, IdType
@@ -579,3 +579,42 @@ def test_any_signature_is_checked_to_a_reason_never_an_exception(
     digest = bytes({10: 48, 11: 64}.get(method, 32))
     for kind in ("rsa", "p256", "p521"):
         assert check_signature(key(kind, 1).public_key(), method, digest, signature) != ""
+
+
+@pytest.mark.parametrize(("kind", "word"), [("rsa", "rsa/pss"), ("p256", "ecdsa-sha384")])
+def test_local_schemes_ikev1_cannot_sign_with_are_refused(kind: str, word: str) -> None:
+    a, b = ends(kind)
+    config = signing_config(a, b, trust())
+    assert config.local_auth is not None
+    local = dataclasses.replace(config.local_auth, schemes=parse_auth(word)[1])
+    with pytest.raises(IkeV1ConfigError, match="not what IKEv1 signs with"):
+        IkeV1Session(dataclasses.replace(config, local_auth=local), initiator=True,
+                     allocate_spi=lambda: 1)  # fmt: skip
+
+
+def test_a_psk_offer_to_a_signing_responder_is_no_proposal() -> None:
+    a, b = ends()
+    pair = pair_of(config(A, B), signing_config(b, a, trust()))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()  # MM1 { SA(PRE_SHARED_KEY) } -->  <-- INFORMATIONAL { N(NO_PROPOSAL_CHOSEN) }
+    notify = decode_message(pair.wire[-1][1]).first(NotifyPayload)
+    assert notify is not None and notify.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+
+
+@pytest.mark.parametrize("aggressive", [False, True], ids=["main", "aggressive"])
+def test_a_psk_responder_other_than_the_one_configured_leaves_no_isakmp_sa(
+    aggressive: bool,
+) -> None:
+    # The pre-shared key's refusals go the same way: the initiator refuses IDir.
+    wrong = dataclasses.replace(config(A, B), remote_id=(IdType.ID_FQDN, b"z.example.org"))
+    pair = Pair(wrong, config(B, A), child(NET_B, NET_A), aggressive=aggressive)
+    ev_i, ev_r = run(pair)
+    assert_refused(pair, ev_i, ev_r, "IDir 192.0.2.2 is not the responder configured")
+    assert IkeSaUp not in [type(e) for e in ev_i]
+    # Main Mode: <-- MM6   INFORMATIONAL *{ HASH, D(ISAKMP) } -->
+    # Aggressive Mode: <-- AM2   INFORMATIONAL { N(AUTHENTICATION_FAILED) } -->
+    (down,) = [e for e in ev_r if isinstance(e, IkeSaDown)]
+    assert down.by_peer
+    assert down.reason == ("peer refused: AUTHENTICATION_FAILED" if aggressive
+                           else "deleted by the peer")  # fmt: skip

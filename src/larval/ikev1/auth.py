@@ -235,6 +235,11 @@ class SignatureAuthenticator:
     def __init__(self, local: LocalAuth, remote: RemoteAuth, wall_clock: WallClock = utc_now):
         self.local, self.remote, self._clock = local, remote, wall_clock
         self.method = signature_method(local.cert.key.key)
+        if not permits(local.schemes, self.method):
+            raise IkeV1ConfigError(
+                f"{', '.join(local.schemes)}: not what IKEv1 signs with an "
+                f"{describe_key(local.cert.key.key)} key ({_method_scheme(self.method)})"
+            )
 
     def __repr__(self) -> str:
         return f"<SignatureAuthenticator {self.method.name}>"  # never the key
@@ -285,7 +290,7 @@ class SignatureAuthenticator:
         except TrustError as exc:
             raise AuthenticationError(str(exc), subject) from None
         scheme = scheme_of(material)
-        if not self._allowed(scheme):
+        if not permits(self.remote.schemes, material.method):
             allowed = ", ".join(self.remote.schemes)
             raise AuthenticationError(f"signature scheme {scheme} not allowed ({allowed})", subject)
         proof = message.first(SigPayload)
@@ -302,13 +307,21 @@ class SignatureAuthenticator:
         return AuthInfo("pubkey", scheme_of(material), cert.subject.rfc4514_string(),
                         cert.issuer.rfc4514_string())  # fmt: skip
 
-    def _allowed(self, scheme: str) -> bool:
-        schemes = self.remote.schemes
-        if not schemes:
-            return True
-        if scheme.startswith("rsa-"):
-            return any(s.startswith("rsa-") for s in schemes)
-        return scheme in schemes
+
+def permits(schemes: Sequence[str], method: int) -> bool:
+    """Do swanctl's `schemes` allow the signature of `method` (module docstring)? None
+    configured allow any."""
+    if not schemes:
+        return True
+    if method == _RSA:
+        return any(s.startswith("rsa-") for s in schemes)
+    return _method_scheme(method) in schemes
+
+
+def _method_scheme(method: int) -> str:
+    """The scheme an ECDSA method signs with; RSA's family."""
+    ecdsa = _ECDSA_HASHES.get(method)
+    return f"ecdsa-{ecdsa.name}" if ecdsa is not None else "rsa-..., PKCS#1 v1.5"
 
 
 def phase1_authenticator(config: IkeConfig, wall_clock: WallClock = utc_now) -> Phase1Authenticator:

@@ -75,7 +75,8 @@ class IkeV1AuthFailed(IkeV1ExchangeError):
     """Phase 1 does not prove the peer (or not the peer configured): refused like any
     exchange error, and logged as a warning with the reason and the certificate's
     subject. `delete`: the peer holds an ISAKMP SA it takes for established (a Main Mode
-    responder that sent MM6), which a protected D(ISAKMP) removes, as charon does."""
+    responder that sent MM6, an Aggressive Mode initiator that sent AM3), which a
+    protected D(ISAKMP) removes."""
 
     def __init__(
         self,
@@ -97,4 +98,5 @@ class IkeV1OutOfPlace(IkeV1ExchangeError):
 
 class IkeV1ConfigError(IkeError, ValueError):
     """A connection IKEv1 cannot run as configured: one end's authentication by
-    pre-shared key and the other's by certificate, or a key IKEv1 has no signature for."""
+    pre-shared key and the other's by certificate, a key IKEv1 has no signature for, or
+    local schemes that exclude the one signature IKEv1 makes with the key."""

@@ -140,16 +140,16 @@ class Phase1Task:
         assert sa is not None
         self.sai_b = body_of(message, PayloadType.SA)
         offered = [
-            (p, t, choice)
+            (p, t, Phase1Choice.from_transform(t))
             for p in sa.proposals
             if p.protocol_id == ProtocolId.ISAKMP
             for t in p.transforms
-            if (choice := Phase1Choice.from_transform(t)) is None
-            or self.auth.accepts(choice.auth_method)
         ]
+        # The authentication method is the authenticator's to take (`accepts`).
+        takes = [(p, t, c) for p, t, c in offered if c and self.auth.accepts(c.auth_method)]
         for ours in phase1_choices(self.sa.config.proposals, self.ike_lifetime):
-            for proposal, transform, theirs in offered:
-                if theirs is not None and theirs == replace(ours, auth_method=theirs.auth_method):
+            for proposal, transform, theirs in takes:
+                if theirs == replace(ours, auth_method=theirs.auth_method):
                     self.sa.choice = replace(theirs, lifetime=min(theirs.lifetime, ours.lifetime))
                     answer = Proposal(
                         proposal.number, ProtocolId.ISAKMP, proposal.spi, (transform,)
@@ -226,7 +226,7 @@ class Phase1Task:
         awaits this end's proof hears it in the clear (a Main Mode initiator after MM5, an
         Aggressive Mode responder after AM2); one that took its own last message for the
         end of Phase 1 (a Main Mode responder after MM6, an Aggressive Mode initiator after
-        AM3) has its ISAKMP SA deleted, protected, as charon does."""
+        AM3) has its ISAKMP SA deleted, protected, as charon's Main Mode initiator does."""
         if self.sa.initiator == (self.exchange == MM):
             return auth_failed(reason, answered=False, delete=True)
         return auth_failed(reason)

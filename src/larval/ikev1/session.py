@@ -42,7 +42,9 @@ Rules
    is done, protected after: RFC 2409 §5.7) or drops the message. A message that fails
    to decode or decrypt is dropped before that, except MM5 at the responder, where it
    means the keys differ (the pre-shared key, in practice) and is answered with
-   AUTHENTICATION_FAILED.
+   AUTHENTICATION_FAILED. A Phase 1 that does not prove the peer (`IkeV1AuthFailed`) is a
+   warning, and where the peer already took Phase 1 for done, its ISAKMP SA is deleted
+   with a protected D(ISAKMP) rather than answered in the clear.
 3. The state changes in `_enter` only: to the table's next state once a message is taken
    (unless the ISAKMP SA closed), and otherwise when the user opens or deletes the ISAKMP
    SA, it is replaced or restored, or it closes.
