@@ -255,7 +255,7 @@ def test_refused(tmp_path: Path, cert_sets: Callable[[str], CertSet], refusal: R
                 topo.b.ping(count=1)  # through larval's trap policy
             else:
                 with pytest.raises(CharonError):
-                    charon.initiate(timeout=10)
+                    charon.initiate(timeout=5)
             wire = _refusal_on_the_wire(case, role, charon_refuses=bool(refusal.charon_says))
             says = refusal.larval_says[role]
             _check_refused(charon, larval, says, refusal.charon_says, wire, marks)
@@ -416,7 +416,7 @@ def _refusal_on_the_wire(case: Case, role: str, *, charon_refuses: bool) -> str:
 
 
 def _check_refused(charon: Charon, larval: LarvalDaemon, larval_says: str, charon_says: str,
-                   wire: str, marks: tuple[int, int], timeout: float = 15) -> None:  # fmt: skip
+                   wire: str, marks: tuple[int, int], timeout: float = 10) -> None:  # fmt: skip
     """The refusal is on the wire (`wire` in charon's log: AUTHENTICATION_FAILED), its
     reason in larval's (and in charon's, when charon refuses), and neither end keeps an
     IKE_SA or a CHILD_SA."""
