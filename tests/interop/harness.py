@@ -78,10 +78,18 @@ def larval_config(site: Site, *, proposals: list[str], esp: list[str], start_act
                   encap: bool = True, dpd: str = "0s", rekey: str = "1h",
                   life: str = "66m", retransmit: float = 4.0,
                   ike_rekey: str = "4h", version: int = 2,
-                  aggressive: bool = False, fragment_size: int = 1280) -> str:  # fmt: skip
+                  aggressive: bool = False, fragment_size: int = 1280,
+                  local: str = "", remote: str = "", credentials: str = "",
+                  psk_ids: list[str] | None = None) -> str:  # fmt: skip
+    """`local`, `remote`: the sides' TOML inline tables (default: the PSK with the outer
+    addresses as IDs); `credentials`: a swanctl credentials directory; `psk_ids`: the IDs
+    the PSK is for (default: the outer addresses)."""
     me, peer = site.name, site.peer
+    local = local or f'{{ auth = "psk", id = "{OUTER[me]}" }}'
+    remote = remote or f'{{ auth = "psk", id = "{OUTER[peer]}" }}'
     return f"""
 [daemon]
+{f'credentials = "{credentials}"' if credentials else ""}
 addresses = ["{site.address}"]
 tun = "larval0"
 tun_addresses = ["{INNER[me]}/24"]
@@ -100,8 +108,8 @@ proposals = {json.dumps(proposals)}
 encap = {"true" if encap else "false"}
 dpd_delay = "{dpd}"
 rekey_time = "{ike_rekey}"
-local = {{ auth = "psk", id = "{OUTER[me]}" }}
-remote = {{ auth = "psk", id = "{OUTER[peer]}" }}
+local = {local}
+remote = {remote}
 
 [connections.s2s.children.net]
 local_ts = ["{NET[me]}"]
@@ -112,7 +120,7 @@ rekey_time = "{rekey}"
 life_time = "{life}"
 
 [secrets.ike-s2s]
-ids = ["{OUTER["a"]}", "{OUTER["b"]}"]
+ids = {json.dumps(psk_ids or [OUTER["a"], OUTER["b"]])}
 secret = "{PSK}"
 """
 
@@ -243,7 +251,10 @@ class Topology:
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
                dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h",
                version: int = 2, aggressive: bool = False,
-               fragment_size: int = 0) -> Charon:  # fmt: skip
+               fragment_size: int = 0, swanctl: str = "",
+               credentials: Path | None = None) -> Charon:  # fmt: skip
+        """`swanctl`: a swanctl.conf of the test's own in place of the PSK one;
+        `credentials`: a directory in swanctl's layout copied into charon's."""
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon")
         charon.write_config(
@@ -254,6 +265,10 @@ class Topology:
                        version=version, aggressive=aggressive, fragment_size=fragment_size,
                        local_id=OUTER[site.name])
         )  # fmt: skip
+        if swanctl:
+            (charon.dir / "swanctl" / "swanctl.conf").write_text(swanctl)
+        if credentials is not None:
+            shutil.copytree(credentials, charon.dir / "swanctl", dirs_exist_ok=True)
         self.charons.append(charon)
         charon.start()
         return charon
