@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from larval.credentials import load_credentials
 from larval.daemon.auth import AuthConfigError, load_and_resolve, resolve
@@ -191,7 +192,29 @@ def test_psk_connections_are_as_before() -> None:
     (conn,) = parsed.connections
     assert parsed.cert_auth == {} and conn.ike.local_auth is None and conn.ike.remote_auth is None
     assert conn.ike.remote_id == (IdType.ID_IPV4_ADDR, bytes([192, 0, 2, 2]))
-    assert conn.ike.remote_id_match is None
+    match = conn.ike.remote_id_match
+    assert match is not None and match(IdType.ID_IPV4_ADDR, bytes([192, 0, 2, 2]))
+    assert not match(IdType.ID_IPV4_ADDR, bytes([192, 0, 2, 3]))
+
+
+def test_a_dn_remote_id_matches_the_same_name_in_other_string_types() -> None:
+    # identity() writes O and CN as PrintableString where it can; cryptography, and so
+    # larval pki, writes UTF8String: the same name, other octets.
+    config = {
+        "connections": {"s2s": {"local_addrs": ["192.0.2.1"], "remote_addrs": ["192.0.2.2"],
+                                "remote": {"id": "C=CH, O=Example, CN=moon"}}},
+        "secrets": {"ike": {"secret": "0123456789abcdef0123"}},
+    }  # fmt: skip
+    (conn,) = parse_config(config, "gw.toml").connections
+    utf8 = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "moon")]).public_bytes()  # fmt: skip
+    assert conn.ike.remote_id is not None and conn.ike.remote_id[1] != utf8
+    match = conn.ike.remote_id_match
+    assert match is not None and match(IdType.ID_DER_ASN1_DN, utf8)
+    other = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"),
+                       x509.NameAttribute(NameOID.COMMON_NAME, "sun")]).public_bytes()  # fmt: skip
+    assert not match(IdType.ID_DER_ASN1_DN, other)
 
 
 # -- resolving against the credentials ----------------------------------------------------

@@ -40,7 +40,7 @@ from larval.ikev1.auth import (
 from larval.ikev1.constants import CertEncoding, IkeAttr, IkeAuthMethod
 from larval.ikev1.errors import IkeV1ConfigError
 from larval.ikev1.isakmp import body_of
-from larval.ikev1.message import IkeV1Message
+from larval.ikev1.message import IkeV1Message, decode_header
 from larval.ikev1.payloads import (
     CertPayload,
     CrPayload,
@@ -330,12 +330,13 @@ def test_an_initiator_that_does_not_prove_itself_is_refused(
         assert isinstance(ev_i[0], IkeSaUp)
         assert isinstance(ev_i[-1], IkeSaDown) and ev_i[-1].reason == "deleted by the peer"
     else:
-        # MM5 *{ IDii, CERT, SIG_I } -->  <-- INFORMATIONAL { N(AUTHENTICATION_FAILED) }
-        refusal = decode_message(pair.wire[-1][1])
-        assert refusal.exchange_type == ExchangeType.INFORMATIONAL
-        notify = refusal.first(NotifyPayload)
-        assert notify is not None and notify.notify_type == NotifyType.AUTHENTICATION_FAILED
+        # MM5 *{ IDii, CERT, SIG_I } -->  <-- INFORMATIONAL *{ HASH, N(AUTHENTICATION_FAILED) },
+        # protected: both ends hold the Phase 1 keys (charon ignores an unprotected one).
+        refusal = decode_header(pair.wire[-1][1])
+        assert refusal.exchange_type == ExchangeType.INFORMATIONAL and refusal.encrypted
         assert IkeSaUp not in [type(e) for e in ev_i]
+        assert isinstance(ev_i[-1], IkeSaDown)
+        assert ev_i[-1].reason == "peer refused: AUTHENTICATION_FAILED"
     # One warning, with the reason and the initiator's certificate's subject.
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert FAILURES[what] in warning and "CN=a.example.org" in warning
@@ -371,9 +372,15 @@ def test_an_initiator_other_than_the_one_configured_is_refused(
     pair = pair_of(c_i, c_r, aggressive=aggressive)
     ev_i, ev_r = run(pair)
     # MM5 *{ IDii(a.example.org), ... } -->  (AM1 { ..., IDii, ... } -->)
-    # <-- INFORMATIONAL { N(INVALID_ID_INFORMATION) }: before any certificate is looked at
-    notify = decode_message(pair.wire[-1][1]).first(NotifyPayload)
-    assert notify is not None and notify.notify_type == NotifyType.INVALID_ID_INFORMATION
+    # <-- INFORMATIONAL [*]{ N(INVALID_ID_INFORMATION) }: before any certificate is looked
+    # at; protected in Main Mode, where both ends hold the Phase 1 keys by MM5
+    if aggressive:
+        notify = decode_message(pair.wire[-1][1]).first(NotifyPayload)
+        assert notify is not None and notify.notify_type == NotifyType.INVALID_ID_INFORMATION
+    else:
+        assert decode_header(pair.wire[-1][1]).encrypted
+        downs = [e for e in ev_i if isinstance(e, IkeSaDown)]
+        assert [e.reason for e in downs] == ["peer refused: INVALID_ID_INFORMATION"]
     assert_refused(pair, ev_i, ev_r, "IDii a.example.org is not the initiator configured")
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "a.example.org" in warning

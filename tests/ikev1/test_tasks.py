@@ -13,7 +13,7 @@ from larval.crypto.ikev1_keys import Ikev1Prf
 from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaUp, IkeSaDown, IkeSaUp
 from larval.ike.transitions import Refusal, Transition, complete
-from larval.ikev1 import ExchangeType, NotifyPayload, NotifyType, decode_message
+from larval.ikev1 import ExchangeType
 from larval.ikev1.auth import (
     AuthenticationError,
     Phase1Authenticator,
@@ -174,13 +174,14 @@ def test_an_authenticator_that_refuses_the_initiator_fails_phase1() -> None:
     pair = with_authenticators(PskAuthenticator(PSK), Counting(PSK, refuse=True))
     pair.i.initiate(child(NET_A, NET_B), 0.0)
     pair.flush()
-    # MM5 *{ IDii, HASH_I } -->  <-- INFORMATIONAL { N(AUTHENTICATION_FAILED) }
-    refusal = decode_message(pair.wire[-1][1])
-    assert refusal.exchange_type == ExchangeType.INFORMATIONAL
-    notify = refusal.first(NotifyPayload)
-    assert notify is not None and notify.notify_type == NotifyType.AUTHENTICATION_FAILED
+    # MM5 *{ IDii, HASH_I } -->  <-- INFORMATIONAL *{ HASH, N(AUTHENTICATION_FAILED) }:
+    # both ends hold the Phase 1 keys, so the refusal goes protected and the initiator reads it.
+    refusal = decode_header(pair.wire[-1][1])
+    assert refusal.exchange_type == ExchangeType.INFORMATIONAL and refusal.encrypted
     assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
     assert [type(e) for e in events(pair.r)] == [IkeSaDown]
+    downs = [e for e in events(pair.i) if isinstance(e, IkeSaDown)]
+    assert [e.reason for e in downs] == ["peer refused: AUTHENTICATION_FAILED"]
 
 
 def test_secrets_stay_out_of_repr() -> None:

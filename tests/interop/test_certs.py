@@ -31,6 +31,7 @@ from cryptography import x509
 
 from larval import pki
 from larval.bench.charon import CharonError
+from larval.ike.identity import IdType, describe_identity
 from tests.interop.certs import IDS, OTHER, WRONG_SAN, CertSet, Spec, make_set
 from tests.interop.harness import (
     OUTER,
@@ -114,16 +115,7 @@ SUCCESSES = {
     # A DN as strongSwan's pki writes it (PrintableString), and as larval.pki does
     # (UTF8String): the same DN to strongSwan (RFC 5280 §7.1).
     "dn-identities-strongswan-pki": Case("ecdsa-384", "ecdsa-sha384", dn_ids=True),
-    "dn-identities": pytest.param(
-        Case("ecdsa-256", "ecdsa-sha256", dn_ids=True),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="a configured DN remote id is compared byte for byte with the peer's ID "
-            "(remote_id_match is set only for wildcards): identity() encodes O and CN as "
-            "PrintableString, larval.pki's certificates carry UTF8String, so larval refuses "
-            "charon's 'identity is not the one configured'",
-        ),
-    ),
+    "dn-identities": Case("ecdsa-256", "ecdsa-sha256", dn_ids=True),
     "larval-psk-charon-rsa": Case("rsa", "rsa-sha256", psk="larval"),
     "larval-rsa-charon-psk": Case("rsa", "rsa-sha256", psk="charon"),
     # charon signs with SHA-384 when its RSA key has more than 3072 bits.
@@ -135,16 +127,12 @@ SUCCESSES = {
 }
 
 
-def _larval_refuses(what: str, cn: str, version: int = 2) -> dict[str, str]:
+def _larval_refuses(what: str, cn: str) -> dict[str, str]:
     """The WARNING larval logs, as the initiator and as the responder, when the peer's
     certificate (subject CN=`cn`) does not prove it: `what` (a pattern), and the
-    subject (IKEv2: as RFC 4514 writes it; IKEv1: as strongSwan does)."""
-    if version == 1:
-        subject = re.escape(f'"C=CH, O=larval interop, CN={cn}"')
-        line = "the {peer} does not authenticate: {what}; certificate {subject}"
-    else:
-        subject = re.escape(f"CN={cn},O=larval interop,C=CH")
-        line = r"authentication of the {peer} failed: {what} \(certificate {subject}\)"
+    subject as strongSwan writes a DN; alike in both IKE versions."""
+    subject = re.escape(f"C=CH, O=larval interop, CN={cn}")
+    line = r"authentication of the {peer} failed: {what} \(certificate {subject}\)"
     return {
         role: line.format(peer=peer, what=what, subject=subject)
         for role, peer in (("initiator", "responder"), ("responder", "initiator"))
@@ -188,16 +176,10 @@ FAILURES = {
         _larval_refuses(f"identity {re.escape(MOON)} not in the certificate", OTHER),
     ),
     "ikev1-charon-cert-revoked-larval-initiates": Refusal(
-        IKEV1_REVOKED, _larval_refuses(REVOKED, MOON, version=1), roles=("initiator",)
+        IKEV1_REVOKED, _larval_refuses(REVOKED, MOON), roles=("initiator",)
     ),
-    "ikev1-charon-cert-revoked-charon-initiates": pytest.param(
-        Refusal(IKEV1_REVOKED, _larval_refuses(REVOKED, MOON, version=1), roles=("responder",)),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="larval, refusing MM5, sends INFORMATIONAL [ N(AUTHENTICATION_FAILED) ] "
-            "without HASH although the ISAKMP keys exist; charon: 'ignoring unprotected "
-            "INFORMATIONAL', retransmits MM5, and keeps its IKE_SA CONNECTING",
-        ),
+    "ikev1-charon-cert-revoked-charon-initiates": Refusal(
+        IKEV1_REVOKED, _larval_refuses(REVOKED, MOON), roles=("responder",)
     ),
 }
 
@@ -457,7 +439,8 @@ def _status_text(site: Site) -> str:
 
 
 def _dn(name: x509.Name) -> str:
-    return name.rfc4514_string()
+    """A DN as larval's status and logs write it: strongSwan's order and words."""
+    return describe_identity(IdType.ID_DER_ASN1_DN, name.public_bytes())
 
 
 def _charon_log(charon: Charon) -> str:

@@ -351,7 +351,9 @@ def _connection(
         dpd_delay=float(r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0))),
         rekey_time=float(r.duration(f"{base}.rekey_time", c.get("rekey_time", "4h"))),
         fragmentation=fragmentation == "yes",
-        remote_id_match=None if remote_match.exact is not None else remote_match,
+        # Always: an exact identity too is matched as strongSwan matches it, a DN as a name
+        # (its attributes in order, whatever string types encode them), names in any case.
+        remote_id_match=remote_match,
     )
     children: list[ChildConfig] = []
     start_action: dict[str, str] = {}

@@ -105,7 +105,7 @@ class AuthenticationError(IkeError):
         self.reason, self.subject = reason, subject
 
     def __str__(self) -> str:
-        return f'{self.reason}; certificate "{self.subject}"' if self.subject else self.reason
+        return f"{self.reason} (certificate {self.subject})" if self.subject else self.reason
 
 
 @dataclass(frozen=True, slots=True, repr=False)

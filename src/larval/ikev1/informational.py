@@ -165,6 +165,10 @@ class Informational:
         elif kind.is_error and payload.protocol_id == ProtocolId.ESP and len(payload.spi) == 4:
             # A Quick Mode of ours refused: the notify names the SPI we offered.
             self._refused(int.from_bytes(payload.spi, "big"), kind)
+        elif kind.is_error and not self.established:
+            # Phase 1 refused, protected (a Main Mode responder that does not take MM5).
+            self._closed = True
+            self._close(f"peer refused: {kind.name}", True)
         else:
             log.info("%s: received N(%s)", self.sa.name(), kind.name)
 

@@ -218,7 +218,7 @@ class Phase1Task:
         try:
             remote = self.auth.verify(material, peer_id, id_b, message, not self.sa.initiator)
         except AuthenticationError as exc:
-            raise self._refusal(f"the {role} does not authenticate: {exc}") from None
+            raise self._refusal(f"authentication of the {role} failed: {exc}") from None
         self.sa.auth_remote, self.sa.auth_local = remote, self.auth.local_info(material)
 
     def _refusal(self, reason: str) -> IkeV1AuthFailed:
@@ -295,6 +295,8 @@ class MainModeInitiator(Phase1Task):
         if self.settings.initial_contact:
             payloads.append(sa.notify(NotifyType.INITIAL_CONTACT))
         datagram, self.iv = sa.seal(sa.message(MM, payloads), self.iv)
+        # A responder that refuses MM5 says so protected, its IV from MM5's last block.
+        sa.p1_last = self.iv
         self._sealed(datagram, f"MM5 [ {payload_names(payloads)} ]", resend=True)
 
     def _mm6(self, inbound: Inbound, now: float) -> None:
@@ -352,6 +354,9 @@ class MainModeResponder(Phase1Task):
         except IkeV1ProtocolError:
             # Keys that differ decrypt to noise: in practice the pre-shared keys differ.
             raise auth_failed("MM5 does not decrypt (pre-shared keys differ?)") from None
+        # Both ends hold the keys now: a refusal of MM5 goes protected (charon ignores an
+        # unprotected one and resends MM5 until it gives up), its IV from MM5's last block.
+        sa.p1_last = next_iv
         idii = message.first(IdPayload)
         assert idii is not None
         self._expected_initiator(idii)

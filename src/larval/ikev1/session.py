@@ -690,7 +690,8 @@ class IkeV1Session(IsakmpSa):
         """Answer a refused message with its notification, or drop it; then close the
         ISAKMP SA if the refusal ends it. Before Phase 1 is done the notification goes in
         the clear about the ISAKMP SA (RFC 2409 §5.7: the peer cannot read anything we
-        would encrypt); after, protected, about the IPsec SA it names."""
+        would encrypt), unless both ends hold the Phase 1 keys already; after, protected,
+        about the IPsec SA it names."""
         answered = "" if error.answered else ", dropped"
         if isinstance(error, IkeV1AuthFailed) and error.delete:
             answered = ", the peer's ISAKMP SA deleted"
@@ -703,6 +704,10 @@ class IkeV1Session(IsakmpSa):
             self._inform((NotifyPayload(error.notify, ProtocolId.ESP, error.spi),))
         elif isinstance(error, IkeV1AuthFailed) and error.delete:
             self._inform((DeletePayload(ProtocolId.ISAKMP, 16, (self.spi_i + self.spi_r,)),))
+        elif error.answered and self.p1_last:
+            # Phase 1 keyed on both ends (a Main Mode responder refusing MM5): protected.
+            self._inform((NotifyPayload(error.notify, ProtocolId.ISAKMP,
+                                        self.spi_i + self.spi_r),))  # fmt: skip
         elif error.answered:
             notify = NotifyPayload(error.notify, ProtocolId.ISAKMP,
                                    self.spi_i + (self.spi_r or bytes(8)))  # fmt: skip
