@@ -163,14 +163,15 @@ def _identity_key(identity: Identity) -> bytes:
 
 
 def _identity_text(identity: Identity) -> str:
-    """An identity as status shows it: its text, or hex when its bytes are no text."""
-    if isinstance(identity, str):
-        return identity
+    """An identity as status shows it: its text, or the hex of its bytes when they are
+    no printable text (a client chooses its EAP identity; it must not reach a terminal
+    as control characters)."""
+    data = _identity_key(identity)
     try:
-        text = identity.decode()
+        text = data.decode()
     except UnicodeDecodeError:
-        return "0x" + identity.hex()
-    return text if text.isprintable() else "0x" + identity.hex()
+        return "0x" + data.hex()
+    return text if text.isprintable() else "0x" + data.hex()
 
 
 @dataclass(frozen=True)
@@ -649,7 +650,8 @@ def _raw_attributes(key: str, value: object) -> tuple[tuple[int, bytes], ...]:
     out: list[tuple[int, bytes]] = []
     for number, item in value.items():
         where = _subkey(key, str(number))
-        kind = int(number) if str(number).isdigit() else 0
+        text = str(number)
+        kind = int(text) if text.isascii() and text.isdigit() else 0
         if not 1 <= kind <= _MAX_ATTRIBUTE_TYPE:
             raise PoolError(where, f"{_show(str(number))} is not an attribute type 1 to 32767")
         if kind in _LEASE_ATTRIBUTES:

@@ -134,6 +134,8 @@ BAD = [
      'pools.rw.attributes.32768: "32768" is not an attribute type 1 to 32767'),
     ({"addrs": "10.3.0.0/24", "attributes": {"0": "x"}},
      'pools.rw.attributes.0: "0" is not an attribute type 1 to 32767'),
+    ({"addrs": "10.3.0.0/24", "attributes": {"\u0663": "x"}},  # ARABIC-INDIC DIGIT THREE
+     'pools.rw.attributes."\\u0663": "\\u0663" is not an attribute type 1 to 32767'),
     ({"addrs": "10.3.0.0/24", "attributes": {"8": "x"}},
      "pools.rw.attributes.8: attribute 8 (INTERNAL_IP6_ADDRESS) is the lease; set addrs"),
     ({"addrs": "10.3.0.0/24", "attributes": {"28675": 5}},
@@ -207,3 +209,8 @@ def test_an_unknown_pool_name_is_named() -> None:
     assert str(caught.value) == 'connections.home.pools[1]: "rw6" is not a pool; pools: rw'
     with pytest.raises(PoolError, match=r'^pools\[0\]: "nope" is not a pool; pools: rw$'):
         pools.acquire(["nope"], "carol", ip_address("0.0.0.0"))
+
+
+def test_numbered_attributes_from_python_take_int_keys_and_bytes() -> None:
+    pool = Pool.from_dict("rw", {"addrs": "10.3.0.0/24", "attributes": {28675: b"\x00\xff"}})
+    assert pool.attributes.raw == ((28675, b"\x00\xff"),)

@@ -206,6 +206,7 @@ def test_a_reserved_identity_online_elsewhere_gets_a_dynamic_address() -> None:
 def test_status_lists_size_online_offline_and_reserved() -> None:
     pool = Pool("rw", "10.3.0.0/24", reserved={"carol": ip_address("10.3.0.200")})
     pool.acquire(b"\xff\x00binary")
+    pool.acquire("eve\x1b[2J")  # a terminal escape in a client's chosen identity
     dave = pool.acquire("dave")
     assert dave is not None
     pool.release("dave", dave)
@@ -215,13 +216,17 @@ def test_status_lists_size_online_offline_and_reserved() -> None:
         "name": "rw",
         "addrs": "10.3.0.0/24",
         "size": 254,
-        "online": [{"identity": "0xff0062696e617279", "address": "10.3.0.1"}],
-        "offline": [{"identity": "dave", "address": "10.3.0.2"}],
+        "online": [
+            {"identity": "0xff0062696e617279", "address": "10.3.0.1"},
+            {"identity": "0x6576651b5b324a", "address": "10.3.0.2"},
+        ],
+        "offline": [{"identity": "dave", "address": "10.3.0.3"}],
         "reserved": [{"identity": "carol", "address": "10.3.0.200"}],
     }
     assert sorted(pool.leases(), key=lambda lease: lease[1]) == [
         (b"\xff\x00binary", ip_address("10.3.0.1"), True),
-        ("dave", ip_address("10.3.0.2"), False),
+        ("eve\x1b[2J", ip_address("10.3.0.2"), True),
+        ("dave", ip_address("10.3.0.3"), False),
     ]
 
 
