@@ -491,7 +491,8 @@ class Pools:
     ) -> Lease | None:
         """An address of `requested`'s family (``0.0.0.0`` or ``::`` for any) from the
         pools `names` names; ``None`` when all of them are exhausted or none is of
-        that family."""
+        that family. A name that is no pool raises `PoolError` (``pools[i]``); the
+        configuration checks a connection's names earlier with `check_names`."""
         self.check_names("pools", names)
         pools = [p for p in (self._pools[n] for n in names) if p.family == requested.version]
         key = _identity_key(identity)

@@ -214,3 +214,8 @@ def test_an_unknown_pool_name_is_named() -> None:
 def test_numbered_attributes_from_python_take_int_keys_and_bytes() -> None:
     pool = Pool.from_dict("rw", {"addrs": "10.3.0.0/24", "attributes": {28675: b"\x00\xff"}})
     assert pool.attributes.raw == ((28675, b"\x00\xff"),)
+
+
+def test_a_pool_name_given_twice_is_refused() -> None:
+    with pytest.raises(PoolError, match=r"^pools\.rw: is defined twice$"):
+        Pools([Pool("rw", "10.3.0.0/24"), Pool("rw", "10.4.0.0/24")])
