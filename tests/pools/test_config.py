@@ -60,6 +60,7 @@ def test_a_toml_table_gives_every_attribute() -> None:
         ("2001:db8::/127", "2001:db8::", "2001:db8::1", 2),
         # swanctl.conf: host bits start the pool there; below stays for the gateway.
         ("10.3.0.5/24", "10.3.0.5", "10.3.0.254", 250),
+        ("10.3.0.254/24", "10.3.0.254", "10.3.0.254", 1),
         # A range: both ends, nothing skipped.
         ("10.3.0.10-10.3.0.200", "10.3.0.10", "10.3.0.200", 191),
         ("10.3.0.0 - 10.3.0.255", "10.3.0.0", "10.3.0.255", 256),
@@ -101,6 +102,8 @@ BAD = [
      'pools.rw.addrs: "10.3.0.1-2001:db8::1" mixes IPv4 and IPv6; a range is of one family'),
     ({"addrs": "10.3.0.1-10.3.0.300"},
      'pools.rw.addrs: "10.3.0.1-10.3.0.300": "10.3.0.300" is not an IPv4 or IPv6 address'),
+    ({"addrs": "10.3.0.255/24"},  # starts at the broadcast address, which stays out
+     'pools.rw.addrs: "10.3.0.255/24" holds no address to hand out'),
     ({"addrs": "2001:db8::/63"}, 'pools.rw.addrs: "2001:db8::/63" holds more than 2^64 '
      "addresses; a pool holds at most 2^64 (an IPv6 /64)"),
     ({"addrs": "::-1::"}, 'pools.rw.addrs: "::-1::" holds more than 2^64 addresses; a pool '
