@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from larval.eap.identity import IdentityServer
 from larval.eap.md5 import Md5Peer, Md5Server, md5_response
 from larval.eap.packet import EapCode, EapPacket, EapType, Md5Challenge
 from tests.eap.conversation import Conversation, scripted
@@ -120,3 +123,28 @@ def test_codes_of_every_packet_sent_are_valid() -> None:
         EapCode.RESPONSE,
         EapCode.SUCCESS,
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 6), st.binary(max_size=30)), max_size=6))
+def test_any_sequence_of_input_never_raises_and_never_shows_the_password(
+    script: list[int | bytes],
+) -> None:
+    talk = Conversation(server(), Md5Peer("carol", PASSWORD)).run()
+    pool = [p.encode() for _, p in talk.packets] + [
+        EapPacket.request(9, EapType.IDENTITY).encode(),
+        EapPacket.response(9, EapType.NAK, b"\x1a").encode(),
+        EapPacket.failure(9).encode(),
+        EapPacket.request(9, EapType.NOTIFICATION, b"hi").encode(),
+    ]
+    srv = server()
+    srv.start()
+    for machine in (srv, Md5Peer("carol", PASSWORD), IdentityServer(identifier=9)):
+        for step in script:
+            data = pool[step % len(pool)] if isinstance(step, int) else step
+            out = machine.receive(data)
+            if out is not None:
+                EapPacket.decode(out)
+        for text in (repr(machine), machine.failed):
+            assert PASSWORD not in str(text)
+        assert machine.msk is None  # neither method derives one

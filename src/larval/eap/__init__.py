@@ -1,6 +1,7 @@
 """EAP (RFC 3748) for remote access: the packet codec and the password methods.
 
-`packet` decodes and encodes EAP packets; `mschapv2` (EAP-MSCHAPv2, with the RFC 2759
+`packet` decodes and encodes EAP packets; `identity` asks the peer its name
+(EAP-Identity); `mschapv2` (EAP-MSCHAPv2, with the RFC 2759
 and RFC 3079 computations in `mschapv2_crypto` and MD4 in `md4`) and `md5` (EAP-MD5)
 each hold a server and a peer. A method machine takes the other end's EAP packet as
 bytes and returns the bytes to answer with (`method`); it has no clock and does no I/O.
@@ -18,6 +19,7 @@ derives no MSK (EAP-MD5). IKE retransmits and times out, so no EAP layer below i
 from __future__ import annotations
 
 from .errors import EapError
+from .identity import IdentityServer
 from .md5 import Md5Peer, Md5Server
 from .method import EapMethodMachine, Lookup
 from .mschapv2 import MschapV2Peer, MschapV2Server
@@ -29,6 +31,7 @@ __all__ = [
     "EapMethodMachine",
     "EapPacket",
     "EapType",
+    "IdentityServer",
     "Lookup",
     "Md5Challenge",
     "Md5Peer",
