@@ -381,3 +381,43 @@ def test_any_sequence_of_input_never_raises_and_never_shows_the_password(
 def test_random_source_type_is_the_one_larval_uses() -> None:
     source: RandomBytes = SeededRandom("x")
     assert len(MschapV2Server(lookup, source).start()) == 5 + 4 + 1 + 16 + len(b"larval")
+
+
+# -- the peer against messages laid out as strongSwan's eap_mschapv2.c writes them -----------
+
+
+def _strongswan_challenge(identifier: int) -> bytes:
+    # MS-CHAPv2-ID 0 (strongSwan's counts retries from 0, apart from the EAP Identifier),
+    # Name "strongSwan".
+    challenge = MschapChallenge(0, AUTHENTICATOR_CHALLENGE, b"strongSwan")
+    return EapPacket.request(identifier, EapType.MSCHAPV2, challenge.encode()).encode()
+
+
+def test_peer_takes_strongswans_success_with_its_nul_terminator() -> None:
+    cli = MschapV2Peer("User", "clientPass", scripted(PEER_CHALLENGE))
+    answer = EapPacket.decode(cli.receive(_strongswan_challenge(77)) or b"")
+    assert mschap(answer) == MschapResponse(0, PEER_CHALLENGE, NT_RESPONSE, b"User")
+    # "S=<40 hex> M=Welcome2strongSwan" and the C string's NUL, under the next Identifier.
+    text = f"{AUTHENTICATOR_RESPONSE} M=Welcome2strongSwan\0".encode()
+    success = EapPacket.request(78, EapType.MSCHAPV2, MschapSuccessRequest(0, text).encode())
+    ack = cli.receive(success.encode())
+    assert ack == EapPacket.response(78, EapType.MSCHAPV2, b"\x03").encode()
+    assert cli.receive(EapPacket.success(78).encode()) is None
+    assert cli.done and cli.failed is None
+    assert cli.msk == generate_msk(PASSWORD_HASH, NT_RESPONSE)
+
+
+def test_peer_acknowledges_strongswans_retry_failure_and_gives_up() -> None:
+    cli = MschapV2Peer("User", "Wr0ng-Pass", scripted(PEER_CHALLENGE))
+    cli.receive(_strongswan_challenge(77))
+    # strongSwan's "E=691 R=1 C=<32 hex>", without M= and without a NUL.
+    text = b"E=691 R=1 C=" + b"AB" * 16
+    failure = EapPacket.request(78, EapType.MSCHAPV2, MschapFailureRequest(0, text).encode())
+    ack = cli.receive(failure.encode())
+    assert ack == EapPacket.response(78, EapType.MSCHAPV2, b"\x04").encode()
+    assert cli.failed == (
+        "EAP-MSCHAPv2: the server refused user 'User': E=691 (authentication failure) R=1 M=''"
+    )
+    assert not cli.done  # until the EAP Failure
+    assert cli.receive(EapPacket.failure(78).encode()) is None
+    assert cli.done and cli.msk is None

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+import re
 import string
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias, TypeVar
@@ -195,15 +196,19 @@ MschapMessage: TypeAlias = (
 )
 
 _PRINTABLE = set(string.printable) - set("\t\n\r\x0b\x0c")
+#: M= opens the text or follows a space; its message runs to the end (RFC 2759 §5, §6).
+_MESSAGE_FIELD = re.compile(r"(?:^| )M=")
 
 
 def _split_text(message: bytes) -> tuple[dict[str, str], str]:
     """The ``K=value`` fields before `` M=``, and the M= text (which may hold spaces),
-    made printable."""
-    text = message.decode("ascii", "replace")
-    head, sep, tail = text.partition("M=")
+    made printable. The text ends at a NUL: strongSwan's server sends its Success
+    message with the C string's terminator."""
+    text = message.split(b"\0", 1)[0].decode("ascii", "replace")
+    match = _MESSAGE_FIELD.search(text)
+    head, tail = (text[: match.start()], text[match.end() :]) if match else (text, "")
     fields = dict(token.split("=", 1) for token in head.split() if "=" in token and len(token) > 1)
-    shown = "".join(c if c in _PRINTABLE else "?" for c in tail) if sep else ""
+    shown = "".join(c if c in _PRINTABLE else "?" for c in tail)
     return fields, shown.strip()
 
 
