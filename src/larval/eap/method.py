@@ -8,7 +8,7 @@ retransmits its IKE_AUTH requests, RFC 7296 §2.1), so a machine never waits.
 Each machine's transitions are one table, ``(state, input) -> handler``: the input is
 what the packet is (`describe`), and a pair the table lacks ends the conversation with a
 reason naming both. A packet that does not decode ends it the same way, with the
-`EapError`'s message. That happens in one place, `receive`: a server answers with an EAP
+`EapError`'s message. That happens in one place, the receive path: a server answers with an EAP
 Failure, a peer sends nothing. So bad input never raises out of a machine.
 
 The outcome: ``done`` once no further packet is expected; ``failed`` the reason as soon as
