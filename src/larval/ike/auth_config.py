@@ -12,12 +12,17 @@ RSA PKCS#1 v1.5 with SHA-1 (IKEv2's method 1) is allowed only where a word names
 `PeerTrust` is what a verifier of the peer's certificate must do (``larval.trust``
 implements it): the chain up to a configured CA, validity, revocation, key sizes, and
 that the leaf carries the identity the peer claimed. `TrustError` says why not.
+
+A side may instead be EAP's (IKEv2 only, RFC 7296 §2.16): ``"eap-mschapv2"``,
+``"eap-md5"``, or ``"eap"`` (the server picks, MSCHAPv2 first). `EapAuth` holds the
+method, the EAP identity and the passwords; locally the client's own, remotely every
+user the gateway knows.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -28,8 +33,10 @@ from larval.errors import LarvalError
 from larval.ike.identity import IdType, describe_issuer, describe_subject
 
 __all__ = [
+    "EAP_METHODS",
     "SCHEMES",
     "AuthInfo",
+    "EapAuth",
     "IdMatch",
     "LocalAuth",
     "PeerTrust",
@@ -59,6 +66,9 @@ _HASHES = ("sha1", "sha256", "sha384", "sha512")
 _KEY_TYPES = ("pubkey", "rsa", "rsa/pss", "ecdsa", "ed25519", "ed448")
 
 SendCert = Literal["ifasked", "always", "never"]
+#: The ``auth`` words of EAP; ``"eap"`` lets the server pick.
+EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap")
+EapMethod = Literal["eap-mschapv2", "eap-md5", "eap"]
 #: Does an identity the peer sent (ID Type, data) match the one configured?
 IdMatch = Callable[[IdType, bytes], bool]
 
@@ -161,11 +171,28 @@ class RemoteAuth:
 
 
 @dataclass(frozen=True)
+class EapAuth:
+    """A side that authenticates by EAP (``auth = "eap-mschapv2"``, ``eap_id``).
+
+    Locally (a client): `eap_id` is the name this end gives, `passwords` holds its own.
+    Remotely (a gateway): `eap_id` is the name the peer must authenticate as, ``"%any"``
+    to ask it (EAP-Identity), or None for the peer's IKE identity (as strongSwan);
+    `passwords` holds every user's, by EAP identity. Never shown.
+    """
+
+    method: EapMethod
+    eap_id: str | None
+    passwords: Mapping[str, str] = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AuthInfo:
-    """How one end of an IKE SA authenticated, for status: "psk", or "pubkey" with the
-    scheme and the certificate's subject and issuer."""
+    """How one end of an IKE SA authenticated, for status: "psk", "pubkey" with the
+    scheme and the certificate's subject and issuer, or an EAP method ("eap-mschapv2",
+    "eap-md5") with the EAP identity the peer proved."""
 
     method: str
     scheme: str = ""
     subject: str = ""
     issuer: str = ""
+    identity: str = ""

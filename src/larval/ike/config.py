@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
-from larval.ike.auth_config import IdMatch, LocalAuth, RemoteAuth
+from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth
 from larval.ike.identity import IdType
 
 __all__ = ["ChildConfig", "ChildPolicy", "IPAddress", "IPNetwork", "IkeConfig", "Suite"]
@@ -46,6 +46,9 @@ class IkeConfig:
     # Certificates (`larval.ike.auth_config`): None on a side is the PSK's.
     local_auth: LocalAuth | None = None
     remote_auth: RemoteAuth | None = None
+    # EAP (RFC 7296 §2.16): this end a client (`local_eap`) or checking one (`remote_eap`).
+    local_eap: EapAuth | None = None
+    remote_eap: EapAuth | None = None
     # A peer identity with wildcards (``%any``, ``*.example.org``) in place of `remote_id`.
     remote_id_match: IdMatch | None = field(default=None, compare=False)
 

@@ -22,6 +22,13 @@ as provers and verifiers of their own. `PskAuthenticator` is the shared key's (m
 Shared Key Message Integrity Code), both steps at once, as before: its AUTH payloads are
 the same bytes. `PubkeyProver` and `PubkeyVerifier` are the certificates' (methods 1,
 9-11 and 14: `larval.crypto.signatures`).
+
+EAP (§2.16) is a method of more than one round trip: `EapProver` (a client) and
+`EapVerifier` (a gateway) make the conversation each end runs
+(`larval.ikev2.eap_conversation`), and the AUTH that closes it, keyed with the MSK or,
+for a method that derives none, with SK_pi and SK_pr (`eap_auth`); the IKE_AUTH tasks of
+`larval.ikev2.exchanges.eap_auth` carry it. The gateway still proves itself with its own
+prover (a certificate, or the PSK).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from larval.crypto.ike_auth import psk_auth, verify_psk_auth
 from larval.crypto.prf import Prf
+from larval.crypto.randomness import RandomBytes, system_random
 from larval.crypto.signatures import (
     DIGITAL_SIGNATURE,
     ECDSA_METHODS,
@@ -49,15 +57,25 @@ from larval.crypto.signatures import (
     verify_auth_data,
 )
 from larval.errors import LarvalError
-from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError, parse_auth
+from larval.ike.auth_config import (
+    AuthInfo,
+    EapAuth,
+    LocalAuth,
+    RemoteAuth,
+    TrustError,
+    parse_auth,
+)
 from larval.ike.config import IkeConfig
 from larval.ike.identity import CERT_PARSE_ERRORS, IdType, describe_issuer, describe_subject
 
 from .constants import AuthMethod, CertEncoding
+from .eap_conversation import EapPeerConversation, EapServerConversation
 from .payloads import AuthPayload, CertPayload, CertReqPayload
 
 __all__ = [
     "AuthenticationFailed",
+    "EapProver",
+    "EapVerifier",
     "PeerClaim",
     "PeerOffer",
     "Proof",
@@ -67,8 +85,10 @@ __all__ = [
     "PubkeyVerifier",
     "Verifier",
     "announced_hashes",
+    "eap_auth",
     "prover_for",
     "verifier_for",
+    "verify_eap_auth",
 ]
 
 _SIGNATURE_METHODS = (RSA_DIGITAL_SIGNATURE, *ECDSA_METHODS.values(), DIGITAL_SIGNATURE)
@@ -263,15 +283,86 @@ class PubkeyVerifier:
         return AuthInfo("pubkey", name, trusted.subject, trusted.issuer)
 
 
+class EapProver:
+    """A client that proves itself by EAP (§2.16): it sends no AUTH until its
+    conversation (`conversation`) ended with the server's Success; then `eap_auth`."""
+
+    def __init__(self, local: EapAuth) -> None:
+        self._local = local
+
+    def __repr__(self) -> str:
+        return f"<EapProver {self._local.method} {self._local.eap_id!r}>"
+
+    def check(self, peer: PeerOffer) -> None:
+        return
+
+    def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
+        # Only an initiator asks for EAP (§2.16); a responder cannot prove itself by it.
+        raise AuthenticationFailed("EAP authenticates an initiator only, not this responder")
+
+    def conversation(self, random: RandomBytes = system_random) -> EapPeerConversation:
+        return EapPeerConversation(self._local, random)
+
+
+class EapVerifier:
+    """A gateway that checks its peer by EAP (§2.16): the peer's first IKE_AUTH carries
+    no AUTH, and `conversation` runs the EAP methods configured; an AUTH in place of that
+    is refused (`verify`)."""
+
+    pubkey = False
+
+    def __init__(self, remote: EapAuth) -> None:
+        self._remote = remote
+
+    def __repr__(self) -> str:
+        return f"<EapVerifier {self._remote.method} {self._remote.eap_id or 'IKE identity'}>"
+
+    def certreq(self) -> CertReqPayload | None:
+        return None
+
+    def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
+        raise AuthenticationFailed(
+            f"AUTH of method {AuthMethod(claim.auth.method).name} where this end "
+            f"authenticates the initiator by EAP ({self._remote.method})"
+        )
+
+    def conversation(self, peer_identity: str,
+                     random: RandomBytes = system_random) -> EapServerConversation:  # fmt: skip
+        """A conversation with the peer whose IKE identity reads `peer_identity`."""
+        return EapServerConversation(self._remote, peer_identity, random)
+
+
+def eap_auth(prf: Prf, msk: bytes | None, sk_p: bytes, octets: bytes) -> AuthPayload:
+    """The AUTH that ends EAP: the shared-key MIC over one end's signed octets, keyed
+    with the MSK, or with that end's SK_pi or SK_pr when the method derived none (§2.16)."""
+    return AuthPayload(AuthMethod.SHARED_KEY_MIC, psk_auth(prf, msk or sk_p, octets))
+
+
+def verify_eap_auth(prf: Prf, msk: bytes | None, sk_p: bytes, octets: bytes,
+                    auth: AuthPayload) -> None:  # fmt: skip
+    """`AuthenticationFailed` unless `auth` is `eap_auth`'s for the peer's octets."""
+    if auth.method != AuthMethod.SHARED_KEY_MIC:
+        raise AuthenticationFailed(
+            f"AUTH after EAP is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC"
+        )
+    if not verify_psk_auth(prf, msk or sk_p, octets, auth.data):
+        key = "the MSK" if msk else "SK_p (the method derives no MSK)"
+        raise AuthenticationFailed(f"AUTH after EAP does not verify with {key}")
+
+
 def prover_for(config: IkeConfig) -> Prover:
-    """This end's certificate when configured, else the shared key."""
+    """This end's certificate when configured, EAP for a client, else the shared key."""
+    if config.local_eap is not None:
+        return EapProver(config.local_eap)
     if config.local_auth is not None:
         return PubkeyProver(config.local_auth)
     return PskAuthenticator(config.psk)
 
 
 def verifier_for(config: IkeConfig) -> Verifier:
-    """The peer's certificate when configured, else the shared key."""
+    """The peer's certificate when configured, EAP for a gateway, else the shared key."""
+    if config.remote_eap is not None:
+        return EapVerifier(config.remote_eap)
     if config.remote_auth is not None:
         return PubkeyVerifier(config.remote_auth)
     return PskAuthenticator(config.psk)

@@ -82,15 +82,15 @@ from larval.ike.task import TaskManager
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import IkeTransport, OverTransport, Verdict, WindowedIds
 from larval.ikev2 import snapshot as sa_value
-from larval.ikev2.auth import PeerOffer, Prover, Verifier, prover_for, verifier_for
+from larval.ikev2.auth import EapProver, PeerOffer, Prover, Verifier, prover_for, verifier_for
 from larval.ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from larval.ikev2.errors import IkeExchangeError, IkeOutOfPlace, IkeProtocolError
 from larval.ikev2.exchanges import (
     ChildCreate,
     ChildSa,
     CreateChildSaResponder,
+    EapIkeAuth,
     IkeAuth,
-    IkeAuthResponder,
     IkeRekey,
     IkeSaInit,
     IkeSaInitResponder,
@@ -98,6 +98,7 @@ from larval.ikev2.exchanges import (
     Informational,
     InformationalResponder,
     State,
+    ike_auth_responder,
 )
 from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
@@ -161,7 +162,7 @@ _X = ExchangeType
 TRANSITIONS: dict[Input, Entry] = {
     (State.IDLE, _X.IKE_SA_INIT, _REQ): Transition(IkeSaInitResponder, State.INIT_DONE),
     (State.INIT_SENT, _X.IKE_SA_INIT, _RESP): Transition(REQUESTER, State.AUTH_SENT),
-    (State.INIT_DONE, _X.IKE_AUTH, _REQ): Transition(IkeAuthResponder, State.ESTABLISHED),
+    (State.INIT_DONE, _X.IKE_AUTH, _REQ): Transition(ike_auth_responder, State.ESTABLISHED),
     (State.AUTH_SENT, _X.IKE_AUTH, _RESP): Transition(REQUESTER, State.ESTABLISHED),
     (State.ESTABLISHED, _X.CREATE_CHILD_SA, _REQ): Transition(CreateChildSaResponder),
     (State.ESTABLISHED, _X.CREATE_CHILD_SA, _RESP): Transition(REQUESTER),
@@ -346,7 +347,9 @@ class IkeSession(OverTransport):
         init = IkeSaInit(self)
         self._pending_child = child
         self._tasks.queue(init, now)
-        self._tasks.queue(IkeAuth(self), now)  # built once IKE_SA_INIT is through
+        # Built once IKE_SA_INIT is through; a client of EAP's takes several round trips.
+        auth = EapIkeAuth(self) if isinstance(self._prover, EapProver) else IkeAuth(self)
+        self._tasks.queue(auth, now)
         self._enter(State.INIT_SENT)
         self._deadline = now + self.config.half_open_timeout
 

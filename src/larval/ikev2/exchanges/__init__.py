@@ -8,6 +8,9 @@ and `build`s the response. None does I/O or keeps a clock: each sees its IKE SA 
   retries (RFC 7296 §1.2, §2.6)
 * `ike_auth`: `IkeAuth`, `IkeAuthResponder`: IDi/IDr, CERT, CERTREQ and AUTH by the
   pluggable `Prover` and `Verifier`, and the first CHILD_SA (§1.2, §2.15)
+* `eap_auth`: `EapIkeAuth`, `EapIkeAuthResponder`: IKE_AUTH of several round trips,
+  the client proving itself by EAP and the gateway by its `Prover` (§2.16);
+  `ike_auth_responder` picks the responder's IKE_AUTH task
 * `create_child_sa`: `ChildCreate`, `IkeRekey`, `CreateChildSaResponder`: a new
   CHILD_SA, the renewal of one or of the IKE SA, and their collisions (§1.3, §2.8)
 * `informational`: `Informational`, `InformationalResponder`: DELETE and liveness
@@ -22,6 +25,7 @@ exchanges make of suites and selectors beyond `larval.ikev2.negotiate`.
 from __future__ import annotations
 
 from .create_child_sa import IKE_SA, ChildCreate, CreateChildSaResponder, IkeRekey
+from .eap_auth import EapIkeAuth, EapIkeAuthResponder, ike_auth_responder
 from .ike_auth import IkeAuth, IkeAuthResponder
 from .ike_sa_init import IkeSaInit, IkeSaInitResponder
 from .informational import Informational, InformationalResponder
@@ -32,6 +36,8 @@ __all__ = [
     "ChildCreate",
     "ChildSa",
     "CreateChildSaResponder",
+    "EapIkeAuth",
+    "EapIkeAuthResponder",
     "IkeAuth",
     "IkeAuthResponder",
     "IkeRekey",
@@ -41,4 +47,5 @@ __all__ = [
     "Informational",
     "InformationalResponder",
     "State",
+    "ike_auth_responder",
 ]

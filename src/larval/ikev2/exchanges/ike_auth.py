@@ -112,6 +112,12 @@ class IkeAuth(ExchangeTask):
             sa._close(reason, now)
             return
         sa.auth_local, sa.auth_remote = self._info, info
+        self._child_taken(message, now)
+
+    def _child_taken(self, message: IkeMessage, now: float) -> None:
+        """The IKE SA is up; the CHILD_SA of the answer's SAr2, TSi, TSr too, or refused."""
+        sa, child = self._sa, self._sa._pending_child
+        assert child is not None
         sa._established(now)
         sa_payload = message.first(SaPayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]

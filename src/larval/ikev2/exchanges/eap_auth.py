@@ -1,0 +1,331 @@
+"""IKE_AUTH with EAP (RFC 7296 §2.16), both roles: the client (`EapIkeAuth`) proves
+itself by EAP, the gateway (`EapIkeAuthResponder`) by its own prover (a certificate, or
+the PSK) and checks the client by EAP.
+
+    HDR, SK {IDi, [CERTREQ,] SAi2, TSi, TSr}  -->          (no AUTH: EAP, please)
+          <--  HDR, SK {IDr, [CERT,] AUTH, EAP(Request)}
+    HDR, SK {EAP(Response)}  -->
+          <--  HDR, SK {EAP(Request)}                     (as many as the method takes)
+    HDR, SK {EAP(Response)}  -->
+          <--  HDR, SK {EAP(Success)}
+    HDR, SK {AUTH}  -->                                   (keyed with the MSK, or SK_pi)
+          <--  HDR, SK {AUTH, SAr2, TSi, TSr}             (keyed with the MSK, or SK_pr)
+
+Both ends' first AUTH (the gateway's) and last (each end's, over the MSK) sign the same
+octets as without EAP (§2.15): each end's IKE_SA_INIT message, the peer's nonce and the
+MAC of its ID. The CHILD_SA is the one the first request proposed; it is answered once
+the final AUTH verified. Each task is not `done` until its last round trip, so the task
+manager sends the next request at once, and the session hands the responder's task
+each further request of the exchange (`larval.ikev2.exchanges.tasks`).
+
+An EAP failure on the gateway (a wrong password, an unknown user, an identity other
+than the one configured, a malformed EAP message) is answered with EAP Failure and
+N(AUTHENTICATION_FAILED) in one message, with one WARNING line naming the EAP identity
+and the reason, never a password; the IKE SA closes and nothing is installed. A client
+that stops mid-EAP leaves the gateway's IKE SA half-open until its timeout.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from larval.crypto.ike_auth import signed_octets
+from larval.ike.auth_config import AuthInfo
+from larval.ike.identity import describe_identity
+
+from ..auth import (
+    AuthenticationFailed,
+    EapProver,
+    EapVerifier,
+    PeerOffer,
+    eap_auth,
+    verify_eap_auth,
+)
+from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId
+from ..eap_conversation import EapPeerConversation, EapServerConversation
+from ..errors import IkeExchangeError
+from ..message import IkeMessage
+from ..negotiate import selectors_for, to_wire
+from ..payloads import (
+    AuthPayload,
+    CertReqPayload,
+    EapPayload,
+    IdPayload,
+    NotifyPayload,
+    Payload,
+)
+from ..sa_payload import SaPayload
+from ..ts_payload import TsPayload
+from .child_sa import Agreed, child_up
+from .ike_auth import (
+    IkeAuth,
+    IkeAuthResponder,
+    _failed,
+    _id_payload,
+    _peer_id_ok,
+    _respond_child,
+    _verify_peer,
+)
+from .proposals import without_dh
+from .sa import Ikev2Sa, log
+from .tasks import AnswerTask
+
+__all__ = ["EapIkeAuth", "EapIkeAuthResponder", "ike_auth_responder"]
+
+
+class _IkeAuthResponders:
+    """The responder's IKE_AUTH task, for the session's table: with EAP when this end
+    checks the peer by it."""
+
+    exchange = ExchangeType.IKE_AUTH
+
+    def __call__(self, sa: Ikev2Sa) -> AnswerTask:
+        if isinstance(sa._verifier, EapVerifier):
+            return EapIkeAuthResponder(sa)
+        return IkeAuthResponder(sa)
+
+
+ike_auth_responder = _IkeAuthResponders()
+
+
+class EapIkeAuth(IkeAuth):
+    """The client: the first request without AUTH, then each EAP Response, then the AUTH
+    over the MSK; the gateway's certificate (or PSK) AUTH is checked in its first answer
+    and its MSK AUTH in its last."""
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        assert isinstance(sa._prover, EapProver)
+        self._eap: EapPeerConversation = sa._prover.conversation(sa._random)
+        self._phase = "first"  # first | eap | auth
+        self._octets_i = self._octets_r = b""
+        self._response = b""  # the EAP Response to send next
+        self._peer_info: AuthInfo | None = None
+        self.done = False
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        sa = self._sa
+        assert sa._prf is not None
+        if self._phase == "eap":
+            return (EapPayload(self._response),)
+        if self._phase == "auth":
+            return (eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i),)
+        child = sa._pending_child
+        assert child is not None
+        idi = _id_payload(sa, PayloadType.IDi)
+        self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                                       idi.encode_body())  # fmt: skip
+        certreq = sa._verifier.certreq()
+        self._spi_in = sa._allocate_spi()
+        spi = self._spi_in.to_bytes(4, "big")
+        # As without EAP: no KE in IKE_AUTH, so no DH transforms (RFC 7296 §1.2).
+        proposals = tuple(
+            to_wire(n + 1, ProtocolId.ESP, spi, suite)
+            for n, suite in enumerate(without_dh(child.proposals))
+        )
+        payloads: list[Payload] = [
+            idi,
+            *([certreq] if certreq is not None else []),
+            SaPayload(proposals),
+            TsPayload(PayloadType.TSi, selectors_for(child.local_ts)),
+            TsPayload(PayloadType.TSr, selectors_for(child.remote_ts)),
+        ]
+        if child.mode == "transport":
+            payloads.insert(-3, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        return tuple(payloads)
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        sa = self._sa
+        assert sa._prf is not None
+        if self._phase == "auth":
+            self._final(message, now)
+            return
+        eap = message.first(EapPayload)
+        if self._phase == "first":
+            # <--  HDR, SK {IDr, [CERT+,] AUTH, EAP}: the gateway proves itself first.
+            idr, auth = message.first(IdPayload), message.first(AuthPayload)
+            if idr is None or auth is None:
+                self._refused(message, now)
+                return
+            self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
+                                           idr.encode_body())  # fmt: skip
+            try:
+                self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
+            except AuthenticationFailed as error:
+                self._give_up(_failed(sa, "responder", error), now)
+                return
+            self._phase = "eap"
+        if eap is None:
+            self._refused(message, now)
+            return
+        answer = self._eap.receive(eap.data)
+        if self._eap.failed is not None or (self._eap.done and answer is not None):
+            self._refused(message, now)
+            return
+        if self._eap.done:
+            self._phase = "auth"  # EAP Success: now the AUTH over the MSK
+        elif answer is None:
+            self._refused(message, now)
+        else:
+            self._response = answer
+
+    def _final(self, message: IkeMessage, now: float) -> None:
+        """<--  HDR, SK {AUTH, SAr2, TSi, TSr}: the gateway's AUTH over the MSK."""
+        sa = self._sa
+        assert sa._prf is not None
+        auth = message.first(AuthPayload)
+        if auth is None:
+            self._refused(message, now)
+            return
+        try:
+            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r, auth)
+        except AuthenticationFailed as error:
+            self._give_up(_failed(sa, "responder", error), now)
+            return
+        self.done = True
+        sa.auth_local = AuthInfo(self._eap.method, identity=self._eap.identity)
+        sa.auth_remote = self._peer_info
+        self._child_taken(message, now)
+
+    def _refused(self, message: IkeMessage, now: float) -> None:
+        """The gateway refused (EAP Failure, an error notify) or answered nonsense."""
+        self.done = True
+        errors = [NotifyType(n.notify_type).name for n in message.get(NotifyPayload)
+                  if n.notify_type < 16384]  # fmt: skip
+        why = self._eap.failed or "the gateway's answer holds no EAP"
+        reason = "IKE_AUTH refused: " + ", ".join([*errors, why])
+        if errors:
+            # The gateway's refusal: the gateway logs it; here it is the reason we close.
+            log.info("%s: EAP as %r refused: %s", self._sa._name(), self._eap.identity, why)
+        else:
+            log.warning("%s: EAP as %r failed: %s", self._sa._name(), self._eap.identity, why)
+            self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # §2.21.2
+        self._sa._close(reason, now)
+
+    def _give_up(self, reason: str, now: float) -> None:
+        self.done = True
+        self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # §2.21.2
+        self._sa._close(reason, now)
+
+
+class EapIkeAuthResponder(AnswerTask):
+    """The gateway: answers the first request with its own AUTH and the first EAP
+    Request, each EAP Response with the next Request, and the client's AUTH over the
+    MSK with its own and the CHILD_SA (see the module's docstring)."""
+
+    exchange = ExchangeType.IKE_AUTH
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self.done = False
+        self._phase = "first"  # first | eap | auth
+        self._first: IkeMessage | None = None  # its SAi2, TSi, TSr are answered last
+        self._eap: EapServerConversation | None = None
+        self._octets_i = self._octets_r = b""
+        self._local_info: AuthInfo | None = None
+        self._agreed: Agreed | None = None
+        self._close_reason: str | None = None
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        sa = self._sa
+        assert sa._prf is not None
+        if self._phase == "first":
+            self._answer = self._first_round(message)
+        elif self._phase == "eap":
+            self._answer = self._eap_round(message)
+        else:
+            self._answer = self._auth_round(message)
+
+    def _first_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {IDi, [CERTREQ,] SAi2, TSi, TSr} -->"""
+        sa = self._sa
+        assert sa._prf is not None and isinstance(sa._verifier, EapVerifier)
+        idi = message.first(IdPayload)
+        if idi is None:
+            _refuse("IKE_AUTH without IDi")
+        if message.first(AuthPayload) is not None:
+            auth = message.first(AuthPayload)
+            assert auth is not None
+            reason = _failed(sa, "initiator", AuthenticationFailed(
+                f"AUTH of method {AuthMethod(auth.method).name} where this connection "
+                "authenticates the initiator by EAP"))  # fmt: skip
+            _refuse(reason)
+        if not _peer_id_ok(sa, idi):
+            _refuse(_failed(sa, "initiator", AuthenticationFailed(
+                "identity is not the one configured")))  # fmt: skip
+        self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                                       idi.encode_body())  # fmt: skip
+        certreq = message.first(CertReqPayload) is not None
+        sa._peer_offer = PeerOffer(sa._peer_offer.hashes, sa._peer_offer.certreq or certreq)
+        idr = _id_payload(sa, PayloadType.IDr)
+        self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
+                                       idr.encode_body())  # fmt: skip
+        try:
+            proof = sa._prover.prove(sa._prf, self._octets_r, sa._peer_offer)
+        except AuthenticationFailed as error:
+            reason = f"this end cannot prove itself: {error}"
+            log.warning("%s: %s", sa._name(), reason)
+            _refuse(reason)
+        self._local_info = proof.info
+        self._first = message
+        self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
+                                              sa._random)  # fmt: skip
+        self._phase = "eap"
+        return (idr, *proof.certs, proof.auth, EapPayload(self._eap.start()))
+
+    def _eap_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {EAP(Response)} -->"""
+        assert self._eap is not None
+        eap = message.first(EapPayload)
+        if eap is None:
+            _refuse(self._failed("no EAP payload in the initiator's EAP round"))
+        answer = self._eap.receive(eap.data)
+        if self._eap.failed is not None:
+            self._close_reason = self._failed(self._eap.failed)
+            self.done = True
+            return (EapPayload(answer),
+                    NotifyPayload(ProtocolId.NONE, NotifyType.AUTHENTICATION_FAILED))  # fmt: skip
+        if self._eap.done:
+            self._phase = "auth"  # the answer is EAP Success
+        return (EapPayload(answer),)
+
+    def _auth_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {AUTH} -->  (over the MSK)"""
+        sa = self._sa
+        assert sa._prf is not None and self._eap is not None and self._first is not None
+        auth = message.first(AuthPayload)
+        if auth is None:
+            _refuse(self._failed("no AUTH after EAP Success"))
+        try:
+            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i, auth)
+        except AuthenticationFailed as error:
+            _refuse(self._failed(str(error)))
+        mine = eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r)
+        child_payloads, self._agreed = _respond_child(sa, self._first)
+        self.done = True
+        return (mine, *child_payloads)
+
+    def answered(self, now: float) -> None:
+        sa = self._sa
+        if self._close_reason is not None:
+            sa._close(self._close_reason, now)
+            return
+        if not self.done:
+            return
+        assert self._eap is not None
+        sa.auth_local = self._local_info
+        sa.auth_remote = AuthInfo(self._eap.method, identity=self._eap.identity or "")
+        sa._established(now)
+        if self._agreed is not None:
+            child_up(sa, *self._agreed)
+
+    def _failed(self, reason: str) -> str:
+        """The WARNING line of an initiator that failed EAP, naming its EAP identity."""
+        assert self._eap is not None
+        identity = self._eap.identity
+        named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
+        return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
+
+
+def _refuse(reason: str) -> NoReturn:
+    raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
