@@ -127,8 +127,9 @@ def print_status(answer: dict[str, Any]) -> None:
 
 
 def describe_auth(auth: dict[str, str]) -> str:
-    """``pubkey ecdsa-sha256, CN=carol, issued by CN=Example CA``, or ``psk``."""
-    text = " ".join(v for v in (auth["method"], auth["scheme"]) if v)
+    """``pubkey ecdsa-sha256, CN=carol, issued by CN=Example CA``, ``eap-mschapv2 carol``,
+    or ``psk``."""
+    text = " ".join(v for v in (auth["method"], auth["scheme"], auth.get("identity", "")) if v)
     if auth["subject"] or auth["issuer"]:
         text += f", {auth['subject'] or 'empty subject'}, issued by {auth['issuer']}"
     return text

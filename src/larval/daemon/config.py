@@ -54,6 +54,28 @@ without the credentials: the names are resolved when the daemon starts and on SI
 (`larval.daemon.auth`), and until then a connection's certificate sides are only in
 `DaemonConfig.cert_auth`.
 
+EAP (IKEv2, RFC 7296 §2.16): a road warrior proves itself by EAP and the gateway with its
+certificate (or, with a warning, the PSK)::
+
+    [connections.rw]                     # the gateway's
+    local = { auth = "pubkey", certs = ["gw.pem"], id = "vpn.example.org" }
+    remote = { auth = "eap-mschapv2", eap_id = "%any" }
+
+    [connections.home]                   # the road warrior's
+    local = { auth = "eap-mschapv2", eap_id = "carol" }
+    remote = { auth = "pubkey", id = "vpn.example.org" }
+
+    [secrets.eap-carol]
+    id = "carol"
+    secret = "..."
+
+``auth`` is ``eap-mschapv2``, ``eap-md5`` or ``eap`` (the gateway picks: MSCHAPv2 first).
+``eap_id`` is the EAP identity: the client's own name (default its IKE identity), or on
+the gateway the name the client must authenticate as, ``%any`` to ask it (EAP-Identity),
+by default the client's IKE identity. Each ``[secrets.eap-NAME]`` holds one ``id`` and its
+``secret``; two for the same id are refused, as a gateway that tried both would let
+either password in.
+
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
 error names the file, the key and what is allowed; types are exact (``true`` is not
@@ -86,7 +108,7 @@ from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_propo
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
-from larval.ike.auth_config import SendCert, parse_auth
+from larval.ike.auth_config import EAP_METHODS, EapAuth, SendCert, parse_auth
 from larval.ike.config import ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
@@ -111,6 +133,11 @@ AUTH_KEYS = ("auth", "id", "certs", "cacerts")
 SEND_CERT = ("ifasked", "always", "never")
 SECRET_KEYS = ("ids", "secret")
 KEY_SECRET_PREFIX = "private-"
+#: ``[secrets.eap-NAME]``: one EAP identity and its password.
+EAP_SECRET_PREFIX = "eap-"
+EAP_SECRET_KEYS = ("id", "secret")
+#: What a side of ``auth = "eap-..."`` may say beyond `AUTH_KEYS`.
+EAP_KEYS = ("eap_id",)
 #: Bytes: 128 bits, the strength of the weakest cipher offered (RFC 7296 §2.15).
 MIN_PSK_LENGTH = 16
 #: Seconds; a day between two retransmissions is already a peer long gone.
@@ -135,11 +162,13 @@ class AuthSide:
     """A ``local`` or ``remote`` table as written."""
 
     key: str  # where: ``connections.NAME.local``
-    method: Literal["psk", "pubkey"]
+    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap"]
     schemes: tuple[str, ...]  # `parse_auth`'s
     id: str | None  # None: the default
     #: ``certs`` (local) or ``cacerts`` (remote), as written.
     files: tuple[str, ...] = ()
+    #: ``eap_id`` of an EAP side, as written (None: the default).
+    eap_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -232,7 +261,12 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         credentials=_string(r, "daemon.credentials", daemon["credentials"])
         if "credentials" in daemon else None,
     )  # fmt: skip
-    secrets = _secrets(r, top.get("secrets", {}))
+    every_secret = top.get("secrets", {})
+    eap_passwords = _eap_secrets(r, every_secret)
+    if isinstance(every_secret, dict):
+        every_secret = {k: v for k, v in every_secret.items()
+                        if not k.startswith(EAP_SECRET_PREFIX)}  # fmt: skip
+    secrets = _secrets(r, every_secret)
     # swanctl's word: a private-NAME secret decrypts a key file, it is never a PSK.
     config.key_passphrases = {s.name.removeprefix(KEY_SECRET_PREFIX): s.psk for s in secrets
                               if s.name.startswith(KEY_SECRET_PREFIX)}  # fmt: skip
@@ -246,6 +280,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     for name, entry in r.tables("connections", top.get("connections", {})):
         conn, policies, cert_auth = _connection(r, name, entry, secrets)
+        conn = _with_eap(r, name, entry, conn, eap_passwords)
         if cert_auth is not None:
             config.cert_auth[name] = cert_auth
         ike = dataclasses.replace(conn.ike, retransmit_timeout=timeout,
@@ -272,6 +307,68 @@ def _secrets(r: ConfigReader, value: object) -> list[Secret]:
             raise r.error(f"secrets.{name}.secret", "a non-empty string is needed")
         secrets.append(Secret(name, tuple(ids), secret.encode()))
     return secrets
+
+
+def _eap_secrets(r: ConfigReader, value: object) -> dict[str, str]:
+    """``[secrets.eap-NAME] id = "carol"  secret = "..."``: each EAP identity's password;
+    a second secret for the same identity is refused."""
+    passwords: dict[str, str] = {}
+    where: dict[str, str] = {}
+    if not isinstance(value, dict):
+        return passwords  # `_secrets` names what is wrong
+    for name, entry in r.tables("secrets", value):
+        if not name.startswith(EAP_SECRET_PREFIX):
+            continue
+        key = f"secrets.{name}"
+        e = r.table(key, entry, EAP_SECRET_KEYS)
+        ident = e.get("id")
+        if not isinstance(ident, str) or not ident:
+            raise r.error(f"{key}.id", f"{r.show(ident)} is not an EAP identity, such as carol")
+        secret = e.get("secret")
+        if not isinstance(secret, str) or not secret:
+            # Never the value: it may be the secret, with a typo.
+            raise r.error(f"{key}.secret", "a non-empty string is needed")
+        if ident in passwords:
+            raise r.error(f"{key}.id", f"{ident!r} has a secret already, in "
+                          f"secrets.{where[ident]}; one secret per EAP identity")  # fmt: skip
+        passwords[ident], where[ident] = secret, name
+    return passwords
+
+
+def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
+              passwords: Mapping[str, str]) -> Connection:  # fmt: skip
+    """`conn` with its EAP side, if it has one (RFC 7296 §2.16): the client's name and
+    password, or the gateway's users. EAP is IKEv2's; the gateway proves itself with a
+    public key, or with a PSK, which is allowed with a warning (as strongSwan)."""
+    base = f"connections.{name}"
+    c = r.table(base, value, CONNECTION_KEYS)
+    local = _side(r, f"{base}.local", c.get("local", {}))
+    remote = _side(r, f"{base}.remote", c.get("remote", {}))
+    eap_local, eap_remote = local.method in EAP_METHODS, remote.method in EAP_METHODS
+    if not eap_local and not eap_remote:
+        return conn
+    if conn.version != 2:
+        raise r.error(f"{base}.version", "EAP authenticates in IKEv2 only: set version = 2")
+    if eap_local and eap_remote:
+        raise r.error(f"{base}.remote.auth", "both ends by EAP: the gateway's side proves "
+                      'itself with auth = "pubkey" (or "psk")')  # fmt: skip
+    ike = conn.ike
+    if eap_local:
+        eap_id = local.eap_id or local.id or str(ike.local_addr)
+        if eap_id == "%any":
+            raise r.error(f"{local.key}.eap_id", "%any is the gateway's; a client names itself")
+        if eap_id not in passwords:
+            raise r.error(f"{local.key}.eap_id", f"no [secrets.eap-NAME] has id = {eap_id!r}")
+        auth = EapAuth(cast(Any, local.method), eap_id, {eap_id: passwords[eap_id]})
+        ike = dataclasses.replace(ike, local_eap=auth)
+    else:
+        if local.method == "psk":
+            log.warning("%s: connections.%s: the gateway proves itself to EAP clients with a "
+                        "PSK; RFC 7296 §2.16 wants a public key (a certificate)",
+                        r.source, name)  # fmt: skip
+        auth = EapAuth(cast(Any, remote.method), remote.eap_id, dict(passwords))
+        ike = dataclasses.replace(ike, remote_eap=auth)
+    return dataclasses.replace(conn, ike=ike)
 
 
 def _retransmit_timeout(r: ConfigReader, value: object) -> float:
@@ -324,7 +421,7 @@ def _connection(
     if "psk" in (local.method, remote.method):
         # Only this end proves itself with a PSK (the peer with a certificate): the PSK
         # is its own, found by its identity.
-        owner = "local" if remote.method == "pubkey" else "remote"
+        owner = "local" if remote.method != "psk" else "remote"
         psk = _psk(r, base, secrets, local_text, remote_text, short_psk, owner)
     send_cert = r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"), SEND_CERT)
     send_certreq = _bool(r, f"{base}.send_certreq", c.get("send_certreq", True))
@@ -416,14 +513,21 @@ def _proposals(r: ConfigReader, key: str, value: object, parse: Callable[[str], 
 
 def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
     """A ``local`` or ``remote`` table: how that end authenticates, and with what."""
-    table = r.table(key, value, AUTH_KEYS)
+    table = r.table(key, value, AUTH_KEYS + EAP_KEYS)
     word = table.get("auth", "psk")
     if not isinstance(word, str):
         raise r.error(f"{key}.auth", f"{r.show(word)} is not an auth method such as psk, pubkey")
-    try:
-        method, schemes = parse_auth(word)
-    except ValueError as e:
-        raise r.error(f"{key}.auth", str(e)) from None
+    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap"]
+    schemes: tuple[str, ...]
+    if word in EAP_METHODS:
+        method, schemes = cast(Literal["eap-mschapv2", "eap-md5", "eap"], word), ()
+    else:
+        try:
+            method, schemes = parse_auth(word)
+        except ValueError as e:
+            raise r.error(f"{key}.auth", f"{e}; or for EAP {', '.join(EAP_METHODS)}") from None
+        if "eap_id" in table:
+            raise r.error(f"{key}.eap_id", f'eap_id is for auth = "eap-...", not "{word}"')
     ident = table.get("id")
     if ident is not None and (not isinstance(ident, str) or not ident):
         raise r.error(f"{key}.id", f"{r.show(ident)} is not an identity: an address or a name")
@@ -433,9 +537,12 @@ def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
         raise r.error(f"{key}.{other}", f"only the {side} side has {other}; this side has {mine}")
     files = tuple(text for _, text in r.strings(f"{key}.{mine}", table[mine])) \
         if mine in table else ()  # fmt: skip
-    if files and method == "psk":
-        raise r.error(f"{key}.{mine}", f'{mine} are for auth = "pubkey", not "psk"')
-    return AuthSide(key, method, schemes, ident, files)
+    if files and method != "pubkey":
+        raise r.error(f"{key}.{mine}", f'{mine} are for auth = "pubkey", not "{method}"')
+    eap_id = table.get("eap_id")
+    if eap_id is not None and (not isinstance(eap_id, str) or not eap_id):
+        raise r.error(f"{key}.eap_id", f"{r.show(eap_id)} is not an EAP identity, or %any")
+    return AuthSide(key, method, schemes, ident, files, eap_id)
 
 
 def _local_identity(r: ConfigReader, key: str, text: str) -> tuple[IdType, bytes]:

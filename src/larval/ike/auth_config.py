@@ -182,7 +182,8 @@ class EapAuth:
 
     method: EapMethod
     eap_id: str | None
-    passwords: Mapping[str, str] = field(repr=False, compare=False, default_factory=dict)
+    #: Compared (a changed password is a changed configuration on SIGHUP), never shown.
+    passwords: Mapping[str, str] = field(repr=False, hash=False, default_factory=dict)
 
 
 @dataclass(frozen=True)

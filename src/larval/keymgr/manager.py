@@ -828,8 +828,14 @@ class KeyManager:
 
 
 def _auth_info(info: AuthInfo | None) -> dict[str, str] | None:
-    """method ("psk" or "pubkey"), scheme, and the certificate's subject and issuer."""
-    return dataclasses.asdict(info) if info is not None else None
+    """method ("psk", "pubkey", "eap-mschapv2", "eap-md5"), scheme, the certificate's
+    subject and issuer, and the EAP identity ("identity") where there is one."""
+    if info is None:
+        return None
+    fields = dataclasses.asdict(info)
+    if not info.identity:
+        del fields["identity"]  # only an EAP end has one
+    return fields
 
 
 def _initiated(conn: Connection) -> int:
