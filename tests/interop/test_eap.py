@@ -3,7 +3,9 @@ eap_id = carol }``, ``remote { auth = pubkey }``) against a larval gateway that 
 itself with an ECDSA certificate made by `larval.pki` and asks the EAP identity
 (``eap_id = "%any"``): the right password brings the CHILD_SA up and traffic through it,
 status names carol; a wrong password is AUTHENTICATION_FAILED, larval's log names carol
-and the reason and never the password, and neither end keeps an SA.
+and the reason and never the password, and neither end keeps an SA. And the other way:
+larval as the road warrior against charon as the gateway (``remote { auth =
+eap-mschapv2; eap_id = %any }``).
 
 charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
 """
@@ -41,7 +43,7 @@ pytestmark = [needs_netns, needs_charon, needs_mschapv2]
 
 PASSWORD = "carol-Interop-Password-1"
 WRONG = "not-Carols-Password-9"
-SUN = IDS["b"]
+SUN, MOON = IDS["b"], IDS["a"]
 
 
 def _charon_swanctl(secret: str) -> str:
@@ -155,3 +157,79 @@ def test_a_wrong_password_is_refused_and_leaves_nothing(
                 pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
             time.sleep(0.3)
         assert WRONG not in log and PASSWORD not in log
+
+
+def _charon_gateway_swanctl() -> str:
+    return f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        send_cert = always
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        remote {{
+            auth = eap-mschapv2
+            eap_id = %any
+        }}
+        children {{
+            net {{
+                local_ts = 198.51.100.0/24
+                remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+            }}
+        }}
+    }}
+}}
+secrets {{
+    eap-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def test_larval_as_an_eap_mschapv2_client_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+            swanctl=_charon_gateway_swanctl(),
+            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="trap",
+            local='{ auth = "eap-mschapv2", eap_id = "carol" }',
+            remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", None)),
+        )  # fmt: skip
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        # The first packet sets off the exchange through larval's trap policy.
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    log[-4000:])  # fmt: skip
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        assert "received EAP identity 'carol'" in log, log[-4000:]
+        # Both AUTHs over the MSK: larval's checked by charon, charon's by larval.
+        assert f"authentication of '{OUTER['b']}' with EAP successful" in log, log[-4000:]
+        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
+            "eap-mschapv2", "carol"), ike  # fmt: skip
+        assert ike["auth_remote"]["method"] == "pubkey", ike
+        assert PASSWORD not in larval.log.read_text()
