@@ -196,6 +196,11 @@ def test_eap_lets_the_server_pick_mschapv2_first_and_md5_when_the_peer_asks() ->
     run(pair)
     assert pair.r.state is State.ESTABLISHED
     assert pair.r.auth_remote == AuthInfo("eap-md5", identity="carol")
+    # A client of auth = "eap" runs whatever method the gateway asks for.
+    pair = eap_pair(client_cfg("eap"), gateway_cfg("eap-md5"))
+    run(pair)
+    assert pair.i.state is State.ESTABLISHED
+    assert pair.i.auth_local == AuthInfo("eap-md5", identity="carol")
 
 
 def test_a_psk_gateway_with_an_eap_client() -> None:

@@ -37,8 +37,9 @@ Rules
    the transport's (`larval.ike.transport`, with `WindowedIds` and
    `larval.ikev2.framing`): the exchanges hand it messages and take what it lets through.
 6. IKE_AUTH proves this end with a `Prover` and checks the peer with a `Verifier`
-   (`larval.ikev2.auth`), each made from the configuration (a certificate or the PSK)
-   unless given.
+   (`larval.ikev2.auth`), each made from the configuration (a certificate, EAP or the
+   PSK) unless given; with EAP, IKE_AUTH takes several round trips
+   (`larval.ikev2.exchanges.eap_auth`).
 
 Fragmentation (RFC 7383): both ends announce N(IKEV2_FRAGMENTATION_SUPPORTED) in
 IKE_SA_INIT (§2.3); once both have, a protected message longer than `fragment_size`
