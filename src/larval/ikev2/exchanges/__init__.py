@@ -8,6 +8,8 @@ and `build`s the response. None does I/O or keeps a clock: each sees its IKE SA 
   retries (RFC 7296 §1.2, §2.6)
 * `ike_auth`: `IkeAuth`, `IkeAuthResponder`: IDi/IDr, CERT, CERTREQ and AUTH by the
   pluggable `Prover` and `Verifier`, and the first CHILD_SA (§1.2, §2.15)
+* `config_payload`: CP(CFG_REQUEST/CFG_REPLY) in IKE_AUTH: a virtual address of the
+  connection's pools for the peer, or asked for by this end (§2.19, §3.15)
 * `create_child_sa`: `ChildCreate`, `IkeRekey`, `CreateChildSaResponder`: a new
   CHILD_SA, the renewal of one or of the IKE SA, and their collisions (§1.3, §2.8)
 * `informational`: `Informational`, `InformationalResponder`: DELETE and liveness

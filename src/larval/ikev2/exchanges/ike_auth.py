@@ -12,6 +12,10 @@ configured to be. A method of more than one round trip (EAP, §2.16) is a task t
 not `done` after its first: the task manager sends its next request, and the session
 hands the responder's task the next request, with the state held meanwhile.
 
+A peer that asks for a virtual address (CP(CFG_REQUEST)) is answered in the same
+response once it has proved itself (`config_payload`), and its CHILD_SA's TSi narrowed to
+the address; an initiator whose connection has `vips` asks for them.
+
 A peer that does not prove itself fails the IKE SA with one WARNING line naming the
 reason (and the subject of the certificate it sent): the responder answers
 AUTHENTICATION_FAILED and closes; the initiator closes and tells the responder with an
@@ -21,9 +25,13 @@ Nothing is installed either way.
 
 from __future__ import annotations
 
+import ipaddress
+
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
+from larval.ike.config import IPAddress
 from larval.ike.events import ChildSaFailed
+from larval.ike.identity import describe_identity
 
 from ..auth import AuthenticationFailed, PeerClaim, PeerOffer
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
@@ -42,6 +50,7 @@ from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
+from .config_payload import cfg_request, read_reply, respond_cfg
 from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
 from .sa import Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -90,6 +99,8 @@ class IkeAuth(ExchangeTask):
         if child.mode == "transport":
             at = payloads.index(proof.auth) + 1
             payloads.insert(at, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
+            payloads.insert(payloads.index(proof.auth) + 1, cfg_request(sa.config.vips))
         return tuple(payloads)
 
     def process(self, message: IkeMessage, now: float) -> None:
@@ -112,6 +123,7 @@ class IkeAuth(ExchangeTask):
             sa._close(reason, now)
             return
         sa.auth_local, sa.auth_remote = self._info, info
+        sa.virtual_ips = read_reply(message) if sa.config.vips else ()
         sa._established(now)
         sa_payload = message.first(SaPayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
@@ -173,7 +185,7 @@ class IkeAuthResponder(AnswerTask):
             log.warning("%s: %s", sa._name(), reason)
             raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
         self._info = (proof.info, info)
-        child_payloads, self._agreed = _respond_child(sa, message)
+        child_payloads, self._agreed = _respond_cfg_and_child(sa, message, idi)
         self._answer = (idr, *proof.certs, proof.auth, *child_payloads)
 
     def answered(self, now: float) -> None:
@@ -184,13 +196,32 @@ class IkeAuthResponder(AnswerTask):
             child_up(self._sa, *self._agreed)
 
 
-def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...], Agreed | None]:
-    """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse."""
+def _respond_cfg_and_child(
+    sa: Ikev2Sa, message: IkeMessage, idi: IdPayload
+) -> tuple[tuple[Payload, ...], Agreed | None]:
+    """The CP (a virtual address for the authenticated peer, `config_payload`) and the
+    CHILD_SA of the responder's IKE_AUTH; no CHILD_SA when no address could be given."""
+    identity = describe_identity(idi.id_type, idi.data)
+    cp, child_allowed = respond_cfg(sa, message, identity)
+    if not child_allowed:
+        return cp, None
+    child, agreed = _respond_child(sa, message, sa.virtual_ips)
+    return (*cp, *child), agreed
+
+
+def _respond_child(
+    sa: Ikev2Sa, message: IkeMessage, vips: tuple[IPAddress, ...] = ()
+) -> tuple[tuple[Payload, ...], Agreed | None]:
+    """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse. A peer
+    with virtual addresses has its TSi narrowed to them (RFC 7296 §2.19)."""
     sa_payload = message.first(SaPayload)
     tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
     tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
     if sa_payload is None or not tsi or not tsr:
         return (), None
+    if vips:
+        nets = [ipaddress.ip_network(v) for v in vips]
+        tsi = [TsPayload(PayloadType.TSi, narrow(tsi[0].selectors, nets))]  # type: ignore[arg-type]
     policy = sa._child_policy(*proposed_networks(tsi[0], tsr[0])) if sa._child_policy else None
     if policy is None:
         return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
