@@ -97,7 +97,8 @@ class IkeDaemon(StackService):
                          wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr
         self.add_listener(self.node.stack_emitted)
-        self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status})
+        self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status,
+                              "ike.pools": self._ike_pools})  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ike500: dict[str, _IkeProtocol] = {}
         self._ike4500: dict[str, _IkeProtocol] = {}
@@ -306,6 +307,10 @@ class IkeDaemon(StackService):
             raise ControlError(f"connection {conn_name} has no child {child_name!r} "
                                f"(configured: {known})")  # fmt: skip
         return conn_name, child_name
+
+    def _ike_pools(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`larval pools`: each pool with its leases (`larval.pools.PoolStatus`)."""
+        return {"pools": [p.to_dict() for p in self.keymgr.pools.status()]}
 
     def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.keymgr.status()
