@@ -332,3 +332,23 @@ def test_an_ikev1_connection_with_pools_is_refused() -> None:
     data["connections"]["carol"]["version"] = 1
     with pytest.raises(ConfigError, match=r"gw\.toml: connections\.carol\.pools: IKEv1"):
         parse_config(data, "gw.toml")
+
+
+@pytest.mark.parametrize(
+    ("local_ts", "installed"),
+    [("0.0.0.0/0", ["10.3.0.1/32"] * 2), ("10.3.0.2/32", ["10.3.0.1/32"])],
+)
+def test_a_later_child_sa_is_narrowed_to_the_virtual_address_too(
+    hosts: tuple[Host, Host, Host], local_ts: str, installed: list[str]
+) -> None:
+    gateway, carol, _ = hosts
+    connect(gateway, carol)
+    (conn,) = carol.keymgr.connections.values()
+    child = dataclasses.replace(conn.children[0], local_ts=(ipaddress.ip_network(local_ts),))
+    (session,) = carol.keymgr.sessions.values()
+    # CREATE_CHILD_SA {SA, Ni, TSi, TSr} -->  <-- {SA, Nr, TSi = 10.3.0.1/32, TSr}, or
+    # N(TS_UNACCEPTABLE) for a TSi of another client's address.
+    session.create_child(child, 5.0)
+    carol.keymgr._drain(session, 5.0)
+    carry([gateway, carol], 5.0)
+    assert [c["remote_ts"][0] for c in gateway.keymgr.status()["child_sas"]] == installed

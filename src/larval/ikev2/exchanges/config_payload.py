@@ -14,7 +14,8 @@ the pools cannot serve is left out of the reply; when no address at all could be
 the answer is N(INTERNAL_ADDRESS_FAILURE) and no CHILD_SA (§3.10.1), the IKE SA stays.
 A client that asks for no address on a connection with pools gets N(FAILED_CP_REQUIRED)
 and no CHILD_SA, as from strongSwan.
-The CHILD_SA's TSi is narrowed to the addresses leased.
+The TSi of the CHILD_SA, and of every CHILD_SA the IKE SA creates later, is narrowed
+to the addresses leased (`peer_ts`).
 
 The leases belong to the IKE SA: they move to the IKE SA that rekeys it and are
 released (offline, kept for the identity to come back) when it closes.
@@ -29,15 +30,18 @@ from typing import Protocol
 from larval.ike.config import IPAddress, IPNetwork
 from larval.pools import Lease, PoolAttributes
 
-from ..constants import CfgAttr, CfgType, NotifyType, ProtocolId
+from ..constants import CfgAttr, CfgType, NotifyType, PayloadType, ProtocolId
 from ..message import IkeMessage
+from ..negotiate import narrow
 from ..payloads import CfgAttribute, CpPayload, NotifyPayload, Payload
+from ..ts_payload import TsPayload
 from .sa import Address, Ikev2Sa, log
 
 __all__ = [
     "AddressPool",
     "attributes_of",
     "cfg_request",
+    "peer_ts",
     "read_reply",
     "release_leases",
     "requested_addresses",
@@ -122,6 +126,16 @@ def respond_cfg(
     for attributes in dict.fromkeys(a for _, a in given):
         attrs.extend(attributes_of(attributes))
     return (CpPayload(CfgType.CFG_REPLY, tuple(attrs)),), True
+
+
+def peer_ts(sa: Ikev2Sa, tsi: TsPayload) -> TsPayload:
+    """The TSi a peer proposed, as a responder takes it: narrowed to the virtual
+    addresses it was given, for every CHILD_SA of the IKE SA, so that a client cannot
+    speak for another's address (RFC 7296 §2.19). Unchanged for a peer without one."""
+    if sa.initiator or not sa.virtual_ips:
+        return tsi
+    nets = [ipaddress.ip_network(v) for v in sa.virtual_ips]
+    return TsPayload(PayloadType.TSi, narrow(tsi.selectors, nets))  # type: ignore[arg-type]
 
 
 def release_leases(sa: Ikev2Sa) -> None:

@@ -25,11 +25,8 @@ Nothing is installed either way.
 
 from __future__ import annotations
 
-import ipaddress
-
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
-from larval.ike.config import IPAddress
 from larval.ike.events import ChildSaFailed
 from larval.ike.identity import describe_identity
 
@@ -50,7 +47,7 @@ from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
-from .config_payload import cfg_request, read_reply, respond_cfg
+from .config_payload import cfg_request, peer_ts, read_reply, respond_cfg
 from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
 from .sa import Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -205,23 +202,18 @@ def _respond_cfg_and_child(
     cp, child_allowed = respond_cfg(sa, message, identity)
     if not child_allowed:
         return cp, None
-    child, agreed = _respond_child(sa, message, sa.virtual_ips)
+    child, agreed = _respond_child(sa, message)
     return (*cp, *child), agreed
 
 
-def _respond_child(
-    sa: Ikev2Sa, message: IkeMessage, vips: tuple[IPAddress, ...] = ()
-) -> tuple[tuple[Payload, ...], Agreed | None]:
+def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...], Agreed | None]:
     """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse. A peer
-    with virtual addresses has its TSi narrowed to them (RFC 7296 §2.19)."""
+    with virtual addresses has its TSi narrowed to them (`peer_ts`, RFC 7296 §2.19)."""
     sa_payload = message.first(SaPayload)
-    tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+    tsi = [peer_ts(sa, t) for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
     tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
     if sa_payload is None or not tsi or not tsr:
         return (), None
-    if vips:
-        nets = [ipaddress.ip_network(v) for v in vips]
-        tsi = [TsPayload(PayloadType.TSi, narrow(tsi[0].selectors, nets))]  # type: ignore[arg-type]
     policy = sa._child_policy(*proposed_networks(tsi[0], tsr[0])) if sa._child_policy else None
     if policy is None:
         return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
