@@ -352,3 +352,34 @@ def test_a_later_child_sa_is_narrowed_to_the_virtual_address_too(
     carol.keymgr._drain(session, 5.0)
     carry([gateway, carol], 5.0)
     assert [c["remote_ts"][0] for c in gateway.keymgr.status()["child_sas"]] == installed
+
+
+def test_a_reserved_address_goes_to_its_ike_identity() -> None:
+    gateway = Host(gateway_config(reserved={CLIENTS["dave"]: "10.3.0.9"}), GATEWAY)
+    carol = Host(client_config("carol"), CLIENTS["carol"], vips=("0.0.0.0",))
+    dave = Host(client_config("dave"), CLIENTS["dave"], vips=("0.0.0.0",))
+    connect(gateway, carol)
+    connect(gateway, dave)
+    assert ike(carol)["virtual_ips"] == ["10.3.0.1"]
+    assert ike(dave)["virtual_ips"] == ["10.3.0.9"]
+
+
+def test_a_requested_address_is_given_when_free() -> None:
+    gateway = Host(gateway_config(), GATEWAY)
+    carol = Host(client_config("carol"), CLIENTS["carol"], vips=("10.3.0.42",))
+    connect(gateway, carol)
+    assert ike(carol)["virtual_ips"] == ["10.3.0.42"]
+
+
+def test_one_address_of_each_family_from_the_connections_pools() -> None:
+    data = gateway_config()
+    data["pools"]["rw6"] = {"addrs": "2001:db8:3::/64"}
+    data["connections"]["carol"]["pools"] = ["rw", "rw6"]
+    gateway = Host(data, GATEWAY)
+    carol = Host(client_config("carol"), CLIENTS["carol"], vips=("0.0.0.0", "::"))
+    connect(gateway, carol)
+    assert ike(carol)["virtual_ips"] == ["10.3.0.1", "2001:db8:3::1"]
+    assert ike(gateway)["virtual_ips"] == ["10.3.0.1", "2001:db8:3::1"]
+    # The IPv4 CHILD_SA carries the IPv4 address only.
+    (child,) = gateway.keymgr.status()["child_sas"]
+    assert child["remote_ts"] == ["10.3.0.1/32"]
