@@ -383,3 +383,20 @@ def test_one_address_of_each_family_from_the_connections_pools() -> None:
     # The IPv4 CHILD_SA carries the IPv4 address only.
     (child,) = gateway.keymgr.status()["child_sas"]
     assert child["remote_ts"] == ["10.3.0.1/32"]
+
+
+def test_the_gateways_own_delete_and_shutdown_release_the_leases(
+    hosts: tuple[Host, Host, Host],
+) -> None:
+    gateway, carol, dave = hosts
+    connect(gateway, carol)
+    connect(gateway, dave)
+    # <-- INFORMATIONAL { D } from the gateway
+    assert gateway.keymgr.down("carol", 1.0) == 1
+    carry([gateway, carol, dave], 1.0)
+    offline = pool_status(gateway)["offline"]
+    assert offline == [{"identity": CLIENTS["carol"], "address": "10.3.0.1"}]
+    gateway.keymgr.shutdown(2.0)
+    carry([gateway, carol, dave], 2.0)
+    status = pool_status(gateway)
+    assert status["online"] == [] and len(status["offline"]) == 2
