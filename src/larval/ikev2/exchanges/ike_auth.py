@@ -182,7 +182,8 @@ class IkeAuthResponder(AnswerTask):
             log.warning("%s: %s", sa._name(), reason)
             raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
         self._info = (proof.info, info)
-        child_payloads, self._agreed = _respond_cfg_and_child(sa, message, idi)
+        identity = describe_identity(idi.id_type, idi.data)
+        child_payloads, self._agreed = _respond_cfg_and_child(sa, message, identity)
         self._answer = (idr, *proof.certs, proof.auth, *child_payloads)
 
     def answered(self, now: float) -> None:
@@ -194,11 +195,11 @@ class IkeAuthResponder(AnswerTask):
 
 
 def _respond_cfg_and_child(
-    sa: Ikev2Sa, message: IkeMessage, idi: IdPayload
+    sa: Ikev2Sa, message: IkeMessage, identity: str
 ) -> tuple[tuple[Payload, ...], Agreed | None]:
-    """The CP (a virtual address for the authenticated peer, `config_payload`) and the
-    CHILD_SA of the responder's IKE_AUTH; no CHILD_SA when no address could be given."""
-    identity = describe_identity(idi.id_type, idi.data)
+    """The CP (a virtual address for `identity`, the authenticated peer, as
+    `config_payload` answers it) and the CHILD_SA of the responder's IKE_AUTH; no
+    CHILD_SA when no address could be given. `message` holds the CP, SAi2 and TS."""
     cp, child_allowed = respond_cfg(sa, message, identity)
     if not child_allowed:
         return cp, None
