@@ -12,8 +12,8 @@ import pytest
 
 from larval.commands.daemon import print_status
 from larval.commands.pools import print_pools
-from tests.badinput import write_private
-from tests.badinput.test_daemon import CONN, larval_run, loopback_pair
+from tests.badinput import larval, write_private
+from tests.badinput.test_daemon import CONN, larval_run, larval_stack, loopback_pair
 
 if os.geteuid() != 0:
     pytest.skip("larval run binds UDP 500: root only", allow_module_level=True)
@@ -98,3 +98,12 @@ def test_sighup_replaces_a_changed_pool_and_says_so(tmp_path: Path) -> None:
         assert "pools changed rw6" in d.log_text()
         answer = json.loads(d.cli("pools", "--json").stdout)
         assert [p["size"] for p in answer["pools"]] == [254, 32]
+
+
+def test_larval_pools_against_larval_stack_says_there_is_no_key_manager(tmp_path: Path) -> None:
+    with larval_stack(tmp_path) as control:
+        result = larval("pools", "--control-socket", control)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"larval: no key manager runs here ({control} is `larval stack`'s): no pools\n"
+    )

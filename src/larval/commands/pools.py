@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from larval.commands.args import control_socket_option, json_option
-from larval.net.control import control_request
+from larval.net.control import ControlError, control_request
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,13 +18,29 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    answer = control_request(args.control_socket, {"op": "ike.pools"})
-    pools = answer["pools"]
+    pools = _pools(args.control_socket)
     if args.json:
         print(json.dumps({"pools": pools}))
     else:
         print_pools(pools)
     return 0
+
+
+def _pools(path: str) -> list[dict[str, Any]]:
+    """The daemon's pools; `larval stack`, which has no key manager, has none, said so
+    rather than "unknown op"."""
+    try:
+        answer: list[dict[str, Any]] = control_request(path, {"op": "ike.pools"})["pools"]
+        return answer
+    except ControlError as refused:
+        try:
+            stack = control_request(path, {"op": "status"})
+        except ControlError:
+            raise refused from None
+        if stack.get("key_manager", True):
+            raise  # a key manager that refused: its reason stands
+        raise ControlError(f"no key manager runs here ({path} is `larval stack`'s): "
+                           "no pools") from None  # fmt: skip
 
 
 def print_pools(pools: list[dict[str, Any]]) -> None:
