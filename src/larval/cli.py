@@ -8,7 +8,7 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import daemon, pki, policy, sa, stack
+from larval.commands import daemon, pki, policy, pools, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_parser(commands)
     daemon.add_parsers(commands)
     pki.add_parser(commands)
+    pools.add_parser(commands)
     return parser
 
 
@@ -91,6 +92,8 @@ def _run(argv: list[str] | None) -> int:
             return daemon.run(args)
         if args.command == "pki":
             return pki.run(args)
+        if args.command == "pools":
+            return pools.run(args)
         parser.print_help()
         return 2
     except sa.RefusedError as e:

@@ -23,6 +23,7 @@ from typing import Protocol
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.keymgr.manager import Connection, KeyManager
 from larval.pfkey import PfkeyMessage, decode
+from larval.pools import Pools
 from larval.sadb import Audience, PfkeyReply
 from larval.stack import Stack
 
@@ -50,7 +51,8 @@ class Node:
     """A stack and its key manager, joined by PF_KEY bytes. `stack`: one made elsewhere
     (the daemon's, whose emit goes to several listeners: pass its messages to
     `stack_emitted`); by default the node makes its own, which emits to it. `random_bytes`:
-    what the key manager draws from, and the stack the node makes (SPIs, IVs)."""
+    what the key manager draws from, and the stack the node makes (SPIs, IVs); `pools`:
+    the key manager's virtual address pools."""
 
     def __init__(
         self,
@@ -61,11 +63,12 @@ class Node:
         broadcast: Callable[[list[PfkeyReply]], None] | None = None,
         wake: Callable[[], None] | None = None,
         observer: PfkeyObserver | None = None,
+        pools: Pools | None = None,
     ) -> None:
         if stack is None:
             stack = Stack(emit=self.stack_emitted, random_bytes=random_bytes)
         self.stack = stack
-        self.keymgr = KeyManager(connections, self.pfkey, random_bytes=random_bytes)
+        self.keymgr = KeyManager(connections, self.pfkey, random_bytes=random_bytes, pools=pools)
         self.broadcast = broadcast
         self.wake = wake
         self.observer = observer

@@ -43,6 +43,7 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("up",): ("--control-socket", ["s2s/net"]),
     ("down",): ("--control-socket", ["s2s"]),
     ("status",): ("--control-socket", []),
+    ("pools",): ("--control-socket", ["--json"]),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
 #: (test_sockets, test_config, test_sa, tests/pki) feed them bad input.

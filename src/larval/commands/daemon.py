@@ -105,6 +105,9 @@ def print_status(answer: dict[str, Any]) -> None:
               f"{peer}{', UDP-encapsulated' if sa['encapsulated'] else ''}")  # fmt: skip
         if sa["suite"]:
             print(f"  {sa['suite']}")
+        if sa.get("virtual_ips"):
+            whose = "this end's" if sa["initiator"] else "the peer's"
+            print(f"  virtual IP ({whose}): {', '.join(sa['virtual_ips'])}")
         for end in ("local", "remote"):
             if sa.get(f"auth_{end}"):
                 print(f"  {end} authentication: {describe_auth(sa[f'auth_{end}'])}")

@@ -45,6 +45,19 @@ Certificates, in swanctl.conf's words::
     local = { auth = "pubkey", certs = ["gw.pem"], id = "vpn.example.org" }
     remote = { auth = "pubkey", id = "carol@example.org", cacerts = ["ca.pem"] }
 
+Remote access: ``[pools.NAME]`` tables (`larval.pools` describes their keys) and a
+connection that names them hands each client that asks in IKE_AUTH a virtual address::
+
+    [pools.rw]
+    addrs = "10.3.0.0/24"
+    dns = ["10.3.0.1"]
+
+    [connections.rw]
+    pools = ["rw", "rw6"]                # tried in this order for each family asked
+
+A pool's error names the file and its key; a connection's pool name that is no pool
+names ``connections.NAME.pools[i]``.
+
 ``auth`` is ``psk`` or any public-key word `larval.ike.auth_config.parse_auth` takes.
 ``certs`` (local) names files of the credentials' ``x509/``, ``cacerts`` (remote) files of
 its ``x509ca/``; without ``cacerts`` every CA certificate loaded is trusted. A local
@@ -113,6 +126,7 @@ from larval.ike.config import ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
 from larval.pfkey.constants import U64_MAX
+from larval.pools import PoolError, Pools
 from larval.spd import Policy
 from larval.spd.config import ConfigReader, policies_from_entry, read_config_text
 from larval.spd.errors import PolicyFileError
@@ -126,7 +140,8 @@ DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_soc
                "credentials")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
-                   "fragmentation", "short_psk", "send_cert", "send_certreq")  # fmt: skip
+                   "fragmentation", "short_psk", "send_cert", "send_certreq",
+                   "pools")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id", "certs", "cacerts")
@@ -199,6 +214,8 @@ class DaemonConfig:
     key_passphrases: dict[str, bytes] = field(default_factory=dict, repr=False)
     #: The connections with a side that authenticates with a certificate, by name.
     cert_auth: dict[str, CertAuth] = field(default_factory=dict)
+    #: ``[pools]``: the virtual address pools, for the key manager to own.
+    pools: Pools = field(default_factory=Pools, compare=False)
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -233,7 +250,7 @@ def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
 
 
 def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
-    top = r.table("", data, ("daemon", "connections", "secrets"))
+    top = r.table("", data, ("daemon", "connections", "secrets", "pools"))
     daemon = r.table("daemon", top.get("daemon", {}), DAEMON_KEYS)
     addresses = [str(r.address(k, v)) for k, v in r.strings("daemon.addresses",
                                                              daemon.get("addresses", []))] \
@@ -278,9 +295,11 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     fragment_size = r.integer("daemon.fragment_size", daemon.get("fragment_size", 1280), MAX_MTU)
     if fragment_size < 128:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
+    config.pools = _pools(r, top.get("pools", {}))
     for name, entry in r.tables("connections", top.get("connections", {})):
         conn, policies, cert_auth = _connection(r, name, entry, secrets)
         conn = _with_eap(r, name, entry, conn, eap_passwords)
+        conn = _with_pools(r, name, entry, conn, config.pools)
         if cert_auth is not None:
             config.cert_auth[name] = cert_auth
         ike = dataclasses.replace(conn.ike, retransmit_timeout=timeout,
@@ -294,6 +313,32 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         # The dataplane receives ESP on an address of ours: there must be one.
         raise r.error("daemon.tun", "the dataplane needs daemon.addresses or a connection")
     return config
+
+
+def _pools(r: ConfigReader, value: object) -> Pools:
+    """``[pools]``, checked by `larval.pools`; its error named with the file."""
+    try:
+        return Pools.from_dict(value)
+    except PoolError as e:
+        raise ConfigError(f"{r.source}: {e}") from None
+
+
+def _with_pools(
+    r: ConfigReader, name: str, value: object, conn: Connection, pools: Pools
+) -> Connection:
+    """``connections.NAME.pools``: names of ``[pools]``, in the order they are tried."""
+    entry = cast(Mapping[str, Any], value)  # a table: `_connection` checked it
+    if "pools" not in entry:
+        return conn
+    key = f"connections.{name}.pools"
+    names = tuple(text for _, text in r.strings(key, entry["pools"]))
+    try:
+        pools.check_names(key, names)
+    except PoolError as e:
+        raise ConfigError(f"{r.source}: {e}") from None
+    if conn.version == 1:
+        raise r.error(key, "IKEv1 hands out no addresses yet (Mode Config): set version = 2")
+    return dataclasses.replace(conn, pools=names)
 
 
 def _secrets(r: ConfigReader, value: object) -> list[Secret]:

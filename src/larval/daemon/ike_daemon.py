@@ -27,6 +27,7 @@ from larval.daemon.reload import (
     by_name,
     connection_changes,
     daemon_changes,
+    keep_pools,
     keep_unchanged,
     policy_changes,
 )
@@ -93,10 +94,11 @@ class IkeDaemon(StackService):
         # Other PF_KEY clients see what the key manager does, as on one keysock.
         broadcast = self.pfkey.emit if self.pfkey is not None else None
         self.node = Node(cfg.connections, stack=self.stack, broadcast=broadcast,
-                         wake=self._wake)  # fmt: skip
+                         wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr
         self.add_listener(self.node.stack_emitted)
-        self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status})
+        self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status,
+                              "ike.pools": self._ike_pools})  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ike500: dict[str, _IkeProtocol] = {}
         self._ike4500: dict[str, _IkeProtocol] = {}
@@ -224,7 +226,8 @@ class IkeDaemon(StackService):
         from then on. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
         at start: a change there is logged and waits for a restart. A file or a
         credentials directory that does not load, or policies the SPD refuses, change
-        nothing; every line of the problem is logged. The log says what changed.
+        nothing; every line of the problem is logged. The log says what changed. A pool
+        whose definition is unchanged keeps its leases (`keep_pools`).
         """
         try:
             fresh, credentials = load_and_resolve(load_config(self.config_path),
@@ -252,6 +255,7 @@ class IkeDaemon(StackService):
                    or self.config.cert_auth.get(name) != cert_auth}  # fmt: skip
         connections = connection_changes(self.keymgr.connections, fresh_conns, renewed)
         self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns, renewed)
+        self.keymgr.pools, pools = keep_pools(self.keymgr.pools, fresh.pools)
         pending = daemon_changes(self.config, fresh)
         self.config = dataclasses.replace(
             self.config, **{name: getattr(fresh, name) for name in RELOADED}
@@ -264,7 +268,8 @@ class IkeDaemon(StackService):
             log.warning("reload: policy %s stays as loaded over the control socket, not as "
                         "configured (until `larval policy flush`)", name)  # fmt: skip
         done = [c.describe(what) for c, what in ((policies, "policies"),
-                                                  (connections, "connections")) if c]  # fmt: skip
+                                                  (connections, "connections"),
+                                                  (pools, "pools")) if c]  # fmt: skip
         log.info("configuration reloaded from %s: %s", self.config_path,
                  "; ".join(done) or "nothing changed")  # fmt: skip
 
@@ -302,6 +307,10 @@ class IkeDaemon(StackService):
             raise ControlError(f"connection {conn_name} has no child {child_name!r} "
                                f"(configured: {known})")  # fmt: skip
         return conn_name, child_name
+
+    def _ike_pools(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`larval pools`: each pool with its leases (`larval.pools.PoolStatus`)."""
+        return {"pools": [p.to_dict() for p in self.keymgr.pools.status()]}
 
     def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.keymgr.status()

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from larval.pools import Pool, Pools
+
 if TYPE_CHECKING:  # `larval stack` imports this module and runs no key manager
     from larval.daemon.config import DaemonConfig
     from larval.keymgr.manager import Connection
@@ -31,13 +33,14 @@ __all__ = [
     "by_name",
     "connection_changes",
     "daemon_changes",
+    "keep_pools",
     "keep_unchanged",
     "policy_changes",
 ]
 
 # What a reload takes from the file (and the credentials directory it names); the rest
 # of it ([daemon]: addresses, sockets, TUN) is bound to sockets and devices opened at start.
-RELOADED = ("connections", "policies", "cert_auth", "credentials", "key_passphrases")
+RELOADED = ("connections", "policies", "cert_auth", "credentials", "key_passphrases", "pools")
 
 _T = TypeVar("_T")
 
@@ -129,6 +132,28 @@ def keep_unchanged(
         name: old[name] if name not in renewed and old.get(name) == value else value
         for name, value in new.items()
     }
+
+
+def keep_pools(running: Pools, fresh: Pools) -> tuple[Pools, Changes]:
+    """The pools after a reload: a pool defined as before (addresses, attributes,
+    reserved addresses) is the running one, with its leases online and offline; a new
+    or changed one starts empty. An IKE SA whose pool changed or went keeps its address
+    until it closes; its release then finds no lease to give back."""
+
+    def same(name: str) -> bool:
+        return name in running and _definition(running[name]) == _definition(fresh[name])
+
+    pools = Pools(running[p.name] if same(p.name) else p for p in fresh)
+    names = {p.name for p in running}
+    return pools, Changes(
+        added=tuple(sorted(p.name for p in fresh if p.name not in names)),
+        removed=tuple(sorted(names - {p.name for p in fresh})),
+        changed=tuple(sorted(p.name for p in fresh if p.name in names and not same(p.name))),
+    )
+
+
+def _definition(pool: Pool) -> tuple[object, ...]:
+    return (pool.addrs, pool.attributes, pool.status().reserved)
 
 
 def daemon_changes(running: DaemonConfig, fresh: DaemonConfig) -> list[str]:

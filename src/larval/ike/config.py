@@ -51,6 +51,9 @@ class IkeConfig:
     remote_eap: EapAuth | None = None
     # A peer identity with wildcards (``%any``, ``*.example.org``) in place of `remote_id`.
     remote_id_match: IdMatch | None = field(default=None, compare=False)
+    # Virtual addresses this end asks the responder for in IKE_AUTH (RFC 7296 §2.19;
+    # swanctl's vips): ``0.0.0.0`` or ``::`` for any of that family.
+    vips: tuple[IPAddress, ...] = ()
 
 
 @dataclass(frozen=True)

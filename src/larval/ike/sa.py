@@ -32,7 +32,7 @@ from typing import Protocol, Self
 
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike.auth_config import AuthInfo
-from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
 from larval.ike.events import Event
 from larval.ike.state import IkeSaState
 
@@ -126,6 +126,11 @@ class IkeSa(Protocol):
     def auth_remote(self) -> AuthInfo | None:
         """How the peer proved itself (its certificate's subject and issuer); None until
         the IKE SA is established."""
+        ...
+
+    @property
+    def virtual_ips(self) -> tuple[IPAddress, ...]:
+        """The peer's virtual addresses (responder) or this end's (initiator)."""
         ...
 
     # -- the five-method surface -----------------------------------------------------------

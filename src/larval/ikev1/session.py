@@ -84,7 +84,7 @@ from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Phase1Keys
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import NAT_T_PORT
-from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress
 from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
@@ -299,6 +299,11 @@ class IkeV1Session(IsakmpSa):
     def rekey_at(self) -> float | None:
         """When this ISAKMP SA is due for reauthentication (None: not scheduled)."""
         return self._reauth_at
+
+    @property
+    def virtual_ips(self) -> tuple[IPAddress, ...]:
+        """Mode Config is not spoken yet: never any."""
+        return ()
 
     @property
     def expires_at(self) -> float | None:

@@ -75,7 +75,7 @@ from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT
 from larval.ike.auth_config import AuthInfo
-from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, Suite
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
 from larval.ike.state import IkeSaState
@@ -101,6 +101,7 @@ from larval.ikev2.exchanges import (
     State,
     ike_auth_responder,
 )
+from larval.ikev2.exchanges.config_payload import AddressPool, release_leases
 from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
 from larval.ikev2.exchanges.sa import Address, log
@@ -110,6 +111,7 @@ from larval.ikev2.message import IkeMessage, decode_message
 from larval.ikev2.payloads import DeletePayload, NotifyPayload, Payload, SkfPayload
 from larval.ikev2.render import message_names
 from larval.ikev2.stateless import init_error
+from larval.pools import Lease
 
 __all__ = [
     "REQUESTER",
@@ -215,13 +217,15 @@ class IkeSession(OverTransport):
         verifier: Verifier | None = None,
         wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         signature_hashes: bool = True,
+        address_pool: AddressPool | None = None,
     ) -> None:
         """`fragmentation`: announce RFC 7383 support; `fragment_size`: the largest
         protected message sent whole when both ends announced it (§2.5.1);
         `prover`, `verifier`: how IKE_AUTH proves this end and checks the peer (by default
         as `config` says: its certificates, else the PSK); `wall_clock`: the time a peer's
         certificate must be valid at; `signature_hashes`: announce RFC 7427's hashes when
-        a public key is in play (§4)."""
+        a public key is in play (§4); `address_pool`: a responder's connection's pools,
+        for a peer's CFG_REQUEST (§2.19)."""
         self.config = config
         self.initiator = initiator
         self._allocate_spi = allocate_spi
@@ -235,6 +239,11 @@ class IkeSession(OverTransport):
         # How each end authenticated, once established (`larval.ike.auth_config.AuthInfo`).
         self.auth_local: AuthInfo | None = None
         self.auth_remote: AuthInfo | None = None
+        # Virtual addresses (RFC 7296 §2.19): a responder's leases, an initiator's given.
+        self._address_pool = address_pool
+        self.virtual_ips: tuple[IPAddress, ...] = ()
+        self._leases: tuple[Lease, ...] = ()
+        self._lease_identity = ""
         self._enter(State.IDLE)
         self.spi_i = spi_i if spi_i is not None else (random_bytes(8) if initiator else b"")
         self.spi_r = b""
@@ -442,6 +451,10 @@ class IkeSession(OverTransport):
         """`new` succeeds this IKE SA: the CHILD_SAs move over (RFC 7296 §2.18)."""
         new.children.update(self.children)
         self.children = {}
+        # The virtual addresses belong to the IKE SA that goes on (RFC 7296 §2.18).
+        new.virtual_ips, new._leases, new._lease_identity = (
+            self.virtual_ips, self._leases, self._lease_identity)  # fmt: skip
+        self._leases = ()
         self._replaced_by = new
 
     def _successor(
@@ -459,7 +472,8 @@ class IkeSession(OverTransport):
                          fragment_size=self._framing.fragment_size,
                          prover=self._prover, verifier=self._verifier,
                          wall_clock=self._wall_clock,
-                         signature_hashes=self._signature_hashes_offered)  # fmt: skip
+                         signature_hashes=self._signature_hashes_offered,
+                         address_pool=self._address_pool)  # fmt: skip
         new.spi_r = spi_r
         # A rekeyed IKE SA is of the same peers, authenticated as they were (§2.18).
         new.auth_local, new.auth_remote = self.auth_local, self.auth_remote
@@ -685,6 +699,7 @@ class IkeSession(OverTransport):
             self._events.append(ChildSaFailed(self._pending_child, reason))
             self._pending_child = None
         self._enter(State.CLOSED)
+        release_leases(self)
         self._transport.cancel()
         self._tasks.close()
         self._deadline = None

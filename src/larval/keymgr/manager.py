@@ -77,6 +77,7 @@ from larval.pfkey import (
     decode,
     decode_header,
 )
+from larval.pools import Lease, PoolAttributes, Pools
 
 log = logging.getLogger("larval.ike")
 
@@ -96,6 +97,8 @@ class Connection:
     start_action: dict[str, str] = field(default_factory=dict)  # child name -> none|trap|start
     version: int = 2  # 1, 2, or 0: initiate IKEv2, respond to both (swanctl's `version`)
     aggressive: bool = False  # IKEv1 Aggressive Mode instead of Main Mode
+    # The address pools a responder hands virtual addresses from, in order (by name).
+    pools: tuple[str, ...] = ()
 
 
 @dataclass
@@ -148,8 +151,12 @@ class KeyManager:
         pfkey: PfkeyPort,
         *,
         random_bytes: RandomBytes = system_random,
+        pools: Pools | None = None,
     ) -> None:
         self.connections = {c.ike.name: c for c in connections}
+        # One set of pools for every connection: an identity holds its address whichever
+        # connection it comes in on, and two never share one.
+        self.pools = pools if pools is not None else Pools()
         self._pfkey = pfkey
         self._random = random_bytes
         self.sessions: dict[bytes, IkeSa] = {}  # by SPIi (IKEv1: CKY-I)
@@ -247,6 +254,7 @@ class KeyManager:
             child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
             random_bytes=self._random,
             fragment_size=_message_size(ike),
+            address_pool=_ConnectionPools(self, conn.pools) if conn.pools else None,
         )
         start = Start(initiator, spi_i, conn.aggressive, initial_contact)
         return VERSIONS[version or _initiated(conn)].session(ike, hooks, start)
@@ -806,6 +814,8 @@ class KeyManager:
                 # How each end authenticated; None until the IKE SA is established.
                 "auth_local": _auth_info(s.auth_local),
                 "auth_remote": _auth_info(s.auth_remote),
+                # The peer's (responder) or this end's (initiator) virtual addresses.
+                "virtual_ips": [str(a) for a in s.virtual_ips],
             }
             for spi, s in self.sessions.items()
         ]
@@ -825,6 +835,28 @@ class KeyManager:
             for c in self.children.values()
         ]
         return {"ike_sas": ike_sas, "child_sas": child_sas}
+
+
+class _ConnectionPools:
+    """A connection's pools as its IKE SAs ask them (`AddressPool`): the key manager's
+    current `Pools`, so that a reload's pools serve the IKE SAs set up before it."""
+
+    __slots__ = ("_keymgr", "_names")
+
+    def __init__(self, keymgr: KeyManager, names: tuple[str, ...]) -> None:
+        self._keymgr = keymgr
+        self._names = names
+
+    def acquire(
+        self, identity: str, requested: IPAddress, peer: Address
+    ) -> tuple[Lease, PoolAttributes] | None:
+        pools = self._keymgr.pools
+        names = [n for n in self._names if n in pools]  # a reload may have removed one
+        lease = pools.acquire(names, identity, requested, peer)
+        return (lease, pools[lease.pool].attributes) if lease is not None else None
+
+    def release(self, identity: str, lease: Lease) -> None:
+        self._keymgr.pools.release(identity, lease)
 
 
 def _auth_info(info: AuthInfo | None) -> dict[str, str] | None:

@@ -24,6 +24,7 @@ from larval.ikev1.session import IKE_LIFETIME, IkeV1Session
 from larval.ikev2 import stateless as v2_stateless
 from larval.ikev2.constants import NotifyType
 from larval.ikev2.errors import IkeProtocolError
+from larval.ikev2.exchanges.config_payload import AddressPool
 from larval.ikev2.session import IkeSession
 
 __all__ = ["VERSIONS", "IkeVersion", "SessionHooks", "Start"]
@@ -39,6 +40,8 @@ class SessionHooks:
     child_policy: ChildPolicy  # inverse ACQUIRE
     random_bytes: Callable[[int], bytes]
     fragment_size: int  # the largest IKE message sent whole
+    # A responder's connection's address pools (IKEv2's CFG_REQUEST); None: it has none.
+    address_pool: AddressPool | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def _ikev2(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: 
         child_policy=None if start.initiator else hooks.child_policy,
         random_bytes=hooks.random_bytes, spi_i=start.spi_i, fragmentation=ike.fragmentation,
         fragment_size=hooks.fragment_size,
+        address_pool=None if start.initiator else hooks.address_pool,
     )  # fmt: skip
     return session
 

@@ -34,6 +34,7 @@ from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
+from .config_payload import peer_ts
 from .proposals import groups, log_no_proposal, proposed_networks, with_group_first
 from .sa import NONCE_SIZE, ChildSa, Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -294,7 +295,8 @@ class ChildCreateResponder(AnswerTask):
         sa = self._sa
         rekey = message.notify(NotifyType.REKEY_SA)
         sa_payload, nonce = message.first(SaPayload), message.first(NoncePayload)
-        tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+        # A peer with a virtual address speaks for it alone (RFC 7296 §2.19).
+        tsi = [peer_ts(sa, t) for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
         tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
         if sa_payload is None or nonce is None or not tsi or not tsr:
             raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "CREATE_CHILD_SA without SA, Ni, TS")

@@ -57,13 +57,14 @@ from ..payloads import (
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
+from .config_payload import cfg_request
 from .ike_auth import (
     IkeAuth,
     IkeAuthResponder,
     _failed,
     _id_payload,
     _peer_id_ok,
-    _respond_child,
+    _respond_cfg_and_child,
     _verify_peer,
 )
 from .proposals import without_dh
@@ -132,6 +133,8 @@ class EapIkeAuth(IkeAuth):
         ]
         if child.mode == "transport":
             payloads.insert(-3, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
+            payloads.insert(len(payloads) - 3, cfg_request(sa.config.vips))
         return tuple(payloads)
 
     def process(self, message: IkeMessage, now: float) -> None:
@@ -301,7 +304,12 @@ class EapIkeAuthResponder(AnswerTask):
         except AuthenticationFailed as error:
             _refuse(self._failed(str(error)))
         mine = eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r)
-        child_payloads, self._agreed = _respond_child(sa, self._first)
+        # The lease is the EAP identity's, the one the peer proved (issue's §1 rule).
+        idi = self._first.first(IdPayload)
+        identity = self._eap.identity or (
+            describe_identity(idi.id_type, idi.data) if idi is not None else ""
+        )
+        child_payloads, self._agreed = _respond_cfg_and_child(sa, self._first, identity)
         self.done = True
         return (mine, *child_payloads)
 

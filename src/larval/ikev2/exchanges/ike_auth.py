@@ -12,6 +12,10 @@ configured to be. A method of more than one round trip (EAP, §2.16) is a task t
 not `done` after its first: the task manager sends its next request, and the session
 hands the responder's task the next request, with the state held meanwhile.
 
+A peer that asks for a virtual address (CP(CFG_REQUEST)) is answered in the same
+response once it has proved itself (`config_payload`), and its CHILD_SA's TSi narrowed to
+the address; an initiator whose connection has `vips` asks for them.
+
 A peer that does not prove itself fails the IKE SA with one WARNING line naming the
 reason (and the subject of the certificate it sent): the responder answers
 AUTHENTICATION_FAILED and closes; the initiator closes and tells the responder with an
@@ -24,6 +28,7 @@ from __future__ import annotations
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
 from larval.ike.events import ChildSaFailed
+from larval.ike.identity import describe_identity
 
 from ..auth import AuthenticationFailed, PeerClaim, PeerOffer
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
@@ -42,6 +47,7 @@ from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
+from .config_payload import cfg_request, peer_ts, read_reply, respond_cfg
 from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
 from .sa import Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -90,6 +96,8 @@ class IkeAuth(ExchangeTask):
         if child.mode == "transport":
             at = payloads.index(proof.auth) + 1
             payloads.insert(at, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
+            payloads.insert(payloads.index(proof.auth) + 1, cfg_request(sa.config.vips))
         return tuple(payloads)
 
     def process(self, message: IkeMessage, now: float) -> None:
@@ -118,6 +126,7 @@ class IkeAuth(ExchangeTask):
         """The IKE SA is up; the CHILD_SA of the answer's SAr2, TSi, TSr too, or refused."""
         sa, child = self._sa, self._sa._pending_child
         assert child is not None
+        sa.virtual_ips = read_reply(message) if sa.config.vips else ()
         sa._established(now)
         sa_payload = message.first(SaPayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
@@ -179,7 +188,8 @@ class IkeAuthResponder(AnswerTask):
             log.warning("%s: %s", sa._name(), reason)
             raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
         self._info = (proof.info, info)
-        child_payloads, self._agreed = _respond_child(sa, message)
+        identity = describe_identity(idi.id_type, idi.data)
+        child_payloads, self._agreed = _respond_cfg_and_child(sa, message, identity)
         self._answer = (idr, *proof.certs, proof.auth, *child_payloads)
 
     def answered(self, now: float) -> None:
@@ -190,10 +200,24 @@ class IkeAuthResponder(AnswerTask):
             child_up(self._sa, *self._agreed)
 
 
+def _respond_cfg_and_child(
+    sa: Ikev2Sa, message: IkeMessage, identity: str
+) -> tuple[tuple[Payload, ...], Agreed | None]:
+    """The CP (a virtual address for `identity`, the authenticated peer, as
+    `config_payload` answers it) and the CHILD_SA of the responder's IKE_AUTH; no
+    CHILD_SA when no address could be given. `message` holds the CP, SAi2 and TS."""
+    cp, child_allowed = respond_cfg(sa, message, identity)
+    if not child_allowed:
+        return cp, None
+    child, agreed = _respond_child(sa, message)
+    return (*cp, *child), agreed
+
+
 def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...], Agreed | None]:
-    """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse."""
+    """The CHILD_SA part of the responder's IKE_AUTH: choose, narrow, or refuse. A peer
+    with virtual addresses has its TSi narrowed to them (`peer_ts`, RFC 7296 §2.19)."""
     sa_payload = message.first(SaPayload)
-    tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
+    tsi = [peer_ts(sa, t) for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
     tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
     if sa_payload is None or not tsi or not tsr:
         return (), None

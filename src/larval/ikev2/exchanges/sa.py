@@ -19,19 +19,21 @@ from typing import TYPE_CHECKING, Protocol
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes
 from larval.ike.auth_config import AuthInfo
-from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPNetwork, Suite
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork, Suite
 from larval.ike.events import ChildSaDown, Event
 
 from ..auth import PeerOffer, Prover, Verifier
 
 if TYPE_CHECKING:
     from larval.ike.task import TaskManager
+    from larval.pools import Lease
 
     from ..constants import NotifyType
     from ..framing import Ikev2Framing
     from ..message import IkeMessage
     from ..payloads import Payload
     from ..session import IkeSession
+    from .config_payload import AddressPool
 
 __all__ = ["NONCE_SIZE", "Address", "ChildSa", "Ikev2Sa", "State", "log"]
 
@@ -85,6 +87,12 @@ class Ikev2Sa(Protocol):
     # How each end authenticated (for status), once the IKE SA is established.
     auth_local: AuthInfo | None
     auth_remote: AuthInfo | None
+    # The virtual addresses of the peer (responder) or of this end (initiator), RFC 7296
+    # §2.19; the responder's leases, of the identity they belong to, and where from.
+    virtual_ips: tuple[IPAddress, ...]
+    _leases: tuple[Lease, ...]
+    _lease_identity: str
+    _address_pool: AddressPool | None
     # Keys and what they came from (RFC 7296 §2.14, §2.15).
     _prf: Prf | None
     _sk_d: bytes
