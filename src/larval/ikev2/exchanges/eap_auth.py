@@ -45,7 +45,6 @@ from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, Proto
 from ..eap_conversation import EapPeerConversation, EapServerConversation
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
-from ..negotiate import selectors_for, to_wire
 from ..payloads import (
     AuthPayload,
     CertReqPayload,
@@ -54,10 +53,7 @@ from ..payloads import (
     NotifyPayload,
     Payload,
 )
-from ..sa_payload import SaPayload
-from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
-from .config_payload import cfg_request
 from .ike_auth import (
     IkeAuth,
     IkeAuthResponder,
@@ -67,7 +63,6 @@ from .ike_auth import (
     _respond_cfg_and_child,
     _verify_peer,
 )
-from .proposals import without_dh
 from .sa import Ikev2Sa, log
 from .tasks import AnswerTask
 
@@ -117,25 +112,8 @@ class EapIkeAuth(IkeAuth):
         self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
                                        idi.encode_body())  # fmt: skip
         certreq = sa._verifier.certreq()
-        self._spi_in = sa._allocate_spi()
-        spi = self._spi_in.to_bytes(4, "big")
-        # As without EAP: no KE in IKE_AUTH, so no DH transforms (RFC 7296 §1.2).
-        proposals = tuple(
-            to_wire(n + 1, ProtocolId.ESP, spi, suite)
-            for n, suite in enumerate(without_dh(child.proposals))
-        )
-        payloads: list[Payload] = [
-            idi,
-            *([certreq] if certreq is not None else []),
-            SaPayload(proposals),
-            TsPayload(PayloadType.TSi, selectors_for(child.local_ts)),
-            TsPayload(PayloadType.TSr, selectors_for(child.remote_ts)),
-        ]
-        if child.mode == "transport":
-            payloads.insert(-3, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
-        if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
-            payloads.insert(len(payloads) - 3, cfg_request(sa.config.vips))
-        return tuple(payloads)
+        # No AUTH: that the initiator means EAP (RFC 7296 §2.16).
+        return (idi, *([certreq] if certreq is not None else []), *self._first_child(child))
 
     def process(self, message: IkeMessage, now: float) -> None:
         sa = self._sa

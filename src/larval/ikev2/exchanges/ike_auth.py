@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
+from larval.ike.config import ChildConfig
 from larval.ike.events import ChildSaFailed
 from larval.ike.identity import describe_identity
 
@@ -76,6 +77,13 @@ class IkeAuth(ExchangeTask):
         proof = sa._prover.prove(sa._prf, octets, sa._peer_offer)
         self._info = proof.info
         certreq = sa._verifier.certreq()
+        return (idi, *proof.certs, *([certreq] if certreq is not None else []), proof.auth,
+                *self._first_child(child))  # fmt: skip
+
+    def _first_child(self, child: ChildConfig) -> tuple[Payload, ...]:
+        """What follows AUTH in the first request: [CP(CFG_REQUEST),]
+        [N(USE_TRANSPORT_MODE),] SAi2, TSi, TSr, with a new inbound SPI."""
+        sa = self._sa
         self._spi_in = sa._allocate_spi()
         spi = self._spi_in.to_bytes(4, "big")
         # No KE in IKE_AUTH, so no PFS for its CHILD_SA: DH transforms are left out, as
@@ -84,21 +92,17 @@ class IkeAuth(ExchangeTask):
             to_wire(n + 1, ProtocolId.ESP, spi, suite)
             for n, suite in enumerate(without_dh(child.proposals))
         )
-        payloads: list[Payload] = [
-            idi,
-            *proof.certs,
-            *([certreq] if certreq is not None else []),
-            proof.auth,
+        payloads: list[Payload] = []
+        if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
+            payloads.append(cfg_request(sa.config.vips))
+        if child.mode == "transport":
+            payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+        return (
+            *payloads,
             SaPayload(proposals),
             TsPayload(PayloadType.TSi, selectors_for(child.local_ts)),
             TsPayload(PayloadType.TSr, selectors_for(child.remote_ts)),
-        ]
-        if child.mode == "transport":
-            at = payloads.index(proof.auth) + 1
-            payloads.insert(at, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
-        if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
-            payloads.insert(payloads.index(proof.auth) + 1, cfg_request(sa.config.vips))
-        return tuple(payloads)
+        )
 
     def process(self, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {IDr, [CERT+,] AUTH, SAr2, TSi, TSr}"""
