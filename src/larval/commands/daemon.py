@@ -72,14 +72,22 @@ def _ike_status(path: str) -> dict[str, Any]:
     try:
         return {"key_manager": True, **control_request(path, {"op": "ike.status"})}
     except ControlError as refused:
-        try:
-            stack = control_request(path, {"op": "status"})
-        except ControlError:
-            raise refused from None
-        if stack.pop("key_manager", True):
-            raise  # a key manager that refused: its reason stands
+        stack = stack_without_key_manager(path, refused)
         stack.pop("ok", None)
         return {"key_manager": False, "ike_sas": [], "child_sas": [], "stack": stack}
+
+
+def stack_without_key_manager(path: str, refused: ControlError) -> dict[str, Any]:
+    """After a key manager's op was `refused`: the status of a `larval stack`, which has
+    no key manager; `refused` itself where a key manager runs (its reason stands) or the
+    socket does not answer at all."""
+    try:
+        stack = control_request(path, {"op": "status"})
+    except ControlError:
+        raise refused from None
+    if stack.pop("key_manager", True):
+        raise refused
+    return stack
 
 
 def print_stack_status(stack: dict[str, Any]) -> None:

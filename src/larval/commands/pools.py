@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from larval.commands.args import control_socket_option, json_option
+from larval.commands.daemon import stack_without_key_manager
 from larval.net.control import ControlError, control_request
 
 
@@ -33,12 +34,7 @@ def _pools(path: str) -> list[dict[str, Any]]:
         answer: list[dict[str, Any]] = control_request(path, {"op": "ike.pools"})["pools"]
         return answer
     except ControlError as refused:
-        try:
-            stack = control_request(path, {"op": "status"})
-        except ControlError:
-            raise refused from None
-        if stack.get("key_manager", True):
-            raise  # a key manager that refused: its reason stands
+        stack_without_key_manager(path, refused)
         raise ControlError(f"no key manager runs here ({path} is `larval stack`'s): "
                            "no pools") from None  # fmt: skip
 
