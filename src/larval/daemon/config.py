@@ -58,6 +58,18 @@ connection that names them hands each client that asks in IKE_AUTH a virtual add
 A pool's error names the file and its key; a connection's pool name that is no pool
 names ``connections.NAME.pools[i]``.
 
+A gateway's connection may be for many peers: ``remote_addrs`` takes addresses, subnets
+(``192.0.2.0/24``), ranges (``192.0.2.10-192.0.2.20``) and ``%any`` (``%any4``,
+``%any6``), as swanctl.conf does; ``local_addrs`` too, after one address of this host.
+An IKE_SA_INIT is answered by the connection that names the peer best (an address before
+a subnet before %any), and IKE_AUTH may move the IKE SA to another of those that match
+by the peer's identity and method (`larval.ikev2.exchanges.select`). A connection with no
+one remote address answers only, and its children name their ``remote_ts``::
+
+    [connections.rw]
+    local_addrs = ["192.0.2.2"]
+    remote_addrs = ["%any"]
+
 ``auth`` is ``psk`` or any public-key word `larval.ike.auth_config.parse_auth` takes.
 ``certs`` (local) names files of the credentials' ``x509/``, ``cacerts`` (remote) files of
 its ``x509ca/``; without ``cacerts`` every CA certificate loaded is trusted. A local
@@ -122,7 +134,7 @@ from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.ike.auth_config import EAP_METHODS, EapAuth, SendCert, parse_auth
-from larval.ike.config import ChildConfig, IkeConfig
+from larval.ike.config import AddressMatch, ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
 from larval.pfkey.constants import U64_MAX
@@ -439,8 +451,16 @@ def _connection(
     # Exactly an integer: `true` == 1 and `2.0` == 2 in Python, never in the file.
     if isinstance(version, bool) or not isinstance(version, int) or version not in (0, 1, 2):
         raise r.error(f"{base}.version", f"{r.show(version)} is not one of 0, 1, 2")
-    local_addrs = _addresses(r, base, c, "local_addrs")
-    remote_addrs = _addresses(r, base, c, "remote_addrs")
+    local_matches, local_addr = _address_matches(r, base, c, "local_addrs")
+    remote_matches, remote_addr = _address_matches(r, base, c, "remote_addrs")
+    if local_addr is None:
+        raise r.error(f"{base}.local_addrs", "needs one address of this host (the tunnels' "
+                      "endpoint); subnets, ranges and %any may follow it")  # fmt: skip
+    # A connection for many peers (%any, a subnet, a range) answers only; its IKE SAs
+    # take the address each peer comes from.
+    remote_addr = remote_addr or ipaddress.ip_address("::" if local_addr.version == 6
+                                                      else "0.0.0.0")  # fmt: skip
+    local_addrs, remote_addrs = [local_addr], [remote_addr]
     proposals = _proposals(
         r, f"{base}.proposals", c.get("proposals", ["aes128-sha256-x25519"]), parse_ike_proposal
     )
@@ -456,7 +476,10 @@ def _connection(
     # side anyone whose certificate carries the ID it sends.
     local_text = local.id or str(local_addrs[0])
     local_id = _local_identity(r, f"{base}.local.id", local_text)
-    remote_text = remote.id or (str(remote_addrs[0]) if remote.method == "psk" else "%any")
+    remote_text = remote.id or (
+        str(remote_addrs[0])
+        if remote.method == "psk" and not remote_addr.is_unspecified else "%any"
+    )  # fmt: skip
     remote_match = _remote_identity(r, f"{base}.remote.id", remote_text)
     # Per connection, not per secret: the risk is the connection's (its AUTH exchange is
     # what an attacker tries short PSKs against), and a secret later shared with another
@@ -466,7 +489,7 @@ def _connection(
     if "psk" in (local.method, remote.method):
         # Only this end proves itself with a PSK (the peer with a certificate): the PSK
         # is its own, found by its identity.
-        owner = "local" if remote.method != "psk" else "remote"
+        owner = "local" if remote.method != "psk" or remote_text == "%any" else "remote"
         psk = _psk(r, base, secrets, local_text, remote_text, short_psk, owner)
     send_cert = r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"), SEND_CERT)
     send_certreq = _bool(r, f"{base}.send_certreq", c.get("send_certreq", True))
@@ -496,6 +519,8 @@ def _connection(
         # Always: an exact identity too is matched as strongSwan matches it, a DN as a name
         # (its attributes in order, whatever string types encode them), names in any case.
         remote_id_match=remote_match,
+        local_addrs=local_matches,
+        remote_addrs=remote_matches,
     )
     children: list[ChildConfig] = []
     start_action: dict[str, str] = {}
@@ -509,7 +534,7 @@ def _connection(
                   if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
                            "rekey_bytes", "life_bytes", "replay_window")}  # fmt: skip
         policy.update(mode=child.mode, local_addrs=[str(local_addrs[0])],
-                      remote_addrs=[str(remote_addrs[0])])  # fmt: skip
+                      remote_addrs=[_tunnel_remote(remote_addrs[0])])  # fmt: skip
         policies.extend(policies_from_entry(r, ckey, f"{name}/{child_name}", policy))
     aggressive = _bool(r, f"{base}.aggressive", c.get("aggressive", False))
     if aggressive and version != 1:
@@ -539,10 +564,29 @@ def _psk(
     return secret.psk
 
 
-def _addresses(r: ConfigReader, base: str, c: Mapping[str, Any], key: str) -> list[IPAddress]:
+def _address_matches(
+    r: ConfigReader, base: str, c: Mapping[str, Any], key: str
+) -> tuple[tuple[AddressMatch, ...], IPAddress | None]:
+    """``local_addrs`` or ``remote_addrs``: addresses, subnets, ranges or ``%any``, as
+    swanctl.conf takes them, and the first address among them (None: there is none)."""
     if key not in c:
         raise r.error(f"{base}.{key}", "missing; the connection needs this IKE address")
-    return [r.address(k, v) for k, v in r.strings(f"{base}.{key}", c[key])]
+    matches = []
+    for k, text in r.strings(f"{base}.{key}", c[key]):
+        try:
+            matches.append(AddressMatch.parse(text))
+        except ValueError as e:
+            raise r.error(k, str(e)) from None
+    first = next((m.exact for m in matches if m.exact is not None), None)
+    return tuple(matches), first
+
+
+def _tunnel_remote(remote: IPAddress) -> str:
+    """The remote tunnel endpoint of a child's policy: the peer, or ``%any`` where the
+    connection is for many (the stack finds each peer's SA by its inner selectors)."""
+    if not remote.is_unspecified:
+        return str(remote)
+    return "%any6" if remote.version == 6 else "%any"
 
 
 def _proposals(r: ConfigReader, key: str, value: object, parse: Callable[[str], _T]) -> list[_T]:
@@ -624,6 +668,11 @@ def _child(
     start_action = r.choice(f"{ckey}.start_action", ch.get("start_action", "none"),
                             ("none", "trap", "start"))  # fmt: skip
     local_ts = _networks(r, f"{ckey}.local_ts", ch.get("local_ts", [str(local)]))
+    if remote.is_unspecified and "remote_ts" not in ch:
+        # The peer's address is the default, and the connection does not know it.
+        raise r.error(f"{ckey}.remote_ts", "missing; a connection with remote_addrs of many "
+                      "peers (%any, a subnet, a range) names the networks it lets them use, "
+                      "such as its pool's")  # fmt: skip
     remote_ts = _networks(r, f"{ckey}.remote_ts", ch.get("remote_ts", [str(remote)]))
     rekey = r.duration(f"{ckey}.rekey_time", ch.get("rekey_time", "1h"))
     # swanctl: life_time defaults to rekey_time + 10 %, kept within PF_KEY's 64 bits.

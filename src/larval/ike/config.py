@@ -14,11 +14,90 @@ from larval.crypto.ike_transforms import Transform
 from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth
 from larval.ike.identity import IdType
 
-__all__ = ["ChildConfig", "ChildPolicy", "IPAddress", "IPNetwork", "IkeConfig", "Suite"]
+__all__ = [
+    "AddressMatch",
+    "ChildConfig",
+    "ChildPolicy",
+    "IPAddress",
+    "IPNetwork",
+    "IkeConfig",
+    "Suite",
+    "address_quality",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Suite = tuple[Transform, ...]  # one proposal: a transform of each type it negotiates
+
+
+@dataclass(frozen=True)
+class AddressMatch:
+    """One entry of a connection's ``local_addrs`` or ``remote_addrs``, as swanctl.conf
+    takes them: an address, a subnet (``192.0.2.0/24``), a range
+    (``192.0.2.10-192.0.2.20``), or ``%any`` (``%any4`` or ``0.0.0.0``, ``%any6`` or ``::``:
+    of that family only).
+
+    `quality` says how well an address matches, as strongSwan's ike_cfg ranks them: an
+    address 129, a subnet its prefix length + 1, a range or ``%any`` 1, no match 0.
+    """
+
+    text: str
+    low: IPAddress | None = None  # None: %any
+    high: IPAddress | None = None
+    prefixlen: int | None = None  # a subnet's; None for an address, a range or %any
+    family: int = 0  # %any4 / %any6: 4 / 6; 0: either
+
+    @classmethod
+    def parse(cls, text: str) -> AddressMatch:
+        """The entry `text` names; `ValueError` saying what is allowed otherwise."""
+        if text == "%any":
+            return cls(text)
+        if text in ("%any4", "%any6", "0.0.0.0", "::"):  # strongSwan: the "any" address
+            return cls(text, family=6 if "6" in text or ":" in text else 4)
+        try:
+            if "-" in text:
+                first, last = (ipaddress.ip_address(t.strip()) for t in text.split("-", 1))
+                if first.version != last.version or first > last:  # type: ignore[operator]
+                    raise ValueError
+                return cls(text, first, last)
+            if "/" in text:
+                net = ipaddress.ip_network(text, strict=False)
+                return cls(text, net.network_address, net.broadcast_address, net.prefixlen)
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an address, a subnet (192.0.2.0/24), a range "
+                "(192.0.2.10-192.0.2.20) or %any"
+            ) from None
+        return cls(text, address, address)
+
+    @property
+    def exact(self) -> IPAddress | None:
+        """The one address this is, or None if it takes more."""
+        if self.low is None or self.low != self.high:
+            return None
+        return self.low if self.prefixlen in (None, self.low.max_prefixlen) else None
+
+    def quality(self, address: IPAddress) -> int:
+        if self.low is None or self.high is None:
+            return 1 if self.family in (0, address.version) else 0
+        if address.version != self.low.version or not self.low <= address <= self.high:  # type: ignore[operator]
+            return 0
+        if self.exact is not None:
+            return 129
+        return self.prefixlen + 1 if self.prefixlen is not None else 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def address_quality(matches: tuple[AddressMatch, ...], exact: IPAddress,
+                    address: IPAddress) -> int:  # fmt: skip
+    """How well `address` matches a side of a connection: its best entry in `matches`,
+    or, where the connection names none, whether it is `exact`."""
+    if not matches:
+        return 129 if address == exact else 0
+    return max(m.quality(address) for m in matches)
 
 
 @dataclass(frozen=True)
@@ -54,6 +133,25 @@ class IkeConfig:
     # Virtual addresses this end asks the responder for in IKE_AUTH (RFC 7296 §2.19;
     # swanctl's vips): ``0.0.0.0`` or ``::`` for any of that family.
     vips: tuple[IPAddress, ...] = ()
+    # Which addresses the connection is for (swanctl's local_addrs and remote_addrs; ()
+    # : `local_addr` and `remote_addr` only). A responder's IKE SA has the addresses it
+    # was opened with as `local_addr` and `remote_addr`; an initiator's the first exact
+    # address of each. A connection with no exact remote address (``%any``) only answers.
+    local_addrs: tuple[AddressMatch, ...] = ()
+    remote_addrs: tuple[AddressMatch, ...] = ()
+
+    def match_addresses(self, local: IPAddress, remote: IPAddress) -> int:
+        """How well an IKE SA between `local` and `remote` fits this connection, as
+        strongSwan ranks ike_cfgs (the remote address weighs twice the local): 0 for no
+        fit."""
+        me = address_quality(self.local_addrs, self.local_addr, local)
+        other = address_quality(self.remote_addrs, self.remote_addr, remote)
+        return 0 if not me or not other else me * 8 + other * 16
+
+    @property
+    def can_initiate(self) -> bool:
+        """The connection names one peer to open IKE SAs to (not ``%any`` or a subnet)."""
+        return not self.remote_addr.is_unspecified
 
 
 @dataclass(frozen=True)

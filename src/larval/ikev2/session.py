@@ -105,6 +105,7 @@ from larval.ikev2.exchanges.config_payload import AddressPool, release_leases
 from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
 from larval.ikev2.exchanges.sa import Address, log
+from larval.ikev2.exchanges.select import Candidate, Candidates
 from larval.ikev2.exchanges.tasks import AnswerTask
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
 from larval.ikev2.message import IkeMessage, decode_message
@@ -218,6 +219,7 @@ class IkeSession(OverTransport):
         wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         signature_hashes: bool = True,
         address_pool: AddressPool | None = None,
+        candidates: Candidates | None = None,
     ) -> None:
         """`fragmentation`: announce RFC 7383 support; `fragment_size`: the largest
         protected message sent whole when both ends announced it (§2.5.1);
@@ -225,7 +227,9 @@ class IkeSession(OverTransport):
         as `config` says: its certificates, else the PSK); `wall_clock`: the time a peer's
         certificate must be valid at; `signature_hashes`: announce RFC 7427's hashes when
         a public key is in play (§4); `address_pool`: a responder's connection's pools,
-        for a peer's CFG_REQUEST (§2.19)."""
+        for a peer's CFG_REQUEST (§2.19); `candidates`: a responder's connections that
+        matched the addresses, among which IKE_AUTH chooses by the peer's identity and
+        method (`larval.ikev2.exchanges.select`)."""
         self.config = config
         self.initiator = initiator
         self._allocate_spi = allocate_spi
@@ -241,6 +245,7 @@ class IkeSession(OverTransport):
         self.auth_remote: AuthInfo | None = None
         # Virtual addresses (RFC 7296 §2.19): a responder's leases, an initiator's given.
         self._address_pool = address_pool
+        self._candidates = candidates
         self.virtual_ips: tuple[IPAddress, ...] = ()
         self._leases: tuple[Lease, ...] = ()
         self._lease_identity = ""
@@ -492,6 +497,17 @@ class IkeSession(OverTransport):
         new.established_at = now
         new._schedule(now)
         return new
+
+    def _switch_connection(self, candidate: Candidate) -> None:
+        """IKE_AUTH chose another connection for this IKE SA, before any CHILD_SA: its
+        configuration, policy, pools and the provers made from it are the IKE SA's now."""
+        assert not self.children and self.state is State.INIT_DONE
+        self.config = candidate.config
+        self._child_policy = candidate.child_policy
+        self._address_pool = candidate.address_pool
+        self._prover = prover_for(candidate.config)
+        self._verifier = verifier_for(candidate.config)
+        candidate.take()
 
     def _established(self, now: float) -> None:
         """IKE_AUTH proved both ends: the IKE SA is up, its liveness and rekey scheduled."""

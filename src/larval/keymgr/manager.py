@@ -37,7 +37,7 @@ from larval.crypto.proposals import EspProposal
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.auth_config import AuthInfo
-from larval.ike.config import ChildConfig, IkeConfig, Suite
+from larval.ike.config import ChildConfig, IkeConfig, Suite, address_quality
 from larval.ike.datagram import version_of
 from larval.ike.errors import IkeNotifyError
 from larval.ike.events import (
@@ -65,7 +65,7 @@ from larval.keymgr.pfkey_side import (
     natt_update,
     parse_policy_request,
 )
-from larval.keymgr.versions import VERSIONS, IkeVersion, SessionHooks, Start
+from larval.keymgr.versions import VERSIONS, Candidate, Candidates, IkeVersion, SessionHooks, Start
 from larval.lograte import LogLimiter
 from larval.pfkey import (
     ExtType,
@@ -214,30 +214,43 @@ class KeyManager:
         self._call(extended_register(self._next_seq(), self.pid))
         for conn in self.connections.values():
             for child in conn.children:
-                if conn.start_action.get(child.name) == "start":
-                    self.initiate(conn.ike.name, child.name, now)
+                if conn.start_action.get(child.name) != "start":
+                    continue
+                if not conn.ike.can_initiate:
+                    log.warning("%s: start_action = start, but remote_addrs names no "
+                                "one address to initiate to; only answering",
+                                conn.ike.name)  # fmt: skip
+                    continue
+                self.initiate(conn.ike.name, child.name, now)
 
     def initiate(self, conn_name: str, child_name: str | None, now: float) -> None:
         """`larval up`: a new IKE SA for the connection, with the named CHILD_SA."""
         self.now = now
         conn = self.connections[conn_name]
+        if not conn.ike.can_initiate:
+            addrs = ", ".join(map(str, conn.ike.remote_addrs))
+            raise KeyError(f"connection {conn_name} has no one peer address to initiate to "
+                           f"(remote_addrs {addrs}); it answers only")  # fmt: skip
         child = next((c for c in conn.children if child_name in (None, c.name)), None)
         if child is None:
             raise KeyError(f"connection {conn_name} has no child {child_name}")
         self._start_session(conn, child, now)
 
-    def _start_session(self, conn: Connection, child: ChildConfig, now: float) -> None:
+    def _start_session(
+        self, conn: Connection, child: ChildConfig, now: float, ike: IkeConfig | None = None
+    ) -> None:
         # IKEv1's INITIAL-CONTACT only when there is no ISAKMP SA with the peer (as
         # strongSwan): the peer deletes everything it has with us when it sees one.
         # Only IKEv1 sends it, so only IKEv1's sessions are looked through (`bench ike`
         # starts thousands of IKEv2 SAs on one connection).
         version = _initiated(conn)
         initial = version == 1 and not self._live_sessions(conn, version)
-        session = self._new_session(conn, initiator=True, initial_contact=initial)
+        ike = ike or conn.ike
+        session = self._new_session(conn, initiator=True, initial_contact=initial, ike=ike)
         first = "IKE_SA_INIT" if version == 2 else (
             "Aggressive Mode" if conn.aggressive else "Main Mode")  # fmt: skip
         self._acquiring.add((conn.ike.name, child.name))
-        log.info("%s: initiating %s to %s", conn.ike.name, first, conn.ike.remote_addr)
+        log.info("%s: initiating %s to %s", conn.ike.name, first, ike.remote_addr)
         session.initiate(child, now)
         self.sessions[session.spi_i] = session
         self._session_conn[session.spi_i] = conn
@@ -245,16 +258,20 @@ class KeyManager:
 
     def _new_session(
         self, conn: Connection, *, initiator: bool, version: int | None = None,
-        spi_i: bytes | None = None, initial_contact: bool = True,
+        spi_i: bytes | None = None, initial_contact: bool = True, ike: IkeConfig | None = None,
+        candidates: Candidates | None = None,
     ) -> IkeSa:  # fmt: skip
-        """A session for the connection, of its version (a responder: the peer's)."""
-        ike = conn.ike
+        """A session for the connection, of its version (a responder: the peer's), between
+        the addresses of `ike` (the connection's own by default; for a connection that
+        names more than one peer, those of this IKE SA)."""
+        ike = ike or conn.ike
         hooks = SessionHooks(
             allocate_spi=lambda: self._getspi(ike),
-            child_policy=lambda tsi, tsr: self._responder_policy(conn, tsi, tsr),
+            child_policy=lambda tsi, tsr: self._responder_policy(conn, ike, tsi, tsr),
             random_bytes=self._random,
             fragment_size=_message_size(ike),
             address_pool=_ConnectionPools(self, conn.pools) if conn.pools else None,
+            candidates=candidates,
         )
         start = Start(initiator, spi_i, conn.aggressive, initial_contact)
         return VERSIONS[version or _initiated(conn)].session(ike, hooks, start)
@@ -277,7 +294,8 @@ class KeyManager:
             for s in self._live_sessions(conn, old.version, but=old)
         ):
             return  # another ISAKMP SA with the peer is on its way up and will take over
-        new = self._new_session(conn, initiator=True, version=old.version, initial_contact=False)
+        new = self._new_session(conn, initiator=True, version=old.version, initial_contact=False,
+                                ike=old.config)  # fmt: skip
         new.initiate(None, now)
         log.info("%s: reauthenticating ISAKMP SA %s with %s", conn.ike.name, old.spi_i.hex(),
                  new.spi_i.hex())  # fmt: skip
@@ -353,6 +371,7 @@ class KeyManager:
             log.warning("ACQUIRE for %s: no connection to that peer", request.dst.address)
             return
         conn, child = match
+        peer = _between(conn.ike, request.src.address, request.dst.address)
         if (conn.ike.name, child.name) in self._acquiring:
             return  # one negotiation per CHILD_SA at a time
         self._requests[request.seq] = request
@@ -366,7 +385,7 @@ class KeyManager:
             reference=request.seq,
         )  # fmt: skip
         log.info("%s: ACQUIRE %d for %s", conn.ike.name, request.seq, child.name)
-        session = self._established_session(conn)
+        session = self._established_session(conn, peer.remote_addr)
         if session is not None:
             # RFC 7296 §1.3.1: another CHILD_SA on the IKE SA already there.
             self._acquiring.add((conn.ike.name, child.name))
@@ -374,7 +393,7 @@ class KeyManager:
                 self._acquiring.discard((conn.ike.name, child.name))
             self._drain(session, now)
             return
-        self._start_session(conn, child, now)
+        self._start_session(conn, child, now, peer)
 
     def _create_child(self, session: IkeSa, child: ChildConfig, now: float) -> bool:
         """A new CHILD_SA (IKEv2) or Quick Mode (IKEv1) on an established IKE SA; False,
@@ -396,9 +415,13 @@ class KeyManager:
             log.warning("%s: cannot start a CHILD_SA for %s: %s", session.config.name,
                         record.name, exc)  # fmt: skip
 
-    def _established_session(self, conn: Connection) -> IkeSa | None:
+    def _established_session(
+        self, conn: Connection, remote: IPAddress | None = None
+    ) -> IkeSa | None:
+        """An established IKE SA of the connection (with `remote`, where it names one)."""
         for spi, session in self.sessions.items():
-            if self._session_conn[spi] is conn and session.phase is Phase.ESTABLISHED:
+            if (self._session_conn[spi] is conn and session.phase is Phase.ESTABLISHED
+                    and remote in (None, session.config.remote_addr)):  # fmt: skip
                 return session
         return None
 
@@ -429,9 +452,14 @@ class KeyManager:
     def _connection_for(
         self, remote: IPAddress, remote_net: IPNetwork | None
     ) -> tuple[Connection, ChildConfig] | None:
-        for conn in self.connections.values():
-            if conn.ike.remote_addr != remote:
-                continue
+        """The connection an ACQUIRE to `remote` opens: the one whose remote_addrs name it
+        best (an address before a subnet before %any), and its child for `remote_net`."""
+        ranked = sorted(
+            (c for c in self.connections.values()
+             if address_quality(c.ike.remote_addrs, c.ike.remote_addr, remote)),
+            key=lambda c: -address_quality(c.ike.remote_addrs, c.ike.remote_addr, remote),
+        )  # fmt: skip
+        for conn in ranked:
             for child in conn.children:
                 if remote_net is None or _covered(remote_net, child.remote_ts):
                     return conn, child
@@ -496,7 +524,14 @@ class KeyManager:
                 self.cookies_sent += 1
             if not check.admitted:
                 return None
-        session = self._new_session(conn, initiator=False, version=version.number, spi_i=spi_i)
+        remote = ipaddress.ip_address(addr[0])
+        ike = _between(conn.ike, local, remote)
+
+        def candidates() -> list[Candidate]:
+            return self._candidates(spi_i, addr, local, version.number)
+
+        session = self._new_session(conn, initiator=False, version=version.number, spi_i=spi_i,
+                                    ike=ike, candidates=candidates)  # fmt: skip
         self._session_conn[spi_i] = conn
         return session
 
@@ -513,12 +548,59 @@ class KeyManager:
     def _connection_from(
         self, addr: Address, local: IPAddress, versions: tuple[int, ...]
     ) -> Connection | None:
-        return next(
-            (c for c in self.connections.values()
-             if str(c.ike.remote_addr) == addr[0] and c.ike.local_addr == local
-             and c.version in versions),
-            None,
-        )  # fmt: skip
+        """The connection that answers an IKE SA opened from `addr` to `local`: the best
+        match by addresses (`_connections_from`)."""
+        ranked = self._connections_from(addr, local, versions)
+        return ranked[0] if ranked else None
+
+    def _connections_from(
+        self, addr: Address, local: IPAddress, versions: tuple[int, ...]
+    ) -> list[Connection]:
+        """The connections for an IKE SA between `local` and the peer at `addr`, best
+        first, as strongSwan's backend manager ranks ike_cfgs: an exact address before a
+        subnet (the longer prefix first) before a range or %any, the remote address
+        weighing twice the local, a connection of the version asked before one of both
+        (``version = 0``); in the order configured where they tie."""
+        try:
+            remote = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return []
+        ranked = []
+        for order, c in enumerate(self.connections.values()):
+            if c.version not in versions:
+                continue
+            quality = c.ike.match_addresses(local, remote)
+            if quality:
+                ranked.append((-(quality + (4 if c.version else 0)), order, c))
+        return [c for *_, c in sorted(ranked, key=lambda e: (e[0], e[1]))]
+
+    def _candidates(
+        self, spi_i: bytes, addr: Address, local: IPAddress, version: int
+    ) -> list[Candidate]:
+        """The connections a responder's IKE SA from `addr` to `local` may be of, best
+        match by addresses first, each as the session takes it: IKE_AUTH chooses among
+        them by the peer's identity (`larval.ikev2.exchanges.select`), and the one it
+        takes is the session's connection from then on."""
+        remote = ipaddress.ip_address(addr[0])
+        out = []
+        for conn in self._connections_from(addr, local, (0, version)):
+            ike = _between(conn.ike, local, remote)
+
+            def policy(
+                tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...],
+                conn: Connection = conn, ike: IkeConfig = ike,
+            ) -> ChildConfig | None:  # fmt: skip
+                return self._responder_policy(conn, ike, tsi, tsr)
+
+            def take(conn: Connection = conn) -> None:
+                if spi_i in self._session_conn:
+                    self._session_conn[spi_i] = conn
+
+            out.append(Candidate(
+                ike, policy, _ConnectionPools(self, conn.pools) if conn.pools else None,
+                conn.ike.match_addresses(local, remote), take,
+            ))  # fmt: skip
+        return out
 
     def _half_open(self) -> int:
         return len(self._half_open_spis)
@@ -679,15 +761,16 @@ class KeyManager:
         return None
 
     def _responder_policy(
-        self, conn: Connection, tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...]
-    ) -> ChildConfig | None:
+        self, conn: Connection, ike: IkeConfig, tsi: tuple[IPNetwork, ...],
+        tsr: tuple[IPNetwork, ...],
+    ) -> ChildConfig | None:  # fmt: skip
         """Inverse ACQUIRE: what does the stack's policy accept for these selectors?"""
         remote_nets = list(tsi)
         local_nets = list(tsr)
         if not remote_nets or not local_nets:
             return None
         replies = self._call(
-            inverse_acquire(conn.ike.local_addr, conn.ike.remote_addr, local_nets[0],
+            inverse_acquire(ike.local_addr, ike.remote_addr, local_nets[0],
                             remote_nets[0], seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
         for reply in map(decode, replies):
@@ -711,13 +794,14 @@ class KeyManager:
         return None
 
     def _install(self, conn: Connection, session: IkeSa, up: ChildSaUp, now: float) -> None:
-        """UPDATE the inbound LARVAL SA, ADD the outbound one (RFC 2367 §3.1.2-3)."""
-        ike = conn.ike
+        """UPDATE the inbound LARVAL SA, ADD the outbound one (RFC 2367 §3.1.2-3), between
+        the addresses of this IKE SA."""
+        ike = session.config
         proposal = proposal_of(up.suite)
         seq = up.child.reference if isinstance(up.child.reference, int) else self._next_seq()
         request = self._requests.pop(seq, None) if isinstance(up.child.reference, int) else None
         if request is None:
-            request = self._synthetic_request(conn, up, seq)
+            request = self._synthetic_request(ike, up, seq)
         # strongSwan's rand_time: each end rekeys a little before rekey_time, at a random
         # moment, so that the two ends rarely rekey the same CHILD_SA at once (§2.8.1).
         spread = max(0, up.child.life_time - up.child.rekey_time) // 2
@@ -762,7 +846,7 @@ class KeyManager:
                      up.child.name, up.spi_in, up.spi_out,
                      format_esp_proposal(up.suite))  # fmt: skip
 
-    def _synthetic_request(self, conn: Connection, up: ChildSaUp, seq: int) -> PolicyRequest:
+    def _synthetic_request(self, ike: IkeConfig, up: ChildSaUp, seq: int) -> PolicyRequest:
         """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,
         `larval up`): the selectors negotiated, in tunnel or transport mode."""
         from larval.keymgr.pfkey_side import Endpoint
@@ -773,8 +857,8 @@ class KeyManager:
         tunnel = up.child.mode == "tunnel"
         return PolicyRequest(
             seq,
-            Endpoint(conn.ike.local_addr, conn.ike.local_addr.max_prefixlen, 0, 0),
-            Endpoint(conn.ike.remote_addr, conn.ike.remote_addr.max_prefixlen, 0, 0),
+            Endpoint(ike.local_addr, ike.local_addr.max_prefixlen, 0, 0),
+            Endpoint(ike.remote_addr, ike.remote_addr.max_prefixlen, 0, 0),
             ep(up.local_ts[0]) if tunnel and up.local_ts else None,
             ep(up.remote_ts[0]) if tunnel and up.remote_ts else None,
             (),
@@ -868,6 +952,14 @@ def _auth_info(info: AuthInfo | None) -> dict[str, str] | None:
     if not info.identity:
         del fields["identity"]  # only an EAP end has one
     return fields
+
+
+def _between(ike: IkeConfig, local: IPAddress, remote: IPAddress) -> IkeConfig:
+    """The connection's configuration for an IKE SA between `local` and `remote`, which
+    its local_addrs and remote_addrs admit: the same, where those are its own."""
+    if ike.local_addr == local and ike.remote_addr == remote:
+        return ike
+    return dataclasses.replace(ike, local_addr=local, remote_addr=remote)
 
 
 def _initiated(conn: Connection) -> int:

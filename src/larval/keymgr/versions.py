@@ -25,9 +25,10 @@ from larval.ikev2 import stateless as v2_stateless
 from larval.ikev2.constants import NotifyType
 from larval.ikev2.errors import IkeProtocolError
 from larval.ikev2.exchanges.config_payload import AddressPool
+from larval.ikev2.exchanges.select import Candidate, Candidates
 from larval.ikev2.session import IkeSession
 
-__all__ = ["VERSIONS", "IkeVersion", "SessionHooks", "Start"]
+__all__ = ["VERSIONS", "Candidate", "Candidates", "IkeVersion", "SessionHooks", "Start"]
 
 _NO_SPI = "the stack gave no SPI"
 
@@ -42,6 +43,9 @@ class SessionHooks:
     fragment_size: int  # the largest IKE message sent whole
     # A responder's connection's address pools (IKEv2's CFG_REQUEST); None: it has none.
     address_pool: AddressPool | None = None
+    # A responder's: the connections that matched the addresses, among which IKEv2's
+    # IKE_AUTH chooses by the peer's identity (None: the connection's own only).
+    candidates: Candidates | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def _ikev2(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: 
         random_bytes=hooks.random_bytes, spi_i=start.spi_i, fragmentation=ike.fragmentation,
         fragment_size=hooks.fragment_size,
         address_pool=None if start.initiator else hooks.address_pool,
+        candidates=None if start.initiator else hooks.candidates,
     )  # fmt: skip
     return session
 

@@ -64,6 +64,7 @@ from .ike_auth import (
     _verify_peer,
 )
 from .sa import Ikev2Sa, log
+from .select import Candidates, select_connection
 from .tasks import AnswerTask
 
 __all__ = ["EapIkeAuth", "EapIkeAuthResponder", "ike_auth_responder"]
@@ -76,9 +77,45 @@ class _IkeAuthResponders:
     exchange = ExchangeType.IKE_AUTH
 
     def __call__(self, sa: Ikev2Sa) -> AnswerTask:
-        if isinstance(sa._verifier, EapVerifier):
-            return EapIkeAuthResponder(sa)
-        return IkeAuthResponder(sa)
+        if sa._candidates is not None:
+            return _SelectingResponder(sa, sa._candidates)
+        return _responder_of(sa)
+
+
+def _responder_of(sa: Ikev2Sa) -> AnswerTask:
+    if isinstance(sa._verifier, EapVerifier):
+        return EapIkeAuthResponder(sa)
+    return IkeAuthResponder(sa)
+
+
+class _SelectingResponder(AnswerTask):
+    """The responder's IKE_AUTH where more than one connection may be the IKE SA's: the
+    first request picks the connection (`select.select_connection`), whose IKE_AUTH task
+    (with EAP or without) then takes that request and the rest of the exchange."""
+
+    exchange = ExchangeType.IKE_AUTH
+
+    def __init__(self, sa: Ikev2Sa, candidates: Candidates) -> None:
+        super().__init__(sa)
+        self._candidates = candidates
+        self._task: AnswerTask | None = None
+        self.done = False
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        if self._task is None:
+            select_connection(self._sa, self._candidates(), message)
+            self._task = _responder_of(self._sa)
+        self._task.process(message, now)
+        self.done = self._task.done
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        assert self._task is not None
+        return self._task.build(now)
+
+    def answered(self, now: float) -> None:
+        assert self._task is not None
+        self._task.answered(now)
+        self.done = self._task.done
 
 
 ike_auth_responder = _IkeAuthResponders()

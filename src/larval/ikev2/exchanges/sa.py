@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..payloads import Payload
     from ..session import IkeSession
     from .config_payload import AddressPool
+    from .select import Candidate, Candidates
 
 __all__ = ["NONCE_SIZE", "Address", "ChildSa", "Ikev2Sa", "State", "log"]
 
@@ -117,6 +118,8 @@ class Ikev2Sa(Protocol):
     _signature_hashes_offered: bool
     _peer_offer: PeerOffer
     _pending_child: ChildConfig | None  # the CHILD_SA the IKE SA was opened for
+    # A responder's: the connections its IKE_AUTH may choose among (None: its own only).
+    _candidates: Candidates | None
     _events: deque[Event]
     _tasks: TaskManager[IkeMessage, tuple[Payload, ...]]
     # CHILD_SAs whose DELETE is unanswered (RFC 7296 §1.4.1).
@@ -143,6 +146,8 @@ class Ikev2Sa(Protocol):
     def delete_child(self, spi_in: int, now: float) -> None: ...
 
     def _established(self, now: float) -> None: ...
+
+    def _switch_connection(self, candidate: Candidate) -> None: ...
 
     def _successor(
         self, suite: Suite, shared: bytes, spi_i: bytes, spi_r: bytes, nonce_i: bytes,

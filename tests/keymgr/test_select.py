@@ -1,0 +1,463 @@
+"""A gateway with several connections picks each IKE SA's as strongSwan does: IKE_SA_INIT
+by the addresses (an exact address before a subnet before %any), then IKE_AUTH by the
+peer's IDi, the IDr it asks for and how it authenticates (AUTH of a PSK, a signature, or
+none: EAP), switching connection before any CHILD_SA exists. Several clients behind one
+NAT each have their own IKE SA, answered at their own port. Each host is a node (key
+manager and stack) and IKE goes between them in memory, through a NAT where there is one.
+
+    HDR(SPIi, 0), SAi1, KEi, Ni  -->           the connection best by addresses answers
+    HDR, SK {IDi, [IDr,] [AUTH,] SAi2, TSi, TSr}  -->   the one best by IDi, IDr, method
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import warnings
+from typing import Any
+
+import pytest
+
+from larval.crypto.ike_proposals import parse_ike_proposal
+from larval.daemon.config import ConfigError, parse_config
+from larval.ike.config import AddressMatch, IkeConfig, Suite
+from larval.ike.identity import IdentityMatch, IdType, identity
+from larval.ikev2.constants import AuthMethod, ExchangeType, NotifyType, PayloadType
+from larval.ikev2.errors import IkeExchangeError
+from larval.ikev2.exchanges.select import Candidate, select_connection
+from larval.ikev2.message import IkeMessage
+from larval.ikev2.payloads import AuthPayload, IdPayload
+from larval.keymgr.manager import KeyManager
+from larval.node import Node
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+GATEWAY = "192.0.2.2"
+IKE = ["aes128gcm16-prfsha256-x25519"]
+ESP = ["aes128gcm16"]
+HOME = "203.0.113.0/24"
+PSK = {
+    "carol": "carol-secret-0123456789",
+    "dave": "dave-secret-0123456789",
+    "gw": "gw-psk-0123456789ab",
+}
+
+
+def gateway(connections: dict[str, dict[str, Any]], **top: Any) -> dict[str, Any]:
+    """The gateway's configuration: these connections, each with its PSK side's secret
+    (by the remote id it names) unless it says otherwise."""
+    conns = {
+        name: {"local_addrs": [GATEWAY], "proposals": IKE, **conn}
+        for name, conn in connections.items()
+    }
+    secrets = {f"ike-{who}": {"ids": [f"{who}@example.org"], "secret": PSK[who]}
+               for who in ("carol", "dave")}  # fmt: skip
+    secrets["ike-gw"] = {"ids": [GATEWAY], "secret": PSK["gw"]}
+    return {"daemon": {"addresses": [GATEWAY]}, "connections": conns,
+            "secrets": {**secrets, **top.pop("secrets", {})}, **top}  # fmt: skip
+
+
+def client(addr: str, who: str, *, secret: str | None = None, **conn: Any) -> dict[str, Any]:
+    """A road warrior at `addr` who is ``who@example.org``, proving itself with the PSK
+    that is `who`'s (or `secret`)."""
+    ident = f"{who}@example.org"
+    return {
+        "daemon": {"addresses": [addr]},
+        "connections": {
+            "home": {
+                "local_addrs": [addr],
+                "remote_addrs": [GATEWAY],
+                "proposals": IKE,
+                "local": {"auth": "psk", "id": ident},
+                "remote": {"auth": "psk", "id": GATEWAY},
+                "children": {
+                    "home": {"local_ts": ["0.0.0.0/0"], "remote_ts": [HOME], "esp_proposals": ESP}
+                },
+                **conn,
+            }
+        },
+        "secrets": {"ike-me": {"secret": secret or PSK[who]}},
+    }
+
+
+class Host:
+    def __init__(self, data: dict[str, Any], vips: tuple[str, ...] = ()) -> None:
+        cfg = parse_config(data, "host.toml")
+        conns = [
+            dataclasses.replace(c, ike=dataclasses.replace(
+                c.ike, vips=tuple(ipaddress.ip_address(v) for v in vips)))
+            for c in cfg.connections
+        ]  # fmt: skip
+        self.addr = ipaddress.ip_address(cfg.addresses[0])
+        self.node = Node(conns, pools=cfg.pools)
+        self.stack = self.node.stack
+        for policy in cfg.policies:
+            self.stack.spd.add(policy)
+        self.keymgr.start(0.0)
+
+    @property
+    def keymgr(self) -> KeyManager:
+        return self.node.keymgr
+
+
+class Network:
+    """IKE between hosts in memory. Hosts listed in `nat` sit behind a NAT at that
+    address: what they send leaves it from a port of its own for each of their (address,
+    port), and what comes back to that port goes to them."""
+
+    def __init__(self, hosts: list[Host], nat: str | None = None, behind: tuple[Host, ...] = ()):
+        self.hosts = hosts
+        self.nat = nat
+        self.behind = behind
+        self.mappings: dict[tuple[Host, int], int] = {}
+
+    def _outside(self, host: Host, port: int) -> tuple[str, int]:
+        if host not in self.behind:
+            return str(host.addr), port
+        assert self.nat is not None
+        mapped = self.mappings.setdefault((host, port), 40000 + len(self.mappings))
+        return self.nat, mapped
+
+    def _inside(self, addr: str, port: int) -> tuple[Host, int]:
+        if addr == self.nat:
+            ((host, inner),) = [k for k, v in self.mappings.items() if v == port]
+            return host, inner
+        (host,) = [h for h in self.hosts if str(h.addr) == addr]
+        return host, port
+
+    def carry(self, now: float) -> None:
+        for _ in range(100):
+            out = [(h, d) for h in self.hosts for d in h.keymgr.datagrams_to_send()]
+            if not out:
+                return
+            for src, (data, (addr, port)) in out:
+                # Each end sends from the port it sends to (500 or 4500).
+                dst, dst_port = self._inside(addr, port)
+                source = self._outside(src, dst_port)
+                dst.keymgr.receive_ike(data, source, dst.addr, now)
+        raise AssertionError("IKE did not settle within 100 rounds")
+
+    def connect(self, host: Host, now: float = 0.0) -> None:
+        host.keymgr.initiate("home", "home", now)
+        self.carry(now)
+
+
+def ike_sas(host: Host) -> list[dict[str, Any]]:
+    return host.keymgr.status()["ike_sas"]
+
+
+def names_by_remote(gw: Host) -> dict[tuple[str, int], str]:
+    return {(s["remote"], s["remote_port"]): s["name"] for s in ike_sas(gw)
+            if s["state"] == "established"}  # fmt: skip
+
+
+# -- IKE_SA_INIT: by addresses --------------------------------------------------------
+
+
+def test_the_connection_that_names_the_peers_address_best_answers() -> None:
+    """An exact address before a subnet before %any, whatever the order configured."""
+    anyone = {"local": {"auth": "psk"}, "remote": {"auth": "psk", "id": "%any"}}
+    data = gateway({
+        "anyone": {"remote_addrs": ["%any"], **anyone},
+        "lab": {"remote_addrs": ["198.51.100.0/28", "192.0.2.0/28"], **anyone},
+        "carol": {"remote_addrs": ["192.0.2.1"], **anyone},
+    }, secrets={"ike-any": {"secret": PSK["gw"]}})  # fmt: skip
+    gw = Host(data)
+    peers = {addr: Host(client(addr, "carol", secret=PSK["gw"]))
+             for addr in ("192.0.2.1", "192.0.2.3", "192.0.2.77")}  # fmt: skip
+    net = Network([gw, *peers.values()])
+    for peer in peers.values():
+        net.connect(peer)
+    assert names_by_remote(gw) == {
+        ("192.0.2.1", 500): "carol",
+        ("192.0.2.3", 500): "lab",
+        ("192.0.2.77", 500): "anyone",
+    }
+
+
+def test_a_peer_no_connections_addresses_take_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "larval.ike")
+    data = gateway({"lab": {"remote_addrs": ["192.0.2.0/30"], "local": {"auth": "psk"},
+                            "remote": {"auth": "psk", "id": "%any"}}},
+                   secrets={"ike-any": {"secret": PSK["gw"]}})  # fmt: skip
+    gw = Host(data)
+    far = Host(client("192.0.2.9", "carol", secret=PSK["gw"]))
+    Network([gw, far]).connect(far)
+    assert ike_sas(gw) == [] and ike_sas(far) == []
+    assert "IKE_SA_INIT from 192.0.2.9: no IKEv2 connection for that peer" in caplog.text
+
+
+def test_a_connection_for_many_peers_answers_only() -> None:
+    data = gateway({"rw": {"remote_addrs": ["%any"], "local": {"auth": "psk"},
+                           "remote": {"auth": "psk", "id": "%any"}}},
+                   secrets={"ike-any": {"secret": PSK["gw"]}})  # fmt: skip
+    gw = Host(data)
+    with pytest.raises(KeyError, match="connection rw has no one peer address to initiate to"):
+        gw.keymgr.initiate("rw", None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "address", "quality"),
+    [
+        ("192.0.2.1", "192.0.2.1", 129),
+        ("192.0.2.0/24", "192.0.2.1", 25),
+        ("192.0.2.0-192.0.2.9", "192.0.2.9", 1),
+        ("192.0.2.0-192.0.2.9", "192.0.2.10", 0),
+        ("%any", "2001:db8::1", 1),
+        ("%any4", "2001:db8::1", 0),
+        ("0.0.0.0", "192.0.2.1", 1),
+        ("::", "2001:db8::1", 1),
+        ("2001:db8::/32", "192.0.2.1", 0),
+    ],
+)
+def test_address_match_quality_as_strongswan_ranks_it(
+    text: str, address: str, quality: int
+) -> None:
+    assert AddressMatch.parse(text).quality(ipaddress.ip_address(address)) == quality
+
+
+@pytest.mark.parametrize(
+    ("conn", "key", "problem"),
+    [
+        ({"remote_addrs": ["192.0.2.300"]}, "connections.rw.remote_addrs[0]",
+         "'192.0.2.300' is not an address, a subnet"),
+        ({"remote_addrs": ["192.0.2.9-192.0.2.1"]}, "connections.rw.remote_addrs[0]",
+         "is not an address, a subnet"),
+        ({"remote_addrs": ["%any"], "local_addrs": ["%any"]}, "connections.rw.local_addrs",
+         "needs one address of this host"),
+        ({"remote_addrs": ["%any"], "children": {"c": {"local_ts": [HOME]}}},
+         "connections.rw.children.c.remote_ts", "missing; a connection with remote_addrs of many"),
+    ],
+)  # fmt: skip
+def test_bad_addresses_are_named(conn: dict[str, Any], key: str, problem: str) -> None:
+    data = gateway({"rw": {"local": {"auth": "psk"}, "remote": {"auth": "psk", "id": "%any"},
+                           **conn}}, secrets={"ike-any": {"secret": PSK["gw"]}})  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "gw.toml")
+    assert str(info.value).startswith(f"gw.toml: {key}: ")
+    assert problem in str(info.value)
+
+
+# -- IKE_AUTH: by identity and method --------------------------------------------------
+
+
+def by_id(*names: str, remote_addrs: str = "%any") -> dict[str, dict[str, Any]]:
+    """A connection for each name, whose peer is ``NAME@example.org`` with its own PSK."""
+    return {
+        who: {
+            "remote_addrs": [remote_addrs],
+            "local": {"auth": "psk", "id": GATEWAY},
+            "remote": {"auth": "psk", "id": f"{who}@example.org"},
+        }
+        for who in names
+    }
+
+
+def test_each_client_lands_on_the_connection_of_its_identity(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """IKE_SA_INIT is answered by carol's connection, the first; dave's IKE_AUTH takes
+    the IKE SA over to his, whose PSK (not carol's) checks his AUTH and makes ours."""
+    caplog.set_level(logging.INFO, "larval.ike")
+    gw = Host(gateway(by_id("carol", "dave")))
+    carol = Host(client("192.0.2.1", "carol"))
+    dave = Host(client("192.0.2.3", "dave"))
+    net = Network([gw, carol, dave])
+    net.connect(carol)
+    net.connect(dave)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "carol", ("192.0.2.3", 500): "dave"}
+    assert [s["state"] for s in ike_sas(carol) + ike_sas(dave)] == ["established"] * 2
+    assert "switching to connection dave for IDi dave@example.org" in caplog.text
+    assert "switching to connection carol" not in caplog.text
+
+
+def test_no_connection_for_the_identity_is_authentication_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "larval.ike")
+    gw = Host(gateway(by_id("carol", "dave")))
+    erin_data = client("192.0.2.5", "carol")
+    erin_data["connections"]["home"]["local"]["id"] = "erin@example.org"
+    erin = Host(erin_data)
+    Network([gw, erin]).connect(erin)
+    assert ike_sas(gw) == [] and ike_sas(erin) == []
+    warnings_ = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                 and r.name == "larval.ike" and "no connection for" in r.getMessage()]  # fmt: skip
+    assert len(warnings_) == 1
+    assert warnings_[0].endswith(
+        "no connection for IDi erin@example.org authenticating by psk: "
+        "carol: another remote id; dave: another remote id"
+    )
+    assert "IKE_AUTH refused: AUTHENTICATION_FAILED" in caplog.text
+
+
+def test_the_method_offered_picks_between_psk_and_eap() -> None:
+    """Two connections take any identity: one checks a PSK, one EAP-MSCHAPv2. A request
+    without AUTH means EAP (RFC 7296 §2.16); one with a PSK's AUTH the other."""
+    conns = {
+        "eap": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},
+                "remote": {"auth": "eap-mschapv2", "eap_id": "%any"}},
+        "psk": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},
+                "remote": {"auth": "psk", "id": "%any"}},
+    }  # fmt: skip
+    eap_secret = {"eap-carol": {"id": "carol", "secret": "carols-password"}}
+    gw = Host(gateway(conns, secrets={"ike-any": {"secret": PSK["gw"]}, **eap_secret}))
+    dave = Host(client("192.0.2.3", "dave", secret=PSK["gw"]))
+    carol_data = client("192.0.2.1", "carol", secret=PSK["gw"],
+                        local={"auth": "eap-mschapv2", "eap_id": "carol"})  # fmt: skip
+    carol_data["secrets"].update(eap_secret)
+    carol = Host(carol_data)
+    net = Network([gw, carol, dave])
+    net.connect(dave)
+    net.connect(carol)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "eap", ("192.0.2.3", 500): "psk"}
+    sas = {s["remote"]: s for s in ike_sas(gw)}
+    assert sas["192.0.2.1"]["auth_remote"]["identity"] == "carol"
+    assert sas["192.0.2.3"]["auth_remote"]["method"] == "psk"
+
+
+def test_an_exact_identity_is_preferred_to_a_wildcard_and_to_any() -> None:
+    conns = {
+        "anyone": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},
+                   "remote": {"auth": "psk", "id": "%any"}},
+        "domain": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},
+                   "remote": {"auth": "psk", "id": "*@example.org"}},
+        **by_id("dave"),
+    }  # fmt: skip
+    gw = Host(gateway(conns, secrets={"ike-dom": {"ids": ["*@example.org"], "secret": PSK["gw"]}}))
+    # "anyone" and "domain" have the gateway's PSK; dave's connection has his.
+    carol = Host(client("192.0.2.1", "carol", secret=PSK["gw"]))
+    dave = Host(client("192.0.2.3", "dave"))
+    net = Network([gw, carol, dave])
+    net.connect(carol)
+    net.connect(dave)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "domain", ("192.0.2.3", 500): "dave"}
+
+
+# -- many clients behind one NAT --------------------------------------------------------
+
+NAT = "198.51.100.1"
+
+
+def nat_gateway(remote: str) -> Host:
+    """A gateway with one connection for any identity behind the NAT, and a pool."""
+    conn = {
+        "remote_addrs": [remote],
+        "local": {"auth": "psk", "id": GATEWAY},
+        "remote": {"auth": "psk", "id": "%any"},
+        "pools": ["rw"],
+        "children": {"home": {"local_ts": [HOME], "remote_ts": ["10.3.0.0/24"],
+                              "esp_proposals": ESP}},
+    }  # fmt: skip
+    data = gateway({"rw": conn}, secrets={"ike-any": {"secret": PSK["gw"]}},
+                   pools={"rw": {"addrs": "10.3.0.0/24"}})  # fmt: skip
+    return Host(data)
+
+
+def test_two_clients_behind_one_nat_each_have_their_own_ike_sa_address_and_child_sa() -> None:
+    """Both come from the NAT's address, from ports of its own for each: each IKE SA is
+    its own (by SPI), answered at its own port, floated to its own 4500 mapping; each
+    client has its own lease and its own CHILD_SA, whose ESP in UDP goes to its port."""
+    gw = nat_gateway(NAT)
+    carol = Host(client("192.0.2.1", "carol", secret=PSK["gw"]), vips=("0.0.0.0",))
+    dave = Host(client("192.0.2.3", "dave", secret=PSK["gw"]), vips=("0.0.0.0",))
+    net = Network([gw, carol, dave], nat=NAT, behind=(carol, dave))
+    net.connect(carol)
+    net.connect(dave)
+    sas = ike_sas(gw)
+    assert [(s["state"], s["remote"], s["encapsulated"]) for s in sas] == [
+        ("established", NAT, True)
+    ] * 2
+    ports = {s["remote_port"] for s in sas}
+    assert ports == {net.mappings[(carol, 4500)], net.mappings[(dave, 4500)]}
+    assert ike_sas(carol)[0]["virtual_ips"] == ["10.3.0.1"]
+    assert ike_sas(dave)[0]["virtual_ips"] == ["10.3.0.2"]
+    (pool,) = (p.to_dict() for p in gw.keymgr.pools.status())
+    assert sorted((e["identity"], e["address"]) for e in pool["online"]) == [
+        ("carol@example.org", "10.3.0.1"), ("dave@example.org", "10.3.0.2")]  # fmt: skip
+    # Each CHILD_SA's outbound SA sends ESP in UDP to its own client's port.
+    records = {r.remote_ts[0].network_address.exploded: r for r in gw.keymgr.children.values()}
+    assert set(records) == {"10.3.0.1", "10.3.0.2"}
+    assert records["10.3.0.1"].natt_port == net.mappings[(carol, 4500)]
+    assert records["10.3.0.2"].natt_port == net.mappings[(dave, 4500)]
+    for record in records.values():
+        sa = gw.stack.sadb.lookup_esp(record.spi_out, ipaddress.ip_address(NAT).packed)
+        assert sa is not None and sa.natt_rem is not None
+        assert sa.natt_rem.port == record.natt_port
+    # One leaves (INFORMATIONAL { D }); the other's IKE SA, lease and CHILD_SA stay.
+    assert carol.keymgr.down("home", 1.0) == 1
+    net.carry(1.0)
+    (left,) = ike_sas(gw)
+    assert left["remote_port"] == net.mappings[(dave, 4500)] and left["virtual_ips"] == ["10.3.0.2"]
+    assert [r.remote_ts[0].network_address.exploded for r in gw.keymgr.children.values()] == [
+        "10.3.0.2"
+    ]
+
+
+# -- the choice itself -----------------------------------------------------------------
+
+
+class _Sa:
+    """What `select_connection` sees of an IKE SA: its connection, its agreed suite."""
+
+    def __init__(self, config: IkeConfig, suite: Suite) -> None:
+        self.config, self.suite = config, suite
+        self.switched: list[str] = []
+
+    def _name(self) -> str:
+        return f"{self.config.name}[0/0]"
+
+    def _switch_connection(self, candidate: Candidate) -> None:
+        self.config = candidate.config
+        self.switched.append(candidate.config.name)
+
+
+def _config(name: str, local_id: str, remote_id: str, proposal: str = IKE[0]) -> IkeConfig:
+    return IkeConfig(
+        name, ipaddress.ip_address(GATEWAY), ipaddress.ip_address("0.0.0.0"),
+        identity(local_id), None, b"k" * 16, (parse_ike_proposal(proposal),),
+        remote_id_match=IdentityMatch.parse(remote_id),
+    )  # fmt: skip
+
+
+def _candidates(*configs: IkeConfig) -> list[Candidate]:
+    return [Candidate(c, None, None, 16, lambda: None) for c in configs]
+
+
+def _auth_request(*payloads: Any) -> IkeMessage:
+    return IkeMessage(b"\x01" * 8, b"\x02" * 8, ExchangeType.IKE_AUTH, True, False, 1, payloads)
+
+
+IDI = IdPayload(PayloadType.IDi, IdType.ID_RFC822_ADDR, b"carol@example.org")
+PSK_AUTH = AuthPayload(AuthMethod.SHARED_KEY_MIC, b"\x00" * 32)
+
+
+def test_the_idr_asked_for_picks_the_connection_with_that_local_id() -> None:
+    """HDR, SK {IDi, IDr = vpn2.example.org, AUTH, ...} -->  the connection that is vpn2."""
+    one = _config("one", "vpn1.example.org", "%any")
+    two = _config("two", "vpn2.example.org", "%any")
+    sa = _Sa(one, parse_ike_proposal(IKE[0]))
+    idr = IdPayload(PayloadType.IDr, IdType.ID_FQDN, b"vpn2.example.org")
+    select_connection(sa, _candidates(one, two), _auth_request(IDI, idr, PSK_AUTH))
+    assert sa.switched == ["two"]
+    # Without IDr, the first that fits stays.
+    sa = _Sa(one, parse_ike_proposal(IKE[0]))
+    select_connection(sa, _candidates(one, two), _auth_request(IDI, PSK_AUTH))
+    assert sa.switched == []
+
+
+def test_a_connection_without_the_agreed_ike_proposal_is_passed_over() -> None:
+    one = _config("one", GATEWAY, "carol@example.org", "aes256-sha384-ecp384")
+    two = _config("two", GATEWAY, "%any")
+    sa = _Sa(two, parse_ike_proposal(IKE[0]))
+    select_connection(sa, _candidates(one, two), _auth_request(IDI, PSK_AUTH))
+    assert sa.switched == []  # "one" names carol exactly, but not the proposal agreed
+    with pytest.raises(IkeExchangeError) as info:
+        select_connection(sa, _candidates(one, _config("three", GATEWAY, "dave@example.org")),
+                          _auth_request(IDI, PSK_AUTH))  # fmt: skip
+    assert info.value.notify == NotifyType.AUTHENTICATION_FAILED
+    assert str(info.value).startswith(
+        "no connection for IDi carol@example.org authenticating by psk: "
+        "one: not the IKE proposal agreed; three: another remote id"
+    )
