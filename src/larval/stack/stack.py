@@ -80,7 +80,8 @@ class Stack:
         self.outbound_policies = FlowCache(self.spd, Direction.OUT)
         self.inbound_policies = FlowCache(self.spd, Direction.IN)
         self._drops_lock = threading.Lock()
-        self.drops: dict[str, int] = {"malformed": 0, "discard": 0, "no_peer_sa": 0}
+        # "no_peer_sa" joins them the first time a tunnel to any peer has no SA.
+        self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
 
     # -- PF_KEY -------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class Stack:
 
     def _drop(self, counter: str) -> None:
         with self._drops_lock:
-            self.drops[counter] += 1
+            self.drops[counter] = self.drops.get(counter, 0) + 1
 
 
 def _outer(policy: Policy, flow: Flow | None) -> tuple[bytes, bytes]:
