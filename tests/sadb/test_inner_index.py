@@ -222,3 +222,83 @@ def test_an_sa_killed_while_being_reindexed_stays_out(sadb: Sadb) -> None:
     send(sadb, by_spi(SadbMsgType.DELETE, 0x9001, PEER))
     table.reindex_inner(sa)
     assert len(table.inner) == 0 and sa.inner_key is None
+
+
+def reference(
+    sas: list[tuple[int, ipaddress.IPv4Network, ipaddress.IPv4Network]], src: str, dst: str
+) -> int | None:
+    """The longest inner destination prefix covering `dst`, newest first among equals,
+    whose inner source covers `src`: a plain scan, what the index must agree with."""
+    best: tuple[int, int, int] | None = None  # (prefix length, order added, SPI)
+    for order, (spi, isrc, idst) in enumerate(sas):
+        if ip(dst) in idst and ip(src) in isrc:
+            candidate = (idst.prefixlen, order, spi)
+            if best is None or candidate > best:
+                best = candidate
+    return best[2] if best is not None else None
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_lookups_agree_with_a_plain_scan(sadb: Sadb, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    sas = []
+    for n in range(200):
+        plen = rng.choice((32, 32, 32, 28, 24, 16, 0))
+        dst = ipaddress.ip_network(((10 << 24) | rng.getrandbits(12), plen), strict=False)
+        splen = rng.choice((24, 25, 0))
+        src = ipaddress.ip_network(((203 << 24) | (113 << 8) | rng.getrandbits(8), splen),
+                                   strict=False)  # fmt: skip
+        spi = 0x10000 + n
+        reply = send(sadb, add(spi, extra=inner(str(src.network_address), splen,
+                                                 str(dst.network_address), plen)))  # fmt: skip
+        assert reply.errno == 0
+        sas.append((spi, src, dst))
+    for spi, _, _ in rng.sample(sas, 50):  # some clients leave
+        send(sadb, by_spi(SadbMsgType.DELETE, spi, PEER))
+    left = [s for s in sas if sadb._tables[3].get(s[0], ip(PEER).packed) is not None]
+    for _ in range(600):
+        dst = str(ipaddress.IPv4Address((10 << 24) | rng.getrandbits(12)))
+        src = str(ipaddress.IPv4Address((203 << 24) | (113 << 8) | rng.getrandbits(8)))
+        assert found(sadb, dst, src) == reference(left, src, dst), (src, dst)
+
+
+def test_threads_adding_deleting_and_looking_up_leave_a_clean_index(sadb: Sadb) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn(base: int) -> None:
+        try:
+            for round_ in range(30):
+                for n in range(20):
+                    add_client(sadb, base + round_ * 100 + n, f"10.3.{base >> 16}.{n + 1}")
+                for n in range(20):
+                    send(sadb, by_spi(SadbMsgType.DELETE, base + round_ * 100 + n, PEER))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def look() -> None:
+        try:
+            while not stop.is_set():
+                for n in range(20):
+                    sa = sadb.lookup_outbound_inner(LOCAL_B, ip("203.0.113.5").packed,
+                                                    ip(f"10.3.1.{n + 1}").packed)  # fmt: skip
+                    assert sa is None or sa.state in (SaState.MATURE, SaState.DEAD)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    writers = [threading.Thread(target=churn, args=(b,)) for b in (0x10000, 0x20000)]
+    reader = threading.Thread(target=look)
+    reader.start()
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    reader.join()
+    assert errors == []
+    index = sadb._tables[3].inner
+    assert len(index) == 0 and index._buckets == {} and index._lengths == {}
