@@ -126,6 +126,26 @@ def test_policy_load_list_flush(stack: Stack, tmp_path: Path) -> None:
     assert json.loads(stack.policy("list", "--json").stdout) == []
 
 
+def test_policy_to_any_peer_is_listed_as_any(stack: Stack, tmp_path: Path) -> None:
+    policy = tmp_path / "gateway.toml"
+    policy.write_text(
+        '[policies.rw]\nlocal_ts = ["203.0.113.0/24"]\nremote_ts = ["10.3.0.0/24"]\n'
+        'mode = "tunnel"\nlocal_addrs = ["192.0.2.2"]\nremote_addrs = ["%any"]\n'
+    )
+    assert "loaded 2 policies" in stack.policy("load", str(policy)).stdout
+    listed = json.loads(stack.policy("list", "--json").stdout)
+    assert [p["remote_addrs"] for p in listed] == [["%any"], ["%any"]]
+    assert "%any" in stack.policy("list").stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(policy.read_text().replace('"%any"', '"%any6"'))
+    line = one_line_error(stack.policy("load", str(bad), check=False))
+    assert line.endswith(
+        'bad.toml: policies.rw.remote_addrs[0]: "%any6" is any IPv6 peer, and local_addrs '
+        "192.0.2.2 is not IPv6"
+    )
+
+
 def test_monitor_sees_other_clients(stack: Stack) -> None:
     monitor = subprocess.Popen(
         [sys.executable, "-m", "larval", "sa", "monitor", "--socket", stack.pfkey, "--json"],

@@ -140,6 +140,7 @@ class SecurityAssociation:
         "idle_reported",
         "idle_use",
         "inner_dst",
+        "inner_key",
         "inner_src",
         "km_cookie",
         "km_proto",
@@ -216,6 +217,8 @@ class SecurityAssociation:
         self.natt_rem: SadbAddress | None = None
         self.inner_src: SadbAddress | None = None
         self.inner_dst: SadbAddress | None = None
+        # Where `InnerIndex` keeps the SA (key, address size), under its lock; None if not.
+        self.inner_key: tuple[tuple[bytes, int, bytes | int], int] | None = None
         # The dataplane's per-SA state (its ESP context), made on first use.
         self.transform: object | None = None
 

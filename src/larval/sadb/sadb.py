@@ -2,9 +2,9 @@
 
 Each operation takes a decoded `PfkeyMessage` and returns the `PfkeyReply` list to send,
 each with its audience, so the stack's PF_KEY socket only moves bytes (RFC 2367 §3.1).
-The dataplane meets the SADB through `lookup_inbound`, `hold_inbound`, `lookup_outbound`
-and `hold_outbound`; held packets come back out through the release callbacks, in the
-thread that made the SA usable.
+The dataplane meets the SADB through `lookup_inbound`, `hold_inbound`, `lookup_outbound`,
+`lookup_outbound_inner` (tunnels to any peer) and `hold_outbound`; held packets come back
+out through the release callbacks, in the thread that made the SA usable.
 
 Semantics follow illumos ``usr/src/uts/common/inet/ip/sadb.c``: LARVAL SAs from GETSPI
 made MATURE by UPDATE, a larval lifetime, EXPIRE on soft and hard lifetimes, errors
@@ -39,6 +39,7 @@ from larval.pfkey import (
     SadbXKmc,
     SadbXPair,
     SadbXReplayCtr,
+    SaFlags,
     SaState,
     SaType,
 )
@@ -266,6 +267,15 @@ class Sadb:
         table = self._tables.get(satype)
         return table.outbound(src, dst) if table is not None else None
 
+    def lookup_outbound_inner(
+        self, local: bytes, src: bytes, dst: bytes, satype: int = SaType.ESP
+    ) -> SecurityAssociation | None:
+        """The SA to protect an inner packet from `src` to `dst` with, sent from the local
+        outer address `local` to whichever peer the SA names: for tunnels to any peer,
+        whose SAs only their inner destination tells apart (`larval.sadb.inner`)."""
+        table = self._tables.get(satype)
+        return table.inner.lookup(local, src, dst) if table is not None else None
+
     def hold_outbound(
         self, key: Hashable, satype: int, src: bytes, dst: bytes, packet: Packet, now: float
     ) -> AcquireRecord | None:
@@ -391,6 +401,7 @@ class Sadb:
         )  # fmt: skip
         sa.hard = self._larval_hard  # shared: never changed in place, replaced by UPDATE
         if len(ext) > 3:  # anything beyond SRC, DST and the SPI range
+            _check_inner(ext)
             self._apply_optional(sa, msg)
         sa.spi = self._place(table, sa, low, high)
         # illumos turns the request into the reply: its addresses, and an SA extension
@@ -431,8 +442,10 @@ class Sadb:
         _check_mature(msg, sa_ext)
         akey, ekey = ext.get(ExtType.KEY_AUTH), ext.get(ExtType.KEY_ENCRYPT)
         soft, hard = self._lifetimes(msg, ext)
+        _check_inner(ext)
         released = False
         with sa.lock:
+            inner_before = (sa.inner_src, sa.inner_dst, sa.flags & SaFlags.X_INBOUND)
             if akey is not None or ekey is not None:
                 if sa.state in (SaState.MATURE, SaState.DYING):
                     # RFC 2367 §3.1.2: the keys of a MATURE SA never change.
@@ -458,6 +471,9 @@ class Sadb:
             sa.state = new_state
             if was_larval:
                 released = sa.mature()
+            reindex = inner_before != (sa.inner_src, sa.inner_dst, sa.flags & SaFlags.X_INBOUND)
+        if reindex:
+            self._tables[sa.satype].reindex_inner(sa)
         if released:
             sa.release_held(self.on_inbound_release, self.counters)
         self._release_acquires(sa)
@@ -478,6 +494,7 @@ class Sadb:
         akey, ekey = ext.get(ExtType.KEY_AUTH), ext.get(ExtType.KEY_ENCRYPT)
         self._check_keys(msg.satype, sa_ext, akey, ekey)
         soft, hard = self._lifetimes(msg, ext)
+        _check_inner(ext)
         sa = SecurityAssociation(
             sa_ext.spi, msg.satype, _packed(src), _packed(dst), SaState.MATURE, now,
             src_port=src.port, dst_port=dst.port, proto=dst.proto,
@@ -874,6 +891,30 @@ def _stripped(msg: PfkeyMessage) -> PfkeyReply:
         return PfkeyReply(msg, Audience.ALL)
     reply = PfkeyMessage(msg.msg_type, msg.satype, seq=msg.seq, pid=msg.pid, extensions=kept)
     return PfkeyReply(reply, Audience.ALL)
+
+
+def _check_inner(ext: Exts) -> None:
+    """Inner selectors (tunnel mode) hold a prefix no longer than their address and one
+    family between them, as illumos checks them (``sadb_addrcheck``)."""
+    isrc, idst = ext.get(ExtType.ADDRESS_PROXY), ext.get(ExtType.X_ADDRESS_INNER_DST)
+    for inner, diag, what in (
+        (isrc, Diagnostic.PREFIX_INNER_SRC, "inner source"),
+        (idst, Diagnostic.PREFIX_INNER_DST, "inner destination"),
+    ):
+        if isinstance(inner, SadbAddress) and inner.prefixlen > inner.addr.max_prefixlen:
+            raise SadbError(
+                errno.EINVAL, diag, f"{what} {inner.addr}/{inner.prefixlen}: prefix too long"
+            )
+    if (
+        isinstance(isrc, SadbAddress)
+        and isinstance(idst, SadbAddress)
+        and isrc.addr.version != idst.addr.version
+    ):
+        raise SadbError(
+            errno.EINVAL,
+            Diagnostic.INNER_AF_MISMATCH,
+            f"inner source {isrc.addr} and destination {idst.addr} differ in family",
+        )
 
 
 def _check_mature(msg: PfkeyMessage, sa_ext: SadbSa) -> None:

@@ -1,4 +1,5 @@
-"""The SA tables of one SA type: inbound by (SPI, destination), pairs by (source, destination).
+"""The SA tables of one SA type: inbound by (SPI, destination), pairs by (source, destination),
+and outbound tunnel SAs by inner destination (`larval.sadb.inner`).
 
 Each table is one dict split into lock stripes ("buckets", as the illumos fanouts are):
 a writer takes the stripe of its key, so that a check-then-insert (an SPI collision
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 from larval.pfkey import SaState
+from larval.sadb.inner import InnerIndex
 from larval.sadb.sa import SecurityAssociation
 
 InboundKey = tuple[int, bytes]  # (spi, packed destination)
@@ -31,6 +33,7 @@ class SaTable:
         self._inbound: dict[InboundKey, SecurityAssociation] = {}
         # Insertion-ordered per pair, so the newest SA is last.
         self._pairs: dict[PairKey, dict[int, SecurityAssociation]] = {}
+        self.inner = InnerIndex()
 
     def __len__(self) -> int:
         return len(self._inbound)
@@ -58,6 +61,8 @@ class SaTable:
         pkey = (sa.src, sa.dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             self._pairs.setdefault(pkey, {})[sa.spi] = sa
+        if sa.inner_dst is not None:
+            self.inner.add(sa)
         return True
 
     def remove(self, sa: SecurityAssociation) -> bool:
@@ -74,7 +79,14 @@ class SaTable:
                 del by_spi[sa.spi]
                 if not by_spi:
                     del self._pairs[pkey]
+        if sa.inner_dst is not None:
+            self.inner.remove(sa)  # under its lock: an add racing this one sees DEAD
         return True
+
+    def reindex_inner(self, sa: SecurityAssociation) -> None:
+        """UPDATE changed the inner selectors or flags of `sa`, which is in the table."""
+        self.inner.remove(sa)
+        self.inner.add(sa)
 
     def outbound(self, src: bytes, dst: bytes) -> SecurityAssociation | None:
         """The SA to send with from `src` to `dst`: the newest MATURE, else the newest DYING.

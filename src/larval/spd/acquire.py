@@ -152,8 +152,13 @@ def _address_extensions(
 def _outer(policy: Policy, flow: Flow) -> tuple[IPAddress, IPAddress]:
     if policy.action is not Action.PROTECT:
         raise SpdError(f"policy {policy.name} is {policy.action.value}: nothing to acquire")
-    if policy.tunnel is not None:
-        return policy.tunnel.local, policy.tunnel.remote
+    tunnel = policy.tunnel
+    if tunnel is not None:
+        if tunnel.any_remote:
+            # A %any tunnel names no peer to negotiate with: its SAs come only from peers
+            # that connect (and the inverse ACQUIRE that answers them).
+            raise SpdError(f"policy {policy.name} has peer %any: no address to ACQUIRE an SA with")
+        return tunnel.local, tunnel.remote
     return flow.src, flow.dst
 
 
@@ -273,13 +278,13 @@ def inverse_acquire(spd: Spd, msg: PfkeyMessage, km_cookie: int = 0) -> PfkeyMes
 
     The request's ADDRESS_SRC is the local address, ADDRESS_DST the remote one, as in an
     outbound ACQUIRE (``ipsec_construct_inverse_acquire``). With inner addresses, the
-    policy is a tunnel-mode one whose endpoints are SRC and DST and whose selector
-    covers the inner addresses, looked up among inbound policies as illumos searches
-    the tunnel's policy head (``ipsec_tun_pol``); without, a transport-mode outbound
-    policy for SRC and DST. Raises `SadbError`: EINVAL for a malformed request, as
-    keysock_inverse_acquire and ipsec_construct_inverse_acquire check it; EPROTOTYPE
-    when the outer protocol contradicts the inner family; ENOENT when no policy
-    protects the traffic.
+    policy is a tunnel-mode one whose endpoints are SRC and DST (or SRC and %any, when
+    no policy names DST) and whose selector covers the inner addresses, looked up among
+    inbound policies as illumos searches the tunnel's policy head (``ipsec_tun_pol``);
+    without, a transport-mode outbound policy for SRC and DST. Raises `SadbError`: EINVAL
+    for a malformed request, as keysock_inverse_acquire and
+    ipsec_construct_inverse_acquire check it; EPROTOTYPE when the outer protocol
+    contradicts the inner family; ENOENT when no policy protects the traffic.
     """
     src = _require_address(msg, ExtType.ADDRESS_SRC, Diagnostic.MISSING_SRC, "ADDRESS_SRC")
     dst = _require_address(msg, ExtType.ADDRESS_DST, Diagnostic.MISSING_DST, "ADDRESS_DST")
@@ -349,9 +354,26 @@ def _tunnel_policy(spd: Spd, msg: PfkeyMessage, src: SadbAddress, dst: SadbAddre
     def ends_here(policy: Policy) -> bool:
         return policy.tunnel is not None and (policy.tunnel.local, policy.tunnel.remote) == outer
 
+    def any_peer_here(policy: Policy) -> bool:
+        # A %any tunnel of this local address takes every peer of its family; the reply
+        # names the peer asked about, so the SAs made from it have real addresses.
+        tunnel = policy.tunnel
+        return (
+            tunnel is not None
+            and tunnel.any_remote
+            and tunnel.local == src.addr
+            and tunnel.remote.version == dst.addr.version
+        )
+
     found = spd.lookup_local(
         Direction.IN, isrc.addr, idst.addr, proto, lport, rport, icmp, ends_here
     )
+    if found is None:
+        # A policy naming this very peer decides first, as strongSwan prefers the
+        # connection with the peer's own address to one with %any.
+        found = spd.lookup_local(
+            Direction.IN, isrc.addr, idst.addr, proto, lport, rport, icmp, any_peer_here
+        )
     if found is not None and found.action is Action.PROTECT:
         return found  # what an error names is written only for an error
     return _protecting(found, f"{_text(isrc)} === {_text(idst)} via {src.addr} - {dst.addr}")

@@ -8,7 +8,7 @@
     action = "protect"                     # protect | bypass | discard
     mode = "tunnel"                        # tunnel | transport
     local_addrs = ["192.0.2.2"]            # tunnel endpoints (the first of each)
-    remote_addrs = ["192.0.2.1"]
+    remote_addrs = ["192.0.2.1"]           # or "%any" ("%any4", "%any6"): any peer
     esp_proposals = ["aes128gcm16", "aes128-sha256"]
     priority = 100                         # lower wins; default from specificity
     rekey_time = "1h"                      # soft lifetime: s, m, h, d
@@ -23,6 +23,12 @@ same local/remote selector, for packets coming in). ``local_ts`` and ``remote_ts
 default to ``dynamic``: the host addresses in ``local_addrs`` and ``remote_addrs``, as
 in swanctl. ``action`` is the one word swanctl lacks (it writes shunts as ``mode = pass
 | drop``); defaults are swanctl's: tunnel mode, rekey after 1 h, life 10 % longer.
+
+``remote_addrs = ["%any"]`` (or ``%any4``, ``%any6``, ``0.0.0.0``, ``::``, as strongSwan
+reads them) makes a tunnel to any peer, a remote-access gateway's: the stack keeps one SA
+per peer and sends each packet with the SA whose inner destination covers it, and it
+cannot ACQUIRE for such a policy. ``local_addrs`` stays one address of this host. A
+``dynamic`` remote_ts then means every address of the family.
 
 Numbers are checked against what they end up in: times and byte counts are the
 64-bit addtime and bytes of a PF_KEY lifetime (RFC 2367 §2.3.3), ``replay_window`` the
@@ -50,6 +56,7 @@ from larval.crypto.proposals import EspProposal, ProposalError, parse_esp_propos
 from larval.pfkey.constants import U8_MAX, U32_MAX, U64_MAX
 from larval.spd.errors import PolicyFileError, SpdError
 from larval.spd.policy import (
+    ANY_PEER_WORDS,
     AUTO_PRIORITY,
     DEFAULT_REKEY_TIME,
     DEFAULT_REPLAY_WINDOW,
@@ -270,10 +277,7 @@ def policies_from_entry(reader: _Reader, base: str, name: str, value: object) ->
         else []
     )
     remote_addrs = (
-        [
-            reader.address(k, v)
-            for k, v in reader.strings(key("remote_addrs"), entry["remote_addrs"])
-        ]
+        _remote_addrs(reader, key("remote_addrs"), entry["remote_addrs"], local_addrs)
         if "remote_addrs" in entry
         else []
     )
@@ -296,12 +300,19 @@ def policies_from_entry(reader: _Reader, base: str, name: str, value: object) ->
         for k, addrs in (("local_addrs", local_addrs), ("remote_addrs", remote_addrs)):
             if not addrs:
                 raise reader.error(key(k), "tunnel mode needs a tunnel endpoint address here")
+        if local_addrs[0].is_unspecified:
+            raise reader.error(
+                key("local_addrs"),
+                f"{local_addrs[0]} is no tunnel endpoint: the local end is an address of "
+                "this host (only remote_addrs may be %any)",
+            )
         try:
             tunnel = Tunnel(local_addrs[0], remote_addrs[0])
         except SpdError:
             raise reader.error(
                 key("remote_addrs"),
-                f"{remote_addrs[0]} is not of the family of local_addrs {local_addrs[0]}",
+                f"{_peer_text(remote_addrs[0])} is not of the family of local_addrs "
+                f"{local_addrs[0]}",
             ) from None
     elif action is not Action.PROTECT:
         mode = Mode.TRANSPORT  # a bypass or discard entry has no SA, hence no mode
@@ -393,6 +404,42 @@ def _rekey_and_life(
     return rekey, life
 
 
+_ANY_OF_FAMILY: dict[int, IPAddress] = {4: ipaddress.IPv4Address(0), 6: ipaddress.IPv6Address(0)}
+
+
+def _remote_addrs(
+    reader: _Reader, key: str, value: object, local_addrs: list[IPAddress]
+) -> list[IPAddress]:
+    """``remote_addrs``: addresses, or a word of `ANY_PEER_WORDS` for any peer.
+
+    Any peer is kept as the unspecified address of its family (what `Tunnel.any_remote`
+    tests): the family the word names, else that of the first local address. ``%any``
+    with no local address to take a family from stands for both families.
+    """
+    out: list[IPAddress] = []
+    for k, text in reader.strings(key, value):
+        word = text.strip()
+        if word not in ANY_PEER_WORDS:
+            out.append(reader.address(k, text))
+            continue
+        family = ANY_PEER_WORDS[word]
+        if family is None and local_addrs:
+            family = local_addrs[0].version
+        for version in (family,) if family is not None else (4, 6):
+            if local_addrs and local_addrs[0].version != version:
+                raise reader.error(
+                    k,
+                    f"{_show(text)} is any IPv{version} peer, and local_addrs "
+                    f"{local_addrs[0]} is not IPv{version}",
+                )
+            out.append(_ANY_OF_FAMILY[version])
+    return out
+
+
+def _peer_text(addr: IPAddress) -> str:
+    return "%any" if addr.is_unspecified else str(addr)
+
+
 def _ts_list(
     reader: _Reader, key: str, value: object, addrs: list[IPAddress]
 ) -> list[tuple[str, TsSpec]]:
@@ -410,7 +457,9 @@ def _ts_list(
             side = "local_addrs" if key.endswith("local_ts") else "remote_addrs"
             raise reader.error(k, f"{_show(text)} takes its address from {side}, which is empty")
         for addr in addrs:
-            host = ipaddress.ip_network(addr)
+            # Any peer (%any): every address of its family; each SA's inner selectors
+            # say which one address is that peer's (its virtual address, say).
+            host = ipaddress.ip_network((addr, 0 if addr.is_unspecified else addr.max_prefixlen))
             out.append((k, TsSpec(host, spec.proto, spec.ports, spec.icmp_type)))
     return out
 
@@ -459,7 +508,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         out["mode"] = policy.mode.value
         if policy.tunnel is not None:
             out["local_addrs"] = [str(policy.tunnel.local)]
-            out["remote_addrs"] = [str(policy.tunnel.remote)]
+            out["remote_addrs"] = [policy.tunnel.remote_text]
         out["esp_proposals"] = [p.keywords for p in policy.proposals]
         out["rekey_time"] = life.rekey_time
         out["life_time"] = life.life_time

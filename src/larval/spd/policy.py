@@ -23,6 +23,7 @@ from larval.spd.errors import SpdError
 from larval.spd.selector import IPAddress, Selector
 
 __all__ = [
+    "ANY_PEER_WORDS",
     "AUTO_PRIORITY",
     "AUTO_PRIORITY_BASE",
     "DEFAULT_LIFE_TIME",
@@ -94,9 +95,28 @@ class Lifetimes:
             raise SpdError(f"rekey_bytes {self.rekey_bytes} is above life_bytes {self.life_bytes}")
 
 
+#: Words for "any peer" in ``remote_addrs``, as strongSwan reads them: any address of the
+#: local end's family, or of the one family named.
+ANY_PEER_WORDS: dict[str, int | None] = {
+    "%any": None,
+    "%any4": 4,
+    "%any6": 6,
+    "0.0.0.0": 4,
+    "::": 6,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Tunnel:
-    """The outer addresses of a tunnel-mode SA: this end and the peer."""
+    """The outer addresses of a tunnel-mode SA: this end and the peer.
+
+    The peer may be *any* address (``%any``, a remote-access gateway's road warriors):
+    `remote` is then the unspecified address of the local end's family (``0.0.0.0`` or
+    ``::``, as strongSwan's ``%any`` host is), and `any_remote` is true. Such a policy
+    has one SA per peer, each found by its inner destination selector
+    (`larval.sadb.inner`), never by the tunnel's outer pair; the stack cannot
+    ACQUIRE for it, having no peer address to name.
+    """
 
     local: IPAddress
     remote: IPAddress
@@ -104,6 +124,25 @@ class Tunnel:
     def __post_init__(self) -> None:
         if self.local.version != self.remote.version:
             raise SpdError("tunnel endpoints mix IPv4 and IPv6")
+        if self.local.is_unspecified:
+            raise SpdError(
+                f"a tunnel's local end must be an address of this host, not {self.local}"
+            )
+
+    @property
+    def any_remote(self) -> bool:
+        """The peer is any address (``%any``): one SA per peer, by inner destination."""
+        return self.remote.is_unspecified
+
+    @property
+    def remote_text(self) -> str:
+        """The peer as the policy file writes it: an address, or ``%any``."""
+        return "%any" if self.remote.is_unspecified else str(self.remote)
+
+    @classmethod
+    def any_peer(cls, local: IPAddress) -> Tunnel:
+        """A tunnel from `local` to any peer of its family."""
+        return cls(local, ipaddress.ip_address("::" if local.version == 6 else "0.0.0.0"))
 
     @property
     def local_packed(self) -> bytes:
@@ -115,8 +154,17 @@ class Tunnel:
 
     @classmethod
     def of(cls, local: str | IPAddress, remote: str | IPAddress) -> Tunnel:
+        """From addresses or their text; `remote` may be one of `ANY_PEER_WORDS`."""
         try:
-            return cls(ipaddress.ip_address(local), ipaddress.ip_address(remote))
+            near = ipaddress.ip_address(local)
+            if isinstance(remote, str) and remote.strip() in ANY_PEER_WORDS:
+                family = ANY_PEER_WORDS[remote.strip()]
+                if family is not None and family != near.version:
+                    raise SpdError(
+                        f"peer {remote.strip()} is IPv{family}, the local end {near} is not"
+                    )
+                return cls.any_peer(near)
+            return cls(near, ipaddress.ip_address(remote))
         except ValueError as exc:
             raise SpdError(str(exc)) from None
 

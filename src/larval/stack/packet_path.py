@@ -13,6 +13,7 @@ packet to the host) and feeds `outbound` and `inbound` from its loops.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from larval.esp import (
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.pfkey import SadbAddress, SaFlags, SaState
 from larval.sadb import HoldResult, SecurityAssociation
-from larval.spd import Action
+from larval.sadb.inner import inner_prefixlen
+from larval.spd import Action, Policy
 from larval.stack.flow import PacketError, parse_flow
 from larval.stack.stack import Stack, Verdict
 
@@ -71,6 +73,8 @@ DROP_COUNTERS = (
     "unknown_spi",
     "dead_sa",
     "inbound_policy",  # decrypted, but outside the SA's selectors (RFC 4301 §5.2)
+    "no_peer_sa",  # outbound under a tunnel to any peer, and no SA covers the destination
+    "inner_outside_sa",  # from a peer of a tunnel to any peer, with addresses not its own
     "seq_exhausted",
     "ike_unhandled",  # IKE on UDP 4500 with no key manager listening
     "truncated",
@@ -133,6 +137,8 @@ class PacketPath:
             self.drop("malformed")
         elif verdict is Verdict.DISCARD:
             self.drop("discard")
+        elif verdict is Verdict.NO_PEER_SA:
+            self.drop("no_peer_sa")
         # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
 
     def _outbound_released(self, sa: SecurityAssociation, packet: bytes) -> None:
@@ -220,31 +226,45 @@ class PacketPath:
             self.drop(e.counter)
             return
         packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
-        if not self._inbound_allowed(sa, packet):
-            self.drop("inbound_policy")
+        refused = self._inbound_refusal(sa, packet)
+        if refused is not None:
+            self.drop(refused)
             return
         sa.account(len(packet), now)
         with self._lock:
             self.delivered += 1
         self.deliver(packet)
 
-    def _inbound_allowed(self, sa: SecurityAssociation, packet: bytes) -> bool:
-        """RFC 4301 §5.2 step 4: the inner packet must be one the SA was made for."""
+    def _inbound_refusal(self, sa: SecurityAssociation, packet: bytes) -> str | None:
+        """RFC 4301 §5.2 step 4: the inner packet must be one the SA was made for.
+
+        None if it is, else the counter to drop it under. A tunnel to a fixed peer takes
+        the packet from the SA with that peer's outer address. A tunnel to any peer takes
+        it from an SA with any outer address (the SPI chose the SA, and a peer's NAT
+        mapping may change), but only with inner addresses inside that SA's own inner
+        selectors: one road warrior cannot send with another's virtual address.
+        """
         try:
             policy = self.stack.inbound_policies.lookup(packet)
             if sa.inner_src is not None or sa.inner_dst is not None:
                 flow = parse_flow(packet)
                 for ext, addr in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
                     if ext is not None and addr not in _network(ext):
-                        return False
+                        return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
         except PacketError:
-            return False
+            return "inbound_policy"
         if policy is None or policy.action is not Action.PROTECT:
-            return False
+            return "inbound_policy"
         tunnel = policy.tunnel
-        if tunnel is not None:
-            return tunnel.remote_packed == sa.src and tunnel.local_packed == sa.dst
-        return True
+        if tunnel is None:
+            return None
+        if tunnel.any_remote:
+            if sa.inner_src is None or sa.inner_dst is None:
+                return "inner_outside_sa"  # an SA that names no inner addresses owns none
+            return None if tunnel.local_packed == sa.dst else "inbound_policy"
+        if tunnel.remote_packed == sa.src and tunnel.local_packed == sa.dst:
+            return None
+        return "inbound_policy"
 
     # -- per-SA ESP state ---------------------------------------------------------------
 
@@ -299,9 +319,16 @@ class PacketPath:
             return list(self._natted)
 
 
+def _to_any_peer(policy: Policy | None) -> bool:
+    tunnel = policy.tunnel if policy is not None else None
+    return tunnel is not None and tunnel.any_remote
+
+
+@functools.lru_cache(maxsize=4096)
 def _network(ext: SadbAddress) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    bits = ext.prefixlen or ext.addr.max_prefixlen
-    return ipaddress.ip_network(f"{ext.addr}/{bits}", strict=False)
+    """The prefix an inner address extension names (computed once per extension: an SA
+    keeps its extensions, and this runs for every packet it decrypts)."""
+    return ipaddress.ip_network((ext.addr, inner_prefixlen(ext)), strict=False)
 
 
 def _transport_payload(packet: bytes) -> tuple[bytes, int]:

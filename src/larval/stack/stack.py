@@ -6,6 +6,8 @@ packet leaving the host is matched against the SPD: BYPASS, DISCARD, or PROTECT 
 SA if one exists; otherwise it is held on an acquire record and, for a new record, a
 regular ACQUIRE goes to plain registrants and an extended one (every alternative of
 the policy, RFC 2367 §3.1.6 with the illumos SADB_X_EXT_EPROP) to extended registrants.
+A tunnel policy to any peer (``%any``) takes the SA whose inner destination covers the
+packet's, and drops the packet if there is none: it has no peer to ACQUIRE for.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Verdict(enum.Enum):
     PROTECT = "protect"  # encrypt with `sa`
     HELD = "held"  # waits on an acquire record for its SA
     DROP = "drop"  # not an IP packet we can read
+    NO_PEER_SA = "no-peer-sa"  # a tunnel to any peer, and no SA covers the destination
 
 
 class Outbound(NamedTuple):
@@ -77,6 +80,7 @@ class Stack:
         self.outbound_policies = FlowCache(self.spd, Direction.OUT)
         self.inbound_policies = FlowCache(self.spd, Direction.IN)
         self._drops_lock = threading.Lock()
+        # "no_peer_sa" joins them the first time a tunnel to any peer has no SA.
         self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
 
     # -- PF_KEY -------------------------------------------------------------------------
@@ -108,6 +112,9 @@ class Stack:
         if policy.action is Action.DISCARD:
             self._drop("discard")
             return Outbound(Verdict.DISCARD, policy)
+        tunnel = policy.tunnel
+        if tunnel is not None and tunnel.any_remote:
+            return self._to_any_peer(policy, tunnel.local_packed, packet)
         flow = parse_flow(packet) if policy.mode is Mode.TRANSPORT else None
         src, dst = _outer(policy, flow)
         sa = self.sadb.lookup_outbound(src, dst)
@@ -130,9 +137,27 @@ class Stack:
             )
         return Outbound(Verdict.HELD, policy)
 
+    def _to_any_peer(self, policy: Policy, local: bytes, packet: Packet) -> Outbound:
+        """A tunnel to any peer: the SA whose inner destination covers the packet's.
+
+        Every peer of such a policy has its own SA (a road warrior's, for its virtual
+        address), made when the peer connected. Without one the packet is dropped: an
+        ACQUIRE could name no peer to negotiate with, the peer's address being unknown.
+        """
+        # The policy lookup read the header already, so it is long enough.
+        if packet[0] >> 4 == 4:
+            src, dst = packet[12:16], packet[16:20]
+        else:
+            src, dst = packet[8:24], packet[24:40]
+        sa = self.sadb.lookup_outbound_inner(local, src, dst)
+        if sa is None:
+            self._drop("no_peer_sa")
+            return Outbound(Verdict.NO_PEER_SA, policy)
+        return Outbound(Verdict.PROTECT, policy, sa)
+
     def _drop(self, counter: str) -> None:
         with self._drops_lock:
-            self.drops[counter] += 1
+            self.drops[counter] = self.drops.get(counter, 0) + 1
 
 
 def _outer(policy: Policy, flow: Flow | None) -> tuple[bytes, bytes]:

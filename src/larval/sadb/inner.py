@@ -1,0 +1,162 @@
+"""Outbound tunnel SAs by inner destination: the SA a tunnel to any peer sends with.
+
+A tunnel policy whose peer is ``%any`` (a remote-access gateway) has one SA per peer,
+all from the same local outer address and often to the same outer address (clients
+behind one NAT). The outer pair cannot tell them apart; the inner destination selector
+the key manager gave in ADD or UPDATE (SADB_X_EXT_ADDRESS_INNER_DST: the peer's virtual
+address, or its subnet) can.
+
+The index maps (local outer address, inner destination prefix length, inner destination
+network) to the SAs with exactly that selector, oldest first. A host selector, the common
+case (one virtual address per client), is keyed by the packed address itself; a shorter
+prefix by the address as an int shifted right by the host bits. A lookup probes once per
+distinct prefix length present, longest first, so the most specific selector wins and
+the cost does not grow with the number of SAs. Within a bucket the newest MATURE SA whose
+inner source selector covers the packet's source is taken, else the newest DYING one, as
+`SaTable.outbound` chooses among an outer pair's SAs.
+
+Which SAs are indexed: those with an inner destination that are not flagged
+SADB_X_SAFLAGS_INBOUND (an inbound SA's inner destination is this side's own network).
+
+Concurrency: writers hold the index's lock; readers take none. A bucket is an immutable
+tuple and the prefix lengths of a family are an immutable tuple, each published with one
+assignment, so a lookup sees a bucket either before or after a change, never half of it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from larval.pfkey import SadbAddress, SaFlags, SaState
+from larval.sadb.sa import SecurityAssociation
+
+__all__ = ["InnerIndex", "inner_prefixlen"]
+
+#: (SA, inner source network >> shift, shift): the source test is ``src >> shift == net``.
+_Entry = tuple[SecurityAssociation, int, int]
+#: (local outer address, inner destination prefix length, network: bytes for a host).
+InnerKey = tuple[bytes, int, bytes | int]
+
+_MATURE, _DYING, _DEAD = SaState.MATURE, SaState.DYING, SaState.DEAD
+
+
+def inner_prefixlen(ext: SadbAddress) -> int:
+    """The prefix length an inner address extension stands for.
+
+    Its own; a zero prefix length on an address means the host (RFC 2367 leaves it 0 on
+    addresses), except on the unspecified address, where it is every address (a
+    ``0.0.0.0/0`` selector). The SADB refuses lengths beyond the address's bits.
+    """
+    if ext.prefixlen or ext.addr.is_unspecified:
+        return ext.prefixlen
+    return ext.addr.max_prefixlen
+
+
+class InnerIndex:
+    """The outbound tunnel SAs of one SA table, by inner destination."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[InnerKey, tuple[_Entry, ...]] = {}
+        # Per address length in bytes (4, 16): the prefix lengths present, longest first.
+        self._lengths: dict[int, tuple[int, ...]] = {}
+        self._counts: dict[tuple[int, int], int] = {}
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets.values())
+
+    # -- writers ------------------------------------------------------------------------
+
+    def add(self, sa: SecurityAssociation) -> None:
+        """Index `sa` if it is an outbound SA with an inner destination."""
+        dst = sa.inner_dst
+        if dst is None or sa.flags & SaFlags.X_INBOUND:
+            return
+        packed = dst.addr.packed
+        bits = len(packed) * 8
+        plen = inner_prefixlen(dst)
+        key: InnerKey = (
+            sa.src,
+            plen,
+            packed if plen == bits else int.from_bytes(packed, "big") >> (bits - plen),
+        )
+        src = sa.inner_src
+        if src is None:
+            entry: _Entry = (sa, 0, bits)  # any source of the family
+        else:
+            shift = src.addr.max_prefixlen - inner_prefixlen(src)
+            entry = (sa, int(src.addr) >> shift, shift)
+        with self._lock:
+            # DELETE marks an SA DEAD before it takes it out; one made DEAD meanwhile
+            # must not come back in.
+            if sa.state == _DEAD or sa.inner_key is not None:
+                return
+            self._buckets[key] = (*self._buckets.get(key, ()), entry)
+            sa.inner_key = (key, len(packed))
+            count = (len(packed), plen)
+            self._counts[count] = self._counts.get(count, 0) + 1
+            if self._counts[count] == 1:
+                self._publish_lengths(len(packed))
+
+    def remove(self, sa: SecurityAssociation) -> None:
+        """Take `sa` out, if it is in."""
+        with self._lock:
+            indexed = sa.inner_key
+            if indexed is None:
+                return
+            sa.inner_key = None
+            key, size = indexed
+            kept = tuple(e for e in self._buckets.get(key, ()) if e[0] is not sa)
+            if kept:
+                self._buckets[key] = kept
+            else:
+                self._buckets.pop(key, None)
+            count = (size, key[1])
+            left = self._counts.get(count, 1) - 1
+            if left:
+                self._counts[count] = left
+            else:
+                self._counts.pop(count, None)
+                self._publish_lengths(size)
+
+    def _publish_lengths(self, size: int) -> None:
+        lengths = sorted((plen for (n, plen) in self._counts if n == size), reverse=True)
+        if lengths:
+            self._lengths[size] = tuple(lengths)
+        else:
+            self._lengths.pop(size, None)
+
+    # -- the reader ---------------------------------------------------------------------
+
+    def lookup(self, local: bytes, src: bytes, dst: bytes) -> SecurityAssociation | None:
+        """The SA to send a packet from inner `src` to inner `dst` with, from the local
+        outer address `local`: the most specific inner destination first."""
+        lengths = self._lengths.get(len(dst))
+        if lengths is None:
+            return None
+        buckets = self._buckets
+        bits = len(dst) * 8
+        dst_int = src_int = -1
+        for plen in lengths:
+            if plen == bits:
+                entries = buckets.get((local, plen, dst))
+            else:
+                if dst_int < 0:
+                    dst_int = int.from_bytes(dst, "big")
+                entries = buckets.get((local, plen, dst_int >> (bits - plen)))
+            if not entries:
+                continue
+            if src_int < 0:
+                src_int = int.from_bytes(src, "big")
+            dying = None
+            for sa, net, shift in reversed(entries):
+                if src_int >> shift != net:
+                    continue
+                state = sa.state
+                if state == _MATURE:
+                    return sa
+                if dying is None and state == _DYING:
+                    dying = sa
+            if dying is not None:
+                return dying
+        return None
