@@ -30,6 +30,8 @@ from larval.ikev2.message import IkeMessage
 from larval.ikev2.payloads import AuthPayload, IdPayload
 from larval.keymgr.manager import KeyManager
 from larval.node import Node
+from larval.stack.packet_path import Datagram, PacketPath
+from tests.keymgr.test_manager import udp_packet
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -94,6 +96,9 @@ class Host:
         self.stack = self.node.stack
         for policy in cfg.policies:
             self.stack.spd.add(policy)
+        self.esp: list[Datagram] = []
+        self.delivered: list[bytes] = []
+        self.path = PacketPath(self.stack, send=self.esp.append, deliver=self.delivered.append)
         self.keymgr.start(0.0)
 
     @property
@@ -358,8 +363,9 @@ def nat_gateway(remote: str) -> Host:
 def test_two_clients_behind_one_nat_each_have_their_own_ike_sa_address_and_child_sa() -> None:
     """Both come from the NAT's address, from ports of its own for each: each IKE SA is
     its own (by SPI), answered at its own port, floated to its own 4500 mapping; each
-    client has its own lease and its own CHILD_SA, whose ESP in UDP goes to its port."""
-    gw = nat_gateway(NAT)
+    client has its own lease and its own CHILD_SA, whose ESP in UDP goes to its port: the
+    gateway's stack sends each packet with the SA of its inner destination."""
+    gw = nat_gateway("%any")
     carol = Host(client("192.0.2.1", "carol", secret=PSK["gw"]), vips=("0.0.0.0",))
     dave = Host(client("192.0.2.3", "dave", secret=PSK["gw"]), vips=("0.0.0.0",))
     net = Network([gw, carol, dave], nat=NAT, behind=(carol, dave))
@@ -385,6 +391,23 @@ def test_two_clients_behind_one_nat_each_have_their_own_ike_sa_address_and_child
         sa = gw.stack.sadb.lookup_esp(record.spi_out, ipaddress.ip_address(NAT).packed)
         assert sa is not None and sa.natt_rem is not None
         assert sa.natt_rem.port == record.natt_port
+    # The home network answers each client at its virtual address: to its own port.
+    for vip, who in (("10.3.0.1", carol), ("10.3.0.2", dave)):
+        gw.path.outbound(udp_packet("203.0.113.9", vip), 0.0)
+        sent = gw.esp[-1]
+        assert (sent.dst, sent.port) == (ipaddress.ip_address(NAT).packed,
+                                         net.mappings[(who, 4500)])  # fmt: skip
+        who.path.inbound(sent.payload, who.addr.packed, 0.0)
+        assert who.delivered[-1] == udp_packet("203.0.113.9", vip)
+    # Each client's traffic from its address is taken; dave's with carol's address is not
+    # (his CHILD_SA's inner selectors on the gateway are his address only).
+    gw_addr = ipaddress.ip_address(GATEWAY).packed
+    carol.path.outbound(udp_packet("10.3.0.1", "203.0.113.9"), 0.0)
+    gw.path.inbound(carol.esp[-1].payload, gw_addr, 0.0)
+    assert gw.delivered == [udp_packet("10.3.0.1", "203.0.113.9")]
+    dave.path.outbound(udp_packet("10.3.0.1", "203.0.113.9"), 0.0)
+    gw.path.inbound(dave.esp[-1].payload, gw_addr, 0.0)
+    assert len(gw.delivered) == 1 and gw.path.drops.get("inner_outside_sa") == 1
     # One leaves (INFORMATIONAL { D }); the other's IKE SA, lease and CHILD_SA stay.
     assert carol.keymgr.down("home", 1.0) == 1
     net.carry(1.0)
@@ -461,3 +484,24 @@ def test_a_connection_without_the_agreed_ike_proposal_is_passed_over() -> None:
         "no connection for IDi carol@example.org authenticating by psk: "
         "one: not the IKE proposal agreed; three: another remote id"
     )
+
+
+def test_a_gateway_for_any_peer_serves_two_clients_at_once() -> None:
+    """remote_addrs = ["%any"]: two clients from two addresses, each its own address and
+    CHILD_SA, each answered by the gateway's stack through its own SA."""
+    gw = nat_gateway("%any")
+    carol = Host(client("192.0.2.1", "carol", secret=PSK["gw"]), vips=("0.0.0.0",))
+    dave = Host(client("192.0.2.3", "dave", secret=PSK["gw"]), vips=("0.0.0.0",))
+    net = Network([gw, carol, dave])
+    net.connect(carol)
+    net.connect(dave)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "rw", ("192.0.2.3", 500): "rw"}
+    for vip, who in (("10.3.0.1", carol), ("10.3.0.2", dave)):
+        assert ike_sas(who)[0]["virtual_ips"] == [vip]
+        gw.path.outbound(udp_packet("203.0.113.9", vip), 0.0)
+        assert gw.esp[-1].dst == who.addr.packed
+        who.path.inbound(gw.esp[-1].payload, who.addr.packed, 0.0)
+        assert who.delivered == [udp_packet("203.0.113.9", vip)]
+    # An address no client holds has no SA: dropped, counted, no ACQUIRE.
+    gw.path.outbound(udp_packet("203.0.113.9", "10.3.0.77"), 0.0)
+    assert gw.path.drops.get("no_peer_sa") == 1

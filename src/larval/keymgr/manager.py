@@ -316,7 +316,7 @@ class KeyManager:
         else:
             olds = self._live_sessions(conn, new.version, but=new)
         for old in olds:
-            if old.phase is not Phase.ESTABLISHED or old.remote[0] != new.remote[0]:
+            if old.phase is not Phase.ESTABLISHED or not _same_peer(old, new):
                 continue
             if initial_contact:
                 log.info("%s: INITIAL-CONTACT on %s: deleting ISAKMP SA %s and its CHILD_SAs",
@@ -952,6 +952,15 @@ def _auth_info(info: AuthInfo | None) -> dict[str, str] | None:
     if not info.identity:
         del fields["identity"]  # only an EAP end has one
     return fields
+
+
+def _same_peer(old: IkeSa, new: IkeSa) -> bool:
+    """Are two IKE SAs with the same peer? Of its address; behind a NAT, where several
+    peers may share one address, of the NAT's mapping too (its port), so that a second
+    client behind it neither takes over nor clears the first one's SAs."""
+    if old.remote[0] != new.remote[0]:
+        return False
+    return not (old.natted and new.natted) or old.remote[1] == new.remote[1]
 
 
 def _between(ike: IkeConfig, local: IPAddress, remote: IPAddress) -> IkeConfig:
