@@ -505,3 +505,33 @@ def test_a_gateway_for_any_peer_serves_two_clients_at_once() -> None:
     # An address no client holds has no SA: dropped, counted, no ACQUIRE.
     gw.path.outbound(udp_packet("203.0.113.9", "10.3.0.77"), 0.0)
     assert gw.path.drops.get("no_peer_sa") == 1
+
+
+def test_ikev1_a_second_client_behind_the_nat_leaves_the_first_ones_sas() -> None:
+    """Both clients make initial contact (RFC 2407 §4.6.3.3) from behind one NAT: the
+    second one's INITIAL-CONTACT clears what the gateway had with its own NAT mapping
+    only, not the first client's ISAKMP SA and CHILD_SA."""
+    ikev1 = {"version": 1, "proposals": ["aes128-sha256-modp2048"]}
+    conn = {
+        "remote_addrs": ["%any"], **ikev1,
+        "local": {"auth": "psk", "id": GATEWAY}, "remote": {"auth": "psk", "id": "%any"},
+        "children": {"home": {"local_ts": [HOME], "remote_ts": ["198.51.100.0/24"],
+                              "esp_proposals": ["aes128-sha256"]}},
+    }  # fmt: skip
+    gw = Host(gateway({"rw": conn}, secrets={"ike-any": {"secret": PSK["gw"]}}))
+    clients = []
+    for addr, who, net in (("192.0.2.1", "carol", "198.51.100.0/25"),
+                           ("192.0.2.3", "dave", "198.51.100.128/25")):  # fmt: skip
+        data = client(addr, who, secret=PSK["gw"], **ikev1)
+        data["connections"]["home"]["children"]["home"].update(
+            local_ts=[net], esp_proposals=["aes128-sha256"]
+        )
+        clients.append(Host(data))
+    net = Network([gw, *clients], nat=NAT, behind=tuple(clients))
+    for host in clients:
+        net.connect(host)
+    sas = [s for s in ike_sas(gw) if s["state"] == "established"]
+    assert len(sas) == 2 and {s["remote"] for s in sas} == {NAT}
+    assert len({s["remote_port"] for s in sas}) == 2
+    assert sorted(c["remote_ts"][0] for c in gw.keymgr.status()["child_sas"]) == [
+        "198.51.100.0/25", "198.51.100.128/25"]  # fmt: skip
