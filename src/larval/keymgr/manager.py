@@ -508,7 +508,8 @@ class KeyManager:
         now: float,
     ) -> IkeSa | None:  # fmt: skip
         """The responder's session for an opener, or None with the stateless answer."""
-        conn = self._connection_from(addr, local, (0, version.number))
+        ranked = self._connections_from(addr, local, (0, version.number))
+        conn = ranked[0] if ranked else None
         if conn is None:
             # As strongSwan: the peer learns at once that nothing here will do.
             name = f"IKEv{version.number}"
@@ -530,8 +531,10 @@ class KeyManager:
         def candidates() -> list[Candidate]:
             return self._candidates(spi_i, addr, local, version.number)
 
+        # With one connection for the addresses, IKE_AUTH has nothing to choose.
+        choice = candidates if len(ranked) > 1 else None
         session = self._new_session(conn, initiator=False, version=version.number, spi_i=spi_i,
-                                    ike=ike, candidates=candidates)  # fmt: skip
+                                    ike=ike, candidates=choice)  # fmt: skip
         self._session_conn[spi_i] = conn
         return session
 
@@ -544,14 +547,6 @@ class KeyManager:
         self._session_conn.pop(key, None)
         self._outbox.extend(session.datagrams_to_send(now))
         return True
-
-    def _connection_from(
-        self, addr: Address, local: IPAddress, versions: tuple[int, ...]
-    ) -> Connection | None:
-        """The connection that answers an IKE SA opened from `addr` to `local`: the best
-        match by addresses (`_connections_from`)."""
-        ranked = self._connections_from(addr, local, versions)
-        return ranked[0] if ranked else None
 
     def _connections_from(
         self, addr: Address, local: IPAddress, versions: tuple[int, ...]
