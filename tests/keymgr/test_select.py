@@ -15,11 +15,14 @@ import dataclasses
 import ipaddress
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from larval.credentials import load_credentials
 from larval.crypto.ike_proposals import parse_ike_proposal
+from larval.daemon.auth import resolve
 from larval.daemon.config import ConfigError, parse_config
 from larval.ike.config import AddressMatch, IkeConfig, Suite
 from larval.ike.identity import IdentityMatch, IdType, identity
@@ -31,6 +34,7 @@ from larval.ikev2.payloads import AuthPayload, IdPayload
 from larval.keymgr.manager import KeyManager
 from larval.node import Node
 from larval.stack.packet_path import Datagram, PacketPath
+from tests.daemon.gateway import gateway_credentials
 from tests.keymgr.test_manager import udp_packet
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -84,8 +88,12 @@ def client(addr: str, who: str, *, secret: str | None = None, **conn: Any) -> di
 
 
 class Host:
-    def __init__(self, data: dict[str, Any], vips: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, data: dict[str, Any], vips: tuple[str, ...] = (), creds: Path | None = None
+    ) -> None:
         cfg = parse_config(data, "host.toml")
+        if creds is not None:
+            cfg = resolve(cfg, load_credentials(creds), "host.toml")
         conns = [
             dataclasses.replace(c, ike=dataclasses.replace(
                 c.ike, vips=tuple(ipaddress.ip_address(v) for v in vips)))
@@ -319,6 +327,40 @@ def test_the_method_offered_picks_between_psk_and_eap() -> None:
     assert names_by_remote(gw) == {("192.0.2.1", 500): "eap", ("192.0.2.3", 500): "psk"}
     sas = {s["remote"]: s for s in ike_sas(gw)}
     assert sas["192.0.2.1"]["auth_remote"]["identity"] == "carol"
+    assert sas["192.0.2.3"]["auth_remote"]["method"] == "psk"
+
+
+def test_a_signature_lands_on_the_certificate_connection_asked_for_in_ike_sa_init(
+    tmp_path: Path,
+) -> None:
+    """IKE_SA_INIT is answered by the PSK connection, the first; its CERTREQ still names
+    the CAs of the certificate connection IKE_AUTH may choose (as strongSwan asks before
+    it knows the peer), so carol, who sends her certificate only when asked, sends it,
+    and her signature's AUTH moves the IKE SA to that connection."""
+    gateway_credentials(tmp_path, carol=True)
+    conns = {
+        "psk": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},
+                "remote": {"auth": "psk", "id": "%any"}},
+        "certs": {"remote_addrs": ["%any"],
+                  "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": "vpn.example.org"},
+                  "remote": {"auth": "pubkey", "id": "%any"}},
+    }  # fmt: skip
+    data = gateway(conns, secrets={"ike-any": {"secret": PSK["gw"]}})
+    data["daemon"]["credentials"] = str(tmp_path)
+    gw = Host(data, creds=tmp_path)
+    carol_data = client("192.0.2.1", "carol", local={"auth": "pubkey", "certs": ["carol.pem"],
+                        "id": "carol@example.org"},
+                        remote={"auth": "pubkey", "id": "vpn.example.org"})  # fmt: skip
+    carol_data["daemon"]["credentials"] = str(tmp_path)
+    carol = Host(carol_data, creds=tmp_path)
+    dave = Host(client("192.0.2.3", "dave", secret=PSK["gw"]))
+    net = Network([gw, carol, dave])
+    net.connect(carol)
+    net.connect(dave)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "certs", ("192.0.2.3", 500): "psk"}
+    sas = {s["remote"]: s for s in ike_sas(gw)}
+    assert sas["192.0.2.1"]["auth_remote"]["method"] == "pubkey"
+    assert sas["192.0.2.1"]["auth_local"]["method"] == "pubkey"
     assert sas["192.0.2.3"]["auth_remote"]["method"] == "psk"
 
 

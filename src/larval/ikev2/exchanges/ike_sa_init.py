@@ -31,9 +31,9 @@ from larval.crypto.prf import Prf
 from larval.crypto.signatures import SignatureError, decode_hashes, encode_hashes
 from larval.crypto.sk import SkCipher
 from larval.ike import IKE_PORT, NAT_T_PORT
-from larval.ike.config import IPAddress, Suite
+from larval.ike.config import IkeConfig, IPAddress, Suite
 
-from ..auth import AuthenticationFailed, PeerOffer, announced_hashes
+from ..auth import AuthenticationFailed, PeerOffer, Verifier, announced_hashes, verifier_for
 from ..constants import ExchangeType, NotifyType, ProtocolId
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
@@ -244,18 +244,37 @@ def fragmentation_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
 
 def signature_hashes_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
     """N(SIGNATURE_HASH_ALGORITHMS) with the hashes this end verifies with (RFC 7427 §4),
-    when either end of the connection uses a public key."""
-    config = sa.config
-    if not sa._signature_hashes_offered or (config.local_auth is None and not sa._verifier.pubkey):
+    when either end of the connection uses a public key (of any connection IKE_AUTH may
+    choose, for a responder that has several)."""
+    ends = _ends(sa)
+    if not sa._signature_hashes_offered or not any(
+        config.local_auth is not None or verifier.pubkey for config, verifier in ends
+    ):
         return []
-    data = encode_hashes(announced_hashes(sa._verifier))
+    hashes = sorted({h for _, verifier in ends for h in announced_hashes(verifier)})
+    data = encode_hashes(tuple(hashes))
     return [NotifyPayload(ProtocolId.NONE, NotifyType.SIGNATURE_HASH_ALGORITHMS, b"", data)]
 
 
 def certreq(sa: Ikev2Sa) -> list[CertReqPayload]:
-    """The responder's CERTREQ, when it checks the initiator by certificate (§3.7)."""
-    payload = sa._verifier.certreq()
-    return [payload] if payload is not None else []
+    """The responder's CERTREQ, when it checks the initiator by certificate (§3.7): of
+    the CAs of every connection IKE_AUTH may choose, as strongSwan asks before it knows
+    the peer, so that a client that sends its certificate only when asked sends it."""
+    payloads = [p for p in (v.certreq() for _, v in _ends(sa)) if p is not None]
+    if len(payloads) < 2:
+        return payloads
+    keyids = dict.fromkeys(p.data[i : i + 20] for p in payloads for i in range(0, len(p.data), 20))
+    return [CertReqPayload(payloads[0].encoding, b"".join(keyids))]
+
+
+def _ends(sa: Ikev2Sa) -> list[tuple[IkeConfig, Verifier]]:
+    """The connection of the IKE SA with its verifier, and for a responder whose addresses
+    more than one connection takes, each other one's too."""
+    ends = [(sa.config, sa._verifier)]
+    if sa._candidates is not None:
+        ends += [(c.config, verifier_for(c.config)) for c in sa._candidates()
+                 if c.config.name != sa.config.name]  # fmt: skip
+    return ends
 
 
 def peer_offer(message: IkeMessage) -> PeerOffer:
