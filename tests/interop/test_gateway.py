@@ -13,6 +13,7 @@ and pings the gateway's protected network while the other does.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import uuid
 from contextlib import ExitStack
@@ -22,6 +23,7 @@ import pytest
 
 from larval.bench.charon import Charon, CharonError, ChildConfig, ConnConfig
 from larval.net.netns import Netns, veth_pair
+from tests.interop.certs import IDS, Spec, make_set
 from tests.interop.harness import (
     INNER,
     NAT_PORTS,
@@ -41,13 +43,19 @@ POOL = "10.3.0.0/24"
 VIPS = {"carol": "10.3.0.10", "dave": "10.3.0.20"}
 SECRETS = {"carol": "carol-interop-psk-0123456789", "dave": "dave-interop-psk-0123456789"}
 SUITE = ("aes128-sha256-x25519", "aes128gcm16")
+#: Each identity's reserved address, by whose it is.
+IDENTITIES = {"carol@example.org": "carol", "dave@example.org": "dave"}
 
 
-def gateway_config(site: Site, connections: str) -> str:
-    """larval's: a TUN on the home network, the pool with each identity's address, and
-    `connections` (TOML) for any peer."""
+def gateway_config(
+    site: Site, connections: str, credentials: Path | None, identities: dict[str, str]
+) -> str:
+    """larval's: a TUN on the home network, the pool with each identity's address (by
+    whose it is: carol's or dave's), and `connections` (TOML) for any peer."""
+    reserved = ", ".join(f'"{who}" = "{VIPS[name]}"' for who, name in identities.items())
     return f"""
 [daemon]
+{f'credentials = "{credentials}"' if credentials else ""}
 addresses = ["{GATEWAY}"]
 tun = "larval0"
 tun_addresses = ["{INNER["b"]}/24"]
@@ -56,7 +64,7 @@ pfkey_socket = "{site.dir / "pfkey"}"
 
 [pools.rw]
 addrs = "{POOL}"
-reserved = {{ "carol@example.org" = "{VIPS["carol"]}", "dave@example.org" = "{VIPS["dave"]}" }}
+reserved = {{ {reserved} }}
 {connections}"""
 
 
@@ -177,20 +185,29 @@ class Clients:
     def __exit__(self, *exc: object) -> None:
         self.stack.close()
 
-    def larval(self, connections: str) -> LarvalDaemon:
-        daemon = LarvalDaemon(self.gateway, gateway_config(self.gateway, connections))
+    def larval(
+        self, connections: str, credentials: Path | None = None,
+        identities: dict[str, str] = IDENTITIES,
+    ) -> LarvalDaemon:  # fmt: skip
+        config = gateway_config(self.gateway, connections, credentials, identities)
+        daemon = LarvalDaemon(self.gateway, config)
         self.stack.callback(daemon.stop)
         daemon.start()
         return daemon
 
-    def charon(self, who: str, secret: str) -> Charon:
+    def charon(
+        self, who: str, secret: str, swanctl: str = "", credentials: Path | None = None
+    ) -> Charon:
         """carol's or dave's charon, with its (reserved) virtual address on its loopback
         for charon's route to the home network (charon installs none itself here)."""
         ns, address = self.ns[who], self.addresses[who]
         ns.run(["ip", "address", "add", f"{VIPS[who]}/32", "dev", "lo"])
         charon = Charon(ns, self.tmp / who)
         charon.write_config(ConnConfig(address, GATEWAY, secret, ChildConfig("dynamic", HOME)))
-        (charon.dir / "swanctl" / "swanctl.conf").write_text(road_warrior(address, who, secret))
+        swanctl = swanctl or road_warrior(address, who, secret)
+        (charon.dir / "swanctl" / "swanctl.conf").write_text(swanctl)
+        if credentials is not None:
+            shutil.copytree(credentials, charon.dir / "swanctl", dirs_exist_ok=True)
         self.stack.callback(charon.stop)
         charon.start()
         self.charons[who] = charon
@@ -283,3 +300,43 @@ def test_an_identity_no_connection_takes_is_refused(tmp_path: Path) -> None:
         assert "WARNING dave[" in log and why in log, log[-3000:]
         assert log.count("WARNING") == 1, log[-3000:]
         assert larval.status()["ike_sas"] == []
+
+
+def test_a_certificate_client_and_a_psk_client_each_on_its_connection(tmp_path: Path) -> None:
+    """carol proves herself with a certificate (moon.example.org), dave with a PSK. The
+    PSK connection comes first and answers both IKE_SA_INITs, with the CERTREQ of the
+    certificate connection's CA too, so charon (send_cert = ifasked) sends carol's
+    certificate, and her signature moves her IKE SA to the certificate connection."""
+    certs = make_set(Spec("ecdsa"), tmp_path / "pki")
+    gw_creds = certs.credentials(tmp_path / "sun-credentials", "sun")
+    carol_creds = certs.credentials(tmp_path / "moon-credentials", "moon")
+    cert_conn = f"""
+[connections.certs]
+local_addrs = ["{GATEWAY}"]
+remote_addrs = ["%any"]
+proposals = ["{SUITE[0]}"]
+pools = ["rw"]
+local = {{ auth = "pubkey", certs = ["sun.pem"], id = "{IDS["b"]}" }}
+remote = {{ auth = "pubkey", id = "%any" }}
+
+[connections.certs.children.home]
+local_ts = ["{HOME}"]
+remote_ts = ["{POOL}"]
+esp_proposals = ["{SUITE[1]}"]
+"""
+    with Clients(tmp_path, "routed") as clients:
+        identities = {IDS["a"]: "carol", "dave@example.org": "dave"}
+        larval = clients.larval(rw_connection("psk", "%any", PSK) + cert_conn, gw_creds, identities)
+        carol = road_warrior(clients.addresses["carol"], "carol", PSK)
+        carol = carol.replace("auth = psk\n            id = carol@example.org",
+                              f"auth = pubkey\n            certs = moon.pem\n"
+                              f"            id = {IDS['a']}")  # fmt: skip
+        carol = carol.replace(f"auth = psk\n            id = {GATEWAY}",
+                              f"auth = pubkey\n            id = {IDS['b']}")  # fmt: skip
+        assert carol.count("pubkey") == 2, carol
+        clients.charon("carol", PSK, swanctl=carol, credentials=carol_creds)
+        clients.charon("dave", PSK)
+        _check_both(clients, larval, {"carol": "certs", "dave": "psk"})
+        sas = {s["name"]: s for s in larval.status()["ike_sas"]}  # type: ignore[union-attr, index]
+        assert sas["certs"]["auth_remote"]["method"] == "pubkey", sas
+        assert sas["psk"]["auth_remote"]["method"] == "psk", sas
