@@ -189,6 +189,26 @@ def test_the_connection_that_names_the_peers_address_best_answers() -> None:
     }
 
 
+def test_a_connection_without_the_proposal_offered_leaves_it_to_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The best by addresses has none of the client's proposals: another connection for
+    those addresses that has one answers IKE_SA_INIT (strongSwan's alternative ike_cfg),
+    and the IKE SA is that connection's."""
+    caplog.set_level(logging.INFO, "larval.ike")
+    anyone = {"local": {"auth": "psk"}, "remote": {"auth": "psk", "id": "%any"}}
+    data = gateway({
+        "strong": {"remote_addrs": ["192.0.2.1"], "proposals": ["aes256gcm16-prfsha384-ecp384"],
+                   **anyone},
+        "usual": {"remote_addrs": ["%any"], **anyone},
+    }, secrets={"ike-any": {"secret": PSK["gw"]}})  # fmt: skip
+    gw = Host(data)
+    carol = Host(client("192.0.2.1", "carol", secret=PSK["gw"]))
+    Network([gw, carol]).connect(carol)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "usual"}
+    assert "no proposal of its own chosen, trying connection usual" in caplog.text
+
+
 def test_a_peer_no_connections_addresses_take_is_refused(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "larval.ike")
     data = gateway({"lab": {"remote_addrs": ["192.0.2.0/30"], "local": {"auth": "psk"},

@@ -499,9 +499,10 @@ class IkeSession(OverTransport):
         return new
 
     def _switch_connection(self, candidate: Candidate) -> None:
-        """IKE_AUTH chose another connection for this IKE SA, before any CHILD_SA: its
-        configuration, policy, pools and the provers made from it are the IKE SA's now."""
-        assert not self.children and self.state is State.INIT_DONE
+        """IKE_SA_INIT (by the proposals) or IKE_AUTH (by the peer's identity) chose
+        another connection for this IKE SA, before any CHILD_SA: its configuration,
+        policy, pools and the provers made from it are the IKE SA's now."""
+        assert not self.children and self.state in (State.IDLE, State.INIT_DONE)
         self.config = candidate.config
         self._child_policy = candidate.child_policy
         self._address_pool = candidate.address_pool

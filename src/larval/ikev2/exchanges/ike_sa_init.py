@@ -40,7 +40,7 @@ from ..message import IkeMessage
 from ..negotiate import choose, suite_get, to_wire
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, Payload
 from ..render import describe
-from ..sa_payload import SaPayload
+from ..sa_payload import Proposal, SaPayload
 from .proposals import first_group, groups, log_no_proposal, with_group_first
 from .sa import NONCE_SIZE, Address, Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -166,6 +166,8 @@ class IkeSaInitResponder(AnswerTask):
             raise IkeExchangeError(NotifyType.INVALID_SYNTAX, "IKE_SA_INIT without SA, KE and Ni")
         chosen = choose(sa.config.proposals, sa_payload.proposals, ProtocolId.IKE)
         if chosen is None:
+            chosen = _alternative(sa, sa_payload)
+        if chosen is None:
             log_no_proposal(sa, "IKE", sa.config.proposals, sa_payload)
             reason = "no proposal chosen: " + describe(sa_payload)
             raise IkeExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close=reason)
@@ -204,6 +206,24 @@ class IkeSaInitResponder(AnswerTask):
         )  # fmt: skip
         derive(sa, suite, shared)
         sa._deadline = now + sa.config.half_open_timeout
+
+
+def _alternative(sa: Ikev2Sa, sa_payload: SaPayload) -> tuple[Proposal, Suite] | None:
+    """Where the connection that matched the addresses best has none of the proposals
+    offered, another connection for those addresses that has one answers, as strongSwan
+    tries its alternative ike_cfgs: the IKE SA is that connection's from now on."""
+    if sa._candidates is None:
+        return None
+    for candidate in sa._candidates():
+        if candidate.config.name == sa.config.name:
+            continue
+        chosen = choose(candidate.config.proposals, sa_payload.proposals, ProtocolId.IKE)
+        if chosen is not None:
+            log.info("%s: no proposal of its own chosen, trying connection %s", sa._name(),
+                     candidate.config.name)  # fmt: skip
+            sa._switch_connection(candidate)
+            return chosen
+    return None
 
 
 def derive(sa: Ikev2Sa, suite: Suite, shared: bytes) -> None:
