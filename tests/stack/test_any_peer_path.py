@@ -100,7 +100,7 @@ def sa_message(
 
 class Host:
     def __init__(self, outer: str, policy: str) -> None:
-        self.outer = ipaddress.IPv4Address(outer).packed
+        self.outer = ipaddress.ip_address(outer).packed
         self.emitted: list[PfkeyReply] = []
         self.stack = Stack(emit=self.emitted.extend)
         self.wire: list[Datagram] = []
@@ -308,3 +308,35 @@ def test_over_the_pfkey_socket(running_stack: RunningStack) -> None:
         assert service.stack.outbound(icmp_echo(SERVER, "10.3.0.8", 1), 1.0).verdict is (
             Verdict.NO_PEER_SA
         )
+
+
+def udp6(src: str, dst: str) -> bytes:
+    """An IPv6/UDP packet (RFC 8200, RFC 768); the checksum is not looked at here."""
+    body = struct.pack("!HHHH", 5000, 53, 12, 0) + b"v6!!"
+    return (
+        struct.pack("!IHBB", 6 << 28, len(body), 17, 64)
+        + ipaddress.IPv6Address(src).packed
+        + ipaddress.IPv6Address(dst).packed
+        + body
+    )
+
+
+def test_ipv6_clients_of_an_ipv6_gateway() -> None:
+    gw_addr, net = "2001:db8::2", "2001:db8:1::/48"
+    policy = GATEWAY_POLICY.replace(GATEWAY, gw_addr).replace(GATEWAY_NET, net)
+    policy = policy.replace("10.3.0.0/24", "2001:db8:3::/64")
+    gateway = Host(gw_addr, policy)
+    clients = {
+        "2001:db8:3::7": ("2001:db8:a::1", 0xE001),
+        "2001:db8:3::8": ("2001:db8:b::1", 0xE002),
+    }
+    for vip, (outer, spi) in clients.items():
+        gateway.pfkey(sa_message(SadbMsgType.ADD, spi, gw_addr, outer, bytes(20),
+                                 SaFlags.X_OUTBOUND, (net, f"{vip}/128")))  # fmt: skip
+        gateway.pfkey(sa_message(SadbMsgType.ADD, spi + 0x100, outer, gw_addr, bytes(20),
+                                 SaFlags.X_INBOUND, (f"{vip}/128", net)))  # fmt: skip
+    for vip, (outer, _) in clients.items():
+        gateway.path.outbound(udp6("2001:db8:1::5", vip), 1.0)
+        assert gateway.wire[-1].dst == ipaddress.IPv6Address(outer).packed
+    gateway.path.outbound(udp6("2001:db8:1::5", "2001:db8:3::9"), 1.0)
+    assert len(gateway.wire) == 2 and gateway.path.counters()["no_peer_sa"] == 1
