@@ -340,3 +340,43 @@ def test_ipv6_clients_of_an_ipv6_gateway() -> None:
         assert gateway.wire[-1].dst == ipaddress.IPv6Address(outer).packed
     gateway.path.outbound(udp6("2001:db8:1::5", "2001:db8:3::9"), 1.0)
     assert len(gateway.wire) == 2 and gateway.path.counters()["no_peer_sa"] == 1
+
+
+def test_the_key_managers_own_messages_key_a_gateway_to_any_peer(gateway: Host) -> None:
+    """The contract with the key manager: GETSPI, then UPDATE of the inbound SA and ADD of
+    the outbound one as `keymgr.pfkey_side` builds them for a responder (the CHILD_SA's
+    negotiated selectors as inner addresses, the client's NAT port), for two clients
+    behind one NAT."""
+    from larval.crypto.proposals import parse_esp_proposal
+    from larval.keymgr.pfkey_side import ChildKeys, Endpoint, Lifetimes, PolicyRequest, keyed_sa
+    from larval.keymgr.pfkey_side import getspi as km_getspi
+
+    gcm = parse_esp_proposal("aes128gcm16")
+    gw, nat = ipaddress.ip_address(GATEWAY), ipaddress.ip_address(NAT)
+    clients = []
+    for n, (vip, port) in enumerate((("10.3.0.21", 62001), ("10.3.0.22", 62002))):
+        reply = gateway.stack.handle_pfkey(decode(km_getspi(nat, gw, seq=1, pid=1).encode()), 0.0)
+        sa_ext = reply[0].message.find(ExtType.SA)
+        assert isinstance(sa_ext, SadbSa)
+        # The gateway's inbound SPI (LARVAL), sent to the client in IKE_AUTH.
+        client = Client(f"198.51.100.{110 + n}", vip, 0xF001 + n, sa_ext.spi)
+        request = PolicyRequest(
+            1, Endpoint(gw, 32, 0, 0), Endpoint(nat, 32, 0, 0),
+            Endpoint(ipaddress.ip_address("10.1.0.0"), 24, 0, 0),
+            Endpoint(ipaddress.ip_address(vip), 32, 0, 0), (), 32, 0,
+        )  # fmt: skip
+        inbound = ChildKeys(client.spi_out, nat, gw, gcm, client.key_out, b"")
+        outbound = ChildKeys(client.spi_in, gw, nat, gcm, client.key_in, b"")
+        for msg_type, keys, is_in in ((SadbMsgType.UPDATE, inbound, True),
+                                      (SadbMsgType.ADD, outbound, False)):  # fmt: skip
+            msg = keyed_sa(msg_type, keys, request, Lifetimes(3000, 3600), inbound=is_in,
+                           seq=2, pid=1, natt_port=port)  # fmt: skip
+            gateway.pfkey(decode(msg.encode()))
+        clients.append((client, port))
+    for client, port in clients:
+        _, reply = ping_pong(client, gateway)
+        (datagram,) = gateway.wire
+        gateway.wire.clear()
+        assert (datagram.dst, datagram.port) == (nat.packed, port)
+        client.path.inbound(datagram.payload, client.outer, 1.0)
+        assert client.got == [reply]
