@@ -380,3 +380,27 @@ def test_the_key_managers_own_messages_key_a_gateway_to_any_peer(gateway: Host) 
         assert (datagram.dst, datagram.port) == (nat.packed, port)
         client.path.inbound(datagram.payload, client.outer, 1.0)
         assert client.got == [reply]
+
+
+def test_an_update_of_the_inner_selectors_applies_to_the_next_packet(gateway: Host) -> None:
+    a = Client("198.51.100.10", "10.3.0.7", 0xA001, 0xA002)
+    a.connect(gateway)
+    ping_pong(a, gateway)  # the gateway's ESP context for A's SA exists now
+    moved = PfkeyMessage(
+        SadbMsgType.UPDATE, 3,
+        extensions=(SadbSa(a.spi_out, state=SaState.MATURE),
+                    SadbAddress(ExtType.ADDRESS_SRC, ipaddress.ip_address("198.51.100.10")),
+                    SadbAddress(ExtType.ADDRESS_DST, ipaddress.ip_address(GATEWAY)),
+                    SadbAddress(ExtType.ADDRESS_PROXY, ipaddress.ip_address("10.3.0.9"),
+                                prefixlen=32),
+                    SadbAddress(ExtType.X_ADDRESS_INNER_DST, ipaddress.ip_address("10.1.0.0"),
+                                prefixlen=24)),
+    )  # fmt: skip
+    gateway.pfkey(decode(moved.encode()))
+    sa = a.stack.sadb.lookup_outbound(a.outer, gateway.outer)
+    assert sa is not None
+    a.path._protect(sa, icmp_echo("10.3.0.7", SERVER, 2), 1.0)
+    a.path._protect(sa, icmp_echo("10.3.0.9", SERVER, 3), 1.0)
+    to_gateway(a, gateway)
+    assert gateway.path.counters()["inner_outside_sa"] == 1
+    assert gateway.got[-1] == icmp_echo("10.3.0.9", SERVER, 3)
