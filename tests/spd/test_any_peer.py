@@ -185,3 +185,20 @@ def test_a_policy_naming_the_peer_comes_before_any_peer() -> None:
         assert isinstance(eprop, SadbXEprop)
         bits.append(eprop.ecombs[0].algdescs[0].maxbits)
     assert bits == [256, 128]  # the fixed policy's aes256gcm16 for its peer only
+
+
+def test_transport_mode_to_any_peer_has_no_tunnel_and_acquires_for_the_packet() -> None:
+    text = """
+[policies.any-host]
+mode = "transport"
+local_addrs = ["192.0.2.2"]
+remote_addrs = ["%any"]
+remote_ts = ["[tcp/22]"]
+"""
+    policy = out_policy(load_policy_text(text, "gw.toml"))
+    assert policy.tunnel is None and policy.mode is Mode.TRANSPORT
+    assert str(policy.selector.remote) == "0.0.0.0/0" and policy.selector.proto == 6
+    # The packet names the peer, so an ACQUIRE can.
+    acquire = regular_acquire(policy, Flow.of("192.0.2.2", "198.51.100.9", 6, 40000, 22), 5)
+    dst = acquire.find(ExtType.ADDRESS_DST)
+    assert isinstance(dst, SadbAddress) and str(dst.addr) == "198.51.100.9"

@@ -100,7 +100,7 @@ def sa_message(
 
 class Host:
     def __init__(self, outer: str, policy: str) -> None:
-        self.outer = ipaddress.IPv4Address(outer).packed
+        self.outer = ipaddress.ip_address(outer).packed
         self.emitted: list[PfkeyReply] = []
         self.stack = Stack(emit=self.emitted.extend)
         self.wire: list[Datagram] = []
@@ -308,3 +308,99 @@ def test_over_the_pfkey_socket(running_stack: RunningStack) -> None:
         assert service.stack.outbound(icmp_echo(SERVER, "10.3.0.8", 1), 1.0).verdict is (
             Verdict.NO_PEER_SA
         )
+
+
+def udp6(src: str, dst: str) -> bytes:
+    """An IPv6/UDP packet (RFC 8200, RFC 768); the checksum is not looked at here."""
+    body = struct.pack("!HHHH", 5000, 53, 12, 0) + b"v6!!"
+    return (
+        struct.pack("!IHBB", 6 << 28, len(body), 17, 64)
+        + ipaddress.IPv6Address(src).packed
+        + ipaddress.IPv6Address(dst).packed
+        + body
+    )
+
+
+def test_ipv6_clients_of_an_ipv6_gateway() -> None:
+    gw_addr, net = "2001:db8::2", "2001:db8:1::/48"
+    policy = GATEWAY_POLICY.replace(GATEWAY, gw_addr).replace(GATEWAY_NET, net)
+    policy = policy.replace("10.3.0.0/24", "2001:db8:3::/64")
+    gateway = Host(gw_addr, policy)
+    clients = {
+        "2001:db8:3::7": ("2001:db8:a::1", 0xE001),
+        "2001:db8:3::8": ("2001:db8:b::1", 0xE002),
+    }
+    for vip, (outer, spi) in clients.items():
+        gateway.pfkey(sa_message(SadbMsgType.ADD, spi, gw_addr, outer, bytes(20),
+                                 SaFlags.X_OUTBOUND, (net, f"{vip}/128")))  # fmt: skip
+        gateway.pfkey(sa_message(SadbMsgType.ADD, spi + 0x100, outer, gw_addr, bytes(20),
+                                 SaFlags.X_INBOUND, (f"{vip}/128", net)))  # fmt: skip
+    for vip, (outer, _) in clients.items():
+        gateway.path.outbound(udp6("2001:db8:1::5", vip), 1.0)
+        assert gateway.wire[-1].dst == ipaddress.IPv6Address(outer).packed
+    gateway.path.outbound(udp6("2001:db8:1::5", "2001:db8:3::9"), 1.0)
+    assert len(gateway.wire) == 2 and gateway.path.counters()["no_peer_sa"] == 1
+
+
+def test_the_key_managers_own_messages_key_a_gateway_to_any_peer(gateway: Host) -> None:
+    """The contract with the key manager: GETSPI, then UPDATE of the inbound SA and ADD of
+    the outbound one as `keymgr.pfkey_side` builds them for a responder (the CHILD_SA's
+    negotiated selectors as inner addresses, the client's NAT port), for two clients
+    behind one NAT."""
+    from larval.crypto.proposals import parse_esp_proposal
+    from larval.keymgr.pfkey_side import ChildKeys, Endpoint, Lifetimes, PolicyRequest, keyed_sa
+    from larval.keymgr.pfkey_side import getspi as km_getspi
+
+    gcm = parse_esp_proposal("aes128gcm16")
+    gw, nat = ipaddress.ip_address(GATEWAY), ipaddress.ip_address(NAT)
+    clients = []
+    for n, (vip, port) in enumerate((("10.3.0.21", 62001), ("10.3.0.22", 62002))):
+        reply = gateway.stack.handle_pfkey(decode(km_getspi(nat, gw, seq=1, pid=1).encode()), 0.0)
+        sa_ext = reply[0].message.find(ExtType.SA)
+        assert isinstance(sa_ext, SadbSa)
+        # The gateway's inbound SPI (LARVAL), sent to the client in IKE_AUTH.
+        client = Client(f"198.51.100.{110 + n}", vip, 0xF001 + n, sa_ext.spi)
+        request = PolicyRequest(
+            1, Endpoint(gw, 32, 0, 0), Endpoint(nat, 32, 0, 0),
+            Endpoint(ipaddress.ip_address("10.1.0.0"), 24, 0, 0),
+            Endpoint(ipaddress.ip_address(vip), 32, 0, 0), (), 32, 0,
+        )  # fmt: skip
+        inbound = ChildKeys(client.spi_out, nat, gw, gcm, client.key_out, b"")
+        outbound = ChildKeys(client.spi_in, gw, nat, gcm, client.key_in, b"")
+        for msg_type, keys, is_in in ((SadbMsgType.UPDATE, inbound, True),
+                                      (SadbMsgType.ADD, outbound, False)):  # fmt: skip
+            msg = keyed_sa(msg_type, keys, request, Lifetimes(3000, 3600), inbound=is_in,
+                           seq=2, pid=1, natt_port=port)  # fmt: skip
+            gateway.pfkey(decode(msg.encode()))
+        clients.append((client, port))
+    for client, port in clients:
+        _, reply = ping_pong(client, gateway)
+        (datagram,) = gateway.wire
+        gateway.wire.clear()
+        assert (datagram.dst, datagram.port) == (nat.packed, port)
+        client.path.inbound(datagram.payload, client.outer, 1.0)
+        assert client.got == [reply]
+
+
+def test_an_update_of_the_inner_selectors_applies_to_the_next_packet(gateway: Host) -> None:
+    a = Client("198.51.100.10", "10.3.0.7", 0xA001, 0xA002)
+    a.connect(gateway)
+    ping_pong(a, gateway)  # the gateway's ESP context for A's SA exists now
+    moved = PfkeyMessage(
+        SadbMsgType.UPDATE, 3,
+        extensions=(SadbSa(a.spi_out, state=SaState.MATURE),
+                    SadbAddress(ExtType.ADDRESS_SRC, ipaddress.ip_address("198.51.100.10")),
+                    SadbAddress(ExtType.ADDRESS_DST, ipaddress.ip_address(GATEWAY)),
+                    SadbAddress(ExtType.ADDRESS_PROXY, ipaddress.ip_address("10.3.0.9"),
+                                prefixlen=32),
+                    SadbAddress(ExtType.X_ADDRESS_INNER_DST, ipaddress.ip_address("10.1.0.0"),
+                                prefixlen=24)),
+    )  # fmt: skip
+    gateway.pfkey(decode(moved.encode()))
+    sa = a.stack.sadb.lookup_outbound(a.outer, gateway.outer)
+    assert sa is not None
+    a.path._protect(sa, icmp_echo("10.3.0.7", SERVER, 2), 1.0)
+    a.path._protect(sa, icmp_echo("10.3.0.9", SERVER, 3), 1.0)
+    to_gateway(a, gateway)
+    assert gateway.path.counters()["inner_outside_sa"] == 1
+    assert gateway.got[-1] == icmp_echo("10.3.0.9", SERVER, 3)

@@ -120,6 +120,9 @@ class Tunnel:
 
     local: IPAddress
     remote: IPAddress
+    #: The peer is any address (``%any``): one SA per peer, by inner destination. Kept,
+    #: not computed: the dataplane asks for every packet.
+    any_remote: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.local.version != self.remote.version:
@@ -128,11 +131,7 @@ class Tunnel:
             raise SpdError(
                 f"a tunnel's local end must be an address of this host, not {self.local}"
             )
-
-    @property
-    def any_remote(self) -> bool:
-        """The peer is any address (``%any``): one SA per peer, by inner destination."""
-        return self.remote.is_unspecified
+        object.__setattr__(self, "any_remote", self.remote.is_unspecified)
 
     @property
     def remote_text(self) -> str:

@@ -13,7 +13,6 @@ packet to the host) and feeds `outbound` and `inbound` from its loops.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import threading
 from collections.abc import Callable
@@ -51,10 +50,15 @@ class Datagram(NamedTuple):
     port: int
 
 
+#: An inner selector as the inbound check tests it: ``address >> shift == network`` for an
+#: address of IP version ``version``.
+_Prefix = tuple[int, int, int]  # (network, shift, version)
+
+
 class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
-    __slots__ = ("esp", "lock", "natt", "port", "tunnel")
+    __slots__ = ("esp", "inner_exts", "inner_prefixes", "lock", "natt", "port", "tunnel")
 
     def __init__(
         self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
@@ -64,6 +68,22 @@ class EspContext:
         self.port = port
         self.tunnel = tunnel
         self.natt = natt  # the SA's NAT-T remote address the port came from
+        # The SA's inner selectors (its ADDRESS_PROXY and INNER_DST extensions) as the
+        # inbound check tests them, and the extensions they were made from.
+        self.inner_exts: tuple[SadbAddress | None, SadbAddress | None] = (None, None)
+        self.inner_prefixes: tuple[_Prefix | None, _Prefix | None] = (None, None)
+
+    def inner_of(self, sa: SecurityAssociation) -> tuple[_Prefix | None, _Prefix | None]:
+        """The SA's inner source and destination prefixes, made again only when UPDATE
+        gave it other extensions."""
+        src, dst = sa.inner_src, sa.inner_dst
+        exts = self.inner_exts
+        if exts[0] is not src or exts[1] is not dst:
+            # Prefixes first, then what they were made from: a thread that sees the new
+            # extensions finds their prefixes.
+            self.inner_prefixes = (_prefix(src), _prefix(dst))
+            self.inner_exts = (src, dst)
+        return self.inner_prefixes
 
 
 DROP_COUNTERS = (
@@ -226,7 +246,7 @@ class PacketPath:
             self.drop(e.counter)
             return
         packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
-        refused = self._inbound_refusal(sa, packet)
+        refused = self._inbound_refusal(sa, ctx, packet)
         if refused is not None:
             self.drop(refused)
             return
@@ -235,7 +255,9 @@ class PacketPath:
             self.delivered += 1
         self.deliver(packet)
 
-    def _inbound_refusal(self, sa: SecurityAssociation, packet: bytes) -> str | None:
+    def _inbound_refusal(
+        self, sa: SecurityAssociation, ctx: EspContext, packet: bytes
+    ) -> str | None:
         """RFC 4301 §5.2 step 4: the inner packet must be one the SA was made for.
 
         None if it is, else the counter to drop it under. A tunnel to a fixed peer takes
@@ -248,9 +270,9 @@ class PacketPath:
             policy = self.stack.inbound_policies.lookup(packet)
             if sa.inner_src is not None or sa.inner_dst is not None:
                 flow = parse_flow(packet)
-                for ext, addr in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
-                    if ext is not None and addr not in _network(ext):
-                        return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
+                src_prefix, dst_prefix = ctx.inner_of(sa)
+                if not (_inside(flow.src, src_prefix) and _inside(flow.dst, dst_prefix)):
+                    return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
         except PacketError:
             return "inbound_policy"
         if policy is None or policy.action is not Action.PROTECT:
@@ -324,11 +346,19 @@ def _to_any_peer(policy: Policy | None) -> bool:
     return tunnel is not None and tunnel.any_remote
 
 
-@functools.lru_cache(maxsize=4096)
-def _network(ext: SadbAddress) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """The prefix an inner address extension names (computed once per extension: an SA
-    keeps its extensions, and this runs for every packet it decrypts)."""
-    return ipaddress.ip_network((ext.addr, inner_prefixlen(ext)), strict=False)
+def _prefix(ext: SadbAddress | None) -> _Prefix | None:
+    """The prefix an inner address extension names, for `_inside`; None for none."""
+    if ext is None:
+        return None
+    shift = ext.addr.max_prefixlen - inner_prefixlen(ext)
+    return int(ext.addr) >> shift, shift, ext.addr.version
+
+
+def _inside(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: _Prefix | None) -> bool:
+    if prefix is None:
+        return True
+    network, shift, version = prefix
+    return addr.version == version and int(addr) >> shift == network
 
 
 def _transport_payload(packet: bytes) -> tuple[bytes, int]:
