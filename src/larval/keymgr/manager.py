@@ -11,6 +11,15 @@ the call being served, and the stack's for the PF_KEY requests that call makes.
 IKE SAs are `larval.ike.sa.IkeSa` of either version; `larval.keymgr.versions` reads a
 datagram for no IKE SA, refuses it or builds the session it opens.
 
+Which connection answers (as strongSwan's backend manager): the one whose local_addrs and
+remote_addrs take the IKE SA's addresses best (`_connections_from`: an address before a
+subnet before %any); an IKEv2 IKE SA may then move to another of those, by the proposals
+offered in IKE_SA_INIT or by the peer's identity and method in IKE_AUTH
+(`larval.ikev2.exchanges.select`, given the `_candidates`). A connection for many peers
+(%any, a subnet) gives each IKE SA its own copy of the configuration with the addresses it
+was opened with, so GETSPI, inverse ACQUIRE, UPDATE and ADD name that peer; IKE SAs are
+kept by SPI, so that clients behind one NAT (one address, a port each) stay apart.
+
 The flow, as the seed's racoon2 port does it on OpenSolaris: an extended ACQUIRE
 (every alternative of the policy) starts an IKE SA as initiator; as responder, an
 inverse ACQUIRE asks the stack what policy accepts for the proposed selectors; every

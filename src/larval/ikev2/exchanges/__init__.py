@@ -13,6 +13,8 @@ and `build`s the response. None does I/O or keeps a clock: each sees its IKE SA 
   `ike_auth_responder` picks the responder's IKE_AUTH task
 * `config_payload`: CP(CFG_REQUEST/CFG_REPLY) in IKE_AUTH: a virtual address of the
   connection's pools for the peer, or asked for by this end (§2.19, §3.15)
+* `select`: a responder's choice among the connections that matched the addresses, by
+  the peer's IDi, the IDr it asked for and its method, in its first IKE_AUTH request
 * `create_child_sa`: `ChildCreate`, `IkeRekey`, `CreateChildSaResponder`: a new
   CHILD_SA, the renewal of one or of the IKE SA, and their collisions (§1.3, §2.8)
 * `informational`: `Informational`, `InformationalResponder`: DELETE and liveness
