@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -597,3 +598,46 @@ def test_ikev1_a_second_client_behind_the_nat_leaves_the_first_ones_sas() -> Non
     assert len({s["remote_port"] for s in sas}) == 2
     assert sorted(c["remote_ts"][0] for c in gw.keymgr.status()["child_sas"]) == [
         "198.51.100.0/25", "198.51.100.128/25"]  # fmt: skip
+
+
+def test_an_ipv6_gateway_for_any_peer_serves_two_ipv6_clients() -> None:
+    """remote_addrs = ["%any"] beside an IPv6 local address: the policy is to any IPv6
+    peer, and each client gets its own IPv6 address and SA."""
+    gw6, home6, pool6 = "2001:db8:1::2", "2001:db8:2::/64", "2001:db8:3::/64"
+    conn = {
+        "local_addrs": [gw6], "remote_addrs": ["%any"],
+        "local": {"auth": "psk", "id": "vpn.example.org"},
+        "remote": {"auth": "psk", "id": "%any"}, "pools": ["rw6"],
+        "children": {"home": {"local_ts": [home6], "remote_ts": [pool6], "esp_proposals": ESP}},
+    }  # fmt: skip
+    data = gateway({"rw": conn}, secrets={"ike-any": {"secret": PSK["gw"]}},
+                   pools={"rw6": {"addrs": pool6}})  # fmt: skip
+    data["daemon"]["addresses"] = [gw6]
+    gw = Host(data)
+    clients = []
+    for addr, who in (("2001:db8:1::10", "carol"), ("2001:db8:1::11", "dave")):
+        c = client(addr, who, secret=PSK["gw"])
+        home = c["connections"]["home"]
+        home.update(remote_addrs=[gw6], remote={"auth": "psk", "id": "vpn.example.org"})
+        home["children"]["home"].update(local_ts=["::/0"], remote_ts=[home6])
+        clients.append(Host(c, vips=("::",)))
+    net = Network([gw, *clients])
+    for host in clients:
+        net.connect(host)
+    vips = [ike_sas(c)[0]["virtual_ips"] for c in clients]
+    assert vips == [["2001:db8:3::1"], ["2001:db8:3::2"]]
+    tunnels = [p.tunnel for p in gw.stack.spd.policies() if p.tunnel is not None]
+    assert tunnels and all(t.any_remote and t.remote.version == 6 for t in tunnels)
+    for vip, host in zip(("2001:db8:3::1", "2001:db8:3::2"), clients, strict=True):
+        gw.path.outbound(udp6_packet("2001:db8:2::9", vip), 0.0)
+        assert gw.esp[-1].dst == host.addr.packed
+        host.path.inbound(gw.esp[-1].payload, host.addr.packed, 0.0)
+        assert host.delivered == [udp6_packet("2001:db8:2::9", vip)]
+
+
+def udp6_packet(src: str, dst: str) -> bytes:
+    payload = b"data"
+    udp = struct.pack("!HHHH", 4000, 53, 8 + len(payload), 0) + payload
+    ends = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
+    header = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, *ends)
+    return header + udp
