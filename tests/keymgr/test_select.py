@@ -262,6 +262,9 @@ def test_address_match_quality_as_strongswan_ranks_it(
          "needs one address of this host"),
         ({"remote_addrs": ["%any"], "children": {"c": {"local_ts": [HOME]}}},
          "connections.rw.children.c.remote_ts", "missing; a connection with remote_addrs of many"),
+        ({"remote_addrs": ["192.0.2.0/24"],
+          "children": {"c": {"remote_ts": [HOME], "start_action": "trap"}}},
+         "connections.rw.children.c.start_action", "'trap' needs one peer address"),
     ],
 )  # fmt: skip
 def test_bad_addresses_are_named(conn: dict[str, Any], key: str, problem: str) -> None:
