@@ -644,3 +644,18 @@ def udp6_packet(src: str, dst: str) -> bytes:
     ends = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
     header = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, *ends)
     return header + udp
+
+
+def test_one_identity_twice_behind_one_nat_gets_two_addresses() -> None:
+    """Two devices of carol's behind one NAT: the same IKE identity from one address, but
+    from two ports, is two peers: two IKE SAs, two addresses, both leases online."""
+    gw = nat_gateway("%any")
+    phone = Host(client("192.0.2.1", "carol", secret=PSK["gw"]), vips=("0.0.0.0",))
+    laptop = Host(client("192.0.2.3", "carol", secret=PSK["gw"]), vips=("0.0.0.0",))
+    net = Network([gw, phone, laptop], nat=NAT, behind=(phone, laptop))
+    net.connect(phone)
+    net.connect(laptop)
+    assert [ike_sas(h)[0]["virtual_ips"] for h in (phone, laptop)] == [["10.3.0.1"], ["10.3.0.2"]]
+    (pool,) = (p.to_dict() for p in gw.keymgr.pools.status())
+    assert sorted((e["identity"], e["address"]) for e in pool["online"]) == [
+        ("carol@example.org", "10.3.0.1"), ("carol@example.org", "10.3.0.2")]  # fmt: skip
