@@ -659,3 +659,35 @@ def test_one_identity_twice_behind_one_nat_gets_two_addresses() -> None:
     (pool,) = (p.to_dict() for p in gw.keymgr.pools.status())
     assert sorted((e["identity"], e["address"]) for e in pool["online"]) == [
         ("carol@example.org", "10.3.0.1"), ("carol@example.org", "10.3.0.2")]  # fmt: skip
+
+
+def test_the_gateway_rekeys_a_child_sa_of_a_client_behind_the_nat() -> None:
+    """CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi, TSr} from the gateway for carol's
+    CHILD_SA: the new SAs carry her address as their inner selectors and her NAT mapping
+    as their port, and the stack sends her packets with them; dave's SA is untouched."""
+    gw = nat_gateway("%any")
+    carol = Host(client("192.0.2.1", "carol", secret=PSK["gw"]), vips=("0.0.0.0",))
+    dave = Host(client("192.0.2.3", "dave", secret=PSK["gw"]), vips=("0.0.0.0",))
+    net = Network([gw, carol, dave], nat=NAT, behind=(carol, dave))
+    net.connect(carol)
+    net.connect(dave)
+    before = {
+        r.remote_ts[0].network_address.exploded: r.spi_in for r in gw.keymgr.children.values()
+    }
+    session = next(
+        s for s in gw.keymgr.sessions.values() if s.virtual_ips[0].exploded == "10.3.0.1"
+    )
+    assert session.rekey_child(before["10.3.0.1"], 10.0)
+    gw.keymgr._drain(session, 10.0)
+    net.carry(10.0)
+    after = {r.remote_ts[0].network_address.exploded: r for r in gw.keymgr.children.values()}
+    assert set(after) == {"10.3.0.1", "10.3.0.2"}
+    assert after["10.3.0.1"].spi_in != before["10.3.0.1"]
+    assert after["10.3.0.2"].spi_in == before["10.3.0.2"]
+    assert after["10.3.0.1"].natt_port == net.mappings[(carol, 4500)]
+    gw.path.outbound(udp_packet("203.0.113.9", "10.3.0.1"), 10.0)
+    sent = gw.esp[-1]
+    assert int.from_bytes(sent.payload[:4], "big") == after["10.3.0.1"].spi_out
+    assert sent.port == net.mappings[(carol, 4500)]
+    carol.path.inbound(sent.payload, carol.addr.packed, 10.0)
+    assert carol.delivered == [udp_packet("203.0.113.9", "10.3.0.1")]
