@@ -79,19 +79,16 @@ class _IkeAuthResponders:
     def __call__(self, sa: Ikev2Sa) -> AnswerTask:
         if sa._candidates is not None:
             return _SelectingResponder(sa, sa._candidates)
-        return _responder_of(sa)
-
-
-def _responder_of(sa: Ikev2Sa) -> AnswerTask:
-    if isinstance(sa._verifier, EapVerifier):
-        return EapIkeAuthResponder(sa)
-    return IkeAuthResponder(sa)
+        if isinstance(sa._verifier, EapVerifier):
+            return EapIkeAuthResponder(sa)
+        return IkeAuthResponder(sa)
 
 
 class _SelectingResponder(AnswerTask):
     """The responder's IKE_AUTH where more than one connection may be the IKE SA's: the
-    first request picks the connection (`select.select_connection`), whose IKE_AUTH task
-    (with EAP or without) then takes that request and the rest of the exchange."""
+    first request picks the connection (`select.select_connection`), once: the IKE SA
+    has no candidates after it. The IKE_AUTH task of that connection (with EAP or
+    without) then takes that request and the rest of the exchange."""
 
     exchange = ExchangeType.IKE_AUTH
 
@@ -104,7 +101,8 @@ class _SelectingResponder(AnswerTask):
     def process(self, message: IkeMessage, now: float) -> None:
         if self._task is None:
             select_connection(self._sa, self._candidates(), message)
-            self._task = _responder_of(self._sa)
+            self._sa._candidates = None
+            self._task = ike_auth_responder(self._sa)
         self._task.process(message, now)
         self.done = self._task.done
 
