@@ -691,3 +691,29 @@ def test_the_gateway_rekeys_a_child_sa_of_a_client_behind_the_nat() -> None:
     assert sent.port == net.mappings[(carol, 4500)]
     carol.path.inbound(sent.payload, carol.addr.packed, 10.0)
     assert carol.delivered == [udp_packet("203.0.113.9", "10.3.0.1")]
+
+
+def test_a_transport_trap_to_any_peer_initiates_to_the_packets_peer() -> None:
+    """A transport-mode trap of a connection for any peer: the stack ACQUIREs for the
+    packet's own peer, and the key manager opens the IKE SA to that address (its
+    CHILD_SA is another matter: a transport-mode responder finds no policy yet)."""
+    mine, peer = "192.0.2.1", "192.0.2.2"
+    transport = {"mode": "transport", "esp_proposals": ESP}
+    a_conn = {"local_addrs": [mine], "remote_addrs": ["%any"], "proposals": IKE,
+              "local": {"auth": "psk", "id": mine}, "remote": {"auth": "psk", "id": "%any"},
+              "children": {"host": {**transport, "remote_ts": ["192.0.2.0/24"],
+                                    "start_action": "trap"}}}  # fmt: skip
+    b_conn = {"local_addrs": [peer], "remote_addrs": [mine], "proposals": IKE,
+              "local": {"auth": "psk", "id": peer}, "remote": {"auth": "psk", "id": mine},
+              "children": {"host": transport}}  # fmt: skip
+    secret = {"ike-any": {"secret": PSK["gw"]}}
+    a = Host({"daemon": {"addresses": [mine]}, "connections": {"opp": a_conn}, "secrets": secret})
+    b = Host({"daemon": {"addresses": [peer]}, "connections": {"host": b_conn}, "secrets": secret})
+    a.path.outbound(udp_packet(mine, peer), 0.0)
+    while a.node.deliver(0.0):
+        pass  # the ACQUIRE, to the key manager
+    Network([a, b]).carry(0.0)
+    (sa,) = ike_sas(a)
+    assert (sa["name"], sa["remote"], sa["state"]) == ("opp", peer, "established")
+    (sa,) = ike_sas(b)
+    assert (sa["name"], sa["remote"], sa["state"]) == ("host", mine, "established")

@@ -529,12 +529,16 @@ def _connection(
         ckey = f"{base}.children.{child_name}"
         child, start_action[child_name] = _child(r, ckey, child_name, child_value,
                                                  local_addrs[0], remote_addrs[0])  # fmt: skip
-        if remote_addr.is_unspecified and start_action[child_name] != "none":
-            # No one peer to open an IKE SA to, nor to ACQUIRE an SA with (the stack
-            # drops what a tunnel to any peer has no SA for).
-            raise r.error(f"{ckey}.start_action", f"{start_action[child_name]!r} needs one "
-                          "peer address in remote_addrs; a connection for many peers only "
-                          'answers: start_action = "none"')  # fmt: skip
+        action = start_action[child_name]
+        if remote_addr.is_unspecified and (
+            action == "start" or (action == "trap" and child.mode == "tunnel")
+        ):
+            # No one peer to open an IKE SA to, nor, in tunnel mode, to ACQUIRE an SA with
+            # (the stack drops what a tunnel to any peer has no SA for); a transport-mode
+            # trap ACQUIREs for each packet's own peer.
+            raise r.error(f"{ckey}.start_action", f"{action!r} needs one peer address in "
+                          "remote_addrs (or, for trap, mode = \"transport\"); a connection "
+                          'for many peers answers: start_action = "none"')  # fmt: skip
         children.append(child)
         policy = {k: v for k, v in r.table(ckey, child_value, CHILD_KEYS).items()
                   if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
