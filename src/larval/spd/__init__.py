@@ -3,7 +3,8 @@
 Sans-I/O and thread-safe: lookups take no lock while writers add and remove policies.
 
 * `Selector`, `parse_ts` — what traffic a policy covers (local/remote terms);
-* `Policy` with `Action`, `Direction`, `Mode`, `Lifetimes`, `Tunnel` — one SPD entry;
+* `Policy` with `Action`, `Direction`, `Mode`, `Lifetimes`, `Tunnel` — one SPD entry
+  (a `Tunnel` to any peer, ``%any``, has `Tunnel.any_remote`);
 * `Spd` — the database: ``add``, ``remove``, ``flush``, ``policies``, ``lookup``,
   ``check_inbound``;
 * `regular_acquire`, `extended_acquire`, `inverse_acquire` — the PF_KEY messages
