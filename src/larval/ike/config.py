@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
-from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth
+from larval.ike.auth_config import AuthRound, EapAuth, IdMatch, LocalAuth, RemoteAuth
 from larval.ike.identity import IdType
 
 __all__ = ["ChildConfig", "ChildPolicy", "IPAddress", "IPNetwork", "IkeConfig", "Suite"]
@@ -54,6 +54,10 @@ class IkeConfig:
     # Virtual addresses this end asks the responder for in IKE_AUTH (RFC 7296 §2.19;
     # swanctl's vips): ``0.0.0.0`` or ``::`` for any of that family.
     vips: tuple[IPAddress, ...] = ()
+    # Authentication rounds (RFC 4739), every one in order, the first included; () : one
+    # round, the one the fields above describe.
+    local_rounds: tuple[AuthRound, ...] = ()
+    remote_rounds: tuple[AuthRound, ...] = ()
 
 
 @dataclass(frozen=True)
