@@ -212,6 +212,8 @@ def test_ikev1_round_mistakes_are_named(changes: dict[str, object], expected: st
          'connections.home.local-x.certs: certs are for auth = "pubkey"'),
         ({"version": 0},
          "connections.home.local[1]: more than one round needs one IKE version"),
+        ({"local": [{"auth": "eap-md5", "eap_id": "carol"}, {"auth": "eap-mschapv2"}]},
+         "connections.home.local[0].auth: the first of several rounds is a certificate"),
     ],
 )  # fmt: skip
 def test_ikev2_round_mistakes_are_named(changes: dict[str, object], expected: str) -> None:

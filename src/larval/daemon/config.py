@@ -499,6 +499,9 @@ def _with_rounds(r: ConfigReader, name: str, conn: Connection, written: _Written
             if conn.version == 1 and (i > 2 or side.method != "xauth"):
                 raise r.error(f"{side.key}.auth", "IKEv1 has one round of its own, then "
                               'XAuth: a second round is "xauth", and no third')  # fmt: skip
+            if conn.version == 2 and listed[0].method in EAP_METHODS:
+                raise r.error(f"{listed[0].key}.auth", "the first of several rounds is a "
+                              'certificate or the PSK (as auth = "pubkey"), then EAP')  # fmt: skip
             if conn.version == 2 and side.method not in EAP_METHODS:
                 raise r.error(f"{side.key}.auth", f'"{side.method}" in round {i}: a further '
                               "round is EAP (a certificate, then EAP-MSCHAPv2); larval takes "

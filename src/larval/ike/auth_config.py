@@ -227,3 +227,5 @@ class AuthInfo:
     subject: str = ""
     issuer: str = ""
     identity: str = ""
+    #: How the rounds after this one went (RFC 4739), in order.
+    rounds: tuple[AuthInfo, ...] = ()

@@ -98,6 +98,7 @@ from larval.ikev2.exchanges import (
     Ikev2Sa,
     Informational,
     InformationalResponder,
+    RoundsIkeAuth,
     State,
     ike_auth_responder,
 )
@@ -359,6 +360,8 @@ class IkeSession(OverTransport):
         self._tasks.queue(init, now)
         # Built once IKE_SA_INIT is through; a client of EAP's takes several round trips.
         auth = EapIkeAuth(self) if isinstance(self._prover, EapProver) else IkeAuth(self)
+        if len(self.config.local_rounds) > 1:
+            auth = RoundsIkeAuth(self)  # RFC 4739: a certificate, then EAP
         self._tasks.queue(auth, now)
         self._enter(State.INIT_SENT)
         self._deadline = now + self.config.half_open_timeout

@@ -27,6 +27,7 @@ that stops mid-EAP leaves the gateway's IKE SA half-open until its timeout.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NoReturn
 
 from larval.crypto.ike_auth import signed_octets
@@ -37,7 +38,6 @@ from ..auth import (
     AuthenticationFailed,
     EapProver,
     EapVerifier,
-    PeerOffer,
     eap_auth,
     verify_eap_auth,
 )
@@ -53,6 +53,7 @@ from ..payloads import (
     NotifyPayload,
     Payload,
 )
+from .auth_rounds import RoundsIkeAuthResponder
 from .child_sa import Agreed, child_up
 from .ike_auth import (
     IkeAuth,
@@ -76,6 +77,8 @@ class _IkeAuthResponders:
     exchange = ExchangeType.IKE_AUTH
 
     def __call__(self, sa: Ikev2Sa) -> AnswerTask:
+        if len(sa.config.remote_rounds) > 1:
+            return RoundsIkeAuthResponder(sa)
         if isinstance(sa._verifier, EapVerifier):
             return EapIkeAuthResponder(sa)
         return IkeAuthResponder(sa)
@@ -237,7 +240,8 @@ class EapIkeAuthResponder(AnswerTask):
         self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
                                        idi.encode_body())  # fmt: skip
         certreq = message.first(CertReqPayload) is not None
-        sa._peer_offer = PeerOffer(sa._peer_offer.hashes, sa._peer_offer.certreq or certreq)
+        sa._peer_offer = dataclasses.replace(sa._peer_offer,
+                                             certreq=sa._peer_offer.certreq or certreq)  # fmt: skip
         idr = _id_payload(sa, PayloadType.IDr)
         self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                        idr.encode_body())  # fmt: skip
