@@ -1,0 +1,152 @@
+"""strongSwan's charon as a road warrior of two authentication rounds (RFC 4739):
+``local-1 { auth = pubkey }`` with its certificate, then ``local-2 { auth = eap-mschapv2;
+eap_id = carol }``, against a larval gateway of ``remote = [{ auth = "pubkey" },
+{ auth = "eap-mschapv2", eap_id = "%any" }]`` that proves itself once with its
+certificate: the CHILD_SA comes up after both rounds and traffic passes, larval's status
+shows the certificate round and then carol's EAP round; a wrong password in the second
+round leaves no SA on either end and never reaches larval's log.
+
+charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from larval.bench import charon as charon_module
+from larval.bench.charon import CharonError
+from tests.interop.certs import IDS, Spec, make_set
+from tests.interop.harness import (
+    OUTER,
+    Charon,
+    LarvalDaemon,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
+from tests.interop.test_eap import needs_mschapv2
+
+pytestmark = [needs_netns, needs_charon, needs_mschapv2]
+
+PASSWORD = "carol-Interop-Password-1"
+WRONG = "not-Carols-Password-9"
+SUN, MOON = IDS["b"], IDS["a"]
+
+
+def _charon_swanctl(secret: str) -> str:
+    return f"""connections {{
+    home {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        local-1 {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        local-2 {{
+            auth = eap-mschapv2
+            eap_id = carol
+        }}
+        remote {{
+            auth = pubkey
+            id = {SUN}
+        }}
+        children {{
+            net {{
+                local_ts = 198.51.100.0/24
+                remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+            }}
+        }}
+    }}
+}}
+secrets {{
+    eap-carol {{
+        id = carol
+        secret = "{secret}"
+    }}
+}}
+"""
+
+
+def _start(topo: Topology, tmp: Path, secret: str,
+           monkeypatch: pytest.MonkeyPatch) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
+    certs = make_set(Spec("ecdsa", 256), tmp / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_swanctl(secret),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    config = larval_config(
+        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
+        local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+        remote=f'[{{ auth = "pubkey", id = "{MOON}" }}, '
+               '{ auth = "eap-mschapv2", eap_id = "%any" }]',
+        credentials=str(certs.credentials(tmp / "sun-credentials", "sun")),
+    )  # fmt: skip
+    config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    return charon, larval
+
+
+def test_charon_proves_its_certificate_then_eap_mschapv2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        charon, larval = _start(topo, tmp_path, PASSWORD, monkeypatch)
+        charon.initiate()
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert re.search(rf"authentication of '{SUN}' with \S+ successful", log), log[-4000:]
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        # charon's first IKE_AUTH announces the second round; larval's MSK AUTH ends it.
+        assert re.search(r"generating IKE_AUTH request 1 \[[^]]*N\(AUTH_FOLLOWS\)", log), log
+        assert f"authentication of '{SUN}' with EAP successful" in log, log[-4000:]
+        result = topo.a.ping(count=3)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        (ike,) = [sa for sa in larval.status()["ike_sas"] if sa["state"] == "established"]
+        remote = ike["auth_remote"]
+        assert remote["method"] == "pubkey" and MOON in remote["subject"], ike
+        assert [(r["method"], r["identity"]) for r in remote["rounds"]] == [
+            ("eap-mschapv2", "carol")], ike  # fmt: skip
+        assert ike["auth_local"]["method"] == "pubkey" and "rounds" not in ike["auth_local"]
+        assert PASSWORD not in larval.log.read_text()
+
+
+def test_a_wrong_password_in_the_second_round_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        charon, larval = _start(topo, tmp_path, WRONG, monkeypatch)
+        with pytest.raises(CharonError):
+            charon.initiate(timeout=10)
+        deadline = time.monotonic() + 10
+        while True:
+            log = larval.log.read_text()
+            status = larval.status()
+            listing = charon.list_sas()
+            if (
+                "authentication of the initiator failed: EAP-MSCHAPv2: wrong password for "
+                "user 'carol'"
+                in log
+                and not status["ike_sas"]
+                and not status["child_sas"]
+                and not re.search(r"^\S+: #", listing, re.M)
+            ):
+                break  # fmt: skip
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
+            time.sleep(0.3)
+        assert WRONG not in log and PASSWORD not in log
