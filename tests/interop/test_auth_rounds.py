@@ -150,3 +150,86 @@ def test_a_wrong_password_in_the_second_round_leaves_nothing(
                 pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
             time.sleep(0.3)
         assert WRONG not in log and PASSWORD not in log
+
+
+def _charon_gateway_swanctl() -> str:
+    return f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        send_cert = always
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        remote-1 {{
+            auth = pubkey
+            id = {SUN}
+        }}
+        remote-2 {{
+            auth = eap-mschapv2
+            eap_id = %any
+        }}
+        children {{
+            net {{
+                local_ts = 198.51.100.0/24
+                remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+            }}
+        }}
+    }}
+}}
+secrets {{
+    eap-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def test_larval_proves_its_certificate_then_eap_mschapv2_to_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+            swanctl=_charon_gateway_swanctl(),
+            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="trap",
+            local=f'[{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}, '
+                  '{ auth = "eap-mschapv2", eap_id = "carol" }]',
+            remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
+        )  # fmt: skip
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        # The first packet sets off the exchange through larval's trap policy.
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    log[-4000:])  # fmt: skip
+        # charon checked larval's certificate round, then its EAP round.
+        assert re.search(rf"authentication of '{SUN}' with \S+ successful", log), log[-4000:]
+        assert "received EAP identity 'carol'" in log, log[-4000:]
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        assert re.search(r"parsed IKE_AUTH request 1 \[[^]]*N\(AUTH_FOLLOWS\)", log), log
+        (ike,) = [sa for sa in larval.status()["ike_sas"] if sa["state"] == "established"]
+        local = ike["auth_local"]
+        assert local["method"] == "pubkey" and SUN in local["subject"], ike
+        assert [(r["method"], r["identity"]) for r in local["rounds"]] == [
+            ("eap-mschapv2", "carol")], ike  # fmt: skip
+        assert PASSWORD not in larval.log.read_text()
