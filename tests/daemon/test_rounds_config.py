@@ -220,3 +220,39 @@ def test_ikev2_round_mistakes_are_named(changes: dict[str, object], expected: st
     text = _error(_edit(CLIENT, "home", **changes))
     assert expected in text
     assert PASSWORD not in text
+
+
+# -- EAP-MSCHAPv2 retries (RFC 2759 §6) ------------------------------------------------------
+
+
+def test_a_gateway_lets_mschapv2_clients_retry_as_configured() -> None:
+    one = _edit(GATEWAY, "rw", remote={"auth": "eap-mschapv2", "eap_id": "%any",
+                                       "eap_retries": 2})  # fmt: skip
+    assert _conn(one).ike.remote_eap.retries == 2
+    rounds = _edit(GATEWAY, "rw", remote=[{"auth": "pubkey"},
+                                          {"auth": "eap-mschapv2", "eap_retries": 1}])  # fmt: skip
+    assert _conn(rounds).ike.remote_rounds[1].eap.retries == 1
+    assert _conn(GATEWAY).ike.remote_rounds[1].eap.retries == 0  # none unless configured
+
+
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ({"auth": "eap-mschapv2", "eap_retries": 6},
+         "connections.rw.remote.eap_retries: 6 is above the maximum 5"),
+        ({"auth": "eap-mschapv2", "eap_retries": True},
+         "connections.rw.remote.eap_retries: true is not "),
+        ({"auth": "eap-md5", "eap_retries": 1},
+         "connections.rw.remote.eap_retries: EAP-MD5 has no retry"),
+        ({"auth": "pubkey", "eap_retries": 1},
+         'connections.rw.remote.eap_retries: eap_retries is for auth = "eap-...", not "pubkey"'),
+    ],
+)  # fmt: skip
+def test_eap_retries_mistakes_are_named(remote: dict[str, object], expected: str) -> None:
+    assert expected in _error(_edit(GATEWAY, "rw", remote=remote))
+
+
+def test_eap_retries_are_the_gateways() -> None:
+    local = {"auth": "eap-mschapv2", "eap_id": "carol", "eap_retries": 1}
+    text = _error(_edit(CLIENT, "home", local=local))
+    assert "connections.home.local.eap_retries: the gateway's (remote side)" in text

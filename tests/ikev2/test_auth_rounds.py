@@ -20,7 +20,7 @@ from larval.ike.auth_config import AuthInfo, AuthRound, EapAuth, LocalAuth, Remo
 from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaUp, IkeSaDown
 from larval.ike.identity import IdentityMatch, IdType
-from larval.ikev2.constants import NotifyType
+from larval.ikev2.constants import ExchangeType, NotifyType
 from larval.ikev2.exchanges import RoundsIkeAuth, RoundsIkeAuthResponder
 from larval.ikev2.payloads import AuthPayload, IdPayload, NotifyPayload, Payload
 from larval.ikev2.session import IkeSession, State
@@ -260,3 +260,78 @@ def test_the_responder_task_is_the_rounds_one_only_with_rounds() -> None:
     assert isinstance(ike_auth_responder(pair.r), RoundsIkeAuthResponder)
     pair = rounds_pair(client_cfg(rounds=1), gateway_cfg(rounds=1))
     assert not isinstance(ike_auth_responder(pair.r), RoundsIkeAuthResponder)
+
+
+# -- EAP-MSCHAPv2 retries -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_a_gateway_that_offers_a_retry_hears_the_client_decline_it(
+    rounds: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ... { SK{EAP(MSCHAPv2 Response)} } -->  <-- { SK{EAP(MSCHAPv2 Failure R=1 C=)} }
+    # { SK{EAP(MSCHAPv2 Failure Response)} } -->  <-- { SK{EAP(Failure), N(AUTH_FAILED)} }
+    client = client_cfg(password="wrong-password-9", rounds=rounds)
+    gateway = gateway_cfg(rounds=rounds)
+    if rounds == 1:  # EAP alone, the gateway's one round
+        eap = EapAuth("eap-mschapv2", "%any", {"carol": PASSWORD}, retries=2)
+        mine = EapAuth("eap-mschapv2", "carol", {"carol": "wrong-password-9"})
+        client = dataclasses.replace(client, local_auth=None, local_eap=mine)
+        gateway = dataclasses.replace(gateway, remote_auth=None, remote_eap=eap)
+    else:
+        second = dataclasses.replace(gateway.remote_rounds[1], eap=EapAuth(
+            "eap-mschapv2", "%any", {"carol": PASSWORD}, retries=2))  # fmt: skip
+        gateway = dataclasses.replace(gateway, remote_rounds=(gateway.remote_rounds[0], second))
+    pair = rounds_pair(client, gateway)
+    warning, down_r = _refused(pair, caplog)
+    assert down_r == ("authentication of the initiator failed: EAP-MSCHAPv2: wrong password "
+                      "for user 'carol'; the peer did not retry")  # fmt: skip
+    assert down_r in warning
+    assert "R=1" in caplog.text  # the client's reason: the server refused, retry allowed
+    assert "wrong-password-9" not in caplog.text
+    sent_i = _sent(caplog, "sending IKE_AUTH request")
+    assert sent_i[-1] == " EAP ]", "the client acknowledged the Failure Request"
+
+
+def test_the_method_after_eap_identity_255_takes_identifier_0() -> None:
+    """RFC 3748 §4.1: Identifiers wrap; an EAP-Identity Request of 255 is followed by 0."""
+    from larval.eap import EapPacket, EapType
+    from larval.ikev2.eap_conversation import EapServerConversation
+
+    auth = EapAuth("eap-mschapv2", "%any", {"carol": PASSWORD})
+    server = EapServerConversation(auth, "carol", lambda n: b"\xff" * n)
+    identity = EapPacket.decode(server.start())
+    assert identity.identifier == 255
+    answer = EapPacket.response(255, EapType.IDENTITY, b"carol").encode()
+    challenge = EapPacket.decode(server.receive(answer))
+    assert (challenge.type, challenge.identifier) == (EapType.MSCHAPV2, 0)
+
+
+def test_a_client_that_gives_up_in_ike_auth_closes_the_gateways_half_open_sa(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # { SK{IDi, ...} } -->  <-- { SK{IDr, CERT, AUTH, EAP} }   the client refuses the gateway
+    # INFORMATIONAL { SK{N(AUTHENTICATION_FAILED)} } -->  <-- { SK{} }   (RFC 7296 §2.21.2)
+    client = dataclasses.replace(client_cfg(), remote_id=(IdType.ID_FQDN, b"other.example.org"))
+    pair = rounds_pair(client, gateway_cfg())
+    with caplog.at_level(logging.INFO, logger="larval"):
+        events_i, events_r = run(pair)
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    _nothing_up(events_i + events_r)
+    (down_r,) = [e.reason for e in events_r if isinstance(e, IkeSaDown)]
+    assert down_r == ("authentication of the initiator failed: it gave up in IKE_AUTH "
+                      "(INFORMATIONAL with AUTHENTICATION_FAILED)")  # fmt: skip
+    assert _sent(caplog, "sending INFORMATIONAL response") == [" ]"]
+
+
+def test_an_informational_before_the_ike_sa_is_up_is_refused_otherwise() -> None:
+    from larval.ikev2.errors import IkeExchangeError
+    from larval.ikev2.exchanges.informational import UnauthenticatedInformationalResponder
+    from larval.ikev2.message import IkeMessage
+
+    pair = rounds_pair(client_cfg(), gateway_cfg())
+    task = UnauthenticatedInformationalResponder(pair.r)
+    empty = IkeMessage(b"\x01" * 8, b"\x02" * 8, ExchangeType.INFORMATIONAL,
+                       is_initiator=True, is_response=False, message_id=4)  # fmt: skip
+    with pytest.raises(IkeExchangeError, match="without N\\(AUTHENTICATION_FAILED\\)"):
+        task.process(empty, 0.0)

@@ -233,3 +233,51 @@ def test_larval_proves_its_certificate_then_eap_mschapv2_to_a_charon_gateway(
         assert [(r["method"], r["identity"]) for r in local["rounds"]] == [
             ("eap-mschapv2", "carol")], ike  # fmt: skip
         assert PASSWORD not in larval.log.read_text()
+
+
+def test_charon_offered_a_retry_of_its_wrong_password_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A larval gateway of ``eap_retries = 2`` answers charon's wrong MSCHAPv2 password
+    with a Failure of R=1; charon's peer does not retry, and neither end keeps an SA."""
+    from tests.interop.test_eap import _charon_swanctl as eap_client_swanctl
+
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+            swanctl=eap_client_swanctl(WRONG),
+            credentials=certs.credentials(tmp_path / "moon-credentials", None),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="none",
+            local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            remote='{ auth = "eap-mschapv2", eap_id = "%any", eap_retries = 2 }',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
+        )  # fmt: skip
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        with pytest.raises(CharonError):
+            charon.initiate(timeout=10)
+        charon_log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "EAP-MS-CHAPv2 failed with error ERROR_AUTHENTICATION_FAILURE" in charon_log, (
+            charon_log[-4000:])  # fmt: skip
+        deadline = time.monotonic() + 15
+        while True:
+            log = larval.log.read_text()
+            status = larval.status()
+            listing = charon.list_sas()
+            if (not status["ike_sas"] and not status["child_sas"]
+                    and not re.search(r"^\S+: #", listing, re.M)):  # fmt: skip
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
+            time.sleep(0.3)
+        assert WRONG not in log and PASSWORD not in log
+        # charon's INFORMATIONAL { N(AUTHENTICATION_FAILED) } closed larval's at once.
+        assert "authentication of the initiator failed: it gave up in IKE_AUTH" in log, log

@@ -88,6 +88,8 @@ the gateway the name the client must authenticate as, ``%any`` to ask it (EAP-Id
 by default the client's IKE identity. Each ``[secrets.eap-NAME]`` holds one ``id`` and its
 ``secret``; two for the same id are refused, as a gateway that tried both would let
 either password in.
+On the gateway, ``eap_retries = N`` (0 to 5; default 0, strongSwan's server allows 2) lets
+an EAP-MSCHAPv2 client retry N wrong passwords (RFC 2759's R=1) before it is refused.
 
 Authentication rounds (RFC 4739 in IKEv2; XAuth in IKEv1): a side that authenticates
 more than once lists a table for each round, in order, or writes swanctl's ``local-1``,
@@ -163,7 +165,9 @@ KEY_SECRET_PREFIX = "private-"
 EAP_SECRET_PREFIX = "eap-"
 EAP_SECRET_KEYS = ("id", "secret")
 #: What a side of ``auth = "eap-..."`` may say beyond `AUTH_KEYS`.
-EAP_KEYS = ("eap_id",)
+EAP_KEYS = ("eap_id", "eap_retries")
+#: The most ``eap_retries`` a gateway allows: each retry is another guess (strongSwan's 2).
+MAX_EAP_RETRIES = 5
 #: What a side of ``auth = "xauth"`` (IKEv1) may say beyond `AUTH_KEYS`.
 XAUTH_KEYS = ("xauth_id",)
 #: swanctl's further rounds: ``local-2``, ``remote-eap`` (any suffix), in the order written.
@@ -199,6 +203,8 @@ class AuthSide:
     files: tuple[str, ...] = ()
     #: ``eap_id`` of an EAP side, as written (None: the default).
     eap_id: str | None = None
+    #: ``eap_retries`` of a gateway's EAP side (RFC 2759's retry of MSCHAPv2).
+    eap_retries: int = 0
     #: ``xauth_id`` of an XAuth side, as written (None: the default).
     xauth_id: str | None = None
 
@@ -430,7 +436,8 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
             log.warning("%s: connections.%s: the gateway proves itself to EAP clients with a "
                         "PSK; RFC 7296 §2.16 wants a public key (a certificate)",
                         r.source, name)  # fmt: skip
-        auth = EapAuth(cast(Any, remote.method), remote.eap_id, dict(passwords))
+        auth = EapAuth(cast(Any, remote.method), remote.eap_id, dict(passwords),
+                       retries=remote.eap_retries)  # fmt: skip
         ike = dataclasses.replace(ike, remote_eap=auth)
     return dataclasses.replace(conn, ike=ike)
 
@@ -539,7 +546,7 @@ def _further_round(r: ConfigReader, s: str, side: AuthSide, first: AuthSide,
     match = _remote_identity(r, f"{side.key}.id", side.id) if side.id else None
     if method == "xauth":
         return AuthRound(method, id_match=match, xauth_id=side.xauth_id)
-    eap = EapAuth(cast(Any, method), side.eap_id, dict(passwords))
+    eap = EapAuth(cast(Any, method), side.eap_id, dict(passwords), retries=side.eap_retries)
     return AuthRound(method, id_match=match, eap=eap)
 
 
@@ -700,14 +707,21 @@ def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
         except ValueError as e:
             raise r.error(f"{key}.auth", f"{e}; or for EAP {', '.join(EAP_METHODS)}; "
                           "or xauth (IKEv1)") from None  # fmt: skip
-    if "eap_id" in table and method not in EAP_METHODS:
-        raise r.error(f"{key}.eap_id", f'eap_id is for auth = "eap-...", not "{word}"')
+    is_local = key.rsplit(".", 1)[-1].startswith("local")
+    for eap_key in EAP_KEYS:
+        if eap_key in table and method not in EAP_METHODS:
+            raise r.error(f"{key}.{eap_key}", f'{eap_key} is for auth = "eap-...", not "{word}"')
+    retries = r.integer(f"{key}.eap_retries", table.get("eap_retries", 0), MAX_EAP_RETRIES)
+    if retries and is_local:
+        raise r.error(f"{key}.eap_retries", "the gateway's (remote side): how many wrong "
+                      "passwords it lets a client retry")  # fmt: skip
+    if retries and method == "eap-md5":
+        raise r.error(f"{key}.eap_retries", "EAP-MD5 has no retry; EAP-MSCHAPv2 has")
     if "xauth_id" in table and method != "xauth":
         raise r.error(f"{key}.xauth_id", f'xauth_id is for auth = "xauth", not "{word}"')
     ident = table.get("id")
     if ident is not None and (not isinstance(ident, str) or not ident):
         raise r.error(f"{key}.id", f"{r.show(ident)} is not an identity: an address or a name")
-    is_local = key.rsplit(".", 1)[-1].startswith("local")
     mine, other = ("certs", "cacerts") if is_local else ("cacerts", "certs")
     if other in table:
         side = "local" if other == "certs" else "remote"
@@ -722,7 +736,8 @@ def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
     xauth_id = table.get("xauth_id")
     if xauth_id is not None and (not isinstance(xauth_id, str) or not xauth_id):
         raise r.error(f"{key}.xauth_id", f"{r.show(xauth_id)} is not an XAuth user name")
-    return AuthSide(key, method, schemes, ident, files, eap_id, xauth_id)
+    return AuthSide(key, method, schemes, ident, files, eap_id=eap_id, eap_retries=retries,
+                    xauth_id=xauth_id)  # fmt: skip
 
 
 def _local_identity(r: ConfigReader, key: str, text: str) -> tuple[IdType, bytes]:

@@ -192,6 +192,8 @@ class EapAuth:
     eap_id: str | None
     #: Compared (a changed password is a changed configuration on SIGHUP), never shown.
     passwords: Mapping[str, str] = field(repr=False, hash=False, default_factory=dict)
+    #: A gateway's: how many wrong EAP-MSCHAPv2 passwords it answers with a retry (R=1).
+    retries: int = 0
 
 
 @dataclass(frozen=True)

@@ -83,13 +83,15 @@ class EapServerConversation:
             if machine.failed is not None or machine.identity is None:
                 return self._end_failed(machine.failed or "EAP-Identity gave no name")
             self._expected = self.identity = machine.identity
-            return self._begin(self._first_method(), machine.identity, machine.identifier + 1)
+            return self._begin(self._first_method(), machine.identity,
+                               (machine.identifier + 1) & 0xFF)  # fmt: skip
         if machine.identity is not None:
             self.identity = machine.identity
         if machine.failed is not None:
             if self._auth.method == "eap" and self.method == "eap-mschapv2" and _wants_md5(data):
                 assert self._expected is not None
-                return self._begin(EapType.MD5_CHALLENGE, self._expected, self._request_id + 1)
+                return self._begin(EapType.MD5_CHALLENGE, self._expected,
+                                   (self._request_id + 1) & 0xFF)  # fmt: skip
             return self._end_failed(machine.failed)
         if self.identity is not None and self.identity != self._expected:
             return self._end_failed(
@@ -112,7 +114,8 @@ class EapServerConversation:
         lookup = self._auth.passwords.get
         machine: MschapV2Server | Md5Server
         if method is EapType.MSCHAPV2:
-            machine = MschapV2Server(lookup, self._random, identifier=identifier)
+            machine = MschapV2Server(lookup, self._random, identifier=identifier,
+                                     retries=self._auth.retries)  # fmt: skip
         else:
             self.identity = identity
             machine = Md5Server(identity, lookup, self._random, identifier=identifier)
@@ -173,6 +176,13 @@ class EapPeerConversation:
     @property
     def msk(self) -> bytes | None:
         return self._machine.msk
+
+    @property
+    def awaiting_failure(self) -> bool:
+        """The server refused and this end acknowledged it, as RFC 2759 §6 has a peer
+        answer an EAP-MSCHAPv2 Failure Request (R=1 too: it has no other password to
+        retry with); the server's EAP Failure ends the conversation."""
+        return self.failed is not None and not self.done
 
     def receive(self, data: bytes) -> bytes | None:
         if not self._chosen:

@@ -105,6 +105,7 @@ from larval.ikev2.exchanges import (
 from larval.ikev2.exchanges.config_payload import AddressPool, release_leases
 from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
+from larval.ikev2.exchanges.informational import UnauthenticatedInformationalResponder
 from larval.ikev2.exchanges.sa import Address, log
 from larval.ikev2.exchanges.tasks import AnswerTask
 from larval.ikev2.framing import FRAGMENT_SIZE, Ikev2Framing
@@ -170,6 +171,8 @@ TRANSITIONS: dict[Input, Entry] = {
     (State.AUTH_SENT, _X.IKE_AUTH, _RESP): Transition(REQUESTER, State.ESTABLISHED),
     (State.ESTABLISHED, _X.CREATE_CHILD_SA, _REQ): Transition(CreateChildSaResponder),
     (State.ESTABLISHED, _X.CREATE_CHILD_SA, _RESP): Transition(REQUESTER),
+    # RFC 7296 §2.21.2: an initiator that gave up its authentication says so on its own.
+    (State.INIT_DONE, _X.INFORMATIONAL, _REQ): Transition(UnauthenticatedInformationalResponder),
     (State.ESTABLISHED, _X.INFORMATIONAL, _REQ): Transition(InformationalResponder),
     (State.ESTABLISHED, _X.INFORMATIONAL, _RESP): Transition(REQUESTER),
     (State.DELETING, _X.INFORMATIONAL, _REQ): Transition(InformationalResponder),

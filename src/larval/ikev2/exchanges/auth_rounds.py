@@ -162,6 +162,9 @@ class RoundsIkeAuth(IkeAuth):
             self._refused(message, now)
             return
         answer = self._eap.receive(eap.data)
+        if answer is not None and self._eap.awaiting_failure:
+            self._phase, self._response = "eap", answer  # the refusal acknowledged
+            return
         if self._eap.failed is not None or (self._eap.done and answer is not None):
             self._refused(message, now)
         elif self._eap.done:

@@ -143,6 +143,9 @@ class EapIkeAuth(IkeAuth):
             self._refused(message, now)
             return
         answer = self._eap.receive(eap.data)
+        if answer is not None and self._eap.awaiting_failure:
+            self._response = answer  # the acknowledgement of the server's refusal
+            return
         if self._eap.failed is not None or (self._eap.done and answer is not None):
             self._refused(message, now)
             return
