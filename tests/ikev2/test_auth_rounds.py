@@ -335,3 +335,35 @@ def test_an_informational_before_the_ike_sa_is_up_is_refused_otherwise() -> None
                        is_initiator=True, is_response=False, message_id=4)  # fmt: skip
     with pytest.raises(IkeExchangeError, match="without N\\(AUTHENTICATION_FAILED\\)"):
         task.process(empty, 0.0)
+
+
+# -- EAP-only authentication (RFC 5998) ---------------------------------------------------
+
+
+def test_a_client_refuses_a_gateway_that_authenticates_by_eap_only(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway that leaves out its AUTH (EAP-only, RFC 5998) with EAP-MSCHAPv2, which does
+    not authenticate the gateway (§4): the client refuses before it answers the method."""
+    from larval.ikev2.exchanges.eap_auth import EapIkeAuthResponder
+    from tests.ikev2.test_session_eap import client_cfg as eap_client
+    from tests.ikev2.test_session_eap import gateway_cfg as eap_gateway
+
+    first_round = EapIkeAuthResponder._first_round
+
+    def without_auth(self: EapIkeAuthResponder, message: Any) -> tuple[Payload, ...]:
+        return tuple(p for p in first_round(self, message) if not isinstance(p, AuthPayload))
+
+    monkeypatch.setattr(EapIkeAuthResponder, "_first_round", without_auth)
+    pair = rounds_pair(eap_client(), eap_gateway())
+    with caplog.at_level(logging.INFO, logger="larval"):
+        events_i, events_r = run(pair)
+    assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
+    _nothing_up(events_i + events_r)
+    (down_i,) = [e.reason for e in events_i if isinstance(e, IkeSaDown)]
+    assert down_i == ("authentication of the responder failed: it sends no AUTH (EAP-only "
+                      "authentication, RFC 5998), and eap-mschapv2 is not a mutual "
+                      "method")  # fmt: skip
+    # No EAP Response left the client: the INFORMATIONAL { N(AUTHENTICATION_FAILED) } did.
+    assert len(_sent(caplog, "sending IKE_AUTH request")) == 1
+    assert _sent(caplog, "sending INFORMATIONAL request") == [" N(AUTHENTICATION_FAILED) ]"]

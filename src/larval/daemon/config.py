@@ -420,8 +420,12 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
     if conn.version != 2:
         raise r.error(f"{base}.version", "EAP authenticates in IKEv2 only: set version = 2")
     if eap_local and eap_remote:
+        # RFC 5998 §4: EAP-only authentication needs a method that authenticates the
+        # gateway too and derives an MSK; EAP-MSCHAPv2 and EAP-MD5 do not (strongSwan alike).
         raise r.error(f"{base}.remote.auth", "both ends by EAP: the gateway's side proves "
-                      'itself with auth = "pubkey" (or "psk")')  # fmt: skip
+                      'itself with auth = "pubkey" (or "psk"); EAP-only authentication '
+                      "(RFC 5998) needs a mutual method, which EAP-MSCHAPv2 and EAP-MD5 "
+                      "are not")  # fmt: skip
     ike = conn.ike
     if eap_local:
         eap_id = local.eap_id or local.id or str(ike.local_addr)

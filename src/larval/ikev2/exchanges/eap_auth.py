@@ -128,6 +128,9 @@ class EapIkeAuth(IkeAuth):
         if self._phase == "first":
             # <--  HDR, SK {IDr, [CERT+,] AUTH, EAP}: the gateway proves itself first.
             idr, auth = message.first(IdPayload), message.first(AuthPayload)
+            if idr is not None and auth is None and eap is not None:
+                self._give_up(_eap_only_refused(sa, self._eap.method), now)
+                return
             if idr is None or auth is None:
                 self._refused(message, now)
                 return
@@ -318,6 +321,17 @@ class EapIkeAuthResponder(AnswerTask):
         identity = self._eap.identity
         named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
         return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
+
+
+def _eap_only_refused(sa: Ikev2Sa, method: str) -> str:
+    """A gateway that answers IDr and EAP without its AUTH authenticates by EAP only (RFC
+    5998). A client takes that only with a mutual, key-generating method (§4), and larval
+    runs none: it refuses before it answers the method, so that an impostor learns no
+    MSCHAPv2 response to guess the password from."""
+    reason = (f"authentication of the responder failed: it sends no AUTH (EAP-only "
+              f"authentication, RFC 5998), and {method} is not a mutual method")  # fmt: skip
+    log.warning("%s: %s", sa._name(), reason)
+    return reason
 
 
 def _refuse(reason: str) -> NoReturn:
