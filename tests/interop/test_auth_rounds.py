@@ -281,3 +281,48 @@ def test_charon_offered_a_retry_of_its_wrong_password_leaves_nothing(
         assert WRONG not in log and PASSWORD not in log
         # charon's INFORMATIONAL { N(AUTHENTICATION_FAILED) } closed larval's at once.
         assert "authentication of the initiator failed: it gave up in IKE_AUTH" in log, log
+
+
+def test_larval_acknowledges_a_charon_gateways_retry_and_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """charon's server answers a wrong MSCHAPv2 password with a Failure of R=1 (it allows
+    two retries); larval has no other password: it acknowledges the Failure, charon
+    ends with EAP Failure, and neither end keeps an SA."""
+    from tests.interop.test_eap import _charon_gateway_swanctl as eap_gateway_swanctl
+
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+            swanctl=eap_gateway_swanctl(),
+            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="trap",
+            local='{ auth = "eap-mschapv2", eap_id = "carol" }',
+            remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", None)),
+        )  # fmt: skip
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{WRONG}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        topo.b.ping(count=1)  # sets off the exchange through the trap policy
+        deadline = time.monotonic() + 20
+        while True:
+            log = larval.log.read_text()
+            charon_log = (charon.dir / "charon.log").read_text(errors="replace")
+            refused = "EAP-MSCHAPv2: the server refused user 'carol': E=691" in log
+            if refused and "[ EAP/FAIL ]" in charon_log and not larval.status()["ike_sas"]:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{log[-4000:]}\n{charon_log[-4000:]}")
+            time.sleep(0.3)
+        assert "EAP-MS-CHAPv2 verification failed, retry (1)" in charon_log, charon_log[-4000:]
+        assert "R=1" in log
+        assert not re.search(r"^\S+: #", charon.list_sas(), re.M)
+        assert WRONG not in log
