@@ -6,6 +6,8 @@ second installs nothing."""
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,26 +44,33 @@ SIDES: dict[str, dict[str, Any]] = {
 
 
 class RoundsHost(Host):
-    """A key manager and its stack for `me`, from a configuration file's words."""
+    """A key manager and its stack for `me`, from a configuration file's words; `extra`
+    adds to its connection, `top` to the file, `vips` are asked for in IKE_AUTH."""
 
-    def __init__(self, me: str, peer: str, creds: Path, password: str = PASSWORD) -> None:
+    def __init__(self, me: str, peer: str, creds: Path, password: str = PASSWORD, *,
+                 extra: dict[str, Any] | None = None, top: dict[str, Any] | None = None,
+                 vips: tuple[str, ...] = ()) -> None:  # fmt: skip
+        connection = {
+            "local_addrs": [OUTER[me]],
+            "remote_addrs": [OUTER[peer]],
+            "proposals": ["aes128gcm16-prfsha256-x25519"],
+            **SIDES[me],
+            "children": {"net": {"esp_proposals": ["aes128gcm16"]}},
+            **(extra or {}),
+        }
         data = {
             "daemon": {"credentials": str(creds)},
-            "connections": {
-                "home": {
-                    "local_addrs": [OUTER[me]],
-                    "remote_addrs": [OUTER[peer]],
-                    "proposals": ["aes128gcm16-prfsha256-x25519"],
-                    **SIDES[me],
-                    "children": {"net": {"esp_proposals": ["aes128gcm16"]}},
-                }
-            },
+            "connections": {"home": connection},
             "secrets": {"eap-carol": {"id": "carol", "secret": password}},
+            **(top or {}),
         }
         config = parse_config(data, f"{me}.toml")
         config = resolve(config, load_credentials(creds), f"{me}.toml")
-        self.addr = config.connections[0].ike.local_addr
-        self.node = Node(config.connections)
+        asked = tuple(ipaddress.ip_address(v) for v in vips)
+        conns = [dataclasses.replace(c, ike=dataclasses.replace(c.ike, vips=asked))
+                 for c in config.connections]  # fmt: skip
+        self.addr = conns[0].ike.local_addr
+        self.node = Node(conns, pools=config.pools)
         self.stack = self.node.stack
         for policy in config.policies:
             self.stack.spd.add(policy)
@@ -115,3 +124,30 @@ def test_a_wrong_password_in_the_second_round_installs_nothing(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [w for w in warnings if "wrong password for user 'carol'" in w]
     assert PASSWORD not in caplog.text and "not-Her-Password" not in caplog.text
+
+
+def test_the_lease_is_the_eap_identitys_of_the_last_round(tmp_path: Path) -> None:
+    """carol proves carol@example.org by certificate, then "carol" by EAP; the address
+    reserved for "carol" is hers, and her CHILD_SA's TSi is narrowed to it."""
+    gateway_credentials(tmp_path, carol=True)
+    net = {"esp_proposals": ["aes128gcm16"]}
+    pools = {"rw": {"addrs": "10.3.0.0/24", "reserved": {"carol": "10.3.0.9"}}}
+    gw = RoundsHost("gw", "carol", tmp_path, top={"pools": pools}, extra={
+        "pools": ["rw"],
+        "children": {"net": {**net, "local_ts": ["203.0.113.0/24"],
+                             "remote_ts": ["10.3.0.0/16"]}}})  # fmt: skip
+    carol = RoundsHost("carol", "gw", tmp_path, vips=("0.0.0.0",), extra={
+        "children": {"net": {**net, "local_ts": ["0.0.0.0/0"],
+                             "remote_ts": ["203.0.113.0/24"]}}})  # fmt: skip
+    for host in (gw, carol):
+        host.keymgr.start(0.0)
+    carol.keymgr.initiate("home", "net", 0.0)
+    carry(carol, gw, 0.0)
+    (gw_sa,) = gw.keymgr.status()["ike_sas"]
+    (carol_sa,) = carol.keymgr.status()["ike_sas"]
+    assert gw_sa["state"] == carol_sa["state"] == "established"
+    assert carol_sa["virtual_ips"] == gw_sa["virtual_ips"] == ["10.3.0.9"]
+    (pool,) = (p.to_dict() for p in gw.keymgr.pools.status())
+    assert [lease["identity"] for lease in pool["online"]] == ["carol"]
+    (child,) = gw.keymgr.status()["child_sas"]
+    assert child["remote_ts"] == ["10.3.0.9/32"]
