@@ -367,3 +367,28 @@ def test_a_client_refuses_a_gateway_that_authenticates_by_eap_only(
     # No EAP Response left the client: the INFORMATIONAL { N(AUTHENTICATION_FAILED) } did.
     assert len(_sent(caplog, "sending IKE_AUTH request")) == 1
     assert _sent(caplog, "sending INFORMATIONAL request") == [" N(AUTHENTICATION_FAILED) ]"]
+
+
+def test_rounds_of_the_responder_are_refused_with_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """larval proves itself in one round as a responder and checks one as an initiator:
+    a connection asking otherwise fails with the reason, nothing installed."""
+    # The same connection, the other way round: the gateway (initiator here) would have
+    # the client prove two rounds; the client (responder) would prove two.
+    gateway_first = rounds_pair(gateway_cfg(), client_cfg())
+    with caplog.at_level(logging.INFO, logger="larval"):
+        events_i, _ = run(gateway_first)
+    assert gateway_first.i.state is State.CLOSED
+    (down,) = [e.reason for e in events_i if isinstance(e, IkeSaDown)]
+    assert down == ("the connection asks the responder for 2 rounds; larval as the initiator "
+                    "checks one")  # fmt: skip
+    # A client of one round against a responder that would prove itself twice.
+    one = dataclasses.replace(client_cfg(rounds=1), remote_id=None)
+    twice = dataclasses.replace(gateway_cfg(rounds=1), local_rounds=client_cfg().local_rounds)
+    pair = rounds_pair(one, twice)
+    _, events_r = run(pair)
+    assert pair.r.state is State.CLOSED
+    (down,) = [e.reason for e in events_r if isinstance(e, IkeSaDown)]
+    assert down == ("this end would prove itself in 2 rounds; larval as the responder proves "
+                    "itself in one")  # fmt: skip

@@ -77,6 +77,9 @@ def rounds_refused(sa: Ikev2Sa) -> str | None:
     if rounds > 1 and not sa._peer_offer.multiple_auth:
         return (f"this end authenticates in {rounds} rounds and the responder does not "
                 "announce MULTIPLE_AUTH_SUPPORTED (RFC 4739)")  # fmt: skip
+    if len(sa.config.remote_rounds) > 1:
+        return (f"the connection asks the responder for {len(sa.config.remote_rounds)} "
+                "rounds; larval as the initiator checks one")  # fmt: skip
     return None
 
 
@@ -250,6 +253,11 @@ class RoundsIkeAuthResponder(AnswerTask):
         sa = self._sa
         assert sa._prf is not None
         idi, auth = message.first(IdPayload), message.first(AuthPayload)
+        if len(sa.config.local_rounds) > 1:
+            reason = (f"this end would prove itself in {len(sa.config.local_rounds)} rounds; "
+                      "larval as the responder proves itself in one")  # fmt: skip
+            log.warning("%s: %s", sa._name(), reason)
+            _refuse(reason)
         if idi is None:
             _refuse("IKE_AUTH without IDi")
         if auth is None:

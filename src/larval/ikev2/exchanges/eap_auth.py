@@ -77,7 +77,7 @@ class _IkeAuthResponders:
     exchange = ExchangeType.IKE_AUTH
 
     def __call__(self, sa: Ikev2Sa) -> AnswerTask:
-        if len(sa.config.remote_rounds) > 1:
+        if len(sa.config.remote_rounds) > 1 or len(sa.config.local_rounds) > 1:
             return RoundsIkeAuthResponder(sa)
         if isinstance(sa._verifier, EapVerifier):
             return EapIkeAuthResponder(sa)
