@@ -78,14 +78,22 @@ secrets {{
 """
 
 
-def _start(topo: Topology, tmp: Path, secret: str,
-           monkeypatch: pytest.MonkeyPatch) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
+def _start(topo: Topology, tmp: Path, secret: str, monkeypatch: pytest.MonkeyPatch,
+           reserved: str | None = None) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
+    """charon of two rounds and the larval gateway; with `reserved`, charon asks for an
+    address (vips = 0.0.0.0) and the gateway's pool keeps `reserved` for carol."""
     certs = make_set(Spec("ecdsa", 256), tmp / "pki")
     monkeypatch.setattr(charon_module, "PLUGINS",
                         charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    swanctl = _charon_swanctl(secret)
+    if reserved is not None:
+        swanctl = swanctl.replace(
+            "        mobike = no\n", "        mobike = no\n        vips = 0.0.0.0\n"
+        )
+        swanctl = swanctl.replace("                local_ts = 198.51.100.0/24\n", "")
     charon = topo.charon(
         topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=_charon_swanctl(secret),
+        swanctl=swanctl,
         credentials=certs.credentials(tmp / "moon-credentials", "moon"),
     )  # fmt: skip
     config = larval_config(
@@ -96,6 +104,10 @@ def _start(topo: Topology, tmp: Path, secret: str,
         credentials=str(certs.credentials(tmp / "sun-credentials", "sun")),
     )  # fmt: skip
     config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+    if reserved is not None:
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace('remote_ts = ["198.51.100.0/24"]', 'remote_ts = ["10.3.0.0/24"]')
+        config += f'\n[pools.rw]\naddrs = "10.3.0.0/24"\nreserved = {{ carol = "{reserved}" }}\n'
     larval = LarvalDaemon(topo.b, config)
     topo.daemons.append(larval)
     larval.start()
@@ -326,3 +338,24 @@ def test_larval_acknowledges_a_charon_gateways_retry_and_gives_up(
         assert "R=1" in log
         assert not re.search(r"^\S+: #", charon.list_sas(), re.M)
         assert WRONG not in log
+
+
+def test_charon_of_two_rounds_gets_the_address_reserved_for_its_eap_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``vips = 0.0.0.0``: the gateway leases by the identity of the last round, the
+    EAP identity carol, not the certificate's moon.example.org."""
+    vip = "10.3.0.9"
+    with Topology(tmp_path) as topo:
+        charon, larval = _start(topo, tmp_path, PASSWORD, monkeypatch, reserved=vip)
+        # As in test_remote_access: charon does not install the address itself
+        # (install_virtual_ip = no), and its route to the gateway's network needs it.
+        topo.a.ns.run(["ip", "address", "add", f"{vip}/32", "dev", "lo"])
+        charon.initiate()
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert f"installing new virtual IP {vip}" in log, log[-4000:]
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["virtual_ips"] == [vip]  # type: ignore[index]
+        (child,) = status["child_sas"]  # type: ignore[misc]
+        assert child["remote_ts"] == [f"{vip}/32"]  # type: ignore[index]
