@@ -22,7 +22,13 @@ An EAP failure on the gateway (a wrong password, an unknown user, an identity ot
 than the one configured, a malformed EAP message) is answered with EAP Failure and
 N(AUTHENTICATION_FAILED) in one message, with one WARNING line naming the EAP identity
 and the reason, never a password; the IKE SA closes and nothing is installed. A client
-that stops mid-EAP leaves the gateway's IKE SA half-open until its timeout.
+that stops mid-EAP leaves the gateway's IKE SA half-open until its timeout; one that
+says it gives up (INFORMATIONAL { N(AUTHENTICATION_FAILED) }) closes it at once.
+
+The client acknowledges a refusal inside the method (an EAP-MSCHAPv2 Failure Request,
+R=1 too: it has no other password to retry with) and closes on the gateway's EAP
+Failure. It refuses a gateway that leaves out its first AUTH (EAP-only authentication,
+RFC 5998): no method larval runs authenticates the gateway (§4).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ A peer that asks for a virtual address (CP(CFG_REQUEST)) is answered in the same
 response once it has proved itself (`config_payload`), and its CHILD_SA's TSi narrowed to
 the address; an initiator whose connection has `vips` asks for them.
 
+A responder of one round refuses an initiator that announces another
+(N(ANOTHER_AUTH_FOLLOWS), RFC 4739): rounds are `auth_rounds`'.
+
 A peer that does not prove itself fails the IKE SA with one WARNING line naming the
 reason (and the subject of the certificate it sent): the responder answers
 AUTHENTICATION_FAILED and closes; the initiator closes and tells the responder with an
