@@ -205,30 +205,37 @@ secrets {{
 """
 
 
+def _larval_client(topo: Topology, tmp: Path, secret: str,
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
+    """A charon gateway of two rounds and larval as its client of two, by trap policy."""
+    certs = make_set(Spec("ecdsa", 256), tmp / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_gateway_swanctl(),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    config = larval_config(
+        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+        start_action="trap",
+        local=f'[{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}, '
+              '{ auth = "eap-mschapv2", eap_id = "carol" }]',
+        remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+        credentials=str(certs.credentials(tmp / "sun-credentials", "sun")),
+    )  # fmt: skip
+    config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{secret}"\n'
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    return charon, larval
+
+
 def test_larval_proves_its_certificate_then_eap_mschapv2_to_a_charon_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-            swanctl=_charon_gateway_swanctl(),
-            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
-        )  # fmt: skip
-        config = larval_config(
-            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
-            start_action="trap",
-            local=f'[{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}, '
-                  '{ auth = "eap-mschapv2", eap_id = "carol" }]',
-            remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
-            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
-        )  # fmt: skip
-        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
-        larval = LarvalDaemon(topo.b, config)
-        topo.daemons.append(larval)
-        larval.start()
+        charon, larval = _larval_client(topo, tmp_path, PASSWORD, monkeypatch)
         # The first packet sets off the exchange through larval's trap policy.
         result = topo.b.ping(count=5)
         log = (charon.dir / "charon.log").read_text(errors="replace")
@@ -359,3 +366,27 @@ def test_charon_of_two_rounds_gets_the_address_reserved_for_its_eap_identity(
         assert ike["virtual_ips"] == [vip]  # type: ignore[index]
         (child,) = status["child_sas"]  # type: ignore[misc]
         assert child["remote_ts"] == [f"{vip}/32"]  # type: ignore[index]
+
+
+def test_larval_with_a_wrong_password_in_its_second_round_against_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """charon offers a retry (R=1); larval acknowledges it, charon ends with EAP Failure,
+    and neither end keeps an SA."""
+    with Topology(tmp_path) as topo:
+        charon, larval = _larval_client(topo, tmp_path, WRONG, monkeypatch)
+        topo.b.ping(count=1)  # sets off the exchange through the trap policy
+        deadline = time.monotonic() + 20
+        while True:
+            log = larval.log.read_text()
+            charon_log = (charon.dir / "charon.log").read_text(errors="replace")
+            refused = "EAP-MSCHAPv2: the server refused user 'carol': E=691" in log
+            if refused and "[ EAP/FAIL ]" in charon_log and not larval.status()["ike_sas"]:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{log[-4000:]}\n{charon_log[-4000:]}")
+            time.sleep(0.3)
+        assert re.search(rf"authentication of '{SUN}' with \S+ successful", charon_log)
+        assert "EAP-MS-CHAPv2 verification failed, retry (1)" in charon_log, charon_log[-4000:]
+        assert not re.search(r"^\S+: #", charon.list_sas(), re.M)
+        assert WRONG not in log
