@@ -340,8 +340,9 @@ def test_an_informational_before_the_ike_sa_is_up_is_refused_otherwise() -> None
 # -- EAP-only authentication (RFC 5998) ---------------------------------------------------
 
 
+@pytest.mark.parametrize("offered", [False, True])
 def test_a_client_refuses_a_gateway_that_authenticates_by_eap_only(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    offered: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gateway that leaves out its AUTH (EAP-only, RFC 5998) with EAP-MSCHAPv2, which does
     not authenticate the gateway (§4): the client refuses before it answers the method."""
@@ -355,7 +356,11 @@ def test_a_client_refuses_a_gateway_that_authenticates_by_eap_only(
         return tuple(p for p in first_round(self, message) if not isinstance(p, AuthPayload))
 
     monkeypatch.setattr(EapIkeAuthResponder, "_first_round", without_auth)
-    pair = rounds_pair(eap_client(), eap_gateway())
+    client = eap_client()
+    if offered:  # it would take EAP-only, but not with a method that is not mutual
+        client = dataclasses.replace(client, remote_auth=None,
+                                     remote_eap=EapAuth("eap-mschapv2", None, {}))  # fmt: skip
+    pair = rounds_pair(client, eap_gateway())
     with caplog.at_level(logging.INFO, logger="larval"):
         events_i, events_r = run(pair)
     assert pair.i.state is State.CLOSED and pair.r.state is State.CLOSED
@@ -392,3 +397,60 @@ def test_rounds_of_the_responder_are_refused_with_the_reason(
     (down,) = [e.reason for e in events_r if isinstance(e, IkeSaDown)]
     assert down == ("this end would prove itself in 2 rounds; larval as the responder proves "
                     "itself in one")  # fmt: skip
+
+
+def _eap_only_pair() -> Pair:
+    """A client that lets the gateway prove itself by EAP (``remote`` of EAP) and a gateway
+    that does (``local`` of EAP), EAP-MSCHAPv2 both."""
+    from tests.ikev2.test_session_eap import client_cfg as eap_client
+    from tests.ikev2.test_session_eap import gateway_cfg as eap_gateway
+
+    by_eap = EapAuth("eap-mschapv2", None, {})
+    client = dataclasses.replace(eap_client(), remote_auth=None, remote_eap=by_eap)
+    gateway = dataclasses.replace(eap_gateway(), local_auth=None, local_eap=by_eap)
+    return rounds_pair(client, gateway)
+
+
+def test_eap_only_with_a_mutual_method_proves_the_gateway_by_the_msk_alone(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 5998 with a method counted as mutual: EAP-MSCHAPv2 stands in for EAP-TLS, the
+    one larval counts (it is not one: see the refusals below)."""
+    from larval.eap import EapType
+
+    monkeypatch.setattr("larval.ikev2.eap_conversation.MUTUAL_METHODS",
+                        frozenset({EapType.MSCHAPV2}))  # fmt: skip
+    pair = _eap_only_pair()
+    # IKE_AUTH { SK{IDi, SA, TSi, TSr, N(EAP_ONLY_AUTHENTICATION)} } -->  <-- { SK{IDr, EAP} }
+    # ... EAP ...  { SK{AUTH(MSK)} } -->  <-- { SK{AUTH(MSK), SA, TSi, TSr} }
+    with caplog.at_level(logging.INFO, logger="larval"):
+        _, events_r = run(pair)
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    assert [type(e) for e in events_r if isinstance(e, ChildSaUp)] == [ChildSaUp]
+    assert pair.i.auth_remote == AuthInfo("eap-mschapv2") == pair.r.auth_local
+    assert pair.r.auth_remote == AuthInfo("eap-mschapv2", identity="carol")
+    sent_i = _sent(caplog, "sending IKE_AUTH request")
+    sent_r = _sent(caplog, "sending IKE_AUTH response")
+    assert sent_i[0] == " IDi SA TSi TSr N(EAP_ONLY_AUTHENTICATION) ]"
+    assert sent_r[0] == " IDr EAP ]" and sent_r[-1] == " AUTH SA TSi TSr ]"
+
+
+def test_eap_only_with_mschapv2_is_refused_by_the_gateway(caplog: pytest.LogCaptureFixture) -> None:
+    warning, down_r = _refused(_eap_only_pair(), caplog)
+    assert down_r == ("this end would authenticate by EAP only (RFC 5998) with eap-mschapv2, "
+                      "which is not a mutual method")  # fmt: skip
+    assert down_r in warning
+
+
+def test_an_eap_only_gateway_refuses_a_client_that_does_not_announce_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from larval.eap import EapType
+
+    monkeypatch.setattr("larval.ikev2.eap_conversation.MUTUAL_METHODS",
+                        frozenset({EapType.MSCHAPV2}))  # fmt: skip
+    pair = _eap_only_pair()
+    client = dataclasses.replace(pair.i.config, remote_eap=None)
+    _, down_r = _refused(rounds_pair(client, pair.r.config), caplog)
+    assert down_r == ("this end authenticates by EAP only (RFC 5998), and the initiator does "
+                      "not announce EAP_ONLY_AUTHENTICATION")  # fmt: skip

@@ -37,10 +37,14 @@ from larval.eap import (
 )
 from larval.ike.auth_config import EapAuth
 
-__all__ = ["ANY", "EapPeerConversation", "EapServerConversation"]
+__all__ = ["ANY", "MUTUAL_METHODS", "EapPeerConversation", "EapServerConversation"]
 
 #: ``eap_id = "%any"``: ask the peer its name (EAP-Identity).
 ANY = "%any"
+#: The methods that authenticate the server too and derive an MSK, the only ones EAP-only
+#: authentication may run (RFC 5998 §4): EAP-TLS; not EAP-MSCHAPv2 nor EAP-MD5 (as
+#: strongSwan's is_mutual has it).
+MUTUAL_METHODS = frozenset({EapType.TLS})
 _NAMES = {EapType.MSCHAPV2: "eap-mschapv2", EapType.MD5_CHALLENGE: "eap-md5"}
 
 
@@ -105,6 +109,11 @@ class EapServerConversation:
             self.msk = machine.msk
             return answer
         return self._sent(answer, machine.identifier)
+
+    @property
+    def mutual(self) -> bool:
+        """Does the method it runs authenticate this end too (`MUTUAL_METHODS`)?"""
+        return self._first_method() in MUTUAL_METHODS
 
     def _first_method(self) -> EapType:
         return EapType.MD5_CHALLENGE if self._auth.method == "eap-md5" else EapType.MSCHAPV2
@@ -176,6 +185,11 @@ class EapPeerConversation:
     @property
     def msk(self) -> bytes | None:
         return self._machine.msk
+
+    @property
+    def mutual(self) -> bool:
+        """Does the method it runs authenticate the server too (`MUTUAL_METHODS`)?"""
+        return self._machine.method in MUTUAL_METHODS
 
     @property
     def awaiting_failure(self) -> bool:
