@@ -44,6 +44,8 @@ TAKEN = {
     (State.IDLE, ExchangeType.IKE_SA_INIT, Direction.REQUEST),
     (State.INIT_SENT, ExchangeType.IKE_SA_INIT, Direction.RESPONSE),
     (State.INIT_DONE, ExchangeType.IKE_AUTH, Direction.REQUEST),
+    # RFC 7296 §2.21.2: an initiator's own N(AUTHENTICATION_FAILED) during IKE_AUTH.
+    (State.INIT_DONE, ExchangeType.INFORMATIONAL, Direction.REQUEST),
     (State.AUTH_SENT, ExchangeType.IKE_AUTH, Direction.RESPONSE),
     (State.ESTABLISHED, ExchangeType.INFORMATIONAL, Direction.REQUEST),
     (State.ESTABLISHED, ExchangeType.INFORMATIONAL, Direction.RESPONSE),

@@ -137,10 +137,11 @@ def print_status(answer: dict[str, Any]) -> None:
         print(f"    {counts_in}, {counts_out}{rekey}")
 
 
-def describe_auth(auth: dict[str, str]) -> str:
+def describe_auth(auth: dict[str, Any]) -> str:
     """``pubkey ecdsa-sha256, CN=carol, issued by CN=Example CA``, ``eap-mschapv2 carol``,
     or ``psk``."""
     text = " ".join(v for v in (auth["method"], auth["scheme"], auth.get("identity", "")) if v)
     if auth["subject"] or auth["issuer"]:
         text += f", {auth['subject'] or 'empty subject'}, issued by {auth['issuer']}"
-    return text
+    # RFC 4739: ``pubkey ..., then eap-mschapv2 carol``.
+    return "; then ".join([text, *(describe_auth(r) for r in auth.get("rounds", ()))])

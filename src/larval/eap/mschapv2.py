@@ -24,10 +24,14 @@ MS-Length is the EAP Length less 5 (the bytes from the OpCode on). The conversat
     EAP Success                                   ->            both hold the MSK
 
 or, when the password is wrong or the user unknown, ``Request Failure "E=691 R=0
-C=<32 hex> V=3 M=<text>"``, ``Response Failure`` (OpCode only), EAP Failure. larval's
-server allows no retry (R=0): a retry with the same password fails again, and each one
-would hand a guesser another try. strongSwan's peer sends no Failure Response; the
-layer that carries EAP ends the exchange then.
+C=<32 hex> V=3 M=<text>"``, ``Response Failure`` (OpCode only), EAP Failure. By default
+larval's server allows no retry (R=0): each one would hand a guesser another try. A
+server made with ``retries`` (strongSwan's allows 2) answers that many failures with
+``Request Failure "E=691 R=1 C=<new challenge> ..."`` (RFC 2759 §6) and takes a new
+Response, under the next MS-CHAPv2-ID, to that challenge; a peer that answers the retry
+with its Failure Response has given up. strongSwan's peer sends no Failure Response;
+the layer that carries EAP ends the exchange then. larval's peer never retries: it has
+one password, and the same one would fail again.
 
 The server looks the password up by the Name of the peer's Response, the whole name
 (``DOMAIN\\user`` included), and hashes only the user part (RFC 2759 §8.2). The name it
@@ -299,6 +303,7 @@ class _MschapV2Machine(EapMethodMachine[enum.Enum]):
 class ServerState(enum.Enum):
     START = "start"
     CHALLENGE_SENT = "challenge sent"
+    RETRY_SENT = "retry offered"
     SUCCESS_SENT = "success sent"
     FAILURE_SENT = "failure sent"
 
@@ -310,7 +315,8 @@ class MschapV2Server(_MschapV2Machine):
     ``lookup`` maps the name the peer presents to its password (None: no such user);
     ``identifier`` is the first Request's Identifier (drawn from ``random`` if not
     given: a carrying layer that ran EAP-Identity first passes the next one); ``name``
-    is the server's Name in the Challenge.
+    is the server's Name in the Challenge; ``retries`` how many failed Responses are
+    answered with a retry (R=1) before the last is refused.
     """
 
     is_server = True
@@ -318,6 +324,8 @@ class MschapV2Server(_MschapV2Machine):
         (ServerState.CHALLENGE_SENT, "MSCHAPv2 Response Response"): "_on_response",
         (ServerState.CHALLENGE_SENT, "NAK Response"): "_peer_declined",
         (ServerState.CHALLENGE_SENT, "MSCHAPv2 Failure Response"): "_on_peer_abort",
+        (ServerState.RETRY_SENT, "MSCHAPv2 Response Response"): "_on_response",
+        (ServerState.RETRY_SENT, "MSCHAPv2 Failure Response"): "_on_retry_declined",
         (ServerState.SUCCESS_SENT, "MSCHAPv2 Success Response"): "_on_success_ack",
         (ServerState.SUCCESS_SENT, "MSCHAPv2 Failure Response"): "_on_peer_abort",
         (ServerState.FAILURE_SENT, "MSCHAPv2 Failure Response"): "_on_failure_ack",
@@ -330,6 +338,7 @@ class MschapV2Server(_MschapV2Machine):
         *,
         identifier: int | None = None,
         name: str = "larval",
+        retries: int = 0,
     ) -> None:
         super().__init__(
             ServerState.START, random, random(1)[0] if identifier is None else identifier
@@ -339,6 +348,9 @@ class MschapV2Server(_MschapV2Machine):
         self._challenge = b""
         self._mschapv2_id = 0
         self._pending_msk = b""
+        self._retries_left = retries
+        self._tries = 0
+        self._last_failure = ""
 
     def start(self) -> bytes:
         """The first Request: the Challenge."""
@@ -366,8 +378,10 @@ class MschapV2Server(_MschapV2Machine):
         if not name:
             raise EapError("MSCHAPv2 Response: no Name")
         self.identity = name
+        self._tries += 1
         password = self._lookup(name)
         if password is None:
+            # Refused as a wrong password is, retry and all: a guesser learns no names.
             return self._refuse(f"EAP-MSCHAPv2: no secret for user {name!r}")
         password_hash = nt_password_hash(password)
         user_name = user_name_for_hash(response.name)
@@ -385,8 +399,13 @@ class MschapV2Server(_MschapV2Machine):
         return self._next_request(message.encode())
 
     def _refuse(self, reason: str) -> EapPacket:
-        """RFC 2759 §6: E=691 without a retry (R=0); the C= is a fresh challenge, as the
+        """RFC 2759 §6: E=691, with a retry (R=1) while `retries` last, else without (R=0).
+        The C= is a fresh challenge: a retry's Response answers it; without one, the
         format wants one, never used."""
+        if self._tries > 1:
+            reason += f" ({self._tries} tries)"
+        if self._retries_left > 0:
+            return self._retry(reason)
         self._fail(reason)
         text = (
             f"E=691 R=0 C={self._random(CHALLENGE_SIZE).hex().upper()} V=3 M=Authentication failed"
@@ -395,6 +414,24 @@ class MschapV2Server(_MschapV2Machine):
         packet = self._next_request(message.encode())
         self.state = ServerState.FAILURE_SENT
         return packet
+
+    def _retry(self, reason: str) -> EapPacket:
+        """Failure with R=1: the peer may answer the new challenge of C= with a new
+        Response, under the next MS-CHAPv2-ID (as strongSwan's server counts them)."""
+        self._retries_left -= 1
+        self._last_failure = reason
+        self._challenge = self._random(CHALLENGE_SIZE)
+        text = f"E=691 R=1 C={self._challenge.hex().upper()} V=3 M=Authentication failed"
+        message = MschapFailureRequest(self._mschapv2_id, text.encode())
+        self._mschapv2_id = (self._mschapv2_id + 1) & 0xFF
+        self.state = ServerState.RETRY_SENT
+        return self._next_request(message.encode())
+
+    def _on_retry_declined(self, packet: EapPacket) -> EapPacket:
+        """The peer acknowledged the retry's Failure: it does not try again."""
+        self._fail(f"{self._last_failure}; the peer did not retry")
+        self.done = True
+        return EapPacket.failure(self.identifier)
 
     def _on_success_ack(self, packet: EapPacket) -> EapPacket:
         self._end_succeeded(self._pending_msk)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
-from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth
+from larval.ike.auth_config import AuthRound, EapAuth, IdMatch, LocalAuth, RemoteAuth
 from larval.ike.identity import IdType
 
 __all__ = [
@@ -152,6 +152,10 @@ class IkeConfig:
     def can_initiate(self) -> bool:
         """The connection names one peer to open IKE SAs to (not ``%any`` or a subnet)."""
         return not self.remote_addr.is_unspecified
+    # Authentication rounds (RFC 4739), every one in order, the first included; () : one
+    # round, the one the fields above describe.
+    local_rounds: tuple[AuthRound, ...] = ()
+    remote_rounds: tuple[AuthRound, ...] = ()
 
 
 @dataclass(frozen=True)

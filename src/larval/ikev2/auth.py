@@ -113,6 +113,8 @@ class PeerOffer:
 
     hashes: tuple[int, ...] | None = None
     certreq: bool = False
+    #: N(MULTIPLE_AUTH_SUPPORTED) in the responder's IKE_SA_INIT (RFC 4739 §3).
+    multiple_auth: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,14 @@ from larval.eap import (
 )
 from larval.ike.auth_config import EapAuth
 
-__all__ = ["ANY", "EapPeerConversation", "EapServerConversation"]
+__all__ = ["ANY", "MUTUAL_METHODS", "EapPeerConversation", "EapServerConversation"]
 
 #: ``eap_id = "%any"``: ask the peer its name (EAP-Identity).
 ANY = "%any"
+#: The methods that authenticate the server too and derive an MSK, the only ones EAP-only
+#: authentication may run (RFC 5998 §4): EAP-TLS; not EAP-MSCHAPv2 nor EAP-MD5 (as
+#: strongSwan's is_mutual has it).
+MUTUAL_METHODS = frozenset({EapType.TLS})
 _NAMES = {EapType.MSCHAPV2: "eap-mschapv2", EapType.MD5_CHALLENGE: "eap-md5"}
 
 
@@ -83,13 +87,15 @@ class EapServerConversation:
             if machine.failed is not None or machine.identity is None:
                 return self._end_failed(machine.failed or "EAP-Identity gave no name")
             self._expected = self.identity = machine.identity
-            return self._begin(self._first_method(), machine.identity, machine.identifier + 1)
+            return self._begin(self._first_method(), machine.identity,
+                               (machine.identifier + 1) & 0xFF)  # fmt: skip
         if machine.identity is not None:
             self.identity = machine.identity
         if machine.failed is not None:
             if self._auth.method == "eap" and self.method == "eap-mschapv2" and _wants_md5(data):
                 assert self._expected is not None
-                return self._begin(EapType.MD5_CHALLENGE, self._expected, self._request_id + 1)
+                return self._begin(EapType.MD5_CHALLENGE, self._expected,
+                                   (self._request_id + 1) & 0xFF)  # fmt: skip
             return self._end_failed(machine.failed)
         if self.identity is not None and self.identity != self._expected:
             return self._end_failed(
@@ -104,6 +110,11 @@ class EapServerConversation:
             return answer
         return self._sent(answer, machine.identifier)
 
+    @property
+    def mutual(self) -> bool:
+        """Does the method it runs authenticate this end too (`MUTUAL_METHODS`)?"""
+        return self._first_method() in MUTUAL_METHODS
+
     def _first_method(self) -> EapType:
         return EapType.MD5_CHALLENGE if self._auth.method == "eap-md5" else EapType.MSCHAPV2
 
@@ -112,7 +123,8 @@ class EapServerConversation:
         lookup = self._auth.passwords.get
         machine: MschapV2Server | Md5Server
         if method is EapType.MSCHAPV2:
-            machine = MschapV2Server(lookup, self._random, identifier=identifier)
+            machine = MschapV2Server(lookup, self._random, identifier=identifier,
+                                     retries=self._auth.retries)  # fmt: skip
         else:
             self.identity = identity
             machine = Md5Server(identity, lookup, self._random, identifier=identifier)
@@ -173,6 +185,18 @@ class EapPeerConversation:
     @property
     def msk(self) -> bytes | None:
         return self._machine.msk
+
+    @property
+    def mutual(self) -> bool:
+        """Does the method it runs authenticate the server too (`MUTUAL_METHODS`)?"""
+        return self._machine.method in MUTUAL_METHODS
+
+    @property
+    def awaiting_failure(self) -> bool:
+        """The server refused and this end acknowledged it, as RFC 2759 §6 has a peer
+        answer an EAP-MSCHAPv2 Failure Request (R=1 too: it has no other password to
+        retry with); the server's EAP Failure ends the conversation."""
+        return self.failed is not None and not self.done
 
     def receive(self, data: bytes) -> bytes | None:
         if not self._chosen:

@@ -98,12 +98,14 @@ from larval.ikev2.exchanges import (
     Ikev2Sa,
     Informational,
     InformationalResponder,
+    RoundsIkeAuth,
     State,
     ike_auth_responder,
 )
 from larval.ikev2.exchanges.config_payload import AddressPool, release_leases
 from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
+from larval.ikev2.exchanges.informational import UnauthenticatedInformationalResponder
 from larval.ikev2.exchanges.sa import Address, log
 from larval.ikev2.exchanges.select import Candidate, Candidates
 from larval.ikev2.exchanges.tasks import AnswerTask
@@ -170,6 +172,8 @@ TRANSITIONS: dict[Input, Entry] = {
     (State.AUTH_SENT, _X.IKE_AUTH, _RESP): Transition(REQUESTER, State.ESTABLISHED),
     (State.ESTABLISHED, _X.CREATE_CHILD_SA, _REQ): Transition(CreateChildSaResponder),
     (State.ESTABLISHED, _X.CREATE_CHILD_SA, _RESP): Transition(REQUESTER),
+    # RFC 7296 §2.21.2: an initiator that gave up its authentication says so on its own.
+    (State.INIT_DONE, _X.INFORMATIONAL, _REQ): Transition(UnauthenticatedInformationalResponder),
     (State.ESTABLISHED, _X.INFORMATIONAL, _REQ): Transition(InformationalResponder),
     (State.ESTABLISHED, _X.INFORMATIONAL, _RESP): Transition(REQUESTER),
     (State.DELETING, _X.INFORMATIONAL, _REQ): Transition(InformationalResponder),
@@ -364,6 +368,8 @@ class IkeSession(OverTransport):
         self._tasks.queue(init, now)
         # Built once IKE_SA_INIT is through; a client of EAP's takes several round trips.
         auth = EapIkeAuth(self) if isinstance(self._prover, EapProver) else IkeAuth(self)
+        if len(self.config.local_rounds) > 1:
+            auth = RoundsIkeAuth(self)  # RFC 4739: a certificate, then EAP
         self._tasks.queue(auth, now)
         self._enter(State.INIT_SENT)
         self._deadline = now + self.config.half_open_timeout

@@ -947,14 +947,18 @@ class _ConnectionPools:
         self._keymgr.pools.release(identity, lease)
 
 
-def _auth_info(info: AuthInfo | None) -> dict[str, str] | None:
+def _auth_info(info: AuthInfo | None) -> dict[str, Any] | None:
     """method ("psk", "pubkey", "eap-mschapv2", "eap-md5"), scheme, the certificate's
-    subject and issuer, and the EAP identity ("identity") where there is one."""
+    subject and issuer, and the EAP identity ("identity") where there is one; the
+    further rounds of RFC 4739 ("rounds", each the same) where there are any."""
     if info is None:
         return None
     fields = dataclasses.asdict(info)
     if not info.identity:
         del fields["identity"]  # only an EAP end has one
+    del fields["rounds"]
+    if info.rounds:
+        fields["rounds"] = [_auth_info(r) for r in info.rounds]
     return fields
 
 

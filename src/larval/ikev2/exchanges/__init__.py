@@ -11,6 +11,8 @@ and `build`s the response. None does I/O or keeps a clock: each sees its IKE SA 
 * `eap_auth`: `EapIkeAuth`, `EapIkeAuthResponder`: IKE_AUTH of several round trips,
   the client proving itself by EAP and the gateway by its `Prover` (§2.16);
   `ike_auth_responder` picks the responder's IKE_AUTH task
+* `auth_rounds`: `RoundsIkeAuth`, `RoundsIkeAuthResponder`: IKE_AUTH of several
+  authentication rounds, a certificate and then EAP (RFC 4739)
 * `config_payload`: CP(CFG_REQUEST/CFG_REPLY) in IKE_AUTH: a virtual address of the
   connection's pools for the peer, or asked for by this end (§2.19, §3.15)
 * `select`: a responder's choice among the connections that matched the addresses, by
@@ -28,6 +30,7 @@ exchanges make of suites and selectors beyond `larval.ikev2.negotiate`.
 
 from __future__ import annotations
 
+from .auth_rounds import RoundsIkeAuth, RoundsIkeAuthResponder
 from .create_child_sa import IKE_SA, ChildCreate, CreateChildSaResponder, IkeRekey
 from .eap_auth import EapIkeAuth, EapIkeAuthResponder, ike_auth_responder
 from .ike_auth import IkeAuth, IkeAuthResponder
@@ -50,6 +53,8 @@ __all__ = [
     "Ikev2Sa",
     "Informational",
     "InformationalResponder",
+    "RoundsIkeAuth",
+    "RoundsIkeAuthResponder",
     "State",
     "ike_auth_responder",
 ]

@@ -22,11 +22,28 @@ An EAP failure on the gateway (a wrong password, an unknown user, an identity ot
 than the one configured, a malformed EAP message) is answered with EAP Failure and
 N(AUTHENTICATION_FAILED) in one message, with one WARNING line naming the EAP identity
 and the reason, never a password; the IKE SA closes and nothing is installed. A client
-that stops mid-EAP leaves the gateway's IKE SA half-open until its timeout.
+that stops mid-EAP leaves the gateway's IKE SA half-open until its timeout; one that
+says it gives up (INFORMATIONAL { N(AUTHENTICATION_FAILED) }) closes it at once.
+
+The client acknowledges a refusal inside the method (an EAP-MSCHAPv2 Failure Request,
+R=1 too: it has no other password to retry with) and closes on the gateway's EAP
+Failure.
+
+EAP-only authentication (RFC 5998): a gateway whose own side is EAP (`EapProver`) leaves
+out its CERT and AUTH and proves itself by the method and its MSK AUTH alone, where the
+client announced N(EAP_ONLY_AUTHENTICATION) and the method is mutual (§4,
+`larval.ikev2.eap_conversation.MUTUAL_METHODS`: EAP-TLS, not EAP-MSCHAPv2 nor EAP-MD5);
+a client whose peer side is EAP announces it and takes a gateway without AUTH under the
+same rule, before it answers the method. Anything else is refused with the reason.
+
+    HDR, SK {IDi, SAi2, TSi, TSr, N(EAP_ONLY_AUTHENTICATION)}  -->
+          <--  HDR, SK {IDr, EAP(Request)}                 (no CERT, no AUTH)
+    ...                                                    (EAP, then both MSK AUTHs)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NoReturn
 
 from larval.crypto.ike_auth import signed_octets
@@ -37,7 +54,6 @@ from ..auth import (
     AuthenticationFailed,
     EapProver,
     EapVerifier,
-    PeerOffer,
     eap_auth,
     verify_eap_auth,
 )
@@ -53,6 +69,7 @@ from ..payloads import (
     NotifyPayload,
     Payload,
 )
+from .auth_rounds import RoundsIkeAuthResponder
 from .child_sa import Agreed, child_up
 from .ike_auth import (
     IkeAuth,
@@ -79,6 +96,8 @@ class _IkeAuthResponders:
     def __call__(self, sa: Ikev2Sa) -> AnswerTask:
         if sa._candidates is not None:
             return _SelectingResponder(sa, sa._candidates)
+        if len(sa.config.remote_rounds) > 1 or len(sa.config.local_rounds) > 1:
+            return RoundsIkeAuthResponder(sa)
         if isinstance(sa._verifier, EapVerifier):
             return EapIkeAuthResponder(sa)
         return IkeAuthResponder(sa)
@@ -147,8 +166,12 @@ class EapIkeAuth(IkeAuth):
         self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
                                        idi.encode_body())  # fmt: skip
         certreq = sa._verifier.certreq()
+        # RFC 5998 §3: announced where the gateway may prove itself by EAP only.
+        eap_only = [NotifyPayload(ProtocolId.NONE, NotifyType.EAP_ONLY_AUTHENTICATION)] \
+            if isinstance(sa._verifier, EapVerifier) else []  # fmt: skip
         # No AUTH: that the initiator means EAP (RFC 7296 §2.16).
-        return (idi, *([certreq] if certreq is not None else []), *self._first_child(child))
+        return (idi, *([certreq] if certreq is not None else []), *self._first_child(child),
+                *eap_only)  # fmt: skip
 
     def process(self, message: IkeMessage, now: float) -> None:
         sa = self._sa
@@ -160,21 +183,35 @@ class EapIkeAuth(IkeAuth):
         if self._phase == "first":
             # <--  HDR, SK {IDr, [CERT+,] AUTH, EAP}: the gateway proves itself first.
             idr, auth = message.first(IdPayload), message.first(AuthPayload)
-            if idr is None or auth is None:
+            if idr is not None and auth is None and eap is not None:
+                # EAP-only (RFC 5998): taken where announced, with a mutual method (§4).
+                if not isinstance(sa._verifier, EapVerifier) or not self._eap.mutual:
+                    self._give_up(_eap_only_refused(sa, self._eap.method), now)
+                    return
+                if not _peer_id_ok(sa, idr):
+                    self._give_up(_failed(sa, "responder", AuthenticationFailed(
+                        "identity is not the one configured")), now)  # fmt: skip
+                    return
+                self._peer_info = AuthInfo(self._eap.method)  # proved by the method's MSK
+            elif idr is None or auth is None:
                 self._refused(message, now)
                 return
             self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                            idr.encode_body())  # fmt: skip
-            try:
-                self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
-            except AuthenticationFailed as error:
-                self._give_up(_failed(sa, "responder", error), now)
-                return
+            if self._peer_info is None:
+                try:
+                    self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
+                except AuthenticationFailed as error:
+                    self._give_up(_failed(sa, "responder", error), now)
+                    return
             self._phase = "eap"
         if eap is None:
             self._refused(message, now)
             return
         answer = self._eap.receive(eap.data)
+        if answer is not None and self._eap.awaiting_failure:
+            self._response = answer  # the acknowledgement of the server's refusal
+            return
         if self._eap.failed is not None or (self._eap.done and answer is not None):
             self._refused(message, now)
             return
@@ -272,10 +309,19 @@ class EapIkeAuthResponder(AnswerTask):
         self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
                                        idi.encode_body())  # fmt: skip
         certreq = message.first(CertReqPayload) is not None
-        sa._peer_offer = PeerOffer(sa._peer_offer.hashes, sa._peer_offer.certreq or certreq)
+        sa._peer_offer = dataclasses.replace(sa._peer_offer,
+                                             certreq=sa._peer_offer.certreq or certreq)  # fmt: skip
         idr = _id_payload(sa, PayloadType.IDr)
         self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                        idr.encode_body())  # fmt: skip
+        self._first = message
+        self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
+                                              sa._random)  # fmt: skip
+        self._phase = "eap"
+        if isinstance(sa._prover, EapProver):
+            # RFC 5998: this end proves itself by the method and its MSK AUTH alone.
+            _eap_only_checked(sa, message, self._eap)
+            return (idr, EapPayload(self._eap.start()))
         try:
             proof = sa._prover.prove(sa._prf, self._octets_r, sa._peer_offer)
         except AuthenticationFailed as error:
@@ -283,10 +329,6 @@ class EapIkeAuthResponder(AnswerTask):
             log.warning("%s: %s", sa._name(), reason)
             _refuse(reason)
         self._local_info = proof.info
-        self._first = message
-        self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
-                                              sa._random)  # fmt: skip
-        self._phase = "eap"
         return (idr, *proof.certs, proof.auth, EapPayload(self._eap.start()))
 
     def _eap_round(self, message: IkeMessage) -> tuple[Payload, ...]:
@@ -334,7 +376,7 @@ class EapIkeAuthResponder(AnswerTask):
         if not self.done:
             return
         assert self._eap is not None
-        sa.auth_local = self._local_info
+        sa.auth_local = self._local_info or AuthInfo(self._eap.method)  # EAP-only: the method
         sa.auth_remote = AuthInfo(self._eap.method, identity=self._eap.identity or "")
         sa._established(now)
         if self._agreed is not None:
@@ -346,6 +388,33 @@ class EapIkeAuthResponder(AnswerTask):
         identity = self._eap.identity
         named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
         return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
+
+
+def _eap_only_checked(sa: Ikev2Sa, message: IkeMessage, eap: EapServerConversation) -> None:
+    """A gateway that authenticates by EAP only (RFC 5998 §3) does so when the initiator
+    announced it (N(EAP_ONLY_AUTHENTICATION)) and the method is mutual (§4)."""
+    if message.notify(NotifyType.EAP_ONLY_AUTHENTICATION) is None:
+        reason = ("this end authenticates by EAP only (RFC 5998), and the initiator does not "
+                  "announce EAP_ONLY_AUTHENTICATION")  # fmt: skip
+    elif not eap.mutual:
+        method = sa.config.remote_eap.method if sa.config.remote_eap else "its method"
+        reason = (f"this end would authenticate by EAP only (RFC 5998) with {method}, "
+                  "which is not a mutual method")  # fmt: skip
+    else:
+        return
+    log.warning("%s: %s", sa._name(), reason)
+    _refuse(reason)
+
+
+def _eap_only_refused(sa: Ikev2Sa, method: str) -> str:
+    """A gateway that answers IDr and EAP without its AUTH authenticates by EAP only (RFC
+    5998). A client takes that only with a mutual, key-generating method (§4), and larval
+    runs none: it refuses before it answers the method, so that an impostor learns no
+    MSCHAPv2 response to guess the password from."""
+    reason = (f"authentication of the responder failed: it sends no AUTH (EAP-only "
+              f"authentication, RFC 5998), and {method} is not a mutual method")  # fmt: skip
+    log.warning("%s: %s", sa._name(), reason)
+    return reason
 
 
 def _refuse(reason: str) -> NoReturn:

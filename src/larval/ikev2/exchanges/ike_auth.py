@@ -16,6 +16,9 @@ A peer that asks for a virtual address (CP(CFG_REQUEST)) is answered in the same
 response once it has proved itself (`config_payload`), and its CHILD_SA's TSi narrowed to
 the address; an initiator whose connection has `vips` asks for them.
 
+A responder of one round refuses an initiator that announces another
+(N(ANOTHER_AUTH_FOLLOWS), RFC 4739): rounds are `auth_rounds`'.
+
 A peer that does not prove itself fails the IKE SA with one WARNING line naming the
 reason (and the subject of the certificate it sent): the responder answers
 AUTHENTICATION_FAILED and closes; the initiator closes and tells the responder with an
@@ -25,13 +28,15 @@ Nothing is installed either way.
 
 from __future__ import annotations
 
+import dataclasses
+
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig
 from larval.ike.events import ChildSaFailed
 from larval.ike.identity import describe_identity
 
-from ..auth import AuthenticationFailed, PeerClaim, PeerOffer
+from ..auth import AuthenticationFailed, PeerClaim
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
@@ -176,12 +181,14 @@ class IkeAuthResponder(AnswerTask):
                                idi.encode_body())  # fmt: skip
         # The initiator's CERTREQ asks for this end's certificate (§3.7).
         certreq = message.first(CertReqPayload) is not None
-        sa._peer_offer = PeerOffer(sa._peer_offer.hashes, sa._peer_offer.certreq or certreq)
+        sa._peer_offer = dataclasses.replace(sa._peer_offer,
+                                             certreq=sa._peer_offer.certreq or certreq)  # fmt: skip
         idr = _id_payload(sa, PayloadType.IDr)
         octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                  idr.encode_body())  # fmt: skip
         try:
             info = _verify_peer(sa, idi, message, octets)
+            _one_round(message)
         except AuthenticationFailed as error:
             reason = _failed(sa, "initiator", error)
             raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
@@ -279,6 +286,16 @@ def _verify_peer(sa: Ikev2Sa, id_payload: IdPayload, message: IkeMessage,
     assert auth is not None
     claim = PeerClaim((id_payload.id_type, id_payload.data), auth, message.get(CertPayload))
     return sa._verifier.verify(sa._prf, octets, claim, sa._wall_clock())
+
+
+def _one_round(message: IkeMessage) -> None:
+    """A responder whose connection takes one round refuses an initiator that announces
+    another (RFC 4739 §3), rather than answer rounds it has no configuration for."""
+    if message.notify(NotifyType.ANOTHER_AUTH_FOLLOWS) is not None:
+        raise AuthenticationFailed(
+            "it announces another authentication round "
+            "(ANOTHER_AUTH_FOLLOWS), and this connection takes one"
+        )
 
 
 def _failed(sa: Ikev2Sa, peer: str, error: AuthenticationFailed) -> str:

@@ -41,6 +41,7 @@ from ..negotiate import choose, suite_get, to_wire
 from ..payloads import CertReqPayload, KePayload, NoncePayload, NotifyPayload, Payload
 from ..render import describe
 from ..sa_payload import Proposal, SaPayload
+from .auth_rounds import multiple_auth_notify, rounds_refused
 from .proposals import first_group, groups, log_no_proposal, with_group_first
 from .sa import NONCE_SIZE, Address, Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -146,6 +147,11 @@ class IkeSaInit(ExchangeTask):
             reason = f"this end cannot prove itself: {error}"
             log.warning("%s: %s", sa._name(), reason)
             sa._close(reason, now)
+            return
+        refused = rounds_refused(sa)
+        if refused is not None:
+            log.warning("%s: %s", sa._name(), refused)
+            sa._close(refused, now)
 
 
 class IkeSaInitResponder(AnswerTask):
@@ -202,6 +208,7 @@ class IkeSaInitResponder(AnswerTask):
             *nat_detection(sa, sa.spi_r, ipaddress.ip_address(peer[0]), peer[1]),
             *(fragmentation_notify(sa) if peer_fragments else []),
             *(signature_hashes_notify(sa) if sa._peer_offer.hashes is not None else []),
+            *multiple_auth_notify(sa),
             *certreq(sa),
         )  # fmt: skip
         derive(sa, suite, shared)
@@ -304,6 +311,7 @@ def peer_offer(message: IkeMessage) -> PeerOffer:
     return PeerOffer(
         decode_hashes(hashes.data) if hashes is not None else None,
         message.first(CertReqPayload) is not None,
+        message.notify(NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None,
     )
 
 

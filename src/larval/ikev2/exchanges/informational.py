@@ -16,13 +16,14 @@ from __future__ import annotations
 from larval.ike.events import ChildSaDown
 
 from ..constants import ExchangeType, NotifyType, ProtocolId
+from ..errors import IkeExchangeError
 from ..message import IkeMessage
 from ..payloads import DeletePayload, Payload
 from .create_child_sa import IKE_SA, IkeRekey
-from .sa import Ikev2Sa, State
+from .sa import Ikev2Sa, State, log
 from .tasks import AnswerTask, ExchangeTask
 
-__all__ = ["Informational", "InformationalResponder"]
+__all__ = ["Informational", "InformationalResponder", "UnauthenticatedInformationalResponder"]
 
 
 class Informational(ExchangeTask):
@@ -111,6 +112,26 @@ class InformationalResponder(AnswerTask):
         if self._auth_failed:
             reason = "the peer refused this end's authentication: AUTHENTICATION_FAILED"
         sa._close(reason, now, by_peer=True)
+
+
+class UnauthenticatedInformationalResponder(AnswerTask):
+    """The responder while IKE_AUTH is under way: an initiator that gives up its own
+    authentication (an EAP client that will not retry a refused password) says so in an
+    INFORMATIONAL { N(AUTHENTICATION_FAILED) } of its own (RFC 7296 §2.21.2), which closes
+    the IKE SA once answered, with nothing installed. Anything else waits for the IKE SA."""
+
+    exchange = ExchangeType.INFORMATIONAL
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        if message.notify(NotifyType.AUTHENTICATION_FAILED) is None:
+            reason = "INFORMATIONAL before the IKE SA is up, without N(AUTHENTICATION_FAILED)"
+            raise IkeExchangeError(NotifyType.INVALID_SYNTAX, reason)
+
+    def answered(self, now: float) -> None:
+        reason = ("authentication of the initiator failed: it gave up in IKE_AUTH "
+                  "(INFORMATIONAL with AUTHENTICATION_FAILED)")  # fmt: skip
+        log.warning("%s: %s", self._sa._name(), reason)
+        self._sa._close(reason, now, by_peer=True)
 
 
 def _alive(sa: Ikev2Sa, now: float) -> None:

@@ -1,0 +1,388 @@
+"""IKE_AUTH of several authentication rounds (RFC 4739), both roles: the initiator
+proves itself first with its certificate (or the PSK) and then by EAP, as a road warrior
+with a machine certificate and a user's password does; the responder proves itself once.
+
+    <--  HDR, SA, KE, Nr, N(MULTIPLE_AUTH_SUPPORTED)          (IKE_SA_INIT's response)
+    HDR, SK {IDi, [CERT+,] [CERTREQ,] AUTH, N(MULTIPLE_AUTH_SUPPORTED),
+             N(ANOTHER_AUTH_FOLLOWS), [CP,] SAi2, TSi, TSr}  -->
+          <--  HDR, SK {IDr, [CERT+,] AUTH}
+    HDR, SK {IDi}  -->                                        (round 2: EAP, no AUTH)
+          <--  HDR, SK {EAP(Request)}
+    HDR, SK {EAP(Response)}  -->                              (as many as the method takes)
+          <--  HDR, SK {EAP(Success)}
+    HDR, SK {AUTH}  -->                                       (over the MSK, or SK_pi)
+          <--  HDR, SK {AUTH, [CP,] SAr2, TSi, TSr}           (over the MSK, or SK_pr)
+
+The responder announces RFC 4739 in IKE_SA_INIT, the initiator in its first IKE_AUTH
+(§3), each where its connection has more than one round on a side. Each of the
+initiator's rounds signs its own IDi (the identity that round proves, §3.1: a round
+without ``id`` proves the connection's); the responder's AUTHs all sign its one IDr. An
+AUTH that ends a round is followed by N(ANOTHER_AUTH_FOLLOWS) when another round comes.
+The CHILD_SA (and the virtual address) the first request asked for is answered with the
+last round, keyed by the last EAP identity proved.
+
+The rounds are the connection's `IkeConfig.local_rounds` and ``remote_rounds``: the
+first round is the connection's own prover or verifier (a certificate or the PSK), each
+further round is EAP. A peer that skips a round, adds one, or sends AUTH where EAP is
+due fails the IKE SA as a failed authentication, its WARNING naming the round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NoReturn
+
+from larval.crypto.ike_auth import signed_octets
+from larval.ike.auth_config import AuthInfo, AuthRound
+from larval.ike.config import IkeConfig
+from larval.ike.identity import describe_identity
+
+from ..auth import AuthenticationFailed, eap_auth, verify_eap_auth
+from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ..eap_conversation import EapPeerConversation, EapServerConversation
+from ..errors import IkeExchangeError
+from ..message import IkeMessage
+from ..payloads import AuthPayload, CertReqPayload, EapPayload, IdPayload, NotifyPayload, Payload
+from .child_sa import Agreed, child_up
+from .ike_auth import IkeAuth, _failed, _id_payload, _respond_cfg_and_child, _verify_peer
+from .sa import Ikev2Sa, log
+from .tasks import AnswerTask
+
+__all__ = [
+    "RoundsIkeAuth",
+    "RoundsIkeAuthResponder",
+    "has_rounds",
+    "multiple_auth_notify",
+    "rounds_refused",
+]
+
+
+def has_rounds(config: IkeConfig) -> bool:
+    """Does the connection authenticate a side in more than one round?"""
+    return len(config.local_rounds) > 1 or len(config.remote_rounds) > 1
+
+
+def multiple_auth_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
+    """N(MULTIPLE_AUTH_SUPPORTED), for IKE_SA_INIT's response and the first IKE_AUTH
+    request, where the connection has rounds (RFC 4739 §3)."""
+    if not has_rounds(sa.config):
+        return []
+    return [_notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)]
+
+
+def rounds_refused(sa: Ikev2Sa) -> str | None:
+    """Why the initiator cannot go on to IKE_AUTH: its connection has rounds and the
+    responder did not announce that it takes them (RFC 4739 §3); None if it can."""
+    rounds = len(sa.config.local_rounds)
+    if rounds > 1 and not sa._peer_offer.multiple_auth:
+        return (f"this end authenticates in {rounds} rounds and the responder does not "
+                "announce MULTIPLE_AUTH_SUPPORTED (RFC 4739)")  # fmt: skip
+    if len(sa.config.remote_rounds) > 1:
+        return (f"the connection asks the responder for {len(sa.config.remote_rounds)} "
+                "rounds; larval as the initiator checks one")  # fmt: skip
+    return None
+
+
+class RoundsIkeAuth(IkeAuth):
+    """The initiator: its first round with the connection's prover, then each further
+    round by EAP (see the module's docstring); the responder's one AUTH checked in its
+    first answer, its MSK AUTH in the answer that ends each EAP round."""
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self._rounds = sa.config.local_rounds
+        self._round = 0  # the round under way, 0 the first
+        self._phase = "first"  # first | id | eap | auth
+        self._eap: EapPeerConversation | None = None
+        self._octets_i = self._octets_r = b""
+        self._response = b""  # the EAP Response to send next
+        self._peer_info: AuthInfo | None = None
+        self._infos: list[AuthInfo] = []  # this end's rounds done
+        self.done = False
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        sa = self._sa
+        assert sa._prf is not None
+        if self._phase == "first":
+            payloads = super().build(now)
+            at = next(i for i, p in enumerate(payloads) if isinstance(p, AuthPayload)) + 1
+            notifies = (*multiple_auth_notify(sa), _notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
+            return (*payloads[:at], *notifies, *payloads[at:])
+        if self._phase == "id":
+            this = self._rounds[self._round]
+            id_type, data = this.id or sa.config.local_id
+            idi = IdPayload(PayloadType.IDi, id_type, data)
+            self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                                           idi.encode_body())  # fmt: skip
+            return (idi,)  # no AUTH: EAP, please (RFC 7296 §2.16)
+        if self._phase == "eap":
+            return (EapPayload(self._response),)
+        assert self._eap is not None
+        auth = eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i)
+        more = self._round + 1 < len(self._rounds)
+        return (auth, *([_notify(NotifyType.ANOTHER_AUTH_FOLLOWS)] if more else []))
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        sa = self._sa
+        assert sa._prf is not None
+        if message.notify(NotifyType.ANOTHER_AUTH_FOLLOWS) is not None:
+            self._give_up("the responder announces another round of its own, and this "
+                          "connection checks one", now)  # fmt: skip
+            return
+        if self._phase == "first":
+            # <--  HDR, SK {IDr, [CERT+,] AUTH}: the responder, and our first round taken.
+            idr, auth = message.first(IdPayload), message.first(AuthPayload)
+            if idr is None or auth is None:
+                self._refused(message, now)
+                return
+            self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
+                                           idr.encode_body())  # fmt: skip
+            try:
+                self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
+            except AuthenticationFailed as error:
+                self._give_up(_failed(sa, "responder", error), now)
+                return
+            assert self._info is not None
+            self._infos.append(self._info)
+            self._next_round()
+        elif self._phase == "auth":
+            self._auth_answered(message, now)
+        else:
+            self._eap_answered(message, now)
+
+    def _next_round(self) -> None:
+        self._round += 1
+        this = self._rounds[self._round]
+        assert this.eap is not None  # the configuration's rule: a further round is EAP
+        self._eap = EapPeerConversation(this.eap, self._sa._random)
+        self._phase = "id"
+
+    def _eap_answered(self, message: IkeMessage, now: float) -> None:
+        """<--  HDR, SK {EAP(Request)}, or the EAP Success."""
+        assert self._eap is not None
+        eap = message.first(EapPayload)
+        if eap is None:
+            self._refused(message, now)
+            return
+        answer = self._eap.receive(eap.data)
+        if answer is not None and self._eap.awaiting_failure:
+            self._phase, self._response = "eap", answer  # the refusal acknowledged
+            return
+        if self._eap.failed is not None or (self._eap.done and answer is not None):
+            self._refused(message, now)
+        elif self._eap.done:
+            self._phase = "auth"  # EAP Success: now the AUTH over the MSK
+        elif answer is None:
+            self._refused(message, now)
+        else:
+            self._phase, self._response = "eap", answer
+
+    def _auth_answered(self, message: IkeMessage, now: float) -> None:
+        """<--  HDR, SK {AUTH, [SAr2, TSi, TSr]}: the responder's AUTH over the MSK."""
+        sa = self._sa
+        assert sa._prf is not None and self._eap is not None
+        auth = message.first(AuthPayload)
+        if auth is None:
+            self._refused(message, now)
+            return
+        try:
+            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r, auth)
+        except AuthenticationFailed as error:
+            self._give_up(_failed(sa, "responder", error), now)
+            return
+        self._infos.append(AuthInfo(self._eap.method, identity=self._eap.identity))
+        if self._round + 1 < len(self._rounds):
+            self._next_round()
+            return
+        self.done = True
+        first, *further = self._infos
+        sa.auth_local = dataclasses.replace(first, rounds=tuple(further))
+        sa.auth_remote = self._peer_info
+        self._child_taken(message, now)
+
+    def _refused(self, message: IkeMessage, now: float) -> None:
+        """The responder refused (an error notify, EAP Failure) or answered nonsense."""
+        self.done = True
+        errors = [NotifyType(n.notify_type).name for n in message.get(NotifyPayload)
+                  if n.notify_type < 16384]  # fmt: skip
+        why = (self._eap.failed if self._eap is not None else None) or "no answer of round " \
+            f"{self._round + 1} in the responder's message"  # fmt: skip
+        reason = "IKE_AUTH refused: " + ", ".join([*errors, why])
+        if errors:
+            log.info("%s: round %d refused: %s", self._sa._name(), self._round + 1, why)
+        else:
+            log.warning("%s: round %d failed: %s", self._sa._name(), self._round + 1, why)
+            self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # RFC 7296 §2.21.2
+        self._sa._close(reason, now)
+
+    def _give_up(self, reason: str, now: float) -> None:
+        self.done = True
+        self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # RFC 7296 §2.21.2
+        self._sa._close(reason, now)
+
+
+class RoundsIkeAuthResponder(AnswerTask):
+    """The responder: the first request's AUTH checked with the connection's verifier and
+    answered with this end's IDr and AUTH; each further round's IDi answered with EAP, its
+    Responses with Requests, its MSK AUTH with this end's; the last with the CHILD_SA."""
+
+    exchange = ExchangeType.IKE_AUTH
+
+    def __init__(self, sa: Ikev2Sa) -> None:
+        super().__init__(sa)
+        self._rounds: tuple[AuthRound, ...] = sa.config.remote_rounds
+        self._round = 0  # the round under way, 0 the first
+        self._phase = "first"  # first | id | eap | auth
+        self._first: IkeMessage | None = None  # its CP, SAi2, TSi, TSr are answered last
+        self._identity = ""  # the last identity proved: the lease's
+        self._eap: EapServerConversation | None = None
+        self._octets_i = self._octets_r = b""
+        self._infos: list[AuthInfo] = []  # the peer's rounds done
+        self._local_info: AuthInfo | None = None
+        self._agreed: Agreed | None = None
+        self._close_reason: str | None = None
+        self.done = False
+
+    def process(self, message: IkeMessage, now: float) -> None:
+        step = {"first": self._first_round, "id": self._id_round, "eap": self._eap_round,
+                "auth": self._auth_round}[self._phase]  # fmt: skip
+        self._answer = step(message)
+
+    def _first_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {IDi, [CERT+,] [CERTREQ,] AUTH, N(ANOTHER_AUTH_FOLLOWS), ...} -->"""
+        sa = self._sa
+        assert sa._prf is not None
+        idi, auth = message.first(IdPayload), message.first(AuthPayload)
+        if len(sa.config.local_rounds) > 1:
+            reason = (f"this end would prove itself in {len(sa.config.local_rounds)} rounds; "
+                      "larval as the responder proves itself in one")  # fmt: skip
+            log.warning("%s: %s", sa._name(), reason)
+            _refuse(reason)
+        if idi is None:
+            _refuse("IKE_AUTH without IDi")
+        if auth is None:
+            _refuse(self._failed(f"no AUTH in round 1, which is {self._rounds[0].method}"))
+        octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                                 idi.encode_body())  # fmt: skip
+        certreq = message.first(CertReqPayload) is not None
+        sa._peer_offer = dataclasses.replace(sa._peer_offer,
+                                             certreq=sa._peer_offer.certreq or certreq)  # fmt: skip
+        idr = _id_payload(sa, PayloadType.IDr)
+        self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
+                                       idr.encode_body())  # fmt: skip
+        try:
+            info = _verify_peer(sa, idi, message, octets_i)
+        except AuthenticationFailed as error:
+            _refuse(_failed(sa, "initiator", error))
+        try:
+            proof = sa._prover.prove(sa._prf, self._octets_r, sa._peer_offer)
+        except AuthenticationFailed as error:
+            reason = f"this end cannot prove itself: {error}"
+            log.warning("%s: %s", sa._name(), reason)
+            _refuse(reason)
+        self._local_info, self._first = proof.info, message
+        self._identity = describe_identity(idi.id_type, idi.data)
+        self._infos.append(info)
+        return (idr, *proof.certs, proof.auth, *self._round_done(message))
+
+    def _id_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {IDi} -->  a further round, by EAP."""
+        sa = self._sa
+        assert sa._prf is not None
+        this = self._rounds[self._round]
+        idi = message.first(IdPayload)
+        if idi is None:
+            _refuse(self._failed(f"no IDi to open round {self._round + 1}"))
+        if message.first(AuthPayload) is not None:
+            _refuse(self._failed(f"AUTH in round {self._round + 1}, which is {this.method}"))
+        if this.id_match is not None and not this.id_match(idi.id_type, idi.data):
+            _refuse(self._failed(f"identity {describe_identity(idi.id_type, idi.data)} in round "
+                                 f"{self._round + 1} is not the one configured"))  # fmt: skip
+        self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
+                                       idi.encode_body())  # fmt: skip
+        assert this.eap is not None  # the configuration's rule: a further round is EAP
+        self._identity = describe_identity(idi.id_type, idi.data)
+        self._eap = EapServerConversation(this.eap, self._identity, sa._random)
+        self._phase = "eap"
+        return (EapPayload(self._eap.start()),)
+
+    def _eap_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {EAP(Response)} -->"""
+        assert self._eap is not None
+        eap = message.first(EapPayload)
+        if eap is None:
+            _refuse(self._failed(f"no EAP payload in round {self._round + 1}"))
+        answer = self._eap.receive(eap.data)
+        if self._eap.failed is not None:
+            self._close_reason = self._failed(self._eap.failed)
+            self.done = True
+            return (EapPayload(answer), _notify(NotifyType.AUTHENTICATION_FAILED))
+        if self._eap.done:
+            self._phase = "auth"  # the answer is EAP Success
+        return (EapPayload(answer),)
+
+    def _auth_round(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {AUTH, [N(ANOTHER_AUTH_FOLLOWS)]} -->  (over the MSK)"""
+        sa = self._sa
+        assert sa._prf is not None and self._eap is not None
+        auth = message.first(AuthPayload)
+        if auth is None:
+            _refuse(self._failed("no AUTH after EAP Success"))
+        try:
+            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i, auth)
+        except AuthenticationFailed as error:
+            _refuse(self._failed(str(error)))
+        self._identity = self._eap.identity or self._identity
+        self._infos.append(AuthInfo(self._eap.method, identity=self._eap.identity or ""))
+        mine = eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r)
+        return (mine, *self._round_done(message))
+
+    def _round_done(self, message: IkeMessage) -> tuple[Payload, ...]:
+        """After a round: the next (the initiator announced it, and the connection has
+        it), or the CP and CHILD_SA of the first request once the last is done."""
+        sa = self._sa
+        another = message.notify(NotifyType.ANOTHER_AUTH_FOLLOWS) is not None
+        done, rounds = self._round + 1, len(self._rounds)
+        if another and done == rounds:
+            _refuse(self._failed(f"it announces round {done + 1} (ANOTHER_AUTH_FOLLOWS), and "
+                                 f"this connection has {rounds}"))  # fmt: skip
+        if not another and done < rounds:
+            missing = self._rounds[done].method
+            _refuse(self._failed(f"it ends after round {done} of {rounds}: round {done + 1}, "
+                                 f"{missing}, is missing"))  # fmt: skip
+        self._round = done
+        if another:
+            self._phase = "id"
+            return ()
+        assert self._first is not None
+        child_payloads, self._agreed = _respond_cfg_and_child(sa, self._first, self._identity)
+        self.done = True
+        return child_payloads
+
+    def answered(self, now: float) -> None:
+        sa = self._sa
+        if self._close_reason is not None:
+            sa._close(self._close_reason, now)
+            return
+        if not self.done:
+            return
+        first, *further = self._infos
+        sa.auth_local = self._local_info
+        sa.auth_remote = dataclasses.replace(first, rounds=tuple(further))
+        sa._established(now)
+        if self._agreed is not None:
+            child_up(sa, *self._agreed)
+
+    def _failed(self, reason: str) -> str:
+        """The WARNING line of an initiator that failed a round, naming its EAP identity."""
+        identity = self._eap.identity if self._eap is not None else None
+        named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
+        return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
+
+
+def _notify(notify_type: NotifyType) -> NotifyPayload:
+    return NotifyPayload(ProtocolId.NONE, notify_type)
+
+
+def _refuse(reason: str) -> NoReturn:
+    raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
