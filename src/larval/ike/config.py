@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
-from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth
+from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth, XauthAuth
 from larval.ike.identity import IdType
 
 __all__ = ["ChildConfig", "ChildPolicy", "IPAddress", "IPNetwork", "IkeConfig", "Suite"]
@@ -54,6 +54,11 @@ class IkeConfig:
     # Virtual addresses this end asks the responder for in IKE_AUTH (RFC 7296 §2.19;
     # swanctl's vips): ``0.0.0.0`` or ``::`` for any of that family.
     vips: tuple[IPAddress, ...] = ()
+    # IKEv1 XAuth after Phase 1: this end a client (`local_xauth`) or checking one
+    # (`remote_xauth`); a gateway pushes Mode Config (CFG_SET) where `mode_config_push`.
+    local_xauth: XauthAuth | None = None
+    remote_xauth: XauthAuth | None = None
+    mode_config_push: bool = False
 
 
 @dataclass(frozen=True)

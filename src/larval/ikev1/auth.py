@@ -70,6 +70,7 @@ __all__ = [
     "PskAuthenticator",
     "SignatureAuthenticator",
     "WallClock",
+    "XauthPskAuthenticator",
     "phase1_authenticator",
     "utc_now",
 ]
@@ -219,6 +220,19 @@ class PskAuthenticator:
         return PSK_INFO
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class XauthPskAuthenticator(PskAuthenticator):
+    """The pre-shared key of a connection whose initiator XAuth authenticates next:
+    the same SKEYID and HASHes, offered and taken as XAuthInitPreShared (65001,
+    draft-beaulieu-ike-xauth §7.2), as charon's road warriors with ``auth = xauth``
+    offer it."""
+
+    method: ClassVar[IkeAuthMethod] = IkeAuthMethod.XAUTH_INIT_PSK
+
+    def __repr__(self) -> str:
+        return "<XauthPskAuthenticator>"  # never the key
+
+
 def signature_method(key: PrivateKey) -> IkeAuthMethod:
     """The method a key signs Phase 1 with (as charon's ``get_pubkey_method``)."""
     if isinstance(key, rsa.RSAPrivateKey):
@@ -335,6 +349,8 @@ def phase1_authenticator(config: IkeConfig, wall_clock: WallClock = utc_now) -> 
     method, so one side of each raises `IkeV1ConfigError`."""
     local, remote = config.local_auth, config.remote_auth
     if local is None and remote is None:
+        if config.local_xauth is not None or config.remote_xauth is not None:
+            return XauthPskAuthenticator(config.psk)
         return PskAuthenticator(config.psk)
     if local is None or remote is None:
         this, peer = ("psk", "pubkey") if local is None else ("pubkey", "psk")
