@@ -89,6 +89,16 @@ by default the client's IKE identity. Each ``[secrets.eap-NAME]`` holds one ``id
 ``secret``; two for the same id are refused, as a gateway that tried both would let
 either password in.
 
+Authentication rounds (RFC 4739 in IKEv2; XAuth in IKEv1): a side that authenticates
+more than once lists a table for each round, in order, or writes swanctl's ``local-1``,
+``local-2`` (any suffix) tables::
+
+    local = [{ auth = "pubkey", certs = ["carol.pem"] }, { auth = "eap-mschapv2" }]
+    local = [{ auth = "psk" }, { auth = "xauth", xauth_id = "carol" }]     # IKEv1
+
+One table is one round, as before. In IKEv2 a further round is EAP; ``xauth`` (with
+``xauth_id``) is IKEv1's, as the second round or, against a certificate, the only one.
+
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
 error names the file, the key and what is allowed; types are exact (``true`` is not
@@ -111,6 +121,7 @@ import dataclasses
 import ipaddress
 import logging
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,7 +132,7 @@ from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_propo
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
-from larval.ike.auth_config import EAP_METHODS, EapAuth, SendCert, parse_auth
+from larval.ike.auth_config import EAP_METHODS, AuthRound, EapAuth, SendCert, parse_auth
 from larval.ike.config import ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
@@ -153,6 +164,10 @@ EAP_SECRET_PREFIX = "eap-"
 EAP_SECRET_KEYS = ("id", "secret")
 #: What a side of ``auth = "eap-..."`` may say beyond `AUTH_KEYS`.
 EAP_KEYS = ("eap_id",)
+#: What a side of ``auth = "xauth"`` (IKEv1) may say beyond `AUTH_KEYS`.
+XAUTH_KEYS = ("xauth_id",)
+#: swanctl's further rounds: ``local-2``, ``remote-eap`` (any suffix), in the order written.
+_ROUND_KEY = re.compile(r"(local|remote)-[A-Za-z0-9_-]+")
 #: Bytes: 128 bits, the strength of the weakest cipher offered (RFC 7296 §2.15).
 MIN_PSK_LENGTH = 16
 #: Seconds; a day between two retransmissions is already a peer long gone.
@@ -177,13 +192,15 @@ class AuthSide:
     """A ``local`` or ``remote`` table as written."""
 
     key: str  # where: ``connections.NAME.local``
-    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap"]
+    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap", "xauth"]
     schemes: tuple[str, ...]  # `parse_auth`'s
     id: str | None  # None: the default
     #: ``certs`` (local) or ``cacerts`` (remote), as written.
     files: tuple[str, ...] = ()
     #: ``eap_id`` of an EAP side, as written (None: the default).
     eap_id: str | None = None
+    #: ``xauth_id`` of an XAuth side, as written (None: the default).
+    xauth_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -296,9 +313,11 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     if fragment_size < 128:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     config.pools = _pools(r, top.get("pools", {}))
-    for name, entry in r.tables("connections", top.get("connections", {})):
+    for name, written in r.tables("connections", top.get("connections", {})):
+        entry, rounds = _rounds_written(r, name, written)
         conn, policies, cert_auth = _connection(r, name, entry, secrets)
         conn = _with_eap(r, name, entry, conn, eap_passwords)
+        conn = _with_rounds(r, name, conn, rounds, eap_passwords)
         conn = _with_pools(r, name, entry, conn, config.pools)
         if cert_auth is not None:
             config.cert_auth[name] = cert_auth
@@ -416,6 +435,111 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
     return dataclasses.replace(conn, ike=ike)
 
 
+_Written = dict[str, list[tuple[str, object]]]
+
+
+def _rounds_written(r: ConfigReader, name: str, value: object) -> tuple[object, _Written]:
+    """A connection's authentication rounds as written (RFC 4739: ``local = [{...}, {...}]``
+    or swanctl's ``local-1 = {...}``, ``local-2 = {...}``), each side's as (key, table) in
+    order, and the connection's entry with the first round of each side as its ``local`` and
+    ``remote``, as the other readers take it. Every side is checked here, so that a mistake
+    is named by the key written."""
+    base = f"connections.{name}"
+    rounds: _Written = {"local": [], "remote": []}
+    if not isinstance(value, dict):
+        return value, rounds  # `_connection` names what is wrong
+    entry = {k: v for k, v in value.items() if not _ROUND_KEY.fullmatch(k)}
+    for side in rounds:
+        written = rounds[side]
+        listed = value.get(side)
+        if isinstance(listed, list):
+            if not listed:
+                raise r.error(f"{base}.{side}", "an empty list; write a table for each round")
+            written.extend((f"{base}.{side}[{i}]", t) for i, t in enumerate(listed))
+        elif side in value:
+            written.append((f"{base}.{side}", listed))
+        suffixed = [(f"{base}.{k}", v) for k, v in value.items()
+                    if k.startswith(f"{side}-") and _ROUND_KEY.fullmatch(k)]  # fmt: skip
+        if suffixed and isinstance(listed, list):
+            raise r.error(suffixed[0][0], f"{base}.{side} lists the rounds already; write them "
+                          f"one way: a list, or {side}-1, {side}-2 tables")  # fmt: skip
+        written.extend(suffixed)
+        for key, table in written:
+            _side(r, key, table)
+        if written:
+            entry[side] = written[0][1]
+    return entry, rounds
+
+
+def _with_rounds(r: ConfigReader, name: str, conn: Connection, written: _Written,
+                 passwords: Mapping[str, str]) -> Connection:  # fmt: skip
+    """`conn` with its authentication rounds, where it has more than one on a side or an
+    XAuth round. IKEv2 (RFC 4739): the further rounds are EAP, as a certificate and then
+    EAP-MSCHAPv2. IKEv1: a round of its own, then XAuth (or XAuth alone against a
+    certificate: hybrid)."""
+    base = f"connections.{name}"
+    sides = {s: [_side(r, k, t) for k, t in written[s]] for s in written}
+    every = [side for listed in sides.values() for side in listed]
+    for side in every:
+        if side.method == "xauth" and conn.version != 1:
+            raise r.error(f"{side.key}.auth", 'xauth is IKEv1\'s: set version = 1; IKEv2 '
+                          'authenticates a user by EAP, as auth = "eap-mschapv2"')  # fmt: skip
+    if all(len(listed) < 2 for listed in sides.values()) and \
+            all(side.method != "xauth" for side in every):  # fmt: skip
+        return conn
+    ike = conn.ike
+    rounds: dict[str, tuple[AuthRound, ...]] = {}
+    for s, listed in sides.items():
+        if not listed:
+            continue
+        for i, side in enumerate(listed[1:], start=2):
+            if conn.version == 0:
+                raise r.error(f"{side.key}", "more than one round needs one IKE version: "
+                              "set version = 2 (RFC 4739) or 1 (XAuth)")  # fmt: skip
+            if conn.version == 1 and (i > 2 or side.method != "xauth"):
+                raise r.error(f"{side.key}.auth", "IKEv1 has one round of its own, then "
+                              'XAuth: a second round is "xauth", and no third')  # fmt: skip
+            if conn.version == 2 and side.method not in EAP_METHODS:
+                raise r.error(f"{side.key}.auth", f'"{side.method}" in round {i}: a further '
+                              "round is EAP (a certificate, then EAP-MSCHAPv2); larval takes "
+                              "no second certificate or PSK round")  # fmt: skip
+        first = listed[0]
+        out = [AuthRound(first.method, eap=ike.local_eap if s == "local" else ike.remote_eap,
+                         xauth_id=first.xauth_id)]  # fmt: skip
+        for side in listed[1:]:
+            out.append(_further_round(r, s, side, listed[0], passwords))
+        rounds[s] = tuple(out)
+    ike = dataclasses.replace(ike, local_rounds=rounds.get("local", ()),
+                              remote_rounds=rounds.get("remote", ()))  # fmt: skip
+    log.debug("%s: %s: %d local and %d remote authentication rounds", r.source, base,
+              len(ike.local_rounds), len(ike.remote_rounds))  # fmt: skip
+    return dataclasses.replace(conn, ike=ike)
+
+
+def _further_round(r: ConfigReader, s: str, side: AuthSide, first: AuthSide,
+                   passwords: Mapping[str, str]) -> AuthRound:  # fmt: skip
+    """A round after the first: its identity, its EAP's or XAuth's name."""
+    method = side.method
+    if s == "local":
+        ident = _local_identity(r, f"{side.key}.id", side.id) if side.id else None
+        if method == "xauth":
+            return AuthRound(method, ident, xauth_id=side.xauth_id)
+        eap_id = side.eap_id or side.id or first.id
+        if eap_id is None:
+            raise r.error(f"{side.key}.eap_id", "missing: the EAP identity this end gives")
+        if eap_id == "%any":
+            raise r.error(f"{side.key}.eap_id", "%any is the gateway's; a client names itself")
+        if eap_id not in passwords:
+            raise r.error(f"{side.key}.eap_id", f"no [secrets.eap-NAME] has id = {eap_id!r}")
+        eap = EapAuth(cast(Any, method), eap_id, {eap_id: passwords[eap_id]})
+        return AuthRound(method, ident, eap=eap)
+    match = _remote_identity(r, f"{side.key}.id", side.id) if side.id else None
+    if method == "xauth":
+        return AuthRound(method, id_match=match, xauth_id=side.xauth_id)
+    eap = EapAuth(cast(Any, method), side.eap_id, dict(passwords))
+    return AuthRound(method, id_match=match, eap=eap)
+
+
 def _retransmit_timeout(r: ConfigReader, value: object) -> float:
     if (
         isinstance(value, bool)
@@ -446,7 +570,8 @@ def _connection(
     )
     local = _side(r, f"{base}.local", c.get("local", {}))
     remote = _side(r, f"{base}.remote", c.get("remote", {}))
-    if version != 2 and local.method != remote.method:
+    hybrid = "xauth" in (local.method, remote.method)  # a certificate against XAuth
+    if version != 2 and local.method != remote.method and not hybrid:
         # RFC 2409 §5: one authentication method, negotiated in the SA, for both ends.
         answers = "IKEv1" if version == 1 else "IKEv1 (which version = 0 answers)"
         raise r.error(f"{base}.remote.auth", f"{answers} authenticates both ends alike: "
@@ -558,25 +683,29 @@ def _proposals(r: ConfigReader, key: str, value: object, parse: Callable[[str], 
 
 def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
     """A ``local`` or ``remote`` table: how that end authenticates, and with what."""
-    table = r.table(key, value, AUTH_KEYS + EAP_KEYS)
+    table = r.table(key, value, AUTH_KEYS + EAP_KEYS + XAUTH_KEYS)
     word = table.get("auth", "psk")
     if not isinstance(word, str):
         raise r.error(f"{key}.auth", f"{r.show(word)} is not an auth method such as psk, pubkey")
-    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap"]
+    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap", "xauth"]
     schemes: tuple[str, ...]
-    if word in EAP_METHODS:
-        method, schemes = cast(Literal["eap-mschapv2", "eap-md5", "eap"], word), ()
+    if word in EAP_METHODS or word == "xauth":
+        method, schemes = cast(Literal["eap-mschapv2", "eap-md5", "eap", "xauth"], word), ()
     else:
         try:
             method, schemes = parse_auth(word)
         except ValueError as e:
-            raise r.error(f"{key}.auth", f"{e}; or for EAP {', '.join(EAP_METHODS)}") from None
-        if "eap_id" in table:
-            raise r.error(f"{key}.eap_id", f'eap_id is for auth = "eap-...", not "{word}"')
+            raise r.error(f"{key}.auth", f"{e}; or for EAP {', '.join(EAP_METHODS)}; "
+                          "or xauth (IKEv1)") from None  # fmt: skip
+    if "eap_id" in table and method not in EAP_METHODS:
+        raise r.error(f"{key}.eap_id", f'eap_id is for auth = "eap-...", not "{word}"')
+    if "xauth_id" in table and method != "xauth":
+        raise r.error(f"{key}.xauth_id", f'xauth_id is for auth = "xauth", not "{word}"')
     ident = table.get("id")
     if ident is not None and (not isinstance(ident, str) or not ident):
         raise r.error(f"{key}.id", f"{r.show(ident)} is not an identity: an address or a name")
-    mine, other = ("certs", "cacerts") if key.endswith(".local") else ("cacerts", "certs")
+    is_local = key.rsplit(".", 1)[-1].startswith("local")
+    mine, other = ("certs", "cacerts") if is_local else ("cacerts", "certs")
     if other in table:
         side = "local" if other == "certs" else "remote"
         raise r.error(f"{key}.{other}", f"only the {side} side has {other}; this side has {mine}")
@@ -587,7 +716,10 @@ def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
     eap_id = table.get("eap_id")
     if eap_id is not None and (not isinstance(eap_id, str) or not eap_id):
         raise r.error(f"{key}.eap_id", f"{r.show(eap_id)} is not an EAP identity, or %any")
-    return AuthSide(key, method, schemes, ident, files, eap_id)
+    xauth_id = table.get("xauth_id")
+    if xauth_id is not None and (not isinstance(xauth_id, str) or not xauth_id):
+        raise r.error(f"{key}.xauth_id", f"{r.show(xauth_id)} is not an XAuth user name")
+    return AuthSide(key, method, schemes, ident, files, eap_id, xauth_id)
 
 
 def _local_identity(r: ConfigReader, key: str, text: str) -> tuple[IdType, bytes]:

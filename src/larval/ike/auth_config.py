@@ -17,6 +17,11 @@ A side may instead be EAP's (IKEv2 only, RFC 7296 §2.16): ``"eap-mschapv2"``,
 ``"eap-md5"``, or ``"eap"`` (the server picks, MSCHAPv2 first). `EapAuth` holds the
 method, the EAP identity and the passwords; locally the client's own, remotely every
 user the gateway knows.
+
+A side may take more than one round (RFC 4739; swanctl's ``local-1``, ``local-2``):
+`AuthRound` is one, `IkeConfig.local_rounds` and ``remote_rounds`` list them in order.
+A round of ``"xauth"`` (a user name and password after the IKE SA's own authentication,
+draft-beaulieu-ike-xauth) is IKEv1's.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = [
     "EAP_METHODS",
     "SCHEMES",
     "AuthInfo",
+    "AuthRound",
     "EapAuth",
     "IdMatch",
     "LocalAuth",
@@ -69,6 +75,8 @@ SendCert = Literal["ifasked", "always", "never"]
 #: The ``auth`` words of EAP; ``"eap"`` lets the server pick.
 EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap")
 EapMethod = Literal["eap-mschapv2", "eap-md5", "eap"]
+#: Every ``auth`` class a round may have; ``"xauth"`` is IKEv1's.
+RoundMethod = Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap", "xauth"]
 #: Does an identity the peer sent (ID Type, data) match the one configured?
 IdMatch = Callable[[IdType, bytes], bool]
 
@@ -184,6 +192,28 @@ class EapAuth:
     eap_id: str | None
     #: Compared (a changed password is a changed configuration on SIGHUP), never shown.
     passwords: Mapping[str, str] = field(repr=False, hash=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuthRound:
+    """One round of one end's authentication (RFC 4739 §3; ``local = [{...}, {...}]``).
+
+    The first round's credentials are the connection's own (`IkeConfig.psk`,
+    ``local_auth``/``remote_auth``, ``local_eap``/``remote_eap``); a round here says how it
+    authenticates, and carries what a further round needs besides: its identity and its
+    EAP or XAuth name.
+    """
+
+    method: RoundMethod
+    #: Locally the identity this round proves (IKEv2's IDi of the round); None: the
+    #: connection's ``local_id``.
+    id: tuple[IdType, bytes] | None = None
+    #: Remotely the identity the peer may claim in this round; None: any.
+    id_match: IdMatch | None = field(default=None, compare=False)
+    #: An EAP round's method, EAP identity and passwords.
+    eap: EapAuth | None = None
+    #: An XAuth round's user name (swanctl's ``xauth_id``); None: the round's identity.
+    xauth_id: str | None = None
 
 
 @dataclass(frozen=True)

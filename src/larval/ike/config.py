@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
-from larval.ike.auth_config import EapAuth, IdMatch, LocalAuth, RemoteAuth, XauthAuth
+from larval.ike.auth_config import (
+    AuthRound,
+    EapAuth,
+    IdMatch,
+    LocalAuth,
+    RemoteAuth,
+    XauthAuth,
+)
 from larval.ike.identity import IdType
 
 __all__ = ["ChildConfig", "ChildPolicy", "IPAddress", "IPNetwork", "IkeConfig", "Suite"]
@@ -59,6 +66,10 @@ class IkeConfig:
     local_xauth: XauthAuth | None = None
     remote_xauth: XauthAuth | None = None
     mode_config_push: bool = False
+    # Authentication rounds (RFC 4739), every one in order, the first included; () : one
+    # round, the one the fields above describe.
+    local_rounds: tuple[AuthRound, ...] = ()
+    remote_rounds: tuple[AuthRound, ...] = ()
 
 
 @dataclass(frozen=True)
