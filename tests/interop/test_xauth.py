@@ -1,0 +1,178 @@
+"""charon as an IKEv1 XAuth road warrior (``version = 1``, ``local { auth = psk }``,
+``local-xauth { auth = xauth; xauth_id = carol }``, ``vips = 0.0.0.0``) against larval as
+the gateway (``remote = [{ auth = "psk" }, { auth = "xauth", xauth_id = "%any" }]`` and a
+pool): after Main Mode larval pushes XAuth, charon pulls its address by Mode Config (or
+larval pushes it, ``pull = false``), Quick Mode's ID is the virtual address, and a ping
+from it reaches the gateway's network. A wrong password is refused: X_STATUS 0, the
+ISAKMP SA deleted on both ends, no lease.
+
+charon's xauth-generic plugin is Debian's ``libcharon-extauth-plugins``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import larval.bench.charon as charon_module
+from larval.bench.charon import CharonError
+from tests.interop.harness import (
+    INNER,
+    NET,
+    OUTER,
+    PSK,
+    Charon,
+    LarvalDaemon,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
+
+XAUTH_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-xauth-generic.so")
+needs_xauth = pytest.mark.skipif(
+    not XAUTH_PLUGIN.exists(), reason="needs charon's xauth-generic (libcharon-extauth-plugins)"
+)
+pytestmark = [needs_netns, needs_charon, needs_xauth]
+
+IKE = "aes128-sha256-modp2048"
+ESP = "aes128-sha256"
+POOL = "10.3.0.0/24"
+VIP = "10.3.0.1"
+PASSWORD = "carol-XAuth-Password-1"
+WRONG = "not-Carols-Password-9"
+
+
+def _road_warrior(secret: str, *, pull: bool) -> str:
+    return f"""connections {{
+    rw {{
+        version = 1
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        vips = 0.0.0.0
+        pull = {"yes" if pull else "no"}
+        proposals = {IKE}
+        local {{
+            auth = psk
+            id = {OUTER["a"]}
+        }}
+        local-xauth {{
+            auth = xauth
+            xauth_id = carol
+        }}
+        remote {{
+            auth = psk
+            id = {OUTER["b"]}
+        }}
+        children {{
+            net {{
+                remote_ts = {NET["b"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    ike-rw {{
+        id-local = {OUTER["a"]}
+        id-remote = {OUTER["b"]}
+        secret = "{PSK}"
+    }}
+    xauth-carol {{
+        id = carol
+        secret = "{secret}"
+    }}
+}}
+"""
+
+
+def _start(topo: Topology, monkeypatch: pytest.MonkeyPatch, secret: str,
+           *, pull: bool = True) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
+    config = larval_config(
+        topo.b, proposals=[IKE], esp=[ESP], start_action="none", version=1,
+        remote=f'[{{ auth = "psk", id = "{OUTER["a"]}" }}, '
+               '{ auth = "xauth", xauth_id = "%any" }]',
+    )  # fmt: skip
+    extra = 'pools = ["rw"]' + ("" if pull else "\npull = false")
+    config = config.replace('dpd_delay = "0s"', f'dpd_delay = "0s"\n{extra}')
+    config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{POOL}"]')
+    config += f'\n[pools.rw]\naddrs = "{POOL}"\ndns = ["10.3.0.53"]\n'
+    config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " xauth-generic")
+    charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
+                         swanctl=_road_warrior(secret, pull=pull))  # fmt: skip
+    # charon does not install the address itself (install_virtual_ip = no), and its
+    # route to the gateway's network needs it: the pool's first address is there.
+    topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
+    return charon, larval
+
+
+def _larval(topo: Topology, *args: str) -> Any:
+    out = subprocess.run(
+        [sys.executable, "-m", "larval", *args, "--json", "--control-socket",
+         str(topo.b.dir / "control")],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("pull", [True, False], ids=["pull", "push"])
+def test_charon_xauth_road_warrior_gets_an_address_and_pings_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pull: bool
+) -> None:
+    with Topology(tmp_path) as topo:
+        charon, larval = _start(topo, monkeypatch, PASSWORD, pull=pull)
+        charon.initiate("net")
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "XAuth authentication of 'carol' (myself) successful" in log, log[-4000:]
+        assert f"installing new virtual IP {VIP}" in log, log[-4000:]
+        listing = charon.list_sas()
+        assert "ESTABLISHED, IKEv1" in listing and f"local  {VIP}/32\n" in listing, listing
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["virtual_ips"] == [VIP], ike  # type: ignore[index]
+        assert ike["auth_remote"]["method"] == "xauth", ike  # type: ignore[index]
+        assert ike["auth_remote"]["identity"] == "carol", ike  # type: ignore[index]
+        (child,) = status["child_sas"]  # type: ignore[misc]
+        assert child["remote_ts"] == [f"{VIP}/32"]  # type: ignore[index]
+        result = subprocess.run(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             "-I", VIP, INNER["b"]],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        pools = _larval(topo, "pools")
+        assert {"identity": "carol", "address": VIP} in pools["pools"][0]["online"], pools
+        assert PASSWORD not in larval.log.read_text()
+        # The lease goes offline when charon deletes the ISAKMP SA.
+        charon.swanctl("--terminate", "--ike", "rw")
+        larval.wait_for("none")
+        pools = _larval(topo, "pools")
+        assert {"identity": "carol", "address": VIP} in pools["pools"][0]["offline"], pools
+
+
+def test_a_wrong_xauth_password_is_refused_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        charon, larval = _start(topo, monkeypatch, WRONG)
+        with pytest.raises(CharonError):
+            charon.initiate("net", timeout=15)
+        larval.wait_for("none")
+        log = larval.log.read_text()
+        assert "XAuth authentication of 'carol' failed: wrong password" in log, log[-3000:]
+        assert WRONG not in log and PASSWORD not in log
+        charon_log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "XAuth authentication of 'carol' (myself) failed" in charon_log
+        assert "ESTABLISHED" not in charon.list_sas()
+        pools = _larval(topo, "pools")
+        assert pools["pools"][0]["online"] == [] and pools["pools"][0]["offline"] == [], pools
