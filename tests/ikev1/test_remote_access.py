@@ -332,3 +332,17 @@ def test_an_unanswered_xauth_request_closes_the_isakmp_sa() -> None:
         rw.g.datagrams_to_send(rw.now)
     assert rw.g.state is State.CLOSED
     assert lease_status(rw) == ((), ())
+
+
+def test_aggressive_mode_with_a_group_psk_then_xauth_and_mode_config() -> None:
+    rw = RoadWarrior(client_config(), gateway_config())
+    rw.c.aggressive = True
+    rw.c.initiate(child(ANY, NET_B), rw.now)
+    assert rw.step(rw.c) == 1  # AM1 { SA, KE, Ni, IDii, VID } -->
+    assert rw.step(rw.g) == 1  # <-- AM2 { SA, KE, Nr, IDir, HASH_R, NAT-D, VID }
+    assert rw.step(rw.c) == 1  # AM3 *{ HASH_I, NAT-D, N } -->
+    assert rw.g.state is State.XAUTH  # <-- CFG_REQUEST(X_USER X_PWD) waits to be carried
+    rw.flush()
+    assert rw.c.virtual_ips == (VIP,) and rw.g.virtual_ips == (VIP,)
+    assert [type(e) for e in events(rw.g)] == [IkeSaUp, ChildSaUp]
+    assert [e for e in rw.exchanges() if e[1] is ExchangeType.AGGRESSIVE]

@@ -48,10 +48,11 @@ PASSWORD = "carol-XAuth-Password-1"
 WRONG = "not-Carols-Password-9"
 
 
-def _road_warrior(secret: str, *, pull: bool) -> str:
+def _road_warrior(secret: str, *, pull: bool, aggressive: bool = False) -> str:
     return f"""connections {{
     rw {{
         version = 1
+        aggressive = {"yes" if aggressive else "no"}
         local_addrs = {OUTER["a"]}
         remote_addrs = {OUTER["b"]}
         encap = yes
@@ -92,8 +93,8 @@ secrets {{
 """
 
 
-def _start(topo: Topology, monkeypatch: pytest.MonkeyPatch, secret: str,
-           *, pull: bool = True) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
+def _start(topo: Topology, monkeypatch: pytest.MonkeyPatch, secret: str, *, pull: bool = True,
+           aggressive: bool = False) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
     config = larval_config(
         topo.b, proposals=[IKE], esp=[ESP], start_action="none", version=1,
         remote=f'[{{ auth = "psk", id = "{OUTER["a"]}" }}, '
@@ -108,8 +109,9 @@ def _start(topo: Topology, monkeypatch: pytest.MonkeyPatch, secret: str,
     topo.daemons.append(larval)
     larval.start()
     monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " xauth-generic")
-    charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
-                         swanctl=_road_warrior(secret, pull=pull))  # fmt: skip
+    swanctl = _road_warrior(secret, pull=pull, aggressive=aggressive)
+    charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1, aggressive=aggressive,
+                         swanctl=swanctl)  # fmt: skip
     # charon does not install the address itself (install_virtual_ip = no), and its
     # route to the gateway's network needs it: the pool's first address is there.
     topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
@@ -125,13 +127,20 @@ def _larval(topo: Topology, *args: str) -> Any:
     return json.loads(out)
 
 
-@pytest.mark.parametrize("pull", [True, False], ids=["pull", "push"])
+@pytest.mark.parametrize(
+    ("pull", "aggressive"),
+    [(True, False), (False, False), (True, True)],
+    ids=["pull", "push", "aggressive-group-psk"],
+)
 def test_charon_xauth_road_warrior_gets_an_address_and_pings_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pull: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pull: bool, aggressive: bool
 ) -> None:
     with Topology(tmp_path) as topo:
-        charon, larval = _start(topo, monkeypatch, PASSWORD, pull=pull)
+        charon, larval = _start(topo, monkeypatch, PASSWORD, pull=pull, aggressive=aggressive)
         charon.initiate("net")
+        if aggressive:
+            log = (charon.dir / "charon.log").read_text(errors="replace")
+            assert "AGGRESSIVE request 0" in log, log[-3000:]
         log = (charon.dir / "charon.log").read_text(errors="replace")
         assert "XAuth authentication of 'carol' (myself) successful" in log, log[-4000:]
         assert f"installing new virtual IP {VIP}" in log, log[-4000:]
