@@ -15,6 +15,7 @@ from larval.ike.config import IkeConfig, IPAddress
 from larval.ike.events import ChildSaFailed, ChildSaUp, IkeSaDown, IkeSaUp
 from larval.ikev1 import ExchangeType, decode_header
 from larval.ikev1.constants import IkeAuthMethod
+from larval.ikev1.errors import IkeV1ConfigError
 from larval.ikev1.modecfg import (
     VID_CISCO_UNITY,
     AttributePayload,
@@ -24,7 +25,9 @@ from larval.ikev1.modecfg import (
 )
 from larval.ikev1.session import IkeV1Session, State
 from larval.pools import Lease, Pool, PoolAttributes, Pools
+from larval.trust import TrustStore
 
+from .certs import end, root, signing_config
 from .test_session import NET_B, B, child, config, events
 
 A = ipaddress.ip_address("198.51.100.7")  # the road warrior
@@ -346,3 +349,54 @@ def test_aggressive_mode_with_a_group_psk_then_xauth_and_mode_config() -> None:
     assert rw.c.virtual_ips == (VIP,) and rw.g.virtual_ips == (VIP,)
     assert [type(e) for e in events(rw.g)] == [IkeSaUp, ChildSaUp]
     assert [e for e in rw.exchanges() if e[1] is ExchangeType.AGGRESSIVE]
+
+
+def _hybrid_configs(kind: str = "rsa") -> tuple[IkeConfig, IkeConfig]:
+    client_end = end(str(A), "carol.example.org", kind, number=3)
+    gateway_end = end(str(B), "vpn.example.org", kind, number=4)
+    trust = TrustStore([root().cert])
+    gateway = dataclasses.replace(
+        signing_config(gateway_end, client_end, trust),
+        remote_auth=None, remote_id=None,
+        remote_xauth=XauthAuth("%any", {"carol": PASSWORD}),
+    )  # fmt: skip
+    client = dataclasses.replace(
+        signing_config(client_end, gateway_end, trust),
+        local_auth=None, local_id=(client_end.id[0], client_end.id[1]),
+        local_xauth=XauthAuth("carol", {"carol": PASSWORD}),
+        vips=(ipaddress.ip_address("0.0.0.0"),),
+    )  # fmt: skip
+    return client, gateway
+
+
+def test_hybrid_the_gateway_signs_the_client_proves_its_keys_then_xauth() -> None:
+    client, gateway = _hybrid_configs()
+    rw = RoadWarrior(client, gateway)
+    rw.c.initiate(child(ANY, NET_B), rw.now)
+    rw.flush()
+    assert rw.g.choice is not None and rw.g.choice.auth_method == IkeAuthMethod.HYBRID_INIT_RSA
+    assert rw.c.virtual_ips == (VIP,)
+    assert [type(e) for e in events(rw.c)] == [IkeSaUp, ChildSaUp]
+    assert rw.c.auth_remote is not None and rw.c.auth_remote.method == "pubkey"
+    assert "vpn.example.org" in rw.c.auth_remote.subject
+    assert rw.g.auth_remote == AuthInfo("xauth", identity="carol")
+
+
+def test_hybrid_a_client_that_does_not_trust_the_gateway_refuses_it() -> None:
+    client, gateway = _hybrid_configs()
+    assert client.remote_auth is not None
+    stranger = TrustStore([root("another root").cert])
+    client = dataclasses.replace(
+        client, remote_auth=dataclasses.replace(client.remote_auth, trust=stranger)
+    )
+    rw = RoadWarrior(client, gateway)
+    rw.c.initiate(child(ANY, NET_B), rw.now)
+    rw.flush()
+    assert rw.c.state is State.CLOSED and rw.g.state is State.CLOSED
+    assert lease_status(rw) == ((), ())
+
+
+def test_hybrid_is_rsa_only() -> None:
+    _, gateway = _hybrid_configs("p256")
+    with pytest.raises(IkeV1ConfigError, match="hybrid authentication is RSA's"):
+        IkeV1Session(gateway, initiator=False, allocate_spi=lambda: 1)
