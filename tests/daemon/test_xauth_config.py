@@ -135,3 +135,14 @@ def test_two_isakmp_sas_from_these_words_run_xauth_and_mode_config_push() -> Non
     assert rw.c.state is State.ESTABLISHED and rw.g.state is State.ESTABLISHED
     assert rw.c.virtual_ips == (VIP,)
     assert [type(e) for e in events(rw.c)] == [IkeSaUp, ChildSaUp]
+
+
+def test_a_hybrid_gateway_is_its_certificate_then_xauth_alone() -> None:
+    data = copy.deepcopy(GATEWAY)
+    rw = data["connections"]["rw"]
+    rw.update(local={"auth": "pubkey", "certs": ["gw.pem"], "id": "vpn.example.org"},
+              remote={"auth": "xauth", "xauth_id": "%any"})  # fmt: skip
+    config = parse_config(data, "g.toml")
+    (conn,) = config.connections
+    assert conn.ike.remote_xauth is not None and conn.ike.remote_xauth.xauth_id == "%any"
+    assert config.cert_auth["rw"].local is not None  # resolved when the daemon starts

@@ -21,6 +21,7 @@ import pytest
 
 import larval.bench.charon as charon_module
 from larval.bench.charon import CharonError
+from tests.interop.certs import IDS, Spec, make_set
 from tests.interop.harness import (
     INNER,
     NET,
@@ -185,3 +186,78 @@ def test_a_wrong_xauth_password_is_refused_and_leaves_nothing(
         assert "ESTABLISHED" not in charon.list_sas()
         pools = _larval(topo, "pools")
         assert pools["pools"][0]["online"] == [] and pools["pools"][0]["offline"] == [], pools
+
+
+def _hybrid_road_warrior() -> str:
+    return f"""connections {{
+    rw {{
+        version = 1
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        vips = 0.0.0.0
+        proposals = {IKE}
+        local-xauth {{
+            auth = xauth
+            id = {OUTER["a"]}
+            xauth_id = carol
+        }}
+        remote-rsa {{
+            auth = pubkey
+            id = {IDS["b"]}
+        }}
+        children {{
+            net {{
+                remote_ts = {NET["b"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    xauth-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def test_hybrid_charon_trusts_larvals_certificate_and_proves_carol_by_xauth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """strongSwan's xauth-id-rsa-hybrid: HybridInitRSA, the gateway's RSA certificate."""
+    with Topology(tmp_path) as topo:
+        certs = make_set(Spec("rsa", 2048), tmp_path / "pki")
+        config = larval_config(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="none", version=1,
+            local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{IDS["b"]}" }}',
+            remote=f'{{ auth = "xauth", id = "{OUTER["a"]}", xauth_id = "%any" }}',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
+        )  # fmt: skip
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{POOL}"]')
+        config += f'\n[pools.rw]\naddrs = "{POOL}"\n'
+        config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " xauth-generic")
+        trust = certs.credentials(tmp_path / "moon-credentials", None)  # the root alone
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
+                             swanctl=_hybrid_road_warrior(), credentials=trust)  # fmt: skip
+        topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
+        charon.initiate("net")
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert f"authentication of '{IDS['b']}' with RSA_EMSA_PKCS1_NULL successful" in log, log
+        assert "XAuth authentication of 'carol' (myself) successful" in log, log[-4000:]
+        result = subprocess.run(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             "-I", VIP, INNER["b"]],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["auth_local"]["method"] == "pubkey", ike  # type: ignore[index]
+        assert ike["auth_remote"]["identity"] == "carol", ike  # type: ignore[index]
