@@ -400,3 +400,22 @@ def test_hybrid_is_rsa_only() -> None:
     _, gateway = _hybrid_configs("p256")
     with pytest.raises(IkeV1ConfigError, match="hybrid authentication is RSA's"):
         IkeV1Session(gateway, initiator=False, allocate_spi=lambda: 1)
+
+
+@pytest.mark.parametrize("unity", [True, False])
+def test_a_unity_clients_wildcard_quick_mode_id_is_narrowed_to_the_split_network(
+    unity: bool,
+) -> None:
+    """QM1's IDcr 0.0.0.0/0 from a Unity client that was told NET_B: the gateway's SAs are
+    for NET_B, the IDs echoed; without Unity, 0.0.0.0/0 is not in the policy."""
+    rw = RoadWarrior(client_config(), gateway_config())
+    rw.g.peer_unity = unity
+    rw.c.initiate(child(ANY, ANY), rw.now)
+    rw.flush()
+    ups = [e for e in events(rw.g) if isinstance(e, ChildSaUp)]
+    if unity:
+        (up,) = ups
+        assert up.local_ts == (NET_B,) and up.remote_ts == (ipaddress.ip_network(VIP),)
+        assert rw.g.unity_split == (NET_B,)
+    else:
+        assert not ups

@@ -261,3 +261,50 @@ def test_hybrid_charon_trusts_larvals_certificate_and_proves_carol_by_xauth(
         (ike,) = status["ike_sas"]  # type: ignore[misc]
         assert ike["auth_local"]["method"] == "pubkey", ike  # type: ignore[index]
         assert ike["auth_remote"]["identity"] == "carol", ike  # type: ignore[index]
+
+
+def test_a_unity_client_is_told_the_split_networks_as_unity_split_include(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """charon with its unity plugin (cisco_unity = yes) announces Cisco Unity and asks for
+    U_SPLITINC; larval answers the Unity vendor ID and its CFG_REPLY carries the pool's
+    split_include as UNITY_SPLIT_INCLUDE, which charon takes (it fails on the
+    INTERNAL_IP4_SUBNET a client without Unity gets)."""
+    with Topology(tmp_path) as topo:
+        config = larval_config(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="none", version=1,
+            remote=f'[{{ auth = "psk", id = "{OUTER["a"]}" }}, '
+                   '{ auth = "xauth", xauth_id = "%any" }]',
+        )  # fmt: skip
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{POOL}"]')
+        config += f'\n[pools.rw]\naddrs = "{POOL}"\nsplit_include = ["{NET["b"]}"]\n'
+        config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        monkeypatch.setattr(charon_module, "PLUGINS",
+                            charon_module.PLUGINS + " xauth-generic unity")  # fmt: skip
+        conf = charon_module.Charon._strongswan_conf
+
+        def cisco_unity(self: Charon, settings: str, *, ike_name: bool) -> str:
+            # strongswan.conf's charon.cisco_unity: announce Unity, ask its attributes.
+            return conf(self, settings + "    cisco_unity = yes\n", ike_name=ike_name)
+
+        monkeypatch.setattr(charon_module.Charon, "_strongswan_conf", cisco_unity)
+        swanctl = _road_warrior(PASSWORD, pull=True)
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1, swanctl=swanctl)
+        topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
+        charon.initiate("net")
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "received Cisco Unity vendor ID" in log, log[-4000:]
+        assert "CPRP(ADDR U_SPLITINC)" in log, log[-4000:]
+        assert "handling UNITY_SPLIT_INCLUDE attribute failed" not in log, log[-4000:]
+        listing = charon.list_sas()
+        assert f"remote {NET['b']}\n" in listing, listing
+        result = subprocess.run(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             "-I", VIP, INNER["b"]],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])

@@ -150,6 +150,8 @@ class IsakmpSa(OverTransport):
         self.peer_unity = False
         #: The virtual addresses of Mode Config: the peer's (gateway) or this end's (client).
         self.virtual_ips: tuple[IPAddress, ...] = ()
+        #: The split networks a gateway told a Unity peer (UNITY_SPLIT_INCLUDE).
+        self.unity_split: tuple[ipaddress.IPv4Network, ...] = ()
         self._events: deque[Event] = deque()
 
     @property

@@ -237,6 +237,11 @@ class QuickModeResponder(QuickModeTask):
             # A client with a virtual address speaks for it alone (as IKEv2 narrows TSi).
             reason = f"Quick Mode ID {remote_ts} is not the peer's virtual address"
             raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, reason, spi=spi)
+        if not sa.initiator and sa.unity_split and local_ts.prefixlen == 0:
+            # A Cisco Unity client told split networks proposes 0.0.0.0/0 for ours and
+            # narrows it on its end; ours is the first split network, the IDs echoed
+            # unchanged (as strongSwan's unity plugin answers).
+            local_ts = sa.unity_split[0]
         policy = sa.child_policy((remote_ts,), (local_ts,)) if sa.child_policy else None
         if (
             policy is None

@@ -216,6 +216,10 @@ class RemoteAccess:
         attrs = [_address(lease.address) for lease in self.leases]
         for attributes in dict.fromkeys(a for _, a in given):
             attrs.extend(mode_config_attributes(attributes, unity=self.sa.peer_unity))
+            if self.sa.peer_unity:
+                self.sa.unity_split += tuple(
+                    n for n in attributes.split_include if isinstance(n, ipaddress.IPv4Network)
+                )
         return tuple(attrs)
 
     def release(self) -> None:
