@@ -308,3 +308,77 @@ def test_a_unity_client_is_told_the_split_networks_as_unity_split_include(
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+
+
+def _charon_gateway() -> str:
+    return f"""connections {{
+    gw {{
+        version = 1
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        proposals = {IKE}
+        local {{
+            auth = psk
+            id = {OUTER["a"]}
+        }}
+        remote {{
+            auth = psk
+            id = {OUTER["b"]}
+        }}
+        remote-xauth {{
+            auth = xauth
+            xauth_id = carol
+        }}
+        children {{
+            net {{
+                local_ts = {NET["a"]}
+                remote_ts = {NET["b"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    ike-gw {{
+        id-local = {OUTER["a"]}
+        id-remote = {OUTER["b"]}
+        secret = "{PSK}"
+    }}
+    xauth-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+@pytest.mark.parametrize("secret", [PASSWORD, WRONG], ids=["right", "wrong"])
+def test_larval_as_an_xauth_client_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """larval (local = [psk, xauth carol]) starts Main Mode through its trap policy,
+    answers charon's XAuth and, with the right password, its first packet goes through."""
+    with Topology(tmp_path) as topo:
+        monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " xauth-generic")
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
+                             swanctl=_charon_gateway())  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="trap", version=1,
+            local=f'[{{ auth = "psk", id = "{OUTER["b"]}" }}, '
+                  '{ auth = "xauth", xauth_id = "carol" }]',
+        )  # fmt: skip
+        config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{secret}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        if secret == PASSWORD:
+            assert " 0% packet loss" in result.stdout, (result.stdout, log[-4000:])
+            assert "XAuth authentication of 'carol' successful" in log, log[-4000:]
+            assert "(myself) successful" in larval.log.read_text()
+        else:
+            assert "XAuth authentication of 'carol' failed" in log, log[-4000:]
+            assert " 0% packet loss" not in result.stdout
+        assert secret not in larval.log.read_text()
