@@ -19,8 +19,12 @@ CHILD_SAs) plus the dispatcher. The exchanges are tasks that `process` what they
 and `build` what they send, with no I/O and no clock of their own: Main and Aggressive
 Mode (`larval.ikev1.phase1`, proved by a pluggable `larval.ikev1.auth` authenticator),
 Quick Mode (`larval.ikev1.quick_mode`), Informational and DPD
-(`larval.ikev1.informational`). One Phase 1 task at a time; Quick Modes by their Message
-ID, any number at once.
+(`larval.ikev1.informational`), and the Transaction exchanges of XAuth and Mode Config
+(`larval.ikev1.transaction`, driven by `larval.ikev1.remote_access`). One Phase 1 task
+at a time; Quick Modes and Transactions by their Message ID, any number at once. Where
+XAuth is configured, Phase 1 done is state XAUTH: the ISAKMP SA is reported up
+(`IkeSaUp`) and takes Quick Mode only once XAuth succeeded; a client that asks for a
+virtual address starts its Quick Mode once Mode Config has given it one.
 
 Phase 1 has no message IDs, so a retransmission is recognised by its bytes: every reply
 is kept by the digest of the message it answered and sent again when that message comes
@@ -613,6 +617,8 @@ class IkeV1Session(IsakmpSa):
             self.children[c.spi_in] = ChildSa(c.config, c.spi_in, c.spi_out, c.suite, c.renewed)
         mid = dpd.message_id
         self._transport.restore(value.transport, {mid: self._r_u_there} if mid is not None else {})
+        # Only an established ISAKMP SA has a value: its XAuth, if any, succeeded.
+        self._remote_access.xauth_done = True
         self._enter(State.ESTABLISHED)
         log.info("%s: ISAKMP SA resumed with %d CHILD_SAs", self.name(), len(self.children))
 
