@@ -44,11 +44,12 @@ class ConnectionPools:
 
     def __init__(self, pools: Pools) -> None:
         self.pools = pools
+        self.names = ["rw"]
 
     def acquire(
         self, identity: str, requested: IPAddress, peer: tuple[str, int]
     ) -> tuple[Lease, PoolAttributes] | None:
-        lease = self.pools.acquire(["rw"], identity, requested, peer)
+        lease = self.pools.acquire(self.names, identity, requested, peer)
         return (lease, self.pools[lease.pool].attributes) if lease is not None else None
 
     def release(self, identity: str, lease: Lease) -> None:
@@ -419,3 +420,21 @@ def test_a_unity_clients_wildcard_quick_mode_id_is_narrowed_to_the_split_network
         assert rw.g.unity_split == (NET_B,)
     else:
         assert not ups
+
+
+def test_a_client_asking_for_both_families_gets_one_address_of_each() -> None:
+    rw = RoadWarrior(
+        dataclasses.replace(client_config(), vips=(ipaddress.ip_address("0.0.0.0"),
+                                                   ipaddress.ip_address("::"))),
+        gateway_config(),
+    )  # fmt: skip
+    rw.pools = Pools([Pool("rw", str(POOL)), Pool("rw6", "2001:db8:3::/120")])
+    pool = ConnectionPools(rw.pools)
+    pool.names = ["rw", "rw6"]
+    rw.g._remote_access.pool = pool
+    rw.c.initiate(child(ANY, NET_B), rw.now)
+    rw.flush()
+    v6 = ipaddress.ip_address("2001:db8:3::1")
+    assert rw.c.virtual_ips == (VIP, v6) and rw.g.virtual_ips == (VIP, v6)
+    ups = [e for e in events(rw.c) if isinstance(e, ChildSaUp)]
+    assert ups and ups[0].local_ts == (ipaddress.ip_network(VIP),)  # the IPv4 child's
