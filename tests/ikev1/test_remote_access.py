@@ -438,3 +438,11 @@ def test_a_client_asking_for_both_families_gets_one_address_of_each() -> None:
     assert rw.c.virtual_ips == (VIP, v6) and rw.g.virtual_ips == (VIP, v6)
     ups = [e for e in events(rw.c) if isinstance(e, ChildSaUp)]
     assert ups and ups[0].local_ts == (ipaddress.ip_network(VIP),)  # the IPv4 child's
+
+
+def test_an_xauth_gateway_leaves_reauthentication_to_its_road_warrior() -> None:
+    rw = RoadWarrior(client_config(), gateway_config())
+    rw.c.initiate(child(ANY, NET_B), rw.now)
+    rw.flush()
+    assert rw.g.rekey_at is None and rw.g.expires_at is not None
+    assert rw.c.rekey_at is not None

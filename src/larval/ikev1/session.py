@@ -844,6 +844,10 @@ class IkeV1Session(IsakmpSa):
         if life <= 0:
             return
         self._expire_at = now + life
+        if not self.initiator and self.config.remote_xauth is not None:
+            # A road warrior's gateway cannot start Main Mode and XAuth towards it: the
+            # client reauthenticates (its user's password is the client's to give).
+            return
         if rekey and rekey < life * 0.9:
             due, spread = rekey, rekey / 10  # strongSwan's rand_time
         else:
