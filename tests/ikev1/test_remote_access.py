@@ -446,3 +446,27 @@ def test_an_xauth_gateway_leaves_reauthentication_to_its_road_warrior() -> None:
     rw.flush()
     assert rw.g.rekey_at is None and rw.g.expires_at is not None
     assert rw.c.rekey_at is not None
+
+
+@pytest.mark.parametrize(
+    "attr",
+    [
+        AttributePayload(CfgType.CFG_ACK),  # unsolicited
+        AttributePayload(CfgType.CFG_SET, (ModeCfgAttribute(ModeCfgAttr.XAUTH_STATUS, 1),)),
+        AttributePayload(CfgType(77), (ModeCfgAttribute(ModeCfgAttr(999), b"x"),)),
+        AttributePayload(
+            CfgType.CFG_REQUEST, (ModeCfgAttribute(ModeCfgAttr.INTERNAL_IP4_ADDRESS, b"\x01"),)
+        ),  # an address of the wrong size asks for any: the same lease again
+    ],
+    ids=["ack", "status", "unknown", "short-address"],
+)
+def test_odd_transactions_after_setup_change_nothing(attr: AttributePayload) -> None:
+    rw = RoadWarrior(client_config(), gateway_config())
+    rw.c.initiate(child(ANY, NET_B), rw.now)
+    rw.flush()
+    for sender in (rw.c, rw.g):
+        sender._open_transaction(attr, lambda reply, now: None)
+        rw.flush()
+    assert rw.c.state is State.ESTABLISHED and rw.g.state is State.ESTABLISHED
+    assert rw.g.virtual_ips == (VIP,) and rw.c.virtual_ips == (VIP,)
+    assert lease_status(rw)[0] == (("carol", VIP),)

@@ -264,6 +264,8 @@ class RemoteAccess:
                     reply.append(ModeCfgAttribute(A.XAUTH_USER_PASSWORD, password.encode()))
             return AttributePayload(CfgType.CFG_REPLY, tuple(reply), attr.identifier)
         if attr.cfg_type == CfgType.CFG_SET and attr.get(A.XAUTH_STATUS) is not None:
+            if self.client is None or self.xauth_done:
+                return None  # no XAuth of ours under way
             # <-- CFG_SET(X_STATUS): the gateway's verdict, acknowledged either way
             status = attr.get(A.XAUTH_STATUS)
             assert status is not None
