@@ -382,3 +382,71 @@ def test_larval_as_an_xauth_client_of_a_charon_gateway(
             assert "XAuth authentication of 'carol' failed" in log, log[-4000:]
             assert " 0% packet loss" not in result.stdout
         assert secret not in larval.log.read_text()
+
+
+def _charon_hybrid_gateway() -> str:
+    return f"""connections {{
+    gw {{
+        version = 1
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        proposals = {IKE}
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {IDS["a"]}
+        }}
+        remote-xauth {{
+            auth = xauth
+            id = {OUTER["b"]}
+            xauth_id = carol
+        }}
+        children {{
+            net {{
+                local_ts = {NET["a"]}
+                remote_ts = {NET["b"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    xauth-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def test_larval_as_a_hybrid_client_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """larval (local = { auth = "xauth" }, remote = { auth = "pubkey" }) checks charon's
+    RSA certificate, proves only its keys, then carol by XAuth; the first packets go
+    through."""
+    with Topology(tmp_path) as topo:
+        certs = make_set(Spec("rsa", 2048), tmp_path / "pki")
+        monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " xauth-generic")
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
+                             swanctl=_charon_hybrid_gateway(),
+                             credentials=certs.credentials(tmp_path / "moon", "moon"))  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="trap", version=1,
+            local=f'{{ auth = "xauth", id = "{OUTER["b"]}", xauth_id = "carol" }}',
+            remote=f'{{ auth = "pubkey", id = "{IDS["a"]}" }}',
+            credentials=str(certs.credentials(tmp_path / "sun", None)),
+        )  # fmt: skip
+        config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert " 0% packet loss" in result.stdout, (result.stdout, log[-4000:],
+                                                    larval.log.read_text()[-3000:])  # fmt: skip
+        assert "XAuth authentication of 'carol' successful" in log, log[-4000:]
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["auth_remote"]["method"] == "pubkey", ike  # type: ignore[index]
