@@ -247,6 +247,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "connections.s2s.children.net.inactivity": ("int", "str"),
     "pools": ("table",),
     "secrets": ("table",),
+    "connections.s2s.pull": ("bool",),
     "secrets.ike-s2s": ("table",),
     "secrets.ike-s2s.ids": ("str", "list"),
     "secrets.ike-s2s.secret": ("str",),

@@ -58,7 +58,10 @@ XAUTH_CLIENT: dict[str, Any] = {
             "remote": {"auth": "psk"},
         }
     },
-    "secrets": {"ike-group": {"secret": "group-psk-0123456789"}},
+    "secrets": {
+        "ike-group": {"secret": "group-psk-0123456789"},
+        "xauth-carol": {"id": "carol", "secret": PASSWORD},
+    },
 }
 
 

@@ -42,6 +42,7 @@ from larval.ikev1 import (
     encode_chain,
     encode_encrypted,
 )
+from larval.ikev1.modecfg import AttributePayload, CfgType, ModeCfgAttr, ModeCfgAttribute
 
 from .toycipher import BLOCK, ToyCipher
 from .vectors import CHAIN_VECTORS, COOKIE_I, COOKIE_R, MESSAGE_VECTORS
@@ -51,7 +52,7 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
-TYPES = [*sorted(int(t) for t in KNOWN_PAYLOAD_TYPES), 0, 2, 3, 14, 50, 132, 200, 255]
+TYPES = [*sorted(int(t) for t in KNOWN_PAYLOAD_TYPES), 0, 2, 3, 15, 50, 132, 200, 255]
 
 
 def _rules(message: IkeV1Message) -> None:
@@ -228,7 +229,20 @@ _payload: st.SearchStrategy[Payload] = st.one_of(
         st.binary(max_size=16),
         st.sampled_from([PayloadType.NAT_OA, PayloadType.NAT_OA_DRAFT]),
     ),
-    st.builds(UnknownPayload, st.sampled_from([14, 50, 132, 200]), _bytes),
+    st.builds(
+        AttributePayload,
+        u8.map(CfgType),
+        st.lists(
+            st.builds(
+                ModeCfgAttribute,
+                st.integers(0, 0x7FFF).map(ModeCfgAttr),
+                st.one_of(u16, st.binary(max_size=20)),
+            ),
+            max_size=4,
+        ).map(tuple),
+        u16,
+    ),
+    st.builds(UnknownPayload, st.sampled_from([15, 50, 132, 200]), _bytes),
 )
 
 

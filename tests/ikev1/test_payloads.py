@@ -57,7 +57,7 @@ def test_fragmentation_vid() -> None:
     assert not is_fragmentation_vid(bytes(16))
 
 
-@pytest.mark.parametrize("ptype", [14, 99, 132, 200])
+@pytest.mark.parametrize("ptype", [15, 99, 132, 200])
 def test_unknown_payload_round_trips(ptype: int) -> None:
     chain = h(
         """

@@ -77,6 +77,7 @@ def test_every_exchange_has_its_messages() -> None:
         ExchangeType.AGGRESSIVE: [1, 2, 3],
         QM: [1, 2, 3],
         INFO: [1],
+        ExchangeType.TRANSACTION: [1, 2],
     }
 
 

@@ -327,10 +327,15 @@ def test_a_connections_pool_that_is_no_pool_is_named() -> None:
     )
 
 
-def test_an_ikev1_connection_with_pools_is_refused() -> None:
+def test_an_ikev1_connection_with_pools_hands_them_out_by_mode_config() -> None:
+    """IKEv1 leases from the same pools by Mode Config (`larval.ikev1.remote_access`);
+    a pool that is no pool is still named."""
     data = gateway_config()
     data["connections"]["carol"]["version"] = 1
-    with pytest.raises(ConfigError, match=r"gw\.toml: connections\.carol\.pools: IKEv1"):
+    conns = {c.ike.name: c for c in parse_config(data, "gw.toml").connections}
+    assert conns["carol"].pools == tuple(data["connections"]["carol"]["pools"])
+    data["connections"]["carol"]["pools"] = ["nowhere"]
+    with pytest.raises(ConfigError, match=r"gw\.toml: .*pools"):
         parse_config(data, "gw.toml")
 
 

@@ -113,6 +113,22 @@ more than once lists a table for each round, in order, or writes swanctl's ``loc
 One table is one round, as before. In IKEv2 a further round is EAP; ``xauth`` (with
 ``xauth_id``) is IKEv1's, as the second round or, against a certificate, the only one.
 
+IKEv1 XAuth and Mode Config (the gateway of legacy "Cisco IPsec" clients)::
+
+    [connections.rw]                     # the gateway's
+    version = 1
+    remote = [{ auth = "psk" }, { auth = "xauth", xauth_id = "%any" }]
+    pools = ["rw"]
+    pull = false                         # push Mode Config (CFG_SET); default: the client asks
+
+    [secrets.xauth-carol]                # or [secrets.eap-carol]: one password per user
+    id = "carol"
+    secret = "..."
+
+The gateway's ``xauth_id`` is the user the client must be, ``%any`` for any user with a
+secret, by default the client's IKE identity; a client's is its own user name (default
+its IKE identity). A user's address is leased to the XAuth user.
+
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
 error names the file, the key and what is allowed; types are exact (``true`` is not
@@ -146,7 +162,14 @@ from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_propo
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
-from larval.ike.auth_config import EAP_METHODS, AuthRound, EapAuth, SendCert, parse_auth
+from larval.ike.auth_config import (
+    EAP_METHODS,
+    AuthRound,
+    EapAuth,
+    SendCert,
+    XauthAuth,
+    parse_auth,
+)
 from larval.ike.config import AddressMatch, ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
@@ -166,7 +189,7 @@ DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_soc
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
-                   "pools")  # fmt: skip
+                   "pools", "pull")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id", "certs", "cacerts")
@@ -180,6 +203,9 @@ EAP_SECRET_KEYS = ("id", "secret")
 EAP_KEYS = ("eap_id", "eap_retries")
 #: The most ``eap_retries`` a gateway allows: each retry is another guess (strongSwan's 2).
 MAX_EAP_RETRIES = 5
+#: ``[secrets.xauth-NAME]``: one XAuth user and its password, as an EAP secret is.
+XAUTH_SECRET_PREFIX = "xauth-"
+USER_SECRET_PREFIXES = (EAP_SECRET_PREFIX, XAUTH_SECRET_PREFIX)
 #: What a side of ``auth = "xauth"`` (IKEv1) may say beyond `AUTH_KEYS`.
 XAUTH_KEYS = ("xauth_id",)
 #: swanctl's further rounds: ``local-2``, ``remote-eap`` (any suffix), in the order written.
@@ -317,7 +343,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     eap_passwords = _eap_secrets(r, every_secret)
     if isinstance(every_secret, dict):
         every_secret = {k: v for k, v in every_secret.items()
-                        if not k.startswith(EAP_SECRET_PREFIX)}  # fmt: skip
+                        if not k.startswith(USER_SECRET_PREFIXES)}  # fmt: skip
     secrets = _secrets(r, every_secret)
     # swanctl's word: a private-NAME secret decrypts a key file, it is never a PSK.
     config.key_passphrases = {s.name.removeprefix(KEY_SECRET_PREFIX): s.psk for s in secrets
@@ -336,6 +362,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         conn, policies, cert_auth = _connection(r, name, entry, secrets)
         conn = _with_eap(r, name, entry, conn, eap_passwords)
         conn = _with_rounds(r, name, conn, rounds, eap_passwords)
+        conn = _with_xauth(r, name, entry, conn, eap_passwords)
         conn = _with_pools(r, name, entry, conn, config.pools)
         if cert_auth is not None:
             config.cert_auth[name] = cert_auth
@@ -373,9 +400,7 @@ def _with_pools(
         pools.check_names(key, names)
     except PoolError as e:
         raise ConfigError(f"{r.source}: {e}") from None
-    if conn.version == 1:
-        raise r.error(key, "IKEv1 hands out no addresses yet (Mode Config): set version = 2")
-    return dataclasses.replace(conn, pools=names)
+    return dataclasses.replace(conn, pools=names)  # IKEv2's CP, IKEv1's Mode Config
 
 
 def _secrets(r: ConfigReader, value: object) -> list[Secret]:
@@ -399,7 +424,7 @@ def _eap_secrets(r: ConfigReader, value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         return passwords  # `_secrets` names what is wrong
     for name, entry in r.tables("secrets", value):
-        if not name.startswith(EAP_SECRET_PREFIX):
+        if not name.startswith(USER_SECRET_PREFIXES):
             continue
         key = f"secrets.{name}"
         e = r.table(key, entry, EAP_SECRET_KEYS)
@@ -564,6 +589,39 @@ def _further_round(r: ConfigReader, s: str, side: AuthSide, first: AuthSide,
         return AuthRound(method, id_match=match, xauth_id=side.xauth_id)
     eap = EapAuth(cast(Any, method), side.eap_id, dict(passwords), retries=side.eap_retries)
     return AuthRound(method, id_match=match, eap=eap)
+
+
+def _with_xauth(r: ConfigReader, name: str, value: object, conn: Connection,
+                passwords: Mapping[str, str]) -> Connection:  # fmt: skip
+    """`conn` with IKEv1 XAuth where a round is ``auth = "xauth"``: a gateway checks every
+    user's password of ``[secrets.xauth-NAME]`` and ``[secrets.eap-NAME]``, a client gives
+    its own; and ``pull = false``: the gateway pushes Mode Config (CFG_SET)."""
+    base = f"connections.{name}"
+    c = value if isinstance(value, dict) else {}
+    ike = conn.ike
+    if "pull" in c:
+        pull = _bool(r, f"{base}.pull", c["pull"])
+        if conn.version != 1:
+            raise r.error(f"{base}.pull", "pull is IKEv1's Mode Config: set version = 1")
+        ike = dataclasses.replace(ike, mode_config_push=not pull)
+    remote = next((x for x in ike.remote_rounds if x.method == "xauth"), None)
+    if remote is not None:
+        ike = dataclasses.replace(ike, remote_xauth=XauthAuth(remote.xauth_id, dict(passwords)))
+    local = next((x for x in ike.local_rounds if x.method == "xauth"), None)
+    if local is not None:
+        first = c.get("local")
+        first_id = first[0].get("id") if isinstance(first, list) and first else None
+        user = local.xauth_id or (first_id if isinstance(first_id, str) else None)
+        user = user or str(ike.local_addr)
+        where = f"{base}.local"
+        if user == "%any":
+            raise r.error(where, "the xauth round's xauth_id %any is the gateway's; a client "
+                          "names itself")  # fmt: skip
+        if user not in passwords:
+            raise r.error(where, f"the xauth round's user {user!r}: no [secrets.xauth-NAME] "
+                          f"or [secrets.eap-NAME] has id = {user!r}")  # fmt: skip
+        ike = dataclasses.replace(ike, local_xauth=XauthAuth(user, {user: passwords[user]}))
+    return dataclasses.replace(conn, ike=ike)
 
 
 def _retransmit_timeout(r: ConfigReader, value: object) -> float:

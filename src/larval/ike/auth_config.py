@@ -219,6 +219,21 @@ class AuthRound:
 
 
 @dataclass(frozen=True)
+class XauthAuth:
+    """IKEv1 XAuth, the second round after a PSK or a gateway's certificate
+    (draft-beaulieu-ike-xauth; swanctl's ``auth = xauth``, ``xauth_id``).
+
+    Locally (a client): `xauth_id` is the user name this end gives, `passwords` holds its
+    own. Remotely (a gateway): `xauth_id` is the user the peer must be, ``"%any"`` for
+    any user with a password, or None for the peer's IKE identity; `passwords` holds
+    every user's. Never shown.
+    """
+
+    xauth_id: str | None
+    passwords: Mapping[str, str] = field(repr=False, hash=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AuthInfo:
     """How one end of an IKE SA authenticated, for status: "psk", "pubkey" with the
     scheme and the certificate's subject and issuer, or an EAP method ("eap-mschapv2",

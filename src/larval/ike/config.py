@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from larval.crypto.ike_transforms import Transform
-from larval.ike.auth_config import AuthRound, EapAuth, IdMatch, LocalAuth, RemoteAuth
+from larval.ike.auth_config import (
+    AuthRound,
+    EapAuth,
+    IdMatch,
+    LocalAuth,
+    RemoteAuth,
+    XauthAuth,
+)
 from larval.ike.identity import IdType
 
 __all__ = [
@@ -152,6 +159,11 @@ class IkeConfig:
     def can_initiate(self) -> bool:
         """The connection names one peer to open IKE SAs to (not ``%any`` or a subnet)."""
         return not self.remote_addr.is_unspecified
+    # IKEv1 XAuth after Phase 1: this end a client (`local_xauth`) or checking one
+    # (`remote_xauth`); a gateway pushes Mode Config (CFG_SET) where `mode_config_push`.
+    local_xauth: XauthAuth | None = None
+    remote_xauth: XauthAuth | None = None
+    mode_config_push: bool = False
     # Authentication rounds (RFC 4739), every one in order, the first included; () : one
     # round, the one the fields above describe.
     local_rounds: tuple[AuthRound, ...] = ()

@@ -65,11 +65,13 @@ from .payloads import CertPayload, CrPayload, HashPayload, IdPayload, Payload, S
 
 __all__ = [
     "AuthenticationError",
+    "HybridAuthenticator",
     "Phase1Authenticator",
     "Phase1Material",
     "PskAuthenticator",
     "SignatureAuthenticator",
     "WallClock",
+    "XauthPskAuthenticator",
     "phase1_authenticator",
     "utc_now",
 ]
@@ -219,6 +221,19 @@ class PskAuthenticator:
         return PSK_INFO
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class XauthPskAuthenticator(PskAuthenticator):
+    """The pre-shared key of a connection whose initiator XAuth authenticates next:
+    the same SKEYID and HASHes, offered and taken as XAuthInitPreShared (65001,
+    draft-beaulieu-ike-xauth §7.2), as charon's road warriors with ``auth = xauth``
+    offer it."""
+
+    method: ClassVar[IkeAuthMethod] = IkeAuthMethod.XAUTH_INIT_PSK
+
+    def __repr__(self) -> str:
+        return "<XauthPskAuthenticator>"  # never the key
+
+
 def signature_method(key: PrivateKey) -> IkeAuthMethod:
     """The method a key signs Phase 1 with (as charon's ``get_pubkey_method``)."""
     if isinstance(key, rsa.RSAPrivateKey):
@@ -313,6 +328,96 @@ class SignatureAuthenticator:
                         describe_issuer(cert))  # fmt: skip
 
 
+class HybridAuthenticator:
+    """Hybrid authentication (draft-ietf-ipsra-hybrid-auth-05 §3.2; HybridInitRSA,
+    64221): the gateway, the responder, proves itself with its RSA certificate (SIG_R, as
+    with RSA signatures); the road warrior proves only that it holds the Phase 1 keys,
+    HASH_I over SKEYID = prf(Ni_b | Nr_b, g^xy) with no shared secret, and XAuth then
+    authenticates its user. `local` is the gateway's certificate, `remote` the client's
+    trust in it; each end has only its own."""
+
+    __slots__ = ("_clock", "local", "remote")
+    method = IkeAuthMethod.HYBRID_INIT_RSA
+
+    def __init__(self, local: LocalAuth | None, remote: RemoteAuth | None,
+                 wall_clock: WallClock = utc_now) -> None:  # fmt: skip
+        self.local, self.remote, self._clock = local, remote, wall_clock
+        if local is not None and signature_method(local.cert.key.key) != _RSA:
+            raise IkeV1ConfigError(
+                f"hybrid authentication is RSA's (HybridInitRSA), not an "
+                f"{describe_key(local.cert.key.key)} key's"
+            )
+
+    def __repr__(self) -> str:
+        return f"<HybridAuthenticator {'gateway' if self.local else 'client'}>"
+
+    def accepts(self, method: int) -> bool:
+        return method == self.method
+
+    def skeyid(self, prf: Ikev1Prf, nonce_i: bytes, nonce_r: bytes, g_xy: bytes) -> bytes:
+        return skeyid_sig(prf, nonce_i, nonce_r, g_xy)
+
+    def requests(self) -> tuple[Payload, ...]:
+        """The client asks for the gateway's certificate, one CR per trusted CA."""
+        if self.remote is None or not self.remote.send_certreq:
+            return ()
+        names = self.remote.trust.certreq_names()
+        return tuple(CrPayload(CertEncoding.X509_SIGNATURE, name) for name in names)
+
+    def build(
+        self, material: Phase1Material, id_b: bytes, initiator: bool, asked: bool = False
+    ) -> tuple[Payload, ...]:
+        if self.local is None:
+            return (HashPayload(material.hash(id_b, initiator)),)  # the client: HASH_I
+        send = self.local.send_cert
+        certs: Sequence[x509.Certificate] = ()
+        if send == "always" or (send == "ifasked" and asked):
+            certs = (self.local.cert.cert, *self.local.intermediates)
+        der = serialization.Encoding.DER
+        signature = sign(self.local.cert.key.key, _RSA, material.hash(id_b, initiator))
+        return (
+            *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
+            SigPayload(signature),
+        )
+
+    def verify(
+        self,
+        material: Phase1Material,
+        peer_id: IdPayload,
+        id_b: bytes,
+        message: IkeV1Message,
+        initiator: bool,
+    ) -> AuthInfo:
+        if self.remote is None:
+            # The gateway: the client's HASH_I shows it holds the keys; XAuth says who.
+            proof = message.first(HashPayload)
+            if proof is None or not secrets.compare_digest(proof.data, material.hash(id_b, True)):
+                raise AuthenticationError("HASH_I does not verify")
+            return AuthInfo("hybrid")
+        leaf, untrusted = peer_certificates(message)
+        subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
+        claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
+        try:
+            trusted = self.remote.trust.verify(leaf, untrusted, claimed, self._clock())
+        except TrustError as exc:
+            raise AuthenticationError(str(exc), subject) from None
+        sig = message.first(SigPayload)
+        if sig is None:
+            raise AuthenticationError("no SIG payload", subject)
+        digest = material.hash(id_b, initiator)
+        problem = check_signature(leaf.public_key(), _RSA, digest, sig.data)
+        if problem:
+            raise AuthenticationError(problem, subject)
+        return AuthInfo("pubkey", scheme_of(material), trusted.subject, trusted.issuer)
+
+    def local_info(self, material: Phase1Material) -> AuthInfo:
+        if self.local is None:
+            return AuthInfo("hybrid")
+        cert = self.local.cert.cert
+        return AuthInfo("pubkey", scheme_of(material), describe_subject(cert),
+                        describe_issuer(cert))  # fmt: skip
+
+
 def permits(schemes: Sequence[str], method: int) -> bool:
     """Do swanctl's `schemes` allow the signature of `method` (module docstring)? None
     configured allow any."""
@@ -335,7 +440,13 @@ def phase1_authenticator(config: IkeConfig, wall_clock: WallClock = utc_now) -> 
     method, so one side of each raises `IkeV1ConfigError`."""
     local, remote = config.local_auth, config.remote_auth
     if local is None and remote is None:
+        if config.local_xauth is not None or config.remote_xauth is not None:
+            return XauthPskAuthenticator(config.psk)
         return PskAuthenticator(config.psk)
+    if local is not None and remote is None and config.remote_xauth is not None:
+        return HybridAuthenticator(local, None, wall_clock)  # a hybrid gateway
+    if local is None and remote is not None and config.local_xauth is not None:
+        return HybridAuthenticator(None, remote, wall_clock)  # its road warrior
     if local is None or remote is None:
         this, peer = ("psk", "pubkey") if local is None else ("pubkey", "psk")
         raise IkeV1ConfigError(

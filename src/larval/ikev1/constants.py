@@ -92,7 +92,7 @@ class ExchangeType(LenientIntEnum):
     AUTH_ONLY = 3
     AGGRESSIVE = 4
     INFORMATIONAL = 5
-    TRANSACTION = 6  # Mode Config (draft-dukes-ike-mode-cfg); named, not decoded further
+    TRANSACTION = 6  # Mode Config and XAuth (draft-dukes-ike-mode-cfg): `larval.ikev1.transaction`
     QUICK_MODE = 32  # RFC 2409 §5.5
     NEW_GROUP_MODE = 33  # RFC 2409 §6
     MAIN_MODE = 2
@@ -128,7 +128,7 @@ class PayloadType(LenientIntEnum):
     NOTIFICATION = 11
     DELETE = 12
     VENDOR_ID = 13
-    ATTRIBUTE = 14  # Mode Config (draft-dukes-ike-mode-cfg); kept as an unknown payload
+    ATTRIBUTE = 14  # Mode Config and XAuth (draft-dukes-ike-mode-cfg): `larval.ikev1.modecfg`
     NAT_D = 20  # RFC 3947 §3.2
     NAT_OA = 21  # RFC 3947 §5.1
     NAT_D_DRAFT = 130  # draft-ietf-ipsec-nat-t-ike-02/03
@@ -301,7 +301,9 @@ class IkeHash(LenientIntEnum):
 class IkeAuthMethod(LenientIntEnum):
     """AUTHENTICATION_METHOD values (RFC 2409 Appendix A; RFC 4754 §4 for ECDSA).
 
-    XAUTH's private-use values (64221-65010) decode as unknown members.
+    The private-use values of XAuth (draft-beaulieu-ike-xauth §7.2) and hybrid
+    authentication (draft-ietf-ipsra-hybrid-auth): an odd number when the initiator is
+    the one XAuth authenticates (a road warrior), even when it is the responder.
     """
 
     PRE_SHARED_KEY = 1
@@ -312,6 +314,12 @@ class IkeAuthMethod(LenientIntEnum):
     ECDSA_SHA256_P256 = 9
     ECDSA_SHA384_P384 = 10
     ECDSA_SHA512_P521 = 11
+    HYBRID_INIT_RSA = 64221
+    HYBRID_RESP_RSA = 64222
+    XAUTH_INIT_PSK = 65001
+    XAUTH_RESP_PSK = 65002
+    XAUTH_INIT_RSA = 65005
+    XAUTH_RESP_RSA = 65006
 
 
 class IkeGroup(LenientIntEnum):

@@ -47,6 +47,7 @@ from .constants import (
 from .errors import IkeV1DecodeError, IkeV1ProtocolError
 from .framing import Ikev1Framing
 from .message import IkeV1Header, IkeV1Message, decode_encrypted, encode_encrypted
+from .modecfg import VID_CISCO_UNITY, VID_XAUTH
 from .payloads import HashPayload, IdPayload, NatDPayload, NotifyPayload, Payload, VendorIdPayload
 
 __all__ = [
@@ -143,6 +144,14 @@ class IsakmpSa(OverTransport):
         self.auth_local: AuthInfo | None = None
         self.auth_remote: AuthInfo | None = None
         self.source: Address | None = None  # where the message being taken came from
+        #: The peer's ID payload of Phase 1, once it proved it.
+        self.peer_id: IdPayload | None = None
+        #: The peer announced Cisco Unity (`larval.ikev1.modecfg.VID_CISCO_UNITY`).
+        self.peer_unity = False
+        #: The virtual addresses of Mode Config: the peer's (gateway) or this end's (client).
+        self.virtual_ips: tuple[IPAddress, ...] = ()
+        #: The split networks a gateway told a Unity peer (UNITY_SPLIT_INCLUDE).
+        self.unity_split: tuple[ipaddress.IPv4Network, ...] = ()
         self._events: deque[Event] = deque()
 
     @property
@@ -320,6 +329,7 @@ class IsakmpSa(OverTransport):
         self.peer_dpd = self.peer_dpd or VID_DPD in vids
         self.peer_nat_t = self.peer_nat_t or VID_NAT_T_RFC3947 in vids
         self._framing.peer = self._framing.peer or any(map(is_fragmentation_vid, vids))
+        self.peer_unity = self.peer_unity or VID_CISCO_UNITY in vids
 
     def vids(self) -> tuple[VendorIdPayload, ...]:
         """DPD and NAT-T always; fragmentation when we take fragments, and as a responder
@@ -330,6 +340,10 @@ class IsakmpSa(OverTransport):
         )
         if self.fragmentation and (self.initiator or self.peer_fragmentation):
             vids += (VendorIdPayload(VID_FRAGMENTATION_CAPABLE),)
+        if self.config.local_xauth is not None or self.config.remote_xauth is not None:
+            vids += (VendorIdPayload(VID_XAUTH),)  # draft-beaulieu-ike-xauth §3
+        if self.peer_unity and not self.initiator:
+            vids += (VendorIdPayload(VID_CISCO_UNITY),)
         return vids
 
     # -- CHILD_SAs -------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .constants import (
     ProtocolId,
 )
 from .errors import IkeV1DecodeError
+from .modecfg import AttributePayload
 from .sa_payload import SaPayload
 
 __all__ = [
@@ -480,6 +481,7 @@ Payload: TypeAlias = (
     | VendorIdPayload
     | NatDPayload
     | NatOaPayload
+    | AttributePayload
     | UnknownPayload
 )
 
@@ -500,6 +502,7 @@ _DECODERS: dict[int, _Decoder] = {
     PayloadType.NAT_D_DRAFT: lambda t, b: NatDPayload.decode_body(b, t),
     PayloadType.NAT_OA: lambda t, b: NatOaPayload.decode_body(b, t),
     PayloadType.NAT_OA_DRAFT: lambda t, b: NatOaPayload.decode_body(b, t),
+    PayloadType.ATTRIBUTE: lambda t, b: AttributePayload.decode_body(b),
 }
 
 #: The payload types this codec has a class for (PROPOSAL and TRANSFORM live inside SA).

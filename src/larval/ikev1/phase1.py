@@ -220,6 +220,7 @@ class Phase1Task:
         except AuthenticationError as exc:
             raise self._refusal(f"authentication of the {role} failed: {exc}") from None
         self.sa.auth_remote, self.sa.auth_local = remote, self.auth.local_info(material)
+        self.sa.peer_id = peer_id
 
     def _refusal(self, reason: str) -> IkeV1AuthFailed:
         """AUTHENTICATION_FAILED, and the ISAKMP SA goes on both ends. A peer that still

@@ -27,7 +27,7 @@ from larval.crypto.dh import DhKeyPair
 from larval.crypto.ike_keys import ChildSaKeys
 from larval.crypto.ike_transforms import TransformType, encr_key_size, integ_key_size
 from larval.crypto.ikev1_keys import hash1, hash2, hash3, ikev1_dh_group, quick_mode_keymat
-from larval.ike.config import ChildConfig, IPNetwork
+from larval.ike.config import ChildConfig, IPAddress, IPNetwork
 from larval.ike.events import ChildSaFailed, ChildSaUp
 from larval.wire import Buffer
 
@@ -233,6 +233,15 @@ class QuickModeResponder(QuickModeTask):
         if remote_ts is None or local_ts is None:
             raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, "IDs that are no networks",
                                      spi=spi)  # fmt: skip
+        if not sa.initiator and sa.virtual_ips and not _within(remote_ts, _hosts(sa.virtual_ips)):
+            # A client with a virtual address speaks for it alone (as IKEv2 narrows TSi).
+            reason = f"Quick Mode ID {remote_ts} is not the peer's virtual address"
+            raise IkeV1ExchangeError(NotifyType.INVALID_ID_INFORMATION, reason, spi=spi)
+        if not sa.initiator and sa.unity_split and local_ts.prefixlen == 0:
+            # A Cisco Unity client told split networks proposes 0.0.0.0/0 for ours and
+            # narrows it on its end; ours is the first split network, the IDs echoed
+            # unchanged (as strongSwan's unity plugin answers).
+            local_ts = sa.unity_split[0]
         policy = sa.child_policy((remote_ts,), (local_ts,)) if sa.child_policy else None
         if (
             policy is None
@@ -311,6 +320,10 @@ def _within(network: IPNetwork, allowed: tuple[IPNetwork, ...]) -> bool:
         network.version == a.version and network.subnet_of(a)  # type: ignore[arg-type]
         for a in allowed
     )
+
+
+def _hosts(addresses: tuple[IPAddress, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(a) for a in addresses)
 
 
 def _lifetime_seconds(data: bytes) -> int | None:

@@ -15,6 +15,7 @@ from larval.ike.render import PayloadNames, type_number
 from .constants import ExchangeType, PayloadType
 from .errors import IkeV1ProtocolError
 from .message import decode_header, decode_message
+from .modecfg import AttributePayload, attribute_names
 from .payloads import NotifyPayload, Payload
 
 __all__ = ["LADDER_NAMES", "LOG_NAMES", "ladder_label", "payload_names"]
@@ -23,6 +24,8 @@ __all__ = ["LADDER_NAMES", "LOG_NAMES", "ladder_label", "payload_names"]
 def _log_own(payload: Payload) -> str | None:
     if isinstance(payload, NotifyPayload):
         return f"N({payload.notify_type.name})"
+    if isinstance(payload, AttributePayload):
+        return attribute_names(payload)  # never a value: passwords travel in them
     return None
 
 
@@ -44,7 +47,7 @@ LADDER_NAMES = PayloadNames(
         PayloadType.SA: "SA", PayloadType.KE: "KE", PayloadType.ID: "ID",
         PayloadType.HASH: "HASH", PayloadType.NONCE: "Nonce", PayloadType.NOTIFICATION: "N",
         PayloadType.DELETE: "D", PayloadType.VENDOR_ID: "V", PayloadType.NAT_D: "NAT-D",
-        PayloadType.NAT_OA: "NAT-OA",
+        PayloadType.NAT_OA: "NAT-OA", PayloadType.ATTRIBUTE: "ATTR",
     },
     fallback=type_number,
 )  # fmt: skip

@@ -78,6 +78,14 @@ _ROWS = (
     MessageRules(E.QUICK_MODE, 2, True, _QM_SA, hash_first=True),
     # HDR*, HASH(3) -->
     MessageRules(E.QUICK_MODE, 3, True, rules((T.HASH, 1, 1)), hash_first=True),
+    # Transaction (draft-dukes-ike-mode-cfg §3.1, Mode Config and XAuth):
+    # HDR*, HASH, ATTR(CFG_REQUEST | CFG_SET) -->  <-- HDR*, HASH, ATTR(CFG_REPLY | CFG_ACK)
+    MessageRules(
+        E.TRANSACTION, 1, True, rules((T.HASH, 1, 1), (T.ATTRIBUTE, 1, 1)), hash_first=True
+    ),
+    MessageRules(
+        E.TRANSACTION, 2, True, rules((T.HASH, 1, 1), (T.ATTRIBUTE, 1, 1)), hash_first=True
+    ),
     # Informational (RFC 2409 §5.7): HDR*, HASH(1), N/D once Phase 1 is done; HDR, N/D
     # before. DPD's R_U_THERE and R_U_THERE_ACK are Notifications (RFC 3706 §5).
     MessageRules(

@@ -19,8 +19,12 @@ CHILD_SAs) plus the dispatcher. The exchanges are tasks that `process` what they
 and `build` what they send, with no I/O and no clock of their own: Main and Aggressive
 Mode (`larval.ikev1.phase1`, proved by a pluggable `larval.ikev1.auth` authenticator),
 Quick Mode (`larval.ikev1.quick_mode`), Informational and DPD
-(`larval.ikev1.informational`). One Phase 1 task at a time; Quick Modes by their Message
-ID, any number at once.
+(`larval.ikev1.informational`), and the Transaction exchanges of XAuth and Mode Config
+(`larval.ikev1.transaction`, driven by `larval.ikev1.remote_access`). One Phase 1 task
+at a time; Quick Modes and Transactions by their Message ID, any number at once. Where
+XAuth is configured, Phase 1 done is state XAUTH: the ISAKMP SA is reported up
+(`IkeSaUp`) and takes Quick Mode only once XAuth succeeded; a client that asks for a
+virtual address starts its Quick Mode once Mode Config has given it one.
 
 Phase 1 has no message IDs, so a retransmission is recognised by its bytes: every reply
 is kept by the digest of the message it answered and sent again when that message comes
@@ -75,6 +79,7 @@ NAT-D NAT-D ]``; payload names only, never keys or nonces.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -84,7 +89,7 @@ from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Phase1Keys
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import NAT_T_PORT
-from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress
+from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig
 from larval.ike.events import (
     ChildSaDown,
     ChildSaFailed,
@@ -107,6 +112,7 @@ from .framing import Ikev1Framing
 from .informational import Dpd, Informational, protected
 from .isakmp import PHASE1, Address, ChildSa, Inbound, IsakmpSa, Outgoing, delivery_wait
 from .message import IkeV1Header, decode_header
+from .modecfg import AttributePayload
 from .payloads import DeletePayload, NotifyPayload, Payload
 from .phase1 import (
     AggressiveInitiator,
@@ -117,6 +123,8 @@ from .phase1 import (
     Phase1Task,
 )
 from .quick_mode import QuickModeInitiator, QuickModeResponder, QuickModeTask
+from .remote_access import AddressPool, RemoteAccess
+from .transaction import Answered, TransactionInitiator, TransactionResponder
 
 __all__ = ["TRANSITIONS", "IkeV1Session", "Refusal", "State", "Step", "Transition", "Turn"]
 
@@ -124,6 +132,7 @@ log = logging.getLogger("larval.ike")
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
 REAUTH_DELETE_DELAY = 10.0  # seconds a replaced ISAKMP SA stays (strongSwan's adopt job: 10)
 MM, AM, QM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE, ExchangeType.QUICK_MODE
+TX = ExchangeType.TRANSACTION
 _INFO = ExchangeType.INFORMATIONAL
 
 
@@ -136,6 +145,7 @@ class State(enum.Enum):
     MM5_SENT = "MM5 sent"
     AM1_SENT = "AM1 sent"
     AM2_SENT = "AM2 sent"
+    XAUTH = "XAuth"  # Phase 1 is done, XAuth under way (`larval.ikev1.remote_access`)
     ESTABLISHED = "established"
     REKEYED = "rekeyed"  # replaced by a newer ISAKMP SA, deleted soon
     CLOSED = "closed"
@@ -160,6 +170,8 @@ class Step(enum.Enum):
     QUICK_MODE_RESPONDER = "Quick Mode responder"  # QM1: a new responder task
     QUICK_MODE = "the Quick Mode task with its Message ID"
     INFORMATIONAL = "Informational"
+    TRANSACTION_RESPONDER = "Transaction responder"  # XAuth or Mode Config of the peer's
+    TRANSACTION = "the Transaction task with its Message ID"
 
 
 Input = tuple[State, ExchangeType, Turn]
@@ -183,6 +195,11 @@ TRANSITIONS: dict[Input, Entry] = {
     (State.AM2_SENT, AM, _CONTINUES): Transition(Step.PHASE1, State.ESTABLISHED),  # AM3
     (State.ESTABLISHED, QM, _OPENS): Transition(Step.QUICK_MODE_RESPONDER),  # QM1
     (State.ESTABLISHED, QM, _CONTINUES): Transition(Step.QUICK_MODE),  # QM2, QM3
+    # XAuth, then Mode Config (draft-beaulieu-ike-xauth, draft-dukes-ike-mode-cfg).
+    (State.XAUTH, TX, _OPENS): Transition(Step.TRANSACTION_RESPONDER),
+    (State.XAUTH, TX, _CONTINUES): Transition(Step.TRANSACTION),
+    (State.ESTABLISHED, TX, _OPENS): Transition(Step.TRANSACTION_RESPONDER),
+    (State.ESTABLISHED, TX, _CONTINUES): Transition(Step.TRANSACTION),
     # A replaced ISAKMP SA answers what the peer starts on it until its DELETE.
     (State.REKEYED, QM, _OPENS): Transition(Step.QUICK_MODE_RESPONDER),
     (State.REKEYED, QM, _CONTINUES): Transition(Step.QUICK_MODE),
@@ -199,13 +216,19 @@ def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal[Notify
     if state is State.CLOSED:
         return Refusal("the ISAKMP SA is closed")
     if exchange in (MM, AM):
-        if state in (State.ESTABLISHED, State.REKEYED):
+        if state in (State.ESTABLISHED, State.REKEYED, State.XAUTH):
             return Refusal("Phase 1 is done")
         if turn is Turn.OPENS:
             return Refusal("Phase 1 is under way")
         return Refusal("not the message this Phase 1 exchange awaits")
     if exchange is QM:
+        if state is State.XAUTH:
+            return Refusal("no Quick Mode before XAuth is done")
         return Refusal("no Quick Mode before Phase 1 is done")
+    if exchange is TX:
+        if state is State.REKEYED:
+            return Refusal("no Transaction exchange on a replaced ISAKMP SA")
+        return Refusal("no Transaction exchange before Phase 1 is done")
     if exchange is _INFO:
         return Refusal("an Informational exchange is one message")
     return Refusal("an exchange larval does not take")
@@ -223,6 +246,7 @@ _PHASES = {
     State.MM5_SENT: Phase.CONNECTING,
     State.AM1_SENT: Phase.CONNECTING,
     State.AM2_SENT: Phase.CONNECTING,
+    State.XAUTH: Phase.CONNECTING,
     State.ESTABLISHED: Phase.ESTABLISHED,
     State.REKEYED: Phase.REPLACED,
     State.CLOSED: Phase.CLOSED,
@@ -248,6 +272,7 @@ class IkeV1Session(IsakmpSa):
         fragment_size: int = FRAGMENT_SIZE,
         authenticator: Phase1Authenticator | None = None,
         wall_clock: WallClock = utc_now,
+        address_pool: AddressPool | None = None,
     ) -> None:
         """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
         `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds; `initial_contact`:
@@ -257,7 +282,8 @@ class IkeV1Session(IsakmpSa):
         them too (`larval.ikev1.fragments`); `authenticator`: how Phase 1 proves each end
         (by default the configured pre-shared key, or the certificates of
         `config.local_auth` and `config.remote_auth`: `larval.ikev1.auth`; one side of each
-        raises `IkeV1ConfigError`); `wall_clock`: the time certificates are checked at."""
+        raises `IkeV1ConfigError`); `wall_clock`: the time certificates are checked at;
+        `address_pool`: a gateway's pools, for Mode Config (`larval.ikev1.remote_access`)."""
         framing = Ikev1Framing(
             int.from_bytes(random_bytes(2), "big"),
             enabled=fragmentation,
@@ -275,6 +301,13 @@ class IkeV1Session(IsakmpSa):
         # The exchanges under way: Phase 1's, and the Quick Modes by Message ID.
         self._phase1: Phase1Task | None = None
         self._quick: dict[int, QuickModeTask] = {}
+        # XAuth and Mode Config: the Transaction exchanges this end opened, by Message ID.
+        self._transactions: dict[int, TransactionInitiator] = {}
+        self._remote_access = RemoteAccess(
+            self, address_pool, self._open_transaction, authenticated=self._xauth_done,
+            failed=self._xauth_failed, configured=self._configured,
+        )  # fmt: skip
+        self._now = 0.0  # the time of the message or timer being handled
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
         self._pending_child: ChildConfig | None = None
         self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
@@ -301,11 +334,6 @@ class IkeV1Session(IsakmpSa):
         return self._reauth_at
 
     @property
-    def virtual_ips(self) -> tuple[IPAddress, ...]:
-        """Mode Config is not spoken yet: never any."""
-        return ()
-
-    @property
     def expires_at(self) -> float | None:
         """When this ISAKMP SA's lifetime ends, or a replaced one is deleted."""
         return self._retire_at if self._retire_at is not None else self._expire_at
@@ -323,6 +351,7 @@ class IkeV1Session(IsakmpSa):
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         for gave_up in self._transport.handle_timer(now):
             reason = f"no answer to {gave_up.text} after {gave_up.transmissions} transmissions"
             if gave_up.message_id == PHASE1:
@@ -330,6 +359,9 @@ class IkeV1Session(IsakmpSa):
                 return
             if gave_up.message_id == self._dpd.message_id:
                 self._close("peer is dead: no R-U-THERE-ACK", now)
+                return
+            if self._transactions.pop(gave_up.message_id, None) is not None:
+                self._close(reason, now)  # XAuth or Mode Config unanswered
                 return
             qm = self._quick.pop(gave_up.message_id, None)
             if isinstance(qm, QuickModeInitiator) and qm.child is not None:
@@ -367,6 +399,7 @@ class IkeV1Session(IsakmpSa):
             self._transport.send_request(mid, datagrams, now, "R-U-THERE", renew=self._r_u_there)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        self._now = now
         try:
             self._receive(data, addr, now)
         except (IkeV1ProtocolError, IkeCryptoError) as exc:
@@ -584,6 +617,8 @@ class IkeV1Session(IsakmpSa):
             self.children[c.spi_in] = ChildSa(c.config, c.spi_in, c.spi_out, c.suite, c.renewed)
         mid = dpd.message_id
         self._transport.restore(value.transport, {mid: self._r_u_there} if mid is not None else {})
+        # Only an established ISAKMP SA has a value: its XAuth, if any, succeeded.
+        self._remote_access.xauth_done = True
         self._enter(State.ESTABLISHED)
         log.info("%s: ISAKMP SA resumed with %d CHILD_SAs", self.name(), len(self.children))
 
@@ -624,6 +659,8 @@ class IkeV1Session(IsakmpSa):
         if exchange in (MM, AM):
             return Turn.OPENS if header.cookie_r == bytes(8) else Turn.CONTINUES
         if exchange is QM and header.message_id in self._quick:
+            return Turn.CONTINUES
+        if exchange is TX and header.message_id in self._transactions:
             return Turn.CONTINUES
         return Turn.OPENS
 
@@ -676,6 +713,16 @@ class IkeV1Session(IsakmpSa):
                 self._run(task, inbound, now)
                 if task.done:
                     del self._quick[header.message_id]
+            case Step.TRANSACTION_RESPONDER:
+                answering = TransactionResponder(self, header.message_id,
+                                                 self._remote_access.answer)  # fmt: skip
+                self._run(answering, inbound, now)
+                self._remote_access.answered(now)
+            case Step.TRANSACTION:
+                transaction = self._transactions[header.message_id]
+                self._run(transaction, inbound, now)
+                if transaction.done:
+                    self._transactions.pop(header.message_id, None)
             case Step.INFORMATIONAL:
                 informational = Informational(
                     self, self._dpd, established=self.state is State.ESTABLISHED,
@@ -735,6 +782,39 @@ class IkeV1Session(IsakmpSa):
                               self.encrypt_am3)  # fmt: skip
 
     def _established(self, now: float) -> None:
+        """Phase 1 is done: XAuth first where it is configured, then the ISAKMP SA is up."""
+        if not self._remote_access.xauth_done:
+            self._enter(State.XAUTH)
+            self._remote_access.phase1_done(now)
+            return
+        self._up(now)
+        self._remote_access.phase1_done(now)
+
+    def _xauth_done(self, now: float) -> None:
+        """XAuth succeeded (`RemoteAccess`): the ISAKMP SA is up now."""
+        if self.state is State.XAUTH:
+            self._enter(State.ESTABLISHED)
+            self._up(now)
+
+    def _xauth_failed(self, reason: str, now: float) -> None:
+        """XAuth failed: D(ISAKMP) and the ISAKMP SA goes, nothing leased."""
+        log.warning("%s: %s, deleting the ISAKMP SA", self.name(), reason)
+        self._inform((DeletePayload(ProtocolId.ISAKMP, 16, (self.spi_i + self.spi_r,)),))
+        self._close(reason, now)
+
+    def _configured(self, now: float) -> None:
+        """A client has its virtual addresses: the Quick Mode that waited for them."""
+        if self.state is State.ESTABLISHED and self._pending_child is not None:
+            child, self._pending_child = self._pending_child, None
+            self._quick_mode(child, now)
+
+    def _open_transaction(self, attr: AttributePayload, answered: Answered) -> None:
+        """TRANSACTION *{ HASH, ATTR } -->, resent until answered."""
+        task = TransactionInitiator(self, attr, answered)
+        self._transactions[task.message_id] = task
+        self._send(task.build(self._now), self._now)
+
+    def _up(self, now: float) -> None:
         assert self.choice is not None
         self._deadline = None
         self._dpd.heard(now)
@@ -745,6 +825,8 @@ class IkeV1Session(IsakmpSa):
                     takes_over=True, initial_contact=self.peer_initial_contact)
         )  # fmt: skip
         phase1, self._phase1 = self._phase1, None  # its nonces and DH pair go with it
+        if self._remote_access.wants_config and not self.virtual_ips:
+            return  # Quick Mode waits for the virtual address (`_configured`)
         if self._pending_child is not None:
             if self.aggressive and self.initiator:
                 # Nothing answers AM3: QM1 waits until AM3 has reached the peer.
@@ -762,6 +844,10 @@ class IkeV1Session(IsakmpSa):
         if life <= 0:
             return
         self._expire_at = now + life
+        if not self.initiator and self.config.remote_xauth is not None:
+            # A road warrior's gateway cannot start Main Mode and XAuth towards it: the
+            # client reauthenticates (its user's password is the client's to give).
+            return
         if rekey and rekey < life * 0.9:
             due, spread = rekey, rekey / 10  # strongSwan's rand_time
         else:
@@ -772,7 +858,14 @@ class IkeV1Session(IsakmpSa):
     # -- Quick Mode and Informational ------------------------------------------------------
 
     def _quick_mode(self, child: ChildConfig, now: float) -> None:
-        """QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->"""
+        """QM1 *{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->; a client with a virtual address
+        speaks for it alone (IDci)."""
+        vips = [ipaddress.ip_network(v) for v in self.virtual_ips]
+        if self.initiator and vips:
+            local = tuple(v for v in vips if v.version == child.local_ts[0].version) or tuple(
+                vips[:1]
+            )
+            child = replace(child, local_ts=local)
         task = QuickModeInitiator.start(self, child)
         if task is not None:
             self._quick[task.message_id] = task
@@ -835,6 +928,8 @@ class IkeV1Session(IsakmpSa):
             if isinstance(qm, QuickModeInitiator) and qm.child is not None:
                 self.report(ChildSaFailed(qm.child, reason))
         self._quick.clear()
+        self._transactions.clear()
+        self._remote_access.release()
         self._phase1 = None
         if self._pending_child is not None:
             self.report(ChildSaFailed(self._pending_child, reason))

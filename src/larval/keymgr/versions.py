@@ -41,7 +41,8 @@ class SessionHooks:
     child_policy: ChildPolicy  # inverse ACQUIRE
     random_bytes: Callable[[int], bytes]
     fragment_size: int  # the largest IKE message sent whole
-    # A responder's connection's address pools (IKEv2's CFG_REQUEST); None: it has none.
+    # A responder's connection's address pools (IKEv2's CFG_REQUEST, IKEv1's Mode
+    # Config); None: it has none.
     address_pool: AddressPool | None = None
     # A responder's: the connections that matched the addresses, among which IKEv2's
     # IKE_AUTH chooses by the peer's identity (None: the connection's own only).
@@ -106,6 +107,7 @@ def _ikev1(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: 
         ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
         initial_contact=start.initial_contact, fragmentation=ike.fragmentation,
         fragment_size=hooks.fragment_size,
+        address_pool=None if start.initiator else hooks.address_pool,
     )  # fmt: skip
     return session
 
