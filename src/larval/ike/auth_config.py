@@ -37,6 +37,7 @@ __all__ = [
     "SCHEMES",
     "AuthInfo",
     "EapAuth",
+    "EapTlsAuth",
     "IdMatch",
     "LocalAuth",
     "PeerTrust",
@@ -67,8 +68,8 @@ _KEY_TYPES = ("pubkey", "rsa", "rsa/pss", "ecdsa", "ed25519", "ed448")
 
 SendCert = Literal["ifasked", "always", "never"]
 #: The ``auth`` words of EAP; ``"eap"`` lets the server pick.
-EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap")
-EapMethod = Literal["eap-mschapv2", "eap-md5", "eap"]
+EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "eap")
+EapMethod = Literal["eap-mschapv2", "eap-md5", "eap-tls", "eap"]
 #: Does an identity the peer sent (ID Type, data) match the one configured?
 IdMatch = Callable[[IdType, bytes], bool]
 
@@ -171,6 +172,21 @@ class RemoteAuth:
 
 
 @dataclass(frozen=True)
+class EapTlsAuth:
+    """EAP-TLS's certificates (RFC 5216): this end's, with its key and the CA
+    certificates sent after it (a client's own; a gateway's, the one it proves itself
+    with in IKE), and the trust the other end's must chain to: a gateway's CAs of its
+    clients (`anchors`, also named in its CertificateRequest), a client's those of the
+    gateway, whose TLS certificate must carry `server_id` (None: whoever it names)."""
+
+    cert: CertificateWithKey
+    intermediates: tuple[x509.Certificate, ...] = ()
+    trust: PeerTrust | None = field(default=None, compare=False)
+    anchors: tuple[x509.Certificate, ...] = ()
+    server_id: tuple[IdType, bytes] | None = None
+
+
+@dataclass(frozen=True)
 class EapAuth:
     """A side that authenticates by EAP (``auth = "eap-mschapv2"``, ``eap_id``).
 
@@ -184,6 +200,8 @@ class EapAuth:
     eap_id: str | None
     #: Compared (a changed password is a changed configuration on SIGHUP), never shown.
     passwords: Mapping[str, str] = field(repr=False, hash=False, default_factory=dict)
+    #: EAP-TLS's certificates, where this side runs it (``eap-tls``, or ``eap`` with them).
+    tls: EapTlsAuth | None = None
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ class EapIkeAuth(IkeAuth):
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         assert isinstance(sa._prover, EapProver)
-        self._eap: EapPeerConversation = sa._prover.conversation(sa._random)
+        self._eap: EapPeerConversation = sa._prover.conversation(sa._random, sa._wall_clock)
         self._phase = "first"  # first | eap | auth
         self._octets_i = self._octets_r = b""
         self._response = b""  # the EAP Response to send next
@@ -250,7 +250,7 @@ class EapIkeAuthResponder(AnswerTask):
         self._local_info = proof.info
         self._first = message
         self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
-                                              sa._random)  # fmt: skip
+                                              sa._random, sa._wall_clock)  # fmt: skip
         self._phase = "eap"
         return (idr, *proof.certs, proof.auth, EapPayload(self._eap.start()))
 
