@@ -156,12 +156,17 @@ class TlsCredentials:
 
 
 def _context(credentials: TlsCredentials, server: bool) -> SSL.Context:
-    """TLS 1.2 only, no tickets or resumption (one handshake per IKE SA), and this end's
-    certificate; a server demands the peer's, whose check is the `CertificateCheck`."""
+    """TLS 1.2 only, no tickets, resumption or renegotiation (one handshake per IKE SA),
+    and this end's certificate; a server demands the peer's, whose check is the
+    `CertificateCheck`."""
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD if server else SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION)
+    if not server:
+        # strongSwan's TLS server sends no renegotiation_info (RFC 5746), which OpenSSL
+        # then refuses; renegotiation is off on this end either way.
+        ctx.set_options(SSL.OP_LEGACY_SERVER_CONNECT)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     try:
         ctx.use_certificate(credentials.cert)
