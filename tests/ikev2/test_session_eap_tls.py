@@ -22,8 +22,10 @@ from larval.crypto.prf import Prf
 from larval.ike.auth_config import AuthInfo, EapAuth, EapTlsAuth
 from larval.ike.events import ChildSaUp, IkeSaDown
 from larval.ike.identity import IdType
+from larval.ikev2.exchanges import EapIkeAuthResponder
 from larval.ikev2.session import State
 from larval.trust import TrustStore
+from tests.ikev2.test_session import NET_A, NET_B, A, B, Pair, child
 from tests.ikev2.test_session_eap import (
     GATEWAY_ID,
     GW_CERT,
@@ -181,3 +183,29 @@ def test_the_client_refuses_a_gateway_tls_certificate_without_the_gateway_identi
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     wanted = "the server's certificate refused: O=larval tests, CN=vpn.example.org: identity "
     assert any(wanted + "other.example.org not in the certificate" in w for w in warnings)
+
+
+def test_a_client_that_stops_mid_handshake_leaves_a_half_open_sa_that_times_out() -> None:
+    pair = eap_pair(tls_client(), tls_gateway())
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    # IKE_SA_INIT, IKE_AUTH's first round, EAP-Identity, the ClientHello; then silence,
+    # the server's flight unanswered.
+    for _ in range(4):
+        for data, _ in pair.i.datagrams_to_send(0.0):
+            pair.r.receive_datagram(data, (str(A), 500), 0.0)
+        for data, _ in pair.r.datagrams_to_send(0.0):
+            pair.i.receive_datagram(data, (str(B), 500), 0.0)
+    assert pair.r.state is State.INIT_DONE
+    responding = pair.r._responding  # type: ignore[attr-defined]
+    assert isinstance(responding, EapIkeAuthResponder)
+    assert responding._eap is not None and responding._eap.method == "eap-tls"
+    assert not responding._eap.done
+    deadline = pair.r.get_timer()
+    assert deadline is not None and deadline <= pair.r.config.half_open_timeout
+    pair.r.handle_timer(deadline)
+    assert pair.r.state is State.CLOSED
+    events = list(Pair.events(pair.r))
+    (down,) = [e for e in events if isinstance(e, IkeSaDown)]
+    assert not [e for e in events if isinstance(e, ChildSaUp)]
+    assert "half-open" in down.reason or "not established" in down.reason
+    assert pair.r.auth_remote is None
