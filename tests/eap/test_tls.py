@@ -170,6 +170,7 @@ def test_a_whole_handshake_gives_both_ends_the_same_msk_and_emsk() -> None:
     ids = [p.identifier for _, p in run.packets]
     assert ids[0] == 7 and all(ids[i] == ids[i + 1] for i in range(0, len(ids) - 2, 2))
     assert "msk" not in repr(run.server).lower() and "key" not in repr(run.peer).lower()
+    assert "Private" not in repr(CLIENT) and "key" not in repr(CLIENT)
 
 
 def test_two_handshakes_give_different_msks() -> None:
