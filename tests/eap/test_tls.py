@@ -301,3 +301,14 @@ def test_a_peer_naks_another_method_naming_tls_and_answers_identity() -> None:
     md5 = EapPacket.request(4, EapType.MD5_CHALLENGE, b"\x10" + bytes(16))
     nak = EapPacket.decode(peer.receive(md5.encode()) or b"")
     assert nak == EapPacket.response(4, EapType.NAK, bytes([EapType.TLS]))
+
+
+def test_a_peer_that_gets_an_alert_in_place_of_the_server_flight_fails_with_it() -> None:
+    peer = pair().peer
+    start = EapPacket.request(1, EapType.TLS, EapTlsData(TlsFlag.START).encode())
+    hello = EapPacket.decode(peer.receive(start.encode()) or b"")
+    assert hello.code is EapCode.RESPONSE and EapTlsData.decode(hello.data).data[:1] == b"\x16"
+    alert = EapPacket.request(2, EapType.TLS, EapTlsData(TlsFlag.NONE, ALERT, 7).encode())
+    assert peer.receive(alert.encode()) is None  # a peer sends nothing once failed
+    assert peer.done and peer.failed is not None
+    assert "TLS handshake failed" in peer.failed and "alert handshake failure" in peer.failed

@@ -3,10 +3,12 @@
 charon as the road warrior (``local { auth = eap-tls; certs = dave.pem; id =
 dave@example.org }``) against a larval gateway that proves itself with its certificate
 and runs EAP-TLS as the server (``remote = { auth = "eap-tls", eap_id = "%any", cacerts
-= ["root.pem"] }``): the CHILD_SA comes up, traffic passes, status names dave; a revoked
-dave is refused, larval's log names dave and the reason, and neither end keeps an SA.
-And larval as the road warrior against charon as the gateway (``remote { auth = eap-tls;
-eap_id = %any }``, the TLS server).
+= ["root.pem"] }``, or ``auth = "eap"``): the CHILD_SA comes up over TLS 1.2, with RSA
+3072 certificates in several fragments each way too, traffic passes, status names dave; a
+revoked dave is refused, larval's log names dave and the reason, and neither end keeps an
+SA. And larval as the road warrior against charon as the gateway (``remote { auth =
+eap-tls; eap_id = %any }``, the TLS server); a certificate charon does not trust ends in
+charon's alert, which larval's log names, and AUTHENTICATION_FAILED to charon.
 
 Certificates by `larval.pki`: one root, the gateways' (FQDN) and dave's (rfc822Name).
 charon's eap-tls is in Debian's ``libcharon-extra-plugins``.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from larval import pki
 from larval.bench import charon as charon_module
@@ -113,7 +116,8 @@ def _status(topo: Topology) -> dict[str, Any]:
 
 
 def _gateway(topo: Topology, tmp: Path, certs: CertSet, client: str,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[Any, LarvalDaemon]:  # fmt: skip
+             monkeypatch: pytest.MonkeyPatch, auth: str = "eap-tls",
+             ) -> tuple[Any, LarvalDaemon]:  # fmt: skip
     monkeypatch.setattr(charon_module, "PLUGINS",
                         charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
     charon = topo.charon(
@@ -124,7 +128,7 @@ def _gateway(topo: Topology, tmp: Path, certs: CertSet, client: str,
     config = larval_config(
         topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
         local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
-        remote='{ auth = "eap-tls", eap_id = "%any", cacerts = ["root.pem"] }',
+        remote=f'{{ auth = "{auth}", eap_id = "%any", cacerts = ["root.pem"] }}',
         credentials=str(certs.credentials(tmp / "sun-credentials", "sun", crl=True)),
     )  # fmt: skip
     larval = LarvalDaemon(topo.b, config)
@@ -133,14 +137,18 @@ def _gateway(topo: Topology, tmp: Path, certs: CertSet, client: str,
     return charon, larval
 
 
-@pytest.mark.parametrize(("kind", "size"), [("ecdsa", 256), ("rsa", 3072)])
+@pytest.mark.parametrize(
+    ("kind", "size", "auth"),
+    [("ecdsa", 256, "eap-tls"), ("rsa", 3072, "eap-tls"), ("ecdsa", 256, "eap")],
+)
 def test_charon_as_an_eap_tls_client_of_a_larval_gateway(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, size: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, size: int, auth: str
 ) -> None:
     # RSA 3072: each end's certificate flight is more than one 1,024-byte EAP-TLS packet.
+    # auth = "eap" with cacerts: the gateway offers EAP-TLS first.
     certs = _certs(kind, size)
     with Topology(tmp_path) as topo:
-        charon, larval = _gateway(topo, tmp_path, certs, "dave", monkeypatch)
+        charon, larval = _gateway(topo, tmp_path, certs, "dave", monkeypatch, auth)
         charon.initiate()
         log = (charon.dir / "charon.log").read_text(errors="replace")
         assert re.search(rf"authentication of '{SUN}' with \S+ successful", log), log[-4000:]
@@ -206,28 +214,40 @@ def _charon_gateway() -> str:
 """
 
 
+def _client(topo: Topology, tmp: Path, certs: CertSet, own: CertSet,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[Any, LarvalDaemon]:  # fmt: skip
+    """charon the gateway with `certs`, larval the client with dave of `own`, trusting
+    the root of `certs`."""
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_gateway(),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    directory = own.credentials(tmp / "dave-credentials", "dave")
+    (directory / "x509ca" / "root.pem").write_bytes(
+        certs.root.public_bytes(serialization.Encoding.PEM)
+    )
+    config = larval_config(
+        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+        start_action="trap",
+        local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
+        remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+        credentials=str(directory),
+    )  # fmt: skip
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    return charon, larval
+
+
 def test_larval_as_an_eap_tls_client_of_a_charon_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     certs = _certs()
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-            swanctl=_charon_gateway(),
-            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
-        )  # fmt: skip
-        config = larval_config(
-            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
-            start_action="trap",
-            local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
-            remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
-            credentials=str(certs.credentials(tmp_path / "dave-credentials", "dave")),
-        )  # fmt: skip
-        larval = LarvalDaemon(topo.b, config)
-        topo.daemons.append(larval)
-        larval.start()
+        charon, larval = _client(topo, tmp_path, certs, certs, monkeypatch)
         # The first packet sets off the exchange through larval's trap policy.
         result = topo.b.ping(count=5)
         log = (charon.dir / "charon.log").read_text(errors="replace")
@@ -240,3 +260,30 @@ def test_larval_as_an_eap_tls_client_of_a_charon_gateway(
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         assert ike["auth_remote"]["method"] == "pubkey", ike
+
+
+def test_a_charon_gateway_that_refuses_larvals_certificate_leaves_nothing_on_larval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dave's certificate is of another root, which charon does not trust: its TLS server
+    # ends the handshake with an alert, which larval's log names.
+    certs, stranger = _certs(), _certs()
+    with Topology(tmp_path) as topo:
+        charon, larval = _client(topo, tmp_path, certs, stranger, monkeypatch)
+        topo.b.ping(count=1)
+        deadline = time.monotonic() + 15
+        while True:
+            log = larval.log.read_text()
+            status = larval.status()
+            charon_log = (charon.dir / "charon.log").read_text(errors="replace")
+            refused = re.search(rf"EAP as '{DAVE}' failed: EAP-TLS: .*alert certificate unknown",
+                                log)  # fmt: skip
+            # larval tells charon (RFC 7296 §2.21.2), which keeps its half-open IKE_SA
+            # until its own timeout.
+            told = re.search(r"parsed INFORMATIONAL request \d+ \[ N\(AUTH_FAILED\) \]",
+                             charon_log)  # fmt: skip
+            if refused and told and not status["ike_sas"] and not status["child_sas"]:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{status}\n{log[-3000:]}\n{charon_log[-3000:]}")
+            time.sleep(0.3)
