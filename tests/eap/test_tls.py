@@ -312,3 +312,21 @@ def test_a_peer_that_gets_an_alert_in_place_of_the_server_flight_fails_with_it()
     assert peer.receive(alert.encode()) is None  # a peer sends nothing once failed
     assert peer.done and peer.failed is not None
     assert "TLS handshake failed" in peer.failed and "alert handshake failure" in peer.failed
+
+
+def test_the_server_takes_a_nak_for_its_start_only() -> None:
+    # <-- Nak naming MSCHAPv2 for the Start: the peer declined, named in the reason.
+    server = pair().server
+    server.start()
+    nak = EapPacket.response(7, EapType.NAK, bytes([EapType.MSCHAPV2]))
+    assert server.receive(nak.encode()) == EapPacket.failure(7).encode()
+    assert server.failed == "the peer declined TLS; it would take MSCHAPV2"
+    # <-- ClientHello, then a Nak once the handshake runs: a protocol error.
+    run = pair()
+    first = run.server.start()
+    hello = run.peer.receive(first)
+    assert hello is not None
+    flight = EapPacket.decode(run.server.receive(hello) or b"")
+    late = EapPacket.response(flight.identifier, EapType.NAK, bytes([EapType.MSCHAPV2]))
+    run.server.receive(late.encode())
+    assert run.server.failed == "NAK Response unexpected in state AWAIT_DATA"

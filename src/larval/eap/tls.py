@@ -353,6 +353,7 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
 
 class ServerState(enum.Enum):
     START = "start"
+    START_SENT = "Start sent"  # the only state a Nak is taken in (RFC 3748 §5.3.1)
     AWAIT_DATA = "awaiting TLS data"
     AWAIT_ACK = "awaiting ACK"
     AWAIT_FINAL_ACK = "awaiting the final ACK"
@@ -364,8 +365,9 @@ class EapTlsServer(_TlsMachine):
 
     is_server = True
     transitions: ClassVar = {
+        (ServerState.START_SENT, "TLS data Response"): "_on_data",
+        (ServerState.START_SENT, "NAK Response"): "_peer_declined",
         (ServerState.AWAIT_DATA, "TLS data Response"): "_on_data",
-        (ServerState.AWAIT_DATA, "NAK Response"): "_peer_declined",
         (ServerState.AWAIT_ACK, "TLS ACK Response"): "_on_ack",
         (ServerState.AWAIT_FINAL_ACK, "TLS ACK Response"): "_on_final_ack",
     }
@@ -391,11 +393,12 @@ class EapTlsServer(_TlsMachine):
         if self.state is not ServerState.START:
             raise EapError(f"EAP-TLS server: start() in state {self.state.name}")
         self._tls = _Tls(self._credentials, server=True)
-        self.state = ServerState.AWAIT_DATA
+        self.state = ServerState.START_SENT
         return EapPacket.request(self.identifier, self.method,
                                  EapTlsData(TlsFlag.START).encode()).encode()  # fmt: skip
 
     def _on_data(self, packet: EapPacket) -> EapPacket:
+        self.state = ServerState.AWAIT_DATA
         message = self._take()
         if message is None:
             return self._next_request(EapTlsData().encode())  # ACK the fragment
