@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from larval import pki
 from larval.eap import EapCode, EapError, EapPacket, EapType
@@ -330,3 +332,33 @@ def test_the_server_takes_a_nak_for_its_start_only() -> None:
     late = EapPacket.response(flight.identifier, EapType.NAK, bytes([EapType.MSCHAPV2]))
     run.server.receive(late.encode())
     assert run.server.failed == "NAK Response unexpected in state AWAIT_DATA"
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=24))
+def test_type_data_decodes_or_is_an_eap_error_and_re_encodes_without_reserved_bits(
+    data: bytes,
+) -> None:
+    try:
+        decoded = EapTlsData.decode(data)
+    except EapError:
+        return
+    assert decoded.encode() == bytes([data[0] & 0xE0]) + data[1:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=60), st.sampled_from([0, 0x40, 0x80, 0xC0]))
+def test_anything_the_peer_sends_for_its_hello_is_an_answer_or_a_failure(
+    body: bytes, flags: int
+) -> None:
+    # <-- Response of any TLS bytes in place of the ClientHello: never an exception.
+    server = pair().server
+    server.start()
+    data = bytes([flags]) + (len(body).to_bytes(4, "big") if flags & 0x80 else b"") + body
+    answer = server.receive(EapPacket.response(7, EapType.TLS, data).encode())
+    assert answer is not None
+    reply = EapPacket.decode(answer)
+    if server.failed is None:
+        assert reply.code is EapCode.REQUEST and reply.type is EapType.TLS
+    else:
+        assert reply == EapPacket.failure(server.identifier) and server.done
