@@ -208,7 +208,7 @@ class EapAuth:
 class AuthInfo:
     """How one end of an IKE SA authenticated, for status: "psk", "pubkey" with the
     scheme and the certificate's subject and issuer, or an EAP method ("eap-mschapv2",
-    "eap-md5") with the EAP identity the peer proved."""
+    "eap-md5", "eap-tls") with the EAP identity the peer proved."""
 
     method: str
     scheme: str = ""
