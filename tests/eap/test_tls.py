@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from OpenSSL import SSL
 
 from larval import pki
 from larval.eap import EapCode, EapError, EapPacket, EapType
@@ -362,3 +363,21 @@ def test_anything_the_peer_sends_for_its_hello_is_an_answer_or_a_failure(
         assert reply.code is EapCode.REQUEST and reply.type is EapType.TLS
     else:
         assert reply == EapPacket.failure(server.identifier) and server.done
+
+
+def test_a_peer_that_offers_only_tls_1_3_is_refused() -> None:
+    # strongSwan 5.9's TLS 1.3 MSK label is not RFC 9190's: only TLS 1.2 is spoken.
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+    client = SSL.Connection(ctx, None)
+    client.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        client.do_handshake()
+    hello = client.bio_read(65536)
+    server = pair().server
+    server.start()
+    data = EapTlsData(TlsFlag.NONE, hello, len(hello)).encode()
+    assert server.receive(EapPacket.response(7, EapType.TLS, data).encode()) == (
+        EapPacket.failure(7).encode()
+    )
+    assert server.failed is not None and "unsupported protocol" in server.failed
