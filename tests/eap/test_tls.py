@@ -5,7 +5,9 @@ The packets' codec, whole handshakes with the default and with small fragments (
 fragment but the last M, the first L with the message's length, each ACKed), both
 ends' MSK and EMSK; and the failures: a client certificate of another CA, a revoked
 one, one without the EAP identity, a server certificate without the gateway's
-identity, a TLS alert, a record that is no TLS, too many fragments, a Length exceeded.
+identity, a TLS alert (to either end), a record that is no TLS, too many fragments, a
+Length exceeded, an early EAP Success, a late Nak, a peer of TLS 1.3 only; and any bytes
+in place of a ClientHello answered, never raised.
 """
 
 from __future__ import annotations
