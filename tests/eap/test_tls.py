@@ -337,7 +337,7 @@ def test_the_server_takes_a_nak_for_its_start_only() -> None:
     assert run.server.failed == "NAK Response unexpected in state AWAIT_DATA"
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=24))
 def test_type_data_decodes_or_is_an_eap_error_and_re_encodes_without_reserved_bits(
     data: bytes,
