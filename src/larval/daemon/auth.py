@@ -9,6 +9,11 @@ it) and `IkeConfig.remote_auth` (a `larval.trust.TrustStore` of the CAs to trust
 other CA certificates as intermediates, and every CRL loaded). A local side without
 ``id`` takes its certificate's subject DN, as strongSwan does.
 
+EAP-TLS's sides become the `EapTlsAuth` of the connection's EAP side: a client's the
+certificate of its ``certs`` that carries its EAP identity, and the trust of its
+``remote`` public-key side with the gateway's identity; a gateway's its own IKE
+certificate, and the CAs its ``remote`` side names (or every one loaded).
+
 Every problem is one line naming the configuration file and the key, and all of them
 are raised together as one `AuthConfigError`, as `larval.credentials` does for files.
 """
@@ -27,13 +32,14 @@ from larval.credentials import (
     load_credentials,
 )
 from larval.daemon.config import AuthSide, CertAuth, ConfigError, DaemonConfig
-from larval.ike.auth_config import LocalAuth, RemoteAuth, parse_auth
+from larval.ike.auth_config import EapTlsAuth, LocalAuth, RemoteAuth, parse_auth
 from larval.ike.config import IkeConfig
 from larval.ike.identity import (
     IdType,
     cert_matches_identity,
     describe_identity,
     describe_subject,
+    identity,
 )
 from larval.trust import TrustStore, chain_for
 
@@ -99,15 +105,61 @@ class _Resolver:
                     self.problem(f"{side.key}.auth", "a certificate needs [daemon] "
                                  "credentials = DIR, and none is configured")  # fmt: skip
             return ike
-        if cert_auth.local is not None:
+        if cert_auth.local is not None and cert_auth.local.method == "pubkey":
             local = self.local(ike, cert_auth.local, cert_auth)
             if local is not None:
                 ike = dataclasses.replace(ike, local_auth=local[0], local_id=local[1])
-        if cert_auth.remote is not None:
+        if cert_auth.remote is not None and cert_auth.remote.method == "pubkey":
             remote = self.remote(cert_auth.remote, cert_auth)
             if remote is not None:
                 ike = dataclasses.replace(ike, remote_auth=remote)
+        return self.eap_tls(ike, cert_auth)
+
+    def eap_tls(self, ike: IkeConfig, cert_auth: CertAuth) -> IkeConfig:
+        """The EAP side's `EapTlsAuth`, if its side names EAP-TLS's certificates."""
+        local, remote = cert_auth.local, cert_auth.remote
+        if local is not None and local.method != "pubkey" and ike.local_eap is not None:
+            cert = self.eap_tls_cert(local, ike.local_eap.eap_id or "")
+            if cert is None or ike.remote_auth is None:
+                return ike  # the problem is named already
+            tls = EapTlsAuth(cert, chain_for(cert.cert, self.credentials.cacerts),
+                             ike.remote_auth.trust, server_id=ike.remote_id)  # fmt: skip
+            return dataclasses.replace(ike, local_eap=dataclasses.replace(ike.local_eap, tls=tls))
+        if remote is not None and remote.method != "pubkey" and ike.remote_eap is not None:
+            trust = self.remote(remote, cert_auth)
+            if trust is None or ike.local_auth is None:
+                return ike
+            anchors = getattr(trust.trust, "anchors", ())
+            tls = EapTlsAuth(ike.local_auth.cert, ike.local_auth.intermediates, trust.trust,
+                             anchors)  # fmt: skip
+            return dataclasses.replace(ike, remote_eap=dataclasses.replace(ike.remote_eap, tls=tls))
         return ike
+
+    def eap_tls_cert(self, side: AuthSide, eap_id: str) -> CertificateWithKey | None:
+        """A client's EAP-TLS certificate: the first of its ``certs`` that carries its
+        EAP identity, which the gateway checks it against."""
+        loaded = self.credentials.certs
+        found: list[CertificateWithKey] = []
+        for i, name in enumerate(side.files):
+            wanted = self.configured(END_ENTITY_DIR, name)
+            matches = [c for c in loaded if self.loaded(c.path) == wanted]
+            if not matches:
+                self.problem(f"{side.key}.certs[{i}]", f"{name!r} is not a loaded certificate "
+                             f"({_listing(END_ENTITY_DIR, [c.path for c in loaded])})")  # fmt: skip
+                return None
+            found.extend(matches)
+        try:
+            wanted_id = identity(eap_id)
+        except ValueError as e:
+            self.problem(f"{side.key}.eap_id", f"EAP-TLS: {e}")
+            return None
+        carrying = [c for c in found if cert_matches_identity(c.cert, *wanted_id)]
+        if not carrying:
+            subjects = "; ".join(describe_subject(c.cert) for c in found)
+            self.problem(f"{side.key}.certs", f"EAP identity {eap_id} is in no certificate of "
+                         f"certs ({subjects}); the gateway would refuse it")  # fmt: skip
+            return None
+        return carrying[0]
 
     def local(
         self, ike: IkeConfig, side: AuthSide, cert_auth: CertAuth

@@ -94,7 +94,8 @@ certificate (or, with a warning, the PSK)::
     id = "carol"
     secret = "..."
 
-``auth`` is ``eap-mschapv2``, ``eap-md5`` or ``eap`` (the gateway picks: MSCHAPv2 first).
+``auth`` is ``eap-mschapv2``, ``eap-md5``, ``eap-tls`` or ``eap`` (the gateway picks:
+EAP-TLS first where its side names ``cacerts``, then MSCHAPv2).
 ``eap_id`` is the EAP identity: the client's own name (default its IKE identity), or on
 the gateway the name the client must authenticate as, ``%any`` to ask it (EAP-Identity),
 by default the client's IKE identity. Each ``[secrets.eap-NAME]`` holds one ``id`` and its
@@ -128,6 +129,14 @@ IKEv1 XAuth and Mode Config (the gateway of legacy "Cisco IPsec" clients)::
 The gateway's ``xauth_id`` is the user the client must be, ``%any`` for any user with a
 secret, by default the client's IKE identity; a client's is its own user name (default
 its IKE identity). A user's address is leased to the XAuth user.
+
+EAP-TLS (RFC 5216) takes certificates in place of passwords: the client's ``local`` names
+its ``certs`` (one must carry its EAP identity) and checks the gateway's TLS certificate
+as its ``remote = { auth = "pubkey" }`` side says; the gateway is the TLS server with its
+own ``local`` certificate, and its ``remote`` side names the ``cacerts`` of its clients::
+
+    remote = { auth = "eap-tls", eap_id = "%any", cacerts = ["users-ca.pem"] }   # gateway
+    local = { auth = "eap-tls", certs = ["dave.pem"], id = "dave@example.org" }  # client
 
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
@@ -234,7 +243,7 @@ class AuthSide:
     """A ``local`` or ``remote`` table as written."""
 
     key: str  # where: ``connections.NAME.local``
-    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap", "xauth"]
+    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap-tls", "eap", "xauth"]
     schemes: tuple[str, ...]  # `parse_auth`'s
     id: str | None  # None: the default
     #: ``certs`` (local) or ``cacerts`` (remote), as written.
@@ -250,7 +259,8 @@ class AuthSide:
 @dataclass(frozen=True)
 class CertAuth:
     """A connection's certificate sides as written, for `larval.daemon.auth` to resolve
-    against the credentials; None on a side: the PSK."""
+    against the credentials; None on a side: the PSK, or EAP without certificates. A
+    side's ``method`` says whose they are: IKE's (``pubkey``) or EAP-TLS's."""
 
     local: AuthSide | None
     remote: AuthSide | None
@@ -468,15 +478,18 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
         eap_id = local.eap_id or local.id or str(ike.local_addr)
         if eap_id == "%any":
             raise r.error(f"{local.key}.eap_id", "%any is the gateway's; a client names itself")
-        if eap_id not in passwords:
+        _check_eap_tls(r, local, remote)
+        if eap_id not in passwords and not _eap_tls(local):
             raise r.error(f"{local.key}.eap_id", f"no [secrets.eap-NAME] has id = {eap_id!r}")
-        auth = EapAuth(cast(Any, local.method), eap_id, {eap_id: passwords[eap_id]})
+        own = {eap_id: passwords[eap_id]} if eap_id in passwords else {}
+        auth = EapAuth(cast(Any, local.method), eap_id, own)
         ike = dataclasses.replace(ike, local_eap=auth)
     else:
         if local.method == "psk":
             log.warning("%s: connections.%s: the gateway proves itself to EAP clients with a "
                         "PSK; RFC 7296 §2.16 wants a public key (a certificate)",
                         r.source, name)  # fmt: skip
+        _check_eap_tls(r, remote, local)
         auth = EapAuth(cast(Any, remote.method), remote.eap_id, dict(passwords),
                        retries=remote.eap_retries)  # fmt: skip
         ike = dataclasses.replace(ike, remote_eap=auth)
@@ -624,6 +637,23 @@ def _with_xauth(r: ConfigReader, name: str, value: object, conn: Connection,
     return dataclasses.replace(conn, ike=ike)
 
 
+def _eap_tls(side: AuthSide) -> bool:
+    """Does this EAP side run EAP-TLS: ``eap-tls``, or ``eap`` with certificates?"""
+    return side.method == "eap-tls" or (side.method == "eap" and bool(side.files))
+
+
+def _check_eap_tls(r: ConfigReader, eap: AuthSide, other: AuthSide) -> None:
+    """EAP-TLS needs the other side's certificate: the gateway is the TLS server with
+    its IKE certificate, and the client checks that certificate as it checks IKE's."""
+    if not _eap_tls(eap) or other.method == "pubkey":
+        return
+    if eap.key.endswith(".remote"):
+        why = "the gateway is the TLS server with its own certificate"
+    else:
+        why = "the client checks the gateway's TLS certificate by its CAs"
+    raise r.error(f"{other.key}.auth", f'EAP-TLS: {why}; set auth = "pubkey" here')
+
+
 def _retransmit_timeout(r: ConfigReader, value: object) -> float:
     if (
         isinstance(value, bool)
@@ -691,10 +721,10 @@ def _connection(
     send_cert = r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"), SEND_CERT)
     send_certreq = _bool(r, f"{base}.send_certreq", c.get("send_certreq", True))
     cert_auth = None
-    if "pubkey" in (local.method, remote.method):
+    if "pubkey" in (local.method, remote.method) or _eap_tls(local) or _eap_tls(remote):
         cert_auth = CertAuth(
-            local if local.method == "pubkey" else None,
-            remote if remote.method == "pubkey" else None,
+            local if local.method == "pubkey" or _eap_tls(local) else None,
+            remote if remote.method == "pubkey" or _eap_tls(remote) else None,
             cast(SendCert, send_cert),
             send_certreq,
         )
@@ -813,10 +843,11 @@ def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
     word = table.get("auth", "psk")
     if not isinstance(word, str):
         raise r.error(f"{key}.auth", f"{r.show(word)} is not an auth method such as psk, pubkey")
-    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap", "xauth"]
+    method: Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap-tls", "eap", "xauth"]
     schemes: tuple[str, ...]
     if word in EAP_METHODS or word == "xauth":
-        method, schemes = cast(Literal["eap-mschapv2", "eap-md5", "eap", "xauth"], word), ()
+        method, schemes = cast(Literal["eap-mschapv2", "eap-md5", "eap-tls", "eap", "xauth"],
+                               word), ()  # fmt: skip
     else:
         try:
             method, schemes = parse_auth(word)
@@ -844,8 +875,11 @@ def _side(r: ConfigReader, key: str, value: object) -> AuthSide:
         raise r.error(f"{key}.{other}", f"only the {side} side has {other}; this side has {mine}")
     files = tuple(text for _, text in r.strings(f"{key}.{mine}", table[mine])) \
         if mine in table else ()  # fmt: skip
-    if files and method != "pubkey":
-        raise r.error(f"{key}.{mine}", f'{mine} are for auth = "pubkey", not "{method}"')
+    if files and method not in ("pubkey", "eap-tls", "eap"):
+        raise r.error(f"{key}.{mine}", f'{mine} are for auth = "pubkey", not "{method}"; '
+                      'and for EAP-TLS, auth = "eap-tls"')  # fmt: skip
+    if method == "eap-tls" and mine == "certs" and not files:
+        raise r.error(f"{key}.certs", 'missing; auth = "eap-tls" needs this end\'s certificate')
     eap_id = table.get("eap_id")
     if eap_id is not None and (not isinstance(eap_id, str) or not eap_id):
         raise r.error(f"{key}.eap_id", f"{r.show(eap_id)} is not an EAP identity, or %any")

@@ -2,9 +2,10 @@
 
 `packet` decodes and encodes EAP packets; `identity` asks the peer its name
 (EAP-Identity); `mschapv2` (EAP-MSCHAPv2, with the RFC 2759
-and RFC 3079 computations in `mschapv2_crypto` and MD4 in `md4`) and `md5` (EAP-MD5)
-each hold a server and a peer. A method machine takes the other end's EAP packet as
-bytes and returns the bytes to answer with (`method`); it has no clock and does no I/O.
+and RFC 3079 computations in `mschapv2_crypto` and MD4 in `md4`), `md5` (EAP-MD5) and
+`tls` (EAP-TLS over TLS 1.2, in pyOpenSSL) each hold a server and a peer. A method
+machine takes the other end's EAP packet as bytes and returns the bytes to answer with
+(`method`); it has no clock and does no I/O.
 
 How IKEv2 carries it (RFC 7296 §2.16): the initiator leaves AUTH out of its first
 IKE_AUTH request; the responder answers with its identity, its certificate and AUTH,
@@ -24,12 +25,15 @@ from .md5 import Md5Peer, Md5Server
 from .method import EapMethodMachine, Lookup
 from .mschapv2 import MschapV2Peer, MschapV2Server
 from .packet import EapCode, EapPacket, EapType, Md5Challenge, Nak
+from .tls import EapTlsPeer, EapTlsServer
 
 __all__ = [
     "EapCode",
     "EapError",
     "EapMethodMachine",
     "EapPacket",
+    "EapTlsPeer",
+    "EapTlsServer",
     "EapType",
     "IdentityServer",
     "Lookup",

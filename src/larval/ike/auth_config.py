@@ -43,6 +43,7 @@ __all__ = [
     "AuthInfo",
     "AuthRound",
     "EapAuth",
+    "EapTlsAuth",
     "IdMatch",
     "LocalAuth",
     "PeerTrust",
@@ -73,10 +74,10 @@ _KEY_TYPES = ("pubkey", "rsa", "rsa/pss", "ecdsa", "ed25519", "ed448")
 
 SendCert = Literal["ifasked", "always", "never"]
 #: The ``auth`` words of EAP; ``"eap"`` lets the server pick.
-EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap")
-EapMethod = Literal["eap-mschapv2", "eap-md5", "eap"]
+EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "eap")
+EapMethod = Literal["eap-mschapv2", "eap-md5", "eap-tls", "eap"]
 #: Every ``auth`` class a round may have; ``"xauth"`` is IKEv1's.
-RoundMethod = Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap", "xauth"]
+RoundMethod = Literal["psk", "pubkey", "eap-mschapv2", "eap-md5", "eap-tls", "eap", "xauth"]
 #: Does an identity the peer sent (ID Type, data) match the one configured?
 IdMatch = Callable[[IdType, bytes], bool]
 
@@ -179,6 +180,21 @@ class RemoteAuth:
 
 
 @dataclass(frozen=True)
+class EapTlsAuth:
+    """EAP-TLS's certificates (RFC 5216): this end's, with its key and the CA
+    certificates sent after it (a client's own; a gateway's, the one it proves itself
+    with in IKE), and the trust the other end's must chain to: a gateway's CAs of its
+    clients (`anchors`, also named in its CertificateRequest), a client's those of the
+    gateway, whose TLS certificate must carry `server_id` (None: whoever it names)."""
+
+    cert: CertificateWithKey
+    intermediates: tuple[x509.Certificate, ...] = ()
+    trust: PeerTrust | None = field(default=None, compare=False)
+    anchors: tuple[x509.Certificate, ...] = ()
+    server_id: tuple[IdType, bytes] | None = None
+
+
+@dataclass(frozen=True)
 class EapAuth:
     """A side that authenticates by EAP (``auth = "eap-mschapv2"``, ``eap_id``).
 
@@ -194,6 +210,8 @@ class EapAuth:
     passwords: Mapping[str, str] = field(repr=False, hash=False, default_factory=dict)
     #: A gateway's: how many wrong EAP-MSCHAPv2 passwords it answers with a retry (R=1).
     retries: int = 0
+    #: EAP-TLS's certificates, where this side runs it (``eap-tls``, or ``eap`` with them).
+    tls: EapTlsAuth | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +255,7 @@ class XauthAuth:
 class AuthInfo:
     """How one end of an IKE SA authenticated, for status: "psk", "pubkey" with the
     scheme and the certificate's subject and issuer, or an EAP method ("eap-mschapv2",
-    "eap-md5") with the EAP identity the peer proved."""
+    "eap-md5", "eap-tls") with the EAP identity the peer proved."""
 
     method: str
     scheme: str = ""

@@ -69,7 +69,7 @@ from larval.ike.config import IkeConfig
 from larval.ike.identity import CERT_PARSE_ERRORS, IdType, describe_issuer, describe_subject
 
 from .constants import AuthMethod, CertEncoding
-from .eap_conversation import EapPeerConversation, EapServerConversation
+from .eap_conversation import EapPeerConversation, EapServerConversation, WallClock
 from .payloads import AuthPayload, CertPayload, CertReqPayload
 
 __all__ = [
@@ -302,8 +302,12 @@ class EapProver:
         # Only an initiator asks for EAP (§2.16); a responder cannot prove itself by it.
         raise AuthenticationFailed("EAP authenticates an initiator only, not this responder")
 
-    def conversation(self, random: RandomBytes = system_random) -> EapPeerConversation:
-        return EapPeerConversation(self._local, random)
+    def conversation(self, random: RandomBytes = system_random,
+                     wall_clock: WallClock | None = None) -> EapPeerConversation:  # fmt: skip
+        """`wall_clock`: the time the gateway's EAP-TLS certificate is checked at."""
+        if wall_clock is None:
+            return EapPeerConversation(self._local, random)
+        return EapPeerConversation(self._local, random, wall_clock)
 
 
 class EapVerifier:
@@ -328,10 +332,13 @@ class EapVerifier:
             f"authenticates the initiator by EAP ({self._remote.method})"
         )
 
-    def conversation(self, peer_identity: str,
-                     random: RandomBytes = system_random) -> EapServerConversation:  # fmt: skip
-        """A conversation with the peer whose IKE identity reads `peer_identity`."""
-        return EapServerConversation(self._remote, peer_identity, random)
+    def conversation(self, peer_identity: str, random: RandomBytes = system_random,
+                     wall_clock: WallClock | None = None) -> EapServerConversation:  # fmt: skip
+        """A conversation with the peer whose IKE identity reads `peer_identity`;
+        `wall_clock`: the time a client's EAP-TLS certificate is checked at."""
+        if wall_clock is None:
+            return EapServerConversation(self._remote, peer_identity, random)
+        return EapServerConversation(self._remote, peer_identity, random, wall_clock)
 
 
 def eap_auth(prf: Prf, msk: bytes | None, sk_p: bytes, octets: bytes) -> AuthPayload:

@@ -146,7 +146,7 @@ class EapIkeAuth(IkeAuth):
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         assert isinstance(sa._prover, EapProver)
-        self._eap: EapPeerConversation = sa._prover.conversation(sa._random)
+        self._eap: EapPeerConversation = sa._prover.conversation(sa._random, sa._wall_clock)
         self._phase = "first"  # first | eap | auth
         self._octets_i = self._octets_r = b""
         self._response = b""  # the EAP Response to send next
@@ -316,7 +316,7 @@ class EapIkeAuthResponder(AnswerTask):
                                        idr.encode_body())  # fmt: skip
         self._first = message
         self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
-                                              sa._random)  # fmt: skip
+                                              sa._random, sa._wall_clock)  # fmt: skip
         self._phase = "eap"
         if isinstance(sa._prover, EapProver):
             # RFC 5998: this end proves itself by the method and its MSK AUTH alone.

@@ -1,0 +1,289 @@
+"""EAP-TLS (RFC 5216, TLS 1.2) with strongSwan's charon, both ways.
+
+charon as the road warrior (``local { auth = eap-tls; certs = dave.pem; id =
+dave@example.org }``) against a larval gateway that proves itself with its certificate
+and runs EAP-TLS as the server (``remote = { auth = "eap-tls", eap_id = "%any", cacerts
+= ["root.pem"] }``, or ``auth = "eap"``): the CHILD_SA comes up over TLS 1.2, with RSA
+3072 certificates in several fragments each way too, traffic passes, status names dave; a
+revoked dave is refused, larval's log names dave and the reason, and neither end keeps an
+SA. And larval as the road warrior against charon as the gateway (``remote { auth =
+eap-tls; eap_id = %any }``, the TLS server); a certificate charon does not trust ends in
+charon's alert, which larval's log names, and AUTHENTICATION_FAILED to charon.
+
+Certificates by `larval.pki`: one root, the gateways' (FQDN) and dave's (rfc822Name).
+charon's eap-tls is in Debian's ``libcharon-extra-plugins``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from larval import pki
+from larval.bench import charon as charon_module
+from larval.bench.charon import CharonError
+from tests.interop.certs import IDS, CertSet, EndEntity
+from tests.interop.harness import (
+    OUTER,
+    LarvalDaemon,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
+
+TLS_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-eap-tls.so")
+needs_eap_tls = pytest.mark.skipif(
+    not TLS_PLUGIN.exists(), reason="needs charon's eap-tls (libcharon-extra-plugins)"
+)
+pytestmark = [needs_netns, needs_charon, needs_eap_tls]
+
+DAVE = "dave@example.org"
+SUN, MOON = IDS["b"], IDS["a"]
+
+
+def _certs(kind: str = "ecdsa", size: int = 256) -> CertSet:
+    """A root, sun and moon (their FQDNs), dave and a revoked dave (dave@example.org)."""
+    root_key = pki.generate_key(kind, size)
+    root = pki.make_certificate(
+        pki.CertRequest(pki.parse_dn("C=CH, O=larval interop, CN=EAP-TLS root"), ca=True),
+        root_key.public_key(), root_key,
+    )  # fmt: skip
+
+    def issue(name: str) -> EndEntity:
+        key = pki.generate_key(kind, size)
+        request = pki.CertRequest(pki.parse_dn(f"C=CH, O=larval interop, CN={name}"),
+                                  sans=[pki.parse_san(name)])  # fmt: skip
+        cert = pki.make_certificate(request, key.public_key(), root_key, root)
+        return EndEntity(cert, pki.private_key_bytes(key))
+
+    ends = {"sun": issue(SUN), "moon": issue(MOON), "dave": issue(DAVE),
+            "dave-revoked": issue(DAVE)}  # fmt: skip
+    crl = pki.make_crl(root, root_key, [ends["dave-revoked"].cert], reason="key-compromise")
+    return CertSet(root, ends, crl)
+
+
+def _children() -> str:
+    return """        children {
+            net {
+                local_ts = 198.51.100.0/24
+                remote_ts = 203.0.113.0/24
+                esp_proposals = aes128gcm16
+            }
+        }"""
+
+
+def _charon_client(cert: str) -> str:
+    return f"""connections {{
+    home {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        local {{
+            auth = eap-tls
+            certs = {cert}.pem
+            id = {DAVE}
+        }}
+        remote {{
+            auth = pubkey
+            id = {SUN}
+        }}
+{_children()}
+    }}
+}}
+"""
+
+
+def _status(topo: Topology) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "larval", "status", "--json", "--control-socket",
+         str(topo.b.dir / "control")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def _gateway(topo: Topology, tmp: Path, certs: CertSet, client: str,
+             monkeypatch: pytest.MonkeyPatch, auth: str = "eap-tls",
+             ) -> tuple[Any, LarvalDaemon]:  # fmt: skip
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_client(client),
+        credentials=certs.credentials(tmp / "dave-credentials", client),
+    )  # fmt: skip
+    config = larval_config(
+        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
+        local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+        remote=f'{{ auth = "{auth}", eap_id = "%any", cacerts = ["root.pem"] }}',
+        credentials=str(certs.credentials(tmp / "sun-credentials", "sun", crl=True)),
+    )  # fmt: skip
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    return charon, larval
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "auth"),
+    [("ecdsa", 256, "eap-tls"), ("rsa", 3072, "eap-tls"), ("ecdsa", 256, "eap")],
+)
+def test_charon_as_an_eap_tls_client_of_a_larval_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, size: int, auth: str
+) -> None:
+    # RSA 3072: each end's certificate flight is more than one 1,024-byte EAP-TLS packet.
+    # auth = "eap" with cacerts: the gateway offers EAP-TLS first.
+    certs = _certs(kind, size)
+    with Topology(tmp_path) as topo:
+        charon, larval = _gateway(topo, tmp_path, certs, "dave", monkeypatch, auth)
+        charon.initiate()
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert re.search(rf"authentication of '{SUN}' with \S+ successful", log), log[-4000:]
+        assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
+        assert "negotiated TLS 1.2 using suite" in log, log[-4000:]
+        # Start, the server's flight, its Finished; more where fragments took ACKs.
+        requests = len(re.findall(r"parsed IKE_AUTH response \d+ \[ EAP/REQ/TLS \]", log))
+        assert requests == 3 if kind == "ecdsa" else requests > 3, log[-4000:]
+        result = topo.a.ping(count=3)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        assert (ike["auth_remote"]["method"], ike["auth_remote"]["identity"]) == (
+            "eap-tls", DAVE), ike  # fmt: skip
+        assert ike["auth_local"]["method"] == "pubkey", ike
+
+
+def test_a_revoked_client_certificate_is_refused_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = _certs()
+    with Topology(tmp_path) as topo:
+        charon, larval = _gateway(topo, tmp_path, certs, "dave-revoked", monkeypatch)
+        with pytest.raises(CharonError):
+            charon.initiate(timeout=10)
+        deadline = time.monotonic() + 10
+        while True:
+            log = larval.log.read_text()
+            status = larval.status()
+            listing = charon.list_sas()
+            refused = re.search(
+                rf"authentication of the initiator failed: EAP identity '{DAVE}': EAP-TLS: the "
+                r"peer's certificate refused: .*revoked \(keyCompromise\)", log)  # fmt: skip
+            if refused and not status["ike_sas"] and not status["child_sas"] \
+                    and not re.search(r"^\S+: #", listing, re.M):  # fmt: skip
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
+            time.sleep(0.3)
+
+
+def _charon_gateway() -> str:
+    return f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        send_cert = always
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        remote {{
+            auth = eap-tls
+            eap_id = %any
+        }}
+{_children()}
+    }}
+}}
+"""
+
+
+def _client(topo: Topology, tmp: Path, certs: CertSet, own: CertSet,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[Any, LarvalDaemon]:  # fmt: skip
+    """charon the gateway with `certs`, larval the client with dave of `own`, trusting
+    the root of `certs`."""
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_gateway(),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    directory = own.credentials(tmp / "dave-credentials", "dave")
+    (directory / "x509ca" / "root.pem").write_bytes(
+        certs.root.public_bytes(serialization.Encoding.PEM)
+    )
+    config = larval_config(
+        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+        start_action="trap",
+        local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
+        remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+        credentials=str(directory),
+    )  # fmt: skip
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    return charon, larval
+
+
+def test_larval_as_an_eap_tls_client_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = _certs()
+    with Topology(tmp_path) as topo:
+        charon, larval = _client(topo, tmp_path, certs, certs, monkeypatch)
+        # The first packet sets off the exchange through larval's trap policy.
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    log[-4000:])  # fmt: skip
+        assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
+        assert f"received EAP identity '{DAVE}'" in log, log[-4000:]
+        assert f"authentication of '{DAVE}' with EAP successful" in log, log[-4000:]
+        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
+            "eap-tls", DAVE), ike  # fmt: skip
+        assert ike["auth_remote"]["method"] == "pubkey", ike
+
+
+def test_a_charon_gateway_that_refuses_larvals_certificate_leaves_nothing_on_larval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dave's certificate is of another root, which charon does not trust: its TLS server
+    # ends the handshake with an alert, which larval's log names.
+    certs, stranger = _certs(), _certs()
+    with Topology(tmp_path) as topo:
+        charon, larval = _client(topo, tmp_path, certs, stranger, monkeypatch)
+        topo.b.ping(count=1)
+        deadline = time.monotonic() + 15
+        while True:
+            log = larval.log.read_text()
+            status = larval.status()
+            charon_log = (charon.dir / "charon.log").read_text(errors="replace")
+            refused = re.search(rf"EAP as '{DAVE}' failed: EAP-TLS: .*alert certificate unknown",
+                                log)  # fmt: skip
+            # larval tells charon (RFC 7296 §2.21.2), which keeps its half-open IKE_SA
+            # until its own timeout.
+            told = re.search(r"parsed INFORMATIONAL request \d+ \[ N\(AUTH_FAILED\) \]",
+                             charon_log)  # fmt: skip
+            if refused and told and not status["ike_sas"] and not status["child_sas"]:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused:\n{status}\n{log[-3000:]}\n{charon_log[-3000:]}")
+            time.sleep(0.3)
