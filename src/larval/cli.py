@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="IKEv1 (Main and Quick Mode), with QM3 held back: ESP held on the LARVAL SA",
     )
+    demo.add_argument(
+        "--remote-access",
+        action="store_true",
+        help="a notebook dials the home gateway: EAP-MSCHAPv2, a pool's address, a ping home",
+    )
     sa.add_parser(commands)
     policy.add_parser(commands)
     stack.add_parser(commands)
@@ -82,7 +87,8 @@ def _run(argv: list[str] | None) -> int:
         if args.command == "demo":
             from larval import demo
 
-            return demo.main(as_json=args.json, stack_only=args.stack_only, ikev1=args.ikev1)
+            return demo.main(as_json=args.json, stack_only=args.stack_only, ikev1=args.ikev1,
+                             remote_access=args.remote_access)  # fmt: skip
         if args.command == "sa":
             return sa.run(args)
         if args.command == "policy":
