@@ -83,13 +83,15 @@ class EapServerConversation:
             if machine.failed is not None or machine.identity is None:
                 return self._end_failed(machine.failed or "EAP-Identity gave no name")
             self._expected = self.identity = machine.identity
-            return self._begin(self._first_method(), machine.identity, machine.identifier + 1)
+            return self._begin(self._first_method(), machine.identity,
+                               (machine.identifier + 1) & 0xFF)  # fmt: skip
         if machine.identity is not None:
             self.identity = machine.identity
         if machine.failed is not None:
             if self._auth.method == "eap" and self.method == "eap-mschapv2" and _wants_md5(data):
                 assert self._expected is not None
-                return self._begin(EapType.MD5_CHALLENGE, self._expected, self._request_id + 1)
+                return self._begin(EapType.MD5_CHALLENGE, self._expected,
+                                   (self._request_id + 1) & 0xFF)  # fmt: skip
             return self._end_failed(machine.failed)
         if self.identity is not None and self.identity != self._expected:
             return self._end_failed(
