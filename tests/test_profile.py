@@ -110,6 +110,7 @@ def test_sswan_parses_back_with_the_values_charon_needs(tmp_path: Path) -> None:
     assert sswan["local"] == {"eap_id": "carol"}
     assert sswan["ike-proposal"] == "aes256gcm16-prfsha384-ecp384"
     assert sswan["esp-proposal"] == "aes128gcm16-ecp256"
+    assert sswan["split-tunneling"] == {"subnets": ["203.0.113.0/24"]}
     assert len(sswan["uuid"]) == 36 and sswan["name"] == "vpn.example.org (rw)"
 
 
@@ -141,7 +142,17 @@ def test_windows_script_adds_the_vpn_with_constants_windows_knows(
                for line in lines)  # fmt: skip
     pem = CA.public_bytes(serialization.Encoding.PEM).decode().strip()
     assert pem.replace("\n", "\r\n") in text
-    assert "warning" not in capsys.readouterr().err
+    assert "larval: warning: Windows checks" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("client", ["apple", "windows"])
+def test_a_gateway_offering_its_network_only_is_warned_of_clients_asking_for_all(
+    tmp_path: Path, client: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile(tmp_path, client)
+    err = capsys.readouterr().err
+    assert "asks for all traffic (0.0.0.0/0) through the tunnel" in err
+    assert "offers 203.0.113.0/24 only (its local_ts)" in err
 
 
 def test_windows_warns_of_an_address_the_certificate_does_not_name(

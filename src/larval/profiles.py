@@ -90,6 +90,8 @@ class RemoteAccess:
     esp_proposals: tuple[Suite, ...]
     ike_rekey_s: float
     child_rekey_s: float
+    #: The networks the gateway offers through the tunnel (its first child's local_ts).
+    subnets: tuple[str, ...] = ()
     #: Whether the gateway takes any IKE identity and asks the EAP identity (Windows).
     any_identity: bool = True
     warnings: list[str] = field(default_factory=list, compare=False)
@@ -163,6 +165,7 @@ def remote_access(
         esp_proposals=tuple(conn.children[0].proposals),
         ike_rekey_s=ike.rekey_time,
         child_rekey_s=conn.children[0].rekey_time,
+        subnets=tuple(str(net) for net in conn.children[0].local_ts),
         any_identity=any_identity and (ike.remote_eap is None or eap_any),
     )
 
@@ -378,6 +381,7 @@ def apple_profile(ra: RemoteAccess) -> bytes:
     }
     if esp[2] is not None:
         child_params["IntegrityAlgorithm"] = esp[2]
+    _all_traffic(ra, "Apple")
     ca_uuid = ra.stable_uuid("ca")
     ikev2: dict[str, Any] = {
         "RemoteAddress": ra.server,
@@ -443,6 +447,9 @@ def sswan_profile(ra: RemoteAccess) -> bytes:
         },
         "local": local,
     }
+    # The app asks for these networks only (its TSr), not for everything.
+    if ra.subnets and not _everything(ra):
+        profile["split-tunneling"] = {"subnets": list(ra.subnets)}
     # The gateway's first proposals whole: the app takes strongSwan's words, alternatives too.
     if ra.ike_proposals:
         profile["ike-proposal"] = format_ike_proposal(ra.ike_proposals[0])
@@ -471,6 +478,7 @@ def windows_script(ra: RemoteAccess) -> bytes:
             'remote.eap_id = "%any", or the gateway will refuse it'
         )
     _windows_server_name(ra)
+    _all_traffic(ra, "Windows")
     method = "Eap" if ra.eap else "MachineCertificate"
     auth_transform = esp[1] if esp[1].startswith("GCM") else esp[2]
     pem = ra.ca.public_bytes(serialization.Encoding.PEM).decode().strip()
@@ -515,6 +523,23 @@ def _windows_server_name(ra: RemoteAccess) -> None:
             f"Windows checks the server {what} {ra.server} against the gateway certificate's "
             f"DNS names ({', '.join(names) or 'none'}); it will refuse the connection "
             "(error 13801) unless one of them is that, or --server names one"
+        )
+
+
+def _everything(ra: RemoteAccess) -> bool:
+    """Whether the gateway offers every destination (local_ts 0.0.0.0/0 or ::/0)."""
+    return any(ipaddress.ip_network(net).prefixlen == 0 for net in ra.subnets)
+
+
+def _all_traffic(ra: RemoteAccess, client: str) -> None:
+    """Apple's and Windows's clients ask for every destination (TSr 0.0.0.0/0); the
+    gateway's policy must take that, not only the networks behind it."""
+    if ra.subnets and not _everything(ra):
+        ra.warnings.append(
+            f"{client}'s client asks for all traffic (0.0.0.0/0) through the tunnel, and "
+            f"connections.{ra.connection}'s first child offers {', '.join(ra.subnets)} only "
+            "(its local_ts): the gateway refuses that CHILD_SA (TS_UNACCEPTABLE) unless "
+            'local_ts takes it, such as local_ts = ["0.0.0.0/0"]'
         )
 
 
