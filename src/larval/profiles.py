@@ -136,8 +136,8 @@ def remote_access(
         client_auth = "pubkey"
     else:
         raise ProfileError(f"{key} is not remote access: its clients prove themselves with a "
-                           "PSK (connections.{name}.remote.auth); a profile is for EAP or "
-                           "certificate clients".replace("{name}", name))  # fmt: skip
+                           f"PSK (connections.{name}.remote.auth); a profile is for EAP or "
+                           "certificate clients")  # fmt: skip
     if ike.local_auth is None:
         raise ProfileError(f"{key}.local.auth: the gateway proves itself with a PSK; "
                            'native clients check a certificate (auth = "pubkey")')  # fmt: skip
