@@ -221,3 +221,24 @@ def test_help_says_no_password_is_written() -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0
     assert "never holds a password" in " ".join(proc.stdout.split())
+
+
+def test_without_o_the_profile_is_named_after_the_connection_and_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = gateway(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "rw", "--user", "carol", "--for", "apple", "-c", str(config)]) == 0
+    assert plistlib.loads((tmp_path / "rw-carol.mobileconfig").read_bytes())["PayloadVersion"] == 1
+    assert capsys.readouterr().out.startswith(
+        "rw-carol.mobileconfig: apple profile of rw for carol"
+    )
+
+
+def test_windows_certificate_client_uses_the_machine_certificate(tmp_path: Path) -> None:
+    config = gateway(tmp_path, remote={"auth": "pubkey", "id": "%any"})
+    out = tmp_path / "c.ps1"
+    args = ["profile", "rw", "--user", "carol@example.org", "--for", "windows", "-o", str(out),
+            "-c", str(config)]  # fmt: skip
+    assert main(args) == 0
+    assert "-AuthenticationMethod MachineCertificate" in out.read_text()
