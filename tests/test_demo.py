@@ -197,3 +197,12 @@ def test_remote_access_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main(as_json=True, remote_access=True) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["round_trip"]["replies"] == 2 and data["virtual_ip"] == "10.3.0.1"
+
+
+def test_remote_access_takes_neither_stack_only_nor_ikev1() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larval", "demo", "--remote-access", "--ikev1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "demo --remote-access is IKEv2 between two hosts" in proc.stderr
