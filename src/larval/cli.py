@@ -83,9 +83,6 @@ def _stdout_closed() -> bool:
 def _run(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo" and args.remote_access and (args.stack_only or args.ikev1):
-        parser.error("demo --remote-access is IKEv2 between two hosts: it takes neither "
-                     "--stack-only nor --ikev1")  # fmt: skip
     try:
         if args.command == "demo":
             from larval import demo

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from larval.errors import LarvalError
 from larval.pfkey import EncryptAlg, ExtType, PfkeyMessage, SadbMsgType, SadbSa, decode
 from larval.pfkey.requests import getspi, keyed
 from larval.sadb import HoldResult, PfkeyReply, Sadb, SecurityAssociation
@@ -161,6 +162,9 @@ def main(
     remote_access: bool = False,
 ) -> int:  # fmt: skip
     if remote_access:
+        if stack_only or ikev1:
+            raise LarvalError("demo --remote-access is IKEv2 between two hosts: it takes "
+                              "neither --stack-only nor --ikev1")  # fmt: skip
         from larval import demo_remote_access
 
         return demo_remote_access.main(as_json=as_json)
