@@ -242,3 +242,14 @@ def test_windows_certificate_client_uses_the_machine_certificate(tmp_path: Path)
             "-c", str(config)]  # fmt: skip
     assert main(args) == 0
     assert "-AuthenticationMethod MachineCertificate" in out.read_text()
+
+
+def test_windows_warns_of_a_gateway_expecting_the_ike_identity_as_eap_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without eap_id the gateway expects the EAP identity to be the IKE identity, which a
+    # Windows client never makes it: its IKE identity is its address.
+    profile(tmp_path, "windows", config=gateway(tmp_path, remote={"auth": "eap-mschapv2"}))
+    err = capsys.readouterr().err
+    assert "Windows sends its address as its IKE identity" in err
+    assert 'remote.eap_id = "%any"' in err
