@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from larval import demo, demo_ladder
+from larval import demo, demo_ladder, demo_remote_access
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,86 @@ def test_ikev1_demo_ladder_shows_qm3_held_back(capsys: pytest.CaptureFixture[str
     held = out.index("ESP for a LARVAL SA")
     assert held < out.index("UPDATE released 2 held packet(s), in arrival order")
     assert "ISAKMP SA established, aes128-sha256-modp2048" in out
+
+
+@pytest.fixture(scope="module")
+def remote_access() -> dict[str, Any]:
+    return demo_remote_access.run().as_json()
+
+
+def test_remote_access_notebook_gets_an_address_and_reaches_the_home_server(
+    remote_access: dict[str, Any],
+) -> None:
+    """carol's notebook is leased 10.3.0.1 by the gateway's pool, its CHILD_SA narrowed to
+    it; both pings from it reach the home server and both answers come back."""
+    assert remote_access["virtual_ip"] == "10.3.0.1"
+    assert remote_access["lease"] == {
+        "online": [{"address": "10.3.0.1", "identity": "carol"}], "offline": []
+    }  # fmt: skip
+    gateway = next(sa for sa in remote_access["ike_sas"] if sa["host"] == "B")
+    assert gateway["auth_remote"]["method"] == "eap-mschapv2"
+    assert gateway["auth_remote"]["identity"] == "carol"
+    assert gateway["virtual_ips"] == ["10.3.0.1"]
+    notebook = next(c for c in remote_access["child_sas"] if c["host"] == "A")
+    assert notebook["local_ts"] == ["10.3.0.1/32"]
+    assert notebook["remote_ts"] == ["203.0.113.0/24"]
+    assert remote_access["round_trip"] == {
+        "sent": 2, "replies": 2, "from": ["203.0.113.10"], "to": ["10.3.0.1"],
+        "server_saw": ["10.3.0.1"],
+    }  # fmt: skip
+    assert notebook["packets_out"] == notebook["packets_in"] == 2
+    after = remote_access["after_hang_up"]
+    assert after["ike_sas"] == 0 and after["sas"] == {"A": 0, "B": 0}
+    assert after["leases"] == {"online": [], "offline": [{"address": "10.3.0.1",
+                                                          "identity": "carol"}]}  # fmt: skip
+
+
+def test_remote_access_ladder_shows_eap_the_configuration_payload_and_the_lease() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larval", "demo", "--remote-access"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert re.search(r"A ─+IKE_SA_INIT request #0 \(SA, KE, Ni, ", out)
+    assert re.search(r"A ─+IKE_AUTH request #1 SK\{IDi, CERTREQ, CP\(CFG_REQUEST: IP4_ADDRESS\), "
+                     r"SA, TSi, TSr\} :4500─+▶ B", out)  # fmt: skip
+    steps = [
+        r"A ◀─+IKE_AUTH response #1 SK\{IDr, CERT, AUTH, EAP\(Request/Identity\)\}",
+        r"A ─+IKE_AUTH request #2 SK\{EAP\(Response/Identity carol\)\}",
+        r"A ◀─+IKE_AUTH response #2 SK\{EAP\(Request/MSCHAPv2 Challenge\)\}",
+        r"A ─+IKE_AUTH request #3 SK\{EAP\(Response/MSCHAPv2 Response\)\}",
+        r"A ◀─+IKE_AUTH response #3 SK\{EAP\(Request/MSCHAPv2 Success\)\}",
+        r"A ─+IKE_AUTH request #4 SK\{EAP\(Response/MSCHAPv2 Success\)\}",
+        r"A ◀─+IKE_AUTH response #4 SK\{EAP\(Success\)\}",
+        r"A ─+IKE_AUTH request #5 SK\{AUTH\}",
+        r"A ◀─+IKE_AUTH response #5 SK\{AUTH, CP\(CFG_REPLY: IP4_ADDRESS 10\.3\.0\.1, "
+        r"IP4_DNS 203\.0\.113\.53\), SA, TSi, TSr\}",
+        r"⇒ lease: pool rw gives 10\.3\.0\.1 to carol \(online\)",
+        r"ESP spi [0-9a-f]{8} seq 1 :4500 \[ICMP echo request 10\.3\.0\.1 → 203\.0\.113\.10",
+        r"home server 203\.0\.113\.10: echo request from 10\.3\.0\.1, answering",
+        r"A ◀─+ESP spi [0-9a-f]{8} seq 1 :4500 \[ICMP echo reply 203\.0\.113\.10 → 10\.3\.0\.1",
+        r"A │ stack → host: ICMP echo reply 203\.0\.113\.10 → 10\.3\.0\.1 seq 1",
+        r"offline leases: 10\.3\.0\.1 \(carol\)",
+    ]
+    where = 0
+    for step in steps:  # in this order
+        found = re.compile(step).search(out, where)
+        assert found, step
+        where = found.end()
+    assert demo_remote_access.PASSWORD not in out
+
+
+def test_remote_access_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main(as_json=True, remote_access=True) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["round_trip"]["replies"] == 2 and data["virtual_ip"] == "10.3.0.1"
+
+
+def test_remote_access_takes_neither_stack_only_nor_ikev1() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larval", "demo", "--remote-access", "--ikev1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "demo --remote-access is IKEv2 between two hosts" in proc.stderr

@@ -8,7 +8,7 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import daemon, pki, policy, pools, sa, stack
+from larval.commands import daemon, pki, policy, pools, profile, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -35,12 +35,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="IKEv1 (Main and Quick Mode), with QM3 held back: ESP held on the LARVAL SA",
     )
+    demo.add_argument(
+        "--remote-access",
+        action="store_true",
+        help="a notebook dials the home gateway: EAP-MSCHAPv2, a pool's address, a ping home",
+    )
     sa.add_parser(commands)
     policy.add_parser(commands)
     stack.add_parser(commands)
     daemon.add_parsers(commands)
     pki.add_parser(commands)
     pools.add_parser(commands)
+    profile.add_parser(commands)
     return parser
 
 
@@ -81,7 +87,8 @@ def _run(argv: list[str] | None) -> int:
         if args.command == "demo":
             from larval import demo
 
-            return demo.main(as_json=args.json, stack_only=args.stack_only, ikev1=args.ikev1)
+            return demo.main(as_json=args.json, stack_only=args.stack_only, ikev1=args.ikev1,
+                             remote_access=args.remote_access)  # fmt: skip
         if args.command == "sa":
             return sa.run(args)
         if args.command == "policy":
@@ -94,6 +101,8 @@ def _run(argv: list[str] | None) -> int:
             return pki.run(args)
         if args.command == "pools":
             return pools.run(args)
+        if args.command == "profile":
+            return profile.run(args)
         parser.print_help()
         return 2
     except sa.RefusedError as e:

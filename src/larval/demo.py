@@ -1,5 +1,6 @@
-"""`larval demo`: two hosts with IKE between them (`larval.demo_ladder`), or with
-`--stack-only` the stack alone, narrated.
+"""`larval demo`: two hosts with IKE between them (`larval.demo_ladder`), with
+`--remote-access` a notebook dialling its home gateway (`larval.demo_remote_access`), or
+with `--stack-only` the stack alone, narrated.
 
 In the stack-only run, a key manager and the stack's dataplane meet in the SADB, joined
 by PF_KEY messages as bytes. First the ordinary path: GETSPI makes a LARVAL SA, an ESP
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from larval.errors import LarvalError
 from larval.pfkey import EncryptAlg, ExtType, PfkeyMessage, SadbMsgType, SadbSa, decode
 from larval.pfkey.requests import getspi, keyed
 from larval.sadb import HoldResult, PfkeyReply, Sadb, SecurityAssociation
@@ -155,7 +157,17 @@ def demo_json(run: DemoRun) -> dict[str, Any]:
     }
 
 
-def main(as_json: bool = False, stack_only: bool = False, ikev1: bool = False) -> int:
+def main(
+    as_json: bool = False, stack_only: bool = False, ikev1: bool = False,
+    remote_access: bool = False,
+) -> int:  # fmt: skip
+    if remote_access:
+        if stack_only or ikev1:
+            raise LarvalError("demo --remote-access is IKEv2 between two hosts: it takes "
+                              "neither --stack-only nor --ikev1")  # fmt: skip
+        from larval import demo_remote_access
+
+        return demo_remote_access.main(as_json=as_json)
     if not stack_only:
         from larval import demo_ladder
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
-from larval.daemon.config import parse_config
+from larval.daemon.config import DaemonConfig, parse_config
 from larval.esp import NON_ESP_MARKER
 from larval.esp.ip import IPV4_HEADER, internet_checksum
 from larval.ike import IKE_PORT, NAT_T_PORT
@@ -208,9 +208,8 @@ class Host:
         self.name, self.demo = name, demo
         self.peer = "B" if name == "A" else "A"
         self.address = ipaddress.ip_address(OUTER[name])
-        config = parse_config(demo_config(name, self.peer, demo.version),
-                              f"<demo host {name}>")  # fmt: skip
-        self.node = Node(config.connections, observer=self)
+        config = demo.host_config(name)
+        self.node = Node(config.connections, observer=self, pools=config.pools)
         self.stack, self.keymgr = self.node.stack, self.node.keymgr
         for policy in config.policies:
             self.stack.spd.add(policy)
@@ -322,8 +321,7 @@ class Host:
             self.say(f"stack → host: {describe(packet)}")
             echo = parse_echo(packet)
             if echo is not None and not echo.reply:
-                self.send(icmp_echo(echo.dst, echo.src, echo.ident, echo.seq, reply=True,
-                                    data=echo.data))  # fmt: skip
+                self.demo.answer(self, echo)
         self.demo.active = None
         return moved
 
@@ -472,7 +470,7 @@ def _spi_lists(spis: dict[str, set[tuple[int, int]]]) -> dict[str, list[dict[str
 _SAID_OTHERWISE = (" established (", " installed, ", "]: sending ", "]: received ")
 
 
-class _KeymgrLog(logging.Handler):
+class KeymgrLog(logging.Handler):
     """The key managers' log lines, in the ladder at the host that wrote them."""
 
     def __init__(self, demo: Demo) -> None:
@@ -504,6 +502,19 @@ class Demo:
     def elapsed(self) -> float:
         return self.now - START
 
+    def host_config(self, name: str) -> DaemonConfig:
+        """Host `name`'s configuration, as `larval run` would have it."""
+        peer = "B" if name == "A" else "A"
+        return parse_config(demo_config(name, peer, self.version), f"<demo host {name}>")
+
+    def answer(self, host: Host, echo: Echo) -> None:
+        """An echo request reached `host` through its tunnel: it answers."""
+        host.send(icmp_echo(echo.dst, echo.src, echo.ident, echo.seq, reply=True, data=echo.data))
+
+    def label(self, src: str, data: bytes) -> str:
+        """An IKE message from host `src` as its arrow shows it."""
+        return ike_label(data)
+
     def event(self, host: str, text: str) -> None:
         self.ladder.lines.append(Line(self.elapsed, host, text))
 
@@ -525,9 +536,9 @@ class Demo:
         kind = "A->B" if src == "A" else "B->A"
         port = d.dst[1]
         if port == IKE_PORT:
-            label = f"{ike_label(d.data)} :{IKE_PORT}"
+            label = f"{self.label(src, d.data)} :{IKE_PORT}"
         elif d.data.startswith(NON_ESP_MARKER):
-            label = f"{ike_label(d.data[len(NON_ESP_MARKER) :])} :{NAT_T_PORT}"
+            label = f"{self.label(src, d.data[len(NON_ESP_MARKER) :])} :{NAT_T_PORT}"
         elif len(d.data) >= 8:
             spi, seq = struct.unpack_from("!II", d.data)
             queue = self.current[src]
@@ -561,7 +572,7 @@ class Demo:
 
     def run(self) -> DemoResult:
         logger = logging.getLogger("larval.ike")
-        handler, level = _KeymgrLog(self), logger.level
+        handler, level = KeymgrLog(self), logger.level
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         try:

@@ -46,8 +46,8 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("pools",): ("--control-socket", ["--json"]),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
-#: (test_sockets, test_config, test_sa, tests/pki) feed them bad input.
-SERVERS = {("stack",), ("run",), ("demo",)} | {
+#: (test_sockets, test_config, test_sa, tests/pki, test_profile) feed them bad input.
+SERVERS = {("stack",), ("run",), ("demo",), ("profile",)} | {
     ("pki", name) for name in ("gen", "self", "issue", "print", "keyid", "signcrl")
 }
 

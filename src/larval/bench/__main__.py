@@ -39,12 +39,19 @@ def _tunnel(args: argparse.Namespace) -> dict[str, Any]:
     return tunnel.run(seconds=args.seconds, runs=args.runs)
 
 
+def _ra(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import ra
+
+    return ra.run(n=args.clients)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sadb": _sadb,
     "spd": _spd,
     "esp": _esp,
     "ike": _ike,
     "tunnel": _tunnel,
+    "ra": _ra,
 }
 
 
@@ -55,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sas", type=int, default=1_000_000, help="SAs in the SADB benchmark")
     parser.add_argument("--seconds", type=int, default=5, help="iperf3 time, tunnel benchmark")
     parser.add_argument("--runs", type=int, default=3, help="iperf3 runs, tunnel benchmark")
+    parser.add_argument(
+        "--clients", type=int, default=1000, help="road warriors, remote-access benchmark"
+    )
     args = parser.parse_args(argv)
     names = list(BENCHES) if args.bench == "all" else [args.bench]
     results = {name: BENCHES[name](args) for name in names}

@@ -1,0 +1,152 @@
+"""A `.sswan` profile written by ``larval profile`` connects: its values, turned into a
+charon road warrior's swanctl.conf (what the strongSwan app makes of them: the server's
+address and identity, the CA, EAP-MSCHAPv2 with the profile's EAP identity, its IKE and
+ESP proposals, ``vips = 0.0.0.0`` and the split-tunneling subnets as its remote
+traffic selectors), bring charon up
+against the larval gateway the profile was written from: an address of its pool, a
+CHILD_SA narrowed to it, a ping from it to the gateway's network."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from larval.bench import charon as charon_module
+from tests.interop.certs import IDS, Spec, make_set
+from tests.interop.harness import (
+    INNER,
+    NET,
+    OUTER,
+    LarvalDaemon,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
+from tests.interop.test_eap import needs_mschapv2
+
+pytestmark = [needs_netns, needs_charon, needs_mschapv2]
+
+PASSWORD = "carol-Profile-Password-1"
+SUN = IDS["b"]
+POOL, VIP = "10.3.0.0/24", "10.3.0.1"
+
+
+def swanctl_from_sswan(profile: dict[str, Any], local_addr: str, password: str) -> str:
+    """The road warrior the strongSwan app would be, from a `.sswan`'s values (the
+    password is the one the user types: it is not in the profile)."""
+    assert profile["type"] == "ikev2-eap"
+    proposals = (
+        f"\n        proposals = {profile['ike-proposal']}" if "ike-proposal" in profile else ""
+    )
+    esp = f"\n                esp_proposals = {profile['esp-proposal']}" \
+        if "esp-proposal" in profile else ""  # fmt: skip
+    eap_id = profile["local"]["eap_id"]
+    # The app's TSr: the split-tunneling subnets, else everything.
+    remote_ts = ",".join(profile.get("split-tunneling", {}).get("subnets", ["0.0.0.0/0"]))
+    return f"""connections {{
+    profile {{
+        version = 2
+        local_addrs = {local_addr}
+        remote_addrs = {profile["remote"]["addr"]}
+        encap = yes
+        mobike = no
+        vips = 0.0.0.0{proposals}
+        local {{
+            auth = eap-mschapv2
+            eap_id = {eap_id}
+        }}
+        remote {{
+            auth = pubkey
+            id = {profile["remote"]["id"]}
+        }}
+        children {{
+            net {{
+                remote_ts = {remote_ts}{esp}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    eap-user {{
+        id = {eap_id}
+        secret = "{password}"
+    }}
+}}
+"""
+
+
+def test_a_sswan_profile_turned_into_a_charon_client_connects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        config = larval_config(
+            topo.b, proposals=["aes256gcm16-prfsha384-ecp384", "aes128-sha256-x25519"],
+            esp=["aes256gcm16", "aes128gcm16"], start_action="none",
+            local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            remote='{ auth = "eap-mschapv2", eap_id = "%any" }',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
+        )  # fmt: skip
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{POOL}"]')
+        config += f'\n[pools.rw]\naddrs = "{POOL}"\ndns = ["10.3.0.53"]\n'
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+
+        out = tmp_path / "carol.sswan"
+        written = subprocess.run(
+            [sys.executable, "-m", "larval", "profile", "s2s", "--user", "carol", "--for",
+             "android", "-c", str(larval.config), "-o", str(out)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert written.returncode == 0, written.stderr
+        profile = json.loads(out.read_text())
+        assert PASSWORD not in out.read_text()
+        assert profile["remote"]["addr"] == OUTER["b"] and profile["remote"]["id"] == SUN
+        assert profile["ike-proposal"] == "aes256gcm16-prfsha384-ecp384"
+        assert profile["esp-proposal"] == "aes256gcm16"
+        assert profile["split-tunneling"] == {"subnets": [NET["b"]]}
+
+        # The CA the app would import, from the profile itself.
+        ca = x509.load_der_x509_certificate(base64.b64decode(profile["remote"]["cert"]))
+        moon_credentials = tmp_path / "moon-credentials"
+        (moon_credentials / "x509ca").mkdir(parents=True)
+        (moon_credentials / "x509ca" / "profile-ca.pem").write_bytes(
+            ca.public_bytes(serialization.Encoding.PEM)
+        )
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+            swanctl=swanctl_from_sswan(profile, OUTER["a"], PASSWORD),
+            credentials=moon_credentials,
+        )  # fmt: skip
+        # charon is told not to install the address itself (install_virtual_ip = no).
+        topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
+        charon.initiate("net")
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        assert f"installing new virtual IP {VIP}" in log, log[-4000:]
+        listing = charon.list_sas()
+        assert "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384" in listing, listing
+        assert f"local  {VIP}/32\n" in listing and f"remote {NET['b']}\n" in listing, listing
+        result = subprocess.run(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             "-I", VIP, INNER["b"]],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        (ike,) = [sa for sa in larval.status()["ike_sas"] if sa["state"] == "established"]  # type: ignore[union-attr]
+        assert ike["auth_remote"]["identity"] == "carol", ike
+        assert ike["virtual_ips"] == [VIP], ike
