@@ -1,0 +1,228 @@
+"""larval as a road warrior (``vips = ["0.0.0.0"]``, a child without ``local_ts``): against
+a charon gateway with a pool, proving itself by EAP-MSCHAPv2 and by its certificate, and
+against a larval gateway with a pool and EAP-MSCHAPv2. Each time the virtual address is
+on larval's TUN device, the gateway's network is routed into it from that address, a
+ping with no source given goes through and back, the pool's DNS server is in larval's
+``resolv_file`` ahead of what the file held, and all of it goes with the IKE SA.
+
+charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from larval.bench import charon as charon_module
+from larval.net.control import control_request
+from tests.interop.certs import IDS, CertSet, Spec, make_set
+from tests.interop.harness import (
+    INNER,
+    NET,
+    OUTER,
+    LarvalDaemon,
+    Site,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
+from tests.interop.test_eap import needs_mschapv2
+
+pytestmark = [needs_netns, needs_charon]
+
+PASSWORD = "carol-Interop-Password-1"
+MOON, SUN = IDS["a"], IDS["b"]  # the gateway (site a) and the road warrior (site b)
+POOL, VIP, DNS = "10.3.0.0/24", "10.3.0.1", "10.3.0.53"
+ORIGINAL_RESOLV = "nameserver 192.0.2.53\n"
+
+
+def _charon_gateway(remote: str) -> str:
+    return f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        send_cert = always
+        pools = rw_pool
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        remote {{
+{remote}
+        }}
+        children {{
+            net {{
+                local_ts = {NET["a"]}
+                esp_proposals = aes128gcm16
+            }}
+        }}
+    }}
+}}
+pools {{
+    rw_pool {{
+        addrs = {POOL}
+        dns = {DNS}
+    }}
+}}
+secrets {{
+    eap-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def _road_warrior(site: Site, local: str, credentials: Path) -> LarvalDaemon:
+    """larval on `site` as the road warrior of the gateway on the other site: its child
+    names only the gateway's network; the address and the DNS come from the gateway."""
+    config = larval_config(
+        site, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
+        local=local, remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+        credentials=str(credentials),
+    )  # fmt: skip
+    config = config.replace(f'local_ts = ["{NET[site.name]}"]\n', "")
+    config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
+    resolv = site.dir / "resolv.conf"
+    resolv.write_text(ORIGINAL_RESOLV)
+    config = config.replace("[daemon]\n", f'[daemon]\nresolv_file = "{resolv}"\n')
+    config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+    return LarvalDaemon(site, config)
+
+
+def _until(what: str, check: Callable[[], bool], daemon: LarvalDaemon, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not so within {timeout}s: {what}\n{daemon.log.read_text()[-4000:]}")
+        time.sleep(0.2)
+
+
+def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Callable[[], str],
+                        target: str) -> None:  # fmt: skip
+    """larval comes up with the virtual address, pings `target` on the gateway's network
+    from it, and takes it all down again with the IKE SA."""
+    site = topo.b
+    topo.daemons.append(larval)
+    larval.start()
+    larval.up("s2s/net")
+    status = larval.wait_for("child")
+    (ike,) = status["ike_sas"]  # type: ignore[misc]
+    assert ike["virtual_ips"] == [VIP], ike  # type: ignore[index]
+    (child,) = status["child_sas"]  # type: ignore[misc]
+    assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
+    assert child["remote_ts"] == [NET["a"]], child  # type: ignore[index]
+
+    def on_tun() -> bool:
+        return f"inet {VIP}/32" in site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
+
+    _until("the virtual address on larval0", on_tun, larval)
+    route = site.ns.run(["ip", "route", "get", target])
+    assert "dev larval0" in route and f"src {VIP}" in route, route
+    # No source given: the route's picks the virtual address.
+    result = subprocess.run(
+        ["ip", "netns", "exec", site.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2", target],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:],
+                                                gateway_log()[-3000:])  # fmt: skip
+    resolv = site.dir / "resolv.conf"
+    text = resolv.read_text()
+    assert f"nameserver {DNS}\n" in text and text.endswith(ORIGINAL_RESOLV), text
+    log = larval.log.read_text()
+    assert f"installing virtual IP {VIP} on larval0" in log
+    assert PASSWORD not in log
+    # The IKE SA goes: the address, the route and the DNS server go with it.
+    control_request(str(site.dir / "control"), {"op": "down", "target": "s2s"})
+    _until("the virtual address gone", lambda: not on_tun(), larval)
+    assert NET["a"] not in site.ns.run(["ip", "route", "show", "dev", "larval0"])
+    assert resolv.read_text() == ORIGINAL_RESOLV
+    assert "removing virtual IP 10.3.0.1" in larval.log.read_text()
+    # Up again, and the daemon stops: it takes them away on its way out.
+    larval.up("s2s/net")
+    larval.wait_for("child")
+    _until("the virtual address on larval0 again", on_tun, larval)
+    assert f"nameserver {DNS}\n" in resolv.read_text()
+    assert larval.stop() == 0
+    assert resolv.read_text() == ORIGINAL_RESOLV
+
+
+def _charon_gateway_and_certs(
+    topo: Topology, tmp: Path, remote: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[CertSet, Callable[[], str]]:
+    certs = make_set(Spec("ecdsa", 256), tmp / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " attr eap-identity eap-mschapv2")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_gateway(remote),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    return certs, lambda: (charon.dir / "charon.log").read_text(errors="replace")
+
+
+@needs_mschapv2
+def test_an_eap_mschapv2_road_warrior_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        remote = "            auth = eap-mschapv2\n            eap_id = %any"
+        certs, charon_log = _charon_gateway_and_certs(topo, tmp_path, remote, monkeypatch)
+        larval = _road_warrior(topo.b, '{ auth = "eap-mschapv2", eap_id = "carol" }',
+                               certs.credentials(tmp_path / "sun-credentials", None))  # fmt: skip
+        _connects_and_pings(topo, larval, charon_log, INNER["a"])
+        log = charon_log()
+        assert f"assigning virtual IP {VIP} to peer 'carol'" in log, log[-4000:]
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        assert "CPRQ(ADDR DNS)" in log, log[-4000:]
+
+
+def test_a_certificate_road_warrior_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        remote = f"            auth = pubkey\n            id = {SUN}"
+        certs, charon_log = _charon_gateway_and_certs(topo, tmp_path, remote, monkeypatch)
+        larval = _road_warrior(
+            topo.b, f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            certs.credentials(tmp_path / "sun-credentials", "sun"),
+        )  # fmt: skip
+        _connects_and_pings(topo, larval, charon_log, INNER["a"])
+        log = charon_log()
+        assert f"assigning virtual IP {VIP} to peer '{SUN}'" in log, log[-4000:]
+        assert f"authentication of '{SUN}' with ECDSA" in log, log[-4000:]
+
+
+def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    with Topology(tmp_path) as topo:
+        config = larval_config(
+            topo.a, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="none",
+            local=f'{{ auth = "pubkey", certs = ["moon.pem"], id = "{MOON}" }}',
+            remote='{ auth = "eap-mschapv2", eap_id = "%any" }',
+            credentials=str(certs.credentials(tmp_path / "moon-credentials", "moon")),
+        )  # fmt: skip
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace(f'remote_ts = ["{NET["b"]}"]', f'remote_ts = ["{POOL}"]')
+        config += f'\n[pools.rw]\naddrs = "{POOL}"\ndns = ["{DNS}"]\n'
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        gateway = LarvalDaemon(topo.a, config)
+        topo.daemons.append(gateway)
+        gateway.start()
+        larval = _road_warrior(topo.b, '{ auth = "eap-mschapv2", eap_id = "carol" }',
+                               certs.credentials(tmp_path / "sun-credentials", None))  # fmt: skip
+        _connects_and_pings(topo, larval, gateway.log.read_text, INNER["a"])
+        log = gateway.log.read_text()
+        assert f"assigning virtual IP {VIP} to 'carol'" in log, log[-4000:]
+        assert PASSWORD not in log
