@@ -83,7 +83,7 @@ secrets {{
 """
 
 
-def _road_warrior(site: Site, local: str, credentials: Path) -> LarvalDaemon:
+def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = "") -> LarvalDaemon:
     """larval on `site` as the road warrior of the gateway on the other site: its child
     names only the gateway's network; the address and the DNS come from the gateway."""
     config = larval_config(
@@ -92,6 +92,8 @@ def _road_warrior(site: Site, local: str, credentials: Path) -> LarvalDaemon:
         credentials=str(credentials),
     )  # fmt: skip
     config = config.replace(f'local_ts = ["{NET[site.name]}"]\n', "")
+    if remote_ts:
+        config = config.replace(f'remote_ts = ["{NET[site.peer]}"]', f'remote_ts = ["{remote_ts}"]')
     config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
     resolv = site.dir / "resolv.conf"
     resolv.write_text(ORIGINAL_RESOLV)
@@ -109,7 +111,7 @@ def _until(what: str, check: Callable[[], bool], daemon: LarvalDaemon, timeout: 
 
 
 def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Callable[[], str],
-                        target: str) -> None:  # fmt: skip
+                        target: str, remote_ts: str = NET["a"]) -> None:  # fmt: skip
     """larval comes up with the virtual address, pings `target` on the gateway's network
     from it, and takes it all down again with the IKE SA."""
     site = topo.b
@@ -121,7 +123,7 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     assert ike["virtual_ips"] == [VIP], ike  # type: ignore[index]
     (child,) = status["child_sas"]  # type: ignore[misc]
     assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
-    assert child["remote_ts"] == [NET["a"]], child  # type: ignore[index]
+    assert child["remote_ts"] == [remote_ts], child  # type: ignore[index]
 
     def on_tun() -> bool:
         return f"inet {VIP}/32" in site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
@@ -134,8 +136,13 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
         ["ip", "netns", "exec", site.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2", target],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-    assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:],
+    assert " 0% packet loss" in result.stdout, (result.stdout, larval.status()["stack"],
+                                                larval.log.read_text()[-3000:],
                                                 gateway_log()[-3000:])  # fmt: skip
+    if remote_ts == "0.0.0.0/0":  # two halves; the default route, if any, stays
+        routes = site.ns.run(["ip", "route", "show", "dev", "larval0"])
+        assert f"0.0.0.0/1 proto static scope link src {VIP}" in routes, routes
+        assert f"128.0.0.0/1 proto static scope link src {VIP}" in routes, routes
     resolv = site.dir / "resolv.conf"
     text = resolv.read_text()
     assert f"nameserver {DNS}\n" in text and text.endswith(ORIGINAL_RESOLV), text
@@ -145,7 +152,7 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     # The IKE SA goes: the address, the route and the DNS server go with it.
     control_request(str(site.dir / "control"), {"op": "down", "target": "s2s"})
     _until("the virtual address gone", lambda: not on_tun(), larval)
-    assert NET["a"] not in site.ns.run(["ip", "route", "show", "dev", "larval0"])
+    assert f"src {VIP}" not in site.ns.run(["ip", "route", "show", "dev", "larval0"])
     assert resolv.read_text() == ORIGINAL_RESOLV
     assert "removing virtual IP 10.3.0.1" in larval.log.read_text()
     # Up again, and the daemon stops: it takes them away on its way out.
@@ -203,7 +210,8 @@ def test_a_certificate_road_warrior_of_a_charon_gateway(
         assert f"authentication of '{SUN}' with ECDSA" in log, log[-4000:]
 
 
-def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path) -> None:
+@pytest.mark.parametrize("remote_ts", [NET["a"], "0.0.0.0/0"], ids=["net", "everything"])
+def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str) -> None:
     certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
     with Topology(tmp_path) as topo:
         config = larval_config(
@@ -215,14 +223,16 @@ def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path) -> None:
         )  # fmt: skip
         config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
         config = config.replace(f'remote_ts = ["{NET["b"]}"]', f'remote_ts = ["{POOL}"]')
+        config = config.replace(f'local_ts = ["{NET["a"]}"]', f'local_ts = ["{remote_ts}"]')
         config += f'\n[pools.rw]\naddrs = "{POOL}"\ndns = ["{DNS}"]\n'
         config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
         gateway = LarvalDaemon(topo.a, config)
         topo.daemons.append(gateway)
         gateway.start()
         larval = _road_warrior(topo.b, '{ auth = "eap-mschapv2", eap_id = "carol" }',
-                               certs.credentials(tmp_path / "sun-credentials", None))  # fmt: skip
-        _connects_and_pings(topo, larval, gateway.log.read_text, INNER["a"])
+                               certs.credentials(tmp_path / "sun-credentials", None),
+                               remote_ts)  # fmt: skip
+        _connects_and_pings(topo, larval, gateway.log.read_text, INNER["a"], remote_ts)
         log = gateway.log.read_text()
         assert f"assigning virtual IP {VIP} to 'carol'" in log, log[-4000:]
         assert PASSWORD not in log

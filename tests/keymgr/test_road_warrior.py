@@ -31,8 +31,10 @@ from larval.ikev2.negotiate import selectors_for
 from larval.ikev2.payloads import CfgAttribute, CpPayload
 from larval.ikev2.ts_payload import TsPayload
 from larval.keymgr.manager import KeyManager
+from larval.keymgr.pfkey_side import Endpoint
 from larval.keymgr.road_warrior import HostState, host_state
 from larval.node import Node
+from larval.pfkey import ExtType, SadbAddress
 from larval.stack.packet_path import Datagram, PacketPath
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -147,13 +149,21 @@ def test_the_client_asks_gets_its_address_and_its_child_sa_is_the_address() -> N
         dns=(ipaddress.ip_address("10.3.0.53"), ipaddress.ip_address("2001:db8::53")),
         domains=("home.example",),
         connections=("home",),
+        peers=(ipaddress.ip_address(GATEWAY),),
     )
     # The gateway hands addresses out; it installs none of its own.
     assert host_state(gateway.keymgr) == HostState()
 
 
-def test_traffic_from_the_virtual_address_goes_through_and_back() -> None:
-    gateway, client = connected()
+@pytest.mark.parametrize("home", [HOME, "0.0.0.0/0"], ids=["net", "everything"])
+def test_traffic_from_the_virtual_address_goes_through_and_back(home: str) -> None:
+    # "everything": a full tunnel, whose selectors reach PF_KEY as prefix length 0.
+    gateway_data, client_data = gateway_config(), client_config()
+    gateway_data["connections"]["rw"]["children"]["home"]["local_ts"] = [home]
+    client_data["connections"]["home"]["children"]["home"]["remote_ts"] = [home]
+    gateway, client = connected(gateway_data, client_data)
+    (child,) = client.keymgr.status()["child_sas"]
+    assert child["remote_ts"] == [home]
     request = icmp_echo(str(VIP), "203.0.113.9")
     client.path.outbound(request, 1.0)
     assert len(client.esp) == 1 and request not in client.esp[0].payload
@@ -277,3 +287,39 @@ def test_the_request_asks_the_addresses_and_a_dns_server_of_each_family() -> Non
         (CfgAttr.INTERNAL_IP6_DNS, b""),
     ]
     assert request.cfg_type == CfgType.CFG_REQUEST
+
+
+def test_both_families_are_asked_and_given() -> None:
+    gateway_data = gateway_config()
+    gateway_data["pools"]["rw6"] = {"addrs": "2001:db8:3::/120"}
+    conn = gateway_data["connections"]["rw"]
+    conn["pools"] = ["rw", "rw6"]
+    conn["children"]["home"]["local_ts"] = [HOME, "2001:db8:1::/48"]
+    conn["children"]["home"]["remote_ts"] = ["10.3.0.0/24", "2001:db8:3::/120"]
+    client_data = client_config(vips=["0.0.0.0", "::"])
+    client_data["connections"]["home"]["children"]["home"]["remote_ts"] = [HOME, "2001:db8:1::/48"]
+    _, client = connected(gateway_data, client_data)
+    v6 = ipaddress.ip_address("2001:db8:3::1")
+    (ike,) = client.keymgr.status()["ike_sas"]
+    assert ike["virtual_ips"] == [str(VIP), str(v6)]
+    # A larval gateway's CHILD_SA is one pair of selectors (its inverse ACQUIRE's): the
+    # IPv4 one. Both addresses go on the device; a route only where a CHILD_SA goes.
+    (child,) = client.keymgr.status()["child_sas"]
+    assert child["local_ts"] == [f"{VIP}/32"] and child["remote_ts"] == [HOME]
+    state = host_state(client.keymgr)
+    assert state.addresses == (VIP, v6)
+    assert state.routes == ((ipaddress.ip_network(HOME), VIP),)
+
+
+@pytest.mark.parametrize(
+    ("address", "prefixlen", "network"),
+    [("0.0.0.0", 0, "0.0.0.0/0"), ("::", 0, "::/0"), ("192.0.2.1", 0, "192.0.2.1/32"),
+     ("10.3.0.0", 24, "10.3.0.0/24"), ("0.0.0.0", 32, "0.0.0.0/32")],
+)  # fmt: skip
+def test_a_pfkey_address_of_everything_is_everything(
+    address: str, prefixlen: int, network: str
+) -> None:
+    # A full tunnel's selector (0.0.0.0/0) reaches the key manager as prefix length 0.
+    ext = SadbAddress(ExtType.X_ADDRESS_INNER_SRC, ipaddress.ip_address(address),
+                      prefixlen=prefixlen)  # fmt: skip
+    assert str(Endpoint.of(ext).network) == network

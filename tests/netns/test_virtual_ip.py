@@ -59,3 +59,28 @@ def test_a_device_that_is_not_there_is_named() -> None:
         with pytest.raises(NetError, match="virtual IP: no device nothere0 in this namespace"):
             ns.call(installer.apply, (V4,), ())
         ns.call(installer.apply, (), ())  # nothing to take away: no error
+
+
+def test_a_route_of_everything_is_two_halves_and_the_gateway_keeps_its_way() -> None:
+    gateway = ipaddress.ip_address("198.51.100.1")
+    with Netns(f"vip{uuid.uuid4().hex[:6]}") as ns:
+        for a, b in (("rw0", "rw1"), ("up0", "up1")):
+            ns.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b])
+            for device in (a, b):
+                ns.run(["ip", "link", "set", device, "up"])
+        ns.run(["ip", "address", "add", "192.0.2.1/24", "dev", "up0"])
+        ns.run(["ip", "route", "add", "default", "via", "192.0.2.254", "dev", "up0"])
+        installer = VirtualIpInstaller("rw0")
+        everything = ipaddress.ip_network("0.0.0.0/0")
+        ns.call(installer.apply, (V4,), ((everything, V4),), (gateway,))
+        routes = ns.run(["ip", "route", "show"])
+        assert "default via 192.0.2.254 dev up0" in routes, routes
+        assert "0.0.0.0/1 dev rw0 proto static scope link src 10.3.0.1" in routes, routes
+        assert "128.0.0.0/1 dev rw0 proto static scope link src 10.3.0.1" in routes, routes
+        # IKE and ESP to the gateway go the way they went; everything else into the tunnel.
+        assert "via 192.0.2.254 dev up0" in ns.run(["ip", "route", "get", str(gateway)])
+        assert "dev rw0 src 10.3.0.1" in ns.run(["ip", "route", "get", "203.0.113.9"])
+        ns.call(installer.apply, (), (), ())
+        routes = ns.run(["ip", "route", "show"])
+        assert "rw0" not in routes and str(gateway) not in routes, routes
+        assert "default via 192.0.2.254 dev up0" in routes, routes

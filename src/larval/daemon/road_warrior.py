@@ -113,7 +113,8 @@ class RoadWarrior:
                 log.info("removing virtual IP %s", address)
         if self._installer is not None and (
             state.addresses != old.addresses or state.routes != old.routes
-        ):
+            or state.peers != old.peers
+        ):  # fmt: skip
             self._executor.submit(self._install, state)
         text, before = resolv_text(state), resolv_text(old)
         if self._resolv is not None and text != before:
@@ -122,7 +123,7 @@ class RoadWarrior:
     def _install(self, state: HostState) -> None:
         assert self._installer is not None
         try:
-            self._installer.apply(state.addresses, state.routes)
+            self._installer.apply(state.addresses, state.routes, state.peers)
         except NetError as e:
             log.error("%s", e)
             return

@@ -31,6 +31,8 @@ class HostState:
     domains: tuple[str, ...] = ()
     #: The connections the state comes from, for the log.
     connections: tuple[str, ...] = ()
+    #: The gateways' addresses: a route that covers one must not carry IKE to it.
+    peers: tuple[IPAddress, ...] = ()
 
 
 def host_state(keymgr: KeyManager) -> HostState:
@@ -42,10 +44,12 @@ def host_state(keymgr: KeyManager) -> HostState:
     dns: dict[IPAddress, None] = {}
     domains: dict[str, None] = {}
     connections: dict[str, None] = {}
+    peers: dict[IPAddress, None] = {}
     for session in keymgr.sessions.values():
         if not session.initiator or not session.virtual_ips or session.phase is Phase.CLOSED:
             continue
         connections[session.config.name] = None
+        peers[ipaddress.ip_address(session.remote[0])] = None
         mine = session.virtual_ips
         addresses.update(dict.fromkeys(mine))
         received = getattr(session, "received", None)  # IKEv2's CFG_REPLY
@@ -61,7 +65,7 @@ def host_state(keymgr: KeyManager) -> HostState:
                 if source is not None:
                     routes[(net, source)] = None
     return HostState(tuple(addresses), tuple(routes), tuple(dns), tuple(domains),
-                     tuple(connections))  # fmt: skip
+                     tuple(connections), tuple(peers))  # fmt: skip
 
 
 def _source_for(

@@ -8,6 +8,12 @@ device from what it set before to what is wanted now, and adds or removes only t
 difference; `apply((), ())` removes all it set. Like `larval.net.tun`, the calls are
 synchronous netlink in the calling thread's network namespace: run them off an event
 loop.
+
+A network of everything (``0.0.0.0/0``, ``::/0``) is routed as its two halves, which are
+more specific than the host's default route and leave it in place (as OpenVPN's
+``def1``). A gateway whose own address a routed network covers keeps a host route by the
+way it was reached before (as strongSwan's kernel-libipsec does), so that IKE and ESP to
+it do not loop into the tunnel.
 """
 
 from __future__ import annotations
@@ -42,11 +48,21 @@ class VirtualIpInstaller:
         self.device = device
         self.addresses: tuple[IPAddress, ...] = ()
         self.routes: tuple[Route, ...] = ()
+        #: The gateways' host routes, as they were added (netlink arguments).
+        self.exclusions: dict[IPAddress, dict[str, object]] = {}
 
-    def apply(self, addresses: Iterable[IPAddress], routes: Iterable[Route]) -> None:
+    def apply(
+        self,
+        addresses: Iterable[IPAddress],
+        routes: Iterable[Route],
+        peers: Iterable[IPAddress] = (),
+    ) -> None:
         """Make the device carry `addresses` and `routes` (and no more of what this
-        installer set); a `NetError` names what failed, and what was done stays recorded."""
-        want_addresses, want_routes = tuple(addresses), tuple(routes)
+        installer set), with a host route kept for each of `peers` (the gateways) that a
+        route covers; a `NetError` names what failed, and what was done stays recorded."""
+        want_addresses = tuple(addresses)
+        want_routes = tuple(dict.fromkeys(half for r in routes for half in _halves(r)))
+        covered = [p for p in peers if any(_covers(net, p) for net, _ in want_routes)]
         try:
             with IPRoute() as ipr:
                 found = ipr.link_lookup(ifname=self.device)
@@ -56,6 +72,9 @@ class VirtualIpInstaller:
                         return
                     raise NetError(f"virtual IP: no device {self.device} in this namespace")
                 index = found[0]
+                for peer in covered:
+                    if peer not in self.exclusions:
+                        self._exclude(ipr, peer, index)
                 # Routes first: they name the address as their source.
                 for route in self.routes:
                     if route not in want_routes:
@@ -75,10 +94,43 @@ class VirtualIpInstaller:
                         # connection takes the virtual address as its source too.
                         ipr.route("replace", **_route(route, index))
                         self.routes = (*self.routes, route)
+                for peer in list(self.exclusions):
+                    if peer not in covered:
+                        _quiet(ipr.route, "del", **self.exclusions.pop(peer))
         except NetlinkError as e:
             raise NetError(f"virtual IP on {self.device}: {os.strerror(e.code)}") from e
         except OSError as e:
             raise NetError(f"virtual IP on {self.device}: {e.strerror}") from e
+
+    def _exclude(self, ipr: IPRoute, peer: IPAddress, index: int) -> None:
+        """A host route to `peer` the way the kernel reaches it now, unless that is this
+        device already (nothing else to keep then)."""
+        (found,) = ipr.route("get", dst=str(peer))[:1]
+        oif, gateway = found.get("RTA_OIF"), found.get("RTA_GATEWAY")
+        if oif is None or oif == index:
+            return
+        route: dict[str, object] = {
+            "dst": str(peer),
+            "dst_len": peer.max_prefixlen,
+            "family": socket.AF_INET if peer.version == 4 else socket.AF_INET6,
+            "oif": oif,
+        }
+        if gateway is not None:
+            route["gateway"] = gateway
+        ipr.route("replace", **route)
+        self.exclusions[peer] = route
+
+
+def _halves(route: Route) -> tuple[Route, ...]:
+    """A route of everything as its two halves (the host's default route stays)."""
+    net, source = route
+    if net.prefixlen:
+        return (route,)
+    return tuple((half, source) for half in net.subnets(prefixlen_diff=1))
+
+
+def _covers(net: IPNetwork, address: IPAddress) -> bool:
+    return net.version == address.version and address in net
 
 
 def _address(address: IPAddress, index: int) -> dict[str, object]:

@@ -300,7 +300,8 @@ class PacketPath:
 
 
 def _network(ext: SadbAddress) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    bits = ext.prefixlen or ext.addr.max_prefixlen
+    # Prefix 0 is the host, except for the unspecified address: 0.0.0.0/0 is everything.
+    bits = ext.prefixlen or (0 if ext.addr.is_unspecified else ext.addr.max_prefixlen)
     return ipaddress.ip_network(f"{ext.addr}/{bits}", strict=False)
 
 
