@@ -323,3 +323,16 @@ def test_a_pfkey_address_of_everything_is_everything(
     ext = SadbAddress(ExtType.X_ADDRESS_INNER_SRC, ipaddress.ip_address(address),
                       prefixlen=prefixlen)  # fmt: skip
     assert str(Endpoint.of(ext).network) == network
+
+
+def test_an_ike_rekey_keeps_the_address_and_its_dns() -> None:
+    # RFC 7296 §2.18: the new IKE SA carries the virtual address on, and the CFG_REPLY's DNS.
+    gateway, client = connected()
+    before = host_state(client.keymgr)
+    (session,) = client.keymgr.sessions.values()
+    assert session.rekey_ike(1.0)  # type: ignore[attr-defined]
+    client.keymgr._drain(session, 1.0)
+    carry(gateway, client, 1.0)
+    (ike,) = [s for s in client.keymgr.status()["ike_sas"] if s["state"] == "established"]
+    assert ike["spi_i"] != session.spi_i.hex() and ike["virtual_ips"] == [str(VIP)]
+    assert host_state(client.keymgr) == before

@@ -58,6 +58,17 @@ connection that names them hands each client that asks in IKE_AUTH a virtual add
 A pool's error names the file and its key; a connection's pool name that is no pool
 names ``connections.NAME.pools[i]``.
 
+A road warrior asks for them (IKEv2, swanctl's ``vips``): ``0.0.0.0`` or ``::`` for any
+address of that family, or the address it would like, one per family. A child without
+``local_ts`` (or with ``dynamic``) is then the address given (`_vips_entry`); the DNS
+servers received go to ``daemon.resolv_file`` if there is one::
+
+    [daemon]
+    resolv_file = "/run/larval/resolv.conf"
+
+    [connections.home]
+    vips = ["0.0.0.0", "::"]
+
 ``auth`` is ``psk`` or any public-key word `larval.ike.auth_config.parse_auth` takes.
 ``certs`` (local) names files of the credentials' ``x509/``, ``cacerts`` (remote) files of
 its ``x509ca/``; without ``cacerts`` every CA certificate loaded is trusted. A local

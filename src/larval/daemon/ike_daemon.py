@@ -277,6 +277,9 @@ class IkeDaemon(StackService):
             self.config, **{name: getattr(fresh, name) for name in RELOADED}
         )
         self.credentials = credentials
+        # A connection that asks for virtual IPs now needs the host side (its routes wait
+        # for the address, so the dataplane's routes at start do not matter to it).
+        self._road_warrior = self._road_warrior or _road_warrior(self.config)
         if pending:
             log.warning("reload: [daemon] %s changed; that takes a restart",
                         ", ".join(pending))  # fmt: skip
