@@ -11,6 +11,7 @@ charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +122,9 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     status = larval.wait_for("child")
     (ike,) = status["ike_sas"]  # type: ignore[misc]
     assert ike["virtual_ips"] == [VIP], ike  # type: ignore[index]
+    shown = site.ns.run([sys.executable, "-m", "larval", "status", "--control-socket",
+                         str(site.dir / "control")])  # fmt: skip
+    assert f"  virtual IP (this end's): {VIP}\n" in shown, shown
     (child,) = status["child_sas"]  # type: ignore[misc]
     assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
     assert child["remote_ts"] == [remote_ts], child  # type: ignore[index]
@@ -236,3 +240,57 @@ def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str) -> N
         log = gateway.log.read_text()
         assert f"assigning virtual IP {VIP} to 'carol'" in log, log[-4000:]
         assert PASSWORD not in log
+
+
+VIP6, NET6, INNER6 = "2001:db8:3::1", "2001:db8:1::/64", "2001:db8:1::1"
+
+
+def test_both_families_from_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vips = ["0.0.0.0", "::"]: one address of each family, one CHILD_SA for both, each
+    # address on the device with its route. (Traffic of the CHILD_SA's second family is
+    # not checked here: the SA's PF_KEY inner addresses carry one pair of selectors.)
+    with Topology(tmp_path) as topo:
+        certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+        monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " attr")
+        swanctl = _charon_gateway(f"            auth = pubkey\n            id = {SUN}")
+        swanctl = swanctl.replace("pools = rw_pool", "pools = rw_pool, rw_pool6")
+        swanctl = swanctl.replace(f"local_ts = {NET['a']}", f"local_ts = {NET['a']}, {NET6}")
+        swanctl = swanctl.replace("pools {\n", "pools {\n    rw_pool6 {\n"
+                                  "        addrs = 2001:db8:3::/120\n    }\n")  # fmt: skip
+        charon = topo.charon(topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+                             swanctl=swanctl,
+                             credentials=certs.credentials(tmp_path / "moon-credentials",
+                                                           "moon"))  # fmt: skip
+        topo.a.ns.run(["ip", "address", "add", f"{INNER6}/128", "dev", "lo"])
+        larval = _road_warrior(
+            topo.b, f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            certs.credentials(tmp_path / "sun-credentials", "sun"), f'{NET["a"]}", "{NET6}',
+        )  # fmt: skip
+        larval.config.write_text(larval.config.read_text().replace(
+            'vips = ["0.0.0.0"]', 'vips = ["0.0.0.0", "::"]'))  # fmt: skip
+        topo.daemons.append(larval)
+        larval.start()
+        larval.up("s2s/net")
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["virtual_ips"] == [VIP, VIP6], ike  # type: ignore[index]
+        (child,) = status["child_sas"]  # type: ignore[misc]
+        assert child["local_ts"] == [f"{VIP}/32", f"{VIP6}/128"], child  # type: ignore[index]
+        site = topo.b
+
+        def both_on_tun() -> bool:
+            shown = site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
+            return f"inet {VIP}/32" in shown and f"inet6 {VIP6}/128" in shown
+
+        _until("both virtual addresses on larval0", both_on_tun, larval)
+        result = subprocess.run(
+            ["ip", "netns", "exec", site.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             INNER["a"]], capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        log = (charon.dir / "charon.log").read_text(errors="replace")[-3000:]
+        assert " 0% packet loss" in result.stdout, (result.stdout, log)
+        assert "CPRP(ADDR ADDR6 DNS)" in log or "CPRP(ADDR ADDR6 DNS)" in (
+            charon.dir / "charon.log").read_text(errors="replace")  # fmt: skip
+        assert f"src {VIP6}" in site.ns.run(["ip", "-6", "route", "get", INNER6])
