@@ -89,3 +89,17 @@ def test_a_file_that_cannot_be_written_is_one_error_line(
         host.close()
     assert f"daemon.resolv_file {path}: No such file or directory" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_a_netlink_failure_is_one_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    host = RoadWarrior("rw-test0", None)
+
+    def broken(*_: object) -> None:
+        raise ValueError("the kernel said something unexpected")
+
+    host._installer.apply = broken  # type: ignore[union-attr, method-assign]
+    with caplog.at_level(logging.ERROR, logger="larval.daemon"):
+        host.sync(STATE)
+        host.close()  # waits for the netlink thread
+    assert "virtual IP on rw-test0: the kernel said something unexpected" in caplog.text
+    assert "Traceback" not in caplog.text

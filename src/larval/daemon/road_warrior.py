@@ -127,6 +127,9 @@ class RoadWarrior:
         except NetError as e:
             log.error("%s", e)
             return
+        except Exception as e:  # on the netlink thread: said in the log, or nowhere at all
+            log.error("virtual IP on %s: %s", self._installer.device, e)
+            return
         for net, source in state.routes:
             log.debug("route %s via %s, source %s", net, self._installer.device, source)
 
