@@ -58,6 +58,17 @@ connection that names them hands each client that asks in IKE_AUTH a virtual add
 A pool's error names the file and its key; a connection's pool name that is no pool
 names ``connections.NAME.pools[i]``.
 
+A road warrior asks for them (IKEv2, swanctl's ``vips``): ``0.0.0.0`` or ``::`` for any
+address of that family, or the address it would like, one per family. A child without
+``local_ts`` (or with ``dynamic``) is then the address given (`_vips_entry`); the DNS
+servers received go to ``daemon.resolv_file`` if there is one::
+
+    [daemon]
+    resolv_file = "/run/larval/resolv.conf"
+
+    [connections.home]
+    vips = ["0.0.0.0", "::"]
+
 A gateway's connection may be for many peers: ``remote_addrs`` takes addresses, subnets
 (``192.0.2.0/24``), ranges (``192.0.2.10-192.0.2.20``) and ``%any`` (``%any4``,
 ``%any6``), as swanctl.conf does; ``local_addrs`` too, after one address of this host.
@@ -194,11 +205,11 @@ _T = TypeVar("_T")
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
-               "credentials")  # fmt: skip
+               "credentials", "resolv_file")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
-                   "pools", "pull")  # fmt: skip
+                   "pools", "pull", "vips")  # fmt: skip
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "rekey_time",
               "life_time", "rekey_bytes", "life_bytes", "replay_window", "inactivity")  # fmt: skip
 AUTH_KEYS = ("auth", "id", "certs", "cacerts")
@@ -287,6 +298,8 @@ class DaemonConfig:
     cert_auth: dict[str, CertAuth] = field(default_factory=dict)
     #: ``[pools]``: the virtual address pools, for the key manager to own.
     pools: Pools = field(default_factory=Pools, compare=False)
+    #: ``daemon.resolv_file``: where a road warrior writes the DNS servers it is given.
+    resolv_file: str | None = None
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -348,6 +361,8 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         plain_esp=_bool(r, "daemon.plain_esp", daemon.get("plain_esp", False)),
         credentials=_string(r, "daemon.credentials", daemon["credentials"])
         if "credentials" in daemon else None,
+        resolv_file=_string(r, "daemon.resolv_file", daemon["resolv_file"])
+        if "resolv_file" in daemon else None,
     )  # fmt: skip
     every_secret = top.get("secrets", {})
     eap_passwords = _eap_secrets(r, every_secret)
@@ -368,8 +383,9 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     config.pools = _pools(r, top.get("pools", {}))
     for name, written in r.tables("connections", top.get("connections", {})):
-        entry, rounds = _rounds_written(r, name, written)
+        entry, rounds = _rounds_written(r, name, _vips_entry(r, name, written))
         conn, policies, cert_auth = _connection(r, name, entry, secrets)
+        conn = _with_vips(r, name, entry, conn)
         conn = _with_eap(r, name, entry, conn, eap_passwords)
         conn = _with_rounds(r, name, conn, rounds, eap_passwords)
         conn = _with_xauth(r, name, entry, conn, eap_passwords)
@@ -411,6 +427,61 @@ def _with_pools(
     except PoolError as e:
         raise ConfigError(f"{r.source}: {e}") from None
     return dataclasses.replace(conn, pools=names)  # IKEv2's CP, IKEv1's Mode Config
+
+
+def _vips(r: ConfigReader, name: str, entry: Mapping[str, Any]) -> tuple[IPAddress, ...]:
+    """``connections.NAME.vips``: the virtual addresses to ask for, one per family
+    (``0.0.0.0`` or ``::`` for any, as swanctl); () without the key."""
+    if "vips" not in entry:
+        return ()
+    key = f"connections.{name}.vips"
+    vips: dict[int, IPAddress] = {}
+    for k, text in r.strings(key, entry["vips"]):
+        address = r.address(k, text)
+        if address.version in vips:
+            # A CFG_REQUEST asks one address of each family (RFC 7296 §3.15.1).
+            raise r.error(k, f"{text!r}: {vips[address.version]} already asks for an "
+                          f"IPv{address.version} address; one per family")  # fmt: skip
+        vips[address.version] = address
+    version = entry.get("version", 2)
+    if version != 2:
+        raise r.error(key, "virtual IPs are asked for in IKEv2's IKE_AUTH: set version = 2")
+    return tuple(vips.values())
+
+
+def _vips_entry(r: ConfigReader, name: str, value: object) -> object:
+    """A connection with ``vips``, its children's selectors as the client means them: a
+    child's ``local_ts`` left out (or ``dynamic``) is this end's virtual address, unknown
+    until IKE_AUTH. It is proposed, and its policy written, as any address of each family
+    asked for (``0.0.0.0/0``, ``::/0``), which the gateway narrows to the address it gives
+    (RFC 7296 §2.9, as strongSwan proposes it); the CHILD_SA's own selectors are then that
+    address. ``start_action = "trap"`` is refused: before IKE_AUTH there is no address to
+    send the first packet from."""
+    entry = r.table(f"connections.{name}", value, CONNECTION_KEYS)
+    vips = _vips(r, name, entry)
+    if not vips:
+        return value
+    any_ts = ["0.0.0.0/0" if v.version == 4 else "::/0" for v in vips]
+    children = dict(r.tables(f"connections.{name}.children", entry.get("children", {})))
+    fixed: dict[str, object] = {}
+    for child_name, child_value in children.items():
+        ckey = f"connections.{name}.children.{child_name}"
+        child = dict(r.table(ckey, child_value, CHILD_KEYS))
+        if child.get("start_action") == "trap":
+            raise r.error(f"{ckey}.start_action", '"trap" needs an address to send from '
+                          'before IKE_AUTH; with vips use "start" or "none"')  # fmt: skip
+        if child.get("local_ts", ["dynamic"]) in (["dynamic"], "dynamic"):
+            child["local_ts"] = any_ts
+        fixed[child_name] = child
+    return {**entry, "children": fixed} if "children" in entry else entry
+
+
+def _with_vips(r: ConfigReader, name: str, value: object, conn: Connection) -> Connection:
+    """`conn` asking for the virtual addresses of ``connections.NAME.vips``."""
+    vips = _vips(r, name, cast(Mapping[str, Any], value))
+    if not vips:
+        return conn
+    return dataclasses.replace(conn, ike=dataclasses.replace(conn.ike, vips=vips))
 
 
 def _secrets(r: ConfigReader, value: object) -> list[Secret]:

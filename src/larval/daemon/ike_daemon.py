@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from larval.daemon.auth import load_and_resolve
-from larval.daemon.config import load_config
+from larval.daemon.config import DaemonConfig, load_config
 from larval.daemon.reload import (
     RELOADED,
     by_name,
@@ -31,9 +31,11 @@ from larval.daemon.reload import (
     keep_unchanged,
     policy_changes,
 )
+from larval.daemon.road_warrior import RoadWarrior
 from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
 from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.keymgr.road_warrior import host_state
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
 from larval.node import Node
@@ -66,6 +68,14 @@ class _IkeProtocol(asyncio.DatagramProtocol):
         log.debug("IKE socket: %s", exc)
 
 
+def _road_warrior(config: DaemonConfig) -> RoadWarrior | None:
+    """The host side of virtual IPs, for a configuration with a connection that asks for
+    them or a resolver file to write; None for a gateway, which needs neither."""
+    if not config.resolv_file and not any(c.ike.vips for c in config.connections):
+        return None
+    return RoadWarrior(config.tun, config.resolv_file)
+
+
 def _factory(proto: _IkeProtocol) -> Callable[[], _IkeProtocol]:
     return lambda: proto
 
@@ -81,8 +91,9 @@ class IkeDaemon(StackService):
         cfg = self.config
         dataplane = None
         if cfg.tun:
-            routes = sorted({str(n) for c in cfg.connections for ch in c.children
-                             for n in ch.remote_ts})  # fmt: skip
+            # A road warrior's routes wait for its virtual address (`RoadWarrior`).
+            routes = sorted({str(n) for c in cfg.connections if not c.ike.vips
+                             for ch in c.children for n in ch.remote_ts})  # fmt: skip
             dataplane = DataplaneConfig(
                 cfg.tun, cfg.addresses[0], cfg.tun_addresses, routes, NAT_T_PORT, cfg.mtu,
                 plain_esp=cfg.plain_esp,
@@ -107,6 +118,7 @@ class IkeDaemon(StackService):
         # port (RFC 7296 §2.23, RFC 3947 §4).
         self._nat_t_peers: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
+        self._road_warrior = _road_warrior(cfg)
 
     # -- PF_KEY from the stack -----------------------------------------------------------
 
@@ -145,6 +157,8 @@ class IkeDaemon(StackService):
     def _flush(self) -> None:
         for data, (host, port) in self.keymgr.datagrams_to_send():
             self._send_ike(data, host, port)
+        if self._road_warrior is not None:
+            self._road_warrior.sync(host_state(self.keymgr))
 
     def _send_ike(self, data: bytes, host: str, port: int) -> None:
         local = self.config.addresses[0]
@@ -195,6 +209,8 @@ class IkeDaemon(StackService):
         self._flush()
         await asyncio.sleep(0.2)  # let the DELETEs leave, and their answers come
         self._close_ike_sockets()
+        if self._road_warrior is not None:
+            self._road_warrior.close()
 
     async def _listen(
         self, loop: asyncio.AbstractEventLoop, address: str, port: int
@@ -261,6 +277,9 @@ class IkeDaemon(StackService):
             self.config, **{name: getattr(fresh, name) for name in RELOADED}
         )
         self.credentials = credentials
+        # A connection that asks for virtual IPs now needs the host side (its routes wait
+        # for the address, so the dataplane's routes at start do not matter to it).
+        self._road_warrior = self._road_warrior or _road_warrior(self.config)
         if pending:
             log.warning("reload: [daemon] %s changed; that takes a restart",
                         ", ".join(pending))  # fmt: skip

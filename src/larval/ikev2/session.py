@@ -102,7 +102,7 @@ from larval.ikev2.exchanges import (
     State,
     ike_auth_responder,
 )
-from larval.ikev2.exchanges.config_payload import AddressPool, release_leases
+from larval.ikev2.exchanges.config_payload import AddressPool, ReceivedConfig, release_leases
 from larval.ikev2.exchanges.create_child_sa import renewing
 from larval.ikev2.exchanges.ike_sa_init import take_keys
 from larval.ikev2.exchanges.informational import UnauthenticatedInformationalResponder
@@ -251,6 +251,7 @@ class IkeSession(OverTransport):
         self._address_pool = address_pool
         self._candidates = candidates
         self.virtual_ips: tuple[IPAddress, ...] = ()
+        self.received = ReceivedConfig()  # an initiator's CFG_REPLY
         self._leases: tuple[Lease, ...] = ()
         self._lease_identity = ""
         self._enter(State.IDLE)
@@ -465,6 +466,7 @@ class IkeSession(OverTransport):
         # The virtual addresses belong to the IKE SA that goes on (RFC 7296 §2.18).
         new.virtual_ips, new._leases, new._lease_identity = (
             self.virtual_ips, self._leases, self._lease_identity)  # fmt: skip
+        new.received = self.received
         self._leases = ()
         self._replaced_by = new
 

@@ -55,7 +55,9 @@ class Endpoint:
 
     @classmethod
     def of(cls, ext: SadbAddress) -> Endpoint:
-        prefix = ext.prefixlen or ext.addr.max_prefixlen
+        """Prefix 0 is the host, except for the unspecified address: 0.0.0.0/0 and ::/0
+        (a road warrior's or a full tunnel's selector) are everything, not a host."""
+        prefix = ext.prefixlen or (0 if ext.addr.is_unspecified else ext.addr.max_prefixlen)
         return cls(ext.addr, prefix, ext.proto, ext.port)
 
 

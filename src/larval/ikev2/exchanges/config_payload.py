@@ -19,12 +19,19 @@ to the addresses leased (`peer_ts`).
 
 The leases belong to the IKE SA: they move to the IKE SA that rekeys it and are
 released (offline, kept for the identity to come back) when it closes.
+
+An initiator whose connection has `vips` asks in its IKE_AUTH (`client_request`) and reads
+the CFG_REPLY (`read_config`): the addresses given, the DNS servers and the DNS domains
+(attribute 25, RFC 8598), kept on the IKE SA as its `received`. As strongSwan's
+``child_create.c``, the CHILD_SA's own selectors are then the virtual addresses
+(`own_ts`): a reply that gives none, or a TSi outside them, fails the CHILD_SA.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from larval.ike.config import IPAddress, IPNetwork
@@ -39,9 +46,13 @@ from .sa import Address, Ikev2Sa, log
 
 __all__ = [
     "AddressPool",
+    "ReceivedConfig",
     "attributes_of",
     "cfg_request",
+    "client_request",
+    "own_ts",
     "peer_ts",
+    "read_config",
     "read_reply",
     "release_leases",
     "requested_addresses",
@@ -186,15 +197,71 @@ def cfg_request(requested: Sequence[IPAddress]) -> CpPayload:
     return CpPayload(CfgType.CFG_REQUEST, tuple(attrs))
 
 
+def client_request(requested: Sequence[IPAddress]) -> CpPayload:
+    """A road warrior's CFG_REQUEST: the addresses (`cfg_request`) and, as strongSwan's
+    client asks, an empty DNS server attribute of each family (RFC 7296 §3.15.1)."""
+    dns = {4: CfgAttr.INTERNAL_IP4_DNS, 6: CfgAttr.INTERNAL_IP6_DNS}
+    request = cfg_request(requested)
+    asked = tuple(CfgAttribute(dns[f], b"") for f in dict.fromkeys(a.version for a in requested))
+    return CpPayload(CfgType.CFG_REQUEST, request.attributes + asked)
+
+
 def read_reply(message: IkeMessage) -> tuple[IPAddress, ...]:
     """The addresses a CFG_REPLY gives this end; malformed ones are passed over."""
-    out: list[IPAddress] = []
+    return read_config(message).addresses
+
+
+@dataclass(frozen=True)
+class ReceivedConfig:
+    """What a CFG_REPLY gave this end (RFC 7296 §3.15.1, RFC 8598): its virtual
+    addresses, the DNS servers and the DNS domains to search."""
+
+    addresses: tuple[IPAddress, ...] = ()
+    dns: tuple[IPAddress, ...] = ()
+    domains: tuple[str, ...] = ()
+
+
+#: RFC 8598 §4: INTERNAL_DNS_DOMAIN, one domain name in ASCII per attribute.
+_DNS_DOMAIN = 25
+
+
+def read_config(message: IkeMessage) -> ReceivedConfig:
+    """The CFG_REPLY's addresses, DNS servers and domains, each once, in the order sent;
+    a value of the wrong length or a domain that is not a printable name is passed over
+    (strongSwan ignores what it cannot read, and so does the client here)."""
+    addresses: dict[IPAddress, None] = {}
+    dns: dict[IPAddress, None] = {}
+    domains: dict[str, None] = {}
     for cp in message.get(CpPayload):
         if cp.cfg_type != CfgType.CFG_REPLY:
             continue
         for attr in cp.attributes:
-            if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
-                out.append(ipaddress.IPv4Address(attr.value))
-            elif attr.attr_type == CfgAttr.INTERNAL_IP6_ADDRESS and len(attr.value) == 17:
-                out.append(ipaddress.IPv6Address(attr.value[:16]))
-    return tuple(out)
+            kind, value = attr.attr_type, attr.value
+            if kind == CfgAttr.INTERNAL_IP4_ADDRESS and len(value) == 4:
+                addresses[ipaddress.IPv4Address(value)] = None
+            elif kind == CfgAttr.INTERNAL_IP6_ADDRESS and len(value) == 17:
+                addresses[ipaddress.IPv6Address(value[:16])] = None
+            elif kind == CfgAttr.INTERNAL_IP4_DNS and len(value) == 4:
+                dns[ipaddress.IPv4Address(value)] = None
+            elif kind == CfgAttr.INTERNAL_IP6_DNS and len(value) == 16:
+                dns[ipaddress.IPv6Address(value)] = None
+            elif kind == _DNS_DOMAIN and _is_domain(value):
+                domains[value.decode("ascii").rstrip(".")] = None
+    return ReceivedConfig(tuple(addresses), tuple(dns), tuple(domains))
+
+
+def _is_domain(value: bytes) -> bool:
+    """A DNS name a resolv.conf ``search`` line can carry: letters, digits, '-', '.', '_'."""
+    return 0 < len(value) <= 253 and all(
+        (c < 128 and chr(c).isalnum()) or c in b"-._" for c in value
+    )
+
+
+def own_ts(sa: Ikev2Sa, tsi: TsPayload) -> TsPayload:
+    """The TSi a responder answered, as an initiator with virtual addresses takes it: the
+    parts within those addresses (strongSwan narrows its dynamic selectors to them).
+    Unchanged for an initiator that asked for none."""
+    if not sa.initiator or not sa.config.vips:
+        return tsi
+    nets = [ipaddress.ip_network(v) for v in sa.virtual_ips]
+    return TsPayload(PayloadType.TSi, narrow(tsi.selectors, nets))  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
-from .config_payload import cfg_request, peer_ts, read_reply, respond_cfg
+from .config_payload import client_request, own_ts, peer_ts, read_config, respond_cfg
 from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
 from .sa import Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
@@ -99,7 +99,7 @@ class IkeAuth(ExchangeTask):
         )
         payloads: list[Payload] = []
         if sa.config.vips:  # RFC 7296 §2.19: CP(CFG_REQUEST) before SAi2, as strongSwan
-            payloads.append(cfg_request(sa.config.vips))
+            payloads.append(client_request(sa.config.vips))
         if child.mode == "transport":
             payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
         return (
@@ -135,7 +135,9 @@ class IkeAuth(ExchangeTask):
         """The IKE SA is up; the CHILD_SA of the answer's SAr2, TSi, TSr too, or refused."""
         sa, child = self._sa, self._sa._pending_child
         assert child is not None
-        sa.virtual_ips = read_reply(message) if sa.config.vips else ()
+        if sa.config.vips:
+            sa.received = read_config(message)
+            sa.virtual_ips = sa.received.addresses
         sa._established(now)
         sa_payload = message.first(SaPayload)
         tsi = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSi]
@@ -146,6 +148,11 @@ class IkeAuth(ExchangeTask):
             sa._events.append(ChildSaFailed(child, f"CHILD_SA refused: {reason}"))
             sa._pending_child = None
             return
+        own = _own_ts(sa, tsi[0])
+        if isinstance(own, str):
+            sa._events.append(ChildSaFailed(child, own))
+            sa._pending_child = None
+            return
         chosen = choose(without_dh(child.proposals), sa_payload.proposals, ProtocolId.ESP)
         if chosen is None or len(sa_payload.proposals[0].spi) != 4:
             sa._events.append(
@@ -153,8 +160,25 @@ class IkeAuth(ExchangeTask):
             )
             return
         spi_out = int.from_bytes(sa_payload.proposals[0].spi, "big")
-        child_up(sa, child, self._spi_in, spi_out, chosen[1], *proposed_networks(tsi[0], tsr[0]))
+        child_up(sa, child, self._spi_in, spi_out, chosen[1], *proposed_networks(own, tsr[0]))
         sa._pending_child = None
+
+
+def _own_ts(sa: Ikev2Sa, tsi: TsPayload) -> TsPayload | str:
+    """The answer's TSi as this end takes it, or why the CHILD_SA fails: an initiator that
+    asked for a virtual address and got none, or a TSi outside the addresses it got, has
+    no address to send from (strongSwan's ``child_create.c`` narrows to its virtual IPs)."""
+    if not sa.config.vips:
+        return tsi
+    asked = ", ".join(str(v) for v in sa.config.vips)
+    if not sa.virtual_ips:
+        return f"asked for a virtual IP ({asked}), the CFG_REPLY gave none"
+    own = own_ts(sa, tsi)
+    if not own.selectors:
+        given = ", ".join(str(v) for v in sa.virtual_ips)
+        offered = ", ".join(str(n) for n in networks_of(tsi.selectors)) or "none"
+        return f"the responder's TSi ({offered}) is outside the virtual IP {given}"
+    return own
 
 
 class IkeAuthResponder(AnswerTask):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..message import IkeMessage
     from ..payloads import Payload
     from ..session import IkeSession
-    from .config_payload import AddressPool
+    from .config_payload import AddressPool, ReceivedConfig
     from .select import Candidate, Candidates
 
 __all__ = ["NONCE_SIZE", "Address", "ChildSa", "Ikev2Sa", "State", "log"]
@@ -91,6 +91,8 @@ class Ikev2Sa(Protocol):
     # The virtual addresses of the peer (responder) or of this end (initiator), RFC 7296
     # §2.19; the responder's leases, of the identity they belong to, and where from.
     virtual_ips: tuple[IPAddress, ...]
+    # What the CFG_REPLY gave an initiator that asked (`config_payload.ReceivedConfig`).
+    received: ReceivedConfig
     _leases: tuple[Lease, ...]
     _lease_identity: str
     _address_pool: AddressPool | None

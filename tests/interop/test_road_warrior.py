@@ -1,0 +1,296 @@
+"""larval as a road warrior (``vips = ["0.0.0.0"]``, a child without ``local_ts``): against
+a charon gateway with a pool, proving itself by EAP-MSCHAPv2 and by its certificate, and
+against a larval gateway with a pool and EAP-MSCHAPv2. Each time the virtual address is
+on larval's TUN device, the gateway's network is routed into it from that address, a
+ping with no source given goes through and back, the pool's DNS server is in larval's
+``resolv_file`` ahead of what the file held, and all of it goes with the IKE SA.
+
+charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from larval.bench import charon as charon_module
+from larval.net.control import control_request
+from tests.interop.certs import IDS, CertSet, Spec, make_set
+from tests.interop.harness import (
+    INNER,
+    NET,
+    OUTER,
+    LarvalDaemon,
+    Site,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
+from tests.interop.test_eap import needs_mschapv2
+
+pytestmark = [needs_netns, needs_charon]
+
+PASSWORD = "carol-Interop-Password-1"
+MOON, SUN = IDS["a"], IDS["b"]  # the gateway (site a) and the road warrior (site b)
+POOL, VIP, DNS = "10.3.0.0/24", "10.3.0.1", "10.3.0.53"
+ORIGINAL_RESOLV = "nameserver 192.0.2.53\n"
+
+
+def _charon_gateway(remote: str) -> str:
+    return f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        mobike = no
+        proposals = aes128-sha256-x25519
+        send_cert = always
+        pools = rw_pool
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        remote {{
+{remote}
+        }}
+        children {{
+            net {{
+                local_ts = {NET["a"]}
+                esp_proposals = aes128gcm16
+            }}
+        }}
+    }}
+}}
+pools {{
+    rw_pool {{
+        addrs = {POOL}
+        dns = {DNS}
+    }}
+}}
+secrets {{
+    eap-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = "") -> LarvalDaemon:
+    """larval on `site` as the road warrior of the gateway on the other site: its child
+    names only the gateway's network; the address and the DNS come from the gateway."""
+    config = larval_config(
+        site, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
+        local=local, remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
+        credentials=str(credentials),
+    )  # fmt: skip
+    config = config.replace(f'local_ts = ["{NET[site.name]}"]\n', "")
+    if remote_ts:
+        config = config.replace(f'remote_ts = ["{NET[site.peer]}"]', f'remote_ts = ["{remote_ts}"]')
+    config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
+    resolv = site.dir / "resolv.conf"
+    resolv.write_text(ORIGINAL_RESOLV)
+    config = config.replace("[daemon]\n", f'[daemon]\nresolv_file = "{resolv}"\n')
+    config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+    return LarvalDaemon(site, config)
+
+
+def _until(what: str, check: Callable[[], bool], daemon: LarvalDaemon, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not so within {timeout}s: {what}\n{daemon.log.read_text()[-4000:]}")
+        time.sleep(0.2)
+
+
+def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Callable[[], str],
+                        target: str, remote_ts: str = NET["a"]) -> None:  # fmt: skip
+    """larval comes up with the virtual address, pings `target` on the gateway's network
+    from it, and takes it all down again with the IKE SA."""
+    site = topo.b
+    topo.daemons.append(larval)
+    larval.start()
+    larval.up("s2s/net")
+    status = larval.wait_for("child")
+    (ike,) = status["ike_sas"]  # type: ignore[misc]
+    assert ike["virtual_ips"] == [VIP], ike  # type: ignore[index]
+    shown = site.ns.run([sys.executable, "-m", "larval", "status", "--control-socket",
+                         str(site.dir / "control")])  # fmt: skip
+    assert f"  virtual IP (this end's): {VIP}\n" in shown, shown
+    (child,) = status["child_sas"]  # type: ignore[misc]
+    assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
+    assert child["remote_ts"] == [remote_ts], child  # type: ignore[index]
+
+    def on_tun() -> bool:
+        return f"inet {VIP}/32" in site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
+
+    _until("the virtual address on larval0", on_tun, larval)
+    route = site.ns.run(["ip", "route", "get", target])
+    assert "dev larval0" in route and f"src {VIP}" in route, route
+    # No source given: the route's picks the virtual address.
+    result = subprocess.run(
+        ["ip", "netns", "exec", site.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2", target],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert " 0% packet loss" in result.stdout, (result.stdout, larval.status()["stack"],
+                                                larval.log.read_text()[-3000:],
+                                                gateway_log()[-3000:])  # fmt: skip
+    if remote_ts == "0.0.0.0/0":  # two halves; the default route, if any, stays
+        routes = site.ns.run(["ip", "route", "show", "dev", "larval0"])
+        assert f"0.0.0.0/1 proto static scope link src {VIP}" in routes, routes
+        assert f"128.0.0.0/1 proto static scope link src {VIP}" in routes, routes
+    resolv = site.dir / "resolv.conf"
+    text = resolv.read_text()
+    assert f"nameserver {DNS}\n" in text and text.endswith(ORIGINAL_RESOLV), text
+    log = larval.log.read_text()
+    assert f"installing virtual IP {VIP} on larval0" in log
+    assert PASSWORD not in log
+    # The IKE SA goes: the address, the route and the DNS server go with it.
+    control_request(str(site.dir / "control"), {"op": "down", "target": "s2s"})
+    _until("the virtual address gone", lambda: not on_tun(), larval)
+    assert f"src {VIP}" not in site.ns.run(["ip", "route", "show", "dev", "larval0"])
+    assert resolv.read_text() == ORIGINAL_RESOLV
+    assert "removing virtual IP 10.3.0.1" in larval.log.read_text()
+    # Up again, and the daemon stops: it takes them away on its way out.
+    larval.up("s2s/net")
+    larval.wait_for("child")
+    _until("the virtual address on larval0 again", on_tun, larval)
+    assert f"nameserver {DNS}\n" in resolv.read_text()
+    assert larval.stop() == 0
+    assert resolv.read_text() == ORIGINAL_RESOLV
+
+
+def _charon_gateway_and_certs(
+    topo: Topology, tmp: Path, remote: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[CertSet, Callable[[], str]]:
+    certs = make_set(Spec("ecdsa", 256), tmp / "pki")
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " attr eap-identity eap-mschapv2")  # fmt: skip
+    charon = topo.charon(
+        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+        swanctl=_charon_gateway(remote),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    return certs, lambda: (charon.dir / "charon.log").read_text(errors="replace")
+
+
+@needs_mschapv2
+def test_an_eap_mschapv2_road_warrior_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        remote = "            auth = eap-mschapv2\n            eap_id = %any"
+        certs, charon_log = _charon_gateway_and_certs(topo, tmp_path, remote, monkeypatch)
+        larval = _road_warrior(topo.b, '{ auth = "eap-mschapv2", eap_id = "carol" }',
+                               certs.credentials(tmp_path / "sun-credentials", None))  # fmt: skip
+        _connects_and_pings(topo, larval, charon_log, INNER["a"])
+        log = charon_log()
+        assert f"assigning virtual IP {VIP} to peer 'carol'" in log, log[-4000:]
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        assert "CPRQ(ADDR DNS)" in log, log[-4000:]
+
+
+def test_a_certificate_road_warrior_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Topology(tmp_path) as topo:
+        remote = f"            auth = pubkey\n            id = {SUN}"
+        certs, charon_log = _charon_gateway_and_certs(topo, tmp_path, remote, monkeypatch)
+        larval = _road_warrior(
+            topo.b, f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            certs.credentials(tmp_path / "sun-credentials", "sun"),
+        )  # fmt: skip
+        _connects_and_pings(topo, larval, charon_log, INNER["a"])
+        log = charon_log()
+        assert f"assigning virtual IP {VIP} to peer '{SUN}'" in log, log[-4000:]
+        assert f"authentication of '{SUN}' with ECDSA" in log, log[-4000:]
+
+
+@pytest.mark.parametrize("remote_ts", [NET["a"], "0.0.0.0/0"], ids=["net", "everything"])
+def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    with Topology(tmp_path) as topo:
+        config = larval_config(
+            topo.a, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="none",
+            local=f'{{ auth = "pubkey", certs = ["moon.pem"], id = "{MOON}" }}',
+            remote='{ auth = "eap-mschapv2", eap_id = "%any" }',
+            credentials=str(certs.credentials(tmp_path / "moon-credentials", "moon")),
+        )  # fmt: skip
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace(f'remote_ts = ["{NET["b"]}"]', f'remote_ts = ["{POOL}"]')
+        config = config.replace(f'local_ts = ["{NET["a"]}"]', f'local_ts = ["{remote_ts}"]')
+        config += f'\n[pools.rw]\naddrs = "{POOL}"\ndns = ["{DNS}"]\n'
+        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        gateway = LarvalDaemon(topo.a, config)
+        topo.daemons.append(gateway)
+        gateway.start()
+        larval = _road_warrior(topo.b, '{ auth = "eap-mschapv2", eap_id = "carol" }',
+                               certs.credentials(tmp_path / "sun-credentials", None),
+                               remote_ts)  # fmt: skip
+        _connects_and_pings(topo, larval, gateway.log.read_text, INNER["a"], remote_ts)
+        log = gateway.log.read_text()
+        assert f"assigning virtual IP {VIP} to 'carol'" in log, log[-4000:]
+        assert PASSWORD not in log
+
+
+VIP6, NET6, INNER6 = "2001:db8:3::1", "2001:db8:1::/64", "2001:db8:1::1"
+
+
+def test_both_families_from_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vips = ["0.0.0.0", "::"]: one address of each family, one CHILD_SA for both, each
+    # address on the device with its route. (Traffic of the CHILD_SA's second family is
+    # not checked here: the SA's PF_KEY inner addresses carry one pair of selectors.)
+    with Topology(tmp_path) as topo:
+        certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+        monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " attr")
+        swanctl = _charon_gateway(f"            auth = pubkey\n            id = {SUN}")
+        swanctl = swanctl.replace("pools = rw_pool", "pools = rw_pool, rw_pool6")
+        swanctl = swanctl.replace(f"local_ts = {NET['a']}", f"local_ts = {NET['a']}, {NET6}")
+        swanctl = swanctl.replace("pools {\n", "pools {\n    rw_pool6 {\n"
+                                  "        addrs = 2001:db8:3::/120\n    }\n")  # fmt: skip
+        charon = topo.charon(topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
+                             swanctl=swanctl,
+                             credentials=certs.credentials(tmp_path / "moon-credentials",
+                                                           "moon"))  # fmt: skip
+        topo.a.ns.run(["ip", "address", "add", f"{INNER6}/128", "dev", "lo"])
+        larval = _road_warrior(
+            topo.b, f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            certs.credentials(tmp_path / "sun-credentials", "sun"), f'{NET["a"]}", "{NET6}',
+        )  # fmt: skip
+        larval.config.write_text(larval.config.read_text().replace(
+            'vips = ["0.0.0.0"]', 'vips = ["0.0.0.0", "::"]'))  # fmt: skip
+        topo.daemons.append(larval)
+        larval.start()
+        larval.up("s2s/net")
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["virtual_ips"] == [VIP, VIP6], ike  # type: ignore[index]
+        (child,) = status["child_sas"]  # type: ignore[misc]
+        assert child["local_ts"] == [f"{VIP}/32", f"{VIP6}/128"], child  # type: ignore[index]
+        site = topo.b
+
+        def both_on_tun() -> bool:
+            shown = site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
+            return f"inet {VIP}/32" in shown and f"inet6 {VIP6}/128" in shown
+
+        _until("both virtual addresses on larval0", both_on_tun, larval)
+        result = subprocess.run(
+            ["ip", "netns", "exec", site.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             INNER["a"]], capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        log = (charon.dir / "charon.log").read_text(errors="replace")[-3000:]
+        assert " 0% packet loss" in result.stdout, (result.stdout, log)
+        assert "CPRP(ADDR ADDR6 DNS)" in log or "CPRP(ADDR ADDR6 DNS)" in (
+            charon.dir / "charon.log").read_text(errors="replace")  # fmt: skip
+        assert f"src {VIP6}" in site.ns.run(["ip", "-6", "route", "get", INNER6])
