@@ -49,6 +49,15 @@ def in_ipv6(text: str) -> str:
     return text
 
 
+def quiet_ipv6(ns: Netns) -> Netns:
+    """No duplicate address detection on the links `ns` makes from now on (RFC 4862
+    §5.4): a link-local address is usable at once, and the first packets do not wait for
+    it."""
+    for key in ("default", "all"):
+        ns.run(["sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0"])
+    return ns
+
+
 def ping(ns: Netns, source: str, target: str, count: int = 3) -> subprocess.CompletedProcess[str]:
     """`count` pings from `source` to `target` (either family) inside `ns`."""
     family = "-6" if ":" in target else "-4"
@@ -113,8 +122,8 @@ class Topology6(Topology):
 
     def __enter__(self) -> Topology6:
         tag = uuid.uuid4().hex[:6]
-        ns_a = self.stack.enter_context(Netns(f"i6A{tag}"))
-        ns_b = self.stack.enter_context(Netns(f"i6B{tag}"))
+        ns_a = quiet_ipv6(self.stack.enter_context(Netns(f"i6A{tag}")))
+        ns_b = quiet_ipv6(self.stack.enter_context(Netns(f"i6B{tag}")))
         self.a = Site("a", ns_a, self.tmp / "a", OUTER6["a"])
         self.b = Site("b", ns_b, self.tmp / "b", OUTER6["b"])
         veth_pair(ns_a, ns_b, f"{OUTER6['a']}/64", f"{OUTER6['b']}/64")
@@ -186,7 +195,7 @@ class RaTopology(Topology):
 
     def __enter__(self) -> RaTopology:
         tag = uuid.uuid4().hex[:6]
-        gw = self.stack.enter_context(Netns(f"raG{tag}"))
+        gw = quiet_ipv6(self.stack.enter_context(Netns(f"raG{tag}")))
         self.b = Site("b", gw, self.tmp / "b", OUTER["b"] if self.family == 4 else OUTER6["b"])
         self.b.dir.mkdir(parents=True, exist_ok=True)
         gw.run(["ip", "link", "add", "br0", "type", "bridge"])
@@ -195,7 +204,7 @@ class RaTopology(Topology):
         gw.run(["ip", "link", "set", "br0", "up"])
         for i in range(1, self.nclients + 1):
             name = f"c{i}"
-            ns = self.stack.enter_context(Netns(f"ra{i}{tag}"))
+            ns = quiet_ipv6(self.stack.enter_context(Netns(f"ra{i}{tag}")))
             v4, v6 = CLIENT[name]
             gw.run(["ip", "link", "add", f"to{name}", "type", "veth", "peer", "name", "veth0",
                     "netns", ns.name])  # fmt: skip
@@ -207,7 +216,7 @@ class RaTopology(Topology):
             directory = self.tmp / name
             directory.mkdir(parents=True, exist_ok=True)
             self.clients[name] = Client(name, ns, directory, v4 if self.family == 4 else v6)
-        server = self.stack.enter_context(Netns(f"raH{tag}"))
+        server = quiet_ipv6(self.stack.enter_context(Netns(f"raH{tag}")))
         veth_pair(gw, server, f"{SERVER_GW[4]}/25", f"{SERVER[4]}/25", name_a="home0")
         for ns, address in ((gw, SERVER_GW[6]), (server, SERVER[6])):
             dev = "home0" if ns is gw else "veth0"

@@ -12,9 +12,19 @@ from pathlib import Path
 import pytest
 
 from tests.interop.harness import needs_charon, needs_netns
-from tests.interop.ra_setup import Topology6
+from tests.interop.ra_setup import (
+    CLIENT,
+    NET6,
+    Pool,
+    RaTopology,
+    Topology6,
+    gateway_config,
+    road_warrior,
+)
 
 pytestmark = [needs_netns, needs_charon]
+
+POOL6, VIP6, DNS6 = "2001:db8:f::/112", "2001:db8:f::1", "2001:db8:f::53"
 
 SUITES = {
     2: ("aes128-sha256-x25519", "aes128gcm16"),
@@ -45,3 +55,27 @@ def test_site_to_site_over_ipv6(tmp_path: Path, role: str, version: int) -> None
         assert "2001:db8:1::1[4500]" in listing and "2001:db8:1::2[4500]" in listing, listing
         assert "local  2001:db8:a::/64\n" in listing, listing
         assert "remote 2001:db8:b::/64\n" in listing, listing
+
+
+def test_remote_access_over_ipv6(tmp_path: Path) -> None:
+    """charon asks for `vips = ::` over IPv6 and gets the IPv6 pool's first address and
+    DNS server; its CHILD_SA is that address's /128 === the home network; a ping6 from it
+    reaches the home server behind larval and comes back."""
+    with RaTopology(tmp_path, family=6) as topo:
+        larval = topo.gateway(gateway_config(topo, [Pool("rw6", POOL6, dns=[DNS6])]))
+        charon = topo.client("c1", road_warrior(topo, "c1", vips="::", remote_ts=NET6["b"]))
+        charon.initiate()
+        listing = charon.list_sas()
+        assert f"local  {VIP6}/128\n" in listing and f"remote {NET6['b']}\n" in listing, listing
+        assert f"@ {CLIENT['c1'][1]}[4500]" in listing, listing
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["virtual_ips"] == [VIP6]  # type: ignore[index]
+        (child,) = status["child_sas"]  # type: ignore[misc]
+        assert child["remote_ts"] == [f"{VIP6}/128"]  # type: ignore[index]
+        result = topo.ping_server("c1", VIP6)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    charon.log_tail())  # fmt: skip
+        # charon put the address on its TUN and the pool's DNS server in its resolv file.
+        assert f"installing new virtual IP {VIP6}" in (charon.dir / "charon.log").read_text()
+        assert f"nameserver {DNS6}" in topo.clients["c1"].resolv.read_text()
