@@ -339,16 +339,26 @@ def road_warrior(
     gateway: str = "",
     remote_ts: str = "",
     gateway_id: str = "",
+    children: dict[str, str] | None = None,
 ) -> str:
     """charon's swanctl.conf as road warrior `name`: connection `rw`, child `net`, asking
     for `vips`; `auth` "psk" (its outer address as ID) or an EAP method (eap-mschapv2,
     eap-md5) as `eap_id` with `password`, the gateway then proving itself by its
-    certificate as `gateway_id` (a PSK gateway otherwise)."""
+    certificate as `gateway_id` (a PSK gateway otherwise); `children`: child names and
+    their remote_ts in place of `net`."""
     client = topo.clients[name]
     gateway = gateway or topo.b.address
     remote_ts = remote_ts or ",".join(
         [NET["b"]] + ([NET6["b"]] if "::" in vips else [])
     )  # fmt: skip
+    sections = "".join(
+        f"""            {child} {{
+                remote_ts = {ts}
+                esp_proposals = aes128gcm16
+            }}
+"""
+        for child, ts in (children or {"net": remote_ts}).items()
+    )
     if auth == "psk":
         local = f"auth = psk\n            id = {client.address}"
         remote = f"auth = psk\n            id = {gateway}"
@@ -384,11 +394,7 @@ def road_warrior(
             {remote}
         }}
         children {{
-            net {{
-                remote_ts = {remote_ts}
-                esp_proposals = aes128gcm16
-            }}
-        }}
+{sections}        }}
     }}
 }}
 secrets {{
