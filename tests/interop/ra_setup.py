@@ -24,6 +24,7 @@ from larval.bench.charon import Charon, ChildConfig, ConnConfig
 from larval.net.netns import Netns, veth_pair
 from tests.interop.harness import (
     INNER,
+    NAT_PORTS,
     NET,
     OUTER,
     PSK,
@@ -116,9 +117,15 @@ def start_client(
 # -- IPv6 site to site ------------------------------------------------------------------
 
 
+#: A site behind the IPv6 NAT router has this address; the router shows OUTER6[site].
+PRIVATE6, ROUTER6_INSIDE = "2001:db8:2::2", "2001:db8:2::1"
+
+
 class Topology6(Topology):
     """The harness's two sites, joined by a veth with IPv6 addresses only: IKE and ESP in
-    UDP over IPv6 outer addresses, the protected networks IPv6 as well."""
+    UDP over IPv6 outer addresses, the protected networks IPv6 as well. `nat`: the site
+    behind a router that masquerades it (NAT66) with every UDP source port translated,
+    as the harness's IPv4 NAT router does."""
 
     def __enter__(self) -> Topology6:
         tag = uuid.uuid4().hex[:6]
@@ -126,11 +133,34 @@ class Topology6(Topology):
         ns_b = quiet_ipv6(self.stack.enter_context(Netns(f"i6B{tag}")))
         self.a = Site("a", ns_a, self.tmp / "a", OUTER6["a"])
         self.b = Site("b", ns_b, self.tmp / "b", OUTER6["b"])
-        veth_pair(ns_a, ns_b, f"{OUTER6['a']}/64", f"{OUTER6['b']}/64")
+        if self.nat is None:
+            veth_pair(ns_a, ns_b, f"{OUTER6['a']}/64", f"{OUTER6['b']}/64")
+        else:
+            self._nat66_router(tag)
         for site in (self.a, self.b):
             site.dir.mkdir(parents=True, exist_ok=True)
         self.stack.callback(self._stop_all)
         return self
+
+    def _nat66_router(self, tag: str) -> None:
+        """inside (2001:db8:2::/64) --- router (NAT66) --- outside (2001:db8:1::/64)."""
+        inside = self.a if self.nat == "a" else self.b
+        outside = self.b if inside is self.a else self.a
+        router = quiet_ipv6(self.stack.enter_context(Netns(f"i6N{tag}")))
+        inside.address = PRIVATE6
+        veth_pair(inside.ns, router, f"{PRIVATE6}/64", f"{ROUTER6_INSIDE}/64", name_b="in0")
+        veth_pair(router, outside.ns, f"{OUTER6[inside.name]}/64", f"{OUTER6[outside.name]}/64",
+                  name_a="out0")  # fmt: skip
+        inside.ns.run(["ip", "-6", "route", "add", "default", "via", ROUTER6_INSIDE])
+        router.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        rules = self.tmp / "nat66.nft"
+        rules.write_text(
+            "table ip6 nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
+            f'  oifname "out0" meta l4proto udp masquerade to :{NAT_PORTS}\n'
+            '  oifname "out0" masquerade\n }\n}\n'
+        )
+        router.run(["nft", "-f", str(rules)])
+        self.router = router
 
     def larval6(self, site: Site, **kw: object) -> LarvalDaemon:
         """`larval` with the harness's configuration in IPv6 words."""
@@ -144,9 +174,9 @@ class Topology6(Topology):
         me, peer = site.name, site.peer
         site.ns.run(["ip", "address", "add", f"{INNER6[me]}/128", "dev", "lo", "nodad"])
         conn = ConnConfig(
-            OUTER6[me], OUTER6[peer], PSK,
+            site.address, OUTER6[peer], PSK,
             ChildConfig(NET6[me], NET6[peer], esp_proposals=esp),
-            proposals=proposals, version=version,
+            proposals=proposals, version=version, local_id=OUTER6[me],
         )  # fmt: skip
         charon = start_client(site.ns, site.dir / "charon", conn, ipv6=True)
         self.charons.append(charon)

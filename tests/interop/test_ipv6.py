@@ -7,6 +7,8 @@ larval from it."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,62 @@ def test_remote_access_over_ipv6(tmp_path: Path) -> None:
         # charon put the address on its TUN and the pool's DNS server in its resolv file.
         assert f"installing new virtual IP {VIP6}" in (charon.dir / "charon.log").read_text()
         assert f"nameserver {DNS6}" in topo.clients["c1"].resolv.read_text()
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_nat_detection_over_ipv6_finds_no_nat_on_larvals_side(tmp_path: Path, version: int) -> None:
+    """larval without `encap`: its NAT detection hashes over IPv6 addresses are the ones
+    charon computes (charon finds no NAT on larval's side), and charon's own, faked to
+    force UDP encapsulation (kernel-libipsec), move both ends to UDP 4500."""
+    ike, esp = SUITES[version]
+    with Topology6(tmp_path) as topo:
+        larval = topo.larval6(topo.b, proposals=[ike], esp=[esp], start_action="trap",
+                              version=version, encap=False)  # fmt: skip
+        charon = topo.charon6(topo.a, proposals=ike, esp=esp, version=version)
+        result = topo.ping6(topo.b)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "remote host is behind NAT" not in log, log[-4000:]
+        (sa,) = larval.status()["ike_sas"]  # type: ignore[misc]
+        assert sa["encapsulated"] and sa["remote_port"] == 4500, sa  # type: ignore[index]
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables (nft) for the NAT66 router")
+@pytest.mark.parametrize("version", [2, 1])
+def test_larval_behind_a_port_translating_nat66(tmp_path: Path, version: int) -> None:
+    """larval behind a router that masquerades it over IPv6 (NAT66, every UDP source port
+    translated), without `encap`: its trap starts the exchange, NAT detection finds the
+    NAT, both ends float to 4500, charon answers at the translated port; pings both ways."""
+    ike, esp = SUITES[version]
+    with Topology6(tmp_path, nat="b") as topo:
+        larval = topo.larval6(topo.b, proposals=[ike], esp=[esp], start_action="trap",
+                              version=version, encap=False)  # fmt: skip
+        charon = topo.charon6(topo.a, proposals=ike, esp=esp, version=version)
+        topo.ping6(topo.b, count=1)
+        larval.wait_for("child")
+        for site in (topo.b, topo.a):
+            result = topo.ping6(site)
+            assert " 0% packet loss" in result.stdout, (result.stdout,
+                                                        larval.log.read_text()[-4000:],
+                                                        charon.log_tail())  # fmt: skip
+        (sa,) = larval.status()["ike_sas"]  # type: ignore[misc]
+        assert sa["encapsulated"] and sa["remote_port"] == 4500, sa  # type: ignore[index]
+        # charon sees larval at the router's address and a translated port.
+        listing = charon.list_sas()
+        found = re.search(r"remote '2001:db8:1::2' @ 2001:db8:1::2\[(\d+)\]", listing)
+        assert found and 20000 <= int(found.group(1)) <= 30000, listing
+
+
+def test_larval_to_larval_over_ipv6(tmp_path: Path) -> None:
+    """Two larvals, IKEv2 over IPv6: the first packet through a's trap brings the tunnel
+    up; the SPIs agree on both ends."""
+    ike, esp = SUITES[2]
+    with Topology6(tmp_path) as topo:
+        a = topo.larval6(topo.a, proposals=[ike], esp=[esp], start_action="trap")
+        b = topo.larval6(topo.b, proposals=[ike], esp=[esp], start_action="none")
+        result = topo.ping6(topo.a)
+        assert " 0% packet loss" in result.stdout, (result.stdout, a.log.read_text()[-3000:])
+        sa, sb = a.wait_for("child"), b.wait_for("child")
+        ca, cb = sa["child_sas"][0], sb["child_sas"][0]  # type: ignore[index]
+        assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
+        assert ca["local_ts"] == [NET6["a"]] and ca["remote_ts"] == [NET6["b"]], ca

@@ -127,13 +127,15 @@ def _refused(larval: LarvalDaemon, charon: Charon, reason: str, timeout: float =
         time.sleep(0.3)
 
 
-def test_both_families_from_two_pools(tmp_path: Path) -> None:
-    """`vips = 0.0.0.0,::`: one address from the IPv4 pool and one from the IPv6 pool; a
+@pytest.mark.parametrize("outer", [4, 6], ids=["over-ipv4", "over-ipv6"])
+def test_both_families_from_two_pools(tmp_path: Path, outer: int) -> None:
+    """`vips = 0.0.0.0,::`, IKE over IPv4 or IPv6 (so that each family's traffic goes in
+    ESP over the other's once): one address from the IPv4 pool and one from the IPv6 pool; a
     CHILD_SA to each of the home's networks (larval's CHILD_SA joins one pair of networks:
     the IPv4 one in IKE_AUTH, the IPv6 one in CREATE_CHILD_SA, where charon's TSi holds
     both addresses), each narrowed to its family's address; pings from each address to
     the home server; both pools' DNS servers in the client's resolv file."""
-    with RaTopology(tmp_path) as topo:
+    with RaTopology(tmp_path, family=outer) as topo:
         larval = topo.gateway(gateway_config(topo, [POOL4, POOL6]))
         swanctl = road_warrior(topo, "c1", vips="0.0.0.0,::",
                                children={"net": NET["b"], "net6": NET6["b"]})  # fmt: skip
@@ -156,7 +158,7 @@ def test_both_families_from_two_pools(tmp_path: Path) -> None:
         resolv = topo.clients["c1"].resolv.read_text()
         assert "nameserver 10.3.0.53" in resolv and "nameserver 2001:db8:f::53" in resolv, resolv
         pools = _pools(topo)
-        address = CLIENT["c1"][0]
+        address = topo.clients["c1"].address
         assert _leases(pools["rw"], "online") == [(address, "10.3.0.1")]
         assert _leases(pools["rw6"], "online") == [(address, "2001:db8:f::1")]
 
