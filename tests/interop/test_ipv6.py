@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.interop.certs import IDS, Spec, make_set
 from tests.interop.harness import needs_charon, needs_netns
 from tests.interop.ra_setup import (
     CLIENT,
@@ -26,6 +27,8 @@ from tests.interop.ra_setup import (
 
 pytestmark = [needs_netns, needs_charon]
 
+MSCHAPV2_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so")
+PASSWORD = "carol-Interop-Password-1"
 POOL6, VIP6, DNS6 = "2001:db8:f::/112", "2001:db8:f::1", "2001:db8:f::53"
 
 SUITES = {
@@ -140,3 +143,36 @@ def test_larval_to_larval_over_ipv6(tmp_path: Path) -> None:
         ca, cb = sa["child_sas"][0], sb["child_sas"][0]  # type: ignore[index]
         assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
         assert ca["local_ts"] == [NET6["a"]] and ca["remote_ts"] == [NET6["b"]], ca
+
+
+@pytest.mark.skipif(not MSCHAPV2_PLUGIN.exists(),
+                    reason="needs charon's eap-mschapv2 (libcharon-extauth-plugins)")  # fmt: skip
+def test_eap_mschapv2_road_warrior_over_ipv6_with_fragments(tmp_path: Path) -> None:
+    """EAP-MSCHAPv2 over IPv6 against a gateway with a 3072-bit RSA certificate: larval's
+    IKE_AUTH response does not fit 1280 bytes of IPv6 datagram and goes in fragments
+    (RFC 7383) sized for the IPv6 header, which charon puts back together; carol gets the
+    IPv6 pool's address and pings the home server from it."""
+    certs = make_set(Spec("rsa", 3072), tmp_path / "pki")
+    with RaTopology(tmp_path, family=6) as topo:
+        config = gateway_config(
+            topo, [Pool("rw6", POOL6, dns=[DNS6])], eap={"carol": PASSWORD},
+            local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{IDS["b"]}" }}',
+            remote='{ auth = "eap-mschapv2", eap_id = "%any" }',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
+        )  # fmt: skip
+        larval = topo.gateway(config)
+        swanctl = road_warrior(topo, "c1", vips="::", remote_ts=NET6["b"], auth="eap-mschapv2",
+                               eap_id="carol", password=PASSWORD, gateway_id=IDS["b"])  # fmt: skip
+        trusted = certs.credentials(tmp_path / "c1-credentials", None)  # the CA only
+        charon = topo.client("c1", swanctl, plugins="eap-identity eap-mschapv2",
+                             credentials=trusted)  # fmt: skip
+        charon.initiate()
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "reassembled fragmented IKE message" in log, log[-4000:]
+        assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
+        assert re.search(
+            r"sending IKE_AUTH response \d+ .* in \d+ fragments", larval.log.read_text()
+        )
+        result = topo.ping_server("c1", VIP6)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        assert PASSWORD not in larval.log.read_text()
