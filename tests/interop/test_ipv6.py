@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.interop.certs import IDS, Spec, make_set
-from tests.interop.harness import needs_charon, needs_netns
+from tests.interop.harness import needs_charon, needs_netns, spis
 from tests.interop.ra_setup import (
     CLIENT,
+    INNER6,
     NET6,
     Pool,
     RaTopology,
@@ -176,3 +178,25 @@ def test_eap_mschapv2_road_warrior_over_ipv6_with_fragments(tmp_path: Path) -> N
         result = topo.ping_server("c1", VIP6)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
         assert PASSWORD not in larval.log.read_text()
+
+
+def test_child_sa_rekey_over_ipv6_while_ping6_flows(tmp_path: Path) -> None:
+    """larval rekeys the IPv6 CHILD_SA while ping6 runs: between the rekey and the old
+    SA's deletion both SAs join the same two gateways, and every packet still finds one
+    for its addresses; nothing is lost, the SPIs change."""
+    ike, esp = SUITES[2]
+    with Topology6(tmp_path) as topo:
+        larval = topo.larval6(topo.b, proposals=[ike], esp=[esp], start_action="none",
+                              rekey="6s", life="12s")  # fmt: skip
+        charon = topo.charon6(topo.a, proposals=ike, esp=esp)
+        charon.initiate()
+        before = spis(charon.list_sas())
+        ping = subprocess.Popen(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-6", "-c", "50", "-i", "0.2",
+             "-W", "2", "-I", INNER6["a"], INNER6["b"]],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        out, _ = ping.communicate(timeout=60)
+        after = spis(charon.list_sas())
+        assert " 0% packet loss" in out, (out, larval.log.read_text()[-3000:])
+        assert after and after != before, (before, after)
