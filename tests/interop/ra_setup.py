@@ -162,9 +162,11 @@ class Topology6(Topology):
         router.run(["nft", "-f", str(rules)])
         self.router = router
 
-    def larval6(self, site: Site, **kw: object) -> LarvalDaemon:
-        """`larval` with the harness's configuration in IPv6 words."""
-        daemon = LarvalDaemon(site, in_ipv6(larval_config(site, **kw)))  # type: ignore[arg-type]
+    def larval6(self, site: Site, *, daemon_keys: str = "", **kw: object) -> LarvalDaemon:
+        """`larval` with the harness's configuration in IPv6 words; `daemon_keys`: lines
+        for its [daemon] table."""
+        text = in_ipv6(larval_config(site, **kw))  # type: ignore[arg-type]
+        daemon = LarvalDaemon(site, text.replace("[daemon]\n", f"[daemon]\n{daemon_keys}\n", 1))
         self.daemons.append(daemon)
         daemon.start()
         return daemon

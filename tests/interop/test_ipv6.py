@@ -132,19 +132,26 @@ def test_larval_behind_a_port_translating_nat66(tmp_path: Path, version: int) ->
         assert found and 20000 <= int(found.group(1)) <= 30000, listing
 
 
-def test_larval_to_larval_over_ipv6(tmp_path: Path) -> None:
-    """Two larvals, IKEv2 over IPv6: the first packet through a's trap brings the tunnel
-    up; the SPIs agree on both ends."""
+@pytest.mark.parametrize("plain", [False, True], ids=["esp-in-udp", "plain-esp"])
+def test_larval_to_larval_over_ipv6(tmp_path: Path, plain: bool) -> None:
+    """Two larvals, IKEv2 over IPv6, ESP in UDP or (`plain_esp`, no `encap`, no NAT) ESP
+    straight over IPv6 on a raw socket: the first packet through a's trap brings the
+    tunnel up; the SPIs agree on both ends."""
     ike, esp = SUITES[2]
+    keys = "plain_esp = true" if plain else ""
     with Topology6(tmp_path) as topo:
-        a = topo.larval6(topo.a, proposals=[ike], esp=[esp], start_action="trap")
-        b = topo.larval6(topo.b, proposals=[ike], esp=[esp], start_action="none")
+        a = topo.larval6(topo.a, proposals=[ike], esp=[esp], start_action="trap",
+                         encap=not plain, daemon_keys=keys)  # fmt: skip
+        b = topo.larval6(topo.b, proposals=[ike], esp=[esp], start_action="none",
+                         encap=not plain, daemon_keys=keys)  # fmt: skip
         result = topo.ping6(topo.a)
         assert " 0% packet loss" in result.stdout, (result.stdout, a.log.read_text()[-3000:])
         sa, sb = a.wait_for("child"), b.wait_for("child")
         ca, cb = sa["child_sas"][0], sb["child_sas"][0]  # type: ignore[index]
         assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
         assert ca["local_ts"] == [NET6["a"]] and ca["remote_ts"] == [NET6["b"]], ca
+        (ike_sa,) = sa["ike_sas"]  # type: ignore[index]
+        assert ike_sa["encapsulated"] is not plain, ike_sa
 
 
 @pytest.mark.skipif(not MSCHAPV2_PLUGIN.exists(),
