@@ -17,6 +17,8 @@ import ipaddress
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +116,17 @@ def start_client(
     return charon
 
 
+@contextmanager
+def _closed_on_error(stack: ExitStack) -> Iterator[None]:
+    """A topology half built when something fails goes at once: its namespaces are
+    deleted, as `__exit__` would, which does not run when `__enter__` raises."""
+    try:
+        yield
+    except BaseException:
+        stack.close()
+        raise
+
+
 # -- IPv6 site to site ------------------------------------------------------------------
 
 
@@ -128,6 +141,11 @@ class Topology6(Topology):
     as the harness's IPv4 NAT router does."""
 
     def __enter__(self) -> Topology6:
+        with _closed_on_error(self.stack):
+            self._build()
+        return self
+
+    def _build(self) -> None:
         tag = uuid.uuid4().hex[:6]
         ns_a = quiet_ipv6(self.stack.enter_context(Netns(f"i6A{tag}")))
         ns_b = quiet_ipv6(self.stack.enter_context(Netns(f"i6B{tag}")))
@@ -140,7 +158,6 @@ class Topology6(Topology):
         for site in (self.a, self.b):
             site.dir.mkdir(parents=True, exist_ok=True)
         self.stack.callback(self._stop_all)
-        return self
 
     def _nat66_router(self, tag: str) -> None:
         """inside (2001:db8:2::/64) --- router (NAT66) --- outside (2001:db8:1::/64)."""
@@ -226,6 +243,11 @@ class RaTopology(Topology):
         self.clients: dict[str, Client] = {}
 
     def __enter__(self) -> RaTopology:
+        with _closed_on_error(self.stack):
+            self._build()
+        return self
+
+    def _build(self) -> None:
         tag = uuid.uuid4().hex[:6]
         gw = quiet_ipv6(self.stack.enter_context(Netns(f"raG{tag}")))
         self.b = Site("b", gw, self.tmp / "b", OUTER["b"] if self.family == 4 else OUTER6["b"])
@@ -264,7 +286,6 @@ class RaTopology(Topology):
             gw.run(["sysctl", "-qw", setting])  # fmt: skip
         self.server = server
         self.stack.callback(self._stop_all)
-        return self
 
     def gateway(self, config: str) -> LarvalDaemon:
         daemon = LarvalDaemon(self.b, config)
