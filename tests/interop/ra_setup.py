@@ -82,10 +82,10 @@ def start_client(
     credentials: Path | None = None,
 ) -> Charon:
     """charon in `ns` with `swanctl` as its swanctl.conf (or the harness's for that
-    connection): `plugins` loaded besides the
-    harness's, IKE on IPv6 too if `ipv6`, and as a road warrior (`resolv`) its virtual
-    IPs installed and its DNS servers written to that file (the resolve plugin), never
-    the machine's resolver. The caller stops it (put it in a Topology's `charons`)."""
+    connection): `plugins` loaded besides the harness's, IKE on IPv6 too if `ipv6`, and
+    as a road warrior (`resolv`) its virtual IPs installed and its DNS servers written to
+    that file (the resolve plugin), never the machine's resolver. The caller stops it
+    (put it in a Topology's `charons`)."""
     charon = Charon(ns, directory)
     # The harness's strongswan.conf and directories, then this client's words in them.
     if isinstance(swanctl, ConnConfig):
@@ -100,20 +100,25 @@ def start_client(
     extra = plugins.split()
     if resolv is not None:
         extra += ["attr", "resolve"]
-        conf = conf.replace("install_virtual_ip = no", "install_virtual_ip = yes")
-        conf = conf.replace(
-            "    plugins {\n",
-            f"    plugins {{\n        resolve {{\n            file = {resolv}\n        }}\n", 1
-        )  # fmt: skip
+        conf = _once(conf, "install_virtual_ip = no", "install_virtual_ip = yes")
+        resolve = f"        resolve {{\n            file = {resolv}\n        }}\n"
+        conf = _once(conf, "    plugins {\n", "    plugins {\n" + resolve)
     if extra:
-        conf = conf.replace("    load = ", f"    load = {' '.join(extra)} ", 1)
+        conf = _once(conf, "    load = ", f"    load = {' '.join(extra)} ")
     if ipv6:
-        conf = conf.replace("use_ipv6 = no", "use_ipv6 = yes")
+        conf = _once(conf, "use_ipv6 = no", "use_ipv6 = yes")
     conf_path.write_text(conf)
     if credentials is not None:
         shutil.copytree(credentials, directory / "swanctl", dirs_exist_ok=True)
     charon.start()
     return charon
+
+
+def _once(text: str, old: str, new: str) -> str:
+    """`text` with the first `old` made `new`; the harness's strongswan.conf must have it."""
+    if old not in text:
+        raise AssertionError(f"the harness's strongswan.conf has no {old.strip()!r} any more")
+    return text.replace(old, new, 1)
 
 
 @contextmanager
