@@ -434,3 +434,20 @@ def test_an_ipv6_child_sa_of_a_client_with_both_families() -> None:
     assert children == [([home6], ["2001:db8:3::1/128"]), ([HOME], ["10.3.0.1/32"])]
     (theirs,) = [c for c in carol.keymgr.status()["child_sas"] if c["name"] == "home6"]
     assert (theirs["local_ts"], theirs["remote_ts"]) == (["2001:db8:3::1/128"], [home6])
+
+
+def test_a_gateway_that_tunnels_everything() -> None:
+    """local_ts = 0.0.0.0/0 on the gateway, remote_ts = 0.0.0.0/0 on the client: the
+    CHILD_SA is 10.3.0.1/32 === 0.0.0.0/0 on both ends, every address (the policy's
+    selector comes back from the stack's inverse ACQUIRE with prefix 0, which is every
+    address, not the host 0.0.0.0)."""
+    data = gateway_config()
+    data["connections"]["carol"]["children"]["home"]["local_ts"] = ["0.0.0.0/0"]
+    gateway = Host(data, GATEWAY)
+    client = client_config("carol")
+    client["connections"]["home"]["children"]["home"]["remote_ts"] = ["0.0.0.0/0"]
+    carol = Host(client, CLIENTS["carol"], vips=("0.0.0.0",))
+    connect(gateway, carol)
+    ((gw_child,), (carol_child,)) = (h.keymgr.status()["child_sas"] for h in (gateway, carol))
+    assert (gw_child["local_ts"], gw_child["remote_ts"]) == (["0.0.0.0/0"], ["10.3.0.1/32"])
+    assert (carol_child["local_ts"], carol_child["remote_ts"]) == (["10.3.0.1/32"], ["0.0.0.0/0"])

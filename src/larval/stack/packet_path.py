@@ -300,8 +300,8 @@ class PacketPath:
 
 
 def _network(ext: SadbAddress) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    bits = ext.prefixlen or ext.addr.max_prefixlen
-    return ipaddress.ip_network(f"{ext.addr}/{bits}", strict=False)
+    """An SA's inner address as the selector it is: a prefix of 0 is every address."""
+    return ipaddress.ip_network(f"{ext.addr}/{ext.prefixlen}", strict=False)
 
 
 def _transport_payload(packet: bytes) -> tuple[bytes, int]:

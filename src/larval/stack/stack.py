@@ -166,10 +166,10 @@ def _inner_covers(packet: Packet) -> Callable[[SecurityAssociation], bool]:
         for ext, address in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
             if ext is None:
                 continue
-            if ext.addr.version != address.version:
+            if ext.addr.version != address.version or ext.prefixlen > address.max_prefixlen:
                 return False
-            bits = ext.prefixlen or ext.addr.max_prefixlen
-            if (int(ext.addr) ^ int(address)) >> (address.max_prefixlen - bits):
+            # The prefix as written: 0 is every address (packet_path's inbound check).
+            if (int(ext.addr) ^ int(address)) >> (address.max_prefixlen - ext.prefixlen):
                 return False
         return True
 
