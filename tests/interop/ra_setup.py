@@ -334,13 +334,15 @@ def gateway_config(
     local: str = "",
     eap: dict[str, str] | None = None,
     credentials: str = "",
+    local_ts: list[str] | None = None,
 ) -> str:
     """larval as the gateway: a connection `rw-NAME` for each client NAME (a connection
     names one peer address) with `pools`, its child `net` with remote_ts the pools'
-    networks and local_ts the home server's; `local`, `remote`: the sides (default: the
-    PSK with the outer addresses as IDs); `eap`: EAP users and their passwords."""
+    networks and local_ts the home server's (or `local_ts`); `local`, `remote`: the sides
+    (default: the PSK with the outer addresses as IDs); `eap`: EAP users and their
+    passwords."""
     gw = topo.b.address
-    nets = [NET["b"]] + ([NET6["b"]] if any(":" in p.addrs for p in pools) else [])
+    nets = local_ts or [NET["b"]] + ([NET6["b"]] if any(":" in p.addrs for p in pools) else [])
     remote_ts = [str(ipaddress.ip_network(p.addrs, strict=False)) for p in pools]
     # The gateway's own address on the TUN; the rest of its networks is the home link's.
     text = f"""

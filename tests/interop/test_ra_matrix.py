@@ -211,3 +211,20 @@ def test_a_returning_client_gets_its_address_back(tmp_path: Path) -> None:
         assert pool["offline"] == [], pool
         result = topo.ping_server("c1", "10.3.0.1")
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+
+
+def test_a_gateway_that_tunnels_everything(tmp_path: Path) -> None:
+    """The gateway's local_ts 0.0.0.0/0 and charon's remote_ts 0.0.0.0/0: the CHILD_SA
+    is 10.3.0.1/32 === 0.0.0.0/0 on both ends (every address, not the host 0.0.0.0), and
+    the client's traffic to the home server goes through it and back."""
+    with RaTopology(tmp_path) as topo:
+        larval = topo.gateway(gateway_config(topo, [POOL4], local_ts=["0.0.0.0/0"]))
+        charon = topo.client("c1", road_warrior(topo, "c1", remote_ts="0.0.0.0/0"))
+        charon.initiate()
+        listing = charon.list_sas()
+        assert "local  10.3.0.1/32\n    remote 0.0.0.0/0\n" in listing, listing
+        (child,) = larval.wait_for("child")["child_sas"]  # type: ignore[misc]
+        assert (child["local_ts"], child["remote_ts"]) == (["0.0.0.0/0"], ["10.3.0.1/32"])  # type: ignore[index]
+        result = topo.ping_server("c1", "10.3.0.1")
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    charon.log_tail())  # fmt: skip
