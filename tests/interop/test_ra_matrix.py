@@ -213,18 +213,24 @@ def test_a_returning_client_gets_its_address_back(tmp_path: Path) -> None:
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
 
 
-def test_a_gateway_that_tunnels_everything(tmp_path: Path) -> None:
-    """The gateway's local_ts 0.0.0.0/0 and charon's remote_ts 0.0.0.0/0: the CHILD_SA
-    is 10.3.0.1/32 === 0.0.0.0/0 on both ends (every address, not the host 0.0.0.0), and
-    the client's traffic to the home server goes through it and back."""
-    with RaTopology(tmp_path) as topo:
-        larval = topo.gateway(gateway_config(topo, [POOL4], local_ts=["0.0.0.0/0"]))
-        charon = topo.client("c1", road_warrior(topo, "c1", remote_ts="0.0.0.0/0"))
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_a_gateway_that_tunnels_everything(tmp_path: Path, family: int) -> None:
+    """The gateway's local_ts 0.0.0.0/0 (::/0) and charon's remote_ts the same, IKE over
+    the same family: the CHILD_SA is the virtual address === every address on both ends
+    (not the host 0.0.0.0 or ::), and the client's pings reach the home server."""
+    every, pool, vip, vips = {
+        4: ("0.0.0.0/0", POOL4, "10.3.0.1", "0.0.0.0"),
+        6: ("::/0", POOL6, "2001:db8:f::1", "::"),
+    }[family]
+    host = f"{vip}/{32 if family == 4 else 128}"
+    with RaTopology(tmp_path, family=family) as topo:
+        larval = topo.gateway(gateway_config(topo, [pool], local_ts=[every]))
+        charon = topo.client("c1", road_warrior(topo, "c1", vips=vips, remote_ts=every))
         charon.initiate()
         listing = charon.list_sas()
-        assert "local  10.3.0.1/32\n    remote 0.0.0.0/0\n" in listing, listing
+        assert f"local  {host}\n    remote {every}\n" in listing, listing
         (child,) = larval.wait_for("child")["child_sas"]  # type: ignore[misc]
-        assert (child["local_ts"], child["remote_ts"]) == (["0.0.0.0/0"], ["10.3.0.1/32"])  # type: ignore[index]
-        result = topo.ping_server("c1", "10.3.0.1")
+        assert (child["local_ts"], child["remote_ts"]) == ([every], [host])  # type: ignore[index]
+        result = topo.ping_server("c1", vip)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
                                                     charon.log_tail())  # fmt: skip
