@@ -405,3 +405,54 @@ def test_the_gateways_own_delete_and_shutdown_release_the_leases(
     carry([gateway, carol, dave], 2.0)
     status = pool_status(gateway)
     assert status["online"] == [] and len(status["offline"]) == 2
+
+
+def test_an_ipv6_child_sa_of_a_client_with_both_families() -> None:
+    """A client holding an address of each family asks, after IKE_AUTH, for a CHILD_SA
+    to the home's IPv6 network: its TSi (narrowed to both virtual addresses) is matched
+    against the gateway's policy family by family, and the CHILD_SA is the IPv6 address
+    === the IPv6 network.
+
+        HDR, SK {SA, Ni, TSi(10.3.0.1/32, 2001:db8:3::1/128), TSr(2001:db8:b::/64)}  -->
+              <--  HDR, SK {SA, Nr, TSi(2001:db8:3::1/128), TSr(2001:db8:b::/64)}
+    """
+    home6 = "2001:db8:b::/64"
+    data = gateway_config()
+    data["pools"]["rw6"] = {"addrs": "2001:db8:3::/64"}
+    data["connections"]["carol"]["pools"] = ["rw", "rw6"]
+    child = data["connections"]["carol"]["children"]["home"]
+    child["local_ts"] = [HOME, home6]
+    child["remote_ts"] = ["10.3.0.0/16", "2001:db8:3::/64"]
+    gateway = Host(data, GATEWAY)
+    client = client_config("carol")
+    client["connections"]["home"]["children"]["home6"] = {
+        "local_ts": ["0.0.0.0/0", "::/0"],  # as charon's dynamic TSi: both addresses
+        "remote_ts": [home6],
+        "esp_proposals": ["aes128gcm16"],
+    }
+    carol = Host(client, CLIENTS["carol"], vips=("0.0.0.0", "::"))
+    connect(gateway, carol)
+    carol.keymgr.initiate("home", "home6", 1.0)
+    carry([gateway, carol], 1.0)
+    # The gateway's CHILD_SAs are both of its child "home".
+    children = sorted((c["local_ts"], c["remote_ts"]) for c in gateway.keymgr.status()["child_sas"])
+    assert children == [([home6], ["2001:db8:3::1/128"]), ([HOME], ["10.3.0.1/32"])]
+    (theirs,) = [c for c in carol.keymgr.status()["child_sas"] if c["name"] == "home6"]
+    assert (theirs["local_ts"], theirs["remote_ts"]) == (["2001:db8:3::1/128"], [home6])
+
+
+def test_a_gateway_that_tunnels_everything() -> None:
+    """local_ts = 0.0.0.0/0 on the gateway, remote_ts = 0.0.0.0/0 on the client: the
+    CHILD_SA is 10.3.0.1/32 === 0.0.0.0/0 on both ends, every address (the policy's
+    selector comes back from the stack's inverse ACQUIRE with prefix 0, which is every
+    address, not the host 0.0.0.0)."""
+    data = gateway_config()
+    data["connections"]["carol"]["children"]["home"]["local_ts"] = ["0.0.0.0/0"]
+    gateway = Host(data, GATEWAY)
+    client = client_config("carol")
+    client["connections"]["home"]["children"]["home"]["remote_ts"] = ["0.0.0.0/0"]
+    carol = Host(client, CLIENTS["carol"], vips=("0.0.0.0",))
+    connect(gateway, carol)
+    ((gw_child,), (carol_child,)) = (h.keymgr.status()["child_sas"] for h in (gateway, carol))
+    assert (gw_child["local_ts"], gw_child["remote_ts"]) == (["0.0.0.0/0"], ["10.3.0.1/32"])
+    assert (carol_child["local_ts"], carol_child["remote_ts"]) == (["10.3.0.1/32"], ["0.0.0.0/0"])

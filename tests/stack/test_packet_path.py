@@ -170,3 +170,53 @@ def test_nat_keepalives_are_owed_to_peers_of_natted_outbound_sas() -> None:
     assert a.path.keepalive_peers() == [(a.wire[0].dst, 4500)]
     a.pfkey(by_spi(SadbMsgType.DELETE, 0x5005, B_OUTER))
     assert a.path.keepalive_peers() == []
+
+
+def test_of_two_sas_between_the_same_gateways_each_packet_takes_the_one_for_its_addresses() -> None:
+    """Two CHILD_SAs from A to B under one policy, each for half of B's network (as a
+    client's IPv4 and IPv6 CHILD_SAs, or two children, share the tunnel's endpoints): a
+    packet goes out on the SA whose inner selectors hold its addresses, not on the newest;
+    one that neither holds waits for its own SA."""
+    from larval.pfkey import ExtType, SadbAddress
+
+    a = Host(A_OUTER, A_NET, B_NET, B_OUTER)
+
+    def add(spi: int, inner_dst: str) -> None:
+        net = ipaddress.ip_network(inner_dst)
+        inner = (
+            SadbAddress(ExtType.ADDRESS_PROXY, ipaddress.ip_address("198.51.100.0"), prefixlen=24),
+            SadbAddress(ExtType.X_ADDRESS_INNER_DST, net.network_address, prefixlen=net.prefixlen),
+        )
+        msg = keyed(SadbMsgType.ADD, spi, A_OUTER, B_OUTER, encrypt=EncryptAlg.AES_GCM_16,
+                    encrypt_key=KEY_AB, extra=inner)  # fmt: skip
+        a.pfkey(msg)
+
+    add(0x1001, "203.0.113.0/25")
+    add(0x2002, "203.0.113.128/26")
+    for dst in ("203.0.113.1", "203.0.113.130", "203.0.113.1"):
+        a.path.outbound(icmp_echo("198.51.100.1", dst, 1), 1.0)
+    assert [d.payload[:4].hex() for d in a.wire] == ["00001001", "00002002", "00001001"]
+    a.path.outbound(icmp_echo("198.51.100.1", "203.0.113.200", 2), 1.0)
+    assert len(a.wire) == 3  # held for an SA of its own
+
+
+def test_an_sa_for_every_address_takes_every_address() -> None:
+    """Inner selectors of prefix 0 (0.0.0.0/0 === 10.3.0.1/32, a gateway that tunnels all
+    of a road warrior's traffic) hold every address: what comes out of the SA is
+    delivered, not dropped by the inbound policy check as if 0.0.0.0 were a host."""
+    from larval.pfkey import ExtType, SadbAddress
+
+    client = Host("192.0.2.1", "10.3.0.1/32", "0.0.0.0/0", "192.0.2.2")
+    gateway = Host("192.0.2.2", "0.0.0.0/0", "10.3.0.1/32", "192.0.2.1")
+    inner = (
+        SadbAddress(ExtType.ADDRESS_PROXY, ipaddress.ip_address("10.3.0.1"), prefixlen=32),
+        SadbAddress(ExtType.X_ADDRESS_INNER_DST, ipaddress.ip_address("0.0.0.0"), prefixlen=0),
+    )
+    for host in (client, gateway):
+        msg = keyed(SadbMsgType.ADD, 0x1001, "192.0.2.1", "192.0.2.2",
+                    encrypt=EncryptAlg.AES_GCM_16, encrypt_key=KEY_AB, extra=inner)  # fmt: skip
+        host.pfkey(msg)
+    request = icmp_echo("10.3.0.1", "198.51.100.77", 1)
+    client.path.outbound(request, 1.0)
+    carry(client, gateway)
+    assert gateway.got == [request], gateway.path.counters()

@@ -771,17 +771,19 @@ class KeyManager:
         """Inverse ACQUIRE: what does the stack's policy accept for these selectors?"""
         remote_nets = list(tsi)
         local_nets = list(tsr)
-        if not remote_nets or not local_nets:
+        pair = _first_pair_of_a_family(local_nets, remote_nets)
+        if pair is None:
             return None
+        local_net, remote_net = pair
         replies = self._call(
-            inverse_acquire(ike.local_addr, ike.remote_addr, local_nets[0],
-                            remote_nets[0], seq=self._next_seq(), pid=self.pid)
+            inverse_acquire(ike.local_addr, ike.remote_addr, local_net, remote_net,
+                            seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
         for reply in map(decode, replies):
             if reply.msg_type == SadbMsgType.X_INVERSE_ACQUIRE and reply.errno == 0:
                 request = parse_policy_request(reply)
                 base = next(
-                    (c for c in conn.children if _covered(local_nets[0], c.local_ts)),
+                    (c for c in conn.children if _covered(local_net, c.local_ts)),
                     conn.children[0] if conn.children else None,
                 )
                 name = base.name if base else "child"
@@ -1007,6 +1009,19 @@ def _suites(request: PolicyRequest, child: ChildConfig | None) -> tuple[Suite, .
         esp_suite(a.proposal) + ((groups[0],) if a.pfs and groups else ())
         for a in request.alternatives
     )
+
+
+def _first_pair_of_a_family(
+    local_nets: list[IPNetwork], remote_nets: list[IPNetwork]
+) -> tuple[IPNetwork, IPNetwork] | None:
+    """The first (TSr, TSi) networks of one address family, in TSr's order: a client with
+    an address of each family sends both in every TSi (strongSwan's dynamic TSi), also
+    for a CHILD_SA whose TSr is of one family only; a policy joins networks of one."""
+    for local in local_nets:
+        for remote in remote_nets:
+            if local.version == remote.version:
+                return local, remote
+    return None
 
 
 def _covered(net: IPNetwork, nets: tuple[IPNetwork, ...]) -> bool:

@@ -60,6 +60,13 @@ class Endpoint:
         prefix = ext.prefixlen or (0 if ext.addr.is_unspecified else ext.addr.max_prefixlen)
         return cls(ext.addr, prefix, ext.proto, ext.port)
 
+    @classmethod
+    def inner(cls, ext: SadbAddress) -> Endpoint:
+        """A tunnel's inner address: a policy's selector, its prefix as written, so that
+        a prefix of 0 is every address (0.0.0.0/0, ::/0: a gateway that tunnels all of a
+        road warrior's traffic), not a host."""
+        return cls(ext.addr, ext.prefixlen, ext.proto, ext.port)
+
 
 @dataclass(frozen=True, slots=True)
 class Lifetimes:
@@ -144,8 +151,8 @@ def parse_policy_request(msg: PfkeyMessage) -> PolicyRequest:
         seq=msg.seq,
         src=Endpoint.of(src),
         dst=Endpoint.of(dst),
-        inner_src=Endpoint.of(inner_src) if isinstance(inner_src, SadbAddress) else None,
-        inner_dst=Endpoint.of(inner_dst) if isinstance(inner_dst, SadbAddress) else None,
+        inner_src=Endpoint.inner(inner_src) if isinstance(inner_src, SadbAddress) else None,
+        inner_dst=Endpoint.inner(inner_dst) if isinstance(inner_dst, SadbAddress) else None,
         alternatives=tuple(alternatives),
         replay_window=eprop.replay,
         km_cookie=kmc.cookie if isinstance(kmc, SadbXKmc) else 0,

@@ -261,11 +261,16 @@ class Sadb:
         return sa.hold(packet, self.hold_limit, self.counters)
 
     def lookup_outbound(
-        self, src: bytes, dst: bytes, satype: int = SaType.ESP
+        self,
+        src: bytes,
+        dst: bytes,
+        satype: int = SaType.ESP,
+        covers: Callable[[SecurityAssociation], bool] | None = None,
     ) -> SecurityAssociation | None:
-        """The SA to protect traffic from `src` to `dst` with, if one is usable."""
+        """The SA to protect traffic from `src` to `dst` with, if one is usable; of
+        several, one that `covers` accepts (`SaTable.outbound`)."""
         table = self._tables.get(satype)
-        return table.outbound(src, dst) if table is not None else None
+        return table.outbound(src, dst, covers) if table is not None else None
 
     def lookup_outbound_inner(
         self, local: bytes, src: bytes, dst: bytes, satype: int = SaType.ESP
@@ -277,14 +282,22 @@ class Sadb:
         return table.inner.lookup(local, src, dst) if table is not None else None
 
     def hold_outbound(
-        self, key: Hashable, satype: int, src: bytes, dst: bytes, packet: Packet, now: float
+        self,
+        key: Hashable,
+        satype: int,
+        src: bytes,
+        dst: bytes,
+        packet: Packet,
+        now: float,
+        covers: Callable[[SecurityAssociation], bool] | None = None,
     ) -> AcquireRecord | None:
         """Hold an outbound packet that waits for an SA; a new record means: send ACQUIRE.
 
-        If an SA appeared since the caller looked, the packet is released at once.
+        If an SA appeared since the caller looked (one `covers` accepts), the packet is
+        released at once.
         """
         record = self._acquires.hold(key, satype, src, dst, packet, now)
-        sa = self.lookup_outbound(src, dst, satype)
+        sa = self.lookup_outbound(src, dst, satype, covers)
         if sa is not None:
             self._release_acquires(sa)
             return None

@@ -11,7 +11,7 @@ build), and the dataplane makes one per packet.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from larval.pfkey import SaState
 from larval.sadb.inner import InnerIndex
@@ -88,18 +88,25 @@ class SaTable:
         self.inner.remove(sa)
         self.inner.add(sa)
 
-    def outbound(self, src: bytes, dst: bytes) -> SecurityAssociation | None:
+    def outbound(
+        self, src: bytes, dst: bytes, covers: Callable[[SecurityAssociation], bool] | None = None
+    ) -> SecurityAssociation | None:
         """The SA to send with from `src` to `dst`: the newest MATURE, else the newest DYING.
 
-        LARVAL SAs are never chosen (they have no keys), nor DEAD ones.
+        LARVAL SAs are never chosen (they have no keys), nor DEAD ones. Where the pair
+        holds more than one SA (CHILD_SAs of other selectors between the same gateways,
+        besides a rekey's old and new), only one that `covers` accepts is chosen.
         """
         pkey = (src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             by_spi = self._pairs.get(pkey)
             if not by_spi:
                 return None
+            check = covers if len(by_spi) > 1 else None
             dying = None
             for sa in reversed(by_spi.values()):
+                if check is not None and not check(sa):
+                    continue
                 if sa.state == SaState.MATURE:
                     return sa
                 if dying is None and sa.state == SaState.DYING:

@@ -117,12 +117,13 @@ class Stack:
             return self._to_any_peer(policy, tunnel.local_packed, packet)
         flow = parse_flow(packet) if policy.mode is Mode.TRANSPORT else None
         src, dst = _outer(policy, flow)
-        sa = self.sadb.lookup_outbound(src, dst)
+        covers = _inner_covers(packet)
+        sa = self.sadb.lookup_outbound(src, dst, covers=covers)
         if sa is not None:
             return Outbound(Verdict.PROTECT, policy, sa)
         flow = flow or parse_flow(packet)
         key = (policy.reqid, src, dst)
-        record = self.sadb.hold_outbound(key, SaType.ESP, src, dst, packet, now)
+        record = self.sadb.hold_outbound(key, SaType.ESP, src, dst, packet, now, covers)
         if record is not None:
             self.emit(
                 [
@@ -167,3 +168,34 @@ def _outer(policy: Policy, flow: Flow | None) -> tuple[bytes, bytes]:
         return tunnel.local_packed, tunnel.remote_packed
     assert flow is not None
     return flow.src.packed, flow.dst.packed
+
+
+def _inner_covers(packet: Packet) -> Callable[[SecurityAssociation], bool]:
+    """Whether a tunnel-mode SA's inner selectors hold the packet's addresses: which of
+    several SAs between one pair of gateways carries it (an IPv4 and an IPv6 CHILD_SA of
+    a client with an address of each family, or two children of one connection). The
+    packet is parsed only when there is a choice to make."""
+    flows: list[Flow | None] = []
+
+    def covers(sa: SecurityAssociation) -> bool:
+        if sa.inner_src is None and sa.inner_dst is None:
+            return True
+        if not flows:
+            try:
+                flows.append(parse_flow(packet))
+            except PacketError:
+                flows.append(None)
+        flow = flows[0]
+        if flow is None:
+            return False
+        for ext, address in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
+            if ext is None:
+                continue
+            if ext.addr.version != address.version or ext.prefixlen > address.max_prefixlen:
+                return False
+            # The prefix as written: 0 is every address (packet_path's inbound check).
+            if (int(ext.addr) ^ int(address)) >> (address.max_prefixlen - ext.prefixlen):
+                return False
+        return True
+
+    return covers

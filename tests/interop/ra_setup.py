@@ -1,0 +1,462 @@
+"""Setups shared by the remote-access and IPv6 interop tests, on top of `harness`:
+
+* `Topology6`: the two sites joined over IPv6 only (2001:db8::/32, RFC 3849), with
+  `larval6` and `charon6` that give larval and charon the harness's site-to-site
+  configuration in IPv6 words;
+* `RaTopology`: a larval gateway (site b) with clients in namespaces of their own on one
+  link (a bridge in b), and a home server behind the gateway on its protected network;
+* `gateway_config`: the gateway's TOML (pools, PSK or EAP clients), `road_warrior`: a
+  charon client's swanctl.conf, `start_client`: charon with the plugins and
+  strongswan.conf settings a road warrior needs (its virtual IP installed, DNS servers
+  written to a resolv file of its own).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from larval.bench.charon import Charon, ChildConfig, ConnConfig
+from larval.net.netns import Netns, veth_pair
+from tests.interop.harness import (
+    INNER,
+    NAT_PORTS,
+    NET,
+    OUTER,
+    PSK,
+    LarvalDaemon,
+    Site,
+    Topology,
+    larval_config,
+)
+
+OUTER6 = {"a": "2001:db8:1::1", "b": "2001:db8:1::2"}
+INNER6 = {"a": "2001:db8:a::1", "b": "2001:db8:b::1"}
+NET6 = {"a": "2001:db8:a::/64", "b": "2001:db8:b::/64"}
+
+
+def in_ipv6(text: str) -> str:
+    """The harness's site-to-site words (outer addresses, the TUN's address, the
+    protected networks) turned into their IPv6 counterparts."""
+    words = {f'"{OUTER[s]}"': f'"{OUTER6[s]}"' for s in "ab"}
+    words |= {f'"{NET[s]}"': f'"{NET6[s]}"' for s in "ab"}
+    words |= {f'"{INNER[s]}/24"': f'"{INNER6[s]}/64"' for s in "ab"}
+    for old, new in words.items():
+        text = text.replace(old, new)
+    return text
+
+
+def quiet_ipv6(ns: Netns) -> Netns:
+    """No duplicate address detection on the links `ns` makes from now on (RFC 4862
+    §5.4): a link-local address is usable at once, and the first packets do not wait for
+    it."""
+    for key in ("default", "all"):
+        ns.run(["sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0"])
+    return ns
+
+
+def ping(ns: Netns, source: str, target: str, count: int = 3) -> subprocess.CompletedProcess[str]:
+    """`count` pings from `source` to `target` (either family) inside `ns`."""
+    family = "-6" if ":" in target else "-4"
+    return subprocess.run(
+        ["ip", "netns", "exec", ns.name, "ping", family, "-c", str(count), "-i", "0.2",
+         "-W", "2", "-I", source, target],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+def start_client(
+    ns: Netns,
+    directory: Path,
+    swanctl: str | ConnConfig,
+    *,
+    plugins: str = "",
+    ipv6: bool = False,
+    resolv: Path | None = None,
+    credentials: Path | None = None,
+) -> Charon:
+    """charon in `ns` with `swanctl` as its swanctl.conf (or the harness's for that
+    connection): `plugins` loaded besides the harness's, IKE on IPv6 too if `ipv6`, and
+    as a road warrior (`resolv`) its virtual IPs installed and its DNS servers written to
+    that file (the resolve plugin), never the machine's resolver. The caller stops it
+    (put it in a Topology's `charons`)."""
+    charon = Charon(ns, directory)
+    # The harness's strongswan.conf and directories, then this client's words in them.
+    if isinstance(swanctl, ConnConfig):
+        charon.write_config(swanctl)
+    else:
+        charon.write_config(
+            ConnConfig(OUTER["a"], OUTER["b"], PSK, ChildConfig(NET["a"], NET["b"]))
+        )
+        (directory / "swanctl" / "swanctl.conf").write_text(swanctl)
+    conf_path = directory / "strongswan.conf"
+    conf = conf_path.read_text()
+    extra = plugins.split()
+    if resolv is not None:
+        extra += ["attr", "resolve"]
+        conf = _once(conf, "install_virtual_ip = no", "install_virtual_ip = yes")
+        resolve = f"        resolve {{\n            file = {resolv}\n        }}\n"
+        conf = _once(conf, "    plugins {\n", "    plugins {\n" + resolve)
+    if extra:
+        conf = _once(conf, "    load = ", f"    load = {' '.join(extra)} ")
+    if ipv6:
+        conf = _once(conf, "use_ipv6 = no", "use_ipv6 = yes")
+    conf_path.write_text(conf)
+    if credentials is not None:
+        shutil.copytree(credentials, directory / "swanctl", dirs_exist_ok=True)
+    charon.start()
+    return charon
+
+
+def _once(text: str, old: str, new: str) -> str:
+    """`text` with the first `old` made `new`; the harness's strongswan.conf must have it."""
+    if old not in text:
+        raise AssertionError(f"the harness's strongswan.conf has no {old.strip()!r} any more")
+    return text.replace(old, new, 1)
+
+
+@contextmanager
+def _closed_on_error(stack: ExitStack) -> Iterator[None]:
+    """A topology half built when something fails goes at once: its namespaces are
+    deleted, as `__exit__` would, which does not run when `__enter__` raises."""
+    try:
+        yield
+    except BaseException:
+        stack.close()
+        raise
+
+
+# -- IPv6 site to site ------------------------------------------------------------------
+
+
+#: A site behind the IPv6 NAT router has this address; the router shows OUTER6[site].
+PRIVATE6, ROUTER6_INSIDE = "2001:db8:2::2", "2001:db8:2::1"
+
+
+class Topology6(Topology):
+    """The harness's two sites, joined by a veth with IPv6 addresses only: IKE and ESP in
+    UDP over IPv6 outer addresses, the protected networks IPv6 as well. `nat`: the site
+    behind a router that masquerades it (NAT66) with every UDP source port translated,
+    as the harness's IPv4 NAT router does."""
+
+    def __enter__(self) -> Topology6:
+        with _closed_on_error(self.stack):
+            self._build()
+        return self
+
+    def _build(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        ns_a = quiet_ipv6(self.stack.enter_context(Netns(f"i6A{tag}")))
+        ns_b = quiet_ipv6(self.stack.enter_context(Netns(f"i6B{tag}")))
+        self.a = Site("a", ns_a, self.tmp / "a", OUTER6["a"])
+        self.b = Site("b", ns_b, self.tmp / "b", OUTER6["b"])
+        if self.nat is None:
+            veth_pair(ns_a, ns_b, f"{OUTER6['a']}/64", f"{OUTER6['b']}/64")
+        else:
+            self._nat66_router(tag)
+        for site in (self.a, self.b):
+            site.dir.mkdir(parents=True, exist_ok=True)
+        self.stack.callback(self._stop_all)
+
+    def _nat66_router(self, tag: str) -> None:
+        """inside (2001:db8:2::/64) --- router (NAT66) --- outside (2001:db8:1::/64)."""
+        inside = self.a if self.nat == "a" else self.b
+        outside = self.b if inside is self.a else self.a
+        router = quiet_ipv6(self.stack.enter_context(Netns(f"i6N{tag}")))
+        inside.address = PRIVATE6
+        veth_pair(inside.ns, router, f"{PRIVATE6}/64", f"{ROUTER6_INSIDE}/64", name_b="in0")
+        veth_pair(router, outside.ns, f"{OUTER6[inside.name]}/64", f"{OUTER6[outside.name]}/64",
+                  name_a="out0")  # fmt: skip
+        inside.ns.run(["ip", "-6", "route", "add", "default", "via", ROUTER6_INSIDE])
+        router.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        rules = self.tmp / "nat66.nft"
+        rules.write_text(
+            "table ip6 nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
+            f'  oifname "out0" meta l4proto udp masquerade to :{NAT_PORTS}\n'
+            '  oifname "out0" masquerade\n }\n}\n'
+        )
+        router.run(["nft", "-f", str(rules)])
+        self.router = router
+
+    def larval6(self, site: Site, *, daemon_keys: str = "", **kw: object) -> LarvalDaemon:
+        """`larval` with the harness's configuration in IPv6 words; `daemon_keys`: lines
+        for its [daemon] table."""
+        text = in_ipv6(larval_config(site, **kw))  # type: ignore[arg-type]
+        daemon = LarvalDaemon(site, text.replace("[daemon]\n", f"[daemon]\n{daemon_keys}\n", 1))
+        self.daemons.append(daemon)
+        daemon.start()
+        return daemon
+
+    def charon6(self, site: Site, *, proposals: str, esp: str, version: int = 2) -> Charon:
+        """charon with the harness's PSK site-to-site connection in IPv6 words."""
+        me, peer = site.name, site.peer
+        site.ns.run(["ip", "address", "add", f"{INNER6[me]}/128", "dev", "lo", "nodad"])
+        conn = ConnConfig(
+            site.address, OUTER6[peer], PSK,
+            ChildConfig(NET6[me], NET6[peer], esp_proposals=esp),
+            proposals=proposals, version=version, local_id=OUTER6[me],
+        )  # fmt: skip
+        charon = start_client(site.ns, site.dir / "charon", conn, ipv6=True)
+        self.charons.append(charon)
+        return charon
+
+    def ping6(self, site: Site, count: int = 5) -> subprocess.CompletedProcess[str]:
+        return ping(site.ns, INNER6[site.name], INNER6[site.peer], count)
+
+
+# -- remote access ----------------------------------------------------------------------
+
+#: The home server behind the gateway, on the gateway's protected networks.
+SERVER = {4: "203.0.113.130", 6: "2001:db8:b::130"}
+#: The gateway's own address towards the server.
+SERVER_GW = {4: "203.0.113.129", 6: "2001:db8:b::129"}
+#: Clients' outer addresses on the gateway's link; the gateway is OUTER["b"] (v4) and
+#: OUTER6["b"] (v6) there.
+CLIENT = {"c1": ("192.0.2.1", "2001:db8:1::1"), "c2": ("192.0.2.3", "2001:db8:1::3")}
+
+
+@dataclass
+class Client:
+    name: str
+    ns: Netns
+    dir: Path
+    address: str  # its outer address (IPv4 or IPv6, as the topology's family)
+    charon: Charon | None = None
+    resolv: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resolv = self.dir / "resolv.conf"
+
+
+class RaTopology(Topology):
+    """A larval gateway (site b) and road warriors c1, c2 (each a namespace of its own)
+    on one link, a bridge in the gateway's namespace; a home server (namespace h) behind
+    the gateway on 203.0.113.128/25 and 2001:db8:b::/64; the gateway forwards between
+    its TUN and the server. `family`: the outer addresses' (4: OUTER["b"] and CLIENT's
+    IPv4 ones, 6: OUTER6["b"] and CLIENT's IPv6 ones)."""
+
+    def __init__(self, tmp: Path, *, family: int = 4, clients: int = 1) -> None:
+        super().__init__(tmp)
+        self.family = family
+        self.nclients = clients
+        self.clients: dict[str, Client] = {}
+
+    def __enter__(self) -> RaTopology:
+        with _closed_on_error(self.stack):
+            self._build()
+        return self
+
+    def _build(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        gw = quiet_ipv6(self.stack.enter_context(Netns(f"raG{tag}")))
+        self.b = Site("b", gw, self.tmp / "b", OUTER["b"] if self.family == 4 else OUTER6["b"])
+        self.b.dir.mkdir(parents=True, exist_ok=True)
+        gw.run(["ip", "link", "add", "br0", "type", "bridge"])
+        gw.run(["ip", "address", "add", f"{OUTER['b']}/24", "dev", "br0"])
+        gw.run(["ip", "address", "add", f"{OUTER6['b']}/64", "dev", "br0", "nodad"])
+        gw.run(["ip", "link", "set", "br0", "up"])
+        for i in range(1, self.nclients + 1):
+            name = f"c{i}"
+            ns = quiet_ipv6(self.stack.enter_context(Netns(f"ra{i}{tag}")))
+            v4, v6 = CLIENT[name]
+            gw.run(["ip", "link", "add", f"to{name}", "type", "veth", "peer", "name", "veth0",
+                    "netns", ns.name])  # fmt: skip
+            gw.run(["ip", "link", "set", f"to{name}", "master", "br0", "up"])
+            ns.run(["ip", "address", "add", f"{v4}/24", "dev", "veth0"])
+            ns.run(["ip", "address", "add", f"{v6}/64", "dev", "veth0", "nodad"])
+            ns.run(["ip", "link", "set", "veth0", "up"])
+            ns.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])
+            directory = self.tmp / name
+            directory.mkdir(parents=True, exist_ok=True)
+            self.clients[name] = Client(name, ns, directory, v4 if self.family == 4 else v6)
+        server = quiet_ipv6(self.stack.enter_context(Netns(f"raH{tag}")))
+        veth_pair(gw, server, f"{SERVER_GW[4]}/25", f"{SERVER[4]}/25", name_a="home0")
+        for ns, address in ((gw, SERVER_GW[6]), (server, SERVER[6])):
+            dev = "home0" if ns is gw else "veth0"
+            ns.run(["ip", "address", "add", f"{address}/64", "dev", dev, "nodad"])
+        server.run(["ip", "route", "add", "default", "via", SERVER_GW[4]])
+        server.run(["ip", "-6", "route", "add", "default", "via", SERVER_GW[6]])
+        for setting in (
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ):
+            gw.run(["sysctl", "-qw", setting])  # fmt: skip
+        self.server = server
+        self.stack.callback(self._stop_all)
+
+    def gateway(self, config: str) -> LarvalDaemon:
+        daemon = LarvalDaemon(self.b, config)
+        self.daemons.append(daemon)
+        daemon.start()
+        return daemon
+
+    def client(self, name: str, swanctl: str, *, plugins: str = "",
+               credentials: Path | None = None) -> Charon:  # fmt: skip
+        """Start charon as road warrior `name` with `swanctl`: its virtual IPs installed,
+        its DNS servers written to the client's `resolv`."""
+        client = self.clients[name]
+        client.resolv.write_text("# the road warrior's own resolv.conf\n")
+        charon = start_client(client.ns, client.dir / "charon", swanctl, plugins=plugins,
+                              ipv6=self.family == 6, resolv=client.resolv,
+                              credentials=credentials)  # fmt: skip
+        client.charon = charon
+        self.charons.append(charon)
+        return charon
+
+    def ping_server(
+        self, name: str, source: str, count: int = 3
+    ) -> subprocess.CompletedProcess[str]:
+        """From client `name`'s virtual address `source` to the home server."""
+        family = ipaddress.ip_address(source).version
+        return ping(self.clients[name].ns, source, SERVER[family], count)
+
+
+@dataclass
+class Pool:
+    name: str
+    addrs: str  # a prefix: the connection's remote_ts is its network
+    dns: list[str] = field(default_factory=list)
+
+
+def gateway_config(
+    topo: RaTopology,
+    pools: list[Pool],
+    *,
+    remote: str = "",
+    local: str = "",
+    eap: dict[str, str] | None = None,
+    credentials: str = "",
+    local_ts: list[str] | None = None,
+) -> str:
+    """larval as the gateway: a connection `rw-NAME` for each client NAME (a connection
+    names one peer address) with `pools`, its child `net` with remote_ts the pools'
+    networks and local_ts the home server's (or `local_ts`); `local`, `remote`: the sides
+    (default: the PSK with the outer addresses as IDs); `eap`: EAP users and their
+    passwords."""
+    gw = topo.b.address
+    nets = local_ts or [NET["b"]] + ([NET6["b"]] if any(":" in p.addrs for p in pools) else [])
+    remote_ts = [str(ipaddress.ip_network(p.addrs, strict=False)) for p in pools]
+    # The gateway's own address on the TUN; the rest of its networks is the home link's.
+    text = f"""
+[daemon]
+{f'credentials = "{credentials}"' if credentials else ""}
+addresses = ["{gw}"]
+tun = "larval0"
+tun_addresses = ["{INNER["b"]}/32", "{INNER6["b"]}/128"]
+control_socket = "{topo.b.dir / "control"}"
+pfkey_socket = "{topo.b.dir / "pfkey"}"
+"""
+    for client in topo.clients.values():
+        text += f"""
+[connections.rw-{client.name}]
+version = 2
+local_addrs = ["{gw}"]
+remote_addrs = ["{client.address}"]
+proposals = ["aes128-sha256-x25519"]
+encap = true
+pools = {_toml([p.name for p in pools])}
+local = {local or f'{{ auth = "psk", id = "{gw}" }}'}
+remote = {remote or f'{{ auth = "psk", id = "{client.address}" }}'}
+
+[connections.rw-{client.name}.children.net]
+local_ts = {_toml(nets)}
+remote_ts = {_toml(remote_ts)}
+esp_proposals = ["aes128gcm16"]
+start_action = "none"
+"""
+    if not remote:
+        ids = [gw] + [c.address for c in topo.clients.values()]
+        text += f'\n[secrets.ike-rw]\nids = {_toml(ids)}\nsecret = "{PSK}"\n'
+    for pool in pools:
+        text += f'\n[pools.{pool.name}]\naddrs = "{pool.addrs}"\n'
+        if pool.dns:
+            text += f"dns = {_toml(pool.dns)}\n"
+    for user, secret in (eap or {}).items():
+        text += f'\n[secrets.eap-{user}]\nid = "{user}"\nsecret = "{secret}"\n'
+    return text
+
+
+def _toml(values: list[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def road_warrior(
+    topo: RaTopology,
+    name: str,
+    *,
+    vips: str = "0.0.0.0",
+    auth: str = "psk",
+    eap_id: str = "",
+    password: str = "",
+    gateway: str = "",
+    remote_ts: str = "",
+    gateway_id: str = "",
+    children: dict[str, str] | None = None,
+) -> str:
+    """charon's swanctl.conf as road warrior `name`: connection `rw`, child `net`, asking
+    for `vips`; `auth` "psk" (its outer address as ID) or an EAP method (eap-mschapv2,
+    eap-md5) as `eap_id` with `password`, the gateway then proving itself by its
+    certificate as `gateway_id` (a PSK gateway otherwise); `children`: child names and
+    their remote_ts in place of `net`."""
+    client = topo.clients[name]
+    gateway = gateway or topo.b.address
+    remote_ts = remote_ts or ",".join(
+        [NET["b"]] + ([NET6["b"]] if "::" in vips else [])
+    )  # fmt: skip
+    sections = "".join(
+        f"""            {child} {{
+                remote_ts = {ts}
+                esp_proposals = aes128gcm16
+            }}
+"""
+        for child, ts in (children or {"net": remote_ts}).items()
+    )
+    if auth == "psk":
+        local = f"auth = psk\n            id = {client.address}"
+        remote = f"auth = psk\n            id = {gateway}"
+        secrets = f"""    ike-rw {{
+        id-local = {client.address}
+        id-remote = {gateway}
+        secret = "{PSK}"
+    }}
+"""
+    else:
+        local = f"auth = {auth}\n            eap_id = {eap_id}"
+        remote = (
+            f"auth = {'pubkey' if gateway_id else 'psk'}\n            id = {gateway_id or gateway}"
+        )
+        secrets = f"""    eap-{eap_id} {{
+        id = {eap_id}
+        secret = "{password}"
+    }}
+"""
+    return f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {client.address}
+        remote_addrs = {gateway}
+        encap = yes
+        mobike = no
+        vips = {vips}
+        proposals = aes128-sha256-x25519
+        local {{
+            {local}
+        }}
+        remote {{
+            {remote}
+        }}
+        children {{
+{sections}        }}
+    }}
+}}
+secrets {{
+{secrets}}}
+"""
