@@ -159,6 +159,7 @@ class IkeConfig:
     def can_initiate(self) -> bool:
         """The connection names one peer to open IKE SAs to (not ``%any`` or a subnet)."""
         return not self.remote_addr.is_unspecified
+
     # IKEv1 XAuth after Phase 1: this end a client (`local_xauth`) or checking one
     # (`remote_xauth`); a gateway pushes Mode Config (CFG_SET) where `mode_config_push`.
     local_xauth: XauthAuth | None = None
