@@ -30,7 +30,7 @@ def gateway(tmp: Path, **changes: Any) -> Path:
     gateway_credentials(creds, carol=True)
     rw: dict[str, Any] = {
         "local_addrs": ["192.0.2.1"],
-        "remote_addrs": ["0.0.0.0"],
+        "remote_addrs": ["%any"],
         "proposals": ["aes256gcm16-prfsha384-ecp384", "aes128-sha256-x25519"],
         "pools": ["rw"],
         "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": "vpn.example.org"},
@@ -42,7 +42,7 @@ def gateway(tmp: Path, **changes: Any) -> Path:
              "[connections.rw]"]  # fmt: skip
     lines += [f"{k} = {toml_value(v)}" for k, v in rw.items()]
     lines += ["[connections.rw.children.net]", 'local_ts = ["203.0.113.0/24"]',
-              'esp_proposals = ["aes128gcm16-ecp256", "aes256-sha256"]',
+              'remote_ts = ["10.3.0.0/24"]', 'esp_proposals = ["aes128gcm16-ecp256", "aes256-sha256"]',
               "[connections.s2s]", 'local_addrs = ["192.0.2.1"]',
               'remote_addrs = ["192.0.2.9"]',
               "[secrets.eap-carol]", 'id = "carol"', f'secret = "{PASSWORD}"',
