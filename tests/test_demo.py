@@ -165,7 +165,8 @@ def test_remote_access_ladder_shows_eap_the_configuration_payload_and_the_lease(
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert re.search(r"A ─+IKE_SA_INIT request #0 \(SA, KE, Ni, ", out)
-    assert re.search(r"A ─+IKE_AUTH request #1 SK\{IDi, CERTREQ, CP\(CFG_REQUEST: IP4_ADDRESS\), "
+    assert re.search(r"A ─+IKE_AUTH request #1 SK\{IDi, CERTREQ, "
+                     r"CP\(CFG_REQUEST: IP4_ADDRESS, IP4_DNS\), "
                      r"SA, TSi, TSr\} :4500─+▶ B", out)  # fmt: skip
     steps = [
         r"A ◀─+IKE_AUTH response #1 SK\{IDr, CERT, AUTH, EAP\(Request/Identity\)\}",

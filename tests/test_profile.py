@@ -42,7 +42,8 @@ def gateway(tmp: Path, **changes: Any) -> Path:
              "[connections.rw]"]  # fmt: skip
     lines += [f"{k} = {toml_value(v)}" for k, v in rw.items()]
     lines += ["[connections.rw.children.net]", 'local_ts = ["203.0.113.0/24"]',
-              'remote_ts = ["10.3.0.0/24"]', 'esp_proposals = ["aes128gcm16-ecp256", "aes256-sha256"]',
+              'remote_ts = ["10.3.0.0/24"]',
+              'esp_proposals = ["aes128gcm16-ecp256", "aes256-sha256"]',
               "[connections.s2s]", 'local_addrs = ["192.0.2.1"]',
               'remote_addrs = ["192.0.2.9"]',
               "[secrets.eap-carol]", 'id = "carol"', f'secret = "{PASSWORD}"',

@@ -71,7 +71,7 @@ def tls_client(
     return dataclasses.replace(
         client_cfg(),
         local_id=(IdType.ID_RFC822_ADDR, DAVE.encode()),
-        local_eap=EapAuth(method, DAVE, {}, tls),  # type: ignore[arg-type]
+        local_eap=EapAuth(method, DAVE, {}, tls=tls),  # type: ignore[arg-type]
     )
 
 
@@ -81,7 +81,7 @@ def tls_gateway(method: str = "eap-tls", trust: TrustStore | None = None,
     tls = EapTlsAuth(GW_CERT, trust=store, anchors=(USERS_CA[0],))
     return dataclasses.replace(
         gateway_cfg(),
-        remote_eap=EapAuth(method, "%any", passwords or {}, tls),  # type: ignore[arg-type]
+        remote_eap=EapAuth(method, "%any", passwords or {}, tls=tls),  # type: ignore[arg-type]
     )
 
 

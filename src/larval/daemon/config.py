@@ -383,7 +383,8 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     config.pools = _pools(r, top.get("pools", {}))
     for name, written in r.tables("connections", top.get("connections", {})):
-        entry, rounds = _rounds_written(r, name, _vips_entry(r, name, written))
+        entry, rounds = _rounds_written(r, name, written)
+        entry = _vips_entry(r, name, entry)
         conn, policies, cert_auth = _connection(r, name, entry, secrets)
         conn = _with_vips(r, name, entry, conn)
         conn = _with_eap(r, name, entry, conn, eap_passwords)
