@@ -388,6 +388,41 @@ def test_a_signature_lands_on_the_certificate_connection_asked_for_in_ike_sa_ini
     assert sas["192.0.2.3"]["auth_remote"]["method"] == "psk"
 
 
+def test_a_connection_of_two_rounds_behind_a_psk_one_is_announced_in_ike_sa_init(
+    tmp_path: Path,
+) -> None:
+    """IKE_SA_INIT is answered by the PSK connection, which has one round; IKE_AUTH may
+    move the IKE SA to the connection of a certificate and then EAP, so the response
+    announces MULTIPLE_AUTH_SUPPORTED (RFC 4739) for it, or carol, of two rounds, would
+    stop there."""
+    gateway_credentials(tmp_path, carol=True)
+    conns = {
+        "psk": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},
+                "remote": {"auth": "psk", "id": "%any"}},
+        "rounds": {"remote_addrs": ["%any"],
+                   "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": "vpn.example.org"},
+                   "remote": [{"auth": "pubkey", "id": "*@example.org"},
+                              {"auth": "eap-mschapv2", "eap_id": "%any"}]},
+    }  # fmt: skip
+    eap_secret = {"eap-carol": {"id": "carol", "secret": "carols-password"}}
+    data = gateway(conns, secrets={"ike-any": {"secret": PSK["gw"]}, **eap_secret})
+    data["daemon"]["credentials"] = str(tmp_path)
+    gw = Host(data, creds=tmp_path)
+    carol_data = client("192.0.2.1", "carol",
+                        local=[{"auth": "pubkey", "certs": ["carol.pem"],
+                                "id": "carol@example.org"},
+                               {"auth": "eap-mschapv2", "eap_id": "carol"}],
+                        remote={"auth": "pubkey", "id": "vpn.example.org"})  # fmt: skip
+    carol_data["daemon"]["credentials"] = str(tmp_path)
+    carol_data["secrets"].update(eap_secret)
+    carol = Host(carol_data, creds=tmp_path)
+    Network([gw, carol]).connect(carol)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "rounds"}
+    (sa,) = ike_sas(gw)
+    assert sa["auth_remote"]["method"] == "pubkey"
+    assert [r["method"] for r in sa["auth_remote"]["rounds"]] == ["eap-mschapv2"]
+
+
 def test_an_exact_identity_is_preferred_to_a_wildcard_and_to_any() -> None:
     conns = {
         "anyone": {"remote_addrs": ["%any"], "local": {"auth": "psk", "id": GATEWAY},

@@ -64,8 +64,12 @@ def has_rounds(config: IkeConfig) -> bool:
 
 def multiple_auth_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
     """N(MULTIPLE_AUTH_SUPPORTED), for IKE_SA_INIT's response and the first IKE_AUTH
-    request, where the connection has rounds (RFC 4739 §3)."""
-    if not has_rounds(sa.config):
+    request, where the connection has rounds (RFC 4739 §3). A responder that may still
+    move the IKE SA to another connection at IKE_AUTH announces it if any of them has."""
+    configs = [sa.config]
+    if sa._candidates is not None:
+        configs += [c.config for c in sa._candidates()]
+    if not any(has_rounds(config) for config in configs):
         return []
     return [_notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)]
 
