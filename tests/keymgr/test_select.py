@@ -730,8 +730,8 @@ def test_the_gateway_rekeys_a_child_sa_of_a_client_behind_the_nat() -> None:
 
 def test_a_transport_trap_to_any_peer_initiates_to_the_packets_peer() -> None:
     """A transport-mode trap of a connection for any peer: the stack ACQUIREs for the
-    packet's own peer, and the key manager opens the IKE SA to that address (its
-    CHILD_SA is another matter: a transport-mode responder finds no policy yet)."""
+    packet's own peer, and the key manager opens the IKE SA to that address, with a
+    transport-mode CHILD_SA between the two hosts' addresses."""
     mine, peer = "192.0.2.1", "192.0.2.2"
     transport = {"mode": "transport", "esp_proposals": ESP}
     a_conn = {"local_addrs": [mine], "remote_addrs": ["%any"], "proposals": IKE,
@@ -752,3 +752,7 @@ def test_a_transport_trap_to_any_peer_initiates_to_the_packets_peer() -> None:
     assert (sa["name"], sa["remote"], sa["state"]) == ("opp", peer, "established")
     (sa,) = ike_sas(b)
     assert (sa["name"], sa["remote"], sa["state"]) == ("host", mine, "established")
+    for h, local, remote in ((a, mine, peer), (b, peer, mine)):
+        (record,) = h.keymgr.children.values()
+        assert (record.local_ts, record.remote_ts) == (
+            (ipaddress.ip_network(local),), (ipaddress.ip_network(remote),))  # fmt: skip

@@ -7,8 +7,8 @@ Proposals are suites of `larval.crypto.ike_transforms.Transform` in IKEv2 number
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from larval.crypto.ike_transforms import Transform
 from larval.ike.auth_config import (
@@ -189,7 +189,12 @@ class ChildConfig:
     reference: object = None  # the key manager's own (e.g. the ACQUIRE it answers)
 
 
-# A responder's inverse ACQUIRE: given the networks the initiator proposed for itself and
-# for the responder (IKEv2's TSi and TSr, IKEv1's Quick Mode IDci and IDcr), the CHILD_SA
-# policy accepts, or None.
-ChildPolicy = Callable[[tuple[IPNetwork, ...], tuple[IPNetwork, ...]], ChildConfig | None]
+class ChildPolicy(Protocol):
+    """A responder's inverse ACQUIRE: given the networks the initiator proposed for itself
+    and for the responder (IKEv2's TSi and TSr, IKEv1's Quick Mode IDci and IDcr), the
+    CHILD_SA policy accepts, or None. `mode` is what the initiator asked for: "transport"
+    when it sent USE_TRANSPORT_MODE (RFC 7296 §1.3.1), given only then."""
+
+    def __call__(
+        self, tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...], mode: str = ..., /
+    ) -> ChildConfig | None: ...

@@ -276,7 +276,9 @@ class KeyManager:
         ike = ike or conn.ike
         hooks = SessionHooks(
             allocate_spi=lambda: self._getspi(ike),
-            child_policy=lambda tsi, tsr: self._responder_policy(conn, ike, tsi, tsr),
+            child_policy=lambda tsi, tsr, mode="tunnel": self._responder_policy(
+                conn, ike, tsi, tsr, mode
+            ),
             random_bytes=self._random,
             fragment_size=_message_size(ike),
             address_pool=_ConnectionPools(self, conn.pools) if conn.pools else None,
@@ -591,10 +593,10 @@ class KeyManager:
             ike = _between(conn.ike, local, remote)
 
             def policy(
-                tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...],
+                tsi: tuple[IPNetwork, ...], tsr: tuple[IPNetwork, ...], mode: str = "tunnel",
                 conn: Connection = conn, ike: IkeConfig = ike,
             ) -> ChildConfig | None:  # fmt: skip
-                return self._responder_policy(conn, ike, tsi, tsr)
+                return self._responder_policy(conn, ike, tsi, tsr, mode)
 
             def take(conn: Connection = conn) -> None:
                 if spi_i in self._session_conn:
@@ -766,17 +768,37 @@ class KeyManager:
 
     def _responder_policy(
         self, conn: Connection, ike: IkeConfig, tsi: tuple[IPNetwork, ...],
-        tsr: tuple[IPNetwork, ...],
+        tsr: tuple[IPNetwork, ...], mode: str = "tunnel",
     ) -> ChildConfig | None:  # fmt: skip
-        """Inverse ACQUIRE: what does the stack's policy accept for these selectors?"""
+        """Inverse ACQUIRE: what does the stack's policy accept for these selectors?
+
+        A request for transport mode asks first without inner addresses, for a
+        transport-mode policy between the two hosts (`larval.spd.acquire`); with none,
+        the tunnel-mode question decides, as a responder may answer USE_TRANSPORT_MODE
+        with a tunnel (RFC 7296 §1.3.1)."""
         remote_nets = list(tsi)
         local_nets = list(tsr)
         pair = _first_pair_of_a_family(local_nets, remote_nets)
         if pair is None:
             return None
         local_net, remote_net = pair
+        if mode == "transport":
+            found = self._ask_policy(conn, ike, local_net, None, None)
+            if found is not None:
+                return found
+        found = self._ask_policy(conn, ike, local_net, local_net, remote_net)
+        if found is None:
+            log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
+        return found
+
+    def _ask_policy(
+        self, conn: Connection, ike: IkeConfig, local_net: IPNetwork,
+        inner_local: IPNetwork | None, inner_remote: IPNetwork | None,
+    ) -> ChildConfig | None:  # fmt: skip
+        """One inverse ACQUIRE between this IKE SA's addresses, with inner addresses for a
+        tunnel-mode policy or without for a transport-mode one: the CHILD_SA it allows."""
         replies = self._call(
-            inverse_acquire(ike.local_addr, ike.remote_addr, local_net, remote_net,
+            inverse_acquire(ike.local_addr, ike.remote_addr, inner_local, inner_remote,
                             seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
         for reply in map(decode, replies):
@@ -796,7 +818,6 @@ class KeyManager:
                     inactivity=base.inactivity if base else 0,
                     reference=None,
                 )  # fmt: skip
-        log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
         return None
 
     def _install(self, conn: Connection, session: IkeSa, up: ChildSaUp, now: float) -> None:

@@ -35,7 +35,14 @@ from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
 from .config_payload import peer_ts
-from .proposals import groups, log_no_proposal, proposed_networks, with_group_first
+from .proposals import (
+    asked_policy,
+    groups,
+    log_no_proposal,
+    proposed_networks,
+    transport_notify,
+    with_group_first,
+)
 from .sa import NONCE_SIZE, ChildSa, Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
 
@@ -309,9 +316,7 @@ class ChildCreateResponder(AnswerTask):
                                        protocol_id=ProtocolId.ESP, spi=rekey.spi)  # fmt: skip
             policy: ChildConfig | None = old.config
         else:
-            policy = (
-                sa._child_policy(*proposed_networks(tsi[0], tsr[0])) if sa._child_policy else None
-            )
+            policy = asked_policy(sa, message, tsi[0], tsr[0])
         if policy is None:
             raise IkeExchangeError(NotifyType.TS_UNACCEPTABLE, "no policy for the selectors")
         chosen = choose(policy.proposals, sa_payload.proposals, ProtocolId.ESP)
@@ -345,6 +350,7 @@ class ChildCreateResponder(AnswerTask):
         nonce_r = sa._random(NONCE_SIZE)
         mine = to_wire(answer.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), suite)
         self._answer = (
+            *transport_notify(message, policy),
             SaPayload((mine,)),
             NoncePayload(nonce_r),
             *ke_r,

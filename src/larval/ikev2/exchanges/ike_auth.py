@@ -54,7 +54,14 @@ from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
 from .child_sa import Agreed, child_up
 from .config_payload import client_request, own_ts, peer_ts, read_config, respond_cfg
-from .proposals import log_no_proposal, proposed_networks, strip_dh, without_dh
+from .proposals import (
+    asked_policy,
+    log_no_proposal,
+    proposed_networks,
+    strip_dh,
+    transport_notify,
+    without_dh,
+)
 from .sa import Ikev2Sa, log
 from .tasks import AnswerTask, ExchangeTask
 
@@ -256,7 +263,7 @@ def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...
     tsr = [t for t in message.get(TsPayload) if t.payload_type == PayloadType.TSr]
     if sa_payload is None or not tsi or not tsr:
         return (), None
-    policy = sa._child_policy(*proposed_networks(tsi[0], tsr[0])) if sa._child_policy else None
+    policy = asked_policy(sa, message, tsi[0], tsr[0])
     if policy is None:
         return (NotifyPayload(ProtocolId.NONE, NotifyType.TS_UNACCEPTABLE),), None
     ours = without_dh(policy.proposals)
@@ -278,8 +285,7 @@ def _respond_child(sa: Ikev2Sa, message: IkeMessage) -> tuple[tuple[Payload, ...
     mine = to_wire(answer.number, ProtocolId.ESP, spi_in.to_bytes(4, "big"), suite)
     payloads: list[Payload] = [SaPayload((mine,)), TsPayload(PayloadType.TSi, ts_i),
                                TsPayload(PayloadType.TSr, ts_r)]  # fmt: skip
-    if message.notify(NotifyType.USE_TRANSPORT_MODE) and policy.mode == "transport":
-        payloads.insert(0, NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
+    payloads[:0] = transport_notify(message, policy)
     return tuple(payloads), (policy, spi_in, spi_out, suite,
                              tuple(networks_of(ts_r)), tuple(networks_of(ts_i)))  # fmt: skip
 

@@ -5,12 +5,14 @@ networks a TS pair names, and the log line of a NO_PROPOSAL_CHOSEN."""
 from __future__ import annotations
 
 from larval.crypto.ike_transforms import TransformType
-from larval.ike.config import IPNetwork, Suite
+from larval.ike.config import ChildConfig, IPNetwork, Suite
 from larval.ike.render import suite_text
 
-from ..constants import NotifyType
+from ..constants import NotifyType, ProtocolId
 from ..errors import IkeProtocolError
+from ..message import IkeMessage
 from ..negotiate import from_wire, networks_of
+from ..payloads import NotifyPayload
 from ..sa_payload import Proposal, SaPayload
 from ..ts_payload import TsPayload
 from .sa import Ikev2Sa, log
@@ -65,6 +67,27 @@ def proposed_networks(
     """The networks of TSi and TSr: what a responder's policy is asked about, and what
     an initiator takes from the answer (RFC 7296 §2.9)."""
     return tuple(networks_of(tsi.selectors)), tuple(networks_of(tsr.selectors))
+
+
+def asked_policy(
+    sa: Ikev2Sa, message: IkeMessage, tsi: TsPayload, tsr: TsPayload
+) -> ChildConfig | None:
+    """A responder's policy for a CHILD_SA request, or None: asked for transport mode
+    when the request has N(USE_TRANSPORT_MODE) (RFC 7296 §1.3.1), else for tunnel mode."""
+    if sa._child_policy is None:
+        return None
+    networks = proposed_networks(tsi, tsr)
+    if message.notify(NotifyType.USE_TRANSPORT_MODE):
+        return sa._child_policy(*networks, "transport")
+    return sa._child_policy(*networks)
+
+
+def transport_notify(message: IkeMessage, policy: ChildConfig) -> tuple[NotifyPayload, ...]:
+    """N(USE_TRANSPORT_MODE) in a response, when the request asked for it and the policy
+    chosen is transport mode; without it the CHILD_SA is tunnel mode (RFC 7296 §1.3.1)."""
+    if message.notify(NotifyType.USE_TRANSPORT_MODE) and policy.mode == "transport":
+        return (NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE),)
+    return ()
 
 
 def log_no_proposal(sa: Ikev2Sa, what: str, ours: tuple[Suite, ...], theirs: SaPayload) -> None:

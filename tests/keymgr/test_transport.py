@@ -1,0 +1,95 @@
+"""Transport-mode CHILD_SAs between two hosts, with larval on both ends: the responder
+asks its stack for a transport-mode policy between the two hosts' addresses (an inverse
+ACQUIRE without inner addresses) when the request carries N(USE_TRANSPORT_MODE), and
+installs transport-mode SAs (no inner selectors); packets between the hosts' own
+addresses go through ESP.
+
+    HDR, SK {IDi, AUTH, N(USE_TRANSPORT_MODE), SAi2, TSi, TSr}  -->
+          <--  HDR, SK {IDr, AUTH, N(USE_TRANSPORT_MODE), SAr2, TSi, TSr}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+import pytest
+
+from larval.ikev2.constants import NotifyType
+from tests.keymgr.test_manager import udp_packet
+from tests.keymgr.test_select import ESP, IKE, PSK, Host, Network, ike_sas
+
+A, B = "192.0.2.1", "192.0.2.2"
+
+
+def host(me: str, peer: str, child: dict[str, Any], version: int = 2) -> Host:
+    conn = {"local_addrs": [me], "remote_addrs": [peer], "proposals": IKE, "version": version,
+            "local": {"auth": "psk", "id": me}, "remote": {"auth": "psk", "id": peer},
+            "children": {"host": {"esp_proposals": ESP, **child}}}  # fmt: skip
+    return Host({"daemon": {"addresses": [me]}, "connections": {"host": conn},
+                 "secrets": {"ike-hosts": {"secret": PSK["gw"]}}})  # fmt: skip
+
+
+TRANSPORT = {"mode": "transport"}
+
+
+def hosts(a_child: dict[str, Any], b_child: dict[str, Any], version: int = 2) -> tuple[Host, Host]:
+    """A initiates (IKE_AUTH carries its CHILD_SA), B responds."""
+    a, b = host(A, B, a_child, version), host(B, A, b_child, version)
+    a.keymgr.initiate("host", "host", 0.0)
+    Network([a, b]).carry(0.0)
+    return a, b
+
+
+def child_sa(h: Host) -> Any:
+    (record,) = h.keymgr.children.values()
+    return record
+
+
+def assert_transport_both_ways(a: Host, b: Host) -> None:
+    """Each end's SAs have no inner selectors, and a packet between the hosts' own
+    addresses is sent through ESP and delivered with its addresses and payload."""
+    for me, peer in ((a, b), (b, a)):
+        record = child_sa(me)
+        assert (record.local_ts, record.remote_ts) == (
+            (ipaddress.ip_network(me.addr),), (ipaddress.ip_network(peer.addr),))  # fmt: skip
+        for spi, dst in ((record.spi_in, me.addr), (record.spi_out, peer.addr)):
+            sa = me.stack.sadb.lookup_esp(spi, dst.packed)
+            assert sa is not None and sa.inner_src is None and sa.inner_dst is None
+        packet = udp_packet(str(me.addr), str(peer.addr))
+        me.path.outbound(packet, 1.0)
+        sent = me.esp[-1]
+        assert int.from_bytes(sent.payload[:4], "big") == record.spi_out
+        peer.path.inbound(sent.payload, peer.addr.packed, 1.0)
+        # Transport mode carries the payload, the receiver rebuilds the IP header.
+        got = peer.delivered[-1]
+        assert (got[9], got[12:20], got[20:]) == (packet[9], packet[12:20], packet[20:])
+
+
+def test_larval_responds_to_a_transport_mode_request_with_a_transport_child_sa() -> None:
+    a, b = hosts(TRANSPORT, TRANSPORT)
+    assert [s["state"] for s in ike_sas(a) + ike_sas(b)] == ["established"] * 2
+    assert child_sa(b).name == "host"
+    assert_transport_both_ways(a, b)
+
+
+def test_a_tunnel_request_to_a_transport_only_responder_is_ts_unacceptable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without N(USE_TRANSPORT_MODE) the responder asks for a tunnel-mode policy as
+    before: a transport-mode one does not answer it."""
+    caplog.set_level(logging.INFO, "larval")
+    a, b = hosts({}, TRANSPORT)
+    assert not a.keymgr.children and not b.keymgr.children
+    assert "no policy for" in caplog.text
+    assert NotifyType.TS_UNACCEPTABLE.name in caplog.text
+
+
+def test_a_transport_request_to_a_tunnel_responder_gets_a_tunnel() -> None:
+    """RFC 7296 §1.3.1: a responder without a transport-mode policy may answer
+    USE_TRANSPORT_MODE with a tunnel; the hosts' addresses are the tunnel's selectors."""
+    _a, b = hosts(TRANSPORT, {})
+    record = child_sa(b)
+    sa = b.stack.sadb.lookup_esp(record.spi_in, b.addr.packed)
+    assert sa is not None and sa.inner_src is not None
