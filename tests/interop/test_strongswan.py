@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.harness import Topology, needs_charon, needs_netns
+from larval.bench.charon import CharonError
+from tests.interop.harness import (
+    NET,
+    OUTER,
+    LarvalDaemon,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
 
 pytestmark = [needs_netns]
 
@@ -193,3 +202,48 @@ def test_larval_sends_fragments_to_charon(tmp_path: Path, version: int, ike: str
         assert re.search(r"in \d+ fragments", log), log[-4000:]
         charon_log = (charon.dir / "charon.log").read_text()
         assert "reassembled fragmented IKE message" in charon_log, charon_log[-4000:]
+
+
+@needs_charon
+def test_charon_initiates_a_transport_mode_child_sa_to_larval(tmp_path: Path) -> None:
+    """charon asks for transport mode between the two hosts:
+
+        HDR, SK {IDi, AUTH, N(USE_TRANSPORT_MODE), SAi2, TSi, TSr}  -->
+              <--  HDR, SK {IDr, AUTH, N(USE_TRANSPORT_MODE), SAr2, TSi, TSr}
+
+    larval's responder finds its transport-mode policy between the hosts' addresses,
+    answers in kind and installs the CHILD_SA with those addresses as its selectors.
+    charon here has only kernel-libipsec (the kernel has no ESP), which installs tunnel
+    mode only: it refuses the SAs it agreed to ("unsupported mode") and deletes the
+    CHILD_SA, so no packet goes through; the exchange is what this case checks. larval
+    runs without a TUN device: the daemon routes a child's remote_ts into its TUN, which
+    for a host-to-host child would take its own IKE datagrams too."""
+    a, b = OUTER["a"], OUTER["b"]
+    with Topology(tmp_path) as topo:
+        config = larval_config(topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+                               start_action="none")  # fmt: skip
+        config = re.sub(r"^tun(_addresses)? = .*\n", "", config, flags=re.M)
+        config = config.replace(f'local_ts = ["{NET["b"]}"]',
+                                f'mode = "transport"\nlocal_ts = ["{b}/32"]')  # fmt: skip
+        config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{a}/32"]')
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        charon = topo.charon(topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16")
+        swanctl = charon.dir / "swanctl" / "swanctl.conf"
+        text = swanctl.read_text().replace("mode = tunnel", "mode = transport")
+        text = text.replace(f"local_ts = {NET['a']}", f"local_ts = {a}/32")
+        swanctl.write_text(text.replace(f"remote_ts = {NET['b']}", f"remote_ts = {b}/32"))
+        charon.swanctl("--load-all", "--noprompt")
+        with pytest.raises(CharonError) as refused:
+            charon.initiate()
+        said = str(refused.value)
+        assert "IKE_AUTH request 1 [" in said and "N(USE_TRANSP)" in said, said
+        assert re.search(r"IKE_AUTH response 1 \[ IDr AUTH N\(USE_TRANSP\) SA TSi TSr \]", said), (
+            said
+        )
+        assert "selected proposal: ESP:AES_GCM_16_128" in said, said
+        assert "unsupported mode" in said, said  # kernel-libipsec: tunnel mode only
+        log = larval.log.read_text()
+        assert re.search(r"s2s: CHILD_SA net installed, SPIs [0-9a-f]{8} in", log), log[-3000:]
+        assert "TS_UNACCEPTABLE" not in log, log[-3000:]
