@@ -21,10 +21,12 @@ from tests.keymgr.test_manager import udp_packet
 from tests.keymgr.test_select import ESP, IKE, PSK, Host, Network, ike_sas
 
 A, B = "192.0.2.1", "192.0.2.2"
+IKE_V1 = ["aes128-sha256-modp2048"]  # ISAKMP has no AEAD
 
 
 def host(me: str, peer: str, child: dict[str, Any], version: int = 2) -> Host:
-    conn = {"local_addrs": [me], "remote_addrs": [peer], "proposals": IKE, "version": version,
+    proposals = IKE if version == 2 else IKE_V1
+    conn = {"local_addrs": [me], "remote_addrs": [peer], "proposals": proposals, "version": version,
             "local": {"auth": "psk", "id": me}, "remote": {"auth": "psk", "id": peer},
             "children": {"host": {"esp_proposals": ESP, **child}}}  # fmt: skip
     return Host({"daemon": {"addresses": [me]}, "connections": {"host": conn},
@@ -93,3 +95,13 @@ def test_a_transport_request_to_a_tunnel_responder_gets_a_tunnel() -> None:
     record = child_sa(b)
     sa = b.stack.sadb.lookup_esp(record.spi_in, b.addr.packed)
     assert sa is not None and sa.inner_src is not None
+
+
+def test_ikev1_larval_responds_to_a_transport_mode_quick_mode() -> None:
+    """IKEv1: Quick Mode's ESP transforms carry the Transport encapsulation mode (RFC
+    2407 §4.5); the responder asks its stack for a transport-mode policy as IKEv2's does."""
+    a, b = hosts(TRANSPORT, TRANSPORT, version=1)
+    for h in (a, b):
+        h.keymgr.handle_timer(5.0)  # IKEv1: the initiator's outbound SA waits a moment
+    assert [s["version"] for s in ike_sas(a) + ike_sas(b)] == [1, 1]
+    assert_transport_both_ways(a, b)

@@ -27,7 +27,7 @@ from larval.crypto.dh import DhKeyPair
 from larval.crypto.ike_keys import ChildSaKeys
 from larval.crypto.ike_transforms import TransformType, encr_key_size, integ_key_size
 from larval.crypto.ikev1_keys import hash1, hash2, hash3, ikev1_dh_group, quick_mode_keymat
-from larval.ike.config import ChildConfig, IPAddress, IPNetwork
+from larval.ike.config import ChildConfig, ChildPolicy, IPAddress, IPNetwork
 from larval.ike.events import ChildSaFailed, ChildSaUp
 from larval.wire import Buffer
 
@@ -242,7 +242,7 @@ class QuickModeResponder(QuickModeTask):
             # narrows it on its end; ours is the first split network, the IDs echoed
             # unchanged (as strongSwan's unity plugin answers).
             local_ts = sa.unity_split[0]
-        policy = sa.child_policy((remote_ts,), (local_ts,)) if sa.child_policy else None
+        policy = _asked_policy(sa.child_policy, sa_payload, remote_ts, local_ts)
         if (
             policy is None
             or not _within(remote_ts, policy.remote_ts)
@@ -313,6 +313,25 @@ class QuickModeResponder(QuickModeTask):
                 if theirs == ours and tunnel_ok and (theirs.group is not None) == with_ke:
                     return proposal, transform, theirs
         return None
+
+
+def _asked_policy(
+    child_policy: ChildPolicy | None, offer: SaPayload, remote_ts: IPNetwork, local_ts: IPNetwork
+) -> ChildConfig | None:
+    """The responder's policy for a Quick Mode offer, or None: asked for transport mode
+    when an ESP transform of the offer has the Transport encapsulation mode (RFC 2407
+    §4.5), else for tunnel mode."""
+    if child_policy is None:
+        return None
+    transport = any(
+        not EspChoice.from_transform(t).tunnel
+        for p in offer.proposals
+        if p.protocol_id == ProtocolId.ESP
+        for t in p.transforms
+    )
+    if transport:
+        return child_policy((remote_ts,), (local_ts,), "transport")
+    return child_policy((remote_ts,), (local_ts,))
 
 
 def _within(network: IPNetwork, allowed: tuple[IPNetwork, ...]) -> bool:
