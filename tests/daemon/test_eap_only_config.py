@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from larval.commands.daemon import describe_auth
 from larval.credentials import load_credentials
 from larval.daemon.auth import resolve
 from larval.daemon.config import ConfigError, DaemonConfig, parse_config
@@ -21,6 +22,7 @@ from larval.ike.config import IkeConfig
 from larval.ike.events import ChildSaUp
 from larval.ike.identity import IdType
 from larval.ikev2.session import IkeSession, State
+from larval.keymgr.manager import _auth_info
 from tests.daemon.gateway import CAROL, GW, gateway_credentials
 from tests.ikev2.test_session import NET_A, NET_B, Pair, child
 from tests.ikev2.test_session_eap import run
@@ -100,9 +102,18 @@ def test_a_client_and_a_gateway_from_the_words_authenticate_by_eap_tls_only(
     up_i = next(e for e in events_i if isinstance(e, ChildSaUp))
     up_r = next(e for e in events_r if isinstance(e, ChildSaUp))
     assert up_i.keys_out == up_r.keys_in
-    assert pair.r.auth_remote is not None and pair.r.auth_remote.method == "eap-tls"
-    assert pair.r.auth_remote.identity == "carol@example.org"
-    assert pair.i.auth_remote == AuthInfo("eap-tls")  # proved by the method alone
+    # Each end's status names the other's TLS certificate; the gateway sent no AUTH of
+    # its own (its proof is the method: no scheme, as a certificate AUTH would give).
+    assert pair.r.auth_remote == AuthInfo("eap-tls", subject="C=CH, O=Example, CN=carol",
+                                          issuer="C=CH, O=Example, CN=Example CA",
+                                          identity="carol@example.org")  # fmt: skip
+    # larval status: ``eap-tls carol@example.org, C=CH, O=Example, CN=carol, issued by ...``
+    shown = describe_auth(_auth_info(pair.r.auth_remote) or {})
+    assert shown == ("eap-tls carol@example.org, C=CH, O=Example, CN=carol, "
+                     "issued by C=CH, O=Example, CN=Example CA")  # fmt: skip
+    assert pair.i.auth_remote == AuthInfo("eap-tls", subject="C=CH, O=Example, "
+                                          "CN=vpn.example.org",
+                                          issuer="C=CH, O=Example, CN=Example CA")  # fmt: skip
     assert pair.i.auth_local == AuthInfo("eap-tls", identity="carol@example.org")
 
 
