@@ -11,7 +11,7 @@ eap-tls; eap_id = %any }``, the TLS server); a certificate charon does not trust
 charon's alert, which larval's log names, and AUTHENTICATION_FAILED to charon. And
 EAP-only (RFC 5998, strongSwan's rw-eap-tls-only): charon as the client of a larval
 gateway with ``auth = "eap-tls"`` on both sides, which sends no AUTH of its own; larval's
-status names dave's certificate.
+status names dave's certificate; and larval as the EAP-only client of a charon gateway.
 
 Certificates by `larval.pki`: one root, the gateways' (FQDN) and dave's (rfc822Name).
 charon's eap-tls is in Debian's ``libcharon-extra-plugins``.
@@ -336,3 +336,47 @@ def test_charon_as_an_eap_only_client_of_a_larval_gateway(
         assert (remote["method"], remote["identity"]) == ("eap-tls", DAVE), ike
         assert remote["subject"] == f"C=CH, O=larval interop, CN={DAVE}", ike
         assert remote["issuer"] == "C=CH, O=larval interop, CN=EAP-TLS root", ike
+
+
+def test_larval_as_an_eap_only_client_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way: charon the rw-eap-tls-only gateway (``local { auth = eap-tls; certs =
+    moon.pem }``, ``remote { auth = eap-tls }``), larval the client with ``auth =
+    "eap-tls"`` on both sides, which announces EAP_ONLY_AUTHENTICATION and takes the
+    gateway without AUTH, checking its TLS certificate for the remote ``id``."""
+    certs = _certs()
+    gateway = _charon_gateway().replace("auth = pubkey\n", "auth = eap-tls\n")
+    gateway = gateway.replace("            eap_id = %any\n", "")
+    assert "auth = pubkey" not in gateway
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=gateway,
+            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="trap",
+            local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
+            remote=f'{{ auth = "eap-tls", id = "{MOON}" }}',
+            credentials=str(certs.credentials(tmp_path / "dave-credentials", "dave")),
+        )  # fmt: skip
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    log[-4000:])  # fmt: skip
+        assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
+        # charon's first IKE_AUTH response: IDr and EAP, no CERT, no AUTH.
+        first = re.search(r"generating IKE_AUTH response \d+ \[ ([^\]]*) \]", log)
+        assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
+        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
+            "eap-tls", DAVE), ike  # fmt: skip
+        remote = ike["auth_remote"]
+        assert (remote["method"], remote["scheme"]) == ("eap-tls", ""), ike
+        assert remote["subject"] == f"C=CH, O=larval interop, CN={MOON}", ike
