@@ -148,3 +148,23 @@ def test_eap_only_with_a_method_that_is_not_mutual_is_refused(
     with pytest.raises(ConfigError) as info:
         parse_config(config, "x.toml")
     assert str(info.value).startswith(f"x.toml: {named}")
+
+
+def test_a_client_without_an_id_gives_its_certificate_subject_as_eap_identity(
+    tmp_path: Path,
+) -> None:
+    """strongSwan's rw-eap-tls-only client writes no ``id``: its IKE and EAP identity is
+    its certificate's subject, which the gateway's TLS check finds in the certificate."""
+    gateway_credentials(tmp_path, carol=True)
+    config = client(tmp_path)
+    del config["connections"]["home"]["local"]["id"]
+    (home,) = resolved(config, tmp_path).connections
+    assert home.ike.local_eap is not None
+    assert home.ike.local_eap.eap_id == "C=CH, O=Example, CN=carol"
+    assert home.ike.local_id[0] == IdType.ID_DER_ASN1_DN
+    (gw,) = resolved(gateway(tmp_path), tmp_path).connections
+    pair = eap_pair(home.ike, gw.ike)
+    run(pair)
+    assert pair.i.state is State.ESTABLISHED and pair.r.state is State.ESTABLISHED
+    assert pair.r.auth_remote is not None
+    assert pair.r.auth_remote.identity == "C=CH, O=Example, CN=carol"
