@@ -200,6 +200,11 @@ def test_output_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[bytes]) 
          "Apple's password EAP is EAP-MSCHAPv2"),
         (["rw", "--user", "carol@example.org", "--for", "apple"],
          {"remote": {"auth": "pubkey"}}, "must carry the client's key (a PKCS#12)"),
+        (["rw", "--user", "carol@example.org"],
+         {"remote": {"auth": "eap-tls"},
+          "local": {"auth": "eap-tls", "certs": ["gw.pem"], "id": "vpn.example.org"}},
+         "connections.rw.local.auth: the gateway proves itself by EAP only (RFC 5998); "
+         'native clients check a certificate in IKE (auth = "pubkey")'),
     ],
 )  # fmt: skip
 def test_refusals_name_what_is_wrong(

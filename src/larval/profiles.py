@@ -138,6 +138,10 @@ def remote_access(
         raise ProfileError(f"{key} is not remote access: its clients prove themselves with a "
                            f"PSK (connections.{name}.remote.auth); a profile is for EAP or "
                            "certificate clients")  # fmt: skip
+    if ike.local_auth is None and ike.local_eap is not None:
+        raise ProfileError(f"{key}.local.auth: the gateway proves itself by EAP only (RFC "
+                           "5998); native clients check a certificate in IKE "
+                           '(auth = "pubkey")')  # fmt: skip
     if ike.local_auth is None:
         raise ProfileError(f"{key}.local.auth: the gateway proves itself with a PSK; "
                            'native clients check a certificate (auth = "pubkey")')  # fmt: skip

@@ -62,6 +62,8 @@ def _client_cert(name: str, ca: tuple[x509.Certificate, Any]) -> CertificateWith
 USERS_CA = _ca("Users CA")
 OTHER_CA = _ca("Other CA")
 DAVE_CERT = _client_cert(DAVE, USERS_CA)
+DAVE_SUBJECT = "O=larval tests, CN=dave@example.org"
+USERS_CA_SUBJECT = "O=larval tests, CN=Users CA"
 
 
 def tls_client(
@@ -111,7 +113,9 @@ def test_eap_tls_brings_the_child_sa_up_with_both_auths_keyed_by_the_tls_msk(
     up_i = next(e for e in events_i if isinstance(e, ChildSaUp))
     up_r = next(e for e in events_r if isinstance(e, ChildSaUp))
     assert up_i.keys_out == up_r.keys_in
-    assert pair.r.auth_remote == AuthInfo("eap-tls", identity=DAVE)
+    # The gateway's status names the client's TLS certificate, as it names an IKE one.
+    assert pair.r.auth_remote == AuthInfo("eap-tls", subject=DAVE_SUBJECT,
+                                          issuer=USERS_CA_SUBJECT, identity=DAVE)  # fmt: skip
     assert pair.i.auth_local == AuthInfo("eap-tls", identity=DAVE)
     # Both final AUTHs made with one 64-byte key, the MSK, not SK_p.
     msks = {k for k in keys if len(k) == 64}
@@ -123,7 +127,8 @@ def test_auth_eap_on_the_gateway_picks_tls_where_it_has_the_certificates() -> No
     pair = eap_pair(tls_client(method="eap"), tls_gateway("eap", passwords={"carol": PASSWORD}))
     run(pair)
     assert pair.r.state is State.ESTABLISHED
-    assert pair.r.auth_remote == AuthInfo("eap-tls", identity=DAVE)
+    assert pair.r.auth_remote == AuthInfo("eap-tls", subject=DAVE_SUBJECT,
+                                          issuer=USERS_CA_SUBJECT, identity=DAVE)  # fmt: skip
 
 
 def test_auth_eap_falls_back_to_mschapv2_when_the_client_naks_tls() -> None:

@@ -8,7 +8,10 @@ and runs EAP-TLS as the server (``remote = { auth = "eap-tls", eap_id = "%any", 
 revoked dave is refused, larval's log names dave and the reason, and neither end keeps an
 SA. And larval as the road warrior against charon as the gateway (``remote { auth =
 eap-tls; eap_id = %any }``, the TLS server); a certificate charon does not trust ends in
-charon's alert, which larval's log names, and AUTHENTICATION_FAILED to charon.
+charon's alert, which larval's log names, and AUTHENTICATION_FAILED to charon. And
+EAP-only (RFC 5998, strongSwan's rw-eap-tls-only): charon as the client of a larval
+gateway with ``auth = "eap-tls"`` on both sides, which sends no AUTH of its own; larval's
+status names dave's certificate; and larval as the EAP-only client of a charon gateway.
 
 Certificates by `larval.pki`: one root, the gateways' (FQDN) and dave's (rfc822Name).
 charon's eap-tls is in Debian's ``libcharon-extra-plugins``.
@@ -287,3 +290,93 @@ def test_a_charon_gateway_that_refuses_larvals_certificate_leaves_nothing_on_lar
             if time.monotonic() > deadline:
                 pytest.fail(f"not refused:\n{status}\n{log[-3000:]}\n{charon_log[-3000:]}")
             time.sleep(0.3)
+
+
+# -- EAP-only authentication (RFC 5998) ---------------------------------------------------
+
+
+def test_charon_as_an_eap_only_client_of_a_larval_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """strongSwan's rw-eap-tls-only: ``auth = eap-tls`` on both sides of both ends. The
+    larval gateway sends IDr and EAP without AUTH; charon takes it (it announced
+    EAP_ONLY_AUTHENTICATION), both ends prove themselves by TLS and the MSK AUTHs."""
+    certs = _certs()
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    client = _charon_client("dave").replace(
+        "auth = pubkey\n", "auth = eap-tls\n"
+    )  # remote { auth = eap-tls; id = sun }
+    assert "auth = pubkey" not in client
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=client,
+            credentials=certs.credentials(tmp_path / "dave-credentials", "dave"),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="none",
+            local=f'{{ auth = "eap-tls", certs = ["sun.pem"], id = "{SUN}" }}',
+            remote='{ auth = "eap-tls", cacerts = ["root.pem"] }',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun", crl=True)),
+        )  # fmt: skip
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        charon.initiate()
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
+        # The gateway's first IKE_AUTH response: IDr and EAP, no CERT, no AUTH.
+        first = re.search(r"parsed IKE_AUTH response \d+ \[ ([^\]]*) \]", log)
+        assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
+        result = topo.a.ping(count=3)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
+        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        remote = ike["auth_remote"]
+        assert (remote["method"], remote["identity"]) == ("eap-tls", DAVE), ike
+        assert remote["subject"] == f"C=CH, O=larval interop, CN={DAVE}", ike
+        assert remote["issuer"] == "C=CH, O=larval interop, CN=EAP-TLS root", ike
+
+
+def test_larval_as_an_eap_only_client_of_a_charon_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way: charon the rw-eap-tls-only gateway (``local { auth = eap-tls; certs =
+    moon.pem }``, ``remote { auth = eap-tls }``), larval the client with ``auth =
+    "eap-tls"`` on both sides, which announces EAP_ONLY_AUTHENTICATION and takes the
+    gateway without AUTH, checking its TLS certificate for the remote ``id``."""
+    certs = _certs()
+    gateway = _charon_gateway().replace("auth = pubkey\n", "auth = eap-tls\n")
+    gateway = gateway.replace("            eap_id = %any\n", "")
+    assert "auth = pubkey" not in gateway
+    monkeypatch.setattr(charon_module, "PLUGINS",
+                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    with Topology(tmp_path) as topo:
+        charon = topo.charon(
+            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=gateway,
+            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
+        )  # fmt: skip
+        config = larval_config(
+            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
+            start_action="trap",
+            local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
+            remote=f'{{ auth = "eap-tls", id = "{MOON}" }}',
+            credentials=str(certs.credentials(tmp_path / "dave-credentials", "dave")),
+        )  # fmt: skip
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        result = topo.b.ping(count=5)
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
+                                                    log[-4000:])  # fmt: skip
+        assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
+        # charon's first IKE_AUTH response: IDr and EAP, no CERT, no AUTH.
+        first = re.search(r"generating IKE_AUTH response \d+ \[ ([^\]]*) \]", log)
+        assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
+        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
+            "eap-tls", DAVE), ike  # fmt: skip
+        remote = ike["auth_remote"]
+        assert (remote["method"], remote["scheme"]) == ("eap-tls", ""), ike
+        assert remote["subject"] == f"C=CH, O=larval interop, CN={MOON}", ike

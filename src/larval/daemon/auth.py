@@ -118,6 +118,8 @@ class _Resolver:
     def eap_tls(self, ike: IkeConfig, cert_auth: CertAuth) -> IkeConfig:
         """The EAP side's `EapTlsAuth`, if its side names EAP-TLS's certificates."""
         local, remote = cert_auth.local, cert_auth.remote
+        if ike.local_eap is not None and ike.remote_eap is not None:
+            return self.eap_only(ike, cert_auth)
         if local is not None and local.method != "pubkey" and ike.local_eap is not None:
             cert = self.eap_tls_cert(local, ike.local_eap.eap_id or "")
             if cert is None or ike.remote_auth is None:
@@ -134,6 +136,31 @@ class _Resolver:
                              anchors)  # fmt: skip
             return dataclasses.replace(ike, remote_eap=dataclasses.replace(ike.remote_eap, tls=tls))
         return ike
+
+    def eap_only(self, ike: IkeConfig, cert_auth: CertAuth) -> IkeConfig:
+        """EAP-only authentication (RFC 5998) by EAP-TLS: this end's ``certs`` (the one
+        carrying its ``id``) is its TLS certificate both as client and as gateway, and the
+        peer's must chain to the ``remote`` side's CAs and, as a gateway's, carry the
+        configured remote ``id``. The EAP identity a client gives is, by default, its
+        IKE identity (its certificate's subject when ``id`` is not written)."""
+        local, remote = cert_auth.local, cert_auth.remote
+        assert local is not None and remote is not None
+        assert ike.local_eap is not None and ike.remote_eap is not None
+        own = self.local(ike, local, cert_auth)
+        trust = self.remote(remote, cert_auth)
+        if own is None or trust is None:
+            return ike  # the problem is named already
+        auth, local_id = own
+        anchors = getattr(trust.trust, "anchors", ())
+        client = EapTlsAuth(auth.cert, auth.intermediates, trust.trust, server_id=ike.remote_id)
+        server = EapTlsAuth(auth.cert, auth.intermediates, trust.trust, anchors)
+        eap_id = ike.local_eap.eap_id or describe_identity(*local_id)
+        return dataclasses.replace(
+            ike,
+            local_id=local_id,
+            local_eap=dataclasses.replace(ike.local_eap, eap_id=eap_id, tls=client),
+            remote_eap=dataclasses.replace(ike.remote_eap, tls=server),
+        )
 
     def eap_tls_cert(self, side: AuthSide, eap_id: str) -> CertificateWithKey | None:
         """A client's EAP-TLS certificate: the first of its ``certs`` that carries its

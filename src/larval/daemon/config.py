@@ -149,6 +149,11 @@ own ``local`` certificate, and its ``remote`` side names the ``cacerts`` of its 
     remote = { auth = "eap-tls", eap_id = "%any", cacerts = ["users-ca.pem"] }   # gateway
     local = { auth = "eap-tls", certs = ["dave.pem"], id = "dave@example.org" }  # client
 
+EAP-only authentication (RFC 5998), as strongSwan writes it: ``auth = "eap-tls"`` on both
+sides of both ends; each end's ``certs`` is its TLS certificate, the ``remote`` side's
+``cacerts`` (and a client's remote ``id``) what the peer's must be. The gateway sends no
+AUTH of its own. Any method but EAP-TLS on a side of such a connection is refused.
+
 Every child also becomes a PROTECT policy of the stack (both directions), built by the
 policy file's own reader, so the two files use the same words the same way. Every
 error names the file, the key and what is allowed; types are exact (``true`` is not
@@ -539,12 +544,7 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
     if conn.version != 2:
         raise r.error(f"{base}.version", "EAP authenticates in IKEv2 only: set version = 2")
     if eap_local and eap_remote:
-        # RFC 5998 §4: EAP-only authentication needs a method that authenticates the
-        # gateway too and derives an MSK; EAP-MSCHAPv2 and EAP-MD5 do not (strongSwan alike).
-        raise r.error(f"{base}.remote.auth", "both ends by EAP: the gateway's side proves "
-                      'itself with auth = "pubkey" (or "psk"); EAP-only authentication '
-                      "(RFC 5998) needs a mutual method, which EAP-MSCHAPv2 and EAP-MD5 "
-                      "are not")  # fmt: skip
+        return _with_eap_only(r, name, conn, local, remote)
     ike = conn.ike
     if eap_local:
         eap_id = local.eap_id or local.id or str(ike.local_addr)
@@ -565,6 +565,33 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
         auth = EapAuth(cast(Any, remote.method), remote.eap_id, dict(passwords),
                        retries=remote.eap_retries)  # fmt: skip
         ike = dataclasses.replace(ike, remote_eap=auth)
+    return dataclasses.replace(conn, ike=ike)
+
+
+def _with_eap_only(r: ConfigReader, name: str, conn: Connection, local: AuthSide,
+                   remote: AuthSide) -> Connection:  # fmt: skip
+    """Both ends by EAP: EAP-only authentication (RFC 5998), as strongSwan's
+    ``local = { auth = "eap-tls", certs = [...] }`` with ``remote = { auth = "eap-tls" }``.
+    It needs a mutual method that derives an MSK (§4): EAP-TLS, not EAP-MSCHAPv2 nor
+    EAP-MD5. The end's ``certs`` is its TLS certificate, as client or as gateway; the
+    ``remote`` side's ``cacerts`` those the peer's must chain to. Either end may be the
+    client (the initiator) or the gateway."""
+    for side in (remote, local):
+        if side.method != "eap-tls":
+            raise r.error(f"{side.key}.auth", "both ends by EAP: EAP-only authentication "
+                          '(RFC 5998) needs a mutual method, auth = "eap-tls" on both sides '
+                          f'(EAP-MSCHAPv2 and EAP-MD5 are not), not "{side.method}"; or '
+                          'let the gateway prove itself with auth = "pubkey"')  # fmt: skip
+    if not local.files:
+        raise r.error(f"{local.key}.certs", "missing: EAP-TLS needs this end's certificate")
+    eap_id = local.eap_id or local.id
+    if eap_id == "%any":
+        raise r.error(f"{local.key}.eap_id", "%any is the gateway's; a client names itself")
+    ike = dataclasses.replace(
+        conn.ike,
+        local_eap=EapAuth("eap-tls", eap_id),
+        remote_eap=EapAuth("eap-tls", remote.eap_id),
+    )
     return dataclasses.replace(conn, ike=ike)
 
 

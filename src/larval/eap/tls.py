@@ -263,6 +263,8 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
         self._packets = 0
         self._tls: _Tls | None = None
         self._checked = False
+        #: The other end's certificate, once it passed the check (for status).
+        self.peer_certificate: x509.Certificate | None = None
         self._incoming = b""  # the fragments of the message being received
         self._announced: int | None = None
         self._outgoing = b""  # what of the message being sent is still to go
@@ -325,6 +327,7 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
                 reason = self._check(*chain)
                 if reason is not None:
                     raise EapError(f"EAP-TLS: {self._whose} certificate refused: {reason}")
+                self.peer_certificate = chain[0]
         if self._tls.complete:
             if not self._checked:
                 raise EapError(f"EAP-TLS: handshake complete without the {self._whose} certificate")

@@ -135,6 +135,11 @@ class EapServerConversation:
         return self._sent(answer, machine.identifier)
 
     @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        """The client's EAP-TLS certificate, once it passed the check; else None."""
+        return getattr(self._machine, "peer_certificate", None)
+
+    @property
     def mutual(self) -> bool:
         """Does the method it runs authenticate this end too (`MUTUAL_METHODS`)?"""
         return self._first_method() in MUTUAL_METHODS
@@ -265,6 +270,11 @@ class EapPeerConversation:
     @property
     def msk(self) -> bytes | None:
         return self._machine.msk
+
+    @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        """The server's EAP-TLS certificate, once it passed the check; else None."""
+        return getattr(self._machine, "peer_certificate", None)
 
     @property
     def mutual(self) -> bool:

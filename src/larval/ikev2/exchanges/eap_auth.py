@@ -46,9 +46,11 @@ from __future__ import annotations
 import dataclasses
 from typing import NoReturn
 
+from cryptography import x509
+
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
-from larval.ike.identity import describe_identity
+from larval.ike.identity import describe_identity, describe_issuer, describe_subject
 
 from ..auth import (
     AuthenticationFailed,
@@ -237,7 +239,10 @@ class EapIkeAuth(IkeAuth):
             return
         self.done = True
         sa.auth_local = AuthInfo(self._eap.method, identity=self._eap.identity)
-        sa.auth_remote = self._peer_info
+        peer = self._peer_info
+        if peer is not None and peer.method == self._eap.method:  # EAP-only: its TLS certificate
+            peer = _with_certificate(peer, self._eap.peer_certificate)
+        sa.auth_remote = peer
         self._child_taken(message, now)
 
     def _refused(self, message: IkeMessage, now: float) -> None:
@@ -377,7 +382,10 @@ class EapIkeAuthResponder(AnswerTask):
             return
         assert self._eap is not None
         sa.auth_local = self._local_info or AuthInfo(self._eap.method)  # EAP-only: the method
-        sa.auth_remote = AuthInfo(self._eap.method, identity=self._eap.identity or "")
+        sa.auth_remote = _with_certificate(
+            AuthInfo(self._eap.method, identity=self._eap.identity or ""),
+            self._eap.peer_certificate,
+        )
         sa._established(now)
         if self._agreed is not None:
             child_up(sa, *self._agreed)
@@ -388,6 +396,15 @@ class EapIkeAuthResponder(AnswerTask):
         identity = self._eap.identity
         named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
         return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
+
+
+def _with_certificate(info: AuthInfo | None, cert: x509.Certificate | None) -> AuthInfo | None:
+    """`info` of a peer that proved itself by EAP-TLS, with its TLS certificate's subject
+    and issuer, as status shows a certificate's (the EAP identity alone says less)."""
+    if info is None or cert is None:
+        return info
+    return dataclasses.replace(info, subject=describe_subject(cert),
+                               issuer=describe_issuer(cert))  # fmt: skip
 
 
 def _eap_only_checked(sa: Ikev2Sa, message: IkeMessage, eap: EapServerConversation) -> None:
