@@ -288,11 +288,11 @@ class RemoteAccess:
             return AttributePayload(CfgType.CFG_ACK, acked, attr.identifier)
         return None
 
-    def answered(self, now: float) -> None:
-        """The answer to the peer's Transaction is sent: what waited for it follows."""
+    def answered(self) -> Callable[[float], None] | None:
+        """The answer to the peer's Transaction is sent: what waited for it, for the
+        caller to run once that answer has had time to land (nothing acknowledges it)."""
         then, self._after_answer = self._after_answer, None
-        if then is not None:
-            then(now)
+        return then
 
     # -- the client ------------------------------------------------------------------------
 

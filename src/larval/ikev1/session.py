@@ -311,6 +311,8 @@ class IkeV1Session(IsakmpSa):
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
         self._pending_child: ChildConfig | None = None
         self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
+        # What follows our XAuth ACK once it has landed: (when, what).
+        self._after_ack: tuple[float, Callable[[float], None]] | None = None
         self._deadline: float | None = None  # half-open
         self.established_at: float | None = None
         self._reauth_at: float | None = None  # IkeSaReauthDue
@@ -347,7 +349,8 @@ class IkeV1Session(IsakmpSa):
 
     def get_timer(self) -> float | None:
         times = [self._transport.get_timer(), self._deadline, self._dpd_due(), self._reauth_at,
-                 self._expire_at, self._retire_at, self._pending_child_at]  # fmt: skip
+                 self._expire_at, self._retire_at, self._pending_child_at,
+                 self._after_ack[0] if self._after_ack is not None else None]  # fmt: skip
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -366,6 +369,11 @@ class IkeV1Session(IsakmpSa):
             qm = self._quick.pop(gave_up.message_id, None)
             if isinstance(qm, QuickModeInitiator) and qm.child is not None:
                 self.report(ChildSaFailed(qm.child, reason))
+        if self._after_ack is not None and now >= self._after_ack[0]:
+            then = self._after_ack[1]
+            self._after_ack = None
+            if self.state is State.XAUTH:
+                then(now)
         if self._pending_child_at is not None and now >= self._pending_child_at:
             self._pending_child_at = None
             if self.state is State.ESTABLISHED and self._pending_child is not None:
@@ -717,7 +725,13 @@ class IkeV1Session(IsakmpSa):
                 answering = TransactionResponder(self, header.message_id,
                                                  self._remote_access.answer)  # fmt: skip
                 self._run(answering, inbound, now)
-                self._remote_access.answered(now)
+                then = self._remote_access.answered()
+                if then is not None:
+                    # Nothing answers the XAuth ACK: a threaded gateway may take a Mode
+                    # Config or QM1 sent right behind it first and drop it (charon: "quick
+                    # mode request for unestablished IKE_SA, ignored"), as after AM3.
+                    rtt = self._phase1.round_trip if self._phase1 is not None else None
+                    self._after_ack = (now + delivery_wait(rtt), then)
             case Step.TRANSACTION:
                 transaction = self._transactions[header.message_id]
                 self._run(transaction, inbound, now)
