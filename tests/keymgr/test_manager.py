@@ -628,3 +628,39 @@ def test_timers_come_due_one_ike_sa_at_a_time() -> None:
     a.keymgr.handle_timer(100.0)  # past every second timeout: all three given up
     assert a.keymgr.datagrams_to_send() == []
     assert a.keymgr.get_timer() is None and a.keymgr.sessions == {}
+
+
+def test_the_responder_of_a_child_rekey_sends_on_the_new_sa_only_after_the_delete() -> None:
+    """RFC 7296 §1.3.3, §2.8: the rekey's initiator installs its inbound SA when the answer
+    arrives, so the responder keeps sending on the old CHILD_SA until the initiator's
+    DELETE of it (as charon does); then on the new one. Nothing sent meanwhile is lost."""
+    a, b = Host("a", "b", "trap", child_rekey="100s"), Host("b", "a", "none")
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    (old,) = b.keymgr.status()["child_sas"]
+
+    def b_sends(now: float) -> bytes:
+        b.path.outbound(udp_packet("203.0.113.9", "198.51.100.7"), now)
+        esp = b.esp[-1].payload
+        a.path.inbound(esp, a.addr.packed, now)
+        return esp[:4]
+
+    now = 101.0  # past A's soft lifetime (rekey_time less its jitter)
+    a.stack.age(now)
+    a.pump(now)
+    (request,) = a.keymgr.datagrams_to_send()  # CREATE_CHILD_SA { N(REKEY_SA), ... } -->
+    b.keymgr.receive_ike(request[0], (str(a.addr), 4500), b.addr, now)
+    b.pump(now)
+    (answer,) = b.keymgr.datagrams_to_send()  # <-- CREATE_CHILD_SA
+    assert len(b.keymgr.status()["child_sas"]) == 2
+    assert b_sends(now).hex() == old["spi_out"]  # A has no inbound SA of the new one yet
+    a.keymgr.receive_ike(answer[0], (str(b.addr), 4500), a.addr, now)
+    a.pump(now)
+    assert b_sends(now).hex() == old["spi_out"]  # still, until A's DELETE arrives
+    carry(a, b, now)  # INFORMATIONAL { D(old) } -->  <-- { D(old) }
+    (new,) = b.keymgr.status()["child_sas"]
+    assert new["spi_in"] != old["spi_in"]
+    assert b_sends(now).hex() == new["spi_out"]
+    assert len(a.delivered) == 3  # every packet B sent arrived

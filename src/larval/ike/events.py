@@ -55,6 +55,11 @@ class ChildSaUp:
     # Seconds the outbound SA should wait before it carries traffic: a peer that holds no
     # early ESP must have its inbound SA first (IKEv1: until QM3 has reached it). 0: none.
     outbound_after: float = 0.0
+    # The CHILD_SA (by its inbound SPI) the peer renewed with this one (RFC 7296 §1.3.3,
+    # this end responding). The peer installs its inbound SA only when our answer arrives,
+    # so ours to it waits until the peer deletes the old CHILD_SA (§2.8), as charon does;
+    # until then, traffic goes on over the old one.
+    replaces: int | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,6 +174,9 @@ class KeyManager:
         self._requests: dict[int, PolicyRequest] = {}  # ACQUIRE seq -> what it asked
         # Outbound SAs to ADD later, by their CHILD_SA's inbound SPI: (when, the ADD).
         self._outbound_due: dict[int, tuple[float, Callable[[], None]]] = {}
+        #: A CHILD_SA the peer renewed (inbound SPI) -> its successor, whose outbound SA
+        #: waits in `_outbound_due` for the old one's deletion.
+        self._renewed_by: dict[int, int] = {}
         self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
@@ -637,7 +641,7 @@ class KeyManager:
         timers, filed = self._timers, self._filed
         while timers and filed.get(id(timers[0][2])) != timers[0][0]:
             heapq.heappop(timers)  # stale
-        due = [due for due, _ in self._outbound_due.values()]
+        due = [due for due, _ in self._outbound_due.values() if due != math.inf]
         if timers:
             due.append(timers[0][0])
         return min(due) if due else None
@@ -854,7 +858,14 @@ class KeyManager:
                             refused.diagnostic)  # fmt: skip
 
         install(SadbMsgType.UPDATE, inbound, True, 0)
-        if up.outbound_after > 0:
+        if up.replaces is not None and up.replaces in self.children:
+            # The peer's rekey: our outbound SA waits for its DELETE of the old CHILD_SA
+            # (`_uninstall` adds it then); traffic goes on over the old one meanwhile.
+            self._outbound_due[up.spi_in] = (
+                math.inf, lambda: install(SadbMsgType.ADD, outbound, False, up.spi_in)
+            )
+            self._renewed_by[up.replaces] = up.spi_in
+        elif up.outbound_after > 0:
             # The outbound SA, and the packets the stack holds for it, wait until the peer
             # can take them (IKEv1: QM3 has reached it); `handle_timer` adds it then.
             self._outbound_due[up.spi_in] = (
@@ -897,6 +908,9 @@ class KeyManager:
         record = self.children.pop(spi_in, None)
         if record is None:
             return
+        renewal = self._outbound_due.pop(self._renewed_by.pop(spi_in, -1), None)
+        if renewal is not None:
+            renewal[1]()  # the new outbound SA first, then the old one goes
         sas = [(record.spi_in, record.remote, record.local)]
         if self._outbound_due.pop(spi_in, None) is None:  # else never added
             sas.append((record.spi_out, record.local, record.remote))

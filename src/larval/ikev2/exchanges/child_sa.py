@@ -24,6 +24,7 @@ def child_up(
     nonces: tuple[bytes, bytes] | None = None,
     exchange_initiator: bool | None = None,
     shared: bytes | None = None,
+    replaces: int | None = None,
 ) -> None:  # fmt: skip
     """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), with the nonces of IKE_AUTH's
     IKE_SA_INIT (`nonces` None) or of the CREATE_CHILD_SA exchange."""
@@ -42,5 +43,6 @@ def child_up(
     first = sa.initiator if exchange_initiator is None else exchange_initiator
     sa._events.append(
         ChildSaUp(child, spi_in, spi_out, suite, material.inbound(first),
-                  material.outbound(first), local_ts, remote_ts, sa.initiator, sa.natted)
+                  material.outbound(first), local_ts, remote_ts, sa.initiator, sa.natted,
+                  replaces=replaces)
     )  # fmt: skip

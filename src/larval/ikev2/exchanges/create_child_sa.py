@@ -365,9 +365,9 @@ class ChildCreateResponder(AnswerTask):
     def answered(self, now: float) -> None:
         sa = self._sa
         assert self._made is not None
-        child_up(sa, *self._made, nonces=self._nonces, exchange_initiator=False,
-                 shared=self._shared)  # fmt: skip
         old = self._old
+        child_up(sa, *self._made, nonces=self._nonces, exchange_initiator=False,
+                 shared=self._shared, replaces=old.spi_in if old is not None else None)  # fmt: skip
         ours = sa._tasks.rekeying(renewing(old.spi_in)) if old is not None else None
         if isinstance(ours, ChildCreate):
             # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and
