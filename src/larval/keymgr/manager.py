@@ -862,7 +862,8 @@ class KeyManager:
             # The peer's rekey: our outbound SA waits for its DELETE of the old CHILD_SA
             # (`_uninstall` adds it then); traffic goes on over the old one meanwhile.
             self._outbound_due[up.spi_in] = (
-                math.inf, lambda: install(SadbMsgType.ADD, outbound, False, up.spi_in)
+                math.inf,
+                lambda: install(SadbMsgType.ADD, outbound, False, up.spi_in),
             )
             self._renewed_by[up.replaces] = up.spi_in
         elif up.outbound_after > 0:
