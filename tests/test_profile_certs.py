@@ -18,15 +18,16 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from larval import pki
 from larval.cli import main
 from larval.credentials import public_key_der
 from larval.profiles import UserCertificate
 from tests.credentials.files import PEM, key_bytes, write
-from tests.daemon.gateway import CA, CAROL, CAROL_KEY, NOW, OTHER_CA, OTHER_CA_KEY
+from tests.daemon.gateway import CA, CA_KEY, CAROL, CAROL_KEY, NOW, OTHER_CA, OTHER_CA_KEY
 from tests.test_profile import gateway
 
 PASSPHRASE = b"carol-P12-passphrase-1"
@@ -166,6 +167,30 @@ def test_windows_imports_the_pkcs12_as_machine_certificate(tmp_path: Path) -> No
     assert "-AuthenticationMethod MachineCertificate" in add
     # The PKCS#12 is imported before the connection that uses it is added.
     assert lines.index(add) > end
+
+
+@pytest.mark.parametrize(("usages", "warned"), [
+    ([ExtendedKeyUsageOID.SERVER_AUTH], True),
+    ([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], False),
+])  # fmt: skip
+def test_windows_warns_of_a_certificate_without_client_auth(
+    tmp_path: Path, usages: list[x509.ObjectIdentifier], warned: bool
+) -> None:
+    request = pki.CertRequest(pki.parse_dn("C=CH, O=Example, CN=carol"),
+                              sans=[pki.parse_san(CAROL_ID)])  # fmt: skip
+    plain = pki.make_certificate(request, CAROL_KEY.public_key(), CA_KEY, CA, now=NOW)
+    builder = x509.CertificateBuilder(
+        issuer_name=plain.issuer, subject_name=plain.subject, public_key=plain.public_key(),
+        serial_number=plain.serial_number, not_valid_before=plain.not_valid_before_utc,
+        not_valid_after=plain.not_valid_after_utc,
+        extensions=[*plain.extensions],
+    ).add_extension(x509.ExtendedKeyUsage(usages), critical=False)  # fmt: skip
+    cert, key = carol_files(tmp_path)
+    write(tmp_path / "carol", "carol.pem", builder.sign(CA_KEY, hashes.SHA256()).public_bytes(PEM))
+    args = ["--cert", str(cert), "--key", str(key), "--p12-password-file",
+            str(password_file(tmp_path))]  # fmt: skip
+    _, proc = run(tmp_path, "windows", *args)
+    assert ("extended key usages lack clientAuth" in proc.stderr) is warned, proc.stderr
 
 
 def test_an_existing_output_file_becomes_mode_600(tmp_path: Path) -> None:

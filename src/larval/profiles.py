@@ -48,6 +48,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from larval.credentials import Credentials, PrivateKey, describe_key, public_key_der
 from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
@@ -683,6 +684,7 @@ def windows_script(ra: RemoteAccess, passphrase: bytes | None = None) -> bytes:
             'remote.eap_id = "%any", or the gateway will refuse it'
         )
     _windows_server_name(ra)
+    _windows_client_auth_eku(ra)
     _all_traffic(ra, "Windows")
     method = "MachineCertificate" if ra.client_auth == "pubkey" else "Eap"
     # Windows's EAP is EAP-MSCHAPv2 unless an EAP configuration says otherwise.
@@ -745,6 +747,23 @@ def _windows_import_pkcs12(ra: RemoteAccess, passphrase: bytes | None) -> list[s
         "-Password $PfxPassword | Out-Null",
         "Remove-Item $PfxFile",
     ]
+
+
+def _windows_client_auth_eku(ra: RemoteAccess) -> None:
+    """Windows takes a client certificate that names extended key usages only if
+    clientAuth is among them."""
+    if ra.user_cert is None:
+        return
+    try:
+        usages = ra.user_cert.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages.value:
+        ra.warnings.append(
+            f"{ra.user_cert.cert_name}: the certificate's extended key usages lack clientAuth; "
+            "Windows will not use it to connect (issue it with clientAuth, or with no "
+            "extended key usage)"
+        )
 
 
 def _windows_server_name(ra: RemoteAccess) -> None:
