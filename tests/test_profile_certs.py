@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed448
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -191,6 +192,47 @@ def test_windows_warns_of_a_certificate_without_client_auth(
             str(password_file(tmp_path))]  # fmt: skip
     _, proc = run(tmp_path, "windows", *args)
     assert ("extended key usages lack clientAuth" in proc.stderr) is warned, proc.stderr
+
+
+def test_the_pkcs12_carries_the_intermediate_ca_given_with_the_certificate(
+    tmp_path: Path,
+) -> None:
+    # carol's certificate by an intermediate CA under the root the gateway trusts; the
+    # intermediate comes in carol's PEM file only, and goes into her PKCS#12 (the root
+    # does not: the client trusts it by the profile's CA).
+    sub_key = pki.generate_key("ecdsa")
+    sub = pki.make_certificate(
+        pki.CertRequest(pki.parse_dn("C=CH, O=Example, CN=Users CA"), ca=True),
+        sub_key.public_key(), CA_KEY, CA, now=NOW,
+    )  # fmt: skip
+    leaf = _carol_by(sub, sub_key)
+    cert, key = carol_files(tmp_path)
+    write(tmp_path / "carol", "carol.pem", leaf.public_bytes(PEM) + sub.public_bytes(PEM))
+    args = ["--cert", str(cert), "--key", str(key), "--p12-password-file",
+            str(password_file(tmp_path))]  # fmt: skip
+    sswan = json.loads(run(tmp_path, "android", *args)[0])
+    _, p12_cert, cas = pkcs12.load_key_and_certificates(
+        base64.b64decode(sswan["local"]["p12"]), PASSPHRASE
+    )
+    assert p12_cert == leaf and cas == [sub]
+
+
+def test_apple_refuses_a_key_it_cannot_sign_with(tmp_path: Path) -> None:
+    key = ed448.Ed448PrivateKey.generate()
+    request = pki.CertRequest(pki.parse_dn("C=CH, O=Example, CN=carol"),
+                              sans=[pki.parse_san(CAROL_ID)])  # fmt: skip
+    cert_path = write(tmp_path / "carol", "carol.pem", pki.make_certificate(
+        request, key.public_key(), CA_KEY, CA, now=NOW).public_bytes(PEM), mode=0o644)  # fmt: skip
+    key_path = write(tmp_path / "carol", "carol.key", key_bytes(key))
+    config = gateway(tmp_path, carol_cert=False, **PUBKEY)
+    command = [sys.executable, "-m", "larval", "profile", "rw", "--user", CAROL_ID, "--for",
+               "apple", "-c", str(config), "-o", str(tmp_path / "out"), "--cert",
+               str(cert_path), "--key", str(key_path), "--p12-password-file",
+               str(password_file(tmp_path))]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"larval: {key_path}: the key is Ed448; Apple clients sign with RSA, "
+                           "ECDSA or Ed25519 only\n")  # fmt: skip
 
 
 def test_an_existing_output_file_becomes_mode_600(tmp_path: Path) -> None:

@@ -607,18 +607,20 @@ def _apple_client_auth(ra: RemoteAccess) -> dict[str, Any]:
                 "PayloadCertificateUUID": identity_uuid}  # fmt: skip
     return {"AuthenticationMethod": "Certificate", "ExtendedAuthEnabled": 0,
             "PayloadCertificateUUID": identity_uuid,
-            "CertificateType": _apple_certificate_type(ra.user_cert.key)}  # fmt: skip
+            "CertificateType": _apple_certificate_type(ra.user_cert)}  # fmt: skip
 
 
-def _apple_certificate_type(key: PrivateKey) -> str:
+def _apple_certificate_type(user_cert: UserCertificate) -> str:
     """Apple's name of the key's signature in IKE_AUTH (its default is RSA)."""
+    key = user_cert.key
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return f"ECDSA{key.curve.key_size}"
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "Ed25519"
     if isinstance(key, rsa.RSAPrivateKey):
         return "RSA"
-    raise ProfileError(f"{describe_key(key)}: Apple clients sign with RSA, ECDSA or Ed25519 only")
+    raise ProfileError(f"{user_cert.key_name}: the key is {describe_key(key)}; Apple clients sign "
+                       "with RSA, ECDSA or Ed25519 only")  # fmt: skip
 
 
 def _passphrase(ra: RemoteAccess, passphrase: bytes | None) -> bytes:
