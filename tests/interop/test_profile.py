@@ -37,6 +37,7 @@ from tests.interop.harness import (
     needs_netns,
 )
 from tests.interop.test_eap import needs_mschapv2
+from tests.interop.test_eap_tls import needs_eap_tls
 
 pytestmark = [needs_netns, needs_charon]
 
@@ -50,15 +51,17 @@ def swanctl_from_sswan(profile: dict[str, Any], local_addr: str, password: str) 
     password, or a certificate user's PKCS#12 passphrase, is the one the user types: it
     is not in the profile). A certificate user's PKCS#12 is charon's ``pkcs12/user.p12``,
     written by the caller."""
-    assert profile["type"] in ("ikev2-eap", "ikev2-cert")
+    assert profile["type"] in ("ikev2-eap", "ikev2-cert", "ikev2-eap-tls")
     proposals = (
         f"\n        proposals = {profile['ike-proposal']}" if "ike-proposal" in profile else ""
     )
     esp = f"\n                esp_proposals = {profile['esp-proposal']}" \
         if "esp-proposal" in profile else ""  # fmt: skip
-    if profile["type"] == "ikev2-cert":
-        # The certificate is found by the identity among those loaded (the PKCS#12's).
-        local = f"auth = pubkey\n            id = {profile['local']['id']}"
+    if profile["type"] in ("ikev2-cert", "ikev2-eap-tls"):
+        # The certificate is found by the identity among those loaded (the PKCS#12's);
+        # by EAP-TLS the identity is the EAP identity too.
+        auth = "pubkey" if profile["type"] == "ikev2-cert" else "eap-tls"
+        local = f"auth = {auth}\n            id = {profile['local']['id']}"
         secret = f'pkcs12-user {{\n        file = user.p12\n        secret = "{password}"'
     else:
         eap_id = profile["local"]["eap_id"]
@@ -179,22 +182,33 @@ def test_a_sswan_profile_turned_into_a_charon_client_connects(
         assert ike["virtual_ips"] == [VIP], ike
 
 
+@pytest.mark.parametrize(
+    ("auth", "kind", "proof"),
+    [
+        ("pubkey", "ikev2-cert", f"authentication of '{MOON}' (myself) with ECDSA"),
+        pytest.param("eap-tls", "ikev2-eap-tls", "EAP method EAP_TLS succeeded, MSK established",
+                     marks=needs_eap_tls),
+    ],
+)  # fmt: skip
 def test_a_certificate_users_sswan_with_its_pkcs12_connects(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auth: str, kind: str, proof: str
 ) -> None:
     """moon's certificate and key go into the profile (``--cert``/``--key``); charon loads
     the profile's PKCS#12 with the passphrase larval printed once, and the gateway takes
-    moon by that certificate."""
+    moon by that certificate, in IKE or by EAP-TLS."""
     certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
     moon = certs.ends["moon"]
-    monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " pkcs7 pkcs12")
+    plugins = " pkcs7 pkcs12" + (" eap-identity eap-tls" if auth == "eap-tls" else "")
+    monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + plugins)
     own = tmp_path / "moon-own"
     own.mkdir()
     (own / "moon.pem").write_bytes(moon.cert.public_bytes(serialization.Encoding.PEM))
     (own / "moon.key").write_bytes(moon.key_pem)
     (own / "moon.key").chmod(0o600)
     with Topology(tmp_path) as topo:
-        larval = gateway(topo, certs, tmp_path, '{ auth = "pubkey", id = "%any" }')
+        remote = '{ auth = "pubkey", id = "%any" }' if auth == "pubkey" else \
+            '{ auth = "eap-tls", eap_id = "%any" }'  # fmt: skip
+        larval = gateway(topo, certs, tmp_path, remote)
         out = tmp_path / "moon.sswan"
         written = subprocess.run(
             [sys.executable, "-m", "larval", "profile", "s2s", "--user", MOON, "--for",
@@ -207,7 +221,7 @@ def test_a_certificate_users_sswan_with_its_pkcs12_connects(
         text = out.read_text()
         assert passphrase not in text and moon.key_pem.decode() not in text
         profile = json.loads(text)
-        assert profile["type"] == "ikev2-cert" and profile["local"]["id"] == MOON
+        assert profile["type"] == kind and profile["local"]["id"] == MOON
         assert profile["remote"]["addr"] == OUTER["b"] and profile["remote"]["id"] == SUN
 
         # What the app holds once the user imported the profile: the CA and the PKCS#12.
@@ -224,11 +238,11 @@ def test_a_certificate_users_sswan_with_its_pkcs12_connects(
         topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
         charon.initiate("net")
         log = (charon.dir / "charon.log").read_text(errors="replace")
-        assert f"authentication of '{MOON}' (myself) with ECDSA" in log, log[-4000:]
+        assert proof in log, log[-4000:]
         assert f"installing new virtual IP {VIP}" in log, log[-4000:]
         result = ping_from_vip(topo)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
         (ike,) = [sa for sa in larval.status()["ike_sas"] if sa["state"] == "established"]  # type: ignore[union-attr]
-        assert ike["auth_remote"]["method"] == "pubkey", ike
+        assert ike["auth_remote"]["method"] == auth, ike
         assert ike["auth_remote"]["subject"].endswith(f"CN={MOON}"), ike
         assert ike["virtual_ips"] == [VIP], ike
