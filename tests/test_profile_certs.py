@@ -235,6 +235,20 @@ def test_apple_refuses_a_key_it_cannot_sign_with(tmp_path: Path) -> None:
                            "ECDSA or Ed25519 only\n")  # fmt: skip
 
 
+@pytest.mark.parametrize(("remote_id", "warned"), [
+    ("*@example.org", True), ("C=CH, O=Example, CN=carol", False), ("%any", False),
+])  # fmt: skip
+def test_windows_warns_of_a_gateway_refusing_the_machine_certificates_subject(
+    tmp_path: Path, remote_id: str, warned: bool
+) -> None:
+    changes = {"remote": {"auth": "pubkey", "id": remote_id}}
+    user = CAROL_ID if warned else "C=CH, O=Example, CN=carol"
+    _, proc = run(tmp_path, "windows", *given(tmp_path), user=user, changes=changes)
+    warning = ("connections.rw.remote.id: Windows sends the certificate's subject (C=CH, "
+               "O=Example, CN=carol) as its IKE identity")  # fmt: skip
+    assert (warning in proc.stderr) is warned, proc.stderr
+
+
 def test_an_existing_output_file_becomes_mode_600(tmp_path: Path) -> None:
     out = write(tmp_path, "carol.sswan", b"old", mode=0o644)
     config = gateway(tmp_path, carol_cert=False, **PUBKEY)

@@ -55,9 +55,10 @@ from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.crypto.ike_transforms import DhId, EncrId, IntegId, PrfId, Transform, TransformType
 from larval.daemon.config import DaemonConfig
 from larval.errors import LarvalError
-from larval.ike.auth_config import PeerTrust, TrustError
+from larval.ike.auth_config import IdMatch, PeerTrust, TrustError
 from larval.ike.identity import (
     IdentityMatch,
+    IdType,
     cert_matches_identity,
     describe_identity,
     describe_subject,
@@ -150,6 +151,8 @@ class RemoteAccess:
     any_identity: bool = True
     #: A certificate client's certificate and key, checked against the connection.
     user_cert: UserCertificate | None = None
+    #: The IKE identities the gateway takes (its ``remote.id``; None: any).
+    remote_id_match: IdMatch | None = field(default=None, compare=False, repr=False)
     warnings: list[str] = field(default_factory=list, compare=False)
 
     @property
@@ -254,6 +257,7 @@ def remote_access(
         subnets=tuple(str(net) for net in conn.children[0].local_ts),
         any_identity=any_identity and (ike.remote_eap is None or eap_any),
         user_cert=user_cert,
+        remote_id_match=match,
     )
 
 
@@ -687,6 +691,7 @@ def windows_script(ra: RemoteAccess, passphrase: bytes | None = None) -> bytes:
         )
     _windows_server_name(ra)
     _windows_client_auth_eku(ra)
+    _windows_machine_identity(ra)
     _all_traffic(ra, "Windows")
     method = "MachineCertificate" if ra.client_auth == "pubkey" else "Eap"
     # Windows's EAP is EAP-MSCHAPv2 unless an EAP configuration says otherwise.
@@ -765,6 +770,21 @@ def _windows_client_auth_eku(ra: RemoteAccess) -> None:
             f"{ra.user_cert.cert_name}: the certificate's extended key usages lack clientAuth; "
             "Windows will not use it to connect (issue it with clientAuth, or with no "
             "extended key usage)"
+        )
+
+
+def _windows_machine_identity(ra: RemoteAccess) -> None:
+    """With a machine certificate Windows's IKE identity is the certificate's subject
+    (a DN), not a name of its subjectAltNames."""
+    if ra.client_auth != "pubkey" or ra.user_cert is None or ra.remote_id_match is None:
+        return
+    subject = ra.user_cert.cert.subject
+    if not ra.remote_id_match(IdType.ID_DER_ASN1_DN, subject.public_bytes()):
+        ra.warnings.append(
+            f"connections.{ra.connection}.remote.id: Windows sends the certificate's subject "
+            f"({describe_subject(ra.user_cert.cert)}) as its IKE identity, which "
+            f"{ra.remote_id_match} does not take; the gateway will refuse it (set remote.id "
+            'to that DN, or "%any")'
         )
 
 

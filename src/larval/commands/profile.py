@@ -43,7 +43,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Write a profile for a native IKEv2 client of connection CONN: an "
         "Apple .mobileconfig, a strongSwan-app .sswan or a Windows PowerShell script, with "
         "the gateway's address and identity, its CA certificate and proposals it accepts. "
-        "The profile never holds a password: the user types it when connecting.",
+        "The profile never holds a password: the user types it when connecting. A "
+        "certificate client's certificate and key go in as a PKCS#12 (--cert, --key) whose "
+        "passphrase is not in the profile either: the user types it when importing.",
     )
     p.add_argument("connection", metavar="CONN", help="a remote-access connection of the file")
     p.add_argument("--user", required=True, help="the user the profile is for (EAP identity, "
