@@ -302,6 +302,7 @@ def _unknown_ca_cert() -> x509.Certificate:
         ("open-key", PUBKEY, "{key}: mode 0644, readable by group or others; chmod 600 it"),
         ("not-a-cert", PUBKEY, "{cert}: not an X.509 certificate (PEM or DER)"),
         ("empty-password", PUBKEY, "its first line is empty"),
+        ("open-password", PUBKEY, "readable by group or others; chmod 600 it"),
         ("no-pkcs12", {"remote": {"auth": "eap-mschapv2", "eap_id": "%any"}},
          "this profile carries no PKCS#12"),
     ],
@@ -327,6 +328,8 @@ def test_refusals_name_the_file_and_key(
         write(tmp_path / "carol", "carol.pem", b"no certificate")
     elif case == "empty-password":
         password = password_file(tmp_path, b"\n")
+    elif case == "open-password":
+        password.chmod(0o640)
     args = ["--cert", str(cert), "--key", str(key), "--p12-password-file", str(password)]
     if case == "no-key":
         args = args[:2]

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import os
 import secrets
+import stat
 import sys
 from pathlib import Path
 from typing import cast
@@ -73,8 +74,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="the private key of --cert (mode 600; an encrypted one is opened with "
                    "[secrets.private-NAME] of the configuration)")  # fmt: skip
     p.add_argument("--p12-password-file", metavar="FILE",
-                   help="a file whose first line is the passphrase of the profile's PKCS#12 "
-                   "(default: one is made and shown once on standard error)")  # fmt: skip
+                   help="a file (mode 600) whose first line is the passphrase of the "
+                   "profile's PKCS#12 (default: one is made and shown once on standard "
+                   "error)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +137,11 @@ def _passphrase(password_file: str | None, needed: bool) -> tuple[bytes | None, 
     if password_file is None:
         return secrets.token_urlsafe(15).encode(), True
     try:
-        lines = Path(password_file).read_bytes().splitlines()
+        path = Path(password_file)
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            raise ProfileError(f"--p12-password-file {password_file}: readable by group or "
+                               "others; chmod 600 it")  # fmt: skip
+        lines = path.read_bytes().splitlines()
     except OSError as e:
         raise ProfileError(f"--p12-password-file {password_file}: cannot be read: "
                            f"{e.strerror}") from None  # fmt: skip
