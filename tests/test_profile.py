@@ -22,12 +22,13 @@ PASSWORD = "carol-Password-1"
 DER = CA.public_bytes(serialization.Encoding.DER)
 
 
-def gateway(tmp: Path, **changes: Any) -> Path:
+def gateway(tmp: Path, carol_cert: bool = True, **changes: Any) -> Path:
     """A gateway's configuration file (mode 600) with its credentials under `tmp`: the
     connection rw (certificate vpn.example.org, EAP-MSCHAPv2 clients, pool rw), and
-    `changes` to rw's keys (None removes one)."""
+    `changes` to rw's keys (None removes one); `carol_cert`: carol's certificate and key
+    among the credentials."""
     creds = tmp / "creds"
-    gateway_credentials(creds, carol=True)
+    gateway_credentials(creds, carol=carol_cert)
     rw: dict[str, Any] = {
         "local_addrs": ["192.0.2.1"],
         "remote_addrs": ["%any"],
@@ -116,7 +117,9 @@ def test_sswan_parses_back_with_the_values_charon_needs(tmp_path: Path) -> None:
 
 
 def test_sswan_of_a_certificate_client(tmp_path: Path) -> None:
-    config = gateway(tmp_path, remote={"auth": "pubkey", "id": "*@example.org"})
+    # No certificate of carol's at hand: the app lets her pick one on the device.
+    config = gateway(tmp_path, carol_cert=False,
+                     remote={"auth": "pubkey", "id": "*@example.org"})  # fmt: skip
     out = tmp_path / "c.sswan"
     args = ["profile", "rw", "--user", "carol@example.org", "--for", "android", "-o",
             str(out), "-c", str(config)]  # fmt: skip
@@ -199,7 +202,8 @@ def test_output_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[bytes]) 
         (["rw", "--user", "carol", "--for", "apple"], {"remote": {"auth": "eap-md5"}},
          "Apple's password EAP is EAP-MSCHAPv2"),
         (["rw", "--user", "carol@example.org", "--for", "apple"],
-         {"remote": {"auth": "pubkey"}}, "must carry the client's key (a PKCS#12)"),
+         {"remote": {"auth": "pubkey"}, "carol_cert": False},
+         "must carry the client's key (a PKCS#12): give --cert FILE --key FILE"),
         (["rw", "--user", "carol@example.org"],
          {"remote": {"auth": "eap-tls"},
           "local": {"auth": "eap-tls", "certs": ["gw.pem"], "id": "vpn.example.org"}},

@@ -9,6 +9,12 @@ a PSK, a gateway without a certificate, a user the connection does not take. The
 are pure functions of those facts. No profile ever holds a password: the user types it
 when the client first connects.
 
+A certificate client (``remote.auth = "pubkey"`` or ``"eap-tls"``) gets its certificate
+and key in the profile as a PKCS#12 (`UserCertificate`), encrypted with a passphrase that
+is not in the profile either: the user types it when importing. The certificate must
+chain to the CAs the connection trusts for its clients and carry the user's identity, and
+the key must be the certificate's, or no profile is written.
+
 What each client needs (strongSwan's documentation of the native clients):
 
 * Apple: the server certificate's SAN is the remote identifier the profile names; one
@@ -27,6 +33,8 @@ What each client needs (strongSwan's documentation of the native clients):
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime
 import ipaddress
 import json
 import plistlib
@@ -37,14 +45,25 @@ from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from larval.credentials import Credentials
+from larval.credentials import Credentials, PrivateKey, describe_key, public_key_der
 from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
 from larval.crypto.ike_transforms import DhId, EncrId, IntegId, PrfId, Transform, TransformType
 from larval.daemon.config import DaemonConfig
 from larval.errors import LarvalError
-from larval.ike.identity import IdentityMatch, describe_identity, identity
+from larval.ike.auth_config import IdMatch, PeerTrust, TrustError
+from larval.ike.identity import (
+    IdentityMatch,
+    IdType,
+    cert_matches_identity,
+    describe_identity,
+    describe_subject,
+    identity,
+)
 from larval.keymgr.manager import Connection
 from larval.trust import chain_for
 
@@ -52,6 +71,7 @@ __all__ = [
     "CLIENTS",
     "ProfileError",
     "RemoteAccess",
+    "UserCertificate",
     "apple_profile",
     "remote_access",
     "sswan_profile",
@@ -71,6 +91,41 @@ _PASSWORD_EAP = ("eap-mschapv2", "eap-md5", "eap")
 
 class ProfileError(LarvalError):
     """No profile can be written; the message names the connection, key or client."""
+
+
+@dataclass(frozen=True)
+class UserCertificate:
+    """A certificate client's certificate and private key, to travel in its profile as a
+    PKCS#12; where each came from (``--cert``/``--key`` files, or ``x509/NAME`` of the
+    credentials) for the messages. Its `repr` never shows the key."""
+
+    cert: x509.Certificate
+    key: PrivateKey = field(repr=False, compare=False)
+    cert_name: str = ""
+    key_name: str = ""
+    #: CA certificates that came with the leaf (a PEM file's further certificates); after
+    #: `remote_access`, those between the leaf and its root, nearest first.
+    chain: tuple[x509.Certificate, ...] = ()
+
+    def __repr__(self) -> str:
+        return (f"UserCertificate({self.cert_name!r}, {describe_subject(self.cert)!r}, "
+                f"{describe_key(self.key)})")  # fmt: skip
+
+    def pkcs12(self, name: str, passphrase: bytes) -> bytes:
+        """The key, certificate and its CAs as a PKCS#12 encrypted with `passphrase`."""
+        # PBES1 with 3DES and an HMAC-SHA1 MAC: the one PKCS#12 encryption every native
+        # client imports; the keychains of older Apple and Android systems and Windows's
+        # certificate import before Windows 10 refuse PBES2 with AES.
+        encryption = (
+            serialization.PrivateFormat.PKCS12.encryption_builder()
+            .kdf_rounds(50000)
+            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+            .hmac_hash(hashes.SHA1())
+            .build(passphrase)
+        )
+        return pkcs12.serialize_key_and_certificates(
+            name.encode(), self.key, self.cert, list(self.chain) or None, encryption
+        )
 
 
 @dataclass(frozen=True)
@@ -94,11 +149,20 @@ class RemoteAccess:
     subnets: tuple[str, ...] = ()
     #: Whether the gateway takes any IKE identity and asks the EAP identity (Windows).
     any_identity: bool = True
+    #: A certificate client's certificate and key, checked against the connection.
+    user_cert: UserCertificate | None = None
+    #: The IKE identities the gateway takes (its ``remote.id``; None: any).
+    remote_id_match: IdMatch | None = field(default=None, compare=False, repr=False)
     warnings: list[str] = field(default_factory=list, compare=False)
 
     @property
     def eap(self) -> bool:
         return self.client_auth != "pubkey"
+
+    @property
+    def certificate_client(self) -> bool:
+        """Whether the client proves itself with a certificate, in IKE or by EAP-TLS."""
+        return self.client_auth in ("pubkey", "eap-tls")
 
     @property
     def display_name(self) -> str:
@@ -116,9 +180,14 @@ class RemoteAccess:
 
 def remote_access(
     config: DaemonConfig, credentials: Credentials, name: str, user: str,
-    server: str | None = None, source: str = "",
+    server: str | None = None, source: str = "", user_cert: UserCertificate | None = None,
+    now: datetime.datetime | None = None,
 ) -> RemoteAccess:  # fmt: skip
-    """The facts of connection `name` for `user`; `config` resolved with `credentials`."""
+    """The facts of connection `name` for `user`; `config` resolved with `credentials`.
+
+    A certificate client's `user_cert` is checked against the connection at `now`; without
+    one, the credentials' certificate (with its key) that carries the user's identity and
+    chains to the connection's CAs is the user's, if there is one."""
     where = f"{source}: " if source else ""
     conn = next((c for c in config.connections if c.ike.name == name), None)
     if conn is None:
@@ -151,9 +220,25 @@ def remote_access(
         raise ProfileError(f"{key}.local.certs: no CA certificate in the credentials' x509ca/ "
                            "issued the gateway's certificate; the client needs it to trust "
                            "the gateway")  # fmt: skip
+    if (user_cert is not None and client_auth == "eap" and ike.remote_eap is not None
+            and ike.remote_eap.tls is not None):  # fmt: skip
+        client_auth = "eap-tls"  # "eap" lets the client pick; with a certificate, EAP-TLS
     _check_user(key, conn, user, client_auth)
     if not conn.children:
         raise ProfileError(f"{key}.children: none; the client needs a CHILD_SA's proposals")
+    if client_auth in ("pubkey", "eap-tls"):
+        when = now or datetime.datetime.now(datetime.UTC)
+        trust = _client_trust(key, conn, client_auth)
+        if user_cert is None:
+            user_cert = _find_user_cert(credentials, server_cert, trust, user, when)
+        else:
+            conn_key = f"connections.{name}"
+            user_cert = _check_user_cert(conn_key, trust, credentials, user_cert, user, when)
+    elif user_cert is not None:
+        raise ProfileError(f"{key}.remote.auth: {user_cert.cert_name}: the connection's "
+                           f"clients prove themselves with {client_auth} (a password), not a "
+                           'certificate; --cert is for a "pubkey" or "eap-tls" '
+                           "connection")  # fmt: skip
     match = ike.remote_id_match
     any_identity = match is None or (isinstance(match, IdentityMatch) and match.id_type is None)
     eap_any = ike.remote_eap is not None and ike.remote_eap.eap_id == "%any"
@@ -171,7 +256,70 @@ def remote_access(
         child_rekey_s=conn.children[0].rekey_time,
         subnets=tuple(str(net) for net in conn.children[0].local_ts),
         any_identity=any_identity and (ike.remote_eap is None or eap_any),
+        user_cert=user_cert,
+        remote_id_match=match,
     )
+
+
+def _client_trust(key: str, conn: Connection, client_auth: str) -> PeerTrust:
+    """The trust a certificate client's certificate must chain to."""
+    ike = conn.ike
+    if client_auth == "pubkey" and ike.remote_auth is not None:
+        return ike.remote_auth.trust
+    if ike.remote_eap is not None and ike.remote_eap.tls is not None:
+        trust = ike.remote_eap.tls.trust
+        if trust is not None:
+            return trust
+    raise ProfileError(f"{key}.remote.cacerts: the connection trusts no CA for its clients' "
+                       "certificates")  # fmt: skip
+
+
+def _check_user_cert(
+    key: str, trust: PeerTrust, credentials: Credentials, given: UserCertificate, user: str,
+    now: datetime.datetime,
+) -> UserCertificate:  # fmt: skip
+    """`given` if its key is its certificate's, it carries `user`'s identity and chains to
+    `trust`; with its chain up to the root (the root left out). `key`: the connection's."""
+    cert_name, key_name = given.cert_name, given.key_name
+    if public_key_der(given.key) != public_key_der(given.cert):
+        raise ProfileError(f"{key_name}: not the private key of {cert_name} "
+                           f"({describe_subject(given.cert)}); give the key whose public key "
+                           "the certificate holds")  # fmt: skip
+    user_id = identity(user)  # `_check_user` took it
+    if not cert_matches_identity(given.cert, *user_id):
+        raise ProfileError(f"{cert_name}: the certificate ({describe_subject(given.cert)}) does "
+                           f"not carry the user's identity {user!r} in its subject or its "
+                           "subjectAltNames; the gateway would refuse it")  # fmt: skip
+    try:
+        verified = trust.verify(given.cert, [*given.chain, *credentials.cacerts], user_id, now)
+    except TrustError as e:
+        raise ProfileError(f"{cert_name}: not a certificate {key}'s clients may use: it must "
+                           f"be signed by a CA of {key}.remote.cacerts (else of the "
+                           f"credentials' x509ca/): {e}") from None  # fmt: skip
+    chain = tuple(ca for ca in verified.chain[1:] if ca.issuer != ca.subject)
+    return dataclasses.replace(given, chain=chain)
+
+
+def _find_user_cert(
+    credentials: Credentials, server_cert: x509.Certificate, trust: PeerTrust, user: str,
+    now: datetime.datetime,
+) -> UserCertificate | None:  # fmt: skip
+    """The credentials' certificate with its key that is `user`'s: it carries the user's
+    identity and chains to `trust` (the gateway's own is never one)."""
+    try:
+        user_id = identity(user)
+    except ValueError:
+        return None
+    for loaded in credentials.certs:
+        if loaded.cert == server_cert or not cert_matches_identity(loaded.cert, *user_id):
+            continue
+        try:
+            verified = trust.verify(loaded.cert, credentials.cacerts, user_id, now)
+        except TrustError:
+            continue
+        chain = tuple(ca for ca in verified.chain[1:] if ca.issuer != ca.subject)
+        return UserCertificate(loaded.cert, loaded.key.key, loaded.path, loaded.key.path, chain)
+    return None
 
 
 def _root(leaf: x509.Certificate, cacerts: Sequence[x509.Certificate]) -> x509.Certificate | None:
@@ -190,9 +338,9 @@ def _root(leaf: x509.Certificate, cacerts: Sequence[x509.Certificate]) -> x509.C
 
 
 def _check_user(key: str, conn: Connection, user: str, client_auth: str) -> None:
-    """Refuse a user this connection does not take: by EAP, one with a secret (and the
-    one ``eap_id`` names, if it names one); by certificate, an identity ``remote.id``
-    takes."""
+    """Refuse a user this connection does not take: by password EAP, one with a secret
+    (and the one ``eap_id`` names, if it names one); by certificate (EAP-TLS too), an
+    identity ``remote.id`` takes."""
     ike = conn.ike
     if not user:
         raise ProfileError(f"{key}: --user is empty; name the user, such as carol")
@@ -201,10 +349,11 @@ def _check_user(key: str, conn: Connection, user: str, client_auth: str) -> None
         if eap_id not in (None, "%any") and user != eap_id:
             raise ProfileError(f"{key}.remote.eap_id: only {eap_id!r} may connect, "
                                f"not {user!r}")  # fmt: skip
-        if user not in ike.remote_eap.passwords:
+        # By EAP-TLS no password: the certificate carries the identity (checked with it).
+        if client_auth != "eap-tls" and user not in ike.remote_eap.passwords:
             raise ProfileError(f"{key}: unknown user {user!r}: no [secrets.eap-NAME] has "
                                f"id = {user!r}")  # fmt: skip
-        if eap_id is not None:
+        if eap_id is not None and client_auth != "eap-tls":
             return  # the IKE identity is anything the remote.id takes
     try:
         id_type, data = identity(user)
@@ -358,12 +507,15 @@ _WIN_KNOWS_ESP = "AES128/192/256 with SHA256128, GCMAES128/192/256; PFS2048, ECP
 # -- the writers -------------------------------------------------------------------------
 
 
-def apple_profile(ra: RemoteAccess) -> bytes:
-    """A ``.mobileconfig``: the CA as a root payload, the VPN as ``com.apple.vpn.managed``."""
-    if not ra.eap:
+def apple_profile(ra: RemoteAccess, passphrase: bytes | None = None) -> bytes:
+    """A ``.mobileconfig``: the CA as a root payload, a certificate client's PKCS#12 as a
+    ``com.apple.security.pkcs12`` one (without its passphrase: the user types it when
+    installing), the VPN as ``com.apple.vpn.managed``."""
+    if ra.certificate_client and ra.user_cert is None:
         raise ProfileError(f"connections.{ra.connection}: an Apple profile for a certificate "
-                           "client must carry the client's key (a PKCS#12), which larval does "
-                           "not write; use EAP, or --for android|windows")  # fmt: skip
+                           "client must carry the client's key (a PKCS#12): give --cert FILE "
+                           "--key FILE, or put the user's certificate in the credentials' "
+                           "x509/ and its key in private/")  # fmt: skip
     if ra.client_auth == "eap-md5":
         raise ProfileError(f"connections.{ra.connection}.remote.auth: Apple's password EAP is "
                            'EAP-MSCHAPv2; the gateway asks "eap-md5" (set "eap-mschapv2" or '
@@ -391,9 +543,7 @@ def apple_profile(ra: RemoteAccess) -> bytes:
         "RemoteAddress": ra.server,
         "RemoteIdentifier": ra.server_id,
         "LocalIdentifier": ra.user,
-        "AuthenticationMethod": "None",  # the client by EAP only (the gateway by certificate)
-        "ExtendedAuthEnabled": 1,
-        "AuthName": ra.user,  # no AuthPassword: the user types it
+        **_apple_client_auth(ra),
         "ServerCertificateIssuerCommonName": _common_name(ra.ca),
         "IKESecurityAssociationParameters": ike_params,
         "ChildSecurityAssociationParameters": child_params,
@@ -420,26 +570,83 @@ def apple_profile(ra: RemoteAccess) -> bytes:
         "VPNType": "IKEv2",
         "IKEv2": ikev2,
     }
+    payloads = [ca_payload, vpn_payload]
+    description = "The VPN of larval's gateway; the password is asked on connecting."
+    if ra.user_cert is not None:
+        payloads.insert(1, {
+            "PayloadType": "com.apple.security.pkcs12",
+            "PayloadVersion": 1,
+            "PayloadIdentifier": f"{prefix}.identity",
+            "PayloadUUID": ra.stable_uuid("identity"),
+            "PayloadDisplayName": _common_name(ra.user_cert.cert),
+            "PayloadCertificateFileName": f"{ra.user}.p12",
+            "PayloadContent": ra.user_cert.pkcs12(ra.user, _passphrase(ra, passphrase)),
+        })  # fmt: skip
+        description = ("The VPN of larval's gateway; the passphrase of the certificate is "
+                       "asked on installing.")  # fmt: skip
     profile = {
         "PayloadType": "Configuration",
         "PayloadVersion": 1,
         "PayloadIdentifier": prefix,
         "PayloadUUID": ra.stable_uuid("profile"),
         "PayloadDisplayName": f"VPN {ra.display_name} for {ra.user}",
-        "PayloadDescription": "The VPN of larval's gateway; the password is asked on connecting.",
-        "PayloadContent": [ca_payload, vpn_payload],
+        "PayloadDescription": description,
+        "PayloadContent": payloads,
     }
     return plistlib.dumps(profile)
 
 
-def sswan_profile(ra: RemoteAccess) -> bytes:
-    """A strongSwan app profile (JSON)."""
+def _apple_client_auth(ra: RemoteAccess) -> dict[str, Any]:
+    """How the Apple client proves itself: EAP with a password, EAP-TLS or a certificate
+    in IKE, the two with the PKCS#12 payload's identity."""
+    if not ra.certificate_client:
+        # The client by EAP only (the gateway by certificate); no AuthPassword: the user
+        # types it.
+        return {"AuthenticationMethod": "None", "ExtendedAuthEnabled": 1, "AuthName": ra.user}
+    assert ra.user_cert is not None
+    identity_uuid = ra.stable_uuid("identity")
+    if ra.client_auth == "eap-tls":
+        # EAP with a certificate and no AuthName: Apple runs EAP-TLS with that identity.
+        return {"AuthenticationMethod": "None", "ExtendedAuthEnabled": 1,
+                "PayloadCertificateUUID": identity_uuid}  # fmt: skip
+    return {"AuthenticationMethod": "Certificate", "ExtendedAuthEnabled": 0,
+            "PayloadCertificateUUID": identity_uuid,
+            "CertificateType": _apple_certificate_type(ra.user_cert)}  # fmt: skip
+
+
+def _apple_certificate_type(user_cert: UserCertificate) -> str:
+    """Apple's name of the key's signature in IKE_AUTH (its default is RSA)."""
+    key = user_cert.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"ECDSA{key.curve.key_size}"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "Ed25519"
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RSA"
+    raise ProfileError(f"{user_cert.key_name}: the key is {describe_key(key)}; Apple clients sign "
+                       "with RSA, ECDSA or Ed25519 only")  # fmt: skip
+
+
+def _passphrase(ra: RemoteAccess, passphrase: bytes | None) -> bytes:
+    if not passphrase:
+        raise ProfileError(f"connections.{ra.connection}: a PKCS#12 needs a passphrase "
+                           "(--p12-password-file)")  # fmt: skip
+    return passphrase
+
+
+def sswan_profile(ra: RemoteAccess, passphrase: bytes | None = None) -> bytes:
+    """A strongSwan app profile (JSON); a certificate client's PKCS#12 as ``local.p12``
+    (base64), whose passphrase the app asks when importing it. Without one the user picks
+    a certificate installed on the device."""
     if ra.client_auth == "pubkey":
         kind, local = "ikev2-cert", {"id": ra.user}
     elif ra.client_auth in _PASSWORD_EAP:
         kind, local = "ikev2-eap", {"eap_id": ra.user}
     else:  # a certificate inside EAP (EAP-TLS)
         kind, local = "ikev2-eap-tls", {"id": ra.user}
+    if ra.user_cert is not None:
+        p12 = ra.user_cert.pkcs12(ra.user, _passphrase(ra, passphrase))
+        local["p12"] = base64.b64encode(p12).decode()
     profile: dict[str, Any] = {
         "uuid": ra.stable_uuid("sswan").lower(),
         "name": ra.display_name,
@@ -462,8 +669,9 @@ def sswan_profile(ra: RemoteAccess) -> bytes:
     return (json.dumps(profile, indent=2) + "\n").encode()
 
 
-def windows_script(ra: RemoteAccess) -> bytes:
-    """A PowerShell script: trust the CA, add the VPN connection, set its proposals."""
+def windows_script(ra: RemoteAccess, passphrase: bytes | None = None) -> bytes:
+    """A PowerShell script: trust the CA, import a certificate client's PKCS#12 (asking its
+    passphrase), add the VPN connection, set its proposals."""
     if ra.client_auth == "eap-md5":
         raise ProfileError(f"connections.{ra.connection}.remote.auth: Windows's password EAP is "
                            'EAP-MSCHAPv2; the gateway asks "eap-md5" (set "eap-mschapv2" or '
@@ -482,13 +690,24 @@ def windows_script(ra: RemoteAccess) -> bytes:
             'remote.eap_id = "%any", or the gateway will refuse it'
         )
     _windows_server_name(ra)
+    _windows_client_auth_eku(ra)
+    _windows_machine_identity(ra)
     _all_traffic(ra, "Windows")
-    method = "Eap" if ra.eap else "MachineCertificate"
+    method = "MachineCertificate" if ra.client_auth == "pubkey" else "Eap"
+    # Windows's EAP is EAP-MSCHAPv2 unless an EAP configuration says otherwise.
+    eap_tls, eap_option = [], ""
+    if ra.client_auth == "eap-tls":
+        eap_tls = ["$Eap = New-EapConfiguration -Tls -UserCertificate"]
+        eap_option = "-EapConfigXmlStream $Eap.EapConfigXmlStream "
     auth_transform = esp[1] if esp[1].startswith("GCM") else esp[2]
     pem = ra.ca.public_bytes(serialization.Encoding.PEM).decode().strip()
     name = _ps_string(ra.display_name)
-    who = (f"sign in as {ra.user}; Windows asks for the password on connecting"
-           if ra.eap else f"uses the machine certificate of {ra.user}")  # fmt: skip
+    if ra.client_auth == "pubkey":
+        who = f"uses the machine certificate of {ra.user}"
+    elif ra.client_auth == "eap-tls":
+        who = f"uses the user certificate of {ra.user} by EAP-TLS"
+    else:
+        who = f"sign in as {ra.user}; Windows asks for the password on connecting"
     lines = [
         f"# larval profile: VPN {ra.display_name} for {ra.user} (IKEv2, {ra.client_auth})",
         f"# Run as Administrator. No password is in this file: {who}.",
@@ -502,15 +721,71 @@ def windows_script(ra: RemoteAccess) -> bytes:
         "Import-Certificate -FilePath $CaFile -CertStoreLocation Cert:\\LocalMachine\\Root "
         "| Out-Null",
         "Remove-Item $CaFile",
+        *_windows_import_pkcs12(ra, passphrase),
+        *eap_tls,
         f"Add-VpnConnection -Name $Name -ServerAddress {_ps_string(ra.server)} "
         f"-TunnelType Ikev2 -AuthenticationMethod {method} -EncryptionLevel Required "
-        "-Force",
+        f"{eap_option}-Force",
         "Set-VpnConnectionIPsecConfiguration -ConnectionName $Name "
         f"-AuthenticationTransformConstants {auth_transform} "
         f"-CipherTransformConstants {esp[1]} -EncryptionMethod {ike[1]} "
         f"-IntegrityCheckMethod {ike[2]} -DHGroup {ike[3]} -PfsGroup {esp[3] or 'None'} -Force",
     ]
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _windows_import_pkcs12(ra: RemoteAccess, passphrase: bytes | None) -> list[str]:
+    """Import the PKCS#12, asking its passphrase (it is not in the script): for IKE
+    (MachineCertificate) into the computer's personal store, where Windows looks for a
+    machine certificate; for EAP-TLS into the user's."""
+    if ra.user_cert is None:
+        return []
+    p12 = base64.b64encode(ra.user_cert.pkcs12(ra.user, _passphrase(ra, passphrase))).decode()
+    store = "LocalMachine" if ra.client_auth == "pubkey" else "CurrentUser"
+    return [
+        "$Pfx = @'",
+        *(p12[i : i + 76] for i in range(0, len(p12), 76)),
+        "'@",
+        '$PfxFile = Join-Path $env:TEMP "larval-vpn-user.p12"',
+        "[IO.File]::WriteAllBytes($PfxFile, [Convert]::FromBase64String(($Pfx -replace "
+        "'\\s', '')))",
+        "$PfxPassword = Read-Host -AsSecureString 'Passphrase of the VPN certificate'",
+        f"Import-PfxCertificate -FilePath $PfxFile -CertStoreLocation Cert:\\{store}\\My "
+        "-Password $PfxPassword | Out-Null",
+        "Remove-Item $PfxFile",
+    ]
+
+
+def _windows_client_auth_eku(ra: RemoteAccess) -> None:
+    """Windows takes a client certificate that names extended key usages only if
+    clientAuth is among them."""
+    if ra.user_cert is None:
+        return
+    try:
+        usages = ra.user_cert.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages.value:
+        ra.warnings.append(
+            f"{ra.user_cert.cert_name}: the certificate's extended key usages lack clientAuth; "
+            "Windows will not use it to connect (issue it with clientAuth, or with no "
+            "extended key usage)"
+        )
+
+
+def _windows_machine_identity(ra: RemoteAccess) -> None:
+    """With a machine certificate Windows's IKE identity is the certificate's subject
+    (a DN), not a name of its subjectAltNames."""
+    if ra.client_auth != "pubkey" or ra.user_cert is None or ra.remote_id_match is None:
+        return
+    subject = ra.user_cert.cert.subject
+    if not ra.remote_id_match(IdType.ID_DER_ASN1_DN, subject.public_bytes()):
+        ra.warnings.append(
+            f"connections.{ra.connection}.remote.id: Windows sends the certificate's subject "
+            f"({describe_subject(ra.user_cert.cert)}) as its IKE identity, which "
+            f"{ra.remote_id_match} does not take; the gateway will refuse it (set remote.id "
+            'to that DN, or "%any")'
+        )
 
 
 def _windows_server_name(ra: RemoteAccess) -> None:
@@ -573,12 +848,14 @@ def _minutes(seconds: float, most: int) -> int:
     return max(10, min(most, round(seconds / 60)))
 
 
-WRITERS: dict[Client, Callable[[RemoteAccess], bytes]] = {
+WRITERS: dict[Client, Callable[[RemoteAccess, bytes | None], bytes]] = {
     "apple": apple_profile,
     "android": sswan_profile,
     "windows": windows_script,
 }
 
 
-def write_profile(ra: RemoteAccess, client: Client) -> bytes:
-    return WRITERS[client](ra)
+def write_profile(ra: RemoteAccess, client: Client, passphrase: bytes | None = None) -> bytes:
+    """The profile; `passphrase` encrypts the PKCS#12 of a certificate client's
+    (`RemoteAccess.user_cert`)."""
+    return WRITERS[client](ra, passphrase)
