@@ -42,22 +42,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from larval import pki
 from larval.commands.daemon import print_status
 from larval.commands.pools import print_pools
-from larval.credentials import CertificateWithKey, Credentials, PrivateKeyFile
-from larval.daemon.auth import resolve
-from larval.daemon.config import parse_config
+from larval.credentials import Credentials
 from larval.keymgr.manager import KeyManager
 from larval.net.control import ControlServer, control_request
 from larval.node import Node
+from larval.ra_gateway import ESP_PROPOSAL, IKE_PROPOSAL, RaGateway
 
 GATEWAY, CLIENTS = "192.0.2.2", "192.0.2.1"
 GATEWAY_ID = "vpn.bench.example"
 POOL = "10.3.0.0/16"
 HOME_NET = "203.0.113.0/24"
-IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
-ESP_PROPOSAL = "aes128gcm16"
 TIMER_PERIOD = 0.1  # s between timer checks on both sides
 COOKIE_THRESHOLD = 1_000_000  # the flood from one address is the benchmark, not an attack
 _NAT_PORTS = {500: 20000, 4500: 40000}  # the clients' ports as the gateway sees them
@@ -71,37 +67,20 @@ def _password(i: int) -> str:
     return f"bench-Password-{i:04d}"
 
 
+RA = RaGateway(GATEWAY, CLIENTS, GATEWAY_ID, HOME_NET, POOL, credentials_name="<bench>")
+
+
 def credentials() -> Credentials:
     """The CA and the gateway's certificate, in memory."""
-    ca_key = pki.generate_key("ecdsa")
-    ca = pki.make_certificate(
-        pki.CertRequest(pki.parse_dn("C=CH, O=larval bench, CN=bench CA"), ca=True),
-        ca_key.public_key(), ca_key,
-    )  # fmt: skip
-    key = pki.generate_key("ecdsa")
-    request = pki.CertRequest(pki.parse_dn(f"C=CH, O=larval bench, CN={GATEWAY_ID}"),
-                              sans=[pki.parse_san(GATEWAY_ID)])  # fmt: skip
-    cert = pki.make_certificate(request, key.public_key(), ca_key, ca)
-    gateway = CertificateWithKey("x509/gw.pem", cert, PrivateKeyFile("private/gw.pem", key))
-    return Credentials(certs=(gateway,), cacerts=(ca,), cacert_paths=("x509ca/ca.pem",))
+    return RA.credentials("larval bench", "bench CA")
 
 
-def _secrets(n: int) -> dict[str, Any]:
-    return {f"eap-{_user(i)}": {"id": _user(i), "secret": _password(i)} for i in range(n)}
+def _users(n: int) -> dict[str, str]:
+    return {_user(i): _password(i) for i in range(n)}
 
 
 def gateway_node(n: int, creds: Credentials) -> Node:
-    rw = {
-        "local_addrs": [GATEWAY], "remote_addrs": [CLIENTS], "proposals": [IKE_PROPOSAL],
-        "encap": True, "pools": ["rw"],
-        "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": GATEWAY_ID},
-        "remote": {"auth": "eap-mschapv2", "eap_id": "%any"},
-        "children": {"net": {"local_ts": [HOME_NET], "remote_ts": [POOL],
-                             "esp_proposals": [ESP_PROPOSAL]}},
-    }  # fmt: skip
-    data = {"daemon": {"credentials": "<bench>"}, "pools": {"rw": {"addrs": POOL}},
-            "connections": {"rw": rw}, "secrets": _secrets(n)}  # fmt: skip
-    config = resolve(parse_config(data, "<bench gateway>"), creds, "<bench gateway>")
+    config = RA.gateway_config(_users(n), creds, "<bench gateway>")
     conns = [dataclasses.replace(c, ike=dataclasses.replace(c.ike,
                                                             cookie_threshold=COOKIE_THRESHOLD))
              for c in config.connections]  # fmt: skip
@@ -113,25 +92,9 @@ def gateway_node(n: int, creds: Credentials) -> Node:
 
 def clients_node(n: int, creds: Credentials) -> Node:
     """One key manager with a connection a user, each asking for an address."""
-    connections = {
-        _user(i): {
-            "local_addrs": [CLIENTS], "remote_addrs": [GATEWAY], "proposals": [IKE_PROPOSAL],
-            "encap": True,
-            "local": {"auth": "eap-mschapv2", "eap_id": _user(i)},
-            "remote": {"auth": "pubkey", "id": GATEWAY_ID},
-            "children": {"net": {"local_ts": ["0.0.0.0/0"], "remote_ts": [HOME_NET],
-                                 "esp_proposals": [ESP_PROPOSAL]}},
-        }
-        for i in range(n)
-    }  # fmt: skip
-    data = {"daemon": {"credentials": "<bench>"}, "connections": connections,
-            "secrets": _secrets(n)}  # fmt: skip
-    client_creds = dataclasses.replace(creds, certs=())
-    config = resolve(parse_config(data, "<bench clients>"), client_creds, "<bench clients>")
-    vip = (ipaddress.ip_address("0.0.0.0"),)
-    conns = [dataclasses.replace(c, ike=dataclasses.replace(c.ike, vips=vip))
-             for c in config.connections]  # fmt: skip
-    return Node(conns)
+    users = _users(n)
+    config = RA.clients_config({u: u for u in users}, users, creds, "<bench clients>")
+    return Node(config.connections)
 
 
 def _rss_kib(pid: int) -> int:
