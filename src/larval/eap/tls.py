@@ -247,9 +247,11 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
     the certificate check."""
 
     method = EapType.TLS
+    label = "EAP-TLS"
+    refused = "{label}: the server refused {identity!r} (EAP Failure)"
 
     def __init__(
-        self, state: enum.Enum, random: RandomBytes, identifier: int,
+        self, state: enum.Enum, random: RandomBytes, identifier: int | None,
         credentials: TlsCredentials, check: CertificateCheck,
         fragment_size: int, max_packets: int,
     ) -> None:  # fmt: skip
@@ -367,6 +369,7 @@ class EapTlsServer(_TlsMachine):
     certificate, which it must send, is `check`ed for the EAP ``identity``."""
 
     is_server = True
+    opening = (ServerState.START, ServerState.START_SENT)
     transitions: ClassVar = {
         (ServerState.START_SENT, "TLS data Response"): "_on_data",
         (ServerState.START_SENT, "NAK Response"): "_peer_declined",
@@ -386,19 +389,14 @@ class EapTlsServer(_TlsMachine):
         fragment_size: int = FRAGMENT_SIZE,
         max_packets: int = MAX_PACKETS,
     ) -> None:
-        first = random(1)[0] if identifier is None else identifier
-        super().__init__(ServerState.START, random, first, credentials, check,
+        super().__init__(ServerState.START, random, identifier, credentials, check,
                          fragment_size, max_packets)  # fmt: skip
         self.identity = identity
 
-    def start(self) -> bytes:
+    def _opening_data(self) -> bytes:
         """The first Request: EAP-TLS Start."""
-        if self.state is not ServerState.START:
-            raise EapError(f"EAP-TLS server: start() in state {self.state.name}")
         self._tls = _Tls(self._credentials, server=True)
-        self.state = ServerState.START_SENT
-        return EapPacket.request(self.identifier, self.method,
-                                 EapTlsData(TlsFlag.START).encode()).encode()  # fmt: skip
+        return EapTlsData(TlsFlag.START).encode()
 
     def _on_data(self, packet: EapPacket) -> EapPacket:
         self.state = ServerState.AWAIT_DATA
@@ -508,12 +506,3 @@ class EapTlsPeer(_TlsMachine):
 
     def _on_early_success(self, packet: EapPacket) -> EapPacket | None:
         raise EapError("EAP-TLS: EAP Success before the TLS handshake completed")
-
-    def _on_eap_success(self, packet: EapPacket) -> EapPacket | None:
-        self._end_succeeded(self._pending_msk)
-        return None
-
-    def _on_eap_failure(self, packet: EapPacket) -> EapPacket | None:
-        self._fail(f"EAP-TLS: the server refused {self.identity!r} (EAP Failure)")
-        self.done = True
-        return None
