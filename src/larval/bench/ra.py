@@ -39,6 +39,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,17 @@ def _rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def _received(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """The datagrams waiting on the non-blocking `sock` (64 at the most), each as its two
+    bytes of port and the IKE message after them."""
+    for _ in range(64):
+        try:
+            packet = sock.recv(65536)
+        except BlockingIOError:
+            return
+        yield int.from_bytes(packet[:2], "big"), packet[2:]
+
+
 # -- the gateway process -----------------------------------------------------------------
 
 
@@ -125,13 +137,8 @@ async def _serve_gateway(
             sock.send(port.to_bytes(2, "big") + data)
 
     def readable() -> None:
-        for _ in range(64):
-            try:
-                packet = sock.recv(65536)
-            except BlockingIOError:
-                break
-            port = int.from_bytes(packet[:2], "big")
-            keymgr.receive_ike(packet[2:], (CLIENTS, port), local, time.time())
+        for port, data in _received(sock):
+            keymgr.receive_ike(data, (CLIENTS, port), local, time.time())
             flush()
 
     def tick() -> None:
@@ -200,14 +207,9 @@ def _connect(
             next_timer = mono + TIMER_PERIOD
         if not select.select([sock], (), (), TIMER_PERIOD)[0]:
             continue
-        for _ in range(64):
-            try:
-                packet = sock.recv(65536)
-            except BlockingIOError:
-                break
-            port = int.from_bytes(packet[:2], "big")
+        for port, data in _received(sock):
             gateway_port = 4500 if port >= _NAT_PORTS[4500] else 500
-            keymgr.receive_ike(packet[2:], (GATEWAY, gateway_port), local, time.time())
+            keymgr.receive_ike(data, (GATEWAY, gateway_port), local, time.time())
             _send(keymgr, sock, ports)
         if len(keymgr.children) > done:
             last = time.monotonic()
