@@ -11,9 +11,10 @@
   written to a resolv file of its own);
 * for the harness's two sites (charon moon in a, larval sun in b) as each other's
   remote-access peers (EAP, EAP-TLS, RFC 4739 rounds, XAuth): `swanctl_conf` and its
-  road-warrior and gateway forms `charon_client`, `charon_gateway`; `larval_peer` and
-  `with_pool` for larval's side, `user_secret`, `with_plugins`, `wait_until`,
-  `nothing_left`, `larval_json`, and the plugins' skip markers.
+  road-warrior and gateway forms `charon_client`, `charon_gateway`, and `charon_peer`
+  that starts it; `larval_peer` and `with_pool` for larval's side, `user_secret`,
+  `with_plugins`, `wait_until`, `nothing_left`, `established`, `larval_json`, and the
+  plugins' skip markers.
 """
 
 from __future__ import annotations
@@ -576,6 +577,27 @@ def charon_gateway(
     options = {"send_cert": "always", **kw.pop("options", {})}
     return swanctl_conf("rw", {"local": local, **sections}, secrets=secrets, options=options,
                         **kw)  # fmt: skip
+
+
+def charon_peer(
+    topo: Topology,
+    swanctl: str,
+    *,
+    credentials: Path | None = None,
+    proposals: str = IKE_PROPOSAL,
+    esp: str = ESP_PROPOSAL,
+    **kw: Any,
+) -> Charon:
+    """charon in site a with `swanctl` as its swanctl.conf and the `credentials`
+    directory's files beside it (`kw`: the rest of `Topology.charon`'s)."""
+    return topo.charon(topo.a, proposals=proposals, esp=esp, swanctl=swanctl,
+                       credentials=credentials, **kw)  # fmt: skip
+
+
+def established(ike_sas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one established IKE SA of a status's `ike_sas` (the test fails if not one)."""
+    (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+    return ike
 
 
 def with_plugins(monkeypatch: pytest.MonkeyPatch, plugins: str) -> None:

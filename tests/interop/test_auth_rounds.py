@@ -35,6 +35,8 @@ from tests.interop.ra_setup import (
     charon_client,
     charon_gateway,
     charon_log,
+    charon_peer,
+    established,
     larval_peer,
     needs_mschapv2,
     nothing_left,
@@ -43,7 +45,7 @@ from tests.interop.ra_setup import (
     with_plugins,
     with_pool,
 )
-from tests.interop.test_eap import charon_mschapv2_client, charon_mschapv2_gateway
+from tests.interop.test_eap import charon_mschapv2_client, larval_mschapv2_client
 
 pytestmark = [needs_netns, needs_charon, needs_mschapv2]
 
@@ -62,9 +64,8 @@ def _start(topo: Topology, tmp: Path, secret: str, monkeypatch: pytest.MonkeyPat
         options={"vips": "0.0.0.0"} if reserved is not None else None,
         local_ts=None if reserved is not None else "198.51.100.0/24",
     )  # fmt: skip
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=swanctl,
+    charon = charon_peer(
+        topo, swanctl,
         credentials=certs.credentials(tmp / "moon-credentials", "moon"),
     )  # fmt: skip
 
@@ -118,7 +119,7 @@ def test_charon_proves_its_certificate_then_eap_mschapv2(
         assert f"authentication of '{SUN}' with EAP successful" in log, log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        (ike,) = [sa for sa in larval.status()["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval.status()["ike_sas"])  # type: ignore[arg-type]
         remote = ike["auth_remote"]
         assert remote["method"] == "pubkey" and MOON in remote["subject"], ike
         assert [(r["method"], r["identity"]) for r in remote["rounds"]] == [
@@ -149,9 +150,8 @@ def _larval_client(topo: Topology, tmp: Path, secret: str,
         {"remote-1": SUN_BY_CERT, "remote-2": {"auth": "eap-mschapv2", "eap_id": "%any"}},
         secrets=swanctl_secret("carol", PASSWORD),
     )  # fmt: skip
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=gateway,
+    charon = charon_peer(
+        topo, gateway,
         credentials=certs.credentials(tmp / "moon-credentials", "moon"),
     )  # fmt: skip
     larval = larval_peer(
@@ -180,7 +180,7 @@ def test_larval_proves_its_certificate_then_eap_mschapv2_to_a_charon_gateway(
         assert "received EAP identity 'carol'" in log, log[-4000:]
         assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
         assert re.search(r"parsed IKE_AUTH request 1 \[[^]]*N\(AUTH_FOLLOWS\)", log), log
-        (ike,) = [sa for sa in larval.status()["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval.status()["ike_sas"])  # type: ignore[arg-type]
         local = ike["auth_local"]
         assert local["method"] == "pubkey" and SUN in local["subject"], ike
         assert [(r["method"], r["identity"]) for r in local["rounds"]] == [
@@ -196,9 +196,8 @@ def test_charon_offered_a_retry_of_its_wrong_password_leaves_nothing(
     certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
     with_plugins(monkeypatch, "eap-identity eap-mschapv2")
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-            swanctl=charon_mschapv2_client(WRONG),
+        charon = charon_peer(
+            topo, charon_mschapv2_client(WRONG),
             credentials=certs.credentials(tmp_path / "moon-credentials", None),
         )  # fmt: skip
         larval = larval_peer(
@@ -224,19 +223,8 @@ def test_larval_acknowledges_a_charon_gateways_retry_and_gives_up(
     """charon's server answers a wrong MSCHAPv2 password with a Failure of R=1 (it allows
     two retries); larval has no other password: it acknowledges the Failure, charon
     ends with EAP Failure, and neither end keeps an SA."""
-    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
-    with_plugins(monkeypatch, "eap-identity eap-mschapv2")
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-            swanctl=charon_mschapv2_gateway(),
-            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
-        )  # fmt: skip
-        larval = larval_peer(
-            topo, start_action="trap", local='{ auth = "eap-mschapv2", eap_id = "carol" }',
-            remote=f'{{ auth = "pubkey", id = "{MOON}" }}', secrets={"carol": WRONG},
-            credentials=str(certs.credentials(tmp_path / "sun-credentials", None)),
-        )  # fmt: skip
+        charon, larval = larval_mschapv2_client(topo, tmp_path, WRONG, monkeypatch)
         topo.b.ping(count=1)  # sets off the exchange through the trap policy
         log = _gave_up(larval, charon)
         assert "EAP-MS-CHAPv2 verification failed, retry (1)" in log, log[-4000:]

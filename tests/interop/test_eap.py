@@ -35,6 +35,8 @@ from tests.interop.ra_setup import (
     charon_client,
     charon_gateway,
     charon_log,
+    charon_peer,
+    established,
     larval_json,
     larval_peer,
     needs_mschapv2,
@@ -68,9 +70,8 @@ def _start(topo: Topology, tmp: Path, secret: str,
            monkeypatch: pytest.MonkeyPatch) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
     certs = make_set(Spec("ecdsa", 256), tmp / "pki")
     with_plugins(monkeypatch, "eap-identity eap-mschapv2")
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=charon_mschapv2_client(secret),
+    charon = charon_peer(
+        topo, charon_mschapv2_client(secret),
         credentials=certs.credentials(tmp / "moon-credentials", None),
     )  # fmt: skip
     larval = larval_peer(
@@ -92,8 +93,7 @@ def test_charon_as_an_eap_mschapv2_client_gets_its_child_sa(
         assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        ike_sas = larval_json(topo, "status")["ike_sas"]
-        (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert ike["auth_remote"]["method"] == "eap-mschapv2", ike
         assert ike["auth_remote"]["identity"] == "carol", ike
         assert ike["auth_local"]["method"] == "pubkey", ike
@@ -118,22 +118,30 @@ def test_a_wrong_password_is_refused_and_leaves_nothing(
         assert WRONG not in log and PASSWORD not in log
 
 
+def larval_mschapv2_client(
+    topo: Topology, tmp: Path, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Charon, LarvalDaemon]:
+    """charon the gateway asking EAP-MSCHAPv2 (carol's password PASSWORD), larval its
+    client as carol with `secret`, by trap policy."""
+    certs = make_set(Spec("ecdsa", 256), tmp / "pki")
+    with_plugins(monkeypatch, "eap-identity eap-mschapv2")
+    charon = charon_peer(
+        topo, charon_mschapv2_gateway(),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    larval = larval_peer(
+        topo, start_action="trap", local='{ auth = "eap-mschapv2", eap_id = "carol" }',
+        remote=f'{{ auth = "pubkey", id = "{MOON}" }}', secrets={"carol": secret},
+        credentials=str(certs.credentials(tmp / "sun-credentials", None)),
+    )  # fmt: skip
+    return charon, larval
+
+
 def test_larval_as_an_eap_mschapv2_client_of_a_charon_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
-    with_plugins(monkeypatch, "eap-identity eap-mschapv2")
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-            swanctl=charon_mschapv2_gateway(),
-            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
-        )  # fmt: skip
-        larval = larval_peer(
-            topo, start_action="trap", local='{ auth = "eap-mschapv2", eap_id = "carol" }',
-            remote=f'{{ auth = "pubkey", id = "{MOON}" }}', secrets={"carol": PASSWORD},
-            credentials=str(certs.credentials(tmp_path / "sun-credentials", None)),
-        )  # fmt: skip
+        charon, larval = larval_mschapv2_client(topo, tmp_path, PASSWORD, monkeypatch)
         # The first packet sets off the exchange through larval's trap policy.
         result = topo.b.ping(count=5)
         log = charon_log(charon)
@@ -143,8 +151,7 @@ def test_larval_as_an_eap_mschapv2_client_of_a_charon_gateway(
         assert "received EAP identity 'carol'" in log, log[-4000:]
         # Both AUTHs over the MSK: larval's checked by charon, charon's by larval.
         assert f"authentication of '{OUTER['b']}' with EAP successful" in log, log[-4000:]
-        ike_sas = larval_json(topo, "status")["ike_sas"]
-        (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-mschapv2", "carol"), ike  # fmt: skip
         assert ike["auth_remote"]["method"] == "pubkey", ike

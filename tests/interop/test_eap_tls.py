@@ -43,6 +43,8 @@ from tests.interop.ra_setup import (
     charon_client,
     charon_gateway,
     charon_log,
+    charon_peer,
+    established,
     larval_json,
     larval_peer,
     needs_eap_tls,
@@ -88,9 +90,8 @@ def _gateway(topo: Topology, tmp: Path, certs: CertSet, client: str,
              monkeypatch: pytest.MonkeyPatch, auth: str = "eap-tls",
              ) -> tuple[Any, LarvalDaemon]:  # fmt: skip
     with_plugins(monkeypatch, "eap-identity eap-tls")
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=_charon_client(client),
+    charon = charon_peer(
+        topo, _charon_client(client),
         credentials=certs.credentials(tmp / "dave-credentials", client),
     )  # fmt: skip
     larval = larval_peer(
@@ -123,8 +124,7 @@ def test_charon_as_an_eap_tls_client_of_a_larval_gateway(
         assert requests == 3 if kind == "ecdsa" else requests > 3, log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        ike_sas = larval_json(topo, "status")["ike_sas"]
-        (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_remote"]["method"], ike["auth_remote"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         assert ike["auth_local"]["method"] == "pubkey", ike
@@ -161,9 +161,8 @@ def _client(topo: Topology, tmp: Path, certs: CertSet, own: CertSet,
     """charon the gateway with `certs`, larval the client with dave of `own`, trusting
     the root of `certs`."""
     with_plugins(monkeypatch, "eap-identity eap-tls")
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=_charon_gateway(),
+    charon = charon_peer(
+        topo, _charon_gateway(),
         credentials=certs.credentials(tmp / "moon-credentials", "moon"),
     )  # fmt: skip
     directory = own.credentials(tmp / "dave-credentials", "dave")
@@ -192,8 +191,7 @@ def test_larval_as_an_eap_tls_client_of_a_charon_gateway(
         assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
         assert f"received EAP identity '{DAVE}'" in log, log[-4000:]
         assert f"authentication of '{DAVE}' with EAP successful" in log, log[-4000:]
-        ike_sas = larval_json(topo, "status")["ike_sas"]
-        (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         assert ike["auth_remote"]["method"] == "pubkey", ike
@@ -236,8 +234,8 @@ def test_charon_as_an_eap_only_client_of_a_larval_gateway(
     client = _charon_client("dave", remote_auth="eap-tls")  # remote { auth = eap-tls; id = sun }
     assert "auth = pubkey" not in client
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=client,
+        charon = charon_peer(
+            topo, client,
             credentials=certs.credentials(tmp_path / "dave-credentials", "dave"),
         )  # fmt: skip
         larval = larval_peer(
@@ -254,8 +252,7 @@ def test_charon_as_an_eap_only_client_of_a_larval_gateway(
         assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        ike_sas = larval_json(topo, "status")["ike_sas"]
-        (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         remote = ike["auth_remote"]
         assert (remote["method"], remote["identity"]) == ("eap-tls", DAVE), ike
         assert remote["subject"] == f"C=CH, O=larval interop, CN={DAVE}", ike
@@ -274,8 +271,8 @@ def test_larval_as_an_eap_only_client_of_a_charon_gateway(
     assert "auth = pubkey" not in gateway
     with_plugins(monkeypatch, "eap-identity eap-tls")
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=gateway,
+        charon = charon_peer(
+            topo, gateway,
             credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
         )  # fmt: skip
         larval = larval_peer(
@@ -292,8 +289,7 @@ def test_larval_as_an_eap_only_client_of_a_charon_gateway(
         # charon's first IKE_AUTH response: IDr and EAP, no CERT, no AUTH.
         first = re.search(r"generating IKE_AUTH response \d+ \[ ([^\]]*) \]", log)
         assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
-        ike_sas = larval_json(topo, "status")["ike_sas"]
-        (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         remote = ike["auth_remote"]

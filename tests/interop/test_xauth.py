@@ -32,6 +32,7 @@ from tests.interop.harness import (
 )
 from tests.interop.ra_setup import (
     charon_log,
+    charon_peer,
     larval_json,
     larval_peer,
     needs_xauth,
@@ -76,6 +77,11 @@ def _gateway(topo: Topology, start_action: str = "none", **kw: Any) -> LarvalDae
                        secrets={"carol": PASSWORD}, kind="xauth", **kw)  # fmt: skip
 
 
+def _charon(topo: Topology, swanctl: str, **kw: Any) -> Charon:
+    """charon of IKEv1 in a with `swanctl` (`kw` as `charon_peer`'s)."""
+    return charon_peer(topo, swanctl, proposals=IKE, esp=ESP, version=1, **kw)
+
+
 def _start(topo: Topology, monkeypatch: pytest.MonkeyPatch, secret: str, *, pull: bool = True,
            aggressive: bool = False) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
     larval = _gateway(
@@ -86,8 +92,7 @@ def _start(topo: Topology, monkeypatch: pytest.MonkeyPatch, secret: str, *, pull
     )  # fmt: skip
     with_plugins(monkeypatch, "xauth-generic")
     swanctl = _road_warrior(secret, pull=pull, aggressive=aggressive)
-    charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1, aggressive=aggressive,
-                         swanctl=swanctl)  # fmt: skip
+    charon = _charon(topo, swanctl, aggressive=aggressive)
     # charon does not install the address itself (install_virtual_ip = no), and its
     # route to the gateway's network needs it: the pool's first address is there.
     topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
@@ -173,8 +178,7 @@ def test_hybrid_charon_trusts_larvals_certificate_and_proves_carol_by_xauth(
         )  # fmt: skip
         with_plugins(monkeypatch, "xauth-generic")
         trust = certs.credentials(tmp_path / "moon-credentials", None)  # the root alone
-        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
-                             swanctl=_hybrid_road_warrior(), credentials=trust)  # fmt: skip
+        charon = _charon(topo, _hybrid_road_warrior(), credentials=trust)
         topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
         charon.initiate("net")
         log = charon_log(charon)
@@ -211,7 +215,7 @@ def test_a_unity_client_is_told_the_split_networks_as_unity_split_include(
 
         monkeypatch.setattr(charon_module.Charon, "_strongswan_conf", cisco_unity)
         swanctl = _road_warrior(PASSWORD, pull=True)
-        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1, swanctl=swanctl)
+        charon = _charon(topo, swanctl)
         topo.a.ns.run(["ip", "address", "add", f"{VIP}/32", "dev", "lo"])
         charon.initiate("net")
         log = charon_log(charon)
@@ -241,8 +245,7 @@ def test_larval_as_an_xauth_client_of_a_charon_gateway(
     answers charon's XAuth and, with the right password, its first packet goes through."""
     with Topology(tmp_path) as topo:
         with_plugins(monkeypatch, "xauth-generic")
-        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
-                             swanctl=_charon_gateway())  # fmt: skip
+        charon = _charon(topo, _charon_gateway())
         larval = larval_peer(
             topo, start_action="trap", proposals=IKE, esp=ESP, version=1,
             local=f'[{{ auth = "psk", id = "{OUTER["b"]}" }}, '
@@ -279,9 +282,8 @@ def test_larval_as_a_hybrid_client_of_a_charon_gateway(
     with Topology(tmp_path) as topo:
         certs = make_set(Spec("rsa", 2048), tmp_path / "pki")
         with_plugins(monkeypatch, "xauth-generic")
-        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
-                             swanctl=_charon_hybrid_gateway(),
-                             credentials=certs.credentials(tmp_path / "moon", "moon"))  # fmt: skip
+        charon = _charon(topo, _charon_hybrid_gateway(),
+                         credentials=certs.credentials(tmp_path / "moon", "moon"))  # fmt: skip
         larval = _gateway(
             topo, start_action="trap",
             local=f'{{ auth = "xauth", id = "{OUTER["b"]}", xauth_id = "carol" }}',
