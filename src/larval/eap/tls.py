@@ -289,17 +289,21 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
 
     # -- in -------------------------------------------------------------------------------
 
+    def _count(self, why: str = "") -> None:
+        """One more packet of the other end's; more than `max_packets` end the
+        conversation (a peer or server that never finishes)."""
+        self._packets += 1
+        if self._packets > self._max_packets:
+            raise EapError(
+                f"EAP-TLS: more than {self._max_packets} packets from the other end {why}".rstrip()
+            )
+
     def _take(self) -> bytes | None:
         """The fragment just received added; the whole TLS message once its last
         fragment is in, else None (the fragment is to be ACKed)."""
         data = self._data
         assert data is not None
-        self._packets += 1
-        if self._packets > self._max_packets:
-            raise EapError(
-                f"EAP-TLS: more than {self._max_packets} packets from the other end "
-                "(too many fragments)"
-            )
+        self._count("(too many fragments)")
         if not self._incoming and data.length is not None:
             self._announced = data.length
         self._incoming += data.data
@@ -409,9 +413,7 @@ class EapTlsServer(_TlsMachine):
         return self._send_fragment()
 
     def _on_ack(self, packet: EapPacket) -> EapPacket:
-        self._packets += 1
-        if self._packets > self._max_packets:
-            raise EapError(f"EAP-TLS: more than {self._max_packets} packets from the other end")
+        self._count()
         return self._send_fragment()
 
     def _send_fragment(self) -> EapPacket:
@@ -491,9 +493,7 @@ class EapTlsPeer(_TlsMachine):
         return self._ack(packet)
 
     def _on_ack(self, packet: EapPacket) -> EapPacket:
-        self._packets += 1
-        if self._packets > self._max_packets:
-            raise EapError(f"EAP-TLS: more than {self._max_packets} packets from the other end")
+        self._count()
         return self._send_fragment(packet)
 
     def _send_fragment(self, packet: EapPacket) -> EapPacket:
