@@ -19,17 +19,14 @@ its source address itself.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from larval import pki
-from larval.credentials import CertificateWithKey, Credentials, PrivateKeyFile
-from larval.daemon.auth import resolve
-from larval.daemon.config import DaemonConfig, parse_config
+from larval.credentials import Credentials
+from larval.daemon.config import DaemonConfig
 from larval.demo_ladder import (
     OUTER,
     Demo,
@@ -48,6 +45,7 @@ from larval.ikev2.message import decode_header, decode_protected
 from larval.ikev2.payloads import CpPayload, EapPayload
 from larval.ikev2.render import LOG_NAMES
 from larval.ikev2.session import IkeSession
+from larval.ra_gateway import RaGateway
 
 HOME_NET = "203.0.113.0/24"
 HOME_SERVER = "203.0.113.10"
@@ -64,49 +62,20 @@ _MSCHAPV2_OPS = {1: "Challenge", 2: "Response", 3: "Success", 4: "Failure",
                  7: "Change-Password"}  # fmt: skip
 
 
+RA = RaGateway(OUTER["B"], OUTER["A"], GATEWAY_ID, HOME_NET, POOL, dns=(DNS,),
+               credentials_name=_CREDENTIALS)  # fmt: skip
+
+
 def _credentials() -> Credentials:
     """A CA and the gateway's certificate (ECDSA P-256, dNSName vpn.example.org)."""
-    ca_key = pki.generate_key("ecdsa")
-    ca = pki.make_certificate(
-        pki.CertRequest(pki.parse_dn("C=CH, O=Home, CN=Home CA"), ca=True),
-        ca_key.public_key(), ca_key,
-    )  # fmt: skip
-    key = pki.generate_key("ecdsa")
-    request = pki.CertRequest(pki.parse_dn(f"C=CH, O=Home, CN={GATEWAY_ID}"),
-                              sans=[pki.parse_san(GATEWAY_ID)])  # fmt: skip
-    cert = pki.make_certificate(request, key.public_key(), ca_key, ca)
-    gateway = CertificateWithKey("x509/gw.pem", cert, PrivateKeyFile("private/gw.pem", key))
-    return Credentials(certs=(gateway,), cacerts=(ca,), cacert_paths=("x509ca/ca.pem",))
+    return RA.credentials("Home", "Home CA")
 
 
 def ra_config(me: str) -> dict[str, Any]:
     """The notebook's (A) or the gateway's (B) configuration in DESIGN.md's format."""
-    proposals = {"proposals": ["aes128gcm16-prfsha256-x25519"], "encap": True}
-    secrets = {"eap-carol": {"id": USER, "secret": PASSWORD}}
     if me == "A":
-        home = {
-            "local_addrs": [OUTER["A"]], "remote_addrs": [OUTER["B"]], **proposals,
-            "local": {"auth": "eap-mschapv2", "eap_id": USER},
-            "remote": {"auth": "pubkey", "id": GATEWAY_ID},
-            "children": {"net": {"local_ts": ["0.0.0.0/0"], "remote_ts": [HOME_NET],
-                                 "esp_proposals": ["aes128gcm16"]}},
-        }  # fmt: skip
-        return {"daemon": {"credentials": _CREDENTIALS}, "connections": {"home": home},
-                "secrets": secrets}  # fmt: skip
-    rw = {
-        "local_addrs": [OUTER["B"]], "remote_addrs": [OUTER["A"]], **proposals,
-        "pools": ["rw"],
-        "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": GATEWAY_ID},
-        "remote": {"auth": "eap-mschapv2", "eap_id": "%any"},
-        "children": {"net": {"local_ts": [HOME_NET], "remote_ts": [POOL],
-                             "esp_proposals": ["aes128gcm16"]}},
-    }  # fmt: skip
-    return {
-        "daemon": {"credentials": _CREDENTIALS},
-        "pools": {"rw": {"addrs": POOL, "dns": [DNS]}},
-        "connections": {"rw": rw},
-        "secrets": secrets,
-    }
+        return RA.clients_data({"home": USER}, {USER: PASSWORD})
+    return RA.gateway_data({USER: PASSWORD})
 
 
 class RemoteAccessDemo(Demo):
@@ -118,13 +87,10 @@ class RemoteAccessDemo(Demo):
         self.virtual_ip: str | None = None
 
     def host_config(self, name: str) -> DaemonConfig:
-        config = parse_config(ra_config(name), f"<demo {'notebook' if name == 'A' else 'gateway'}>")
-        config = resolve(config, self.credentials, config.connections[0].ike.name)
         if name == "A":  # the client asks for an address (swanctl's vips = 0.0.0.0)
-            conn = config.connections[0]
-            ike = dataclasses.replace(conn.ike, vips=(ipaddress.ip_address("0.0.0.0"),))
-            config.connections[0] = dataclasses.replace(conn, ike=ike)
-        return config
+            return RA.clients_config({"home": USER}, {USER: PASSWORD}, self.credentials,
+                                     "<demo notebook>")  # fmt: skip
+        return RA.gateway_config({USER: PASSWORD}, self.credentials, "<demo gateway>")
 
     def answer(self, host: Host, echo: Echo) -> None:
         if host is self.b and echo.dst == HOME_SERVER:

@@ -173,3 +173,15 @@ def test_the_same_configuration_resolves_equal_so_a_sighup_keeps_the_connection(
     one = resolved(client(tmp_path), tmp_path).connections[0]
     two = resolved(copy.deepcopy(client(tmp_path)), tmp_path).connections[0]
     assert one.ike.local_eap == two.ike.local_eap
+
+
+def test_every_unknown_certificate_of_a_client_is_named(tmp_path: Path) -> None:
+    """An EAP-TLS client's certs are looked up as a public-key side's are: each name that
+    is not loaded is a problem of its own."""
+    gateway_credentials(tmp_path, carol=True)
+    with pytest.raises(AuthConfigError) as info:
+        resolved(client(tmp_path, certs=["nobody.pem", "carol.pem", "none.pem"]), tmp_path)
+    problems = info.value.problems
+    assert [p.split(": ")[1] for p in problems] == [
+        "connections.home.local.certs[0]", "connections.home.local.certs[2]"
+    ]  # fmt: skip

@@ -8,22 +8,37 @@
 * `gateway_config`: the gateway's TOML (pools, PSK or EAP clients), `road_warrior`: a
   charon client's swanctl.conf, `start_client`: charon with the plugins and
   strongswan.conf settings a road warrior needs (its virtual IP installed, DNS servers
-  written to a resolv file of its own).
+  written to a resolv file of its own);
+* for the harness's two sites (charon moon in a, larval sun in b) as each other's
+  remote-access peers (EAP, EAP-TLS, RFC 4739 rounds, XAuth): `swanctl_conf` and its
+  road-warrior and gateway forms `charon_client`, `charon_gateway`, and `charon_peer`
+  that starts it; `larval_peer` and `with_pool` for larval's side, `user_secret`,
+  `with_plugins`, `wait_until`, `nothing_left`, `established`, `larval_json`, and the
+  plugins' skip markers.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 import shutil
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from larval.bench import charon as charon_module
 from larval.bench.charon import Charon, ChildConfig, ConnConfig
 from larval.net.netns import Netns, veth_pair
+from tests.interop.certs import IDS
 from tests.interop.harness import (
     INNER,
     NAT_PORTS,
@@ -460,3 +475,202 @@ def road_warrior(
 secrets {{
 {secrets}}}
 """
+
+
+# -- charon and larval as each other's remote-access peers (the harness's two sites) -----
+
+_PLUGINS = Path("/usr/lib/ipsec/plugins")
+needs_mschapv2 = pytest.mark.skipif(
+    not (_PLUGINS / "libstrongswan-eap-mschapv2.so").exists(),
+    reason="needs charon's eap-mschapv2 (libcharon-extauth-plugins)",
+)
+needs_eap_tls = pytest.mark.skipif(
+    not (_PLUGINS / "libstrongswan-eap-tls.so").exists(),
+    reason="needs charon's eap-tls (libcharon-extra-plugins)",
+)
+needs_xauth = pytest.mark.skipif(
+    not (_PLUGINS / "libstrongswan-xauth-generic.so").exists(),
+    reason="needs charon's xauth-generic (libcharon-extauth-plugins)",
+)
+
+#: charon plays moon (site a), larval sun (site b); their IKE IDs and certificates' names.
+SUN, MOON = IDS["b"], IDS["a"]
+IKE_PROPOSAL, ESP_PROPOSAL = "aes128-sha256-x25519", "aes128gcm16"
+#: swanctl.conf's sides that the tests name again and again.
+MOON_CERT = {"auth": "pubkey", "certs": "moon.pem", "id": MOON}
+SUN_BY_CERT = {"auth": "pubkey", "id": SUN}
+CAROL_MSCHAPV2 = {"auth": "eap-mschapv2", "eap_id": "carol"}
+#: larval's side proving itself with sun's certificate (TOML).
+SUN_CERT_TOML = f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}'
+
+
+def swanctl_conf(
+    name: str,
+    sections: Mapping[str, Mapping[str, str]],
+    *,
+    version: int = 2,
+    proposals: str = IKE_PROPOSAL,
+    esp: str = ESP_PROPOSAL,
+    local_ts: str | None = NET["a"],
+    remote_ts: str = NET["b"],
+    options: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """charon's swanctl.conf in site a: connection `name` to site b (UDP-encapsulated, no
+    MOBIKE in IKEv2) with `options`, its `sections` (local, remote, local-1, remote-xauth,
+    …: their keys and values) and child ``net`` (no local_ts where `local_ts` is None);
+    `secrets`: sections of the secrets block, each ``secret`` written quoted."""
+    head: dict[str, str] = {"version": str(version), "local_addrs": OUTER["a"],
+                            "remote_addrs": OUTER["b"], "encap": "yes"}  # fmt: skip
+    if version == 2:
+        head["mobike"] = "no"
+    head |= dict(options or {})
+    head["proposals"] = proposals
+    lines = ["connections {", f"    {name} {{"]
+    lines += [f"        {key} = {value}" for key, value in head.items()]
+    for section, keys in sections.items():
+        lines += [f"        {section} {{", *_keys(keys, 12), "        }"]
+    child = {"local_ts": local_ts} if local_ts is not None else {}
+    child |= {"remote_ts": remote_ts, "esp_proposals": esp}
+    lines += ["        children {", "            net {", *_keys(child, 16), "            }",
+              "        }", "    }", "}"]  # fmt: skip
+    if secrets:
+        lines.append("secrets {")
+        for section, keys in secrets.items():
+            lines += [f"    {section} {{", *_keys(keys, 8), "    }"]
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _keys(keys: Mapping[str, str], indent: int) -> list[str]:
+    return [" " * indent + f"{k} = " + (f'"{v}"' if k == "secret" else v)
+            for k, v in keys.items()]  # fmt: skip
+
+
+def swanctl_secret(user: str, password: str, kind: str = "eap") -> dict[str, dict[str, str]]:
+    """swanctl.conf's ``secrets { KIND-USER { id = USER; secret = "…" } }`` section (KIND eap
+    or xauth)."""
+    return {f"{kind}-{user}": {"id": user, "secret": password}}
+
+
+def charon_client(
+    sections: Mapping[str, Mapping[str, str]],
+    *,
+    remote: Mapping[str, str] = SUN_BY_CERT,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+    **kw: Any,
+) -> str:
+    """charon as a road warrior (connection ``home``) of larval's gateway, its local
+    `sections` (``local`` or ``local-1``, ``local-2``), proving larval by `remote`."""
+    return swanctl_conf("home", {**sections, "remote": remote}, secrets=secrets, **kw)
+
+
+def charon_gateway(
+    sections: Mapping[str, Mapping[str, str]],
+    *,
+    local: Mapping[str, str] = MOON_CERT,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+    **kw: Any,
+) -> str:
+    """charon as the gateway (connection ``rw``, its certificate always sent) proving
+    itself by `local` and asking its remote `sections` of larval."""
+    options = {"send_cert": "always", **kw.pop("options", {})}
+    return swanctl_conf("rw", {"local": local, **sections}, secrets=secrets, options=options,
+                        **kw)  # fmt: skip
+
+
+def charon_peer(
+    topo: Topology,
+    swanctl: str,
+    *,
+    credentials: Path | None = None,
+    proposals: str = IKE_PROPOSAL,
+    esp: str = ESP_PROPOSAL,
+    **kw: Any,
+) -> Charon:
+    """charon in site a with `swanctl` as its swanctl.conf and the `credentials`
+    directory's files beside it (`kw`: the rest of `Topology.charon`'s)."""
+    return topo.charon(topo.a, proposals=proposals, esp=esp, swanctl=swanctl,
+                       credentials=credentials, **kw)  # fmt: skip
+
+
+def established(ike_sas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one established IKE SA of a status's `ike_sas` (the test fails if not one)."""
+    (ike,) = [sa for sa in ike_sas if sa["state"] == "established"]
+    return ike
+
+
+def with_plugins(monkeypatch: pytest.MonkeyPatch, plugins: str) -> None:
+    """charon loads `plugins` besides the harness's for this test."""
+    monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " " + plugins)
+
+
+def user_secret(user: str, password: str, kind: str = "eap") -> str:
+    """larval's ``[secrets.KIND-USER]`` table for `user` (kind eap or xauth)."""
+    return f'\n[secrets.{kind}-{user}]\nid = "{user}"\nsecret = "{password}"\n'
+
+
+def with_pool(config: str, pool: str, extra: str = "", *, pull: bool = True) -> str:
+    """The harness's larval configuration as a gateway leasing from pool ``rw`` (`pool`,
+    and its further TOML lines `extra`): connection s2s takes the pool (and ``pull =
+    false``: it pushes), and its child's remote_ts is the pool."""
+    keys = 'pools = ["rw"]' + ("" if pull else "\npull = false")
+    config = config.replace('dpd_delay = "0s"', f'dpd_delay = "0s"\n{keys}')
+    config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{pool}"]')
+    return config + f'\n[pools.rw]\naddrs = "{pool}"\n{extra}'
+
+
+def larval_peer(
+    topo: Topology,
+    *,
+    start_action: str,
+    proposals: str = IKE_PROPOSAL,
+    esp: str = ESP_PROPOSAL,
+    secrets: Mapping[str, str] | None = None,
+    kind: str = "eap",
+    edit: Callable[[str], str] | None = None,
+    **kw: Any,
+) -> LarvalDaemon:
+    """larval in site b, started, with the harness's configuration (`kw`: its local,
+    remote, credentials, version, …), the `kind` secrets of `secrets` (user → password),
+    and `edit` applied to the text last."""
+    config = larval_config(topo.b, proposals=[proposals], esp=[esp],
+                           start_action=start_action, **kw)  # fmt: skip
+    for user, password in (secrets or {}).items():
+        config += user_secret(user, password, kind)
+    if edit is not None:
+        config = edit(config)
+    larval = LarvalDaemon(topo.b, config)
+    topo.daemons.append(larval)
+    larval.start()
+    return larval
+
+
+def charon_log(charon: Charon) -> str:
+    return (charon.dir / "charon.log").read_text(errors="replace")
+
+
+def larval_json(topo: Topology, *args: str) -> Any:
+    """`larval ARGS --json` against site b's daemon, as a user runs it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "larval", *args, "--json", "--control-socket",
+         str(topo.b.dir / "control")],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def nothing_left(larval: LarvalDaemon, charon: Charon) -> bool:
+    """Neither larval nor charon keeps an IKE SA or a CHILD_SA."""
+    status = larval.status()
+    return (not status["ike_sas"] and not status["child_sas"]
+            and not re.search(r"^\S+: #", charon.list_sas(), re.M))  # fmt: skip
+
+
+def wait_until(done: Callable[[], object], seconds: float, report: Callable[[], str]) -> None:
+    """Ask `done` every 0.3 s until it is true; after `seconds`, fail with `report`."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(report())
+        time.sleep(0.3)

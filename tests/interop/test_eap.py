@@ -12,106 +12,74 @@ charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from larval.bench import charon as charon_module
 from larval.bench.charon import CharonError
-from tests.interop.certs import IDS, Spec, make_set
+from tests.interop.certs import Spec, make_set
 from tests.interop.harness import (
     OUTER,
     Charon,
     LarvalDaemon,
     Topology,
-    larval_config,
     needs_charon,
     needs_netns,
 )
-
-MSCHAPV2_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so")
-needs_mschapv2 = pytest.mark.skipif(
-    not MSCHAPV2_PLUGIN.exists(), reason="needs charon's eap-mschapv2 (libcharon-extauth-plugins)"
+from tests.interop.ra_setup import (
+    CAROL_MSCHAPV2,
+    MOON,
+    SUN,
+    SUN_CERT_TOML,
+    charon_client,
+    charon_gateway,
+    charon_log,
+    charon_peer,
+    established,
+    larval_json,
+    larval_peer,
+    needs_mschapv2,
+    nothing_left,
+    swanctl_secret,
+    wait_until,
+    with_plugins,
 )
+
+__all__ = ["needs_mschapv2"]  # other tests' marker, from here as before
 pytestmark = [needs_netns, needs_charon, needs_mschapv2]
 
 PASSWORD = "carol-Interop-Password-1"
 WRONG = "not-Carols-Password-9"
-SUN, MOON = IDS["b"], IDS["a"]
+
+#: swanctl.conf's ``remote`` (gateway) side asking any EAP-MSCHAPv2 identity.
+ANY_MSCHAPV2 = {"auth": "eap-mschapv2", "eap_id": "%any"}
 
 
-def _charon_swanctl(secret: str) -> str:
-    return f"""connections {{
-    home {{
-        version = 2
-        local_addrs = {OUTER["a"]}
-        remote_addrs = {OUTER["b"]}
-        encap = yes
-        mobike = no
-        proposals = aes128-sha256-x25519
-        local {{
-            auth = eap-mschapv2
-            eap_id = carol
-        }}
-        remote {{
-            auth = pubkey
-            id = {SUN}
-        }}
-        children {{
-            net {{
-                local_ts = 198.51.100.0/24
-                remote_ts = 203.0.113.0/24
-                esp_proposals = aes128gcm16
-            }}
-        }}
-    }}
-}}
-secrets {{
-    eap-carol {{
-        id = carol
-        secret = "{secret}"
-    }}
-}}
-"""
+def charon_mschapv2_client(secret: str) -> str:
+    """charon dialling larval as carol by EAP-MSCHAPv2 with `secret`."""
+    return charon_client({"local": CAROL_MSCHAPV2}, secrets=swanctl_secret("carol", secret))
+
+
+def charon_mschapv2_gateway() -> str:
+    """charon the gateway asking any EAP-MSCHAPv2 identity; carol's password is PASSWORD."""
+    return charon_gateway({"remote": ANY_MSCHAPV2}, secrets=swanctl_secret("carol", PASSWORD))
 
 
 def _start(topo: Topology, tmp: Path, secret: str,
            monkeypatch: pytest.MonkeyPatch) -> tuple[Charon, LarvalDaemon]:  # fmt: skip
     certs = make_set(Spec("ecdsa", 256), tmp / "pki")
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=_charon_swanctl(secret),
+    with_plugins(monkeypatch, "eap-identity eap-mschapv2")
+    charon = charon_peer(
+        topo, charon_mschapv2_client(secret),
         credentials=certs.credentials(tmp / "moon-credentials", None),
     )  # fmt: skip
-    config = larval_config(
-        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
-        local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
-        remote='{ auth = "eap-mschapv2", eap_id = "%any" }',
+    larval = larval_peer(
+        topo, start_action="none", local=SUN_CERT_TOML,
+        remote='{ auth = "eap-mschapv2", eap_id = "%any" }', secrets={"carol": PASSWORD},
         credentials=str(certs.credentials(tmp / "sun-credentials", "sun")),
     )  # fmt: skip
-    config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
-    larval = LarvalDaemon(topo.b, config)
-    topo.daemons.append(larval)
-    larval.start()
     return charon, larval
-
-
-def _status(topo: Topology) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "larval", "status", "--json", "--control-socket",
-         str(topo.b.dir / "control")],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    result: dict[str, Any] = json.loads(out)
-    return result
 
 
 def test_charon_as_an_eap_mschapv2_client_gets_its_child_sa(
@@ -120,12 +88,12 @@ def test_charon_as_an_eap_mschapv2_client_gets_its_child_sa(
     with Topology(tmp_path) as topo:
         charon, larval = _start(topo, tmp_path, PASSWORD, monkeypatch)
         charon.initiate()
-        log = (charon.dir / "charon.log").read_text(errors="replace")
+        log = charon_log(charon)
         assert re.search(rf"authentication of '{SUN}' with \S+ successful", log), log[-4000:]
         assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert ike["auth_remote"]["method"] == "eap-mschapv2", ike
         assert ike["auth_remote"]["identity"] == "carol", ike
         assert ike["auth_local"]["method"] == "pubkey", ike
@@ -139,96 +107,51 @@ def test_a_wrong_password_is_refused_and_leaves_nothing(
         charon, larval = _start(topo, tmp_path, WRONG, monkeypatch)
         with pytest.raises(CharonError):
             charon.initiate(timeout=10)
-        deadline = time.monotonic() + 10
-        while True:
-            log = larval.log.read_text()
-            status = larval.status()
-            listing = charon.list_sas()
-            if (
-                "authentication of the initiator failed: EAP-MSCHAPv2: wrong password for "
-                "user 'carol'"
-                in log
-                and not status["ike_sas"]
-                and not status["child_sas"]
-                and not re.search(r"^\S+: #", listing, re.M)
-            ):
-                break  # fmt: skip
-            if time.monotonic() > deadline:
-                pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
-            time.sleep(0.3)
+        refused = ("authentication of the initiator failed: EAP-MSCHAPv2: wrong password for "
+                   "user 'carol'")  # fmt: skip
+        wait_until(
+            lambda: refused in larval.log.read_text() and nothing_left(larval, charon), 10,
+            lambda: f"not refused:\n{larval.status()}\n{charon.list_sas()}\n"
+                    f"{larval.log.read_text()[-4000:]}",
+        )  # fmt: skip
+        log = larval.log.read_text()
         assert WRONG not in log and PASSWORD not in log
 
 
-def _charon_gateway_swanctl() -> str:
-    return f"""connections {{
-    rw {{
-        version = 2
-        local_addrs = {OUTER["a"]}
-        remote_addrs = {OUTER["b"]}
-        encap = yes
-        mobike = no
-        proposals = aes128-sha256-x25519
-        send_cert = always
-        local {{
-            auth = pubkey
-            certs = moon.pem
-            id = {MOON}
-        }}
-        remote {{
-            auth = eap-mschapv2
-            eap_id = %any
-        }}
-        children {{
-            net {{
-                local_ts = 198.51.100.0/24
-                remote_ts = 203.0.113.0/24
-                esp_proposals = aes128gcm16
-            }}
-        }}
-    }}
-}}
-secrets {{
-    eap-carol {{
-        id = carol
-        secret = "{PASSWORD}"
-    }}
-}}
-"""
+def larval_mschapv2_client(
+    topo: Topology, tmp: Path, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Charon, LarvalDaemon]:
+    """charon the gateway asking EAP-MSCHAPv2 (carol's password PASSWORD), larval its
+    client as carol with `secret`, by trap policy."""
+    certs = make_set(Spec("ecdsa", 256), tmp / "pki")
+    with_plugins(monkeypatch, "eap-identity eap-mschapv2")
+    charon = charon_peer(
+        topo, charon_mschapv2_gateway(),
+        credentials=certs.credentials(tmp / "moon-credentials", "moon"),
+    )  # fmt: skip
+    larval = larval_peer(
+        topo, start_action="trap", local='{ auth = "eap-mschapv2", eap_id = "carol" }',
+        remote=f'{{ auth = "pubkey", id = "{MOON}" }}', secrets={"carol": secret},
+        credentials=str(certs.credentials(tmp / "sun-credentials", None)),
+    )  # fmt: skip
+    return charon, larval
 
 
 def test_larval_as_an_eap_mschapv2_client_of_a_charon_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-mschapv2")  # fmt: skip
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-            swanctl=_charon_gateway_swanctl(),
-            credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
-        )  # fmt: skip
-        config = larval_config(
-            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
-            start_action="trap",
-            local='{ auth = "eap-mschapv2", eap_id = "carol" }',
-            remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
-            credentials=str(certs.credentials(tmp_path / "sun-credentials", None)),
-        )  # fmt: skip
-        config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
-        larval = LarvalDaemon(topo.b, config)
-        topo.daemons.append(larval)
-        larval.start()
+        charon, larval = larval_mschapv2_client(topo, tmp_path, PASSWORD, monkeypatch)
         # The first packet sets off the exchange through larval's trap policy.
         result = topo.b.ping(count=5)
-        log = (charon.dir / "charon.log").read_text(errors="replace")
+        log = charon_log(charon)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
                                                     log[-4000:])  # fmt: skip
         assert "EAP method EAP_MSCHAPV2 succeeded, MSK established" in log, log[-4000:]
         assert "received EAP identity 'carol'" in log, log[-4000:]
         # Both AUTHs over the MSK: larval's checked by charon, charon's by larval.
         assert f"authentication of '{OUTER['b']}' with EAP successful" in log, log[-4000:]
-        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-mschapv2", "carol"), ike  # fmt: skip
         assert ike["auth_remote"]["method"] == "pubkey", ike

@@ -19,11 +19,7 @@ charon's eap-tls is in Debian's ``libcharon-extra-plugins``.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +27,35 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from larval import pki
-from larval.bench import charon as charon_module
 from larval.bench.charon import CharonError
-from tests.interop.certs import IDS, CertSet, EndEntity
+from tests.interop.certs import CertSet, EndEntity
 from tests.interop.harness import (
-    OUTER,
     LarvalDaemon,
     Topology,
-    larval_config,
     needs_charon,
     needs_netns,
 )
-
-TLS_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-eap-tls.so")
-needs_eap_tls = pytest.mark.skipif(
-    not TLS_PLUGIN.exists(), reason="needs charon's eap-tls (libcharon-extra-plugins)"
+from tests.interop.ra_setup import (
+    MOON,
+    MOON_CERT,
+    SUN,
+    SUN_CERT_TOML,
+    charon_client,
+    charon_gateway,
+    charon_log,
+    charon_peer,
+    established,
+    larval_json,
+    larval_peer,
+    needs_eap_tls,
+    nothing_left,
+    wait_until,
+    with_plugins,
 )
+
 pytestmark = [needs_netns, needs_charon, needs_eap_tls]
 
 DAVE = "dave@example.org"
-SUN, MOON = IDS["b"], IDS["a"]
 
 
 def _certs(kind: str = "ecdsa", size: int = 256) -> CertSet:
@@ -74,69 +79,26 @@ def _certs(kind: str = "ecdsa", size: int = 256) -> CertSet:
     return CertSet(root, ends, crl)
 
 
-def _children() -> str:
-    return """        children {
-            net {
-                local_ts = 198.51.100.0/24
-                remote_ts = 203.0.113.0/24
-                esp_proposals = aes128gcm16
-            }
-        }"""
-
-
-def _charon_client(cert: str) -> str:
-    return f"""connections {{
-    home {{
-        version = 2
-        local_addrs = {OUTER["a"]}
-        remote_addrs = {OUTER["b"]}
-        encap = yes
-        mobike = no
-        proposals = aes128-sha256-x25519
-        local {{
-            auth = eap-tls
-            certs = {cert}.pem
-            id = {DAVE}
-        }}
-        remote {{
-            auth = pubkey
-            id = {SUN}
-        }}
-{_children()}
-    }}
-}}
-"""
-
-
-def _status(topo: Topology) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "larval", "status", "--json", "--control-socket",
-         str(topo.b.dir / "control")],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    result: dict[str, Any] = json.loads(out)
-    return result
+def _charon_client(cert: str, remote_auth: str = "pubkey") -> str:
+    """charon dialling larval as dave by EAP-TLS with certificate `cert`, proving larval
+    by `remote_auth`."""
+    return charon_client({"local": {"auth": "eap-tls", "certs": f"{cert}.pem", "id": DAVE}},
+                         remote={"auth": remote_auth, "id": SUN})  # fmt: skip
 
 
 def _gateway(topo: Topology, tmp: Path, certs: CertSet, client: str,
              monkeypatch: pytest.MonkeyPatch, auth: str = "eap-tls",
              ) -> tuple[Any, LarvalDaemon]:  # fmt: skip
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=_charon_client(client),
+    with_plugins(monkeypatch, "eap-identity eap-tls")
+    charon = charon_peer(
+        topo, _charon_client(client),
         credentials=certs.credentials(tmp / "dave-credentials", client),
     )  # fmt: skip
-    config = larval_config(
-        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
-        local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+    larval = larval_peer(
+        topo, start_action="none", local=SUN_CERT_TOML,
         remote=f'{{ auth = "{auth}", eap_id = "%any", cacerts = ["root.pem"] }}',
         credentials=str(certs.credentials(tmp / "sun-credentials", "sun", crl=True)),
     )  # fmt: skip
-    larval = LarvalDaemon(topo.b, config)
-    topo.daemons.append(larval)
-    larval.start()
     return charon, larval
 
 
@@ -153,7 +115,7 @@ def test_charon_as_an_eap_tls_client_of_a_larval_gateway(
     with Topology(tmp_path) as topo:
         charon, larval = _gateway(topo, tmp_path, certs, "dave", monkeypatch, auth)
         charon.initiate()
-        log = (charon.dir / "charon.log").read_text(errors="replace")
+        log = charon_log(charon)
         assert re.search(rf"authentication of '{SUN}' with \S+ successful", log), log[-4000:]
         assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
         assert "negotiated TLS 1.2 using suite" in log, log[-4000:]
@@ -162,7 +124,7 @@ def test_charon_as_an_eap_tls_client_of_a_larval_gateway(
         assert requests == 3 if kind == "ecdsa" else requests > 3, log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_remote"]["method"], ike["auth_remote"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         assert ike["auth_local"]["method"] == "pubkey", ike
@@ -176,72 +138,42 @@ def test_a_revoked_client_certificate_is_refused_and_leaves_nothing(
         charon, larval = _gateway(topo, tmp_path, certs, "dave-revoked", monkeypatch)
         with pytest.raises(CharonError):
             charon.initiate(timeout=10)
-        deadline = time.monotonic() + 10
-        while True:
-            log = larval.log.read_text()
-            status = larval.status()
-            listing = charon.list_sas()
-            refused = re.search(
-                rf"authentication of the initiator failed: EAP identity '{DAVE}': EAP-TLS: the "
-                r"peer's certificate refused: .*revoked \(keyCompromise\)", log)  # fmt: skip
-            if refused and not status["ike_sas"] and not status["child_sas"] \
-                    and not re.search(r"^\S+: #", listing, re.M):  # fmt: skip
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"not refused:\n{status}\n{listing}\n{log[-4000:]}")
-            time.sleep(0.3)
+        refused = re.compile(
+            rf"authentication of the initiator failed: EAP identity '{DAVE}': EAP-TLS: the "
+            r"peer's certificate refused: .*revoked \(keyCompromise\)")  # fmt: skip
+        wait_until(
+            lambda: refused.search(larval.log.read_text()) and nothing_left(larval, charon), 10,
+            lambda: f"not refused:\n{larval.status()}\n{charon.list_sas()}\n"
+                    f"{larval.log.read_text()[-4000:]}",
+        )  # fmt: skip
 
 
-def _charon_gateway() -> str:
-    return f"""connections {{
-    rw {{
-        version = 2
-        local_addrs = {OUTER["a"]}
-        remote_addrs = {OUTER["b"]}
-        encap = yes
-        mobike = no
-        proposals = aes128-sha256-x25519
-        send_cert = always
-        local {{
-            auth = pubkey
-            certs = moon.pem
-            id = {MOON}
-        }}
-        remote {{
-            auth = eap-tls
-            eap_id = %any
-        }}
-{_children()}
-    }}
-}}
-"""
+def _charon_gateway(local: dict[str, str] = MOON_CERT,
+                    remote: dict[str, str] | None = None) -> str:  # fmt: skip
+    """charon the gateway proving itself by `local`, asking EAP-TLS of any identity (or
+    `remote`)."""
+    return charon_gateway({"remote": remote or {"auth": "eap-tls", "eap_id": "%any"}},
+                          local=local)  # fmt: skip
 
 
 def _client(topo: Topology, tmp: Path, certs: CertSet, own: CertSet,
             monkeypatch: pytest.MonkeyPatch) -> tuple[Any, LarvalDaemon]:  # fmt: skip
     """charon the gateway with `certs`, larval the client with dave of `own`, trusting
     the root of `certs`."""
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
-    charon = topo.charon(
-        topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16",
-        swanctl=_charon_gateway(),
+    with_plugins(monkeypatch, "eap-identity eap-tls")
+    charon = charon_peer(
+        topo, _charon_gateway(),
         credentials=certs.credentials(tmp / "moon-credentials", "moon"),
     )  # fmt: skip
     directory = own.credentials(tmp / "dave-credentials", "dave")
     (directory / "x509ca" / "root.pem").write_bytes(
         certs.root.public_bytes(serialization.Encoding.PEM)
     )
-    config = larval_config(
-        topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
-        start_action="trap",
+    larval = larval_peer(
+        topo, start_action="trap",
         local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
-        remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
-        credentials=str(directory),
+        remote=f'{{ auth = "pubkey", id = "{MOON}" }}', credentials=str(directory),
     )  # fmt: skip
-    larval = LarvalDaemon(topo.b, config)
-    topo.daemons.append(larval)
-    larval.start()
     return charon, larval
 
 
@@ -253,13 +185,13 @@ def test_larval_as_an_eap_tls_client_of_a_charon_gateway(
         charon, larval = _client(topo, tmp_path, certs, certs, monkeypatch)
         # The first packet sets off the exchange through larval's trap policy.
         result = topo.b.ping(count=5)
-        log = (charon.dir / "charon.log").read_text(errors="replace")
+        log = charon_log(charon)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
                                                     log[-4000:])  # fmt: skip
         assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
         assert f"received EAP identity '{DAVE}'" in log, log[-4000:]
         assert f"authentication of '{DAVE}' with EAP successful" in log, log[-4000:]
-        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         assert ike["auth_remote"]["method"] == "pubkey", ike
@@ -274,22 +206,18 @@ def test_a_charon_gateway_that_refuses_larvals_certificate_leaves_nothing_on_lar
     with Topology(tmp_path) as topo:
         charon, larval = _client(topo, tmp_path, certs, stranger, monkeypatch)
         topo.b.ping(count=1)
-        deadline = time.monotonic() + 15
-        while True:
-            log = larval.log.read_text()
+        refused = re.compile(rf"EAP as '{DAVE}' failed: EAP-TLS: .*alert certificate unknown")
+        # larval tells charon (RFC 7296 §2.21.2), which keeps its half-open IKE_SA until its
+        # own timeout.
+        told = re.compile(r"parsed INFORMATIONAL request \d+ \[ N\(AUTH_FAILED\) \]")
+
+        def done() -> bool:
             status = larval.status()
-            charon_log = (charon.dir / "charon.log").read_text(errors="replace")
-            refused = re.search(rf"EAP as '{DAVE}' failed: EAP-TLS: .*alert certificate unknown",
-                                log)  # fmt: skip
-            # larval tells charon (RFC 7296 §2.21.2), which keeps its half-open IKE_SA
-            # until its own timeout.
-            told = re.search(r"parsed INFORMATIONAL request \d+ \[ N\(AUTH_FAILED\) \]",
-                             charon_log)  # fmt: skip
-            if refused and told and not status["ike_sas"] and not status["child_sas"]:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"not refused:\n{status}\n{log[-3000:]}\n{charon_log[-3000:]}")
-            time.sleep(0.3)
+            return bool(refused.search(larval.log.read_text()) and told.search(charon_log(charon))
+                        and not status["ike_sas"] and not status["child_sas"])  # fmt: skip
+
+        wait_until(done, 15, lambda: f"not refused:\n{larval.status()}\n"
+                   f"{larval.log.read_text()[-3000:]}\n{charon_log(charon)[-3000:]}")  # fmt: skip
 
 
 # -- EAP-only authentication (RFC 5998) ---------------------------------------------------
@@ -302,36 +230,29 @@ def test_charon_as_an_eap_only_client_of_a_larval_gateway(
     larval gateway sends IDr and EAP without AUTH; charon takes it (it announced
     EAP_ONLY_AUTHENTICATION), both ends prove themselves by TLS and the MSK AUTHs."""
     certs = _certs()
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
-    client = _charon_client("dave").replace(
-        "auth = pubkey\n", "auth = eap-tls\n"
-    )  # remote { auth = eap-tls; id = sun }
+    with_plugins(monkeypatch, "eap-identity eap-tls")
+    client = _charon_client("dave", remote_auth="eap-tls")  # remote { auth = eap-tls; id = sun }
     assert "auth = pubkey" not in client
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=client,
+        charon = charon_peer(
+            topo, client,
             credentials=certs.credentials(tmp_path / "dave-credentials", "dave"),
         )  # fmt: skip
-        config = larval_config(
-            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
-            start_action="none",
+        larval = larval_peer(
+            topo, start_action="none",
             local=f'{{ auth = "eap-tls", certs = ["sun.pem"], id = "{SUN}" }}',
             remote='{ auth = "eap-tls", cacerts = ["root.pem"] }',
             credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun", crl=True)),
         )  # fmt: skip
-        larval = LarvalDaemon(topo.b, config)
-        topo.daemons.append(larval)
-        larval.start()
         charon.initiate()
-        log = (charon.dir / "charon.log").read_text(errors="replace")
+        log = charon_log(charon)
         assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
         # The gateway's first IKE_AUTH response: IDr and EAP, no CERT, no AUTH.
         first = re.search(r"parsed IKE_AUTH response \d+ \[ ([^\]]*) \]", log)
         assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
         result = topo.a.ping(count=3)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:])
-        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         remote = ike["auth_remote"]
         assert (remote["method"], remote["identity"]) == ("eap-tls", DAVE), ike
         assert remote["subject"] == f"C=CH, O=larval interop, CN={DAVE}", ike
@@ -346,35 +267,29 @@ def test_larval_as_an_eap_only_client_of_a_charon_gateway(
     "eap-tls"`` on both sides, which announces EAP_ONLY_AUTHENTICATION and takes the
     gateway without AUTH, checking its TLS certificate for the remote ``id``."""
     certs = _certs()
-    gateway = _charon_gateway().replace("auth = pubkey\n", "auth = eap-tls\n")
-    gateway = gateway.replace("            eap_id = %any\n", "")
+    gateway = _charon_gateway({**MOON_CERT, "auth": "eap-tls"}, {"auth": "eap-tls"})
     assert "auth = pubkey" not in gateway
-    monkeypatch.setattr(charon_module, "PLUGINS",
-                        charon_module.PLUGINS + " eap-identity eap-tls")  # fmt: skip
+    with_plugins(monkeypatch, "eap-identity eap-tls")
     with Topology(tmp_path) as topo:
-        charon = topo.charon(
-            topo.a, proposals="aes128-sha256-x25519", esp="aes128gcm16", swanctl=gateway,
+        charon = charon_peer(
+            topo, gateway,
             credentials=certs.credentials(tmp_path / "moon-credentials", "moon"),
         )  # fmt: skip
-        config = larval_config(
-            topo.b, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
-            start_action="trap",
+        larval = larval_peer(
+            topo, start_action="trap",
             local=f'{{ auth = "eap-tls", certs = ["dave.pem"], id = "{DAVE}" }}',
             remote=f'{{ auth = "eap-tls", id = "{MOON}" }}',
             credentials=str(certs.credentials(tmp_path / "dave-credentials", "dave")),
         )  # fmt: skip
-        larval = LarvalDaemon(topo.b, config)
-        topo.daemons.append(larval)
-        larval.start()
         result = topo.b.ping(count=5)
-        log = (charon.dir / "charon.log").read_text(errors="replace")
+        log = charon_log(charon)
         assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-4000:],
                                                     log[-4000:])  # fmt: skip
         assert "EAP method EAP_TLS succeeded, MSK established" in log, log[-4000:]
         # charon's first IKE_AUTH response: IDr and EAP, no CERT, no AUTH.
         first = re.search(r"generating IKE_AUTH response \d+ \[ ([^\]]*) \]", log)
         assert first is not None and "AUTH" not in first.group(1).replace("EAP", ""), log[-4000:]
-        (ike,) = [sa for sa in _status(topo)["ike_sas"] if sa["state"] == "established"]
+        ike = established(larval_json(topo, "status")["ike_sas"])
         assert (ike["auth_local"]["method"], ike["auth_local"]["identity"]) == (
             "eap-tls", DAVE), ike  # fmt: skip
         remote = ike["auth_remote"]

@@ -39,25 +39,22 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from larval import pki
 from larval.commands.daemon import print_status
 from larval.commands.pools import print_pools
-from larval.credentials import CertificateWithKey, Credentials, PrivateKeyFile
-from larval.daemon.auth import resolve
-from larval.daemon.config import parse_config
+from larval.credentials import Credentials
 from larval.keymgr.manager import KeyManager
 from larval.net.control import ControlServer, control_request
 from larval.node import Node
+from larval.ra_gateway import ESP_PROPOSAL, IKE_PROPOSAL, RaGateway
 
 GATEWAY, CLIENTS = "192.0.2.2", "192.0.2.1"
 GATEWAY_ID = "vpn.bench.example"
 POOL = "10.3.0.0/16"
 HOME_NET = "203.0.113.0/24"
-IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
-ESP_PROPOSAL = "aes128gcm16"
 TIMER_PERIOD = 0.1  # s between timer checks on both sides
 COOKIE_THRESHOLD = 1_000_000  # the flood from one address is the benchmark, not an attack
 _NAT_PORTS = {500: 20000, 4500: 40000}  # the clients' ports as the gateway sees them
@@ -71,37 +68,20 @@ def _password(i: int) -> str:
     return f"bench-Password-{i:04d}"
 
 
+RA = RaGateway(GATEWAY, CLIENTS, GATEWAY_ID, HOME_NET, POOL, credentials_name="<bench>")
+
+
 def credentials() -> Credentials:
     """The CA and the gateway's certificate, in memory."""
-    ca_key = pki.generate_key("ecdsa")
-    ca = pki.make_certificate(
-        pki.CertRequest(pki.parse_dn("C=CH, O=larval bench, CN=bench CA"), ca=True),
-        ca_key.public_key(), ca_key,
-    )  # fmt: skip
-    key = pki.generate_key("ecdsa")
-    request = pki.CertRequest(pki.parse_dn(f"C=CH, O=larval bench, CN={GATEWAY_ID}"),
-                              sans=[pki.parse_san(GATEWAY_ID)])  # fmt: skip
-    cert = pki.make_certificate(request, key.public_key(), ca_key, ca)
-    gateway = CertificateWithKey("x509/gw.pem", cert, PrivateKeyFile("private/gw.pem", key))
-    return Credentials(certs=(gateway,), cacerts=(ca,), cacert_paths=("x509ca/ca.pem",))
+    return RA.credentials("larval bench", "bench CA")
 
 
-def _secrets(n: int) -> dict[str, Any]:
-    return {f"eap-{_user(i)}": {"id": _user(i), "secret": _password(i)} for i in range(n)}
+def _users(n: int) -> dict[str, str]:
+    return {_user(i): _password(i) for i in range(n)}
 
 
 def gateway_node(n: int, creds: Credentials) -> Node:
-    rw = {
-        "local_addrs": [GATEWAY], "remote_addrs": [CLIENTS], "proposals": [IKE_PROPOSAL],
-        "encap": True, "pools": ["rw"],
-        "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": GATEWAY_ID},
-        "remote": {"auth": "eap-mschapv2", "eap_id": "%any"},
-        "children": {"net": {"local_ts": [HOME_NET], "remote_ts": [POOL],
-                             "esp_proposals": [ESP_PROPOSAL]}},
-    }  # fmt: skip
-    data = {"daemon": {"credentials": "<bench>"}, "pools": {"rw": {"addrs": POOL}},
-            "connections": {"rw": rw}, "secrets": _secrets(n)}  # fmt: skip
-    config = resolve(parse_config(data, "<bench gateway>"), creds, "<bench gateway>")
+    config = RA.gateway_config(_users(n), creds, "<bench gateway>")
     conns = [dataclasses.replace(c, ike=dataclasses.replace(c.ike,
                                                             cookie_threshold=COOKIE_THRESHOLD))
              for c in config.connections]  # fmt: skip
@@ -113,25 +93,9 @@ def gateway_node(n: int, creds: Credentials) -> Node:
 
 def clients_node(n: int, creds: Credentials) -> Node:
     """One key manager with a connection a user, each asking for an address."""
-    connections = {
-        _user(i): {
-            "local_addrs": [CLIENTS], "remote_addrs": [GATEWAY], "proposals": [IKE_PROPOSAL],
-            "encap": True,
-            "local": {"auth": "eap-mschapv2", "eap_id": _user(i)},
-            "remote": {"auth": "pubkey", "id": GATEWAY_ID},
-            "children": {"net": {"local_ts": ["0.0.0.0/0"], "remote_ts": [HOME_NET],
-                                 "esp_proposals": [ESP_PROPOSAL]}},
-        }
-        for i in range(n)
-    }  # fmt: skip
-    data = {"daemon": {"credentials": "<bench>"}, "connections": connections,
-            "secrets": _secrets(n)}  # fmt: skip
-    client_creds = dataclasses.replace(creds, certs=())
-    config = resolve(parse_config(data, "<bench clients>"), client_creds, "<bench clients>")
-    vip = (ipaddress.ip_address("0.0.0.0"),)
-    conns = [dataclasses.replace(c, ike=dataclasses.replace(c.ike, vips=vip))
-             for c in config.connections]  # fmt: skip
-    return Node(conns)
+    users = _users(n)
+    config = RA.clients_config({u: u for u in users}, users, creds, "<bench clients>")
+    return Node(config.connections)
 
 
 def _rss_kib(pid: int) -> int:
@@ -140,6 +104,17 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def _received(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """The datagrams waiting on the non-blocking `sock` (64 at the most), each as its two
+    bytes of port and the IKE message after them."""
+    for _ in range(64):
+        try:
+            packet = sock.recv(65536)
+        except BlockingIOError:
+            return
+        yield int.from_bytes(packet[:2], "big"), packet[2:]
 
 
 # -- the gateway process -----------------------------------------------------------------
@@ -162,13 +137,8 @@ async def _serve_gateway(
             sock.send(port.to_bytes(2, "big") + data)
 
     def readable() -> None:
-        for _ in range(64):
-            try:
-                packet = sock.recv(65536)
-            except BlockingIOError:
-                break
-            port = int.from_bytes(packet[:2], "big")
-            keymgr.receive_ike(packet[2:], (CLIENTS, port), local, time.time())
+        for port, data in _received(sock):
+            keymgr.receive_ike(data, (CLIENTS, port), local, time.time())
             flush()
 
     def tick() -> None:
@@ -237,14 +207,9 @@ def _connect(
             next_timer = mono + TIMER_PERIOD
         if not select.select([sock], (), (), TIMER_PERIOD)[0]:
             continue
-        for _ in range(64):
-            try:
-                packet = sock.recv(65536)
-            except BlockingIOError:
-                break
-            port = int.from_bytes(packet[:2], "big")
+        for port, data in _received(sock):
             gateway_port = 4500 if port >= _NAT_PORTS[4500] else 500
-            keymgr.receive_ike(packet[2:], (GATEWAY, gateway_port), local, time.time())
+            keymgr.receive_ike(data, (GATEWAY, gateway_port), local, time.time())
             _send(keymgr, sock, ports)
         if len(keymgr.children) > done:
             last = time.monotonic()

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from larval.crypto.oid import dotted
 from larval.errors import LarvalError
 from larval.wire import LenientIntEnum
 
@@ -296,17 +297,11 @@ def _hash_of(field: bytes | None, what: str) -> HashAlgorithm:
 
 
 def _dotted(oid: bytes) -> str:
-    """An OID's dotted form, for messages (X.690 §8.19)."""
-    arcs, value = [], 0
-    for octet in oid:
-        value = value << 7 | octet & 0x7F
-        if not octet & 0x80:
-            arcs.append(value)
-            value = 0
-    if not arcs:
+    """An OID's dotted form for messages; ``(no OID)`` where it is none."""
+    try:
+        return dotted(oid)
+    except ValueError:
         return "(no OID)"
-    first = min(arcs[0] // 40, 2)
-    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
 
 
 # -- signing and verifying ---------------------------------------------------------------

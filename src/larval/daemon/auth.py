@@ -24,6 +24,8 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from cryptography import x509
+
 from larval.credentials import (
     CA_DIR,
     END_ENTITY_DIR,
@@ -124,16 +126,14 @@ class _Resolver:
             cert = self.eap_tls_cert(local, ike.local_eap.eap_id or "")
             if cert is None or ike.remote_auth is None:
                 return ike  # the problem is named already
-            tls = EapTlsAuth(cert, chain_for(cert.cert, self.credentials.cacerts),
-                             ike.remote_auth.trust, server_id=ike.remote_id)  # fmt: skip
+            intermediates = chain_for(cert.cert, self.credentials.cacerts)
+            tls = _tls_client(cert, intermediates, ike.remote_auth, ike.remote_id)
             return dataclasses.replace(ike, local_eap=dataclasses.replace(ike.local_eap, tls=tls))
         if remote is not None and remote.method != "pubkey" and ike.remote_eap is not None:
             trust = self.remote(remote, cert_auth)
             if trust is None or ike.local_auth is None:
                 return ike
-            anchors = getattr(trust.trust, "anchors", ())
-            tls = EapTlsAuth(ike.local_auth.cert, ike.local_auth.intermediates, trust.trust,
-                             anchors)  # fmt: skip
+            tls = _tls_server(ike.local_auth.cert, ike.local_auth.intermediates, trust)
             return dataclasses.replace(ike, remote_eap=dataclasses.replace(ike.remote_eap, tls=tls))
         return ike
 
@@ -151,9 +151,8 @@ class _Resolver:
         if own is None or trust is None:
             return ike  # the problem is named already
         auth, local_id = own
-        anchors = getattr(trust.trust, "anchors", ())
-        client = EapTlsAuth(auth.cert, auth.intermediates, trust.trust, server_id=ike.remote_id)
-        server = EapTlsAuth(auth.cert, auth.intermediates, trust.trust, anchors)
+        client = _tls_client(auth.cert, auth.intermediates, trust, ike.remote_id)
+        server = _tls_server(auth.cert, auth.intermediates, trust)
         eap_id = ike.local_eap.eap_id or describe_identity(*local_id)
         return dataclasses.replace(
             ike,
@@ -165,28 +164,16 @@ class _Resolver:
     def eap_tls_cert(self, side: AuthSide, eap_id: str) -> CertificateWithKey | None:
         """A client's EAP-TLS certificate: the first of its ``certs`` that carries its
         EAP identity, which the gateway checks it against."""
-        loaded = self.credentials.certs
-        found: list[CertificateWithKey] = []
-        for i, name in enumerate(side.files):
-            wanted = self.configured(END_ENTITY_DIR, name)
-            matches = [c for c in loaded if self.loaded(c.path) == wanted]
-            if not matches:
-                self.problem(f"{side.key}.certs[{i}]", f"{name!r} is not a loaded certificate "
-                             f"({_listing(END_ENTITY_DIR, [c.path for c in loaded])})")  # fmt: skip
-                return None
-            found.extend(matches)
+        found = self.named_certs(side)
+        if found is None:
+            return None
         try:
             wanted_id = identity(eap_id)
         except ValueError as e:
             self.problem(f"{side.key}.eap_id", f"EAP-TLS: {e}")
             return None
-        carrying = [c for c in found if cert_matches_identity(c.cert, *wanted_id)]
-        if not carrying:
-            subjects = "; ".join(describe_subject(c.cert) for c in found)
-            self.problem(f"{side.key}.certs", f"EAP identity {eap_id} is in no certificate of "
-                         f"certs ({subjects}); the gateway would refuse it")  # fmt: skip
-            return None
-        return carrying[0]
+        return self.carrying(found, wanted_id, f"{side.key}.certs", f"EAP identity {eap_id}",
+                             "the gateway would refuse it")  # fmt: skip
 
     def local(
         self, ike: IkeConfig, side: AuthSide, cert_auth: CertAuth
@@ -197,6 +184,30 @@ class _Resolver:
             listing = _listing(END_ENTITY_DIR, [c.path for c in loaded])
             self.problem(f"{side.key}.certs", f"missing; name this end's certificate ({listing})")
             return None
+        found = self.named_certs(side)
+        if found is None:
+            return None
+        if side.id is None:
+            chosen: CertificateWithKey | None = found[0]
+            local_id = (IdType.ID_DER_ASN1_DN, found[0].cert.subject.public_bytes())
+        else:
+            local_id = ike.local_id
+            chosen = self.carrying(found, local_id, f"{side.key}.id", describe_identity(*local_id),
+                                   "a peer would refuse it")  # fmt: skip
+        if chosen is None:
+            return None
+        auth = LocalAuth(
+            chosen,
+            intermediates=chain_for(chosen.cert, self.credentials.cacerts),
+            schemes=() if side.schemes == _PUBKEY else side.schemes,
+            send_cert=cert_auth.send_cert,
+        )
+        return auth, local_id
+
+    def named_certs(self, side: AuthSide) -> list[CertificateWithKey] | None:
+        """The loaded certificates a side's ``certs`` names, in order; None (every name
+        not loaded named as a problem) if one is not."""
+        loaded = self.credentials.certs
         found: list[CertificateWithKey] = []
         complete = True
         for i, name in enumerate(side.files):
@@ -207,28 +218,20 @@ class _Resolver:
                              f"({_listing(END_ENTITY_DIR, [c.path for c in loaded])})")  # fmt: skip
                 complete = False
             found.extend(matches)
-        if not complete:
-            return None
-        if side.id is None:
-            chosen = found[0]
-            local_id = (IdType.ID_DER_ASN1_DN, chosen.cert.subject.public_bytes())
-        else:
-            local_id = ike.local_id
-            carrying = [c for c in found if cert_matches_identity(c.cert, *local_id)]
-            if not carrying:
-                subjects = "; ".join(describe_subject(c.cert) for c in found)
-                described = describe_identity(*local_id)
-                self.problem(f"{side.key}.id", f"{described} is in no certificate of certs "
-                             f"({subjects}); a peer would refuse it")  # fmt: skip
-                return None
-            chosen = carrying[0]
-        auth = LocalAuth(
-            chosen,
-            intermediates=chain_for(chosen.cert, self.credentials.cacerts),
-            schemes=() if side.schemes == _PUBKEY else side.schemes,
-            send_cert=cert_auth.send_cert,
-        )
-        return auth, local_id
+        return found if complete else None
+
+    def carrying(
+        self, found: Sequence[CertificateWithKey], wanted: tuple[IdType, bytes], key: str,
+        what: str, refusal: str,
+    ) -> CertificateWithKey | None:  # fmt: skip
+        """The first of `found` that carries the identity `wanted` (`what`); else a problem
+        at `key` listing their subjects, and who would refuse it (`refusal`)."""
+        for cert in found:
+            if cert_matches_identity(cert.cert, *wanted):
+                return cert
+        subjects = "; ".join(describe_subject(c.cert) for c in found)
+        self.problem(key, f"{what} is in no certificate of certs ({subjects}); {refusal}")
+        return None
 
     def remote(self, side: AuthSide, cert_auth: CertAuth) -> RemoteAuth | None:
         """What the peer must prove: a chain to the CAs ``cacerts`` names, else to any
@@ -268,6 +271,23 @@ class _Resolver:
         """The file a loaded credential came from (``x509/NAME``)."""
         assert self.directory is not None
         return os.path.abspath(os.path.join(self.directory, path))
+
+
+def _tls_client(
+    cert: CertificateWithKey, intermediates: tuple[x509.Certificate, ...], trust: RemoteAuth,
+    server_id: tuple[IdType, bytes] | None,
+) -> EapTlsAuth:  # fmt: skip
+    """A TLS client's side: its certificate, and the gateway's that must chain to `trust`
+    and carry `server_id`."""
+    return EapTlsAuth(cert, intermediates, trust.trust, server_id=server_id)
+
+
+def _tls_server(
+    cert: CertificateWithKey, intermediates: tuple[x509.Certificate, ...], trust: RemoteAuth
+) -> EapTlsAuth:
+    """A TLS server's side: its certificate, and the CAs of `trust` it names in its
+    CertificateRequest (RFC 5246 §7.4.4) and checks clients' certificates against."""
+    return EapTlsAuth(cert, intermediates, trust.trust, getattr(trust.trust, "anchors", ()))
 
 
 def _listing(subdir: str, paths: Sequence[str]) -> str:

@@ -39,6 +39,8 @@ class IdentityServer(EapMethodMachine[IdentityState]):
 
     is_server = True
     method = EapType.IDENTITY
+    label = "EAP-Identity"
+    opening = (IdentityState.START, IdentityState.REQUEST_SENT)
     transitions: ClassVar = {
         (IdentityState.REQUEST_SENT, "IDENTITY Response"): "_on_identity",
     }
@@ -46,15 +48,8 @@ class IdentityServer(EapMethodMachine[IdentityState]):
     def __init__(
         self, random: RandomBytes = system_random, *, identifier: int | None = None
     ) -> None:
-        first = random(1)[0] if identifier is None else identifier
-        super().__init__(IdentityState.START, random, first)
-
-    def start(self) -> bytes:
-        """The Identity Request (no displayable message)."""
-        if self.state is not IdentityState.START:
-            raise EapError(f"EAP-Identity server: start() in state {self.state.name}")
-        self.state = IdentityState.REQUEST_SENT
-        return EapPacket.request(self.identifier, self.method).encode()
+        # The Identity Request has no displayable message: `start`'s default, no data.
+        super().__init__(IdentityState.START, random, identifier)
 
     def _on_identity(self, packet: EapPacket) -> EapPacket | None:
         try:

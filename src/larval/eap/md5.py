@@ -23,7 +23,6 @@ from typing import ClassVar
 
 from larval.crypto.randomness import RandomBytes, system_random
 
-from .errors import EapError
 from .method import EapMethodMachine, Lookup
 from .packet import EapPacket, EapType, Md5Challenge
 
@@ -48,6 +47,8 @@ class Md5Server(EapMethodMachine[Md5ServerState]):
 
     is_server = True
     method = EapType.MD5_CHALLENGE
+    label = "EAP-MD5"
+    opening = (Md5ServerState.START, Md5ServerState.CHALLENGE_SENT)
     transitions: ClassVar = {
         (Md5ServerState.CHALLENGE_SENT, "MD5_CHALLENGE Response"): "_on_response",
         (Md5ServerState.CHALLENGE_SENT, "NAK Response"): "_peer_declined",
@@ -61,36 +62,26 @@ class Md5Server(EapMethodMachine[Md5ServerState]):
         *,
         identifier: int | None = None,
     ) -> None:
-        first = random(1)[0] if identifier is None else identifier
-        super().__init__(Md5ServerState.START, random, first)
+        super().__init__(Md5ServerState.START, random, identifier)
         self.identity = identity
         self._lookup = lookup
         self._challenge = b""
 
-    def start(self) -> bytes:
+    def _opening_data(self) -> bytes:
         """The first Request: the MD5-Challenge."""
-        if self.state is not Md5ServerState.START:
-            raise EapError(f"EAP-MD5 server: start() in state {self.state.name}")
         self._challenge = self._random(_CHALLENGE_SIZE)
-        self.state = Md5ServerState.CHALLENGE_SENT
-        data = Md5Challenge(self._challenge).encode()
-        return EapPacket.request(self.identifier, self.method, data).encode()
+        return Md5Challenge(self._challenge).encode()
 
     def _on_response(self, packet: EapPacket) -> EapPacket:
         response = Md5Challenge.decode(packet.data)
         password = self._lookup(self.identity or "")
         if password is None:
-            return self._refuse(f"EAP-MD5: no secret for user {self.identity!r}")
+            return self._end_refused(f"EAP-MD5: no secret for user {self.identity!r}")
         expected = md5_response(packet.identifier, password.encode(), self._challenge)
         if not hmac.compare_digest(expected, response.value):
-            return self._refuse(f"EAP-MD5: wrong password for user {self.identity!r}")
+            return self._end_refused(f"EAP-MD5: wrong password for user {self.identity!r}")
         self._end_succeeded(None)
         return EapPacket.success(self.identifier)
-
-    def _refuse(self, reason: str) -> EapPacket:
-        self._fail(reason)
-        self.done = True
-        return EapPacket.failure(self.identifier)
 
 
 class Md5PeerState(enum.Enum):
@@ -104,6 +95,7 @@ class Md5Peer(EapMethodMachine[Md5PeerState]):
 
     is_server = False
     method = EapType.MD5_CHALLENGE
+    label = "EAP-MD5"
     transitions: ClassVar = {
         (Md5PeerState.IDLE, "IDENTITY Request"): "_answer_identity",
         (Md5PeerState.IDLE, "other Request"): "_answer_other",
@@ -123,12 +115,3 @@ class Md5Peer(EapMethodMachine[Md5PeerState]):
         value = md5_response(packet.identifier, self._password, challenge.value)
         self.state = Md5PeerState.RESPONSE_SENT
         return EapPacket.response(packet.identifier, self.method, Md5Challenge(value).encode())
-
-    def _on_eap_success(self, packet: EapPacket) -> EapPacket | None:
-        self._end_succeeded(None)
-        return None
-
-    def _on_eap_failure(self, packet: EapPacket) -> EapPacket | None:
-        self._fail(f"EAP-MD5: the server refused user {self.identity!r} (EAP Failure)")
-        self.done = True
-        return None

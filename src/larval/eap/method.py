@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 
 from larval.crypto.randomness import RandomBytes
 
@@ -55,18 +55,28 @@ class EapMethodMachine(Generic[State]):
 
     is_server: ClassVar[bool]
     method: ClassVar[EapType]
+    #: The method's name in reasons: ``EAP-MD5``, ``EAP-TLS``.
+    label: ClassVar[str]
     #: ``(state, input)`` → handler; an input is the `input_of` a packet.
     transitions: ClassVar[Mapping[tuple[enum.Enum, str], str]]
+    #: A server's states before and after `start`.
+    opening: ClassVar[tuple[enum.Enum, enum.Enum]]
+    #: A peer's reason when the server ends with EAP Failure (``{identity!r}`` filled in).
+    refused: ClassVar[str] = "{label}: the server refused user {identity!r} (EAP Failure)"
 
-    def __init__(self, state: State, random: RandomBytes, identifier: int) -> None:
+    def __init__(self, state: State, random: RandomBytes, identifier: int | None = None) -> None:
         self.state = state
         self._random = random
-        #: A server's: the Identifier of its outstanding Request.
-        self.identifier = identifier
+        #: A server's: the Identifier of its outstanding Request; the first one drawn from
+        #: `random` unless the carrying layer gives it (EAP-Identity ran before, RFC 3748
+        #: §4.1).
+        self.identifier = random(1)[0] if identifier is None else identifier
         self.done = False
         self.failed: str | None = None
         self.identity: str | None = None
         self._msk: bytes | None = None
+        #: The MSK a method derived, held until the conversation ends well.
+        self._pending_msk: bytes | None = None
         self._last_request = b""
         self._last_response = b""
 
@@ -82,6 +92,23 @@ class EapMethodMachine(Generic[State]):
         return (
             f"{type(self).__name__}(state={self.state.name}, identity={self.identity!r}, {outcome})"
         )
+
+    # -- the server's first Request -----------------------------------------------------
+
+    def start(self) -> bytes:
+        """A server's first Request: its method's `_opening_data`, under `identifier`."""
+        if not self.is_server:
+            raise EapError(f"{self.label} peer: start() is a server's")
+        before, after = self.opening
+        if self.state is not before:
+            raise EapError(f"{self.label} server: start() in state {self.state.name}")
+        data = self._opening_data()
+        self.state = cast(State, after)  # a ClassVar cannot name the class's State
+        return EapPacket.request(self.identifier, self.method, data).encode()
+
+    def _opening_data(self) -> bytes:
+        """The Type-Data of a server's first Request (none unless the method has some)."""
+        return b""
 
     # -- the one receive path ---------------------------------------------------------
 
@@ -156,6 +183,12 @@ class EapMethodMachine(Generic[State]):
         self._msk = msk
         self.done = True
 
+    def _end_refused(self, reason: str) -> EapPacket:
+        """Server: the conversation fails for `reason`, ended with EAP Failure."""
+        self._fail(reason)
+        self.done = True
+        return EapPacket.failure(self.identifier)
+
     def _next_request(self, data: bytes) -> EapPacket:
         """A new Request of this method, under the next Identifier (RFC 3748 §4.1)."""
         self.identifier = (self.identifier + 1) & 0xFF
@@ -176,6 +209,18 @@ class EapMethodMachine(Generic[State]):
     def _answer_notification(self, packet: EapPacket) -> EapPacket:
         """RFC 3748 §5.2: a Notification is acknowledged with an empty one."""
         return EapPacket.response(packet.identifier, EapType.NOTIFICATION)
+
+    def _on_eap_success(self, packet: EapPacket) -> EapPacket | None:
+        """Peer: the server's EAP Success once the method's own exchange is over (RFC 3748
+        §4.2); the MSK the method derived, if any, is now the outcome."""
+        self._end_succeeded(self._pending_msk)
+        return None
+
+    def _on_eap_failure(self, packet: EapPacket) -> EapPacket | None:
+        """Peer: the server's EAP Failure ends the conversation (RFC 3748 §4.2)."""
+        self._fail(self.refused.format(label=self.label, identity=self.identity))
+        self.done = True
+        return None
 
     def _answer_other(self, packet: EapPacket) -> EapPacket:
         """RFC 3748 §5.3.1: a Request for a method this peer does not run gets a Nak

@@ -275,8 +275,10 @@ _INPUT_NAMES = {
 
 class _MschapV2Machine(EapMethodMachine[enum.Enum]):
     method = EapType.MSCHAPV2
+    label = "EAP-MSCHAPv2"
+    refused = "{label}: the server sent EAP Failure"
 
-    def __init__(self, state: enum.Enum, random: RandomBytes, identifier: int) -> None:
+    def __init__(self, state: enum.Enum, random: RandomBytes, identifier: int | None) -> None:
         super().__init__(state, random, identifier)
         self._message: MschapMessage | None = None
 
@@ -320,6 +322,7 @@ class MschapV2Server(_MschapV2Machine):
     """
 
     is_server = True
+    opening = (ServerState.START, ServerState.CHALLENGE_SENT)
     transitions: ClassVar = {
         (ServerState.CHALLENGE_SENT, "MSCHAPv2 Response Response"): "_on_response",
         (ServerState.CHALLENGE_SENT, "NAK Response"): "_peer_declined",
@@ -340,9 +343,7 @@ class MschapV2Server(_MschapV2Machine):
         name: str = "larval",
         retries: int = 0,
     ) -> None:
-        super().__init__(
-            ServerState.START, random, random(1)[0] if identifier is None else identifier
-        )
+        super().__init__(ServerState.START, random, identifier)
         self._lookup = lookup
         self._name = name.encode()
         self._challenge = b""
@@ -352,17 +353,13 @@ class MschapV2Server(_MschapV2Machine):
         self._tries = 0
         self._last_failure = ""
 
-    def start(self) -> bytes:
+    def _opening_data(self) -> bytes:
         """The first Request: the Challenge."""
-        if self.state is not ServerState.START:
-            raise EapError(f"EAP-MSCHAPv2 server: start() in state {self.state.name}")
         self._challenge = self._random(CHALLENGE_SIZE)
-        self.state = ServerState.CHALLENGE_SENT
         # The MS-CHAPv2-ID is the Challenge's EAP Identifier (as the draft's examples
         # have it) and stays for the conversation's every message, as strongSwan's does.
         self._mschapv2_id = self.identifier
-        challenge = MschapChallenge(self.identifier, self._challenge, self._name)
-        return EapPacket.request(self.identifier, self.method, challenge.encode()).encode()
+        return MschapChallenge(self.identifier, self._challenge, self._name).encode()
 
     def _on_response(self, packet: EapPacket) -> EapPacket:
         response = self._incoming(MschapResponse)
@@ -429,9 +426,7 @@ class MschapV2Server(_MschapV2Machine):
 
     def _on_retry_declined(self, packet: EapPacket) -> EapPacket:
         """The peer acknowledged the retry's Failure: it does not try again."""
-        self._fail(f"{self._last_failure}; the peer did not retry")
-        self.done = True
-        return EapPacket.failure(self.identifier)
+        return self._end_refused(f"{self._last_failure}; the peer did not retry")
 
     def _on_success_ack(self, packet: EapPacket) -> EapPacket:
         self._end_succeeded(self._pending_msk)
@@ -532,12 +527,3 @@ class MschapV2Peer(_MschapV2Machine):
         raise EapError(
             "EAP-MSCHAPv2: EAP Success before the server proved it knows the password (S=)"
         )
-
-    def _on_eap_success(self, packet: EapPacket) -> EapPacket | None:
-        self._end_succeeded(self._pending_msk)
-        return None
-
-    def _on_eap_failure(self, packet: EapPacket) -> EapPacket | None:
-        self._fail("EAP-MSCHAPv2: the server sent EAP Failure")
-        self.done = True
-        return None

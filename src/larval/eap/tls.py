@@ -247,9 +247,11 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
     the certificate check."""
 
     method = EapType.TLS
+    label = "EAP-TLS"
+    refused = "{label}: the server refused {identity!r} (EAP Failure)"
 
     def __init__(
-        self, state: enum.Enum, random: RandomBytes, identifier: int,
+        self, state: enum.Enum, random: RandomBytes, identifier: int | None,
         credentials: TlsCredentials, check: CertificateCheck,
         fragment_size: int, max_packets: int,
     ) -> None:  # fmt: skip
@@ -287,17 +289,21 @@ class _TlsMachine(EapMethodMachine[enum.Enum]):
 
     # -- in -------------------------------------------------------------------------------
 
+    def _count(self, why: str = "") -> None:
+        """One more packet of the other end's; more than `max_packets` end the
+        conversation (a peer or server that never finishes)."""
+        self._packets += 1
+        if self._packets > self._max_packets:
+            raise EapError(
+                f"EAP-TLS: more than {self._max_packets} packets from the other end {why}".rstrip()
+            )
+
     def _take(self) -> bytes | None:
         """The fragment just received added; the whole TLS message once its last
         fragment is in, else None (the fragment is to be ACKed)."""
         data = self._data
         assert data is not None
-        self._packets += 1
-        if self._packets > self._max_packets:
-            raise EapError(
-                f"EAP-TLS: more than {self._max_packets} packets from the other end "
-                "(too many fragments)"
-            )
+        self._count("(too many fragments)")
         if not self._incoming and data.length is not None:
             self._announced = data.length
         self._incoming += data.data
@@ -367,6 +373,7 @@ class EapTlsServer(_TlsMachine):
     certificate, which it must send, is `check`ed for the EAP ``identity``."""
 
     is_server = True
+    opening = (ServerState.START, ServerState.START_SENT)
     transitions: ClassVar = {
         (ServerState.START_SENT, "TLS data Response"): "_on_data",
         (ServerState.START_SENT, "NAK Response"): "_peer_declined",
@@ -386,19 +393,14 @@ class EapTlsServer(_TlsMachine):
         fragment_size: int = FRAGMENT_SIZE,
         max_packets: int = MAX_PACKETS,
     ) -> None:
-        first = random(1)[0] if identifier is None else identifier
-        super().__init__(ServerState.START, random, first, credentials, check,
+        super().__init__(ServerState.START, random, identifier, credentials, check,
                          fragment_size, max_packets)  # fmt: skip
         self.identity = identity
 
-    def start(self) -> bytes:
+    def _opening_data(self) -> bytes:
         """The first Request: EAP-TLS Start."""
-        if self.state is not ServerState.START:
-            raise EapError(f"EAP-TLS server: start() in state {self.state.name}")
         self._tls = _Tls(self._credentials, server=True)
-        self.state = ServerState.START_SENT
-        return EapPacket.request(self.identifier, self.method,
-                                 EapTlsData(TlsFlag.START).encode()).encode()  # fmt: skip
+        return EapTlsData(TlsFlag.START).encode()
 
     def _on_data(self, packet: EapPacket) -> EapPacket:
         self.state = ServerState.AWAIT_DATA
@@ -411,9 +413,7 @@ class EapTlsServer(_TlsMachine):
         return self._send_fragment()
 
     def _on_ack(self, packet: EapPacket) -> EapPacket:
-        self._packets += 1
-        if self._packets > self._max_packets:
-            raise EapError(f"EAP-TLS: more than {self._max_packets} packets from the other end")
+        self._count()
         return self._send_fragment()
 
     def _send_fragment(self) -> EapPacket:
@@ -493,9 +493,7 @@ class EapTlsPeer(_TlsMachine):
         return self._ack(packet)
 
     def _on_ack(self, packet: EapPacket) -> EapPacket:
-        self._packets += 1
-        if self._packets > self._max_packets:
-            raise EapError(f"EAP-TLS: more than {self._max_packets} packets from the other end")
+        self._count()
         return self._send_fragment(packet)
 
     def _send_fragment(self, packet: EapPacket) -> EapPacket:
@@ -508,12 +506,3 @@ class EapTlsPeer(_TlsMachine):
 
     def _on_early_success(self, packet: EapPacket) -> EapPacket | None:
         raise EapError("EAP-TLS: EAP Success before the TLS handshake completed")
-
-    def _on_eap_success(self, packet: EapPacket) -> EapPacket | None:
-        self._end_succeeded(self._pending_msk)
-        return None
-
-    def _on_eap_failure(self, packet: EapPacket) -> EapPacket | None:
-        self._fail(f"EAP-TLS: the server refused {self.identity!r} (EAP Failure)")
-        self.done = True
-        return None

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ObjectIdentifier
 
+from larval.crypto.oid import dotted
 from larval.wire import LenientIntEnum
 
 __all__ = [
@@ -146,20 +147,6 @@ def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
     return tag, data[pos : pos + length], pos + length
 
 
-def _dotted(der: bytes) -> str:
-    """An OID's contents as dotted decimal (X.690 §8.19)."""
-    if not der or der[-1] & 0x80:
-        raise ValueError("bad OID")
-    arcs, value = [], 0
-    for octet in der:
-        value = value << 7 | octet & 0x7F
-        if not octet & 0x80:
-            arcs.append(value)
-            value = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
-
-
 def dn_attributes(der: bytes) -> tuple[Ava, ...] | None:
     """The attributes of a DER DN (RFC 5280 §4.1.2.4) in order, a multi-valued RDN's one
     after the other as strongSwan reads them; None if `der` is no DN."""
@@ -182,7 +169,7 @@ def dn_attributes(der: bytes) -> tuple[Ava, ...] | None:
                 value_tag, value, ava_end = _tlv(ava, value_at)
                 if oid_tag != 0x06 or ava_end != len(ava):
                     return None
-                avas.append((_dotted(oid), value_tag, value))
+                avas.append((dotted(oid), value_tag, value))
         return tuple(avas)
     except ValueError:
         return None
