@@ -30,22 +30,32 @@ due fails the IKE SA as a failed authentication, its WARNING naming the round.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import NoReturn
 
 from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo, AuthRound
 from larval.ike.config import IkeConfig
-from larval.ike.identity import describe_identity
+from larval.ike.identity import IdType, describe_identity
 
-from ..auth import AuthenticationFailed, eap_auth, verify_eap_auth
+from ..auth import AuthenticationFailed, PeerClaim, eap_auth, verifier_for, verify_eap_auth
 from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from ..eap_conversation import EapPeerConversation, EapServerConversation
 from ..errors import IkeExchangeError
 from ..message import IkeMessage
-from ..payloads import AuthPayload, CertReqPayload, EapPayload, IdPayload, NotifyPayload, Payload
+from ..payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    EapPayload,
+    IdPayload,
+    NotifyPayload,
+    Payload,
+)
 from .child_sa import Agreed, child_up
 from .ike_auth import IkeAuth, _failed, _id_payload, _respond_cfg_and_child, _verify_peer
 from .sa import Ikev2Sa, log
+from .select import Candidate, EapIdentitySwitch
 from .tasks import AnswerTask
 
 __all__ = [
@@ -232,9 +242,9 @@ class RoundsIkeAuthResponder(AnswerTask):
 
     exchange = ExchangeType.IKE_AUTH
 
-    def __init__(self, sa: Ikev2Sa) -> None:
+    def __init__(self, sa: Ikev2Sa, alternatives: Sequence[Candidate] = ()) -> None:
         super().__init__(sa)
-        self._rounds: tuple[AuthRound, ...] = sa.config.remote_rounds
+        self._alternatives = alternatives  # an EAP round's identity may choose among them
         self._round = 0  # the round under way, 0 the first
         self._phase = "first"  # first | id | eap | auth
         self._first: IkeMessage | None = None  # its CP, SAi2, TSi, TSr are answered last
@@ -245,7 +255,14 @@ class RoundsIkeAuthResponder(AnswerTask):
         self._local_info: AuthInfo | None = None
         self._agreed: Agreed | None = None
         self._close_reason: str | None = None
+        self._octets_first = b""  # what round 1's AUTH signed, for an alternative to check
+        self._round_id: tuple[IdType, bytes] = (IdType.ID_FQDN, b"")  # the round's IDi
         self.done = False
+
+    @property
+    def _rounds(self) -> tuple[AuthRound, ...]:
+        """The connection's, which the EAP identity may switch (`EapIdentitySwitch`)."""
+        return self._sa.config.remote_rounds
 
     def process(self, message: IkeMessage, now: float) -> None:
         step = {"first": self._first_round, "id": self._id_round, "eap": self._eap_round,
@@ -284,7 +301,7 @@ class RoundsIkeAuthResponder(AnswerTask):
             reason = f"this end cannot prove itself: {error}"
             log.warning("%s: %s", sa._name(), reason)
             _refuse(reason)
-        self._local_info, self._first = proof.info, message
+        self._local_info, self._first, self._octets_first = proof.info, message, octets_i
         self._identity = describe_identity(idi.id_type, idi.data)
         self._infos.append(info)
         return (idr, *proof.certs, proof.auth, *self._round_done(message))
@@ -306,7 +323,10 @@ class RoundsIkeAuthResponder(AnswerTask):
                                        idi.encode_body())  # fmt: skip
         assert this.eap is not None  # the configuration's rule: a further round is EAP
         self._identity = describe_identity(idi.id_type, idi.data)
+        self._round_id = (IdType(idi.id_type), idi.data)
         self._eap = EapServerConversation(this.eap, self._identity, sa._random)
+        self._eap.switch = EapIdentitySwitch.among(sa, self._alternatives, self._identity,
+                                                   self._round, self._takes_round_one)  # fmt: skip
         self._phase = "eap"
         return (EapPayload(self._eap.start()),)
 
@@ -376,6 +396,27 @@ class RoundsIkeAuthResponder(AnswerTask):
         sa._established(now)
         if self._agreed is not None:
             child_up(sa, *self._agreed)
+
+    def _takes_round_one(self, candidate: Candidate) -> str | None:
+        """Would the alternative have taken the rounds done so far: round 1 (verified
+        again with its own verifier) and this round's IDi? Why not, or None."""
+        sa, config = self._sa, candidate.config
+        assert self._first is not None and sa._prf is not None
+        if len(config.local_rounds) > 1:
+            return "proves this end in more than one round"
+        this = config.remote_rounds[self._round]
+        if this.id_match is not None and not this.id_match(*self._round_id):
+            return f"another identity in round {self._round + 1}"
+        if config.name == sa.config.name:
+            return None
+        idi, auth = self._first.first(IdPayload), self._first.first(AuthPayload)
+        assert idi is not None and auth is not None
+        claim = PeerClaim((idi.id_type, idi.data), auth, self._first.get(CertPayload))
+        try:
+            verifier_for(config).verify(sa._prf, self._octets_first, claim, sa._wall_clock())
+        except AuthenticationFailed as error:
+            return f"round 1: {error}"
+        return None
 
     def _failed(self, reason: str) -> str:
         """The WARNING line of an initiator that failed a round, naming its EAP identity."""

@@ -44,6 +44,7 @@ same rule, before it answers the method. Anything else is refused with the reaso
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import NoReturn
 
 from cryptography import x509
@@ -83,7 +84,7 @@ from .ike_auth import (
     _verify_peer,
 )
 from .sa import Ikev2Sa, log
-from .select import Candidates, select_connection
+from .select import Candidate, Candidates, EapIdentitySwitch, select_connection
 from .tasks import AnswerTask
 
 __all__ = ["EapIkeAuth", "EapIkeAuthResponder", "ike_auth_responder"]
@@ -95,13 +96,15 @@ class _IkeAuthResponders:
 
     exchange = ExchangeType.IKE_AUTH
 
-    def __call__(self, sa: Ikev2Sa) -> AnswerTask:
+    def __call__(self, sa: Ikev2Sa, alternatives: Sequence[Candidate] = ()) -> AnswerTask:
+        """`alternatives`: the connections the first request fits, best first, which the
+        peer's EAP identity may still choose among (`select.EapIdentitySwitch`)."""
         if sa._candidates is not None:
             return _SelectingResponder(sa, sa._candidates)
         if len(sa.config.remote_rounds) > 1 or len(sa.config.local_rounds) > 1:
-            return RoundsIkeAuthResponder(sa)
+            return RoundsIkeAuthResponder(sa, alternatives)
         if isinstance(sa._verifier, EapVerifier):
-            return EapIkeAuthResponder(sa)
+            return EapIkeAuthResponder(sa, alternatives)
         return IkeAuthResponder(sa)
 
 
@@ -121,9 +124,9 @@ class _SelectingResponder(AnswerTask):
 
     def process(self, message: IkeMessage, now: float) -> None:
         if self._task is None:
-            select_connection(self._sa, self._candidates(), message)
+            alternatives = select_connection(self._sa, self._candidates(), message)
             self._sa._candidates = None
-            self._task = ike_auth_responder(self._sa)
+            self._task = ike_auth_responder(self._sa, alternatives)
         self._task.process(message, now)
         self.done = self._task.done
 
@@ -273,9 +276,10 @@ class EapIkeAuthResponder(AnswerTask):
 
     exchange = ExchangeType.IKE_AUTH
 
-    def __init__(self, sa: Ikev2Sa) -> None:
+    def __init__(self, sa: Ikev2Sa, alternatives: Sequence[Candidate] = ()) -> None:
         super().__init__(sa)
         self.done = False
+        self._alternatives = alternatives  # the peer's EAP identity may choose among them
         self._phase = "first"  # first | eap | auth
         self._first: IkeMessage | None = None  # its SAi2, TSi, TSr are answered last
         self._eap: EapServerConversation | None = None
@@ -320,8 +324,9 @@ class EapIkeAuthResponder(AnswerTask):
         self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
                                        idr.encode_body())  # fmt: skip
         self._first = message
-        self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
-                                              sa._random, sa._wall_clock)  # fmt: skip
+        ike_identity = describe_identity(idi.id_type, idi.data)
+        self._eap = sa._verifier.conversation(ike_identity, sa._random, sa._wall_clock)
+        self._eap.switch = EapIdentitySwitch.among(sa, self._alternatives, ike_identity)
         self._phase = "eap"
         if isinstance(sa._prover, EapProver):
             # RFC 5998: this end proves itself by the method and its MSK AUTH alone.
