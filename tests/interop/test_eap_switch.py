@@ -1,0 +1,156 @@
+"""Two charon road warriors, carol and dave (EAP-MSCHAPv2, ``vips = 0.0.0.0``), against
+a larval gateway (`ra_setup.RaTopology`) with two connections that take the same
+clients by their IKE identity and tell them apart by the EAP identity only: "carol"
+(``eap_id = "carol"``, pool 10.3.1.0/24) and "anyone" (``eap_id = "%any"``, pool
+10.3.2.0/24). The gateway asks each client's EAP identity and switches connection by
+it: carol lands on "carol", dave on "anyone", each leased an address from that
+connection's pool, each pings the home server from it, and `larval status` names each
+IKE SA's connection. A client whose EAP identity no connection takes (with connections
+for carol and dave only) is AUTHENTICATION_FAILED, larval's log naming it.
+
+charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from larval.bench.charon import Charon, CharonError
+from tests.interop.certs import IDS, Spec, make_set
+from tests.interop.harness import INNER, NET, needs_charon, needs_netns
+from tests.interop.ra_setup import INNER6, RaTopology, road_warrior
+
+MSCHAPV2_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so")
+needs_mschapv2 = pytest.mark.skipif(
+    not MSCHAPV2_PLUGIN.exists(), reason="needs charon's eap-mschapv2 (libcharon-extauth-plugins)"
+)
+pytestmark = [needs_netns, needs_charon, needs_mschapv2]
+
+EAP_PLUGINS = "eap-identity eap-mschapv2"
+GATEWAY = IDS["b"]
+PASSWORDS = {
+    "carol": "carol-Interop-Password-1",
+    "dave": "dave-Interop-Password-2",
+    "erin": "erin-Interop-Password-3",
+}
+#: Connection name -> (eap_id, pool name, pool).
+CONNECTIONS = {
+    "carol": ("carol", "carol_pool", "10.3.1.0/24"),
+    "anyone": ("%any", "rw_pool", "10.3.2.0/24"),
+    "dave": ("dave", "rw_pool", "10.3.2.0/24"),
+}
+
+
+def _gateway_config(topo: RaTopology, names: tuple[str, ...], credentials: Path) -> str:
+    """The gateway: connections `names` (of `CONNECTIONS`) for every client on the link,
+    proving itself with its certificate, each checking EAP-MSCHAPv2 with its eap_id and
+    leasing from its pool; its child's remote_ts is that pool, its local_ts the home
+    network."""
+    gw = topo.b.address
+    text = f"""
+[daemon]
+credentials = "{credentials}"
+addresses = ["{gw}"]
+tun = "larval0"
+tun_addresses = ["{INNER["b"]}/32", "{INNER6["b"]}/128"]
+control_socket = "{topo.b.dir / "control"}"
+pfkey_socket = "{topo.b.dir / "pfkey"}"
+"""
+    pools = {}
+    for name in names:
+        eap_id, pool, addrs = CONNECTIONS[name]
+        pools[pool] = addrs
+        text += f"""
+[connections.{name}]
+version = 2
+local_addrs = ["{gw}"]
+remote_addrs = ["192.0.2.0/24"]
+proposals = ["aes128-sha256-x25519"]
+encap = true
+pools = ["{pool}"]
+local = {{ auth = "pubkey", certs = ["sun.pem"], id = "{GATEWAY}" }}
+remote = {{ auth = "eap-mschapv2", eap_id = "{eap_id}" }}
+
+[connections.{name}.children.net]
+local_ts = ["{NET["b"]}"]
+remote_ts = ["{addrs}"]
+esp_proposals = ["aes128gcm16"]
+start_action = "none"
+"""
+    for pool, addrs in pools.items():
+        text += f'\n[pools.{pool}]\naddrs = "{addrs}"\n'
+    for user, secret in PASSWORDS.items():
+        text += f'\n[secrets.eap-{user}]\nid = "{user}"\nsecret = "{secret}"\n'
+    return text
+
+
+def _virtual_ips(charon: Charon) -> list[str]:
+    """The virtual IPs charon's IKE SA `rw` holds, as `--list-sas` shows them."""
+    match = re.search(r"local  '[^']*' @ \S+ \[([^\]]+)\]", charon.list_sas())
+    return match.group(1).split(" ") if match else []
+
+
+def _client(topo: RaTopology, name: str, who: str, trusted: Path) -> Charon:
+    swanctl = road_warrior(topo, name, auth="eap-mschapv2", eap_id=who,
+                           password=PASSWORDS[who], gateway_id=GATEWAY)  # fmt: skip
+    return topo.client(name, swanctl, plugins=EAP_PLUGINS, credentials=trusted)
+
+
+def test_carol_and_dave_each_get_their_connections_pool_and_ping_through(
+    tmp_path: Path,
+) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    with RaTopology(tmp_path, clients=2) as topo:
+        sun = certs.credentials(tmp_path / "sun-credentials", "sun")
+        larval = topo.gateway(_gateway_config(topo, ("carol", "anyone"), sun))
+        trusted = certs.credentials(tmp_path / "client-credentials", None)  # the CA only
+        carol = _client(topo, "c1", "carol", trusted)
+        dave = _client(topo, "c2", "dave", trusted)
+        carol.initiate()
+        dave.initiate()
+        assert _virtual_ips(carol) == ["10.3.1.1"], carol.list_sas()
+        assert _virtual_ips(dave) == ["10.3.2.1"], dave.list_sas()
+        for name, vip in (("c1", "10.3.1.1"), ("c2", "10.3.2.1")):
+            result = topo.ping_server(name, vip)
+            assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text())
+        status: dict[str, Any] = larval.status()
+        by_remote = {s["remote"]: s for s in status["ike_sas"]}
+        c1, c2 = topo.clients["c1"].address, topo.clients["c2"].address
+        assert by_remote[c1]["name"] == "carol"
+        assert by_remote[c1]["auth_remote"]["identity"] == "carol"
+        assert by_remote[c2]["name"] == "anyone"
+        assert by_remote[c2]["auth_remote"]["identity"] == "dave"
+        children = {c["remote_ts"][0]: c["connection"] for c in status["child_sas"]}
+        assert children == {"10.3.1.1/32": "carol", "10.3.2.1/32": "anyone"}
+        log = larval.log.read_text()
+        assert "switching to connection" in log
+        assert not any(p in log for p in PASSWORDS.values())
+
+
+def test_an_eap_identity_no_connection_takes_is_refused(tmp_path: Path) -> None:
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    with RaTopology(tmp_path) as topo:
+        sun = certs.credentials(tmp_path / "sun-credentials", "sun")
+        larval = topo.gateway(_gateway_config(topo, ("carol", "dave"), sun))
+        trusted = certs.credentials(tmp_path / "client-credentials", None)
+        erin = _client(topo, "c1", "erin", trusted)
+        with pytest.raises(CharonError):
+            erin.initiate(timeout=10)
+        reason = "no connection takes EAP identity 'erin'"
+        deadline = time.monotonic() + 10
+        while reason not in larval.log.read_text() or larval.status()["ike_sas"]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"not refused: {larval.status()}\n{larval.log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        log = larval.log.read_text()
+        warnings = [line for line in log.splitlines() if "WARNING" in line and reason in line]
+        assert len(warnings) == 1, log
+        assert warnings[0].endswith(
+            "carol: EAP identity 'carol' required; dave: EAP identity 'dave' required"
+        )
+        assert PASSWORDS["erin"] not in log
