@@ -285,3 +285,50 @@ def test_an_alternative_whose_round_1_would_refuse_the_certificate_is_not_taken(
     assert names_by_remote(gw) == {("192.0.2.1", 500): "anyone"}
     assert leases(gw) == {"carol": ("rw_pool", "10.3.2.1")}
     assert "switching to connection carol" not in caplog.text
+
+
+def test_a_connection_without_eap_id_takes_the_ike_identity_as_the_name() -> None:
+    """``eap_id`` left out wants the peer's IKE identity as its EAP identity (as
+    strongSwan): carol, whose EAP identity is her IKE identity, lands there before
+    ``%any``; dave, whose is not, on ``%any``."""
+    conns = {
+        "anyone": eap_connection("anyone", "%any", "rw_pool"),
+        "carol": eap_connection("carol", "", "carol_pool"),
+    }
+    del conns["carol"]["remote"]["eap_id"]
+    secrets = {**EAP_SECRETS, "eap-carol-ike": {"id": "carol@example.org",
+                                                "secret": PASSWORDS["carol"]}}  # fmt: skip
+    gw = Host(gateway(conns, secrets={"ike-any": {"secret": PSK["gw"]}, **secrets}, pools=POOLS))
+    data = client("192.0.2.1", "carol", secret=PSK["gw"], children=home("carol"),
+                  local={"auth": "eap-mschapv2", "eap_id": "carol@example.org",
+                         "id": "carol@example.org"})  # fmt: skip
+    data["secrets"]["eap-carol"] = {"id": "carol@example.org", "secret": PASSWORDS["carol"]}
+    carol = Host(data, vips=("0.0.0.0",))
+    dave = eap_client("192.0.2.3", "dave", ike_id="dave@example.org")
+    net = Network([gw, carol, dave])
+    net.connect(carol)
+    net.connect(dave)
+    assert names_by_remote(gw) == {("192.0.2.1", 500): "carol", ("192.0.2.3", 500): "anyone"}
+    assert leases(gw) == {"carol@example.org": ("carol_pool", "10.3.1.1"),
+                          "dave": ("rw_pool", "10.3.2.1")}  # fmt: skip
+
+
+def test_a_connection_of_another_own_identity_is_no_alternative(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gateway's IDr and AUTH went out before the EAP identity is known: a connection
+    whose own identity is another cannot take the IKE SA then, whatever its eap_id."""
+    caplog.set_level(logging.INFO, "larval.ike")
+    conns = {
+        "dave": eap_connection("dave", "dave", "rw_pool"),
+        "carol": eap_connection("carol", "carol", "carol_pool"),
+    }
+    conns["carol"]["local"] = {"auth": "psk", "id": "other.example.org"}
+    data = gateway(conns, secrets={"ike-any": {"secret": PSK["gw"]}, **EAP_SECRETS}, pools=POOLS)
+    data["secrets"]["ike-other"] = {"ids": ["other.example.org"], "secret": PSK["gw"]}
+    gw = Host(data)
+    carol = eap_client("192.0.2.1", "carol")
+    Network([gw, carol]).connect(carol)
+    assert ike_sas(gw) == [] and leases(gw) == {}
+    assert ("no connection takes EAP identity 'carol': dave: EAP identity 'dave' required; "
+            "carol: another local id") in caplog.text  # fmt: skip
