@@ -116,7 +116,8 @@ class _SelectingResponder(AnswerTask):
     """The responder's IKE_AUTH where more than one connection may be the IKE SA's: the
     first request picks the connection (`select.select_connection`), once: the IKE SA
     has no candidates after it. The IKE_AUTH task of that connection (with EAP or
-    without) then takes that request and the rest of the exchange."""
+    without) then takes that request and the rest of the exchange, given the other
+    connections that fit as the alternatives its EAP identity may still choose among."""
 
     exchange = ExchangeType.IKE_AUTH
 
