@@ -32,7 +32,7 @@ needs_mschapv2 = pytest.mark.skipif(
 pytestmark = [needs_netns, needs_charon, needs_mschapv2]
 
 EAP_PLUGINS = "eap-identity eap-mschapv2"
-GATEWAY = IDS["b"]
+GATEWAY, MOON = IDS["b"], IDS["a"]
 PASSWORDS = {
     "carol": "carol-Interop-Password-1",
     "dave": "dave-Interop-Password-2",
@@ -46,11 +46,12 @@ CONNECTIONS = {
 }
 
 
-def _gateway_config(topo: RaTopology, names: tuple[str, ...], credentials: Path) -> str:
+def _gateway_config(topo: RaTopology, names: tuple[str, ...], credentials: Path,
+                    rounds: bool = False) -> str:  # fmt: skip
     """The gateway: connections `names` (of `CONNECTIONS`) for every client on the link,
-    proving itself with its certificate, each checking EAP-MSCHAPv2 with its eap_id and
-    leasing from its pool; its child's remote_ts is that pool, its local_ts the home
-    network."""
+    proving itself with its certificate, each checking EAP-MSCHAPv2 with its eap_id
+    (with `rounds`, after the client's certificate as moon, RFC 4739) and leasing from
+    its pool; its child's remote_ts is that pool, its local_ts the home network."""
     gw = topo.b.address
     text = f"""
 [daemon]
@@ -65,6 +66,9 @@ pfkey_socket = "{topo.b.dir / "pfkey"}"
     for name in names:
         eap_id, pool, addrs = CONNECTIONS[name]
         pools[pool] = addrs
+        remote = f'{{ auth = "eap-mschapv2", eap_id = "{eap_id}" }}'
+        if rounds:
+            remote = f'[{{ auth = "pubkey", id = "{MOON}" }}, {remote}]'
         text += f"""
 [connections.{name}]
 version = 2
@@ -74,7 +78,7 @@ proposals = ["aes128-sha256-x25519"]
 encap = true
 pools = ["{pool}"]
 local = {{ auth = "pubkey", certs = ["sun.pem"], id = "{GATEWAY}" }}
-remote = {{ auth = "eap-mschapv2", eap_id = "{eap_id}" }}
+remote = {remote}
 
 [connections.{name}.children.net]
 local_ts = ["{NET["b"]}"]
@@ -154,3 +158,74 @@ def test_an_eap_identity_no_connection_takes_is_refused(tmp_path: Path) -> None:
             "carol: EAP identity 'carol' required; dave: EAP identity 'dave' required"
         )
         assert PASSWORDS["erin"] not in log
+
+
+def _rounds_client(topo: RaTopology, name: str, who: str, credentials: Path) -> Charon:
+    """charon as road warrior `name` in two rounds: moon's certificate, then `who` by
+    EAP-MSCHAPv2."""
+    client = topo.clients[name]
+    swanctl = f"""connections {{
+    rw {{
+        version = 2
+        local_addrs = {client.address}
+        remote_addrs = {topo.b.address}
+        encap = yes
+        mobike = no
+        vips = 0.0.0.0
+        proposals = aes128-sha256-x25519
+        local-1 {{
+            auth = pubkey
+            certs = moon.pem
+            id = {MOON}
+        }}
+        local-2 {{
+            auth = eap-mschapv2
+            eap_id = {who}
+        }}
+        remote {{
+            auth = pubkey
+            id = {GATEWAY}
+        }}
+        children {{
+            net {{
+                remote_ts = {NET["b"]}
+                esp_proposals = aes128gcm16
+            }}
+        }}
+    }}
+}}
+secrets {{
+    eap-{who} {{
+        id = {who}
+        secret = "{PASSWORDS[who]}"
+    }}
+}}
+"""
+    return topo.client(name, swanctl, plugins=EAP_PLUGINS, credentials=credentials)
+
+
+def test_the_eap_round_after_a_certificate_switches_too(tmp_path: Path) -> None:
+    """RFC 4739: both clients prove moon's certificate in round 1, then carol and dave
+    by EAP-MSCHAPv2 in round 2; the round's EAP identity moves each IKE SA to its own
+    connection and pool."""
+    certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
+    with RaTopology(tmp_path, clients=2) as topo:
+        sun = certs.credentials(tmp_path / "sun-credentials", "sun")
+        larval = topo.gateway(_gateway_config(topo, ("carol", "anyone"), sun, rounds=True))
+        moon = certs.credentials(tmp_path / "moon-credentials", "moon")
+        carol = _rounds_client(topo, "c1", "carol", moon)
+        dave = _rounds_client(topo, "c2", "dave", moon)
+        carol.initiate()
+        dave.initiate()
+        assert _virtual_ips(carol) == ["10.3.1.1"], carol.list_sas()
+        assert _virtual_ips(dave) == ["10.3.2.1"], dave.list_sas()
+        for name, vip in (("c1", "10.3.1.1"), ("c2", "10.3.2.1")):
+            result = topo.ping_server(name, vip)
+            assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text())
+        status: dict[str, Any] = larval.status()
+        by_remote = {s["remote"]: s for s in status["ike_sas"]}
+        for name, conn, who in (("c1", "carol", "carol"), ("c2", "anyone", "dave")):
+            ike = by_remote[topo.clients[name].address]
+            assert ike["name"] == conn, ike
+            assert ike["auth_remote"]["method"] == "pubkey", ike
+            assert [r["identity"] for r in ike["auth_remote"]["rounds"]] == [who], ike
