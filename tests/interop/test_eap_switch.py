@@ -6,7 +6,8 @@ clients by their IKE identity and tell them apart by the EAP identity only: "car
 it: carol lands on "carol", dave on "anyone", each leased an address from that
 connection's pool, each pings the home server from it, and `larval status` names each
 IKE SA's connection. A client whose EAP identity no connection takes (with connections
-for carol and dave only) is AUTHENTICATION_FAILED, larval's log naming it.
+for carol and dave only) is AUTHENTICATION_FAILED, larval's log naming it. The same with
+two rounds (RFC 4739): a machine certificate, then the user's EAP-MSCHAPv2.
 
 charon's eap-mschapv2 plugin is Debian's ``libcharon-extauth-plugins``.
 """
