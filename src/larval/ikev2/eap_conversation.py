@@ -3,7 +3,11 @@ which `larval.eap` machines run, in what order, and what the conversation ends w
 
 The gateway's (`EapServerConversation`): with ``eap_id = "%any"`` it first asks the
 peer's name (EAP-Identity), then runs the method, continuing the Identifiers (RFC 3748
-§4.1); otherwise the name is the one configured, or the peer's IKE identity. With
+§4.1); otherwise the name is the one configured, or the peer's IKE identity. Given a
+`switch` (another connection may take the peer by its EAP identity, as strongSwan's
+``find_alternative_eap_cfg``), it asks the name whatever is configured, and the method
+it runs is that of the EAP configuration the switch answers for that name; where the
+switch answers a reason instead, the conversation fails with it. With
 ``auth = "eap"`` it offers EAP-MSCHAPv2 and, if the peer's Nak names EAP-MD5, that. A
 method's failure ends the conversation at once with an EAP Failure: strongSwan's peer
 sends no Failure Response after an MSCHAPv2 failure, so the server's ``failed`` is where
@@ -50,7 +54,13 @@ from larval.eap.tls import CertificateCheck, EapTlsPeer, EapTlsServer, TlsCreden
 from larval.ike.auth_config import EapAuth, EapTlsAuth, TrustError
 from larval.ike.identity import IdType, describe_subject, identity
 
-__all__ = ["ANY", "MUTUAL_METHODS", "EapPeerConversation", "EapServerConversation"]
+__all__ = [
+    "ANY",
+    "MUTUAL_METHODS",
+    "EapPeerConversation",
+    "EapServerConversation",
+    "EapSwitch",
+]
 
 #: ``eap_id = "%any"``: ask the peer its name (EAP-Identity).
 ANY = "%any"
@@ -64,6 +74,9 @@ _NAMES = {
     EapType.TLS: "eap-tls",
 }
 WallClock = Callable[[], datetime.datetime]
+#: Given the peer's EAP identity, the EAP configuration to authenticate it with (that of
+#: the connection that takes it), or why none does.
+EapSwitch = Callable[[str], EapAuth | str]
 
 
 def _now() -> datetime.datetime:
@@ -89,13 +102,15 @@ class EapServerConversation:
         self.done = False
         self.failed: str | None = None
         self.msk: bytes | None = None
+        #: Set before `start`: the EAP identity decides the configuration (see the module).
+        self.switch: EapSwitch | None = None
 
     def __repr__(self) -> str:
         outcome = "failed" if self.failed else "done" if self.done else "running"
         return f"<EapServerConversation {self.method or 'identity'} {self.identity!r} {outcome}>"
 
     def start(self) -> bytes:
-        if self._expected is None:
+        if self._expected is None or self.switch is not None:
             identity = IdentityServer(self._random)
             self._machine = identity
             return self._sent(identity.start(), identity.identifier)
@@ -111,6 +126,11 @@ class EapServerConversation:
             if machine.failed is not None or machine.identity is None:
                 return self._end_failed(machine.failed or "EAP-Identity gave no name")
             self._expected = self.identity = machine.identity
+            if self.switch is not None:
+                chosen = self.switch(machine.identity)
+                if isinstance(chosen, str):
+                    return self._end_failed(chosen)
+                self._auth = chosen
             return self._begin(self._first_method(), machine.identity,
                                (machine.identifier + 1) & 0xFF)  # fmt: skip
         if machine.identity is not None:

@@ -23,29 +23,51 @@ last round, keyed by the last EAP identity proved.
 
 The rounds are the connection's `IkeConfig.local_rounds` and ``remote_rounds``: the
 first round is the connection's own prover or verifier (a certificate or the PSK), each
-further round is EAP. A peer that skips a round, adds one, or sends AUTH where EAP is
-due fails the IKE SA as a failed authentication, its WARNING naming the round.
+further round is EAP, run by the EAP step IKE_AUTH with EAP runs too (`eap_step`). Where
+another connection may take the peer by the EAP identity of a round, the gateway asks it
+and may switch (`select.EapIdentitySwitch`; that connection must take round 1 too). A
+peer that skips a round, adds one, or sends AUTH where EAP is due fails the IKE SA as a
+failed authentication, its WARNING naming the round.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NoReturn
+from collections.abc import Sequence
 
-from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo, AuthRound
 from larval.ike.config import IkeConfig
-from larval.ike.identity import describe_identity
+from larval.ike.identity import IdType, describe_identity
 
-from ..auth import AuthenticationFailed, eap_auth, verify_eap_auth
-from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from ..auth import AuthenticationFailed, PeerClaim, verifier_for
+from ..constants import ExchangeType, NotifyType, PayloadType
 from ..eap_conversation import EapPeerConversation, EapServerConversation
-from ..errors import IkeExchangeError
 from ..message import IkeMessage
-from ..payloads import AuthPayload, CertReqPayload, EapPayload, IdPayload, NotifyPayload, Payload
-from .child_sa import Agreed, child_up
+from ..payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    IdPayload,
+    NotifyPayload,
+    Payload,
+)
+from .child_sa import Agreed
+from .eap_step import (
+    EapPeerStep,
+    EapServerStep,
+    give_up,
+    initiator_failed,
+    initiator_octets,
+    notify,
+    refuse,
+    refused,
+    responder_answered,
+    responder_octets,
+    responder_proof,
+)
 from .ike_auth import IkeAuth, _failed, _id_payload, _respond_cfg_and_child, _verify_peer
 from .sa import Ikev2Sa, log
+from .select import Candidate, EapIdentitySwitch
 from .tasks import AnswerTask
 
 __all__ = [
@@ -71,7 +93,7 @@ def multiple_auth_notify(sa: Ikev2Sa) -> list[NotifyPayload]:
         configs += [c.config for c in sa._candidates()]
     if not any(has_rounds(config) for config in configs):
         return []
-    return [_notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)]
+    return [notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)]
 
 
 def rounds_refused(sa: Ikev2Sa) -> str | None:
@@ -89,112 +111,90 @@ def rounds_refused(sa: Ikev2Sa) -> str | None:
 
 class RoundsIkeAuth(IkeAuth):
     """The initiator: its first round with the connection's prover, then each further
-    round by EAP (see the module's docstring); the responder's one AUTH checked in its
-    first answer, its MSK AUTH in the answer that ends each EAP round."""
+    round by EAP (`EapPeerStep`; see the module's docstring); the responder's one AUTH
+    checked in its first answer, its MSK AUTH in the answer that ends each EAP round."""
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         self._rounds = sa.config.local_rounds
         self._round = 0  # the round under way, 0 the first
-        self._phase = "first"  # first | id | eap | auth
-        self._eap: EapPeerConversation | None = None
-        self._octets_i = self._octets_r = b""
-        self._response = b""  # the EAP Response to send next
+        self._phase = "id"  # a further round's: its IDi due (id), then its EAP (eap)
+        self._step: EapPeerStep | None = None  # a further round's
+        self._octets_r = b""
         self._peer_info: AuthInfo | None = None
         self._infos: list[AuthInfo] = []  # this end's rounds done
         self.done = False
 
     def build(self, now: float) -> tuple[Payload, ...]:
-        sa = self._sa
+        sa, step = self._sa, self._step
         assert sa._prf is not None
-        if self._phase == "first":
+        if step is None:
             payloads = super().build(now)
             at = next(i for i, p in enumerate(payloads) if isinstance(p, AuthPayload)) + 1
-            notifies = (*multiple_auth_notify(sa), _notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
+            notifies = (*multiple_auth_notify(sa), notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
             return (*payloads[:at], *notifies, *payloads[at:])
         if self._phase == "id":
             this = self._rounds[self._round]
             id_type, data = this.id or sa.config.local_id
             idi = IdPayload(PayloadType.IDi, id_type, data)
-            self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
-                                           idi.encode_body())  # fmt: skip
+            step.octets_i = initiator_octets(sa, idi)
             return (idi,)  # no AUTH: EAP, please (RFC 7296 §2.16)
-        if self._phase == "eap":
-            return (EapPayload(self._response),)
-        assert self._eap is not None
-        auth = eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i)
-        more = self._round + 1 < len(self._rounds)
-        return (auth, *([_notify(NotifyType.ANOTHER_AUTH_FOLLOWS)] if more else []))
+        more = step.auth_due and self._round + 1 < len(self._rounds)
+        return (step.request(), *([notify(NotifyType.ANOTHER_AUTH_FOLLOWS)] if more else []))
 
     def process(self, message: IkeMessage, now: float) -> None:
-        sa = self._sa
+        sa, step = self._sa, self._step
         assert sa._prf is not None
         if message.notify(NotifyType.ANOTHER_AUTH_FOLLOWS) is not None:
             self._give_up("the responder announces another round of its own, and this "
                           "connection checks one", now)  # fmt: skip
-            return
-        if self._phase == "first":
-            # <--  HDR, SK {IDr, [CERT+,] AUTH}: the responder, and our first round taken.
-            idr, auth = message.first(IdPayload), message.first(AuthPayload)
-            if idr is None or auth is None:
-                self._refused(message, now)
-                return
-            self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
-                                           idr.encode_body())  # fmt: skip
-            try:
-                self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
-            except AuthenticationFailed as error:
-                self._give_up(_failed(sa, "responder", error), now)
-                return
-            assert self._info is not None
-            self._infos.append(self._info)
-            self._next_round()
-        elif self._phase == "auth":
-            self._auth_answered(message, now)
+        elif step is None:
+            self._first_answered(message, now)
+        elif step.auth_due:
+            self._auth_answered(step, message, now)
+        elif step.take(message, now):
+            self._phase = "eap"  # a Request (or the Success) of this round's EAP
         else:
-            self._eap_answered(message, now)
+            self.done = True
+
+    def _first_answered(self, message: IkeMessage, now: float) -> None:
+        """<--  HDR, SK {IDr, [CERT+,] AUTH}: the responder, and our first round taken."""
+        sa = self._sa
+        assert sa._prf is not None
+        idr, auth = message.first(IdPayload), message.first(AuthPayload)
+        if idr is None or auth is None:
+            self.done = True
+            refused(sa, message, "round 1", "no answer of round 1 in the responder's message",
+                    now)  # fmt: skip
+            return
+        self._octets_r = responder_octets(sa, idr)
+        try:
+            self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
+        except AuthenticationFailed as error:
+            self._give_up(_failed(sa, "responder", error), now)
+            return
+        assert self._info is not None
+        self._infos.append(self._info)
+        self._next_round()
 
     def _next_round(self) -> None:
         self._round += 1
         this = self._rounds[self._round]
         assert this.eap is not None  # the configuration's rule: a further round is EAP
-        self._eap = EapPeerConversation(this.eap, self._sa._random)
+        n = self._round + 1
+        eap = EapPeerConversation(this.eap, self._sa._random)
+        self._step = EapPeerStep(self._sa, eap, f"round {n}",
+                                 f"no answer of round {n} in the responder's message")  # fmt: skip
+        self._step.octets_r = self._octets_r
         self._phase = "id"
 
-    def _eap_answered(self, message: IkeMessage, now: float) -> None:
-        """<--  HDR, SK {EAP(Request)}, or the EAP Success."""
-        assert self._eap is not None
-        eap = message.first(EapPayload)
-        if eap is None:
-            self._refused(message, now)
-            return
-        answer = self._eap.receive(eap.data)
-        if answer is not None and self._eap.awaiting_failure:
-            self._phase, self._response = "eap", answer  # the refusal acknowledged
-            return
-        if self._eap.failed is not None or (self._eap.done and answer is not None):
-            self._refused(message, now)
-        elif self._eap.done:
-            self._phase = "auth"  # EAP Success: now the AUTH over the MSK
-        elif answer is None:
-            self._refused(message, now)
-        else:
-            self._phase, self._response = "eap", answer
-
-    def _auth_answered(self, message: IkeMessage, now: float) -> None:
+    def _auth_answered(self, step: EapPeerStep, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {AUTH, [SAr2, TSi, TSr]}: the responder's AUTH over the MSK."""
         sa = self._sa
-        assert sa._prf is not None and self._eap is not None
-        auth = message.first(AuthPayload)
-        if auth is None:
-            self._refused(message, now)
+        if not step.verified(message, now):
+            self.done = True
             return
-        try:
-            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r, auth)
-        except AuthenticationFailed as error:
-            self._give_up(_failed(sa, "responder", error), now)
-            return
-        self._infos.append(AuthInfo(self._eap.method, identity=self._eap.identity))
+        self._infos.append(AuthInfo(step.eap.method, identity=step.eap.identity))
         if self._round + 1 < len(self._rounds):
             self._next_round()
             return
@@ -204,25 +204,9 @@ class RoundsIkeAuth(IkeAuth):
         sa.auth_remote = self._peer_info
         self._child_taken(message, now)
 
-    def _refused(self, message: IkeMessage, now: float) -> None:
-        """The responder refused (an error notify, EAP Failure) or answered nonsense."""
-        self.done = True
-        errors = [NotifyType(n.notify_type).name for n in message.get(NotifyPayload)
-                  if n.notify_type < 16384]  # fmt: skip
-        why = (self._eap.failed if self._eap is not None else None) or "no answer of round " \
-            f"{self._round + 1} in the responder's message"  # fmt: skip
-        reason = "IKE_AUTH refused: " + ", ".join([*errors, why])
-        if errors:
-            log.info("%s: round %d refused: %s", self._sa._name(), self._round + 1, why)
-        else:
-            log.warning("%s: round %d failed: %s", self._sa._name(), self._round + 1, why)
-            self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # RFC 7296 §2.21.2
-        self._sa._close(reason, now)
-
     def _give_up(self, reason: str, now: float) -> None:
         self.done = True
-        self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # RFC 7296 §2.21.2
-        self._sa._close(reason, now)
+        give_up(self._sa, reason, now)
 
 
 class RoundsIkeAuthResponder(AnswerTask):
@@ -232,24 +216,31 @@ class RoundsIkeAuthResponder(AnswerTask):
 
     exchange = ExchangeType.IKE_AUTH
 
-    def __init__(self, sa: Ikev2Sa) -> None:
+    def __init__(self, sa: Ikev2Sa, alternatives: Sequence[Candidate] = ()) -> None:
         super().__init__(sa)
-        self._rounds: tuple[AuthRound, ...] = sa.config.remote_rounds
+        self._alternatives = alternatives  # an EAP round's identity may choose among them
         self._round = 0  # the round under way, 0 the first
-        self._phase = "first"  # first | id | eap | auth
+        self._phase = "first"  # first | id | eap
         self._first: IkeMessage | None = None  # its CP, SAi2, TSi, TSr are answered last
         self._identity = ""  # the last identity proved: the lease's
-        self._eap: EapServerConversation | None = None
-        self._octets_i = self._octets_r = b""
+        self._step: EapServerStep | None = None  # a further round's
+        self._octets_r = b""
         self._infos: list[AuthInfo] = []  # the peer's rounds done
         self._local_info: AuthInfo | None = None
         self._agreed: Agreed | None = None
         self._close_reason: str | None = None
+        self._octets_first = b""  # what round 1's AUTH signed, for an alternative to check
+        self._round_id: tuple[IdType, bytes] = (IdType.ID_FQDN, b"")  # the round's IDi
         self.done = False
 
+    @property
+    def _rounds(self) -> tuple[AuthRound, ...]:
+        """The connection's, which the EAP identity may switch (`EapIdentitySwitch`)."""
+        return self._sa.config.remote_rounds
+
     def process(self, message: IkeMessage, now: float) -> None:
-        step = {"first": self._first_round, "id": self._id_round, "eap": self._eap_round,
-                "auth": self._auth_round}[self._phase]  # fmt: skip
+        step = {"first": self._first_round, "id": self._id_round,
+                "eap": self._eap_round}[self._phase]  # fmt: skip
         self._answer = step(message)
 
     def _first_round(self, message: IkeMessage) -> tuple[Payload, ...]:
@@ -261,30 +252,23 @@ class RoundsIkeAuthResponder(AnswerTask):
             reason = (f"this end would prove itself in {len(sa.config.local_rounds)} rounds; "
                       "larval as the responder proves itself in one")  # fmt: skip
             log.warning("%s: %s", sa._name(), reason)
-            _refuse(reason)
+            refuse(reason)
         if idi is None:
-            _refuse("IKE_AUTH without IDi")
+            refuse("IKE_AUTH without IDi")
         if auth is None:
-            _refuse(self._failed(f"no AUTH in round 1, which is {self._rounds[0].method}"))
-        octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
-                                 idi.encode_body())  # fmt: skip
+            refuse(self._failed(f"no AUTH in round 1, which is {self._rounds[0].method}"))
+        octets_i = initiator_octets(sa, idi)
         certreq = message.first(CertReqPayload) is not None
         sa._peer_offer = dataclasses.replace(sa._peer_offer,
                                              certreq=sa._peer_offer.certreq or certreq)  # fmt: skip
         idr = _id_payload(sa, PayloadType.IDr)
-        self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
-                                       idr.encode_body())  # fmt: skip
+        self._octets_r = responder_octets(sa, idr)
         try:
             info = _verify_peer(sa, idi, message, octets_i)
         except AuthenticationFailed as error:
-            _refuse(_failed(sa, "initiator", error))
-        try:
-            proof = sa._prover.prove(sa._prf, self._octets_r, sa._peer_offer)
-        except AuthenticationFailed as error:
-            reason = f"this end cannot prove itself: {error}"
-            log.warning("%s: %s", sa._name(), reason)
-            _refuse(reason)
-        self._local_info, self._first = proof.info, message
+            refuse(_failed(sa, "initiator", error))
+        proof = responder_proof(sa, self._octets_r)
+        self._local_info, self._first, self._octets_first = proof.info, message, octets_i
         self._identity = describe_identity(idi.id_type, idi.data)
         self._infos.append(info)
         return (idr, *proof.certs, proof.auth, *self._round_done(message))
@@ -296,49 +280,37 @@ class RoundsIkeAuthResponder(AnswerTask):
         this = self._rounds[self._round]
         idi = message.first(IdPayload)
         if idi is None:
-            _refuse(self._failed(f"no IDi to open round {self._round + 1}"))
+            refuse(self._failed(f"no IDi to open round {self._round + 1}"))
         if message.first(AuthPayload) is not None:
-            _refuse(self._failed(f"AUTH in round {self._round + 1}, which is {this.method}"))
+            refuse(self._failed(f"AUTH in round {self._round + 1}, which is {this.method}"))
         if this.id_match is not None and not this.id_match(idi.id_type, idi.data):
-            _refuse(self._failed(f"identity {describe_identity(idi.id_type, idi.data)} in round "
+            refuse(self._failed(f"identity {describe_identity(idi.id_type, idi.data)} in round "
                                  f"{self._round + 1} is not the one configured"))  # fmt: skip
-        self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
-                                       idi.encode_body())  # fmt: skip
         assert this.eap is not None  # the configuration's rule: a further round is EAP
         self._identity = describe_identity(idi.id_type, idi.data)
-        self._eap = EapServerConversation(this.eap, self._identity, sa._random)
+        self._round_id = (IdType(idi.id_type), idi.data)
+        eap = EapServerConversation(this.eap, self._identity, sa._random)
+        eap.switch = EapIdentitySwitch.among(sa, self._alternatives, self._identity,
+                                             self._round, self._takes_round_one)  # fmt: skip
+        step = self._step = EapServerStep(sa, eap, f"round {self._round + 1}")
+        step.octets_i = initiator_octets(sa, idi)
+        step.octets_r = self._octets_r
         self._phase = "eap"
-        return (EapPayload(self._eap.start()),)
+        return (step.start(),)
 
     def _eap_round(self, message: IkeMessage) -> tuple[Payload, ...]:
-        """HDR, SK {EAP(Response)} -->"""
-        assert self._eap is not None
-        eap = message.first(EapPayload)
-        if eap is None:
-            _refuse(self._failed(f"no EAP payload in round {self._round + 1}"))
-        answer = self._eap.receive(eap.data)
-        if self._eap.failed is not None:
-            self._close_reason = self._failed(self._eap.failed)
-            self.done = True
-            return (EapPayload(answer), _notify(NotifyType.AUTHENTICATION_FAILED))
-        if self._eap.done:
-            self._phase = "auth"  # the answer is EAP Success
-        return (EapPayload(answer),)
-
-    def _auth_round(self, message: IkeMessage) -> tuple[Payload, ...]:
-        """HDR, SK {AUTH, [N(ANOTHER_AUTH_FOLLOWS)]} -->  (over the MSK)"""
-        sa = self._sa
-        assert sa._prf is not None and self._eap is not None
-        auth = message.first(AuthPayload)
-        if auth is None:
-            _refuse(self._failed("no AUTH after EAP Success"))
-        try:
-            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i, auth)
-        except AuthenticationFailed as error:
-            _refuse(self._failed(str(error)))
-        self._identity = self._eap.identity or self._identity
-        self._infos.append(AuthInfo(self._eap.method, identity=self._eap.identity or ""))
-        mine = eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r)
+        """HDR, SK {EAP(Response)} -->, then HDR, SK {AUTH, [N(ANOTHER_AUTH_FOLLOWS)]} -->
+        (over the MSK)"""
+        step = self._step
+        assert step is not None
+        if not step.auth_due:
+            payloads = step.answer(message)
+            if step.close_reason is not None:
+                self._close_reason, self.done = step.close_reason, True
+            return payloads
+        mine = step.auth(message)
+        self._identity = step.eap.identity or self._identity
+        self._infos.append(AuthInfo(step.eap.method, identity=step.eap.identity or ""))
         return (mine, *self._round_done(message))
 
     def _round_done(self, message: IkeMessage) -> tuple[Payload, ...]:
@@ -348,11 +320,11 @@ class RoundsIkeAuthResponder(AnswerTask):
         another = message.notify(NotifyType.ANOTHER_AUTH_FOLLOWS) is not None
         done, rounds = self._round + 1, len(self._rounds)
         if another and done == rounds:
-            _refuse(self._failed(f"it announces round {done + 1} (ANOTHER_AUTH_FOLLOWS), and "
+            refuse(self._failed(f"it announces round {done + 1} (ANOTHER_AUTH_FOLLOWS), and "
                                  f"this connection has {rounds}"))  # fmt: skip
         if not another and done < rounds:
             missing = self._rounds[done].method
-            _refuse(self._failed(f"it ends after round {done} of {rounds}: round {done + 1}, "
+            refuse(self._failed(f"it ends after round {done} of {rounds}: round {done + 1}, "
                                  f"{missing}, is missing"))  # fmt: skip
         self._round = done
         if another:
@@ -364,29 +336,34 @@ class RoundsIkeAuthResponder(AnswerTask):
         return child_payloads
 
     def answered(self, now: float) -> None:
-        sa = self._sa
-        if self._close_reason is not None:
-            sa._close(self._close_reason, now)
-            return
-        if not self.done:
-            return
-        first, *further = self._infos
-        sa.auth_local = self._local_info
-        sa.auth_remote = dataclasses.replace(first, rounds=tuple(further))
-        sa._established(now)
-        if self._agreed is not None:
-            child_up(sa, *self._agreed)
+        auth = None
+        if self.done and self._close_reason is None:
+            first, *further = self._infos
+            auth = (self._local_info, dataclasses.replace(first, rounds=tuple(further)))
+        responder_answered(self._sa, self._close_reason, auth, self._agreed, now)
+
+    def _takes_round_one(self, candidate: Candidate) -> str | None:
+        """Would the alternative have taken the rounds done so far: round 1 (verified
+        again with its own verifier) and this round's IDi? Why not, or None."""
+        sa, config = self._sa, candidate.config
+        assert self._first is not None and sa._prf is not None
+        if len(config.local_rounds) > 1:
+            return "proves this end in more than one round"
+        this = config.remote_rounds[self._round]
+        if this.id_match is not None and not this.id_match(*self._round_id):
+            return f"another identity in round {self._round + 1}"
+        if config.name == sa.config.name:
+            return None
+        idi, auth = self._first.first(IdPayload), self._first.first(AuthPayload)
+        assert idi is not None and auth is not None
+        claim = PeerClaim((idi.id_type, idi.data), auth, self._first.get(CertPayload))
+        try:
+            verifier_for(config).verify(sa._prf, self._octets_first, claim, sa._wall_clock())
+        except AuthenticationFailed as error:
+            return f"round 1: {error}"
+        return None
 
     def _failed(self, reason: str) -> str:
         """The WARNING line of an initiator that failed a round, naming its EAP identity."""
-        identity = self._eap.identity if self._eap is not None else None
-        named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
-        return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
-
-
-def _notify(notify_type: NotifyType) -> NotifyPayload:
-    return NotifyPayload(ProtocolId.NONE, notify_type)
-
-
-def _refuse(reason: str) -> NoReturn:
-    raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
+        identity = self._step.eap.identity if self._step is not None else None
+        return initiator_failed(self._sa, identity, reason)

@@ -13,10 +13,13 @@ the PSK) and checks the client by EAP.
 
 Both ends' first AUTH (the gateway's) and last (each end's, over the MSK) sign the same
 octets as without EAP (§2.15): each end's IKE_SA_INIT message, the peer's nonce and the
-MAC of its ID. The CHILD_SA is the one the first request proposed; it is answered once
-the final AUTH verified. Each task is not `done` until its last round trip, so the task
-manager sends the next request at once, and the session hands the responder's task
-each further request of the exchange (`larval.ikev2.exchanges.tasks`).
+MAC of its ID. The EAP messages and the AUTHs over the MSK are `eap_step`'s, which the
+rounds of `auth_rounds` run too; where another connection may take the peer by its EAP
+identity, the gateway asks it (EAP-Identity) and may switch (`select.EapIdentitySwitch`)
+before the method runs. The CHILD_SA is the one the first request proposed; it is
+answered once the final AUTH verified. Each task is not `done` until its last round
+trip, so the task manager sends the next request at once, and the session hands the
+responder's task each further request of the exchange (`larval.ikev2.exchanges.tasks`).
 
 An EAP failure on the gateway (a wrong password, an unknown user, an identity other
 than the one configured, a malformed EAP message) is answered with EAP Failure and
@@ -44,24 +47,16 @@ same rule, before it answers the method. Anything else is refused with the reaso
 from __future__ import annotations
 
 import dataclasses
-from typing import NoReturn
+from collections.abc import Sequence
 
 from cryptography import x509
 
-from larval.crypto.ike_auth import signed_octets
 from larval.ike.auth_config import AuthInfo
 from larval.ike.identity import describe_identity, describe_issuer, describe_subject
 
-from ..auth import (
-    AuthenticationFailed,
-    EapProver,
-    EapVerifier,
-    eap_auth,
-    verify_eap_auth,
-)
+from ..auth import AuthenticationFailed, EapProver, EapVerifier, eap_auth
 from ..constants import AuthMethod, ExchangeType, NotifyType, PayloadType, ProtocolId
-from ..eap_conversation import EapPeerConversation, EapServerConversation
-from ..errors import IkeExchangeError
+from ..eap_conversation import EapServerConversation
 from ..message import IkeMessage
 from ..payloads import (
     AuthPayload,
@@ -72,7 +67,17 @@ from ..payloads import (
     Payload,
 )
 from .auth_rounds import RoundsIkeAuthResponder
-from .child_sa import Agreed, child_up
+from .child_sa import Agreed
+from .eap_step import (
+    EapPeerStep,
+    EapServerStep,
+    give_up,
+    initiator_octets,
+    refuse,
+    responder_answered,
+    responder_octets,
+    responder_proof,
+)
 from .ike_auth import (
     IkeAuth,
     IkeAuthResponder,
@@ -83,7 +88,7 @@ from .ike_auth import (
     _verify_peer,
 )
 from .sa import Ikev2Sa, log
-from .select import Candidates, select_connection
+from .select import Candidate, Candidates, EapIdentitySwitch, select_connection
 from .tasks import AnswerTask
 
 __all__ = ["EapIkeAuth", "EapIkeAuthResponder", "ike_auth_responder"]
@@ -95,13 +100,15 @@ class _IkeAuthResponders:
 
     exchange = ExchangeType.IKE_AUTH
 
-    def __call__(self, sa: Ikev2Sa) -> AnswerTask:
+    def __call__(self, sa: Ikev2Sa, alternatives: Sequence[Candidate] = ()) -> AnswerTask:
+        """`alternatives`: the connections the first request fits, best first, which the
+        peer's EAP identity may still choose among (`select.EapIdentitySwitch`)."""
         if sa._candidates is not None:
             return _SelectingResponder(sa, sa._candidates)
         if len(sa.config.remote_rounds) > 1 or len(sa.config.local_rounds) > 1:
-            return RoundsIkeAuthResponder(sa)
+            return RoundsIkeAuthResponder(sa, alternatives)
         if isinstance(sa._verifier, EapVerifier):
-            return EapIkeAuthResponder(sa)
+            return EapIkeAuthResponder(sa, alternatives)
         return IkeAuthResponder(sa)
 
 
@@ -109,7 +116,8 @@ class _SelectingResponder(AnswerTask):
     """The responder's IKE_AUTH where more than one connection may be the IKE SA's: the
     first request picks the connection (`select.select_connection`), once: the IKE SA
     has no candidates after it. The IKE_AUTH task of that connection (with EAP or
-    without) then takes that request and the rest of the exchange."""
+    without) then takes that request and the rest of the exchange, given the other
+    connections that fit as the alternatives its EAP identity may still choose among."""
 
     exchange = ExchangeType.IKE_AUTH
 
@@ -121,9 +129,9 @@ class _SelectingResponder(AnswerTask):
 
     def process(self, message: IkeMessage, now: float) -> None:
         if self._task is None:
-            select_connection(self._sa, self._candidates(), message)
+            alternatives = select_connection(self._sa, self._candidates(), message)
             self._sa._candidates = None
-            self._task = ike_auth_responder(self._sa)
+            self._task = ike_auth_responder(self._sa, alternatives)
         self._task.process(message, now)
         self.done = self._task.done
 
@@ -142,31 +150,28 @@ ike_auth_responder = _IkeAuthResponders()
 
 class EapIkeAuth(IkeAuth):
     """The client: the first request without AUTH, then each EAP Response, then the AUTH
-    over the MSK; the gateway's certificate (or PSK) AUTH is checked in its first answer
-    and its MSK AUTH in its last."""
+    over the MSK (`EapPeerStep`); the gateway's certificate (or PSK) AUTH is checked in
+    its first answer and its MSK AUTH in its last."""
 
     def __init__(self, sa: Ikev2Sa) -> None:
         super().__init__(sa)
         assert isinstance(sa._prover, EapProver)
-        self._eap: EapPeerConversation = sa._prover.conversation(sa._random, sa._wall_clock)
-        self._phase = "first"  # first | eap | auth
-        self._octets_i = self._octets_r = b""
-        self._response = b""  # the EAP Response to send next
+        eap = sa._prover.conversation(sa._random, sa._wall_clock)
+        self._step = EapPeerStep(sa, eap, f"EAP as {eap.identity!r}",
+                                 "the gateway's answer holds no EAP", eap_auth)  # fmt: skip
+        self._first_answered = False
         self._peer_info: AuthInfo | None = None
         self.done = False
 
     def build(self, now: float) -> tuple[Payload, ...]:
         sa = self._sa
         assert sa._prf is not None
-        if self._phase == "eap":
-            return (EapPayload(self._response),)
-        if self._phase == "auth":
-            return (eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i),)
+        if self._first_answered:
+            return (self._step.request(),)
         child = sa._pending_child
         assert child is not None
         idi = _id_payload(sa, PayloadType.IDi)
-        self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
-                                       idi.encode_body())  # fmt: skip
+        self._step.octets_i = initiator_octets(sa, idi)
         certreq = sa._verifier.certreq()
         # RFC 5998 §3: announced where the gateway may prove itself by EAP only.
         eap_only = [NotifyPayload(ProtocolId.NONE, NotifyType.EAP_ONLY_AUTHENTICATION)] \
@@ -176,123 +181,91 @@ class EapIkeAuth(IkeAuth):
                 *eap_only)  # fmt: skip
 
     def process(self, message: IkeMessage, now: float) -> None:
-        sa = self._sa
-        assert sa._prf is not None
-        if self._phase == "auth":
+        step = self._step
+        if step.auth_due:
             self._final(message, now)
             return
-        eap = message.first(EapPayload)
-        if self._phase == "first":
-            # <--  HDR, SK {IDr, [CERT+,] AUTH, EAP}: the gateway proves itself first.
-            idr, auth = message.first(IdPayload), message.first(AuthPayload)
-            if idr is not None and auth is None and eap is not None:
-                # EAP-only (RFC 5998): taken where announced, with a mutual method (§4).
-                if not isinstance(sa._verifier, EapVerifier) or not self._eap.mutual:
-                    self._give_up(_eap_only_refused(sa, self._eap.method), now)
-                    return
-                if not _peer_id_ok(sa, idr):
-                    self._give_up(_failed(sa, "responder", AuthenticationFailed(
-                        "identity is not the one configured")), now)  # fmt: skip
-                    return
-                self._peer_info = AuthInfo(self._eap.method)  # proved by the method's MSK
-            elif idr is None or auth is None:
-                self._refused(message, now)
+        if not self._first_answered:
+            if not self._gateway_proved(message, now):
+                self.done = True
                 return
-            self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
-                                           idr.encode_body())  # fmt: skip
-            if self._peer_info is None:
-                try:
-                    self._peer_info = _verify_peer(sa, idr, message, self._octets_r)
-                except AuthenticationFailed as error:
-                    self._give_up(_failed(sa, "responder", error), now)
-                    return
-            self._phase = "eap"
-        if eap is None:
-            self._refused(message, now)
-            return
-        answer = self._eap.receive(eap.data)
-        if answer is not None and self._eap.awaiting_failure:
-            self._response = answer  # the acknowledgement of the server's refusal
-            return
-        if self._eap.failed is not None or (self._eap.done and answer is not None):
-            self._refused(message, now)
-            return
-        if self._eap.done:
-            self._phase = "auth"  # EAP Success: now the AUTH over the MSK
-        elif answer is None:
-            self._refused(message, now)
-        else:
-            self._response = answer
+            self._first_answered = True
+        if not step.take(message, now):
+            self.done = True
+
+    def _gateway_proved(self, message: IkeMessage, now: float) -> bool:
+        """<--  HDR, SK {IDr, [CERT+,] AUTH, EAP}: the gateway proves itself first (or,
+        EAP-only, by its method later). False where the IKE SA closed."""
+        sa, step = self._sa, self._step
+        assert sa._prf is not None
+        idr, auth = message.first(IdPayload), message.first(AuthPayload)
+        if idr is not None and auth is None and message.first(EapPayload) is not None:
+            # EAP-only (RFC 5998): taken where announced, with a mutual method (§4).
+            if not isinstance(sa._verifier, EapVerifier) or not step.eap.mutual:
+                give_up(sa, _eap_only_refused(sa, step.eap.method), now)
+                return False
+            if not _peer_id_ok(sa, idr):
+                give_up(sa, _failed(sa, "responder", AuthenticationFailed(
+                    "identity is not the one configured")), now)  # fmt: skip
+                return False
+            self._peer_info = AuthInfo(step.eap.method)  # proved by the method's MSK
+        elif idr is None or auth is None:
+            return step.refused(message, now)
+        step.octets_r = responder_octets(sa, idr)
+        if self._peer_info is None:
+            try:
+                self._peer_info = _verify_peer(sa, idr, message, step.octets_r)
+            except AuthenticationFailed as error:
+                give_up(sa, _failed(sa, "responder", error), now)
+                return False
+        return True
 
     def _final(self, message: IkeMessage, now: float) -> None:
         """<--  HDR, SK {AUTH, SAr2, TSi, TSr}: the gateway's AUTH over the MSK."""
-        sa = self._sa
-        assert sa._prf is not None
-        auth = message.first(AuthPayload)
-        if auth is None:
-            self._refused(message, now)
-            return
-        try:
-            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r, auth)
-        except AuthenticationFailed as error:
-            self._give_up(_failed(sa, "responder", error), now)
-            return
+        sa, eap = self._sa, self._step.eap
         self.done = True
-        sa.auth_local = AuthInfo(self._eap.method, identity=self._eap.identity)
+        if not self._step.verified(message, now):
+            return
+        sa.auth_local = AuthInfo(eap.method, identity=eap.identity)
         peer = self._peer_info
-        if peer is not None and peer.method == self._eap.method:  # EAP-only: its TLS certificate
-            peer = _with_certificate(peer, self._eap.peer_certificate)
+        if peer is not None and peer.method == eap.method:  # EAP-only: its TLS certificate
+            peer = _with_certificate(peer, eap.peer_certificate)
         sa.auth_remote = peer
         self._child_taken(message, now)
-
-    def _refused(self, message: IkeMessage, now: float) -> None:
-        """The gateway refused (EAP Failure, an error notify) or answered nonsense."""
-        self.done = True
-        errors = [NotifyType(n.notify_type).name for n in message.get(NotifyPayload)
-                  if n.notify_type < 16384]  # fmt: skip
-        why = self._eap.failed or "the gateway's answer holds no EAP"
-        reason = "IKE_AUTH refused: " + ", ".join([*errors, why])
-        if errors:
-            # The gateway's refusal: the gateway logs it; here it is the reason we close.
-            log.info("%s: EAP as %r refused: %s", self._sa._name(), self._eap.identity, why)
-        else:
-            log.warning("%s: EAP as %r failed: %s", self._sa._name(), self._eap.identity, why)
-            self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # §2.21.2
-        self._sa._close(reason, now)
-
-    def _give_up(self, reason: str, now: float) -> None:
-        self.done = True
-        self._sa._notify_peer(NotifyType.AUTHENTICATION_FAILED)  # §2.21.2
-        self._sa._close(reason, now)
 
 
 class EapIkeAuthResponder(AnswerTask):
     """The gateway: answers the first request with its own AUTH and the first EAP
     Request, each EAP Response with the next Request, and the client's AUTH over the
-    MSK with its own and the CHILD_SA (see the module's docstring)."""
+    MSK with its own and the CHILD_SA (`EapServerStep`; see the module's docstring)."""
 
     exchange = ExchangeType.IKE_AUTH
 
-    def __init__(self, sa: Ikev2Sa) -> None:
+    def __init__(self, sa: Ikev2Sa, alternatives: Sequence[Candidate] = ()) -> None:
         super().__init__(sa)
         self.done = False
-        self._phase = "first"  # first | eap | auth
+        self._alternatives = alternatives  # the peer's EAP identity may choose among them
         self._first: IkeMessage | None = None  # its SAi2, TSi, TSr are answered last
-        self._eap: EapServerConversation | None = None
-        self._octets_i = self._octets_r = b""
+        self._step: EapServerStep | None = None
         self._local_info: AuthInfo | None = None
         self._agreed: Agreed | None = None
         self._close_reason: str | None = None
 
+    @property
+    def _eap(self) -> EapServerConversation | None:
+        """The EAP conversation, once the first request opened it."""
+        return self._step.eap if self._step is not None else None
+
     def process(self, message: IkeMessage, now: float) -> None:
-        sa = self._sa
-        assert sa._prf is not None
-        if self._phase == "first":
+        step = self._step
+        if step is None:
             self._answer = self._first_round(message)
-        elif self._phase == "eap":
-            self._answer = self._eap_round(message)
+        elif step.auth_due:
+            self._answer = self._auth_round(step, message)
         else:
-            self._answer = self._auth_round(message)
+            self._answer = step.answer(message)
+            if step.close_reason is not None:
+                self._close_reason, self.done = step.close_reason, True
 
     def _first_round(self, message: IkeMessage) -> tuple[Payload, ...]:
         """HDR, SK {IDi, [CERTREQ,] SAi2, TSi, TSr} -->"""
@@ -300,102 +273,57 @@ class EapIkeAuthResponder(AnswerTask):
         assert sa._prf is not None and isinstance(sa._verifier, EapVerifier)
         idi = message.first(IdPayload)
         if idi is None:
-            _refuse("IKE_AUTH without IDi")
+            refuse("IKE_AUTH without IDi")
         if message.first(AuthPayload) is not None:
             auth = message.first(AuthPayload)
             assert auth is not None
             reason = _failed(sa, "initiator", AuthenticationFailed(
                 f"AUTH of method {AuthMethod(auth.method).name} where this connection "
                 "authenticates the initiator by EAP"))  # fmt: skip
-            _refuse(reason)
+            refuse(reason)
         if not _peer_id_ok(sa, idi):
-            _refuse(_failed(sa, "initiator", AuthenticationFailed(
+            refuse(_failed(sa, "initiator", AuthenticationFailed(
                 "identity is not the one configured")))  # fmt: skip
-        self._octets_i = signed_octets(sa._init_request, sa._nonce_r, sa._prf, sa._sk_pi,
-                                       idi.encode_body())  # fmt: skip
         certreq = message.first(CertReqPayload) is not None
         sa._peer_offer = dataclasses.replace(sa._peer_offer,
                                              certreq=sa._peer_offer.certreq or certreq)  # fmt: skip
         idr = _id_payload(sa, PayloadType.IDr)
-        self._octets_r = signed_octets(sa._init_response, sa._nonce_i, sa._prf, sa._sk_pr,
-                                       idr.encode_body())  # fmt: skip
         self._first = message
-        self._eap = sa._verifier.conversation(describe_identity(idi.id_type, idi.data),
-                                              sa._random, sa._wall_clock)  # fmt: skip
-        self._phase = "eap"
+        ike_identity = describe_identity(idi.id_type, idi.data)
+        eap = sa._verifier.conversation(ike_identity, sa._random, sa._wall_clock)
+        eap.switch = EapIdentitySwitch.among(sa, self._alternatives, ike_identity)
+        step = self._step = EapServerStep(sa, eap, "the initiator's EAP round", eap_auth)
+        step.octets_i = initiator_octets(sa, idi)
+        step.octets_r = responder_octets(sa, idr)
         if isinstance(sa._prover, EapProver):
             # RFC 5998: this end proves itself by the method and its MSK AUTH alone.
-            _eap_only_checked(sa, message, self._eap)
-            return (idr, EapPayload(self._eap.start()))
-        try:
-            proof = sa._prover.prove(sa._prf, self._octets_r, sa._peer_offer)
-        except AuthenticationFailed as error:
-            reason = f"this end cannot prove itself: {error}"
-            log.warning("%s: %s", sa._name(), reason)
-            _refuse(reason)
+            _eap_only_checked(sa, message, eap)
+            return (idr, step.start())
+        proof = responder_proof(sa, step.octets_r)
         self._local_info = proof.info
-        return (idr, *proof.certs, proof.auth, EapPayload(self._eap.start()))
+        return (idr, *proof.certs, proof.auth, step.start())
 
-    def _eap_round(self, message: IkeMessage) -> tuple[Payload, ...]:
-        """HDR, SK {EAP(Response)} -->"""
-        assert self._eap is not None
-        eap = message.first(EapPayload)
-        if eap is None:
-            _refuse(self._failed("no EAP payload in the initiator's EAP round"))
-        answer = self._eap.receive(eap.data)
-        if self._eap.failed is not None:
-            self._close_reason = self._failed(self._eap.failed)
-            self.done = True
-            return (EapPayload(answer),
-                    NotifyPayload(ProtocolId.NONE, NotifyType.AUTHENTICATION_FAILED))  # fmt: skip
-        if self._eap.done:
-            self._phase = "auth"  # the answer is EAP Success
-        return (EapPayload(answer),)
-
-    def _auth_round(self, message: IkeMessage) -> tuple[Payload, ...]:
-        """HDR, SK {AUTH} -->  (over the MSK)"""
-        sa = self._sa
-        assert sa._prf is not None and self._eap is not None and self._first is not None
-        auth = message.first(AuthPayload)
-        if auth is None:
-            _refuse(self._failed("no AUTH after EAP Success"))
-        try:
-            verify_eap_auth(sa._prf, self._eap.msk, sa._sk_pi, self._octets_i, auth)
-        except AuthenticationFailed as error:
-            _refuse(self._failed(str(error)))
-        mine = eap_auth(sa._prf, self._eap.msk, sa._sk_pr, self._octets_r)
+    def _auth_round(self, step: EapServerStep, message: IkeMessage) -> tuple[Payload, ...]:
+        """HDR, SK {AUTH} -->  (over the MSK): this end's AUTH and the CHILD_SA."""
+        assert self._first is not None
+        mine = step.auth(message)
         # The lease is the EAP identity's, the one the peer proved (issue's §1 rule).
         idi = self._first.first(IdPayload)
-        identity = self._eap.identity or (
+        identity = step.eap.identity or (
             describe_identity(idi.id_type, idi.data) if idi is not None else ""
         )
-        child_payloads, self._agreed = _respond_cfg_and_child(sa, self._first, identity)
+        child_payloads, self._agreed = _respond_cfg_and_child(self._sa, self._first, identity)
         self.done = True
         return (mine, *child_payloads)
 
     def answered(self, now: float) -> None:
-        sa = self._sa
-        if self._close_reason is not None:
-            sa._close(self._close_reason, now)
-            return
-        if not self.done:
-            return
-        assert self._eap is not None
-        sa.auth_local = self._local_info or AuthInfo(self._eap.method)  # EAP-only: the method
-        sa.auth_remote = _with_certificate(
-            AuthInfo(self._eap.method, identity=self._eap.identity or ""),
-            self._eap.peer_certificate,
-        )
-        sa._established(now)
-        if self._agreed is not None:
-            child_up(sa, *self._agreed)
-
-    def _failed(self, reason: str) -> str:
-        """The WARNING line of an initiator that failed EAP, naming its EAP identity."""
-        assert self._eap is not None
-        identity = self._eap.identity
-        named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
-        return _failed(self._sa, "initiator", AuthenticationFailed(named + reason))
+        eap = self._eap
+        auth = None
+        if self.done and eap is not None:
+            remote = AuthInfo(eap.method, identity=eap.identity or "")
+            auth = (self._local_info or AuthInfo(eap.method),  # EAP-only: the method
+                    _with_certificate(remote, eap.peer_certificate))  # fmt: skip
+        responder_answered(self._sa, self._close_reason, auth, self._agreed, now)
 
 
 def _with_certificate(info: AuthInfo | None, cert: x509.Certificate | None) -> AuthInfo | None:
@@ -420,7 +348,7 @@ def _eap_only_checked(sa: Ikev2Sa, message: IkeMessage, eap: EapServerConversati
     else:
         return
     log.warning("%s: %s", sa._name(), reason)
-    _refuse(reason)
+    refuse(reason)
 
 
 def _eap_only_refused(sa: Ikev2Sa, method: str) -> str:
@@ -432,7 +360,3 @@ def _eap_only_refused(sa: Ikev2Sa, method: str) -> str:
               f"authentication, RFC 5998), and {method} is not a mutual method")  # fmt: skip
     log.warning("%s: %s", sa._name(), reason)
     return reason
-
-
-def _refuse(reason: str) -> NoReturn:
-    raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
