@@ -44,6 +44,8 @@ HOME = "203.0.113.0/24"
 PSK = "a-test-psk-01234567"
 DNS = ["10.3.0.53", "2001:db8::53"]
 VIP = ipaddress.ip_address("10.3.0.1")
+HOME6 = "2001:db8:1::/48"
+VIP6 = ipaddress.ip_address("2001:db8:3::1")
 
 
 def gateway_config(addrs: str = "10.3.0.0/24") -> dict[str, Any]:
@@ -289,9 +291,9 @@ def test_the_request_asks_the_addresses_and_a_dns_server_of_each_family() -> Non
     assert request.cfg_type == CfgType.CFG_REQUEST
 
 
-def dual_stack(remote: str = CLIENT) -> tuple[Host, Host]:
-    """A client with ``vips = 0.0.0.0, ::`` and one child for both families' networks,
-    against a gateway with a pool of each family and one child for both."""
+def dual_stack(remote: str = CLIENT, asks: list[str] | None = None) -> tuple[Host, Host]:
+    """A client with ``vips = 0.0.0.0, ::`` and one child for both families' networks
+    (or for `asks`), against a gateway with a pool of each family and one child for both."""
     gateway_data = gateway_config()
     gateway_data["pools"]["rw6"] = {"addrs": "2001:db8:3::/120"}
     conn = gateway_data["connections"]["rw"]
@@ -300,19 +302,18 @@ def dual_stack(remote: str = CLIENT) -> tuple[Host, Host]:
     conn["children"]["home"]["local_ts"] = [HOME, HOME6]
     conn["children"]["home"]["remote_ts"] = ["10.3.0.0/24", "2001:db8:3::/120"]
     client_data = client_config(vips=["0.0.0.0", "::"])
-    client_data["connections"]["home"]["children"]["home"]["remote_ts"] = [HOME, HOME6]
+    client_data["connections"]["home"]["children"]["home"]["remote_ts"] = asks or [HOME, HOME6]
     return connected(gateway_data, client_data)
 
 
-HOME6 = "2001:db8:1::/48"
-VIP6 = ipaddress.ip_address("2001:db8:3::1")
-
-
-def test_both_families_are_asked_and_given_in_one_child_sa() -> None:
-    #   CP(CFG_REQUEST(INTERNAL_IP4_ADDRESS, INTERNAL_IP6_ADDRESS)), TSi(0.0.0.0/0, ::/0)  -->
+@pytest.mark.parametrize("asks", [[HOME, HOME6], ["0.0.0.0/0", "::/0"]], ids=["nets", "everything"])
+def test_both_families_are_asked_and_given_in_one_child_sa(asks: list[str]) -> None:
+    #   CP(CFG_REQUEST(INTERNAL_IP4_ADDRESS, INTERNAL_IP6_ADDRESS)), TSi(0.0.0.0/0, ::/0),
+    #   TSr(asks)  -->
     #   <--  CP(CFG_REPLY(10.3.0.1, 2001:db8:3::1)), TSi(10.3.0.1/32, 2001:db8:3::1/128),
     #        TSr(203.0.113.0/24, 2001:db8:1::/48)
-    gateway, client = dual_stack()
+    # "everything": a native client's TSr, which the gateway narrows to its networks.
+    gateway, client = dual_stack(asks=asks)
     (ike,) = client.keymgr.status()["ike_sas"]
     assert ike["virtual_ips"] == [str(VIP), str(VIP6)]
     # One CHILD_SA for both families (RFC 7296 §2.9), on each side.

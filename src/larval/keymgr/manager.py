@@ -789,11 +789,30 @@ class KeyManager:
                 return found
         # One question per family: a CHILD_SA that asked for IPv4 and IPv6 keeps each
         # family the policy allows (one SA for both, RFC 7296 §2.9).
-        allowed = [self._ask_policy(conn, ike, local, local, remote) for local, remote in pairs]
+        allowed = [self._ask_family(conn, ike, local, remote) for local, remote in pairs]
         found = _joined([a for a in allowed if a is not None])
         if found is None:
             log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
         return found
+
+    def _ask_family(
+        self, conn: Connection, ike: IkeConfig, local: IPNetwork, remote: IPNetwork
+    ) -> ChildConfig | None:
+        """The tunnel policy for one family's selectors as the peer proposed them, or, if
+        they are wider than any policy (a native client's ``0.0.0.0/0``, ``::/0``), for
+        the connection's own networks inside them: the responder narrows (RFC 7296 §2.9)."""
+        found = self._ask_policy(conn, ike, local, local, remote)
+        if found is not None:
+            return found
+        locals_ = [local, *_inside_of(local, [n for c in conn.children for n in c.local_ts])]
+        remotes = [remote, *_inside_of(remote, [n for c in conn.children for n in c.remote_ts])]
+        answers = [
+            self._ask_policy(conn, ike, near, near, far)
+            for near in locals_
+            for far in remotes
+            if (near, far) != (local, remote)
+        ]
+        return _joined([a for a in answers if a is not None])
 
     def _ask_policy(
         self, conn: Connection, ike: IkeConfig, local_net: IPNetwork,
@@ -1053,6 +1072,13 @@ def _first_pair_of_each_family(
             if local.version == remote.version and local.version not in pairs:
                 pairs[local.version] = (local, remote)
     return list(pairs.values())
+
+
+def _inside_of(net: IPNetwork, nets: list[IPNetwork]) -> list[IPNetwork]:
+    """The networks of `nets` strictly inside `net`, once each, in order."""
+    return list(dict.fromkeys(
+        n for n in nets if n.version == net.version and n != net and n.subnet_of(net)  # type: ignore[arg-type]
+    ))  # fmt: skip
 
 
 def _joined(allowed: list[ChildConfig]) -> ChildConfig | None:
