@@ -403,3 +403,26 @@ def test_an_ike_rekey_keeps_the_address_and_its_dns() -> None:
     (ike,) = [s for s in client.keymgr.status()["ike_sas"] if s["state"] == "established"]
     assert ike["spi_i"] != session.spi_i.hex() and ike["virtual_ips"] == [str(VIP)]
     assert host_state(client.keymgr) == before
+
+
+def test_a_rekeyed_dual_stack_child_sa_keeps_both_families() -> None:
+    # CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi(v4, v6), TSr(v4, v6)} from the client: the
+    # new SAs carry both pairs again, and an IPv6 packet goes with the new SPI.
+    gateway, client = dual_stack("%any")
+    (session,) = client.keymgr.sessions.values()
+    (old,) = client.keymgr.children.values()
+    assert session.rekey_child(old.spi_in, 10.0)  # type: ignore[attr-defined]
+    client.keymgr._drain(session, 10.0)
+    carry(gateway, client, 10.0)
+    (new,) = client.keymgr.children.values()
+    assert new.spi_in != old.spi_in
+    assert new.local_ts == old.local_ts and new.remote_ts == old.remote_ts
+    request = icmp6_echo(str(VIP6), "2001:db8:1::9")
+    client.path.outbound(request, 11.0)
+    sent = client.esp[-1]
+    assert int.from_bytes(sent.payload[:4], "big") == new.spi_out
+    gateway.path.inbound(sent.payload, gateway.addr.packed, 11.0)
+    assert gateway.delivered[-1] == request
+    reply = icmp6_echo("2001:db8:1::9", str(VIP6))
+    gateway.path.outbound(reply, 11.0)
+    assert int.from_bytes(gateway.esp[-1].payload[:4], "big") == new.spi_in
