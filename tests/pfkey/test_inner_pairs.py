@@ -184,3 +184,11 @@ def test_a_repeated_list_is_refused() -> None:
     with pytest.raises(PfkeyError) as info:
         decode(_append(ext + ext))
     assert info.value.errno == errno.EINVAL
+
+
+def test_larval_sa_shows_the_further_pairs() -> None:
+    from larval.commands.sa import sa_to_dict
+
+    shown = sa_to_dict(decode(message(SadbXInnerPairs((PAIR_V6,)))))
+    assert (shown["inner_src"], shown["inner_dst"]) == ("203.0.113.0/24", "10.3.0.1/32")
+    assert shown["inner_pairs"] == [["2001:db8:1::/48", "2001:db8:3::1/128"]]
