@@ -183,7 +183,11 @@ def test_a_repeated_list_is_refused() -> None:
     ext = SadbXInnerPairs((PAIR_V6,)).encode()
     with pytest.raises(PfkeyError) as info:
         decode(_append(ext + ext))
-    assert info.value.errno == errno.EINVAL
+    assert (info.value.errno, info.value.diagnostic) == (
+        errno.EINVAL,
+        Diagnostic.MALFORMED_INNER_PAIRS,
+    )
+    assert "duplicate extension type 64" in str(info.value)
 
 
 def test_larval_sa_shows_the_further_pairs() -> None:
