@@ -249,8 +249,8 @@ def test_both_families_from_a_charon_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # vips = ["0.0.0.0", "::"]: one address of each family, one CHILD_SA for both, each
-    # address on the device with its route. (Traffic of the CHILD_SA's second family is
-    # not checked here: the SA's PF_KEY inner addresses carry one pair of selectors.)
+    # address on the device with its route, ping and ping -6 through the one CHILD_SA
+    # (its IPv6 pair in the SAs' X_LARVAL_INNER_PAIRS).
     with Topology(tmp_path) as topo:
         certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
         monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " attr")
@@ -294,3 +294,10 @@ def test_both_families_from_a_charon_gateway(
         assert "CPRP(ADDR ADDR6 DNS)" in log or "CPRP(ADDR ADDR6 DNS)" in (
             charon.dir / "charon.log").read_text(errors="replace")  # fmt: skip
         assert f"src {VIP6}" in site.ns.run(["ip", "-6", "route", "get", INNER6])
+        result = subprocess.run(
+            ["ip", "netns", "exec", site.ns.name, "ping", "-6", "-c", "3", "-i", "0.2", "-W",
+             "2", INNER6], capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        (child,) = larval.status()["child_sas"]  # type: ignore[misc]
+        assert child["remote_ts"] == [NET["a"], NET6], child  # type: ignore[index]

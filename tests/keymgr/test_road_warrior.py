@@ -44,6 +44,8 @@ HOME = "203.0.113.0/24"
 PSK = "a-test-psk-01234567"
 DNS = ["10.3.0.53", "2001:db8::53"]
 VIP = ipaddress.ip_address("10.3.0.1")
+HOME6 = "2001:db8:1::/48"
+VIP6 = ipaddress.ip_address("2001:db8:3::1")
 
 
 def gateway_config(addrs: str = "10.3.0.0/24") -> dict[str, Any]:
@@ -289,26 +291,91 @@ def test_the_request_asks_the_addresses_and_a_dns_server_of_each_family() -> Non
     assert request.cfg_type == CfgType.CFG_REQUEST
 
 
-def test_both_families_are_asked_and_given() -> None:
+def dual_stack(remote: str = CLIENT, asks: list[str] | None = None) -> tuple[Host, Host]:
+    """A client with ``vips = 0.0.0.0, ::`` and one child for both families' networks
+    (or for `asks`), against a gateway with a pool of each family and one child for both."""
     gateway_data = gateway_config()
     gateway_data["pools"]["rw6"] = {"addrs": "2001:db8:3::/120"}
     conn = gateway_data["connections"]["rw"]
     conn["pools"] = ["rw", "rw6"]
-    conn["children"]["home"]["local_ts"] = [HOME, "2001:db8:1::/48"]
+    conn["remote_addrs"] = [remote]
+    conn["children"]["home"]["local_ts"] = [HOME, HOME6]
     conn["children"]["home"]["remote_ts"] = ["10.3.0.0/24", "2001:db8:3::/120"]
     client_data = client_config(vips=["0.0.0.0", "::"])
-    client_data["connections"]["home"]["children"]["home"]["remote_ts"] = [HOME, "2001:db8:1::/48"]
-    _, client = connected(gateway_data, client_data)
-    v6 = ipaddress.ip_address("2001:db8:3::1")
+    client_data["connections"]["home"]["children"]["home"]["remote_ts"] = asks or [HOME, HOME6]
+    return connected(gateway_data, client_data)
+
+
+@pytest.mark.parametrize("asks", [[HOME, HOME6], ["0.0.0.0/0", "::/0"]], ids=["nets", "everything"])
+def test_both_families_are_asked_and_given_in_one_child_sa(asks: list[str]) -> None:
+    #   CP(CFG_REQUEST(INTERNAL_IP4_ADDRESS, INTERNAL_IP6_ADDRESS)), TSi(0.0.0.0/0, ::/0),
+    #   TSr(asks)  -->
+    #   <--  CP(CFG_REPLY(10.3.0.1, 2001:db8:3::1)), TSi(10.3.0.1/32, 2001:db8:3::1/128),
+    #        TSr(203.0.113.0/24, 2001:db8:1::/48)
+    # "everything": a native client's TSr, which the gateway narrows to its networks.
+    gateway, client = dual_stack(asks=asks)
     (ike,) = client.keymgr.status()["ike_sas"]
-    assert ike["virtual_ips"] == [str(VIP), str(v6)]
-    # A larval gateway's CHILD_SA is one pair of selectors (its inverse ACQUIRE's): the
-    # IPv4 one. Both addresses go on the device; a route only where a CHILD_SA goes.
+    assert ike["virtual_ips"] == [str(VIP), str(VIP6)]
+    # One CHILD_SA for both families (RFC 7296 §2.9), on each side.
     (child,) = client.keymgr.status()["child_sas"]
-    assert child["local_ts"] == [f"{VIP}/32"] and child["remote_ts"] == [HOME]
+    assert child["local_ts"] == [f"{VIP}/32", f"{VIP6}/128"]
+    assert child["remote_ts"] == [HOME, HOME6]
+    (gw_child,) = gateway.keymgr.status()["child_sas"]
+    assert gw_child["local_ts"] == [HOME, HOME6]
+    assert gw_child["remote_ts"] == [f"{VIP}/32", f"{VIP6}/128"]
     state = host_state(client.keymgr)
-    assert state.addresses == (VIP, v6)
-    assert state.routes == ((ipaddress.ip_network(HOME), VIP),)
+    assert state.addresses == (VIP, VIP6)
+    assert state.routes == ((ipaddress.ip_network(HOME), VIP), (ipaddress.ip_network(HOME6), VIP6))
+    # One SA per direction, carrying both pairs: the IPv6 one in X_LARVAL_INNER_PAIRS.
+    for host in (gateway, client):
+        sas = [sa for sa in host.node.stack.sadb._tables[3] if sa.state == 1]
+        assert len(sas) == 2
+        for sa in sas:
+            assert sa.inner_src is not None and sa.inner_src.addr.version == 4
+            (more,) = sa.inner_more
+            assert more[0].addr.version == 6 and more[1].addr.version == 6
+
+
+def icmp6_echo(src: str, dst: str) -> bytes:
+    body = struct.pack("!BBHHH", 128, 0, 0, 1, 1) + b"ping"
+    return struct.pack(
+        "!IHBB16s16s", 6 << 28, len(body), 58, 64,
+        ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed,
+    ) + body  # fmt: skip
+
+
+@pytest.mark.parametrize("remote", [CLIENT, "%any"], ids=["fixed", "any"])
+def test_one_child_sa_carries_both_families_both_ways(remote: str) -> None:
+    # "any": the gateway's tunnel is to any peer; its outbound SA is found by inner
+    # destination, under either family's pair.
+    gateway, client = dual_stack(remote)
+    for request, reply in (
+        (icmp_echo(str(VIP), "203.0.113.9"), icmp_echo("203.0.113.9", str(VIP))),
+        (icmp6_echo(str(VIP6), "2001:db8:1::9"), icmp6_echo("2001:db8:1::9", str(VIP6))),
+    ):
+        client.esp.clear()
+        gateway.esp.clear()
+        client.path.outbound(request, 1.0)
+        (esp,) = client.esp
+        gateway.path.inbound(esp.payload, gateway.addr.packed, 1.0)
+        assert gateway.delivered[-1] == request
+        gateway.path.outbound(reply, 1.0)
+        (back,) = gateway.esp
+        client.path.inbound(back.payload, client.addr.packed, 1.0)
+        assert client.delivered[-1] == reply
+    # The same SPIs carried both families: one SA per direction.
+    spis = {sa.spi for sa in client.node.stack.sadb._tables[3] if sa.packets}
+    assert len(spis) == 2
+
+
+def test_an_ipv6_packet_from_another_address_is_refused_by_the_dual_stack_gateway() -> None:
+    gateway, client = dual_stack("%any")
+    spoofed = icmp6_echo("2001:db8:3::99", "2001:db8:1::9")  # another client's address
+    client.path.outbound(spoofed, 1.0)
+    (esp,) = client.esp
+    gateway.path.inbound(esp.payload, gateway.addr.packed, 1.0)
+    assert gateway.delivered == []
+    assert gateway.path.counters()["inner_outside_sa"] == 1
 
 
 @pytest.mark.parametrize(
@@ -336,3 +403,26 @@ def test_an_ike_rekey_keeps_the_address_and_its_dns() -> None:
     (ike,) = [s for s in client.keymgr.status()["ike_sas"] if s["state"] == "established"]
     assert ike["spi_i"] != session.spi_i.hex() and ike["virtual_ips"] == [str(VIP)]
     assert host_state(client.keymgr) == before
+
+
+def test_a_rekeyed_dual_stack_child_sa_keeps_both_families() -> None:
+    # CREATE_CHILD_SA {N(REKEY_SA), SA, Ni, TSi(v4, v6), TSr(v4, v6)} from the client: the
+    # new SAs carry both pairs again, and an IPv6 packet goes with the new SPI.
+    gateway, client = dual_stack("%any")
+    (session,) = client.keymgr.sessions.values()
+    (old,) = client.keymgr.children.values()
+    assert session.rekey_child(old.spi_in, 10.0)  # type: ignore[attr-defined]
+    client.keymgr._drain(session, 10.0)
+    carry(gateway, client, 10.0)
+    (new,) = client.keymgr.children.values()
+    assert new.spi_in != old.spi_in
+    assert new.local_ts == old.local_ts and new.remote_ts == old.remote_ts
+    request = icmp6_echo(str(VIP6), "2001:db8:1::9")
+    client.path.outbound(request, 11.0)
+    sent = client.esp[-1]
+    assert int.from_bytes(sent.payload[:4], "big") == new.spi_out
+    gateway.path.inbound(sent.payload, gateway.addr.packed, 11.0)
+    assert gateway.delivered[-1] == request
+    reply = icmp6_echo("2001:db8:1::9", str(VIP6))
+    gateway.path.outbound(reply, 11.0)
+    assert int.from_bytes(gateway.esp[-1].payload[:4], "big") == new.spi_in

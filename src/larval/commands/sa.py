@@ -28,6 +28,7 @@ from larval.pfkey import (
     SadbMsgType,
     SadbSa,
     SadbSpirange,
+    SadbXInnerPairs,
     SadbXPair,
     SaFlags,
     SaState,
@@ -446,7 +447,13 @@ def sa_to_dict(msg: PfkeyMessage) -> dict[str, Any]:
             out["auth_key" if ext.ext_type == ExtType.KEY_AUTH else "encrypt_key"] = ext.key.hex()
         elif isinstance(ext, SadbXPair):
             out["pair"] = f"{ext.spi:#010x}"
+        elif isinstance(ext, SadbXInnerPairs):  # the selector pairs after the first
+            out["inner_pairs"] = [[_prefixed(src), _prefixed(dst)] for src, dst in ext.pairs]
     return out
+
+
+def _prefixed(ext: SadbAddress) -> str:
+    return str(ext.addr) + (f"/{ext.prefixlen}" if ext.prefixlen else "")
 
 
 def _alg_name(alg_id: int, table: dict[int, Any]) -> str:

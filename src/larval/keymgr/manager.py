@@ -65,6 +65,7 @@ from larval.ikev2.stateless import Cookies
 from larval.keymgr.pfkey_side import (
     AcquireError,
     ChildKeys,
+    Endpoint,
     Lifetimes,
     PolicyRequest,
     delete_sa,
@@ -74,6 +75,7 @@ from larval.keymgr.pfkey_side import (
     keyed_sa,
     natt_update,
     parse_policy_request,
+    selector_pairs,
 )
 from larval.keymgr.versions import VERSIONS, Candidate, Candidates, IkeVersion, SessionHooks, Start
 from larval.lograte import LogLimiter
@@ -782,18 +784,39 @@ class KeyManager:
         with a tunnel (RFC 7296 §1.3.1)."""
         remote_nets = list(tsi)
         local_nets = list(tsr)
-        pair = _first_pair_of_a_family(local_nets, remote_nets)
-        if pair is None:
+        pairs = _first_pair_of_each_family(local_nets, remote_nets)
+        if not pairs:
             return None
-        local_net, remote_net = pair
         if mode == "transport":
-            found = self._ask_policy(conn, ike, local_net, None, None)
+            found = self._ask_policy(conn, ike, pairs[0][0], None, None)
             if found is not None:
                 return found
-        found = self._ask_policy(conn, ike, local_net, local_net, remote_net)
+        # One question per family: a CHILD_SA that asked for IPv4 and IPv6 keeps each
+        # family the policy allows (one SA for both, RFC 7296 §2.9).
+        allowed = [self._ask_family(conn, ike, local, remote) for local, remote in pairs]
+        found = _joined([a for a in allowed if a is not None])
         if found is None:
             log.warning("%s: no policy for %s <-> %s", conn.ike.name, local_nets, remote_nets)
         return found
+
+    def _ask_family(
+        self, conn: Connection, ike: IkeConfig, local: IPNetwork, remote: IPNetwork
+    ) -> ChildConfig | None:
+        """The tunnel policy for one family's selectors as the peer proposed them, or, if
+        they are wider than any policy (a native client's ``0.0.0.0/0``, ``::/0``), for
+        the connection's own networks inside them: the responder narrows (RFC 7296 §2.9)."""
+        found = self._ask_policy(conn, ike, local, local, remote)
+        if found is not None:
+            return found
+        locals_ = [local, *_inside_of(local, [n for c in conn.children for n in c.local_ts])]
+        remotes = [remote, *_inside_of(remote, [n for c in conn.children for n in c.remote_ts])]
+        answers = [
+            self._ask_policy(conn, ike, near, near, far)
+            for near in locals_
+            for far in remotes
+            if (near, far) != (local, remote)
+        ]
+        return _joined([a for a in answers if a is not None])
 
     def _ask_policy(
         self, conn: Connection, ike: IkeConfig, local_net: IPNetwork,
@@ -833,6 +856,8 @@ class KeyManager:
         request = self._requests.pop(seq, None) if isinstance(up.child.reference, int) else None
         if request is None:
             request = self._synthetic_request(ike, up, seq)
+        else:
+            request = _with_negotiated_pairs(request, up.local_ts, up.remote_ts)
         # strongSwan's rand_time: each end rekeys a little before rekey_time, at a random
         # moment, so that the two ends rarely rekey the same CHILD_SA at once (§2.8.1).
         spread = max(0, up.child.life_time - up.child.rekey_time) // 2
@@ -887,22 +912,25 @@ class KeyManager:
 
     def _synthetic_request(self, ike: IkeConfig, up: ChildSaUp, seq: int) -> PolicyRequest:
         """What an ACQUIRE would have said, for a CHILD_SA nobody ACQUIREd (responder,
-        `larval up`): the selectors negotiated, in tunnel or transport mode."""
-        from larval.keymgr.pfkey_side import Endpoint
+        `larval up`): the selectors negotiated, in tunnel or transport mode. Every
+        same-family pair of TSi x TSr goes into the one SA (the first as its inner
+        addresses, the rest as further pairs): a road warrior's IPv4 and IPv6 together."""
 
         def ep(net: IPNetwork) -> Endpoint:
             return Endpoint(net.network_address, net.prefixlen, 0, 0)
 
         tunnel = up.child.mode == "tunnel"
+        pairs = selector_pairs(up.local_ts, up.remote_ts) if tunnel else []
         return PolicyRequest(
             seq,
             Endpoint(ike.local_addr, ike.local_addr.max_prefixlen, 0, 0),
             Endpoint(ike.remote_addr, ike.remote_addr.max_prefixlen, 0, 0),
-            ep(up.local_ts[0]) if tunnel and up.local_ts else None,
-            ep(up.remote_ts[0]) if tunnel and up.remote_ts else None,
+            ep(pairs[0][0]) if pairs else None,
+            ep(pairs[0][1]) if pairs else None,
             (),
             up.child.replay_window,
             0,
+            tuple((ep(local), ep(remote)) for local, remote in pairs[1:]),
         )
 
     def _uninstall(self, spi_in: int) -> None:
@@ -1047,17 +1075,59 @@ def _suites(request: PolicyRequest, child: ChildConfig | None) -> tuple[Suite, .
     )
 
 
-def _first_pair_of_a_family(
+def _first_pair_of_each_family(
     local_nets: list[IPNetwork], remote_nets: list[IPNetwork]
-) -> tuple[IPNetwork, IPNetwork] | None:
-    """The first (TSr, TSi) networks of one address family, in TSr's order: a client with
-    an address of each family sends both in every TSi (strongSwan's dynamic TSi), also
-    for a CHILD_SA whose TSr is of one family only; a policy joins networks of one."""
+) -> list[tuple[IPNetwork, IPNetwork]]:
+    """The first (TSr, TSi) networks of each address family, in TSr's order: a client
+    with an address of each family sends both in every TSi (strongSwan's dynamic TSi),
+    also for a CHILD_SA whose TSr is of one family only; a policy joins networks of one."""
+    pairs: dict[int, tuple[IPNetwork, IPNetwork]] = {}
     for local in local_nets:
         for remote in remote_nets:
-            if local.version == remote.version:
-                return local, remote
-    return None
+            if local.version == remote.version and local.version not in pairs:
+                pairs[local.version] = (local, remote)
+    return list(pairs.values())
+
+
+def _inside_of(net: IPNetwork, nets: list[IPNetwork]) -> list[IPNetwork]:
+    """The networks of `nets` strictly inside `net`, once each, in order."""
+    return list(dict.fromkeys(
+        n for n in nets if n.version == net.version and n != net and n.subnet_of(net)  # type: ignore[arg-type]
+    ))  # fmt: skip
+
+
+def _joined(allowed: list[ChildConfig]) -> ChildConfig | None:
+    """The policies' answers for each family as one CHILD_SA: the first answer, with the
+    selectors of the others of its mode added."""
+    if not allowed:
+        return None
+    first = allowed[0]
+    local_ts, remote_ts = list(first.local_ts), list(first.remote_ts)
+    for other in allowed[1:]:
+        if other.mode != first.mode:
+            continue
+        local_ts += [n for n in other.local_ts if n not in local_ts]
+        remote_ts += [n for n in other.remote_ts if n not in remote_ts]
+    if len(local_ts) == len(first.local_ts) and len(remote_ts) == len(first.remote_ts):
+        return first
+    return dataclasses.replace(first, local_ts=tuple(local_ts), remote_ts=tuple(remote_ts))
+
+
+def _with_negotiated_pairs(
+    request: PolicyRequest, local_ts: tuple[IPNetwork, ...], remote_ts: tuple[IPNetwork, ...]
+) -> PolicyRequest:
+    """An ACQUIRE's request, for an SA that also carries the negotiated selector pairs
+    its own pair does not cover (the other family of a dual-stack CHILD_SA)."""
+    if not request.tunnel or request.inner_src is None or request.inner_dst is None:
+        return request
+    near, far = request.inner_src.network, request.inner_dst.network
+    more = tuple(
+        (Endpoint(lo.network_address, lo.prefixlen, 0, 0),
+         Endpoint(re.network_address, re.prefixlen, 0, 0))
+        for lo, re in selector_pairs(local_ts, remote_ts)
+        if not (_covered(lo, (near,)) and _covered(re, (far,)))
+    )  # fmt: skip
+    return dataclasses.replace(request, more_pairs=more) if more else request
 
 
 def _covered(net: IPNetwork, nets: tuple[IPNetwork, ...]) -> bool:

@@ -29,6 +29,7 @@ from larval.pfkey import (
     SadbSpirange,
     SadbXEprop,
     SadbXEreg,
+    SadbXInnerPairs,
     SadbXKmc,
     SadbXPair,
     SaFlags,
@@ -98,6 +99,10 @@ class PolicyRequest:
     alternatives: tuple[Alternative, ...]
     replay_window: int
     km_cookie: int
+    #: Tunnel mode: the (local, remote) selector pairs after (inner_src, inner_dst) that
+    #: the same SA carries (larval's X_LARVAL_INNER_PAIRS), e.g. the IPv6 pair of a
+    #: CHILD_SA that also carries IPv4 (RFC 7296 §2.9).
+    more_pairs: tuple[tuple[Endpoint, Endpoint], ...] = ()
 
     @property
     def tunnel(self) -> bool:
@@ -280,6 +285,11 @@ def keyed_sa(
             SadbAddress(ExtType.X_ADDRESS_INNER_DST, dst_ts.address, dst_ts.port, dst_ts.proto,
                         dst_ts.prefixlen)
         )  # fmt: skip
+        if request.more_pairs:
+            exts.append(SadbXInnerPairs(tuple(
+                _inner_pair(far, near) if inbound else _inner_pair(near, far)
+                for near, far in request.more_pairs
+            )))  # fmt: skip
     if keys.auth_key:
         exts.append(SadbKey(ExtType.KEY_AUTH, len(keys.auth_key) * 8, keys.auth_key))
     if keys.encrypt_key:
@@ -291,6 +301,23 @@ def keyed_sa(
     if pair_spi:
         exts.append(SadbXPair(pair_spi))
     return PfkeyMessage(msg_type, SaType.ESP, seq=seq, pid=pid, extensions=tuple(exts))
+
+
+def _inner_pair(src: Endpoint, dst: Endpoint) -> tuple[SadbAddress, SadbAddress]:
+    return (
+        SadbAddress(ExtType.ADDRESS_PROXY, src.address, src.port, src.proto, src.prefixlen),
+        SadbAddress(ExtType.X_ADDRESS_INNER_DST, dst.address, dst.port, dst.proto, dst.prefixlen),
+    )
+
+
+def selector_pairs(
+    local_ts: tuple[IPNetwork, ...] | list[IPNetwork],
+    remote_ts: tuple[IPNetwork, ...] | list[IPNetwork],
+) -> list[tuple[IPNetwork, IPNetwork]]:
+    """The (local, remote) selector pairs one CHILD_SA carries: every local x remote
+    network of one address family, as strongSwan installs a policy for each (a pair of
+    mixed families selects nothing). In local order, then remote order."""
+    return [(lo, re) for lo in local_ts for re in remote_ts if lo.version == re.version]
 
 
 def natt_update(

@@ -1,9 +1,16 @@
 """PF_KEY v2 numbers: message, SA, extension and algorithm types, states, flags, diagnostics.
 
 Values are those of RFC 2367 §2.3 and illumos ``net/pfkeyv2.h`` (the ``SADB_X_``
-extensions). The enums name values; decoded messages hold plain ints, and every enum
-here accepts an unknown value (it becomes a pseudo-member named ``UNKNOWN_<n>``) so that
-naming a value read off the wire never raises.
+extensions), plus larval's own, numbered above illumos's so that they never meet one:
+the extension ``SADB_X_EXT_LARVAL_INNER_PAIRS`` (`ExtType.X_LARVAL_INNER_PAIRS`, 64),
+which lists the inner selector pairs of a tunnel-mode SA beyond the first (the first
+stays in ADDRESS_PROXY / X_ADDRESS_INNER_DST, as RFC 2367 forbids repeating an
+extension type in one message), and the diagnostic ``MALFORMED_INNER_PAIRS`` (128) a
+list that cannot be read gets.
+
+The enums name values; decoded messages hold plain ints, and every enum here accepts an
+unknown value (it becomes a pseudo-member named ``UNKNOWN_<n>``) so that naming a value
+read off the wire never raises.
 """
 
 from __future__ import annotations
@@ -126,9 +133,12 @@ class ExtType(LenientIntEnum):
     X_EDUMP = 25
     X_LIFETIME_IDLE = 26
     X_OUTER_SENS = 27
+    # larval's own (`larval.pfkey.extensions.SadbXInnerPairs`): further inner selector
+    # pairs of one tunnel-mode SA, e.g. its IPv6 pair beside the IPv4 one.
+    X_LARVAL_INNER_PAIRS = 64
 
 
-#: The highest extension type larval knows (illumos SADB_EXT_MAX).
+#: The highest extension type illumos knows (SADB_EXT_MAX); larval's own lie above.
 EXT_MAX = 27
 
 
@@ -220,6 +230,8 @@ class Diagnostic(LenientIntEnum):
     INVALID_REPLAY = 81
     MISSING_LIFETIME = 82
     BAD_LABEL = 83
+    # larval's own, above illumos's: an X_LARVAL_INNER_PAIRS list that cannot be read.
+    MALFORMED_INNER_PAIRS = 128
 
 
 _DIAGNOSTIC_TEXT: dict[int, str] = {
@@ -307,6 +319,7 @@ _DIAGNOSTIC_TEXT: dict[int, str] = {
     Diagnostic.INVALID_REPLAY: "Invalid replay counter value",
     Diagnostic.MISSING_LIFETIME: "Missing lifetime",
     Diagnostic.BAD_LABEL: "Invalid sensitivity label",
+    Diagnostic.MALFORMED_INNER_PAIRS: "Malformed list of further inner selector pairs",
 }
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "SadbXEdump",
     "SadbXEprop",
     "SadbXEreg",
+    "SadbXInnerPairs",
     "SadbXKmc",
     "SadbXPair",
     "SadbXReplayCtr",
@@ -904,6 +905,91 @@ class SadbXEdump(_Fixed):
     ext_type: int = int(ExtType.X_EDUMP)
 
 
+_PAIRS_HDR = struct.Struct("<HH")  # count of pairs, reserved
+_INNER_PAIR_TYPES = (int(ExtType.ADDRESS_PROXY), int(ExtType.X_ADDRESS_INNER_DST))
+
+
+def _malformed_pairs(detail: str) -> PfkeyError:
+    return PfkeyError(
+        errno.EINVAL,
+        Diagnostic.MALFORMED_INNER_PAIRS,
+        f"extension type {int(ExtType.X_LARVAL_INNER_PAIRS)} (inner pairs): {detail}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXInnerPairs:
+    """Further inner selector pairs of a tunnel-mode SA, larval's X_LARVAL_INNER_PAIRS::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |          _len                 |    _exttype = 64 (larval)     |
+        +---------------+---------------+---------------+---------------+
+        |          _npairs              |          _reserved            |
+        +---------------+---------------+---------------+---------------+
+        >   npairs x (inner source, inner destination): each a whole    <
+        >   sadb_address extension (its own len; exttype 7, then 22)    <
+        +---------------+---------------+---------------+---------------+
+
+    One SA (one SPI per direction) may protect several selector pairs: RFC 7296 §2.9
+    lets TSi and TSr hold any number of selectors, and a road warrior that asked for an
+    IPv4 and an IPv6 address gets both families in one CHILD_SA. The first pair stays in
+    ADDRESS_PROXY and X_ADDRESS_INNER_DST, so that a one-pair SA's messages are those
+    of illumos; this extension lists the pairs after it, in order. The nested address
+    extensions are laid out as their top-level kind (RFC 2367 §2.3.4), and a PF_KEY
+    parser that does not know type 64 skips the whole list (RFC 2367 §2.2). Each pair
+    is of one address family; an SA's pairs may mix families.
+    """
+
+    pairs: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
+    ext_type: int = int(ExtType.X_LARVAL_INNER_PAIRS)
+
+    def encode(self) -> bytes:
+        parts = [_PAIRS_HDR.pack(len(self.pairs), 0)]
+        for src, dst in self.pairs:
+            if (src.ext_type, dst.ext_type) != _INNER_PAIR_TYPES:
+                raise ValueError(f"an inner pair is of types 7 and 22, not {src.ext_type} "
+                                 f"and {dst.ext_type}")  # fmt: skip
+            parts.append(src.encode())
+            parts.append(dst.encode())
+        # The count completes the header's word and each address is whole words, so
+        # `_wrap` adds no padding.
+        return _wrap(self.ext_type, b"".join(parts))
+
+    @classmethod
+    def decode(cls, ext_type: int, body: bytes) -> SadbXInnerPairs:
+        end = len(body)
+        if end < _PAIRS_HDR.size:
+            raise _malformed_pairs(f"body of {end} bytes has no pair count")
+        count, _ = _PAIRS_HDR.unpack_from(body)
+        off = _PAIRS_HDR.size
+        pairs: list[tuple[SadbAddress, SadbAddress]] = []
+        for index in range(count):
+            pair: list[SadbAddress] = []
+            for want in _INNER_PAIR_TYPES:
+                if off + 4 > end:
+                    raise _malformed_pairs(f"pair {index + 1} of {count} runs past the list")
+                words, inner_type = EXT_HEADER.unpack_from(body, off)
+                stop = off + words * 8
+                if inner_type != want:
+                    raise _malformed_pairs(
+                        f"pair {index + 1}: address of type {inner_type} where {want} belongs"
+                    )
+                if words == 0 or stop > end:
+                    raise _malformed_pairs(
+                        f"pair {index + 1}: address of {words} words does not fit the list"
+                    )
+                try:
+                    pair.append(SadbAddress.decode(want, body[off + 4 : stop]))
+                except PfkeyError as exc:
+                    raise _malformed_pairs(f"pair {index + 1}: {exc.message}") from exc
+                off = stop
+            pairs.append((pair[0], pair[1]))
+        if off != end:
+            raise _malformed_pairs(f"{end - off} bytes after {count} pairs")
+        return cls(tuple(pairs), ext_type)
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
     """An extension of a type larval does not know (RFC 2367 §2.2: skipped, not fatal)::
@@ -947,6 +1033,7 @@ Extension: TypeAlias = (
     | SadbXPair
     | SadbXReplayCtr
     | SadbXEdump
+    | SadbXInnerPairs
     | UnknownExtension
 )
 
@@ -974,7 +1061,8 @@ DECODERS: dict[int, Callable[[int, bytes], Extension]] = {
         (SadbXPair, (ExtType.X_PAIR,)),
         (SadbXReplayCtr, (ExtType.X_REPLAY_VALUE,)),
         (SadbXEdump, (ExtType.X_EDUMP,)),
+        (SadbXInnerPairs, (ExtType.X_LARVAL_INNER_PAIRS,)),
     )
     for ext_type in ext_types
 }  # fmt: skip
-assert len(DECODERS) == EXT_MAX
+assert len(DECODERS) == EXT_MAX + 1  # illumos's, and X_LARVAL_INNER_PAIRS

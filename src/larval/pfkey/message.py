@@ -40,6 +40,8 @@ _DUPLICATE: dict[int, int] = {
     int(ExtType.X_KM_COOKIE): Diagnostic.DUPLICATE_KMC,
     int(ExtType.X_ADDRESS_NATT_LOC): Diagnostic.DUPLICATE_NATT_LOC,
     int(ExtType.X_ADDRESS_NATT_REM): Diagnostic.DUPLICATE_NATT_REM,
+    # larval's own: all further pairs go in one list.
+    int(ExtType.X_LARVAL_INNER_PAIRS): Diagnostic.MALFORMED_INNER_PAIRS,
 }
 
 

@@ -17,6 +17,9 @@ inner source selector covers the packet's source is taken, else the newest DYING
 
 Which SAs are indexed: those with an inner destination that are not flagged
 SADB_X_SAFLAGS_INBOUND (an inbound SA's inner destination is this side's own network).
+An SA with further selector pairs (larval's X_LARVAL_INNER_PAIRS: a road warrior's IPv4
+and IPv6 addresses in one CHILD_SA) has an entry under each pair's destination; a
+one-pair SA has one, and the lookup is the same for both.
 
 Concurrency: writers hold the index's lock; readers take none. A bucket is an immutable
 tuple and the prefix lengths of a family are an immutable tuple, each published with one
@@ -52,6 +55,24 @@ def inner_prefixlen(ext: SadbAddress) -> int:
     return ext.addr.max_prefixlen
 
 
+def _placement(
+    sa: SecurityAssociation, src: SadbAddress | None, dst: SadbAddress
+) -> tuple[InnerKey, int, _Entry]:
+    """Where one selector pair of `sa` goes: its bucket key, address size and entry."""
+    packed = dst.addr.packed
+    bits = len(packed) * 8
+    plen = inner_prefixlen(dst)
+    key: InnerKey = (
+        sa.src,
+        plen,
+        packed if plen == bits else int.from_bytes(packed, "big") >> (bits - plen),
+    )
+    if src is None:
+        return key, len(packed), (sa, 0, bits)  # any source of the family
+    shift = src.addr.max_prefixlen - inner_prefixlen(src)
+    return key, len(packed), (sa, int(src.addr) >> shift, shift)
+
+
 class InnerIndex:
     """The outbound tunnel SAs of one SA table, by inner destination."""
 
@@ -68,56 +89,54 @@ class InnerIndex:
     # -- writers ------------------------------------------------------------------------
 
     def add(self, sa: SecurityAssociation) -> None:
-        """Index `sa` if it is an outbound SA with an inner destination."""
+        """Index `sa` if it is an outbound SA with an inner destination: under each of its
+        selector pairs (the first, then X_LARVAL_INNER_PAIRS's), so that a packet of
+        either family finds the one SA that carries both."""
         dst = sa.inner_dst
         if dst is None or sa.flags & SaFlags.X_INBOUND:
             return
-        packed = dst.addr.packed
-        bits = len(packed) * 8
-        plen = inner_prefixlen(dst)
-        key: InnerKey = (
-            sa.src,
-            plen,
-            packed if plen == bits else int.from_bytes(packed, "big") >> (bits - plen),
-        )
-        src = sa.inner_src
-        if src is None:
-            entry: _Entry = (sa, 0, bits)  # any source of the family
-        else:
-            shift = src.addr.max_prefixlen - inner_prefixlen(src)
-            entry = (sa, int(src.addr) >> shift, shift)
+        placed = [_placement(sa, sa.inner_src, dst)]
+        for more_src, more_dst in sa.inner_more:
+            placed.append(_placement(sa, more_src, more_dst))
         with self._lock:
             # DELETE marks an SA DEAD before it takes it out; one made DEAD meanwhile
             # must not come back in.
             if sa.state == _DEAD or sa.inner_key is not None:
                 return
-            self._buckets[key] = (*self._buckets.get(key, ()), entry)
-            sa.inner_key = (key, len(packed))
-            count = (len(packed), plen)
-            self._counts[count] = self._counts.get(count, 0) + 1
-            if self._counts[count] == 1:
-                self._publish_lengths(len(packed))
+            keys: dict[tuple[InnerKey, int], None] = {}
+            for key, size, entry in placed:
+                bucket = self._buckets.get(key, ())
+                if any(e[0] is sa and e[1:] == entry[1:] for e in bucket):
+                    continue  # the same pair twice
+                self._buckets[key] = (*bucket, entry)
+                keys[(key, size)] = None
+                count = (size, key[1])
+                self._counts[count] = self._counts.get(count, 0) + 1
+                if self._counts[count] == 1:
+                    self._publish_lengths(size)
+            sa.inner_key = tuple(keys)
 
     def remove(self, sa: SecurityAssociation) -> None:
-        """Take `sa` out, if it is in."""
+        """Take `sa` out, if it is in: every entry of every pair."""
         with self._lock:
             indexed = sa.inner_key
             if indexed is None:
                 return
             sa.inner_key = None
-            key, size = indexed
-            kept = tuple(e for e in self._buckets.get(key, ()) if e[0] is not sa)
-            if kept:
-                self._buckets[key] = kept
-            else:
-                self._buckets.pop(key, None)
-            count = (size, key[1])
-            left = self._counts.get(count, 1) - 1
-            if left:
-                self._counts[count] = left
-            else:
-                self._counts.pop(count, None)
-                self._publish_lengths(size)
+            for key, size in indexed:
+                bucket = self._buckets.get(key, ())
+                kept = tuple(e for e in bucket if e[0] is not sa)
+                if kept:
+                    self._buckets[key] = kept
+                else:
+                    self._buckets.pop(key, None)
+                count = (size, key[1])
+                left = self._counts.get(count, 1) - (len(bucket) - len(kept))
+                if left > 0:
+                    self._counts[count] = left
+                else:
+                    self._counts.pop(count, None)
+                    self._publish_lengths(size)
 
     def _publish_lengths(self, size: int) -> None:
         lengths = sorted((plen for (n, plen) in self._counts if n == size), reverse=True)

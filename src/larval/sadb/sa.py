@@ -141,6 +141,7 @@ class SecurityAssociation:
         "idle_use",
         "inner_dst",
         "inner_key",
+        "inner_more",
         "inner_src",
         "km_cookie",
         "km_proto",
@@ -217,8 +218,12 @@ class SecurityAssociation:
         self.natt_rem: SadbAddress | None = None
         self.inner_src: SadbAddress | None = None
         self.inner_dst: SadbAddress | None = None
-        # Where `InnerIndex` keeps the SA (key, address size), under its lock; None if not.
-        self.inner_key: tuple[tuple[bytes, int, bytes | int], int] | None = None
+        # The inner selector pairs after (inner_src, inner_dst), from larval's
+        # X_LARVAL_INNER_PAIRS: one SA for TSi x TSr of several pairs (RFC 7296 §2.9).
+        self.inner_more: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
+        # Where `InnerIndex` keeps the SA: (key, address size) per selector pair indexed,
+        # under its lock; None if not.
+        self.inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
         # The dataplane's per-SA state (its ESP context), made on first use.
         self.transform: object | None = None
 

@@ -36,6 +36,7 @@ from larval.pfkey import (
     SadbSpirange,
     SadbSupported,
     SadbXEdump,
+    SadbXInnerPairs,
     SadbXKmc,
     SadbXPair,
     SadbXReplayCtr,
@@ -116,6 +117,7 @@ _OPTIONAL_EXTS = frozenset(
         ExtType.X_ADDRESS_NATT_REM,
         ExtType.ADDRESS_PROXY,
         ExtType.X_ADDRESS_INNER_DST,
+        ExtType.X_LARVAL_INNER_PAIRS,
     }
 )
 
@@ -458,7 +460,7 @@ class Sadb:
         _check_inner(ext)
         released = False
         with sa.lock:
-            inner_before = (sa.inner_src, sa.inner_dst, sa.flags & SaFlags.X_INBOUND)
+            inner_before = _inner_state(sa)
             if akey is not None or ekey is not None:
                 if sa.state in (SaState.MATURE, SaState.DYING):
                     # RFC 2367 §3.1.2: the keys of a MATURE SA never change.
@@ -484,7 +486,7 @@ class Sadb:
             sa.state = new_state
             if was_larval:
                 released = sa.mature()
-            reindex = inner_before != (sa.inner_src, sa.inner_dst, sa.flags & SaFlags.X_INBOUND)
+            reindex = inner_before != _inner_state(sa)
         if reindex:
             self._tables[sa.satype].reindex_inner(sa)
         if released:
@@ -776,10 +778,14 @@ class Sadb:
 
     @staticmethod
     def _apply_optional(sa: SecurityAssociation, msg: PfkeyMessage) -> None:
-        """The extensions any of GETSPI, ADD and UPDATE may carry."""
+        """The extensions any of GETSPI, ADD and UPDATE may carry. New inner selectors
+        replace all the SA's pairs: without X_LARVAL_INNER_PAIRS it has only the first."""
         for ext in msg.extensions:
             t = ext.ext_type
             if t not in _OPTIONAL_EXTS:
+                continue
+            if t == ExtType.X_LARVAL_INNER_PAIRS and isinstance(ext, SadbXInnerPairs):
+                sa.inner_more = ext.pairs
                 continue
             if t == ExtType.X_KM_COOKIE and isinstance(ext, SadbXKmc):
                 sa.km_proto, sa.km_cookie = ext.proto, ext.cookie
@@ -796,8 +802,12 @@ class Sadb:
                     sa.natt_rem = ext
                 elif t == ExtType.ADDRESS_PROXY:
                     sa.inner_src = ext
+                    if msg.find(ExtType.X_LARVAL_INNER_PAIRS) is None:
+                        sa.inner_more = ()
                 elif t == ExtType.X_ADDRESS_INNER_DST:
                     sa.inner_dst = ext
+                    if msg.find(ExtType.X_LARVAL_INNER_PAIRS) is None:
+                        sa.inner_more = ()
 
     def _kill(self, sa: SecurityAssociation) -> None:
         """DELETE or FLUSH: DEAD at once, held packets dropped, out of the tables."""
@@ -855,6 +865,8 @@ class Sadb:
         for extra in (sa.inner_src, sa.inner_dst, sa.natt_loc, sa.natt_rem):
             if extra is not None:
                 exts.append(extra)
+        if sa.inner_more:
+            exts.append(SadbXInnerPairs(sa.inner_more))
         if with_keys:
             if sa.auth_key:
                 exts.append(SadbKey(ExtType.KEY_AUTH, len(sa.auth_key) * 8, sa.auth_key))
@@ -908,15 +920,34 @@ def _stripped(msg: PfkeyMessage) -> PfkeyReply:
 
 def _check_inner(ext: Exts) -> None:
     """Inner selectors (tunnel mode) hold a prefix no longer than their address and one
-    family between them, as illumos checks them (``sadb_addrcheck``)."""
+    family between them, as illumos checks them (``sadb_addrcheck``); so does each pair
+    of X_LARVAL_INNER_PAIRS, which only follows a first pair."""
     isrc, idst = ext.get(ExtType.ADDRESS_PROXY), ext.get(ExtType.X_ADDRESS_INNER_DST)
+    _check_pair(isrc, idst, "")
+    more = ext.get(ExtType.X_LARVAL_INNER_PAIRS)
+    if not isinstance(more, SadbXInnerPairs):
+        return
+    if not isinstance(isrc, SadbAddress) or not isinstance(idst, SadbAddress):
+        raise SadbError(
+            errno.EINVAL,
+            Diagnostic.MISSING_INNER_SRC if isrc is None else Diagnostic.MISSING_INNER_DST,
+            "further inner pairs (X_LARVAL_INNER_PAIRS) without a first inner source and "
+            "destination",
+        )
+    for index, (src, dst) in enumerate(more.pairs, 2):
+        _check_pair(src, dst, f" of pair {index}")
+
+
+def _check_pair(isrc: object, idst: object, where: str) -> None:
     for inner, diag, what in (
         (isrc, Diagnostic.PREFIX_INNER_SRC, "inner source"),
         (idst, Diagnostic.PREFIX_INNER_DST, "inner destination"),
     ):
         if isinstance(inner, SadbAddress) and inner.prefixlen > inner.addr.max_prefixlen:
             raise SadbError(
-                errno.EINVAL, diag, f"{what} {inner.addr}/{inner.prefixlen}: prefix too long"
+                errno.EINVAL,
+                diag,
+                f"{what} {inner.addr}/{inner.prefixlen}{where}: prefix too long",
             )
     if (
         isinstance(isrc, SadbAddress)
@@ -926,8 +957,13 @@ def _check_inner(ext: Exts) -> None:
         raise SadbError(
             errno.EINVAL,
             Diagnostic.INNER_AF_MISMATCH,
-            f"inner source {isrc.addr} and destination {idst.addr} differ in family",
+            f"inner source {isrc.addr} and destination {idst.addr}{where} differ in family",
         )
+
+
+def _inner_state(sa: SecurityAssociation) -> tuple[object, ...]:
+    """What `InnerIndex` keys an SA by: a change of it re-indexes the SA."""
+    return (sa.inner_src, sa.inner_dst, sa.inner_more, sa.flags & SaFlags.X_INBOUND)
 
 
 def _check_mature(msg: PfkeyMessage, sa_ext: SadbSa) -> None:

@@ -58,7 +58,10 @@ _Prefix = tuple[int, int, int]  # (network, shift, version)
 class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
-    __slots__ = ("esp", "inner_exts", "inner_prefixes", "lock", "natt", "port", "tunnel")
+    __slots__ = (
+        "_more_exts", "esp", "inner_exts", "inner_more", "inner_prefixes", "lock", "natt",
+        "port", "tunnel",
+    )  # fmt: skip
 
     def __init__(
         self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
@@ -72,6 +75,9 @@ class EspContext:
         # inbound check tests them, and the extensions they were made from.
         self.inner_exts: tuple[SadbAddress | None, SadbAddress | None] = (None, None)
         self.inner_prefixes: tuple[_Prefix | None, _Prefix | None] = (None, None)
+        # The prefixes of the SA's further pairs (X_LARVAL_INNER_PAIRS), and their source.
+        self.inner_more: tuple[tuple[_Prefix | None, _Prefix | None], ...] = ()
+        self._more_exts: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
 
     def inner_of(self, sa: SecurityAssociation) -> tuple[_Prefix | None, _Prefix | None]:
         """The SA's inner source and destination prefixes, made again only when UPDATE
@@ -84,6 +90,14 @@ class EspContext:
             self.inner_prefixes = (_prefix(src), _prefix(dst))
             self.inner_exts = (src, dst)
         return self.inner_prefixes
+
+    def more_of(self, sa: SecurityAssociation) -> tuple[tuple[_Prefix | None, _Prefix | None], ...]:
+        """The prefixes of the SA's pairs after the first, made again when they change."""
+        more = sa.inner_more
+        if self._more_exts is not more:
+            self.inner_more = tuple((_prefix(s), _prefix(d)) for s, d in more)
+            self._more_exts = more
+        return self.inner_more
 
 
 DROP_COUNTERS = (
@@ -271,7 +285,12 @@ class PacketPath:
             if sa.inner_src is not None or sa.inner_dst is not None:
                 flow = parse_flow(packet)
                 src_prefix, dst_prefix = ctx.inner_of(sa)
-                if not (_inside(flow.src, src_prefix) and _inside(flow.dst, dst_prefix)):
+                if not (_inside(flow.src, src_prefix) and _inside(flow.dst, dst_prefix)) and not (
+                    sa.inner_more
+                    and any(
+                        _inside(flow.src, s) and _inside(flow.dst, d) for s, d in ctx.more_of(sa)
+                    )
+                ):
                     return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
         except PacketError:
             return "inbound_policy"

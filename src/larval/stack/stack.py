@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
+from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaType
 from larval.sadb import Audience, PfkeyReply, Sadb, SadbError, SecurityAssociation
 from larval.sadb.sa import Packet, ReleaseFn
 from larval.spd import (
@@ -170,6 +170,19 @@ def _outer(policy: Policy, flow: Flow | None) -> tuple[bytes, bytes]:
     return flow.src.packed, flow.dst.packed
 
 
+def _pair_covers(src: SadbAddress | None, dst: SadbAddress | None, flow: Flow) -> bool:
+    """Whether one inner selector pair holds the packet's addresses."""
+    for ext, address in ((src, flow.src), (dst, flow.dst)):
+        if ext is None:
+            continue
+        if ext.addr.version != address.version or ext.prefixlen > address.max_prefixlen:
+            return False
+        # The prefix as written: 0 is every address (packet_path's inbound check).
+        if (int(ext.addr) ^ int(address)) >> (address.max_prefixlen - ext.prefixlen):
+            return False
+    return True
+
+
 def _inner_covers(packet: Packet) -> Callable[[SecurityAssociation], bool]:
     """Whether a tunnel-mode SA's inner selectors hold the packet's addresses: which of
     several SAs between one pair of gateways carries it (an IPv4 and an IPv6 CHILD_SA of
@@ -188,14 +201,9 @@ def _inner_covers(packet: Packet) -> Callable[[SecurityAssociation], bool]:
         flow = flows[0]
         if flow is None:
             return False
-        for ext, address in ((sa.inner_src, flow.src), (sa.inner_dst, flow.dst)):
-            if ext is None:
-                continue
-            if ext.addr.version != address.version or ext.prefixlen > address.max_prefixlen:
-                return False
-            # The prefix as written: 0 is every address (packet_path's inbound check).
-            if (int(ext.addr) ^ int(address)) >> (address.max_prefixlen - ext.prefixlen):
-                return False
-        return True
+        if _pair_covers(sa.inner_src, sa.inner_dst, flow):
+            return True
+        # An SA of several selector pairs (X_LARVAL_INNER_PAIRS) carries any of them.
+        return any(_pair_covers(src, dst, flow) for src, dst in sa.inner_more)
 
     return covers
