@@ -31,6 +31,7 @@ from larval.ike.events import ChildSaUp, Event
 from larval.ike.identity import IdType as PeerIdType
 from larval.ike.transport import IkeTransport, OverTransport, RandomIds, Request
 
+from .auth import Phase1Authenticator
 from .config import Phase1Choice
 from .constants import (
     VID_DPD,
@@ -49,6 +50,7 @@ from .framing import Ikev1Framing
 from .message import IkeV1Header, IkeV1Message, decode_encrypted, encode_encrypted
 from .modecfg import VID_CISCO_UNITY, VID_XAUTH
 from .payloads import HashPayload, IdPayload, NatDPayload, NotifyPayload, Payload, VendorIdPayload
+from .select import Fits
 
 __all__ = [
     "DELIVERY_WAIT_MAX",
@@ -279,6 +281,12 @@ class IsakmpSa(OverTransport):
             return self.config.remote_id_match(*claimed)
         expected = self.config.remote_id
         return expected is None or claimed == (PeerIdType(int(expected[0])), expected[1])
+
+    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Authenticator | None:
+        """A responder that had more than one connection for the peer's addresses takes
+        the one IDii names (`larval.ikev1.select`), and returns its authenticator; None:
+        the connection stays. This one has no other."""
+        return None
 
     def notify(self, notify_type: NotifyType, data: bytes = b"") -> NotifyPayload:
         """N(type) about this ISAKMP SA: its SPI is the two cookies (RFC 2408 §3.14)."""

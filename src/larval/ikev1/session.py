@@ -113,7 +113,7 @@ from .informational import Dpd, Informational, protected
 from .isakmp import PHASE1, Address, ChildSa, Inbound, IsakmpSa, Outgoing, delivery_wait
 from .message import IkeV1Header, decode_header
 from .modecfg import AttributePayload
-from .payloads import DeletePayload, NotifyPayload, Payload
+from .payloads import DeletePayload, IdPayload, NotifyPayload, Payload
 from .phase1 import (
     AggressiveInitiator,
     AggressiveResponder,
@@ -121,9 +121,11 @@ from .phase1 import (
     MainModeResponder,
     Phase1Settings,
     Phase1Task,
+    claimed,
 )
 from .quick_mode import QuickModeInitiator, QuickModeResponder, QuickModeTask
 from .remote_access import AddressPool, RemoteAccess
+from .select import Candidates, Fits, select_connection
 from .transaction import Answered, TransactionInitiator, TransactionResponder
 
 __all__ = ["TRANSITIONS", "IkeV1Session", "Refusal", "State", "Step", "Transition", "Turn"]
@@ -273,6 +275,7 @@ class IkeV1Session(IsakmpSa):
         authenticator: Phase1Authenticator | None = None,
         wall_clock: WallClock = utc_now,
         address_pool: AddressPool | None = None,
+        candidates: Candidates | None = None,
     ) -> None:
         """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
         `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds; `initial_contact`:
@@ -283,7 +286,9 @@ class IkeV1Session(IsakmpSa):
         (by default the configured pre-shared key, or the certificates of
         `config.local_auth` and `config.remote_auth`: `larval.ikev1.auth`; one side of each
         raises `IkeV1ConfigError`); `wall_clock`: the time certificates are checked at;
-        `address_pool`: a gateway's pools, for Mode Config (`larval.ikev1.remote_access`)."""
+        `address_pool`: a gateway's pools, for Mode Config (`larval.ikev1.remote_access`);
+        `candidates`: a responder's other connections for the peer's addresses, among
+        which Phase 1 chooses by IDii (`larval.ikev1.select`)."""
         framing = Ikev1Framing(
             int.from_bytes(random_bytes(2), "big"),
             enabled=fragmentation,
@@ -297,16 +302,14 @@ class IkeV1Session(IsakmpSa):
         self.aggressive, self.ike_lifetime = aggressive, ike_lifetime
         self.encrypt_am3, self._initial_contact = encrypt_am3, initial_contact
         self._authenticator = authenticator or phase1_authenticator(config, wall_clock)
+        self._wall_clock, self._candidates = wall_clock, candidates
         self._enter(State.IDLE)
         # The exchanges under way: Phase 1's, and the Quick Modes by Message ID.
         self._phase1: Phase1Task | None = None
         self._quick: dict[int, QuickModeTask] = {}
         # XAuth and Mode Config: the Transaction exchanges this end opened, by Message ID.
         self._transactions: dict[int, TransactionInitiator] = {}
-        self._remote_access = RemoteAccess(
-            self, address_pool, self._open_transaction, authenticated=self._xauth_done,
-            failed=self._xauth_failed, configured=self._configured,
-        )  # fmt: skip
+        self._remote_access = self._new_remote_access(address_pool)
         self._now = 0.0  # the time of the message or timer being handled
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
         self._pending_child: ChildConfig | None = None
@@ -790,6 +793,32 @@ class IkeV1Session(IsakmpSa):
         self.state = state
 
     # -- Phase 1 ---------------------------------------------------------------------------
+
+    def _new_remote_access(self, pool: AddressPool | None) -> RemoteAccess:
+        return RemoteAccess(
+            self, pool, self._open_transaction, authenticated=self._xauth_done,
+            failed=self._xauth_failed, configured=self._configured,
+        )  # fmt: skip
+
+    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Authenticator | None:
+        """Phase 1 named the peer: switch to the connection that fits it best, before any
+        CHILD_SA; its configuration, policy, pools and authenticator are this ISAKMP SA's
+        now (`larval.ikev1.select`)."""
+        if self.initiator or self._candidates is None:
+            return None
+        chosen = select_connection(self._candidates(), idii, fits, self._wall_clock)
+        if chosen is None or chosen[0].config.name == self.config.name:
+            return None
+        candidate, auth = chosen
+        assert not self.children and self.state in (State.IDLE, State.MM4_SENT)
+        log.info("%s: switching to connection %s for IDii %s", self.name(),
+                 candidate.config.name, claimed(idii))  # fmt: skip
+        self.config = candidate.config
+        self.child_policy = candidate.child_policy
+        self._authenticator = auth
+        self._remote_access = self._new_remote_access(candidate.address_pool)
+        candidate.take()
+        return auth
 
     def _phase1_settings(self) -> Phase1Settings:
         return Phase1Settings(self._authenticator, self.ike_lifetime, self._initial_contact,

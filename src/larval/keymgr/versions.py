@@ -108,6 +108,7 @@ def _ikev1(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: 
         initial_contact=start.initial_contact, fragmentation=ike.fragmentation,
         fragment_size=hooks.fragment_size,
         address_pool=None if start.initiator else hooks.address_pool,
+        candidates=None if start.initiator else hooks.candidates,
     )  # fmt: skip
     return session
 
