@@ -1,0 +1,166 @@
+"""IKEv1 remote access against charon, beyond `test_xauth`: two charon road warriors in
+Aggressive Mode, each with its own identity and group PSK, land on their own larval
+connection (both take any address); larval as an IKEv1 XAuth + Mode Config client of a
+charon gateway installs its address on its TUN.
+
+charon's xauth-generic plugin is Debian's ``libcharon-extauth-plugins``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.interop.harness import NET, needs_charon, needs_netns
+from tests.interop.ra_setup import RaTopology
+
+XAUTH_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-xauth-generic.so")
+needs_xauth = pytest.mark.skipif(
+    not XAUTH_PLUGIN.exists(), reason="needs charon's xauth-generic (libcharon-extauth-plugins)"
+)
+pytestmark = [needs_netns, needs_charon, needs_xauth]
+
+IKE = "aes128-sha256-modp2048"
+ESP = "aes128-sha256"
+POOL = "10.3.0.0/24"
+#: Each group: its identity, its group PSK, its XAuth user and password.
+GROUPS = {
+    "sales": ("sales@example.org", "sales-group-psk-0123456789", "carol", "carol-XAuth-Pass-1"),
+    "lab": ("lab@example.org", "lab-group-psk-9876543210ab", "dave", "dave-XAuth-Pass-22"),
+}
+
+
+def _gateway(topo: RaTopology) -> str:
+    """larval with one Aggressive Mode connection per group, both for any address."""
+    gw = topo.b.address
+    text = f"""
+[daemon]
+addresses = ["{gw}"]
+tun = "larval0"
+tun_addresses = ["203.0.113.1/32"]
+control_socket = "{topo.b.dir / "control"}"
+pfkey_socket = "{topo.b.dir / "pfkey"}"
+
+[pools.rw]
+addrs = "{POOL}"
+dns = ["10.3.0.53"]
+"""
+    for name, (ident, psk, user, password) in GROUPS.items():
+        text += f"""
+[connections.{name}]
+version = 1
+aggressive = true
+local_addrs = ["{gw}"]
+remote_addrs = ["%any"]
+proposals = ["{IKE}"]
+encap = true
+pools = ["rw"]
+local = {{ auth = "psk", id = "{gw}" }}
+remote = [{{ auth = "psk", id = "{ident}" }}, {{ auth = "xauth", xauth_id = "%any" }}]
+
+[connections.{name}.children.net]
+local_ts = ["{NET["b"]}"]
+remote_ts = ["{POOL}"]
+esp_proposals = ["{ESP}"]
+start_action = "none"
+
+[secrets.ike-{name}]
+ids = ["{ident}"]
+secret = "{psk}"
+
+[secrets.xauth-{user}]
+id = "{user}"
+secret = "{password}"
+"""
+    return text
+
+
+def _road_warrior(topo: RaTopology, client: str, group: str) -> str:
+    ident, psk, user, password = GROUPS[group]
+    address = topo.clients[client].address
+    return f"""connections {{
+    rw {{
+        version = 1
+        aggressive = yes
+        local_addrs = {address}
+        remote_addrs = {topo.b.address}
+        encap = yes
+        vips = 0.0.0.0
+        proposals = {IKE}
+        local {{
+            auth = psk
+            id = {ident}
+        }}
+        local-xauth {{
+            auth = xauth
+            xauth_id = {user}
+        }}
+        remote {{
+            auth = psk
+            id = {topo.b.address}
+        }}
+        children {{
+            net {{
+                remote_ts = {NET["b"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    ike-rw {{
+        id-local = {ident}
+        id-remote = {topo.b.address}
+        secret = "{psk}"
+    }}
+    xauth-{user} {{
+        id = {user}
+        secret = "{password}"
+    }}
+}}
+"""
+
+
+def _larval(topo: RaTopology, *args: str) -> Any:
+    out = subprocess.run(
+        [sys.executable, "-m", "larval", *args, "--json", "--control-socket",
+         str(topo.b.dir / "control")],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def test_two_aggressive_mode_groups_each_land_on_their_own_connection(tmp_path: Path) -> None:
+    """c1 is in group sales, c2 in group lab; both connections take any address. AM1's
+    IDii picks each one's connection, whose group PSK makes AM2; XAuth, Mode Config and
+    Quick Mode follow, and each pings the home server from its own address."""
+    with RaTopology(tmp_path, clients=2) as topo:
+        larval = topo.gateway(_gateway(topo))
+        for client, group in (("c1", "sales"), ("c2", "lab")):
+            charon = topo.client(client, _road_warrior(topo, client, group),
+                                 plugins="xauth-generic")  # fmt: skip
+            charon.initiate("net")
+            log = (charon.dir / "charon.log").read_text(errors="replace")
+            assert "AGGRESSIVE request 0" in log, log[-3000:]
+            assert "(myself) successful" in log, log[-3000:]
+        status = _larval(topo, "status")
+        by_conn = {s["name"]: s for s in status["ike_sas"] if s["state"] == "established"}
+        assert sorted(by_conn) == ["lab", "sales"], status
+        assert by_conn["sales"]["remote"] == topo.clients["c1"].address
+        assert by_conn["lab"]["remote"] == topo.clients["c2"].address
+        assert by_conn["sales"]["auth_remote"]["identity"] == "carol"
+        assert by_conn["lab"]["auth_remote"]["identity"] == "dave"
+        assert sorted(c["connection"] for c in status["child_sas"]) == ["lab", "sales"]
+        text = larval.log.read_text()
+        assert "switching to connection lab for IDii lab@example.org" in text, text[-4000:]
+        for client, conn in (("c1", "sales"), ("c2", "lab")):
+            (vip,) = by_conn[conn]["virtual_ips"]
+            result = topo.ping_server(client, vip)
+            assert " 0% packet loss" in result.stdout, (result.stdout, text[-3000:])
+        for _, psk, _, password in GROUPS.values():
+            assert psk not in larval.log.read_text() and password not in larval.log.read_text()
