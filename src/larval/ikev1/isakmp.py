@@ -19,7 +19,7 @@ import secrets
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, Phase1Keys, phase2_iv
@@ -106,6 +106,12 @@ class ChildSa:
     spi_out: int
     suite: tuple[Ikev2Transform, ...]
     renewed: bool = False  # a newer Quick Mode for the same child replaces it
+
+    def same_as(self, config: ChildConfig) -> bool:
+        """The same child between the same networks (what a newer Quick Mode replaces)."""
+        mine = self.config
+        return (mine.name, mine.local_ts, mine.remote_ts) == (
+            config.name, config.local_ts, config.remote_ts)  # fmt: skip
 
 
 class IsakmpSa(OverTransport):
@@ -357,11 +363,15 @@ class IsakmpSa(OverTransport):
     # -- CHILD_SAs -------------------------------------------------------------------------
 
     def add_child(self, up: ChildSaUp) -> None:
-        """A Quick Mode for a child, started by either end, replaces the SAs it had: their
-        soft EXPIREs need not start another one (`rekey_child`)."""
+        """A Quick Mode for a child and its networks, started by either end, replaces the
+        SAs it had for them: their soft EXPIREs need not start another one
+        (`rekey_child`). One child may hold SAs for several networks side by side (a
+        Cisco Unity client's Quick Mode per split network): each is kept with the
+        networks its Quick Mode agreed, which its rekeying asks again."""
+        config = replace(up.child, local_ts=up.local_ts, remote_ts=up.remote_ts)
         for child in self.children.values():
-            child.renewed = child.renewed or child.config.name == up.child.name
-        self.children[up.spi_in] = ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
+            child.renewed = child.renewed or child.same_as(config)
+        self.children[up.spi_in] = ChildSa(config, up.spi_in, up.spi_out, up.suite)
         self.report(up)
 
 

@@ -484,9 +484,9 @@ class IkeV1Session(IsakmpSa):
         inbound SPIs."""
         moved = list(old.children)
         # A Quick Mode that finished on `old` after it was replaced renews this one's.
-        names = {child.config.name for child in old.children.values()}
+        moving = [child.config for child in old.children.values()]
         for child in self.children.values():
-            child.renewed = child.renewed or child.config.name in names
+            child.renewed = child.renewed or any(child.same_as(c) for c in moving)
         self.children.update(old.children)
         old.children.clear()
         return moved
