@@ -16,7 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.interop.harness import NET, needs_charon, needs_netns
+import larval.bench.charon as charon_module
+from tests.interop.certs import IDS, Spec, make_set
+from tests.interop.harness import (
+    INNER,
+    NET,
+    OUTER,
+    LarvalDaemon,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+)
 from tests.interop.ra_setup import RaTopology
 
 XAUTH_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-xauth-generic.so")
@@ -28,6 +39,7 @@ pytestmark = [needs_netns, needs_charon, needs_xauth]
 IKE = "aes128-sha256-modp2048"
 ESP = "aes128-sha256"
 POOL = "10.3.0.0/24"
+PASSWORD = "carol-XAuth-Password-1"
 #: Each group: its identity, its group PSK, its XAuth user and password.
 GROUPS = {
     "sales": ("sales@example.org", "sales-group-psk-0123456789", "carol", "carol-XAuth-Pass-1"),
@@ -164,3 +176,86 @@ def test_two_aggressive_mode_groups_each_land_on_their_own_connection(tmp_path: 
             assert " 0% packet loss" in result.stdout, (result.stdout, text[-3000:])
         for _, psk, _, password in GROUPS.values():
             assert psk not in larval.log.read_text() and password not in larval.log.read_text()
+
+
+def _xauth_rsa_road_warrior() -> str:
+    """charon with its certificate, then XAuth: it offers XAuthInitRSA (65005)."""
+    return f"""connections {{
+    rw {{
+        version = 1
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        vips = 0.0.0.0
+        proposals = {IKE}
+        local {{
+            auth = pubkey
+            certs = moon.pem
+            id = {IDS["a"]}
+        }}
+        local-xauth {{
+            auth = xauth
+            xauth_id = carol
+        }}
+        remote {{
+            auth = pubkey
+            id = {IDS["b"]}
+        }}
+        children {{
+            net {{
+                remote_ts = {NET["b"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    xauth-carol {{
+        id = carol
+        secret = "{PASSWORD}"
+    }}
+}}
+"""
+
+
+def test_charon_with_a_certificate_then_xauth_offers_xauth_init_rsa(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """strongSwan's xauth-rsa: both ends sign with RSA under method 65005, then larval
+    asks carol's password; a ping from her address reaches the gateway's network."""
+    with Topology(tmp_path) as topo:
+        certs = make_set(Spec("rsa", 2048), tmp_path / "pki")
+        config = larval_config(
+            topo.b, proposals=[IKE], esp=[ESP], start_action="none", version=1,
+            local=f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{IDS["b"]}" }}',
+            remote=f'[{{ auth = "pubkey", id = "{IDS["a"]}" }}, '
+                   '{ auth = "xauth", xauth_id = "%any" }]',
+            credentials=str(certs.credentials(tmp_path / "sun-credentials", "sun")),
+        )  # fmt: skip
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
+        config = config.replace(f'remote_ts = ["{NET["a"]}"]', f'remote_ts = ["{POOL}"]')
+        config += f'\n[pools.rw]\naddrs = "{POOL}"\n'
+        config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
+        larval = LarvalDaemon(topo.b, config)
+        topo.daemons.append(larval)
+        larval.start()
+        monkeypatch.setattr(charon_module, "PLUGINS", charon_module.PLUGINS + " xauth-generic")
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
+                             swanctl=_xauth_rsa_road_warrior(),
+                             credentials=certs.credentials(tmp_path / "moon", "moon"))  # fmt: skip
+        topo.a.ns.run(["ip", "address", "add", "10.3.0.1/32", "dev", "lo"])
+        charon.initiate("net")
+        log = (charon.dir / "charon.log").read_text(errors="replace")
+        assert "XAuth authentication of 'carol' (myself) successful" in log, log[-4000:]
+        # Before 65005 was taken, larval answered charon's offer with NO_PROPOSAL_CHOSEN.
+        assert f"authentication of '{IDS['b']}' with RSA_EMSA_PKCS1_NULL successful" in log, log
+        result = subprocess.run(
+            ["ip", "netns", "exec", topo.a.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+             "-I", "10.3.0.1", INNER["b"]],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        status = larval.wait_for("child")
+        (ike,) = status["ike_sas"]  # type: ignore[misc]
+        assert ike["auth_local"]["method"] == "pubkey", ike  # type: ignore[index]
+        assert ike["auth_remote"]["identity"] == "carol", ike  # type: ignore[index]

@@ -32,7 +32,7 @@ import datetime
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -72,6 +72,7 @@ __all__ = [
     "SignatureAuthenticator",
     "WallClock",
     "XauthPskAuthenticator",
+    "XauthSignatureAuthenticator",
     "phase1_authenticator",
     "utc_now",
 ]
@@ -184,7 +185,7 @@ class PskAuthenticator:
     """SKEYID = prf(pre-shared-key, Ni_b | Nr_b); HASH_I/HASH_R as the proof (§5.4)."""
 
     psk: bytes
-    method: ClassVar[IkeAuthMethod] = IkeAuthMethod.PRE_SHARED_KEY
+    method: IkeAuthMethod = IkeAuthMethod.PRE_SHARED_KEY
 
     def __repr__(self) -> str:
         return "<PskAuthenticator>"  # never the key
@@ -225,13 +226,20 @@ class PskAuthenticator:
 class XauthPskAuthenticator(PskAuthenticator):
     """The pre-shared key of a connection whose initiator XAuth authenticates next:
     the same SKEYID and HASHes, offered and taken as XAuthInitPreShared (65001,
-    draft-beaulieu-ike-xauth §7.2), as charon's road warriors with ``auth = xauth``
-    offer it."""
+    draft-beaulieu-ike-xauth §7.2), as charon's and macOS's road warriors offer it."""
 
-    method: ClassVar[IkeAuthMethod] = IkeAuthMethod.XAUTH_INIT_PSK
+    method: IkeAuthMethod = IkeAuthMethod.XAUTH_INIT_PSK
 
     def __repr__(self) -> str:
         return "<XauthPskAuthenticator>"  # never the key
+
+
+#: The methods whose signature is RSA's (method 3): XAuth's and hybrid's numbers say
+#: only who XAuth authenticates next.
+_RSA_METHODS = frozenset({
+    _RSA, IkeAuthMethod.XAUTH_INIT_RSA, IkeAuthMethod.XAUTH_RESP_RSA,
+    IkeAuthMethod.HYBRID_INIT_RSA, IkeAuthMethod.HYBRID_RESP_RSA,
+})  # fmt: skip
 
 
 def signature_method(key: PrivateKey) -> IkeAuthMethod:
@@ -262,7 +270,7 @@ class SignatureAuthenticator:
             )
 
     def __repr__(self) -> str:
-        return f"<SignatureAuthenticator {self.method.name}>"  # never the key
+        return f"<{type(self).__name__} {self.method.name}>"  # never the key
 
     def accepts(self, method: int) -> bool:
         if self.method == _RSA:
@@ -328,6 +336,29 @@ class SignatureAuthenticator:
                         describe_issuer(cert))  # fmt: skip
 
 
+class XauthSignatureAuthenticator(SignatureAuthenticator):
+    """Certificates on both ends, then XAuth of the initiator: XAuthInitRSA (65005,
+    draft-beaulieu-ike-xauth §7.2), RSA signatures as with method 3 under XAuth's
+    number, as charon's ``pubkey`` + ``xauth`` road warriors and macOS's Cisco IPsec
+    client with a certificate offer it."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, local: LocalAuth, remote: RemoteAuth, wall_clock: WallClock = utc_now
+    ) -> None:
+        super().__init__(local, remote, wall_clock)
+        if self.method != _RSA:
+            raise IkeV1ConfigError(
+                f"certificates with XAuth are RSA's (XAuthInitRSA), not an "
+                f"{describe_key(local.cert.key.key)} key's"
+            )
+        self.method = IkeAuthMethod.XAUTH_INIT_RSA
+
+    def accepts(self, method: int) -> bool:
+        return method == self.method
+
+
 class HybridAuthenticator:
     """Hybrid authentication (draft-ietf-ipsra-hybrid-auth-05 §3.2; HybridInitRSA,
     64221): the gateway, the responder, proves itself with its RSA certificate (SIG_R, as
@@ -389,10 +420,11 @@ class HybridAuthenticator:
         initiator: bool,
     ) -> AuthInfo:
         if self.remote is None:
-            # The gateway: the client's HASH_I shows it holds the keys; XAuth says who.
+            # The gateway: the client's HASH shows it holds the keys; XAuth says who.
             proof = message.first(HashPayload)
-            if proof is None or not secrets.compare_digest(proof.data, material.hash(id_b, True)):
-                raise AuthenticationError("HASH_I does not verify")
+            expected = material.hash(id_b, initiator)
+            if proof is None or not secrets.compare_digest(proof.data, expected):
+                raise AuthenticationError(f"HASH_{'I' if initiator else 'R'} does not verify")
             return AuthInfo("hybrid")
         leaf, untrusted = peer_certificates(message)
         subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
@@ -423,7 +455,7 @@ def permits(schemes: Sequence[str], method: int) -> bool:
     configured allow any."""
     if not schemes:
         return True
-    if method == _RSA:
+    if method in _RSA_METHODS:
         return any(s.startswith("rsa-") for s in schemes)
     return _method_scheme(method) in schemes
 
@@ -436,17 +468,22 @@ def _method_scheme(method: int) -> str:
 
 def phase1_authenticator(config: IkeConfig, wall_clock: WallClock = utc_now) -> Phase1Authenticator:
     """The authenticator of the connection: the pre-shared key when neither side has a
-    certificate configured, signatures when both do. IKEv1 proves both ends with one
-    method, so one side of each raises `IkeV1ConfigError`."""
+    certificate configured, signatures when both do, each under XAuth's method where one
+    side is XAuth's, and hybrid for a certificate against XAuth alone. IKEv1 proves both
+    ends with one method, so one side of each raises `IkeV1ConfigError`.
+
+    XAuth's methods are the Init ones (an odd number: the initiator is the road warrior
+    XAuth authenticates), the only ones road warriors offer; a gateway answers them."""
     local, remote = config.local_auth, config.remote_auth
+    xauth = config.local_xauth is not None or config.remote_xauth is not None
     if local is None and remote is None:
-        if config.local_xauth is not None or config.remote_xauth is not None:
-            return XauthPskAuthenticator(config.psk)
-        return PskAuthenticator(config.psk)
+        return XauthPskAuthenticator(config.psk) if xauth else PskAuthenticator(config.psk)
     if local is not None and remote is None and config.remote_xauth is not None:
         return HybridAuthenticator(local, None, wall_clock)  # a hybrid gateway
     if local is None and remote is not None and config.local_xauth is not None:
         return HybridAuthenticator(None, remote, wall_clock)  # its road warrior
+    if local is not None and remote is not None and xauth:
+        return XauthSignatureAuthenticator(local, remote, wall_clock)
     if local is None or remote is None:
         this, peer = ("psk", "pubkey") if local is None else ("pubkey", "psk")
         raise IkeV1ConfigError(
@@ -501,7 +538,7 @@ def sign(key: PrivateKey, method: int, digest: bytes) -> bytes:
 def check_signature(public: object, method: int, digest: bytes, signature: bytes) -> str:
     """Why `signature` is not `public`'s over `digest` for `method`; "" when it is."""
     try:
-        if method == _RSA:
+        if method in _RSA_METHODS:
             if not isinstance(public, rsa.RSAPublicKey):
                 return f"a {_key_name(public)} key cannot sign for RSA_SIGNATURES"
             # cryptography's stub for verify omits NoDigestInfo, which it takes as sign does.

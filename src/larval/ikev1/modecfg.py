@@ -32,9 +32,11 @@ __all__ = [
     "ModeCfgAttr",
     "ModeCfgAttribute",
     "XauthStatus",
+    "XauthType",
     "attribute_names",
     "read_unity_split_include",
     "unity_split_include",
+    "xauth_type_refused",
 ]
 
 #: Cisco Unity's vendor ID (MD5 of "CISCO-UNITY", version 1.0), as strongSwan's unity
@@ -100,6 +102,30 @@ class XauthStatus(LenientIntEnum):
 
     FAIL = 0
     OK = 1
+
+
+class XauthType(LenientIntEnum):
+    """XAUTH_TYPE (draft-beaulieu §6.2): how the user is to be authenticated. larval does
+    generic XAuth, a user name and a password, only; the rest is named when refused."""
+
+    GENERIC = 0
+    RADIUS_CHAP = 1
+    OTP = 2
+    S_KEY = 3
+
+    def describe(self) -> str:
+        """The type as the draft writes it, with its number (``OTP (2)``)."""
+        names = {1: "RADIUS-CHAP", 2: "OTP", 3: "S/KEY"}
+        return f"{names.get(self.value, self.name)} ({self.value})"
+
+
+def xauth_type_refused(attr: AttributePayload) -> str | None:
+    """Why the XAUTH_TYPE `attr` carries is not one larval does (None: none, or generic)."""
+    kind = attr.get(ModeCfgAttr.XAUTH_TYPE)
+    if kind is None or kind.number == XauthType.GENERIC:
+        return None
+    return (f"XAuth type {XauthType(kind.number).describe()}: only generic XAuth (a user "
+            "name and a password) is done here")  # fmt: skip
 
 
 #: Attributes whose values are never shown.

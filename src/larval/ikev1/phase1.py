@@ -166,6 +166,14 @@ class Phase1Task:
                     )
                     return SaPayload((answer,), sa.doi, sa.situation)
         reason = f"no proposal chosen among {len(offered)} transforms"
+        methods = dict.fromkeys(c.auth_method for _, _, c in offered if c is not None)
+        if methods and not takes:
+            # Named, since it is a matter of configuration (XAuth or not, PSK or
+            # certificates) rather than of algorithms.
+            offers = ", ".join(_method_name(m) for m in methods)
+            reason += (
+                f": authentication by {offers}, this end takes {_method_name(self.auth.method)}"
+            )
         raise IkeV1ExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close="no proposal chosen")
 
     def _accept(self, inbound: Inbound, message: IkeV1Message, aggressive: bool) -> None:

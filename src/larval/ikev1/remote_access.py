@@ -45,6 +45,7 @@ from .modecfg import (
     ModeCfgAttribute,
     XauthStatus,
     unity_split_include,
+    xauth_type_refused,
 )
 from .transaction import Answered
 
@@ -143,7 +144,7 @@ class RemoteAccess:
         """<-- CFG_REPLY(X_USER X_PWD): check, then CFG_SET(X_STATUS) -->"""
         user_attr, password_attr = reply.get(A.XAUTH_USER_NAME), reply.get(A.XAUTH_USER_PASSWORD)
         user = user_attr.text() if user_attr is not None else ""
-        reason = self._check(user, password_attr)
+        reason = self._check(user, password_attr, reply)
         if reason is None:
             self._status = XauthStatus.OK
             self.user = user
@@ -156,10 +157,15 @@ class RemoteAccess:
         )
         self._open(status, self._status_acked)
 
-    def _check(self, user: str, password: ModeCfgAttribute | None) -> str | None:
+    def _check(
+        self, user: str, password: ModeCfgAttribute | None, reply: AttributePayload
+    ) -> str | None:
         """Why the user and password do not hold, or None when they do."""
         server = self.server
         assert server is not None
+        refused = xauth_type_refused(reply)
+        if refused is not None:
+            return refused
         if not user or password is None:
             return "no user name or password in the reply"
         wanted = server.xauth_id if server.xauth_id is not None else self.peer_identity()
@@ -252,6 +258,11 @@ class RemoteAccess:
 
     def _client_answer(self, attr: AttributePayload, now: float) -> AttributePayload | None:
         if attr.cfg_type == CfgType.CFG_REQUEST and self.client is not None:
+            refused = xauth_type_refused(attr)
+            if refused is not None:
+                # Nothing else to offer: the ISAKMP SA goes, with the reason.
+                self._failed(f"XAuth refused: {refused}", now)
+                return None
             # <-- CFG_REQUEST(X_USER X_PWD): our user name and password
             user = self.client.xauth_id or ""
             self.user = user
