@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 import larval.bench.charon as charon_module
+import tests.interop.test_road_warrior as rw_module
 from tests.interop.certs import IDS, Spec, make_set
 from tests.interop.harness import (
     INNER,
     NET,
     OUTER,
+    PSK,
     LarvalDaemon,
     Topology,
     larval_config,
@@ -259,3 +261,90 @@ def test_charon_with_a_certificate_then_xauth_offers_xauth_init_rsa(
         (ike,) = status["ike_sas"]  # type: ignore[misc]
         assert ike["auth_local"]["method"] == "pubkey", ike  # type: ignore[index]
         assert ike["auth_remote"]["identity"] == "carol", ike  # type: ignore[index]
+
+
+def _charon_xauth_gateway() -> str:
+    """charon as an IKEv1 gateway: the group PSK, then XAuth, then an address from its
+    pool by Mode Config (the client pulls)."""
+    return f"""connections {{
+    rw {{
+        version = 1
+        local_addrs = {OUTER["a"]}
+        remote_addrs = {OUTER["b"]}
+        encap = yes
+        proposals = {IKE}
+        pools = rw_pool
+        local {{
+            auth = psk
+            id = {OUTER["a"]}
+        }}
+        remote {{
+            auth = psk
+            id = {OUTER["b"]}
+        }}
+        remote-xauth {{
+            auth = xauth
+            xauth_id = carol
+        }}
+        children {{
+            net {{
+                local_ts = {NET["a"]}
+                esp_proposals = {ESP}
+            }}
+        }}
+    }}
+}}
+pools {{
+    rw_pool {{
+        addrs = {POOL}
+        dns = {rw_module.DNS}
+    }}
+}}
+secrets {{
+    ike-rw {{
+        id-local = {OUTER["a"]}
+        id-remote = {OUTER["b"]}
+        secret = "{PSK}"
+    }}
+    xauth-carol {{
+        id = carol
+        secret = "{rw_module.PASSWORD}"
+    }}
+}}
+"""
+
+
+def test_larval_as_an_ikev1_xauth_client_gets_its_address_by_mode_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """larval (version = 1, a PSK then XAuth as carol, vips = ["0.0.0.0"]) against a charon
+    gateway with a pool: Main Mode, XAuth, Mode Config pull; the address on larval's TUN,
+    the gateway's network routed from it, a ping with no source through and back, the
+    pool's DNS server in its resolv_file; all of it gone with the ISAKMP SA."""
+    with Topology(tmp_path) as topo:
+        monkeypatch.setattr(charon_module, "PLUGINS",
+                            charon_module.PLUGINS + " attr xauth-generic")  # fmt: skip
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, version=1,
+                             swanctl=_charon_xauth_gateway())  # fmt: skip
+        site = topo.b
+        config = larval_config(
+            site, proposals=[IKE], esp=[ESP], start_action="none", version=1,
+            local=f'[{{ auth = "psk", id = "{OUTER["b"]}" }}, '
+                  '{ auth = "xauth", xauth_id = "carol" }]',
+            remote=f'{{ auth = "psk", id = "{OUTER["a"]}" }}',
+        )  # fmt: skip
+        config = config.replace(f'local_ts = ["{NET["b"]}"]\n', "")
+        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
+        resolv = site.dir / "resolv.conf"
+        resolv.write_text(rw_module.ORIGINAL_RESOLV)
+        config = config.replace("[daemon]\n", f'[daemon]\nresolv_file = "{resolv}"\n')
+        config += f'\n[secrets.xauth-carol]\nid = "carol"\nsecret = "{rw_module.PASSWORD}"\n'
+        larval = LarvalDaemon(site, config)
+
+        def charon_log() -> str:
+            return (charon.dir / "charon.log").read_text(errors="replace")
+
+        rw_module._connects_and_pings(topo, larval, charon_log, INNER["a"])
+        log = charon_log()
+        assert "XAuth authentication of 'carol' successful" in log, log[-4000:]
+        assert f"assigning virtual IP {rw_module.VIP} to peer 'carol'" in log, log[-4000:]

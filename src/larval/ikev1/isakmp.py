@@ -48,7 +48,7 @@ from .constants import (
 from .errors import IkeV1DecodeError, IkeV1ProtocolError
 from .framing import Ikev1Framing
 from .message import IkeV1Header, IkeV1Message, decode_encrypted, encode_encrypted
-from .modecfg import VID_CISCO_UNITY, VID_XAUTH
+from .modecfg import VID_CISCO_UNITY, VID_XAUTH, ReceivedConfig
 from .payloads import HashPayload, IdPayload, NatDPayload, NotifyPayload, Payload, VendorIdPayload
 from .select import Fits
 
@@ -158,6 +158,8 @@ class IsakmpSa(OverTransport):
         self.peer_unity = False
         #: The virtual addresses of Mode Config: the peer's (gateway) or this end's (client).
         self.virtual_ips: tuple[IPAddress, ...] = ()
+        #: What the gateway's Mode Config gave this client (addresses, DNS, domains).
+        self.received = ReceivedConfig()
         #: The split networks a gateway told a Unity peer (UNITY_SPLIT_INCLUDE).
         self.unity_split: tuple[ipaddress.IPv4Network, ...] = ()
         self._events: deque[Event] = deque()

@@ -44,6 +44,7 @@ from .modecfg import (
     ModeCfgAttr,
     ModeCfgAttribute,
     XauthStatus,
+    received_config,
     unity_split_include,
     xauth_type_refused,
 )
@@ -134,8 +135,11 @@ class RemoteAccess:
             if attrs is not None:
                 self._open(AttributePayload(CfgType.CFG_SET, attrs), self._push_acked)
         elif self.wants_config and not self.sa.config.mode_config_push:
-            request = tuple(ModeCfgAttribute(_ADDRESS_ATTR[v.version]) for v in self.sa.config.vips)
+            vips = self.sa.config.vips
+            request = tuple(ModeCfgAttribute(_ADDRESS_ATTR[v.version]) for v in vips)
             request += (ModeCfgAttribute(A.INTERNAL_IP4_DNS),)
+            if any(v.version == 6 for v in vips):
+                request += (ModeCfgAttribute(A.INTERNAL_IP6_DNS),)
             self._open(AttributePayload(CfgType.CFG_REQUEST, request), self._pulled)
 
     # -- the gateway -----------------------------------------------------------------------
@@ -324,6 +328,9 @@ class RemoteAccess:
         for address in addresses:
             log.info("%s: installing virtual IP %s", self.sa.name(), address)
         self.sa.virtual_ips = tuple(addresses)
+        self.sa.received = received_config(attr, self.sa.virtual_ips)
+        for server in self.sa.received.dns:
+            log.info("%s: DNS server %s received", self.sa.name(), server)
         self._configured(now)
 
 
