@@ -128,7 +128,16 @@ from .remote_access import AddressPool, RemoteAccess
 from .select import Candidates, Fits, select_connection
 from .transaction import Answered, TransactionInitiator, TransactionResponder
 
-__all__ = ["TRANSITIONS", "IkeV1Session", "Refusal", "State", "Step", "Transition", "Turn"]
+__all__ = [
+    "TRANSITIONS",
+    "IkeV1Session",
+    "Refusal",
+    "State",
+    "Step",
+    "Transition",
+    "Turn",
+    "dropped_name",
+]
 
 log = logging.getLogger("larval.ike")
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
@@ -255,6 +264,15 @@ _PHASES = {
 }
 
 
+def dropped_name(error: IkeV1ProtocolError | IkeCryptoError) -> str:
+    """How status names a dropped message: the notification its fault maps to
+    (``payload_malformed``, ``invalid_payload_type``, ``invalid_hash_information``, ...),
+    or ``undecryptable`` where the keys could not take it."""
+    if isinstance(error, IkeV1ProtocolError):
+        return error.notify.name.lower()
+    return "undecryptable"
+
+
 class IkeV1Session(IsakmpSa):
     """One ISAKMP SA between `config.local_addr` and `config.remote_addr`."""
 
@@ -311,6 +329,7 @@ class IkeV1Session(IsakmpSa):
         self._transactions: dict[int, TransactionInitiator] = {}
         self._remote_access = self._new_remote_access(address_pool)
         self._now = 0.0  # the time of the message or timer being handled
+        self._dropped: dict[str, int] = {}  # malformed messages by name (`take_dropped`)
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
         self._pending_child: ChildConfig | None = None
         self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
@@ -415,8 +434,17 @@ class IkeV1Session(IsakmpSa):
             self._receive(data, addr, now)
         except (IkeV1ProtocolError, IkeCryptoError) as exc:
             # A message that does not decode, decrypt or authenticate is dropped (RFC 2408
-            # §5: an unauthenticated notify would let anyone tear the SA down).
+            # §5: an unauthenticated notify would let anyone tear the SA down), and counted
+            # by what was wrong, for the key manager's status (`take_dropped`).
             log.info("%s: dropped a message: %s", self.name(), exc)
+            name = dropped_name(exc)
+            self._dropped[name] = self._dropped.get(name, 0) + 1
+
+    def take_dropped(self) -> dict[str, int]:
+        """The messages dropped since the last call, by what was wrong with them
+        (`dropped_name`); the counts start again from zero."""
+        dropped, self._dropped = self._dropped, {}
+        return dropped
 
     # -- user calls ------------------------------------------------------------------------
 
