@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from larval.credentials import PrivateKey, describe_key
 from larval.crypto.ikev1_keys import Ikev1Prf, hash_i, hash_r, skeyid_psk, skeyid_sig
-from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError
+from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustedPeer, TrustError
 from larval.ike.config import IkeConfig
 from larval.ike.errors import IkeError
 from larval.ike.identity import (
@@ -290,17 +290,8 @@ class SignatureAuthenticator:
     def build(
         self, material: Phase1Material, id_b: bytes, initiator: bool, asked: bool
     ) -> tuple[Payload, ...]:
-        send = self.local.send_cert
-        certs: Sequence[x509.Certificate] = ()
-        if send == "always" or (send == "ifasked" and asked):
-            certs = (self.local.cert.cert, *self.local.intermediates)
-        der = serialization.Encoding.DER
         digest = _signed_hash(material, id_b, initiator)
-        signature = sign(self.local.cert.key.key, material.method, digest)
-        return (
-            *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
-            SigPayload(signature),
-        )
+        return signed_proof(self.local, asked, material.method, digest)
 
     def verify(
         self,
@@ -310,30 +301,17 @@ class SignatureAuthenticator:
         message: IkeV1Message,
         initiator: bool,
     ) -> AuthInfo:
-        leaf, untrusted = peer_certificates(message)
-        subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
-        claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
-        try:
-            trusted = self.remote.trust.verify(leaf, untrusted, claimed, self._clock())
-        except TrustError as exc:
-            raise AuthenticationError(str(exc), subject) from None
+        leaf, trusted, subject = trusted_signer(self.remote, message, peer_id, self._clock())
         scheme = scheme_of(material)
         if not permits(self.remote.schemes, material.method):
             allowed = ", ".join(self.remote.schemes)
             raise AuthenticationError(f"signature scheme {scheme} not allowed ({allowed})", subject)
-        proof = message.first(SigPayload)
-        if proof is None:
-            raise AuthenticationError("no SIG payload", subject)
         digest = _signed_hash(material, id_b, initiator)
-        problem = check_signature(leaf.public_key(), material.method, digest, proof.data)
-        if problem:
-            raise AuthenticationError(problem, subject)
+        check_sig_payload(message, leaf, material.method, digest, subject)
         return AuthInfo("pubkey", scheme, trusted.subject, trusted.issuer)
 
     def local_info(self, material: Phase1Material) -> AuthInfo:
-        cert = self.local.cert.cert
-        return AuthInfo("pubkey", scheme_of(material), describe_subject(cert),
-                        describe_issuer(cert))  # fmt: skip
+        return signer_info(self.local, material)
 
 
 class XauthSignatureAuthenticator(SignatureAuthenticator):
@@ -400,16 +378,7 @@ class HybridAuthenticator:
     ) -> tuple[Payload, ...]:
         if self.local is None:
             return (HashPayload(material.hash(id_b, initiator)),)  # the client: HASH_I
-        send = self.local.send_cert
-        certs: Sequence[x509.Certificate] = ()
-        if send == "always" or (send == "ifasked" and asked):
-            certs = (self.local.cert.cert, *self.local.intermediates)
-        der = serialization.Encoding.DER
-        signature = sign(self.local.cert.key.key, _RSA, material.hash(id_b, initiator))
-        return (
-            *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
-            SigPayload(signature),
-        )
+        return signed_proof(self.local, asked, _RSA, material.hash(id_b, initiator))
 
     def verify(
         self,
@@ -426,28 +395,63 @@ class HybridAuthenticator:
             if proof is None or not secrets.compare_digest(proof.data, expected):
                 raise AuthenticationError(f"HASH_{'I' if initiator else 'R'} does not verify")
             return AuthInfo("hybrid")
-        leaf, untrusted = peer_certificates(message)
-        subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
-        claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
-        try:
-            trusted = self.remote.trust.verify(leaf, untrusted, claimed, self._clock())
-        except TrustError as exc:
-            raise AuthenticationError(str(exc), subject) from None
-        sig = message.first(SigPayload)
-        if sig is None:
-            raise AuthenticationError("no SIG payload", subject)
-        digest = material.hash(id_b, initiator)
-        problem = check_signature(leaf.public_key(), _RSA, digest, sig.data)
-        if problem:
-            raise AuthenticationError(problem, subject)
+        leaf, trusted, subject = trusted_signer(self.remote, message, peer_id, self._clock())
+        check_sig_payload(message, leaf, _RSA, material.hash(id_b, initiator), subject)
         return AuthInfo("pubkey", scheme_of(material), trusted.subject, trusted.issuer)
 
     def local_info(self, material: Phase1Material) -> AuthInfo:
         if self.local is None:
             return AuthInfo("hybrid")
-        cert = self.local.cert.cert
-        return AuthInfo("pubkey", scheme_of(material), describe_subject(cert),
-                        describe_issuer(cert))  # fmt: skip
+        return signer_info(self.local, material)
+
+
+def signed_proof(local: LocalAuth, asked: bool, method: int, digest: bytes) -> tuple[Payload, ...]:
+    """[CERT...,] SIG: this end's certificate and intermediates where ``send_cert`` says
+    so (``always``, or ``ifasked`` and the peer sent a CR), and its signature of `method`
+    over `digest` (SIG_I or SIG_R: RFC 2409 §5.1)."""
+    send = local.send_cert
+    certs: Sequence[x509.Certificate] = ()
+    if send == "always" or (send == "ifasked" and asked):
+        certs = (local.cert.cert, *local.intermediates)
+    der = serialization.Encoding.DER
+    return (
+        *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
+        SigPayload(sign(local.cert.key.key, method, digest)),
+    )
+
+
+def trusted_signer(
+    remote: RemoteAuth, message: IkeV1Message, peer_id: IdPayload, now: datetime.datetime
+) -> tuple[x509.Certificate, TrustedPeer, str]:
+    """The peer's certificate from `message`, checked by `remote`'s trust for the
+    identity it claims (`peer_id`) at `now`: the leaf, what the trust made of it, and
+    its subject as the log names it; `AuthenticationError` if it does not hold."""
+    leaf, untrusted = peer_certificates(message)
+    subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
+    claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
+    try:
+        return leaf, remote.trust.verify(leaf, untrusted, claimed, now), subject
+    except TrustError as exc:
+        raise AuthenticationError(str(exc), subject) from None
+
+
+def check_sig_payload(
+    message: IkeV1Message, leaf: x509.Certificate, method: int, digest: bytes, subject: str
+) -> None:
+    """`message`'s SIG is `leaf`'s signature of `method` over `digest`, or
+    `AuthenticationError` naming the certificate's `subject`."""
+    proof = message.first(SigPayload)
+    if proof is None:
+        raise AuthenticationError("no SIG payload", subject)
+    problem = check_signature(leaf.public_key(), method, digest, proof.data)
+    if problem:
+        raise AuthenticationError(problem, subject)
+
+
+def signer_info(local: LocalAuth, material: Phase1Material) -> AuthInfo:
+    """How this end proved itself with its certificate, for status."""
+    cert = local.cert.cert
+    return AuthInfo("pubkey", scheme_of(material), describe_subject(cert), describe_issuer(cert))
 
 
 def permits(schemes: Sequence[str], method: int) -> bool:
