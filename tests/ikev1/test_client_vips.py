@@ -65,10 +65,10 @@ def client_data(vips: list[str] | None = None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run(a: Host, b: Host, until: float = 2.0) -> None:
+def run(a: Host, b: Host, until: float = 2.0, start: float = 0.0) -> None:
     """Carry IKE between the two and run their timers (XAuth's ACK, AM3 and QM3 are let
-    land before what follows them) until `until`."""
-    now = 0.0
+    land before what follows them) from `start` until `until`."""
+    now = start
     while now <= until:
         for _ in range(100):
             out = [(a, b, d) for d in a.keymgr.datagrams_to_send()]
@@ -133,7 +133,7 @@ def test_traffic_from_the_virtual_address_goes_through_and_back() -> None:
 def test_the_host_state_goes_with_the_isakmp_sa() -> None:
     gateway, client = connected()
     client.keymgr.down("home", 3.0)
-    run(gateway, client)
+    run(gateway, client, 4.0, start=3.0)
     assert host_state(client.keymgr) == HostState()
 
 

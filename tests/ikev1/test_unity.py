@@ -90,3 +90,27 @@ def test_a_network_outside_the_split_networks_and_the_policy_is_refused() -> Non
     rw.flush()
     assert not [e for e in events(rw.g) if isinstance(e, ChildSaUp)]
     assert len(rw.g.children) == 1
+
+
+def test_the_gateway_status_lists_a_child_sa_per_split_network() -> None:
+    """Two nodes: a larval client (vips, a child per split network) opens a Quick Mode
+    for each from its address; the gateway's status lists both CHILD_SAs, each narrowed
+    to its network within the one policy for the home network."""
+    from larval.keymgr.road_warrior import host_state
+
+    from .test_client_vips import CLIENT, GATEWAY, Host, client_data, gateway_data, run
+
+    gw_data, cl_data = gateway_data(), client_data()
+    gw_data["pools"]["rw"]["split_include"] = [str(S1), str(S2)]
+    children = cl_data["connections"]["home"]["children"]
+    children["s2"] = dict(children["home"], remote_ts=[str(S2)])
+    children["home"]["remote_ts"] = [str(S1)]
+    gateway, client = Host(gw_data, GATEWAY), Host(cl_data, CLIENT)
+    client.keymgr.initiate("home", "home", 0.0)
+    run(gateway, client)
+    client.keymgr.initiate("home", "s2", 3.0)
+    run(gateway, client, 5.0, start=3.0)
+    listed = sorted((c["local_ts"], c["remote_ts"]) for c in gateway.keymgr.status()["child_sas"])
+    assert listed == [([str(S1)], [f"{VIP}/32"]), ([str(S2)], [f"{VIP}/32"])]
+    routes = {net for net, _ in host_state(client.keymgr).routes}
+    assert routes == {S1, S2}

@@ -21,7 +21,10 @@ Mode (`larval.ikev1.phase1`, proved by a pluggable `larval.ikev1.auth` authentic
 Quick Mode (`larval.ikev1.quick_mode`), Informational and DPD
 (`larval.ikev1.informational`), and the Transaction exchanges of XAuth and Mode Config
 (`larval.ikev1.transaction`, driven by `larval.ikev1.remote_access`). One Phase 1 task
-at a time; Quick Modes and Transactions by their Message ID, any number at once. Where
+at a time; Quick Modes and Transactions by their Message ID, any number at once. A
+responder handed other connections for the peer's addresses (`candidates`) may change
+to one of them once Phase 1 names the peer: Aggressive Mode at AM1, Main Mode at MM5
+among those keyed alike (`larval.ikev1.select`). Where
 XAuth is configured, Phase 1 done is state XAUTH: the ISAKMP SA is reported up
 (`IkeSaUp`) and takes Quick Mode only once XAuth succeeded; a client that asks for a
 virtual address starts its Quick Mode once Mode Config has given it one.
