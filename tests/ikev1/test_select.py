@@ -168,3 +168,19 @@ def test_main_mode_cannot_pick_another_connections_psk(caplog: pytest.LogCapture
     assert established(gw) == {("192.0.2.1", 500): "carol"}
     assert established(dave) == {}
     assert "MM5 does not decrypt (pre-shared keys differ?)" in caplog.text
+
+
+def test_the_connection_taken_at_am1_sets_the_lifetime_taken() -> None:
+    """dave's connection reauthenticates every hour: his ISAKMP SA lives for its rekey
+    time and a tenth (3960 s), not for the first connection's."""
+    conns = group("carol", "dave")
+    conns["dave"]["rekey_time"] = "1h"
+    gw = Host(gateway(conns))
+    carol = road_warrior("192.0.2.1", "carol")
+    dave = road_warrior("192.0.2.3", "dave")
+    net = Network([gw, carol, dave])
+    connect(net, carol)
+    connect(net, dave)
+    expires = {s["name"]: s["expires_at"] for s in ike_sas(gw)}
+    assert expires["dave"] == 3960
+    assert expires["carol"] > 3960

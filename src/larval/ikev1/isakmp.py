@@ -20,6 +20,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, Phase1Keys, phase2_iv
@@ -31,7 +32,6 @@ from larval.ike.events import ChildSaUp, Event
 from larval.ike.identity import IdType as PeerIdType
 from larval.ike.transport import IkeTransport, OverTransport, RandomIds, Request
 
-from .auth import Phase1Authenticator
 from .config import Phase1Choice
 from .constants import (
     VID_DPD,
@@ -50,7 +50,10 @@ from .framing import Ikev1Framing
 from .message import IkeV1Header, IkeV1Message, decode_encrypted, encode_encrypted
 from .modecfg import VID_CISCO_UNITY, VID_XAUTH, ReceivedConfig
 from .payloads import HashPayload, IdPayload, NatDPayload, NotifyPayload, Payload, VendorIdPayload
-from .select import Fits
+
+if TYPE_CHECKING:  # the Phase 1 tasks build on the ISAKMP SA
+    from .phase1 import Phase1Settings
+    from .select import Fits
 
 __all__ = [
     "DELIVERY_WAIT_MAX",
@@ -290,10 +293,11 @@ class IsakmpSa(OverTransport):
         expected = self.config.remote_id
         return expected is None or claimed == (PeerIdType(int(expected[0])), expected[1])
 
-    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Authenticator | None:
+    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Settings | None:
         """A responder that had more than one connection for the peer's addresses takes
-        the one IDii names (`larval.ikev1.select`), and returns its authenticator; None:
-        the connection stays. This one has no other."""
+        the one IDii names (`larval.ikev1.select`), and returns how Phase 1 goes on with
+        it (its authenticator and lifetime); None: the connection stays. This one has no
+        other."""
         return None
 
     def notify(self, notify_type: NotifyType, data: bytes = b"") -> NotifyPayload:

@@ -268,11 +268,12 @@ class Phase1Task:
 
     def _select(self, idii: IdPayload, fits: Fits) -> None:
         """A responder may change connection now that IDii names the peer
-        (`larval.ikev1.select`); Phase 1 goes on with that one's authenticator."""
-        auth = self.sa.select_connection(idii, fits)
-        if auth is not None:
-            self.settings = replace(self.settings, auth=auth)
-            self.auth = auth
+        (`larval.ikev1.select`); Phase 1 goes on with that one's authenticator and
+        lifetime."""
+        settings = self.sa.select_connection(idii, fits)
+        if settings is not None:
+            self.settings, self.auth = settings, settings.auth
+            self.ike_lifetime = settings.ike_lifetime
 
     def _takes_offer(self, message: IkeV1Message) -> Fits:
         """Aggressive Mode: a connection fits if it takes a transform of AM1's offer with

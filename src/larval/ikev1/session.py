@@ -140,6 +140,7 @@ __all__ = [
     "Transition",
     "Turn",
     "dropped_name",
+    "offered_lifetime",
 ]
 
 log = logging.getLogger("larval.ike")
@@ -265,6 +266,13 @@ _PHASES = {
     State.REKEYED: Phase.REPLACED,
     State.CLOSED: Phase.CLOSED,
 }
+
+
+def offered_lifetime(config: IkeConfig) -> int:
+    """The Phase 1 LIFE_DURATION of a connection, in seconds: its ``rekey_time`` and a
+    tenth (strongSwan offers rekey_time + over_time), or RFC 2407's 8 hours."""
+    rekey = config.rekey_time
+    return int(rekey * 1.1) if rekey else IKE_LIFETIME
 
 
 def dropped_name(error: IkeV1ProtocolError | IkeCryptoError) -> str:
@@ -831,10 +839,10 @@ class IkeV1Session(IsakmpSa):
             failed=self._xauth_failed, configured=self._configured,
         )  # fmt: skip
 
-    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Authenticator | None:
+    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Settings | None:
         """Phase 1 named the peer: switch to the connection that fits it best, before any
-        CHILD_SA; its configuration, policy, pools and authenticator are this ISAKMP SA's
-        now (`larval.ikev1.select`)."""
+        CHILD_SA; its configuration, policy, pools, authenticator and lifetime are this
+        ISAKMP SA's now (`larval.ikev1.select`)."""
         if self.initiator or self._candidates is None:
             return None
         chosen = select_connection(self._candidates(), idii, fits, self._wall_clock)
@@ -848,8 +856,9 @@ class IkeV1Session(IsakmpSa):
         self.child_policy = candidate.child_policy
         self._authenticator = auth
         self._remote_access = self._new_remote_access(candidate.address_pool)
+        self.ike_lifetime = offered_lifetime(candidate.config)
         candidate.take()
-        return auth
+        return self._phase1_settings()
 
     def _phase1_settings(self) -> Phase1Settings:
         return Phase1Settings(self._authenticator, self.ike_lifetime, self._initial_contact,
