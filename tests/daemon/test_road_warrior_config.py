@@ -85,9 +85,6 @@ def test_without_vips_nothing_changes() -> None:
         ({"vips": ["any"]}, None,
          'rw.toml: connections.home.vips[0]: "any" is not an IPv4 or IPv6 address'),
         ({"vips": []}, None, "rw.toml: connections.home.vips: "),
-        ({"version": 1}, None,
-         "rw.toml: connections.home.vips: virtual IPs are asked for in IKEv2's IKE_AUTH: "
-         "set version = 2"),
         ({}, {"start_action": "trap"},
          'rw.toml: connections.home.children.net.start_action: "trap" needs an address to '
          'send from before IKE_AUTH; with vips use "start" or "none"'),

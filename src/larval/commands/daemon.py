@@ -55,10 +55,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     answer = _ike_status(args.control_socket)
     if args.json:
-        keys = ("key_manager", "ike_sas", "child_sas", "stack")
-        print(json.dumps({k: answer[k] for k in keys}))
+        keys = ("key_manager", "ike_sas", "child_sas", "stack", "ikev1_dropped")
+        print(json.dumps({k: answer.get(k, {}) for k in keys}))
     elif answer["key_manager"]:
         print_status(answer)
+        print_ikev1_dropped(answer.get("ikev1_dropped") or {})
     else:
         print(f"no key manager runs here ({args.control_socket} is `larval stack`'s): "
               "no IKE_SAs; the stack's own status:")  # fmt: skip
@@ -135,6 +136,13 @@ def print_status(answer: dict[str, Any]) -> None:
         counts_in = f"{c.get('bytes_in', 0)} bytes / {c.get('packets_in', 0)} packets in"
         counts_out = f"{c.get('bytes_out', 0)} bytes / {c.get('packets_out', 0)} packets out"
         print(f"    {counts_in}, {counts_out}{rekey}")
+
+
+def print_ikev1_dropped(dropped: dict[str, int]) -> None:
+    """IKEv1 messages dropped as malformed, by name, as the stack's drops are shown."""
+    shown = ", ".join(f"{name} {count}" for name, count in sorted(dropped.items()) if count)
+    if shown:
+        print(f"IKEv1 messages dropped: {shown}")
 
 
 def describe_auth(auth: dict[str, Any]) -> str:

@@ -58,7 +58,7 @@ connection that names them hands each client that asks in IKE_AUTH a virtual add
 A pool's error names the file and its key; a connection's pool name that is no pool
 names ``connections.NAME.pools[i]``.
 
-A road warrior asks for them (IKEv2, swanctl's ``vips``): ``0.0.0.0`` or ``::`` for any
+A road warrior asks for them (swanctl's ``vips``; IKEv1: Mode Config): ``0.0.0.0`` or ``::`` for any
 address of that family, or the address it would like, one per family. A child without
 ``local_ts`` (or with ``dynamic``) is then the address given (`_vips_entry`); the DNS
 servers received go to ``daemon.resolv_file`` if there is one::
@@ -449,9 +449,7 @@ def _vips(r: ConfigReader, name: str, entry: Mapping[str, Any]) -> tuple[IPAddre
             raise r.error(k, f"{text!r}: {vips[address.version]} already asks for an "
                           f"IPv{address.version} address; one per family")  # fmt: skip
         vips[address.version] = address
-    version = entry.get("version", 2)
-    if version != 2:
-        raise r.error(key, "virtual IPs are asked for in IKEv2's IKE_AUTH: set version = 2")
+    # IKEv2 asks in IKE_AUTH (CFG_REQUEST), IKEv1 by Mode Config after XAuth.
     return tuple(vips.values())
 
 

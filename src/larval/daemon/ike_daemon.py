@@ -355,4 +355,4 @@ class IkeDaemon(StackService):
                         record["rekey_in_s"] = round(sa.addtime + soft.addtime - now)
                     if hard is not None and hard.addtime:
                         record["expires_in_s"] = round(sa.addtime + hard.addtime - now)
-        return {**status, "stack": self._status({})}
+        return {**status, "stack": self._status({}), "ikev1_dropped": self.keymgr.ikev1_dropped}

@@ -32,7 +32,7 @@ import datetime
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from larval.credentials import PrivateKey, describe_key
 from larval.crypto.ikev1_keys import Ikev1Prf, hash_i, hash_r, skeyid_psk, skeyid_sig
-from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustError
+from larval.ike.auth_config import AuthInfo, LocalAuth, RemoteAuth, TrustedPeer, TrustError
 from larval.ike.config import IkeConfig
 from larval.ike.errors import IkeError
 from larval.ike.identity import (
@@ -72,6 +72,7 @@ __all__ = [
     "SignatureAuthenticator",
     "WallClock",
     "XauthPskAuthenticator",
+    "XauthSignatureAuthenticator",
     "phase1_authenticator",
     "utc_now",
 ]
@@ -184,7 +185,7 @@ class PskAuthenticator:
     """SKEYID = prf(pre-shared-key, Ni_b | Nr_b); HASH_I/HASH_R as the proof (§5.4)."""
 
     psk: bytes
-    method: ClassVar[IkeAuthMethod] = IkeAuthMethod.PRE_SHARED_KEY
+    method: IkeAuthMethod = IkeAuthMethod.PRE_SHARED_KEY
 
     def __repr__(self) -> str:
         return "<PskAuthenticator>"  # never the key
@@ -225,13 +226,20 @@ class PskAuthenticator:
 class XauthPskAuthenticator(PskAuthenticator):
     """The pre-shared key of a connection whose initiator XAuth authenticates next:
     the same SKEYID and HASHes, offered and taken as XAuthInitPreShared (65001,
-    draft-beaulieu-ike-xauth §7.2), as charon's road warriors with ``auth = xauth``
-    offer it."""
+    draft-beaulieu-ike-xauth §7.2), as charon's and macOS's road warriors offer it."""
 
-    method: ClassVar[IkeAuthMethod] = IkeAuthMethod.XAUTH_INIT_PSK
+    method: IkeAuthMethod = IkeAuthMethod.XAUTH_INIT_PSK
 
     def __repr__(self) -> str:
         return "<XauthPskAuthenticator>"  # never the key
+
+
+#: The methods whose signature is RSA's (method 3): XAuth's and hybrid's numbers say
+#: only who XAuth authenticates next.
+_RSA_METHODS = frozenset({
+    _RSA, IkeAuthMethod.XAUTH_INIT_RSA, IkeAuthMethod.XAUTH_RESP_RSA,
+    IkeAuthMethod.HYBRID_INIT_RSA, IkeAuthMethod.HYBRID_RESP_RSA,
+})  # fmt: skip
 
 
 def signature_method(key: PrivateKey) -> IkeAuthMethod:
@@ -262,7 +270,7 @@ class SignatureAuthenticator:
             )
 
     def __repr__(self) -> str:
-        return f"<SignatureAuthenticator {self.method.name}>"  # never the key
+        return f"<{type(self).__name__} {self.method.name}>"  # never the key
 
     def accepts(self, method: int) -> bool:
         if self.method == _RSA:
@@ -282,17 +290,8 @@ class SignatureAuthenticator:
     def build(
         self, material: Phase1Material, id_b: bytes, initiator: bool, asked: bool
     ) -> tuple[Payload, ...]:
-        send = self.local.send_cert
-        certs: Sequence[x509.Certificate] = ()
-        if send == "always" or (send == "ifasked" and asked):
-            certs = (self.local.cert.cert, *self.local.intermediates)
-        der = serialization.Encoding.DER
         digest = _signed_hash(material, id_b, initiator)
-        signature = sign(self.local.cert.key.key, material.method, digest)
-        return (
-            *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
-            SigPayload(signature),
-        )
+        return signed_proof(self.local, asked, material.method, digest)
 
     def verify(
         self,
@@ -302,30 +301,40 @@ class SignatureAuthenticator:
         message: IkeV1Message,
         initiator: bool,
     ) -> AuthInfo:
-        leaf, untrusted = peer_certificates(message)
-        subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
-        claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
-        try:
-            trusted = self.remote.trust.verify(leaf, untrusted, claimed, self._clock())
-        except TrustError as exc:
-            raise AuthenticationError(str(exc), subject) from None
+        leaf, trusted, subject = trusted_signer(self.remote, message, peer_id, self._clock())
         scheme = scheme_of(material)
         if not permits(self.remote.schemes, material.method):
             allowed = ", ".join(self.remote.schemes)
             raise AuthenticationError(f"signature scheme {scheme} not allowed ({allowed})", subject)
-        proof = message.first(SigPayload)
-        if proof is None:
-            raise AuthenticationError("no SIG payload", subject)
         digest = _signed_hash(material, id_b, initiator)
-        problem = check_signature(leaf.public_key(), material.method, digest, proof.data)
-        if problem:
-            raise AuthenticationError(problem, subject)
+        check_sig_payload(message, leaf, material.method, digest, subject)
         return AuthInfo("pubkey", scheme, trusted.subject, trusted.issuer)
 
     def local_info(self, material: Phase1Material) -> AuthInfo:
-        cert = self.local.cert.cert
-        return AuthInfo("pubkey", scheme_of(material), describe_subject(cert),
-                        describe_issuer(cert))  # fmt: skip
+        return signer_info(self.local, material)
+
+
+class XauthSignatureAuthenticator(SignatureAuthenticator):
+    """Certificates on both ends, then XAuth of the initiator: XAuthInitRSA (65005,
+    draft-beaulieu-ike-xauth §7.2), RSA signatures as with method 3 under XAuth's
+    number, as charon's ``pubkey`` + ``xauth`` road warriors and macOS's Cisco IPsec
+    client with a certificate offer it."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, local: LocalAuth, remote: RemoteAuth, wall_clock: WallClock = utc_now
+    ) -> None:
+        super().__init__(local, remote, wall_clock)
+        if self.method != _RSA:
+            raise IkeV1ConfigError(
+                f"certificates with XAuth are RSA's (XAuthInitRSA), not an "
+                f"{describe_key(local.cert.key.key)} key's"
+            )
+        self.method = IkeAuthMethod.XAUTH_INIT_RSA
+
+    def accepts(self, method: int) -> bool:
+        return method == self.method
 
 
 class HybridAuthenticator:
@@ -369,16 +378,7 @@ class HybridAuthenticator:
     ) -> tuple[Payload, ...]:
         if self.local is None:
             return (HashPayload(material.hash(id_b, initiator)),)  # the client: HASH_I
-        send = self.local.send_cert
-        certs: Sequence[x509.Certificate] = ()
-        if send == "always" or (send == "ifasked" and asked):
-            certs = (self.local.cert.cert, *self.local.intermediates)
-        der = serialization.Encoding.DER
-        signature = sign(self.local.cert.key.key, _RSA, material.hash(id_b, initiator))
-        return (
-            *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
-            SigPayload(signature),
-        )
+        return signed_proof(self.local, asked, _RSA, material.hash(id_b, initiator))
 
     def verify(
         self,
@@ -389,33 +389,69 @@ class HybridAuthenticator:
         initiator: bool,
     ) -> AuthInfo:
         if self.remote is None:
-            # The gateway: the client's HASH_I shows it holds the keys; XAuth says who.
+            # The gateway: the client's HASH shows it holds the keys; XAuth says who.
             proof = message.first(HashPayload)
-            if proof is None or not secrets.compare_digest(proof.data, material.hash(id_b, True)):
-                raise AuthenticationError("HASH_I does not verify")
+            expected = material.hash(id_b, initiator)
+            if proof is None or not secrets.compare_digest(proof.data, expected):
+                raise AuthenticationError(f"HASH_{'I' if initiator else 'R'} does not verify")
             return AuthInfo("hybrid")
-        leaf, untrusted = peer_certificates(message)
-        subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
-        claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
-        try:
-            trusted = self.remote.trust.verify(leaf, untrusted, claimed, self._clock())
-        except TrustError as exc:
-            raise AuthenticationError(str(exc), subject) from None
-        sig = message.first(SigPayload)
-        if sig is None:
-            raise AuthenticationError("no SIG payload", subject)
-        digest = material.hash(id_b, initiator)
-        problem = check_signature(leaf.public_key(), _RSA, digest, sig.data)
-        if problem:
-            raise AuthenticationError(problem, subject)
+        leaf, trusted, subject = trusted_signer(self.remote, message, peer_id, self._clock())
+        check_sig_payload(message, leaf, _RSA, material.hash(id_b, initiator), subject)
         return AuthInfo("pubkey", scheme_of(material), trusted.subject, trusted.issuer)
 
     def local_info(self, material: Phase1Material) -> AuthInfo:
         if self.local is None:
             return AuthInfo("hybrid")
-        cert = self.local.cert.cert
-        return AuthInfo("pubkey", scheme_of(material), describe_subject(cert),
-                        describe_issuer(cert))  # fmt: skip
+        return signer_info(self.local, material)
+
+
+def signed_proof(local: LocalAuth, asked: bool, method: int, digest: bytes) -> tuple[Payload, ...]:
+    """[CERT...,] SIG: this end's certificate and intermediates where ``send_cert`` says
+    so (``always``, or ``ifasked`` and the peer sent a CR), and its signature of `method`
+    over `digest` (SIG_I or SIG_R: RFC 2409 §5.1)."""
+    send = local.send_cert
+    certs: Sequence[x509.Certificate] = ()
+    if send == "always" or (send == "ifasked" and asked):
+        certs = (local.cert.cert, *local.intermediates)
+    der = serialization.Encoding.DER
+    return (
+        *(CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(der)) for c in certs),
+        SigPayload(sign(local.cert.key.key, method, digest)),
+    )
+
+
+def trusted_signer(
+    remote: RemoteAuth, message: IkeV1Message, peer_id: IdPayload, now: datetime.datetime
+) -> tuple[x509.Certificate, TrustedPeer, str]:
+    """The peer's certificate from `message`, checked by `remote`'s trust for the
+    identity it claims (`peer_id`) at `now`: the leaf, what the trust made of it, and
+    its subject as the log names it; `AuthenticationError` if it does not hold."""
+    leaf, untrusted = peer_certificates(message)
+    subject = describe_identity(PeerIdType.ID_DER_ASN1_DN, leaf.subject.public_bytes())
+    claimed = (PeerIdType(int(peer_id.id_type)), peer_id.data)
+    try:
+        return leaf, remote.trust.verify(leaf, untrusted, claimed, now), subject
+    except TrustError as exc:
+        raise AuthenticationError(str(exc), subject) from None
+
+
+def check_sig_payload(
+    message: IkeV1Message, leaf: x509.Certificate, method: int, digest: bytes, subject: str
+) -> None:
+    """`message`'s SIG is `leaf`'s signature of `method` over `digest`, or
+    `AuthenticationError` naming the certificate's `subject`."""
+    proof = message.first(SigPayload)
+    if proof is None:
+        raise AuthenticationError("no SIG payload", subject)
+    problem = check_signature(leaf.public_key(), method, digest, proof.data)
+    if problem:
+        raise AuthenticationError(problem, subject)
+
+
+def signer_info(local: LocalAuth, material: Phase1Material) -> AuthInfo:
+    """How this end proved itself with its certificate, for status."""
+    cert = local.cert.cert
+    return AuthInfo("pubkey", scheme_of(material), describe_subject(cert), describe_issuer(cert))
 
 
 def permits(schemes: Sequence[str], method: int) -> bool:
@@ -423,7 +459,7 @@ def permits(schemes: Sequence[str], method: int) -> bool:
     configured allow any."""
     if not schemes:
         return True
-    if method == _RSA:
+    if method in _RSA_METHODS:
         return any(s.startswith("rsa-") for s in schemes)
     return _method_scheme(method) in schemes
 
@@ -436,17 +472,22 @@ def _method_scheme(method: int) -> str:
 
 def phase1_authenticator(config: IkeConfig, wall_clock: WallClock = utc_now) -> Phase1Authenticator:
     """The authenticator of the connection: the pre-shared key when neither side has a
-    certificate configured, signatures when both do. IKEv1 proves both ends with one
-    method, so one side of each raises `IkeV1ConfigError`."""
+    certificate configured, signatures when both do, each under XAuth's method where one
+    side is XAuth's, and hybrid for a certificate against XAuth alone. IKEv1 proves both
+    ends with one method, so one side of each raises `IkeV1ConfigError`.
+
+    XAuth's methods are the Init ones (an odd number: the initiator is the road warrior
+    XAuth authenticates), the only ones road warriors offer; a gateway answers them."""
     local, remote = config.local_auth, config.remote_auth
+    xauth = config.local_xauth is not None or config.remote_xauth is not None
     if local is None and remote is None:
-        if config.local_xauth is not None or config.remote_xauth is not None:
-            return XauthPskAuthenticator(config.psk)
-        return PskAuthenticator(config.psk)
+        return XauthPskAuthenticator(config.psk) if xauth else PskAuthenticator(config.psk)
     if local is not None and remote is None and config.remote_xauth is not None:
         return HybridAuthenticator(local, None, wall_clock)  # a hybrid gateway
     if local is None and remote is not None and config.local_xauth is not None:
         return HybridAuthenticator(None, remote, wall_clock)  # its road warrior
+    if local is not None and remote is not None and xauth:
+        return XauthSignatureAuthenticator(local, remote, wall_clock)
     if local is None or remote is None:
         this, peer = ("psk", "pubkey") if local is None else ("pubkey", "psk")
         raise IkeV1ConfigError(
@@ -501,7 +542,7 @@ def sign(key: PrivateKey, method: int, digest: bytes) -> bytes:
 def check_signature(public: object, method: int, digest: bytes, signature: bytes) -> str:
     """Why `signature` is not `public`'s over `digest` for `method`; "" when it is."""
     try:
-        if method == _RSA:
+        if method in _RSA_METHODS:
             if not isinstance(public, rsa.RSAPublicKey):
                 return f"a {_key_name(public)} key cannot sign for RSA_SIGNATURES"
             # cryptography's stub for verify omits NoDigestInfo, which it takes as sign does.

@@ -19,7 +19,8 @@ import secrets
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, Phase1Keys, phase2_iv
@@ -47,8 +48,12 @@ from .constants import (
 from .errors import IkeV1DecodeError, IkeV1ProtocolError
 from .framing import Ikev1Framing
 from .message import IkeV1Header, IkeV1Message, decode_encrypted, encode_encrypted
-from .modecfg import VID_CISCO_UNITY, VID_XAUTH
+from .modecfg import VID_CISCO_UNITY, VID_XAUTH, ReceivedConfig
 from .payloads import HashPayload, IdPayload, NatDPayload, NotifyPayload, Payload, VendorIdPayload
+
+if TYPE_CHECKING:  # the Phase 1 tasks build on the ISAKMP SA
+    from .phase1 import Phase1Settings
+    from .select import Fits
 
 __all__ = [
     "DELIVERY_WAIT_MAX",
@@ -105,6 +110,12 @@ class ChildSa:
     suite: tuple[Ikev2Transform, ...]
     renewed: bool = False  # a newer Quick Mode for the same child replaces it
 
+    def same_as(self, config: ChildConfig) -> bool:
+        """The same child between the same networks (what a newer Quick Mode replaces)."""
+        mine = self.config
+        return (mine.name, mine.local_ts, mine.remote_ts) == (
+            config.name, config.local_ts, config.remote_ts)  # fmt: skip
+
 
 class IsakmpSa(OverTransport):
     """One ISAKMP SA's own state, and the protection of its messages."""
@@ -150,6 +161,8 @@ class IsakmpSa(OverTransport):
         self.peer_unity = False
         #: The virtual addresses of Mode Config: the peer's (gateway) or this end's (client).
         self.virtual_ips: tuple[IPAddress, ...] = ()
+        #: What the gateway's Mode Config gave this client (addresses, DNS, domains).
+        self.received = ReceivedConfig()
         #: The split networks a gateway told a Unity peer (UNITY_SPLIT_INCLUDE).
         self.unity_split: tuple[ipaddress.IPv4Network, ...] = ()
         self._events: deque[Event] = deque()
@@ -280,6 +293,13 @@ class IsakmpSa(OverTransport):
         expected = self.config.remote_id
         return expected is None or claimed == (PeerIdType(int(expected[0])), expected[1])
 
+    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Settings | None:
+        """A responder that had more than one connection for the peer's addresses takes
+        the one IDii names (`larval.ikev1.select`), and returns how Phase 1 goes on with
+        it (its authenticator and lifetime); None: the connection stays. This one has no
+        other."""
+        return None
+
     def notify(self, notify_type: NotifyType, data: bytes = b"") -> NotifyPayload:
         """N(type) about this ISAKMP SA: its SPI is the two cookies (RFC 2408 §3.14)."""
         return NotifyPayload(notify_type, ProtocolId.ISAKMP, self.spi_i + self.spi_r, data)
@@ -349,11 +369,15 @@ class IsakmpSa(OverTransport):
     # -- CHILD_SAs -------------------------------------------------------------------------
 
     def add_child(self, up: ChildSaUp) -> None:
-        """A Quick Mode for a child, started by either end, replaces the SAs it had: their
-        soft EXPIREs need not start another one (`rekey_child`)."""
+        """A Quick Mode for a child and its networks, started by either end, replaces the
+        SAs it had for them: their soft EXPIREs need not start another one
+        (`rekey_child`). One child may hold SAs for several networks side by side (a
+        Cisco Unity client's Quick Mode per split network): each is kept with the
+        networks its Quick Mode agreed, which its rekeying asks again."""
+        config = replace(up.child, local_ts=up.local_ts, remote_ts=up.remote_ts)
         for child in self.children.values():
-            child.renewed = child.renewed or child.config.name == up.child.name
-        self.children[up.spi_in] = ChildSa(up.child, up.spi_in, up.spi_out, up.suite)
+            child.renewed = child.renewed or child.same_as(config)
+        self.children[up.spi_in] = ChildSa(config, up.spi_in, up.spi_out, up.suite)
         self.report(up)
 
 

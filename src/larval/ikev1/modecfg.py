@@ -13,11 +13,13 @@ XAUTH_PASSCODE are secrets: no repr or log line shows them (`ModeCfgAttribute`,
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from larval.ike import sa_payload as base
+from larval.ike.config import IPAddress
 from larval.wire import Buffer, LenientIntEnum
 
 from .codec import CODEC, IkeV1Reader
@@ -31,10 +33,14 @@ __all__ = [
     "CfgType",
     "ModeCfgAttr",
     "ModeCfgAttribute",
+    "ReceivedConfig",
     "XauthStatus",
+    "XauthType",
     "attribute_names",
     "read_unity_split_include",
+    "received_config",
     "unity_split_include",
+    "xauth_type_refused",
 ]
 
 #: Cisco Unity's vendor ID (MD5 of "CISCO-UNITY", version 1.0), as strongSwan's unity
@@ -100,6 +106,63 @@ class XauthStatus(LenientIntEnum):
 
     FAIL = 0
     OK = 1
+
+
+class XauthType(LenientIntEnum):
+    """XAUTH_TYPE (draft-beaulieu §6.2): how the user is to be authenticated. larval does
+    generic XAuth, a user name and a password, only; the rest is named when refused."""
+
+    GENERIC = 0
+    RADIUS_CHAP = 1
+    OTP = 2
+    S_KEY = 3
+
+    def describe(self) -> str:
+        """The type as the draft writes it, with its number (``OTP (2)``)."""
+        names = {1: "RADIUS-CHAP", 2: "OTP", 3: "S/KEY"}
+        return f"{names.get(self.value, self.name)} ({self.value})"
+
+
+def xauth_type_refused(attr: AttributePayload) -> str | None:
+    """Why the XAUTH_TYPE `attr` carries is not one larval does (None: none, or generic)."""
+    kind = attr.get(ModeCfgAttr.XAUTH_TYPE)
+    if kind is None or kind.number == XauthType.GENERIC:
+        return None
+    return (f"XAuth type {XauthType(kind.number).describe()}: only generic XAuth (a user "
+            "name and a password) is done here")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedConfig:
+    """What a gateway's CFG_REPLY or CFG_SET gave this client, as IKEv2's CFG_REPLY is
+    kept (the key manager's `host_state` reads either): its virtual addresses, the DNS
+    servers, and the DNS domains (attribute 25, or Cisco Unity's default domain)."""
+
+    addresses: tuple[IPAddress, ...] = ()
+    dns: tuple[IPAddress, ...] = ()
+    domains: tuple[str, ...] = ()
+
+
+#: A DNS name as a resolver file may hold it: letters, digits, '-', '.'.
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
+
+
+def received_config(attr: AttributePayload, addresses: tuple[IPAddress, ...]) -> ReceivedConfig:
+    """The DNS servers and domains of a CFG_REPLY or CFG_SET, each once, in the order
+    sent, with the `addresses` read from it; a value of the wrong length or a domain that
+    is no printable name is passed over (it would go into the resolver file)."""
+    dns: dict[IPAddress, None] = {}
+    domains: dict[str, None] = {}
+    for a in attr.attributes:
+        if a.attr_type == ModeCfgAttr.INTERNAL_IP4_DNS and len(a.data) == 4:
+            dns[ipaddress.IPv4Address(a.data)] = None
+        elif a.attr_type == ModeCfgAttr.INTERNAL_IP6_DNS and len(a.data) == 16:
+            dns[ipaddress.IPv6Address(a.data)] = None
+        elif a.attr_type in (ModeCfgAttr.INTERNAL_DNS_DOMAIN, ModeCfgAttr.UNITY_DEF_DOMAIN):
+            name = a.data.decode("ascii", "replace").rstrip("\x00")
+            if _DOMAIN.fullmatch(name):
+                domains[name] = None
+    return ReceivedConfig(addresses, tuple(dns), tuple(domains))
 
 
 #: Attributes whose values are never shown.

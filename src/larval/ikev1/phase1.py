@@ -28,16 +28,25 @@ which the session answers (or drops) in one place.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, replace
 
 from larval.crypto.dh import DhKeyPair
 from larval.crypto.ikev1_keys import Ikev1Cipher, Ikev1Prf, derive_phase1, ikev1_dh_group
+from larval.ike.config import IkeConfig
 from larval.ike.identity import IdType as PeerIdType
 from larval.ike.identity import describe_identity
 
-from .auth import AuthenticationError, Phase1Authenticator, Phase1Material
+from .auth import AuthenticationError, Phase1Authenticator, Phase1Material, PskAuthenticator
 from .config import Phase1Choice, phase1_choices
-from .constants import SIT_IDENTITY_ONLY, ExchangeType, NotifyType, PayloadType, ProtocolId
+from .constants import (
+    SIT_IDENTITY_ONLY,
+    ExchangeType,
+    IkeAuthMethod,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
 from .errors import IkeV1AuthFailed, IkeV1ExchangeError, IkeV1ProtocolError
 from .isakmp import NONCE_SIZE, PHASE1, Inbound, IsakmpSa, Outgoing, body_of
 from .message import IkeV1Message, decode_message
@@ -45,6 +54,7 @@ from .payloads import CrPayload, IdPayload, KePayload, NoncePayload, Payload
 from .render import payload_names
 from .rules import check_payloads
 from .sa_payload import Proposal, SaPayload
+from .select import Fits
 
 __all__ = [
     "AggressiveInitiator",
@@ -156,6 +166,14 @@ class Phase1Task:
                     )
                     return SaPayload((answer,), sa.doi, sa.situation)
         reason = f"no proposal chosen among {len(offered)} transforms"
+        methods = dict.fromkeys(c.auth_method for _, _, c in offered if c is not None)
+        if methods and not takes:
+            # Named, since it is a matter of configuration (XAuth or not, PSK or
+            # certificates) rather than of algorithms.
+            offers = ", ".join(_method_name(m) for m in methods)
+            reason += (
+                f": authentication by {offers}, this end takes {_method_name(self.auth.method)}"
+            )
         raise IkeV1ExchangeError(NotifyType.NO_PROPOSAL_CHOSEN, reason, close="no proposal chosen")
 
     def _accept(self, inbound: Inbound, message: IkeV1Message, aggressive: bool) -> None:
@@ -247,6 +265,53 @@ class Phase1Task:
         if not self.sa.peer_id_ok(idii):
             reason = f"IDii {claimed(idii)} is not the initiator configured"
             raise IkeV1AuthFailed(NotifyType.INVALID_ID_INFORMATION, reason, close=reason)
+
+    def _select(self, idii: IdPayload, fits: Fits) -> None:
+        """A responder may change connection now that IDii names the peer
+        (`larval.ikev1.select`); Phase 1 goes on with that one's authenticator and
+        lifetime."""
+        settings = self.sa.select_connection(idii, fits)
+        if settings is not None:
+            self.settings, self.auth = settings, settings.auth
+            self.ike_lifetime = settings.ike_lifetime
+
+    def _takes_offer(self, message: IkeV1Message) -> Fits:
+        """Aggressive Mode: a connection fits if it takes a transform of AM1's offer with
+        an authentication method it checks the peer by (its key makes AM2's)."""
+        sa = message.first(SaPayload)
+        assert sa is not None
+        offered = [Phase1Choice.from_transform(t) for p in sa.proposals
+                   if p.protocol_id == ProtocolId.ISAKMP for t in p.transforms]  # fmt: skip
+        choices = [c for c in offered if c is not None]
+
+        def fits(config: IkeConfig, auth: Phase1Authenticator) -> str | None:
+            methods = [c for c in choices if auth.accepts(c.auth_method)]
+            if not methods:
+                return f"checks the peer by {_method_name(auth.method)}"
+            for ours in phase1_choices(config.proposals, self.ike_lifetime):
+                if any(c == replace(ours, auth_method=c.auth_method) for c in methods):
+                    return None
+            return "none of the transforms offered"
+
+        return fits
+
+    def _keyed_alike(self) -> Fits:
+        """Main Mode at MM5: a connection fits if it takes the transform chosen and its
+        key made the same SKEYID (the same pre-shared key, or signatures)."""
+        choice, ours = self.sa.choice, self.auth
+        assert choice is not None
+
+        def fits(config: IkeConfig, auth: Phase1Authenticator) -> str | None:
+            if not auth.accepts(choice.auth_method):
+                return f"checks the peer by {_method_name(auth.method)}"
+            if not same_keys(ours, auth):
+                return "another pre-shared key than the one Main Mode was keyed with"
+            theirs = phase1_choices(config.proposals, self.ike_lifetime, choice.auth_method)
+            if choice not in theirs:
+                return "not the transform chosen"
+            return None
+
+        return fits
 
     def _initiator_contact(self, message: IkeV1Message) -> None:
         self.sa.peer_initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
@@ -360,6 +425,7 @@ class MainModeResponder(Phase1Task):
         sa.p1_last = next_iv
         idii = message.first(IdPayload)
         assert idii is not None
+        self._select(idii, self._keyed_alike())
         self._expected_initiator(idii)
         self._requests(message)
         self._verify_peer(message, idii, body_of(message, PayloadType.ID))
@@ -447,10 +513,12 @@ class AggressiveResponder(Phase1Task):
         self._requests(message)
         self._cookies(inbound)
         sa.vendor_ids(message)
+        idii = message.first(IdPayload)
+        assert idii is not None
+        self._select(idii, self._takes_offer(message))
         answer = self._choose(message)
         ke, nonce = message.first(KePayload), message.first(NoncePayload)
-        idii = message.first(IdPayload)
-        assert ke is not None and nonce is not None and idii is not None
+        assert ke is not None and nonce is not None
         self._expected_initiator(idii)
         self.idii, self.idii_b = idii, body_of(message, PayloadType.ID)
         dh = self._generate()
@@ -479,6 +547,20 @@ class AggressiveResponder(Phase1Task):
         sa.check_nat(message, inbound.addr)
         self._initiator_contact(message)
         sa.answered(PHASE1)
+
+
+def same_keys(a: Phase1Authenticator, b: Phase1Authenticator) -> bool:
+    """Do both make the same SKEYID from the same exchange? Pre-shared keys only if they
+    are the same key; signatures (and hybrid) hold no credential in SKEYID."""
+    psk_a, psk_b = isinstance(a, PskAuthenticator), isinstance(b, PskAuthenticator)
+    if psk_a and psk_b:
+        assert isinstance(a, PskAuthenticator) and isinstance(b, PskAuthenticator)
+        return hmac.compare_digest(a.psk, b.psk)
+    return not psk_a and not psk_b
+
+
+def _method_name(method: int) -> str:
+    return IkeAuthMethod(method).name  # an unknown one as UNKNOWN_<n>
 
 
 def claimed(payload: IdPayload) -> str:

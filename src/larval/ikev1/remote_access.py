@@ -44,7 +44,9 @@ from .modecfg import (
     ModeCfgAttr,
     ModeCfgAttribute,
     XauthStatus,
+    received_config,
     unity_split_include,
+    xauth_type_refused,
 )
 from .transaction import Answered
 
@@ -133,8 +135,11 @@ class RemoteAccess:
             if attrs is not None:
                 self._open(AttributePayload(CfgType.CFG_SET, attrs), self._push_acked)
         elif self.wants_config and not self.sa.config.mode_config_push:
-            request = tuple(ModeCfgAttribute(_ADDRESS_ATTR[v.version]) for v in self.sa.config.vips)
+            vips = self.sa.config.vips
+            request = tuple(ModeCfgAttribute(_ADDRESS_ATTR[v.version]) for v in vips)
             request += (ModeCfgAttribute(A.INTERNAL_IP4_DNS),)
+            if any(v.version == 6 for v in vips):
+                request += (ModeCfgAttribute(A.INTERNAL_IP6_DNS),)
             self._open(AttributePayload(CfgType.CFG_REQUEST, request), self._pulled)
 
     # -- the gateway -----------------------------------------------------------------------
@@ -143,7 +148,7 @@ class RemoteAccess:
         """<-- CFG_REPLY(X_USER X_PWD): check, then CFG_SET(X_STATUS) -->"""
         user_attr, password_attr = reply.get(A.XAUTH_USER_NAME), reply.get(A.XAUTH_USER_PASSWORD)
         user = user_attr.text() if user_attr is not None else ""
-        reason = self._check(user, password_attr)
+        reason = self._check(user, password_attr, reply)
         if reason is None:
             self._status = XauthStatus.OK
             self.user = user
@@ -156,10 +161,15 @@ class RemoteAccess:
         )
         self._open(status, self._status_acked)
 
-    def _check(self, user: str, password: ModeCfgAttribute | None) -> str | None:
+    def _check(
+        self, user: str, password: ModeCfgAttribute | None, reply: AttributePayload
+    ) -> str | None:
         """Why the user and password do not hold, or None when they do."""
         server = self.server
         assert server is not None
+        refused = xauth_type_refused(reply)
+        if refused is not None:
+            return refused
         if not user or password is None:
             return "no user name or password in the reply"
         wanted = server.xauth_id if server.xauth_id is not None else self.peer_identity()
@@ -252,6 +262,11 @@ class RemoteAccess:
 
     def _client_answer(self, attr: AttributePayload, now: float) -> AttributePayload | None:
         if attr.cfg_type == CfgType.CFG_REQUEST and self.client is not None:
+            refused = xauth_type_refused(attr)
+            if refused is not None:
+                # Nothing else to offer: the ISAKMP SA goes, with the reason.
+                self._failed(f"XAuth refused: {refused}", now)
+                return None
             # <-- CFG_REQUEST(X_USER X_PWD): our user name and password
             user = self.client.xauth_id or ""
             self.user = user
@@ -313,6 +328,9 @@ class RemoteAccess:
         for address in addresses:
             log.info("%s: installing virtual IP %s", self.sa.name(), address)
         self.sa.virtual_ips = tuple(addresses)
+        self.sa.received = received_config(attr, self.sa.virtual_ips)
+        for server in self.sa.received.dns:
+            log.info("%s: DNS server %s received", self.sa.name(), server)
         self._configured(now)
 
 

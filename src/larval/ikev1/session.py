@@ -21,7 +21,10 @@ Mode (`larval.ikev1.phase1`, proved by a pluggable `larval.ikev1.auth` authentic
 Quick Mode (`larval.ikev1.quick_mode`), Informational and DPD
 (`larval.ikev1.informational`), and the Transaction exchanges of XAuth and Mode Config
 (`larval.ikev1.transaction`, driven by `larval.ikev1.remote_access`). One Phase 1 task
-at a time; Quick Modes and Transactions by their Message ID, any number at once. Where
+at a time; Quick Modes and Transactions by their Message ID, any number at once. A
+responder handed other connections for the peer's addresses (`candidates`) may change
+to one of them once Phase 1 names the peer: Aggressive Mode at AM1, Main Mode at MM5
+among those keyed alike (`larval.ikev1.select`). Where
 XAuth is configured, Phase 1 done is state XAUTH: the ISAKMP SA is reported up
 (`IkeSaUp`) and takes Quick Mode only once XAuth succeeded; a client that asks for a
 virtual address starts its Quick Mode once Mode Config has given it one.
@@ -113,7 +116,7 @@ from .informational import Dpd, Informational, protected
 from .isakmp import PHASE1, Address, ChildSa, Inbound, IsakmpSa, Outgoing, delivery_wait
 from .message import IkeV1Header, decode_header
 from .modecfg import AttributePayload
-from .payloads import DeletePayload, NotifyPayload, Payload
+from .payloads import DeletePayload, IdPayload, NotifyPayload, Payload
 from .phase1 import (
     AggressiveInitiator,
     AggressiveResponder,
@@ -121,12 +124,24 @@ from .phase1 import (
     MainModeResponder,
     Phase1Settings,
     Phase1Task,
+    claimed,
 )
 from .quick_mode import QuickModeInitiator, QuickModeResponder, QuickModeTask
 from .remote_access import AddressPool, RemoteAccess
+from .select import Candidates, Fits, select_connection
 from .transaction import Answered, TransactionInitiator, TransactionResponder
 
-__all__ = ["TRANSITIONS", "IkeV1Session", "Refusal", "State", "Step", "Transition", "Turn"]
+__all__ = [
+    "TRANSITIONS",
+    "IkeV1Session",
+    "Refusal",
+    "State",
+    "Step",
+    "Transition",
+    "Turn",
+    "dropped_name",
+    "offered_lifetime",
+]
 
 log = logging.getLogger("larval.ike")
 IKE_LIFETIME = 28800  # seconds; RFC 2407 §4.5's default, strongSwan's ikelifetime 3h is 10800
@@ -253,6 +268,22 @@ _PHASES = {
 }
 
 
+def offered_lifetime(config: IkeConfig) -> int:
+    """The Phase 1 LIFE_DURATION of a connection, in seconds: its ``rekey_time`` and a
+    tenth (strongSwan offers rekey_time + over_time), or RFC 2407's 8 hours."""
+    rekey = config.rekey_time
+    return int(rekey * 1.1) if rekey else IKE_LIFETIME
+
+
+def dropped_name(error: IkeV1ProtocolError | IkeCryptoError) -> str:
+    """How status names a dropped message: the notification its fault maps to
+    (``payload_malformed``, ``invalid_payload_type``, ``invalid_hash_information``, ...),
+    or ``undecryptable`` where the keys could not take it."""
+    if isinstance(error, IkeV1ProtocolError):
+        return error.notify.name.lower()
+    return "undecryptable"
+
+
 class IkeV1Session(IsakmpSa):
     """One ISAKMP SA between `config.local_addr` and `config.remote_addr`."""
 
@@ -273,6 +304,7 @@ class IkeV1Session(IsakmpSa):
         authenticator: Phase1Authenticator | None = None,
         wall_clock: WallClock = utc_now,
         address_pool: AddressPool | None = None,
+        candidates: Candidates | None = None,
     ) -> None:
         """`aggressive`: an initiator uses Aggressive Mode (a responder answers either);
         `ike_lifetime`: the Phase 1 LIFE_DURATION offered, in seconds; `initial_contact`:
@@ -283,7 +315,9 @@ class IkeV1Session(IsakmpSa):
         (by default the configured pre-shared key, or the certificates of
         `config.local_auth` and `config.remote_auth`: `larval.ikev1.auth`; one side of each
         raises `IkeV1ConfigError`); `wall_clock`: the time certificates are checked at;
-        `address_pool`: a gateway's pools, for Mode Config (`larval.ikev1.remote_access`)."""
+        `address_pool`: a gateway's pools, for Mode Config (`larval.ikev1.remote_access`);
+        `candidates`: a responder's other connections for the peer's addresses, among
+        which Phase 1 chooses by IDii (`larval.ikev1.select`)."""
         framing = Ikev1Framing(
             int.from_bytes(random_bytes(2), "big"),
             enabled=fragmentation,
@@ -297,17 +331,16 @@ class IkeV1Session(IsakmpSa):
         self.aggressive, self.ike_lifetime = aggressive, ike_lifetime
         self.encrypt_am3, self._initial_contact = encrypt_am3, initial_contact
         self._authenticator = authenticator or phase1_authenticator(config, wall_clock)
+        self._wall_clock, self._candidates = wall_clock, candidates
         self._enter(State.IDLE)
         # The exchanges under way: Phase 1's, and the Quick Modes by Message ID.
         self._phase1: Phase1Task | None = None
         self._quick: dict[int, QuickModeTask] = {}
         # XAuth and Mode Config: the Transaction exchanges this end opened, by Message ID.
         self._transactions: dict[int, TransactionInitiator] = {}
-        self._remote_access = RemoteAccess(
-            self, address_pool, self._open_transaction, authenticated=self._xauth_done,
-            failed=self._xauth_failed, configured=self._configured,
-        )  # fmt: skip
+        self._remote_access = self._new_remote_access(address_pool)
         self._now = 0.0  # the time of the message or timer being handled
+        self._dropped: dict[str, int] = {}  # malformed messages by name (`take_dropped`)
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
         self._pending_child: ChildConfig | None = None
         self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
@@ -412,8 +445,17 @@ class IkeV1Session(IsakmpSa):
             self._receive(data, addr, now)
         except (IkeV1ProtocolError, IkeCryptoError) as exc:
             # A message that does not decode, decrypt or authenticate is dropped (RFC 2408
-            # §5: an unauthenticated notify would let anyone tear the SA down).
+            # §5: an unauthenticated notify would let anyone tear the SA down), and counted
+            # by what was wrong, for the key manager's status (`take_dropped`).
             log.info("%s: dropped a message: %s", self.name(), exc)
+            name = dropped_name(exc)
+            self._dropped[name] = self._dropped.get(name, 0) + 1
+
+    def take_dropped(self) -> dict[str, int]:
+        """The messages dropped since the last call, by what was wrong with them
+        (`dropped_name`); the counts start again from zero."""
+        dropped, self._dropped = self._dropped, {}
+        return dropped
 
     # -- user calls ------------------------------------------------------------------------
 
@@ -481,9 +523,9 @@ class IkeV1Session(IsakmpSa):
         inbound SPIs."""
         moved = list(old.children)
         # A Quick Mode that finished on `old` after it was replaced renews this one's.
-        names = {child.config.name for child in old.children.values()}
+        moving = [child.config for child in old.children.values()]
         for child in self.children.values():
-            child.renewed = child.renewed or child.config.name in names
+            child.renewed = child.renewed or any(child.same_as(c) for c in moving)
         self.children.update(old.children)
         old.children.clear()
         return moved
@@ -790,6 +832,33 @@ class IkeV1Session(IsakmpSa):
         self.state = state
 
     # -- Phase 1 ---------------------------------------------------------------------------
+
+    def _new_remote_access(self, pool: AddressPool | None) -> RemoteAccess:
+        return RemoteAccess(
+            self, pool, self._open_transaction, authenticated=self._xauth_done,
+            failed=self._xauth_failed, configured=self._configured,
+        )  # fmt: skip
+
+    def select_connection(self, idii: IdPayload, fits: Fits) -> Phase1Settings | None:
+        """Phase 1 named the peer: switch to the connection that fits it best, before any
+        CHILD_SA; its configuration, policy, pools, authenticator and lifetime are this
+        ISAKMP SA's now (`larval.ikev1.select`)."""
+        if self.initiator or self._candidates is None:
+            return None
+        chosen = select_connection(self._candidates(), idii, fits, self._wall_clock)
+        if chosen is None or chosen[0].config.name == self.config.name:
+            return None
+        candidate, auth = chosen
+        assert not self.children and self.state in (State.IDLE, State.MM4_SENT)
+        log.info("%s: switching to connection %s for IDii %s", self.name(),
+                 candidate.config.name, claimed(idii))  # fmt: skip
+        self.config = candidate.config
+        self.child_policy = candidate.child_policy
+        self._authenticator = auth
+        self._remote_access = self._new_remote_access(candidate.address_pool)
+        self.ike_lifetime = offered_lifetime(candidate.config)
+        candidate.take()
+        return self._phase1_settings()
 
     def _phase1_settings(self) -> Phase1Settings:
         return Phase1Settings(self._authenticator, self.ike_lifetime, self._initial_contact,

@@ -186,6 +186,8 @@ class KeyManager:
         self._replacing: dict[bytes, IkeSa] = {}  # IKEv1 reauthentication -> the old
         self._cookies = Cookies(random_bytes)
         self.cookies_sent = 0
+        #: IKEv1 messages dropped as malformed, by name (`_count_dropped`).
+        self.ikev1_dropped: dict[str, int] = {}
         # What anyone can make us say by sending a datagram (an opener we have no
         # connection for, a half-open IKE SA that dies) is logged per source address
         # within limits, with a count of what was held back.
@@ -498,6 +500,7 @@ class KeyManager:
             return  # too short, or a version larval does not speak
         recipient = version.recipient(data)
         if recipient is None:
+            self._count_dropped(version.number, {"invalid_header": 1})
             return
         key = recipient.spi_i
         session = self.sessions.get(key)
@@ -513,6 +516,9 @@ class KeyManager:
             self.sessions[key] = session
             created = True
         session.receive_datagram(data, addr, now)
+        take = getattr(session, "take_dropped", None)  # IKEv1's
+        if take is not None:
+            self._count_dropped(session.version, take())
         if created and self._forget_unstarted(session, key, now):
             return
         if session.spi_i and session.spi_i != key:
@@ -554,6 +560,13 @@ class KeyManager:
                                     ike=ike, candidates=choice)  # fmt: skip
         self._session_conn[spi_i] = conn
         return session
+
+    def _count_dropped(self, version: int, dropped: dict[str, int]) -> None:
+        """IKEv1 messages dropped as malformed, counted by name for status."""
+        if version != 1:
+            return
+        for name, count in dropped.items():
+            self.ikev1_dropped[name] = self.ikev1_dropped.get(name, 0) + count
 
     def _forget_unstarted(self, session: IkeSa, key: bytes, now: float) -> bool:
         """A responder session whose first message started nothing (it did not decode,

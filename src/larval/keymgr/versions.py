@@ -20,7 +20,7 @@ from larval.ike.sa import IkeSa
 from larval.ikev1 import stateless as v1_stateless
 from larval.ikev1.constants import NotifyType as V1Notify
 from larval.ikev1.errors import IkeV1ProtocolError
-from larval.ikev1.session import IKE_LIFETIME, IkeV1Session
+from larval.ikev1.session import IkeV1Session, offered_lifetime
 from larval.ikev2 import stateless as v2_stateless
 from larval.ikev2.constants import NotifyType
 from larval.ikev2.errors import IkeProtocolError
@@ -100,14 +100,14 @@ def _ikev2(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: 
 def _ikev1(ike: IkeConfig, hooks: SessionHooks, spis: Callable[[], int], start: Start) -> IkeSa:
     """An ISAKMP SA (its CKY-I is its own). Its lifetime offered is `rekey_time` and a
     tenth (strongSwan offers rekey_time + over_time), or RFC 2407's 8 hours."""
-    rekey = ike.rekey_time
     session: IkeSa = IkeV1Session(
         ike, initiator=start.initiator, allocate_spi=spis, child_policy=hooks.child_policy,
         random_bytes=hooks.random_bytes, aggressive=start.aggressive,
-        ike_lifetime=int(rekey * 1.1) if rekey else IKE_LIFETIME,
+        ike_lifetime=offered_lifetime(ike),
         initial_contact=start.initial_contact, fragmentation=ike.fragmentation,
         fragment_size=hooks.fragment_size,
         address_pool=None if start.initiator else hooks.address_pool,
+        candidates=None if start.initiator else hooks.candidates,
     )  # fmt: skip
     return session
 
