@@ -865,13 +865,14 @@ def _connection(
             raise r.error(f"{ckey}.start_action", f"{action!r} needs one peer address in "
                           "remote_addrs (or, for trap, mode = \"transport\"); a connection "
                           'for many peers answers: start_action = "none"')  # fmt: skip
-        children.append(child)
         policy = {k: v for k, v in r.table(ckey, child_value, CHILD_KEYS).items()
                   if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
                            "rekey_bytes", "life_bytes", "replay_window")}  # fmt: skip
         policy.update(mode=child.mode, local_addrs=[str(local_addrs[0])],
                       remote_addrs=[_tunnel_remote(remote_addrs[0])])  # fmt: skip
-        policies.extend(policies_from_entry(r, ckey, f"{name}/{child_name}", policy))
+        written = policies_from_entry(r, ckey, f"{name}/{child_name}", policy)
+        children.append(_child_as_written(child, written))
+        policies.extend(written)
     aggressive = _bool(r, f"{base}.aggressive", c.get("aggressive", False))
     if aggressive and version != 1:
         raise r.error(f"{base}.aggressive", "Aggressive Mode is IKEv1's: set version = 1")
@@ -1036,6 +1037,21 @@ def _child(
     child = ChildConfig(name, tuple(suites), local_ts, remote_ts, mode, rekey, life,
                         inactivity=inactivity)  # fmt: skip
     return child, start_action
+
+
+def _child_as_written(child: ChildConfig, policies: list[Policy]) -> ChildConfig:
+    """`child` with the replay window and byte limits its policies were written with
+    (checked there), so that a CHILD_SA no ACQUIRE asked for (``start_action = "start"``,
+    a responder's) is installed with them too, not with the defaults."""
+    if not policies:
+        return child
+    first = policies[0]
+    return dataclasses.replace(
+        child,
+        replay_window=first.replay_window,
+        rekey_bytes=first.lifetimes.rekey_bytes,
+        life_bytes=first.lifetimes.life_bytes,
+    )
 
 
 def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:

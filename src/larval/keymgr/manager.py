@@ -386,12 +386,13 @@ class KeyManager:
         if (conn.ike.name, child.name) in self._acquiring:
             return  # one negotiation per CHILD_SA at a time
         self._requests[request.seq] = request
+        life = request.alternatives[0].lifetimes
         child = ChildConfig(
             child.name,
             _suites(request, child) or child.proposals,
             (request.local_ts.network,), (request.remote_ts.network,), child.mode,
-            request.alternatives[0].lifetimes.soft_addtime or child.rekey_time,
-            request.alternatives[0].lifetimes.hard_addtime or child.life_time,
+            life.soft_addtime or child.rekey_time, life.hard_addtime or child.life_time,
+            life.soft_bytes, life.hard_bytes, request.replay_window,
             inactivity=child.inactivity,
             reference=request.seq,
         )  # fmt: skip
@@ -815,6 +816,7 @@ class KeyManager:
                     (request.local_ts.network,), (request.remote_ts.network,),
                     "tunnel" if request.tunnel else "transport",
                     life.soft_addtime or 3600, life.hard_addtime or 3960,
+                    life.soft_bytes, life.hard_bytes, request.replay_window,
                     inactivity=base.inactivity if base else 0,
                     reference=None,
                 )  # fmt: skip
