@@ -829,7 +829,9 @@ class KeyManager:
         proposal = proposal_of(up.suite)
         seq = up.child.reference if isinstance(up.child.reference, int) else self._next_seq()
         request = self._requests.pop(seq, None) if isinstance(up.child.reference, int) else None
-        if request is None:
+        if request is None or request.tunnel != (up.child.mode == "tunnel"):
+            # No ACQUIRE asked for it, or the responder chose tunnel mode for a transport-
+            # mode policy's request (RFC 7296 §1.3.1): the SAs are as negotiated.
             request = self._synthetic_request(ike, up, seq)
         # strongSwan's rand_time: each end rekeys a little before rekey_time, at a random
         # moment, so that the two ends rarely rekey the same CHILD_SA at once (§2.8.1).

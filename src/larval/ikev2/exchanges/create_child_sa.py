@@ -33,7 +33,7 @@ from ..negotiate import choose, narrow, networks_of, selectors_for, suite_get, t
 from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
-from .child_sa import Agreed, child_up
+from .child_sa import Agreed, answered_mode, child_refused_after_all, child_up
 from .config_payload import peer_ts
 from .proposals import (
     asked_policy,
@@ -143,7 +143,11 @@ class ChildCreate(ExchangeTask):
                 sa._events.append(ChildSaFailed(config, "CREATE_CHILD_SA: invalid KE"))
                 return
         spi_out = int.from_bytes(sa_payload.proposals[0].spi, "big")
-        child_up(sa, config, self.spi_in, spi_out, chosen[1], *proposed_networks(tsi[0], tsr[0]),
+        taken = answered_mode(sa, config, message)
+        if isinstance(taken, str):
+            child_refused_after_all(sa, config, self.spi_in, taken, now)
+            return
+        child_up(sa, taken, self.spi_in, spi_out, chosen[1], *proposed_networks(tsi[0], tsr[0]),
                  nonces=(self._nonce_i, nonce.data), exchange_initiator=True,
                  shared=shared)  # fmt: skip
         if old is not None and self.collision is not None:
