@@ -36,7 +36,7 @@ class HostState:
 
 
 def host_state(keymgr: KeyManager) -> HostState:
-    """Every IKE SA this end initiated that was given virtual addresses: the addresses,
+    """Every IKE SA that gave this end the virtual addresses it asked for: the addresses,
     the remote selectors of its CHILD_SAs whose own selectors lie within them (routed
     from the address of their family), and the DNS of its CFG_REPLY."""
     addresses: dict[IPAddress, None] = {}
@@ -46,7 +46,9 @@ def host_state(keymgr: KeyManager) -> HostState:
     connections: dict[str, None] = {}
     peers: dict[IPAddress, None] = {}
     for session in keymgr.sessions.values():
-        if not session.initiator or not session.virtual_ips or session.phase is Phase.CLOSED:
+        # The end that asked (``vips``), whichever end began this IKE SA: after the
+        # gateway rekeyed it, the client is the new one's responder (RFC 7296 §2.18).
+        if not session.config.vips or not session.virtual_ips or session.phase is Phase.CLOSED:
             continue
         connections[session.config.name] = None
         peers[ipaddress.ip_address(session.remote[0])] = None
