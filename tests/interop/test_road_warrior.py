@@ -251,6 +251,43 @@ def test_a_certificate_road_warrior_of_a_charon_gateway(
         assert f"authentication of '{SUN}' with ECDSA" in log, log[-4000:]
 
 
+def test_a_child_sa_charon_deleted_comes_back_for_the_virtual_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """charon (the gateway) deletes the CHILD_SA and keeps the IKE SA; the next packet
+    from the virtual address is ACQUIREd by larval's policy (any source), and the new
+    CHILD_SA proposes the virtual address as TSi, as the first one was narrowed to: both
+    ends show it as 10.3.0.1/32, and the ping goes through it."""
+    with Topology(tmp_path) as topo:
+        remote = f"            auth = pubkey\n            id = {SUN}"
+        certs, charon_log = _charon_gateway_and_certs(topo, tmp_path, remote, monkeypatch)
+        charon = topo.charons[-1]
+        larval = _road_warrior(
+            topo.b, f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            certs.credentials(tmp_path / "sun-credentials", "sun"),
+        )  # fmt: skip
+        topo.daemons.append(larval)
+        larval.start()
+        larval.up("s2s/net")
+        (first,) = larval.wait_for("child")["child_sas"]  # type: ignore[misc]
+        charon.swanctl("--terminate", "--child", "net")
+        _until("the CHILD_SA gone", lambda: not larval.status()["child_sas"], larval)
+        site = topo.b
+        result = subprocess.run(
+            ["ip", "netns", "exec", site.ns.name, "ping", "-c", "5", "-i", "0.3", "-W", "2",
+             INNER["a"]], capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        (child,) = larval.status()["child_sas"]  # type: ignore[misc]
+        assert child["spi_in"] != first["spi_in"]  # type: ignore[index]
+        assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
+        assert " 0 received" not in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        listing = charon.list_sas()
+        assert f"remote {VIP}/32" in listing, listing
+        log = charon_log()
+        assert "parsed CREATE_CHILD_SA request" in log, log[-3000:]
+        assert "refused" not in larval.log.read_text()
+
+
 @pytest.mark.parametrize(
     ("remote_ts", "table"),
     [(NET["a"], 220), ("0.0.0.0/0", 220), ("0.0.0.0/0", 0)],

@@ -371,6 +371,9 @@ def test_a_child_sa_acquired_again_proposes_the_virtual_address(
     monkeypatch.setattr(create_child_sa.ChildCreate, "build", recording)
     gateway, client = connected()
     _gateway_deletes_the_child_sa(gateway, client, 1.0)
+    # The network stays routed from the address: what the host sends there meets the
+    # policy, and is not sent in the clear (nor dropped for want of a route).
+    assert host_state(client.keymgr).routes == ((ipaddress.ip_network(HOME), VIP),)
     request = icmp_echo(str(VIP), "203.0.113.9")
     client.path.outbound(request, 2.0)  # held; ACQUIRE
     while client.node.deliver(2.0):
