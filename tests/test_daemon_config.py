@@ -209,6 +209,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.fragment_size": ("int",),
     "daemon.credentials": ("str",),
     "daemon.resolv_file": ("str",),
+    "daemon.routing_table": ("int",),
+    "daemon.routing_table_prio": ("int",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),

@@ -102,3 +102,36 @@ def test_a_resolv_file_that_is_no_path_is_named() -> None:
     data["daemon"]["resolv_file"] = ""
     with pytest.raises(ConfigError, match=r"rw.toml: daemon.resolv_file: "):
         parse_config(data, "rw.toml")
+
+
+def _daemon(**words: object) -> dict[str, Any]:
+    data = copy.deepcopy(GOOD)
+    data["daemon"].update(words)
+    return data
+
+
+def test_routes_go_to_table_220_by_default_as_strongswans() -> None:
+    config = parse_config(copy.deepcopy(GOOD), "rw.toml")
+    assert (config.routing_table, config.routing_table_prio) == (220, 220)
+    config = parse_config(_daemon(routing_table=0), "rw.toml")  # the main table
+    assert config.routing_table == 0
+    config = parse_config(_daemon(routing_table=4000, routing_table_prio=100), "rw.toml")
+    assert (config.routing_table, config.routing_table_prio) == (4000, 100)
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        ({"routing_table": 254}, "daemon.routing_table: 254 is the kernel's 'main' table"),
+        ({"routing_table": 255}, "daemon.routing_table: 255 is the kernel's 'local' table"),
+        ({"routing_table": -1}, "daemon.routing_table: -1 is not an integer >= 0"),
+        ({"routing_table": 2**32}, "daemon.routing_table: 4294967296 is above the maximum"),
+        ({"routing_table_prio": 0}, "daemon.routing_table_prio: 0 is below the minimum 1"),
+        ({"routing_table_prio": 32766}, "daemon.routing_table_prio: 32766 is above the maximum"),
+        ({"routing_table": "220"}, "daemon.routing_table: "),
+    ],
+)
+def test_a_routing_table_mistake_is_named(words: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_daemon(**words), "rw.toml")
+    assert str(info.value).startswith(f"rw.toml: {message}"), str(info.value)

@@ -54,3 +54,13 @@ def test_a_gateway_has_no_host_side_until_a_reload_brings_vips(tmp_path: Path) -
     daemon.reload()
     assert "home" in daemon.keymgr.connections
     assert daemon._road_warrior is not None
+
+
+def test_the_host_side_routes_into_the_configured_table(tmp_path: Path) -> None:
+    text = BASE.format(tmp=tmp_path).replace(
+        "[daemon]\n", "[daemon]\nrouting_table = 4000\nrouting_table_prio = 300\n"
+    )
+    daemon = IkeDaemon(str(write_private(tmp_path / "larval.toml", text + HOME)))
+    assert daemon._road_warrior is not None
+    installer = daemon._road_warrior._installer
+    assert installer is not None and (installer.table, installer.priority) == (4000, 300)

@@ -84,9 +84,11 @@ secrets {{
 """
 
 
-def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = "") -> LarvalDaemon:
+def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = "",
+                  routing_table: int | None = None) -> LarvalDaemon:  # fmt: skip
     """larval on `site` as the road warrior of the gateway on the other site: its child
-    names only the gateway's network; the address and the DNS come from the gateway."""
+    names only the gateway's network; the address and the DNS come from the gateway. Its
+    routes go to table 220 unless `routing_table` says otherwise."""
     config = larval_config(
         site, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"], start_action="none",
         local=local, remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
@@ -99,6 +101,8 @@ def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = ""
     resolv = site.dir / "resolv.conf"
     resolv.write_text(ORIGINAL_RESOLV)
     config = config.replace("[daemon]\n", f'[daemon]\nresolv_file = "{resolv}"\n')
+    if routing_table is not None:
+        config = config.replace("[daemon]\n", f"[daemon]\nrouting_table = {routing_table}\n")
     config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
     return LarvalDaemon(site, config)
 
@@ -111,13 +115,32 @@ def _until(what: str, check: Callable[[], bool], daemon: LarvalDaemon, timeout: 
         time.sleep(0.2)
 
 
+#: The host's own routes in the main table, which table 220 leaves alone: a default
+#: route, and a half of everything that covers the gateway's network (a VPN of its own).
+HOST_ROUTES = (f"default via {OUTER['a']}", f"128.0.0.0/1 via {OUTER['a']}")
+
+
 def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Callable[[], str],
-                        target: str, remote_ts: str = NET["a"]) -> None:  # fmt: skip
+                        target: str, remote_ts: str = NET["a"],
+                        table: int = 220) -> None:  # fmt: skip
     """larval comes up with the virtual address, pings `target` on the gateway's network
-    from it, and takes it all down again with the IKE SA."""
+    from it, and takes it all down again with the IKE SA. With routes in `table` (220)
+    the host's own routes in the main table (`HOST_ROUTES`) are the same all along, and
+    the ping goes into the tunnel past them."""
     site = topo.b
+    if table:
+        for route in HOST_ROUTES:
+            site.ns.run(["ip", "route", "add", *route.split()])
     topo.daemons.append(larval)
     larval.start()
+
+    def main_table() -> str:
+        return site.ns.run(["ip", "route", "show", "table", "main"])
+
+    def in_table() -> str:
+        return site.ns.run(["ip", "route", "show", "table", str(table or "main")])
+
+    main = main_table()
     larval.up("s2s/net")
     status = larval.wait_for("child")
     (ike,) = status["ike_sas"]  # type: ignore[misc]
@@ -143,10 +166,17 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     assert " 0% packet loss" in result.stdout, (result.stdout, larval.status()["stack"],
                                                 larval.log.read_text()[-3000:],
                                                 gateway_log()[-3000:])  # fmt: skip
-    if remote_ts == "0.0.0.0/0":  # two halves; the default route, if any, stays
+    if remote_ts == "0.0.0.0/0" and not table:  # two halves; the default route, if any, stays
         routes = site.ns.run(["ip", "route", "show", "dev", "larval0"])
         assert f"0.0.0.0/1 proto static scope link src {VIP}" in routes, routes
         assert f"128.0.0.0/1 proto static scope link src {VIP}" in routes, routes
+    if table:
+        assert f"dev larval0 table {table} src {VIP}" in route, route
+        assert main_table() == main
+        assert f"{table}:\tfrom all lookup {table}" in site.ns.run(["ip", "rule", "show"])
+        shown = "default" if remote_ts == "0.0.0.0/0" else remote_ts  # whole, in its table
+        routes = in_table()
+        assert f"{shown} dev larval0 proto static scope link src {VIP}" in routes, routes
     resolv = site.dir / "resolv.conf"
     text = resolv.read_text()
     assert f"nameserver {DNS}\n" in text and text.endswith(ORIGINAL_RESOLV), text
@@ -157,6 +187,8 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     control_request(str(site.dir / "control"), {"op": "down", "target": "s2s"})
     _until("the virtual address gone", lambda: not on_tun(), larval)
     assert f"src {VIP}" not in site.ns.run(["ip", "route", "show", "dev", "larval0"])
+    assert f"src {VIP}" not in in_table()
+    assert main_table() == main
     assert resolv.read_text() == ORIGINAL_RESOLV
     assert "removing virtual IP 10.3.0.1" in larval.log.read_text()
     # Up again, and the daemon stops: it takes them away on its way out.
@@ -166,6 +198,11 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     assert f"nameserver {DNS}\n" in resolv.read_text()
     assert larval.stop() == 0
     assert resolv.read_text() == ORIGINAL_RESOLV
+    # The rule went with the daemon; the host's own routes stayed.
+    assert f"lookup {table}" not in site.ns.run(["ip", "rule", "show"])
+    if table:
+        shown = main_table()
+        assert all(route in shown for route in HOST_ROUTES), shown
 
 
 def _charon_gateway_and_certs(
@@ -214,8 +251,49 @@ def test_a_certificate_road_warrior_of_a_charon_gateway(
         assert f"authentication of '{SUN}' with ECDSA" in log, log[-4000:]
 
 
-@pytest.mark.parametrize("remote_ts", [NET["a"], "0.0.0.0/0"], ids=["net", "everything"])
-def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str) -> None:
+def test_a_child_sa_charon_deleted_comes_back_for_the_virtual_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """charon (the gateway) deletes the CHILD_SA and keeps the IKE SA; the next packet
+    from the virtual address is ACQUIREd by larval's policy (any source), and the new
+    CHILD_SA proposes the virtual address as TSi, as the first one was narrowed to: both
+    ends show it as 10.3.0.1/32, and the ping goes through it."""
+    with Topology(tmp_path) as topo:
+        remote = f"            auth = pubkey\n            id = {SUN}"
+        certs, charon_log = _charon_gateway_and_certs(topo, tmp_path, remote, monkeypatch)
+        charon = topo.charons[-1]
+        larval = _road_warrior(
+            topo.b, f'{{ auth = "pubkey", certs = ["sun.pem"], id = "{SUN}" }}',
+            certs.credentials(tmp_path / "sun-credentials", "sun"),
+        )  # fmt: skip
+        topo.daemons.append(larval)
+        larval.start()
+        larval.up("s2s/net")
+        (first,) = larval.wait_for("child")["child_sas"]  # type: ignore[misc]
+        charon.swanctl("--terminate", "--child", "net")
+        _until("the CHILD_SA gone", lambda: not larval.status()["child_sas"], larval)
+        site = topo.b
+        result = subprocess.run(
+            ["ip", "netns", "exec", site.ns.name, "ping", "-c", "5", "-i", "0.3", "-W", "2",
+             INNER["a"]], capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        (child,) = larval.status()["child_sas"]  # type: ignore[misc]
+        assert child["spi_in"] != first["spi_in"]  # type: ignore[index]
+        assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
+        assert " 0 received" not in result.stdout, (result.stdout, larval.log.read_text()[-3000:])
+        listing = charon.list_sas()
+        assert f"remote {VIP}/32" in listing, listing
+        log = charon_log()
+        assert "parsed CREATE_CHILD_SA request" in log, log[-3000:]
+        assert "refused" not in larval.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("remote_ts", "table"),
+    [(NET["a"], 220), ("0.0.0.0/0", 220), ("0.0.0.0/0", 0)],
+    ids=["net", "everything", "everything-main-table"],
+)
+def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str, table: int) -> None:
     certs = make_set(Spec("ecdsa", 256), tmp_path / "pki")
     with Topology(tmp_path) as topo:
         config = larval_config(
@@ -235,8 +313,8 @@ def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str) -> N
         gateway.start()
         larval = _road_warrior(topo.b, '{ auth = "eap-mschapv2", eap_id = "carol" }',
                                certs.credentials(tmp_path / "sun-credentials", None),
-                               remote_ts)  # fmt: skip
-        _connects_and_pings(topo, larval, gateway.log.read_text, INNER["a"], remote_ts)
+                               remote_ts, table)  # fmt: skip
+        _connects_and_pings(topo, larval, gateway.log.read_text, INNER["a"], remote_ts, table)
         log = gateway.log.read_text()
         assert f"assigning virtual IP {VIP} to 'carol'" in log, log[-4000:]
         assert PASSWORD not in log

@@ -426,3 +426,107 @@ def test_a_rekeyed_dual_stack_child_sa_keeps_both_families() -> None:
     reply = icmp6_echo("2001:db8:1::9", str(VIP6))
     gateway.path.outbound(reply, 11.0)
     assert int.from_bytes(gateway.esp[-1].payload[:4], "big") == new.spi_in
+
+
+def _gateway_deletes_the_child_sa(gateway: Host, client: Host, now: float) -> None:
+    (session,) = gateway.keymgr.sessions.values()
+    (spi_in,) = session.children
+    session.delete_child(spi_in, now)  # type: ignore[attr-defined]
+    gateway.keymgr._drain(session, now)
+    carry(gateway, client, now)
+    assert client.keymgr.status()["child_sas"] == []
+
+
+def test_a_child_sa_acquired_again_proposes_the_virtual_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway deletes the CHILD_SA; the next packet from the virtual address is
+    ACQUIREd by the client's policy (any source, written before the address was known),
+    and the new CHILD_SA proposes and is the virtual address, as the first one was.
+
+        HDR, SK {SA, Ni, KEi, TSi(10.3.0.1/32), TSr(203.0.113.0/24)}  -->
+              <--  HDR, SK {SA, Nr, KEr, TSi(10.3.0.1/32), TSr(203.0.113.0/24)}
+    """
+    from larval.ikev2.exchanges import create_child_sa
+
+    proposed: list[tuple[str, ...]] = []
+    build = create_child_sa.ChildCreate.build
+
+    def recording(self: Any, now: float) -> Any:
+        payloads = build(self, now)
+        (tsi,) = [p for p in payloads if getattr(p, "payload_type", None) == PayloadType.TSi]
+        proposed.append(tuple(str(n) for s in tsi.selectors for n in s.networks()))
+        return payloads
+
+    monkeypatch.setattr(create_child_sa.ChildCreate, "build", recording)
+    gateway, client = connected()
+    _gateway_deletes_the_child_sa(gateway, client, 1.0)
+    # The network stays routed from the address: what the host sends there meets the
+    # policy, and is not sent in the clear (nor dropped for want of a route).
+    assert host_state(client.keymgr).routes == ((ipaddress.ip_network(HOME), VIP),)
+    request = icmp_echo(str(VIP), "203.0.113.9")
+    client.path.outbound(request, 2.0)  # held; ACQUIRE
+    while client.node.deliver(2.0):
+        pass
+    carry(gateway, client, 2.0)
+    assert proposed == [(f"{VIP}/32",)]
+    (child,) = client.keymgr.status()["child_sas"]
+    assert child["local_ts"] == [f"{VIP}/32"] and child["remote_ts"] == [HOME]
+    (gw_child,) = gateway.keymgr.status()["child_sas"]
+    assert gw_child["remote_ts"] == [f"{VIP}/32"]
+    # The held packet went through the new CHILD_SA, and is taken by the gateway.
+    (esp,) = client.esp
+    gateway.path.inbound(esp.payload, gateway.addr.packed, 2.0)
+    assert gateway.delivered == [request]
+    assert host_state(client.keymgr).routes == ((ipaddress.ip_network(HOME), VIP),)
+
+
+def test_a_child_sa_whose_answer_is_outside_the_virtual_address_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A responder that answers a TSi apart from the virtual address (not what was proposed)
+    gives this end nothing it may send from: the CHILD_SA fails, nothing stays installed."""
+    from larval.ikev2.exchanges import create_child_sa
+
+    gateway, client = connected()
+    _gateway_deletes_the_child_sa(gateway, client, 1.0)
+    process = create_child_sa.ChildCreateResponder.process
+
+    def widening(self: Any, message: Any, now: float) -> None:
+        process(self, message, now)
+        self._answer = tuple(_tsi("10.3.0.128/25") if getattr(p, "payload_type", None)
+                             == PayloadType.TSi else p for p in self._answer)  # fmt: skip
+
+    monkeypatch.setattr(create_child_sa.ChildCreateResponder, "process", widening)
+    caplog.set_level(logging.INFO, "larval")
+    client.path.outbound(icmp_echo(str(VIP), "203.0.113.9"), 2.0)
+    while client.node.deliver(2.0):
+        pass
+    carry(gateway, client, 2.0)
+    # ... and the gateway's half is deleted (RFC 7296 §1.4.1).
+    assert client.keymgr.status()["child_sas"] == [] == gateway.keymgr.status()["child_sas"]
+    assert ("CHILD_SA home refused: the responder's TSi (10.3.0.128/25) is outside the "
+            "virtual IP 10.3.0.1") in caplog.text  # fmt: skip
+
+
+def test_an_ike_rekey_by_the_gateway_keeps_the_address_and_a_new_child_sa_uses_it() -> None:
+    """The gateway renews the IKE SA: the client is the responder of the new one (RFC
+    7296 §2.18), and still the end the address was given to. Its host keeps the address,
+    and a CHILD_SA ACQUIREd afterwards is the address's."""
+    gateway, client = connected()
+    before = host_state(client.keymgr)
+    (session,) = gateway.keymgr.sessions.values()
+    assert session.rekey_ike(1.0)  # type: ignore[attr-defined]
+    gateway.keymgr._drain(session, 1.0)
+    carry(gateway, client, 1.0)
+    (ike,) = [s for s in client.keymgr.status()["ike_sas"] if s["state"] == "established"]
+    assert ike["virtual_ips"] == [str(VIP)]
+    assert host_state(client.keymgr) == before
+    _gateway_deletes_the_child_sa(gateway, client, 2.0)
+    client.path.outbound(icmp_echo(str(VIP), "203.0.113.9"), 3.0)
+    while client.node.deliver(3.0):
+        pass
+    carry(gateway, client, 3.0)
+    (child,) = client.keymgr.status()["child_sas"]
+    assert child["local_ts"] == [f"{VIP}/32"]
+    assert host_state(client.keymgr) == before

@@ -91,10 +91,20 @@ def test_a_tunnel_request_to_a_transport_only_responder_is_ts_unacceptable(
 def test_a_transport_request_to_a_tunnel_responder_gets_a_tunnel() -> None:
     """RFC 7296 §1.3.1: a responder without a transport-mode policy may answer
     USE_TRANSPORT_MODE with a tunnel; the hosts' addresses are the tunnel's selectors."""
-    _a, b = hosts(TRANSPORT, {})
+    a, b = hosts(TRANSPORT, {})
     record = child_sa(b)
     sa = b.stack.sadb.lookup_esp(record.spi_in, b.addr.packed)
     assert sa is not None and sa.inner_src is not None
+    # The initiator takes the tunnel it was given, and packets go through it both ways.
+    for me, peer in ((a, b), (b, a)):
+        record = child_sa(me)
+        for spi, dst in ((record.spi_in, me.addr), (record.spi_out, peer.addr)):
+            sa = me.stack.sadb.lookup_esp(spi, dst.packed)
+            assert sa is not None and sa.inner_src is not None and sa.inner_dst is not None
+        packet = udp_packet(str(me.addr), str(peer.addr))
+        me.path.outbound(packet, 1.0)
+        peer.path.inbound(me.esp[-1].payload, peer.addr.packed, 1.0)
+        assert peer.delivered[-1] == packet  # the whole packet, carried in the tunnel
 
 
 def test_ikev1_larval_responds_to_a_transport_mode_quick_mode() -> None:
@@ -105,3 +115,26 @@ def test_ikev1_larval_responds_to_a_transport_mode_quick_mode() -> None:
         h.keymgr.handle_timer(5.0)  # IKEv1: the initiator's outbound SA waits a moment
     assert [s["version"] for s in ike_sas(a) + ike_sas(b)] == [1, 1]
     assert_transport_both_ways(a, b)
+
+
+def test_a_trapped_transport_packet_answered_with_a_tunnel_is_sent_through_the_tunnel() -> None:
+    """The ACQUIRE of a transport-mode policy asks for transport; the responder's tunnel
+    (no USE_TRANSPORT_MODE) is what the initiator installs, not the policy's mode, and
+    the packet held for it leaves through that tunnel."""
+    a = host(A, B, {**TRANSPORT, "start_action": "trap"})
+    b = host(B, A, {})
+    packet = udp_packet(A, B)
+    a.path.outbound(packet, 0.0)  # held; ACQUIRE
+    network = Network([a, b])
+    for _ in range(3):
+        while a.node.deliver(0.0):
+            pass
+        network.carry(0.0)
+    for me, peer in ((a, b), (b, a)):
+        record = child_sa(me)
+        for spi, dst in ((record.spi_in, me.addr), (record.spi_out, peer.addr)):
+            sa = me.stack.sadb.lookup_esp(spi, dst.packed)
+            assert sa is not None and sa.inner_src is not None and sa.inner_dst is not None
+    (sent,) = a.esp
+    b.path.inbound(sent.payload, b.addr.packed, 0.0)
+    assert b.delivered == [packet]

@@ -69,6 +69,10 @@ servers received go to ``daemon.resolv_file`` if there is one::
     [connections.home]
     vips = ["0.0.0.0", "::"]
 
+Its routes go into ``daemon.routing_table`` (220, as strongSwan's; 0: the main table),
+looked up by a rule of priority ``daemon.routing_table_prio`` (220), so that the host's
+own routes stay as they are (`larval.net.virtual_ip`).
+
 A gateway's connection may be for many peers: ``remote_addrs`` takes addresses, subnets
 (``192.0.2.0/24``), ranges (``192.0.2.10-192.0.2.20``) and ``%any`` (``%any4``,
 ``%any6``), as swanctl.conf does; ``local_addrs`` too, after one address of this host.
@@ -198,7 +202,7 @@ from larval.ike.auth_config import (
 from larval.ike.config import AddressMatch, ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
-from larval.pfkey.constants import U64_MAX
+from larval.pfkey.constants import U32_MAX, U64_MAX
 from larval.pools import PoolError, Pools
 from larval.spd import Policy
 from larval.spd.config import ConfigReader, policies_from_entry, read_config_text
@@ -210,7 +214,7 @@ _T = TypeVar("_T")
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
-               "credentials", "resolv_file")  # fmt: skip
+               "credentials", "resolv_file", "routing_table", "routing_table_prio")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -237,6 +241,12 @@ XAUTH_KEYS = ("xauth_id",)
 _ROUND_KEY = re.compile(r"(local|remote)-[A-Za-z0-9_-]+")
 #: Bytes: 128 bits, the strength of the weakest cipher offered (RFC 7296 §2.15).
 MIN_PSK_LENGTH = 16
+#: strongSwan's ``charon.routing_table`` and ``routing_table_prio`` defaults.
+DEFAULT_ROUTING_TABLE = 220
+#: rt_tables(5): tables a road warrior's routes must not be mixed into.
+RESERVED_ROUTING_TABLES = {253: "default", 254: "main", 255: "local"}
+#: The kernel's rule for the main table: a rule after it would never be reached.
+MAIN_RULE_PRIORITY = 32766
 #: Seconds; a day between two retransmissions is already a peer long gone.
 RETRANSMIT_TIMEOUT_MAX = 86400.0
 
@@ -305,6 +315,10 @@ class DaemonConfig:
     pools: Pools = field(default_factory=Pools, compare=False)
     #: ``daemon.resolv_file``: where a road warrior writes the DNS servers it is given.
     resolv_file: str | None = None
+    #: ``daemon.routing_table`` and ``routing_table_prio``: where a road warrior's routes
+    #: go and the priority of the rule that looks them up (0: the main table, no rule).
+    routing_table: int = DEFAULT_ROUTING_TABLE
+    routing_table_prio: int = DEFAULT_ROUTING_TABLE
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -369,6 +383,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         resolv_file=_string(r, "daemon.resolv_file", daemon["resolv_file"])
         if "resolv_file" in daemon else None,
     )  # fmt: skip
+    config.routing_table, config.routing_table_prio = _routing_table(r, daemon)
     every_secret = top.get("secrets", {})
     eap_passwords = _eap_secrets(r, every_secret)
     if isinstance(every_secret, dict):
@@ -409,6 +424,21 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         # The dataplane receives ESP on an address of ours: there must be one.
         raise r.error("daemon.tun", "the dataplane needs daemon.addresses or a connection")
     return config
+
+
+def _routing_table(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[int, int]:
+    """``daemon.routing_table`` (0 for the main table) and ``routing_table_prio``, as
+    strongSwan's ``charon.routing_table`` and ``routing_table_prio``."""
+    table = r.integer("daemon.routing_table",
+                      daemon.get("routing_table", DEFAULT_ROUTING_TABLE), U32_MAX)  # fmt: skip
+    if table in RESERVED_ROUTING_TABLES:
+        name = RESERVED_ROUTING_TABLES[table]
+        raise r.error("daemon.routing_table", f"{table} is the kernel's {name!r} table; "
+                      "give a table of larval's own (220), or 0 for routes in main")  # fmt: skip
+    prio = r.integer("daemon.routing_table_prio",
+                     daemon.get("routing_table_prio", DEFAULT_ROUTING_TABLE),
+                     MAIN_RULE_PRIORITY - 1, 1)  # fmt: skip
+    return table, prio
 
 
 def _pools(r: ConfigReader, value: object) -> Pools:
@@ -863,13 +893,14 @@ def _connection(
             raise r.error(f"{ckey}.start_action", f"{action!r} needs one peer address in "
                           "remote_addrs (or, for trap, mode = \"transport\"); a connection "
                           'for many peers answers: start_action = "none"')  # fmt: skip
-        children.append(child)
         policy = {k: v for k, v in r.table(ckey, child_value, CHILD_KEYS).items()
                   if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
                            "rekey_bytes", "life_bytes", "replay_window")}  # fmt: skip
         policy.update(mode=child.mode, local_addrs=[str(local_addrs[0])],
                       remote_addrs=[_tunnel_remote(remote_addrs[0])])  # fmt: skip
-        policies.extend(policies_from_entry(r, ckey, f"{name}/{child_name}", policy))
+        written = policies_from_entry(r, ckey, f"{name}/{child_name}", policy)
+        children.append(_child_as_written(child, written))
+        policies.extend(written)
     aggressive = _bool(r, f"{base}.aggressive", c.get("aggressive", False))
     if aggressive and version != 1:
         raise r.error(f"{base}.aggressive", "Aggressive Mode is IKEv1's: set version = 1")
@@ -1034,6 +1065,21 @@ def _child(
     child = ChildConfig(name, tuple(suites), local_ts, remote_ts, mode, rekey, life,
                         inactivity=inactivity)  # fmt: skip
     return child, start_action
+
+
+def _child_as_written(child: ChildConfig, policies: list[Policy]) -> ChildConfig:
+    """`child` with the replay window and byte limits its policies were written with
+    (checked there), so that a CHILD_SA no ACQUIRE asked for (``start_action = "start"``,
+    a responder's) is installed with them too, not with the defaults."""
+    if not policies:
+        return child
+    first = policies[0]
+    return dataclasses.replace(
+        child,
+        replay_window=first.replay_window,
+        rekey_bytes=first.lifetimes.rekey_bytes,
+        life_bytes=first.lifetimes.life_bytes,
+    )
 
 
 def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:

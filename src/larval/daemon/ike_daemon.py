@@ -73,7 +73,8 @@ def _road_warrior(config: DaemonConfig) -> RoadWarrior | None:
     them or a resolver file to write; None for a gateway, which needs neither."""
     if not config.resolv_file and not any(c.ike.vips for c in config.connections):
         return None
-    return RoadWarrior(config.tun, config.resolv_file)
+    return RoadWarrior(config.tun, config.resolv_file, config.routing_table,
+                       config.routing_table_prio)  # fmt: skip
 
 
 def _factory(proto: _IkeProtocol) -> Callable[[], _IkeProtocol]:

@@ -86,10 +86,14 @@ class ResolvFile:
 
 class RoadWarrior:
     """The host's side of the virtual addresses: TUN device `tun` (None: no dataplane,
-    nothing to put them on) and `resolv_file` (None: no file written)."""
+    nothing to put them on), its routes in routing table `table` looked up by a rule of
+    `priority` (``daemon.routing_table``; 0: the main table), and `resolv_file` (None:
+    no file written)."""
 
-    def __init__(self, tun: str | None, resolv_file: str | None) -> None:
-        self._installer = VirtualIpInstaller(tun) if tun else None
+    def __init__(
+        self, tun: str | None, resolv_file: str | None, table: int = 0, priority: int = 0
+    ) -> None:
+        self._installer = VirtualIpInstaller(tun, table, priority) if tun else None
         self._resolv = ResolvFile(resolv_file) if resolv_file else None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="larval-vip")
         self._state = HostState()
@@ -130,8 +134,17 @@ class RoadWarrior:
         except Exception as e:  # on the netlink thread: said in the log, or nowhere at all
             log.error("virtual IP on %s: %s", self._installer.device, e)
             return
+        table = self._installer.table
+        where = f", table {table}" if table else ""
         for net, source in state.routes:
-            log.debug("route %s via %s, source %s", net, self._installer.device, source)
+            log.debug("route %s via %s, source %s%s", net, self._installer.device, source, where)
+
+    def _remove_rules(self) -> None:
+        assert self._installer is not None
+        try:
+            self._installer.close()
+        except NetError as e:
+            log.error("%s", e)
 
     def _write_resolv(self, text: str, state: HostState) -> None:
         assert self._resolv is not None
@@ -147,6 +160,9 @@ class RoadWarrior:
             log.info("%s put back as it was: no DNS servers received any more", self._resolv.path)
 
     def close(self) -> None:
-        """The daemon stops: addresses, routes and the resolver file go, and the thread."""
+        """The daemon stops: addresses, routes, the routing rule and the resolver file
+        go, and the thread."""
         self.sync(HostState())
+        if self._installer is not None:
+            self._executor.submit(self._remove_rules)  # after the routes, in order
         self._executor.shutdown(wait=True)

@@ -394,12 +394,13 @@ class KeyManager:
         if (conn.ike.name, child.name) in self._acquiring:
             return  # one negotiation per CHILD_SA at a time
         self._requests[request.seq] = request
+        life = request.alternatives[0].lifetimes
         child = ChildConfig(
             child.name,
             _suites(request, child) or child.proposals,
             (request.local_ts.network,), (request.remote_ts.network,), child.mode,
-            request.alternatives[0].lifetimes.soft_addtime or child.rekey_time,
-            request.alternatives[0].lifetimes.hard_addtime or child.life_time,
+            life.soft_addtime or child.rekey_time, life.hard_addtime or child.life_time,
+            life.soft_bytes, life.hard_bytes, request.replay_window,
             inactivity=child.inactivity,
             reference=request.seq,
         )  # fmt: skip
@@ -855,6 +856,7 @@ class KeyManager:
                     (request.local_ts.network,), (request.remote_ts.network,),
                     "tunnel" if request.tunnel else "transport",
                     life.soft_addtime or 3600, life.hard_addtime or 3960,
+                    life.soft_bytes, life.hard_bytes, request.replay_window,
                     inactivity=base.inactivity if base else 0,
                     reference=None,
                 )  # fmt: skip
@@ -867,7 +869,9 @@ class KeyManager:
         proposal = proposal_of(up.suite)
         seq = up.child.reference if isinstance(up.child.reference, int) else self._next_seq()
         request = self._requests.pop(seq, None) if isinstance(up.child.reference, int) else None
-        if request is None:
+        if request is None or request.tunnel != (up.child.mode == "tunnel"):
+            # No ACQUIRE asked for it, or the responder chose tunnel mode for a transport-
+            # mode policy's request (RFC 7296 §1.3.1): the SAs are as negotiated.
             request = self._synthetic_request(ike, up, seq)
         else:
             request = _with_negotiated_pairs(request, up.local_ts, up.remote_ts)

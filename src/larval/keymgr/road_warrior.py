@@ -36,9 +36,10 @@ class HostState:
 
 
 def host_state(keymgr: KeyManager) -> HostState:
-    """Every IKE SA this end initiated that was given virtual addresses: the addresses,
+    """Every IKE SA that gave this end the virtual addresses it asked for: the addresses,
     the remote selectors of its CHILD_SAs whose own selectors lie within them (routed
-    from the address of their family), and the DNS of its CFG_REPLY."""
+    from the address of their family), those of its connection's children that have no
+    CHILD_SA at the moment (as written), and the DNS of its CFG_REPLY."""
     addresses: dict[IPAddress, None] = {}
     routes: dict[tuple[IPNetwork, IPAddress], None] = {}
     dns: dict[IPAddress, None] = {}
@@ -46,7 +47,9 @@ def host_state(keymgr: KeyManager) -> HostState:
     connections: dict[str, None] = {}
     peers: dict[IPAddress, None] = {}
     for session in keymgr.sessions.values():
-        if not session.initiator or not session.virtual_ips or session.phase is Phase.CLOSED:
+        # The end that asked (``vips``), whichever end began this IKE SA: after the
+        # gateway rekeyed it, the client is the new one's responder (RFC 7296 §2.18).
+        if not session.config.vips or not session.virtual_ips or session.phase is Phase.CLOSED:
             continue
         connections[session.config.name] = None
         peers[ipaddress.ip_address(session.remote[0])] = None
@@ -56,12 +59,25 @@ def host_state(keymgr: KeyManager) -> HostState:
         if received is not None:
             dns.update(dict.fromkeys(received.dns))
             domains.update(dict.fromkeys(received.domains))
+        up: set[str] = set()
         for spi_in in session.children:
             record = keymgr.children.get(spi_in)
             if record is None:
                 continue
+            up.add(record.name)
             for net in record.remote_ts:
                 source = _source_for(net, record.local_ts, mine)
+                if source is not None:
+                    routes[(net, source)] = None
+        conn = keymgr.connections.get(session.config.name)
+        for child in conn.children if conn is not None else ():
+            if child.name in up:
+                continue
+            # No CHILD_SA of this child now (it expired, the gateway deleted it): its
+            # networks stay routed from the address, so that what the host sends there
+            # meets the child's policy, whose ACQUIRE brings a new CHILD_SA (§1.3.1).
+            for net in child.remote_ts:
+                source = _source_for(net, child.local_ts, mine)
                 if source is not None:
                     routes[(net, source)] = None
     return HostState(tuple(addresses), tuple(routes), tuple(dns), tuple(domains),

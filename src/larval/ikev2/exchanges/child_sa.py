@@ -3,15 +3,20 @@ its record in the IKE SA, and the event that hands it to the key manager."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from larval.crypto.ike_keys import derive_child_sa_keys
 from larval.crypto.ike_transforms import TransformType, encr_key_size, integ_key_size
 from larval.ike.config import ChildConfig, IPNetwork, Suite
-from larval.ike.events import ChildSaUp
+from larval.ike.events import ChildSaFailed, ChildSaUp
 
+from ..constants import NotifyType, ProtocolId
+from ..message import IkeMessage
 from ..negotiate import suite_get
-from .sa import ChildSa, Ikev2Sa
+from ..payloads import DeletePayload
+from .sa import ChildSa, Ikev2Sa, log
 
-__all__ = ["Agreed", "child_up"]
+__all__ = ["Agreed", "answered_mode", "child_refused_after_all", "child_up"]
 
 #: A CHILD_SA a responder agreed to: its policy, inbound and outbound SPIs, suite, and
 #: local and remote networks, as `child_up` takes them.
@@ -46,3 +51,35 @@ def child_up(
                   material.outbound(first), local_ts, remote_ts, sa.initiator, sa.natted,
                   replaces=replaces)
     )  # fmt: skip
+
+
+def answered_mode(sa: Ikev2Sa, child: ChildConfig, message: IkeMessage) -> ChildConfig | str:
+    """The initiator's CHILD_SA in the mode the responder chose, or why it cannot be had.
+
+    RFC 7296 §1.3.1: a responder that does not answer N(USE_TRANSPORT_MODE) has chosen
+    tunnel mode. As strongSwan's initiator (``child_create.c``), a transport-mode request
+    takes the tunnel, said in the log; a responder that answers USE_TRANSPORT_MODE to a
+    tunnel-mode request chose what this end's configuration does not allow, and the
+    CHILD_SA fails."""
+    transport = message.notify(NotifyType.USE_TRANSPORT_MODE) is not None
+    if transport == (child.mode == "transport"):
+        return child
+    if transport:
+        return "the responder chose transport mode, the configuration asks for tunnel mode"
+    log.info("%s: CHILD_SA %s: the responder did not accept transport mode (no "
+             "USE_TRANSPORT_MODE): tunnel mode", sa._name(), child.name)  # fmt: skip
+    return dataclasses.replace(child, mode="tunnel")
+
+
+def child_refused_after_all(
+    sa: Ikev2Sa, child: ChildConfig, spi_in: int, reason: str, now: float
+) -> None:
+    """The responder made a CHILD_SA this end does not take: it fails here, and the
+    responder's half is deleted with D(ESP, our inbound SPI) (RFC 7296 §1.4.1), as
+    strongSwan deletes a CHILD_SA it could not accept."""
+    from .informational import Informational  # it imports this module's neighbours
+
+    log.warning("%s: CHILD_SA %s refused: %s", sa._name(), child.name, reason)
+    sa._events.append(ChildSaFailed(child, reason))
+    payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
+    sa._tasks.queue(Informational(sa, (payload,)), now)

@@ -261,7 +261,7 @@ def own_ts(sa: Ikev2Sa, tsi: TsPayload) -> TsPayload:
     """The TSi a responder answered, as an initiator with virtual addresses takes it: the
     parts within those addresses (strongSwan narrows its dynamic selectors to them).
     Unchanged for an initiator that asked for none."""
-    if not sa.initiator or not sa.config.vips:
+    if not sa.config.vips:  # (whichever end began the IKE SA: a rekey turns roles)
         return tsi
     nets = [ipaddress.ip_network(v) for v in sa.virtual_ips]
     return TsPayload(PayloadType.TSi, narrow(tsi.selectors, nets))  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ redundant: the one made with the lowest of the four nonces, deleted by its initi
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from larval.crypto.dh import DhGroup, DhKeyPair
 from larval.crypto.ike_errors import IkeCryptoError
 from larval.crypto.ike_transforms import TransformType
-from larval.ike.config import ChildConfig, Suite
+from larval.ike.config import ChildConfig, IPNetwork, Suite
 from larval.ike.events import ChildSaFailed, IkeSaRekeyed
 from larval.ike.task import redundant
 
@@ -33,8 +34,8 @@ from ..negotiate import choose, narrow, networks_of, selectors_for, suite_get, t
 from ..payloads import KePayload, NoncePayload, NotifyPayload, Payload
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
-from .child_sa import Agreed, child_up
-from .config_payload import peer_ts
+from .child_sa import Agreed, answered_mode, child_refused_after_all, child_up
+from .config_payload import own_ts, peer_ts
 from .proposals import (
     asked_policy,
     groups,
@@ -83,7 +84,7 @@ class ChildCreate(ExchangeTask):
             )
         if config.mode == "transport":
             payloads.append(NotifyPayload(ProtocolId.NONE, NotifyType.USE_TRANSPORT_MODE))
-        local_ts = old.local_ts if old is not None else config.local_ts
+        local_ts = old.local_ts if old is not None else _own_networks(sa, config.local_ts)
         remote_ts = old.remote_ts if old is not None else config.remote_ts
         payloads += [SaPayload(proposals), NoncePayload(self._nonce_i)]
         # PFS (RFC 7296 §1.3.1): a KE for the first group the proposals name.
@@ -142,8 +143,20 @@ class ChildCreate(ExchangeTask):
             except IkeCryptoError:
                 sa._events.append(ChildSaFailed(config, "CREATE_CHILD_SA: invalid KE"))
                 return
+        own = own_ts(sa, tsi[0])
+        if not own.selectors:
+            # §2.19: a TSi apart from the virtual addresses has no address to send from.
+            given = ", ".join(str(v) for v in sa.virtual_ips) or "none"
+            offered = ", ".join(str(n) for n in networks_of(tsi[0].selectors)) or "none"
+            child_refused_after_all(sa, config, self.spi_in, f"the responder's TSi ({offered}) "
+                                    f"is outside the virtual IP {given}", now)  # fmt: skip
+            return
         spi_out = int.from_bytes(sa_payload.proposals[0].spi, "big")
-        child_up(sa, config, self.spi_in, spi_out, chosen[1], *proposed_networks(tsi[0], tsr[0]),
+        taken = answered_mode(sa, config, message)
+        if isinstance(taken, str):
+            child_refused_after_all(sa, config, self.spi_in, taken, now)
+            return
+        child_up(sa, taken, self.spi_in, spi_out, chosen[1], *proposed_networks(own, tsr[0]),
                  nonces=(self._nonce_i, nonce.data), exchange_initiator=True,
                  shared=shared)  # fmt: skip
         if old is not None and self.collision is not None:
@@ -161,6 +174,20 @@ class ChildCreate(ExchangeTask):
         if old is not None and old.spi_in in sa.children:
             # §2.8: the initiator of the rekey deletes the old CHILD_SA.
             sa.delete_child(old.spi_in, now)
+
+
+def _own_networks(sa: Ikev2Sa, local_ts: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+    """The TSi of a new CHILD_SA: for an initiator that was given virtual addresses, the
+    ones within `local_ts` (RFC 7296 §2.19: it speaks for them alone, as its first
+    CHILD_SA was narrowed to them; strongSwan proposes its virtual IPs for a dynamic
+    TSi). `local_ts` is a policy's ``0.0.0.0/0`` when an ACQUIRE asks again for a
+    CHILD_SA that expired or was deleted. Unchanged without virtual addresses, or when
+    none lies within `local_ts` (the answer is checked then)."""
+    if not sa.config.vips or not sa.virtual_ips:  # the end that asked, in either role
+        return local_ts
+    mine = tuple(ipaddress.ip_network(v) for v in sa.virtual_ips)
+    within = tuple(networks_of(narrow(selectors_for(local_ts), mine)))
+    return within or local_ts
 
 
 class IkeRekey(ExchangeTask):

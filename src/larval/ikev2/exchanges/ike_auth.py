@@ -52,7 +52,7 @@ from ..payloads import (
 from ..render import describe
 from ..sa_payload import SaPayload
 from ..ts_payload import TsPayload
-from .child_sa import Agreed, child_up
+from .child_sa import Agreed, answered_mode, child_refused_after_all, child_up
 from .config_payload import client_request, own_ts, peer_ts, read_config, respond_cfg
 from .proposals import (
     asked_policy,
@@ -167,8 +167,12 @@ class IkeAuth(ExchangeTask):
             )
             return
         spi_out = int.from_bytes(sa_payload.proposals[0].spi, "big")
-        child_up(sa, child, self._spi_in, spi_out, chosen[1], *proposed_networks(own, tsr[0]))
         sa._pending_child = None
+        taken = answered_mode(sa, child, message)
+        if isinstance(taken, str):
+            child_refused_after_all(sa, child, self._spi_in, taken, now)
+            return
+        child_up(sa, taken, self._spi_in, spi_out, chosen[1], *proposed_networks(own, tsr[0]))
 
 
 def _own_ts(sa: Ikev2Sa, tsi: TsPayload) -> TsPayload | str:
