@@ -211,6 +211,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.resolv_file": ("str",),
     "daemon.routing_table": ("int",),
     "daemon.routing_table_prio": ("int",),
+    "daemon.state": ("str",),
+    "daemon.state_key": ("str",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),
@@ -438,3 +440,46 @@ def test_no_connections_loads_with_a_warning(
     (record,) = caplog.records
     assert record.levelno == logging.WARNING
     assert "no [connections]" in record.getMessage() and "nothing" in record.getMessage()
+
+
+# -- daemon.state and daemon.state_key ----------------------------------------------------
+
+
+def test_no_state_keeps_nothing_and_the_key_defaults_beside_the_store() -> None:
+    cfg = parse_config(GOOD, "larval.toml")
+    assert (cfg.state, cfg.state_key) == (None, None)
+    cfg = parse_config(_with(["daemon", "state"], "/var/lib/larval/state.db"), "larval.toml")
+    assert (cfg.state, cfg.state_key) == ("/var/lib/larval/state.db", "/var/lib/larval/state.key")
+    data = _with(["daemon", "state"], "/var/lib/larval/state.db")
+    data["daemon"]["state_key"] = "/etc/larval/state.key"
+    cfg = parse_config(data, "larval.toml")
+    assert (cfg.state, cfg.state_key) == ("/var/lib/larval/state.db", "/etc/larval/state.key")
+
+
+@pytest.mark.parametrize(
+    ("state", "state_key", "named", "why"),
+    [
+        ("state.db", None, "daemon.state", "is not an absolute path"),
+        ("", None, "daemon.state", "is not a path"),
+        ("/var/lib/larval/", None, "daemon.state", "names a directory"),
+        ("/var/lib/larval/..", None, "daemon.state", "names a directory"),
+        ("/", None, "daemon.state", "names a directory"),
+        ("/var/lib/a\0b", None, "daemon.state", "holds no NUL"),
+        ("/var/lib/larval/state.db", "state.key", "daemon.state_key", "not an absolute path"),
+        ("/var/lib/larval/state.db", "/etc/", "daemon.state_key", "names a directory"),
+        ("/var/lib/larval/s.db", "/var/lib/larval/s.db", "daemon.state_key", "is the store"),
+        (None, "/etc/larval/state.key", "daemon.state_key", "without daemon.state"),
+    ],
+)
+def test_a_bad_state_path_is_named(
+    state: str | None, state_key: str | None, named: str, why: str
+) -> None:
+    data = _with(["daemon", "tun"], "larval0")
+    if state is not None:
+        data["daemon"]["state"] = state
+    if state_key is not None:
+        data["daemon"]["state_key"] = state_key
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "larval.toml")
+    assert str(info.value).startswith(f"larval.toml: {named}: ")
+    assert why in str(info.value)

@@ -82,6 +82,22 @@ def test_a_bad_value_is_one_line_naming_the_key(
     assert named in run_refused(tmp_path, text)
 
 
+@pytest.mark.parametrize(
+    ("lines", "named"),
+    [
+        ('state = "state.db"', 'daemon.state: "state.db" is not an absolute path'),
+        ('state = "/var/lib/larval/"', 'daemon.state: "/var/lib/larval/" names a directory'),
+        ("state = 5", "daemon.state: 5 is not a path"),
+        ('state_key = "/etc/k"', "daemon.state_key: given without daemon.state"),
+    ],
+)
+def test_a_bad_state_path_is_one_line_naming_the_key(
+    tmp_path: Path, lines: str, named: str
+) -> None:
+    text = config(tmp_path).replace("[daemon]\n", f"[daemon]\n{lines}\n", 1)
+    assert f"larval.toml: {named}" in run_refused(tmp_path, text)
+
+
 @pytest.mark.parametrize("key", ["connections", "secrets"])
 def test_a_table_that_is_a_number(tmp_path: Path, key: str) -> None:
     line = run_refused(tmp_path, f"{key} = 5\n")

@@ -172,6 +172,14 @@ asks a PSK for as much unpredictability as the keys it protects, and one capture
 exchange lets an attacker try short ones offline.
 strongSwan only warns. A configuration with no ``[connections]`` at all still starts
 (as strongSwan does), with a warning that nothing will be negotiated.
+
+State that survives a restart (`larval.store.sqlite`)::
+
+    [daemon]
+    state = "/var/lib/larval/state.db"       # absent: nothing is kept
+    state_key = "/etc/larval/state.key"      # optional: default state.key beside it
+
+Both are absolute paths; ``state_key`` without ``state`` is an error (`_state`).
 """
 
 from __future__ import annotations
@@ -180,6 +188,7 @@ import dataclasses
 import ipaddress
 import logging
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -208,13 +217,15 @@ from larval.spd import Policy
 from larval.spd.config import ConfigReader, policies_from_entry, read_config_text
 from larval.spd.errors import PolicyFileError
 from larval.spd.selector import IPAddress
+from larval.store.sqlite import default_key_path
 
 log = logging.getLogger("larval.daemon")
 _T = TypeVar("_T")
 
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
-               "credentials", "resolv_file", "routing_table", "routing_table_prio")  # fmt: skip
+               "credentials", "resolv_file", "routing_table", "routing_table_prio",
+               "state", "state_key")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -319,6 +330,10 @@ class DaemonConfig:
     #: go and the priority of the rule that looks them up (0: the main table, no rule).
     routing_table: int = DEFAULT_ROUTING_TABLE
     routing_table_prio: int = DEFAULT_ROUTING_TABLE
+    #: ``daemon.state``: the state store's file (None: a `MemoryStore`, nothing kept).
+    state: str | None = None
+    #: ``daemon.state_key``: the state key's file; beside the store unless given.
+    state_key: str | None = None
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -384,6 +399,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         if "resolv_file" in daemon else None,
     )  # fmt: skip
     config.routing_table, config.routing_table_prio = _routing_table(r, daemon)
+    config.state, config.state_key = _state(r, daemon)
     every_secret = top.get("secrets", {})
     eap_passwords = _eap_secrets(r, every_secret)
     if isinstance(every_secret, dict):
@@ -439,6 +455,33 @@ def _routing_table(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[int, int
                      daemon.get("routing_table_prio", DEFAULT_ROUTING_TABLE),
                      MAIN_RULE_PRIORITY - 1, 1)  # fmt: skip
     return table, prio
+
+
+def _state(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``daemon.state`` and ``daemon.state_key``: absolute paths of files, the key's
+    defaulting to ``state.key`` beside the store."""
+    paths: dict[str, str] = {}
+    for name in ("state", "state_key"):
+        if name not in daemon:
+            continue
+        key = f"daemon.{name}"
+        path = _string(r, key, daemon[name])
+        if "\0" in path:
+            raise r.error(key, "a path holds no NUL character")
+        if not os.path.isabs(path):
+            raise r.error(key, f"{r.show(path)} is not an absolute path")
+        if os.path.basename(path) in ("", ".", ".."):
+            raise r.error(key, f"{r.show(path)} names a directory, not a file")
+        paths[name] = os.path.normpath(path)
+    if "state" not in paths:
+        if "state_key" in paths:
+            raise r.error("daemon.state_key", "given without daemon.state, the store it opens")
+        return None, None
+    state = paths["state"]
+    key = paths.get("state_key", default_key_path(state))
+    if key == state:
+        raise r.error("daemon.state_key", f"{r.show(key)} is the store itself")
+    return state, key
 
 
 def _pools(r: ConfigReader, value: object) -> Pools:
