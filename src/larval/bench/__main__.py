@@ -45,6 +45,12 @@ def _ra(args: argparse.Namespace) -> dict[str, Any]:
     return ra.run(n=args.clients)
 
 
+def _store(args: argparse.Namespace) -> dict[str, Any]:
+    from larval.bench import store
+
+    return store.run()
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sadb": _sadb,
     "spd": _spd,
@@ -52,6 +58,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "ike": _ike,
     "tunnel": _tunnel,
     "ra": _ra,
+    "store": _store,
 }
 
 
