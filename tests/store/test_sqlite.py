@@ -345,3 +345,12 @@ def test_a_failed_batch_leaves_nothing_of_itself(tmp_path: Path) -> None:
     store.write({(LEASE, "a"): b"2"})
     assert store.load() == {LEASE: {"kept": b"1", "a": b"2"}}
     store.close()
+
+
+def test_fresh_sets_aside_a_store_whose_key_is_lost_and_makes_a_new_key(tmp_path: Path) -> None:
+    db = _filled(tmp_path)
+    (tmp_path / "state.key").unlink()
+    opened = open_store(db, fresh=True, now=NOW)
+    assert opened.key_created and opened.moved_to == str(tmp_path / f"state.db.old-{STAMP}")
+    assert opened.store.load() == {}
+    opened.store.close()
