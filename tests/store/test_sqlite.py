@@ -354,3 +354,18 @@ def test_fresh_sets_aside_a_store_whose_key_is_lost_and_makes_a_new_key(tmp_path
     assert opened.key_created and opened.moved_to == str(tmp_path / f"state.db.old-{STAMP}")
     assert opened.store.load() == {}
     opened.store.close()
+
+
+def test_a_store_open_elsewhere_is_refused_and_not_moved_aside(tmp_path: Path) -> None:
+    db = _filled(tmp_path)
+    first = open_store(db, now=NOW)
+    with pytest.raises(StoreError, match=f"{db}: the state store is in use by another process"):
+        open_store(db, now=NOW)
+    with pytest.raises(StoreError, match="in use"):
+        open_store(db, fresh=True, now=NOW)
+    assert not list(tmp_path.glob("*corrupt*")) and not list(tmp_path.glob("*.old-*"))
+    assert first.store.load()[IKE_SA] == {"a/b": SECRET_VALUE}
+    first.store.close()
+    second = open_store(db, now=NOW)
+    assert second.moved_to is None
+    second.store.close()

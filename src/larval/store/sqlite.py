@@ -12,6 +12,7 @@ Theory of operation
   key is recognised at open, even in a store with no records.
 * The file (and the ``-wal`` and ``-shm`` SQLite makes beside it, which take the file's
   mode) is created 0600; an existing one readable by group or others is refused.
+* One process at a time: the store is flocked while open; a second process is refused.
 * Threads: one connection, opened with ``check_same_thread=False`` and used only under
   one lock, so a writer thread and the event loop may share the store; each call holds
   the lock for one transaction.
@@ -24,6 +25,7 @@ Theory of operation
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -84,15 +86,21 @@ class SqliteStore:
         self._closed = False
         self.writes = 0  # batches written, for tests and benchmarks
         _create_or_check_mode(self.path)
-        _check_header(self.path)
+        self._owner = _take(self.path)
         try:
+            _check_header(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
+            os.close(self._owner)
             raise StoreError(f"{self.path}: cannot open: {e}") from None
+        except BaseException:
+            os.close(self._owner)
+            raise
         try:
             self._prepare()
         except BaseException:
             self._db.close()
+            os.close(self._owner)
             raise
 
     def __repr__(self) -> str:
@@ -211,10 +219,28 @@ class SqliteStore:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                os.close(self._owner)
 
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise StoreError(f"{self.path}: {what} after close")
+
+
+def _take(path: str) -> int:
+    """One process at a time: two daemons writing one store would send the same sequence
+    numbers. An flock on the file, held while the store is open, released by the kernel
+    when the process dies however it dies; SQLite's own locks are fcntl locks, which
+    flock does not disturb on Linux."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot open the state store: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"{path}: the state store is in use by another process") from None
+    return fd
 
 
 def _check_header(path: str) -> None:
@@ -302,7 +328,11 @@ def open_store(
     moved_to: str | None = None
     why: str | None = None
     if fresh and os.path.lexists(path):
-        moved_to, why = _move_aside(path, "old", now), "set aside by --fresh"
+        owner = _take(path)  # not from under a daemon that has it open
+        try:
+            moved_to, why = _move_aside(path, "old", now), "set aside by --fresh"
+        finally:
+            os.close(owner)
         log.warning("%s: moved aside to %s (--fresh)", path, moved_to)
     key_created = False
     if not os.path.lexists(key_file):
