@@ -369,3 +369,14 @@ def test_a_store_open_elsewhere_is_refused_and_not_moved_aside(tmp_path: Path) -
     second = open_store(db, now=NOW)
     assert second.moved_to is None
     second.store.close()
+
+
+def test_a_store_dropped_without_close_lets_go(tmp_path: Path) -> None:
+    import gc
+
+    db = _filled(tmp_path)
+    open_store(db, now=NOW).store.write({(LEASE, "y"): b"2"})
+    gc.collect()
+    again = open_store(db, now=NOW)
+    assert again.store.load()[LEASE] == {"rw/10.3.0.1": b"carol", "y": b"2"}
+    again.store.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import sqlite3
@@ -91,16 +92,16 @@ class SqliteStore:
             _check_header(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
-            os.close(self._owner)
+            self._owner.close()
             raise StoreError(f"{self.path}: cannot open: {e}") from None
         except BaseException:
-            os.close(self._owner)
+            self._owner.close()
             raise
         try:
             self._prepare()
         except BaseException:
             self._db.close()
-            os.close(self._owner)
+            self._owner.close()
             raise
 
     def __repr__(self) -> str:
@@ -219,14 +220,14 @@ class SqliteStore:
             if not self._closed:
                 self._closed = True
                 self._db.close()
-                os.close(self._owner)
+                self._owner.close()
 
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise StoreError(f"{self.path}: {what} after close")
 
 
-def _take(path: str) -> int:
+def _take(path: str) -> io.FileIO:
     """One process at a time: two daemons writing one store would send the same sequence
     numbers. An flock on the file, held while the store is open, released by the kernel
     when the process dies however it dies; SQLite's own locks are fcntl locks, which
@@ -240,7 +241,8 @@ def _take(path: str) -> int:
     except OSError:
         os.close(fd)
         raise StoreError(f"{path}: the state store is in use by another process") from None
-    return fd
+    # A file object, so that a store dropped without close() lets go when collected.
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def _check_header(path: str) -> None:
@@ -332,7 +334,7 @@ def open_store(
         try:
             moved_to, why = _move_aside(path, "old", now), "set aside by --fresh"
         finally:
-            os.close(owner)
+            owner.close()
         log.warning("%s: moved aside to %s (--fresh)", path, moved_to)
     key_created = False
     if not os.path.lexists(key_file):
