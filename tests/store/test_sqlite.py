@@ -380,3 +380,20 @@ def test_a_store_dropped_without_close_lets_go(tmp_path: Path) -> None:
     again = open_store(db, now=NOW)
     assert again.store.load()[LEASE] == {"rw/10.3.0.1": b"carol", "y": b"2"}
     again.store.close()
+
+
+def test_a_wal_left_without_its_store_is_set_aside_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    opened = open_store(db, now=NOW)
+    opened.store.write({(IKE_SA, "old"): b"1"})
+    # As a kill -9 leaves it: the WAL holds the write. Then the store alone is removed.
+    wal = (tmp_path / "state.db-wal").read_bytes()
+    assert wal
+    opened.store.close()
+    db.unlink()
+    (tmp_path / "state.db-wal").write_bytes(wal)
+    (tmp_path / "state.db-wal").chmod(0o600)
+    again = open_store(db, now=NOW)
+    assert again.store.load() == {}
+    assert [p.read_bytes() for p in tmp_path.glob("state.db.orphan-*-wal")] == [wal]
+    again.store.close()

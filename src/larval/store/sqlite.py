@@ -245,6 +245,23 @@ def _take(path: str) -> io.FileIO:
     return io.FileIO(fd, "rb", closefd=True)
 
 
+def _set_aside_orphans(path: str) -> None:
+    """A -wal or -shm left without its store (the store removed by hand after a crash)
+    belongs to another database: moved aside untouched, not left for SQLite to find
+    beside the new store."""
+    orphans = [side for side in _SIDE_FILES if os.path.lexists(path + side)]
+    if not orphans:
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for side in orphans:
+        target = f"{path}.orphan-{stamp}{side}"
+        try:
+            os.replace(path + side, target)
+        except OSError as e:
+            raise StoreError(f"{path}{side}: cannot move it aside: {e.strerror}") from None
+        log.warning("%s%s: left without its store; moved aside to %s", path, side, target)
+
+
 def _check_header(path: str) -> None:
     """Refuse a file that is not empty and not SQLite before SQLite opens it: SQLite
     would delete the -wal and -shm beside it when closed, and they go aside with it."""
@@ -268,6 +285,7 @@ def _create_or_check_mode(path: str) -> None:
         raise StoreError(f"{path}: cannot create the state store: {e.strerror}") from None
     else:
         os.close(fd)
+        _set_aside_orphans(path)
         return
     for name in (path, *(path + side for side in _SIDE_FILES)):
         try:
