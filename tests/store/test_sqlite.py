@@ -397,3 +397,10 @@ def test_a_wal_left_without_its_store_is_set_aside_untouched(tmp_path: Path) -> 
     assert again.store.load() == {}
     assert [p.read_bytes() for p in tmp_path.glob("state.db.orphan-*-wal")] == [wal]
     again.store.close()
+
+
+def test_a_directory_where_the_store_goes_is_named(tmp_path: Path) -> None:
+    (tmp_path / "state.db").mkdir(mode=0o700)
+    StateKey.create(tmp_path / "state.key")
+    with pytest.raises(StoreError, match=r"state\.db: not a regular file"):
+        open_store(tmp_path / "state.db")

@@ -289,11 +289,14 @@ def _create_or_check_mode(path: str) -> None:
         return
     for name in (path, *(path + side for side in _SIDE_FILES)):
         try:
-            mode = stat.S_IMODE(os.stat(name).st_mode)
+            st = os.stat(name)
         except FileNotFoundError:
             continue
         except OSError as e:
             raise StoreError(f"{name}: cannot read the state store: {e.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{name}: not a regular file, so not a state store")
+        mode = stat.S_IMODE(st.st_mode)
         if mode & 0o044:
             raise StoreError(
                 f"{name}: the state store is mode {mode:04o}, readable by group or others; "
