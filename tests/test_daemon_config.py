@@ -483,3 +483,14 @@ def test_a_bad_state_path_is_named(
         parse_config(data, "larval.toml")
     assert str(info.value).startswith(f"larval.toml: {named}: ")
     assert why in str(info.value)
+
+
+def test_a_changed_state_path_takes_a_restart() -> None:
+    from larval.daemon.reload import daemon_changes
+
+    running = parse_config(_with(["daemon", "state"], "/var/lib/larval/state.db"), "larval.toml")
+    fresh = parse_config(_with(["daemon", "state"], "/var/lib/larval/other.db"), "larval.toml")
+    assert daemon_changes(running, fresh) == ["state"]  # the key is beside both
+    fresh = parse_config(_with(["daemon", "state"], "/srv/larval/state.db"), "larval.toml")
+    assert daemon_changes(running, fresh) == ["state", "state_key"]
+    assert daemon_changes(running, running) == []
