@@ -404,3 +404,12 @@ def test_a_directory_where_the_store_goes_is_named(tmp_path: Path) -> None:
     StateKey.create(tmp_path / "state.key")
     with pytest.raises(StoreError, match=r"state\.db: not a regular file"):
         open_store(tmp_path / "state.db")
+
+
+def test_read_key_file_gives_the_bytes_state_key_uses(tmp_path: Path) -> None:
+    from larval.store.crypto import read_key_file
+
+    key = StateKey.create(tmp_path / "state.key")
+    raw = read_key_file(tmp_path / "state.key")
+    assert len(raw) == 32
+    assert StateKey(raw).open("lease", "x", key.seal("lease", "x", b"v")) == b"v"

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from larval.store import StoreError
 
-__all__ = ["KEY_SIZE", "NONCE_SIZE", "SealError", "StateKey", "StateKeyError"]
+__all__ = ["KEY_SIZE", "NONCE_SIZE", "SealError", "StateKey", "StateKeyError", "read_key_file"]
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -58,19 +58,8 @@ class StateKey:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> StateKey:
-        """Read a key file; refused unless mode 0600 or stricter."""
-        name = os.fspath(path)
-        try:
-            with open(name, "rb") as f:
-                mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-                data = f.read(2 * KEY_SIZE + 3)
-        except OSError as e:
-            raise StateKeyError(f"{name}: cannot read the state key: {e.strerror}") from None
-        if mode & 0o077:
-            raise StateKeyError(
-                f"{name}: the state key is mode {mode:04o}, open to group or others; chmod 600 it"
-            )
-        return cls(_parse_key(name, data), name)
+        """Read a key file (`read_key_file`)."""
+        return cls(read_key_file(path), os.fspath(path))
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> StateKey:
@@ -107,6 +96,23 @@ class StateKey:
                 f"{kind} {key!r}: does not open under {self.source} "
                 "(another key, changed, or moved from another record)"
             ) from None
+
+
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """The 32 key bytes of a key file, raw or hex; refused unless mode 0600 or stricter.
+    Every backend that seals values reads its key with this."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            data = f.read(2 * KEY_SIZE + 3)
+    except OSError as e:
+        raise StateKeyError(f"{name}: cannot read the state key: {e.strerror}") from None
+    if mode & 0o077:
+        raise StateKeyError(
+            f"{name}: the state key is mode {mode:04o}, open to group or others; chmod 600 it"
+        )
+    return _parse_key(name, data)
 
 
 def _associated(kind: str, key: str) -> bytes:
