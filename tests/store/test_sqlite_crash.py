@@ -29,6 +29,25 @@ while True:
 """
 
 
+def _acknowledged_until_killed(proc: subprocess.Popen[bytes], seconds: float) -> int:
+    """Once it writes, let it write for `seconds`, then SIGKILL it in the middle of
+    whatever it does; the last batch it acknowledged (the clock starts after its first
+    batch: a loaded machine may take long to start Python)."""
+    assert proc.stdout is not None
+    acknowledged = int(proc.stdout.readline() or b"-1")
+    assert acknowledged == 0, "the writer died by itself"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "the writer died by itself"
+        acknowledged = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    # Lines already in the pipe were acknowledged before the kill, too.
+    for line in proc.stdout.read().splitlines():
+        acknowledged = int(line)
+    return acknowledged
+
+
 def test_every_acknowledged_batch_survives_kill_9(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     src = str(Path(__file__).resolve().parents[2] / "src")
@@ -38,20 +57,13 @@ def test_every_acknowledged_batch_survives_kill_9(tmp_path: Path) -> None:
             [sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, env=env
         )
         assert proc.stdout is not None
-        # Let it write for a while, then kill it in the middle of whatever it does.
-        deadline = time.monotonic() + 0.3 + 0.2 * trial
-        acknowledged = -1
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "the writer died by itself"
-            acknowledged = int(line)
-        os.kill(proc.pid, signal.SIGKILL)
-        # Lines already in the pipe were acknowledged before the kill, too.
-        for line in proc.stdout.read().splitlines():
-            acknowledged = int(line)
-        proc.wait()
+        try:
+            acknowledged = _acknowledged_until_killed(proc, 0.2 + 0.2 * trial)
+        finally:
+            proc.kill()
+            proc.wait()
         assert proc.returncode == -signal.SIGKILL
-        assert acknowledged > 10
+        assert acknowledged >= 5
 
         opened = open_store(db)
         assert opened.moved_to is None, opened.why
