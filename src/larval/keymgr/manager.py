@@ -60,8 +60,10 @@ from larval.ike.events import (
     IkeSaUp,
 )
 from larval.ike.sa import IkeSa, Phase
+from larval.ike.state import IkeSaState
 from larval.ikev2.negotiate import suite_get
 from larval.ikev2.stateless import Cookies
+from larval.keymgr import persist as persistence
 from larval.keymgr.pfkey_side import (
     AcquireError,
     ChildKeys,
@@ -77,7 +79,15 @@ from larval.keymgr.pfkey_side import (
     parse_policy_request,
     selector_pairs,
 )
-from larval.keymgr.versions import VERSIONS, Candidate, Candidates, IkeVersion, SessionHooks, Start
+from larval.keymgr.versions import (
+    VERSIONS,
+    Candidate,
+    Candidates,
+    IkeVersion,
+    SessionHooks,
+    Start,
+    restore_session,
+)
 from larval.lograte import LogLimiter
 from larval.pfkey import (
     ExtType,
@@ -90,6 +100,7 @@ from larval.pfkey import (
     decode_header,
 )
 from larval.pools import Lease, PoolAttributes, Pools
+from larval.store import StateStore
 
 log = logging.getLogger("larval.ike")
 
@@ -204,6 +215,8 @@ class KeyManager:
         self._seq = 0
         self.pid = os.getpid()
         self.now = 0.0
+        #: Where IKE SAs and CHILD_SAs are kept across a restart (`attach_store`).
+        self.persist: persistence.Persistence | None = None
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -229,10 +242,13 @@ class KeyManager:
         """Extended REGISTER, then the CHILD_SAs configured with start_action = start."""
         self.now = now
         self._call(extended_register(self._next_seq(), self.pid))
+        up = self._restore(now)
         for conn in self.connections.values():
             for child in conn.children:
                 if conn.start_action.get(child.name) != "start":
                     continue
+                if (conn.ike.name, child.name) in up:
+                    continue  # restored from the state store
                 if not conn.ike.can_initiate:
                     log.warning("%s: start_action = start, but remote_addrs names no "
                                 "one address to initiate to; only answering",
@@ -677,8 +693,52 @@ class KeyManager:
                 heapq.heapify(self._timers)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        if not persistence.flush_or_hold(self):
+            self._outbox = []  # not durable: retransmission sends it again, written first
+            return []
         out, self._outbox = self._outbox, []
         return out
+
+    # -- the state store (larval.keymgr.persist) -------------------------------------------
+
+    def attach_store(self, store: StateStore) -> None:
+        """Keep IKE SAs and CHILD_SAs in `store`; `start` restores what it holds."""
+        self.persist = persistence.Persistence(store)
+
+    def _restore(self, now: float) -> set[tuple[str, str]]:
+        """What the store holds, back (`larval.keymgr.persist.restore`); the
+        (connection, child) pairs that are up again."""
+        if self.persist is None:
+            return set()
+        persistence.restore(self, now)
+        return {(c.connection, c.name) for c in self.children.values()}
+
+    def _restore_session(self, conn: Connection, value: IkeSaState, local: IPAddress) -> IkeSa:
+        """The session `value` holds, of `conn` between `local` and its peer."""
+        ike = _between(conn.ike, local, ipaddress.ip_address(value.transport.remote[0]))
+        hooks = SessionHooks(
+            allocate_spi=lambda: self._getspi(ike),
+            child_policy=lambda tsi, tsr, mode="tunnel": self._responder_policy(
+                conn, ike, tsi, tsr, mode
+            ),
+            random_bytes=self._random,
+            fragment_size=_message_size(ike),
+        )
+        restored = restore_session(value, ike, hooks)
+        self._session_conn[restored.spi_i] = conn
+        return restored
+
+    def _restored(self, session: IkeSa, now: float) -> None:
+        self.sessions[session.spi_i] = session
+        self._authenticated.add(id(session))
+        self._drain(session, now)
+
+    def _kept_as(self, session: IkeSa) -> tuple[str, str] | None:
+        """A session's connection name and local address, if it is still kept."""
+        if self.sessions.get(session.spi_i) is not session:
+            return None
+        conn = self._session_conn.get(session.spi_i)
+        return None if conn is None else (conn.ike.name, str(session.config.local_addr))
 
     # -- what sessions report --------------------------------------------------------------
 
@@ -738,6 +798,8 @@ class KeyManager:
         if session.phase is Phase.CLOSED:
             self.sessions.pop(session.spi_i, None)
             self._authenticated.discard(id(session))
+        if self.persist is not None:
+            self.persist.touch(session)
         self._schedule(session)
 
     def _log_down(self, session: IkeSa, name: str, reason: str, now: float) -> None:
@@ -769,6 +831,8 @@ class KeyManager:
             log.info("%s: CHILD_SA %s: the peer's NAT mapping changed, ESP in UDP to port %d "
                      "(was %d)", name, record.name, port, record.natt_port)  # fmt: skip
             record.natt_port = port
+            if self.persist is not None:
+                self.persist.child_moved(spi_in, port)
 
     def _fail_acquire(self, child: ChildConfig) -> None:
         seq = child.reference
@@ -891,14 +955,22 @@ class KeyManager:
                              up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
 
         def install(msg_type: int, keys: ChildKeys, is_in: bool, pair: int) -> None:
-            refused = self._refusal(keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in,
-                                             seq=seq, pid=self.pid, pair_spi=pair,
-                                             natt_port=natt))  # fmt: skip
+            message = keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in, seq=seq,
+                               pid=self.pid, pair_spi=pair, natt_port=natt)  # fmt: skip
+            refused = self._refusal(message)
+            if refused is None and self.persist is not None:
+                self.persist.sa_installed(up.spi_in, "in" if is_in else "out", message)
             if refused is not None:
                 log.warning("%s: %s of SPI %08x refused: errno %d, diagnostic %d", ike.name,
                             SadbMsgType(msg_type).name, keys.spi, refused.errno,
                             refused.diagnostic)  # fmt: skip
 
+        record = ChildRecord(
+            ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
+            ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
+        )  # fmt: skip
+        if self.persist is not None:
+            self.persist.child_installed(record, _child_doc(record, lifetimes))
         install(SadbMsgType.UPDATE, inbound, True, 0)
         if up.replaces is not None and up.replaces in self.children:
             # The peer's rekey: our outbound SA waits for its DELETE of the old CHILD_SA
@@ -918,10 +990,7 @@ class KeyManager:
         else:
             install(SadbMsgType.ADD, outbound, False, up.spi_in)
         self._acquiring.discard((ike.name, up.child.name))
-        self.children[up.spi_in] = ChildRecord(
-            ike.name, up.child.name, up.spi_in, up.spi_out, up.suite, ike.local_addr,
-            ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
-        )  # fmt: skip
+        self.children[up.spi_in] = record
         if log.isEnabledFor(logging.INFO):  # the suite is formatted to be written only
             log.info("%s: CHILD_SA %s installed, SPIs %08x in / %08x out, %s", ike.name,
                      up.child.name, up.spi_in, up.spi_out,
@@ -952,6 +1021,8 @@ class KeyManager:
 
     def _uninstall(self, spi_in: int) -> None:
         record = self.children.pop(spi_in, None)
+        if self.persist is not None:
+            self.persist.child_gone(spi_in)
         if record is None:
             return
         renewal = self._outbound_due.pop(self._renewed_by.pop(spi_in, -1), None)
@@ -1043,6 +1114,21 @@ def _auth_info(info: AuthInfo | None) -> dict[str, Any] | None:
     if info.rounds:
         fields["rounds"] = [_auth_info(r) for r in info.rounds]
     return fields
+
+
+def _child_doc(record: ChildRecord, lifetimes: Lifetimes) -> dict[str, Any]:
+    """A CHILD_SA's record in the state store, lifetimes as absolute times."""
+    at = record.installed
+    return {
+        "connection": record.connection, "name": record.name, "spi_out": record.spi_out,
+        "suite": persistence.suite_json(record.suite),
+        "local": str(record.local), "remote": str(record.remote),
+        "local_ts": [str(n) for n in record.local_ts],
+        "remote_ts": [str(n) for n in record.remote_ts],
+        "installed": at, "natt_port": record.natt_port,
+        "soft_at": at + lifetimes.soft_addtime if lifetimes.soft_addtime else None,
+        "hard_at": at + lifetimes.hard_addtime if lifetimes.hard_addtime else None,
+    }  # fmt: skip
 
 
 def _same_peer(old: IkeSa, new: IkeSa) -> bool:

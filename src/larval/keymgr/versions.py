@@ -17,6 +17,7 @@ from larval.ike.config import ChildPolicy, IkeConfig
 from larval.ike.datagram import Recipient
 from larval.ike.errors import IkeNotifyError
 from larval.ike.sa import IkeSa
+from larval.ike.state import IkeSaState, IkeStateError
 from larval.ikev1 import stateless as v1_stateless
 from larval.ikev1.constants import NotifyType as V1Notify
 from larval.ikev1.errors import IkeV1ProtocolError
@@ -28,7 +29,15 @@ from larval.ikev2.exchanges.config_payload import AddressPool
 from larval.ikev2.exchanges.select import Candidate, Candidates
 from larval.ikev2.session import IkeSession
 
-__all__ = ["VERSIONS", "Candidate", "Candidates", "IkeVersion", "SessionHooks", "Start"]
+__all__ = [
+    "VERSIONS",
+    "Candidate",
+    "Candidates",
+    "IkeVersion",
+    "SessionHooks",
+    "Start",
+    "restore_session",
+]
 
 _NO_SPI = "the stack gave no SPI"
 
@@ -126,3 +135,25 @@ VERSIONS: dict[int, IkeVersion] = {
         _ikev2,
     ),
 }  # fmt: skip
+
+
+def restore_session(value: IkeSaState, ike: IkeConfig, hooks: SessionHooks) -> IkeSa:
+    """The session of `value`'s version that continues the IKE SA it holds
+    (`IkeStateError` if it is not of `ike`, or of no version larval speaks)."""
+    version = VERSIONS.get(value.ike_version)
+    if version is None:
+        raise IkeStateError(f"IKE SA state of {value.name!r} is IKEv{value.ike_version}")
+
+    def allocate_spi() -> int:
+        spi = hooks.allocate_spi()
+        if spi is None:
+            raise version.no_spi()
+        return spi
+
+    cls: type[IkeV1Session] | type[IkeSession] = (
+        IkeV1Session if value.ike_version == 1 else IkeSession
+    )
+    session: IkeSa = cls.restore(value, ike, allocate_spi=allocate_spi,
+                                 child_policy=hooks.child_policy,
+                                 random_bytes=hooks.random_bytes)  # fmt: skip
+    return session

@@ -1,0 +1,346 @@
+"""What the key manager keeps in a `larval.store.StateStore`, and how it comes back.
+
+Theory of operation
+-------------------
+* Records (kinds of `larval.store`):
+
+  - ``IKE_SA``, key ``SPIi-hex/SPIr-hex``: a JSON document ``{"connection", "local",
+    "state"}``: the connection's name, this end's address of the IKE SA, and the
+    session's `snapshot()` as `IkeSaState.to_json()`.
+  - ``CHILD_SA``, key the inbound SPI in hex: a JSON document with what the key manager
+    needs to install the CHILD_SA's SAs again: its names, SPIs, suite, addresses and
+    selectors, the NAT-T port, when it was installed and when its soft and hard
+    lifetimes run out (absolute times), and each direction's SA as the PF_KEY message
+    that installed it (hex; keys, replay window, selectors and inner pairs are in it).
+
+* Writing: the key manager marks an IKE SA each time one of its calls ran the session
+  (`touch`), and a CHILD_SA as its SAs are installed or deleted. `flush` is called before
+  datagrams leave (`KeyManager.datagrams_to_send`), so one batch a turn holds every
+  change, and a message with a new Message ID leaves only once the IKE SA's value with
+  that Message ID is durable (a request we send, and the reply we cache for the peer's).
+  An IKE SA that went away is deleted with its record.
+* A snapshot is possible only between exchanges (`IkeStateError`). While one of ours is
+  under way (a CREATE_CHILD_SA, a rekey), the record keeps the value from before it.
+  After a kill then, the restored IKE SA is the one before the exchange: a CHILD_SA the
+  exchange made is not known (the peer's copy lapses at its lifetime or is deleted by
+  the peer's DPD/rekey), and our next request takes up the Message ID of the lost one;
+  the peer answers it from its cached reply only if it saw the lost request, which it
+  then treats as a retransmission. A request of the peer's that was under way is no
+  hazard: the reply we sent was written with the IKE SA before it left, and the peer's
+  retransmission is answered from it.
+* Restoring (`restore`, at start): each IKE SA of a connection still configured is
+  restored; its CHILD_SAs' SAs are ADDed again with the stored keys, lifetimes set to
+  what remains of them. An IKE SA past its expiry, or a CHILD_SA past its hard lifetime,
+  is deleted with a DELETE to the peer; a CHILD_SA whose record is missing too (its keys
+  are gone). Records that belong to nothing restored are deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from larval.crypto.ike_transforms import Transform
+from larval.ike.sa import IkeSa, Phase
+from larval.ike.state import IkeSaState, IkeStateError
+from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, decode
+from larval.pfkey.errors import PfkeyError
+from larval.store import CHILD_SA, IKE_SA, RecordKey, StateStore, StoreError
+
+if TYPE_CHECKING:
+    from larval.keymgr.manager import ChildRecord, KeyManager
+
+log = logging.getLogger("larval.ike")
+
+__all__ = ["Persistence", "RestoreReport", "child_key", "ike_key"]
+
+
+def ike_key(session: IkeSa) -> str:
+    return f"{session.spi_i.hex()}/{session.spi_r.hex()}"
+
+
+def child_key(spi_in: int) -> str:
+    return f"{spi_in:08x}"
+
+
+class Persistence:
+    """The key manager's writer to its store (module docstring)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._dirty: dict[int, IkeSa] = {}  # by id(): the sessions a call ran
+        self._ike_keys: dict[int, str] = {}  # id(session) -> its record's key, once written
+        self._puts: dict[RecordKey, bytes] = {}
+        self._deletes: set[RecordKey] = set()
+        self._children: dict[int, dict[str, Any]] = {}  # inbound SPI -> its record
+        self.deferred = 0  # snapshots put off by an exchange under way (status, tests)
+
+    def __repr__(self) -> str:
+        return f"<Persistence {self.store!r}>"
+
+    # -- what changed ----------------------------------------------------------------------
+
+    def touch(self, session: IkeSa) -> None:
+        self._dirty[id(session)] = session
+
+    def child_installed(self, record: ChildRecord, doc: dict[str, Any]) -> None:
+        """A CHILD_SA's inbound SA is in the stack; `doc` its record without the SAs."""
+        doc = dict(doc, sas={})
+        self._children[record.spi_in] = doc
+        self._put_child(record.spi_in)
+
+    def sa_installed(self, spi_in: int, direction: str, message: PfkeyMessage) -> None:
+        """One of the CHILD_SA's SAs went to the stack as `message` (UPDATE or ADD)."""
+        doc = self._children.get(spi_in)
+        if doc is None:
+            return
+        doc["sas"][direction] = message.encode().hex()
+        self._put_child(spi_in)
+
+    def child_moved(self, spi_in: int, natt_port: int) -> None:
+        doc = self._children.get(spi_in)
+        if doc is not None:
+            doc["natt_port"] = natt_port
+            self._put_child(spi_in)
+
+    def child_gone(self, spi_in: int) -> None:
+        self._children.pop(spi_in, None)
+        key = (CHILD_SA, child_key(spi_in))
+        self._puts.pop(key, None)
+        self._deletes.add(key)
+
+    def _put_child(self, spi_in: int) -> None:
+        key = (CHILD_SA, child_key(spi_in))
+        self._deletes.discard(key)
+        self._puts[key] = json.dumps(self._children[spi_in], sort_keys=True).encode()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def flush(self, connection_of: Callable[[IkeSa], tuple[str, str] | None]) -> None:
+        """Write what changed since the last flush, in one batch; `connection_of` gives a
+        session's connection name and local address (None: it is no longer kept).
+        Raises `StoreError` (and `StoreFenced`) as the store does."""
+        dirty, self._dirty = self._dirty, {}
+        for ident, session in dirty.items():
+            old = self._ike_keys.get(ident)
+            where = connection_of(session)
+            if where is None or session.phase in (Phase.CLOSED, Phase.REPLACED):
+                if old is not None:
+                    self._deletes.add((IKE_SA, old))
+                    self._ike_keys.pop(ident, None)
+                continue
+            if session.phase is not Phase.ESTABLISHED:
+                continue  # nothing to keep before it is up
+            try:
+                value = session.snapshot()
+            except IkeStateError:
+                self.deferred += 1  # the last value written stands (module docstring)
+                self._dirty.setdefault(ident, session)  # and is tried again next turn
+                continue
+            key = ike_key(session)
+            if old is not None and old != key:
+                self._deletes.add((IKE_SA, old))
+            doc = {"connection": where[0], "local": where[1], "state": value.to_json()}
+            self._puts[(IKE_SA, key)] = json.dumps(doc, sort_keys=True).encode()
+            self._deletes.discard((IKE_SA, key))
+            self._ike_keys[ident] = key
+        if not self._puts and not self._deletes:
+            return
+        puts, deletes = self._puts, self._deletes
+        self.store.write(puts, deletes)
+        self._puts, self._deletes = {}, set()
+
+    def adopt(self, session: IkeSa, key: str) -> None:
+        """A restored session: its record is `key`."""
+        self._ike_keys[id(session)] = key
+
+    def adopt_child(self, spi_in: int, doc: dict[str, Any]) -> None:
+        self._children[spi_in] = doc
+
+    def forget(self, session: IkeSa) -> None:
+        self._dirty.pop(id(session), None)
+
+
+@dataclasses.dataclass
+class RestoreReport:
+    """What `restore` found: counts for its summary line and for tests."""
+
+    ike_sas: int = 0
+    child_sas: int = 0
+    expired: int = 0
+    dropped: int = 0  # records of no connection configured, unreadable, or of nothing
+
+
+def suite_json(suite: tuple[Transform, ...]) -> list[list[int | None]]:
+    return [[int(t.type), t.id, t.key_bits] for t in suite]
+
+
+def suite_of(value: list[list[int | None]]) -> tuple[Transform, ...]:
+    from larval.crypto.ike_transforms import TransformType
+
+    return tuple(Transform(TransformType(int(t[0] or 0)), int(t[1] or 0), t[2]) for t in value)
+
+
+def readded(hexed: str, now: float, soft_at: float | None, hard_at: float | None) -> bytes:
+    """The PF_KEY message that installed an SA, as an ADD with what remains of its
+    lifetimes (an UPDATE of a LARVAL SA has no LARVAL SA to update after a restart)."""
+    msg = decode(bytes.fromhex(hexed))
+    exts = []
+    for ext in msg.extensions:
+        if isinstance(ext, SadbLifetime) and ext.ext_type in (
+            ExtType.LIFETIME_HARD,
+            ExtType.LIFETIME_SOFT,
+        ):
+            at = hard_at if ext.ext_type == ExtType.LIFETIME_HARD else soft_at
+            if ext.addtime and at is not None:
+                ext = dataclasses.replace(ext, addtime=max(1, int(at - now)))
+        exts.append(ext)
+    return dataclasses.replace(msg, msg_type=SadbMsgType.ADD, extensions=tuple(exts)).encode()
+
+
+def read_doc(kind: str, key: str, value: bytes) -> dict[str, Any] | None:
+    """A record's JSON document, or None, logged, if it is not one."""
+    try:
+        doc = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        log.warning("state store: %s record %s is not a JSON object; dropped", kind, key)
+        return None
+    return doc
+
+
+def restore(keymgr: KeyManager, now: float) -> RestoreReport:
+    """Bring back what the store holds (module docstring)."""
+    persist = keymgr.persist
+    assert persist is not None
+    report = RestoreReport()
+    records = persist.store.load()
+    children = {
+        key: doc
+        for key, raw in records.get(CHILD_SA, {}).items()
+        if (doc := read_doc(CHILD_SA, key, raw)) is not None
+    }
+    used: set[str] = set()
+    for key, raw in sorted(records.get(IKE_SA, {}).items()):
+        doc = read_doc(IKE_SA, key, raw)
+        session = None if doc is None else _restore_ike(keymgr, key, doc, now)
+        if session is None:
+            report.dropped += 1
+            persist._deletes.add((IKE_SA, key))
+            continue
+        persist.adopt(session, key)
+        expired = session.expires_at is not None and session.expires_at <= now
+        kept = 0
+        for spi_in in list(session.children):
+            ck = child_key(spi_in)
+            used.add(ck)
+            child = children.get(ck)
+            if expired or child is None or not _readd(keymgr, session, spi_in, child, now):
+                if child is None:
+                    log.warning("%s: CHILD_SA %08x has no record in the state store; deleting "
+                                "it", session.config.name, spi_in)  # fmt: skip
+                report.expired += 1
+                if not expired:
+                    session.delete_child(spi_in, now)
+                persist.child_gone(spi_in)
+                continue
+            kept += 1
+        report.ike_sas += 1
+        report.child_sas += kept
+        if expired:
+            log.info("%s: IKE_SA %s expired while larval was down; deleting it",
+                     session.config.name, key)  # fmt: skip
+            report.expired += 1
+            session.delete(now, "expired while larval was down")
+        else:
+            log.info("%s: IKE_SA %s restored, IKEv%d, %d CHILD_SA(s)", session.config.name, key,
+                     session.version, kept)  # fmt: skip
+        keymgr._restored(session, now)
+    for key in children.keys() - used:
+        report.dropped += 1
+        persist._deletes.add((CHILD_SA, key))
+    persist.flush(keymgr._kept_as)
+    log.info("state store: restored %d IKE_SA(s) and %d CHILD_SA(s); %d expired, %d dropped",
+             report.ike_sas, report.child_sas, report.expired, report.dropped)  # fmt: skip
+    return report
+
+
+def _restore_ike(keymgr: KeyManager, key: str, doc: dict[str, Any], now: float) -> IkeSa | None:
+    name = doc.get("connection")
+    conn = keymgr.connections.get(name) if isinstance(name, str) else None
+    if conn is None:
+        log.warning("state store: IKE_SA %s is of connection %r, which is not configured; "
+                    "dropped", key, name)  # fmt: skip
+        return None
+    try:
+        value = IkeSaState.from_json(str(doc.get("state", "")))
+        local = ipaddress.ip_address(str(doc.get("local")))
+        return keymgr._restore_session(conn, value, local)
+    except (IkeStateError, ValueError) as exc:
+        log.warning("state store: IKE_SA %s of %s cannot be restored: %s; dropped", key, name,
+                    exc)  # fmt: skip
+        return None
+
+
+def _readd(
+    keymgr: KeyManager, session: IkeSa, spi_in: int, doc: dict[str, Any], now: float
+) -> bool:
+    """ADD the CHILD_SA's SAs again; False if it is past its hard lifetime or the stack
+    refused it."""
+    from larval.keymgr.manager import ChildRecord
+
+    hard_at, soft_at = doc.get("hard_at"), doc.get("soft_at")
+    if isinstance(hard_at, (int, float)) and hard_at <= now:
+        log.info("%s: CHILD_SA %s %08x expired while larval was down; deleting it",
+                 session.config.name, doc.get("name"), spi_in)  # fmt: skip
+        session.delete_child(spi_in, now)
+        return False
+    sas = doc.get("sas")
+    if not isinstance(sas, dict) or "in" not in sas:
+        return False
+    try:
+        for direction in ("in", "out"):
+            if direction not in sas:
+                continue
+            message = readded(str(sas[direction]), now, soft_at, hard_at)
+            refused = keymgr._refusal(decode(message))
+            if refused is not None:
+                log.warning("%s: re-ADD of CHILD_SA %08x (%s) refused: errno %d",
+                            session.config.name, spi_in, direction, refused.errno)  # fmt: skip
+                session.delete_child(spi_in, now)
+                return False
+        record = ChildRecord(
+            str(doc["connection"]), str(doc["name"]), spi_in, int(doc["spi_out"]),
+            suite_of(doc["suite"]), ipaddress.ip_address(doc["local"]),
+            ipaddress.ip_address(doc["remote"]),
+            tuple(ipaddress.ip_network(n) for n in doc["local_ts"]),
+            tuple(ipaddress.ip_network(n) for n in doc["remote_ts"]),
+            float(doc["installed"]), natt_port=int(doc.get("natt_port", 0)),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError, PfkeyError) as exc:
+        log.warning("%s: CHILD_SA %08x record unreadable (%s); deleting it",
+                    session.config.name, spi_in, exc)  # fmt: skip
+        session.delete_child(spi_in, now)
+        return False
+    keymgr.children[spi_in] = record
+    assert keymgr.persist is not None
+    keymgr.persist.adopt_child(spi_in, doc)
+    return True
+
+
+def flush_or_hold(keymgr: KeyManager) -> bool:
+    """Write the turn's batch; False (logged) if the store failed: nothing may leave."""
+    persist = keymgr.persist
+    if persist is None:
+        return True
+    try:
+        persist.flush(keymgr._kept_as)
+    except StoreError as exc:
+        log.error("state store: %s; holding back what would have been sent", exc)
+        return False
+    return True

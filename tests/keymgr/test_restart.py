@@ -1,0 +1,120 @@
+"""The key manager keeps its IKE SAs and CHILD_SAs in a state store and, started again
+from it, comes back as it was: the same SPIs and keys in the stack, the same Message IDs
+on the wire (`larval.keymgr.persist`). Two key managers; one is "killed" (dropped
+without a word) and a new one started from its store."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from larval.store import CHILD_SA, IKE_SA, MemoryStore
+from tests.keymgr.test_manager import Host, advance, carry, udp_packet
+
+
+def _up(version: int, store: MemoryStore) -> tuple[Host, Host]:
+    a, b = Host("a", "b", "trap", version=version), Host("b", "a", "none", version=version)
+    a.keymgr.attach_store(store)
+    for host in (a, b):
+        host.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)  # held: ACQUIRE
+    carry(a, b, 0.0)
+    advance(a, b, 0.0, 2.0)  # IKEv1: the outbound SA waits a round trip after QM3
+    b.path.inbound(a.esp[0].payload, b.addr.packed, 2.0)
+    assert len(b.delivered) == 1
+    return a, b
+
+
+def _restarted(version: int, store: MemoryStore, now: float) -> Host:
+    a = Host("a", "b", "trap", version=version)
+    a.keymgr.attach_store(store)
+    a.keymgr.start(now)
+    return a
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_restarted_key_manager_has_the_same_sas_and_message_ids(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore()
+    a, b = _up(version, store)
+    records = store.load()
+    (ike,) = a.keymgr.sessions.values()
+    assert list(records[IKE_SA]) == [f"{ike.spi_i.hex()}/{ike.spi_r.hex()}"]
+    (child,) = a.keymgr.children.values()
+    assert list(records[CHILD_SA]) == [f"{child.spi_in:08x}"]
+    doc = json.loads(records[CHILD_SA][f"{child.spi_in:08x}"])
+    assert set(doc["sas"]) == {"in", "out"} and doc["hard_at"] > doc["soft_at"] > 0
+
+    caplog.set_level(logging.INFO, "larval.ike")
+    a2 = _restarted(version, store, 10.0)
+    (ike2,) = a2.keymgr.sessions.values()
+    assert (ike2.spi_i, ike2.spi_r) == (ike.spi_i, ike.spi_r)
+    assert set(a2.keymgr.children) == {child.spi_in}
+    assert "restored 1 IKE_SA(s) and 1 CHILD_SA(s)" in caplog.text
+    # Both SAs are back in the stack, with the keys b uses: what b sends reaches a2.
+    for spi, dst in ((child.spi_in, a2.addr), (child.spi_out, b.addr)):
+        assert a2.stack.sadb.lookup_esp(spi, dst.packed) is not None
+    b.path.outbound(udp_packet("203.0.113.9", "198.51.100.7"), 10.0)
+    a2.path.inbound(b.esp[-1].payload, a2.addr.packed, 10.0)
+    assert len(a2.delivered) == 1
+    # An exchange after the restart takes the next Message ID: b accepts a2's DELETE.
+    assert carry(a2, b, 10.0) == 0  # no new IKE_SA_INIT / Main Mode
+    a2.keymgr.down("s2s", 11.0)
+    carry(a2, b, 11.0)
+    assert b.keymgr.status()["ike_sas"] == []
+    assert b.keymgr.children == {}
+    # And what went is gone from the store.
+    assert store.load() == {}
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_child_sa_expired_while_down_is_deleted_with_the_peer(version: int) -> None:
+    store = MemoryStore()
+    a, b = _up(version, store)
+    (child,) = a.keymgr.children.values()
+    doc = json.loads(store.load()[CHILD_SA][f"{child.spi_in:08x}"])
+    a2 = _restarted(version, store, doc["hard_at"] + 1)
+    assert a2.keymgr.children == {}
+    assert a2.stack.sadb.lookup_esp(child.spi_in, a2.addr.packed) is None
+    carry(a2, b, doc["hard_at"] + 1)
+    assert b.keymgr.children == {}  # the DELETE reached b
+    assert [s["state"] for s in b.keymgr.status()["ike_sas"]] == ["established"]
+    assert set(store.load()) == {IKE_SA}
+
+
+def test_an_ike_sa_of_a_connection_no_longer_configured_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    _up(2, store)
+    (key,) = store.load()[IKE_SA]
+    doc = json.loads(store.load()[IKE_SA][key])
+    store.write({(IKE_SA, key): json.dumps(dict(doc, connection="gone")).encode()})
+    a2 = _restarted(2, store, 5.0)
+    assert a2.keymgr.sessions == {} and a2.keymgr.children == {}
+    assert "connection 'gone', which is not configured" in caplog.text
+    assert store.load() == {}
+
+
+def test_a_record_that_is_not_json_is_dropped_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    store.write({(IKE_SA, "00/11"): b"\xff not json"})
+    a2 = _restarted(2, store, 5.0)
+    assert a2.keymgr.sessions == {}
+    assert "ike_sa record 00/11 is not a JSON object" in caplog.text
+    assert store.load() == {}
+
+
+def test_nothing_leaves_when_the_store_cannot_write(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    a, b = _up(2, store)
+    store.close()  # every write fails from now on
+    b.keymgr.down("s2s", 1.0)
+    ((request, _),) = b.keymgr.datagrams_to_send()
+    a.keymgr.receive_ike(request, (str(b.addr), 4500), a.addr, 1.0)
+    # a's answer would leave its IKE SA's record behind it: it waits for the store.
+    assert a.keymgr.datagrams_to_send() == []
+    assert "holding back what would have been sent" in caplog.text
