@@ -17,6 +17,11 @@ from larval.net.control import ControlError, control_request
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run the daemon: stack, dataplane and IKE")
     run.add_argument("-c", "--config", required=True, help="the TOML configuration file")
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start clean: move the state store (daemon.state) aside instead of restoring from it",
+    )
     log_level_option(run)
     for name, help_ in (("up", "initiate CONN[/CHILD]"), ("down", "delete the IKE_SAs of CONN")):
         p = commands.add_parser(name, help=help_)
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
-        daemon = IkeDaemon(args.config)
+        daemon = IkeDaemon(args.config, fresh=args.fresh)
         where = f"{args.config}: daemon."
         socket_dirs(
             {

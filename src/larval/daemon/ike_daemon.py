@@ -40,6 +40,8 @@ from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
 from larval.node import Node
 from larval.spd import SpdError
+from larval.store import StateStore
+from larval.store.sqlite import open_store
 
 log = logging.getLogger("larval.daemon")
 
@@ -77,6 +79,21 @@ def _road_warrior(config: DaemonConfig) -> RoadWarrior | None:
                        config.routing_table_prio)  # fmt: skip
 
 
+def _open_state(cfg: DaemonConfig, config_path: str, *, fresh: bool) -> StateStore | None:
+    """The state store of ``[daemon] state``, if one is configured: what `KeyManager.start`
+    restores from, and where it keeps what it does. `fresh`: the store found is moved
+    aside (`larval run --fresh`); a corrupt one is too, logged with its path."""
+    if cfg.state is None:
+        if fresh:
+            log.info("%s: no daemon.state: --fresh has no store to set aside", config_path)
+        return None
+    opened = open_store(cfg.state, cfg.state_key, fresh=fresh)
+    if opened.moved_to is not None:
+        log.warning("%s: state store %s moved aside to %s (%s); starting clean", config_path,
+                    cfg.state, opened.moved_to, opened.why)  # fmt: skip
+    return opened.store
+
+
 def _factory(proto: _IkeProtocol) -> Callable[[], _IkeProtocol]:
     return lambda: proto
 
@@ -84,7 +101,7 @@ def _factory(proto: _IkeProtocol) -> Callable[[], _IkeProtocol]:
 class IkeDaemon(StackService):
     """The daemon of DESIGN.md."""
 
-    def __init__(self, config_path: str) -> None:
+    def __init__(self, config_path: str, *, fresh: bool = False) -> None:
         self.config_path = config_path
         # Before any socket opens: a credentials problem, or a connection's certificate
         # that is not among them, stops the start, every line shown.
@@ -108,6 +125,9 @@ class IkeDaemon(StackService):
         self.node = Node(cfg.connections, stack=self.stack, broadcast=broadcast,
                          wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr
+        self.store = _open_state(cfg, config_path, fresh=fresh)
+        if self.store is not None:
+            self.keymgr.attach_store(self.store)
         self.add_listener(self.node.stack_emitted)
         self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status,
                               "ike.pools": self._ike_pools})  # fmt: skip
@@ -212,6 +232,8 @@ class IkeDaemon(StackService):
         self._close_ike_sockets()
         if self._road_warrior is not None:
             self._road_warrior.close()
+        if self.store is not None:
+            self.store.close()
 
     async def _listen(
         self, loop: asyncio.AbstractEventLoop, address: str, port: int
