@@ -1,0 +1,126 @@
+"""larval killed with SIGKILL and started again with the same configuration comes back
+as it was, from its state store (``[daemon] state``): charon, its peer, sees the same
+IKE SA and CHILD_SA, no new IKE_SA_INIT, and its liveness checks answered after the
+restart with the Message IDs that follow (no INVALID_MESSAGE_ID); traffic to larval
+goes on over the CHILD_SA it restored."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from larval.bench.charon import Charon
+from larval.net.control import control_request
+from tests.interop.harness import (
+    INNER,
+    LarvalDaemon,
+    Site,
+    Topology,
+    larval_config,
+    needs_charon,
+    needs_netns,
+    spis,
+)
+from tests.interop.test_lifecycle import ike_spis
+
+pytestmark = [needs_netns, needs_charon]
+
+IKE, ESP = "aes128-sha256-x25519", "aes128gcm16"
+PORT = 5001
+
+#: Counts the datagrams it receives, each numbered by its sender; prints how many.
+RECEIVER = f"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], {PORT}))
+s.settimeout(float(sys.argv[2]))
+seen = set()
+try:
+    while True:
+        seen.add(int(s.recv(64)))
+except OSError:
+    pass
+print(len(seen))
+"""
+SENDER = f"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+for n in range(int(sys.argv[3])):
+    s.sendto(str(n).encode(), (sys.argv[2], {PORT}))
+    time.sleep(0.02)
+"""
+
+
+def _numbered(sender: Site, receiver: Site, count: int) -> int:
+    """`count` numbered datagrams from the sender's inner address to the receiver's: how
+    many arrived."""
+    listen = receiver.ns.popen(
+        [sys.executable, "-c", RECEIVER, INNER[receiver.name], "3"], stdout=subprocess.PIPE
+    )
+    time.sleep(0.5)
+    sender.ns.run([sys.executable, "-c", SENDER, INNER[sender.name], INNER[receiver.name],
+                   str(count)])  # fmt: skip
+    out, _ = listen.communicate(timeout=30)
+    return int(out or b"0")
+
+
+def _with_state(site: Site, **kw: object) -> str:
+    text = larval_config(site, **kw)  # type: ignore[arg-type]
+    return text.replace("[daemon]\n", f'[daemon]\nstate = "{site.dir / "state" / "state.db"}"\n', 1)
+
+
+def test_kill_9_and_start_again_keeps_the_ike_and_child_sas(tmp_path: Path) -> None:
+    with Topology(tmp_path) as topo:
+        larval = LarvalDaemon(topo.b, _with_state(topo.b, proposals=[IKE], esp=[ESP],
+                                                  start_action="none"))  # fmt: skip
+        topo.daemons.append(larval)
+        larval.start()
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, dpd="2")
+        charon.initiate()
+        larval.wait_for("child")
+        assert _numbered(topo.a, topo.b, 50) == 50
+        before = charon.list_sas()
+        ike_before, child_before = ike_spis(before), spis(before)
+        assert ike_before and child_before, before
+        time.sleep(3)  # a liveness check of charon's, answered and written
+        answered = _dpd_answered(charon)
+        assert answered, charon.log_tail(60)
+
+        assert larval.proc is not None
+        larval.proc.kill()  # SIGKILL: nothing is deleted, nothing is said
+        larval.proc.wait()
+        larval.start()
+        log = larval.log.read_text()
+        assert "restored 1 IKE_SA(s) and 1 CHILD_SA(s)" in log, log[-3000:]
+
+        time.sleep(7)  # charon's liveness checks, each with the next Message ID
+        arrived = _numbered(topo.a, topo.b, 50)
+        after = charon.list_sas()
+        assert ike_spis(after) == ike_before, (before, after)
+        assert spis(after) == child_before, (before, after)
+        assert "ESTABLISHED" in after and "INSTALLED" in after, after
+        assert arrived == 50, larval.log.read_text()[-3000:]
+        # Charon's liveness checks after the restart were answered, in sequence.
+        assert max(_dpd_answered(charon)) >= max(answered) + 2, charon.log_tail(60)
+        charon_log = (charon.dir / "charon.log").read_text()
+        assert "INVALID_MESSAGE_ID" not in charon_log, charon_log[-3000:]
+        # One IKE_SA_INIT, before the kill: the IKE SA was not made again.
+        assert len(re.findall(r"generating IKE_SA_INIT request", charon_log)) == 1
+        assert len(re.findall(r"IKE_SA_INIT", charon_log)) == 2  # that request, its response
+        # An exchange of larval's own after the restart: its DELETE is taken.
+        control_request(str(topo.b.dir / "control"), {"op": "down", "target": "s2s"})
+        larval.wait_for("none")
+        deadline = time.monotonic() + 10
+        while "ESTABLISHED" in charon.list_sas() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "ESTABLISHED" not in charon.list_sas(), charon.log_tail(40)
+
+
+def _dpd_answered(charon: Charon) -> list[int]:
+    """The Message IDs of the INFORMATIONAL responses charon has taken so far."""
+    text = (charon.dir / "charon.log").read_text()
+    return [int(n) for n in re.findall(r"parsed INFORMATIONAL response (\d+)", text)]
