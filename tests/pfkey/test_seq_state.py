@@ -127,3 +127,10 @@ def test_an_old_reader_would_skip_it_whole() -> None:
     wire = msg.encode()
     words = struct.unpack_from("<H", wire, 16)[0]
     assert 16 + words * 8 == len(wire)
+
+
+def test_larval_sa_shows_it() -> None:
+    from larval.commands.sa import sa_to_dict
+
+    shown = sa_to_dict(decode(message(VECTOR)))
+    assert shown["seq"] == {"next": 0x1_0000_0005, "reserved": 0, "replay_top": 100}
