@@ -30,6 +30,7 @@ from larval.pfkey import (
     SadbSpirange,
     SadbXInnerPairs,
     SadbXPair,
+    SadbXSeqState,
     SaFlags,
     SaState,
     SaType,
@@ -449,6 +450,8 @@ def sa_to_dict(msg: PfkeyMessage) -> dict[str, Any]:
             out["pair"] = f"{ext.spi:#010x}"
         elif isinstance(ext, SadbXInnerPairs):  # the selector pairs after the first
             out["inner_pairs"] = [[_prefixed(src), _prefixed(dst)] for src, dst in ext.pairs]
+        elif isinstance(ext, SadbXSeqState):  # X_LARVAL_SEQ_STATE
+            out["seq"] = {"next": ext.next, "reserved": ext.reserved, "replay_top": ext.top}
     return out
 
 

@@ -27,6 +27,7 @@ from larval.sadb import PfkeyReply
 from larval.spd import Policy, load_policy_text, policy_to_dict
 from larval.spd.errors import SpdError
 from larval.stack.stack import Emit, Stack
+from larval.store import StateStore
 
 log = logging.getLogger("larval.stack")
 
@@ -57,9 +58,12 @@ class StackService:
         control_path: str | None = None,
         dataplane: DataplaneConfig | None = None,
         options: tuple[str, str] = ("--pfkey-socket", "--control-socket"),
+        store: StateStore | None = None,
     ) -> None:
-        """`options` name where the two socket paths came from, for error messages."""
-        self.stack = Stack()
+        """`options` name where the two socket paths came from, for error messages.
+        `store`: where ESP sequence numbers are reserved and replay windows checkpointed
+        (`larval.stack.esp_state`); None when no state is configured."""
+        self.stack = Stack(store=store)
         self.dataplane_config = dataplane
         self.dataplane: Dataplane | None = None
         pfkey_option, control_option = options
@@ -147,11 +151,19 @@ class StackService:
             "policies": len(self.stack.spd.policies()),
             "sadb_counters": self.stack.sadb.counters.snapshot(),
             "drops": dict(self.stack.drops),
+            **self._esp_state_status(),
             "pfkey_clients": self.pfkey.clients if self.pfkey is not None else 0,
             "pfkey_missed": self.pfkey.missed if self.pfkey is not None else 0,
             "packets": self.dataplane.path.counters() if self.dataplane is not None else {},
             "io": self.dataplane.io_counters() if self.dataplane is not None else {},
         }
+
+    def _esp_state_status(self) -> dict[str, Any]:
+        writer = self.stack.esp_state
+        if writer is None:
+            return {}
+        return {"esp_state": {"writes": writer.writes, "write_errors": writer.write_errors,
+                              "fenced": writer.fenced}}  # fmt: skip
 
     def _start_dataplane(self, config: DataplaneConfig) -> None:
         tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
@@ -184,6 +196,9 @@ class StackService:
         started on every way out: a signal, or a part that fails to start."""
         loop = asyncio.get_running_loop()
         signals = self._catch_signals(loop)
+        writer = self.stack.esp_state
+        if writer is not None:
+            writer.start()
         try:
             if self.dataplane_config is not None:
                 # pyroute2's synchronous netlink calls cannot run inside a running loop.
@@ -191,6 +206,9 @@ class StackService:
             await self._serve()
         finally:
             self._stop_dataplane()
+            if writer is not None:
+                # After the dataplane: its last reservations and checkpoints are written.
+                await loop.run_in_executor(None, writer.stop)
             for sig in signals:
                 loop.remove_signal_handler(sig)
 

@@ -16,6 +16,7 @@ from larval.esp.errors import (
     EspReplayError,
     EspReplayTooOldError,
     EspSeqExhausted,
+    EspSeqUnreserved,
     EspTruncatedError,
     EspUnknownSpiError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "EspReplayWindow",
     "EspSa",
     "EspSeqExhausted",
+    "EspSeqUnreserved",
     "EspTruncatedError",
     "EspUnknownSpiError",
     "SaLookup",

@@ -21,6 +21,7 @@ __all__ = [
     "EspReplayError",
     "EspReplayTooOldError",
     "EspSeqExhausted",
+    "EspSeqUnreserved",
     "EspTruncatedError",
     "EspUnknownSpiError",
 ]
@@ -36,6 +37,12 @@ class EspConfigError(EspError):
 
 class EspSeqExhausted(EspError):
     """The outbound sequence number would cycle; the SA must be rekeyed (RFC 4303 §3.3.3)."""
+
+
+class EspSeqUnreserved(EspError):
+    """The next sequence number is at or above the SA's reserved high-water mark: the
+    packet is not sent until the next block of sequence numbers is durable (a number
+    sent twice under one key reuses an AES-GCM nonce, RFC 4106 §3)."""
 
 
 class EspDropError(EspError):

@@ -39,6 +39,18 @@ class EspReplayWindow:
     def __repr__(self) -> str:
         return f"EspReplayWindow(size={self.size}, top={self.top}, esn={self.esn})"
 
+    def restore(self, top: int, bitmap: int) -> None:
+        """Take up a checkpoint (after a restart): `top` received and, for each bit i of
+        `bitmap`, `top - i`; bits beyond this window are forgotten. A checkpoint behind
+        the window's own state changes nothing: a window only moves forward."""
+        if self.size == 0 or top < self.top:
+            return
+        if top == self.top:
+            self.bitmap |= bitmap & self._mask
+            return
+        self.top = top
+        self.bitmap = (bitmap | 1) & self._mask
+
     def infer_seq(self, seql: int) -> int:
         """The full sequence number of a received 32-bit one (RFC 4303 Appendix A2.2)."""
         if not self.esn:

@@ -19,6 +19,7 @@ An `EspSa` is not locked: give each SA direction to one thread, as the dataplane
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Literal
 
 from larval.crypto.algorithms import AALG_NONE
@@ -30,6 +31,7 @@ from larval.esp.errors import (
     EspError,
     EspMalformedError,
     EspSeqExhausted,
+    EspSeqUnreserved,
     EspTruncatedError,
     EspUnknownSpiError,
 )
@@ -68,6 +70,8 @@ class EspSa:
         "_pad_to",
         "_seal",
         "_seal_into",
+        "_seq_check",
+        "_seq_half",
         "_seq_max",
         "_transform",
         "bytes_in",
@@ -77,7 +81,9 @@ class EspSa:
         "packets_in",
         "packets_out",
         "replay",
+        "reserve",
         "seq",
+        "seq_mark",
         "spi",
     )
 
@@ -109,6 +115,14 @@ class EspSa:
         # Highest sequence number sent; the first packet carries 1 (RFC 4303 §3.3.3).
         self.seq = 0
         self._seq_max = _SEQ_MAX_64 if esn else _SEQ_MAX_32
+        # Sequence number reservation (`reserve_from`): the SA sends only numbers below
+        # `seq_mark`, and asks `reserve` for more when fewer than `_seq_half` remain.
+        # Without it the mark is past the whole space and nothing is ever asked.
+        self.seq_mark = self._seq_max + 1
+        self.reserve: Callable[[EspSa], None] | None = None
+        self._seq_half = 0
+        # The one number the per-packet path compares with: below it, nothing to do.
+        self._seq_check = self.seq_mark
         self.replay = EspReplayWindow(replay_window, esn=esn)
         self._iv: IvSource = iv_source or self._transform.default_iv
         t = self._transform
@@ -137,6 +151,65 @@ class EspSa:
     def transform_name(self) -> str:
         return self._transform.name
 
+    # -- sequence number reservation ---------------------------------------------------
+
+    def reserve_from(self, first: int, half_block: int, reserve: Callable[[EspSa], None]) -> None:
+        """Send only reserved sequence numbers from now on, the next one being `first`.
+
+        Nothing is reserved yet: `reserve(self)` is asked for a block before the first
+        packet, and again whenever fewer than `half_block` numbers remain below the mark;
+        it must only take note (the store's writer grants with `grant`).
+        """
+        if half_block < 1:
+            raise EspConfigError(f"half a reservation block of {half_block}")
+        self.start_at(first)
+        self._seq_half = half_block
+        self.reserve = reserve
+        self.seq_mark = self.seq + 1
+        self._seq_check = self.seq_mark
+
+    def start_at(self, first: int) -> None:
+        """The next packet carries `first` (after a restart), or a later number if this
+        SA sent that far already; past the whole space, the SA is exhausted."""
+        if first < 1:
+            raise EspConfigError(f"first sequence number {first}; the first is 1")
+        self.seq = max(self.seq, min(first, self._seq_max + 1) - 1)
+
+    def grant(self, mark: int) -> None:
+        """The numbers below `mark` are reserved durably: they may be sent. A mark never
+        moves down, and a revoked SA takes no grant. Call it under the lock that
+        serialises `encrypt` on this SA."""
+        if self._seq_half < 0 or mark <= self.seq_mark:
+            return
+        self.seq_mark = mark
+        # Ask again once half the block is used (at once if it is already).
+        self._seq_check = max(self.seq + 1, mark - self._seq_half)
+
+    def revoke(self) -> None:
+        """Send nothing more (the store fenced this node). Under the `encrypt` lock."""
+        self.reserve = None
+        self.seq_mark = self.seq + 1
+        self._seq_check = self.seq_mark
+        self._seq_half = -1
+
+    @property
+    def revoked(self) -> bool:
+        return self._seq_half < 0
+
+    def _seq_slow(self, seq: int) -> None:
+        """The next number reached `_seq_check`: exhausted, time to ask, or unreserved."""
+        if seq > self._seq_max:
+            # RFC 4303 §3.3.3: the counter must not cycle; a new SA is needed.
+            raise EspSeqExhausted(f"SPI {self.spi:#010x}: sequence number space exhausted")
+        mark = self.seq_mark
+        reserve = self.reserve
+        if reserve is not None and mark - seq <= self._seq_half:
+            reserve(self)
+            # Asked once: the next stop is the mark (a grant moves it on).
+            self._seq_check = mark
+        if seq >= mark:
+            raise EspSeqUnreserved(f"SPI {self.spi:#010x}: sequence number {seq} not reserved")
+
     # -- outbound -----------------------------------------------------------------------
 
     def esp_length(self, payload_len: int) -> int:
@@ -148,9 +221,8 @@ class EspSa:
         if not 0 <= next_header <= 255:
             raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
         seq = self.seq + 1
-        if seq > self._seq_max:
-            # RFC 4303 §3.3.3: the counter must not cycle; a new SA is needed.
-            raise EspSeqExhausted(f"SPI {self.spi:#010x}: sequence number space exhausted")
+        if seq >= self._seq_check:
+            self._seq_slow(seq)  # raises unless the number may be sent
         self.seq = seq
         n = len(inner)
         self.packets_out += 1

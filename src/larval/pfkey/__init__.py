@@ -29,6 +29,8 @@ from larval.pfkey.constants import (
 )
 from larval.pfkey.errors import PfkeyError
 from larval.pfkey.extensions import (
+    SEQ_STATE_NEXT,
+    SEQ_STATE_REPLAY,
     Extension,
     SadbAddress,
     SadbAlg,
@@ -50,6 +52,7 @@ from larval.pfkey.extensions import (
     SadbXKmc,
     SadbXPair,
     SadbXReplayCtr,
+    SadbXSeqState,
     UnknownExtension,
 )
 from larval.pfkey.message import HEADER_SIZE, PfkeyHeader, PfkeyMessage, decode, decode_header
@@ -61,6 +64,8 @@ __all__ = [
     "EXT_MAX",
     "HEADER_SIZE",
     "PF_KEY_V2",
+    "SEQ_STATE_NEXT",
+    "SEQ_STATE_REPLAY",
     "AlgType",
     "AuthAlg",
     "Diagnostic",
@@ -96,6 +101,7 @@ __all__ = [
     "SadbXKmc",
     "SadbXPair",
     "SadbXReplayCtr",
+    "SadbXSeqState",
     "UnknownExtension",
     "decode",
     "decode_header",

@@ -6,7 +6,9 @@ the extension ``SADB_X_EXT_LARVAL_INNER_PAIRS`` (`ExtType.X_LARVAL_INNER_PAIRS`,
 which lists the inner selector pairs of a tunnel-mode SA beyond the first (the first
 stays in ADDRESS_PROXY / X_ADDRESS_INNER_DST, as RFC 2367 forbids repeating an
 extension type in one message), and the diagnostic ``MALFORMED_INNER_PAIRS`` (128) a
-list that cannot be read gets.
+list that cannot be read gets; and the extension ``SADB_X_EXT_LARVAL_SEQ_STATE``
+(`ExtType.X_LARVAL_SEQ_STATE`, 65), an SA's outbound sequence number and inbound
+anti-replay window as a restart restores them, with ``MALFORMED_SEQ_STATE`` (129).
 
 The enums name values; decoded messages hold plain ints, and every enum here accepts an
 unknown value (it becomes a pseudo-member named ``UNKNOWN_<n>``) so that naming a value
@@ -136,6 +138,9 @@ class ExtType(LenientIntEnum):
     # larval's own (`larval.pfkey.extensions.SadbXInnerPairs`): further inner selector
     # pairs of one tunnel-mode SA, e.g. its IPv6 pair beside the IPv4 one.
     X_LARVAL_INNER_PAIRS = 64
+    # larval's own (`larval.pfkey.extensions.SadbXSeqState`): the next outbound sequence
+    # number and the anti-replay window, given on ADD/UPDATE, shown by GET/DUMP.
+    X_LARVAL_SEQ_STATE = 65
 
 
 #: The highest extension type illumos knows (SADB_EXT_MAX); larval's own lie above.
@@ -232,6 +237,8 @@ class Diagnostic(LenientIntEnum):
     BAD_LABEL = 83
     # larval's own, above illumos's: an X_LARVAL_INNER_PAIRS list that cannot be read.
     MALFORMED_INNER_PAIRS = 128
+    # An X_LARVAL_SEQ_STATE that cannot be read, or that does not fit the SA.
+    MALFORMED_SEQ_STATE = 129
 
 
 _DIAGNOSTIC_TEXT: dict[int, str] = {
@@ -320,6 +327,7 @@ _DIAGNOSTIC_TEXT: dict[int, str] = {
     Diagnostic.MISSING_LIFETIME: "Missing lifetime",
     Diagnostic.BAD_LABEL: "Invalid sensitivity label",
     Diagnostic.MALFORMED_INNER_PAIRS: "Malformed list of further inner selector pairs",
+    Diagnostic.MALFORMED_SEQ_STATE: "Malformed sequence number or replay window state",
 }
 
 

@@ -990,6 +990,86 @@ class SadbXInnerPairs:
         return cls(tuple(pairs), ext_type)
 
 
+_SEQ_STATE = struct.Struct("<HHQQQ")  # bits, flags, next, reserved, top
+#: Bits of `SadbXSeqState.flags`.
+SEQ_STATE_NEXT = 0x1  # `next` is given
+SEQ_STATE_REPLAY = 0x2  # `top` and `bitmap` are given
+#: The widest anti-replay window the extension carries (`larval.esp.MAX_REPLAY_WINDOW`).
+SEQ_STATE_MAX_BITS = 4096
+
+
+def _malformed_seq_state(detail: str) -> PfkeyError:
+    return PfkeyError(
+        errno.EINVAL,
+        Diagnostic.MALFORMED_SEQ_STATE,
+        f"extension type {int(ExtType.X_LARVAL_SEQ_STATE)} (sequence state): {detail}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SadbXSeqState:
+    """An SA's sequence numbers as a restart restores them, larval's X_LARVAL_SEQ_STATE::
+
+        0               1               2               3
+        +---------------+---------------+---------------+---------------+
+        |          _len                 |    _exttype = 65 (larval)     |
+        +---------------+---------------+---------------+---------------+
+        |          _bits                |          _flags               |
+        +---------------+---------------+---------------+---------------+
+        |      _next: the next outbound sequence number (64 bits)      |
+        +---------------+---------------+---------------+---------------+
+        |   _reserved: the reserved high-water mark (64 bits; GET only) |
+        +---------------+---------------+---------------+---------------+
+        |   _top: the highest sequence number received (64 bits)       |
+        +---------------+---------------+---------------+---------------+
+        >   bitmap: ceil(_bits / 64) 64-bit words, little-endian; bit i  <
+        >   says that _top - i was received                              <
+        +---------------+---------------+---------------+---------------+
+
+    ``flags`` say which halves are given: `SEQ_STATE_NEXT` (``next`` >= 1: the first
+    sequence number the SA sends; with a state store the SA's reservation begins there)
+    and `SEQ_STATE_REPLAY` (``top`` and a window of ``bits`` bits). Numbers are 64 bits
+    so that ESN (RFC 4303 §2.2.1) fits. Integers are in host (little-endian) order like
+    the rest of PF_KEY on larval's platforms.
+    """
+
+    flags: int = 0
+    next: int = 0
+    reserved: int = 0
+    top: int = 0
+    bits: int = 0
+    bitmap: int = 0
+    ext_type: int = int(ExtType.X_LARVAL_SEQ_STATE)
+
+    def encode(self) -> bytes:
+        words = (self.bits + 63) // 64
+        if self.bitmap >> self.bits:
+            raise ValueError(f"a replay bitmap of more than {self.bits} bits")
+        body = _SEQ_STATE.pack(self.bits, self.flags, self.next, self.reserved, self.top)
+        return _wrap(self.ext_type, body + self.bitmap.to_bytes(words * 8, "little"))
+
+    @classmethod
+    def decode(cls, ext_type: int, body: bytes) -> SadbXSeqState:
+        if len(body) < _SEQ_STATE.size:
+            raise _malformed_seq_state(f"body of {len(body)} bytes; at least {_SEQ_STATE.size}")
+        bits, flags, next_, reserved, top = _SEQ_STATE.unpack_from(body)
+        if flags & ~(SEQ_STATE_NEXT | SEQ_STATE_REPLAY):
+            raise _malformed_seq_state(f"unknown flags {flags:#x}")
+        if bits > SEQ_STATE_MAX_BITS:
+            raise _malformed_seq_state(f"window of {bits} bits; at most {SEQ_STATE_MAX_BITS}")
+        want = _SEQ_STATE.size + (bits + 63) // 64 * 8
+        if len(body) != want:
+            raise _malformed_seq_state(f"body of {len(body)} bytes for {bits} bits; {want}")
+        if flags & SEQ_STATE_NEXT and next_ == 0:
+            raise _malformed_seq_state("next sequence number 0 (the first is 1, RFC 4303 §3.3.3)")
+        if not flags & SEQ_STATE_REPLAY and (bits or top):
+            raise _malformed_seq_state("a replay window without the replay flag")
+        bitmap = int.from_bytes(body[_SEQ_STATE.size :], "little")
+        if bitmap >> bits:
+            raise _malformed_seq_state(f"bitmap bits set beyond the window of {bits}")
+        return cls(flags, next_, reserved, top, bits, bitmap, ext_type)
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
     """An extension of a type larval does not know (RFC 2367 §2.2: skipped, not fatal)::
@@ -1034,6 +1114,7 @@ Extension: TypeAlias = (
     | SadbXReplayCtr
     | SadbXEdump
     | SadbXInnerPairs
+    | SadbXSeqState
     | UnknownExtension
 )
 
@@ -1062,7 +1143,8 @@ DECODERS: dict[int, Callable[[int, bytes], Extension]] = {
         (SadbXReplayCtr, (ExtType.X_REPLAY_VALUE,)),
         (SadbXEdump, (ExtType.X_EDUMP,)),
         (SadbXInnerPairs, (ExtType.X_LARVAL_INNER_PAIRS,)),
+        (SadbXSeqState, (ExtType.X_LARVAL_SEQ_STATE,)),
     )
     for ext_type in ext_types
 }  # fmt: skip
-assert len(DECODERS) == EXT_MAX + 1  # illumos's, and X_LARVAL_INNER_PAIRS
+assert len(DECODERS) == EXT_MAX + 2  # illumos's, and larval's two

@@ -42,6 +42,7 @@ _DUPLICATE: dict[int, int] = {
     int(ExtType.X_ADDRESS_NATT_REM): Diagnostic.DUPLICATE_NATT_REM,
     # larval's own: all further pairs go in one list.
     int(ExtType.X_LARVAL_INNER_PAIRS): Diagnostic.MALFORMED_INNER_PAIRS,
+    int(ExtType.X_LARVAL_SEQ_STATE): Diagnostic.MALFORMED_SEQ_STATE,
 }
 
 

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from larval.pfkey import Diagnostic, SadbAddress, SaState
+from larval.pfkey import Diagnostic, SadbAddress, SadbXSeqState, SaState
 from larval.sadb.errors import SadbError
 
 if TYPE_CHECKING:
@@ -156,6 +156,7 @@ class SecurityAssociation:
         "replay",
         "replay_value",
         "satype",
+        "seq_state",
         "soft",
         "spi",
         "src",
@@ -224,7 +225,11 @@ class SecurityAssociation:
         # Where `InnerIndex` keeps the SA: (key, address size) per selector pair indexed,
         # under its lock; None if not.
         self.inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
-        # The dataplane's per-SA state (its ESP context), made on first use.
+        # The sequence numbers ADD or UPDATE gave (X_LARVAL_SEQ_STATE): where the
+        # dataplane starts the SA when it makes its ESP context.
+        self.seq_state: SadbXSeqState | None = None
+        # The dataplane's per-SA state (its ESP context), made on first use; its
+        # `seq_state()`, if it has one, is what GET and DUMP show.
         self.transform: object | None = None
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ from larval.pfkey import (
     SadbXKmc,
     SadbXPair,
     SadbXReplayCtr,
+    SadbXSeqState,
     SaFlags,
     SaState,
     SaType,
@@ -118,6 +119,7 @@ _OPTIONAL_EXTS = frozenset(
         ExtType.ADDRESS_PROXY,
         ExtType.X_ADDRESS_INNER_DST,
         ExtType.X_LARVAL_INNER_PAIRS,
+        ExtType.X_LARVAL_SEQ_STATE,
     }
 )
 
@@ -191,6 +193,9 @@ class Sadb:
         self._acquires = AcquireTable(self.counters, acquire_hold_limit, acquire_timeout)
         self.on_inbound_release = on_inbound_release or _discard
         self.on_outbound_release = on_outbound_release or _discard
+        # Told of every SA that leaves the tables (DELETE, FLUSH, expiry): the stack's
+        # state store forgets its sequence numbers.
+        self.on_removed: Callable[[SecurityAssociation], None] | None = None
         self.larval_lifetime = larval_lifetime
         self._larval_hard = Lifetime(addtime=larval_lifetime)
         self.hold_limit = hold_limit
@@ -313,7 +318,7 @@ class Sadb:
                 return []
             sa.state = next_state(sa.state, SaEvent.HARD_EXPIRE)
             sa.drop_held(self.counters)
-        self._tables[sa.satype].remove(sa)
+        self._remove(sa)
         spent = Lifetime(0, sa.bytes, int(now - sa.addtime), 0)
         return [self._expire_message(sa.satype, sa, spent, ExtType.LIFETIME_HARD)]
 
@@ -352,7 +357,7 @@ class Sadb:
                     if which is not None and not was_larval:
                         replies.append(self._expire_message(satype, sa, which, ext_type))
                 if sa.state == SaState.DEAD:
-                    table.remove(sa)
+                    self._remove(sa)
         self._acquires.age(now)
         return replies
 
@@ -458,6 +463,12 @@ class Sadb:
         akey, ekey = ext.get(ExtType.KEY_AUTH), ext.get(ExtType.KEY_ENCRYPT)
         soft, hard = self._lifetimes(msg, ext)
         _check_inner(ext)
+        if ExtType.X_LARVAL_SEQ_STATE in ext and sa.transform is not None:
+            raise SadbError(
+                errno.EINVAL,
+                Diagnostic.MALFORMED_SEQ_STATE,
+                f"SA {sa.spi:#x} carries traffic already: its sequence numbers cannot be set",
+            )
         released = False
         with sa.lock:
             inner_before = _inner_state(sa)
@@ -791,6 +802,8 @@ class Sadb:
                 sa.km_proto, sa.km_cookie = ext.proto, ext.cookie
             elif t == ExtType.X_REPLAY_VALUE and isinstance(ext, SadbXReplayCtr):
                 sa.replay_value = ext.replay64 or ext.replay32
+            elif t == ExtType.X_LARVAL_SEQ_STATE and isinstance(ext, SadbXSeqState):
+                sa.seq_state = ext
             elif t == ExtType.X_PAIR and isinstance(ext, SadbXPair):
                 sa.pair_spi = ext.spi
             elif t == ExtType.X_LIFETIME_IDLE and isinstance(ext, SadbLifetime):
@@ -816,7 +829,12 @@ class Sadb:
                 return
             sa.state = next_state(sa.state, SaEvent.DELETE)
             sa.drop_held(self.counters)
+        self._remove(sa)
+
+    def _remove(self, sa: SecurityAssociation) -> None:
         self._tables[sa.satype].remove(sa)
+        if self.on_removed is not None:
+            self.on_removed(sa)
 
     def _release_acquires(self, sa: SecurityAssociation) -> None:
         """Send the outbound packets that waited for an SA like `sa`."""
@@ -878,6 +896,11 @@ class Sadb:
             exts.append(SadbXPair(sa.pair_spi))
         if sa.replay_value:
             exts.append(SadbXReplayCtr(sa.replay_value & 0xFFFFFFFF, sa.replay_value))
+        # The dataplane's own numbers once the SA carried traffic, else those given.
+        live = getattr(sa.transform, "seq_state", None)
+        seq_state = live() if live is not None else sa.seq_state
+        if seq_state is not None:
+            exts.append(seq_state)
         return tuple(exts)
 
 

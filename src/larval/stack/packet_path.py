@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -24,10 +25,18 @@ from larval.esp import (
     EspDummyPacket,
     EspSa,
     EspSeqExhausted,
+    EspSeqUnreserved,
     classify_udp4500,
 )
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
-from larval.pfkey import SadbAddress, SaFlags, SaState
+from larval.pfkey import (
+    SEQ_STATE_NEXT,
+    SEQ_STATE_REPLAY,
+    SadbAddress,
+    SadbXSeqState,
+    SaFlags,
+    SaState,
+)
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
 from larval.spd import Action, Policy
@@ -59,8 +68,8 @@ class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
     __slots__ = (
-        "_more_exts", "esp", "inner_exts", "inner_more", "inner_prefixes", "lock", "natt",
-        "port", "tunnel",
+        "_more_exts", "checkpoint_at", "esp", "inner_exts", "inner_more", "inner_prefixes",
+        "lock", "natt", "port", "tunnel",
     )  # fmt: skip
 
     def __init__(
@@ -78,6 +87,19 @@ class EspContext:
         # The prefixes of the SA's further pairs (X_LARVAL_INNER_PAIRS), and their source.
         self.inner_more: tuple[tuple[_Prefix | None, _Prefix | None], ...] = ()
         self._more_exts: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
+        # Packets received by which a replay checkpoint is due (with a state store).
+        self.checkpoint_at = 0
+
+    def seq_state(self) -> SadbXSeqState:
+        """The SA's sequence numbers as GET and DUMP show them (X_LARVAL_SEQ_STATE): the
+        next it sends, the reserved mark (0 without a store), its replay window."""
+        esp = self.esp
+        window = esp.replay
+        reserved = esp.seq_mark if esp.reserve is not None or esp.revoked else 0
+        flags = SEQ_STATE_NEXT | (SEQ_STATE_REPLAY if window.size else 0)
+        bits = window.size
+        return SadbXSeqState(flags, esp.seq + 1, reserved, window.top if bits else 0, bits,
+                             window.bitmap if bits else 0)  # fmt: skip
 
     def inner_of(self, sa: SecurityAssociation) -> tuple[_Prefix | None, _Prefix | None]:
         """The SA's inner source and destination prefixes, made again only when UPDATE
@@ -110,6 +132,8 @@ DROP_COUNTERS = (
     "no_peer_sa",  # outbound under a tunnel to any peer, and no SA covers the destination
     "inner_outside_sa",  # from a peer of a tunnel to any peer, with addresses not its own
     "seq_exhausted",
+    "seq_unreserved",  # the SA's next sequence number was not reserved in time: not sent
+    "fenced",  # the state store fenced this node: nothing more is sent
     "ike_unhandled",  # IKE on UDP 4500 with no key manager listening
     "truncated",
     # ... and the ESP layer's own: replay, replay_old, auth, bad_padding, ...
@@ -200,10 +224,32 @@ class PacketPath:
             self.drop("seq_exhausted")
             self.stack.emit(self.stack.sadb.expire_now(sa, now))
             return
+        except EspSeqUnreserved:
+            sealed = self._held_for_reservation(ctx, payload, next_header)
+            if sealed is None:
+                return
+            esp = sealed
         sa.account(len(packet), now)
         with self._lock:
             self.sent += 1
         self.send(Datagram(esp, sa.dst, ctx.port))
+
+    def _held_for_reservation(
+        self, ctx: EspContext, payload: bytes, next_header: int
+    ) -> bytes | None:
+        """The packet passed its SA's reserved mark: wait briefly for the next block to be
+        durable, then send it, or drop it and count why. Never sent unreserved."""
+        writer = self.stack.esp_state
+        if writer is not None:
+            deadline = time.monotonic() + writer.hold
+            while (left := deadline - time.monotonic()) > 0 and writer.wait_round(left):
+                try:
+                    with ctx.lock:
+                        return ctx.esp.encrypt(payload, next_header)
+                except EspSeqUnreserved:
+                    continue
+        self.drop("fenced" if writer is not None and writer.fenced else "seq_unreserved")
+        return None
 
     # -- inbound ------------------------------------------------------------------------
 
@@ -259,6 +305,10 @@ class PacketPath:
         except EspDropError as e:
             self.drop(e.counter)
             return
+        writer = self.stack.esp_state
+        if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
+            ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
+            writer.checkpoint_due()
         packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
         refused = self._inbound_refusal(sa, ctx, packet)
         if refused is not None:
@@ -329,11 +379,31 @@ class PacketPath:
             )  # fmt: skip
             natt = sa.natt_rem
             port = self._port_of(natt)
-            ctx = sa.transform = EspContext(esp, port, tunnel, natt)
+            ctx = EspContext(esp, port, tunnel, natt)
+            self._resume(sa, ctx)
+            sa.transform = ctx
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
             with self._lock:
                 self._natted[(sa.dst, port)] = sa
         return ctx
+
+    def _resume(self, sa: SecurityAssociation, ctx: EspContext) -> None:
+        """Start the SA's numbers where ADD or UPDATE said (X_LARVAL_SEQ_STATE, after a
+        restart), and with a state store send only reserved numbers from there."""
+        esp = ctx.esp
+        first = 1
+        given = sa.seq_state
+        if given is not None:
+            if given.flags & SEQ_STATE_NEXT:
+                first = given.next
+            if given.flags & SEQ_STATE_REPLAY:
+                esp.replay.restore(given.top, given.bitmap)
+        writer = self.stack.esp_state
+        if writer is not None:
+            writer.attach(sa, esp, ctx.lock, first)
+            ctx.checkpoint_at = writer.checkpoint_packets
+        elif first > 1:
+            esp.start_at(first)
 
     def _follow_natt(self, sa: SecurityAssociation, ctx: EspContext) -> None:
         """The key manager moved the SA's NAT-T port (a NAT mapping of the peer's changed,

@@ -32,8 +32,16 @@ from larval.spd import (
     inverse_acquire,
     regular_acquire,
 )
+from larval.stack.esp_state import (
+    CHECKPOINT_INTERVAL,
+    CHECKPOINT_PACKETS,
+    HOLD,
+    SEQ_BLOCK,
+    EspStateWriter,
+)
 from larval.stack.flow import PacketError, parse_flow
 from larval.stack.flow_cache import FlowCache
+from larval.store import StateStore
 
 Emit = Callable[[list[PfkeyReply]], None]
 
@@ -67,8 +75,11 @@ class Stack:
         on_inbound_release: ReleaseFn | None = None,
         on_outbound_release: ReleaseFn | None = None,
         random_bytes: RandomBytes = system_random,
+        store: StateStore | None = None,
     ) -> None:
-        """`random_bytes`: where SPIs and ESP IVs are drawn from."""
+        """`random_bytes`: where SPIs and ESP IVs are drawn from. `store`: where ESP
+        sequence numbers are reserved and replay windows checkpointed; None (no state
+        configured) sends without reservations, as fast as ever."""
         self.emit = emit
         self.random_bytes = random_bytes
         self.sadb = Sadb(
@@ -77,11 +88,34 @@ class Stack:
             random_bytes=random_bytes,
         )
         self.spd = Spd()
+        self.esp_state: EspStateWriter | None = None
+        if store is not None:
+            self.use_store(store)
         self.outbound_policies = FlowCache(self.spd, Direction.OUT)
         self.inbound_policies = FlowCache(self.spd, Direction.IN)
         self._drops_lock = threading.Lock()
         # "no_peer_sa" joins them the first time a tunnel to any peer has no SA.
         self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
+
+    def use_store(
+        self,
+        store: StateStore,
+        *,
+        block: int = SEQ_BLOCK,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        checkpoint_packets: int = CHECKPOINT_PACKETS,
+        hold: float = HOLD,
+    ) -> EspStateWriter:
+        """Reserve sequence numbers and checkpoint replay windows in `store` from now on,
+        for the SAs whose ESP context is made after this (call it before traffic). The
+        caller starts and stops the writer's thread (`EspStateWriter.start`)."""
+        writer = EspStateWriter(
+            store, block=block, checkpoint_interval=checkpoint_interval,
+            checkpoint_packets=checkpoint_packets, hold=hold,
+        )  # fmt: skip
+        self.esp_state = writer
+        self.sadb.on_removed = writer.forget
+        return writer
 
     # -- PF_KEY -------------------------------------------------------------------------
 
