@@ -1,9 +1,9 @@
 """larval killed with SIGKILL and started again with the same configuration comes back
 as it was, from its state store (``[daemon] state``), in IKEv2 and IKEv1: charon, its
-peer, sees the same
-IKE SA and CHILD_SA, no new IKE_SA_INIT, and its liveness checks answered after the
-restart with the Message IDs that follow (no INVALID_MESSAGE_ID); traffic to larval
-goes on over the CHILD_SA it restored."""
+peer, sees the same IKE SA and CHILD_SA, no new IKE_SA_INIT (Main Mode), and its
+liveness checks answered after the restart in sequence (no INVALID_MESSAGE_ID);
+numbered datagrams go both ways over the CHILD_SA restored, and every ESP sequence
+number larval sends after the restart is above every one it sent before (tshark)."""
 
 from __future__ import annotations
 
@@ -95,10 +95,14 @@ def test_kill_9_and_start_again_keeps_the_ike_and_child_sas(tmp_path: Path, vers
         larval = LarvalDaemon(topo.b, config)
         topo.daemons.append(larval)
         larval.start()
+        capture = topo.b.dir / "esp.pcap"
+        tshark = topo.b.ns.popen(["tshark", "-q", "-i", "any", "-w", str(capture), "udp port 4500"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         charon = topo.charon(topo.a, proposals=ike, esp=esp, dpd="2", version=version)
         charon.initiate()
         larval.wait_for("child")
         assert _numbered(topo.a, topo.b, 50) == 50
+        assert _numbered(topo.b, topo.a, 50) == 50
         before = charon.list_sas()
         ike_before, child_before = _ike_spis(before), spis(before)
         assert ike_before and child_before, before
@@ -110,17 +114,29 @@ def test_kill_9_and_start_again_keeps_the_ike_and_child_sas(tmp_path: Path, vers
         assert larval.proc is not None
         larval.proc.kill()  # SIGKILL: nothing is deleted, nothing is said
         larval.proc.wait()
+        killed = time.time()
         larval.start()
         log = larval.log.read_text()
         assert "restored 1 IKE_SA(s) and 1 CHILD_SA(s)" in log, log[-3000:]
 
         time.sleep(7)  # charon's liveness checks, each with the next Message ID
         arrived = _numbered(topo.a, topo.b, 50)
+        # larval's sequence numbers go on above every one it sent before the kill: charon's
+        # replay window takes them (X_LARVAL_SEQ_STATE from the store).
+        sent_back = _numbered(topo.b, topo.a, 50)
         after = charon.list_sas()
         assert _ike_spis(after) == ike_before, (before, after)
         assert spis(after) == child_before, (before, after)
         assert "ESTABLISHED" in after and "INSTALLED" in after, after
         assert arrived == 50, larval.log.read_text()[-3000:]
+        assert sent_back == 50, (charon.list_sas(), larval.log.read_text()[-3000:])
+        time.sleep(1)
+        tshark.terminate()
+        tshark.wait(10)
+        sequences = _esp_sequences(capture, child_before)
+        early = [seq for t, seq in sequences if t < killed]
+        late = [seq for t, seq in sequences if t > killed]
+        assert early and late and min(late) > max(early), (early, late)
         # Charon's liveness checks after the restart were answered, in sequence.
         assert _dpd_answered(charon, version) >= answered + 2, charon.log_tail(60)
         charon_log = _log(charon)
@@ -134,6 +150,21 @@ def test_kill_9_and_start_again_keeps_the_ike_and_child_sas(tmp_path: Path, vers
         while "ESTABLISHED" in charon.list_sas() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "ESTABLISHED" not in charon.list_sas(), charon.log_tail(40)
+
+
+def _esp_sequences(capture: Path, charon_spis: set[str]) -> list[tuple[float, int]]:
+    """(time, ESP sequence number) of each ESP packet larval sent (to charon's inbound SPIs)."""
+    out = subprocess.run(
+        ["tshark", "-r", str(capture), "-d", "udp.port==4500,udpencap", "-Y", "esp",
+         "-T", "fields", "-e", "frame.time_epoch", "-e", "esp.spi", "-e", "esp.sequence"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    found = []
+    for line in out.splitlines():
+        when, spi, seq = line.split("\t")
+        if f"{int(spi, 16):08x}" in charon_spis:
+            found.append((float(when), int(seq)))
+    return found
 
 
 def _log(charon: Charon) -> str:

@@ -117,7 +117,10 @@ class IkeDaemon(StackService):
                 plain_esp=cfg.plain_esp,
             )  # fmt: skip
         options = (f"{config_path}: daemon.pfkey_socket", f"{config_path}: daemon.control_socket")
-        super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane, options)
+        # One store for the stack's sequence numbers and the key manager's SAs.
+        self.store = _open_state(cfg, config_path, fresh=fresh)
+        super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane, options,
+                         store=self.store)  # fmt: skip
         for policy in cfg.policies:
             self.stack.spd.add(policy)
         # Other PF_KEY clients see what the key manager does, as on one keysock.
@@ -125,7 +128,6 @@ class IkeDaemon(StackService):
         self.node = Node(cfg.connections, stack=self.stack, broadcast=broadcast,
                          wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr
-        self.store = _open_state(cfg, config_path, fresh=fresh)
         if self.store is not None:
             self.keymgr.attach_store(self.store)
         self.add_listener(self.node.stack_emitted)
@@ -232,8 +234,14 @@ class IkeDaemon(StackService):
         self._close_ike_sockets()
         if self._road_warrior is not None:
             self._road_warrior.close()
-        if self.store is not None:
-            self.store.close()
+
+    async def run(self) -> None:
+        """The service; then the state store closes, after the stack's last writes."""
+        try:
+            await super().run()
+        finally:
+            if self.store is not None:
+                self.store.close()
 
     async def _listen(
         self, loop: asyncio.AbstractEventLoop, address: str, port: int

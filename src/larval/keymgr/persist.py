@@ -47,8 +47,18 @@ from typing import TYPE_CHECKING, Any
 from larval.crypto.ike_transforms import Transform
 from larval.ike.sa import IkeSa, Phase
 from larval.ike.state import IkeSaState, IkeStateError
-from larval.pfkey import ExtType, PfkeyMessage, SadbLifetime, SadbMsgType, decode
+from larval.pfkey import (
+    ExtType,
+    PfkeyMessage,
+    SadbAddress,
+    SadbLifetime,
+    SadbMsgType,
+    SadbSa,
+    decode,
+)
 from larval.pfkey.errors import PfkeyError
+from larval.pfkey.extensions import Extension
+from larval.stack.esp_state import EspStoredState, load_esp_state
 from larval.store import CHILD_SA, IKE_SA, RecordKey, StateStore, StoreError
 
 if TYPE_CHECKING:
@@ -185,11 +195,19 @@ def suite_of(value: list[list[int | None]]) -> tuple[Transform, ...]:
     return tuple(Transform(TransformType(int(t[0] or 0)), int(t[1] or 0), t[2]) for t in value)
 
 
-def readded(hexed: str, now: float, soft_at: float | None, hard_at: float | None) -> bytes:
+def readded(
+    hexed: str, now: float, soft_at: float | None, hard_at: float | None, esp: EspStoredState
+) -> bytes:
     """The PF_KEY message that installed an SA, as an ADD with what remains of its
-    lifetimes (an UPDATE of a LARVAL SA has no LARVAL SA to update after a restart)."""
+    lifetimes (an UPDATE of a LARVAL SA has no LARVAL SA to update after a restart) and
+    the sequence numbers the stack stored for it: an outbound SA sends above every number
+    it sent before, an inbound one's replay window is where it was (X_LARVAL_SEQ_STATE)."""
     msg = decode(bytes.fromhex(hexed))
-    exts = []
+    sa, dst = msg.find(ExtType.SA), msg.find(ExtType.ADDRESS_DST)
+    stored = None
+    if isinstance(sa, SadbSa) and isinstance(dst, SadbAddress):
+        stored = esp.seq_state(sa.spi, dst.addr.packed)
+    exts: list[Extension] = [stored] if stored is not None else []
     for ext in msg.extensions:
         if isinstance(ext, SadbLifetime) and ext.ext_type in (
             ExtType.LIFETIME_HARD,
@@ -199,6 +217,7 @@ def readded(hexed: str, now: float, soft_at: float | None, hard_at: float | None
             if ext.addtime and at is not None:
                 ext = dataclasses.replace(ext, addtime=max(1, int(at - now)))
         exts.append(ext)
+    exts.sort(key=lambda e: 0 if isinstance(e, SadbSa) else 1)  # the SA first, as it came
     return dataclasses.replace(msg, msg_type=SadbMsgType.ADD, extensions=tuple(exts)).encode()
 
 
@@ -220,6 +239,7 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
     assert persist is not None
     report = RestoreReport()
     records = persist.store.load()
+    esp = load_esp_state(persist.store)  # StoreError if unreadable: no nonce is guessed
     children = {
         key: doc
         for key, raw in records.get(CHILD_SA, {}).items()
@@ -240,7 +260,7 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
             ck = child_key(spi_in)
             used.add(ck)
             child = children.get(ck)
-            if expired or child is None or not _readd(keymgr, session, spi_in, child, now):
+            if expired or child is None or not _readd(keymgr, session, spi_in, child, esp, now):
                 if child is None:
                     log.warning("%s: CHILD_SA %08x has no record in the state store; deleting "
                                 "it", session.config.name, spi_in)  # fmt: skip
@@ -288,7 +308,12 @@ def _restore_ike(keymgr: KeyManager, key: str, doc: dict[str, Any], now: float) 
 
 
 def _readd(
-    keymgr: KeyManager, session: IkeSa, spi_in: int, doc: dict[str, Any], now: float
+    keymgr: KeyManager,
+    session: IkeSa,
+    spi_in: int,
+    doc: dict[str, Any],
+    esp: EspStoredState,
+    now: float,
 ) -> bool:
     """ADD the CHILD_SA's SAs again; False if it is past its hard lifetime or the stack
     refused it."""
@@ -307,7 +332,7 @@ def _readd(
         for direction in ("in", "out"):
             if direction not in sas:
                 continue
-            message = readded(str(sas[direction]), now, soft_at, hard_at)
+            message = readded(str(sas[direction]), now, soft_at, hard_at, esp)
             refused = keymgr._refusal(decode(message))
             if refused is not None:
                 log.warning("%s: re-ADD of CHILD_SA %08x (%s) refused: errno %d",
