@@ -5,11 +5,14 @@ without a word) and a new one started from its store."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
 import pytest
 
+import larval.node as node_module
+from larval.stack import Stack
 from larval.store import CHILD_SA, IKE_SA, MemoryStore
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
@@ -118,3 +121,44 @@ def test_nothing_leaves_when_the_store_cannot_write(caplog: pytest.LogCaptureFix
     # a's answer would leave its IKE SA's record behind it: it waits for the store.
     assert a.keymgr.datagrams_to_send() == []
     assert "holding back what would have been sent" in caplog.text
+
+
+def test_after_a_restart_the_peer_takes_what_is_sent_above_the_stored_mark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the stack's sequence numbers in the same store, the re-ADDed outbound SA
+    sends above every number it sent before: the peer's replay window takes them."""
+    store = MemoryStore()
+    with monkeypatch.context() as m:
+        m.setattr(node_module, "Stack", functools.partial(Stack, store=store))
+        a = Host("a", "b", "trap")
+    b = Host("b", "a", "none")
+    a.keymgr.attach_store(store)
+    for host in (a, b):
+        host.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)  # held: ACQUIRE
+    carry(a, b, 0.0)
+    writer = a.stack.esp_state
+    assert writer is not None
+    writer.run_once()  # the first block of sequence numbers
+    for _ in range(5):
+        a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 1.0)
+    for datagram in a.esp:
+        b.path.inbound(datagram.payload, b.addr.packed, 1.0)
+    accepted = len(b.delivered)
+    assert accepted >= 5
+
+    with monkeypatch.context() as m:
+        m.setattr(node_module, "Stack", functools.partial(Stack, store=store))
+        a2 = Host("a", "b", "trap")
+    a2.keymgr.attach_store(store)
+    a2.keymgr.start(2.0)
+    assert a2.stack.esp_state is not None
+    a2.stack.esp_state.run_once()
+    a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 2.0)
+    a2.stack.esp_state.run_once()
+    a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 2.0)
+    assert a2.esp
+    for datagram in a2.esp:
+        b.path.inbound(datagram.payload, b.addr.packed, 2.0)
+    assert len(b.delivered) == accepted + len(a2.esp)  # none taken for a replay
