@@ -162,3 +162,32 @@ def test_after_a_restart_the_peer_takes_what_is_sent_above_the_stored_mark(
     for datagram in a2.esp:
         b.path.inbound(datagram.payload, b.addr.packed, 2.0)
     assert len(b.delivered) == accepted + len(a2.esp)  # none taken for a replay
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_rekeyed_ike_sas_are_what_the_store_holds_and_what_comes_back(version: int) -> None:
+    """IKEv2's IKE SA rekey (IKEv1's reauthentication) replaces the IKE SA's record: after
+    a restart the IKE SA is the new one, its CHILD_SA with it, and the peer talks to it."""
+    store = MemoryStore()
+    a, b = (
+        Host("a", "b", "trap", version=version, ike_rekey="100s"),
+        Host("b", "a", "none", version=version),
+    )
+    a.keymgr.attach_store(store)
+    for host in (a, b):
+        host.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    first = set(store.load()[IKE_SA])
+    now = advance(a, b, 0.0, 150.0)
+    ike_keys = {f"{s.spi_i.hex()}/{s.spi_r.hex()}" for s in a.keymgr.sessions.values()
+                if s.phase.name == "ESTABLISHED"}  # fmt: skip
+    child_keys = {f"{spi:08x}" for spi in a.keymgr.children}
+    records = store.load()
+    assert set(records[IKE_SA]) == ike_keys and set(records[CHILD_SA]) == child_keys
+    assert len(ike_keys) == 1 and not ike_keys & first  # rekeyed, and the old record gone
+    a2 = _restarted(version, store, now + 1)
+    assert {f"{spi:08x}" for spi in a2.keymgr.children} == child_keys
+    a2.keymgr.down("s2s", now + 2)
+    carry(a2, b, now + 2)
+    assert b.keymgr.children == {}
