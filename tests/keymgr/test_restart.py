@@ -191,3 +191,20 @@ def test_rekeyed_ike_sas_are_what_the_store_holds_and_what_comes_back(version: i
     a2.keymgr.down("s2s", now + 2)
     carry(a2, b, now + 2)
     assert b.keymgr.children == {}
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_start_action_start_does_not_initiate_what_was_restored(version: int) -> None:
+    store = MemoryStore()
+    a, b = Host("a", "b", "start", version=version), Host("b", "a", "none", version=version)
+    a.keymgr.attach_store(store)
+    for host in (a, b):
+        host.keymgr.start(0.0)
+    carry(a, b, 0.0)
+    advance(a, b, 0.0, 2.0)
+    assert len(a.keymgr.children) == 1
+    a2 = Host("a", "b", "start", version=version)
+    a2.keymgr.attach_store(store)
+    a2.keymgr.start(5.0)
+    assert a2.keymgr.datagrams_to_send() == []  # no IKE_SA_INIT, no Main Mode
+    assert set(a2.keymgr.children) == set(a.keymgr.children)
