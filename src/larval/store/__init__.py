@@ -40,7 +40,8 @@ __all__ = [
     "StoreFenced",
 ]
 
-#: An IKE SA as `larval.ike.state.IkeSaState.to_json()`; key: "SPIi-hex/SPIr-hex".
+#: An IKE SA: its connection, local address and `IkeSaState.to_json()` (`larval.keymgr.persist`);
+#: key: "SPIi-hex/SPIr-hex".
 IKE_SA = "ike_sa"
 #: A CHILD_SA as the key manager installed it (both directions' SAs); key: inbound SPI hex.
 CHILD_SA = "child_sa"
