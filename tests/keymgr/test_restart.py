@@ -50,6 +50,7 @@ def test_a_restarted_key_manager_has_the_same_sas_and_message_ids(
     assert list(records[CHILD_SA]) == [f"{child.spi_in:08x}"]
     doc = json.loads(records[CHILD_SA][f"{child.spi_in:08x}"])
     assert set(doc["sas"]) == {"in", "out"} and doc["hard_at"] > doc["soft_at"] > 0
+    assert doc["ike_sa"] == f"{ike.spi_i.hex()}/{ike.spi_r.hex()}"
 
     caplog.set_level(logging.INFO, "larval.ike")
     a2 = _restarted(version, store, 10.0)

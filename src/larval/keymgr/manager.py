@@ -970,7 +970,8 @@ class KeyManager:
             ike.remote_addr, up.local_ts, up.remote_ts, now, natt_port=natt,
         )  # fmt: skip
         if self.persist is not None:
-            self.persist.child_installed(record, _child_doc(record, lifetimes))
+            doc = dict(_child_doc(record, lifetimes), ike_sa=persistence.ike_key(session))
+            self.persist.child_installed(record, doc)
         install(SadbMsgType.UPDATE, inbound, True, 0)
         if up.replaces is not None and up.replaces in self.children:
             # The peer's rekey: our outbound SA waits for its DELETE of the old CHILD_SA

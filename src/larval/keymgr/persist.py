@@ -11,7 +11,9 @@ Theory of operation
     needs to install the CHILD_SA's SAs again: its names, SPIs, suite, addresses and
     selectors, the NAT-T port, when it was installed and when its soft and hard
     lifetimes run out (absolute times), and each direction's SA as the PF_KEY message
-    that installed it (hex; keys, replay window, selectors and inner pairs are in it).
+    that installed it (hex; keys, replay window, selectors and inner pairs are in it),
+    and the IKE SA it was made on (``ike_sa``; the IKE SA's own record, which lists its
+    CHILD_SAs, is what restoring goes by: a rekeyed IKE SA takes its CHILD_SAs along).
 
 * Writing: the key manager marks an IKE SA each time one of its calls ran the session
   (`touch`), and a CHILD_SA as its SAs are installed or deleted. `flush` is called before
