@@ -209,3 +209,17 @@ def test_start_action_start_does_not_initiate_what_was_restored(version: int) ->
     a2.keymgr.start(5.0)
     assert a2.keymgr.datagrams_to_send() == []  # no IKE_SA_INIT, no Main Mode
     assert set(a2.keymgr.children) == set(a.keymgr.children)
+
+
+def test_an_ikev1_outbound_sa_not_yet_added_at_the_kill_is_added_at_restart() -> None:
+    store = MemoryStore()
+    a, b = Host("a", "b", "trap", version=1), Host("b", "a", "none", version=1)
+    a.keymgr.attach_store(store)
+    for host in (a, b):
+        host.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)  # QM3 sent; the outbound SA waits a round trip
+    (child,) = a.keymgr.children.values()
+    assert a.stack.sadb.lookup_esp(child.spi_out, b.addr.packed) is None
+    a2 = _restarted(1, store, 5.0)
+    assert a2.stack.sadb.lookup_esp(child.spi_out, b.addr.packed) is not None

@@ -988,6 +988,11 @@ class KeyManager:
                 now + up.outbound_after,
                 lambda: install(SadbMsgType.ADD, outbound, False, up.spi_in),
             )
+            if self.persist is not None:
+                # Kept already: a restart after the peer has QM3 adds it at once.
+                self.persist.sa_installed(up.spi_in, "out", keyed_sa(
+                    SadbMsgType.ADD, outbound, request, lifetimes, inbound=False, seq=seq,
+                    pid=self.pid, pair_spi=up.spi_in, natt_port=natt))  # fmt: skip
         else:
             install(SadbMsgType.ADD, outbound, False, up.spi_in)
         self._acquiring.discard((ike.name, up.child.name))
