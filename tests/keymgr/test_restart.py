@@ -223,3 +223,24 @@ def test_an_ikev1_outbound_sa_not_yet_added_at_the_kill_is_added_at_restart() ->
     assert a.stack.sadb.lookup_esp(child.spi_out, b.addr.packed) is None
     a2 = _restarted(1, store, 5.0)
     assert a2.stack.sadb.lookup_esp(child.spi_out, b.addr.packed) is not None
+
+
+def test_an_outbound_sa_moved_to_the_peers_new_nat_port_comes_back_there() -> None:
+    store = MemoryStore()
+    a = Host("a", "b", "trap", ike_rekey="100s")
+    b = Host("b", "a", "none")
+    b.keymgr.attach_store(store)
+    for host in (a, b):
+        host.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    a.keymgr.handle_timer(100.0)  # an IKE SA rekey, from a port A's NAT gave it anew
+    carry(a, b, 100.0, a_port=31000)
+    (child,) = b.keymgr.children.values()
+    assert child.natt_port == 31000
+    b2 = Host("b", "a", "none")
+    b2.keymgr.attach_store(store)
+    b2.keymgr.start(101.0)
+    out_sa = b2.stack.sadb.lookup_esp(child.spi_out, a.addr.packed)
+    assert out_sa is not None and out_sa.natt_rem is not None
+    assert out_sa.natt_rem.port == 31000

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from larval.crypto.ike_transforms import Transform
 from larval.ike.sa import IkeSa, Phase
 from larval.ike.state import IkeSaState, IkeStateError
+from larval.keymgr.pfkey_side import natt_update
 from larval.pfkey import (
     ExtType,
     PfkeyMessage,
@@ -116,7 +117,7 @@ class Persistence:
     def child_moved(self, spi_in: int, natt_port: int) -> None:
         doc = self._children.get(spi_in)
         if doc is not None:
-            doc["natt_port"] = natt_port
+            doc["natt_port"], doc["natt_moved"] = natt_port, True
             self._put_child(spi_in)
 
     def child_gone(self, spi_in: int) -> None:
@@ -354,6 +355,13 @@ def _readd(
                     session.config.name, spi_in, exc)  # fmt: skip
         session.delete_child(spi_in, now)
         return False
+    if doc.get("natt_moved") and "out" in sas:
+        # The peer's NAT moved its port after the outbound SA was made: send there.
+        update = natt_update(record.spi_out, record.local, record.remote, record.natt_port,
+                             seq=keymgr._next_seq(), pid=keymgr.pid)  # fmt: skip
+        if keymgr._refusal(update) is not None:
+            log.warning("%s: the stack refused to move SPI %08x to port %d",
+                        session.config.name, record.spi_out, record.natt_port)  # fmt: skip
     keymgr.children[spi_in] = record
     assert keymgr.persist is not None
     keymgr.persist.adopt_child(spi_in, doc)
