@@ -6,14 +6,17 @@ without a word) and a new one started from its store."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 
 import pytest
 
 import larval.node as node_module
+from larval.daemon.config import parse_config
 from larval.stack import Stack
 from larval.store import CHILD_SA, IKE_SA, MemoryStore
+from tests.keymgr import test_pools_ikev2 as pools_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
 
@@ -244,3 +247,43 @@ def test_an_outbound_sa_moved_to_the_peers_new_nat_port_comes_back_there() -> No
     out_sa = b2.stack.sadb.lookup_esp(child.spi_out, a.addr.packed)
     assert out_sa is not None and out_sa.natt_rem is not None
     assert out_sa.natt_rem.port == 31000
+
+
+class _Gateway(pools_test.Host):
+    """The gateway of tests.keymgr.test_pools_ikev2, keeping its state in `store`."""
+
+    def __init__(self, store: MemoryStore, now: float) -> None:
+        cfg = parse_config(pools_test.gateway_config(), "gateway.toml")
+        self.addr = ipaddress.ip_address(pools_test.GATEWAY)
+        self.node = node_module.Node(cfg.connections, pools=cfg.pools)
+        for policy in cfg.policies:
+            self.node.stack.spd.add(policy)
+        self.keymgr.attach_store(store)
+        self.keymgr.start(now)
+
+
+def test_a_restarted_gateway_keeps_its_clients_leases_until_their_ike_sas_go() -> None:
+    store = MemoryStore()
+    gateway = _Gateway(store, 0.0)
+    carol = pools_test.Host(pools_test.client_config("carol"), pools_test.CLIENTS["carol"],
+                            vips=("0.0.0.0",))  # fmt: skip
+    dave = pools_test.Host(pools_test.client_config("dave"), pools_test.CLIENTS["dave"],
+                           vips=("0.0.0.0",))  # fmt: skip
+    pools_test.connect(gateway, carol)
+    assert pools_test.ike(carol)["virtual_ips"] == ["10.3.0.1"]
+    (doc,) = (json.loads(v) for v in store.load()[IKE_SA].values())
+    assert doc["leases"] == [["rw", "10.3.0.1", b"192.0.2.1".hex(), True]]
+
+    again = _Gateway(store, 5.0)
+    online = pools_test.pool_status(again)["online"]
+    assert [(e["identity"], e["address"]) for e in online] == [("192.0.2.1", "10.3.0.1")]
+    pools_test.connect(again, dave, 6.0)  # another client: another address
+    assert pools_test.ike(dave)["virtual_ips"] == ["10.3.0.2"]
+    # The restored IKE SA's record keeps its lease, written again.
+    docs = [json.loads(v) for v in store.load()[IKE_SA].values()]
+    assert sorted(lease for d in docs for lease in d["leases"])[0][1] == "10.3.0.1"
+    assert carol.keymgr.down("home", 7.0) == 1
+    pools_test.carry([again, carol], 7.0)
+    status = pools_test.pool_status(again)
+    assert [e["address"] for e in status["online"]] == ["10.3.0.2"]
+    assert status["offline"] == [{"identity": "192.0.2.1", "address": "10.3.0.1"}]

@@ -733,12 +733,18 @@ class KeyManager:
         self._authenticated.add(id(session))
         self._drain(session, now)
 
-    def _kept_as(self, session: IkeSa) -> tuple[str, str] | None:
-        """A session's connection name and local address, if it is still kept."""
+    def _kept_as(self, session: IkeSa) -> dict[str, Any] | None:
+        """A session's connection name, local address and pool leases, for its record
+        in the store; None if it is no longer kept."""
         if self.sessions.get(session.spi_i) is not session:
             return None
         conn = self._session_conn.get(session.spi_i)
-        return None if conn is None else (conn.ike.name, str(session.config.local_addr))
+        if conn is None or self.persist is None:
+            return None
+        leases = persistence.leases_of(self.pools, session,
+                                       self.persist.leases.get(id(session)))  # fmt: skip
+        return {"connection": conn.ike.name, "local": str(session.config.local_addr),
+                "leases": leases}  # fmt: skip
 
     # -- what sessions report --------------------------------------------------------------
 
@@ -769,6 +775,8 @@ class KeyManager:
                 new = event.new
                 self.sessions[new.spi_i] = new
                 self._session_conn[new.spi_i] = conn
+                if self.persist is not None:
+                    self.persist.leases_moved(session, new)
                 log.info("%s: IKE_SA %s rekeyed, now %s/%s", name, session.spi_i.hex(),
                          new.spi_i.hex(), new.spi_r.hex())  # fmt: skip
                 self._drain(new, now)
@@ -799,6 +807,8 @@ class KeyManager:
             self.sessions.pop(session.spi_i, None)
             self._authenticated.discard(id(session))
         if self.persist is not None:
+            if session.phase is Phase.CLOSED:
+                self.persist.release_leases(session, self.pools)
             self.persist.touch(session)
         self._schedule(session)
 

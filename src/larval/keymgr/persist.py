@@ -61,6 +61,7 @@ from larval.pfkey import (
 )
 from larval.pfkey.errors import PfkeyError
 from larval.pfkey.extensions import Extension
+from larval.pools import Lease, PoolError, Pools
 from larval.stack.esp_state import EspStoredState, load_esp_state
 from larval.store import CHILD_SA, IKE_SA, RecordKey, StateStore, StoreError
 
@@ -80,6 +81,9 @@ def child_key(spi_in: int) -> str:
     return f"{spi_in:08x}"
 
 
+Identity = bytes | str
+
+
 class Persistence:
     """The key manager's writer to its store (module docstring)."""
 
@@ -91,6 +95,8 @@ class Persistence:
         self._deletes: set[RecordKey] = set()
         self._children: dict[int, dict[str, Any]] = {}  # inbound SPI -> its record
         self.deferred = 0  # snapshots put off by an exchange under way (status, tests)
+        #: The pool leases a restored IKE SA holds (by id()), given back when it goes.
+        self.leases: dict[int, list[tuple[Identity, Lease]]] = {}
 
     def __repr__(self) -> str:
         return f"<Persistence {self.store!r}>"
@@ -133,7 +139,7 @@ class Persistence:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def flush(self, connection_of: Callable[[IkeSa], tuple[str, str] | None]) -> None:
+    def flush(self, connection_of: Callable[[IkeSa], dict[str, Any] | None]) -> None:
         """Write what changed since the last flush, in one batch; `connection_of` gives a
         session's connection name and local address (None: it is no longer kept).
         Raises `StoreError` (and `StoreFenced`) as the store does."""
@@ -157,7 +163,7 @@ class Persistence:
             key = ike_key(session)
             if old is not None and old != key:
                 self._deletes.add((IKE_SA, old))
-            doc = {"connection": where[0], "local": where[1], "state": value.to_json()}
+            doc = {**where, "state": value.to_json()}
             self._puts[(IKE_SA, key)] = json.dumps(doc, sort_keys=True).encode()
             self._deletes.discard((IKE_SA, key))
             self._ike_keys[ident] = key
@@ -176,6 +182,69 @@ class Persistence:
 
     def forget(self, session: IkeSa) -> None:
         self._dirty.pop(id(session), None)
+
+    def leases_moved(self, old: IkeSa, new: IkeSa) -> None:
+        """A rekey: the new IKE SA holds the restored one's leases."""
+        held = self.leases.pop(id(old), None)
+        if held is not None:
+            self.leases[id(new)] = held
+
+    def release_leases(self, session: IkeSa, pools: Pools) -> None:
+        """A restored IKE SA went: its leases go offline, as the session's own would."""
+        for identity, lease in self.leases.pop(id(session), []):
+            pools.release(identity, lease)
+
+
+def leases_of(
+    pools: Pools, session: IkeSa, restored: list[tuple[Identity, Lease]] | None
+) -> list[list[object]]:
+    """A responder's IKE SA's pool leases, for its record: [pool, address, identity hex,
+    whether the identity is text]."""
+    held: list[tuple[Identity, Lease]] = list(restored or [])
+    if not held and not session.initiator:
+        for vip in session.virtual_ips:
+            for pool in pools:
+                if vip not in pool:
+                    continue
+                for identity, address, online in pool.leases():
+                    if address == vip and online:
+                        held.append((identity, Lease(pool.name, vip)))
+                        break
+    return [
+        [lease.pool, str(lease.address), _identity_bytes(identity).hex(), isinstance(identity, str)]
+        for identity, lease in held
+    ]
+
+
+def _identity_bytes(identity: Identity) -> bytes:
+    return identity.encode() if isinstance(identity, str) else bytes(identity)
+
+
+def retake_leases(keymgr: KeyManager, session: IkeSa, doc: dict[str, Any]) -> None:
+    """A restored responder's leases, taken again in the pools so that no other client
+    is given its addresses; logged if one is no longer to be had."""
+    persist = keymgr.persist
+    assert persist is not None
+    held: list[tuple[Identity, Lease]] = []
+    for entry in doc.get("leases") or []:
+        try:
+            pool, address, ident_hex, is_text = entry
+            raw = bytes.fromhex(ident_hex)
+            identity: Identity = raw.decode() if is_text else raw
+            wanted = ipaddress.ip_address(address)
+            lease = keymgr.pools.acquire([pool], identity, wanted, session.remote)
+        except (ValueError, TypeError, PoolError) as exc:
+            log.warning("%s: lease %r not taken again: %s", session.config.name, entry, exc)
+            continue
+        if lease is None or lease.address != wanted:
+            log.warning("%s: %s of pool %s is not to be had again for the restored IKE SA",
+                        session.config.name, address, pool)  # fmt: skip
+            if lease is not None:
+                keymgr.pools.release(identity, lease)
+            continue
+        held.append((identity, lease))
+    if held:
+        persist.leases[id(session)] = held
 
 
 @dataclasses.dataclass
@@ -257,6 +326,8 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
             persist._deletes.add((IKE_SA, key))
             continue
         persist.adopt(session, key)
+        assert doc is not None
+        retake_leases(keymgr, session, doc)
         expired = session.expires_at is not None and session.expires_at <= now
         kept = 0
         for spi_in in list(session.children):
