@@ -15,7 +15,7 @@ import pytest
 import larval.node as node_module
 from larval.daemon.config import parse_config
 from larval.stack import Stack
-from larval.store import CHILD_SA, IKE_SA, MemoryStore
+from larval.store import CHILD_SA, IKE_SA, LEASE, MemoryStore
 from tests.keymgr import test_pools_ikev2 as pools_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
@@ -287,3 +287,14 @@ def test_a_restarted_gateway_keeps_its_clients_leases_until_their_ike_sas_go() -
     status = pools_test.pool_status(again)
     assert [e["address"] for e in status["online"]] == ["10.3.0.2"]
     assert status["offline"] == [{"identity": "192.0.2.1", "address": "10.3.0.1"}]
+    leases = {k: json.loads(v) for k, v in store.load()[LEASE].items()}
+    assert leases == {"rw/10.3.0.1": [b"192.0.2.1".hex(), True, False],
+                      "rw/10.3.0.2": [b"192.0.2.3".hex(), True, True]}  # fmt: skip
+
+    # Restarted once more: carol's offline lease is kept for her, dave's online one too.
+    third = _Gateway(store, 10.0)
+    status = pools_test.pool_status(third)
+    assert [e["address"] for e in status["online"]] == ["10.3.0.2"]
+    assert status["offline"] == [{"identity": "192.0.2.1", "address": "10.3.0.1"}]
+    pools_test.connect(third, carol, 11.0)
+    assert pools_test.ike(carol)["virtual_ips"] == ["10.3.0.1"]

@@ -63,7 +63,7 @@ from larval.pfkey.errors import PfkeyError
 from larval.pfkey.extensions import Extension
 from larval.pools import Lease, PoolError, Pools
 from larval.stack.esp_state import EspStoredState, load_esp_state
-from larval.store import CHILD_SA, IKE_SA, RecordKey, StateStore, StoreError
+from larval.store import CHILD_SA, IKE_SA, LEASE, RecordKey, StateStore, StoreError
 
 if TYPE_CHECKING:
     from larval.keymgr.manager import ChildRecord, KeyManager
@@ -97,6 +97,7 @@ class Persistence:
         self.deferred = 0  # snapshots put off by an exchange under way (status, tests)
         #: The pool leases a restored IKE SA holds (by id()), given back when it goes.
         self.leases: dict[int, list[tuple[Identity, Lease]]] = {}
+        self._lease_written: dict[str, bytes] = {}  # LEASE records as last written
 
     def __repr__(self) -> str:
         return f"<Persistence {self.store!r}>"
@@ -139,11 +140,16 @@ class Persistence:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def flush(self, connection_of: Callable[[IkeSa], dict[str, Any] | None]) -> None:
+    def flush(
+        self, connection_of: Callable[[IkeSa], dict[str, Any] | None], pools: Pools | None = None
+    ) -> None:
         """Write what changed since the last flush, in one batch; `connection_of` gives a
-        session's connection name and local address (None: it is no longer kept).
+        session's connection name, local address and leases (None: it is no longer
+        kept); `pools`' leases are kept as LEASE records when an IKE SA changed.
         Raises `StoreError` (and `StoreFenced`) as the store does."""
         dirty, self._dirty = self._dirty, {}
+        if dirty and pools is not None and len(pools):
+            self._lease_records(pools)
         for ident, session in dirty.items():
             old = self._ike_keys.get(ident)
             where = connection_of(session)
@@ -172,6 +178,23 @@ class Persistence:
         puts, deletes = self._puts, self._deletes
         self.store.write(puts, deletes)
         self._puts, self._deletes = {}, set()
+
+    def _lease_records(self, pools: Pools) -> None:
+        """LEASE records for what changed in the pools: key "pool/address", value
+        [identity hex, whether it is text, online]."""
+        now: dict[str, bytes] = {}
+        for pool in pools:
+            for identity, address, online in pool.leases():
+                key = f"{pool.name}/{address}"
+                entry = [_identity_bytes(identity).hex(), isinstance(identity, str), online]
+                if key not in now or online:
+                    now[key] = json.dumps(entry).encode()
+        for key in self._lease_written.keys() - now.keys():
+            self._deletes.add((LEASE, key))
+        for key, value in now.items():
+            if self._lease_written.get(key) != value:
+                self._puts[(LEASE, key)] = value
+        self._lease_written = now
 
     def adopt(self, session: IkeSa, key: str) -> None:
         """A restored session: its record is `key`."""
@@ -218,6 +241,33 @@ def leases_of(
 
 def _identity_bytes(identity: Identity) -> bytes:
     return identity.encode() if isinstance(identity, str) else bytes(identity)
+
+
+def _offline_leases(keymgr: KeyManager, records: dict[str, bytes]) -> None:
+    """The leases no restored IKE SA holds, offline again for their identities: each
+    client finds its address kept when it comes back, as before the restart."""
+    persist = keymgr.persist
+    assert persist is not None
+    for key, raw in sorted(records.items()):
+        try:
+            pool, address = key.rsplit("/", 1)
+            ident_hex, is_text, _ = json.loads(raw)
+            raw_id = bytes.fromhex(ident_hex)
+            identity: Identity = raw_id.decode() if is_text else raw_id
+            wanted = ipaddress.ip_address(address)
+            if pool not in keymgr.pools:
+                raise ValueError(f"no pool {pool!r} is configured")
+            if any(a == wanted for _, a, _ in keymgr.pools[pool].leases()):
+                continue  # a restored IKE SA holds it
+            lease = keymgr.pools.acquire([pool], identity, wanted, None)
+        except (ValueError, TypeError, PoolError) as exc:
+            log.warning("state store: lease %s not kept: %s", key, exc)
+            persist._deletes.add((LEASE, key))
+            continue
+        if lease is not None:
+            keymgr.pools.release(identity, lease)
+            if lease.address != wanted:
+                log.warning("state store: lease %s is another's now; dropped", key)
 
 
 def retake_leases(keymgr: KeyManager, session: IkeSa, doc: dict[str, Any]) -> None:
@@ -358,7 +408,9 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
     for key in children.keys() - used:
         report.dropped += 1
         persist._deletes.add((CHILD_SA, key))
-    persist.flush(keymgr._kept_as)
+    _offline_leases(keymgr, records.get(LEASE, {}))
+    persist._lease_written = dict(records.get(LEASE, {}))
+    persist.flush(keymgr._kept_as, keymgr.pools)
     log.info("state store: restored %d IKE_SA(s) and %d CHILD_SA(s); %d expired, %d dropped",
              report.ike_sas, report.child_sas, report.expired, report.dropped)  # fmt: skip
     return report
@@ -445,7 +497,7 @@ def flush_or_hold(keymgr: KeyManager) -> bool:
     if persist is None:
         return True
     try:
-        persist.flush(keymgr._kept_as)
+        persist.flush(keymgr._kept_as, keymgr.pools)
     except StoreError as exc:
         log.error("state store: %s; holding back what would have been sent", exc)
         return False
