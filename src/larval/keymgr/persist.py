@@ -5,8 +5,12 @@ Theory of operation
 * Records (kinds of `larval.store`):
 
   - ``IKE_SA``, key ``SPIi-hex/SPIr-hex``: a JSON document ``{"connection", "local",
-    "state"}``: the connection's name, this end's address of the IKE SA, and the
-    session's `snapshot()` as `IkeSaState.to_json()`.
+    "leases", "state"}``: the connection's name, this end's address of the IKE SA, its
+    peer's pool leases, and the session's `snapshot()` as `IkeSaState.to_json()`.
+  - ``LEASE``, key ``pool/address``: ``[identity hex, is text, online]``, each lease of
+    the pools, written when an IKE SA changed. An IKE SA's record lists the leases of its
+    peer's virtual addresses too (``leases``): restored, it takes them again and gives
+    them back when it goes; the other leases come back offline for their identities.
   - ``CHILD_SA``, key the inbound SPI in hex: a JSON document with what the key manager
     needs to install the CHILD_SA's SAs again: its names, SPIs, suite, addresses and
     selectors, the NAT-T port, when it was installed and when its soft and hard
