@@ -190,7 +190,7 @@ def test_an_ikev2_value_is_written_as_version_2_and_reads_back() -> None:
     assert IkeSaState.from_json(text) == v
     assert IkeSaState.from_json(text).to_json() == text
     doc = json.loads(text)
-    assert (doc["version"], FORMAT_VERSION) == (2, 2)
+    assert (doc["version"], FORMAT_VERSION) == (2, 3)  # 3: with virtual IPs only
     assert doc["ikev1"] is None and doc["ikev2"]["sk_ei"] == SK_EI.hex()
     assert doc["ikev2"]["next_iv"] == 0xFFFF_FFFF_FFFF_FFF0 and doc["ikev2"]["sk_ai"] == "00" * 32
     assert doc["children"][0]["local_ts"] == ["198.51.100.0/25"]
@@ -310,7 +310,7 @@ REFUSED = [
     ("not json {", "not a JSON document"),
     ("[1, 2]", r"\$: expected an object"),
     (json.dumps(document(format="strongswan-ha")), r"\$.format is 'strongswan-ha'"),
-    (json.dumps(document(version=3)), "format version 3 is newer than this larval reads \\(2\\)"),
+    (json.dumps(document(version=4)), "format version 4 is newer than this larval reads \\(3\\)"),
     (json.dumps(document(version=0)), r"\$.version 0 is not a format version"),
     (json.dumps(document(version="1")), r"\$.version: expected int, got str"),
     (json.dumps(document(ike_version=3)), r"\$.ike_version 3 is not an IKE version"),

@@ -5,6 +5,7 @@ without a word) and a new one started from its store."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import json
@@ -14,6 +15,7 @@ import pytest
 
 import larval.node as node_module
 from larval.daemon.config import parse_config
+from larval.ike.state import IkeSaState
 from larval.stack import Stack
 from larval.store import CHILD_SA, IKE_SA, LEASE, MemoryStore
 from tests.keymgr import test_pools_ikev2 as pools_test
@@ -274,7 +276,11 @@ def test_a_restarted_gateway_keeps_its_clients_leases_until_their_ike_sas_go() -
     (doc,) = (json.loads(v) for v in store.load()[IKE_SA].values())
     assert doc["leases"] == [["rw", "10.3.0.1", b"192.0.2.1".hex(), True]]
 
+    state = IkeSaState.from_json(doc["state"])
+    assert state.virtual_ips == (ipaddress.ip_address("10.3.0.1"),)
+    assert json.loads(doc["state"])["version"] == 3  # the oldest that holds virtual IPs
     again = _Gateway(store, 5.0)
+    assert pools_test.ike(again)["virtual_ips"] == ["10.3.0.1"]
     online = pools_test.pool_status(again)["online"]
     assert [(e["identity"], e["address"]) for e in online] == [("192.0.2.1", "10.3.0.1")]
     pools_test.connect(again, dave, 6.0)  # another client: another address
@@ -298,3 +304,21 @@ def test_a_restarted_gateway_keeps_its_clients_leases_until_their_ike_sas_go() -
     assert status["offline"] == [{"identity": "192.0.2.1", "address": "10.3.0.1"}]
     pools_test.connect(third, carol, 11.0)
     assert pools_test.ike(carol)["virtual_ips"] == ["10.3.0.1"]
+
+
+def test_a_restarted_road_warrior_has_its_virtual_ip_again() -> None:
+    store = MemoryStore()
+    gateway = pools_test.Host(pools_test.gateway_config(), pools_test.GATEWAY)
+    carol = pools_test.Host(pools_test.client_config("carol"), pools_test.CLIENTS["carol"],
+                            vips=("0.0.0.0",))  # fmt: skip
+    carol.keymgr.attach_store(store)
+    pools_test.connect(gateway, carol)
+    assert pools_test.ike(carol)["virtual_ips"] == ["10.3.0.1"]
+    cfg = parse_config(pools_test.client_config("carol"), "carol.toml")
+    conns = [dataclasses.replace(c, ike=dataclasses.replace(
+        c.ike, vips=(ipaddress.ip_address("0.0.0.0"),))) for c in cfg.connections]  # fmt: skip
+    node = node_module.Node(conns)
+    node.keymgr.attach_store(store)
+    node.keymgr.start(5.0)
+    (ike,) = node.keymgr.status()["ike_sas"]
+    assert ike["virtual_ips"] == ["10.3.0.1"] and ike["initiator"]

@@ -33,7 +33,8 @@ Theory of operation
   only when it is not its default, and a document's `version` is the oldest that holds
   what it carries: an IKEv1 SA is written as version 1, byte for byte as before there
   were IKEv2 values, and an IKEv2 SA as version 2, which a larval that reads only
-  version 1 refuses. A field newer than its document's version is refused.
+  version 1 refuses; version 3 only where an IKE SA has virtual IPs. A field newer than
+  its document's version is refused.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ __all__ = [
 
 #: The `format` of the JSON document, and the newest `version` of it this larval reads.
 FORMAT = "larval-ike-sa"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 T = TypeVar("T")
 
@@ -176,6 +177,13 @@ def _address(value: object, path: str) -> tuple[str, int]:
     return addr, _port(items[1], f"{path}[1]")
 
 
+def _ip(value: object, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(_as(value, path, str))
+    except ValueError:
+        raise IkeStateError(f"IKE SA state: {path}: not an IP address") from None
+
+
 def _identity(value: object, path: str) -> tuple[int, bytes]:
     items = _as(value, path, list)
     if len(items) != 2:
@@ -194,6 +202,7 @@ U64 = Annotated[int, _u64]
 Port = Annotated[int, _port]
 Address = Annotated[tuple[str, int], _address]  # [address, port]
 Identity = Annotated[tuple[int, bytes], _identity]  # [ID type, data]
+IPAddr = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, _ip]
 ReplyKey = Annotated[int | bytes, _reply_key]
 
 
@@ -344,6 +353,8 @@ class IkeSaState:
     children: tuple[ChildSaState, ...] = ()
     ikev1: Ikev1State | None = None
     ikev2: Ikev2State | None = field(default=None, metadata=_since(2))
+    #: IKEv2: the virtual addresses of this end (initiator) or of the peer (responder).
+    virtual_ips: tuple[IPAddr, ...] = field(default=(), metadata=_since(3))
 
     def shifted(self, delta: float) -> IkeSaState:
         """The same IKE SA with every time moved by `delta` seconds: read on a clock that
@@ -465,6 +476,8 @@ class _Writer:
         if isinstance(value, Transform):
             return [value.type, value.id, value.key_bits]
         if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return str(value)
+        if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
             return str(value)
         if is_dataclass(value) and not isinstance(value, type):
             doc = {}

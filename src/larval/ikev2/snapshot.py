@@ -95,6 +95,7 @@ def snapshot(session: v2.IkeSession) -> IkeSaState:
         transport=session._transport.snapshot(),
         children=children,
         ikev2=ikev2,
+        virtual_ips=tuple(session.virtual_ips),
     )
 
 
@@ -148,6 +149,7 @@ def restore(
         child = v2.ChildSa(c.config, c.spi_in, c.spi_out, c.suite, c.local_ts, c.remote_ts)
         session.children[c.spi_in] = child
     session.established_at = value.established_at
+    session.virtual_ips = value.virtual_ips
     session._rekey_at, session._deadline = value.rekey_at, state.deadline
     session._transport.restore(value.transport)
     if state.liveness_check is not None:
