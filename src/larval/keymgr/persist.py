@@ -207,9 +207,6 @@ class Persistence:
     def adopt_child(self, spi_in: int, doc: dict[str, Any]) -> None:
         self._children[spi_in] = doc
 
-    def forget(self, session: IkeSa) -> None:
-        self._dirty.pop(id(session), None)
-
     def leases_moved(self, old: IkeSa, new: IkeSa) -> None:
         """A rekey: the new IKE SA holds the restored one's leases."""
         held = self.leases.pop(id(old), None)
