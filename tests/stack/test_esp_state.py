@@ -491,3 +491,65 @@ def test_esp_sa_grant_and_revoke() -> None:
 def test_unused_sa_record_key() -> None:
     sa = SecurityAssociation(0xC0FFEE01, 3, b"\xc0\x00\x02\x01", B_PACKED, SaState.MATURE, 0)
     assert record_key(sa.spi, sa.dst) == "c0ffee01@192.0.2.2"
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    block=st.integers(2, 64),
+    delay=st.sampled_from([0.0, 0.001, 0.003]),
+    failures=st.lists(st.booleans(), min_size=1, max_size=8),
+)
+def test_with_the_writer_thread_a_number_is_durable_before_it_is_sent(
+    block: int, delay: float, failures: list[bool]
+) -> None:
+    """The real writer thread against a slow store that fails now and then: checked at
+    the moment each datagram leaves, its number is below the durable mark."""
+    store = RecordingStore()
+    store.delay = delay
+    a = sender(store, block=block, hold=0.005)
+    assert a.writer is not None
+    key = record_key(SPI, B_PACKED)
+    seen: list[int] = []
+
+    def send(d: Datagram) -> None:
+        seq = struct.unpack_from(">I", d.payload, 4)[0]
+        assert seq < store.durable.get(key, 0)
+        seen.append(seq)
+
+    a.path.send = send
+    a.add(A_OUTER, B_OUTER)
+    a.writer.start()
+    try:
+        for fail in failures:
+            store.fail = fail
+            for n in range(60):
+                a.path.outbound(packet(n), 1.0)
+    finally:
+        a.writer.stop()
+    assert seen == sorted(set(seen))
+    counters = a.path.counters()
+    assert counters["sent"] + counters["seq_unreserved"] == 60 * len(failures)
+
+
+def test_the_stack_service_runs_the_writer_and_reports_it() -> None:
+    import asyncio
+
+    from larval.daemon.stack_service import StackService
+
+    store = RecordingStore()
+    service = StackService(None, None, store=store)
+    writer = service.stack.esp_state
+    assert writer is not None
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.05)
+        assert writer._thread is not None and writer._thread.is_alive()
+        status = service._status({})
+        assert status["esp_state"] == {"writes": 0, "write_errors": 0, "fenced": False}
+        service.stop()
+        await task
+
+    asyncio.run(main())
+    assert writer._thread is None
+    assert "esp_state" not in StackService(None, None)._status({})
