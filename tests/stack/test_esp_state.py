@@ -553,3 +553,31 @@ def test_the_stack_service_runs_the_writer_and_reports_it() -> None:
     asyncio.run(main())
     assert writer._thread is None
     assert "esp_state" not in StackService(None, None)._status({})
+
+
+def test_an_outbound_sa_is_reserved_when_keyed_before_its_first_packet() -> None:
+    store = RecordingStore()
+    a = sender(store, block=64)
+    assert a.writer is not None
+    msg = keyed(SadbMsgType.ADD, SPI, A_OUTER, B_OUTER, encrypt=EncryptAlg.AES_GCM_16,
+                encrypt_key=KEY)  # fmt: skip
+    flags = SaFlags.X_TUNNEL | SaFlags.X_OUTBOUND
+    sa = SadbSa(SPI, 64, SaState.MATURE, 0, EncryptAlg.AES_GCM_16, flags)
+    add = PfkeyMessage(msg.msg_type, msg.satype, extensions=(sa, *msg.extensions[1:]))
+    assert a.stack.handle_pfkey(add, 0)[0].message.errno == 0
+    assert a.writer.run_once()  # the first block, with no packet yet
+    assert store.durable[record_key(SPI, B_PACKED)] == 65
+    a.path.outbound(packet(0), 1.0)
+    assert a.sent_seqs() == [1]
+
+
+def test_an_inbound_sa_writes_no_mark() -> None:
+    a = sender(None)
+    a.add(A_OUTER, B_OUTER)
+    a.path.outbound(packet(1), 1.0)
+    store = RecordingStore()
+    b = receiver(store)
+    b.add(A_OUTER, B_OUTER)
+    b.path.inbound(a.wire[0].payload, b.outer, 1.0)
+    assert b.writer is not None and b.writer.run_once()
+    assert ESP_SEQ not in store.load() and ESP_REPLAY in store.load()
