@@ -67,7 +67,7 @@ SEQ_BLOCK = 1 << 14
 #: Seconds between replay window checkpoints.
 CHECKPOINT_INTERVAL = 0.1
 #: Packets received on one SA that make a checkpoint due before the timer.
-CHECKPOINT_PACKETS = 4096
+CHECKPOINT_PACKETS = 16384
 #: Seconds a packet waits for its SA's next block before it is dropped.
 HOLD = 0.02
 
