@@ -581,3 +581,25 @@ def test_an_inbound_sa_writes_no_mark() -> None:
     b.path.inbound(a.wire[0].payload, b.outer, 1.0)
     assert b.writer is not None and b.writer.run_once()
     assert ESP_SEQ not in store.load() and ESP_REPLAY in store.load()
+
+
+def test_an_esn_sa_reserves_past_32_bits() -> None:
+    sa = EspSa(0x1001, EncryptAlg.AES_GCM_16, KEY, esn=True)
+    sa.reserve_from((1 << 32) - 1, 8, lambda s: None)
+    sa.grant((1 << 32) + 2)
+    sa.encrypt(b"x", 4)
+    sa.encrypt(b"x", 4)
+    assert sa.seq == 1 << 32
+    sa.encrypt(b"x", 4)
+    with pytest.raises(EspSeqUnreserved):
+        sa.encrypt(b"x", 4)
+    assert sa.seq == (1 << 32) + 1
+
+
+def test_a_32_bit_sa_started_past_its_space_is_exhausted() -> None:
+    from larval.esp import EspSeqExhausted
+
+    sa = EspSa(0x1001, EncryptAlg.AES_GCM_16, KEY)
+    sa.start_at(1 << 40)
+    with pytest.raises(EspSeqExhausted):
+        sa.encrypt(b"x", 4)
