@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from larval.daemon.stack_service import StackService
+from larval.store import StateStore
 
 
 class RunningStack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, store: StateStore | None = None) -> None:
+        self.store = store
         self.pfkey_path = str(tmp / "pfkey")
         self.control_path = str(tmp / "control")
         self.service: StackService | None = None
@@ -26,7 +28,7 @@ class RunningStack:
 
     def _run(self) -> None:
         async def main() -> None:
-            self.service = StackService(self.pfkey_path, self.control_path)
+            self.service = StackService(self.pfkey_path, self.control_path, store=self.store)
             self.loop = asyncio.get_running_loop()
             task = asyncio.create_task(self.service.run())
             while not os.path.exists(self.control_path):

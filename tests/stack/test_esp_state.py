@@ -491,3 +491,115 @@ def test_esp_sa_grant_and_revoke() -> None:
 def test_unused_sa_record_key() -> None:
     sa = SecurityAssociation(0xC0FFEE01, 3, b"\xc0\x00\x02\x01", B_PACKED, SaState.MATURE, 0)
     assert record_key(sa.spi, sa.dst) == "c0ffee01@192.0.2.2"
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    block=st.integers(2, 64),
+    delay=st.sampled_from([0.0, 0.001, 0.003]),
+    failures=st.lists(st.booleans(), min_size=1, max_size=8),
+)
+def test_with_the_writer_thread_a_number_is_durable_before_it_is_sent(
+    block: int, delay: float, failures: list[bool]
+) -> None:
+    """The real writer thread against a slow store that fails now and then: checked at
+    the moment each datagram leaves, its number is below the durable mark."""
+    store = RecordingStore()
+    store.delay = delay
+    a = sender(store, block=block, hold=0.005)
+    assert a.writer is not None
+    key = record_key(SPI, B_PACKED)
+    seen: list[int] = []
+
+    def send(d: Datagram) -> None:
+        seq = struct.unpack_from(">I", d.payload, 4)[0]
+        assert seq < store.durable.get(key, 0)
+        seen.append(seq)
+
+    a.path.send = send
+    a.add(A_OUTER, B_OUTER)
+    a.writer.start()
+    try:
+        for fail in failures:
+            store.fail = fail
+            for n in range(60):
+                a.path.outbound(packet(n), 1.0)
+    finally:
+        a.writer.stop()
+    assert seen == sorted(set(seen))
+    counters = a.path.counters()
+    assert counters["sent"] + counters["seq_unreserved"] == 60 * len(failures)
+
+
+def test_the_stack_service_runs_the_writer_and_reports_it() -> None:
+    import asyncio
+
+    from larval.daemon.stack_service import StackService
+
+    store = RecordingStore()
+    service = StackService(None, None, store=store)
+    writer = service.stack.esp_state
+    assert writer is not None
+
+    async def main() -> None:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.05)
+        assert writer._thread is not None and writer._thread.is_alive()
+        status = service._status({})
+        assert status["esp_state"] == {"writes": 0, "write_errors": 0, "fenced": False}
+        service.stop()
+        await task
+
+    asyncio.run(main())
+    assert writer._thread is None
+    assert "esp_state" not in StackService(None, None)._status({})
+
+
+def test_an_outbound_sa_is_reserved_when_keyed_before_its_first_packet() -> None:
+    store = RecordingStore()
+    a = sender(store, block=64)
+    assert a.writer is not None
+    msg = keyed(SadbMsgType.ADD, SPI, A_OUTER, B_OUTER, encrypt=EncryptAlg.AES_GCM_16,
+                encrypt_key=KEY)  # fmt: skip
+    flags = SaFlags.X_TUNNEL | SaFlags.X_OUTBOUND
+    sa = SadbSa(SPI, 64, SaState.MATURE, 0, EncryptAlg.AES_GCM_16, flags)
+    add = PfkeyMessage(msg.msg_type, msg.satype, extensions=(sa, *msg.extensions[1:]))
+    assert a.stack.handle_pfkey(add, 0)[0].message.errno == 0
+    assert a.writer.run_once()  # the first block, with no packet yet
+    assert store.durable[record_key(SPI, B_PACKED)] == 65
+    a.path.outbound(packet(0), 1.0)
+    assert a.sent_seqs() == [1]
+
+
+def test_an_inbound_sa_writes_no_mark() -> None:
+    a = sender(None)
+    a.add(A_OUTER, B_OUTER)
+    a.path.outbound(packet(1), 1.0)
+    store = RecordingStore()
+    b = receiver(store)
+    b.add(A_OUTER, B_OUTER)
+    b.path.inbound(a.wire[0].payload, b.outer, 1.0)
+    assert b.writer is not None and b.writer.run_once()
+    assert ESP_SEQ not in store.load() and ESP_REPLAY in store.load()
+
+
+def test_an_esn_sa_reserves_past_32_bits() -> None:
+    sa = EspSa(0x1001, EncryptAlg.AES_GCM_16, KEY, esn=True)
+    sa.reserve_from((1 << 32) - 1, 8, lambda s: None)
+    sa.grant((1 << 32) + 2)
+    sa.encrypt(b"x", 4)
+    sa.encrypt(b"x", 4)
+    assert sa.seq == 1 << 32
+    sa.encrypt(b"x", 4)
+    with pytest.raises(EspSeqUnreserved):
+        sa.encrypt(b"x", 4)
+    assert sa.seq == (1 << 32) + 1
+
+
+def test_a_32_bit_sa_started_past_its_space_is_exhausted() -> None:
+    from larval.esp import EspSeqExhausted
+
+    sa = EspSa(0x1001, EncryptAlg.AES_GCM_16, KEY)
+    sa.start_at(1 << 40)
+    with pytest.raises(EspSeqExhausted):
+        sa.encrypt(b"x", 4)

@@ -196,6 +196,9 @@ class Sadb:
         # Told of every SA that leaves the tables (DELETE, FLUSH, expiry): the stack's
         # state store forgets its sequence numbers.
         self.on_removed: Callable[[SecurityAssociation], None] | None = None
+        # Told of every SA that got its keys (ADD, or UPDATE of a LARVAL SA), before
+        # packets waiting for it are released: the dataplane prepares it.
+        self.on_keyed: Callable[[SecurityAssociation], None] | None = None
         self.larval_lifetime = larval_lifetime
         self._larval_hard = Lifetime(addtime=larval_lifetime)
         self.hold_limit = hold_limit
@@ -500,6 +503,8 @@ class Sadb:
             reindex = inner_before != _inner_state(sa)
         if reindex:
             self._tables[sa.satype].reindex_inner(sa)
+        if was_larval and self.on_keyed is not None:
+            self.on_keyed(sa)
         if released:
             sa.release_held(self.on_inbound_release, self.counters)
         self._release_acquires(sa)
@@ -532,6 +537,8 @@ class Sadb:
             raise SadbError(
                 errno.EEXIST, Diagnostic.NONE, f"SPI {sa_ext.spi:#x} to {dst.addr} exists already"
             )
+        if self.on_keyed is not None:
+            self.on_keyed(sa)
         self._release_acquires(sa)
         return [_stripped(msg)]
 

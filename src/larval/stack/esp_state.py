@@ -67,7 +67,7 @@ SEQ_BLOCK = 1 << 14
 #: Seconds between replay window checkpoints.
 CHECKPOINT_INTERVAL = 0.1
 #: Packets received on one SA that make a checkpoint due before the timer.
-CHECKPOINT_PACKETS = 4096
+CHECKPOINT_PACKETS = 16384
 #: Seconds a packet waits for its SA's next block before it is dropped.
 HOLD = 0.02
 
@@ -218,8 +218,12 @@ class EspStateWriter:
 
     # -- the packet path's side ---------------------------------------------------------
 
-    def attach(self, sa: SecurityAssociation, esp: EspSa, lock: Lock, first: int) -> None:
-        """A new ESP context: `esp` sends from `first` on, only what is reserved."""
+    def attach(
+        self, sa: SecurityAssociation, esp: EspSa, lock: Lock, first: int, reserve_now: bool
+    ) -> None:
+        """A new ESP context: `esp` sends from `first` on, only what is reserved; its first
+        block is asked for at once if `reserve_now` (an outbound SA), else by its first
+        packet out."""
         key = record_key(sa.spi, sa.dst)
         tracked = _Tracked(esp, lock)
 
@@ -233,6 +237,10 @@ class EspStateWriter:
         with self._cond:
             self._gone.discard(key)
             self._tracked[key] = tracked
+            if reserve_now:
+                # Its first block now: the first packet should not have to wait for it.
+                self._wanted.add(key)
+                self._cond.notify_all()
         # After it is tracked: a `fence` now revokes it, one before is seen here.
         if self.fenced:
             with lock:

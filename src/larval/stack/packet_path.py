@@ -168,6 +168,7 @@ class PacketPath:
         self.delivered = 0
         stack.sadb.on_inbound_release = self._inbound_released
         stack.sadb.on_outbound_release = self._outbound_released
+        stack.sadb.on_keyed = self._keyed
 
     def counters(self) -> dict[str, int]:
         with self._lock:
@@ -198,6 +199,12 @@ class PacketPath:
         elif verdict is Verdict.NO_PEER_SA:
             self.drop("no_peer_sa")
         # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
+
+    def _keyed(self, sa: SecurityAssociation) -> None:
+        """An outbound SA got its keys: with a state store, make its ESP context now, so
+        that its first block of sequence numbers is reserved before its first packet."""
+        if self.stack.esp_state is not None and sa.flags & SaFlags.X_OUTBOUND:
+            self._context(sa)
 
     def _outbound_released(self, sa: SecurityAssociation, packet: bytes) -> None:
         # Released by the ADD that installed `sa`: no clock here, the SA's own times serve.
@@ -400,7 +407,7 @@ class PacketPath:
                 esp.replay.restore(given.top, given.bitmap)
         writer = self.stack.esp_state
         if writer is not None:
-            writer.attach(sa, esp, ctx.lock, first)
+            writer.attach(sa, esp, ctx.lock, first, bool(sa.flags & SaFlags.X_OUTBOUND))
             ctx.checkpoint_at = writer.checkpoint_packets
         elif first > 1:
             esp.start_at(first)
