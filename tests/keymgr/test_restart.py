@@ -16,6 +16,7 @@ import pytest
 import larval.node as node_module
 from larval.daemon.config import parse_config
 from larval.ike.state import IkeSaState
+from larval.keymgr.persist import ike_key
 from larval.stack import Stack
 from larval.store import CHILD_SA, IKE_SA, LEASE, MemoryStore
 from tests.keymgr import test_pools_ikev2 as pools_test
@@ -322,3 +323,32 @@ def test_a_restarted_road_warrior_has_its_virtual_ip_again() -> None:
     node.keymgr.start(5.0)
     (ike,) = node.keymgr.status()["ike_sas"]
     assert ike["virtual_ips"] == ["10.3.0.1"] and ike["initiator"]
+
+
+def test_a_kill_during_an_exchange_of_ours_uses_no_message_id_or_iv_twice() -> None:
+    """A CHILD_SA rekey of a's is under way at the kill (b has answered; a never saw it).
+    The IKE SA's value could not be taken then, but the one written before it went out
+    was moved on to its Message ID and AEAD IV counter: a2's next request is the one
+    after, which b takes (not the retransmission of the rekey it would answer again)."""
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (session,) = a.keymgr.sessions.values()
+    value = IkeSaState.from_json(json.loads(store.load()[IKE_SA][ike_key(session)])["state"])
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE: CREATE_CHILD_SA request
+    ((request, _),) = a.keymgr.datagrams_to_send()
+    b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
+    b.keymgr.datagrams_to_send()  # b's answer, lost with a
+    moved = IkeSaState.from_json(json.loads(store.load()[IKE_SA][ike_key(session)])["state"])
+    assert moved.transport.next_message_id == value.transport.next_message_id + 1
+    assert moved.ikev2 is not None and value.ikev2 is not None
+    assert moved.ikev2.next_iv == (value.ikev2.next_iv or 0) + 1
+
+    a2 = _restarted(2, store, now + 1)
+    a2.keymgr.down("s2s", now + 1)
+    carry(a2, b, now + 1)
+    assert b.keymgr.status()["ike_sas"] == []

@@ -426,6 +426,14 @@ class IkeSession(OverTransport):
 
     # -- as a value (larval.ike.state, larval.ikev2.snapshot) -----------------------------
 
+    def sequence_marks(self) -> tuple[int, int, int | None]:
+        """Our next Message ID, the peer's next, and the counter of our next AEAD IV:
+        where a value written before an exchange under way must be moved on to, so that
+        after a restart none of them is used twice (the value's own are behind)."""
+        ours, peer = self._transport.ids.counters()
+        outbound = self._framing.outbound
+        return ours, peer, outbound.next_iv if outbound is not None else None
+
     def snapshot(self) -> IkeSaState:
         """This IKE SA and its CHILD_SAs as a value, for `restore`; raises `IkeStateError`
         while an exchange is under way that the value cannot hold (`larval.ikev2.snapshot`)."""

@@ -26,14 +26,14 @@ Theory of operation
   that Message ID is durable (a request we send, and the reply we cache for the peer's).
   An IKE SA that went away is deleted with its record.
 * A snapshot is possible only between exchanges (`IkeStateError`). While one of ours is
-  under way (a CREATE_CHILD_SA, a rekey), the record keeps the value from before it.
-  After a kill then, the restored IKE SA is the one before the exchange: a CHILD_SA the
-  exchange made is not known (the peer's copy lapses at its lifetime or is deleted by
-  the peer's DPD/rekey), and our next request takes up the Message ID of the lost one;
-  the peer answers it from its cached reply only if it saw the lost request, which it
-  then treats as a retransmission. A request of the peer's that was under way is no
-  hazard: the reply we sent was written with the IKE SA before it left, and the peer's
-  retransmission is answered from it.
+  under way (a CREATE_CHILD_SA, a rekey), the record keeps the value from before it,
+  moved on to the session's Message IDs and AEAD IV counter (IKEv2's
+  `sequence_marks`) before the request leaves: after a kill then, no Message ID and
+  no IV is used twice; the exchange is lost (a CHILD_SA it made is unknown after the
+  restart, and the peer's copy goes at its lifetime or with the peer's DELETE), and our
+  next request is the one after it. A request of the peer's is no hazard: the reply
+  we sent was written with the IKE SA before it left, and the peer's retransmission is
+  answered from it.
 * Restoring (`restore`, at start): each IKE SA of a connection still configured is
   restored; its CHILD_SAs' SAs are ADDed again with the stored keys, lifetimes set to
   what remains of them. An IKE SA past its expiry, or a CHILD_SA past its hard lifetime,
@@ -102,6 +102,7 @@ class Persistence:
         #: The pool leases a restored IKE SA holds (by id()), given back when it goes.
         self.leases: dict[int, list[tuple[Identity, Lease]]] = {}
         self._lease_written: dict[str, bytes] = {}  # LEASE records as last written
+        self._values: dict[int, IkeSaState] = {}  # by id(): each session's last value
 
     def __repr__(self) -> str:
         return f"<Persistence {self.store!r}>"
@@ -161,15 +162,20 @@ class Persistence:
                 if old is not None:
                     self._deletes.add((IKE_SA, old))
                     self._ike_keys.pop(ident, None)
+                self._values.pop(ident, None)
                 continue
             if session.phase is not Phase.ESTABLISHED:
                 continue  # nothing to keep before it is up
             try:
                 value = session.snapshot()
             except IkeStateError:
-                self.deferred += 1  # the last value written stands (module docstring)
-                self._dirty.setdefault(ident, session)  # and is tried again next turn
-                continue
+                self.deferred += 1  # the last value written stands (module docstring),
+                self._dirty.setdefault(ident, session)  # tried again next turn,
+                moved = self._moved_on(ident, session)  # its counters moved on
+                if moved is None:
+                    continue
+                value = moved
+            self._values[ident] = value
             key = ike_key(session)
             if old is not None and old != key:
                 self._deletes.add((IKE_SA, old))
@@ -182,6 +188,24 @@ class Persistence:
         puts, deletes = self._puts, self._deletes
         self.store.write(puts, deletes)
         self._puts, self._deletes = {}, set()
+
+    def _moved_on(self, ident: int, session: IkeSa) -> IkeSaState | None:
+        """The last value written of a session that has none now (an exchange of ours
+        under way), with its Message IDs and AEAD IV counter where the session's are;
+        None if that is what was written already."""
+        last = self._values.get(ident)
+        marks = getattr(session, "sequence_marks", None)  # IKEv2's; IKEv1's IDs are random
+        if last is None or marks is None:
+            return None
+        ours, peer, next_iv = marks()
+        transport = dataclasses.replace(
+            last.transport, next_message_id=ours, expected_message_id=peer
+        )
+        ikev2 = last.ikev2
+        if ikev2 is not None and next_iv is not None:
+            ikev2 = dataclasses.replace(ikev2, next_iv=next_iv)
+        moved = dataclasses.replace(last, transport=transport, ikev2=ikev2)
+        return None if moved == last else moved
 
     def _lease_records(self, pools: Pools) -> None:
         """LEASE records for what changed in the pools: key "pool/address", value
