@@ -352,3 +352,20 @@ def test_a_kill_during_an_exchange_of_ours_uses_no_message_id_or_iv_twice() -> N
     a2.keymgr.down("s2s", now + 1)
     carry(a2, b, now + 1)
     assert b.keymgr.status()["ike_sas"] == []
+
+
+def test_an_isakmp_sa_expired_while_down_is_deleted_with_the_peer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    a, b = _up(1, store)
+    (session,) = a.keymgr.sessions.values()
+    assert session.expires_at is not None
+    caplog.set_level(logging.INFO, "larval.ike")
+    later = session.expires_at + 1
+    a2 = _restarted(1, store, later)
+    assert "expired while larval was down; deleting it" in caplog.text
+    assert a2.stack.sadb.lookup_esp(next(iter(a.keymgr.children)), a2.addr.packed) is None
+    carry(a2, b, later)
+    assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
+    assert store.load() == {}
