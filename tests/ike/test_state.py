@@ -190,7 +190,7 @@ def test_an_ikev2_value_is_written_as_version_2_and_reads_back() -> None:
     assert IkeSaState.from_json(text) == v
     assert IkeSaState.from_json(text).to_json() == text
     doc = json.loads(text)
-    assert (doc["version"], FORMAT_VERSION) == (2, 3)  # 3: with virtual IPs only
+    assert (doc["version"], FORMAT_VERSION) == (2, 3)  # 3: with virtual IPs or authentication only
     assert doc["ikev1"] is None and doc["ikev2"]["sk_ei"] == SK_EI.hex()
     assert doc["ikev2"]["next_iv"] == 0xFFFF_FFFF_FFFF_FFF0 and doc["ikev2"]["sk_ai"] == "00" * 32
     assert doc["children"][0]["local_ts"] == ["198.51.100.0/25"]

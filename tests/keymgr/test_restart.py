@@ -64,6 +64,11 @@ def test_a_restarted_key_manager_has_the_same_sas_and_message_ids(
     assert (ike2.spi_i, ike2.spi_r) == (ike.spi_i, ike.spi_r)
     assert set(a2.keymgr.children) == {child.spi_in}
     assert "restored 1 IKE_SA(s) and 1 CHILD_SA(s)" in caplog.text
+    if version == 2:  # how each end authenticated, for status, comes back too
+        (before,), (after,) = a.keymgr.status()["ike_sas"], a2.keymgr.status()["ike_sas"]
+        assert after["auth_remote"] is not None and after["auth_remote"]["method"] == "psk"
+        assert after["auth_remote"] == before["auth_remote"]
+        assert after["auth_local"] == before["auth_local"]
     # Both SAs are back in the stack, with the keys b uses: what b sends reaches a2.
     for spi, dst in ((child.spi_in, a2.addr), (child.spi_out, b.addr)):
         assert a2.stack.sadb.lookup_esp(spi, dst.packed) is not None

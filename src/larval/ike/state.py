@@ -33,7 +33,8 @@ Theory of operation
   only when it is not its default, and a document's `version` is the oldest that holds
   what it carries: an IKEv1 SA is written as version 1, byte for byte as before there
   were IKEv2 values, and an IKEv2 SA as version 2, which a larval that reads only
-  version 1 refuses; version 3 only where an IKE SA has virtual IPs. A field newer than
+  version 1 refuses; version 3 only where an IKE SA has virtual IPs or how its ends
+  authenticated. A field newer than
   its document's version is refused.
 """
 
@@ -48,6 +49,7 @@ from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from larval.crypto.ike_transforms import Transform
+from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, IkeConfig, IPNetwork, Suite
 from larval.ike.errors import IkeError
 
@@ -355,6 +357,9 @@ class IkeSaState:
     ikev2: Ikev2State | None = field(default=None, metadata=_since(2))
     #: IKEv2: the virtual addresses of this end (initiator) or of the peer (responder).
     virtual_ips: tuple[IPAddr, ...] = field(default=(), metadata=_since(3))
+    #: IKEv2: how each end authenticated, for status (an EAP identity among it).
+    auth_local: AuthInfo | None = field(default=None, metadata=_since(3))
+    auth_remote: AuthInfo | None = field(default=None, metadata=_since(3))
 
     def shifted(self, delta: float) -> IkeSaState:
         """The same IKE SA with every time moved by `delta` seconds: read on a clock that

@@ -96,6 +96,8 @@ def snapshot(session: v2.IkeSession) -> IkeSaState:
         children=children,
         ikev2=ikev2,
         virtual_ips=tuple(session.virtual_ips),
+        auth_local=session.auth_local,
+        auth_remote=session.auth_remote,
     )
 
 
@@ -150,6 +152,7 @@ def restore(
         session.children[c.spi_in] = child
     session.established_at = value.established_at
     session.virtual_ips = value.virtual_ips
+    session.auth_local, session.auth_remote = value.auth_local, value.auth_remote
     session._rekey_at, session._deadline = value.rekey_at, state.deadline
     session._transport.restore(value.transport)
     if state.liveness_check is not None:
