@@ -116,8 +116,7 @@ def test_kill_9_and_start_again_keeps_the_ike_and_child_sas(tmp_path: Path, vers
         larval.proc.wait()
         killed = time.time()
         larval.start()
-        log = larval.log.read_text()
-        assert "restored 1 IKE_SA(s) and 1 CHILD_SA(s)" in log, log[-3000:]
+        _wait_for_line(larval, "restored 1 IKE_SA(s) and 1 CHILD_SA(s)")
 
         time.sleep(7)  # charon's liveness checks, each with the next Message ID
         arrived = _numbered(topo.a, topo.b, 50)
@@ -165,6 +164,16 @@ def _esp_sequences(capture: Path, charon_spis: set[str]) -> list[tuple[float, in
         if f"{int(spi, 16):08x}" in charon_spis:
             found.append((float(when), int(seq)))
     return found
+
+
+def _wait_for_line(larval: LarvalDaemon, text: str, timeout: float = 10) -> None:
+    """Until `text` is in larval's log (the control socket is up before the key manager
+    has restored what the store holds)."""
+    deadline = time.monotonic() + timeout
+    while text not in (log := larval.log.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} in larval's log:\n{log[-3000:]}")
+        time.sleep(0.1)
 
 
 def _log(charon: Charon) -> str:
