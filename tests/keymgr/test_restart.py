@@ -18,7 +18,7 @@ from larval.daemon.config import parse_config
 from larval.ike.state import IkeSaState
 from larval.keymgr.persist import ike_key
 from larval.stack import Stack
-from larval.store import CHILD_SA, IKE_SA, LEASE, MemoryStore
+from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore
 from tests.keymgr import test_pools_ikev2 as pools_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
@@ -163,8 +163,11 @@ def test_after_a_restart_the_peer_takes_what_is_sent_above_the_stored_mark(
     with monkeypatch.context() as m:
         m.setattr(node_module, "Stack", functools.partial(Stack, store=store))
         a2 = Host("a", "b", "trap")
+    store.write({(ESP_SEQ, "0badf00d@192.0.2.2"): (1).to_bytes(8, "big")})  # of no SA
     a2.keymgr.attach_store(store)
     a2.keymgr.start(2.0)
+    assert list(store.load()[ESP_SEQ]) == [f"{a.keymgr.children[spi].spi_out:08x}@192.0.2.2"
+                                           for spi in a.keymgr.children]  # fmt: skip
     assert a2.stack.esp_state is not None
     a2.stack.esp_state.run_once()
     a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 2.0)

@@ -38,7 +38,8 @@ Theory of operation
   restored; its CHILD_SAs' SAs are ADDed again with the stored keys, lifetimes set to
   what remains of them. An IKE SA past its expiry, or a CHILD_SA past its hard lifetime,
   is deleted with a DELETE to the peer; a CHILD_SA whose record is missing too (its keys
-  are gone). Records that belong to nothing restored are deleted.
+  are gone). Records that belong to nothing restored are deleted, the stack's
+  sequence marks and replay checkpoints of SAs not ADDed again among them.
 """
 
 from __future__ import annotations
@@ -66,8 +67,17 @@ from larval.pfkey import (
 from larval.pfkey.errors import PfkeyError
 from larval.pfkey.extensions import Extension
 from larval.pools import Lease, PoolError, Pools
-from larval.stack.esp_state import EspStoredState, load_esp_state
-from larval.store import CHILD_SA, IKE_SA, LEASE, RecordKey, StateStore, StoreError
+from larval.stack.esp_state import EspStoredState, load_esp_state, record_key
+from larval.store import (
+    CHILD_SA,
+    ESP_REPLAY,
+    ESP_SEQ,
+    IKE_SA,
+    LEASE,
+    RecordKey,
+    StateStore,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from larval.keymgr.manager import ChildRecord, KeyManager
@@ -434,6 +444,11 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
         report.dropped += 1
         persist._deletes.add((CHILD_SA, key))
     _offline_leases(keymgr, records.get(LEASE, {}))
+    # The stack's sequence marks and replay checkpoints of SAs that did not come back.
+    live = {record_key(spi, addr.packed) for c in keymgr.children.values()
+            for spi, addr in ((c.spi_in, c.local), (c.spi_out, c.remote))}  # fmt: skip
+    for kind in (ESP_SEQ, ESP_REPLAY):
+        persist._deletes.update((kind, key) for key in records.get(kind, {}) if key not in live)
     persist._lease_written = dict(records.get(LEASE, {}))
     persist.flush(keymgr._kept_as, keymgr.pools)
     log.info("state store: restored %d IKE_SA(s) and %d CHILD_SA(s); %d expired, %d dropped",
