@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.ha.members import EtcdCluster, cluster, needs_etcd
 
 from larval.ha.election import Election
 from larval.store import IKE_SA, StoreFenced
 from larval.store.etcd import EtcdClient, EtcdStore
+from tests.ha.members import EtcdCluster, cluster, needs_etcd
 
 pytestmark = needs_etcd
 
