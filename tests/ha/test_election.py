@@ -89,7 +89,9 @@ def test_two_electors_one_wins(client: EtcdClient) -> None:
     winner.resign()
 
 
-def test_owner_fences_itself_on_its_clock(client: EtcdClient) -> None:
+def test_owner_fences_itself_on_its_clock(
+    client: EtcdClient, caplog: pytest.LogCaptureFixture
+) -> None:
     """With no renewal, the owner stops at sent + TTL - margin, without asking etcd."""
     clock = FakeClock()
     election = Election(client, group(), "gw1", ttl=10, margin=2, clock=clock)
@@ -106,6 +108,8 @@ def test_owner_fences_itself_on_its_clock(client: EtcdClient) -> None:
     with pytest.raises(StoreFenced, match=r"no lease renewal within 10 s less a margin of 2 s"):
         store.write({(IKE_SA, "a"): b"2"})
     assert election.epoch == 0 and not election.may_write()
+    assert f"gw1: fenced in group {election.group}" in caplog.text
+    assert "writing and sending stop" in caplog.text
     # Fenced, it stays fenced: renewing the lease does not give ownership back.
     assert not election.renew()
     assert store.load() == {IKE_SA: {"a": b"1"}}
@@ -232,8 +236,12 @@ def _leader_lost_owner_stays(members: EtcdCluster) -> None:
     epoch = owner.epoch
     standby.start()
     store = EtcdStore(client, name, KEY, election=owner)
+    # A standby's mirror, its watch on the leader too: it must open it again elsewhere.
+    follower = EtcdStore(EtcdClient(endpoints, timeout=2), name, KEY)
     try:
         store.write({(IKE_SA, "a"): b"before"})
+        follower.follow()
+        assert follower.mirror() == {IKE_SA: {"a": b"before"}}
         assert members.leader() == leader
         members.kill(leader)
         assert wait_for(lambda: members.leader() is not None, 5)
@@ -241,6 +249,10 @@ def _leader_lost_owner_stays(members: EtcdCluster) -> None:
         assert owner.epoch == epoch and changes == [] and standby.epoch == 0
         store.write({(IKE_SA, "a"): b"after"})
         assert store.load() == {IKE_SA: {"a": b"after"}}
+        assert follower.wait_revision(store.last_revision, timeout=5)
+        assert follower.mirror() == {IKE_SA: {"a": b"after"}}
+        assert follower.follow_error is not None  # it did break, and came back
     finally:
+        follower.close()
         owner.stop()
         standby.stop()

@@ -76,6 +76,7 @@ class Election:
         self.owner: str | None = None
         self.on_change: Callable[[bool], None] | None = None
         self._stop = threading.Event()
+        self._fence_lock = threading.Lock()
         self._watch: EtcdWatch | None = None
         self._thread: threading.Thread | None = None
 
@@ -145,13 +146,14 @@ class Election:
 
     def fence(self, reason: str) -> None:
         """Stop owning: nothing more is written or sent on this ownership."""
-        if not self.epoch:
-            return
+        with self._fence_lock:
+            if not self.epoch:
+                return
+            self.fenced_reason = reason
+            epoch, self.epoch = self.epoch, 0
         log.warning("%s: fenced in group %s (epoch %d): %s; writing and sending stop",
-                    self.node, self.group, self.epoch, reason)  # fmt: skip
-        self.epoch = 0
+                    self.node, self.group, epoch, reason)  # fmt: skip
         self.owner = None
-        self.fenced_reason = reason
         if self.on_change is not None:
             self.on_change(False)
 

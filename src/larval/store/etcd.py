@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 MAX_TXN_OPS = 128
 STATE_KEY_SIZE = 32
 _NONCE_SIZE = 12
+#: How long a standby waits before it opens a broken watch again.
+_FOLLOW_RETRY = 0.2
 
 
 def _b64(data: bytes) -> str:
@@ -301,6 +303,7 @@ class EtcdWatch:
         self._response = response
         self.endpoint = name
         self.closed = False
+        self._reading = False
 
     def close(self) -> None:
         self.closed = True
@@ -308,15 +311,25 @@ class EtcdWatch:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        self._conn.close()
+        # A thread reading the stream closes the connection itself when it sees the end.
+        if not self._reading:
+            self._conn.close()
 
     def __iter__(self) -> Iterator[list[EtcdEvent]]:
         """Batches of events, in revision order, until the stream ends or is closed.
         A stream that breaks, unless closed, raises `StoreError`."""
-        while True:
+        self._reading = True
+        try:
+            yield from self._events()
+        finally:
+            self._reading = False
+            self._conn.close()
+
+    def _events(self) -> Iterator[list[EtcdEvent]]:
+        while not self.closed:
             try:
                 line = self._response.readline()
-            except (OSError, ValueError, http.client.HTTPException) as e:
+            except (OSError, ValueError, AttributeError, http.client.HTTPException) as e:
                 if self.closed:
                     return
                 raise StoreError(f"etcd {self.endpoint}: watch broke: {e}") from None
@@ -330,8 +343,9 @@ class EtcdWatch:
                 raise StoreError(
                     f"etcd {self.endpoint}: watch sent a line that is not JSON"
                 ) from None
-            if "error" in answer:
-                raise StoreError(f"etcd {self.endpoint}: watch: {answer['error']}")
+            if not isinstance(answer, dict) or "error" in answer:
+                problem = answer.get("error") if isinstance(answer, dict) else "not an object"
+                raise StoreError(f"etcd {self.endpoint}: watch: {problem}")
             result = answer.get("result", {})
             if result.get("canceled"):
                 reason = result.get("cancel_reason") or "canceled"
@@ -412,6 +426,7 @@ class EtcdStore:
         self._mirror_changed = threading.Condition(self._mirror_lock)
         self._revision = 0
         self._watch: EtcdWatch | None = None
+        self._following = threading.Event()  # set: stop following
         self._follower: threading.Thread | None = None
         self.follow_error: StoreError | None = None
         #: The revision of this store's last write.
@@ -488,27 +503,50 @@ class EtcdStore:
     # -- standby
 
     def follow(self) -> None:
-        """Read the state once, then keep `mirror()` up to date by watch, in a thread."""
-        kvs, revision = self.client.range(self._prefix)
-        with self._mirror_lock:
-            self._mirror = self._decode_all(kvs)
-            self._revision = revision
-        self._watch = self.client.watch(self._prefix, revision + 1)
+        """Read the state once, then keep `mirror()` up to date by watch, in a thread. A
+        watch that breaks (its etcd member gone) is opened again on another endpoint,
+        after reading the state again: nothing missed in between is lost."""
+        self._following.clear()
+        self._watch = self._resync()
         self._follower = threading.Thread(
-            target=self._follow, args=(self._watch,), name=f"etcd-follow-{self.group}", daemon=True
+            target=self._follow, name=f"etcd-follow-{self.group}", daemon=True
         )
         self._follower.start()
 
-    def _follow(self, watch: EtcdWatch) -> None:
-        try:
-            for events in watch:
-                with self._mirror_changed:
-                    for event in events:
-                        self._apply(event)
-                    self._mirror_changed.notify_all()
-        except StoreError as e:
-            log.warning("etcd store %s: following stopped: %s", self.group, e)
-            self.follow_error = e
+    def _resync(self) -> EtcdWatch:
+        kvs, revision = self.client.range(self._prefix)
+        records = self._decode_all(kvs)
+        watch = self.client.watch(self._prefix, revision + 1)
+        with self._mirror_changed:
+            self._mirror = records
+            self._revision = max(self._revision, revision)
+            self._mirror_changed.notify_all()
+        return watch
+
+    def _follow(self) -> None:
+        watch = self._watch
+        while watch is not None and not self._following.is_set():
+            try:
+                for events in watch:
+                    with self._mirror_changed:
+                        for event in events:
+                            self._apply(event)
+                        self._mirror_changed.notify_all()
+            except StoreError as e:
+                if self._following.is_set():
+                    return
+                log.warning("etcd store %s: following broke: %s; reading again", self.group, e)
+                self.follow_error = e
+            watch.close()
+            watch = None
+            while watch is None and not self._following.wait(_FOLLOW_RETRY):
+                try:
+                    watch = self._resync()
+                except StoreError as e:
+                    log.warning("etcd store %s: following: %s", self.group, e)
+            self._watch = watch
+            if self._following.is_set() and watch is not None:
+                watch.close()
 
     def _apply(self, event: EtcdEvent) -> None:
         record = self._record(event.kv.key)
@@ -535,6 +573,7 @@ class EtcdStore:
             return self._mirror_changed.wait_for(lambda: self._revision >= revision, timeout)
 
     def stop_following(self) -> None:
+        self._following.set()
         if self._watch is not None:
             self._watch.close()
             self._watch = None
