@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,6 +139,35 @@ def test_next_endpoint_on_connection_failure(etcd: EtcdCluster) -> None:
     assert client.get(b"/test/failover").value == b"ok"  # type: ignore[union-attr]
     with pytest.raises(StoreError, match=r"no endpoint answers \(127\.0\.0\.1:1: .*127\.0\.0\.1:2"):
         EtcdClient([dead, "127.0.0.1:2"]).get(b"/x")
+
+
+def test_silent_and_garbled_endpoints() -> None:
+    """An endpoint that takes the connection but never answers times out, naming it; one
+    that answers with something other than JSON is named too. Neither is retried."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=f"etcd 127.0.0.1:{port}: /v3/kv/range: timed out"):
+            EtcdClient([f"127.0.0.1:{port}"], timeout=0.3).get(b"/x")
+        assert time.monotonic() - started < 2
+
+    def garble(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        thread = threading.Thread(target=garble, args=(server,))
+        thread.start()
+        with pytest.raises(StoreError, match=f"127.0.0.1:{port}: /v3/kv/range: answer is not JSON"):
+            EtcdClient([f"127.0.0.1:{port}"]).get(b"/x")
+        thread.join()
 
 
 def test_bad_endpoint_and_refused_request(client: EtcdClient) -> None:
