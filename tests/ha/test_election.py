@@ -114,6 +114,13 @@ def test_owner_fences_itself_on_its_clock(
     assert not election.renew()
     assert store.load() == {IKE_SA: {"a": b"1"}}
     client.lease_revoke(election.lease)
+    # Won again, the node has a new epoch; the store of the old one stays fenced.
+    clock.now = 2000.0
+    assert election.campaign()
+    with pytest.raises(StoreFenced, match=r"state of epoch \d+ \(owned again since\)"):
+        store.write({(IKE_SA, "a"): b"3"})
+    EtcdStore(client, election.group, KEY, election=election).write({(IKE_SA, "a"): b"4"})
+    client.lease_revoke(election.lease)
 
 
 def test_standby_takes_over_when_the_owner_resigns(client: EtcdClient) -> None:
@@ -133,6 +140,28 @@ def test_standby_takes_over_when_the_owner_resigns(client: EtcdClient) -> None:
         assert wait_for(lambda: standby.epoch, 2)
         assert standby.epoch > first
         EtcdStore(client, name, KEY, election=standby).write({(IKE_SA, "a"): b"gw2"})
+    finally:
+        owner.stop()
+        standby.stop()
+
+
+def test_fenced_owner_lets_the_standby_in_at_once(client: EtcdClient) -> None:
+    """An owner past its deadline revokes its lease: the standby need not wait out the TTL."""
+    offset = [0.0]
+    name = group()
+    owner = Election(client, name, "gw1", ttl=9, clock=lambda: time.monotonic() + offset[0])
+    standby = Election(client, name, "gw2", ttl=9)
+    owner.start()
+    try:
+        assert wait_for(lambda: owner.epoch, 5)
+        standby.start()
+        assert wait_for(lambda: standby.owner == "gw1", 5)
+        assert owner.renew()
+        offset[0] = 60.0  # as if the owner had been stopped for a minute
+        assert not owner.may_write()
+        # The lease, just renewed, has 9 s to run; the owner wakes within 3 s and revokes it.
+        assert wait_for(lambda: standby.epoch, 6), "the standby waited for the lease"
+        assert owner.epoch == 0
     finally:
         owner.stop()
         standby.stop()

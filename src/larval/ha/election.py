@@ -195,6 +195,11 @@ class Election:
             try:
                 if self.epoch:
                     self._own()
+                    if not self.epoch and self.lease:
+                        # Fenced: the old lease serves no one; let a standby in at once.
+                        lease, self.lease = self.lease, 0
+                        self._revoke(lease)
+                    continue
                 elif not self.campaign():
                     self._stand_by()
             except StoreError as e:

@@ -398,8 +398,11 @@ def state_prefix(group: str) -> bytes:
 class EtcdStore:
     """`larval.store.StateStore` in etcd, fenced by the owner key's create revision.
 
-    `epoch` is the owner key's create revision when this node won it; `election`, when
-    given, also fences writes as soon as it has fenced itself (before etcd could know).
+    `epoch` is the owner key's create revision when this node won it (by default, the
+    `election`'s epoch now). A store serves that one ownership: once it ends, the store
+    stays fenced even if the node wins again, so that state held from before another
+    owner's writes can never overwrite them. `election`, when given, also fences writes
+    as soon as it has fenced itself (before etcd could know).
     """
 
     def __init__(
@@ -416,7 +419,7 @@ class EtcdStore:
         self.client = client
         self.group = group
         self._state_key = state_key
-        self._epoch = epoch
+        self._epoch = epoch or (election.epoch if election is not None else 0)
         self.election = election
         self._prefix = state_prefix(group)
         self._owner = owner_key(group)
@@ -437,7 +440,7 @@ class EtcdStore:
 
     @property
     def epoch(self) -> int:
-        return self.election.epoch if self.election is not None else self._epoch
+        return self._epoch
 
     def _path(self, kind: str, key: str) -> bytes:
         if kind not in KINDS:
@@ -471,10 +474,12 @@ class EtcdStore:
     def write(self, puts: Mapping[RecordKey, bytes], deletes: Iterable[RecordKey] = ()) -> None:
         if self._closed:
             raise StoreError(f"etcd store {self.group}: written after close")
-        if self.election is not None and not self.election.may_write():
+        epoch = self._epoch
+        election = self.election
+        if election is not None and not (election.may_write() and election.epoch == epoch):
+            reason = election.fenced_reason if not election.epoch else "owned again since"
             raise StoreFenced(f"etcd store {self.group}: this node no longer owns the state "
-                              f"({self.election.fenced_reason})")  # fmt: skip
-        epoch = self.epoch
+                              f"of epoch {epoch} ({reason})")  # fmt: skip
         if not epoch:
             raise StoreFenced(f"etcd store {self.group}: this node never owned the state")
         ops = [put_op(self._path(kind, key), seal_value(self._state_key, kind, key, bytes(value)))
