@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from larval.ha.election import Election
-from larval.store import IKE_SA, StoreFenced
+from larval.store import IKE_SA, StoreError, StoreFenced
 from larval.store.etcd import EtcdClient, EtcdStore
 from tests.ha.members import EtcdCluster, cluster, needs_etcd
 
@@ -60,7 +60,7 @@ class FakeClock:
 
 
 def test_ttl_under_two_seconds_is_refused(client: EtcdClient) -> None:
-    with pytest.raises(ValueError, match="etcd grants none under 2 s"):
+    with pytest.raises(StoreError, match=r"lease TTL 1\.5 s: etcd grants none under 2 s"):
         Election(client, "g", "n", ttl=1.5)
 
 

@@ -57,7 +57,7 @@ class Election:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl < MIN_LEASE_TTL:
-            raise ValueError(f"lease TTL {ttl} s: etcd grants none under {MIN_LEASE_TTL:g} s")
+            raise StoreError(f"lease TTL {ttl} s: etcd grants none under {MIN_LEASE_TTL:g} s")
         self.client = client
         self.group = group
         self.node = node
