@@ -15,6 +15,8 @@ Theory of operation
   lease's TTL no earlier than it receives that renewal, so the deadline passes before
   etcd could expire the lease and let another campaign: a node that was stopped,
   starved or cut off stops writing and sending (and says so) before anyone else starts.
+  A fenced owner revokes its old lease, so a standby need not wait out the TTL, and
+  campaigns again only TTL/3 later, so that the standby goes first.
 * A standby watches the owner key and campaigns when it is deleted (lease expired or
   revoked). It never campaigns while the key exists.
 * Everything is driven by `run` in one thread; `campaign`, `renew`, `may_write` and
@@ -199,7 +201,8 @@ class Election:
                         # Fenced: the old lease serves no one; let a standby in at once.
                         lease, self.lease = self.lease, 0
                         self._revoke(lease)
-                    continue
+                        # A standby watching the key goes first; this node only after.
+                        self._stop.wait(self.ttl / 3)
                 elif not self.campaign():
                     self._stand_by()
             except StoreError as e:
@@ -207,10 +210,12 @@ class Election:
                 self._stop.wait(RETRY_INTERVAL)
 
     def _own(self) -> None:
-        """Renew every TTL/3 while the deadline has not passed."""
+        """Renew every TTL/3 until stopped or fenced. Awake, it first asks whether the
+        deadline passed while it slept (a stopped process): then it fences, and says so."""
         renewed_at = self.clock()
-        while not self._stop.is_set() and self.may_write():
-            if self._stop.wait(max(0.0, renewed_at + self.ttl / 3 - self.clock())):
+        while self.may_write():
+            due = min(renewed_at + self.ttl / 3, self.deadline)
+            if self._stop.wait(max(0.0, due - self.clock())) or not self.may_write():
                 return
             if self.renew():
                 renewed_at = self.clock()
