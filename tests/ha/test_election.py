@@ -123,6 +123,15 @@ def test_owner_fences_itself_on_its_clock(
     client.lease_revoke(election.lease)
 
 
+def test_renewal_of_an_expired_lease_fences(client: EtcdClient) -> None:
+    election = Election(client, group(), "gw1", ttl=5)
+    assert election.campaign()
+    client.lease_revoke(election.lease)  # as etcd does when the TTL runs out
+    assert not election.renew()
+    assert election.epoch == 0
+    assert election.fenced_reason == "its lease had expired in etcd"
+
+
 def test_standby_takes_over_when_the_owner_resigns(client: EtcdClient) -> None:
     name = group()
     owner = Election(client, name, "gw1", ttl=5)
