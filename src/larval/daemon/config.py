@@ -200,6 +200,7 @@ from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_propo
 from larval.crypto.proposals import ProposalError
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
+from larval.ha.election import MIN_LEASE_TTL
 from larval.ike.auth_config import (
     EAP_METHODS,
     AuthRound,
@@ -217,6 +218,8 @@ from larval.spd import Policy
 from larval.spd.config import ConfigReader, policies_from_entry, read_config_text
 from larval.spd.errors import PolicyFileError
 from larval.spd.selector import IPAddress
+from larval.store import StoreError
+from larval.store.etcd import EtcdClient
 from larval.store.sqlite import default_key_path
 
 log = logging.getLogger("larval.daemon")
@@ -334,6 +337,26 @@ class DaemonConfig:
     state: str | None = None
     #: ``daemon.state_key``: the state key's file; beside the store unless given.
     state_key: str | None = None
+    #: ``[ha]``: the group of gateways that share state in etcd (`_ha`); not yet used by
+    #: `larval run`.
+    ha: HaConfig | None = None
+
+
+HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl")
+#: A group or node name: it is part of etcd keys (``/larval/GROUP/...``).
+_HA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """``[ha]``: this gateway's place in a group that shares its state in etcd."""
+
+    backend: str
+    endpoints: tuple[str, ...]
+    group: str
+    node: str
+    virtual_addresses: tuple[IPAddress, ...]
+    lease_ttl: int
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -368,7 +391,7 @@ def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
 
 
 def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
-    top = r.table("", data, ("daemon", "connections", "secrets", "pools"))
+    top = r.table("", data, ("daemon", "connections", "secrets", "pools", "ha"))
     daemon = r.table("daemon", top.get("daemon", {}), DAEMON_KEYS)
     addresses = [str(r.address(k, v)) for k, v in r.strings("daemon.addresses",
                                                              daemon.get("addresses", []))] \
@@ -418,6 +441,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     if fragment_size < 128:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
     config.pools = _pools(r, top.get("pools", {}))
+    config.ha = _ha(r, top["ha"]) if "ha" in top else None
     for name, written in r.tables("connections", top.get("connections", {})):
         entry, rounds = _rounds_written(r, name, written)
         entry = _vips_entry(r, name, entry)
@@ -440,6 +464,38 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         # The dataplane receives ESP on an address of ours: there must be one.
         raise r.error("daemon.tun", "the dataplane needs daemon.addresses or a connection")
     return config
+
+
+def _ha(r: ConfigReader, value: object) -> HaConfig:
+    """``[ha]``: every key named in its error; the lease must outlive an etcd election."""
+    ha = r.table("ha", value, HA_KEYS)
+    for required in ("endpoints", "group", "node"):
+        if required not in ha:
+            raise r.error(f"ha.{required}", "missing")
+    backend = r.choice("ha.backend", ha.get("backend", "etcd"), ("etcd",))
+    endpoints = r.strings("ha.endpoints", ha["endpoints"])
+    for key, text in endpoints:
+        try:
+            EtcdClient([text])
+        except StoreError:
+            raise r.error(key, f"{r.show(text)} is not http://HOST:PORT") from None
+    names = {}
+    for name in ("group", "node"):
+        text = ha[name]
+        if not isinstance(text, str) or not _HA_NAME.fullmatch(text):
+            raise r.error(f"ha.{name}", f"{r.show(text)} is not a name of letters, digits, "
+                          f"'.', '_' and '-' (it is part of etcd keys)")  # fmt: skip
+        names[name] = text
+    vips = tuple(r.address(k, v) for k, v in r.strings("ha.virtual_addresses",
+                                                       ha["virtual_addresses"])) \
+        if "virtual_addresses" in ha else ()  # fmt: skip
+    ttl = r.duration("ha.lease_ttl", ha.get("lease_ttl", "5s"))
+    if ttl < MIN_LEASE_TTL:
+        raise r.error("ha.lease_ttl", f"{ttl} s: etcd grants no lease under "
+                      f"{MIN_LEASE_TTL:g} s (5 s rides out an etcd election)")  # fmt: skip
+    return HaConfig(backend=backend, endpoints=tuple(t for _, t in endpoints),
+                    group=names["group"], node=names["node"], virtual_addresses=vips,
+                    lease_ttl=ttl)  # fmt: skip
 
 
 def _routing_table(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[int, int]:
