@@ -19,9 +19,13 @@ from larval.ike.auth_config import (
     RemoteAuth,
     XauthAuth,
 )
-from larval.ike.identity import IdType
+from larval.ike.identity import IdentityMatch, IdType
 
 __all__ = [
+    "ID_ANY",
+    "ID_NONE",
+    "ID_PERFECT",
+    "ID_WILDCARD",
     "AddressMatch",
     "ChildConfig",
     "ChildPolicy",
@@ -30,6 +34,7 @@ __all__ = [
     "IkeConfig",
     "Suite",
     "address_quality",
+    "identity_quality",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -105,6 +110,27 @@ def address_quality(matches: tuple[AddressMatch, ...], exact: IPAddress,
     if not matches:
         return 129 if address == exact else 0
     return max(m.quality(address) for m in matches)
+
+
+#: strongSwan's id_match_t: how closely a configured identity takes the one sent.
+ID_PERFECT, ID_WILDCARD, ID_ANY, ID_NONE = 20, 2, 1, 0
+
+
+def identity_quality(config: IkeConfig, id_type: int, data: bytes) -> int:
+    """How closely the connection's remote identity takes the one the peer sent (IKEv2's
+    IDi, IKEv1's IDii): `ID_PERFECT` for its exact identity, `ID_WILDCARD` for a pattern,
+    `ID_ANY` for ``%any`` or none configured, `ID_NONE` when it does not take it."""
+    claimed = (IdType(int(id_type)), data)
+    match = config.remote_id_match
+    if isinstance(match, IdentityMatch):
+        if not match(*claimed):
+            return ID_NONE
+        return ID_ANY if match.id_type is None else ID_WILDCARD if match.wildcard else ID_PERFECT
+    if match is not None:
+        return ID_WILDCARD if match(*claimed) else ID_NONE
+    if config.remote_id is None:
+        return ID_ANY
+    return ID_PERFECT if claimed == config.remote_id else ID_NONE
 
 
 @dataclass(frozen=True)

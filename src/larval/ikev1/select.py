@@ -31,9 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from larval.ike.config import ChildPolicy, IkeConfig
-from larval.ike.identity import IdentityMatch, describe_identity
+from larval.ike.config import (
+    ID_NONE,
+    ChildPolicy,
+    IkeConfig,
+    identity_quality,
+)
 from larval.ike.identity import IdType as PeerIdType
+from larval.ike.identity import describe_identity
 
 from .auth import Phase1Authenticator, WallClock, phase1_authenticator
 from .constants import NotifyType
@@ -44,9 +49,6 @@ if TYPE_CHECKING:  # remote_access builds on the ISAKMP SA, which builds on this
     from .remote_access import AddressPool
 
 __all__ = ["Candidate", "Candidates", "Fits", "id_match", "select_connection"]
-
-#: strongSwan's id_match_t: how closely a configured identity takes the one sent.
-ID_PERFECT, ID_WILDCARD, ID_ANY, ID_NONE = 20, 2, 1, 0
 
 
 class Candidate(Protocol):
@@ -80,18 +82,7 @@ Fits = Callable[[IkeConfig, Phase1Authenticator], str | None]
 
 def id_match(config: IkeConfig, idii: IdPayload) -> int:
     """How closely the connection's remote identity takes IDii (ID_NONE: not at all)."""
-    claimed = (PeerIdType(int(idii.id_type)), idii.data)
-    match = config.remote_id_match
-    if isinstance(match, IdentityMatch):
-        if not match(*claimed):
-            return ID_NONE
-        return ID_ANY if match.id_type is None else ID_WILDCARD if match.wildcard else ID_PERFECT
-    if match is not None:
-        return ID_WILDCARD if match(*claimed) else ID_NONE
-    if config.remote_id is None:
-        return ID_ANY
-    expected = (PeerIdType(int(config.remote_id[0])), config.remote_id[1])
-    return ID_PERFECT if claimed == expected else ID_NONE
+    return identity_quality(config, idii.id_type, idii.data)
 
 
 def select_connection(

@@ -40,7 +40,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from larval.ike.auth_config import EapAuth
-from larval.ike.config import ChildPolicy, IkeConfig, Suite
+from larval.ike.config import (
+    ID_ANY,
+    ID_NONE,
+    ID_PERFECT,
+    ChildPolicy,
+    IkeConfig,
+    Suite,
+    identity_quality,
+)
 from larval.ike.identity import IdentityMatch, IdType, describe_identity
 
 from ..constants import AuthMethod, NotifyType, PayloadType
@@ -52,9 +60,6 @@ from .config_payload import AddressPool
 from .sa import Ikev2Sa, log
 
 __all__ = ["Candidate", "Candidates", "EapIdentitySwitch", "auth_class", "select_connection"]
-
-#: strongSwan's id_match_t: how closely a configured identity takes the one sent.
-ID_PERFECT, ID_WILDCARD, ID_ANY, ID_NONE = 20, 2, 1, 0
 
 
 @dataclass(frozen=True)
@@ -91,16 +96,7 @@ def _checks_by(config: IkeConfig) -> str:
 
 def _remote_match(config: IkeConfig, idi: IdPayload) -> int:
     """How closely the connection's remote identity takes IDi."""
-    match = config.remote_id_match
-    if isinstance(match, IdentityMatch):
-        if not match(idi.id_type, idi.data):
-            return ID_NONE
-        return ID_ANY if match.id_type is None else ID_WILDCARD if match.wildcard else ID_PERFECT
-    if match is not None:
-        return ID_WILDCARD if match(idi.id_type, idi.data) else ID_NONE
-    if config.remote_id is None:
-        return ID_ANY
-    return ID_PERFECT if (idi.id_type, idi.data) == config.remote_id else ID_NONE
+    return identity_quality(config, idi.id_type, idi.data)
 
 
 def _local_match(config: IkeConfig, idr: IdPayload | None) -> int:
