@@ -61,6 +61,20 @@ def gateway_credentials(root: Path, *, carol: bool = False) -> Pki:
     return Pki(root)
 
 
+def one_connection(
+    creds: Path, local: dict[str, Any], remote: dict[str, Any], *, gateway: bool
+) -> dict[str, Any]:
+    """The configuration of the gateway (192.0.2.1, connection ``rw``) or its client
+    (192.0.2.2, ``home``) with `creds` as credentials; a side's None values are left
+    out, so that a test can take a word away."""
+    name, ours, theirs = ("rw", "192.0.2.1", "192.0.2.2") if gateway else \
+        ("home", "192.0.2.2", "192.0.2.1")  # fmt: skip
+    conn = {"local_addrs": [ours], "remote_addrs": [theirs],
+            "local": {k: v for k, v in local.items() if v is not None},
+            "remote": {k: v for k, v in remote.items() if v is not None}}  # fmt: skip
+    return {"daemon": {"credentials": str(creds)}, "connections": {name: conn}}
+
+
 def toml_text(config: dict[str, Any], tmp: Path) -> str:
     """`config` in TOML, with the daemon's sockets under `tmp`."""
     lines = ["[daemon]", f'control_socket = "{tmp / "control"}"',

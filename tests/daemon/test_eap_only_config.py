@@ -23,7 +23,7 @@ from larval.ike.events import ChildSaUp
 from larval.ike.identity import IdType
 from larval.ikev2.session import IkeSession, State
 from larval.keymgr.manager import _auth_info
-from tests.daemon.gateway import CAROL, GW, gateway_credentials
+from tests.daemon.gateway import CAROL, GW, gateway_credentials, one_connection
 from tests.ikev2.test_session import NET_A, NET_B, Pair, child
 from tests.ikev2.test_session_eap import run
 
@@ -41,34 +41,18 @@ def eap_pair(init: IkeConfig, resp: IkeConfig) -> Pair:
     return pair
 
 
+GW_SIDE = {"auth": "eap-tls", "certs": ["gw.pem"], "id": "vpn.example.org"}
+CAROL_SIDE = {"auth": "eap-tls", "certs": ["carol.pem"], "id": "carol@example.org"}
+
+
 def gateway(creds: Path, **remote: Any) -> dict[str, Any]:
     side = {"auth": "eap-tls", "cacerts": ["ca.pem"], **remote}
-    return {
-        "daemon": {"credentials": str(creds)},
-        "connections": {
-            "rw": {
-                "local_addrs": ["192.0.2.1"],
-                "remote_addrs": ["192.0.2.2"],
-                "local": {"auth": "eap-tls", "certs": ["gw.pem"], "id": "vpn.example.org"},
-                "remote": {k: v for k, v in side.items() if v is not None},
-            }
-        },
-    }
+    return one_connection(creds, GW_SIDE, side, gateway=True)
 
 
 def client(creds: Path, **remote: Any) -> dict[str, Any]:
     side = {"auth": "eap-tls", "id": "vpn.example.org", **remote}
-    return {
-        "daemon": {"credentials": str(creds)},
-        "connections": {
-            "home": {
-                "local_addrs": ["192.0.2.2"],
-                "remote_addrs": ["192.0.2.1"],
-                "local": {"auth": "eap-tls", "certs": ["carol.pem"], "id": "carol@example.org"},
-                "remote": {k: v for k, v in side.items() if v is not None},
-            }
-        },
-    }
+    return one_connection(creds, CAROL_SIDE, side, gateway=False)
 
 
 def resolved(config: dict[str, Any], creds: Path) -> DaemonConfig:

@@ -16,37 +16,19 @@ from larval.daemon.auth import AuthConfigError, resolve
 from larval.daemon.config import ConfigError, DaemonConfig, parse_config
 from larval.ike.identity import IdType
 from larval.trust import TrustStore
-from tests.daemon.gateway import CA, CAROL, GW, gateway_credentials
+from tests.daemon.gateway import CA, CAROL, GW, gateway_credentials, one_connection
 
 
 def gateway(creds: Path, **remote: Any) -> dict[str, Any]:
     side = {"auth": "eap-tls", "eap_id": "%any", "cacerts": ["ca.pem"], **remote}
-    return {
-        "daemon": {"credentials": str(creds)},
-        "connections": {
-            "rw": {
-                "local_addrs": ["192.0.2.1"],
-                "remote_addrs": ["192.0.2.2"],
-                "local": {"auth": "pubkey", "certs": ["gw.pem"], "id": "vpn.example.org"},
-                "remote": {k: v for k, v in side.items() if v is not None},
-            }
-        },
-    }
+    local = {"auth": "pubkey", "certs": ["gw.pem"], "id": "vpn.example.org"}
+    return one_connection(creds, local, side, gateway=True)
 
 
 def client(creds: Path, **local: Any) -> dict[str, Any]:
     side = {"auth": "eap-tls", "certs": ["carol.pem"], "id": "carol@example.org", **local}
-    return {
-        "daemon": {"credentials": str(creds)},
-        "connections": {
-            "home": {
-                "local_addrs": ["192.0.2.2"],
-                "remote_addrs": ["192.0.2.1"],
-                "local": {k: v for k, v in side.items() if v is not None},
-                "remote": {"auth": "pubkey", "id": "vpn.example.org"},
-            }
-        },
-    }
+    remote = {"auth": "pubkey", "id": "vpn.example.org"}
+    return one_connection(creds, side, remote, gateway=False)
 
 
 def resolved(config: dict[str, Any], creds: Path) -> DaemonConfig:
