@@ -42,6 +42,19 @@ def send(sadb: Sadb, msg: PfkeyMessage, now: float = 0.0) -> PfkeyMessage:
     return only(sadb.handle(decode(msg.encode()), now))
 
 
+def assert_add_refused(sadb: Sadb, msg: PfkeyMessage, diagnostic: int, text: str) -> None:
+    """The ADD gets EINVAL with `diagnostic`, adds nothing, and the stack's log line for it
+    (the SadbError's text) ends with `text`."""
+    from larval.sadb import SadbError
+
+    reply = send(sadb, msg)
+    assert (reply.errno, reply.diagnostic) == (errno.EINVAL, diagnostic)
+    assert len(sadb) == 0
+    with pytest.raises(SadbError) as info:
+        sadb._add(msg, {e.ext_type: e for e in msg.extensions}, 0.0)
+    assert str(info.value).endswith(text)
+
+
 def add_client(
     sadb: Sadb,
     spi: int,
@@ -201,15 +214,7 @@ def test_larval_sas_are_never_chosen(sadb: Sadb) -> None:
 def test_bad_inner_selectors_are_refused(
     sadb: Sadb, exts: tuple[SadbAddress, ...], diagnostic: int, text: str
 ) -> None:
-    from larval.sadb import SadbError
-
-    msg = add(0x8001, extra=exts)
-    reply = send(sadb, msg)
-    assert (reply.errno, reply.diagnostic) == (errno.EINVAL, diagnostic)
-    assert len(sadb) == 0
-    with pytest.raises(SadbError) as info:  # what a log line of the stack would say
-        sadb._add(msg, {e.ext_type: e for e in msg.extensions}, 0.0)
-    assert str(info.value).endswith(text)
+    assert_add_refused(sadb, add(0x8001, extra=exts), diagnostic, text)
 
 
 def test_an_sa_killed_while_being_reindexed_stays_out(sadb: Sadb) -> None:
