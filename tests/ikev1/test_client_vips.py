@@ -27,6 +27,7 @@ from tests.keymgr.test_road_warrior import (
     PSK,
     VIP,
     Host,
+    carry,
     icmp_echo,
 )
 
@@ -70,13 +71,7 @@ def run(a: Host, b: Host, until: float = 2.0, start: float = 0.0) -> None:
     land before what follows them) from `start` until `until`."""
     now = start
     while now <= until:
-        for _ in range(100):
-            out = [(a, b, d) for d in a.keymgr.datagrams_to_send()]
-            out += [(b, a, d) for d in b.keymgr.datagrams_to_send()]
-            if not out:
-                break
-            for src, dst, (data, _) in out:
-                dst.keymgr.receive_ike(data, (str(src.addr), 4500), dst.addr, now)
+        carry(a, b, now)
         now += 0.05
         for host in (a, b):
             host.keymgr.handle_timer(now)
