@@ -343,9 +343,9 @@ class IkeV1Session(IsakmpSa):
         self._dropped: dict[str, int] = {}  # malformed messages by name (`take_dropped`)
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
         self._pending_child: ChildConfig | None = None
-        self._pending_child_at: float | None = None  # Aggressive Mode: QM1 after AM3 lands
-        # What follows our XAuth ACK once it has landed: (when, what).
-        self._after_ack: tuple[float, Callable[[float], None]] | None = None
+        # What follows a message of ours that nothing answers (AM3, the XAuth ACK) once
+        # it has landed: (when, in which state, what).
+        self._deferred: tuple[float, State, Callable[[float], None]] | None = None
         self._deadline: float | None = None  # half-open
         self.established_at: float | None = None
         self._reauth_at: float | None = None  # IkeSaReauthDue
@@ -382,8 +382,8 @@ class IkeV1Session(IsakmpSa):
 
     def get_timer(self) -> float | None:
         times = [self._transport.get_timer(), self._deadline, self._dpd_due(), self._reauth_at,
-                 self._expire_at, self._retire_at, self._pending_child_at,
-                 self._after_ack[0] if self._after_ack is not None else None]  # fmt: skip
+                 self._expire_at, self._retire_at,
+                 self._deferred[0] if self._deferred is not None else None]  # fmt: skip
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -402,16 +402,11 @@ class IkeV1Session(IsakmpSa):
             qm = self._quick.pop(gave_up.message_id, None)
             if isinstance(qm, QuickModeInitiator) and qm.child is not None:
                 self.report(ChildSaFailed(qm.child, reason))
-        if self._after_ack is not None and now >= self._after_ack[0]:
-            then = self._after_ack[1]
-            self._after_ack = None
-            if self.state is State.XAUTH:
+        if self._deferred is not None and now >= self._deferred[0]:
+            _, state, then = self._deferred
+            self._deferred = None
+            if self.state is state:
                 then(now)
-        if self._pending_child_at is not None and now >= self._pending_child_at:
-            self._pending_child_at = None
-            if self.state is State.ESTABLISHED and self._pending_child is not None:
-                child, self._pending_child = self._pending_child, None
-                self._quick_mode(child, now)
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             if self.state is not State.ESTABLISHED:
@@ -773,7 +768,7 @@ class IkeV1Session(IsakmpSa):
                     # Config or QM1 sent right behind it first and drop it (charon: "quick
                     # mode request for unestablished IKE_SA, ignored"), as after AM3.
                     rtt = self._phase1.round_trip if self._phase1 is not None else None
-                    self._after_ack = (now + delivery_wait(rtt), then)
+                    self._deferred = (now + delivery_wait(rtt), State.XAUTH, then)
             case Step.TRANSACTION:
                 transaction = self._transactions[header.message_id]
                 self._run(transaction, inbound, now)
@@ -887,9 +882,8 @@ class IkeV1Session(IsakmpSa):
 
     def _configured(self, now: float) -> None:
         """A client has its virtual addresses: the Quick Mode that waited for them."""
-        if self.state is State.ESTABLISHED and self._pending_child is not None:
-            child, self._pending_child = self._pending_child, None
-            self._quick_mode(child, now)
+        if self.state is State.ESTABLISHED:
+            self._start_pending_child(now)
 
     def _open_transaction(self, attr: AttributePayload, answered: Answered) -> None:
         """TRANSACTION *{ HASH, ATTR } -->, resent until answered."""
@@ -914,10 +908,15 @@ class IkeV1Session(IsakmpSa):
             if self.aggressive and self.initiator:
                 # Nothing answers AM3: QM1 waits until AM3 has reached the peer.
                 rtt = phase1.round_trip if phase1 is not None else None
-                self._pending_child_at = now + delivery_wait(rtt)
+                self._deferred = (now + delivery_wait(rtt), State.ESTABLISHED,
+                                  self._start_pending_child)  # fmt: skip
             else:
-                child, self._pending_child = self._pending_child, None
-                self._quick_mode(child, now)
+                self._start_pending_child(now)
+
+    def _start_pending_child(self, now: float) -> None:
+        if self._pending_child is not None:
+            child, self._pending_child = self._pending_child, None
+            self._quick_mode(child, now)
 
     def _schedule(self, now: float) -> None:
         """The lifetime's end, and the reauthentication before it (module docstring)."""
