@@ -23,7 +23,7 @@ import pytest
 
 from larval.bench.charon import Charon, CharonError
 from tests.interop.certs import IDS, Spec, make_set
-from tests.interop.harness import INNER, NET, needs_charon, needs_netns
+from tests.interop.harness import INNER, NET, LarvalDaemon, needs_charon, needs_netns
 from tests.interop.ra_setup import INNER6, RaTopology, road_warrior
 
 MSCHAPV2_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so")
@@ -106,6 +106,21 @@ def _client(topo: RaTopology, name: str, who: str, trusted: Path) -> Charon:
     return topo.client(name, swanctl, plugins=EAP_PLUGINS, credentials=trusted)
 
 
+def _both_up_and_pinging(topo: RaTopology, larval: LarvalDaemon, carol: Charon,
+                         dave: Charon) -> dict[str, Any]:  # fmt: skip
+    """carol (c1) and dave (c2) connect, get their own pools' first addresses, and ping
+    the server through them; larval's status then."""
+    carol.initiate()
+    dave.initiate()
+    assert _virtual_ips(carol) == ["10.3.1.1"], carol.list_sas()
+    assert _virtual_ips(dave) == ["10.3.2.1"], dave.list_sas()
+    for name, vip in (("c1", "10.3.1.1"), ("c2", "10.3.2.1")):
+        result = topo.ping_server(name, vip)
+        assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text())
+    status: dict[str, Any] = larval.status()
+    return status
+
+
 def test_carol_and_dave_each_get_their_connections_pool_and_ping_through(
     tmp_path: Path,
 ) -> None:
@@ -116,14 +131,7 @@ def test_carol_and_dave_each_get_their_connections_pool_and_ping_through(
         trusted = certs.credentials(tmp_path / "client-credentials", None)  # the CA only
         carol = _client(topo, "c1", "carol", trusted)
         dave = _client(topo, "c2", "dave", trusted)
-        carol.initiate()
-        dave.initiate()
-        assert _virtual_ips(carol) == ["10.3.1.1"], carol.list_sas()
-        assert _virtual_ips(dave) == ["10.3.2.1"], dave.list_sas()
-        for name, vip in (("c1", "10.3.1.1"), ("c2", "10.3.2.1")):
-            result = topo.ping_server(name, vip)
-            assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text())
-        status: dict[str, Any] = larval.status()
+        status = _both_up_and_pinging(topo, larval, carol, dave)
         by_remote = {s["remote"]: s for s in status["ike_sas"]}
         c1, c2 = topo.clients["c1"].address, topo.clients["c2"].address
         assert by_remote[c1]["name"] == "carol"
@@ -216,14 +224,7 @@ def test_the_eap_round_after_a_certificate_switches_too(tmp_path: Path) -> None:
         moon = certs.credentials(tmp_path / "moon-credentials", "moon")
         carol = _rounds_client(topo, "c1", "carol", moon)
         dave = _rounds_client(topo, "c2", "dave", moon)
-        carol.initiate()
-        dave.initiate()
-        assert _virtual_ips(carol) == ["10.3.1.1"], carol.list_sas()
-        assert _virtual_ips(dave) == ["10.3.2.1"], dave.list_sas()
-        for name, vip in (("c1", "10.3.1.1"), ("c2", "10.3.2.1")):
-            result = topo.ping_server(name, vip)
-            assert " 0% packet loss" in result.stdout, (result.stdout, larval.log.read_text())
-        status: dict[str, Any] = larval.status()
+        status = _both_up_and_pinging(topo, larval, carol, dave)
         by_remote = {s["remote"]: s for s in status["ike_sas"]}
         for name, conn, who in (("c1", "carol", "carol"), ("c2", "anyone", "dave")):
             ike = by_remote[topo.clients[name].address]
