@@ -23,11 +23,13 @@ B's stack holds them on that SA; QM3 then arrives, B's UPDATE releases them in o
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import struct
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -571,18 +573,26 @@ class Demo:
         self.network.advance(self.now)
 
     def run(self) -> DemoResult:
+        with self.keymgr_log():
+            return self._run()
+
+    @contextlib.contextmanager
+    def keymgr_log(self) -> Iterator[None]:
+        """The key managers' log lines (``larval.ike`` at INFO) in the ladder meanwhile."""
         logger = logging.getLogger("larval.ike")
         handler, level = KeymgrLog(self), logger.level
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         try:
-            return self._run()
+            yield
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
 
-    def _start(self) -> None:
-        self.title("1. Start: each key manager registers with its own stack (PF_KEY bytes)")
+    def _start(
+        self, title: str = "1. Start: each key manager registers with its own stack (PF_KEY bytes)"
+    ) -> None:
+        self.title(title)
         for host in self.hosts:
             self.active = host
             host.keymgr.start(self.now)

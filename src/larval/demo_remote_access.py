@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,6 @@ from larval.demo_ladder import (
     Demo,
     Echo,
     Host,
-    KeymgrLog,
     icmp_echo,
     ike_label,
     parse_echo,
@@ -103,25 +101,13 @@ class RemoteAccessDemo(Demo):
 
     def run_remote_access(self) -> RemoteAccessResult:
         """The run, with the key managers' log lines in the ladder (as `Demo.run`)."""
-        logger = logging.getLogger("larval.ike")
-        handler, level = KeymgrLog(self), logger.level
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        try:
+        with self.keymgr_log():
             return self._run_remote_access()
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
 
     def _run_remote_access(self) -> RemoteAccessResult:
         a, b = self.a, self.b
-        self.title("1. Start: the notebook's and the gateway's key managers register with their "
-                   "stacks")  # fmt: skip
-        for host in self.hosts:
-            self.active = host
-            host.keymgr.start(self.now)
-        self.active = None
-        self.settle()
+        self._start("1. Start: the notebook's and the gateway's key managers register with "
+                    "their stacks")  # fmt: skip
 
         self.title("2. The notebook dials home (larval up home): IKE_SA_INIT, then IKE_AUTH "
                    "with EAP-MSCHAPv2 and the configuration payload")  # fmt: skip
