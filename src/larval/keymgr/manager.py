@@ -298,7 +298,17 @@ class KeyManager:
         the addresses of `ike` (the connection's own by default; for a connection that
         names more than one peer, those of this IKE SA)."""
         ike = ike or conn.ike
-        hooks = SessionHooks(
+        start = Start(initiator, spi_i, conn.aggressive, initial_contact)
+        return VERSIONS[version or _initiated(conn)].session(
+            ike, self._hooks(conn, ike, candidates), start
+        )
+
+    def _hooks(
+        self, conn: Connection, ike: IkeConfig, candidates: Candidates | None = None
+    ) -> SessionHooks:
+        """What a session of `conn` between the addresses of `ike` asks the key manager
+        for: SPIs, the policy of a child it answers, randomness, its pools."""
+        return SessionHooks(
             allocate_spi=lambda: self._getspi(ike),
             child_policy=lambda tsi, tsr, mode="tunnel": self._responder_policy(
                 conn, ike, tsi, tsr, mode
@@ -308,8 +318,6 @@ class KeyManager:
             address_pool=_ConnectionPools(self, conn.pools) if conn.pools else None,
             candidates=candidates,
         )
-        start = Start(initiator, spi_i, conn.aggressive, initial_contact)
-        return VERSIONS[version or _initiated(conn)].session(ike, hooks, start)
 
     def _live_sessions(
         self, conn: Connection, version: int, *, but: IkeSa | None = None
@@ -716,15 +724,7 @@ class KeyManager:
     def _restore_session(self, conn: Connection, value: IkeSaState, local: IPAddress) -> IkeSa:
         """The session `value` holds, of `conn` between `local` and its peer."""
         ike = _between(conn.ike, local, ipaddress.ip_address(value.transport.remote[0]))
-        hooks = SessionHooks(
-            allocate_spi=lambda: self._getspi(ike),
-            child_policy=lambda tsi, tsr, mode="tunnel": self._responder_policy(
-                conn, ike, tsi, tsr, mode
-            ),
-            random_bytes=self._random,
-            fragment_size=_message_size(ike),
-        )
-        restored = restore_session(value, ike, hooks)
+        restored = restore_session(value, ike, self._hooks(conn, ike))
         self._session_conn[restored.spi_i] = conn
         return restored
 
