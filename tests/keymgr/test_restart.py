@@ -10,6 +10,7 @@ import functools
 import ipaddress
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,13 @@ import larval.node as node_module
 from larval.daemon.config import parse_config
 from larval.ike.state import IkeSaState
 from larval.keymgr.persist import ike_key
+from larval.keymgr.road_warrior import host_state
 from larval.stack import Stack
+from larval.stack.packet_path import Datagram, PacketPath
 from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore
+from tests.ikev1 import test_client_vips as v1_vips
 from tests.keymgr import test_pools_ikev2 as pools_test
+from tests.keymgr import test_road_warrior as rw_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
 
@@ -377,3 +382,61 @@ def test_an_isakmp_sa_expired_while_down_is_deleted_with_the_peer(
     carry(a2, b, later)
     assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
     assert store.load() == {}
+
+
+class _V1Host(rw_test.Host):
+    """A host of tests.ikev1.test_client_vips keeping its state in `store`, started at
+    `now` (a restart from the store when it holds something)."""
+
+    def __init__(self, data: dict[str, Any], addr: str, store: MemoryStore, now: float) -> None:
+        cfg = parse_config(data, f"{addr}.toml")
+        self.addr = ipaddress.ip_address(addr)
+        self.node = node_module.Node(cfg.connections, pools=cfg.pools)
+        for policy in cfg.policies:
+            self.node.stack.spd.add(policy)
+        self.esp: list[Datagram] = []
+        self.delivered: list[bytes] = []
+        self.path = PacketPath(self.node.stack, send=self.esp.append,
+                               deliver=self.delivered.append)  # fmt: skip
+        self.keymgr.attach_store(store)
+        self.keymgr.start(now)
+
+
+def test_an_isakmp_sas_mode_config_address_and_xauth_user_come_back_at_both_ends() -> None:
+    """XAuth, then Mode Config, then Quick Mode; both ends restarted from their stores:
+    the gateway has the client's virtual address (its pool lease taken again, for the
+    XAuth user) and how it authenticated; the client has its address, its routes and
+    its CHILD_SA, and traffic from the address goes through."""
+    gw_store, client_store = MemoryStore(), MemoryStore()
+    gateway = _V1Host(v1_vips.gateway_data(), rw_test.GATEWAY, gw_store, 0.0)
+    client = _V1Host(v1_vips.client_data(), rw_test.CLIENT, client_store, 0.0)
+    client.keymgr.initiate("home", "home", 0.0)
+    v1_vips.run(gateway, client)
+    (before,) = gateway.keymgr.status()["ike_sas"]
+    assert before["virtual_ips"] == [str(rw_test.VIP)]
+    assert before["auth_remote"]["identity"] == "carol"
+    (doc,) = (json.loads(v) for v in gw_store.load()[IKE_SA].values())
+    state = IkeSaState.from_json(doc["state"])
+    assert state.ikev1 is not None and state.ikev1.xauth_user == "carol"
+    assert json.loads(doc["state"])["version"] == 4
+    assert doc["leases"] == [["rw", str(rw_test.VIP), b"carol".hex(), True]]
+
+    gateway2 = _V1Host(v1_vips.gateway_data(), rw_test.GATEWAY, gw_store, 5.0)
+    (after,) = gateway2.keymgr.status()["ike_sas"]
+    assert after["virtual_ips"] == [str(rw_test.VIP)]
+    assert after["auth_remote"] == before["auth_remote"]
+    assert after["auth_local"] == before["auth_local"]
+    (pool,) = (p.to_dict() for p in gateway2.keymgr.pools.status())
+    assert [(e["identity"], e["address"]) for e in pool["online"]] == [("carol", str(rw_test.VIP))]
+
+    client2 = _V1Host(v1_vips.client_data(), rw_test.CLIENT, client_store, 5.0)
+    (ike,) = client2.keymgr.status()["ike_sas"]
+    assert ike["virtual_ips"] == [str(rw_test.VIP)]
+    restored, first = host_state(client2.keymgr), host_state(client.keymgr)
+    assert restored.addresses == first.addresses == (rw_test.VIP,)
+    assert restored.routes == first.routes
+    request = rw_test.icmp_echo(str(rw_test.VIP), "203.0.113.9")
+    client2.path.outbound(request, 6.0)
+    (sealed,) = client2.esp
+    gateway2.path.inbound(sealed.payload, gateway2.addr.packed, 6.0)
+    assert gateway2.delivered == [request]
