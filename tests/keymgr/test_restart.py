@@ -23,6 +23,7 @@ from larval.stack import Stack
 from larval.stack.packet_path import Datagram, PacketPath
 from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore
 from tests.ikev1 import test_client_vips as v1_vips
+from tests.keymgr import test_manager as manager_test
 from tests.keymgr import test_pools_ikev2 as pools_test
 from tests.keymgr import test_road_warrior as rw_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
@@ -440,3 +441,55 @@ def test_an_isakmp_sas_mode_config_address_and_xauth_user_come_back_at_both_ends
     (sealed,) = client2.esp
     gateway2.path.inbound(sealed.payload, gateway2.addr.packed, 6.0)
     assert gateway2.delivered == [request]
+
+
+def test_a_byte_limited_sa_goes_on_from_the_bytes_it_carried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rekey_bytes and life_bytes count what an SA carried before the restart too (at its
+    last checkpoint, `BYTES_EVERY` seconds apart): a2's re-ADDed SAs have that much less
+    left, and the SA is rekeyed when the bytes of both runs reach rekey_bytes."""
+    plain = manager_test.config
+
+    def byte_limited(*args: Any, **kw: Any) -> dict[str, Any]:
+        data = plain(*args, **kw)
+        child = data["connections"]["s2s"]["children"]["net"]
+        child.update(rekey_bytes=20_000, life_bytes=40_000)
+        return data
+
+    monkeypatch.setattr(manager_test, "config", byte_limited)
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (child,) = a.keymgr.children.values()
+    packet = udp_packet("198.51.100.7", "203.0.113.9") + bytes(900)
+    for _ in range(10):  # about 9,300 bytes out
+        a.path.outbound(packet, 3.0)
+    out_sa = a.stack.sadb.lookup_esp(child.spi_out, b.addr.packed)
+    assert out_sa is not None and out_sa.soft is not None
+    carried = out_sa.bytes
+    assert 9_000 < carried < out_sa.soft.bytes
+    a.keymgr.handle_timer(3.0)  # the checkpoint: GET, and the record written
+    a.keymgr.datagrams_to_send()
+    doc = json.loads(store.load()[CHILD_SA][f"{child.spi_in:08x}"])
+    assert doc["bytes"] == {"out": carried}  # the inbound SA carried none: not written
+    for _ in range(3):  # after the checkpoint: lost with a
+        a.path.outbound(packet, 4.0)
+
+    a2 = _restarted(2, store, 5.0)
+    out2 = a2.stack.sadb.lookup_esp(child.spi_out, b.addr.packed)
+    in2 = a2.stack.sadb.lookup_esp(child.spi_in, a2.addr.packed)
+    assert out2 is not None and out2.soft is not None and out2.hard is not None
+    assert (out2.soft.bytes, out2.hard.bytes) == (20_000 - carried, 40_000 - carried)
+    assert in2 is not None and in2.soft is not None and in2.soft.bytes == 20_000
+    # 11 more packets pass rekey_bytes counted from the start (not from the restart):
+    # the soft EXPIRE, and a2 rekeys the CHILD_SA with b.
+    for _ in range(12):
+        a2.path.outbound(packet, 6.0)
+    assert out2.bytes + carried > 20_000 > out2.bytes
+    a2.stack.age(6.0)
+    a2.pump(6.0)
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr } -->  <-- { SA, Nr, ... }
+    carry(a2, b, 6.0)
+    (new,) = a2.keymgr.children.values()
+    assert new.spi_in != child.spi_in and new.installed == 6.0
+    assert set(b.keymgr.children) == {new.spi_out}
