@@ -363,6 +363,10 @@ def test_a_kill_during_an_exchange_of_ours_uses_no_message_id_or_iv_twice() -> N
     assert moved.ikev2.next_iv == (value.ikev2.next_iv or 0) + 1
 
     a2 = _restarted(2, store, now + 1)
+    # a2's requests (the DELETE of the lost CHILD_SA's SPI, the rekey again) take the
+    # Message IDs after the lost one's, and b takes them; then a2's DELETE of it all.
+    carry(a2, b, now + 1)
+    assert len(b.keymgr.children) == 1
     a2.keymgr.down("s2s", now + 1)
     carry(a2, b, now + 1)
     assert b.keymgr.status()["ike_sas"] == []
@@ -493,3 +497,47 @@ def test_a_byte_limited_sa_goes_on_from_the_bytes_it_carried(
     (new,) = a2.keymgr.children.values()
     assert new.spi_in != child.spi_in and new.installed == 6.0
     assert set(b.keymgr.children) == {new.spi_out}
+
+
+def test_a_child_sa_rekey_of_ours_lost_at_the_kill_is_retried_and_leaves_nothing_stale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """a's CHILD_SA rekey is under way at the kill; b made the new CHILD_SA and answered,
+    and a never saw the answer. Restarted, a2 deletes b's half of the lost CHILD_SA by
+    the SPI kept with the IKE SA's record, and rekeys the old one again: one CHILD_SA
+    at each end after, the same one, carrying traffic."""
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr } -->
+    ((request, _),) = a.keymgr.datagrams_to_send()
+    (session,) = a.keymgr.sessions.values()
+    doc = json.loads(store.load()[IKE_SA][ike_key(session)])
+    ((lost, renewed),) = doc["children_under_way"]  # durable before the request left
+    assert renewed == child.spi_in
+    b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
+    b.keymgr.datagrams_to_send()  # <-- { SA, Nr, [KEr,] TSi, TSr }: lost with a
+    assert len(b.keymgr.children) == 2  # b's half of the lost CHILD_SA among them
+    stale = next(spi for spi, c in b.keymgr.children.items() if c.spi_out == lost)
+
+    caplog.set_level(logging.INFO, "larval.ike")
+    a2 = _restarted(2, store, now + 1)
+    assert f"deleting SPI {lost:08x} with the peer" in caplog.text
+    # INFORMATIONAL { D(ESP, lost) } -->  <-- { D(ESP, stale) }, then the rekey again,
+    # and the old CHILD_SA's DELETE once the new one is up.
+    carry(a2, b, now + 1)
+    assert stale not in b.keymgr.children
+    (new,) = a2.keymgr.children.values()
+    assert new.spi_in not in (child.spi_in, lost)
+    assert set(b.keymgr.children) == {new.spi_out}
+    assert b.keymgr.children[new.spi_out].spi_out == new.spi_in
+    assert set(store.load()[CHILD_SA]) == {f"{new.spi_in:08x}"}
+    assert "children_under_way" not in json.loads(store.load()[IKE_SA][ike_key(session)])
+    a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), now + 2)
+    b.path.inbound(a2.esp[-1].payload, b.addr.packed, now + 2)
+    assert len(b.delivered) == 2

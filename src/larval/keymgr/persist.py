@@ -31,11 +31,12 @@ Theory of operation
   under way (a CREATE_CHILD_SA, a rekey), the record keeps the value from before it,
   moved on to the session's Message IDs and AEAD IV counter (IKEv2's
   `sequence_marks`) before the request leaves: after a kill then, no Message ID and
-  no IV is used twice; the exchange is lost (a CHILD_SA it made is unknown after the
-  restart, and the peer's copy goes at its lifetime or with the peer's DELETE), and our
-  next request is the one after it. A request of the peer's is no hazard: the reply
-  we sent was written with the IKE SA before it left, and the peer's retransmission is
-  answered from it.
+  no IV is used twice; the exchange is lost, and our next request is the one after it.
+  The record holds the inbound SPI of each CHILD_SA our CREATE_CHILD_SA under way makes
+  (``children_under_way``, with the one it renews): restored, the IKE SA deletes the
+  peer's half of it by that SPI, if the peer made it, and rekeys the old one again.
+  A request of the peer's is no hazard: the reply we sent was written with the IKE SA
+  before it left, and the peer's retransmission is answered from it.
 * Restoring (`restore`, at start): each IKE SA of a connection still configured is
   restored; its CHILD_SAs' SAs are ADDed again with the stored keys, lifetimes set to
   what remains of them: time lifetimes as absolute times, byte lifetimes less the bytes
@@ -208,9 +209,11 @@ class Persistence:
                 continue
             if session.phase is not Phase.ESTABLISHED:
                 continue  # nothing to keep before it is up
+            under_way: list[list[int | None]] = []
             try:
                 value = session.snapshot()
             except IkeStateError:
+                under_way = _children_under_way(session)
                 self.deferred += 1  # the last value written stands (module docstring),
                 self._dirty.setdefault(ident, session)  # tried again next turn,
                 moved = self._moved_on(ident, session)  # its counters moved on
@@ -222,6 +225,8 @@ class Persistence:
             if old is not None and old != key:
                 self._deletes.add((IKE_SA, old))
             doc = {**where, "state": value.to_json()}
+            if under_way:
+                doc["children_under_way"] = under_way
             self._puts[(IKE_SA, key)] = json.dumps(doc, sort_keys=True).encode()
             self._deletes.discard((IKE_SA, key))
             self._ike_keys[ident] = key
@@ -285,6 +290,38 @@ class Persistence:
         """A restored IKE SA went: its leases go offline, as the session's own would."""
         for identity, lease in self.leases.pop(id(session), []):
             pools.release(identity, lease)
+
+
+def _children_under_way(session: IkeSa) -> list[list[int | None]]:
+    """[new inbound SPI, inbound SPI of the CHILD_SA it renews or None] of each
+    CREATE_CHILD_SA of ours under way (IKEv2), kept with the IKE SA's record before its
+    request leaves."""
+    under_way = getattr(session, "children_under_way", None)
+    return [] if under_way is None else [list(pair) for pair in under_way()]
+
+
+def _retry_children_under_way(
+    keymgr: KeyManager, session: IkeSa, doc: dict[str, Any], now: float
+) -> None:
+    """A CREATE_CHILD_SA of ours was under way at the kill: the peer may have made its
+    CHILD_SA, which no one here knows now. It is deleted with the peer by its SPI, and a
+    rekey is started again for the CHILD_SA it renewed (a new CHILD_SA comes again with
+    the next packet its policy ACQUIREs for)."""
+    delete = getattr(session, "delete_unheld_child", None)
+    for entry in doc.get("children_under_way") or []:
+        try:
+            spi_new, spi_old = (int(entry[0]), None if entry[1] is None else int(entry[1]))
+        except (TypeError, ValueError, IndexError):
+            log.warning("%s: CREATE_CHILD_SA under way %r unreadable; dropped",
+                        session.config.name, entry)  # fmt: skip
+            continue
+        if delete is not None and spi_new not in session.children:
+            log.info("%s: a CREATE_CHILD_SA was under way at the restart: deleting SPI %08x "
+                     "with the peer", session.config.name, spi_new)  # fmt: skip
+            delete(spi_new, now)
+        record = keymgr.children.get(spi_old) if spi_old is not None else None
+        if record is not None:
+            keymgr._rekey_child(session, record, now)
 
 
 def leases_of(
@@ -500,6 +537,8 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
             kept += 1
         report.ike_sas += 1
         report.child_sas += kept
+        if not expired:
+            _retry_children_under_way(keymgr, session, doc, now)
         if expired:
             log.info("%s: IKE_SA %s expired while larval was down; deleting it",
                      session.config.name, key)  # fmt: skip
