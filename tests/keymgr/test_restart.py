@@ -445,6 +445,18 @@ def test_an_isakmp_sas_mode_config_address_and_xauth_user_come_back_at_both_ends
     (sealed,) = client2.esp
     gateway2.path.inbound(sealed.payload, gateway2.addr.packed, 6.0)
     assert gateway2.delivered == [request]
+    # A new Quick Mode of the restored client is for its address, and the restored
+    # gateway, which checks it against the client's address, takes it.
+    (old,) = client2.keymgr.children
+    sa = client2.node.stack.sadb.lookup_esp(old, client2.addr.packed)
+    assert sa is not None and sa.soft is not None
+    later = 5.0 + sa.soft.addtime + 1  # its soft lifetime, counted from the re-ADD
+    client2.node.stack.age(later)
+    client2.node.deliver(later)  # soft EXPIRE: a new Quick Mode
+    v1_vips.run(gateway2, client2, later + 2, start=later)
+    children = client2.keymgr.status()["child_sas"]
+    assert len(children) == 2 and all(c["local_ts"] == [f"{rw_test.VIP}/32"] for c in children)
+    assert len(gateway2.keymgr.status()["child_sas"]) == 2
 
 
 def test_a_byte_limited_sa_goes_on_from_the_bytes_it_carried(
