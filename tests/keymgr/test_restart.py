@@ -553,3 +553,27 @@ def test_a_child_sa_rekey_of_ours_lost_at_the_kill_is_retried_and_leaves_nothing
     a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), now + 2)
     b.path.inbound(a2.esp[-1].payload, b.addr.packed, now + 2)
     assert len(b.delivered) == 2
+
+
+def test_a_down_right_after_the_restart_still_deletes_the_ike_sa_with_the_peer() -> None:
+    """The DELETE of the lost CHILD_SA's SPI and the rekey again are queued at the restart
+    when `larval down` comes: the D(ESP)'s answer does not close the IKE SA before its
+    own D(IKE) went, and the rekey not yet asked for is not asked for."""
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE: CREATE_CHILD_SA request, lost with a with its answer
+    ((request, _),) = a.keymgr.datagrams_to_send()
+    b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
+    b.keymgr.datagrams_to_send()
+    a2 = _restarted(2, store, now + 1)
+    a2.keymgr.down("s2s", now + 1)
+    # INFORMATIONAL { D(ESP) } -->  <--  then  INFORMATIONAL { D(IKE) } -->  <--
+    carry(a2, b, now + 1)
+    assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
+    assert a2.keymgr.status()["ike_sas"] == [] and a2.keymgr.children == {}
+    assert store.load() == {}

@@ -382,6 +382,9 @@ class IkeSession(OverTransport):
             return
         self._delete_reason = reason
         self._enter(State.DELETING)
+        # A CHILD_SA not yet asked for would only go with the IKE SA: it is not asked for
+        # (a DELETE queued still goes: its CHILD_SA goes down when it is answered).
+        self._tasks.drop_queued(lambda task: isinstance(task, ChildCreate))
         self._tasks.queue(Informational(self, (DeletePayload(ProtocolId.IKE),)), now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
