@@ -577,3 +577,33 @@ def test_a_down_right_after_the_restart_still_deletes_the_ike_sa_with_the_peer()
     assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
     assert a2.keymgr.status()["ike_sas"] == [] and a2.keymgr.children == {}
     assert store.load() == {}
+
+
+def test_an_ikev1_quick_mode_lost_at_the_kill_is_made_again_at_the_soft_lifetime() -> None:
+    """IKEv1: a's Quick Mode renewing its CHILD_SA is under way at the kill (b answered
+    QM1 with QM2 and waits for QM3, having installed nothing). Restarted, a2's re-ADDed
+    SAs keep what remained of their soft lifetime (spent: 1 s), whose EXPIRE starts the
+    Quick Mode again; b's QM2 sent again meets no Quick Mode and is dropped. After it,
+    both ends hold the same CHILD_SAs: the old one (until its hard lifetime, RFC 2409
+    §5.5) and the new one."""
+    store = MemoryStore()
+    a, b = _up(1, store)
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE
+    # QM1 *{ HASH(1), SA, Ni, IDci, IDcr } -->  <-- QM2 (lost with a)
+    ((qm1, _),) = a.keymgr.datagrams_to_send()
+    b.keymgr.receive_ike(qm1, (str(a.addr), 4500), b.addr, now)
+    assert len(b.keymgr.datagrams_to_send()) == 1
+    assert set(b.keymgr.children) == {child.spi_out}  # nothing installed before QM3
+
+    a2 = _restarted(1, store, now + 1)
+    assert set(a2.keymgr.children) == {child.spi_in}
+    a2.stack.age(now + 3)
+    a2.pump(now + 3)  # the soft EXPIRE of the re-ADDed SA: QM1 again
+    advance(a2, b, now + 3, now + 6)
+    assert len(a2.keymgr.children) == 2 and child.spi_in in a2.keymgr.children
+    assert set(b.keymgr.children) == {c.spi_out for c in a2.keymgr.children.values()}
