@@ -232,6 +232,10 @@ class IkeDaemon(StackService):
         if not self._keymgr_started:
             self._keymgr_started = True
             self.keymgr.start(now)
+        else:
+            # Started before the dataplane: what the stack queued for it since then (no
+            # loop to wake it yet) is handed over now.
+            self.node.deliver(now)
 
     def _start_dataplane(self, config: DataplaneConfig) -> None:
         """With a state store (and no ``[ha]``, whose standby restores nothing), the key

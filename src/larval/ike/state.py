@@ -31,10 +31,11 @@ Theory of operation
   reader: ``spi_in: U32``.
 * Versions: a field added after version 1 is marked `since` its version. It is written
   only when it is not its default, and a document's `version` is the oldest that holds
-  what it carries: an IKEv1 SA is written as version 1, byte for byte as before there
-  were IKEv2 values, and an IKEv2 SA as version 2, which a larval that reads only
-  version 1 refuses; version 3 only where an IKE SA has virtual IPs or how its ends
-  authenticated; version 4 only where an ISAKMP SA has an XAuth user. A field newer
+  what it carries: an IKEv1 SA with nothing of later versions is written as version 1,
+  byte for byte as before there were IKEv2 values, and an IKEv2 SA as version 2, which
+  a larval that reads only version 1 refuses; version 3 only where an IKE SA of either
+  version has virtual IPs or how its ends authenticated (an ISAKMP SA's session records
+  that too); version 4 only where an ISAKMP SA has an XAuth user. A field newer
   than its document's version is refused, and a document of an older version reads as
   it did (what a later version added takes its default).
 """
