@@ -190,7 +190,7 @@ def test_an_ikev2_value_is_written_as_version_2_and_reads_back() -> None:
     assert IkeSaState.from_json(text) == v
     assert IkeSaState.from_json(text).to_json() == text
     doc = json.loads(text)
-    assert (doc["version"], FORMAT_VERSION) == (2, 3)  # 3: with virtual IPs or authentication only
+    assert doc["version"] == 2 and FORMAT_VERSION == 4  # 3: virtual IPs, authentication; 4: XAuth
     assert doc["ikev1"] is None and doc["ikev2"]["sk_ei"] == SK_EI.hex()
     assert doc["ikev2"]["next_iv"] == 0xFFFF_FFFF_FFFF_FFF0 and doc["ikev2"]["sk_ai"] == "00" * 32
     assert doc["children"][0]["local_ts"] == ["198.51.100.0/25"]
@@ -213,6 +213,31 @@ def test_a_version_1_document_with_what_version_2_added_is_refused() -> None:
         IkeSaState.from_json(json.dumps(doc))
     doc = document(ikev2=json.loads(v2_value().to_json())["ikev2"], version=2)
     with pytest.raises(IkeStateError, match=r"\$\.ikev2: set for an IKEv1 SA"):
+        IkeSaState.from_json(json.dumps(doc))
+
+
+def test_an_isakmp_sa_with_an_xauth_user_is_version_4_and_version_3_reads_without_it() -> None:
+    base = value()
+    assert base.ikev1 is not None
+    v = dataclasses.replace(
+        base,
+        ikev1=dataclasses.replace(base.ikev1, xauth_user="carol"),
+        virtual_ips=(ipaddress.ip_address("10.3.0.1"),),
+    )
+    text = v.to_json()
+    doc = json.loads(text)
+    assert doc["version"] == 4 and doc["ikev1"]["xauth_user"] == "carol"
+    assert doc["virtual_ips"] == ["10.3.0.1"]
+    assert IkeSaState.from_json(text) == v
+    # What a larval of format version 3 wrote of the same ISAKMP SA: no XAuth user in it,
+    # read as none; the virtual IPs, which version 3 has, as they are.
+    del doc["ikev1"]["xauth_user"]
+    doc["version"] = 3
+    old = IkeSaState.from_json(json.dumps(doc))
+    assert old.ikev1 is not None and old.ikev1.xauth_user == ""
+    assert old.virtual_ips == v.virtual_ips
+    doc["ikev1"]["xauth_user"] = "carol"
+    with pytest.raises(IkeStateError, match=r"\$\.ikev1\.xauth_user: not in format version 3"):
         IkeSaState.from_json(json.dumps(doc))
 
 
@@ -310,7 +335,7 @@ REFUSED = [
     ("not json {", "not a JSON document"),
     ("[1, 2]", r"\$: expected an object"),
     (json.dumps(document(format="strongswan-ha")), r"\$.format is 'strongswan-ha'"),
-    (json.dumps(document(version=4)), "format version 4 is newer than this larval reads \\(3\\)"),
+    (json.dumps(document(version=5)), "format version 5 is newer than this larval reads \\(4\\)"),
     (json.dumps(document(version=0)), r"\$.version 0 is not a format version"),
     (json.dumps(document(version="1")), r"\$.version: expected int, got str"),
     (json.dumps(document(ike_version=3)), r"\$.ike_version 3 is not an IKE version"),

@@ -10,6 +10,7 @@ import functools
 import ipaddress
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,14 @@ import larval.node as node_module
 from larval.daemon.config import parse_config
 from larval.ike.state import IkeSaState
 from larval.keymgr.persist import ike_key
+from larval.keymgr.road_warrior import host_state
 from larval.stack import Stack
+from larval.stack.packet_path import Datagram, PacketPath
 from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore
+from tests.ikev1 import test_client_vips as v1_vips
+from tests.keymgr import test_manager as manager_test
 from tests.keymgr import test_pools_ikev2 as pools_test
+from tests.keymgr import test_road_warrior as rw_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
 
@@ -357,6 +363,10 @@ def test_a_kill_during_an_exchange_of_ours_uses_no_message_id_or_iv_twice() -> N
     assert moved.ikev2.next_iv == (value.ikev2.next_iv or 0) + 1
 
     a2 = _restarted(2, store, now + 1)
+    # a2's requests (the DELETE of the lost CHILD_SA's SPI, the rekey again) take the
+    # Message IDs after the lost one's, and b takes them; then a2's DELETE of it all.
+    carry(a2, b, now + 1)
+    assert len(b.keymgr.children) == 1
     a2.keymgr.down("s2s", now + 1)
     carry(a2, b, now + 1)
     assert b.keymgr.status()["ike_sas"] == []
@@ -377,3 +387,223 @@ def test_an_isakmp_sa_expired_while_down_is_deleted_with_the_peer(
     carry(a2, b, later)
     assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
     assert store.load() == {}
+
+
+class _V1Host(rw_test.Host):
+    """A host of tests.ikev1.test_client_vips keeping its state in `store`, started at
+    `now` (a restart from the store when it holds something)."""
+
+    def __init__(self, data: dict[str, Any], addr: str, store: MemoryStore, now: float) -> None:
+        cfg = parse_config(data, f"{addr}.toml")
+        self.addr = ipaddress.ip_address(addr)
+        self.node = node_module.Node(cfg.connections, pools=cfg.pools)
+        for policy in cfg.policies:
+            self.node.stack.spd.add(policy)
+        self.esp: list[Datagram] = []
+        self.delivered: list[bytes] = []
+        self.path = PacketPath(self.node.stack, send=self.esp.append,
+                               deliver=self.delivered.append)  # fmt: skip
+        self.keymgr.attach_store(store)
+        self.keymgr.start(now)
+
+
+def test_an_isakmp_sas_mode_config_address_and_xauth_user_come_back_at_both_ends() -> None:
+    """XAuth, then Mode Config, then Quick Mode; both ends restarted from their stores:
+    the gateway has the client's virtual address (its pool lease taken again, for the
+    XAuth user) and how it authenticated; the client has its address, its routes and
+    its CHILD_SA, and traffic from the address goes through."""
+    gw_store, client_store = MemoryStore(), MemoryStore()
+    gateway = _V1Host(v1_vips.gateway_data(), rw_test.GATEWAY, gw_store, 0.0)
+    client = _V1Host(v1_vips.client_data(), rw_test.CLIENT, client_store, 0.0)
+    client.keymgr.initiate("home", "home", 0.0)
+    v1_vips.run(gateway, client)
+    (before,) = gateway.keymgr.status()["ike_sas"]
+    assert before["virtual_ips"] == [str(rw_test.VIP)]
+    assert before["auth_remote"]["identity"] == "carol"
+    (doc,) = (json.loads(v) for v in gw_store.load()[IKE_SA].values())
+    state = IkeSaState.from_json(doc["state"])
+    assert state.ikev1 is not None and state.ikev1.xauth_user == "carol"
+    assert json.loads(doc["state"])["version"] == 4
+    assert doc["leases"] == [["rw", str(rw_test.VIP), b"carol".hex(), True]]
+
+    gateway2 = _V1Host(v1_vips.gateway_data(), rw_test.GATEWAY, gw_store, 5.0)
+    (after,) = gateway2.keymgr.status()["ike_sas"]
+    assert after["virtual_ips"] == [str(rw_test.VIP)]
+    assert after["auth_remote"] == before["auth_remote"]
+    assert after["auth_local"] == before["auth_local"]
+    (pool,) = (p.to_dict() for p in gateway2.keymgr.pools.status())
+    assert [(e["identity"], e["address"]) for e in pool["online"]] == [("carol", str(rw_test.VIP))]
+
+    client2 = _V1Host(v1_vips.client_data(), rw_test.CLIENT, client_store, 5.0)
+    (ike,) = client2.keymgr.status()["ike_sas"]
+    assert ike["virtual_ips"] == [str(rw_test.VIP)]
+    restored, first = host_state(client2.keymgr), host_state(client.keymgr)
+    assert restored.addresses == first.addresses == (rw_test.VIP,)
+    assert restored.routes == first.routes
+    request = rw_test.icmp_echo(str(rw_test.VIP), "203.0.113.9")
+    client2.path.outbound(request, 6.0)
+    (sealed,) = client2.esp
+    gateway2.path.inbound(sealed.payload, gateway2.addr.packed, 6.0)
+    assert gateway2.delivered == [request]
+    # A new Quick Mode of the restored client is for its address, and the restored
+    # gateway, which checks it against the client's address, takes it.
+    (old,) = client2.keymgr.children
+    sa = client2.node.stack.sadb.lookup_esp(old, client2.addr.packed)
+    assert sa is not None and sa.soft is not None
+    later = 5.0 + sa.soft.addtime + 1  # its soft lifetime, counted from the re-ADD
+    client2.node.stack.age(later)
+    client2.node.deliver(later)  # soft EXPIRE: a new Quick Mode
+    v1_vips.run(gateway2, client2, later + 2, start=later)
+    children = client2.keymgr.status()["child_sas"]
+    assert len(children) == 2 and all(c["local_ts"] == [f"{rw_test.VIP}/32"] for c in children)
+    assert len(gateway2.keymgr.status()["child_sas"]) == 2
+
+
+def test_a_byte_limited_sa_goes_on_from_the_bytes_it_carried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rekey_bytes and life_bytes count what an SA carried before the restart too (at its
+    last checkpoint, `BYTES_EVERY` seconds apart): a2's re-ADDed SAs have that much less
+    left, and the SA is rekeyed when the bytes of both runs reach rekey_bytes."""
+    plain = manager_test.config
+
+    def byte_limited(*args: Any, **kw: Any) -> dict[str, Any]:
+        data = plain(*args, **kw)
+        child = data["connections"]["s2s"]["children"]["net"]
+        child.update(rekey_bytes=20_000, life_bytes=40_000)
+        return data
+
+    monkeypatch.setattr(manager_test, "config", byte_limited)
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (child,) = a.keymgr.children.values()
+    packet = udp_packet("198.51.100.7", "203.0.113.9") + bytes(900)
+    for _ in range(10):  # about 9,300 bytes out
+        a.path.outbound(packet, 3.0)
+    out_sa = a.stack.sadb.lookup_esp(child.spi_out, b.addr.packed)
+    assert out_sa is not None and out_sa.soft is not None
+    carried = out_sa.bytes
+    assert 9_000 < carried < out_sa.soft.bytes
+    a.keymgr.handle_timer(3.0)  # the checkpoint: GET, and the record written
+    a.keymgr.datagrams_to_send()
+    doc = json.loads(store.load()[CHILD_SA][f"{child.spi_in:08x}"])
+    assert doc["bytes"] == {"out": carried}  # the inbound SA carried none: not written
+    for _ in range(3):  # after the checkpoint: lost with a
+        a.path.outbound(packet, 4.0)
+
+    a2 = _restarted(2, store, 5.0)
+    out2 = a2.stack.sadb.lookup_esp(child.spi_out, b.addr.packed)
+    in2 = a2.stack.sadb.lookup_esp(child.spi_in, a2.addr.packed)
+    assert out2 is not None and out2.soft is not None and out2.hard is not None
+    assert (out2.soft.bytes, out2.hard.bytes) == (20_000 - carried, 40_000 - carried)
+    assert in2 is not None and in2.soft is not None and in2.soft.bytes == 20_000
+    # 11 more packets pass rekey_bytes counted from the start (not from the restart):
+    # the soft EXPIRE, and a2 rekeys the CHILD_SA with b.
+    for _ in range(12):
+        a2.path.outbound(packet, 6.0)
+    assert out2.bytes + carried > 20_000 > out2.bytes
+    a2.stack.age(6.0)
+    a2.pump(6.0)
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr } -->  <-- { SA, Nr, ... }
+    carry(a2, b, 6.0)
+    (new,) = a2.keymgr.children.values()
+    assert new.spi_in != child.spi_in and new.installed == 6.0
+    assert set(b.keymgr.children) == {new.spi_out}
+
+
+def test_a_child_sa_rekey_of_ours_lost_at_the_kill_is_retried_and_leaves_nothing_stale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """a's CHILD_SA rekey is under way at the kill; b made the new CHILD_SA and answered,
+    and a never saw the answer. Restarted, a2 deletes b's half of the lost CHILD_SA by
+    the SPI kept with the IKE SA's record, and rekeys the old one again: one CHILD_SA
+    at each end after, the same one, carrying traffic."""
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr } -->
+    ((request, _),) = a.keymgr.datagrams_to_send()
+    (session,) = a.keymgr.sessions.values()
+    doc = json.loads(store.load()[IKE_SA][ike_key(session)])
+    ((lost, renewed),) = doc["children_under_way"]  # durable before the request left
+    assert renewed == child.spi_in
+    b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
+    b.keymgr.datagrams_to_send()  # <-- { SA, Nr, [KEr,] TSi, TSr }: lost with a
+    assert len(b.keymgr.children) == 2  # b's half of the lost CHILD_SA among them
+    stale = next(spi for spi, c in b.keymgr.children.items() if c.spi_out == lost)
+
+    caplog.set_level(logging.INFO, "larval.ike")
+    a2 = _restarted(2, store, now + 1)
+    assert f"deleting SPI {lost:08x} with the peer" in caplog.text
+    # INFORMATIONAL { D(ESP, lost) } -->  <-- { D(ESP, stale) }, then the rekey again,
+    # and the old CHILD_SA's DELETE once the new one is up.
+    carry(a2, b, now + 1)
+    assert stale not in b.keymgr.children
+    (new,) = a2.keymgr.children.values()
+    assert new.spi_in not in (child.spi_in, lost)
+    assert set(b.keymgr.children) == {new.spi_out}
+    assert b.keymgr.children[new.spi_out].spi_out == new.spi_in
+    assert set(store.load()[CHILD_SA]) == {f"{new.spi_in:08x}"}
+    assert "children_under_way" not in json.loads(store.load()[IKE_SA][ike_key(session)])
+    a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), now + 2)
+    b.path.inbound(a2.esp[-1].payload, b.addr.packed, now + 2)
+    assert len(b.delivered) == 2
+
+
+def test_a_down_right_after_the_restart_still_deletes_the_ike_sa_with_the_peer() -> None:
+    """The DELETE of the lost CHILD_SA's SPI and the rekey again are queued at the restart
+    when `larval down` comes: the D(ESP)'s answer does not close the IKE SA before its
+    own D(IKE) went, and the rekey not yet asked for is not asked for."""
+    store = MemoryStore()
+    a, b = _up(2, store)
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE: CREATE_CHILD_SA request, lost with a with its answer
+    ((request, _),) = a.keymgr.datagrams_to_send()
+    b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
+    b.keymgr.datagrams_to_send()
+    a2 = _restarted(2, store, now + 1)
+    a2.keymgr.down("s2s", now + 1)
+    # INFORMATIONAL { D(ESP) } -->  <--  then  INFORMATIONAL { D(IKE) } -->  <--
+    carry(a2, b, now + 1)
+    assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
+    assert a2.keymgr.status()["ike_sas"] == [] and a2.keymgr.children == {}
+    assert store.load() == {}
+
+
+def test_an_ikev1_quick_mode_lost_at_the_kill_is_made_again_at_the_soft_lifetime() -> None:
+    """IKEv1: a's Quick Mode renewing its CHILD_SA is under way at the kill (b answered
+    QM1 with QM2 and waits for QM3, having installed nothing). Restarted, a2's re-ADDed
+    SAs keep what remained of their soft lifetime (spent: 1 s), whose EXPIRE starts the
+    Quick Mode again; b's QM2 sent again meets no Quick Mode and is dropped. After it,
+    both ends hold the same CHILD_SAs: the old one (until its hard lifetime, RFC 2409
+    §5.5) and the new one."""
+    store = MemoryStore()
+    a, b = _up(1, store)
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)  # soft EXPIRE
+    # QM1 *{ HASH(1), SA, Ni, IDci, IDcr } -->  <-- QM2 (lost with a)
+    ((qm1, _),) = a.keymgr.datagrams_to_send()
+    b.keymgr.receive_ike(qm1, (str(a.addr), 4500), b.addr, now)
+    assert len(b.keymgr.datagrams_to_send()) == 1
+    assert set(b.keymgr.children) == {child.spi_out}  # nothing installed before QM3
+
+    a2 = _restarted(1, store, now + 1)
+    assert set(a2.keymgr.children) == {child.spi_in}
+    a2.stack.age(now + 3)
+    a2.pump(now + 3)  # the soft EXPIRE of the re-ADDed SA: QM1 again
+    advance(a2, b, now + 3, now + 6)
+    assert len(a2.keymgr.children) == 2 and child.spi_in in a2.keymgr.children
+    assert set(b.keymgr.children) == {c.spi_out for c in a2.keymgr.children.values()}

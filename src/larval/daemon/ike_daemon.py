@@ -219,10 +219,35 @@ class IkeDaemon(StackService):
         if self.dataplane is not None:
             self.dataplane.path.on_ike = self._ike_from_dataplane
         log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
-        self.keymgr.start(time.time())
+        self._start_keymgr(time.time())
         self._flush()
         self._timer = loop.call_later(TICK, self._on_tick)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    # -- restart from the state store --------------------------------------------------------
+
+    _keymgr_started = False
+
+    def _start_keymgr(self, now: float) -> None:
+        if not self._keymgr_started:
+            self._keymgr_started = True
+            self.keymgr.start(now)
+        else:
+            # Started before the dataplane: what the stack queued for it since then (no
+            # loop to wake it yet) is handed over now.
+            self.node.deliver(now)
+
+    def _start_dataplane(self, config: DataplaneConfig) -> None:
+        """With a state store (and no ``[ha]``, whose standby restores nothing), the key
+        manager restores its SAs before the dataplane opens: the stored SAs and their
+        policies are in the stack before the TUN device and UDP 4500 take a packet, so
+        ESP the peer kept sending while larval was away is opened at once, not dropped
+        for an unknown SPI, and outbound traffic finds its policy. (An executor thread:
+        the loop serves nothing else yet; what the key manager would send waits for the
+        first flush, once the IKE sockets are up.)"""
+        if self.store is not None and self.config.ha is None:
+            self._start_keymgr(time.time())
+        super()._start_dataplane(config)
 
     async def stopping(self) -> None:
         """SIGTERM: delete every IKE SA and CHILD_SA gracefully before going."""

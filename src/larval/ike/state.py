@@ -31,11 +31,13 @@ Theory of operation
   reader: ``spi_in: U32``.
 * Versions: a field added after version 1 is marked `since` its version. It is written
   only when it is not its default, and a document's `version` is the oldest that holds
-  what it carries: an IKEv1 SA is written as version 1, byte for byte as before there
-  were IKEv2 values, and an IKEv2 SA as version 2, which a larval that reads only
-  version 1 refuses; version 3 only where an IKE SA has virtual IPs or how its ends
-  authenticated. A field newer than
-  its document's version is refused.
+  what it carries: an IKEv1 SA with nothing of later versions is written as version 1,
+  byte for byte as before there were IKEv2 values, and an IKEv2 SA as version 2, which
+  a larval that reads only version 1 refuses; version 3 only where an IKE SA of either
+  version has virtual IPs or how its ends authenticated (an ISAKMP SA's session records
+  that too); version 4 only where an ISAKMP SA has an XAuth user. A field newer
+  than its document's version is refused, and a document of an older version reads as
+  it did (what a later version added takes its default).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ __all__ = [
 
 #: The `format` of the JSON document, and the newest `version` of it this larval reads.
 FORMAT = "larval-ike-sa"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 T = TypeVar("T")
 
@@ -306,6 +308,9 @@ class Ikev1State:
     dpd_seq: U32  # the last R-U-THERE sequence number sent (RFC 3706 §5.5)
     dpd_message_id: U32 | None  # the R-U-THERE awaiting its ACK
     last_heard: float
+    #: The XAuth user the peer proved (gateway) or this end gave (client); "" without
+    #: XAuth (draft-beaulieu-ike-xauth-02 §2.1).
+    xauth_user: str = field(default="", metadata=_since(4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,9 +360,10 @@ class IkeSaState:
     children: tuple[ChildSaState, ...] = ()
     ikev1: Ikev1State | None = None
     ikev2: Ikev2State | None = field(default=None, metadata=_since(2))
-    #: IKEv2: the virtual addresses of this end (initiator) or of the peer (responder).
+    #: The virtual addresses of this end (initiator) or of the peer (responder): IKEv2's
+    #: configuration payloads, IKEv1's Mode Config.
     virtual_ips: tuple[IPAddr, ...] = field(default=(), metadata=_since(3))
-    #: IKEv2: how each end authenticated, for status (an EAP identity among it).
+    #: How each end authenticated, for status (an EAP or XAuth identity among it).
     auth_local: AuthInfo | None = field(default=None, metadata=_since(3))
     auth_remote: AuthInfo | None = field(default=None, metadata=_since(3))
 

@@ -132,6 +132,10 @@ class TaskManager(Generic[M, B]):
         yield from self._active.values()
         yield from self._queued
 
+    def drop_queued(self, which: Callable[[Task[M, B]], bool]) -> None:
+        """Forget the queued tasks (not yet started) `which` selects."""
+        self._queued = deque(t for t in self._queued if not which(t))
+
     def close(self) -> None:
         """The IKE SA is gone: nothing queued starts, and no response is awaited."""
         self._closed = True

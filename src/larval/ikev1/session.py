@@ -584,6 +584,7 @@ class IkeV1Session(IsakmpSa):
             dpd_seq=self._dpd.seq,
             dpd_message_id=self._dpd.message_id,
             last_heard=self._dpd.last_heard,
+            xauth_user=self._remote_access.user,
         )
         children = tuple(
             ChildSaState(c.spi_in, c.spi_out, c.suite, replace(c.config, reference=None), c.renewed)
@@ -607,6 +608,9 @@ class IkeV1Session(IsakmpSa):
             transport=self._transport.snapshot(),
             children=children,
             ikev1=v1,
+            virtual_ips=tuple(self.virtual_ips),
+            auth_local=self.auth_local,
+            auth_remote=self.auth_remote,
         )
 
     @classmethod
@@ -662,8 +666,13 @@ class IkeV1Session(IsakmpSa):
             self.children[c.spi_in] = ChildSa(c.config, c.spi_in, c.spi_out, c.suite, c.renewed)
         mid = dpd.message_id
         self._transport.restore(value.transport, {mid: self._r_u_there} if mid is not None else {})
-        # Only an established ISAKMP SA has a value: its XAuth, if any, succeeded.
+        # Only an established ISAKMP SA has a value: its XAuth, if any, succeeded, and
+        # its Mode Config, if any, gave its virtual addresses (the key manager takes the
+        # gateway's pool leases again from its own record).
         self._remote_access.xauth_done = True
+        self._remote_access.user = v1.xauth_user
+        self.virtual_ips = value.virtual_ips
+        self.auth_local, self.auth_remote = value.auth_local, value.auth_remote
         self._enter(State.ESTABLISHED)
         log.info("%s: ISAKMP SA resumed with %d CHILD_SAs", self.name(), len(self.children))
 

@@ -382,6 +382,9 @@ class IkeSession(OverTransport):
             return
         self._delete_reason = reason
         self._enter(State.DELETING)
+        # A CHILD_SA not yet asked for would only go with the IKE SA: it is not asked for
+        # (a DELETE queued still goes: its CHILD_SA goes down when it is answered).
+        self._tasks.drop_queued(lambda task: isinstance(task, ChildCreate))
         self._tasks.queue(Informational(self, (DeletePayload(ProtocolId.IKE),)), now)
 
     def delete_child(self, spi_in: int, now: float) -> None:
@@ -411,6 +414,26 @@ class IkeSession(OverTransport):
             return False
         self._tasks.queue(ChildCreate(self, child.config, child), now)
         return True
+
+    def children_under_way(self) -> tuple[tuple[int, int | None], ...]:
+        """The CHILD_SAs our CREATE_CHILD_SA exchanges under way (or queued) are making:
+        each one's inbound SPI, and the inbound SPI of the CHILD_SA it renews (None for a
+        new one)."""
+        return tuple(
+            (task.spi_in, task.old.spi_in if task.old is not None else None)
+            for task in self._tasks.tasks()
+            if isinstance(task, ChildCreate)
+        )
+
+    def delete_unheld_child(self, spi_in: int, now: float) -> None:
+        """INFORMATIONAL { D(ESP, SPI) } for a CHILD_SA the peer may hold but this end
+        does not: one whose CREATE_CHILD_SA the peer answered after this end lost the
+        exchange (a restart). The peer deletes its half if it has one and answers either
+        way (RFC 7296 §1.4.1); nothing goes down here."""
+        if self.state is not State.ESTABLISHED or spi_in in self.children:
+            return
+        payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
+        self._tasks.queue(Informational(self, (payload,)), now)
 
     # IKEv2 rekeys its IKE SA in place (CREATE_CHILD_SA, RFC 7296 §1.3.2), CHILD_SAs and
     # all: the reauthentication steps of `larval.ike.sa.IkeSa` have nothing to do here.

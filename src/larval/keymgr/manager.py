@@ -658,6 +658,7 @@ class KeyManager:
     def handle_timer(self, now: float) -> None:
         self.now = now
         self.noise.flush(now)
+        persistence.checkpoint_bytes(self, now)
         for spi_in, (due, add) in list(self._outbound_due.items()):
             if due <= now:
                 del self._outbound_due[spi_in]

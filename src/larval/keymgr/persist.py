@@ -18,6 +18,8 @@ Theory of operation
     that installed it (hex; keys, replay window, selectors and inner pairs are in it),
     and the IKE SA it was made on (``ike_sa``; the IKE SA's own record, which lists its
     CHILD_SAs, is what restoring goes by: a rekeyed IKE SA takes its CHILD_SAs along).
+    An SA with a byte lifetime has the bytes it had carried (``bytes``, by direction),
+    read from the stack's CURRENT lifetime (PF_KEY GET) every `BYTES_EVERY` seconds.
 
 * Writing: the key manager marks an IKE SA each time one of its calls ran the session
   (`touch`), and a CHILD_SA as its SAs are installed or deleted. `flush` is called before
@@ -29,14 +31,18 @@ Theory of operation
   under way (a CREATE_CHILD_SA, a rekey), the record keeps the value from before it,
   moved on to the session's Message IDs and AEAD IV counter (IKEv2's
   `sequence_marks`) before the request leaves: after a kill then, no Message ID and
-  no IV is used twice; the exchange is lost (a CHILD_SA it made is unknown after the
-  restart, and the peer's copy goes at its lifetime or with the peer's DELETE), and our
-  next request is the one after it. A request of the peer's is no hazard: the reply
-  we sent was written with the IKE SA before it left, and the peer's retransmission is
-  answered from it.
+  no IV is used twice; the exchange is lost, and our next request is the one after it.
+  The record holds the inbound SPI of each CHILD_SA our CREATE_CHILD_SA under way makes
+  (``children_under_way``, with the one it renews): restored, the IKE SA deletes the
+  peer's half of it by that SPI, if the peer made it, and rekeys the old one again.
+  A request of the peer's is no hazard: the reply we sent was written with the IKE SA
+  before it left, and the peer's retransmission is answered from it.
 * Restoring (`restore`, at start): each IKE SA of a connection still configured is
   restored; its CHILD_SAs' SAs are ADDed again with the stored keys, lifetimes set to
-  what remains of them. An IKE SA past its expiry, or a CHILD_SA past its hard lifetime,
+  what remains of them: time lifetimes as absolute times, byte lifetimes less the bytes
+  the SA had carried at its last checkpoint (what it carried after that, at most
+  `BYTES_EVERY` seconds of its traffic, is not counted: a byte-limited SA rekeys that
+  much late at worst). An IKE SA past its expiry, or a CHILD_SA past its hard lifetime,
   is deleted with a DELETE to the peer; a CHILD_SA whose record is missing too (its keys
   are gone). Records that belong to nothing restored are deleted, the stack's
   sequence marks and replay checkpoints of SAs not ADDed again among them.
@@ -97,6 +103,9 @@ def child_key(spi_in: int) -> str:
 
 Identity = bytes | str
 
+#: How often the bytes each byte-limited SA carried are read from the stack and kept.
+BYTES_EVERY = 5.0
+
 
 class Persistence:
     """The key manager's writer to its store (module docstring)."""
@@ -113,6 +122,10 @@ class Persistence:
         self.leases: dict[int, list[tuple[Identity, Lease]]] = {}
         self._lease_written: dict[str, bytes] = {}  # LEASE records as last written
         self._values: dict[int, IkeSaState] = {}  # by id(): each session's last value
+        #: The SAs with a byte lifetime: inbound SPI -> direction -> (SPI, destination).
+        self.byte_limited: dict[int, dict[str, tuple[int, ipaddress.IPv4Address |
+                                                     ipaddress.IPv6Address]]] = {}  # fmt: skip
+        self.bytes_due = 0.0  # when the stack's byte counts are read next
 
     def __repr__(self) -> str:
         return f"<Persistence {self.store!r}>"
@@ -134,7 +147,26 @@ class Persistence:
         if doc is None:
             return
         doc["sas"][direction] = message.encode().hex()
+        self._note_byte_limit(spi_in, direction, message)
         self._put_child(spi_in)
+
+    def _note_byte_limit(self, spi_in: int, direction: str, message: PfkeyMessage) -> None:
+        sa, dst = message.find(ExtType.SA), message.find(ExtType.ADDRESS_DST)
+        if not isinstance(sa, SadbSa) or not isinstance(dst, SadbAddress):
+            return
+        if any(isinstance(e, SadbLifetime) and e.ext_type in _LIMITS and e.bytes
+               for e in message.extensions):  # fmt: skip
+            self.byte_limited.setdefault(spi_in, {})[direction] = (sa.spi, dst.addr)
+
+    def bytes_carried(self, spi_in: int, direction: str, nbytes: int) -> None:
+        """The stack's CURRENT lifetime says the SA carried `nbytes`: kept, if new."""
+        doc = self._children.get(spi_in)
+        if doc is None:
+            return
+        carried = doc.setdefault("bytes", {})
+        if carried.get(direction, 0) != nbytes:
+            carried[direction] = nbytes
+            self._put_child(spi_in)
 
     def child_moved(self, spi_in: int, natt_port: int) -> None:
         doc = self._children.get(spi_in)
@@ -144,6 +176,7 @@ class Persistence:
 
     def child_gone(self, spi_in: int) -> None:
         self._children.pop(spi_in, None)
+        self.byte_limited.pop(spi_in, None)
         key = (CHILD_SA, child_key(spi_in))
         self._puts.pop(key, None)
         self._deletes.add(key)
@@ -176,9 +209,11 @@ class Persistence:
                 continue
             if session.phase is not Phase.ESTABLISHED:
                 continue  # nothing to keep before it is up
+            under_way: list[list[int | None]] = []
             try:
                 value = session.snapshot()
             except IkeStateError:
+                under_way = _children_under_way(session)
                 self.deferred += 1  # the last value written stands (module docstring),
                 self._dirty.setdefault(ident, session)  # tried again next turn,
                 moved = self._moved_on(ident, session)  # its counters moved on
@@ -190,6 +225,8 @@ class Persistence:
             if old is not None and old != key:
                 self._deletes.add((IKE_SA, old))
             doc = {**where, "state": value.to_json()}
+            if under_way:
+                doc["children_under_way"] = under_way
             self._puts[(IKE_SA, key)] = json.dumps(doc, sort_keys=True).encode()
             self._deletes.discard((IKE_SA, key))
             self._ike_keys[ident] = key
@@ -240,6 +277,8 @@ class Persistence:
 
     def adopt_child(self, spi_in: int, doc: dict[str, Any]) -> None:
         self._children[spi_in] = doc
+        for direction, hexed in doc["sas"].items():
+            self._note_byte_limit(spi_in, direction, decode(bytes.fromhex(hexed)))
 
     def leases_moved(self, old: IkeSa, new: IkeSa) -> None:
         """A rekey: the new IKE SA holds the restored one's leases."""
@@ -251,6 +290,38 @@ class Persistence:
         """A restored IKE SA went: its leases go offline, as the session's own would."""
         for identity, lease in self.leases.pop(id(session), []):
             pools.release(identity, lease)
+
+
+def _children_under_way(session: IkeSa) -> list[list[int | None]]:
+    """[new inbound SPI, inbound SPI of the CHILD_SA it renews or None] of each
+    CREATE_CHILD_SA of ours under way (IKEv2), kept with the IKE SA's record before its
+    request leaves."""
+    under_way = getattr(session, "children_under_way", None)
+    return [] if under_way is None else [list(pair) for pair in under_way()]
+
+
+def _retry_children_under_way(
+    keymgr: KeyManager, session: IkeSa, doc: dict[str, Any], now: float
+) -> None:
+    """A CREATE_CHILD_SA of ours was under way at the kill: the peer may have made its
+    CHILD_SA, which no one here knows now. It is deleted with the peer by its SPI, and a
+    rekey is started again for the CHILD_SA it renewed (a new CHILD_SA comes again with
+    the next packet its policy ACQUIREs for)."""
+    delete = getattr(session, "delete_unheld_child", None)
+    for entry in doc.get("children_under_way") or []:
+        try:
+            spi_new, spi_old = (int(entry[0]), None if entry[1] is None else int(entry[1]))
+        except (TypeError, ValueError, IndexError):
+            log.warning("%s: CREATE_CHILD_SA under way %r unreadable; dropped",
+                        session.config.name, entry)  # fmt: skip
+            continue
+        if delete is not None and spi_new not in session.children:
+            log.info("%s: a CREATE_CHILD_SA was under way at the restart: deleting SPI %08x "
+                     "with the peer", session.config.name, spi_new)  # fmt: skip
+            delete(spi_new, now)
+        record = keymgr.children.get(spi_old) if spi_old is not None else None
+        if record is not None:
+            keymgr._rekey_child(session, record, now)
 
 
 def leases_of(
@@ -352,13 +423,46 @@ def suite_of(value: list[list[int | None]]) -> tuple[Transform, ...]:
     return tuple(Transform(TransformType(int(t[0] or 0)), int(t[1] or 0), t[2]) for t in value)
 
 
+_LIMITS = (ExtType.LIFETIME_HARD, ExtType.LIFETIME_SOFT)
+
+
+def checkpoint_bytes(keymgr: KeyManager, now: float) -> None:
+    """Every `BYTES_EVERY` seconds, the bytes each byte-limited SA has carried, from the
+    stack's CURRENT lifetime (PF_KEY GET, RFC 2367 §3.1.5), into its CHILD_SA's record:
+    after a restart its byte lifetimes go on from there, not from 0."""
+    from larval.pfkey.requests import by_spi
+
+    persist = keymgr.persist
+    if persist is None or now < persist.bytes_due:
+        return
+    persist.bytes_due = now + BYTES_EVERY
+    for spi_in, directions in list(persist.byte_limited.items()):
+        for direction, (spi, dst) in directions.items():
+            get = by_spi(SadbMsgType.GET, spi, dst, seq=keymgr._next_seq(), pid=keymgr.pid)
+            for raw in keymgr._call(get):
+                try:
+                    reply = decode(raw)
+                except PfkeyError:
+                    continue
+                current = reply.find(ExtType.LIFETIME_CURRENT)
+                if reply.msg_type == SadbMsgType.GET and isinstance(current, SadbLifetime):
+                    persist.bytes_carried(spi_in, direction, current.bytes)
+
+
 def readded(
-    hexed: str, now: float, soft_at: float | None, hard_at: float | None, esp: EspStoredState
+    hexed: str,
+    now: float,
+    soft_at: float | None,
+    hard_at: float | None,
+    esp: EspStoredState,
+    carried: int = 0,
 ) -> bytes:
     """The PF_KEY message that installed an SA, as an ADD with what remains of its
     lifetimes (an UPDATE of a LARVAL SA has no LARVAL SA to update after a restart) and
     the sequence numbers the stack stored for it: an outbound SA sends above every number
-    it sent before, an inbound one's replay window is where it was (X_LARVAL_SEQ_STATE)."""
+    it sent before, an inbound one's replay window is where it was (X_LARVAL_SEQ_STATE).
+    `carried`: the bytes it had carried at its last checkpoint, taken off its byte
+    lifetimes (never below 1 byte, so that one that was spent expires at its next packet)."""
     msg = decode(bytes.fromhex(hexed))
     sa, dst = msg.find(ExtType.SA), msg.find(ExtType.ADDRESS_DST)
     stored = None
@@ -373,6 +477,8 @@ def readded(
             at = hard_at if ext.ext_type == ExtType.LIFETIME_HARD else soft_at
             if ext.addtime and at is not None:
                 ext = dataclasses.replace(ext, addtime=max(1, int(at - now)))
+            if ext.bytes and carried:
+                ext = dataclasses.replace(ext, bytes=max(1, ext.bytes - carried))
         exts.append(ext)
     exts.sort(key=lambda e: 0 if isinstance(e, SadbSa) else 1)  # the SA first, as it came
     return dataclasses.replace(msg, msg_type=SadbMsgType.ADD, extensions=tuple(exts)).encode()
@@ -431,6 +537,8 @@ def restore(keymgr: KeyManager, now: float) -> RestoreReport:
             kept += 1
         report.ike_sas += 1
         report.child_sas += kept
+        if not expired:
+            _retry_children_under_way(keymgr, session, doc, now)
         if expired:
             log.info("%s: IKE_SA %s expired while larval was down; deleting it",
                      session.config.name, key)  # fmt: skip
@@ -498,7 +606,8 @@ def _readd(
         for direction in ("in", "out"):
             if direction not in sas:
                 continue
-            message = readded(str(sas[direction]), now, soft_at, hard_at, esp)
+            carried = (doc.get("bytes") or {}).get(direction, 0)
+            message = readded(str(sas[direction]), now, soft_at, hard_at, esp, int(carried))
             refused = keymgr._refusal(decode(message))
             if refused is not None:
                 log.warning("%s: re-ADD of CHILD_SA %08x (%s) refused: errno %d",

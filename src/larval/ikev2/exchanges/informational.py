@@ -47,6 +47,13 @@ class Informational(ExchangeTask):
         """Is this the empty request that asks whether the peer is alive (§2.4)?"""
         return not self._payloads
 
+    @property
+    def _deletes_ike_sa(self) -> bool:
+        """Is this the D(IKE) that closes the IKE SA once answered (§1.4.1)? Not a
+        D(ESP) queued before it, whose answer comes first."""
+        return any(isinstance(p, DeletePayload) and p.protocol_id == ProtocolId.IKE
+                   for p in self._payloads)  # fmt: skip
+
     def build(self, now: float) -> tuple[Payload, ...]:
         return self._payloads
 
@@ -56,7 +63,7 @@ class Informational(ExchangeTask):
             down = sa._deleting.pop(self._child, None)
             if down is not None:
                 sa._events.append(down)
-        if sa.state is State.DELETING:
+        if sa.state is State.DELETING and self._deletes_ike_sa:
             # A rekeyed SA's CHILD_SAs live on in its successor: none go down here.
             rekeyed = sa._ike_rekey_started
             sa._close(sa._delete_reason if not rekeyed else "replaced by a rekey", now)
