@@ -37,6 +37,7 @@ pytestmark = [
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 VIP, PEER = "127.0.0.2", "127.0.0.4"
+NS_VIP = "192.0.2.10"
 GROUP = "edge"
 TTL = 2  # s; the election's margin is 0.5 s
 
@@ -52,6 +53,7 @@ endpoints = {endpoints}
 group = "{group}"
 node = "{node}"
 lease_ttl = "{ttl}s"
+{vips}
 
 [connections.home]
 version = 2
@@ -170,6 +172,8 @@ class Rig:
         self.base = base
         self.etcd = etcd
         self.ns = ns
+        #: In the namespace the group has a real virtual address, on eth0's subnet.
+        self.vip = NS_VIP if ns is not None else VIP
         self.key = base / "state.key"
         self.key.write_text(secrets.token_hex(32))
         self.key.chmod(0o600)
@@ -177,8 +181,9 @@ class Rig:
 
     def gateway(self, node: str, *, dpd: str = "") -> Larval:
         endpoints = "[" + ", ".join(f'"{e}"' for e in self.etcd.endpoints) + "]"
-        text = GATEWAY.format(vip=VIP, peer=PEER, key=self.key, endpoints=endpoints,
-                              group=GROUP, node=node, ttl=TTL, dir="{dir}",
+        vips = f'virtual_addresses = ["{self.vip}"]' if self.ns is not None else ""
+        text = GATEWAY.format(vip=self.vip, peer=PEER, key=self.key, endpoints=endpoints,
+                              group=GROUP, node=node, ttl=TTL, dir="{dir}", vips=vips,
                               dpd=f'dpd_delay = "{dpd}"' if dpd else "")  # fmt: skip
         if self.ns is not None:
             # A TUN of its own; the network behind it the same on every node.
@@ -190,8 +195,8 @@ class Rig:
         return daemon
 
     def peer(self) -> Larval:
-        daemon = Larval("peer", self.base, PEER_CONFIG.format(vip=VIP, peer=PEER, dir="{dir}"),
-                        self.ns)  # fmt: skip
+        text = PEER_CONFIG.format(vip=self.vip, peer=PEER, dir="{dir}")
+        daemon = Larval("peer", self.base, text, self.ns)
         self.daemons.append(daemon)
         daemon.start()
         return daemon
@@ -227,6 +232,10 @@ def rig(tmp_path: Path, etcd: EtcdCluster) -> Iterator[Rig]:
 def netns_rig(tmp_path: Path) -> Iterator[Rig]:
     """Etcd and every daemon in a network namespace of their own."""
     with Netns(f"ha{secrets.token_hex(3)}") as ns:
+        ns.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"])
+        ns.run(["ip", "address", "add", "192.0.2.1/24", "dev", "eth0"])
+        for device in ("eth0", "eth1"):
+            ns.run(["ip", "link", "set", device, "up"])
         members = EtcdCluster(tmp_path, 1)
         try:
             ns.call(members.start)
@@ -296,6 +305,16 @@ def test_kill_9_of_the_owner_the_standby_carries_on(netns_rig: Rig) -> None:
     status = gw2.ask("ha.status")
     assert (status["role"], status["owner"], status["lag"]) == ("owner", "gw2", 0)
     assert status["epoch"] > owner["epoch"]
+    # The virtual address: on eth0 (its subnet's), which gw1 left there when killed.
+    assert f"virtual addresses {NS_VIP} on eth0" in text
+    assert rig.ns is not None
+    assert f"inet {NS_VIP}/32" in rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
+    # A graceful stop hands over: the address goes, no DELETE leaves.
+    gw2.signal(signal.SIGTERM)
+    assert gw2.proc is not None and gw2.proc.wait(10) == 0
+    assert NS_VIP not in rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
+    assert "resigned group edge: 1 IKE_SA(s) left to the next owner, no DELETE sent" in gw2.text()
+    assert _ike_sas(peer) == ike
 
 
 def test_a_stopped_owner_is_fenced_and_sends_nothing(rig: Rig) -> None:

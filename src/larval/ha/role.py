@@ -18,9 +18,9 @@ Theory of operation
   thread noticed: every ESP SA is revoked at once (`EspStateWriter.fence`) and every
   IKE send is refused (`HaNode.may_send`). Then, on the event loop: the IKE sockets
   close, the key manager is replaced by a new one (its IKE SAs forgotten without a
-  DELETE: the new owner carries them on), the SADB is flushed, the virtual addresses
-  go, and the node follows the state again as a standby; the election campaigns again
-  only after its back-off.
+  DELETE: the new owner carries them on), the SADB is flushed, the dataplane stops, the
+  virtual addresses go, and the node follows the state again as a standby; the
+  election campaigns again only after its back-off.
 * SIGTERM of the owner: a last ESP state round is written, then sending stops, the
   virtual addresses go and the node resigns (its lease revoked) so that a standby
   takes over at once. No DELETE is sent: the next owner carries the SAs on.
@@ -33,7 +33,8 @@ import copy
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from larval.ha.node import OWNER, HaNode
 from larval.ha.vip import VirtualAddresses
@@ -91,6 +92,7 @@ class HaRole:
         #: The dataplane waits for the first takeover (it binds the virtual address).
         self.dataplane_due = False
         self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<HaRole {self.node!r}>"
@@ -107,7 +109,7 @@ class HaRole:
     def _won(self, epoch: int) -> None:
         loop = self._loop
         if loop is not None and not self._stopping:
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._take_over(epoch)))
+            loop.call_soon_threadsafe(lambda: self._spawn(loop, self._take_over(epoch)))
 
     def _fenced(self, reason: str) -> None:
         # Before anything else, in this thread: no ESP SA sends again.
@@ -116,9 +118,15 @@ class HaRole:
             writer.fence(f"fenced in group {self.node.group}: {reason}")
         loop = self._loop
         if loop is not None and not self._stopping:
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._stand_down(reason)))
+            loop.call_soon_threadsafe(lambda: self._spawn(loop, self._stand_down(reason)))
 
     # -- on the event loop -----------------------------------------------------------------
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+        """A task kept until it ends (the loop holds its tasks only weakly)."""
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -139,8 +147,8 @@ class HaRole:
                 if store is None:
                     return
                 await loop.run_in_executor(None, node.vips.take)
-                for problem in await loop.run_in_executor(None, node.vips.announce):
-                    log.warning("ha: %s", problem)
+                # Sent at once; arping lingers a second after it: not waited for.
+                self._spawn(loop, self._announce(loop))
                 if daemon.dataplane_config is not None and daemon.dataplane is None:
                     self.dataplane_due = True
                     await loop.run_in_executor(None, daemon._start_dataplane,
@@ -169,6 +177,10 @@ class HaRole:
                      or "none")  # fmt: skip
             daemon.flush_ike()
 
+    async def _announce(self, loop: asyncio.AbstractEventLoop) -> None:
+        for problem in await loop.run_in_executor(None, self.node.vips.announce):
+            log.warning("ha: %s", problem)
+
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         for tries in range(BIND_TRIES, 0, -1):
             try:
@@ -196,6 +208,9 @@ class HaRole:
             daemon.stack.sadb.on_removed = None
             if writer is not None:
                 await loop.run_in_executor(None, writer.stop)
+            # The dataplane too (TUN, routes, the socket on the virtual address): a standby
+            # neither forwards nor asks for SAs; the next takeover starts it again.
+            await loop.run_in_executor(None, daemon._stop_dataplane)
             try:
                 await loop.run_in_executor(None, node.vips.drop)
             except NetError as e:
