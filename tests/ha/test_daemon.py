@@ -342,6 +342,14 @@ def test_a_stopped_owner_is_fenced_and_sends_nothing(rig: Rig) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "group edge, node gw1: standby; owner gw2" in shown.stdout, shown.stdout
     assert "gw2" in shown.stdout.split("nodes:")[1] and "owner" in shown.stdout.split("nodes:")[1]
+    # Back to a standby in the same process: it takes over again when gw2 goes.
+    gw2.signal(signal.SIGKILL)
+    gw1.wait_log("ha: gw1 owns group edge", timeout=15, count=2)
+    assert "restored 1 IKE_SA(s), 1 CHILD_SA(s), 2 SA(s)" in gw1.text().rsplit("owns group", 1)[1]
+    assert _ike_sas(gw1) == ike and gw1.ask("ha.status")["role"] == "owner"
+    sent = gw1.ask("ha.status")["ike_sent"]
+    wait(lambda: gw1.ask("ha.status")["ike_sent"] > sent, 10, lambda: gw1.text()[-3000:])
+    assert _ike_sas(peer) == ike
 
 
 def test_sigterm_of_the_owner_hands_over_without_delete(rig: Rig) -> None:

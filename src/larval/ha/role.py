@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from larval.ha.node import OWNER, HaNode
 from larval.ha.vip import VirtualAddresses
-from larval.keymgr.manager import KeyManager
 from larval.net.errors import NetError
 from larval.net.udp import UdpSocket
 from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
@@ -223,11 +222,7 @@ class HaRole:
     def _forget(self) -> None:
         """A new key manager in place of the one whose IKE SAs the new owner carries on:
         nothing of theirs is sent (no DELETE), nothing kept."""
-        daemon = self.daemon
-        old = daemon.keymgr
-        fresh = KeyManager(list(old.connections.values()), daemon.node.pfkey,
-                           pools=copy.deepcopy(self._pools))  # fmt: skip
-        daemon.node.keymgr = daemon.keymgr = fresh
+        self.daemon.new_node(copy.deepcopy(self._pools))
 
     async def stop(self) -> None:
         """SIGTERM: hand over (module docstring); a standby just leaves the group."""
