@@ -305,9 +305,13 @@ def test_kill_9_of_the_owner_the_standby_carries_on(netns_rig: Rig) -> None:
     status = gw2.ask("ha.status")
     assert (status["role"], status["owner"], status["lag"]) == ("owner", "gw2", 0)
     assert status["epoch"] > owner["epoch"]
+    # ESP leaves the new owner: the dataplane started at the takeover, its guard passes.
+    assert rig.ns is not None
+    rig.ns.run(["ping", "-c2", "-i0.2", "-W1", "-I", "203.0.113.1", "198.51.100.1"], check=False)
+    assert gw2.ask("status")["packets"]["sent"] >= 2
+    assert gw2.ask("ha.status")["esp_held"] == 0
     # The virtual address: on eth0 (its subnet's), which gw1 left there when killed.
     assert f"virtual addresses {NS_VIP} on eth0" in text
-    assert rig.ns is not None
     assert f"inet {NS_VIP}/32" in rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
     # A graceful stop hands over: the address goes, no DELETE leaves.
     gw2.signal(signal.SIGTERM)

@@ -118,6 +118,7 @@ class HaNode:
         self.took_over_at = 0
         self.ike_sent = 0  # IKE datagrams sent while owner
         self.ike_held = 0  # IKE datagrams not sent: not the owner
+        self.esp_held = 0  # the dataplane's datagrams not sent: not the owner
         self._sent_at_fence = 0
         self.view = GroupView()
         self._owning = False
@@ -323,6 +324,7 @@ class HaNode:
             "virtual_addresses": [str(a) for a in self.vips.addresses],
             "ike_sent": self.ike_sent,
             "ike_held": self.ike_held,
+            "esp_held": self.esp_held,
             "ike_sent_since_fenced": self.ike_sent - self._sent_at_fence
             if self.fenced_reason
             else 0,

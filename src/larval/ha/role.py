@@ -15,12 +15,14 @@ Theory of operation
   (`larval.keymgr.persist.restore`). Then it sends. One line says the epoch and what
   was restored.
 * Fenced (the election's deadline passed, or etcd refused a write), from whichever
-  thread noticed: every ESP SA is revoked at once (`EspStateWriter.fence`) and every
-  IKE send is refused (`HaNode.may_send`). Then, on the event loop: the IKE sockets
-  close, the key manager is replaced by a new one (its IKE SAs forgotten without a
-  DELETE: the new owner carries them on), the SADB is flushed, the dataplane stops, the
-  virtual addresses go, and the node follows the state again as a standby; the
-  election campaigns again only after its back-off.
+  thread noticed: every ESP SA is revoked at once (`EspStateWriter.fence`), and every
+  IKE send and every datagram of the dataplane is refused (`HaNode.may_send`, checked
+  before each send: a node stopped past its deadline and woken sends nothing, even
+  before its other threads notice). Then, on the event loop: the IKE sockets close,
+  the key manager is replaced by a new one (its IKE SAs forgotten without a DELETE: the
+  new owner carries them on), the SADB is flushed, the dataplane stops, the virtual
+  addresses go, and the node follows the state again as a standby; the election
+  campaigns again only after its back-off.
 * SIGTERM of the owner: a last ESP state round is written, then sending stops, the
   virtual addresses go and the node resigns (its lease revoked) so that a standby
   takes over at once. No DELETE is sent: the next owner carries the SAs on.
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from larval.ha.node import OWNER, HaNode
 from larval.ha.vip import VirtualAddresses
+from larval.net.dataplane import Dataplane
 from larval.net.errors import NetError
 from larval.net.udp import UdpSocket
 from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
@@ -153,6 +156,8 @@ class HaRole:
                     await loop.run_in_executor(None, daemon._start_dataplane,
                                                daemon.dataplane_config)  # fmt: skip
                     daemon.dataplane_started()
+                if daemon.dataplane is not None:
+                    self._guard(daemon.dataplane)
                 if node.election.epoch != epoch:
                     return  # fenced meanwhile: the stand-down waiting for the lock undoes it
                 writer = daemon.stack.use_store(store)
@@ -175,6 +180,24 @@ class HaRole:
                      ", ".join(f"{p.address} on {p.device}" for p in node.vips.placed)
                      or "none")  # fmt: skip
             daemon.flush_ike()
+
+    def _guard(self, dataplane: Dataplane) -> None:
+        """Every datagram the dataplane sends (ESP, NAT keepalives) passes `may_send`
+        first: a node that was stopped past its deadline, woken, sends nothing even
+        before its other threads notice. One clock reading per batch."""
+        send_now = dataplane._send_now
+        if getattr(send_now, "ha_guarded", False):
+            return
+        node = self.node
+
+        def guarded(dst: bytes, port: int, payloads: list[bytes]) -> None:
+            if node.may_send():
+                send_now(dst, port, payloads)
+            else:
+                node.esp_held += len(payloads)
+
+        guarded.ha_guarded = True  # type: ignore[attr-defined]
+        dataplane._send_now = guarded  # type: ignore[method-assign]
 
     async def _announce(self, loop: asyncio.AbstractEventLoop) -> None:
         for problem in await loop.run_in_executor(None, self.node.vips.announce):
