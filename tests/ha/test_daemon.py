@@ -11,6 +11,7 @@ as it keys its outbound SA; the others run on the host's loopback without one.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -279,6 +280,14 @@ def test_kill_9_of_the_owner_the_standby_carries_on(netns_rig: Rig) -> None:
     assert owner["role"] == "owner" and owner["epoch"] > 0
     ike, children = _ike_sas(gw1), _children(gw1)
     assert _ike_sas(peer) == ike and len(children) == 1
+
+    # The standby's mirror has caught up with what the owner wrote: no lag.
+    def caught_up() -> bool:
+        status = gw2.ask("ha.status")
+        seen = status["seen_s_ago"] is not None  # etcd's side read, not only its own
+        return seen and status["lag"] == 0 and status["revision"] == status["state_revision"] > 0
+
+    wait(caught_up, 5, lambda: str(gw2.ask("ha.status")))
     wait(lambda: rig.marks() != {}, 5, lambda: "no ESP_SEQ reservation in etcd")
     before = rig.marks()
     assert gw1.ask("status")["sas"] == 2
@@ -342,6 +351,11 @@ def test_a_stopped_owner_is_fenced_and_sends_nothing(rig: Rig) -> None:
     # Both nodes, as each said last.
     wait(lambda: {n["node"]: n["role"] for n in gw1.ask("ha.status")["nodes"]}
          == {"gw1": "standby", "gw2": "owner"}, 5, lambda: str(gw1.ask("ha.status")))  # fmt: skip
+    as_json = gw1.larval("ha", "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert (answer["group"], answer["node"], answer["role"], answer["owner"]) == (
+        "edge", "gw1", "standby", "gw2")  # fmt: skip
     shown = gw1.larval("ha", "status")
     assert shown.returncode == 0, shown.stderr
     assert "group edge, node gw1: standby; owner gw2" in shown.stdout, shown.stdout
