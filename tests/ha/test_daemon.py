@@ -180,9 +180,10 @@ class Rig:
         self.key.chmod(0o600)
         self.daemons: list[Larval] = []
 
-    def gateway(self, node: str, *, dpd: str = "") -> Larval:
+    def gateway(self, node: str, *, dpd: str = "", vip: str | None = None) -> Larval:
         endpoints = "[" + ", ".join(f'"{e}"' for e in self.etcd.endpoints) + "]"
-        vips = f'virtual_addresses = ["{self.vip}"]' if self.ns is not None else ""
+        vip = vip or self.vip
+        vips = f'virtual_addresses = ["{vip}"]' if self.ns is not None else ""
         text = GATEWAY.format(vip=self.vip, peer=PEER, key=self.key, endpoints=endpoints,
                               group=GROUP, node=node, ttl=TTL, dir="{dir}", vips=vips,
                               dpd=f'dpd_delay = "{dpd}"' if dpd else "")  # fmt: skip
@@ -399,3 +400,18 @@ def test_without_ha_ha_status_says_so(tmp_path: Path) -> None:
         assert "Traceback" not in shown.stderr
     finally:
         daemon.kill()
+
+
+def test_a_takeover_that_fails_gives_ownership_up(netns_rig: Rig) -> None:
+    rig = netns_rig
+    # No interface's subnet holds the address, and no ha.interface says where it goes.
+    gw1 = rig.gateway("gw1", vip="198.51.100.77")
+    gw1.wait_log("ha: gw1: taking over group edge")
+    gw1.wait_log("virtual address 198.51.100.77: no interface's subnet holds it, and no "
+                 "ha.interface is given; giving it up")  # fmt: skip
+    gw1.wait_log("ha: gw1 fenced in group edge (the takeover failed")
+    assert "Traceback" not in gw1.text()
+    assert gw1.proc is not None and gw1.proc.poll() is None
+    status = gw1.ask("ha.status")
+    assert status["role"] in ("standby", "fenced") and "takeover failed" in status["fenced_reason"]
+    assert gw1.ask("status")["sas"] == 0

@@ -171,6 +171,11 @@ class HaRole:
                           node.node, node.group, epoch, e)  # fmt: skip
                 node.election.fence(f"the takeover failed: {e}")
                 return
+            except Exception as e:  # an owner that does not serve must not stay the owner
+                log.error("ha: %s: taking over group %s (epoch %d) failed: %s: %s; giving it "
+                          "up", node.node, node.group, epoch, type(e).__name__, e)  # fmt: skip
+                node.election.fence(f"the takeover failed: {type(e).__name__}")
+                return
             node.owning()
             keymgr = daemon.keymgr
             log.info("ha: %s owns group %s (epoch %d): restored %d IKE_SA(s), %d CHILD_SA(s), "
