@@ -114,7 +114,8 @@ class HaNode:
         self.role = STANDBY
         self.epoch = 0  # of the ownership this node holds or held last
         self.fenced_reason: str | None = None
-        #: The state revision applied: the mirror's (standby), the last write's (owner).
+        #: etcd's latest state revision as last seen when this node took over: what it
+        #: has applied until its first write.
         self.took_over_at = 0
         self.ike_sent = 0  # IKE datagrams sent while owner
         self.ike_held = 0  # IKE datagrams not sent: not the owner
@@ -316,7 +317,7 @@ class HaNode:
             "node": self.node,
             "role": self.role,
             "epoch": self.epoch if self.role == OWNER else 0,
-            "owner": self.node if self.role == OWNER else view.owner,
+            "owner": self.node if self.role == OWNER else view.owner or self.election.owner,
             "revision": applied,
             "state_revision": state,
             "lag": max(0, state - applied),
