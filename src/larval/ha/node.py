@@ -168,7 +168,7 @@ class HaNode:
             records = store.load()
             source = "full read"
         self.follower.stop_following()
-        self.took_over_at = self.view.state_revision
+        self.took_over_at = max(self.took_over_at, self.view.state_revision)
         log.info("%s: state for epoch %d from the %s", self.node, epoch, source)
         self.store = store
         return PrimedStore(store, records)
@@ -197,6 +197,7 @@ class HaNode:
             return None
         kvs = [EtcdKv.decode(kv) for kv in answer.get("kvs", [])]
         latest = max((kv.mod_revision for kv in kvs), default=0)
+        self.took_over_at = max(self.took_over_at, latest)
         if not self.follower.wait_revision(latest, MIRROR_WAIT):
             return None
         mirror = self.follower.mirror()
