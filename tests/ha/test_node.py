@@ -118,3 +118,21 @@ def test_the_node_s_entry_and_status(group: Group) -> None:
     assert group.node.status()["role"] == "fenced"
     group.node.stood_down()
     assert group.node.status()["role"] == STANDBY
+
+
+def test_a_lagging_mirror_shows_in_the_status(group: Group) -> None:
+    group.store.write({(IKE_SA, "a"): b"1"})
+    group.node.start()
+    group.node.follower.stop_following()  # its watch falls behind
+    group.store.write({(IKE_SA, "a"): b"2"})
+    group.store.write({(CHILD_SA, "c"): b"3"})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+        group.node.view.state_revision < group.store.last_revision
+    ):
+        time.sleep(0.05)
+    status = group.node.status()
+    assert status["state_revision"] == group.store.last_revision
+    assert status["lag"] == group.store.last_revision - status["revision"] >= 2
+    (entry,) = status["nodes"]
+    assert entry["node"] == "gw2" and entry["lag"] == status["lag"]
