@@ -392,6 +392,8 @@ class IkeDaemon(StackService):
                    or self.config.cert_auth.get(name) != cert_auth}  # fmt: skip
         connections = connection_changes(self.keymgr.connections, fresh_conns, renewed)
         self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns, renewed)
+        if self.ha is not None:
+            self.ha.pools_defined(fresh.pools)  # before any lease is taken in them
         self.keymgr.pools, pools = keep_pools(self.keymgr.pools, fresh.pools)
         pending = daemon_changes(self.config, fresh)
         self.config = dataclasses.replace(

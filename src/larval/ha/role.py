@@ -44,6 +44,7 @@ from larval.net.dataplane import Dataplane
 from larval.net.errors import NetError
 from larval.net.udp import UdpSocket
 from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
+from larval.pools import Pools
 from larval.store import StoreError
 from larval.store.crypto import StateKey, read_key_file
 
@@ -246,6 +247,10 @@ class HaRole:
             log.warning("ha: %s fenced in group %s (%s): %d IKE_SA(s) forgotten without a "
                         "DELETE, %d SA(s) flushed, virtual addresses dropped; standing by",
                         node.node, node.group, reason, forgotten, flushed)  # fmt: skip
+
+    def pools_defined(self, pools: Pools) -> None:
+        """A reload's pools, as defined (no lease yet): a new key manager starts with them."""
+        self._pools = copy.deepcopy(pools)
 
     def _forget(self) -> None:
         """A new key manager in place of the one whose IKE SAs the new owner carries on:
