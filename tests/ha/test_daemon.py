@@ -38,7 +38,7 @@ pytestmark = [
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 VIP, PEER = "127.0.0.2", "127.0.0.4"
-NS_VIP = "192.0.2.10"
+NS_VIP, NS_VIP6 = "192.0.2.10", "2001:db8::10"
 GROUP = "edge"
 TTL = 2  # s; the election's margin is 0.5 s
 
@@ -183,7 +183,8 @@ class Rig:
     def gateway(self, node: str, *, dpd: str = "", vip: str | None = None) -> Larval:
         endpoints = "[" + ", ".join(f'"{e}"' for e in self.etcd.endpoints) + "]"
         vip = vip or self.vip
-        vips = f'virtual_addresses = ["{vip}"]' if self.ns is not None else ""
+        # With an IPv6 address beside it, announced by an unsolicited NA.
+        vips = f'virtual_addresses = ["{vip}", "{NS_VIP6}"]' if self.ns is not None else ""
         text = GATEWAY.format(vip=self.vip, peer=PEER, key=self.key, endpoints=endpoints,
                               group=GROUP, node=node, ttl=TTL, dir="{dir}", vips=vips,
                               dpd=f'dpd_delay = "{dpd}"' if dpd else "")  # fmt: skip
@@ -236,6 +237,7 @@ def netns_rig(tmp_path: Path) -> Iterator[Rig]:
     with Netns(f"ha{secrets.token_hex(3)}") as ns:
         ns.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"])
         ns.run(["ip", "address", "add", "192.0.2.1/24", "dev", "eth0"])
+        ns.run(["ip", "address", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])
         for device in ("eth0", "eth1"):
             ns.run(["ip", "link", "set", device, "up"])
         members = EtcdCluster(tmp_path, 1)
@@ -321,12 +323,14 @@ def test_kill_9_of_the_owner_the_standby_carries_on(netns_rig: Rig) -> None:
     assert gw2.ask("status")["packets"]["sent"] >= 2
     assert gw2.ask("ha.status")["esp_held"] == 0
     # The virtual address: on eth0 (its subnet's), which gw1 left there when killed.
-    assert f"virtual addresses {NS_VIP} on eth0" in text
+    assert f"virtual addresses {NS_VIP} on eth0, {NS_VIP6} on eth0" in text
+    assert "ha: virtual address" not in gw2.text()  # every announcement went out
     assert f"inet {NS_VIP}/32" in rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
     # A graceful stop hands over: the address goes, no DELETE leaves.
     gw2.signal(signal.SIGTERM)
     assert gw2.proc is not None and gw2.proc.wait(10) == 0
-    assert NS_VIP not in rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
+    shown = rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
+    assert NS_VIP not in shown and NS_VIP6 not in shown, shown
     assert "resigned group edge: 1 IKE_SA(s) left to the next owner, no DELETE sent" in gw2.text()
     assert _ike_sas(peer) == ike
 
