@@ -419,3 +419,15 @@ def test_a_takeover_that_fails_gives_ownership_up(netns_rig: Rig) -> None:
     status = gw1.ask("ha.status")
     assert status["role"] in ("standby", "fenced") and "takeover failed" in status["fenced_reason"]
     assert gw1.ask("status")["sas"] == 0
+
+
+def test_an_owner_whose_key_is_taken_fences_itself(rig: Rig) -> None:
+    gw1, gw2, peer = _up(rig)
+    ike = _ike_sas(gw1)
+    # The owner key deleted by hand: gw2 campaigns at once; gw1's lease lives on.
+    EtcdClient(rig.etcd.endpoints).delete(f"/larval/{GROUP}/owner".encode())
+    gw2.wait_log("ha: gw2 owns group edge", timeout=10)
+    gw1.wait_log("ha: gw1 fenced in group edge", timeout=10)
+    assert gw1.ask("ha.status")["ike_sent_since_fenced"] == 0
+    assert gw1.ask("status")["sas"] == 0
+    assert _ike_sas(gw2) == ike and _ike_sas(peer) == ike
