@@ -180,13 +180,15 @@ class Rig:
         self.key.chmod(0o600)
         self.daemons: list[Larval] = []
 
-    def gateway(self, node: str, *, dpd: str = "", vip: str | None = None) -> Larval:
+    def gateway(
+        self, node: str, *, dpd: str = "", vip: str | None = None, ttl: int = TTL
+    ) -> Larval:
         endpoints = "[" + ", ".join(f'"{e}"' for e in self.etcd.endpoints) + "]"
         vip = vip or self.vip
         # With an IPv6 address beside it, announced by an unsolicited NA.
         vips = f'virtual_addresses = ["{vip}", "{NS_VIP6}"]' if self.ns is not None else ""
         text = GATEWAY.format(vip=self.vip, peer=PEER, key=self.key, endpoints=endpoints,
-                              group=GROUP, node=node, ttl=TTL, dir="{dir}", vips=vips,
+                              group=GROUP, node=node, ttl=ttl, dir="{dir}", vips=vips,
                               dpd=f'dpd_delay = "{dpd}"' if dpd else "")  # fmt: skip
         if self.ns is not None:
             # A TUN of its own; the network behind it the same on every node.
@@ -431,3 +433,28 @@ def test_an_owner_whose_key_is_taken_fences_itself(rig: Rig) -> None:
     assert gw1.ask("ha.status")["ike_sent_since_fenced"] == 0
     assert gw1.ask("status")["sas"] == 0
     assert _ike_sas(gw2) == ike and _ike_sas(peer) == ike
+
+
+def test_the_etcd_leader_s_loss_moves_nothing(tmp_path: Path) -> None:
+    """Three members; the leader killed under an owner and a standby: a new etcd leader
+    within a second, and the lease (5 s) rides it out: no fence, no takeover."""
+    members = EtcdCluster(tmp_path, 3)
+    rig = Rig(tmp_path, members)
+    try:
+        members.start()
+        gw1 = rig.gateway("gw1", ttl=5)
+        gw1.wait_log("ha: gw1 owns group edge")
+        gw2 = rig.gateway("gw2", ttl=5)
+        gw2.wait_log("ha: gw2 stands by in group edge")
+        epoch = gw1.ask("ha.status")["epoch"]
+        leader = members.leader()
+        assert leader is not None
+        members.kill(leader)
+        wait(lambda: members.leader() is not None, 10, lambda: "no new etcd leader")
+        time.sleep(6)  # past the lease's TTL
+        assert (gw1.ask("ha.status")["role"], gw1.ask("ha.status")["epoch"]) == ("owner", epoch)
+        assert gw2.ask("ha.status")["role"] == "standby"
+        assert "fenced" not in gw1.text() and "ha: gw2 owns group" not in gw2.text()
+    finally:
+        rig.close()
+        members.stop()
