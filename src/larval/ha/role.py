@@ -23,9 +23,10 @@ Theory of operation
   new owner carries them on), the SADB is flushed, the dataplane stops, the virtual
   addresses go, and the node follows the state again as a standby; the election
   campaigns again only after its back-off.
-* SIGTERM of the owner: a last ESP state round is written, then sending stops, the
-  virtual addresses go and the node resigns (its lease revoked) so that a standby
-  takes over at once. No DELETE is sent: the next owner carries the SAs on.
+* SIGTERM of the owner: sending stops (`may_send`), the ESP state writer writes its last
+  round and ends, the virtual addresses go and the node resigns (its lease revoked) so
+  that a standby takes over at once. No DELETE is sent: the next owner carries the SAs
+  on.
 """
 
 from __future__ import annotations
@@ -115,9 +116,10 @@ class HaRole:
             loop.call_soon_threadsafe(lambda: self._spawn(loop, self._take_over(epoch)))
 
     def _fenced(self, reason: str) -> None:
-        # Before anything else, in this thread: no ESP SA sends again.
+        # Before anything else, in this thread: no ESP SA sends again. (Stopping, sending
+        # has ended already: the resignation is what fenced.)
         writer = self.daemon.stack.esp_state
-        if writer is not None:
+        if writer is not None and not self._stopping:
             writer.fence(f"fenced in group {self.node.group}: {reason}")
         loop = self._loop
         if loop is not None and not self._stopping:
@@ -264,21 +266,18 @@ class HaRole:
         self._stopping = True
         owner = node.role == OWNER
         kept = len(daemon.keymgr.sessions)
-        writer = daemon.stack.esp_state
-        if writer is not None and owner:
-            # The last reservations and replay checkpoints, while still the owner.
-            await loop.run_in_executor(None, writer.run_once)
+        # Nothing leaves from here on: every IKE and dataplane send asks `may_send`.
         node.stop_sending()
+        writer = daemon.stack.esp_state
         if writer is not None:
-            writer.fence(f"stopping: group {node.group}'s next owner carries the SAs on")
+            # Its last reservations and replay checkpoints, while still the owner.
+            await loop.run_in_executor(None, writer.stop)
         daemon.close_ike_sockets()
         try:
             await loop.run_in_executor(None, node.vips.drop)
         except NetError as e:
             log.error("ha: %s", e)
         await loop.run_in_executor(None, lambda: node.stop(resign=True))
-        if writer is not None:
-            await loop.run_in_executor(None, writer.stop)
         if owner:
             log.info("ha: %s resigned group %s: %d IKE_SA(s) left to the next owner, no "
                      "DELETE sent", node.node, node.group, kept)  # fmt: skip
