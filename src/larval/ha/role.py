@@ -48,6 +48,7 @@ from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
 from larval.pools import Pools
 from larval.store import StoreError
 from larval.store.crypto import StateKey, read_key_file
+from larval.store.etcd import owner_key
 
 if TYPE_CHECKING:
     from larval.daemon.config import DaemonConfig
@@ -135,10 +136,39 @@ class HaRole:
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        await loop.run_in_executor(None, self._left_behind)
         await loop.run_in_executor(None, self.node.start)
         vips = ", ".join(map(str, self.node.vips.addresses)) or "none"
         log.info("ha: %s stands by in group %s (virtual addresses %s)", self.node.node,
                  self.node.group, vips)  # fmt: skip
+
+    def _left_behind(self) -> None:
+        """A virtual address on an interface here at start was left by a run of this node
+        killed before (or is another node's on this host): taken away if no node owns
+        the group, or this one's last run still does (its lease not yet run out), so that
+        no neighbour answers for it here while another node owns it; else named."""
+        node = self.node
+        try:
+            here = node.vips.found()
+            owner = node.client.get(owner_key(node.group)) if here else None
+        except (NetError, StoreError) as e:
+            log.warning("ha: looking for virtual addresses left here: %s", e)
+            return
+        holder = owner.value.decode("utf-8", "replace") if owner is not None else None
+        for placed in here:
+            if holder not in (None, node.node):
+                log.warning("ha: virtual address %s is on %s while %s owns group %s: if %s "
+                            "is on another host, take it away here", placed.address,
+                            placed.device, holder, node.group, holder)  # fmt: skip
+                continue
+            log.warning("ha: virtual address %s was left on %s by a run that did not stop "
+                        "cleanly; taking it away, this node stands by", placed.address,
+                        placed.device)  # fmt: skip
+            node.vips.placed.append(placed)
+        try:
+            node.vips.drop()
+        except NetError as e:
+            log.error("ha: %s", e)
 
     async def _take_over(self, epoch: int) -> None:
         loop = asyncio.get_running_loop()
