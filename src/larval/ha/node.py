@@ -214,6 +214,7 @@ class HaNode:
             self.store.close()
             self.store = None
         self.role = STANDBY
+        self.follower.stop_following()  # still following if the takeover failed early
         self._follow()
 
     def _follow(self) -> None:
