@@ -272,6 +272,9 @@ class HaNode:
             except StoreError as e:
                 self.view.error = str(e)
                 log.debug("%s: group entry: %s", self.node, e)
+            except Exception as e:  # an answer etcd should not give: the beat goes on
+                self.view.error = f"{type(e).__name__}: {e}"
+                log.warning("%s: group entry: %s", self.node, self.view.error)
             self._stop.wait(interval)
 
     def _beat_once(self) -> None:
