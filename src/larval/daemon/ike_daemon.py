@@ -139,9 +139,9 @@ class IkeDaemon(StackService):
         # One store for the stack's sequence numbers and the key manager's SAs; with
         # [ha] the group's, in etcd, from the first takeover on (`larval.ha.role`).
         self.store = _open_state(cfg, config_path, fresh=fresh)
-        self.ha = _ha_role(self, cfg, config_path, fresh=fresh)
         super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane, options,
                          store=self.store)  # fmt: skip
+        self.ha = _ha_role(self, cfg, config_path, fresh=fresh)
         for policy in cfg.policies:
             self.stack.spd.add(policy)
         # Other PF_KEY clients see what the key manager does, as on one keysock.
@@ -281,12 +281,6 @@ class IkeDaemon(StackService):
         self._timer = loop.call_later(TICK, self._on_tick)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.ha.start(loop)
-
-    def _start_dataplane(self, config: DataplaneConfig) -> None:
-        """With [ha], at the first takeover: its socket binds the virtual address."""
-        if self.ha is not None and not self.ha.dataplane_due:
-            return
-        super()._start_dataplane(config)
 
     def flush_ike(self) -> None:
         self._flush()

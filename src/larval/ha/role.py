@@ -94,8 +94,9 @@ class HaRole:
         self._pools = copy.deepcopy(cfg.pools)
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: The dataplane waits for the first takeover (it binds the virtual address).
-        self.dataplane_due = False
+        #: The dataplane waits for each takeover (its socket binds the virtual address):
+        #: the daemon has none to start with.
+        self.dataplane_config, daemon.dataplane_config = daemon.dataplane_config, None
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -184,10 +185,10 @@ class HaRole:
                 await loop.run_in_executor(None, node.vips.take)
                 # Sent at once; arping lingers a second after it: not waited for.
                 self._spawn(loop, self._announce(loop))
-                if daemon.dataplane_config is not None and daemon.dataplane is None:
-                    self.dataplane_due = True
-                    await loop.run_in_executor(None, daemon._start_dataplane,
-                                               daemon.dataplane_config)  # fmt: skip
+                config = self.dataplane_config
+                if config is not None and daemon.dataplane is None:
+                    daemon.dataplane_config = config
+                    await loop.run_in_executor(None, daemon._start_dataplane, config)
                     daemon.dataplane_started()
                 if daemon.dataplane is not None:
                     self._guard(daemon.dataplane)
