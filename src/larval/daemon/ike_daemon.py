@@ -253,62 +253,6 @@ class IkeDaemon(StackService):
         self._timer = loop.call_later(TICK, self._on_tick)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
-    # -- [ha] (larval.ha.role) ----------------------------------------------------------------
-
-    async def listen_ike(
-        self, loop: asyncio.AbstractEventLoop, bind: Callable[[str, int], UdpSocket]
-    ) -> None:
-        """IKE on UDP 500 (and 4500 without a dataplane) of every address of ours, on
-        sockets from `bind`: at a takeover."""
-        try:
-            for address in self.config.addresses:
-                self._ike500[address] = await self._listen(loop, address, IKE_PORT, bind)
-                if self.dataplane is None:
-                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT, bind)
-        except BaseException:
-            self._close_ike_sockets()  # those bound before the one that failed
-            raise
-        log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
-
-    def dataplane_started(self) -> None:
-        """IKE that arrives on the dataplane's UDP 4500 comes to the key manager."""
-        if self.dataplane is not None:
-            self.dataplane.path.on_ike = self._ike_from_dataplane
-
-    async def _ha_started(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A standby: no IKE socket, the key manager not started, until a takeover."""
-        assert self.ha is not None
-        self._timer = loop.call_later(TICK, self._on_tick)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        await self.ha.start(loop)
-
-    def flush_ike(self) -> None:
-        self._flush()
-
-    def close_ike_sockets(self) -> None:
-        self._close_ike_sockets()
-        self._ike500.clear()
-        self._ike4500.clear()
-
-    def new_node(self, pools: Pools) -> None:
-        """A new key manager, joined to the stack as the first was; the old one and its
-        IKE SAs are dropped without a word to the peers (a fenced node of a group)."""
-        old = self.node
-        self.node = Node(list(old.keymgr.connections.values()), stack=self.stack,
-                         broadcast=old.broadcast, wake=self._wake, pools=pools)  # fmt: skip
-        self._listeners = [f for f in self._listeners if f != old.stack_emitted]
-        self.add_listener(self.node.stack_emitted)
-        self.keymgr = self.node.keymgr
-
-    def emit_replies(self, replies: list[PfkeyReply]) -> None:
-        """What the stack answered to a request of the daemon's own, to PF_KEY clients."""
-        self._emit(replies)
-
-    def _ha_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.ha is None:
-            raise ControlError(f"{self.config_path} has no [ha]: this daemon is in no group")
-        return self.ha.node.status()
-
     async def stopping(self) -> None:
         """SIGTERM: delete every IKE SA and CHILD_SA gracefully before going; with [ha]
         hand them to the next owner instead, without a DELETE (`HaRole.stop`)."""
@@ -483,3 +427,59 @@ class IkeDaemon(StackService):
                     if hard is not None and hard.addtime:
                         record["expires_in_s"] = round(sa.addtime + hard.addtime - now)
         return {**status, "stack": self._status({}), "ikev1_dropped": self.keymgr.ikev1_dropped}
+
+    # -- [ha] (larval.ha.role) ----------------------------------------------------------------
+
+    async def listen_ike(
+        self, loop: asyncio.AbstractEventLoop, bind: Callable[[str, int], UdpSocket]
+    ) -> None:
+        """IKE on UDP 500 (and 4500 without a dataplane) of every address of ours, on
+        sockets from `bind`: at a takeover."""
+        try:
+            for address in self.config.addresses:
+                self._ike500[address] = await self._listen(loop, address, IKE_PORT, bind)
+                if self.dataplane is None:
+                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT, bind)
+        except BaseException:
+            self._close_ike_sockets()  # those bound before the one that failed
+            raise
+        log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
+
+    def dataplane_started(self) -> None:
+        """IKE that arrives on the dataplane's UDP 4500 comes to the key manager."""
+        if self.dataplane is not None:
+            self.dataplane.path.on_ike = self._ike_from_dataplane
+
+    async def _ha_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A standby: no IKE socket, the key manager not started, until a takeover."""
+        assert self.ha is not None
+        self._timer = loop.call_later(TICK, self._on_tick)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.ha.start(loop)
+
+    def flush_ike(self) -> None:
+        self._flush()
+
+    def close_ike_sockets(self) -> None:
+        self._close_ike_sockets()
+        self._ike500.clear()
+        self._ike4500.clear()
+
+    def new_node(self, pools: Pools) -> None:
+        """A new key manager, joined to the stack as the first was; the old one and its
+        IKE SAs are dropped without a word to the peers (a fenced node of a group)."""
+        old = self.node
+        self.node = Node(list(old.keymgr.connections.values()), stack=self.stack,
+                         broadcast=old.broadcast, wake=self._wake, pools=pools)  # fmt: skip
+        self._listeners = [f for f in self._listeners if f != old.stack_emitted]
+        self.add_listener(self.node.stack_emitted)
+        self.keymgr = self.node.keymgr
+
+    def emit_replies(self, replies: list[PfkeyReply]) -> None:
+        """What the stack answered to a request of the daemon's own, to PF_KEY clients."""
+        self._emit(replies)
+
+    def _ha_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.ha is None:
+            raise ControlError(f"{self.config_path} has no [ha]: this daemon is in no group")
+        return self.ha.node.status()
