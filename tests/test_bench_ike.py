@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,47 @@ def test_larval_pair_completes_every_setup_with_certificates(tmp_path: Path, cas
     result = ike._larval(10, 4, credentials)
     assert result["done"] == 10
     assert result["ike_sa_per_s"] > 0
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+def test_larval_pair_with_the_store_on_writes_every_ike_sa_and_child_sa(tmp_path: Path) -> None:
+    result = ike._larval(20, 8, state=tmp_path)
+    assert result["done"] == 20
+    # What a restart of either end would find: every IKE SA and its CHILD_SA.
+    for side in ("initiator", "responder"):
+        store = result["store"][side]
+        assert store["records"] == {"ike_sa": 20, "child_sa": 20}
+        assert 1 <= store["writes"] <= 20 + 20  # batched: at most one per datagram
+    for me in ("i", "r"):
+        assert (tmp_path / me / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+def test_bench_ike_prints_the_store_cost_beside_the_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larval.bench", "ike", "--setups", "20", "--cert-setups", "0",
+         "--ike-runs", "1", "--store", "both"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    ratio = [line for line in lines if line.startswith("  store_ratio: ")]
+    assert len(ratio) == 1 and float(ratio[0].split(": ")[1]) > 0
+    (cost,) = [line for line in lines if line.startswith("  store_cost: ")]
+    assert "IKE SAs/s on/off" in cost and "CPU/IKE SA on/off" in cost and "goal of 10%" in cost
+    assert "  target: {'ratio': 1.5, 'store_ratio': 0.9, 'store_cpu_ratio': 1.1}" in lines
+    (records,) = [line for line in lines if line.startswith("  store_records: ")]
+    assert records.count("'ike_sa': 20") == 2 and records.count("'child_sa': 20") == 2
+    # The store-off figures are still the first ones, measured in the same run.
+    assert lines.index(ratio[0]) > lines.index(next(x for x in lines if "ike_sa_per_s" in x))
+
+
+def test_bench_ike_refuses_an_unknown_store_mode() -> None:
+    with pytest.raises(ValueError, match="--store 'sqlite': one of off, on, both"):
+        ike.run(store="sqlite")

@@ -31,7 +31,16 @@ credentials directory in swanctl's layout by both larval and charon. Both ends s
 CERTREQ and so their certificate; each signs with what strongSwan picks for its key
 (RFC 7427 when the peer announces SIGNATURE_HASH_ALGORITHMS, as both do).
 
-`run` alternates the two pairs `runs` times for each case and reports the median run of each.
+The state store: the PSK case's larval pair runs again with each end keeping its state
+as `larval run` does with ``[daemon] state`` (`_with_store`): an SQLite store in a
+temporary directory under a fresh key, shared by the stack (its sequence number writer
+running) and the key manager, which writes an IKE SA's and its CHILD_SA's records before
+the datagram that follows from them leaves. ``--store both`` (the default) runs it after
+the store-off pair in each round and gives the cost as on/off (`larval.bench.store_cost`);
+the records each store held at the end are reported, so a run that wrote nothing shows.
+No ESP flows here (no dataplane): what reserving sequence numbers costs is `bench tunnel`'s.
+
+`run` alternates the pairs `runs` times for each case and reports the median run of each.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from larval import pki
+from larval.bench import store_cost
 from larval.bench.charon import (
     Charon,
     CharonError,
@@ -66,6 +76,7 @@ from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
 from larval.net.netns import Netns, veth_pair
 from larval.node import Node
+from larval.store.sqlite import SqliteStore, open_store
 
 IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
 ESP_PROPOSAL = "aes128gcm16"
@@ -148,6 +159,29 @@ def _node(me: str, peer: str, credentials: Path | None = None) -> Node:
     return node
 
 
+def _with_store(node: Node, path: Path) -> SqliteStore:
+    """The node keeps its state in an SQLite store at `path` (a fresh key beside it), as
+    `larval run` with ``[daemon] state`` does: one store for the stack's sequence number
+    reservations (its writer thread running) and the key manager's IKE_SA and CHILD_SA
+    records, written before each datagram leaves."""
+    store = open_store(path).store
+    node.stack.use_store(store).start()
+    node.keymgr.attach_store(store)
+    return store
+
+
+def _store_report(node: Node, store: SqliteStore) -> dict[str, Any]:
+    """What the store holds once the run is over (the writer stopped): records by kind,
+    and the batches written."""
+    writer = node.stack.esp_state
+    if writer is not None:
+        writer.stop()
+    records = {kind: len(keys) for kind, keys in store.load().items()}
+    writes = store.writes
+    store.close()
+    return {"records": records, "writes": writes}
+
+
 def _bind(address: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -174,9 +208,13 @@ def _peer(
     stop: Event,
     results: Pipe,
     credentials: Path | None = None,
+    state: Path | None = None,
 ) -> None:
-    """A process's whole life: set up, wait for the other, run, report."""
-    keymgr = _node(me, peer, credentials).keymgr
+    """A process's whole life: set up, wait for the other, run, report. `state`: the
+    state store's file, as `larval run` keeps it (`_with_store`); None: no store."""
+    node = _node(me, peer, credentials)
+    keymgr = node.keymgr
+    store = _with_store(node, state) if state is not None else None
     natt = sockets[1]
     local = keymgr.connections["bench"].ike.local_addr
     initiator = me == "i"
@@ -222,13 +260,20 @@ def _peer(
         if len(keymgr.children) > done:
             last = time.monotonic()
     cpu = time.process_time() - cpu0
-    results.send({"done": len(keymgr.children), "started": started, "first": first,
-                  "last": last, "cpu": cpu})  # fmt: skip
+    report: dict[str, Any] = {"done": len(keymgr.children), "started": started,
+                              "first": first, "last": last, "cpu": cpu}  # fmt: skip
+    if store is not None:
+        report["store"] = _store_report(node, store)
+    results.send(report)
     # The other side may still be waiting for our last datagrams.
     results.close()
 
 
-def _larval(n: int, in_flight: int, credentials: Path | None = None) -> dict[str, Any]:
+def _larval(
+    n: int, in_flight: int, credentials: Path | None = None, state: Path | None = None
+) -> dict[str, Any]:
+    """One run of the larval pair; `state`: a directory for each peer's state store (the
+    store on), None for none (off)."""
     ctx = multiprocessing.get_context("fork")
     with Netns(f"lbIke{uuid.uuid4().hex[:6]}") as ns:
         sockets = {
@@ -251,6 +296,7 @@ def _larval(n: int, in_flight: int, credentials: Path | None = None) -> dict[str
                     stop,
                     pipes[me][1],
                     credentials,
+                    None if state is None else state / me / "state.db",
                 ),
                 name=f"larval-ike-{me}",
             )
@@ -274,9 +320,12 @@ def _larval(n: int, in_flight: int, credentials: Path | None = None) -> dict[str
                 for sock in pair:
                     sock.close()
     i, r = out["i"], out["r"]
-    return _figures(
+    figures = _figures(
         min(i["done"], r["done"]), i["first"], max(i["last"], r["last"]), i["cpu"], r["cpu"]
     )
+    if state is not None:
+        figures["store"] = {"initiator": i.get("store"), "responder": r.get("store")}
+    return figures
 
 
 def _figures(done: int, first: float, last: float, cpu_i: float, cpu_r: float) -> dict[str, Any]:
@@ -515,37 +564,82 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _pairs(
-    n: int, in_flight: int, runs: int, workdir: Path, credentials: Path | None, why_not: str
+    n: int,
+    in_flight: int,
+    runs: int,
+    workdir: Path,
+    credentials: Path | None,
+    why_not: str,
+    store: str = "off",
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, list[dict[str, Any]]], str]:
     """Both pairs `runs` times, alternated so that whatever else the machine does falls on
-    both alike: the median run of each, every run, and why strongSwan was not measured."""
-    larval_runs: list[dict[str, Any]] = []
-    strongswan_runs: list[dict[str, Any]] = []
+    both alike: the median run of each, every run, and why strongSwan was not measured.
+    `store` (`larval.bench.store_cost`): larval with its state store off, on, or both, one
+    after the other in each round; the median run is of the store off when it ran."""
+    off, on = store_cost.wants(store)
+    runs_of: dict[str, list[dict[str, Any]]] = {"larval": [], "larval_store": [], "strongswan": []}
     for k in range(runs):
-        larval_runs.append(_larval(n, in_flight, credentials))
+        if off:
+            runs_of["larval"].append(_larval(n, in_flight, credentials))
+        if on:
+            state = workdir / f"state-{k}"
+            runs_of["larval_store"].append(_larval(n, in_flight, credentials, state))
         if not why_not:
             try:
-                strongswan_runs.append(_strongswan(n, in_flight, workdir / str(k), credentials))
+                runs_of["strongswan"].append(
+                    _strongswan(n, in_flight, workdir / str(k), credentials)
+                )
             except (CharonError, ConnectionError, OSError) as e:
                 why_not = f"charon failed: {e}"
-    strongswan = _median_run(strongswan_runs) if strongswan_runs else None
-    every = {"larval": larval_runs, "strongswan": strongswan_runs}
-    return _median_run(larval_runs), strongswan, every, why_not
+    strongswan = _median_run(runs_of["strongswan"]) if runs_of["strongswan"] else None
+    every = {name: r for name, r in runs_of.items() if r}
+    larval = _median_run(runs_of["larval"] or runs_of["larval_store"])
+    return larval, strongswan, every, why_not
+
+
+def _store_figures(every: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The store's figures and its cost, from the runs with it on (and off)."""
+    on = every.get("larval_store")
+    if not on:
+        return {}
+    off = every.get("larval", [])
+    median = _median_run(on)
+    rate = store_cost.summary(
+        "IKE SAs/s", [r["ike_sa_per_s"] for r in off], [r["ike_sa_per_s"] for r in on], True
+    )
+    cpu = store_cost.summary(
+        "CPU/IKE SA",
+        [r["cpu_ms_per_ike_sa"] for r in off],
+        [r["cpu_ms_per_ike_sa"] for r in on],
+        False,
+    )
+    return {
+        "store_ike_sa_per_s": median["ike_sa_per_s"],
+        "store_cpu_ms_per_ike_sa": median["cpu_ms_per_ike_sa"],
+        "store_ratio": rate["ratio"],
+        "store_cpu_ratio": cpu["ratio"],
+        "store_cost": f"{rate['cost']}; {cpu['cost']}",
+        "store_records": median["store"],
+    }
 
 
 def _ratio(ours: float | None, theirs: float | None) -> float | None:
     return round(ours / theirs, 2) if ours and theirs else None
 
 
-def run(n: int = 2000, in_flight: int = 64, runs: int = 3, cert_n: int = 1000) -> dict[str, Any]:
-    """The PSK case (`n` setups) and the certificate cases (`cert_n` setups each)."""
+def run(
+    n: int = 2000, in_flight: int = 64, runs: int = 3, cert_n: int = 1000, store: str = "both"
+) -> dict[str, Any]:
+    """The PSK case (`n` setups) and the certificate cases (`cert_n` setups each); the PSK
+    case with the state store `store` (`larval.bench.store_cost`: off, on or both)."""
+    store_cost.wants(store)  # ValueError before anything is made
     if os.geteuid() != 0:
         return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
     why_not = "" if charon_available() else "charon or swanctl is not installed"
     certificates: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
         larval, strongswan, every, why_not = _pairs(n, in_flight, runs, Path(tmp) / "psk",
-                                                    None, why_not)  # fmt: skip
+                                                    None, why_not, store)  # fmt: skip
         for case, (kind, size) in CERT_CASES.items():
             if not cert_n:
                 break
@@ -569,11 +663,17 @@ def run(n: int = 2000, in_flight: int = 64, runs: int = 3, cert_n: int = 1000) -
         "strongswan_ike_sa_per_s": theirs,
         "strongswan_cpu_ms_per_ike_sa": strongswan["cpu_ms_per_ike_sa"] if strongswan else None,
         "ratio": _ratio(ours, theirs),
+        **_store_figures(every),
         "n": n,
         "in_flight": in_flight,
         "runs": every,
         "certificates": certificates,
-        "target": {"ratio": 1.5},  # the IKE work's goal: 1.5 times strongSwan
+        # The IKE work's goal: 1.5 times strongSwan; the state store's: under 10% cost.
+        "target": {
+            "ratio": 1.5,
+            "store_ratio": 1 - store_cost.GOAL,
+            "store_cpu_ratio": 1 + store_cost.GOAL,
+        },
         "note": (
             f"median of {runs} runs each, alternated; IKEv2 PSK, IKE {IKE_PROPOSAL}, one "
             f"tunnel-mode CHILD_SA {ESP_PROPOSAL}, encap = yes; {n} setups, {in_flight} in "
@@ -585,10 +685,24 @@ def run(n: int = 2000, in_flight: int = 64, runs: int = 3, cert_n: int = 1000) -
             "Debian), reuse_ikesa = no, unique = never, dos_protection = no; no COOKIEs on "
             f"either side. certificates: the same with {cert_n} setups, each end a "
             f"certificate under one CA ({', '.join(CERT_CASES)}), CERTREQ and CERT both ways"
+            + _store_note(store)
             + (f". strongSwan not measured: {why_not}" if why_not and not theirs else "")
             + (f". strongSwan stopped early: {why_not}" if why_not and theirs else "")
         ),
     }
+
+
+def _store_note(store: str) -> str:
+    if store == "off":
+        return ". State store off"
+    what = (
+        "the PSK case's larval pair with each end's state in an SQLite store (WAL, "
+        "synchronous=NORMAL, values sealed under a fresh key, a temporary directory), the "
+        "IKE_SA and CHILD_SA records written before each datagram leaves"
+    )
+    if store == "on":
+        return f". State store on: {what}"
+    return f". State store: {what}, run after the store off in each round; store_ratio is on/off"
 
 
 if __name__ == "__main__":
