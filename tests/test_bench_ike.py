@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,25 @@ def test_bench_ike_prints_the_store_cost_beside_the_figures() -> None:
 def test_bench_ike_refuses_an_unknown_store_mode() -> None:
     with pytest.raises(ValueError, match="--store 'sqlite': one of off, on, both"):
         ike.run(store="sqlite")
+
+
+def test_store_figures_pair_the_runs_with_the_store_on_and_off() -> None:
+    def one(rate: float, cpu: float, written: int) -> dict[str, Any]:
+        store = {"records": {"ike_sa": written, "child_sa": written}, "writes": written}
+        return {"ike_sa_per_s": rate, "cpu_ms_per_ike_sa": cpu,
+                "store": {"initiator": store, "responder": store}}  # fmt: skip
+
+    every = {
+        "larval": [one(400.0, 2.0, 0), one(200.0, 4.0, 0), one(300.0, 3.0, 0)],
+        "larval_store": [one(380.0, 2.2, 10), one(180.0, 4.4, 11), one(270.0, 3.3, 12)],
+    }
+    figures = ike._store_figures(every)
+    assert figures["store_ratio"] == 0.9  # median of 0.95, 0.9, 0.9
+    assert figures["store_cpu_ratio"] == 1.1
+    # The median run with the store on is the one reported, with its records.
+    assert figures["store_ike_sa_per_s"] == 270.0 and figures["store_cpu_ms_per_ike_sa"] == 3.3
+    assert figures["store_records"]["responder"]["records"] == {"ike_sa": 12, "child_sa": 12}
+    assert figures["store_cost"].startswith("IKE SAs/s on/off 0.900: +10.0% cost, above")
+    cpu = "; CPU/IKE SA on/off 1.100: +10.0% cost, above the goal of 10% (3 runs)"
+    assert figures["store_cost"].endswith(cpu)
+    assert ike._store_figures({"larval": every["larval"]}) == {}

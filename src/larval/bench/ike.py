@@ -31,7 +31,7 @@ credentials directory in swanctl's layout by both larval and charon. Both ends s
 CERTREQ and so their certificate; each signs with what strongSwan picks for its key
 (RFC 7427 when the peer announces SIGNATURE_HASH_ALGORITHMS, as both do).
 
-The state store: the PSK case's larval pair runs again with each end keeping its state
+The state store: each case's larval pair runs again with each end keeping its state
 as `larval run` does with ``[daemon] state`` (`_with_store`): an SQLite store in a
 temporary directory under a fresh key, shared by the stack (its sequence number writer
 running) and the key manager, which writes an IKE SA's and its CHILD_SA's records before
@@ -630,8 +630,8 @@ def _ratio(ours: float | None, theirs: float | None) -> float | None:
 def run(
     n: int = 2000, in_flight: int = 64, runs: int = 3, cert_n: int = 1000, store: str = "both"
 ) -> dict[str, Any]:
-    """The PSK case (`n` setups) and the certificate cases (`cert_n` setups each); the PSK
-    case with the state store `store` (`larval.bench.store_cost`: off, on or both)."""
+    """The PSK case (`n` setups) and the certificate cases (`cert_n` setups each), each
+    with larval's state store `store` (`larval.bench.store_cost`: off, on or both)."""
     store_cost.wants(store)  # ValueError before anything is made
     if os.geteuid() != 0:
         return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
@@ -645,7 +645,7 @@ def run(
                 break
             credentials = _credentials(Path(tmp) / case / "credentials", kind, size)
             ours, theirs, case_runs, why_not = _pairs(
-                cert_n, in_flight, runs, Path(tmp) / case, credentials, why_not
+                cert_n, in_flight, runs, Path(tmp) / case, credentials, why_not, store
             )
             certificates[case] = {
                 "ike_sa_per_s": ours["ike_sa_per_s"],
@@ -653,6 +653,7 @@ def run(
                 "strongswan_ike_sa_per_s": theirs["ike_sa_per_s"] if theirs else None,
                 "strongswan_cpu_ms_per_ike_sa": theirs["cpu_ms_per_ike_sa"] if theirs else None,
                 "ratio": _ratio(ours["ike_sa_per_s"], theirs["ike_sa_per_s"] if theirs else None),
+                **_store_figures(case_runs),
                 "n": cert_n,
                 "runs": case_runs,
             }
@@ -696,7 +697,7 @@ def _store_note(store: str) -> str:
     if store == "off":
         return ". State store off"
     what = (
-        "the PSK case's larval pair with each end's state in an SQLite store (WAL, "
+        "each case's larval pair with each end's state in an SQLite store (WAL, "
         "synchronous=NORMAL, values sealed under a fresh key, a temporary directory), the "
         "IKE_SA and CHILD_SA records written before each datagram leaves"
     )

@@ -45,7 +45,7 @@ def summary(
     r = ratio(off, on)
     if r is None:
         return {"ratio": None, "cost": f"{name}: not measured both ways"}
-    cost = 1 - r if higher_is_better else r - 1
+    cost = round(1 - r if higher_is_better else r - 1, 3)  # as the ratio is: 0.9 is 10%
     verdict = "within" if cost < GOAL else "above"
     return {
         "ratio": r,

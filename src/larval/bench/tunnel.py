@@ -4,6 +4,13 @@ the same run, plus the plain veth between the two namespaces.
 Both tunnels use aes128gcm16 with ESP in UDP 4500 between 192.0.2.1 and 192.0.2.2, and
 carry 198.51.100.1 ↔ 203.0.113.1. larval is keyed by hand (`larval sa add`), charon by
 IKEv2 with a PSK; the key exchange is not measured. Each figure is the median of runs.
+
+The state store: with ``--store both`` (the default) a second larval pair runs beside the
+first, each stack keeping its state as `larval run` does with ``[daemon] state``
+(`larval.bench.stored_stack`): outbound sequence numbers reserved in blocks before use,
+replay windows checkpointed, in an SQLite store under a fresh key. Both pairs are up at
+once and their iperf3 runs alternate; the cost is on/off of the throughput
+(`larval.bench.store_cost`), and the records each store held at the end are reported.
 """
 
 from __future__ import annotations
