@@ -14,8 +14,10 @@ import pytest
 
 from larval.bench import ike
 from larval.bench.charon import PLUGINS, Charon, ChildConfig, ConnConfig
+from larval.bench.stores import EtcdMember
 from larval.ike.identity import describe_subject, identity
 from larval.net.netns import Netns
+from larval.store.etcd import EtcdClient
 
 
 def _kv(key: str, value: str) -> bytes:
@@ -158,7 +160,7 @@ def test_bench_ike_prints_the_store_cost_beside_the_figures() -> None:
 
 
 def test_bench_ike_refuses_an_unknown_store_mode() -> None:
-    with pytest.raises(ValueError, match="--store 'sqlite': one of off, on, both"):
+    with pytest.raises(ValueError, match="--store 'sqlite': one of off, on, both, etcd"):
         ike.run(store="sqlite")
 
 
@@ -182,3 +184,24 @@ def test_store_figures_pair_the_runs_with_the_store_on_and_off() -> None:
     cpu = "; CPU/IKE SA on/off 1.100: +10.0% cost, above the goal of 10% (3 runs)"
     assert figures["store_cost"].endswith(cpu)
     assert ike._store_figures({"larval": every["larval"]}) == {}
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("etcd") is None,
+    reason="needs root, iproute2 (a network namespace, UDP 500 and 4500) and etcd 3.4",
+)
+def test_larval_pair_with_the_store_in_etcd_writes_every_ike_sa_there(tmp_path: Path) -> None:
+    with EtcdMember(tmp_path / "etcd") as member:
+        result = ike._larval(10, 4, state=member.endpoint)
+        proc = member.proc
+        assert proc is not None
+        # Each end is the owner of a group of its own, and its records are in it.
+        keys, _ = EtcdClient([member.endpoint]).range(b"/larval/bench-")
+    assert result["done"] == 10
+    for side in ("initiator", "responder"):
+        assert result["store"][side]["records"] == {"ike_sa": 10, "child_sa": 10}
+    paths = [kv.key.decode() for kv in keys]
+    assert len([p for p in paths if "/state/ike_sa/" in p]) == 20
+    assert len([p for p in paths if p.endswith("/owner")]) == 2
+    assert proc.poll() is not None  # the member is gone with the block
+    assert not (tmp_path / "etcd" / "data").exists()

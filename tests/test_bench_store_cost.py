@@ -13,8 +13,9 @@ def test_modes_say_which_runs_are_made() -> None:
     assert store_cost.wants("off") == (True, False)
     assert store_cost.wants("on") == (False, True)
     assert store_cost.wants("both") == (True, True)
-    with pytest.raises(ValueError, match="--store 'etcd': one of off, on, both"):
-        store_cost.wants("etcd")
+    assert store_cost.wants("etcd") == (True, True)  # both, the store in etcd
+    with pytest.raises(ValueError, match="--store 'redis': one of off, on, both, etcd"):
+        store_cost.wants("redis")
 
 
 def test_ratio_is_the_median_of_paired_runs() -> None:

@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         "--store",
         choices=MODES,
         default="both",
-        help="larval with its state store off, on, or both in the same run (the cost as "
-        "on/off), IKE and tunnel benchmarks (default %(default)s)",
+        help="larval with its state store off, on (SQLite), or both in the same run (the "
+        "cost as on/off), IKE and tunnel benchmarks; etcd: both, the store in one local "
+        "etcd member, IKE benchmark (default %(default)s)",
     )
     parser.add_argument(
         "--clients", type=int, default=1000, help="road warriors, remote-access benchmark"

@@ -45,6 +45,7 @@ No ESP flows here (no dataplane): what reserving sequence numbers costs is `benc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -69,6 +70,7 @@ from larval.bench.charon import (
     ConnConfig,
     charon_available,
 )
+from larval.bench.stores import EtcdMember, etcd_available, open_bench_store
 from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import parse_config
 from larval.esp import NON_ESP_MARKER
@@ -76,7 +78,7 @@ from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
 from larval.net.netns import Netns, veth_pair
 from larval.node import Node
-from larval.store.sqlite import SqliteStore, open_store
+from larval.store import StateStore
 
 IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
 ESP_PROPOSAL = "aes128gcm16"
@@ -159,25 +161,26 @@ def _node(me: str, peer: str, credentials: Path | None = None) -> Node:
     return node
 
 
-def _with_store(node: Node, path: Path) -> SqliteStore:
-    """The node keeps its state in an SQLite store at `path` (a fresh key beside it), as
-    `larval run` with ``[daemon] state`` does: one store for the stack's sequence number
-    reservations (its writer thread running) and the key manager's IKE_SA and CHILD_SA
-    records, written before each datagram leaves."""
-    store = open_store(path).store
+def _with_store(node: Node, where: Path | str, me: str) -> StateStore:
+    """The node keeps its state as `larval run` with ``[daemon] state`` does: one store
+    for the stack's sequence number reservations (its writer thread running) and the key
+    manager's IKE_SA and CHILD_SA records, written before each datagram leaves. `where`:
+    an SQLite file (a fresh key beside it), or an etcd endpoint
+    (`larval.bench.stores.open_bench_store`)."""
+    store = open_bench_store(where, me)
     node.stack.use_store(store).start()
     node.keymgr.attach_store(store)
     return store
 
 
-def _store_report(node: Node, store: SqliteStore) -> dict[str, Any]:
+def _store_report(node: Node, store: StateStore) -> dict[str, Any]:
     """What the store holds once the run is over (the writer stopped): records by kind,
-    and the batches written."""
+    and the batches written (SQLite counts them)."""
     writer = node.stack.esp_state
     if writer is not None:
         writer.stop()
     records = {kind: len(keys) for kind, keys in store.load().items()}
-    writes = store.writes
+    writes = getattr(store, "writes", None)
     store.close()
     return {"records": records, "writes": writes}
 
@@ -208,13 +211,13 @@ def _peer(
     stop: Event,
     results: Pipe,
     credentials: Path | None = None,
-    state: Path | None = None,
+    state: Path | str | None = None,
 ) -> None:
-    """A process's whole life: set up, wait for the other, run, report. `state`: the
-    state store's file, as `larval run` keeps it (`_with_store`); None: no store."""
+    """A process's whole life: set up, wait for the other, run, report. `state`: where
+    the state store is (`_with_store`); None: no store."""
     node = _node(me, peer, credentials)
     keymgr = node.keymgr
-    store = _with_store(node, state) if state is not None else None
+    store = _with_store(node, state, me) if state is not None else None
     natt = sockets[1]
     local = keymgr.connections["bench"].ike.local_addr
     initiator = me == "i"
@@ -270,10 +273,10 @@ def _peer(
 
 
 def _larval(
-    n: int, in_flight: int, credentials: Path | None = None, state: Path | None = None
+    n: int, in_flight: int, credentials: Path | None = None, state: Path | str | None = None
 ) -> dict[str, Any]:
-    """One run of the larval pair; `state`: a directory for each peer's state store (the
-    store on), None for none (off)."""
+    """One run of the larval pair; `state`: a directory for each peer's SQLite state
+    store, or an etcd endpoint for both (the store on); None for none (off)."""
     ctx = multiprocessing.get_context("fork")
     with Netns(f"lbIke{uuid.uuid4().hex[:6]}") as ns:
         sockets = {
@@ -296,7 +299,7 @@ def _larval(
                     stop,
                     pipes[me][1],
                     credentials,
-                    None if state is None else state / me / "state.db",
+                    state / me / "state.db" if isinstance(state, Path) else state,
                 ),
                 name=f"larval-ike-{me}",
             )
@@ -571,18 +574,20 @@ def _pairs(
     credentials: Path | None,
     why_not: str,
     store: str = "off",
+    etcd: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, list[dict[str, Any]]], str]:
     """Both pairs `runs` times, alternated so that whatever else the machine does falls on
     both alike: the median run of each, every run, and why strongSwan was not measured.
     `store` (`larval.bench.store_cost`): larval with its state store off, on, or both, one
-    after the other in each round; the median run is of the store off when it ran."""
+    after the other in each round, the store in SQLite or, given its endpoint, in `etcd`;
+    the median run is of the store off when it ran."""
     off, on = store_cost.wants(store)
     runs_of: dict[str, list[dict[str, Any]]] = {"larval": [], "larval_store": [], "strongswan": []}
     for k in range(runs):
         if off:
             runs_of["larval"].append(_larval(n, in_flight, credentials))
         if on:
-            state = workdir / f"state-{k}"
+            state = etcd or workdir / f"state-{k}"
             runs_of["larval_store"].append(_larval(n, in_flight, credentials, state))
         if not why_not:
             try:
@@ -635,17 +640,23 @@ def run(
     store_cost.wants(store)  # ValueError before anything is made
     if os.geteuid() != 0:
         return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
+    if store == "etcd" and not etcd_available():
+        return {"skipped": "--store etcd needs etcd 3.4 (Debian etcd-server)"}
     why_not = "" if charon_available() else "charon or swanctl is not installed"
     certificates: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
+    with contextlib.ExitStack() as cleanup:
+        tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="larval-bench-"))
+        etcd = None
+        if store == "etcd":
+            etcd = cleanup.enter_context(EtcdMember(Path(tmp) / "etcd")).endpoint
         larval, strongswan, every, why_not = _pairs(n, in_flight, runs, Path(tmp) / "psk",
-                                                    None, why_not, store)  # fmt: skip
+                                                    None, why_not, store, etcd)  # fmt: skip
         for case, (kind, size) in CERT_CASES.items():
             if not cert_n:
                 break
             credentials = _credentials(Path(tmp) / case / "credentials", kind, size)
             ours, theirs, case_runs, why_not = _pairs(
-                cert_n, in_flight, runs, Path(tmp) / case, credentials, why_not, store
+                cert_n, in_flight, runs, Path(tmp) / case, credentials, why_not, store, etcd
             )
             certificates[case] = {
                 "ike_sa_per_s": ours["ike_sa_per_s"],
@@ -696,10 +707,17 @@ def run(
 def _store_note(store: str) -> str:
     if store == "off":
         return ". State store off"
+    where = (
+        "in etcd 3.4 (one member the bench started on a loopback port; each end the "
+        "owner of a group of its own, each write one txn fenced by the owner key's create "
+        "revision; values sealed under a fresh key; etcd's own CPU is not counted)"
+        if store == "etcd"
+        else "in an SQLite store (WAL, synchronous=NORMAL, values sealed under a fresh "
+        "key, a temporary directory)"
+    )
     what = (
-        "each case's larval pair with each end's state in an SQLite store (WAL, "
-        "synchronous=NORMAL, values sealed under a fresh key, a temporary directory), the "
-        "IKE_SA and CHILD_SA records written before each datagram leaves"
+        f"each case's larval pair with each end's state {where}, the IKE_SA and CHILD_SA "
+        "records written before each datagram leaves"
     )
     if store == "on":
         return f". State store on: {what}"
