@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -205,3 +206,17 @@ def test_larval_pair_with_the_store_in_etcd_writes_every_ike_sa_there(tmp_path: 
     assert len([p for p in paths if p.endswith("/owner")]) == 2
     assert proc.poll() is not None  # the member is gone with the block
     assert not (tmp_path / "etcd" / "data").exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+def test_a_store_that_cannot_be_opened_is_said_in_the_figures_and_nothing_waits() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+    result = ike._larval(5, 2, state=endpoint)
+    assert result["done"] == 0 and result["ike_sa_per_s"] is None
+    for side in ("initiator", "responder"):
+        assert "etcd: no endpoint answers" in result["store"][side]["error"]

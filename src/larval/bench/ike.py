@@ -78,7 +78,7 @@ from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
 from larval.net.netns import Netns, veth_pair
 from larval.node import Node
-from larval.store import StateStore
+from larval.store import StateStore, StoreError
 
 IKE_PROPOSAL = "aes128gcm16-prfsha256-x25519"
 ESP_PROPOSAL = "aes128gcm16"
@@ -217,7 +217,16 @@ def _peer(
     the state store is (`_with_store`); None: no store."""
     node = _node(me, peer, credentials)
     keymgr = node.keymgr
-    store = _with_store(node, state, me) if state is not None else None
+    try:
+        store = _with_store(node, state, me) if state is not None else None
+    except StoreError as e:
+        # Said in the figures; the other end is let go at once rather than left waiting.
+        ready.wait()
+        stop.set()
+        results.send({"done": 0, "started": 0, "first": 0.0, "last": 0.0, "cpu": 0.0,
+                      "store": {"error": str(e)}})  # fmt: skip
+        results.close()
+        return
     natt = sockets[1]
     local = keymgr.connections["bench"].ike.local_addr
     initiator = me == "i"
