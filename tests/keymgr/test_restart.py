@@ -10,7 +10,6 @@ import functools
 import ipaddress
 import json
 import logging
-from collections.abc import Iterable, Mapping
 
 import pytest
 
@@ -19,7 +18,7 @@ from larval.daemon.config import parse_config
 from larval.ike.state import IkeSaState
 from larval.keymgr.persist import ike_key
 from larval.stack import Stack
-from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore, RecordKey
+from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore
 from tests.keymgr import test_pools_ikev2 as pools_test
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
@@ -378,29 +377,3 @@ def test_an_isakmp_sa_expired_while_down_is_deleted_with_the_peer(
     carry(a2, b, later)
     assert b.keymgr.status()["ike_sas"] == [] and b.keymgr.children == {}
     assert store.load() == {}
-
-
-class _Batches(MemoryStore):
-    """A memory store that keeps every batch written, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[dict[RecordKey, bytes]] = []
-
-    def write(self, puts: Mapping[RecordKey, bytes], deletes: Iterable[RecordKey] = ()) -> None:
-        self.batches.append(dict(puts))
-        super().write(puts, deletes)
-
-
-def test_a_child_sa_installed_in_one_turn_is_one_record_with_both_sas_in_one_batch() -> None:
-    """The CHILD_SA's record changes as each of its SAs is installed; it is made once,
-    by the flush that writes it, with both SAs, beside its IKE SA's record."""
-    store = _Batches()
-    a, _ = _up(2, store)
-    (child,) = a.keymgr.children.values()
-    key = (CHILD_SA, f"{child.spi_in:08x}")
-    with_child = [batch for batch in store.batches if key in batch]
-    assert len(with_child) == 1
-    (batch,) = with_child
-    assert set(json.loads(batch[key])["sas"]) == {"in", "out"}
-    assert any(kind == IKE_SA for kind, _ in batch)

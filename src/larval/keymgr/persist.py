@@ -145,8 +145,8 @@ class Persistence:
 
     def child_gone(self, spi_in: int) -> None:
         self._children.pop(spi_in, None)
-        self._children_changed.discard(spi_in)
         key = (CHILD_SA, child_key(spi_in))
+        self._children_changed.discard(spi_in)
         self._puts.pop(key, None)
         self._deletes.add(key)
 
