@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from larval.bench import ike
 from larval.bench.charon import PLUGINS, Charon, ChildConfig, ConnConfig
+from larval.bench.stores import EtcdMember
 from larval.ike.identity import describe_subject, identity
 from larval.net.netns import Netns
+from larval.store.etcd import EtcdClient
 
 
 def _kv(key: str, value: str) -> bytes:
@@ -113,3 +119,104 @@ def test_larval_pair_completes_every_setup_with_certificates(tmp_path: Path, cas
     result = ike._larval(10, 4, credentials)
     assert result["done"] == 10
     assert result["ike_sa_per_s"] > 0
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+def test_larval_pair_with_the_store_on_writes_every_ike_sa_and_child_sa(tmp_path: Path) -> None:
+    result = ike._larval(20, 8, state=tmp_path)
+    assert result["done"] == 20
+    # What a restart of either end would find: every IKE SA and its CHILD_SA.
+    for side in ("initiator", "responder"):
+        store = result["store"][side]
+        assert store["records"] == {"ike_sa": 20, "child_sa": 20}
+        assert 1 <= store["writes"] <= 20 + 20  # batched: at most one per datagram
+    for me in ("i", "r"):
+        assert (tmp_path / me / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+def test_bench_ike_prints_the_store_cost_beside_the_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larval.bench", "ike", "--setups", "20", "--cert-setups", "0",
+         "--ike-runs", "1", "--store", "both"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    ratio = [line for line in lines if line.startswith("  store_ratio: ")]
+    assert len(ratio) == 1 and float(ratio[0].split(": ")[1]) > 0
+    (cost,) = [line for line in lines if line.startswith("  store_cost: ")]
+    assert "IKE SAs/s on/off" in cost and "CPU/IKE SA on/off" in cost and "goal of 10%" in cost
+    assert "  target: {'ratio': 1.5, 'store_ratio': 0.9, 'store_cpu_ratio': 1.1}" in lines
+    (records,) = [line for line in lines if line.startswith("  store_records: ")]
+    assert records.count("'ike_sa': 20") == 2 and records.count("'child_sa': 20") == 2
+    # The store-off figures are still the first ones, measured in the same run.
+    assert lines.index(ratio[0]) > lines.index(next(x for x in lines if "ike_sa_per_s" in x))
+
+
+def test_bench_ike_refuses_an_unknown_store_mode() -> None:
+    with pytest.raises(ValueError, match="--store 'sqlite': one of off, on, both, etcd"):
+        ike.run(store="sqlite")
+
+
+def test_store_figures_pair_the_runs_with_the_store_on_and_off() -> None:
+    def one(rate: float, cpu: float, written: int) -> dict[str, Any]:
+        store = {"records": {"ike_sa": written, "child_sa": written}, "writes": written}
+        return {"ike_sa_per_s": rate, "cpu_ms_per_ike_sa": cpu,
+                "store": {"initiator": store, "responder": store}}  # fmt: skip
+
+    every = {
+        "larval": [one(400.0, 2.0, 0), one(200.0, 4.0, 0), one(300.0, 3.0, 0)],
+        "larval_store": [one(380.0, 2.2, 10), one(180.0, 4.4, 11), one(270.0, 3.3, 12)],
+    }
+    figures = ike._store_figures(every)
+    assert figures["store_ratio"] == 0.9  # median of 0.95, 0.9, 0.9
+    assert figures["store_cpu_ratio"] == 1.1
+    # The median run with the store on is the one reported, with its records.
+    assert figures["store_ike_sa_per_s"] == 270.0 and figures["store_cpu_ms_per_ike_sa"] == 3.3
+    assert figures["store_records"]["responder"]["records"] == {"ike_sa": 12, "child_sa": 12}
+    assert figures["store_cost"].startswith("IKE SAs/s on/off 0.900: +10.0% cost, above")
+    cpu = "; CPU/IKE SA on/off 1.100: +10.0% cost, above the goal of 10% (3 runs)"
+    assert figures["store_cost"].endswith(cpu)
+    assert ike._store_figures({"larval": every["larval"]}) == {}
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("etcd") is None,
+    reason="needs root, iproute2 (a network namespace, UDP 500 and 4500) and etcd 3.4",
+)
+def test_larval_pair_with_the_store_in_etcd_writes_every_ike_sa_there(tmp_path: Path) -> None:
+    with EtcdMember(tmp_path / "etcd") as member:
+        result = ike._larval(10, 4, state=member.endpoint)
+        proc = member.proc
+        assert proc is not None
+        # Each end is the owner of a group of its own, and its records are in it.
+        keys, _ = EtcdClient([member.endpoint]).range(b"/larval/bench-")
+    assert result["done"] == 10
+    for side in ("initiator", "responder"):
+        assert result["store"][side]["records"] == {"ike_sa": 10, "child_sa": 10}
+    paths = [kv.key.decode() for kv in keys]
+    assert len([p for p in paths if "/state/ike_sa/" in p]) == 20
+    assert len([p for p in paths if p.endswith("/owner")]) == 2
+    assert proc.poll() is not None  # the member is gone with the block
+    assert not (tmp_path / "etcd" / "data").exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
+def test_a_store_that_cannot_be_opened_is_said_in_the_figures_and_nothing_waits() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+    result = ike._larval(5, 2, state=endpoint)
+    assert result["done"] == 0 and result["ike_sa_per_s"] is None
+    for side in ("initiator", "responder"):
+        assert "etcd: no endpoint answers" in result["store"][side]["error"]

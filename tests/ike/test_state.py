@@ -488,3 +488,23 @@ def test_a_request_made_anew_needs_its_maker_back() -> None:
     new.handle_timer(4.0)
     assert new.datagrams_to_send(4.0) == [(b"R-U-THERE 2", PEER)]
     assert list(new.outstanding()) == [8]
+
+
+def test_the_writer_writes_each_type_as_it_did_once_it_has_looked_it_up() -> None:
+    """How a type is written is looked up once per process; the second value of a type
+    is written as the first was, and a type it cannot write is refused every time."""
+    import enum
+
+    from larval.ike.state import _Writer
+
+    class Colour(enum.IntEnum):
+        RED = 4
+
+    for _ in range(2):
+        assert _Writer().write((Colour.RED, b"\x01", ipaddress.ip_address("192.0.2.1"))) == [
+            4,
+            "01",
+            "192.0.2.1",
+        ]
+        with pytest.raises(IkeStateError, match="cannot write a set"):
+            _Writer().write({1})

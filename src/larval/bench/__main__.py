@@ -30,13 +30,13 @@ def _spd(args: argparse.Namespace) -> dict[str, Any]:
 def _ike(args: argparse.Namespace) -> dict[str, Any]:
     from larval.bench import ike
 
-    return ike.run()
+    return ike.run(n=args.setups, runs=args.ike_runs, cert_n=args.cert_setups, store=args.store)
 
 
 def _tunnel(args: argparse.Namespace) -> dict[str, Any]:
     from larval.bench import tunnel
 
-    return tunnel.run(seconds=args.seconds, runs=args.runs)
+    return tunnel.run(seconds=args.seconds, runs=args.runs, store=args.store)
 
 
 def _ra(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,12 +63,32 @@ BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from larval.bench.store_cost import MODES
+
     parser = argparse.ArgumentParser(prog="python -m larval.bench", description=__doc__)
     parser.add_argument("bench", choices=[*BENCHES, "all"])
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--sas", type=int, default=1_000_000, help="SAs in the SADB benchmark")
     parser.add_argument("--seconds", type=int, default=5, help="iperf3 time, tunnel benchmark")
     parser.add_argument("--runs", type=int, default=3, help="iperf3 runs, tunnel benchmark")
+    parser.add_argument(
+        "--setups", type=int, default=2000, help="IKE SA setups of the PSK case, IKE benchmark"
+    )
+    parser.add_argument(
+        "--cert-setups",
+        type=int,
+        default=1000,
+        help="IKE SA setups of each certificate case, IKE benchmark (0: none)",
+    )
+    parser.add_argument("--ike-runs", type=int, default=3, help="runs of each pair, IKE benchmark")
+    parser.add_argument(
+        "--store",
+        choices=MODES,
+        default="both",
+        help="larval with its state store off, on (SQLite), or both in the same run (the "
+        "cost as on/off), IKE and tunnel benchmarks; etcd: both, the store in one local "
+        "etcd member, IKE benchmark (default %(default)s)",
+    )
     parser.add_argument(
         "--clients", type=int, default=1000, help="road warriors, remote-access benchmark"
     )

@@ -14,6 +14,7 @@ from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.net.unix_socket import SocketPathError, check_vacant
 from larval.spd.config import load_policy_text, read_config_text
 from larval.spd.errors import PolicyFileError
+from larval.store import StateStore
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,7 +78,9 @@ def socket_dirs(paths: dict[str, str]) -> None:
             ) from e
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, store: StateStore | None = None) -> int:
+    """`store`: where ESP sequence numbers are reserved and replay windows checkpointed
+    (`larval.stack.esp_state`); `bench tunnel` passes one to measure what it costs."""
     from larval.daemon.stack_service import DataplaneConfig, StackService
 
     logging.basicConfig(
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             offload=not args.no_offload,
             plain_esp=args.plain_esp,
         )
-    service = StackService(args.pfkey_socket, args.control_socket or None, dataplane)
+    service = StackService(args.pfkey_socket, args.control_socket or None, dataplane, store=store)
     if policy_text is not None:
         service.load_policy(policy_text, args.policy)
     asyncio.run(service.run())

@@ -472,39 +472,70 @@ def _top(doc: dict[str, object], key: str, kind: type[T]) -> T:
     return _as(doc[key], f"$.{key}", kind)
 
 
+#: How `_Writer` writes a value, by its exact type (`_how`): kept once looked up.
+_PLAIN, _HEX_SECRET, _HEX, _TRANSFORM, _TEXT, _OBJECT, _LIST, _UNWRITABLE = range(8)
+_HOW: dict[type, int] = {t: _PLAIN for t in (str, int, float, bool, type(None))}
+#: What each dataclass writes: (field name, since, default) of its written fields.
+_PLANS: dict[type, tuple[tuple[str, int, Any], ...]] = {}
+
+
+def _how(cls: type) -> int:
+    how = _HOW.get(cls)
+    if how is None:
+        how = _HOW[cls] = (
+            _HEX_SECRET if issubclass(cls, Secret)
+            else _HEX if issubclass(cls, bytes)
+            else _TRANSFORM if issubclass(cls, Transform)
+            else _TEXT if issubclass(cls, ipaddress.IPv4Network | ipaddress.IPv6Network
+                                      | ipaddress.IPv4Address | ipaddress.IPv6Address)
+            else _OBJECT if is_dataclass(cls)
+            else _LIST if issubclass(cls, tuple | list)
+            else _PLAIN if issubclass(cls, bool | int | float | str)
+            else _UNWRITABLE
+        )  # fmt: skip
+    return how
+
+
+def _plan(cls: type) -> tuple[tuple[str, int, Any], ...]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple((f.name, _since_of(f), f.default) for f in _written(cls))
+    return plan
+
+
 class _Writer:
     """Values as JSON data: dataclasses as objects of their fields, bytes as hex. `version`
-    ends as the oldest format version that holds what was written."""
+    ends as the oldest format version that holds what was written. A value is written
+    before each datagram that changes it leaves (`larval.keymgr.persist`), so how each
+    type is written, and each dataclass's fields, are looked up once per process."""
 
     def __init__(self) -> None:
         self.version = 1
 
     def write(self, value: Any) -> Any:
-        if isinstance(value, Secret):
-            return value.value.hex()
-        if isinstance(value, bytes):
-            return value.hex()
-        if isinstance(value, Transform):
-            return [value.type, value.id, value.key_bits]
-        if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            return str(value)
-        if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            return str(value)
-        if is_dataclass(value) and not isinstance(value, type):
+        how = _how(type(value))
+        if how == _PLAIN:
+            return value
+        if how == _OBJECT:
             doc = {}
-            for f in _written(type(value)):
-                item = getattr(value, f.name)
-                since = _since_of(f)
+            for name, since, default in _plan(type(value)):
+                item = getattr(value, name)
                 if since > 1:
-                    if item == f.default:
+                    if item == default:
                         continue
                     self.version = max(self.version, since)
-                doc[f.name] = self.write(item)
+                doc[name] = self.write(item)
             return doc
-        if isinstance(value, tuple | list):
+        if how == _LIST:
             return [self.write(v) for v in value]
-        if value is None or isinstance(value, bool | int | float | str):
-            return value
+        if how == _HEX_SECRET:
+            return value.value.hex()
+        if how == _HEX:
+            return value.hex()
+        if how == _TRANSFORM:
+            return [value.type, value.id, value.key_bits]
+        if how == _TEXT:
+            return str(value)
         raise IkeStateError(f"IKE SA state: cannot write a {type(value).__name__}")
 
 

@@ -117,6 +117,7 @@ class Persistence:
         self._puts: dict[RecordKey, bytes] = {}
         self._deletes: set[RecordKey] = set()
         self._children: dict[int, dict[str, Any]] = {}  # inbound SPI -> its record
+        self._children_changed: set[int] = set()  # written at the next flush, once each
         self.deferred = 0  # snapshots put off by an exchange under way (status, tests)
         #: The pool leases a restored IKE SA holds (by id()), given back when it goes.
         self.leases: dict[int, list[tuple[Identity, Lease]]] = {}
@@ -178,13 +179,22 @@ class Persistence:
         self._children.pop(spi_in, None)
         self.byte_limited.pop(spi_in, None)
         key = (CHILD_SA, child_key(spi_in))
+        self._children_changed.discard(spi_in)
         self._puts.pop(key, None)
         self._deletes.add(key)
 
     def _put_child(self, spi_in: int) -> None:
-        key = (CHILD_SA, child_key(spi_in))
-        self._deletes.discard(key)
-        self._puts[key] = json.dumps(self._children[spi_in], sort_keys=True).encode()
+        # A CHILD_SA changes several times in one turn (installed, then each of its SAs):
+        # its record is made once, by the flush that writes it.
+        self._deletes.discard((CHILD_SA, child_key(spi_in)))
+        self._children_changed.add(spi_in)
+
+    def _child_records(self) -> None:
+        changed, self._children_changed = self._children_changed, set()
+        for spi_in in changed:
+            doc = self._children.get(spi_in)
+            if doc is not None:
+                self._puts[(CHILD_SA, child_key(spi_in))] = json.dumps(doc, sort_keys=True).encode()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -230,6 +240,7 @@ class Persistence:
             self._puts[(IKE_SA, key)] = json.dumps(doc, sort_keys=True).encode()
             self._deletes.discard((IKE_SA, key))
             self._ike_keys[ident] = key
+        self._child_records()
         if not self._puts and not self._deletes:
             return
         puts, deletes = self._puts, self._deletes
