@@ -66,10 +66,13 @@ class IkePacket:
 
 
 def read_capture(capture: Path) -> tuple[list[EspPacket], list[IkePacket]]:
-    """Every ESP and every IKE message in `capture` (pcap or pcapng), in capture order."""
+    """Every ESP and every IKE message in `capture` (pcap or pcapng), in capture order.
+    What an ICMP error quotes (a gateway without the address's socket answering "port
+    unreachable") was not sent by who sent the error, and is left out."""
     out = subprocess.run(
-        ["tshark", "-r", str(capture), "-d", "udp.port==4500,udpencap", "-Y", "esp || isakmp",
-         "-T", "fields", "-E", "occurrence=f", *(a for f in FIELDS for a in ("-e", f))],
+        ["tshark", "-r", str(capture), "-d", "udp.port==4500,udpencap",
+         "-Y", "(esp || isakmp) && !icmp", "-T", "fields", "-E", "occurrence=f",
+         *(a for f in FIELDS for a in ("-e", f))],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     esp: list[EspPacket] = []

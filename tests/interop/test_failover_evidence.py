@@ -51,6 +51,15 @@ def _frame(src_mac: str, dst_mac: str, src: str, dst: str, port: int, data: byte
     return _mac(dst_mac) + _mac(src_mac) + b"\x08\x00" + _ipv4(src, dst, udp)
 
 
+def _port_unreachable(src_mac: str, dst_mac: str, src: str, dst: str, quoted: bytes) -> bytes:
+    """RFC 792: ICMP Destination Unreachable (code 3, port), quoting the IP datagram that
+    `quoted` (an Ethernet frame) carried."""
+    icmp = struct.pack("!BBHI", 3, 3, 0, 0) + quoted[14:]
+    header = _ipv4(src, dst, icmp)
+    header = header[:9] + b"\x01" + header[10:]  # protocol ICMP (checksum not checked)
+    return _mac(dst_mac) + _mac(src_mac) + b"\x08\x00" + header
+
+
 def _esp(spi: int, seq: int) -> bytes:
     """RFC 4303 §2: SPI, Sequence Number, then what stands for IV, data and ICV."""
     return struct.pack("!II", spi, seq) + bytes(24)
@@ -77,8 +86,9 @@ def _write_pcap(path: Path, frames: list[tuple[float, bytes]]) -> None:
 @pytest.fixture
 def capture(tmp_path: Path) -> Path:
     """A first IKE SA (its IKE_SA_INIT retransmitted once), IKE_AUTH on 4500, ESP both
-    ways; gw2 takes over and goes on; gw2 sends one sequence number gw1 had sent; gw1
-    sends once more late; then a second IKE SA."""
+    ways; gw2 answers the client's ESP with "port unreachable" (quoting it) before it
+    takes over and goes on; gw2 sends one sequence number gw1 had sent; gw1 sends once
+    more late; then a second IKE SA."""
     cli_to_vip = (CLI_MAC, GW1_MAC, CLI, VIP)
     gw1_to_cli = (GW1_MAC, CLI_MAC, VIP, CLI)
     gw2_to_cli = (GW2_MAC, CLI_MAC, VIP, CLI)
@@ -96,6 +106,11 @@ def capture(tmp_path: Path) -> Path:
         (T0 + 1.0, _frame(*cli_to_vip, 4500, _esp(0xC0000001, 1))),
         (T0 + 1.1, _frame(*gw1_to_cli, 4500, _esp(0xC1000001, 1))),
         (T0 + 1.2, _frame(*gw1_to_cli, 4500, _esp(0xC1000001, 2))),
+        (T0 + 2.0, _port_unreachable(GW2_MAC, CLI_MAC, VIP, CLI,
+                                     _frame(*cli_to_vip, 4500, _esp(0xC0000001, 1)))),
+        (T0 + 2.1, _port_unreachable(GW2_MAC, CLI_MAC, VIP, CLI,
+                                     _frame(*cli_to_vip, 4500, _ike(SPI_I, SPI_R, INFORMATIONAL,
+                                                                    response=False, marker=True)))),
         (T0 + 3.0, _frame(*gw2_to_cli, 4500, _esp(0xC1000001, 16385))),
         (T0 + 3.1, _frame(*gw2_to_cli, 4500, _esp(0xC1000001, 2))),
         (T0 + 4.0, _frame(*gw1_to_cli, 4500, _ike(SPI_I, SPI_R, INFORMATIONAL, response=False,
