@@ -8,7 +8,7 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import daemon, pki, policy, pools, profile, sa, stack
+from larval.commands import daemon, ha, pki, policy, pools, profile, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     pki.add_parser(commands)
     pools.add_parser(commands)
     profile.add_parser(commands)
+    ha.add_parser(commands)
     return parser
 
 
@@ -103,6 +104,8 @@ def _run(argv: list[str] | None) -> int:
             return pools.run(args)
         if args.command == "profile":
             return profile.run(args)
+        if args.command == "ha":
+            return ha.run(args)
         parser.print_help()
         return 2
     except sa.RefusedError as e:

@@ -44,6 +44,7 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("down",): ("--control-socket", ["s2s"]),
     ("status",): ("--control-socket", []),
     ("pools",): ("--control-socket", ["--json"]),
+    ("ha", "status"): ("--control-socket", ["--json"]),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
 #: (test_sockets, test_config, test_sa, tests/pki, test_profile) feed them bad input.

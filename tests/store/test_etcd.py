@@ -258,6 +258,7 @@ def test_standby_follows_by_watch(client: EtcdClient) -> None:
         assert standby.mirror() == {IKE_SA: {"before": b"0"}}
         store.write({(CHILD_SA, "c"): b"1", (ESP_SEQ, "s"): b"2"}, [(IKE_SA, "before")])
         assert standby.wait_revision(store.last_revision, timeout=5)
+        assert standby.applied_revision == store.last_revision
         assert standby.mirror() == {CHILD_SA: {"c": b"1"}, ESP_SEQ: {"s": b"2"}}
         assert standby.mirror() == store.load()
     finally:

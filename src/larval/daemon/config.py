@@ -180,6 +180,8 @@ State that survives a restart (`larval.store.sqlite`)::
     state_key = "/etc/larval/state.key"      # optional: default state.key beside it
 
 Both are absolute paths; ``state_key`` without ``state`` is an error (`_state`).
+With ``[ha]`` the state is in etcd instead: ``state_key`` is required (the same file on
+every node of the group) and ``state`` is an error (`_ha_state`).
 """
 
 from __future__ import annotations
@@ -337,12 +339,12 @@ class DaemonConfig:
     state: str | None = None
     #: ``daemon.state_key``: the state key's file; beside the store unless given.
     state_key: str | None = None
-    #: ``[ha]``: the group of gateways that share state in etcd (`_ha`); not yet used by
-    #: `larval run`.
+    #: ``[ha]``: the group of gateways that share state in etcd (`_ha`; `larval.ha.node`).
     ha: HaConfig | None = None
 
 
-HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl")
+HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl",
+           "interface")  # fmt: skip
 #: A group or node name: it is part of etcd keys (``/larval/GROUP/...``).
 _HA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -357,6 +359,9 @@ class HaConfig:
     node: str
     virtual_addresses: tuple[IPAddress, ...]
     lease_ttl: int
+    #: ``ha.interface``: where a virtual address goes when no interface's connected
+    #: subnet holds it (None: such an address is an error at takeover).
+    interface: str | None = None
 
 
 def load_config(path: str) -> DaemonConfig:
@@ -422,7 +427,7 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
         if "resolv_file" in daemon else None,
     )  # fmt: skip
     config.routing_table, config.routing_table_prio = _routing_table(r, daemon)
-    config.state, config.state_key = _state(r, daemon)
+    config.state, config.state_key = _state(r, daemon, ha="ha" in top)
     every_secret = top.get("secrets", {})
     eap_passwords = _eap_secrets(r, every_secret)
     if isinstance(every_secret, dict):
@@ -493,9 +498,13 @@ def _ha(r: ConfigReader, value: object) -> HaConfig:
     if ttl < MIN_LEASE_TTL:
         raise r.error("ha.lease_ttl", f"{ttl} s: etcd grants no lease under "
                       f"{MIN_LEASE_TTL:g} s (5 s rides out an etcd election)")  # fmt: skip
+    interface = ha.get("interface")
+    if interface is not None and (not isinstance(interface, str) or not interface
+                                  or len(interface) > 15 or "/" in interface):  # fmt: skip
+        raise r.error("ha.interface", f"{r.show(interface)} is not a device name")
     return HaConfig(backend=backend, endpoints=tuple(t for _, t in endpoints),
                     group=names["group"], node=names["node"], virtual_addresses=vips,
-                    lease_ttl=ttl)  # fmt: skip
+                    lease_ttl=ttl, interface=interface)  # fmt: skip
 
 
 def _routing_table(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[int, int]:
@@ -513,9 +522,12 @@ def _routing_table(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[int, int
     return table, prio
 
 
-def _state(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def _state(
+    r: ConfigReader, daemon: Mapping[str, Any], *, ha: bool = False
+) -> tuple[str | None, str | None]:
     """``daemon.state`` and ``daemon.state_key``: absolute paths of files, the key's
-    defaulting to ``state.key`` beside the store."""
+    defaulting to ``state.key`` beside the store. With `ha` the store is etcd's
+    (`_ha_state`)."""
     paths: dict[str, str] = {}
     for name in ("state", "state_key"):
         if name not in daemon:
@@ -529,6 +541,8 @@ def _state(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[str | None, str 
         if os.path.basename(path) in ("", ".", ".."):
             raise r.error(key, f"{r.show(path)} names a directory, not a file")
         paths[name] = os.path.normpath(path)
+    if ha:
+        return _ha_state(r, paths)
     if "state" not in paths:
         if "state_key" in paths:
             raise r.error("daemon.state_key", "given without daemon.state, the store it opens")
@@ -538,6 +552,18 @@ def _state(r: ConfigReader, daemon: Mapping[str, Any]) -> tuple[str | None, str 
     if key == state:
         raise r.error("daemon.state_key", f"{r.show(key)} is the store itself")
     return state, key
+
+
+def _ha_state(r: ConfigReader, paths: Mapping[str, str]) -> tuple[None, str]:
+    """With ``[ha]`` the state lives in etcd, sealed with ``daemon.state_key`` (the same
+    key file on every node of the group); one store per gateway, so no ``daemon.state``."""
+    if "state" in paths:
+        raise r.error("daemon.state", "and [ha] both name a state store; a gateway has one "
+                      "(remove daemon.state: with [ha] the state is in etcd)")  # fmt: skip
+    if "state_key" not in paths:
+        raise r.error("daemon.state_key", "missing: [ha] seals the state in etcd with it "
+                      "(the same key file on every node of the group)")  # fmt: skip
+    return None, paths["state_key"]
 
 
 def _pools(r: ConfigReader, value: object) -> Pools:

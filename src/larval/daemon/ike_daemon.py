@@ -34,11 +34,13 @@ from larval.daemon.reload import (
 from larval.daemon.road_warrior import RoadWarrior
 from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
+from larval.ha.role import HaRole
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.road_warrior import host_state
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
 from larval.node import Node
+from larval.sadb import PfkeyReply
 from larval.spd import SpdError
 from larval.store import StateStore
 from larval.store.sqlite import open_store
@@ -98,6 +100,22 @@ def _factory(proto: _IkeProtocol) -> Callable[[], _IkeProtocol]:
     return lambda: proto
 
 
+def _ha_role(
+    daemon: IkeDaemon, cfg: DaemonConfig, config_path: str, *, fresh: bool
+) -> HaRole | None:
+    """With ``[ha]``, this node's role in its group; None without."""
+    if cfg.ha is None:
+        return None
+    if fresh:
+        log.info("%s: [ha]: the state is the group's in etcd; --fresh sets nothing aside",
+                 config_path)  # fmt: skip
+    return HaRole(daemon, cfg, config_path)
+
+
+def _bind_ike(address: str, port: int) -> UdpSocket:
+    return UdpSocket.bind(address, port, gro=False)
+
+
 class IkeDaemon(StackService):
     """The daemon of DESIGN.md."""
 
@@ -117,8 +135,10 @@ class IkeDaemon(StackService):
                 plain_esp=cfg.plain_esp,
             )  # fmt: skip
         options = (f"{config_path}: daemon.pfkey_socket", f"{config_path}: daemon.control_socket")
-        # One store for the stack's sequence numbers and the key manager's SAs.
+        # One store for the stack's sequence numbers and the key manager's SAs; with
+        # [ha] the group's, in etcd, from the first takeover on (`larval.ha.role`).
         self.store = _open_state(cfg, config_path, fresh=fresh)
+        self.ha = _ha_role(self, cfg, config_path, fresh=fresh)
         super().__init__(cfg.pfkey_socket, cfg.control_socket, dataplane, options,
                          store=self.store)  # fmt: skip
         for policy in cfg.policies:
@@ -132,7 +152,8 @@ class IkeDaemon(StackService):
             self.keymgr.attach_store(self.store)
         self.add_listener(self.node.stack_emitted)
         self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status,
-                              "ike.pools": self._ike_pools})  # fmt: skip
+                              "ike.pools": self._ike_pools,
+                              "ha.status": self._ha_status})  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ike500: dict[str, _IkeProtocol] = {}
         self._ike4500: dict[str, _IkeProtocol] = {}
@@ -161,6 +182,8 @@ class IkeDaemon(StackService):
         self, data: bytes, addr: tuple[str, int], local: Any, *, nat_t: bool = False
     ) -> None:
         """An IKE message from `addr`; `nat_t`: it came on our UDP 4500."""
+        if self.ha is not None and not self.ha.node.may_send():
+            return  # a standby answers nothing
         if nat_t and addr[1] != NAT_T_PORT:
             self._nat_t_peers[addr] = None
             self._nat_t_peers.move_to_end(addr)
@@ -184,6 +207,8 @@ class IkeDaemon(StackService):
             self._road_warrior.sync(host_state(self.keymgr))
 
     def _send_ike(self, data: bytes, host: str, port: int) -> None:
+        if self.ha is not None and not self.ha.may_send():
+            return  # not the owner (fenced, or a standby): nothing leaves
         local = self.config.addresses[0]
         if port != NAT_T_PORT and (host, port) not in self._nat_t_peers:
             proto = self._ike500.get(local)
@@ -208,26 +233,76 @@ class IkeDaemon(StackService):
 
     async def started(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        try:
-            for address in self.config.addresses:
-                self._ike500[address] = await self._listen(loop, address, IKE_PORT)
-                if self.dataplane is None:
-                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT)
-        except BaseException:
-            self._close_ike_sockets()  # those bound before the one that failed
-            raise
-        if self.dataplane is not None:
-            self.dataplane.path.on_ike = self._ike_from_dataplane
-        log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
+        if self.ha is not None:
+            await self._ha_started(loop)
+            return
+        await self.listen_ike(loop)
+        self.dataplane_started()
         self.keymgr.start(time.time())
         self._flush()
         self._timer = loop.call_later(TICK, self._on_tick)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
+    async def listen_ike(
+        self, loop: asyncio.AbstractEventLoop, bind: Callable[[str, int], UdpSocket] = _bind_ike
+    ) -> None:
+        """IKE on UDP 500 (and 4500 without a dataplane) of every address of ours."""
+        try:
+            for address in self.config.addresses:
+                self._ike500[address] = await self._listen(loop, address, IKE_PORT, bind)
+                if self.dataplane is None:
+                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT, bind)
+        except BaseException:
+            self._close_ike_sockets()  # those bound before the one that failed
+            raise
+        log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
+
+    def dataplane_started(self) -> None:
+        """IKE that arrives on the dataplane's UDP 4500 comes to the key manager."""
+        if self.dataplane is not None:
+            self.dataplane.path.on_ike = self._ike_from_dataplane
+
+    # -- [ha] (larval.ha.role) ----------------------------------------------------------------
+
+    async def _ha_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A standby: no IKE socket, the key manager not started, until a takeover."""
+        assert self.ha is not None
+        self._timer = loop.call_later(TICK, self._on_tick)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.ha.start(loop)
+
+    def _start_dataplane(self, config: DataplaneConfig) -> None:
+        """With [ha], at the first takeover: its socket binds the virtual address."""
+        if self.ha is not None and not self.ha.dataplane_due:
+            return
+        super()._start_dataplane(config)
+
+    def flush_ike(self) -> None:
+        self._flush()
+
+    def close_ike_sockets(self) -> None:
+        self._close_ike_sockets()
+        self._ike500.clear()
+        self._ike4500.clear()
+
+    def emit_replies(self, replies: list[PfkeyReply]) -> None:
+        """What the stack answered to a request of the daemon's own, to PF_KEY clients."""
+        self._emit(replies)
+
+    def _ha_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.ha is None:
+            raise ControlError(f"{self.config_path} has no [ha]: this daemon is in no group")
+        return self.ha.node.status()
+
     async def stopping(self) -> None:
-        """SIGTERM: delete every IKE SA and CHILD_SA gracefully before going."""
+        """SIGTERM: delete every IKE SA and CHILD_SA gracefully before going; with [ha]
+        hand them to the next owner instead, without a DELETE (`HaRole.stop`)."""
         if self._timer is not None:
             self._timer.cancel()
+        if self.ha is not None:
+            await self.ha.stop()
+            self._close_ike_sockets()
+            return
         self.keymgr.shutdown(time.time())
         self._flush()
         await asyncio.sleep(0.2)  # let the DELETEs leave, and their answers come
@@ -244,11 +319,15 @@ class IkeDaemon(StackService):
                 self.store.close()
 
     async def _listen(
-        self, loop: asyncio.AbstractEventLoop, address: str, port: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        address: str,
+        port: int,
+        bind: Callable[[str, int], UdpSocket] = _bind_ike,
     ) -> _IkeProtocol:
         """IKE on UDP `address`:`port`; a NetError naming both if it cannot be bound
         (port 500 needs root, the address must be one of this host's)."""
-        udp = UdpSocket.bind(address, port, gro=False)
+        udp = bind(address, port)
         proto = _IkeProtocol(self, address, nat_t=port == NAT_T_PORT)
         try:
             await loop.create_datagram_endpoint(_factory(proto), sock=udp.sock)

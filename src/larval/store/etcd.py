@@ -539,6 +539,12 @@ class EtcdStore:
         with self._mirror_lock:
             return {kind: dict(records) for kind, records in self._mirror.items()}
 
+    @property
+    def applied_revision(self) -> int:
+        """The etcd revision the mirror has applied every change of the state up to."""
+        with self._mirror_lock:
+            return self._revision
+
     def wait_revision(self, revision: int, timeout: float) -> bool:
         """Wait until the mirror has seen `revision`; whether it has."""
         with self._mirror_changed:
