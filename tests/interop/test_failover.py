@@ -182,9 +182,11 @@ def test_the_owner_link_down(tmp_path: Path) -> None:
         gw1.link(False)
         _takes_over(rig, gw2)
         time.sleep(1)
-        gw1.link(True)  # back on the bridge: fenced meanwhile, it stays silent
+        # Fenced before its lease could lapse, it let the address go: back on the
+        # bridge, it does not answer for it, and stays silent.
+        assert not gw1.has_vip(), f"{_ha_lines(gw1)}\n--- gw2:\n{_ha_lines(gw2)}"
+        gw1.link(True)
         time.sleep(2)
-        assert not gw1.has_vip()
         _wait_role(gw1, "standby", 10)
         _evidence(rig, run, gw1, gw2)
 
