@@ -11,6 +11,7 @@ as it keys its outbound SA; the others run on the host's loopback without one.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -37,6 +38,7 @@ pytestmark = [
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 VIP, PEER = "127.0.0.2", "127.0.0.4"
+NS_VIP, NS_VIP6 = "192.0.2.10", "2001:db8::10"
 GROUP = "edge"
 TTL = 2  # s; the election's margin is 0.5 s
 
@@ -52,6 +54,7 @@ endpoints = {endpoints}
 group = "{group}"
 node = "{node}"
 lease_ttl = "{ttl}s"
+{vips}
 
 [connections.home]
 version = 2
@@ -170,15 +173,20 @@ class Rig:
         self.base = base
         self.etcd = etcd
         self.ns = ns
+        #: In the namespace the group has a real virtual address, on eth0's subnet.
+        self.vip = NS_VIP if ns is not None else VIP
         self.key = base / "state.key"
         self.key.write_text(secrets.token_hex(32))
         self.key.chmod(0o600)
         self.daemons: list[Larval] = []
 
-    def gateway(self, node: str, *, dpd: str = "") -> Larval:
+    def gateway(self, node: str, *, dpd: str = "", vip: str | None = None) -> Larval:
         endpoints = "[" + ", ".join(f'"{e}"' for e in self.etcd.endpoints) + "]"
-        text = GATEWAY.format(vip=VIP, peer=PEER, key=self.key, endpoints=endpoints,
-                              group=GROUP, node=node, ttl=TTL, dir="{dir}",
+        vip = vip or self.vip
+        # With an IPv6 address beside it, announced by an unsolicited NA.
+        vips = f'virtual_addresses = ["{vip}", "{NS_VIP6}"]' if self.ns is not None else ""
+        text = GATEWAY.format(vip=self.vip, peer=PEER, key=self.key, endpoints=endpoints,
+                              group=GROUP, node=node, ttl=TTL, dir="{dir}", vips=vips,
                               dpd=f'dpd_delay = "{dpd}"' if dpd else "")  # fmt: skip
         if self.ns is not None:
             # A TUN of its own; the network behind it the same on every node.
@@ -190,8 +198,8 @@ class Rig:
         return daemon
 
     def peer(self) -> Larval:
-        daemon = Larval("peer", self.base, PEER_CONFIG.format(vip=VIP, peer=PEER, dir="{dir}"),
-                        self.ns)  # fmt: skip
+        text = PEER_CONFIG.format(vip=self.vip, peer=PEER, dir="{dir}")
+        daemon = Larval("peer", self.base, text, self.ns)
         self.daemons.append(daemon)
         daemon.start()
         return daemon
@@ -227,6 +235,11 @@ def rig(tmp_path: Path, etcd: EtcdCluster) -> Iterator[Rig]:
 def netns_rig(tmp_path: Path) -> Iterator[Rig]:
     """Etcd and every daemon in a network namespace of their own."""
     with Netns(f"ha{secrets.token_hex(3)}") as ns:
+        ns.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"])
+        ns.run(["ip", "address", "add", "192.0.2.1/24", "dev", "eth0"])
+        ns.run(["ip", "address", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])
+        for device in ("eth0", "eth1"):
+            ns.run(["ip", "link", "set", device, "up"])
         members = EtcdCluster(tmp_path, 1)
         try:
             ns.call(members.start)
@@ -270,6 +283,14 @@ def test_kill_9_of_the_owner_the_standby_carries_on(netns_rig: Rig) -> None:
     assert owner["role"] == "owner" and owner["epoch"] > 0
     ike, children = _ike_sas(gw1), _children(gw1)
     assert _ike_sas(peer) == ike and len(children) == 1
+
+    # The standby's mirror has caught up with what the owner wrote: no lag.
+    def caught_up() -> bool:
+        status = gw2.ask("ha.status")
+        seen = status["seen_s_ago"] is not None  # etcd's side read, not only its own
+        return seen and status["lag"] == 0 and status["revision"] == status["state_revision"] > 0
+
+    wait(caught_up, 5, lambda: str(gw2.ask("ha.status")))
     wait(lambda: rig.marks() != {}, 5, lambda: "no ESP_SEQ reservation in etcd")
     before = rig.marks()
     assert gw1.ask("status")["sas"] == 2
@@ -296,6 +317,22 @@ def test_kill_9_of_the_owner_the_standby_carries_on(netns_rig: Rig) -> None:
     status = gw2.ask("ha.status")
     assert (status["role"], status["owner"], status["lag"]) == ("owner", "gw2", 0)
     assert status["epoch"] > owner["epoch"]
+    # ESP leaves the new owner: the dataplane started at the takeover, its guard passes.
+    assert rig.ns is not None
+    rig.ns.run(["ping", "-c2", "-i0.2", "-W1", "-I", "203.0.113.1", "198.51.100.1"], check=False)
+    assert gw2.ask("status")["packets"]["sent"] >= 2
+    assert gw2.ask("ha.status")["esp_held"] == 0
+    # The virtual address: on eth0 (its subnet's), which gw1 left there when killed.
+    assert f"virtual addresses {NS_VIP} on eth0, {NS_VIP6} on eth0" in text
+    assert "ha: virtual address" not in gw2.text()  # every announcement went out
+    assert f"inet {NS_VIP}/32" in rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
+    # A graceful stop hands over: the address goes, no DELETE leaves.
+    gw2.signal(signal.SIGTERM)
+    assert gw2.proc is not None and gw2.proc.wait(10) == 0
+    shown = rig.ns.run(["ip", "-o", "address", "show", "dev", "eth0"])
+    assert NS_VIP not in shown and NS_VIP6 not in shown, shown
+    assert "resigned group edge: 1 IKE_SA(s) left to the next owner, no DELETE sent" in gw2.text()
+    assert _ike_sas(peer) == ike
 
 
 def test_a_stopped_owner_is_fenced_and_sends_nothing(rig: Rig) -> None:
@@ -319,10 +356,23 @@ def test_a_stopped_owner_is_fenced_and_sends_nothing(rig: Rig) -> None:
     # Both nodes, as each said last.
     wait(lambda: {n["node"]: n["role"] for n in gw1.ask("ha.status")["nodes"]}
          == {"gw1": "standby", "gw2": "owner"}, 5, lambda: str(gw1.ask("ha.status")))  # fmt: skip
+    as_json = gw1.larval("ha", "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert (answer["group"], answer["node"], answer["role"], answer["owner"]) == (
+        "edge", "gw1", "standby", "gw2")  # fmt: skip
     shown = gw1.larval("ha", "status")
     assert shown.returncode == 0, shown.stderr
     assert "group edge, node gw1: standby; owner gw2" in shown.stdout, shown.stdout
     assert "gw2" in shown.stdout.split("nodes:")[1] and "owner" in shown.stdout.split("nodes:")[1]
+    # Back to a standby in the same process: it takes over again when gw2 goes.
+    gw2.signal(signal.SIGKILL)
+    gw1.wait_log("ha: gw1 owns group edge", timeout=15, count=2)
+    assert "restored 1 IKE_SA(s), 1 CHILD_SA(s), 2 SA(s)" in gw1.text().rsplit("owns group", 1)[1]
+    assert _ike_sas(gw1) == ike and gw1.ask("ha.status")["role"] == "owner"
+    sent = gw1.ask("ha.status")["ike_sent"]
+    wait(lambda: gw1.ask("ha.status")["ike_sent"] > sent, 10, lambda: gw1.text()[-3000:])
+    assert _ike_sas(peer) == ike
 
 
 def test_sigterm_of_the_owner_hands_over_without_delete(rig: Rig) -> None:
@@ -354,3 +404,18 @@ def test_without_ha_ha_status_says_so(tmp_path: Path) -> None:
         assert "Traceback" not in shown.stderr
     finally:
         daemon.kill()
+
+
+def test_a_takeover_that_fails_gives_ownership_up(netns_rig: Rig) -> None:
+    rig = netns_rig
+    # No interface's subnet holds the address, and no ha.interface says where it goes.
+    gw1 = rig.gateway("gw1", vip="198.51.100.77")
+    gw1.wait_log("ha: gw1: taking over group edge")
+    gw1.wait_log("virtual address 198.51.100.77: no interface's subnet holds it, and no "
+                 "ha.interface is given; giving it up")  # fmt: skip
+    gw1.wait_log("ha: gw1 fenced in group edge (the takeover failed")
+    assert "Traceback" not in gw1.text()
+    assert gw1.proc is not None and gw1.proc.poll() is None
+    status = gw1.ask("ha.status")
+    assert status["role"] in ("standby", "fenced") and "takeover failed" in status["fenced_reason"]
+    assert gw1.ask("status")["sas"] == 0

@@ -40,6 +40,7 @@ from larval.keymgr.road_warrior import host_state
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
 from larval.node import Node
+from larval.pools import Pools
 from larval.sadb import PfkeyReply
 from larval.spd import SpdError
 from larval.store import StateStore
@@ -285,6 +286,16 @@ class IkeDaemon(StackService):
         self._ike500.clear()
         self._ike4500.clear()
 
+    def new_node(self, pools: Pools) -> None:
+        """A new key manager, joined to the stack as the first was; the old one and its
+        IKE SAs are dropped without a word to the peers (a fenced node of a group)."""
+        old = self.node
+        self.node = Node(list(old.keymgr.connections.values()), stack=self.stack,
+                         broadcast=old.broadcast, wake=self._wake, pools=pools)  # fmt: skip
+        self._listeners = [f for f in self._listeners if f != old.stack_emitted]
+        self.add_listener(self.node.stack_emitted)
+        self.keymgr = self.node.keymgr
+
     def emit_replies(self, replies: list[PfkeyReply]) -> None:
         """What the stack answered to a request of the daemon's own, to PF_KEY clients."""
         self._emit(replies)
@@ -381,6 +392,8 @@ class IkeDaemon(StackService):
                    or self.config.cert_auth.get(name) != cert_auth}  # fmt: skip
         connections = connection_changes(self.keymgr.connections, fresh_conns, renewed)
         self.keymgr.connections = keep_unchanged(self.keymgr.connections, fresh_conns, renewed)
+        if self.ha is not None:
+            self.ha.pools_defined(fresh.pools)  # before any lease is taken in them
         self.keymgr.pools, pools = keep_pools(self.keymgr.pools, fresh.pools)
         pending = daemon_changes(self.config, fresh)
         self.config = dataclasses.replace(

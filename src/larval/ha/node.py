@@ -114,10 +114,12 @@ class HaNode:
         self.role = STANDBY
         self.epoch = 0  # of the ownership this node holds or held last
         self.fenced_reason: str | None = None
-        #: The state revision applied: the mirror's (standby), the last write's (owner).
+        #: etcd's latest state revision as last seen when this node took over: what it
+        #: has applied until its first write.
         self.took_over_at = 0
         self.ike_sent = 0  # IKE datagrams sent while owner
         self.ike_held = 0  # IKE datagrams not sent: not the owner
+        self.esp_held = 0  # the dataplane's datagrams not sent: not the owner
         self._sent_at_fence = 0
         self.view = GroupView()
         self._owning = False
@@ -166,7 +168,7 @@ class HaNode:
             records = store.load()
             source = "full read"
         self.follower.stop_following()
-        self.took_over_at = self.view.state_revision
+        self.took_over_at = max(self.took_over_at, self.view.state_revision)
         log.info("%s: state for epoch %d from the %s", self.node, epoch, source)
         self.store = store
         return PrimedStore(store, records)
@@ -195,6 +197,7 @@ class HaNode:
             return None
         kvs = [EtcdKv.decode(kv) for kv in answer.get("kvs", [])]
         latest = max((kv.mod_revision for kv in kvs), default=0)
+        self.took_over_at = max(self.took_over_at, latest)
         if not self.follower.wait_revision(latest, MIRROR_WAIT):
             return None
         mirror = self.follower.mirror()
@@ -315,7 +318,7 @@ class HaNode:
             "node": self.node,
             "role": self.role,
             "epoch": self.epoch if self.role == OWNER else 0,
-            "owner": self.node if self.role == OWNER else view.owner,
+            "owner": self.node if self.role == OWNER else view.owner or self.election.owner,
             "revision": applied,
             "state_revision": state,
             "lag": max(0, state - applied),
@@ -323,6 +326,7 @@ class HaNode:
             "virtual_addresses": [str(a) for a in self.vips.addresses],
             "ike_sent": self.ike_sent,
             "ike_held": self.ike_held,
+            "esp_held": self.esp_held,
             "ike_sent_since_fenced": self.ike_sent - self._sent_at_fence
             if self.fenced_reason
             else 0,

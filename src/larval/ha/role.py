@@ -15,12 +15,14 @@ Theory of operation
   (`larval.keymgr.persist.restore`). Then it sends. One line says the epoch and what
   was restored.
 * Fenced (the election's deadline passed, or etcd refused a write), from whichever
-  thread noticed: every ESP SA is revoked at once (`EspStateWriter.fence`) and every
-  IKE send is refused (`HaNode.may_send`). Then, on the event loop: the IKE sockets
-  close, the key manager is replaced by a new one (its IKE SAs forgotten without a
-  DELETE: the new owner carries them on), the SADB is flushed, the virtual addresses
-  go, and the node follows the state again as a standby; the election campaigns again
-  only after its back-off.
+  thread noticed: every ESP SA is revoked at once (`EspStateWriter.fence`), and every
+  IKE send and every datagram of the dataplane is refused (`HaNode.may_send`, checked
+  before each send: a node stopped past its deadline and woken sends nothing, even
+  before its other threads notice). Then, on the event loop: the IKE sockets close,
+  the key manager is replaced by a new one (its IKE SAs forgotten without a DELETE: the
+  new owner carries them on), the SADB is flushed, the dataplane stops, the virtual
+  addresses go, and the node follows the state again as a standby; the election
+  campaigns again only after its back-off.
 * SIGTERM of the owner: a last ESP state round is written, then sending stops, the
   virtual addresses go and the node resigns (its lease revoked) so that a standby
   takes over at once. No DELETE is sent: the next owner carries the SAs on.
@@ -33,14 +35,16 @@ import copy
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from larval.ha.node import OWNER, HaNode
 from larval.ha.vip import VirtualAddresses
-from larval.keymgr.manager import KeyManager
+from larval.net.dataplane import Dataplane
 from larval.net.errors import NetError
 from larval.net.udp import UdpSocket
 from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
+from larval.pools import Pools
 from larval.store import StoreError
 from larval.store.crypto import StateKey, read_key_file
 
@@ -91,6 +95,7 @@ class HaRole:
         #: The dataplane waits for the first takeover (it binds the virtual address).
         self.dataplane_due = False
         self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<HaRole {self.node!r}>"
@@ -107,7 +112,7 @@ class HaRole:
     def _won(self, epoch: int) -> None:
         loop = self._loop
         if loop is not None and not self._stopping:
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._take_over(epoch)))
+            loop.call_soon_threadsafe(lambda: self._spawn(loop, self._take_over(epoch)))
 
     def _fenced(self, reason: str) -> None:
         # Before anything else, in this thread: no ESP SA sends again.
@@ -116,9 +121,15 @@ class HaRole:
             writer.fence(f"fenced in group {self.node.group}: {reason}")
         loop = self._loop
         if loop is not None and not self._stopping:
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._stand_down(reason)))
+            loop.call_soon_threadsafe(lambda: self._spawn(loop, self._stand_down(reason)))
 
     # -- on the event loop -----------------------------------------------------------------
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+        """A task kept until it ends (the loop holds its tasks only weakly)."""
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -139,13 +150,15 @@ class HaRole:
                 if store is None:
                     return
                 await loop.run_in_executor(None, node.vips.take)
-                for problem in await loop.run_in_executor(None, node.vips.announce):
-                    log.warning("ha: %s", problem)
+                # Sent at once; arping lingers a second after it: not waited for.
+                self._spawn(loop, self._announce(loop))
                 if daemon.dataplane_config is not None and daemon.dataplane is None:
                     self.dataplane_due = True
                     await loop.run_in_executor(None, daemon._start_dataplane,
                                                daemon.dataplane_config)  # fmt: skip
                     daemon.dataplane_started()
+                if daemon.dataplane is not None:
+                    self._guard(daemon.dataplane)
                 if node.election.epoch != epoch:
                     return  # fenced meanwhile: the stand-down waiting for the lock undoes it
                 writer = daemon.stack.use_store(store)
@@ -159,6 +172,11 @@ class HaRole:
                           node.node, node.group, epoch, e)  # fmt: skip
                 node.election.fence(f"the takeover failed: {e}")
                 return
+            except Exception as e:  # an owner that does not serve must not stay the owner
+                log.error("ha: %s: taking over group %s (epoch %d) failed: %s: %s; giving it "
+                          "up", node.node, node.group, epoch, type(e).__name__, e)  # fmt: skip
+                node.election.fence(f"the takeover failed: {type(e).__name__}")
+                return
             node.owning()
             keymgr = daemon.keymgr
             log.info("ha: %s owns group %s (epoch %d): restored %d IKE_SA(s), %d CHILD_SA(s), "
@@ -168,6 +186,28 @@ class HaRole:
                      ", ".join(f"{p.address} on {p.device}" for p in node.vips.placed)
                      or "none")  # fmt: skip
             daemon.flush_ike()
+
+    def _guard(self, dataplane: Dataplane) -> None:
+        """Every datagram the dataplane sends (ESP, NAT keepalives) passes `may_send`
+        first: a node that was stopped past its deadline, woken, sends nothing even
+        before its other threads notice. One clock reading per batch."""
+        send_now = dataplane._send_now
+        if getattr(send_now, "ha_guarded", False):
+            return
+        node = self.node
+
+        def guarded(dst: bytes, port: int, payloads: list[bytes]) -> None:
+            if node.may_send():
+                send_now(dst, port, payloads)
+            else:
+                node.esp_held += len(payloads)
+
+        guarded.ha_guarded = True  # type: ignore[attr-defined]
+        dataplane._send_now = guarded  # type: ignore[method-assign]
+
+    async def _announce(self, loop: asyncio.AbstractEventLoop) -> None:
+        for problem in await loop.run_in_executor(None, self.node.vips.announce):
+            log.warning("ha: %s", problem)
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         for tries in range(BIND_TRIES, 0, -1):
@@ -196,6 +236,9 @@ class HaRole:
             daemon.stack.sadb.on_removed = None
             if writer is not None:
                 await loop.run_in_executor(None, writer.stop)
+            # The dataplane too (TUN, routes, the socket on the virtual address): a standby
+            # neither forwards nor asks for SAs; the next takeover starts it again.
+            await loop.run_in_executor(None, daemon._stop_dataplane)
             try:
                 await loop.run_in_executor(None, node.vips.drop)
             except NetError as e:
@@ -205,14 +248,14 @@ class HaRole:
                         "DELETE, %d SA(s) flushed, virtual addresses dropped; standing by",
                         node.node, node.group, reason, forgotten, flushed)  # fmt: skip
 
+    def pools_defined(self, pools: Pools) -> None:
+        """A reload's pools, as defined (no lease yet): a new key manager starts with them."""
+        self._pools = copy.deepcopy(pools)
+
     def _forget(self) -> None:
         """A new key manager in place of the one whose IKE SAs the new owner carries on:
         nothing of theirs is sent (no DELETE), nothing kept."""
-        daemon = self.daemon
-        old = daemon.keymgr
-        fresh = KeyManager(list(old.connections.values()), daemon.node.pfkey,
-                           pools=copy.deepcopy(self._pools))  # fmt: skip
-        daemon.node.keymgr = daemon.keymgr = fresh
+        self.daemon.new_node(copy.deepcopy(self._pools))
 
     async def stop(self) -> None:
         """SIGTERM: hand over (module docstring); a standby just leaves the group."""

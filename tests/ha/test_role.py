@@ -1,0 +1,114 @@
+"""The dataplane's guard (`HaRole._guard`): each send asks the node whether it still owns
+the group, so that a node stopped past its deadline and woken sends no ESP, even before
+its other threads have noticed the fence."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from larval.daemon.ike_daemon import IkeDaemon
+from larval.ha.role import HaRole
+
+
+class Dataplane:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, int, list[bytes]]] = []
+
+    def _send_now(self, dst: bytes, port: int, payloads: list[bytes]) -> None:
+        self.sent.append((dst, port, payloads))
+
+    def _send(self, payload: bytes) -> None:
+        """As `larval.net.dataplane.Dataplane._send`: through the instance's `_send_now`."""
+        self._send_now(b"\xc6\x33\x64\x01", 4500, [payload])
+
+
+class Node:
+    def __init__(self) -> None:
+        self.owner = True
+        self.esp_held = 0
+        self.asked = 0
+
+    def may_send(self) -> bool:
+        self.asked += 1
+        return self.owner
+
+
+def test_the_guard_asks_before_each_send() -> None:
+    role: Any = HaRole.__new__(HaRole)
+    role.node = Node()
+    dataplane = Dataplane()
+    role._guard(dataplane)
+    role._guard(dataplane)  # a second takeover does not wrap it twice
+    dataplane._send(b"one")
+    assert [p for _, _, p in dataplane.sent] == [[b"one"]] and role.node.asked == 1
+    role.node.owner = False  # the deadline passed while the process was stopped
+    dataplane._send(b"two")
+    dataplane._send_now(b"\xc6\x33\x64\x01", 4500, [b"three", b"four"])
+    assert [p for _, _, p in dataplane.sent] == [[b"one"]]
+    assert role.node.esp_held == 3
+
+
+def test_a_fenced_node_s_new_key_manager_has_the_pools_as_last_defined(tmp_path: Path) -> None:
+    """`HaRole._forget`: a new Node and key manager, joined to the stack as the first, with
+    the pools of the last reload and none of the forgotten IKE SAs' leases."""
+    key = tmp_path / "state.key"
+    key.write_text("00" * 32)
+    key.chmod(0o600)
+    config = tmp_path / "larval.toml"
+
+    def write(addrs: str) -> None:
+        config.write_text(CONFIG.format(dir=tmp_path, key=key, addrs=addrs))
+        config.chmod(0o600)
+
+    write("10.3.0.0/24")
+    daemon = IkeDaemon(str(config))
+    assert daemon.ha is not None and daemon.store is None
+    old_node = daemon.node
+    assert daemon.keymgr.pools.acquire(["rw"], "carol", ipaddress.ip_address("0.0.0.0"))
+    write("10.4.0.0/24")
+    daemon.reload()
+    daemon.ha._forget()
+    assert daemon.node is not old_node and daemon.keymgr is daemon.node.keymgr
+    assert old_node.stack_emitted not in daemon._listeners
+    assert daemon.node.stack_emitted in daemon._listeners
+    (pool,) = daemon.keymgr.pools.status()
+    assert (pool.addrs, pool.online, pool.offline) == ("10.4.0.0/24", (), ())
+    assert list(daemon.keymgr.connections) == ["home"]
+
+
+CONFIG = """
+[daemon]
+addresses = ["192.0.2.10"]
+control_socket = "{dir}/control"
+pfkey_socket = "{dir}/pfkey"
+state_key = "{key}"
+
+[ha]
+endpoints = ["http://127.0.0.1:1"]
+group = "edge"
+node = "gw1"
+virtual_addresses = ["192.0.2.10"]
+
+[pools.rw]
+addrs = "{addrs}"
+
+[connections.home]
+version = 2
+local_addrs = ["192.0.2.10"]
+remote_addrs = ["%any"]
+proposals = ["aes128-sha256-x25519"]
+pools = ["rw"]
+local = {{ auth = "psk", id = "gw" }}
+remote = {{ auth = "psk", id = "carol" }}
+
+[connections.home.children.net]
+local_ts = ["203.0.113.0/24"]
+remote_ts = ["10.0.0.0/8"]
+esp_proposals = ["aes128gcm16"]
+
+[secrets.ike]
+ids = ["gw", "carol"]
+secret = "0123456789abcdef-psk"
+"""
