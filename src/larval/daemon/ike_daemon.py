@@ -237,17 +237,29 @@ class IkeDaemon(StackService):
         if self.ha is not None:
             await self._ha_started(loop)
             return
-        await self.listen_ike(loop)
-        self.dataplane_started()
+        try:
+            for address in self.config.addresses:
+                self._ike500[address] = await self._listen(loop, address, IKE_PORT)
+                if self.dataplane is None:
+                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT)
+        except BaseException:
+            self._close_ike_sockets()  # those bound before the one that failed
+            raise
+        if self.dataplane is not None:
+            self.dataplane.path.on_ike = self._ike_from_dataplane
+        log.info("IKE on %s, UDP 500 and 4500", ", ".join(self.config.addresses))
         self.keymgr.start(time.time())
         self._flush()
         self._timer = loop.call_later(TICK, self._on_tick)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
+    # -- [ha] (larval.ha.role) ----------------------------------------------------------------
+
     async def listen_ike(
-        self, loop: asyncio.AbstractEventLoop, bind: Callable[[str, int], UdpSocket] = _bind_ike
+        self, loop: asyncio.AbstractEventLoop, bind: Callable[[str, int], UdpSocket]
     ) -> None:
-        """IKE on UDP 500 (and 4500 without a dataplane) of every address of ours."""
+        """IKE on UDP 500 (and 4500 without a dataplane) of every address of ours, on
+        sockets from `bind`: at a takeover."""
         try:
             for address in self.config.addresses:
                 self._ike500[address] = await self._listen(loop, address, IKE_PORT, bind)
@@ -262,8 +274,6 @@ class IkeDaemon(StackService):
         """IKE that arrives on the dataplane's UDP 4500 comes to the key manager."""
         if self.dataplane is not None:
             self.dataplane.path.on_ike = self._ike_from_dataplane
-
-    # -- [ha] (larval.ha.role) ----------------------------------------------------------------
 
     async def _ha_started(self, loop: asyncio.AbstractEventLoop) -> None:
         """A standby: no IKE socket, the key manager not started, until a takeover."""

@@ -16,7 +16,9 @@ Theory of operation
   (`stood_down`), following again.
 * Each node keeps ``/larval/GROUP/nodes/NODE`` on a lease of its own: its role, epoch and
   the state revision it has applied; a thread renews it every TTL/3 and reads the
-  group's entries and etcd's latest state revision back, for `status`.
+  group's entries, the owner key and etcd's latest state revision back, for `status`.
+  An owner that finds the owner key gone or another's fences itself then, even if it
+  had nothing to write (etcd would refuse its next write anyway).
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ class HaNode:
             self.store.close()
             self.store = None
         self.role = STANDBY
+        self.follower.stop_following()  # still following if the takeover failed early
         self._follow()
 
     def _follow(self) -> None:
@@ -269,6 +272,9 @@ class HaNode:
             except StoreError as e:
                 self.view.error = str(e)
                 log.debug("%s: group entry: %s", self.node, e)
+            except Exception as e:  # an answer etcd should not give: the beat goes on
+                self.view.error = f"{type(e).__name__}: {e}"
+                log.warning("%s: group entry: %s", self.node, self.view.error)
             self._stop.wait(interval)
 
     def _beat_once(self) -> None:
@@ -294,7 +300,16 @@ class HaNode:
                                                "sort_order": "DESCEND",
                                                "sort_target": "MOD"})  # fmt: skip
         latest = [EtcdKv.decode(kv) for kv in answer.get("kvs", [])]
+        epoch = self.election.epoch  # before the read: an ownership won after it is not judged
         owner = self.client.get(owner_key(self.group))
+        if (
+            epoch
+            and self.election.epoch == epoch
+            and (owner is None or owner.create_revision != epoch)
+        ):
+            # The owner key went, or is another's, while the lease lives on (deleted by
+            # hand, say): no write of this node's would be taken; stop sending now too.
+            self.election.fence("the owner key is no longer this node's")
         self.view = GroupView(
             nodes=nodes,
             owner=owner.value.decode("utf-8", "replace") if owner is not None else None,

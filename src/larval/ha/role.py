@@ -23,9 +23,10 @@ Theory of operation
   new owner carries them on), the SADB is flushed, the dataplane stops, the virtual
   addresses go, and the node follows the state again as a standby; the election
   campaigns again only after its back-off.
-* SIGTERM of the owner: a last ESP state round is written, then sending stops, the
-  virtual addresses go and the node resigns (its lease revoked) so that a standby
-  takes over at once. No DELETE is sent: the next owner carries the SAs on.
+* SIGTERM of the owner: sending stops (`may_send`), the ESP state writer writes its last
+  round and ends, the virtual addresses go and the node resigns (its lease revoked) so
+  that a standby takes over at once. No DELETE is sent: the next owner carries the SAs
+  on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from larval.pfkey import PfkeyMessage, SadbMsgType, SaType
 from larval.pools import Pools
 from larval.store import StoreError
 from larval.store.crypto import StateKey, read_key_file
+from larval.store.etcd import owner_key
 
 if TYPE_CHECKING:
     from larval.daemon.config import DaemonConfig
@@ -115,9 +117,10 @@ class HaRole:
             loop.call_soon_threadsafe(lambda: self._spawn(loop, self._take_over(epoch)))
 
     def _fenced(self, reason: str) -> None:
-        # Before anything else, in this thread: no ESP SA sends again.
+        # Before anything else, in this thread: no ESP SA sends again. (Stopping, sending
+        # has ended already: the resignation is what fenced.)
         writer = self.daemon.stack.esp_state
-        if writer is not None:
+        if writer is not None and not self._stopping:
             writer.fence(f"fenced in group {self.node.group}: {reason}")
         loop = self._loop
         if loop is not None and not self._stopping:
@@ -133,10 +136,39 @@ class HaRole:
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        await loop.run_in_executor(None, self._left_behind)
         await loop.run_in_executor(None, self.node.start)
         vips = ", ".join(map(str, self.node.vips.addresses)) or "none"
         log.info("ha: %s stands by in group %s (virtual addresses %s)", self.node.node,
                  self.node.group, vips)  # fmt: skip
+
+    def _left_behind(self) -> None:
+        """A virtual address on an interface here at start was left by a run of this node
+        killed before (or is another node's on this host): taken away if no node owns
+        the group, or this one's last run still does (its lease not yet run out), so that
+        no neighbour answers for it here while another node owns it; else named."""
+        node = self.node
+        try:
+            here = node.vips.found()
+            owner = node.client.get(owner_key(node.group)) if here else None
+        except (NetError, StoreError) as e:
+            log.warning("ha: looking for virtual addresses left here: %s", e)
+            return
+        holder = owner.value.decode("utf-8", "replace") if owner is not None else None
+        for placed in here:
+            if holder not in (None, node.node):
+                log.warning("ha: virtual address %s is on %s while %s owns group %s: if %s "
+                            "is on another host, take it away here", placed.address,
+                            placed.device, holder, node.group, holder)  # fmt: skip
+                continue
+            log.warning("ha: virtual address %s was left on %s by a run that did not stop "
+                        "cleanly; taking it away, this node stands by", placed.address,
+                        placed.device)  # fmt: skip
+            node.vips.placed.append(placed)
+        try:
+            node.vips.drop()
+        except NetError as e:
+            log.error("ha: %s", e)
 
     async def _take_over(self, epoch: int) -> None:
         loop = asyncio.get_running_loop()
@@ -264,21 +296,18 @@ class HaRole:
         self._stopping = True
         owner = node.role == OWNER
         kept = len(daemon.keymgr.sessions)
-        writer = daemon.stack.esp_state
-        if writer is not None and owner:
-            # The last reservations and replay checkpoints, while still the owner.
-            await loop.run_in_executor(None, writer.run_once)
+        # Nothing leaves from here on: every IKE and dataplane send asks `may_send`.
         node.stop_sending()
+        writer = daemon.stack.esp_state
         if writer is not None:
-            writer.fence(f"stopping: group {node.group}'s next owner carries the SAs on")
+            # Its last reservations and replay checkpoints, while still the owner.
+            await loop.run_in_executor(None, writer.stop)
         daemon.close_ike_sockets()
         try:
             await loop.run_in_executor(None, node.vips.drop)
         except NetError as e:
             log.error("ha: %s", e)
         await loop.run_in_executor(None, lambda: node.stop(resign=True))
-        if writer is not None:
-            await loop.run_in_executor(None, writer.stop)
         if owner:
             log.info("ha: %s resigned group %s: %d IKE_SA(s) left to the next owner, no "
                      "DELETE sent", node.node, node.group, kept)  # fmt: skip

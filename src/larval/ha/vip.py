@@ -11,8 +11,9 @@ Theory of operation
   iputils' ``arping -U``), an unsolicited Neighbor Advertisement with the Override flag
   to all nodes for IPv6 (RFC 4861 §7.2.6), built here on a raw ICMPv6 socket.
 * A fenced or stopping owner takes away what it put on; an address already gone is no
-  error. Like `larval.net.virtual_ip`, the calls are synchronous netlink in the calling
-  thread's network namespace: run them off an event loop.
+  error. A node that starts finds (`found`) what a run of it killed before left. Like
+  `larval.net.virtual_ip`, the calls are synchronous netlink in the calling thread's
+  network namespace: run them off an event loop.
 """
 
 from __future__ import annotations
@@ -132,6 +133,24 @@ class VirtualAddresses:
             except NetError as e:
                 problems.append(str(e))
         return problems
+
+    def found(self) -> list[Placed]:
+        """Those of the addresses that are on an interface here as host addresses now
+        (at start: left by a run of this node that did not stop cleanly, or another
+        node's on this host)."""
+        here: list[Placed] = []
+        if not self.addresses:
+            return here
+        with IPRoute() as ipr:
+            for entry in ipr.get_addr():
+                local = entry.get_attr("IFA_LOCAL") or entry.get_attr("IFA_ADDRESS")
+                if local is None:
+                    continue
+                address = ipaddress.ip_address(local)
+                if address in self.addresses and int(entry["prefixlen"]) == address.max_prefixlen:
+                    index = int(entry["index"])
+                    here.append(Placed(address, _name(ipr, index), index))
+        return here
 
     def drop(self) -> None:
         """Take away every address `take` put on; one already gone is no error. A
