@@ -129,11 +129,18 @@ class Election:
         if not self.epoch:
             return False
         sent = self.clock()
+        # A renewal may wait on etcd (every endpoint's connect timing out) past the
+        # deadline: the fence must not wait for it.
+        watchdog = threading.Timer(max(0.0, self.deadline - sent), self.may_write)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             ttl = self.client.lease_keepalive(self.lease)
         except StoreError as e:
             log.warning("%s: lease renewal failed: %s", self.node, e)
             return False
+        finally:
+            watchdog.cancel()
         if ttl <= 0:
             self.fence("its lease had expired in etcd")
             return False

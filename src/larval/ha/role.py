@@ -265,6 +265,12 @@ class HaRole:
             flushed = len(daemon.stack.sadb)
             daemon.emit_replies(daemon.stack.handle_pfkey(
                 PfkeyMessage(SadbMsgType.FLUSH, SaType.UNSPEC), time.time()))  # fmt: skip
+            # The virtual addresses go before anything that may wait on etcd (the ESP
+            # writer's last round): the new owner may be announcing them already.
+            try:
+                await loop.run_in_executor(None, node.vips.drop)
+            except NetError as e:
+                log.error("ha: %s", e)
             writer, daemon.stack.esp_state = daemon.stack.esp_state, None
             daemon.stack.sadb.on_removed = None
             if writer is not None:
@@ -272,10 +278,6 @@ class HaRole:
             # The dataplane too (TUN, routes, the socket on the virtual address): a standby
             # neither forwards nor asks for SAs; the next takeover starts it again.
             await loop.run_in_executor(None, daemon._stop_dataplane)
-            try:
-                await loop.run_in_executor(None, node.vips.drop)
-            except NetError as e:
-                log.error("ha: %s", e)
             await loop.run_in_executor(None, node.stood_down)
             log.warning("ha: %s fenced in group %s (%s): %d IKE_SA(s) forgotten without a "
                         "DELETE, %d SA(s) flushed, virtual addresses dropped; standing by",
