@@ -27,6 +27,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def member_command(
+    name: str, data_dir: Path, client: str, peer: str, cluster: str, token: str
+) -> list[str]:
+    """etcd as member `name` of a new cluster (``n1=PEER-URL,...``) on its own URLs, with
+    short raft timings: a leader's loss costs well under a second."""
+    return [ETCD, "--name", name, "--data-dir", str(data_dir),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", cluster, "--initial-cluster-state", "new",
+            "--initial-cluster-token", token,
+            "--heartbeat-interval", "50", "--election-timeout", "500",
+            "--log-level", "warn"]  # fmt: skip
+
+
 class EtcdCluster:
     """`size` members on loopback, with short raft timings so that a leader's loss costs
     well under a second (the lease TTLs the tests use stay far above it)."""
@@ -51,13 +65,8 @@ class EtcdCluster:
             peer = f"http://127.0.0.1:{self.peer_ports[i]}"
             log = open(self.base / f"{name}.log", "wb")  # noqa: SIM115 - the member keeps it
             self.procs[i] = subprocess.Popen(
-                [ETCD, "--name", name, "--data-dir", str(self.base / name),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                 "--initial-cluster-token", f"larval-test-{self.peer_ports[0]}",
-                 "--heartbeat-interval", "50", "--election-timeout", "500",
-                 "--log-level", "warn"],
+                member_command(name, self.base / name, client, peer, cluster,
+                               f"larval-test-{self.peer_ports[0]}"),
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
             log.close()

@@ -40,6 +40,7 @@ from pathlib import Path
 from larval.bench.charon import Charon, ChildConfig, ConnConfig
 from larval.net.netns import Netns
 from larval.store.etcd import EtcdClient, owner_key
+from tests.ha.members import member_command
 from tests.interop.harness import LarvalDaemon, Site
 
 VIP = "192.0.2.10"
@@ -128,7 +129,6 @@ class EtcdMembers:
         return [f"http://{a}:{ETCD_CLIENT_PORT}" for a in ETCD_ADDRESSES]
 
     def start(self) -> None:
-        etcd = shutil.which("etcd") or "/usr/bin/etcd"
         cluster = ",".join(f"{n}=http://{a}:{ETCD_PEER_PORT}"
                            for n, a in zip(self.names, ETCD_ADDRESSES, strict=True))  # fmt: skip
         for i, (name, address) in enumerate(zip(self.names, ETCD_ADDRESSES, strict=True)):
@@ -136,13 +136,8 @@ class EtcdMembers:
             peer = f"http://{address}:{ETCD_PEER_PORT}"
             log = open(self.base / f"{name}.log", "wb")  # noqa: SIM115 - the member keeps it
             self.procs[i] = self.ns.popen(
-                [etcd, "--name", name, "--data-dir", str(self.base / name),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                 "--initial-cluster-token", f"larval-failover-{os.getpid()}",
-                 "--heartbeat-interval", "50", "--election-timeout", "500",
-                 "--log-level", "warn"],
+                member_command(name, self.base / name, client, peer, cluster,
+                               f"larval-failover-{os.getpid()}"),
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
             log.close()
