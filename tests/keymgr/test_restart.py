@@ -17,6 +17,7 @@ import pytest
 import larval.node as node_module
 from larval.daemon.config import parse_config
 from larval.ike.state import IkeSaState
+from larval.keymgr.manager import ChildRecord
 from larval.keymgr.persist import ike_key
 from larval.keymgr.road_warrior import host_state
 from larval.stack import Stack
@@ -47,6 +48,17 @@ def _restarted(version: int, store: MemoryStore, now: float) -> Host:
     a.keymgr.attach_store(store)
     a.keymgr.start(now)
     return a
+
+
+def _soft_expired(a: Host) -> tuple[ChildRecord, float]:
+    """a's one CHILD_SA, aged past its soft lifetime and the EXPIRE handled: the time."""
+    (child,) = a.keymgr.children.values()
+    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
+    assert sa is not None and sa.soft is not None
+    now = float(sa.soft.addtime + 1)
+    a.stack.age(now)
+    a.pump(now)
+    return child, now
 
 
 @pytest.mark.parametrize("version", [2, 1])
@@ -348,12 +360,7 @@ def test_a_kill_during_an_exchange_of_ours_uses_no_message_id_or_iv_twice() -> N
     a, b = _up(2, store)
     (session,) = a.keymgr.sessions.values()
     value = IkeSaState.from_json(json.loads(store.load()[IKE_SA][ike_key(session)])["state"])
-    (child,) = a.keymgr.children.values()
-    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
-    assert sa is not None and sa.soft is not None
-    now = float(sa.soft.addtime + 1)
-    a.stack.age(now)
-    a.pump(now)  # soft EXPIRE: CREATE_CHILD_SA request
+    _, now = _soft_expired(a)  # soft EXPIRE: CREATE_CHILD_SA request
     ((request, _),) = a.keymgr.datagrams_to_send()
     b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
     b.keymgr.datagrams_to_send()  # b's answer, lost with a
@@ -520,12 +527,7 @@ def test_a_child_sa_rekey_of_ours_lost_at_the_kill_is_retried_and_leaves_nothing
     at each end after, the same one, carrying traffic."""
     store = MemoryStore()
     a, b = _up(2, store)
-    (child,) = a.keymgr.children.values()
-    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
-    assert sa is not None and sa.soft is not None
-    now = float(sa.soft.addtime + 1)
-    a.stack.age(now)
-    a.pump(now)  # soft EXPIRE
+    child, now = _soft_expired(a)  # soft EXPIRE
     # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr } -->
     ((request, _),) = a.keymgr.datagrams_to_send()
     (session,) = a.keymgr.sessions.values()
@@ -561,12 +563,8 @@ def test_a_down_right_after_the_restart_still_deletes_the_ike_sa_with_the_peer()
     own D(IKE) went, and the rekey not yet asked for is not asked for."""
     store = MemoryStore()
     a, b = _up(2, store)
-    (child,) = a.keymgr.children.values()
-    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
-    assert sa is not None and sa.soft is not None
-    now = float(sa.soft.addtime + 1)
-    a.stack.age(now)
-    a.pump(now)  # soft EXPIRE: CREATE_CHILD_SA request, lost with a with its answer
+    # soft EXPIRE: a CREATE_CHILD_SA request, lost with a with its answer
+    _, now = _soft_expired(a)
     ((request, _),) = a.keymgr.datagrams_to_send()
     b.keymgr.receive_ike(request, (str(a.addr), 4500), b.addr, now)
     b.keymgr.datagrams_to_send()
@@ -588,12 +586,7 @@ def test_an_ikev1_quick_mode_lost_at_the_kill_is_made_again_at_the_soft_lifetime
     §5.5) and the new one."""
     store = MemoryStore()
     a, b = _up(1, store)
-    (child,) = a.keymgr.children.values()
-    sa = a.stack.sadb.lookup_esp(child.spi_in, a.addr.packed)
-    assert sa is not None and sa.soft is not None
-    now = float(sa.soft.addtime + 1)
-    a.stack.age(now)
-    a.pump(now)  # soft EXPIRE
+    child, now = _soft_expired(a)  # soft EXPIRE
     # QM1 *{ HASH(1), SA, Ni, IDci, IDcr } -->  <-- QM2 (lost with a)
     ((qm1, _),) = a.keymgr.datagrams_to_send()
     b.keymgr.receive_ike(qm1, (str(a.addr), 4500), b.addr, now)
