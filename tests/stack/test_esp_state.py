@@ -137,6 +137,17 @@ def sender(store: RecordingStore | None, **kw: float) -> Host:
     return a
 
 
+def sending(store: RecordingStore, block: int) -> Host:
+    """A sender with its SA added, whose first packet asked for the first block of
+    sequence numbers, and the block reserved."""
+    a = sender(store, block=block)
+    assert a.writer is not None
+    a.add(A_OUTER, B_OUTER)
+    a.path.outbound(packet(0), 1.0)
+    a.writer.run_once()
+    return a
+
+
 def receiver(store: RecordingStore | None = None) -> Host:
     return Host(B_OUTER, B_NET, A_NET, A_OUTER, store)
 
@@ -227,11 +238,8 @@ def test_reservation_is_never_exceeded(block: int, steps: list[tuple[int, str]])
 
 def test_a_failing_store_stops_sending_at_the_mark_and_recovers() -> None:
     store = RecordingStore()
-    a = sender(store, block=16)
+    a = sending(store, block=16)
     assert a.writer is not None
-    a.add(A_OUTER, B_OUTER)
-    a.path.outbound(packet(0), 1.0)
-    a.writer.run_once()
     store.fail = True
     for n in range(40):
         a.path.outbound(packet(n), 1.0)
@@ -246,11 +254,8 @@ def test_a_failing_store_stops_sending_at_the_mark_and_recovers() -> None:
 
 def test_a_fenced_store_stops_all_sending_and_counts_it() -> None:
     store = RecordingStore()
-    a = sender(store, block=16)
+    a = sending(store, block=16)
     assert a.writer is not None
-    a.add(A_OUTER, B_OUTER)
-    a.path.outbound(packet(0), 1.0)
-    a.writer.run_once()
     for n in range(9):  # 1..9 of 1..16: the next block is asked for
         a.path.outbound(packet(n), 1.0)
     assert a.sent_seqs() == list(range(1, 10))
@@ -269,11 +274,8 @@ def test_a_fenced_store_stops_all_sending_and_counts_it() -> None:
 
 def test_fencing_from_outside_stops_sending_without_a_write() -> None:
     store = RecordingStore()
-    a = sender(store, block=1024)
+    a = sending(store, block=1024)
     assert a.writer is not None
-    a.add(A_OUTER, B_OUTER)
-    a.path.outbound(packet(0), 1.0)
-    a.writer.run_once()
     a.path.outbound(packet(1), 1.0)
     a.writer.fence("lease lost")
     a.path.outbound(packet(2), 1.0)
@@ -414,11 +416,8 @@ def test_a_checkpoint_is_due_after_n_packets() -> None:
 
 def test_deleting_an_sa_deletes_its_records() -> None:
     store = RecordingStore()
-    a = sender(store, block=10)
+    a = sending(store, block=10)
     assert a.writer is not None
-    a.add(A_OUTER, B_OUTER)
-    a.path.outbound(packet(0), 1.0)
-    a.writer.run_once()
     a.path.outbound(packet(1), 1.0)
     assert store.load()[ESP_SEQ]
     reply = a.stack.handle_pfkey(by_spi(SadbMsgType.DELETE, SPI, B_OUTER, A_OUTER), 0)
