@@ -1,27 +1,25 @@
-"""The dataplane's guard (`HaRole._guard`): each send asks the node whether it still owns
-the group, so that a node stopped past its deadline and woken sends no ESP, even before
-its other threads have noticed the fence."""
+"""The dataplane's guard (`HaRole._guard`, `Dataplane.may_send`): each send asks the node
+whether it still owns the group, so that a node stopped past its deadline and woken
+sends no ESP, even before its other threads have noticed the fence."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import types
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from larval.daemon.ike_daemon import IkeDaemon
 from larval.ha.role import HaRole
+from larval.net.dataplane import Dataplane
+from larval.net.udp import UdpSocket
+from larval.stack import Stack
+from larval.stack.packet_path import Datagram
 
-
-class Dataplane:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, int, list[bytes]]] = []
-
-    def _send_now(self, dst: bytes, port: int, payloads: list[bytes]) -> None:
-        self.sent.append((dst, port, payloads))
-
-    def _send(self, payload: bytes) -> None:
-        """As `larval.net.dataplane.Dataplane._send`: through the instance's `_send_now`."""
-        self._send_now(b"\xc6\x33\x64\x01", 4500, [payload])
+LOOPBACK = bytes([127, 0, 0, 1])
 
 
 class Node:
@@ -36,18 +34,31 @@ class Node:
 
 
 def test_the_guard_asks_before_each_send() -> None:
+    """A real dataplane's sends to a real socket on loopback, guarded by a node that
+    stops owning the group halfway."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.5)
+    port = receiver.getsockname()[1]
+    udp = UdpSocket.bind("127.0.0.1", 0, gro=False)
+    tun = types.SimpleNamespace(vnet_hdr=False)
+    dataplane = Dataplane(Stack(), tun, udp)  # type: ignore[arg-type]
     role: Any = HaRole.__new__(HaRole)
     role.node = Node()
-    dataplane = Dataplane()
     role._guard(dataplane)
-    role._guard(dataplane)  # a second takeover does not wrap it twice
-    dataplane._send(b"one")
-    assert [p for _, _, p in dataplane.sent] == [[b"one"]] and role.node.asked == 1
-    role.node.owner = False  # the deadline passed while the process was stopped
-    dataplane._send(b"two")
-    dataplane._send_now(b"\xc6\x33\x64\x01", 4500, [b"three", b"four"])
-    assert [p for _, _, p in dataplane.sent] == [[b"one"]]
-    assert role.node.esp_held == 3
+    role._guard(dataplane)  # a second takeover guards it once, as the first
+    try:
+        dataplane._send(Datagram(b"one", LOOPBACK, port))
+        assert receiver.recv(100) == b"one" and role.node.asked == 1
+        role.node.owner = False  # the deadline passed while the process was stopped
+        dataplane._send(Datagram(b"two", LOOPBACK, port))
+        dataplane._send_now(LOOPBACK, port, [b"three", b"four"])
+        with pytest.raises(TimeoutError):
+            receiver.recv(100)
+        assert role.node.esp_held == 3
+    finally:
+        udp.sock.close()
+        receiver.close()
 
 
 def test_a_fenced_node_s_new_key_manager_has_the_pools_as_last_defined(tmp_path: Path) -> None:

@@ -224,19 +224,15 @@ class HaRole:
         """Every datagram the dataplane sends (ESP, NAT keepalives) passes `may_send`
         first: a node that was stopped past its deadline, woken, sends nothing even
         before its other threads notice. One clock reading per batch."""
-        send_now = dataplane._send_now
-        if getattr(send_now, "ha_guarded", False):
-            return
         node = self.node
 
-        def guarded(dst: bytes, port: int, payloads: list[bytes]) -> None:
+        def may_send(datagrams: int) -> bool:
             if node.may_send():
-                send_now(dst, port, payloads)
-            else:
-                node.esp_held += len(payloads)
+                return True
+            node.esp_held += datagrams
+            return False
 
-        guarded.ha_guarded = True  # type: ignore[attr-defined]
-        dataplane._send_now = guarded  # type: ignore[method-assign]
+        dataplane.may_send = may_send
 
     async def _announce(self, loop: asyncio.AbstractEventLoop) -> None:
         for problem in await loop.run_in_executor(None, self.node.vips.announce):

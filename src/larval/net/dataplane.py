@@ -66,6 +66,10 @@ class Dataplane:
             stack, send=self._send, deliver=self._deliver, plain_esp=raw is not None
         )
         self.keepalive = NatKeepalive()
+        #: Asked with their number before datagrams leave (ESP, NAT keepalives); False:
+        #: they are not sent (a node of an ``[ha]`` group that no longer owns it, which
+        #: counts them). None: everything leaves.
+        self.may_send: Callable[[int], bool] | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.write_errors = 0
@@ -108,6 +112,8 @@ class Dataplane:
         self._send_now(datagram.dst, datagram.port, [datagram.payload])
 
     def _send_now(self, dst: bytes, port: int, payloads: list[bytes]) -> None:
+        if self.may_send is not None and not self.may_send(len(payloads)):
+            return
         host = str(ipaddress.ip_address(dst))
         if port == PLAIN_ESP:
             self._send_plain(host, payloads)
