@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from larval.ha.election import Election
+from larval.ha.election import Election, Repeats
 from larval.store import IKE_SA, StoreError, StoreFenced
 from larval.store.etcd import EtcdClient, EtcdStore
 from tests.ha.members import EtcdCluster, cluster, needs_etcd
@@ -294,3 +295,25 @@ def _leader_lost_owner_stays(members: EtcdCluster) -> None:
         follower.close()
         owner.stop()
         standby.stop()
+
+
+def test_a_warning_repeated_while_etcd_is_away_is_logged_once_a_while(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    repeats = Repeats(every=10.0, clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, "larval.ha.election")
+    for _ in range(40):  # every 0.25 s for 10 s
+        repeats.warning("gw1: lease renewal failed: no endpoint answered")
+        now[0] += 0.25
+    repeats.warning("gw1: lease renewal failed: no endpoint answered")
+    repeats.warning("gw1: election in group g: refused")  # another: at once
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "gw1: lease renewal failed: no endpoint answered",
+        "gw1: lease renewal failed: no endpoint answered (and 39 time(s) more in 10 s)",
+        "gw1: election in group g: refused",
+    ]
+    repeats.clear()
+    repeats.warning("gw1: election in group g: refused")
+    assert len(caplog.records) == 4

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from larval.store import StoreError
 from larval.store.etcd import EtcdClient, EtcdWatch, create_revision_is, owner_key, put_op, range_op
 
-__all__ = ["MIN_LEASE_TTL", "Election"]
+__all__ = ["MIN_LEASE_TTL", "Election", "Repeats"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,32 @@ log = logging.getLogger(__name__)
 MIN_LEASE_TTL = 2.0
 #: How often a failed renewal is tried again before the deadline.
 RETRY_INTERVAL = 0.2
+
+
+class Repeats:
+    """A warning that may come every few hundred milliseconds while etcd is away (a
+    renewal retried, a campaign refused): logged the first time and when it changes,
+    else at most once every `every` seconds, saying how often it came meanwhile."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._last: str | None = None
+        self._at = -math.inf
+        self._since = 0
+
+    def warning(self, text: str) -> None:
+        now = self.clock()
+        if text == self._last and now - self._at < self.every:
+            self._since += 1
+            return
+        more = f" (and {self._since} time(s) more in {now - self._at:.0f} s)" if (
+            text == self._last and self._since) else ""  # fmt: skip
+        log.warning("%s%s", text, more)
+        self._last, self._at, self._since = text, now, 0
+
+    def clear(self) -> None:
+        self._last = None
 
 
 class Election:
@@ -81,6 +107,7 @@ class Election:
         self._fence_lock = threading.Lock()
         self._watch: EtcdWatch | None = None
         self._thread: threading.Thread | None = None
+        self._repeats = Repeats(clock=clock)
 
     def __repr__(self) -> str:
         role = f"owner epoch {self.epoch}" if self.epoch else "standby"
@@ -137,7 +164,7 @@ class Election:
         try:
             ttl = self.client.lease_keepalive(self.lease)
         except StoreError as e:
-            log.warning("%s: lease renewal failed: %s", self.node, e)
+            self._repeats.warning(f"{self.node}: lease renewal failed: {e}")
             return False
         finally:
             watchdog.cancel()
@@ -145,6 +172,7 @@ class Election:
             self.fence("its lease had expired in etcd")
             return False
         self.deadline = max(self.deadline, sent + min(ttl, self.ttl) - self.margin)
+        self._repeats.clear()
         return True
 
     def may_write(self) -> bool:
@@ -213,7 +241,7 @@ class Election:
                 elif not self.campaign():
                     self._stand_by()
             except StoreError as e:
-                log.warning("%s: election in group %s: %s", self.node, self.group, e)
+                self._repeats.warning(f"{self.node}: election in group {self.group}: {e}")
                 self._stop.wait(RETRY_INTERVAL)
 
     def _own(self) -> None:
