@@ -190,7 +190,8 @@ def test_an_ikev2_value_is_written_as_version_2_and_reads_back() -> None:
     assert IkeSaState.from_json(text) == v
     assert IkeSaState.from_json(text).to_json() == text
     doc = json.loads(text)
-    assert doc["version"] == 2 and FORMAT_VERSION == 4  # 3: virtual IPs, authentication; 4: XAuth
+    # 3: virtual IPs, authentication; 4: the XAuth user; 5: DNS servers and domains
+    assert doc["version"] == 2 and FORMAT_VERSION == 5
     assert doc["ikev1"] is None and doc["ikev2"]["sk_ei"] == SK_EI.hex()
     assert doc["ikev2"]["next_iv"] == 0xFFFF_FFFF_FFFF_FFF0 and doc["ikev2"]["sk_ai"] == "00" * 32
     assert doc["children"][0]["local_ts"] == ["198.51.100.0/25"]
@@ -238,6 +239,27 @@ def test_an_isakmp_sa_with_an_xauth_user_is_version_4_and_version_3_reads_withou
     assert old.virtual_ips == v.virtual_ips
     doc["ikev1"]["xauth_user"] = "carol"
     with pytest.raises(IkeStateError, match=r"\$\.ikev1\.xauth_user: not in format version 3"):
+        IkeSaState.from_json(json.dumps(doc))
+
+
+def test_a_clients_dns_is_version_5_and_version_4_reads_without_it() -> None:
+    v = v2_value(
+        virtual_ips=(ipaddress.ip_address("10.3.0.1"),),
+        dns=(ipaddress.ip_address("10.3.0.53"), ipaddress.ip_address("2001:db8::53")),
+        dns_domains=("corp.example.org", "example.org"),
+    )
+    text = v.to_json()
+    doc = json.loads(text)
+    assert doc["version"] == 5
+    assert doc["dns"] == ["10.3.0.53", "2001:db8::53"]
+    assert doc["dns_domains"] == ["corp.example.org", "example.org"]
+    assert IkeSaState.from_json(text) == v
+    del doc["dns"], doc["dns_domains"]
+    doc["version"] = 4
+    old = IkeSaState.from_json(json.dumps(doc))
+    assert (old.dns, old.dns_domains, old.virtual_ips) == ((), (), v.virtual_ips)
+    doc["dns"] = ["10.3.0.53"]
+    with pytest.raises(IkeStateError, match=r"\$\.dns: not in format version 4"):
         IkeSaState.from_json(json.dumps(doc))
 
 
@@ -335,7 +357,7 @@ REFUSED = [
     ("not json {", "not a JSON document"),
     ("[1, 2]", r"\$: expected an object"),
     (json.dumps(document(format="strongswan-ha")), r"\$.format is 'strongswan-ha'"),
-    (json.dumps(document(version=5)), "format version 5 is newer than this larval reads \\(4\\)"),
+    (json.dumps(document(version=6)), "format version 6 is newer than this larval reads \\(5\\)"),
     (json.dumps(document(version=0)), r"\$.version 0 is not a format version"),
     (json.dumps(document(version="1")), r"\$.version: expected int, got str"),
     (json.dumps(document(ike_version=3)), r"\$.ike_version 3 is not an IKE version"),

@@ -333,9 +333,10 @@ def test_a_restarted_gateway_keeps_its_clients_leases_until_their_ike_sas_go() -
     assert pools_test.ike(carol)["virtual_ips"] == ["10.3.0.1"]
 
 
-def test_a_restarted_road_warrior_has_its_virtual_ip_again() -> None:
+def test_a_restarted_road_warrior_has_its_virtual_ip_and_dns_again() -> None:
     store = MemoryStore()
-    gateway = pools_test.Host(pools_test.gateway_config(), pools_test.GATEWAY)
+    gateway = pools_test.Host(pools_test.gateway_config(dns_domain=["home.example"]),
+                              pools_test.GATEWAY)  # fmt: skip
     carol = pools_test.Host(pools_test.client_config("carol"), pools_test.CLIENTS["carol"],
                             vips=("0.0.0.0",))  # fmt: skip
     carol.keymgr.attach_store(store)
@@ -349,6 +350,11 @@ def test_a_restarted_road_warrior_has_its_virtual_ip_again() -> None:
     node.keymgr.start(5.0)
     (ike,) = node.keymgr.status()["ike_sas"]
     assert ike["virtual_ips"] == ["10.3.0.1"] and ike["initiator"]
+    # What it writes in its resolver's file comes back too.
+    first, restored = host_state(carol.keymgr), host_state(node.keymgr)
+    assert first.dns == (ipaddress.ip_address("10.3.0.1"),)
+    assert first.domains == ("home.example",)
+    assert (restored.dns, restored.domains) == (first.dns, first.domains)
 
 
 def test_a_kill_during_an_exchange_of_ours_uses_no_message_id_or_iv_twice() -> None:
@@ -447,6 +453,8 @@ def test_an_isakmp_sas_mode_config_address_and_xauth_user_come_back_at_both_ends
     restored, first = host_state(client2.keymgr), host_state(client.keymgr)
     assert restored.addresses == first.addresses == (rw_test.VIP,)
     assert restored.routes == first.routes
+    assert first.dns == (ipaddress.ip_address("10.3.0.53"),) and first.domains
+    assert (restored.dns, restored.domains) == (first.dns, first.domains)
     request = rw_test.icmp_echo(str(rw_test.VIP), "203.0.113.9")
     client2.path.outbound(request, 6.0)
     (sealed,) = client2.esp

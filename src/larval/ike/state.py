@@ -71,7 +71,7 @@ __all__ = [
 
 #: The `format` of the JSON document, and the newest `version` of it this larval reads.
 FORMAT = "larval-ike-sa"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 T = TypeVar("T")
 
@@ -366,6 +366,10 @@ class IkeSaState:
     #: How each end authenticated, for status (an EAP or XAuth identity among it).
     auth_local: AuthInfo | None = field(default=None, metadata=_since(3))
     auth_remote: AuthInfo | None = field(default=None, metadata=_since(3))
+    #: The DNS servers and domains a client was given with its virtual addresses, which
+    #: it puts back in its resolver's file when restored.
+    dns: tuple[IPAddr, ...] = field(default=(), metadata=_since(5))
+    dns_domains: tuple[str, ...] = field(default=(), metadata=_since(5))
 
     def shifted(self, delta: float) -> IkeSaState:
         """The same IKE SA with every time moved by `delta` seconds: read on a clock that

@@ -115,7 +115,7 @@ from .framing import Ikev1Framing
 from .informational import Dpd, Informational, protected
 from .isakmp import PHASE1, Address, ChildSa, Inbound, IsakmpSa, Outgoing, delivery_wait
 from .message import IkeV1Header, decode_header
-from .modecfg import AttributePayload
+from .modecfg import AttributePayload, ReceivedConfig
 from .payloads import DeletePayload, IdPayload, NotifyPayload, Payload
 from .phase1 import (
     AggressiveInitiator,
@@ -611,6 +611,8 @@ class IkeV1Session(IsakmpSa):
             virtual_ips=tuple(self.virtual_ips),
             auth_local=self.auth_local,
             auth_remote=self.auth_remote,
+            dns=self.received.dns,
+            dns_domains=self.received.domains,
         )
 
     @classmethod
@@ -672,6 +674,7 @@ class IkeV1Session(IsakmpSa):
         self._remote_access.xauth_done = True
         self._remote_access.user = v1.xauth_user
         self.virtual_ips = value.virtual_ips
+        self.received = ReceivedConfig(value.virtual_ips, value.dns, value.dns_domains)
         self.auth_local, self.auth_remote = value.auth_local, value.auth_remote
         self._enter(State.ESTABLISHED)
         log.info("%s: ISAKMP SA resumed with %d CHILD_SAs", self.name(), len(self.children))

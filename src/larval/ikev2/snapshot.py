@@ -42,6 +42,7 @@ from larval.ike.config import ChildPolicy, IkeConfig
 from larval.ike.state import ChildSaState, IkeSaState, IkeStateError, Ikev2State, Secret
 from larval.ikev2 import session as v2
 from larval.ikev2.exchanges import Informational
+from larval.ikev2.exchanges.config_payload import ReceivedConfig
 from larval.ikev2.negotiate import suite_get
 
 __all__ = ["restore", "snapshot"]
@@ -98,6 +99,8 @@ def snapshot(session: v2.IkeSession) -> IkeSaState:
         virtual_ips=tuple(session.virtual_ips),
         auth_local=session.auth_local,
         auth_remote=session.auth_remote,
+        dns=session.received.dns,
+        dns_domains=session.received.domains,
     )
 
 
@@ -152,6 +155,7 @@ def restore(
         session.children[c.spi_in] = child
     session.established_at = value.established_at
     session.virtual_ips = value.virtual_ips
+    session.received = ReceivedConfig(value.virtual_ips, value.dns, value.dns_domains)
     session.auth_local, session.auth_remote = value.auth_local, value.auth_remote
     session._rekey_at, session._deadline = value.rekey_at, state.deadline
     session._transport.restore(value.transport)
