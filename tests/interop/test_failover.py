@@ -37,6 +37,9 @@ from tests.interop.harness import needs_charon, needs_netns, spis
 pytestmark = [needs_netns, needs_charon, needs_etcd]
 
 CREATE_CHILD_SA = 36  # RFC 7296 §3.1
+INFORMATIONAL = 37
+#: charon's dpd_delay, in seconds (`FailoverRig.client`'s default).
+DPD_DELAY = 2
 
 
 @dataclass
@@ -67,9 +70,44 @@ def _wait_role(gw: Gateway, role: str, timeout: float) -> dict[str, Any]:
                 f"{gw.daemon.log.read_text(errors='replace')[-4000:]}")  # fmt: skip
 
 
+#: An IKE SA in charon's --list-sas: its initiator and responder SPIs.
+IKE_SA_LISTED = re.compile(r"IKEv2, ([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r")
+
+
 def _ike_spis(listing: str) -> str:
-    m = re.search(r"IKEv2, ([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r", listing)
+    m = IKE_SA_LISTED.search(listing)
     return m.group(0) if m else ""
+
+
+def _ike_sa(listing: str) -> tuple[str, str]:
+    """The IKE SA's initiator and responder SPIs in charon's `listing`, as 16 hex digits."""
+    m = IKE_SA_LISTED.search(listing)
+    assert m, listing
+    return m.group(1), m.group(2)
+
+
+def _answers_liveness(run: Running, new: Gateway) -> None:
+    """`new` holds charon's IKE SA (`larval status`) and answers the liveness check charon
+    is made to send. charon sends one only after `DPD_DELAY` with nothing coming in, IKE or
+    ESP: while the echoes flow, a takeover that leaves the tunnel quiet for less than that
+    (the owner cut off from etcd lets the address go a margin before its lease lapses, not
+    a lease after) gets none. With the traffic stopped the tunnel is quiet, and charon's
+    DPD request must come, and its answer, within a few delays."""
+    spi_i, spi_r = _ike_sa(run.before)
+    ike_sas = control_request(str(new.dir / "control"), {"op": "ike.status"}, timeout=2)
+    held = [(sa["spi_i"], sa["spi_r"], sa["state"]) for sa in ike_sas["ike_sas"]]
+    assert (spi_i, spi_r, "established") in held, (new.name, held)
+    log = run.charon.dir / "charon.log"
+    answers = log.read_text(errors="replace").count("parsed INFORMATIONAL response")
+    deadline = time.monotonic() + 3 * DPD_DELAY + 2
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count("parsed INFORMATIONAL response") > answers:
+            return
+        time.sleep(0.2)
+    assert new.daemon is not None
+    pytest.fail(f"charon's liveness check not answered by {new.name}:\n"
+                f"{log.read_text(errors='replace')[-3000:]}\n--- {new.name}:\n"
+                f"{new.daemon.log.read_text(errors='replace')[-3000:]}")  # fmt: skip
 
 
 def _up(rig: FailoverRig, *, rekey: str = "1h") -> Running:
@@ -108,6 +146,8 @@ def _evidence(
     # The tunnel carries the echoes again at the end.
     last = max(result.sent)
     assert all(n in result.echoed for n in range(last - 100, last + 1)), window
+    if new is not None:
+        _answers_liveness(run, new)
     log = (run.charon.dir / "charon.log").read_text(errors="replace")
     assert "INVALID_MESSAGE_ID" not in log, log[-3000:]
 
@@ -119,8 +159,10 @@ def _evidence(
     from_new = [p for p in esp if p.mac == new.mac]
     ike_from_new = [p for p in ike if p.mac == new.mac]
     assert from_new, "the new owner sent no ESP"
-    # Its IKE answers charon (liveness checks, a rekey): the IKE SA goes on there.
-    assert any(p.response for p in ike_from_new), ike_from_new
+    # Its IKE answers charon's liveness check in the IKE SA the old owner made: it goes on there.
+    ike_sa = _ike_sa(run.before)
+    assert any(p.exchange == INFORMATIONAL and p.response and (p.spi_i, p.spi_r) == ike_sa
+               for p in ike_from_new), ike_from_new  # fmt: skip
     began = min(p.time for p in [*from_new, *ike_from_new])
     late = sent_after(esp, ike, old.mac, began)
     assert late == [], f"{old.name} sent after {new.name} took over: {late[:5]}"
