@@ -472,6 +472,7 @@ def test_an_address_a_killed_run_left_is_taken_away_at_start(netns_rig: Rig) -> 
     gw1 = rig.gateway("gw1")
     gw1.wait_log(f"ha: virtual address {NS_VIP} was left on eth0 by a run that did not stop "
                  "cleanly; taking it away, this node stands by")  # fmt: skip
+    gw1.wait_log("ha: gw1 stands by in group edge")  # logged once the node has started
     text = gw1.text()
     assert text.index("was left on eth0") < text.index("stands by in group edge")
     # Then it wins, and puts it on again as the owner.
