@@ -274,10 +274,11 @@ class HaRole:
             # The dataplane too (TUN, routes, the socket on the virtual address): a standby
             # neither forwards nor asks for SAs; the next takeover starts it again.
             await loop.run_in_executor(None, daemon._stop_dataplane)
-            await loop.run_in_executor(None, node.stood_down)
             log.warning("ha: %s fenced in group %s (%s): %d IKE_SA(s) forgotten without a "
                         "DELETE, %d SA(s) flushed, virtual addresses dropped; standing by",
                         node.node, node.group, reason, forgotten, flushed)  # fmt: skip
+            # Following the group again may wait on an etcd it cannot reach.
+            await loop.run_in_executor(None, node.stood_down)
 
     def pools_defined(self, pools: Pools) -> None:
         """A reload's pools, as defined (no lease yet): a new key manager starts with them."""
