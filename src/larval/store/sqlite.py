@@ -11,7 +11,8 @@ Theory of operation
   record: replay checkpoints alone could afford ``NORMAL`` (a lost one only widens what
   a restored SA accepts, never what it sends), but they are batched across SAs on a
   timer, a few commits a second, too few for the saving to be worth a second rule. One
-  `write` is one ``BEGIN IMMEDIATE … COMMIT``.
+  `write` is one ``BEGIN IMMEDIATE … COMMIT``; the key manager groups the IKE messages
+  of one pass of the event loop into one (`larval.daemon.group_commit`).
 * Two tables: ``records (kind, key, value)`` with every value sealed under the state key
   (`larval.store.crypto`), and ``meta (name, value)`` holding the format's name and
   version and a sealed check value, so that a foreign file, a newer format or another
