@@ -35,8 +35,10 @@ The state store: each case's larval pair runs again with each end keeping its st
 as `larval run` does with ``[daemon] state`` (`_with_store`): an SQLite store in a
 temporary directory under a fresh key, shared by the stack (its sequence number writer
 running) and the key manager, which writes an IKE SA's and its CHILD_SA's records before
-the datagram that follows from them leaves. ``--store both`` (the default) runs it after
-the store-off pair in each round and gives the cost as on/off (`larval.bench.store_cost`);
+the datagram that follows from them leaves, on an event loop with `larval run`'s group
+commit (`_serve`: one write per pass for every IKE SA that changed in it).
+``--store both`` (the default) runs it after the store-off pair in each round and gives
+the cost as on/off (`larval.bench.store_cost`);
 the records each store held at the end are reported, so a run that wrote nothing shows.
 No ESP flows here (no dataplane): what reserving sequence numbers costs is `bench tunnel`'s.
 
@@ -167,7 +169,8 @@ def _node(me: str, peer: str, credentials: Path | None = None) -> Node:
 def _with_store(node: Node, where: Path | str, me: str) -> StateStore:
     """The node keeps its state as `larval run` with ``[daemon] state`` does: one store
     for the stack's sequence number reservations (its writer thread running) and the key
-    manager's IKE_SA and CHILD_SA records, written before each datagram leaves. `where`:
+    manager's IKE_SA and CHILD_SA records, written by group commit before the datagrams
+    that follow from them leave (`_serve`). `where`:
     an SQLite file (a fresh key beside it), or an etcd endpoint
     (`larval.bench.stores.open_bench_store`)."""
     store = open_bench_store(where, me)
@@ -776,7 +779,8 @@ def _store_note(store: str) -> str:
     )
     what = (
         f"each case's larval pair with each end's state {where}, the IKE_SA and CHILD_SA "
-        "records written before each datagram leaves"
+        "records of a pass of the event loop written in one group commit before its "
+        "datagrams leave"
     )
     if store == "on":
         return f". State store on: {what}"
