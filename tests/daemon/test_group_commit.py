@@ -217,3 +217,30 @@ def test_batches_are_written_one_at_a_time_in_order(tmp_path: Path) -> None:
         commit.close()
 
     _run(body)
+
+
+def test_a_batch_that_cannot_be_made_sends_nothing_and_the_next_pass_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sent: list[int] = []
+    persist = Persistence(MemoryStore())
+    calls = [0]
+
+    def take() -> Batch:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise ValueError("a snapshot that does not encode")
+        return Batch(persist, {}, set(), [(b"x", ("h", calls[0]))])
+
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        commit = GroupCommit(loop, take, lambda d: sent.extend(p for _, (_, p) in d))
+        commit.request()
+        await commit.drained()  # settles: a stop does not wait for ever
+        assert sent == []
+        assert "the batch could not be made (ValueError: a snapshot" in caplog.text
+        commit.request()
+        await commit.drained()
+        assert sent == [2]
+        commit.close()
+
+    _run(body)

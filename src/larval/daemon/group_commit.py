@@ -76,10 +76,18 @@ class GroupCommit:
     def _pass(self) -> None:
         self._scheduled = False
         self._wanted = False
-        batch = self._take()
-        if batch.empty:
-            self._send(batch.datagrams)
+        try:
+            batch = self._take()
+        except Exception as e:  # a record that cannot be made: nothing leaves, logged
+            log.error("state store: the batch could not be made (%s: %s); holding back "
+                      "what would have been sent", type(e).__name__, e)  # fmt: skip
             self._settled()
+            return
+        if batch.empty:
+            try:
+                self._send(batch.datagrams)
+            finally:
+                self._settled()
             return
         self._writing = batch
         future = self._loop.run_in_executor(self._writer, batch.write)
@@ -89,16 +97,18 @@ class GroupCommit:
         batch, self._writing = self._writing, None
         assert batch is not None
         exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
-        if exc is None:
-            self.batches += 1
-            self._send(batch.datagrams)
-        else:
-            batch.failed(exc)
-        if self._wanted:
-            self._wanted = False
-            self.request()
-        else:
-            self._settled()
+        try:
+            if exc is None:
+                self.batches += 1
+                self._send(batch.datagrams)
+            else:
+                batch.failed(exc)
+        finally:
+            if self._wanted:
+                self._wanted = False
+                self.request()
+            else:
+                self._settled()
 
     def _settled(self) -> None:
         if not self._scheduled and self._writing is None:
