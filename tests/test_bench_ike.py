@@ -141,6 +141,21 @@ def test_larval_pair_with_the_store_on_writes_every_ike_sa_and_child_sa(tmp_path
     os.geteuid() != 0 or shutil.which("ip") is None,
     reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
 )
+def test_larval_pair_with_the_store_on_writes_by_group_commit(tmp_path: Path) -> None:
+    """The bench's nodes write as `larval run` does: one write per pass of the loop, for
+    every IKE SA that changed in it, not one per IKE SA (which would be 200 or more)."""
+    result = ike._larval(200, 64, state=tmp_path)
+    assert result["done"] == 200
+    for side in ("initiator", "responder"):
+        store = result["store"][side]
+        assert store["records"] == {"ike_sa": 200, "child_sa": 200}
+        assert store["writes"] < 100, store
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 (a network namespace, UDP 500 and 4500)",
+)
 def test_bench_ike_prints_the_store_cost_beside_the_figures() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "larval.bench", "ike", "--setups", "20", "--cert-setups", "0",

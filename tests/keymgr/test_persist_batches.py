@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
+from larval.keymgr.persist import Persistence
 from larval.store import CHILD_SA, IKE_SA, MemoryStore, RecordKey
 from tests.keymgr.test_restart import _up
 
@@ -34,3 +35,16 @@ def test_a_child_sa_installed_in_one_turn_is_one_record_with_both_sas_in_one_bat
     (batch,) = with_child
     assert set(json.loads(batch[key])["sas"]) == {"in", "out"}
     assert any(kind == IKE_SA for kind, _ in batch)
+
+
+def test_a_batch_put_back_is_under_what_changed_since_it_was_taken() -> None:
+    """A write that failed: its records go back for the next one, except those a later
+    put or delete replaced (`Persistence.put_back`)."""
+    persist = Persistence(MemoryStore())
+    a, b, c, d = ((IKE_SA, k) for k in ("a", "b", "c", "d"))
+    taken = {a: b"a1", b: b"b1", c: b"c1"}, {d}
+    persist._puts[b] = b"b2"  # changed again since
+    persist._deletes.add(c)  # gone since
+    persist.put_back(*taken)
+    assert persist.take(lambda s: None) == ({a: b"a1", b: b"b2"}, {c, d})
+    assert persist.take(lambda s: None) is None

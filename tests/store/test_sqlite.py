@@ -324,11 +324,15 @@ def test_tables_of_our_names_but_another_shape_are_foreign(tmp_path: Path) -> No
     opened.store.close()
 
 
-def test_the_store_is_in_wal_mode_with_synchronous_normal(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "state.db", StateKey(bytes(32)))
-    assert store._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert store._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
-    store.close()
+def test_the_store_is_in_wal_mode_with_synchronous_full(tmp_path: Path) -> None:
+    """FULL: the WAL is fsynced at every commit, so a write that returned survives a power
+    loss too (NORMAL, 1, would lose the last commits: reused nonces after the reboot)."""
+    for _ in range(2):  # created, then opened again: the pragma is the connection's
+        store = SqliteStore(tmp_path / "state.db", StateKey(bytes(32)))
+        assert store._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        store.write({("ike_sa", "00/11"): b"x"})
+        store.close()
 
 
 def test_a_failed_batch_leaves_nothing_of_itself(tmp_path: Path) -> None:

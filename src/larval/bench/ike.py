@@ -35,8 +35,10 @@ The state store: each case's larval pair runs again with each end keeping its st
 as `larval run` does with ``[daemon] state`` (`_with_store`): an SQLite store in a
 temporary directory under a fresh key, shared by the stack (its sequence number writer
 running) and the key manager, which writes an IKE SA's and its CHILD_SA's records before
-the datagram that follows from them leaves. ``--store both`` (the default) runs it after
-the store-off pair in each round and gives the cost as on/off (`larval.bench.store_cost`);
+the datagram that follows from them leaves, on an event loop with `larval run`'s group
+commit (`_serve`: one write per pass for every IKE SA that changed in it).
+``--store both`` (the default) runs it after the store-off pair in each round and gives
+the cost as on/off (`larval.bench.store_cost`);
 the records each store held at the end are reported, so a run that wrote nothing shows.
 No ESP flows here (no dataplane): what reserving sequence numbers costs is `bench tunnel`'s.
 
@@ -45,6 +47,7 @@ No ESP flows here (no dataplane): what reserving sequence numbers costs is `benc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
@@ -55,7 +58,7 @@ import struct
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
@@ -73,9 +76,11 @@ from larval.bench.charon import (
 from larval.bench.stores import EtcdMember, etcd_available, open_bench_store
 from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import parse_config
+from larval.daemon.group_commit import GroupCommit
 from larval.esp import NON_ESP_MARKER
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.manager import KeyManager
+from larval.keymgr.persist import take_batch
 from larval.net.netns import Netns, veth_pair
 from larval.node import Node
 from larval.store import StateStore, StoreError
@@ -164,7 +169,8 @@ def _node(me: str, peer: str, credentials: Path | None = None) -> Node:
 def _with_store(node: Node, where: Path | str, me: str) -> StateStore:
     """The node keeps its state as `larval run` with ``[daemon] state`` does: one store
     for the stack's sequence number reservations (its writer thread running) and the key
-    manager's IKE_SA and CHILD_SA records, written before each datagram leaves. `where`:
+    manager's IKE_SA and CHILD_SA records, written by group commit before the datagrams
+    that follow from them leave (`_serve`). `where`:
     an SQLite file (a fresh key beside it), or an etcd endpoint
     (`larval.bench.stores.open_bench_store`)."""
     store = open_bench_store(where, me)
@@ -193,12 +199,17 @@ def _bind(address: str, port: int) -> socket.socket:
     return sock
 
 
-def _send(keymgr: KeyManager, sockets: tuple[socket.socket, socket.socket]) -> None:
-    for data, (host, port) in keymgr.datagrams_to_send():
-        if port == NAT_T_PORT:
-            sockets[1].sendto(NON_ESP_MARKER + data, (host, port))  # RFC 3948 §2.2
-        else:
-            sockets[0].sendto(data, (host, port))
+def _sender(
+    sockets: tuple[socket.socket, socket.socket],
+) -> Callable[[list[tuple[bytes, tuple[str, int]]]], None]:
+    def send(datagrams: list[tuple[bytes, tuple[str, int]]]) -> None:
+        for data, (host, port) in datagrams:
+            if port == NAT_T_PORT:
+                sockets[1].sendto(NON_ESP_MARKER + data, (host, port))  # RFC 3948 §2.2
+            else:
+                sockets[0].sendto(data, (host, port))
+
+    return send
 
 
 def _peer(
@@ -227,58 +238,100 @@ def _peer(
                       "store": {"error": str(e)}})  # fmt: skip
         results.close()
         return
-    natt = sockets[1]
-    local = keymgr.connections["bench"].ike.local_addr
-    initiator = me == "i"
-    started = 0
-    first = last = 0.0
     ready.wait()
     cpu0 = time.process_time()
-    next_timer = time.monotonic() + TIMER_PERIOD
-    deadline = time.monotonic() + max(60.0, n / 10)
-    while True:
-        now = time.time()
-        mono = time.monotonic()
-        if initiator:
-            # Sessions that closed (failed) leave `sessions`; installed ones stay.
-            pending = len(keymgr.sessions) - len(keymgr.children)
-            while started < n and pending < in_flight:
-                if not started:
-                    first = mono
-                keymgr.initiate("bench", "net", now)
-                started += 1
-                pending += 1
-        _send(keymgr, sockets)
-        done = len(keymgr.children)
-        if done >= n or stop.is_set() or mono > deadline:
-            break
-        if mono >= next_timer:
-            keymgr.handle_timer(now)
-            next_timer = mono + TIMER_PERIOD
-            continue
-        readable, _, _ = select.select(sockets, (), (), TIMER_PERIOD)
-        for sock in readable:
-            for _ in range(64):
-                try:
-                    data, addr = sock.recvfrom(65535)
-                except BlockingIOError:
-                    break
-                if sock is natt:
-                    if not data.startswith(NON_ESP_MARKER):
-                        continue  # ESP: nobody here to decrypt it
-                    data = data[len(NON_ESP_MARKER) :]
-                keymgr.receive_ike(data, addr, local, time.time())
-                _send(keymgr, sockets)  # at once, so that the peer works while we do
-        if len(keymgr.children) > done:
-            last = time.monotonic()
-    cpu = time.process_time() - cpu0
-    report: dict[str, Any] = {"done": len(keymgr.children), "started": started,
-                              "first": first, "last": last, "cpu": cpu}  # fmt: skip
+    report = asyncio.run(_serve(keymgr, sockets, me == "i", n, in_flight, stop))
+    report["cpu"] = time.process_time() - cpu0
     if store is not None:
         report["store"] = _store_report(node, store)
     results.send(report)
     # The other side may still be waiting for our last datagrams.
     results.close()
+
+
+async def _serve(
+    keymgr: KeyManager,
+    sockets: tuple[socket.socket, socket.socket],
+    initiator: bool,
+    n: int,
+    in_flight: int,
+    stop: Event,
+) -> dict[str, Any]:
+    """The key manager on an event loop as `larval run` drives it (`IkeDaemon`): each
+    datagram read is handled at once; what that changed and sends goes by group commit
+    (`larval.daemon.group_commit`: one write on a writer thread per pass, the datagrams
+    after it) with the store on, and leaves at once with it off; timers every
+    `TIMER_PERIOD`. (The daemon's asyncio transport reads a datagram per socket per
+    turn of the loop, this reads all that are there: that affects both runs alike.)"""
+    loop = asyncio.get_running_loop()
+    send = _sender(sockets)
+    commit = GroupCommit(loop, lambda: take_batch(keymgr), send)
+    local = keymgr.connections["bench"].ike.local_addr
+    natt = sockets[1]
+    state = {"started": 0, "first": 0.0, "last": 0.0}
+    finished = loop.create_future()
+
+    def flush() -> None:
+        if keymgr.persist is not None:
+            commit.request()
+        else:
+            send(keymgr.datagrams_to_send())
+
+    def progress() -> None:
+        done = len(keymgr.children)
+        if done > progress.done:  # type: ignore[attr-defined]
+            progress.done = done  # type: ignore[attr-defined]
+            state["last"] = time.monotonic()
+        if initiator:
+            # Sessions that closed (failed) leave `sessions`; installed ones stay.
+            pending = len(keymgr.sessions) - len(keymgr.children)
+            now = time.time()
+            while state["started"] < n and pending < in_flight:
+                if not state["started"]:
+                    state["first"] = time.monotonic()
+                keymgr.initiate("bench", "net", now)
+                state["started"] += 1
+                pending += 1
+        flush()
+        if (done >= n or stop.is_set()) and not finished.done():
+            finished.set_result(None)
+
+    progress.done = 0  # type: ignore[attr-defined]
+
+    def readable(sock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except BlockingIOError:
+                break
+            if sock is natt:
+                if not data.startswith(NON_ESP_MARKER):
+                    continue  # ESP: nobody here to decrypt it
+                data = data[len(NON_ESP_MARKER) :]
+            keymgr.receive_ike(data, addr, local, time.time())
+        progress()
+
+    def tick() -> None:
+        keymgr.handle_timer(time.time())
+        progress()
+        ticking[0] = loop.call_later(TIMER_PERIOD, tick)
+
+    for sock in sockets:
+        loop.add_reader(sock, readable, sock)
+    ticking = [loop.call_later(TIMER_PERIOD, tick)]
+    progress()
+    try:
+        await asyncio.wait_for(finished, max(60.0, n / 10))
+    except TimeoutError:
+        pass
+    finally:
+        ticking[0].cancel()
+        for sock in sockets:
+            loop.remove_reader(sock)
+    await commit.drained()
+    commit.close()
+    return {"done": len(keymgr.children), "started": state["started"],
+            "first": state["first"], "last": state["last"]}  # fmt: skip
 
 
 def _larval(
@@ -721,12 +774,13 @@ def _store_note(store: str) -> str:
         "owner of a group of its own, each write one txn fenced by the owner key's create "
         "revision; values sealed under a fresh key; etcd's own CPU is not counted)"
         if store == "etcd"
-        else "in an SQLite store (WAL, synchronous=NORMAL, values sealed under a fresh "
+        else "in an SQLite store (WAL, synchronous=FULL, values sealed under a fresh "
         "key, a temporary directory)"
     )
     what = (
         f"each case's larval pair with each end's state {where}, the IKE_SA and CHILD_SA "
-        "records written before each datagram leaves"
+        "records of a pass of the event loop written in one group commit before its "
+        "datagrams leave"
     )
     if store == "on":
         return f". State store on: {what}"

@@ -1,5 +1,5 @@
 """State store benchmark: batches of 16 records written per second to the SQLite store
-(WAL, synchronous=NORMAL, every value sealed) beside the in-memory store, with the
+(WAL, synchronous=FULL, every value sealed) beside the in-memory store, with the
 SQLite write's latency percentiles. A batch is what a replay checkpoint or a round of
 sequence-number reservations writes: 16 records of 64 bytes, one transaction."""
 
@@ -53,7 +53,7 @@ def run(n_batches: int = 5000) -> dict[str, Any]:
         "memory_batches_per_s": round(n_batches / memory_s),
         "note": (
             f"{n_batches} batches of {BATCH} records of {len(VALUE)} bytes, one writer; "
-            "SQLite in WAL mode, synchronous=NORMAL, AES-GCM sealed values, in a temporary "
+            "SQLite in WAL mode, synchronous=FULL, AES-GCM sealed values, in a temporary "
             "directory"
         ),
     }

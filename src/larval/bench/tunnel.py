@@ -323,7 +323,7 @@ def _store_note(off: bool, on: bool) -> str:
     what = (
         "each larval stack's outbound sequence numbers reserved (blocks of 16384) and "
         "replay windows checkpointed (every 100 ms) in an SQLite state store (WAL, "
-        "synchronous=NORMAL, values sealed under a fresh key, a temporary directory)"
+        "synchronous=FULL, values sealed under a fresh key, a temporary directory)"
     )
     if not on:
         return "; state store off"

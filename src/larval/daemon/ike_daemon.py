@@ -22,6 +22,7 @@ from typing import Any
 
 from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import DaemonConfig, load_config
+from larval.daemon.group_commit import GroupCommit
 from larval.daemon.reload import (
     RELOADED,
     by_name,
@@ -36,6 +37,7 @@ from larval.daemon.stack_service import DataplaneConfig, StackService
 from larval.esp import NON_ESP_MARKER
 from larval.ha.role import HaRole
 from larval.ike import IKE_PORT, NAT_T_PORT
+from larval.keymgr.persist import take_batch
 from larval.keymgr.road_warrior import host_state
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
@@ -164,6 +166,7 @@ class IkeDaemon(StackService):
         self._nat_t_peers: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
         self._road_warrior = _road_warrior(cfg)
+        self._commit: GroupCommit | None = None  # made with the first flush on the loop
 
     # -- PF_KEY from the stack -----------------------------------------------------------
 
@@ -202,7 +205,19 @@ class IkeDaemon(StackService):
         self._loop.call_soon_threadsafe(lambda: self.ike_received(body, addr, local, nat_t=True))
 
     def _flush(self) -> None:
-        for data, (host, port) in self.keymgr.datagrams_to_send():
+        """What the key manager did leaves: with a state store, by group commit (one
+        write for the whole pass of the loop, then its datagrams; `GroupCommit`),
+        without one at once."""
+        if self._loop is not None and (self.keymgr.persist is not None or self._commit is not None):
+            if self._commit is None:
+                self._commit = GroupCommit(self._loop, lambda: take_batch(self.keymgr),
+                                           self._sent)  # fmt: skip
+            self._commit.request()
+            return
+        self._sent(self.keymgr.datagrams_to_send())
+
+    def _sent(self, datagrams: list[tuple[bytes, tuple[str, int]]]) -> None:
+        for data, (host, port) in datagrams:
             self._send_ike(data, host, port)
         if self._road_warrior is not None:
             self._road_warrior.sync(host_state(self.keymgr))
@@ -289,6 +304,8 @@ class IkeDaemon(StackService):
             return
         self.keymgr.shutdown(time.time())
         self._flush()
+        if self._commit is not None:
+            await self._commit.drained()
         await asyncio.sleep(0.2)  # let the DELETEs leave, and their answers come
         self._close_ike_sockets()
         if self._road_warrior is not None:
@@ -299,6 +316,8 @@ class IkeDaemon(StackService):
         try:
             await super().run()
         finally:
+            if self._commit is not None:
+                self._commit.close()
             if self.store is not None:
                 self.store.close()
 

@@ -26,7 +26,11 @@ Theory of operation
   datagrams leave (`KeyManager.datagrams_to_send`), so one batch a turn holds every
   change, and a message with a new Message ID leaves only once the IKE SA's value with
   that Message ID is durable (a request we send, and the reply we cache for the peer's).
-  An IKE SA that went away is deleted with its record.
+  An IKE SA that went away is deleted with its record. `larval run` splits the flush
+  (`take_batch`): the records and the datagrams of a pass of its loop are taken as one
+  `Batch`, written on a writer thread, and the datagrams sent once it returned
+  (`larval.daemon.group_commit`); a batch that failed is `put_back` under what changed
+  since, so the next write holds it.
 * A snapshot is possible only between exchanges (`IkeStateError`). While one of ours is
   under way (a CREATE_CHILD_SA, a rekey), the record keeps the value from before it,
   moved on to the session's Message IDs and AEAD IV counter (IKEv2's
@@ -90,7 +94,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("larval.ike")
 
-__all__ = ["Persistence", "RestoreReport", "child_key", "ike_key"]
+__all__ = ["Batch", "Persistence", "RestoreReport", "child_key", "ike_key", "take_batch"]
 
 
 def ike_key(session: IkeSa) -> str:
@@ -204,7 +208,23 @@ class Persistence:
         """Write what changed since the last flush, in one batch; `connection_of` gives a
         session's connection name, local address and leases (None: it is no longer
         kept); `pools`' leases are kept as LEASE records when an IKE SA changed.
-        Raises `StoreError` (and `StoreFenced`) as the store does."""
+        Raises `StoreError` (and `StoreFenced`) as the store does; what was not written
+        is written by the next flush."""
+        taken = self.take(connection_of, pools)
+        if taken is None:
+            return
+        try:
+            self.store.write(*taken)
+        except BaseException:
+            self.put_back(*taken)
+            raise
+
+    def take(
+        self, connection_of: Callable[[IkeSa], dict[str, Any] | None], pools: Pools | None = None
+    ) -> tuple[dict[RecordKey, bytes], set[RecordKey]] | None:
+        """What `flush` would write, taken out to be written elsewhere (`Batch`, on a
+        writer thread): the puts and the deletes, or None if nothing changed. A write of
+        them that fails is `put_back`."""
         dirty, self._dirty = self._dirty, {}
         if dirty and pools is not None and len(pools):
             self._lease_records(pools)
@@ -242,10 +262,20 @@ class Persistence:
             self._ike_keys[ident] = key
         self._child_records()
         if not self._puts and not self._deletes:
-            return
-        puts, deletes = self._puts, self._deletes
-        self.store.write(puts, deletes)
+            return None
+        puts, deletes = self._puts, self._deletes - self._puts.keys()
         self._puts, self._deletes = {}, set()
+        return puts, deletes
+
+    def put_back(self, puts: dict[RecordKey, bytes], deletes: set[RecordKey]) -> None:
+        """A batch that was not written, back under what changed since it was taken: the
+        next write holds it, except where a later put or delete of a record replaces it."""
+        for key, value in puts.items():
+            if key not in self._puts and key not in self._deletes:
+                self._puts[key] = value
+        for key in deletes:
+            if key not in self._puts and key not in self._deletes:
+                self._deletes.add(key)
 
     def _moved_on(self, ident: int, session: IkeSa) -> IkeSaState | None:
         """The last value written of a session that has none now (an exchange of ours
@@ -649,6 +679,51 @@ def _readd(
     assert keymgr.persist is not None
     keymgr.persist.adopt_child(spi_in, doc)
     return True
+
+
+@dataclasses.dataclass
+class Batch:
+    """One group commit: the records the key manager's handling of a pass of datagrams
+    and timers changed, and the datagrams it produced, which may leave only once
+    `write` returned (`larval.daemon.group_commit`)."""
+
+    persist: Persistence | None
+    puts: dict[RecordKey, bytes]
+    deletes: set[RecordKey]
+    datagrams: list[tuple[bytes, tuple[str, int]]]
+
+    def __repr__(self) -> str:  # the values hold keys
+        return f"<Batch {len(self.puts)} put(s), {len(self.deletes)} delete(s), " \
+               f"{len(self.datagrams)} datagram(s)>"  # fmt: skip
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write: the datagrams may leave at once."""
+        return not self.puts and not self.deletes
+
+    def write(self) -> None:
+        """Write the records, from any thread (the store is thread-safe); raises
+        `StoreError` as the store does."""
+        if self.persist is not None and not self.empty:
+            self.persist.store.write(self.puts, self.deletes)
+
+    def failed(self, exc: BaseException) -> None:
+        """The write failed (on the key manager's thread): logged; its records go back
+        for the next write, its datagrams are dropped, and retransmission sends them
+        again once a write has held what they depend on."""
+        log.error("state store: %s; holding back %d datagram(s)", exc, len(self.datagrams))
+        if self.persist is not None:
+            self.persist.put_back(self.puts, self.deletes)
+
+
+def take_batch(keymgr: KeyManager) -> Batch:
+    """What the key manager changed and would send since the last batch, taken out in
+    one `Batch`: everything its calls since then did."""
+    datagrams, keymgr._outbox = keymgr._outbox, []
+    persist = keymgr.persist
+    taken = persist.take(keymgr._kept_as, keymgr.pools) if persist is not None else None
+    puts, deletes = taken if taken is not None else ({}, set())
+    return Batch(persist, puts, deletes, datagrams)
 
 
 def flush_or_hold(keymgr: KeyManager) -> bool:

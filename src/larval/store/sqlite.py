@@ -2,10 +2,17 @@
 
 Theory of operation
 -------------------
-* One file, stdlib `sqlite3`, in WAL mode with ``synchronous=NORMAL``: a committed
-  transaction is in the WAL when `write` returns, so it survives the process being
-  killed (only an OS crash or power loss can lose the last commits). One `write` is one
-  ``BEGIN IMMEDIATE … COMMIT``.
+* One file, stdlib `sqlite3`, in WAL mode with ``synchronous=FULL``: when `write`
+  returns, its transaction is in the WAL and the WAL is fsynced, so it survives the
+  process being killed and the host losing power or crashing alike. ``NORMAL`` would
+  fsync only at checkpoints and could lose the last commits to a power loss; those
+  hold sequence number reservations and IKE Message IDs and IV counters, and an SA
+  resumed below numbers it had sent would reuse AES-GCM nonces. One setting for every
+  record: replay checkpoints alone could afford ``NORMAL`` (a lost one only widens what
+  a restored SA accepts, never what it sends), but they are batched across SAs on a
+  timer, a few commits a second, too few for the saving to be worth a second rule. One
+  `write` is one ``BEGIN IMMEDIATE … COMMIT``; the key manager groups the IKE messages
+  of one pass of the event loop into one (`larval.daemon.group_commit`).
 * Two tables: ``records (kind, key, value)`` with every value sealed under the state key
   (`larval.store.crypto`), and ``meta (name, value)`` holding the format's name and
   version and a sealed check value, so that a foreign file, a newer format or another
@@ -127,7 +134,7 @@ class SqliteStore:
             (journal,) = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
             if journal != "wal":
                 raise StoreError(f"{self.path}: SQLite cannot keep a WAL here ({journal})")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # module docstring
             if not tables:
                 self._create_schema()
         except sqlite3.Error as e:
