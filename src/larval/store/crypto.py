@@ -75,7 +75,7 @@ class StateKey:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(Path(name).parent)
+        fsync_dir(Path(name).parent)
         return cls(key, name)
 
     def seal(self, kind: str, key: str, value: bytes) -> bytes:
@@ -133,7 +133,8 @@ def _parse_key(name: str, data: bytes) -> bytes:
     )
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the names in the directory `path` durable (a file created or renamed)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

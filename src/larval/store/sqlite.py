@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from larval.store import RecordKey, StoreError
-from larval.store.crypto import SealError, StateKey
+from larval.store.crypto import SealError, StateKey, fsync_dir
 
 __all__ = [
     "FORMAT_NAME",
@@ -404,4 +404,5 @@ def _move_aside(path: str, label: str, now: float | None) -> str:
         os.rename(path, target)
     except OSError as e:
         raise StoreError(f"{path}: cannot move it aside to {target}: {e.strerror}") from None
+    fsync_dir(Path(path).parent)  # not back under its name after a power loss
     return target
