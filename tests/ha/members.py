@@ -41,7 +41,45 @@ def member_command(
             "--log-level", "warn"]  # fmt: skip
 
 
-class EtcdCluster:
+class MemberSet:
+    """Running etcd members, by index: which one leads, and killing one."""
+
+    procs: list[subprocess.Popen[bytes] | None]
+
+    def status(self, i: int) -> dict[str, object] | None:
+        """Member `i`'s ``/v3/maintenance/status``; None if it does not answer."""
+        raise NotImplementedError
+
+    def leader(self) -> int | None:
+        """The index of the leader, as every live member sees it."""
+        ids, leaders = {}, set()
+        for i, proc in enumerate(self.procs):
+            if proc is None or proc.poll() is not None:
+                continue
+            status = self.status(i)
+            if status is None or not status.get("leader"):
+                return None
+            ids[str(status["header"]["member_id"])] = i  # type: ignore[index]
+            leaders.add(str(status["leader"]))
+        return ids.get(leaders.pop()) if len(leaders) == 1 else None
+
+    def wait_for_leader(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (leader := self.leader()) is not None:
+                return leader
+            time.sleep(0.1)
+        return None
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self.procs[i] = None
+
+
+class EtcdCluster(MemberSet):
     """`size` members on loopback, with short raft timings so that a leader's loss costs
     well under a second (the lease TTLs the tests use stay far above it)."""
 
@@ -70,12 +108,8 @@ class EtcdCluster:
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
             log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.leader() is not None:
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"etcd members did not elect a leader; logs in {self.base}")
+        if self.wait_for_leader(20) is None:
+            raise RuntimeError(f"etcd members did not elect a leader; logs in {self.base}")
 
     def status(self, i: int) -> dict[str, object] | None:
         conn = http.client.HTTPConnection("127.0.0.1", self.client_ports[i], timeout=1)
@@ -88,29 +122,6 @@ class EtcdCluster:
             return None
         finally:
             conn.close()
-
-    def leader(self) -> int | None:
-        """The index of the leader, as every live member sees it."""
-        ids = {}
-        leaders = set()
-        for i, proc in enumerate(self.procs):
-            if proc is None or proc.poll() is not None:
-                continue
-            status = self.status(i)
-            if status is None or not status.get("leader"):
-                return None
-            ids[str(status["header"]["member_id"])] = i  # type: ignore[index]
-            leaders.add(str(status["leader"]))
-        if len(leaders) != 1:
-            return None
-        return ids.get(leaders.pop())
-
-    def kill(self, i: int) -> None:
-        proc = self.procs[i]
-        if proc is not None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            self.procs[i] = None
 
     def stop(self) -> None:
         for i in range(len(self.procs)):

@@ -40,7 +40,7 @@ from pathlib import Path
 from larval.bench.charon import Charon, ChildConfig, ConnConfig
 from larval.net.netns import Netns
 from larval.store.etcd import EtcdClient, owner_key
-from tests.ha.members import member_command
+from tests.ha.members import MemberSet, member_command
 from tests.interop.harness import LarvalDaemon, Site
 
 VIP = "192.0.2.10"
@@ -114,7 +114,7 @@ def _ip(ns: Netns, *argv: str) -> str:
     return ns.run(["ip", *argv])
 
 
-class EtcdMembers:
+class EtcdMembers(MemberSet):
     """Three etcd members in the ``etcd`` namespace, one address each, with short raft
     timings (as `tests.ha.members`): a leader's loss costs well under the lease TTL."""
 
@@ -147,34 +147,6 @@ class EtcdMembers:
     def status(self, i: int) -> dict[str, object] | None:
         """Member `i`'s ``/v3/maintenance/status``, asked from inside its namespace."""
         return self.ns.call(_status, ETCD_ADDRESSES[i])
-
-    def leader(self) -> int | None:
-        """The index of the leader, as every live member sees it."""
-        ids, leaders = {}, set()
-        for i, proc in enumerate(self.procs):
-            if proc is None or proc.poll() is not None:
-                continue
-            status = self.status(i)
-            if status is None or not status.get("leader"):
-                return None
-            ids[str(status["header"]["member_id"])] = i  # type: ignore[index]
-            leaders.add(str(status["leader"]))
-        return ids.get(leaders.pop()) if len(leaders) == 1 else None
-
-    def wait_for_leader(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (leader := self.leader()) is not None:
-                return leader
-            time.sleep(0.1)
-        return None
-
-    def kill(self, i: int) -> None:
-        proc = self.procs[i]
-        if proc is not None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            self.procs[i] = None
 
     def kill_leader(self) -> int:
         """SIGKILL the leader; its index."""
