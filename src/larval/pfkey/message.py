@@ -17,6 +17,7 @@ from typing import NamedTuple
 from larval.pfkey.constants import PF_KEY_V2, Diagnostic, ExtType
 from larval.pfkey.errors import PfkeyError
 from larval.pfkey.extensions import DECODERS, EXT_HEADER, Extension, UnknownExtension
+from larval.pfkey.quickinit import quick_init
 
 __all__ = ["HEADER_SIZE", "PfkeyHeader", "PfkeyMessage", "decode", "decode_header"]
 
@@ -46,6 +47,7 @@ _DUPLICATE: dict[int, int] = {
 }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PfkeyMessage:
     """A PF_KEY v2 message (RFC 2367 §2.3.1 ``sadb_msg`` and the extensions after it)::
