@@ -991,9 +991,12 @@ def _check_pair(isrc: object, idst: object, where: str) -> None:
         )
 
 
+_X_INBOUND = int(SaFlags.X_INBOUND)  # a plain int: IntFlag's & builds a flag each time
+
+
 def _inner_state(sa: SecurityAssociation) -> tuple[object, ...]:
     """What `InnerIndex` keys an SA by: a change of it re-indexes the SA."""
-    return (sa.inner_src, sa.inner_dst, sa.inner_more, sa.flags & SaFlags.X_INBOUND)
+    return (sa.inner_src, sa.inner_dst, sa.inner_more, sa.flags & _X_INBOUND)
 
 
 def _check_mature(msg: PfkeyMessage, sa_ext: SadbSa) -> None:
