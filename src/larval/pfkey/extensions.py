@@ -320,6 +320,16 @@ class SadbAddress:
 
     @classmethod
     def decode(cls, ext_type: int, body: bytes) -> SadbAddress:
+        if len(body) == 20:  # the usual case, a sockaddr_in: checked in one test
+            proto, prefixlen, _, family = _ADDR_HDR.unpack_from(body)
+            if family == AF_INET:
+                port, value = _SIN_REST.unpack_from(body, 6)
+                return cls(ext_type, _v4(value), port, proto, prefixlen)
+        return cls._decode_any(ext_type, body)
+
+    @classmethod
+    def _decode_any(cls, ext_type: int, body: bytes) -> SadbAddress:
+        """`decode` for every body, checked step by step."""
         room = len(body) - 4  # after proto, prefixlen and reserved
         if room < 2:
             # keysock ext_check: an address extension must carry a sockaddr.
