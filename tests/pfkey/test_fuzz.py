@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -256,3 +257,26 @@ def test_round_trip(msg: PfkeyMessage) -> None:
     assert int.from_bytes(wire[4:6], "little") * 8 == len(wire)
     assert decode(wire) == msg
     assert decode(wire).encode() == wire
+
+
+# -- (d) the fast path of IPv4 address extensions agrees with the checked one -----------
+
+
+def _outcome(fn: Any, ext_type: int, body: bytes) -> object:
+    try:
+        return fn(ext_type, body)
+    except PfkeyError as e:
+        return (e.errno, e.diagnostic)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from([ExtType.ADDRESS_SRC, ExtType.ADDRESS_DST, ExtType.X_ADDRESS_NATT_LOC]),
+    st.binary(min_size=20, max_size=20),
+    st.sampled_from([None, 2, 10, 26]),
+)
+def test_address_fast_path_agrees(ext_type: int, body: bytes, family: int | None) -> None:
+    if family is not None:
+        body = body[:4] + family.to_bytes(2, "little") + body[6:]
+    fast = _outcome(SadbAddress.decode, ext_type, body)
+    assert fast == _outcome(SadbAddress._decode_any, ext_type, body)

@@ -498,3 +498,13 @@ def test_spirange_extension_round_trip_shape() -> None:
     msg = getspi(PEER, LOCAL)
     rng = msg.find(ExtType.SPIRANGE)
     assert isinstance(rng, SadbSpirange) and (rng.min, rng.max) == (0x100, 0xFFFFFFFF)
+
+
+def test_sas_to_one_peer_share_its_packed_addresses(sadb: Sadb) -> None:
+    # A million SAs to a few peers keep one bytes object per address, not one per SA.
+    first = sa_ext(only(sadb.handle(getspi(PEER, LOCAL), 0.0))).spi
+    second = sa_ext(only(sadb.handle(getspi(PEER, LOCAL), 0.0))).spi
+    a, b = sadb.lookup_inbound(first, LOCAL_B), sadb.lookup_inbound(second, LOCAL_B)
+    assert a is not None and b is not None and a is not b
+    assert a.dst == LOCAL_B and a.src == PEER_B
+    assert a.dst is b.dst and a.src is b.src

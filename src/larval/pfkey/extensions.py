@@ -37,6 +37,7 @@ from larval.pfkey.constants import (
     ExtType,
 )
 from larval.pfkey.errors import PfkeyError
+from larval.pfkey.quickinit import quick_init
 
 __all__ = [
     "DECODERS",
@@ -190,6 +191,7 @@ class _Fixed:
 # --------------------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbSa:
     """Security association extension, SADB_EXT_SA (RFC 2367 §2.3.2, ``sadb_sa``)::
@@ -229,6 +231,7 @@ class SadbSa:
         return cls(int.from_bytes(spi, "big"), replay, state, auth, encrypt, flags, ext_type)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbLifetime(_Fixed):
     """Lifetime extension, CURRENT/HARD/SOFT (RFC 2367 §2.3.3) or illumos X_LIFETIME_IDLE::
@@ -260,6 +263,7 @@ class SadbLifetime(_Fixed):
     usetime: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbAddress:
     """Address extension (RFC 2367 §2.3.4, ``sadb_address``) followed by a sockaddr::
@@ -316,6 +320,16 @@ class SadbAddress:
 
     @classmethod
     def decode(cls, ext_type: int, body: bytes) -> SadbAddress:
+        if len(body) == 20:  # the usual case, a sockaddr_in: checked in one test
+            proto, prefixlen, _, family = _ADDR_HDR.unpack_from(body)
+            if family == AF_INET:
+                port, value = _SIN_REST.unpack_from(body, 6)
+                return cls(ext_type, _v4(value), port, proto, prefixlen)
+        return cls._decode_any(ext_type, body)
+
+    @classmethod
+    def _decode_any(cls, ext_type: int, body: bytes) -> SadbAddress:
+        """`decode` for every body, checked step by step."""
         room = len(body) - 4  # after proto, prefixlen and reserved
         if room < 2:
             # keysock ext_check: an address extension must carry a sockaddr.
@@ -359,6 +373,7 @@ class SadbAddress:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, repr=False)
 class SadbKey:
     """Key extension, KEY_AUTH or KEY_ENCRYPT (RFC 2367 §2.3.4, ``sadb_key``)::
@@ -402,6 +417,7 @@ class SadbKey:
         return cls(ext_type, bits, body[4 : 4 + nbytes])
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbIdent:
     """Identity extension, IDENTITY_SRC or IDENTITY_DST (RFC 2367 §2.3.5)::
@@ -445,6 +461,7 @@ class SadbIdent:
         return cls(ext_type, ident_type, ident_id, string)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbSens:
     """Sensitivity extension, SENSITIVITY or illumos X_OUTER_SENS (RFC 2367 §2.3.6)::
@@ -500,6 +517,7 @@ class SadbSens:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbComb:
     """One combination of a PROPOSAL (RFC 2367 §2.3.7, ``sadb_comb``), 72 bytes::
@@ -557,6 +575,7 @@ class SadbComb:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbProp:
     """Proposal extension, PROPOSAL (RFC 2367 §2.3.7, ``sadb_prop``)::
@@ -589,6 +608,7 @@ class SadbProp:
         return cls(combs, replay, ext_type)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXAlgdesc:
     """An algorithm descriptor of an extended combination (illumos ``sadb_x_algdesc``)::
@@ -610,6 +630,7 @@ class SadbXAlgdesc:
     maxbits: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXEcomb:
     """An extended combination (illumos ``sadb_x_ecomb``), 64 bytes, then its algdescs::
@@ -643,6 +664,7 @@ class SadbXEcomb:
     hard_usetime: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXEprop:
     """Extended proposal, illumos X_EPROP (``sadb_prop`` with a count of ecombs)::
@@ -709,6 +731,7 @@ class SadbXEprop:
         return cls(tuple(ecombs), replay, ext_type)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbAlg:
     """One supported algorithm (RFC 2367 §2.3.8 ``sadb_alg``, illumos ``sadb_x_algb``)::
@@ -732,6 +755,7 @@ class SadbAlg:
     saltbits: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbSupported:
     """Supported algorithms, SUPPORTED_AUTH or SUPPORTED_ENCRYPT (RFC 2367 §2.3.8)::
@@ -762,6 +786,7 @@ class SadbSupported:
         return cls(ext_type, algs)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbSpirange(_Fixed):
     """SPI range for GETSPI, SPIRANGE (RFC 2367 §2.3.9, ``sadb_spirange``)::
@@ -788,6 +813,7 @@ class SadbSpirange(_Fixed):
     ext_type: int = int(ExtType.SPIRANGE)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXEreg:
     """Extended REGISTER, illumos X_EREG (``sadb_x_ereg``)::
@@ -819,6 +845,7 @@ class SadbXEreg:
         return cls(tuple(body if nul < 0 else body[:nul]), ext_type)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXKmc(_Fixed):
     """Key management cookie, illumos X_KM_COOKIE (``sadb_x_kmc``)::
@@ -842,6 +869,7 @@ class SadbXKmc(_Fixed):
     ext_type: int = int(ExtType.X_KM_COOKIE)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXPair(_Fixed):
     """The SPI of the paired SA, illumos X_PAIR (``sadb_x_pair``)::
@@ -860,6 +888,7 @@ class SadbXPair(_Fixed):
     ext_type: int = int(ExtType.X_PAIR)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXReplayCtr(_Fixed):
     """Replay counter value, illumos X_REPLAY_VALUE (``sadb_x_replay_ctr``)::
@@ -883,6 +912,7 @@ class SadbXReplayCtr(_Fixed):
     ext_type: int = int(ExtType.X_REPLAY_VALUE)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXEdump(_Fixed):
     """Extended DUMP request, illumos X_EDUMP (``sadb_x_edump``)::
@@ -917,6 +947,7 @@ def _malformed_pairs(detail: str) -> PfkeyError:
     )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXInnerPairs:
     """Further inner selector pairs of a tunnel-mode SA, larval's X_LARVAL_INNER_PAIRS::
@@ -1006,6 +1037,7 @@ def _malformed_seq_state(detail: str) -> PfkeyError:
     )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SadbXSeqState:
     """An SA's sequence numbers as a restart restores them, larval's X_LARVAL_SEQ_STATE::
@@ -1070,6 +1102,7 @@ class SadbXSeqState:
         return cls(flags, next_, reserved, top, bits, bitmap, ext_type)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
     """An extension of a type larval does not know (RFC 2367 §2.2: skipped, not fatal)::

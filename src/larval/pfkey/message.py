@@ -17,6 +17,7 @@ from typing import NamedTuple
 from larval.pfkey.constants import PF_KEY_V2, Diagnostic, ExtType
 from larval.pfkey.errors import PfkeyError
 from larval.pfkey.extensions import DECODERS, EXT_HEADER, Extension, UnknownExtension
+from larval.pfkey.quickinit import quick_init
 
 __all__ = ["HEADER_SIZE", "PfkeyHeader", "PfkeyMessage", "decode", "decode_header"]
 
@@ -46,6 +47,7 @@ _DUPLICATE: dict[int, int] = {
 }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PfkeyMessage:
     """A PF_KEY v2 message (RFC 2367 §2.3.1 ``sadb_msg`` and the extensions after it)::
@@ -149,18 +151,27 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
     version, msg_type, err, satype, _, diagnostic, seq, pid = _checked_header(data)
 
     extensions: list[Extension] = []
+    append = extensions.append
     seen: set[int] = set()
     decoders = DECODERS
+    ext_header = EXT_HEADER.unpack_from
     off = HEADER_SIZE
     while off < size:
         # size and off are multiples of 8, so the 4-byte generic header is there.
-        ext_len, ext_type = EXT_HEADER.unpack_from(data, off)
+        ext_len, ext_type = ext_header(data, off)
+        end = off + ext_len * 8
+        decoder = decoders.get(ext_type)
+        if decoder is not None and ext_len and end <= size and ext_type not in seen:
+            # The usual case: a known extension, once, inside the message.
+            seen.add(ext_type)
+            append(decoder(ext_type, data[off + 4 : end]))
+            off = end
+            continue
         if ext_type == 0:
             # keysock_get_ext: type 0 is reserved, rejected before its length is read.
             raise PfkeyError(
                 _errno.EINVAL, Diagnostic.UNKNOWN_EXT, f"extension of reserved type 0 at {off}"
             )
-        end = off + ext_len * 8
         if ext_len == 0 or end > size:
             raise PfkeyError(
                 _errno.EINVAL,
@@ -168,19 +179,15 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
                 f"extension type {ext_type} at {off}: length {ext_len} words is zero or "
                 "runs past the message",
             )
-        decoder = decoders.get(ext_type)
         if decoder is None:
             # RFC 2367 §2.2: unknown extension types are skipped; kept to re-encode.
-            extensions.append(UnknownExtension(ext_type, data[off + 4 : end]))
+            append(UnknownExtension(ext_type, data[off + 4 : end]))
         else:
-            if ext_type in seen:
-                raise PfkeyError(
-                    _errno.EINVAL,
-                    _DUPLICATE.get(ext_type, Diagnostic.NONE),
-                    f"duplicate extension type {ext_type} at {off}",
-                )
-            seen.add(ext_type)
-            extensions.append(decoder(ext_type, data[off + 4 : end]))
+            raise PfkeyError(
+                _errno.EINVAL,
+                _DUPLICATE.get(ext_type, Diagnostic.NONE),
+                f"duplicate extension type {ext_type} at {off}",
+            )
         off = end
 
     return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, tuple(extensions), version)

@@ -1,0 +1,15 @@
+"""`bench sadb` runs its pairs through PF_KEY bytes and reports each figure against its
+goal."""
+
+from __future__ import annotations
+
+from larval.bench import sadb
+
+
+def test_reports_figures_beside_their_goals() -> None:
+    result = sadb.run(n_sas=300, n_lookups=1000)
+    assert result["sas"] == 300
+    for name, goal in sadb.GOALS.items():
+        assert result["goals"][name] == goal
+        assert result["ratio_to_goal"][name] == round(result[name] / goal, 2)
+    assert result["getspi_update_per_s"] > 0 and result["lookups_per_s"] > 0
