@@ -400,7 +400,8 @@ def run(seconds: int = 5, runs: int = 3, store: str = "both") -> dict[str, Any]:
             "store_cpu_ratio": 1 + store_cost.GOAL,
         },
         note=f"iperf3 TCP, {seconds} s, median of {runs}; aes128gcm16, ESP in UDP 4500; "
-        "wireguard: Debian's wireguard-go (userspace, TUN MTU 1420) on the same veth; "
+        "wireguard: Debian's wireguard-go (userspace, TUN MTU 1400 as larval's and libipsec's) "
+        "on the same veth; "
         f"udpN: iperf3 -u -l N -b 0, {seconds} s, median of {runs}, packets per second the "
         "receiver got (pps) and counted lost (lost_pps), ratio larval/libipsec and "
         "larval/wireguard-go of pps; "

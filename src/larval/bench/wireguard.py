@@ -4,8 +4,9 @@ networks, so iperf3 through it is measured beside them in one run.
 
 Keys are made with `wg genkey` / `wg pubkey`; each end is `wireguard-go -f` on its own
 interface, configured with `wg set` (private key, listen port, the peer's public key,
-endpoint and allowed IPs). The interface keeps wireguard-go's default MTU of 1420 (1500 of
-the veth less WireGuard's 80 bytes of IPv6 + UDP + header), as `wg-quick` would set.
+endpoint and allowed IPs). The interface is given the MTU the larval and libipsec TUNs
+have (`MTU`, 1400, on the veth's 1500), rather than wireguard-go's 1420, so that TCP's
+segments and the UDP case's fragments are the same size through every tunnel.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pathlib import Path
 from larval.net.netns import Netns
 
 PORT = 51820
+#: The tunnel interface's MTU: that of larval's TUN (`larval stack --mtu`'s default) and of
+#: strongSwan's kernel-libipsec TUN.
+MTU = 1400
 #: Where wireguard-go puts its UAPI socket (not per namespace, hence unique names).
 SOCKET_DIR = Path("/var/run/wireguard")
 
@@ -103,7 +107,7 @@ class WireguardPair:
             finally:
                 key.unlink()
             ns[me].run(["ip", "address", "add", f"{inner[me]}/24", "dev", name])
-            ns[me].run(["ip", "link", "set", name, "up"])
+            ns[me].run(["ip", "link", "set", name, "mtu", str(MTU), "up"])
             ns[me].run(["ip", "route", "replace", net[peer], "dev", name])
 
     def stop(self) -> None:
