@@ -15,6 +15,7 @@ import pytest
 
 from larval.bench import tunnel, wireguard
 from larval.net.errors import NetError
+from larval.net.netns import Netns
 
 ROOT_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
 
@@ -148,16 +149,53 @@ def _wireguard_pids() -> set[int]:
 def test_a_wireguard_pair_that_fails_to_configure_leaves_no_namespace_process_or_socket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before_ns = _namespaces()
+    made: list[str] = []
+    pair = tunnel._pair
+
+    def recorded(tag: str) -> tuple[Netns, Netns]:
+        a, b = pair(tag)
+        made.extend((a.name, b.name))
+        return a, b
+
+    monkeypatch.setattr(tunnel, "_pair", recorded)
     before_pids = _wireguard_pids()
     before_socks = set(os.listdir(wireguard.SOCKET_DIR)) if wireguard.SOCKET_DIR.exists() else set()
     # `wg set` refuses the port, with both wireguard-go ends already running.
     monkeypatch.setattr(wireguard, "PORT", "no-port")
     with pytest.raises(NetError, match="wg set"):
         tunnel._wireguard(1, 1, tmp_path)
-    assert _namespaces() <= before_ns
+    assert len(made) == 2 and not set(made) & _namespaces()
     assert _wireguard_pids() <= before_pids
     after_socks = set(os.listdir(wireguard.SOCKET_DIR)) if wireguard.SOCKET_DIR.exists() else set()
     assert after_socks <= before_socks
     # No private key was left behind in the work directory.
     assert not list(tmp_path.glob("wg-*.key"))
+
+
+@pytest.mark.skipif(
+    not ROOT_NETNS or not wireguard.available() or shutil.which("ping") is None,
+    reason="needs root, iproute2 (network namespaces, TUN), ping, wireguard-go and wg",
+)
+def test_a_wireguard_pair_carries_the_inner_networks_at_the_tunnels_mtu(tmp_path: Path) -> None:
+    a, b = tunnel._pair("wgt" + os.urandom(2).hex())
+    pair = None
+    try:
+        pair = wireguard.WireguardPair(a, b, tunnel.OUTER, tunnel.INNER, tunnel.NET, tmp_path)
+        pids = {proc.pid for proc in pair.procs}
+        assert len(pids) == 2 and pids <= _wireguard_pids()
+        for end, ns in (("a", a), ("b", b)):
+            link = ns.run(["ip", "-o", "link", "show", pair.names[end]])
+            assert " mtu 1400 " in link
+        # Through the tunnel: from a's inner address to b's, which only wireguard-go routes.
+        a.run(["ping", "-c", "2", "-W", "2", "-I", tunnel.INNER["a"], tunnel.INNER["b"]])
+        # The private keys were written for `wg set` only.
+        assert not list(tmp_path.glob("wg-*.key"))
+    finally:
+        if pair is not None:
+            pair.stop()
+        a.delete()
+        b.delete()
+    assert pair is not None
+    assert not any((wireguard.SOCKET_DIR / f"{n}.sock").exists() for n in pair.names.values())
+    # Both wireguard-go processes ended (`ip netns exec` execs them: the pids are theirs).
+    assert not pids & _wireguard_pids()
