@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from larval.bench import tunnel, wireguard
+from larval.bench.charon import charon_available
 from larval.net.errors import NetError
 from larval.net.netns import Netns
 
@@ -65,7 +66,7 @@ def test_bench_tunnel_prints_the_store_cost_and_the_stores_were_written() -> Non
     # The UDP case: packets delivered through larval (and libipsec, wireguard-go) at each
     # size, and the ratios.
     peers = ["larval"]
-    if shutil.which("charon") or os.path.exists("/usr/lib/ipsec/charon"):
+    if charon_available():
         peers.append("strongswan")
     if wireguard.available():
         peers.append("wireguard")
