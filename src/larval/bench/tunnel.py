@@ -1,7 +1,9 @@
-"""Tunnel benchmark (root): iperf3 TCP through larval↔larval and charon↔charon, measured in
-the same run, plus the plain veth between the two namespaces.
+"""Tunnel benchmark (root): iperf3 TCP through larval↔larval, charon↔charon (kernel-libipsec)
+and wireguard-go↔wireguard-go, measured in the same run, plus the plain veth between the two
+namespaces; and a UDP case (iperf3 ``-u`` at 64 and 1400 bytes of payload, ``-b 0``):
+packets per second delivered and lost through each tunnel.
 
-Both tunnels use aes128gcm16 with ESP in UDP 4500 between 192.0.2.1 and 192.0.2.2, and
+The two IPsec tunnels use aes128gcm16 with ESP in UDP 4500 between 192.0.2.1 and 192.0.2.2, and
 carry 198.51.100.1 ↔ 203.0.113.1. larval is keyed by hand (`larval sa add`), charon by
 IKEv2 with a PSK; the key exchange is not measured. Each figure is the median of runs.
 
@@ -28,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from larval.bench import store_cost
+from larval.bench import store_cost, wireguard
 from larval.bench.charon import Charon, ChildConfig, ConnConfig, charon_available
 from larval.net.control import control_request
 from larval.net.netns import Netns, veth_pair
@@ -54,6 +56,58 @@ def _iperf(client: Netns, server: Netns, dst: str, src: str, seconds: int) -> tu
         srv.wait()
     end = json.loads(out)["end"]
     return end["sum_received"]["bits_per_second"] / 1e6, int(end["sum_sent"].get("retransmits", 0))
+
+
+#: The UDP case's iperf3 payloads (`-l`), bytes; sent with `-b 0` (as fast as it can).
+UDP_SIZES = (64, 1400)
+
+
+def _iperf_udp(
+    client: Netns, server: Netns, dst: str, src: str, seconds: int, size: int
+) -> tuple[float, float]:
+    """(packets per second delivered, lost) of one iperf3 UDP run at `size` bytes of
+    payload from `client` to `server`, by the receiver's count."""
+    srv = server.popen(["iperf3", "-s", "-1", "-B", dst], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.5)
+        out = client.run(
+            ["iperf3", "-c", dst, "-B", src, "-u", "-l", str(size), "-b", "0",
+             "-t", str(seconds), "-J"],
+            timeout=seconds + 30,
+        )  # fmt: skip
+    finally:
+        srv.kill()
+        srv.wait()
+    return _udp_rates(json.loads(out))
+
+
+def _udp_rates(result: dict[str, Any]) -> tuple[float, float]:
+    """(delivered, lost) packets per second from iperf3's JSON of a UDP run: the
+    receiver's sum (``sum_received``, or ``sum`` from iperf3 before 3.11)."""
+    end = result["end"]
+    received = end.get("sum_received") or end["sum"]
+    seconds = float(received["seconds"]) or float(end["sum"]["seconds"])
+    if seconds <= 0:
+        raise ValueError("iperf3 reported a UDP run of no time")
+    lost = max(int(received["lost_packets"]), 0)
+    delivered = max(int(received["packets"]) - lost, 0)
+    return delivered / seconds, lost / seconds
+
+
+def _udp(client: Netns, server: Netns, seconds: int, runs: int) -> dict[str, Any]:
+    """The UDP case through a pair already up, a to b: per payload size, the median of
+    `runs` of delivered and lost packets per second."""
+    figures: dict[str, Any] = {}
+    for size in UDP_SIZES:
+        results = [
+            _iperf_udp(client, server, INNER["b"], INNER["a"], seconds, size) for _ in range(runs)
+        ]
+        figures[str(size)] = {
+            "pps": round(statistics.median(r[0] for r in results)),
+            "lost_pps": round(statistics.median(r[1] for r in results)),
+        }
+    return figures
 
 
 def _pair(tag: str) -> tuple[Netns, Netns]:
@@ -133,6 +187,10 @@ class _LarvalPair:
             self.cpu_us_per_packet.append(round((self._cpu() - cpu) * 1e6 / packets, 2))
         return result
 
+    def udp(self, seconds: int, runs: int) -> dict[str, Any]:
+        """The UDP case from a to b (not counted in the CPU per packet)."""
+        return _udp(self.a, self.b, seconds, runs)
+
     def _cpu(self) -> float:
         """utime + stime of both stacks, every thread (proc(5)), seconds."""
         total = 0.0
@@ -168,11 +226,12 @@ class _LarvalPair:
 
 
 def _larval(
-    seconds: int, runs: int, workdir: Path, store: str = "off"
+    seconds: int, runs: int, workdir: Path, store: str = "off", udp: bool = False
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """iperf3 through the larval pair with the state store off and on (`store`,
     `larval.bench.store_cost`), both pairs up at once and their runs alternated; the
-    summary of each that ran, the store's with the records it held at the end."""
+    summary of each that ran, the store's with the records it held at the end; with
+    `udp`, the first pair's summary has the UDP case too."""
     off, on = store_cost.wants(store)
     pairs: dict[str, _LarvalPair] = {}
     results: dict[str, list[tuple[float, int]]] = {"off": [], "on": []}
@@ -186,6 +245,7 @@ def _larval(
         for _ in range(runs):
             for which, pair in pairs.items():
                 results[which].append(pair.iperf(seconds))
+        udp_figures = next(iter(pairs.values())).udp(seconds, runs) if udp else None
     finally:
         for pair in pairs.values():
             pair.delete()
@@ -199,6 +259,8 @@ def _larval(
         summaries[which]["cpu_us_per_packet_runs"] = per_packet
     if on:
         summaries["on"]["records"] = pairs["on"].records()
+    if udp_figures is not None:
+        summaries[next(iter(pairs))]["udp"] = udp_figures
     return summaries.get("off"), summaries.get("on")
 
 
@@ -217,12 +279,30 @@ def _strongswan(seconds: int, runs: int, workdir: Path) -> dict[str, Any]:
             charons.append(charon)
         charons[0].initiate()
         results = [_iperf(a, b, INNER["b"], INNER["a"], seconds) for _ in range(runs)]
+        udp = _udp(a, b, seconds, runs)
     finally:
         for charon in charons:
             charon.stop()
         a.delete()
         b.delete()
-    return _summary(results)
+    return {**_summary(results), "udp": udp}
+
+
+def _wireguard(seconds: int, runs: int, workdir: Path) -> dict[str, Any]:
+    """iperf3 TCP and the UDP case through a wireguard-go pair (`larval.bench.wireguard`)
+    on the same veth, between the same inner addresses."""
+    a, b = _pair(uuid.uuid4().hex[:6])
+    pair: wireguard.WireguardPair | None = None
+    try:
+        pair = wireguard.WireguardPair(a, b, OUTER, INNER, NET, workdir)
+        results = [_iperf(a, b, INNER["b"], INNER["a"], seconds) for _ in range(runs)]
+        udp = _udp(a, b, seconds, runs)
+    finally:
+        if pair is not None:
+            pair.stop()
+        a.delete()
+        b.delete()
+    return {**_summary(results), "udp": udp}
 
 
 def _veth(seconds: int, runs: int) -> dict[str, Any]:
@@ -255,23 +335,30 @@ def run(seconds: int = 5, runs: int = 3, store: str = "both") -> dict[str, Any]:
         return {"skipped": "needs root, network namespaces and iperf3"}
     with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
         workdir = Path(tmp)
-        plain, stored = _larval(seconds, runs, workdir, store)
+        plain, stored = _larval(seconds, runs, workdir, store, udp=True)
         strongswan = (
             _strongswan(seconds, runs, workdir)
             if charon_available()
-            else {"mbps": None, "retransmits": None, "runs": []}
+            else {"mbps": None, "retransmits": None, "runs": [], "udp": {}}
+        )
+        wg = (
+            _wireguard(seconds, runs, workdir)
+            if wireguard.available()
+            else {"mbps": None, "retransmits": None, "runs": [], "udp": {}}
         )
         veth = _veth(seconds, 1)
     larval = plain or stored
     assert larval is not None
-    ratio = round(larval["mbps"] / strongswan["mbps"], 2) if strongswan["mbps"] else None
     figures: dict[str, Any] = {
         "larval_mbps": larval["mbps"],
         "strongswan_mbps": strongswan["mbps"],
+        "wireguard_mbps": wg["mbps"],
         "veth_mbps": veth["mbps"],
-        "ratio": ratio,
+        "ratio": _ratio(larval["mbps"], strongswan["mbps"]),
+        "wireguard_ratio": _ratio(larval["mbps"], wg["mbps"]),
         "larval_cpu_us_per_packet": larval["cpu_us_per_packet"],
     }
+    figures.update(udp_figures(larval["udp"], strongswan["udp"], wg["udp"]))
     if stored is not None:
         cost = store_cost.summary(
             "Mbit/s",
@@ -297,21 +384,55 @@ def run(seconds: int = 5, runs: int = 3, store: str = "both") -> dict[str, Any]:
     figures.update(
         larval_retransmits=larval["retransmits"],
         strongswan_retransmits=strongswan["retransmits"],
+        wireguard_retransmits=wg["retransmits"],
         runs={
             "larval": plain["runs"] if plain else [],
             "larval_store": stored["runs"] if stored else [],
             "strongswan": strongswan["runs"],
+            "wireguard": wg["runs"],
         },
         target={
             "ratio": 5,
+            "wireguard_ratio": 1,
+            **{f"udp{size}_ratio": 1 for size in UDP_SIZES},
+            **{f"udp{size}_wireguard_ratio": 1 for size in UDP_SIZES},
             "store_ratio": 1 - store_cost.GOAL,
             "store_cpu_ratio": 1 + store_cost.GOAL,
         },
         note=f"iperf3 TCP, {seconds} s, median of {runs}; aes128gcm16, ESP in UDP 4500; "
+        "wireguard: Debian's wireguard-go (userspace, TUN MTU 1400 as larval's and libipsec's) "
+        "on the same veth; "
+        f"udpN: iperf3 -u -l N -b 0, {seconds} s, median of {runs}, packets per second the "
+        "receiver got (pps) and counted lost (lost_pps), ratio larval/libipsec and "
+        "larval/wireguard-go of pps; "
         "cpu_us_per_packet: both larval stacks' CPU per ESP packet sent"
         + _store_note(off, on)
         + ("; --store etcd is measured by bench ike only" if etcd else ""),
     )
+    return figures
+
+
+def _ratio(larval: float | None, peer: float | None) -> float | None:
+    """larval / peer, two decimals; None when either was not measured or the peer is 0."""
+    return round(larval / peer, 2) if larval is not None and peer else None
+
+
+def udp_figures(
+    larval: dict[str, Any], strongswan: dict[str, Any], wg: dict[str, Any]
+) -> dict[str, Any]:
+    """The UDP case's printed figures from each pair's `_udp` result (empty: not
+    measured): per size, each pair's delivered and lost packets per second and the
+    ratios of larval's delivered rate to libipsec's and to wireguard-go's."""
+    figures: dict[str, Any] = {}
+    for size in UDP_SIZES:
+        key = str(size)
+        for name, result in (("larval", larval), ("strongswan", strongswan), ("wireguard", wg)):
+            got = result.get(key, {})
+            figures[f"udp{size}_{name}_pps"] = got.get("pps")
+            figures[f"udp{size}_{name}_lost_pps"] = got.get("lost_pps")
+        pps = figures[f"udp{size}_larval_pps"]
+        figures[f"udp{size}_ratio"] = _ratio(pps, figures[f"udp{size}_strongswan_pps"])
+        figures[f"udp{size}_wireguard_ratio"] = _ratio(pps, figures[f"udp{size}_wireguard_pps"])
     return figures
 
 
