@@ -72,7 +72,8 @@ from larval.keymgr.pfkey_side import (
     PolicyRequest,
     delete_sa,
     extended_register,
-    getspi,
+    getspi_bytes,
+    getspi_reply_spi,
     inverse_acquire,
     keyed_sa,
     natt_update,
@@ -853,12 +854,12 @@ class KeyManager:
 
     def _getspi(self, ike: IkeConfig) -> int | None:
         """GETSPI: an inbound SPI from the peer, LARVAL in the stack; None if it gave none."""
-        replies = self._call(getspi(ike.remote_addr, ike.local_addr, seq=self._next_seq(),
-                                    pid=self.pid))  # fmt: skip
-        for reply in map(decode, replies):
-            sa = reply.find(ExtType.SA)
-            if reply.msg_type == SadbMsgType.GETSPI and reply.errno == 0 and isinstance(sa, SadbSa):
-                return sa.spi
+        replies = self._pfkey(getspi_bytes(ike.remote_addr, ike.local_addr,
+                                           seq=self._next_seq(), pid=self.pid))  # fmt: skip
+        for reply in replies:
+            spi = getspi_reply_spi(reply)
+            if spi is not None:
+                return spi
         return None
 
     def _responder_policy(
