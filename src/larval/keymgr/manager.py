@@ -1119,13 +1119,19 @@ class _ConnectionPools:
         self._keymgr.pools.release(identity, lease)
 
 
+#: AuthInfo's fields, in order: what `_auth_info` shows.
+_AUTH_FIELDS = tuple(f.name for f in dataclasses.fields(AuthInfo))
+
+
 def _auth_info(info: AuthInfo | None) -> dict[str, Any] | None:
     """method ("psk", "pubkey", "eap-mschapv2", "eap-md5"), scheme, the certificate's
     subject and issuer, and the EAP identity ("identity") where there is one; the
     further rounds of RFC 4739 ("rounds", each the same) where there are any."""
     if info is None:
         return None
-    fields = dataclasses.asdict(info)
+    # The fields as they are (strings; the rounds replaced below): asdict's deep copy
+    # of each made `status` at 10,000 IKE SAs take half a second.
+    fields = {name: getattr(info, name) for name in _AUTH_FIELDS}
     if not info.identity:
         del fields["identity"]  # only an EAP end has one
     del fields["rounds"]
