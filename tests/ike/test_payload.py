@@ -71,6 +71,16 @@ def test_a_chain_is_walked_to_its_none(version: Version) -> None:
 
 
 @BOTH
+def test_a_payload_type_not_known_is_named_for_its_number(version: Version) -> None:
+    # V "ab" -> payload type 200 (no version has one) "x" -> end: the walk names it.
+    chain = _vid(200, b"ab") + _vid(0, b"x")
+    raw = list(walk_chain(chain, version.vendor_id, 0, version.codec, version.types))
+    assert raw[0].payload_type is version.types(version.vendor_id)
+    assert raw[1].payload_type == 200 and raw[1].payload_type.name == "UNKNOWN_200"
+    assert isinstance(raw[1].payload_type, version.types)
+
+
+@BOTH
 def test_a_chain_stops_at_none_and_leaves_what_follows_to_the_caller(version: Version) -> None:
     chain = _vid(0, b"ab") + b"\xff" * 5  # padding, or garbage: the walk does not read it
     raw = list(walk_chain(chain, version.vendor_id, 0, version.codec, version.types))

@@ -103,3 +103,27 @@ def test_the_count_checked_in_the_versions_words(
     reader = proposal.substructure.codec.reader(data, "SA payload")
     with pytest.raises((IkeDecodeError, IkeV1DecodeError), match=f"^proposal 1: {match}"):
         proposal.decode(reader)
+
+
+def test_transforms_encoded_the_same_each_time_and_marked_where_they_end() -> None:
+    # The transforms of a proposal are encoded once and remembered: the same sequence
+    # in another proposal (another number, SPI, position) gives the same octets, and
+    # only the last transform of each proposal is marked the last.
+    one, _ = V2Proposal.decode(CODEC.reader(V2_ONE, "SA payload"))
+    (transform,) = one.transforms
+    first = Buffer()
+    one.encode(first, last=True)
+    assert first.data == V2_ONE
+    two = V2Proposal(7, v2.ProtocolId.ESP, b"\x01\x02\x03\x04", (transform, transform))
+    for last in (False, True):
+        buf = Buffer()
+        two.encode(buf, last=last)
+        assert buf.data == bytes.fromhex(
+            f"{0 if last else 2:02x}00001c 07030402 01020304"
+            "0300000801000014 0000000801000014"  # "more", then the last
+        )
+    # A sequence given as a list (not hashable as is) is encoded all the same.
+    listed = V2Proposal(1, v2.ProtocolId.IKE, b"", [transform])  # type: ignore[arg-type]
+    buf = Buffer()
+    listed.encode(buf, last=True)
+    assert buf.data == V2_ONE

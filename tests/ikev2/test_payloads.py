@@ -146,6 +146,20 @@ def test_traffic_selector_range() -> None:
         TrafficSelector.from_range(ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("::1"))
 
 
+def test_traffic_selector_networks_remembered_not_shared() -> None:
+    # The conversion is remembered per range: a caller that changes its list must not
+    # change what the next selector of the same range gets.
+    first = TrafficSelector.from_network("198.51.100.0/24")
+    mine = first.networks()
+    mine.append(ipaddress.ip_network("203.0.113.0/24"))
+    again = TrafficSelector.from_network(ipaddress.ip_network("198.51.100.0/24"), 6, 80, 80)
+    assert again.networks() == [ipaddress.ip_network("198.51.100.0/24")]
+    assert (again.start_address, again.end_address) == (first.start_address, first.end_address)
+    assert (again.ip_protocol, again.start_port, again.end_port) == (6, 80, 80)
+    # Same addresses as a range: the same selector as from the network.
+    assert TrafficSelector.from_range(first.start, first.end) == first
+
+
 def test_traffic_selector_round_trip_and_unknown_type() -> None:
     payload = TsPayload(
         PayloadType.TSr,

@@ -68,3 +68,14 @@ def test_chain_truncated(vector: ChainVector) -> None:
 def test_chain_trailing_bytes(vector: ChainVector) -> None:
     with pytest.raises(IkeDecodeError, match="after the last payload"):
         decode_chain(vector.wire + b"\x00", vector.first, inner=True)
+
+
+def test_header_names_known_and_unknown_numbers() -> None:
+    # Next Payload 40 (NONCE) and exchange 34 (IKE_SA_INIT) are members; 200 and 240 are
+    # numbers no RFC this codec knows gives a meaning: named UNKNOWN_<n>, not refused.
+    body = bytes(8) + bytes(8)
+    known = decode_header(body + bytes([40, 0x20, 34, 0]) + bytes(4) + (28).to_bytes(4, "big"))
+    assert (known.next_payload.name, known.exchange_type.name) == ("NONCE", "IKE_SA_INIT")
+    odd = decode_header(body + bytes([200, 0x20, 240, 0]) + bytes(4) + (28).to_bytes(4, "big"))
+    assert (odd.next_payload, odd.next_payload.name) == (200, "UNKNOWN_200")
+    assert (odd.exchange_type, odd.exchange_type.name) == (240, "UNKNOWN_240")

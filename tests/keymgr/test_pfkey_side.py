@@ -17,11 +17,13 @@ from larval.keymgr.pfkey_side import (
     delete_sa,
     extended_register,
     getspi,
+    getspi_bytes,
+    getspi_reply_spi,
     inverse_acquire,
     keyed_sa,
     parse_policy_request,
 )
-from larval.pfkey import PfkeyMessage, SadbMsgType, SaState, SaType
+from larval.pfkey import PfkeyMessage, SadbMsgType, SaState, SaType, decode
 from larval.sadb import Audience, PfkeyReply
 from larval.spd import load_policy_text
 from larval.stack import Stack
@@ -126,3 +128,31 @@ def test_getspi_update_add_release_the_held_packet_and_delete(h: Harness) -> Non
 
 def test_lifetimes_default_to_none() -> None:
     assert Lifetimes() == Lifetimes(0, 0, 0, 0)
+
+
+def test_getspi_built_and_read_without_a_whole_message(h: Harness) -> None:
+    # The bytes the key manager sends are those of the GETSPI message, for either family.
+    v6 = ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("2001:db8::2")
+    for peer, local, seq in ((PEER, LOCAL, 7), (*v6, 8)):
+        assert (
+            getspi_bytes(peer, local, seq=seq, pid=99)
+            == getspi(peer, local, seq=seq, pid=99).encode()
+        )
+    # The stack's answer, read for its SPI alone: the SPI of its SA extension.
+    (reply,) = h.stack.handle_pfkey(decode(getspi_bytes(PEER, LOCAL, seq=7, pid=99)), 0.0)
+    data = reply.message.encode()
+    spi = getspi_reply_spi(data)
+    assert spi is not None and spi == reply.message.extensions[0].spi  # type: ignore[union-attr]
+    assert h.stack.sadb.lookup_esp(spi, LOCAL.packed) is not None
+    # Anything else gives no SPI: a refusal, another message, a cut or broken one.
+    refused = bytearray(data)
+    refused[2] = 22  # sadb_msg_errno EINVAL
+    assert getspi_reply_spi(bytes(refused)) is None
+    assert (
+        getspi_reply_spi(inverse_acquire(LOCAL, PEER, None, None, seq=1, pid=99).encode()) is None
+    )
+    assert getspi_reply_spi(data[:-8]) is None
+    assert getspi_reply_spi(data[:10]) is None
+    no_length = bytearray(data)
+    no_length[16:18] = b"\x00\x00"  # the first extension's length: zero words
+    assert getspi_reply_spi(bytes(no_length)) is None

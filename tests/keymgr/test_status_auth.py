@@ -149,3 +149,35 @@ def test_psk_one_way_and_a_certificate_the_other(tmp_path: Path) -> None:
     assert gw_sa["auth_remote"]["method"] == carol_sa["auth_local"]["method"] == "psk"
     assert gw_sa["auth_local"]["method"] == carol_sa["auth_remote"]["method"] == "pubkey"
     assert carol_sa["auth_remote"]["subject"] == describe_subject(GW)
+
+
+def test_auth_info_fields_in_order_rounds_nested_identity_only_for_eap() -> None:
+    from larval.ike.auth_config import AuthInfo
+    from larval.keymgr.manager import _auth_info
+
+    second = AuthInfo("eap-mschapv2", identity="carol")
+    first = AuthInfo("pubkey", "ecdsa-256", "CN=carol", "CN=ca", rounds=(second,))
+    shown = _auth_info(first)
+    assert shown == {
+        "method": "pubkey",
+        "scheme": "ecdsa-256",
+        "subject": "CN=carol",
+        "issuer": "CN=ca",
+        "rounds": [
+            {
+                "method": "eap-mschapv2",
+                "scheme": "",
+                "subject": "",
+                "issuer": "",
+                "identity": "carol",
+            }
+        ],
+    }
+    assert list(shown) == ["method", "scheme", "subject", "issuer", "rounds"]  # type: ignore[arg-type]
+    assert _auth_info(AuthInfo("psk")) == {
+        "method": "psk",
+        "scheme": "",
+        "subject": "",
+        "issuer": "",
+    }
+    assert _auth_info(None) is None

@@ -107,8 +107,11 @@ def walk_chain(
     end = len(data)
     offset = start
     next_type = int(first)
+    # The members by number, looked up without a call of the enum per payload; a number
+    # it does not know still becomes its pseudo-member through the call.
+    known: dict[object, LenientIntEnum] = types._value2member_map_  # type: ignore[assignment]
     while next_type != NONE:
-        ptype = types(next_type)
+        ptype = known.get(next_type) or types(next_type)
         if end - offset < GENERIC_HEADER_SIZE:
             raise codec.decode_error(
                 f"{ptype.name} payload: generic header cut short at offset {offset}"

@@ -13,7 +13,8 @@ version's ``sa_payload``: the transform's layout, the SA payload's DOI and Situa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Self, TypeVar
 
@@ -120,6 +121,30 @@ class Substructure:
         return self.codec.reader(body, self.kind), mark == 0
 
 
+def _encoded_transforms(transforms: Sequence[_Transform]) -> bytes:
+    """The transforms as a proposal carries them, the last one marked so: the same few
+    suites go out in every SA payload, so each sequence is encoded once (`_encode_once`);
+    one that cannot be remembered (not hashable) is encoded each time."""
+    key = tuple(transforms)
+    try:
+        hash(key)
+    except TypeError:
+        return _encode_transforms(key)
+    return _encode_once(key)
+
+
+def _encode_transforms(transforms: Sequence[_Transform]) -> bytes:
+    buf = Buffer()
+    for i, transform in enumerate(transforms, 1):
+        transform.encode(buf, last=i == len(transforms))
+    return bytes(buf.data)
+
+
+#: Distinct transform sequences remembered (ours, and what we answer with).
+_TRANSFORMS_KEPT = 1024
+_encode_once = functools.lru_cache(maxsize=_TRANSFORMS_KEPT)(_encode_transforms)
+
+
 @dataclass(frozen=True, slots=True)
 class Proposal:
     """A proposal of either version; each subclasses it with its own Protocol IDs
@@ -154,8 +179,7 @@ class Proposal:
             buf.push_u8(len(spi))
             buf.push_u8(len(transforms))
             buf.push_bytes(spi)
-            for i, transform in enumerate(transforms, 1):
-                transform.encode(buf, last=i == len(transforms))
+            buf.push_bytes(_encoded_transforms(transforms))
 
     @classmethod
     def decode(cls, reader: NetReader) -> tuple[Self, bool]:

@@ -110,6 +110,11 @@ class IkeHeader:
         return pack_header(CODEC, "IKE", "IKE SPIs are 8 bytes each (RFC 7296 §3.1)", fields + rest)
 
 
+#: The members of each by number: a header is read several times per message.
+_PAYLOAD_TYPES = {int(member): member for member in PayloadType}
+_EXCHANGE_TYPES = {int(member): member for member in ExchangeType}
+
+
 def decode_header(data: bytes) -> IkeHeader:
     """The header of the message ``data``, checked against it.
 
@@ -127,7 +132,9 @@ def decode_header(data: bytes) -> IkeHeader:
         )
     if length != len(data):
         raise IkeDecodeError(f"IKE header Length {length}, message of {len(data)} bytes")
-    ptype, etype = PayloadType(next_payload), ExchangeType(exchange)
+    # Known numbers looked up; an unknown one becomes its pseudo-member through the call.
+    ptype = _PAYLOAD_TYPES.get(next_payload) or PayloadType(next_payload)
+    etype = _EXCHANGE_TYPES.get(exchange) or ExchangeType(exchange)
     return IkeHeader(spi_i, spi_r, ptype, major, minor, etype, flags, mid, length)
 
 

@@ -9,6 +9,7 @@ preference decides among proposals, as strongSwan's does by default.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from larval.crypto.ike_transforms import EsnId, Transform, TransformType
@@ -18,10 +19,20 @@ from larval.ikev2.sa_payload import Attribute, Proposal
 from larval.ikev2.sa_payload import Transform as WireTransform
 from larval.ikev2.ts_payload import TrafficSelector
 
+#: How many distinct suites each conversion below remembers. Ours are a connection's
+#: few, and a peer offers the same few again in every exchange: converted once, not in
+#: every message (a peer's many are bounded by this).
+_SUITES_KEPT = 1024
+
 
 def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
     """One configured suite as the SA payload carries it (transforms in type order)."""
-    transforms = tuple(
+    return Proposal(number, ProtocolId(protocol), spi, _wire_transforms(tuple(suite)))
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _wire_transforms(suite: Suite) -> tuple[WireTransform, ...]:
+    return tuple(
         WireTransform(
             TransformType(t.type),
             t.id,
@@ -29,13 +40,33 @@ def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
         )
         for t in sorted(suite, key=lambda t: t.type)
     )
-    return Proposal(number, ProtocolId(protocol), spi, transforms)
 
 
 def from_wire(proposal: Proposal) -> Suite:
+    return _suite_of(tuple(proposal.transforms))
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _suite_of(transforms: tuple[WireTransform, ...]) -> Suite:
+    return tuple(Transform(int(t.transform_type), t.transform_id, t.key_length) for t in transforms)
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _by_type(offered: Suite) -> tuple[tuple[int, tuple[Transform, ...]], ...]:
+    """The offered transforms of each type, the types in ascending order."""
     return tuple(
-        Transform(int(t.transform_type), t.transform_id, t.key_length) for t in proposal.transforms
+        (ttype, tuple(t for t in offered if t.type == ttype))
+        for ttype in sorted({t.type for t in offered})
     )
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _wanted(suite: Suite) -> tuple[tuple[int, tuple[Transform, ...]], ...]:
+    """Our transforms of each type, in the order the suite lists the types."""
+    wanted: dict[int, list[Transform]] = {}
+    for t in suite:
+        wanted.setdefault(t.type, []).append(t)
+    return tuple((ttype, tuple(ts)) for ttype, ts in wanted.items())
 
 
 def choose(
@@ -43,18 +74,14 @@ def choose(
 ) -> tuple[Proposal, Suite] | None:
     """The first of our suites that one of their proposals can meet, and the proposal
     answered with: their number and SPI, one transform of each type they offered."""
-    theirs = [p for p in theirs if p.protocol_id == protocol]
+    theirs_offered = [(p, _by_type(from_wire(p))) for p in theirs if p.protocol_id == protocol]
     for suite in ours:
-        wanted: dict[int, list[Transform]] = {}
-        for t in suite:
-            wanted.setdefault(t.type, []).append(t)
-        for proposal in theirs:
-            offered = from_wire(proposal)
+        wanted = dict(_wanted(tuple(suite)))
+        for proposal, offered_by_type in theirs_offered:
             picked: dict[int, Transform] = {}
             ok = True
-            for ttype in sorted({t.type for t in offered}):
+            for ttype, candidates in offered_by_type:
                 ours_of_type = wanted.get(ttype)
-                candidates = [t for t in offered if t.type == ttype]
                 if ours_of_type is None:
                     # A type we do not name: only "none" choices are acceptable (no ESN,
                     # no PFS group for a CHILD_SA that asked for none).
@@ -77,7 +104,7 @@ def choose(
     return None
 
 
-def _optional(ttype: int, wanted: dict[int, list[Transform]]) -> bool:
+def _optional(ttype: int, wanted: dict[int, tuple[Transform, ...]]) -> bool:
     """A type we list may be absent from their proposal if NONE is one of our choices."""
     return any(t.id == 0 for t in wanted[ttype])
 

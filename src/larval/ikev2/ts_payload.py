@@ -7,6 +7,7 @@ networks and `TrafficSelector.from_network` builds one from a network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -79,9 +80,8 @@ class TrafficSelector:
     ) -> TrafficSelector:
         """A selector for every address of ``network`` (``"10.0.0.0/8"`` works too)."""
         net = ipaddress.ip_network(network) if isinstance(network, str) else network
-        return cls.from_range(
-            net.network_address, net.broadcast_address, ip_protocol, start_port, end_port
-        )
+        ts_type, start, end = _network_range(net)
+        return cls(ts_type, ip_protocol, start_port, end_port, start, end)
 
     @property
     def start(self) -> IPAddress:
@@ -93,12 +93,7 @@ class TrafficSelector:
 
     def networks(self) -> list[IPNetwork]:
         """The smallest list of networks covering ``start``..``end`` (empty if start > end)."""
-        start, end = self.start, self.end
-        if isinstance(start, ipaddress.IPv4Address) and isinstance(end, ipaddress.IPv4Address):
-            return list(ipaddress.summarize_address_range(start, end)) if start <= end else []
-        if isinstance(start, ipaddress.IPv6Address) and isinstance(end, ipaddress.IPv6Address):
-            return list(ipaddress.summarize_address_range(start, end)) if start <= end else []
-        return []
+        return list(_range_networks(self.start_address, self.end_address))
 
     def encode(self, buf: Buffer) -> None:
         size = _ADDRESS_SIZE.get(self.ts_type)
@@ -114,6 +109,31 @@ class TrafficSelector:
             buf.push_u16be(self.end_port)
             buf.push_bytes(self.start_address)
             buf.push_bytes(self.end_address)
+
+
+#: How many distinct ranges and networks the conversions below remember: a responder
+#: sees the same few selectors again and again, one per setup, and each conversion
+#: through `ipaddress` costs more than the rest of reading the TS payload.
+_CONVERSIONS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=_CONVERSIONS_KEPT)
+def _range_networks(start_address: bytes, end_address: bytes) -> tuple[IPNetwork, ...]:
+    """`TrafficSelector.networks` of a range given as packed addresses (networks are
+    immutable, so one answer serves every selector of the same range)."""
+    start, end = ipaddress.ip_address(start_address), ipaddress.ip_address(end_address)
+    if isinstance(start, ipaddress.IPv4Address) and isinstance(end, ipaddress.IPv4Address):
+        return tuple(ipaddress.summarize_address_range(start, end)) if start <= end else ()
+    if isinstance(start, ipaddress.IPv6Address) and isinstance(end, ipaddress.IPv6Address):
+        return tuple(ipaddress.summarize_address_range(start, end)) if start <= end else ()
+    return ()
+
+
+@functools.lru_cache(maxsize=_CONVERSIONS_KEPT)
+def _network_range(net: IPNetwork) -> tuple[TsType, bytes, bytes]:
+    """The TS Type and packed first and last address of ``net``."""
+    ts_type = TsType.TS_IPV4_ADDR_RANGE if net.version == 4 else TsType.TS_IPV6_ADDR_RANGE
+    return ts_type, net.network_address.packed, net.broadcast_address.packed
 
 
 @dataclass(frozen=True, slots=True)

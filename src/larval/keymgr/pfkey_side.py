@@ -11,12 +11,15 @@ which releases the held packets), and DELETEs them when the CHILD_SA goes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import struct
 from dataclasses import dataclass
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
 from larval.crypto.proposals import EspProposal
 from larval.pfkey import (
+    PF_KEY_V2,
     AlgType,
     Extension,
     ExtType,
@@ -215,6 +218,50 @@ def getspi(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> PfkeyMes
             SadbSpirange(0x100, 0xFFFFFFFF),
         ),
     )
+
+
+#: A PF_KEY message's base header (RFC 2367 §2.3.1: version, type, errno, SA type, length
+#: in 64-bit words, reserved, seq, pid) and an extension's (length in words, type), as
+#: `larval.pfkey` lays them out, for the message of every setup built and read here
+#: without the objects of a whole `PfkeyMessage`.
+_MSG = struct.Struct("<BBBBHHII")
+_EXT = struct.Struct("<HH")
+_SA_SPI = struct.Struct(">I")  # sadb_sa_spi, network byte order, after the ext header
+_SA_WORDS = 2  # the SA extension is 16 bytes
+
+
+@functools.lru_cache(maxsize=1024)
+def _getspi_extensions(peer: IPAddress, local: IPAddress) -> bytes:
+    """GETSPI's extensions, the same for every SA between the same two addresses."""
+    return b"".join(ext.encode() for ext in getspi(peer, local, seq=0, pid=0).extensions)
+
+
+def getspi_bytes(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> bytes:
+    """`getspi` encoded: the same bytes, its extensions encoded once per address pair."""
+    body = _getspi_extensions(peer, local)
+    return _MSG.pack(PF_KEY_V2, SadbMsgType.GETSPI, 0, SaType.ESP,
+                     (_MSG.size + len(body)) // 8, 0, seq, pid) + body  # fmt: skip
+
+
+def getspi_reply_spi(data: bytes) -> int | None:
+    """The SPI a GETSPI reply gives: that of its SA extension when the reply is a GETSPI
+    with errno 0 whose lengths hold together; None for anything else (a refusal, another
+    message). Only the headers and the SPI are read."""
+    size = len(data)
+    if size < _MSG.size:
+        return None
+    version, msg_type, errno, _, words, _, _, _ = _MSG.unpack_from(data)
+    if version != PF_KEY_V2 or msg_type != SadbMsgType.GETSPI or errno or words * 8 != size:
+        return None
+    off = _MSG.size
+    while off + _EXT.size <= size:
+        ext_words, ext_type = _EXT.unpack_from(data, off)
+        if ext_words == 0 or off + ext_words * 8 > size:
+            return None
+        if ext_type == ExtType.SA:
+            return int(_SA_SPI.unpack_from(data, off + 4)[0]) if ext_words == _SA_WORDS else None
+        off += ext_words * 8
+    return None
 
 
 @dataclass(frozen=True, slots=True)
