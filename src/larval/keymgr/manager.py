@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from larval.crypto.ike_proposals import format_esp_proposal, format_ike_proposal
-from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformType
+from larval.crypto.ike_transforms import EncrId, EsnId, IntegId, Transform, TransformType
 from larval.crypto.proposals import EspProposal
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
@@ -151,7 +151,7 @@ def esp_suite(proposal: EspProposal) -> Suite:
     if proposal.auth:
         # SADB_AALG 5/6/7 are AUTH_HMAC_SHA2_256_128 / 384_192 / 512_256 (12/13/14).
         suite.append(Transform(TransformType.INTEG, proposal.auth + 7))
-    suite.append(Transform(TransformType.ESN, 0))
+    suite.append(Transform(TransformType.ESN, EsnId.YES if proposal.esn else EsnId.NO))
     return tuple(suite)
 
 
@@ -163,7 +163,9 @@ def proposal_of(suite: Suite) -> EspProposal:
     auth = integ.id - 7 if integ is not None and integ.id != IntegId.NONE else 0
     bits = encr.key_bits or (256 if encr.id == EncrId.CHACHA20_POLY1305 else 0)
     auth_bits = {5: 256, 6: 384, 7: 512}.get(auth, 0)
-    return EspProposal(encr.id, bits, auth, auth_bits)
+    esn = suite_get(suite, TransformType.ESN)
+    return EspProposal(encr.id, bits, auth, auth_bits,
+                       esn=esn is not None and esn.id == EsnId.YES)  # fmt: skip
 
 
 class KeyManager:

@@ -151,7 +151,8 @@ def parse_policy_request(msg: PfkeyMessage) -> PolicyRequest:
         lifetimes = Lifetimes(
             ecomb.soft_addtime, ecomb.hard_addtime, ecomb.soft_bytes, ecomb.hard_bytes
         )
-        proposal = EspProposal(encrypt, encrypt_bits, auth, auth_bits)
+        proposal = EspProposal(encrypt, encrypt_bits, auth, auth_bits,
+                               esn=bool(ecomb.flags & SaFlags.X_ESN))  # fmt: skip
         alternatives.append(Alternative(proposal, bool(ecomb.flags & SaFlags.PFS), lifetimes))
     if not alternatives:
         raise AcquireError("ACQUIRE offers no ESP alternative larval implements")
@@ -300,6 +301,8 @@ def keyed_sa(
     tunnel = request is not None and request.tunnel
     flags = SaFlags.X_TUNNEL if tunnel else 0
     flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
+    if proposal.esn:
+        flags |= SaFlags.X_ESN  # RFC 4303 §2.2.1: both SAs of the CHILD_SA
     exts: list[Extension] = [
         SadbSa(keys.spi, min(request.replay_window if request else 32, 255), SaState.MATURE,
                proposal.auth, proposal.encrypt, flags),

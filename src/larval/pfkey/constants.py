@@ -405,6 +405,10 @@ class SaFlags(enum.IntFlag):
 
     PFS = 0x1
     NOREPLAY = 0x2
+    # 64-bit extended sequence numbers (RFC 4303 §2.2.1), as FreeBSD's and larval's
+    # SADB_X_SAFLAGS_ESN; in sadb_comb_flags and sadb_x_ecomb_flags: the alternative asks
+    # for them.
+    X_ESN = 0x400
     X_NATTED = 0x1000
     X_INBOUND = 0x4000
     X_OUTBOUND = 0x8000

@@ -163,8 +163,10 @@ def _outer(policy: Policy, flow: Flow) -> tuple[IPAddress, IPAddress]:
 
 
 def _flags(proposal: EspProposal) -> int:
-    # RFC 2367 §2.3.7: sadb_comb_flags carries SADB_SAFLAGS_PFS for a PFS requirement.
-    return int(SaFlags.PFS) if proposal.dh_group is not None else 0
+    # RFC 2367 §2.3.7: sadb_comb_flags carries SADB_SAFLAGS_PFS for a PFS requirement;
+    # X_ESN asks for extended sequence numbers.
+    pfs = int(SaFlags.PFS) if proposal.dh_group is not None else 0
+    return pfs | (int(SaFlags.X_ESN) if proposal.esn else 0)
 
 
 def _comb(policy: Policy, proposal: EspProposal) -> SadbComb:

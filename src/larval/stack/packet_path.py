@@ -382,7 +382,7 @@ class PacketPath:
             esp = EspSa(
                 sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
                 replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
-                random_bytes=self.stack.random_bytes,
+                esn=bool(sa.flags & SaFlags.X_ESN), random_bytes=self.stack.random_bytes,
             )  # fmt: skip
             natt = sa.natt_rem
             port = self._port_of(natt)
