@@ -156,3 +156,22 @@ def test_choices_agree_with_a_plain_scan(sadb: Sadb, seed: int) -> None:
         dst = str(ipaddress.IPv4Address((10 << 24) | rng.getrandbits(12)))
         src = str(ipaddress.IPv4Address((203 << 24) | (113 << 8) | rng.getrandbits(8)))
         assert chosen(sadb, dst, src) == reference(left, src, dst), (src, dst)
+
+
+def test_many_sas_of_one_selector_come_and_go_in_any_order(sadb: Sadb) -> None:
+    # Every CHILD_SA of many IKE_SAs between two gateways, for the same networks: one
+    # bucket of both indexes holds them all, newest MATURE first.
+    rng = random.Random(7)
+    spis = [0x30000 + n for n in range(300)]
+    for spi in spis:
+        child(sadb, spi, "10.2.0.0", 16)
+    assert chosen(sadb, "10.2.3.4") == spis[-1]
+    rng.shuffle(spis)
+    while spis:
+        send(sadb, by_spi(SadbMsgType.DELETE, spis.pop(), PEER))
+        newest = max(spis) if spis else None
+        assert chosen(sadb, "10.2.3.4") == newest
+    table = sadb._tables[3]
+    for index in (table.inner, table.pair_inner):
+        assert len(index) == 0
+        assert index._buckets == {} and index._members == {} and index._lengths == {}
