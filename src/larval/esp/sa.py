@@ -19,7 +19,7 @@ An `EspSa` is not locked: give each SA direction to one thread, as the dataplane
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from larval.crypto.algorithms import AALG_NONE
@@ -27,6 +27,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.esp.errors import (
     EspBadPaddingError,
     EspConfigError,
+    EspDropError,
     EspDummyPacket,
     EspError,
     EspMalformedError,
@@ -38,9 +39,11 @@ from larval.esp.errors import (
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
 
-__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspMode", "EspSa"]
+__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa"]
 
 EspMode = Literal["tunnel", "transport"]
+#: What `EspSa.decrypt_batch` gives for each packet: (Next Header, payload), or the drop.
+EspDecrypted = tuple[int, bytes] | EspDropError
 
 ESP_HEADER_LEN = 8
 IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
@@ -257,6 +260,25 @@ class EspSa:
         self._seal_into(out, *self._outbound(inner, next_header))
         return length
 
+    def encrypt_batch(
+        self, packets: Sequence[tuple[BytesLike, int]]
+    ) -> tuple[list[bytes], EspError | None]:
+        """`encrypt` for each (inner, Next Header) of `packets`, in order.
+
+        Returns the ESP packets made, and the error that stopped the batch or None: on
+        an error (exhausted, unreserved, a bad Next Header) packet ``len(made)`` was not
+        numbered and neither was any after it, exactly as if `encrypt` had been called
+        packet by packet and had raised there.
+        """
+        made: list[bytes] = []
+        append, outbound, seal = made.append, self._outbound, self._seal
+        try:
+            for inner, next_header in packets:
+                append(seal(*outbound(inner, next_header)))
+        except EspError as e:
+            return made, e
+        return made, None
+
     # -- inbound ------------------------------------------------------------------------
 
     def _inbound(self, esp: BytesLike) -> tuple[int, bytes]:
@@ -314,3 +336,21 @@ class EspSa:
             raise EspError(f"buffer has {len(out)} bytes at offset {offset}; need {size}")
         self._open_into(esp, seq_hi, out)
         return self._accept(out, seq)
+
+    def decrypt_batch(self, packets: Sequence[BytesLike]) -> list[EspDecrypted]:
+        """`decrypt` for each of `packets`, in order: per packet (Next Header, payload),
+        or the `EspDropError` that `decrypt` would have raised for it. The replay window
+        moves exactly as it would packet by packet: a duplicate within the batch is a
+        replay, and a packet whose ICV fails moves nothing."""
+        results: list[EspDecrypted] = []
+        append, inbound, open_, accept = results.append, self._inbound, self._open, self._accept
+        for esp in packets:
+            try:
+                seq, seq_hi = inbound(esp)
+                plaintext = open_(esp, seq_hi)
+                next_header, end = accept(plaintext, seq)
+            except EspDropError as e:
+                append(e)
+                continue
+            append((next_header, plaintext[:end]))
+        return results
