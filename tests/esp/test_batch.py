@@ -1,23 +1,36 @@
 """`EspSa.encrypt_batch` and `decrypt_batch` against `encrypt` and `decrypt` called packet
 by packet on an identical SA: the same bytes, the same drops, the same counters and the
 same replay window, on mixed batches (duplicates within a batch, a forged ICV, a runt, a
-wrong SPI, a dummy packet, a stale packet, ESN across a subspace boundary)."""
+wrong SPI, a dummy packet, a stale packet, ESN across a subspace boundary).
+
+Each test runs the batch calls on both paths: Python (the reference) and the compiled
+helper (AES-GCM). Where the helper is not built, the compiled case is skipped, which CI
+(LARVAL_NO_SKIP) counts as a failure."""
 
 from __future__ import annotations
 
 import pytest
 
-from larval.crypto.algorithms import EALG_AES_CBC
-from larval.esp import EspDropError, EspSa, EspSeqExhausted
+from larval.crypto.algorithms import EALG_AES_CBC, EALG_AES_GCM_16
+from larval.esp import EspConfigError, EspDropError, EspSa, EspSeqExhausted, helper
 from larval.esp.sa import IPPROTO_NONE, EspDecrypted
 from tests.esp.helpers import IPV4_UDP, IPV6_UDP, SUITE_IDS, SUITES, Suite
 
 SPI = 0x1001
 
 
-def pair(suite: Suite, *, esn: bool = False, window: int = 64) -> tuple[EspSa, EspSa]:
-    """Two identical SAs. AES-CBC draws random IVs: here they come from the sequence
-    number, so that both write the same bytes."""
+@pytest.fixture(params=["python", "compiled"])
+def path(request: pytest.FixtureRequest) -> str:
+    if request.param == "compiled" and helper._MODULE is None:
+        pytest.skip(f"the compiled ESP helper is {helper._WHY_NOT}")
+    return str(request.param)
+
+
+def pair(
+    suite: Suite, *, esn: bool = False, window: int = 64, path: str = "python"
+) -> tuple[EspSa, EspSa]:
+    """Two identical SAs, the second with its batch calls on `path`. AES-CBC draws random
+    IVs: here they come from the sequence number, so that both write the same bytes."""
     ekey, akey = suite.keys()
     iv = (lambda seq: seq.to_bytes(16, "big")) if suite.encrypt_alg == EALG_AES_CBC else None
     one, two = (
@@ -30,8 +43,9 @@ def pair(suite: Suite, *, esn: bool = False, window: int = 64) -> tuple[EspSa, E
             esn=esn,
             replay_window=window,
             iv_source=iv,
+            esp_path=p,
         )
-        for _ in range(2)
+        for p in ("python", path)
     )
     return one, two
 
@@ -61,8 +75,8 @@ INNER = [(IPV4_UDP, 4), (IPV6_UDP, 41), (IPV4_UDP[:21], 4), (b"", IPPROTO_NONE),
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=SUITE_IDS)
-def test_encrypt_batch_writes_the_bytes_encrypt_writes(suite: Suite) -> None:
-    one, batch = pair(suite)
+def test_encrypt_batch_writes_the_bytes_encrypt_writes(suite: Suite, path: str) -> None:
+    one, batch = pair(suite, path=path)
     expected = [one.encrypt(inner, nh) for inner, nh in INNER * 3]
     made, error = batch.encrypt_batch(INNER * 3)
     assert error is None
@@ -70,9 +84,9 @@ def test_encrypt_batch_writes_the_bytes_encrypt_writes(suite: Suite) -> None:
     assert state(batch) == state(one)
 
 
-def test_encrypt_batch_stops_where_the_sequence_numbers_end() -> None:
+def test_encrypt_batch_stops_where_the_sequence_numbers_end(path: str) -> None:
     suite = SUITES[0]
-    one, batch = pair(suite)
+    one, batch = pair(suite, path=path)
     for sa in (one, batch):
         sa.seq = (1 << 32) - 3
     expected = [one.encrypt(IPV4_UDP, 4) for _ in range(2)]
@@ -103,9 +117,9 @@ def mixed_batch(suite: Suite, *, esn: bool = False, first: int = 1) -> list[byte
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=SUITE_IDS)
-def test_decrypt_batch_gives_what_decrypt_gives(suite: Suite) -> None:
+def test_decrypt_batch_gives_what_decrypt_gives(suite: Suite, path: str) -> None:
     packets = mixed_batch(suite)
-    one, batch = pair(suite)
+    one, batch = pair(suite, path=path)
     expected = one_by_one(one, packets)
     got = [outcome(r) for r in batch.decrypt_batch(packets)]
     assert got == expected
@@ -114,9 +128,9 @@ def test_decrypt_batch_gives_what_decrypt_gives(suite: Suite) -> None:
 
 
 @pytest.mark.parametrize("suite", SUITES[:1] + SUITES[3:4], ids=["gcm", "cbc"])
-def test_decrypt_batch_with_esn_across_a_subspace_boundary(suite: Suite) -> None:
+def test_decrypt_batch_with_esn_across_a_subspace_boundary(suite: Suite, path: str) -> None:
     packets = mixed_batch(suite, esn=True, first=(1 << 32) - 6)
-    one, batch = pair(suite, esn=True)
+    one, batch = pair(suite, esn=True, path=path)
     for sa in (one, batch):
         sa.replay.restore((1 << 32) - 10, 1)
     expected = one_by_one(one, packets)
@@ -127,12 +141,53 @@ def test_decrypt_batch_with_esn_across_a_subspace_boundary(suite: Suite) -> None
     assert one.replay.top >> 32 == 1
 
 
-def test_decrypt_batch_in_two_batches_keeps_the_window_between_them() -> None:
+def test_decrypt_batch_in_two_batches_keeps_the_window_between_them(path: str) -> None:
     suite = SUITES[1]
     packets = mixed_batch(suite)
-    one, batch = pair(suite, window=8)
+    one, batch = pair(suite, window=8, path=path)
     expected = one_by_one(one, packets)
     got = [outcome(r) for r in batch.decrypt_batch(packets[:9])]
     got += [outcome(r) for r in batch.decrypt_batch(packets[9:])]
     assert got == expected
     assert state(batch) == state(one)
+
+
+def test_compiled_path_seals_a_large_batch_as_python_does(path: str) -> None:
+    suite = SUITES[0]
+    one, batch = pair(suite, path=path)
+    inners = [(bytes([n % 251]) * (n * 23 % 1500), 4) for n in range(200)]
+    made, error = batch.encrypt_batch(inners)
+    assert error is None
+    assert made == [one.encrypt(inner, nh) for inner, nh in inners]
+    receiver_one, receiver_batch = pair(suite, path=path)
+    expected = one_by_one(receiver_one, made[::-1] + made[:10])
+    assert [outcome(r) for r in receiver_batch.decrypt_batch(made[::-1] + made[:10])] == expected
+    assert state(receiver_batch) == state(receiver_one)
+
+
+def test_the_environment_chooses_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = SUITES[0].keys()[0]
+    monkeypatch.setenv(helper.HELPER_ENV, "python")
+    assert helper.selected_path() == "python"
+    assert EspSa(SPI, EALG_AES_GCM_16, key)._batch is None
+    monkeypatch.setenv(helper.HELPER_ENV, "fastest")
+    with pytest.raises(EspConfigError, match="LARVAL_ESP_HELPER='fastest'; allowed"):
+        helper.selected_path()
+    monkeypatch.setenv(helper.HELPER_ENV, "compiled")
+    monkeypatch.setattr(helper, "_MODULE", None)
+    monkeypatch.setattr(helper, "_WHY_NOT", "not built: no module named _gcm_batch")
+    with pytest.raises(EspConfigError, match="compiled ESP helper is not built"):
+        EspSa(SPI, EALG_AES_GCM_16, key)
+    monkeypatch.delenv(helper.HELPER_ENV)
+    assert str(helper.esp_path()) == "python (helper not built: no module named _gcm_batch)"
+
+
+def test_the_compiled_path_runs_where_built(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(helper.HELPER_ENV, raising=False)
+    chosen = helper.esp_path()
+    if path == "compiled":
+        assert chosen.name == "compiled" and chosen.detail.startswith("OpenSSL ")
+        assert EspSa(SPI, EALG_AES_GCM_16, SUITES[1].keys()[0])._batch is not None
+    else:
+        monkeypatch.setenv(helper.HELPER_ENV, "python")
+        assert helper.esp_path().name == "python"
