@@ -141,10 +141,11 @@ def test_decrypt_batch_with_esn_across_a_subspace_boundary(suite: Suite, path: s
     assert one.replay.top >> 32 == 1
 
 
-def test_decrypt_batch_in_two_batches_keeps_the_window_between_them(path: str) -> None:
+@pytest.mark.parametrize("window", [0, 8, 64])
+def test_decrypt_batch_in_two_batches_keeps_the_window_between_them(path: str, window: int) -> None:
     suite = SUITES[1]
     packets = mixed_batch(suite)
-    one, batch = pair(suite, window=8, path=path)
+    one, batch = pair(suite, window=window, path=path)
     expected = one_by_one(one, packets)
     got = [outcome(r) for r in batch.decrypt_batch(packets[:9])]
     got += [outcome(r) for r in batch.decrypt_batch(packets[9:])]

@@ -33,6 +33,7 @@ from larval.esp.errors import (
     EspError,
     EspMalformedError,
     EspReplayError,
+    EspReplayTooOldError,
     EspSeqExhausted,
     EspSeqUnreserved,
     EspTruncatedError,
@@ -399,11 +400,24 @@ class EspSa:
         the window update. A packet whose check now fails is dropped as `decrypt` would;
         one whose inferred ESN high bits changed, or that failed the first check, takes
         `decrypt` itself: the outcome is that of `decrypt` packet by packet."""
+        replay = self.replay
+        esn, size = self.esn, replay.size
         first: list[int | EspDropError] = []
         chosen: list[bytes] = []
         seq_his: list[int] = []
-        inbound = self._inbound
+        inbound, min_len, spi = self._inbound, self._min_len, _U32.pack(self.spi)
+        top, bitmap = replay.top, replay.bitmap
         for esp in packets:
+            # Without ESN, the common case inline: long enough (AES-GCM has no block
+            # alignment), this SA's SPI, inside the window and not yet received.
+            if not esn and len(esp) >= min_len and esp[:4] == spi:
+                seq = int.from_bytes(esp[4:8], "big")
+                diff = top - seq
+                if not size or diff < 0 or (diff < size and not (bitmap >> diff) & 1):
+                    first.append(seq)
+                    chosen.append(bytes(esp))
+                    seq_his.append(0)
+                    continue
             try:
                 seq, _ = inbound(esp)
             except EspDropError as e:
@@ -413,9 +427,9 @@ class EspSa:
             chosen.append(bytes(esp))
             seq_his.append(seq >> 32)
         if chosen:
-            plain, offsets, ok = batch.open(self.esn, chosen, seq_his)
+            plain, offsets, ok = batch.open(esn, chosen, seq_his)
         results: list[EspDecrypted] = []
-        append, check, accept = results.append, self.replay.check, self._accept
+        append, check, update = results.append, replay.check, replay.update
         k = 0
         for esp, pre in zip(packets, first, strict=True):
             if not isinstance(pre, int):
@@ -424,23 +438,44 @@ class EspSa:
                 continue
             i = k
             k += 1
-            try:
-                seq = check(int.from_bytes(esp[4:8], "big"))
-            except EspDropError as e:
-                append(e)
-                continue
-            if seq != pre:
-                append(self._one(esp))
-                continue
+            # The window as the batch's earlier packets left it (RFC 4303 §3.4.3).
+            if esn:
+                try:
+                    seq = check(int.from_bytes(esp[4:8], "big"))
+                except EspDropError as e:
+                    append(e)
+                    continue
+                if seq != pre:
+                    append(self._one(esp))  # other high bits now: decrypt again
+                    continue
+            else:
+                seq = pre
+                diff = replay.top - seq
+                if size and diff >= 0:
+                    if diff >= size:
+                        append(EspReplayTooOldError(f"sequence number {seq} left of the window"))
+                        continue
+                    if (replay.bitmap >> diff) & 1:
+                        append(EspReplayError(f"sequence number {seq} already received"))
+                        continue
             if not ok[i]:
                 append(EspAuthError("ICV mismatch"))
                 continue
             start = offsets[i]
-            plaintext = plain[start : start + len(esp) - 32]
-            try:
-                next_header, end = accept(plaintext, seq)
-            except EspDropError as e:
-                append(e)
+            length = len(esp) - 32
+            plaintext = plain[start : start + length]
+            # `_accept`, inline: padding, window, counters, dummy packets.
+            padlen = plaintext[-2]
+            end = length - 2 - padlen
+            if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
+                append(EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong"))
+                continue
+            update(seq)
+            self.packets_in += 1
+            self.bytes_in += end
+            next_header = plaintext[-1]
+            if next_header == IPPROTO_NONE:
+                append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
                 continue
             append((next_header, bytes(plaintext[:end])))
         return results
