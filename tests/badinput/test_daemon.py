@@ -297,6 +297,17 @@ def test_status_says_which_esp_path_runs(
         assert str(expected) == "python (forced by LARVAL_ESP_HELPER=python)"
 
 
+def test_a_bad_esp_path_choice_stops_the_dataplane_by_name(tmp_path: Path) -> None:
+    result = larval(
+        "stack", "--pfkey-socket", str(tmp_path / "pfkey"), "--control-socket",
+        str(tmp_path / "control"), "--tun", f"lvbad{os.getpid() % 10000}", "--local",
+        "127.0.0.1", env={"LARVAL_ESP_HELPER": "fastest"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "larval: LARVAL_ESP_HELPER='fastest'; allowed: auto, compiled, python" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_status_names_suites_in_strongswans_words(tmp_path: Path) -> None:
     """Two daemons on loopback bring up an IKE_SA and its CHILD_SA: status, --json and
     the log name the suites as swanctl.conf does, and no repr leaks anywhere."""

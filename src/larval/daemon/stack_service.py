@@ -168,6 +168,8 @@ class StackService:
                               "fenced": writer.fenced}}  # fmt: skip
 
     def _start_dataplane(self, config: DataplaneConfig) -> None:
+        # A bad LARVAL_ESP_HELPER is refused now, by name, not at the first packet.
+        log.info("ESP path: %s", esp_path())
         tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
         try:
             tun.configure(config.addresses, config.mtu, config.routes)
