@@ -10,8 +10,9 @@ from larval.esp import helper
 
 
 def test_batch_figures_cover_each_path_that_runs_here() -> None:
-    if helper._MODULE is None:
-        pytest.skip(f"the compiled ESP helper is {helper._WHY_NOT}")
+    ok, why_not = helper.built()
+    if not ok:
+        pytest.skip(f"the compiled ESP helper is {why_not}")
     figures = esp.batch_figures(n=128)
     assert figures["esp_path"] == str(helper.esp_path())
     keys = {

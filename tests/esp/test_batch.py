@@ -21,8 +21,9 @@ SPI = 0x1001
 
 @pytest.fixture(params=["python", "compiled"])
 def path(request: pytest.FixtureRequest) -> str:
-    if request.param == "compiled" and helper._MODULE is None:
-        pytest.skip(f"the compiled ESP helper is {helper._WHY_NOT}")
+    ok, why_not = helper.built()
+    if request.param == "compiled" and not ok:
+        pytest.skip(f"the compiled ESP helper is {why_not}")
     return str(request.param)
 
 
@@ -175,8 +176,7 @@ def test_the_environment_chooses_the_path(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(EspConfigError, match="LARVAL_ESP_HELPER='fastest'; allowed"):
         helper.selected_path()
     monkeypatch.setenv(helper.HELPER_ENV, "compiled")
-    monkeypatch.setattr(helper, "_MODULE", None)
-    monkeypatch.setattr(helper, "_WHY_NOT", "not built: no module named _gcm_batch")
+    monkeypatch.setattr(helper, "_LOADED", [(None, "not built: no module named _gcm_batch")])
     with pytest.raises(EspConfigError, match="compiled ESP helper is not built"):
         EspSa(SPI, EALG_AES_GCM_16, key)
     monkeypatch.delenv(helper.HELPER_ENV)

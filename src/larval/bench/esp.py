@@ -236,7 +236,7 @@ def _path_figures(path: str, inner: bytes, n: int, repeat: int = 3) -> dict[str,
 def batch_figures(n: int = 20_000) -> dict[str, Any]:
     """The per-packet CPU figures, for each path that can run here."""
     inner = _inner_packet(1400)
-    paths = ["python"] + (["compiled"] if helper._MODULE is not None else [])
+    paths = ["python"] + (["compiled"] if helper.built()[0] else [])
     results: dict[str, Any] = {"esp_path": str(helper.esp_path()), "batch": BATCH}
     for path in paths:
         results[path] = {**_sa_figures(path, inner, n), **_path_figures(path, inner, n)}

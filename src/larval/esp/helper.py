@@ -19,21 +19,38 @@ from typing import Any
 
 from larval.esp.errors import EspConfigError
 
-__all__ = ["HELPER_ENV", "EspPath", "GcmBatch", "esp_path", "gcm_batch", "selected_path"]
+__all__ = [
+    "HELPER_ENV",
+    "EspPath",
+    "GcmBatch",
+    "built",
+    "esp_path",
+    "gcm_batch",
+    "selected_path",
+]
 
 HELPER_ENV = "LARVAL_ESP_HELPER"
 _CHOICES = ("auto", "compiled", "python")
 
 
+_LOADED: list[tuple[Any, str]] = []
+
+
 def _load() -> tuple[Any, str]:
-    """The compiled module, or None and why it cannot be had."""
-    try:
-        return importlib.import_module("larval.esp._gcm_batch"), ""
-    except ImportError as e:
-        return None, f"not built: {e}"
+    """The compiled module, or None and why it cannot be had; imported on first use, so
+    that commands which move no packets do not pay for cffi."""
+    if not _LOADED:
+        try:
+            _LOADED.append((importlib.import_module("larval.esp._gcm_batch"), ""))
+        except ImportError as e:
+            _LOADED.append((None, f"not built: {e}"))
+    return _LOADED[0]
 
 
-_MODULE, _WHY_NOT = _load()
+def built() -> tuple[bool, str]:
+    """Whether the compiled helper can be used here, and if not, why."""
+    module, why_not = _load()
+    return module is not None, why_not
 
 
 @dataclass(frozen=True)
@@ -56,9 +73,12 @@ def selected_path() -> str:
     choice = os.environ.get(HELPER_ENV, "").strip().lower() or "auto"
     if choice not in _CHOICES:
         raise EspConfigError(f"{HELPER_ENV}={choice!r}; allowed: {', '.join(_CHOICES)}")
-    if choice == "compiled" and _MODULE is None:
-        raise EspConfigError(f"{HELPER_ENV}=compiled, but the compiled ESP helper is {_WHY_NOT}")
-    if choice == "python" or _MODULE is None:
+    if choice == "python":
+        return "python"
+    module, why_not = _load()
+    if module is None:
+        if choice == "compiled":
+            raise EspConfigError(f"{HELPER_ENV}=compiled, but the compiled ESP helper is {why_not}")
         return "python"
     return "compiled"
 
@@ -66,11 +86,12 @@ def selected_path() -> str:
 def esp_path() -> EspPath:
     """The path that runs, and why; for `larval status` (raises as `selected_path`)."""
     name = selected_path()
+    module, why_not = _load()
     if name == "compiled":
-        version = _MODULE.ffi.string(_MODULE.lib.larval_openssl_version()).decode()
+        version = module.ffi.string(module.lib.larval_openssl_version()).decode()
         return EspPath("compiled", version)
-    if _MODULE is None:
-        return EspPath("python", f"helper {_WHY_NOT}")
+    if module is None:
+        return EspPath("python", f"helper {why_not}")
     return EspPath("python", f"forced by {HELPER_ENV}=python")
 
 
@@ -83,9 +104,10 @@ def gcm_batch(key: bytes, salt: bytes, path: str | None = None) -> GcmBatch | No
         return None
     if path != "compiled":
         raise EspConfigError(f"ESP path {path!r}; allowed: compiled, python")
-    if _MODULE is None:
-        raise EspConfigError(f"the compiled ESP helper is {_WHY_NOT}")
-    return GcmBatch(key, salt)
+    module, why_not = _load()
+    if module is None:
+        raise EspConfigError(f"the compiled ESP helper is {why_not}")
+    return GcmBatch(module, key, salt)
 
 
 class GcmBatch:
@@ -95,9 +117,8 @@ class GcmBatch:
 
     __slots__ = ("_ctx", "_ffi", "_lib")
 
-    def __init__(self, key: bytes, salt: bytes) -> None:
-        assert _MODULE is not None
-        ffi, lib = _MODULE.ffi, _MODULE.lib
+    def __init__(self, module: Any, key: bytes, salt: bytes) -> None:
+        ffi, lib = module.ffi, module.lib
         if len(key) not in (16, 32) or len(salt) != 4:
             raise EspConfigError(f"compiled AES-GCM takes a 128- or 256-bit key, not {len(key)}")
         ctx = lib.larval_gcm_new(key, len(key), salt)
