@@ -169,7 +169,7 @@ class StackService:
 
     def _start_dataplane(self, config: DataplaneConfig) -> None:
         # A bad LARVAL_ESP_HELPER is refused now, by name, not at the first packet.
-        log.info("ESP path: %s", esp_path())
+        chosen = esp_path()
         tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
         try:
             tun.configure(config.addresses, config.mtu, config.routes)
@@ -185,6 +185,7 @@ class StackService:
             raise
         self.dataplane = Dataplane(self.stack, tun, udp, raw)
         self.dataplane.start()
+        log.debug("dataplane started; ESP path: %s", chosen)
 
     def _stop_dataplane(self) -> None:
         if self.dataplane is not None:
