@@ -1,16 +1,20 @@
 """The packet path's batch entries against the per-packet ones: two identical worlds, one
 fed packet by packet, the other the same packets as one batch; the datagrams sent, the
 packets delivered, every counter and the SADB's held and acquire state must agree, on
-mixed batches (two SAs, a LARVAL SA, a forged ICV, a replay, runts, IKE, keepalives)."""
+mixed batches (two SAs, a LARVAL SA, a forged ICV, a replay, runts, IKE, keepalives).
+Every test runs with the batch calls on the Python path and on the compiled helper."""
 
 from __future__ import annotations
 
 import ipaddress
 
-from larval.esp import NON_ESP_MARKER, EspSa
+import pytest
+
+from larval.esp import NON_ESP_MARKER, EspSa, helper
 from larval.esp.ip import IPPROTO_IPV4
 from larval.pfkey import EncryptAlg, ExtType, SadbAddress, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
+from larval.stack.packet_path import EspContext
 from tests.stack.test_packet_path import (
     A_NET,
     A_OUTER,
@@ -23,6 +27,16 @@ from tests.stack.test_packet_path import (
 )
 
 LARVAL_SPI = 0x4004
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def esp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ESP batch path the stacks' SAs take (`larval.esp.helper`)."""
+    ok, why_not = helper.built()
+    if request.param == "compiled" and not ok:
+        pytest.skip(f"the compiled ESP helper is {why_not}")
+    monkeypatch.setenv(helper.HELPER_ENV, request.param)
+    return str(request.param)
 
 
 class World:
@@ -139,7 +153,7 @@ def inbound_datagrams() -> list[bytes]:
 PEER = ipaddress.ip_address(A_OUTER).packed
 
 
-def test_inbound_udp_batch_delivers_what_inbound_udp_delivers() -> None:
+def test_inbound_udp_batch_delivers_what_inbound_udp_delivers(esp_path: str) -> None:
     one, batch = World(), World()
     for payload in inbound_datagrams():
         one.b.path.inbound_udp(payload, one.b.outer, PEER, 4500, 1.0)
@@ -147,6 +161,9 @@ def test_inbound_udp_batch_delivers_what_inbound_udp_delivers() -> None:
         [(p, PEER, 4500) for p in inbound_datagrams()], batch.b.outer, 1.0
     )
     assert batch.seen(batch.b) == one.seen(one.b)
+    sa = batch.b.stack.sadb.lookup_esp(0x1001, batch.b.outer)
+    assert sa is not None and isinstance(sa.transform, EspContext)
+    assert (sa.transform.esp._batch is not None) == (esp_path == "compiled")
     assert batch.ike == one.ike == [(b"ike message", PEER, 4500)]
     counters = one.b.path.counters()
     assert counters["delivered"] == 9
