@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench interop clean
 
-$(STAMP): pyproject.toml
+# The compiled ESP helper is built by the install: a change to its source rebuilds it.
+$(STAMP): pyproject.toml setup.py src/larval/esp/_helper.c src/larval/esp/_helper_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -279,6 +279,35 @@ def test_status_against_larval_stack_shows_the_stacks_own(tmp_path: Path) -> Non
     assert answer["stack"]["drops"] == {"malformed": 0, "discard": 0}
 
 
+@pytest.mark.parametrize("forced", ["", "python"])
+def test_status_says_which_esp_path_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forced: str
+) -> None:
+    from larval.esp import helper
+
+    monkeypatch.setenv(helper.HELPER_ENV, forced)
+    expected = helper.esp_path()
+    with larval_stack(tmp_path) as control:
+        text = larval("status", "--control-socket", control)
+        as_json = larval("status", "--json", "--control-socket", control)
+    assert f"  esp path: {expected}\n" in text.stdout
+    answer = json.loads(as_json.stdout)
+    assert answer["esp_path"] == {"name": expected.name, "detail": expected.detail}
+    if forced:
+        assert str(expected) == "python (forced by LARVAL_ESP_HELPER=python)"
+
+
+def test_a_bad_esp_path_choice_stops_the_dataplane_by_name(tmp_path: Path) -> None:
+    result = larval(
+        "stack", "--pfkey-socket", str(tmp_path / "pfkey"), "--control-socket",
+        str(tmp_path / "control"), "--tun", f"lvbad{os.getpid() % 10000}", "--local",
+        "127.0.0.1", env={"LARVAL_ESP_HELPER": "fastest"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "larval: LARVAL_ESP_HELPER='fastest'; allowed: auto, compiled, python" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_status_names_suites_in_strongswans_words(tmp_path: Path) -> None:
     """Two daemons on loopback bring up an IKE_SA and its CHILD_SA: status, --json and
     the log name the suites as swanctl.conf does, and no repr leaks anywhere."""

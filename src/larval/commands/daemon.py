@@ -61,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
     answer = _ike_status(args.control_socket)
     if args.json:
         keys = ("key_manager", "ike_sas", "child_sas", "stack", "ikev1_dropped")
-        print(json.dumps({k: answer.get(k, {}) for k in keys}))
+        shown = {k: answer.get(k, {}) for k in keys}
+        shown["esp_path"] = answer.get("stack", {}).get("esp_path", {})
+        print(json.dumps(shown))
     elif answer["key_manager"]:
         print_status(answer)
         print_ikev1_dropped(answer.get("ikev1_dropped") or {})
+        print_esp_path(answer.get("stack", {}))
     else:
         print(f"no key manager runs here ({args.control_socket} is `larval stack`'s): "
               "no IKE_SAs; the stack's own status:")  # fmt: skip
@@ -106,6 +109,14 @@ def print_stack_status(stack: dict[str, Any]) -> None:
         shown = ", ".join(f"{name} {value}" for name, value in counters.items() if value)
         if key == "drops" or shown:
             print(f"  {title}: {shown or 'none'}")
+    print_esp_path(stack, "  ")
+
+
+def print_esp_path(stack: dict[str, Any], indent: str = "") -> None:
+    """Which ESP batch path the daemon runs: ``esp path: compiled (OpenSSL 3.0.x)``."""
+    chosen = stack.get("esp_path")
+    if chosen:
+        print(f"{indent}esp path: {chosen['name']} ({chosen['detail']})")
 
 
 def print_status(answer: dict[str, Any]) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from larval.daemon.reload import by_name
-from larval.esp import NAT_T_PORT
+from larval.esp import NAT_T_PORT, EspConfigError
+from larval.esp.helper import esp_path
 from larval.net.control import ControlError, ControlServer, Handler
 from larval.net.dataplane import Dataplane
 from larval.net.pfkey_server import PfkeyServer
@@ -156,6 +157,7 @@ class StackService:
             "pfkey_missed": self.pfkey.missed if self.pfkey is not None else 0,
             "packets": self.dataplane.path.counters() if self.dataplane is not None else {},
             "io": self.dataplane.io_counters() if self.dataplane is not None else {},
+            "esp_path": esp_path_status(),
         }
 
     def _esp_state_status(self) -> dict[str, Any]:
@@ -166,6 +168,8 @@ class StackService:
                               "fenced": writer.fenced}}  # fmt: skip
 
     def _start_dataplane(self, config: DataplaneConfig) -> None:
+        # A bad LARVAL_ESP_HELPER is refused now, by name, not at the first packet.
+        chosen = esp_path()
         tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
         try:
             tun.configure(config.addresses, config.mtu, config.routes)
@@ -181,6 +185,7 @@ class StackService:
             raise
         self.dataplane = Dataplane(self.stack, tun, udp, raw)
         self.dataplane.start()
+        log.debug("dataplane started; ESP path: %s", chosen)
 
     def _stop_dataplane(self) -> None:
         if self.dataplane is not None:
@@ -273,3 +278,12 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def esp_path_status() -> dict[str, str]:
+    """Which ESP batch path this process runs (`larval.esp.helper`): name and detail."""
+    try:
+        chosen = esp_path()
+    except EspConfigError as e:
+        return {"name": "unusable", "detail": str(e)}
+    return {"name": chosen.name, "detail": chosen.detail}

@@ -19,28 +19,35 @@ An `EspSa` is not locked: give each SA direction to one thread, as the dataplane
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
-from larval.crypto.algorithms import AALG_NONE
+from larval.crypto.algorithms import AALG_NONE, EALG_AES_GCM_16
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.esp.errors import (
+    EspAuthError,
     EspBadPaddingError,
     EspConfigError,
+    EspDropError,
     EspDummyPacket,
     EspError,
     EspMalformedError,
+    EspReplayError,
+    EspReplayTooOldError,
     EspSeqExhausted,
     EspSeqUnreserved,
     EspTruncatedError,
     EspUnknownSpiError,
 )
+from larval.esp.helper import GcmBatch, gcm_batch
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
 
-__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspMode", "EspSa"]
+__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa"]
 
 EspMode = Literal["tunnel", "transport"]
+#: What `EspSa.decrypt_batch` gives for each packet: (Next Header, payload), or the drop.
+EspDecrypted = tuple[int, bytes] | EspDropError
 
 ESP_HEADER_LEN = 8
 IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
@@ -61,6 +68,7 @@ class EspSa:
     """One direction of an ESP SA: keys, sequence numbers, replay window and counters."""
 
     __slots__ = (
+        "_batch",
         "_block_size",
         "_iv",
         "_min_len",
@@ -100,9 +108,13 @@ class EspSa:
         mode: EspMode = "tunnel",
         iv_source: IvSource | None = None,
         random_bytes: RandomBytes = system_random,
+        esp_path: str | None = None,
     ) -> None:
         """`iv_source` gives each packet's IV outright (test vectors); otherwise the
-        transform makes it, drawing from `random_bytes` where it must be random."""
+        transform makes it, drawing from `random_bytes` where it must be random.
+
+        `esp_path` (``compiled`` or ``python``; None: as `larval.esp.helper` selects)
+        says who runs the batch calls for AES-GCM; the per-packet calls are Python."""
         # RFC 4303 §2.1: SPIs 1..255 are reserved by IANA, 0 is local-only.
         if not 256 <= spi <= _SEQ_MAX_32:
             raise EspConfigError(f"SPI {spi:#x} outside 0x100..0xffffffff (RFC 4303 §2.1)")
@@ -125,6 +137,11 @@ class EspSa:
         self._seq_check = self.seq_mark
         self.replay = EspReplayWindow(replay_window, esn=esn)
         self._iv: IvSource = iv_source or self._transform.default_iv
+        # The compiled batch loop writes the IV an AEAD's default makes (the sequence
+        # number): an SA given its IVs keeps to Python.
+        self._batch: GcmBatch | None = None
+        if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
+            self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -257,6 +274,37 @@ class EspSa:
         self._seal_into(out, *self._outbound(inner, next_header))
         return length
 
+    def encrypt_batch(
+        self, packets: Sequence[tuple[BytesLike, int]]
+    ) -> tuple[list[bytes], EspError | None]:
+        """`encrypt` for each (inner, Next Header) of `packets`, in order.
+
+        Returns the ESP packets made, and the error that stopped the batch or None: on
+        an error (exhausted, unreserved, a bad Next Header) packet ``len(made)`` was not
+        numbered and neither was any after it, exactly as if `encrypt` had been called
+        packet by packet and had raised there.
+        """
+        n = len(packets)
+        batch = self._batch
+        # The compiled loop takes a batch whose every number may be sent without a stop.
+        if batch is not None and n and self.seq + n < self._seq_check:
+            next_headers = [nh for _, nh in packets]
+            if min(next_headers) >= 0 and max(next_headers) <= 255:
+                inners = [bytes(inner) for inner, _ in packets]
+                sealed = batch.seal(self.spi, self.seq + 1, self.esn, inners, next_headers)
+                self.seq += n
+                self.packets_out += n
+                self.bytes_out += sum(map(len, inners))
+                return sealed, None
+        made: list[bytes] = []
+        append, outbound, seal = made.append, self._outbound, self._seal
+        try:
+            for inner, next_header in packets:
+                append(seal(*outbound(inner, next_header)))
+        except EspError as e:
+            return made, e
+        return made, None
+
     # -- inbound ------------------------------------------------------------------------
 
     def _inbound(self, esp: BytesLike) -> tuple[int, bytes]:
@@ -314,3 +362,120 @@ class EspSa:
             raise EspError(f"buffer has {len(out)} bytes at offset {offset}; need {size}")
         self._open_into(esp, seq_hi, out)
         return self._accept(out, seq)
+
+    def decrypt_batch(self, packets: Sequence[BytesLike]) -> list[EspDecrypted]:
+        """`decrypt` for each of `packets`, in order: per packet (Next Header, payload),
+        or the `EspDropError` that `decrypt` would have raised for it. The replay window
+        moves exactly as it would packet by packet: a duplicate within the batch is a
+        replay, and a packet whose ICV fails moves nothing."""
+        if self._batch is not None and len(packets) > 1:
+            return self._decrypt_compiled(self._batch, packets)
+        results: list[EspDecrypted] = []
+        append, inbound, open_, accept = results.append, self._inbound, self._open, self._accept
+        for esp in packets:
+            try:
+                seq, seq_hi = inbound(esp)
+                plaintext = open_(esp, seq_hi)
+                next_header, end = accept(plaintext, seq)
+            except EspDropError as e:
+                append(e)
+                continue
+            append((next_header, plaintext[:end]))
+        return results
+
+    def _one(self, esp: BytesLike) -> EspDecrypted:
+        try:
+            return self.decrypt(esp)
+        except EspDropError as e:
+            return e
+
+    def _decrypt_compiled(
+        self, batch: GcmBatch, packets: Sequence[BytesLike]
+    ) -> list[EspDecrypted]:
+        """`decrypt_batch` with the ICVs and decryption in one compiled call.
+
+        First the checks before the ICV against the window as it stands; then the
+        compiled call for the packets that passed; then, in order, the replay check
+        again (the batch's earlier packets may have moved the window), the padding and
+        the window update. A packet whose check now fails is dropped as `decrypt` would;
+        one whose inferred ESN high bits changed, or that failed the first check, takes
+        `decrypt` itself: the outcome is that of `decrypt` packet by packet."""
+        replay = self.replay
+        esn, size = self.esn, replay.size
+        first: list[int | EspDropError] = []
+        chosen: list[bytes] = []
+        seq_his: list[int] = []
+        inbound, min_len, spi = self._inbound, self._min_len, _U32.pack(self.spi)
+        top, bitmap = replay.top, replay.bitmap
+        for esp in packets:
+            # Without ESN, the common case inline: long enough (AES-GCM has no block
+            # alignment), this SA's SPI, inside the window and not yet received.
+            if not esn and len(esp) >= min_len and esp[:4] == spi:
+                seq = int.from_bytes(esp[4:8], "big")
+                diff = top - seq
+                if not size or diff < 0 or (diff < size and not (bitmap >> diff) & 1):
+                    first.append(seq)
+                    chosen.append(bytes(esp))
+                    seq_his.append(0)
+                    continue
+            try:
+                seq, _ = inbound(esp)
+            except EspDropError as e:
+                first.append(e)
+                continue
+            first.append(seq)
+            chosen.append(bytes(esp))
+            seq_his.append(seq >> 32)
+        if chosen:
+            plain, offsets, ok = batch.open(esn, chosen, seq_his)
+        results: list[EspDecrypted] = []
+        append, check, update = results.append, replay.check, replay.update
+        k = 0
+        for esp, pre in zip(packets, first, strict=True):
+            if not isinstance(pre, int):
+                # A wrong length or SPI stays wrong; a replay is looked at again.
+                append(pre if not isinstance(pre, EspReplayError) else self._one(esp))
+                continue
+            i = k
+            k += 1
+            # The window as the batch's earlier packets left it (RFC 4303 §3.4.3).
+            if esn:
+                try:
+                    seq = check(int.from_bytes(esp[4:8], "big"))
+                except EspDropError as e:
+                    append(e)
+                    continue
+                if seq != pre:
+                    append(self._one(esp))  # other high bits now: decrypt again
+                    continue
+            else:
+                seq = pre
+                diff = replay.top - seq
+                if size and diff >= 0:
+                    if diff >= size:
+                        append(EspReplayTooOldError(f"sequence number {seq} left of the window"))
+                        continue
+                    if (replay.bitmap >> diff) & 1:
+                        append(EspReplayError(f"sequence number {seq} already received"))
+                        continue
+            if not ok[i]:
+                append(EspAuthError("ICV mismatch"))
+                continue
+            start = offsets[i]
+            length = len(esp) - 32
+            plaintext = plain[start : start + length]
+            # `_accept`, inline: padding, window, counters, dummy packets.
+            padlen = plaintext[-2]
+            end = length - 2 - padlen
+            if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
+                append(EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong"))
+                continue
+            update(seq)
+            self.packets_in += 1
+            self.bytes_in += end
+            next_header = plaintext[-1]
+            if next_header == IPPROTO_NONE:
+                append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
+                continue
+            append((next_header, bytes(plaintext[:end])))
+        return results

@@ -2,9 +2,10 @@
 
 Not a per-packet asyncio callback: each direction is a blocking loop that drains what
 the kernel has ready. Outbound, it reads the TUN until it would block (up to a batch),
-runs each packet through the packet path, and sends the ESP datagrams of the batch to
-each peer with UDP GSO (one `sendmsg` for many segments) where the kernel allows it.
-Inbound, it receives with UDP GRO (several datagrams per call) and writes the cleartext
+runs the packets through the packet path as one batch (`outbound_batch`), and sends the
+ESP datagrams of the batch to each peer with UDP GSO (one `sendmsg` for many segments)
+where the kernel allows it. Inbound, it receives with UDP GRO (several datagrams per
+call), hands what one wake-up brought to `inbound_udp_batch`, and writes the cleartext
 packets to the TUN. Packets released from held queues are sent or written at once from
 whichever thread released them.
 """
@@ -63,7 +64,11 @@ class Dataplane:
         self.local = ipaddress.ip_address(host).packed
         self._batch = threading.local()
         self.path = PacketPath(
-            stack, send=self._send, deliver=self._deliver, plain_esp=raw is not None
+            stack,
+            send=self._send,
+            deliver=self._deliver,
+            plain_esp=raw is not None,
+            send_many=self._send_many,
         )
         self.keepalive = NatKeepalive()
         #: Asked with their number before datagrams leave (ESP, NAT keepalives); False:
@@ -110,6 +115,13 @@ class Dataplane:
             pending[(datagram.dst, datagram.port)].append(datagram.payload)
             return
         self._send_now(datagram.dst, datagram.port, [datagram.payload])
+
+    def _send_many(self, dst: bytes, port: int, payloads: list[bytes]) -> None:
+        pending: dict[tuple[bytes, int], list[bytes]] | None = getattr(self._batch, "pending", None)
+        if pending is not None:
+            pending[(dst, port)].extend(payloads)
+            return
+        self._send_now(dst, port, payloads)
 
     def _send_now(self, dst: bytes, port: int, payloads: list[bytes]) -> None:
         if self.may_send is not None and not self.may_send(len(payloads)):
@@ -188,6 +200,7 @@ class Dataplane:
             now = time.time()
             pending: dict[tuple[bytes, int], list[bytes]] = defaultdict(list)
             batch.pending = pending
+            packets: list[bytes] = []
             try:
                 for _ in range(BATCH):
                     try:
@@ -200,17 +213,16 @@ class Dataplane:
                         raise
                     self.tun_reads += 1
                     if not offload:
-                        self.tun_read_packets += 1
-                        path.outbound(data, now)
+                        packets.append(data)
                         continue
                     try:
                         segments = split_read(data)
                     except OffloadError:
                         path.drop("malformed")
                         continue
-                    self.tun_read_packets += len(segments)
-                    for packet in segments:
-                        path.outbound(packet, now)
+                    packets.extend(segments)
+                self.tun_read_packets += len(packets)
+                path.outbound_batch(packets, now)
             finally:
                 batch.pending = None
             for (dst, port), payloads in pending.items():
@@ -246,6 +258,7 @@ class Dataplane:
     def _drain_udp(self, now: float) -> bool:
         """Every datagram ready on the UDP socket, up to a batch of receives."""
         path, local, udp = self.path, self.local, self.udp
+        datagrams: list[tuple[bytes, bytes, int]] = []
         for _ in range(BATCH):
             try:
                 batch = udp.recv_batch()
@@ -256,8 +269,8 @@ class Dataplane:
                     return False
                 log.warning("UDP receive failed: %s", e)
                 break
-            for payload, (host, port) in batch:
-                path.inbound_udp(payload, local, _packed(host), port, now)
+            datagrams.extend((payload, _packed(host), port) for payload, (host, port) in batch)
+        path.inbound_udp_batch(datagrams, local, now)
         return True
 
     def _drain_raw(self, now: float) -> bool:
@@ -271,8 +284,7 @@ class Dataplane:
             log.warning("ESP receive failed: %s", e)
             return True
         path, local = self.path, self.local
-        for esp, _ in batch:
-            path.inbound(esp, local, now)
+        path.inbound_batch([esp for esp, _ in batch], local, now)
         return True
 
 

@@ -9,6 +9,13 @@ thread that made their SA usable, and take the same path from there.
 
 The I/O layer gives `send` (a datagram to the network) and `deliver` (a cleartext
 packet to the host) and feeds `outbound` and `inbound` from its loops.
+
+The batch entries (`outbound_batch`, `inbound_batch`, `inbound_udp_batch`) take what a
+loop read in one wake-up. They look the policy or SA up once per run of consecutive
+packets of one flow or SPI, encrypt or decrypt the run with one `EspSa` batch call under
+one lock, and give everything unusual (no SA, a LARVAL SA, BYPASS, DISCARD, keepalives,
+IKE, short packets) to the per-packet path: the bytes, drops and counters are those the
+per-packet entries give for the same packets in the same order.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from larval.esp import (
@@ -28,6 +35,7 @@ from larval.esp import (
     EspSeqUnreserved,
     classify_udp4500,
 )
+from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.pfkey import (
     SEQ_STATE_NEXT,
@@ -44,6 +52,9 @@ from larval.stack.flow import PacketError, parse_flow
 from larval.stack.stack import Stack, Verdict
 
 _SPI = slice(0, 4)
+_NON_ESP_MARKER = b"\x00\x00\x00\x00"
+# RFC 8200 §4: IPv6 extension headers put the ports elsewhere; such packets go one by one.
+_IPV6_EXTENSIONS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
 
 
 #: `Datagram.port` for plain ESP, IP protocol 50 (RFC 4303 without RFC 3948).
@@ -151,7 +162,10 @@ class PacketPath:
         deliver: Callable[[bytes], None],
         on_ike: Callable[[bytes, bytes, int], None] | None = None,
         plain_esp: bool = False,
+        send_many: Callable[[bytes, int, list[bytes]], None] | None = None,
     ) -> None:
+        """`send_many(dst, port, payloads)`, if given, sends the datagrams of a batch to
+        one peer at once; without it the batch entries call `send` for each."""
         self.stack = stack
         # SAs with no NAT-T port go as plain ESP when the I/O layer can send it, else
         # in UDP to port 4500 (what kernel-libipsec peers always use).
@@ -160,6 +174,7 @@ class PacketPath:
         # SAs flagged SADB_X_SAFLAGS_NATTED, i.e. this host is behind a NAT.
         self._natted: dict[tuple[bytes, int], SecurityAssociation] = {}
         self.send = send
+        self.send_many = send_many
         self.deliver = deliver
         self.on_ike = on_ike
         self._lock = threading.Lock()
@@ -199,6 +214,75 @@ class PacketPath:
         elif verdict is Verdict.NO_PEER_SA:
             self.drop("no_peer_sa")
         # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
+
+    def outbound_batch(self, packets: Sequence[bytes], now: float) -> None:
+        """`outbound` for each of `packets`, in order; one SPD and SADB lookup per run of
+        consecutive packets of one flow, one `encrypt_batch` per run that is protected."""
+        n = len(packets)
+        i = 0
+        while i < n:
+            packet = packets[i]
+            key = _flow_key(packet)
+            j = i + 1
+            if key is not None:
+                while j < n and _flow_key(packets[j]) == key:
+                    j += 1
+            if j - i == 1:
+                self.outbound(packet, now)
+                i = j
+                continue
+            result = self.stack.outbound(packet, now)
+            if result.verdict is Verdict.PROTECT:
+                assert result.sa is not None
+                self._protect_batch(result.sa, packets[i:j], now)
+            else:
+                # Held, dropped or not ours: the first packet's verdict is done; the
+                # others of the run take the per-packet path (each held or counted).
+                self._verdict(result.verdict)
+                for other in packets[i + 1 : j]:
+                    self.outbound(other, now)
+            i = j
+
+    def _verdict(self, verdict: Verdict) -> None:
+        """Count an outbound verdict other than PROTECT as `outbound` does."""
+        if verdict is Verdict.BYPASS:
+            self.drop("no_policy")
+        elif verdict is Verdict.DROP:
+            self.drop("malformed")
+        elif verdict is Verdict.DISCARD:
+            self.drop("discard")
+        elif verdict is Verdict.NO_PEER_SA:
+            self.drop("no_peer_sa")
+
+    def _protect_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
+        """`_protect` for a run of tunnel-mode packets of one SA, encrypted in one call."""
+        ctx = self._context(sa)
+        if ctx is None or not ctx.tunnel:
+            for packet in packets:
+                self._protect(sa, packet, now)
+            return
+        items = [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
+        error: EspError | None
+        with ctx.lock:
+            sealed, error = ctx.esp.encrypt_batch(items)
+        done = len(sealed)
+        if done:
+            account = sa.account
+            for packet in packets[:done]:
+                account(len(packet), now)
+            with self._lock:
+                self.sent += done
+            if self.send_many is not None:
+                self.send_many(sa.dst, ctx.port, sealed)
+            else:
+                send, dst, port = self.send, sa.dst, ctx.port
+                for esp in sealed:
+                    send(Datagram(esp, dst, port))
+        if error is not None:
+            # Exhausted or unreserved at packet `done`: the per-packet path expires the SA
+            # or waits for the reservation, and counts, for it and each after it.
+            for packet in packets[done:]:
+                self._protect(sa, packet, now)
 
     def _keyed(self, sa: SecurityAssociation) -> None:
         """An outbound SA got its keys: with a state store, make its ESP context now, so
@@ -295,6 +379,91 @@ class PacketPath:
         if not sa.ready and self.stack.sadb.hold_inbound(sa, esp) is HoldResult.HELD:
             return
         self._open(sa, esp, now)
+
+    def inbound_udp_batch(
+        self, datagrams: Sequence[tuple[bytes, bytes, int]], local: bytes, now: float
+    ) -> None:
+        """`inbound_udp` for each (payload, peer, peer port) of `datagrams`, in order: runs
+        of ESP go to `inbound_batch`, everything else (IKE, keepalives, runts) one by one."""
+        run: list[bytes] = []
+        for payload, peer, peer_port in datagrams:
+            if len(payload) >= 8 and payload[:4] != _NON_ESP_MARKER:
+                run.append(payload)
+                continue
+            if run:
+                self.inbound_batch(run, local, now)
+                run = []
+            self.inbound_udp(payload, local, peer, peer_port, now)
+        if run:
+            self.inbound_batch(run, local, now)
+
+    def inbound_batch(self, packets: Sequence[bytes], local: bytes, now: float) -> None:
+        """`inbound` for each of `packets`, in order; one SADB lookup and one
+        `decrypt_batch` per run of consecutive packets of one SPI on a usable SA."""
+        n = len(packets)
+        i = 0
+        lookup = self.stack.sadb.lookup_esp
+        while i < n:
+            esp = packets[i]
+            if len(esp) < 8:
+                self.inbound(esp, local, now)
+                i += 1
+                continue
+            spi = esp[_SPI]
+            j = i + 1
+            while j < n and len(packets[j]) >= 8 and packets[j][_SPI] == spi:
+                j += 1
+            sa = lookup(int.from_bytes(spi, "big"), local) if j - i > 1 else None
+            if sa is None or not sa.ready:
+                # A single packet, an unknown SPI or a LARVAL SA: the per-packet path
+                # counts or holds each (the hold checks the state under the SA's lock).
+                for other in packets[i:j]:
+                    self.inbound(other, local, now)
+            else:
+                self._open_batch(sa, packets[i:j], now)
+            i = j
+
+    def _open_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
+        """`_open` for a run of packets of one SA, decrypted in one call."""
+        ctx = self._context(sa)
+        if ctx is None:
+            for _ in packets:
+                self.drop("dead_sa")
+            return
+        with ctx.lock:
+            results = ctx.esp.decrypt_batch(packets)
+        writer = self.stack.esp_state
+        tunnel = ctx.tunnel
+        # The inbound policy check looks at the flow only: asked once per flow of the run.
+        refusals: dict[bytes, str | None] = {}
+        account, deliver, refusal_of = sa.account, self.deliver, self._inbound_refusal
+        delivered = 0
+        for result in results:
+            if isinstance(result, EspDropError):
+                if not isinstance(result, EspDummyPacket):
+                    self.drop(result.counter)
+                continue
+            next_header, payload = result
+            packet = payload if tunnel else _transport_packet(sa, next_header, payload)
+            key = _flow_key(packet)
+            if key is None:
+                refused = refusal_of(sa, ctx, packet)
+            elif key in refusals:
+                refused = refusals[key]
+            else:
+                refused = refusals[key] = refusal_of(sa, ctx, packet)
+            if refused is not None:
+                self.drop(refused)
+                continue
+            account(len(packet), now)
+            delivered += 1
+            deliver(packet)
+        if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
+            ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
+            writer.checkpoint_due()
+        if delivered:
+            with self._lock:
+                self.delivered += delivered
 
     def _inbound_released(self, sa: SecurityAssociation, esp: bytes) -> None:
         self._open(sa, esp, sa.lastuse or sa.addtime)
@@ -435,6 +604,20 @@ class PacketPath:
                 if sa.state == SaState.DEAD:
                     del self._natted[peer]
             return list(self._natted)
+
+
+def _flow_key(packet: bytes) -> bytes | None:
+    """What the SPD and the inbound check read of a packet (protocol, addresses, ports or
+    ICMP type), as bytes: packets with equal keys get the same verdict. None for a
+    packet the batch entries leave to the per-packet path (options, fragments, IPv6
+    extension headers, anything short or not IP)."""
+    if len(packet) >= 24 and packet[0] == 0x45:
+        if packet[6] & 0x3F or packet[7]:  # a fragment: only the first has ports
+            return None
+        return packet[9:10] + packet[12:24]
+    if len(packet) >= 44 and packet[0] >> 4 == 6 and packet[6] not in _IPV6_EXTENSIONS:
+        return packet[6:7] + packet[8:44]
+    return None
 
 
 def _to_any_peer(policy: Policy | None) -> bool:

@@ -1,0 +1,38 @@
+"""cffi build script of `larval.esp._gcm_batch`, the compiled AES-GCM batch loop.
+
+`setup.py` names it in ``cffi_modules``; `pip install` builds it when gcc and OpenSSL's
+headers (Debian `libssl-dev`) are there, and installs larval without it otherwise (the
+Python path then runs, see `larval.esp.helper`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cffi import FFI
+
+ffibuilder = FFI()
+ffibuilder.cdef(
+    """
+    struct larval_gcm;
+    const char *larval_openssl_version(void);
+    struct larval_gcm *larval_gcm_new(const unsigned char *key, size_t key_len,
+                                      const unsigned char *salt);
+    void larval_gcm_free(struct larval_gcm *g);
+    int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, size_t n,
+                        const unsigned char *in, const size_t *in_len, const unsigned char *nh,
+                        unsigned char *out, size_t out_cap, size_t *out_len);
+    int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
+                        const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
+                        unsigned char *ok);
+    """
+)
+ffibuilder.set_source(
+    "larval.esp._gcm_batch",
+    (Path(__file__).parent / "_helper.c").read_text(),
+    libraries=["crypto"],
+    extra_compile_args=["-O2", "-Wall"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,181 @@
+"""Which ESP batch path runs: the compiled helper, or Python (the reference).
+
+The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
+libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
+the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
+16-byte ICV and 128- or 256-bit keys. Everything else, and every decision that carries
+state (sequence numbers, the anti-replay window, drop counters), stays in Python.
+
+``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
+or unset / ``auto`` (compiled where built).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from larval.esp.errors import EspConfigError
+
+__all__ = [
+    "HELPER_ENV",
+    "EspPath",
+    "GcmBatch",
+    "built",
+    "esp_path",
+    "gcm_batch",
+    "selected_path",
+]
+
+HELPER_ENV = "LARVAL_ESP_HELPER"
+_CHOICES = ("auto", "compiled", "python")
+
+
+_LOADED: list[tuple[Any, str]] = []
+
+
+def _load() -> tuple[Any, str]:
+    """The compiled module, or None and why it cannot be had; imported on first use, so
+    that commands which move no packets do not pay for cffi."""
+    if not _LOADED:
+        try:
+            _LOADED.append((importlib.import_module("larval.esp._gcm_batch"), ""))
+        except ImportError as e:
+            _LOADED.append((None, f"not built: {e}"))
+    return _LOADED[0]
+
+
+def built() -> tuple[bool, str]:
+    """Whether the compiled helper can be used here, and if not, why."""
+    module, why_not = _load()
+    return module is not None, why_not
+
+
+@dataclass(frozen=True)
+class EspPath:
+    """What `larval status` shows: ``compiled`` or ``python``, and a detail (the OpenSSL
+    version the helper runs on, or why the Python path runs)."""
+
+    name: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.detail})"
+
+
+def selected_path() -> str:
+    """``compiled`` or ``python``, as ``LARVAL_ESP_HELPER`` and the build decide.
+
+    Raises `EspConfigError` for an unknown value, or ``compiled`` without the helper.
+    """
+    choice = os.environ.get(HELPER_ENV, "").strip().lower() or "auto"
+    if choice not in _CHOICES:
+        raise EspConfigError(f"{HELPER_ENV}={choice!r}; allowed: {', '.join(_CHOICES)}")
+    if choice == "python":
+        return "python"
+    module, why_not = _load()
+    if module is None:
+        if choice == "compiled":
+            raise EspConfigError(f"{HELPER_ENV}=compiled, but the compiled ESP helper is {why_not}")
+        return "python"
+    return "compiled"
+
+
+def esp_path() -> EspPath:
+    """The path that runs, and why; for `larval status` (raises as `selected_path`)."""
+    name = selected_path()
+    module, why_not = _load()
+    if name == "compiled":
+        version = module.ffi.string(module.lib.larval_openssl_version()).decode()
+        return EspPath("compiled", version)
+    if module is None:
+        return EspPath("python", f"helper {why_not}")
+    return EspPath("python", f"forced by {HELPER_ENV}=python")
+
+
+def gcm_batch(key: bytes, salt: bytes, path: str | None = None) -> GcmBatch | None:
+    """A compiled batch context for an AES-GCM key, or None where Python is to run.
+
+    `path`: ``compiled`` or ``python``; None asks `selected_path`."""
+    path = path or selected_path()
+    if path == "python":
+        return None
+    if path != "compiled":
+        raise EspConfigError(f"ESP path {path!r}; allowed: compiled, python")
+    module, why_not = _load()
+    if module is None:
+        raise EspConfigError(f"the compiled ESP helper is {why_not}")
+    return GcmBatch(module, key, salt)
+
+
+class GcmBatch:
+    """AES-GCM keys in OpenSSL EVP contexts, for the batch calls of one SA direction.
+
+    The contexts are freed with this object (their key schedules cleansed by OpenSSL)."""
+
+    __slots__ = ("_ctx", "_ffi", "_lib")
+
+    def __init__(self, module: Any, key: bytes, salt: bytes) -> None:
+        ffi, lib = module.ffi, module.lib
+        if len(key) not in (16, 32) or len(salt) != 4:
+            raise EspConfigError(f"compiled AES-GCM takes a 128- or 256-bit key, not {len(key)}")
+        ctx = lib.larval_gcm_new(key, len(key), salt)
+        if ctx == ffi.NULL:
+            raise EspConfigError("OpenSSL could not set up AES-GCM")
+        self._ctx = ffi.gc(ctx, lib.larval_gcm_free)
+        self._ffi = ffi
+        self._lib = lib
+
+    def seal(
+        self, spi: int, seq0: int, esn: bool, inners: list[bytes], next_headers: list[int]
+    ) -> list[bytes]:
+        """ESP packets for `inners`, numbered from `seq0` (RFC 4106 with IV = sequence)."""
+        ffi = self._ffi
+        n = len(inners)
+        lengths = [len(p) for p in inners]
+        joined = b"".join(inners)
+        # Each packet: 16 header and IV, up to 3 padding, 2 trailer, 16 ICV.
+        cap = len(joined) + 37 * n
+        out = ffi.new("unsigned char[]", cap)
+        out_len = ffi.new("size_t[]", n)
+        rc = self._lib.larval_gcm_seal(
+            self._ctx, spi, seq0, int(esn), n, ffi.from_buffer(joined),
+            ffi.new("size_t[]", lengths), bytes(next_headers), out, cap, out_len,
+        )  # fmt: skip
+        if rc != 0:
+            raise EspConfigError("OpenSSL failed to seal an ESP batch")
+        view = ffi.buffer(out)
+        made: list[bytes] = []
+        off = 0
+        for i in range(n):
+            end = off + out_len[i]
+            made.append(view[off:end])
+            off = end
+        return made
+
+    def open(
+        self, esn: bool, packets: list[bytes], seq_his: list[int]
+    ) -> tuple[memoryview, list[int], bytes]:
+        """Verify and decrypt `packets` (each at least 36 bytes): the plaintexts back to
+        back (packet i's is ``len(packets[i]) - 32`` bytes), their offsets, and per packet
+        1 if its ICV verified, else 0."""
+        ffi = self._ffi
+        n = len(packets)
+        lengths = [len(p) for p in packets]
+        joined = b"".join(packets)
+        out = ffi.new("unsigned char[]", max(1, len(joined) - 32 * n))
+        ok = ffi.new("unsigned char[]", n)
+        rc = self._lib.larval_gcm_open(
+            self._ctx, int(esn), n, ffi.from_buffer(joined), ffi.new("size_t[]", lengths),
+            ffi.new("uint32_t[]", seq_his), out, ok,
+        )  # fmt: skip
+        if rc != 0:
+            raise EspConfigError("OpenSSL failed to open an ESP batch")
+        offsets: list[int] = []
+        off = 0
+        for length in lengths:
+            offsets.append(off)
+            off += length - 32
+        return memoryview(ffi.buffer(out)), offsets, ffi.buffer(ok)[:]

@@ -1,0 +1,187 @@
+"""The packet path's batch entries against the per-packet ones: two identical worlds, one
+fed packet by packet, the other the same packets as one batch; the datagrams sent, the
+packets delivered, every counter and the SADB's held and acquire state must agree, on
+mixed batches (two SAs, a LARVAL SA, a forged ICV, a replay, runts, IKE, keepalives).
+Every test runs with the batch calls on the Python path and on the compiled helper."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from larval.esp import NON_ESP_MARKER, EspSa, helper
+from larval.esp.ip import IPPROTO_IPV4
+from larval.pfkey import EncryptAlg, ExtType, SadbAddress, SadbMsgType
+from larval.pfkey.requests import getspi, keyed
+from larval.stack.packet_path import EspContext
+from tests.stack.test_packet_path import (
+    A_NET,
+    A_OUTER,
+    B_NET,
+    B_OUTER,
+    KEY_AB,
+    KEY_BA,
+    Host,
+    icmp_echo,
+)
+
+LARVAL_SPI = 0x4004
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def esp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ESP batch path the stacks' SAs take (`larval.esp.helper`)."""
+    ok, why_not = helper.built()
+    if request.param == "compiled" and not ok:
+        pytest.skip(f"the compiled ESP helper is {why_not}")
+    monkeypatch.setenv(helper.HELPER_ENV, request.param)
+    return str(request.param)
+
+
+class World:
+    """A sends to B's net over two SAs (each for half of it, by inner destination; a
+    third part of B's net has none, so its packets wait on an ACQUIRE); B receives on
+    0x1001 and 0x3003 and has reserved 0x4004, still LARVAL."""
+
+    def __init__(self) -> None:
+        self.a = Host(A_OUTER, A_NET, B_NET, B_OUTER)
+        self.b = Host(B_OUTER, B_NET, A_NET, A_OUTER)
+        self.ike: list[tuple[bytes, bytes, int]] = []
+        self.b.path.on_ike = lambda data, peer, port: self.ike.append((data, peer, port))
+        self._inner_sa(self.a, 0x1001, "203.0.113.0/25")
+        self._inner_sa(self.a, 0x2002, "203.0.113.128/26")
+        self.b.add(0x1001, A_OUTER, B_OUTER, KEY_AB)
+        self.b.add(0x3003, A_OUTER, B_OUTER, KEY_BA)
+        reply = self.b.pfkey(getspi(A_OUTER, B_OUTER, spi_min=LARVAL_SPI, spi_max=LARVAL_SPI))
+        assert reply.extensions[0].spi == LARVAL_SPI  # type: ignore[union-attr]
+
+    @staticmethod
+    def _inner_sa(host: Host, spi: int, inner_dst: str) -> None:
+        net = ipaddress.ip_network(inner_dst)
+        inner = (
+            SadbAddress(ExtType.ADDRESS_PROXY, ipaddress.ip_address("198.51.100.0"), prefixlen=24),
+            SadbAddress(ExtType.X_ADDRESS_INNER_DST, net.network_address, prefixlen=net.prefixlen),
+        )
+        msg = keyed(SadbMsgType.ADD, spi, A_OUTER, B_OUTER, encrypt=EncryptAlg.AES_GCM_16,
+                    encrypt_key=KEY_AB, extra=inner)  # fmt: skip
+        host.pfkey(msg)
+
+    def seen(self, host: Host) -> tuple[object, ...]:
+        sadb = host.stack.sadb
+        return (
+            list(host.wire), list(host.got), host.path.counters(), dict(host.stack.drops),
+            sadb.counters.snapshot(),
+            sadb.acquire_records,
+        )  # fmt: skip
+
+
+def outbound_packets() -> list[bytes]:
+    def echo(dst: str, seq: int) -> bytes:
+        return icmp_echo("198.51.100.1", dst, seq)
+
+    return [
+        echo("203.0.113.1", 1), echo("203.0.113.1", 2), echo("203.0.113.1", 3),  # SA 0x1001
+        echo("203.0.113.130", 1), echo("203.0.113.130", 2),  # SA 0x2002
+        echo("203.0.113.200", 1), echo("203.0.113.200", 2),  # no SA: held on an ACQUIRE
+        icmp_echo("198.51.100.1", "192.0.2.99", 1),  # no policy
+        icmp_echo("198.51.100.1", "192.0.2.99", 2),
+        b"\x45\x00", b"\x45\x00",  # malformed
+        echo("203.0.113.1", 4), echo("203.0.113.1", 5),
+        echo("203.0.113.2", 1),  # another flow on SA 0x1001
+    ]  # fmt: skip
+
+
+def test_outbound_batch_sends_what_outbound_sends() -> None:
+    one, batch = World(), World()
+    for packet in outbound_packets():
+        one.a.path.outbound(packet, 1.0)
+    batch.a.path.outbound_batch(outbound_packets(), 1.0)
+    assert batch.seen(batch.a) == one.seen(one.a)
+    counters = one.a.path.counters()
+    assert counters["sent"] == 8 and counters["no_policy"] == 2 and counters["malformed"] == 2
+    assert one.a.stack.sadb.acquire_records == 1
+
+
+def test_outbound_batch_with_send_many_sends_the_same_datagrams() -> None:
+    world = World()
+    many: list[tuple[bytes, int, list[bytes]]] = []
+    world.a.path.send_many = lambda dst, port, payloads: many.append((dst, port, payloads))
+    world.a.path.outbound_batch(outbound_packets(), 1.0)
+    one = World()
+    for packet in outbound_packets():
+        one.a.path.outbound(packet, 1.0)
+    flat = [(dst, port, p) for dst, port, payloads in many for p in payloads]
+    # A run of one packet takes the per-packet path, and its `send`.
+    flat += [(d.dst, d.port, d.payload) for d in world.a.wire]
+    assert flat == [(d.dst, d.port, d.payload) for d in one.a.wire]
+    assert [len(payloads) for _, _, payloads in many] == [3, 2, 2]
+
+
+def sender(spi: int, key: bytes) -> EspSa:
+    return EspSa(spi, EncryptAlg.AES_GCM_16, key)
+
+
+def inbound_datagrams() -> list[bytes]:
+    """ESP for B as UDP/4500 payloads, with IKE and keepalives among them."""
+    s1, s3, sl = sender(0x1001, KEY_AB), sender(0x3003, KEY_BA), sender(LARVAL_SPI, KEY_AB)
+
+    def seal(sa: EspSa, seq: int) -> bytes:
+        return sa.encrypt(icmp_echo("198.51.100.1", "203.0.113.1", seq), IPPROTO_IPV4)
+
+    run1 = [seal(s1, n) for n in range(1, 7)]
+    run3 = [seal(s3, n) for n in range(1, 4)]
+    larval = [seal(sl, n) for n in range(1, 3)]
+    forged = bytearray(run1[4])
+    forged[20] ^= 0x01
+    outside = s1.encrypt(icmp_echo("192.0.2.77", "203.0.113.1", 9), IPPROTO_IPV4)
+    return [
+        run1[0], run1[1], run1[1], run1[2],  # a replay inside a run
+        run3[0], run3[1],  # a second SA
+        larval[0], larval[1],  # a LARVAL SA: held
+        bytes(forged), run1[4],  # a forgery, then the genuine packet
+        b"\xff",  # a NAT keepalive
+        NON_ESP_MARKER + b"ike message",  # IKE
+        b"\x00\x00",  # a runt
+        b"\x00\x00\x99\x99" + run1[3][4:], b"\x00\x00\x99\x99" + run1[5][4:],  # unknown SPI
+        run1[3][:10], run1[3],  # truncated, then whole
+        outside,  # outside SA 0x1001's selectors: the inbound policy check drops it
+        run3[2], run1[5],
+    ]  # fmt: skip
+
+
+PEER = ipaddress.ip_address(A_OUTER).packed
+
+
+def test_inbound_udp_batch_delivers_what_inbound_udp_delivers(esp_path: str) -> None:
+    one, batch = World(), World()
+    for payload in inbound_datagrams():
+        one.b.path.inbound_udp(payload, one.b.outer, PEER, 4500, 1.0)
+    batch.b.path.inbound_udp_batch(
+        [(p, PEER, 4500) for p in inbound_datagrams()], batch.b.outer, 1.0
+    )
+    assert batch.seen(batch.b) == one.seen(one.b)
+    sa = batch.b.stack.sadb.lookup_esp(0x1001, batch.b.outer)
+    assert sa is not None and isinstance(sa.transform, EspContext)
+    assert (sa.transform.esp._batch is not None) == (esp_path == "compiled")
+    assert batch.ike == one.ike == [(b"ike message", PEER, 4500)]
+    counters = one.b.path.counters()
+    assert counters["delivered"] == 9
+    assert (counters["replay"], counters["auth"], counters["unknown_spi"]) == (1, 1, 2)
+    assert counters["truncated"] == 2 and counters["inbound_policy"] == 1
+    assert one.b.stack.sadb.counters["held"] == 2
+    # The LARVAL SA matures: its held packets come out the same in both worlds.
+    for world in (one, batch):
+        world.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
+    assert batch.seen(batch.b) == one.seen(one.b)
+    assert one.b.path.counters()["delivered"] == 11
+
+
+def test_inbound_batch_of_plain_esp_matches_inbound() -> None:
+    one, batch = World(), World()
+    esp = [p for p in inbound_datagrams() if len(p) >= 8 and p[:4] != NON_ESP_MARKER]
+    for packet in esp:
+        one.b.path.inbound(packet, one.b.outer, 1.0)
+    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
+    assert batch.seen(batch.b) == one.seen(one.b)
+    assert one.b.path.counters()["delivered"] == 9
