@@ -1,4 +1,5 @@
-"""Outbound tunnel SAs by inner destination: the SA a tunnel to any peer sends with.
+"""Outbound tunnel SAs by inner destination: the SA a tunnel to any peer sends with, and
+which of many SAs between one pair of gateways carries a packet.
 
 A tunnel policy whose peer is ``%any`` (a remote-access gateway) has one SA per peer,
 all from the same local outer address and often to the same outer address (clients
@@ -21,6 +22,11 @@ An SA with further selector pairs (larval's X_LARVAL_INNER_PAIRS: a road warrior
 and IPv6 addresses in one CHILD_SA) has an entry under each pair's destination; a
 one-pair SA has one, and the lookup is the same for both.
 
+The same index keyed by the outer pair (``InnerIndex(per_peer=True)``) chooses among the SAs
+between one pair of gateways, which may be thousands (a CHILD_SA per subnet pair): the
+lookup costs a few dict probes instead of a test of every SA. There a prefix length is
+taken as written, 0 being every address, as the packet path's selector checks take it.
+
 Concurrency: writers hold the index's lock; readers take none. A bucket is an immutable
 tuple and the prefix lengths of a family are an immutable tuple, each published with one
 assignment, so a lookup sees a bucket either before or after a change, never half of it.
@@ -29,11 +35,12 @@ assignment, so a lookup sees a bucket either before or after a change, never hal
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from larval.pfkey import SadbAddress, SaFlags, SaState
 from larval.sadb.sa import SecurityAssociation
 
-__all__ = ["InnerIndex", "inner_prefixlen"]
+__all__ = ["InnerIndex", "inner_prefixlen", "written_prefixlen"]
 
 #: (SA, inner source network >> shift, shift): the source test is ``src >> shift == net``.
 _Entry = tuple[SecurityAssociation, int, int]
@@ -55,28 +62,42 @@ def inner_prefixlen(ext: SadbAddress) -> int:
     return ext.addr.max_prefixlen
 
 
+def written_prefixlen(ext: SadbAddress) -> int:
+    """The prefix length as the extension writes it: 0 is every address."""
+    return ext.prefixlen
+
+
 def _placement(
-    sa: SecurityAssociation, src: SadbAddress | None, dst: SadbAddress
+    outer: bytes,
+    prefixlen: Callable[[SadbAddress], int],
+    sa: SecurityAssociation,
+    src: SadbAddress | None,
+    dst: SadbAddress,
 ) -> tuple[InnerKey, int, _Entry]:
     """Where one selector pair of `sa` goes: its bucket key, address size and entry."""
     packed = dst.addr.packed
     bits = len(packed) * 8
-    plen = inner_prefixlen(dst)
+    plen = prefixlen(dst)
     key: InnerKey = (
-        sa.src,
+        outer,
         plen,
         packed if plen == bits else int.from_bytes(packed, "big") >> (bits - plen),
     )
     if src is None:
         return key, len(packed), (sa, 0, bits)  # any source of the family
-    shift = src.addr.max_prefixlen - inner_prefixlen(src)
+    shift = src.addr.max_prefixlen - prefixlen(src)
     return key, len(packed), (sa, int(src.addr) >> shift, shift)
 
 
 class InnerIndex:
-    """The outbound tunnel SAs of one SA table, by inner destination."""
+    """The outbound tunnel SAs of one SA table, by inner destination: under their local
+    outer address, or with `per_peer` under their outer pair (``src + dst``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, per_peer: bool = False) -> None:
+        self.per_peer = per_peer
+        self._prefixlen = written_prefixlen if per_peer else inner_prefixlen
+        # Each SA records where it is indexed, one attribute per kind of index.
+        self._slot = "pair_inner_key" if per_peer else "inner_key"
         self._lock = threading.Lock()
         self._buckets: dict[InnerKey, tuple[_Entry, ...]] = {}
         # Per address length in bytes (4, 16): the prefix lengths present, longest first.
@@ -95,13 +116,15 @@ class InnerIndex:
         dst = sa.inner_dst
         if dst is None or sa.flags & SaFlags.X_INBOUND:
             return
-        placed = [_placement(sa, sa.inner_src, dst)]
+        outer = sa.src + sa.dst if self.per_peer else sa.src
+        prefixlen = self._prefixlen
+        placed = [_placement(outer, prefixlen, sa, sa.inner_src, dst)]
         for more_src, more_dst in sa.inner_more:
-            placed.append(_placement(sa, more_src, more_dst))
+            placed.append(_placement(outer, prefixlen, sa, more_src, more_dst))
         with self._lock:
             # DELETE marks an SA DEAD before it takes it out; one made DEAD meanwhile
             # must not come back in.
-            if sa.state == _DEAD or sa.inner_key is not None:
+            if sa.state == _DEAD or getattr(sa, self._slot) is not None:
                 return
             keys: dict[tuple[InnerKey, int], None] = {}
             for key, size, entry in placed:
@@ -114,15 +137,15 @@ class InnerIndex:
                 self._counts[count] = self._counts.get(count, 0) + 1
                 if self._counts[count] == 1:
                     self._publish_lengths(size)
-            sa.inner_key = tuple(keys)
+            setattr(sa, self._slot, tuple(keys))
 
     def remove(self, sa: SecurityAssociation) -> None:
         """Take `sa` out, if it is in: every entry of every pair."""
         with self._lock:
-            indexed = sa.inner_key
+            indexed: tuple[tuple[InnerKey, int], ...] | None = getattr(sa, self._slot)
             if indexed is None:
                 return
-            sa.inner_key = None
+            setattr(sa, self._slot, None)
             for key, size in indexed:
                 bucket = self._buckets.get(key, ())
                 kept = tuple(e for e in bucket if e[0] is not sa)
@@ -149,7 +172,8 @@ class InnerIndex:
 
     def lookup(self, local: bytes, src: bytes, dst: bytes) -> SecurityAssociation | None:
         """The SA to send a packet from inner `src` to inner `dst` with, from the local
-        outer address `local`: the most specific inner destination first."""
+        outer address `local` (with `per_peer`, the outer pair ``src + dst``): the most
+        specific inner destination first."""
         lengths = self._lengths.get(len(dst))
         if lengths is None:
             return None

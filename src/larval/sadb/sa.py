@@ -150,6 +150,7 @@ class SecurityAssociation:
         "natt_loc",
         "natt_rem",
         "packets",
+        "pair_inner_key",
         "pair_spi",
         "proto",
         "ready",
@@ -225,6 +226,8 @@ class SecurityAssociation:
         # Where `InnerIndex` keeps the SA: (key, address size) per selector pair indexed,
         # under its lock; None if not.
         self.inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
+        # The same for the index by outer pair (`SaTable.outbound`).
+        self.pair_inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
         # The sequence numbers ADD or UPDATE gave (X_LARVAL_SEQ_STATE): where the
         # dataplane starts the SA when it makes its ESP context.
         self.seq_state: SadbXSeqState | None = None

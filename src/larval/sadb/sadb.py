@@ -289,11 +289,13 @@ class Sadb:
         dst: bytes,
         satype: int = SaType.ESP,
         covers: Callable[[SecurityAssociation], bool] | None = None,
+        inner: tuple[bytes, bytes] | None = None,
     ) -> SecurityAssociation | None:
         """The SA to protect traffic from `src` to `dst` with, if one is usable; of
-        several, one that `covers` accepts (`SaTable.outbound`)."""
+        several, one that `covers` accepts, found by the `inner` addresses of a tunnelled
+        packet where they are given (`SaTable.outbound`)."""
         table = self._tables.get(satype)
-        return table.outbound(src, dst, covers) if table is not None else None
+        return table.outbound(src, dst, covers, inner) if table is not None else None
 
     def lookup_outbound_inner(
         self, local: bytes, src: bytes, dst: bytes, satype: int = SaType.ESP
@@ -313,6 +315,7 @@ class Sadb:
         packet: Packet,
         now: float,
         covers: Callable[[SecurityAssociation], bool] | None = None,
+        inner: tuple[bytes, bytes] | None = None,
     ) -> AcquireRecord | None:
         """Hold an outbound packet that waits for an SA; a new record means: send ACQUIRE.
 
@@ -320,7 +323,7 @@ class Sadb:
         released at once.
         """
         record = self._acquires.hold(key, satype, src, dst, packet, now)
-        sa = self.lookup_outbound(src, dst, satype, covers)
+        sa = self.lookup_outbound(src, dst, satype, covers, inner)
         if sa is not None:
             self._release_acquires(sa)
             return None

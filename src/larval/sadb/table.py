@@ -1,5 +1,7 @@
 """The SA tables of one SA type: inbound by (SPI, destination), pairs by (source, destination),
-and outbound tunnel SAs by inner destination (`larval.sadb.inner`).
+and outbound tunnel SAs by inner destination (`larval.sadb.inner`): under their local
+address, for tunnels to any peer, and under their outer pair, for choosing among the SAs
+between two gateways.
 
 Each table is one dict split into lock stripes ("buckets", as the illumos fanouts are):
 a writer takes the stripe of its key, so that a check-then-insert (an SPI collision
@@ -11,11 +13,13 @@ build), and the dataplane makes one per packet.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Reversible
 
 from larval.pfkey import SaState
 from larval.sadb.inner import InnerIndex
 from larval.sadb.sa import SecurityAssociation
+
+_MATURE, _DYING = SaState.MATURE, SaState.DYING
 
 InboundKey = tuple[int, bytes]  # (spi, packed destination)
 PairKey = tuple[bytes, bytes]  # (packed source, packed destination)
@@ -34,6 +38,10 @@ class SaTable:
         # Insertion-ordered per pair, so the newest SA is last.
         self._pairs: dict[PairKey, dict[int, SecurityAssociation]] = {}
         self.inner = InnerIndex()
+        # The SAs of a pair the per-peer index does not hold (no inner destination, or
+        # flagged inbound): a lookup tests these one by one.
+        self.pair_inner = InnerIndex(per_peer=True)
+        self._unindexed: dict[PairKey, dict[int, SecurityAssociation]] = {}
 
     def __len__(self) -> int:
         return len(self._inbound)
@@ -60,10 +68,27 @@ class SaTable:
             self._inbound[key] = sa
         pkey = (sa.src, sa.dst)
         with self._pair_locks[hash(pkey) & self._mask]:
+            self._index_pair(pkey, sa)
             self._pairs.setdefault(pkey, {})[sa.spi] = sa
         if sa.inner_dst is not None:
             self.inner.add(sa)
         return True
+
+    def _index_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
+        """Put `sa` in the per-peer inner index, or among its pair's unindexed SAs; under
+        the pair's lock."""
+        if sa.inner_dst is not None:
+            self.pair_inner.add(sa)
+        if sa.pair_inner_key is None:
+            self._unindexed.setdefault(pkey, {})[sa.spi] = sa
+
+    def _unindex_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
+        self.pair_inner.remove(sa)
+        others = self._unindexed.get(pkey)
+        if others is not None and others.get(sa.spi) is sa:
+            del others[sa.spi]
+            if not others:
+                del self._unindexed[pkey]
 
     def remove(self, sa: SecurityAssociation) -> bool:
         """Remove `sa` (this very object); False if it was not in the table."""
@@ -79,6 +104,7 @@ class SaTable:
                 del by_spi[sa.spi]
                 if not by_spi:
                     del self._pairs[pkey]
+            self._unindex_pair(pkey, sa)
         if sa.inner_dst is not None:
             self.inner.remove(sa)  # under its lock: an add racing this one sees DEAD
         return True
@@ -87,34 +113,66 @@ class SaTable:
         """UPDATE changed the inner selectors or flags of `sa`, which is in the table."""
         self.inner.remove(sa)
         self.inner.add(sa)
+        pkey = (sa.src, sa.dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            if self._pairs.get(pkey, {}).get(sa.spi) is sa:
+                self._unindex_pair(pkey, sa)
+                self._index_pair(pkey, sa)
 
     def outbound(
-        self, src: bytes, dst: bytes, covers: Callable[[SecurityAssociation], bool] | None = None
+        self,
+        src: bytes,
+        dst: bytes,
+        covers: Callable[[SecurityAssociation], bool] | None = None,
+        inner: tuple[bytes, bytes] | None = None,
     ) -> SecurityAssociation | None:
         """The SA to send with from `src` to `dst`: the newest MATURE, else the newest DYING.
 
         LARVAL SAs are never chosen (they have no keys), nor DEAD ones. Where the pair
         holds more than one SA (CHILD_SAs of other selectors between the same gateways,
-        besides a rekey's old and new), only one that `covers` accepts is chosen.
+        besides a rekey's old and new), only one that `covers` accepts is chosen. Given
+        the packet's `inner` (source, destination), the SAs with inner selectors are
+        found by the per-peer index, the most specific destination first, whatever
+        their number; the others are tested one by one.
         """
         pkey = (src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             by_spi = self._pairs.get(pkey)
             if not by_spi:
                 return None
-            check = covers if len(by_spi) > 1 else None
-            dying = None
-            for sa in reversed(by_spi.values()):
-                if check is not None and not check(sa):
-                    continue
-                if sa.state == SaState.MATURE:
-                    return sa
-                if dying is None and sa.state == SaState.DYING:
-                    dying = sa
-            return dying
+            if len(by_spi) == 1:
+                return _usable(by_spi.values(), None)
+            if inner is None:
+                return _usable(by_spi.values(), covers)
+            found = self.pair_inner.lookup(src + dst, inner[0], inner[1])
+            if found is not None and found.state == _MATURE:
+                return found
+            others = self._unindexed.get(pkey)
+            if others:
+                other = _usable(others.values(), covers)
+                if other is not None and (found is None or other.state == _MATURE):
+                    return other
+            return found
 
     def between(self, src: bytes, dst: bytes) -> list[SecurityAssociation]:
         """Every SA from `src` to `dst`, oldest first."""
         pkey = (src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             return list(self._pairs.get(pkey, {}).values())
+
+
+def _usable(
+    sas: Reversible[SecurityAssociation], covers: Callable[[SecurityAssociation], bool] | None
+) -> SecurityAssociation | None:
+    """Of `sas` (oldest first) that `covers` accepts: the newest MATURE, else the newest
+    DYING."""
+    dying = None
+    for sa in reversed(sas):
+        if covers is not None and not covers(sa):
+            continue
+        state = sa.state
+        if state == _MATURE:
+            return sa
+        if dying is None and state == _DYING:
+            dying = sa
+    return dying

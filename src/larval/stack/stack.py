@@ -152,12 +152,13 @@ class Stack:
         flow = parse_flow(packet) if policy.mode is Mode.TRANSPORT else None
         src, dst = _outer(policy, flow)
         covers = _inner_covers(packet)
-        sa = self.sadb.lookup_outbound(src, dst, covers=covers)
+        inner = _inner_addresses(packet) if tunnel is not None else None
+        sa = self.sadb.lookup_outbound(src, dst, covers=covers, inner=inner)
         if sa is not None:
             return Outbound(Verdict.PROTECT, policy, sa)
         flow = flow or parse_flow(packet)
         key = (policy.reqid, src, dst)
-        record = self.sadb.hold_outbound(key, SaType.ESP, src, dst, packet, now, covers)
+        record = self.sadb.hold_outbound(key, SaType.ESP, src, dst, packet, now, covers, inner)
         if record is not None:
             self.emit(
                 [
@@ -179,11 +180,7 @@ class Stack:
         address), made when the peer connected. Without one the packet is dropped: an
         ACQUIRE could name no peer to negotiate with, the peer's address being unknown.
         """
-        # The policy lookup read the header already, so it is long enough.
-        if packet[0] >> 4 == 4:
-            src, dst = packet[12:16], packet[16:20]
-        else:
-            src, dst = packet[8:24], packet[24:40]
+        src, dst = _inner_addresses(packet)
         sa = self.sadb.lookup_outbound_inner(local, src, dst)
         if sa is None:
             self._drop("no_peer_sa")
@@ -193,6 +190,14 @@ class Stack:
     def _drop(self, counter: str) -> None:
         with self._drops_lock:
             self.drops[counter] = self.drops.get(counter, 0) + 1
+
+
+def _inner_addresses(packet: Packet) -> tuple[bytes, bytes]:
+    """The packet's own (source, destination), packed: a tunnel's inner addresses. The
+    policy lookup has read the header already, so it is long enough."""
+    if packet[0] >> 4 == 4:
+        return packet[12:16], packet[16:20]
+    return packet[8:24], packet[24:40]
 
 
 def _outer(policy: Policy, flow: Flow | None) -> tuple[bytes, bytes]:
