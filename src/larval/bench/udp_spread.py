@@ -4,11 +4,11 @@ tunnel of many CHILD_SAs, one inner destination address for each, so that every 
 carries packets.
 
 ``send`` cycles over ``--count`` consecutive addresses from ``--first``, one datagram
-of ``--size`` bytes of payload to each in turn, as fast as one socket sends, for
-``--seconds``. ``sink`` receives on ``--port`` of every address of its namespace (the
-bench routes the whole inner network to the loopback as local, ``ip route add local``),
-and prints one JSON line: the packets and payload bytes received in the ``--seconds``
-from its first packet, and its own CPU time.
+of ``--size`` bytes of payload to each in turn, as fast as one socket sends (or
+``--rate`` a second), for ``--seconds``. ``sink`` receives on ``--port`` of every address
+of its namespace (the bench routes the whole inner network to the loopback as local,
+``ip route add local``), and prints one JSON line: the packets and payload bytes
+received in the ``--seconds`` from its first packet, and its own CPU time.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ def destinations(first: str, count: int) -> list[str]:
     return [str(start + k) for k in range(count)]
 
 
-def send(src: str, first: str, count: int, port: int, seconds: float, size: int) -> dict[str, Any]:
-    """Send round-robin to the `count` destinations for `seconds`; what was sent."""
+def send(
+    src: str, first: str, count: int, port: int, seconds: float, size: int, rate: float = 0
+) -> dict[str, Any]:
+    """Send round-robin to the `count` destinations for `seconds`, as fast as the socket
+    takes them or, given a `rate`, that many a second; what was sent."""
     targets = [(address, port) for address in destinations(first, count)]
     payload = bytes(size)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -46,9 +49,14 @@ def send(src: str, first: str, count: int, port: int, seconds: float, size: int)
     deadline = time.monotonic() + seconds
     sendto = sock.sendto
     cycle = itertools.cycle(targets)
+    burst = 256 if not rate else max(1, int(rate / 100))  # paced: 100 bursts a second
+    start = time.monotonic()
     try:
-        while time.monotonic() < deadline:
-            for target in itertools.islice(cycle, 256):
+        while (now := time.monotonic()) < deadline:
+            if rate and sent + refused > (now - start) * rate:
+                time.sleep(burst / rate)
+                continue
+            for target in itertools.islice(cycle, burst):
                 try:
                     sendto(payload, target)
                     sent += 1
@@ -105,13 +113,16 @@ def main(argv: list[str]) -> int:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--seconds", type=float, required=True)
     s.add_argument("--size", type=int, default=SIZE)
+    s.add_argument("--rate", type=float, default=0, help="packets a second (0: at once)")
     r = sub.add_parser("sink")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--seconds", type=float, required=True)
     r.add_argument("--wait", type=float, default=10.0)
     args = parser.parse_args(argv)
     if args.role == "send":
-        result = send(args.src, args.first, args.count, args.port, args.seconds, args.size)
+        result = send(
+            args.src, args.first, args.count, args.port, args.seconds, args.size, args.rate
+        )
     else:
         result = sink(args.port, args.seconds, args.wait)
     print(json.dumps(result), flush=True)
