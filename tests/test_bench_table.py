@@ -3,6 +3,7 @@ options of the scale cases: which combinations are refused, and what each sets."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -167,3 +168,54 @@ def test_meaningless_combinations_are_refused_by_name(
         parse(argv)
     assert exited.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_all_prints_the_table_last_and_json_carries_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from larval.bench import __main__ as bench
+
+    canned = _results()
+    ran: list[tuple[str, object, object]] = []
+
+    def fake(name: str) -> Any:
+        def run(args: Any) -> dict[str, Any]:
+            ran.append((name, args.tunnel_sas, args.established))
+            figures: dict[str, Any] = canned.get(name, {"figure": 1})
+            return figures
+
+        return run
+
+    monkeypatch.setattr(bench, "BENCHES", {name: fake(name) for name in bench.BENCHES})
+    monkeypatch.setattr(bench, "_tunnel_sas", fake("tunnel_sas"))
+    monkeypatch.setattr(bench, "_established", fake("established"))
+    assert bench.main(["all", "--tunnel-sas", "30", "--established", "20"]) == 0
+    # The others as they run alone, then the two scale cases with their N.
+    assert ran[-2:] == [("tunnel_sas", 30, 20), ("established", 30, 20)]
+    assert all(t is None and e is None for _, t, e in ran[:-2])
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("table (issue 15): larval beside its peer of the same run, or the goal")
+    assert out[start + 1].split()[0] == "figure"
+    assert len(out) - start - 2 == len(table.build(canned))
+
+    ran.clear()
+    assert bench.main(["all", "--json", "--tunnel-sas", "0", "--established", "0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert "tunnel_sas" not in printed and "established" not in printed
+    assert [name for name, _, _ in ran] == list(bench.BENCHES)
+    rows = printed["table"]
+    assert rows[0] == {
+        "figure": "tunnel iperf3 TCP, Mbit/s",
+        "larval": 651.0,
+        "peer": 286.0,
+        "peer_name": "libipsec",
+        "ratio": 2.28,
+        "goal": ">= 5",
+        "met": False,
+    }
+    scale = next(r for r in rows if r["figure"].startswith("tunnel --sas"))
+    assert scale["larval"] is None and scale["ratio"] is None
+
+    # One benchmark alone: its figures, no table.
+    assert bench.main(["ike", "--json"]) == 0
+    assert "table" not in json.loads(capsys.readouterr().out)
