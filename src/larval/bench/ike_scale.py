@@ -54,6 +54,7 @@ from larval.net.netns import Netns, veth_pair
 
 MORE = 2000  # setups measured with the N up (issue 15 §4)
 IN_FLIGHT = 64
+CONTROL_TIMEOUT = 60.0  # s for a daemon's answer on its control socket
 
 
 class EstablishedError(LarvalError):
@@ -108,12 +109,18 @@ class _Control:
 
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(CONTROL_TIMEOUT)
         self.sock.connect(str(path))
         self.file = self.sock.makefile("rb")
 
     def request(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.sock.sendall(json.dumps(request).encode() + b"\n")
-        answer: dict[str, Any] = json.loads(self.file.readline() or b"{}")
+        try:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+            answer: dict[str, Any] = json.loads(self.file.readline() or b"{}")
+        except TimeoutError:
+            raise EstablishedError(
+                f"control {request['op']}: no answer in {CONTROL_TIMEOUT:.0f} s"
+            ) from None
         if not answer.get("ok"):
             raise EstablishedError(f"control {request['op']}: {answer.get('error', 'no answer')}")
         return answer
@@ -160,9 +167,10 @@ class _LarvalDaemons:
         initiator's count holds a LARVAL SA for each setup in IKE_AUTH, rounded away)."""
         return {me: c.request({"op": "status"})["sas"] // 2 for me, c in self.controls.items()}
 
-    def setups(self, target: int, count: int, in_flight: int, timeout: float) -> float:
-        """Initiate `count` more setups until both ends have `target` CHILD_SAs; the
-        seconds from the first up to the last CHILD_SA installed on both ends."""
+    def setups(self, target: int, count: int, in_flight: int, timeout: float) -> tuple[float, int]:
+        """Initiate `count` more setups until both ends have `target` CHILD_SAs, or
+        `timeout` passes: the seconds from the first up to the last CHILD_SA installed
+        on both ends (or to the timeout), and how many of the `count` were."""
         up = {"op": "up", "target": "bench/net"}
         started = 0
         first = time.monotonic()
@@ -171,10 +179,8 @@ class _LarvalDaemons:
         while True:
             done = self.done()
             least = min(done.values())
-            if least >= target:
-                return time.monotonic() - first
-            if time.monotonic() > deadline:
-                raise EstablishedError(f"{least - base} of {count} setups done in {timeout:.0f} s")
+            if least >= target or time.monotonic() > deadline:
+                return time.monotonic() - first, min(least, target) - base
             while started < count and started - (done["i"] - base) < in_flight:
                 self.controls["i"].request(up)
                 started += 1
@@ -208,36 +214,43 @@ def _larval(n: int, more: int, in_flight: int, workdir: Path) -> dict[str, Any]:
 def _measure(daemons: _LarvalDaemons, n: int, more: int, in_flight: int) -> dict[str, Any]:
     time.sleep(0.5)  # the daemons settle (imports, first timers) before RSS is read
     pids = {"initiator": daemons.pids["i"], "responder": daemons.pids["r"]}
-    before = {who: _rss(pid) for who, pid in pids.items()}
-    up_s = daemons.setups(n, n, in_flight, max(120.0, n / 20))
-    after = {who: _rss(pid) for who, pid in pids.items()}
-    cpu = daemons.cpu()
-    next_s = daemons.setups(n + more, more, in_flight, max(120.0, more / 20)) if more else 0.0
-    cpu = daemons.cpu() - cpu
-    status_s, listed = daemons.status_seconds()
-    return _figures(n, more, up_s, next_s, cpu, _per_sa(before, after, n), status_s, listed)
+    return _phases(daemons, pids, n, more, in_flight)
 
 
-def _figures(
+def _phases(
+    peers: _LarvalDaemons | _Charons,
+    pids: dict[str, int],
     n: int,
     more: int,
-    up_s: float,
-    next_s: float,
-    cpu: float,
-    rss: dict[str, int | None],
-    status_s: float,
-    listed: int,
+    in_flight: int,
 ) -> dict[str, Any]:
-    return {
-        "established": n,
+    """N setups (RSS before and after), the next `more`, the status time: the figures.
+    A phase that does not finish in its time (at least 20 setups a second) is cut
+    short; the figures are then of the setups done, and `incomplete` says so."""
+    before = {who: _rss(pid) for who, pid in pids.items()}
+    up_s, up = peers.setups(n, n, in_flight, max(120.0, n / 20))
+    after = {who: _rss(pid) for who, pid in pids.items()}
+    cpu = peers.cpu()
+    next_s, done = 0.0, 0
+    if up == n and more:
+        next_s, done = peers.setups(n + more, more, in_flight, max(120.0, more / 20))
+    cpu = peers.cpu() - cpu
+    status_s, listed = peers.status_seconds()
+    figures = {
+        "established": up,
         "up_s": round(up_s, 2),
-        "rss_per_ike_sa": rss,
-        "more": more,
-        "next_ike_sa_per_s": round(more / next_s, 1) if more and next_s > 0 else None,
-        "next_cpu_ms_per_ike_sa": round(cpu * 1000 / more, 3) if more else None,
+        "rss_per_ike_sa": _per_sa(before, after, up),
+        "more": done,
+        "next_ike_sa_per_s": round(done / next_s, 1) if done and next_s > 0 else None,
+        "next_cpu_ms_per_ike_sa": round(cpu * 1000 / done, 3) if done else None,
         "status_s": round(status_s, 3),
         "status_ike_sas": listed,
     }
+    if up < n or done < more:
+        figures["incomplete"] = f"{up} of {n} setups in {up_s:.0f} s" + (
+            f", then {done} of {more} in {next_s:.0f} s" if up == n else ""
+        )
+    return figures
 
 
 # -- strongSwan -------------------------------------------------------------------------
@@ -274,16 +287,14 @@ class _Charons:
         for charon in self.charons.values():
             charon.stop()
 
-    def setups(self, target: int, count: int, in_flight: int, timeout: float) -> float:
+    def setups(self, target: int, count: int, in_flight: int, timeout: float) -> tuple[float, int]:
+        """As `_LarvalDaemons.setups`, over VICI."""
         started = 0
         first = time.monotonic()
         deadline = first + timeout
         base = target - count
         last = first
-        while min(self.done.values()) < target:
-            if time.monotonic() > deadline:
-                least = min(self.done.values()) - base
-                raise EstablishedError(f"charon: {least} of {count} setups done in {timeout:.0f} s")
+        while min(self.done.values()) < target and time.monotonic() < deadline:
             while started < count and started - (self.done["i"] - base) < in_flight:
                 self.command.request("initiate", {"child": "net", "timeout": "-1"})
                 started += 1
@@ -293,7 +304,8 @@ class _Charons:
                 if ups:
                     self.done[me] += ups
                     last = time.monotonic()
-        return last - first
+        least = min(min(self.done.values()), target) - base
+        return (last if least == count else time.monotonic()) - first, least
 
     def status_seconds(self) -> tuple[float, int]:
         start = time.perf_counter()
@@ -312,18 +324,9 @@ def _strongswan(n: int, more: int, in_flight: int, workdir: Path) -> dict[str, A
         try:
             time.sleep(0.5)
             pids = {"initiator": charons.pids["i"], "responder": charons.pids["r"]}
-            before = {who: _rss(pid) for who, pid in pids.items()}
-            up_s = charons.setups(n, n, in_flight, max(120.0, n / 20))
-            after = {who: _rss(pid) for who, pid in pids.items()}
-            cpu = charons.cpu()
-            next_s = (
-                charons.setups(n + more, more, in_flight, max(120.0, more / 20)) if more else 0.0
-            )
-            cpu = charons.cpu() - cpu
-            status_s, listed = charons.status_seconds()
+            return _phases(charons, pids, n, more, in_flight)
         finally:
             charons.close()
-    return _figures(n, more, up_s, next_s, cpu, _per_sa(before, after, n), status_s, listed)
 
 
 # -- both -------------------------------------------------------------------------------
@@ -340,17 +343,23 @@ def run(n: int = 10_000, more: int = MORE, in_flight: int = IN_FLIGHT) -> dict[s
     if os.geteuid() != 0:
         return {"skipped": "needs root: network namespaces, and IKE's UDP ports 500 and 4500"}
     why_not = "" if charon_available() else "charon or swanctl is not installed"
+    failed = ""
     with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
         (Path(tmp) / "larval").mkdir()
-        larval = _larval(n, more, in_flight, Path(tmp) / "larval")
+        larval: dict[str, Any] = {}
+        try:
+            larval = _larval(n, more, in_flight, Path(tmp) / "larval")
+        except (EstablishedError, ConnectionError, OSError, subprocess.SubprocessError) as e:
+            failed = f"larval failed: {e}"
         strongswan: dict[str, Any] | None = None
         if not why_not:
             try:
                 strongswan = _strongswan(n, more, in_flight, Path(tmp))
-            except (CharonError, EstablishedError, ConnectionError, OSError) as e:
+            except (CharonError, EstablishedError, ConnectionError, OSError,
+                    subprocess.SubprocessError) as e:  # fmt: skip
                 why_not = f"charon failed: {e}"
     theirs = strongswan or {}
-    rss_ours = larval["rss_per_ike_sa"]["mean"]
+    rss_ours = (larval.get("rss_per_ike_sa") or {}).get("mean")
     rss_theirs = (theirs.get("rss_per_ike_sa") or {}).get("mean")
     return {
         "established": n,
@@ -358,14 +367,14 @@ def run(n: int = 10_000, more: int = MORE, in_flight: int = IN_FLIGHT) -> dict[s
         "strongswan_rss_per_ike_sa": rss_theirs,
         # Bytes: lower is better, so the ratio is charon's over larval's (>= 1 is ahead).
         "rss_ratio": _ratio(rss_theirs, rss_ours) if rss_ours and rss_ours > 0 else None,
-        "next_ike_sa_per_s": larval["next_ike_sa_per_s"],
+        "next_ike_sa_per_s": larval.get("next_ike_sa_per_s"),
         "strongswan_next_ike_sa_per_s": theirs.get("next_ike_sa_per_s"),
-        "next_ratio": _ratio(larval["next_ike_sa_per_s"], theirs.get("next_ike_sa_per_s")),
-        "status_s": larval["status_s"],
+        "next_ratio": _ratio(larval.get("next_ike_sa_per_s"), theirs.get("next_ike_sa_per_s")),
+        "status_s": larval.get("status_s"),
         "strongswan_list_sas_s": theirs.get("status_s"),
         # Seconds: charon's over larval's, >= 1 when larval answers as fast or faster.
-        "status_ratio": _ratio(theirs.get("status_s"), larval["status_s"]),
-        "larval": larval,
+        "status_ratio": _ratio(theirs.get("status_s"), larval.get("status_s")),
+        "larval": larval or None,
         "strongswan": strongswan,
         # The issue's IKE goal, 1.5 times charon's setups; it sets none for the others.
         "target": {"next_ratio": 1.5},
@@ -379,6 +388,12 @@ def run(n: int = 10_000, more: int = MORE, in_flight: int = IN_FLIGHT) -> dict[s
             "larval's (>= 1: larval ahead). larval: two `larval run` daemons on 127.0.0.1 "
             "and .2 in a namespace, no TUN, driven by `up` on the control socket; charon: "
             "two charons (kernel-libipsec, no logging) over a veth, driven by VICI"
+            + (f". {failed}" if failed else "")
+            + "".join(
+                f". {who} incomplete: {r['incomplete']}"
+                for who, r in (("larval", larval), ("strongSwan", theirs))
+                if r.get("incomplete")
+            )
             + (f". strongSwan not measured: {why_not}" if why_not else "")
         ),
     }
