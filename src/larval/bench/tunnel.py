@@ -126,11 +126,22 @@ def _pair(tag: str) -> tuple[Netns, Netns]:
 
 class _LarvalPair:
     """Two larval stacks in two namespaces, keyed by hand, ready for iperf3; `state`: a
-    directory for each end's state store (the store on), None for none."""
+    directory for each end's state store (the store on), None for none. `nets`: each
+    end's protected network (its policy's local_ts, routed into the peer's TUN);
+    `keyed`: the one SA of each direction added by hand (`bench tunnel --sas` adds its
+    own)."""
 
-    def __init__(self, workdir: Path, state: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        state: Path | None = None,
+        nets: dict[str, str] | None = None,
+        keyed: bool = True,
+    ) -> None:
         self.workdir = workdir
         self.state = state
+        self.nets = nets or NET
+        self.keyed = keyed
         self.pids: list[int] = []  # the two stacks' (`ip netns exec` execs them)
         #: Each iperf3 run's CPU of both stacks per ESP packet a sent, µs.
         self.cpu_us_per_packet: list[float] = []
@@ -142,11 +153,11 @@ class _LarvalPair:
             raise
 
     def _start(self) -> None:
-        workdir = self.workdir
+        workdir, nets = self.workdir, self.nets
         for me, peer, ns in (("a", "b", self.a), ("b", "a", self.b)):
             policy = workdir / f"{me}.toml"
             policy.write_text(
-                f'[policies.bench]\nlocal_ts = ["{NET[me]}"]\nremote_ts = ["{NET[peer]}"]\n'
+                f'[policies.bench]\nlocal_ts = ["{nets[me]}"]\nremote_ts = ["{nets[peer]}"]\n'
                 f'mode = "tunnel"\nlocal_addrs = ["{OUTER[me]}"]\n'
                 f'remote_addrs = ["{OUTER[peer]}"]\nesp_proposals = ["aes128gcm16"]\n'
             )
@@ -159,7 +170,7 @@ class _LarvalPair:
                  "--pfkey-socket", str(workdir / f"{me}.pfkey"),
                  "--control-socket", str(workdir / f"{me}.control"),
                  "--policy", str(policy), "--tun", "larval0", "--local", OUTER[me],
-                 "--tun-address", f"{INNER[me]}/24", "--route", NET[peer],
+                 "--tun-address", f"{INNER[me]}/24", "--route", nets[peer],
                  "--log-level", "warning"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -169,6 +180,8 @@ class _LarvalPair:
             if time.monotonic() > deadline:
                 raise RuntimeError("larval stack did not start")
             time.sleep(0.1)
+        if not self.keyed:
+            return
         keys = {"ab": ("0x1001", "11" * 20), "ba": ("0x2002", "22" * 20)}
         for me, ns in (("a", self.a), ("b", self.b)):
             for direction, (spi, key) in keys.items():
