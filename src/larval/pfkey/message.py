@@ -16,7 +16,13 @@ from typing import NamedTuple
 
 from larval.pfkey.constants import PF_KEY_V2, Diagnostic, ExtType
 from larval.pfkey.errors import PfkeyError
-from larval.pfkey.extensions import DECODERS, EXT_HEADER, Extension, UnknownExtension
+from larval.pfkey.extensions import (
+    CACHED_TYPES,
+    DECODERS,
+    EXT_HEADER,
+    Extension,
+    UnknownExtension,
+)
 from larval.pfkey.quickinit import quick_init
 
 __all__ = ["HEADER_SIZE", "PfkeyHeader", "PfkeyMessage", "decode", "decode_header"]
@@ -45,6 +51,14 @@ _DUPLICATE: dict[int, int] = {
     int(ExtType.X_LARVAL_INNER_PAIRS): Diagnostic.MALFORMED_INNER_PAIRS,
     int(ExtType.X_LARVAL_SEQ_STATE): Diagnostic.MALFORMED_SEQ_STATE,
 }
+
+
+# The values decoded lately for the types of `CACHED_TYPES`, by their whole extension
+# (generic header and body): the same bytes always decode to the same immutable value,
+# and a value handed out again keeps the wire form it was encoded to. Bounded: a burst
+# of distinct peers empties it.
+_DECODED: dict[bytes, Extension] = {}
+_DECODED_MAX = 4096
 
 
 @quick_init
@@ -154,19 +168,34 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
     append = extensions.append
     seen: set[int] = set()
     decoders = DECODERS
+    decoded = _DECODED
     ext_header = EXT_HEADER.unpack_from
     off = HEADER_SIZE
     while off < size:
         # size and off are multiples of 8, so the 4-byte generic header is there.
         ext_len, ext_type = ext_header(data, off)
         end = off + ext_len * 8
-        decoder = decoders.get(ext_type)
-        if decoder is not None and ext_len and end <= size and ext_type not in seen:
+        if ext_len and end <= size and ext_type not in seen:
             # The usual case: a known extension, once, inside the message.
-            seen.add(ext_type)
-            append(decoder(ext_type, data[off + 4 : end]))
-            off = end
-            continue
+            if ext_type in CACHED_TYPES:
+                whole = data[off:end]
+                ext = decoded.get(whole)
+                if ext is None:
+                    ext = decoders[ext_type](ext_type, whole[4:])
+                    if len(decoded) >= _DECODED_MAX:
+                        decoded.clear()
+                    decoded[whole] = ext
+                seen.add(ext_type)
+                append(ext)
+                off = end
+                continue
+            decoder = decoders.get(ext_type)
+            if decoder is not None:
+                seen.add(ext_type)
+                append(decoder(ext_type, data[off + 4 : end]))
+                off = end
+                continue
+        decoder = decoders.get(ext_type)
         if ext_type == 0:
             # keysock_get_ext: type 0 is reserved, rejected before its length is read.
             raise PfkeyError(
