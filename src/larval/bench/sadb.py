@@ -2,7 +2,8 @@
 per second and resident memory per SA, with 1,000,000 SAs in one SADB.
 
 Each figure is printed beside its goal (issue 15) as a ratio, figure / goal: at least 1
-is met for the rates, at most 1 for the bytes per SA.
+is met for the rates, at most 1 for the bytes per SA. Each rate is given by wall-clock
+time and by the process's CPU time: on a shared machine the second moves less.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
     rest = template.extensions[1:]
     spis = []
     rss_before = _rss_bytes()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for seq in range(n_sas):
         # Key manager -> stack: the GETSPI as bytes; the stack decodes it, answers in
         # bytes, and the key manager decodes the answer for its SPI.
@@ -71,6 +72,7 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
         assert done.errno == 0
         spis.append(spi)
     pairs_elapsed = time.perf_counter() - start
+    pairs_cpu = time.process_time() - start_cpu
     gc.collect()
     rss_after = _rss_bytes()
     # The SPI list is the benchmark's, not the SADB's: 8 bytes a slot + 32 an int.
@@ -79,10 +81,11 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
     dst = ipaddress.ip_address(LOCAL).packed
     probe = random.Random(1).choices(spis, k=n_lookups)
     lookup = sadb.lookup_esp  # what the dataplane calls for each ESP packet
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for spi in probe:
         lookup(spi, dst)
     lookups_elapsed = time.perf_counter() - start
+    lookups_cpu = time.process_time() - start_cpu
     assert sadb.lookup_inbound(spis[0], dst) is not None
 
     figures = {
@@ -95,6 +98,10 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
         **figures,
         "goals": GOALS,
         "ratio_to_goal": {k: round(v / GOALS[k], 2) for k, v in figures.items()},
+        "by_cpu_time": {
+            "getspi_update_per_s": round(n_sas / pairs_cpu),
+            "lookups_per_s": round(n_lookups / lookups_cpu),
+        },
         "note": (
             "each pair: GETSPI and UPDATE encoded, decoded by the stack, handled, the "
             "answers encoded and decoded (the UPDATE's header only, as a key manager reads "
