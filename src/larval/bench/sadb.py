@@ -26,7 +26,7 @@ from larval.pfkey import (
     decode_header,
 )
 from larval.pfkey.requests import getspi, keyed
-from larval.sadb import Sadb
+from larval.sadb import GcFreezer, Sadb
 
 PEER, LOCAL = "192.0.2.1", "192.0.2.2"
 
@@ -40,7 +40,7 @@ def _rss_bytes() -> int:
 
 def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
     gc.collect()
-    sadb = Sadb()
+    sadb = Sadb(gc_freezer=GcFreezer())  # as the daemon's stack has it
     handle = sadb.handle
     # A key manager builds its requests from parts it keeps: addresses, keys.
     request = getspi(PEER, LOCAL)

@@ -53,6 +53,7 @@ from larval.sadb.acquire import (
 )
 from larval.sadb.counters import SadbCounters
 from larval.sadb.errors import SadbError
+from larval.sadb.heap import GcFreezer
 from larval.sadb.sa import (
     DEFAULT_HOLD_LIMIT,
     HoldResult,
@@ -198,7 +199,10 @@ class Sadb:
         acquire_hold_limit: int = DEFAULT_ACQUIRE_HOLD_LIMIT,
         acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT,
         random_bytes: RandomBytes = system_random,
+        gc_freezer: GcFreezer | None = None,
     ) -> None:
+        """`gc_freezer`: keeps the cyclic collector off the SAs as the SADB grows
+        (`larval.sadb.heap`); None leaves the collector alone."""
         self.counters = SadbCounters()
         self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
         self._inbound = {t: table.inbound_index for t, table in self._tables.items()}
@@ -216,6 +220,7 @@ class Sadb:
         self._larval_hard = Lifetime(addtime=larval_lifetime)
         self.hold_limit = hold_limit
         self._random = random_bytes  # SPIs are drawn from it
+        self.gc_freezer = gc_freezer
         self._handlers: dict[int, Callable[[PfkeyMessage, Exts, float], list[PfkeyReply]]] = {
             SadbMsgType.GETSPI: self._getspi,
             SadbMsgType.UPDATE: self._update,
@@ -440,6 +445,7 @@ class Sadb:
             _check_inner(ext)
             self._apply_optional(sa, msg)
         sa.spi = self._place(table, sa, low, high)
+        self._grown(table)
         # illumos turns the request into the reply: its addresses, and an SA extension
         # where the SPI range was.
         reply = PfkeyMessage(
@@ -466,6 +472,12 @@ class Sadb:
             if table.insert_if_absent(sa):
                 return sa.spi
         raise SadbError(errno.EEXIST, Diagnostic.NONE, f"no free SPI in {low:#x}-{high:#x}")
+
+    def _grown(self, table: SaTable) -> None:
+        """An SA was inserted into `table`: freeze the collector's view if it is time."""
+        freezer = self.gc_freezer
+        if freezer is not None and len(table) >= freezer.next_at:
+            freezer.grown(len(table))
 
     def _update(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """UPDATE: a LARVAL SA gets its keys and matures; a MATURE one new lifetimes."""
@@ -550,6 +562,7 @@ class Sadb:
             raise SadbError(
                 errno.EEXIST, Diagnostic.NONE, f"SPI {sa_ext.spi:#x} to {dst.addr} exists already"
             )
+        self._grown(table)
         if self.on_keyed is not None:
             self.on_keyed(sa)
         self._release_acquires(sa)
