@@ -17,6 +17,7 @@ import enum
 import errno
 import functools
 import ipaddress
+import struct
 from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
@@ -72,6 +73,12 @@ DEFAULT_LARVAL_LIFETIME = 90
 #: RFC 4303 §2.1: SPIs 1-255 are reserved by IANA and 0 is for local use.
 MIN_SPI = 256
 MAX_SPI = 0xFFFFFFFF
+
+#: SPIs drawn from the random source at once for the usual range [MIN_SPI, MAX_SPI]: one
+#: call of the source (a system call for the OS's CSPRNG) for this many GETSPIs.
+SPI_BATCH = 256
+_SPI_WORDS = struct.Struct(f">{SPI_BATCH}I")
+_SPI_SPAN = MAX_SPI - MIN_SPI  # random_int's span for the usual range: 4 bytes a draw
 
 #: A request's extensions by type.
 Exts = dict[int, Extension]
@@ -220,6 +227,8 @@ class Sadb:
         self._larval_hard = Lifetime(addtime=larval_lifetime)
         self.hold_limit = hold_limit
         self._random = random_bytes  # SPIs are drawn from it
+        # SPIs of the usual range drawn ahead, the next one last (`_random_spi`).
+        self._spi_pool: list[int] = []
         self.gc_freezer = gc_freezer
         self._handlers: dict[int, Callable[[PfkeyMessage, Exts, float], list[PfkeyReply]]] = {
             SadbMsgType.GETSPI: self._getspi,
@@ -463,10 +472,10 @@ class Sadb:
         # crowded small range, a walk from a random start so that a free SPI is found.
         span = high - low + 1
         for _ in range(min(span, 16)):
-            sa.spi = random_int(self._random, low, high)
+            sa.spi = self._random_spi(low, high)
             if table.insert_if_absent(sa):
                 return sa.spi
-        start = random_int(self._random, low, high)
+        start = self._random_spi(low, high)
         for i in range(span):
             sa.spi = low + (start - low + i) % span
             if table.insert_if_absent(sa):
@@ -478,6 +487,21 @@ class Sadb:
         freezer = self.gc_freezer
         if freezer is not None and len(table) >= freezer.next_at:
             freezer.grown(len(table))
+
+    def _random_spi(self, low: int, high: int) -> int:
+        """A random SPI in [low, high]. For the usual range, [MIN_SPI, MAX_SPI], SPIs are
+        drawn `SPI_BATCH` at a time from one call of the source, the same way and in the
+        same order as `random_int` draws them one at a time (4 bytes a draw, big-endian,
+        a draw past the span dropped); other ranges draw one at a time."""
+        if low != MIN_SPI or high != MAX_SPI:
+            return random_int(self._random, low, high)
+        pool = self._spi_pool
+        while True:
+            try:
+                return pool.pop()  # atomic: threads never take the same one
+            except IndexError:
+                words = _SPI_WORDS.unpack(self._random(_SPI_WORDS.size))
+                pool.extend([MIN_SPI + w for w in reversed(words) if w <= _SPI_SPAN])
 
     def _update(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
         """UPDATE: a LARVAL SA gets its keys and matures; a MATURE one new lifetimes."""
