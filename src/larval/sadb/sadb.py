@@ -212,8 +212,12 @@ class Sadb:
         (`larval.sadb.heap`); None leaves the collector alone."""
         self.counters = SadbCounters()
         self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
-        self._inbound = {t: table.inbound_index for t, table in self._tables.items()}
-        self._esp_inbound = self._inbound[SaType.ESP]
+        # `lookup_inbound` for ESP, the dataplane's case, called once per packet: the
+        # table's own lookup, with no call around it (`SaTable.get`: one dict lookup by
+        # SPI and a check of the destination, no lock, no tuple).
+        self.lookup_esp: Callable[[int, bytes], SecurityAssociation | None] = self._tables[
+            SaType.ESP
+        ].get
         self._acquires = AcquireTable(self.counters, acquire_hold_limit, acquire_timeout)
         self.on_inbound_release = on_inbound_release or _discard
         self.on_outbound_release = on_outbound_release or _discard
@@ -284,14 +288,11 @@ class Sadb:
     ) -> SecurityAssociation | None:
         """The SA for an inbound packet, by (SPI, destination, protocol), in O(1).
 
-        One dict lookup and no lock: this runs once per packet.
+        One dict lookup and no lock: this runs once per packet. A destination other
+        than the SA's misses, as (SPI, destination) is the key.
         """
-        index = self._inbound.get(satype)
-        return index.get((spi, dst)) if index is not None else None
-
-    def lookup_esp(self, spi: int, dst: bytes) -> SecurityAssociation | None:
-        """`lookup_inbound` for ESP, the dataplane's case: one dict lookup, nothing else."""
-        return self._esp_inbound.get((spi, dst))
+        table = self._tables.get(satype)
+        return table.get(spi, dst) if table is not None else None
 
     def hold_inbound(self, sa: SecurityAssociation, packet: Packet) -> HoldResult:
         """Hold `packet` on `sa` if it is still LARVAL (checked under its lock)."""
