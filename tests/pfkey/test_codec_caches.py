@@ -107,3 +107,18 @@ def test_the_memo_is_no_field_of_equality_or_repr() -> None:
     assert "_wire" not in repr(a)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a._wire = b"x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text", ["192.0.2.1", "2001:db8::1"])
+def test_an_address_packs_once_and_right(text: str) -> None:
+    ip = ipaddress.ip_address(text)
+    addr = SadbAddress(ExtType.ADDRESS_SRC, ip)
+    first = addr.packed()
+    assert first == ip.packed
+    assert addr.packed() is first
+    assert (
+        dataclasses.replace(
+            addr, addr=ipaddress.ip_address("::2" if ip.version == 6 else "192.0.2.9")
+        ).packed()
+        != first
+    )

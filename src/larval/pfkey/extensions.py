@@ -332,6 +332,16 @@ class SadbAddress:
     scope_id: int = 0
     family: int | None = None
     _wire: _Wire = field(default=None, init=False, repr=False, compare=False)
+    _packed: _Wire = field(default=None, init=False, repr=False, compare=False)
+
+    def packed(self) -> bytes:
+        """``addr.packed``, computed once: the SADB keys its tables by it, and a decoded
+        address comes again in message after message (`larval.pfkey.message`)."""
+        raw = self._packed
+        if raw is None:
+            raw = self.addr.packed
+            _set_address_packed(self, raw)
+        return raw
 
     def encode(self) -> bytes:
         addr = self.addr
@@ -406,6 +416,9 @@ class SadbAddress:
             scope_id,
             None if family == AF_INET6 else family,
         )
+
+
+_set_address_packed = vars(SadbAddress)["_packed"].__set__
 
 
 @quick_init

@@ -43,6 +43,10 @@ DEFAULT_HOLD_LIMIT = 8
 class SaEvent(enum.Enum):
     """What can happen to an SA."""
 
+    # Members are singletons compared by identity: hashed by it too, in C, rather than by
+    # Enum's hash of the name in Python (`next_state` hashes one for every UPDATE).
+    __hash__ = object.__hash__
+
     UPDATE_KEYS = "UPDATE with keys"
     UPDATE_LIFETIMES = "UPDATE without keys"
     SOFT_EXPIRE = "soft lifetime reached"

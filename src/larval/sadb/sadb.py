@@ -113,7 +113,7 @@ _PACKED_MAX = 65536
 
 
 def _packed(ext: SadbAddress) -> bytes:
-    raw = ext.addr.packed
+    raw = ext.packed()
     shared = _PACKED.get(raw)
     if shared is None:
         if len(_PACKED) >= _PACKED_MAX:
@@ -130,7 +130,8 @@ def _address_ext(ext_type: int, packed: bytes, port: int, proto: int) -> SadbAdd
 
 #: Extensions that GETSPI, ADD and UPDATE may carry beyond the ones they need.
 _OPTIONAL_EXTS = frozenset(
-    {
+    int(t)  # plain ints: tested against the types of every GETSPI, ADD and UPDATE
+    for t in (
         ExtType.X_KM_COOKIE,
         ExtType.X_REPLAY_VALUE,
         ExtType.X_PAIR,
@@ -141,8 +142,21 @@ _OPTIONAL_EXTS = frozenset(
         ExtType.X_ADDRESS_INNER_DST,
         ExtType.X_LARVAL_INNER_PAIRS,
         ExtType.X_LARVAL_SEQ_STATE,
-    }
+    )
 )
+
+
+#: Extensions read as lifetimes by `Sadb._lifetimes`.
+_LIFETIME_EXTS = frozenset(
+    {int(ExtType.LIFETIME_SOFT), int(ExtType.LIFETIME_HARD), int(ExtType.X_LIFETIME_IDLE)}
+)
+
+# Members bound to plain names for the per-request paths: each `SaState.X` or
+# `ExtType.X` there is an attribute lookup on the enum class.
+_LARVAL, _MATURE, _DYING = SaState.LARVAL, SaState.MATURE, SaState.DYING
+_KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
+_SEQ_STATE = int(ExtType.X_LARVAL_SEQ_STATE)
+_UPDATE_KEYS, _UPDATE_LIFETIMES = SaEvent.UPDATE_KEYS, SaEvent.UPDATE_LIFETIMES
 
 
 def _lifetime_of(ext: SadbLifetime | None) -> Lifetime | None:
@@ -513,44 +527,56 @@ class Sadb:
         sa = self._find(msg, ext)
         sa_ext = self._sa(msg, ext)
         _check_mature(msg, sa_ext)
-        akey, ekey = ext.get(ExtType.KEY_AUTH), ext.get(ExtType.KEY_ENCRYPT)
-        soft, hard = self._lifetimes(msg, ext)
-        _check_inner(ext)
-        if ExtType.X_LARVAL_SEQ_STATE in ext and sa.transform is not None:
-            raise SadbError(
-                errno.EINVAL,
-                Diagnostic.MALFORMED_SEQ_STATE,
-                f"SA {sa.spi:#x} carries traffic already: its sequence numbers cannot be set",
-            )
+        akey, ekey = ext.get(_KEY_AUTH), ext.get(_KEY_ENCRYPT)
+        # The usual UPDATE (SA, addresses, keys) carries none of the optional extensions
+        # nor lifetimes: their checks and their work are skipped at once.
+        optional = not _OPTIONAL_EXTS.isdisjoint(ext)
+        if _LIFETIME_EXTS.isdisjoint(ext):
+            soft = hard = None
+        else:
+            soft, hard = self._lifetimes(msg, ext)
+        if optional:
+            _check_inner(ext)
+            if _SEQ_STATE in ext and sa.transform is not None:
+                raise SadbError(
+                    errno.EINVAL,
+                    Diagnostic.MALFORMED_SEQ_STATE,
+                    f"SA {sa.spi:#x} carries traffic already: its sequence numbers cannot be set",
+                )
         released = False
         with sa.lock:
-            inner_before = _inner_state(sa)
+            # What `InnerIndex` keys the SA by can change only if the SA or the request
+            # has inner selectors (the flags alone do not index an SA).
+            track_inner = optional or sa.inner_dst is not None
+            inner_before = _inner_state(sa) if track_inner else None
+            state = sa.state
             if akey is not None or ekey is not None:
-                if sa.state in (SaState.MATURE, SaState.DYING):
+                if state in (_MATURE, _DYING):
                     # RFC 2367 §3.1.2: the keys of a MATURE SA never change.
                     diag = Diagnostic.AKEY_PRESENT if akey is not None else Diagnostic.EKEY_PRESENT
                     raise SadbError(errno.EINVAL, diag, "keys of a MATURE SA cannot change")
-                new_state = next_state(sa.state, SaEvent.UPDATE_KEYS)
+                new_state = next_state(state, _UPDATE_KEYS)
                 self._check_keys(msg.satype, sa_ext, akey, ekey)
                 self._set_keys(sa, sa_ext, akey, ekey)
             else:
-                if sa.state == SaState.LARVAL:
+                if state == _LARVAL:
                     raise SadbError(
                         errno.EINVAL,
                         Diagnostic.MISSING_EKEY,
                         "UPDATE of a LARVAL SA must bring its keys",
                     )
-                new_state = next_state(sa.state, SaEvent.UPDATE_LIFETIMES)
-            if soft is not None or sa.state == SaState.LARVAL:
+                new_state = next_state(state, _UPDATE_LIFETIMES)
+            was_larval = state == _LARVAL
+            if soft is not None or was_larval:
                 sa.soft = soft
-            if hard is not None or sa.state == SaState.LARVAL:
+            if hard is not None or was_larval:
                 sa.hard = hard  # the larval lifetime ends with LARVAL
-            self._apply_optional(sa, msg)
-            was_larval = sa.state == SaState.LARVAL
+            if optional:
+                self._apply_optional(sa, msg)
             sa.state = new_state
             if was_larval:
                 released = sa.mature()
-            reindex = inner_before != _inner_state(sa)
+            reindex = track_inner and inner_before != _inner_state(sa)
         if reindex:
             self._tables[sa.satype].reindex_inner(sa)
         if was_larval and self.on_keyed is not None:
