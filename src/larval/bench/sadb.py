@@ -15,6 +15,7 @@ import random
 import time
 from typing import Any
 
+from larval.keymgr.pfkey_side import getspi_bytes, getspi_reply_spi
 from larval.pfkey import (
     EncryptAlg,
     PfkeyMessage,
@@ -25,7 +26,7 @@ from larval.pfkey import (
     decode,
     decode_header,
 )
-from larval.pfkey.requests import getspi, keyed
+from larval.pfkey.requests import keyed
 from larval.sadb import GcFreezer, Sadb
 
 PEER, LOCAL = "192.0.2.1", "192.0.2.2"
@@ -42,9 +43,9 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
     gc.collect()
     sadb = Sadb(gc_freezer=GcFreezer())  # as the daemon's stack has it
     handle = sadb.handle
-    # A key manager builds its requests from parts it keeps: addresses, keys.
-    request = getspi(PEER, LOCAL)
-    ask = request.extensions
+    # A key manager builds its requests from parts it keeps: addresses, keys. The GETSPI
+    # and the SPI of its answer go through bytes as `KeyManager._getspi` has them.
+    peer, local = ipaddress.ip_address(PEER), ipaddress.ip_address(LOCAL)
     template = keyed(
         SadbMsgType.UPDATE, 0, PEER, LOCAL, encrypt=EncryptAlg.AES_GCM_16, encrypt_key=bytes(20)
     )
@@ -54,13 +55,11 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
     start, start_cpu = time.perf_counter(), time.process_time()
     for seq in range(n_sas):
         # Key manager -> stack: the GETSPI as bytes; the stack decodes it, answers in
-        # bytes, and the key manager decodes the answer for its SPI.
-        wire = PfkeyMessage(SadbMsgType.GETSPI, SaType.ESP, seq=seq, extensions=ask).encode()
+        # bytes, and the key manager reads the SPI of the answer.
+        wire = getspi_bytes(peer, local, seq=seq, pid=0)
         answer = handle(decode(wire), 0.0)[0].message.encode()
-        reply = decode(answer)
-        sa_ext = reply.extensions[0]
-        assert isinstance(sa_ext, SadbSa) and reply.errno == 0
-        spi = sa_ext.spi
+        spi = getspi_reply_spi(answer)
+        assert spi is not None
         update = PfkeyMessage(
             SadbMsgType.UPDATE,
             SaType.ESP,
@@ -104,8 +103,9 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
         },
         "note": (
             "each pair: GETSPI and UPDATE encoded, decoded by the stack, handled, the "
-            "answers encoded and decoded (the UPDATE's header only, as a key manager reads "
-            "it), no socket; one thread; lookups are the dataplane's lookup_esp; "
+            "answers encoded and read as the key manager reads them (the GETSPI's SPI, the "
+            "UPDATE's header), no socket; one thread; lookups are the dataplane's "
+            "lookup_esp; GC freezer on, as in the daemon; "
             "ratio = figure / goal (>= 1 met for rates, <= 1 for bytes_per_sa); "
             "resident memory growth over the run. 2 shared cores: compare within one run"
         ),
