@@ -122,3 +122,35 @@ def test_an_address_packs_once_and_right(text: str) -> None:
         ).packed()
         != first
     )
+
+
+def test_a_getspi_body_is_decoded_once_and_an_update_body_never() -> None:
+    from larval.pfkey.requests import getspi, keyed
+
+    ask = getspi("192.0.2.1", "192.0.2.2")
+    one = decode(PfkeyMessage(1, 3, seq=1, extensions=ask.extensions).encode())
+    two = decode(PfkeyMessage(1, 3, seq=2, pid=9, extensions=ask.extensions).encode())
+    assert one.extensions is two.extensions
+    assert (one.seq, two.seq, two.pid) == (1, 2, 9)
+    assert two == PfkeyMessage(1, 3, seq=2, pid=9, extensions=ask.extensions)
+    update = keyed(2, 0x1234, "192.0.2.1", "192.0.2.2", encrypt=20, encrypt_key=bytes(20))
+    wire = update.encode()
+    assert decode(wire).extensions is not decode(wire).extensions
+    assert decode(wire) == update
+    for exts in message_module._BODIES.values():
+        assert not any(isinstance(e, SadbKey) for e in exts)
+
+
+def test_a_body_with_an_unknown_extension_or_a_fault_is_not_kept() -> None:
+    from larval.pfkey import PfkeyError, UnknownExtension
+
+    addr = SadbAddress(ExtType.ADDRESS_DST, ipaddress.ip_address("192.0.2.77"))
+    unknown = UnknownExtension(200, bytes(4))
+    wire = PfkeyMessage(1, 3, extensions=(addr, unknown)).encode()
+    assert decode(wire).extensions is not decode(wire).extensions
+    twice = PfkeyMessage(1, 3, extensions=(addr,)).encode()
+    doubled = twice[:16] + twice[16:] + twice[16:]
+    doubled = doubled[:4] + (len(doubled) // 8).to_bytes(2, "little") + doubled[6:]
+    for _ in range(2):
+        with pytest.raises(PfkeyError):
+            decode(doubled)

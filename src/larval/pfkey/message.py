@@ -59,6 +59,11 @@ _DUPLICATE: dict[int, int] = {
 # of distinct peers empties it.
 _DECODED: dict[bytes, Extension] = {}
 _DECODED_MAX = 4096
+# Whole runs of extensions (all after the base header) made only of cached types, and
+# their values: a GETSPI between the same peers is the same bytes after its header.
+# Bounded in count like `_DECODED`, and in size per message.
+_BODIES: dict[bytes, tuple[Extension, ...]] = {}
+_BODY_MAX = 256
 
 
 @quick_init
@@ -163,7 +168,13 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
         data = bytes(data)
     size = len(data)
     version, msg_type, err, satype, _, diagnostic, seq, pid = _checked_header(data)
+    body = data[HEADER_SIZE:]
+    known = _BODIES.get(body)
+    if known is not None:
+        # Extensions seen before, all of cached types (a GETSPI between the same peers).
+        return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, known, version)
 
+    all_cached = size <= _BODY_MAX
     extensions: list[Extension] = []
     append = extensions.append
     seen: set[int] = set()
@@ -189,12 +200,14 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
                 append(ext)
                 off = end
                 continue
+            all_cached = False
             decoder = decoders.get(ext_type)
             if decoder is not None:
                 seen.add(ext_type)
                 append(decoder(ext_type, data[off + 4 : end]))
                 off = end
                 continue
+        all_cached = False
         decoder = decoders.get(ext_type)
         if ext_type == 0:
             # keysock_get_ext: type 0 is reserved, rejected before its length is read.
@@ -219,4 +232,9 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
             )
         off = end
 
-    return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, tuple(extensions), version)
+    exts = tuple(extensions)
+    if all_cached and exts:
+        if len(_BODIES) >= _DECODED_MAX:
+            _BODIES.clear()
+        _BODIES[body] = exts
+    return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, exts, version)
