@@ -12,7 +12,11 @@ dataplane state refers to keys and counters, not back to the SA).
 
 `gc.freeze()` acts on the whole process: it is for a process whose SADB is what grows
 (the daemon, the benchmark), off by default, and the first freeze waits for a large
-SADB (`DEFAULT_FREEZE_FROM` SAs), so a small one never touches the collector.
+SADB (`DEFAULT_FREEZE_FROM` SAs), so a small one never touches the collector. Whatever
+else is alive at a freeze is frozen too: an object of the key manager that later
+becomes an unreachable cycle is not reclaimed until `gc.unfreeze()`. That is bounded (a
+freeze comes only a quarter past the largest size yet: 13 up to a million SAs) but not
+nothing; `GcFreezer.freezes` counts them.
 """
 
 from __future__ import annotations
