@@ -50,6 +50,14 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
         SadbMsgType.UPDATE, 0, PEER, LOCAL, encrypt=EncryptAlg.AES_GCM_16, encrypt_key=bytes(20)
     )
     rest = template.extensions[1:]
+    # The enum members the loop names, bound once (an attribute of an enum class is a
+    # lookup of about 0.2 us on Python 3.11).
+    update_type, esp, mature, gcm = (
+        SadbMsgType.UPDATE,
+        SaType.ESP,
+        SaState.MATURE,
+        EncryptAlg.AES_GCM_16,
+    )
     spis = []
     rss_before = _rss_bytes()
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -61,10 +69,7 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
         spi = getspi_reply_spi(answer)
         assert spi is not None
         update = PfkeyMessage(
-            SadbMsgType.UPDATE,
-            SaType.ESP,
-            seq=seq,
-            extensions=(SadbSa(spi, 32, SaState.MATURE, 0, EncryptAlg.AES_GCM_16), *rest),
+            update_type, esp, seq=seq, extensions=(SadbSa(spi, 32, mature, 0, gcm), *rest)
         ).encode()
         # The answer to an UPDATE says what the key manager needs in its header.
         done = decode_header(handle(decode(update), 0.0)[0].message.encode())

@@ -193,7 +193,7 @@ class SecurityAssociation:
         self.state = state
         # Inbound packets go straight to processing when `ready`; otherwise through
         # `hold`, under the lock. False while LARVAL and while UPDATE releases.
-        self.ready = state != SaState.LARVAL
+        self.ready = state != _L
         self._draining = False
         self.lock = threading.Lock()
         self.held: deque[Packet] | None = None  # allocated on the first hold

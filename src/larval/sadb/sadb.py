@@ -152,10 +152,14 @@ _LIFETIME_EXTS = frozenset(
 )
 
 # Members bound to plain names for the per-request paths: each `SaState.X` or
-# `ExtType.X` there is an attribute lookup on the enum class.
+# `ExtType.X` there is an attribute lookup on the enum class, about 0.2 us on 3.11.
 _LARVAL, _MATURE, _DYING = SaState.LARVAL, SaState.MATURE, SaState.DYING
 _KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
 _SEQ_STATE = int(ExtType.X_LARVAL_SEQ_STATE)
+_EXT_SA, _EXT_SPIRANGE = int(ExtType.SA), int(ExtType.SPIRANGE)
+_EXT_SRC, _EXT_DST = int(ExtType.ADDRESS_SRC), int(ExtType.ADDRESS_DST)
+_UNSPEC, _ESP = int(SaType.UNSPEC), int(SaType.ESP)
+_GETSPI = SadbMsgType.GETSPI
 _UPDATE_KEYS, _UPDATE_LIFETIMES = SaEvent.UPDATE_KEYS, SaEvent.UPDATE_LIFETIMES
 
 
@@ -450,7 +454,7 @@ class Sadb:
         """GETSPI <base, address(S, D), SPI range> -> <base, SA(LARVAL), address(S, D)>."""
         table = self._table(msg)
         src, dst = self._addresses(msg, ext)
-        spirange = ext.get(ExtType.SPIRANGE)
+        spirange = ext.get(_EXT_SPIRANGE)
         if not isinstance(spirange, SadbSpirange):
             raise SadbError(errno.EINVAL, Diagnostic.MISSING_RANGE, "GETSPI needs an SPI range")
         low, high = max(spirange.min, MIN_SPI), min(spirange.max, MAX_SPI)
@@ -461,7 +465,7 @@ class Sadb:
                 f"SPI range {spirange.min:#x}-{spirange.max:#x} holds no usable SPI",
             )
         sa = SecurityAssociation(
-            0, msg.satype, _packed(src), _packed(dst), SaState.LARVAL, now,
+            0, msg.satype, _packed(src), _packed(dst), _LARVAL, now,
             src_port=src.port, dst_port=dst.port, proto=dst.proto,
         )  # fmt: skip
         sa.hard = self._larval_hard  # shared: never changed in place, replaced by UPDATE
@@ -473,11 +477,11 @@ class Sadb:
         # illumos turns the request into the reply: its addresses, and an SA extension
         # where the SPI range was.
         reply = PfkeyMessage(
-            SadbMsgType.GETSPI,
+            _GETSPI,
             msg.satype,
             seq=msg.seq,
             pid=msg.pid,
-            extensions=(SadbSa(sa.spi, 0, SaState.LARVAL), src, dst),
+            extensions=(SadbSa(sa.spi, 0, _LARVAL), src, dst),
         )
         return [PfkeyReply(reply, Audience.SENDER)]
 
@@ -722,7 +726,7 @@ class Sadb:
     # -- helpers ------------------------------------------------------------------------
 
     def _table(self, msg: PfkeyMessage) -> SaTable:
-        if msg.satype == SaType.UNSPEC:
+        if msg.satype == _UNSPEC:
             raise SadbError(
                 errno.EINVAL, Diagnostic.SATYPE_NEEDED, f"{_msg_name(msg)} needs an SA type"
             )
@@ -739,7 +743,7 @@ class Sadb:
 
     @staticmethod
     def _sa(msg: PfkeyMessage, ext: Exts) -> SadbSa:
-        sa_ext = ext.get(ExtType.SA)
+        sa_ext = ext.get(_EXT_SA)
         if not isinstance(sa_ext, SadbSa):
             raise SadbError(
                 errno.EINVAL, Diagnostic.MISSING_SA, f"{_msg_name(msg)} needs an SA extension"
@@ -759,8 +763,8 @@ class Sadb:
     @staticmethod
     def _dst_and_src(msg: PfkeyMessage, ext: Exts) -> tuple[SadbAddress | None, SadbAddress]:
         """Destination required, source optional (RFC 2367 §3.1: address(S*, D))."""
-        src = ext.get(ExtType.ADDRESS_SRC)
-        dst = ext.get(ExtType.ADDRESS_DST)
+        src = ext.get(_EXT_SRC)
+        dst = ext.get(_EXT_DST)
         if not isinstance(dst, SadbAddress):
             raise SadbError(
                 errno.EINVAL,
@@ -808,7 +812,7 @@ class Sadb:
     @staticmethod
     def _check_keys(satype: int, sa_ext: SadbSa, akey: object, ekey: object) -> None:
         """The algorithms are ones larval implements, with keys of the right length."""
-        if satype == SaType.ESP:
+        if satype == _ESP:
             cipher = ENCRYPT_ALGORITHMS.get(sa_ext.encrypt)
             if cipher is None:
                 raise SadbError(
@@ -922,7 +926,7 @@ class Sadb:
 
     def _release_acquires(self, sa: SecurityAssociation) -> None:
         """Send the outbound packets that waited for an SA like `sa`."""
-        if sa.state not in (SaState.MATURE, SaState.DYING):
+        if sa.state not in (_MATURE, _DYING):
             return
         for record in self._acquires.take_for_sa(sa.satype, sa.src, sa.dst):
             for packet in record.packets:
@@ -1078,7 +1082,7 @@ def _inner_state(sa: SecurityAssociation) -> tuple[object, ...]:
 
 def _check_mature(msg: PfkeyMessage, sa_ext: SadbSa) -> None:
     """ADD and UPDATE describe the SA as it is to be: MATURE (illumos esp_add_sa)."""
-    if sa_ext.state != SaState.MATURE:
+    if sa_ext.state != _MATURE:
         raise SadbError(
             errno.EINVAL,
             Diagnostic.BAD_SASTATE,
