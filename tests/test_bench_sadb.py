@@ -13,3 +13,5 @@ def test_reports_figures_beside_their_goals() -> None:
         assert result["goals"][name] == goal
         assert result["ratio_to_goal"][name] == round(result[name] / goal, 2)
     assert result["getspi_update_per_s"] > 0 and result["lookups_per_s"] > 0
+    cpu = result["by_cpu_time"]
+    assert cpu["getspi_update_per_s"] > 0 and cpu["lookups_per_s"] > 0

@@ -54,3 +54,23 @@ def test_refuses_classes_it_cannot_speed_up() -> None:
 
     with pytest.raises(TypeError, match="default_factory"):
         quick_init(Factory)
+
+
+def test_a_field_outside_the_constructor_starts_at_its_default() -> None:
+    @quick_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Memo:
+        a: int
+        _m: bytes | None = dataclasses.field(default=None, init=False, compare=False)
+
+    assert Memo(1)._m is None
+    with pytest.raises(TypeError):
+        Memo(1, b"x")  # type: ignore[call-arg]
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class NoDefault:
+        a: int
+        _m: int = dataclasses.field(init=False)
+
+    with pytest.raises(TypeError, match="default"):
+        quick_init(NoDefault)

@@ -24,7 +24,7 @@ from larval.net.pfkey_server import PfkeyServer
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
-from larval.sadb import PfkeyReply
+from larval.sadb import GcFreezer, PfkeyReply
 from larval.spd import Policy, load_policy_text, policy_to_dict
 from larval.spd.errors import SpdError
 from larval.stack.stack import Emit, Stack
@@ -64,7 +64,8 @@ class StackService:
         """`options` name where the two socket paths came from, for error messages.
         `store`: where ESP sequence numbers are reserved and replay windows checkpointed
         (`larval.stack.esp_state`); None when no state is configured."""
-        self.stack = Stack(store=store)
+        # The daemon's SADB is what grows: the collector stops walking it as it does.
+        self.stack = Stack(store=store, gc_freezer=GcFreezer())
         self.dataplane_config = dataplane
         self.dataplane: Dataplane | None = None
         pfkey_option, control_option = options

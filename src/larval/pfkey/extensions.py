@@ -24,9 +24,9 @@ import errno
 import ipaddress
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, ClassVar, Self, TypeAlias
+from typing import Any, ClassVar, Self, TypeAlias, TypeVar
 
 from larval.pfkey.constants import (
     AF_INET,
@@ -40,6 +40,7 @@ from larval.pfkey.errors import PfkeyError
 from larval.pfkey.quickinit import quick_init
 
 __all__ = [
+    "CACHED_TYPES",
     "DECODERS",
     "EXT_HEADER",
     "Extension",
@@ -156,6 +157,34 @@ def _ceil8(n: int) -> int:
     return (n + 7) & ~7
 
 
+_T = TypeVar("_T")
+
+
+def _memoized(cls: type[_T]) -> type[_T]:
+    """Make ``encode`` of the frozen class ``cls`` keep its wire form in the slot
+    ``_wire`` (a field outside the constructor and comparisons, None until the first
+    encode). The values are immutable, so the bytes never go stale; a key manager sends
+    the same addresses, SPI range and lifetimes in message after message, and a decoded
+    value from `larval.pfkey.message`'s cache is encoded again in each reply."""
+    compute = cls.encode  # type: ignore[attr-defined]
+    store = cls._wire.__set__  # type: ignore[attr-defined]
+
+    def encode(self: Any) -> bytes:
+        wire: bytes | None = self._wire
+        if wire is None:
+            wire = compute(self)
+            store(self, wire)
+        return wire
+
+    encode.__doc__ = compute.__doc__
+    encode.__qualname__ = f"{cls.__qualname__}.encode"
+    cls.encode = encode  # type: ignore[attr-defined]
+    return cls
+
+
+_Wire: TypeAlias = "bytes | None"  # a name that a field called ``bytes`` cannot shadow
+
+
 class _Fixed:
     """An extension of one size whose body is one struct, ``_BODY``: the dataclass
     fields other than ``ext_type``, in the order they are declared."""
@@ -168,8 +197,10 @@ class _Fixed:
     ext_type: int
 
     def __init_subclass__(cls) -> None:
-        names = [n for n in cls.__annotations__ if n != "ext_type"]
-        cls._AT = list(cls.__annotations__).index("ext_type")
+        # A name with a leading underscore (the wire memo) is not a field of the body.
+        fields = [n for n in cls.__annotations__ if not n.startswith("_")]
+        names = [n for n in fields if n != "ext_type"]
+        cls._AT = fields.index("ext_type")
         assert (4 + cls._BODY.size) % 8 == 0, cls  # RFC 2367 §2.2: whole 64-bit words
         cls._WORDS = (4 + cls._BODY.size) // 8
         cls._VALUES = attrgetter("ext_type", *names)
@@ -231,6 +262,7 @@ class SadbSa:
         return cls(int.from_bytes(spi, "big"), replay, state, auth, encrypt, flags, ext_type)
 
 
+@_memoized
 @quick_init
 @dataclass(frozen=True, slots=True)
 class SadbLifetime(_Fixed):
@@ -261,8 +293,10 @@ class SadbLifetime(_Fixed):
     bytes: int = 0
     addtime: int = 0
     usetime: int = 0
+    _wire: _Wire = field(default=None, init=False, repr=False, compare=False)
 
 
+@_memoized
 @quick_init
 @dataclass(frozen=True, slots=True)
 class SadbAddress:
@@ -297,6 +331,17 @@ class SadbAddress:
     flowinfo: int = 0
     scope_id: int = 0
     family: int | None = None
+    _wire: _Wire = field(default=None, init=False, repr=False, compare=False)
+    _packed: _Wire = field(default=None, init=False, repr=False, compare=False)
+
+    def packed(self) -> bytes:
+        """``addr.packed``, computed once: the SADB keys its tables by it, and a decoded
+        address comes again in message after message (`larval.pfkey.message`)."""
+        raw = self._packed
+        if raw is None:
+            raw = self.addr.packed
+            _set_address_packed(self, raw)
+        return raw
 
     def encode(self) -> bytes:
         addr = self.addr
@@ -371,6 +416,9 @@ class SadbAddress:
             scope_id,
             None if family == AF_INET6 else family,
         )
+
+
+_set_address_packed = vars(SadbAddress)["_packed"].__set__
 
 
 @quick_init
@@ -786,6 +834,7 @@ class SadbSupported:
         return cls(ext_type, algs)
 
 
+@_memoized
 @quick_init
 @dataclass(frozen=True, slots=True)
 class SadbSpirange(_Fixed):
@@ -811,6 +860,7 @@ class SadbSpirange(_Fixed):
     min: int
     max: int
     ext_type: int = int(ExtType.SPIRANGE)
+    _wire: _Wire = field(default=None, init=False, repr=False, compare=False)
 
 
 @quick_init
@@ -1181,3 +1231,23 @@ DECODERS: dict[int, Callable[[int, bytes], Extension]] = {
     for ext_type in ext_types
 }  # fmt: skip
 assert len(DECODERS) == EXT_MAX + 2  # illumos's, and larval's two
+
+#: The types whose decoded values `larval.pfkey.message.decode` keeps and hands out again
+#: for the same bytes: values that repeat from message to message (the peers' addresses,
+#: the SPI range, the lifetimes a connection asks for) and carry no secret. Keys are
+#: never kept, nor values that differ in every message (SA, current lifetime, cookie).
+CACHED_TYPES: frozenset[int] = frozenset(
+    int(t)
+    for t in (
+        ExtType.ADDRESS_SRC,
+        ExtType.ADDRESS_DST,
+        ExtType.ADDRESS_PROXY,
+        ExtType.X_ADDRESS_NATT_LOC,
+        ExtType.X_ADDRESS_NATT_REM,
+        ExtType.X_ADDRESS_INNER_DST,
+        ExtType.SPIRANGE,
+        ExtType.LIFETIME_HARD,
+        ExtType.LIFETIME_SOFT,
+        ExtType.X_LIFETIME_IDLE,
+    )
+)

@@ -16,7 +16,13 @@ from typing import NamedTuple
 
 from larval.pfkey.constants import PF_KEY_V2, Diagnostic, ExtType
 from larval.pfkey.errors import PfkeyError
-from larval.pfkey.extensions import DECODERS, EXT_HEADER, Extension, UnknownExtension
+from larval.pfkey.extensions import (
+    CACHED_TYPES,
+    DECODERS,
+    EXT_HEADER,
+    Extension,
+    UnknownExtension,
+)
 from larval.pfkey.quickinit import quick_init
 
 __all__ = ["HEADER_SIZE", "PfkeyHeader", "PfkeyMessage", "decode", "decode_header"]
@@ -45,6 +51,19 @@ _DUPLICATE: dict[int, int] = {
     int(ExtType.X_LARVAL_INNER_PAIRS): Diagnostic.MALFORMED_INNER_PAIRS,
     int(ExtType.X_LARVAL_SEQ_STATE): Diagnostic.MALFORMED_SEQ_STATE,
 }
+
+
+# The values decoded lately for the types of `CACHED_TYPES`, by their whole extension
+# (generic header and body): the same bytes always decode to the same immutable value,
+# and a value handed out again keeps the wire form it was encoded to. Bounded: a burst
+# of distinct peers empties it.
+_DECODED: dict[bytes, Extension] = {}
+_DECODED_MAX = 4096
+# Whole runs of extensions (all after the base header) made only of cached types, and
+# their values: a GETSPI between the same peers is the same bytes after its header.
+# Bounded in count like `_DECODED`, and in size per message.
+_BODIES: dict[bytes, tuple[Extension, ...]] = {}
+_BODY_MAX = 256
 
 
 @quick_init
@@ -149,24 +168,47 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
         data = bytes(data)
     size = len(data)
     version, msg_type, err, satype, _, diagnostic, seq, pid = _checked_header(data)
+    body = data[HEADER_SIZE:]
+    known = _BODIES.get(body)
+    if known is not None:
+        # Extensions seen before, all of cached types (a GETSPI between the same peers).
+        return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, known, version)
 
+    all_cached = size <= _BODY_MAX
     extensions: list[Extension] = []
     append = extensions.append
     seen: set[int] = set()
     decoders = DECODERS
+    decoded = _DECODED
     ext_header = EXT_HEADER.unpack_from
     off = HEADER_SIZE
     while off < size:
         # size and off are multiples of 8, so the 4-byte generic header is there.
         ext_len, ext_type = ext_header(data, off)
         end = off + ext_len * 8
-        decoder = decoders.get(ext_type)
-        if decoder is not None and ext_len and end <= size and ext_type not in seen:
+        if ext_len and end <= size and ext_type not in seen:
             # The usual case: a known extension, once, inside the message.
-            seen.add(ext_type)
-            append(decoder(ext_type, data[off + 4 : end]))
-            off = end
-            continue
+            if ext_type in CACHED_TYPES:
+                whole = data[off:end]
+                ext = decoded.get(whole)
+                if ext is None:
+                    ext = decoders[ext_type](ext_type, whole[4:])
+                    if len(decoded) >= _DECODED_MAX:
+                        decoded.clear()
+                    decoded[whole] = ext
+                seen.add(ext_type)
+                append(ext)
+                off = end
+                continue
+            all_cached = False
+            decoder = decoders.get(ext_type)
+            if decoder is not None:
+                seen.add(ext_type)
+                append(decoder(ext_type, data[off + 4 : end]))
+                off = end
+                continue
+        all_cached = False
+        decoder = decoders.get(ext_type)
         if ext_type == 0:
             # keysock_get_ext: type 0 is reserved, rejected before its length is read.
             raise PfkeyError(
@@ -190,4 +232,9 @@ def decode(data: bytes | bytearray | memoryview) -> PfkeyMessage:
             )
         off = end
 
-    return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, tuple(extensions), version)
+    exts = tuple(extensions)
+    if all_cached and exts:
+        if len(_BODIES) >= _DECODED_MAX:
+            _BODIES.clear()
+        _BODIES[body] = exts
+    return PfkeyMessage(msg_type, satype, seq, pid, err, diagnostic, exts, version)

@@ -4,7 +4,8 @@ A frozen dataclass sets each field through ``object.__setattr__``, which looks t
 attribute up on the class every time; PF_KEY builds several such values for every
 message it decodes. `quick_init` gives a class an ``__init__`` with the same signature
 and defaults that stores each field through its slot's own descriptor, fetched once.
-The instances stay frozen: assignment from outside still raises.
+The instances stay frozen: assignment from outside still raises. A field outside the
+constructor (``init=False``, e.g. a memo of the wire form) starts at its default.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ T = TypeVar("T")
 
 def quick_init(cls: type[T]) -> type[T]:
     """Replace the generated ``__init__`` of the frozen, slotted dataclass ``cls``."""
-    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
-    if not all(f.name in getattr(cls, "__slots__", ()) for f in fields):
+    every = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields = [f for f in every if f.init]
+    if not all(f.name in getattr(cls, "__slots__", ()) for f in every):
         raise TypeError(f"{cls.__name__}: quick_init needs slots=True")
     env: dict[str, Any] = {}
     params, body = [], []
@@ -34,6 +36,12 @@ def quick_init(cls: type[T]) -> type[T]:
             params.append(f"{f.name}=_d{i}")
         env[f"_s{i}"] = getattr(cls, f.name).__set__
         body.append(f"    _s{i}(self, {f.name})")
+    for i, f in enumerate((f for f in every if not f.init), len(fields)):
+        if f.default is dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: quick_init needs a default for init=False")
+        env[f"_d{i}"] = f.default
+        env[f"_s{i}"] = getattr(cls, f.name).__set__
+        body.append(f"    _s{i}(self, _d{i})")
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: quick_init takes no __post_init__")
     source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")

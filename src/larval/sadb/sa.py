@@ -43,6 +43,10 @@ DEFAULT_HOLD_LIMIT = 8
 class SaEvent(enum.Enum):
     """What can happen to an SA."""
 
+    # Members are singletons compared by identity: hashed by it too, in C, rather than by
+    # Enum's hash of the name in Python (`next_state` hashes one for every UPDATE).
+    __hash__ = object.__hash__
+
     UPDATE_KEYS = "UPDATE with keys"
     UPDATE_LIFETIMES = "UPDATE without keys"
     SOFT_EXPIRE = "soft lifetime reached"
@@ -190,7 +194,7 @@ class SecurityAssociation:
         self.state = state
         # Inbound packets go straight to processing when `ready`; otherwise through
         # `hold`, under the lock. False while LARVAL and while UPDATE releases.
-        self.ready = state != SaState.LARVAL
+        self.ready = state != _L
         self._draining = False
         self.lock = threading.Lock()
         self.held: deque[Packet] | None = None  # allocated on the first hold

@@ -8,6 +8,13 @@ a writer takes the stripe of its key, so that a check-then-insert (an SPI collis
 check, say) is atomic for that key while other stripes go on. Readers of the inbound
 table do not lock: a single dict lookup is atomic in CPython (and in the free-threaded
 build), and the dataplane makes one per packet.
+
+The inbound table is keyed by (SPI, destination) in meaning and by SPI alone in memory:
+almost every SPI is held by one SA, found by the SPI and then checked for its
+destination, so the dataplane's lookup builds no tuple and the table keeps none. An SPI
+that two or more SAs hold (to different destinations) maps to a `_SharedSpi` that sorts
+them by destination; its own destination matches none. A lookup for the wrong
+destination misses either way.
 """
 
 from __future__ import annotations
@@ -21,10 +28,20 @@ from larval.sadb.sa import SecurityAssociation
 
 _MATURE, _DYING = SaState.MATURE, SaState.DYING
 
-InboundKey = tuple[int, bytes]  # (spi, packed destination)
 PairKey = tuple[bytes, bytes]  # (packed source, packed destination)
 
 STRIPES = 256  # a power of two
+
+
+class _SharedSpi:
+    """The inbound entry of an SPI held by SAs to two or more destinations."""
+
+    __slots__ = ("by_dst",)
+
+    dst = None  # equal to no destination: the usual check of an entry's destination fails
+
+    def __init__(self, by_dst: dict[bytes, SecurityAssociation]) -> None:
+        self.by_dst = by_dst
 
 
 class SaTable:
@@ -34,7 +51,11 @@ class SaTable:
         self._mask = stripes - 1
         self._inbound_locks = [threading.Lock() for _ in range(stripes)]
         self._pair_locks = [threading.Lock() for _ in range(stripes)]
-        self._inbound: dict[InboundKey, SecurityAssociation] = {}
+        self._by_spi: dict[int, SecurityAssociation | _SharedSpi] = {}
+        # SAs beyond the first of each shared SPI; changed under `_shared_lock` only (with
+        # the SPI's stripe held), so that len() stays right.
+        self._shared_extra = 0
+        self._shared_lock = threading.Lock()
         # Insertion-ordered per pair, so the newest SA is last.
         self._pairs: dict[PairKey, dict[int, SecurityAssociation]] = {}
         self.inner = InnerIndex()
@@ -44,32 +65,56 @@ class SaTable:
         self._unindexed: dict[PairKey, dict[int, SecurityAssociation]] = {}
 
     def __len__(self) -> int:
-        return len(self._inbound)
+        return len(self._by_spi) + self._shared_extra
 
     def __iter__(self) -> Iterator[SecurityAssociation]:
         """A snapshot of the SAs, safe to walk while others change the table."""
-        return iter(list(self._inbound.values()))
+        found: list[SecurityAssociation] = []
+        for entry in list(self._by_spi.values()):
+            if type(entry) is _SharedSpi:
+                found.extend(list(entry.by_dst.values()))
+            else:
+                found.append(entry)  # type: ignore[arg-type]
+        return iter(found)
 
     def get(self, spi: int, dst: bytes) -> SecurityAssociation | None:
-        """Inbound lookup, O(1), lock-free."""
-        return self._inbound.get((spi, dst))
-
-    @property
-    def inbound_index(self) -> dict[InboundKey, SecurityAssociation]:
-        """The inbound dict itself, for the dataplane's lock-free lookups. Read it only."""
-        return self._inbound
+        """Inbound lookup by (SPI, destination), O(1), lock-free."""
+        entry = self._by_spi.get(spi)
+        if entry is None:
+            return None
+        if entry.dst == dst:
+            return entry
+        if type(entry) is _SharedSpi:
+            return entry.by_dst.get(dst)
+        return None
 
     def insert_if_absent(self, sa: SecurityAssociation) -> bool:
         """Insert `sa` unless its (SPI, destination) is taken; False if it was."""
-        key = (sa.spi, sa.dst)
-        with self._inbound_locks[sa.spi & self._mask]:
-            if key in self._inbound:
-                return False
-            self._inbound[key] = sa
-        pkey = (sa.src, sa.dst)
+        spi, dst = sa.spi, sa.dst
+        by_spi = self._by_spi
+        with self._inbound_locks[spi & self._mask]:
+            entry = by_spi.get(spi)
+            if entry is None:
+                by_spi[spi] = sa
+            elif type(entry) is _SharedSpi:
+                if dst in entry.by_dst:
+                    return False
+                with self._shared_lock:
+                    entry.by_dst[dst] = sa
+                    self._shared_extra += 1
+            else:
+                if entry.dst == dst:
+                    return False
+                # A second destination for this SPI: both go into a shared entry, made
+                # whole before readers can see it.
+                shared = _SharedSpi({entry.dst: entry, dst: sa})  # type: ignore[dict-item]
+                with self._shared_lock:
+                    by_spi[spi] = shared
+                    self._shared_extra += 1
+        pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             self._index_pair(pkey, sa)
-            self._pairs.setdefault(pkey, {})[sa.spi] = sa
+            self._pairs.setdefault(pkey, {})[spi] = sa
         if sa.inner_dst is not None:
             self.inner.add(sa)
         return True
@@ -92,17 +137,29 @@ class SaTable:
 
     def remove(self, sa: SecurityAssociation) -> bool:
         """Remove `sa` (this very object); False if it was not in the table."""
-        key = (sa.spi, sa.dst)
-        with self._inbound_locks[sa.spi & self._mask]:
-            if self._inbound.get(key) is not sa:
+        spi, dst = sa.spi, sa.dst
+        by_spi = self._by_spi
+        with self._inbound_locks[spi & self._mask]:
+            entry = by_spi.get(spi)
+            if entry is sa:
+                del by_spi[spi]
+            elif type(entry) is _SharedSpi and entry.by_dst.get(dst) is sa:
+                with self._shared_lock:
+                    if len(entry.by_dst) == 2:
+                        # One SA left: it takes the SPI's entry alone again, before it
+                        # leaves the shared one, so that readers always find it.
+                        [other] = [o for o in entry.by_dst.values() if o is not sa]
+                        by_spi[spi] = other
+                    del entry.by_dst[dst]
+                    self._shared_extra -= 1
+            else:
                 return False
-            del self._inbound[key]
-        pkey = (sa.src, sa.dst)
+        pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
-            by_spi = self._pairs.get(pkey)
-            if by_spi is not None and by_spi.get(sa.spi) is sa:
-                del by_spi[sa.spi]
-                if not by_spi:
+            by_pair = self._pairs.get(pkey)
+            if by_pair is not None and by_pair.get(spi) is sa:
+                del by_pair[spi]
+                if not by_pair:
                     del self._pairs[pkey]
             self._unindex_pair(pkey, sa)
         if sa.inner_dst is not None:

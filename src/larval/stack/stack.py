@@ -19,7 +19,14 @@ from typing import NamedTuple
 
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaType
-from larval.sadb import Audience, PfkeyReply, Sadb, SadbError, SecurityAssociation
+from larval.sadb import (
+    Audience,
+    GcFreezer,
+    PfkeyReply,
+    Sadb,
+    SadbError,
+    SecurityAssociation,
+)
 from larval.sadb.sa import Packet, ReleaseFn
 from larval.spd import (
     Action,
@@ -76,16 +83,20 @@ class Stack:
         on_outbound_release: ReleaseFn | None = None,
         random_bytes: RandomBytes = system_random,
         store: StateStore | None = None,
+        gc_freezer: GcFreezer | None = None,
     ) -> None:
         """`random_bytes`: where SPIs and ESP IVs are drawn from. `store`: where ESP
         sequence numbers are reserved and replay windows checkpointed; None (no state
-        configured) sends without reservations, as fast as ever."""
+        configured) sends without reservations, as fast as ever. `gc_freezer`: keeps
+        the cyclic collector off a large SADB (`larval.sadb.heap`), for a process whose
+        SADB is what grows."""
         self.emit = emit
         self.random_bytes = random_bytes
         self.sadb = Sadb(
             on_inbound_release=on_inbound_release,
             on_outbound_release=on_outbound_release,
             random_bytes=random_bytes,
+            gc_freezer=gc_freezer,
         )
         self.spd = Spd()
         self.esp_state: EspStateWriter | None = None
