@@ -74,6 +74,7 @@ from larval.bench.charon import (
     charon_available,
 )
 from larval.bench.stores import EtcdMember, etcd_available, open_bench_store
+from larval.daemon import gc_policy
 from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import parse_config
 from larval.daemon.group_commit import GroupCommit
@@ -238,6 +239,7 @@ def _peer(
                       "store": {"error": str(e)}})  # fmt: skip
         results.close()
         return
+    gc_policy.settle()  # as `larval run` does once it has started
     ready.wait()
     cpu0 = time.process_time()
     report = asyncio.run(_serve(keymgr, sockets, me == "i", n, in_flight, stop))
