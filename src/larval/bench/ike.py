@@ -311,7 +311,9 @@ async def _serve(
                     continue  # ESP: nobody here to decrypt it
                 data = data[len(NON_ESP_MARKER) :]
             keymgr.receive_ike(data, addr, local, time.time())
-        progress()
+            # What it answered leaves now, as `larval run` sends after each datagram:
+            # the peer works on it while this end reads the next.
+            progress()
 
     def tick() -> None:
         keymgr.handle_timer(time.time())
