@@ -264,7 +264,10 @@ async def _serve(
     (`larval.daemon.group_commit`: one write on a writer thread per pass, the datagrams
     after it) with the store on, and leaves at once with it off; timers every
     `TIMER_PERIOD`. (The daemon's asyncio transport reads a datagram per socket per
-    turn of the loop, this reads all that are there: that affects both runs alike.)"""
+    turn of the loop, this reads all that are there: that affects both runs alike.)
+    What a datagram's handling sends leaves before the next is read, and the initiator
+    tops its setups up to `in_flight` after each, so the other end works on them while
+    this one reads on: the two ends overlap as two charons do."""
     loop = asyncio.get_running_loop()
     send = _sender(sockets)
     commit = GroupCommit(loop, lambda: take_batch(keymgr), send)
