@@ -15,6 +15,7 @@ from larval.ikev2 import (
     CertReqPayload,
     EapPayload,
     ExchangeType,
+    IkeDecodeError,
     IkeEncodeError,
     IkeMessage,
     IkeProtocolError,
@@ -89,6 +90,28 @@ def test_attribute_forms_round_trip() -> None:
     # A TLV KEY_LENGTH is not the TV one the RFC defines: no key length from it.
     odd = Transform(TransformType.ENCR, 12, (Attribute(TransformAttr.KEY_LENGTH, b"\x01\x00"),))
     assert odd.key_length is None
+
+
+def test_an_offer_without_spis_is_parsed_once_and_one_with_spis_every_time() -> None:
+    """IKE_SA_INIT's SA payload (no SPIs) is the same bytes in every setup of a
+    connection: the second decode gives the payload of the first. A CHILD_SA's (an ESP
+    SPI in each proposal) is decoded afresh, and other bytes give their own payload."""
+    gcm = Transform(TransformType.ENCR, 20, (Attribute(TransformAttr.KEY_LENGTH, 128),))
+    cbc = Transform(TransformType.ENCR, 12, (Attribute(TransformAttr.KEY_LENGTH, 256),))
+    ike = SaPayload((Proposal(1, ProtocolId.IKE, b"", (gcm,)),))
+    body = ike.encode_body()
+    first = SaPayload.decode_body(body)
+    assert first == ike and SaPayload.decode_body(bytes(body)) is first
+    other = SaPayload((Proposal(1, ProtocolId.IKE, b"", (cbc,)),))
+    assert SaPayload.decode_body(other.encode_body()) == other
+    esp = SaPayload((Proposal(1, ProtocolId.ESP, b"\x01\x02\x03\x04", (gcm,)),))
+    esp_body = esp.encode_body()
+    once, again = SaPayload.decode_body(esp_body), SaPayload.decode_body(esp_body)
+    assert once == again == esp and once is not again
+    # A body that does not decode is refused every time, not remembered.
+    for _ in range(2):
+        with pytest.raises(IkeDecodeError):
+            SaPayload.decode_body(body[:-1])
 
 
 def test_sa_encode_checks() -> None:

@@ -370,3 +370,39 @@ def test_decode_fragment_skips_unknown_payloads() -> None:
     known = patched[:16] + b"\x2b" + patched[17:]
     with pytest.raises(IkeDecodeError, match="VENDOR_ID payload beside an SKF"):
         decode_fragment(known, lambda aad, body: body)
+
+
+@pytest.mark.parametrize("vector", CHAIN_VECTORS, ids=lambda v: v.name)
+def test_a_message_read_in_the_clear_already_is_opened_without_reading_it_again(
+    vector: ChainVector,
+) -> None:
+    """What a receiver read with `decode_message` (to find the IKE SA and the exchange)
+    opens to the same message, with the same AAD, as the bytes alone; tampering is
+    found the same way."""
+    cipher = ToyCipher()
+    message = _message(vector, message_id=7)
+    wire = encode_protected(message, cipher.protect, cipher.overhead)
+    clear = decode_message(wire)
+    assert isinstance(clear.payloads[0], SkPayload)
+    aads: list[bytes] = []
+
+    def unprotect(aad: bytes, body: bytes) -> bytes:
+        aads.append(aad)
+        return cipher.unprotect(aad, body)
+
+    assert decode_protected(wire, unprotect, clear) == message
+    assert decode_protected(wire, unprotect) == message
+    assert aads == [wire[:32], wire[:32]]
+    tampered = bytearray(wire)
+    tampered[-1] ^= 1
+    with pytest.raises(ToyIntegrityError):
+        decode_protected(bytes(tampered), cipher.unprotect, decode_message(bytes(tampered)))
+
+
+def test_a_message_with_payloads_before_sk_is_read_whole_even_given_its_clear_part() -> None:
+    cipher = ToyCipher()
+    message = IkeMessage(SPI_I, SPI_R, ExchangeType.INFORMATIONAL, True, False, 2,
+                         IKE_AUTH_REQUEST_INNER.payloads[:1],
+                         unprotected=(VendorIdPayload(b"clear"),))  # fmt: skip
+    wire = encode_protected(message, cipher.protect, cipher.overhead)
+    assert decode_protected(wire, cipher.unprotect, decode_message(wire)) == message

@@ -74,6 +74,7 @@ from larval.bench.charon import (
     charon_available,
 )
 from larval.bench.stores import EtcdMember, etcd_available, open_bench_store
+from larval.daemon import gc_policy
 from larval.daemon.auth import load_and_resolve
 from larval.daemon.config import parse_config
 from larval.daemon.group_commit import GroupCommit
@@ -238,6 +239,7 @@ def _peer(
                       "store": {"error": str(e)}})  # fmt: skip
         results.close()
         return
+    gc_policy.settle()  # as `larval run` does once it has started
     ready.wait()
     cpu0 = time.process_time()
     report = asyncio.run(_serve(keymgr, sockets, me == "i", n, in_flight, stop))
@@ -262,7 +264,10 @@ async def _serve(
     (`larval.daemon.group_commit`: one write on a writer thread per pass, the datagrams
     after it) with the store on, and leaves at once with it off; timers every
     `TIMER_PERIOD`. (The daemon's asyncio transport reads a datagram per socket per
-    turn of the loop, this reads all that are there: that affects both runs alike.)"""
+    turn of the loop, this reads all that are there: that affects both runs alike.)
+    What a datagram's handling sends leaves before the next is read, and the initiator
+    tops its setups up to `in_flight` after each, so the other end works on them while
+    this one reads on: the two ends overlap as two charons do."""
     loop = asyncio.get_running_loop()
     send = _sender(sockets)
     commit = GroupCommit(loop, lambda: take_batch(keymgr), send)
@@ -309,7 +314,9 @@ async def _serve(
                     continue  # ESP: nobody here to decrypt it
                 data = data[len(NON_ESP_MARKER) :]
             keymgr.receive_ike(data, addr, local, time.time())
-        progress()
+            # What it answered leaves now, as `larval run` sends after each datagram:
+            # the peer works on it while this end reads the next.
+            progress()
 
     def tick() -> None:
         keymgr.handle_timer(time.time())

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from larval.daemon import gc_policy
 from larval.daemon.reload import by_name
 from larval.esp import NAT_T_PORT, EspConfigError
 from larval.esp.helper import esp_path
@@ -242,6 +243,8 @@ class StackService:
             opened.push_async_callback(_cancel, ager)
             await self.started()
             opened.push_async_callback(self.stopping)
+            # Start-up is over: what it made stays, out of the collector's way.
+            gc_policy.settle()
             self._log_started()
             await self._stopping.wait()
         log.info("stopped")

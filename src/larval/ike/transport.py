@@ -248,8 +248,10 @@ class Framing(Protocol[M]):
         """The datagrams that carry `message`: the message whole, or its fragments."""
         ...
 
-    def unframe(self, data: bytes) -> M | None:
-        """The message `data` carries, or None while fragments of it are missing."""
+    def unframe(self, data: bytes, clear: M | None = None) -> M | None:
+        """The message `data` carries, or None while fragments of it are missing.
+        `clear`: what the receiver already read of `data` in the clear (IKEv2: its
+        header and cleartext chain), for the version to use rather than read again."""
         ...
 
 
@@ -379,8 +381,8 @@ class IkeTransport(Generic[M]):
         cached = self._replies.get(self.ids.reply_key(data, message_id))
         return cached[1] if cached is not None else ""
 
-    def unframe(self, data: bytes) -> M | None:
-        return self.framing.unframe(data)
+    def unframe(self, data: bytes, clear: M | None = None) -> M | None:
+        return self.framing.unframe(data, clear)
 
     def answered(self, message_id: int) -> Request | None:
         """The answer to request `message_id` came: it is resent no more."""

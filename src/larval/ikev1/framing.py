@@ -52,8 +52,9 @@ class Ikev1Framing:
         self.fragment_id = (self.fragment_id + 1) & 0xFFFF
         return tuple(fragment(message, self.fragment_id, self.exchange, self.fragment_size))
 
-    def unframe(self, data: bytes) -> bytes | None:
-        """The message `data` is, or completes; None while fragments are missing."""
+    def unframe(self, data: bytes, clear: bytes | None = None) -> bytes | None:
+        """The message `data` is, or completes; None while fragments are missing.
+        (`clear` is IKEv2's: an IKEv1 message is read whole by its exchange.)"""
         if decode_header(data).next_payload != PayloadType.FRAGMENT:
             return data
         if not self.enabled:

@@ -12,7 +12,7 @@ from .constants import IKE_HEADER_SIZE, ExchangeType, PayloadType
 from .errors import IkeDecodeError, IkeEncodeError
 from .fragments import FragmentReassembler, decode_fragment, fragment
 from .message import IkeMessage, decode_chain, decode_header, decode_protected, encode_protected
-from .payloads import SkfPayload
+from .payloads import SkfPayload, SkPayload
 
 __all__ = ["FRAGMENT_SIZE", "Ikev2Framing"]
 
@@ -51,12 +51,15 @@ class Ikev2Framing:
             return (data,)
         return tuple(fragment(message, protect, out.overhead, self.fragment_size))
 
-    def unframe(self, data: bytes) -> IkeMessage | None:
+    def unframe(self, data: bytes, clear: IkeMessage | None = None) -> IkeMessage | None:
         """The protected message `data` carries, or None while its other fragments are
         missing (or it is a fragment, and fragmentation was not agreed: §2.3). What does
-        not decode or authenticate raises."""
+        not decode or authenticate raises. `clear`: `data` as `decode_message` read it
+        (header and cleartext chain), if the caller has it, so it is not read again."""
         if self.inbound is None:
             raise IkeDecodeError("a protected message before there are keys")
+        if clear is not None and clear.payloads and isinstance(clear.payloads[0], SkPayload):
+            return decode_protected(data, self._unprotect, clear)
         header = decode_header(data)
         if header.next_payload != PayloadType.SK and self._is_fragment(data, header.next_payload):
             if not self.fragmentation:

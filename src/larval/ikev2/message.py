@@ -23,6 +23,7 @@ inverse. The callbacks come from the crypto layer; this module only frames:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -317,13 +318,24 @@ def encode_protected(message: IkeMessage, protect: Protect, overhead: Overhead) 
     return buf.data
 
 
-def decode_protected(data: bytes, unprotect: Unprotect) -> IkeMessage:
+def decode_protected(
+    data: bytes, unprotect: Unprotect, clear: IkeMessage | None = None
+) -> IkeMessage:
     """Decode a message whose payloads are inside an SK payload (RFC 7296 §3.14).
 
     Payloads before SK are returned in ``unprotected``, those inside in ``payloads``.
     A message without SK, or with SKF (decode those with `decode_fragment`), raises
-    `IkeDecodeError`. What ``unprotect`` raises passes through unchanged.
+    `IkeDecodeError`. What ``unprotect`` raises passes through unchanged. ``clear``:
+    `decode_message` of the same ``data``, which a receiver has read already to find
+    the IKE SA and the exchange; when it is the usual SK payload alone, the header and
+    the chain are not read again.
     """
+    if clear is not None and len(clear.payloads) == 1 and isinstance(clear.payloads[0], SkPayload):
+        # Read already: the header, and the SK payload right after it.
+        first = clear.payloads[0]
+        plaintext = unprotect(data[: IKE_HEADER_SIZE + GENERIC_HEADER_SIZE], first.encrypted)
+        inner, _ = decode_chain(plaintext, first.first_inner, inner=True)
+        return dataclasses.replace(clear, payloads=tuple(inner))
     header = decode_header(data)
     outer, sk_start = decode_chain(data, header.next_payload, IKE_HEADER_SIZE)
     sk = outer.pop() if outer else None

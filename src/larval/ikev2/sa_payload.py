@@ -181,10 +181,27 @@ class SaPayload:
 
     @classmethod
     def decode_body(cls, body: bytes) -> SaPayload:
+        """The payload of `body`. One whose proposals carry no SPI (IKE_SA_INIT's, the
+        same in every setup of a connection) is kept and given again for the same
+        bytes: it is parsed once, not in every setup."""
+        kept = _WITHOUT_SPIS.get(body)
+        if kept is not None:
+            return kept
         reader = IkeReader(body, "SA payload")
         proposals, last = base.pull_marked(reader, Proposal.decode, "SA payload", "proposal")
         if not proposals:
             raise IkeDecodeError("SA payload without proposals")
         if not last:
             raise IkeDecodeError("SA payload: the last proposal is not marked last")
-        return cls(tuple(proposals))
+        payload = cls(tuple(proposals))
+        if not any(p.spi for p in payload.proposals):
+            if len(_WITHOUT_SPIS) >= _WITHOUT_SPIS_KEPT:
+                _WITHOUT_SPIS.clear()  # many offers: an odd peer, or someone's flood
+            _WITHOUT_SPIS[bytes(body)] = payload
+        return payload
+
+
+#: SA payloads without SPIs decoded so far, by body (`SaPayload.decode_body`); all are
+#: immutable, so one may be given to every message that carries the same bytes.
+_WITHOUT_SPIS: dict[bytes, SaPayload] = {}
+_WITHOUT_SPIS_KEPT = 256

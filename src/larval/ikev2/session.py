@@ -621,7 +621,7 @@ class IkeSession(OverTransport):
             self._log_message("received", header)
             return header
         # RFC 7383 §2.6: each fragment is checked and opened on its own, then reassembled.
-        message = self._transport.unframe(data)
+        message = self._transport.unframe(data, header)
         if skf is not None and self.fragmentation:
             log.debug("%s: received fragment %d of %d of %s %s %d", self._name(),
                       skf.fragment_number, skf.total_fragments, header.exchange_type.name,

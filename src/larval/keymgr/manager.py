@@ -74,8 +74,9 @@ from larval.keymgr.pfkey_side import (
     extended_register,
     getspi_bytes,
     getspi_reply_spi,
-    inverse_acquire,
-    keyed_sa,
+    inverse_acquire_answer,
+    inverse_acquire_bytes,
+    keyed_sa_bytes,
     natt_update,
     parse_policy_request,
     selector_pairs,
@@ -104,6 +105,9 @@ from larval.pools import Lease, PoolAttributes, Pools
 from larval.store import StateStore
 
 log = logging.getLogger("larval.ike")
+
+#: Inverse ACQUIRE answers kept (`KeyManager._ask_policy`) before they are all forgotten.
+_POLICY_ANSWERS_KEPT = 1024
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -216,6 +220,9 @@ class KeyManager:
         self._filed: dict[int, float] = {}
         self._order = itertools.count()
         self._seq = 0
+        # What the stack's answers to inverse ACQUIREs allowed, by (answer's extensions,
+        # local selector), with the connection they were read for (`_ask_policy`).
+        self._policy_answers: dict[tuple[bytes, IPNetwork], tuple[Connection, ChildConfig]] = {}
         self.pid = os.getpid()
         self.now = 0.0
         #: Where IKE SAs and CHILD_SAs are kept across a restart (`attach_store`).
@@ -231,9 +238,14 @@ class KeyManager:
 
     def _refusal(self, request: PfkeyMessage) -> PfkeyHeader | None:
         """A request whose answer says no more than whether the stack took it (UPDATE,
-        ADD): the header of the first reply that refuses it, if one does. Only the base
-        headers are read: the answers echo the request's extensions back."""
-        for reply in self._call(request):
+        ADD): the header of the first reply that refuses it, if one does."""
+        return self._refused(self._call(request))
+
+    @staticmethod
+    def _refused(replies: list[bytes]) -> PfkeyHeader | None:
+        """The header of the first of `replies` that refuses the request, if one does.
+        Only the base headers are read: the answers echo the request's extensions back."""
+        for reply in replies:
             header = decode_header(reply)
             if header.errno:
                 return header
@@ -916,29 +928,48 @@ class KeyManager:
     ) -> ChildConfig | None:  # fmt: skip
         """One inverse ACQUIRE between this IKE SA's addresses, with inner addresses for a
         tunnel-mode policy or without for a transport-mode one: the CHILD_SA it allows."""
-        replies = self._call(
-            inverse_acquire(ike.local_addr, ike.remote_addr, inner_local, inner_remote,
-                            seq=self._next_seq(), pid=self.pid)
+        replies = self._pfkey(
+            inverse_acquire_bytes(ike.local_addr, ike.remote_addr, inner_local, inner_remote,
+                                  seq=self._next_seq(), pid=self.pid)
         )  # fmt: skip
-        for reply in map(decode, replies):
-            if reply.msg_type == SadbMsgType.X_INVERSE_ACQUIRE and reply.errno == 0:
-                request = parse_policy_request(reply)
-                base = next(
-                    (c for c in conn.children if _covered(local_net, c.local_ts)),
-                    conn.children[0] if conn.children else None,
-                )
-                name = base.name if base else "child"
-                life = request.alternatives[0].lifetimes
-                return ChildConfig(
-                    name, _suites(request, base),
-                    (request.local_ts.network,), (request.remote_ts.network,),
-                    "tunnel" if request.tunnel else "transport",
-                    life.soft_addtime or 3600, life.hard_addtime or 3960,
-                    life.soft_bytes, life.hard_bytes, request.replay_window,
-                    inactivity=base.inactivity if base else 0,
-                    reference=None,
-                )  # fmt: skip
+        for reply in replies:
+            answer = inverse_acquire_answer(reply)
+            if answer is None:
+                continue
+            # The same answer for the same connection and selector: the same CHILD_SA
+            # (the sequence number in the header aside, nothing of it is per question).
+            key = (answer, local_net)
+            kept = self._policy_answers.get(key)
+            if kept is not None and kept[0] is conn:
+                return kept[1]
+            found = self._child_of_policy(conn, local_net, parse_policy_request(decode(reply)))
+            if len(self._policy_answers) >= _POLICY_ANSWERS_KEPT:
+                self._policy_answers.clear()  # policies and connections changed a lot
+            self._policy_answers[key] = (conn, found)
+            return found
         return None
+
+    @staticmethod
+    def _child_of_policy(
+        conn: Connection, local_net: IPNetwork, request: PolicyRequest
+    ) -> ChildConfig:
+        """The CHILD_SA an inverse ACQUIRE's answer allows, named and tuned as the
+        connection's child whose local selectors cover `local_net`."""
+        base = next(
+            (c for c in conn.children if _covered(local_net, c.local_ts)),
+            conn.children[0] if conn.children else None,
+        )
+        name = base.name if base else "child"
+        life = request.alternatives[0].lifetimes
+        return ChildConfig(
+            name, _suites(request, base),
+            (request.local_ts.network,), (request.remote_ts.network,),
+            "tunnel" if request.tunnel else "transport",
+            life.soft_addtime or 3600, life.hard_addtime or 3960,
+            life.soft_bytes, life.hard_bytes, request.replay_window,
+            inactivity=base.inactivity if base else 0,
+            reference=None,
+        )  # fmt: skip
 
     def _install(self, conn: Connection, session: IkeSa, up: ChildSaUp, now: float) -> None:
         """UPDATE the inbound LARVAL SA, ADD the outbound one (RFC 2367 §3.1.2-3), between
@@ -969,9 +1000,10 @@ class KeyManager:
                              up.keys_out.encr_key, up.keys_out.integ_key)  # fmt: skip
 
         def install(msg_type: int, keys: ChildKeys, is_in: bool, pair: int) -> None:
-            message = keyed_sa(msg_type, keys, request, lifetimes, inbound=is_in, seq=seq,
-                               pid=self.pid, pair_spi=pair, natt_port=natt)  # fmt: skip
-            refused = self._refusal(message)
+            message = keyed_sa_bytes(msg_type, keys, request, lifetimes, inbound=is_in,
+                                     seq=seq, pid=self.pid, pair_spi=pair,
+                                     natt_port=natt)  # fmt: skip
+            refused = self._refused(self._pfkey(message))
             if refused is None and self.persist is not None:
                 self.persist.sa_installed(up.spi_in, "in" if is_in else "out", message)
             if refused is not None:
@@ -1004,7 +1036,7 @@ class KeyManager:
             )
             if self.persist is not None:
                 # Kept already: a restart after the peer has QM3 adds it at once.
-                self.persist.sa_installed(up.spi_in, "out", keyed_sa(
+                self.persist.sa_installed(up.spi_in, "out", keyed_sa_bytes(
                     SadbMsgType.ADD, outbound, request, lifetimes, inbound=False, seq=seq,
                     pid=self.pid, pair_spi=up.spi_in, natt_port=natt))  # fmt: skip
         else:

@@ -146,13 +146,14 @@ class Persistence:
         self._children[record.spi_in] = doc
         self._put_child(record.spi_in)
 
-    def sa_installed(self, spi_in: int, direction: str, message: PfkeyMessage) -> None:
-        """One of the CHILD_SA's SAs went to the stack as `message` (UPDATE or ADD)."""
+    def sa_installed(self, spi_in: int, direction: str, message: bytes) -> None:
+        """One of the CHILD_SA's SAs went to the stack as `message` (UPDATE or ADD,
+        encoded)."""
         doc = self._children.get(spi_in)
         if doc is None:
             return
-        doc["sas"][direction] = message.encode().hex()
-        self._note_byte_limit(spi_in, direction, message)
+        doc["sas"][direction] = message.hex()
+        self._note_byte_limit(spi_in, direction, decode(message))
         self._put_child(spi_in)
 
     def _note_byte_limit(self, spi_in: int, direction: str, message: PfkeyMessage) -> None:

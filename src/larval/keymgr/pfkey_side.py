@@ -206,6 +206,40 @@ def inverse_acquire(
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _inverse_acquire_extensions(
+    local: IPAddress, remote: IPAddress, local_ts: IPNetwork | None, remote_ts: IPNetwork | None
+) -> bytes:
+    """An inverse ACQUIRE's extensions, the same for every question about the same
+    addresses and selectors."""
+    msg = inverse_acquire(local, remote, local_ts, remote_ts, seq=0, pid=0)
+    return b"".join(ext.encode() for ext in msg.extensions)
+
+
+def inverse_acquire_bytes(
+    local: IPAddress, remote: IPAddress, local_ts: IPNetwork | None, remote_ts: IPNetwork | None,
+    *, seq: int, pid: int,
+) -> bytes:  # fmt: skip
+    """`inverse_acquire` encoded: the same bytes, its extensions encoded once for each
+    question."""
+    body = _inverse_acquire_extensions(local, remote, local_ts, remote_ts)
+    return _MSG.pack(PF_KEY_V2, SadbMsgType.X_INVERSE_ACQUIRE, 0, SaType.ESP,
+                     (_MSG.size + len(body)) // 8, 0, seq, pid) + body  # fmt: skip
+
+
+def inverse_acquire_answer(data: bytes) -> bytes | None:
+    """The extensions of an inverse ACQUIRE's positive answer (errno 0, lengths that hold
+    together): what the policy accepts, the same bytes for every question it answers
+    alike, so that what is read from them can be kept. None for anything else."""
+    size = len(data)
+    if size < _MSG.size:
+        return None
+    version, msg_type, errno, _, words, _, _, _ = _MSG.unpack_from(data)
+    if version != PF_KEY_V2 or msg_type != SadbMsgType.X_INVERSE_ACQUIRE or errno:
+        return None
+    return data[_MSG.size :] if words * 8 == size else None
+
+
 def getspi(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> PfkeyMessage:
     """GETSPI for an inbound SA from `peer` to `local`: a LARVAL SA before the SPI is sent."""
     return PfkeyMessage(
@@ -351,6 +385,106 @@ def keyed_sa(
     if pair_spi:
         exts.append(SadbXPair(pair_spi))
     return PfkeyMessage(msg_type, SaType.ESP, seq=seq, pid=pid, extensions=tuple(exts))
+
+
+# The extensions of an UPDATE or ADD that change with every SA, packed straight from
+# their fields (RFC 2367 §2.3.1-4; the layouts `larval.pfkey` writes): the SA (spi in
+# network byte order), a lifetime, a key (bits, reserved, then the key padded to 64-bit
+# words) and X_PAIR (the paired SPI in network byte order).
+_SA_EXT = struct.Struct("<HH4sBBBBI")
+_LIFETIME_EXT = struct.Struct("<HHIQQQ")
+_KEY_EXT_HDR = struct.Struct("<HHHH")
+_ZEROS = bytes(8)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_ext(ext_type: int, address: IPAddress, port: int = 0, proto: int = 0,
+                 prefixlen: int = 0) -> bytes:  # fmt: skip
+    """An address extension, encoded once for each address, port, protocol and prefix."""
+    return SadbAddress(ext_type, address, port, proto, prefixlen).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _inner_exts(request: PolicyRequest, inbound: bool) -> bytes:
+    """A tunnel-mode SA's inner selectors (ADDRESS_PROXY, X_ADDRESS_INNER_DST and the
+    further pairs of X_LARVAL_INNER_PAIRS), encoded once for each policy and direction:
+    they are the same for every SA the policy's CHILD_SAs install."""
+    if request.inner_src is None or request.inner_dst is None:
+        return b""
+    near, far = request.inner_src, request.inner_dst
+    src_ts, dst_ts = (far, near) if inbound else (near, far)
+    parts = [
+        _address_ext(ExtType.ADDRESS_PROXY, src_ts.address, src_ts.port, src_ts.proto,
+                     src_ts.prefixlen),
+        _address_ext(ExtType.X_ADDRESS_INNER_DST, dst_ts.address, dst_ts.port, dst_ts.proto,
+                     dst_ts.prefixlen),
+    ]  # fmt: skip
+    if request.more_pairs:
+        parts.append(SadbXInnerPairs(tuple(
+            _inner_pair(far, near) if inbound else _inner_pair(near, far)
+            for near, far in request.more_pairs
+        )).encode())  # fmt: skip
+    return b"".join(parts)
+
+
+def _key_ext(ext_type: int, key: bytes) -> bytes:
+    size = _KEY_EXT_HDR.size + len(key)
+    pad = -size % 8
+    return _KEY_EXT_HDR.pack((size + pad) >> 3, ext_type, len(key) * 8, 0) + key + _ZEROS[:pad]
+
+
+def keyed_sa_bytes(
+    msg_type: int,
+    keys: ChildKeys,
+    request: PolicyRequest | None,
+    lifetimes: Lifetimes,
+    *,
+    inbound: bool,
+    seq: int,
+    pid: int,
+    pair_spi: int = 0,
+    natt_port: int = 0,
+) -> bytes:
+    """`keyed_sa` encoded, the same bytes, without a `PfkeyMessage` in between: the
+    extensions that change with each SA packed from their fields, the addresses and a
+    policy's inner selectors encoded once and kept."""
+    proposal = keys.proposal
+    tunnel = request is not None and request.tunnel
+    flags = SaFlags.X_TUNNEL if tunnel else 0
+    flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
+    replay = min(request.replay_window if request else 32, 255)
+    parts = [
+        b"",  # the base header, once the length is known
+        _SA_EXT.pack(2, ExtType.SA, keys.spi.to_bytes(4, "big"), replay, SaState.MATURE,
+                     proposal.auth, proposal.encrypt, flags),
+    ]  # fmt: skip
+    if lifetimes.hard_addtime or lifetimes.hard_bytes:
+        parts.append(_LIFETIME_EXT.pack(4, ExtType.LIFETIME_HARD, 0, lifetimes.hard_bytes,
+                                        lifetimes.hard_addtime, 0))  # fmt: skip
+    if lifetimes.soft_addtime or lifetimes.soft_bytes:
+        parts.append(_LIFETIME_EXT.pack(4, ExtType.LIFETIME_SOFT, 0, lifetimes.soft_bytes,
+                                        lifetimes.soft_addtime, 0))  # fmt: skip
+    if lifetimes.idle:
+        parts.append(_LIFETIME_EXT.pack(4, ExtType.X_LIFETIME_IDLE, 0, 0, lifetimes.idle, 0))
+    parts.append(_address_ext(ExtType.ADDRESS_SRC, keys.src))
+    parts.append(_address_ext(ExtType.ADDRESS_DST, keys.dst))
+    if tunnel and request is not None:
+        parts.append(_inner_exts(request, inbound))
+    if keys.auth_key:
+        parts.append(_key_ext(ExtType.KEY_AUTH, keys.auth_key))
+    if keys.encrypt_key:
+        parts.append(_key_ext(ExtType.KEY_ENCRYPT, keys.encrypt_key))
+    if natt_port:
+        # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
+        parts.append(_address_ext(ExtType.X_ADDRESS_NATT_REM,
+                                  keys.dst if not inbound else keys.src, natt_port))  # fmt: skip
+    if pair_spi:
+        parts.append(_EXT.pack(1, ExtType.X_PAIR) + _SA_SPI.pack(pair_spi))
+    size = _MSG.size + sum(map(len, parts))
+    if size >> 3 > 0xFFFF:
+        raise ValueError(f"message of {size >> 3} words is too long for sadb_msg_len")
+    parts[0] = _MSG.pack(PF_KEY_V2, msg_type, 0, SaType.ESP, size >> 3, 0, seq, pid)
+    return b"".join(parts)
 
 
 def _inner_pair(src: Endpoint, dst: Endpoint) -> tuple[SadbAddress, SadbAddress]:
