@@ -174,15 +174,17 @@ def test_getspi_built_and_read_without_a_whole_message(h: Harness) -> None:
 
 def _every_esp_proposal() -> list[EspProposal]:
     """Each cipher at each key size, AEADs alone and the others with each integrity
-    algorithm (NULL only with one, RFC 2410)."""
+    algorithm (NULL only with one, RFC 2410), each with and without ESN."""
     out = []
     for encrypt in ENCRYPT_ALGORITHMS.values():
         for bits in encrypt.key_bits:
-            if encrypt.aead:
-                out.append(EspProposal(encrypt.alg_id, bits, 0, 0))
-                continue
-            for auth in AUTH_ALGORITHMS.values():
-                out.append(EspProposal(encrypt.alg_id, bits, auth.alg_id, auth.key_bits))
+            for esn in (False, True):
+                if encrypt.aead:
+                    out.append(EspProposal(encrypt.alg_id, bits, 0, 0, esn=esn))
+                    continue
+                for auth in AUTH_ALGORITHMS.values():
+                    out.append(EspProposal(encrypt.alg_id, bits, auth.alg_id, auth.key_bits,
+                                           esn=esn))  # fmt: skip
     return out
 
 

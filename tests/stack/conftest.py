@@ -17,8 +17,11 @@ from larval.store import StateStore
 
 
 class RunningStack:
-    def __init__(self, tmp: Path, store: StateStore | None = None) -> None:
+    def __init__(
+        self, tmp: Path, store: StateStore | None = None, *, settle_gc: bool = False
+    ) -> None:
         self.store = store
+        self.settle_gc = settle_gc
         self.pfkey_path = str(tmp / "pfkey")
         self.control_path = str(tmp / "control")
         self.service: StackService | None = None
@@ -29,6 +32,7 @@ class RunningStack:
     def _run(self) -> None:
         async def main() -> None:
             self.service = StackService(self.pfkey_path, self.control_path, store=self.store)
+            self.service.settle_gc = self.settle_gc
             self.loop = asyncio.get_running_loop()
             task = asyncio.create_task(self.service.run())
             while not os.path.exists(self.control_path):

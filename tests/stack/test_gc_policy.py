@@ -41,11 +41,26 @@ def test_settle_takes_other_thresholds(restored_gc: None) -> None:
 def test_the_running_daemon_has_settled_its_collector(tmp_path: Path, restored_gc: None) -> None:
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
-    stack = RunningStack(tmp_path)
+    stack = RunningStack(tmp_path, settle_gc=True)  # as `larval stack` and `larval run` set it
     stack.start()
     try:
         stack.settle()
         assert gc.get_threshold() == gc_policy.THRESHOLDS
         assert gc.get_freeze_count() > 0
+    finally:
+        stack.stop()
+
+
+def test_a_service_inside_another_program_leaves_its_collector_alone(
+    tmp_path: Path, restored_gc: None
+) -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    stack = RunningStack(tmp_path)
+    stack.start()
+    try:
+        stack.settle()
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
     finally:
         stack.stop()

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{where}control_socket": daemon.config.control_socket,
             }
         )
+        daemon.settle_gc = True
         asyncio.run(daemon.run())
         return 0
     if args.command in ("up", "down"):

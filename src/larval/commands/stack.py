@@ -112,5 +112,6 @@ def run(args: argparse.Namespace, store: StateStore | None = None) -> int:
     service = StackService(args.pfkey_socket, args.control_socket or None, dataplane, store=store)
     if policy_text is not None:
         service.load_policy(policy_text, args.policy)
+    service.settle_gc = True
     asyncio.run(service.run())
     return 0

@@ -54,6 +54,11 @@ class StackService:
     """The stack, its PF_KEY socket, its control socket, its ager and, if asked, its
     dataplane, in one process."""
 
+    #: Once started, settle the cyclic collector (`gc_policy.settle`): set by the
+    #: commands, whose process lives for this service; left off for a service run inside
+    #: another program (a test, an embedding), whose collector is not the service's to set.
+    settle_gc: bool = False
+
     def __init__(
         self,
         pfkey_path: str | None,
@@ -243,8 +248,9 @@ class StackService:
             opened.push_async_callback(_cancel, ager)
             await self.started()
             opened.push_async_callback(self.stopping)
-            # Start-up is over: what it made stays, out of the collector's way.
-            gc_policy.settle()
+            if self.settle_gc:
+                # Start-up is over: what it made stays, out of the collector's way.
+                gc_policy.settle()
             self._log_started()
             await self._stopping.wait()
         log.info("stopped")

@@ -314,6 +314,16 @@ class ChildKeys:
         return f"ChildKeys(spi={self.spi:#010x}, {self.src} -> {self.dst}, keys=<hidden>)"
 
 
+def _sa_flags(proposal: EspProposal, request: PolicyRequest | None, inbound: bool) -> int:
+    """sadb_sa_flags of a CHILD_SA's SA: its direction, tunnel mode, and ESN (RFC 4303
+    §2.2.1) when it was chosen, the same for both SAs of the CHILD_SA."""
+    flags = SaFlags.X_TUNNEL if request is not None and request.tunnel else 0
+    flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
+    if proposal.esn:
+        flags |= SaFlags.X_ESN
+    return int(flags)
+
+
 def keyed_sa(
     msg_type: int,
     keys: ChildKeys,
@@ -333,10 +343,7 @@ def keyed_sa(
     """
     proposal = keys.proposal
     tunnel = request is not None and request.tunnel
-    flags = SaFlags.X_TUNNEL if tunnel else 0
-    flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
-    if proposal.esn:
-        flags |= SaFlags.X_ESN  # RFC 4303 §2.2.1: both SAs of the CHILD_SA
+    flags = _sa_flags(proposal, request, inbound)
     exts: list[Extension] = [
         SadbSa(keys.spi, min(request.replay_window if request else 32, 255), SaState.MATURE,
                proposal.auth, proposal.encrypt, flags),
@@ -450,8 +457,7 @@ def keyed_sa_bytes(
     policy's inner selectors encoded once and kept."""
     proposal = keys.proposal
     tunnel = request is not None and request.tunnel
-    flags = SaFlags.X_TUNNEL if tunnel else 0
-    flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
+    flags = _sa_flags(proposal, request, inbound)
     replay = min(request.replay_window if request else 32, 255)
     parts = [
         b"",  # the base header, once the length is known
