@@ -14,6 +14,7 @@ from larval.crypto.ike_transforms import EncrId, IntegId, Transform, TransformTy
 from larval.crypto.randomness import RandomBytes, random_int
 from larval.crypto.sk import SkCipher
 from larval.esp import EspSa
+from larval.sadb.sadb import SPI_BATCH
 from larval.stack import Stack
 from tests.esp.test_vectors import INNER, VECTORS
 from tests.sadb.support import larval_spi
@@ -144,9 +145,12 @@ def test_esp_aead_iv_stays_the_sequence_number() -> None:
 
 
 def test_stack_spis_are_drawn_from_its_source() -> None:
-    # 0xfffffeff wide: 32 bits drawn; 0x1234 above the lowest SPI, 0x100.
-    stack = Stack(random_bytes=scripted(b"\x00\x00\x12\x34"))
+    # 0xfffffeff wide: 32 bits a draw, SPI_BATCH draws asked of the source at once, used
+    # in order; 0x1234 above the lowest SPI, 0x100.
+    batch = b"\x00\x00\x12\x34" + b"\x00\x00\x00\x07" + bytes(4 * (SPI_BATCH - 2))
+    stack = Stack(random_bytes=scripted(batch))
     assert larval_spi(stack.sadb) == 0x1334
+    assert larval_spi(stack.sadb, seq=2) == 0x107
     one, two = Stack(random_bytes=SeededRandom("s")), Stack(random_bytes=SeededRandom("s"))
     assert [larval_spi(one.sadb, seq=n) for n in range(1, 5)] == [
         larval_spi(two.sadb, seq=n) for n in range(1, 5)
