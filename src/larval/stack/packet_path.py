@@ -203,17 +203,8 @@ class PacketPath:
         if verdict is Verdict.PROTECT:
             assert result.sa is not None
             self._protect(result.sa, packet, now)
-        elif verdict is Verdict.BYPASS:
-            # The host routes only protected traffic into the stack: nothing here sends
-            # in the clear, so a packet without a PROTECT policy goes no further.
-            self.drop("no_policy")
-        elif verdict is Verdict.DROP:
-            self.drop("malformed")
-        elif verdict is Verdict.DISCARD:
-            self.drop("discard")
-        elif verdict is Verdict.NO_PEER_SA:
-            self.drop("no_peer_sa")
-        # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
+        else:
+            self._verdict(verdict)
 
     def outbound_batch(self, packets: Sequence[bytes], now: float) -> None:
         """`outbound` for each of `packets`, in order; one SPD and SADB lookup per run of
@@ -244,8 +235,10 @@ class PacketPath:
             i = j
 
     def _verdict(self, verdict: Verdict) -> None:
-        """Count an outbound verdict other than PROTECT as `outbound` does."""
+        """Count an outbound verdict other than PROTECT."""
         if verdict is Verdict.BYPASS:
+            # The host routes only protected traffic into the stack: nothing here sends
+            # in the clear, so a packet without a PROTECT policy goes no further.
             self.drop("no_policy")
         elif verdict is Verdict.DROP:
             self.drop("malformed")
@@ -253,6 +246,7 @@ class PacketPath:
             self.drop("discard")
         elif verdict is Verdict.NO_PEER_SA:
             self.drop("no_peer_sa")
+        # HELD: on an acquire record; the SADB releases it to `_outbound_released`.
 
     def _protect_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
         """`_protect` for a run of tunnel-mode packets of one SA, encrypted in one call."""
