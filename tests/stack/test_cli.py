@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,19 +147,34 @@ def test_policy_to_any_peer_is_listed_as_any(stack: Stack, tmp_path: Path) -> No
     )
 
 
+def _lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The lines `process` prints, read by a thread, so that a test waits with a timeout."""
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = process.stdout
+    assert stdout is not None
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def test_monitor_sees_other_clients(stack: Stack) -> None:
     monitor = subprocess.Popen(
         [sys.executable, "-m", "larval", "sa", "monitor", "--socket", stack.pfkey, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    lines = _lines_of(monitor)
     try:
-        time.sleep(1.0)  # let it connect and turn promiscuous mode on
+        # The monitor prints the answer to its X_PROMISC once promiscuous mode is on: only
+        # then can it see another client's ADD.
+        seen = [json.loads(lines.get(timeout=30))]
         stack.sa("add", "--spi", "0x2000", "--src", "192.0.2.2", "--dst", "192.0.2.1",
                  "--alg", "aes128gcm16", "--encrypt-key", GCM_KEY)  # fmt: skip
-        seen = []
-        assert monitor.stdout is not None
         while len(seen) < 3:
-            seen.append(json.loads(monitor.stdout.readline()))
+            seen.append(json.loads(lines.get(timeout=30)))
     finally:
         monitor.terminate()
         monitor.wait(10)
