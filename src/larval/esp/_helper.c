@@ -18,6 +18,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+/* What `larval_gcm_open` found of each packet. */
+#define LARVAL_OPEN_OK 0
+#define LARVAL_OPEN_AUTH 1
+#define LARVAL_OPEN_PADDING 2
+
 struct larval_gcm {
     EVP_CIPHER_CTX *enc;
     EVP_CIPHER_CTX *dec;
@@ -134,15 +139,18 @@ int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, 
 /* Verify and decrypt n ESP packets: packet i is in_len[i] bytes of `in` (back to back, each
  * at least 36 bytes, checked by the caller), with Seqh seq_hi[i] when esn. Its plaintext
  * (payload, padding, Pad Length, Next Header: in_len[i] - 32 bytes) goes to `out` at the
- * same running offset; ok[i] = 1 if the ICV verified, else 0 and the plaintext is to be
- * ignored. 0, or -1 if OpenSSL fails outright. */
+ * same running offset. status[i]: LARVAL_OPEN_OK, LARVAL_OPEN_AUTH if the ICV did not
+ * verify (the plaintext is then to be ignored), or LARVAL_OPEN_PADDING if it verified but
+ * the padding is not RFC 4303 §2.4's 1, 2, 3, ...; for an OK packet, payload_len[i] is the
+ * payload's length and nh[i] its Next Header. Nothing here moves the replay window: the
+ * caller does, for OK packets only (RFC 4303 §3.4.3). 0, or -1 if OpenSSL fails outright. */
 int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
                     const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
-                    unsigned char *ok)
+                    unsigned char *status, uint32_t *payload_len, unsigned char *nh)
 {
     EVP_CIPHER_CTX *ctx = g->dec;
     unsigned char nonce[12], aad[12], tag[16];
-    size_t i;
+    size_t i, k;
     int outl;
 
     memcpy(nonce, g->salt, 4);
@@ -150,11 +158,18 @@ int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char
         size_t len = in_len[i];
         size_t clen = len - 32;
         const unsigned char *p = in;
+        size_t padlen, end;
 
         in += len;
-        ok[i] = 0;
-        if (len < 32 || clen > INT32_MAX)
+        status[i] = LARVAL_OPEN_AUTH;
+        payload_len[i] = 0;
+        nh[i] = 0;
+        if (len < 34 || clen > INT32_MAX) {
+            /* Shorter than the caller promised: no trailer to read, nothing verified. */
+            if (len >= 32)
+                out += clen;
             continue;
+        }
         memcpy(nonce + 4, p + 8, 8);
         if (esn) {
             memcpy(aad, p, 4);
@@ -169,7 +184,26 @@ int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char
             || EVP_DecryptUpdate(ctx, out, &outl, p + 16, (int)clen) != 1
             || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
             return -1;
-        ok[i] = EVP_DecryptFinal_ex(ctx, out + clen, &outl) == 1;
+        if (EVP_DecryptFinal_ex(ctx, out + clen, &outl) == 1) {
+            /* RFC 4303 §2.4: Pad Length, then 1, 2, 3, ... before it. */
+            padlen = out[clen - 2];
+            status[i] = LARVAL_OPEN_OK;
+            if (padlen + 2 > clen) {
+                status[i] = LARVAL_OPEN_PADDING;
+            } else {
+                end = clen - 2 - padlen;
+                for (k = 0; k < padlen; k++) {
+                    if (out[end + k] != (unsigned char)(k + 1)) {
+                        status[i] = LARVAL_OPEN_PADDING;
+                        break;
+                    }
+                }
+                if (status[i] == LARVAL_OPEN_OK) {
+                    payload_len[i] = (uint32_t)end;
+                    nh[i] = out[clen - 1];
+                }
+            }
+        }
         out += clen;
     }
     return 0;

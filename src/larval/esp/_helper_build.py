@@ -24,7 +24,7 @@ ffibuilder.cdef(
                         unsigned char *out, size_t out_cap, size_t *out_len);
     int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
                         const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
-                        unsigned char *ok);
+                        unsigned char *status, uint32_t *payload_len, unsigned char *nh);
     """
 )
 ffibuilder.set_source(
