@@ -4,6 +4,7 @@ whose checksums do not verify."""
 
 from __future__ import annotations
 
+import os
 import struct
 from collections import Counter
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from larval.esp import helper
 from larval.esp.ip import internet_checksum, ipv4_set_checksum
 from larval.net import offload
 from larval.net.offload import (
@@ -45,14 +47,36 @@ ALWAYS, NEVER = 1, 1 << 30
 
 
 @contextmanager
-def thresholds(segments: int, verify: int) -> Iterator[None]:
-    """Force the vectorised or the per-packet path of tcp_segment and coalesce."""
-    saved = offload._VECTOR_MIN_SEGMENTS, offload._VECTOR_MIN_VERIFY
-    offload._VECTOR_MIN_SEGMENTS, offload._VECTOR_MIN_VERIFY = segments, verify
+def esp_helper(path: str) -> Iterator[None]:
+    """Run offload on `path`: ``python`` (numpy and per-packet) or ``compiled``."""
+    saved = os.environ.get(helper.HELPER_ENV)
+    os.environ[helper.HELPER_ENV] = path
     try:
         yield
     finally:
+        if saved is None:
+            del os.environ[helper.HELPER_ENV]
+        else:
+            os.environ[helper.HELPER_ENV] = saved
+
+
+@contextmanager
+def thresholds(segments: int, verify: int) -> Iterator[None]:
+    """Force the vectorised or the per-packet path of tcp_segment and coalesce (on the
+    Python path: the compiled helper, where built, would otherwise take both)."""
+    saved = offload._VECTOR_MIN_SEGMENTS, offload._VECTOR_MIN_VERIFY
+    offload._VECTOR_MIN_SEGMENTS, offload._VECTOR_MIN_VERIFY = segments, verify
+    try:
+        with esp_helper("python"):
+            yield
+    finally:
         offload._VECTOR_MIN_SEGMENTS, offload._VECTOR_MIN_VERIFY = saved
+
+
+def compiled_built() -> None:
+    ok, why_not = helper.built()
+    if not ok:
+        pytest.skip(f"the compiled ESP helper is {why_not}")
 
 
 def with_ip_options(packet: bytes, options: bytes) -> bytes:
@@ -147,6 +171,18 @@ def test_segment_default_threshold_matches_reference(sp: tuple[VirtioNetHdr, byt
         assert default == tcp_segment(hdr, packet)
 
 
+@settings(max_examples=300, deadline=None)
+@given(sp=super_packets())
+def test_segment_compiled_matches_reference(sp: tuple[VirtioNetHdr, bytes, int]) -> None:
+    compiled_built()
+    hdr, packet, _ = sp
+    with esp_helper("compiled"):
+        compiled = tcp_segment(hdr, packet)
+    with thresholds(NEVER, NEVER):
+        reference = tcp_segment(hdr, packet)
+    assert compiled == reference
+
+
 def flow_segments(
     version: int, sport: int, sizes: list[int], *, df: bool, ip_options: bool
 ) -> list[bytes]:
@@ -228,6 +264,36 @@ def test_coalesce_vectorised_matches_reference(packets: list[bytes]) -> None:
         if packet[9 if packet[0] >> 4 == 4 else 6] == 6 and not checksums_ok(packet):
             # A flipped bit anywhere the checksums cover: never merged.
             assert packet in passed
+
+
+@settings(max_examples=300, deadline=None)
+@given(packets=batches())
+def test_coalesce_compiled_matches_reference(packets: list[bytes]) -> None:
+    compiled_built()
+    with esp_helper("compiled"):
+        compiled = coalesce(packets)
+    with thresholds(NEVER, NEVER):
+        reference = coalesce(packets)
+    assert compiled == reference
+    assert Counter(expand(compiled)) == Counter(packets)
+
+
+@pytest.mark.parametrize("path", ["python", "compiled"])
+def test_corrupted_tcp_payload_or_header_not_merged_on_either_path(path: str) -> None:
+    """A flipped bit in the payload, the TCP header, or the IPv4 header of one segment:
+    that segment alone is written unmerged."""
+    if path == "compiled":
+        compiled_built()
+    for version, where in ((4, -1), (4, 30), (4, 11), (6, -3), (6, 55)):
+        packets = flow_segments(version, 40004, [1000] * 6, df=True, ip_options=False)
+        bad = bytearray(packets[2])
+        bad[where] ^= 0x04
+        packets[2] = bytes(bad)
+        with esp_helper(path):
+            writes = coalesce(packets)
+        assert ZERO_VIRTIO_HDR + packets[2] in writes, (version, where)
+        assert len(writes) == 3, (version, where)
+        assert Counter(expand(writes)) == Counter(packets)
 
 
 def test_corrupted_batch_not_merged() -> None:

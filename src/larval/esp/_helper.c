@@ -208,3 +208,125 @@ int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char
     }
     return 0;
 }
+
+/* TCP segmentation and checksum verification for the TUN offload (larval/net/offload.py,
+ * whose per-packet Python is the reference): RFC 1071 sums, RFC 9293 §3.1 for the TCP
+ * header and pseudo-header, RFC 791 §3.1 for the IPv4 header. Sums are kept modulo
+ * 0xFFFF, where 0x10000 ≡ 1 (RFC 1071 §2(B)). */
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_CWR 0x80
+
+static void put16(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+/* The sum of `len` bytes read as big-endian 16-bit words, an odd last byte padded with
+ * zero; not reduced. Up to 2^48 bytes sum within 64 bits. */
+static uint64_t sum16(const unsigned char *p, size_t len)
+{
+    uint64_t s = 0;
+    size_t i;
+
+    for (i = 0; i + 8 <= len; i += 8)
+        s += ((uint32_t)p[i] << 8 | p[i + 1]) + ((uint32_t)p[i + 2] << 8 | p[i + 3])
+             + ((uint32_t)p[i + 4] << 8 | p[i + 5]) + ((uint32_t)p[i + 6] << 8 | p[i + 7]);
+    for (; i + 2 <= len; i += 2)
+        s += (uint32_t)p[i] << 8 | p[i + 1];
+    if (i < len)
+        s += (uint32_t)p[i] << 8;
+    return s;
+}
+
+/* The checksum field for data whose sum is `s`: 0 for a sum ≡ 0, as Linux's csum_fold. */
+static uint32_t fold(uint64_t s)
+{
+    return (uint32_t)((0xFFFF - s % 0xFFFF) % 0xFFFF);
+}
+
+/* Split a TCP super-packet into `count` segments of at most `size` payload bytes, back
+ * to back in `out` (out_cap bytes), their lengths in out_len. `header` is the super-
+ * packet's IP and TCP headers (hlen bytes, TCP at `tcp`) with the TCP checksum zeroed;
+ * `payload` its payload_len bytes. base_sum is the sum of what every segment shares (see
+ * tcp_segment). Per segment i: IPv4 Total Length, ID + i and header checksum (or IPv6
+ * Payload Length), sequence number + i·size, FIN and PSH on the last only, CWR on the
+ * first only, the full TCP checksum. 0, or -1 if `out` is too small. */
+int larval_tcp_segment(const unsigned char *header, size_t hlen, size_t tcp, int version,
+                       const unsigned char *payload, size_t payload_len, size_t size,
+                       size_t count, uint32_t seq0, unsigned int flags0, uint32_t ip_id0,
+                       uint32_t base_sum, unsigned char *out, size_t out_cap, size_t *out_len)
+{
+    size_t tcp_hdr_len = hlen - tcp, off = 0, i;
+
+    if (size == 0 || tcp + 20 > hlen)
+        return -1;
+    for (i = 0; i < count; i++) {
+        size_t start = i * size;
+        size_t chunk = start < payload_len ? payload_len - start : 0;
+        unsigned char *seg = out + off;
+        uint32_t seq = (uint32_t)(seq0 + (uint64_t)i * size);
+        unsigned int flags = flags0;
+        uint64_t total;
+
+        if (chunk > size)
+            chunk = size;
+        if (hlen + chunk > out_cap - off)
+            return -1;
+        memcpy(seg, header, hlen);
+        if (version == 4) {
+            put16(seg + 2, (uint32_t)(hlen + chunk));
+            put16(seg + 4, (ip_id0 + (uint32_t)i) & 0xFFFF);
+            seg[10] = seg[11] = 0;
+            put16(seg + 10, fold(sum16(seg, tcp)));
+        } else {
+            put16(seg + 4, (uint32_t)(tcp_hdr_len + chunk));
+        }
+        put32(seg + tcp + 4, seq);
+        if (i != count - 1)
+            flags &= ~(unsigned int)(TCP_FIN | TCP_PSH);
+        if (i)
+            flags &= ~(unsigned int)TCP_CWR;
+        seg[tcp + 13] = (unsigned char)flags;
+        memcpy(seg + hlen, payload + start, chunk);
+        total = (uint64_t)base_sum + (seq >> 16) + (seq & 0xFFFF) + flags + tcp_hdr_len + chunk
+                + sum16(seg + hlen, chunk);
+        put16(seg + tcp + 16, fold(total));
+        out_len[i] = hlen + chunk;
+        off += hlen + chunk;
+    }
+    return 0;
+}
+
+/* Whether each of n TCP packets (back to back in `in`, packet i in_len[i] bytes with its
+ * TCP header at tcp[i], IPv4 or IPv6 by its first byte) has a verifying IPv4 header
+ * checksum (IPv4) and TCP checksum: ok[i] = 1 or 0. */
+void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const size_t *in_len,
+                             const size_t *tcp, unsigned char *ok)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const unsigned char *p = in;
+        size_t len = in_len[i], t = tcp[i];
+        uint64_t total;
+
+        in += len;
+        ok[i] = 0;
+        if (len < 20 || t > len)
+            continue;
+        if (p[0] >> 4 == 4) {
+            if (t < 20 || sum16(p, t) % 0xFFFF != 0)
+                continue;
+            total = sum16(p + 12, 8);
+        } else {
+            if (len < 40 || t < 40)
+                continue;
+            total = sum16(p + 8, 32);
+        }
+        total += 6 + (len - t) + sum16(p + t, len - t);
+        ok[i] = total % 0xFFFF == 0;
+    }
+}

@@ -3,8 +3,10 @@
 The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
 libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
 the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
-16-byte ICV and 128- or 256-bit keys. Everything else, and every decision that carries
-state (sequence numbers, the anti-replay window, drop counters), stays in Python.
+16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens. It
+also holds the TUN offload's TCP segmentation and checksum verification
+(`larval.net.offload`). Everything else, and every decision that carries state (sequence
+numbers, the anti-replay window, drop counters), stays in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
 or unset / ``auto`` (compiled where built).
@@ -27,8 +29,10 @@ __all__ = [
     "EspPath",
     "GcmBatch",
     "built",
+    "compiled",
     "esp_path",
     "gcm_batch",
+    "new_uncleared",
     "selected_path",
 ]
 
@@ -119,7 +123,13 @@ OPEN_AUTH = 1
 OPEN_PADDING = 2
 
 
-def _new_uncleared(ctype: str, size: int) -> Any:
+def compiled() -> Any:
+    """The compiled module where the compiled path runs (`selected_path`), else None;
+    for the other batch loops it holds (TCP segmentation and checksums, net/offload)."""
+    return _load()[0] if selected_path() == "compiled" else None
+
+
+def new_uncleared(ctype: str, size: int) -> Any:
     """A cffi array left unzeroed: every byte of it is written before it is read."""
     module, _ = _load()
     allocators = _ALLOCATORS
@@ -159,8 +169,8 @@ class GcmBatch:
         joined = b"".join(inners)
         # Each packet: 16 header and IV, up to 3 padding, 2 trailer, 16 ICV.
         cap = len(joined) + 37 * n
-        out = _new_uncleared("unsigned char[]", cap)
-        out_len = _new_uncleared("size_t[]", n)
+        out = new_uncleared("unsigned char[]", cap)
+        out_len = new_uncleared("size_t[]", n)
         rc = self._lib.larval_gcm_seal(
             self._ctx, spi, seq0, int(esn), n, ffi.from_buffer(joined),
             ffi.new("size_t[]", lengths), bytes(next_headers), out, cap, out_len,
@@ -186,7 +196,7 @@ class GcmBatch:
         the ICV did not verify, `OPEN_PADDING`: it did, but the padding is wrong), its
         payload length and its Next Header (both 0 unless OK)."""
         ffi = self._ffi
-        new = _new_uncleared
+        new = new_uncleared
         n = len(packets)
         lengths = [len(p) for p in packets]
         joined = b"".join(packets)
