@@ -303,8 +303,8 @@ int larval_tcp_segment(const unsigned char *header, size_t hlen, size_t tcp, int
 /* Whether each of n TCP packets (back to back in `in`, packet i in_len[i] bytes with its
  * TCP header at tcp[i], IPv4 or IPv6 by its first byte) has a verifying IPv4 header
  * checksum (IPv4) and TCP checksum: ok[i] = 1 or 0. */
-void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const size_t *in_len,
-                             const size_t *tcp, unsigned char *ok)
+static void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const size_t *in_len,
+                                    const size_t *tcp, unsigned char *ok)
 {
     size_t i;
 
@@ -329,4 +329,268 @@ void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const size_t *in
         total += 6 + (len - t) + sum16(p + t, len - t);
         ok[i] = total % 0xFFFF == 0;
     }
+}
+
+/* Coalescing (net/offload.py `coalesce`, the reference): consecutive TCP segments of one
+ * flow merged into one GSO_TCPV4 / GSO_TCPV6 write with a virtio_net_hdr. */
+
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define TCP_URG 0x20
+#define TCP_NO_COALESCE (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG)
+#define IPV4_DF 0x4000
+#define IPV4_MF_OFFSET 0x3FFF
+#define VNET_F_NEEDS_CSUM 1
+#define VNET_GSO_TCPV4 1
+#define VNET_GSO_TCPV6 4
+#define VNET_HDR_LEN 10
+
+static uint32_t get16(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* What merging needs of a TCP data segment (offload.py `_candidate`). */
+struct co_cand {
+    size_t tcp, hlen;
+    uint32_t seq;
+    unsigned int flags;
+    long ip_id; /* -1: DF set, the ID is free */
+};
+
+static int co_candidate(const unsigned char *p, size_t n, struct co_cand *c)
+{
+    unsigned int b0, offset;
+    uint32_t frag;
+
+    if (n < 40)
+        return 0;
+    b0 = p[0];
+    if (b0 >> 4 == 4) {
+        c->tcp = (size_t)(b0 & 0x0F) * 4;
+        if (c->tcp < 20 || c->tcp + 20 > n)
+            return 0;
+        frag = get16(p + 6);
+        if (get16(p + 2) != n || p[9] != 6 || frag & IPV4_MF_OFFSET)
+            return 0;
+        c->ip_id = frag & IPV4_DF ? -1 : (long)get16(p + 4);
+    } else if (b0 >> 4 == 6) {
+        if (n < 60 || get16(p + 4) + 40 != n || p[6] != 6)
+            return 0;
+        c->tcp = 40;
+        c->ip_id = -1;
+    } else {
+        return 0;
+    }
+    offset = p[c->tcp + 12];
+    c->flags = p[c->tcp + 13];
+    c->hlen = c->tcp + (size_t)(offset >> 4) * 4;
+    c->seq = get32(p + c->tcp + 4);
+    if (offset < 0x50 || c->hlen >= n || c->flags & TCP_NO_COALESCE || !(c->flags & TCP_ACK))
+        return 0;
+    return 1;
+}
+
+/* Whether a and b are of one flow: addresses and ports. */
+static int co_same_flow(const unsigned char *a, size_t a_tcp, const unsigned char *b,
+                        size_t b_tcp)
+{
+    if (a[0] >> 4 != b[0] >> 4)
+        return 0;
+    if (a[0] >> 4 == 4)
+        return memcmp(a + 12, b + 12, 8) == 0 && memcmp(a + a_tcp, b + b_tcp, 4) == 0;
+    return memcmp(a + 8, b + 8, 36) == 0;
+}
+
+/* Whether the headers (hlen bytes) are equal but for what may differ between segments of
+ * one write (offload.py `_shape_mask`): IPv4 Total Length, ID and header checksum, IPv6
+ * Payload Length, the TCP sequence number, PSH and the TCP checksum. */
+static int co_same_shape(const unsigned char *a, const unsigned char *b, size_t tcp,
+                         size_t hlen)
+{
+    size_t i;
+
+    for (i = 0; i < hlen; i++) {
+        unsigned int mask = 0xFF;
+
+        if (a[0] >> 4 == 4 && ((i >= 2 && i < 6) || i == 10 || i == 11))
+            mask = 0;
+        else if (a[0] >> 4 == 6 && (i == 4 || i == 5))
+            mask = 0;
+        else if ((i >= tcp + 4 && i < tcp + 8) || i == tcp + 16 || i == tcp + 17)
+            mask = 0;
+        else if (i == tcp + 13)
+            mask = 0xFF & ~TCP_PSH;
+        if ((a[i] ^ b[i]) & mask)
+            return 0;
+    }
+    return 1;
+}
+
+struct co_group {
+    size_t first, last, count, gso_size, total, limit;
+    struct co_cand cand;
+    uint32_t next_seq;
+    long next_id;
+    unsigned int last_flags;
+};
+
+/* Coalesce n IP packets (back to back in `in`, packet i in_len[i] bytes) into TUN writes,
+ * each with its virtio header, back to back in `out` (out_cap bytes: the input's length
+ * plus 10 per packet always suffices); write k's length in write_len[k] (room for n).
+ * Returns the number of writes, or -1 if out of memory or room. The rules are those of
+ * offload.py `coalesce`, which this matches byte for byte. */
+long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
+                         unsigned char *out, size_t out_cap, size_t *write_len)
+{
+    const unsigned char **pkt = NULL;
+    struct co_cand *cand = NULL;
+    unsigned char *is_cand = NULL;
+    size_t *next = NULL, *open = NULL;
+    struct co_group *groups = NULL;
+    size_t i, k, n_groups = 0, n_open = 0, off = 0;
+    long result = -1;
+
+    pkt = malloc((n ? n : 1) * sizeof *pkt);
+    cand = malloc((n ? n : 1) * sizeof *cand);
+    is_cand = malloc(n ? n : 1);
+    next = malloc((n ? n : 1) * sizeof *next);
+    open = malloc((n ? n : 1) * sizeof *open);
+    groups = malloc((n ? n : 1) * sizeof *groups);
+    if (!pkt || !cand || !is_cand || !next || !open || !groups)
+        goto done;
+    for (i = 0; i < n; i++) {
+        pkt[i] = in;
+        in += in_len[i];
+        memset(&cand[i], 0, sizeof cand[i]);
+        is_cand[i] = (unsigned char)co_candidate(pkt[i], in_len[i], &cand[i]);
+        if (is_cand[i]) {
+            unsigned char ok;
+            larval_tcp_checksums_ok(1, pkt[i], &in_len[i], &cand[i].tcp, &ok);
+            is_cand[i] = ok;
+        }
+    }
+    /* Groups in the order of their first packet; a packet that is no candidate is a
+     * group of one that nothing joins. */
+    for (i = 0; i < n; i++) {
+        struct co_group *g = NULL;
+        struct co_cand *c = &cand[i];
+        size_t payload = in_len[i] - (is_cand[i] ? c->hlen : 0), found = n_open;
+
+        next[i] = (size_t)-1;
+        if (is_cand[i]) {
+            for (k = 0; k < n_open; k++) {
+                struct co_group *o = &groups[open[k]];
+                if (co_same_flow(pkt[o->first], o->cand.tcp, pkt[i], c->tcp)) {
+                    found = k;
+                    break;
+                }
+            }
+            if (found < n_open) {
+                g = &groups[open[found]];
+                if (g->cand.hlen == c->hlen && pkt[g->first][0] == pkt[i][0]
+                    && co_same_shape(pkt[g->first], pkt[i], c->tcp, c->hlen)
+                    && c->seq == g->next_seq && payload <= g->gso_size
+                    && c->ip_id == g->next_id && g->total + payload <= g->limit) {
+                    next[g->last] = i;
+                    g->last = i;
+                    g->count++;
+                    g->total += payload;
+                    g->last_flags = c->flags;
+                    g->next_seq = c->seq + (uint32_t)payload;
+                    if (c->ip_id >= 0)
+                        g->next_id = (c->ip_id + 1) & 0xFFFF;
+                } else {
+                    /* A new write for the flow: the old one takes no more. */
+                    open[found] = open[--n_open];
+                    found = n_open;
+                    g = NULL;
+                }
+            }
+        }
+        if (g == NULL) {
+            g = &groups[n_groups];
+            g->first = g->last = i;
+            g->count = 1;
+            g->cand = *c;
+            g->gso_size = payload;
+            g->total = in_len[i];
+            g->limit = 0xFFFF + (pkt[i][0] >> 4 == 6 ? 40 : 0);
+            g->last_flags = c->flags;
+            g->next_seq = c->seq + (uint32_t)payload;
+            g->next_id = c->ip_id < 0 ? -1 : (c->ip_id + 1) & 0xFFFF;
+            if (is_cand[i]) {
+                open[n_open] = n_groups;
+                found = n_open++;
+            }
+            n_groups++;
+        }
+        /* Nothing may follow a segment with PSH, or one shorter than the first. */
+        if (is_cand[i] && found < n_open && (c->flags & TCP_PSH || payload < g->gso_size))
+            open[found] = open[--n_open];
+    }
+    for (k = 0; k < n_groups; k++) {
+        struct co_group *g = &groups[k];
+        const unsigned char *first = pkt[g->first];
+        size_t tcp = g->cand.tcp, hlen = g->cand.hlen, need;
+        unsigned char *w = out + off;
+        uint16_t vnet[5];
+        uint64_t pseudo;
+        unsigned char gso_type;
+
+        need = VNET_HDR_LEN + (g->count == 1 ? in_len[g->first] : g->total);
+        if (need > out_cap - off)
+            goto done;
+        if (g->count == 1) {
+            memset(w, 0, VNET_HDR_LEN);
+            memcpy(w + VNET_HDR_LEN, first, in_len[g->first]);
+        } else {
+            unsigned char *head = w + VNET_HDR_LEN, *q = head + hlen;
+            memcpy(head, first, hlen);
+            if (first[0] >> 4 == 4) {
+                put16(head + 2, (uint32_t)g->total);
+                head[10] = head[11] = 0;
+                put16(head + 10, fold(sum16(head, tcp)));
+                gso_type = VNET_GSO_TCPV4;
+                pseudo = sum16(head + 12, 8);
+            } else {
+                put16(head + 4, (uint32_t)(g->total - 40));
+                gso_type = VNET_GSO_TCPV6;
+                pseudo = sum16(head + 8, 32);
+            }
+            head[tcp + 13] |= (unsigned char)(g->last_flags & TCP_PSH);
+            /* CHECKSUM_PARTIAL: the pseudo-header sum, not complemented. */
+            pseudo = (pseudo + 6 + g->total - tcp) % 0xFFFF;
+            put16(head + tcp + 16, pseudo ? (uint32_t)pseudo : 0xFFFF);
+            for (i = g->first; i != (size_t)-1; i = next[i]) {
+                memcpy(q, pkt[i] + hlen, in_len[i] - hlen);
+                q += in_len[i] - hlen;
+            }
+            /* struct virtio_net_hdr in the host's byte order (legacy virtio). */
+            w[0] = VNET_F_NEEDS_CSUM;
+            w[1] = gso_type;
+            vnet[0] = (uint16_t)hlen;
+            vnet[1] = (uint16_t)g->gso_size;
+            vnet[2] = (uint16_t)tcp;
+            vnet[3] = 16;
+            memcpy(w + 2, vnet, 8);
+        }
+        write_len[k] = need;
+        off += need;
+    }
+    result = (long)n_groups;
+done:
+    free(pkt);
+    free(cand);
+    free(is_cand);
+    free(next);
+    free(open);
+    free(groups);
+    return result;
 }

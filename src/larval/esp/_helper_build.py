@@ -30,8 +30,8 @@ ffibuilder.cdef(
                            size_t count, uint32_t seq0, unsigned int flags0, uint32_t ip_id0,
                            uint32_t base_sum, unsigned char *out, size_t out_cap,
                            size_t *out_len);
-    void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const size_t *in_len,
-                                 const size_t *tcp, unsigned char *ok);
+    long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
+                             unsigned char *out, size_t out_cap, size_t *write_len);
     """
 )
 ffibuilder.set_source(

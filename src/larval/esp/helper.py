@@ -4,9 +4,9 @@ The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
 libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
 the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
 16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens. It
-also holds the TUN offload's TCP segmentation and checksum verification
-(`larval.net.offload`). Everything else, and every decision that carries state (sequence
-numbers, the anti-replay window, drop counters), stays in Python.
+also holds the TUN offload's TCP segmentation and coalescing (`larval.net.offload`).
+Everything else, and every decision that carries state (sequence numbers, the
+anti-replay window, drop counters), stays in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
 or unset / ``auto`` (compiled where built).

@@ -19,8 +19,8 @@ virtio, which is native-endian (little-endian on x86 and arm64).
 
 IPv6 extension headers are not segmented or coalesced; IPv4 options are carried.
 
-Where the compiled helper runs (`larval.esp.helper`), segmentation and the checksum checks
-before merging are one C call each; the Python (numpy and per-packet) paths are the
+Where the compiled helper runs (`larval.esp.helper`), segmentation and coalescing (with
+its checksum checks) are one C call each; the Python (numpy and per-packet) paths are the
 reference it is tested against byte for byte.
 """
 
@@ -584,10 +584,6 @@ def _verify(
     checked here; `batches` holds the indices of candidates of one length and layout,
     which are checked together.
     """
-    module = helper.compiled()
-    if module is not None:
-        _verify_compiled(module, packets, candidates, batches)
-        return
     for indices in batches.values():
         tcp = candidates[indices[0]][2]  # type: ignore[index]
         if len(indices) < _VECTOR_MIN_VERIFY:
@@ -599,30 +595,6 @@ def _verify(
         for i, ok in zip(indices, oks, strict=True):
             if not ok:
                 candidates[i] = None
-
-
-def _verify_compiled(
-    module: Any,
-    packets: list[bytes],
-    candidates: list[_Candidate | None],
-    batches: dict[int, list[int]],
-) -> None:
-    """`_verify` of every candidate in one call of the compiled helper."""
-    indices = [i for batch in batches.values() for i in batch]
-    if not indices:
-        return
-    ffi, lib = module.ffi, module.lib
-    chosen = [packets[i] for i in indices]
-    tcp = [candidates[i][2] for i in indices]  # type: ignore[index]
-    ok = helper.new_uncleared("unsigned char[]", len(indices))
-    joined = b"".join(chosen)
-    lib.larval_tcp_checksums_ok(
-        len(indices), ffi.from_buffer(joined), ffi.new("size_t[]", [len(p) for p in chosen]),
-        ffi.new("size_t[]", tcp), ok,
-    )  # fmt: skip
-    for i, good in zip(indices, ffi.buffer(ok, len(indices))[:], strict=True):
-        if not good:
-            candidates[i] = None
 
 
 class _Group:
@@ -700,6 +672,9 @@ def coalesce(packets: Sequence[BytesLike]) -> list[bytes]:
     last. Writes keep the order of their first packet; packets of one flow keep their
     order. Everything else passes through behind a zero header.
     """
+    module = helper.compiled()
+    if module is not None:
+        return _coalesce_compiled(module, packets)
     plain: list[bytes] = []
     candidates: list[_Candidate | None] = []
     # Indices of candidates by length and first byte (IP version and header length).
@@ -748,3 +723,29 @@ def coalesce(packets: Sequence[BytesLike]) -> list[bytes]:
         if flags & _PSH or payload < group.gso_size:
             del open_groups[key]
     return [w if type(w) is bytes else w.build() for w in writes]  # type: ignore[union-attr]
+
+
+def _coalesce_compiled(module: Any, packets: Sequence[BytesLike]) -> list[bytes]:
+    """`coalesce` in one call of the compiled helper (`larval_tcp_coalesce`)."""
+    n = len(packets)
+    if not n:
+        return []
+    ffi, lib = module.ffi, module.lib
+    joined = b"".join(packets)
+    # At worst every packet is its own write, behind a zero header.
+    cap = len(joined) + VIRTIO_NET_HDR_LEN * n
+    out = helper.new_uncleared("unsigned char[]", cap)
+    lengths = helper.new_uncleared("size_t[]", n)
+    count = lib.larval_tcp_coalesce(
+        n, ffi.from_buffer(joined), ffi.new("size_t[]", [len(p) for p in packets]), out, cap,
+        lengths,
+    )  # fmt: skip
+    if count < 0:
+        raise OffloadError(f"coalescing {n} packets failed")
+    buf = ffi.buffer(out, cap)
+    writes: list[bytes] = []
+    off = 0
+    for length in lengths[0:count]:
+        writes.append(buf[off : off + length])
+        off += length
+    return writes
