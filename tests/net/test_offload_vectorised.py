@@ -330,6 +330,20 @@ def test_coalesce_compiled_keeps_every_rule_of_the_reference(packets: list[bytes
     )
 
 
+def test_a_bad_helper_choice_falls_back_to_python_in_the_packet_loops() -> None:
+    """The dataplane refuses a bad LARVAL_ESP_HELPER at start; should one appear later,
+    segmentation and coalescing run the reference instead of raising in the loop."""
+    hdr, packet = super_packet(4, bytes(range(200)) * 20, 1000, seq=1, flags=ACK, options=b"")
+    with thresholds(NEVER, NEVER):
+        segments = tcp_segment(hdr, packet)
+        writes = coalesce(segments)
+    with esp_helper("fastest"):
+        assert helper.compiled() is None
+        assert tcp_segment(hdr, packet) == segments
+        assert coalesce(segments) == writes
+    assert len(segments) == 4 and len(writes) == 1
+
+
 @pytest.mark.parametrize("path", ["python", "compiled"])
 def test_corrupted_tcp_payload_or_header_not_merged_on_either_path(path: str) -> None:
     """A flipped bit in the payload, the TCP header, or the IPv4 header of one segment:

@@ -125,8 +125,16 @@ OPEN_PADDING = 2
 
 def compiled() -> Any:
     """The compiled module where the compiled path runs (`selected_path`), else None;
-    for the other batch loops it holds (TCP segmentation and checksums, net/offload)."""
-    return _load()[0] if selected_path() == "compiled" else None
+    for the other batch loops it holds (TCP segmentation and coalescing, net/offload).
+
+    Called from the packet loops, it never raises: a bad ``LARVAL_ESP_HELPER`` is
+    refused by name where the dataplane starts and where SAs are made, and here the
+    Python path serves."""
+    try:
+        path = selected_path()
+    except EspConfigError:
+        return None
+    return _load()[0] if path == "compiled" else None
 
 
 def new_uncleared(ctype: str, size: int) -> Any:
