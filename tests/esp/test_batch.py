@@ -167,6 +167,34 @@ def test_compiled_path_seals_a_large_batch_as_python_does(path: str) -> None:
     assert state(receiver_batch) == state(receiver_one)
 
 
+def sealed_with_trailer(sa: EspSa, seq: int, plaintext: bytes) -> bytes:
+    """An authentic ESP packet numbered `seq` whose plaintext (payload, padding, Pad
+    Length, Next Header) is `plaintext` as given, right or wrong."""
+    header = SPI.to_bytes(4, "big") + seq.to_bytes(4, "big")
+    return sa._transform.seal(header, b"", sa._iv(seq), plaintext)
+
+
+def test_decrypt_batch_drops_authentic_packets_with_bad_padding(path: str) -> None:
+    suite = SUITES[0]
+    sender, _ = pair(suite)
+    payload = IPV4_UDP[:22]  # 22 + 2: no padding needed, so any given is explicit
+    packets = [
+        sealed_with_trailer(sender, 1, payload + b"\x01\x02\x02\x04"),  # right
+        sealed_with_trailer(sender, 2, payload + b"\x01\x03\x02\x04"),  # a wrong byte
+        sealed_with_trailer(sender, 3, payload[:2] + b"\xff\x04"),  # Pad Length too long
+        sealed_with_trailer(sender, 4, payload + b"\x01\x02\x00\x04"),  # short, then bytes
+        sealed_with_trailer(sender, 2, payload + b"\x00\x04"),  # number 2 again, now good
+        sealed_with_trailer(sender, 5, b"\x00\x3b"),  # a dummy packet with nothing in it
+    ]
+    one, batch = pair(suite, path=path)
+    expected = one_by_one(one, packets)
+    got = [outcome(r) for r in batch.decrypt_batch(packets)]
+    assert got == expected
+    assert [k == "ok" for k, _ in expected] == [True, False, False, True, True, False]
+    assert [c for k, c in expected if k == "drop"] == ["bad_padding", "bad_padding", "dummy"]
+    assert state(batch) == state(one)
+
+
 def test_the_environment_chooses_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     key = SUITES[0].keys()[0]
     monkeypatch.setenv(helper.HELPER_ENV, "python")

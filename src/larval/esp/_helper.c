@@ -18,6 +18,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+/* What `larval_gcm_open` found of each packet. */
+#define LARVAL_OPEN_OK 0
+#define LARVAL_OPEN_AUTH 1
+#define LARVAL_OPEN_PADDING 2
+
 struct larval_gcm {
     EVP_CIPHER_CTX *enc;
     EVP_CIPHER_CTX *dec;
@@ -134,15 +139,18 @@ int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, 
 /* Verify and decrypt n ESP packets: packet i is in_len[i] bytes of `in` (back to back, each
  * at least 36 bytes, checked by the caller), with Seqh seq_hi[i] when esn. Its plaintext
  * (payload, padding, Pad Length, Next Header: in_len[i] - 32 bytes) goes to `out` at the
- * same running offset; ok[i] = 1 if the ICV verified, else 0 and the plaintext is to be
- * ignored. 0, or -1 if OpenSSL fails outright. */
+ * same running offset. status[i]: LARVAL_OPEN_OK, LARVAL_OPEN_AUTH if the ICV did not
+ * verify (the plaintext is then to be ignored), or LARVAL_OPEN_PADDING if it verified but
+ * the padding is not RFC 4303 §2.4's 1, 2, 3, ...; for an OK packet, payload_len[i] is the
+ * payload's length and nh[i] its Next Header. Nothing here moves the replay window: the
+ * caller does, for OK packets only (RFC 4303 §3.4.3). 0, or -1 if OpenSSL fails outright. */
 int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
                     const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
-                    unsigned char *ok)
+                    unsigned char *status, uint32_t *payload_len, unsigned char *nh)
 {
     EVP_CIPHER_CTX *ctx = g->dec;
     unsigned char nonce[12], aad[12], tag[16];
-    size_t i;
+    size_t i, k;
     int outl;
 
     memcpy(nonce, g->salt, 4);
@@ -150,11 +158,18 @@ int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char
         size_t len = in_len[i];
         size_t clen = len - 32;
         const unsigned char *p = in;
+        size_t padlen, end;
 
         in += len;
-        ok[i] = 0;
-        if (len < 32 || clen > INT32_MAX)
+        status[i] = LARVAL_OPEN_AUTH;
+        payload_len[i] = 0;
+        nh[i] = 0;
+        if (len < 34 || clen > INT32_MAX) {
+            /* Shorter than the caller promised: no trailer to read, nothing verified. */
+            if (len >= 32)
+                out += clen;
             continue;
+        }
         memcpy(nonce + 4, p + 8, 8);
         if (esn) {
             memcpy(aad, p, 4);
@@ -169,8 +184,413 @@ int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char
             || EVP_DecryptUpdate(ctx, out, &outl, p + 16, (int)clen) != 1
             || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
             return -1;
-        ok[i] = EVP_DecryptFinal_ex(ctx, out + clen, &outl) == 1;
+        if (EVP_DecryptFinal_ex(ctx, out + clen, &outl) == 1) {
+            /* RFC 4303 §2.4: Pad Length, then 1, 2, 3, ... before it. */
+            padlen = out[clen - 2];
+            status[i] = LARVAL_OPEN_OK;
+            if (padlen + 2 > clen) {
+                status[i] = LARVAL_OPEN_PADDING;
+            } else {
+                end = clen - 2 - padlen;
+                for (k = 0; k < padlen; k++) {
+                    if (out[end + k] != (unsigned char)(k + 1)) {
+                        status[i] = LARVAL_OPEN_PADDING;
+                        break;
+                    }
+                }
+                if (status[i] == LARVAL_OPEN_OK) {
+                    payload_len[i] = (uint32_t)end;
+                    nh[i] = out[clen - 1];
+                }
+            }
+        }
         out += clen;
     }
     return 0;
+}
+
+/* TCP segmentation and checksum verification for the TUN offload (larval/net/offload.py,
+ * whose per-packet Python is the reference): RFC 1071 sums, RFC 9293 §3.1 for the TCP
+ * header and pseudo-header, RFC 791 §3.1 for the IPv4 header. Sums are kept modulo
+ * 0xFFFF, where 0x10000 ≡ 1 (RFC 1071 §2(B)). */
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_CWR 0x80
+
+static void put16(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+/* The sum of `len` bytes read as big-endian 16-bit words, an odd last byte padded with
+ * zero; not reduced. Up to 2^48 bytes sum within 64 bits. */
+static uint64_t sum16(const unsigned char *p, size_t len)
+{
+    uint64_t s = 0;
+    size_t i;
+
+    for (i = 0; i + 8 <= len; i += 8)
+        s += ((uint32_t)p[i] << 8 | p[i + 1]) + ((uint32_t)p[i + 2] << 8 | p[i + 3])
+             + ((uint32_t)p[i + 4] << 8 | p[i + 5]) + ((uint32_t)p[i + 6] << 8 | p[i + 7]);
+    for (; i + 2 <= len; i += 2)
+        s += (uint32_t)p[i] << 8 | p[i + 1];
+    if (i < len)
+        s += (uint32_t)p[i] << 8;
+    return s;
+}
+
+/* The checksum field for data whose sum is `s`: 0 for a sum ≡ 0, as Linux's csum_fold. */
+static uint32_t fold(uint64_t s)
+{
+    return (uint32_t)((0xFFFF - s % 0xFFFF) % 0xFFFF);
+}
+
+/* Split a TCP super-packet into `count` segments of at most `size` payload bytes, back
+ * to back in `out` (out_cap bytes), their lengths in out_len. `header` is the super-
+ * packet's IP and TCP headers (hlen bytes, TCP at `tcp`) with the TCP checksum zeroed;
+ * `payload` its payload_len bytes. base_sum is the sum of what every segment shares (see
+ * tcp_segment). Per segment i: IPv4 Total Length, ID + i and header checksum (or IPv6
+ * Payload Length), sequence number + i·size, FIN and PSH on the last only, CWR on the
+ * first only, the full TCP checksum. 0, or -1 if `out` is too small. */
+int larval_tcp_segment(const unsigned char *header, size_t hlen, size_t tcp, int version,
+                       const unsigned char *payload, size_t payload_len, size_t size,
+                       size_t count, uint32_t seq0, unsigned int flags0, uint32_t ip_id0,
+                       uint32_t base_sum, unsigned char *out, size_t out_cap, size_t *out_len)
+{
+    size_t tcp_hdr_len = hlen - tcp, off = 0, i;
+
+    if (size == 0 || tcp + 20 > hlen)
+        return -1;
+    for (i = 0; i < count; i++) {
+        size_t start = i * size;
+        size_t chunk = start < payload_len ? payload_len - start : 0;
+        unsigned char *seg = out + off;
+        uint32_t seq = (uint32_t)(seq0 + (uint64_t)i * size);
+        unsigned int flags = flags0;
+        uint64_t total;
+
+        if (chunk > size)
+            chunk = size;
+        if (hlen + chunk > out_cap - off)
+            return -1;
+        memcpy(seg, header, hlen);
+        if (version == 4) {
+            put16(seg + 2, (uint32_t)(hlen + chunk));
+            put16(seg + 4, (ip_id0 + (uint32_t)i) & 0xFFFF);
+            seg[10] = seg[11] = 0;
+            put16(seg + 10, fold(sum16(seg, tcp)));
+        } else {
+            put16(seg + 4, (uint32_t)(tcp_hdr_len + chunk));
+        }
+        put32(seg + tcp + 4, seq);
+        if (i != count - 1)
+            flags &= ~(unsigned int)(TCP_FIN | TCP_PSH);
+        if (i)
+            flags &= ~(unsigned int)TCP_CWR;
+        seg[tcp + 13] = (unsigned char)flags;
+        memcpy(seg + hlen, payload + start, chunk);
+        total = (uint64_t)base_sum + (seq >> 16) + (seq & 0xFFFF) + flags + tcp_hdr_len + chunk
+                + sum16(seg + hlen, chunk);
+        put16(seg + tcp + 16, fold(total));
+        out_len[i] = hlen + chunk;
+        off += hlen + chunk;
+    }
+    return 0;
+}
+
+/* Whether each of n TCP packets (back to back in `in`, packet i in_len[i] bytes with its
+ * TCP header at tcp[i], IPv4 or IPv6 by its first byte) has a verifying IPv4 header
+ * checksum (IPv4) and TCP checksum: ok[i] = 1 or 0. */
+static void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const size_t *in_len,
+                                    const size_t *tcp, unsigned char *ok)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const unsigned char *p = in;
+        size_t len = in_len[i], t = tcp[i];
+        uint64_t total;
+
+        in += len;
+        ok[i] = 0;
+        if (len < 20 || t > len)
+            continue;
+        if (p[0] >> 4 == 4) {
+            if (t < 20 || sum16(p, t) % 0xFFFF != 0)
+                continue;
+            total = sum16(p + 12, 8);
+        } else {
+            if (len < 40 || t < 40)
+                continue;
+            total = sum16(p + 8, 32);
+        }
+        total += 6 + (len - t) + sum16(p + t, len - t);
+        ok[i] = total % 0xFFFF == 0;
+    }
+}
+
+/* Coalescing (net/offload.py `coalesce`, the reference): consecutive TCP segments of one
+ * flow merged into one GSO_TCPV4 / GSO_TCPV6 write with a virtio_net_hdr. */
+
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define TCP_URG 0x20
+#define TCP_NO_COALESCE (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG)
+#define IPV4_DF 0x4000
+#define IPV4_MF_OFFSET 0x3FFF
+#define VNET_F_NEEDS_CSUM 1
+#define VNET_GSO_TCPV4 1
+#define VNET_GSO_TCPV6 4
+#define VNET_HDR_LEN 10
+
+static uint32_t get16(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* What merging needs of a TCP data segment (offload.py `_candidate`). */
+struct co_cand {
+    size_t tcp, hlen;
+    uint32_t seq;
+    unsigned int flags;
+    long ip_id; /* -1: DF set, the ID is free */
+};
+
+static int co_candidate(const unsigned char *p, size_t n, struct co_cand *c)
+{
+    unsigned int b0, offset;
+    uint32_t frag;
+
+    if (n < 40)
+        return 0;
+    b0 = p[0];
+    if (b0 >> 4 == 4) {
+        c->tcp = (size_t)(b0 & 0x0F) * 4;
+        if (c->tcp < 20 || c->tcp + 20 > n)
+            return 0;
+        frag = get16(p + 6);
+        if (get16(p + 2) != n || p[9] != 6 || frag & IPV4_MF_OFFSET)
+            return 0;
+        c->ip_id = frag & IPV4_DF ? -1 : (long)get16(p + 4);
+    } else if (b0 >> 4 == 6) {
+        if (n < 60 || get16(p + 4) + 40 != n || p[6] != 6)
+            return 0;
+        c->tcp = 40;
+        c->ip_id = -1;
+    } else {
+        return 0;
+    }
+    offset = p[c->tcp + 12];
+    c->flags = p[c->tcp + 13];
+    c->hlen = c->tcp + (size_t)(offset >> 4) * 4;
+    c->seq = get32(p + c->tcp + 4);
+    if (offset < 0x50 || c->hlen >= n || c->flags & TCP_NO_COALESCE || !(c->flags & TCP_ACK))
+        return 0;
+    return 1;
+}
+
+/* Whether a and b are of one flow: addresses and ports. */
+static int co_same_flow(const unsigned char *a, size_t a_tcp, const unsigned char *b,
+                        size_t b_tcp)
+{
+    if (a[0] >> 4 != b[0] >> 4)
+        return 0;
+    if (a[0] >> 4 == 4)
+        return memcmp(a + 12, b + 12, 8) == 0 && memcmp(a + a_tcp, b + b_tcp, 4) == 0;
+    return memcmp(a + 8, b + 8, 36) == 0;
+}
+
+/* Whether the headers (hlen bytes) are equal but for what may differ between segments of
+ * one write (offload.py `_shape_mask`): IPv4 Total Length, ID and header checksum, IPv6
+ * Payload Length, the TCP sequence number, PSH and the TCP checksum. */
+static int co_same_shape(const unsigned char *a, const unsigned char *b, size_t tcp,
+                         size_t hlen)
+{
+    size_t i;
+
+    for (i = 0; i < hlen; i++) {
+        unsigned int mask = 0xFF;
+
+        if (a[0] >> 4 == 4 && ((i >= 2 && i < 6) || i == 10 || i == 11))
+            mask = 0;
+        else if (a[0] >> 4 == 6 && (i == 4 || i == 5))
+            mask = 0;
+        else if ((i >= tcp + 4 && i < tcp + 8) || i == tcp + 16 || i == tcp + 17)
+            mask = 0;
+        else if (i == tcp + 13)
+            mask = 0xFF & ~TCP_PSH;
+        if ((a[i] ^ b[i]) & mask)
+            return 0;
+    }
+    return 1;
+}
+
+struct co_group {
+    size_t first, last, count, gso_size, total, limit;
+    struct co_cand cand;
+    uint32_t next_seq;
+    long next_id;
+    unsigned int last_flags;
+};
+
+/* Coalesce n IP packets (back to back in `in`, packet i in_len[i] bytes) into TUN writes,
+ * each with its virtio header, back to back in `out` (out_cap bytes: the input's length
+ * plus 10 per packet always suffices); write k's length in write_len[k] (room for n).
+ * Returns the number of writes, or -1 if out of memory or room. The rules are those of
+ * offload.py `coalesce`, which this matches byte for byte. */
+long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
+                         unsigned char *out, size_t out_cap, size_t *write_len)
+{
+    const unsigned char **pkt = NULL;
+    struct co_cand *cand = NULL;
+    unsigned char *is_cand = NULL;
+    size_t *next = NULL, *open = NULL;
+    struct co_group *groups = NULL;
+    size_t i, k, n_groups = 0, n_open = 0, off = 0;
+    long result = -1;
+
+    pkt = malloc((n ? n : 1) * sizeof *pkt);
+    cand = malloc((n ? n : 1) * sizeof *cand);
+    is_cand = malloc(n ? n : 1);
+    next = malloc((n ? n : 1) * sizeof *next);
+    open = malloc((n ? n : 1) * sizeof *open);
+    groups = malloc((n ? n : 1) * sizeof *groups);
+    if (!pkt || !cand || !is_cand || !next || !open || !groups)
+        goto done;
+    for (i = 0; i < n; i++) {
+        pkt[i] = in;
+        in += in_len[i];
+        memset(&cand[i], 0, sizeof cand[i]);
+        is_cand[i] = (unsigned char)co_candidate(pkt[i], in_len[i], &cand[i]);
+        if (is_cand[i]) {
+            unsigned char ok;
+            larval_tcp_checksums_ok(1, pkt[i], &in_len[i], &cand[i].tcp, &ok);
+            is_cand[i] = ok;
+        }
+    }
+    /* Groups in the order of their first packet; a packet that is no candidate is a
+     * group of one that nothing joins. */
+    for (i = 0; i < n; i++) {
+        struct co_group *g = NULL;
+        struct co_cand *c = &cand[i];
+        size_t payload = in_len[i] - (is_cand[i] ? c->hlen : 0), found = n_open;
+
+        next[i] = (size_t)-1;
+        if (is_cand[i]) {
+            for (k = 0; k < n_open; k++) {
+                struct co_group *o = &groups[open[k]];
+                if (co_same_flow(pkt[o->first], o->cand.tcp, pkt[i], c->tcp)) {
+                    found = k;
+                    break;
+                }
+            }
+            if (found < n_open) {
+                g = &groups[open[found]];
+                if (g->cand.hlen == c->hlen && pkt[g->first][0] == pkt[i][0]
+                    && co_same_shape(pkt[g->first], pkt[i], c->tcp, c->hlen)
+                    && c->seq == g->next_seq && payload <= g->gso_size
+                    && c->ip_id == g->next_id && g->total + payload <= g->limit) {
+                    next[g->last] = i;
+                    g->last = i;
+                    g->count++;
+                    g->total += payload;
+                    g->last_flags = c->flags;
+                    g->next_seq = c->seq + (uint32_t)payload;
+                    if (c->ip_id >= 0)
+                        g->next_id = (c->ip_id + 1) & 0xFFFF;
+                } else {
+                    /* A new write for the flow: the old one takes no more. */
+                    open[found] = open[--n_open];
+                    found = n_open;
+                    g = NULL;
+                }
+            }
+        }
+        if (g == NULL) {
+            g = &groups[n_groups];
+            g->first = g->last = i;
+            g->count = 1;
+            g->cand = *c;
+            g->gso_size = payload;
+            g->total = in_len[i];
+            g->limit = 0xFFFF + (pkt[i][0] >> 4 == 6 ? 40 : 0);
+            g->last_flags = c->flags;
+            g->next_seq = c->seq + (uint32_t)payload;
+            g->next_id = c->ip_id < 0 ? -1 : (c->ip_id + 1) & 0xFFFF;
+            if (is_cand[i]) {
+                open[n_open] = n_groups;
+                found = n_open++;
+            }
+            n_groups++;
+        }
+        /* Nothing may follow a segment with PSH, or one shorter than the first. */
+        if (is_cand[i] && found < n_open && (c->flags & TCP_PSH || payload < g->gso_size))
+            open[found] = open[--n_open];
+    }
+    for (k = 0; k < n_groups; k++) {
+        struct co_group *g = &groups[k];
+        const unsigned char *first = pkt[g->first];
+        size_t tcp = g->cand.tcp, hlen = g->cand.hlen, need;
+        unsigned char *w = out + off;
+        uint16_t vnet[5];
+        uint64_t pseudo;
+        unsigned char gso_type;
+
+        need = VNET_HDR_LEN + (g->count == 1 ? in_len[g->first] : g->total);
+        if (need > out_cap - off)
+            goto done;
+        if (g->count == 1) {
+            memset(w, 0, VNET_HDR_LEN);
+            memcpy(w + VNET_HDR_LEN, first, in_len[g->first]);
+        } else {
+            unsigned char *head = w + VNET_HDR_LEN, *q = head + hlen;
+            memcpy(head, first, hlen);
+            if (first[0] >> 4 == 4) {
+                put16(head + 2, (uint32_t)g->total);
+                head[10] = head[11] = 0;
+                put16(head + 10, fold(sum16(head, tcp)));
+                gso_type = VNET_GSO_TCPV4;
+                pseudo = sum16(head + 12, 8);
+            } else {
+                put16(head + 4, (uint32_t)(g->total - 40));
+                gso_type = VNET_GSO_TCPV6;
+                pseudo = sum16(head + 8, 32);
+            }
+            head[tcp + 13] |= (unsigned char)(g->last_flags & TCP_PSH);
+            /* CHECKSUM_PARTIAL: the pseudo-header sum, not complemented. */
+            pseudo = (pseudo + 6 + g->total - tcp) % 0xFFFF;
+            put16(head + tcp + 16, pseudo ? (uint32_t)pseudo : 0xFFFF);
+            for (i = g->first; i != (size_t)-1; i = next[i]) {
+                memcpy(q, pkt[i] + hlen, in_len[i] - hlen);
+                q += in_len[i] - hlen;
+            }
+            /* struct virtio_net_hdr in the host's byte order (legacy virtio). */
+            w[0] = VNET_F_NEEDS_CSUM;
+            w[1] = gso_type;
+            vnet[0] = (uint16_t)hlen;
+            vnet[1] = (uint16_t)g->gso_size;
+            vnet[2] = (uint16_t)tcp;
+            vnet[3] = 16;
+            memcpy(w + 2, vnet, 8);
+        }
+        write_len[k] = need;
+        off += need;
+    }
+    result = (long)n_groups;
+done:
+    free(pkt);
+    free(cand);
+    free(is_cand);
+    free(next);
+    free(open);
+    free(groups);
+    return result;
 }

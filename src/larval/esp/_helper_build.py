@@ -24,7 +24,14 @@ ffibuilder.cdef(
                         unsigned char *out, size_t out_cap, size_t *out_len);
     int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
                         const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
-                        unsigned char *ok);
+                        unsigned char *status, uint32_t *payload_len, unsigned char *nh);
+    int larval_tcp_segment(const unsigned char *header, size_t hlen, size_t tcp, int version,
+                           const unsigned char *payload, size_t payload_len, size_t size,
+                           size_t count, uint32_t seq0, unsigned int flags0, uint32_t ip_id0,
+                           uint32_t base_sum, unsigned char *out, size_t out_cap,
+                           size_t *out_len);
+    long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
+                             unsigned char *out, size_t out_cap, size_t *write_len);
     """
 )
 ffibuilder.set_source(

@@ -3,8 +3,10 @@
 The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
 libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
 the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
-16-byte ICV and 128- or 256-bit keys. Everything else, and every decision that carries
-state (sequence numbers, the anti-replay window, drop counters), stays in Python.
+16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens. It
+also holds the TUN offload's TCP segmentation and coalescing (`larval.net.offload`).
+Everything else, and every decision that carries state (sequence numbers, the
+anti-replay window, drop counters), stays in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
 or unset / ``auto`` (compiled where built).
@@ -21,11 +23,16 @@ from larval.esp.errors import EspConfigError
 
 __all__ = [
     "HELPER_ENV",
+    "OPEN_AUTH",
+    "OPEN_OK",
+    "OPEN_PADDING",
     "EspPath",
     "GcmBatch",
     "built",
+    "compiled",
     "esp_path",
     "gcm_batch",
+    "new_uncleared",
     "selected_path",
 ]
 
@@ -110,6 +117,38 @@ def gcm_batch(key: bytes, salt: bytes, path: str | None = None) -> GcmBatch | No
     return GcmBatch(module, key, salt)
 
 
+#: `GcmBatch.open`'s status of a packet, as `_helper.c` defines them.
+OPEN_OK = 0
+OPEN_AUTH = 1
+OPEN_PADDING = 2
+
+
+def compiled() -> Any:
+    """The compiled module where the compiled path runs (`selected_path`), else None;
+    for the other batch loops it holds (TCP segmentation and coalescing, net/offload).
+
+    Called from the packet loops, it never raises: a bad ``LARVAL_ESP_HELPER`` is
+    refused by name where the dataplane starts and where SAs are made, and here the
+    Python path serves."""
+    try:
+        path = selected_path()
+    except EspConfigError:
+        return None
+    return _load()[0] if path == "compiled" else None
+
+
+def new_uncleared(ctype: str, size: int) -> Any:
+    """A cffi array left unzeroed: every byte of it is written before it is read."""
+    module, _ = _load()
+    allocators = _ALLOCATORS
+    if not allocators:
+        allocators.append(module.ffi.new_allocator(should_clear_after_alloc=False))
+    return allocators[0](ctype, size)
+
+
+_ALLOCATORS: list[Any] = []
+
+
 class GcmBatch:
     """AES-GCM keys in OpenSSL EVP contexts, for the batch calls of one SA direction.
 
@@ -138,38 +177,48 @@ class GcmBatch:
         joined = b"".join(inners)
         # Each packet: 16 header and IV, up to 3 padding, 2 trailer, 16 ICV.
         cap = len(joined) + 37 * n
-        out = ffi.new("unsigned char[]", cap)
-        out_len = ffi.new("size_t[]", n)
+        out = new_uncleared("unsigned char[]", cap)
+        out_len = new_uncleared("size_t[]", n)
         rc = self._lib.larval_gcm_seal(
             self._ctx, spi, seq0, int(esn), n, ffi.from_buffer(joined),
             ffi.new("size_t[]", lengths), bytes(next_headers), out, cap, out_len,
         )  # fmt: skip
         if rc != 0:
             raise EspConfigError("OpenSSL failed to seal an ESP batch")
-        view = ffi.buffer(out)
+        # One copy out of the cffi buffer, then plain bytes slices (cheaper than slicing
+        # the cffi buffer, or indexing the cffi array, once per packet).
+        sizes: list[int] = ffi.unpack(out_len, n)
+        raw = ffi.buffer(out, sum(sizes))[:]
         made: list[bytes] = []
         off = 0
-        for i in range(n):
-            end = off + out_len[i]
-            made.append(view[off:end])
+        for size in sizes:
+            end = off + size
+            made.append(raw[off:end])
             off = end
         return made
 
     def open(
         self, esn: bool, packets: list[bytes], seq_his: list[int]
-    ) -> tuple[memoryview, list[int], bytes]:
-        """Verify and decrypt `packets` (each at least 36 bytes): the plaintexts back to
-        back (packet i's is ``len(packets[i]) - 32`` bytes), their offsets, and per packet
-        1 if its ICV verified, else 0."""
+    ) -> tuple[bytes, list[int], bytes, list[int], bytes]:
+        """Verify and decrypt `packets` (each at least 36 bytes) and check their padding.
+
+        Returns the plaintexts back to back (packet i's is ``len(packets[i]) - 32`` bytes
+        from offset i), the offsets, and per packet its status (`OPEN_OK`, `OPEN_AUTH`:
+        the ICV did not verify, `OPEN_PADDING`: it did, but the padding is wrong), its
+        payload length and its Next Header (both 0 unless OK)."""
         ffi = self._ffi
+        new = new_uncleared
         n = len(packets)
         lengths = [len(p) for p in packets]
         joined = b"".join(packets)
-        out = ffi.new("unsigned char[]", max(1, len(joined) - 32 * n))
-        ok = ffi.new("unsigned char[]", n)
+        size = max(1, len(joined) - 32 * n)
+        out = new("unsigned char[]", size)
+        status = new("unsigned char[]", n)
+        payload = new("uint32_t[]", n)
+        next_headers = new("unsigned char[]", n)
         rc = self._lib.larval_gcm_open(
             self._ctx, int(esn), n, ffi.from_buffer(joined), ffi.new("size_t[]", lengths),
-            ffi.new("uint32_t[]", seq_his), out, ok,
+            ffi.new("uint32_t[]", seq_his), out, status, payload, next_headers,
         )  # fmt: skip
         if rc != 0:
             raise EspConfigError("OpenSSL failed to open an ESP batch")
@@ -178,4 +227,10 @@ class GcmBatch:
         for length in lengths:
             offsets.append(off)
             off += length - 32
-        return memoryview(ffi.buffer(out)), offsets, ffi.buffer(ok)[:]
+        return (
+            ffi.buffer(out, size)[:],
+            offsets,
+            ffi.buffer(status, n)[:],
+            memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
+            ffi.buffer(next_headers, n)[:],
+        )

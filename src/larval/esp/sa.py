@@ -39,7 +39,7 @@ from larval.esp.errors import (
     EspTruncatedError,
     EspUnknownSpiError,
 )
-from larval.esp.helper import GcmBatch, gcm_batch
+from larval.esp.helper import OPEN_AUTH, OPEN_OK, GcmBatch, gcm_batch
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
 
@@ -395,9 +395,10 @@ class EspSa:
         """`decrypt_batch` with the ICVs and decryption in one compiled call.
 
         First the checks before the ICV against the window as it stands; then the
-        compiled call for the packets that passed; then, in order, the replay check
-        again (the batch's earlier packets may have moved the window), the padding and
-        the window update. A packet whose check now fails is dropped as `decrypt` would;
+        compiled call for the packets that passed, which verifies each ICV, decrypts and
+        checks the padding; then, in order, the replay check again (the batch's earlier
+        packets may have moved the window), the compiled call's verdict and the window
+        update. A packet whose check now fails is dropped as `decrypt` would;
         one whose inferred ESN high bits changed, or that failed the first check, takes
         `decrypt` itself: the outcome is that of `decrypt` packet by packet."""
         replay = self.replay
@@ -427,7 +428,7 @@ class EspSa:
             chosen.append(bytes(esp))
             seq_his.append(seq >> 32)
         if chosen:
-            plain, offsets, ok = batch.open(esn, chosen, seq_his)
+            plain, offsets, status, lengths, next_headers = batch.open(esn, chosen, seq_his)
         results: list[EspDecrypted] = []
         append, check, update = results.append, replay.check, replay.update
         k = 0
@@ -458,24 +459,23 @@ class EspSa:
                     if (replay.bitmap >> diff) & 1:
                         append(EspReplayError(f"sequence number {seq} already received"))
                         continue
-            if not ok[i]:
-                append(EspAuthError("ICV mismatch"))
+            verdict = status[i]
+            if verdict != OPEN_OK:
+                if verdict == OPEN_AUTH:
+                    append(EspAuthError("ICV mismatch"))
+                else:
+                    padlen = plain[offsets[i] + len(esp) - 34]
+                    append(EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong"))
                 continue
-            start = offsets[i]
-            length = len(esp) - 32
-            plaintext = plain[start : start + length]
-            # `_accept`, inline: padding, window, counters, dummy packets.
-            padlen = plaintext[-2]
-            end = length - 2 - padlen
-            if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
-                append(EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong"))
-                continue
+            # `_accept` after the compiled padding check: window, counters, dummy packets.
             update(seq)
+            end = lengths[i]
             self.packets_in += 1
             self.bytes_in += end
-            next_header = plaintext[-1]
+            next_header = next_headers[i]
             if next_header == IPPROTO_NONE:
                 append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
                 continue
-            append((next_header, bytes(plaintext[:end])))
+            start = offsets[i]
+            append((next_header, plain[start : start + end]))
         return results

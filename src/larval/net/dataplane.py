@@ -269,7 +269,12 @@ class Dataplane:
                     return False
                 log.warning("UDP receive failed: %s", e)
                 break
-            datagrams.extend((payload, _packed(host), port) for payload, (host, port) in batch)
+            if not batch:
+                continue
+            # A receive (one GRO batch) comes from one sender: its address is packed once.
+            host, port = batch[0][1]
+            peer = _packed(host)
+            datagrams.extend((payload, peer, port) for payload, _ in batch)
         path.inbound_udp_batch(datagrams, local, now)
         return True
 

@@ -18,17 +18,22 @@ The header uses the host's byte order: without `TUNSETVNETLE` the device speaks 
 virtio, which is native-endian (little-endian on x86 and arm64).
 
 IPv6 extension headers are not segmented or coalesced; IPv4 options are carried.
+
+Where the compiled helper runs (`larval.esp.helper`), segmentation and coalescing (with
+its checksum checks) are one C call each; the Python (numpy and per-packet) paths are the
+reference it is tested against byte for byte.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from larval.esp import helper
 from larval.esp.ip import internet_checksum
 from larval.esp.transforms import BytesLike
 from larval.net.errors import OffloadError
@@ -259,9 +264,37 @@ def tcp_segment(hdr: VirtioNetHdr, packet: BytesLike) -> list[bytes]:
     size = hdr.gso_size
     count = max(1, -(-(ip.end - hlen) // size))
     layout = _Layout(ip.version, tcp, hlen, ip.end, size, count, seq0, flags0, ip_id0, base_sum)
+    module = helper.compiled()
+    if module is not None:
+        return _segment_compiled(module, view, template, layout)
     if count >= _VECTOR_MIN_SEGMENTS and ip.end > hlen:
         return _segment_vectorised(view, template, layout)
     return _segment_python(view, template, layout)
+
+
+def _segment_compiled(
+    module: Any, view: memoryview, template: bytearray, lay: _Layout
+) -> list[bytes]:
+    """`tcp_segment` in one call of the compiled helper (`larval_tcp_segment`), its
+    segments written back to back into one buffer."""
+    ffi, lib = module.ffi, module.lib
+    payload = view[lay.hlen : lay.end]
+    count, hlen = lay.n_segments, lay.hlen
+    cap = count * hlen + len(payload)
+    out = helper.new_uncleared("unsigned char[]", max(1, cap))
+    lengths = helper.new_uncleared("size_t[]", count)
+    rc = lib.larval_tcp_segment(
+        bytes(template), hlen, lay.tcp, lay.version, ffi.from_buffer(payload), len(payload),
+        lay.size, count, lay.seq0, lay.flags0, lay.ip_id0, lay.base_sum, out, cap, lengths,
+    )  # fmt: skip
+    if rc != 0:
+        raise OffloadError(f"TCP segmentation of {lay.end} bytes failed")
+    buf = ffi.buffer(out, cap)[:]
+    # Every segment but the last is hlen + size bytes.
+    stride = hlen + lay.size
+    segments = [buf[i : i + stride] for i in range(0, (count - 1) * stride, stride)]
+    segments.append(buf[(count - 1) * stride : cap])
+    return segments
 
 
 def _segment_python(view: memoryview, template: bytearray, lay: _Layout) -> list[bytes]:
@@ -639,6 +672,9 @@ def coalesce(packets: Sequence[BytesLike]) -> list[bytes]:
     last. Writes keep the order of their first packet; packets of one flow keep their
     order. Everything else passes through behind a zero header.
     """
+    module = helper.compiled()
+    if module is not None:
+        return _coalesce_compiled(module, packets)
     plain: list[bytes] = []
     candidates: list[_Candidate | None] = []
     # Indices of candidates by length and first byte (IP version and header length).
@@ -687,3 +723,29 @@ def coalesce(packets: Sequence[BytesLike]) -> list[bytes]:
         if flags & _PSH or payload < group.gso_size:
             del open_groups[key]
     return [w if type(w) is bytes else w.build() for w in writes]  # type: ignore[union-attr]
+
+
+def _coalesce_compiled(module: Any, packets: Sequence[BytesLike]) -> list[bytes]:
+    """`coalesce` in one call of the compiled helper (`larval_tcp_coalesce`)."""
+    n = len(packets)
+    if not n:
+        return []
+    ffi, lib = module.ffi, module.lib
+    joined = b"".join(packets)
+    # At worst every packet is its own write, behind a zero header.
+    cap = len(joined) + VIRTIO_NET_HDR_LEN * n
+    out = helper.new_uncleared("unsigned char[]", cap)
+    lengths = helper.new_uncleared("size_t[]", n)
+    count = lib.larval_tcp_coalesce(
+        n, ffi.from_buffer(joined), ffi.new("size_t[]", [len(p) for p in packets]), out, cap,
+        lengths,
+    )  # fmt: skip
+    if count < 0:
+        raise OffloadError(f"coalescing {n} packets failed")
+    buf = ffi.buffer(out, cap)
+    writes: list[bytes] = []
+    off = 0
+    for length in lengths[0:count]:
+        writes.append(buf[off : off + length])
+        off += length
+    return writes
