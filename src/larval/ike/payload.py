@@ -43,6 +43,7 @@ __all__ = [
     "OpaquePayload",
     "RawPayload",
     "SecretPayload",
+    "notify_bytes",
     "pull_delete",
     "pull_notify",
     "push_chain",
@@ -236,22 +237,38 @@ class CertDataPayload:
         return cls(encoding, reader.pull_rest())
 
 
+_NOTIFY_HEAD = struct.Struct(">BBH")  # Protocol ID, SPI Size, Notify Message Type
+
+
+def notify_bytes(
+    codec: IkeCodec, protocol_id: int, notify_type: int, spi: bytes, data: bytes
+) -> bytes:
+    """Protocol ID, SPI Size, Notify Message Type, SPI, Notification Data: the Notify body
+    of RFC 7296 §3.10, and of RFC 2408 §3.14 after its DOI. A field out of range raises
+    `struct.error`, which `push_chain` turns into the codec's encode error."""
+    if len(spi) > 0xFF:
+        raise codec.encode_error(f"notify SPI of {len(spi)} bytes")
+    return _NOTIFY_HEAD.pack(protocol_id, len(spi), notify_type) + spi + data
+
+
 def push_notify(
     buf: Buffer, codec: IkeCodec, protocol_id: int, notify_type: int, spi: bytes, data: bytes
 ) -> None:
-    """Protocol ID, SPI Size, Notify Message Type, SPI, Notification Data: the Notify body
-    of RFC 7296 §3.10, and of RFC 2408 §3.14 after its DOI."""
-    if len(spi) > 0xFF:
-        raise codec.encode_error(f"notify SPI of {len(spi)} bytes")
-    buf.push_u8(protocol_id)
-    buf.push_u8(len(spi))
-    buf.push_u16be(notify_type)
-    buf.push_bytes(spi)
-    buf.push_bytes(data)
+    """`notify_bytes`, written to ``buf``."""
+    buf.push_bytes(notify_bytes(codec, protocol_id, notify_type, spi, data))
 
 
 def pull_notify(reader: NetReader) -> tuple[int, int, bytes, bytes]:
     """``(protocol_id, notify_type, spi, data)`` read as `push_notify` writes them."""
+    data = reader.peek_rest()
+    if len(data) >= _NOTIFY_HEAD.size:
+        # The common case in one unpack; a body too short for its SPI is read field by
+        # field below, which names what is missing.
+        protocol_id, spi_size, notify_type = _NOTIFY_HEAD.unpack_from(data)
+        end = _NOTIFY_HEAD.size + spi_size
+        if end <= len(data):
+            reader.pull_rest()
+            return protocol_id, notify_type, data[_NOTIFY_HEAD.size : end], data[end:]
     protocol_id = reader.pull_u8("Protocol ID")
     spi_size = reader.pull_u8("SPI Size")
     notify_type = reader.pull_u16("Notify Message Type")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from larval.ike.message import PayloadMessage, flags_of, pack_header, unpack_header
+from larval.ike.message import PayloadMessage, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
@@ -68,6 +68,10 @@ Unprotect: TypeAlias = Callable[[bytes, bytes], bytes]
 Overhead: TypeAlias = Callable[[int], int]
 
 _CRITICAL = 0x80  # RFC 7296 §3.2: the C bit, first bit of the second octet
+# The header's flags as ints, for the arithmetic done on every message.
+_INITIATOR = int(HeaderFlag.INITIATOR)
+_VERSION = int(HeaderFlag.VERSION)
+_RESPONSE = int(HeaderFlag.RESPONSE)
 _SEALED = (PayloadType.SK, PayloadType.SKF)
 
 
@@ -152,7 +156,8 @@ def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
 
 
 def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) -> PayloadType:
-    return PayloadType(payloads[0].payload_type if payloads else after)
+    number = payloads[0].payload_type if payloads else after
+    return _PAYLOAD_TYPES.get(number) or PayloadType(number)
 
 
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
@@ -223,11 +228,14 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
 
     @property
     def flags(self) -> HeaderFlag:
-        return flags_of(
-            HeaderFlag(0),
-            (HeaderFlag.INITIATOR, self.is_initiator),
-            (HeaderFlag.VERSION, self.higher_version),
-            (HeaderFlag.RESPONSE, self.is_response),
+        return HeaderFlag(self._flags_octet())
+
+    def _flags_octet(self) -> int:
+        """The Flags octet as an int (the header is written with it: no enum arithmetic)."""
+        return (
+            (_INITIATOR if self.is_initiator else 0)
+            | (_VERSION if self.higher_version else 0)
+            | (_RESPONSE if self.is_response else 0)
         )
 
     @classmethod
@@ -239,17 +247,18 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
     ) -> IkeMessage:
         """The message ``header`` heads, with ``payloads`` (none: the header's fields
         alone, as a fragment carries them)."""
+        flags = int(header.flags)
         return cls(
-            spi_i=header.spi_i,
-            spi_r=header.spi_r,
-            exchange_type=header.exchange_type,
-            is_initiator=bool(header.flags & HeaderFlag.INITIATOR),
-            is_response=bool(header.flags & HeaderFlag.RESPONSE),
-            message_id=header.message_id,
-            payloads=tuple(payloads),
-            unprotected=tuple(unprotected),
-            higher_version=bool(header.flags & HeaderFlag.VERSION),
-            minor_version=header.minor,
+            header.spi_i,
+            header.spi_r,
+            header.exchange_type,
+            bool(flags & _INITIATOR),
+            bool(flags & _RESPONSE),
+            header.message_id,
+            tuple(payloads),
+            tuple(unprotected),
+            bool(flags & _VERSION),
+            header.minor,
         )
 
     def header(self, next_payload: int, length: int) -> IkeHeader:
@@ -257,11 +266,11 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
         return IkeHeader(
             self.spi_i,
             self.spi_r,
-            PayloadType(next_payload),
+            _PAYLOAD_TYPES.get(next_payload) or PayloadType(next_payload),
             IKE_MAJOR_VERSION,
             self.minor_version,
             self.exchange_type,
-            int(self.flags),
+            self._flags_octet(),
             self.message_id,
             length,
         )
