@@ -74,10 +74,24 @@ def choose(
 ) -> tuple[Proposal, Suite] | None:
     """The first of our suites that one of their proposals can meet, and the proposal
     answered with: their number and SPI, one transform of each type they offered."""
-    theirs_offered = [(p, _by_type(from_wire(p))) for p in theirs if p.protocol_id == protocol]
+    offered = [p for p in theirs if p.protocol_id == protocol]
+    # The choice depends on the suites alone, not on the SPIs: the same offer against
+    # the same configuration, as in every setup of a connection, is chosen once.
+    choice = _choice(tuple(tuple(s) for s in ours), tuple(from_wire(p) for p in offered))
+    if choice is None:
+        return None
+    index, chosen = choice
+    proposal = offered[index]
+    return to_wire(proposal.number, protocol, proposal.spi, chosen), chosen
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _choice(ours: tuple[Suite, ...], theirs: tuple[Suite, ...]) -> tuple[int, Suite] | None:
+    """`choose` over suites: the index of the proposal taken, and what is taken of it."""
+    theirs_offered = [(i, _by_type(suite)) for i, suite in enumerate(theirs)]
     for suite in ours:
         wanted = dict(_wanted(tuple(suite)))
-        for proposal, offered_by_type in theirs_offered:
+        for index, offered_by_type in theirs_offered:
             picked: dict[int, Transform] = {}
             ok = True
             for ttype, candidates in offered_by_type:
@@ -98,9 +112,7 @@ def choose(
                     break
                 picked[ttype] = match
             if ok and all(ttype in picked for ttype in wanted if not _optional(ttype, wanted)):
-                chosen = tuple(picked[t] for t in sorted(picked))
-                answer = to_wire(proposal.number, protocol, proposal.spi, chosen)
-                return answer, chosen
+                return index, tuple(picked[t] for t in sorted(picked))
     return None
 
 

@@ -48,7 +48,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, IkeConfig, Suite, address_quality
-from larval.ike.datagram import version_of
+from larval.ike.datagram import address_of, version_of
 from larval.ike.errors import IkeNotifyError
 from larval.ike.events import (
     ChildSaDown,
@@ -588,7 +588,7 @@ class KeyManager:
                 self.cookies_sent += 1
             if not check.admitted:
                 return None
-        remote = ipaddress.ip_address(addr[0])
+        remote = address_of(addr[0])
         ike = _between(conn.ike, local, remote)
 
         def candidates() -> list[Candidate]:
@@ -627,7 +627,7 @@ class KeyManager:
         weighing twice the local, a connection of the version asked before one of both
         (``version = 0``); in the order configured where they tie."""
         try:
-            remote = ipaddress.ip_address(addr[0])
+            remote = address_of(addr[0])
         except ValueError:
             return []
         ranked = []
@@ -646,7 +646,7 @@ class KeyManager:
         match by addresses first, each as the session takes it: IKE_AUTH chooses among
         them by the peer's identity (`larval.ikev2.exchanges.select`), and the one it
         takes is the session's connection from then on."""
-        remote = ipaddress.ip_address(addr[0])
+        remote = address_of(addr[0])
         out = []
         for conn in self._connections_from(addr, local, (0, version)):
             ike = _between(conn.ike, local, remote)
