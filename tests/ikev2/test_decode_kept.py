@@ -100,3 +100,30 @@ def test_notify_fields_by_name() -> None:
 def test_short_bodies_name_the_field(ptype: PayloadType, body: bytes, match: str) -> None:
     with pytest.raises(IkeDecodeError, match=match):
         decode_payload(ptype, body)
+
+
+def test_proposals_of_the_same_transforms_keep_their_own_spi_and_number() -> None:
+    from larval.crypto.ike_transforms import Transform as Suite1
+    from larval.crypto.ike_transforms import TransformType
+    from larval.ikev2 import SaPayload
+    from larval.ikev2.negotiate import to_wire
+
+    suite = (Suite1(TransformType.ENCR, 20, 128), Suite1(TransformType.ESN, 0))
+    for number, spi in ((1, h("c0ffee01")), (3, h("c0ffee02"))):
+        proposal = to_wire(number, int(ProtocolId.ESP), spi, suite)
+        body = SaPayload((proposal,)).encode_body()
+        decoded = SaPayload.decode_body(body)
+        assert decoded == SaPayload((proposal,))
+        assert (decoded.proposals[0].number, decoded.proposals[0].spi) == (number, spi)
+
+
+def test_a_transform_count_that_disagrees_fails_every_time() -> None:
+    from larval.ikev2 import SaPayload
+
+    good = h("00 00 0014 01 03 04 01 c0ffee01  00 00 0008 01 00 0014")
+    assert len(SaPayload.decode_body(good).proposals[0].transforms) == 1
+    # The same transform bytes, Num Transforms 2: not taken from what was kept.
+    bad = h("00 00 0014 01 03 04 02 c0ffee01  00 00 0008 01 00 0014")
+    for _ in range(2):
+        with pytest.raises(IkeDecodeError, match="Num Transforms says 2"):
+            SaPayload.decode_body(bad)
