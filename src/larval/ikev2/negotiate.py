@@ -136,6 +136,15 @@ def narrow(
     offered: Sequence[TrafficSelector], allowed: Sequence[IPNetwork]
 ) -> tuple[TrafficSelector, ...]:
     """RFC 7296 §2.9: the parts of what the peer offered that policy allows."""
+    # The same selectors against the same policy, as in every setup of a connection:
+    # narrowed once (selectors and networks are immutable).
+    return _narrowed(tuple(offered), tuple(allowed))
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _narrowed(
+    offered: tuple[TrafficSelector, ...], allowed: tuple[IPNetwork, ...]
+) -> tuple[TrafficSelector, ...]:
     out: list[TrafficSelector] = []
     for ts in offered:
         if ts.ts_type not in (TsType.TS_IPV4_ADDR_RANGE, TsType.TS_IPV6_ADDR_RANGE):

@@ -31,6 +31,7 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -159,8 +160,10 @@ def esp_suite(proposal: EspProposal) -> Suite:
     return tuple(suite)
 
 
+@functools.lru_cache(maxsize=256)
 def proposal_of(suite: Suite) -> EspProposal:
-    """The negotiated ESP transforms as the SADB names them."""
+    """The negotiated ESP transforms as the SADB names them (the same few suites in every
+    setup: converted once each)."""
     encr = suite_get(suite, TransformType.ENCR)
     integ = suite_get(suite, TransformType.INTEG)
     assert encr is not None
