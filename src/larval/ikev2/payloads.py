@@ -286,9 +286,11 @@ class NotifyPayload:
         protocol_id, notify_type, spi, data = base.pull_notify(IkeReader(body, "Notify payload"))
         # Known numbers looked up without a call of the enum; an unknown one becomes its
         # pseudo-member through the call.
+        protocol = _PROTOCOLS.get(protocol_id)
+        kind = _NOTIFY_TYPES.get(notify_type)
         return cls(
-            _PROTOCOLS.get(protocol_id) or ProtocolId(protocol_id),
-            _NOTIFY_TYPES.get(notify_type) or NotifyType(notify_type),
+            ProtocolId(protocol_id) if protocol is None else protocol,
+            NotifyType(notify_type) if kind is None else kind,
             spi,
             data,
         )
@@ -614,12 +616,12 @@ def decode_payload(
         key = (payload_type, body)
         kept = _KEPT.get(key)
         if kept is None:
-            kept = decoder(PayloadType(payload_type), body, next_payload)
+            kept = decoder(PayloadType(payload_type), body, next_payload)  # once per body
             if len(_KEPT) >= _KEPT_MAX:
                 _KEPT.clear()
             _KEPT[key] = kept
         return kept
-    ptype = PayloadType(payload_type)
+    ptype = payload_type if type(payload_type) is PayloadType else PayloadType(payload_type)
     if decoder is None:
         if critical:
             raise IkeProtocolError(
