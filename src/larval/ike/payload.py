@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, Self, TypeVar
+from typing import ClassVar, NamedTuple, Protocol, Self, TypeVar
 
 from larval.wire import Buffer, LenientIntEnum, NetReader
 
@@ -70,11 +70,11 @@ class ChainPayload(Protocol):
 C = TypeVar("C", bound=ChainPayload)
 
 
-@dataclass(frozen=True, slots=True)
-class RawPayload:
+class RawPayload(NamedTuple):
     """One payload of a chain as `walk_chain` finds it, before its body is decoded.
 
-    ``data[start:end]`` is the payload with its generic header, as received.
+    ``data[start:end]`` is the payload with its generic header, as received. A tuple, not
+    a dataclass: one is made for every payload of every message read.
     """
 
     payload_type: LenientIntEnum
@@ -82,7 +82,13 @@ class RawPayload:
     flags: int  # the second octet: IKEv2's C bit, ISAKMP's RESERVED
     start: int
     end: int
-    data: bytes = field(repr=False)
+    data: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"RawPayload(payload_type={self.payload_type!r}, next_type={self.next_type}, "
+            f"flags={self.flags}, start={self.start}, end={self.end})"
+        )
 
     @property
     def body(self) -> bytes:
@@ -132,18 +138,19 @@ def push_chain(
     codec: IkeCodec,
     payloads: Sequence[C],
     after: int = NONE,
-    flags: Callable[[C], int] = lambda payload: 0,
+    flags: Callable[[C], int] | None = None,
 ) -> None:
     """Write each payload with its generic header; ``after`` is the last one's Next Payload.
 
     Each Next Payload is the type of the payload after it (RFC 7296 §3.2, RFC 2408 §3.2);
-    ``flags`` gives each one's second octet. A field out of range raises the codec's
-    encode error.
+    ``flags`` gives each one's second octet (None: 0 for every one). A field out of range
+    raises the codec's encode error.
     """
     parts = []
+    count = len(payloads)
     try:
         for i, payload in enumerate(payloads):
-            next_type = int(payloads[i + 1].payload_type) if i + 1 < len(payloads) else after
+            next_type = int(payloads[i + 1].payload_type) if i + 1 < count else after
             body = payload.encode_body()
             length = GENERIC_HEADER_SIZE + len(body)
             if length > 0xFFFF:
@@ -151,7 +158,8 @@ def push_chain(
                     f"structure of {length} bytes too long for its length field"
                 )
             # The header whole, its length known once the body is: one write a payload.
-            parts.append(_GENERIC.pack(next_type, flags(payload), length))
+            octet = 0 if flags is None else flags(payload)
+            parts.append(_GENERIC.pack(next_type, octet, length))
             parts.append(body)
     except struct.error as exc:
         raise codec.encode_error(f"payload field out of range: {exc}") from exc

@@ -23,7 +23,6 @@ inverse. The callbacks come from the crypto layer; this module only frames:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -44,7 +43,15 @@ from .constants import (
     PayloadType,
 )
 from .errors import IkeDecodeError, IkeEncodeError, IkeProtocolError
-from .payloads import NotifyPayload, Payload, SkfPayload, SkPayload, decode_payload, is_critical
+from .payloads import (
+    NotifyPayload,
+    Payload,
+    SkfPayload,
+    SkPayload,
+    UnknownPayload,
+    decode_payload,
+    is_critical,
+)
 
 __all__ = [
     "IkeHeader",
@@ -152,7 +159,13 @@ def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
                 raise IkeEncodeError("the Encrypted payload must be the last (RFC 7296 §3.14)")
             # RFC 7296 §3.14: SK's Next Payload names the first payload inside it.
             after = int(payload.first_inner)
-    push_chain(buf, CODEC, items, after, lambda p: _CRITICAL if is_critical(p) else 0)
+    # The C bit is set only on an unknown payload that came with it: most chains have none.
+    critical = any(isinstance(p, UnknownPayload) for p in items)
+    push_chain(buf, CODEC, items, after, _critical_bit if critical else None)
+
+
+def _critical_bit(payload: Payload) -> int:
+    return _CRITICAL if is_critical(payload) else 0
 
 
 def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) -> PayloadType:
@@ -344,7 +357,11 @@ def decode_protected(
         first = clear.payloads[0]
         plaintext = unprotect(data[: IKE_HEADER_SIZE + GENERIC_HEADER_SIZE], first.encrypted)
         inner, _ = decode_chain(plaintext, first.first_inner, inner=True)
-        return dataclasses.replace(clear, payloads=tuple(inner))
+        return IkeMessage(
+            clear.spi_i, clear.spi_r, clear.exchange_type, clear.is_initiator,
+            clear.is_response, clear.message_id, tuple(inner), clear.unprotected,
+            clear.higher_version, clear.minor_version,
+        )  # fmt: skip
     header = decode_header(data)
     outer, sk_start = decode_chain(data, header.next_payload, IKE_HEADER_SIZE)
     sk = outer.pop() if outer else None
