@@ -27,7 +27,13 @@ _SUITES_KEPT = 1024
 
 def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
     """One configured suite as the SA payload carries it (transforms in type order)."""
-    return Proposal(number, ProtocolId(protocol), spi, _wire_transforms(tuple(suite)))
+    protocol_id = _PROTOCOLS.get(protocol)
+    if protocol_id is None:
+        protocol_id = ProtocolId(protocol)
+    return Proposal(number, protocol_id, spi, _wire_transforms(tuple(suite)))
+
+
+_PROTOCOLS: dict[int, ProtocolId] = {int(member): member for member in ProtocolId}
 
 
 @functools.lru_cache(maxsize=_SUITES_KEPT)
