@@ -127,3 +127,15 @@ def test_a_transform_count_that_disagrees_fails_every_time() -> None:
     for _ in range(2):
         with pytest.raises(IkeDecodeError, match="Num Transforms says 2"):
             SaPayload.decode_body(bad)
+
+
+def test_a_long_body_is_decoded_each_time_not_kept() -> None:
+    # 32 IPv4 selectors: 4 + 32 x 16 bytes, past what is kept (a peer cannot make the
+    # memory held grow with the size of what it sends).
+    selectors = tuple(TrafficSelector.from_network(f"10.{i}.0.0/16") for i in range(32))
+    body = encode_chain([TsPayload(PayloadType.TSi, selectors)])[4:]
+    assert len(body) > 512
+    first = decode_payload(PayloadType.TSi, body)
+    again = decode_payload(PayloadType.TSi, body)
+    assert first == again == TsPayload(PayloadType.TSi, selectors)
+    assert again is not first

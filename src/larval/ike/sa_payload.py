@@ -147,6 +147,8 @@ _encode_once = functools.lru_cache(maxsize=_TRANSFORMS_KEPT)(_encode_transforms)
 
 #: Transforms decoded, by (proposal class, Protocol ID, Num Transforms, their bytes).
 _KEPT_TRANSFORMS: dict[tuple[type, int, int, bytes], tuple[_Transform, ...]] = {}
+#: Longer runs are read each time: what is kept stays under 1024 x 512 bytes.
+_KEPT_TRANSFORMS_BYTES = 512
 
 # Last Substruc, RESERVED, Proposal Length, Proposal Num, Protocol ID, SPI Size,
 # Num Transforms (RFC 7296 §3.3.1, RFC 2408 §3.5).
@@ -210,9 +212,10 @@ class Proposal:
         transforms = _KEPT_TRANSFORMS.get(key)
         if transforms is None:
             transforms = cls.pull_transforms(body, protocol_id, count)
-            if len(_KEPT_TRANSFORMS) >= _TRANSFORMS_KEPT:
-                _KEPT_TRANSFORMS.clear()
-            _KEPT_TRANSFORMS[key] = transforms
+            if len(rest) <= _KEPT_TRANSFORMS_BYTES:
+                if len(_KEPT_TRANSFORMS) >= _TRANSFORMS_KEPT:
+                    _KEPT_TRANSFORMS.clear()
+                _KEPT_TRANSFORMS[key] = transforms
         else:
             body.pull_rest()
         return cls(number, protocol_id, spi, transforms), marked_last

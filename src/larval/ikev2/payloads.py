@@ -599,6 +599,8 @@ KNOWN_PAYLOAD_TYPES = frozenset(PayloadType(t) for t in _DECODERS)
 _SAME_EACH_TIME = frozenset((PayloadType.IDi, PayloadType.IDr, PayloadType.TSi, PayloadType.TSr))
 _KEPT: dict[tuple[int, bytes], Payload] = {}
 _KEPT_MAX = 1024
+#: Longer bodies are decoded each time: what is kept stays under 1024 x 512 bytes.
+_KEPT_BODY_MAX = 512
 
 
 def decode_payload(
@@ -612,7 +614,12 @@ def decode_payload(
     (RFC 7296 §3.10.1). A known type ignores the critical bit (RFC 7296 §3.2).
     """
     decoder = _DECODERS.get(payload_type)
-    if decoder is not None and payload_type in _SAME_EACH_TIME and type(body) is bytes:
+    if (
+        decoder is not None
+        and payload_type in _SAME_EACH_TIME
+        and type(body) is bytes
+        and len(body) <= _KEPT_BODY_MAX
+    ):
         key = (payload_type, body)
         kept = _KEPT.get(key)
         if kept is None:
