@@ -249,6 +249,10 @@ class NetReader:
         self._pos = len(self._data)
         return self._data[pos:]
 
+    def peek_rest(self) -> bytes:
+        """What `pull_rest` would return, without moving."""
+        return self._data[self._pos :] if self._pos else self._data
+
     def pull_block(self, length: int, header_size: int, field: str) -> bytes:
         """The rest of a substructure whose length field said ``length``, header included.
 

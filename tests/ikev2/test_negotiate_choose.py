@@ -46,3 +46,21 @@ def test_list_of_transforms_is_taken() -> None:
     offered = to_wire(1, ESP, b"\x00\x00\x00\x05", [AES128GCM, NO_ESN])  # type: ignore[arg-type]
     assert from_wire(offered) == (AES128GCM, NO_ESN)
     assert choose([[AES128GCM, NO_ESN]], [offered], ESP) is not None  # type: ignore[list-item]
+
+
+def test_a_remembered_choice_answers_the_proposal_it_names() -> None:
+    # The same suites in the same order, other numbers, SPIs and protocols between them:
+    # the choice made for the first offer must answer the second's own proposal.
+    ah = int(ProtocolId.AH)
+    ours = [(AES256GCM, NO_ESN)]
+    first = [to_wire(1, ESP, b"\x00\x00\x00\x01", (AES128GCM, NO_ESN)),
+             to_wire(2, ESP, b"\x00\x00\x00\x01", (AES256GCM, NO_ESN))]  # fmt: skip
+    second = [to_wire(5, ah, b"\x00\x00\x00\x07", (AES256GCM, NO_ESN)),
+              to_wire(6, ESP, b"\x00\x00\x00\x08", (AES128GCM, NO_ESN)),
+              to_wire(7, ESP, b"\x00\x00\x00\x09", (AES256GCM, NO_ESN))]  # fmt: skip
+    picked = choose(ours, first, ESP)
+    assert picked is not None and picked[0].number == 2
+    again = choose(ours, second, ESP)
+    assert again is not None
+    assert (again[0].number, again[0].spi) == (7, b"\x00\x00\x00\x09")
+    assert again[1] == (AES256GCM, NO_ESN)

@@ -312,3 +312,28 @@ def test_inverse_acquire_built_and_its_answer_taken_without_a_whole_message(h: H
     assert inverse_acquire_answer(getspi_bytes(PEER, LOCAL, seq=1, pid=99)) is None
     assert inverse_acquire_answer(data[:-8]) is None
     assert inverse_acquire_answer(data[:10]) is None
+
+
+def test_inner_selectors_are_encoded_once_whatever_the_request_number() -> None:
+    """A CHILD_SA's request carries a new sequence number in every setup; its inner
+    selectors are the same, and are encoded once: the second request's UPDATE and ADD
+    come from what the first made, byte for byte the encoder's."""
+    from dataclasses import replace
+
+    from larval.keymgr import pfkey_side
+
+    request, src, dst = _REQUESTS["tunnel-two-families"]
+    assert request is not None
+    proposal = next(iter(_every_esp_proposal()))
+    keys = _keys(proposal, 0x80000001, src, dst)
+    lifetimes = _LIFETIMES["times"]
+    for seq in (101, 102):
+        asked = replace(request, seq=seq)
+        before = pfkey_side._inner_exts_of.cache_info()
+        for msg_type, inbound in ((SadbMsgType.UPDATE, True), (SadbMsgType.ADD, False)):
+            options = {"inbound": inbound, "seq": seq, "pid": 4321}
+            want = keyed_sa(msg_type, keys, asked, lifetimes, **options).encode()
+            assert keyed_sa_bytes(msg_type, keys, asked, lifetimes, **options) == want
+        after = pfkey_side._inner_exts_of.cache_info()
+        if seq == 102:
+            assert after.hits == before.hits + 2 and after.misses == before.misses

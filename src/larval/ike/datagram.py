@@ -8,12 +8,27 @@ reads the rest into a `Recipient`.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from typing import NamedTuple
 
-__all__ = ["HEADER_SIZE", "Recipient", "version_of"]
+__all__ = ["HEADER_SIZE", "Recipient", "address_of", "version_of"]
 
 HEADER_SIZE = 28  # octets, IKEv2's header and ISAKMP's alike
 _VERSION_OCTET = 17
+
+
+#: Distinct peer addresses whose parsed form is remembered: a gateway hears from the
+#: same few again and again, and parsing the text costs more than the rest of a lookup.
+_ADDRESSES_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=_ADDRESSES_KEPT)
+def address_of(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """`ipaddress.ip_address` of a datagram's source or destination as the socket gives
+    it (addresses are immutable: one object serves every datagram); ValueError for text
+    that is no address."""
+    return ipaddress.ip_address(text)
 
 
 def version_of(datagram: bytes) -> int | None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, Self, TypeVar
+from typing import ClassVar, NamedTuple, Protocol, Self, TypeVar
 
 from larval.wire import Buffer, LenientIntEnum, NetReader
 
@@ -43,6 +43,7 @@ __all__ = [
     "OpaquePayload",
     "RawPayload",
     "SecretPayload",
+    "notify_bytes",
     "pull_delete",
     "pull_notify",
     "push_chain",
@@ -69,11 +70,11 @@ class ChainPayload(Protocol):
 C = TypeVar("C", bound=ChainPayload)
 
 
-@dataclass(frozen=True, slots=True)
-class RawPayload:
+class RawPayload(NamedTuple):
     """One payload of a chain as `walk_chain` finds it, before its body is decoded.
 
-    ``data[start:end]`` is the payload with its generic header, as received.
+    ``data[start:end]`` is the payload with its generic header, as received. A tuple, not
+    a dataclass: one is made for every payload of every message read.
     """
 
     payload_type: LenientIntEnum
@@ -81,7 +82,13 @@ class RawPayload:
     flags: int  # the second octet: IKEv2's C bit, ISAKMP's RESERVED
     start: int
     end: int
-    data: bytes = field(repr=False)
+    data: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"RawPayload(payload_type={self.payload_type!r}, next_type={self.next_type}, "
+            f"flags={self.flags}, start={self.start}, end={self.end})"
+        )
 
     @property
     def body(self) -> bytes:
@@ -131,18 +138,19 @@ def push_chain(
     codec: IkeCodec,
     payloads: Sequence[C],
     after: int = NONE,
-    flags: Callable[[C], int] = lambda payload: 0,
+    flags: Callable[[C], int] | None = None,
 ) -> None:
     """Write each payload with its generic header; ``after`` is the last one's Next Payload.
 
     Each Next Payload is the type of the payload after it (RFC 7296 §3.2, RFC 2408 §3.2);
-    ``flags`` gives each one's second octet. A field out of range raises the codec's
-    encode error.
+    ``flags`` gives each one's second octet (None: 0 for every one). A field out of range
+    raises the codec's encode error.
     """
     parts = []
+    count = len(payloads)
     try:
         for i, payload in enumerate(payloads):
-            next_type = int(payloads[i + 1].payload_type) if i + 1 < len(payloads) else after
+            next_type = int(payloads[i + 1].payload_type) if i + 1 < count else after
             body = payload.encode_body()
             length = GENERIC_HEADER_SIZE + len(body)
             if length > 0xFFFF:
@@ -150,7 +158,8 @@ def push_chain(
                     f"structure of {length} bytes too long for its length field"
                 )
             # The header whole, its length known once the body is: one write a payload.
-            parts.append(_GENERIC.pack(next_type, flags(payload), length))
+            octet = 0 if flags is None else flags(payload)
+            parts.append(_GENERIC.pack(next_type, octet, length))
             parts.append(body)
     except struct.error as exc:
         raise codec.encode_error(f"payload field out of range: {exc}") from exc
@@ -236,22 +245,38 @@ class CertDataPayload:
         return cls(encoding, reader.pull_rest())
 
 
+_NOTIFY_HEAD = struct.Struct(">BBH")  # Protocol ID, SPI Size, Notify Message Type
+
+
+def notify_bytes(
+    codec: IkeCodec, protocol_id: int, notify_type: int, spi: bytes, data: bytes
+) -> bytes:
+    """Protocol ID, SPI Size, Notify Message Type, SPI, Notification Data: the Notify body
+    of RFC 7296 §3.10, and of RFC 2408 §3.14 after its DOI. A field out of range raises
+    `struct.error`, which `push_chain` turns into the codec's encode error."""
+    if len(spi) > 0xFF:
+        raise codec.encode_error(f"notify SPI of {len(spi)} bytes")
+    return _NOTIFY_HEAD.pack(protocol_id, len(spi), notify_type) + spi + data
+
+
 def push_notify(
     buf: Buffer, codec: IkeCodec, protocol_id: int, notify_type: int, spi: bytes, data: bytes
 ) -> None:
-    """Protocol ID, SPI Size, Notify Message Type, SPI, Notification Data: the Notify body
-    of RFC 7296 §3.10, and of RFC 2408 §3.14 after its DOI."""
-    if len(spi) > 0xFF:
-        raise codec.encode_error(f"notify SPI of {len(spi)} bytes")
-    buf.push_u8(protocol_id)
-    buf.push_u8(len(spi))
-    buf.push_u16be(notify_type)
-    buf.push_bytes(spi)
-    buf.push_bytes(data)
+    """`notify_bytes`, written to ``buf``."""
+    buf.push_bytes(notify_bytes(codec, protocol_id, notify_type, spi, data))
 
 
 def pull_notify(reader: NetReader) -> tuple[int, int, bytes, bytes]:
     """``(protocol_id, notify_type, spi, data)`` read as `push_notify` writes them."""
+    data = reader.peek_rest()
+    if len(data) >= _NOTIFY_HEAD.size:
+        # The common case in one unpack; a body too short for its SPI is read field by
+        # field below, which names what is missing.
+        protocol_id, spi_size, notify_type = _NOTIFY_HEAD.unpack_from(data)
+        end = _NOTIFY_HEAD.size + spi_size
+        if end <= len(data):
+            reader.pull_rest()
+            return protocol_id, notify_type, data[_NOTIFY_HEAD.size : end], data[end:]
     protocol_id = reader.pull_u8("Protocol ID")
     spi_size = reader.pull_u8("SPI Size")
     notify_type = reader.pull_u16("Notify Message Type")

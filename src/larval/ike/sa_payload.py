@@ -14,6 +14,7 @@ version's ``sa_payload``: the transform's layout, the SA payload's DOI and Situa
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Self, TypeVar
@@ -144,6 +145,15 @@ def _encode_transforms(transforms: Sequence[_Transform]) -> bytes:
 _TRANSFORMS_KEPT = 1024
 _encode_once = functools.lru_cache(maxsize=_TRANSFORMS_KEPT)(_encode_transforms)
 
+#: Transforms decoded, by (proposal class, Protocol ID, Num Transforms, their bytes).
+_KEPT_TRANSFORMS: dict[tuple[type, int, int, bytes], tuple[_Transform, ...]] = {}
+#: Longer runs are read each time: what is kept stays under 1024 x 512 bytes.
+_KEPT_TRANSFORMS_BYTES = 512
+
+# Last Substruc, RESERVED, Proposal Length, Proposal Num, Protocol ID, SPI Size,
+# Num Transforms (RFC 7296 §3.3.1, RFC 2408 §3.5).
+_PROPOSAL_HEAD = struct.Struct(">BBHBBBB")
+
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
@@ -172,14 +182,16 @@ class Proposal:
                 f"proposal {self.number}: {len(spi)}-byte SPI, "
                 f"{len(transforms)} transforms (255 at most)"
             )
-        with codec.block(buf):
-            self.substructure.push_header(buf, last)
-            buf.push_u8(self.number)
-            buf.push_u8(self.protocol_id)
-            buf.push_u8(len(spi))
-            buf.push_u8(len(transforms))
-            buf.push_bytes(spi)
-            buf.push_bytes(_encoded_transforms(transforms))
+        encoded = _encoded_transforms(transforms)
+        length = _PROPOSAL_HEAD.size + len(spi) + len(encoded)
+        if length > 0xFFFF:
+            raise codec.encode_error(f"structure of {length} bytes too long for its length field")
+        # The header whole, its length known from the parts: one write a proposal.
+        mark = 0 if last else self.substructure.more
+        head = _PROPOSAL_HEAD.pack(
+            mark, 0, length, self.number, self.protocol_id, len(spi), len(transforms)
+        )
+        buf.push_bytes(head + spi + encoded)
 
     @classmethod
     def decode(cls, reader: NetReader) -> tuple[Self, bool]:
@@ -187,12 +199,25 @@ class Proposal:
         body, marked_last = cls.substructure.pull(reader)
         number_field, protocol_field, count_field = cls.field_names
         number = body.pull_u8(number_field)
-        body.what = f"proposal {number}"
         protocol_id = cls.protocols(body.pull_u8(protocol_field))
         spi_size = body.pull_u8("SPI Size")
         count = body.pull_u8(count_field)
+        body.what = f"proposal {number}"
         spi = body.pull_bytes(spi_size, "SPI")
-        transforms = cls.pull_transforms(body, protocol_id, count)
+        # A peer offers the same transforms in every exchange, under a new SPI each time
+        # (a CHILD_SA's): read once for each distinct run of bytes (bounded, emptied when
+        # full), as `_encode_once` writes ours once. What fails to decode is not kept.
+        rest = body.peek_rest()
+        key = (cls, int(protocol_id), count, rest)
+        transforms = _KEPT_TRANSFORMS.get(key)
+        if transforms is None:
+            transforms = cls.pull_transforms(body, protocol_id, count)
+            if len(rest) <= _KEPT_TRANSFORMS_BYTES:
+                if len(_KEPT_TRANSFORMS) >= _TRANSFORMS_KEPT:
+                    _KEPT_TRANSFORMS.clear()
+                _KEPT_TRANSFORMS[key] = transforms
+        else:
+            body.pull_rest()
         return cls(number, protocol_id, spi, transforms), marked_last
 
     @classmethod

@@ -23,12 +23,11 @@ inverse. The callbacks come from the crypto layer; this module only frames:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from larval.ike.message import PayloadMessage, flags_of, pack_header, unpack_header
+from larval.ike.message import PayloadMessage, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
 from larval.wire import Buffer
 
@@ -44,7 +43,15 @@ from .constants import (
     PayloadType,
 )
 from .errors import IkeDecodeError, IkeEncodeError, IkeProtocolError
-from .payloads import NotifyPayload, Payload, SkfPayload, SkPayload, decode_payload, is_critical
+from .payloads import (
+    NotifyPayload,
+    Payload,
+    SkfPayload,
+    SkPayload,
+    UnknownPayload,
+    decode_payload,
+    is_critical,
+)
 
 __all__ = [
     "IkeHeader",
@@ -68,6 +75,10 @@ Unprotect: TypeAlias = Callable[[bytes, bytes], bytes]
 Overhead: TypeAlias = Callable[[int], int]
 
 _CRITICAL = 0x80  # RFC 7296 §3.2: the C bit, first bit of the second octet
+# The header's flags as ints, for the arithmetic done on every message.
+_INITIATOR = int(HeaderFlag.INITIATOR)
+_VERSION = int(HeaderFlag.VERSION)
+_RESPONSE = int(HeaderFlag.RESPONSE)
 _SEALED = (PayloadType.SK, PayloadType.SKF)
 
 
@@ -148,11 +159,18 @@ def _push_chain(buf: Buffer, payloads: Iterable[Payload], after: int) -> None:
                 raise IkeEncodeError("the Encrypted payload must be the last (RFC 7296 §3.14)")
             # RFC 7296 §3.14: SK's Next Payload names the first payload inside it.
             after = int(payload.first_inner)
-    push_chain(buf, CODEC, items, after, lambda p: _CRITICAL if is_critical(p) else 0)
+    # The C bit is set only on an unknown payload that came with it: most chains have none.
+    critical = any(isinstance(p, UnknownPayload) for p in items)
+    push_chain(buf, CODEC, items, after, _critical_bit if critical else None)
+
+
+def _critical_bit(payload: Payload) -> int:
+    return _CRITICAL if is_critical(payload) else 0
 
 
 def _first_type(payloads: tuple[Payload, ...], after: int = PayloadType.NONE) -> PayloadType:
-    return PayloadType(payloads[0].payload_type if payloads else after)
+    number = payloads[0].payload_type if payloads else after
+    return _PAYLOAD_TYPES.get(number) or PayloadType(number)
 
 
 def encode_chain(payloads: Iterable[Payload]) -> bytes:
@@ -223,11 +241,14 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
 
     @property
     def flags(self) -> HeaderFlag:
-        return flags_of(
-            HeaderFlag(0),
-            (HeaderFlag.INITIATOR, self.is_initiator),
-            (HeaderFlag.VERSION, self.higher_version),
-            (HeaderFlag.RESPONSE, self.is_response),
+        return HeaderFlag(self._flags_octet())
+
+    def _flags_octet(self) -> int:
+        """The Flags octet as an int (the header is written with it: no enum arithmetic)."""
+        return (
+            (_INITIATOR if self.is_initiator else 0)
+            | (_VERSION if self.higher_version else 0)
+            | (_RESPONSE if self.is_response else 0)
         )
 
     @classmethod
@@ -239,17 +260,18 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
     ) -> IkeMessage:
         """The message ``header`` heads, with ``payloads`` (none: the header's fields
         alone, as a fragment carries them)."""
+        flags = int(header.flags)
         return cls(
-            spi_i=header.spi_i,
-            spi_r=header.spi_r,
-            exchange_type=header.exchange_type,
-            is_initiator=bool(header.flags & HeaderFlag.INITIATOR),
-            is_response=bool(header.flags & HeaderFlag.RESPONSE),
-            message_id=header.message_id,
-            payloads=tuple(payloads),
-            unprotected=tuple(unprotected),
-            higher_version=bool(header.flags & HeaderFlag.VERSION),
-            minor_version=header.minor,
+            header.spi_i,
+            header.spi_r,
+            header.exchange_type,
+            bool(flags & _INITIATOR),
+            bool(flags & _RESPONSE),
+            header.message_id,
+            tuple(payloads),
+            tuple(unprotected),
+            bool(flags & _VERSION),
+            header.minor,
         )
 
     def header(self, next_payload: int, length: int) -> IkeHeader:
@@ -257,11 +279,11 @@ class IkeMessage(PayloadMessage[NotifyPayload]):
         return IkeHeader(
             self.spi_i,
             self.spi_r,
-            PayloadType(next_payload),
+            _PAYLOAD_TYPES.get(next_payload) or PayloadType(next_payload),
             IKE_MAJOR_VERSION,
             self.minor_version,
             self.exchange_type,
-            int(self.flags),
+            self._flags_octet(),
             self.message_id,
             length,
         )
@@ -335,7 +357,11 @@ def decode_protected(
         first = clear.payloads[0]
         plaintext = unprotect(data[: IKE_HEADER_SIZE + GENERIC_HEADER_SIZE], first.encrypted)
         inner, _ = decode_chain(plaintext, first.first_inner, inner=True)
-        return dataclasses.replace(clear, payloads=tuple(inner))
+        return IkeMessage(
+            clear.spi_i, clear.spi_r, clear.exchange_type, clear.is_initiator,
+            clear.is_response, clear.message_id, tuple(inner), clear.unprotected,
+            clear.higher_version, clear.minor_version,
+        )  # fmt: skip
     header = decode_header(data)
     outer, sk_start = decode_chain(data, header.next_payload, IKE_HEADER_SIZE)
     sk = outer.pop() if outer else None

@@ -27,7 +27,13 @@ _SUITES_KEPT = 1024
 
 def to_wire(number: int, protocol: int, spi: bytes, suite: Suite) -> Proposal:
     """One configured suite as the SA payload carries it (transforms in type order)."""
-    return Proposal(number, ProtocolId(protocol), spi, _wire_transforms(tuple(suite)))
+    protocol_id = _PROTOCOLS.get(protocol)
+    if protocol_id is None:
+        protocol_id = ProtocolId(protocol)
+    return Proposal(number, protocol_id, spi, _wire_transforms(tuple(suite)))
+
+
+_PROTOCOLS: dict[int, ProtocolId] = {int(member): member for member in ProtocolId}
 
 
 @functools.lru_cache(maxsize=_SUITES_KEPT)
@@ -74,10 +80,24 @@ def choose(
 ) -> tuple[Proposal, Suite] | None:
     """The first of our suites that one of their proposals can meet, and the proposal
     answered with: their number and SPI, one transform of each type they offered."""
-    theirs_offered = [(p, _by_type(from_wire(p))) for p in theirs if p.protocol_id == protocol]
+    offered = [p for p in theirs if p.protocol_id == protocol]
+    # The choice depends on the suites alone, not on the SPIs: the same offer against
+    # the same configuration, as in every setup of a connection, is chosen once.
+    choice = _choice(tuple(tuple(s) for s in ours), tuple(from_wire(p) for p in offered))
+    if choice is None:
+        return None
+    index, chosen = choice
+    proposal = offered[index]
+    return to_wire(proposal.number, protocol, proposal.spi, chosen), chosen
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _choice(ours: tuple[Suite, ...], theirs: tuple[Suite, ...]) -> tuple[int, Suite] | None:
+    """`choose` over suites: the index of the proposal taken, and what is taken of it."""
+    theirs_offered = [(i, _by_type(suite)) for i, suite in enumerate(theirs)]
     for suite in ours:
         wanted = dict(_wanted(tuple(suite)))
-        for proposal, offered_by_type in theirs_offered:
+        for index, offered_by_type in theirs_offered:
             picked: dict[int, Transform] = {}
             ok = True
             for ttype, candidates in offered_by_type:
@@ -98,9 +118,7 @@ def choose(
                     break
                 picked[ttype] = match
             if ok and all(ttype in picked for ttype in wanted if not _optional(ttype, wanted)):
-                chosen = tuple(picked[t] for t in sorted(picked))
-                answer = to_wire(proposal.number, protocol, proposal.spi, chosen)
-                return answer, chosen
+                return index, tuple(picked[t] for t in sorted(picked))
     return None
 
 
@@ -124,6 +142,15 @@ def narrow(
     offered: Sequence[TrafficSelector], allowed: Sequence[IPNetwork]
 ) -> tuple[TrafficSelector, ...]:
     """RFC 7296 §2.9: the parts of what the peer offered that policy allows."""
+    # The same selectors against the same policy, as in every setup of a connection:
+    # narrowed once (selectors and networks are immutable).
+    return _narrowed(tuple(offered), tuple(allowed))
+
+
+@functools.lru_cache(maxsize=_SUITES_KEPT)
+def _narrowed(
+    offered: tuple[TrafficSelector, ...], allowed: tuple[IPNetwork, ...]
+) -> tuple[TrafficSelector, ...]:
     out: list[TrafficSelector] = []
     for ts in offered:
         if ts.ts_type not in (TsType.TS_IPV4_ADDR_RANGE, TsType.TS_IPV6_ADDR_RANGE):

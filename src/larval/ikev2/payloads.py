@@ -17,6 +17,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 _SHA1_SIZE = 20  # CERTREQ Certification Authority entries (RFC 7296 §3.7)
+_KE_HEAD = struct.Struct(">HH")  # Diffie-Hellman Group Num, RESERVED
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +90,12 @@ class KePayload:
     data: bytes
 
     def encode_body(self) -> bytes:
-        buf = Buffer()
-        buf.push_u16be(self.dh_group)
-        buf.push_u16be(0)
-        buf.push_bytes(self.data)
-        return buf.data
+        return _KE_HEAD.pack(self.dh_group, 0) + self.data
 
     @classmethod
     def decode_body(cls, body: bytes) -> KePayload:
+        if len(body) >= _KE_HEAD.size:
+            return cls(_KE_HEAD.unpack_from(body)[0], body[_KE_HEAD.size :])
         reader = IkeReader(body, "KE payload")
         dh_group = reader.pull_u16("Diffie-Hellman Group Num")
         reader.pull_u16("RESERVED")
@@ -279,14 +279,25 @@ class NotifyPayload:
     data: bytes = b""
 
     def encode_body(self) -> bytes:
-        buf = Buffer()
-        base.push_notify(buf, CODEC, self.protocol_id, self.notify_type, self.spi, self.data)
-        return buf.data
+        return base.notify_bytes(CODEC, self.protocol_id, self.notify_type, self.spi, self.data)
 
     @classmethod
     def decode_body(cls, body: bytes) -> NotifyPayload:
         protocol_id, notify_type, spi, data = base.pull_notify(IkeReader(body, "Notify payload"))
-        return cls(ProtocolId(protocol_id), NotifyType(notify_type), spi, data)
+        # Known numbers looked up without a call of the enum; an unknown one becomes its
+        # pseudo-member through the call.
+        protocol = _PROTOCOLS.get(protocol_id)
+        kind = _NOTIFY_TYPES.get(notify_type)
+        return cls(
+            ProtocolId(protocol_id) if protocol is None else protocol,
+            NotifyType(notify_type) if kind is None else kind,
+            spi,
+            data,
+        )
+
+
+_PROTOCOLS: dict[int, ProtocolId] = {int(member): member for member in ProtocolId}
+_NOTIFY_TYPES: dict[int, NotifyType] = {int(member): member for member in NotifyType}
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,6 +593,15 @@ _DECODERS: dict[int, _Decoder] = {
 #: The payload types this codec has a class for.
 KNOWN_PAYLOAD_TYPES = frozenset(PayloadType(t) for t in _DECODERS)
 
+#: Payloads whose bodies come back byte for byte in every setup of a connection (its
+#: identities, its traffic selectors): decoded once and given again for the same bytes
+#: (all payloads are immutable). Bounded: a flood of distinct ones only empties it.
+_SAME_EACH_TIME = frozenset((PayloadType.IDi, PayloadType.IDr, PayloadType.TSi, PayloadType.TSr))
+_KEPT: dict[tuple[int, bytes], Payload] = {}
+_KEPT_MAX = 1024
+#: Longer bodies are decoded each time: what is kept stays under 1024 x 512 bytes.
+_KEPT_BODY_MAX = 512
+
 
 def decode_payload(
     payload_type: int, body: bytes, *, critical: bool = False, next_payload: int = 0
@@ -593,8 +613,22 @@ def decode_payload(
     with UNSUPPORTED_CRITICAL_PAYLOAD and the one-octet type as Notification Data
     (RFC 7296 §3.10.1). A known type ignores the critical bit (RFC 7296 §3.2).
     """
-    ptype = PayloadType(payload_type)
-    decoder = _DECODERS.get(ptype)
+    decoder = _DECODERS.get(payload_type)
+    if (
+        decoder is not None
+        and payload_type in _SAME_EACH_TIME
+        and type(body) is bytes
+        and len(body) <= _KEPT_BODY_MAX
+    ):
+        key = (payload_type, body)
+        kept = _KEPT.get(key)
+        if kept is None:
+            kept = decoder(PayloadType(payload_type), body, next_payload)  # once per body
+            if len(_KEPT) >= _KEPT_MAX:
+                _KEPT.clear()
+            _KEPT[key] = kept
+        return kept
+    ptype = payload_type if type(payload_type) is PayloadType else PayloadType(payload_type)
     if decoder is None:
         if critical:
             raise IkeProtocolError(

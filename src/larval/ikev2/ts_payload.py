@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import struct
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -24,6 +25,8 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SELECTOR_HEADER = 4  # TS Type, IP Protocol ID, Selector Length
+# The fixed part of an address-range selector: those, then Start Port and End Port.
+_SELECTOR = struct.Struct(">BBHHH")
 # Address length per TS Type (RFC 7296 §3.13.1).
 _ADDRESS_SIZE = {TsType.TS_IPV4_ADDR_RANGE: 4, TsType.TS_IPV6_ADDR_RANGE: 16}
 
@@ -101,14 +104,12 @@ class TrafficSelector:
             raise IkeEncodeError(f"TS Type {self.ts_type.name} has no address layout")
         if len(self.start_address) != size or len(self.end_address) != size:
             raise IkeEncodeError(f"{self.ts_type.name} needs {size}-byte addresses")
-        with push_block(buf):
-            buf.push_u8(self.ts_type)
-            buf.push_u8(self.ip_protocol)
-            buf.push_u16be(0)  # Selector Length, patched
-            buf.push_u16be(self.start_port)
-            buf.push_u16be(self.end_port)
-            buf.push_bytes(self.start_address)
-            buf.push_bytes(self.end_address)
+        # The header whole, its length known from the address size: one write a selector.
+        head = _SELECTOR.pack(
+            self.ts_type, self.ip_protocol, _SELECTOR.size + 2 * size, self.start_port,
+            self.end_port,
+        )  # fmt: skip
+        buf.push_bytes(head + self.start_address + self.end_address)
 
 
 #: How many distinct ranges and networks the conversions below remember: a responder

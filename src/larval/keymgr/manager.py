@@ -31,6 +31,7 @@ sequence number so the held packets leave; DELETE when the CHILD_SA goes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -48,7 +49,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, IkeConfig, Suite, address_quality
-from larval.ike.datagram import version_of
+from larval.ike.datagram import address_of, version_of
 from larval.ike.errors import IkeNotifyError
 from larval.ike.events import (
     ChildSaDown,
@@ -159,8 +160,10 @@ def esp_suite(proposal: EspProposal) -> Suite:
     return tuple(suite)
 
 
+@functools.lru_cache(maxsize=256)
 def proposal_of(suite: Suite) -> EspProposal:
-    """The negotiated ESP transforms as the SADB names them."""
+    """The negotiated ESP transforms as the SADB names them (the same few suites in every
+    setup: converted once each)."""
     encr = suite_get(suite, TransformType.ENCR)
     integ = suite_get(suite, TransformType.INTEG)
     assert encr is not None
@@ -588,7 +591,7 @@ class KeyManager:
                 self.cookies_sent += 1
             if not check.admitted:
                 return None
-        remote = ipaddress.ip_address(addr[0])
+        remote = address_of(addr[0])
         ike = _between(conn.ike, local, remote)
 
         def candidates() -> list[Candidate]:
@@ -627,7 +630,7 @@ class KeyManager:
         weighing twice the local, a connection of the version asked before one of both
         (``version = 0``); in the order configured where they tie."""
         try:
-            remote = ipaddress.ip_address(addr[0])
+            remote = address_of(addr[0])
         except ValueError:
             return []
         ranked = []
@@ -646,7 +649,7 @@ class KeyManager:
         match by addresses first, each as the session takes it: IKE_AUTH chooses among
         them by the peer's identity (`larval.ikev2.exchanges.select`), and the one it
         takes is the session's connection from then on."""
-        remote = ipaddress.ip_address(addr[0])
+        remote = address_of(addr[0])
         out = []
         for conn in self._connections_from(addr, local, (0, version)):
             ike = _between(conn.ike, local, remote)

@@ -411,14 +411,21 @@ def _address_ext(ext_type: int, address: IPAddress, port: int = 0, proto: int = 
     return SadbAddress(ext_type, address, port, proto, prefixlen).encode()
 
 
-@functools.lru_cache(maxsize=1024)
 def _inner_exts(request: PolicyRequest, inbound: bool) -> bytes:
     """A tunnel-mode SA's inner selectors (ADDRESS_PROXY, X_ADDRESS_INNER_DST and the
-    further pairs of X_LARVAL_INNER_PAIRS), encoded once for each policy and direction:
-    they are the same for every SA the policy's CHILD_SAs install."""
+    further pairs of X_LARVAL_INNER_PAIRS), encoded once for each set of selectors and
+    direction: they are the same for every SA the policy's CHILD_SAs install. Keyed by
+    the selectors alone: the request's sequence number differs from setup to setup."""
     if request.inner_src is None or request.inner_dst is None:
         return b""
-    near, far = request.inner_src, request.inner_dst
+    return _inner_exts_of(request.inner_src, request.inner_dst, request.more_pairs, inbound)
+
+
+@functools.lru_cache(maxsize=1024)
+def _inner_exts_of(
+    near: Endpoint, far: Endpoint, more_pairs: tuple[tuple[Endpoint, Endpoint], ...],
+    inbound: bool,
+) -> bytes:  # fmt: skip
     src_ts, dst_ts = (far, near) if inbound else (near, far)
     parts = [
         _address_ext(ExtType.ADDRESS_PROXY, src_ts.address, src_ts.port, src_ts.proto,
@@ -426,10 +433,10 @@ def _inner_exts(request: PolicyRequest, inbound: bool) -> bytes:
         _address_ext(ExtType.X_ADDRESS_INNER_DST, dst_ts.address, dst_ts.port, dst_ts.proto,
                      dst_ts.prefixlen),
     ]  # fmt: skip
-    if request.more_pairs:
+    if more_pairs:
         parts.append(SadbXInnerPairs(tuple(
-            _inner_pair(far, near) if inbound else _inner_pair(near, far)
-            for near, far in request.more_pairs
+            _inner_pair(remote, local) if inbound else _inner_pair(local, remote)
+            for local, remote in more_pairs
         )).encode())  # fmt: skip
     return b"".join(parts)
 

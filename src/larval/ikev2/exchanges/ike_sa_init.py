@@ -19,7 +19,6 @@ responder asked for (§2.6), or with the DH group it named in INVALID_KE_PAYLOAD
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import struct
 from collections.abc import Callable
 
@@ -32,6 +31,7 @@ from larval.crypto.signatures import SignatureError, decode_hashes, encode_hashe
 from larval.crypto.sk import SkCipher
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.config import IkeConfig, IPAddress, Suite
+from larval.ike.datagram import address_of
 
 from ..auth import AuthenticationFailed, PeerOffer, Verifier, announced_hashes, verifier_for
 from ..constants import ExchangeType, NotifyType, ProtocolId
@@ -205,7 +205,7 @@ class IkeSaInitResponder(AnswerTask):
         sa._framing.fragmentation = sa._fragmentation_offered and peer_fragments
         self._answer = (
             SaPayload((answer,)), KePayload(group.id, dh.public_bytes), NoncePayload(sa._nonce_r),
-            *nat_detection(sa, sa.spi_r, ipaddress.ip_address(peer[0]), peer[1]),
+            *nat_detection(sa, sa.spi_r, address_of(peer[0]), peer[1]),
             *(fragmentation_notify(sa) if peer_fragments else []),
             *(signature_hashes_notify(sa) if sa._peer_offer.hashes is not None else []),
             *multiple_auth_notify(sa),
@@ -338,7 +338,7 @@ def nat_seen(sa: Ikev2Sa, message: IkeMessage, spi_r: bytes, peer: Address) -> b
     dest = message.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
     if not source or dest is None:
         return False
-    expected_src = _nat_hash(sa.spi_i, spi_r, ipaddress.ip_address(peer[0]), peer[1])
+    expected_src = _nat_hash(sa.spi_i, spi_r, address_of(peer[0]), peer[1])
     expected_dst = _nat_hash(sa.spi_i, spi_r, sa.config.local_addr, IKE_PORT)
     return all(n.data != expected_src for n in source) or dest.data != expected_dst
 
