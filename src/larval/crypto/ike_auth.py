@@ -14,7 +14,6 @@ the three reserved octets and the identification data. With a pre-shared key:
 
 from __future__ import annotations
 
-import functools
 import hmac
 
 from larval.crypto.prf import Prf
@@ -39,16 +38,9 @@ def signed_octets(
 
 def psk_auth(prf: Prf, psk: bytes, signed_octets: bytes) -> bytes:
     """The AUTH payload's data for Shared Key Message Integrity Code (method 2)."""
-    if type(psk) is not bytes:
-        return prf.prf(prf.prf(psk, KEY_PAD), signed_octets)
-    return prf.prf(_padded_key(prf.prf_id, psk), signed_octets)
-
-
-@functools.lru_cache(maxsize=64)
-def _padded_key(prf_id: int, psk: bytes) -> bytes:
-    """prf(Shared Secret, "Key Pad for IKEv2"): the same for every IKE SA of a secret,
-    made once per secret and PRF (a few configured secrets; held as the secret is)."""
-    return Prf(prf_id).prf(psk, KEY_PAD)
+    # Not kept across calls: EAP methods pass their per-session MSK here (RFC 7296 §2.16),
+    # which must not outlive the session in a cache.
+    return prf.prf(prf.prf(psk, KEY_PAD), signed_octets)
 
 
 def verify_psk_auth(prf: Prf, psk: bytes, signed_octets: bytes, auth_data: bytes) -> bool:

@@ -1,5 +1,5 @@
-"""The PSK's padded key, prf(Shared Secret, "Key Pad for IKEv2"), made once per secret
-and PRF: AUTH is still RFC 7296 §2.15's for each, whatever was asked before."""
+"""AUTH with a shared secret, prf(prf(Shared Secret, "Key Pad for IKEv2"), octets): RFC
+7296 §2.15's for each secret and PRF, whatever was asked before."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_each_secret_and_prf_gets_its_own_pad() -> None:
         (PrfId.HMAC_SHA2_256, hashes.SHA256(), b"second secret"),
         (PrfId.HMAC_SHA2_256, hashes.SHA256(), bytearray(b"second secret")),
     ]
-    for _ in range(2):  # the second round is served by what the first made
+    for _ in range(2):  # the second round gets the same answers
         for prf_id, algorithm, psk in cases:
             expected = _hmac(algorithm, _hmac(algorithm, bytes(psk), b"Key Pad for IKEv2"), octets)
             assert psk_auth(Prf(prf_id), psk, octets) == expected
