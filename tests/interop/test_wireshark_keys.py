@@ -1,8 +1,9 @@
 """Wireshark reads larval's key tables: charon initiates to larval (with ``[daemon]
 save_keys``) in namespaces, a capture on larval's link holds the exchange and a ping
 through the tunnel, and tshark, given the tables of ``save_keys`` and then those of
-`larval keys --wireshark`, decrypts the IKE_AUTH (its IDi and AUTH payloads) and the
-ESP that carries the ping (ICMP echo inside). Without the tables it decrypts neither,
+`larval keys --wireshark`, decrypts the IKE_AUTH (its ID and AUTH payloads; in IKEv1
+the ID payloads of Main Mode's last two messages) and the ESP that carries the ping
+(ICMP echo inside). Without the tables it decrypts neither,
 so what is checked is the tables' doing. The files are 0600, the directories 0700, and
 larval's log at DEBUG holds none of the keys."""
 
@@ -34,16 +35,20 @@ needs_tshark = pytest.mark.skipif(
 pytestmark = [needs_netns, needs_charon, needs_tshark]
 
 TABLES = ("ikev2_decryption_table", "ikev1_decryption_table", "esp_sa")
-#: (IKE proposal, ESP proposal): CBC with HMAC for IKE and AES-GCM for ESP, and the
-#: other way round.
+#: (IKE version, IKE proposal, ESP proposal): IKEv2 with CBC and HMAC for IKE and AES-GCM
+#: for ESP, and the other way round; IKEv1 Main Mode with CBC and HMAC for both.
 SUITES = {
-    "ike-cbc-esp-gcm": ("aes128-sha256-x25519", "aes128gcm16"),
-    "ike-gcm-esp-cbc": ("aes256gcm16-prfsha384-x25519", "aes256-sha384"),
+    "v2-ike-cbc-esp-gcm": (2, "aes128-sha256-x25519", "aes128gcm16"),
+    "v2-ike-gcm-esp-cbc": (2, "aes256gcm16-prfsha384-x25519", "aes256-sha384"),
+    "v1-cbc": (1, "aes128-sha256-modp2048", "aes128-sha256"),
 }
+#: The exchange whose decrypted ID payloads are looked for: IKE_AUTH (RFC 7296 §1.2), or
+#: Main Mode's fifth and sixth messages (RFC 2409 §5: HDR*, IDii, HASH_I).
+AUTH_EXCHANGE = {2: "35", 1: "2"}
 
 
-def _config(site: Site, save_keys: Path, ike: str, esp: str) -> str:
-    text = larval_config(site, proposals=[ike], esp=[esp], start_action="none")
+def _config(site: Site, save_keys: Path, version: int, ike: str, esp: str) -> str:
+    text = larval_config(site, proposals=[ike], esp=[esp], start_action="none", version=version)
     return text.replace("[daemon]\n", f'[daemon]\nsave_keys = "{save_keys}"\n', 1)
 
 
@@ -75,15 +80,15 @@ def _tshark(capture: Path, home: Path, keys: Path | None, fields: list[str]) -> 
     return [line for line in done.stdout.splitlines() if line.strip("|")]
 
 
-def _decrypted(capture: Path, home: Path, keys: Path | None) -> tuple[list[str], list[str]]:
-    """(IKE_AUTH's decrypted IDi data and AUTH method, the ICMP echo types inside ESP)."""
-    ike = _tshark(
-        capture,
-        home,
-        keys,
-        ["isakmp.exchangetype", "isakmp.id.data.ipv4_addr", "isakmp.auth.method"],
-    )
-    auth = [line for line in ike if line.startswith("35|") and line != "35||"]
+def _decrypted(
+    capture: Path, home: Path, keys: Path | None, version: int
+) -> tuple[list[str], list[str]]:
+    """(The authenticating exchange's messages with an ID payload decrypted: exchange
+    type, the ID's address, the AUTH method (IKEv2); the ICMP types inside ESP)."""
+    fields = ["isakmp.exchangetype", "isakmp.id.data.ipv4_addr", "isakmp.auth.method"]
+    ike = _tshark(capture, home, keys, fields)
+    auth = [line for line in ike
+            if line.split("|")[0] == AUTH_EXCHANGE[version] and line.split("|")[1]]  # fmt: skip
     esp = _tshark(capture, home, keys, ["esp.spi", "icmp.type"])
     icmp = [line for line in esp if line.split("|")[0] and line.split("|")[-1]]
     return auth, icmp
@@ -95,10 +100,10 @@ def _modes(directory: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_tshark_decrypts_ike_auth_and_esp_with_the_tables(tmp_path: Path, suite: str) -> None:
-    ike, esp = SUITES[suite]
+    version, ike, esp = SUITES[suite]
     saved, written, home = tmp_path / "saved", tmp_path / "written", tmp_path / "home"
     with Topology(tmp_path) as topo:
-        larval = LarvalDaemon(topo.b, _config(topo.b, saved, ike, esp))
+        larval = LarvalDaemon(topo.b, _config(topo.b, saved, version, ike, esp))
         topo.daemons.append(larval)
         larval.start()
         capture = topo.b.dir / "ike-esp.pcap"
@@ -107,7 +112,7 @@ def test_tshark_decrypts_ike_auth_and_esp_with_the_tables(tmp_path: Path, suite:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             _wait_for_capture(capture)
-            charon = topo.charon(topo.a, proposals=ike, esp=esp)
+            charon = topo.charon(topo.a, proposals=ike, esp=esp, version=version)
             charon.initiate()
             larval.wait_for("child")
             ping = topo.a.ping(count=3)
@@ -124,35 +129,37 @@ def test_tshark_decrypts_ike_auth_and_esp_with_the_tables(tmp_path: Path, suite:
             tshark.wait(10)
         log = larval.log.read_text()
 
-    # The tables as `larval keys` wrote them: one IKEv2 SA, both ESP directions.
+    # The tables as `larval keys` wrote them: one IKE SA, both ESP directions.
     lines = {name: (written / name).read_text().splitlines() for name in TABLES}
-    assert len(lines["ikev2_decryption_table"]) == 1, lines
-    assert lines["ikev1_decryption_table"] == []
+    table, other = (TABLES[0], TABLES[1]) if version == 2 else (TABLES[1], TABLES[0])
+    assert len(lines[table]) == 1, lines
+    assert lines[other] == []
     assert len(lines["esp_sa"]) == 2, lines
     assert {line.split(",")[1] for line in lines["esp_sa"]} == {
         f'"{OUTER["a"]}"',
         f'"{OUTER["b"]}"',
     }
     # save_keys appended the same lines as the SAs came up.
-    for name in ("ikev2_decryption_table", "esp_sa"):
+    for name in (table, "esp_sa"):
         assert sorted((saved / name).read_text().splitlines()) == sorted(lines[name])
     for directory in (saved, written):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
         modes = _modes(directory)
-        assert set(modes) >= {"ikev2_decryption_table", "esp_sa"}, modes
+        assert set(modes) >= {table, "esp_sa"}, modes
         assert set(modes.values()) == {0o600}, modes
 
     # Without keys tshark sees only ciphertext.
-    assert _decrypted(capture, home, None) == ([], [])
+    assert _decrypted(capture, home, None, version) == ([], [])
     for keys in (saved, written):
-        auth, icmp = _decrypted(capture, home, keys)
-        # IKE_AUTH request and response: each side's IDi/IDr (its outer address) and
-        # AUTH with the shared key (method 2, RFC 7296 §3.8).
+        auth, icmp = _decrypted(capture, home, keys, version)
+        # IKE_AUTH request and response (Main Mode's last two messages): each side's ID,
+        # its outer address, and in IKEv2 AUTH with the shared key (RFC 7296 §3.8).
         assert len(auth) == 2, auth
+        assert {a for line in auth for a in line.split("|")[1].split(",")} == set(OUTER.values()), (
+            auth
+        )
         for line in auth:
-            _, ident, method = line.split("|")
-            assert method == "2", line
-            assert ident, line
+            assert line.split("|")[2] == ("2" if version == 2 else ""), line
         # Three echo requests (type 8) and three replies (type 0) decrypted from ESP.
         types = sorted(line.split("|")[-1] for line in icmp)
         assert types == ["0", "0", "0", "8", "8", "8"], icmp
@@ -163,6 +170,8 @@ def test_tshark_decrypts_ike_auth_and_esp_with_the_tables(tmp_path: Path, suite:
     for line in lines["ikev2_decryption_table"]:
         fields = line.split(",")
         secrets |= {fields[2], fields[3], fields[5], fields[6]}
+    for line in lines["ikev1_decryption_table"]:
+        secrets.add(line.split(",")[1])
     for line in lines["esp_sa"]:
         fields = line.split(",")
         secrets |= {
