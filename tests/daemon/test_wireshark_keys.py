@@ -190,3 +190,90 @@ def test_save_keys_is_off_by_default(tmp_path: Path, caplog: pytest.LogCaptureFi
         daemon = IkeDaemon(str(path))
     assert daemon.config.save_keys is None and daemon.key_saver is None
     assert "save_keys" not in caplog.text
+
+
+# -- larval keys --wireshark DIR -------------------------------------------------------------
+
+
+def _answer(tables: dict[str, object], skipped: list[str]) -> dict[str, object]:
+    return {"ok": True, "tables": tables, "skipped": skipped}
+
+
+def test_larval_keys_writes_the_tables_and_says_what_has_no_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from larval import cli
+    from larval.commands import keys
+
+    asked: list[dict[str, object]] = []
+
+    def answer(path: str, request: dict[str, object]) -> dict[str, object]:
+        asked.append(request)
+        tables = {IKEV2_TABLE: ["ike"], IKEV1_TABLE: [], ESP_SA: ["in", "out"]}
+        return _answer(tables, ["ESP SA c0ffee01: Wireshark has no ESP name for chacha20-poly1305"])
+
+    monkeypatch.setattr(keys, "control_request", answer)
+    where = tmp_path / "keys"
+    assert cli.main(["keys", "--wireshark", str(where), "--control-socket", "/x/control"]) == 0
+    assert asked == [{"op": "ike.keys"}]
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{where / IKEV2_TABLE}: 1 line", f"{where / IKEV1_TABLE}: 0 lines",
+                                f"{where / ESP_SA}: 2 lines"]  # fmt: skip
+    assert err == ("larval keys: no line for ESP SA c0ffee01: Wireshark has no ESP name for "
+                   "chacha20-poly1305\n")  # fmt: skip
+    assert _saved(where, ESP_SA) == ["in", "out"]
+    assert _modes(where) == dict.fromkeys(TABLES, 0o600)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (_answer({IKEV2_TABLE: "not a list"}, []), "answered nonsense"),
+        ({"ok": True}, "answered nonsense"),
+        (_answer({ESP_SA: [1, 2]}, []), "answered nonsense"),
+        (_answer({ESP_SA: ["two\nlines"]}, []), "answered nonsense"),
+    ],
+)
+def test_larval_keys_refuses_a_nonsense_answer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: dict[str, object],
+    message: str,
+) -> None:
+    from larval import cli
+    from larval.commands import keys
+
+    monkeypatch.setattr(keys, "control_request", lambda path, request: answer)
+    where = tmp_path / "keys"
+    assert cli.main(["keys", "--wireshark", str(where), "--control-socket", "/x/c"]) == 1
+    assert message in capsys.readouterr().err
+    assert not where.exists()
+
+
+def test_larval_keys_names_a_directory_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from larval import cli
+    from larval.commands import keys
+
+    tables = {IKEV2_TABLE: ["secret-line"], IKEV1_TABLE: [], ESP_SA: []}
+    monkeypatch.setattr(keys, "control_request", lambda path, request: _answer(tables, []))
+    (tmp_path / "file").write_text("")
+    where = tmp_path / "file" / "keys"
+    assert cli.main(["keys", "--wireshark", str(where), "--control-socket", "/x/c"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"larval: cannot write {where}") and "secret-line" not in err
+    assert "Traceback" not in err
+
+
+def test_larval_keys_without_a_daemon_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from larval import cli
+
+    where = tmp_path / "keys"
+    control = tmp_path / "control"
+    assert cli.main(["keys", "--wireshark", str(where), "--control-socket", str(control)]) == 1
+    assert "cannot reach the control socket" in capsys.readouterr().err
+    assert not where.exists()

@@ -39,9 +39,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     answer = _keys(args.control_socket)
     tables = answer.get("tables")
-    if not isinstance(tables, dict) or not all(
-        isinstance(tables.get(name, []), list) for name in TABLES
-    ):
+    if not isinstance(tables, dict) or not all(_lines(tables.get(name, [])) for name in TABLES):
         raise ControlError(f"the control socket {args.control_socket} answered nonsense")
     try:
         written = write_tables(args.wireshark, tables)
@@ -52,9 +50,17 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         count = len(tables.get(path.name, []))
         print(f"{path}: {count} line{'' if count == 1 else 's'}")
-    for note in answer.get("skipped", []):
+    skipped = answer.get("skipped")
+    for note in skipped if isinstance(skipped, list) else ():
         print(f"larval keys: no line for {note}", file=sys.stderr)
     return 0
+
+
+def _lines(value: object) -> bool:
+    """Whether `value` is a table's lines: a list of one-line strings."""
+    return isinstance(value, list) and all(
+        isinstance(line, str) and "\n" not in line for line in value
+    )
 
 
 def _keys(path: str) -> dict[str, Any]:

@@ -379,7 +379,8 @@ class IkeDaemon(StackService):
         keep running. The credentials directory is loaded again and the connections'
         certificates resolved against it: a new CRL or CA applies to the IKE SAs set up
         from then on. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
-        at start: a change there is logged and waits for a restart. A file or a
+        at start: a change there is logged and waits for a restart, except
+        ``save_keys``, which opens nothing and follows the file. A file or a
         credentials directory that does not load, or policies the SPD refuses, change
         nothing; every line of the problem is logged. The log says what changed. A pool
         whose definition is unchanged keeps its leases (`keep_pools`).
