@@ -17,7 +17,7 @@ from larval.daemon.ike_daemon import IkeDaemon
 from larval.daemon.wireshark_keys import KeySaver, append_lines, live_tables, write_tables
 from larval.keymgr.wireshark import ESP_SA, IKEV1_TABLE, IKEV2_TABLE, TABLES
 from tests.badinput import write_private
-from tests.keymgr.test_manager import Host, carry, udp_packet
+from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 from tests.test_daemon_reload import config_text
 
 
@@ -95,6 +95,28 @@ def test_save_keys_appends_what_both_ends_use(
     text = caplog.text.lower()
     for key in keys:
         assert key[:16] not in text, key
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_save_keys_appends_the_ike_sa_that_replaces_one(tmp_path: Path, version: int) -> None:
+    """An IKEv2 IKE SA rekey (RFC 7296 §2.8) and an IKEv1 reauthentication (a new ISAKMP
+    SA that takes the CHILD_SA over): the new IKE SA's line is appended, the peer's own."""
+    a = Host("a", "b", "trap", version=version, ike_rekey="100s")
+    b = Host("b", "a", "none", version=version)
+    saver = KeySaver(str(tmp_path), a.stack.sadb)
+    a.node.broadcast = saver.stack_replied
+    a.keymgr.on_ike_sa_up = saver.ike_sa_up
+    a.keymgr.start(0.0)
+    b.keymgr.start(0.0)
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
+    carry(a, b, 0.0)
+    table = IKEV2_TABLE if version == 2 else IKEV1_TABLE
+    (first,) = _saved(tmp_path, table)
+    advance(a, b, 0.0, 101.0)
+    saved = _saved(tmp_path, table)
+    assert len(saved) == 2 and saved[0] == first and saved[1] != first
+    assert saved[1] in live_tables(b.keymgr, b.stack.sadb).lines[table]
+    assert saved[1].split(",")[0] != first.split(",")[0]  # a new IKE SA, new SPIs
 
 
 def test_write_tables_writes_each_file_whole_0600_in_a_0700_directory(tmp_path: Path) -> None:
