@@ -16,8 +16,6 @@ from typing import Any
 
 from larval.commands.args import control_socket_option
 from larval.commands.daemon import stack_without_key_manager
-from larval.daemon.wireshark_keys import write_tables
-from larval.keymgr.wireshark import TABLES
 from larval.net.control import ControlError, control_request
 
 __all__ = ["add_parser", "run"]
@@ -37,6 +35,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: every `larval` command would pay for the key manager's import.
+    from larval.daemon.wireshark_keys import write_tables
+    from larval.keymgr.wireshark import TABLES
+
     answer = _keys(args.control_socket)
     tables = answer.get("tables")
     if not isinstance(tables, dict) or not all(_lines(tables.get(name, [])) for name in TABLES):
