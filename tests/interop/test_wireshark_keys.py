@@ -3,9 +3,9 @@ save_keys``) in namespaces, a capture on larval's link holds the exchange and a 
 through the tunnel, and tshark, given the tables of ``save_keys`` and then those of
 `larval keys --wireshark`, decrypts the IKE_AUTH (its ID and AUTH payloads; in IKEv1
 the ID payloads of Main Mode's last two messages) and the ESP that carries the ping
-(ICMP echo inside). Without the tables it decrypts neither,
-so what is checked is the tables' doing. The files are 0600, the directories 0700, and
-larval's log at DEBUG holds none of the keys."""
+(ICMP echo inside). Without the tables it decrypts neither, so what is checked is the
+tables' doing. The files are 0600, the directories 0700, and larval's log at DEBUG holds
+none of the keys."""
 
 from __future__ import annotations
 
