@@ -213,6 +213,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.routing_table_prio": ("int",),
     "daemon.state": ("str",),
     "daemon.state_key": ("str",),
+    "daemon.save_keys": ("str",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),

@@ -8,7 +8,7 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import daemon, ha, pki, policy, pools, profile, sa, stack
+from larval.commands import daemon, ha, keys, pki, policy, pools, profile, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_parser(commands)
     stack.add_parser(commands)
     daemon.add_parsers(commands)
+    keys.add_parser(commands)
     pki.add_parser(commands)
     pools.add_parser(commands)
     profile.add_parser(commands)
@@ -98,6 +99,8 @@ def _run(argv: list[str] | None) -> int:
             return stack.run(args)
         if args.command in ("run", "up", "down", "status"):
             return daemon.run(args)
+        if args.command == "keys":
+            return keys.run(args)
         if args.command == "pki":
             return pki.run(args)
         if args.command == "pools":

@@ -45,6 +45,7 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("status",): ("--control-socket", []),
     ("pools",): ("--control-socket", ["--json"]),
     ("ha", "status"): ("--control-socket", ["--json"]),
+    ("keys",): ("--control-socket", ["--wireshark", "{keys}"]),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
 #: (test_sockets, test_config, test_sa, tests/pki, test_profile) feed them bad input.
@@ -80,7 +81,7 @@ def _run(command: tuple[str, ...], path: str, tmp: Path) -> subprocess.Completed
     policy = tmp / "policy.toml"
     if not policy.exists():
         policy.write_text(POLICY)
-    args = [v.format(policy=policy) for v in values]
+    args = [v.format(policy=policy, keys=tmp / "wireshark-keys") for v in values]
     return larval(*command, *args, option, path, timeout=20)
 
 

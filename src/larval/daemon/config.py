@@ -230,7 +230,7 @@ _T = TypeVar("_T")
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
                "credentials", "resolv_file", "routing_table", "routing_table_prio",
-               "state", "state_key")  # fmt: skip
+               "state", "state_key", "save_keys")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -341,6 +341,9 @@ class DaemonConfig:
     state_key: str | None = None
     #: ``[ha]``: the group of gateways that share state in etcd (`_ha`; `larval.ha.node`).
     ha: HaConfig | None = None
+    #: ``daemon.save_keys``: the directory Wireshark's decryption tables of every SA
+    #: set up are appended to (`larval.daemon.wireshark_keys`); None: off.
+    save_keys: str | None = None
 
 
 HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl",
@@ -428,6 +431,8 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
     )  # fmt: skip
     config.routing_table, config.routing_table_prio = _routing_table(r, daemon)
     config.state, config.state_key = _state(r, daemon, ha="ha" in top)
+    if "save_keys" in daemon:
+        config.save_keys = _string(r, "daemon.save_keys", daemon["save_keys"])
     every_secret = top.get("secrets", {})
     eap_passwords = _eap_secrets(r, every_secret)
     if isinstance(every_secret, dict):

@@ -34,6 +34,7 @@ from larval.daemon.reload import (
 )
 from larval.daemon.road_warrior import RoadWarrior
 from larval.daemon.stack_service import DataplaneConfig, StackService
+from larval.daemon.wireshark_keys import KeySaver, live_tables
 from larval.esp import NON_ESP_MARKER
 from larval.ha.role import HaRole
 from larval.ike import IKE_PORT, NAT_T_PORT
@@ -146,16 +147,16 @@ class IkeDaemon(StackService):
         self.ha = _ha_role(self, cfg, config_path, fresh=fresh)
         for policy in cfg.policies:
             self.stack.spd.add(policy)
-        # Other PF_KEY clients see what the key manager does, as on one keysock.
-        broadcast = self.pfkey.emit if self.pfkey is not None else None
-        self.node = Node(cfg.connections, stack=self.stack, broadcast=broadcast,
+        self.key_saver: KeySaver | None = None
+        self.node = Node(cfg.connections, stack=self.stack, broadcast=self._broadcast,
                          wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr
+        self._save_keys()
         if self.store is not None:
             self.keymgr.attach_store(self.store)
         self.add_listener(self.node.stack_emitted)
         self.handlers.update({"up": self._up, "down": self._down, "ike.status": self._ike_status,
-                              "ike.pools": self._ike_pools,
+                              "ike.pools": self._ike_pools, "ike.keys": self._ike_keys,
                               "ha.status": self._ha_status})  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ike500: dict[str, _IkeProtocol] = {}
@@ -236,6 +237,31 @@ class IkeDaemon(StackService):
             self.dataplane.udp.send(framed, (host, port))
         elif (p := self._ike4500.get(local)) is not None and p.transport is not None:
             p.transport.sendto(framed, (host, port))
+
+    def _broadcast(self, replies: list[PfkeyReply]) -> None:
+        """What the stack told every socket of the key manager's requests: other PF_KEY
+        clients see it, as on one keysock, and so does ``save_keys``."""
+        if self.pfkey is not None:
+            self.pfkey.emit(replies)
+        if self.key_saver is not None:
+            self.key_saver.stack_replied(replies)
+
+    def _save_keys(self) -> None:
+        """``[daemon] save_keys`` as configured now (at start, and at each reload), with
+        a warning in the log for as long as it is on."""
+        path = self.config.save_keys
+        if path is None:
+            if self.key_saver is not None:
+                log.warning("daemon.save_keys is off: no more keys are written to %s",
+                            self.key_saver.path)  # fmt: skip
+            self.key_saver = None
+        else:
+            if self.key_saver is None or self.key_saver.path != path:
+                self.key_saver = KeySaver(path, self.stack.sadb)
+            log.warning("daemon.save_keys is on: the keys of every IKE SA and CHILD_SA set up "
+                        "are written to %s, and whoever reads them can decrypt the traffic; "
+                        "for debugging only", path)  # fmt: skip
+        self.keymgr.on_ike_sa_up = self.key_saver.ike_sa_up if self.key_saver else None
 
     def _on_tick(self) -> None:
         """IKE timers (retransmission, liveness, rekeying) are seconds apart: a tick every
@@ -353,7 +379,8 @@ class IkeDaemon(StackService):
         keep running. The credentials directory is loaded again and the connections'
         certificates resolved against it: a new CRL or CA applies to the IKE SAs set up
         from then on. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
-        at start: a change there is logged and waits for a restart. A file or a
+        at start: a change there is logged and waits for a restart, except
+        ``save_keys``, which opens nothing and follows the file. A file or a
         credentials directory that does not load, or policies the SPD refuses, change
         nothing; every line of the problem is logged. The log says what changed. A pool
         whose definition is unchanged keeps its leases (`keep_pools`).
@@ -406,6 +433,7 @@ class IkeDaemon(StackService):
                                                   (pools, "pools")) if c]  # fmt: skip
         log.info("configuration reloaded from %s: %s", self.config_path,
                  "; ".join(done) or "nothing changed")  # fmt: skip
+        self._save_keys()
 
     # -- control operations ------------------------------------------------------------------
 
@@ -445,6 +473,12 @@ class IkeDaemon(StackService):
     def _ike_pools(self, request: dict[str, Any]) -> dict[str, Any]:
         """`larval pools`: each pool with its leases (`larval.pools.PoolStatus`)."""
         return {"pools": [p.to_dict() for p in self.keymgr.pools.status()]}
+
+    def _ike_keys(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`larval keys --wireshark`: Wireshark's decryption tables of the live SAs
+        (`larval.daemon.wireshark_keys.live_tables`). The answer holds keys: it goes to
+        the asking client only, over the control socket (0600), and is never logged."""
+        return live_tables(self.keymgr, self.stack.sadb).to_dict()
 
     def _ike_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.keymgr.status()
@@ -518,6 +552,7 @@ class IkeDaemon(StackService):
         self._listeners = [f for f in self._listeners if f != old.stack_emitted]
         self.add_listener(self.node.stack_emitted)
         self.keymgr = self.node.keymgr
+        self.keymgr.on_ike_sa_up = self.key_saver.ike_sa_up if self.key_saver else None
 
     def emit_replies(self, replies: list[PfkeyReply]) -> None:
         """What the stack answered to a request of the daemon's own, to PF_KEY clients."""

@@ -34,6 +34,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
 from larval.ike.events import Event
+from larval.ike.sk_keys import IkeSkKeys
 from larval.ike.state import IkeSaState
 
 __all__ = ["Address", "IkeSa", "Phase"]
@@ -131,6 +132,11 @@ class IkeSa(Protocol):
     @property
     def virtual_ips(self) -> tuple[IPAddress, ...]:
         """The peer's virtual addresses (responder) or this end's (initiator)."""
+        ...
+
+    def sk_keys(self) -> IkeSkKeys | None:
+        """The keys that protect this IKE SA's messages, both ways, once they are derived
+        (after IKE_SA_INIT, IKEv1's third Main Mode message); None before."""
         ...
 
     # -- the five-method surface -----------------------------------------------------------

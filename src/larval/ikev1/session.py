@@ -101,6 +101,7 @@ from larval.ike.events import (
     IkeSaUp,
 )
 from larval.ike.sa import Phase
+from larval.ike.sk_keys import IkeSkKeys
 from larval.ike.state import ChildSaState, IkeSaState, IkeStateError, Ikev1State, Secret
 from larval.ike.task import Task
 from larval.ike.transitions import Refusal, Transition, complete
@@ -357,6 +358,14 @@ class IkeV1Session(IsakmpSa):
     @property
     def phase(self) -> Phase:
         return _PHASES[self.state]
+
+    def sk_keys(self) -> IkeSkKeys | None:
+        """The Phase 1 encryption key (RFC 2409 Appendix B) as both SK_e; None before
+        the keys are derived."""
+        if self.keys is None:
+            return None
+        enc_key = Secret(self.keys.enc_key)
+        return IkeSkKeys(enc_key, enc_key, Secret(b""), Secret(b""))
 
     @property
     def suite(self) -> tuple[Ikev2Transform, ...]:

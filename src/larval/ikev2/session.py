@@ -78,7 +78,8 @@ from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
-from larval.ike.state import IkeSaState
+from larval.ike.sk_keys import IkeSkKeys
+from larval.ike.state import IkeSaState, Secret
 from larval.ike.task import TaskManager
 from larval.ike.transitions import Refusal, Transition, complete
 from larval.ike.transport import IkeTransport, OverTransport, Verdict, WindowedIds
@@ -296,6 +297,17 @@ class IkeSession(OverTransport):
     @property
     def phase(self) -> Phase:
         return _PHASES[self.state]
+
+    def sk_keys(self) -> IkeSkKeys | None:
+        """SK_ei, SK_er, SK_ai, SK_ar (RFC 7296 §2.14), as `snapshot` reads them; None
+        before IKE_SA_INIT has made them."""
+        to_r, to_i = self._framing.outbound, self._framing.inbound
+        if to_r is None or to_i is None:
+            return None
+        if not self.initiator:
+            to_r, to_i = to_i, to_r
+        (sk_ei, sk_ai), (sk_er, sk_ar) = to_r.keys, to_i.keys
+        return IkeSkKeys(Secret(sk_ei), Secret(sk_er), Secret(sk_ai), Secret(sk_ar))
 
     @property
     def fragmentation(self) -> bool:

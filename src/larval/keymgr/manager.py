@@ -230,6 +230,9 @@ class KeyManager:
         self.now = 0.0
         #: Where IKE SAs and CHILD_SAs are kept across a restart (`attach_store`).
         self.persist: persistence.Persistence | None = None
+        #: Called with each IKE SA as it is established or made by a rekey, once its
+        #: keys are final (``[daemon] save_keys``, `larval.daemon.wireshark_keys`).
+        self.on_ike_sa_up: Callable[[IkeSa], None] | None = None
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -778,6 +781,8 @@ class KeyManager:
                     log.info("%s: IKE_SA %s/%s established (%s)%s", name, event.spi_i.hex(),
                              event.spi_r.hex(), format_ike_proposal(event.suite),
                              ", UDP-encapsulated" if event.natted else "")  # fmt: skip
+                if self.on_ike_sa_up is not None:
+                    self.on_ike_sa_up(session)
                 if event.takes_over:
                     self._adopt(conn, session, event.initial_contact, now)
             elif isinstance(event, IkeSaReauthDue):
@@ -798,6 +803,8 @@ class KeyManager:
                     self.persist.leases_moved(session, new)
                 log.info("%s: IKE_SA %s rekeyed, now %s/%s", name, session.spi_i.hex(),
                          new.spi_i.hex(), new.spi_r.hex())  # fmt: skip
+                if self.on_ike_sa_up is not None:
+                    self.on_ike_sa_up(new)
                 self._drain(new, now)
             elif isinstance(event, IkeSaDown):
                 self._log_down(session, name, event.reason, now)
