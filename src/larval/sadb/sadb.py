@@ -923,7 +923,11 @@ class Sadb:
         self._remove(sa)
 
     def _remove(self, sa: SecurityAssociation) -> None:
-        self._tables[sa.satype].remove(sa)
+        table = self._tables[sa.satype]
+        table.remove(sa)
+        freezer = self.gc_freezer
+        if freezer is not None and len(table) <= freezer.unfreeze_at:
+            freezer.shrunk(len(table))
         if self.on_removed is not None:
             self.on_removed(sa)
 
