@@ -32,6 +32,7 @@ from larval.sadb.errors import SadbError
 if TYPE_CHECKING:
     from larval.sadb.counters import SadbCounters
     from larval.sadb.expiry import ExpiryWheel
+    from larval.sadb.inner import InnerKey, SourceKey
 
 Packet = bytes
 ReleaseFn = Callable[["SecurityAssociation", Packet], None]
@@ -240,11 +241,11 @@ class SecurityAssociation:
         # The inner selector pairs after (inner_src, inner_dst), from larval's
         # X_LARVAL_INNER_PAIRS: one SA for TSi x TSr of several pairs (RFC 7296 §2.9).
         self.inner_more: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
-        # Where `InnerIndex` keeps the SA: (key, address size) per selector pair indexed,
-        # under its lock; None if not.
-        self.inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
+        # Where `InnerIndex` keeps the SA: (key, address size, source key) per selector
+        # pair indexed, under its lock; None if not.
+        self.inner_key: tuple[tuple[InnerKey, int, SourceKey], ...] | None = None
         # The same for the index by outer pair (`SaTable.outbound`).
-        self.pair_inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
+        self.pair_inner_key: tuple[tuple[InnerKey, int, SourceKey], ...] | None = None
         # The sequence numbers ADD or UPDATE gave (X_LARVAL_SEQ_STATE): where the
         # dataplane starts the SA when it makes its ESP context.
         self.seq_state: SadbXSeqState | None = None
