@@ -112,10 +112,11 @@ def test_update_pushes_a_deadline_later_and_the_early_entry_only_looks() -> None
 def test_update_removing_lifetimes_leaves_nothing_due() -> None:
     sadb = Sadb()
     spi = larval_spi(sadb, now=0.0)
+    assert len(sadb._expiry) == 1  # the larval lifetime
     sadb.handle(update(spi), 1.0)
+    assert len(sadb._expiry) == 0  # nothing left to come: off the wheel at once
     assert tick(sadb, 0, 200) == {}
     assert sadb.lookup_inbound(spi, LOCAL_B) is not None
-    assert len(sadb._expiry) == 0  # the larval entry came, looked, and went
 
 
 def test_deleted_and_flushed_sas_leave_the_wheel_at_once() -> None:

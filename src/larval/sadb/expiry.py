@@ -25,14 +25,14 @@ used since its idle deadline was set) and costs one evaluation; it must never co
 which is why every change that can bring a deadline closer (an SA inserted, UPDATE,
 X_UPDATEPAIR, a state change by aging, traffic past `notice_at`) schedules the SA again.
 An SA has at most one entry, under the second `expiry_at` names: a closer deadline moves
-it, a later one leaves it to come early. An SA that leaves the SADB leaves the wheel at
+it, a later one leaves it to come early, and none at all (the usual UPDATE of a LARVAL
+SA, with no lifetimes) takes it off. An SA that leaves the SADB leaves the wheel at
 once, so the wheel never keeps a deleted SA (and its keys) alive.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 import threading
 
 from larval.pfkey import SaState
@@ -50,35 +50,40 @@ def next_deadline(sa: SecurityAssociation) -> tuple[float | None, int]:
     A byte limit reached already counts as due at the last use.
     """
     state = sa.state
-    if state == _DEAD:
-        return None, NEVER_NOTICE
+    hard, soft = sa.hard, sa.soft
+    idle_add, idle_use = sa.idle_add, sa.idle_use
+    if state == _DEAD or (hard is None and soft is None and not idle_add and not idle_use):
+        return None, NEVER_NOTICE  # the usual UPDATE of a LARVAL SA: no lifetime at all
     deadline: float | None = None
     notice = NEVER_NOTICE
-    hard, soft = sa.hard, sa.soft
     for lt in (hard, soft if state == _MATURE else None):
         if lt is None:
             continue
         if lt.addtime:
             when = sa.addtime + lt.addtime
-            deadline = when if deadline is None else min(deadline, when)
+            if deadline is None or when < deadline:
+                deadline = when
         if lt.usetime:
             if sa.usetime:
                 when = sa.usetime + lt.usetime
-                deadline = when if deadline is None else min(deadline, when)
+                if deadline is None or when < deadline:
+                    deadline = when
             else:
                 notice = 0  # the first use starts the clock
         if lt.bytes:
             if sa.bytes >= lt.bytes:
                 when = sa.lastuse
-                deadline = when if deadline is None else min(deadline, when)
-            else:
-                notice = min(notice, lt.bytes)
-    idle = sa.idle_time()
-    if idle and state != _LARVAL:
+                if deadline is None or when < deadline:
+                    deadline = when
+            elif lt.bytes < notice:
+                notice = lt.bytes
+    if (idle_add or idle_use) and state != _LARVAL:
+        idle = min(idle_add, idle_use) if idle_add and idle_use else idle_add or idle_use
         last = sa.lastuse or sa.addtime
         if sa.idle_reported != last:
             when = last + idle
-            deadline = when if deadline is None else min(deadline, when)
+            if deadline is None or when < deadline:
+                deadline = when
         else:
             notice = 0  # reported idle: the next packet starts a new quiet spell
     return deadline, notice
@@ -120,8 +125,13 @@ class ExpiryWheel:
         it already (that one's evaluation schedules the next)."""
         deadline, sa.notice_at = next_deadline(sa)
         if deadline is None:
+            if sa.expiry_at is not None:
+                # Nothing left to come (an UPDATE without lifetimes ended the larval
+                # one): the entry goes now rather than come early for nothing.
+                with self._lock:
+                    self._unlink(sa)
             return
-        second = math.floor(deadline)
+        second = int(deadline // 1)
         with self._lock:
             at = sa.expiry_at
             if at is not None:
