@@ -15,3 +15,10 @@ def test_reports_figures_beside_their_goals() -> None:
     assert result["getspi_update_per_s"] > 0 and result["lookups_per_s"] > 0
     cpu = result["by_cpu_time"]
     assert cpu["getspi_update_per_s"] > 0 and cpu["lookups_per_s"] > 0
+
+
+def test_reports_one_aging_pass() -> None:
+    result = sadb.run(n_sas=300, n_lookups=100)
+    age = result["age_pass_ms"]
+    assert set(age) == {"wall", "cpu"} and age["wall"] >= 0 and age["cpu"] >= 0
+    assert "one Sadb.age pass" in result["note"]

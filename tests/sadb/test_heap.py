@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from larval.pfkey import EncryptAlg, SadbMsgType, SadbSa
+from larval.pfkey import EncryptAlg, PfkeyMessage, SadbMsgType, SadbSa, SaType
 from larval.pfkey.requests import by_spi, getspi, keyed
 from larval.sadb import GcFreezer, Sadb
 from larval.sadb.heap import DEFAULT_FREEZE_FROM, DEFAULT_GROWTH
@@ -115,5 +115,67 @@ def test_frozen_sas_are_still_freed_when_deleted() -> None:
         assert reply.message.errno == 0
         del reply
         assert gone() is None  # by reference counting, no collection needed
+    finally:
+        gc.unfreeze()
+
+
+def test_unfreezes_only_well_below_the_last_freeze() -> None:
+    frozen, thawed = Counter(), Counter()
+    freezer = GcFreezer(freeze_from=100, growth=1.25, freeze=frozen, shrink=0.5, unfreeze=thawed)
+    assert not freezer.shrunk(0)  # nothing frozen: nothing to undo
+    assert freezer.grown(200) and freezer.unfreeze_at == 100
+    # Shrinking a little, or back under the first threshold but above half, keeps it.
+    assert not any(freezer.shrunk(n) for n in range(199, 100, -1))
+    assert thawed.calls == 0
+    assert freezer.shrunk(100)
+    assert thawed.calls == freezer.unfreezes == 1 and freezer.unfreeze_at == -1
+    assert not freezer.shrunk(10)  # once per freeze
+    # The next freeze waits for growth again: a quarter past the size at the unfreeze,
+    # and never before the first threshold.
+    assert freezer.next_at == 126
+    assert not freezer.grown(125) and freezer.grown(126)
+    assert frozen.calls == 2 and freezer.unfreeze_at == 63
+
+
+def test_unfreeze_after_a_shrink_to_below_the_first_threshold() -> None:
+    freezer = GcFreezer(freeze_from=100, growth=2.0, freeze=Counter(), unfreeze=Counter())
+    assert freezer.grown(100)
+    assert freezer.shrunk(20)
+    assert freezer.next_at == 100
+
+
+@pytest.mark.parametrize("shrink", [0.0, 1.0, 1.5, -0.5])
+def test_refuses_an_unfreeze_threshold_outside_the_freeze(shrink: float) -> None:
+    with pytest.raises(ValueError, match="need"):
+        GcFreezer(freeze_from=100, shrink=shrink)
+
+
+def test_the_sadb_unfreezes_when_deletes_shrink_it() -> None:
+    frozen, thawed = Counter(), Counter()
+    sadb = Sadb(gc_freezer=GcFreezer(freeze_from=10, growth=2.0, freeze=frozen, unfreeze=thawed))
+    spis = _fill(sadb, 12)
+    assert frozen.calls == 1 and thawed.calls == 0  # frozen at 10: undone at 5
+    for spi in spis[:7]:  # down to 5 SAs
+        [reply] = sadb.handle(by_spi(SadbMsgType.DELETE, spi, LOCAL, PEER), 0.0)
+        assert reply.message.errno == 0
+        assert thawed.calls == (1 if len(sadb) <= 5 else 0)
+    for spi in spis[7:]:
+        sadb.handle(by_spi(SadbMsgType.DELETE, spi, LOCAL, PEER), 0.0)
+    assert thawed.calls == 1 and len(sadb) == 0
+    # Unfrozen at 5 SAs: the next freeze at twice that plus one.
+    _fill(sadb, 10)
+    assert frozen.calls == 1
+    _fill(sadb, 1)
+    assert frozen.calls == 2
+
+
+def test_a_flushed_sadb_gives_the_heap_back_to_the_collector() -> None:
+    sadb = Sadb(gc_freezer=GcFreezer(freeze_from=5, growth=2.0))
+    try:
+        _fill(sadb, 6)
+        assert gc.get_freeze_count() > 0
+        [reply] = sadb.handle(PfkeyMessage(SadbMsgType.FLUSH, SaType.ESP), 0.0)
+        assert reply.message.errno == 0 and len(sadb) == 0
+        assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()

@@ -175,3 +175,70 @@ def test_many_sas_of_one_selector_come_and_go_in_any_order(sadb: Sadb) -> None:
     for index in (table.inner, table.pair_inner):
         assert len(index) == 0
         assert index._buckets == {} and index._members == {} and index._lengths == {}
+
+
+def test_thousands_of_sources_to_one_network_are_told_apart(sadb: Sadb) -> None:
+    # The return direction of 10,000 CHILD_SAs: one inner destination network, one inner
+    # source host each. The index keys each bucket by source too.
+    first = int(ip("172.16.0.0"))
+    for n in range(2000):
+        child(sadb, 0x40000 + n, "10.9.0.0", 16, src=(str(ip(first + n)), 32))
+    covers = Counting()
+    for n in (0, 1, 777, 1999):
+        assert chosen(sadb, "10.9.1.2", src=str(ip(first + n)), covers=covers) == 0x40000 + n
+    assert chosen(sadb, "10.9.1.2", src=str(ip(first + 2000))) is None
+    assert covers.calls == 0
+    bucket = next(iter(sadb._tables[3].pair_inner._buckets.values()))
+    assert len(bucket.by_src) == 2000 and bucket.shifts == (0,)
+
+
+def _state_reference(
+    sas: list[tuple[int, ipaddress.IPv4Network]], states: dict[int, int], src: str
+) -> int | None:
+    """Of the SAs (oldest first) whose source covers `src`: the newest MATURE, else the
+    newest DYING."""
+    covering = [spi for spi, net in sas if ip(src) in net]
+    for wanted in (SaState.MATURE, SaState.DYING):
+        for spi in reversed(covering):
+            if states[spi] == wanted:
+                return spi
+    return None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sources_of_every_length_agree_with_a_scan_by_state(sadb: Sadb, seed: int) -> None:
+    # One destination selector; sources of mixed prefix lengths overlap, some SAs DYING:
+    # the newest MATURE covering the source wins whatever its length, else the newest
+    # DYING, as a scan of the bucket chose.
+    rng = random.Random(seed)
+    soft = SadbLifetime(ExtType.LIFETIME_SOFT, addtime=10)
+    sas: list[tuple[int, ipaddress.IPv4Network]] = []
+    for n in range(150):
+        splen = rng.choice((32, 30, 28, 24, 0))
+        net = ipaddress.ip_network(((172 << 24) | (16 << 16) | rng.getrandbits(8), splen),
+                                   strict=False)  # fmt: skip
+        spi = 0x50000 + n
+        kw = {"soft": soft} if rng.random() < 0.4 else {}
+        child(sadb, spi, "10.9.0.0", 16, src=(str(net.network_address), splen), **kw)
+        sas.append((spi, net))
+    sadb.age(20.0)  # those with the soft lifetime go DYING
+    for spi, _ in rng.sample(sas, 40):
+        send(sadb, by_spi(SadbMsgType.DELETE, spi, PEER))
+    # SAs added after the pass stay MATURE: newer than some DYING ones.
+    for n in range(150, 170):
+        splen = rng.choice((32, 24))
+        net = ipaddress.ip_network(((172 << 24) | (16 << 16) | rng.getrandbits(8), splen),
+                                   strict=False)  # fmt: skip
+        child(sadb, 0x50000 + n, "10.9.0.0", 16, src=(str(net.network_address), splen))
+        sas.append((0x50000 + n, net))
+    table = sadb._tables[3]
+    states = {}
+    for spi, _ in sas:
+        sa = table.get(spi, PEER_B)
+        if sa is not None:
+            states[spi] = sa.state
+    left = [s for s in sas if s[0] in states]
+    assert SaState.DYING in states.values() and SaState.MATURE in states.values()
+    for last in range(256):
+        src = f"172.16.0.{last}"
+        assert chosen(sadb, "10.9.3.3", src) == _state_reference(left, states, src), src

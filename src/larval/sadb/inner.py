@@ -8,13 +8,17 @@ the key manager gave in ADD or UPDATE (SADB_X_EXT_ADDRESS_INNER_DST: the peer's 
 address, or its subnet) can.
 
 The index maps (local outer address, inner destination prefix length, inner destination
-network) to the SAs with exactly that selector, oldest first. A host selector, the common
-case (one virtual address per client), is keyed by the packed address itself; a shorter
-prefix by the address as an int shifted right by the host bits. A lookup probes once per
-distinct prefix length present, longest first, so the most specific selector wins and
-the cost does not grow with the number of SAs. Within a bucket the newest MATURE SA whose
-inner source selector covers the packet's source is taken, else the newest DYING one, as
-`SaTable.outbound` chooses among an outer pair's SAs.
+network) to the SAs with exactly that selector. A host selector, the common case (one
+virtual address per client), is keyed by the packed address itself; a shorter prefix by
+the address as an int shifted right by the host bits. A lookup probes once per distinct
+prefix length present, longest first, so the most specific selector wins and the cost
+does not grow with the number of SAs. Within such a bucket the SAs are indexed again by
+their inner source selector (its host bits as a shift, and the network shifted by them),
+so that 10,000 SAs to one destination network from 10,000 sources are not tested one by
+one: the lookup probes once per distinct source prefix length in the bucket. Of the SAs
+whose source selector covers the packet's source, the newest MATURE is taken, else the
+newest DYING, as `SaTable.outbound` chooses among an outer pair's SAs; "newest" is by
+the order they were indexed in, which every entry carries.
 
 Which SAs are indexed: those with an inner destination that are not flagged
 SADB_X_SAFLAGS_INBOUND (an inbound SA's inner destination is this side's own network).
@@ -28,15 +32,17 @@ lookup costs a few dict probes instead of a test of every SA. There a prefix len
 taken as written, 0 being every address, as the packet path's selector checks take it.
 
 Concurrency: writers hold the index's lock; readers take none. An add appends to its
-bucket's list (one atomic append: a lookup walking the list sees the new entry or not);
-a remove publishes a new list without the SA's entries, and the prefix lengths of a
-family are an immutable tuple, each published with one assignment, so a lookup sees a
-bucket either before or after a change, never half of it. Neither walks the bucket in
-Python, so adding or removing one SA of 10,000 that share a selector stays cheap.
+source list (one atomic append: a lookup walking the list sees the new entry or not);
+a remove publishes a new list without the SA's entry; the prefix lengths of a family and
+the source shifts of a bucket are immutable tuples, each published with one assignment,
+and a new bucket is published whole. So a lookup sees a list either before or after a
+change, never half of it. Neither walks a list in Python, so adding or removing one SA of
+10,000 that share a selector stays cheap.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 
@@ -49,6 +55,25 @@ __all__ = ["InnerIndex", "inner_prefixlen", "written_prefixlen"]
 _Entry = tuple[SecurityAssociation, int, int]
 #: (local outer address, inner destination prefix length, network: bytes for a host).
 InnerKey = tuple[bytes, int, bytes | int]
+#: Within a bucket: (shift, inner source network >> shift).
+SourceKey = tuple[int, int]
+#: What a lookup finds under a source key: (the order it was indexed in, SA).
+_Indexed = tuple[int, SecurityAssociation]
+
+
+class _Bucket:
+    """The SAs of one inner destination selector, by inner source selector."""
+
+    __slots__ = ("by_src", "shift_keys", "shifts")
+
+    def __init__(self) -> None:
+        # Oldest first under each source key.
+        self.by_src: dict[SourceKey, list[_Indexed]] = {}
+        # The shifts present, published whole.
+        self.shifts: tuple[int, ...] = ()
+        # The writers' count of source keys per shift.
+        self.shift_keys: dict[int, int] = {}
+
 
 _MATURE, _DYING, _DEAD = SaState.MATURE, SaState.DYING, SaState.DEAD
 
@@ -102,18 +127,19 @@ class InnerIndex:
         # Each SA records where it is indexed, one attribute per kind of index.
         self._slot = "pair_inner_key" if per_peer else "inner_key"
         self._lock = threading.Lock()
-        self._buckets: dict[InnerKey, list[_Entry]] = {}
-        # The writers' view of each bucket: its entries by (SA, the SA's entry number),
-        # so that an add or a remove touches only its own SA's entries and the bucket is
-        # rebuilt by one C-level copy, however many SAs share one selector (10,000
-        # CHILD_SAs to one network).
-        self._members: dict[InnerKey, dict[tuple[SecurityAssociation, int], _Entry]] = {}
+        self._order = itertools.count()
+        self._buckets: dict[InnerKey, _Bucket] = {}
+        # The writers' view of each bucket: per source key its entries by SA, so that an
+        # add or a remove touches only its own SA's entry and the list is rebuilt by one
+        # C-level copy, however many SAs share one selector (10,000 CHILD_SAs to one
+        # network from one network).
+        self._members: dict[InnerKey, dict[SourceKey, dict[SecurityAssociation, _Indexed]]] = {}
         # Per address length in bytes (4, 16): the prefix lengths present, longest first.
         self._lengths: dict[int, tuple[int, ...]] = {}
         self._counts: dict[tuple[int, int], int] = {}
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._buckets.values())
+        return sum(len(e) for b in self._buckets.values() for e in b.by_src.values())
 
     # -- writers ------------------------------------------------------------------------
 
@@ -134,23 +160,30 @@ class InnerIndex:
             # must not come back in.
             if sa.state == _DEAD or getattr(sa, self._slot) is not None:
                 return
-            keys: dict[tuple[InnerKey, int], None] = {}
-            seen: set[tuple[InnerKey, int, int]] = set()
-            for key, size, entry in placed:
-                if (key, entry[1], entry[2]) in seen:
+            indexed = (next(self._order), sa)
+            keys: dict[tuple[InnerKey, int, SourceKey], None] = {}
+            for key, size, (_, net, shift) in placed:
+                src_key = (shift, net)
+                if (key, size, src_key) in keys:
                     continue  # the same pair twice
-                seen.add((key, entry[1], entry[2]))
                 members = self._members.setdefault(key, {})
-                number = 0
-                while (sa, number) in members:
-                    number += 1
-                members[(sa, number)] = entry
                 bucket = self._buckets.get(key)
+                fresh = bucket is None
                 if bucket is None:
-                    self._buckets[key] = [entry]
+                    bucket = _Bucket()
+                same_src = members.get(src_key)
+                if same_src is None:
+                    members[src_key] = {sa: indexed}
+                    bucket.by_src[src_key] = [indexed]
+                    bucket.shift_keys[shift] = bucket.shift_keys.get(shift, 0) + 1
+                    if bucket.shift_keys[shift] == 1:
+                        bucket.shifts = (*bucket.shifts, shift)
                 else:
-                    bucket.append(entry)
-                keys[(key, size)] = None
+                    same_src[sa] = indexed
+                    bucket.by_src[src_key].append(indexed)
+                if fresh:
+                    self._buckets[key] = bucket  # published whole
+                keys[(key, size, src_key)] = None
                 count = (size, key[1])
                 self._counts[count] = self._counts.get(count, 0) + 1
                 if self._counts[count] == 1:
@@ -160,22 +193,31 @@ class InnerIndex:
     def remove(self, sa: SecurityAssociation) -> None:
         """Take `sa` out, if it is in: every entry of every pair."""
         with self._lock:
-            indexed: tuple[tuple[InnerKey, int], ...] | None = getattr(sa, self._slot)
+            indexed: tuple[tuple[InnerKey, int, SourceKey], ...] | None = getattr(sa, self._slot)
             if indexed is None:
                 return
             setattr(sa, self._slot, None)
-            for key, size in indexed:
+            for key, size, src_key in indexed:
                 members = self._members.get(key, {})
-                gone = 0
-                while members.pop((sa, gone), None) is not None:
-                    gone += 1
-                if members:
-                    self._buckets[key] = list(members.values())
+                bucket = self._buckets.get(key)
+                same_src = members.get(src_key, {})
+                if same_src.pop(sa, None) is None or bucket is None:
+                    continue
+                if same_src:
+                    bucket.by_src[src_key] = list(same_src.values())
                 else:
-                    self._buckets.pop(key, None)
-                    self._members.pop(key, None)
+                    del members[src_key]
+                    del bucket.by_src[src_key]
+                    shift = src_key[0]
+                    bucket.shift_keys[shift] -= 1
+                    if not bucket.shift_keys[shift]:
+                        del bucket.shift_keys[shift]
+                        bucket.shifts = tuple(s for s in bucket.shifts if s != shift)
+                if not members:
+                    del self._buckets[key]
+                    del self._members[key]
                 count = (size, key[1])
-                left = self._counts.get(count, 1) - gone
+                left = self._counts.get(count, 1) - 1
                 if left > 0:
                     self._counts[count] = left
                 else:
@@ -203,24 +245,33 @@ class InnerIndex:
         dst_int = src_int = -1
         for plen in lengths:
             if plen == bits:
-                entries = buckets.get((local, plen, dst))
+                bucket = buckets.get((local, plen, dst))
             else:
                 if dst_int < 0:
                     dst_int = int.from_bytes(dst, "big")
-                entries = buckets.get((local, plen, dst_int >> (bits - plen)))
-            if not entries:
+                bucket = buckets.get((local, plen, dst_int >> (bits - plen)))
+            if bucket is None:
                 continue
             if src_int < 0:
                 src_int = int.from_bytes(src, "big")
-            dying = None
-            for sa, net, shift in reversed(entries):
-                if src_int >> shift != net:
+            by_src = bucket.by_src
+            mature = dying = None
+            mature_order = dying_order = -1
+            for shift in bucket.shifts:
+                entries = by_src.get((shift, src_int >> shift))
+                if not entries:
                     continue
-                state = sa.state
-                if state == _MATURE:
-                    return sa
-                if dying is None and state == _DYING:
-                    dying = sa
+                for order, sa in reversed(entries):
+                    if order <= mature_order:
+                        break  # older than the MATURE SA found already
+                    state = sa.state
+                    if state == _MATURE:
+                        mature, mature_order = sa, order
+                        break
+                    if state == _DYING and order > dying_order:
+                        dying, dying_order = sa, order
+            if mature is not None:
+                return mature
             if dying is not None:
                 return dying
         return None

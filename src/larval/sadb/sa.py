@@ -31,9 +31,15 @@ from larval.sadb.errors import SadbError
 
 if TYPE_CHECKING:
     from larval.sadb.counters import SadbCounters
+    from larval.sadb.expiry import ExpiryWheel
+    from larval.sadb.inner import InnerKey, SourceKey
 
 Packet = bytes
 ReleaseFn = Callable[["SecurityAssociation", Packet], None]
+
+#: `SecurityAssociation.notice_at` when no byte count matters to its lifetimes: past any
+#: 64-bit byte lifetime (RFC 2367 §2.3.4).
+NEVER_NOTICE = 1 << 64
 
 #: Packets held per LARVAL SA before the oldest is dropped (illumos holds one; a
 #: Quick Mode window with traffic in flight fills more than that).
@@ -137,6 +143,8 @@ class SecurityAssociation:
         "dst_port",
         "encrypt",
         "encrypt_key",
+        "expiry",
+        "expiry_at",
         "flags",
         "hard",
         "held",
@@ -153,6 +161,7 @@ class SecurityAssociation:
         "lock",
         "natt_loc",
         "natt_rem",
+        "notice_at",
         "packets",
         "pair_inner_key",
         "pair_spi",
@@ -215,6 +224,11 @@ class SecurityAssociation:
         self.lastuse = 0.0
         self.bytes = 0
         self.packets = 0
+        # The SADB's `ExpiryWheel` once the SA is in it; the whole second of the SA's
+        # entry there (None: none); the byte count past which `account` tells the wheel.
+        self.expiry: ExpiryWheel | None = None
+        self.expiry_at: int | None = None
+        self.notice_at = NEVER_NOTICE
         self.km_proto = 0
         self.km_cookie = 0
         self.pair_spi = 0
@@ -227,11 +241,11 @@ class SecurityAssociation:
         # The inner selector pairs after (inner_src, inner_dst), from larval's
         # X_LARVAL_INNER_PAIRS: one SA for TSi x TSr of several pairs (RFC 7296 §2.9).
         self.inner_more: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
-        # Where `InnerIndex` keeps the SA: (key, address size) per selector pair indexed,
-        # under its lock; None if not.
-        self.inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
+        # Where `InnerIndex` keeps the SA: (key, address size, source key) per selector
+        # pair indexed, under its lock; None if not.
+        self.inner_key: tuple[tuple[InnerKey, int, SourceKey], ...] | None = None
         # The same for the index by outer pair (`SaTable.outbound`).
-        self.pair_inner_key: tuple[tuple[tuple[bytes, int, bytes | int], int], ...] | None = None
+        self.pair_inner_key: tuple[tuple[InnerKey, int, SourceKey], ...] | None = None
         # The sequence numbers ADD or UPDATE gave (X_LARVAL_SEQ_STATE): where the
         # dataplane starts the SA when it makes its ESP context.
         self.seq_state: SadbXSeqState | None = None
@@ -319,10 +333,16 @@ class SecurityAssociation:
     # -- traffic ------------------------------------------------------------------------
 
     def account(self, nbytes: int, now: float) -> None:
-        """Count a processed packet against the byte and use lifetimes."""
+        """Count a processed packet against the byte and use lifetimes; past `notice_at`
+        bytes, the SADB's next aging pass looks at the SA (`larval.sadb.expiry`)."""
         with self.lock:
             if not self.usetime:
                 self.usetime = now
             self.lastuse = now
-            self.bytes += nbytes
+            self.bytes = total = self.bytes + nbytes
             self.packets += 1
+            if total >= self.notice_at:
+                self.notice_at = NEVER_NOTICE  # once: the pass sets the next
+                expiry = self.expiry
+                if expiry is not None:
+                    expiry.traffic.append(self)

@@ -54,6 +54,7 @@ from larval.sadb.acquire import (
 )
 from larval.sadb.counters import SadbCounters
 from larval.sadb.errors import SadbError
+from larval.sadb.expiry import ExpiryWheel, next_deadline
 from larval.sadb.heap import GcFreezer
 from larval.sadb.sa import (
     DEFAULT_HOLD_LIMIT,
@@ -153,7 +154,7 @@ _LIFETIME_EXTS = frozenset(
 
 # Members bound to plain names for the per-request paths: each `SaState.X` or
 # `ExtType.X` there is an attribute lookup on the enum class, about 0.2 us on 3.11.
-_LARVAL, _MATURE, _DYING = SaState.LARVAL, SaState.MATURE, SaState.DYING
+_LARVAL, _MATURE, _DYING, _DEAD = SaState.LARVAL, SaState.MATURE, SaState.DYING, SaState.DEAD
 _KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
 _SEQ_STATE = int(ExtType.X_LARVAL_SEQ_STATE)
 _EXT_SA, _EXT_SPIRANGE = int(ExtType.SA), int(ExtType.SPIRANGE)
@@ -229,7 +230,11 @@ class Sadb:
         """`gc_freezer`: keeps the cyclic collector off the SAs as the SADB grows
         (`larval.sadb.heap`); None leaves the collector alone."""
         self.counters = SadbCounters()
-        self._tables: dict[int, SaTable] = {int(t): SaTable() for t in SUPPORTED_SATYPES}
+        # Every SA's next lifetime deadline, for `age` (`larval.sadb.expiry`).
+        self._expiry = ExpiryWheel()
+        self._tables: dict[int, SaTable] = {
+            int(t): SaTable(expiry=self._expiry) for t in SUPPORTED_SATYPES
+        }
         # `lookup_inbound` for ESP, the dataplane's case, called once per packet: the
         # table's own lookup, with no call around it (`SaTable.get`: one dict lookup by
         # SPI and a check of the destination, no lock, no tuple).
@@ -393,23 +398,35 @@ class Sadb:
         Dead SAs are reaped; a LARVAL SA past its larval lifetime dies silently with its
         held packets (no key manager asked for it to be kept); timed-out acquire records
         are dropped with their packets.
+
+        Only the SAs the expiry wheel hands over are looked at: those with a deadline up
+        to `now` and those whose traffic went past a byte limit or started a use time.
+        Each is evaluated as a walk of every SA would, in the order of its deadline.
         """
         replies: list[PfkeyReply] = []
-        for satype, table in self._tables.items():
-            for sa in table:
-                with sa.lock:
-                    event, which, ext_type = self._due(sa, now)
-                    if event is None and which is None:
-                        continue
-                    was_larval = sa.state == SaState.LARVAL
-                    if event is not None:
-                        sa.state = next_state(sa.state, event)
-                    if sa.state == SaState.DEAD:
-                        sa.drop_held(self.counters)
-                    if which is not None and not was_larval:
-                        replies.append(self._expire_message(satype, sa, which, ext_type))
-                if sa.state == SaState.DEAD:
-                    self._remove(sa)
+        expiry = self._expiry
+        taken = expiry.take(now)
+        if len(taken) > 1:
+            taken.sort(key=lambda sa: _order(sa, now))
+        for sa in taken:
+            with sa.lock:
+                if sa.state == _DEAD:
+                    continue  # deleted since its entry was made: already out of the table
+                event, which, ext_type = self._due(sa, now)
+                if event is None and which is None:
+                    expiry.reschedule(sa)
+                    continue
+                was_larval = sa.state == _LARVAL
+                if event is not None:
+                    sa.state = next_state(sa.state, event)
+                if sa.state == _DEAD:
+                    sa.drop_held(self.counters)
+                else:
+                    expiry.reschedule(sa)
+                if which is not None and not was_larval:
+                    replies.append(self._expire_message(sa.satype, sa, which, ext_type))
+            if sa.state == _DEAD:
+                self._remove(sa)
         self._acquires.age(now)
         return replies
 
@@ -583,6 +600,7 @@ class Sadb:
             sa.state = new_state
             if was_larval:
                 released = sa.mature()
+            self._expiry.reschedule(sa)  # new lifetimes, or soft and idle ones now apply
             reindex = track_inner and inner_before != _inner_state(sa)
         if reindex:
             self._tables[sa.satype].reindex_inner(sa)
@@ -702,6 +720,7 @@ class Sadb:
                 if pair.state in (SaState.MATURE, SaState.DYING):
                     pair.soft = soft if soft is not None else pair.soft
                     pair.hard = hard if hard is not None else pair.hard
+                    self._expiry.reschedule(pair)
         return [self._all_reply(msg, sa)]
 
     def _delpair(self, msg: PfkeyMessage, ext: Exts, now: float) -> list[PfkeyReply]:
@@ -923,7 +942,12 @@ class Sadb:
         self._remove(sa)
 
     def _remove(self, sa: SecurityAssociation) -> None:
-        self._tables[sa.satype].remove(sa)
+        table = self._tables[sa.satype]
+        table.remove(sa)
+        self._expiry.leave(sa)
+        freezer = self.gc_freezer
+        if freezer is not None and len(table) <= freezer.unfreeze_at:
+            freezer.shrunk(len(table))
         if self.on_removed is not None:
             self.on_removed(sa)
 
@@ -1099,6 +1123,12 @@ def _msg_name(msg: PfkeyMessage) -> str:
 
 def _discard(sa: SecurityAssociation, packet: Packet) -> None:
     """Release target when none was given: the packet goes nowhere."""
+
+
+def _order(sa: SecurityAssociation, now: float) -> float:
+    """Where `sa` comes in an aging pass: by the deadline that made it due."""
+    deadline, _ = next_deadline(sa)
+    return now if deadline is None else deadline
 
 
 def _reached(sa: SecurityAssociation, lt: Lifetime, now: float) -> bool:

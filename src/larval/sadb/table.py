@@ -15,6 +15,9 @@ destination, so the dataplane's lookup builds no tuple and the table keeps none.
 that two or more SAs hold (to different destinations) maps to a `_SharedSpi` that sorts
 them by destination; its own destination matches none. A lookup for the wrong
 destination misses either way.
+
+Every SA inserted, by whichever request, enters the SADB's expiry wheel
+(`larval.sadb.expiry`) where the table has one, so that its lifetimes are aged.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Reversible
 
 from larval.pfkey import SaState
+from larval.sadb.expiry import ExpiryWheel
 from larval.sadb.inner import InnerIndex
 from larval.sadb.sa import SecurityAssociation
 
@@ -47,8 +51,9 @@ class _SharedSpi:
 class SaTable:
     """All SAs of one SA type, indexed both ways."""
 
-    def __init__(self, stripes: int = STRIPES) -> None:
+    def __init__(self, stripes: int = STRIPES, expiry: ExpiryWheel | None = None) -> None:
         self._mask = stripes - 1
+        self.expiry = expiry
         self._inbound_locks = [threading.Lock() for _ in range(stripes)]
         self._pair_locks = [threading.Lock() for _ in range(stripes)]
         self._by_spi: dict[int, SecurityAssociation | _SharedSpi] = {}
@@ -117,6 +122,8 @@ class SaTable:
             self._pairs.setdefault(pkey, {})[spi] = sa
         if sa.inner_dst is not None:
             self.inner.add(sa)
+        if self.expiry is not None:
+            self.expiry.enter(sa)
         return True
 
     def _index_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
