@@ -40,7 +40,15 @@ __all__ = [
 
 # What a reload takes from the file (and the credentials directory it names); the rest
 # of it ([daemon]: addresses, sockets, TUN) is bound to sockets and devices opened at start.
-RELOADED = ("connections", "policies", "cert_auth", "credentials", "key_passphrases", "pools")
+RELOADED = (
+    "connections",
+    "policies",
+    "cert_auth",
+    "credentials",
+    "key_passphrases",
+    "pools",
+    "auth_sides",
+)
 
 _T = TypeVar("_T")
 
