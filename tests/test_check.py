@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -393,3 +394,50 @@ esp_proposals = ["aes128gcm16"]
 )
 def test_the_line_of_a_key(key: str | None, line: int | None) -> None:
     assert line_of(TEXT, key) == line
+
+
+def _as_nobody(path: Path) -> tuple[int, str]:
+    """`larval check -c path` in a forked child that dropped to nobody first: its status and
+    its output. (The interpreter is root's, so the child runs the code already loaded.)"""
+    import os
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        status = 3
+        try:
+            os.close(read_end)
+            sys.stdout = os.fdopen(write_end, "w")
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            status = main(["check", "-c", str(path)])
+            sys.stdout.flush()
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as out:
+        text = out.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_no_root_is_needed() -> None:
+    """As an unprivileged user, on files that user owns: the same verdicts, nothing made."""
+    import os
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix=f"larval-check-{os.getpid()}-"))
+    try:
+        home.chmod(0o755)
+        good, bad = write(home, config(home), name="good.toml"), write(home, several(home))
+        for path in (good, bad):
+            os.chown(path, 65534, 65534)
+        before = snapshot(home)
+        assert _as_nobody(good)[0] == 0
+        status, out = _as_nobody(bad)
+        assert status == 2 and f"{len(SEVERAL_KEYS)} errors" in out.splitlines()[-1]
+        assert snapshot(home) == before
+    finally:
+        shutil.rmtree(home)
