@@ -441,3 +441,28 @@ def test_no_root_is_needed() -> None:
         assert snapshot(home) == before
     finally:
         shutil.rmtree(home)
+
+
+def test_a_state_store_run_would_refuse(tmp_path: Path) -> None:
+    """`open_store`'s refusals, found without creating or opening anything."""
+    state, key = tmp_path / "state" / "state.db", tmp_path / "state" / "state.key"
+    text = config(tmp_path).replace("[daemon]\n", f'[daemon]\nstate = "{state}"\n', 1)
+    path = write(tmp_path, text)
+    assert check_json(path)[0] == 0 and not state.parent.exists()  # made at start
+    state.parent.mkdir()
+    state.write_bytes(b"")
+    state.chmod(0o600)
+    status, report = check_json(path)
+    (problem,) = problems(report)
+    assert status == 2 and problem["key"] == "daemon.state_key"
+    assert "exists but its key" in str(problem["message"])
+    key.write_text("00" * 32 + "\n")
+    key.chmod(0o644)
+    state.chmod(0o644)
+    status, report = check_json(path)
+    assert status == 2 and {p["key"] for p in problems(report)} == {
+        "daemon.state",
+        "daemon.state_key",
+    }
+    assert "00" * 32 not in json.dumps(report)
+    assert larval("run", "-c", str(path), timeout=30).returncode == 2  # and run refuses it

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from larval.errors import LarvalError
 from larval.spd import Spd, SpdError
 from larval.spd.config import read_config_text
 from larval.spd.errors import PolicyFileError
+from larval.store import StoreError
+from larval.store.crypto import read_key_file
 
 log = logging.getLogger("larval.daemon")
 
@@ -54,10 +57,14 @@ class Loaded:
 
 
 def gather(
-    path: str, read: tuple[DaemonConfig | None, list[ConfigProblem]] | None = None
+    path: str,
+    read: tuple[DaemonConfig | None, list[ConfigProblem]] | None = None,
+    *,
+    store: bool = True,
 ) -> Loaded:
     """Read `path` and all it names as `larval run` does, without root, sockets or a TUN;
-    `read`: what `read_config` gave for it already."""
+    `read`: what `read_config` gave for it already. `store`: look at the state store's
+    files too, as `open_store` will (`larval run` leaves that to `open_store` itself)."""
     config, problems = read if read is not None else read_config(path)
     loaded = Loaded(path, config, problems=list(problems))
     if config is None:
@@ -78,6 +85,8 @@ def gather(
         except AuthConfigError as e:
             loaded.refusal = e
             loaded.problems.extend(_keyed_problem(path, text, line) for line in e.problems)
+    if store:
+        loaded.problems.extend(_state_problems(config, path, text))
     try:
         Spd().add_all(config.policies)
     except SpdError as e:
@@ -91,7 +100,7 @@ def load_daemon(path: str) -> tuple[DaemonConfig, Credentials]:
     """`larval run`'s reading: the configuration with its certificates resolved, and the
     credentials; raises `ConfigProblems` naming every error. Warnings are logged."""
     config, problems = read_config(path)
-    loaded = gather(path, (config, problems))
+    loaded = gather(path, (config, problems), store=False)
     if loaded.config is None or any(p.severity == "error" for p in problems):
         raise ConfigProblems(loaded.problems)  # the file's own, and any others
     if loaded.refusal is not None:
@@ -101,6 +110,36 @@ def load_daemon(path: str) -> tuple[DaemonConfig, Credentials]:
     for problem in loaded.warnings:
         log.warning("%s", problem)
     return loaded.config, loaded.credentials
+
+
+def _state_problems(config: DaemonConfig, path: str, text: str) -> list[ConfigProblem]:
+    """What `larval.store.sqlite.open_store` would refuse at start, found without creating
+    or opening anything: a key file that does not read (or is open to others), a store
+    without its key, a store others can read."""
+    if config.state is None or config.state_key is None:
+        return []
+    problems = []
+
+    def problem(key: str, message: str) -> None:
+        problems.append(ConfigProblem(path, key, message, line_of(text, key)))
+
+    if os.path.lexists(config.state_key):
+        try:
+            read_key_file(config.state_key)
+        except StoreError as e:
+            problem("daemon.state_key", str(e))
+    elif os.path.lexists(config.state):
+        problem("daemon.state_key", f"{config.state}: the state store exists but its key "
+                f"{config.state_key} does not; restore the key, or move the store away "
+                "to start clean")  # fmt: skip
+    try:
+        mode = stat.S_IMODE(os.stat(config.state).st_mode)
+    except OSError:
+        return problems  # made at start
+    if mode & 0o044:
+        problem("daemon.state", f"{config.state}: the state store is mode {mode:04o}, "
+                "readable by group or others; chmod 600 it")  # fmt: skip
+    return problems
 
 
 def _text(path: str) -> str:
