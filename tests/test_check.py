@@ -153,11 +153,16 @@ def test_a_missing_certificate_and_a_readable_key_are_named(tmp_path: Path) -> N
     assert isinstance(problem["line"], int) and run_refuses(path)
 
     creds = with_credentials(tmp_path / "readable", key_mode=0o644)
+    junk = Path(creds) / "private" / "junk.pem"
+    junk.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    junk.chmod(0o600)
     path = write(tmp_path, cert_config(tmp_path, "gw.pem", creds))
     status, report = check_json(path)
     named = {(p["file"], str(p["message"]).split(";")[0]) for p in problems(report)}
     assert status == 2
     assert (f"{creds}/private/gw.pem", "mode 0644, readable by group or others") in named
+    assert any(file == str(junk) for file, _ in named)  # and one that does not parse
+    assert "bm90IGEga2V5" not in json.dumps(report)
     assert run_refuses(path)
 
 
