@@ -8,7 +8,7 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import daemon, ha, keys, pki, policy, pools, profile, sa, stack
+from larval.commands import check, daemon, ha, keys, pki, policy, pools, profile, sa, stack
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_parser(commands)
     daemon.add_parsers(commands)
     keys.add_parser(commands)
+    check.add_parser(commands)
     pki.add_parser(commands)
     pools.add_parser(commands)
     profile.add_parser(commands)
@@ -97,6 +98,8 @@ def _run(argv: list[str] | None) -> int:
             return policy.run(args)
         if args.command == "stack":
             return stack.run(args)
+        if args.command == "check":
+            return check.run(args)
         if args.command in ("run", "up", "down", "status"):
             return daemon.run(args)
         if args.command == "keys":

@@ -48,8 +48,9 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("keys",): ("--control-socket", ["--wireshark", "{keys}"]),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
-#: (test_sockets, test_config, test_sa, tests/pki, test_profile) feed them bad input.
-SERVERS = {("stack",), ("run",), ("demo",), ("profile",)} | {
+#: (test_sockets, test_config, test_sa, tests/pki, test_profile, test_check) feed them
+#: bad input.
+SERVERS = {("stack",), ("run",), ("demo",), ("profile",), ("check",)} | {
     ("pki", name) for name in ("gen", "self", "issue", "print", "keyid", "signcrl")
 }
 

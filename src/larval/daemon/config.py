@@ -164,6 +164,13 @@ error names the file, the key and what is allowed; types are exact (``true`` is 
 a number, ``2.0`` not an integer), and numbers are checked against the field they end
 up in (64-bit PF_KEY lifetimes, the 8-bit replay window, 16-bit sizes).
 
+The reader goes on past a problem (with the next option, secret, pool, connection, child
+or proposal), so that one reading names every problem with its key and, where the file
+tells it, its line (`read_config`, `ConfigProblem`); `load_config` raises them all at once
+(`ConfigProblems`), and `larval check` lists them (`larval.daemon.loading`). What only
+follows from a problem already named (a PSK looked for in a secret that did not read) is
+not named again.
+
 Secrets. A file that holds ``[secrets]`` must not be readable by group or others
 (``chmod 600``); `load_config` refuses it otherwise. A PSK is needed only by a connection
 with a side of ``auth = "psk"``. One shorter than 16 bytes (`MIN_PSK_LENGTH`) is refused
@@ -193,13 +200,15 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 from larval.crypto.ike_errors import IkeProposalError
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
 from larval.crypto.proposals import ProposalError
+from larval.daemon.weak import refused_why
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.ha.election import MIN_LEASE_TTL
@@ -215,7 +224,7 @@ from larval.ike.config import AddressMatch, ChildConfig, IkeConfig
 from larval.ike.identity import IdentityMatch, IdType
 from larval.keymgr.manager import Connection
 from larval.pfkey.constants import U32_MAX, U64_MAX
-from larval.pools import PoolError, Pools
+from larval.pools import Pool, PoolError, Pools
 from larval.spd import Policy
 from larval.spd.config import ConfigReader, policies_from_entry, read_config_text
 from larval.spd.errors import PolicyFileError
@@ -269,6 +278,38 @@ RETRANSMIT_TIMEOUT_MAX = 86400.0
 
 class ConfigError(LarvalError):
     """The daemon's configuration is wrong; the message names file and key."""
+
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem of a configuration: where (the file, the key as written, the line where
+    the file tells it) and what is wrong or allowed. Never a secret's value."""
+
+    file: str
+    key: str | None  # ``connections.s2s.children.net.esp_proposals[1]``; None: the file
+    message: str
+    line: int | None = None
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.key}: " if self.key else ""
+        return f"{self.file}: {where}{self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "key": self.key, "line": self.line,
+                "message": self.message, "severity": self.severity}  # fmt: skip
+
+
+class ConfigProblems(ConfigError):
+    """Every error of a configuration at once; one alone reads as it always did."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(p for p in problems if p.severity == "error")
+        # One a line, the first first: a reader of the first line learns what it always did.
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -344,6 +385,11 @@ class DaemonConfig:
     #: ``daemon.save_keys``: the directory Wireshark's decryption tables of every SA
     #: set up are appended to (`larval.daemon.wireshark_keys`); None: off.
     save_keys: str | None = None
+    #: Each connection's ``local`` and ``remote`` rounds as written, by name (none
+    #: written: a PSK side), for `larval check`'s summary.
+    auth_sides: dict[str, tuple[tuple[AuthSide, ...], tuple[AuthSide, ...]]] = field(
+        default_factory=dict, compare=False
+    )
 
 
 HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl",
@@ -368,73 +414,205 @@ class HaConfig:
 
 
 def load_config(path: str) -> DaemonConfig:
-    """Read and check the daemon's configuration file; raises `ConfigError` naming it."""
-    try:
-        file = read_config_text(path)
-    except PolicyFileError as e:
-        raise ConfigError(str(e)) from None
-    try:
-        data = tomllib.loads(file.text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not TOML: {e}") from None
-    # As OpenSSH with a private key: a secret others can read is no longer one.
-    secrets = data.get("secrets")
-    if isinstance(secrets, dict) and secrets and file.mode & 0o044:
-        raise ConfigError(
-            f"{path}: holds [secrets] but is readable by group or others "
-            f"(mode {file.mode:04o}); chmod 600 it"
-        )
-    config = parse_config(data, path)
-    if not config.connections:
-        log.warning("%s: no [connections]: the stack runs but nothing will be negotiated", path)
+    """Read and check the daemon's configuration file; raises `ConfigError` naming it,
+    with every problem found (`ConfigProblems`). Warnings are logged."""
+    config, problems = read_config(path)
+    if config is None or any(p.severity == "error" for p in problems):
+        raise ConfigProblems(problems)
+    for problem in problems:
+        log.warning("%s", problem)
     return config
 
 
-def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
-    """Check a parsed configuration; raises `ConfigError` naming `source` and the key."""
+def read_config(path: str) -> tuple[DaemonConfig | None, list[ConfigProblem]]:
+    """Read and check the daemon's configuration file, reading on past each problem:
+    the configuration as far as it reads (None: not even the file), and every problem
+    found, errors and warnings. `load_config` and `larval check` both read through here."""
     try:
-        return _parse(ConfigReader(source), data)
+        file = read_config_text(path)
     except PolicyFileError as e:
-        raise ConfigError(str(e)) from None
+        return None, [ConfigProblem(path, None, str(e).removeprefix(f"{path}: "))]
+    try:
+        data = tomllib.loads(file.text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None) or _toml_line(str(e))
+        return None, [ConfigProblem(path, None, f"not TOML: {e}", line)]
+    r = _Collector(path, file.text)
+    # As OpenSSH with a private key: a secret others can read is no longer one.
+    secrets = data.get("secrets")
+    if isinstance(secrets, dict) and secrets and file.mode & 0o044:
+        r.add(ConfigProblem(path, None, "holds [secrets] but is readable by group or others "
+                            f"(mode {file.mode:04o}); chmod 600 it"))  # fmt: skip
+    config = _parse(r, data)
+    if not config.connections and not r.errors():
+        r.add(ConfigProblem(path, None, "no [connections]: the stack runs but nothing will "
+                            "be negotiated", severity="warning"))  # fmt: skip
+    return config, r.problems
 
 
-def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
-    top = r.table("", data, ("daemon", "connections", "secrets", "pools", "ha"))
-    daemon = r.table("daemon", top.get("daemon", {}), DAEMON_KEYS)
-    addresses = [str(r.address(k, v)) for k, v in r.strings("daemon.addresses",
-                                                             daemon.get("addresses", []))] \
-        if "addresses" in daemon else []  # fmt: skip
-    tun = daemon.get("tun")
-    if tun is not None and (not isinstance(tun, str) or not tun):
-        raise r.error("daemon.tun", f"{r.show(tun)} is not a device name")
-    tun_addresses = [v for _, v in r.strings("daemon.tun_addresses", daemon["tun_addresses"])] \
-        if "tun_addresses" in daemon else []  # fmt: skip
-    for i, text in enumerate(tun_addresses):
+def parse_config(data: dict[str, Any], source: str) -> DaemonConfig:
+    """Check a parsed configuration; raises `ConfigError` naming `source` and the key
+    (`ConfigProblems`, with every problem found)."""
+    r = _Collector(source)
+    config = _parse(r, data)
+    if r.errors():
+        raise ConfigProblems(r.problems)
+    for problem in r.problems:
+        log.warning("%s", problem)
+    return config
+
+
+class _Cascade(Exception):
+    """A problem that only follows from one already named (a PSK looked for in a
+    ``[secrets]`` table that did not read): not named again."""
+
+
+def _unless_cascade(r: ConfigReader, key: str, problem: str) -> Exception:
+    """The error of a secret not found, or, where a ``[secrets]`` entry did not read (and
+    may be the one looked for), a `_Cascade`: its own problem is named already."""
+    if isinstance(r, _Collector) and "secrets" in r.broken:
+        return _Cascade()
+    return r.error(key, problem)
+
+
+class _Collector(ConfigReader):
+    """The configuration's reader: each problem is noted with its key and line, and the
+    reading goes on with the next connection, child, secret, pool or option, so that one
+    pass names them all. Unknown keys are noted and left out."""
+
+    def __init__(self, source: str, text: str = "") -> None:
+        super().__init__(source)
+        self.text = text
+        self.problems: list[ConfigProblem] = []
+        #: Top-level tables that did not read whole (``secrets``, ``pools``).
+        self.broken: set[str] = set()
+
+    def unknown_key(self, error: PolicyFileError) -> None:
+        self.note(error)
+
+    def errors(self) -> list[ConfigProblem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def add(self, problem: ConfigProblem) -> None:
+        if problem not in self.problems:  # a table read twice names its keys once
+            self.problems.append(problem)
+
+    def note(self, error: Exception) -> None:
+        key: str | None = getattr(error, "key", None)
+        problem: str | None = getattr(error, "problem", None)
+        text = str(error)
+        if problem is None:
+            text = text.removeprefix(f"{self.source}: ")
+            if key is not None:
+                problem = text.removeprefix(f"{key}: ")
+            else:
+                key, _, problem = text.partition(": ") if ": " in text else ("", "", text)
+                key = key or None
+        self.add(ConfigProblem(self.source, key, problem, line_of(self.text, key)))
+
+    def warn(self, key: str | None, message: str) -> None:
+        self.add(ConfigProblem(self.source, key, message, line_of(self.text, key), "warning"))
+
+    @contextmanager
+    def attempt(self, section: str | None = None) -> Iterator[None]:
+        """Read on past a problem in the block, noting it; `section` is marked broken."""
         try:
-            ipaddress.ip_interface(text)
-        except ValueError:
-            raise r.error(f"daemon.tun_addresses[{i}]", f"{text!r} is not address/prefix") from None
-    config = DaemonConfig(
-        addresses=addresses,
-        tun=tun,
-        tun_addresses=tun_addresses,
-        control_socket=_string(r, "daemon.control_socket",
-                               daemon.get("control_socket", "/run/larval/control")),
-        pfkey_socket=_string(r, "daemon.pfkey_socket", daemon["pfkey_socket"])
-        if "pfkey_socket" in daemon else None,
-        mtu=r.integer("daemon.mtu", daemon.get("mtu", 1400), MAX_MTU, MIN_MTU),
-        plain_esp=_bool(r, "daemon.plain_esp", daemon.get("plain_esp", False)),
-        credentials=_string(r, "daemon.credentials", daemon["credentials"])
-        if "credentials" in daemon else None,
-        resolv_file=_string(r, "daemon.resolv_file", daemon["resolv_file"])
-        if "resolv_file" in daemon else None,
-    )  # fmt: skip
-    config.routing_table, config.routing_table_prio = _routing_table(r, daemon)
-    config.state, config.state_key = _state(r, daemon, ha="ha" in top)
+            yield
+        except (PolicyFileError, ConfigError, PoolError) as e:
+            self.note(e)
+            if section is not None:
+                self.broken.add(section)
+        except _Cascade:
+            pass
+
+    def get(self, read: Callable[[], _T], default: _T) -> _T:
+        """`read()`, or `default` with the problem noted."""
+        with self.attempt():
+            return read()
+        return default
+
+
+_TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+_HEADER = re.compile(r"\s*\[\[?([^\]]+)\]\]?\s*(#.*)?$")
+_NAME = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_ASSIGN = re.compile(rf"\s*({_NAME}(?:\s*\.\s*{_NAME})*)\s*=")
+_KEY_PART = re.compile(r"\"[^\"]*\"|'[^']*'|[^.\[\]]+")
+
+
+def _toml_line(message: str) -> int | None:
+    m = _TOML_LINE.search(message)
+    return int(m.group(1)) if m else None
+
+
+def _key_parts(key: str) -> list[str]:
+    """``connections."a b".children.net.local_ts[1]`` -> its names, quotes and indexes off."""
+    return [p.strip().strip("\"'") for p in _KEY_PART.findall(key) if p.strip()
+            and not p.strip().isdigit()]  # fmt: skip
+
+
+def line_of(text: str, key: str | None) -> int | None:
+    """The line of `text` (1-based) where `key` is written, as near as the file tells:
+    its own ``name = ...`` line, else the header of the table that holds it."""
+    if not text or not key:
+        return None
+    parts = _key_parts(key)
+    lines = text.splitlines()
+    headers = [(i, _key_parts(m.group(1))) for i, m in
+               ((i, _HEADER.match(line)) for i, line in enumerate(lines)) if m]  # fmt: skip
+    start, depth = -1, 0
+    for i, names in headers:
+        if len(names) >= depth and names == parts[: len(names)] and names:
+            start, depth = i, len(names)
+    rest = parts[depth:]
+    if rest:
+        end = next((i for i, _ in headers if i > start), len(lines))
+        for j in range(start + 1, end):
+            m = _ASSIGN.match(lines[j])
+            if m and (names := _key_parts(m.group(1))) and names == rest[: len(names)]:
+                return j + 1
+    return start + 1 if start >= 0 else None
+
+
+def _parse(r: _Collector, data: dict[str, Any]) -> DaemonConfig:
+    """The configuration as far as it reads; each problem noted in `r`, none raised."""
+    sections = ("daemon", "connections", "secrets", "pools", "ha")
+    top: Mapping[str, Any] = r.get(lambda: r.table("", data, sections), {})
+    daemon: Mapping[str, Any] = r.get(lambda: r.table("daemon", top.get("daemon", {}),
+                                                      DAEMON_KEYS), {})  # fmt: skip
+    config = DaemonConfig(addresses=[], tun=None, tun_addresses=[],
+                          control_socket="/run/larval/control", pfkey_socket=None, mtu=1400,
+                          plain_esp=False)  # fmt: skip
+    if "addresses" in daemon:
+        config.addresses = r.get(lambda: [str(r.address(k, v)) for k, v in r.strings(
+            "daemon.addresses", daemon["addresses"])], [])  # fmt: skip
+    config.tun = r.get(lambda: _tun(r, daemon.get("tun")), None)
+    config.tun_addresses = r.get(lambda: _tun_addresses(r, daemon), [])
+    config.control_socket = r.get(lambda: _string(r, "daemon.control_socket", daemon.get(
+        "control_socket", "/run/larval/control")), "/run/larval/control")  # fmt: skip
+    if "pfkey_socket" in daemon:
+        config.pfkey_socket = r.get(lambda: _string(r, "daemon.pfkey_socket",
+                                                    daemon["pfkey_socket"]), None)  # fmt: skip
+    config.mtu = r.get(lambda: r.integer("daemon.mtu", daemon.get("mtu", 1400), MAX_MTU,
+                                         MIN_MTU), 1400)  # fmt: skip
+    config.plain_esp = r.get(lambda: _bool(r, "daemon.plain_esp",
+                                           daemon.get("plain_esp", False)), False)  # fmt: skip
+    if "credentials" in daemon:
+        config.credentials = r.get(lambda: _string(r, "daemon.credentials",
+                                                   daemon["credentials"]), None)  # fmt: skip
+    if "resolv_file" in daemon:
+        config.resolv_file = r.get(lambda: _string(r, "daemon.resolv_file",
+                                                   daemon["resolv_file"]), None)  # fmt: skip
+    with r.attempt():
+        config.routing_table, config.routing_table_prio = _routing_table(r, daemon)
+    with r.attempt():
+        config.state, config.state_key = _state(r, daemon, ha="ha" in top)
     if "save_keys" in daemon:
-        config.save_keys = _string(r, "daemon.save_keys", daemon["save_keys"])
+        config.save_keys = r.get(lambda: _string(r, "daemon.save_keys", daemon["save_keys"]),
+                                 None)  # fmt: skip
     every_secret = top.get("secrets", {})
-    eap_passwords = _eap_secrets(r, every_secret)
+    eap_passwords: dict[str, str] = {}
+    with r.attempt("secrets"):
+        eap_passwords = _eap_secrets(r, every_secret)
     if isinstance(every_secret, dict):
         every_secret = {k: v for k, v in every_secret.items()
                         if not k.startswith(USER_SECRET_PREFIXES)}  # fmt: skip
@@ -444,36 +622,78 @@ def _parse(r: ConfigReader, data: dict[str, Any]) -> DaemonConfig:
                               if s.name.startswith(KEY_SECRET_PREFIX)}  # fmt: skip
     secrets = [s for s in secrets if not s.name.startswith(KEY_SECRET_PREFIX)]
     # strongswan.conf's charon.retransmit_timeout and retransmit_tries, daemon-wide.
-    timeout = _retransmit_timeout(r, daemon.get("retransmit_timeout", 4.0))
-    tries = r.integer("daemon.retransmit_tries", daemon.get("retransmit_tries", 5), 100)
+    timeout = r.get(lambda: _retransmit_timeout(r, daemon.get("retransmit_timeout", 4.0)), 4.0)
+    tries = r.get(lambda: r.integer("daemon.retransmit_tries",
+                                    daemon.get("retransmit_tries", 5), 100), 5)  # fmt: skip
     # strongswan.conf's charon.fragment_size: the IP datagram of IKE sent whole, at most.
+    fragment_size = r.get(lambda: _fragment_size(r, daemon), 1280)
+    config.pools = _pools(r, top.get("pools", {}))
+    if "ha" in top:
+        config.ha = r.get(lambda: _ha(r, top["ha"]), None)
+    connections: object = top.get("connections", {})
+    no_connections: list[tuple[str, object]] = []
+    every_connection = r.get(lambda: list(r.tables("connections", connections)), no_connections)
+    for name, written in every_connection:
+        with r.attempt():
+            conn, policies = _connection_whole(r, config, name, written, secrets,
+                                               eap_passwords)  # fmt: skip
+            ike = dataclasses.replace(conn.ike, retransmit_timeout=timeout, retransmit_tries=tries,
+                                      fragment_size=fragment_size)  # fmt: skip
+            config.connections.append(dataclasses.replace(conn, ike=ike))
+            config.policies.extend(policies)
+    if config.connections and not config.addresses:
+        config.addresses = sorted({str(c.ike.local_addr) for c in config.connections})
+    if config.tun and not config.addresses and "addresses" not in daemon \
+            and len(config.connections) == len(every_connection):  # fmt: skip
+        # The dataplane receives ESP on an address of ours: there must be one.
+        r.note(r.error("daemon.tun", "the dataplane needs daemon.addresses or a connection"))
+    return config
+
+
+def _connection_whole(
+    r: _Collector, config: DaemonConfig, name: str, written: object, secrets: list[Secret],
+    eap_passwords: Mapping[str, str],
+) -> tuple[Connection, list[Policy]]:  # fmt: skip
+    """One ``[connections.NAME]`` with all it says: rounds, virtual IPs, EAP, XAuth, pools;
+    its certificate sides go to ``config.cert_auth``."""
+    entry, rounds = _rounds_written(r, name, written)
+    entry = _vips_entry(r, name, entry)
+    conn, policies, cert_auth = _connection(r, name, entry, secrets)
+    conn = _with_vips(r, name, entry, conn)
+    conn = _with_eap(r, name, entry, conn, eap_passwords)
+    conn = _with_rounds(r, name, conn, rounds, eap_passwords)
+    conn = _with_xauth(r, name, entry, conn, eap_passwords)
+    conn = _with_pools(r, name, entry, conn, config.pools)
+    if cert_auth is not None:
+        config.cert_auth[name] = cert_auth
+    config.auth_sides[name] = (tuple(_side(r, k, t) for k, t in rounds["local"]),
+                               tuple(_side(r, k, t) for k, t in rounds["remote"]))  # fmt: skip
+    return conn, policies
+
+
+def _tun(r: ConfigReader, tun: object) -> str | None:
+    if tun is not None and (not isinstance(tun, str) or not tun):
+        raise r.error("daemon.tun", f"{r.show(tun)} is not a device name")
+    return tun
+
+
+def _tun_addresses(r: ConfigReader, daemon: Mapping[str, Any]) -> list[str]:
+    if "tun_addresses" not in daemon:
+        return []
+    tun_addresses = [v for _, v in r.strings("daemon.tun_addresses", daemon["tun_addresses"])]
+    for i, text in enumerate(tun_addresses):
+        try:
+            ipaddress.ip_interface(text)
+        except ValueError:
+            raise r.error(f"daemon.tun_addresses[{i}]", f"{text!r} is not address/prefix") from None
+    return tun_addresses
+
+
+def _fragment_size(r: ConfigReader, daemon: Mapping[str, Any]) -> int:
     fragment_size = r.integer("daemon.fragment_size", daemon.get("fragment_size", 1280), MAX_MTU)
     if fragment_size < 128:
         raise r.error("daemon.fragment_size", f"{fragment_size} bytes leave no room for IKE")
-    config.pools = _pools(r, top.get("pools", {}))
-    config.ha = _ha(r, top["ha"]) if "ha" in top else None
-    for name, written in r.tables("connections", top.get("connections", {})):
-        entry, rounds = _rounds_written(r, name, written)
-        entry = _vips_entry(r, name, entry)
-        conn, policies, cert_auth = _connection(r, name, entry, secrets)
-        conn = _with_vips(r, name, entry, conn)
-        conn = _with_eap(r, name, entry, conn, eap_passwords)
-        conn = _with_rounds(r, name, conn, rounds, eap_passwords)
-        conn = _with_xauth(r, name, entry, conn, eap_passwords)
-        conn = _with_pools(r, name, entry, conn, config.pools)
-        if cert_auth is not None:
-            config.cert_auth[name] = cert_auth
-        ike = dataclasses.replace(conn.ike, retransmit_timeout=timeout,
-                                  retransmit_tries=tries, fragment_size=fragment_size)  # fmt: skip
-        conn = dataclasses.replace(conn, ike=ike)
-        config.connections.append(conn)
-        config.policies.extend(policies)
-    if config.connections and not config.addresses:
-        config.addresses = sorted({str(c.ike.local_addr) for c in config.connections})
-    if config.tun and not config.addresses:
-        # The dataplane receives ESP on an address of ours: there must be one.
-        raise r.error("daemon.tun", "the dataplane needs daemon.addresses or a connection")
-    return config
+    return fragment_size
 
 
 def _ha(r: ConfigReader, value: object) -> HaConfig:
@@ -571,12 +791,20 @@ def _ha_state(r: ConfigReader, paths: Mapping[str, str]) -> tuple[None, str]:
     return None, paths["state_key"]
 
 
-def _pools(r: ConfigReader, value: object) -> Pools:
-    """``[pools]``, checked by `larval.pools`; its error named with the file."""
-    try:
-        return Pools.from_dict(value)
-    except PoolError as e:
-        raise ConfigError(f"{r.source}: {e}") from None
+def _pools(r: _Collector, value: object) -> Pools:
+    """``[pools]``, checked by `larval.pools` one pool at a time, then together (two
+    pools may not overlap); each error named with the file."""
+    if not isinstance(value, dict):
+        r.note(PoolError("pools", f"{r.show(value)} is not a table of pools"))
+        r.broken.add("pools")
+        return Pools()
+    good = []
+    for name, table in value.items():
+        with r.attempt("pools"):
+            good.append(Pool.from_dict(name, table))
+    with r.attempt("pools"):
+        return Pools(good)
+    return Pools()
 
 
 def _with_pools(
@@ -591,7 +819,9 @@ def _with_pools(
     try:
         pools.check_names(key, names)
     except PoolError as e:
-        raise ConfigError(f"{r.source}: {e}") from None
+        if isinstance(r, _Collector) and "pools" in r.broken:
+            raise _Cascade from None  # the pool's own problem is named already
+        raise r.error(e.key, str(e).removeprefix(f"{e.key}: ")) from None
     return dataclasses.replace(conn, pools=names)  # IKEv2's CP, IKEv1's Mode Config
 
 
@@ -648,17 +878,26 @@ def _with_vips(r: ConfigReader, name: str, value: object, conn: Connection) -> C
     return dataclasses.replace(conn, ike=dataclasses.replace(conn.ike, vips=vips))
 
 
-def _secrets(r: ConfigReader, value: object) -> list[Secret]:
-    secrets = []
-    for name, entry in r.tables("secrets", value):
-        e = r.table(f"secrets.{name}", entry, SECRET_KEYS)
-        ids = [v for _, v in r.strings(f"secrets.{name}.ids", e["ids"])] if "ids" in e else []
-        secret = e.get("secret")
-        if not isinstance(secret, str) or not secret:
-            # Never the value: it may be the secret, with a typo.
-            raise r.error(f"secrets.{name}.secret", "a non-empty string is needed")
-        secrets.append(Secret(name, tuple(ids), secret.encode()))
+def _secrets(r: _Collector, value: object) -> list[Secret]:
+    secrets: list[Secret] = []
+    entries = r.get(lambda: list(r.tables("secrets", value)), None)
+    if entries is None:
+        r.broken.add("secrets")
+        return secrets
+    for name, entry in entries:
+        with r.attempt("secrets"):
+            secrets.append(_secret(r, name, entry))
     return secrets
+
+
+def _secret(r: ConfigReader, name: str, entry: object) -> Secret:
+    e = r.table(f"secrets.{name}", entry, SECRET_KEYS)
+    ids = [v for _, v in r.strings(f"secrets.{name}.ids", e["ids"])] if "ids" in e else []
+    secret = e.get("secret")
+    if not isinstance(secret, str) or not secret:
+        # Never the value: it may be the secret, with a typo.
+        raise r.error(f"secrets.{name}.secret", "a non-empty string is needed")
+    return Secret(name, tuple(ids), secret.encode())
 
 
 def _eap_secrets(r: ConfigReader, value: object) -> dict[str, str]:
@@ -687,7 +926,7 @@ def _eap_secrets(r: ConfigReader, value: object) -> dict[str, str]:
     return passwords
 
 
-def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
+def _with_eap(r: _Collector, name: str, value: object, conn: Connection,
               passwords: Mapping[str, str]) -> Connection:  # fmt: skip
     """`conn` with its EAP side, if it has one (RFC 7296 §2.16): the client's name and
     password, or the gateway's users. EAP is IKEv2's; the gateway proves itself with a
@@ -710,15 +949,15 @@ def _with_eap(r: ConfigReader, name: str, value: object, conn: Connection,
             raise r.error(f"{local.key}.eap_id", "%any is the gateway's; a client names itself")
         _check_eap_tls(r, local, remote)
         if eap_id not in passwords and not _eap_tls(local):
-            raise r.error(f"{local.key}.eap_id", f"no [secrets.eap-NAME] has id = {eap_id!r}")
+            raise _unless_cascade(r, f"{local.key}.eap_id",
+                                  f"no [secrets.eap-NAME] has id = {eap_id!r}")  # fmt: skip
         own = {eap_id: passwords[eap_id]} if eap_id in passwords else {}
         auth = EapAuth(cast(Any, local.method), eap_id, own)
         ike = dataclasses.replace(ike, local_eap=auth)
     else:
         if local.method == "psk":
-            log.warning("%s: connections.%s: the gateway proves itself to EAP clients with a "
-                        "PSK; RFC 7296 §2.16 wants a public key (a certificate)",
-                        r.source, name)  # fmt: skip
+            r.warn(f"connections.{name}", "the gateway proves itself to EAP clients with a "
+                   "PSK; RFC 7296 §2.16 wants a public key (a certificate)")  # fmt: skip
         _check_eap_tls(r, remote, local)
         auth = EapAuth(cast(Any, remote.method), remote.eap_id, dict(passwords),
                        retries=remote.eap_retries)  # fmt: skip
@@ -851,7 +1090,8 @@ def _further_round(r: ConfigReader, s: str, side: AuthSide, first: AuthSide,
         if eap_id == "%any":
             raise r.error(f"{side.key}.eap_id", "%any is the gateway's; a client names itself")
         if eap_id not in passwords:
-            raise r.error(f"{side.key}.eap_id", f"no [secrets.eap-NAME] has id = {eap_id!r}")
+            raise _unless_cascade(r, f"{side.key}.eap_id",
+                                  f"no [secrets.eap-NAME] has id = {eap_id!r}")  # fmt: skip
         eap = EapAuth(cast(Any, method), eap_id, {eap_id: passwords[eap_id]})
         return AuthRound(method, ident, eap=eap)
     match = _remote_identity(r, f"{side.key}.id", side.id) if side.id else None
@@ -888,8 +1128,9 @@ def _with_xauth(r: ConfigReader, name: str, value: object, conn: Connection,
             raise r.error(where, "the xauth round's xauth_id %any is the gateway's; a client "
                           "names itself")  # fmt: skip
         if user not in passwords:
-            raise r.error(where, f"the xauth round's user {user!r}: no [secrets.xauth-NAME] "
-                          f"or [secrets.eap-NAME] has id = {user!r}")  # fmt: skip
+            raise _unless_cascade(r, where, f"the xauth round's user {user!r}: no "
+                                  "[secrets.xauth-NAME] "
+                                  f"or [secrets.eap-NAME] has id = {user!r}")  # fmt: skip
         ike = dataclasses.replace(ike, local_xauth=XauthAuth(user, {user: passwords[user]}))
     return dataclasses.replace(conn, ike=ike)
 
@@ -968,15 +1209,18 @@ def _connection(
     # Per connection, not per secret: the risk is the connection's (its AUTH exchange is
     # what an attacker tries short PSKs against), and a secret later shared with another
     # connection must not carry the acceptance over to it.
-    short_psk = _bool(r, f"{base}.short_psk", c.get("short_psk", False))
+    short_psk = _read(r, lambda: _bool(r, f"{base}.short_psk", c.get("short_psk", False)), True)
     psk = b""
     if "psk" in (local.method, remote.method):
         # Only this end proves itself with a PSK (the peer with a certificate): the PSK
         # is its own, found by its identity.
         owner = "local" if remote.method != "psk" or remote_text == "%any" else "remote"
-        psk = _psk(r, base, secrets, local_text, remote_text, short_psk, owner)
-    send_cert = r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"), SEND_CERT)
-    send_certreq = _bool(r, f"{base}.send_certreq", c.get("send_certreq", True))
+        with r.attempt() if isinstance(r, _Collector) else nullcontext():
+            psk = _psk(r, base, secrets, local_text, remote_text, short_psk, owner)
+    send_cert = _read(r, lambda: r.choice(f"{base}.send_cert", c.get("send_cert", "ifasked"),
+                                          SEND_CERT), "ifasked")  # fmt: skip
+    send_certreq = _read(r, lambda: _bool(r, f"{base}.send_certreq",
+                                          c.get("send_certreq", True)), True)  # fmt: skip
     cert_auth = None
     if "pubkey" in (local.method, remote.method) or _eap_tls(local) or _eap_tls(remote):
         cert_auth = CertAuth(
@@ -985,9 +1229,13 @@ def _connection(
             cast(SendCert, send_cert),
             send_certreq,
         )
-    fragmentation = r.choice(f"{base}.fragmentation", c.get("fragmentation", "yes"), ("yes", "no"))
+    fragmentation = _read(r, lambda: r.choice(f"{base}.fragmentation", c.get("fragmentation",
+                                              "yes"), ("yes", "no")), "yes")  # fmt: skip
     if "mobike" in c:
-        _bool(r, f"{base}.mobike", c["mobike"])  # swanctl's key, accepted; no MOBIKE yet
+        _read(r, lambda: _bool(r, f"{base}.mobike", c["mobike"]), False)  # accepted; no MOBIKE yet
+    encap = _read(r, lambda: _bool(r, f"{base}.encap", c.get("encap", False)), False)
+    dpd_delay = _read(r, lambda: r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0)), 0)
+    rekey_time = _read(r, lambda: r.duration(f"{base}.rekey_time", c.get("rekey_time", "4h")), 0)
     ike = IkeConfig(
         name=name,
         local_addr=local_addrs[0],
@@ -996,9 +1244,9 @@ def _connection(
         remote_id=remote_match.exact,
         psk=psk,
         proposals=tuple(proposals),
-        encap=_bool(r, f"{base}.encap", c.get("encap", False)),
-        dpd_delay=float(r.duration(f"{base}.dpd_delay", c.get("dpd_delay", 0))),
-        rekey_time=float(r.duration(f"{base}.rekey_time", c.get("rekey_time", "4h"))),
+        encap=encap,
+        dpd_delay=float(dpd_delay),
+        rekey_time=float(rekey_time),
         fragmentation=fragmentation == "yes",
         # Always: an exact identity too is matched as strongSwan matches it, a DN as a name
         # (its attributes in order, whatever string types encode them), names in any case.
@@ -1010,32 +1258,47 @@ def _connection(
     start_action: dict[str, str] = {}
     policies: list[Policy] = []
     for child_name, child_value in r.tables(f"{base}.children", c.get("children", {})):
-        ckey = f"{base}.children.{child_name}"
-        child, start_action[child_name] = _child(r, ckey, child_name, child_value,
-                                                 local_addrs[0], remote_addrs[0])  # fmt: skip
-        action = start_action[child_name]
-        if remote_addr.is_unspecified and (
-            action == "start" or (action == "trap" and child.mode == "tunnel")
-        ):
-            # No one peer to open an IKE SA to, nor, in tunnel mode, to ACQUIRE an SA with
-            # (the stack drops what a tunnel to any peer has no SA for); a transport-mode
-            # trap ACQUIREs for each packet's own peer.
-            raise r.error(f"{ckey}.start_action", f"{action!r} needs one peer address in "
-                          "remote_addrs (or, for trap, mode = \"transport\"); a connection "
-                          'for many peers answers: start_action = "none"')  # fmt: skip
-        policy = {k: v for k, v in r.table(ckey, child_value, CHILD_KEYS).items()
-                  if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
-                           "rekey_bytes", "life_bytes", "replay_window")}  # fmt: skip
-        policy.update(mode=child.mode, local_addrs=[str(local_addrs[0])],
-                      remote_addrs=[_tunnel_remote(remote_addrs[0])])  # fmt: skip
-        written = policies_from_entry(r, ckey, f"{name}/{child_name}", policy)
-        children.append(_child_as_written(child, written))
-        policies.extend(written)
-    aggressive = _bool(r, f"{base}.aggressive", c.get("aggressive", False))
+        with r.attempt() if isinstance(r, _Collector) else nullcontext():
+            child, start_action[child_name], written = _child_and_policies(
+                r, name, child_name, child_value, local_addrs[0], remote_addrs[0])  # fmt: skip
+            children.append(child)
+            policies.extend(written)
+    aggressive = _read(r, lambda: _bool(r, f"{base}.aggressive", c.get("aggressive", False)), False)
     if aggressive and version != 1:
         raise r.error(f"{base}.aggressive", "Aggressive Mode is IKEv1's: set version = 1")
     conn = Connection(ike, tuple(children), start_action, version, aggressive)
     return conn, policies, cert_auth
+
+
+def _child_and_policies(
+    r: ConfigReader, name: str, child_name: str, child_value: object, local: IPAddress,
+    remote: IPAddress,
+) -> tuple[ChildConfig, str, list[Policy]]:  # fmt: skip
+    """One child, its start_action, and the policies the stack gets for it."""
+    ckey = f"connections.{name}.children.{child_name}"
+    child, action = _child(r, ckey, child_name, child_value, local, remote)
+    if isinstance(r, _Collector) and any(b.startswith(f"{ckey}.") for b in r.broken):
+        raise _Cascade  # a proposal is named already; the policy's reader would again
+    if remote.is_unspecified and (
+        action == "start" or (action == "trap" and child.mode == "tunnel")
+    ):
+        # No one peer to open an IKE SA to, nor, in tunnel mode, to ACQUIRE an SA with
+        # (the stack drops what a tunnel to any peer has no SA for); a transport-mode
+        # trap ACQUIREs for each packet's own peer.
+        raise r.error(f"{ckey}.start_action", f"{action!r} needs one peer address in "
+                      "remote_addrs (or, for trap, mode = \"transport\"); a connection "
+                      'for many peers answers: start_action = "none"')  # fmt: skip
+    policy = {k: v for k, v in r.table(ckey, child_value, CHILD_KEYS).items()
+              if k in ("local_ts", "remote_ts", "esp_proposals", "rekey_time", "life_time",
+                       "rekey_bytes", "life_bytes", "replay_window")}  # fmt: skip
+    policy.update(mode=child.mode, local_addrs=[str(local)], remote_addrs=[_tunnel_remote(remote)])
+    written = policies_from_entry(r, ckey, f"{name}/{child_name}", policy)
+    return _child_as_written(child, written), action, written
+
+
+def _read(r: ConfigReader, read: Callable[[], _T], default: _T) -> _T:
+    """`read()`; a reader that collects notes its problem and goes on with `default`."""
+    return r.get(read, default) if isinstance(r, _Collector) else read()
 
 
 def _psk(
@@ -1048,7 +1311,8 @@ def _psk(
     secret = next((s for s in secrets if not s.ids or {local_id, remote_id} <= set(s.ids)
                    or wanted in s.ids), None)  # fmt: skip
     if secret is None:
-        raise r.error(f"{base}.{owner}.id", f"no [secrets] entry holds a PSK for {wanted}")
+        raise _unless_cascade(r, f"{base}.{owner}.id",
+                              f"no [secrets] entry holds a PSK for {wanted}")  # fmt: skip
     if len(secret.psk) < MIN_PSK_LENGTH and not short_psk:
         size = f"{len(secret.psk)} byte" + ("" if len(secret.psk) == 1 else "s")
         raise r.error(
@@ -1085,13 +1349,21 @@ def _tunnel_remote(remote: IPAddress) -> str:
 
 
 def _proposals(r: ConfigReader, key: str, value: object, parse: Callable[[str], _T]) -> list[_T]:
-    """Each string of a proposals list parsed by `parse`; a bad one is named by its index."""
+    """Each string of a proposals list parsed by `parse`; a bad one is named by its index
+    (every bad one, by a reader that collects), and a weak algorithm larval does not offer
+    is named with why."""
     out = []
     for k, text in r.strings(key, value):
         try:
             out.append(parse(text))
         except (IkeProposalError, ProposalError) as e:
-            raise r.error(k, str(e)) from None
+            error = r.error(k, f"{refused_why(text)}{e}")
+            if not isinstance(r, _Collector):
+                raise error from None
+            r.note(error)
+            r.broken.add(k)
+    if isinstance(r, _Collector) and not out and any(b.startswith(key) for b in r.broken):
+        raise _Cascade  # every proposal is named already
     return out
 
 

@@ -20,9 +20,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from larval.daemon.auth import load_and_resolve
-from larval.daemon.config import DaemonConfig, load_config
+from larval.daemon.config import DaemonConfig
 from larval.daemon.group_commit import GroupCommit
+from larval.daemon.loading import load_daemon
 from larval.daemon.reload import (
     RELOADED,
     by_name,
@@ -127,7 +127,7 @@ class IkeDaemon(StackService):
         self.config_path = config_path
         # Before any socket opens: a credentials problem, or a connection's certificate
         # that is not among them, stops the start, every line shown.
-        self.config, self.credentials = load_and_resolve(load_config(config_path), config_path)
+        self.config, self.credentials = load_daemon(config_path)
         cfg = self.config
         dataplane = None
         if cfg.tun:
@@ -386,8 +386,7 @@ class IkeDaemon(StackService):
         whose definition is unchanged keeps its leases (`keep_pools`).
         """
         try:
-            fresh, credentials = load_and_resolve(load_config(self.config_path),
-                                                  self.config_path)  # fmt: skip
+            fresh, credentials = load_daemon(self.config_path)
         except Exception as e:  # a bad file or bad credentials keep the running ones
             for line in str(e).splitlines():
                 log.error("reload refused: %s", line.strip())

@@ -41,8 +41,16 @@ __all__ = [
 # What a reload takes from the file (and the credentials directory it names); the rest
 # of it ([daemon]: addresses, sockets, TUN) is bound to sockets and devices opened at start.
 # ``daemon.save_keys`` opens nothing at start: a reload turns it on or off.
-RELOADED = ("connections", "policies", "cert_auth", "credentials", "key_passphrases", "pools",
-            "save_keys")  # fmt: skip
+RELOADED = (
+    "connections",
+    "policies",
+    "cert_auth",
+    "credentials",
+    "key_passphrases",
+    "pools",
+    "auth_sides",
+    "save_keys",
+)
 
 _T = TypeVar("_T")
 

@@ -157,7 +157,7 @@ class _Reader:
     show = staticmethod(_show)
 
     def error(self, key: str, problem: str) -> PolicyFileError:
-        return PolicyFileError(f"{self.source}: {key}: {problem}")
+        return PolicyFileError(f"{self.source}: {key}: {problem}", key=key, problem=problem)
 
     def table(self, key: str, value: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
         if not isinstance(value, dict):
@@ -165,8 +165,13 @@ class _Reader:
         for name in value:
             if name not in allowed:
                 where = f"{key}.{name}" if key else name
-                raise self.error(where, "unknown key; allowed: " + ", ".join(allowed))
+                self.unknown_key(self.error(where, "unknown key; allowed: " + ", ".join(allowed)))
         return value
+
+    def unknown_key(self, error: PolicyFileError) -> None:
+        """An unknown key in a table: an error at once; a reader that collects problems
+        notes it and reads on (`larval.daemon.config`)."""
+        raise error
 
     def choice(self, key: str, value: object, allowed: tuple[str, ...]) -> str:
         if not isinstance(value, str) or value not in allowed:

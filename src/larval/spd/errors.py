@@ -15,5 +15,11 @@ class PolicyFileError(LarvalError):
     """A policy file with a syntax error, an unknown key or a bad value.
 
     The message names the file, the key (``policies.s2s.esp_proposals[1]``) and what is
-    allowed there.
+    allowed there; `key` and `problem` hold the two apart where the reader knew them,
+    for a caller that lists problems (`larval check`).
     """
+
+    def __init__(self, message: str, *, key: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.problem = problem
