@@ -147,7 +147,7 @@ class IkeDaemon(StackService):
         for policy in cfg.policies:
             self.stack.spd.add(policy)
         # Other PF_KEY clients see what the key manager does, as on one keysock.
-        broadcast = self.pfkey.emit if self.pfkey is not None else None
+        broadcast = self.pfkey.emit_wire if self.pfkey is not None else None
         self.node = Node(cfg.connections, stack=self.stack, broadcast=broadcast,
                          wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr

@@ -1,0 +1,528 @@
+"""GETSPI, UPDATE and ADD in their usual shapes, PF_KEY bytes in and bytes out.
+
+Theory of operation
+-------------------
+A key manager sends the stack three messages for every CHILD_SA: GETSPI for the inbound
+SPI, UPDATE of that LARVAL SA with its keys, ADD of the outbound SA (RFC 2367 §3.1.1-3).
+The full path decodes each into a `PfkeyMessage` of extension objects, `Sadb.handle`
+acts on those, and the answer is another message encoded again. Here the same work is
+done from the bytes: the fixed layouts are read with precompiled structs, the SADB is
+changed as the full path changes it, and the answer is packed from the request's own
+bytes, as illumos turns a request into its answer.
+
+What is read once and kept: a GETSPI's extensions (its addresses and SPI range, the
+same bytes for every SA between two hosts) as a `_GetspiShape`, judged by the full
+decoder; each address extension of UPDATE and ADD by its bytes; the lifetimes by theirs
+(shared by the SAs that have the same: they are replaced, never changed in place); and
+whether an algorithm pair with given key sizes is one `Sadb._check_keys` accepts.
+
+The rule that keeps the two paths one: `FastPath.handle` returns None for any request it
+does not take whole — another message type or SA type, an extension it does not know or
+finds twice, a length that does not hold, anything the SADB would refuse, an SA that is
+not in the state the usual case needs — *before it has changed anything*, and the caller
+gives the same bytes to the full path (`decode`, `Sadb.handle`), so that every errno,
+diagnostic, audience and log line stays the full path's. The one refusal answered here is
+a GETSPI whose SPI range is full, found only after the SPIs were drawn: its answer is
+the full path's (`Sadb.error_reply`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+from larval.pfkey import (
+    PF_KEY_V2,
+    Extension,
+    ExtType,
+    PfkeyError,
+    SadbAddress,
+    SadbKey,
+    SadbMsgType,
+    SadbSa,
+    SadbSpirange,
+    SaState,
+    SaType,
+    decode,
+)
+from larval.sadb.errors import SadbError
+from larval.sadb.sa import Lifetime, SecurityAssociation
+from larval.sadb.sadb import (
+    MAX_SPI,
+    MIN_SPI,
+    Audience,
+    Sadb,
+    _check_idle,
+    _check_inner,
+    _check_soft_below_hard,
+    _inner_state,
+    _packed,
+)
+
+__all__ = ["FastPath", "WireReply"]
+
+
+class WireReply(NamedTuple):
+    """A PF_KEY message encoded, for the socket layer to send, and to whom."""
+
+    data: bytes
+    audience: Audience
+    satype: int
+
+
+# RFC 2367 §2.3.1 sadb_msg, §2.2 sadb_ext, §2.3.2 sadb_sa (its SPI in network byte order),
+# §2.3.3 sadb_key's bits, illumos sadb_x_pair's SPI: the layouts `larval.pfkey` writes.
+_HEADER = struct.Struct("<BBBBHHII")
+_HEADER_SIZE = _HEADER.size
+_EXT = struct.Struct("<HH")
+_SA_BODY = struct.Struct("<4sBBBBI")
+_KEY_BITS = struct.Struct("<H")
+_PAIR_SPI = struct.Struct(">I")
+_GETSPI_SA = struct.Struct("<HH4sBBBBI")  # the SA extension of a GETSPI's answer
+
+
+# Plain ints for the per-request paths (an enum member is an attribute lookup each time).
+_GETSPI, _UPDATE, _ADD = int(SadbMsgType.GETSPI), int(SadbMsgType.UPDATE), int(SadbMsgType.ADD)
+_ESP = int(SaType.ESP)
+_LARVAL, _MATURE = int(SaState.LARVAL), int(SaState.MATURE)
+_EXT_SA = int(ExtType.SA)
+_HARD, _SOFT, _IDLE = (
+    int(ExtType.LIFETIME_HARD),
+    int(ExtType.LIFETIME_SOFT),
+    int(ExtType.X_LIFETIME_IDLE),
+)
+_SRC, _DST = int(ExtType.ADDRESS_SRC), int(ExtType.ADDRESS_DST)
+_PROXY, _INNER_DST = int(ExtType.ADDRESS_PROXY), int(ExtType.X_ADDRESS_INNER_DST)
+_NATT_LOC, _NATT_REM = int(ExtType.X_ADDRESS_NATT_LOC), int(ExtType.X_ADDRESS_NATT_REM)
+_KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
+_PAIR = int(ExtType.X_PAIR)
+_ADDRESSES = frozenset({_SRC, _DST, _PROXY, _INNER_DST, _NATT_LOC, _NATT_REM})
+_KEYS = frozenset({_KEY_AUTH, _KEY_ENCRYPT})
+_LIFETIMES = frozenset({_HARD, _SOFT, _IDLE})
+_ALL, _SENDER = Audience.ALL, Audience.SENDER
+
+#: Entries kept in each cache before it is emptied: a burst of distinct peers or
+#: lifetimes costs a decode each, never unbounded memory.
+CACHE_MAX = 4096
+
+
+class _GetspiShape(NamedTuple):
+    """A GETSPI's extensions, judged once by the full decoder: the SA it makes and the
+    addresses its answer carries."""
+
+    src: bytes  # packed, shared (`larval.sadb.sadb._packed`)
+    dst: bytes
+    src_port: int
+    dst_port: int
+    proto: int
+    low: int  # the usable SPI range
+    high: int
+    answer_words: int  # sadb_msg_len of the answer
+    answer_tail: bytes  # the answer's address extensions, as the full path encodes them
+
+
+class _Address(NamedTuple):
+    """An address extension read once: the value the SA keeps, its packed address, and
+    its bytes as the full path writes them back."""
+
+    ext: SadbAddress
+    packed: bytes
+    wire: bytes
+
+
+class _Lifetimes(NamedTuple):
+    """SADB_EXT_LIFETIME_SOFT and _HARD and SADB_X_EXT_LIFETIME_IDLE as an SA holds them."""
+
+    soft: Lifetime | None
+    hard: Lifetime | None
+    idle_add: int
+    idle_use: int
+
+
+_NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
+_LifetimeKey = tuple[bytes | None, bytes | None, bytes | None]
+_KeysKey = tuple[int, int, int, int]  # auth, encrypt, bits of each key (0: none)
+
+
+class FastPath:
+    """GETSPI, UPDATE and ADD of ESP SAs from bytes, for `sadb`; `handle` is the entry."""
+
+    def __init__(self, sadb: Sadb) -> None:
+        self.sadb = sadb
+        self._table = sadb._tables[_ESP]
+        # Values are None where the full path must judge (a refusal, an unusual form).
+        self._getspi_shapes: dict[bytes, _GetspiShape | None] = {}
+        self._addresses: dict[bytes, _Address | None] = {}
+        self._lifetimes: dict[_LifetimeKey, _Lifetimes | None] = {}
+        self._keys: dict[_KeysKey, bool] = {}
+        self._inner: dict[tuple[bytes, bytes], bool] = {}
+        self._handlers: dict[int, Callable[[bytes, int, int, float], list[WireReply] | None]] = {
+            _GETSPI: self._getspi,
+            _UPDATE: self._update,
+            _ADD: self._add,
+        }
+
+    def handle(self, data: bytes, now: float) -> list[WireReply] | None:
+        """The answers to one PF_KEY request, encoded, if it is one the fast path takes
+        whole; None (nothing changed) for the full path to carry out."""
+        if type(data) is not bytes or len(data) < _HEADER_SIZE:
+            return None
+        version, msg_type, _, satype, words, _, seq, pid = _HEADER.unpack_from(data)
+        if version != PF_KEY_V2 or satype != _ESP or words << 3 != len(data):
+            return None
+        handler = self._handlers.get(msg_type)
+        return handler(data, seq, pid, now) if handler is not None else None
+
+    # -- GETSPI ---------------------------------------------------------------------------
+
+    def _getspi(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
+        """GETSPI <base, address(S, D), SPI range> -> <base, SA(LARVAL), address(S, D)>."""
+        body = data[_HEADER_SIZE:]
+        shapes = self._getspi_shapes
+        try:
+            shape = shapes[body]
+        except KeyError:
+            if len(shapes) >= CACHE_MAX:
+                shapes.clear()
+            shape = shapes[body] = _getspi_shape(body)
+        if shape is None:
+            return None
+        sadb = self.sadb
+        table = self._table
+        sa = SecurityAssociation(
+            0, _ESP, shape.src, shape.dst, _LARVAL, now,
+            src_port=shape.src_port, dst_port=shape.dst_port, proto=shape.proto,
+        )  # fmt: skip
+        sa.hard = sadb._larval_hard
+        try:
+            spi = sadb._place(table, sa, shape.low, shape.high)
+        except SadbError as e:
+            # The range is full: nothing was inserted, and the SPIs drawn are spent as
+            # the full path would have spent them. Its answer, RFC 2367 §3.1.
+            error = _HEADER.pack(PF_KEY_V2, _GETSPI, e.errno, _ESP, 2, e.diagnostic, seq, pid)
+            return [WireReply(error, _SENDER, _ESP)]
+        sadb._grown(table)
+        answer = (
+            _HEADER.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq, pid)
+            + _GETSPI_SA.pack(2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0, 0)
+            + shape.answer_tail
+        )
+        return [WireReply(answer, _SENDER, _ESP)]
+
+    # -- UPDATE and ADD -------------------------------------------------------------------
+
+    def _update(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
+        """UPDATE of a LARVAL SA with its keys: MATURE, answered to every socket as it
+        came, less its keys (RFC 2367 §3.1.2)."""
+        return self._keyed(data, _UPDATE, seq, pid, now)
+
+    def _add(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
+        """ADD: a MATURE SA at once, answered as UPDATE is (RFC 2367 §3.1.3)."""
+        return self._keyed(data, _ADD, seq, pid, now)
+
+    def _keyed(
+        self, data: bytes, msg_type: int, seq: int, pid: int, now: float
+    ) -> list[WireReply] | None:
+        size = len(data)
+        off = _HEADER_SIZE
+        seen = 0  # a bit per extension type read
+        sa_fields: tuple[bytes, int, int, int, int, int] | None = None
+        soft_raw: bytes | None = None
+        hard_raw: bytes | None = None
+        idle_raw: bytes | None = None
+        src: _Address | None = None
+        dst: _Address | None = None
+        proxy: _Address | None = None
+        inner_dst: _Address | None = None
+        natt_loc: _Address | None = None
+        natt_rem: _Address | None = None
+        auth_key = encrypt_key = b""
+        auth_bits = encrypt_bits = 0
+        pair_spi = -1
+        kept = [b""]  # the answer: the base header, then every extension but the keys
+        addresses = self._addresses
+        ext_header = _EXT.unpack_from
+        while off < size:
+            words, ext_type = ext_header(data, off)
+            end = off + (words << 3)
+            if not words or end > size or ext_type > 63 or seen >> ext_type & 1:
+                return None  # the decoder's to refuse (or to keep, an unknown type)
+            seen |= 1 << ext_type
+            if ext_type in _ADDRESSES:
+                whole = data[off:end]
+                try:
+                    address = addresses[whole]
+                except KeyError:
+                    if len(addresses) >= CACHE_MAX:
+                        addresses.clear()
+                    address = addresses[whole] = _address(ext_type, whole)
+                if address is None:
+                    return None
+                kept.append(address.wire)
+                if ext_type == _SRC:
+                    src = address
+                elif ext_type == _DST:
+                    dst = address
+                elif ext_type == _PROXY:
+                    proxy = address
+                elif ext_type == _INNER_DST:
+                    inner_dst = address
+                elif ext_type == _NATT_REM:
+                    natt_rem = address
+                else:
+                    natt_loc = address
+            elif ext_type == _EXT_SA:
+                if words != 2:
+                    return None
+                sa_fields = _SA_BODY.unpack_from(data, off + 4)
+                kept.append(data[off:end])
+            elif ext_type in _KEYS:
+                (bits,) = _KEY_BITS.unpack_from(data, off + 4)
+                nbytes = (bits + 7) >> 3
+                if not bits or words << 3 != 8 + ((nbytes + 7) & ~7):
+                    return None
+                if ext_type == _KEY_ENCRYPT:
+                    encrypt_bits, encrypt_key = bits, data[off + 8 : off + 8 + nbytes]
+                else:
+                    auth_bits, auth_key = bits, data[off + 8 : off + 8 + nbytes]
+            elif ext_type in _LIFETIMES:
+                if words != 4:
+                    return None
+                raw = data[off:end]
+                kept.append(raw)
+                if ext_type == _HARD:
+                    hard_raw = raw
+                elif ext_type == _SOFT:
+                    soft_raw = raw
+                else:
+                    idle_raw = raw
+            elif ext_type == _PAIR:
+                if words != 1:
+                    return None
+                (pair_spi,) = _PAIR_SPI.unpack_from(data, off + 4)
+                kept.append(data[off:end])
+            else:
+                return None  # an extension the fast path does not apply
+            off = end
+        # What the full path would refuse, or do otherwise than the usual case does, goes
+        # to it: no SA extension, a missing address (an UPDATE may omit its source, as
+        # RFC 2367 §3.1.2 allows: the full path reads that), families that differ, a
+        # state other than MATURE, no key (an UPDATE of lifetimes alone).
+        if sa_fields is None or src is None or dst is None:
+            return None
+        spi_raw, replay, state, auth, encrypt, flags = sa_fields
+        if state != _MATURE or len(src.packed) != len(dst.packed):
+            return None
+        if not (encrypt_bits or auth_bits):
+            return None
+        keys_key = (auth, encrypt, auth_bits, encrypt_bits)
+        keys_ok = self._keys.get(keys_key)
+        if keys_ok is None:
+            keys_ok = self._keys[keys_key] = _keys_accepted(*keys_key)
+        if not keys_ok:
+            return None
+        lifetimes = (
+            _NO_LIFETIMES
+            if soft_raw is None and hard_raw is None and idle_raw is None
+            else self._lifetimes_of(soft_raw, hard_raw, idle_raw)
+        )
+        if lifetimes is None:
+            return None
+        if (proxy is not None or inner_dst is not None) and not self._inner_ok(proxy, inner_dst):
+            return None
+        spi = int.from_bytes(spi_raw, "big")
+        table = self._table
+        sadb = self.sadb
+        if msg_type == _UPDATE:
+            sa = table.get(spi, dst.packed)
+            if sa is None or sa.src != src.packed:
+                return None
+            optional = (
+                pair_spi >= 0 or idle_raw is not None or proxy is not None
+                or inner_dst is not None or natt_loc is not None or natt_rem is not None
+            )  # fmt: skip
+            with sa.lock:
+                if sa.state != _LARVAL:
+                    return None  # keys for a MATURE SA, or one that died: refused there
+                track_inner = optional or sa.inner_dst is not None
+                inner_before = _inner_state(sa) if track_inner else None
+                sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
+                sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
+                sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
+                if optional:
+                    _apply_optional(sa, pair_spi, idle_raw, lifetimes, proxy, inner_dst,
+                                    natt_loc, natt_rem)  # fmt: skip
+                sa.state = _MATURE
+                released = sa.mature()
+                reindex = track_inner and inner_before != _inner_state(sa)
+            if reindex:
+                table.reindex_inner(sa)
+            if sadb.on_keyed is not None:
+                sadb.on_keyed(sa)
+            if released:
+                sa.release_held(sadb.on_inbound_release, sadb.counters)
+        else:
+            if spi < MIN_SPI:
+                return None
+            sa = SecurityAssociation(
+                spi, _ESP, src.packed, dst.packed, _MATURE, now,
+                src_port=src.ext.port, dst_port=dst.ext.port, proto=dst.ext.proto,
+            )  # fmt: skip
+            sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
+            sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
+            sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
+            _apply_optional(sa, pair_spi, idle_raw, lifetimes, proxy, inner_dst,
+                            natt_loc, natt_rem)  # fmt: skip
+            if not table.insert_if_absent(sa):
+                return None  # the SPI is taken: EEXIST, from the full path
+            sadb._grown(table)
+            if sadb.on_keyed is not None:
+                sadb.on_keyed(sa)
+        sadb._release_acquires(sa)
+        # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
+        # with a header of its own.
+        answer_size = _HEADER_SIZE + sum(map(len, kept))
+        kept[0] = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, answer_size >> 3, 0, seq, pid)
+        return [WireReply(b"".join(kept), _ALL, _ESP)]
+
+    def _lifetimes_of(
+        self, soft_raw: bytes | None, hard_raw: bytes | None, idle_raw: bytes | None
+    ) -> _Lifetimes | None:
+        key = (soft_raw, hard_raw, idle_raw)
+        cache = self._lifetimes
+        try:
+            return cache[key]
+        except KeyError:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            found = cache[key] = _lifetimes(soft_raw, hard_raw, idle_raw)
+            return found
+
+    def _inner_ok(self, proxy: _Address | None, inner_dst: _Address | None) -> bool:
+        key = (proxy.wire if proxy else b"", inner_dst.wire if inner_dst else b"")
+        cache = self._inner
+        ok = cache.get(key)
+        if ok is None:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            ok = cache[key] = _inner_accepted(proxy, inner_dst)
+        return ok
+
+
+def _apply_optional(
+    sa: SecurityAssociation,
+    pair_spi: int,
+    idle_raw: bytes | None,
+    lifetimes: _Lifetimes,
+    proxy: _Address | None,
+    inner_dst: _Address | None,
+    natt_loc: _Address | None,
+    natt_rem: _Address | None,
+) -> None:
+    """`Sadb._apply_optional` for the optional extensions the fast path takes. A new
+    inner selector replaces every pair of the SA's (no X_LARVAL_INNER_PAIRS here)."""
+    if pair_spi >= 0:
+        sa.pair_spi = pair_spi
+    if idle_raw is not None:
+        sa.idle_add, sa.idle_use = lifetimes.idle_add, lifetimes.idle_use
+    if natt_loc is not None:
+        sa.natt_loc = natt_loc.ext
+    if natt_rem is not None:
+        sa.natt_rem = natt_rem.ext
+    if proxy is not None:
+        sa.inner_src = proxy.ext
+        sa.inner_more = ()
+    if inner_dst is not None:
+        sa.inner_dst = inner_dst.ext
+        sa.inner_more = ()
+
+
+# -- what is judged once, by the full path's own code ---------------------------------------
+
+
+def _getspi_shape(body: bytes) -> _GetspiShape | None:
+    """A GETSPI body the usual case takes: decoded by `decode` to its address pair and
+    SPI range and nothing else, of one family, with a usable range."""
+    header = _HEADER.pack(PF_KEY_V2, _GETSPI, 0, _ESP, (_HEADER_SIZE + len(body)) >> 3, 0, 0, 0)
+    try:
+        msg = decode(header + body)
+    except PfkeyError:
+        return None
+    exts = {e.ext_type: e for e in msg.extensions}
+    if len(msg.extensions) != 3:
+        return None
+    src, dst, spirange = exts.get(_SRC), exts.get(_DST), exts.get(int(ExtType.SPIRANGE))
+    if not isinstance(src, SadbAddress) or not isinstance(dst, SadbAddress):
+        return None
+    if not isinstance(spirange, SadbSpirange) or type(src.addr) is not type(dst.addr):
+        return None
+    low, high = max(spirange.min, MIN_SPI), min(spirange.max, MAX_SPI)
+    if low > high:
+        return None
+    tail = src.encode() + dst.encode()
+    words = (_HEADER_SIZE + 16 + len(tail)) >> 3
+    return _GetspiShape(_packed(src), _packed(dst), src.port, dst.port, dst.proto, low, high,
+                        words, tail)  # fmt: skip
+
+
+def _address(ext_type: int, whole: bytes) -> _Address | None:
+    try:
+        ext = SadbAddress.decode(ext_type, whole[4:])
+    except PfkeyError:
+        return None
+    return _Address(ext, _packed(ext), ext.encode())
+
+
+def _lifetime(raw: bytes | None) -> Lifetime | None:
+    if raw is None:
+        return None
+    allocations, nbytes, addtime, usetime = struct.unpack_from("<IQQQ", raw, 4)
+    return Lifetime(allocations, nbytes, addtime, usetime)
+
+
+def _lifetimes(
+    soft_raw: bytes | None, hard_raw: bytes | None, idle_raw: bytes | None
+) -> _Lifetimes | None:
+    """The lifetimes as `Sadb._lifetimes` reads and checks them; None if it refuses them."""
+    soft, hard = _lifetime(soft_raw), _lifetime(hard_raw)
+    idle = _lifetime(idle_raw)
+    try:
+        _check_soft_below_hard(soft, hard)
+        if idle is not None:
+            _check_idle(Lifetime(0, 0, idle.addtime, idle.usetime), soft, hard)
+    except SadbError:
+        return None
+    if idle is None:
+        return _Lifetimes(soft, hard, 0, 0)
+    return _Lifetimes(soft, hard, idle.addtime, idle.usetime)
+
+
+def _keys_accepted(auth: int, encrypt: int, auth_bits: int, encrypt_bits: int) -> bool:
+    """Whether `Sadb._check_keys` takes these algorithms with keys of these sizes."""
+    sa_ext = SadbSa(0, 0, _MATURE, auth, encrypt)
+    akey = SadbKey(_KEY_AUTH, auth_bits, bytes((auth_bits + 7) >> 3)) if auth_bits else None
+    ekey = (
+        SadbKey(_KEY_ENCRYPT, encrypt_bits, bytes((encrypt_bits + 7) >> 3))
+        if encrypt_bits
+        else None
+    )
+    try:
+        Sadb._check_keys(_ESP, sa_ext, akey, ekey)
+    except SadbError:
+        return False
+    return True
+
+
+def _inner_accepted(proxy: _Address | None, inner_dst: _Address | None) -> bool:
+    """Whether `larval.sadb.sadb._check_inner` takes these inner selectors."""
+    exts: dict[int, Extension] = {}
+    if proxy is not None:
+        exts[_PROXY] = proxy.ext
+    if inner_dst is not None:
+        exts[_INNER_DST] = inner_dst.ext
+    try:
+        _check_inner(exts)
+    except SadbError:
+        return False
+    return True
