@@ -29,7 +29,6 @@ the full path's (`Sadb.error_reply`).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import NamedTuple
 
 from larval.pfkey import (
@@ -78,6 +77,9 @@ _HEADER_SIZE = _HEADER.size
 _EXT = struct.Struct("<HH")
 _SA_BODY = struct.Struct("<4sBBBBI")
 _KEY_BITS = struct.Struct("<H")
+_EXT_TYPE = struct.Struct("<H")
+_LIFETIME_BODY = struct.Struct("<IQQQ")
+_LIFETIME_SIZE = 4 + _LIFETIME_BODY.size
 _PAIR_SPI = struct.Struct(">I")
 _GETSPI_SA = struct.Struct("<HH4sBBBBI")  # the SA extension of a GETSPI's answer
 
@@ -97,9 +99,7 @@ _PROXY, _INNER_DST = int(ExtType.ADDRESS_PROXY), int(ExtType.X_ADDRESS_INNER_DST
 _NATT_LOC, _NATT_REM = int(ExtType.X_ADDRESS_NATT_LOC), int(ExtType.X_ADDRESS_NATT_REM)
 _KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
 _PAIR = int(ExtType.X_PAIR)
-_ADDRESSES = frozenset({_SRC, _DST, _PROXY, _INNER_DST, _NATT_LOC, _NATT_REM})
-_KEYS = frozenset({_KEY_AUTH, _KEY_ENCRYPT})
-_LIFETIMES = frozenset({_HARD, _SOFT, _IDLE})
+_KEYED = frozenset({_UPDATE, _ADD})
 _ALL, _SENDER = Audience.ALL, Audience.SENDER
 
 #: Entries kept in each cache before it is emptied: a burst of distinct peers or
@@ -153,15 +153,10 @@ class FastPath:
         self._table = sadb._tables[_ESP]
         # Values are None where the full path must judge (a refusal, an unusual form).
         self._getspi_shapes: dict[bytes, _GetspiShape | None] = {}
-        self._addresses: dict[bytes, _Address | None] = {}
+        self._addresses: dict[bytes, _Address | None] = {}  # by the extension's bytes
         self._lifetimes: dict[_LifetimeKey, _Lifetimes | None] = {}
         self._keys: dict[_KeysKey, bool] = {}
         self._inner: dict[tuple[bytes, bytes], bool] = {}
-        self._handlers: dict[int, Callable[[bytes, int, int, float], list[WireReply] | None]] = {
-            _GETSPI: self._getspi,
-            _UPDATE: self._update,
-            _ADD: self._add,
-        }
 
     def handle(self, data: bytes, now: float) -> list[WireReply] | None:
         """The answers to one PF_KEY request, encoded, if it is one the fast path takes
@@ -171,8 +166,11 @@ class FastPath:
         version, msg_type, _, satype, words, _, seq, pid = _HEADER.unpack_from(data)
         if version != PF_KEY_V2 or satype != _ESP or words << 3 != len(data):
             return None
-        handler = self._handlers.get(msg_type)
-        return handler(data, seq, pid, now) if handler is not None else None
+        if msg_type == _GETSPI:
+            return self._getspi(data, seq, pid, now)
+        if msg_type in _KEYED:
+            return self._keyed(data, msg_type, seq, pid, now)
+        return None
 
     # -- GETSPI ---------------------------------------------------------------------------
 
@@ -212,109 +210,66 @@ class FastPath:
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
-    def _update(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
-        """UPDATE of a LARVAL SA with its keys: MATURE, answered to every socket as it
-        came, less its keys (RFC 2367 §3.1.2)."""
-        return self._keyed(data, _UPDATE, seq, pid, now)
-
-    def _add(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
-        """ADD: a MATURE SA at once, answered as UPDATE is (RFC 2367 §3.1.3)."""
-        return self._keyed(data, _ADD, seq, pid, now)
-
     def _keyed(
         self, data: bytes, msg_type: int, seq: int, pid: int, now: float
     ) -> list[WireReply] | None:
         size = len(data)
+        # Where each extension lies, by type: (offset, end).
+        at: dict[int, tuple[int, int]] = {}
         off = _HEADER_SIZE
-        seen = 0  # a bit per extension type read
-        sa_fields: tuple[bytes, int, int, int, int, int] | None = None
-        soft_raw: bytes | None = None
-        hard_raw: bytes | None = None
-        idle_raw: bytes | None = None
-        src: _Address | None = None
-        dst: _Address | None = None
+        ext_header = _EXT.unpack_from
+        while off < size:
+            words, ext_type = ext_header(data, off)
+            if not words or ext_type in at:
+                return None  # the decoder's to refuse (or to keep, a repeated unknown type)
+            end = off + (words << 3)
+            at[ext_type] = (off, end)
+            off = end
+        if off != size:
+            return None  # the last extension runs past the message
+        # What the full path would refuse, or do otherwise than the usual case does, goes
+        # to it: no SA extension, a missing address (an UPDATE may omit its source, as
+        # RFC 2367 §3.1.2 allows: the full path reads that), no key (an UPDATE of
+        # lifetimes alone), an extension the fast path does not apply.
+        sa_at, src_at, dst_at = at.pop(_EXT_SA, None), at.pop(_SRC, None), at.pop(_DST, None)
+        auth_at, encrypt_at = at.pop(_KEY_AUTH, None), at.pop(_KEY_ENCRYPT, None)
+        if sa_at is None or src_at is None or dst_at is None:
+            return None
+        if auth_at is None and encrypt_at is None:
+            return None
+        hard_at, soft_at, idle_at = at.pop(_HARD, None), at.pop(_SOFT, None), at.pop(_IDLE, None)
         proxy: _Address | None = None
         inner_dst: _Address | None = None
         natt_loc: _Address | None = None
         natt_rem: _Address | None = None
-        auth_key = encrypt_key = b""
-        auth_bits = encrypt_bits = 0
         pair_spi = -1
-        kept = [b""]  # the answer: the base header, then every extension but the keys
-        addresses = self._addresses
-        ext_header = _EXT.unpack_from
-        while off < size:
-            words, ext_type = ext_header(data, off)
-            end = off + (words << 3)
-            if not words or end > size or ext_type > 63 or seen >> ext_type & 1:
-                return None  # the decoder's to refuse (or to keep, an unknown type)
-            seen |= 1 << ext_type
-            if ext_type in _ADDRESSES:
-                whole = data[off:end]
-                try:
-                    address = addresses[whole]
-                except KeyError:
-                    if len(addresses) >= CACHE_MAX:
-                        addresses.clear()
-                    address = addresses[whole] = _address(ext_type, whole)
-                if address is None:
+        optional = bool(at) or idle_at is not None
+        if at:
+            proxy_at, inner_dst_at = at.pop(_PROXY, None), at.pop(_INNER_DST, None)
+            natt_loc_at, natt_rem_at = at.pop(_NATT_LOC, None), at.pop(_NATT_REM, None)
+            pair_at = at.pop(_PAIR, None)
+            if at:
+                return None
+            wheres = (proxy_at, inner_dst_at, natt_loc_at, natt_rem_at)
+            read = [self._address(data, w) if w is not None else None for w in wheres]
+            if any(w is not None and r is None for w, r in zip(wheres, read, strict=True)):
+                return None
+            proxy, inner_dst, natt_loc, natt_rem = read
+            if pair_at is not None:
+                if pair_at[1] - pair_at[0] != 8:
                     return None
-                kept.append(address.wire)
-                if ext_type == _SRC:
-                    src = address
-                elif ext_type == _DST:
-                    dst = address
-                elif ext_type == _PROXY:
-                    proxy = address
-                elif ext_type == _INNER_DST:
-                    inner_dst = address
-                elif ext_type == _NATT_REM:
-                    natt_rem = address
-                else:
-                    natt_loc = address
-            elif ext_type == _EXT_SA:
-                if words != 2:
-                    return None
-                sa_fields = _SA_BODY.unpack_from(data, off + 4)
-                kept.append(data[off:end])
-            elif ext_type in _KEYS:
-                (bits,) = _KEY_BITS.unpack_from(data, off + 4)
-                nbytes = (bits + 7) >> 3
-                if not bits or words << 3 != 8 + ((nbytes + 7) & ~7):
-                    return None
-                if ext_type == _KEY_ENCRYPT:
-                    encrypt_bits, encrypt_key = bits, data[off + 8 : off + 8 + nbytes]
-                else:
-                    auth_bits, auth_key = bits, data[off + 8 : off + 8 + nbytes]
-            elif ext_type in _LIFETIMES:
-                if words != 4:
-                    return None
-                raw = data[off:end]
-                kept.append(raw)
-                if ext_type == _HARD:
-                    hard_raw = raw
-                elif ext_type == _SOFT:
-                    soft_raw = raw
-                else:
-                    idle_raw = raw
-            elif ext_type == _PAIR:
-                if words != 1:
-                    return None
-                (pair_spi,) = _PAIR_SPI.unpack_from(data, off + 4)
-                kept.append(data[off:end])
-            else:
-                return None  # an extension the fast path does not apply
-            off = end
-        # What the full path would refuse, or do otherwise than the usual case does, goes
-        # to it: no SA extension, a missing address (an UPDATE may omit its source, as
-        # RFC 2367 §3.1.2 allows: the full path reads that), families that differ, a
-        # state other than MATURE, no key (an UPDATE of lifetimes alone).
-        if sa_fields is None or src is None or dst is None:
+                (pair_spi,) = _PAIR_SPI.unpack_from(data, pair_at[0] + 4)
+        src, dst = self._address(data, src_at), self._address(data, dst_at)
+        if src is None or dst is None or len(src.packed) != len(dst.packed):
+            return None  # unreadable, or not as written back; or families that differ
+        if sa_at[1] - sa_at[0] != 16:
             return None
-        spi_raw, replay, state, auth, encrypt, flags = sa_fields
-        if state != _MATURE or len(src.packed) != len(dst.packed):
+        spi_raw, replay, state, auth, encrypt, flags = _SA_BODY.unpack_from(data, sa_at[0] + 4)
+        if state != _MATURE:
             return None
-        if not (encrypt_bits or auth_bits):
+        auth_key, auth_bits = _key(data, auth_at)
+        encrypt_key, encrypt_bits = _key(data, encrypt_at)
+        if auth_bits < 0 or encrypt_bits < 0:
             return None
         keys_key = (auth, encrypt, auth_bits, encrypt_bits)
         keys_ok = self._keys.get(keys_key)
@@ -324,8 +279,12 @@ class FastPath:
             return None
         lifetimes = (
             _NO_LIFETIMES
-            if soft_raw is None and hard_raw is None and idle_raw is None
-            else self._lifetimes_of(soft_raw, hard_raw, idle_raw)
+            if soft_at is None and hard_at is None and idle_at is None
+            else self._lifetimes_of(
+                data[soft_at[0] : soft_at[1]] if soft_at is not None else None,
+                data[hard_at[0] : hard_at[1]] if hard_at is not None else None,
+                data[idle_at[0] : idle_at[1]] if idle_at is not None else None,
+            )
         )
         if lifetimes is None:
             return None
@@ -338,10 +297,6 @@ class FastPath:
             sa = table.get(spi, dst.packed)
             if sa is None or sa.src != src.packed:
                 return None
-            optional = (
-                pair_spi >= 0 or idle_raw is not None or proxy is not None
-                or inner_dst is not None or natt_loc is not None or natt_rem is not None
-            )  # fmt: skip
             with sa.lock:
                 if sa.state != _LARVAL:
                     return None  # keys for a MATURE SA, or one that died: refused there
@@ -351,8 +306,8 @@ class FastPath:
                 sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
                 sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
                 if optional:
-                    _apply_optional(sa, pair_spi, idle_raw, lifetimes, proxy, inner_dst,
-                                    natt_loc, natt_rem)  # fmt: skip
+                    _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy,
+                                    inner_dst, natt_loc, natt_rem)  # fmt: skip
                 sa.state = _MATURE
                 released = sa.mature()
                 reindex = track_inner and inner_before != _inner_state(sa)
@@ -372,8 +327,9 @@ class FastPath:
             sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
             sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
             sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
-            _apply_optional(sa, pair_spi, idle_raw, lifetimes, proxy, inner_dst,
-                            natt_loc, natt_rem)  # fmt: skip
+            if optional:
+                _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy, inner_dst,
+                                natt_loc, natt_rem)  # fmt: skip
             if not table.insert_if_absent(sa):
                 return None  # the SPI is taken: EEXIST, from the full path
             sadb._grown(table)
@@ -382,9 +338,23 @@ class FastPath:
         sadb._release_acquires(sa)
         # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
         # with a header of its own.
-        answer_size = _HEADER_SIZE + sum(map(len, kept))
-        kept[0] = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, answer_size >> 3, 0, seq, pid)
-        return [WireReply(b"".join(kept), _ALL, _ESP)]
+        body = _stripped(data, auth_at, encrypt_at)
+        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, (_HEADER_SIZE + len(body)) >> 3, 0,
+                              seq, pid)  # fmt: skip
+        return [WireReply(header + body, _ALL, _ESP)]
+
+    def _address(self, data: bytes, where: tuple[int, int]) -> _Address | None:
+        """The address extension at `where`, read once for its bytes; None if the full
+        path must read it (unreadable, or not written back as it came)."""
+        whole = data[where[0] : where[1]]
+        cache = self._addresses
+        try:
+            return cache[whole]
+        except KeyError:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            found = cache[whole] = _address(whole)
+            return found
 
     def _lifetimes_of(
         self, soft_raw: bytes | None, hard_raw: bytes | None, idle_raw: bytes | None
@@ -413,8 +383,8 @@ class FastPath:
 def _apply_optional(
     sa: SecurityAssociation,
     pair_spi: int,
-    idle_raw: bytes | None,
     lifetimes: _Lifetimes,
+    idle: bool,
     proxy: _Address | None,
     inner_dst: _Address | None,
     natt_loc: _Address | None,
@@ -424,7 +394,7 @@ def _apply_optional(
     inner selector replaces every pair of the SA's (no X_LARVAL_INNER_PAIRS here)."""
     if pair_spi >= 0:
         sa.pair_spi = pair_spi
-    if idle_raw is not None:
+    if idle:
         sa.idle_add, sa.idle_use = lifetimes.idle_add, lifetimes.idle_use
     if natt_loc is not None:
         sa.natt_loc = natt_loc.ext
@@ -466,25 +436,58 @@ def _getspi_shape(body: bytes) -> _GetspiShape | None:
                         words, tail)  # fmt: skip
 
 
-def _address(ext_type: int, whole: bytes) -> _Address | None:
+def _address(whole: bytes) -> _Address | None:
+    """An address extension as the full path reads it, if it writes it back as it came
+    (reserved bytes and padding zero, RFC 2367 §2.2)."""
+    (ext_type,) = _EXT_TYPE.unpack_from(whole, 2)
     try:
         ext = SadbAddress.decode(ext_type, whole[4:])
     except PfkeyError:
         return None
-    return _Address(ext, _packed(ext), ext.encode())
+    wire = ext.encode()
+    return _Address(ext, _packed(ext), wire) if wire == whole else None
+
+
+def _key(data: bytes, where: tuple[int, int] | None) -> tuple[bytes, int]:
+    """The key and its bits of the key extension at `where`: (b"", 0) if there is none,
+    bits -1 if the decoder would refuse it (no bits, or a length that does not fit
+    them: illumos keysock ext_check)."""
+    if where is None:
+        return b"", 0
+    off, end = where
+    (bits,) = _KEY_BITS.unpack_from(data, off + 4)
+    nbytes = (bits + 7) >> 3
+    if not bits or end - off != 8 + ((nbytes + 7) & ~7):
+        return b"", -1
+    return data[off + 8 : off + 8 + nbytes], bits
+
+
+def _stripped(data: bytes, first: tuple[int, int] | None, second: tuple[int, int] | None) -> bytes:
+    """The extensions of `data` without the one or two at `first` and `second`."""
+    if first is None or second is None:
+        off, end = first or second  # type: ignore[misc]
+        return data[_HEADER_SIZE:off] + data[end:]
+    if second[0] < first[0]:
+        first, second = second, first
+    return data[_HEADER_SIZE : first[0]] + data[first[1] : second[0]] + data[second[1] :]
 
 
 def _lifetime(raw: bytes | None) -> Lifetime | None:
     if raw is None:
         return None
-    allocations, nbytes, addtime, usetime = struct.unpack_from("<IQQQ", raw, 4)
+    allocations, nbytes, addtime, usetime = _LIFETIME_BODY.unpack_from(raw, 4)
     return Lifetime(allocations, nbytes, addtime, usetime)
 
 
 def _lifetimes(
     soft_raw: bytes | None, hard_raw: bytes | None, idle_raw: bytes | None
 ) -> _Lifetimes | None:
-    """The lifetimes as `Sadb._lifetimes` reads and checks them; None if it refuses them."""
+    """The lifetimes as `Sadb._lifetimes` reads and checks them; None if it refuses them
+    (or the decoder does: a lifetime extension is 4 words)."""
+    if any(
+        raw is not None and len(raw) != _LIFETIME_SIZE for raw in (soft_raw, hard_raw, idle_raw)
+    ):
+        return None
     soft, hard = _lifetime(soft_raw), _lifetime(hard_raw)
     idle = _lifetime(idle_raw)
     try:
