@@ -81,7 +81,8 @@ _EXT_TYPE = struct.Struct("<H")
 _LIFETIME_BODY = struct.Struct("<IQQQ")
 _LIFETIME_SIZE = 4 + _LIFETIME_BODY.size
 _PAIR_SPI = struct.Struct(">I")
-_GETSPI_SA = struct.Struct("<HH4sBBBBI")  # the SA extension of a GETSPI's answer
+# A GETSPI's answer up to its addresses: the base header and the SA extension.
+_GETSPI_HEAD = struct.Struct(_HEADER.format + "HH4sBBBBI")
 
 
 # Plain ints for the per-request paths (an enum member is an attribute lookup each time).
@@ -200,13 +201,13 @@ class FastPath:
             # the full path would have spent them. Its answer, RFC 2367 §3.1.
             error = _HEADER.pack(PF_KEY_V2, _GETSPI, e.errno, _ESP, 2, e.diagnostic, seq, pid)
             return [WireReply(error, _SENDER, _ESP)]
-        sadb._grown(table)
-        answer = (
-            _HEADER.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq, pid)
-            + _GETSPI_SA.pack(2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0, 0)
-            + shape.answer_tail
-        )
-        return [WireReply(answer, _SENDER, _ESP)]
+        freezer = sadb.gc_freezer
+        if freezer is not None and len(table) >= freezer.next_at:
+            sadb._grown(table)
+        head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq,
+                                 pid, 2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0,
+                                 0)  # fmt: skip
+        return [WireReply(head + shape.answer_tail, _SENDER, _ESP)]
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
@@ -332,7 +333,9 @@ class FastPath:
                                 natt_loc, natt_rem)  # fmt: skip
             if not table.insert_if_absent(sa):
                 return None  # the SPI is taken: EEXIST, from the full path
-            sadb._grown(table)
+            freezer = sadb.gc_freezer
+            if freezer is not None and len(table) >= freezer.next_at:
+                sadb._grown(table)
             if sadb.on_keyed is not None:
                 sadb.on_keyed(sa)
         sadb._release_acquires(sa)
