@@ -12,6 +12,7 @@ dropped, doubled or unknown, bytes cut short, a header that does not hold."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
 from typing import Any
 
@@ -416,22 +417,43 @@ def test_a_node_without_an_observer_broadcasts_the_fast_answers() -> None:
     assert decode(answers[0]).msg_type == SadbMsgType.UPDATE
 
 
+def _spoils_of_one_size(request: bytes) -> list[bytes]:
+    """The request with one extension's length zeroed, one's type made unknown, or two
+    neighbours of one size swapped: the same size, laid out otherwise."""
+    found = []
+    exts = _extensions(request)
+    for off, _ in exts:
+        found.append(request[:off] + bytes(2) + request[off + 2 :])
+        found.append(request[: off + 2] + (40).to_bytes(2, "little") + request[off + 4 :])
+    for (a, a_size), (b, b_size) in itertools.pairwise(exts):
+        if a_size == b_size:
+            found.append(
+                request[:a] + request[b : b + b_size] + request[a:b] + request[b + b_size :]
+            )
+    return found
+
+
 def test_every_extension_of_the_usual_requests_resized_or_dropped() -> None:
     """Each extension of a key manager's UPDATE and ADD a word longer, a word shorter,
-    dropped or doubled: the fast path answers as the full path does, or leaves it to it."""
+    dropped or doubled, or laid out otherwise in a message of the same size after one as
+    it should be: the fast path answers as the full path does, or leaves it to it."""
     _, requests = _twin_stacks()
     for i, request in enumerate(requests):
+        spoiled = []
         for off, size in _extensions(request):
-            spoiled = [
+            spoiled += [
                 _resized(request, off, size, 1),
                 _with_length(request[:off] + request[off + size :]),
                 _with_length(request + request[off : off + size]),
             ]
             if size > 8:
                 spoiled.append(_resized(request, off, size, -1))
-            for data in spoiled:
-                fast, full = _twin_stacks()[0], _twin_stacks()[0]
-                for earlier in requests[:i]:
-                    fast.full(earlier, 0.0), full.full(earlier, 0.0)
-                assert fast.fast_first(data, 0.0) == full.full(data, 0.0), data.hex()
-                assert state(fast.sadb) == state(full.sadb)
+        spoiled += _spoils_of_one_size(request)
+        # The same request for an SPI that is not there: laid out as it should be.
+        elsewhere = request[:20] + b"\x00\x00\x00\x99" + request[24:]
+        for data in spoiled:
+            fast, full = _twin_stacks()[0], _twin_stacks()[0]
+            for earlier in [*requests[:i], elsewhere]:
+                assert fast.fast_first(earlier, 0.0) == full.full(earlier, 0.0)
+            assert fast.fast_first(data, 0.0) == full.full(data, 0.0), data.hex()
+            assert state(fast.sadb) == state(full.sadb)

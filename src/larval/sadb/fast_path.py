@@ -29,6 +29,7 @@ the full path's (`Sadb.error_reply`).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from larval.pfkey import (
@@ -141,6 +142,25 @@ class _Lifetimes(NamedTuple):
     idle_use: int
 
 
+class _Layout(NamedTuple):
+    """Where the extensions of an UPDATE or ADD lie, and how to tell that another
+    message of the same size is laid out the same: its extension headers (`headers`
+    reads them all at once) are `expected`."""
+
+    headers: Callable[[bytes], tuple[int, ...]]
+    expected: tuple[int, ...]
+    at: dict[int, tuple[int, int]]
+
+
+def _layout(at: dict[int, tuple[int, int]]) -> _Layout:
+    fmt, pos, expected = "<", 0, []
+    for ext_type, (off, end) in sorted(at.items(), key=lambda item: item[1]):
+        fmt += f"{off - pos}xHH"
+        pos = off + _EXT.size
+        expected += [(end - off) >> 3, ext_type]
+    return _Layout(struct.Struct(fmt).unpack_from, tuple(expected), dict(at))
+
+
 _NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
 _LifetimeKey = tuple[bytes | None, bytes | None, bytes | None]
 _KeysKey = tuple[int, int, int, int]  # auth, encrypt, bits of each key (0: none)
@@ -158,6 +178,7 @@ class FastPath:
         self._lifetimes: dict[_LifetimeKey, _Lifetimes | None] = {}
         self._keys: dict[_KeysKey, bool] = {}
         self._inner: dict[tuple[bytes, bytes], bool] = {}
+        self._layouts: dict[int, _Layout] = {}  # by message size
 
     def handle(self, data: bytes, now: float) -> list[WireReply] | None:
         """The answers to one PF_KEY request, encoded, if it is one the fast path takes
@@ -214,20 +235,18 @@ class FastPath:
     def _keyed(
         self, data: bytes, msg_type: int, seq: int, pid: int, now: float
     ) -> list[WireReply] | None:
+        # Where each extension lies, by type: (offset, end). A key manager's requests of
+        # one size are laid out alike: the last layout of that size is tried first, its
+        # extension headers read at once.
         size = len(data)
-        # Where each extension lies, by type: (offset, end).
-        at: dict[int, tuple[int, int]] = {}
-        off = _HEADER_SIZE
-        ext_header = _EXT.unpack_from
-        while off < size:
-            words, ext_type = ext_header(data, off)
-            if not words or ext_type in at:
-                return None  # the decoder's to refuse (or to keep, a repeated unknown type)
-            end = off + (words << 3)
-            at[ext_type] = (off, end)
-            off = end
-        if off != size:
-            return None  # the last extension runs past the message
+        layout = self._layouts.get(size)
+        if layout is not None and layout.headers(data) == layout.expected:
+            at = layout.at.copy()
+        else:
+            walked = self._walk(data, size)
+            if walked is None:
+                return None
+            at = walked
         # What the full path would refuse, or do otherwise than the usual case does, goes
         # to it: no SA extension, a missing address (an UPDATE may omit its source, as
         # RFC 2367 §3.1.2 allows: the full path reads that), no key (an UPDATE of
@@ -345,6 +364,29 @@ class FastPath:
         header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, (_HEADER_SIZE + len(body)) >> 3, 0,
                               seq, pid)  # fmt: skip
         return [WireReply(header + body, _ALL, _ESP)]
+
+    def _walk(self, data: bytes, size: int) -> dict[int, tuple[int, int]] | None:
+        """Where each extension of `data` lies, by type, found by walking their headers
+        (RFC 2367 §2.2); None for what the decoder refuses (a zero length, one that runs
+        past the message, a known type twice) or keeps (an unknown type twice). The
+        layout is kept for the next request of the same size."""
+        at: dict[int, tuple[int, int]] = {}
+        off = _HEADER_SIZE
+        ext_header = _EXT.unpack_from
+        while off < size:
+            words, ext_type = ext_header(data, off)
+            if not words or ext_type in at:
+                return None
+            end = off + (words << 3)
+            at[ext_type] = (off, end)
+            off = end
+        if off != size:
+            return None
+        layouts = self._layouts
+        if len(layouts) >= CACHE_MAX:
+            layouts.clear()
+        layouts[size] = _layout(at)
+        return at
 
     def _address(self, data: bytes, where: tuple[int, int]) -> _Address | None:
         """The address extension at `where`, read once for its bytes; None if the full
