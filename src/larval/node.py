@@ -2,16 +2,18 @@
 
 DESIGN.md's boundary holds by type: the key manager's PF_KEY is a `PfkeyPort`, bytes in
 and bytes out, and it encodes its requests and decodes the replies itself; the node's side
-of the port (`pfkey`) decodes a request, hands it to the stack, and encodes the replies
-meant for the key manager. What other PF_KEY clients should see of it (the ADDs, UPDATEs
-and DELETEs every socket is told of, RFC 2367 §3.1) goes to `broadcast`.
+of the port (`pfkey`) hands the usual GETSPI, UPDATE and ADD to the stack as bytes
+(`Stack.handle_pfkey_bytes`), and decodes any other request for the stack and encodes the
+replies meant for the key manager. What other PF_KEY clients should see of it (the ADDs,
+UPDATEs and DELETEs every socket is told of, RFC 2367 §3.1) goes to `broadcast`, encoded.
 
 What the stack originates for registered key managers (ACQUIRE, EXPIRE) comes through
 `stack_emitted`, which may be called from any thread (the dataplane's, the ager's): it is
 encoded and queued, `wake` is called, and the messages reach the key manager when the
 node's owner calls `deliver` in its own thread (the daemon: on its event loop).
 
-`observer` sees the PF_KEY traffic as it crosses, decoded: `larval demo` narrates it.
+`observer` sees the PF_KEY traffic as it crosses, decoded: `larval demo` narrates it
+(every request then takes the decoding path).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.keymgr.manager import Connection, KeyManager
 from larval.pfkey import PfkeyMessage, decode
 from larval.pools import Pools
-from larval.sadb import Audience, PfkeyReply
+from larval.sadb import Audience, PfkeyReply, WireReply
 from larval.stack import Stack
 
 __all__ = ["Node", "PfkeyObserver"]
 
-_TO_KEYMGR = (Audience.SENDER, Audience.ALL)  # the replies the requesting socket reads
+_ALL = Audience.ALL
+_TO_KEYMGR = (Audience.SENDER, _ALL)  # the replies the requesting socket reads
 _FROM_STACK = (Audience.REGISTERED, Audience.REGISTERED_EXTENDED)  # ACQUIRE, EXPIRE
 
 
@@ -60,7 +63,7 @@ class Node:
         *,
         stack: Stack | None = None,
         random_bytes: RandomBytes = system_random,
-        broadcast: Callable[[list[PfkeyReply]], None] | None = None,
+        broadcast: Callable[[list[WireReply]], None] | None = None,
         wake: Callable[[], None] | None = None,
         observer: PfkeyObserver | None = None,
         pools: Pools | None = None,
@@ -77,15 +80,27 @@ class Node:
     def pfkey(self, request: bytes) -> list[bytes]:
         """The stack's end of the key manager's `PfkeyPort`: the request is taken at the
         key manager's time (the call it is serving)."""
+        observer = self.observer
+        if observer is None:
+            fast = self.stack.handle_pfkey_bytes(request, self.keymgr.now)
+            if fast is not None:
+                if self.broadcast is not None:
+                    self.broadcast([r for r in fast if r.audience is _ALL])
+                return [r.data for r in fast if r.audience in _TO_KEYMGR]
         msg = decode(request)
-        if self.observer is not None:
-            self.observer.request(msg)
+        if observer is not None:
+            observer.request(msg)
         replies = self.stack.handle_pfkey(msg, self.keymgr.now)
+        wire = [
+            WireReply(r.message.encode(), r.audience, r.message.satype)
+            for r in replies
+            if r.audience in _TO_KEYMGR
+        ]
         if self.broadcast is not None:
-            self.broadcast([r for r in replies if r.audience is Audience.ALL])
-        encoded = [r.message.encode() for r in replies if r.audience in _TO_KEYMGR]
-        if self.observer is not None:
-            self.observer.replied(msg, [decode(data) for data in encoded])
+            self.broadcast([r for r in wire if r.audience is _ALL])
+        encoded = [r.data for r in wire]
+        if observer is not None:
+            observer.replied(msg, [decode(data) for data in encoded])
         return encoded
 
     def stack_emitted(self, replies: list[PfkeyReply]) -> None:

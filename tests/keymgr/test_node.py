@@ -11,7 +11,7 @@ import pytest
 
 from larval.node import Node
 from larval.pfkey import PfkeyMessage, SadbMsgType, decode
-from larval.sadb import Audience, PfkeyReply
+from larval.sadb import Audience, PfkeyReply, WireReply
 from larval.stack import Stack
 from tests.keymgr.test_manager import Host, carry, udp_packet
 
@@ -97,7 +97,7 @@ def test_what_the_stack_emits_waits_for_deliver_and_may_come_from_any_thread() -
 
 def test_broadcasts_go_to_other_clients_and_the_observer_sees_the_traffic() -> None:
     a, b = Host("a", "b", "trap"), Host("b", "a", "none")
-    broadcast: list[PfkeyReply] = []
+    broadcast: list[WireReply] = []
     recorder = Recorder()
     a.node.broadcast, a.node.observer = broadcast.extend, recorder
     for host in (a, b):
@@ -105,7 +105,7 @@ def test_broadcasts_go_to_other_clients_and_the_observer_sees_the_traffic() -> N
     a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 0.0)
     carry(a, b, 0.0)
     assert {r.audience for r in broadcast} == {Audience.ALL}
-    assert {SadbMsgType(r.message.msg_type).name for r in broadcast} == {"UPDATE", "ADD"}
+    assert {SadbMsgType(decode(r.data).msg_type).name for r in broadcast} == {"UPDATE", "ADD"}
     kinds = [(what, SadbMsgType((m if what != "replied" else m[0]).msg_type).name)
              for what, m in recorder.seen]  # fmt: skip
     # Each request before and after the stack took it, and the ACQUIRE the stack emitted.

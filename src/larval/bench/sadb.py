@@ -16,19 +16,18 @@ import random
 import time
 from typing import Any
 
-from larval.keymgr.pfkey_side import getspi_bytes, getspi_reply_spi
-from larval.pfkey import (
-    EncryptAlg,
-    PfkeyMessage,
-    SadbMsgType,
-    SadbSa,
-    SaState,
-    SaType,
-    decode,
-    decode_header,
+from larval.crypto.proposals import EspProposal
+from larval.keymgr.pfkey_side import (
+    ChildKeys,
+    Lifetimes,
+    getspi_bytes,
+    getspi_reply_spi,
+    keyed_sa_bytes,
 )
-from larval.pfkey.requests import keyed
-from larval.sadb import GcFreezer, Sadb
+from larval.node import Node
+from larval.pfkey import EncryptAlg, SadbMsgType, decode_header
+from larval.sadb import GcFreezer
+from larval.stack import Stack
 
 PEER, LOCAL = "192.0.2.1", "192.0.2.2"
 
@@ -42,39 +41,34 @@ def _rss_bytes() -> int:
 
 def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
     gc.collect()
-    sadb = Sadb(gc_freezer=GcFreezer())  # as the daemon's stack has it
-    handle = sadb.handle
-    # A key manager builds its requests from parts it keeps: addresses, keys. The GETSPI
-    # and the SPI of its answer go through bytes as `KeyManager._getspi` has them.
+    # The stack as the daemon has it, and the port its key manager talks through: the
+    # bytes of each request and answer take the path a key manager's take in `larval run`.
+    stack = Stack(gc_freezer=GcFreezer())
+    port = Node([], stack=stack).pfkey
+    sadb = stack.sadb
     peer, local = ipaddress.ip_address(PEER), ipaddress.ip_address(LOCAL)
-    template = keyed(
-        SadbMsgType.UPDATE, 0, PEER, LOCAL, encrypt=EncryptAlg.AES_GCM_16, encrypt_key=bytes(20)
-    )
-    rest = template.extensions[1:]
-    # The enum members the loop names, bound once (an attribute of an enum class is a
-    # lookup of about 0.2 us on Python 3.11).
-    update_type, esp, mature, gcm = (
-        SadbMsgType.UPDATE,
-        SaType.ESP,
-        SaState.MATURE,
-        EncryptAlg.AES_GCM_16,
-    )
+    # What `KeyManager._install` UPDATEs an inbound SA with: AES-GCM-128 (a 20-byte key
+    # with its salt), and a CHILD_SA's soft and hard lifetimes (strongSwan's defaults,
+    # the soft one less the largest jitter).
+    proposal = EspProposal(EncryptAlg.AES_GCM_16, 128)
+    lifetimes = Lifetimes(soft_addtime=3420, hard_addtime=3960)
+    encrypt_key = bytes(range(20))
+    update_type = int(SadbMsgType.UPDATE)
     spis = []
     rss_before = _rss_bytes()
     start, start_cpu = time.perf_counter(), time.process_time()
     for seq in range(n_sas):
-        # Key manager -> stack: the GETSPI as bytes; the stack decodes it, answers in
-        # bytes, and the key manager reads the SPI of the answer.
-        wire = getspi_bytes(peer, local, seq=seq, pid=0)
-        answer = handle(decode(wire), 0.0)[0].message.encode()
-        spi = getspi_reply_spi(answer)
+        # Key manager -> stack: the GETSPI as `KeyManager._getspi` sends it, and the SPI
+        # read from the answer as it reads it.
+        spi = getspi_reply_spi(port(getspi_bytes(peer, local, seq=seq, pid=0))[0])
         assert spi is not None
-        update = PfkeyMessage(
-            update_type, esp, seq=seq, extensions=(SadbSa(spi, 32, mature, 0, gcm), *rest)
-        ).encode()
-        # The answer to an UPDATE says what the key manager needs in its header.
-        done = decode_header(handle(decode(update), 0.0)[0].message.encode())
-        assert done.errno == 0
+        # The UPDATE as `KeyManager._install` builds it; its answer says what the key
+        # manager needs in its header (`KeyManager._refused`).
+        keys = ChildKeys(spi, peer, local, proposal, encrypt_key, b"")
+        update = keyed_sa_bytes(update_type, keys, None, lifetimes, inbound=True, seq=seq,
+                                pid=0)  # fmt: skip
+        for answer in port(update):
+            assert decode_header(answer).errno == 0
         spis.append(spi)
     pairs_elapsed = time.perf_counter() - start
     pairs_cpu = time.process_time() - start_cpu
@@ -118,9 +112,10 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
         },
         "age_pass_ms": {"wall": round(age_elapsed * 1e3, 3), "cpu": round(age_cpu * 1e3, 3)},
         "note": (
-            "each pair: GETSPI and UPDATE encoded, decoded by the stack, handled, the "
-            "answers encoded and read as the key manager reads them (the GETSPI's SPI, the "
-            "UPDATE's header), no socket; one thread; lookups are the dataplane's "
+            "each pair: GETSPI and UPDATE built as the key manager builds them "
+            "(getspi_bytes, keyed_sa_bytes with lifetimes), through a Node's PF_KEY port "
+            "into the stack, the answers read as the key manager reads them (the GETSPI's "
+            "SPI, the UPDATE's header), no socket; one thread; lookups are the dataplane's "
             "lookup_esp, one at a time (no batching); GC freezer on, as in the daemon; "
             "age_pass_ms: one Sadb.age pass with nothing due; "
             "ratio = figure / goal (>= 1 met for rates, <= 1 for bytes_per_sa); "

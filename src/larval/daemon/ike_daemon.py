@@ -44,7 +44,7 @@ from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
 from larval.node import Node
 from larval.pools import Pools
-from larval.sadb import PfkeyReply
+from larval.sadb import PfkeyReply, WireReply
 from larval.spd import SpdError
 from larval.store import StateStore
 from larval.store.sqlite import open_store
@@ -238,11 +238,11 @@ class IkeDaemon(StackService):
         elif (p := self._ike4500.get(local)) is not None and p.transport is not None:
             p.transport.sendto(framed, (host, port))
 
-    def _broadcast(self, replies: list[PfkeyReply]) -> None:
+    def _broadcast(self, replies: list[WireReply]) -> None:
         """What the stack told every socket of the key manager's requests: other PF_KEY
         clients see it, as on one keysock, and so does ``save_keys``."""
         if self.pfkey is not None:
-            self.pfkey.emit(replies)
+            self.pfkey.emit_wire(replies)
         if self.key_saver is not None:
             self.key_saver.stack_replied(replies)
 

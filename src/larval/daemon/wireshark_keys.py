@@ -37,10 +37,10 @@ from larval.keymgr.wireshark import (
     ikev1_line,
     ikev2_line,
 )
-from larval.pfkey import PfkeyMessage
+from larval.pfkey import PfkeyError, decode, decode_header
 from larval.pfkey.constants import ExtType, SadbMsgType, SaType
 from larval.pfkey.extensions import SadbAddress, SadbSa
-from larval.sadb import Audience, PfkeyReply, Sadb
+from larval.sadb import Audience, Sadb, WireReply
 
 __all__ = ["KeySaver", "ike_line", "live_tables", "make_dir", "write_tables"]
 
@@ -178,14 +178,15 @@ class KeySaver:
         if found is not None:
             self._append(*found)
 
-    def stack_replied(self, replies: list[PfkeyReply]) -> None:
+    def stack_replied(self, replies: list[WireReply]) -> None:
         """What the stack told every PF_KEY socket: an ESP SA added or updated (no keys
         in the message itself) has its line, with the keys from the SADB."""
         for reply in replies:
-            msg = reply.message
-            if reply.audience is Audience.ALL and _keyed_esp(msg):
-                sa_ext, dst = msg.find(ExtType.SA), msg.find(ExtType.ADDRESS_DST)
-                assert isinstance(sa_ext, SadbSa) and isinstance(dst, SadbAddress)
+            if reply.audience is not Audience.ALL or not _keyed_esp_header(reply.data):
+                continue
+            msg = decode(reply.data)
+            sa_ext, dst = msg.find(ExtType.SA), msg.find(ExtType.ADDRESS_DST)
+            if isinstance(sa_ext, SadbSa) and isinstance(dst, SadbAddress):
                 self._esp_sa(sa_ext.spi, dst.addr.packed)
 
     def _esp_sa(self, spi: int, dst: bytes) -> None:
@@ -200,12 +201,14 @@ class KeySaver:
         self._append(ESP_SA, line)
 
 
-def _keyed_esp(msg: PfkeyMessage) -> bool:
-    """An ADD or UPDATE of an ESP SA that the stack took."""
+def _keyed_esp_header(data: bytes) -> bool:
+    """An ADD or UPDATE of an ESP SA that the stack took, by its base header alone."""
+    try:
+        header = decode_header(data)
+    except PfkeyError:
+        return False
     return (
-        msg.msg_type in (SadbMsgType.ADD, SadbMsgType.UPDATE)
-        and msg.satype == SaType.ESP
-        and not msg.errno
-        and isinstance(msg.find(ExtType.SA), SadbSa)
-        and isinstance(msg.find(ExtType.ADDRESS_DST), SadbAddress)
+        header.msg_type in (SadbMsgType.ADD, SadbMsgType.UPDATE)
+        and header.satype == SaType.ESP
+        and not header.errno
     )

@@ -39,6 +39,7 @@ from larval.pfkey import (
     SaState,
     SaType,
 )
+from larval.pfkey.quickinit import quick_init
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -263,6 +264,46 @@ _MSG = struct.Struct("<BBBBHHII")
 _EXT = struct.Struct("<HH")
 _SA_SPI = struct.Struct(">I")  # sadb_sa_spi, network byte order, after the ext header
 _SA_WORDS = 2  # the SA extension is 16 bytes
+_SA_FIRST = _EXT.pack(_SA_WORDS, ExtType.SA)  # the stack's GETSPI answer starts with it
+
+# Plain ints for the messages of every setup (an enum member is an attribute lookup,
+# and its hash a call in Python).
+_GETSPI, _ESP, _MATURE = int(SadbMsgType.GETSPI), int(SaType.ESP), int(SaState.MATURE)
+_E_SA, _E_SRC, _E_DST = int(ExtType.SA), int(ExtType.ADDRESS_SRC), int(ExtType.ADDRESS_DST)
+_E_HARD, _E_SOFT, _E_IDLE = (
+    int(ExtType.LIFETIME_HARD),
+    int(ExtType.LIFETIME_SOFT),
+    int(ExtType.X_LIFETIME_IDLE),
+)
+_E_AUTH, _E_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
+_E_NATT_REM, _E_PAIR = int(ExtType.X_ADDRESS_NATT_REM), int(ExtType.X_PAIR)
+_X_TUNNEL, _X_INBOUND = int(SaFlags.X_TUNNEL), int(SaFlags.X_INBOUND)
+_X_OUTBOUND, _X_ESN = int(SaFlags.X_OUTBOUND), int(SaFlags.X_ESN)
+
+#: Address pairs encoded lately, by the identity of the two address values: a key
+#: manager names the addresses of its IKE SAs again and again, and an `ipaddress`
+#: value's hash is a call in Python. An entry holds its values, so their ids stay theirs.
+_BY_IDENTITY: dict[tuple[int, int, int], tuple[IPAddress, IPAddress, bytes]] = {}
+_BY_IDENTITY_MAX = 4096
+
+
+def _pair_bytes(kind: int, first: IPAddress, second: IPAddress) -> bytes:
+    """`_pair_encoded(kind, first, second)`, kept by the identity of the addresses."""
+    key = (kind, id(first), id(second))
+    found = _BY_IDENTITY.get(key)
+    if found is not None and found[0] is first and found[1] is second:
+        return found[2]
+    wire = _pair_encoded(kind, first, second)
+    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[key] = (first, second, wire)
+    return wire
+
+
+def _pair_encoded(kind: int, first: IPAddress, second: IPAddress) -> bytes:
+    if kind == _GETSPI:
+        return _getspi_extensions(first, second)
+    return _address_ext(_E_SRC, first) + _address_ext(_E_DST, second)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -273,9 +314,9 @@ def _getspi_extensions(peer: IPAddress, local: IPAddress) -> bytes:
 
 def getspi_bytes(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> bytes:
     """`getspi` encoded: the same bytes, its extensions encoded once per address pair."""
-    body = _getspi_extensions(peer, local)
-    return _MSG.pack(PF_KEY_V2, SadbMsgType.GETSPI, 0, SaType.ESP,
-                     (_MSG.size + len(body)) // 8, 0, seq, pid) + body  # fmt: skip
+    body = _pair_bytes(_GETSPI, peer, local)
+    return _MSG.pack(PF_KEY_V2, _GETSPI, 0, _ESP, (_MSG.size + len(body)) >> 3, 0, seq,
+                     pid) + body  # fmt: skip
 
 
 def getspi_reply_spi(data: bytes) -> int | None:
@@ -286,8 +327,11 @@ def getspi_reply_spi(data: bytes) -> int | None:
     if size < _MSG.size:
         return None
     version, msg_type, errno, _, words, _, _, _ = _MSG.unpack_from(data)
-    if version != PF_KEY_V2 or msg_type != SadbMsgType.GETSPI or errno or words * 8 != size:
+    if version != PF_KEY_V2 or msg_type != _GETSPI or errno or words * 8 != size:
         return None
+    if size >= _MSG.size + 16 and data[16:20] == _SA_FIRST:
+        # The stack's answer: the SA extension first (what the walk below would find).
+        return int.from_bytes(data[20:24], "big")
     off = _MSG.size
     while off + _EXT.size <= size:
         ext_words, ext_type = _EXT.unpack_from(data, off)
@@ -299,6 +343,7 @@ def getspi_reply_spi(data: bytes) -> int | None:
     return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ChildKeys:
     """One direction of a negotiated CHILD_SA, as PF_KEY needs it."""
@@ -317,11 +362,11 @@ class ChildKeys:
 def _sa_flags(proposal: EspProposal, request: PolicyRequest | None, inbound: bool) -> int:
     """sadb_sa_flags of a CHILD_SA's SA: its direction, tunnel mode, and ESN (RFC 4303
     §2.2.1) when it was chosen, the same for both SAs of the CHILD_SA."""
-    flags = SaFlags.X_TUNNEL if request is not None and request.tunnel else 0
-    flags |= SaFlags.X_INBOUND if inbound else SaFlags.X_OUTBOUND
+    flags = _X_TUNNEL if request is not None and request.tunnel else 0
+    flags |= _X_INBOUND if inbound else _X_OUTBOUND
     if proposal.esn:
-        flags |= SaFlags.X_ESN
-    return int(flags)
+        flags |= _X_ESN
+    return flags
 
 
 def keyed_sa(
@@ -463,40 +508,38 @@ def keyed_sa_bytes(
     extensions that change with each SA packed from their fields, the addresses and a
     policy's inner selectors encoded once and kept."""
     proposal = keys.proposal
-    tunnel = request is not None and request.tunnel
     flags = _sa_flags(proposal, request, inbound)
-    replay = min(request.replay_window if request else 32, 255)
+    replay = min(request.replay_window, 255) if request is not None else 32
     parts = [
         b"",  # the base header, once the length is known
-        _SA_EXT.pack(2, ExtType.SA, keys.spi.to_bytes(4, "big"), replay, SaState.MATURE,
-                     proposal.auth, proposal.encrypt, flags),
+        _SA_EXT.pack(2, _E_SA, keys.spi.to_bytes(4, "big"), replay, _MATURE, proposal.auth,
+                     proposal.encrypt, flags),
     ]  # fmt: skip
     if lifetimes.hard_addtime or lifetimes.hard_bytes:
-        parts.append(_LIFETIME_EXT.pack(4, ExtType.LIFETIME_HARD, 0, lifetimes.hard_bytes,
+        parts.append(_LIFETIME_EXT.pack(4, _E_HARD, 0, lifetimes.hard_bytes,
                                         lifetimes.hard_addtime, 0))  # fmt: skip
     if lifetimes.soft_addtime or lifetimes.soft_bytes:
-        parts.append(_LIFETIME_EXT.pack(4, ExtType.LIFETIME_SOFT, 0, lifetimes.soft_bytes,
+        parts.append(_LIFETIME_EXT.pack(4, _E_SOFT, 0, lifetimes.soft_bytes,
                                         lifetimes.soft_addtime, 0))  # fmt: skip
     if lifetimes.idle:
-        parts.append(_LIFETIME_EXT.pack(4, ExtType.X_LIFETIME_IDLE, 0, 0, lifetimes.idle, 0))
-    parts.append(_address_ext(ExtType.ADDRESS_SRC, keys.src))
-    parts.append(_address_ext(ExtType.ADDRESS_DST, keys.dst))
-    if tunnel and request is not None:
+        parts.append(_LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, lifetimes.idle, 0))
+    parts.append(_pair_bytes(_E_SRC, keys.src, keys.dst))
+    if request is not None and request.tunnel:
         parts.append(_inner_exts(request, inbound))
     if keys.auth_key:
-        parts.append(_key_ext(ExtType.KEY_AUTH, keys.auth_key))
+        parts.append(_key_ext(_E_AUTH, keys.auth_key))
     if keys.encrypt_key:
-        parts.append(_key_ext(ExtType.KEY_ENCRYPT, keys.encrypt_key))
+        parts.append(_key_ext(_E_ENCRYPT, keys.encrypt_key))
     if natt_port:
         # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
-        parts.append(_address_ext(ExtType.X_ADDRESS_NATT_REM,
-                                  keys.dst if not inbound else keys.src, natt_port))  # fmt: skip
+        parts.append(_address_ext(_E_NATT_REM, keys.dst if not inbound else keys.src,
+                                  natt_port))  # fmt: skip
     if pair_spi:
-        parts.append(_EXT.pack(1, ExtType.X_PAIR) + _SA_SPI.pack(pair_spi))
+        parts.append(_EXT.pack(1, _E_PAIR) + _SA_SPI.pack(pair_spi))
     size = _MSG.size + sum(map(len, parts))
     if size >> 3 > 0xFFFF:
         raise ValueError(f"message of {size >> 3} words is too long for sadb_msg_len")
-    parts[0] = _MSG.pack(PF_KEY_V2, msg_type, 0, SaType.ESP, size >> 3, 0, seq, pid)
+    parts[0] = _MSG.pack(PF_KEY_V2, msg_type, 0, _ESP, size >> 3, 0, seq, pid)
     return b"".join(parts)
 
 

@@ -1,7 +1,9 @@
 """The stack's PF_KEY socket: AF_UNIX SOCK_SEQPACKET, one PF_KEY message per datagram.
 
-Like illumos keysock, it only moves bytes. It decodes a request, answers what belongs to
-the socket itself (REGISTER bookkeeping, X_PROMISC), hands the rest to the stack and
+Like illumos keysock, it only moves bytes. The usual GETSPI, UPDATE and ADD go to the
+stack as bytes and their answers come back encoded (`Stack.handle_pfkey_bytes`); any
+other request it decodes, answers what belongs to the socket itself (REGISTER
+bookkeeping, X_PROMISC), hands the rest to the stack and
 sends each reply to its audience: the sender, every socket, or the sockets registered
 for the SA type (plainly, RFC 2367 §3.1.7, or extended, illumos' SADB_X_EXT_EREG).
 Promiscuous sockets get a copy of every message either way.
@@ -41,7 +43,7 @@ from larval.pfkey import (
     SaType,
     decode,
 )
-from larval.sadb import Audience, PfkeyReply
+from larval.sadb import Audience, PfkeyReply, WireReply
 
 log = logging.getLogger("larval.pfkey")
 
@@ -57,9 +59,13 @@ _HEADER = struct.Struct("<BBBBHHII")
 
 
 class PfkeyHandler(Protocol):
-    """What serves PF_KEY requests: the stack."""
+    """What serves PF_KEY requests: the stack. A handler may also take requests as bytes
+    (`Stack.handle_pfkey_bytes`: the answers encoded, or None to decode the request)."""
 
     def handle_pfkey(self, msg: PfkeyMessage, now: float) -> list[PfkeyReply]: ...
+
+
+BytesHandler = Callable[[bytes, float], "list[WireReply] | None"]
 
 
 class _Client:
@@ -123,6 +129,7 @@ class PfkeyServer:
         self.path = path
         self.option = option  # where the path came from, for error messages
         self._handler = handler
+        self._handle_bytes: BytesHandler | None = getattr(handler, "handle_pfkey_bytes", None)
         self._clock = clock
         self._clients: dict[int, _Client] = {}
         self._listener: socket.socket | None = None
@@ -163,6 +170,12 @@ class PfkeyServer:
 
     def emit(self, replies: list[PfkeyReply]) -> None:
         """Send stack-originated messages; callable from any thread."""
+        if replies:
+            self.emit_wire(_encoded(replies))
+
+    def emit_wire(self, replies: list[WireReply]) -> None:
+        """`emit` for messages encoded already (what the stack answered its own key
+        manager, for the other sockets); callable from any thread."""
         loop = self._loop
         if loop is None or not replies:
             return
@@ -197,6 +210,17 @@ class PfkeyServer:
         for other in list(self._clients.values()):
             if other.promisc and other is not client:
                 self._send(other, data)
+        handle_bytes = self._handle_bytes
+        if handle_bytes is not None:
+            try:
+                fast = handle_bytes(data, self._clock())
+            except Exception:  # a bug must not take the socket down for everyone
+                log.exception("%s: PF_KEY %s failed", client.name, data[1] if len(data) > 1 else 0)
+                self._send(client, error_reply_bytes(data, errno.EIO, 0), own=True)
+                return
+            if fast is not None:
+                self._deliver(client, fast)
+                return
         try:
             msg = decode(data)
         except PfkeyError as e:
@@ -217,7 +241,7 @@ class PfkeyServer:
             log.exception("%s: PF_KEY %s failed", client.name, msg.msg_type)
             self._send(client, error_reply_bytes(data, errno.EIO, 0), own=True)
             return
-        self._deliver(client, replies)
+        self._deliver(client, _encoded(replies))
 
     def _register(self, client: _Client, msg: PfkeyMessage) -> None:
         ereg = msg.find(ExtType.X_EREG)
@@ -226,12 +250,10 @@ class PfkeyServer:
         elif msg.satype != SaType.UNSPEC:
             client.registered.add(msg.satype)
 
-    def _deliver(self, sender: _Client | None, replies: list[PfkeyReply]) -> None:
-        for reply in replies:
-            data = reply.message.encode()
-            satype = reply.message.satype
+    def _deliver(self, sender: _Client | None, replies: list[WireReply]) -> None:
+        for data, audience, satype in replies:
             for client in list(self._clients.values()):
-                if client.promisc or _wants(client, sender, reply.audience, satype):
+                if client.promisc or _wants(client, sender, audience, satype):
                     self._send(client, data, own=client is sender)
 
     # -- sending, with flow control -----------------------------------------------------
@@ -326,6 +348,10 @@ class PfkeyServer:
         client.queue.clear()
         client.backlog.clear()
         client.sock.close()
+
+
+def _encoded(replies: list[PfkeyReply]) -> list[WireReply]:
+    return [WireReply(r.message.encode(), r.audience, r.message.satype) for r in replies]
 
 
 def _has_room(client: _Client, size: int) -> bool:

@@ -1,6 +1,8 @@
 """The stack's core: SADB and SPD behind PF_KEY, and the verdict for each outbound packet.
 
-Sans-I/O: PF_KEY requests come in as decoded messages and leave as replies; messages the
+Sans-I/O: PF_KEY requests come in as decoded messages and leave as replies, or, for the
+usual GETSPI, UPDATE and ADD, come in as bytes and leave as bytes (`handle_pfkey_bytes`,
+`larval.sadb.fast_path`; what it declines, the caller decodes); messages the
 stack originates (ACQUIRE, EXPIRE) go to `emit`, which the PF_KEY socket provides. A
 packet leaving the host is matched against the SPD: BYPASS, DISCARD, or PROTECT with an
 SA if one exists; otherwise it is held on an acquire record and, for a new record, a
@@ -21,11 +23,13 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaType
 from larval.sadb import (
     Audience,
+    FastPath,
     GcFreezer,
     PfkeyReply,
     Sadb,
     SadbError,
     SecurityAssociation,
+    WireReply,
 )
 from larval.sadb.sa import Packet, ReleaseFn
 from larval.spd import (
@@ -98,6 +102,11 @@ class Stack:
             random_bytes=random_bytes,
             gc_freezer=gc_freezer,
         )
+        # The usual GETSPI, UPDATE and ADD from their bytes: the answers encoded, or None
+        # (nothing done) for the caller to `decode` the request and `handle_pfkey` it.
+        self.handle_pfkey_bytes: Callable[[bytes, float], list[WireReply] | None] = FastPath(
+            self.sadb
+        ).handle
         self.spd = Spd()
         self.esp_state: EspStateWriter | None = None
         if store is not None:

@@ -1,0 +1,577 @@
+"""GETSPI, UPDATE and ADD in their usual shapes, PF_KEY bytes in and bytes out.
+
+Theory of operation
+-------------------
+A key manager sends the stack three messages for every CHILD_SA: GETSPI for the inbound
+SPI, UPDATE of that LARVAL SA with its keys, ADD of the outbound SA (RFC 2367 §3.1.1-3).
+The full path decodes each into a `PfkeyMessage` of extension objects, `Sadb.handle`
+acts on those, and the answer is another message encoded again. Here the same work is
+done from the bytes: the fixed layouts are read with precompiled structs, the SADB is
+changed as the full path changes it, and the answer is packed from the request's own
+bytes, as illumos turns a request into its answer.
+
+What is read once and kept: a GETSPI's extensions (its addresses and SPI range, the
+same bytes for every SA between two hosts) as a `_GetspiShape`, judged by the full
+decoder; each address extension of UPDATE and ADD by its bytes; the lifetimes by theirs
+(shared by the SAs that have the same: they are replaced, never changed in place); and
+whether an algorithm pair with given key sizes is one `Sadb._check_keys` accepts.
+
+The rule that keeps the two paths one: `FastPath.handle` returns None for any request it
+does not take whole — another message type or SA type, an extension it does not know or
+finds twice, a length that does not hold, anything the SADB would refuse, an SA that is
+not in the state the usual case needs — *before it has changed anything*, and the caller
+gives the same bytes to the full path (`decode`, `Sadb.handle`), so that every errno,
+diagnostic, audience and log line stays the full path's. The one refusal answered here is
+a GETSPI whose SPI range is full, found only after the SPIs were drawn: its answer is
+the full path's (`Sadb.error_reply`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+from larval.pfkey import (
+    PF_KEY_V2,
+    Extension,
+    ExtType,
+    PfkeyError,
+    SadbAddress,
+    SadbKey,
+    SadbMsgType,
+    SadbSa,
+    SadbSpirange,
+    SaState,
+    SaType,
+    decode,
+)
+from larval.sadb.errors import SadbError
+from larval.sadb.sa import Lifetime, SecurityAssociation
+from larval.sadb.sadb import (
+    MAX_SPI,
+    MIN_SPI,
+    Audience,
+    Sadb,
+    _check_idle,
+    _check_inner,
+    _check_soft_below_hard,
+    _inner_state,
+    _packed,
+)
+
+__all__ = ["FastPath", "WireReply"]
+
+
+class WireReply(NamedTuple):
+    """A PF_KEY message encoded, for the socket layer to send, and to whom."""
+
+    data: bytes
+    audience: Audience
+    satype: int
+
+
+# RFC 2367 §2.3.1 sadb_msg, §2.2 sadb_ext, §2.3.2 sadb_sa (its SPI in network byte order),
+# §2.3.3 sadb_key's bits, illumos sadb_x_pair's SPI: the layouts `larval.pfkey` writes.
+_HEADER = struct.Struct("<BBBBHHII")
+_HEADER_SIZE = _HEADER.size
+_EXT = struct.Struct("<HH")
+_SA_BODY = struct.Struct("<4sBBBBI")
+_KEY_BITS = struct.Struct("<H")
+_EXT_TYPE = struct.Struct("<H")
+_LIFETIME_BODY = struct.Struct("<IQQQ")
+_LIFETIME_SIZE = 4 + _LIFETIME_BODY.size
+_PAIR_SPI = struct.Struct(">I")
+# A GETSPI's answer up to its addresses: the base header and the SA extension.
+_GETSPI_HEAD = struct.Struct(_HEADER.format + "HH4sBBBBI")
+
+
+# Plain ints for the per-request paths (an enum member is an attribute lookup each time).
+_GETSPI, _UPDATE, _ADD = int(SadbMsgType.GETSPI), int(SadbMsgType.UPDATE), int(SadbMsgType.ADD)
+_ESP = int(SaType.ESP)
+_LARVAL, _MATURE = int(SaState.LARVAL), int(SaState.MATURE)
+_EXT_SA = int(ExtType.SA)
+_HARD, _SOFT, _IDLE = (
+    int(ExtType.LIFETIME_HARD),
+    int(ExtType.LIFETIME_SOFT),
+    int(ExtType.X_LIFETIME_IDLE),
+)
+_SRC, _DST = int(ExtType.ADDRESS_SRC), int(ExtType.ADDRESS_DST)
+_PROXY, _INNER_DST = int(ExtType.ADDRESS_PROXY), int(ExtType.X_ADDRESS_INNER_DST)
+_NATT_LOC, _NATT_REM = int(ExtType.X_ADDRESS_NATT_LOC), int(ExtType.X_ADDRESS_NATT_REM)
+_KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
+_PAIR = int(ExtType.X_PAIR)
+_KEYED = frozenset({_UPDATE, _ADD})
+_ALL, _SENDER = Audience.ALL, Audience.SENDER
+
+#: Entries kept in each cache before it is emptied: a burst of distinct peers or
+#: lifetimes costs a decode each, never unbounded memory.
+CACHE_MAX = 4096
+
+
+class _GetspiShape(NamedTuple):
+    """A GETSPI's extensions, judged once by the full decoder: the SA it makes and the
+    addresses its answer carries."""
+
+    src: bytes  # packed, shared (`larval.sadb.sadb._packed`)
+    dst: bytes
+    src_port: int
+    dst_port: int
+    proto: int
+    low: int  # the usable SPI range
+    high: int
+    answer_words: int  # sadb_msg_len of the answer
+    answer_tail: bytes  # the answer's address extensions, as the full path encodes them
+
+
+class _Address(NamedTuple):
+    """An address extension read once: the value the SA keeps, its packed address, and
+    its bytes as the full path writes them back."""
+
+    ext: SadbAddress
+    packed: bytes
+    wire: bytes
+
+
+class _Lifetimes(NamedTuple):
+    """SADB_EXT_LIFETIME_SOFT and _HARD and SADB_X_EXT_LIFETIME_IDLE as an SA holds them."""
+
+    soft: Lifetime | None
+    hard: Lifetime | None
+    idle_add: int
+    idle_use: int
+
+
+class _Layout(NamedTuple):
+    """Where the extensions of an UPDATE or ADD lie, and how to tell that another
+    message of the same size is laid out the same: its extension headers (`headers`
+    reads them all at once) are `expected`."""
+
+    headers: Callable[[bytes], tuple[int, ...]]
+    expected: tuple[int, ...]
+    at: dict[int, tuple[int, int]]
+
+
+def _layout(at: dict[int, tuple[int, int]]) -> _Layout:
+    fmt, pos, expected = "<", 0, []
+    for ext_type, (off, end) in sorted(at.items(), key=lambda item: item[1]):
+        fmt += f"{off - pos}xHH"
+        pos = off + _EXT.size
+        expected += [(end - off) >> 3, ext_type]
+    return _Layout(struct.Struct(fmt).unpack_from, tuple(expected), dict(at))
+
+
+_NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
+_LifetimeKey = tuple[bytes | None, bytes | None, bytes | None]
+_KeysKey = tuple[int, int, int, int]  # auth, encrypt, bits of each key (0: none)
+
+
+class FastPath:
+    """GETSPI, UPDATE and ADD of ESP SAs from bytes, for `sadb`; `handle` is the entry."""
+
+    def __init__(self, sadb: Sadb) -> None:
+        self.sadb = sadb
+        self._table = sadb._tables[_ESP]
+        # Values are None where the full path must judge (a refusal, an unusual form).
+        self._getspi_shapes: dict[bytes, _GetspiShape | None] = {}
+        self._addresses: dict[bytes, _Address | None] = {}  # by the extension's bytes
+        self._lifetimes: dict[_LifetimeKey, _Lifetimes | None] = {}
+        self._keys: dict[_KeysKey, bool] = {}
+        self._inner: dict[tuple[bytes, bytes], bool] = {}
+        self._layouts: dict[int, _Layout] = {}  # by message size
+
+    def handle(self, data: bytes, now: float) -> list[WireReply] | None:
+        """The answers to one PF_KEY request, encoded, if it is one the fast path takes
+        whole; None (nothing changed) for the full path to carry out."""
+        if type(data) is not bytes or len(data) < _HEADER_SIZE:
+            return None
+        version, msg_type, _, satype, words, _, seq, pid = _HEADER.unpack_from(data)
+        if version != PF_KEY_V2 or satype != _ESP or words << 3 != len(data):
+            return None
+        if msg_type == _GETSPI:
+            return self._getspi(data, seq, pid, now)
+        if msg_type in _KEYED:
+            return self._keyed(data, msg_type, seq, pid, now)
+        return None
+
+    # -- GETSPI ---------------------------------------------------------------------------
+
+    def _getspi(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
+        """GETSPI <base, address(S, D), SPI range> -> <base, SA(LARVAL), address(S, D)>."""
+        body = data[_HEADER_SIZE:]
+        shapes = self._getspi_shapes
+        try:
+            shape = shapes[body]
+        except KeyError:
+            if len(shapes) >= CACHE_MAX:
+                shapes.clear()
+            shape = shapes[body] = _getspi_shape(body)
+        if shape is None:
+            return None
+        sadb = self.sadb
+        table = self._table
+        sa = SecurityAssociation(
+            0, _ESP, shape.src, shape.dst, _LARVAL, now,
+            src_port=shape.src_port, dst_port=shape.dst_port, proto=shape.proto,
+        )  # fmt: skip
+        sa.hard = sadb._larval_hard
+        try:
+            spi = sadb._place(table, sa, shape.low, shape.high)
+        except SadbError as e:
+            # The range is full: nothing was inserted, and the SPIs drawn are spent as
+            # the full path would have spent them. Its answer, RFC 2367 §3.1.
+            error = _HEADER.pack(PF_KEY_V2, _GETSPI, e.errno, _ESP, 2, e.diagnostic, seq, pid)
+            return [WireReply(error, _SENDER, _ESP)]
+        freezer = sadb.gc_freezer
+        if freezer is not None and len(table) >= freezer.next_at:
+            sadb._grown(table)
+        head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq,
+                                 pid, 2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0,
+                                 0)  # fmt: skip
+        return [WireReply(head + shape.answer_tail, _SENDER, _ESP)]
+
+    # -- UPDATE and ADD -------------------------------------------------------------------
+
+    def _keyed(
+        self, data: bytes, msg_type: int, seq: int, pid: int, now: float
+    ) -> list[WireReply] | None:
+        # Where each extension lies, by type: (offset, end). A key manager's requests of
+        # one size are laid out alike: the last layout of that size is tried first, its
+        # extension headers read at once.
+        size = len(data)
+        layout = self._layouts.get(size)
+        if layout is not None and layout.headers(data) == layout.expected:
+            at = layout.at.copy()
+        else:
+            walked = self._walk(data, size)
+            if walked is None:
+                return None
+            at = walked
+        # What the full path would refuse, or do otherwise than the usual case does, goes
+        # to it: no SA extension, a missing address (an UPDATE may omit its source, as
+        # RFC 2367 §3.1.2 allows: the full path reads that), no key (an UPDATE of
+        # lifetimes alone), an extension the fast path does not apply.
+        sa_at, src_at, dst_at = at.pop(_EXT_SA, None), at.pop(_SRC, None), at.pop(_DST, None)
+        auth_at, encrypt_at = at.pop(_KEY_AUTH, None), at.pop(_KEY_ENCRYPT, None)
+        if sa_at is None or src_at is None or dst_at is None:
+            return None
+        if auth_at is None and encrypt_at is None:
+            return None
+        hard_at, soft_at, idle_at = at.pop(_HARD, None), at.pop(_SOFT, None), at.pop(_IDLE, None)
+        proxy: _Address | None = None
+        inner_dst: _Address | None = None
+        natt_loc: _Address | None = None
+        natt_rem: _Address | None = None
+        pair_spi = -1
+        optional = bool(at) or idle_at is not None
+        if at:
+            proxy_at, inner_dst_at = at.pop(_PROXY, None), at.pop(_INNER_DST, None)
+            natt_loc_at, natt_rem_at = at.pop(_NATT_LOC, None), at.pop(_NATT_REM, None)
+            pair_at = at.pop(_PAIR, None)
+            if at:
+                return None
+            wheres = (proxy_at, inner_dst_at, natt_loc_at, natt_rem_at)
+            read = [self._address(data, w) if w is not None else None for w in wheres]
+            if any(w is not None and r is None for w, r in zip(wheres, read, strict=True)):
+                return None
+            proxy, inner_dst, natt_loc, natt_rem = read
+            if pair_at is not None:
+                if pair_at[1] - pair_at[0] != 8:
+                    return None
+                (pair_spi,) = _PAIR_SPI.unpack_from(data, pair_at[0] + 4)
+        src, dst = self._address(data, src_at), self._address(data, dst_at)
+        if src is None or dst is None or len(src.packed) != len(dst.packed):
+            return None  # unreadable, or not as written back; or families that differ
+        if sa_at[1] - sa_at[0] != 16:
+            return None
+        spi_raw, replay, state, auth, encrypt, flags = _SA_BODY.unpack_from(data, sa_at[0] + 4)
+        if state != _MATURE:
+            return None
+        auth_key, auth_bits = _key(data, auth_at)
+        encrypt_key, encrypt_bits = _key(data, encrypt_at)
+        if auth_bits < 0 or encrypt_bits < 0:
+            return None
+        keys_key = (auth, encrypt, auth_bits, encrypt_bits)
+        keys_ok = self._keys.get(keys_key)
+        if keys_ok is None:
+            keys_ok = self._keys[keys_key] = _keys_accepted(*keys_key)
+        if not keys_ok:
+            return None
+        lifetimes = (
+            _NO_LIFETIMES
+            if soft_at is None and hard_at is None and idle_at is None
+            else self._lifetimes_of(
+                data[soft_at[0] : soft_at[1]] if soft_at is not None else None,
+                data[hard_at[0] : hard_at[1]] if hard_at is not None else None,
+                data[idle_at[0] : idle_at[1]] if idle_at is not None else None,
+            )
+        )
+        if lifetimes is None:
+            return None
+        if (proxy is not None or inner_dst is not None) and not self._inner_ok(proxy, inner_dst):
+            return None
+        spi = int.from_bytes(spi_raw, "big")
+        table = self._table
+        sadb = self.sadb
+        if msg_type == _UPDATE:
+            sa = table.get(spi, dst.packed)
+            if sa is None or sa.src != src.packed:
+                return None
+            with sa.lock:
+                if sa.state != _LARVAL:
+                    return None  # keys for a MATURE SA, or one that died: refused there
+                track_inner = optional or sa.inner_dst is not None
+                inner_before = _inner_state(sa) if track_inner else None
+                sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
+                sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
+                sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
+                if optional:
+                    _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy,
+                                    inner_dst, natt_loc, natt_rem)  # fmt: skip
+                sa.state = _MATURE
+                released = sa.mature()
+                sadb._expiry.reschedule(sa)  # the larval lifetime ends; these apply
+                reindex = track_inner and inner_before != _inner_state(sa)
+            if reindex:
+                table.reindex_inner(sa)
+            if sadb.on_keyed is not None:
+                sadb.on_keyed(sa)
+            if released:
+                sa.release_held(sadb.on_inbound_release, sadb.counters)
+        else:
+            if spi < MIN_SPI:
+                return None
+            sa = SecurityAssociation(
+                spi, _ESP, src.packed, dst.packed, _MATURE, now,
+                src_port=src.ext.port, dst_port=dst.ext.port, proto=dst.ext.proto,
+            )  # fmt: skip
+            sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
+            sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
+            sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
+            if optional:
+                _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy, inner_dst,
+                                natt_loc, natt_rem)  # fmt: skip
+            if not table.insert_if_absent(sa):
+                return None  # the SPI is taken: EEXIST, from the full path
+            freezer = sadb.gc_freezer
+            if freezer is not None and len(table) >= freezer.next_at:
+                sadb._grown(table)
+            if sadb.on_keyed is not None:
+                sadb.on_keyed(sa)
+        sadb._release_acquires(sa)
+        # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
+        # with a header of its own.
+        body = _stripped(data, auth_at, encrypt_at)
+        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, (_HEADER_SIZE + len(body)) >> 3, 0,
+                              seq, pid)  # fmt: skip
+        return [WireReply(header + body, _ALL, _ESP)]
+
+    def _walk(self, data: bytes, size: int) -> dict[int, tuple[int, int]] | None:
+        """Where each extension of `data` lies, by type, found by walking their headers
+        (RFC 2367 §2.2); None for what the decoder refuses (a zero length, one that runs
+        past the message, a known type twice) or keeps (an unknown type twice). The
+        layout is kept for the next request of the same size."""
+        at: dict[int, tuple[int, int]] = {}
+        off = _HEADER_SIZE
+        ext_header = _EXT.unpack_from
+        while off < size:
+            words, ext_type = ext_header(data, off)
+            if not words or ext_type in at:
+                return None
+            end = off + (words << 3)
+            at[ext_type] = (off, end)
+            off = end
+        if off != size:
+            return None
+        layouts = self._layouts
+        if len(layouts) >= CACHE_MAX:
+            layouts.clear()
+        layouts[size] = _layout(at)
+        return at
+
+    def _address(self, data: bytes, where: tuple[int, int]) -> _Address | None:
+        """The address extension at `where`, read once for its bytes; None if the full
+        path must read it (unreadable, or not written back as it came)."""
+        whole = data[where[0] : where[1]]
+        cache = self._addresses
+        try:
+            return cache[whole]
+        except KeyError:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            found = cache[whole] = _address(whole)
+            return found
+
+    def _lifetimes_of(
+        self, soft_raw: bytes | None, hard_raw: bytes | None, idle_raw: bytes | None
+    ) -> _Lifetimes | None:
+        key = (soft_raw, hard_raw, idle_raw)
+        cache = self._lifetimes
+        try:
+            return cache[key]
+        except KeyError:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            found = cache[key] = _lifetimes(soft_raw, hard_raw, idle_raw)
+            return found
+
+    def _inner_ok(self, proxy: _Address | None, inner_dst: _Address | None) -> bool:
+        key = (proxy.wire if proxy else b"", inner_dst.wire if inner_dst else b"")
+        cache = self._inner
+        ok = cache.get(key)
+        if ok is None:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            ok = cache[key] = _inner_accepted(proxy, inner_dst)
+        return ok
+
+
+def _apply_optional(
+    sa: SecurityAssociation,
+    pair_spi: int,
+    lifetimes: _Lifetimes,
+    idle: bool,
+    proxy: _Address | None,
+    inner_dst: _Address | None,
+    natt_loc: _Address | None,
+    natt_rem: _Address | None,
+) -> None:
+    """`Sadb._apply_optional` for the optional extensions the fast path takes. A new
+    inner selector replaces every pair of the SA's (no X_LARVAL_INNER_PAIRS here)."""
+    if pair_spi >= 0:
+        sa.pair_spi = pair_spi
+    if idle:
+        sa.idle_add, sa.idle_use = lifetimes.idle_add, lifetimes.idle_use
+    if natt_loc is not None:
+        sa.natt_loc = natt_loc.ext
+    if natt_rem is not None:
+        sa.natt_rem = natt_rem.ext
+    if proxy is not None:
+        sa.inner_src = proxy.ext
+        sa.inner_more = ()
+    if inner_dst is not None:
+        sa.inner_dst = inner_dst.ext
+        sa.inner_more = ()
+
+
+# -- what is judged once, by the full path's own code ---------------------------------------
+
+
+def _getspi_shape(body: bytes) -> _GetspiShape | None:
+    """A GETSPI body the usual case takes: decoded by `decode` to its address pair and
+    SPI range and nothing else, of one family, with a usable range."""
+    header = _HEADER.pack(PF_KEY_V2, _GETSPI, 0, _ESP, (_HEADER_SIZE + len(body)) >> 3, 0, 0, 0)
+    try:
+        msg = decode(header + body)
+    except PfkeyError:
+        return None
+    exts = {e.ext_type: e for e in msg.extensions}
+    if len(msg.extensions) != 3:
+        return None
+    src, dst, spirange = exts.get(_SRC), exts.get(_DST), exts.get(int(ExtType.SPIRANGE))
+    if not isinstance(src, SadbAddress) or not isinstance(dst, SadbAddress):
+        return None
+    if not isinstance(spirange, SadbSpirange) or type(src.addr) is not type(dst.addr):
+        return None
+    low, high = max(spirange.min, MIN_SPI), min(spirange.max, MAX_SPI)
+    if low > high:
+        return None
+    tail = src.encode() + dst.encode()
+    words = (_HEADER_SIZE + 16 + len(tail)) >> 3
+    return _GetspiShape(_packed(src), _packed(dst), src.port, dst.port, dst.proto, low, high,
+                        words, tail)  # fmt: skip
+
+
+def _address(whole: bytes) -> _Address | None:
+    """An address extension as the full path reads it, if it writes it back as it came
+    (reserved bytes and padding zero, RFC 2367 §2.2)."""
+    (ext_type,) = _EXT_TYPE.unpack_from(whole, 2)
+    try:
+        ext = SadbAddress.decode(ext_type, whole[4:])
+    except PfkeyError:
+        return None
+    wire = ext.encode()
+    return _Address(ext, _packed(ext), wire) if wire == whole else None
+
+
+def _key(data: bytes, where: tuple[int, int] | None) -> tuple[bytes, int]:
+    """The key and its bits of the key extension at `where`: (b"", 0) if there is none,
+    bits -1 if the decoder would refuse it (no bits, or a length that does not fit
+    them: illumos keysock ext_check)."""
+    if where is None:
+        return b"", 0
+    off, end = where
+    (bits,) = _KEY_BITS.unpack_from(data, off + 4)
+    nbytes = (bits + 7) >> 3
+    if not bits or end - off != 8 + ((nbytes + 7) & ~7):
+        return b"", -1
+    return data[off + 8 : off + 8 + nbytes], bits
+
+
+def _stripped(data: bytes, first: tuple[int, int] | None, second: tuple[int, int] | None) -> bytes:
+    """The extensions of `data` without the one or two at `first` and `second`."""
+    if first is None or second is None:
+        off, end = first or second  # type: ignore[misc]
+        return data[_HEADER_SIZE:off] + data[end:]
+    if second[0] < first[0]:
+        first, second = second, first
+    return data[_HEADER_SIZE : first[0]] + data[first[1] : second[0]] + data[second[1] :]
+
+
+def _lifetime(raw: bytes | None) -> Lifetime | None:
+    if raw is None:
+        return None
+    allocations, nbytes, addtime, usetime = _LIFETIME_BODY.unpack_from(raw, 4)
+    return Lifetime(allocations, nbytes, addtime, usetime)
+
+
+def _lifetimes(
+    soft_raw: bytes | None, hard_raw: bytes | None, idle_raw: bytes | None
+) -> _Lifetimes | None:
+    """The lifetimes as `Sadb._lifetimes` reads and checks them; None if it refuses them
+    (or the decoder does: a lifetime extension is 4 words)."""
+    if any(
+        raw is not None and len(raw) != _LIFETIME_SIZE for raw in (soft_raw, hard_raw, idle_raw)
+    ):
+        return None
+    soft, hard = _lifetime(soft_raw), _lifetime(hard_raw)
+    idle = _lifetime(idle_raw)
+    try:
+        _check_soft_below_hard(soft, hard)
+        if idle is not None:
+            _check_idle(Lifetime(0, 0, idle.addtime, idle.usetime), soft, hard)
+    except SadbError:
+        return None
+    if idle is None:
+        return _Lifetimes(soft, hard, 0, 0)
+    return _Lifetimes(soft, hard, idle.addtime, idle.usetime)
+
+
+def _keys_accepted(auth: int, encrypt: int, auth_bits: int, encrypt_bits: int) -> bool:
+    """Whether `Sadb._check_keys` takes these algorithms with keys of these sizes."""
+    sa_ext = SadbSa(0, 0, _MATURE, auth, encrypt)
+    akey = SadbKey(_KEY_AUTH, auth_bits, bytes((auth_bits + 7) >> 3)) if auth_bits else None
+    ekey = (
+        SadbKey(_KEY_ENCRYPT, encrypt_bits, bytes((encrypt_bits + 7) >> 3))
+        if encrypt_bits
+        else None
+    )
+    try:
+        Sadb._check_keys(_ESP, sa_ext, akey, ekey)
+    except SadbError:
+        return False
+    return True
+
+
+def _inner_accepted(proxy: _Address | None, inner_dst: _Address | None) -> bool:
+    """Whether `larval.sadb.sadb._check_inner` takes these inner selectors."""
+    exts: dict[int, Extension] = {}
+    if proxy is not None:
+        exts[_PROXY] = proxy.ext
+    if inner_dst is not None:
+        exts[_INNER_DST] = inner_dst.ext
+    try:
+        _check_inner(exts)
+    except SadbError:
+        return False
+    return True
