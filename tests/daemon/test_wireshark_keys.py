@@ -179,13 +179,14 @@ def test_the_daemon_warns_while_save_keys_is_on(
     write_private(path, on)
     with caplog.at_level(logging.WARNING, logger="larval"):
         daemon = IkeDaemon(str(path))
-    assert f"daemon.save_keys is on: the keys of every IKE SA and CHILD_SA set up are " \
+    assert f"daemon.save_keys: on: the keys of every IKE SA and CHILD_SA set up are " \
            f"written to {keys}" in caplog.text  # fmt: skip
+    assert caplog.text.count("daemon.save_keys: on") == 1  # said once, not twice
     assert daemon.key_saver is not None and daemon.keymgr.on_ike_sa_up is not None
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="larval"):
         daemon.reload()
-    assert "daemon.save_keys is on" in caplog.text
+    assert "daemon.save_keys: on" in caplog.text
     assert "takes a restart" not in caplog.text  # save_keys follows the file
     # Off in the file: off on reload, said once; nothing is saved from then on.
     write_private(path, config_text(tmp_path))

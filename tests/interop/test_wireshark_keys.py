@@ -165,7 +165,7 @@ def test_tshark_decrypts_ike_auth_and_esp_with_the_tables(tmp_path: Path, suite:
         assert types == ["0", "0", "0", "8", "8", "8"], icmp
 
     # The warning was logged; no key appears in the log at DEBUG.
-    assert "daemon.save_keys is on" in log
+    assert "daemon.save_keys: on" in log
     secrets = set()
     for line in lines["ikev2_decryption_table"]:
         fields = line.split(",")

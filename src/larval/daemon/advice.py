@@ -27,8 +27,9 @@ def weak_points(config: DaemonConfig) -> Iterator[tuple[str, str]]:
     ``daemon.save_keys``, which hands every key to whoever reads its files."""
     if config.save_keys is not None:
         yield ("daemon.save_keys",
-               f"the keys of every IKE SA and CHILD_SA are written to {config.save_keys}; "
-               "whoever reads them can decrypt the traffic: for debugging only")  # fmt: skip
+               "on: the keys of every IKE SA and CHILD_SA set up are written to "
+               f"{config.save_keys}, and whoever reads them can decrypt the traffic; "
+               "for debugging only")  # fmt: skip
     for conn in config.connections:
         yield from _connection(config, conn)
 

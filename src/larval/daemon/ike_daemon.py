@@ -247,8 +247,9 @@ class IkeDaemon(StackService):
             self.key_saver.stack_replied(replies)
 
     def _save_keys(self) -> None:
-        """``[daemon] save_keys`` as configured now (at start, and at each reload), with
-        a warning in the log for as long as it is on."""
+        """``[daemon] save_keys`` as configured now (at start, and at each reload). The
+        loader's advice (`larval.daemon.advice`) warns in the log at each load while it
+        is on; turning it off is said here."""
         path = self.config.save_keys
         if path is None:
             if self.key_saver is not None:
@@ -258,9 +259,6 @@ class IkeDaemon(StackService):
         else:
             if self.key_saver is None or self.key_saver.path != path:
                 self.key_saver = KeySaver(path, self.stack.sadb)
-            log.warning("daemon.save_keys is on: the keys of every IKE SA and CHILD_SA set up "
-                        "are written to %s, and whoever reads them can decrypt the traffic; "
-                        "for debugging only", path)  # fmt: skip
         self.keymgr.on_ike_sa_up = self.key_saver.ike_sa_up if self.key_saver else None
 
     def _on_tick(self) -> None:
