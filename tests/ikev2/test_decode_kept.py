@@ -139,3 +139,23 @@ def test_a_long_body_is_decoded_each_time_not_kept() -> None:
     again = decode_payload(PayloadType.TSi, body)
     assert first == again == TsPayload(PayloadType.TSi, selectors)
     assert again is not first
+
+
+def test_an_spi_less_offer_is_kept_only_when_short() -> None:
+    from larval.crypto.ike_transforms import Transform as Suite1
+    from larval.crypto.ike_transforms import TransformType
+    from larval.ikev2 import SaPayload
+    from larval.ikev2.negotiate import to_wire
+
+    suite = (Suite1(TransformType.ENCR, 20, 128), Suite1(TransformType.PRF, 5))
+    short = SaPayload((to_wire(1, int(ProtocolId.IKE), b"", suite),)).encode_body()
+    assert SaPayload.decode_body(short) is SaPayload.decode_body(bytes(short))
+    # Many proposals without SPIs, past 4096 bytes: read each time, so that what an odd
+    # peer sends cannot make the memory held grow with its size.
+    many = tuple(to_wire(n, int(ProtocolId.IKE), b"", suite) for n in range(1, 201))
+    long = SaPayload(many).encode_body()
+    assert len(long) > 4096
+    first = SaPayload.decode_body(long)
+    again = SaPayload.decode_body(long)
+    assert first == again == SaPayload(many)
+    assert first is not again

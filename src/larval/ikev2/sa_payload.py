@@ -194,7 +194,7 @@ class SaPayload:
         if not last:
             raise IkeDecodeError("SA payload: the last proposal is not marked last")
         payload = cls(tuple(proposals))
-        if not any(p.spi for p in payload.proposals):
+        if len(body) <= _WITHOUT_SPIS_BODY and not any(p.spi for p in payload.proposals):
             if len(_WITHOUT_SPIS) >= _WITHOUT_SPIS_KEPT:
                 _WITHOUT_SPIS.clear()  # many offers: an odd peer, or someone's flood
             _WITHOUT_SPIS[bytes(body)] = payload
@@ -202,6 +202,8 @@ class SaPayload:
 
 
 #: SA payloads without SPIs decoded so far, by body (`SaPayload.decode_body`); all are
-#: immutable, so one may be given to every message that carries the same bytes.
+#: immutable, so one may be given to every message that carries the same bytes. Longer
+#: bodies are read each time, so what is kept stays under 256 x 4096 bytes.
 _WITHOUT_SPIS: dict[bytes, SaPayload] = {}
 _WITHOUT_SPIS_KEPT = 256
+_WITHOUT_SPIS_BODY = 4096
