@@ -54,6 +54,9 @@ def next_deadline(sa: SecurityAssociation) -> tuple[float | None, int]:
     idle_add, idle_use = sa.idle_add, sa.idle_use
     if state == _DEAD or (hard is None and soft is None and not idle_add and not idle_use):
         return None, NEVER_NOTICE  # the usual UPDATE of a LARVAL SA: no lifetime at all
+    if state == _LARVAL and hard is not None and not hard.usetime and not hard.bytes:
+        # A LARVAL SA (GETSPI's): only its hard lifetime counts, the larval add time.
+        return (sa.addtime + hard.addtime if hard.addtime else None), NEVER_NOTICE
     deadline: float | None = None
     notice = NEVER_NOTICE
     for lt in (hard, soft if state == _MATURE else None):

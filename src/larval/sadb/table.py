@@ -119,7 +119,11 @@ class SaTable:
         pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             self._index_pair(pkey, sa)
-            self._pairs.setdefault(pkey, {})[spi] = sa
+            pairs = self._pairs
+            of_pair = pairs.get(pkey)
+            if of_pair is None:
+                of_pair = pairs[pkey] = {}
+            of_pair[spi] = sa
         if sa.inner_dst is not None:
             self.inner.add(sa)
         if self.expiry is not None:
@@ -132,7 +136,11 @@ class SaTable:
         if sa.inner_dst is not None:
             self.pair_inner.add(sa)
         if sa.pair_inner_key is None:
-            self._unindexed.setdefault(pkey, {})[sa.spi] = sa
+            unindexed = self._unindexed
+            others = unindexed.get(pkey)
+            if others is None:
+                others = unindexed[pkey] = {}
+            others[sa.spi] = sa
 
     def _unindex_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
         self.pair_inner.remove(sa)
