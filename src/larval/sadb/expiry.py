@@ -115,7 +115,29 @@ class ExpiryWheel:
         deadline is scheduled."""
         with sa.lock:
             sa.expiry = self
-            self.reschedule(sa)
+            hard = sa.hard
+            if (
+                sa.state != _LARVAL
+                or sa.expiry_at is not None
+                or hard is None
+                or not hard.addtime
+                or hard.usetime
+                or hard.bytes
+            ):
+                self.reschedule(sa)
+                return
+            # GETSPI's SA, the usual case: `reschedule` as `next_deadline` answers a LARVAL
+            # SA with the larval lifetime, without the calls.
+            sa.notice_at = NEVER_NOTICE
+            second = int((sa.addtime + hard.addtime) // 1)
+            with self._lock:
+                sa.expiry_at = second
+                bucket = self._buckets.get(second)
+                if bucket is None:
+                    self._buckets[second] = {sa: None}
+                    heapq.heappush(self._seconds, second)
+                else:
+                    bucket[sa] = None
 
     def leave(self, sa: SecurityAssociation) -> None:
         """`sa` left the SADB: its entry goes."""
