@@ -171,6 +171,25 @@ class ExpiryWheel:
             else:
                 bucket[sa] = None
 
+    def reschedule_at(self, sa: SecurityAssociation, deadline: float) -> None:
+        """`reschedule`, for a caller that knows what `next_deadline` answers: `deadline`,
+        and no byte count to notice (an SA whose limits are add times alone)."""
+        sa.notice_at = NEVER_NOTICE
+        second = int(deadline // 1)
+        with self._lock:
+            at = sa.expiry_at
+            if at is not None:
+                if at <= second:
+                    return
+                self._unlink(sa)
+            sa.expiry_at = second
+            bucket = self._buckets.get(second)
+            if bucket is None:
+                self._buckets[second] = {sa: None}
+                heapq.heappush(self._seconds, second)
+            else:
+                bucket[sa] = None
+
     def _unlink(self, sa: SecurityAssociation) -> None:
         """Under the wheel's lock: take `sa`'s entry out, if it has one."""
         at = sa.expiry_at

@@ -103,6 +103,9 @@ _PAIR = int(ExtType.X_PAIR)
 _KEYED = frozenset({_UPDATE, _ADD})
 _ALL, _SENDER = Audience.ALL, Audience.SENDER
 
+# `WireReply(...)` without the named tuple's Python __new__, for the answers of every SA.
+_reply = tuple.__new__
+
 #: Entries kept in each cache before it is emptied: a burst of distinct peers or
 #: lifetimes costs a decode each, never unbounded memory.
 CACHE_MAX = 4096
@@ -140,6 +143,10 @@ class _Lifetimes(NamedTuple):
     hard: Lifetime | None
     idle_add: int
     idle_use: int
+    #: Where the limits are add times alone (no bytes, use or idle time): the first of
+    #: them, for a MATURE SA's next deadline after its add time (`next_deadline`); None
+    #: otherwise, or where there is no limit.
+    addtime_after: int | None = None
 
 
 class _Layout(NamedTuple):
@@ -268,7 +275,7 @@ class FastPath:
         head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq,
                                  pid, 2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0,
                                  0)  # fmt: skip
-        return [WireReply(head + shape.answer_tail, _SENDER, _ESP)]
+        return [_reply(WireReply, (head + shape.answer_tail, _SENDER, _ESP))]
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
@@ -309,7 +316,12 @@ class FastPath:
                     _apply_optional(sa, shape, pair_raw)
                 sa.state = _MATURE
                 released = sa.mature()
-                sadb._expiry.reschedule(sa)  # the larval lifetime ends; these apply
+                # The larval lifetime ends; these apply.
+                first = lifetimes.addtime_after
+                if first is None or optional or sa.idle_add or sa.idle_use:
+                    sadb._expiry.reschedule(sa)
+                else:
+                    sadb._expiry.reschedule_at(sa, sa.addtime + first)
                 reindex = track_inner and inner_before != _inner_state(sa)
             if reindex:
                 table.reindex_inner(sa)
@@ -341,7 +353,8 @@ class FastPath:
         # with a header of its own.
         before, between, after = shape.answer
         header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, shape.answer_words, 0, seq, pid)
-        return [WireReply(header + before + spi_raw + between + pair_raw + after, _ALL, _ESP)]
+        answer = header + before + spi_raw + between + pair_raw + after
+        return [_reply(WireReply, (answer, _ALL, _ESP))]
 
     def _keyed_shape(self, data: bytes, size: int) -> _KeyedShape | None:
         """What an UPDATE or ADD says besides its SPIs and keys, read from its bytes and
@@ -648,7 +661,11 @@ def _lifetimes(
     except SadbError:
         return None
     if idle is None:
-        return _Lifetimes(soft, hard, 0, 0)
+        limits = [lt for lt in (soft, hard) if lt is not None]
+        after = None
+        if not any(lt.bytes or lt.usetime for lt in limits):
+            after = min((lt.addtime for lt in limits if lt.addtime), default=None)
+        return _Lifetimes(soft, hard, 0, 0, after)
     return _Lifetimes(soft, hard, idle.addtime, idle.usetime)
 
 
