@@ -101,28 +101,33 @@ class SaTable:
         """Insert `sa` unless its (SPI, destination) is taken; False if it was."""
         spi, dst = sa.spi, sa.dst
         by_spi = self._by_spi
-        with self._inbound_locks[spi & self._mask]:
-            entry = by_spi.get(spi)
-            if entry is None:
-                by_spi[spi] = sa
-            elif type(entry) is _SharedSpi:
-                if dst in entry.by_dst:
-                    return False
-                with self._shared_lock:
-                    entry.by_dst[dst] = sa
-                    self._shared_extra += 1
-            else:
-                if entry.dst == dst:
-                    return False
-                # A second destination for this SPI: both go into a shared entry, made
-                # whole before readers can see it.
-                shared = _SharedSpi({entry.dst: entry, dst: sa})  # type: ignore[dict-item]
-                with self._shared_lock:
-                    by_spi[spi] = shared
-                    self._shared_extra += 1
+        # An SPI no SA holds, the usual case, is taken by one atomic dict call (in CPython
+        # and in the free-threaded build): a key only leaves the dict under its stripe's
+        # lock, and the stripe's holder reads it again after taking the lock.
+        if by_spi.setdefault(spi, sa) is not sa:
+            with self._inbound_locks[spi & self._mask]:
+                entry = by_spi.setdefault(spi, sa)  # gone meanwhile: taken now
+                if entry is sa:
+                    pass
+                elif type(entry) is _SharedSpi:
+                    if dst in entry.by_dst:
+                        return False
+                    with self._shared_lock:
+                        entry.by_dst[dst] = sa
+                        self._shared_extra += 1
+                else:
+                    if entry.dst == dst:
+                        return False
+                    # A second destination for this SPI: both go into a shared entry,
+                    # made whole before readers can see it.
+                    shared = _SharedSpi({entry.dst: entry, dst: sa})  # type: ignore[dict-item]
+                    with self._shared_lock:
+                        by_spi[spi] = shared
+                        self._shared_extra += 1
         pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
-            self._index_pair(pkey, sa)
+            if sa.inner_dst is not None or pkey in self._split:
+                self._index_pair(pkey, sa)
             pairs = self._pairs
             of_pair = pairs.get(pkey)
             if of_pair is None:
