@@ -292,17 +292,24 @@ _BY_IDENTITY: dict[tuple[int, int, int], tuple[IPAddress, IPAddress, bytes]] = {
 _BY_IDENTITY_MAX = 4096
 
 
+#: The last entry used for each kind: the next message is most often for the same IKE SA.
+_LAST_BY_KIND: dict[int, tuple[IPAddress, IPAddress, bytes]] = {}
+
+
 def _pair_bytes(kind: int, first: IPAddress, second: IPAddress) -> bytes:
     """`_pair_encoded(kind, first, second)`, kept by the identity of the addresses."""
-    key = (kind, id(first), id(second))
-    found = _BY_IDENTITY.get(key)
+    found = _LAST_BY_KIND.get(kind)
     if found is not None and found[0] is first and found[1] is second:
         return found[2]
-    wire = _pair_encoded(kind, first, second)
-    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
-        _BY_IDENTITY.clear()
-    _BY_IDENTITY[key] = (first, second, wire)
-    return wire
+    key = (kind, id(first), id(second))
+    found = _BY_IDENTITY.get(key)
+    if found is None or found[0] is not first or found[1] is not second:
+        found = (first, second, _pair_encoded(kind, first, second))
+        if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+            _BY_IDENTITY.clear()
+        _BY_IDENTITY[key] = found
+    _LAST_BY_KIND[kind] = found
+    return found[2]
 
 
 def _pair_encoded(kind: int, first: IPAddress, second: IPAddress) -> bytes:
