@@ -41,11 +41,14 @@ def _rss_bytes() -> int:
 
 
 def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
-    thresholds = gc.get_threshold()
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     try:
         return _run(n_sas, n_lookups)
     finally:
-        gc.set_threshold(*thresholds)  # as it was, for what runs in this process next
+        # The collector as it was, for what runs in this process next.
+        gc.set_threshold(*thresholds)
+        if not frozen:
+            gc.unfreeze()
 
 
 def _run(n_sas: int, n_lookups: int) -> dict[str, Any]:
