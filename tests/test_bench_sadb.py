@@ -3,6 +3,8 @@ goal."""
 
 from __future__ import annotations
 
+import gc
+
 from larval.bench import sadb
 
 
@@ -22,3 +24,12 @@ def test_reports_one_aging_pass() -> None:
     age = result["age_pass_ms"]
     assert set(age) == {"wall", "cpu"} and age["wall"] >= 0 and age["cpu"] >= 0
     assert "one Sadb.age pass" in result["note"]
+
+
+def test_the_collector_is_put_back_as_it_was() -> None:
+    # The run settles the collector as the daemon does; what runs after it does not.
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    sadb.run(n_sas=300, n_lookups=100)
+    assert gc.get_threshold() == thresholds
+    if not frozen:
+        assert gc.get_freeze_count() == 0

@@ -170,6 +170,14 @@ def test_getspi_built_and_read_without_a_whole_message(h: Harness) -> None:
     no_length = bytearray(data)
     no_length[16:18] = b"\x00\x00"  # the first extension's length: zero words
     assert getspi_reply_spi(bytes(no_length)) is None
+    # An SA extension first that runs past the message: its SPI is not read, whatever
+    # the base header's length says.
+    cut = bytearray(data[:24])
+    cut[4:6] = (3).to_bytes(2, "little")
+    assert getspi_reply_spi(bytes(cut)) is None
+    # The SA extension after another one is found all the same.
+    moved = bytearray(data[:16] + data[32:] + data[16:32])
+    assert getspi_reply_spi(bytes(moved)) == spi
 
 
 def _every_esp_proposal() -> list[EspProposal]:

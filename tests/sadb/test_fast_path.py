@@ -479,3 +479,49 @@ def test_lifetimes_an_update_brings_expire_as_on_the_full_path() -> None:
                     seen.append((second, int(reply.message.find(ExtType.LIFETIME_HARD) is None)))
         expired.append(seen)
     assert expired[0] == expired[1] == [(5, 1), (8, 0)]  # from the SA's birth at GETSPI
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_one_fast_path_through_many_requests_of_the_same_shapes(data: st.DataObject) -> None:
+    """The kept shapes (`_KeyedShape`, the last GETSPI's) answer every request alike as
+    the full path does, among requests of the same sizes that differ elsewhere: another
+    address, lifetime or paired SPI, or one byte changed anywhere; and the SADBs end
+    alike."""
+    seed = data.draw(st.integers(0, 2**32), label="seed")
+    fast, full = Twin(seed), Twin(seed)
+    larval: list[tuple[int, Any, Any]] = []
+    proposal = EspProposal(20, 128)
+    plain_getspis = 0
+    for seq in range(1, 61):
+        peer, local = data.draw(st.sampled_from([V4, V4, (V4[0], ip("192.0.2.9"))]))
+        kind = data.draw(st.sampled_from(["getspi", "getspi", "update", "update", "add"]))
+        if kind == "getspi":
+            request = getspi_bytes(peer, local, seq=seq, pid=7)
+        elif kind == "update" and larval:
+            spi, peer, local = data.draw(st.sampled_from(larval))
+            lifetimes = data.draw(st.sampled_from([Lifetimes(3420, 3960), Lifetimes(3000, 3960)]))
+            keys = ChildKeys(spi, peer, local, proposal, bytes([seq]) * 20, b"")
+            request = keyed_sa_bytes(UPDATE, keys, None, lifetimes, inbound=True, seq=seq, pid=7)
+        else:
+            spi = data.draw(st.integers(0x100, 0x140))
+            keys = ChildKeys(spi, local, peer, proposal, bytes([seq]) * 20, b"")
+            pair = data.draw(st.sampled_from([0, 9]))
+            request = keyed_sa_bytes(ADD, keys, None, Lifetimes(3420, 3960), inbound=False,
+                                     seq=seq, pid=7, pair_spi=pair)  # fmt: skip
+        if data.draw(st.integers(0, 3)) == 3:
+            # A byte changed, the size kept: a shape that is not the kept one.
+            at = data.draw(st.integers(0, len(request) - 1))
+            request = request[:at] + bytes([request[at] ^ 0x41]) + request[at + 1 :]
+        elif kind == "getspi":
+            plain_getspis += 1  # the usual GETSPI: the fast path takes every one
+        now = float(seq)
+        got, want = fast.fast_first(request, now), full.full(request, now)
+        assert got == want, request.hex()
+        if kind == "getspi" and isinstance(want, list) and want:
+            spi_got = getspi_reply_spi(want[0][0])
+            if spi_got is not None and full.sadb.lookup_inbound(spi_got, local.packed):
+                larval.append((spi_got, peer, local))
+    assert state(fast.sadb) == state(full.sadb)
+    assert fast.keyed == full.keyed
+    assert fast.taken >= plain_getspis

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from larval.crypto.proposals import EspProposal
+from larval.daemon import gc_policy
 from larval.keymgr.pfkey_side import (
     ChildKeys,
     Lifetimes,
@@ -40,11 +41,24 @@ def _rss_bytes() -> int:
 
 
 def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
-    gc.collect()
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        return _run(n_sas, n_lookups)
+    finally:
+        # The collector as it was, for what runs in this process next.
+        gc.set_threshold(*thresholds)
+        if not frozen:
+            gc.unfreeze()
+
+
+def _run(n_sas: int, n_lookups: int) -> dict[str, Any]:
     # The stack as the daemon has it, and the port its key manager talks through: the
-    # bytes of each request and answer take the path a key manager's take in `larval run`.
+    # bytes of each request and answer take the path a key manager's take in `larval run`,
+    # with the collector settled as `larval run` and `larval stack` settle it once they
+    # have started (`larval.daemon.gc_policy`).
     stack = Stack(gc_freezer=GcFreezer())
     port = Node([], stack=stack).pfkey
+    gc_policy.settle()
     sadb = stack.sadb
     peer, local = ipaddress.ip_address(PEER), ipaddress.ip_address(LOCAL)
     # What `KeyManager._install` UPDATEs an inbound SA with: AES-GCM-128 (a 20-byte key
@@ -116,7 +130,8 @@ def run(n_sas: int = 1_000_000, n_lookups: int = 2_000_000) -> dict[str, Any]:
             "(getspi_bytes, keyed_sa_bytes with lifetimes), through a Node's PF_KEY port "
             "into the stack, the answers read as the key manager reads them (the GETSPI's "
             "SPI, the UPDATE's header), no socket; one thread; lookups are the dataplane's "
-            "lookup_esp, one at a time (no batching); GC freezer on, as in the daemon; "
+            "lookup_esp, one at a time (no batching); GC freezer on and the collector "
+            "settled (gc_policy.settle), as in the daemon; "
             "age_pass_ms: one Sadb.age pass with nothing due; "
             "ratio = figure / goal (>= 1 met for rates, <= 1 for bytes_per_sa); "
             "resident memory growth over the run. 2 shared cores: compare within one run"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
@@ -261,10 +262,14 @@ def getspi(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> PfkeyMes
 #: `larval.pfkey` lays them out, for the message of every setup built and read here
 #: without the objects of a whole `PfkeyMessage`.
 _MSG = struct.Struct("<BBBBHHII")
+_MSG_SIZE = _MSG.size
 _EXT = struct.Struct("<HH")
 _SA_SPI = struct.Struct(">I")  # sadb_sa_spi, network byte order, after the ext header
 _SA_WORDS = 2  # the SA extension is 16 bytes
 _SA_FIRST = _EXT.pack(_SA_WORDS, ExtType.SA)  # the stack's GETSPI answer starts with it
+# A GETSPI answer's base header, its first extension's header and that one's first four
+# bytes: the SPI, where the first extension is the SA.
+_ANSWER_HEAD = struct.Struct("<BBBBHHII4s4s")
 
 # Plain ints for the messages of every setup (an enum member is an attribute lookup,
 # and its hash a call in Python).
@@ -287,17 +292,24 @@ _BY_IDENTITY: dict[tuple[int, int, int], tuple[IPAddress, IPAddress, bytes]] = {
 _BY_IDENTITY_MAX = 4096
 
 
+#: The last entry used for each kind: the next message is most often for the same IKE SA.
+_LAST_BY_KIND: dict[int, tuple[IPAddress, IPAddress, bytes]] = {}
+
+
 def _pair_bytes(kind: int, first: IPAddress, second: IPAddress) -> bytes:
     """`_pair_encoded(kind, first, second)`, kept by the identity of the addresses."""
-    key = (kind, id(first), id(second))
-    found = _BY_IDENTITY.get(key)
+    found = _LAST_BY_KIND.get(kind)
     if found is not None and found[0] is first and found[1] is second:
         return found[2]
-    wire = _pair_encoded(kind, first, second)
-    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
-        _BY_IDENTITY.clear()
-    _BY_IDENTITY[key] = (first, second, wire)
-    return wire
+    key = (kind, id(first), id(second))
+    found = _BY_IDENTITY.get(key)
+    if found is None or found[0] is not first or found[1] is not second:
+        found = (first, second, _pair_encoded(kind, first, second))
+        if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+            _BY_IDENTITY.clear()
+        _BY_IDENTITY[key] = found
+    _LAST_BY_KIND[kind] = found
+    return found[2]
 
 
 def _pair_encoded(kind: int, first: IPAddress, second: IPAddress) -> bytes:
@@ -324,14 +336,16 @@ def getspi_reply_spi(data: bytes) -> int | None:
     with errno 0 whose lengths hold together; None for anything else (a refusal, another
     message). Only the headers and the SPI are read."""
     size = len(data)
+    if size >= _MSG_SIZE + 16:
+        # The stack's answer: the SA extension first (what the walk below would find).
+        version, msg_type, errno, _, words, _, _, _, first, spi = _ANSWER_HEAD.unpack_from(data)
+        if first == _SA_FIRST and version == PF_KEY_V2 and msg_type == _GETSPI:
+            return int.from_bytes(spi, "big") if not errno and words << 3 == size else None
     if size < _MSG.size:
         return None
     version, msg_type, errno, _, words, _, _, _ = _MSG.unpack_from(data)
     if version != PF_KEY_V2 or msg_type != _GETSPI or errno or words * 8 != size:
         return None
-    if size >= _MSG.size + 16 and data[16:20] == _SA_FIRST:
-        # The stack's answer: the SA extension first (what the walk below would find).
-        return int.from_bytes(data[20:24], "big")
     off = _MSG.size
     while off + _EXT.size <= size:
         ext_words, ext_type = _EXT.unpack_from(data, off)
@@ -445,8 +459,9 @@ def keyed_sa(
 # words) and X_PAIR (the paired SPI in network byte order).
 _SA_EXT = struct.Struct("<HH4sBBBBI")
 _LIFETIME_EXT = struct.Struct("<HHIQQQ")
-_KEY_EXT_HDR = struct.Struct("<HHHH")
-_ZEROS = bytes(8)
+_SA_EXT_SIZE = _SA_EXT.size
+_LIFETIME_EXT_SIZE = _LIFETIME_EXT.size
+_PAIR_HEAD = _EXT.pack(1, _E_PAIR)  # X_PAIR's header; its SPI follows, big-endian
 
 
 @functools.lru_cache(maxsize=4096)
@@ -486,10 +501,19 @@ def _inner_exts_of(
     return b"".join(parts)
 
 
+#: Packers of a key extension with its key, by the key's length: the header, then the
+#: key padded with zeros to 64-bit words (a struct's "s" field pads).
+_KEY_PACKS: dict[int, Callable[..., bytes]] = {}
+
+
 def _key_ext(ext_type: int, key: bytes) -> bytes:
-    size = _KEY_EXT_HDR.size + len(key)
-    pad = -size % 8
-    return _KEY_EXT_HDR.pack((size + pad) >> 3, ext_type, len(key) * 8, 0) + key + _ZEROS[:pad]
+    size = len(key)
+    pack = _KEY_PACKS.get(size)
+    if pack is None:
+        if len(_KEY_PACKS) >= 64:
+            _KEY_PACKS.clear()
+        pack = _KEY_PACKS[size] = struct.Struct(f"<HHHH{(size + 7) & ~7}s").pack
+    return pack(((size + 7) >> 3) + 1, ext_type, size * 8, 0, key)
 
 
 def keyed_sa_bytes(
@@ -508,35 +532,58 @@ def keyed_sa_bytes(
     extensions that change with each SA packed from their fields, the addresses and a
     policy's inner selectors encoded once and kept."""
     proposal = keys.proposal
-    flags = _sa_flags(proposal, request, inbound)
-    replay = min(request.replay_window, 255) if request is not None else 32
+    # `_sa_flags`, with the request looked at once.
+    flags = _X_INBOUND if inbound else _X_OUTBOUND
+    if proposal.esn:
+        flags |= _X_ESN
+    if request is None:
+        tunnel, replay = False, 32
+    else:
+        tunnel, replay = request.tunnel, min(request.replay_window, 255)
+        if tunnel:
+            flags |= _X_TUNNEL
     parts = [
         b"",  # the base header, once the length is known
         _SA_EXT.pack(2, _E_SA, keys.spi.to_bytes(4, "big"), replay, _MATURE, proposal.auth,
                      proposal.encrypt, flags),
     ]  # fmt: skip
+    size = _MSG_SIZE + _SA_EXT_SIZE  # counted as the parts come
     if lifetimes.hard_addtime or lifetimes.hard_bytes:
         parts.append(_LIFETIME_EXT.pack(4, _E_HARD, 0, lifetimes.hard_bytes,
                                         lifetimes.hard_addtime, 0))  # fmt: skip
+        size += _LIFETIME_EXT_SIZE
     if lifetimes.soft_addtime or lifetimes.soft_bytes:
         parts.append(_LIFETIME_EXT.pack(4, _E_SOFT, 0, lifetimes.soft_bytes,
                                         lifetimes.soft_addtime, 0))  # fmt: skip
+        size += _LIFETIME_EXT_SIZE
     if lifetimes.idle:
         parts.append(_LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, lifetimes.idle, 0))
-    parts.append(_pair_bytes(_E_SRC, keys.src, keys.dst))
-    if request is not None and request.tunnel:
-        parts.append(_inner_exts(request, inbound))
-    if keys.auth_key:
-        parts.append(_key_ext(_E_AUTH, keys.auth_key))
-    if keys.encrypt_key:
-        parts.append(_key_ext(_E_ENCRYPT, keys.encrypt_key))
+        size += _LIFETIME_EXT_SIZE
+    part = _pair_bytes(_E_SRC, keys.src, keys.dst)
+    parts.append(part)
+    size += len(part)
+    if tunnel and request is not None:
+        part = _inner_exts(request, inbound)
+        parts.append(part)
+        size += len(part)
+    key = keys.auth_key
+    if key:
+        part = _key_ext(_E_AUTH, key)
+        parts.append(part)
+        size += len(part)
+    key = keys.encrypt_key
+    if key:
+        part = _key_ext(_E_ENCRYPT, key)
+        parts.append(part)
+        size += len(part)
     if natt_port:
         # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
-        parts.append(_address_ext(_E_NATT_REM, keys.dst if not inbound else keys.src,
-                                  natt_port))  # fmt: skip
+        part = _address_ext(_E_NATT_REM, keys.dst if not inbound else keys.src, natt_port)
+        parts.append(part)
+        size += len(part)
     if pair_spi:
-        parts.append(_EXT.pack(1, _E_PAIR) + _SA_SPI.pack(pair_spi))
-    size = _MSG.size + sum(map(len, parts))
+        parts.append(_PAIR_HEAD + pair_spi.to_bytes(4, "big"))
+        size += 8
     if size >> 3 > 0xFFFF:
         raise ValueError(f"message of {size >> 3} words is too long for sadb_msg_len")
     parts[0] = _MSG.pack(PF_KEY_V2, msg_type, 0, _ESP, size >> 3, 0, seq, pid)

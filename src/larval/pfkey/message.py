@@ -132,13 +132,17 @@ class PfkeyHeader(NamedTuple):
     pid: int
 
 
+_new_header = tuple.__new__
+
+
 def decode_header(data: bytes) -> PfkeyHeader:
     """The base header of one PF_KEY message, checked as `decode` checks it; the
     extensions are not read. Raises `PfkeyError`."""
     if len(data) >= HEADER_SIZE:
         version, msg_type, err, satype, words, diagnostic, seq, pid = _HEADER.unpack_from(data)
         if words << 3 == len(data) and version == PF_KEY_V2:
-            return PfkeyHeader(msg_type, satype, err, diagnostic, seq, pid)  # the usual
+            # The usual; made as `PfkeyHeader(...)` makes it, without its Python __new__.
+            return _new_header(PfkeyHeader, (msg_type, satype, err, diagnostic, seq, pid))
     _, msg_type, err, satype, _, diagnostic, seq, pid = _checked_header(data)
     return PfkeyHeader(msg_type, satype, err, diagnostic, seq, pid)
 

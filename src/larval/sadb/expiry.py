@@ -54,6 +54,9 @@ def next_deadline(sa: SecurityAssociation) -> tuple[float | None, int]:
     idle_add, idle_use = sa.idle_add, sa.idle_use
     if state == _DEAD or (hard is None and soft is None and not idle_add and not idle_use):
         return None, NEVER_NOTICE  # the usual UPDATE of a LARVAL SA: no lifetime at all
+    if state == _LARVAL and hard is not None and not hard.usetime and not hard.bytes:
+        # A LARVAL SA (GETSPI's): only its hard lifetime counts, the larval add time.
+        return (sa.addtime + hard.addtime if hard.addtime else None), NEVER_NOTICE
     deadline: float | None = None
     notice = NEVER_NOTICE
     for lt in (hard, soft if state == _MATURE else None):
@@ -112,7 +115,29 @@ class ExpiryWheel:
         deadline is scheduled."""
         with sa.lock:
             sa.expiry = self
-            self.reschedule(sa)
+            hard = sa.hard
+            if (
+                sa.state != _LARVAL
+                or sa.expiry_at is not None
+                or hard is None
+                or not hard.addtime
+                or hard.usetime
+                or hard.bytes
+            ):
+                self.reschedule(sa)
+                return
+            # GETSPI's SA, the usual case: `reschedule` as `next_deadline` answers a LARVAL
+            # SA with the larval lifetime, without the calls.
+            sa.notice_at = NEVER_NOTICE
+            second = int((sa.addtime + hard.addtime) // 1)
+            with self._lock:
+                sa.expiry_at = second
+                bucket = self._buckets.get(second)
+                if bucket is None:
+                    self._buckets[second] = {sa: None}
+                    heapq.heappush(self._seconds, second)
+                else:
+                    bucket[sa] = None
 
     def leave(self, sa: SecurityAssociation) -> None:
         """`sa` left the SADB: its entry goes."""
@@ -131,6 +156,25 @@ class ExpiryWheel:
                 with self._lock:
                     self._unlink(sa)
             return
+        second = int(deadline // 1)
+        with self._lock:
+            at = sa.expiry_at
+            if at is not None:
+                if at <= second:
+                    return
+                self._unlink(sa)
+            sa.expiry_at = second
+            bucket = self._buckets.get(second)
+            if bucket is None:
+                self._buckets[second] = {sa: None}
+                heapq.heappush(self._seconds, second)
+            else:
+                bucket[sa] = None
+
+    def reschedule_at(self, sa: SecurityAssociation, deadline: float) -> None:
+        """`reschedule`, for a caller that knows what `next_deadline` answers: `deadline`,
+        and no byte count to notice (an SA whose limits are add times alone)."""
+        sa.notice_at = NEVER_NOTICE
         second = int(deadline // 1)
         with self._lock:
             at = sa.expiry_at

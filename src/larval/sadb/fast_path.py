@@ -81,7 +81,6 @@ _KEY_BITS = struct.Struct("<H")
 _EXT_TYPE = struct.Struct("<H")
 _LIFETIME_BODY = struct.Struct("<IQQQ")
 _LIFETIME_SIZE = 4 + _LIFETIME_BODY.size
-_PAIR_SPI = struct.Struct(">I")
 # A GETSPI's answer up to its addresses: the base header and the SA extension.
 _GETSPI_HEAD = struct.Struct(_HEADER.format + "HH4sBBBBI")
 
@@ -104,6 +103,9 @@ _PAIR = int(ExtType.X_PAIR)
 _KEYED = frozenset({_UPDATE, _ADD})
 _ALL, _SENDER = Audience.ALL, Audience.SENDER
 
+# `WireReply(...)` without the named tuple's Python __new__, for the answers of every SA.
+_reply = tuple.__new__
+
 #: Entries kept in each cache before it is emptied: a burst of distinct peers or
 #: lifetimes costs a decode each, never unbounded memory.
 CACHE_MAX = 4096
@@ -122,6 +124,7 @@ class _GetspiShape(NamedTuple):
     high: int
     answer_words: int  # sadb_msg_len of the answer
     answer_tail: bytes  # the answer's address extensions, as the full path encodes them
+    usual: bool  # the range is [MIN_SPI, MAX_SPI], whose SPIs are drawn ahead
 
 
 class _Address(NamedTuple):
@@ -140,6 +143,10 @@ class _Lifetimes(NamedTuple):
     hard: Lifetime | None
     idle_add: int
     idle_use: int
+    #: Where the limits are add times alone (no bytes, use or idle time): the first of
+    #: them, for a MATURE SA's next deadline after its add time (`next_deadline`); None
+    #: otherwise, or where there is no limit.
+    addtime_after: int | None = None
 
 
 class _Layout(NamedTuple):
@@ -161,6 +168,37 @@ def _layout(at: dict[int, tuple[int, int]]) -> _Layout:
     return _Layout(struct.Struct(fmt).unpack_from, tuple(expected), dict(at))
 
 
+class _KeyedShape(NamedTuple):
+    """What an UPDATE or ADD says besides its SPIs and keys, judged once: what the SA
+    takes from it, and its answer around the SPIs."""
+
+    src: bytes  # packed, shared
+    dst: bytes
+    src_port: int
+    dst_port: int
+    proto: int
+    sa_fields: tuple[int, int, int, int]  # auth, encrypt, replay, flags
+    lifetimes: _Lifetimes
+    optional: bool  # an optional extension to apply (`_apply_optional`)
+    idle: bool
+    proxy: _Address | None
+    inner_dst: _Address | None
+    natt_loc: _Address | None
+    natt_rem: _Address | None
+    per_sa: Callable[[bytes], tuple[bytes, ...]]  # the SPI, keys and paired SPI
+    answer_words: int
+    answer: tuple[bytes, bytes, bytes]  # the answer's body before, between, after the SPIs
+
+
+class _Holes(NamedTuple):
+    """Where the per-SA bytes of the requests of one size lie, and the shapes seen."""
+
+    where: tuple[tuple[int, int, int], ...]
+    fixed: Callable[[bytes], tuple[bytes, ...]]  # every byte but the per-SA ones
+    per_sa: Callable[[bytes], tuple[bytes, ...]]  # (SPI, auth key, encrypt key, pair SPI)
+    shapes: dict[tuple[bytes, ...], _KeyedShape]  # by the fixed bytes
+
+
 _NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
 _LifetimeKey = tuple[bytes | None, bytes | None, bytes | None]
 _KeysKey = tuple[int, int, int, int]  # auth, encrypt, bits of each key (0: none)
@@ -179,6 +217,9 @@ class FastPath:
         self._keys: dict[_KeysKey, bool] = {}
         self._inner: dict[tuple[bytes, bytes], bool] = {}
         self._layouts: dict[int, _Layout] = {}  # by message size
+        self._holes: dict[int, _Holes] = {}  # by message size
+        # The last GETSPI body taken, and its shape (no message has an empty body).
+        self._last_getspi: tuple[bytes, _GetspiShape | None] = (b"", None)
 
     def handle(self, data: bytes, now: float) -> list[WireReply] | None:
         """The answers to one PF_KEY request, encoded, if it is one the fast path takes
@@ -198,25 +239,39 @@ class FastPath:
 
     def _getspi(self, data: bytes, seq: int, pid: int, now: float) -> list[WireReply] | None:
         """GETSPI <base, address(S, D), SPI range> -> <base, SA(LARVAL), address(S, D)>."""
-        body = data[_HEADER_SIZE:]
-        shapes = self._getspi_shapes
-        try:
-            shape = shapes[body]
-        except KeyError:
-            if len(shapes) >= CACHE_MAX:
-                shapes.clear()
-            shape = shapes[body] = _getspi_shape(body)
+        # The last shape's body first, compared where it lies (no slice, no hash).
+        last_body, shape = self._last_getspi
+        if len(data) != _HEADER_SIZE + len(last_body) or not data.endswith(last_body):
+            body = data[_HEADER_SIZE:]
+            shapes = self._getspi_shapes
+            try:
+                shape = shapes[body]
+            except KeyError:
+                if len(shapes) >= CACHE_MAX:
+                    shapes.clear()
+                shape = shapes[body] = _getspi_shape(body)
+            if shape is None:
+                return None
+            self._last_getspi = (body, shape)
         if shape is None:
             return None
         sadb = self.sadb
         table = self._table
-        sa = SecurityAssociation(
-            0, _ESP, shape.src, shape.dst, _LARVAL, now,
-            src_port=shape.src_port, dst_port=shape.dst_port, proto=shape.proto,
-        )  # fmt: skip
+        sa = SecurityAssociation(0, _ESP, shape.src, shape.dst, _LARVAL, now, shape.src_port,
+                                 shape.dst_port, shape.proto)  # fmt: skip
         sa.hard = sadb._larval_hard
         try:
-            spi = sadb._place(table, sa, shape.low, shape.high)
+            if shape.usual:
+                # The first random probe, as `Sadb._random_spi` draws it; almost always
+                # free. A taken one goes on as the full path's probes would.
+                try:
+                    spi = sa.spi = sadb._spi_pool.pop()
+                except IndexError:
+                    spi = sa.spi = sadb._random_spi(MIN_SPI, MAX_SPI)
+                if not table.insert_if_absent(sa):
+                    spi = sadb._place(table, sa, MIN_SPI, MAX_SPI, 1)
+            else:
+                spi = sadb._place(table, sa, shape.low, shape.high)
         except SadbError as e:
             # The range is full: nothing was inserted, and the SPIs drawn are spent as
             # the full path would have spent them. Its answer, RFC 2367 §3.1.
@@ -228,17 +283,92 @@ class FastPath:
         head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq,
                                  pid, 2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0,
                                  0)  # fmt: skip
-        return [WireReply(head + shape.answer_tail, _SENDER, _ESP)]
+        return [_reply(WireReply, (head + shape.answer_tail, _SENDER, _ESP))]
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
     def _keyed(
         self, data: bytes, msg_type: int, seq: int, pid: int, now: float
     ) -> list[WireReply] | None:
-        # Where each extension lies, by type: (offset, end). A key manager's requests of
-        # one size are laid out alike: the last layout of that size is tried first, its
-        # extension headers read at once.
+        # A key manager's requests of one size are laid out alike, and those for one SA
+        # kind between two hosts differ only in their SPIs and keys: the holes of the
+        # last layout of this size are read at once, the rest looked up as a whole.
         size = len(data)
+        holes = self._holes.get(size)
+        shape = None
+        if holes is not None:
+            shape = holes.shapes.get(holes.fixed(data))
+        if shape is None:
+            shape = self._keyed_shape(data, size)
+            if shape is None:
+                return None
+        spi_raw, auth_key, encrypt_key, pair_raw = shape.per_sa(data)
+        spi = int.from_bytes(spi_raw, "big")
+        table = self._table
+        sadb = self.sadb
+        if msg_type == _UPDATE:
+            sa = table.get(spi, shape.dst)
+            if sa is None or sa.src != shape.src:
+                return None
+            with sa.lock:
+                if sa.state != _LARVAL:
+                    return None  # keys for a MATURE SA, or one that died: refused there
+                optional = shape.optional
+                track_inner = optional or sa.inner_dst is not None
+                inner_before = _inner_state(sa) if track_inner else None
+                sa.auth, sa.encrypt, sa.replay, sa.flags = shape.sa_fields
+                sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
+                lifetimes = shape.lifetimes
+                sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
+                if optional:
+                    _apply_optional(sa, shape, pair_raw)
+                sa.state = _MATURE
+                released = sa.mature()
+                # The larval lifetime ends; these apply.
+                first = lifetimes.addtime_after
+                if first is None or optional or sa.idle_add or sa.idle_use:
+                    sadb._expiry.reschedule(sa)
+                else:
+                    sadb._expiry.reschedule_at(sa, sa.addtime + first)
+                reindex = track_inner and inner_before != _inner_state(sa)
+            if reindex:
+                table.reindex_inner(sa)
+            if sadb.on_keyed is not None:
+                sadb.on_keyed(sa)
+            if released:
+                sa.release_held(sadb.on_inbound_release, sadb.counters)
+        else:
+            if spi < MIN_SPI:
+                return None
+            sa = SecurityAssociation(spi, _ESP, shape.src, shape.dst, _MATURE, now,
+                                     shape.src_port, shape.dst_port, shape.proto)  # fmt: skip
+            sa.auth, sa.encrypt, sa.replay, sa.flags = shape.sa_fields
+            sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
+            lifetimes = shape.lifetimes
+            sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
+            if shape.optional:
+                _apply_optional(sa, shape, pair_raw)
+            if not table.insert_if_absent(sa):
+                return None  # the SPI is taken: EEXIST, from the full path
+            freezer = sadb.gc_freezer
+            if freezer is not None and len(table) >= freezer.next_at:
+                sadb._grown(table)
+            if sadb.on_keyed is not None:
+                sadb.on_keyed(sa)
+        if sadb._acquires._by_key:
+            sadb._release_acquires(sa)
+        # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
+        # with a header of its own.
+        before, between, after = shape.answer
+        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, shape.answer_words, 0, seq, pid)
+        answer = header + before + spi_raw + between + pair_raw + after
+        return [_reply(WireReply, (answer, _ALL, _ESP))]
+
+    def _keyed_shape(self, data: bytes, size: int) -> _KeyedShape | None:
+        """What an UPDATE or ADD says besides its SPIs and keys, read from its bytes and
+        judged as the full path judges them; kept, with where its per-SA bytes lie, for
+        the next request alike. None (nothing kept) for what the full path must carry
+        out."""
         layout = self._layouts.get(size)
         if layout is not None and layout.headers(data) == layout.expected:
             at = layout.at.copy()
@@ -262,7 +392,7 @@ class FastPath:
         inner_dst: _Address | None = None
         natt_loc: _Address | None = None
         natt_rem: _Address | None = None
-        pair_spi = -1
+        pair_at = None
         optional = bool(at) or idle_at is not None
         if at:
             proxy_at, inner_dst_at = at.pop(_PROXY, None), at.pop(_INNER_DST, None)
@@ -275,20 +405,17 @@ class FastPath:
             if any(w is not None and r is None for w, r in zip(wheres, read, strict=True)):
                 return None
             proxy, inner_dst, natt_loc, natt_rem = read
-            if pair_at is not None:
-                if pair_at[1] - pair_at[0] != 8:
-                    return None
-                (pair_spi,) = _PAIR_SPI.unpack_from(data, pair_at[0] + 4)
+            if pair_at is not None and pair_at[1] - pair_at[0] != 8:
+                return None
         src, dst = self._address(data, src_at), self._address(data, dst_at)
         if src is None or dst is None or len(src.packed) != len(dst.packed):
             return None  # unreadable, or not as written back; or families that differ
         if sa_at[1] - sa_at[0] != 16:
             return None
-        spi_raw, replay, state, auth, encrypt, flags = _SA_BODY.unpack_from(data, sa_at[0] + 4)
+        _, replay, state, auth, encrypt, flags = _SA_BODY.unpack_from(data, sa_at[0] + 4)
         if state != _MATURE:
             return None
-        auth_key, auth_bits = _key(data, auth_at)
-        encrypt_key, encrypt_bits = _key(data, encrypt_at)
+        auth_bits, encrypt_bits = _key_bits(data, auth_at), _key_bits(data, encrypt_at)
         if auth_bits < 0 or encrypt_bits < 0:
             return None
         keys_key = (auth, encrypt, auth_bits, encrypt_bits)
@@ -310,61 +437,70 @@ class FastPath:
             return None
         if (proxy is not None or inner_dst is not None) and not self._inner_ok(proxy, inner_dst):
             return None
-        spi = int.from_bytes(spi_raw, "big")
-        table = self._table
-        sadb = self.sadb
-        if msg_type == _UPDATE:
-            sa = table.get(spi, dst.packed)
-            if sa is None or sa.src != src.packed:
-                return None
-            with sa.lock:
-                if sa.state != _LARVAL:
-                    return None  # keys for a MATURE SA, or one that died: refused there
-                track_inner = optional or sa.inner_dst is not None
-                inner_before = _inner_state(sa) if track_inner else None
-                sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
-                sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
-                sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
-                if optional:
-                    _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy,
-                                    inner_dst, natt_loc, natt_rem)  # fmt: skip
-                sa.state = _MATURE
-                released = sa.mature()
-                sadb._expiry.reschedule(sa)  # the larval lifetime ends; these apply
-                reindex = track_inner and inner_before != _inner_state(sa)
-            if reindex:
-                table.reindex_inner(sa)
-            if sadb.on_keyed is not None:
-                sadb.on_keyed(sa)
-            if released:
-                sa.release_held(sadb.on_inbound_release, sadb.counters)
-        else:
-            if spi < MIN_SPI:
-                return None
-            sa = SecurityAssociation(
-                spi, _ESP, src.packed, dst.packed, _MATURE, now,
-                src_port=src.ext.port, dst_port=dst.ext.port, proto=dst.ext.proto,
-            )  # fmt: skip
-            sa.auth, sa.encrypt, sa.replay, sa.flags = auth, encrypt, replay, flags
-            sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
-            sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
-            if optional:
-                _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy, inner_dst,
-                                natt_loc, natt_rem)  # fmt: skip
-            if not table.insert_if_absent(sa):
-                return None  # the SPI is taken: EEXIST, from the full path
-            freezer = sadb.gc_freezer
-            if freezer is not None and len(table) >= freezer.next_at:
-                sadb._grown(table)
-            if sadb.on_keyed is not None:
-                sadb.on_keyed(sa)
-        sadb._release_acquires(sa)
-        # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
-        # with a header of its own.
+        # The bytes that differ from SA to SA: the SPI, each key (up to the end of its
+        # extension: the padding is not read, RFC 2367 §2.3.3) and the paired SPI, in
+        # the order a key manager writes them; every other byte, the header's sequence
+        # number and pid aside, is the shape's.
+        spi_at = sa_at[0] + 4
+        per_sa: list[tuple[int, int, int]] = [(spi_at, spi_at + 4, 4)]
+        for where, bits in ((auth_at, auth_bits), (encrypt_at, encrypt_bits), (pair_at, 32)):
+            if where is None:
+                per_sa.append((per_sa[-1][1], per_sa[-1][1], 0))
+            else:
+                per_sa.append((where[0] + (4 if where is pair_at else 8), where[1],
+                               (bits + 7) >> 3))  # fmt: skip
+        if any(per_sa[i][0] < per_sa[i - 1][1] for i in range(1, 4)):
+            return None  # another order: the full path reads it
+        holes = self._holes_for(size, tuple(per_sa))
+        fixed = holes.fixed(data)
         body = _stripped(data, auth_at, encrypt_at)
-        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, (_HEADER_SIZE + len(body)) >> 3, 0,
-                              seq, pid)  # fmt: skip
-        return [WireReply(header + body, _ALL, _ESP)]
+        # Where the SPIs lie in the answer: the keys come between them, or after both.
+        spi_in_body = spi_at - _HEADER_SIZE
+        if pair_at is None:
+            answer = (body[:spi_in_body], body[spi_in_body + 4 :], b"")
+        else:
+            gone = sum(w[1] - w[0] for w in (auth_at, encrypt_at) if w is not None)
+            pair_in_body = pair_at[0] + 4 - _HEADER_SIZE - gone
+            answer = (
+                body[:spi_in_body],
+                body[spi_in_body + 4 : pair_in_body],
+                body[pair_in_body + 4 :],
+            )
+        shape = _KeyedShape(
+            src.packed, dst.packed, src.ext.port, dst.ext.port, dst.ext.proto,
+            (auth, encrypt, replay, flags), lifetimes, optional, idle_at is not None, proxy,
+            inner_dst, natt_loc, natt_rem, holes.per_sa, (_HEADER_SIZE + len(body)) >> 3,
+            answer,
+        )  # fmt: skip
+        shapes = holes.shapes
+        if len(shapes) >= CACHE_MAX:
+            shapes.clear()
+        shapes[fixed] = shape
+        return shape
+
+    def _holes_for(self, size: int, per_sa: tuple[tuple[int, int, int], ...]) -> _Holes:
+        """The readers of a request of `size` bytes whose per-SA bytes lie at `per_sa`
+        (offset, end, bytes read: the SPI, the keys, the paired SPI; an absent one is
+        empty): of its shape's bytes, and of its per-SA bytes. Those of the last such
+        layout are kept, with the shapes seen in it."""
+        holes = self._holes.get(size)
+        if holes is not None and holes.where == per_sa:
+            return holes
+        fixed_fmt, per_sa_fmt, pos = "<8s8x", "<16x", _HEADER_SIZE
+        for off, end, used in per_sa:
+            if off > pos:
+                fixed_fmt += f"{off - pos}s"
+            fixed_fmt += f"{end - off}x"
+            per_sa_fmt += f"{off - pos}x{used}s{end - off - used}x"
+            pos = end
+        if size > pos:
+            fixed_fmt += f"{size - pos}s"
+        holes = _Holes(per_sa, struct.Struct(fixed_fmt).unpack_from,
+                       struct.Struct(per_sa_fmt).unpack_from, {})  # fmt: skip
+        if len(self._holes) >= CACHE_MAX:
+            self._holes.clear()
+        self._holes[size] = holes
+        return holes
 
     def _walk(self, data: bytes, size: int) -> dict[int, tuple[int, int]] | None:
         """Where each extension of `data` lies, by type, found by walking their headers
@@ -426,31 +562,22 @@ class FastPath:
         return ok
 
 
-def _apply_optional(
-    sa: SecurityAssociation,
-    pair_spi: int,
-    lifetimes: _Lifetimes,
-    idle: bool,
-    proxy: _Address | None,
-    inner_dst: _Address | None,
-    natt_loc: _Address | None,
-    natt_rem: _Address | None,
-) -> None:
+def _apply_optional(sa: SecurityAssociation, shape: _KeyedShape, pair_raw: bytes) -> None:
     """`Sadb._apply_optional` for the optional extensions the fast path takes. A new
     inner selector replaces every pair of the SA's (no X_LARVAL_INNER_PAIRS here)."""
-    if pair_spi >= 0:
-        sa.pair_spi = pair_spi
-    if idle:
-        sa.idle_add, sa.idle_use = lifetimes.idle_add, lifetimes.idle_use
-    if natt_loc is not None:
-        sa.natt_loc = natt_loc.ext
-    if natt_rem is not None:
-        sa.natt_rem = natt_rem.ext
-    if proxy is not None:
-        sa.inner_src = proxy.ext
+    if pair_raw:
+        sa.pair_spi = int.from_bytes(pair_raw, "big")
+    if shape.idle:
+        sa.idle_add, sa.idle_use = shape.lifetimes.idle_add, shape.lifetimes.idle_use
+    if shape.natt_loc is not None:
+        sa.natt_loc = shape.natt_loc.ext
+    if shape.natt_rem is not None:
+        sa.natt_rem = shape.natt_rem.ext
+    if shape.proxy is not None:
+        sa.inner_src = shape.proxy.ext
         sa.inner_more = ()
-    if inner_dst is not None:
-        sa.inner_dst = inner_dst.ext
+    if shape.inner_dst is not None:
+        sa.inner_dst = shape.inner_dst.ext
         sa.inner_more = ()
 
 
@@ -479,7 +606,7 @@ def _getspi_shape(body: bytes) -> _GetspiShape | None:
     tail = src.encode() + dst.encode()
     words = (_HEADER_SIZE + 16 + len(tail)) >> 3
     return _GetspiShape(_packed(src), _packed(dst), src.port, dst.port, dst.proto, low, high,
-                        words, tail)  # fmt: skip
+                        words, tail, low == MIN_SPI and high == MAX_SPI)  # fmt: skip
 
 
 def _address(whole: bytes) -> _Address | None:
@@ -494,18 +621,17 @@ def _address(whole: bytes) -> _Address | None:
     return _Address(ext, _packed(ext), wire) if wire == whole else None
 
 
-def _key(data: bytes, where: tuple[int, int] | None) -> tuple[bytes, int]:
-    """The key and its bits of the key extension at `where`: (b"", 0) if there is none,
-    bits -1 if the decoder would refuse it (no bits, or a length that does not fit
-    them: illumos keysock ext_check)."""
+def _key_bits(data: bytes, where: tuple[int, int] | None) -> int:
+    """The bits of the key extension at `where`: 0 if there is none, -1 if the decoder
+    would refuse it (no bits, or a length that does not fit them: illumos keysock
+    ext_check)."""
     if where is None:
-        return b"", 0
+        return 0
     off, end = where
     (bits,) = _KEY_BITS.unpack_from(data, off + 4)
-    nbytes = (bits + 7) >> 3
-    if not bits or end - off != 8 + ((nbytes + 7) & ~7):
-        return b"", -1
-    return data[off + 8 : off + 8 + nbytes], bits
+    if not bits or end - off != 8 + ((((bits + 7) >> 3) + 7) & ~7):
+        return -1
+    return int(bits)
 
 
 def _stripped(data: bytes, first: tuple[int, int] | None, second: tuple[int, int] | None) -> bytes:
@@ -543,7 +669,11 @@ def _lifetimes(
     except SadbError:
         return None
     if idle is None:
-        return _Lifetimes(soft, hard, 0, 0)
+        limits = [lt for lt in (soft, hard) if lt is not None]
+        after = None
+        if not any(lt.bytes or lt.usetime for lt in limits):
+            after = min((lt.addtime for lt in limits if lt.addtime), default=None)
+        return _Lifetimes(soft, hard, 0, 0, after)
     return _Lifetimes(soft, hard, idle.addtime, idle.usetime)
 
 

@@ -188,7 +188,6 @@ class SecurityAssociation:
         dst: bytes,
         state: int,
         addtime: float,
-        *,
         src_port: int = 0,
         dst_port: int = 0,
         proto: int = 0,

@@ -505,12 +505,15 @@ class Sadb:
         )
         return [PfkeyReply(reply, Audience.SENDER)]
 
-    def _place(self, table: SaTable, sa: SecurityAssociation, low: int, high: int) -> int:
-        """Give `sa` a free SPI in [low, high] and insert it; EEXIST if the range is full."""
+    def _place(
+        self, table: SaTable, sa: SecurityAssociation, low: int, high: int, probed: int = 0
+    ) -> int:
+        """Give `sa` a free SPI in [low, high] and insert it; EEXIST if the range is full.
+        `probed`: random probes the caller made already, each a taken SPI."""
         # Random probes first (SPIs should not be predictable, RFC 4303 §2.1), then, for a
         # crowded small range, a walk from a random start so that a free SPI is found.
         span = high - low + 1
-        for _ in range(min(span, 16)):
+        for _ in range(min(span, 16) - probed):
             sa.spi = self._random_spi(low, high)
             if table.insert_if_absent(sa):
                 return sa.spi

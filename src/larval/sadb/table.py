@@ -65,9 +65,13 @@ class SaTable:
         self._pairs: dict[PairKey, dict[int, SecurityAssociation]] = {}
         self.inner = InnerIndex()
         # The SAs of a pair the per-peer index does not hold (no inner destination, or
-        # flagged inbound): a lookup tests these one by one.
+        # flagged inbound): a lookup tests these one by one. Kept apart only for the
+        # pairs in `_split`, those with an SA that is (or was) in that index or whose
+        # inner selectors changed: for any other pair they are its SAs in `_pairs`, in
+        # the same order, and a second dict of them would cost every insert.
         self.pair_inner = InnerIndex(per_peer=True)
         self._unindexed: dict[PairKey, dict[int, SecurityAssociation]] = {}
+        self._split: set[PairKey] = set()
 
     def __len__(self) -> int:
         return len(self._by_spi) + self._shared_extra
@@ -97,29 +101,38 @@ class SaTable:
         """Insert `sa` unless its (SPI, destination) is taken; False if it was."""
         spi, dst = sa.spi, sa.dst
         by_spi = self._by_spi
-        with self._inbound_locks[spi & self._mask]:
-            entry = by_spi.get(spi)
-            if entry is None:
-                by_spi[spi] = sa
-            elif type(entry) is _SharedSpi:
-                if dst in entry.by_dst:
-                    return False
-                with self._shared_lock:
-                    entry.by_dst[dst] = sa
-                    self._shared_extra += 1
-            else:
-                if entry.dst == dst:
-                    return False
-                # A second destination for this SPI: both go into a shared entry, made
-                # whole before readers can see it.
-                shared = _SharedSpi({entry.dst: entry, dst: sa})  # type: ignore[dict-item]
-                with self._shared_lock:
-                    by_spi[spi] = shared
-                    self._shared_extra += 1
+        # An SPI no SA holds, the usual case, is taken by one atomic dict call (in CPython
+        # and in the free-threaded build): a key only leaves the dict under its stripe's
+        # lock, and the stripe's holder reads it again after taking the lock.
+        if by_spi.setdefault(spi, sa) is not sa:
+            with self._inbound_locks[spi & self._mask]:
+                entry = by_spi.setdefault(spi, sa)  # gone meanwhile: taken now
+                if entry is sa:
+                    pass
+                elif type(entry) is _SharedSpi:
+                    if dst in entry.by_dst:
+                        return False
+                    with self._shared_lock:
+                        entry.by_dst[dst] = sa
+                        self._shared_extra += 1
+                else:
+                    if entry.dst == dst:
+                        return False
+                    # A second destination for this SPI: both go into a shared entry,
+                    # made whole before readers can see it.
+                    shared = _SharedSpi({entry.dst: entry, dst: sa})  # type: ignore[dict-item]
+                    with self._shared_lock:
+                        by_spi[spi] = shared
+                        self._shared_extra += 1
         pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
-            self._index_pair(pkey, sa)
-            self._pairs.setdefault(pkey, {})[spi] = sa
+            if sa.inner_dst is not None or pkey in self._split:
+                self._index_pair(pkey, sa)
+            pairs = self._pairs
+            of_pair = pairs.get(pkey)
+            if of_pair is None:
+                of_pair = pairs[pkey] = {}
+            of_pair[spi] = sa
         if sa.inner_dst is not None:
             self.inner.add(sa)
         if self.expiry is not None:
@@ -131,8 +144,26 @@ class SaTable:
         the pair's lock."""
         if sa.inner_dst is not None:
             self.pair_inner.add(sa)
+        if pkey not in self._split:
+            if sa.pair_inner_key is None:
+                return  # among its pair's SAs in `_pairs`, which are all unindexed
+            self._split_pair(pkey)
         if sa.pair_inner_key is None:
-            self._unindexed.setdefault(pkey, {})[sa.spi] = sa
+            unindexed = self._unindexed
+            others = unindexed.get(pkey)
+            if others is None:
+                others = unindexed[pkey] = {}
+            others[sa.spi] = sa
+
+    def _split_pair(self, pkey: PairKey) -> None:
+        """Under the pair's lock: keep the unindexed SAs of a pair that has none indexed
+        apart from now on (all of its SAs, in their order), until it has no SA left."""
+        self._split.add(pkey)
+        others = {
+            spi: sa for spi, sa in self._pairs.get(pkey, {}).items() if sa.pair_inner_key is None
+        }
+        if others:
+            self._unindexed[pkey] = others
 
     def _unindex_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
         self.pair_inner.remove(sa)
@@ -168,6 +199,7 @@ class SaTable:
                 del by_pair[spi]
                 if not by_pair:
                     del self._pairs[pkey]
+                    self._split.discard(pkey)
             self._unindex_pair(pkey, sa)
         if sa.inner_dst is not None:
             self.inner.remove(sa)  # under its lock: an add racing this one sees DEAD
@@ -180,6 +212,8 @@ class SaTable:
         pkey = (sa.src, sa.dst)
         with self._pair_locks[hash(pkey) & self._mask]:
             if self._pairs.get(pkey, {}).get(sa.spi) is sa:
+                if pkey not in self._split:
+                    self._split_pair(pkey)  # the SA moves to the end of the unindexed
                 self._unindex_pair(pkey, sa)
                 self._index_pair(pkey, sa)
 
@@ -211,7 +245,7 @@ class SaTable:
             found = self.pair_inner.lookup(src + dst, inner[0], inner[1])
             if found is not None and found.state == _MATURE:
                 return found
-            others = self._unindexed.get(pkey)
+            others = self._unindexed.get(pkey) if pkey in self._split else by_spi
             if others:
                 other = _usable(others.values(), covers)
                 if other is not None and (found is None or other.state == _MATURE):
