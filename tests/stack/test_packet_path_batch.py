@@ -177,6 +177,33 @@ def test_inbound_udp_batch_delivers_what_inbound_udp_delivers(esp_path: str) -> 
     assert one.b.path.counters()["delivered"] == 11
 
 
+def test_inbound_udp_batch_with_deliver_many_delivers_the_same_packets() -> None:
+    """Runs of a tunnel-mode SA are delivered where they lie in the decrypted buffer;
+    read out of it, they are the packets, drops and counters of the per-packet path."""
+    world = World()
+    runs: list[int] = []
+
+    def deliver_many(buf: bytes, starts: list[int], lengths: list[int]) -> None:
+        runs.append(len(starts))
+        world.b.got.extend(buf[s : s + n] for s, n in zip(starts, lengths, strict=True))
+
+    world.b.path.deliver_many = deliver_many
+    world.b.path.inbound_udp_batch(
+        [(p, PEER, 4500) for p in inbound_datagrams()], world.b.outer, 1.0
+    )
+    one = World()
+    for payload in inbound_datagrams():
+        one.b.path.inbound_udp(payload, one.b.outer, PEER, 4500, 1.0)
+    assert world.seen(world.b) == one.seen(one.b)
+    # Runs: 0x1001's first four (one a replay), 0x3003's two, the forgery and the
+    # genuine packet, the whole packet after the truncated one with the one outside the
+    # selectors (dropped by the policy check); single packets take `deliver`.
+    assert runs == [3, 2, 1, 1]
+    for w in (one, world):
+        w.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
+    assert world.seen(world.b) == one.seen(one.b)
+
+
 def test_inbound_batch_of_plain_esp_matches_inbound() -> None:
     one, batch = World(), World()
     esp = [p for p in inbound_datagrams() if len(p) >= 8 and p[:4] != NON_ESP_MARKER]

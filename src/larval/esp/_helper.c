@@ -441,15 +441,14 @@ struct co_group {
     unsigned int last_flags;
 };
 
-/* Coalesce n IP packets (back to back in `in`, packet i in_len[i] bytes) into TUN writes,
- * each with its virtio header, back to back in `out` (out_cap bytes: the input's length
- * plus 10 per packet always suffices); write k's length in write_len[k] (room for n).
- * Returns the number of writes, or -1 if out of memory or room. The rules are those of
- * offload.py `coalesce`, which this matches byte for byte. */
-long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
-                         unsigned char *out, size_t out_cap, size_t *write_len)
+/* Coalesce n IP packets (packet i at pkt[i], in_len[i] bytes) into TUN writes, each with
+ * its virtio header, back to back in `out` (out_cap bytes: the packets' length plus 10 per
+ * packet always suffices); write k's length in write_len[k] (room for n). Returns the
+ * number of writes, or -1 if out of memory or room. The rules are those of offload.py
+ * `coalesce`, which this matches byte for byte. */
+static long co_coalesce(size_t n, const unsigned char *const *pkt, const size_t *in_len,
+                        unsigned char *out, size_t out_cap, size_t *write_len)
 {
-    const unsigned char **pkt = NULL;
     struct co_cand *cand = NULL;
     unsigned char *is_cand = NULL;
     size_t *next = NULL, *open = NULL;
@@ -457,17 +456,14 @@ long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len
     size_t i, k, n_groups = 0, n_open = 0, off = 0;
     long result = -1;
 
-    pkt = malloc((n ? n : 1) * sizeof *pkt);
     cand = malloc((n ? n : 1) * sizeof *cand);
     is_cand = malloc(n ? n : 1);
     next = malloc((n ? n : 1) * sizeof *next);
     open = malloc((n ? n : 1) * sizeof *open);
     groups = malloc((n ? n : 1) * sizeof *groups);
-    if (!pkt || !cand || !is_cand || !next || !open || !groups)
+    if (!cand || !is_cand || !next || !open || !groups)
         goto done;
     for (i = 0; i < n; i++) {
-        pkt[i] = in;
-        in += in_len[i];
         memset(&cand[i], 0, sizeof cand[i]);
         is_cand[i] = (unsigned char)co_candidate(pkt[i], in_len[i], &cand[i]);
         if (is_cand[i]) {
@@ -586,11 +582,55 @@ long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len
     }
     result = (long)n_groups;
 done:
-    free(pkt);
     free(cand);
     free(is_cand);
     free(next);
     free(open);
     free(groups);
+    return result;
+}
+
+/* `co_coalesce` of n packets back to back in `in` (packet i in_len[i] bytes). */
+long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
+                         unsigned char *out, size_t out_cap, size_t *write_len)
+{
+    const unsigned char **pkt = malloc((n ? n : 1) * sizeof *pkt);
+    size_t i;
+    long result;
+
+    if (pkt == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        pkt[i] = in;
+        in += in_len[i];
+    }
+    result = co_coalesce(n, pkt, in_len, out, out_cap, write_len);
+    free(pkt);
+    return result;
+}
+
+/* `co_coalesce` of packets left where they are, in runs: run r holds run_count[r]
+ * packets in the buffer at bases[r] (a decrypted batch, say); packet i, counted over all
+ * runs in order, is in_len[i] bytes from start[i] of its run's buffer. No copy of the
+ * packets is made before the writes are built. */
+long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
+                              const size_t *run_count, const size_t *start,
+                              const size_t *in_len, unsigned char *out, size_t out_cap,
+                              size_t *write_len)
+{
+    const unsigned char **pkt;
+    size_t n = 0, i = 0, r, k;
+    long result;
+
+    for (r = 0; r < n_runs; r++)
+        n += run_count[r];
+    pkt = malloc((n ? n : 1) * sizeof *pkt);
+    if (pkt == NULL)
+        return -1;
+    for (r = 0; r < n_runs; r++)
+        for (k = 0; k < run_count[r]; k++, i++)
+            pkt[i] = bases[r] + start[i];
+    result = co_coalesce(n, pkt, in_len, out, out_cap, write_len);
+    free(pkt);
     return result;
 }

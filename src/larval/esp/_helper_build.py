@@ -32,6 +32,10 @@ ffibuilder.cdef(
                            size_t *out_len);
     long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
                              unsigned char *out, size_t out_cap, size_t *write_len);
+    long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
+                                  const size_t *run_count, const size_t *start,
+                                  const size_t *in_len, unsigned char *out, size_t out_cap,
+                                  size_t *write_len);
     """
 )
 ffibuilder.set_source(

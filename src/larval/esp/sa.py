@@ -43,11 +43,14 @@ from larval.esp.helper import OPEN_AUTH, OPEN_OK, GcmBatch, gcm_batch
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
 
-__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa"]
+__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa", "EspSpan"]
 
 EspMode = Literal["tunnel", "transport"]
 #: What `EspSa.decrypt_batch` gives for each packet: (Next Header, payload), or the drop.
 EspDecrypted = tuple[int, bytes] | EspDropError
+#: What `EspSa.decrypt_spans` gives for each packet: (Next Header, start, length) of its
+#: payload in the batch's one plaintext buffer, or the drop.
+EspSpan = tuple[int, int, int] | EspDropError
 
 ESP_HEADER_LEN = 8
 IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
@@ -369,7 +372,13 @@ class EspSa:
         moves exactly as it would packet by packet: a duplicate within the batch is a
         replay, and a packet whose ICV fails moves nothing."""
         if self._batch is not None and len(packets) > 1:
-            return self._decrypt_compiled(self._batch, packets)
+            plain, spans = self._decrypt_compiled(self._batch, packets)
+            return [
+                span
+                if isinstance(span, EspDropError)
+                else (span[0], plain[span[1] : span[1] + span[2]])
+                for span in spans
+            ]
         results: list[EspDecrypted] = []
         append, inbound, open_, accept = results.append, self._inbound, self._open, self._accept
         for esp in packets:
@@ -383,6 +392,26 @@ class EspSa:
             append((next_header, plaintext[:end]))
         return results
 
+    def decrypt_spans(self, packets: Sequence[BytesLike]) -> tuple[bytes, list[EspSpan]]:
+        """`decrypt_batch` with the payloads left in one buffer: the buffer, and per packet
+        (Next Header, start, length) of its payload there, or its drop. The outcome, the
+        window and the counters are those of `decrypt_batch`; only the payloads are not
+        cut out one by one (the compiled path decrypts them all into the buffer)."""
+        if self._batch is not None and len(packets) > 1:
+            return self._decrypt_compiled(self._batch, packets)
+        spans: list[EspSpan] = []
+        payloads: list[bytes] = []
+        off = 0
+        for result in self.decrypt_batch(packets):
+            if isinstance(result, EspDropError):
+                spans.append(result)
+                continue
+            next_header, payload = result
+            spans.append((next_header, off, len(payload)))
+            payloads.append(payload)
+            off += len(payload)
+        return b"".join(payloads), spans
+
     def _one(self, esp: BytesLike) -> EspDecrypted:
         try:
             return self.decrypt(esp)
@@ -391,8 +420,8 @@ class EspSa:
 
     def _decrypt_compiled(
         self, batch: GcmBatch, packets: Sequence[BytesLike]
-    ) -> list[EspDecrypted]:
-        """`decrypt_batch` with the ICVs and decryption in one compiled call.
+    ) -> tuple[bytes, list[EspSpan]]:
+        """`decrypt_spans` with the ICVs and decryption in one compiled call.
 
         First the checks before the ICV against the window as it stands; then the
         compiled call for the packets that passed, which verifies each ICV, decrypts and
@@ -427,15 +456,30 @@ class EspSa:
             first.append(seq)
             chosen.append(bytes(esp))
             seq_his.append(seq >> 32)
+        plain = b""
         if chosen:
             plain, offsets, status, lengths, next_headers = batch.open(esn, chosen, seq_his)
-        results: list[EspDecrypted] = []
+        results: list[EspSpan] = []
         append, check, update = results.append, replay.check, replay.update
+        # Payloads of packets that took `decrypt` itself: after the batch's, in `plain`.
+        extras: list[bytes] = []
+        extra_at = len(plain)
+
+        def one(esp: BytesLike) -> EspSpan:
+            nonlocal extra_at
+            result = self._one(esp)
+            if isinstance(result, EspDropError):
+                return result
+            next_header, payload = result
+            extras.append(payload)
+            extra_at += len(payload)
+            return next_header, extra_at - len(payload), len(payload)
+
         k = 0
         for esp, pre in zip(packets, first, strict=True):
             if not isinstance(pre, int):
                 # A wrong length or SPI stays wrong; a replay is looked at again.
-                append(pre if not isinstance(pre, EspReplayError) else self._one(esp))
+                append(pre if not isinstance(pre, EspReplayError) else one(esp))
                 continue
             i = k
             k += 1
@@ -447,7 +491,7 @@ class EspSa:
                     append(e)
                     continue
                 if seq != pre:
-                    append(self._one(esp))  # other high bits now: decrypt again
+                    append(one(esp))  # other high bits now: decrypt again
                     continue
             else:
                 seq = pre
@@ -476,6 +520,7 @@ class EspSa:
             if next_header == IPPROTO_NONE:
                 append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
                 continue
-            start = offsets[i]
-            append((next_header, plain[start : start + end]))
-        return results
+            append((next_header, offsets[i], end))
+        if extras:
+            plain = b"".join([plain, *extras])
+        return plain, results
