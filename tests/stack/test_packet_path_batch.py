@@ -15,6 +15,7 @@ from larval.esp.ip import IPPROTO_IPV4
 from larval.pfkey import EncryptAlg, ExtType, SadbAddress, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
 from larval.stack.packet_path import EspContext
+from tests.net.packets import udp_packet
 from tests.stack.test_packet_path import (
     A_NET,
     A_OUTER,
@@ -202,6 +203,29 @@ def test_inbound_udp_batch_with_deliver_many_delivers_the_same_packets() -> None
     for w in (one, world):
         w.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
     assert world.seen(world.b) == one.seen(one.b)
+
+
+def test_a_run_of_flows_gets_the_verdicts_of_the_per_packet_path() -> None:
+    """One SA's run of UDP packets of one flow, with packets of other flows between
+    them, some outside the SA's selectors: each gets the verdict it gets alone."""
+    s1 = sender(0x1001, KEY_AB)
+    sources = ["198.51.100.1", "198.51.100.1", "192.0.2.77", "198.51.100.1", "198.51.100.2",
+               "198.51.100.1", "192.0.2.77", "192.0.2.77", "198.51.100.1"]  # fmt: skip
+    esp = [
+        s1.encrypt(udp_packet(src, "203.0.113.1", 5000, 6000, bytes([n]) * 100), IPPROTO_IPV4)
+        for n, src in enumerate(sources)
+    ]
+    one, world = World(), World()
+
+    def deliver_many(buf: bytes, starts: list[int], lengths: list[int]) -> None:
+        world.b.got.extend(buf[s : s + n] for s, n in zip(starts, lengths, strict=True))
+
+    world.b.path.deliver_many = deliver_many
+    for packet in esp:
+        one.b.path.inbound(packet, one.b.outer, 1.0)
+    world.b.path.inbound_batch(esp, world.b.outer, 1.0)
+    assert world.seen(world.b) == one.seen(one.b)
+    assert len(one.b.got) == 6 and one.b.path.counters()["inbound_policy"] == 3
 
 
 def test_inbound_batch_of_plain_esp_matches_inbound() -> None:

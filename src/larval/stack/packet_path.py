@@ -483,19 +483,33 @@ class PacketPath:
         account, refusal_of = sa.account, self._inbound_refusal
         starts: list[int] = []
         lengths: list[int] = []
+        # The last IPv4 flow looked at (protocol; addresses and ports) and its verdict:
+        # a packet of the same flow, the usual case, is compared in place, not keyed.
+        last_proto, last_tail, last_refused = -1, b"", None
         for span in spans:
             if isinstance(span, EspDropError):
                 if not isinstance(span, EspDummyPacket):
                     self.drop(span.counter)
                 continue
             _, start, length = span
-            key = _flow_key_at(plain, start, length)
-            if key is not None and key in refusals:
-                refused = refusals[key]
+            if (
+                length >= 24
+                and plain[start] == 0x45
+                and plain[start + 9] == last_proto
+                and not (plain[start + 6] & 0x3F or plain[start + 7])
+                and plain.startswith(last_tail, start + 12)
+            ):
+                refused = last_refused
             else:
-                refused = refusal_of(sa, ctx, plain[start : start + length])
-                if key is not None:
-                    refusals[key] = refused
+                key = _flow_key_at(plain, start, length)
+                if key is not None and key in refusals:
+                    refused = refusals[key]
+                else:
+                    refused = refusal_of(sa, ctx, plain[start : start + length])
+                    if key is not None:
+                        refusals[key] = refused
+                if key is not None and plain[start] == 0x45:
+                    last_proto, last_tail, last_refused = key[0], key[1:], refused
             if refused is not None:
                 self.drop(refused)
                 continue
