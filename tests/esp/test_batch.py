@@ -171,8 +171,8 @@ def span_outcomes(sa: EspSa, packets: list[bytes]) -> list[tuple[str, object]]:
 @pytest.mark.parametrize("esn", [False, True])
 @pytest.mark.parametrize("suite", SUITES[:1] + SUITES[3:4], ids=["gcm", "cbc"])
 def test_decrypt_spans_gives_what_decrypt_gives(suite: Suite, esn: bool, path: str) -> None:
-    """The payloads left in one buffer: the same outcome, window and counters, also for
-    packets that `decrypt` takes again (other ESN high bits once the window moved)."""
+    """The payloads left in one buffer: the same outcome, window and counters, with and
+    without ESN, across two batches."""
     first = (1 << 32) - 6 if esn else 1
     packets = mixed_batch(suite, esn=esn, first=first)
     one, batch = pair(suite, esn=esn, path=path)
@@ -185,10 +185,10 @@ def test_decrypt_spans_gives_what_decrypt_gives(suite: Suite, esn: bool, path: s
     assert state(batch) == state(one)
 
 
-def test_decrypt_spans_keeps_the_payloads_of_packets_decrypted_again(path: str) -> None:
-    """With ESN, a packet whose high bits the window at the batch's start infers wrong,
-    and the window as the batch's earlier packets left it infers right: `decrypt` takes it
-    again, and its payload joins the buffer after the batch's."""
+def test_decrypt_spans_infers_high_bits_from_the_window_the_batch_moved(path: str) -> None:
+    """With ESN, packets whose high bits the window at the batch's start would infer
+    wrong, and the window as the batch's earlier packets left it infers right: each is
+    judged on the window as `decrypt` packet by packet would see it."""
     suite = SUITES[0]
     sender, _ = pair(suite, esn=True)
     packets = []
