@@ -15,6 +15,7 @@ from larval.esp.ip import IPPROTO_IPV4
 from larval.pfkey import EncryptAlg, ExtType, SadbAddress, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
 from larval.stack.packet_path import EspContext
+from tests.net.packets import udp_packet
 from tests.stack.test_packet_path import (
     A_NET,
     A_OUTER,
@@ -175,6 +176,56 @@ def test_inbound_udp_batch_delivers_what_inbound_udp_delivers(esp_path: str) -> 
         world.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
     assert batch.seen(batch.b) == one.seen(one.b)
     assert one.b.path.counters()["delivered"] == 11
+
+
+def test_inbound_udp_batch_with_deliver_many_delivers_the_same_packets() -> None:
+    """Runs of a tunnel-mode SA are delivered where they lie in the decrypted buffer;
+    read out of it, they are the packets, drops and counters of the per-packet path."""
+    world = World()
+    runs: list[int] = []
+
+    def deliver_many(buf: bytes, starts: list[int], lengths: list[int]) -> None:
+        runs.append(len(starts))
+        world.b.got.extend(buf[s : s + n] for s, n in zip(starts, lengths, strict=True))
+
+    world.b.path.deliver_many = deliver_many
+    world.b.path.inbound_udp_batch(
+        [(p, PEER, 4500) for p in inbound_datagrams()], world.b.outer, 1.0
+    )
+    one = World()
+    for payload in inbound_datagrams():
+        one.b.path.inbound_udp(payload, one.b.outer, PEER, 4500, 1.0)
+    assert world.seen(world.b) == one.seen(one.b)
+    # Runs: 0x1001's first four (one a replay), 0x3003's two, the forgery and the
+    # genuine packet, the whole packet after the truncated one with the one outside the
+    # selectors (dropped by the policy check); single packets take `deliver`.
+    assert runs == [3, 2, 1, 1]
+    for w in (one, world):
+        w.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
+    assert world.seen(world.b) == one.seen(one.b)
+
+
+def test_a_run_of_flows_gets_the_verdicts_of_the_per_packet_path() -> None:
+    """One SA's run of UDP packets of one flow, with packets of other flows between
+    them, some outside the SA's selectors: each gets the verdict it gets alone."""
+    s1 = sender(0x1001, KEY_AB)
+    sources = ["198.51.100.1", "198.51.100.1", "192.0.2.77", "198.51.100.1", "198.51.100.2",
+               "198.51.100.1", "192.0.2.77", "192.0.2.77", "198.51.100.1"]  # fmt: skip
+    esp = [
+        s1.encrypt(udp_packet(src, "203.0.113.1", 5000, 6000, bytes([n]) * 100), IPPROTO_IPV4)
+        for n, src in enumerate(sources)
+    ]
+    one, world = World(), World()
+
+    def deliver_many(buf: bytes, starts: list[int], lengths: list[int]) -> None:
+        world.b.got.extend(buf[s : s + n] for s, n in zip(starts, lengths, strict=True))
+
+    world.b.path.deliver_many = deliver_many
+    for packet in esp:
+        one.b.path.inbound(packet, one.b.outer, 1.0)
+    world.b.path.inbound_batch(esp, world.b.outer, 1.0)
+    assert world.seen(world.b) == one.seen(one.b)
+    assert len(one.b.got) == 6 and one.b.path.counters()["inbound_policy"] == 3
 
 
 def test_inbound_batch_of_plain_esp_matches_inbound() -> None:

@@ -2,9 +2,10 @@
  *
  * larval's Python path (larval/esp/sa.py, transforms.py) is the reference; this file does
  * the same per packet for a whole batch in one call, so that the work around each AES call
- * is C rather than Python. Python keeps every decision that carries state: sequence numbers
- * are handed in, the anti-replay check and window update stay in Python, and a failed ICV
- * is reported per packet for Python to count.
+ * is C rather than Python. Python keeps the state: sequence numbers are handed in; the
+ * anti-replay window is Python's (larval/esp/replay.py), handed in and taken back by each
+ * receiving call, which checks and moves it as that class would; and every drop is
+ * reported per packet for Python to count by name.
  *
  * ESP packet (RFC 4303 §2):  SPI | Seq (low 32) | IV (8) | ciphertext | ICV (16)
  * nonce = salt (4) || IV (8)                                       (RFC 4106 §4)
@@ -18,7 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-/* What `larval_gcm_open` found of each packet. */
+/* What `larval_gcm_open_window` found of each packet (and the further codes below). */
 #define LARVAL_OPEN_OK 0
 #define LARVAL_OPEN_AUTH 1
 #define LARVAL_OPEN_PADDING 2
@@ -35,6 +36,16 @@ static void put32(unsigned char *p, uint32_t v)
     p[1] = (unsigned char)(v >> 16);
     p[2] = (unsigned char)(v >> 8);
     p[3] = (unsigned char)v;
+}
+
+static uint32_t get16(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 const char *larval_openssl_version(void)
@@ -136,76 +147,198 @@ int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, 
     return 0;
 }
 
-/* Verify and decrypt n ESP packets: packet i is in_len[i] bytes of `in` (back to back, each
- * at least 36 bytes, checked by the caller), with Seqh seq_hi[i] when esn. Its plaintext
- * (payload, padding, Pad Length, Next Header: in_len[i] - 32 bytes) goes to `out` at the
- * same running offset. status[i]: LARVAL_OPEN_OK, LARVAL_OPEN_AUTH if the ICV did not
- * verify (the plaintext is then to be ignored), or LARVAL_OPEN_PADDING if it verified but
- * the padding is not RFC 4303 §2.4's 1, 2, 3, ...; for an OK packet, payload_len[i] is the
- * payload's length and nh[i] its Next Header. Nothing here moves the replay window: the
- * caller does, for OK packets only (RFC 4303 §3.4.3). 0, or -1 if OpenSSL fails outright. */
-int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
-                    const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
-                    unsigned char *status, uint32_t *payload_len, unsigned char *nh)
+/* Verify and decrypt one ESP packet `p` of `len` bytes (at least 34) into `out`
+ * (len - 32 bytes: payload, padding, Pad Length, Next Header), its AAD's Seqh `seq_hi`
+ * when esn; its status, and for an OK packet its payload length and Next Header.
+ * 0, or -1 if OpenSSL fails outright. */
+static int gcm_open_one(struct larval_gcm *g, int esn, const unsigned char *p, size_t len,
+                        uint32_t seq_hi, unsigned char *out, unsigned char *status,
+                        uint32_t *payload_len, unsigned char *nh)
 {
     EVP_CIPHER_CTX *ctx = g->dec;
     unsigned char nonce[12], aad[12], tag[16];
-    size_t i, k;
+    size_t clen = len - 32, padlen, end, k;
     int outl;
 
+    *status = LARVAL_OPEN_AUTH;
+    *payload_len = 0;
+    *nh = 0;
     memcpy(nonce, g->salt, 4);
+    memcpy(nonce + 4, p + 8, 8);
+    if (esn) {
+        memcpy(aad, p, 4);
+        put32(aad + 4, seq_hi);
+        memcpy(aad + 8, p + 4, 4);
+    } else {
+        memcpy(aad, p, 8);
+    }
+    memcpy(tag, p + len - 16, 16);
+    if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1
+        || EVP_DecryptUpdate(ctx, NULL, &outl, aad, esn ? 12 : 8) != 1
+        || EVP_DecryptUpdate(ctx, out, &outl, p + 16, (int)clen) != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
+        return -1;
+    if (EVP_DecryptFinal_ex(ctx, out + clen, &outl) != 1)
+        return 0;
+    /* RFC 4303 §2.4: Pad Length, then 1, 2, 3, ... before it. */
+    padlen = out[clen - 2];
+    if (padlen + 2 > clen) {
+        *status = LARVAL_OPEN_PADDING;
+        return 0;
+    }
+    end = clen - 2 - padlen;
+    for (k = 0; k < padlen; k++) {
+        if (out[end + k] != (unsigned char)(k + 1)) {
+            *status = LARVAL_OPEN_PADDING;
+            return 0;
+        }
+    }
+    *status = LARVAL_OPEN_OK;
+    *payload_len = (uint32_t)end;
+    *nh = out[clen - 1];
+    return 0;
+}
+
+/* The anti-replay window (larval/esp/replay.py `EspReplayWindow`, the reference) as the
+ * batch call below keeps it: T, the highest sequence number authenticated (64 bits with
+ * ESN), and a bitmap whose bit i says that T - i was received, held as words of 64 bits,
+ * word k for bits 64k to 64k + 63. The caller hands it in as the little-endian bytes of
+ * the Python integer and takes it back the same way. */
+
+/* ... and the checks before the ICV. */
+#define LARVAL_OPEN_TRUNCATED 3 /* shorter than the smallest ESP packet */
+#define LARVAL_OPEN_SPI 4       /* another SA's SPI */
+#define LARVAL_OPEN_REPLAY 5    /* already received */
+#define LARVAL_OPEN_TOO_OLD 6   /* left of the window */
+#define LARVAL_OPEN_BEFORE 7    /* ESN: before the first subspace */
+#define LARVAL_OPEN_BEYOND 8    /* ESN: beyond the 64-bit space */
+
+#define WINDOW_WORDS (4096 / 64) /* larval/esp/replay.py MAX_REPLAY_WINDOW */
+
+/* Slide the bitmap (size bits in nw words) left by d bits: T moves up by d. */
+static void window_shift(uint64_t *w, size_t nw, size_t size, uint64_t d)
+{
+    size_t ws, i;
+    unsigned int bs;
+
+    if (d >= size) {
+        memset(w, 0, nw * sizeof *w);
+        return;
+    }
+    ws = (size_t)(d / 64);
+    bs = (unsigned int)(d % 64);
+    for (i = nw; i-- > 0;) {
+        uint64_t v = 0;
+        if (i >= ws) {
+            v = w[i - ws] << bs;
+            if (bs && i > ws)
+                v |= w[i - ws - 1] >> (64 - bs);
+        }
+        w[i] = v;
+    }
+    if (size % 64)
+        w[nw - 1] &= ((uint64_t)1 << (size % 64)) - 1;
+}
+
+/* The packet-by-packet receive of RFC 4303 §3.4 for n ESP packets of one SA (packet i is
+ * in_len[i] bytes of `in`, back to back), in order, on the window (*top, bitmap: `size`
+ * bits, the little-endian bytes of larval's integer, (size + 63) / 64 * 8 of them):
+ * length and SPI; the full sequence number (ESN: RFC 4303 Appendix A2.2) and the replay
+ * check against the window as the batch's earlier packets left it; the ICV and the
+ * padding; and only then the window update (§3.4.3). Packet i's plaintext goes to
+ * out + out_off[i] (offsets running over max(in_len - 32, 0)); status[i] says what became
+ * of it (LARVAL_OPEN_*), seq[i] its full sequence number where one was inferred, and for
+ * an OK packet payload_len[i] and nh[i]. The window comes back updated. 0, or -1 if
+ * OpenSSL fails outright or the window is too large. */
+int larval_gcm_open_window(struct larval_gcm *g, uint32_t spi, int esn, size_t min_len,
+                           size_t n, const unsigned char *in, const size_t *in_len,
+                           uint64_t *top, unsigned char *bitmap, size_t size,
+                           unsigned char *out, size_t *out_off, unsigned char *status,
+                           uint64_t *seq, uint32_t *payload_len, unsigned char *nh)
+{
+    uint64_t w[WINDOW_WORDS], t = *top;
+    size_t nw = (size + 63) / 64, i, k, off = 0;
+    unsigned char spi_be[4];
+
+    if (size > 64 * WINDOW_WORDS || (esn && size == 0))
+        return -1;
+    for (k = 0; k < nw; k++) {
+        uint64_t v = 0;
+        unsigned int b;
+        for (b = 0; b < 8; b++)
+            v |= (uint64_t)bitmap[8 * k + b] << (8 * b);
+        w[k] = v;
+    }
+    put32(spi_be, spi);
     for (i = 0; i < n; i++) {
-        size_t len = in_len[i];
-        size_t clen = len - 32;
         const unsigned char *p = in;
-        size_t padlen, end;
+        size_t len = in_len[i];
+        uint64_t s, diff;
 
         in += len;
-        status[i] = LARVAL_OPEN_AUTH;
+        out_off[i] = off;
+        off += len > 32 ? len - 32 : 0;
+        seq[i] = 0;
         payload_len[i] = 0;
         nh[i] = 0;
-        if (len < 34 || clen > INT32_MAX) {
-            /* Shorter than the caller promised: no trailer to read, nothing verified. */
-            if (len >= 32)
-                out += clen;
+        if (len < min_len || len < 34 || len - 32 > INT32_MAX) {
+            status[i] = LARVAL_OPEN_TRUNCATED;
             continue;
         }
-        memcpy(nonce + 4, p + 8, 8);
-        if (esn) {
-            memcpy(aad, p, 4);
-            put32(aad + 4, seq_hi[i]);
-            memcpy(aad + 8, p + 4, 4);
-        } else {
-            memcpy(aad, p, 8);
+        if (memcmp(p, spi_be, 4) != 0) {
+            status[i] = LARVAL_OPEN_SPI;
+            continue;
         }
-        memcpy(tag, p + len - 16, 16);
-        if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1
-            || EVP_DecryptUpdate(ctx, NULL, &outl, aad, esn ? 12 : 8) != 1
-            || EVP_DecryptUpdate(ctx, out, &outl, p + 16, (int)clen) != 1
-            || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
-            return -1;
-        if (EVP_DecryptFinal_ex(ctx, out + clen, &outl) == 1) {
-            /* RFC 4303 §2.4: Pad Length, then 1, 2, 3, ... before it. */
-            padlen = out[clen - 2];
-            status[i] = LARVAL_OPEN_OK;
-            if (padlen + 2 > clen) {
-                status[i] = LARVAL_OPEN_PADDING;
-            } else {
-                end = clen - 2 - padlen;
-                for (k = 0; k < padlen; k++) {
-                    if (out[end + k] != (unsigned char)(k + 1)) {
-                        status[i] = LARVAL_OPEN_PADDING;
-                        break;
-                    }
-                }
-                if (status[i] == LARVAL_OPEN_OK) {
-                    payload_len[i] = (uint32_t)end;
-                    nh[i] = out[clen - 1];
-                }
+        s = get32(p + 4);
+        if (esn) {
+            /* Case A (Tl >= W - 1): Seqh = Th, or Th + 1 below Bl; Case B (the window
+             * spans two subspaces): Th - 1, or Th below Bl. */
+            uint32_t tl = (uint32_t)t, bl = (uint32_t)(tl - size + 1);
+            int64_t seqh = (int64_t)(t >> 32) - ((uint64_t)tl < size - 1) + ((uint32_t)s < bl);
+            if (seqh < 0) {
+                status[i] = LARVAL_OPEN_BEFORE;
+                continue;
+            }
+            if (seqh > 0xFFFFFFFF) {
+                status[i] = LARVAL_OPEN_BEYOND;
+                continue;
+            }
+            s |= (uint64_t)seqh << 32;
+        }
+        seq[i] = s;
+        /* RFC 4303 §3.4.3: the replay check comes before the ICV check. */
+        if (size && s <= t) {
+            diff = t - s;
+            if (diff >= size) {
+                status[i] = LARVAL_OPEN_TOO_OLD;
+                continue;
+            }
+            if (w[diff / 64] >> (diff % 64) & 1) {
+                status[i] = LARVAL_OPEN_REPLAY;
+                continue;
             }
         }
-        out += clen;
+        if (gcm_open_one(g, esn, p, len, (uint32_t)(s >> 32), out + out_off[i], &status[i],
+                         &payload_len[i], &nh[i]))
+            return -1;
+        if (status[i] != LARVAL_OPEN_OK || !size)
+            continue;
+        /* Authenticated: now the window moves (RFC 4303 §3.4.3). */
+        if (s > t) {
+            window_shift(w, nw, size, s - t);
+            w[0] |= 1;
+            t = s;
+        } else {
+            diff = t - s;
+            w[diff / 64] |= (uint64_t)1 << (diff % 64);
+        }
     }
+    for (k = 0; k < nw; k++) {
+        unsigned int b;
+        for (b = 0; b < 8; b++)
+            bitmap[8 * k + b] = (unsigned char)(w[k] >> (8 * b));
+    }
+    *top = t;
     return 0;
 }
 
@@ -346,16 +479,6 @@ static void larval_tcp_checksums_ok(size_t n, const unsigned char *in, const siz
 #define VNET_GSO_TCPV6 4
 #define VNET_HDR_LEN 10
 
-static uint32_t get16(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 8 | p[1];
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* What merging needs of a TCP data segment (offload.py `_candidate`). */
 struct co_cand {
     size_t tcp, hlen;
@@ -441,15 +564,14 @@ struct co_group {
     unsigned int last_flags;
 };
 
-/* Coalesce n IP packets (back to back in `in`, packet i in_len[i] bytes) into TUN writes,
- * each with its virtio header, back to back in `out` (out_cap bytes: the input's length
- * plus 10 per packet always suffices); write k's length in write_len[k] (room for n).
- * Returns the number of writes, or -1 if out of memory or room. The rules are those of
- * offload.py `coalesce`, which this matches byte for byte. */
-long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
-                         unsigned char *out, size_t out_cap, size_t *write_len)
+/* Coalesce n IP packets (packet i at pkt[i], in_len[i] bytes) into TUN writes, each with
+ * its virtio header, back to back in `out` (out_cap bytes: the packets' length plus 10 per
+ * packet always suffices); write k's length in write_len[k] (room for n). Returns the
+ * number of writes, or -1 if out of memory or room. The rules are those of offload.py
+ * `coalesce`, which this matches byte for byte. */
+static long co_coalesce(size_t n, const unsigned char *const *pkt, const size_t *in_len,
+                        unsigned char *out, size_t out_cap, size_t *write_len)
 {
-    const unsigned char **pkt = NULL;
     struct co_cand *cand = NULL;
     unsigned char *is_cand = NULL;
     size_t *next = NULL, *open = NULL;
@@ -457,17 +579,14 @@ long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len
     size_t i, k, n_groups = 0, n_open = 0, off = 0;
     long result = -1;
 
-    pkt = malloc((n ? n : 1) * sizeof *pkt);
     cand = malloc((n ? n : 1) * sizeof *cand);
     is_cand = malloc(n ? n : 1);
     next = malloc((n ? n : 1) * sizeof *next);
     open = malloc((n ? n : 1) * sizeof *open);
     groups = malloc((n ? n : 1) * sizeof *groups);
-    if (!pkt || !cand || !is_cand || !next || !open || !groups)
+    if (!cand || !is_cand || !next || !open || !groups)
         goto done;
     for (i = 0; i < n; i++) {
-        pkt[i] = in;
-        in += in_len[i];
         memset(&cand[i], 0, sizeof cand[i]);
         is_cand[i] = (unsigned char)co_candidate(pkt[i], in_len[i], &cand[i]);
         if (is_cand[i]) {
@@ -586,11 +705,55 @@ long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len
     }
     result = (long)n_groups;
 done:
-    free(pkt);
     free(cand);
     free(is_cand);
     free(next);
     free(open);
     free(groups);
+    return result;
+}
+
+/* `co_coalesce` of n packets back to back in `in` (packet i in_len[i] bytes). */
+long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
+                         unsigned char *out, size_t out_cap, size_t *write_len)
+{
+    const unsigned char **pkt = malloc((n ? n : 1) * sizeof *pkt);
+    size_t i;
+    long result;
+
+    if (pkt == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        pkt[i] = in;
+        in += in_len[i];
+    }
+    result = co_coalesce(n, pkt, in_len, out, out_cap, write_len);
+    free(pkt);
+    return result;
+}
+
+/* `co_coalesce` of packets left where they are, in runs: run r holds run_count[r]
+ * packets in the buffer at bases[r] (a decrypted batch, say); packet i, counted over all
+ * runs in order, is in_len[i] bytes from start[i] of its run's buffer. No copy of the
+ * packets is made before the writes are built. */
+long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
+                              const size_t *run_count, const size_t *start,
+                              const size_t *in_len, unsigned char *out, size_t out_cap,
+                              size_t *write_len)
+{
+    const unsigned char **pkt;
+    size_t n = 0, i = 0, r, k;
+    long result;
+
+    for (r = 0; r < n_runs; r++)
+        n += run_count[r];
+    pkt = malloc((n ? n : 1) * sizeof *pkt);
+    if (pkt == NULL)
+        return -1;
+    for (r = 0; r < n_runs; r++)
+        for (k = 0; k < run_count[r]; k++, i++)
+            pkt[i] = bases[r] + start[i];
+    result = co_coalesce(n, pkt, in_len, out, out_cap, write_len);
+    free(pkt);
     return result;
 }

@@ -22,9 +22,11 @@ ffibuilder.cdef(
     int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, size_t n,
                         const unsigned char *in, const size_t *in_len, const unsigned char *nh,
                         unsigned char *out, size_t out_cap, size_t *out_len);
-    int larval_gcm_open(struct larval_gcm *g, int esn, size_t n, const unsigned char *in,
-                        const size_t *in_len, const uint32_t *seq_hi, unsigned char *out,
-                        unsigned char *status, uint32_t *payload_len, unsigned char *nh);
+    int larval_gcm_open_window(struct larval_gcm *g, uint32_t spi, int esn, size_t min_len,
+                               size_t n, const unsigned char *in, const size_t *in_len,
+                               uint64_t *top, unsigned char *bitmap, size_t size,
+                               unsigned char *out, size_t *out_off, unsigned char *status,
+                               uint64_t *seq, uint32_t *payload_len, unsigned char *nh);
     int larval_tcp_segment(const unsigned char *header, size_t hlen, size_t tcp, int version,
                            const unsigned char *payload, size_t payload_len, size_t size,
                            size_t count, uint32_t seq0, unsigned int flags0, uint32_t ip_id0,
@@ -32,6 +34,10 @@ ffibuilder.cdef(
                            size_t *out_len);
     long larval_tcp_coalesce(size_t n, const unsigned char *in, const size_t *in_len,
                              unsigned char *out, size_t out_cap, size_t *write_len);
+    long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
+                                  const size_t *run_count, const size_t *start,
+                                  const size_t *in_len, unsigned char *out, size_t out_cap,
+                                  size_t *write_len);
     """
 )
 ffibuilder.set_source(

@@ -3,10 +3,11 @@
 The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
 libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
 the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
-16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens. It
-also holds the TUN offload's TCP segmentation and coalescing (`larval.net.offload`).
-Everything else, and every decision that carries state (sequence numbers, the
-anti-replay window, drop counters), stays in Python.
+16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens and,
+on receipt, the anti-replay check and window update on the SA's own window (which
+stays an `EspReplayWindow`, handed in and taken back by each call). It also holds the
+TUN offload's TCP segmentation and coalescing (`larval.net.offload`). Everything else
+(sequence numbers sent, drop counters) stays in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
 or unset / ``auto`` (compiled where built).
@@ -16,18 +17,28 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from larval.esp.errors import EspConfigError
+from larval.esp.replay import EspReplayWindow
+from larval.esp.transforms import BytesLike
 
 __all__ = [
     "HELPER_ENV",
     "OPEN_AUTH",
+    "OPEN_BEFORE",
+    "OPEN_BEYOND",
     "OPEN_OK",
     "OPEN_PADDING",
+    "OPEN_REPLAY",
+    "OPEN_SPI",
+    "OPEN_TOO_OLD",
+    "OPEN_TRUNCATED",
     "EspPath",
     "GcmBatch",
+    "Opened",
     "built",
     "compiled",
     "esp_path",
@@ -117,10 +128,16 @@ def gcm_batch(key: bytes, salt: bytes, path: str | None = None) -> GcmBatch | No
     return GcmBatch(module, key, salt)
 
 
-#: `GcmBatch.open`'s status of a packet, as `_helper.c` defines them.
+#: `GcmBatch.open_window`'s status of a packet, as `_helper.c` defines them.
 OPEN_OK = 0
-OPEN_AUTH = 1
-OPEN_PADDING = 2
+OPEN_AUTH = 1  # the ICV did not verify
+OPEN_PADDING = 2  # it did, but the padding is not RFC 4303 §2.4's
+OPEN_TRUNCATED = 3
+OPEN_SPI = 4
+OPEN_REPLAY = 5
+OPEN_TOO_OLD = 6
+OPEN_BEFORE = 7  # ESN: before the first subspace
+OPEN_BEYOND = 8  # ESN: beyond the 64-bit space
 
 
 def compiled() -> Any:
@@ -147,6 +164,19 @@ def new_uncleared(ctype: str, size: int) -> Any:
 
 
 _ALLOCATORS: list[Any] = []
+
+
+class Opened(NamedTuple):
+    """What `GcmBatch.open_window` found: the plaintexts in one buffer, and per packet
+    its plaintext's offset there, its status (`OPEN_*`), its full sequence number (0
+    where none was inferred), and for an OK packet its payload length and Next Header."""
+
+    plain: bytes
+    offsets: list[int]
+    status: bytes
+    seqs: list[int]
+    lengths: list[int]
+    next_headers: bytes
 
 
 class GcmBatch:
@@ -197,40 +227,50 @@ class GcmBatch:
             off = end
         return made
 
-    def open(
-        self, esn: bool, packets: list[bytes], seq_his: list[int]
-    ) -> tuple[bytes, list[int], bytes, list[int], bytes]:
-        """Verify and decrypt `packets` (each at least 36 bytes) and check their padding.
-
-        Returns the plaintexts back to back (packet i's is ``len(packets[i]) - 32`` bytes
-        from offset i), the offsets, and per packet its status (`OPEN_OK`, `OPEN_AUTH`:
-        the ICV did not verify, `OPEN_PADDING`: it did, but the padding is wrong), its
-        payload length and its Next Header (both 0 unless OK)."""
+    def open_window(
+        self,
+        spi: int,
+        esn: bool,
+        min_len: int,
+        packets: Sequence[BytesLike],
+        window: EspReplayWindow,
+    ) -> Opened:
+        """RFC 4303 §3.4 for `packets` of one SA, packet by packet in order: length and
+        SPI, the full sequence number and the replay check on `window` as the earlier
+        packets left it, the ICV and padding, then the window update for the packets that
+        passed. `window` (the reference, larval.esp.replay) is moved exactly as `check`
+        and `update` would move it; the counters are the caller's."""
         ffi = self._ffi
         new = new_uncleared
         n = len(packets)
         lengths = [len(p) for p in packets]
         joined = b"".join(packets)
-        size = max(1, len(joined) - 32 * n)
-        out = new("unsigned char[]", size)
+        size = window.size
+        words = (size + 63) // 64 or 1  # a window of 0 bits still takes a buffer
+        bitmap = bytearray(window.bitmap.to_bytes(8 * words, "little"))
+        top = ffi.new("uint64_t *", window.top)
+        plain_size = max(1, sum(length - 32 for length in lengths if length > 32))
+        out = new("unsigned char[]", plain_size)
+        offsets = new("size_t[]", n)
         status = new("unsigned char[]", n)
+        seqs = new("uint64_t[]", n)
         payload = new("uint32_t[]", n)
         next_headers = new("unsigned char[]", n)
-        rc = self._lib.larval_gcm_open(
-            self._ctx, int(esn), n, ffi.from_buffer(joined), ffi.new("size_t[]", lengths),
-            ffi.new("uint32_t[]", seq_his), out, status, payload, next_headers,
+        rc = self._lib.larval_gcm_open_window(
+            self._ctx, spi, int(esn), min_len, n, ffi.from_buffer(joined),
+            ffi.new("size_t[]", lengths), top, ffi.from_buffer(bitmap), size, out, offsets,
+            status, seqs, payload, next_headers,
         )  # fmt: skip
         if rc != 0:
             raise EspConfigError("OpenSSL failed to open an ESP batch")
-        offsets: list[int] = []
-        off = 0
-        for length in lengths:
-            offsets.append(off)
-            off += length - 32
-        return (
-            ffi.buffer(out, size)[:],
-            offsets,
+        if size:
+            window.top = top[0]
+            window.bitmap = int.from_bytes(bitmap, "little")
+        return Opened(
+            ffi.buffer(out, plain_size)[:],
+            ffi.unpack(offsets, n),
             ffi.buffer(status, n)[:],
+            ffi.unpack(seqs, n),
             memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
             ffi.buffer(next_headers, n)[:],
         )

@@ -39,15 +39,29 @@ from larval.esp.errors import (
     EspTruncatedError,
     EspUnknownSpiError,
 )
-from larval.esp.helper import OPEN_AUTH, OPEN_OK, GcmBatch, gcm_batch
+from larval.esp.helper import (
+    OPEN_AUTH,
+    OPEN_BEFORE,
+    OPEN_OK,
+    OPEN_PADDING,
+    OPEN_REPLAY,
+    OPEN_SPI,
+    OPEN_TOO_OLD,
+    OPEN_TRUNCATED,
+    GcmBatch,
+    gcm_batch,
+)
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
 
-__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa"]
+__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa", "EspSpan"]
 
 EspMode = Literal["tunnel", "transport"]
 #: What `EspSa.decrypt_batch` gives for each packet: (Next Header, payload), or the drop.
 EspDecrypted = tuple[int, bytes] | EspDropError
+#: What `EspSa.decrypt_spans` gives for each packet: (Next Header, start, length) of its
+#: payload in the batch's one plaintext buffer, or the drop.
+EspSpan = tuple[int, int, int] | EspDropError
 
 ESP_HEADER_LEN = 8
 IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
@@ -369,7 +383,13 @@ class EspSa:
         moves exactly as it would packet by packet: a duplicate within the batch is a
         replay, and a packet whose ICV fails moves nothing."""
         if self._batch is not None and len(packets) > 1:
-            return self._decrypt_compiled(self._batch, packets)
+            plain, spans = self._decrypt_compiled(self._batch, packets)
+            return [
+                span
+                if isinstance(span, EspDropError)
+                else (span[0], plain[span[1] : span[1] + span[2]])
+                for span in spans
+            ]
         results: list[EspDecrypted] = []
         append, inbound, open_, accept = results.append, self._inbound, self._open, self._accept
         for esp in packets:
@@ -383,6 +403,26 @@ class EspSa:
             append((next_header, plaintext[:end]))
         return results
 
+    def decrypt_spans(self, packets: Sequence[BytesLike]) -> tuple[bytes, list[EspSpan]]:
+        """`decrypt_batch` with the payloads left in one buffer: the buffer, and per packet
+        (Next Header, start, length) of its payload there, or its drop. The outcome, the
+        window and the counters are those of `decrypt_batch`; only the payloads are not
+        cut out one by one (the compiled path decrypts them all into the buffer)."""
+        if self._batch is not None and len(packets) > 1:
+            return self._decrypt_compiled(self._batch, packets)
+        spans: list[EspSpan] = []
+        payloads: list[bytes] = []
+        off = 0
+        for result in self.decrypt_batch(packets):
+            if isinstance(result, EspDropError):
+                spans.append(result)
+                continue
+            next_header, payload = result
+            spans.append((next_header, off, len(payload)))
+            payloads.append(payload)
+            off += len(payload)
+        return b"".join(payloads), spans
+
     def _one(self, esp: BytesLike) -> EspDecrypted:
         try:
             return self.decrypt(esp)
@@ -391,91 +431,50 @@ class EspSa:
 
     def _decrypt_compiled(
         self, batch: GcmBatch, packets: Sequence[BytesLike]
-    ) -> list[EspDecrypted]:
-        """`decrypt_batch` with the ICVs and decryption in one compiled call.
-
-        First the checks before the ICV against the window as it stands; then the
-        compiled call for the packets that passed, which verifies each ICV, decrypts and
-        checks the padding; then, in order, the replay check again (the batch's earlier
-        packets may have moved the window), the compiled call's verdict and the window
-        update. A packet whose check now fails is dropped as `decrypt` would;
-        one whose inferred ESN high bits changed, or that failed the first check, takes
-        `decrypt` itself: the outcome is that of `decrypt` packet by packet."""
-        replay = self.replay
-        esn, size = self.esn, replay.size
-        first: list[int | EspDropError] = []
-        chosen: list[bytes] = []
-        seq_his: list[int] = []
-        inbound, min_len, spi = self._inbound, self._min_len, _U32.pack(self.spi)
-        top, bitmap = replay.top, replay.bitmap
-        for esp in packets:
-            # Without ESN, the common case inline: long enough (AES-GCM has no block
-            # alignment), this SA's SPI, inside the window and not yet received.
-            if not esn and len(esp) >= min_len and esp[:4] == spi:
-                seq = int.from_bytes(esp[4:8], "big")
-                diff = top - seq
-                if not size or diff < 0 or (diff < size and not (bitmap >> diff) & 1):
-                    first.append(seq)
-                    chosen.append(bytes(esp))
-                    seq_his.append(0)
-                    continue
-            try:
-                seq, _ = inbound(esp)
-            except EspDropError as e:
-                first.append(e)
-                continue
-            first.append(seq)
-            chosen.append(bytes(esp))
-            seq_his.append(seq >> 32)
-        if chosen:
-            plain, offsets, status, lengths, next_headers = batch.open(esn, chosen, seq_his)
-        results: list[EspDecrypted] = []
-        append, check, update = results.append, replay.check, replay.update
-        k = 0
-        for esp, pre in zip(packets, first, strict=True):
-            if not isinstance(pre, int):
-                # A wrong length or SPI stays wrong; a replay is looked at again.
-                append(pre if not isinstance(pre, EspReplayError) else self._one(esp))
-                continue
-            i = k
-            k += 1
-            # The window as the batch's earlier packets left it (RFC 4303 §3.4.3).
-            if esn:
-                try:
-                    seq = check(int.from_bytes(esp[4:8], "big"))
-                except EspDropError as e:
-                    append(e)
-                    continue
-                if seq != pre:
-                    append(self._one(esp))  # other high bits now: decrypt again
-                    continue
-            else:
-                seq = pre
-                diff = replay.top - seq
-                if size and diff >= 0:
-                    if diff >= size:
-                        append(EspReplayTooOldError(f"sequence number {seq} left of the window"))
-                        continue
-                    if (replay.bitmap >> diff) & 1:
-                        append(EspReplayError(f"sequence number {seq} already received"))
-                        continue
-            verdict = status[i]
-            if verdict != OPEN_OK:
-                if verdict == OPEN_AUTH:
-                    append(EspAuthError("ICV mismatch"))
+    ) -> tuple[bytes, list[EspSpan]]:
+        """`decrypt_spans` in one compiled call, which takes `decrypt`'s steps packet by
+        packet in order, the anti-replay check and window update included (on this SA's
+        window, as `EspReplayWindow` would move it); the drops are named here."""
+        opened = batch.open_window(self.spi, self.esn, self._min_len, packets, self.replay)
+        plain, offsets, status, seqs, lengths, next_headers = opened
+        results: list[EspSpan] = []
+        append = results.append
+        accepted = 0
+        received = 0
+        for i, verdict in enumerate(status):
+            if verdict == OPEN_OK:
+                end = lengths[i]
+                accepted += 1
+                received += end
+                next_header = next_headers[i]
+                if next_header == IPPROTO_NONE:
+                    append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
                 else:
-                    padlen = plain[offsets[i] + len(esp) - 34]
-                    append(EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong"))
+                    append((next_header, offsets[i], end))
                 continue
-            # `_accept` after the compiled padding check: window, counters, dummy packets.
-            update(seq)
-            end = lengths[i]
-            self.packets_in += 1
-            self.bytes_in += end
-            next_header = next_headers[i]
-            if next_header == IPPROTO_NONE:
-                append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
-                continue
-            start = offsets[i]
-            append((next_header, plain[start : start + end]))
-        return results
+            append(self._dropped(verdict, len(packets[i]), packets[i], seqs[i], plain, offsets[i]))
+        self.packets_in += accepted
+        self.bytes_in += received
+        return plain, results
+
+    def _dropped(
+        self, verdict: int, n: int, esp: BytesLike, seq: int, plain: bytes, offset: int
+    ) -> EspDropError:
+        """The error `decrypt` raises for a packet the compiled call dropped."""
+        if verdict == OPEN_AUTH:
+            return EspAuthError("ICV mismatch")
+        if verdict == OPEN_REPLAY:
+            return EspReplayError(f"sequence number {seq} already received")
+        if verdict == OPEN_TOO_OLD:
+            return EspReplayTooOldError(f"sequence number {seq} left of the window")
+        if verdict == OPEN_PADDING:
+            padlen = plain[offset + n - 34]
+            return EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
+        if verdict == OPEN_TRUNCATED:
+            return EspTruncatedError(f"ESP packet of {n} bytes; at least {self._min_len}")
+        if verdict == OPEN_SPI:
+            spi = int.from_bytes(esp[:4], "big")
+            return EspUnknownSpiError(f"SPI {spi:#010x} sent to the SA of {self.spi:#010x}")
+        if verdict == OPEN_BEFORE:
+            return EspReplayTooOldError("sequence number before the first subspace")
+        return EspReplayError("sequence number beyond the 64-bit space")

@@ -27,9 +27,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError, OffloadError
 from larval.net.keepalive import NatKeepalive
-from larval.net.offload import ZERO_VIRTIO_HDR, coalesce, split_read
+from larval.net.offload import ZERO_VIRTIO_HDR, PacketRun, coalesce_runs, split_read
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
@@ -69,6 +70,7 @@ class Dataplane:
             deliver=self._deliver,
             plain_esp=raw is not None,
             send_many=self._send_many,
+            deliver_many=self._deliver_many,
         )
         self.keepalive = NatKeepalive()
         #: Asked with their number before datagrams leave (ESP, NAT keepalives); False:
@@ -157,11 +159,19 @@ class Dataplane:
                 log.debug("ESP to %s failed: %s", host, e)
 
     def _deliver(self, packet: bytes) -> None:
-        pending: list[bytes] | None = getattr(self._batch, "delivered", None)
+        pending: list[PacketRun] | None = getattr(self._batch, "delivered", None)
         if pending is not None:  # inside an inbound batch: coalesced and written at its end
-            pending.append(packet)
+            pending.append((packet, (0,), (len(packet),)))
             return
         self._write([ZERO_VIRTIO_HDR + packet] if self.offload else [packet])
+
+    def _deliver_many(self, plain: bytes, starts: list[int], lengths: list[int]) -> None:
+        """Cleartext packets where they lie in a decrypted run's buffer."""
+        pending: list[PacketRun] | None = getattr(self._batch, "delivered", None)
+        if pending is not None:
+            pending.append((plain, starts, lengths))
+            return
+        self._write(_writes([(plain, starts, lengths)], self.offload))
 
     def io_counters(self) -> dict[str, int]:
         return {
@@ -178,7 +188,7 @@ class Dataplane:
             ),
         }
 
-    def _write(self, writes: list[bytes]) -> None:
+    def _write(self, writes: list[BytesLike]) -> None:
         self.tun_writes += len(writes)
         for data in writes:
             try:
@@ -244,7 +254,7 @@ class Dataplane:
             if not poller.poll(POLL_MS):
                 continue
             now = time.time()
-            delivered: list[bytes] = []
+            delivered: list[PacketRun] = []
             self._batch.delivered = delivered
             try:
                 if not drain(now):
@@ -252,8 +262,8 @@ class Dataplane:
             finally:
                 self._batch.delivered = None
             if delivered:
-                self.tun_written_packets += len(delivered)
-                self._write(coalesce(delivered) if self.offload else delivered)
+                self.tun_written_packets += sum(len(starts) for _, starts, _ in delivered)
+                self._write(_writes(delivered, self.offload))
 
     def _drain_udp(self, now: float) -> bool:
         """Every datagram ready on the UDP socket, up to a batch of receives."""
@@ -291,6 +301,18 @@ class Dataplane:
         path, local = self.path, self.local
         path.inbound_batch([esp for esp, _ in batch], local, now)
         return True
+
+
+def _writes(runs: list[PacketRun], offload: bool) -> list[BytesLike]:
+    """The TUN writes of the cleartext packets of `runs`: coalesced with offload, else
+    each packet alone (a view of its buffer, not a copy)."""
+    if offload:
+        return coalesce_runs(runs)
+    writes: list[BytesLike] = []
+    for buf, starts, lengths in runs:
+        view = memoryview(buf)
+        writes.extend(view[s : s + n] for s, n in zip(starts, lengths, strict=True))
+    return writes
 
 
 @functools.lru_cache(maxsize=1024)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,6 +52,7 @@ __all__ = [
     "ZERO_VIRTIO_HDR",
     "VirtioNetHdr",
     "coalesce",
+    "coalesce_runs",
     "finish_checksum",
     "split_read",
     "tcp_segment",
@@ -748,4 +750,50 @@ def _coalesce_compiled(module: Any, packets: Sequence[BytesLike]) -> list[bytes]
     for length in lengths[0:count]:
         writes.append(buf[off : off + length])
         off += length
+    return writes
+
+
+#: Packets left in the buffer they were decrypted into: the buffer, and each packet's
+#: start and length in it.
+PacketRun = tuple[BytesLike, Sequence[int], Sequence[int]]
+
+
+def coalesce_runs(runs: Sequence[PacketRun]) -> list[BytesLike]:
+    """`coalesce` of the packets of `runs`, in order, without first cutting them out of
+    their buffers: the compiled helper reads them in place and builds the writes in one
+    buffer, given back as views of it (one TUN write each)."""
+    module = helper.compiled()
+    if module is None:
+        packets = [
+            bytes(base[s : s + n])
+            for base, starts, lengths in runs
+            for s, n in zip(starts, lengths, strict=True)
+        ]
+        return list(coalesce(packets))
+    ffi, lib = module.ffi, module.lib
+    starts = list(chain.from_iterable(r[1] for r in runs))
+    lengths = list(chain.from_iterable(r[2] for r in runs))
+    n = len(starts)
+    if not n:
+        return []
+    # The cffi views of the buffers, kept alive for the call.
+    bases = [ffi.from_buffer("unsigned char[]", r[0]) for r in runs]
+    # At worst every packet is its own write, behind a zero header.
+    cap = sum(lengths) + VIRTIO_NET_HDR_LEN * n
+    out = helper.new_uncleared("unsigned char[]", cap)
+    sizes = helper.new_uncleared("size_t[]", n)
+    counts = [len(r[1]) for r in runs]
+    count = lib.larval_tcp_coalesce_runs(
+        len(runs), ffi.new("unsigned char *[]", bases), ffi.new("size_t[]", counts),
+        ffi.new("size_t[]", starts), ffi.new("size_t[]", lengths), out, cap, sizes,
+    )  # fmt: skip
+    if count < 0:
+        raise OffloadError(f"coalescing {n} packets failed")
+    view = memoryview(ffi.buffer(out, cap))
+    writes: list[BytesLike] = []
+    off = 0
+    for size in ffi.unpack(sizes, count):
+        end = off + size
+        writes.append(view[off:end])
+        off = end
     return writes

@@ -163,9 +163,13 @@ class PacketPath:
         on_ike: Callable[[bytes, bytes, int], None] | None = None,
         plain_esp: bool = False,
         send_many: Callable[[bytes, int, list[bytes]], None] | None = None,
+        deliver_many: Callable[[bytes, list[int], list[int]], None] | None = None,
     ) -> None:
         """`send_many(dst, port, payloads)`, if given, sends the datagrams of a batch to
-        one peer at once; without it the batch entries call `send` for each."""
+        one peer at once; without it the batch entries call `send` for each.
+        `deliver_many(buffer, starts, lengths)`, if given, takes the cleartext packets of
+        a decrypted tunnel-mode run where they lie in the run's plaintext buffer (packet
+        i: `lengths[i]` bytes from `starts[i]`); without it each goes to `deliver`."""
         self.stack = stack
         # SAs with no NAT-T port go as plain ESP when the I/O layer can send it, else
         # in UDP to port 4500 (what kernel-libipsec peers always use).
@@ -176,6 +180,7 @@ class PacketPath:
         self.send = send
         self.send_many = send_many
         self.deliver = deliver
+        self.deliver_many = deliver_many
         self.on_ike = on_ike
         self._lock = threading.Lock()
         self.drops: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
@@ -424,6 +429,9 @@ class PacketPath:
             for _ in packets:
                 self.drop("dead_sa")
             return
+        if ctx.tunnel and self.deliver_many is not None:
+            self._open_tunnel_batch(sa, ctx, packets, self.deliver_many, now)
+            return
         with ctx.lock:
             results = ctx.esp.decrypt_batch(packets)
         writer = self.stack.esp_state
@@ -458,6 +466,64 @@ class PacketPath:
         if delivered:
             with self._lock:
                 self.delivered += delivered
+
+    def _open_tunnel_batch(
+        self,
+        sa: SecurityAssociation,
+        ctx: EspContext,
+        packets: Sequence[bytes],
+        deliver_many: Callable[[bytes, list[int], list[int]], None],
+        now: float,
+    ) -> None:
+        """`_open_batch` of a tunnel-mode run whose cleartext packets stay in the
+        plaintext buffer of the decryption and are delivered from there, all at once."""
+        with ctx.lock:
+            plain, spans = ctx.esp.decrypt_spans(packets)
+        refusals: dict[bytes, str | None] = {}
+        account, refusal_of = sa.account, self._inbound_refusal
+        starts: list[int] = []
+        lengths: list[int] = []
+        # The last IPv4 flow looked at (protocol; addresses and ports) and its verdict:
+        # a packet of the same flow, the usual case, is compared in place, not keyed.
+        last_proto, last_tail, last_refused = -1, b"", None
+        for span in spans:
+            if isinstance(span, EspDropError):
+                if not isinstance(span, EspDummyPacket):
+                    self.drop(span.counter)
+                continue
+            _, start, length = span
+            if (
+                length >= 24
+                and plain[start] == 0x45
+                and plain[start + 9] == last_proto
+                and not (plain[start + 6] & 0x3F or plain[start + 7])
+                and plain.startswith(last_tail, start + 12)
+            ):
+                refused = last_refused
+            else:
+                key = _flow_key_at(plain, start, length)
+                if key is not None and key in refusals:
+                    refused = refusals[key]
+                else:
+                    refused = refusal_of(sa, ctx, plain[start : start + length])
+                    if key is not None:
+                        refusals[key] = refused
+                if key is not None and plain[start] == 0x45:
+                    last_proto, last_tail, last_refused = key[0], key[1:], refused
+            if refused is not None:
+                self.drop(refused)
+                continue
+            account(length, now)
+            starts.append(start)
+            lengths.append(length)
+        writer = self.stack.esp_state
+        if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
+            ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
+            writer.checkpoint_due()
+        if starts:
+            with self._lock:
+                self.delivered += len(starts)
+            deliver_many(plain, starts, lengths)
 
     def _inbound_released(self, sa: SecurityAssociation, esp: bytes) -> None:
         self._open(sa, esp, sa.lastuse or sa.addtime)
@@ -611,6 +677,17 @@ def _flow_key(packet: bytes) -> bytes | None:
         return packet[9:10] + packet[12:24]
     if len(packet) >= 44 and packet[0] >> 4 == 6 and packet[6] not in _IPV6_EXTENSIONS:
         return packet[6:7] + packet[8:44]
+    return None
+
+
+def _flow_key_at(buf: bytes, start: int, length: int) -> bytes | None:
+    """`_flow_key` of the packet of `length` bytes at `start` of `buf`."""
+    if length >= 24 and buf[start] == 0x45:
+        if buf[start + 6] & 0x3F or buf[start + 7]:
+            return None
+        return buf[start + 9 : start + 10] + buf[start + 12 : start + 24]
+    if length >= 44 and buf[start] >> 4 == 6 and buf[start + 6] not in _IPV6_EXTENSIONS:
+        return buf[start + 6 : start + 7] + buf[start + 8 : start + 44]
     return None
 
 
