@@ -91,7 +91,7 @@ from larval.crypto.ike_errors import IkeCryptoError
 from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Phase1Keys
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.ike import NAT_T_PORT
+from larval.ike import NAT_T_PORT, exchange_log
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig
 from larval.ike.events import (
     ChildSaDown,
@@ -227,6 +227,11 @@ for _state in State:
         TRANSITIONS[(_state, _INFO, _OPENS)] = Transition(Step.INFORMATIONAL)
 
 
+#: The exchanges as the exchange lines name them (RFC 2409's words).
+_EXCHANGE_NAMES = {MM: "Main Mode", AM: "Aggressive Mode", QM: "Quick Mode",
+                   _INFO: "Informational", TX: "Transaction"}  # fmt: skip
+
+
 def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal[NotifyType]:
     """The rows the table does not spell out, by rule; none is answered."""
     if state is State.CLOSED:
@@ -343,6 +348,8 @@ class IkeV1Session(IsakmpSa):
         self._now = 0.0  # the time of the message or timer being handled
         self._dropped: dict[str, int] = {}  # malformed messages by name (`take_dropped`)
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
+        self.unique_id = exchange_log.next_unique_id()  # how the exchange lines name it
+        self._notified: str | None = None  # the error of the Informational just taken
         self._pending_child: ChildConfig | None = None
         # What follows a message of ours that nothing answers (AM3, the XAuth ACK) once
         # it has landed: (when, in which state, what).
@@ -738,6 +745,7 @@ class IkeV1Session(IsakmpSa):
         state, exchange, turn = self.state, header.exchange_type, self._turn(header)
         key = (state, exchange, turn)
         entry = TRANSITIONS.get(key) or _refusal(*key)  # an exchange type with no name
+        marked, initiated = len(self._events), self._initiated(entry, header)
         try:
             if isinstance(entry, Refusal):
                 text = f"{exchange.name} ({turn.value}) not allowed in state {state.name}"
@@ -749,14 +757,57 @@ class IkeV1Session(IsakmpSa):
             if not isinstance(error, IkeV1OutOfPlace) and exchange is not _INFO:
                 self._dpd.heard(now)  # refused, but the peer's, and alive
             self._refused(exchange, error, now)
+            if exchange_log.enabled() and not isinstance(error, IkeV1OutOfPlace):
+                self._exchange_over(exchange, initiated, error.notify.name, marked)
             return error.answered
         if exchange is not _INFO:
             self._dpd.heard(now)
+        if exchange_log.enabled() and self._over(entry, header):
+            result = (self._notified if exchange is _INFO else None) or "ok"
+            self._exchange_over(exchange, initiated, result, marked)
         if entry.next is not None and self.state is not State.CLOSED:
             self._enter(entry.next)
             if entry.next is State.ESTABLISHED:
                 self._established(now)
         return True
+
+    def _initiated(self, entry: Entry, header: IkeV1Header) -> bool:
+        """Did this end open the exchange the message is of? (Asked before the message
+        is taken: a Quick Mode's task is gone once it is over.)"""
+        if isinstance(entry, Refusal):
+            return False
+        match entry.step:
+            case Step.PHASE1:
+                return self.initiator
+            case Step.QUICK_MODE:
+                return isinstance(self._quick.get(header.message_id), QuickModeInitiator)
+            case Step.TRANSACTION:
+                return True
+        return False  # the peer's opening message, or an Informational
+
+    def _over(self, entry: Transition[Step, State], header: IkeV1Header) -> bool:
+        """Is the exchange of the message just taken over? Phase 1 once the ISAKMP SA
+        is keyed and proved, a Quick Mode or Transaction once its task is done (the
+        responder's Transaction answers at once), an Informational at its one message."""
+        match entry.step:
+            case Step.PHASE1 | Step.MAIN_MODE_RESPONDER | Step.AGGRESSIVE_RESPONDER:
+                return entry.next is State.ESTABLISHED
+            case Step.QUICK_MODE:
+                return header.message_id not in self._quick
+            case Step.TRANSACTION:
+                return header.message_id not in self._transactions
+            case Step.TRANSACTION_RESPONDER | Step.INFORMATIONAL:
+                return True
+        return False  # QM1: QM3 ends it
+
+    def _exchange_over(self, exchange: ExchangeType, initiated: bool, result: str,
+                       marked: int) -> None:  # fmt: skip
+        """The exchange is over with `result` (``ok``, or the notification that ended it):
+        its line at INFO (`larval.ike.exchange_log`), with the CHILD_SAs among the events
+        reported since `marked`. The caller checked that INFO is on."""
+        exchange_log.log_exchange(self.config.name, self.unique_id, self.spi_i, self.spi_r,
+                                  _EXCHANGE_NAMES.get(exchange, exchange.name), initiated,
+                                  result, self.remote, list(self._events)[marked:])  # fmt: skip
 
     def _take(self, step: Step, inbound: Inbound, now: float) -> None:
         """Hand a message to the task the table's step names, and send what it builds."""
@@ -802,6 +853,7 @@ class IkeV1Session(IsakmpSa):
                     refused=self._quick_mode_refused,
                 )  # fmt: skip
                 self._run(informational, inbound, now)
+                self._notified = informational.error
 
     def _run(self, task: Task[Inbound, Outgoing | None], inbound: Inbound, now: float) -> None:
         """The task processes the message, and what it builds in answer goes out
