@@ -4,6 +4,7 @@ line and the file, JSON lines, and the one INFO line per exchange."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
@@ -320,3 +321,29 @@ def test_a_reload_applies_the_files_new_levels(
     daemon.reload()  # refused: the levels stay
     assert "reload refused" in caplog.text and "daemon.log.ike" in caplog.text
     assert logging.getLogger("larval.ike").getEffectiveLevel() == logging.WARNING
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("tries", [1, 5])
+def test_a_request_never_answered_is_an_exchange_with_no_answer(
+    version: int, tries: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its retransmissions given up (1 try), or the half-open IKE SA's time out first."""
+    from tests.ikev1 import test_session as v1
+    from tests.ikev2 import test_session as v2
+
+    caplog.set_level(logging.INFO, logger="larval.ike")
+    config = dataclasses.replace(v2.config(v2.A, v2.B), retransmit_tries=tries)
+    pair = (v1 if version == 1 else v2).Pair(config, v2.config(v2.B, v2.A), None)
+    pair.i.initiate(v2.child(v2.NET_A, v2.NET_B), 0.0)
+    now = 0.0
+    while now < 600 and not _exchanges(caplog):  # IKE_SA_INIT (MM1) --> lost, again and again
+        pair.i.datagrams_to_send(now)
+        now += 1.0
+        pair.i.handle_timer(now)
+    (line,) = _exchanges(caplog)
+    exchange = "Main Mode" if version == 1 else "IKE_SA_INIT"
+    assert (line.exchange, line.initiated, line.result) == (exchange, True, "no answer")  # type: ignore[attr-defined]
+    assert line.getMessage().endswith(f"{exchange} initiated, no answer, peer 192.0.2.2[500], "
+                                      f"SPIs {pair.i.spi_i.hex()}/0000000000000000")  # fmt: skip
+    assert now < 30 if tries == 1 else now >= 30

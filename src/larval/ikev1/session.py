@@ -405,6 +405,9 @@ class IkeV1Session(IsakmpSa):
     def handle_timer(self, now: float) -> None:
         self._now = now
         for gave_up in self._transport.handle_timer(now):
+            if exchange_log.enabled():
+                self._exchange_over(self._exchange_of(gave_up.message_id), True, "no answer",
+                                    len(self._events))  # fmt: skip
             reason = f"no answer to {gave_up.text} after {gave_up.transmissions} transmissions"
             if gave_up.message_id == PHASE1:
                 self._close(reason, now)
@@ -426,6 +429,9 @@ class IkeV1Session(IsakmpSa):
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             if self.state is not State.ESTABLISHED:
+                if exchange_log.enabled() and self.state not in (State.IDLE, State.XAUTH):
+                    self._exchange_over(self._exchange_of(PHASE1), self.initiator, "no answer",
+                                        len(self._events))  # fmt: skip
                 self._close("half-open ISAKMP SA timed out", now)
                 return
         if self._expire_at is not None and now >= self._expire_at:
@@ -799,6 +805,14 @@ class IkeV1Session(IsakmpSa):
             case Step.TRANSACTION_RESPONDER | Step.INFORMATIONAL:
                 return True
         return False  # QM1: QM3 ends it
+
+    def _exchange_of(self, message_id: int) -> ExchangeType:
+        """The exchange of a request of ours by its Message ID."""
+        if message_id == PHASE1:
+            return AM if self.aggressive else MM
+        if message_id == self._dpd.message_id:
+            return _INFO
+        return TX if message_id in self._transactions else QM
 
     def _exchange_over(self, exchange: ExchangeType, initiated: bool, result: str,
                        marked: int) -> None:  # fmt: skip

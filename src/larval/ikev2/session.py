@@ -349,10 +349,16 @@ class IkeSession(OverTransport):
 
     def handle_timer(self, now: float) -> None:
         for gave_up in self._transport.handle_timer(now):
+            if exchange_log.enabled():  # the request's text names its exchange
+                self._exchange_over(gave_up.text.split(" ", 1)[0] or "request", True,
+                                    "no answer")  # fmt: skip
             self._close(f"no answer after {gave_up.transmissions} transmissions", now)
             return
         if self._deadline is not None and now >= self._deadline:
             if self.state in (State.INIT_DONE, State.INIT_SENT, State.AUTH_SENT):
+                if exchange_log.enabled() and self.state is not State.INIT_DONE:
+                    under_way = "IKE_SA_INIT" if self.state is State.INIT_SENT else "IKE_AUTH"
+                    self._exchange_over(under_way, True, "no answer")
                 self._close("half-open IKE SA timed out", now)
             elif self.state is State.ESTABLISHED:
                 self._deadline = None
@@ -628,7 +634,8 @@ class IkeSession(OverTransport):
                 and not isinstance(error, IkeOutOfPlace)
                 and (is_response or error.answered)
             ):
-                self._exchange_over(header, _notify_name(error.notify), peer=addr)
+                self._exchange_over(exchange.name, is_response, _notify_name(error.notify),
+                                    peer=addr)  # fmt: skip
             return
         if entry.next is not None and over and self.state is not State.CLOSED:
             self._enter(entry.next)
@@ -678,7 +685,8 @@ class IkeSession(OverTransport):
             ours = self._tasks.response(message.message_id, message, now)
             over = ours is not None and ours.done
             if over and exchange_log.enabled():
-                self._exchange_over(message, _result(message.payloads), marked)
+                self._exchange_over(message.exchange_type.name, True, _result(message.payloads),
+                                    marked)  # fmt: skip
             return over
         if self.state in (State.IDLE, State.INIT_DONE):
             self.remote = addr  # §2.11: the IKE SA is answered where it is opened from
@@ -691,20 +699,20 @@ class IkeSession(OverTransport):
         task.answered(now)
         self._responding = None if task.done else task
         if task.done and exchange_log.enabled():
-            self._exchange_over(message, _result(answer), marked)
+            self._exchange_over(message.exchange_type.name, False, _result(answer), marked)
         return task.done
 
     def _exchange_over(
-        self, received: IkeMessage, result: str, marked: int | None = None,
+        self, exchange: str, initiated: bool, result: str, marked: int | None = None,
         peer: Address | None = None,
     ) -> None:  # fmt: skip
-        """The exchange of `received` is over with `result` (``ok``, or the error notify
-        that ended it): its line at INFO (`larval.ike.exchange_log`), with the CHILD_SAs
+        """An exchange is over with `result` (``ok``, the error notify that ended it, or
+        ``no answer``): its line at INFO (`larval.ike.exchange_log`), with the CHILD_SAs
         among the events reported since `marked`. The caller checked that INFO is on."""
         made = list(self._events)[marked:] if marked is not None else ()
+        peer = peer or self.remote
         exchange_log.log_exchange(self.config.name, self.unique_id, self.spi_i, self.spi_r,
-                                  received.exchange_type.name, received.is_response,
-                                  result, peer or self.remote, made)  # fmt: skip
+                                  exchange, initiated, result, peer, made)  # fmt: skip
 
     def _refused(self, request: IkeMessage, error: IkeExchangeError, addr: Address,
                  now: float) -> None:  # fmt: skip
