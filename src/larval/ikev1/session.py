@@ -1049,8 +1049,13 @@ class IkeV1Session(IsakmpSa):
                 self.report(ChildSaFailed(qm.child, f"Quick Mode refused: {kind.name}"))
 
     def _inform(self, payloads: tuple[Payload, ...]) -> None:
-        """INFORMATIONAL *{ HASH(1), N/D } -->, once (RFC 2409 §5.7)."""
+        """INFORMATIONAL *{ HASH(1), N/D } -->, once (RFC 2409 §5.7): an Informational
+        exchange of ours, whose line names the error it carries, if any."""
         self._transport.send(self._framed(protected(self, payloads)[1]))
+        if exchange_log.enabled():
+            errors = [p.notify_type.name for p in payloads
+                      if isinstance(p, NotifyPayload) and p.notify_type.is_error]  # fmt: skip
+            self._exchange_over(_INFO, True, errors[0] if errors else "ok", len(self._events))
 
     def _dpd_due(self) -> float | None:
         if self.state is not State.ESTABLISHED or not self.config.dpd_delay or not self.peer_dpd:
