@@ -179,9 +179,14 @@ def test_configure_json_writes_json_lines() -> None:
     logging.getLogger("larval.ike").debug("a %s", "debug line")
     logging.getLogger("larval.keymgr").debug("not written")
     logging.getLogger("larval.keymgr").info("written")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [(o["subsystem"], o["level"], o["message"]) for o in lines] == [
+    assert [(o["subsystem"], o["level"], o["message"]) for o in lines[:2]] == [
         ("ike", "debug", "a debug line"), ("keymgr", "info", "written")]  # fmt: skip
+    (warning,) = lines[2:]
+    assert warning["logger"] == "py.warnings" and "a library's warning" in warning["message"]
 
 
 # -- one line per exchange ---------------------------------------------------------------

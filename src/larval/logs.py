@@ -13,7 +13,8 @@ levels, with the command line's still on top.
 ``--log-format json`` writes one JSON object a line for log shippers: ``time`` (RFC 3339,
 UTC), ``level``, ``logger``, ``subsystem``, ``message``, and the structured fields a
 record carries (``extra=``: ``ike_sa``, ``spi_i``, ``exchange``, ``peer``, ...); an
-exception is the ``exception`` field, never lines of its own.
+exception is the ``exception`` field, never lines of its own, and a Python warning is a
+record of the ``py.warnings`` logger.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def configure(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    logging.captureWarnings(True)  # a library's warning is a line like the others
+    # In JSON a library's warning is a line like the others, not text among the objects.
+    logging.captureWarnings(log_format == "json")
     _Setup.command_line = dict(command_line)
     _Setup.configured = True
     apply_config_levels(config or {})
