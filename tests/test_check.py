@@ -479,3 +479,23 @@ def test_a_state_store_run_would_refuse(tmp_path: Path) -> None:
     }
     assert "00" * 32 not in json.dumps(report)
     assert larval("run", "-c", str(path), timeout=30).returncode == 2  # and run refuses it
+
+
+def test_a_bad_log_level_or_subsystem_is_named_by_check_and_refused_by_run(
+    tmp_path: Path,
+) -> None:
+    text = config(tmp_path) + '\n[daemon.log]\nlevel = "info"\nike = "loud"\nkernel = "debug"\n'
+    path = write(tmp_path, text)
+    status, report = check_json(path)
+    assert status == 2
+    named = {(p["key"], p["line"]) for p in problems(report) if p["severity"] == "error"}
+    lines = text.splitlines()
+    assert named == {("daemon.log.ike", lines.index('ike = "loud"') + 1),
+                     ("daemon.log.kernel", lines.index('kernel = "debug"') + 1)}  # fmt: skip
+    messages = " ".join(str(p["message"]) for p in problems(report))
+    assert "is not one of debug, info, warning, error" in messages
+    assert "unknown key; allowed: level, daemon, ike, keymgr, stack, dataplane, pfkey" in messages
+    assert run_refuses(path)
+    fixed = write(tmp_path, text.replace('"loud"', '"debug"').replace('kernel = "debug"\n', ""))
+    assert check_json(fixed)[0] == 0
+    assert load_daemon(str(fixed))[0].log_levels == {"level": logging.INFO, "ike": logging.DEBUG}

@@ -481,6 +481,8 @@ class KeymgrLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         host = self.demo.active
+        if hasattr(record, "exchange"):
+            return  # an exchange's line (`larval.ike.exchange_log`): the arrows say it
         text = record.getMessage()
         if host is not None and not any(word in text for word in _SAID_OTHERWISE):
             host.say(f"keymgr: {text}")
@@ -578,16 +580,19 @@ class Demo:
 
     @contextlib.contextmanager
     def keymgr_log(self) -> Iterator[None]:
-        """The key managers' log lines (``larval.ike`` at INFO) in the ladder meanwhile."""
-        logger = logging.getLogger("larval.ike")
-        handler, level = KeymgrLog(self), logger.level
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        """The key managers' log lines (``larval.ike`` and ``larval.keymgr`` at INFO) in
+        the ladder meanwhile."""
+        loggers = [logging.getLogger(name) for name in ("larval.ike", "larval.keymgr")]
+        handler, levels = KeymgrLog(self), [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
         try:
             yield
         finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.removeHandler(handler)
+                logger.setLevel(level)
 
     def _start(
         self, title: str = "1. Start: each key manager registers with its own stack (PF_KEY bytes)"

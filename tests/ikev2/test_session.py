@@ -621,7 +621,9 @@ def test_ike_sa_rekey_that_crosses_a_finished_one_gets_temporary_failure() -> No
 
 
 def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "larval.ike" and r.levelno == level]
+    """The message lines (not the exchanges' own: `larval.ike.exchange_log`)."""
+    return [r.getMessage() for r in caplog.records if r.name == "larval.ike"
+            and r.levelno == level and not hasattr(r, "exchange")]  # fmt: skip
 
 
 def test_one_log_line_per_message_with_the_payload_names(

@@ -126,6 +126,9 @@ secret = "{PSK}"
 
 
 class LarvalDaemon:
+    #: How `larval run` logs (a test may ask for more, or JSON).
+    log_args: tuple[str, ...] = ("--log-level", "debug")
+
     def __init__(self, site: Site, config: str) -> None:
         self.site = site
         self.config = site.dir / "larval.toml"
@@ -138,7 +141,7 @@ class LarvalDaemon:
         (self.site.dir / "control").unlink(missing_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - the process owns it
         self.proc = self.site.ns.popen(
-            [sys.executable, "-m", "larval", "run", "-c", str(self.config), "--log-level", "debug"],
+            [sys.executable, "-m", "larval", "run", "-c", str(self.config), *self.log_args],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
@@ -191,6 +194,7 @@ class Topology:
         self.stack = ExitStack()
         self.daemons: list[LarvalDaemon] = []
         self.charons: list[Charon] = []
+        self.charon_loglevel = 1  # charon's filelog default (4: keys and nonces too)
 
     def __enter__(self) -> Topology:
         tag = uuid.uuid4().hex[:6]
@@ -256,7 +260,7 @@ class Topology:
         """`swanctl`: a swanctl.conf of the test's own in place of the PSK one;
         `credentials`: a directory in swanctl's layout copied into charon's."""
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
-        charon = Charon(site.ns, site.dir / "charon")
+        charon = Charon(site.ns, site.dir / "charon", self.charon_loglevel)
         charon.write_config(
             ConnConfig(site.address, OUTER[site.peer], PSK,
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,

@@ -75,7 +75,7 @@ def test_half_open_ike_sas_that_time_out_are_counted_not_logged(
         b.keymgr.receive_ike((n + 1).to_bytes(8, "big") + init[8:], ("192.0.2.1", IKE_PORT),
                              b.addr, 0.0)  # fmt: skip
     assert len(b.keymgr.sessions) == OPENERS
-    with caplog.at_level(logging.INFO, logger="larval.ike"):
+    with caplog.at_level(logging.INFO, logger="larval.keymgr"):
         for now in (30.0, 60.0, 120.0):
             b.keymgr.handle_timer(now)
     assert b.keymgr.sessions == {}
@@ -91,7 +91,7 @@ def test_the_end_of_an_authenticated_ike_sa_is_always_logged(
     a, b = Host("a", "b", "trap"), Host("b", "a", "none")
     a.keymgr.start(0.0)
     b.keymgr.start(0.0)
-    with caplog.at_level(logging.INFO, logger="larval.ike"):
+    with caplog.at_level(logging.INFO, logger="larval.keymgr"):
         for n in range(10):  # up and down again, ten times: every line shows
             a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), float(n))
             carry(a, b, float(n))

@@ -76,7 +76,7 @@ def test_a_restarted_key_manager_has_the_same_sas_and_message_ids(
     assert set(doc["sas"]) == {"in", "out"} and doc["hard_at"] > doc["soft_at"] > 0
     assert doc["ike_sa"] == f"{ike.spi_i.hex()}/{ike.spi_r.hex()}"
 
-    caplog.set_level(logging.INFO, "larval.ike")
+    caplog.set_level(logging.INFO, "larval.keymgr")
     a2 = _restarted(version, store, 10.0)
     (ike2,) = a2.keymgr.sessions.values()
     assert (ike2.spi_i, ike2.spi_r) == (ike.spi_i, ike.spi_r)
@@ -392,7 +392,7 @@ def test_an_isakmp_sa_expired_while_down_is_deleted_with_the_peer(
     a, b = _up(1, store)
     (session,) = a.keymgr.sessions.values()
     assert session.expires_at is not None
-    caplog.set_level(logging.INFO, "larval.ike")
+    caplog.set_level(logging.INFO, "larval.keymgr")
     later = session.expires_at + 1
     a2 = _restarted(1, store, later)
     assert "expired while larval was down; deleting it" in caplog.text
@@ -547,7 +547,7 @@ def test_a_child_sa_rekey_of_ours_lost_at_the_kill_is_retried_and_leaves_nothing
     assert len(b.keymgr.children) == 2  # b's half of the lost CHILD_SA among them
     stale = next(spi for spi, c in b.keymgr.children.items() if c.spi_out == lost)
 
-    caplog.set_level(logging.INFO, "larval.ike")
+    caplog.set_level(logging.INFO, "larval.keymgr")
     a2 = _restarted(2, store, now + 1)
     assert f"deleting SPI {lost:08x} with the peer" in caplog.text
     # INFORMATIONAL { D(ESP, lost) } -->  <-- { D(ESP, stale) }, then the rekey again,

@@ -211,7 +211,7 @@ def test_a_connection_without_the_proposal_offered_leaves_it_to_another(
 
 
 def test_a_peer_no_connections_addresses_take_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "larval.ike")
+    caplog.set_level(logging.INFO, "larval.keymgr")
     data = gateway({"lab": {"remote_addrs": ["192.0.2.0/30"], "local": {"auth": "psk"},
                             "remote": {"auth": "psk", "id": "%any"}}},
                    secrets={"ike-any": {"secret": PSK["gw"]}})  # fmt: skip

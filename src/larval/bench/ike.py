@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
 import os
 import select
@@ -226,7 +227,9 @@ def _peer(
     state: Path | str | None = None,
 ) -> None:
     """A process's whole life: set up, wait for the other, run, report. `state`: where
-    the state store is (`_with_store`); None: no store."""
+    the state store is (`_with_store`); None: no store. The log is at WARNING, as a
+    gateway under load would run it: no exchange line is made (`larval.ike.exchange_log`)."""
+    logging.getLogger("larval").setLevel(logging.WARNING)
     node = _node(me, peer, credentials)
     keymgr = node.keymgr
     try:

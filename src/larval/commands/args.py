@@ -6,6 +6,8 @@ import argparse
 import os
 from collections.abc import Callable
 
+from larval.logs import FORMATS, SUBSYSTEMS, Levels, LogLevelError, configure, parse_levels
+
 DEFAULT_CONTROL_SOCKET = "/run/larval/control"
 
 
@@ -46,12 +48,40 @@ def control_socket_option(p: argparse.ArgumentParser) -> None:
 
 
 def log_level_option(p: argparse.ArgumentParser) -> None:
+    """`--log-level` (repeatable) and `--log-format` (`larval.logs`)."""
     p.add_argument(
         "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="the least severe log lines written to standard error (default info)",
+        action="append",
+        type=_levels,
+        metavar="[LEVEL][,SUBSYSTEM=LEVEL...]",
+        help="the least severe log lines written to standard error: debug, info (the "
+        "default), warning or error, for all subsystems, or for one with SUBSYSTEM=LEVEL ("
+        + ", ".join(SUBSYSTEMS)
+        + "); e.g. info,ike=debug,pfkey=warning",
     )
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text (the default) or json: one JSON object a line, for log shippers",
+    )
+
+
+def _levels(text: str) -> Levels:
+    try:
+        return parse_levels(text)
+    except LogLevelError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Logging as `log_level_option`'s options say, the later `--log-level` over the
+    earlier; the configuration file's ``[daemon.log]`` is applied under them later
+    (`larval.logs.apply_config_levels`)."""
+    levels: Levels = {}
+    for given in args.log_level or ():
+        levels.update(given)
+    configure(levels, args.log_format)
 
 
 def json_option(p: argparse.ArgumentParser) -> None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 from typing import Any
 
-from larval.commands.args import control_socket_option, json_option, log_level_option
+from larval.commands.args import (
+    configure_logging,
+    control_socket_option,
+    json_option,
+    log_level_option,
+)
 from larval.commands.stack import socket_dirs
 from larval.net.control import ControlError, control_request
 
@@ -40,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "run":
         from larval.daemon.ike_daemon import IkeDaemon
 
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+        configure_logging(args)
         daemon = IkeDaemon(args.config, fresh=args.fresh)
         where = f"{args.config}: daemon."
         socket_dirs(

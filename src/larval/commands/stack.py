@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 
-from larval.commands.args import default_control_socket, log_level_option, number
+from larval.commands.args import configure_logging, default_control_socket, log_level_option, number
 from larval.commands.sa import UsageError, default_socket
 from larval.esp import NAT_T_PORT
 from larval.esp.ip import MAX_MTU, MIN_MTU
@@ -83,9 +82,7 @@ def run(args: argparse.Namespace, store: StateStore | None = None) -> int:
     (`larval.stack.esp_state`); `bench tunnel` passes one to measure what it costs."""
     from larval.daemon.stack_service import DataplaneConfig, StackService
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    configure_logging(args)
     # The policy file is read and checked first: a bad one leaves nothing made on disk.
     policy_text = None
     if args.policy:

@@ -189,6 +189,14 @@ State that survives a restart (`larval.store.sqlite`)::
 Both are absolute paths; ``state_key`` without ``state`` is an error (`_state`).
 With ``[ha]`` the state is in etcd instead: ``state_key`` is required (the same file on
 every node of the group) and ``state`` is an error (`_ha_state`).
+
+Log levels (`larval.logs`; ``larval run --log-level`` wins over them, key by key), applied
+again at each reload::
+
+    [daemon.log]
+    level = "info"                           # every subsystem's, unless given its own
+    ike = "debug"                            # daemon ike keymgr stack dataplane pfkey ...
+    pfkey = "warning"
 """
 
 from __future__ import annotations
@@ -205,6 +213,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
+from larval import logs
 from larval.crypto.ike_errors import IkeProposalError
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
 from larval.crypto.proposals import ProposalError
@@ -239,7 +248,7 @@ _T = TypeVar("_T")
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
                "credentials", "resolv_file", "routing_table", "routing_table_prio",
-               "state", "state_key", "save_keys")  # fmt: skip
+               "state", "state_key", "save_keys", "log")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -390,6 +399,8 @@ class DaemonConfig:
     auth_sides: dict[str, tuple[tuple[AuthSide, ...], tuple[AuthSide, ...]]] = field(
         default_factory=dict, compare=False
     )
+    #: ``[daemon.log]``: the log levels, the default and by subsystem (`larval.logs`).
+    log_levels: dict[str, int] = field(default_factory=dict)
 
 
 HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl",
@@ -609,6 +620,8 @@ def _parse(r: _Collector, data: dict[str, Any]) -> DaemonConfig:
     if "save_keys" in daemon:
         config.save_keys = r.get(lambda: _string(r, "daemon.save_keys", daemon["save_keys"]),
                                  None)  # fmt: skip
+    if "log" in daemon:
+        config.log_levels = r.get(lambda: _log_levels(r, daemon["log"]), {})
     every_secret = top.get("secrets", {})
     eap_passwords: dict[str, str] = {}
     with r.attempt("secrets"):
@@ -687,6 +700,21 @@ def _tun_addresses(r: ConfigReader, daemon: Mapping[str, Any]) -> list[str]:
         except ValueError:
             raise r.error(f"daemon.tun_addresses[{i}]", f"{text!r} is not address/prefix") from None
     return tun_addresses
+
+
+def _log_levels(r: _Collector, value: object) -> dict[str, int]:
+    """``[daemon.log]``: ``level`` for every subsystem, and a subsystem's own
+    (``ike = "debug"``); each a level `larval.logs.LEVELS` names. Each bad one is noted."""
+    allowed = (logs.DEFAULT, *logs.SUBSYSTEMS)
+    levels: dict[str, int] = {}
+    for name, level in r.table("daemon.log", value, allowed).items():
+        if name in allowed:
+            with r.attempt():
+                levels[name] = logs.LEVELS[r.choice(f"daemon.log.{name}", level, _LEVEL_NAMES)]
+    return levels
+
+
+_LEVEL_NAMES = ("debug", "info", "warning", "error")
 
 
 def _fragment_size(r: ConfigReader, daemon: Mapping[str, Any]) -> int:

@@ -40,6 +40,7 @@ from larval.ha.role import HaRole
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.keymgr.persist import take_batch
 from larval.keymgr.road_warrior import host_state
+from larval.logs import apply_config_levels
 from larval.net.control import ControlError
 from larval.net.udp import UdpSocket
 from larval.node import Node
@@ -129,6 +130,7 @@ class IkeDaemon(StackService):
         # that is not among them, stops the start, every line shown.
         self.config, self.credentials = load_daemon(config_path)
         cfg = self.config
+        apply_config_levels(cfg.log_levels)
         dataplane = None
         if cfg.tun:
             # A road warrior's routes wait for its virtual address (`RoadWarrior`).
@@ -378,7 +380,7 @@ class IkeDaemon(StackService):
         certificates resolved against it: a new CRL or CA applies to the IKE SAs set up
         from then on. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
         at start: a change there is logged and waits for a restart, except
-        ``save_keys``, which opens nothing and follows the file. A file or a
+        ``save_keys`` and the log levels, which open nothing and follow the file. A file or a
         credentials directory that does not load, or policies the SPD refuses, change
         nothing; every line of the problem is logged. The log says what changed. A pool
         whose definition is unchanged keeps its leases (`keep_pools`).
@@ -431,6 +433,7 @@ class IkeDaemon(StackService):
         log.info("configuration reloaded from %s: %s", self.config_path,
                  "; ".join(done) or "nothing changed")  # fmt: skip
         self._save_keys()
+        apply_config_levels(self.config.log_levels)
 
     # -- control operations ------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ __all__ = [
 
 # What a reload takes from the file (and the credentials directory it names); the rest
 # of it ([daemon]: addresses, sockets, TUN) is bound to sockets and devices opened at start.
-# ``daemon.save_keys`` opens nothing at start: a reload turns it on or off.
+# ``daemon.save_keys`` opens nothing at start: a reload turns it on or off; nor do the
+# log levels of ``[daemon.log]``.
 RELOADED = (
     "connections",
     "policies",
@@ -50,6 +51,7 @@ RELOADED = (
     "pools",
     "auth_sides",
     "save_keys",
+    "log_levels",
 )
 
 _T = TypeVar("_T")

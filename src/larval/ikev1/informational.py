@@ -119,6 +119,8 @@ class Informational:
         self._refused = refused
         self._answers: list[Outgoing] = []
         self._closed = False
+        #: The first error the peer notified, by name (the exchange's line shows it).
+        self.error: str | None = None
 
     def build(self, now: float) -> Outgoing | None:
         """The ACK of an R-U-THERE, if one came; then None."""
@@ -130,6 +132,8 @@ class Informational:
             message = decode_message(inbound.data)
             check_payloads(message, 1, encrypted=False)
             errors = [n for n in message.get(NotifyPayload) if n.notify_type.is_error]
+            if errors:
+                self.error = errors[0].notify_type.name
             if errors and not self.established:
                 # Before Phase 1 is done nothing can be authenticated (RFC 2409 §5.7); a
                 # refusal that names our cookies ends the attempt.
@@ -154,6 +158,8 @@ class Informational:
 
     def _notified(self, payload: NotifyPayload, now: float) -> None:
         kind = payload.notify_type
+        if kind.is_error and self.error is None:
+            self.error = kind.name
         if kind == NotifyType.R_U_THERE:
             # RFC 3706 §5.3: the ACK echoes the sequence number.
             ack = self.sa.notify(NotifyType.R_U_THERE_ACK, payload.data)

@@ -91,7 +91,7 @@ from larval.crypto.ike_errors import IkeCryptoError
 from larval.crypto.ike_transforms import Transform as Ikev2Transform
 from larval.crypto.ikev1_keys import Phase1Keys
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.ike import NAT_T_PORT
+from larval.ike import NAT_T_PORT, exchange_log
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig
 from larval.ike.events import (
     ChildSaDown,
@@ -227,6 +227,11 @@ for _state in State:
         TRANSITIONS[(_state, _INFO, _OPENS)] = Transition(Step.INFORMATIONAL)
 
 
+#: The exchanges as the exchange lines name them (RFC 2409's words).
+_EXCHANGE_NAMES = {MM: "Main Mode", AM: "Aggressive Mode", QM: "Quick Mode",
+                   _INFO: "Informational", TX: "Transaction"}  # fmt: skip
+
+
 def _refusal(state: State, exchange: ExchangeType, turn: Turn) -> Refusal[NotifyType]:
     """The rows the table does not spell out, by rule; none is answered."""
     if state is State.CLOSED:
@@ -343,6 +348,8 @@ class IkeV1Session(IsakmpSa):
         self._now = 0.0  # the time of the message or timer being handled
         self._dropped: dict[str, int] = {}  # malformed messages by name (`take_dropped`)
         self._dpd = Dpd(self, int.from_bytes(random_bytes(4), "big") & 0x7FFFFFFF)
+        self.unique_id = exchange_log.next_unique_id()  # how the exchange lines name it
+        self._notified: str | None = None  # the error of the Informational just taken
         self._pending_child: ChildConfig | None = None
         # What follows a message of ours that nothing answers (AM3, the XAuth ACK) once
         # it has landed: (when, in which state, what).
@@ -398,6 +405,9 @@ class IkeV1Session(IsakmpSa):
     def handle_timer(self, now: float) -> None:
         self._now = now
         for gave_up in self._transport.handle_timer(now):
+            if exchange_log.enabled():
+                self._exchange_over(self._exchange_of(gave_up.message_id), True, "no answer",
+                                    len(self._events))  # fmt: skip
             reason = f"no answer to {gave_up.text} after {gave_up.transmissions} transmissions"
             if gave_up.message_id == PHASE1:
                 self._close(reason, now)
@@ -419,6 +429,9 @@ class IkeV1Session(IsakmpSa):
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             if self.state is not State.ESTABLISHED:
+                if exchange_log.enabled() and self.state not in (State.IDLE, State.XAUTH):
+                    self._exchange_over(self._exchange_of(PHASE1), self.initiator, "no answer",
+                                        len(self._events))  # fmt: skip
                 self._close("half-open ISAKMP SA timed out", now)
                 return
         if self._expire_at is not None and now >= self._expire_at:
@@ -738,6 +751,7 @@ class IkeV1Session(IsakmpSa):
         state, exchange, turn = self.state, header.exchange_type, self._turn(header)
         key = (state, exchange, turn)
         entry = TRANSITIONS.get(key) or _refusal(*key)  # an exchange type with no name
+        marked, initiated = len(self._events), self._initiated(entry, header)
         try:
             if isinstance(entry, Refusal):
                 text = f"{exchange.name} ({turn.value}) not allowed in state {state.name}"
@@ -749,14 +763,65 @@ class IkeV1Session(IsakmpSa):
             if not isinstance(error, IkeV1OutOfPlace) and exchange is not _INFO:
                 self._dpd.heard(now)  # refused, but the peer's, and alive
             self._refused(exchange, error, now)
+            if exchange_log.enabled() and not isinstance(error, IkeV1OutOfPlace):
+                self._exchange_over(exchange, initiated, error.notify.name, marked)
             return error.answered
         if exchange is not _INFO:
             self._dpd.heard(now)
+        if exchange_log.enabled() and self._over(entry, header):
+            result = (self._notified if exchange is _INFO else None) or "ok"
+            self._exchange_over(exchange, initiated, result, marked)
         if entry.next is not None and self.state is not State.CLOSED:
             self._enter(entry.next)
             if entry.next is State.ESTABLISHED:
                 self._established(now)
         return True
+
+    def _initiated(self, entry: Entry, header: IkeV1Header) -> bool:
+        """Did this end open the exchange the message is of? (Asked before the message
+        is taken: a Quick Mode's task is gone once it is over.)"""
+        if isinstance(entry, Refusal):
+            return False
+        match entry.step:
+            case Step.PHASE1:
+                return self.initiator
+            case Step.QUICK_MODE:
+                return isinstance(self._quick.get(header.message_id), QuickModeInitiator)
+            case Step.TRANSACTION:
+                return True
+        return False  # the peer's opening message, or an Informational
+
+    def _over(self, entry: Transition[Step, State], header: IkeV1Header) -> bool:
+        """Is the exchange of the message just taken over? Phase 1 once the ISAKMP SA
+        is keyed and proved, a Quick Mode or Transaction once its task is done (the
+        responder's Transaction answers at once), an Informational at its one message."""
+        match entry.step:
+            case Step.PHASE1 | Step.MAIN_MODE_RESPONDER | Step.AGGRESSIVE_RESPONDER:
+                return entry.next is State.ESTABLISHED
+            case Step.QUICK_MODE:
+                return header.message_id not in self._quick
+            case Step.TRANSACTION:
+                return header.message_id not in self._transactions
+            case Step.TRANSACTION_RESPONDER | Step.INFORMATIONAL:
+                return True
+        return False  # QM1: QM3 ends it
+
+    def _exchange_of(self, message_id: int) -> ExchangeType:
+        """The exchange of a request of ours by its Message ID."""
+        if message_id == PHASE1:
+            return AM if self.aggressive else MM
+        if message_id == self._dpd.message_id:
+            return _INFO
+        return TX if message_id in self._transactions else QM
+
+    def _exchange_over(self, exchange: ExchangeType, initiated: bool, result: str,
+                       marked: int) -> None:  # fmt: skip
+        """The exchange is over with `result` (``ok``, or the notification that ended it):
+        its line at INFO (`larval.ike.exchange_log`), with the CHILD_SAs among the events
+        reported since `marked`. The caller checked that INFO is on."""
+        exchange_log.log_exchange(self.config.name, self.unique_id, self.spi_i, self.spi_r,
+                                  _EXCHANGE_NAMES.get(exchange, exchange.name), initiated,
+                                  result, self.remote, list(self._events)[marked:])  # fmt: skip
 
     def _take(self, step: Step, inbound: Inbound, now: float) -> None:
         """Hand a message to the task the table's step names, and send what it builds."""
@@ -802,6 +867,7 @@ class IkeV1Session(IsakmpSa):
                     refused=self._quick_mode_refused,
                 )  # fmt: skip
                 self._run(informational, inbound, now)
+                self._notified = informational.error
 
     def _run(self, task: Task[Inbound, Outgoing | None], inbound: Inbound, now: float) -> None:
         """The task processes the message, and what it builds in answer goes out
@@ -983,8 +1049,13 @@ class IkeV1Session(IsakmpSa):
                 self.report(ChildSaFailed(qm.child, f"Quick Mode refused: {kind.name}"))
 
     def _inform(self, payloads: tuple[Payload, ...]) -> None:
-        """INFORMATIONAL *{ HASH(1), N/D } -->, once (RFC 2409 §5.7)."""
+        """INFORMATIONAL *{ HASH(1), N/D } -->, once (RFC 2409 §5.7): an Informational
+        exchange of ours, whose line names the error it carries, if any."""
         self._transport.send(self._framed(protected(self, payloads)[1]))
+        if exchange_log.enabled():
+            errors = [p.notify_type.name for p in payloads
+                      if isinstance(p, NotifyPayload) and p.notify_type.is_error]  # fmt: skip
+            self._exchange_over(_INFO, True, errors[0] if errors else "ok", len(self._events))
 
     def _dpd_due(self) -> float | None:
         if self.state is not State.ESTABLISHED or not self.config.dpd_delay or not self.peer_dpd:

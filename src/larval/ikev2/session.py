@@ -53,7 +53,9 @@ the exchange with the lowest of the four nonces made a redundant SA, which its c
 deletes: a redundant IKE SA is announced too, holds no CHILD_SA, and closes with its
 DELETE; the CHILD_SAs go to the IKE SA that stays (§2.8.2).
 
-Logging (`larval.ike`): one line per message sent or received, as strongSwan writes them,
+Logging (`larval.ike`): one line per exchange at INFO, once it is over, naming the IKE
+SA, the peer, the result and the SPIs (`larval.ike.exchange_log`); one line per message
+sent or received, as strongSwan writes them,
 ``s2s[SPIi/SPIr]: sending IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]``, at INFO, and at
 DEBUG for retransmissions. Only payload names are logged, never keys, nonces or AUTH
 data. A NO_PROPOSAL_CHOSEN sent by this end logs both sides' proposals. A refused
@@ -73,7 +75,7 @@ from larval.crypto.ike_errors import IkeCryptoError, IkeIntegrityError
 from larval.crypto.ike_keys import IkeSaKeys, derive_rekeyed_ike_sa_keys
 from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.ike import IKE_PORT
+from larval.ike import IKE_PORT, exchange_log
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
@@ -267,6 +269,7 @@ class IkeSession(OverTransport):
         self.children: dict[int, ChildSa] = {}  # by inbound SPI
         self.suite: Suite = ()
         self._events: deque[Event] = deque()
+        self.unique_id = exchange_log.next_unique_id()  # how the exchange lines name it
         self._request_text = self._response_text = ""  # how the logs name them
         # RFC 7383: offered by us; agreed (`fragmentation`) once the peer announced it (§2.3).
         self._fragmentation_offered = fragmentation
@@ -346,10 +349,16 @@ class IkeSession(OverTransport):
 
     def handle_timer(self, now: float) -> None:
         for gave_up in self._transport.handle_timer(now):
+            if exchange_log.enabled():  # the request's text names its exchange
+                self._exchange_over(gave_up.text.split(" ", 1)[0] or "request", True,
+                                    "no answer")  # fmt: skip
             self._close(f"no answer after {gave_up.transmissions} transmissions", now)
             return
         if self._deadline is not None and now >= self._deadline:
             if self.state in (State.INIT_DONE, State.INIT_SENT, State.AUTH_SENT):
+                if exchange_log.enabled() and self.state is not State.INIT_DONE:
+                    under_way = "IKE_SA_INIT" if self.state is State.INIT_SENT else "IKE_AUTH"
+                    self._exchange_over(under_way, True, "no answer")
                 self._close("half-open IKE SA timed out", now)
             elif self.state is State.ESTABLISHED:
                 self._deadline = None
@@ -620,6 +629,13 @@ class IkeSession(OverTransport):
             # The one place where what the table refuses, and what an exchange refuses,
             # turns into an answer or a logged drop (RFC 7296 §2.21).
             self._refused(header, error, addr, now)
+            if (
+                exchange_log.enabled()
+                and not isinstance(error, IkeOutOfPlace)
+                and (is_response or error.answered)
+            ):
+                self._exchange_over(exchange.name, is_response, _notify_name(error.notify),
+                                    peer=addr)  # fmt: skip
             return
         if entry.next is not None and over and self.state is not State.CLOSED:
             self._enter(entry.next)
@@ -664,19 +680,39 @@ class IkeSession(OverTransport):
                 self._init_response = data
             else:
                 self._init_request = data
+        marked = len(self._events)
         if task_of is REQUESTER:
             ours = self._tasks.response(message.message_id, message, now)
-            return ours is not None and ours.done
+            over = ours is not None and ours.done
+            if over and exchange_log.enabled():
+                self._exchange_over(message.exchange_type.name, True, _result(message.payloads),
+                                    marked)  # fmt: skip
+            return over
         if self.state in (State.IDLE, State.INIT_DONE):
             self.remote = addr  # §2.11: the IKE SA is answered where it is opened from
         task = self._responding
         if task is None or task.exchange is not message.exchange_type:
             task = task_of(self)
         task.process(message, now)
-        self._answer(message, task.build(now))
+        answer = task.build(now)
+        self._answer(message, answer)
         task.answered(now)
         self._responding = None if task.done else task
+        if task.done and exchange_log.enabled():
+            self._exchange_over(message.exchange_type.name, False, _result(answer), marked)
         return task.done
+
+    def _exchange_over(
+        self, exchange: str, initiated: bool, result: str, marked: int | None = None,
+        peer: Address | None = None,
+    ) -> None:  # fmt: skip
+        """An exchange is over with `result` (``ok``, the error notify that ended it, or
+        ``no answer``): its line at INFO (`larval.ike.exchange_log`), with the CHILD_SAs
+        among the events reported since `marked`. The caller checked that INFO is on."""
+        made = list(self._events)[marked:] if marked is not None else ()
+        peer = peer or self.remote
+        exchange_log.log_exchange(self.config.name, self.unique_id, self.spi_i, self.spi_r,
+                                  exchange, initiated, result, peer, made)  # fmt: skip
 
     def _refused(self, request: IkeMessage, error: IkeExchangeError, addr: Address,
                  now: float) -> None:  # fmt: skip
@@ -772,6 +808,18 @@ class IkeSession(OverTransport):
         self._tasks.close()
         self._deadline = None
         self._events.append(IkeSaDown(reason, by_peer))
+
+
+def _notify_name(notify: int) -> str:
+    return NotifyType(notify).name
+
+
+def _result(payloads: tuple[Payload, ...]) -> str:
+    """``ok``, or the first error notification of a message's payloads (RFC 7296 §3.10.1)."""
+    for p in payloads:
+        if isinstance(p, NotifyPayload) and p.notify_type.is_error:
+            return p.notify_type.name
+    return "ok"
 
 
 def _out_of_place(

@@ -105,7 +105,7 @@ from larval.pfkey import (
 from larval.pools import Lease, PoolAttributes, Pools
 from larval.store import StateStore
 
-log = logging.getLogger("larval.ike")
+log = logging.getLogger("larval.keymgr")
 
 #: Inverse ACQUIRE answers kept (`KeyManager._ask_policy`) before they are all forgotten.
 _POLICY_ANSWERS_KEPT = 1024

@@ -92,7 +92,7 @@ from larval.store import (
 if TYPE_CHECKING:
     from larval.keymgr.manager import ChildRecord, KeyManager
 
-log = logging.getLogger("larval.ike")
+log = logging.getLogger("larval.keymgr")
 
 __all__ = ["Batch", "Persistence", "RestoreReport", "child_key", "ike_key", "take_batch"]
 
