@@ -329,6 +329,7 @@ class FastPath:
                     _apply_optional(sa, pair_spi, lifetimes, idle_at is not None, proxy,
                                     inner_dst, natt_loc, natt_rem)  # fmt: skip
                 sa.state = _MATURE
+                table.bump()  # a lookup may choose it now
                 released = sa.mature()
                 sadb._expiry.reschedule(sa)  # the larval lifetime ends; these apply
                 reindex = track_inner and inner_before != _inner_state(sa)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaType
+from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaState, SaType
 from larval.sadb import (
     Audience,
     FastPath,
@@ -51,7 +51,7 @@ from larval.stack.esp_state import (
     EspStateWriter,
 )
 from larval.stack.flow import PacketError, parse_flow
-from larval.stack.flow_cache import FlowCache
+from larval.stack.flow_cache import MAX_FLOWS, FlowCache, flow_key
 from larval.store import StateStore
 
 Emit = Callable[[list[PfkeyReply]], None]
@@ -64,6 +64,9 @@ class Verdict(enum.Enum):
     HELD = "held"  # waits on an acquire record for its SA
     DROP = "drop"  # not an IP packet we can read
     NO_PEER_SA = "no-peer-sa"  # a tunnel to any peer, and no SA covers the destination
+
+
+_MATURE = SaState.MATURE
 
 
 class Outbound(NamedTuple):
@@ -113,6 +116,10 @@ class Stack:
             self.use_store(store)
         self.outbound_policies = FlowCache(self.spd, Direction.OUT)
         self.inbound_policies = FlowCache(self.spd, Direction.IN)
+        # PROTECT verdicts by flow key, with the SPD and ESP table generations they were
+        # found at (`outbound`).
+        self._esp_table = self.sadb.esp_table
+        self._protected: dict[bytes, tuple[int, int, SecurityAssociation, Outbound]] = {}
         self._drops_lock = threading.Lock()
         # "no_peer_sa" joins them the first time a tunnel to any peer has no SA.
         self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
@@ -155,7 +162,32 @@ class Stack:
     # -- packets ------------------------------------------------------------------------
 
     def outbound(self, packet: Packet, now: float) -> Outbound:
-        """What to do with a packet leaving the host (RFC 4301 §5.1)."""
+        """What to do with a packet leaving the host (RFC 4301 §5.1).
+
+        A PROTECT verdict with a MATURE SA is remembered per flow (`flow_key`): it holds
+        while the SPD and the SADB's ESP table are at the generations read before the
+        lookup and the SA is still MATURE, as nothing else can change the answer. So a
+        flow's later packets skip the policy and SA lookups, whatever the SAs' number."""
+        key = flow_key(packet)
+        if key is not None:
+            hit = self._protected.get(key)
+            if (
+                hit is not None
+                and hit[0] == self.spd.generation
+                and hit[1] == self._esp_table.generation
+                and hit[2].state == _MATURE
+            ):
+                return hit[3]
+            generations = (self.spd.generation, self._esp_table.generation)
+        result = self._outbound(packet, now)
+        if key is not None and result.sa is not None and result.sa.state == _MATURE:
+            protected = self._protected
+            if len(protected) >= MAX_FLOWS:
+                protected.clear()  # a scan or a flood: start over rather than grow
+            protected[key] = (*generations, result.sa, result)
+        return result
+
+    def _outbound(self, packet: Packet, now: float) -> Outbound:
         try:
             policy = self.outbound_policies.lookup(packet)
         except PacketError:
