@@ -37,6 +37,7 @@ from larval.esp import (
 )
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
+from larval.esp.sa import EspDecrypted
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -207,9 +208,13 @@ class PacketPath:
             self._verdict(verdict)
 
     def outbound_batch(self, packets: Sequence[bytes], now: float) -> None:
-        """`outbound` for each of `packets`, in order; one SPD and SADB lookup per run of
-        consecutive packets of one flow, one `encrypt_batch` per run that is protected."""
+        """`outbound` for each of `packets`; one SPD and SADB lookup per run of consecutive
+        packets of one flow. The protected packets are grouped by SA, each SA's in their
+        order, and each SA's sealed in one `encrypt_batch` call: a batch's packets of
+        different SAs (or not protected) may leave in another order than they came, never
+        those of one SA."""
         n = len(packets)
+        runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
         i = 0
         while i < n:
             packet = packets[i]
@@ -218,14 +223,15 @@ class PacketPath:
             if key is not None:
                 while j < n and _flow_key(packets[j]) == key:
                     j += 1
-            if j - i == 1:
-                self.outbound(packet, now)
-                i = j
-                continue
             result = self.stack.outbound(packet, now)
             if result.verdict is Verdict.PROTECT:
-                assert result.sa is not None
-                self._protect_batch(result.sa, packets[i:j], now)
+                sa = result.sa
+                assert sa is not None
+                run = runs.get(id(sa))
+                if run is None:
+                    runs[id(sa)] = (sa, list(packets[i:j]))
+                else:
+                    run[1].extend(packets[i:j])
             else:
                 # Held, dropped or not ours: the first packet's verdict is done; the
                 # others of the run take the per-packet path (each held or counted).
@@ -233,6 +239,12 @@ class PacketPath:
                 for other in packets[i + 1 : j]:
                     self.outbound(other, now)
             i = j
+        for sa, protected in runs.values():
+            if len(protected) == 1:
+                # One packet: the per-packet seal, without a batch call's set-up.
+                self._protect(sa, protected[0], now)
+            else:
+                self._protect_batch(sa, protected, now)
 
     def _verdict(self, verdict: Verdict) -> None:
         """Count an outbound verdict other than PROTECT."""
@@ -255,17 +267,30 @@ class PacketPath:
             for packet in packets:
                 self._protect(sa, packet, now)
             return
-        items = [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
         error: EspError | None
         with ctx.lock:
-            sealed, error = ctx.esp.encrypt_batch(items)
+            sealed, error = ctx.esp.encrypt_batch(_tunnel_items(packets))
+        done = self._sealed(sa, ctx, packets, sealed, error, now)
+        if done:
+            with self._lock:
+                self.sent += done
+
+    def _sealed(
+        self,
+        sa: SecurityAssociation,
+        ctx: EspContext,
+        packets: Sequence[bytes],
+        sealed: list[bytes],
+        error: EspError | None,
+        now: float,
+    ) -> int:
+        """Account and send what a batch call sealed of `packets`; the packets after an
+        error take the per-packet path. The number sent by the batch call."""
         done = len(sealed)
         if done:
             account = sa.account
             for packet in packets[:done]:
                 account(len(packet), now)
-            with self._lock:
-                self.sent += done
             if self.send_many is not None:
                 self.send_many(sa.dst, ctx.port, sealed)
             else:
@@ -277,6 +302,7 @@ class PacketPath:
             # or waits for the reservation, and counts, for it and each after it.
             for packet in packets[done:]:
                 self._protect(sa, packet, now)
+        return done
 
     def _keyed(self, sa: SecurityAssociation) -> None:
         """An outbound SA got its keys: with a state store, make its ESP context now, so
@@ -392,30 +418,37 @@ class PacketPath:
             self.inbound_batch(run, local, now)
 
     def inbound_batch(self, packets: Sequence[bytes], local: bytes, now: float) -> None:
-        """`inbound` for each of `packets`, in order; one SADB lookup and one
-        `decrypt_batch` per run of consecutive packets of one SPI on a usable SA."""
-        n = len(packets)
-        i = 0
+        """`inbound` for each of `packets`: one SADB lookup per SPI; the packets of usable
+        SAs grouped by SA, each SA's in their order, and each SA's decrypted in one
+        `decrypt_batch` call. A batch's packets of different SAs (or of none, or of a
+        LARVAL SA) may be delivered in another order than they came, never those of one
+        SA."""
         lookup = self.stack.sadb.lookup_esp
-        while i < n:
-            esp = packets[i]
-            if len(esp) < 8:
-                self.inbound(esp, local, now)
-                i += 1
-                continue
-            spi = esp[_SPI]
-            j = i + 1
-            while j < n and len(packets[j]) >= 8 and packets[j][_SPI] == spi:
-                j += 1
-            sa = lookup(int.from_bytes(spi, "big"), local) if j - i > 1 else None
-            if sa is None or not sa.ready:
-                # A single packet, an unknown SPI or a LARVAL SA: the per-packet path
-                # counts or holds each (the hold checks the state under the SA's lock).
-                for other in packets[i:j]:
-                    self.inbound(other, local, now)
+        found: dict[bytes, SecurityAssociation | None] = {}
+        runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
+        for esp in packets:
+            if len(esp) >= 8:
+                spi = esp[_SPI]
+                if spi in found:
+                    sa = found[spi]
+                else:
+                    sa = found[spi] = lookup(int.from_bytes(spi, "big"), local)
+                if sa is not None and sa.ready:
+                    run = runs.get(id(sa))
+                    if run is None:
+                        runs[id(sa)] = (sa, [esp])
+                    else:
+                        run[1].append(esp)
+                    continue
+            # A runt, an unknown SPI or a LARVAL SA: the per-packet path counts or holds
+            # it (the hold checks the state under the SA's lock).
+            self.inbound(esp, local, now)
+        for sa, usable in runs.values():
+            if len(usable) == 1:
+                # One packet: the per-packet path, without a batch call's set-up.
+                self._open(sa, usable[0], now)
             else:
-                self._open_batch(sa, packets[i:j], now)
-            i = j
+                self._open_batch(sa, usable, now)
 
     def _open_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
         """`_open` for a run of packets of one SA, decrypted in one call."""
@@ -426,6 +459,16 @@ class PacketPath:
             return
         with ctx.lock:
             results = ctx.esp.decrypt_batch(packets)
+        delivered = self._opened(sa, ctx, results, now)
+        if delivered:
+            with self._lock:
+                self.delivered += delivered
+
+    def _opened(
+        self, sa: SecurityAssociation, ctx: EspContext, results: list[EspDecrypted], now: float
+    ) -> int:
+        """Count, check and deliver what a batch call opened of one SA's packets; the
+        number delivered."""
         writer = self.stack.esp_state
         tunnel = ctx.tunnel
         # The inbound policy check looks at the flow only: asked once per flow of the run.
@@ -455,9 +498,7 @@ class PacketPath:
         if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
             ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
             writer.checkpoint_due()
-        if delivered:
-            with self._lock:
-                self.delivered += delivered
+        return delivered
 
     def _inbound_released(self, sa: SecurityAssociation, esp: bytes) -> None:
         self._open(sa, esp, sa.lastuse or sa.addtime)
@@ -598,6 +639,11 @@ class PacketPath:
                 if sa.state == SaState.DEAD:
                     del self._natted[peer]
             return list(self._natted)
+
+
+def _tunnel_items(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    """Tunnel-mode packets with the Next Header each is sent under (RFC 4303 §2.6)."""
+    return [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
 
 
 def _flow_key(packet: bytes) -> bytes | None:
