@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from larval.esp import (
@@ -37,7 +37,7 @@ from larval.esp import (
 )
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
-from larval.esp.sa import EspDecrypted
+from larval.esp.sa import EspDecrypted, open_each, seal_each
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -239,12 +239,17 @@ class PacketPath:
                 for other in packets[i + 1 : j]:
                     self.outbound(other, now)
             i = j
+        singles: list[tuple[SecurityAssociation, bytes]] = []
         for sa, protected in runs.values():
-            if len(protected) == 1:
-                # One packet: the per-packet seal, without a batch call's set-up.
-                self._protect(sa, protected[0], now)
-            else:
+            if len(protected) > 1:
                 self._protect_batch(sa, protected, now)
+            else:
+                singles.append((sa, protected[0]))
+        if len(singles) > 1:
+            self._protect_each(singles, now)
+        elif singles:
+            # One packet: the per-packet seal, without a batch call's set-up.
+            self._protect(*singles[0], now)
 
     def _verdict(self, verdict: Verdict) -> None:
         """Count an outbound verdict other than PROTECT."""
@@ -274,6 +279,41 @@ class PacketPath:
         if done:
             with self._lock:
                 self.sent += done
+
+    def _protect_each(
+        self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float
+    ) -> None:
+        """`_protect` for one packet each of several SAs (a batch spread over many SAs),
+        the compiled ones sealed in one `seal_each` call under their locks."""
+        sealing: list[tuple[SecurityAssociation, EspContext, bytes]] = []
+        for sa, packet in singles:
+            ctx = self._context(sa)
+            if ctx is None or not ctx.tunnel:
+                self._protect(sa, packet, now)
+            else:
+                sealing.append((sa, ctx, packet))
+        if not sealing:
+            return
+        locks = _locks_of(ctx for _, ctx, _ in sealing)
+        for lock in locks:
+            lock.acquire()
+        try:
+            made = seal_each([(ctx.esp, p, _next_header(p)) for _, ctx, p in sealing])
+        finally:
+            for lock in locks:
+                lock.release()
+        send = self.send
+        sent = 0
+        for (sa, ctx, packet), esp in zip(sealing, made, strict=True):
+            if esp is None:
+                self._protect(sa, packet, now)  # a stop in its numbers, or Python's SA
+                continue
+            sa.account(len(packet), now)
+            sent += 1
+            send(Datagram(esp, sa.dst, ctx.port))
+        if sent:
+            with self._lock:
+                self.sent += sent
 
     def _sealed(
         self,
@@ -443,12 +483,17 @@ class PacketPath:
             # A runt, an unknown SPI or a LARVAL SA: the per-packet path counts or holds
             # it (the hold checks the state under the SA's lock).
             self.inbound(esp, local, now)
+        singles: list[tuple[SecurityAssociation, bytes]] = []
         for sa, usable in runs.values():
-            if len(usable) == 1:
-                # One packet: the per-packet path, without a batch call's set-up.
-                self._open(sa, usable[0], now)
-            else:
+            if len(usable) > 1:
                 self._open_batch(sa, usable, now)
+            else:
+                singles.append((sa, usable[0]))
+        if len(singles) > 1:
+            self._open_each(singles, now)
+        elif singles:
+            # One packet: the per-packet path, without a batch call's set-up.
+            self._open(*singles[0], now)
 
     def _open_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
         """`_open` for a run of packets of one SA, decrypted in one call."""
@@ -460,6 +505,36 @@ class PacketPath:
         with ctx.lock:
             results = ctx.esp.decrypt_batch(packets)
         delivered = self._opened(sa, ctx, results, now)
+        if delivered:
+            with self._lock:
+                self.delivered += delivered
+
+    def _open_each(self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float) -> None:
+        """`_open` for one packet each of several SAs (a batch spread over many SAs), the
+        compiled ones opened in one `open_each` call under their locks."""
+        opening: list[tuple[SecurityAssociation, EspContext, bytes]] = []
+        for sa, esp in singles:
+            ctx = self._context(sa)
+            if ctx is None:
+                self.drop("dead_sa")
+            else:
+                opening.append((sa, ctx, esp))
+        if not opening:
+            return
+        locks = _locks_of(ctx for _, ctx, _ in opening)
+        for lock in locks:
+            lock.acquire()
+        try:
+            found = open_each([(ctx.esp, esp) for _, ctx, esp in opening])
+        finally:
+            for lock in locks:
+                lock.release()
+        delivered = 0
+        for (sa, ctx, esp), result in zip(opening, found, strict=True):
+            if result is None:
+                self._open(sa, esp, now)  # a drop before the ICV, or Python's SA
+            else:
+                delivered += self._opened(sa, ctx, [result], now)
         if delivered:
             with self._lock:
                 self.delivered += delivered
@@ -644,6 +719,17 @@ class PacketPath:
 def _tunnel_items(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
     """Tunnel-mode packets with the Next Header each is sent under (RFC 4303 §2.6)."""
     return [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
+
+
+def _next_header(packet: bytes) -> int:
+    """The Next Header of a tunnel-mode packet: the inner IP version's protocol."""
+    return IPPROTO_IPV4 if packet[0] >> 4 == 4 else IPPROTO_IPV6
+
+
+def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
+    """The contexts' locks in one order for every thread (by id), so that two threads
+    that each take several never wait on each other in a cycle."""
+    return [lock for _, lock in sorted({id(c.lock): c.lock for c in contexts}.items())]
 
 
 def _flow_key(packet: bytes) -> bytes | None:
