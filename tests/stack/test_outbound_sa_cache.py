@@ -1,9 +1,10 @@
-"""`Stack.outbound` remembers a flow's PROTECT verdict (`Stack._protected`): whatever the
-SADB and SPD go through, a remembered answer must be the one a fresh lookup
-(`Stack._outbound`) gives. Hypothesis drives ADDs (with and without inner selectors),
-DELETEs, GETSPI + UPDATE by the full path and by the PF_KEY bytes path, aging (soft
-lifetimes make SAs DYING, hard ones DEAD) and policy changes, and asks both after each
-step, for flows of both SAs' inner selectors and outside them."""
+"""`Stack.outbound` remembers a flow's PROTECT verdict (`Stack._protected`), and a tunnel's
+SA by gateways and inner addresses (`Stack._by_inner`): whatever the SADB and SPD go
+through, a remembered answer must be the one a lookup that remembers nothing gives.
+Hypothesis drives ADDs (with and without inner selectors), DELETEs, GETSPI + UPDATE by
+the full path and by the PF_KEY bytes path, aging (soft lifetimes make SAs DYING, hard
+ones DEAD) and policy changes, and asks both after each step, for flows of both SAs'
+inner selectors and outside them."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from larval.stack.stack import Outbound, Stack, Verdict
 from tests.stack.test_packet_path import A_NET, A_OUTER, B_NET, B_OUTER, KEY_AB, policy
 
 #: Inner destinations: in the first /25 of B_NET, in the second, and the first again on
-#: another port (another flow).
+#: another port (another flow, between the same hosts: `Stack._by_inner` answers it).
 FLOWS = (("203.0.113.1", 5001), ("203.0.113.200", 5001), ("203.0.113.1", 5002))
 #: The inner destination selector an ADD may carry: none, or one half of B_NET.
 HALVES = (None, "203.0.113.0/25", "203.0.113.128/25")
@@ -107,12 +108,23 @@ class World:
             self.stack.spd.add_all(self.policies)
         self.policy_on = not self.policy_on
 
+    def fresh(self, packet: bytes) -> Outbound:
+        """The verdict of a lookup that remembers nothing: both caches set aside."""
+        stack = self.stack
+        by_inner = dict(stack._by_inner)
+        stack._by_inner.clear()
+        try:
+            return stack._outbound(packet, self.now)
+        finally:
+            stack._by_inner.clear()
+            stack._by_inner.update(by_inner)
+
     def check(self) -> None:
         for dst, port in FLOWS:
             packet = udp(dst, port)
             for _ in range(2):  # the first may fill the cache, the second reads it
                 cached = self.stack.outbound(packet, self.now)
-                fresh = self.stack._outbound(packet, self.now)
+                fresh = self.fresh(packet)
                 assert _same(cached, fresh), (dst, port, cached, fresh)
 
 

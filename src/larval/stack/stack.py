@@ -120,6 +120,9 @@ class Stack:
         # found at (`outbound`).
         self._esp_table = self.sadb.esp_table
         self._protected: dict[bytes, tuple[int, int, SecurityAssociation, Outbound]] = {}
+        # A tunnel's SAs by gateways and inner addresses, with the ESP table generation
+        # they were found at (`_outbound`): the flows of one pair of hosts share one.
+        self._by_inner: dict[bytes, tuple[int, SecurityAssociation]] = {}
         self._drops_lock = threading.Lock()
         # "no_peer_sa" joins them the first time a tunnel to any peer has no SA.
         self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
@@ -203,10 +206,23 @@ class Stack:
             return self._to_any_peer(policy, tunnel.local_packed, packet)
         flow = parse_flow(packet) if policy.mode is Mode.TRANSPORT else None
         src, dst = _outer(policy, flow)
-        covers = _inner_covers(packet)
         inner = _inner_addresses(packet) if tunnel is not None else None
+        if inner is not None:
+            # A tunnel's SA depends only on the gateways and the inner addresses: a new
+            # flow between known addresses (another port) finds it here.
+            ikey = src + dst + inner[0] + inner[1]
+            generation = self._esp_table.generation
+            hit = self._by_inner.get(ikey)
+            if hit is not None and hit[0] == generation and hit[1].state == _MATURE:
+                return Outbound(Verdict.PROTECT, policy, hit[1])
+        covers = _inner_covers(packet)
         sa = self.sadb.lookup_outbound(src, dst, covers=covers, inner=inner)
         if sa is not None:
+            if inner is not None and sa.state == _MATURE:
+                by_inner = self._by_inner
+                if len(by_inner) >= MAX_FLOWS:
+                    by_inner.clear()
+                by_inner[ikey] = (generation, sa)
             return Outbound(Verdict.PROTECT, policy, sa)
         flow = flow or parse_flow(packet)
         key = (policy.reqid, src, dst)
