@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from larval.esp import NON_ESP_MARKER, EspSa, helper
 from larval.esp.ip import IPPROTO_IPV4
 from larval.pfkey import EncryptAlg, ExtType, SadbAddress, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
-from larval.stack.packet_path import EspContext
+from larval.stack.packet_path import Datagram, EspContext
 from tests.net.packets import udp_packet
 from tests.stack.test_packet_path import (
     A_NET,
@@ -68,6 +70,14 @@ class World:
                     encrypt_key=KEY_AB, extra=inner)  # fmt: skip
         host.pfkey(msg)
 
+    def seen_by_sa(self, host: Host) -> tuple[object, ...]:
+        """`seen`, with the datagrams sent in order per SA and the packets delivered as a
+        multiset: the batch entries group a batch by SA, so packets of different SAs
+        may leave in another order than they came (never those of one SA)."""
+        wire, got, *rest = self.seen(host)
+        assert isinstance(wire, list) and isinstance(got, list)
+        return (by_spi(wire), sorted(got), *rest)
+
     def seen(self, host: Host) -> tuple[object, ...]:
         sadb = host.stack.sadb
         return (
@@ -75,6 +85,14 @@ class World:
             sadb.counters.snapshot(),
             sadb.acquire_records,
         )  # fmt: skip
+
+
+def by_spi(datagrams: list[Datagram]) -> dict[bytes, list[Datagram]]:
+    """Datagrams by the SPI they carry, each SA's in the order they were sent."""
+    found: dict[bytes, list[Datagram]] = {}
+    for d in datagrams:
+        found.setdefault(d.payload[:4], []).append(d)
+    return found
 
 
 def outbound_packets() -> list[bytes]:
@@ -98,7 +116,7 @@ def test_outbound_batch_sends_what_outbound_sends() -> None:
     for packet in outbound_packets():
         one.a.path.outbound(packet, 1.0)
     batch.a.path.outbound_batch(outbound_packets(), 1.0)
-    assert batch.seen(batch.a) == one.seen(one.a)
+    assert batch.seen_by_sa(batch.a) == one.seen_by_sa(one.a)
     counters = one.a.path.counters()
     assert counters["sent"] == 8 and counters["no_policy"] == 2 and counters["malformed"] == 2
     assert one.a.stack.sadb.acquire_records == 1
@@ -112,11 +130,11 @@ def test_outbound_batch_with_send_many_sends_the_same_datagrams() -> None:
     one = World()
     for packet in outbound_packets():
         one.a.path.outbound(packet, 1.0)
-    flat = [(dst, port, p) for dst, port, payloads in many for p in payloads]
-    # A run of one packet takes the per-packet path, and its `send`.
-    flat += [(d.dst, d.port, d.payload) for d in world.a.wire]
-    assert flat == [(d.dst, d.port, d.payload) for d in one.a.wire]
-    assert [len(payloads) for _, _, payloads in many] == [3, 2, 2]
+    flat = [Datagram(p, dst, port) for dst, port, payloads in many for p in payloads]
+    assert not world.a.wire  # each SA's packets go by one `send_many`
+    assert by_spi(flat) == by_spi(one.a.wire)
+    # SA 0x1001's three flows (3 + 2 + 1 packets) in one call, then SA 0x2002's.
+    assert [len(payloads) for _, _, payloads in many] == [6, 2]
 
 
 def sender(spi: int, key: bytes) -> EspSa:
@@ -161,7 +179,7 @@ def test_inbound_udp_batch_delivers_what_inbound_udp_delivers(esp_path: str) -> 
     batch.b.path.inbound_udp_batch(
         [(p, PEER, 4500) for p in inbound_datagrams()], batch.b.outer, 1.0
     )
-    assert batch.seen(batch.b) == one.seen(one.b)
+    assert batch.seen_by_sa(batch.b) == one.seen_by_sa(one.b)
     sa = batch.b.stack.sadb.lookup_esp(0x1001, batch.b.outer)
     assert sa is not None and isinstance(sa.transform, EspContext)
     assert (sa.transform.esp._batch is not None) == (esp_path == "compiled")
@@ -174,7 +192,7 @@ def test_inbound_udp_batch_delivers_what_inbound_udp_delivers(esp_path: str) -> 
     # The LARVAL SA matures: its held packets come out the same in both worlds.
     for world in (one, batch):
         world.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
-    assert batch.seen(batch.b) == one.seen(one.b)
+    assert batch.seen_by_sa(batch.b) == one.seen_by_sa(one.b)
     assert one.b.path.counters()["delivered"] == 11
 
 
@@ -195,14 +213,16 @@ def test_inbound_udp_batch_with_deliver_many_delivers_the_same_packets() -> None
     one = World()
     for payload in inbound_datagrams():
         one.b.path.inbound_udp(payload, one.b.outer, PEER, 4500, 1.0)
-    assert world.seen(world.b) == one.seen(one.b)
-    # Runs: 0x1001's first four (one a replay), 0x3003's two, the forgery and the
-    # genuine packet, the whole packet after the truncated one with the one outside the
-    # selectors (dropped by the policy check); single packets take `deliver`.
-    assert runs == [3, 2, 1, 1]
+    assert world.seen_by_sa(world.b) == one.seen_by_sa(one.b)
+    # Calls, one per SA with two packets or more in a stretch between IKE and keepalives,
+    # each SA's packets gathered: 0x1001's first six (one a replay, one forged, so four
+    # delivered), 0x3003's two, then 0x1001's last four (one truncated, one outside its
+    # selectors and dropped by the policy check). 0x3003's last packet, alone in its
+    # stretch, takes `deliver`.
+    assert runs == [4, 2, 2]
     for w in (one, world):
         w.b.add(LARVAL_SPI, A_OUTER, B_OUTER, KEY_AB, SadbMsgType.UPDATE)
-    assert world.seen(world.b) == one.seen(one.b)
+    assert world.seen_by_sa(world.b) == one.seen_by_sa(one.b)
 
 
 def test_a_run_of_flows_gets_the_verdicts_of_the_per_packet_path() -> None:
@@ -234,5 +254,119 @@ def test_inbound_batch_of_plain_esp_matches_inbound() -> None:
     for packet in esp:
         one.b.path.inbound(packet, one.b.outer, 1.0)
     batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
-    assert batch.seen(batch.b) == one.seen(one.b)
+    assert batch.seen_by_sa(batch.b) == one.seen_by_sa(one.b)
     assert one.b.path.counters()["delivered"] == 9
+
+
+# -- many SAs in one batch ---------------------------------------------------------------
+
+#: SAs of the many-SA worlds: the k-th carries B_NET's address .(k + 1), by its inner
+#: destination selector (/32), with its own key.
+MANY = 12
+
+
+def _many_key(k: int) -> bytes:
+    return bytes([k + 1]) * 20
+
+
+def _many_inner(k: int) -> tuple[SadbAddress, SadbAddress]:
+    return (
+        SadbAddress(ExtType.ADDRESS_PROXY, ipaddress.ip_address("198.51.100.0"), prefixlen=24),
+        SadbAddress(ExtType.X_ADDRESS_INNER_DST, _many_dst(k), prefixlen=32),
+    )
+
+
+def _many_dst(k: int) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address("203.0.113.1") + k
+
+
+class ManyWorld:
+    """A sends to MANY SAs' destinations (SA k: SPI 0x5000 + k); those of `missing` have
+    no SA (their packets wait on an ACQUIRE). B has the same SAs inbound, but those of
+    `larval` only reserved (GETSPI: packets for them are held) and those of `gone`
+    deleted (their packets are of an unknown SPI)."""
+
+    def __init__(self, missing: set[int], larval: set[int], gone: set[int]) -> None:
+        self.a = Host(A_OUTER, A_NET, B_NET, B_OUTER)
+        self.b = Host(B_OUTER, B_NET, A_NET, A_OUTER)
+        for k in range(MANY):
+            spi = 0x5000 + k
+            add = keyed(SadbMsgType.ADD, spi, A_OUTER, B_OUTER, encrypt=EncryptAlg.AES_GCM_16,
+                        encrypt_key=_many_key(k), extra=_many_inner(k))  # fmt: skip
+            if k not in missing:
+                self.a.pfkey(add)
+            if k in larval:
+                self.b.pfkey(getspi(A_OUTER, B_OUTER, spi_min=spi, spi_max=spi))
+            elif k not in gone:
+                self.b.pfkey(add)
+
+
+def _many_packet(k: int, n: int) -> bytes:
+    """Packet `n` to SA k's destination: its bytes say which it is."""
+    return icmp_echo("198.51.100.1", str(_many_dst(k)), n)
+
+
+def _by_sa(packets: list[bytes]) -> dict[bytes, list[bytes]]:
+    """Cleartext packets by inner destination (so by SA), each SA's in order."""
+    found: dict[bytes, list[bytes]] = {}
+    for p in packets:
+        found.setdefault(p[16:20], []).append(p)
+    return found
+
+
+_sa_sets = st.sets(st.integers(0, MANY - 1), max_size=4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(0, MANY - 1), min_size=1, max_size=60),
+    _sa_sets, _sa_sets, _sa_sets,
+    st.lists(st.integers(0, 59), max_size=6),
+)  # fmt: skip
+def test_a_batch_over_many_sas_matches_packet_by_packet(
+    order: list[int], missing: set[int], larval: set[int], gone: set[int], replays: list[int]
+) -> None:
+    """Outbound: packets to many SAs (some with none) interleaved; inbound: what A sent,
+    with some datagrams repeated (replays), to SAs some LARVAL, some deleted. The batch
+    entries give what the per-packet ones give: every datagram and cleartext packet,
+    in the same order within each SA, and every counter, held packet and ACQUIRE."""
+    seq: dict[int, int] = {}
+    packets = []
+    for k in order:
+        seq[k] = seq.get(k, 0) + 1
+        packets.append(_many_packet(k, seq[k]))
+    one, batch = ManyWorld(missing, larval, gone), ManyWorld(missing, larval, gone)
+    for packet in packets:
+        one.a.path.outbound(packet, 1.0)
+    batch.a.path.outbound_batch(packets, 1.0)
+    for w in (one, batch):
+        # One ACQUIRE for the pair of gateways, however many destinations wait on it.
+        assert w.a.stack.sadb.acquire_records == int(bool(missing & set(order)))
+    assert by_spi(batch.a.wire) == by_spi(one.a.wire)
+    assert batch.a.path.counters() == one.a.path.counters()
+    # Inbound: the datagrams A sent packet by packet, some again later (replays).
+    esp = [d.payload for d in one.a.wire]
+    esp += [esp[i] for i in replays if i < len(esp)]
+    for packet in esp:
+        one.b.path.inbound(packet, one.b.outer, 1.0)
+    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
+    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
+    assert batch.b.path.counters() == one.b.path.counters()
+    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
+    counters = one.b.path.counters()
+    sent_to = {k for k in order if k not in missing}
+    assert counters["unknown_spi"] == sum(
+        1 for p in esp if p[:4] in _spis((gone - larval) & sent_to)
+    )
+    # The LARVAL SAs mature: what they held comes out the same, in order, in both.
+    for world in (one, batch):
+        for k in larval:
+            world.b.pfkey(keyed(SadbMsgType.UPDATE, 0x5000 + k, A_OUTER, B_OUTER,
+                                encrypt=EncryptAlg.AES_GCM_16, encrypt_key=_many_key(k),
+                                extra=_many_inner(k)))  # fmt: skip
+    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
+    assert batch.b.path.counters() == one.b.path.counters()
+
+
+def _spis(ks: set[int]) -> set[bytes]:
+    return {(0x5000 + k).to_bytes(4, "big") for k in ks}

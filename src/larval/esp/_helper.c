@@ -757,3 +757,50 @@ long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
     free(pkt);
     return result;
 }
+
+/* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
+ * packet i is sealed with the context g[i] exactly as `larval_gcm_seal` would seal a
+ * batch of that one packet, or verified and opened as `gcm_open_one` does (the caller
+ * has checked its sequence number against the SA's window, and moves the window after).
+ * The caller numbers each packet (seq[i]); the results are per packet. */
+int larval_gcm_seal_many(struct larval_gcm *const *g, const uint32_t *spi,
+                         const uint64_t *seq, const unsigned char *esn, size_t n,
+                         const unsigned char *in, const size_t *in_len,
+                         const unsigned char *nh, unsigned char *out, size_t out_cap,
+                         size_t *out_len)
+{
+    size_t i, off = 0;
+
+    for (i = 0; i < n; i++) {
+        if (larval_gcm_seal(g[i], spi[i], seq[i], esn[i], 1, in, in_len + i, nh + i,
+                            out + off, out_cap - off, out_len + i) != 0)
+            return -1;
+        in += in_len[i];
+        off += out_len[i];
+    }
+    return 0;
+}
+
+int larval_gcm_open_many(struct larval_gcm *const *g, const unsigned char *esn, size_t n,
+                         const unsigned char *in, const size_t *in_len,
+                         const uint32_t *seq_hi, unsigned char *out, unsigned char *status,
+                         uint32_t *payload_len, unsigned char *nh)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        size_t len = in_len[i];
+
+        status[i] = LARVAL_OPEN_AUTH; /* shorter than the caller promised: not verified */
+        payload_len[i] = 0;
+        nh[i] = 0;
+        if (len >= 34 && len - 32 <= INT32_MAX
+            && gcm_open_one(g[i], esn[i], in, len, seq_hi[i], out, status + i,
+                            payload_len + i, nh + i) != 0)
+            return -1;
+        in += len;
+        if (in_len[i] >= 32)
+            out += in_len[i] - 32;
+    }
+    return 0;
+}

@@ -274,3 +274,73 @@ class GcmBatch:
             memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
             ffi.buffer(next_headers, n)[:],
         )
+
+
+def seal_many(
+    batches: list[GcmBatch], spis: list[int], seqs: list[int], esns: bytes,
+    inners: list[bytes], next_headers: bytes,
+) -> list[bytes]:  # fmt: skip
+    """`GcmBatch.seal` of one packet each, for packets of several SAs in one call:
+    packet i with ``batches[i]``'s key, SPI ``spis[i]``, number ``seqs[i]`` and ESN flag
+    ``esns[i]``."""
+    first = batches[0]
+    ffi, lib = first._ffi, first._lib
+    n = len(inners)
+    joined = b"".join(inners)
+    cap = len(joined) + 37 * n
+    out = new_uncleared("unsigned char[]", cap)
+    out_len = new_uncleared("size_t[]", n)
+    rc = lib.larval_gcm_seal_many(
+        [b._ctx for b in batches], spis, seqs, esns, n, ffi.from_buffer(joined),
+        [len(p) for p in inners], next_headers, out, cap, out_len,
+    )  # fmt: skip
+    if rc != 0:
+        raise EspConfigError("OpenSSL failed to seal an ESP batch")
+    sizes: list[int] = ffi.unpack(out_len, n)
+    raw = ffi.buffer(out, sum(sizes))[:]
+    made: list[bytes] = []
+    off = 0
+    for size in sizes:
+        end = off + size
+        made.append(raw[off:end])
+        off = end
+    return made
+
+
+def open_many(
+    batches: list[GcmBatch], esns: bytes, packets: list[bytes], seq_his: list[int]
+) -> tuple[bytes, list[int], bytes, list[int], bytes]:
+    """The ICV check, decryption and padding check of `GcmBatch.open_window`, without its
+    window (the caller checks and moves each SA's), of one packet each, for packets of
+    several SAs in one call: packet i with ``batches[i]``'s key and ESN flag ``esns[i]``.
+    The plaintexts back to back, each one's offset in them, and per packet its status,
+    payload length and Next Header."""
+    first = batches[0]
+    ffi, lib = first._ffi, first._lib
+    new = new_uncleared
+    n = len(packets)
+    lengths = [len(p) for p in packets]
+    joined = b"".join(packets)
+    size = max(1, len(joined) - 32 * n)
+    out = new("unsigned char[]", size)
+    status = new("unsigned char[]", n)
+    payload = new("uint32_t[]", n)
+    next_headers = new("unsigned char[]", n)
+    rc = lib.larval_gcm_open_many(
+        [b._ctx for b in batches], esns, n, ffi.from_buffer(joined), lengths, seq_his,
+        out, status, payload, next_headers,
+    )  # fmt: skip
+    if rc != 0:
+        raise EspConfigError("OpenSSL failed to open an ESP batch")
+    offsets: list[int] = []
+    off = 0
+    for length in lengths:
+        offsets.append(off)
+        off += length - 32
+    return (
+        ffi.buffer(out, size)[:],
+        offsets,
+        ffi.buffer(status, n)[:],
+        memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
+        ffi.buffer(next_headers, n)[:],
+    )

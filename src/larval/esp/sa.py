@@ -50,11 +50,22 @@ from larval.esp.helper import (
     OPEN_TRUNCATED,
     GcmBatch,
     gcm_batch,
+    open_many,
+    seal_many,
 )
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
 
-__all__ = ["ESP_HEADER_LEN", "IPPROTO_NONE", "EspDecrypted", "EspMode", "EspSa", "EspSpan"]
+__all__ = [
+    "ESP_HEADER_LEN",
+    "IPPROTO_NONE",
+    "EspDecrypted",
+    "EspMode",
+    "EspSa",
+    "EspSpan",
+    "open_each",
+    "seal_each",
+]
 
 EspMode = Literal["tunnel", "transport"]
 #: What `EspSa.decrypt_batch` gives for each packet: (Next Header, payload), or the drop.
@@ -478,3 +489,95 @@ class EspSa:
         if verdict == OPEN_BEFORE:
             return EspReplayTooOldError("sequence number before the first subspace")
         return EspReplayError("sequence number beyond the 64-bit space")
+
+
+# -- one packet each of several SAs --------------------------------------------------------
+
+
+def seal_each(items: Sequence[tuple[EspSa, bytes, int]]) -> list[bytes | None]:
+    """For each (SA, inner, Next Header), meant for one packet of each SA: the ESP packet
+    `EspSa.encrypt` would make, the packets of every SA with compiled AES-GCM sealed in
+    one call; None for a packet left to `encrypt`, to be called after this in the order
+    of `items`: Python runs for its SA, its number needs a stop (exhaustion or a
+    reservation), its Next Header is not one, or its SA had a packet taken already."""
+    made: list[bytes | None] = [None] * len(items)
+    where: list[int] = []
+    batches: list[GcmBatch] = []
+    spis: list[int] = []
+    seqs: list[int] = []
+    esns = bytearray()
+    inners: list[bytes] = []
+    next_headers = bytearray()
+    seen: set[int] = set()
+    for i, (sa, inner, next_header) in enumerate(items):
+        batch = sa._batch
+        seq = sa.seq + 1
+        if batch is None or seq >= sa._seq_check or not 0 <= next_header <= 255 or id(sa) in seen:
+            continue
+        seen.add(id(sa))
+        sa.seq = seq
+        sa.packets_out += 1
+        sa.bytes_out += len(inner)
+        where.append(i)
+        batches.append(batch)
+        spis.append(sa.spi)
+        seqs.append(seq)
+        esns.append(sa.esn)
+        inners.append(inner)
+        next_headers.append(next_header)
+    if where:
+        for i, esp in zip(where, seal_many(batches, spis, seqs, bytes(esns), inners,
+                                           bytes(next_headers)), strict=True):  # fmt: skip
+            made[i] = esp
+    return made
+
+
+def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]:
+    """For each (SA, packet), each SA once: what `EspSa.decrypt` gives (Next Header and
+    payload, or the drop), the packets of every SA with compiled AES-GCM and no ESN
+    opened in one call; None for a packet left to `decrypt`: one of another SA, one that
+    fails a check before the ICV (`decrypt` names the drop), or an SA's second."""
+    found: list[EspDecrypted | None] = [None] * len(items)
+    where: list[tuple[int, EspSa, int]] = []  # (index, SA, sequence number)
+    batches: list[GcmBatch] = []
+    chosen: list[bytes] = []
+    seen: set[int] = set()
+    for i, (sa, esp) in enumerate(items):
+        batch = sa._batch
+        if batch is None or sa.esn or len(esp) < sa._min_len or id(sa) in seen:
+            continue
+        spi, seq = _SPI_SEQ.unpack_from(esp)
+        replay = sa.replay
+        diff = replay.top - seq
+        size = replay.size
+        if spi != sa.spi or (size and diff >= 0 and (diff >= size or (replay.bitmap >> diff) & 1)):
+            continue
+        seen.add(id(sa))
+        where.append((i, sa, seq))
+        batches.append(batch)
+        chosen.append(esp)
+    if not where:
+        return found
+    n = len(chosen)
+    plain, offsets, status, lengths, next_headers = open_many(batches, bytes(n), chosen, [0] * n)
+    for k, (i, sa, seq) in enumerate(where):
+        verdict = status[k]
+        if verdict != OPEN_OK:
+            if verdict == OPEN_AUTH:
+                found[i] = EspAuthError("ICV mismatch")
+            else:
+                padlen = plain[offsets[k] + len(chosen[k]) - 34]
+                found[i] = EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
+            continue
+        # `_accept` after the compiled padding check: window, counters, dummy packets.
+        sa.replay.update(seq)
+        end = lengths[k]
+        sa.packets_in += 1
+        sa.bytes_in += end
+        next_header = next_headers[k]
+        if next_header == IPPROTO_NONE:
+            found[i] = EspDummyPacket("dummy packet (Next Header 59) discarded")
+            continue
+        start = offsets[k]
+        found[i] = (next_header, plain[start : start + end])
+    return found

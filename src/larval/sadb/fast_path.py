@@ -323,6 +323,7 @@ class FastPath:
                 if optional:
                     _apply_optional(sa, shape, pair_raw)
                 sa.state = _MATURE
+                table.bump()  # a lookup may choose it now
                 released = sa.mature()
                 # The larval lifetime ends; these apply.
                 first = lifetimes.addtime_after

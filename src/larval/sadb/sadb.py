@@ -241,6 +241,8 @@ class Sadb:
         self.lookup_esp: Callable[[int, bytes], SecurityAssociation | None] = self._tables[
             SaType.ESP
         ].get
+        # The ESP table, whose `generation` says when a remembered lookup may be stale.
+        self.esp_table: SaTable = self._tables[SaType.ESP]
         self._acquires = AcquireTable(self.counters, acquire_hold_limit, acquire_timeout)
         self.on_inbound_release = on_inbound_release or _discard
         self.on_outbound_release = on_outbound_release or _discard
@@ -602,6 +604,7 @@ class Sadb:
                 self._apply_optional(sa, msg)
             sa.state = new_state
             if was_larval:
+                self._tables[sa.satype].bump()  # a lookup may choose it now
                 released = sa.mature()
             self._expiry.reschedule(sa)  # new lifetimes, or soft and idle ones now apply
             reindex = track_inner and inner_before != _inner_state(sa)

@@ -72,6 +72,15 @@ class SaTable:
         self.pair_inner = InnerIndex(per_peer=True)
         self._unindexed: dict[PairKey, dict[int, SecurityAssociation]] = {}
         self._split: set[PairKey] = set()
+        # Moved on whenever what `outbound` or `inner.lookup` could answer may change (an
+        # SA in or out, reindexed, or made MATURE: `bump`), after the change: an answer
+        # remembered with the generation read before the lookup is current while the
+        # generation is unchanged and its SA still MATURE (the stack's per-flow cache).
+        self.generation = 0
+
+    def bump(self) -> None:
+        """An SA of the table changed how lookups see it (it became MATURE)."""
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._by_spi) + self._shared_extra
@@ -137,6 +146,7 @@ class SaTable:
             self.inner.add(sa)
         if self.expiry is not None:
             self.expiry.enter(sa)
+        self.generation += 1
         return True
 
     def _index_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
@@ -203,6 +213,7 @@ class SaTable:
             self._unindex_pair(pkey, sa)
         if sa.inner_dst is not None:
             self.inner.remove(sa)  # under its lock: an add racing this one sees DEAD
+        self.generation += 1
         return True
 
     def reindex_inner(self, sa: SecurityAssociation) -> None:
@@ -216,6 +227,7 @@ class SaTable:
                     self._split_pair(pkey)  # the SA moves to the end of the unindexed
                 self._unindex_pair(pkey, sa)
                 self._index_pair(pkey, sa)
+        self.generation += 1
 
     def outbound(
         self,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from larval.esp import (
@@ -37,6 +37,7 @@ from larval.esp import (
 )
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
+from larval.esp.sa import EspDecrypted, open_each, seal_each
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -212,9 +213,13 @@ class PacketPath:
             self._verdict(verdict)
 
     def outbound_batch(self, packets: Sequence[bytes], now: float) -> None:
-        """`outbound` for each of `packets`, in order; one SPD and SADB lookup per run of
-        consecutive packets of one flow, one `encrypt_batch` per run that is protected."""
+        """`outbound` for each of `packets`; one SPD and SADB lookup per run of consecutive
+        packets of one flow. The protected packets are grouped by SA, each SA's in their
+        order, and each SA's sealed in one `encrypt_batch` call: a batch's packets of
+        different SAs (or not protected) may leave in another order than they came, never
+        those of one SA."""
         n = len(packets)
+        runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
         i = 0
         while i < n:
             packet = packets[i]
@@ -223,14 +228,15 @@ class PacketPath:
             if key is not None:
                 while j < n and _flow_key(packets[j]) == key:
                     j += 1
-            if j - i == 1:
-                self.outbound(packet, now)
-                i = j
-                continue
             result = self.stack.outbound(packet, now)
             if result.verdict is Verdict.PROTECT:
-                assert result.sa is not None
-                self._protect_batch(result.sa, packets[i:j], now)
+                sa = result.sa
+                assert sa is not None
+                run = runs.get(id(sa))
+                if run is None:
+                    runs[id(sa)] = (sa, list(packets[i:j]))
+                else:
+                    run[1].extend(packets[i:j])
             else:
                 # Held, dropped or not ours: the first packet's verdict is done; the
                 # others of the run take the per-packet path (each held or counted).
@@ -238,6 +244,17 @@ class PacketPath:
                 for other in packets[i + 1 : j]:
                     self.outbound(other, now)
             i = j
+        singles: list[tuple[SecurityAssociation, bytes]] = []
+        for sa, protected in runs.values():
+            if len(protected) > 1:
+                self._protect_batch(sa, protected, now)
+            else:
+                singles.append((sa, protected[0]))
+        if len(singles) > 1:
+            self._protect_each(singles, now)
+        elif singles:
+            # One packet: the per-packet seal, without a batch call's set-up.
+            self._protect(*singles[0], now)
 
     def _verdict(self, verdict: Verdict) -> None:
         """Count an outbound verdict other than PROTECT."""
@@ -260,17 +277,65 @@ class PacketPath:
             for packet in packets:
                 self._protect(sa, packet, now)
             return
-        items = [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
         error: EspError | None
         with ctx.lock:
-            sealed, error = ctx.esp.encrypt_batch(items)
+            sealed, error = ctx.esp.encrypt_batch(_tunnel_items(packets))
+        done = self._sealed(sa, ctx, packets, sealed, error, now)
+        if done:
+            with self._lock:
+                self.sent += done
+
+    def _protect_each(
+        self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float
+    ) -> None:
+        """`_protect` for one packet each of several SAs (a batch spread over many SAs),
+        the compiled ones sealed in one `seal_each` call under their locks."""
+        sealing: list[tuple[SecurityAssociation, EspContext, bytes]] = []
+        for sa, packet in singles:
+            ctx = self._context(sa)
+            if ctx is None or not ctx.tunnel:
+                self._protect(sa, packet, now)
+            else:
+                sealing.append((sa, ctx, packet))
+        if not sealing:
+            return
+        locks = _locks_of(ctx for _, ctx, _ in sealing)
+        for lock in locks:
+            lock.acquire()
+        try:
+            made = seal_each([(ctx.esp, p, _next_header(p)) for _, ctx, p in sealing])
+        finally:
+            for lock in locks:
+                lock.release()
+        send = self.send
+        sent = 0
+        for (sa, ctx, packet), esp in zip(sealing, made, strict=True):
+            if esp is None:
+                self._protect(sa, packet, now)  # a stop in its numbers, or Python's SA
+                continue
+            sa.account(len(packet), now)
+            sent += 1
+            send(Datagram(esp, sa.dst, ctx.port))
+        if sent:
+            with self._lock:
+                self.sent += sent
+
+    def _sealed(
+        self,
+        sa: SecurityAssociation,
+        ctx: EspContext,
+        packets: Sequence[bytes],
+        sealed: list[bytes],
+        error: EspError | None,
+        now: float,
+    ) -> int:
+        """Account and send what a batch call sealed of `packets`; the packets after an
+        error take the per-packet path. The number sent by the batch call."""
         done = len(sealed)
         if done:
             account = sa.account
             for packet in packets[:done]:
                 account(len(packet), now)
-            with self._lock:
-                self.sent += done
             if self.send_many is not None:
                 self.send_many(sa.dst, ctx.port, sealed)
             else:
@@ -282,6 +347,7 @@ class PacketPath:
             # or waits for the reservation, and counts, for it and each after it.
             for packet in packets[done:]:
                 self._protect(sa, packet, now)
+        return done
 
     def _keyed(self, sa: SecurityAssociation) -> None:
         """An outbound SA got its keys: with a state store, make its ESP context now, so
@@ -397,30 +463,42 @@ class PacketPath:
             self.inbound_batch(run, local, now)
 
     def inbound_batch(self, packets: Sequence[bytes], local: bytes, now: float) -> None:
-        """`inbound` for each of `packets`, in order; one SADB lookup and one
-        `decrypt_batch` per run of consecutive packets of one SPI on a usable SA."""
-        n = len(packets)
-        i = 0
+        """`inbound` for each of `packets`: one SADB lookup per SPI; the packets of usable
+        SAs grouped by SA, each SA's in their order, and each SA's decrypted in one
+        `decrypt_batch` call. A batch's packets of different SAs (or of none, or of a
+        LARVAL SA) may be delivered in another order than they came, never those of one
+        SA."""
         lookup = self.stack.sadb.lookup_esp
-        while i < n:
-            esp = packets[i]
-            if len(esp) < 8:
-                self.inbound(esp, local, now)
-                i += 1
-                continue
-            spi = esp[_SPI]
-            j = i + 1
-            while j < n and len(packets[j]) >= 8 and packets[j][_SPI] == spi:
-                j += 1
-            sa = lookup(int.from_bytes(spi, "big"), local) if j - i > 1 else None
-            if sa is None or not sa.ready:
-                # A single packet, an unknown SPI or a LARVAL SA: the per-packet path
-                # counts or holds each (the hold checks the state under the SA's lock).
-                for other in packets[i:j]:
-                    self.inbound(other, local, now)
+        found: dict[bytes, SecurityAssociation | None] = {}
+        runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
+        for esp in packets:
+            if len(esp) >= 8:
+                spi = esp[_SPI]
+                if spi in found:
+                    sa = found[spi]
+                else:
+                    sa = found[spi] = lookup(int.from_bytes(spi, "big"), local)
+                if sa is not None and sa.ready:
+                    run = runs.get(id(sa))
+                    if run is None:
+                        runs[id(sa)] = (sa, [esp])
+                    else:
+                        run[1].append(esp)
+                    continue
+            # A runt, an unknown SPI or a LARVAL SA: the per-packet path counts or holds
+            # it (the hold checks the state under the SA's lock).
+            self.inbound(esp, local, now)
+        singles: list[tuple[SecurityAssociation, bytes]] = []
+        for sa, usable in runs.values():
+            if len(usable) > 1:
+                self._open_batch(sa, usable, now)
             else:
-                self._open_batch(sa, packets[i:j], now)
-            i = j
+                singles.append((sa, usable[0]))
+        if len(singles) > 1:
+            self._open_each(singles, now)
+        elif singles:
+            # One packet: the per-packet path, without a batch call's set-up.
+            self._open(*singles[0], now)
 
     def _open_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
         """`_open` for a run of packets of one SA, decrypted in one call."""
@@ -434,6 +512,46 @@ class PacketPath:
             return
         with ctx.lock:
             results = ctx.esp.decrypt_batch(packets)
+        delivered = self._opened(sa, ctx, results, now)
+        if delivered:
+            with self._lock:
+                self.delivered += delivered
+
+    def _open_each(self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float) -> None:
+        """`_open` for one packet each of several SAs (a batch spread over many SAs), the
+        compiled ones opened in one `open_each` call under their locks."""
+        opening: list[tuple[SecurityAssociation, EspContext, bytes]] = []
+        for sa, esp in singles:
+            ctx = self._context(sa)
+            if ctx is None:
+                self.drop("dead_sa")
+            else:
+                opening.append((sa, ctx, esp))
+        if not opening:
+            return
+        locks = _locks_of(ctx for _, ctx, _ in opening)
+        for lock in locks:
+            lock.acquire()
+        try:
+            found = open_each([(ctx.esp, esp) for _, ctx, esp in opening])
+        finally:
+            for lock in locks:
+                lock.release()
+        delivered = 0
+        for (sa, ctx, esp), result in zip(opening, found, strict=True):
+            if result is None:
+                self._open(sa, esp, now)  # a drop before the ICV, or Python's SA
+            else:
+                delivered += self._opened(sa, ctx, [result], now)
+        if delivered:
+            with self._lock:
+                self.delivered += delivered
+
+    def _opened(
+        self, sa: SecurityAssociation, ctx: EspContext, results: list[EspDecrypted], now: float
+    ) -> int:
+        """Count, check and deliver what a batch call opened of one SA's packets; the
+        number delivered."""
         writer = self.stack.esp_state
         tunnel = ctx.tunnel
         # The inbound policy check looks at the flow only: asked once per flow of the run.
@@ -463,9 +581,7 @@ class PacketPath:
         if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
             ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
             writer.checkpoint_due()
-        if delivered:
-            with self._lock:
-                self.delivered += delivered
+        return delivered
 
     def _open_tunnel_batch(
         self,
@@ -664,6 +780,22 @@ class PacketPath:
                 if sa.state == SaState.DEAD:
                     del self._natted[peer]
             return list(self._natted)
+
+
+def _tunnel_items(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    """Tunnel-mode packets with the Next Header each is sent under (RFC 4303 §2.6)."""
+    return [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
+
+
+def _next_header(packet: bytes) -> int:
+    """The Next Header of a tunnel-mode packet: the inner IP version's protocol."""
+    return IPPROTO_IPV4 if packet[0] >> 4 == 4 else IPPROTO_IPV6
+
+
+def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
+    """The contexts' locks in one order for every thread (by id), so that two threads
+    that each take several never wait on each other in a cycle."""
+    return [lock for _, lock in sorted({id(c.lock): c.lock for c in contexts}.items())]
 
 
 def _flow_key(packet: bytes) -> bytes | None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaType
+from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaState, SaType
 from larval.sadb import (
     Audience,
     FastPath,
@@ -51,7 +51,7 @@ from larval.stack.esp_state import (
     EspStateWriter,
 )
 from larval.stack.flow import PacketError, parse_flow
-from larval.stack.flow_cache import FlowCache
+from larval.stack.flow_cache import MAX_FLOWS, FlowCache, flow_key
 from larval.store import StateStore
 
 Emit = Callable[[list[PfkeyReply]], None]
@@ -64,6 +64,9 @@ class Verdict(enum.Enum):
     HELD = "held"  # waits on an acquire record for its SA
     DROP = "drop"  # not an IP packet we can read
     NO_PEER_SA = "no-peer-sa"  # a tunnel to any peer, and no SA covers the destination
+
+
+_MATURE = SaState.MATURE
 
 
 class Outbound(NamedTuple):
@@ -113,6 +116,13 @@ class Stack:
             self.use_store(store)
         self.outbound_policies = FlowCache(self.spd, Direction.OUT)
         self.inbound_policies = FlowCache(self.spd, Direction.IN)
+        # PROTECT verdicts by flow key, with the SPD and ESP table generations they were
+        # found at (`outbound`).
+        self._esp_table = self.sadb.esp_table
+        self._protected: dict[bytes, tuple[int, int, SecurityAssociation, Outbound]] = {}
+        # A tunnel's SAs by gateways and inner addresses, with the ESP table generation
+        # they were found at (`_outbound`): the flows of one pair of hosts share one.
+        self._by_inner: dict[bytes, tuple[int, SecurityAssociation]] = {}
         self._drops_lock = threading.Lock()
         # "no_peer_sa" joins them the first time a tunnel to any peer has no SA.
         self.drops: dict[str, int] = {"malformed": 0, "discard": 0}
@@ -155,7 +165,32 @@ class Stack:
     # -- packets ------------------------------------------------------------------------
 
     def outbound(self, packet: Packet, now: float) -> Outbound:
-        """What to do with a packet leaving the host (RFC 4301 §5.1)."""
+        """What to do with a packet leaving the host (RFC 4301 §5.1).
+
+        A PROTECT verdict with a MATURE SA is remembered per flow (`flow_key`): it holds
+        while the SPD and the SADB's ESP table are at the generations read before the
+        lookup and the SA is still MATURE, as nothing else can change the answer. So a
+        flow's later packets skip the policy and SA lookups, whatever the SAs' number."""
+        key = flow_key(packet)
+        if key is not None:
+            hit = self._protected.get(key)
+            if (
+                hit is not None
+                and hit[0] == self.spd.generation
+                and hit[1] == self._esp_table.generation
+                and hit[2].state == _MATURE
+            ):
+                return hit[3]
+            generations = (self.spd.generation, self._esp_table.generation)
+        result = self._outbound(packet, now)
+        if key is not None and result.sa is not None and result.sa.state == _MATURE:
+            protected = self._protected
+            if len(protected) >= MAX_FLOWS:
+                protected.clear()  # a scan or a flood: start over rather than grow
+            protected[key] = (*generations, result.sa, result)
+        return result
+
+    def _outbound(self, packet: Packet, now: float) -> Outbound:
         try:
             policy = self.outbound_policies.lookup(packet)
         except PacketError:
@@ -171,10 +206,23 @@ class Stack:
             return self._to_any_peer(policy, tunnel.local_packed, packet)
         flow = parse_flow(packet) if policy.mode is Mode.TRANSPORT else None
         src, dst = _outer(policy, flow)
-        covers = _inner_covers(packet)
         inner = _inner_addresses(packet) if tunnel is not None else None
+        if inner is not None:
+            # A tunnel's SA depends only on the gateways and the inner addresses: a new
+            # flow between known addresses (another port) finds it here.
+            ikey = src + dst + inner[0] + inner[1]
+            generation = self._esp_table.generation
+            hit = self._by_inner.get(ikey)
+            if hit is not None and hit[0] == generation and hit[1].state == _MATURE:
+                return Outbound(Verdict.PROTECT, policy, hit[1])
+        covers = _inner_covers(packet)
         sa = self.sadb.lookup_outbound(src, dst, covers=covers, inner=inner)
         if sa is not None:
+            if inner is not None and sa.state == _MATURE:
+                by_inner = self._by_inner
+                if len(by_inner) >= MAX_FLOWS:
+                    by_inner.clear()
+                by_inner[ikey] = (generation, sa)
             return Outbound(Verdict.PROTECT, policy, sa)
         flow = flow or parse_flow(packet)
         key = (policy.reqid, src, dst)
