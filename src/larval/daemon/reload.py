@@ -50,6 +50,7 @@ RELOADED = (
     "pools",
     "auth_sides",
     "save_keys",
+    "metrics",
 )
 
 _T = TypeVar("_T")
