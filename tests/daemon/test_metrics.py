@@ -6,7 +6,12 @@ Prometheus text. The endpoint binds, moves and stops; a port in use is a named e
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -297,8 +302,6 @@ def test_larval_stack_refuses_a_bad_metrics_address(tmp_path: Path) -> None:
 def test_a_reload_moves_turns_off_and_keeps_the_endpoint(tmp_path: Path) -> None:
     """SIGHUP with another ``daemon.metrics`` rebinds; without one, the endpoint goes; a
     port in use keeps the one that runs."""
-    import asyncio
-
     path = write_private(tmp_path / "larval.toml", config_text(tmp_path))
     daemon = IkeDaemon(str(path))
 
@@ -337,3 +340,33 @@ def test_a_reload_moves_turns_off_and_keeps_the_endpoint(tmp_path: Path) -> None
     finally:
         if daemon.metrics is not None:
             daemon.metrics.close()
+
+
+def test_larval_stack_serves_the_stacks_own(tmp_path: Path) -> None:
+    """`larval stack --metrics`: the stack's counters, no key manager's; gone at SIGTERM."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "larval", "stack", "--pfkey-socket", str(tmp_path / "pfkey"),
+         "--control-socket", str(tmp_path / "control"), "--metrics", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                samples = scrape(port)
+                break
+            except urllib.error.URLError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert value(samples, "larval_sadb_sas", state="larval") == 0
+        assert ("larval_sadb_held_packets", frozenset()) in samples
+        assert not any(name.startswith("larval_ike_") for name, _ in samples)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    with pytest.raises(urllib.error.URLError):
+        scrape(port)
