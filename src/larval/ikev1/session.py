@@ -1004,6 +1004,7 @@ class IkeV1Session(IsakmpSa):
             if isinstance(qm, QuickModeInitiator) and qm.spi_in == spi_in and qm.child:
                 del self._quick[mid]
                 self.answered(mid)
+                self.counters.exchange(1, "QUICK_MODE", "failed")
                 self.report(ChildSaFailed(qm.child, f"Quick Mode refused: {kind.name}"))
 
     def _inform(self, payloads: tuple[Payload, ...]) -> None:
