@@ -85,6 +85,16 @@ BROKEN: list[tuple[str, str, str, str]] = [
      "connections.s2s.children.net.local_ts[0]", "is not a prefix"),
     ("psk too short", "secret:hunter2", "secrets.ike-s2s.secret", "7 bytes, shorter than 16"),
     ("pools overlapping", f"tail:{OVERLAPPING_POOLS}", "pools.b.addrs", "overlaps pools.a"),
+    ("metrics not an address", 'sub:[daemon]\n=>[daemon]\nmetrics = "localhost:9105"\n',
+     "daemon.metrics", "'localhost' is not an IP address"),
+    ("metrics IPv6 unbracketed", 'sub:[daemon]\n=>[daemon]\nmetrics = "::1:9105"\n',
+     "daemon.metrics", "goes in brackets, as [::1]:9105"),
+    ("metrics bad port", 'sub:[daemon]\n=>[daemon]\nmetrics = "127.0.0.1:65536"\n',
+     "daemon.metrics", "the port must be 1-65535"),
+    ("metrics no port", 'sub:[daemon]\n=>[daemon]\nmetrics = "[::1]"\n',
+     "daemon.metrics", "is not ADDRESS:PORT"),
+    ("metrics not a string", "sub:[daemon]\n=>[daemon]\nmetrics = 9105\n",
+     "daemon.metrics", 'is not "ADDRESS:PORT"'),
 ]  # fmt: skip
 
 
@@ -368,6 +378,21 @@ def test_saved_keys_are_a_warning(tmp_path: Path) -> None:
     (warning,) = loaded.problems
     assert warning.severity == "warning" and warning.key == "daemon.save_keys"
     assert "decrypt the traffic" in warning.message
+
+
+@pytest.mark.parametrize(
+    ("address", "warned"),
+    [("127.0.0.1:9105", False), ("[::1]:9105", False), ("0.0.0.0:9105", True),
+     ("[2001:db8::1]:9105", True)],
+)  # fmt: skip
+def test_metrics_beyond_loopback_are_a_warning(tmp_path: Path, address: str,
+                                               warned: bool) -> None:  # fmt: skip
+    text = config(tmp_path).replace("[daemon]\n", f'[daemon]\nmetrics = "{address}"\n', 1)
+    loaded = gather(str(write(tmp_path, text)))
+    assert [p.key for p in loaded.problems] == (["daemon.metrics"] if warned else [])
+    if warned:
+        (warning,) = loaded.problems
+        assert warning.severity == "warning" and "without authentication" in warning.message
 
 
 def test_no_connections_is_a_warning(tmp_path: Path) -> None:

@@ -215,6 +215,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.state_key": ("str",),
     "daemon.save_keys": ("str",),
     "daemon.log": ("table",),
+    "daemon.metrics": ("str",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),

@@ -26,6 +26,7 @@ from larval.crypto.ike_proposals import parse_ike_proposal
 from larval.daemon.auth import resolve
 from larval.daemon.config import ConfigError, parse_config
 from larval.ike.config import AddressMatch, IkeConfig, Suite
+from larval.ike.counters import IkeCounters
 from larval.ike.identity import IdentityMatch, IdType, identity
 from larval.ikev2.constants import AuthMethod, ExchangeType, NotifyType, PayloadType
 from larval.ikev2.errors import IkeExchangeError
@@ -528,6 +529,7 @@ class _Sa:
     def __init__(self, config: IkeConfig, suite: Suite) -> None:
         self.config, self.suite = config, suite
         self.switched: list[str] = []
+        self.counters = IkeCounters()
 
     def _name(self) -> str:
         return f"{self.config.name}[0/0]"
@@ -585,6 +587,7 @@ def test_a_connection_without_the_agreed_ike_proposal_is_passed_over() -> None:
         "no connection for IDi carol@example.org authenticating by psk: "
         "one: not the IKE proposal agreed; three: another remote id"
     )
+    assert sa.counters.auth_failures == {"identity": 1}  # for the metrics
 
 
 def test_a_gateway_for_any_peer_serves_two_clients_at_once() -> None:

@@ -8,6 +8,7 @@ import os
 
 from larval.commands.args import configure_logging, default_control_socket, log_level_option, number
 from larval.commands.sa import UsageError, default_socket
+from larval.daemon.listen_address import parse_listen
 from larval.esp import NAT_T_PORT
 from larval.esp.ip import MAX_MTU, MIN_MTU
 from larval.net.unix_socket import SocketPathError, check_vacant
@@ -25,6 +26,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where to serve policy and status requests ('' for none)",
     )
     p.add_argument("--policy", help="a policy file to load at start")
+    p.add_argument(
+        "--metrics",
+        metavar="ADDRESS:PORT",
+        help="serve Prometheus metrics there, e.g. 127.0.0.1:9105 or [::1]:9105 (default: off)",
+    )
     dp = p.add_argument_group("dataplane (root): cleartext on a TUN device, ESP in UDP")
     dp.add_argument("--tun", help="TUN device to create, e.g. larval0")
     dp.add_argument("--local", help="address to receive ESP-in-UDP on (port --port)")
@@ -91,6 +97,12 @@ def run(args: argparse.Namespace, store: StateStore | None = None) -> int:
             load_policy_text(policy_text, args.policy)
         except PolicyFileError as e:
             raise UsageError(f"--policy {e}") from None
+    metrics = None
+    if args.metrics:
+        try:
+            metrics = parse_listen(args.metrics)
+        except ValueError as e:
+            raise UsageError(f"--metrics {e}") from None
     socket_dirs({"--pfkey-socket": args.pfkey_socket, "--control-socket": args.control_socket})
     dataplane = None
     if args.tun or args.local:
@@ -107,6 +119,7 @@ def run(args: argparse.Namespace, store: StateStore | None = None) -> int:
             plain_esp=args.plain_esp,
         )
     service = StackService(args.pfkey_socket, args.control_socket or None, dataplane, store=store)
+    service.metrics_at = metrics
     if policy_text is not None:
         service.load_policy(policy_text, args.policy)
     service.settle_gc = True

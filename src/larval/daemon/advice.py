@@ -2,8 +2,9 @@
 
 What larval takes but a careful operator would not choose: ESP with NULL encryption,
 AES-GCM with a short ICV in IKE, ESN without an alternative, IKEv1, Aggressive Mode with
-a PSK, a short PSK accepted by ``short_psk``, EAP-MD5, SHA-1 signatures, and keys saved for
-Wireshark (``daemon.save_keys``). Each is a
+a PSK, a short PSK accepted by ``short_psk``, EAP-MD5, SHA-1 signatures, keys saved for
+Wireshark (``daemon.save_keys``), and metrics served beyond loopback (``daemon.metrics``).
+Each is a
 warning with the key it was written at; `larval check` shows them (``--strict`` fails on
 them) and ``larval run`` logs them. The algorithms larval refuses outright are errors,
 explained by `larval.daemon.weak`. The reasons cite RFC 8247 (IKEv2's algorithm
@@ -12,6 +13,7 @@ requirements) and RFC 8221 (ESP's).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 from larval.crypto.ike_transforms import EncrId, EsnId, Transform, TransformType
@@ -30,6 +32,11 @@ def weak_points(config: DaemonConfig) -> Iterator[tuple[str, str]]:
                "on: the keys of every IKE SA and CHILD_SA set up are written to "
                f"{config.save_keys}, and whoever reads them can decrypt the traffic; "
                "for debugging only")  # fmt: skip
+    if config.metrics is not None and not ipaddress.ip_address(config.metrics[0]).is_loopback:
+        yield ("daemon.metrics",
+               f"served on {config.metrics[0]}, not loopback: the endpoint is plain HTTP "
+               "without authentication, and whoever reaches it reads the connection names "
+               "and counters; keep it behind a firewall or on 127.0.0.1")  # fmt: skip
     for conn in config.connections:
         yield from _connection(config, conn)
 

@@ -217,6 +217,7 @@ from larval import logs
 from larval.crypto.ike_errors import IkeProposalError
 from larval.crypto.ike_proposals import esp_proposal_transforms, parse_ike_proposal
 from larval.crypto.proposals import ProposalError
+from larval.daemon.listen_address import parse_listen
 from larval.daemon.weak import refused_why
 from larval.errors import LarvalError
 from larval.esp.ip import MAX_MTU, MIN_MTU
@@ -248,7 +249,7 @@ _T = TypeVar("_T")
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
                "credentials", "resolv_file", "routing_table", "routing_table_prio",
-               "state", "state_key", "save_keys", "log")  # fmt: skip
+               "state", "state_key", "save_keys", "log", "metrics")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -394,6 +395,9 @@ class DaemonConfig:
     #: ``daemon.save_keys``: the directory Wireshark's decryption tables of every SA
     #: set up are appended to (`larval.daemon.wireshark_keys`); None: off.
     save_keys: str | None = None
+    #: ``daemon.metrics``: where the Prometheus endpoint listens, (address, port)
+    #: (`larval.daemon.metrics`); None: off.
+    metrics: tuple[str, int] | None = None
     #: Each connection's ``local`` and ``remote`` rounds as written, by name (none
     #: written: a PSK side), for `larval check`'s summary.
     auth_sides: dict[str, tuple[tuple[AuthSide, ...], tuple[AuthSide, ...]]] = field(
@@ -622,6 +626,8 @@ def _parse(r: _Collector, data: dict[str, Any]) -> DaemonConfig:
                                  None)  # fmt: skip
     if "log" in daemon:
         config.log_levels = r.get(lambda: _log_levels(r, daemon["log"]), {})
+    if "metrics" in daemon:
+        config.metrics = r.get(lambda: _metrics(r, daemon["metrics"]), None)
     every_secret = top.get("secrets", {})
     eap_passwords: dict[str, str] = {}
     with r.attempt("secrets"):
@@ -682,6 +688,16 @@ def _connection_whole(
     config.auth_sides[name] = (tuple(_side(r, k, t) for k, t in rounds["local"]),
                                tuple(_side(r, k, t) for k, t in rounds["remote"]))  # fmt: skip
     return conn, policies
+
+
+def _metrics(r: ConfigReader, value: object) -> tuple[str, int]:
+    """``daemon.metrics``: ``"ADDRESS:PORT"``, an IPv6 address in brackets."""
+    if not isinstance(value, str):
+        raise r.error("daemon.metrics", f'{r.show(value)} is not "ADDRESS:PORT"')
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise r.error("daemon.metrics", str(e)) from None
 
 
 def _tun(r: ConfigReader, tun: object) -> str | None:

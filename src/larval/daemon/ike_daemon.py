@@ -23,6 +23,7 @@ from typing import Any
 from larval.daemon.config import DaemonConfig
 from larval.daemon.group_commit import GroupCommit
 from larval.daemon.loading import load_daemon
+from larval.daemon.metrics import ConnectionTraffic, IkeReading, Sources, read_ike
 from larval.daemon.reload import (
     RELOADED,
     by_name,
@@ -154,6 +155,7 @@ class IkeDaemon(StackService):
                          wake=self._wake, pools=cfg.pools)  # fmt: skip
         self.keymgr = self.node.keymgr
         self._save_keys()
+        self._metrics_setup()
         if self.store is not None:
             self.keymgr.attach_store(self.store)
         self.add_listener(self.node.stack_emitted)
@@ -262,6 +264,23 @@ class IkeDaemon(StackService):
             if self.key_saver is None or self.key_saver.path != path:
                 self.key_saver = KeySaver(path, self.stack.sadb)
         self.keymgr.on_ike_sa_up = self.key_saver.ike_sa_up if self.key_saver else None
+
+    # -- metrics (larval.daemon.metrics) ---------------------------------------------------
+
+    def _metrics_setup(self) -> None:
+        """``[daemon] metrics``: where the endpoint listens once `run` starts; the
+        CHILD_SAs deleted keep their bytes and packets in their connection's totals."""
+        self.metrics_at = self.config.metrics
+        self.metrics_option = f"{self.config_path}: daemon.metrics"
+        self._traffic = ConnectionTraffic()
+        self.keymgr.on_child_gone = lambda record: self._traffic.retire(record, self.stack.sadb)
+
+    def metrics_sources(self) -> Sources:
+        return Sources(lambda: self._status({}), self.stack.sadb, self._metrics_ike)
+
+    def _metrics_ike(self) -> IkeReading:
+        ha = self.ha.node.status() if self.ha is not None else None
+        return read_ike(self.keymgr, self._traffic, self.stack.sadb, ha)
 
     def _on_tick(self) -> None:
         """IKE timers (retransmission, liveness, rekeying) are seconds apart: a tick every
@@ -434,6 +453,8 @@ class IkeDaemon(StackService):
                  "; ".join(done) or "nothing changed")  # fmt: skip
         self._save_keys()
         apply_config_levels(self.config.log_levels)
+        if self._loop is not None:
+            self.move_metrics(self.config.metrics, self._loop)
 
     # -- control operations ------------------------------------------------------------------
 
@@ -553,6 +574,7 @@ class IkeDaemon(StackService):
         self.add_listener(self.node.stack_emitted)
         self.keymgr = self.node.keymgr
         self.keymgr.on_ike_sa_up = self.key_saver.ike_sa_up if self.key_saver else None
+        self.keymgr.on_child_gone = old.keymgr.on_child_gone
 
     def emit_replies(self, replies: list[PfkeyReply]) -> None:
         """What the stack answered to a request of the daemon's own, to PF_KEY clients."""

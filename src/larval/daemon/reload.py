@@ -52,6 +52,7 @@ RELOADED = (
     "auth_sides",
     "save_keys",
     "log_levels",
+    "metrics",
 )
 
 _T = TypeVar("_T")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from larval.daemon import gc_policy
+from larval.daemon.metrics import MetricsEndpoint, MetricsError, Sources
 from larval.daemon.reload import by_name
 from larval.esp import NAT_T_PORT, EspConfigError
 from larval.esp.helper import esp_path
@@ -97,6 +98,11 @@ class StackService:
             else None
         )
         self._stopping = asyncio.Event()
+        #: Where the Prometheus endpoint listens (`larval.daemon.metrics`; None: off), and
+        #: the option that said so, for its errors.
+        self.metrics_at: tuple[str, int] | None = None
+        self.metrics_option = "--metrics"
+        self.metrics: MetricsEndpoint | None = None
 
     def add_listener(self, listener: Emit) -> None:
         self._listeners.append(listener)
@@ -167,6 +173,38 @@ class StackService:
             "esp_path": esp_path_status(),
         }
 
+    # -- metrics (larval.daemon.metrics) -------------------------------------------------------
+
+    def metrics_sources(self) -> Sources:
+        """What the metrics endpoint reads: the stack's status and its SADB."""
+        return Sources(lambda: self._status({}), self.stack.sadb)
+
+    def move_metrics(
+        self, address: tuple[str, int] | None, loop: asyncio.AbstractEventLoop, *,
+        starting: bool = False,
+    ) -> None:  # fmt: skip
+        """Serve the metrics on `address` (None: stop serving them). `starting`: a
+        MetricsError stops the start; later (a reload) it is logged and the endpoint
+        stays where it was, or off."""
+        self.metrics_at = address
+        if address is None:
+            if self.metrics is not None:
+                self.metrics.close()
+                self.metrics = None
+            return
+        if self.metrics is not None and self.metrics.address == address:
+            return
+        endpoint = self.metrics or MetricsEndpoint(self.metrics_sources(), loop)
+        try:
+            endpoint.listen(address, self.metrics_option)
+        except MetricsError as e:
+            if starting:
+                raise
+            where = "where they were" if self.metrics is not None else "off"
+            log.error("reload: %s; the metrics stay %s", e, where)
+            return
+        self.metrics = endpoint
+
     def _esp_state_status(self) -> dict[str, Any]:
         writer = self.stack.esp_state
         if writer is None:
@@ -207,6 +245,8 @@ class StackService:
         """Start everything, serve until SIGTERM, SIGINT or stop(), and undo what was
         started on every way out: a signal, or a part that fails to start."""
         loop = asyncio.get_running_loop()
+        # First: a port in use stops the start before anything else is made.
+        self.move_metrics(self.metrics_at, loop, starting=True)
         signals = self._catch_signals(loop)
         writer = self.stack.esp_state
         if writer is not None:
@@ -223,6 +263,7 @@ class StackService:
                 await loop.run_in_executor(None, writer.stop)
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            self.move_metrics(None, loop)
 
     def _catch_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         """Turn SIGTERM and SIGINT into a clean stop, from the start on (only the main

@@ -33,6 +33,7 @@ from typing import Protocol, Self
 from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
+from larval.ike.counters import IkeCounters
 from larval.ike.events import Event
 from larval.ike.sk_keys import IkeSkKeys
 from larval.ike.state import IkeSaState
@@ -66,6 +67,9 @@ class IkeSa(Protocol):
 
     @property
     def config(self) -> IkeConfig: ...
+
+    #: The key manager's event counters (`larval.ike.counters`); it sets its own.
+    counters: IkeCounters
 
     @property
     def initiator(self) -> bool:

@@ -123,6 +123,11 @@ class TaskManager(Generic[M, B]):
         SA restored from its value, `larval.ike.state`): it awaits the response again."""
         self._active[message_id] = task
 
+    def exchange_of(self, message_id: int) -> Hashable | None:
+        """The exchange of the task whose request went as `message_id`, if one awaits it."""
+        task = self._active.get(message_id)
+        return task.exchange if task is not None else None
+
     def rekeying(self, key: Hashable) -> Task[M, B] | None:
         """Our task, queued or under way, that renews `key` (RFC 7296 §2.8.1, §2.8.2)."""
         return next((t for t in self.tasks() if t.rekeys == key), None)

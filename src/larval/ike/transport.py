@@ -47,6 +47,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from . import IKE_PORT
 from .config import IkeConfig
+from .counters import IkeCounters
 from .state import CachedReply, IkeStateError, PendingRequest, TransportState
 
 __all__ = [
@@ -265,9 +266,12 @@ class IkeTransport(Generic[M]):
         remote: Address,
         schedule: Retransmission,
         name: Callable[[], str] = str,
+        counters: IkeCounters | None = None,
     ) -> None:
         """`remote`: where requests and their retransmissions go (the session moves it when
-        the peer floats behind a NAT); `name`: how log lines name the IKE SA."""
+        the peer floats behind a NAT); `name`: how log lines name the IKE SA; `counters`:
+        the key manager's, where retransmissions are counted."""
+        self.counters = counters if counters is not None else IkeCounters()
         self.ids = ids
         self.framing = framing
         self.remote = remote
@@ -279,14 +283,15 @@ class IkeTransport(Generic[M]):
 
     @classmethod
     def of(
-        cls, config: IkeConfig, ids: MessageIdPolicy, framing: Framing[M], name: Callable[[], str]
-    ) -> IkeTransport[M]:
+        cls, config: IkeConfig, ids: MessageIdPolicy, framing: Framing[M], name: Callable[[], str],
+        counters: IkeCounters | None = None,
+    ) -> IkeTransport[M]:  # fmt: skip
         """The transport of an IKE SA of `config`: to the peer's IKE port, on the
         configured retransmission schedule."""
         schedule = Retransmission(
             config.retransmit_timeout, config.retransmit_base, config.retransmit_tries
         )
-        return cls(ids, framing, (str(config.remote_addr), IKE_PORT), schedule, name)
+        return cls(ids, framing, (str(config.remote_addr), IKE_PORT), schedule, name, counters)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -454,6 +459,7 @@ class IkeTransport(Generic[M]):
                 gave_up.append(GaveUp(request.message_id, request.text, transmissions))
                 continue
             request.retransmits += 1
+            self.counters.retransmits += 1
             request.due = now + self.schedule.delay(request.retransmits)
             if request.renew is not None:
                 del self._outstanding[request.message_id]
@@ -474,6 +480,16 @@ class OverTransport:
     it: RFC 7296 §2.23, RFC 3947 §4), and the datagrams to send."""
 
     _transport: IkeTransport[Any]
+
+    @property
+    def counters(self) -> IkeCounters:
+        """The key manager's event counters (`larval.ike.counters`), which the transport
+        counts retransmissions in and the IKE SA its exchanges."""
+        return self._transport.counters
+
+    @counters.setter
+    def counters(self, counters: IkeCounters) -> None:
+        self._transport.counters = counters
 
     @property
     def remote(self) -> Address:

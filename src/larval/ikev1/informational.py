@@ -134,6 +134,8 @@ class Informational:
             errors = [n for n in message.get(NotifyPayload) if n.notify_type.is_error]
             if errors:
                 self.error = errors[0].notify_type.name
+            for n in errors:
+                sa.counters.error_received(1, counted_name(n.notify_type))
             if errors and not self.established:
                 # Before Phase 1 is done nothing can be authenticated (RFC 2409 §5.7); a
                 # refusal that names our cookies ends the attempt.
@@ -160,6 +162,8 @@ class Informational:
         kind = payload.notify_type
         if kind.is_error and self.error is None:
             self.error = kind.name
+        if kind.is_error:
+            self.sa.counters.error_received(1, counted_name(kind))
         if kind == NotifyType.R_U_THERE:
             # RFC 3706 §5.3: the ACK echoes the sequence number.
             ack = self.sa.notify(NotifyType.R_U_THERE_ACK, payload.data)
@@ -193,3 +197,12 @@ class Informational:
             if child is not None:
                 del sa.children[child.spi_in]
                 sa.report(ChildSaDown(child.spi_in, child.spi_out, by_peer=True))
+
+
+#: The notify types larval names; a peer's other numbers are counted as ``other``.
+_KNOWN_NOTIFIES = frozenset(int(n) for n in NotifyType)
+
+
+def counted_name(kind: NotifyType) -> str:
+    """A bounded label for a peer's notification (`larval.ike.counters`)."""
+    return kind.name if kind in _KNOWN_NOTIFIES else "other"

@@ -150,6 +150,9 @@ REAUTH_DELETE_DELAY = 10.0  # seconds a replaced ISAKMP SA stays (strongSwan's a
 MM, AM, QM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE, ExchangeType.QUICK_MODE
 TX = ExchangeType.TRANSACTION
 _INFO = ExchangeType.INFORMATIONAL
+#: How the metrics name the exchanges (`larval.ike.counters`); any other is ``other``.
+_COUNTED = {MM: "MAIN_MODE", AM: "AGGRESSIVE", QM: "QUICK_MODE", _INFO: "INFORMATIONAL",
+            TX: "TRANSACTION"}  # fmt: skip
 
 
 class State(enum.Enum):
@@ -404,20 +407,25 @@ class IkeV1Session(IsakmpSa):
 
     def handle_timer(self, now: float) -> None:
         self._now = now
+        counted = self.counters
         for gave_up in self._transport.handle_timer(now):
             if exchange_log.enabled():
                 self._exchange_over(self._exchange_of(gave_up.message_id), True, "no answer",
                                     len(self._events))  # fmt: skip
             reason = f"no answer to {gave_up.text} after {gave_up.transmissions} transmissions"
             if gave_up.message_id == PHASE1:
+                counted.exchange(1, "AGGRESSIVE" if self.aggressive else "MAIN_MODE", "timeout")
                 self._close(reason, now)
                 return
             if gave_up.message_id == self._dpd.message_id:
+                counted.exchange(1, "INFORMATIONAL", "timeout")
                 self._close("peer is dead: no R-U-THERE-ACK", now)
                 return
             if self._transactions.pop(gave_up.message_id, None) is not None:
+                counted.exchange(1, "TRANSACTION", "timeout")
                 self._close(reason, now)  # XAuth or Mode Config unanswered
                 return
+            counted.exchange(1, "QUICK_MODE", "timeout")
             qm = self._quick.pop(gave_up.message_id, None)
             if isinstance(qm, QuickModeInitiator) and qm.child is not None:
                 self.report(ChildSaFailed(qm.child, reason))
@@ -768,12 +776,15 @@ class IkeV1Session(IsakmpSa):
             return error.answered
         if exchange is not _INFO:
             self._dpd.heard(now)
+        elif turn is Turn.OPENS:
+            self.counters.exchange(1, "INFORMATIONAL", "ok")
         if exchange_log.enabled() and self._over(entry, header):
             result = (self._notified if exchange is _INFO else None) or "ok"
             self._exchange_over(exchange, initiated, result, marked)
         if entry.next is not None and self.state is not State.CLOSED:
             self._enter(entry.next)
             if entry.next is State.ESTABLISHED:
+                self.counters.exchange(1, _COUNTED.get(exchange, "other"), "ok")
                 self._established(now)
         return True
 
@@ -844,6 +855,7 @@ class IkeV1Session(IsakmpSa):
                 self._run(task, inbound, now)
                 if task.done:
                     del self._quick[header.message_id]
+                    self.counters.exchange(1, "QUICK_MODE", "ok")
             case Step.TRANSACTION_RESPONDER:
                 answering = TransactionResponder(self, header.message_id,
                                                  self._remote_access.answer)  # fmt: skip
@@ -888,6 +900,7 @@ class IkeV1Session(IsakmpSa):
         # A peer that fails to prove itself is worth a warning (with the reason and the
         # certificate's subject); any other refusal is the protocol at work.
         level = logging.WARNING if isinstance(error, IkeV1AuthFailed) else logging.INFO
+        self._count_refusal(exchange, error)
         log.log(level, "%s: %s refused in state %s: %s%s", self.name(), exchange.name,
                 self.state.name, error, answered)  # fmt: skip
         if error.answered and self.state in (State.ESTABLISHED, State.REKEYED):
@@ -906,6 +919,17 @@ class IkeV1Session(IsakmpSa):
             self._transport.send((message.encode(),))
         if error.close is not None:
             self._close(error.close, now)
+
+    def _count_refusal(self, exchange: ExchangeType, error: IkeV1ExchangeError) -> None:
+        """A refused message, for the metrics (`larval.ike.counters`): its exchange, the
+        notification it is answered with, and why a peer did not prove itself."""
+        counted = self.counters
+        counted.exchange(1, _COUNTED.get(exchange, "other"), "refused")
+        if error.answered:
+            counted.error_sent(1, error.notify.name)
+        if isinstance(error, IkeV1AuthFailed):
+            identity = error.notify is NotifyType.INVALID_ID_INFORMATION
+            counted.auth_failed("identity" if identity else "auth_data")
 
     def _enter(self, state: State) -> None:
         """The one place the state changes: to the table's next state when a message is
@@ -1046,6 +1070,7 @@ class IkeV1Session(IsakmpSa):
             if isinstance(qm, QuickModeInitiator) and qm.spi_in == spi_in and qm.child:
                 del self._quick[mid]
                 self.answered(mid)
+                self.counters.exchange(1, "QUICK_MODE", "failed")
                 self.report(ChildSaFailed(qm.child, f"Quick Mode refused: {kind.name}"))
 
     def _inform(self, payloads: tuple[Payload, ...]) -> None:

@@ -98,11 +98,13 @@ _ANY_PUBKEY = parse_auth("pubkey")[1]
 
 class AuthenticationFailed(LarvalError):
     """The peer did not prove itself; the message is the reason, `subject` the subject
-    of the certificate it sent, if any."""
+    of the certificate it sent, if any, `kind` the reason as counted (one of
+    `larval.ike.counters.AUTH_FAILURES`)."""
 
-    def __init__(self, reason: str, subject: str = "") -> None:
+    def __init__(self, reason: str, subject: str = "", kind: str = "auth_data") -> None:
         super().__init__(reason)
         self.subject = subject
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,8 @@ class PskAuthenticator:
         auth = claim.auth
         if auth.method != self.method:
             raise AuthenticationFailed(
-                f"AUTH is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC"
+                f"AUTH is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC",
+                kind="method",
             )
         if not verify_psk_auth(prf, self._psk, octets, auth.data):
             raise AuthenticationFailed("AUTH does not verify (wrong PSK?)")
@@ -214,7 +217,8 @@ class PubkeyProver:
         try:
             choose_signature(local.cert.key.key, local.schemes, peer.hashes)
         except SignatureError as error:
-            raise AuthenticationFailed(str(error), describe_subject(local.cert.cert)) from None
+            raise AuthenticationFailed(str(error), describe_subject(local.cert.cert),
+                                       "own_credentials") from None  # fmt: skip
 
     def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
         local = self._local
@@ -223,7 +227,8 @@ class PubkeyProver:
             method, name = choose_signature(key, local.schemes, peer.hashes)
             data = auth_data(key, method, name, octets)
         except SignatureError as error:
-            raise AuthenticationFailed(str(error), describe_subject(cert)) from None
+            raise AuthenticationFailed(str(error), describe_subject(cert),
+                                       "own_credentials") from None  # fmt: skip
         send = local.send_cert == "always" or (local.send_cert == "ifasked" and peer.certreq)
         certs = (cert, *local.intermediates) if send else ()
         payloads = tuple(CertPayload(CertEncoding.X509_SIGNATURE, _der(c)) for c in certs)
@@ -261,17 +266,18 @@ class PubkeyVerifier:
         auth = claim.auth
         if auth.method not in _SIGNATURE_METHODS:
             raise AuthenticationFailed(
-                f"AUTH is of method {AuthMethod(auth.method).name}, not a signature"
+                f"AUTH is of method {AuthMethod(auth.method).name}, not a signature",
+                kind="method",
             )
         x509_certs = [c.data for c in claim.certs if c.encoding == CertEncoding.X509_SIGNATURE]
         if not x509_certs:
-            raise AuthenticationFailed("no certificate")
+            raise AuthenticationFailed("no certificate", kind="certificate")
         leaf, *untrusted = (_load(der, n) for n, der in enumerate(x509_certs))
         subject = describe_subject(leaf)
         try:
             trusted = self._remote.trust.verify(leaf, untrusted, claim.peer_id, now)
         except TrustError as error:
-            raise AuthenticationFailed(str(error), subject) from None
+            raise AuthenticationFailed(str(error), subject, "certificate") from None
         try:
             name = parse_auth_data(auth.method, auth.data)[0].name
             if name not in self._schemes:
@@ -300,7 +306,8 @@ class EapProver:
 
     def prove(self, prf: Prf, octets: bytes, peer: PeerOffer) -> Proof:
         # Only an initiator asks for EAP (§2.16); a responder cannot prove itself by it.
-        raise AuthenticationFailed("EAP authenticates an initiator only, not this responder")
+        raise AuthenticationFailed("EAP authenticates an initiator only, not this responder",
+                                   kind="method")  # fmt: skip
 
     def conversation(self, random: RandomBytes = system_random,
                      wall_clock: WallClock | None = None) -> EapPeerConversation:  # fmt: skip
@@ -329,7 +336,8 @@ class EapVerifier:
     def verify(self, prf: Prf, octets: bytes, claim: PeerClaim, now: datetime.datetime) -> AuthInfo:
         raise AuthenticationFailed(
             f"AUTH of method {AuthMethod(claim.auth.method).name} where this end "
-            f"authenticates the initiator by EAP ({self._remote.method})"
+            f"authenticates the initiator by EAP ({self._remote.method})",
+            kind="method",
         )
 
     def conversation(self, peer_identity: str, random: RandomBytes = system_random,
@@ -352,11 +360,12 @@ def verify_eap_auth(prf: Prf, msk: bytes | None, sk_p: bytes, octets: bytes,
     """`AuthenticationFailed` unless `auth` is `eap_auth`'s for the peer's octets."""
     if auth.method != AuthMethod.SHARED_KEY_MIC:
         raise AuthenticationFailed(
-            f"AUTH after EAP is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC"
+            f"AUTH after EAP is of method {AuthMethod(auth.method).name}, not SHARED_KEY_MIC",
+            kind="eap",
         )
     if not verify_psk_auth(prf, msk or sk_p, octets, auth.data):
         key = "the MSK" if msk else "SK_p (the method derives no MSK)"
-        raise AuthenticationFailed(f"AUTH after EAP does not verify with {key}")
+        raise AuthenticationFailed(f"AUTH after EAP does not verify with {key}", kind="eap")
 
 
 def prover_for(config: IkeConfig) -> Prover:
@@ -391,7 +400,8 @@ def _load(der: bytes, index: int) -> x509.Certificate:
         return x509.load_der_x509_certificate(der)
     except CERT_PARSE_ERRORS:
         which = "the first" if index == 0 else f"CERT {index + 1}"
-        raise AuthenticationFailed(f"{which} X.509 CERT does not decode") from None
+        raise AuthenticationFailed(f"{which} X.509 CERT does not decode",
+                                   kind="certificate") from None  # fmt: skip
 
 
 def _der(cert: x509.Certificate) -> bytes:

@@ -78,6 +78,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, exchange_log
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, Suite
+from larval.ike.counters import IkeCounters
 from larval.ike.events import ChildSaDown, ChildSaFailed, Event, IkeSaDown, IkeSaUp
 from larval.ike.sa import Phase
 from larval.ike.sk_keys import IkeSkKeys
@@ -227,6 +228,7 @@ class IkeSession(OverTransport):
         signature_hashes: bool = True,
         address_pool: AddressPool | None = None,
         candidates: Candidates | None = None,
+        counters: IkeCounters | None = None,
     ) -> None:
         """`fragmentation`: announce RFC 7383 support; `fragment_size`: the largest
         protected message sent whole when both ends announced it (§2.5.1);
@@ -236,7 +238,8 @@ class IkeSession(OverTransport):
         a public key is in play (§4); `address_pool`: a responder's connection's pools,
         for a peer's CFG_REQUEST (§2.19); `candidates`: a responder's connections that
         matched the addresses, among which IKE_AUTH chooses by the peer's identity and
-        method (`larval.ikev2.exchanges.select`)."""
+        method (`larval.ikev2.exchanges.select`); `counters`: the key manager's
+        (`larval.ike.counters`), where exchanges and failures are counted."""
         self.config = config
         self.initiator = initiator
         self._allocate_spi = allocate_spi
@@ -263,7 +266,7 @@ class IkeSession(OverTransport):
         # Message IDs, the window, retransmission, the cached response and fragments.
         self._framing = Ikev2Framing(fragment_size)
         self._transport: IkeTransport[IkeMessage] = IkeTransport.of(
-            config, WindowedIds(), self._framing, self._name
+            config, WindowedIds(), self._framing, self._name, counters
         )
         self.natted = False
         self.children: dict[int, ChildSa] = {}  # by inbound SPI
@@ -349,6 +352,9 @@ class IkeSession(OverTransport):
 
     def handle_timer(self, now: float) -> None:
         for gave_up in self._transport.handle_timer(now):
+            exchange = self._tasks.exchange_of(gave_up.message_id)
+            name = _exchange_name(exchange) if isinstance(exchange, ExchangeType) else "other"
+            self.counters.exchange(2, name, "timeout")
             if exchange_log.enabled():  # the request's text names its exchange
                 self._exchange_over(gave_up.text.split(" ", 1)[0] or "request", True,
                                     "no answer")  # fmt: skip
@@ -538,7 +544,7 @@ class IkeSession(OverTransport):
                          prover=self._prover, verifier=self._verifier,
                          wall_clock=self._wall_clock,
                          signature_hashes=self._signature_hashes_offered,
-                         address_pool=self._address_pool)  # fmt: skip
+                         address_pool=self._address_pool, counters=self.counters)  # fmt: skip
         new.spi_r = spi_r
         # A rekeyed IKE SA is of the same peers, authenticated as they were (§2.18).
         new.auth_local, new.auth_remote = self.auth_local, self.auth_remote
@@ -683,6 +689,8 @@ class IkeSession(OverTransport):
         marked = len(self._events)
         if task_of is REQUESTER:
             ours = self._tasks.response(message.message_id, message, now)
+            if ours is not None:
+                self._count_response(message)
             over = ours is not None and ours.done
             if over and exchange_log.enabled():
                 self._exchange_over(message.exchange_type.name, True, _result(message.payloads),
@@ -720,6 +728,10 @@ class IkeSession(OverTransport):
         the IKE SA if the refusal ends it. A response is never answered (§2.21)."""
         kind = "response" if request.is_response else "request"
         answered = error.answered and not request.is_response
+        if request.is_response and not isinstance(error, IkeOutOfPlace):
+            self.counters.exchange(2, _exchange_name(request.exchange_type), "failed")
+        elif not answered:  # what this end answers is counted as it goes (`_answer`)
+            self.counters.exchange(2, _exchange_name(request.exchange_type), "refused")
         log.info("%s: %s %s %d refused: %s%s", self._name(), request.exchange_type.name, kind,
                  request.message_id, error, "" if answered else ", dropped")  # fmt: skip
         if answered and request.exchange_type is ExchangeType.IKE_SA_INIT:
@@ -752,7 +764,30 @@ class IkeSession(OverTransport):
         self._transport.send_request(mid, datagrams, now, self._request_text)
         return mid
 
+    def _count_response(self, response: IkeMessage) -> None:
+        """A response to a request of ours was taken: its exchange is counted, ``failed``
+        if the response carries an error notification (each counted by name)."""
+        result = "ok"
+        for payload in response.payloads:
+            if isinstance(payload, NotifyPayload) and payload.notify_type < 16384:
+                self.counters.error_received(2, _notify_name(payload.notify_type))
+                if payload.notify_type == NotifyType.AUTHENTICATION_FAILED:
+                    self.counters.auth_failed("peer_refused")
+                result = "failed"
+        self.counters.exchange(2, _exchange_name(response.exchange_type), result)
+
+    def _count_answer(self, exchange: ExchangeType, payloads: tuple[Payload, ...]) -> None:
+        """An answer to the peer's request goes out: its exchange is counted, ``refused``
+        if it carries an error notification (each counted by name)."""
+        result = "ok"
+        for payload in payloads:
+            if isinstance(payload, NotifyPayload) and payload.notify_type < 16384:
+                self.counters.error_sent(2, _notify_name(payload.notify_type))
+                result = "refused"
+        self.counters.exchange(2, _exchange_name(exchange), result)
+
     def _answer(self, request: IkeMessage, payloads: tuple[Payload, ...]) -> None:
+        self._count_answer(request.exchange_type, payloads)
         message = IkeMessage(self.spi_i, self.spi_r, request.exchange_type, self.initiator, True,
                              request.message_id, payloads)  # fmt: skip
         datagrams = self._transport.frame(message)
@@ -774,6 +809,7 @@ class IkeSession(OverTransport):
     def _refuse_init(self, message: IkeMessage, notify: int, data: bytes, addr: Address) -> None:
         """<-- HDR, N(error): a stateless IKE_SA_INIT error response (§1.2, §2.6)."""
         response = init_error(message.spi_i, notify, data)
+        self._count_answer(ExchangeType.IKE_SA_INIT, response.payloads)
         self._log_message("sending", response)
         self._transport.send(self._transport.frame(response), addr)
 
@@ -810,8 +846,21 @@ class IkeSession(OverTransport):
         self._events.append(IkeSaDown(reason, by_peer))
 
 
-def _notify_name(notify: int) -> str:
-    return NotifyType(notify).name
+#: The notify types larval names; a peer's other error numbers are counted as ``other``.
+_KNOWN_NOTIFIES = frozenset(int(n) for n in NotifyType)
+
+
+_KNOWN_EXCHANGES = frozenset(int(e) for e in ExchangeType)
+
+
+def _notify_name(notify_type: int) -> str:
+    """A bounded label for an error notification: its name, or ``other``."""
+    return NotifyType(notify_type).name if notify_type in _KNOWN_NOTIFIES else "other"
+
+
+def _exchange_name(exchange: ExchangeType) -> str:
+    """A bounded label for an exchange type a peer may have made up: its name, or ``other``."""
+    return exchange.name if exchange in _KNOWN_EXCHANGES else "other"
 
 
 def _result(payloads: tuple[Payload, ...]) -> str:

@@ -49,6 +49,7 @@ from larval.crypto.randomness import RandomBytes, system_random
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, IkeConfig, Suite, address_quality
+from larval.ike.counters import IkeCounters
 from larval.ike.datagram import address_of, version_of
 from larval.ike.errors import IkeNotifyError
 from larval.ike.events import (
@@ -207,6 +208,11 @@ class KeyManager:
         self._replacing: dict[bytes, IkeSa] = {}  # IKEv1 reauthentication -> the old
         self._cookies = Cookies(random_bytes)
         self.cookies_sent = 0
+        #: What the IKE SAs did (exchanges, retransmissions, failures), for the metrics.
+        self.ike_counters = IkeCounters()
+        #: Told of each CHILD_SA about to be deleted, while its SAs are still in the
+        #: stack: the metrics keep what they carried (`larval.daemon.metrics`).
+        self.on_child_gone: Callable[[ChildRecord], None] | None = None
         #: IKEv1 messages dropped as malformed, by name (`_count_dropped`).
         self.ikev1_dropped: dict[str, int] = {}
         # What anyone can make us say by sending a datagram (an opener we have no
@@ -320,9 +326,11 @@ class KeyManager:
         names more than one peer, those of this IKE SA)."""
         ike = ike or conn.ike
         start = Start(initiator, spi_i, conn.aggressive, initial_contact)
-        return VERSIONS[version or _initiated(conn)].session(
+        session = VERSIONS[version or _initiated(conn)].session(
             ike, self._hooks(conn, ike, candidates), start
         )
+        session.counters = self.ike_counters
+        return session
 
     def _hooks(
         self, conn: Connection, ike: IkeConfig, candidates: Candidates | None = None
@@ -586,6 +594,9 @@ class KeyManager:
                            "peer, sending NO_PROPOSAL_CHOSEN", version.opener, addr[0],
                            name)  # fmt: skip
             self._outbox.append((version.refusal(spi_i, self._random), addr))
+            self.ike_counters.error_sent(version.number, "NO_PROPOSAL_CHOSEN")
+            if version.number == 2:
+                self.ike_counters.exchange(2, "IKE_SA_INIT", "refused")
             return None
         if version.cookies and self._half_open() >= conn.ike.cookie_threshold:
             check = self._cookies.check(data, addr[0], spi_i, now)
@@ -676,6 +687,11 @@ class KeyManager:
     def _half_open(self) -> int:
         return len(self._half_open_spis)
 
+    @property
+    def half_open_sas(self) -> int:
+        """Responder IKE SAs that answered IKE_SA_INIT and wait for IKE_AUTH."""
+        return len(self._half_open_spis)
+
     def handle_timer(self, now: float) -> None:
         self.now = now
         self.noise.flush(now)
@@ -747,6 +763,7 @@ class KeyManager:
         """The session `value` holds, of `conn` between `local` and its peer."""
         ike = _between(conn.ike, local, ipaddress.ip_address(value.transport.remote[0]))
         restored = restore_session(value, ike, self._hooks(conn, ike))
+        restored.counters = self.ike_counters
         self._session_conn[restored.spi_i] = conn
         return restored
 
@@ -1087,6 +1104,8 @@ class KeyManager:
             self.persist.child_gone(spi_in)
         if record is None:
             return
+        if self.on_child_gone is not None:
+            self.on_child_gone(record)
         renewal = self._outbound_due.pop(self._renewed_by.pop(spi_in, -1), None)
         if renewal is not None:
             renewal[1]()  # the new outbound SA first, then the old one goes

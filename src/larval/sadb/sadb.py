@@ -18,7 +18,7 @@ import errno
 import functools
 import ipaddress
 import struct
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import NamedTuple
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
@@ -391,6 +391,12 @@ class Sadb:
     @property
     def acquire_records(self) -> int:
         return len(self._acquires)
+
+    def all_sas(self) -> Iterator[SecurityAssociation]:
+        """Every SA of every type, from a snapshot of each table (`SaTable.__iter__`):
+        safe to walk from any thread while others change the tables."""
+        for table in self._tables.values():
+            yield from table
 
     # -- aging --------------------------------------------------------------------------
 

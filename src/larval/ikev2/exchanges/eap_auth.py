@@ -206,7 +206,7 @@ class EapIkeAuth(IkeAuth):
                 return False
             if not _peer_id_ok(sa, idr):
                 give_up(sa, _failed(sa, "responder", AuthenticationFailed(
-                    "identity is not the one configured")), now)  # fmt: skip
+                    "identity is not the one configured", kind="identity")), now)  # fmt: skip
                 return False
             self._peer_info = AuthInfo(step.eap.method)  # proved by the method's MSK
         elif idr is None or auth is None:
@@ -279,11 +279,11 @@ class EapIkeAuthResponder(AnswerTask):
             assert auth is not None
             reason = _failed(sa, "initiator", AuthenticationFailed(
                 f"AUTH of method {AuthMethod(auth.method).name} where this connection "
-                "authenticates the initiator by EAP"))  # fmt: skip
+                "authenticates the initiator by EAP", kind="method"))  # fmt: skip
             refuse(reason)
         if not _peer_id_ok(sa, idi):
             refuse(_failed(sa, "initiator", AuthenticationFailed(
-                "identity is not the one configured")))  # fmt: skip
+                "identity is not the one configured", kind="identity")))  # fmt: skip
         certreq = message.first(CertReqPayload) is not None
         sa._peer_offer = dataclasses.replace(sa._peer_offer,
                                              certreq=sa._peer_offer.certreq or certreq)  # fmt: skip

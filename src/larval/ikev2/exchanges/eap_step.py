@@ -224,7 +224,7 @@ def initiator_failed(sa: Ikev2Sa, identity: str | None, reason: str) -> str:
     """The WARNING line of an initiator that failed EAP, naming its EAP identity where
     it gave one; the reason the IKE SA ends."""
     named = f"EAP identity {identity!r}: " if identity and repr(identity) not in reason else ""
-    return _failed(sa, "initiator", AuthenticationFailed(named + reason))
+    return _failed(sa, "initiator", AuthenticationFailed(named + reason, kind="eap"))
 
 
 def refused(sa: Ikev2Sa, message: IkeMessage, what: str, why: str, now: float) -> None:

@@ -231,6 +231,7 @@ class IkeAuthResponder(AnswerTask):
             proof = sa._prover.prove(sa._prf, octets_r, sa._peer_offer)
         except AuthenticationFailed as error:
             reason = f"this end cannot prove itself: {error}"
+            sa.counters.auth_failed("own_credentials")
             log.warning("%s: %s", sa._name(), reason)
             raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason) from None
         self._info = (proof.info, info)
@@ -315,7 +316,7 @@ def _verify_peer(sa: Ikev2Sa, id_payload: IdPayload, message: IkeMessage,
     (with its CERTs) proves it over its signed octets; `AuthenticationFailed` if not."""
     assert sa._prf is not None
     if not _peer_id_ok(sa, id_payload):
-        raise AuthenticationFailed("identity is not the one configured")
+        raise AuthenticationFailed("identity is not the one configured", kind="identity")
     auth = message.first(AuthPayload)
     assert auth is not None
     claim = PeerClaim((id_payload.id_type, id_payload.data), auth, message.get(CertPayload))
@@ -328,13 +329,15 @@ def _one_round(message: IkeMessage) -> None:
     if message.notify(NotifyType.ANOTHER_AUTH_FOLLOWS) is not None:
         raise AuthenticationFailed(
             "it announces another authentication round "
-            "(ANOTHER_AUTH_FOLLOWS), and this connection takes one"
+            "(ANOTHER_AUTH_FOLLOWS), and this connection takes one",
+            kind="method",
         )
 
 
 def _failed(sa: Ikev2Sa, peer: str, error: AuthenticationFailed) -> str:
     """One WARNING line for a peer that did not prove itself; the reason the IKE SA ends."""
     reason = f"authentication of the {peer} failed: {error}"
+    sa.counters.auth_failed(error.kind)
     subject = f" (certificate {error.subject})" if error.subject else ""
     log.warning("%s: %s%s", sa._name(), reason, subject)
     return reason

@@ -145,6 +145,7 @@ class IkeSaInit(ExchangeTask):
         except AuthenticationFailed as error:
             # Before IKE_AUTH: no scheme of this end's key has a hash the peer announced.
             reason = f"this end cannot prove itself: {error}"
+            sa.counters.auth_failed("own_credentials")
             log.warning("%s: %s", sa._name(), reason)
             sa._close(reason, now)
             return

@@ -118,6 +118,7 @@ class InformationalResponder(AnswerTask):
         reason = "replaced by a rekey" if sa._replaced_by else "deleted by the peer"
         if self._auth_failed:
             reason = "the peer refused this end's authentication: AUTHENTICATION_FAILED"
+            sa.counters.auth_failed("peer_refused")
         sa._close(reason, now, by_peer=True)
 
 

@@ -20,6 +20,7 @@ from larval.crypto.prf import Prf
 from larval.crypto.randomness import RandomBytes
 from larval.ike.auth_config import AuthInfo
 from larval.ike.config import ChildConfig, ChildPolicy, IkeConfig, IPAddress, IPNetwork, Suite
+from larval.ike.counters import IkeCounters
 from larval.ike.events import ChildSaDown, Event
 
 from ..auth import PeerOffer, Prover, Verifier
@@ -80,6 +81,7 @@ class Ikev2Sa(Protocol):
 
     config: IkeConfig
     initiator: bool
+    counters: IkeCounters  # the key manager's (`larval.ike.counters`)
     spi_i: bytes
     spi_r: bytes
     suite: Suite

@@ -156,6 +156,7 @@ def select_connection(
         reason = (f"no connection for IDi {who}{asked} authenticating by {offered}: "
                   + "; ".join(refusals))  # fmt: skip
         log.warning("%s: %s", sa._name(), reason)
+        sa.counters.auth_failed("identity")
         raise IkeExchangeError(NotifyType.AUTHENTICATION_FAILED, reason, close=reason)
     ranked = tuple(entry[3] for entry in sorted(fitting, key=lambda e: e[:3]))
     best = ranked[0]
