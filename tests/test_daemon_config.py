@@ -214,6 +214,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.state": ("str",),
     "daemon.state_key": ("str",),
     "daemon.save_keys": ("str",),
+    "daemon.user": ("str",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),

@@ -180,6 +180,10 @@ exchange lets an attacker try short ones offline.
 strongSwan only warns. A configuration with no ``[connections]`` at all still starts
 (as strongSwan does), with a warning that nothing will be negotiated.
 
+Least privilege (`larval.daemon.privileges`): ``[daemon] user = "larval"`` makes `larval
+run`, started as root, open its sockets, TUN device and state store, then go on as that
+user with only ``CAP_NET_ADMIN``; ``larval run --user NAME`` wins over it.
+
 State that survives a restart (`larval.store.sqlite`)::
 
     [daemon]
@@ -239,7 +243,7 @@ _T = TypeVar("_T")
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
                "credentials", "resolv_file", "routing_table", "routing_table_prio",
-               "state", "state_key", "save_keys")  # fmt: skip
+               "state", "state_key", "save_keys", "user")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -390,6 +394,9 @@ class DaemonConfig:
     auth_sides: dict[str, tuple[tuple[AuthSide, ...], tuple[AuthSide, ...]]] = field(
         default_factory=dict, compare=False
     )
+    #: ``daemon.user``: whom `larval run` becomes once it has opened what needs root
+    #: (`larval.daemon.privileges`); ``--user`` wins over it. None: it stays root.
+    user: str | None = None
 
 
 HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl",
@@ -609,6 +616,8 @@ def _parse(r: _Collector, data: dict[str, Any]) -> DaemonConfig:
     if "save_keys" in daemon:
         config.save_keys = r.get(lambda: _string(r, "daemon.save_keys", daemon["save_keys"]),
                                  None)  # fmt: skip
+    if "user" in daemon:
+        config.user = r.get(lambda: _user(r, daemon["user"]), None)
     every_secret = top.get("secrets", {})
     eap_passwords: dict[str, str] = {}
     with r.attempt("secrets"):
@@ -1497,6 +1506,13 @@ def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:
 def _bool(r: ConfigReader, key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise r.error(key, f"{r.show(value)} is not true or false")
+    return value
+
+
+def _user(r: ConfigReader, value: object) -> str:
+    """``daemon.user``: a user's name (whether it exists is `larval run`'s to say)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*\$?", value):
+        raise r.error("daemon.user", f"{r.show(value)} is not a user name")
     return value
 
 
