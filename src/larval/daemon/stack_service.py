@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from larval.daemon import gc_policy
+from larval.daemon import gc_policy, sd_notify
 from larval.daemon.reload import by_name
 from larval.esp import NAT_T_PORT, EspConfigError
 from larval.esp.helper import esp_path
@@ -259,7 +259,9 @@ class StackService:
                 # Start-up is over: what it made stays, out of the collector's way.
                 gc_policy.settle()
             self._log_started()
+            sd_notify.notify("READY=1")  # systemd's Type=notify: up, every socket open
             await self._stopping.wait()
+            sd_notify.notify("STOPPING=1")
         log.info("stopped")
 
     def _log_started(self) -> None:
