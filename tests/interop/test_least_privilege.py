@@ -84,9 +84,11 @@ def _gateway(site: Site) -> str:
 
 
 def _road_warrior(site: Site) -> str:
+    """Its state store in a directory of its own, which the drop gives to nobody."""
     config = larval_config(site, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
                            start_action="none")  # fmt: skip
     config = config.replace(f'local_ts = ["{NET[site.name]}"]\n', "")
+    config = config.replace("[daemon]\n", f'[daemon]\nstate = "{site.dir / "state" / "s.db"}"\n')
     return config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
 
 
@@ -124,6 +126,11 @@ def test_a_road_warrior_as_nobody_gets_its_address_routes_and_tunnel(tmp_path: P
         control = topo.b.dir / "control"
         st = control.stat()
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o600)
+        # The state store and its WAL are nobody's, and so is their own directory.
+        store = topo.b.dir / "state"
+        for path in (store, store / "s.db", store / "s.db-wal"):
+            assert path.stat().st_uid == NOBODY, path
+        assert (store / "state.key").stat().st_uid == 0  # read once, as root
         # The exchange, and after it the address and the route, made as nobody.
         rw.up("s2s/net")
         answer = rw.wait_for("child")
@@ -148,6 +155,9 @@ def test_a_road_warrior_as_nobody_gets_its_address_routes_and_tunnel(tmp_path: P
         )  # fmt: skip
         assert shown.returncode == 0, shown.stderr
         assert f"virtual IP (this end's): {VIP}" in shown.stdout, shown.stdout
+        # The CHILD_SA's sequence numbers went to the store, written as nobody.
+        esp_state = rw.status()["stack"]["esp_state"]  # type: ignore[index]
+        assert esp_state["writes"] > 0 and esp_state["write_errors"] == 0, esp_state
         # Down: the address and its route go, removed as nobody too.
         control_request(str(control), {"op": "down", "target": "s2s"})
         _until("the virtual address gone", lambda: not on_tun(), rw)
