@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from larval.daemon.config import DaemonConfig
-from larval.daemon.privileges import BeforeDrop
+from larval.daemon.privileges import BeforeDrop, look_up_user
+from larval.daemon.run_as import written_later
 from larval.daemon.secret_files import secret_files
 from tests.badinput import larval
 from tests.badinput.test_config import config
@@ -215,3 +216,26 @@ def test_the_drop_is_refused_while_another_thread_runs() -> None:
     assert "threads run (MainThread, late-starter)" in refusal, refusal
     assert "before any thread starts" in refusal
     assert uid == "0"
+
+
+def test_what_is_written_after_the_drop_where_the_user_may_not_is_named(
+    tmp_path: Path,
+) -> None:
+    nobody = look_up_user("nobody")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o755)
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    os.chown(open_, NOBODY, NOBODY)
+    problems = written_later(str(closed / "resolv.conf"), str(closed), nobody)
+    assert problems == [
+        f"daemon.resolv_file {closed}/resolv.conf: nobody may not write in {closed} after "
+        "the drop; nothing will be written there (give it to nobody, or choose a directory of "
+        "its own)",
+        f"daemon.save_keys {closed}: nobody may not write in {closed} after the drop; "
+        "nothing will be written there (give it to nobody, or choose a directory of its own)",
+    ]
+    assert written_later(str(open_ / "resolv.conf"), str(open_), nobody) == []
+    assert written_later(None, str(tmp_path / "made-later"), nobody) == []
+    closed.chmod(0o777)
+    assert written_later(str(closed / "resolv.conf"), None, nobody) == []

@@ -24,7 +24,7 @@ from larval.net.control import ControlServer
 from larval.net.pfkey_server import PfkeyServer
 from larval.store.sqlite import DEFAULT_KEY_NAME
 
-__all__ = ["drop_target", "run_as"]
+__all__ = ["drop_target", "run_as", "written_later"]
 
 log = logging.getLogger("larval.daemon")
 
@@ -75,6 +75,43 @@ def run_as(daemon: IkeDaemon, target: DropTarget, made_dirs: list[str]) -> None:
     except BaseException:
         before.undo()
         raise
+    for problem in written_later(cfg.resolv_file, cfg.save_keys, target):
+        log.warning("%s", problem)
+
+
+def written_later(resolv_file: str | None, save_keys: str | None, target: DropTarget) -> list[str]:
+    """What the daemon writes after the drop, in a directory `target` may not write:
+    ``daemon.resolv_file`` (replaced by rename, so its directory) and ``daemon.save_keys``
+    (the directory itself). One line each, for the log: the daemon still runs."""
+    problems = []
+    for key, path, directory in (
+        ("daemon.resolv_file", resolv_file, os.path.dirname(resolv_file or "") or "."),
+        ("daemon.save_keys", save_keys, save_keys),
+    ):
+        if path is None or directory is None:
+            continue
+        try:
+            st = os.stat(directory)
+        except FileNotFoundError:
+            continue  # made when first written; its parent says
+        except OSError as e:
+            problems.append(f"{key} {path}: {directory}: {e.strerror}")
+            continue
+        if not _writable_by(st, target):
+            problems.append(f"{key} {path}: {target.name} may not write in {directory} after "
+                            "the drop; nothing will be written there (give it to "
+                            f"{target.name}, or choose a directory of its own)")  # fmt: skip
+    return problems
+
+
+def _writable_by(st: os.stat_result, target: DropTarget) -> bool:
+    """Whether `target` may create files in the directory `st` (its mode bits; with
+    CAP_NET_ADMIN alone there is no override)."""
+    if st.st_uid == target.uid:
+        return bool(st.st_mode & stat.S_IWUSR and st.st_mode & stat.S_IXUSR)
+    if st.st_gid in target.groups or st.st_gid == target.gid:
+        return bool(st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IWOTH and st.st_mode & stat.S_IXOTH)
 
 
 def _prebind(daemon: IkeDaemon, address: str, port: int) -> Callable[[], None]:
