@@ -216,6 +216,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "daemon.save_keys": ("str",),
     "daemon.log": ("table",),
     "daemon.metrics": ("str",),
+    "daemon.user": ("str",),
     "connections": ("table",),
     "connections.s2s": ("table",),
     "connections.s2s.version": ("int",),

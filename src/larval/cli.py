@@ -8,7 +8,19 @@ import select
 import sys
 
 from larval import __version__
-from larval.commands import check, daemon, ha, keys, pki, policy, pools, profile, sa, stack
+from larval.commands import (
+    check,
+    daemon,
+    ha,
+    keys,
+    pki,
+    policy,
+    pools,
+    profile,
+    sa,
+    stack,
+    unit,
+)
 from larval.errors import LarvalError
 from larval.net.control import ControlError
 from larval.net.pfkey_client import PfkeyClientError
@@ -50,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     pools.add_parser(commands)
     profile.add_parser(commands)
     ha.add_parser(commands)
+    unit.add_parser(commands)
     return parser
 
 
@@ -112,6 +125,8 @@ def _run(argv: list[str] | None) -> int:
             return profile.run(args)
         if args.command == "ha":
             return ha.run(args)
+        if args.command == "unit":
+            return unit.run(args)
         parser.print_help()
         return 2
     except sa.RefusedError as e:

@@ -48,9 +48,9 @@ CLIENTS: dict[tuple[str, ...], tuple[str, list[str]]] = {
     ("keys",): ("--control-socket", ["--wireshark", "{keys}"]),
 }  # fmt: skip
 #: The ones that serve rather than connect, or talk to nothing: their own modules
-#: (test_sockets, test_config, test_sa, tests/pki, test_profile, test_check) feed them
-#: bad input.
-SERVERS = {("stack",), ("run",), ("demo",), ("profile",), ("check",)} | {
+#: (test_sockets, test_config, test_sa, tests/pki, test_profile, test_check,
+#: tests/daemon/test_unit) feed them bad input.
+SERVERS = {("stack",), ("run",), ("demo",), ("profile",), ("check",), ("unit",)} | {
     ("pki", name) for name in ("gen", "self", "issue", "print", "keyid", "signcrl")
 }
 

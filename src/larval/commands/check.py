@@ -9,6 +9,13 @@ takes but a peer is likely to refuse or a careful operator would not choose
 (`larval.daemon.advice`); it exits 0, or 2 with ``--strict``. ``--json`` writes one
 object instead: the problems (file, key, line, message, severity) and the summary.
 No secret is ever shown: a PSK or password appears only as the key that holds it.
+
+Files that hold secrets (`larval.daemon.secret_files`): open to group or others they are
+errors whoever checks, as `larval run` refuses them whoever runs it. Owned by a user
+other than root and ``--user`` (or ``daemon.user``) they are errors when the check runs
+as root, which is how `larval run` starts and refuses them; run as another user, the
+check passes that user's own files (a copy being edited) and warns of a third user's,
+because the verdict that counts, root's, is not this one.
 """
 
 from __future__ import annotations
@@ -35,10 +42,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-c", "--config", required=True, help="the TOML configuration file")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.add_argument("--strict", action="store_true", help="warnings fail the check too (exit 2)")
+    p.add_argument(
+        "--user",
+        metavar="NAME",
+        help="the user larval run --user becomes (else daemon.user): files with secrets "
+        "may be root's or this user's",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = gather(args.config)
+    loaded = gather(args.config, user=args.user)
     failed = bool(loaded.errors or loaded.config is None or (args.strict and loaded.warnings))
     summary = summarise(loaded.config) if loaded.config is not None and not loaded.errors else None
     if args.json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from typing import Any
 
 from larval.commands.args import (
@@ -26,6 +27,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="start clean: move the state store (daemon.state) aside instead of restoring from it",
     )
+    run.add_argument(
+        "--user",
+        metavar="NAME",
+        help="once the sockets, the TUN device and the state store are open, go on as "
+        "this user with only CAP_NET_ADMIN (root only; wins over daemon.user)",
+    )
     log_level_option(run)
     for name, help_ in (("up", "initiate CONN[/CHILD]"), ("down", "delete the IKE_SAs of CONN")):
         p = commands.add_parser(name, help=help_)
@@ -43,16 +50,21 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def run(args: argparse.Namespace) -> int:
     if args.command == "run":
         from larval.daemon.ike_daemon import IkeDaemon
+        from larval.daemon.run_as import drop_target, run_as
 
         configure_logging(args)
-        daemon = IkeDaemon(args.config, fresh=args.fresh)
+        _user_first(args.user)
+        daemon = IkeDaemon(args.config, fresh=args.fresh, user=args.user)
+        target = drop_target(daemon, args.user)
         where = f"{args.config}: daemon."
-        socket_dirs(
+        made = socket_dirs(
             {
                 f"{where}pfkey_socket": daemon.config.pfkey_socket or "",
                 f"{where}control_socket": daemon.config.control_socket,
             }
         )
+        if target is not None:
+            run_as(daemon, target, made)
         daemon.settle_gc = True
         asyncio.run(daemon.run())
         return 0
@@ -76,6 +88,20 @@ def run(args: argparse.Namespace) -> int:
               "no IKE_SAs; the stack's own status:")  # fmt: skip
         print_stack_status(answer["stack"])
     return 0
+
+
+def _user_first(user: str | None) -> None:
+    """``--user``, refused before anything is read or opened: without root, or a user
+    the system does not know."""
+    if user is None:
+        return
+    from larval.daemon.privileges import PrivilegeError, look_up_user
+
+    if os.geteuid() != 0:
+        raise PrivilegeError(f"--user {user}: only root can become another user, and this "
+                             f"process runs as uid {os.geteuid()}; start larval run as "
+                             "root, or without --user")  # fmt: skip
+    look_up_user(user)
 
 
 def _ike_status(path: str) -> dict[str, Any]:

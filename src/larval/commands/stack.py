@@ -61,10 +61,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     log_level_option(p)
 
 
-def socket_dirs(paths: dict[str, str]) -> None:
+def socket_dirs(paths: dict[str, str]) -> list[str]:
     """Check the socket paths given as {option: path}, then create the directories they
     go in (mode 0700); a SocketPathError names the option if either cannot be done.
-    Every path is checked before anything is created."""
+    Every path is checked before anything is created. The directories created."""
     given = {option: path for option, path in paths.items() if path}
     seen: dict[str, str] = {}
     for option, path in given.items():
@@ -73,14 +73,19 @@ def socket_dirs(paths: dict[str, str]) -> None:
         if where in seen:
             raise SocketPathError(f"{option} {path}: the same path as {seen[where]}")
         seen[where] = option
+    made = []
     for option, path in given.items():
         directory = os.path.dirname(os.path.abspath(path))
+        there = os.path.isdir(directory)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as e:
             raise SocketPathError(
                 f"{option} {path}: cannot create {directory}: {e.strerror}"
             ) from e
+        if not there:
+            made.append(directory)
+    return made
 
 
 def run(args: argparse.Namespace, store: StateStore | None = None) -> int:

@@ -180,6 +180,10 @@ exchange lets an attacker try short ones offline.
 strongSwan only warns. A configuration with no ``[connections]`` at all still starts
 (as strongSwan does), with a warning that nothing will be negotiated.
 
+Least privilege (`larval.daemon.privileges`): ``[daemon] user = "larval"`` makes `larval
+run`, started as root, open its sockets, TUN device and state store, then go on as that
+user with only ``CAP_NET_ADMIN``; ``larval run --user NAME`` wins over it.
+
 State that survives a restart (`larval.store.sqlite`)::
 
     [daemon]
@@ -249,7 +253,7 @@ _T = TypeVar("_T")
 DAEMON_KEYS = ("addresses", "tun", "tun_addresses", "control_socket", "pfkey_socket", "mtu",
                "plain_esp", "retransmit_timeout", "retransmit_tries", "fragment_size",
                "credentials", "resolv_file", "routing_table", "routing_table_prio",
-               "state", "state_key", "save_keys", "log", "metrics")  # fmt: skip
+               "state", "state_key", "save_keys", "log", "metrics", "user")  # fmt: skip
 CONNECTION_KEYS = ("version", "local_addrs", "remote_addrs", "proposals", "encap", "dpd_delay",
                    "local", "remote", "children", "rekey_time", "mobike", "aggressive",
                    "fragmentation", "short_psk", "send_cert", "send_certreq",
@@ -405,6 +409,9 @@ class DaemonConfig:
     )
     #: ``[daemon.log]``: the log levels, the default and by subsystem (`larval.logs`).
     log_levels: dict[str, int] = field(default_factory=dict)
+    #: ``daemon.user``: whom `larval run` becomes once it has opened what needs root
+    #: (`larval.daemon.privileges`); ``--user`` wins over it. None: it stays root.
+    user: str | None = None
 
 
 HA_KEYS = ("backend", "endpoints", "group", "node", "virtual_addresses", "lease_ttl",
@@ -628,6 +635,8 @@ def _parse(r: _Collector, data: dict[str, Any]) -> DaemonConfig:
         config.log_levels = r.get(lambda: _log_levels(r, daemon["log"]), {})
     if "metrics" in daemon:
         config.metrics = r.get(lambda: _metrics(r, daemon["metrics"]), None)
+    if "user" in daemon:
+        config.user = r.get(lambda: _user(r, daemon["user"]), None)
     every_secret = top.get("secrets", {})
     eap_passwords: dict[str, str] = {}
     with r.attempt("secrets"):
@@ -1541,6 +1550,13 @@ def _networks(r: ConfigReader, key: str, value: object) -> tuple[Any, ...]:
 def _bool(r: ConfigReader, key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise r.error(key, f"{r.show(value)} is not true or false")
+    return value
+
+
+def _user(r: ConfigReader, value: object) -> str:
+    """``daemon.user``: a user's name (whether it exists is `larval run`'s to say)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*\$?", value):
+        raise r.error("daemon.user", f"{r.show(value)} is not a user name")
     return value
 
 

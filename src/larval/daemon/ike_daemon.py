@@ -24,6 +24,7 @@ from larval.daemon.config import DaemonConfig
 from larval.daemon.group_commit import GroupCommit
 from larval.daemon.loading import load_daemon
 from larval.daemon.metrics import ConnectionTraffic, IkeReading, Sources, read_ike
+from larval.daemon.privileges import BeforeDrop
 from larval.daemon.reload import (
     RELOADED,
     by_name,
@@ -125,11 +126,18 @@ def _bind_ike(address: str, port: int) -> UdpSocket:
 class IkeDaemon(StackService):
     """The daemon of DESIGN.md."""
 
-    def __init__(self, config_path: str, *, fresh: bool = False) -> None:
+    def __init__(self, config_path: str, *, fresh: bool = False, user: str | None = None) -> None:
+        """`user`: whom `larval run --user` becomes (`larval.daemon.privileges`); the
+        files that hold secrets must be root's or that user's."""
         self.config_path = config_path
         # Before any socket opens: a credentials problem, or a connection's certificate
         # that is not among them, stops the start, every line shown.
-        self.config, self.credentials = load_daemon(config_path)
+        self.config, self.credentials = load_daemon(config_path, user=user)
+        #: What `larval run --user` opens as root before the drop: the daemon's own
+        #: sockets (`larval.daemon.run_as`), and any other part's that needs root.
+        self.before_drop = BeforeDrop()
+        #: UDP sockets bound ahead of the start, by (address, port), for `_bind_ike`.
+        self.prebound: dict[tuple[str, int], UdpSocket] = {}
         cfg = self.config
         apply_config_levels(cfg.log_levels)
         dataplane = None
@@ -299,9 +307,11 @@ class IkeDaemon(StackService):
             return
         try:
             for address in self.config.addresses:
-                self._ike500[address] = await self._listen(loop, address, IKE_PORT)
+                self._ike500[address] = await self._listen(loop, address, IKE_PORT,
+                                                           self._bind_ike)  # fmt: skip
                 if self.dataplane is None:
-                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT)
+                    self._ike4500[address] = await self._listen(loop, address, NAT_T_PORT,
+                                                                self._bind_ike)  # fmt: skip
         except BaseException:
             self._close_ike_sockets()  # those bound before the one that failed
             raise
@@ -383,6 +393,11 @@ class IkeDaemon(StackService):
             udp.close()
             raise
         return proto
+
+    def _bind_ike(self, address: str, port: int) -> UdpSocket:
+        """The socket bound before the drop (`prebound`), else one bound now."""
+        sock = self.prebound.pop((address, port), None)
+        return sock if sock is not None else _bind_ike(address, port)
 
     def _close_ike_sockets(self) -> None:
         for proto in (*self._ike500.values(), *self._ike4500.values()):

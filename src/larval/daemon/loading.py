@@ -22,6 +22,7 @@ from larval.credentials import Credentials, CredentialsError, load_credentials
 from larval.daemon.advice import weak_points
 from larval.daemon.auth import AuthConfigError, resolve
 from larval.daemon.config import ConfigProblem, ConfigProblems, DaemonConfig, line_of, read_config
+from larval.daemon.secret_files import secret_file_problems
 from larval.errors import LarvalError
 from larval.spd import Spd, SpdError
 from larval.spd.config import read_config_text
@@ -61,10 +62,13 @@ def gather(
     read: tuple[DaemonConfig | None, list[ConfigProblem]] | None = None,
     *,
     store: bool = True,
+    user: str | None = None,
 ) -> Loaded:
     """Read `path` and all it names as `larval run` does, without root, sockets or a TUN;
     `read`: what `read_config` gave for it already. `store`: look at the state store's
-    files too, as `open_store` will (`larval run` leaves that to `open_store` itself)."""
+    files too, as `open_store` will (`larval run` leaves that to `open_store` itself).
+    `user`: whom `larval run --user` becomes (else ``daemon.user``), who may own the
+    files that hold secrets (`larval.daemon.secret_files`)."""
     config, problems = read if read is not None else read_config(path)
     loaded = Loaded(path, config, problems=list(problems))
     if config is None:
@@ -87,6 +91,7 @@ def gather(
             loaded.problems.extend(_keyed_problem(path, text, line) for line in e.problems)
     if store:
         loaded.problems.extend(_state_problems(config, path, text))
+    loaded.problems.extend(secret_file_problems(config, path, text, user or config.user))
     try:
         Spd().add_all(config.policies)
     except SpdError as e:
@@ -96,11 +101,12 @@ def gather(
     return loaded
 
 
-def load_daemon(path: str) -> tuple[DaemonConfig, Credentials]:
+def load_daemon(path: str, *, user: str | None = None) -> tuple[DaemonConfig, Credentials]:
     """`larval run`'s reading: the configuration with its certificates resolved, and the
-    credentials; raises `ConfigProblems` naming every error. Warnings are logged."""
+    credentials; raises `ConfigProblems` naming every error. Warnings are logged.
+    `user`: as `gather`'s."""
     config, problems = read_config(path)
-    loaded = gather(path, (config, problems), store=False)
+    loaded = gather(path, (config, problems), store=False, user=user)
     if loaded.config is None or any(p.severity == "error" for p in problems):
         raise ConfigProblems(loaded.problems)  # the file's own, and any others
     if loaded.refusal is not None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from larval.daemon import gc_policy
+from larval.daemon import gc_policy, sd_notify
 from larval.daemon.metrics import MetricsEndpoint, MetricsError, Sources
 from larval.daemon.reload import by_name
 from larval.esp import NAT_T_PORT, EspConfigError
@@ -75,6 +75,8 @@ class StackService:
         self.stack = Stack(store=store, gc_freezer=GcFreezer())
         self.dataplane_config = dataplane
         self.dataplane: Dataplane | None = None
+        #: The dataplane's devices opened ahead of the start (`open_dataplane`).
+        self._dataplane_opened: tuple[TunDevice, UdpSocket, RawEspSocket | None] | None = None
         pfkey_option, control_option = options
         self.pfkey = (
             PfkeyServer(pfkey_path, self.stack, option=pfkey_option) if pfkey_path else None
@@ -212,22 +214,26 @@ class StackService:
         return {"esp_state": {"writes": writer.writes, "write_errors": writer.write_errors,
                               "fenced": writer.fenced}}  # fmt: skip
 
+    def open_dataplane(self) -> None:
+        """Open the dataplane's TUN device (with its addresses and routes), UDP socket and
+        raw ESP socket now, for `_start_dataplane` to use: before `larval run --user`
+        drops root (`larval.daemon.privileges`)."""
+        if self.dataplane_config is not None and self._dataplane_opened is None:
+            self._dataplane_opened = _open_dataplane(self.dataplane_config)
+
+    def close_opened_dataplane(self) -> None:
+        """Close what `open_dataplane` opened, if the start failed before it was used."""
+        opened, self._dataplane_opened = self._dataplane_opened, None
+        if opened is not None:
+            for part in opened:
+                if part is not None:
+                    part.close()
+
     def _start_dataplane(self, config: DataplaneConfig) -> None:
         # A bad LARVAL_ESP_HELPER is refused now, by name, not at the first packet.
         chosen = esp_path()
-        tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
-        try:
-            tun.configure(config.addresses, config.mtu, config.routes)
-            udp = UdpSocket.bind(config.local, config.port)
-        except BaseException:
-            tun.close()
-            raise
-        try:
-            raw = RawEspSocket.bind(config.local) if config.plain_esp else None
-        except BaseException:
-            tun.close()
-            udp.close()
-            raise
+        opened, self._dataplane_opened = self._dataplane_opened, None
+        tun, udp, raw = opened if opened is not None else _open_dataplane(config)
         self.dataplane = Dataplane(self.stack, tun, udp, raw)
         self.dataplane.start()
         log.debug("dataplane started; ESP path: %s", chosen)
@@ -257,6 +263,7 @@ class StackService:
                 await loop.run_in_executor(None, self._start_dataplane, self.dataplane_config)
             await self._serve()
         finally:
+            self.close_opened_dataplane()  # opened ahead, unused: the start failed before
             self._stop_dataplane()
             if writer is not None:
                 # After the dataplane: its last reservations and checkpoints are written.
@@ -293,7 +300,9 @@ class StackService:
                 # Start-up is over: what it made stays, out of the collector's way.
                 gc_policy.settle()
             self._log_started()
+            sd_notify.notify("READY=1")  # systemd's Type=notify: up, every socket open
             await self._stopping.wait()
+            sd_notify.notify("STOPPING=1")
         log.info("stopped")
 
     def _log_started(self) -> None:
@@ -323,6 +332,27 @@ class StackService:
                 if server is not None:
                     server.log.flush(now)
             await asyncio.sleep(AGE_INTERVAL)
+
+
+def _open_dataplane(
+    config: DataplaneConfig,
+) -> tuple[TunDevice, UdpSocket, RawEspSocket | None]:
+    """The TUN device, configured, the UDP socket and, for plain ESP, the raw socket;
+    what opened is closed again if a later part fails."""
+    tun = TunDevice.create(config.tun, vnet_hdr=config.offload, mtu=config.mtu)
+    try:
+        tun.configure(config.addresses, config.mtu, config.routes)
+        udp = UdpSocket.bind(config.local, config.port)
+    except BaseException:
+        tun.close()
+        raise
+    try:
+        raw = RawEspSocket.bind(config.local) if config.plain_esp else None
+    except BaseException:
+        tun.close()
+        udp.close()
+        raise
+    return tun, udp, raw
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -142,9 +142,22 @@ class PfkeyServer:
 
     # -- life cycle ---------------------------------------------------------------------
 
+    def bind(self) -> None:
+        """Create the listening socket now, ahead of `start` (`larval run --user` does
+        it as root, before the drop)."""
+        if self._listener is None:
+            self._listener, self._bound = listen(self.path, socket.SOCK_SEQPACKET, self.option)
+
+    def give_to(self, uid: int, gid: int) -> None:
+        """The bound socket file given to `uid`:`gid` (mode 0600): root and that user
+        reach it."""
+        if self._bound is not None:
+            self._bound = self._bound.give_to(uid, gid)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._listener, self._bound = listen(self.path, socket.SOCK_SEQPACKET, self.option)
+        self.bind()
+        assert self._listener is not None
         self._accept_task = asyncio.create_task(
             accept_forever(self._listener, self._accepted, self.log, self._clock)
         )

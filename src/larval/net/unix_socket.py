@@ -106,17 +106,26 @@ class BoundPath:
         return cls(path, st.st_dev, st.st_ino, st.st_ctime_ns)
 
     def remove(self) -> None:
+        # PermissionError: the process dropped root (`larval run --user`) and may no
+        # longer reach or change the directory; the dead socket is taken back at the
+        # next start.
         try:
             st = os.lstat(self.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):
             return
         if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino, st.st_ctime_ns) == (
             self.device,
             self.inode,
             self.changed_ns,
         ):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
                 os.unlink(self.path)
+
+    def give_to(self, uid: int, gid: int) -> BoundPath:
+        """The socket file given to `uid`:`gid`, its mode (0600) kept: the file as it is
+        now (the change of owner changed its ctime)."""
+        os.chown(self.path, uid, gid)
+        return BoundPath.of(self.path)
 
 
 def listen(
