@@ -414,7 +414,7 @@ class IkeDaemon(StackService):
         certificates resolved against it: a new CRL or CA applies to the IKE SAs set up
         from then on. `[daemon]` (addresses, sockets, TUN) is bound to what was opened
         at start: a change there is logged and waits for a restart, except
-        ``save_keys`` and the log levels, which open nothing and follow the file. A file or a
+        ``save_keys``, the log levels and the metrics endpoint, which follow the file. A file or a
         credentials directory that does not load, or policies the SPD refuses, change
         nothing; every line of the problem is logged. The log says what changed. A pool
         whose definition is unchanged keeps its leases (`keep_pools`).
