@@ -215,17 +215,7 @@ class GcmBatch:
         )  # fmt: skip
         if rc != 0:
             raise EspConfigError("OpenSSL failed to seal an ESP batch")
-        # One copy out of the cffi buffer, then plain bytes slices (cheaper than slicing
-        # the cffi buffer, or indexing the cffi array, once per packet).
-        sizes: list[int] = ffi.unpack(out_len, n)
-        raw = ffi.buffer(out, sum(sizes))[:]
-        made: list[bytes] = []
-        off = 0
-        for size in sizes:
-            end = off + size
-            made.append(raw[off:end])
-            off = end
-        return made
+        return _sealed(ffi, out, out_len, n)
 
     def open_window(
         self,
@@ -296,6 +286,13 @@ def seal_many(
     )  # fmt: skip
     if rc != 0:
         raise EspConfigError("OpenSSL failed to seal an ESP batch")
+    return _sealed(ffi, out, out_len, n)
+
+
+def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
+    """The `n` ESP packets a seal call wrote back to back into `out`, `out_len` bytes
+    each: one copy out of the cffi buffer, then plain bytes slices (cheaper than slicing
+    the cffi buffer, or indexing the cffi array, once per packet)."""
     sizes: list[int] = ffi.unpack(out_len, n)
     raw = ffi.buffer(out, sum(sizes))[:]
     made: list[bytes] = []

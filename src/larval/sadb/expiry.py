@@ -156,26 +156,16 @@ class ExpiryWheel:
                 with self._lock:
                     self._unlink(sa)
             return
-        second = int(deadline // 1)
-        with self._lock:
-            at = sa.expiry_at
-            if at is not None:
-                if at <= second:
-                    return
-                self._unlink(sa)
-            sa.expiry_at = second
-            bucket = self._buckets.get(second)
-            if bucket is None:
-                self._buckets[second] = {sa: None}
-                heapq.heappush(self._seconds, second)
-            else:
-                bucket[sa] = None
+        self._enter_at(sa, int(deadline // 1))
 
     def reschedule_at(self, sa: SecurityAssociation, deadline: float) -> None:
         """`reschedule`, for a caller that knows what `next_deadline` answers: `deadline`,
         and no byte count to notice (an SA whose limits are add times alone)."""
         sa.notice_at = NEVER_NOTICE
-        second = int(deadline // 1)
+        self._enter_at(sa, int(deadline // 1))
+
+    def _enter_at(self, sa: SecurityAssociation, second: int) -> None:
+        """Put `sa` in the bucket of `second`, unless it is due at or before it already."""
         with self._lock:
             at = sa.expiry_at
             if at is not None:
