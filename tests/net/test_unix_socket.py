@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import stat
@@ -10,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from larval.lograte import LogLimiter
 from larval.net.unix_socket import (
     MAX_PATH,
     SocketBusyError,
     SocketPathError,
+    UnixListener,
     check_path,
     listen,
 )
@@ -103,3 +107,55 @@ def test_a_live_socket_with_a_full_backlog_is_busy_and_does_not_hang(tmp_path: P
         finally:
             for sock in waiting:
                 sock.close()
+
+
+def test_a_listener_bound_ahead_is_given_away_served_and_removed_at_close(tmp_path: Path) -> None:
+    # As `larval run --user` does: bound as root, its file handed to the user before the
+    # drop, then served (no second bind), and its file removed when it closes.
+    path = str(tmp_path / "s")
+    listener = UnixListener(path, socket.SOCK_SEQPACKET, "--pfkey-socket")
+    listener.bind()
+    first = os.lstat(path)
+    listener.bind()  # bound already: the same file, not a new one
+    assert os.lstat(path).st_ino == first.st_ino
+    if os.geteuid() == 0:
+        listener.give_to(65534, 65534)
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o600)
+    accepted: list[socket.socket] = []
+
+    async def run() -> None:
+        listener.serve(accepted.append, LogLimiter(logging.getLogger("test")), lambda: 0.0)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
+            client.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(client, path)
+            for _ in range(100):
+                if accepted:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(accepted) == 1 and accepted[0].type == socket.SOCK_SEQPACKET
+            accepted[0].send(b"hello")
+            assert client.recv(16) == b"hello"
+        await listener.close()
+
+    asyncio.run(run())
+    for sock in accepted:
+        sock.close()
+    assert not os.path.lexists(path)  # ours, given away or not: removed
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as late,
+        pytest.raises(FileNotFoundError),
+    ):
+        late.connect(path)
+
+
+def test_a_listener_names_its_option_when_the_path_is_taken(tmp_path: Path) -> None:
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as theirs:
+        theirs.bind(path)
+        theirs.listen()
+        listener = UnixListener(path, socket.SOCK_STREAM, "--control-socket")
+        with pytest.raises(SocketBusyError, match=f"--control-socket {path}: already serving"):
+            listener.bind()
+        asyncio.run(listener.close())  # nothing bound: closing leaves their socket be
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)

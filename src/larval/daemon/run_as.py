@@ -20,8 +20,7 @@ from pathlib import Path
 from larval.daemon.ike_daemon import IkeDaemon, _bind_ike
 from larval.daemon.privileges import DropTarget, PrivilegeError, drop_to, look_up_user
 from larval.ike import IKE_PORT, NAT_T_PORT
-from larval.net.control import ControlServer
-from larval.net.pfkey_server import PfkeyServer
+from larval.net.unix_socket import UnixListener
 from larval.store.sqlite import DEFAULT_KEY_NAME
 
 __all__ = ["drop_target", "run_as", "written_later"]
@@ -64,7 +63,7 @@ def run_as(daemon: IkeDaemon, target: DropTarget, made_dirs: list[str]) -> None:
         before.on_failure(daemon.close_opened_dataplane)
     for server in (daemon.pfkey, daemon.control):
         if server is not None:
-            before.add(f"socket {server.path}", _give_socket(server, target))
+            before.add(f"socket {server.path}", _give_socket(server.listener, target))
     before.add("socket directories", lambda: _give_dirs(made_dirs, target))
     if cfg.state is not None:
         state = cfg.state
@@ -127,12 +126,12 @@ def _close_prebound(daemon: IkeDaemon) -> None:
     daemon.prebound.clear()
 
 
-def _give_socket(server: PfkeyServer | ControlServer, target: DropTarget) -> Callable[[], None]:
+def _give_socket(listener: UnixListener, target: DropTarget) -> Callable[[], None]:
     """Bind the socket as root, then give its file to the user (mode 0600 kept)."""
 
     def step() -> None:
-        server.bind()
-        server.give_to(target.uid, target.gid)
+        listener.bind()
+        listener.give_to(target.uid, target.gid)
 
     return step
 

@@ -16,13 +16,7 @@ from typing import Any
 
 from larval.errors import LarvalError
 from larval.lograte import LogLimiter
-from larval.net.unix_socket import (
-    BoundPath,
-    accept_forever,
-    check_path,
-    listen,
-    why_unreachable,
-)
+from larval.net.unix_socket import UnixListener, check_path, why_unreachable
 
 log = logging.getLogger("larval.control")
 
@@ -45,40 +39,20 @@ class ControlServer:
         self.path = path
         self.option = option  # where the path came from, for error messages
         self._handlers = handlers
-        self._listener: socket.socket | None = None
-        self._bound: BoundPath | None = None
-        self._accept_task: asyncio.Task[None] | None = None
+        #: bound ahead of `start` by `larval run --user`, as root, and given to the user
+        self.listener = UnixListener(path, socket.SOCK_STREAM, option)
         self._connections: set[asyncio.Task[None]] = set()
         self.log = LogLimiter(log)
 
-    def bind(self) -> None:
-        """Create the listening socket now, ahead of `start` (`larval run --user` does
-        it as root, before the drop)."""
-        if self._listener is None:
-            self._listener, self._bound = listen(self.path, socket.SOCK_STREAM, self.option)
-
-    def give_to(self, uid: int, gid: int) -> None:
-        """The bound socket file given to `uid`:`gid` (mode 0600): root and that user
-        reach it."""
-        if self._bound is not None:
-            self._bound = self._bound.give_to(uid, gid)
-
     async def start(self) -> None:
-        self.bind()
-        assert self._listener is not None
-        self._accept_task = asyncio.create_task(
-            accept_forever(self._listener, self._accepted, self.log, time.time)
-        )
+        self.listener.serve(self._accepted, self.log, time.time)
 
     async def close(self) -> None:
-        tasks = [t for t in (self._accept_task, *self._connections) if t is not None]
+        await self.listener.close()
+        tasks = list(self._connections)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._listener is not None:
-            self._listener.close()
-        if self._bound is not None:
-            self._bound.remove()
         self.log.flush(float("inf"))
 
     def _accepted(self, sock: socket.socket) -> None:

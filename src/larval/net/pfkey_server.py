@@ -22,7 +22,6 @@ reports on Linux and illumos.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -33,7 +32,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from larval.lograte import LogLimiter
-from larval.net.unix_socket import BoundPath, accept_forever, listen
+from larval.net.unix_socket import UnixListener
 from larval.pfkey import (
     ExtType,
     PfkeyError,
@@ -132,47 +131,23 @@ class PfkeyServer:
         self._handle_bytes: BytesHandler | None = getattr(handler, "handle_pfkey_bytes", None)
         self._clock = clock
         self._clients: dict[int, _Client] = {}
-        self._listener: socket.socket | None = None
-        self._bound: BoundPath | None = None
+        #: bound ahead of `start` by `larval run --user`, as root, and given to the user
+        self.listener = UnixListener(path, socket.SOCK_SEQPACKET, option)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._accept_task: asyncio.Task[None] | None = None
         self._next_name = 0
         self.log = LogLimiter(log)  # lines any client can provoke, per client
         self.missed = 0  # messages slow clients missed, every client together
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def bind(self) -> None:
-        """Create the listening socket now, ahead of `start` (`larval run --user` does
-        it as root, before the drop)."""
-        if self._listener is None:
-            self._listener, self._bound = listen(self.path, socket.SOCK_SEQPACKET, self.option)
-
-    def give_to(self, uid: int, gid: int) -> None:
-        """The bound socket file given to `uid`:`gid` (mode 0600): root and that user
-        reach it."""
-        if self._bound is not None:
-            self._bound = self._bound.give_to(uid, gid)
-
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.bind()
-        assert self._listener is not None
-        self._accept_task = asyncio.create_task(
-            accept_forever(self._listener, self._accepted, self.log, self._clock)
-        )
+        self.listener.serve(self._accepted, self.log, self._clock)
 
     async def close(self) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accept_task
+        await self.listener.close()
         for client in list(self._clients.values()):
             self._drop(client)
-        if self._listener is not None:
-            self._listener.close()
-        if self._bound is not None:
-            self._bound.remove()
         self.log.flush(float("inf"))
 
     @property

@@ -1,5 +1,6 @@
 """AF_UNIX listeners: paths checked, claimed without harm, bound at mode 0600 and removed
-only if ours; and the accept loop the PF_KEY and control sockets share.
+only if ours; the accept loop; and `UnixListener`, which the PF_KEY and control sockets
+share to bind, hand to the `--user`, serve and close.
 
 A path given for a socket may already hold something a user cares about. Only a socket
 file that nobody listens on any more (left behind by a crash) is replaced; a regular
@@ -28,6 +29,7 @@ __all__ = [
     "BoundPath",
     "SocketBusyError",
     "SocketPathError",
+    "UnixListener",
     "accept_forever",
     "check_path",
     "check_vacant",
@@ -78,6 +80,58 @@ async def accept_forever(
             continue
         sock.setblocking(False)
         accepted(sock)
+
+
+class UnixListener:
+    """A listening socket of `kind` at `path` and the file it made: bound once, as root
+    ahead of serving where `larval run --user` asks it, then served by `accept_forever`
+    until closed. `option` names where the path came from, for error messages."""
+
+    def __init__(self, path: str, kind: socket.SocketKind, option: str) -> None:
+        self.path = path
+        self.kind = kind
+        self.option = option
+        self._sock: socket.socket | None = None
+        self._bound: BoundPath | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+
+    def bind(self) -> None:
+        """Create the listening socket now, unless it is already (`larval run --user`
+        does it as root, before the drop)."""
+        if self._sock is None:
+            self._sock, self._bound = listen(self.path, self.kind, self.option)
+
+    def give_to(self, uid: int, gid: int) -> None:
+        """The bound socket file given to `uid`:`gid` (mode 0600): root and that user
+        reach it."""
+        if self._bound is not None:
+            self._bound = self._bound.give_to(uid, gid)
+
+    def serve(
+        self,
+        accepted: Callable[[socket.socket], None],
+        limiter: LogLimiter,
+        clock: Callable[[], float],
+    ) -> None:
+        """Bind if not yet bound, and hand every connection to `accepted` from a task of
+        the running loop (`accept_forever`) until `close`."""
+        self.bind()
+        assert self._sock is not None
+        self._accept_task = asyncio.create_task(
+            accept_forever(self._sock, accepted, limiter, clock)
+        )
+
+    async def close(self) -> None:
+        """Stop accepting, close the socket, and remove its file if it is still ours."""
+        task, self._accept_task = self._accept_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._sock is not None:
+            self._sock.close()
+        if self._bound is not None:
+            self._bound.remove()
 
 
 def check_path(path: str, option: str) -> None:
