@@ -13,18 +13,11 @@ import pytest
 
 from larval.crypto.algorithms import EALG_AES_CBC, EALG_AES_GCM_16
 from larval.esp import EspConfigError, EspDropError, EspSa, EspSeqExhausted, helper
-from larval.esp.sa import IPPROTO_NONE, EspDecrypted
+from larval.esp.sa import IPPROTO_NONE
+from tests.esp.compare import outcome, state
 from tests.esp.helpers import IPV4_UDP, IPV6_UDP, SUITE_IDS, SUITES, Suite
 
 SPI = 0x1001
-
-
-@pytest.fixture(params=["python", "compiled"])
-def path(request: pytest.FixtureRequest) -> str:
-    ok, why_not = helper.built()
-    if request.param == "compiled" and not ok:
-        pytest.skip(f"the compiled ESP helper is {why_not}")
-    return str(request.param)
 
 
 def pair(
@@ -49,17 +42,6 @@ def pair(
         for p in ("python", path)
     )
     return one, two
-
-
-def outcome(result: EspDecrypted) -> tuple[str, object]:
-    if isinstance(result, EspDropError):
-        return ("drop", result.counter)
-    return ("ok", result)
-
-
-def state(sa: EspSa) -> tuple[int, ...]:
-    r = sa.replay
-    return (sa.seq, r.top, r.bitmap, sa.packets_in, sa.bytes_in, sa.packets_out, sa.bytes_out)
 
 
 def one_by_one(sa: EspSa, packets: list[bytes]) -> list[tuple[str, object]]:

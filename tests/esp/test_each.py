@@ -7,24 +7,16 @@ runs with the SAs' batch calls on both paths."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from larval.crypto.algorithms import EALG_AES_GCM_16
-from larval.esp import EspDropError, EspError, EspSa, helper
-from larval.esp.sa import IPPROTO_NONE, EspDecrypted, open_each, seal_each
+from larval.esp import EspDropError, EspError, EspSa
+from larval.esp.sa import IPPROTO_NONE, open_each, seal_each
+from tests.esp.compare import outcome, state
 from tests.esp.helpers import IPV4_UDP, IPV6_UDP
 
 SAS = 5  # SA 4 has ESN: the compiled calls leave it to the per-packet ones
-
-
-@pytest.fixture(params=["python", "compiled"])
-def path(request: pytest.FixtureRequest) -> str:
-    ok, why_not = helper.built()
-    if request.param == "compiled" and not ok:
-        pytest.skip(f"the compiled ESP helper is {why_not}")
-    return str(request.param)
 
 
 def _sas(path: str) -> list[EspSa]:
@@ -33,19 +25,6 @@ def _sas(path: str) -> list[EspSa]:
               replay_window=32, esp_path=path)
         for k in range(SAS)
     ]  # fmt: skip
-
-
-def _state(sa: EspSa) -> tuple[int, ...]:
-    r = sa.replay
-    return (sa.seq, r.top, r.bitmap, sa.packets_in, sa.bytes_in, sa.packets_out, sa.bytes_out)
-
-
-def _outcome(result: EspDecrypted | bytes | EspError) -> tuple[str, object]:
-    if isinstance(result, EspDropError):
-        return ("drop", result.counter)
-    if isinstance(result, EspError):
-        return ("error", type(result).__name__)
-    return ("ok", result)
 
 
 _INNERS = [(IPV4_UDP, 4), (IPV6_UDP, 41), (b"", IPPROTO_NONE), (IPV4_UDP, 300)]
@@ -61,9 +40,9 @@ def test_seal_each_writes_what_encrypt_writes(items: list[tuple[int, int]], path
     expected = []
     for k, i in items:
         try:
-            expected.append(_outcome(one[k].encrypt(*_INNERS[i])))
+            expected.append(outcome(one[k].encrypt(*_INNERS[i])))
         except EspError as e:
-            expected.append(_outcome(e))
+            expected.append(outcome(e))
     made = seal_each([(each[k], *_INNERS[i]) for k, i in items])
     got: list[tuple[str, object]] = []
     for (k, i), esp in zip(items, made, strict=True):
@@ -71,11 +50,11 @@ def test_seal_each_writes_what_encrypt_writes(items: list[tuple[int, int]], path
             try:
                 esp = each[k].encrypt(*_INNERS[i])
             except EspError as e:
-                got.append(_outcome(e))
+                got.append(outcome(e))
                 continue
-        got.append(_outcome(esp))
+        got.append(outcome(esp))
     assert got == expected
-    assert [_state(s) for s in each] == [_state(s) for s in one]
+    assert [state(s) for s in each] == [state(s) for s in one]
     if path == "python":
         assert all(m is None for m in made)
 
@@ -109,9 +88,9 @@ def test_open_each_gives_what_decrypt_gives(items: list[tuple[int, str]], path: 
     expected = []
     for k, esp in zip((k for k, _ in items), packets, strict=True):
         try:
-            expected.append(_outcome(one[k].decrypt(esp)))
+            expected.append(outcome(one[k].decrypt(esp)))
         except EspDropError as e:
-            expected.append(_outcome(e))
+            expected.append(outcome(e))
     found = open_each([(each[k], esp) for (k, _), esp in zip(items, packets, strict=True)])
     got: list[tuple[str, object]] = []
     for (k, _), esp, result in zip(items, packets, found, strict=True):
@@ -120,6 +99,6 @@ def test_open_each_gives_what_decrypt_gives(items: list[tuple[int, str]], path: 
                 result = each[k].decrypt(esp)
             except EspDropError as e:
                 result = e
-        got.append(_outcome(result))
+        got.append(outcome(result))
     assert got == expected
-    assert [_state(s) for s in each] == [_state(s) for s in one]
+    assert [state(s) for s in each] == [state(s) for s in one]

@@ -25,7 +25,6 @@ import pytest
 from larval.net.control import control_request
 from tests.interop.harness import (
     INNER,
-    NET,
     OUTER,
     LarvalDaemon,
     Site,
@@ -33,11 +32,11 @@ from tests.interop.harness import (
     larval_config,
     needs_netns,
 )
+from tests.interop.rw_setup import VIP, as_road_warrior, until, vip_on_tun, with_pool_a
 from tests.unprivileged import readable_prefix
 
 pytestmark = [needs_netns]
 
-POOL, VIP = "10.3.0.0/24", "10.3.0.1"
 NOBODY = 65534
 CAP_NET_ADMIN = 1 << 12
 
@@ -78,26 +77,15 @@ class DroppingDaemon(LarvalDaemon):
 def _gateway(site: Site) -> str:
     config = larval_config(site, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
                            start_action="none")  # fmt: skip
-    config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
-    config = config.replace(f'remote_ts = ["{NET["b"]}"]', f'remote_ts = ["{POOL}"]')
-    return config + f'\n[pools.rw]\naddrs = "{POOL}"\n'
+    return with_pool_a(config)
 
 
 def _road_warrior(site: Site) -> str:
     """Its state store in a directory of its own, which the drop gives to nobody."""
     config = larval_config(site, proposals=["aes128-sha256-x25519"], esp=["aes128gcm16"],
                            start_action="none")  # fmt: skip
-    config = config.replace(f'local_ts = ["{NET[site.name]}"]\n', "")
-    config = config.replace("[daemon]\n", f'[daemon]\nstate = "{site.dir / "state" / "s.db"}"\n')
-    return config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
-
-
-def _until(what: str, check: object, daemon: LarvalDaemon, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"not so within {timeout}s: {what}\n{daemon.log.read_text()[-4000:]}")
-        time.sleep(0.2)
+    config = as_road_warrior(config, site)
+    return config.replace("[daemon]\n", f'[daemon]\nstate = "{site.dir / "state" / "s.db"}"\n')
 
 
 def test_a_road_warrior_as_nobody_gets_its_address_routes_and_tunnel(tmp_path: Path) -> None:
@@ -136,12 +124,7 @@ def test_a_road_warrior_as_nobody_gets_its_address_routes_and_tunnel(tmp_path: P
         answer = rw.wait_for("child")
         (ike,) = answer["ike_sas"]  # type: ignore[misc]
         assert ike["virtual_ips"] == [VIP], ike  # type: ignore[index]
-
-        def on_tun() -> bool:
-            shown = topo.b.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
-            return f"inet {VIP}/32" in shown
-
-        _until("the virtual address on larval0", on_tun, rw)
+        until("the virtual address on larval0", lambda: vip_on_tun(topo.b), rw)
         route = topo.b.ns.run(["ip", "route", "get", INNER["a"]])
         assert "dev larval0" in route and f"src {VIP}" in route, route
         ping = subprocess.run(
@@ -160,7 +143,7 @@ def test_a_road_warrior_as_nobody_gets_its_address_routes_and_tunnel(tmp_path: P
         assert esp_state["writes"] > 0 and esp_state["write_errors"] == 0, esp_state
         # Down: the address and its route go, removed as nobody too.
         control_request(str(control), {"op": "down", "target": "s2s"})
-        _until("the virtual address gone", lambda: not on_tun(), rw)
+        until("the virtual address gone", lambda: not vip_on_tun(topo.b), rw)
         assert f"src {VIP}" not in topo.b.ns.run(["ip", "route", "show", "table", "all"])
         stopped = rw.stop()
         log = rw.log.read_text()

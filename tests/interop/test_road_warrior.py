@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,13 +31,14 @@ from tests.interop.harness import (
     needs_charon,
     needs_netns,
 )
+from tests.interop.rw_setup import POOL, VIP, as_road_warrior, until, vip_on_tun, with_pool_a
 from tests.interop.test_eap import needs_mschapv2
 
 pytestmark = [needs_netns, needs_charon]
 
 PASSWORD = "carol-Interop-Password-1"
 MOON, SUN = IDS["a"], IDS["b"]  # the gateway (site a) and the road warrior (site b)
-POOL, VIP, DNS = "10.3.0.0/24", "10.3.0.1", "10.3.0.53"
+DNS = "10.3.0.53"
 ORIGINAL_RESOLV = "nameserver 192.0.2.53\n"
 
 
@@ -94,10 +94,9 @@ def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = ""
         local=local, remote=f'{{ auth = "pubkey", id = "{MOON}" }}',
         credentials=str(credentials),
     )  # fmt: skip
-    config = config.replace(f'local_ts = ["{NET[site.name]}"]\n', "")
+    config = as_road_warrior(config, site)
     if remote_ts:
         config = config.replace(f'remote_ts = ["{NET[site.peer]}"]', f'remote_ts = ["{remote_ts}"]')
-    config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\nvips = ["0.0.0.0"]')
     resolv = site.dir / "resolv.conf"
     resolv.write_text(ORIGINAL_RESOLV)
     config = config.replace("[daemon]\n", f'[daemon]\nresolv_file = "{resolv}"\n')
@@ -105,14 +104,6 @@ def _road_warrior(site: Site, local: str, credentials: Path, remote_ts: str = ""
         config = config.replace("[daemon]\n", f"[daemon]\nrouting_table = {routing_table}\n")
     config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
     return LarvalDaemon(site, config)
-
-
-def _until(what: str, check: Callable[[], bool], daemon: LarvalDaemon, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not so within {timeout}s: {what}\n{daemon.log.read_text()[-4000:]}")
-        time.sleep(0.2)
 
 
 #: The host's own routes in the main table, which table 220 leaves alone: a default
@@ -152,10 +143,7 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     assert child["local_ts"] == [f"{VIP}/32"], child  # type: ignore[index]
     assert child["remote_ts"] == [remote_ts], child  # type: ignore[index]
 
-    def on_tun() -> bool:
-        return f"inet {VIP}/32" in site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
-
-    _until("the virtual address on larval0", on_tun, larval)
+    until("the virtual address on larval0", lambda: vip_on_tun(site), larval)
     route = site.ns.run(["ip", "route", "get", target])
     assert "dev larval0" in route and f"src {VIP}" in route, route
     # No source given: the route's picks the virtual address.
@@ -185,7 +173,7 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     assert PASSWORD not in log
     # The IKE SA goes: the address, the route and the DNS server go with it.
     control_request(str(site.dir / "control"), {"op": "down", "target": "s2s"})
-    _until("the virtual address gone", lambda: not on_tun(), larval)
+    until("the virtual address gone", lambda: not vip_on_tun(site), larval)
     assert f"src {VIP}" not in site.ns.run(["ip", "route", "show", "dev", "larval0"])
     assert f"src {VIP}" not in in_table()
     assert main_table() == main
@@ -194,7 +182,7 @@ def _connects_and_pings(topo: Topology, larval: LarvalDaemon, gateway_log: Calla
     # Up again, and the daemon stops: it takes them away on its way out.
     larval.up("s2s/net")
     larval.wait_for("child")
-    _until("the virtual address on larval0 again", on_tun, larval)
+    until("the virtual address on larval0 again", lambda: vip_on_tun(site), larval)
     assert f"nameserver {DNS}\n" in resolv.read_text()
     assert larval.stop() == 0
     assert resolv.read_text() == ORIGINAL_RESOLV
@@ -271,7 +259,7 @@ def test_a_child_sa_charon_deleted_comes_back_for_the_virtual_address(
         larval.up("s2s/net")
         (first,) = larval.wait_for("child")["child_sas"]  # type: ignore[misc]
         charon.swanctl("--terminate", "--child", "net")
-        _until("the CHILD_SA gone", lambda: not larval.status()["child_sas"], larval)
+        until("the CHILD_SA gone", lambda: not larval.status()["child_sas"], larval)
         site = topo.b
         result = subprocess.run(
             ["ip", "netns", "exec", site.ns.name, "ping", "-c", "5", "-i", "0.3", "-W", "2",
@@ -303,10 +291,8 @@ def test_a_road_warrior_of_a_larval_gateway(tmp_path: Path, remote_ts: str, tabl
             remote='{ auth = "eap-mschapv2", eap_id = "%any" }',
             credentials=str(certs.credentials(tmp_path / "moon-credentials", "moon")),
         )  # fmt: skip
-        config = config.replace('dpd_delay = "0s"', 'dpd_delay = "0s"\npools = ["rw"]')
-        config = config.replace(f'remote_ts = ["{NET["b"]}"]', f'remote_ts = ["{POOL}"]')
+        config = with_pool_a(config, f'dns = ["{DNS}"]\n')
         config = config.replace(f'local_ts = ["{NET["a"]}"]', f'local_ts = ["{remote_ts}"]')
-        config += f'\n[pools.rw]\naddrs = "{POOL}"\ndns = ["{DNS}"]\n'
         config += f'\n[secrets.eap-carol]\nid = "carol"\nsecret = "{PASSWORD}"\n'
         gateway = LarvalDaemon(topo.a, config)
         topo.daemons.append(gateway)
@@ -362,7 +348,7 @@ def test_both_families_from_a_charon_gateway(
             shown = site.ns.run(["ip", "-o", "address", "show", "dev", "larval0"])
             return f"inet {VIP}/32" in shown and f"inet6 {VIP6}/128" in shown
 
-        _until("both virtual addresses on larval0", both_on_tun, larval)
+        until("both virtual addresses on larval0", both_on_tun, larval)
         result = subprocess.run(
             ["ip", "netns", "exec", site.ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "2",
              INNER["a"]], capture_output=True, text=True, timeout=30,
