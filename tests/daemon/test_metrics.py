@@ -7,10 +7,12 @@ Prometheus text. The endpoint binds, moves and stops; a port in use is a named e
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -45,12 +47,15 @@ def _status(host: Host) -> dict[str, Any]:
             "pfkey_clients": 0, "pfkey_missed": 0}  # fmt: skip
 
 
-def _endpoint(host: Host) -> MetricsEndpoint:
+def _sources(host: Host) -> Sources:
     traffic = ConnectionTraffic()
     host.keymgr.on_child_gone = lambda record: traffic.retire(record, host.stack.sadb)
-    sources = Sources(lambda: _status(host), host.stack.sadb,
-                      lambda: read_ike(host.keymgr, traffic, host.stack.sadb, None))  # fmt: skip
-    endpoint = MetricsEndpoint(sources)
+    return Sources(lambda: _status(host), host.stack.sadb,
+                   lambda: read_ike(host.keymgr, traffic, host.stack.sadb, None))  # fmt: skip
+
+
+def _endpoint(host: Host) -> MetricsEndpoint:
+    endpoint = MetricsEndpoint(_sources(host))
     endpoint.listen(("127.0.0.1", 0), "test")
     return endpoint
 
@@ -258,6 +263,56 @@ def test_a_port_in_use_is_a_named_error_and_the_old_endpoint_stays(pair: Any) ->
     assert endpoint.port is not None and scrape(endpoint.port)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _taken(port: int) -> bool:
+    """Whether something listens on `port` (connections in TIME_WAIT do not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_an_endpoint_bound_ahead_starts_no_thread_and_serves_that_socket_later() -> None:
+    # `larval run --user`: bound as root, one thread only (the drop refuses more); served
+    # once the daemon runs, on the socket bound then.
+    endpoint = MetricsEndpoint(_sources(Host("a", "b", "none")))
+    port = _free_port()
+    threads = threading.active_count()
+    endpoint.bind(("127.0.0.1", port), "f.toml: daemon.metrics")
+    try:
+        assert threading.active_count() == threads
+        assert _taken(port) and endpoint.port is None
+        endpoint.listen(("127.0.0.1", port), "f.toml: daemon.metrics")
+        assert endpoint.port == port and endpoint.address == ("127.0.0.1", port)
+        assert ("larval_spd_policies", frozenset()) in scrape(port)
+    finally:
+        endpoint.close()
+    assert not _taken(port)
+
+
+def test_an_endpoint_bound_ahead_then_moved_or_closed_lets_its_port_go() -> None:
+    endpoint = MetricsEndpoint(_sources(Host("a", "b", "none")))
+    first = _free_port()
+    endpoint.bind(("127.0.0.1", first), "test")
+    endpoint.close()  # the start failed before it was served
+    assert not _taken(first)
+    endpoint.bind(("127.0.0.1", first), "test")
+    try:
+        endpoint.listen(("127.0.0.1", 0), "test")  # another address than the one bound
+        assert not _taken(first)
+        assert endpoint.port is not None and endpoint.port != first and scrape(endpoint.port)
+    finally:
+        endpoint.close()
+
+
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [("127.0.0.1:9105", ("127.0.0.1", 9105)), ("[::1]:9105", ("::1", 9105)),
@@ -285,9 +340,15 @@ def test_a_bad_address_and_port_says_why(text: str, why: str) -> None:
 # -- larval run and larval stack -----------------------------------------------------------
 
 
-def test_larval_run_with_its_port_in_use_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "user",
+    [[], pytest.param(["--user", "nobody"], marks=pytest.mark.skipif(
+        os.geteuid() != 0, reason="--user needs root"))],
+    ids=["root", "user"],
+)  # fmt: skip
+def test_larval_run_with_its_port_in_use_says_so(tmp_path: Path, user: list[str]) -> None:
     """The endpoint binds first: a port taken stops the start with one line, no
-    traceback, before IKE or PF_KEY open anything."""
+    traceback, before IKE or PF_KEY open anything; with ``--user``, before the drop."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -296,7 +357,7 @@ def test_larval_run_with_its_port_in_use_says_so(tmp_path: Path) -> None:
             "[daemon]\n", f'[daemon]\nmetrics = "127.0.0.1:{port}"\n', 1
         )
         path = write_private(tmp_path / "larval.toml", text)
-        result = larval("run", "-c", str(path))
+        result = larval("run", "-c", str(path), *user)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from tests.interop.harness import (
     needs_netns,
 )
 from tests.interop.rw_setup import VIP, as_road_warrior, until, vip_on_tun, with_pool_a
+from tests.interop.test_metrics import answers, scrape
 from tests.unprivileged import readable_prefix
 
 pytestmark = [needs_netns]
@@ -150,3 +154,46 @@ def test_a_road_warrior_as_nobody_gets_its_address_routes_and_tunnel(tmp_path: P
         assert stopped == 0, log[-4000:]
         assert "Traceback" not in log, log[-4000:]
         assert OUTER["a"] in log
+
+
+def test_metrics_on_a_port_below_1024_are_served_as_nobody(tmp_path: Path) -> None:
+    """``daemon.metrics`` on port 443 with ``--user nobody``: bound as root before the
+    drop, scraped after it. A reload (read as nobody) that moves the endpoint to port 444
+    cannot bind it: the log says why, and the endpoint stays on 443."""
+    # The configuration where nobody may read it at the reload: pytest's own directory
+    # is root's alone. Its owner may be the --user (`larval run` allows that).
+    home = Path(tempfile.mkdtemp(prefix=f"larval-lp-{os.getpid()}-"))
+    try:
+        home.chmod(0o711)
+        with Topology(tmp_path) as topo:
+            first = int(topo.b.ns.run(["sysctl", "-n", "net.ipv4.ip_unprivileged_port_start"]))
+            assert first > 444, "the namespace lets anyone bind port 444: nothing to test"
+            config = larval_config(topo.b, proposals=["aes128-sha256-x25519"],
+                                   esp=["aes128gcm16"], start_action="none")  # fmt: skip
+            config = config.replace("[daemon]\n", '[daemon]\nmetrics = "127.0.0.1:443"\n')
+            rw = DroppingDaemon(topo.b, config)
+            rw.config = home / "larval.toml"
+            rw.config.write_text(config)
+            rw.config.chmod(0o600)
+            os.chown(rw.config, NOBODY, NOBODY)
+            topo.daemons.append(rw)
+            rw.start()
+            assert rw.status_file()["Uid"].split() == [str(NOBODY)] * 4
+            assert int(rw.status_file()["CapEff"], 16) == CAP_NET_ADMIN
+            samples = scrape(topo.b, 443)
+            assert ("larval_spd_policies", frozenset()) in samples, samples
+            # The reload, as nobody: 444 is refused, by name and with why; 443 stays.
+            assert rw.proc is not None
+            rw.config.write_text(config.replace("127.0.0.1:443", "127.0.0.1:444"))
+            rw.proc.send_signal(signal.SIGHUP)
+            until("the reload's word on the metrics",
+                  lambda: "the metrics stay where they were" in rw.log.read_text(), rw)  # fmt: skip
+            log = rw.log.read_text()
+            refused = (f"{rw.config}: daemon.metrics 127.0.0.1:444: cannot listen: Permission "
+                       "denied (a port below 1024 needs root")  # fmt: skip
+            assert refused in log, log[-4000:]
+            assert answers(topo.b, 443) and not answers(topo.b, 444)
+            assert rw.stop() == 0, rw.log.read_text()[-4000:]
+            assert "Traceback" not in rw.log.read_text()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

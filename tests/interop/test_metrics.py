@@ -103,13 +103,13 @@ def test_a_real_exchange_moves_the_metrics(tmp_path: object) -> None:
         assert a.proc is not None
         a.config.write_text(text.replace(f":{PORT}", f":{PORT + 1}"))
         a.proc.send_signal(signal.SIGHUP)
-        _until(lambda: _answers(topo.a, PORT + 1))
-        assert not _answers(topo.a, PORT)
+        _until(lambda: answers(topo.a, PORT + 1))
+        assert not answers(topo.a, PORT)
         moved = scrape(topo.a, PORT + 1)
         assert value(moved, "larval_ike_sas", state="established", version="2") == 1
 
 
-def _answers(site: Site, port: int) -> bool:
+def answers(site: Site, port: int) -> bool:
     try:
         scrape(site, port)
     except urllib.error.URLError:

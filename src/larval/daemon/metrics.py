@@ -11,21 +11,32 @@ What belongs to the event loop (the key manager's sessions and CHILD_SAs, the po
 [ha] role) is read on the loop, in one call handed over to it
 (`MetricsEndpoint.on_loop`); the SADB, whose tables and counters are thread-safe, is
 walked on the scrape's thread, so that the loop is not held for it.
+
+The listening socket can be bound ahead of serving (`MetricsEndpoint.bind`): `larval run
+--user` binds it as root, before the drop, so that a port below 1024 works, and the
+serving thread starts after the drop, which refuses while a second thread runs. A reload
+after the drop that moves the endpoint to a port below 1024 cannot bind it: the error is
+logged and the endpoint stays where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
+import ipaddress
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from larval.daemon.listen_address import show_listen
@@ -359,7 +370,8 @@ def _ha_families(ha: dict[str, Any]) -> Iterator[CounterMetricFamily | GaugeMetr
 
 class MetricsEndpoint:
     """The HTTP endpoint: a registry of its own with one `LarvalCollector`, served by
-    `prometheus_client` on a thread; `listen` (re)binds it, `close` stops it."""
+    `prometheus_client`'s WSGI application on a thread; `bind` binds it ahead of serving,
+    `listen` (re)binds and serves it, `close` stops it."""
 
     def __init__(self, sources: Sources, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop
@@ -368,6 +380,8 @@ class MetricsEndpoint:
         self.address: tuple[str, int] | None = None
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        #: bound by `bind`, not served yet: (its address, the server)
+        self._ahead: tuple[tuple[str, int], WSGIServer] | None = None
 
     def on_loop(self, read: Callable[[], _T]) -> _T:
         """`read()` on the event loop (the key manager's state is the loop's), waited for."""
@@ -385,15 +399,25 @@ class MetricsEndpoint:
         loop.call_soon_threadsafe(run)
         return done.result(LOOP_WAIT)
 
+    def bind(self, address: tuple[str, int], option: str) -> None:
+        """Bind `address` now, without a thread, for `listen` to serve: as root before
+        the drop (`larval run --user`). A MetricsError naming `option` if it cannot be."""
+        self._close_ahead()
+        self._ahead = (address, _bind(address, self.registry, option))
+
     def listen(self, address: tuple[str, int], option: str) -> None:
-        """Serve on `address`; the one served before (if any) is closed once the new one
-        is bound, and stays if it cannot be: a MetricsError naming `option` then."""
-        host, port = address
-        try:
-            server, thread = start_http_server(port, host, self.registry)
-        except OSError as e:
-            raise MetricsError(f"{option} {show_listen(address)}: cannot listen: "
-                               f"{e.strerror or e}") from None  # fmt: skip
+        """Serve on `address` (with the socket `bind` bound for it, if any); the one
+        served before (if any) is closed once the new one is bound, and stays if it
+        cannot be: a MetricsError naming `option` then."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == address:
+            server = ahead[1]
+        else:
+            if ahead is not None:
+                ahead[1].server_close()
+            server = _bind(address, self.registry, option)
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
         self.close()
         self._server, self._thread, self.address = server, thread, address
         log.info("metrics on http://%s/metrics", show_listen(address))
@@ -404,6 +428,7 @@ class MetricsEndpoint:
         return self._server.server_port if self._server is not None else None
 
     def close(self) -> None:
+        self._close_ahead()
         server, thread = self._server, self._thread
         self._server = self._thread = None
         self.address = None
@@ -412,6 +437,42 @@ class MetricsEndpoint:
             server.server_close()
         if thread is not None:
             thread.join()
+
+    def _close_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[1].server_close()
+
+
+class _Server4(ThreadingWSGIServer):
+    """A thread per scrape, as `prometheus_client.start_http_server` serves, on IPv4."""
+
+    address_family = socket.AF_INET
+
+
+class _Server6(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """A scrape is not worth a line of the log."""
+
+
+def _bind(address: tuple[str, int], registry: CollectorRegistry, option: str) -> WSGIServer:
+    """A server for `registry` listening on `address` (an IP address and a port), not
+    serving yet; a MetricsError naming `option` if it cannot listen there."""
+    host, port = address
+    server_class = _Server6 if ipaddress.ip_address(host).version == 6 else _Server4
+    try:
+        return make_server(host, port, make_wsgi_app(registry), server_class, _QuietHandler)
+    except OSError as e:
+        why = e.strerror or str(e)
+        if e.errno == errno.EACCES and port < 1024 and os.geteuid() != 0:
+            # `larval run --user`: only the address bound at start, as root, can be one.
+            why += (f" (a port below 1024 needs root, and this process runs as uid "
+                    f"{os.geteuid()}: it binds one only at start, so restart larval)")  # fmt: skip
+        raise MetricsError(f"{option} {show_listen(address)}: cannot listen: {why}") from None
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:

@@ -6,7 +6,8 @@ Theory of operation
 * Everything that needs root is opened first, as root, while the process has one thread
   (`BeforeDrop`): UDP 500 (and 4500), the TUN device with its addresses and routes, the
   raw ESP socket, the PF_KEY and control sockets (then given to the user, mode 0600, so
-  that root and the user reach them), and the state store's files.
+  that root and the user reach them), the metrics endpoint's TCP socket (served by a
+  thread that starts after the drop), and the state store's files.
 * Then `drop_to` changes identity, the way strongSwan's charon and OpenSSH do it:
   ``prctl(PR_SET_KEEPCAPS)`` so that the permitted capabilities survive the change of
   user, ``setgroups``/``setresgid``/``setresuid`` to the user's groups and ids, then

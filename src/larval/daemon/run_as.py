@@ -1,6 +1,7 @@
 """`larval run --user NAME`: what the IKE daemon opens as root before it drops to NAME.
 
-The steps go on the daemon's `BeforeDrop` list after any other part's: UDP 500 (and 4500
+The steps go on the daemon's `BeforeDrop` list after any other part's: the metrics
+endpoint's TCP socket (a port below 1024 too; served after the drop), UDP 500 (and 4500
 without a dataplane) on each address, the dataplane (TUN device with its addresses and
 routes, UDP 4500, the raw ESP socket), the PF_KEY and control sockets (given to the user,
 mode 0600), the socket directories larval made, and the state store's files. Then
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from larval.daemon.ike_daemon import IkeDaemon, _bind_ike
+from larval.daemon.listen_address import show_listen
 from larval.daemon.privileges import DropTarget, PrivilegeError, drop_to, look_up_user
 from larval.ike import IKE_PORT, NAT_T_PORT
 from larval.net.unix_socket import UnixListener
@@ -53,6 +55,9 @@ def run_as(daemon: IkeDaemon, target: DropTarget, made_dirs: list[str]) -> None:
     to `target`. `made_dirs`: the socket directories larval created, given to the user."""
     before = daemon.before_drop
     cfg = daemon.config
+    if daemon.metrics_at is not None:  # first: a port in use stops the start before the rest
+        before.add(f"metrics {show_listen(daemon.metrics_at)}", daemon.bind_metrics)
+        before.on_failure(daemon.close_bound_metrics)
     for address in cfg.addresses:
         ports = (IKE_PORT,) if daemon.dataplane_config is not None else (IKE_PORT, NAT_T_PORT)
         for port in ports:

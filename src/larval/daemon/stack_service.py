@@ -105,6 +105,7 @@ class StackService:
         self.metrics_at: tuple[str, int] | None = None
         self.metrics_option = "--metrics"
         self.metrics: MetricsEndpoint | None = None
+        self._metrics_ahead: MetricsEndpoint | None = None  # bound by `bind_metrics`
 
     def add_listener(self, listener: Emit) -> None:
         self._listeners.append(listener)
@@ -181,22 +182,39 @@ class StackService:
         """What the metrics endpoint reads: the stack's status and its SADB."""
         return Sources(lambda: self._status({}), self.stack.sadb)
 
+    def bind_metrics(self) -> None:
+        """Bind the metrics endpoint's socket now, for `run` to serve: `larval run
+        --user` does it as root, before the drop, so that a port below 1024 serves too."""
+        if self.metrics_at is not None and self._metrics_ahead is None:
+            endpoint = MetricsEndpoint(self.metrics_sources())
+            endpoint.bind(self.metrics_at, self.metrics_option)
+            self._metrics_ahead = endpoint
+
+    def close_bound_metrics(self) -> None:
+        """Close what `bind_metrics` bound, if the start failed before it was served."""
+        ahead, self._metrics_ahead = self._metrics_ahead, None
+        if ahead is not None:
+            ahead.close()
+
     def move_metrics(
         self, address: tuple[str, int] | None, loop: asyncio.AbstractEventLoop, *,
         starting: bool = False,
     ) -> None:  # fmt: skip
-        """Serve the metrics on `address` (None: stop serving them). `starting`: a
-        MetricsError stops the start; later (a reload) it is logged and the endpoint
-        stays where it was, or off."""
+        """Serve the metrics on `address` (None: stop serving them), on the socket
+        `bind_metrics` bound if it is there. `starting`: a MetricsError stops the start;
+        later (a reload) it is logged and the endpoint stays where it was, or off."""
         self.metrics_at = address
         if address is None:
+            self.close_bound_metrics()
             if self.metrics is not None:
                 self.metrics.close()
                 self.metrics = None
             return
         if self.metrics is not None and self.metrics.address == address:
             return
-        endpoint = self.metrics or MetricsEndpoint(self.metrics_sources(), loop)
+        endpoint = self.metrics or self._metrics_ahead or MetricsEndpoint(self.metrics_sources())
+        self._metrics_ahead = None
+        endpoint.loop = loop
         try:
             endpoint.listen(address, self.metrics_option)
         except MetricsError as e:
