@@ -20,7 +20,6 @@ per-packet entries give for the same packets in the same order.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -49,7 +48,7 @@ from larval.pfkey import (
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
 from larval.spd import Action, Policy
-from larval.stack.flow import PacketError, parse_flow
+from larval.stack.flow import PacketError
 from larval.stack.stack import Stack, Verdict
 
 _SPI = slice(0, 4)
@@ -736,12 +735,16 @@ class PacketPath:
         try:
             policy = self.stack.inbound_policies.lookup(packet)
             if sa.inner_src is not None or sa.inner_dst is not None:
-                flow = parse_flow(packet)
+                # The policy lookup read the packet's header: its addresses are there.
+                version, src, dst = _addresses(packet)
                 src_prefix, dst_prefix = ctx.inner_of(sa)
-                if not (_inside(flow.src, src_prefix) and _inside(flow.dst, dst_prefix)) and not (
+                if not (
+                    _inside(version, src, src_prefix) and _inside(version, dst, dst_prefix)
+                ) and not (
                     sa.inner_more
                     and any(
-                        _inside(flow.src, s) and _inside(flow.dst, d) for s, d in ctx.more_of(sa)
+                        _inside(version, src, s) and _inside(version, dst, d)
+                        for s, d in ctx.more_of(sa)
                     )
                 ):
                     return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
@@ -905,11 +908,19 @@ def _prefix(ext: SadbAddress | None) -> _Prefix | None:
     return int(ext.addr) >> shift, shift, ext.addr.version
 
 
-def _inside(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: _Prefix | None) -> bool:
+def _addresses(packet: bytes) -> tuple[int, int, int]:
+    """(IP version, source, destination) of an IP packet whose header has been read."""
+    if packet[0] >> 4 == 4:
+        return 4, int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[16:20], "big")
+    return 6, int.from_bytes(packet[8:24], "big"), int.from_bytes(packet[24:40], "big")
+
+
+def _inside(version: int, address: int, prefix: _Prefix | None) -> bool:
+    """Whether an address of IP version `version` lies in `prefix` (None: any)."""
     if prefix is None:
         return True
-    network, shift, version = prefix
-    return addr.version == version and int(addr) >> shift == network
+    network, shift, prefix_version = prefix
+    return version == prefix_version and address >> shift == network
 
 
 def _transport_payload(packet: bytes) -> tuple[bytes, int]:
