@@ -12,10 +12,14 @@ packet to the host) and feeds `outbound` and `inbound` from its loops.
 
 The batch entries (`outbound_batch`, `inbound_batch`, `inbound_udp_batch`) take what a
 loop read in one wake-up. They look the policy or SA up once per run of consecutive
-packets of one flow or SPI, encrypt or decrypt the run with one `EspSa` batch call under
-one lock, and give everything unusual (no SA, a LARVAL SA, BYPASS, DISCARD, keepalives,
-IKE, short packets) to the per-packet path: the bytes, drops and counters are those the
-per-packet entries give for the same packets in the same order.
+packets of one flow or SPI, group the packets by SA, and give everything unusual (no
+SA, a LARVAL SA, BYPASS, DISCARD, keepalives, IKE, short packets) to the per-packet
+path. The groups go on through one function for both directions (`protect_groups`,
+`open_groups`): an SA's run in one `EspSa` batch call under its lock, accounted once;
+the single packets of many SAs in one `seal_each`/`open_each` call, sent in one
+`send_many` per peer or delivered in one `deliver_many`. The bytes, drops and counters
+are those the per-packet entries give for the same packets, each SA's in the same
+order.
 """
 
 from __future__ import annotations
