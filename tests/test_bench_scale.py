@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -22,6 +23,35 @@ def test_spread_destinations_are_consecutive_and_counted() -> None:
         "10.2.0.254", "10.2.0.255", "10.2.1.0", "10.2.1.1"]  # fmt: skip
     with pytest.raises(ValueError, match="at least 1"):
         udp_spread.destinations("10.2.0.1", 0)
+
+
+def test_spread_send_stops_after_its_packets_however_long_the_pacing_sleeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm pass gives every destination one packet: a paced send with `packets`
+    sends exactly that many, round-robin, even when each sleep of the pacing overruns
+    the whole time given (as on a loaded machine), and stops there."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(5)
+    clock = [0.0]
+    monkeypatch.setattr(udp_spread.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(udp_spread.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + 1))
+    try:
+        port = sink.getsockname()[1]
+        result = udp_spread.send("127.0.0.1", "127.0.0.1", 1, port, 30.0, 8, rate=100, packets=7)
+        assert result["sent"] == 7 and result["refused"] == 0
+        got = [sink.recv(64) for _ in range(7)]
+        assert got == [bytes(8)] * 7
+        sink.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sink.recv(64)
+    finally:
+        sink.close()
+    # Without `packets`, the time given ends it: the old cut, for comparison.
+    clock[0] = 0.0
+    cut = udp_spread.send("127.0.0.1", "127.0.0.1", 1, port, 0.5, 8, rate=100)
+    assert cut["sent"] == 1
 
 
 def _bench(*argv: str) -> dict[str, object]:

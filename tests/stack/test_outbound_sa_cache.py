@@ -3,8 +3,9 @@ SA by gateways and inner addresses (`Stack._by_inner`): whatever the SADB and SP
 through, a remembered answer must be the one a lookup that remembers nothing gives.
 Hypothesis drives ADDs (with and without inner selectors), DELETEs, GETSPI + UPDATE by
 the full path and by the PF_KEY bytes path, aging (soft lifetimes make SAs DYING, hard
-ones DEAD) and policy changes, and asks both after each step, for flows of both SAs'
-inner selectors and outside them."""
+ones DEAD) and policy changes (a policy for one port among them), and asks both after
+each step, for flows of both SAs' inner selectors and outside them; the policy cache's
+answers (`FlowCache`, by flow and by addresses) are set aside for the lookup too."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from larval.pfkey import (
     SadbMsgType,
 )
 from larval.pfkey.requests import by_spi, getspi, keyed
-from larval.spd import load_policy_text
+from larval.spd import Action, Direction, Policy, load_policy_text
+from larval.spd.selector import Selector
+from larval.stack.flow_cache import FlowCache
 from larval.stack.stack import Outbound, Stack, Verdict
 from tests.stack.test_packet_path import A_NET, A_OUTER, B_NET, B_OUTER, KEY_AB, policy
 
@@ -32,6 +35,10 @@ from tests.stack.test_packet_path import A_NET, A_OUTER, B_NET, B_OUTER, KEY_AB,
 FLOWS = (("203.0.113.1", 5001), ("203.0.113.200", 5001), ("203.0.113.1", 5002))
 #: The inner destination selector an ADD may carry: none, or one half of B_NET.
 HALVES = (None, "203.0.113.0/25", "203.0.113.128/25")
+
+#: A DISCARD for UDP from A_NET to B_NET's port 5002, before the tunnel's policy.
+PORTED = Policy("ported", Direction.OUT, Selector.of(A_NET, B_NET, 17, remote_ports=5002),
+                action=Action.DISCARD, priority=1)  # fmt: skip
 
 
 def udp(dst: str, port: int) -> bytes:
@@ -52,6 +59,7 @@ class World:
         self.stack = Stack()
         self.policies = list(load_policy_text(policy(A_NET, B_NET, A_OUTER, B_OUTER), "test"))
         self.policy_on = True
+        self.ported_on = False
         for p in self.policies:
             self.stack.spd.add(p)
         self.now = 1.0
@@ -108,14 +116,28 @@ class World:
             self.stack.spd.add_all(self.policies)
         self.policy_on = not self.policy_on
 
+    def toggle_ported(self) -> None:
+        """Add, or remove, a policy of higher priority for one destination port of the
+        flows (FLOWS' 5002): while it is there, the ports decide, and a new port between
+        known hosts must not be answered by what another port found."""
+        if self.ported_on:
+            self.stack.spd.remove("ported")
+        else:
+            self.stack.spd.add(PORTED)
+        self.ported_on = not self.ported_on
+
     def fresh(self, packet: bytes) -> Outbound:
-        """The verdict of a lookup that remembers nothing: both caches set aside."""
+        """The verdict of a lookup that remembers nothing: the caches set aside, the
+        policy cache's too (an empty one asks the SPD)."""
         stack = self.stack
         by_inner = dict(stack._by_inner)
         stack._by_inner.clear()
+        policies = stack.outbound_policies
+        stack.outbound_policies = FlowCache(stack.spd, Direction.OUT)
         try:
             return stack._outbound(packet, self.now)
         finally:
+            stack.outbound_policies = policies
             stack._by_inner.clear()
             stack._by_inner.update(by_inner)
 
@@ -142,6 +164,7 @@ _op = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 5)),
     st.tuples(st.just("age"), st.integers(1, 6)),
     st.tuples(st.just("policy")),
+    st.tuples(st.just("ported")),
 )
 
 
@@ -165,6 +188,8 @@ def test_remembered_verdicts_are_what_a_lookup_finds(ops: list[tuple[object, ...
             world.delete(spi)
         elif kind == "policy":
             world.toggle_policy()
+        elif kind == "ported":
+            world.toggle_ported()
         else:
             world.now += float(op[1])  # type: ignore[arg-type]
             world.stack.age(world.now)

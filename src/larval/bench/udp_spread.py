@@ -5,10 +5,11 @@ carries packets.
 
 ``send`` cycles over ``--count`` consecutive addresses from ``--first``, one datagram
 of ``--size`` bytes of payload to each in turn, as fast as one socket sends (or
-``--rate`` a second), for ``--seconds``. ``sink`` receives on ``--port`` of every address
-of its namespace (the bench routes the whole inner network to the loopback as local,
-``ip route add local``), and prints one JSON line: the packets and payload bytes
-received in the ``--seconds`` from its first packet, and its own CPU time.
+``--rate`` a second), for ``--seconds``, or until ``--packets`` are sent. ``sink``
+receives on ``--port`` of every address of its namespace (the bench routes the whole
+inner network to the loopback as local, ``ip route add local``), and prints one JSON
+line: the packets and payload bytes received in the ``--seconds`` from its first
+packet, and its own CPU time.
 """
 
 from __future__ import annotations
@@ -36,10 +37,18 @@ def destinations(first: str, count: int) -> list[str]:
 
 
 def send(
-    src: str, first: str, count: int, port: int, seconds: float, size: int, rate: float = 0
+    src: str,
+    first: str,
+    count: int,
+    port: int,
+    seconds: float,
+    size: int,
+    rate: float = 0,
+    packets: int = 0,
 ) -> dict[str, Any]:
     """Send round-robin to the `count` destinations for `seconds`, as fast as the socket
-    takes them or, given a `rate`, that many a second; what was sent."""
+    takes them or, given a `rate`, that many a second; given `packets`, stop once that
+    many were sent (or refused), however long the pacing's sleeps took; what was sent."""
     targets = [(address, port) for address in destinations(first, count)]
     payload = bytes(size)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -53,10 +62,13 @@ def send(
     start = time.monotonic()
     try:
         while (now := time.monotonic()) < deadline:
+            left = packets - sent - refused if packets else burst
+            if left <= 0:
+                break
             if rate and sent + refused > (now - start) * rate:
                 time.sleep(burst / rate)
                 continue
-            for target in itertools.islice(cycle, burst):
+            for target in itertools.islice(cycle, min(burst, left)):
                 try:
                     sendto(payload, target)
                     sent += 1
@@ -114,6 +126,7 @@ def main(argv: list[str]) -> int:
     s.add_argument("--seconds", type=float, required=True)
     s.add_argument("--size", type=int, default=SIZE)
     s.add_argument("--rate", type=float, default=0, help="packets a second (0: at once)")
+    s.add_argument("--packets", type=int, default=0, help="stop after this many (0: no limit)")
     r = sub.add_parser("sink")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--seconds", type=float, required=True)
@@ -121,8 +134,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.role == "send":
         result = send(
-            args.src, args.first, args.count, args.port, args.seconds, args.size, args.rate
-        )
+            args.src, args.first, args.count, args.port, args.seconds, args.size, args.rate,
+            args.packets,
+        )  # fmt: skip
     else:
         result = sink(args.port, args.seconds, args.wait)
     print(json.dumps(result), flush=True)

@@ -345,3 +345,22 @@ class SecurityAssociation:
                 expiry = self.expiry
                 if expiry is not None:
                     expiry.traffic.append(self)
+
+    def account_run(self, nbytes: int, packets: int, now: float) -> None:
+        """`account` for a run of `packets` packets of `nbytes` bytes in all, processed at
+        `now`, under one lock: the SA ends as `packets` calls of `account` leave it. Byte
+        totals only grow, so the run crosses `notice_at` exactly when one of its packets
+        would have, and the SA is noticed once, as then."""
+        if packets <= 0:
+            return
+        with self.lock:
+            if not self.usetime:
+                self.usetime = now
+            self.lastuse = now
+            self.bytes = total = self.bytes + nbytes
+            self.packets += packets
+            if total >= self.notice_at:
+                self.notice_at = NEVER_NOTICE  # once: the pass sets the next
+                expiry = self.expiry
+                if expiry is not None:
+                    expiry.traffic.append(self)

@@ -5,11 +5,18 @@ only on addresses, protocol and ports, which sit at fixed offsets of a plain TCP
 packet. Those bytes are the key. An entry remembers the SPD generation it was computed
 in, so a policy change is never answered from the cache. Other packets (IP options,
 fragments, IPv6 extension headers, other protocols) go to the SPD every time.
+
+While no policy of the direction names ports (every selector's port ranges are
+`ANY_PORTS`), the answer for a TCP or UDP packet depends on its protocol and addresses
+only: a port range is the one selector field the ports are compared with, and an ICMP
+type selector needs an ICMP protocol. Then a second entry, keyed by protocol and
+addresses, answers a new flow between known hosts (another source port) as well.
 """
 
 from __future__ import annotations
 
 from larval.spd import Direction, Policy, Spd
+from larval.spd.selector import ANY_PORTS
 from larval.stack.flow import PacketError, parse_flow
 
 MAX_FLOWS = 65536
@@ -31,15 +38,25 @@ def flow_key(packet: bytes) -> bytes | None:
     return None
 
 
+def hosts_key(flow: bytes) -> bytes:
+    """The protocol and addresses of a `flow_key`: the flow without its ports."""
+    return flow[:9] if len(flow) == 13 else flow[:33]
+
+
 class FlowCache:
     """`Spd.lookup` for one direction, by packet."""
 
-    __slots__ = ("_entries", "direction", "spd")
+    __slots__ = ("_by_hosts", "_entries", "_portless", "direction", "spd")
 
     def __init__(self, spd: Spd, direction: Direction) -> None:
         self.spd = spd
         self.direction = direction
         self._entries: dict[bytes, tuple[int, Policy | None]] = {}
+        # Answers by protocol and addresses (`hosts_key`), made while no policy of the
+        # direction named ports, with the SPD generation they were found at.
+        self._by_hosts: dict[bytes, tuple[int, Policy | None]] = {}
+        # (SPD generation, whether no policy of the direction names ports at it).
+        self._portless: tuple[int, bool] = (-1, False)
 
     def lookup(self, packet: bytes) -> Policy | None:
         """The policy for `packet`; raises PacketError if it cannot be read."""
@@ -49,15 +66,42 @@ class FlowCache:
             hit = self._entries.get(key)
             if hit is not None and hit[0] == generation:
                 return hit[1]
+            hit = self._by_hosts.get(hosts_key(key))
+            if hit is not None and hit[0] == generation:
+                return hit[1]
         flow = parse_flow(packet)
         policy = self.spd.lookup(
             self.direction, flow.src, flow.dst, flow.proto, flow.sport, flow.dport, flow.icmp_type
         )
         if key is not None:
-            if len(self._entries) >= MAX_FLOWS:
-                self._entries.clear()  # a scan or a flood: start over rather than grow
-            self._entries[key] = (generation, policy)
+            entries = self._entries
+            if len(entries) >= MAX_FLOWS:
+                entries.clear()  # a scan or a flood: start over rather than grow
+            entries[key] = (generation, policy)
+            if self._without_ports(generation):
+                by_hosts = self._by_hosts
+                if len(by_hosts) >= MAX_FLOWS:
+                    by_hosts.clear()
+                by_hosts[hosts_key(key)] = (generation, policy)
         return policy
 
+    def _without_ports(self, generation: int) -> bool:
+        """Whether no policy of the direction names ports, at SPD generation
+        `generation`: looked at once per generation. Read before the lookup, the
+        generation dates the answer: a policy added since moves it on, and the entries
+        made with this answer are not used after that."""
+        at, portless = self._portless
+        if at != generation:
+            policies = self.spd.policies()
+            portless = all(
+                p.selector.local_ports == ANY_PORTS and p.selector.remote_ports == ANY_PORTS
+                for p in policies
+                if p.direction is self.direction
+            )
+            # The generation may have moved during the walk: the answer is then dated
+            # by the older one, which entries of the newer never match.
+            self._portless = (generation, portless)
+        return portless
 
-__all__ = ["FlowCache", "PacketError", "flow_key"]
+
+__all__ = ["FlowCache", "PacketError", "flow_key", "hosts_key"]

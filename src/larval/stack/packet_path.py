@@ -12,15 +12,18 @@ packet to the host) and feeds `outbound` and `inbound` from its loops.
 
 The batch entries (`outbound_batch`, `inbound_batch`, `inbound_udp_batch`) take what a
 loop read in one wake-up. They look the policy or SA up once per run of consecutive
-packets of one flow or SPI, encrypt or decrypt the run with one `EspSa` batch call under
-one lock, and give everything unusual (no SA, a LARVAL SA, BYPASS, DISCARD, keepalives,
-IKE, short packets) to the per-packet path: the bytes, drops and counters are those the
-per-packet entries give for the same packets in the same order.
+packets of one flow or SPI, group the packets by SA, and give everything unusual (no
+SA, a LARVAL SA, BYPASS, DISCARD, keepalives, IKE, short packets) to the per-packet
+path. The groups go on through one function for both directions (`protect_groups`,
+`open_groups`): an SA's run in one `EspSa` batch call under its lock, accounted once;
+the single packets of many SAs in one `seal_each`/`open_each` call, sent in one
+`send_many` per peer or delivered in one `deliver_many`. The bytes, drops and counters
+are those the per-packet entries give for the same packets, each SA's in the same
+order.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -49,7 +52,7 @@ from larval.pfkey import (
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
 from larval.spd import Action, Policy
-from larval.stack.flow import PacketError, parse_flow
+from larval.stack.flow import PacketError
 from larval.stack.stack import Stack, Verdict
 
 _SPI = slice(0, 4)
@@ -244,17 +247,15 @@ class PacketPath:
                 for other in packets[i + 1 : j]:
                     self.outbound(other, now)
             i = j
-        singles: list[tuple[SecurityAssociation, bytes]] = []
-        for sa, protected in runs.values():
-            if len(protected) > 1:
-                self._protect_batch(sa, protected, now)
-            else:
-                singles.append((sa, protected[0]))
-        if len(singles) > 1:
-            self._protect_each(singles, now)
-        elif singles:
-            # One packet: the per-packet seal, without a batch call's set-up.
-            self._protect(*singles[0], now)
+        self.protect_groups(runs.values(), now)
+
+    def protect_groups(
+        self, groups: Iterable[tuple[SecurityAssociation, list[bytes]]], now: float
+    ) -> None:
+        """Seal and send each SA's cleartext packets of a batch, in their order: an SA of
+        two or more in one `encrypt_batch` call, the SAs of one packet together in one
+        `seal_each` call."""
+        _by_group_size(groups, self._protect_batch, self._protect_each, self._protect, now)
 
     def _verdict(self, verdict: Verdict) -> None:
         """Count an outbound verdict other than PROTECT."""
@@ -289,10 +290,13 @@ class PacketPath:
         self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float
     ) -> None:
         """`_protect` for one packet each of several SAs (a batch spread over many SAs),
-        the compiled ones sealed in one `seal_each` call under their locks."""
+        the compiled ones sealed in one `seal_each` call under their locks; what they
+        make for one peer leaves in one `send_many`."""
         sealing: list[tuple[SecurityAssociation, EspContext, bytes]] = []
         for sa, packet in singles:
-            ctx = self._context(sa)
+            ctx = sa.transform
+            if type(ctx) is not EspContext or ctx.natt is not sa.natt_rem:
+                ctx = self._context(sa)
             if ctx is None or not ctx.tunnel:
                 self._protect(sa, packet, now)
             else:
@@ -303,22 +307,40 @@ class PacketPath:
         for lock in locks:
             lock.acquire()
         try:
-            made = seal_each([(ctx.esp, p, _next_header(p)) for _, ctx, p in sealing])
+            made = seal_each(
+                [
+                    (ctx.esp, p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6)
+                    for _, ctx, p in sealing
+                ]
+            )
         finally:
             for lock in locks:
                 lock.release()
-        send = self.send
-        sent = 0
+        by_peer: dict[tuple[bytes, int], list[bytes]] = {}
         for (sa, ctx, packet), esp in zip(sealing, made, strict=True):
             if esp is None:
                 self._protect(sa, packet, now)  # a stop in its numbers, or Python's SA
                 continue
             sa.account(len(packet), now)
-            sent += 1
-            send(Datagram(esp, sa.dst, ctx.port))
-        if sent:
-            with self._lock:
-                self.sent += sent
+            peer = (sa.dst, ctx.port)
+            sent = by_peer.get(peer)
+            if sent is None:
+                by_peer[peer] = [esp]
+            else:
+                sent.append(esp)
+        if not by_peer:
+            return
+        count = 0
+        send_many = self.send_many
+        for (dst, port), payloads in by_peer.items():
+            count += len(payloads)
+            if send_many is not None:
+                send_many(dst, port, payloads)
+            else:
+                for esp in payloads:
+                    self.send(Datagram(esp, dst, port))
+        with self._lock:
+            self.sent += count
 
     def _sealed(
         self,
@@ -333,9 +355,7 @@ class PacketPath:
         error take the per-packet path. The number sent by the batch call."""
         done = len(sealed)
         if done:
-            account = sa.account
-            for packet in packets[:done]:
-                account(len(packet), now)
+            sa.account_run(sum(map(len, packets[:done])), done, now)
             if self.send_many is not None:
                 self.send_many(sa.dst, ctx.port, sealed)
             else:
@@ -488,17 +508,15 @@ class PacketPath:
             # A runt, an unknown SPI or a LARVAL SA: the per-packet path counts or holds
             # it (the hold checks the state under the SA's lock).
             self.inbound(esp, local, now)
-        singles: list[tuple[SecurityAssociation, bytes]] = []
-        for sa, usable in runs.values():
-            if len(usable) > 1:
-                self._open_batch(sa, usable, now)
-            else:
-                singles.append((sa, usable[0]))
-        if len(singles) > 1:
-            self._open_each(singles, now)
-        elif singles:
-            # One packet: the per-packet path, without a batch call's set-up.
-            self._open(*singles[0], now)
+        self.open_groups(runs.values(), now)
+
+    def open_groups(
+        self, groups: Iterable[tuple[SecurityAssociation, list[bytes]]], now: float
+    ) -> None:
+        """Open, check and deliver each usable SA's ESP packets of a batch, in their
+        order: an SA of two or more in one `decrypt_batch` call, the SAs of one packet
+        together in one `open_each` call."""
+        _by_group_size(groups, self._open_batch, self._open_each, self._open, now)
 
     def _open_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
         """`_open` for a run of packets of one SA, decrypted in one call."""
@@ -522,7 +540,9 @@ class PacketPath:
         compiled ones opened in one `open_each` call under their locks."""
         opening: list[tuple[SecurityAssociation, EspContext, bytes]] = []
         for sa, esp in singles:
-            ctx = self._context(sa)
+            ctx = sa.transform
+            if type(ctx) is not EspContext or ctx.natt is not sa.natt_rem:
+                ctx = self._context(sa)
             if ctx is None:
                 self.drop("dead_sa")
             else:
@@ -537,15 +557,48 @@ class PacketPath:
         finally:
             for lock in locks:
                 lock.release()
-        delivered = 0
+        writer = self.stack.esp_state
+        refusal_of = self._inbound_refusal
+        cleartext: list[bytes] = []
         for (sa, ctx, esp), result in zip(opening, found, strict=True):
             if result is None:
                 self._open(sa, esp, now)  # a drop before the ICV, or Python's SA
+                continue
+            if isinstance(result, EspDropError):
+                if not isinstance(result, EspDummyPacket):
+                    self.drop(result.counter)
             else:
-                delivered += self._opened(sa, ctx, [result], now)
-        if delivered:
-            with self._lock:
-                self.delivered += delivered
+                next_header, payload = result
+                packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
+                refused = refusal_of(sa, ctx, packet)
+                if refused is not None:
+                    self.drop(refused)
+                else:
+                    sa.account(len(packet), now)
+                    cleartext.append(packet)
+            if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
+                ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
+                writer.checkpoint_due()
+        if cleartext:
+            self._deliver_all(cleartext)
+
+    def _deliver_all(self, packets: list[bytes]) -> None:
+        """Count and deliver cleartext packets of several SAs: through `deliver_many` at
+        once (from one buffer, as a decrypted run), or each to `deliver`."""
+        with self._lock:
+            self.delivered += len(packets)
+        deliver_many = self.deliver_many
+        if deliver_many is None:
+            for packet in packets:
+                self.deliver(packet)
+            return
+        starts: list[int] = []
+        lengths = [len(p) for p in packets]
+        at = 0
+        for length in lengths:
+            starts.append(at)
+            at += length
+        deliver_many(b"".join(packets), starts, lengths)
 
     def _opened(
         self, sa: SecurityAssociation, ctx: EspContext, results: list[EspDecrypted], now: float
@@ -556,8 +609,8 @@ class PacketPath:
         tunnel = ctx.tunnel
         # The inbound policy check looks at the flow only: asked once per flow of the run.
         refusals: dict[bytes, str | None] = {}
-        account, deliver, refusal_of = sa.account, self.deliver, self._inbound_refusal
-        delivered = 0
+        deliver, refusal_of = self.deliver, self._inbound_refusal
+        delivered = nbytes = 0
         for result in results:
             if isinstance(result, EspDropError):
                 if not isinstance(result, EspDummyPacket):
@@ -575,9 +628,10 @@ class PacketPath:
             if refused is not None:
                 self.drop(refused)
                 continue
-            account(len(packet), now)
+            nbytes += len(packet)
             delivered += 1
             deliver(packet)
+        sa.account_run(nbytes, delivered, now)
         if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
             ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
             writer.checkpoint_due()
@@ -596,7 +650,7 @@ class PacketPath:
         with ctx.lock:
             plain, spans = ctx.esp.decrypt_spans(packets)
         refusals: dict[bytes, str | None] = {}
-        account, refusal_of = sa.account, self._inbound_refusal
+        refusal_of = self._inbound_refusal
         starts: list[int] = []
         lengths: list[int] = []
         # The last IPv4 flow looked at (protocol; addresses and ports) and its verdict:
@@ -629,9 +683,9 @@ class PacketPath:
             if refused is not None:
                 self.drop(refused)
                 continue
-            account(length, now)
             starts.append(start)
             lengths.append(length)
+        sa.account_run(sum(lengths), len(lengths), now)
         writer = self.stack.esp_state
         if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
             ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
@@ -685,12 +739,16 @@ class PacketPath:
         try:
             policy = self.stack.inbound_policies.lookup(packet)
             if sa.inner_src is not None or sa.inner_dst is not None:
-                flow = parse_flow(packet)
+                # The policy lookup read the packet's header: its addresses are there.
+                version, src, dst = _addresses(packet)
                 src_prefix, dst_prefix = ctx.inner_of(sa)
-                if not (_inside(flow.src, src_prefix) and _inside(flow.dst, dst_prefix)) and not (
+                if not (
+                    _inside(version, src, src_prefix) and _inside(version, dst, dst_prefix)
+                ) and not (
                     sa.inner_more
                     and any(
-                        _inside(flow.src, s) and _inside(flow.dst, d) for s, d in ctx.more_of(sa)
+                        _inside(version, src, s) and _inside(version, dst, d)
+                        for s, d in ctx.more_of(sa)
                     )
                 ):
                     return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
@@ -782,20 +840,38 @@ class PacketPath:
             return list(self._natted)
 
 
+def _by_group_size(
+    groups: Iterable[tuple[SecurityAssociation, list[bytes]]],
+    many: Callable[[SecurityAssociation, list[bytes], float], None],
+    each: Callable[[list[tuple[SecurityAssociation, bytes]], float], None],
+    one: Callable[[SecurityAssociation, bytes, float], None],
+    now: float,
+) -> None:
+    """Hand each SA's packets of a batch on by how many there are: two or more to `many`
+    (one batch call for the SA), the single packets of several SAs to `each` at once (one
+    call for them all), and a lone single packet to `one` (the per-packet path, without a
+    batch call's set-up)."""
+    singles: list[tuple[SecurityAssociation, bytes]] = []
+    for sa, packets in groups:
+        if len(packets) > 1:
+            many(sa, packets, now)
+        elif packets:
+            singles.append((sa, packets[0]))
+    if len(singles) > 1:
+        each(singles, now)
+    elif singles:
+        one(*singles[0], now)
+
+
 def _tunnel_items(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
     """Tunnel-mode packets with the Next Header each is sent under (RFC 4303 §2.6)."""
     return [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
 
 
-def _next_header(packet: bytes) -> int:
-    """The Next Header of a tunnel-mode packet: the inner IP version's protocol."""
-    return IPPROTO_IPV4 if packet[0] >> 4 == 4 else IPPROTO_IPV6
-
-
 def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
     """The contexts' locks in one order for every thread (by id), so that two threads
     that each take several never wait on each other in a cycle."""
-    return [lock for _, lock in sorted({id(c.lock): c.lock for c in contexts}.items())]
+    return sorted({c.lock for c in contexts}, key=id)
 
 
 def _flow_key(packet: bytes) -> bytes | None:
@@ -836,11 +912,19 @@ def _prefix(ext: SadbAddress | None) -> _Prefix | None:
     return int(ext.addr) >> shift, shift, ext.addr.version
 
 
-def _inside(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: _Prefix | None) -> bool:
+def _addresses(packet: bytes) -> tuple[int, int, int]:
+    """(IP version, source, destination) of an IP packet whose header has been read."""
+    if packet[0] >> 4 == 4:
+        return 4, int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[16:20], "big")
+    return 6, int.from_bytes(packet[8:24], "big"), int.from_bytes(packet[24:40], "big")
+
+
+def _inside(version: int, address: int, prefix: _Prefix | None) -> bool:
+    """Whether an address of IP version `version` lies in `prefix` (None: any)."""
     if prefix is None:
         return True
-    network, shift, version = prefix
-    return addr.version == version and int(addr) >> shift == network
+    network, shift, prefix_version = prefix
+    return version == prefix_version and address >> shift == network
 
 
 def _transport_payload(packet: bytes) -> tuple[bytes, int]:

@@ -1,0 +1,69 @@
+"""`SecurityAssociation.account_run` against `account` packet by packet: two SADBs with
+the same SA and lifetimes, one told of each packet, the other of each run at once, aged
+at the same times; the SAs' counters and byte-limit notices, and the EXPIREs, agree."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from larval.pfkey import ExtType, SadbLifetime
+from larval.sadb import Sadb, SecurityAssociation
+from tests.sadb.support import PEER_B, add
+from tests.sadb.test_expiry import expired
+
+SPI = 0x180
+
+
+def _sa(soft_bytes: int, hard_bytes: int, soft_use: int) -> tuple[Sadb, SecurityAssociation]:
+    """An inbound SA with these limits (0: none; a soft limit is under the hard one)."""
+    sadb = Sadb()
+    soft = SadbLifetime(ExtType.LIFETIME_SOFT, bytes=soft_bytes, usetime=soft_use)
+    hard = SadbLifetime(ExtType.LIFETIME_HARD, bytes=hard_bytes)
+    sadb.handle(add(SPI, soft=soft, hard=hard), 0.0)
+    sa = sadb.lookup_inbound(SPI, PEER_B)
+    assert sa is not None
+    return sadb, sa
+
+
+def _state(sadb: Sadb, sa: SecurityAssociation) -> tuple[object, ...]:
+    return (sa.bytes, sa.packets, sa.usetime, sa.lastuse, sa.notice_at, sa.state,
+            sadb._expiry.traffic.count(sa))  # fmt: skip
+
+
+_runs = st.lists(
+    st.tuples(st.lists(st.integers(0, 1500), max_size=12), st.booleans()),
+    min_size=1, max_size=25,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 20_000), st.integers(0, 20_000), st.integers(0, 30), _runs)
+def test_a_run_accounts_as_its_packets_do(
+    soft_bytes: int, more_bytes: int, soft_use: int, runs: list[tuple[list[int], bool]]
+) -> None:
+    hard_bytes = soft_bytes + more_bytes if more_bytes else 0
+    one, one_sa = _sa(soft_bytes, hard_bytes, soft_use)
+    run, run_sa = _sa(soft_bytes, hard_bytes, soft_use)
+    for step, (sizes, age) in enumerate(runs):
+        now = 1.0 + step
+        for size in sizes:
+            one_sa.account(size, now)
+        run_sa.account_run(sum(sizes), len(sizes), now)
+        assert _state(run, run_sa) == _state(one, one_sa)
+        if age:
+            assert expired(run.age(now + 0.5)) == expired(one.age(now + 0.5))
+            assert _state(run, run_sa) == _state(one, one_sa)
+
+
+def test_a_run_crossing_the_soft_limit_is_noticed_once() -> None:
+    sadb, sa = _sa(1000, 3000, 0)
+    sa.account_run(999, 3, 1.0)
+    assert sadb._expiry.traffic == [] and sa.packets == 3 and sa.usetime == 1.0
+    sa.account_run(400, 2, 2.0)  # crosses 1000 within the run
+    assert sadb._expiry.traffic == [sa] and sa.bytes == 1399 and sa.lastuse == 2.0
+    sa.account_run(2000, 2, 2.5)  # past the hard limit too, before the pass: still once
+    assert sadb._expiry.traffic == [sa]
+    assert [which for _, which, _ in expired(sadb.age(3.0))] == ["hard"]
+    sa.account_run(0, 0, 4.0)  # an empty run changes nothing
+    assert sa.packets == 7 and sa.lastuse == 2.5
