@@ -57,7 +57,8 @@ def _run(n_sas: int, n_lookups: int) -> dict[str, Any]:
     # with the collector settled as `larval run` and `larval stack` settle it once they
     # have started (`larval.daemon.gc_policy`).
     stack = Stack(gc_freezer=GcFreezer())
-    port = Node([], stack=stack).pfkey
+    node = Node([], stack=stack)
+    port = node.pfkey
     gc_policy.settle()
     sadb = stack.sadb
     peer, local = ipaddress.ip_address(PEER), ipaddress.ip_address(LOCAL)
@@ -69,9 +70,15 @@ def _run(n_sas: int, n_lookups: int) -> dict[str, Any]:
     encrypt_key = bytes(range(20))
     update_type = int(SadbMsgType.UPDATE)
     spis = []
+    # The key manager's clock moves on by the goal's time per pair, as a clock would at
+    # that rate: the LARVAL SAs of each second share a bucket of the expiry wheel, and
+    # the wheel's buckets come and go as they would in `larval run`.
+    keymgr = node.keymgr
+    tick = 1 / GOALS["getspi_update_per_s"]
     rss_before = _rss_bytes()
     start, start_cpu = time.perf_counter(), time.process_time()
     for seq in range(n_sas):
+        keymgr.now = seq * tick
         # Key manager -> stack: the GETSPI as `KeyManager._getspi` sends it, and the SPI
         # read from the answer as it reads it.
         spi = getspi_reply_spi(port(getspi_bytes(peer, local, seq=seq, pid=0))[0])
@@ -102,10 +109,10 @@ def _run(n_sas: int, n_lookups: int) -> dict[str, Any]:
     assert sadb.lookup_inbound(spis[0], dst) is not None
 
     # One aging pass with nothing due, as the stack runs one a second: only the SAs
-    # whose deadline has come are looked at (`larval.sadb.expiry`). The LARVAL SAs'
-    # entries (90 s) are still on the wheel, so this second has none.
+    # whose deadline has come are looked at (`larval.sadb.expiry`). Every SA is MATURE
+    # now, due in an hour, so this second has none.
     start, start_cpu = time.perf_counter(), time.process_time()
-    expired = sadb.age(1.0)
+    expired = sadb.age(n_sas * tick + 1.0)
     age_elapsed = time.perf_counter() - start
     age_cpu = time.process_time() - start_cpu
     assert expired == []
@@ -129,7 +136,9 @@ def _run(n_sas: int, n_lookups: int) -> dict[str, Any]:
             "each pair: GETSPI and UPDATE built as the key manager builds them "
             "(getspi_bytes, keyed_sa_bytes with lifetimes), through a Node's PF_KEY port "
             "into the stack, the answers read as the key manager reads them (the GETSPI's "
-            "SPI, the UPDATE's header), no socket; one thread; lookups are the dataplane's "
+            "SPI, the UPDATE's header), no socket; one thread; the key manager's clock moves on "
+            "10 us per pair (the goal's rate), so the expiry wheel's buckets fill and empty "
+            "as in a daemon; lookups are the dataplane's "
             "lookup_esp, one at a time (no batching); GC freezer on and the collector "
             "settled (gc_policy.settle), as in the daemon; "
             "age_pass_ms: one Sadb.age pass with nothing due; "

@@ -197,6 +197,7 @@ class _Holes(NamedTuple):
     fixed: Callable[[bytes], tuple[bytes, ...]]  # every byte but the per-SA ones
     per_sa: Callable[[bytes], tuple[bytes, ...]]  # (SPI, auth key, encrypt key, pair SPI)
     shapes: dict[tuple[bytes, ...], _KeyedShape]  # by the fixed bytes
+    starts: tuple[int, ...]  # where each of the fixed pieces begins
 
 
 _NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
@@ -210,6 +211,7 @@ class FastPath:
     def __init__(self, sadb: Sadb) -> None:
         self.sadb = sadb
         self._table = sadb._tables[_ESP]
+        self._wheel = self._table.expiry
         # Values are None where the full path must judge (a refusal, an unusual form).
         self._getspi_shapes: dict[bytes, _GetspiShape | None] = {}
         self._addresses: dict[bytes, _Address | None] = {}  # by the extension's bytes
@@ -220,6 +222,9 @@ class FastPath:
         self._holes: dict[int, _Holes] = {}  # by message size
         # The last GETSPI body taken, and its shape (no message has an empty body).
         self._last_getspi: tuple[bytes, _GetspiShape | None] = (b"", None)
+        # By message type, the last UPDATE or ADD shape found by its fixed bytes: those
+        # bytes, where they begin, and the shape.
+        self._last_keyed: dict[int, tuple[tuple[bytes, ...], tuple[int, ...], _KeyedShape]] = {}
 
     def handle(self, data: bytes, now: float) -> list[WireReply] | None:
         """The answers to one PF_KEY request, encoded, if it is one the fast path takes
@@ -255,35 +260,46 @@ class FastPath:
             self._last_getspi = (body, shape)
         if shape is None:
             return None
+        # One unpacking rather than an attribute lookup per field (a named tuple's are
+        # not specialised by the interpreter).
+        src, dst, src_port, dst_port, proto, low, high, words, tail, usual = shape
         sadb = self.sadb
         table = self._table
-        sa = SecurityAssociation(0, _ESP, shape.src, shape.dst, _LARVAL, now, shape.src_port,
-                                 shape.dst_port, shape.proto)  # fmt: skip
-        sa.hard = sadb._larval_hard
+        sa = SecurityAssociation(0, _ESP, src, dst, _LARVAL, now, src_port, dst_port, proto)
+        larval = sa.hard = sadb._larval_hard
         try:
-            if shape.usual:
+            if usual:
                 # The first random probe, as `Sadb._random_spi` draws it; almost always
                 # free. A taken one goes on as the full path's probes would.
                 try:
                     spi = sa.spi = sadb._spi_pool.pop()
                 except IndexError:
                     spi = sa.spi = sadb._random_spi(MIN_SPI, MAX_SPI)
-                if not table.insert_if_absent(sa):
+                if larval.addtime and self._wheel is not None:
+                    # On the wheel before any other thread can find it, so that nothing
+                    # can change it meanwhile: `ExpiryWheel.enter` without its checks
+                    # and the SA's lock. A DELETE once it is in the table takes it off.
+                    self._wheel.enter_unpublished(sa, int((now + larval.addtime) // 1))
+                    inserted = table.insert_if_absent(sa, enter=False)
+                else:
+                    inserted = table.insert_if_absent(sa)
+                if not inserted:
                     spi = sadb._place(table, sa, MIN_SPI, MAX_SPI, 1)
             else:
-                spi = sadb._place(table, sa, shape.low, shape.high)
+                spi = sadb._place(table, sa, low, high)
         except SadbError as e:
             # The range is full: nothing was inserted, and the SPIs drawn are spent as
             # the full path would have spent them. Its answer, RFC 2367 §3.1.
+            if sa.expiry_at is not None:
+                self._wheel.leave(sa)  # type: ignore[union-attr]
             error = _HEADER.pack(PF_KEY_V2, _GETSPI, e.errno, _ESP, 2, e.diagnostic, seq, pid)
             return [WireReply(error, _SENDER, _ESP)]
         freezer = sadb.gc_freezer
         if freezer is not None and len(table) >= freezer.next_at:
             sadb._grown(table)
-        head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq,
-                                 pid, 2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0,
-                                 0)  # fmt: skip
-        return [_reply(WireReply, (head + shape.answer_tail, _SENDER, _ESP))]
+        head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, words, 0, seq, pid, 2, _EXT_SA,
+                                 spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0, 0)  # fmt: skip
+        return [_reply(WireReply, (head + tail, _SENDER, _ESP))]
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
@@ -294,39 +310,50 @@ class FastPath:
         # kind between two hosts differ only in their SPIs and keys: the holes of the
         # last layout of this size are read at once, the rest looked up as a whole.
         size = len(data)
-        holes = self._holes.get(size)
-        shape = None
-        if holes is not None:
-            shape = holes.shapes.get(holes.fixed(data))
-        if shape is None:
-            shape = self._keyed_shape(data, size)
-            if shape is None:
-                return None
-        spi_raw, auth_key, encrypt_key, pair_raw = shape.per_sa(data)
+        # The last shape of this message type first, its fixed bytes compared where they
+        # lie (no slices made, none hashed): the next SA of a key manager's is alike.
+        last = self._last_keyed.get(msg_type)
+        if last is not None and all(map(data.startswith, last[0], last[1])):
+            shape = last[2]
+        else:
+            holes = self._holes.get(size)
+            found = None
+            if holes is not None:
+                fixed = holes.fixed(data)
+                found = holes.shapes.get(fixed)
+                if found is not None:
+                    self._last_keyed[msg_type] = (fixed, holes.starts, found)
+            if found is None:
+                found = self._keyed_shape(data, size)
+                if found is None:
+                    return None
+            shape = found
+        # One unpacking rather than an attribute lookup per field.
+        (src, dst, src_port, dst_port, proto, sa_fields, lifetimes, optional, _, _, _, _, _,
+         per_sa, answer_words, answer_parts) = shape  # fmt: skip
+        spi_raw, auth_key, encrypt_key, pair_raw = per_sa(data)
         spi = int.from_bytes(spi_raw, "big")
         table = self._table
         sadb = self.sadb
+        soft, hard, _, _, first = lifetimes
         if msg_type == _UPDATE:
-            sa = table.get(spi, shape.dst)
-            if sa is None or sa.src != shape.src:
+            sa = table.get(spi, dst)
+            if sa is None or sa.src != src:
                 return None
             with sa.lock:
                 if sa.state != _LARVAL:
                     return None  # keys for a MATURE SA, or one that died: refused there
-                optional = shape.optional
                 track_inner = optional or sa.inner_dst is not None
                 inner_before = _inner_state(sa) if track_inner else None
-                sa.auth, sa.encrypt, sa.replay, sa.flags = shape.sa_fields
+                sa.auth, sa.encrypt, sa.replay, sa.flags = sa_fields
                 sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
-                lifetimes = shape.lifetimes
-                sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
+                sa.soft, sa.hard = soft, hard  # the larval one ends
                 if optional:
                     _apply_optional(sa, shape, pair_raw)
                 sa.state = _MATURE
                 table.bump()  # a lookup may choose it now
                 released = sa.mature()
                 # The larval lifetime ends; these apply.
-                first = lifetimes.addtime_after
                 if first is None or optional or sa.idle_add or sa.idle_use:
                     sadb._expiry.reschedule(sa)
                 else:
@@ -341,13 +368,11 @@ class FastPath:
         else:
             if spi < MIN_SPI:
                 return None
-            sa = SecurityAssociation(spi, _ESP, shape.src, shape.dst, _MATURE, now,
-                                     shape.src_port, shape.dst_port, shape.proto)  # fmt: skip
-            sa.auth, sa.encrypt, sa.replay, sa.flags = shape.sa_fields
+            sa = SecurityAssociation(spi, _ESP, src, dst, _MATURE, now, src_port, dst_port, proto)
+            sa.auth, sa.encrypt, sa.replay, sa.flags = sa_fields
             sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
-            lifetimes = shape.lifetimes
-            sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
-            if shape.optional:
+            sa.soft, sa.hard = soft, hard
+            if optional:
                 _apply_optional(sa, shape, pair_raw)
             if not table.insert_if_absent(sa):
                 return None  # the SPI is taken: EEXIST, from the full path
@@ -360,8 +385,8 @@ class FastPath:
             sadb._release_acquires(sa)
         # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
         # with a header of its own.
-        before, between, after = shape.answer
-        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, shape.answer_words, 0, seq, pid)
+        before, between, after = answer_parts
+        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, answer_words, 0, seq, pid)
         answer = header + before + spi_raw + between + pair_raw + after
         return [_reply(WireReply, (answer, _ALL, _ESP))]
 
@@ -488,16 +513,19 @@ class FastPath:
         if holes is not None and holes.where == per_sa:
             return holes
         fixed_fmt, per_sa_fmt, pos = "<8s8x", "<16x", _HEADER_SIZE
+        starts = [0]
         for off, end, used in per_sa:
             if off > pos:
                 fixed_fmt += f"{off - pos}s"
+                starts.append(pos)
             fixed_fmt += f"{end - off}x"
             per_sa_fmt += f"{off - pos}x{used}s{end - off - used}x"
             pos = end
         if size > pos:
             fixed_fmt += f"{size - pos}s"
+            starts.append(pos)
         holes = _Holes(per_sa, struct.Struct(fixed_fmt).unpack_from,
-                       struct.Struct(per_sa_fmt).unpack_from, {})  # fmt: skip
+                       struct.Struct(per_sa_fmt).unpack_from, {}, tuple(starts))  # fmt: skip
         if len(self._holes) >= CACHE_MAX:
             self._holes.clear()
         self._holes[size] = holes
