@@ -26,6 +26,7 @@ from larval.keymgr.pfkey_side import (
     Endpoint,
     Lifetimes,
     PolicyRequest,
+    delete_sa,
     getspi_bytes,
     getspi_reply_spi,
     keyed_sa_bytes,
@@ -113,8 +114,12 @@ def state(sadb: Sadb) -> dict[str, Any]:
         if sa.inner_src is not None and sa.inner_dst is not None:
             inner = sadb.lookup_outbound_inner(sa.src, sa.inner_src.packed(), sa.inner_dst.packed())
             found.append(inner.spi if inner is not None else None)
+    # The wheel's entries, bucket by bucket in their order (the order aging finds them).
+    buckets = sorted(sadb._expiry._buckets.items(), key=lambda item: item[0])
+    wheel = [(second, [(sa.spi, sa.dst) for sa in bucket]) for second, bucket in buckets]
     return {
         "sas": rows,
+        "wheel": wheel,
         "len": len(sadb),
         "found": found,
         "counters": sadb.counters.snapshot(),
@@ -310,8 +315,17 @@ def test_the_fast_path_answers_and_acts_as_the_full_path(data: st.DataObject) ->
     for seq in range(1, data.draw(st.integers(1, 14), label="steps") + 1):
         now += data.draw(st.sampled_from([0.0, 1.0, 100.0]))
         step = data.draw(
-            st.sampled_from(["getspi", "getspi", "keyed", "keyed", "keyed", "hold", "acquire"])
+            st.sampled_from(
+                ["getspi", "getspi", "keyed", "keyed", "keyed", "hold", "acquire", "delete"]
+            )
         )
+        if step == "delete" and spis:
+            # DELETE (the full path's) of an SA the fast path made: it leaves the wheel.
+            spi, peer, local = data.draw(st.sampled_from(spis))
+            request = delete_sa(spi, peer, local, seq=seq, pid=7).encode()
+            assert fast.fast_first(request, now) == full.full(request, now)
+            assert state(fast.sadb) == state(full.sadb)
+            continue
         if step == "hold" and spis:
             # A packet waits on a LARVAL SA: the UPDATE that matures it releases it.
             spi, _, local = data.draw(st.sampled_from(spis))
