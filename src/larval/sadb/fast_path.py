@@ -81,8 +81,8 @@ _KEY_BITS = struct.Struct("<H")
 _EXT_TYPE = struct.Struct("<H")
 _LIFETIME_BODY = struct.Struct("<IQQQ")
 _LIFETIME_SIZE = 4 + _LIFETIME_BODY.size
-# A GETSPI's answer up to its addresses: the base header and the SA extension.
-_GETSPI_HEAD = struct.Struct(_HEADER.format + "HH4sBBBBI")
+# The header of a GETSPI answer's SA extension: 2 words, SADB_EXT_SA.
+_SA_HEAD = _EXT.pack(2, int(ExtType.SA))
 
 
 # Plain ints for the per-request paths (an enum member is an attribute lookup each time).
@@ -122,8 +122,11 @@ class _GetspiShape(NamedTuple):
     proto: int
     low: int  # the usable SPI range
     high: int
-    answer_words: int  # sadb_msg_len of the answer
-    answer_tail: bytes  # the answer's address extensions, as the full path encodes them
+    #: The answer's packer, taking (its first 8 bytes, seq, pid, the SA extension's
+    #: header, the SPI, the rest), and those bytes: the header without its sequence
+    #: number and pid; the SA extension after its SPI, and the address extensions as
+    #: the full path encodes them.
+    answer: tuple[Callable[..., bytes], bytes, bytes]
     usual: bool  # the range is [MIN_SPI, MAX_SPI], whose SPIs are drawn ahead
 
 
@@ -186,8 +189,10 @@ class _KeyedShape(NamedTuple):
     natt_loc: _Address | None
     natt_rem: _Address | None
     per_sa: Callable[[bytes], tuple[bytes, ...]]  # the SPI, keys and paired SPI
-    answer_words: int
-    answer: tuple[bytes, bytes, bytes]  # the answer's body before, between, after the SPIs
+    #: The answer's packer, taking (its first 8 bytes, seq, pid, before, the SPI,
+    #: between, the paired SPI, after), and those bytes: the header without its sequence
+    #: number and pid, and the answer's body before, between and after the SPIs.
+    answer: tuple[Callable[..., bytes], bytes, bytes, bytes, bytes]
 
 
 class _Holes(NamedTuple):
@@ -262,7 +267,7 @@ class FastPath:
             return None
         # One unpacking rather than an attribute lookup per field (a named tuple's are
         # not specialised by the interpreter).
-        src, dst, src_port, dst_port, proto, low, high, words, tail, usual = shape
+        src, dst, src_port, dst_port, proto, low, high, answer, usual = shape
         sadb = self.sadb
         table = self._table
         sa = SecurityAssociation(0, _ESP, src, dst, _LARVAL, now, src_port, dst_port, proto)
@@ -297,9 +302,9 @@ class FastPath:
         freezer = sadb.gc_freezer
         if freezer is not None and len(table) >= freezer.next_at:
             sadb._grown(table)
-        head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, words, 0, seq, pid, 2, _EXT_SA,
-                                 spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0, 0)  # fmt: skip
-        return [_reply(WireReply, (head + tail, _SENDER, _ESP))]
+        pack, head, rest = answer
+        return [_reply(WireReply, (pack(head, seq, pid, _SA_HEAD, spi.to_bytes(4, "big"), rest),
+                                   _SENDER, _ESP))]  # fmt: skip
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
@@ -330,7 +335,7 @@ class FastPath:
             shape = found
         # One unpacking rather than an attribute lookup per field.
         (src, dst, src_port, dst_port, proto, sa_fields, lifetimes, optional, _, _, _, _, _,
-         per_sa, answer_words, answer_parts) = shape  # fmt: skip
+         per_sa, answer) = shape  # fmt: skip
         spi_raw, auth_key, encrypt_key, pair_raw = per_sa(data)
         spi = int.from_bytes(spi_raw, "big")
         table = self._table
@@ -351,8 +356,12 @@ class FastPath:
                 if optional:
                     _apply_optional(sa, shape, pair_raw)
                 sa.state = _MATURE
-                table.bump()  # a lookup may choose it now
-                released = sa.mature()
+                table.generation += 1  # `SaTable.bump`: a lookup may choose it now
+                if sa.held:
+                    released = sa.mature()
+                else:
+                    sa.ready = True  # `mature` where no packet waits
+                    released = False
                 # The larval lifetime ends; these apply.
                 if first is None or optional or sa.idle_add or sa.idle_use:
                     sadb._expiry.reschedule(sa)
@@ -385,10 +394,9 @@ class FastPath:
             sadb._release_acquires(sa)
         # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
         # with a header of its own.
-        before, between, after = answer_parts
-        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, answer_words, 0, seq, pid)
-        answer = header + before + spi_raw + between + pair_raw + after
-        return [_reply(WireReply, (answer, _ALL, _ESP))]
+        pack, head, before, between, after = answer
+        answer_data = pack(head, seq, pid, before, spi_raw, between, pair_raw, after)
+        return [_reply(WireReply, (answer_data, _ALL, _ESP))]
 
     def _keyed_shape(self, data: bytes, size: int) -> _KeyedShape | None:
         """What an UPDATE or ADD says besides its SPIs and keys, read from its bytes and
@@ -483,20 +491,24 @@ class FastPath:
         # Where the SPIs lie in the answer: the keys come between them, or after both.
         spi_in_body = spi_at - _HEADER_SIZE
         if pair_at is None:
-            answer = (body[:spi_in_body], body[spi_in_body + 4 :], b"")
+            parts = (body[:spi_in_body], body[spi_in_body + 4 :], b"")
         else:
             gone = sum(w[1] - w[0] for w in (auth_at, encrypt_at) if w is not None)
             pair_in_body = pair_at[0] + 4 - _HEADER_SIZE - gone
-            answer = (
+            parts = (
                 body[:spi_in_body],
                 body[spi_in_body + 4 : pair_in_body],
                 body[pair_in_body + 4 :],
             )
+        before, between, after = parts
+        words = (_HEADER_SIZE + len(body)) >> 3
+        head = _HEADER.pack(PF_KEY_V2, data[1], 0, _ESP, words, 0, 0, 0)[:8]
+        pack = struct.Struct(f"<8sII{len(before)}s4s{len(between)}s"
+                             f"{4 if pair_at is not None else 0}s{len(after)}s").pack  # fmt: skip
         shape = _KeyedShape(
             src.packed, dst.packed, src.ext.port, dst.ext.port, dst.ext.proto,
             (auth, encrypt, replay, flags), lifetimes, optional, idle_at is not None, proxy,
-            inner_dst, natt_loc, natt_rem, holes.per_sa, (_HEADER_SIZE + len(body)) >> 3,
-            answer,
+            inner_dst, natt_loc, natt_rem, holes.per_sa, (pack, head, before, between, after),
         )  # fmt: skip
         shapes = holes.shapes
         if len(shapes) >= CACHE_MAX:
@@ -632,10 +644,14 @@ def _getspi_shape(body: bytes) -> _GetspiShape | None:
     low, high = max(spirange.min, MIN_SPI), min(spirange.max, MAX_SPI)
     if low > high:
         return None
-    tail = src.encode() + dst.encode()
-    words = (_HEADER_SIZE + 16 + len(tail)) >> 3
+    # RFC 2367 §3.1.1: the answer, an SA extension (LARVAL, no algorithms) where the
+    # SPI range was, and the addresses.
+    rest = _SA_BODY.pack(b"", 0, _LARVAL, 0, 0, 0)[4:] + src.encode() + dst.encode()
+    words = (_HEADER_SIZE + 8 + len(rest)) >> 3
+    head = _HEADER.pack(PF_KEY_V2, _GETSPI, 0, _ESP, words, 0, 0, 0)[:8]
+    pack = struct.Struct(f"<8sII4s4s{len(rest)}s").pack
     return _GetspiShape(_packed(src), _packed(dst), src.port, dst.port, dst.proto, low, high,
-                        words, tail, low == MIN_SPI and high == MAX_SPI)  # fmt: skip
+                        (pack, head, rest), low == MIN_SPI and high == MAX_SPI)  # fmt: skip
 
 
 def _address(whole: bytes) -> _Address | None:
