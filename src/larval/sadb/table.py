@@ -137,7 +137,7 @@ class SaTable:
                         self._shared_extra += 1
         pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
-            if sa.inner_dst is not None or pkey in self._split:
+            if sa.inner_dst is not None or (self._split and pkey in self._split):
                 self._index_pair(pkey, sa)
             pairs = self._pairs
             of_pair = pairs.get(pkey)
