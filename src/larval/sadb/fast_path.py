@@ -217,6 +217,8 @@ class FastPath:
         self.sadb = sadb
         self._table = sadb._tables[_ESP]
         self._wheel = self._table.expiry
+        # The inbound table's dict, never replaced: UPDATE's lookup without the call.
+        self._by_spi = self._table._by_spi
         # Values are None where the full path must judge (a refusal, an unusual form).
         self._getspi_shapes: dict[bytes, _GetspiShape | None] = {}
         self._addresses: dict[bytes, _Address | None] = {}  # by the extension's bytes
@@ -342,7 +344,11 @@ class FastPath:
         sadb = self.sadb
         soft, hard, _, _, first = lifetimes
         if msg_type == _UPDATE:
-            sa = table.get(spi, dst)
+            entry = self._by_spi.get(spi)
+            if type(entry) is SecurityAssociation and entry.dst == dst:
+                sa: SecurityAssociation | None = entry
+            else:
+                sa = table.get(spi, dst)  # none, or an SPI that SAs to others share
             if sa is None or sa.src != src:
                 return None
             with sa.lock:
