@@ -42,6 +42,7 @@ from larval.pfkey import (
     SadbMsgType,
     SadbSa,
     SadbSpirange,
+    SadbXInnerPairs,
     SaState,
     SaType,
     decode,
@@ -97,6 +98,7 @@ _HARD, _SOFT, _IDLE = (
 )
 _SRC, _DST = int(ExtType.ADDRESS_SRC), int(ExtType.ADDRESS_DST)
 _PROXY, _INNER_DST = int(ExtType.ADDRESS_PROXY), int(ExtType.X_ADDRESS_INNER_DST)
+_INNER_PAIRS = int(ExtType.X_LARVAL_INNER_PAIRS)
 _NATT_LOC, _NATT_REM = int(ExtType.X_ADDRESS_NATT_LOC), int(ExtType.X_ADDRESS_NATT_REM)
 _KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
 _PAIR = int(ExtType.X_PAIR)
@@ -152,6 +154,14 @@ class _Lifetimes(NamedTuple):
     addtime_after: int | None = None
 
 
+class _InnerPairs(NamedTuple):
+    """An X_LARVAL_INNER_PAIRS extension read once: its value and its bytes, which the
+    full path writes back as they came."""
+
+    ext: SadbXInnerPairs
+    wire: bytes
+
+
 class _Layout(NamedTuple):
     """Where the extensions of an UPDATE or ADD lie, and how to tell that another
     message of the same size is laid out the same: its extension headers (`headers`
@@ -188,6 +198,7 @@ class _KeyedShape(NamedTuple):
     inner_dst: _Address | None
     natt_loc: _Address | None
     natt_rem: _Address | None
+    inner_more: _InnerPairs | None  # X_LARVAL_INNER_PAIRS: the pairs after the first
     per_sa: Callable[[bytes], tuple[bytes, ...]]  # the SPI, keys and paired SPI
     #: The answer's packer, taking (its first 8 bytes, seq, pid, before, the SPI,
     #: between, the paired SPI, after), and those bytes: the header without its sequence
@@ -224,7 +235,8 @@ class FastPath:
         self._addresses: dict[bytes, _Address | None] = {}  # by the extension's bytes
         self._lifetimes: dict[_LifetimeKey, _Lifetimes | None] = {}
         self._keys: dict[_KeysKey, bool] = {}
-        self._inner: dict[tuple[bytes, bytes], bool] = {}
+        self._inner: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._pairs_exts: dict[bytes, _InnerPairs | None] = {}  # by the extension's bytes
         self._layouts: dict[int, _Layout] = {}  # by message size
         self._holes: dict[int, _Holes] = {}  # by message size
         # The last GETSPI body taken, and its shape (no message has an empty body).
@@ -336,7 +348,7 @@ class FastPath:
                     return None
             shape = found
         # One unpacking rather than an attribute lookup per field.
-        (src, dst, src_port, dst_port, proto, sa_fields, lifetimes, optional, _, _, _, _, _,
+        (src, dst, src_port, dst_port, proto, sa_fields, lifetimes, optional, _, _, _, _, _, _,
          per_sa, answer) = shape  # fmt: skip
         spi_raw, auth_key, encrypt_key, pair_raw = per_sa(data)
         spi = int.from_bytes(spi_raw, "big")
@@ -432,14 +444,19 @@ class FastPath:
         inner_dst: _Address | None = None
         natt_loc: _Address | None = None
         natt_rem: _Address | None = None
+        more: _InnerPairs | None = None
         pair_at = None
         optional = bool(at) or idle_at is not None
         if at:
             proxy_at, inner_dst_at = at.pop(_PROXY, None), at.pop(_INNER_DST, None)
             natt_loc_at, natt_rem_at = at.pop(_NATT_LOC, None), at.pop(_NATT_REM, None)
-            pair_at = at.pop(_PAIR, None)
+            pair_at, pairs_at = at.pop(_PAIR, None), at.pop(_INNER_PAIRS, None)
             if at:
                 return None
+            if pairs_at is not None:
+                more = self._inner_pairs_of(data[pairs_at[0] : pairs_at[1]])
+                if more is None:
+                    return None
             wheres = (proxy_at, inner_dst_at, natt_loc_at, natt_rem_at)
             read = [self._address(data, w) if w is not None else None for w in wheres]
             if any(w is not None and r is None for w, r in zip(wheres, read, strict=True)):
@@ -475,7 +492,9 @@ class FastPath:
         )
         if lifetimes is None:
             return None
-        if (proxy is not None or inner_dst is not None) and not self._inner_ok(proxy, inner_dst):
+        if (proxy is not None or inner_dst is not None or more is not None) and not self._inner_ok(
+            proxy, inner_dst, more
+        ):
             return None
         # The bytes that differ from SA to SA: the SPI, each key (up to the end of its
         # extension: the padding is not read, RFC 2367 §2.3.3) and the paired SPI, in
@@ -514,7 +533,8 @@ class FastPath:
         shape = _KeyedShape(
             src.packed, dst.packed, src.ext.port, dst.ext.port, dst.ext.proto,
             (auth, encrypt, replay, flags), lifetimes, optional, idle_at is not None, proxy,
-            inner_dst, natt_loc, natt_rem, holes.per_sa, (pack, head, before, between, after),
+            inner_dst, natt_loc, natt_rem, more, holes.per_sa,
+            (pack, head, before, between, after),
         )  # fmt: skip
         shapes = holes.shapes
         if len(shapes) >= CACHE_MAX:
@@ -598,20 +618,39 @@ class FastPath:
             found = cache[key] = _lifetimes(soft_raw, hard_raw, idle_raw)
             return found
 
-    def _inner_ok(self, proxy: _Address | None, inner_dst: _Address | None) -> bool:
-        key = (proxy.wire if proxy else b"", inner_dst.wire if inner_dst else b"")
+    def _inner_ok(
+        self, proxy: _Address | None, inner_dst: _Address | None, more: _InnerPairs | None
+    ) -> bool:
+        key = (
+            proxy.wire if proxy else b"",
+            inner_dst.wire if inner_dst else b"",
+            more.wire if more else b"",
+        )
         cache = self._inner
         ok = cache.get(key)
         if ok is None:
             if len(cache) >= CACHE_MAX:
                 cache.clear()
-            ok = cache[key] = _inner_accepted(proxy, inner_dst)
+            ok = cache[key] = _inner_accepted(proxy, inner_dst, more)
         return ok
+
+    def _inner_pairs_of(self, whole: bytes) -> _InnerPairs | None:
+        """The X_LARVAL_INNER_PAIRS extension `whole`, read once for its bytes; None if
+        the full path must read it (unreadable, or not written back as it came)."""
+        cache = self._pairs_exts
+        try:
+            return cache[whole]
+        except KeyError:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            found = cache[whole] = _inner_pairs(whole)
+            return found
 
 
 def _apply_optional(sa: SecurityAssociation, shape: _KeyedShape, pair_raw: bytes) -> None:
-    """`Sadb._apply_optional` for the optional extensions the fast path takes. A new
-    inner selector replaces every pair of the SA's (no X_LARVAL_INNER_PAIRS here)."""
+    """`Sadb._apply_optional` for the optional extensions the fast path takes. New inner
+    selectors replace every pair of the SA's: X_LARVAL_INNER_PAIRS's are the pairs after
+    the first, and without it there are none."""
     if pair_raw:
         sa.pair_spi = int.from_bytes(pair_raw, "big")
     if shape.idle:
@@ -626,6 +665,8 @@ def _apply_optional(sa: SecurityAssociation, shape: _KeyedShape, pair_raw: bytes
     if shape.inner_dst is not None:
         sa.inner_dst = shape.inner_dst.ext
         sa.inner_more = ()
+    if shape.inner_more is not None:
+        sa.inner_more = shape.inner_more.ext.pairs
 
 
 # -- what is judged once, by the full path's own code ---------------------------------------
@@ -744,13 +785,28 @@ def _keys_accepted(auth: int, encrypt: int, auth_bits: int, encrypt_bits: int) -
     return True
 
 
-def _inner_accepted(proxy: _Address | None, inner_dst: _Address | None) -> bool:
+def _inner_pairs(whole: bytes) -> _InnerPairs | None:
+    """An X_LARVAL_INNER_PAIRS extension as the full path reads it, if it writes it back
+    as it came."""
+    try:
+        ext = SadbXInnerPairs.decode(_INNER_PAIRS, whole[4:])
+        wire = ext.encode()
+    except (PfkeyError, ValueError):
+        return None
+    return _InnerPairs(ext, wire) if wire == whole else None
+
+
+def _inner_accepted(
+    proxy: _Address | None, inner_dst: _Address | None, more: _InnerPairs | None
+) -> bool:
     """Whether `larval.sadb.sadb._check_inner` takes these inner selectors."""
     exts: dict[int, Extension] = {}
     if proxy is not None:
         exts[_PROXY] = proxy.ext
     if inner_dst is not None:
         exts[_INNER_DST] = inner_dst.ext
+    if more is not None:
+        exts[_INNER_PAIRS] = more.ext
     try:
         _check_inner(exts)
     except SadbError:
