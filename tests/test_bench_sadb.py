@@ -26,6 +26,12 @@ def test_reports_one_aging_pass() -> None:
     assert "one Sadb.age pass" in result["note"]
 
 
+def test_reports_the_passes_of_the_larval_deadlines() -> None:
+    result = sadb.run(n_sas=300, n_lookups=100)
+    assert result["larval_deadline_cpu_us_per_sa"] >= 0
+    assert "larval_deadline_cpu_us_per_sa" in result["note"]
+
+
 def test_the_collector_is_put_back_as_it_was() -> None:
     # The run settles the collector as the daemon does; what runs after it does not.
     thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from larval.crypto.algorithms import (
     AALG_SHA256HMAC,
@@ -269,6 +272,45 @@ def test_keyed_sa_bytes_are_the_encoders_for_every_algorithm(case: str, life: st
                 want = keyed_sa(msg_type, keys, request, lifetimes, **options).encode()
                 got = keyed_sa_bytes(msg_type, keys, request, lifetimes, **options)
                 assert got == want, (case, life, proposal, msg_type, natt_port, pair_spi)
+
+
+_ALIKE_PROPOSALS = [EspProposal(EALG_AES_GCM_16, 128), EspProposal(EALG_AES_GCM_16, 256),
+                    EspProposal(EALG_AES_CBC, 128, AALG_SHA256HMAC, 256, esn=True)]  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_keyed_sa_bytes_from_the_last_alike_are_the_encoders(data: st.DataObject) -> None:
+    """A run of UPDATEs and ADDs, most alike to the last of their type and direction but
+    for their SPIs, keys, paired SPI, sequence number and pid (what is packed from the
+    last one's template), some not: another request, equal or the same object, other
+    lifetimes, algorithm, key size, NAT-T port, addresses; each is, byte for byte, what
+    `keyed_sa` and the encoder make."""
+    for step in range(30):
+        case = data.draw(st.sampled_from(["transport", "tunnel", "tunnel-two-families"]))
+        request, src, dst = _REQUESTS[case]
+        if request is not None and data.draw(st.booleans()):
+            # An equal request, not the same object; or one of another sequence number.
+            request = replace(request, seq=data.draw(st.sampled_from([7, 8])))
+        lifetimes = _LIFETIMES[data.draw(st.sampled_from(["times", "all", "none"]))]
+        proposal = data.draw(st.sampled_from(_ALIKE_PROPOSALS))
+        msg_type, inbound = data.draw(
+            st.sampled_from([(SadbMsgType.UPDATE, True), (SadbMsgType.ADD, False),
+                             (SadbMsgType.UPDATE, False)])
+        )  # fmt: skip
+        keys = _keys(proposal, data.draw(st.integers(0x100, 0xFFFFFFFF)), src, dst)
+        encrypt_key = data.draw(st.binary(min_size=len(keys.encrypt_key),
+                                          max_size=len(keys.encrypt_key) + 1))  # fmt: skip
+        keys = ChildKeys(keys.spi, src, dst, proposal, encrypt_key, keys.auth_key)
+        pid = data.draw(st.integers(0, 2**32 - 1))
+        pair_spi = data.draw(st.sampled_from([0, 0x100, 0xFFFFFFFF]))
+        natt_port = data.draw(st.sampled_from([0, 0, 4500]))
+        options = (inbound, pid, pair_spi, natt_port)
+        want = keyed_sa(msg_type, keys, request, lifetimes, inbound=inbound, seq=step, pid=pid,
+                        pair_spi=pair_spi, natt_port=natt_port).encode()  # fmt: skip
+        got = keyed_sa_bytes(msg_type, keys, request, lifetimes, inbound=inbound, seq=step,
+                             pid=pid, pair_spi=pair_spi, natt_port=natt_port)  # fmt: skip
+        assert got == want, (step, case, proposal, options)
 
 
 def test_keyed_sa_bytes_install_an_sa_the_stack_keys(h: Harness) -> None:

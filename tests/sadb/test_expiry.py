@@ -336,3 +336,24 @@ def test_an_sa_dead_by_the_dataplane_leaves_the_wheel() -> None:
     (reply,) = sadb.expire_now(sa, 3.0)
     assert reply.message.msg_type == SadbMsgType.EXPIRE
     assert len(sadb._expiry) == 0 and sadb.age(200.0) == []
+
+
+def test_a_second_is_on_the_wheels_heap_once_however_often_its_bucket_empties() -> None:
+    """GETSPI then an UPDATE without lifetimes, again and again in one second: each
+    UPDATE empties the second's bucket (nothing is left to come) and the next GETSPI
+    makes it again. The heap of seconds keeps that second once, not once a pair; and
+    the SAs' larval deadlines still come."""
+    sadb = Sadb()
+    wheel = sadb._expiry
+    for seq in range(1, 201):
+        spi = larval_spi(sadb, now=5.25, seq=seq)
+        assert only(sadb.handle(update(spi), 5.5)).errno == 0
+        assert len(wheel) == 0
+    assert wheel._seconds == [95] and wheel._queued == {95}
+    larval_spi(sadb, now=5.75, seq=201)  # one left LARVAL: its larval lifetime ends
+    assert wheel._seconds == [95] and len(sadb) == 201
+    tick(sadb, 94, 94)
+    assert len(sadb) == 201
+    tick(sadb, 95, 96)
+    assert len(sadb) == 200 and len(wheel) == 0
+    assert wheel._seconds == [] and wheel._queued == set()

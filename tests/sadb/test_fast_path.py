@@ -26,6 +26,7 @@ from larval.keymgr.pfkey_side import (
     Endpoint,
     Lifetimes,
     PolicyRequest,
+    delete_sa,
     getspi_bytes,
     getspi_reply_spi,
     keyed_sa_bytes,
@@ -113,8 +114,12 @@ def state(sadb: Sadb) -> dict[str, Any]:
         if sa.inner_src is not None and sa.inner_dst is not None:
             inner = sadb.lookup_outbound_inner(sa.src, sa.inner_src.packed(), sa.inner_dst.packed())
             found.append(inner.spi if inner is not None else None)
+    # The wheel's entries, bucket by bucket in their order (the order aging finds them).
+    buckets = sorted(sadb._expiry._buckets.items(), key=lambda item: item[0])
+    wheel = [(second, [(sa.spi, sa.dst) for sa in bucket]) for second, bucket in buckets]
     return {
         "sas": rows,
+        "wheel": wheel,
         "len": len(sadb),
         "found": found,
         "counters": sadb.counters.snapshot(),
@@ -310,8 +315,17 @@ def test_the_fast_path_answers_and_acts_as_the_full_path(data: st.DataObject) ->
     for seq in range(1, data.draw(st.integers(1, 14), label="steps") + 1):
         now += data.draw(st.sampled_from([0.0, 1.0, 100.0]))
         step = data.draw(
-            st.sampled_from(["getspi", "getspi", "keyed", "keyed", "keyed", "hold", "acquire"])
+            st.sampled_from(
+                ["getspi", "getspi", "keyed", "keyed", "keyed", "hold", "acquire", "delete"]
+            )
         )
+        if step == "delete" and spis:
+            # DELETE (the full path's) of an SA the fast path made: it leaves the wheel.
+            spi, peer, local = data.draw(st.sampled_from(spis))
+            request = delete_sa(spi, peer, local, seq=seq, pid=7).encode()
+            assert fast.fast_first(request, now) == full.full(request, now)
+            assert state(fast.sadb) == state(full.sadb)
+            continue
         if step == "hold" and spis:
             # A packet waits on a LARVAL SA: the UPDATE that matures it releases it.
             spi, _, local = data.draw(st.sampled_from(spis))
@@ -525,3 +539,42 @@ def test_one_fast_path_through_many_requests_of_the_same_shapes(data: st.DataObj
     assert state(fast.sadb) == state(full.sadb)
     assert fast.keyed == full.keyed
     assert fast.taken >= plain_getspis
+
+
+def test_a_child_sa_of_two_families_takes_the_fast_path() -> None:
+    """A tunnel's CHILD_SA carrying an IPv4 and an IPv6 selector pair (the second in
+    X_LARVAL_INNER_PAIRS, RFC 7296 §2.9): its UPDATE and ADD are taken by the fast path,
+    answered as the full path answers them, and each SA is found by its inner pairs of
+    both families, as the full path's are."""
+    fast, full = Twin(3), Twin(3)
+    peer, local = V4
+    near, far = _endpoint("10.1.0.0", 16), _endpoint("10.2.0.0", 24)
+    near6, far6 = _endpoint("2001:db8:1::", 48), _endpoint("2001:db8:2::", 48)
+    request = PolicyRequest(0, near, far, near, far, (), 64, 0, ((near6, far6),))
+    proposal = EspProposal(20, 256, esn=True)
+    key = bytes(range(36))
+    getspi = getspi_bytes(peer, local, seq=1, pid=7)
+    answer = fast.fast_first(getspi, 0.0)
+    assert answer == full.full(getspi, 0.0) and isinstance(answer, list)
+    spi = getspi_reply_spi(answer[0][0])
+    assert spi is not None
+    lifetimes = Lifetimes(3420, 3960)
+    requests = [
+        keyed_sa_bytes(UPDATE, ChildKeys(spi, peer, local, proposal, key, b""), request,
+                       lifetimes, inbound=True, seq=2, pid=7),
+        keyed_sa_bytes(ADD, ChildKeys(0x4000, local, peer, proposal, key, b""), request,
+                       lifetimes, inbound=False, seq=3, pid=7, pair_spi=spi),
+    ]  # fmt: skip
+    for request_bytes in requests:
+        assert fast.fast_first(request_bytes, 1.0) == full.full(request_bytes, 1.0)
+    assert fast.taken == 3  # GETSPI, UPDATE and ADD: none fell back
+    assert state(fast.sadb) == state(full.sadb)
+    for sa in fast.sadb._tables[SaType.ESP]:
+        assert len(sa.inner_more) == 1
+    out = fast.sadb.lookup_outbound_inner(
+        local.packed, ip("10.1.2.3").packed, ip("10.2.0.9").packed
+    )
+    out6 = fast.sadb.lookup_outbound_inner(
+        local.packed, ip("2001:db8:1::5").packed, ip("2001:db8:2::7").packed
+    )
+    assert out is not None and out is out6 and out.spi == 0x4000

@@ -16,6 +16,7 @@ import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from larval.crypto.algorithms import AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS
 from larval.crypto.proposals import EspProposal
@@ -40,7 +41,6 @@ from larval.pfkey import (
     SaState,
     SaType,
 )
-from larval.pfkey.quickinit import quick_init
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -357,10 +357,11 @@ def getspi_reply_spi(data: bytes) -> int | None:
     return None
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class ChildKeys:
-    """One direction of a negotiated CHILD_SA, as PF_KEY needs it."""
+class ChildKeys(NamedTuple):
+    """One direction of a negotiated CHILD_SA, as PF_KEY needs it.
+
+    A named tuple, immutable as a frozen dataclass is and made in a third of its time:
+    the key manager makes two for every CHILD_SA."""
 
     spi: int
     src: IPAddress
@@ -516,6 +517,13 @@ def _key_ext(ext_type: int, key: bytes) -> bytes:
     return pack(((size + 7) >> 3) + 1, ext_type, size * 8, 0, key)
 
 
+#: The last message `keyed_sa_bytes` built for each (message type, direction): what it
+#: was built from besides the SPI, keys, sequence number and pid (compared by equality,
+#: which is identity for the key manager's own objects), and the packer of its bytes.
+_Template = tuple[tuple[object, ...], Callable[..., bytes], tuple[bytes, ...]]
+_TEMPLATES: dict[tuple[int, bool], _Template] = {}
+
+
 def keyed_sa_bytes(
     msg_type: int,
     keys: ChildKeys,
@@ -530,7 +538,35 @@ def keyed_sa_bytes(
 ) -> bytes:
     """`keyed_sa` encoded, the same bytes, without a `PfkeyMessage` in between: the
     extensions that change with each SA packed from their fields, the addresses and a
-    policy's inner selectors encoded once and kept."""
+    policy's inner selectors encoded once and kept. A message alike to the last of its
+    type and direction but for its SPI, keys (of the same sizes), paired SPI, sequence
+    number and pid is packed at once from that one's bytes."""
+    auth_key, encrypt_key = keys.auth_key, keys.encrypt_key
+    alike = (keys.src, keys.dst, keys.proposal, request, lifetimes, natt_port, len(auth_key),
+             len(encrypt_key), not pair_spi)  # fmt: skip
+    template = _TEMPLATES.get((msg_type, inbound))
+    if template is not None and template[0] == alike:
+        _, pack, (head, sa_head, middle, auth_head, encrypt_head, natt, pair_head) = template
+        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), middle, auth_head,
+                    auth_key, encrypt_head, encrypt_key, natt, pair_head,
+                    pair_spi.to_bytes(4, "big") if pair_spi else b"")  # fmt: skip
+    return _keyed_sa_built(msg_type, keys, request, lifetimes, inbound, seq, pid, pair_spi,
+                           natt_port, alike)  # fmt: skip
+
+
+def _keyed_sa_built(
+    msg_type: int,
+    keys: ChildKeys,
+    request: PolicyRequest | None,
+    lifetimes: Lifetimes,
+    inbound: bool,
+    seq: int,
+    pid: int,
+    pair_spi: int,
+    natt_port: int,
+    alike: tuple[object, ...],
+) -> bytes:
+    """`keyed_sa_bytes` built part by part; its template is kept for the next alike."""
     proposal = keys.proposal
     # `_sa_flags`, with the request looked at once.
     flags = _X_INBOUND if inbound else _X_OUTBOUND
@@ -542,52 +578,46 @@ def keyed_sa_bytes(
         tunnel, replay = request.tunnel, min(request.replay_window, 255)
         if tunnel:
             flags |= _X_TUNNEL
-    parts = [
-        b"",  # the base header, once the length is known
-        _SA_EXT.pack(2, _E_SA, keys.spi.to_bytes(4, "big"), replay, _MATURE, proposal.auth,
-                     proposal.encrypt, flags),
-    ]  # fmt: skip
-    size = _MSG_SIZE + _SA_EXT_SIZE  # counted as the parts come
+    sa_ext = _SA_EXT.pack(2, _E_SA, keys.spi.to_bytes(4, "big"), replay, _MATURE,
+                          proposal.auth, proposal.encrypt, flags)  # fmt: skip
+    middle = [sa_ext[8:]]  # the SA extension after its SPI, up to the keys
     if lifetimes.hard_addtime or lifetimes.hard_bytes:
-        parts.append(_LIFETIME_EXT.pack(4, _E_HARD, 0, lifetimes.hard_bytes,
-                                        lifetimes.hard_addtime, 0))  # fmt: skip
-        size += _LIFETIME_EXT_SIZE
+        middle.append(_LIFETIME_EXT.pack(4, _E_HARD, 0, lifetimes.hard_bytes,
+                                         lifetimes.hard_addtime, 0))  # fmt: skip
     if lifetimes.soft_addtime or lifetimes.soft_bytes:
-        parts.append(_LIFETIME_EXT.pack(4, _E_SOFT, 0, lifetimes.soft_bytes,
-                                        lifetimes.soft_addtime, 0))  # fmt: skip
-        size += _LIFETIME_EXT_SIZE
+        middle.append(_LIFETIME_EXT.pack(4, _E_SOFT, 0, lifetimes.soft_bytes,
+                                         lifetimes.soft_addtime, 0))  # fmt: skip
     if lifetimes.idle:
-        parts.append(_LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, lifetimes.idle, 0))
-        size += _LIFETIME_EXT_SIZE
-    part = _pair_bytes(_E_SRC, keys.src, keys.dst)
-    parts.append(part)
-    size += len(part)
+        middle.append(_LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, lifetimes.idle, 0))
+    middle.append(_pair_bytes(_E_SRC, keys.src, keys.dst))
     if tunnel and request is not None:
-        part = _inner_exts(request, inbound)
-        parts.append(part)
-        size += len(part)
-    key = keys.auth_key
-    if key:
-        part = _key_ext(_E_AUTH, key)
-        parts.append(part)
-        size += len(part)
-    key = keys.encrypt_key
-    if key:
-        part = _key_ext(_E_ENCRYPT, key)
-        parts.append(part)
-        size += len(part)
-    if natt_port:
-        # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
-        part = _address_ext(_E_NATT_REM, keys.dst if not inbound else keys.src, natt_port)
-        parts.append(part)
-        size += len(part)
-    if pair_spi:
-        parts.append(_PAIR_HEAD + pair_spi.to_bytes(4, "big"))
-        size += 8
+        middle.append(_inner_exts(request, inbound))
+    auth = _key_ext(_E_AUTH, keys.auth_key) if keys.auth_key else b""
+    encrypt = _key_ext(_E_ENCRYPT, keys.encrypt_key) if keys.encrypt_key else b""
+    # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
+    natt = (
+        _address_ext(_E_NATT_REM, keys.dst if not inbound else keys.src, natt_port)
+        if natt_port
+        else b""
+    )
+    pair = _PAIR_HEAD + pair_spi.to_bytes(4, "big") if pair_spi else b""
+    body = b"".join(middle)
+    size = _MSG_SIZE + 8 + len(body) + len(auth) + len(encrypt) + len(natt) + len(pair)
     if size >> 3 > 0xFFFF:
         raise ValueError(f"message of {size >> 3} words is too long for sadb_msg_len")
-    parts[0] = _MSG.pack(PF_KEY_V2, msg_type, 0, _ESP, size >> 3, 0, seq, pid)
-    return b"".join(parts)
+    header = _MSG.pack(PF_KEY_V2, msg_type, 0, _ESP, size >> 3, 0, seq, pid)
+    # The same bytes from one struct: the header's first 8 bytes, its sequence number and
+    # pid, the SA extension's first 4 bytes and SPI, what lies before the keys, each key
+    # extension's header and key (the "s" field pads it with zeros to its words), the
+    # NAT-T extension, X_PAIR's header and SPI.
+    pieces = (header[:8], sa_ext[:4], body, auth[:8], encrypt[:8], natt, pair[:4])
+    fmt = (f"<8sII4s4s{len(body)}s{len(auth[:8])}s{len(auth) - len(auth[:8])}s"
+           f"{len(encrypt[:8])}s{len(encrypt) - len(encrypt[:8])}s{len(natt)}s{len(pair[:4])}s"
+           f"{len(pair) - len(pair[:4])}s")  # fmt: skip
+    if len(_TEMPLATES) >= 64:
+        _TEMPLATES.clear()
+    _TEMPLATES[(msg_type, inbound)] = (alike, struct.Struct(fmt).pack, pieces)
+    return header + sa_ext[:8] + body + auth + encrypt + natt + pair
 
 
 def _inner_pair(src: Endpoint, dst: Endpoint) -> tuple[SadbAddress, SadbAddress]:

@@ -95,13 +95,18 @@ def next_deadline(sa: SecurityAssociation) -> tuple[float | None, int]:
 class ExpiryWheel:
     """The SAs of one SADB by the whole second of their next deadline."""
 
-    __slots__ = ("_buckets", "_lock", "_seconds", "traffic")
+    __slots__ = ("_buckets", "_lock", "_queued", "_seconds", "traffic")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # Per second, its SAs (a dict as an ordered set: an SA leaves in O(1)).
         self._buckets: dict[int, dict[SecurityAssociation, None]] = {}
-        self._seconds: list[int] = []  # a heap of the keys of `_buckets` (and stale ones)
+        # A heap of the keys of `_buckets` (and stale ones: a bucket emptied goes, its
+        # second stays until due), each second once: `_queued` holds those on it, so
+        # that a bucket emptied and made again in one second (a GETSPI's SA, matured
+        # by its UPDATE before the next GETSPI) adds nothing to the heap.
+        self._seconds: list[int] = []
+        self._queued: set[int] = set()
         # SAs whose traffic went past their `notice_at`, appended by the packet threads
         # (an atomic append) and taken by the next pass.
         self.traffic: list[SecurityAssociation] = []
@@ -134,10 +139,22 @@ class ExpiryWheel:
                 sa.expiry_at = second
                 bucket = self._buckets.get(second)
                 if bucket is None:
-                    self._buckets[second] = {sa: None}
-                    heapq.heappush(self._seconds, second)
+                    self._new_bucket(sa, second)
                 else:
                     bucket[sa] = None
+
+    def enter_unpublished(self, sa: SecurityAssociation, second: int) -> None:
+        """`enter` for an SA no other thread can reach yet (before its table insert), due
+        in `second` with no byte count to notice: GETSPI's, with the larval lifetime. No
+        SA lock is needed, and a DELETE once it is published finds it here to take off."""
+        sa.expiry = self
+        sa.expiry_at = second
+        with self._lock:
+            bucket = self._buckets.get(second)
+            if bucket is None:
+                self._new_bucket(sa, second)
+            else:
+                bucket[sa] = None
 
     def leave(self, sa: SecurityAssociation) -> None:
         """`sa` left the SADB: its entry goes."""
@@ -175,10 +192,16 @@ class ExpiryWheel:
             sa.expiry_at = second
             bucket = self._buckets.get(second)
             if bucket is None:
-                self._buckets[second] = {sa: None}
-                heapq.heappush(self._seconds, second)
+                self._new_bucket(sa, second)
             else:
                 bucket[sa] = None
+
+    def _new_bucket(self, sa: SecurityAssociation, second: int) -> None:
+        """Under the wheel's lock: the bucket of `second`, which has none, holding `sa`."""
+        self._buckets[second] = {sa: None}
+        if second not in self._queued:
+            self._queued.add(second)
+            heapq.heappush(self._seconds, second)
 
     def _unlink(self, sa: SecurityAssociation) -> None:
         """Under the wheel's lock: take `sa`'s entry out, if it has one."""
@@ -198,9 +221,11 @@ class ExpiryWheel:
         once."""
         found: dict[SecurityAssociation, None] = {}
         with self._lock:
-            seconds, buckets = self._seconds, self._buckets
+            seconds, buckets, queued = self._seconds, self._buckets, self._queued
             while seconds and seconds[0] <= now:
-                bucket = buckets.pop(heapq.heappop(seconds), None)
+                second = heapq.heappop(seconds)
+                queued.discard(second)
+                bucket = buckets.pop(second, None)
                 if bucket:
                     for sa in bucket:
                         sa.expiry_at = None

@@ -42,6 +42,7 @@ from larval.pfkey import (
     SadbMsgType,
     SadbSa,
     SadbSpirange,
+    SadbXInnerPairs,
     SaState,
     SaType,
     decode,
@@ -81,8 +82,8 @@ _KEY_BITS = struct.Struct("<H")
 _EXT_TYPE = struct.Struct("<H")
 _LIFETIME_BODY = struct.Struct("<IQQQ")
 _LIFETIME_SIZE = 4 + _LIFETIME_BODY.size
-# A GETSPI's answer up to its addresses: the base header and the SA extension.
-_GETSPI_HEAD = struct.Struct(_HEADER.format + "HH4sBBBBI")
+# The header of a GETSPI answer's SA extension: 2 words, SADB_EXT_SA.
+_SA_HEAD = _EXT.pack(2, int(ExtType.SA))
 
 
 # Plain ints for the per-request paths (an enum member is an attribute lookup each time).
@@ -97,6 +98,7 @@ _HARD, _SOFT, _IDLE = (
 )
 _SRC, _DST = int(ExtType.ADDRESS_SRC), int(ExtType.ADDRESS_DST)
 _PROXY, _INNER_DST = int(ExtType.ADDRESS_PROXY), int(ExtType.X_ADDRESS_INNER_DST)
+_INNER_PAIRS = int(ExtType.X_LARVAL_INNER_PAIRS)
 _NATT_LOC, _NATT_REM = int(ExtType.X_ADDRESS_NATT_LOC), int(ExtType.X_ADDRESS_NATT_REM)
 _KEY_AUTH, _KEY_ENCRYPT = int(ExtType.KEY_AUTH), int(ExtType.KEY_ENCRYPT)
 _PAIR = int(ExtType.X_PAIR)
@@ -122,8 +124,11 @@ class _GetspiShape(NamedTuple):
     proto: int
     low: int  # the usable SPI range
     high: int
-    answer_words: int  # sadb_msg_len of the answer
-    answer_tail: bytes  # the answer's address extensions, as the full path encodes them
+    #: The answer's packer, taking (its first 8 bytes, seq, pid, the SA extension's
+    #: header, the SPI, the rest), and those bytes: the header without its sequence
+    #: number and pid; the SA extension after its SPI, and the address extensions as
+    #: the full path encodes them.
+    answer: tuple[Callable[..., bytes], bytes, bytes]
     usual: bool  # the range is [MIN_SPI, MAX_SPI], whose SPIs are drawn ahead
 
 
@@ -147,6 +152,14 @@ class _Lifetimes(NamedTuple):
     #: them, for a MATURE SA's next deadline after its add time (`next_deadline`); None
     #: otherwise, or where there is no limit.
     addtime_after: int | None = None
+
+
+class _InnerPairs(NamedTuple):
+    """An X_LARVAL_INNER_PAIRS extension read once: its value and its bytes, which the
+    full path writes back as they came."""
+
+    ext: SadbXInnerPairs
+    wire: bytes
 
 
 class _Layout(NamedTuple):
@@ -185,9 +198,12 @@ class _KeyedShape(NamedTuple):
     inner_dst: _Address | None
     natt_loc: _Address | None
     natt_rem: _Address | None
+    inner_more: _InnerPairs | None  # X_LARVAL_INNER_PAIRS: the pairs after the first
     per_sa: Callable[[bytes], tuple[bytes, ...]]  # the SPI, keys and paired SPI
-    answer_words: int
-    answer: tuple[bytes, bytes, bytes]  # the answer's body before, between, after the SPIs
+    #: The answer's packer, taking (its first 8 bytes, seq, pid, before, the SPI,
+    #: between, the paired SPI, after), and those bytes: the header without its sequence
+    #: number and pid, and the answer's body before, between and after the SPIs.
+    answer: tuple[Callable[..., bytes], bytes, bytes, bytes, bytes]
 
 
 class _Holes(NamedTuple):
@@ -197,6 +213,7 @@ class _Holes(NamedTuple):
     fixed: Callable[[bytes], tuple[bytes, ...]]  # every byte but the per-SA ones
     per_sa: Callable[[bytes], tuple[bytes, ...]]  # (SPI, auth key, encrypt key, pair SPI)
     shapes: dict[tuple[bytes, ...], _KeyedShape]  # by the fixed bytes
+    starts: tuple[int, ...]  # where each of the fixed pieces begins
 
 
 _NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
@@ -210,16 +227,23 @@ class FastPath:
     def __init__(self, sadb: Sadb) -> None:
         self.sadb = sadb
         self._table = sadb._tables[_ESP]
+        self._wheel = self._table.expiry
+        # The inbound table's dict, never replaced: UPDATE's lookup without the call.
+        self._by_spi = self._table._by_spi
         # Values are None where the full path must judge (a refusal, an unusual form).
         self._getspi_shapes: dict[bytes, _GetspiShape | None] = {}
         self._addresses: dict[bytes, _Address | None] = {}  # by the extension's bytes
         self._lifetimes: dict[_LifetimeKey, _Lifetimes | None] = {}
         self._keys: dict[_KeysKey, bool] = {}
-        self._inner: dict[tuple[bytes, bytes], bool] = {}
+        self._inner: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._pairs_exts: dict[bytes, _InnerPairs | None] = {}  # by the extension's bytes
         self._layouts: dict[int, _Layout] = {}  # by message size
         self._holes: dict[int, _Holes] = {}  # by message size
         # The last GETSPI body taken, and its shape (no message has an empty body).
         self._last_getspi: tuple[bytes, _GetspiShape | None] = (b"", None)
+        # By message type, the last UPDATE or ADD shape found by its fixed bytes: those
+        # bytes, where they begin, and the shape.
+        self._last_keyed: dict[int, tuple[tuple[bytes, ...], tuple[int, ...], _KeyedShape]] = {}
 
     def handle(self, data: bytes, now: float) -> list[WireReply] | None:
         """The answers to one PF_KEY request, encoded, if it is one the fast path takes
@@ -255,35 +279,46 @@ class FastPath:
             self._last_getspi = (body, shape)
         if shape is None:
             return None
+        # One unpacking rather than an attribute lookup per field (a named tuple's are
+        # not specialised by the interpreter).
+        src, dst, src_port, dst_port, proto, low, high, answer, usual = shape
         sadb = self.sadb
         table = self._table
-        sa = SecurityAssociation(0, _ESP, shape.src, shape.dst, _LARVAL, now, shape.src_port,
-                                 shape.dst_port, shape.proto)  # fmt: skip
-        sa.hard = sadb._larval_hard
+        sa = SecurityAssociation(0, _ESP, src, dst, _LARVAL, now, src_port, dst_port, proto)
+        larval = sa.hard = sadb._larval_hard
         try:
-            if shape.usual:
+            if usual:
                 # The first random probe, as `Sadb._random_spi` draws it; almost always
                 # free. A taken one goes on as the full path's probes would.
                 try:
                     spi = sa.spi = sadb._spi_pool.pop()
                 except IndexError:
                     spi = sa.spi = sadb._random_spi(MIN_SPI, MAX_SPI)
-                if not table.insert_if_absent(sa):
+                if larval.addtime and self._wheel is not None:
+                    # On the wheel before any other thread can find it, so that nothing
+                    # can change it meanwhile: `ExpiryWheel.enter` without its checks
+                    # and the SA's lock. A DELETE once it is in the table takes it off.
+                    self._wheel.enter_unpublished(sa, int((now + larval.addtime) // 1))
+                    inserted = table.insert_if_absent(sa, enter=False)
+                else:
+                    inserted = table.insert_if_absent(sa)
+                if not inserted:
                     spi = sadb._place(table, sa, MIN_SPI, MAX_SPI, 1)
             else:
-                spi = sadb._place(table, sa, shape.low, shape.high)
+                spi = sadb._place(table, sa, low, high)
         except SadbError as e:
             # The range is full: nothing was inserted, and the SPIs drawn are spent as
             # the full path would have spent them. Its answer, RFC 2367 §3.1.
+            if sa.expiry_at is not None:
+                self._wheel.leave(sa)  # type: ignore[union-attr]
             error = _HEADER.pack(PF_KEY_V2, _GETSPI, e.errno, _ESP, 2, e.diagnostic, seq, pid)
             return [WireReply(error, _SENDER, _ESP)]
         freezer = sadb.gc_freezer
         if freezer is not None and len(table) >= freezer.next_at:
             sadb._grown(table)
-        head = _GETSPI_HEAD.pack(PF_KEY_V2, _GETSPI, 0, _ESP, shape.answer_words, 0, seq,
-                                 pid, 2, _EXT_SA, spi.to_bytes(4, "big"), 0, _LARVAL, 0, 0,
-                                 0)  # fmt: skip
-        return [_reply(WireReply, (head + shape.answer_tail, _SENDER, _ESP))]
+        pack, head, rest = answer
+        return [_reply(WireReply, (pack(head, seq, pid, _SA_HEAD, spi.to_bytes(4, "big"), rest),
+                                   _SENDER, _ESP))]  # fmt: skip
 
     # -- UPDATE and ADD -------------------------------------------------------------------
 
@@ -294,39 +329,58 @@ class FastPath:
         # kind between two hosts differ only in their SPIs and keys: the holes of the
         # last layout of this size are read at once, the rest looked up as a whole.
         size = len(data)
-        holes = self._holes.get(size)
-        shape = None
-        if holes is not None:
-            shape = holes.shapes.get(holes.fixed(data))
-        if shape is None:
-            shape = self._keyed_shape(data, size)
-            if shape is None:
-                return None
-        spi_raw, auth_key, encrypt_key, pair_raw = shape.per_sa(data)
+        # The last shape of this message type first, its fixed bytes compared where they
+        # lie (no slices made, none hashed): the next SA of a key manager's is alike.
+        last = self._last_keyed.get(msg_type)
+        if last is not None and all(map(data.startswith, last[0], last[1])):
+            shape = last[2]
+        else:
+            holes = self._holes.get(size)
+            found = None
+            if holes is not None:
+                fixed = holes.fixed(data)
+                found = holes.shapes.get(fixed)
+                if found is not None:
+                    self._last_keyed[msg_type] = (fixed, holes.starts, found)
+            if found is None:
+                found = self._keyed_shape(data, size)
+                if found is None:
+                    return None
+            shape = found
+        # One unpacking rather than an attribute lookup per field.
+        (src, dst, src_port, dst_port, proto, sa_fields, lifetimes, optional, _, _, _, _, _, _,
+         per_sa, answer) = shape  # fmt: skip
+        spi_raw, auth_key, encrypt_key, pair_raw = per_sa(data)
         spi = int.from_bytes(spi_raw, "big")
         table = self._table
         sadb = self.sadb
+        soft, hard, _, _, first = lifetimes
         if msg_type == _UPDATE:
-            sa = table.get(spi, shape.dst)
-            if sa is None or sa.src != shape.src:
+            entry = self._by_spi.get(spi)
+            if type(entry) is SecurityAssociation and entry.dst == dst:
+                sa: SecurityAssociation | None = entry
+            else:
+                sa = table.get(spi, dst)  # none, or an SPI that SAs to others share
+            if sa is None or sa.src != src:
                 return None
             with sa.lock:
                 if sa.state != _LARVAL:
                     return None  # keys for a MATURE SA, or one that died: refused there
-                optional = shape.optional
                 track_inner = optional or sa.inner_dst is not None
                 inner_before = _inner_state(sa) if track_inner else None
-                sa.auth, sa.encrypt, sa.replay, sa.flags = shape.sa_fields
+                sa.auth, sa.encrypt, sa.replay, sa.flags = sa_fields
                 sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
-                lifetimes = shape.lifetimes
-                sa.soft, sa.hard = lifetimes.soft, lifetimes.hard  # the larval one ends
+                sa.soft, sa.hard = soft, hard  # the larval one ends
                 if optional:
                     _apply_optional(sa, shape, pair_raw)
                 sa.state = _MATURE
-                table.bump()  # a lookup may choose it now
-                released = sa.mature()
+                table.generation += 1  # `SaTable.bump`: a lookup may choose it now
+                if sa.held:
+                    released = sa.mature()
+                else:
+                    sa.ready = True  # `mature` where no packet waits
+                    released = False
                 # The larval lifetime ends; these apply.
-                first = lifetimes.addtime_after
                 if first is None or optional or sa.idle_add or sa.idle_use:
                     sadb._expiry.reschedule(sa)
                 else:
@@ -341,13 +395,11 @@ class FastPath:
         else:
             if spi < MIN_SPI:
                 return None
-            sa = SecurityAssociation(spi, _ESP, shape.src, shape.dst, _MATURE, now,
-                                     shape.src_port, shape.dst_port, shape.proto)  # fmt: skip
-            sa.auth, sa.encrypt, sa.replay, sa.flags = shape.sa_fields
+            sa = SecurityAssociation(spi, _ESP, src, dst, _MATURE, now, src_port, dst_port, proto)
+            sa.auth, sa.encrypt, sa.replay, sa.flags = sa_fields
             sa.auth_key, sa.encrypt_key = auth_key, encrypt_key
-            lifetimes = shape.lifetimes
-            sa.soft, sa.hard = lifetimes.soft, lifetimes.hard
-            if shape.optional:
+            sa.soft, sa.hard = soft, hard
+            if optional:
                 _apply_optional(sa, shape, pair_raw)
             if not table.insert_if_absent(sa):
                 return None  # the SPI is taken: EEXIST, from the full path
@@ -360,10 +412,9 @@ class FastPath:
             sadb._release_acquires(sa)
         # RFC 2367 §3.1.2-3: the request as it came, less its keys (illumos sadb_strip),
         # with a header of its own.
-        before, between, after = shape.answer
-        header = _HEADER.pack(PF_KEY_V2, msg_type, 0, _ESP, shape.answer_words, 0, seq, pid)
-        answer = header + before + spi_raw + between + pair_raw + after
-        return [_reply(WireReply, (answer, _ALL, _ESP))]
+        pack, head, before, between, after = answer
+        answer_data = pack(head, seq, pid, before, spi_raw, between, pair_raw, after)
+        return [_reply(WireReply, (answer_data, _ALL, _ESP))]
 
     def _keyed_shape(self, data: bytes, size: int) -> _KeyedShape | None:
         """What an UPDATE or ADD says besides its SPIs and keys, read from its bytes and
@@ -393,14 +444,19 @@ class FastPath:
         inner_dst: _Address | None = None
         natt_loc: _Address | None = None
         natt_rem: _Address | None = None
+        more: _InnerPairs | None = None
         pair_at = None
         optional = bool(at) or idle_at is not None
         if at:
             proxy_at, inner_dst_at = at.pop(_PROXY, None), at.pop(_INNER_DST, None)
             natt_loc_at, natt_rem_at = at.pop(_NATT_LOC, None), at.pop(_NATT_REM, None)
-            pair_at = at.pop(_PAIR, None)
+            pair_at, pairs_at = at.pop(_PAIR, None), at.pop(_INNER_PAIRS, None)
             if at:
                 return None
+            if pairs_at is not None:
+                more = self._inner_pairs_of(data[pairs_at[0] : pairs_at[1]])
+                if more is None:
+                    return None
             wheres = (proxy_at, inner_dst_at, natt_loc_at, natt_rem_at)
             read = [self._address(data, w) if w is not None else None for w in wheres]
             if any(w is not None and r is None for w, r in zip(wheres, read, strict=True)):
@@ -436,7 +492,9 @@ class FastPath:
         )
         if lifetimes is None:
             return None
-        if (proxy is not None or inner_dst is not None) and not self._inner_ok(proxy, inner_dst):
+        if (proxy is not None or inner_dst is not None or more is not None) and not self._inner_ok(
+            proxy, inner_dst, more
+        ):
             return None
         # The bytes that differ from SA to SA: the SPI, each key (up to the end of its
         # extension: the padding is not read, RFC 2367 §2.3.3) and the paired SPI, in
@@ -458,20 +516,25 @@ class FastPath:
         # Where the SPIs lie in the answer: the keys come between them, or after both.
         spi_in_body = spi_at - _HEADER_SIZE
         if pair_at is None:
-            answer = (body[:spi_in_body], body[spi_in_body + 4 :], b"")
+            parts = (body[:spi_in_body], body[spi_in_body + 4 :], b"")
         else:
             gone = sum(w[1] - w[0] for w in (auth_at, encrypt_at) if w is not None)
             pair_in_body = pair_at[0] + 4 - _HEADER_SIZE - gone
-            answer = (
+            parts = (
                 body[:spi_in_body],
                 body[spi_in_body + 4 : pair_in_body],
                 body[pair_in_body + 4 :],
             )
+        before, between, after = parts
+        words = (_HEADER_SIZE + len(body)) >> 3
+        head = _HEADER.pack(PF_KEY_V2, data[1], 0, _ESP, words, 0, 0, 0)[:8]
+        pack = struct.Struct(f"<8sII{len(before)}s4s{len(between)}s"
+                             f"{4 if pair_at is not None else 0}s{len(after)}s").pack  # fmt: skip
         shape = _KeyedShape(
             src.packed, dst.packed, src.ext.port, dst.ext.port, dst.ext.proto,
             (auth, encrypt, replay, flags), lifetimes, optional, idle_at is not None, proxy,
-            inner_dst, natt_loc, natt_rem, holes.per_sa, (_HEADER_SIZE + len(body)) >> 3,
-            answer,
+            inner_dst, natt_loc, natt_rem, more, holes.per_sa,
+            (pack, head, before, between, after),
         )  # fmt: skip
         shapes = holes.shapes
         if len(shapes) >= CACHE_MAX:
@@ -488,16 +551,19 @@ class FastPath:
         if holes is not None and holes.where == per_sa:
             return holes
         fixed_fmt, per_sa_fmt, pos = "<8s8x", "<16x", _HEADER_SIZE
+        starts = [0]
         for off, end, used in per_sa:
             if off > pos:
                 fixed_fmt += f"{off - pos}s"
+                starts.append(pos)
             fixed_fmt += f"{end - off}x"
             per_sa_fmt += f"{off - pos}x{used}s{end - off - used}x"
             pos = end
         if size > pos:
             fixed_fmt += f"{size - pos}s"
+            starts.append(pos)
         holes = _Holes(per_sa, struct.Struct(fixed_fmt).unpack_from,
-                       struct.Struct(per_sa_fmt).unpack_from, {})  # fmt: skip
+                       struct.Struct(per_sa_fmt).unpack_from, {}, tuple(starts))  # fmt: skip
         if len(self._holes) >= CACHE_MAX:
             self._holes.clear()
         self._holes[size] = holes
@@ -552,20 +618,39 @@ class FastPath:
             found = cache[key] = _lifetimes(soft_raw, hard_raw, idle_raw)
             return found
 
-    def _inner_ok(self, proxy: _Address | None, inner_dst: _Address | None) -> bool:
-        key = (proxy.wire if proxy else b"", inner_dst.wire if inner_dst else b"")
+    def _inner_ok(
+        self, proxy: _Address | None, inner_dst: _Address | None, more: _InnerPairs | None
+    ) -> bool:
+        key = (
+            proxy.wire if proxy else b"",
+            inner_dst.wire if inner_dst else b"",
+            more.wire if more else b"",
+        )
         cache = self._inner
         ok = cache.get(key)
         if ok is None:
             if len(cache) >= CACHE_MAX:
                 cache.clear()
-            ok = cache[key] = _inner_accepted(proxy, inner_dst)
+            ok = cache[key] = _inner_accepted(proxy, inner_dst, more)
         return ok
+
+    def _inner_pairs_of(self, whole: bytes) -> _InnerPairs | None:
+        """The X_LARVAL_INNER_PAIRS extension `whole`, read once for its bytes; None if
+        the full path must read it (unreadable, or not written back as it came)."""
+        cache = self._pairs_exts
+        try:
+            return cache[whole]
+        except KeyError:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            found = cache[whole] = _inner_pairs(whole)
+            return found
 
 
 def _apply_optional(sa: SecurityAssociation, shape: _KeyedShape, pair_raw: bytes) -> None:
-    """`Sadb._apply_optional` for the optional extensions the fast path takes. A new
-    inner selector replaces every pair of the SA's (no X_LARVAL_INNER_PAIRS here)."""
+    """`Sadb._apply_optional` for the optional extensions the fast path takes. New inner
+    selectors replace every pair of the SA's: X_LARVAL_INNER_PAIRS's are the pairs after
+    the first, and without it there are none."""
     if pair_raw:
         sa.pair_spi = int.from_bytes(pair_raw, "big")
     if shape.idle:
@@ -580,6 +665,8 @@ def _apply_optional(sa: SecurityAssociation, shape: _KeyedShape, pair_raw: bytes
     if shape.inner_dst is not None:
         sa.inner_dst = shape.inner_dst.ext
         sa.inner_more = ()
+    if shape.inner_more is not None:
+        sa.inner_more = shape.inner_more.ext.pairs
 
 
 # -- what is judged once, by the full path's own code ---------------------------------------
@@ -604,10 +691,14 @@ def _getspi_shape(body: bytes) -> _GetspiShape | None:
     low, high = max(spirange.min, MIN_SPI), min(spirange.max, MAX_SPI)
     if low > high:
         return None
-    tail = src.encode() + dst.encode()
-    words = (_HEADER_SIZE + 16 + len(tail)) >> 3
+    # RFC 2367 §3.1.1: the answer, an SA extension (LARVAL, no algorithms) where the
+    # SPI range was, and the addresses.
+    rest = _SA_BODY.pack(b"", 0, _LARVAL, 0, 0, 0)[4:] + src.encode() + dst.encode()
+    words = (_HEADER_SIZE + 8 + len(rest)) >> 3
+    head = _HEADER.pack(PF_KEY_V2, _GETSPI, 0, _ESP, words, 0, 0, 0)[:8]
+    pack = struct.Struct(f"<8sII4s4s{len(rest)}s").pack
     return _GetspiShape(_packed(src), _packed(dst), src.port, dst.port, dst.proto, low, high,
-                        words, tail, low == MIN_SPI and high == MAX_SPI)  # fmt: skip
+                        (pack, head, rest), low == MIN_SPI and high == MAX_SPI)  # fmt: skip
 
 
 def _address(whole: bytes) -> _Address | None:
@@ -694,13 +785,28 @@ def _keys_accepted(auth: int, encrypt: int, auth_bits: int, encrypt_bits: int) -
     return True
 
 
-def _inner_accepted(proxy: _Address | None, inner_dst: _Address | None) -> bool:
+def _inner_pairs(whole: bytes) -> _InnerPairs | None:
+    """An X_LARVAL_INNER_PAIRS extension as the full path reads it, if it writes it back
+    as it came."""
+    try:
+        ext = SadbXInnerPairs.decode(_INNER_PAIRS, whole[4:])
+        wire = ext.encode()
+    except (PfkeyError, ValueError):
+        return None
+    return _InnerPairs(ext, wire) if wire == whole else None
+
+
+def _inner_accepted(
+    proxy: _Address | None, inner_dst: _Address | None, more: _InnerPairs | None
+) -> bool:
     """Whether `larval.sadb.sadb._check_inner` takes these inner selectors."""
     exts: dict[int, Extension] = {}
     if proxy is not None:
         exts[_PROXY] = proxy.ext
     if inner_dst is not None:
         exts[_INNER_DST] = inner_dst.ext
+    if more is not None:
+        exts[_INNER_PAIRS] = more.ext
     try:
         _check_inner(exts)
     except SadbError:

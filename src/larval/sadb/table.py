@@ -106,8 +106,10 @@ class SaTable:
             return entry.by_dst.get(dst)
         return None
 
-    def insert_if_absent(self, sa: SecurityAssociation) -> bool:
-        """Insert `sa` unless its (SPI, destination) is taken; False if it was."""
+    def insert_if_absent(self, sa: SecurityAssociation, *, enter: bool = True) -> bool:
+        """Insert `sa` unless its (SPI, destination) is taken; False if it was. `enter`
+        False: the caller put `sa` on the expiry wheel already, before it was inserted
+        (`ExpiryWheel.enter_unpublished`)."""
         spi, dst = sa.spi, sa.dst
         by_spi = self._by_spi
         # An SPI no SA holds, the usual case, is taken by one atomic dict call (in CPython
@@ -135,7 +137,7 @@ class SaTable:
                         self._shared_extra += 1
         pkey = (sa.src, dst)
         with self._pair_locks[hash(pkey) & self._mask]:
-            if sa.inner_dst is not None or pkey in self._split:
+            if sa.inner_dst is not None or (self._split and pkey in self._split):
                 self._index_pair(pkey, sa)
             pairs = self._pairs
             of_pair = pairs.get(pkey)
@@ -144,7 +146,7 @@ class SaTable:
             of_pair[spi] = sa
         if sa.inner_dst is not None:
             self.inner.add(sa)
-        if self.expiry is not None:
+        if enter and self.expiry is not None:
             self.expiry.enter(sa)
         self.generation += 1
         return True
