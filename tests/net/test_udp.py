@@ -165,3 +165,39 @@ def test_truncated_datagram_dropped(sockets: tuple[UdpSocket, UdpSocket]) -> Non
     assert receiver.recv_batch(max_bytes=1000) == []
     assert receiver.counters.truncated == 1
     assert [d for d, _ in receiver.recv_batch(max_bytes=1000)] == [b"y" * 100]
+
+
+def test_recv_into_leaves_a_gro_batch_back_to_back(sockets: tuple[UdpSocket, UdpSocket]) -> None:
+    sender, receiver = sockets
+    assert receiver.gro
+    segments = [bytes([n]) * 333 for n in range(5)] + [b"\x09" * 7]
+    sender.send_segments(segments, receiver.local_address)
+    sender.send(b"alone", receiver.local_address)
+    buffer = bytearray(3 * 65536)
+    view = memoryview(buffer)
+    nbytes, size, count, peer = receiver.recv_into(view[100:])
+    assert (nbytes, size, count) == (5 * 333 + 7, 333, 6)
+    assert peer == sender.local_address
+    assert bytes(buffer[100 : 100 + nbytes]) == b"".join(segments)
+    # The next receive lands where the caller says: after the first, in the same buffer.
+    assert receiver.recv_into(view[100 + nbytes :])[:3] == (5, 5, 1)
+    assert bytes(buffer[100 + nbytes : 105 + nbytes]) == b"alone"
+    assert receiver.counters.gro_batches == 1 and receiver.counters.datagrams_received == 7
+
+
+def test_recv_into_keeps_the_whole_datagrams_of_a_cut_batch(
+    sockets: tuple[UdpSocket, UdpSocket],
+) -> None:
+    sender, receiver = sockets
+    assert receiver.gro
+    segments = [bytes([n]) * 300 for n in range(6)]
+    sender.send_segments(segments, receiver.local_address)
+    sender.send(b"z" * 2000, receiver.local_address)
+    buffer = bytearray(1000)
+    # 1,800 bytes into 1,000: the three whole datagrams before the cut are kept.
+    nbytes, size, count, _ = receiver.recv_into(memoryview(buffer))
+    assert (nbytes, size, count) == (900, 300, 3)
+    assert bytes(buffer[:900]) == b"".join(segments[:3])
+    # One datagram cut short: none.
+    assert receiver.recv_into(memoryview(buffer))[2] == 0
+    assert receiver.counters.truncated == 2

@@ -804,3 +804,24 @@ int larval_gcm_open_many(struct larval_gcm *const *g, const unsigned char *esn, 
     }
     return 0;
 }
+
+/* Whether n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back) are
+ * all ESP of one SA (RFC 3948 §2.2: eight bytes at least, an SPI other than the non-ESP
+ * marker's zeros, the same in each): that SPI, else -1. */
+int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len)
+{
+    uint32_t spi;
+    size_t i;
+
+    if (n == 0 || in_len[0] < 8)
+        return -1;
+    spi = get32(in);
+    if (spi == 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (in_len[i] < 8 || get32(in) != spi)
+            return -1;
+        in += in_len[i];
+    }
+    return (int64_t)spi;
+}

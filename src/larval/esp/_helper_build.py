@@ -47,6 +47,7 @@ ffibuilder.cdef(
                              const unsigned char *in, const size_t *in_len,
                              const uint32_t *seq_hi, unsigned char *out,
                              unsigned char *status, uint32_t *payload_len, unsigned char *nh);
+    int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len);
     """
 )
 ffibuilder.set_source(

@@ -10,7 +10,9 @@ the kernel's UDP segmentation offloads (Documentation/networking/segmentation-of
   ENOPROTOOPT) are remembered and sent one `sendto` per datagram from then on.
 * `recv_batch` with `UDP_GRO` gets several datagrams of one flow, back to back in one
   buffer, and their size in a `UDP_GRO` control message; it splits them again. Without
-  GRO (or when the kernel did not merge) a call brings one datagram.
+  GRO (or when the kernel did not merge) a call brings one datagram. `recv_into` leaves
+  them back to back in the caller's buffer, and says their size and number: the
+  dataplane gathers several receives in one buffer and hands it on as it is.
 
 An ICMP port unreachable from an earlier send comes back as ECONNREFUSED on a later call
 (RFC 1122 §4.1.3.3); it is counted and the call goes on.
@@ -180,10 +182,26 @@ class UdpSocket(BoundSocket):
         """
         if len(self._buffer) != max_bytes:
             self._buffer = bytearray(max_bytes)
-        buffer = self._buffer
+        with memoryview(self._buffer) as view:
+            nbytes, size, count, sender = self.recv_into(view)
+            if count <= 1:
+                return [(bytes(view[:nbytes]), sender)] if count else []
+            return [
+                (bytes(view[start : min(start + size, nbytes)]), sender)
+                for start in range(0, nbytes, size)
+            ]
+
+    def recv_into(self, view: memoryview) -> tuple[int, int, int, Address]:
+        """`recv_batch` into `view`, the datagrams left there back to back: (bytes
+        received, the segment size, the number of datagrams, the sender).
+
+        Every datagram but the last is `size` bytes; the last may be shorter. With GRO,
+        `view` should have room for 65536 bytes. A single datagram cut short by `view`
+        gives a count of 0; a GRO batch cut short keeps the whole datagrams before the
+        cut. Both are counted as `recv_batch` counts them."""
         while True:
             try:
-                nbytes, ancdata, flags, addr = self.sock.recvmsg_into([buffer], self._ancsize)
+                nbytes, ancdata, flags, addr = self.sock.recvmsg_into([view], self._ancsize)
             except ConnectionRefusedError:
                 self.counters.refused += 1
                 continue
@@ -200,19 +218,15 @@ class UdpSocket(BoundSocket):
         if flags & socket.MSG_TRUNC:
             self.counters.truncated += 1
             if size >= nbytes:
-                return []  # one datagram, cut short
+                return 0, 0, 0, sender  # one datagram, cut short
             nbytes -= nbytes % size  # a GRO batch: keep the whole datagrams before the cut
-        with memoryview(buffer) as view:
-            if size >= nbytes or size <= 0:
-                self.counters.datagrams_received += 1
-                return [(bytes(view[:nbytes]), sender)]
-            out = [
-                (bytes(view[start : min(start + size, nbytes)]), sender)
-                for start in range(0, nbytes, size)
-            ]
+        if size >= nbytes or size <= 0:
+            self.counters.datagrams_received += 1
+            return nbytes, nbytes, 1, sender
+        count = -(-nbytes // size)
         self.counters.gro_batches += 1
-        self.counters.datagrams_received += len(out)
-        return out
+        self.counters.datagrams_received += count
+        return nbytes, size, count, sender
 
     def __repr__(self) -> str:
         return f"UdpSocket({self.local_address!r}, gro={self.gro}, gso={self.gso})"
