@@ -31,7 +31,13 @@ from larval.esp.run import EspRun
 from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError, OffloadError
 from larval.net.keepalive import NatKeepalive
-from larval.net.offload import ZERO_VIRTIO_HDR, PacketRun, coalesce_runs, split_read
+from larval.net.offload import (
+    ZERO_VIRTIO_HDR,
+    PacketRun,
+    coalesce_runs,
+    plain_read,
+    split_read,
+)
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
 from larval.net.udp import UdpSocket
@@ -230,6 +236,10 @@ class Dataplane:
                     self.tun_reads += 1
                     if not offload:
                         packets.append(data)
+                        continue
+                    plain = plain_read(data)
+                    if plain is not None:
+                        packets.append(plain)
                         continue
                     try:
                         segments = split_read(data)
