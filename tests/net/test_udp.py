@@ -201,3 +201,65 @@ def test_recv_into_keeps_the_whole_datagrams_of_a_cut_batch(
     # One datagram cut short: none.
     assert receiver.recv_into(memoryview(buffer))[2] == 0
     assert receiver.counters.truncated == 2
+
+
+SEND_PATTERNS = {
+    # The UDP 1,400 B case: each datagram two fragments, so a big and a small ESP packet
+    # by turns, 70 messages (more than one sendmmsg of 64).
+    "alternating": [bytes([i % 251]) * (1436 if i % 2 == 0 else 92) for i in range(140)],
+    "130 equal": [bytes([i]) * 1000 for i in range(130)],
+    "runs and lone ones": [b"a" * 500] * 3
+    + [b"b" * 600] * 3
+    + [b"c" * 10]
+    + [b"d" * 700, b"e" * 800, b"f" * 800],
+    "the 64 KB limit": [bytes([i]) * 30000 for i in range(5)],
+}
+
+
+@pytest.mark.parametrize("pattern", list(SEND_PATTERNS))
+@pytest.mark.parametrize("sockets", ALL_HOSTS[1::2], indirect=True, ids=["v4", "v6"])
+def test_send_segments_the_same_on_both_paths(
+    sockets: tuple[UdpSocket, UdpSocket], pattern: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled sendmmsg sends what the Python loop sends, in the same GSO messages
+    (so the same counters), for the datagrams in order."""
+    from larval.esp import helper
+
+    ok, why_not = helper.built()
+    if not ok:
+        pytest.skip(f"the compiled ESP helper is {why_not}")
+    sender, receiver = sockets
+    segments = SEND_PATTERNS[pattern]
+    seen = []
+    for path in ("python", "compiled"):
+        monkeypatch.setenv(helper.HELPER_ENV, path)
+        before = (sender.counters.gso_calls, sender.counters.datagrams_sent)
+        sender.send_segments(segments, receiver.local_address)
+        got, _ = receive(receiver, len(segments))
+        assert got == segments, path
+        seen.append(
+            (sender.counters.gso_calls - before[0], sender.counters.datagrams_sent - before[1])
+        )
+    assert seen[0] == seen[1]
+    assert seen[0][1] == len(segments)
+
+
+def test_a_send_the_kernel_refuses_goes_on_in_python(
+    sockets: tuple[UdpSocket, UdpSocket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GSO send refused (no UDP checksums: EINVAL) stops the compiled send; the Python
+    loop takes the batch from there and falls back to one datagram per send, as alone."""
+    from larval.esp import helper
+
+    monkeypatch.setenv(helper.HELPER_ENV, "compiled")
+    if not helper.built()[0]:
+        pytest.skip("no compiled helper")
+    sender, receiver = sockets
+    sender.sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+    # A lone datagram first (sent by sendmmsg), then a GSO message the kernel refuses.
+    segments = [b"x" * 100, b"y" * 200, *ten_segments()]
+    sender.send_segments(segments, receiver.local_address)
+    assert not sender.gso and sender.counters.fallbacks == 1
+    assert sender.counters.gso_calls == 0 and sender.counters.datagrams_sent == 12
+    got, _ = receive(receiver, 12)
+    assert got == segments

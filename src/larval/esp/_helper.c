@@ -825,3 +825,102 @@ int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_l
     }
     return (int64_t)spi;
 }
+
+/* UDP GSO sends of many datagrams in few system calls, for larval/net/udp.py
+ * (`UdpSocket.send_segments`, whose Python is the reference): the same messages, made
+ * the same way, handed to sendmmsg(2) up to LARVAL_MMSG at a time. Built with
+ * _GNU_SOURCE (larval/esp/_helper_build.py) for sendmmsg. */
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define LARVAL_MMSG 64
+#define LARVAL_SOL_UDP 17      /* include/uapi/linux/udp.h */
+#define LARVAL_UDP_SEGMENT 103
+#define LARVAL_UDP_MAX_SEGMENTS 64
+
+/* Send n datagrams (datagram i in_len[i] bytes of `in`, back to back) through `fd` to
+ * the socket address `addr` (addrlen bytes). Runs of one size, a shorter last one
+ * allowed, of at most LARVAL_UDP_MAX_SEGMENTS datagrams and max_payload bytes, go as one
+ * message with a UDP_SEGMENT control message; a datagram alone goes as a plain message:
+ * the grouping of send_segments. *done: the datagrams of the messages the kernel took,
+ * *gso_msgs: how many of those messages were GSO ones. 0 once all are sent; else the
+ * errno of the message that failed, which starts at datagram *done (nothing after it
+ * was sent). */
+int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,
+                        const unsigned char *addr, size_t addrlen, size_t max_payload,
+                        size_t *done, size_t *gso_msgs)
+{
+    struct mmsghdr msgs[LARVAL_MMSG];
+    struct iovec iov[LARVAL_MMSG];
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl[LARVAL_MMSG];
+    size_t first[LARVAL_MMSG], count[LARVAL_MMSG];
+    size_t i = 0;
+
+    *done = 0;
+    *gso_msgs = 0;
+    while (i < n) {
+        size_t m = 0, sent = 0;
+
+        memset(msgs, 0, sizeof msgs);
+        while (i < n && m < LARVAL_MMSG) {
+            size_t size = in_len[i], j = i + 1, bytes = size;
+            struct msghdr *h = &msgs[m].msg_hdr;
+
+            if (size) {
+                size_t most = max_payload / size, limit;
+                if (most > LARVAL_UDP_MAX_SEGMENTS)
+                    most = LARVAL_UDP_MAX_SEGMENTS;
+                limit = i + most;
+                while (j < n && j < limit) {
+                    size_t length = in_len[j];
+                    if (length > size)
+                        break;
+                    j++;
+                    bytes += length;
+                    if (length < size)
+                        break; /* a shorter datagram ends the batch (udp_gso_segment) */
+                }
+            }
+            iov[m].iov_base = (void *)in;
+            iov[m].iov_len = bytes;
+            in += bytes;
+            h->msg_name = (void *)addr;
+            h->msg_namelen = (socklen_t)addrlen;
+            h->msg_iov = &iov[m];
+            h->msg_iovlen = 1;
+            if (j - i > 1) {
+                struct cmsghdr *c = &ctl[m].align;
+                uint16_t gso = (uint16_t)size;
+                memset(&ctl[m], 0, sizeof ctl[m]);
+                c->cmsg_level = LARVAL_SOL_UDP;
+                c->cmsg_type = LARVAL_UDP_SEGMENT;
+                c->cmsg_len = CMSG_LEN(sizeof gso);
+                memcpy(CMSG_DATA(c), &gso, sizeof gso);
+                h->msg_control = ctl[m].buf;
+                h->msg_controllen = sizeof ctl[m].buf;
+            }
+            first[m] = i;
+            count[m] = j - i;
+            m++;
+            i = j;
+        }
+        while (sent < m) {
+            int r = sendmmsg(fd, msgs + sent, (unsigned int)(m - sent), 0);
+            size_t k;
+            if (r < 0) {
+                *done = first[sent];
+                return errno ? errno : EIO;
+            }
+            for (k = sent; k < sent + (size_t)r; k++) {
+                *done += count[k];
+                *gso_msgs += count[k] > 1;
+            }
+            sent += (size_t)r;
+        }
+    }
+    return 0;
+}
