@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from larval.net.errors import NetError
-from larval.net.udp import UDP_MAX_SEGMENTS, UdpSocket
+from larval.net.udp import RX_ROOM, UDP_MAX_SEGMENTS, UdpSocket
 
 SO_NO_CHECK = 11  # include/uapi/asm-generic/socket.h
 
@@ -263,3 +264,62 @@ def test_a_send_the_kernel_refuses_goes_on_in_python(
     assert sender.counters.gso_calls == 0 and sender.counters.datagrams_sent == 12
     got, _ = receive(receiver, 12)
     assert got == segments
+
+
+@pytest.mark.parametrize("sockets", ALL_HOSTS, indirect=True, ids=lambda h: f"{h[0]}-gro{h[1]}")
+def test_recv_ready_gives_what_recv_into_gives_on_both_paths(
+    sockets: tuple[UdpSocket, UdpSocket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receives ready, by one recvmmsg (compiled) or by recv_into one after another
+    (Python): the same receives, senders and counters, the datagrams back to back."""
+    from larval.esp import helper
+
+    sender, receiver = sockets
+    other = UdpSocket.bind(sender.local_address[0], 0, gro=False)
+    receiver.settimeout(0.0)
+    batches = [
+        (sender, [b"a" * 900] * 4 + [b"b" * 100]),
+        (other, [b"c" * 1436, b"d" * 92]),
+        (sender, [b"e" * 40]),
+        (other, [bytes([i]) * 1200 for i in range(9)] + [b"f" * 700]),
+        (sender, [b"g" * 1436, b"h" * 92]),
+    ]
+    paths = ["python", "compiled"] if helper.built()[0] else ["python"]
+    seen = []
+    other_address = other.local_address
+    try:
+        for path in paths:
+            monkeypatch.setenv(helper.HELPER_ENV, path)
+            for sock, segments in batches:
+                sock.send_segments(segments, receiver.local_address)
+            before = dataclasses.replace(receiver.counters)
+            buffer = bytearray(64 * RX_ROOM)
+            view = memoryview(buffer)
+            # At most two receives, then what is left.
+            first = receiver.recv_ready(view, 2)
+            assert len(first) == 2
+            rest_at = sum(n for n, _, _, _ in first)
+            rest = receiver.recv_ready(view[rest_at:], 64)
+            got = first + rest
+            total = sum(n for n, _, _, _ in got)
+            assert bytes(buffer[:total]) == b"".join(b"".join(s) for _, s in batches)
+            assert receiver.recv_ready(view, 64) == []  # nothing more ready
+            counters = receiver.counters
+            seen.append(
+                (got, counters.datagrams_received - before.datagrams_received,
+                 counters.gro_batches - before.gro_batches)
+            )  # fmt: skip
+    finally:
+        other.close()
+    assert all(s == seen[0] for s in seen)
+    got = seen[0][0]
+    assert [(n, count) for n, _, count, _ in got] == (
+        [(3700, 5), (1528, 2), (40, 1), (11500, 10), (1528, 2)] if receiver.gro
+        else [(900, 1)] * 4 + [(100, 1), (1436, 1), (92, 1), (40, 1)]
+        + [(1200, 1)] * 9 + [(700, 1), (1436, 1), (92, 1)]
+    )  # fmt: skip
+    senders = [peer for _, _, _, peer in got]
+    assert senders[0][:2] == sender.local_address[:2]
+    if receiver.gro:
+        assert senders[1][:2] == other_address[:2]
+        assert seen[0][1:] == (20, 4)

@@ -924,3 +924,82 @@ int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t 
     }
     return 0;
 }
+
+/* UDP receives of many GRO batches in one system call, for larval/net/udp.py
+ * (`UdpSocket.recv_ready`; `recv_into` is the reference): recvmmsg(2) without waiting,
+ * each message into its own `room` bytes of `buf`, then moved down to follow the one
+ * before it, so that what came lies back to back from `buf`. */
+#define LARVAL_UDP_GRO 104
+
+/* Up to max_msgs (at most LARVAL_MMSG) messages ready on `fd`; `buf` holds
+ * max_msgs * room bytes. Per message k, as recv_into reads one: kept[k] bytes kept (a
+ * GRO batch cut short keeps its whole datagrams; a datagram cut short, none), seg[k] its
+ * segment size, count[k] its datagrams, trunc[k] whether it was cut short, and the
+ * sender's address in names + k * name_room (name_len[k] bytes). The number of
+ * messages, or -errno if there was none (-EAGAIN: nothing ready). */
+long larval_udp_recv_many(int fd, unsigned char *buf, size_t room, size_t max_msgs,
+                          size_t *kept, size_t *seg, size_t *count, unsigned char *trunc,
+                          unsigned char *names, size_t name_room, uint32_t *name_len)
+{
+    struct mmsghdr msgs[LARVAL_MMSG];
+    struct iovec iov[LARVAL_MMSG];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl[LARVAL_MMSG];
+    size_t k, off = 0;
+    int r;
+
+    if (max_msgs > LARVAL_MMSG)
+        max_msgs = LARVAL_MMSG;
+    memset(msgs, 0, sizeof msgs);
+    for (k = 0; k < max_msgs; k++) {
+        struct msghdr *h = &msgs[k].msg_hdr;
+        iov[k].iov_base = buf + k * room;
+        iov[k].iov_len = room;
+        h->msg_iov = &iov[k];
+        h->msg_iovlen = 1;
+        h->msg_name = names + k * name_room;
+        h->msg_namelen = (socklen_t)name_room;
+        h->msg_control = ctl[k].buf;
+        h->msg_controllen = sizeof ctl[k].buf;
+    }
+    r = recvmmsg(fd, msgs, (unsigned int)max_msgs, MSG_DONTWAIT, NULL);
+    if (r < 0)
+        return -(long)(errno ? errno : EIO);
+    for (k = 0; k < (size_t)r; k++) {
+        struct msghdr *h = &msgs[k].msg_hdr;
+        struct cmsghdr *c;
+        size_t n = msgs[k].msg_len, size = n;
+
+        for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == LARVAL_SOL_UDP && c->cmsg_type == LARVAL_UDP_GRO
+                && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                int v;
+                memcpy(&v, CMSG_DATA(c), sizeof v);
+                size = v > 0 ? (size_t)v : 0;
+            }
+        }
+        trunc[k] = (h->msg_flags & MSG_TRUNC) != 0;
+        name_len[k] = h->msg_namelen;
+        if (trunc[k] && size >= n) {
+            n = 0; /* one datagram, cut short */
+            count[k] = 0;
+        } else {
+            if (trunc[k])
+                n -= n % size; /* a GRO batch: the whole datagrams before the cut */
+            if (size >= n || size == 0) {
+                size = n;
+                count[k] = 1;
+            } else {
+                count[k] = (n + size - 1) / size;
+            }
+        }
+        kept[k] = n;
+        seg[k] = size;
+        if (n && buf + off != buf + k * room)
+            memmove(buf + off, buf + k * room, n);
+        off += n;
+    }
+    return r;
+}

@@ -51,6 +51,9 @@ ffibuilder.cdef(
     int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,
                             const unsigned char *addr, size_t addrlen, size_t max_payload,
                             size_t *done, size_t *gso_msgs);
+    long larval_udp_recv_many(int fd, unsigned char *buf, size_t room, size_t max_msgs,
+                              size_t *kept, size_t *seg, size_t *count, unsigned char *trunc,
+                              unsigned char *names, size_t name_room, uint32_t *name_len);
     """
 )
 ffibuilder.set_source(

@@ -40,17 +40,16 @@ from larval.net.offload import (
 )
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
-from larval.net.udp import UdpSocket
+from larval.net.udp import RX_ROOM, UdpSocket
 from larval.stack.packet_path import PLAIN_ESP, Datagram, PacketPath, inbound_udp_run
 from larval.stack.stack import Stack
 
 log = logging.getLogger("larval.dataplane")
 
 BATCH = 64  # reads from the TUN before the batch is sent; receives from UDP per wake-up
-# The inbound loop's receive buffer, and the room a receive needs in it (a GRO batch is up
-# to 64 KB): a wake-up's receives land there back to back, up to BATCH or the end of it.
-RX_ROOM = 65536
-RX_BYTES = 8 * RX_ROOM
+# The inbound loop's receive buffer: room for a wake-up's BATCH receives, each of which
+# may be a GRO batch of up to 64 KB (they end back to back at its start).
+RX_BYTES = BATCH * RX_ROOM
 POLL_MS = 200  # how often a loop looks at the stop flag
 SOCKET_BUFFER = 8 << 20  # bytes: a burst of GSO batches must not overflow the socket
 # A thread that waits for the GIL waits up to the switch interval (5 ms by default): an
@@ -282,27 +281,21 @@ class Dataplane:
                 self._write(_writes(delivered, self.offload))
 
     def _drain_udp(self, now: float) -> bool:
-        """Every datagram ready on the UDP socket, up to a batch of receives or a full
-        buffer: the receives land back to back in one buffer, which goes to the packet
+        """Every datagram ready on the UDP socket, up to a batch of receives: they land
+        back to back in one buffer (`UdpSocket.recv_ready`), which goes to the packet
         path as it lies (`inbound_udp_run`)."""
-        udp, buffer = self.udp, self._rx
-        view = memoryview(buffer)
+        view = memoryview(self._rx)
+        try:
+            receives = self.udp.recv_ready(view, BATCH)
+        except NetError as e:
+            if self._stop.is_set():
+                return False
+            log.warning("UDP receive failed: %s", e)
+            return True
         lengths: list[int] = []
         senders: list[tuple[int, bytes, int]] = []
         off = 0
-        limit = len(buffer) - RX_ROOM
-        for _ in range(BATCH):
-            if off > limit:
-                break
-            try:
-                nbytes, size, count, (host, port) = udp.recv_into(view[off:])
-            except (BlockingIOError, TimeoutError):
-                break
-            except NetError as e:
-                if self._stop.is_set():
-                    return False
-                log.warning("UDP receive failed: %s", e)
-                break
+        for nbytes, size, count, (host, port) in receives:
             if not count:
                 continue
             if count > 1:

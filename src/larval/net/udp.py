@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import socket
 import struct
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from larval.net.errors import NetError
 from larval.net.handles import BoundSocket
 
 __all__ = [
+    "RX_ROOM",
     "SOL_UDP",
     "UDP_GRO",
     "UDP_MAX_SEGMENTS",
@@ -48,6 +50,9 @@ UDP_SEGMENT = 103
 UDP_GRO = 104
 # The kernel's UDP_MAX_SEGMENTS was 64 before Linux 6.9; 64 is accepted everywhere.
 UDP_MAX_SEGMENTS = 64
+#: The room one receive needs: a GRO batch is up to 64 KB.
+RX_ROOM = 65536
+_NAME_ROOM = 128  # sizeof(struct sockaddr_storage)
 # One GSO send is one UDP datagram before segmentation: its length field is 16 bits.
 _MAX_GSO_PAYLOAD = {socket.AF_INET: 65535 - 20 - 8, socket.AF_INET6: 65535 - 8}
 
@@ -85,6 +90,7 @@ class UdpSocket(BoundSocket):
         self._max_gso = _MAX_GSO_PAYLOAD[self.family]
         self._ancsize = socket.CMSG_SPACE(_GRO_SIZE.size) if gro else 0
         self._buffer = bytearray()
+        self._mmsg_arrays: tuple[Any, ...] | None = None  # `_recv_mmsg`'s, made once
 
     @classmethod
     def bind(cls, address: str, port: int, *, gro: bool = True) -> UdpSocket:
@@ -267,8 +273,82 @@ class UdpSocket(BoundSocket):
         self.counters.datagrams_received += count
         return nbytes, size, count, sender
 
+    def recv_ready(self, buffer: memoryview, most: int) -> list[tuple[int, int, int, Address]]:
+        """The receives ready now, up to `most` of them, without waiting: what `recv_into`
+        would give for each, one after another, their datagrams back to back from the
+        start of `buffer`, which needs `RX_ROOM` bytes per receive. [] if none is ready.
+
+        With the compiled helper they come by one recvmmsg (up to 64); otherwise by
+        `recv_into` until none is ready (the socket must not block)."""
+        module = compiled()
+        most = min(most, len(buffer) // RX_ROOM)
+        if module is not None:
+            return self._recv_mmsg(module, buffer, min(most, UDP_MAX_SEGMENTS))
+        got: list[tuple[int, int, int, Address]] = []
+        off = 0
+        while len(got) < most:
+            try:
+                received = self.recv_into(buffer[off : off + RX_ROOM])
+            except (BlockingIOError, TimeoutError):
+                break
+            got.append(received)
+            off += received[0]
+        return got
+
+    def _recv_mmsg(
+        self, module: Any, buffer: memoryview, most: int
+    ) -> list[tuple[int, int, int, Address]]:
+        ffi, lib = module.ffi, module.lib
+        arrays = self._mmsg_arrays
+        if arrays is None:
+            arrays = self._mmsg_arrays = (
+                ffi.new("size_t[]", UDP_MAX_SEGMENTS), ffi.new("size_t[]", UDP_MAX_SEGMENTS),
+                ffi.new("size_t[]", UDP_MAX_SEGMENTS),
+                ffi.new("unsigned char[]", UDP_MAX_SEGMENTS),
+                ffi.new("unsigned char[]", UDP_MAX_SEGMENTS * _NAME_ROOM),
+                ffi.new("uint32_t[]", UDP_MAX_SEGMENTS),
+            )  # fmt: skip
+        kept, seg, count, trunc, names, name_len = arrays
+        while True:
+            r = lib.larval_udp_recv_many(
+                self.sock.fileno(), ffi.from_buffer(buffer), RX_ROOM, most, kept, seg, count,
+                trunc, names, _NAME_ROOM, name_len,
+            )  # fmt: skip
+            if r >= 0:
+                break
+            if -r in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return []
+            if -r == errno.ECONNREFUSED:
+                self.counters.refused += 1
+                continue
+            raise NetError(f"UDP receive: {os.strerror(-r)}")
+        got: list[tuple[int, int, int, Address]] = []
+        raw = ffi.buffer(names, r * _NAME_ROOM)
+        counters = self.counters
+        for k in range(r):
+            n = count[k]
+            if trunc[k]:
+                counters.truncated += 1
+            if n > 1:
+                counters.gro_batches += 1
+            counters.datagrams_received += n
+            start = k * _NAME_ROOM
+            sender = _address(raw[start : start + name_len[k]])
+            got.append((kept[k], seg[k], n, sender))
+        return got
+
     def __repr__(self) -> str:
         return f"UdpSocket({self.local_address!r}, gro={self.gro}, gso={self.gso})"
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(name: bytes) -> Address:
+    """(host, port) of a `struct sockaddr_in` or `sockaddr_in6` from the compiled receive."""
+    family = _SOCKADDR_FAMILY.unpack_from(name)[0]
+    port = _PORT.unpack_from(name, 2)[0]
+    if family == socket.AF_INET:
+        return socket.inet_ntop(family, name[4:8]), port
+    return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
 
 
 @functools.lru_cache(maxsize=1024)
