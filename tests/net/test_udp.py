@@ -323,3 +323,32 @@ def test_recv_ready_gives_what_recv_into_gives_on_both_paths(
     if receiver.gro:
         assert senders[1][:2] == other_address[:2]
         assert seen[0][1:] == (20, 4)
+
+
+def test_recv_ready_hands_on_what_came_before_a_failed_receive(
+    sockets: tuple[UdpSocket, UdpSocket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from larval.esp import helper
+
+    monkeypatch.setenv(helper.HELPER_ENV, "python")
+    sender, receiver = sockets
+    receiver.settimeout(0.0)
+    sender.send(b"first", receiver.local_address)
+    sender.send(b"second", receiver.local_address)
+    receive_into = receiver.recv_into
+    calls: list[int] = []
+
+    def failing_second(view: memoryview) -> tuple[int, int, int, tuple[str, int]]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise NetError("UDP receive: No buffer space available")
+        return receive_into(view)
+
+    monkeypatch.setattr(receiver, "recv_into", failing_second)
+    buffer = memoryview(bytearray(4 * RX_ROOM))
+    got = receiver.recv_ready(buffer, 4)
+    assert [(n, count) for n, _, count, _ in got] == [(5, 1)] and bytes(buffer[:5]) == b"first"
+    with pytest.raises(NetError, match="No buffer space"):
+        calls.clear()
+        calls.append(1)  # the next call is the failing one
+        receiver.recv_ready(buffer, 4)

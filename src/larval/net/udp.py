@@ -279,7 +279,9 @@ class UdpSocket(BoundSocket):
         start of `buffer`, which needs `RX_ROOM` bytes per receive. [] if none is ready.
 
         With the compiled helper they come by one recvmmsg (up to 64); otherwise by
-        `recv_into` until none is ready (the socket must not block)."""
+        `recv_into` until none is ready (the socket must not block). A receive that
+        fails raises `NetError` if it is the first, else ends the receives: what came
+        before it is returned (recvmmsg does the same)."""
         module = compiled()
         most = min(most, len(buffer) // RX_ROOM)
         if module is not None:
@@ -291,6 +293,10 @@ class UdpSocket(BoundSocket):
                 received = self.recv_into(buffer[off : off + RX_ROOM])
             except (BlockingIOError, TimeoutError):
                 break
+            except NetError:
+                if got:
+                    break  # what came before it is handed on
+                raise
             got.append(received)
             off += received[0]
         return got
