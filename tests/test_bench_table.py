@@ -141,6 +141,10 @@ def test_scale_options_and_their_defaults() -> None:
     assert parse(["ike"]).established is None
     chosen = parse(["all", "--sadb-sas", "9", "--tunnel-sas", "0", "--established", "40"])
     assert (chosen.sas, chosen.tunnel_sas, chosen.established) == (9, 0, 40)
+    udp = parse(["tunnel", "--udp-only"])
+    assert udp.udp_only and udp.udp_size == (64, 1400)
+    assert parse(["tunnel", "--udp-only", "--udp-size", "1400"]).udp_size == (1400,)
+    assert not parse(["tunnel"]).udp_only
 
 
 @pytest.mark.parametrize(
@@ -159,6 +163,11 @@ def test_scale_options_and_their_defaults() -> None:
         (["ike", "--established", "9", "--store", "off"], "--store does not apply to bench ike"),
         (["ike", "--next-setups", "5"], "--next-setups goes with --established"),
         (["all", "--established", "-1"], "--established must be at least 0, not -1"),
+        (["ike", "--udp-only"], "--udp-only is for bench tunnel, not ike"),
+        (["tunnel", "--udp-only", "--store", "on"], "--udp-only runs larval without the state"),
+        (["tunnel", "--udp-only", "--sas", "9"], "--udp-only runs larval without the state"),
+        (["tunnel", "--udp-size", "64"], "--udp-size goes with --udp-only"),
+        (["tunnel", "--udp-only", "--udp-size", "8"], "--udp-size must be from 16 to 65471"),
     ],
 )
 def test_meaningless_combinations_are_refused_by_name(

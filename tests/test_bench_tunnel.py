@@ -80,6 +80,31 @@ def test_bench_tunnel_prints_the_store_cost_and_the_stores_were_written() -> Non
             assert float(figures[f"udp{size}_wireguard_ratio"]) > 0
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("iperf3") is None or shutil.which("ip") is None,
+    reason="needs root, iproute2 (network namespaces, TUN) and iperf3",
+)
+def test_bench_tunnel_udp_only_gives_the_udp_case_and_each_gateways_cpu() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larval.bench", "tunnel", "--udp-only", "--udp-size", "1400",
+         "--seconds", "1", "--runs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    figures = dict(line[2:].split(": ", 1) for line in lines[1:] if line.startswith("  "))
+    assert "larval_mbps" not in figures and "udp64_larval_pps" not in figures  # no TCP, one size
+    assert float(figures["udp1400_larval_pps"]) > 0
+    assert ast.literal_eval(figures["udp1400_larval_runs_pps"])[0] > 0
+    assert 0 < float(figures["udp1400_sender_cpu_us"]) < 100_000
+    assert 0 < float(figures["udp1400_receiver_cpu_us"]) < 100_000
+    if wireguard.available():
+        assert float(figures["udp1400_wireguard_pps"]) > 0
+        assert float(figures["udp1400_wireguard_ratio"]) > 0
+    if charon_available():
+        assert float(figures["udp1400_strongswan_pps"]) > 0
+
+
 def test_bench_tunnel_refuses_an_unknown_store_mode() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "larval.bench", "tunnel", "--store", "sometimes"],

@@ -22,6 +22,7 @@ from larval.net.offload import (
     VirtioNetHdr,
     coalesce,
     finish_checksum,
+    plain_read,
     split_read,
     tcp_segment,
 )
@@ -360,3 +361,25 @@ def test_round_trip_property(
     (write,) = writes
     assert VirtioNetHdr.decode(write) == hdr
     assert write[VIRTIO_NET_HDR_LEN:] == packet
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([0, VIRTIO_NET_HDR_F_NEEDS_CSUM, 2, 3]),
+    st.sampled_from([GSO_NONE, GSO_ECN, 1, 3, 4, 0x81, 5]),
+    st.binary(min_size=8, max_size=8),
+    st.binary(min_size=0, max_size=80),
+)
+def test_plain_read_is_split_read_of_a_read_that_needs_no_work(
+    flags: int, gso_type: int, rest: bytes, packet: bytes
+) -> None:
+    data = bytes([flags, gso_type]) + rest + packet
+    plain = plain_read(data)
+    if plain is not None:
+        assert [plain] == split_read(data) and plain == packet
+    # Every read without GSO or a partial checksum is one, but an empty packet.
+    assert (plain is not None) == (
+        not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and gso_type & ~GSO_ECN == GSO_NONE
+        and len(packet) > 0
+    )  # fmt: skip
+    assert plain_read(data[:VIRTIO_NET_HDR_LEN]) is None

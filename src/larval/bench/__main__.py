@@ -53,6 +53,8 @@ def _tunnel(args: argparse.Namespace) -> dict[str, Any]:
         return _tunnel_sas(args)
     from larval.bench import tunnel
 
+    if args.udp_only:
+        return tunnel.run_udp(seconds=args.seconds, runs=args.runs, sizes=args.udp_size)
     return tunnel.run(seconds=args.seconds, runs=args.runs, store=args.store)
 
 
@@ -89,6 +91,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The options, checked against the benchmark they are for (a meaningless
     combination is refused naming the option), with their defaults filled in."""
     from larval.bench.store_cost import MODES
+    from larval.bench.tunnel import UDP_SIZES
     from larval.bench.tunnel_scale import MAX_SAS
 
     parser = argparse.ArgumentParser(prog="python -m larval.bench", description=__doc__)
@@ -138,6 +141,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "etcd member, IKE benchmark (default both)",
     )
     parser.add_argument(
+        "--udp-only",
+        action="store_true",
+        help="bench tunnel: only the UDP case (larval without the state store, libipsec, "
+        "wireguard-go), with each larval gateway's CPU per packet delivered",
+    )
+    parser.add_argument(
+        "--udp-size",
+        type=int,
+        action="append",
+        help="with --udp-only: a payload size in bytes (repeat for several; default 64 and 1400)",
+    )
+    parser.add_argument(
         "--clients", type=int, default=1000, help="road warriors, remote-access benchmark"
     )
     args = parser.parse_args(argv)
@@ -157,6 +172,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.cert_setups = 1000 if args.cert_setups is None else args.cert_setups
     args.ike_runs = 3 if args.ike_runs is None else args.ike_runs
     args.store = args.store or "both"
+    args.udp_size = tuple(args.udp_size) if args.udp_size else UDP_SIZES
     return args
 
 
@@ -177,6 +193,15 @@ def _refusals(args: argparse.Namespace, max_sas: int) -> list[str]:
         problems.append(f"--established is for bench ike or all, not {bench}")
     if args.next_setups is not None and not (args.established or bench == "all"):
         problems.append("--next-setups goes with --established (bench ike) or all")
+    if args.udp_only and bench != "tunnel":
+        problems.append(f"--udp-only is for bench tunnel, not {bench}")
+    if args.udp_only and (args.sas is not None or args.store is not None):
+        problems.append("--udp-only runs larval without the state store and with one SA")
+    if args.udp_size is not None and not args.udp_only:
+        problems.append("--udp-size goes with --udp-only")
+    for size in args.udp_size or ():
+        if not 16 <= size <= 65507 - 36:
+            problems.append(f"--udp-size must be from 16 to 65471 bytes, not {size}")
     scale_tunnel = bench == "tunnel" and args.sas is not None
     scale_ike = bench == "ike" and args.established is not None
     if scale_tunnel and args.store is not None:

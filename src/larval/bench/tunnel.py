@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +96,41 @@ def _udp_rates(result: dict[str, Any]) -> tuple[float, float]:
     return delivered / seconds, lost / seconds
 
 
-def _udp(client: Netns, server: Netns, seconds: int, runs: int) -> dict[str, Any]:
+def _udp(
+    client: Netns,
+    server: Netns,
+    seconds: int,
+    runs: int,
+    sizes: tuple[int, ...] = UDP_SIZES,
+    cpu: Callable[[], tuple[float, float]] | None = None,
+) -> dict[str, Any]:
     """The UDP case through a pair already up, a to b: per payload size, the median of
-    `runs` of delivered and lost packets per second."""
+    `runs` of delivered and lost packets per second. With `cpu` (the CPU seconds each
+    gateway has used so far, sender first), also each gateway's CPU per packet
+    delivered, µs, the median of the runs."""
     figures: dict[str, Any] = {}
-    for size in UDP_SIZES:
-        results = [
-            _iperf_udp(client, server, INNER["b"], INNER["a"], seconds, size) for _ in range(runs)
-        ]
+    for size in sizes:
+        results = []
+        sender_us: list[float] = []
+        receiver_us: list[float] = []
+        for _ in range(runs):
+            before = cpu() if cpu is not None else (0.0, 0.0)
+            pps, lost = _iperf_udp(client, server, INNER["b"], INNER["a"], seconds, size)
+            results.append((pps, lost))
+            if cpu is not None and pps > 0:
+                after = cpu()
+                sender_us.append(round((after[0] - before[0]) * 1e6 / (pps * seconds), 2))
+                receiver_us.append(round((after[1] - before[1]) * 1e6 / (pps * seconds), 2))
         figures[str(size)] = {
             "pps": round(statistics.median(r[0] for r in results)),
             "lost_pps": round(statistics.median(r[1] for r in results)),
+            "runs_pps": [round(r[0]) for r in results],
         }
+        if sender_us:
+            figures[str(size)].update(
+                sender_cpu_us=statistics.median(sender_us),
+                receiver_cpu_us=statistics.median(receiver_us),
+            )
     return figures
 
 
@@ -200,18 +224,23 @@ class _LarvalPair:
             self.cpu_us_per_packet.append(round((self._cpu() - cpu) * 1e6 / packets, 2))
         return result
 
-    def udp(self, seconds: int, runs: int) -> dict[str, Any]:
-        """The UDP case from a to b (not counted in the CPU per packet)."""
-        return _udp(self.a, self.b, seconds, runs)
+    def udp(self, seconds: int, runs: int, sizes: tuple[int, ...] = UDP_SIZES) -> dict[str, Any]:
+        """The UDP case from a to b (not counted in the TCP CPU per packet), with each
+        gateway's CPU per packet delivered."""
+        return _udp(self.a, self.b, seconds, runs, sizes, self._cpu_each)
 
     def _cpu(self) -> float:
         """utime + stime of both stacks, every thread (proc(5)), seconds."""
-        total = 0.0
-        for pid in self.pids:
+        return sum(self._cpu_each())
+
+    def _cpu_each(self) -> tuple[float, float]:
+        """utime + stime of stack a and of stack b, every thread (proc(5)), seconds."""
+        each = [0.0, 0.0]
+        for i, pid in enumerate(self.pids[:2]):
             with contextlib.suppress(OSError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+                each[i] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return each[0], each[1]
 
     def _sent(self) -> int:
         """ESP packets a sent, from its status."""
@@ -277,7 +306,10 @@ def _larval(
     return summaries.get("off"), summaries.get("on")
 
 
-def _strongswan(seconds: int, runs: int, workdir: Path) -> dict[str, Any]:
+def _strongswan(
+    seconds: int, runs: int, workdir: Path, tcp: bool = True, sizes: tuple[int, ...] = UDP_SIZES
+) -> dict[str, Any]:
+    """iperf3 TCP (with `tcp`) and the UDP case at `sizes` through a charon pair."""
     a, b = _pair(uuid.uuid4().hex[:6])
     charons: list[Charon] = []
     try:
@@ -291,31 +323,33 @@ def _strongswan(seconds: int, runs: int, workdir: Path) -> dict[str, Any]:
             charon.start()
             charons.append(charon)
         charons[0].initiate()
-        results = [_iperf(a, b, INNER["b"], INNER["a"], seconds) for _ in range(runs)]
-        udp = _udp(a, b, seconds, runs)
+        results = [_iperf(a, b, INNER["b"], INNER["a"], seconds) for _ in range(runs if tcp else 0)]
+        udp = _udp(a, b, seconds, runs, sizes)
     finally:
         for charon in charons:
             charon.stop()
         a.delete()
         b.delete()
-    return {**_summary(results), "udp": udp}
+    return {**(_summary(results) if results else {}), "udp": udp}
 
 
-def _wireguard(seconds: int, runs: int, workdir: Path) -> dict[str, Any]:
-    """iperf3 TCP and the UDP case through a wireguard-go pair (`larval.bench.wireguard`)
-    on the same veth, between the same inner addresses."""
+def _wireguard(
+    seconds: int, runs: int, workdir: Path, tcp: bool = True, sizes: tuple[int, ...] = UDP_SIZES
+) -> dict[str, Any]:
+    """iperf3 TCP (with `tcp`) and the UDP case at `sizes` through a wireguard-go pair
+    (`larval.bench.wireguard`) on the same veth, between the same inner addresses."""
     a, b = _pair(uuid.uuid4().hex[:6])
     pair: wireguard.WireguardPair | None = None
     try:
         pair = wireguard.WireguardPair(a, b, OUTER, INNER, NET, workdir)
-        results = [_iperf(a, b, INNER["b"], INNER["a"], seconds) for _ in range(runs)]
-        udp = _udp(a, b, seconds, runs)
+        results = [_iperf(a, b, INNER["b"], INNER["a"], seconds) for _ in range(runs if tcp else 0)]
+        udp = _udp(a, b, seconds, runs, sizes)
     finally:
         if pair is not None:
             pair.stop()
         a.delete()
         b.delete()
-    return {**_summary(results), "udp": udp}
+    return {**(_summary(results) if results else {}), "udp": udp}
 
 
 def _veth(seconds: int, runs: int) -> dict[str, Any]:
@@ -425,19 +459,61 @@ def run(seconds: int = 5, runs: int = 3, store: str = "both") -> dict[str, Any]:
     return figures
 
 
+def run_udp(seconds: int = 5, runs: int = 3, sizes: tuple[int, ...] = UDP_SIZES) -> dict[str, Any]:
+    """The UDP case alone (``bench tunnel --udp-only``): larval (no state store), libipsec
+    and wireguard-go, at the payload sizes `sizes`, with each larval gateway's CPU per
+    packet delivered; no TCP runs and no veth."""
+    if os.geteuid() != 0 or shutil.which("iperf3") is None:
+        return {"skipped": "needs root, network namespaces and iperf3"}
+    with tempfile.TemporaryDirectory(prefix="larval-bench-") as tmp:
+        workdir = Path(tmp)
+        pair = _LarvalPair(workdir)
+        try:
+            larval = pair.udp(seconds, runs, sizes)
+        finally:
+            pair.delete()
+        strongswan = (
+            _strongswan(seconds, runs, workdir, tcp=False, sizes=sizes)["udp"]
+            if charon_available()
+            else {}
+        )
+        wg = (
+            _wireguard(seconds, runs, workdir, tcp=False, sizes=sizes)["udp"]
+            if wireguard.available()
+            else {}
+        )
+    figures: dict[str, Any] = udp_figures(larval, strongswan, wg, sizes)
+    for size in sizes:
+        got = larval.get(str(size), {})
+        figures[f"udp{size}_larval_runs_pps"] = got.get("runs_pps")
+        figures[f"udp{size}_sender_cpu_us"] = got.get("sender_cpu_us")
+        figures[f"udp{size}_receiver_cpu_us"] = got.get("receiver_cpu_us")
+        for name, peer in (("strongswan", strongswan), ("wireguard", wg)):
+            figures[f"udp{size}_{name}_runs_pps"] = peer.get(str(size), {}).get("runs_pps")
+    figures["note"] = (
+        f"udpN: iperf3 -u -l N -b 0, {seconds} s, median of {runs}, packets per second the "
+        "receiver got (pps) and counted lost (lost_pps); sender/receiver_cpu_us: each larval "
+        "gateway's CPU (all threads) per packet delivered"
+    )
+    return figures
+
+
 def _ratio(larval: float | None, peer: float | None) -> float | None:
     """larval / peer, two decimals; None when either was not measured or the peer is 0."""
     return round(larval / peer, 2) if larval is not None and peer else None
 
 
 def udp_figures(
-    larval: dict[str, Any], strongswan: dict[str, Any], wg: dict[str, Any]
+    larval: dict[str, Any],
+    strongswan: dict[str, Any],
+    wg: dict[str, Any],
+    sizes: tuple[int, ...] = UDP_SIZES,
 ) -> dict[str, Any]:
     """The UDP case's printed figures from each pair's `_udp` result (empty: not
     measured): per size, each pair's delivered and lost packets per second and the
     ratios of larval's delivered rate to libipsec's and to wireguard-go's."""
     figures: dict[str, Any] = {}
-    for size in UDP_SIZES:
+    for size in sizes:
         key = str(size)
         for name, result in (("larval", larval), ("strongswan", strongswan), ("wireguard", wg)):
             got = result.get(key, {})

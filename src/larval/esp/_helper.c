@@ -804,3 +804,202 @@ int larval_gcm_open_many(struct larval_gcm *const *g, const unsigned char *esn, 
     }
     return 0;
 }
+
+/* Whether n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back) are
+ * all ESP of one SA (RFC 3948 §2.2: eight bytes at least, an SPI other than the non-ESP
+ * marker's zeros, the same in each): that SPI, else -1. */
+int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len)
+{
+    uint32_t spi;
+    size_t i;
+
+    if (n == 0 || in_len[0] < 8)
+        return -1;
+    spi = get32(in);
+    if (spi == 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (in_len[i] < 8 || get32(in) != spi)
+            return -1;
+        in += in_len[i];
+    }
+    return (int64_t)spi;
+}
+
+/* UDP GSO sends of many datagrams in few system calls, for larval/net/udp.py
+ * (`UdpSocket.send_segments`, whose Python is the reference): the same messages, made
+ * the same way, handed to sendmmsg(2) up to LARVAL_MMSG at a time. Built with
+ * _GNU_SOURCE (larval/esp/_helper_build.py) for sendmmsg. */
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define LARVAL_MMSG 64
+#define LARVAL_SOL_UDP 17      /* include/uapi/linux/udp.h */
+#define LARVAL_UDP_SEGMENT 103
+#define LARVAL_UDP_MAX_SEGMENTS 64
+
+/* Send n datagrams (datagram i in_len[i] bytes of `in`, back to back) through `fd` to
+ * the socket address `addr` (addrlen bytes). Runs of one size, a shorter last one
+ * allowed, of at most LARVAL_UDP_MAX_SEGMENTS datagrams and max_payload bytes, go as one
+ * message with a UDP_SEGMENT control message; a datagram alone goes as a plain message:
+ * the grouping of send_segments. *done: the datagrams of the messages the kernel took,
+ * *gso_msgs: how many of those messages were GSO ones. 0 once all are sent; else the
+ * errno of the message that failed, which starts at datagram *done (nothing after it
+ * was sent). */
+int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,
+                        const unsigned char *addr, size_t addrlen, size_t max_payload,
+                        size_t *done, size_t *gso_msgs)
+{
+    struct mmsghdr msgs[LARVAL_MMSG];
+    struct iovec iov[LARVAL_MMSG];
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl[LARVAL_MMSG];
+    size_t first[LARVAL_MMSG], count[LARVAL_MMSG];
+    size_t i = 0;
+
+    *done = 0;
+    *gso_msgs = 0;
+    while (i < n) {
+        size_t m = 0, sent = 0;
+
+        memset(msgs, 0, sizeof msgs);
+        while (i < n && m < LARVAL_MMSG) {
+            size_t size = in_len[i], j = i + 1, bytes = size;
+            struct msghdr *h = &msgs[m].msg_hdr;
+
+            if (size) {
+                size_t most = max_payload / size, limit;
+                if (most > LARVAL_UDP_MAX_SEGMENTS)
+                    most = LARVAL_UDP_MAX_SEGMENTS;
+                limit = i + most;
+                while (j < n && j < limit) {
+                    size_t length = in_len[j];
+                    if (length > size)
+                        break;
+                    j++;
+                    bytes += length;
+                    if (length < size)
+                        break; /* a shorter datagram ends the batch (udp_gso_segment) */
+                }
+            }
+            iov[m].iov_base = (void *)in;
+            iov[m].iov_len = bytes;
+            in += bytes;
+            h->msg_name = (void *)addr;
+            h->msg_namelen = (socklen_t)addrlen;
+            h->msg_iov = &iov[m];
+            h->msg_iovlen = 1;
+            if (j - i > 1) {
+                struct cmsghdr *c = &ctl[m].align;
+                uint16_t gso = (uint16_t)size;
+                memset(&ctl[m], 0, sizeof ctl[m]);
+                c->cmsg_level = LARVAL_SOL_UDP;
+                c->cmsg_type = LARVAL_UDP_SEGMENT;
+                c->cmsg_len = CMSG_LEN(sizeof gso);
+                memcpy(CMSG_DATA(c), &gso, sizeof gso);
+                h->msg_control = ctl[m].buf;
+                h->msg_controllen = sizeof ctl[m].buf;
+            }
+            first[m] = i;
+            count[m] = j - i;
+            m++;
+            i = j;
+        }
+        while (sent < m) {
+            int r = sendmmsg(fd, msgs + sent, (unsigned int)(m - sent), 0);
+            size_t k;
+            if (r < 0) {
+                *done = first[sent];
+                return errno ? errno : EIO;
+            }
+            for (k = sent; k < sent + (size_t)r; k++) {
+                *done += count[k];
+                *gso_msgs += count[k] > 1;
+            }
+            sent += (size_t)r;
+        }
+    }
+    return 0;
+}
+
+/* UDP receives of many GRO batches in one system call, for larval/net/udp.py
+ * (`UdpSocket.recv_ready`; `recv_into` is the reference): recvmmsg(2) without waiting,
+ * each message into its own `room` bytes of `buf`, then moved down to follow the one
+ * before it, so that what came lies back to back from `buf`. */
+#define LARVAL_UDP_GRO 104
+
+/* Up to max_msgs (at most LARVAL_MMSG) messages ready on `fd`; `buf` holds
+ * max_msgs * room bytes. Per message k, as recv_into reads one: kept[k] bytes kept (a
+ * GRO batch cut short keeps its whole datagrams; a datagram cut short, none), seg[k] its
+ * segment size, count[k] its datagrams, trunc[k] whether it was cut short, and the
+ * sender's address in names + k * name_room (name_len[k] bytes). The number of
+ * messages, or -errno if there was none (-EAGAIN: nothing ready). */
+long larval_udp_recv_many(int fd, unsigned char *buf, size_t room, size_t max_msgs,
+                          size_t *kept, size_t *seg, size_t *count, unsigned char *trunc,
+                          unsigned char *names, size_t name_room, uint32_t *name_len)
+{
+    struct mmsghdr msgs[LARVAL_MMSG];
+    struct iovec iov[LARVAL_MMSG];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl[LARVAL_MMSG];
+    size_t k, off = 0;
+    int r;
+
+    if (max_msgs > LARVAL_MMSG)
+        max_msgs = LARVAL_MMSG;
+    memset(msgs, 0, sizeof msgs);
+    for (k = 0; k < max_msgs; k++) {
+        struct msghdr *h = &msgs[k].msg_hdr;
+        iov[k].iov_base = buf + k * room;
+        iov[k].iov_len = room;
+        h->msg_iov = &iov[k];
+        h->msg_iovlen = 1;
+        h->msg_name = names + k * name_room;
+        h->msg_namelen = (socklen_t)name_room;
+        h->msg_control = ctl[k].buf;
+        h->msg_controllen = sizeof ctl[k].buf;
+    }
+    r = recvmmsg(fd, msgs, (unsigned int)max_msgs, MSG_DONTWAIT, NULL);
+    if (r < 0)
+        return -(long)(errno ? errno : EIO);
+    for (k = 0; k < (size_t)r; k++) {
+        struct msghdr *h = &msgs[k].msg_hdr;
+        struct cmsghdr *c;
+        size_t n = msgs[k].msg_len, size = n;
+
+        for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == LARVAL_SOL_UDP && c->cmsg_type == LARVAL_UDP_GRO
+                && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                int v;
+                memcpy(&v, CMSG_DATA(c), sizeof v);
+                size = v > 0 ? (size_t)v : 0;
+            }
+        }
+        trunc[k] = (h->msg_flags & MSG_TRUNC) != 0;
+        name_len[k] = h->msg_namelen;
+        if (trunc[k] && size >= n) {
+            n = 0; /* one datagram, cut short */
+            count[k] = 0;
+        } else {
+            if (trunc[k])
+                n -= n % size; /* a GRO batch: the whole datagrams before the cut */
+            if (size >= n || size == 0) {
+                size = n;
+                count[k] = 1;
+            } else {
+                count[k] = (n + size - 1) / size;
+            }
+        }
+        kept[k] = n;
+        seg[k] = size;
+        if (n && buf + off != buf + k * room)
+            memmove(buf + off, buf + k * room, n);
+        off += n;
+    }
+    return r;
+}

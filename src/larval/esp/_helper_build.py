@@ -47,12 +47,20 @@ ffibuilder.cdef(
                              const unsigned char *in, const size_t *in_len,
                              const uint32_t *seq_hi, unsigned char *out,
                              unsigned char *status, uint32_t *payload_len, unsigned char *nh);
+    int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len);
+    int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,
+                            const unsigned char *addr, size_t addrlen, size_t max_payload,
+                            size_t *done, size_t *gso_msgs);
+    long larval_udp_recv_many(int fd, unsigned char *buf, size_t room, size_t max_msgs,
+                              size_t *kept, size_t *seg, size_t *count, unsigned char *trunc,
+                              unsigned char *names, size_t name_room, uint32_t *name_len);
     """
 )
 ffibuilder.set_source(
     "larval.esp._gcm_batch",
     (Path(__file__).parent / "_helper.c").read_text(),
     libraries=["crypto"],
+    define_macros=[("_GNU_SOURCE", None)],  # sendmmsg(2)
     extra_compile_args=["-O2", "-Wall"],
 )
 

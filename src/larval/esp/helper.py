@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from larval.esp.errors import EspConfigError
 from larval.esp.replay import EspReplayWindow
+from larval.esp.run import EspRun
 from larval.esp.transforms import BytesLike
 
 __all__ = [
@@ -233,13 +234,21 @@ class GcmBatch:
         ffi = self._ffi
         new = new_uncleared
         n = len(packets)
-        lengths = [len(p) for p in packets]
-        joined = b"".join(packets)
+        joined: BytesLike
+        if isinstance(packets, EspRun):
+            # Back to back already (a receive's GRO batches): no join, no copy.
+            lengths, joined = packets.lengths, packets.buffer
+        else:
+            lengths = [len(p) for p in packets]
+            joined = b"".join(packets)
         size = window.size
         words = (size + 63) // 64 or 1  # a window of 0 bits still takes a buffer
         bitmap = bytearray(window.bitmap.to_bytes(8 * words, "little"))
         top = ffi.new("uint64_t *", window.top)
-        plain_size = max(1, sum(length - 32 for length in lengths if length > 32))
+        if n and min(lengths) > 32:
+            plain_size = sum(lengths) - 32 * n
+        else:
+            plain_size = max(1, sum(length - 32 for length in lengths if length > 32))
         out = new("unsigned char[]", plain_size)
         offsets = new("size_t[]", n)
         status = new("unsigned char[]", n)

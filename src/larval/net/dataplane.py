@@ -27,19 +27,29 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from larval.esp.run import EspRun
 from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError, OffloadError
 from larval.net.keepalive import NatKeepalive
-from larval.net.offload import ZERO_VIRTIO_HDR, PacketRun, coalesce_runs, split_read
+from larval.net.offload import (
+    ZERO_VIRTIO_HDR,
+    PacketRun,
+    coalesce_runs,
+    plain_read,
+    split_read,
+)
 from larval.net.raw_esp import RawEspSocket
 from larval.net.tun import TunDevice
-from larval.net.udp import UdpSocket
-from larval.stack.packet_path import PLAIN_ESP, Datagram, PacketPath
+from larval.net.udp import RX_ROOM, UdpSocket
+from larval.stack.packet_path import PLAIN_ESP, Datagram, PacketPath, inbound_udp_run
 from larval.stack.stack import Stack
 
 log = logging.getLogger("larval.dataplane")
 
-BATCH = 64  # reads from the TUN before the batch is sent
+BATCH = 64  # reads from the TUN before the batch is sent; receives from UDP per wake-up
+# The inbound loop's receive buffer: room for a wake-up's BATCH receives, each of which
+# may be a GRO batch of up to 64 KB (they end back to back at its start).
+RX_BYTES = BATCH * RX_ROOM
 POLL_MS = 200  # how often a loop looks at the stop flag
 SOCKET_BUFFER = 8 << 20  # bytes: a burst of GSO batches must not overflow the socket
 # A thread that waits for the GIL waits up to the switch interval (5 ms by default): an
@@ -64,6 +74,7 @@ class Dataplane:
         host = udp.local_address[0]
         self.local = ipaddress.ip_address(host).packed
         self._batch = threading.local()
+        self._rx = bytearray(RX_BYTES)  # the inbound loop's (`_drain_udp`)
         self.path = PacketPath(
             stack,
             send=self._send,
@@ -225,6 +236,10 @@ class Dataplane:
                     if not offload:
                         packets.append(data)
                         continue
+                    plain = plain_read(data)
+                    if plain is not None:
+                        packets.append(plain)
+                        continue
                     try:
                         segments = split_read(data)
                     except OffloadError:
@@ -266,26 +281,33 @@ class Dataplane:
                 self._write(_writes(delivered, self.offload))
 
     def _drain_udp(self, now: float) -> bool:
-        """Every datagram ready on the UDP socket, up to a batch of receives."""
-        path, local, udp = self.path, self.local, self.udp
-        datagrams: list[tuple[bytes, bytes, int]] = []
-        for _ in range(BATCH):
-            try:
-                batch = udp.recv_batch()
-            except (BlockingIOError, TimeoutError):
-                break
-            except NetError as e:
-                if self._stop.is_set():
-                    return False
-                log.warning("UDP receive failed: %s", e)
-                break
-            if not batch:
+        """Every datagram ready on the UDP socket, up to a batch of receives: they land
+        back to back in one buffer (`UdpSocket.recv_ready`), which goes to the packet
+        path as it lies (`inbound_udp_run`)."""
+        view = memoryview(self._rx)
+        try:
+            receives = self.udp.recv_ready(view, BATCH)
+        except NetError as e:
+            if self._stop.is_set():
+                return False
+            log.warning("UDP receive failed: %s", e)
+            return True
+        lengths: list[int] = []
+        senders: list[tuple[int, bytes, int]] = []
+        off = 0
+        for nbytes, size, count, (host, port) in receives:
+            if not count:
                 continue
+            if count > 1:
+                lengths.extend([size] * (count - 1))
+                lengths.append(nbytes - size * (count - 1))
+            else:
+                lengths.append(nbytes)
             # A receive (one GRO batch) comes from one sender: its address is packed once.
-            host, port = batch[0][1]
-            peer = _packed(host)
-            datagrams.extend((payload, peer, port) for payload, _ in batch)
-        path.inbound_udp_batch(datagrams, local, now)
+            senders.append((count, _packed(host), port))
+            off += nbytes
+        if lengths:
+            inbound_udp_run(self.path, EspRun(view[:off], lengths), senders, self.local, now)
         return True
 
     def _drain_raw(self, now: float) -> bool:

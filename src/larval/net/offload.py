@@ -54,6 +54,7 @@ __all__ = [
     "coalesce",
     "coalesce_runs",
     "finish_checksum",
+    "plain_read",
     "split_read",
     "tcp_segment",
 ]
@@ -190,6 +191,17 @@ def _pseudo_sum(ip: _Ip) -> int:
     their value as one big number modulo 0xFFFF (RFC 1071 §2(B)).
     """
     return (int.from_bytes(ip.src + ip.dst, "big") + _IPPROTO_TCP) % 0xFFFF
+
+
+def plain_read(data: bytes) -> bytes | None:
+    """The IP packet of a read that `split_read` would return alone and as it is (no
+    GSO, checksum complete: every read of traffic TSO cannot batch, such as UDP or
+    fragments), without decoding the header; None for any other read."""
+    if len(data) > VIRTIO_NET_HDR_LEN and not (
+        data[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM or data[1] & ~GSO_ECN
+    ):
+        return data[VIRTIO_NET_HDR_LEN:]
+    return None
 
 
 def split_read(data: BytesLike) -> list[bytes]:

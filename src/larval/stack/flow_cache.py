@@ -2,9 +2,10 @@
 
 A bulk transfer asks the SPD the same question for every packet; the answer depends
 only on addresses, protocol and ports, which sit at fixed offsets of a plain TCP or UDP
-packet. Those bytes are the key. An entry remembers the SPD generation it was computed
-in, so a policy change is never answered from the cache. Other packets (IP options,
-fragments, IPv6 extension headers, other protocols) go to the SPD every time.
+packet (or IPv4 fragment of one). Those bytes are the key. An entry remembers the SPD
+generation it was computed in, so a policy change is never answered from the cache.
+Other packets (IP options, IPv6 extension headers, other protocols) go to the SPD every
+time.
 
 While no policy of the direction names ports (every selector's port ranges are
 `ANY_PORTS`), the answer for a TCP or UDP packet depends on its protocol and addresses
@@ -24,13 +25,22 @@ _CACHEABLE = frozenset({6, 17})  # TCP, UDP: ports right after the fixed header
 
 
 def flow_key(packet: bytes) -> bytes | None:
-    """Protocol, addresses and ports as they stand in `packet`, or None."""
+    """Protocol, addresses and ports as they stand in `packet`, or None.
+
+    IPv4 fragments are keyed too, as `parse_flow` reads them: a first fragment (offset 0,
+    MF set) has its ports where a whole packet has them, and takes a whole packet's key;
+    a later one has none (RFC 4301 §7), and its key is its protocol and addresses alone,
+    shorter than any key with ports. A datagram larger than the tunnel's MTU (UDP of
+    1,400 bytes through a TUN of MTU 1,400) comes as such pairs, every one of a flow."""
     if not packet:
         return None
     first = packet[0]
     if first == 0x45:  # IPv4, no options
-        # Not a fragment (RFC 791: MF flag and offset zero), so the ports are there.
-        if len(packet) >= 24 and packet[9] in _CACHEABLE and not (packet[6] & 0x3F or packet[7]):
+        if len(packet) < 20:
+            return None
+        if packet[6] & 0x1F or packet[7]:  # fragment offset not 0 (RFC 791)
+            return packet[9:10] + packet[12:20]
+        if len(packet) >= 24 and packet[9] in _CACHEABLE:
             return packet[9:10] + packet[12:24]
         return None
     if first >> 4 == 6 and len(packet) >= 44 and packet[6] in _CACHEABLE:
@@ -40,7 +50,11 @@ def flow_key(packet: bytes) -> bytes | None:
 
 def hosts_key(flow: bytes) -> bytes:
     """The protocol and addresses of a `flow_key`: the flow without its ports."""
-    return flow[:9] if len(flow) == 13 else flow[:33]
+    if len(flow) == 13:  # IPv4 with ports
+        return flow[:9]
+    if len(flow) == 37:  # IPv6 with ports
+        return flow[:33]
+    return flow  # a later IPv4 fragment's key: protocol and addresses already
 
 
 class FlowCache:

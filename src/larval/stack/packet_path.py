@@ -40,6 +40,7 @@ from larval.esp import (
 )
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
+from larval.esp.run import EspRun, one_spi
 from larval.esp.sa import EspDecrypted, open_each, seal_each
 from larval.pfkey import (
     SEQ_STATE_NEXT,
@@ -952,3 +953,37 @@ def _transport_packet(sa: SecurityAssociation, next_header: int, payload: bytes)
         header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
         return bytes(header) + payload
     return IPV6_HEADER.pack(6 << 28, len(payload), next_header, 64, sa.src, sa.dst) + payload
+
+
+def inbound_udp_run(
+    path: PacketPath,
+    run: EspRun,
+    senders: Sequence[tuple[int, bytes, int]],
+    local: bytes,
+    now: float,
+) -> None:
+    """`PacketPath.inbound_udp_batch` for datagrams that lie back to back in one buffer
+    (`run`: what a wake-up's receives of UDP GRO batches brought), each receive's
+    datagrams from one sender: `senders` holds (number of datagrams, packed address,
+    port) per receive, in order.
+
+    When every datagram is ESP of one SPI whose SA takes the batch path of a tunnel
+    with `deliver_many`, the run goes to the decryption as it lies, without a copy per
+    datagram; otherwise each datagram is copied out and `inbound_udp_batch` takes them.
+    Either way the deliveries, drops and counters are those of `inbound_udp_batch`."""
+    deliver_many = path.deliver_many
+    if len(run) > 1 and deliver_many is not None:
+        spi = one_spi(run)
+        if spi is not None:
+            # What `inbound_batch` does for a batch of one ready SA's packets.
+            sa = path.stack.sadb.lookup_esp(spi, local)
+            if sa is not None and sa.ready:
+                ctx = path._context(sa)
+                if ctx is not None and ctx.tunnel:
+                    path._open_tunnel_batch(sa, ctx, run, deliver_many, now)
+                    return
+    datagrams: list[tuple[bytes, bytes, int]] = []
+    packets = iter(run)
+    for count, peer, port in senders:
+        datagrams.extend((next(packets), peer, port) for _ in range(count))
+    path.inbound_udp_batch(datagrams, local, now)
