@@ -977,7 +977,7 @@ long larval_udp_recv_many(int fd, unsigned char *buf, size_t room, size_t max_ms
                 && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
                 int v;
                 memcpy(&v, CMSG_DATA(c), sizeof v);
-                size = v > 0 ? (size_t)v : 0;
+                size = v > 0 ? (size_t)v : n; /* no segment size: one datagram */
             }
         }
         trunc[k] = (h->msg_flags & MSG_TRUNC) != 0;
