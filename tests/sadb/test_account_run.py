@@ -1,6 +1,8 @@
 """`SecurityAssociation.account_run` against `account` packet by packet: two SADBs with
 the same SA and lifetimes, one told of each packet, the other of each run at once, aged
-at the same times; the SAs' counters and byte-limit notices, and the EXPIREs, agree."""
+at the same times; the SAs' counters and byte-limit notices, and the EXPIREs, agree.
+`account_each` (one packet each of several SAs in one call) is held to `account` the
+same way."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from larval.pfkey import ExtType, SadbLifetime
 from larval.sadb import Sadb, SecurityAssociation
+from larval.sadb.sa import account_each
 from tests.sadb.support import PEER_B, add
 from tests.sadb.test_expiry import expired
 
@@ -17,13 +20,22 @@ SPI = 0x180
 
 def _sa(soft_bytes: int, hard_bytes: int, soft_use: int) -> tuple[Sadb, SecurityAssociation]:
     """An inbound SA with these limits (0: none; a soft limit is under the hard one)."""
-    sadb = Sadb()
-    soft = SadbLifetime(ExtType.LIFETIME_SOFT, bytes=soft_bytes, usetime=soft_use)
-    hard = SadbLifetime(ExtType.LIFETIME_HARD, bytes=hard_bytes)
-    sadb.handle(add(SPI, soft=soft, hard=hard), 0.0)
-    sa = sadb.lookup_inbound(SPI, PEER_B)
-    assert sa is not None
+    sadb, (sa,) = _sas([(soft_bytes, hard_bytes)], soft_use)
     return sadb, sa
+
+
+def _sas(limits: list[tuple[int, int]], soft_use: int) -> tuple[Sadb, list[SecurityAssociation]]:
+    """Inbound SAs in one SADB, SPI after SPI, with these (soft, hard) byte limits."""
+    sadb = Sadb()
+    sas: list[SecurityAssociation] = []
+    for k, (soft_bytes, hard_bytes) in enumerate(limits):
+        soft = SadbLifetime(ExtType.LIFETIME_SOFT, bytes=soft_bytes, usetime=soft_use)
+        hard = SadbLifetime(ExtType.LIFETIME_HARD, bytes=hard_bytes)
+        sadb.handle(add(SPI + k, soft=soft, hard=hard), 0.0)
+        sa = sadb.lookup_inbound(SPI + k, PEER_B)
+        assert sa is not None
+        sas.append(sa)
+    return sadb, sas
 
 
 def _state(sadb: Sadb, sa: SecurityAssociation) -> tuple[object, ...]:
@@ -67,3 +79,43 @@ def test_a_run_crossing_the_soft_limit_is_noticed_once() -> None:
     assert [which for _, which, _ in expired(sadb.age(3.0))] == ["hard"]
     sa.account_run(0, 0, 4.0)  # an empty run changes nothing
     assert sa.packets == 7 and sa.lastuse == 2.5
+
+
+_limits = st.lists(
+    st.tuples(st.integers(0, 6_000), st.integers(0, 6_000)), min_size=1, max_size=6
+).map(lambda pairs: [(soft, soft + more if more else 0) for soft, more in pairs])
+_singles = st.lists(
+    st.tuples(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1500)), max_size=8),
+              st.booleans()),
+    min_size=1, max_size=25,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(_limits, st.integers(0, 30), _singles)
+def test_each_accounts_as_its_packets_do(
+    limits: list[tuple[int, int]], soft_use: int, steps: list[tuple[list[tuple[int, int]], bool]]
+) -> None:
+    one, one_sas = _sas(limits, soft_use)
+    each, each_sas = _sas(limits, soft_use)
+    for step, (packets, age) in enumerate(steps):
+        now = 1.0 + step
+        picked = [(k % len(limits), size) for k, size in packets]
+        for k, size in picked:
+            one_sas[k].account(size, now)
+        account_each([(each_sas[k], size) for k, size in picked], now)
+        assert [_state(each, sa) for sa in each_sas] == [_state(one, sa) for sa in one_sas]
+        if age:
+            assert expired(each.age(now + 0.5)) == expired(one.age(now + 0.5))
+            assert [_state(each, sa) for sa in each_sas] == [_state(one, sa) for sa in one_sas]
+
+
+def test_each_notices_each_sa_once() -> None:
+    sadb, (first, second) = _sas([(1000, 3000), (0, 0)], 0)
+    account_each([(first, 999), (second, 5000)], 1.0)
+    assert sadb._expiry.traffic == [] and first.packets == 1 and second.bytes == 5000
+    account_each([(first, 1), (first, 2500), (second, 1)], 2.0)  # soft, then hard, in one call
+    assert sadb._expiry.traffic == [first] and first.packets == 3 and first.lastuse == 2.0
+    assert [which for _, which, _ in expired(sadb.age(3.0))] == ["hard"]
+    account_each([], 4.0)  # nothing to account changes nothing
+    assert first.lastuse == 2.0 and second.packets == 2

@@ -424,11 +424,19 @@ def test_many_sas_through_send_many_and_deliver_many_match_packet_by_packet(
     assert _by_sa(batch.b.got) == _by_sa(one.b.got)
     assert batch.b.path.counters() == one.b.path.counters()
     assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
-    # Each SA counted the bytes and packets it carried, both ways, as packet by packet.
+    # Each SA counted the bytes and packets it carried, both ways, as packet by packet,
+    # with the same use times and the same next byte-limit notice.
     for host in ("a", "b"):
         counted = []
         for w in (one, batch):
             end = getattr(w, host)
             sas = [end.stack.sadb.lookup_inbound(0x5000 + k, w.b.outer) for k in range(MANY)]
-            counted.append([(sa.bytes, sa.packets) if sa is not None else None for sa in sas])
+            counted.append(
+                [
+                    (sa.bytes, sa.packets, sa.usetime, sa.lastuse, sa.notice_at)
+                    if sa is not None
+                    else None
+                    for sa in sas
+                ]
+            )
         assert counted[0] == counted[1]

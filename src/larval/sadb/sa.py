@@ -23,7 +23,7 @@ import enum
 import errno
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from larval.pfkey import Diagnostic, SadbAddress, SadbXSeqState, SaState
@@ -364,3 +364,26 @@ class SecurityAssociation:
                 expiry = self.expiry
                 if expiry is not None:
                     expiry.traffic.append(self)
+
+
+def account_each(done: Iterable[tuple[SecurityAssociation, int]], now: float) -> None:
+    """`account` for one packet each of several SAs, (SA, bytes) in turn, processed at
+    `now`: each SA ends as its `account` call would leave it, noticed past `notice_at`
+    exactly as then. One call for a batch spread over many SAs; each lock is taken on its
+    own, so no order among them matters."""
+    for sa, nbytes in done:
+        lock = sa.lock
+        lock.acquire()
+        try:
+            if not sa.usetime:
+                sa.usetime = now
+            sa.lastuse = now
+            sa.bytes = total = sa.bytes + nbytes
+            sa.packets += 1
+            if total >= sa.notice_at:
+                sa.notice_at = NEVER_NOTICE  # once: the pass sets the next
+                expiry = sa.expiry
+                if expiry is not None:
+                    expiry.traffic.append(sa)
+        finally:
+            lock.release()

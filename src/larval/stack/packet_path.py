@@ -52,6 +52,7 @@ from larval.pfkey import (
 )
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
+from larval.sadb.sa import account_each
 from larval.spd import Action, Policy
 from larval.stack.flow import PacketError
 from larval.stack.stack import Stack, Verdict
@@ -318,17 +319,19 @@ class PacketPath:
             for lock in locks:
                 lock.release()
         by_peer: dict[tuple[bytes, int], list[bytes]] = {}
+        done: list[tuple[SecurityAssociation, int]] = []
         for (sa, ctx, packet), esp in zip(sealing, made, strict=True):
             if esp is None:
                 self._protect(sa, packet, now)  # a stop in its numbers, or Python's SA
                 continue
-            sa.account(len(packet), now)
+            done.append((sa, len(packet)))
             peer = (sa.dst, ctx.port)
             sent = by_peer.get(peer)
             if sent is None:
                 by_peer[peer] = [esp]
             else:
                 sent.append(esp)
+        account_each(done, now)
         if not by_peer:
             return
         count = 0
@@ -561,6 +564,7 @@ class PacketPath:
         writer = self.stack.esp_state
         refusal_of = self._inbound_refusal
         cleartext: list[bytes] = []
+        done: list[tuple[SecurityAssociation, int]] = []
         for (sa, ctx, esp), result in zip(opening, found, strict=True):
             if result is None:
                 self._open(sa, esp, now)  # a drop before the ICV, or Python's SA
@@ -575,11 +579,12 @@ class PacketPath:
                 if refused is not None:
                     self.drop(refused)
                 else:
-                    sa.account(len(packet), now)
+                    done.append((sa, len(packet)))
                     cleartext.append(packet)
             if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
                 ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
                 writer.checkpoint_due()
+        account_each(done, now)
         if cleartext:
             self._deliver_all(cleartext)
 
