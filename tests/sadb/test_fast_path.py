@@ -578,3 +578,41 @@ def test_a_child_sa_of_two_families_takes_the_fast_path() -> None:
         local.packed, ip("2001:db8:1::5").packed, ip("2001:db8:2::7").packed
     )
     assert out is not None and out is out6 and out.spi == 0x4000
+
+
+def test_a_kept_update_shape_then_requests_of_other_sizes() -> None:
+    """After UPDATEs alike enough for their shape to be the one kept as the last
+    (`FastPath._last_keyed`), an UPDATE with a lifetime dropped (shorter) or doubled
+    (longer), and then one alike again (taken by the fast path), are answered as the
+    full path answers them."""
+    peer, local = V4
+    proposal = EspProposal(20, 128)
+    fast, full = Twin(11), Twin(11)
+    spis = []
+    for seq in range(1, 6):
+        getspi = getspi_bytes(peer, local, seq=seq, pid=7)
+        answer = fast.fast_first(getspi, 0.0)
+        assert answer == full.full(getspi, 0.0) and isinstance(answer, list)
+        spi = getspi_reply_spi(answer[0][0])
+        assert spi is not None
+        spis.append(spi)
+
+    def update(spi: int, seq: int) -> bytes:
+        keys = ChildKeys(spi, peer, local, proposal, bytes([seq]) * 20, b"")
+        return keyed_sa_bytes(UPDATE, keys, None, Lifetimes(3420, 3960), inbound=True,
+                              seq=seq, pid=7)  # fmt: skip
+
+    for seq, spi in enumerate(spis[:2], 10):
+        assert fast.fast_first(update(spi, seq), 1.0) == full.full(update(spi, seq), 1.0)
+    assert UPDATE in fast.fast._last_keyed
+    request = update(spis[2], 20)
+    off, size = next(e for e in _extensions(request) if e[1] == 32)  # a lifetime
+    shorter = _with_length(request[:off] + request[off + size :])
+    longer = _with_length(request + request[off : off + size])
+    assert fast.fast_first(shorter, 2.0) == full.full(shorter, 2.0)
+    assert fast.fast_first(longer, 2.0) == full.full(longer, 2.0)
+    taken = fast.taken
+    last = update(spis[4], 21)
+    assert fast.fast_first(last, 3.0) == full.full(last, 3.0)
+    assert fast.taken == taken + 1
+    assert state(fast.sadb) == state(full.sadb)

@@ -213,8 +213,10 @@ class _Holes(NamedTuple):
     fixed: Callable[[bytes], tuple[bytes, ...]]  # every byte but the per-SA ones
     per_sa: Callable[[bytes], tuple[bytes, ...]]  # (SPI, auth key, encrypt key, pair SPI)
     shapes: dict[tuple[bytes, ...], _KeyedShape]  # by the fixed bytes
-    starts: tuple[int, ...]  # where each of the fixed pieces begins
 
+
+#: The last UPDATE or ADD shape of a message type (`FastPath._last_keyed`).
+_LastKeyed = tuple[int, Callable[[bytes], tuple[bytes, ...]], tuple[bytes, ...], _KeyedShape]
 
 _NO_LIFETIMES = _Lifetimes(None, None, 0, 0)
 _LifetimeKey = tuple[bytes | None, bytes | None, bytes | None]
@@ -241,9 +243,9 @@ class FastPath:
         self._holes: dict[int, _Holes] = {}  # by message size
         # The last GETSPI body taken, and its shape (no message has an empty body).
         self._last_getspi: tuple[bytes, _GetspiShape | None] = (b"", None)
-        # By message type, the last UPDATE or ADD shape found by its fixed bytes: those
-        # bytes, where they begin, and the shape.
-        self._last_keyed: dict[int, tuple[tuple[bytes, ...], tuple[int, ...], _KeyedShape]] = {}
+        # By message type, the last UPDATE or ADD shape found by its fixed bytes: the
+        # message size, the reader of those bytes (`_Holes.fixed`), the bytes, the shape.
+        self._last_keyed: dict[int, _LastKeyed] = {}
 
     def handle(self, data: bytes, now: float) -> list[WireReply] | None:
         """The answers to one PF_KEY request, encoded, if it is one the fast path takes
@@ -329,11 +331,12 @@ class FastPath:
         # kind between two hosts differ only in their SPIs and keys: the holes of the
         # last layout of this size are read at once, the rest looked up as a whole.
         size = len(data)
-        # The last shape of this message type first, its fixed bytes compared where they
-        # lie (no slices made, none hashed): the next SA of a key manager's is alike.
+        # The last shape of this message type first, its fixed bytes read by one struct
+        # and compared as a tuple (none hashed): the next SA of a key manager's is alike.
+        # The size first: the reader needs the whole message.
         last = self._last_keyed.get(msg_type)
-        if last is not None and all(map(data.startswith, last[0], last[1])):
-            shape = last[2]
+        if last is not None and last[0] == size and last[1](data) == last[2]:
+            shape = last[3]
         else:
             holes = self._holes.get(size)
             found = None
@@ -341,7 +344,7 @@ class FastPath:
                 fixed = holes.fixed(data)
                 found = holes.shapes.get(fixed)
                 if found is not None:
-                    self._last_keyed[msg_type] = (fixed, holes.starts, found)
+                    self._last_keyed[msg_type] = (size, holes.fixed, fixed, found)
             if found is None:
                 found = self._keyed_shape(data, size)
                 if found is None:
@@ -551,19 +554,16 @@ class FastPath:
         if holes is not None and holes.where == per_sa:
             return holes
         fixed_fmt, per_sa_fmt, pos = "<8s8x", "<16x", _HEADER_SIZE
-        starts = [0]
         for off, end, used in per_sa:
             if off > pos:
                 fixed_fmt += f"{off - pos}s"
-                starts.append(pos)
             fixed_fmt += f"{end - off}x"
             per_sa_fmt += f"{off - pos}x{used}s{end - off - used}x"
             pos = end
         if size > pos:
             fixed_fmt += f"{size - pos}s"
-            starts.append(pos)
         holes = _Holes(per_sa, struct.Struct(fixed_fmt).unpack_from,
-                       struct.Struct(per_sa_fmt).unpack_from, {}, tuple(starts))  # fmt: skip
+                       struct.Struct(per_sa_fmt).unpack_from, {})  # fmt: skip
         if len(self._holes) >= CACHE_MAX:
             self._holes.clear()
         self._holes[size] = holes
