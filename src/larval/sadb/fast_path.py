@@ -48,7 +48,7 @@ from larval.pfkey import (
     decode,
 )
 from larval.sadb.errors import SadbError
-from larval.sadb.sa import Lifetime, SecurityAssociation
+from larval.sadb.sa import NEVER_NOTICE, Lifetime, SecurityAssociation
 from larval.sadb.sadb import (
     MAX_SPI,
     MIN_SPI,
@@ -387,7 +387,17 @@ class FastPath:
                 if first is None or optional or sa.idle_add or sa.idle_use:
                     sadb._expiry.reschedule(sa)
                 else:
-                    sadb._expiry.reschedule_at(sa, sa.addtime + first)
+                    # `ExpiryWheel.reschedule_at` without its calls and the wheel's lock
+                    # where the larval entry comes first, as it does unless the limits
+                    # are shorter than the larval lifetime: only the notice is reset. The
+                    # entry is read without the wheel's lock: it leaves only to be
+                    # evaluated (`Sadb.age`) under this SA's lock, held here, and that
+                    # evaluation, after this UPDATE, schedules the SA again.
+                    at = sa.expiry_at
+                    if at is not None and at <= (sa.addtime + first) // 1:
+                        sa.notice_at = NEVER_NOTICE
+                    else:
+                        sadb._expiry.reschedule_at(sa, sa.addtime + first)
                 reindex = track_inner and inner_before != _inner_state(sa)
             if reindex:
                 table.reindex_inner(sa)
