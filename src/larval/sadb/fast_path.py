@@ -316,7 +316,8 @@ class FastPath:
             error = _HEADER.pack(PF_KEY_V2, _GETSPI, e.errno, _ESP, 2, e.diagnostic, seq, pid)
             return [WireReply(error, _SENDER, _ESP)]
         freezer = sadb.gc_freezer
-        if freezer is not None and len(table) >= freezer.next_at:
+        # `len(table)` without its call.
+        if freezer is not None and len(self._by_spi) + table._shared_extra >= freezer.next_at:
             sadb._grown(table)
         pack, head, rest = answer
         return [_reply(WireReply, (pack(head, seq, pid, _SA_HEAD, spi.to_bytes(4, "big"), rest),
