@@ -147,6 +147,20 @@ def test_lifetimes_default_to_none() -> None:
     assert Lifetimes() == Lifetimes(0, 0, 0, 0)
 
 
+def test_getspi_bytes_of_the_last_pair_and_of_others_alike() -> None:
+    # The last pair's message is packed whole (by the identity of its addresses): the
+    # same bytes as the message encoded, for the same pair again, for equal addresses
+    # that are other objects, for another pair or family in between, at any seq and pid.
+    v6 = ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("2001:db8::2")
+    equal = ipaddress.ip_address(str(PEER)), ipaddress.ip_address(str(LOCAL))
+    other = ipaddress.ip_address("192.0.2.77"), LOCAL
+    pairs = [(PEER, LOCAL), (PEER, LOCAL), equal, v6, (PEER, LOCAL), other, (LOCAL, PEER)]
+    for i, (peer, local) in enumerate(pairs):
+        for seq, pid in ((i, 99), (2**32 - 1, 2**32 - 1), (0, 0)):
+            want = getspi(peer, local, seq=seq, pid=pid).encode()
+            assert getspi_bytes(peer, local, seq=seq, pid=pid) == want
+
+
 def test_getspi_built_and_read_without_a_whole_message(h: Harness) -> None:
     # The bytes the key manager sends are those of the GETSPI message, for either family.
     v6 = ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("2001:db8::2")

@@ -324,11 +324,31 @@ def _getspi_extensions(peer: IPAddress, local: IPAddress) -> bytes:
     return b"".join(ext.encode() for ext in getspi(peer, local, seq=0, pid=0).extensions)
 
 
+#: The last GETSPI `getspi_bytes` built: its two addresses (compared by identity; the
+#: entry holds them, so their ids stay theirs), the packer of the whole message, taking
+#: (the header's first 8 bytes, seq, pid, the extensions), and those bytes. Replaced
+#: whole, never changed, so a reader in another thread sees one entry.
+_LastGetspi = tuple[IPAddress | None, IPAddress | None, Callable[..., bytes], bytes, bytes]
+_LAST_GETSPI: _LastGetspi = (None, None, bytes, b"", b"")
+
+
 def getspi_bytes(peer: IPAddress, local: IPAddress, *, seq: int, pid: int) -> bytes:
-    """`getspi` encoded: the same bytes, its extensions encoded once per address pair."""
+    """`getspi` encoded: the same bytes, its extensions encoded once per address pair,
+    and the last pair's whole message packed by one struct."""
+    last_peer, last_local, pack, head, body = _LAST_GETSPI
+    if last_peer is peer and last_local is local:
+        return pack(head, seq, pid, body)
+    return _getspi_built(peer, local, seq, pid)
+
+
+def _getspi_built(peer: IPAddress, local: IPAddress, seq: int, pid: int) -> bytes:
+    """`getspi_bytes` for another address pair than the last; its packer is kept."""
+    global _LAST_GETSPI
     body = _pair_bytes(_GETSPI, peer, local)
-    return _MSG.pack(PF_KEY_V2, _GETSPI, 0, _ESP, (_MSG.size + len(body)) >> 3, 0, seq,
-                     pid) + body  # fmt: skip
+    head = _MSG.pack(PF_KEY_V2, _GETSPI, 0, _ESP, (_MSG.size + len(body)) >> 3, 0, 0, 0)[:8]
+    pack = struct.Struct(f"<8sII{len(body)}s").pack
+    _LAST_GETSPI = (peer, local, pack, head, body)
+    return pack(head, seq, pid, body)
 
 
 def getspi_reply_spi(data: bytes) -> int | None:
