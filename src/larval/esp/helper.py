@@ -276,22 +276,22 @@ class GcmBatch:
 
 
 def seal_many(
-    batches: list[GcmBatch], spis: list[int], seqs: list[int], esns: bytes,
-    inners: list[bytes], next_headers: bytes,
+    contexts: list[Any], spis: list[int], seqs: list[int], esns: bytearray,
+    inners: list[bytes], next_headers: bytearray,
 ) -> list[bytes]:  # fmt: skip
     """`GcmBatch.seal` of one packet each, for packets of several SAs in one call:
-    packet i with ``batches[i]``'s key, SPI ``spis[i]``, number ``seqs[i]`` and ESN flag
-    ``esns[i]``."""
-    first = batches[0]
-    ffi, lib = first._ffi, first._lib
+    packet i with the key of ``contexts[i]`` (a `GcmBatch`'s context), SPI ``spis[i]``,
+    number ``seqs[i]`` and ESN flag ``esns[i]``."""
+    module = _load()[0]
+    ffi = module.ffi
     n = len(inners)
     joined = b"".join(inners)
     cap = len(joined) + 37 * n
     out = new_uncleared("unsigned char[]", cap)
     out_len = new_uncleared("size_t[]", n)
-    rc = lib.larval_gcm_seal_many(
-        [b._ctx for b in batches], spis, seqs, esns, n, ffi.from_buffer(joined),
-        [len(p) for p in inners], next_headers, out, cap, out_len,
+    rc = module.lib.larval_gcm_seal_many(
+        contexts, spis, seqs, ffi.from_buffer(esns), n, ffi.from_buffer(joined),
+        list(map(len, inners)), ffi.from_buffer(next_headers), out, cap, out_len,
     )  # fmt: skip
     if rc != 0:
         raise EspConfigError("OpenSSL failed to seal an ESP batch")

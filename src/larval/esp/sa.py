@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from larval.crypto.algorithms import AALG_NONE, EALG_AES_GCM_16
 from larval.crypto.randomness import RandomBytes, system_random
@@ -499,35 +499,38 @@ def seal_each(items: Sequence[tuple[EspSa, bytes, int]]) -> list[bytes | None]:
     `EspSa.encrypt` would make, the packets of every SA with compiled AES-GCM sealed in
     one call; None for a packet left to `encrypt`, to be called after this in the order
     of `items`: Python runs for its SA, its number needs a stop (exhaustion or a
-    reservation), its Next Header is not one, or its SA had a packet taken already."""
+    reservation), or its Next Header is not one. An SA may come more than once: its
+    packets sealed here take the next numbers in their order, and none it leaves is
+    numbered before them (a stop leaves its later packets too, since its number does not
+    move; a bad Next Header takes no number)."""
     made: list[bytes | None] = [None] * len(items)
     where: list[int] = []
-    batches: list[GcmBatch] = []
+    contexts: list[Any] = []
     spis: list[int] = []
     seqs: list[int] = []
     esns = bytearray()
     inners: list[bytes] = []
     next_headers = bytearray()
-    seen: set[int] = set()
-    for i, (sa, inner, next_header) in enumerate(items):
+    i = -1
+    for sa, inner, next_header in items:
+        i += 1
         batch = sa._batch
         seq = sa.seq + 1
-        if batch is None or seq >= sa._seq_check or not 0 <= next_header <= 255 or id(sa) in seen:
+        if batch is None or seq >= sa._seq_check or not 0 <= next_header <= 255:
             continue
-        seen.add(id(sa))
         sa.seq = seq
         sa.packets_out += 1
         sa.bytes_out += len(inner)
         where.append(i)
-        batches.append(batch)
+        contexts.append(batch._ctx)
         spis.append(sa.spi)
         seqs.append(seq)
         esns.append(sa.esn)
         inners.append(inner)
         next_headers.append(next_header)
     if where:
-        for i, esp in zip(where, seal_many(batches, spis, seqs, bytes(esns), inners,
-                                           bytes(next_headers)), strict=True):  # fmt: skip
+        sealed = seal_many(contexts, spis, seqs, esns, inners, next_headers)
+        for i, esp in zip(where, sealed, strict=True):
             made[i] = esp
     return made
 

@@ -305,9 +305,7 @@ class PacketPath:
                 sealing.append((sa, ctx, packet))
         if not sealing:
             return
-        locks = _locks_of(ctx for _, ctx, _ in sealing)
-        for lock in locks:
-            lock.acquire()
+        locks = _hold_all([ctx.lock for _, ctx, _ in sealing])
         try:
             made = seal_each(
                 [
@@ -872,6 +870,26 @@ def _by_group_size(
 def _tunnel_items(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
     """Tunnel-mode packets with the Next Header each is sent under (RFC 4303 §2.6)."""
     return [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
+
+
+def _hold_all(locks: list[threading.Lock]) -> list[threading.Lock]:
+    """Take every lock of `locks` (a lock may come more than once) without waiting in a
+    cycle with another thread: each is tried without waiting, in the order given; if one
+    is busy (or came twice), those taken are let go and the distinct locks are taken in
+    `_locks_of`'s one order, waiting. The locks taken, each once, to release."""
+    held = 0
+    for lock in locks:
+        if not lock.acquire(False):
+            break
+        held += 1
+    else:
+        return locks
+    for lock in locks[:held]:
+        lock.release()
+    ordered = sorted(set(locks), key=id)
+    for lock in ordered:
+        lock.acquire()
+    return ordered
 
 
 def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
