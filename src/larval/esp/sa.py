@@ -65,6 +65,7 @@ __all__ = [
     "EspSpan",
     "open_each",
     "seal_each",
+    "seal_tunnel_each",
 ]
 
 EspMode = Literal["tunnel", "transport"]
@@ -76,6 +77,7 @@ EspSpan = tuple[int, int, int] | EspDropError
 
 ESP_HEADER_LEN = 8
 IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
+_IPV4, _IPV6 = 4, 41  # Next Header of an inner IPv4 or IPv6 packet (tunnel mode)
 
 _SPI_SEQ = struct.Struct(">II")
 _U32 = struct.Struct(">I")
@@ -530,6 +532,42 @@ def seal_each(items: Sequence[tuple[EspSa, bytes, int]]) -> list[bytes | None]:
         next_headers.append(next_header)
     if where:
         sealed = seal_many(contexts, spis, seqs, esns, inners, next_headers)
+        for i, esp in zip(where, sealed, strict=True):
+            made[i] = esp
+    return made
+
+
+def seal_tunnel_each(sas: Sequence[EspSa], inners: Sequence[bytes]) -> list[bytes | None]:
+    """`seal_each` of tunnel-mode packets, one each of `sas` in turn: each inner IP packet
+    under the Next Header its version names (4 for IPv4, else 41, RFC 4303 §2.6), as
+    ``seal_each([(sa, inner, that Next Header), ...])`` would seal them."""
+    made: list[bytes | None] = [None] * len(inners)
+    where: list[int] = []
+    contexts: list[Any] = []
+    spis: list[int] = []
+    seqs: list[int] = []
+    esns = bytearray()
+    taken: list[bytes] = []
+    next_headers = bytearray()
+    i = -1
+    for sa, inner in zip(sas, inners, strict=True):
+        i += 1
+        batch = sa._batch
+        seq = sa.seq + 1
+        if batch is None or seq >= sa._seq_check:
+            continue
+        sa.seq = seq
+        sa.packets_out += 1
+        sa.bytes_out += len(inner)
+        where.append(i)
+        contexts.append(batch._ctx)
+        spis.append(sa.spi)
+        seqs.append(seq)
+        esns.append(sa.esn)
+        taken.append(inner)
+        next_headers.append(_IPV4 if inner[0] >> 4 == 4 else _IPV6)
+    if where:
+        sealed = seal_many(contexts, spis, seqs, esns, taken, next_headers)
         for i, esp in zip(where, sealed, strict=True):
             made[i] = esp
     return made
