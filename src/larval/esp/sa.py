@@ -52,6 +52,7 @@ from larval.esp.helper import (
     gcm_batch,
     open_many,
     seal_many,
+    sealer,
 )
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
@@ -77,7 +78,6 @@ EspSpan = tuple[int, int, int] | EspDropError
 
 ESP_HEADER_LEN = 8
 IPPROTO_NONE = 59  # Next Header of a dummy packet (RFC 4303 §2.6)
-_IPV4, _IPV6 = 4, 41  # Next Header of an inner IPv4 or IPv6 packet (tunnel mode)
 
 _SPI_SEQ = struct.Struct(">II")
 _U32 = struct.Struct(">I")
@@ -105,6 +105,7 @@ class EspSa:
         "_pad_to",
         "_seal",
         "_seal_into",
+        "_sealer",
         "_seq_check",
         "_seq_half",
         "_seq_max",
@@ -169,6 +170,8 @@ class EspSa:
         self._batch: GcmBatch | None = None
         if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
             self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
+        # The compiled one-packet-each calls' handle of this SA (`seal_each`).
+        self._sealer: Any = None if self._batch is None else sealer(self._batch, spi, esn)
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -505,72 +508,51 @@ def seal_each(items: Sequence[tuple[EspSa, bytes, int]]) -> list[bytes | None]:
     packets sealed here take the next numbers in their order, and none it leaves is
     numbered before them (a stop leaves its later packets too, since its number does not
     move; a bad Next Header takes no number)."""
-    made: list[bytes | None] = [None] * len(items)
-    where: list[int] = []
-    contexts: list[Any] = []
-    spis: list[int] = []
+    handles: list[Any] = []
     seqs: list[int] = []
-    esns = bytearray()
     inners: list[bytes] = []
     next_headers = bytearray()
-    i = -1
     for sa, inner, next_header in items:
-        i += 1
-        batch = sa._batch
+        handle = sa._sealer
         seq = sa.seq + 1
-        if batch is None or seq >= sa._seq_check or not 0 <= next_header <= 255:
+        inners.append(inner)
+        if handle is None or seq >= sa._seq_check or not 0 <= next_header <= 255:
+            handles.append(None)
+            seqs.append(0)
+            next_headers.append(0)
             continue
         sa.seq = seq
         sa.packets_out += 1
         sa.bytes_out += len(inner)
-        where.append(i)
-        contexts.append(batch._ctx)
-        spis.append(sa.spi)
+        handles.append(handle)
         seqs.append(seq)
-        esns.append(sa.esn)
-        inners.append(inner)
         next_headers.append(next_header)
-    if where:
-        sealed = seal_many(contexts, spis, seqs, esns, inners, next_headers)
-        for i, esp in zip(where, sealed, strict=True):
-            made[i] = esp
-    return made
+    if handles.count(None) == len(handles):
+        return [None] * len(handles)
+    return seal_many(handles, seqs, inners, next_headers)
 
 
-def seal_tunnel_each(sas: Sequence[EspSa], inners: Sequence[bytes]) -> list[bytes | None]:
+def seal_tunnel_each(sas: Sequence[EspSa], inners: list[bytes]) -> list[bytes | None]:
     """`seal_each` of tunnel-mode packets, one each of `sas` in turn: each inner IP packet
     under the Next Header its version names (4 for IPv4, else 41, RFC 4303 §2.6), as
     ``seal_each([(sa, inner, that Next Header), ...])`` would seal them."""
-    made: list[bytes | None] = [None] * len(inners)
-    where: list[int] = []
-    contexts: list[Any] = []
-    spis: list[int] = []
+    handles: list[Any] = []
     seqs: list[int] = []
-    esns = bytearray()
-    taken: list[bytes] = []
-    next_headers = bytearray()
-    i = -1
     for sa, inner in zip(sas, inners, strict=True):
-        i += 1
-        batch = sa._batch
+        handle = sa._sealer
         seq = sa.seq + 1
-        if batch is None or seq >= sa._seq_check:
+        if handle is None or seq >= sa._seq_check:
+            handles.append(None)
+            seqs.append(0)
             continue
         sa.seq = seq
         sa.packets_out += 1
         sa.bytes_out += len(inner)
-        where.append(i)
-        contexts.append(batch._ctx)
-        spis.append(sa.spi)
+        handles.append(handle)
         seqs.append(seq)
-        esns.append(sa.esn)
-        taken.append(inner)
-        next_headers.append(_IPV4 if inner[0] >> 4 == 4 else _IPV6)
-    if where:
-        sealed = seal_many(contexts, spis, seqs, esns, taken, next_headers)
-        for i, esp in zip(where, sealed, strict=True):
-            made[i] = esp
-    return made
+    if handles.count(None) == len(handles):
+        return [None] * len(handles)
+    return seal_many(handles, seqs, inners, None)
 
 
 def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]:
