@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from larval.crypto.algorithms import EALG_AES_GCM_16
 from larval.esp import EspDropError, EspError, EspSa
-from larval.esp.sa import IPPROTO_NONE, open_each, seal_each
+from larval.esp.sa import IPPROTO_NONE, open_each, seal_each, seal_tunnel_each
 from tests.esp.compare import outcome, state
 from tests.esp.helpers import IPV4_UDP, IPV6_UDP
 
@@ -52,6 +52,35 @@ def test_seal_each_writes_what_encrypt_writes(items: list[tuple[int, int]], path
             except EspError as e:
                 got.append(outcome(e))
                 continue
+        got.append(outcome(esp))
+    assert got == expected
+    assert [state(s) for s in each] == [state(s) for s in one]
+    if path == "python":
+        assert all(m is None for m in made)
+
+
+_TUNNEL_INNERS = [IPV4_UDP, IPV6_UDP, b"\x45" + bytes(19), b"\x60" + bytes(39)]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(items=st.lists(st.tuples(st.integers(0, SAS - 1), st.integers(0, len(_TUNNEL_INNERS) - 1)),
+                      max_size=12))  # fmt: skip
+def test_seal_tunnel_each_writes_what_encrypt_writes_under_the_version_s_next_header(
+    items: list[tuple[int, int]], path: str
+) -> None:
+    one, each = _sas("python"), _sas(path)
+    expected = []
+    for k, i in items:
+        inner = _TUNNEL_INNERS[i]
+        expected.append(outcome(one[k].encrypt(inner, 4 if inner[0] >> 4 == 4 else 41)))
+    inners = [_TUNNEL_INNERS[i] for _, i in items]
+    made = seal_tunnel_each([each[k] for k, _ in items], inners)
+    got = []
+    for (k, _), inner, esp in zip(items, inners, made, strict=True):
+        if esp is None:  # left to `encrypt`, after the call, in order
+            esp = each[k].encrypt(inner, 4 if inner[0] >> 4 == 4 else 41)
         got.append(outcome(esp))
     assert got == expected
     assert [state(s) for s in each] == [state(s) for s in one]

@@ -440,3 +440,42 @@ def test_many_sas_through_send_many_and_deliver_many_match_packet_by_packet(
                 ]
             )
         assert counted[0] == counted[1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(0, MANY - 1), min_size=1, max_size=MANY, unique=True),
+    st.lists(st.sampled_from([4500, 4501, 4502]), min_size=MANY, max_size=MANY),
+)
+def test_single_packets_of_many_sas_leave_by_their_peer(order: list[int], ports: list[int]) -> None:
+    """The single packets of many SAs whose peers differ (here by UDP port, set on each
+    SA's context after its first packet): each datagram goes to its SA's peer, as packet
+    by packet, and each peer's datagrams leave in one `send_many` call."""
+    one, batch = ManyWorld(set(), set(), set()), ManyWorld(set(), set(), set())
+    for w in (one, batch):
+        for k in range(MANY):
+            w.a.path.outbound(_many_packet(k, 1), 1.0)  # each SA's context made
+            sa = w.a.stack.sadb.lookup_inbound(0x5000 + k, w.b.outer)
+            assert sa is not None and isinstance(sa.transform, EspContext)
+            sa.transform.port = ports[k]
+        w.a.wire.clear()
+    calls: list[tuple[bytes, int, int]] = []
+
+    def send_many(dst: bytes, port: int, payloads: list[bytes]) -> None:
+        calls.append((dst, port, len(payloads)))
+        batch.a.wire.extend(Datagram(p, dst, port) for p in payloads)
+
+    batch.a.path.send_many = send_many
+    packets = [_many_packet(k, 2) for k in order]
+    for packet in packets:
+        one.a.path.outbound(packet, 2.0)
+    batch.a.path.outbound_batch(packets, 2.0)
+    assert by_spi(batch.a.wire) == by_spi(one.a.wire)
+    assert sorted((d.payload[:4], d.port) for d in one.a.wire) == sorted(
+        ((0x5000 + k).to_bytes(4, "big"), ports[k]) for k in order
+    )
+    assert batch.a.path.counters() == one.a.path.counters()
+    if os.environ.get(helper.HELPER_ENV) == "compiled" and len(order) > 1:
+        used = [ports[k] for k in order]
+        assert sorted(port for _, port, _ in calls) == sorted(set(used))
+        assert sorted(n for _, _, n in calls) == sorted(used.count(p) for p in set(used))

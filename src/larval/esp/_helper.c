@@ -758,13 +758,22 @@ long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
     return result;
 }
 
+/* An outbound SA of larval_gcm_seal_many: its context, SPI and ESN flag, set once where
+ * the SA is made (the Python object keeps one per SA beside the context's owner). */
+struct larval_gcm_sa {
+    struct larval_gcm *g;
+    uint32_t spi;
+    unsigned char esn;
+};
+
 /* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
- * packet i is sealed with the context g[i] exactly as `larval_gcm_seal` would seal a
- * batch of that one packet, or verified and opened as `gcm_open_one` does (the caller
- * has checked its sequence number against the SA's window, and moves the window after).
- * The caller numbers each packet (seq[i]); the results are per packet. */
-int larval_gcm_seal_many(struct larval_gcm *const *g, const uint32_t *spi,
-                         const uint64_t *seq, const unsigned char *esn, size_t n,
+ * packet i is sealed with sa[i], numbered seq[i], exactly as `larval_gcm_seal` would seal
+ * a batch of that one packet, or verified and opened with g[i] as `gcm_open_one` does
+ * (the caller has checked its sequence number against the SA's window, and moves the
+ * window after). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
+ * nh gives each packet the Next Header of its IP version (4 for IPv4, else 41: tunnel
+ * mode, RFC 4303 §2.6). The results are per packet. */
+int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
                          const unsigned char *in, const size_t *in_len,
                          const unsigned char *nh, unsigned char *out, size_t out_cap,
                          size_t *out_len)
@@ -772,7 +781,19 @@ int larval_gcm_seal_many(struct larval_gcm *const *g, const uint32_t *spi,
     size_t i, off = 0;
 
     for (i = 0; i < n; i++) {
-        if (larval_gcm_seal(g[i], spi[i], seq[i], esn[i], 1, in, in_len + i, nh + i,
+        const struct larval_gcm_sa *one = sa[i];
+        unsigned char next;
+
+        if (one == NULL) {
+            out_len[i] = 0;
+            in += in_len[i];
+            continue;
+        }
+        if (nh != NULL)
+            next = nh[i];
+        else
+            next = in_len[i] > 0 && in[0] >> 4 == 4 ? 4 : 41;
+        if (larval_gcm_seal(one->g, one->spi, seq[i], one->esn, 1, in, in_len + i, &next,
                             out + off, out_cap - off, out_len + i) != 0)
             return -1;
         in += in_len[i];

@@ -38,8 +38,12 @@ ffibuilder.cdef(
                                   const size_t *run_count, const size_t *start,
                                   const size_t *in_len, unsigned char *out, size_t out_cap,
                                   size_t *write_len);
-    int larval_gcm_seal_many(struct larval_gcm *const *g, const uint32_t *spi,
-                             const uint64_t *seq, const unsigned char *esn, size_t n,
+    struct larval_gcm_sa {
+        struct larval_gcm *g;
+        uint32_t spi;
+        unsigned char esn;
+    };
+    int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
                              const unsigned char *in, const size_t *in_len,
                              const unsigned char *nh, unsigned char *out, size_t out_cap,
                              size_t *out_len);

@@ -275,27 +275,45 @@ class GcmBatch:
         )
 
 
+def sealer(batch: GcmBatch, spi: int, esn: bool) -> Any:
+    """The handle `seal_many` takes for one outbound SA: `batch`'s context, the SPI and
+    the ESN flag in one C struct, made once. `batch` owns the context: keep it as long."""
+    return batch._ffi.new("struct larval_gcm_sa *", {"g": batch._ctx, "spi": spi, "esn": int(esn)})
+
+
 def seal_many(
-    batches: list[GcmBatch], spis: list[int], seqs: list[int], esns: bytes,
-    inners: list[bytes], next_headers: bytes,
-) -> list[bytes]:  # fmt: skip
+    handles: list[Any], seqs: list[int], inners: list[bytes], next_headers: bytearray | None
+) -> list[bytes | None]:
     """`GcmBatch.seal` of one packet each, for packets of several SAs in one call:
-    packet i with ``batches[i]``'s key, SPI ``spis[i]``, number ``seqs[i]`` and ESN flag
-    ``esns[i]``."""
-    first = batches[0]
-    ffi, lib = first._ffi, first._lib
+    packet i with the SA of ``handles[i]`` (a `sealer`), number ``seqs[i]`` and Next
+    Header ``next_headers[i]``, or, with no `next_headers`, its IP version's (tunnel
+    mode); None for a packet whose handle is None (it is not sealed)."""
+    module = _load()[0]
+    ffi = module.ffi
     n = len(inners)
     joined = b"".join(inners)
     cap = len(joined) + 37 * n
     out = new_uncleared("unsigned char[]", cap)
     out_len = new_uncleared("size_t[]", n)
-    rc = lib.larval_gcm_seal_many(
-        [b._ctx for b in batches], spis, seqs, esns, n, ffi.from_buffer(joined),
-        [len(p) for p in inners], next_headers, out, cap, out_len,
+    rc = module.lib.larval_gcm_seal_many(
+        [ffi.NULL if h is None else h for h in handles] if None in handles else handles,
+        seqs, n, ffi.from_buffer(joined), list(map(len, inners)),
+        ffi.NULL if next_headers is None else ffi.from_buffer(next_headers), out, cap, out_len,
     )  # fmt: skip
     if rc != 0:
         raise EspConfigError("OpenSSL failed to seal an ESP batch")
-    return _sealed(ffi, out, out_len, n)
+    sizes: list[int] = ffi.unpack(out_len, n)
+    raw = ffi.buffer(out, sum(sizes))[:]
+    made: list[bytes | None] = []
+    off = 0
+    for size in sizes:
+        if size:
+            end = off + size
+            made.append(raw[off:end])
+            off = end
+        else:
+            made.append(None)
+    return made
 
 
 def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:

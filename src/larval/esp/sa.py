@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from larval.crypto.algorithms import AALG_NONE, EALG_AES_GCM_16
 from larval.crypto.randomness import RandomBytes, system_random
@@ -52,6 +52,7 @@ from larval.esp.helper import (
     gcm_batch,
     open_many,
     seal_many,
+    sealer,
 )
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
@@ -65,6 +66,7 @@ __all__ = [
     "EspSpan",
     "open_each",
     "seal_each",
+    "seal_tunnel_each",
 ]
 
 EspMode = Literal["tunnel", "transport"]
@@ -103,6 +105,7 @@ class EspSa:
         "_pad_to",
         "_seal",
         "_seal_into",
+        "_sealer",
         "_seq_check",
         "_seq_half",
         "_seq_max",
@@ -167,6 +170,8 @@ class EspSa:
         self._batch: GcmBatch | None = None
         if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
             self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
+        # The compiled one-packet-each calls' handle of this SA (`seal_each`).
+        self._sealer: Any = None if self._batch is None else sealer(self._batch, spi, esn)
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -499,37 +504,55 @@ def seal_each(items: Sequence[tuple[EspSa, bytes, int]]) -> list[bytes | None]:
     `EspSa.encrypt` would make, the packets of every SA with compiled AES-GCM sealed in
     one call; None for a packet left to `encrypt`, to be called after this in the order
     of `items`: Python runs for its SA, its number needs a stop (exhaustion or a
-    reservation), its Next Header is not one, or its SA had a packet taken already."""
-    made: list[bytes | None] = [None] * len(items)
-    where: list[int] = []
-    batches: list[GcmBatch] = []
-    spis: list[int] = []
+    reservation), or its Next Header is not one. An SA may come more than once: its
+    packets sealed here take the next numbers in their order, and none it leaves is
+    numbered before them (a stop leaves its later packets too, since its number does not
+    move; a bad Next Header takes no number)."""
+    handles: list[Any] = []
     seqs: list[int] = []
-    esns = bytearray()
     inners: list[bytes] = []
     next_headers = bytearray()
-    seen: set[int] = set()
-    for i, (sa, inner, next_header) in enumerate(items):
-        batch = sa._batch
+    for sa, inner, next_header in items:
+        handle = sa._sealer
         seq = sa.seq + 1
-        if batch is None or seq >= sa._seq_check or not 0 <= next_header <= 255 or id(sa) in seen:
+        inners.append(inner)
+        if handle is None or seq >= sa._seq_check or not 0 <= next_header <= 255:
+            handles.append(None)
+            seqs.append(0)
+            next_headers.append(0)
             continue
-        seen.add(id(sa))
         sa.seq = seq
         sa.packets_out += 1
         sa.bytes_out += len(inner)
-        where.append(i)
-        batches.append(batch)
-        spis.append(sa.spi)
+        handles.append(handle)
         seqs.append(seq)
-        esns.append(sa.esn)
-        inners.append(inner)
         next_headers.append(next_header)
-    if where:
-        for i, esp in zip(where, seal_many(batches, spis, seqs, bytes(esns), inners,
-                                           bytes(next_headers)), strict=True):  # fmt: skip
-            made[i] = esp
-    return made
+    if handles.count(None) == len(handles):
+        return [None] * len(handles)
+    return seal_many(handles, seqs, inners, next_headers)
+
+
+def seal_tunnel_each(sas: Sequence[EspSa], inners: list[bytes]) -> list[bytes | None]:
+    """`seal_each` of tunnel-mode packets, one each of `sas` in turn: each inner IP packet
+    under the Next Header its version names (4 for IPv4, else 41, RFC 4303 §2.6), as
+    ``seal_each([(sa, inner, that Next Header), ...])`` would seal them."""
+    handles: list[Any] = []
+    seqs: list[int] = []
+    for sa, inner in zip(sas, inners, strict=True):
+        handle = sa._sealer
+        seq = sa.seq + 1
+        if handle is None or seq >= sa._seq_check:
+            handles.append(None)
+            seqs.append(0)
+            continue
+        sa.seq = seq
+        sa.packets_out += 1
+        sa.bytes_out += len(inner)
+        handles.append(handle)
+        seqs.append(seq)
+    if handles.count(None) == len(handles):
+        return [None] * len(handles)
+    return seal_many(handles, seqs, inners, None)
 
 
 def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]:

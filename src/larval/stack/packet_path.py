@@ -41,7 +41,7 @@ from larval.esp import (
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, one_spi
-from larval.esp.sa import EspDecrypted, open_each, seal_each
+from larval.esp.sa import EspDecrypted, open_each, seal_tunnel_each
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -294,7 +294,9 @@ class PacketPath:
         """`_protect` for one packet each of several SAs (a batch spread over many SAs),
         the compiled ones sealed in one `seal_each` call under their locks; what they
         make for one peer leaves in one `send_many`."""
-        sealing: list[tuple[SecurityAssociation, EspContext, bytes]] = []
+        sas: list[SecurityAssociation] = []
+        contexts: list[EspContext] = []
+        inners: list[bytes] = []
         for sa, packet in singles:
             ctx = sa.transform
             if type(ctx) is not EspContext or ctx.natt is not sa.natt_rem:
@@ -302,35 +304,41 @@ class PacketPath:
             if ctx is None or not ctx.tunnel:
                 self._protect(sa, packet, now)
             else:
-                sealing.append((sa, ctx, packet))
-        if not sealing:
+                sas.append(sa)
+                contexts.append(ctx)
+                inners.append(packet)
+        if not sas:
             return
-        locks = _locks_of(ctx for _, ctx, _ in sealing)
-        for lock in locks:
-            lock.acquire()
+        locks = _hold_all([ctx.lock for ctx in contexts])
         try:
-            made = seal_each(
-                [
-                    (ctx.esp, p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6)
-                    for _, ctx, p in sealing
-                ]
-            )
+            made = seal_tunnel_each([ctx.esp for ctx in contexts], inners)
         finally:
             for lock in locks:
                 lock.release()
         by_peer: dict[tuple[bytes, int], list[bytes]] = {}
         done: list[tuple[SecurityAssociation, int]] = []
-        for (sa, ctx, packet), esp in zip(sealing, made, strict=True):
+        # The packets of a batch mostly go to one peer: the last one's list is kept at hand.
+        last_dst: bytes | None = None
+        last_port = -1
+        sent: list[bytes] = []
+        for sa, ctx, packet, esp in zip(sas, contexts, inners, made, strict=True):
             if esp is None:
                 self._protect(sa, packet, now)  # a stop in its numbers, or Python's SA
                 continue
             done.append((sa, len(packet)))
-            peer = (sa.dst, ctx.port)
-            sent = by_peer.get(peer)
-            if sent is None:
-                by_peer[peer] = [esp]
-            else:
+            dst = sa.dst
+            port = ctx.port
+            if port == last_port and dst == last_dst:
                 sent.append(esp)
+                continue
+            peer = (dst, port)
+            got = by_peer.get(peer)
+            if got is None:
+                sent = by_peer[peer] = [esp]
+            else:
+                sent = got
+                sent.append(esp)
+            last_dst, last_port = dst, port
         account_each(done, now)
         if not by_peer:
             return
@@ -872,6 +880,26 @@ def _by_group_size(
 def _tunnel_items(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
     """Tunnel-mode packets with the Next Header each is sent under (RFC 4303 §2.6)."""
     return [(p, IPPROTO_IPV4 if p[0] >> 4 == 4 else IPPROTO_IPV6) for p in packets]
+
+
+def _hold_all(locks: list[threading.Lock]) -> list[threading.Lock]:
+    """Take every lock of `locks` (a lock may come more than once) without waiting in a
+    cycle with another thread: each is tried without waiting, in the order given; if one
+    is busy (or came twice), those taken are let go and the distinct locks are taken in
+    `_locks_of`'s one order, waiting. The locks taken, each once, to release."""
+    held = 0
+    for lock in locks:
+        if not lock.acquire(False):
+            break
+        held += 1
+    else:
+        return locks
+    for lock in locks[:held]:
+        lock.release()
+    ordered = sorted(set(locks), key=id)
+    for lock in ordered:
+        lock.acquire()
+    return ordered
 
 
 def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
