@@ -14,7 +14,6 @@ explicit priority below 83,564 puts a policy before every policy without one.
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 from dataclasses import dataclass, field, replace
 
@@ -123,6 +122,10 @@ class Tunnel:
     #: The peer is any address (``%any``): one SA per peer, by inner destination. Kept,
     #: not computed: the dataplane asks for every packet.
     any_remote: bool = field(init=False, repr=False, compare=False)
+    #: Both ends' packed forms, kept for the same reason: the inbound policy check
+    #: compares them with an SA's addresses for every packet.
+    local_packed: bytes = field(init=False, repr=False, compare=False)
+    remote_packed: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.local.version != self.remote.version:
@@ -132,6 +135,8 @@ class Tunnel:
                 f"a tunnel's local end must be an address of this host, not {self.local}"
             )
         object.__setattr__(self, "any_remote", self.remote.is_unspecified)
+        object.__setattr__(self, "local_packed", self.local.packed)
+        object.__setattr__(self, "remote_packed", self.remote.packed)
 
     @property
     def remote_text(self) -> str:
@@ -142,14 +147,6 @@ class Tunnel:
     def any_peer(cls, local: IPAddress) -> Tunnel:
         """A tunnel from `local` to any peer of its family."""
         return cls(local, ipaddress.ip_address("::" if local.version == 6 else "0.0.0.0"))
-
-    @property
-    def local_packed(self) -> bytes:
-        return _packed(self.local)
-
-    @property
-    def remote_packed(self) -> bytes:
-        return _packed(self.remote)
 
     @classmethod
     def of(cls, local: str | IPAddress, remote: str | IPAddress) -> Tunnel:
@@ -166,12 +163,6 @@ class Tunnel:
             return cls(near, ipaddress.ip_address(remote))
         except ValueError as exc:
             raise SpdError(str(exc)) from None
-
-
-@functools.lru_cache(maxsize=256)
-def _packed(address: IPAddress) -> bytes:
-    """The packed form, computed once: the dataplane asks for it on every packet."""
-    return address.packed
 
 
 def default_priority(selector: Selector) -> int:
