@@ -226,8 +226,15 @@ _KeysKey = tuple[int, int, int, int]  # auth, encrypt, bits of each key (0: none
 class FastPath:
     """GETSPI, UPDATE and ADD of ESP SAs from bytes, for `sadb`; `handle` is the entry."""
 
-    def __init__(self, sadb: Sadb) -> None:
+    def __init__(
+        self,
+        sadb: Sadb,
+        others: dict[int, Callable[[bytes, float], list[WireReply] | None]] | None = None,
+    ) -> None:
         self.sadb = sadb
+        # By message type, what answers other requests from bytes (the stack's inverse
+        # ACQUIRE): the same contract as `handle`.
+        self._others = others or {}
         self._table = sadb._tables[_ESP]
         self._wheel = self._table.expiry
         # The inbound table's dict, never replaced: UPDATE's lookup without the call.
@@ -259,7 +266,8 @@ class FastPath:
             return self._getspi(data, seq, pid, now)
         if msg_type in _KEYED:
             return self._keyed(data, msg_type, seq, pid, now)
-        return None
+        other = self._others.get(msg_type)
+        return None if other is None else other(data, now)
 
     # -- GETSPI ---------------------------------------------------------------------------
 

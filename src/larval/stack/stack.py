@@ -1,13 +1,14 @@
 """The stack's core: SADB and SPD behind PF_KEY, and the verdict for each outbound packet.
 
 Sans-I/O: PF_KEY requests come in as decoded messages and leave as replies, or, for the
-usual GETSPI, UPDATE and ADD, come in as bytes and leave as bytes (`handle_pfkey_bytes`,
-`larval.sadb.fast_path`; what it declines, the caller decodes); messages the
-stack originates (ACQUIRE, EXPIRE) go to `emit`, which the PF_KEY socket provides. A
-packet leaving the host is matched against the SPD: BYPASS, DISCARD, or PROTECT with an
-SA if one exists; otherwise it is held on an acquire record and, for a new record, a
-regular ACQUIRE goes to plain registrants and an extended one (every alternative of
-the policy, RFC 2367 §3.1.6 with the illumos SADB_X_EXT_EPROP) to extended registrants.
+usual GETSPI, UPDATE and ADD and for inverse ACQUIREs, come in as bytes and leave as
+bytes (`handle_pfkey_bytes`, `larval.sadb.fast_path`; what it declines, the caller
+decodes); messages the stack originates (ACQUIRE, EXPIRE) go to `emit`, which the
+PF_KEY socket provides. A packet leaving the host is matched against the SPD: BYPASS,
+DISCARD, or PROTECT with an SA if one exists; otherwise it is held on an acquire record
+and, for a new record, a regular ACQUIRE goes to plain registrants and an extended one
+(every alternative of the policy, RFC 2367 §3.1.6 with the illumos SADB_X_EXT_EPROP) to
+extended registrants.
 A tunnel policy to any peer (``%any``) takes the SA whose inner destination covers the
 packet's, and drops the packet if there is none: it has no peer to ACQUIRE for.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from larval.crypto.randomness import RandomBytes, system_random
-from larval.pfkey import PfkeyMessage, SadbAddress, SadbMsgType, SaState, SaType
+from larval.pfkey import PfkeyError, PfkeyMessage, SadbAddress, SadbMsgType, SaState, SaType, decode
 from larval.sadb import (
     Audience,
     FastPath,
@@ -67,6 +68,10 @@ class Verdict(enum.Enum):
 
 
 _MATURE = SaState.MATURE
+# Where a PF_KEY header's sequence number begins and its pid ends (RFC 2367 §2.3.1).
+_SEQ_AT, _PID_END = 8, 16
+#: Inverse ACQUIRE answers kept (`Stack._inverse_acquire_bytes`): one per question.
+_INVERSE_ANSWERS_KEPT = 4096
 
 
 class Outbound(NamedTuple):
@@ -105,12 +110,16 @@ class Stack:
             random_bytes=random_bytes,
             gc_freezer=gc_freezer,
         )
-        # The usual GETSPI, UPDATE and ADD from their bytes: the answers encoded, or None
-        # (nothing done) for the caller to `decode` the request and `handle_pfkey` it.
-        self.handle_pfkey_bytes: Callable[[bytes, float], list[WireReply] | None] = FastPath(
-            self.sadb
-        ).handle
         self.spd = Spd()
+        # Inverse ACQUIRE answers by the request's bytes less its sequence number and pid,
+        # with the SPD generation they were found at (`_inverse_acquire_bytes`).
+        self._inverse_answers: dict[bytes, tuple[int, list[tuple[bytes, bytes, WireReply]]]] = {}
+        # The usual GETSPI, UPDATE and ADD, and inverse ACQUIREs, from their bytes: the
+        # answers encoded, or None (nothing done) for the caller to `decode` the request
+        # and `handle_pfkey` it.
+        self.handle_pfkey_bytes: Callable[[bytes, float], list[WireReply] | None] = FastPath(
+            self.sadb, others={SadbMsgType.X_INVERSE_ACQUIRE: self._inverse_acquire_bytes}
+        ).handle
         self.esp_state: EspStateWriter | None = None
         if store is not None:
             self.use_store(store)
@@ -157,6 +166,37 @@ class Stack:
                 return [Sadb.error_reply(msg, e)]
             return [PfkeyReply(reply, Audience.SENDER)]
         return self.sadb.handle(msg, now)
+
+    def _inverse_acquire_bytes(self, data: bytes, now: float) -> list[WireReply] | None:
+        """An X_INVERSE_ACQUIRE from its bytes. The answer is a function of the request and
+        the SPD alone (`inverse_acquire`; it copies the request's sequence number and
+        pid), so a question asked again while the SPD is unchanged, as a responder asks
+        it for every CHILD_SA of a peer, is answered from the bytes of the last answer.
+        A request that does not decode: None, for the full path to refuse."""
+        key = data[:_SEQ_AT] + data[_PID_END:]
+        spd = self.spd
+        kept = self._inverse_answers.get(key)
+        if kept is not None and kept[0] == spd.generation:
+            ids = data[_SEQ_AT:_PID_END]
+            return [reply._replace(data=head + ids + tail) for head, tail, reply in kept[1]]
+        generation = spd.generation  # before the lookup: a change during it is seen next time
+        try:
+            msg = decode(data)
+        except PfkeyError:
+            return None
+        replies = [
+            WireReply(r.message.encode(), r.audience, r.message.satype)
+            for r in self.handle_pfkey(msg, now)
+        ]
+        ids = data[_SEQ_AT:_PID_END]
+        if all(r.data[_SEQ_AT:_PID_END] == ids for r in replies):
+            if len(self._inverse_answers) >= _INVERSE_ANSWERS_KEPT:
+                self._inverse_answers.clear()
+            self._inverse_answers[key] = (
+                generation,
+                [(r.data[:_SEQ_AT], r.data[_PID_END:], r) for r in replies],
+            )
+        return replies
 
     def age(self, now: float) -> None:
         """Apply lifetimes; the EXPIREs go out through `emit`."""
