@@ -282,7 +282,7 @@ def sealer(batch: GcmBatch, spi: int, esn: bool) -> Any:
 
 
 def seal_many(
-    handles: list[Any], seqs: list[int], inners: list[bytes], next_headers: bytearray | None
+    handles: list[Any], seqs: list[int], inners: list[bytes], next_headers: bytes | None
 ) -> list[bytes | None]:
     """`GcmBatch.seal` of one packet each, for packets of several SAs in one call:
     packet i with the SA of ``handles[i]`` (a `sealer`), number ``seqs[i]`` and Next
