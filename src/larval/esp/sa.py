@@ -51,8 +51,8 @@ from larval.esp.helper import (
     GcmBatch,
     gcm_batch,
     open_many,
+    sa_handle,
     seal_many,
-    sealer,
 )
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
@@ -96,6 +96,7 @@ class EspSa:
     __slots__ = (
         "_batch",
         "_block_size",
+        "_handle",
         "_iv",
         "_min_len",
         "_open",
@@ -104,7 +105,6 @@ class EspSa:
         "_pad_to",
         "_seal",
         "_seal_into",
-        "_sealer",
         "_seq_check",
         "_seq_half",
         "_seq_max",
@@ -169,8 +169,8 @@ class EspSa:
         self._batch: GcmBatch | None = None
         if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
             self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
-        # The compiled one-packet-each calls' handle of this SA (`seal_each`).
-        self._sealer: Any = None if self._batch is None else sealer(self._batch, spi, esn)
+        # The compiled one-packet-each calls' handle of this SA (`seal_each`, `open_each`).
+        self._handle: Any = None if self._batch is None else sa_handle(self._batch, spi, esn)
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -528,7 +528,7 @@ def seal_each(
     handles: list[Any] = []
     seqs: list[int] = []
     for sa, inner in zip(sas, inners, strict=True):
-        handle = sa._sealer
+        handle = sa._handle
         seq = sa.seq + 1
         if handle is None or seq >= sa._seq_check:
             handles.append(None)
@@ -551,12 +551,12 @@ def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]
     fails a check before the ICV (`decrypt` names the drop), or an SA's second."""
     found: list[EspDecrypted | None] = [None] * len(items)
     where: list[tuple[int, EspSa, int]] = []  # (index, SA, sequence number)
-    batches: list[GcmBatch] = []
+    handles: list[Any] = []
     chosen: list[bytes] = []
     seen: set[int] = set()
     for i, (sa, esp) in enumerate(items):
-        batch = sa._batch
-        if batch is None or sa.esn or len(esp) < sa._min_len or id(sa) in seen:
+        handle = sa._handle
+        if handle is None or sa.esn or len(esp) < sa._min_len or id(sa) in seen:
             continue
         spi, seq = _SPI_SEQ.unpack_from(esp)
         replay = sa.replay
@@ -566,12 +566,11 @@ def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]
             continue
         seen.add(id(sa))
         where.append((i, sa, seq))
-        batches.append(batch)
+        handles.append(handle)
         chosen.append(esp)
     if not where:
         return found
-    n = len(chosen)
-    plain, offsets, status, lengths, next_headers = open_many(batches, bytes(n), chosen, [0] * n)
+    plain, offsets, status, lengths, next_headers = open_many(handles, chosen)
     for k, (i, sa, seq) in enumerate(where):
         verdict = status[k]
         if verdict != OPEN_OK:
