@@ -490,27 +490,11 @@ def keyed_sa_bytes(
              len(encrypt_key), not pair_spi)  # fmt: skip
     template = _TEMPLATES.get((msg_type, inbound))
     if template is not None and template[0] == alike:
-        _, pack, (head, sa_head, middle, auth_head, encrypt_head, natt, pair_head) = template
-        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), middle, auth_head,
+        _, pack, (head, sa_head, between, auth_head, encrypt_head, natt, pair_head) = template
+        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), between, auth_head,
                     auth_key, encrypt_head, encrypt_key, natt, pair_head,
                     pair_spi.to_bytes(4, "big") if pair_spi else b"")  # fmt: skip
-    return _keyed_sa_built(msg_type, keys, request, lifetimes, inbound, seq, pid, pair_spi,
-                           natt_port, alike)  # fmt: skip
-
-
-def _keyed_sa_built(
-    msg_type: int,
-    keys: ChildKeys,
-    request: PolicyRequest | None,
-    lifetimes: Lifetimes,
-    inbound: bool,
-    seq: int,
-    pid: int,
-    pair_spi: int,
-    natt_port: int,
-    alike: tuple[object, ...],
-) -> bytes:
-    """`keyed_sa_bytes` built part by part; its template is kept for the next alike."""
+    # Built part by part; its template is kept for the next alike.
     proposal = keys.proposal
     # sadb_sa_flags: the SA's direction, tunnel mode, ESN.
     flags = _X_INBOUND if inbound else _X_OUTBOUND
