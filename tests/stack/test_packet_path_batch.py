@@ -322,6 +322,17 @@ def _by_sa(packets: list[bytes]) -> dict[bytes, list[bytes]]:
     return found
 
 
+def _inbound_alike(one: ManyWorld, batch: ManyWorld, esp: list[bytes]) -> None:
+    """`esp` into B of `one` packet by packet and into B of `batch` as one batch: the same
+    packets out of each SA, in order, and the same counters."""
+    for packet in esp:
+        one.b.path.inbound(packet, one.b.outer, 1.0)
+    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
+    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
+    assert batch.b.path.counters() == one.b.path.counters()
+    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
+
+
 _sa_sets = st.sets(st.integers(0, MANY - 1), max_size=4)
 
 
@@ -351,12 +362,7 @@ def test_a_batch_over_many_sas_matches_packet_by_packet(
     # Inbound: the datagrams A sent packet by packet, some again later (replays).
     esp = [d.payload for d in one.a.wire]
     esp += [esp[i] for i in replays if i < len(esp)]
-    for packet in esp:
-        one.b.path.inbound(packet, one.b.outer, 1.0)
-    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
-    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
-    assert batch.b.path.counters() == one.b.path.counters()
-    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
+    _inbound_alike(one, batch, esp)
     counters = one.b.path.counters()
     sent_to = {k for k in order if k not in missing}
     assert counters["unknown_spi"] == sum(
@@ -416,13 +422,7 @@ def test_many_sas_through_send_many_and_deliver_many_match_packet_by_packet(
         singles = sizes.count(1)
         assert sorted(calls) == sorted([n for n in sizes if n > 1] + [singles] * (singles > 1))
     calls.clear()
-    esp = [d.payload for d in one.a.wire]
-    for packet in esp:
-        one.b.path.inbound(packet, one.b.outer, 1.0)
-    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
-    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
-    assert batch.b.path.counters() == one.b.path.counters()
-    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
+    _inbound_alike(one, batch, [d.payload for d in one.a.wire])
     # Each SA counted the bytes and packets it carried, both ways, as packet by packet,
     # with the same use times and the same next byte-limit notice.
     for host in ("a", "b"):
