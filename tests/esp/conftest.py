@@ -1,17 +1,8 @@
-"""`path`: a test of an SA's batch calls runs once on each ESP path, Python (the
-reference) and the compiled helper; where the helper is not built, the compiled case is
-skipped, which CI (LARVAL_NO_SKIP) counts as a failure."""
+"""`path` and `esp_path` (`tests/esp/paths.py`): a test of an SA's batch calls runs once
+on each ESP path, Python (the reference) and the compiled helper."""
 
 from __future__ import annotations
 
-import pytest
+from tests.esp.paths import esp_path, path
 
-from larval.esp import helper
-
-
-@pytest.fixture(params=["python", "compiled"])
-def path(request: pytest.FixtureRequest) -> str:
-    ok, why_not = helper.built()
-    if request.param == "compiled" and not ok:
-        pytest.skip(f"the compiled ESP helper is {why_not}")
-    return str(request.param)
+__all__ = ["esp_path", "path"]

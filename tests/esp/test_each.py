@@ -7,12 +7,13 @@ runs with the SAs' batch calls on both paths."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from larval.crypto.algorithms import EALG_AES_GCM_16
 from larval.esp import EspDropError, EspError, EspSa
-from larval.esp.sa import IPPROTO_NONE, open_each, seal_each, seal_tunnel_each
+from larval.esp.sa import IPPROTO_NONE, open_each, seal_each
 from tests.esp.compare import outcome, state
 from tests.esp.helpers import IPV4_UDP, IPV6_UDP
 
@@ -43,7 +44,8 @@ def test_seal_each_writes_what_encrypt_writes(items: list[tuple[int, int]], path
             expected.append(outcome(one[k].encrypt(*_INNERS[i])))
         except EspError as e:
             expected.append(outcome(e))
-    made = seal_each([(each[k], *_INNERS[i]) for k, i in items])
+    made = seal_each([each[k] for k, _ in items], [_INNERS[i][0] for _, i in items],
+                     [_INNERS[i][1] for _, i in items])  # fmt: skip
     got: list[tuple[str, object]] = []
     for (k, i), esp in zip(items, made, strict=True):
         if esp is None:  # left to `encrypt`, after the call, in order
@@ -67,7 +69,7 @@ _TUNNEL_INNERS = [IPV4_UDP, IPV6_UDP, b"\x45" + bytes(19), b"\x60" + bytes(39)]
 )
 @given(items=st.lists(st.tuples(st.integers(0, SAS - 1), st.integers(0, len(_TUNNEL_INNERS) - 1)),
                       max_size=12))  # fmt: skip
-def test_seal_tunnel_each_writes_what_encrypt_writes_under_the_version_s_next_header(
+def test_seal_each_without_next_headers_writes_what_encrypt_writes_under_the_version_s(
     items: list[tuple[int, int]], path: str
 ) -> None:
     one, each = _sas("python"), _sas(path)
@@ -76,7 +78,7 @@ def test_seal_tunnel_each_writes_what_encrypt_writes_under_the_version_s_next_he
         inner = _TUNNEL_INNERS[i]
         expected.append(outcome(one[k].encrypt(inner, 4 if inner[0] >> 4 == 4 else 41)))
     inners = [_TUNNEL_INNERS[i] for _, i in items]
-    made = seal_tunnel_each([each[k] for k, _ in items], inners)
+    made = seal_each([each[k] for k, _ in items], inners)
     got = []
     for (k, _), inner, esp in zip(items, inners, made, strict=True):
         if esp is None:  # left to `encrypt`, after the call, in order
@@ -131,3 +133,10 @@ def test_open_each_gives_what_decrypt_gives(items: list[tuple[int, str]], path: 
         got.append(outcome(result))
     assert got == expected
     assert [state(s) for s in each] == [state(s) for s in one]
+
+
+def test_seal_each_takes_one_next_header_per_packet(path: str) -> None:
+    each = _sas(path)
+    with pytest.raises(ValueError, match="1 Next Headers for 2 packets"):
+        seal_each(each[:2], [IPV4_UDP, IPV6_UDP], [4])
+    assert [state(s) for s in each] == [state(s) for s in _sas("python")]

@@ -1,21 +1,11 @@
 """`EspRun` (ESP packets back to back in one buffer) and `one_spi`, on the compiled
-helper and on Python."""
+helper and on Python (`esp_path`, from `tests/esp/conftest.py`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from larval.esp import helper
 from larval.esp.run import EspRun, one_spi
-
-
-@pytest.fixture(params=["python", "compiled"])
-def esp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    ok, why_not = helper.built()
-    if request.param == "compiled" and not ok:
-        pytest.skip(f"the compiled ESP helper is {why_not}")
-    monkeypatch.setenv(helper.HELPER_ENV, request.param)
-    return str(request.param)
 
 
 def run_of(*packets: bytes) -> EspRun:

@@ -35,7 +35,6 @@ from larval.keymgr.pfkey_side import (
     inverse_acquire,
     inverse_acquire_answer,
     inverse_acquire_bytes,
-    keyed_sa,
     keyed_sa_bytes,
     parse_policy_request,
 )
@@ -44,6 +43,7 @@ from larval.sadb import Audience, PfkeyReply
 from larval.spd import load_policy_text
 from larval.stack import Stack
 from larval.stack.packet_path import Datagram, PacketPath
+from tests.keymgr.reference import keyed_sa
 
 LOCAL, PEER = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
 LOCAL6, PEER6 = ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("2001:db8::2")
@@ -129,12 +129,14 @@ def test_getspi_update_add_release_the_held_packet_and_delete(h: Harness) -> Non
     assert sa is not None and sa.state == SaState.LARVAL
     inbound = ChildKeys(inbound_spi, PEER, LOCAL, alt.proposal, bytes(36), b"")
     outbound = ChildKeys(0x7777, LOCAL, PEER, alt.proposal, bytes(range(36)), b"")
-    h.pfkey(keyed_sa(SadbMsgType.UPDATE, inbound, acquire, alt.lifetimes, inbound=True,
-                     seq=acquire.seq, pid=99, natt_port=4500))  # fmt: skip
+    h.pfkey(decode(keyed_sa_bytes(SadbMsgType.UPDATE, inbound, acquire, alt.lifetimes,
+                                  inbound=True, seq=acquire.seq, pid=99,
+                                  natt_port=4500)))  # fmt: skip
     assert sa.state == SaState.MATURE and sa.inner_src is not None
     assert h.sent == []  # the inbound SA releases nothing outbound
-    h.pfkey(keyed_sa(SadbMsgType.ADD, outbound, acquire, alt.lifetimes, inbound=False,
-                     seq=acquire.seq, pid=99, pair_spi=inbound_spi, natt_port=4500))  # fmt: skip
+    h.pfkey(decode(keyed_sa_bytes(SadbMsgType.ADD, outbound, acquire, alt.lifetimes,
+                                  inbound=False, seq=acquire.seq, pid=99, pair_spi=inbound_spi,
+                                  natt_port=4500)))  # fmt: skip
     assert len(h.sent) == 1 and h.sent[0].payload[:4] == (0x7777).to_bytes(4, "big")
     out_sa = h.stack.sadb.lookup_outbound(LOCAL.packed, PEER.packed)
     assert out_sa is not None and out_sa.hard is not None and out_sa.hard.addtime == 3600
@@ -273,8 +275,9 @@ _LIFETIMES = {
 @pytest.mark.parametrize("life", list(_LIFETIMES))
 def test_keyed_sa_bytes_are_the_encoders_for_every_algorithm(case: str, life: str) -> None:
     """UPDATE and ADD packed straight from their fields are, byte for byte, what
-    `keyed_sa` and the `larval.pfkey` encoder make: each algorithm, each direction, with
-    and without NAT-T and a paired SPI."""
+    `keyed_sa` (the extension objects, `tests/keymgr/reference.py`) and the `larval.pfkey`
+    encoder make: each algorithm, each direction, with and without NAT-T and a paired
+    SPI."""
     request, src, dst = _REQUESTS[case]
     lifetimes = _LIFETIMES[life]
     for proposal in _every_esp_proposal():

@@ -13,7 +13,7 @@ from larval.keymgr.pfkey_side import (
     Endpoint,
     Lifetimes,
     PolicyRequest,
-    keyed_sa,
+    keyed_sa_bytes,
     selector_pairs,
 )
 from larval.pfkey import EncryptAlg, ExtType, SadbMsgType, SadbXInnerPairs, decode
@@ -50,13 +50,14 @@ def test_the_inbound_sa_has_each_pair_turned_round() -> None:
     keys = ChildKeys(0x1001, ip("192.0.2.1"), ip("192.0.2.2"), proposal, bytes(20), b"")
     req = request(((ep(V6_HOME), ep(V6_VIP)),))
     for inbound, (src, dst) in ((False, (V6_HOME, V6_VIP)), (True, (V6_VIP, V6_HOME))):
-        msg = decode(keyed_sa(SadbMsgType.UPDATE, keys, req, Lifetimes(), inbound=inbound,
-                              seq=1, pid=1).encode())  # fmt: skip
+        msg = decode(keyed_sa_bytes(SadbMsgType.UPDATE, keys, req, Lifetimes(), inbound=inbound,
+                                    seq=1, pid=1))  # fmt: skip
         ext = msg.find(ExtType.X_LARVAL_INNER_PAIRS)
         assert isinstance(ext, SadbXInnerPairs)
         ((s, d),) = ext.pairs
         assert (net(f"{s.addr}/{s.prefixlen}"), net(f"{d.addr}/{d.prefixlen}")) == (src, dst)
-    one = keyed_sa(SadbMsgType.UPDATE, keys, request(), Lifetimes(), inbound=False, seq=1, pid=1)
+    one = decode(keyed_sa_bytes(SadbMsgType.UPDATE, keys, request(), Lifetimes(), inbound=False,
+                                seq=1, pid=1))  # fmt: skip
     assert one.find(ExtType.X_LARVAL_INNER_PAIRS) is None
 
 

@@ -348,7 +348,13 @@ def test_the_key_managers_own_messages_key_a_gateway_to_any_peer(gateway: Host) 
     negotiated selectors as inner addresses, the client's NAT port), for two clients
     behind one NAT."""
     from larval.crypto.proposals import parse_esp_proposal
-    from larval.keymgr.pfkey_side import ChildKeys, Endpoint, Lifetimes, PolicyRequest, keyed_sa
+    from larval.keymgr.pfkey_side import (
+        ChildKeys,
+        Endpoint,
+        Lifetimes,
+        PolicyRequest,
+        keyed_sa_bytes,
+    )
     from larval.keymgr.pfkey_side import getspi as km_getspi
 
     gcm = parse_esp_proposal("aes128gcm16")
@@ -369,9 +375,9 @@ def test_the_key_managers_own_messages_key_a_gateway_to_any_peer(gateway: Host) 
         outbound = ChildKeys(client.spi_in, gw, nat, gcm, client.key_in, b"")
         for msg_type, keys, is_in in ((SadbMsgType.UPDATE, inbound, True),
                                       (SadbMsgType.ADD, outbound, False)):  # fmt: skip
-            msg = keyed_sa(msg_type, keys, request, Lifetimes(3000, 3600), inbound=is_in,
-                           seq=2, pid=1, natt_port=port)  # fmt: skip
-            gateway.pfkey(decode(msg.encode()))
+            msg = keyed_sa_bytes(msg_type, keys, request, Lifetimes(3000, 3600), inbound=is_in,
+                                 seq=2, pid=1, natt_port=port)  # fmt: skip
+            gateway.pfkey(decode(msg))
         clients.append((client, port))
     for client, port in clients:
         _, reply = ping_pong(client, gateway)

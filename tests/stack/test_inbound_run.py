@@ -5,7 +5,7 @@ the held and acquire state, IKE handed on and each SA's replay window must agree
 batches: one SA's run with replays, forgeries, runts and a short last datagram (the run
 decrypted where it lies), and batches with keepalives, IKE behind the non-ESP marker,
 runts, other and unknown SPIs and a LARVAL SA (copied out, the list entry's path). On the
-Python path and on the compiled helper (the autouse `esp_path` fixture)."""
+Python path and on the compiled helper (`esp_path`)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,15 @@ from larval.esp.ip import IPPROTO_IPV4
 from larval.esp.run import EspRun, one_spi
 from larval.pfkey import SadbMsgType
 from larval.stack.packet_path import EspContext, inbound_udp_run
+from tests.esp.paths import esp_path
 from tests.net.packets import udp_packet
 from tests.stack.test_packet_path import A_OUTER, B_OUTER, KEY_AB, KEY_BA, icmp_echo
-from tests.stack.test_packet_path_batch import (
-    LARVAL_SPI,
-    PEER,
-    World,
-    esp_path,
-    inbound_datagrams,
-    sender,
-)
+from tests.stack.test_packet_path_batch import LARVAL_SPI, PEER, World, inbound_datagrams, sender
 
-__all__ = ["esp_path"]  # the autouse fixture: every test on both ESP paths
+__all__ = ["esp_path"]
+
+#: Every test on both ESP paths: the stacks' SAs take the one `esp_path` sets.
+pytestmark = pytest.mark.usefixtures("esp_path")
 
 OTHER_PEER = bytes([192, 0, 2, 77])
 

@@ -18,6 +18,7 @@ from larval.esp.ip import IPPROTO_IPV4
 from larval.pfkey import EncryptAlg, ExtType, SadbAddress, SadbMsgType
 from larval.pfkey.requests import getspi, keyed
 from larval.stack.packet_path import Datagram, EspContext
+from tests.esp.paths import esp_path
 from tests.net.packets import udp_packet
 from tests.stack.test_packet_path import (
     A_NET,
@@ -30,17 +31,13 @@ from tests.stack.test_packet_path import (
     icmp_echo,
 )
 
+__all__ = ["esp_path"]
+
 LARVAL_SPI = 0x4004
 
 
-@pytest.fixture(autouse=True, params=["python", "compiled"])
-def esp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The ESP batch path the stacks' SAs take (`larval.esp.helper`)."""
-    ok, why_not = helper.built()
-    if request.param == "compiled" and not ok:
-        pytest.skip(f"the compiled ESP helper is {why_not}")
-    monkeypatch.setenv(helper.HELPER_ENV, request.param)
-    return str(request.param)
+#: Every test on both ESP paths: the stacks' SAs take the one `esp_path` sets.
+pytestmark = pytest.mark.usefixtures("esp_path")
 
 
 class World:
@@ -307,12 +304,33 @@ def _many_packet(k: int, n: int) -> bytes:
     return icmp_echo("198.51.100.1", str(_many_dst(k)), n)
 
 
+def _many_packets(order: list[int]) -> list[bytes]:
+    """A packet to SA k's destination for each k of `order`, each SA's numbered 1, 2, ..."""
+    seq: dict[int, int] = {}
+    packets = []
+    for k in order:
+        seq[k] = seq.get(k, 0) + 1
+        packets.append(_many_packet(k, seq[k]))
+    return packets
+
+
 def _by_sa(packets: list[bytes]) -> dict[bytes, list[bytes]]:
     """Cleartext packets by inner destination (so by SA), each SA's in order."""
     found: dict[bytes, list[bytes]] = {}
     for p in packets:
         found.setdefault(p[16:20], []).append(p)
     return found
+
+
+def _inbound_alike(one: ManyWorld, batch: ManyWorld, esp: list[bytes]) -> None:
+    """`esp` into B of `one` packet by packet and into B of `batch` as one batch: the same
+    packets out of each SA, in order, and the same counters."""
+    for packet in esp:
+        one.b.path.inbound(packet, one.b.outer, 1.0)
+    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
+    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
+    assert batch.b.path.counters() == one.b.path.counters()
+    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
 
 
 _sa_sets = st.sets(st.integers(0, MANY - 1), max_size=4)
@@ -331,11 +349,7 @@ def test_a_batch_over_many_sas_matches_packet_by_packet(
     with some datagrams repeated (replays), to SAs some LARVAL, some deleted. The batch
     entries give what the per-packet ones give: every datagram and cleartext packet,
     in the same order within each SA, and every counter, held packet and ACQUIRE."""
-    seq: dict[int, int] = {}
-    packets = []
-    for k in order:
-        seq[k] = seq.get(k, 0) + 1
-        packets.append(_many_packet(k, seq[k]))
+    packets = _many_packets(order)
     one, batch = ManyWorld(missing, larval, gone), ManyWorld(missing, larval, gone)
     for packet in packets:
         one.a.path.outbound(packet, 1.0)
@@ -348,12 +362,7 @@ def test_a_batch_over_many_sas_matches_packet_by_packet(
     # Inbound: the datagrams A sent packet by packet, some again later (replays).
     esp = [d.payload for d in one.a.wire]
     esp += [esp[i] for i in replays if i < len(esp)]
-    for packet in esp:
-        one.b.path.inbound(packet, one.b.outer, 1.0)
-    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
-    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
-    assert batch.b.path.counters() == one.b.path.counters()
-    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
+    _inbound_alike(one, batch, esp)
     counters = one.b.path.counters()
     sent_to = {k for k in order if k not in missing}
     assert counters["unknown_spi"] == sum(
@@ -384,11 +393,7 @@ def test_many_sas_through_send_many_and_deliver_many_match_packet_by_packet(
     """As above, with the sinks the dataplane gives: the single packets of many SAs
     leave in one `send_many` per peer and arrive in one `deliver_many` per batch, and
     are the datagrams, packets and counters of the per-packet path."""
-    seq: dict[int, int] = {}
-    packets = []
-    for k in order:
-        seq[k] = seq.get(k, 0) + 1
-        packets.append(_many_packet(k, seq[k]))
+    packets = _many_packets(order)
     one, batch = ManyWorld(missing, larval, gone), ManyWorld(missing, larval, gone)
     calls: list[int] = []
 
@@ -417,13 +422,7 @@ def test_many_sas_through_send_many_and_deliver_many_match_packet_by_packet(
         singles = sizes.count(1)
         assert sorted(calls) == sorted([n for n in sizes if n > 1] + [singles] * (singles > 1))
     calls.clear()
-    esp = [d.payload for d in one.a.wire]
-    for packet in esp:
-        one.b.path.inbound(packet, one.b.outer, 1.0)
-    batch.b.path.inbound_batch(esp, batch.b.outer, 1.0)
-    assert _by_sa(batch.b.got) == _by_sa(one.b.got)
-    assert batch.b.path.counters() == one.b.path.counters()
-    assert batch.b.stack.sadb.counters.snapshot() == one.b.stack.sadb.counters.snapshot()
+    _inbound_alike(one, batch, [d.payload for d in one.a.wire])
     # Each SA counted the bytes and packets it carried, both ways, as packet by packet,
     # with the same use times and the same next byte-limit notice.
     for host in ("a", "b"):

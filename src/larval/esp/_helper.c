@@ -758,8 +758,9 @@ long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
     return result;
 }
 
-/* An outbound SA of larval_gcm_seal_many: its context, SPI and ESN flag, set once where
- * the SA is made (the Python object keeps one per SA beside the context's owner). */
+/* An SA of larval_gcm_seal_many and larval_gcm_open_many: its context, SPI and ESN flag,
+ * set once where the SA is made (the Python object keeps one per SA beside the context's
+ * owner). */
 struct larval_gcm_sa {
     struct larval_gcm *g;
     uint32_t spi;
@@ -768,9 +769,9 @@ struct larval_gcm_sa {
 
 /* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
  * packet i is sealed with sa[i], numbered seq[i], exactly as `larval_gcm_seal` would seal
- * a batch of that one packet, or verified and opened with g[i] as `gcm_open_one` does
- * (the caller has checked its sequence number against the SA's window, and moves the
- * window after). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
+ * a batch of that one packet, or verified and opened with sa[i]'s context as
+ * `gcm_open_one` does (the caller has checked its sequence number against the SA's
+ * window, and moves the window after). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
  * nh gives each packet the Next Header of its IP version (4 for IPv4, else 41: tunnel
  * mode, RFC 4303 §2.6). The results are per packet. */
 int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
@@ -802,9 +803,8 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, s
     return 0;
 }
 
-int larval_gcm_open_many(struct larval_gcm *const *g, const unsigned char *esn, size_t n,
-                         const unsigned char *in, const size_t *in_len,
-                         const uint32_t *seq_hi, unsigned char *out, unsigned char *status,
+int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
+                         const size_t *in_len, unsigned char *out, unsigned char *status,
                          uint32_t *payload_len, unsigned char *nh)
 {
     size_t i;
@@ -815,9 +815,10 @@ int larval_gcm_open_many(struct larval_gcm *const *g, const unsigned char *esn, 
         status[i] = LARVAL_OPEN_AUTH; /* shorter than the caller promised: not verified */
         payload_len[i] = 0;
         nh[i] = 0;
+        /* Without ESN only: the caller leaves an ESN SA's packets to its window's call. */
         if (len >= 34 && len - 32 <= INT32_MAX
-            && gcm_open_one(g[i], esn[i], in, len, seq_hi[i], out, status + i,
-                            payload_len + i, nh + i) != 0)
+            && gcm_open_one(sa[i]->g, 0, in, len, 0, out, status + i, payload_len + i,
+                            nh + i) != 0)
             return -1;
         in += len;
         if (in_len[i] >= 32)

@@ -47,9 +47,8 @@ ffibuilder.cdef(
                              const unsigned char *in, const size_t *in_len,
                              const unsigned char *nh, unsigned char *out, size_t out_cap,
                              size_t *out_len);
-    int larval_gcm_open_many(struct larval_gcm *const *g, const unsigned char *esn, size_t n,
-                             const unsigned char *in, const size_t *in_len,
-                             const uint32_t *seq_hi, unsigned char *out,
+    int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n,
+                             const unsigned char *in, const size_t *in_len, unsigned char *out,
                              unsigned char *status, uint32_t *payload_len, unsigned char *nh);
     int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len);
     int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,

@@ -275,17 +275,17 @@ class GcmBatch:
         )
 
 
-def sealer(batch: GcmBatch, spi: int, esn: bool) -> Any:
-    """The handle `seal_many` takes for one outbound SA: `batch`'s context, the SPI and
+def sa_handle(batch: GcmBatch, spi: int, esn: bool) -> Any:
+    """The handle `seal_many` and `open_many` take for one SA: `batch`'s context, the SPI and
     the ESN flag in one C struct, made once. `batch` owns the context: keep it as long."""
     return batch._ffi.new("struct larval_gcm_sa *", {"g": batch._ctx, "spi": spi, "esn": int(esn)})
 
 
 def seal_many(
-    handles: list[Any], seqs: list[int], inners: list[bytes], next_headers: bytearray | None
+    handles: list[Any], seqs: list[int], inners: list[bytes], next_headers: bytes | None
 ) -> list[bytes | None]:
     """`GcmBatch.seal` of one packet each, for packets of several SAs in one call:
-    packet i with the SA of ``handles[i]`` (a `sealer`), number ``seqs[i]`` and Next
+    packet i with the SA of ``handles[i]`` (an `sa_handle`), number ``seqs[i]`` and Next
     Header ``next_headers[i]``, or, with no `next_headers`, its IP version's (tunnel
     mode); None for a packet whose handle is None (it is not sealed)."""
     module = _load()[0]
@@ -332,15 +332,15 @@ def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
 
 
 def open_many(
-    batches: list[GcmBatch], esns: bytes, packets: list[bytes], seq_his: list[int]
+    handles: list[Any], packets: list[bytes]
 ) -> tuple[bytes, list[int], bytes, list[int], bytes]:
     """The ICV check, decryption and padding check of `GcmBatch.open_window`, without its
     window (the caller checks and moves each SA's), of one packet each, for packets of
-    several SAs in one call: packet i with ``batches[i]``'s key and ESN flag ``esns[i]``.
-    The plaintexts back to back, each one's offset in them, and per packet its status,
-    payload length and Next Header."""
-    first = batches[0]
-    ffi, lib = first._ffi, first._lib
+    several SAs without ESN in one call: packet i with the context of ``handles[i]`` (an
+    `sa_handle`). The plaintexts back to back, each one's offset in them, and per packet
+    its status, payload length and Next Header."""
+    module = _load()[0]
+    ffi = module.ffi
     new = new_uncleared
     n = len(packets)
     lengths = [len(p) for p in packets]
@@ -350,10 +350,9 @@ def open_many(
     status = new("unsigned char[]", n)
     payload = new("uint32_t[]", n)
     next_headers = new("unsigned char[]", n)
-    rc = lib.larval_gcm_open_many(
-        [b._ctx for b in batches], esns, n, ffi.from_buffer(joined), lengths, seq_his,
-        out, status, payload, next_headers,
-    )  # fmt: skip
+    rc = module.lib.larval_gcm_open_many(
+        handles, n, ffi.from_buffer(joined), lengths, out, status, payload, next_headers
+    )
     if rc != 0:
         raise EspConfigError("OpenSSL failed to open an ESP batch")
     offsets: list[int] = []

@@ -51,8 +51,8 @@ from larval.esp.helper import (
     GcmBatch,
     gcm_batch,
     open_many,
+    sa_handle,
     seal_many,
-    sealer,
 )
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
@@ -66,7 +66,6 @@ __all__ = [
     "EspSpan",
     "open_each",
     "seal_each",
-    "seal_tunnel_each",
 ]
 
 EspMode = Literal["tunnel", "transport"]
@@ -97,6 +96,7 @@ class EspSa:
     __slots__ = (
         "_batch",
         "_block_size",
+        "_handle",
         "_iv",
         "_min_len",
         "_open",
@@ -105,7 +105,6 @@ class EspSa:
         "_pad_to",
         "_seal",
         "_seal_into",
-        "_sealer",
         "_seq_check",
         "_seq_half",
         "_seq_max",
@@ -170,8 +169,8 @@ class EspSa:
         self._batch: GcmBatch | None = None
         if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
             self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
-        # The compiled one-packet-each calls' handle of this SA (`seal_each`).
-        self._sealer: Any = None if self._batch is None else sealer(self._batch, spi, esn)
+        # The compiled one-packet-each calls' handle of this SA (`seal_each`, `open_each`).
+        self._handle: Any = None if self._batch is None else sa_handle(self._batch, spi, esn)
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -499,47 +498,37 @@ class EspSa:
 # -- one packet each of several SAs --------------------------------------------------------
 
 
-def seal_each(items: Sequence[tuple[EspSa, bytes, int]]) -> list[bytes | None]:
-    """For each (SA, inner, Next Header), meant for one packet of each SA: the ESP packet
-    `EspSa.encrypt` would make, the packets of every SA with compiled AES-GCM sealed in
-    one call; None for a packet left to `encrypt`, to be called after this in the order
-    of `items`: Python runs for its SA, its number needs a stop (exhaustion or a
-    reservation), or its Next Header is not one. An SA may come more than once: its
-    packets sealed here take the next numbers in their order, and none it leaves is
-    numbered before them (a stop leaves its later packets too, since its number does not
-    move; a bad Next Header takes no number)."""
-    handles: list[Any] = []
-    seqs: list[int] = []
-    inners: list[bytes] = []
-    next_headers = bytearray()
-    for sa, inner, next_header in items:
-        handle = sa._sealer
-        seq = sa.seq + 1
-        inners.append(inner)
-        if handle is None or seq >= sa._seq_check or not 0 <= next_header <= 255:
-            handles.append(None)
-            seqs.append(0)
-            next_headers.append(0)
-            continue
-        sa.seq = seq
-        sa.packets_out += 1
-        sa.bytes_out += len(inner)
-        handles.append(handle)
-        seqs.append(seq)
-        next_headers.append(next_header)
-    if handles.count(None) == len(handles):
-        return [None] * len(handles)
-    return seal_many(handles, seqs, inners, next_headers)
-
-
-def seal_tunnel_each(sas: Sequence[EspSa], inners: list[bytes]) -> list[bytes | None]:
-    """`seal_each` of tunnel-mode packets, one each of `sas` in turn: each inner IP packet
-    under the Next Header its version names (4 for IPv4, else 41, RFC 4303 §2.6), as
-    ``seal_each([(sa, inner, that Next Header), ...])`` would seal them."""
+def seal_each(
+    sas: Sequence[EspSa], inners: list[bytes], next_headers: Sequence[int] | None = None
+) -> list[bytes | None]:
+    """For one packet each of `sas` in turn, ``inners[i]`` of ``sas[i]`` (a batch spread
+    over many SAs): the ESP packet `EspSa.encrypt` would make under Next Header
+    ``next_headers[i]``, or, without `next_headers` (tunnel mode), under the one its IP
+    version names (4 for IPv4, else 41, RFC 4303 §2.6); the packets of every SA with
+    compiled AES-GCM sealed in one call. None for a packet left to `encrypt`, to be
+    called after this in order: Python runs for its SA, its number needs a stop
+    (exhaustion or a reservation), or its Next Header is not one. An SA may come more
+    than once: its packets sealed here take the next numbers in their order, and none it
+    leaves is numbered before them (a stop leaves its later packets too, since its number
+    does not move; a bad Next Header takes no number)."""
+    nh: bytes | None = None
+    if next_headers is not None:
+        if len(next_headers) != len(inners):
+            raise ValueError(f"{len(next_headers)} Next Headers for {len(inners)} packets")
+        if not all(0 <= h <= 255 for h in next_headers):
+            # Those packets take no number: seal the others, and leave them to `encrypt`.
+            kept = [i for i, h in enumerate(next_headers) if 0 <= h <= 255]
+            made = seal_each([sas[i] for i in kept], [inners[i] for i in kept],
+                             [next_headers[i] for i in kept])  # fmt: skip
+            found: list[bytes | None] = [None] * len(inners)
+            for i, esp in zip(kept, made, strict=True):
+                found[i] = esp
+            return found
+        nh = bytes(next_headers)
     handles: list[Any] = []
     seqs: list[int] = []
     for sa, inner in zip(sas, inners, strict=True):
-        handle = sa._sealer
+        handle = sa._handle
         seq = sa.seq + 1
         if handle is None or seq >= sa._seq_check:
             handles.append(None)
@@ -552,7 +541,7 @@ def seal_tunnel_each(sas: Sequence[EspSa], inners: list[bytes]) -> list[bytes | 
         seqs.append(seq)
     if handles.count(None) == len(handles):
         return [None] * len(handles)
-    return seal_many(handles, seqs, inners, None)
+    return seal_many(handles, seqs, inners, nh)
 
 
 def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]:
@@ -562,12 +551,12 @@ def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]
     fails a check before the ICV (`decrypt` names the drop), or an SA's second."""
     found: list[EspDecrypted | None] = [None] * len(items)
     where: list[tuple[int, EspSa, int]] = []  # (index, SA, sequence number)
-    batches: list[GcmBatch] = []
+    handles: list[Any] = []
     chosen: list[bytes] = []
     seen: set[int] = set()
     for i, (sa, esp) in enumerate(items):
-        batch = sa._batch
-        if batch is None or sa.esn or len(esp) < sa._min_len or id(sa) in seen:
+        handle = sa._handle
+        if handle is None or sa.esn or len(esp) < sa._min_len or id(sa) in seen:
             continue
         spi, seq = _SPI_SEQ.unpack_from(esp)
         replay = sa.replay
@@ -577,12 +566,11 @@ def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]
             continue
         seen.add(id(sa))
         where.append((i, sa, seq))
-        batches.append(batch)
+        handles.append(handle)
         chosen.append(esp)
     if not where:
         return found
-    n = len(chosen)
-    plain, offsets, status, lengths, next_headers = open_many(batches, bytes(n), chosen, [0] * n)
+    plain, offsets, status, lengths, next_headers = open_many(handles, chosen)
     for k, (i, sa, seq) in enumerate(where):
         verdict = status[k]
         if verdict != OPEN_OK:

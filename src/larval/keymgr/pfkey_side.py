@@ -27,8 +27,6 @@ from larval.pfkey import (
     ExtType,
     PfkeyMessage,
     SadbAddress,
-    SadbKey,
-    SadbLifetime,
     SadbMsgType,
     SadbSa,
     SadbSpirange,
@@ -36,7 +34,6 @@ from larval.pfkey import (
     SadbXEreg,
     SadbXInnerPairs,
     SadbXKmc,
-    SadbXPair,
     SaFlags,
     SaState,
     SaType,
@@ -394,86 +391,6 @@ class ChildKeys(NamedTuple):
         return f"ChildKeys(spi={self.spi:#010x}, {self.src} -> {self.dst}, keys=<hidden>)"
 
 
-def _sa_flags(proposal: EspProposal, request: PolicyRequest | None, inbound: bool) -> int:
-    """sadb_sa_flags of a CHILD_SA's SA: its direction, tunnel mode, and ESN (RFC 4303
-    §2.2.1) when it was chosen, the same for both SAs of the CHILD_SA."""
-    flags = _X_TUNNEL if request is not None and request.tunnel else 0
-    flags |= _X_INBOUND if inbound else _X_OUTBOUND
-    if proposal.esn:
-        flags |= _X_ESN
-    return flags
-
-
-def keyed_sa(
-    msg_type: int,
-    keys: ChildKeys,
-    request: PolicyRequest | None,
-    lifetimes: Lifetimes,
-    *,
-    inbound: bool,
-    seq: int,
-    pid: int,
-    pair_spi: int = 0,
-    natt_port: int = 0,
-) -> PfkeyMessage:
-    """UPDATE of the inbound LARVAL SA, or ADD of the outbound SA, with keys and lifetimes.
-
-    Tunnel mode sets SADB_X_SAFLAGS_TUNNEL and carries the inner addresses, so the stack
-    can check what comes out of the SA (RFC 4301 §5.2).
-    """
-    proposal = keys.proposal
-    tunnel = request is not None and request.tunnel
-    flags = _sa_flags(proposal, request, inbound)
-    exts: list[Extension] = [
-        SadbSa(keys.spi, min(request.replay_window if request else 32, 255), SaState.MATURE,
-               proposal.auth, proposal.encrypt, flags),
-    ]  # fmt: skip
-    if lifetimes.hard_addtime or lifetimes.hard_bytes:
-        exts.append(
-            SadbLifetime(
-                ExtType.LIFETIME_HARD, bytes=lifetimes.hard_bytes, addtime=lifetimes.hard_addtime
-            )
-        )
-    if lifetimes.soft_addtime or lifetimes.soft_bytes:
-        exts.append(
-            SadbLifetime(
-                ExtType.LIFETIME_SOFT, bytes=lifetimes.soft_bytes, addtime=lifetimes.soft_addtime
-            )
-        )
-    if lifetimes.idle:
-        exts.append(SadbLifetime(ExtType.X_LIFETIME_IDLE, addtime=lifetimes.idle))
-    exts.append(SadbAddress(ExtType.ADDRESS_SRC, keys.src))
-    exts.append(SadbAddress(ExtType.ADDRESS_DST, keys.dst))
-    if tunnel and request is not None and request.inner_src and request.inner_dst:
-        # Inbound, the SA's inner source is the peer's selector and its destination ours.
-        near, far = request.inner_src, request.inner_dst
-        src_ts, dst_ts = (far, near) if inbound else (near, far)
-        exts.append(
-            SadbAddress(ExtType.ADDRESS_PROXY, src_ts.address, src_ts.port, src_ts.proto,
-                        src_ts.prefixlen)
-        )  # fmt: skip
-        exts.append(
-            SadbAddress(ExtType.X_ADDRESS_INNER_DST, dst_ts.address, dst_ts.port, dst_ts.proto,
-                        dst_ts.prefixlen)
-        )  # fmt: skip
-        if request.more_pairs:
-            exts.append(SadbXInnerPairs(tuple(
-                _inner_pair(far, near) if inbound else _inner_pair(near, far)
-                for near, far in request.more_pairs
-            )))  # fmt: skip
-    if keys.auth_key:
-        exts.append(SadbKey(ExtType.KEY_AUTH, len(keys.auth_key) * 8, keys.auth_key))
-    if keys.encrypt_key:
-        exts.append(SadbKey(ExtType.KEY_ENCRYPT, len(keys.encrypt_key) * 8, keys.encrypt_key))
-    if natt_port:
-        # RFC 3948: the peer's UDP port for ESP in UDP (4500, or what a NAT made of it).
-        exts.append(SadbAddress(ExtType.X_ADDRESS_NATT_REM, keys.dst if not inbound else keys.src,
-                                natt_port))  # fmt: skip
-    if pair_spi:
-        exts.append(SadbXPair(pair_spi))
-    return PfkeyMessage(msg_type, SaType.ESP, seq=seq, pid=pid, extensions=tuple(exts))
-
-
 # The extensions of an UPDATE or ADD that change with every SA, packed straight from
 # their fields (RFC 2367 §2.3.1-4; the layouts `larval.pfkey` writes): the SA (spi in
 # network byte order), a lifetime, a key (bits, reserved, then the key padded to 64-bit
@@ -556,39 +473,30 @@ def keyed_sa_bytes(
     pair_spi: int = 0,
     natt_port: int = 0,
 ) -> bytes:
-    """`keyed_sa` encoded, the same bytes, without a `PfkeyMessage` in between: the
-    extensions that change with each SA packed from their fields, the addresses and a
-    policy's inner selectors encoded once and kept. A message alike to the last of its
-    type and direction but for its SPI, keys (of the same sizes), paired SPI, sequence
-    number and pid is packed at once from that one's bytes."""
+    """UPDATE of the inbound LARVAL SA, or ADD of the outbound SA, with keys and
+    lifetimes: the message's bytes, as the `larval.pfkey` encoder writes them.
+
+    Tunnel mode sets SADB_X_SAFLAGS_TUNNEL and carries the inner addresses, so the stack
+    can check what comes out of the SA (RFC 4301 §5.2); the inbound SA's inner source is
+    the peer's selector. ESN (RFC 4303 §2.2.1), when chosen, is flagged on both SAs.
+
+    Built without a `PfkeyMessage` in between: the extensions that change with each SA
+    packed from their fields, the addresses and a policy's inner selectors encoded once
+    and kept. A message alike to the last of its type and direction but for its SPI,
+    keys (of the same sizes), paired SPI, sequence number and pid is packed at once from
+    that one's bytes."""
     auth_key, encrypt_key = keys.auth_key, keys.encrypt_key
     alike = (keys.src, keys.dst, keys.proposal, request, lifetimes, natt_port, len(auth_key),
              len(encrypt_key), not pair_spi)  # fmt: skip
     template = _TEMPLATES.get((msg_type, inbound))
     if template is not None and template[0] == alike:
-        _, pack, (head, sa_head, middle, auth_head, encrypt_head, natt, pair_head) = template
-        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), middle, auth_head,
+        _, pack, (head, sa_head, between, auth_head, encrypt_head, natt, pair_head) = template
+        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), between, auth_head,
                     auth_key, encrypt_head, encrypt_key, natt, pair_head,
                     pair_spi.to_bytes(4, "big") if pair_spi else b"")  # fmt: skip
-    return _keyed_sa_built(msg_type, keys, request, lifetimes, inbound, seq, pid, pair_spi,
-                           natt_port, alike)  # fmt: skip
-
-
-def _keyed_sa_built(
-    msg_type: int,
-    keys: ChildKeys,
-    request: PolicyRequest | None,
-    lifetimes: Lifetimes,
-    inbound: bool,
-    seq: int,
-    pid: int,
-    pair_spi: int,
-    natt_port: int,
-    alike: tuple[object, ...],
-) -> bytes:
-    """`keyed_sa_bytes` built part by part; its template is kept for the next alike."""
+    # Built part by part; its template is kept for the next alike.
     proposal = keys.proposal
-    # `_sa_flags`, with the request looked at once.
+    # sadb_sa_flags: the SA's direction, tunnel mode, ESN.
     flags = _X_INBOUND if inbound else _X_OUTBOUND
     if proposal.esn:
         flags |= _X_ESN

@@ -331,29 +331,15 @@ class SecurityAssociation:
 
     # -- traffic ------------------------------------------------------------------------
 
-    def account(self, nbytes: int, now: float) -> None:
-        """Count a processed packet against the byte and use lifetimes; past `notice_at`
-        bytes, the SADB's next aging pass looks at the SA (`larval.sadb.expiry`)."""
-        with self.lock:
-            if not self.usetime:
-                self.usetime = now
-            self.lastuse = now
-            self.bytes = total = self.bytes + nbytes
-            self.packets += 1
-            if total >= self.notice_at:
-                self.notice_at = NEVER_NOTICE  # once: the pass sets the next
-                expiry = self.expiry
-                if expiry is not None:
-                    expiry.traffic.append(self)
-
-    def account_run(self, nbytes: int, packets: int, now: float) -> None:
-        """`account` for a run of `packets` packets of `nbytes` bytes in all, processed at
-        `now`, under one lock: the SA ends as `packets` calls of `account` leave it. Byte
-        totals only grow, so the run crosses `notice_at` exactly when one of its packets
-        would have, and the SA is noticed once, as then."""
-        if packets <= 0:
-            return
-        with self.lock:
+    def account(self, nbytes: int, now: float, packets: int = 1) -> None:
+        """Count processed packets against the byte and use lifetimes: one of `nbytes`
+        bytes, or a run of `packets` of `nbytes` in all, which ends the SA as that many
+        calls for its packets would. Past `notice_at` bytes the SADB's next aging pass
+        looks at the SA (`larval.sadb.expiry`); byte totals only grow, so a run crosses
+        it exactly when one of its packets would have, and the SA is noticed once."""
+        lock = self.lock
+        lock.acquire()  # cheaper than `with` on a path taken for every packet
+        try:
             if not self.usetime:
                 self.usetime = now
             self.lastuse = now
@@ -364,26 +350,19 @@ class SecurityAssociation:
                 expiry = self.expiry
                 if expiry is not None:
                     expiry.traffic.append(self)
+        finally:
+            lock.release()
+
+    def account_run(self, nbytes: int, packets: int, now: float) -> None:
+        """`account` for a run of `packets` packets of `nbytes` bytes in all, processed at
+        `now`, under one lock; an empty run counts nothing."""
+        if packets > 0:
+            self.account(nbytes, now, packets)
 
 
 def account_each(done: Iterable[tuple[SecurityAssociation, int]], now: float) -> None:
     """`account` for one packet each of several SAs, (SA, bytes) in turn, processed at
-    `now`: each SA ends as its `account` call would leave it, noticed past `notice_at`
-    exactly as then. One call for a batch spread over many SAs; each lock is taken on its
-    own, so no order among them matters."""
+    `now`: one call for a batch spread over many SAs; each lock is taken on its own, so
+    no order among them matters."""
     for sa, nbytes in done:
-        lock = sa.lock
-        lock.acquire()
-        try:
-            if not sa.usetime:
-                sa.usetime = now
-            sa.lastuse = now
-            sa.bytes = total = sa.bytes + nbytes
-            sa.packets += 1
-            if total >= sa.notice_at:
-                sa.notice_at = NEVER_NOTICE  # once: the pass sets the next
-                expiry = sa.expiry
-                if expiry is not None:
-                    expiry.traffic.append(sa)
-        finally:
-            lock.release()
+        sa.account(nbytes, now)

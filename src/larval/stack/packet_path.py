@@ -41,7 +41,7 @@ from larval.esp import (
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, one_spi
-from larval.esp.sa import EspDecrypted, open_each, seal_tunnel_each
+from larval.esp.sa import EspDecrypted, open_each, seal_each
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -311,7 +311,7 @@ class PacketPath:
             return
         locks = _hold_all([ctx.lock for ctx in contexts])
         try:
-            made = seal_tunnel_each([ctx.esp for ctx in contexts], inners)
+            made = seal_each([ctx.esp for ctx in contexts], inners)
         finally:
             for lock in locks:
                 lock.release()
