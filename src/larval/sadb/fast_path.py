@@ -301,7 +301,7 @@ class FastPath:
                     # can change it meanwhile: `ExpiryWheel.enter` without its checks
                     # and the SA's lock. A DELETE once it is in the table takes it off.
                     self._wheel.enter_unpublished(sa, int((now + larval.addtime) // 1))
-                    inserted = table.insert_if_absent(sa, enter=False)
+                    inserted = table.insert_unpublished(sa)
                 else:
                     inserted = table.insert_if_absent(sa)
                 if not inserted:

@@ -151,6 +151,25 @@ class SaTable:
         self.generation += 1
         return True
 
+    def insert_unpublished(self, sa: SecurityAssociation) -> bool:
+        """`insert_if_absent(sa, enter=False)` for GETSPI's SA, which has no inner
+        selectors and is on the expiry wheel already (`ExpiryWheel.enter_unpublished`):
+        the usual case, an SPI no SA holds, without the checks only other SAs need."""
+        spi = sa.spi
+        if self._by_spi.setdefault(spi, sa) is not sa:
+            return self.insert_if_absent(sa, enter=False)  # taken, or shared: judged there
+        pkey = (sa.src, sa.dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            if self._split and pkey in self._split:
+                self._index_pair(pkey, sa)
+            pairs = self._pairs
+            of_pair = pairs.get(pkey)
+            if of_pair is None:
+                of_pair = pairs[pkey] = {}
+            of_pair[spi] = sa
+        self.generation += 1
+        return True
+
     def _index_pair(self, pkey: PairKey, sa: SecurityAssociation) -> None:
         """Put `sa` in the per-peer inner index, or among its pair's unindexed SAs; under
         the pair's lock."""
