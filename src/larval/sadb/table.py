@@ -109,7 +109,7 @@ class SaTable:
     def insert_if_absent(self, sa: SecurityAssociation, *, enter: bool = True) -> bool:
         """Insert `sa` unless its (SPI, destination) is taken; False if it was. `enter`
         False: the caller put `sa` on the expiry wheel already, before it was inserted
-        (`ExpiryWheel.enter_unpublished`)."""
+        (GETSPI's, by the fast path: `larval.sadb.fast_path`)."""
         spi, dst = sa.spi, sa.dst
         by_spi = self._by_spi
         # An SPI no SA holds, the usual case, is taken by one atomic dict call (in CPython
@@ -153,7 +153,7 @@ class SaTable:
 
     def insert_unpublished(self, sa: SecurityAssociation) -> bool:
         """`insert_if_absent(sa, enter=False)` for GETSPI's SA, which has no inner
-        selectors and is on the expiry wheel already (`ExpiryWheel.enter_unpublished`):
+        selectors and is on the expiry wheel already (put there by the fast path):
         the usual case, an SPI no SA holds, without the checks only other SAs need."""
         spi = sa.spi
         if self._by_spi.setdefault(spi, sa) is not sa:
