@@ -541,6 +541,27 @@ def test_one_fast_path_through_many_requests_of_the_same_shapes(data: st.DataObj
     assert fast.taken >= plain_getspis
 
 
+def test_getspis_whose_first_spi_is_taken_are_answered_as_the_full_path_answers() -> None:
+    """A source of zeros draws the lowest SPI first every time: each GETSPI after the first
+    finds it taken (to the same destination: the next SPI is placed; to another one: the
+    SPI is shared), the usual GETSPI's insert falls back, and both SADBs end alike."""
+    fast, full = Twin(0), Twin(0)
+    for twin in (fast, full):
+        twin.sadb._random = bytes
+    other = ip("192.0.2.3")
+    pairs = [V4, V4, (V4[0], other), V4, (V4[0], other)]
+    requests = [getspi_bytes(*pair, seq=seq, pid=7) for seq, pair in enumerate(pairs)]
+    for seq, request in enumerate(requests):
+        got, want = fast.fast_first(request, float(seq)), full.full(request, float(seq))
+        assert got == want
+    assert fast.taken == len(requests)
+    assert state(fast.sadb) == state(full.sadb)
+    table = fast.sadb._tables[SaType.ESP]
+    assert table.get(0x100, V4[1].packed) is not table.get(0x100, other.packed) is not None
+    between = table.between(V4[0].packed, V4[1].packed)
+    assert sorted(sa.spi for sa in between) == [0x100, 0x101, 0x102]
+
+
 def test_a_child_sa_of_two_families_takes_the_fast_path() -> None:
     """A tunnel's CHILD_SA carrying an IPv4 and an IPv6 selector pair (the second in
     X_LARVAL_INNER_PAIRS, RFC 7296 §2.9): its UPDATE and ADD are taken by the fast path,

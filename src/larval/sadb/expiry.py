@@ -143,19 +143,6 @@ class ExpiryWheel:
                 else:
                     bucket[sa] = None
 
-    def enter_unpublished(self, sa: SecurityAssociation, second: int) -> None:
-        """`enter` for an SA no other thread can reach yet (before its table insert), due
-        in `second` with no byte count to notice: GETSPI's, with the larval lifetime. No
-        SA lock is needed, and a DELETE once it is published finds it here to take off."""
-        sa.expiry = self
-        sa.expiry_at = second
-        with self._lock:
-            bucket = self._buckets.get(second)
-            if bucket is None:
-                self._new_bucket(sa, second)
-            else:
-                bucket[sa] = None
-
     def leave(self, sa: SecurityAssociation) -> None:
         """`sa` left the SADB: its entry goes."""
         with self._lock:

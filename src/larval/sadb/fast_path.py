@@ -304,12 +304,22 @@ class FastPath:
                     spi = sa.spi = sadb._spi_pool.pop()
                 except IndexError:
                     spi = sa.spi = sadb._random_spi(MIN_SPI, MAX_SPI)
-                if larval.addtime and self._wheel is not None:
+                wheel = self._wheel
+                if larval.addtime and wheel is not None:
                     # On the wheel before any other thread can find it, so that nothing
-                    # can change it meanwhile: `ExpiryWheel.enter` without its checks
-                    # and the SA's lock. A DELETE once it is in the table takes it off.
-                    self._wheel.enter_unpublished(sa, int((now + larval.addtime) // 1))
-                    inserted = table.insert_if_absent(sa, enter=False)
+                    # can change it meanwhile: `ExpiryWheel.enter` without its checks,
+                    # the SA's lock and the call, in the bucket of the larval deadline
+                    # and with no byte count to notice. A DELETE once it is in the table
+                    # takes it off.
+                    sa.expiry = wheel
+                    sa.expiry_at = second = int((now + larval.addtime) // 1)
+                    with wheel._lock:
+                        bucket = wheel._buckets.get(second)
+                        if bucket is None:
+                            wheel._new_bucket(sa, second)
+                        else:
+                            bucket[sa] = None
+                    inserted = table.insert_unpublished(sa)
                 else:
                     inserted = table.insert_if_absent(sa)
                 if not inserted:

@@ -109,7 +109,7 @@ class SaTable:
     def insert_if_absent(self, sa: SecurityAssociation, *, enter: bool = True) -> bool:
         """Insert `sa` unless its (SPI, destination) is taken; False if it was. `enter`
         False: the caller put `sa` on the expiry wheel already, before it was inserted
-        (`ExpiryWheel.enter_unpublished`)."""
+        (GETSPI's, by the fast path: `larval.sadb.fast_path`)."""
         spi, dst = sa.spi, sa.dst
         by_spi = self._by_spi
         # An SPI no SA holds, the usual case, is taken by one atomic dict call (in CPython
@@ -148,6 +148,25 @@ class SaTable:
             self.inner.add(sa)
         if enter and self.expiry is not None:
             self.expiry.enter(sa)
+        self.generation += 1
+        return True
+
+    def insert_unpublished(self, sa: SecurityAssociation) -> bool:
+        """`insert_if_absent(sa, enter=False)` for GETSPI's SA, which has no inner
+        selectors and is on the expiry wheel already (put there by the fast path):
+        the usual case, an SPI no SA holds, without the checks only other SAs need."""
+        spi = sa.spi
+        if self._by_spi.setdefault(spi, sa) is not sa:
+            return self.insert_if_absent(sa, enter=False)  # taken, or shared: judged there
+        pkey = (sa.src, sa.dst)
+        with self._pair_locks[hash(pkey) & self._mask]:
+            if self._split and pkey in self._split:
+                self._index_pair(pkey, sa)
+            pairs = self._pairs
+            of_pair = pairs.get(pkey)
+            if of_pair is None:
+                of_pair = pairs[pkey] = {}
+            of_pair[spi] = sa
         self.generation += 1
         return True
 
