@@ -99,8 +99,9 @@ def mid_life(
     ev_i, ev_r = events(pair.i), events(pair.r)
     (new_i,) = [e for e in ev_i if isinstance(e, ChildSaUp)]
     (new_r,) = [e for e in ev_r if isinstance(e, ChildSaUp)]
-    assert ChildSaDown(first_i.spi_in, first_i.spi_out, by_peer=True) in ev_i
-    assert ChildSaDown(first_r.spi_in, first_r.spi_out, by_peer=False) in ev_r
+    # Renewed: the key managers keep each old inbound SA a little (`ChildSaDown.rekeyed`).
+    assert ChildSaDown(first_i.spi_in, first_i.spi_out, by_peer=True, rekeyed=True) in ev_i
+    assert ChildSaDown(first_r.spi_in, first_r.spi_out, by_peer=False, rekeyed=True) in ev_r
     assert sorted(pair.i.children) == sorted((more_i.spi_in, new_i.spi_in))
     return pair, (more_i, more_r), (new_i, new_r)
 

@@ -254,17 +254,22 @@ class Topology:
 
     def charon(self, site: Site, *, proposals: str, esp: str, start_action: str = "none",
                dpd: str = "0", rekey: str = "1h", ike_rekey: str = "4h",
+               life: str = "", rand: str = "",
                version: int = 2, aggressive: bool = False,
                fragment_size: int = 0, swanctl: str = "",
                credentials: Path | None = None) -> Charon:  # fmt: skip
         """`swanctl`: a swanctl.conf of the test's own in place of the PSK one;
-        `credentials`: a directory in swanctl's layout copied into charon's."""
+        `credentials`: a directory in swanctl's layout copied into charon's; `life`,
+        `rand`: the CHILD_SA's life_time and rand_time (swanctl's defaults if empty: a
+        rekey_time of a few seconds then gives a life_time equal to it, and the CHILD_SA
+        expires and is made again instead of being rekeyed)."""
         site.ns.run(["ip", "address", "add", f"{INNER[site.name]}/32", "dev", "lo"])
         charon = Charon(site.ns, site.dir / "charon", self.charon_loglevel)
         charon.write_config(
             ConnConfig(site.address, OUTER[site.peer], PSK,
                        ChildConfig(NET[site.name], NET[site.peer], esp_proposals=esp,
-                                   start_action=start_action, rekey_time=rekey),
+                                   start_action=start_action, rekey_time=rekey,
+                                   life_time=life, rand_time=rand),
                        proposals=proposals, dpd_delay=dpd, rekey_time=ike_rekey,
                        version=version, aggressive=aggressive, fragment_size=fragment_size,
                        local_id=OUTER[site.name])

@@ -14,6 +14,19 @@ from tests.interop.harness import Topology, needs_charon, needs_netns, pinger, s
 pytestmark = [needs_netns, needs_charon]
 
 IKE, ESP = "aes128-sha256-x25519", "aes128gcm16"
+#: charon's CHILD_SA times when it is the one that rekeys: a life_time past the
+#: rekey_time. With swanctl's default (rekey_time plus 10 % in whole seconds, so 6s too)
+#: the CHILD_SA is never rekeyed: it expires, charon deletes it and makes a new one, and a
+#: ping charon's side sends between the two finds no SA there.
+CHARON_REKEYS = {"rekey": "6s", "life": "12s", "rand": "1s"}
+CHARON_DOES_NOT = {"rekey": "1h"}
+
+
+def rekeyed_by_rekey_sa(log: str) -> bool:
+    """Did a CREATE_CHILD_SA with N(REKEY_SA) go either way (a rekey, RFC 7296 §1.3.3,
+    not a CHILD_SA deleted and made again)?"""
+    return any("CREATE_CHILD_SA request" in line and "N(REKEY_SA)" in line
+               for line in log.splitlines())  # fmt: skip
 
 
 @pytest.mark.parametrize("rekeyer", ["larval", "charon"])
@@ -23,8 +36,8 @@ def test_child_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
         larval = topo.larval(
             topo.b, proposals=[IKE], esp=[ESP], start_action="none", rekey=rekey, life=life
         )
-        charon = topo.charon(topo.a, proposals=IKE, esp=ESP,
-                             rekey="6s" if rekeyer == "charon" else "1h")  # fmt: skip
+        times = CHARON_REKEYS if rekeyer == "charon" else CHARON_DOES_NOT
+        charon = topo.charon(topo.a, proposals=IKE, esp=ESP, **times)
         charon.initiate()
         before = spis(charon.list_sas())
         ping = pinger(topo.a, 60)  # 12 s of traffic across the rekey
@@ -32,6 +45,7 @@ def test_child_sa_rekey_while_ping_flows(tmp_path: Path, rekeyer: str) -> None:
         after = spis(charon.list_sas())
         assert " 0% packet loss" in out, (out, larval.log.read_text()[-3000:])
         assert after and after != before, (before, after)  # new SPIs: the CHILD_SA was rekeyed
+        assert rekeyed_by_rekey_sa(larval.log.read_text()), larval.log.read_text()[-3000:]
         status = larval.wait_for("child")
         assert len(status["child_sas"]) >= 1  # type: ignore[arg-type]
 
@@ -133,13 +147,14 @@ def test_child_sa_rekey_with_pfs(tmp_path: Path, rekeyer: str) -> None:
         rekey, life = ("6s", "12s") if rekeyer == "larval" else ("1h", "66m")
         larval = topo.larval(topo.b, proposals=[IKE], esp=["aes128gcm16-x25519"],
                              start_action="none", rekey=rekey, life=life)  # fmt: skip
-        charon = topo.charon(topo.a, proposals=IKE, esp="aes128gcm16-x25519",
-                             rekey="6s" if rekeyer == "charon" else "1h")  # fmt: skip
+        times = CHARON_REKEYS if rekeyer == "charon" else CHARON_DOES_NOT
+        charon = topo.charon(topo.a, proposals=IKE, esp="aes128gcm16-x25519", **times)
         charon.initiate()
         before = spis(charon.list_sas())
         out, _ = pinger(topo.a, 50).communicate(timeout=60)
         listing = charon.list_sas()
         assert " 0% packet loss" in out, (out, larval.log.read_text()[-3000:])
+        assert rekeyed_by_rekey_sa(larval.log.read_text()), larval.log.read_text()[-3000:]
         # The new CHILD_SA is INSTALLED with the group; the old one may still be listed,
         # DELETED, for a moment.
         assert spis(listing) != before, listing

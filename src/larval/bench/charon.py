@@ -45,6 +45,11 @@ class ChildConfig:
     start_action: str = "none"
     mode: str = "tunnel"
     rekey_time: str = "1h"
+    # swanctl's defaults where empty: life_time is rekey_time plus 10 % in whole seconds
+    # (so 6s for a rekey_time of 6s: the CHILD_SA expires, is deleted and made again,
+    # and is never rekeyed), rand_time is life_time less rekey_time.
+    life_time: str = ""
+    rand_time: str = ""
 
 
 @dataclass
@@ -164,7 +169,7 @@ swanctl {
                 mode = {child.mode}
                 start_action = {child.start_action}
                 rekey_time = {child.rekey_time}
-            }}
+{_child_times(child)}            }}
         }}
     }}
 }}
@@ -219,6 +224,13 @@ swanctl {
             if path.exists():
                 out.extend(path.read_text(errors="replace").splitlines()[-lines:])
         return "\n".join(out)
+
+
+def _child_times(child: ChildConfig) -> str:
+    """The child's life_time and rand_time lines, where they are set."""
+    lines = [f"{key} = {value}" for key, value in
+             (("life_time", child.life_time), ("rand_time", child.rand_time)) if value]  # fmt: skip
+    return "".join(f"                {line}\n" for line in lines)
 
 
 def _sides(conn: ConnConfig) -> str:

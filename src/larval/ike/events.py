@@ -67,6 +67,11 @@ class ChildSaDown:
     spi_in: int
     spi_out: int
     by_peer: bool
+    # The CHILD_SA was renewed (RFC 7296 §2.8; IKEv1: a newer Quick Mode) and its successor
+    # carries the traffic: its outbound SA goes now, its inbound one a little later, so
+    # that what the peer sent on it before it switched still arrives (as charon's
+    # delete_rekeyed_delay).
+    rekeyed: bool = False
 
 
 @dataclass(frozen=True)

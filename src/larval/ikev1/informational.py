@@ -196,7 +196,8 @@ class Informational:
             child = next((c for c in sa.children.values() if c.spi_out == spi_out), None)
             if child is not None:
                 del sa.children[child.spi_in]
-                sa.report(ChildSaDown(child.spi_in, child.spi_out, by_peer=True))
+                sa.report(ChildSaDown(child.spi_in, child.spi_out, by_peer=True,
+                                      rekeyed=child.renewed))  # fmt: skip
 
 
 #: The notify types larval names; a peer's other numbers are counted as ``other``.

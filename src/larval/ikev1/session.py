@@ -540,7 +540,8 @@ class IkeV1Session(IsakmpSa):
         if child is None or self.state not in (State.ESTABLISHED, State.REKEYED):
             return
         self._inform((DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),)),))
-        self.report(ChildSaDown(child.spi_in, child.spi_out, by_peer=False))
+        self.report(ChildSaDown(child.spi_in, child.spi_out, by_peer=False,
+                                rekeyed=child.renewed))  # fmt: skip
 
     def adopt_children(self, old: IkeV1Session) -> list[int]:
         """Take over the CHILD_SAs of `old`, an ISAKMP SA with the same peer that this one

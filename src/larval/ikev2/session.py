@@ -419,7 +419,8 @@ class IkeSession(OverTransport):
         child = self.children.pop(spi_in, None)
         if child is None or self.state is not State.ESTABLISHED:
             return
-        self._deleting[spi_in] = ChildSaDown(child.spi_in, child.spi_out, by_peer=False)
+        self._deleting[spi_in] = ChildSaDown(child.spi_in, child.spi_out, by_peer=False,
+                                             rekeyed=child.rekeyed)  # fmt: skip
         payload = DeletePayload(ProtocolId.ESP, 4, (spi_in.to_bytes(4, "big"),))
         self._tasks.queue(Informational(self, (payload,), spi_in), now)
 

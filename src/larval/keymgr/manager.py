@@ -111,6 +111,12 @@ log = logging.getLogger("larval.keymgr")
 #: Inverse ACQUIRE answers kept (`KeyManager._ask_policy`) before they are all forgotten.
 _POLICY_ANSWERS_KEPT = 1024
 
+#: Seconds the inbound SA of a renewed CHILD_SA outlives its DELETE: the peer switched to
+#: the new CHILD_SA before the DELETE, and ESP it sent on the old one just before may
+#: still be on its way, or queued behind the DELETE here (charon's delete_rekeyed_delay,
+#: 5 s). The outbound SA goes at once.
+REKEYED_INBOUND_DELAY = 5.0
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[str, int]
@@ -201,6 +207,9 @@ class KeyManager:
         #: A CHILD_SA the peer renewed (inbound SPI) -> its successor, whose outbound SA
         #: waits in `_outbound_due` for the old one's deletion.
         self._renewed_by: dict[int, int] = {}
+        #: Inbound SAs of renewed CHILD_SAs deleted, by SPI: when they go from the stack,
+        #: and the CHILD_SA they were of (`REKEYED_INBOUND_DELAY`).
+        self._inbound_due: dict[int, tuple[float, ChildRecord]] = {}
         self._acquiring: set[tuple[str, str]] = set()  # (connection, child) under way
         self.children: dict[int, ChildRecord] = {}  # by inbound SPI
         self._outbox: list[tuple[bytes, Address]] = []
@@ -419,6 +428,8 @@ class KeyManager:
         for session in list(self.sessions.values()):
             session.delete(now)
             self._drain(session, now)
+        for spi_in in list(self._inbound_due):
+            self._delete_inbound(spi_in)
 
     # -- PF_KEY from the stack ----------------------------------------------------------
 
@@ -700,6 +711,9 @@ class KeyManager:
             if due <= now:
                 del self._outbound_due[spi_in]
                 add()
+        for spi_in, (due, _) in list(self._inbound_due.items()):
+            if due <= now:
+                self._delete_inbound(spi_in)
         timers, filed = self._timers, self._filed
         due_now = []
         while timers and timers[0][0] <= now:
@@ -720,6 +734,7 @@ class KeyManager:
         while timers and filed.get(id(timers[0][2])) != timers[0][0]:
             heapq.heappop(timers)  # stale
         due = [due for due, _ in self._outbound_due.values() if due != math.inf]
+        due += [due for due, _ in self._inbound_due.values()]
         if timers:
             due.append(timers[0][0])
         return min(due) if due else None
@@ -807,7 +822,7 @@ class KeyManager:
             elif isinstance(event, ChildSaUp):
                 self._install(conn, session, event, now)
             elif isinstance(event, ChildSaDown):
-                self._uninstall(event.spi_in)
+                self._uninstall(event.spi_in, now, rekeyed=event.rekeyed)
             elif isinstance(event, ChildSaFailed):
                 log.warning("%s: CHILD_SA %s failed: %s", name, event.child.name, event.reason)
                 self._acquiring.discard((name, event.child.name))
@@ -833,6 +848,10 @@ class KeyManager:
                            for k, s in self.sessions.items() if s is not session):  # fmt: skip
                     for child in conn.children:
                         self._acquiring.discard((name, child.name))
+                if self._established_session(conn, session.config.remote_addr) is None:
+                    # No IKE SA with the peer carries on (not a rekey, not a
+                    # reauthentication): the renewed CHILD_SAs' inbound SAs go with it.
+                    self._delete_inbound_of(name, session.config.remote_addr)
         if session.natted:
             self._follow_nat(session, name)
         if session.phase is Phase.REPLACED and session.children:
@@ -1098,7 +1117,10 @@ class KeyManager:
             tuple((ep(local), ep(remote)) for local, remote in pairs[1:]),
         )
 
-    def _uninstall(self, spi_in: int) -> None:
+    def _uninstall(self, spi_in: int, now: float, *, rekeyed: bool = False) -> None:
+        """The CHILD_SA's SAs leave the stack. Of a renewed one (`rekeyed`, or one the
+        peer renewed), the outbound SA goes now and the inbound one after
+        `REKEYED_INBOUND_DELAY` (RFC 7296 §2.8; as strongSwan's child_delete)."""
         record = self.children.pop(spi_in, None)
         if self.persist is not None:
             self.persist.child_gone(spi_in)
@@ -1106,16 +1128,39 @@ class KeyManager:
             return
         if self.on_child_gone is not None:
             self.on_child_gone(record)
-        renewal = self._outbound_due.pop(self._renewed_by.pop(spi_in, -1), None)
+        successor = self._renewed_by.pop(spi_in, None)
+        renewal = self._outbound_due.pop(successor, None) if successor is not None else None
         if renewal is not None:
             renewal[1]()  # the new outbound SA first, then the old one goes
-        sas = [(record.spi_in, record.remote, record.local)]
         if self._outbound_due.pop(spi_in, None) is None:  # else never added
-            sas.append((record.spi_out, record.local, record.remote))
-        for spi, src, dst in sas:
-            self._call(delete_sa(spi, src, dst, seq=self._next_seq(), pid=self.pid))
+            self._call(delete_sa(record.spi_out, record.local, record.remote,
+                                 seq=self._next_seq(), pid=self.pid))  # fmt: skip
+        if rekeyed or successor is not None:
+            self._inbound_due[spi_in] = (now + REKEYED_INBOUND_DELAY, record)
+            log.info("%s: CHILD_SA %s deleted (SPIs %08x/%08x), its inbound SA kept %g s "
+                     "for packets in flight", record.connection, record.name, record.spi_in,
+                     record.spi_out, REKEYED_INBOUND_DELAY)  # fmt: skip
+            return
+        self._call(delete_sa(record.spi_in, record.remote, record.local,
+                             seq=self._next_seq(), pid=self.pid))  # fmt: skip
         log.info("%s: CHILD_SA %s deleted (SPIs %08x/%08x)", record.connection, record.name,
                  record.spi_in, record.spi_out)  # fmt: skip
+
+    def _delete_inbound(self, spi_in: int) -> None:
+        """The kept inbound SA of a renewed CHILD_SA leaves the stack (a hard lifetime
+        may have taken it already: the stack's refusal then says so, and is not read)."""
+        _, record = self._inbound_due.pop(spi_in)
+        self._call(delete_sa(spi_in, record.remote, record.local, seq=self._next_seq(),
+                             pid=self.pid))  # fmt: skip
+        log.debug("%s: inbound SA %08x of the renewed CHILD_SA %s deleted", record.connection,
+                  spi_in, record.name)  # fmt: skip
+
+    def _delete_inbound_of(self, connection: str, remote: IPAddress | None = None) -> None:
+        """Now, the kept inbound SAs of the connection's renewed CHILD_SAs (with `remote`,
+        where it names one)."""
+        for spi_in, (_, record) in list(self._inbound_due.items()):
+            if record.connection == connection and remote in (None, record.remote):
+                self._delete_inbound(spi_in)
 
     # -- status ------------------------------------------------------------------------------
 

@@ -167,12 +167,14 @@ class ChildCreate(ExchangeTask):
             if redundant((self._nonce_i, nonce.data), (peer_nonce_i, peer_nonce_r)):
                 log.info("%s: simultaneous rekey of CHILD_SA %08x, ours is redundant",
                          sa._name(), old.spi_in)  # fmt: skip
+                sa.children[self.spi_in].rekeyed = True  # the peer's new one carries on
                 sa.delete_child(self.spi_in, now)
                 return
             log.info("%s: simultaneous rekey of CHILD_SA %08x, the peer's is redundant",
                      sa._name(), old.spi_in)  # fmt: skip
         if old is not None and old.spi_in in sa.children:
             # §2.8: the initiator of the rekey deletes the old CHILD_SA.
+            old.rekeyed = True
             sa.delete_child(old.spi_in, now)
 
 
@@ -395,6 +397,8 @@ class ChildCreateResponder(AnswerTask):
         old = self._old
         child_up(sa, *self._made, nonces=self._nonces, exchange_initiator=False,
                  shared=self._shared, replaces=old.spi_in if old is not None else None)  # fmt: skip
+        if old is not None:
+            old.rekeyed = True  # the peer deletes it once it has installed the new one
         ours = sa._tasks.rekeying(renewing(old.spi_in)) if old is not None else None
         if isinstance(ours, ChildCreate):
             # RFC 7296 §2.8.1: both ends rekey this CHILD_SA at once. Answer as usual and

@@ -100,7 +100,8 @@ class InformationalResponder(AnswerTask):
                     if child.spi_out == spi_out:
                         del sa.children[spi_in]
                         ours.append(spi_in.to_bytes(4, "big"))
-                        sa._events.append(ChildSaDown(spi_in, spi_out, by_peer=True))
+                        sa._events.append(ChildSaDown(spi_in, spi_out, by_peer=True,
+                                                      rekeyed=child.rekeyed))  # fmt: skip
             if ours:
                 answer.append(DeletePayload(ProtocolId.ESP, 4, tuple(ours)))
         self._answer = tuple(answer)

@@ -57,7 +57,7 @@ class State(enum.Enum):
 class ChildSa:
     """A CHILD_SA of this IKE SA, as far as IKE is concerned."""
 
-    __slots__ = ("config", "local_ts", "remote_ts", "spi_in", "spi_out", "suite")
+    __slots__ = ("config", "local_ts", "rekeyed", "remote_ts", "spi_in", "spi_out", "suite")
 
     def __init__(
         self,
@@ -74,6 +74,9 @@ class ChildSa:
         self.suite = suite
         self.local_ts = local_ts or config.local_ts
         self.remote_ts = remote_ts or config.remote_ts
+        #: A CREATE_CHILD_SA renewed it (RFC 7296 §2.8): its successor is up, and its
+        #: DELETE takes its inbound SA a little later (`ChildSaDown.rekeyed`).
+        self.rekeyed = False
 
 
 class Ikev2Sa(Protocol):
