@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network
+from itertools import accumulate
 from typing import NamedTuple
 
 from larval.esp import (
@@ -580,9 +581,7 @@ class PacketPath:
                 opening.append((sa, ctx, esp))
         if not opening:
             return
-        locks = _locks_of(ctx for _, ctx, _ in opening)
-        for lock in locks:
-            lock.acquire()
+        locks = _hold_all([ctx.lock for _, ctx, _ in opening])
         try:
             found = open_each([(ctx.esp, esp) for _, ctx, esp in opening])
         finally:
@@ -625,12 +624,9 @@ class PacketPath:
             for packet in packets:
                 self.deliver(packet)
             return
-        starts: list[int] = []
         lengths = [len(p) for p in packets]
-        at = 0
-        for length in lengths:
-            starts.append(at)
-            at += length
+        starts = list(accumulate(lengths, initial=0))
+        starts.pop()
         deliver_many(b"".join(packets), starts, lengths)
 
     def _opened(
@@ -977,7 +973,8 @@ def _hold_all(locks: list[threading.Lock]) -> list[threading.Lock]:
     """Take every lock of `locks` (a lock may come more than once) without waiting in a
     cycle with another thread: each is tried without waiting, in the order given; if one
     is busy (or came twice), those taken are let go and the distinct locks are taken in
-    `_locks_of`'s one order, waiting. The locks taken, each once, to release."""
+    one order for every thread (by id), waiting: two threads that each take several
+    never wait on each other in a cycle. The locks taken, each once, to release."""
     held = 0
     for lock in locks:
         if not lock.acquire(False):
@@ -991,12 +988,6 @@ def _hold_all(locks: list[threading.Lock]) -> list[threading.Lock]:
     for lock in ordered:
         lock.acquire()
     return ordered
-
-
-def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
-    """The contexts' locks in one order for every thread (by id), so that two threads
-    that each take several never wait on each other in a cycle."""
-    return sorted({c.lock for c in contexts}, key=id)
 
 
 def _flow_key(packet: bytes) -> bytes | None:
