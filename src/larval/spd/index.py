@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from larval.spd.policy import Policy
 
-__all__ = ["ICMP_ANY", "Accept", "FamilyIndex", "SortKey"]
+__all__ = ["ICMP_ANY", "SCAN_LIMIT", "Accept", "FamilyIndex", "SortKey"]
 
 SortKey = tuple[int, int, int, int, int, int]
 #: An extra condition on a matching policy (inverse ACQUIRE's tunnel endpoints).
@@ -47,17 +47,24 @@ Accept = Callable[[Policy], bool]
 #: ipsec_get_inverse_acquire_sel sets ips_is_icmp_inv_acq for ICMP requests).
 ICMP_ANY = -1
 
+#: `FamilyIndex.answers_within` tests at most this many buckets of a group one by one.
+SCAN_LIMIT = 64
+
 # A bucket entry: (sort key, policy, proto, local lo, local hi, remote lo, remote hi, icmp).
 _Entry = tuple[SortKey, Policy, int, int, int, int, int, "int | None"]
+
+
+_ANY = (0, 65535, 0, 65535)  # both port ranges of a selector that names none
 
 
 class _Group:
     """The policies with one (local prefix length, remote prefix length) pair."""
 
-    __slots__ = ("buckets", "lmask", "min_key", "rmask")
+    __slots__ = ("buckets", "llen", "lmask", "min_key", "rlen", "rmask")
 
     def __init__(self, bits: int, llen: int, rlen: int) -> None:
         full = (1 << bits) - 1
+        self.llen, self.rlen = llen, rlen
         self.lmask = full ^ (full >> llen)
         self.rmask = full ^ (full >> rlen)
         self.buckets: dict[tuple[int, int], tuple[_Entry, ...]] = {}
@@ -155,3 +162,66 @@ class FamilyIndex:
                     best, best_key = policy, key
                     break
         return best
+
+    def answers_within(
+        self, local: int, llen: int, remote: int, rlen: int
+    ) -> tuple[list[Policy], bool] | None:
+        """What `lookup` may answer for the packets of a box: every local address of the
+        prefix `local`/`llen`, every remote address of `remote`/`rlen` (addresses as
+        ints), any protocol, ports and ICMP type.
+
+        The answer for a packet of the box is the matching policy of lowest sort key.
+        Say a policy *meets* the box if its prefixes meet the box's (one of the two
+        prefixes of a side holds the other): only such a policy matches a packet of
+        the box. Say it *covers* the box if its prefixes hold the box's whole and it
+        names no protocol, ports or ICMP type: it matches every packet of the box. Let
+        C be the covering policy of lowest sort key. Every packet of the box matches
+        C, so its answer sorts no later than C; and its answer meets the box. So the
+        answers lie among the policies that meet the box and sort no later than C,
+        C included; without a C, among all that meet it, or none (None).
+
+        Returns those policies, best first, and whether a packet may match none (no
+        C). If every one of them (and None, if it may come) leads to the same
+        verdict, every packet of the box gets that verdict. A policy with ports
+        before C does not make the box's answers differ unless its verdict differs.
+        None if a group of policies narrower than the box on a side holds more than
+        `SCAN_LIMIT` prefix pairs, which would be tested one by one.
+
+        Caller holds the writers' lock (the buckets of a group are walked)."""
+        found: list[_Entry] = []
+        cover: SortKey | None = None
+        full = (1 << self.bits) - 1
+        for min_key, group in self._probe:
+            if cover is not None and cover < min_key:
+                break
+            gl, gr = group.llen, group.rlen
+            if gl <= llen and gr <= rlen:
+                # The group's prefixes are no longer than the box's: only the pair
+                # holding it meets it, and holds it whole.
+                bucket = group.buckets.get((local & group.lmask, remote & group.rmask))
+                buckets: list[tuple[_Entry, ...]] = [] if bucket is None else [bucket]
+                holds = True
+            else:
+                if len(group.buckets) > SCAN_LIMIT:
+                    return None
+                lmask = full ^ (full >> min(gl, llen))
+                rmask = full ^ (full >> min(gr, rlen))
+                lnet, rnet = local & lmask, remote & rmask
+                buckets = [
+                    b
+                    for (ln, rn), b in group.buckets.items()
+                    if ln & lmask == lnet and rn & rmask == rnet
+                ]
+                holds = False
+            for bucket in buckets:
+                for entry in bucket:
+                    key = entry[0]
+                    if cover is not None and cover < key:
+                        break
+                    found.append(entry)
+                    _, _, proto, llo, lhi, rlo, rhi, icmp = entry
+                    if holds and not proto and (llo, lhi, rlo, rhi) == _ANY and icmp is None:
+                        cover = key  # a bucket is sorted: its later entries sort after
+                        break
+        found.sort(key=lambda e: e[0])
+        return [e[1] for e in found if cover is None or e[0] <= cover], cover is None

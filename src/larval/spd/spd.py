@@ -20,7 +20,7 @@ from dataclasses import replace
 from larval.spd.errors import SpdError
 from larval.spd.index import Accept, FamilyIndex, SortKey
 from larval.spd.policy import Direction, Policy
-from larval.spd.selector import AddressLike, Selector
+from larval.spd.selector import AddressLike, IPNetwork, Selector
 
 __all__ = ["Spd"]
 
@@ -192,6 +192,28 @@ class Spd:
             return None
         index = self._indexes[(direction, lbits)]
         return index.lookup(lint, rint, proto, local_port, remote_port, icmp_type, accept)
+
+    def answers_within(
+        self, direction: Direction, local: IPNetwork, remote: IPNetwork
+    ) -> tuple[list[Policy], bool] | None:
+        """What `lookup_local` may answer for any packet with its local address in
+        `local` and its remote one in `remote`, whatever its protocol, ports and ICMP
+        type: the policies, best first, and whether it may find none.
+
+        A cache of verdicts by address box asks this once per SPD generation: when
+        every answer given (and no policy, if it may come) leads to one verdict, that
+        verdict holds for every packet of the box (`FamilyIndex.answers_within` says
+        why). Read `generation` before the call to date the answer. None when the SPD
+        cannot say without testing many policies one by one. The two prefixes are of
+        one family."""
+        if local.version != remote.version:
+            raise SpdError(f"a box of IPv{local.version} and IPv{remote.version} prefixes")
+        with self._lock:
+            index = self._indexes[(direction, local.max_prefixlen)]
+            return index.answers_within(
+                int(local.network_address), local.prefixlen,
+                int(remote.network_address), remote.prefixlen,
+            )  # fmt: skip
 
     @staticmethod
     def check_inbound(

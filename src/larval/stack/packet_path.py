@@ -5,7 +5,10 @@ Outbound (RFC 4301 §5.1): SPD → SA or acquire record → ESP → a datagram f
 UDP port 4500 (RFC 3948). Inbound (§5.2): SPI lookup → the LARVAL hold path → replay
 check, decryption and the replay window (in `EspSa`) → the inbound policy check → the
 cleartext packet. Held packets come back through the SADB's release callbacks, in the
-thread that made their SA usable, and take the same path from there.
+thread that made their SA usable, and take the same path from there. The inbound policy
+check keeps, per SA, the verdict every packet inside its inner selectors gets, when the
+SPD gives them all one (`PacketPath._inbound_refusal`): with many SAs, each SA's packet
+is then checked without a policy lookup.
 
 The I/O layer gives `send` (a datagram to the network) and `deliver` (a cleartext
 packet to the host) and feeds `outbound` and `inbound` from its loops.
@@ -27,6 +30,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Network
+from itertools import accumulate
 from typing import NamedTuple
 
 from larval.esp import (
@@ -53,7 +58,7 @@ from larval.pfkey import (
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
 from larval.sadb.sa import account_each
-from larval.spd import Action, Policy
+from larval.spd import Action, Direction, Policy
 from larval.stack.flow import PacketError
 from larval.stack.stack import Stack, Verdict
 
@@ -80,13 +85,25 @@ class Datagram(NamedTuple):
 #: address of IP version ``version``.
 _Prefix = tuple[int, int, int]  # (network, shift, version)
 
+#: The inbound check's verdict for every packet in an SA's box (its first pair of inner
+#: selectors, any protocol and ports): (SPD generation, the SA's inner source and
+#: destination extensions it was made from, IP version of the box or 0 for no verdict
+#: kept, source network and shift, destination network and shift, the verdict).
+_BoxMemo = tuple[
+    int, "SadbAddress | None", "SadbAddress | None", int, int, int, int, int, "str | None"
+]
+_NO_MEMO: _BoxMemo = (-1, None, None, 0, 0, 0, 0, 0, None)
+# parse_flow walks these IPv6 headers (and reads a fragment header): a packet with one
+# takes the full check, which counts a truncated one as parse_flow does.
+_IPV6_WALKED = frozenset({0, 43, 44, 60})
+
 
 class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
     __slots__ = (
         "_more_exts", "checkpoint_at", "esp", "inner_exts", "inner_more", "inner_prefixes",
-        "lock", "natt", "port", "tunnel",
+        "lock", "natt", "policy_memo", "port", "tunnel",
     )  # fmt: skip
 
     def __init__(
@@ -106,6 +123,9 @@ class EspContext:
         self._more_exts: tuple[tuple[SadbAddress, SadbAddress], ...] = ()
         # Packets received by which a replay checkpoint is due (with a state store).
         self.checkpoint_at = 0
+        # The inbound policy check's verdict for the SA's box (`PacketPath._box_memo`);
+        # made on the first packet.
+        self.policy_memo: _BoxMemo = _NO_MEMO
 
     def seq_state(self) -> SadbXSeqState:
         """The SA's sequence numbers as GET and DUMP show them (X_LARVAL_SEQ_STATE): the
@@ -561,9 +581,7 @@ class PacketPath:
                 opening.append((sa, ctx, esp))
         if not opening:
             return
-        locks = _locks_of(ctx for _, ctx, _ in opening)
-        for lock in locks:
-            lock.acquire()
+        locks = _hold_all([ctx.lock for _, ctx, _ in opening])
         try:
             found = open_each([(ctx.esp, esp) for _, ctx, esp in opening])
         finally:
@@ -606,12 +624,9 @@ class PacketPath:
             for packet in packets:
                 self.deliver(packet)
             return
-        starts: list[int] = []
         lengths = [len(p) for p in packets]
-        at = 0
-        for length in lengths:
-            starts.append(at)
-            at += length
+        starts = list(accumulate(lengths, initial=0))
+        starts.pop()
         deliver_many(b"".join(packets), starts, lengths)
 
     def _opened(
@@ -744,11 +759,91 @@ class PacketPath:
     ) -> str | None:
         """RFC 4301 §5.2 step 4: the inner packet must be one the SA was made for.
 
-        None if it is, else the counter to drop it under. A tunnel to a fixed peer takes
-        the packet from the SA with that peer's outer address. A tunnel to any peer takes
-        it from an SA with any outer address (the SPI chose the SA, and a peer's NAT
-        mapping may change), but only with inner addresses inside that SA's own inner
-        selectors: one road warrior cannot send with another's virtual address.
+        None if it is, else the counter to drop it under (`_checked_refusal` says how it
+        is decided). A packet inside the SA's box, its first pair of inner selectors,
+        takes the verdict the SA's context keeps for the box, if there is one: one
+        generation compare, two identity compares and the integer address check. The
+        verdict is made again when the SPD's generation moves or UPDATE gives the SA
+        other inner selectors; the rest of what the check reads of the SA (its outer
+        addresses, the table's key) is fixed for the SA's life. Any other packet takes
+        the full check.
+        """
+        memo = ctx.policy_memo
+        if (
+            memo[0] != self.stack.spd.generation
+            or memo[1] is not sa.inner_src
+            or memo[2] is not sa.inner_dst
+        ):
+            memo = ctx.policy_memo = self._box_memo(sa)
+        _, _, _, version, src_net, src_shift, dst_net, dst_shift, refused = memo
+        if version == 4 and (
+            len(packet) >= 20
+            and packet[0] == 0x45
+            and int.from_bytes(packet[12:16], "big") >> src_shift == src_net
+            and int.from_bytes(packet[16:20], "big") >> dst_shift == dst_net
+        ):
+            return refused
+        if version == 6 and (
+            len(packet) >= 40
+            and packet[0] >> 4 == 6
+            and packet[6] not in _IPV6_WALKED
+            and int.from_bytes(packet[8:24], "big") >> src_shift == src_net
+            and int.from_bytes(packet[24:40], "big") >> dst_shift == dst_net
+        ):
+            return refused
+        return self._checked_refusal(sa, ctx, packet)
+
+    def _box_memo(self, sa: SecurityAssociation) -> _BoxMemo:
+        """The verdict every packet in the SA's box gets, with what it was made from.
+
+        The box is the SA's first pair of inner selectors (a missing one: every address
+        of the other's family), any protocol, ports and ICMP type. Inside it the inner
+        addresses pass, so a packet's verdict is `_policy_refusal` of the policy the SPD
+        finds for it; `Spd.answers_within` names the policies it may find. If they all
+        (and no policy, if that may be found) give one verdict, it is kept; else the
+        memo keeps version 0, which no packet matches. The generation is read first: a
+        change to the SPD during the walk moves it on, and the memo is not used again.
+        """
+        generation = self.stack.spd.generation
+        src_ext, dst_ext = sa.inner_src, sa.inner_dst
+        src, dst = _prefix(src_ext), _prefix(dst_ext)
+        version = src[2] if src is not None else dst[2] if dst is not None else 0
+        if dst is not None and dst[2] != version:
+            version = 0  # a box of two families holds no packet
+        if version == 0:
+            return (generation, src_ext, dst_ext, 0, 0, 0, 0, 0, None)
+        network = IPv4Network if version == 4 else IPv6Network
+        bits = 32 if version == 4 else 128
+        src_net, src_shift = (src[0], src[1]) if src is not None else (0, bits)
+        dst_net, dst_shift = (dst[0], dst[1]) if dst is not None else (0, bits)
+        answers = self.stack.spd.answers_within(
+            Direction.IN,
+            network((dst_net << dst_shift, bits - dst_shift)),
+            network((src_net << src_shift, bits - src_shift)),
+        )
+        if answers is not None:
+            policies, none_found = answers
+            named = src_ext is not None and dst_ext is not None
+            verdicts = {_policy_refusal(sa, p, named) for p in policies}
+            if none_found:
+                verdicts.add(_policy_refusal(sa, None, named))
+            if len(verdicts) == 1:
+                (refused,) = verdicts
+                return (generation, src_ext, dst_ext, version, src_net, src_shift, dst_net,
+                        dst_shift, refused)  # fmt: skip
+        return (generation, src_ext, dst_ext, 0, 0, 0, 0, 0, None)
+
+    def _checked_refusal(
+        self, sa: SecurityAssociation, ctx: EspContext, packet: bytes
+    ) -> str | None:
+        """`_inbound_refusal` without the box's verdict: the packet's policy from the
+        SPD (through the flow cache), its inner addresses against the SA's selectors.
+
+        A tunnel to a fixed peer takes the packet from the SA with that peer's outer
+        address. A tunnel to any peer takes it from an SA with any outer address (the
+        SPI chose the SA, and a peer's NAT mapping may change), but only with inner
+        addresses inside that SA's own inner selectors: one road warrior cannot send
+        with another's virtual address.
         """
         try:
             policy = self.stack.inbound_policies.lookup(packet)
@@ -768,18 +863,7 @@ class PacketPath:
                     return "inner_outside_sa" if _to_any_peer(policy) else "inbound_policy"
         except PacketError:
             return "inbound_policy"
-        if policy is None or policy.action is not Action.PROTECT:
-            return "inbound_policy"
-        tunnel = policy.tunnel
-        if tunnel is None:
-            return None
-        if tunnel.any_remote:
-            if sa.inner_src is None or sa.inner_dst is None:
-                return "inner_outside_sa"  # an SA that names no inner addresses owns none
-            return None if tunnel.local_packed == sa.dst else "inbound_policy"
-        if tunnel.remote_packed == sa.src and tunnel.local_packed == sa.dst:
-            return None
-        return "inbound_policy"
+        return _policy_refusal(sa, policy, sa.inner_src is not None and sa.inner_dst is not None)
 
     # -- per-SA ESP state ---------------------------------------------------------------
 
@@ -836,6 +920,9 @@ class PacketPath:
             natt = sa.natt_rem
             old, ctx.natt = ctx.port, natt
             ctx.port = self._port_of(natt)
+            # The inbound check's box verdict reads no NAT-T address, but a peer that
+            # moved is asked about afresh.
+            ctx.policy_memo = _NO_MEMO
         with self._lock:
             if self._natted.get((sa.dst, old)) is sa:
                 del self._natted[(sa.dst, old)]
@@ -886,7 +973,8 @@ def _hold_all(locks: list[threading.Lock]) -> list[threading.Lock]:
     """Take every lock of `locks` (a lock may come more than once) without waiting in a
     cycle with another thread: each is tried without waiting, in the order given; if one
     is busy (or came twice), those taken are let go and the distinct locks are taken in
-    `_locks_of`'s one order, waiting. The locks taken, each once, to release."""
+    one order for every thread (by id), waiting: two threads that each take several
+    never wait on each other in a cycle. The locks taken, each once, to release."""
     held = 0
     for lock in locks:
         if not lock.acquire(False):
@@ -900,12 +988,6 @@ def _hold_all(locks: list[threading.Lock]) -> list[threading.Lock]:
     for lock in ordered:
         lock.acquire()
     return ordered
-
-
-def _locks_of(contexts: Iterable[EspContext]) -> list[threading.Lock]:
-    """The contexts' locks in one order for every thread (by id), so that two threads
-    that each take several never wait on each other in a cycle."""
-    return sorted({c.lock for c in contexts}, key=id)
 
 
 def _flow_key(packet: bytes) -> bytes | None:
@@ -931,6 +1013,24 @@ def _flow_key_at(buf: bytes, start: int, length: int) -> bytes | None:
     if length >= 44 and buf[start] >> 4 == 6 and buf[start + 6] not in _IPV6_EXTENSIONS:
         return buf[start + 6 : start + 7] + buf[start + 8 : start + 44]
     return None
+
+
+def _policy_refusal(sa: SecurityAssociation, policy: Policy | None, named: bool) -> str | None:
+    """The inbound check's verdict for a packet whose inner addresses passed the SA's
+    selectors, by the policy the SPD found for it; `named`: the SA names both inner
+    selectors."""
+    if policy is None or policy.action is not Action.PROTECT:
+        return "inbound_policy"
+    tunnel = policy.tunnel
+    if tunnel is None:
+        return None
+    if tunnel.any_remote:
+        if not named:
+            return "inner_outside_sa"  # an SA that names no inner addresses owns none
+        return None if tunnel.local_packed == sa.dst else "inbound_policy"
+    if tunnel.remote_packed == sa.src and tunnel.local_packed == sa.dst:
+        return None
+    return "inbound_policy"
 
 
 def _to_any_peer(policy: Policy | None) -> bool:
