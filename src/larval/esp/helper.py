@@ -333,12 +333,13 @@ def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
 
 def open_many(
     handles: list[Any], packets: list[bytes]
-) -> tuple[bytes, list[int], bytes, list[int], bytes]:
+) -> tuple[Any, list[int], bytes, list[int], bytes]:
     """The ICV check, decryption and padding check of `GcmBatch.open_window`, without its
     window (the caller checks and moves each SA's), of one packet each, for packets of
     several SAs without ESN in one call: packet i with the context of ``handles[i]`` (an
     `sa_handle`). The plaintexts back to back, each one's offset in them, and per packet
-    its status, payload length and Next Header."""
+    its status, payload length and Next Header. The plaintexts are the output buffer
+    itself, not a copy: slicing it gives bytes, indexing it a byte string of one."""
     module = _load()[0]
     ffi = module.ffi
     new = new_uncleared
@@ -361,7 +362,7 @@ def open_many(
         offsets.append(off)
         off += length - 32
     return (
-        ffi.buffer(out, size)[:],
+        ffi.buffer(out, size),
         offsets,
         ffi.buffer(status, n)[:],
         memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
