@@ -140,3 +140,42 @@ def test_seal_each_takes_one_next_header_per_packet(path: str) -> None:
     with pytest.raises(ValueError, match="1 Next Headers for 2 packets"):
         seal_each(each[:2], [IPV4_UDP, IPV6_UDP], [4])
     assert [state(s) for s in each] == [state(s) for s in _sas("python")]
+
+
+def _sealed_with_trailer(sa: EspSa, seq: int, plaintext: bytes) -> bytes:
+    """An authentic ESP packet of `sa` numbered `seq` whose plaintext (payload, padding,
+    Pad Length, Next Header) is `plaintext` as given, right or wrong."""
+    header = sa.spi.to_bytes(4, "big") + seq.to_bytes(4, "big")
+    return sa._transform.seal(header, b"", sa._iv(seq), plaintext)
+
+
+def test_open_each_names_the_pad_length_decrypt_names(path: str) -> None:
+    senders = _sas("python")
+    payload = IPV4_UDP[:22]  # 22 + 2: no padding needed, so any given is explicit
+    packets = [
+        _sealed_with_trailer(senders[0], 1, payload + b"\x01\x03\x02\x04"),  # a wrong byte
+        _sealed_with_trailer(senders[1], 1, payload[:2] + b"\xff\x04"),  # Pad Length too long
+        _sealed_with_trailer(senders[2], 1, payload + b"\x00\x04"),  # right
+    ]
+    one, each = _sas("python"), _sas(path)
+    expected: list[object] = []
+    for k, esp in enumerate(packets):
+        try:
+            expected.append(one[k].decrypt(esp))
+        except EspDropError as e:
+            expected.append((e.counter, str(e)))
+    found = open_each([(each[k], esp) for k, esp in enumerate(packets)])
+    got: list[object] = []
+    for k, (esp, result) in enumerate(zip(packets, found, strict=True)):
+        if result is None:  # left to `decrypt`
+            try:
+                result = each[k].decrypt(esp)
+            except EspDropError as e:
+                result = e
+        got.append((result.counter, str(result)) if isinstance(result, EspDropError) else result)
+    assert got == expected
+    assert expected[:2] == [
+        ("bad_padding", "Pad Length 2 or padding bytes wrong"),
+        ("bad_padding", "Pad Length 255 or padding bytes wrong"),
+    ]
+    assert [state(s) for s in each] == [state(s) for s in one]

@@ -303,7 +303,9 @@ def seal_many(
     if rc != 0:
         raise EspConfigError("OpenSSL failed to seal an ESP batch")
     sizes: list[int] = ffi.unpack(out_len, n)
-    raw = ffi.buffer(out, sum(sizes))[:]
+    # Sliced in place: a whole copy first (as `_sealed` makes) costs more here, where
+    # each packet is of another SA and the batch is spread over many.
+    raw = ffi.buffer(out, sum(sizes))
     made: list[bytes | None] = []
     off = 0
     for size in sizes:
@@ -333,12 +335,13 @@ def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
 
 def open_many(
     handles: list[Any], packets: list[bytes]
-) -> tuple[bytes, list[int], bytes, list[int], bytes]:
+) -> tuple[Any, list[int], bytes, list[int], bytes]:
     """The ICV check, decryption and padding check of `GcmBatch.open_window`, without its
     window (the caller checks and moves each SA's), of one packet each, for packets of
     several SAs without ESN in one call: packet i with the context of ``handles[i]`` (an
     `sa_handle`). The plaintexts back to back, each one's offset in them, and per packet
-    its status, payload length and Next Header."""
+    its status, payload length and Next Header. The plaintexts are the output buffer
+    itself, not a copy: slicing it gives bytes, indexing it a byte string of one."""
     module = _load()[0]
     ffi = module.ffi
     new = new_uncleared
@@ -361,7 +364,7 @@ def open_many(
         offsets.append(off)
         off += length - 32
     return (
-        ffi.buffer(out, size)[:],
+        ffi.buffer(out, size),
         offsets,
         ffi.buffer(status, n)[:],
         memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),

@@ -577,7 +577,7 @@ def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]
             if verdict == OPEN_AUTH:
                 found[i] = EspAuthError("ICV mismatch")
             else:
-                padlen = plain[offsets[k] + len(chosen[k]) - 34]
+                padlen = plain[offsets[k] + len(chosen[k]) - 34][0]
                 found[i] = EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
             continue
         # `_accept` after the compiled padding check: window, counters, dummy packets.

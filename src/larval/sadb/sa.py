@@ -363,6 +363,20 @@ class SecurityAssociation:
 def account_each(done: Iterable[tuple[SecurityAssociation, int]], now: float) -> None:
     """`account` for one packet each of several SAs, (SA, bytes) in turn, processed at
     `now`: one call for a batch spread over many SAs; each lock is taken on its own, so
-    no order among them matters."""
+    no order among them matters. `account`'s body, in place: a call per packet saved."""
     for sa, nbytes in done:
-        sa.account(nbytes, now)
+        lock = sa.lock
+        lock.acquire()
+        try:
+            if not sa.usetime:
+                sa.usetime = now
+            sa.lastuse = now
+            sa.bytes = total = sa.bytes + nbytes
+            sa.packets += 1
+            if total >= sa.notice_at:
+                sa.notice_at = NEVER_NOTICE  # once: the pass sets the next
+                expiry = sa.expiry
+                if expiry is not None:
+                    expiry.traffic.append(sa)
+        finally:
+            lock.release()

@@ -519,28 +519,42 @@ class PacketPath:
         SAs grouped by SA, each SA's in their order, and each SA's decrypted in one
         `decrypt_batch` call. A batch's packets of different SAs (or of none, or of a
         LARVAL SA) may be delivered in another order than they came, never those of one
-        SA."""
+        SA.
+
+        A batch spread over many SAs, each SPI once, is handled in one pass: its packets
+        go to `_open_each` as they were found, without being grouped; the first SPI seen
+        twice sends the batch's usable packets through `open_groups` instead."""
         lookup = self.stack.sadb.lookup_esp
         found: dict[bytes, SecurityAssociation | None] = {}
-        runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
+        usable: list[tuple[SecurityAssociation, bytes]] = []
+        repeated = False
         for esp in packets:
             if len(esp) >= 8:
                 spi = esp[_SPI]
                 if spi in found:
                     sa = found[spi]
+                    repeated = True
                 else:
                     sa = found[spi] = lookup(int.from_bytes(spi, "big"), local)
                 if sa is not None and sa.ready:
-                    run = runs.get(id(sa))
-                    if run is None:
-                        runs[id(sa)] = (sa, [esp])
-                    else:
-                        run[1].append(esp)
+                    usable.append((sa, esp))
                     continue
             # A runt, an unknown SPI or a LARVAL SA: the per-packet path counts or holds
             # it (the hold checks the state under the SA's lock).
             self.inbound(esp, local, now)
-        self.open_groups(runs.values(), now)
+        if repeated:
+            runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
+            for sa, esp in usable:
+                run = runs.get(id(sa))
+                if run is None:
+                    runs[id(sa)] = (sa, [esp])
+                else:
+                    run[1].append(esp)
+            self.open_groups(runs.values(), now)
+        elif len(usable) > 1:
+            self._open_each(usable, now)
+        elif usable:
+            self._open(*usable[0], now)
 
     def open_groups(
         self, groups: Iterable[tuple[SecurityAssociation, list[bytes]]], now: float
@@ -569,28 +583,36 @@ class PacketPath:
 
     def _open_each(self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float) -> None:
         """`_open` for one packet each of several SAs (a batch spread over many SAs), the
-        compiled ones opened in one `open_each` call under their locks."""
+        compiled ones opened in one `open_each` call under their locks. A packet inside
+        its SA's box takes the box's kept verdict here (what `_inbound_refusal` gives it,
+        without the call); any other goes through `_inbound_refusal`."""
         opening: list[tuple[SecurityAssociation, EspContext, bytes]] = []
+        pairs: list[tuple[EspSa, bytes]] = []
+        locks: list[threading.Lock] = []
         for sa, esp in singles:
             ctx = sa.transform
             if type(ctx) is not EspContext or ctx.natt is not sa.natt_rem:
                 ctx = self._context(sa)
-            if ctx is None:
-                self.drop("dead_sa")
-            else:
-                opening.append((sa, ctx, esp))
+                if ctx is None:
+                    self.drop("dead_sa")
+                    continue
+            opening.append((sa, ctx, esp))
+            pairs.append((ctx.esp, esp))
+            locks.append(ctx.lock)
         if not opening:
             return
-        locks = _hold_all([ctx.lock for _, ctx, _ in opening])
+        locks = _hold_all(locks)
         try:
-            found = open_each([(ctx.esp, esp) for _, ctx, esp in opening])
+            found = open_each(pairs)
         finally:
             for lock in locks:
                 lock.release()
         writer = self.stack.esp_state
+        generation = self.stack.spd.generation
         refusal_of = self._inbound_refusal
         cleartext: list[bytes] = []
         done: list[tuple[SecurityAssociation, int]] = []
+        from_bytes = int.from_bytes
         for (sa, ctx, esp), result in zip(opening, found, strict=True):
             if result is None:
                 self._open(sa, esp, now)  # a drop before the ICV, or Python's SA
@@ -599,9 +621,24 @@ class PacketPath:
                 if not isinstance(result, EspDummyPacket):
                     self.drop(result.counter)
             else:
-                next_header, payload = result
-                packet = payload if ctx.tunnel else _transport_packet(sa, next_header, payload)
-                refused = refusal_of(sa, ctx, packet)
+                packet = result[1]
+                if not ctx.tunnel:
+                    packet = _transport_packet(sa, result[0], packet)
+                memo = ctx.policy_memo
+                # `_inbound_refusal`'s IPv4 box check, in place.
+                if (
+                    memo[3] == 4
+                    and memo[0] == generation
+                    and memo[1] is sa.inner_src
+                    and memo[2] is sa.inner_dst
+                    and len(packet) >= 20
+                    and packet[0] == 0x45
+                    and from_bytes(packet[12:16], "big") >> memo[5] == memo[4]
+                    and from_bytes(packet[16:20], "big") >> memo[7] == memo[6]
+                ):
+                    refused = memo[8]
+                else:
+                    refused = refusal_of(sa, ctx, packet)
                 if refused is not None:
                     self.drop(refused)
                 else:
