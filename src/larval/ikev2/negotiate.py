@@ -128,7 +128,11 @@ def _optional(ttype: int, wanted: dict[int, tuple[Transform, ...]]) -> bool:
 
 
 def suite_get(suite: Suite, ttype: int) -> Transform | None:
-    return next((t for t in suite if t.type == ttype), None)
+    """The suite's first transform of type ``ttype``, or None."""
+    for t in suite:  # a loop, not a generator: called several times per exchange
+        if t.type == ttype:
+            return t
+    return None
 
 
 # -- traffic selectors ------------------------------------------------------------------

@@ -302,7 +302,7 @@ class IkeSession(OverTransport):
 
     @property
     def phase(self) -> Phase:
-        return _PHASES[self.state]
+        return self._phase
 
     def sk_keys(self) -> IkeSkKeys | None:
         """SK_ei, SK_er, SK_ai, SK_ar (RFC 7296 §2.14), as `snapshot` reads them; None
@@ -747,6 +747,9 @@ class IkeSession(OverTransport):
         """The one place the state changes: to the table's next state when a message is
         taken, and otherwise when the user opens or deletes the IKE SA or it closes."""
         self.state = state
+        # Looked up here, not in `phase`, which the key manager reads after every event:
+        # an Enum's hash is computed in Python.
+        self._phase = _PHASES[state]
 
     # -- sending -------------------------------------------------------------------------
 

@@ -455,10 +455,44 @@ def _key_ext(ext_type: int, key: bytes) -> bytes:
 
 
 #: The last message `keyed_sa_bytes` built for each (message type, direction): what it
-#: was built from besides the SPI, keys, sequence number and pid (compared by equality,
-#: which is identity for the key manager's own objects), and the packer of its bytes.
-_Template = tuple[tuple[object, ...], Callable[..., bytes], tuple[bytes, ...]]
+#: was built from besides the SPI, keys, lifetimes' values, sequence number and pid
+#: (compared by equality, which is identity for the key manager's own objects), the
+#: reader of the lifetimes' values its bytes hold, and the packer of its bytes.
+_LifetimeReader = Callable[[Lifetimes], tuple[object, ...]]
+_Template = tuple[tuple[object, ...], _LifetimeReader, Callable[..., bytes], tuple[bytes, ...]]
 _TEMPLATES: dict[tuple[int, bool], _Template] = {}
+
+#: What `keyed_sa_bytes` compares of a missing request: the bytes are those of a
+#: transport-mode request with a window of 32.
+_NO_REQUEST_KEY = (None, None, (), 32)
+
+# The first 8 bytes of each lifetime extension: length, type, no allocations.
+_HARD_HEAD = _LIFETIME_EXT.pack(4, _E_HARD, 0, 0, 0, 0)[:8]
+_SOFT_HEAD = _LIFETIME_EXT.pack(4, _E_SOFT, 0, 0, 0, 0)[:8]
+_IDLE_HEAD = _LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, 0, 0)[:8]
+
+
+def _lifetime_reader(hard: bool, soft: bool, idle: bool) -> _LifetimeReader:
+    """What a template packs of the lifetimes of a message with these of its hard, soft
+    and idle extensions: each one's first 8 bytes, then its bytes and add time (the idle
+    one's add time only)."""
+
+    def read(life: Lifetimes) -> tuple[object, ...]:
+        return (
+            ((_HARD_HEAD, life.hard_bytes, life.hard_addtime) if hard else ())
+            + ((_SOFT_HEAD, life.soft_bytes, life.soft_addtime) if soft else ())
+            + ((_IDLE_HEAD, life.idle) if idle else ())
+        )
+
+    return read
+
+
+_LIFETIME_READERS = {
+    (hard, soft, idle): _lifetime_reader(hard, soft, idle)
+    for hard in (False, True)
+    for soft in (False, True)
+    for idle in (False, True)
+}
 
 
 def keyed_sa_bytes(
@@ -482,17 +516,28 @@ def keyed_sa_bytes(
 
     Built without a `PfkeyMessage` in between: the extensions that change with each SA
     packed from their fields, the addresses and a policy's inner selectors encoded once
-    and kept. A message alike to the last of its type and direction but for its SPI,
-    keys (of the same sizes), paired SPI, sequence number and pid is packed at once from
-    that one's bytes."""
+    and kept. A message alike to the last of its type and direction is packed at once
+    from that one's bytes: alike but for its SPI, keys (of the same sizes), paired SPI,
+    sequence number, pid and its lifetimes' values (the same extensions there), and of
+    its request only what the bytes show (the inner selectors and replay window), not
+    the ACQUIRE's sequence number, which differs from setup to setup."""
     auth_key, encrypt_key = keys.auth_key, keys.encrypt_key
-    alike = (keys.src, keys.dst, keys.proposal, request, lifetimes, natt_port, len(auth_key),
-             len(encrypt_key), not pair_spi)  # fmt: skip
+    hard = bool(lifetimes.hard_addtime or lifetimes.hard_bytes)
+    soft = bool(lifetimes.soft_addtime or lifetimes.soft_bytes)
+    idle = bool(lifetimes.idle)
+    alike = (
+        keys.src, keys.dst, keys.proposal,
+        (request.inner_src, request.inner_dst, request.more_pairs, request.replay_window)
+        if request is not None else _NO_REQUEST_KEY,
+        hard, soft, idle, natt_port, len(auth_key), len(encrypt_key), not pair_spi,
+    )  # fmt: skip
     template = _TEMPLATES.get((msg_type, inbound))
     if template is not None and template[0] == alike:
-        _, pack, (head, sa_head, between, auth_head, encrypt_head, natt, pair_head) = template
-        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), between, auth_head,
-                    auth_key, encrypt_head, encrypt_key, natt, pair_head,
+        _, values, pack, (head, sa_head, sa_rest, between, auth_head, encrypt_head, natt,
+                          pair_head) = template  # fmt: skip
+        return pack(head, seq, pid, sa_head, keys.spi.to_bytes(4, "big"), sa_rest,
+                    *values(lifetimes), between, auth_head, auth_key, encrypt_head,
+                    encrypt_key, natt, pair_head,
                     pair_spi.to_bytes(4, "big") if pair_spi else b"")  # fmt: skip
     # Built part by part; its template is kept for the next alike.
     proposal = keys.proposal
@@ -508,16 +553,23 @@ def keyed_sa_bytes(
             flags |= _X_TUNNEL
     sa_ext = _SA_EXT.pack(2, _E_SA, keys.spi.to_bytes(4, "big"), replay, _MATURE,
                           proposal.auth, proposal.encrypt, flags)  # fmt: skip
-    middle = [sa_ext[8:]]  # the SA extension after its SPI, up to the keys
-    if lifetimes.hard_addtime or lifetimes.hard_bytes:
-        middle.append(_LIFETIME_EXT.pack(4, _E_HARD, 0, lifetimes.hard_bytes,
-                                         lifetimes.hard_addtime, 0))  # fmt: skip
-    if lifetimes.soft_addtime or lifetimes.soft_bytes:
-        middle.append(_LIFETIME_EXT.pack(4, _E_SOFT, 0, lifetimes.soft_bytes,
-                                         lifetimes.soft_addtime, 0))  # fmt: skip
-    if lifetimes.idle:
-        middle.append(_LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, lifetimes.idle, 0))
-    middle.append(_pair_bytes(_E_SRC, keys.src, keys.dst))
+    # The lifetime extensions, and their layout in the template: each one's first 8
+    # bytes (length, type, allocations) kept, its bytes and add time packed, its use time
+    # zero.
+    lives = []
+    lives_fmt = ""
+    if hard:
+        lives.append(_LIFETIME_EXT.pack(4, _E_HARD, 0, lifetimes.hard_bytes,
+                                        lifetimes.hard_addtime, 0))  # fmt: skip
+        lives_fmt += "8sQQ8x"
+    if soft:
+        lives.append(_LIFETIME_EXT.pack(4, _E_SOFT, 0, lifetimes.soft_bytes,
+                                        lifetimes.soft_addtime, 0))  # fmt: skip
+        lives_fmt += "8sQQ8x"
+    if idle:
+        lives.append(_LIFETIME_EXT.pack(4, _E_IDLE, 0, 0, lifetimes.idle, 0))
+        lives_fmt += "8s8xQ8x"
+    middle = [_pair_bytes(_E_SRC, keys.src, keys.dst)]
     if tunnel and request is not None:
         middle.append(_inner_exts(request, inbound))
     auth = _key_ext(_E_AUTH, keys.auth_key) if keys.auth_key else b""
@@ -530,22 +582,29 @@ def keyed_sa_bytes(
     )
     pair = _PAIR_HEAD + pair_spi.to_bytes(4, "big") if pair_spi else b""
     body = b"".join(middle)
-    size = _MSG_SIZE + 8 + len(body) + len(auth) + len(encrypt) + len(natt) + len(pair)
+    size = (_MSG_SIZE + _SA_EXT_SIZE + _LIFETIME_EXT_SIZE * len(lives) + len(body) + len(auth)
+            + len(encrypt) + len(natt) + len(pair))  # fmt: skip
     if size >> 3 > 0xFFFF:
         raise ValueError(f"message of {size >> 3} words is too long for sadb_msg_len")
     header = _MSG.pack(PF_KEY_V2, msg_type, 0, _ESP, size >> 3, 0, seq, pid)
     # The same bytes from one struct: the header's first 8 bytes, its sequence number and
-    # pid, the SA extension's first 4 bytes and SPI, what lies before the keys, each key
-    # extension's header and key (the "s" field pads it with zeros to its words), the
-    # NAT-T extension, X_PAIR's header and SPI.
-    pieces = (header[:8], sa_ext[:4], body, auth[:8], encrypt[:8], natt, pair[:4])
-    fmt = (f"<8sII4s4s{len(body)}s{len(auth[:8])}s{len(auth) - len(auth[:8])}s"
+    # pid, the SA extension's first 4 bytes, SPI and the rest, the lifetimes, what lies
+    # before the keys, each key extension's header and key (the "s" field pads it with
+    # zeros to its words), the NAT-T extension, X_PAIR's header and SPI.
+    pieces = (header[:8], sa_ext[:4], sa_ext[8:], body,
+              auth[:8], encrypt[:8], natt, pair[:4])  # fmt: skip
+    fmt = (f"<8sII4s4s8s{lives_fmt}{len(body)}s{len(auth[:8])}s{len(auth) - len(auth[:8])}s"
            f"{len(encrypt[:8])}s{len(encrypt) - len(encrypt[:8])}s{len(natt)}s{len(pair[:4])}s"
            f"{len(pair) - len(pair[:4])}s")  # fmt: skip
     if len(_TEMPLATES) >= 64:
         _TEMPLATES.clear()
-    _TEMPLATES[(msg_type, inbound)] = (alike, struct.Struct(fmt).pack, pieces)
-    return header + sa_ext[:8] + body + auth + encrypt + natt + pair
+    _TEMPLATES[(msg_type, inbound)] = (
+        alike,
+        _LIFETIME_READERS[hard, soft, idle],
+        struct.Struct(fmt).pack,
+        pieces,
+    )
+    return header + sa_ext + b"".join(lives) + body + auth + encrypt + natt + pair
 
 
 def _inner_pair(src: Endpoint, dst: Endpoint) -> tuple[SadbAddress, SadbAddress]:
