@@ -760,12 +760,56 @@ long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
 
 /* An SA of larval_gcm_seal_many and larval_gcm_open_many: its context, SPI and ESN flag,
  * set once where the SA is made (the Python object keeps one per SA beside the context's
- * owner). */
+ * owner), and room for the state only the packet path writes: the outbound sequence
+ * number and counters, the inbound anti-replay window (T and `size` bits, word k for bits
+ * 64k to 64k + 63, as larval_gcm_open_window keeps it) and counters. One block per SA, so
+ * that a packet of a batch spread over many SAs touches little memory of its SA. */
 struct larval_gcm_sa {
     struct larval_gcm *g;
     uint32_t spi;
     unsigned char esn;
+    /* outbound */
+    uint64_t seq;       /* the highest sequence number sent */
+    uint64_t seq_check; /* from this number on, Python decides (exhausted, reservation) */
+    uint64_t packets_out;
+    uint64_t bytes_out;
+    /* inbound */
+    uint64_t top; /* T */
+    uint64_t packets_in;
+    uint64_t bytes_in;
+    uint32_t size;    /* the window's bits, 0 for none */
+    uint32_t min_len; /* the smallest ESP packet of the SA */
+    uint64_t bitmap[];
 };
+
+/* A new SA block for context `g` (not owned: the caller keeps it as long), zeroed but
+ * for what is given, with a window of `size` bits (at most 4096), its bit 0 set (T = 0
+ * counts as received, as larval/esp/replay.py starts); NULL if out of memory or the
+ * window is too large. */
+struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, uint32_t spi, int esn,
+                                        uint32_t size, uint32_t min_len)
+{
+    size_t words = size ? (size + 63) / 64 : 1;
+    struct larval_gcm_sa *sa;
+
+    if (size > 4096)
+        return NULL;
+    sa = calloc(1, sizeof *sa + words * sizeof(uint64_t));
+    if (sa == NULL)
+        return NULL;
+    sa->g = g;
+    sa->spi = spi;
+    sa->esn = (unsigned char)(esn != 0);
+    sa->size = size;
+    sa->min_len = min_len;
+    sa->bitmap[0] = 1;
+    return sa;
+}
+
+void larval_gcm_sa_free(struct larval_gcm_sa *sa)
+{
+    free(sa);
+}
 
 /* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
  * packet i is sealed with sa[i], numbered seq[i], exactly as `larval_gcm_seal` would seal

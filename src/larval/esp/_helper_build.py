@@ -42,7 +42,20 @@ ffibuilder.cdef(
         struct larval_gcm *g;
         uint32_t spi;
         unsigned char esn;
+        uint64_t seq;
+        uint64_t seq_check;
+        uint64_t packets_out;
+        uint64_t bytes_out;
+        uint64_t top;
+        uint64_t packets_in;
+        uint64_t bytes_in;
+        uint32_t size;
+        uint32_t min_len;
+        uint64_t bitmap[];
     };
+    struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, uint32_t spi, int esn,
+                                            uint32_t size, uint32_t min_len);
+    void larval_gcm_sa_free(struct larval_gcm_sa *sa);
     int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
                              const unsigned char *in, const size_t *in_len,
                              const unsigned char *nh, unsigned char *out, size_t out_cap,

@@ -170,7 +170,6 @@ class EspSa:
         if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
             self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
         # The compiled one-packet-each calls' handle of this SA (`seal_each`, `open_each`).
-        self._handle: Any = None if self._batch is None else sa_handle(self._batch, spi, esn)
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -182,6 +181,11 @@ class EspSa:
         self._overhead = ESP_HEADER_LEN + t.iv_size + t.icv_size
         # Header, IV, at least Pad Length and Next Header (a whole block), ICV.
         self._min_len = self._overhead + max(2, t.block_size)
+        self._handle: Any = (
+            None
+            if self._batch is None
+            else sa_handle(self._batch, spi, esn, replay_window, self._min_len)
+        )
         self.packets_out = 0
         self.bytes_out = 0
         self.packets_in = 0
