@@ -7,6 +7,12 @@ initiator (A) and as its responder (B), and IKEv1's renewal by a newer Quick Mod
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
+
+from larval.commands.daemon import print_status
+from larval.daemon.ike_daemon import IkeDaemon
 from larval.keymgr.manager import REKEYED_INBOUND_DELAY
 from tests.keymgr.test_manager import Host, advance, carry, udp_packet
 
@@ -66,11 +72,21 @@ def test_both_ends_keep_the_old_inbound_sa_after_the_delete_of_a_rekeyed_child_s
     assert b_old_in in spis(b) and a_old_in not in spis(b)
     assert arrives(b, from_a, now) and arrives(a, from_b, now)
     assert sends(a, A_NET, B_NET, now)[:4] == int(new["spi_out"], 16).to_bytes(4, "big")
+    # Each status shows its kept inbound SA and when it goes.
+    for host, spi in ((a, a_old_in), (b, b_old_in)):
+        (kept,) = host.keymgr.status()["rekeyed_inbound"]
+        assert kept["spi_in"] == f"{spi:08x}" and kept["name"] == old["name"]
+        assert kept["local"] == str(host.addr) and kept["delete_at"] == now + REKEYED_INBOUND_DELAY
+        # The daemon's answer adds what the SA carried (the packet in flight, 1 each).
+        daemon = SimpleNamespace(keymgr=host.keymgr, stack=host.stack, _status=lambda _: {})
+        (shown,) = IkeDaemon._ike_status(daemon, {})["rekeyed_inbound"]  # type: ignore[arg-type]
+        assert shown["packets_in"] == 1 and shown["bytes_in"] > 0 and "delete_at" not in shown
     # Kept for REKEYED_INBOUND_DELAY, then deleted by the key managers' timers.
     advance(a, b, now, now + REKEYED_INBOUND_DELAY - 0.5)
     assert a_old_in in spis(a) and b_old_in in spis(b)
     advance(a, b, now, now + REKEYED_INBOUND_DELAY)
     assert a_old_in not in spis(a) and b_old_in not in spis(b)
+    assert a.keymgr.status()["rekeyed_inbound"] == b.keymgr.status()["rekeyed_inbound"] == []
     assert not arrives(b, from_a, now + REKEYED_INBOUND_DELAY)
     assert b.path.drops["unknown_spi"] == 1
     # Only the new CHILD_SA's two SAs are left in each stack.
@@ -119,3 +135,21 @@ def test_ikev1_a_renewed_child_sa_keeps_its_inbound_sa_after_its_delete() -> Non
     advance(a, b, now, now + REKEYED_INBOUND_DELAY)
     assert b_old_in not in spis(b)
     assert len(a.stack.sadb) == len(b.stack.sadb) == 2
+
+
+def test_status_prints_the_kept_inbound_sa(capsys: pytest.CaptureFixture[str]) -> None:
+    """`larval status` names a kept inbound SA, when it goes and what it carried."""
+    kept = {
+        "connection": "s2s",
+        "name": "net",
+        "spi_in": "c0ffee01",
+        "local": "192.0.2.1",
+        "remote": "192.0.2.2",
+        "deleted_in_s": 4,
+        "bytes_in": 1300,
+        "packets_in": 1,
+    }
+    print_status({"ike_sas": [], "child_sas": [], "rekeyed_inbound": [kept]})
+    out = capsys.readouterr().out
+    assert "s2s/net: inbound SA c0ffee01 of a rekeyed CHILD_SA" in out
+    assert "deleted in 4 s, 1300 bytes / 1 packets in" in out

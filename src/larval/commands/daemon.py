@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     answer = _ike_status(args.control_socket)
     if args.json:
-        keys = ("key_manager", "ike_sas", "child_sas", "stack", "ikev1_dropped")
+        keys = ("key_manager", "ike_sas", "child_sas", "rekeyed_inbound", "stack", "ikev1_dropped")
         shown = {k: answer.get(k, {}) for k in keys}
         shown["esp_path"] = answer.get("stack", {}).get("esp_path", {})
         print(json.dumps(shown))
@@ -112,7 +112,8 @@ def _ike_status(path: str) -> dict[str, Any]:
     except ControlError as refused:
         stack = stack_without_key_manager(path, refused)
         stack.pop("ok", None)
-        return {"key_manager": False, "ike_sas": [], "child_sas": [], "stack": stack}
+        return {"key_manager": False, "ike_sas": [], "child_sas": [], "rekeyed_inbound": [],
+                "stack": stack}  # fmt: skip
 
 
 def stack_without_key_manager(path: str, refused: ControlError) -> dict[str, Any]:
@@ -181,6 +182,10 @@ def print_status(answer: dict[str, Any]) -> None:
         counts_in = f"{c.get('bytes_in', 0)} bytes / {c.get('packets_in', 0)} packets in"
         counts_out = f"{c.get('bytes_out', 0)} bytes / {c.get('packets_out', 0)} packets out"
         print(f"    {counts_in}, {counts_out}{rekey}")
+    for c in answer.get("rekeyed_inbound", ()):
+        print(f"  {c['connection']}/{c['name']}: inbound SA {c['spi_in']} of a rekeyed CHILD_SA, "
+              f"kept for packets in flight, deleted in {c['deleted_in_s']} s, "
+              f"{c.get('bytes_in', 0)} bytes / {c.get('packets_in', 0)} packets in")  # fmt: skip
 
 
 def print_ikev1_dropped(dropped: dict[str, int]) -> None:

@@ -540,6 +540,12 @@ class IkeDaemon(StackService):
                         record["rekey_in_s"] = round(sa.addtime + soft.addtime - now)
                     if hard is not None and hard.addtime:
                         record["expires_in_s"] = round(sa.addtime + hard.addtime - now)
+        for record in status["rekeyed_inbound"]:
+            record["deleted_in_s"] = max(0, round(record.pop("delete_at") - now))
+            local = ipaddress.ip_address(record["local"]).packed
+            sa = self.stack.sadb.lookup_esp(int(record["spi_in"], 16), local)
+            record["bytes_in"] = sa.bytes if sa is not None else 0
+            record["packets_in"] = sa.packets if sa is not None else 0
         return {**status, "stack": self._status({}), "ikev1_dropped": self.keymgr.ikev1_dropped}
 
     # -- [ha] (larval.ha.role) ----------------------------------------------------------------

@@ -1202,7 +1202,19 @@ class KeyManager:
             }
             for c in self.children.values()
         ]
-        return {"ike_sas": ike_sas, "child_sas": child_sas}
+        # Inbound SAs of renewed CHILD_SAs, kept for packets in flight: when each goes.
+        kept = [
+            {
+                "connection": record.connection,
+                "name": record.name,
+                "spi_in": f"{spi_in:08x}",
+                "local": str(record.local),
+                "remote": str(record.remote),
+                "delete_at": due,  # the key manager's clock
+            }
+            for spi_in, (due, record) in self._inbound_due.items()
+        ]
+        return {"ike_sas": ike_sas, "child_sas": child_sas, "rekeyed_inbound": kept}
 
 
 class _ConnectionPools:
