@@ -380,3 +380,26 @@ def test_the_value_its_session_and_their_logs_show_no_key_bytes(
     for key in keys[:-1]:
         assert key.hex() in text  # the store encrypts it; logs never see it
     assert PSK.hex() not in text and PSK.decode() not in text
+
+
+def test_a_restored_responder_still_knows_the_child_sa_a_rekey_replaced() -> None:
+    """The responder of a CHILD_SA rekey waits for the initiator's DELETE of the old one;
+    written out in between and read back, it still reports that DELETE as the end of a
+    renewed CHILD_SA (its key manager keeps the inbound SA for packets in flight)."""
+    pair = Pair(config(A, B), config(B, A), child(NET_B, NET_A))
+    pair.i.initiate(child(NET_A, NET_B), 0.0)
+    pair.flush()
+    (old_i,), (old_r,) = ups(pair.i), ups(pair.r)
+    pair.now = 50.0
+    assert pair.i.rekey_child(old_i.spi_in, pair.now)
+    # CREATE_CHILD_SA { SK{N(REKEY_SA), SA, Ni, TSi, TSr} } -->  <-- { SK{SA, Nr, TSi, TSr} }
+    (request,) = pair.i.datagrams_to_send(pair.now)
+    pair.r.receive_datagram(request[0], (str(A), IKE_PORT), pair.now)
+    (response,) = pair.r.datagrams_to_send(pair.now)
+    pair.i.receive_datagram(response[0], (str(B), IKE_PORT), pair.now)
+    assert pair.r.children[old_r.spi_in].rekeyed
+    pair.r = through_json(pair.r, config(B, A))
+    assert pair.r.children[old_r.spi_in].rekeyed
+    # INFORMATIONAL { SK{D(ESP, old)} } -->  <-- { SK{D(ESP, old)} }
+    assert pair.flush() == 2
+    assert ChildSaDown(old_r.spi_in, old_r.spi_out, by_peer=True, rekeyed=True) in events(pair.r)

@@ -6,12 +6,13 @@ What the value holds
 The part both versions share — SPIs, role, identities, the suite (which names the PRF,
 cipher and integrity algorithm), NAT state, the rekey deadline, the transport with the
 Message IDs of both ways, its unanswered request and the response kept for the peer's
-last request, and each CHILD_SA with its SPIs, suite, configuration and the selectors
-agreed (RFC 7296 §2.9) — and `Ikev2State`: SK_d, the SK_e and SK_a of both ways, this
-end's next AEAD IV, the fragmentation announced and agreed (RFC 7383 §2.3), the next
-liveness check or rekey, and the liveness check awaiting its answer. An IKEv2 SA has no
-lifetime of its own (`expires_at` is None), and its IKE port follows NAT detection
-(§2.23): 4500 behind a NAT, 500 otherwise.
+last request, and each CHILD_SA with its SPIs, suite, configuration, the selectors
+agreed (RFC 7296 §2.9) and whether a rekey replaced it (the peer's DELETE of it still to
+come: its inbound SA is then kept a little longer) — and `Ikev2State`: SK_d, the SK_e
+and SK_a of both ways, this end's next AEAD IV, the fragmentation announced and agreed
+(RFC 7383 §2.3), the next liveness check or rekey, and the liveness check awaiting its
+answer. An IKEv2 SA has no lifetime of its own (`expires_at` is None), and its IKE port
+follows NAT detection (§2.23): 4500 behind a NAT, 500 otherwise.
 
 When there is none
 ------------------
@@ -75,7 +76,7 @@ def snapshot(session: v2.IkeSession) -> IkeSaState:
     )
     children = tuple(
         ChildSaState(c.spi_in, c.spi_out, c.suite, replace(c.config, reference=None),
-                     local_ts=c.local_ts, remote_ts=c.remote_ts)
+                     renewed=c.rekeyed, local_ts=c.local_ts, remote_ts=c.remote_ts)
         for c in session.children.values()
     )  # fmt: skip
     remote_id = config.remote_id
@@ -152,6 +153,7 @@ def restore(
     _resume_keys(session, value, state, random_bytes)
     for c in value.children:
         child = v2.ChildSa(c.config, c.spi_in, c.spi_out, c.suite, c.local_ts, c.remote_ts)
+        child.rekeyed = c.renewed
         session.children[c.spi_in] = child
     session.established_at = value.established_at
     session.virtual_ips = value.virtual_ips
