@@ -742,20 +742,83 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, s
     return 0;
 }
 
-/* RFC 4303 §3.4 for one ESP packet `p` of `len` bytes received on `sa`, on the block's
- * window and counters: length and SPI; the full sequence number (ESN: RFC 4303 Appendix
- * A2.2) and the replay check against the window as earlier packets left it; the ICV and
- * the padding (plaintext to `out`, max(len - 32, 0) bytes of room); and only then, for a
- * packet that passed, the window update (§3.4.3) and packets_in / bytes_in (its payload).
- * *status says what became of it (LARVAL_OPEN_*), *seq its full sequence number where
- * one was inferred (else 0), and for an OK packet *payload_len and *nh. 0, or -1 if
- * OpenSSL fails outright or the block holds no window for ESN. */
+/* RFC 4303 §3.4.3 before the ICV, on `sa`'s window: the full sequence number of a
+ * received 32-bit `seql` into *seq (ESN: RFC 4303 Appendix A2.2), and whether the window
+ * takes it: LARVAL_OPEN_OK, or the drop (REPLAY, TOO_OLD, BEFORE, BEYOND; *seq is 0 for
+ * the last two). -1 if the block holds no window for ESN (larval/esp/replay.py refuses
+ * it). */
+int larval_gcm_sa_check(const struct larval_gcm_sa *sa, uint32_t seql, uint64_t *seq)
+{
+    uint64_t t = sa->top, s = seql, diff;
+    size_t size = sa->size;
+
+    *seq = 0;
+    if (sa->esn) {
+        /* Case A (Tl >= W - 1): Seqh = Th, or Th + 1 below Bl; Case B (the window spans
+         * two subspaces): Th - 1, or Th below Bl. */
+        uint32_t tl = (uint32_t)t, bl = (uint32_t)(tl - size + 1);
+        int64_t seqh;
+
+        if (size == 0)
+            return -1;
+        seqh = (int64_t)(t >> 32) - ((uint64_t)tl < size - 1) + (seql < bl);
+        if (seqh < 0)
+            return LARVAL_OPEN_BEFORE;
+        if (seqh > 0xFFFFFFFF)
+            return LARVAL_OPEN_BEYOND;
+        s |= (uint64_t)seqh << 32;
+    }
+    *seq = s;
+    if (size && s <= t) {
+        diff = t - s;
+        if (diff >= size)
+            return LARVAL_OPEN_TOO_OLD;
+        if (sa->bitmap[diff / 64] >> (diff % 64) & 1)
+            return LARVAL_OPEN_REPLAY;
+    }
+    return LARVAL_OPEN_OK;
+}
+
+/* Mark an authenticated sequence number `s` received on `sa`'s window, sliding it
+ * forward past a higher one (RFC 4303 §3.4.3; `EspReplayWindow.update`). */
+void larval_gcm_sa_update(struct larval_gcm_sa *sa, uint64_t s)
+{
+    uint64_t t = sa->top, diff;
+    size_t size = sa->size;
+
+    if (!size)
+        return;
+    if (s > t) {
+        window_shift(sa->bitmap, (size + 63) / 64, size, s - t);
+        sa->bitmap[0] |= 1;
+        sa->top = s;
+    } else {
+        diff = t - s;
+        sa->bitmap[diff / 64] |= (uint64_t)1 << (diff % 64);
+    }
+}
+
+/* A packet numbered `s` with a payload of payload_len bytes passed every check on `sa`:
+ * the window moves (`larval_gcm_sa_update`) and packets_in / bytes_in count it. */
+void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t payload_len)
+{
+    larval_gcm_sa_update(sa, s);
+    sa->packets_in++;
+    sa->bytes_in += payload_len;
+}
+
+/* RFC 4303 §3.4 for one ESP packet `p` of `len` bytes received on `sa`, in its order:
+ * length and SPI; the replay check (`larval_gcm_sa_check`); the ICV and the padding
+ * (plaintext to `out`, max(len - 32, 0) bytes of room); and only then, for a packet that
+ * passed, the window update and the counters (`larval_gcm_sa_received`). *status says
+ * what became of it (LARVAL_OPEN_*), *seq its full sequence number where one was
+ * inferred (else 0), and for an OK packet *payload_len and *nh. 0, or -1 if OpenSSL
+ * fails outright or the block holds no window for ESN. */
 static int sa_open_one(struct larval_gcm_sa *sa, const unsigned char *p, size_t len,
                        unsigned char *out, unsigned char *status, uint64_t *seq,
                        uint32_t *payload_len, unsigned char *nh)
 {
-    uint64_t *w = sa->bitmap, t = sa->top, s, diff;
-    size_t size = sa->size;
+    int checked;
 
     *seq = 0;
     *payload_len = 0;
@@ -768,57 +831,19 @@ static int sa_open_one(struct larval_gcm_sa *sa, const unsigned char *p, size_t 
         *status = LARVAL_OPEN_SPI;
         return 0;
     }
-    s = get32(p + 4);
-    if (sa->esn) {
-        /* Case A (Tl >= W - 1): Seqh = Th, or Th + 1 below Bl; Case B (the window spans
-         * two subspaces): Th - 1, or Th below Bl. */
-        uint32_t tl = (uint32_t)t, bl = (uint32_t)(tl - size + 1);
-        int64_t seqh;
-
-        if (size == 0)
-            return -1; /* ESN needs a window (larval/esp/replay.py refuses it) */
-        seqh = (int64_t)(t >> 32) - ((uint64_t)tl < size - 1) + ((uint32_t)s < bl);
-        if (seqh < 0) {
-            *status = LARVAL_OPEN_BEFORE;
-            return 0;
-        }
-        if (seqh > 0xFFFFFFFF) {
-            *status = LARVAL_OPEN_BEYOND;
-            return 0;
-        }
-        s |= (uint64_t)seqh << 32;
-    }
-    *seq = s;
     /* RFC 4303 §3.4.3: the replay check comes before the ICV check. */
-    if (size && s <= t) {
-        diff = t - s;
-        if (diff >= size) {
-            *status = LARVAL_OPEN_TOO_OLD;
-            return 0;
-        }
-        if (w[diff / 64] >> (diff % 64) & 1) {
-            *status = LARVAL_OPEN_REPLAY;
-            return 0;
-        }
-    }
-    if (gcm_open_one(sa->g, sa->esn, p, len, (uint32_t)(s >> 32), out, status, payload_len,
-                     nh))
+    checked = larval_gcm_sa_check(sa, get32(p + 4), seq);
+    if (checked < 0)
         return -1;
-    if (*status != LARVAL_OPEN_OK)
+    if (checked != LARVAL_OPEN_OK) {
+        *status = (unsigned char)checked;
         return 0;
-    sa->packets_in++;
-    sa->bytes_in += *payload_len;
-    if (!size)
-        return 0;
-    /* Authenticated: now the window moves (RFC 4303 §3.4.3). */
-    if (s > t) {
-        window_shift(w, (size + 63) / 64, size, s - t);
-        w[0] |= 1;
-        sa->top = s;
-    } else {
-        diff = t - s;
-        w[diff / 64] |= (uint64_t)1 << (diff % 64);
     }
+    if (gcm_open_one(sa->g, sa->esn, p, len, (uint32_t)(*seq >> 32), out, status,
+                     payload_len, nh))
+        return -1;
+    if (*status == LARVAL_OPEN_OK)
+        larval_gcm_sa_received(sa, *seq, *payload_len);
     return 0;
 }
 

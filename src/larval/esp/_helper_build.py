@@ -59,6 +59,9 @@ ffibuilder.cdef(
                              const unsigned char *in, const size_t *in_len, unsigned char *out,
                              size_t *out_off, unsigned char *status, uint64_t *seq,
                              uint32_t *payload_len, unsigned char *nh);
+    int larval_gcm_sa_check(const struct larval_gcm_sa *sa, uint32_t seql, uint64_t *seq);
+    void larval_gcm_sa_update(struct larval_gcm_sa *sa, uint64_t s);
+    void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t payload_len);
     int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned char *in,
                                const size_t *in_len, unsigned char *out, size_t *out_off,
                                unsigned char *status, uint64_t *seq, uint32_t *payload_len,

@@ -380,13 +380,18 @@ class SaWindow(EspReplayWindow):
     """The anti-replay window of a compiled SA, kept in its C block (`sa_handle`): T and
     the bitmap are the block's, read and written in place, so that the receiving calls
     (`open_window`, `open_many`) and Python (`check`, `update`, `restore`, a checkpoint)
-    see one window. `check` and `update` keep `EspReplayWindow`'s meaning; they touch
-    only the word of the bitmap they need."""
+    see one window. `check` and `update` keep `EspReplayWindow`'s meaning, and are the
+    block's own (`_helper.c` `larval_gcm_sa_check`, `larval_gcm_sa_update`, which the
+    receiving calls run too)."""
 
-    __slots__ = ("_sa", "_words")
+    __slots__ = ("_bits", "_lib", "_sa", "_seq", "_words")
 
     def __init__(self, handle: Any, size: int = 64, *, esn: bool = False) -> None:
+        module = _load()[0]
+        self._lib = module.lib
         self._sa = handle
+        self._bits = handle.bitmap  # the block's words (the block outlives the pointer)
+        self._seq = module.ffi.new("uint64_t *")  # `check`'s full sequence number
         self._words = (size + 63) // 64 or 1  # a window of 0 bits still has a word
         super().__init__(size, esn=esn)
 
@@ -409,29 +414,34 @@ class SaWindow(EspReplayWindow):
         self._sa.bitmap[0:words] = struct.unpack(f"<{words}Q", value.to_bytes(8 * words, "little"))
 
     def check(self, seql: int) -> int:
-        seq = self.infer_seq(seql) if self.esn else seql
-        size = self.size
-        if size == 0:
+        if not self.esn:
+            # Without ESN the number is the one received: read the block in place.
+            diff = self._sa.top - seql
+            if diff < 0 or not self.size:
+                return seql
+            if diff >= self.size:
+                raise EspReplayTooOldError(f"sequence number {seql} left of the window")
+            if (self._bits[diff >> 6] >> (diff & 63)) & 1:
+                raise EspReplayError(f"sequence number {seql} already received")
+            return seql
+        verdict = self._lib.larval_gcm_sa_check(self._sa, seql, self._seq)
+        seq = int(self._seq[0])
+        if verdict == OPEN_OK:
             return seq
-        diff = self._sa.top - seq
-        if diff < 0:
-            return seq
-        if diff >= size:
-            raise EspReplayTooOldError(f"sequence number {seq} left of the window")
-        if (self._sa.bitmap[diff >> 6] >> (diff & 63)) & 1:
+        if verdict == OPEN_REPLAY:
             raise EspReplayError(f"sequence number {seq} already received")
-        return seq
+        if verdict == OPEN_TOO_OLD:
+            raise EspReplayTooOldError(f"sequence number {seq} left of the window")
+        if verdict == OPEN_BEFORE:
+            raise EspReplayTooOldError("sequence number before the first subspace")
+        raise EspReplayError("sequence number beyond the 64-bit space")
 
     def update(self, seq: int) -> None:
-        size = self.size
-        if size == 0:
-            return
-        sa = self._sa
-        diff = seq - sa.top
-        if diff <= 0:
-            sa.bitmap[-diff >> 6] |= 1 << (-diff & 63)
-        elif size <= 64:
-            sa.bitmap[0] = ((sa.bitmap[0] << diff) | 1) & self._mask if diff < size else 1
-            sa.top = seq
-        else:
-            super().update(seq)
+        self._lib.larval_gcm_sa_update(self._sa, seq)
+
+    @property
+    def received_call(self) -> Any:
+        """The C call (handle, seq, nbytes) that does `update` and counts one packet of
+        `nbytes` payload bytes on the SA's inbound counters (`EspSa.packets_in`,
+        `bytes_in`), for `EspSa` to make per packet without a Python frame."""
+        return self._lib.larval_gcm_sa_received

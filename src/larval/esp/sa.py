@@ -108,6 +108,7 @@ class EspSa:
         "_overhead",
         "_packets_in",
         "_pad_to",
+        "_received",
         "_seal",
         "_seal_into",
         "_seq_check",
@@ -189,10 +190,13 @@ class EspSa:
             if self._batch is None
             else sa_handle(self._batch, spi, esn, replay_window, self._min_len)
         )
+        self._received: Any = None
         if self._handle is not None:
             # The inbound window and counters live in the handle's block: the compiled
             # calls move them there, and everything else reads them from there.
-            self.replay = SaWindow(self._handle, replay_window, esn=esn)
+            window = SaWindow(self._handle, replay_window, esn=esn)
+            self.replay = window
+            self._received = window.received_call
         self.packets_out = 0
         self.bytes_out = 0
         self._packets_in = 0
@@ -394,14 +398,13 @@ class EspSa:
         if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
             raise EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
         # RFC 4303 §3.4.3: the window moves only once the packet is authenticated.
-        self.replay.update(seq)
         handle = self._handle
         if handle is None:
+            self.replay.update(seq)
             self._packets_in += 1
             self._bytes_in += end
         else:
-            handle.packets_in += 1
-            handle.bytes_in += end
+            self._received(handle, seq, end)  # the window and counters in the SA's block
         next_header = plaintext[-1]
         if next_header == IPPROTO_NONE:
             raise EspDummyPacket("dummy packet (Next Header 59) discarded")
