@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -376,6 +377,9 @@ def _plain_size(lengths: Sequence[int], total: int) -> int:
     return max(1, sum(length - 32 for length in lengths if length > 32))
 
 
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 class SaWindow(EspReplayWindow):
     """The anti-replay window of a compiled SA, kept in its C block (`sa_handle`): T and
     the bitmap are the block's, read and written in place, so that the receiving calls
@@ -384,10 +388,11 @@ class SaWindow(EspReplayWindow):
     block's own (`_helper.c` `larval_gcm_sa_check`, `larval_gcm_sa_update`, which the
     receiving calls run too)."""
 
-    __slots__ = ("_bits", "_lib", "_sa", "_seq", "_words")
+    __slots__ = ("_bits", "_ffi", "_lib", "_sa", "_seq", "_words")
 
     def __init__(self, handle: Any, size: int = 64, *, esn: bool = False) -> None:
         module = _load()[0]
+        self._ffi = module.ffi
         self._lib = module.lib
         self._sa = handle
         self._bits = handle.bitmap  # the block's words (the block outlives the pointer)
@@ -406,12 +411,16 @@ class SaWindow(EspReplayWindow):
     @property
     def bitmap(self) -> int:
         words = self._words
-        return int.from_bytes(struct.pack(f"<{words}Q", *self._sa.bitmap[0:words]), "little")
+        if words == 1:
+            return int(self._bits[0])
+        if _LITTLE_ENDIAN:  # the words' bytes in memory are the integer's, low first
+            return int.from_bytes(self._ffi.buffer(self._bits, 8 * words), "little")
+        return int.from_bytes(struct.pack(f"<{words}Q", *self._bits[0:words]), "little")
 
     @bitmap.setter
     def bitmap(self, value: int) -> None:
         words = self._words
-        self._sa.bitmap[0:words] = struct.unpack(f"<{words}Q", value.to_bytes(8 * words, "little"))
+        self._bits[0:words] = struct.unpack(f"<{words}Q", value.to_bytes(8 * words, "little"))
 
     def check(self, seql: int) -> int:
         if not self.esn:
