@@ -396,7 +396,8 @@ class SaWindow(EspReplayWindow):
         self._lib = module.lib
         self._sa = handle
         self._bits = handle.bitmap  # the block's words (the block outlives the pointer)
-        self._seq = module.ffi.new("uint64_t *")  # `check`'s full sequence number
+        # With ESN, where `check` asks the block for the full sequence number.
+        self._seq: Any = module.ffi.new("uint64_t *") if esn else None
         self._words = (size + 63) // 64 or 1  # a window of 0 bits still has a word
         super().__init__(size, esn=esn)
 
