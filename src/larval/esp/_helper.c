@@ -3,9 +3,10 @@
  * larval's Python path (larval/esp/sa.py, transforms.py) is the reference; this file does
  * the same per packet for a whole batch in one call, so that the work around each AES call
  * is C rather than Python. Python keeps the state: sequence numbers are handed in; the
- * anti-replay window is Python's (larval/esp/replay.py), handed in and taken back by each
- * receiving call, which checks and moves it as that class would; and every drop is
- * reported per packet for Python to count by name.
+ * anti-replay window and the inbound counters of a compiled SA live in its C block
+ * (struct larval_gcm_sa below), which the receiving calls check and move as
+ * larval/esp/replay.py's class would, and which Python reads and writes in place; and
+ * every drop is reported per packet for Python to count by name.
  *
  * ESP packet (RFC 4303 §2):  SPI | Seq (low 32) | IV (8) | ciphertext | ICV (16)
  * nonce = salt (4) || IV (8)                                       (RFC 4106 §4)
@@ -200,10 +201,9 @@ static int gcm_open_one(struct larval_gcm *g, int esn, const unsigned char *p, s
 }
 
 /* The anti-replay window (larval/esp/replay.py `EspReplayWindow`, the reference) as the
- * batch call below keeps it: T, the highest sequence number authenticated (64 bits with
- * ESN), and a bitmap whose bit i says that T - i was received, held as words of 64 bits,
- * word k for bits 64k to 64k + 63. The caller hands it in as the little-endian bytes of
- * the Python integer and takes it back the same way. */
+ * receiving calls keep it in an SA's block: T, the highest sequence number authenticated
+ * (64 bits with ESN), and a bitmap whose bit i says that T - i was received, held as
+ * words of 64 bits, word k for bits 64k to 64k + 63. */
 
 /* ... and the checks before the ICV. */
 #define LARVAL_OPEN_TRUNCATED 3 /* shorter than the smallest ESP packet */
@@ -212,8 +212,6 @@ static int gcm_open_one(struct larval_gcm *g, int esn, const unsigned char *p, s
 #define LARVAL_OPEN_TOO_OLD 6   /* left of the window */
 #define LARVAL_OPEN_BEFORE 7    /* ESN: before the first subspace */
 #define LARVAL_OPEN_BEYOND 8    /* ESN: beyond the 64-bit space */
-
-#define WINDOW_WORDS (4096 / 64) /* larval/esp/replay.py MAX_REPLAY_WINDOW */
 
 /* Slide the bitmap (size bits in nw words) left by d bits: T moves up by d. */
 static void window_shift(uint64_t *w, size_t nw, size_t size, uint64_t d)
@@ -238,108 +236,6 @@ static void window_shift(uint64_t *w, size_t nw, size_t size, uint64_t d)
     }
     if (size % 64)
         w[nw - 1] &= ((uint64_t)1 << (size % 64)) - 1;
-}
-
-/* The packet-by-packet receive of RFC 4303 §3.4 for n ESP packets of one SA (packet i is
- * in_len[i] bytes of `in`, back to back), in order, on the window (*top, bitmap: `size`
- * bits, the little-endian bytes of larval's integer, (size + 63) / 64 * 8 of them):
- * length and SPI; the full sequence number (ESN: RFC 4303 Appendix A2.2) and the replay
- * check against the window as the batch's earlier packets left it; the ICV and the
- * padding; and only then the window update (§3.4.3). Packet i's plaintext goes to
- * out + out_off[i] (offsets running over max(in_len - 32, 0)); status[i] says what became
- * of it (LARVAL_OPEN_*), seq[i] its full sequence number where one was inferred, and for
- * an OK packet payload_len[i] and nh[i]. The window comes back updated. 0, or -1 if
- * OpenSSL fails outright or the window is too large. */
-int larval_gcm_open_window(struct larval_gcm *g, uint32_t spi, int esn, size_t min_len,
-                           size_t n, const unsigned char *in, const size_t *in_len,
-                           uint64_t *top, unsigned char *bitmap, size_t size,
-                           unsigned char *out, size_t *out_off, unsigned char *status,
-                           uint64_t *seq, uint32_t *payload_len, unsigned char *nh)
-{
-    uint64_t w[WINDOW_WORDS], t = *top;
-    size_t nw = (size + 63) / 64, i, k, off = 0;
-    unsigned char spi_be[4];
-
-    if (size > 64 * WINDOW_WORDS || (esn && size == 0))
-        return -1;
-    for (k = 0; k < nw; k++) {
-        uint64_t v = 0;
-        unsigned int b;
-        for (b = 0; b < 8; b++)
-            v |= (uint64_t)bitmap[8 * k + b] << (8 * b);
-        w[k] = v;
-    }
-    put32(spi_be, spi);
-    for (i = 0; i < n; i++) {
-        const unsigned char *p = in;
-        size_t len = in_len[i];
-        uint64_t s, diff;
-
-        in += len;
-        out_off[i] = off;
-        off += len > 32 ? len - 32 : 0;
-        seq[i] = 0;
-        payload_len[i] = 0;
-        nh[i] = 0;
-        if (len < min_len || len < 34 || len - 32 > INT32_MAX) {
-            status[i] = LARVAL_OPEN_TRUNCATED;
-            continue;
-        }
-        if (memcmp(p, spi_be, 4) != 0) {
-            status[i] = LARVAL_OPEN_SPI;
-            continue;
-        }
-        s = get32(p + 4);
-        if (esn) {
-            /* Case A (Tl >= W - 1): Seqh = Th, or Th + 1 below Bl; Case B (the window
-             * spans two subspaces): Th - 1, or Th below Bl. */
-            uint32_t tl = (uint32_t)t, bl = (uint32_t)(tl - size + 1);
-            int64_t seqh = (int64_t)(t >> 32) - ((uint64_t)tl < size - 1) + ((uint32_t)s < bl);
-            if (seqh < 0) {
-                status[i] = LARVAL_OPEN_BEFORE;
-                continue;
-            }
-            if (seqh > 0xFFFFFFFF) {
-                status[i] = LARVAL_OPEN_BEYOND;
-                continue;
-            }
-            s |= (uint64_t)seqh << 32;
-        }
-        seq[i] = s;
-        /* RFC 4303 §3.4.3: the replay check comes before the ICV check. */
-        if (size && s <= t) {
-            diff = t - s;
-            if (diff >= size) {
-                status[i] = LARVAL_OPEN_TOO_OLD;
-                continue;
-            }
-            if (w[diff / 64] >> (diff % 64) & 1) {
-                status[i] = LARVAL_OPEN_REPLAY;
-                continue;
-            }
-        }
-        if (gcm_open_one(g, esn, p, len, (uint32_t)(s >> 32), out + out_off[i], &status[i],
-                         &payload_len[i], &nh[i]))
-            return -1;
-        if (status[i] != LARVAL_OPEN_OK || !size)
-            continue;
-        /* Authenticated: now the window moves (RFC 4303 §3.4.3). */
-        if (s > t) {
-            window_shift(w, nw, size, s - t);
-            w[0] |= 1;
-            t = s;
-        } else {
-            diff = t - s;
-            w[diff / 64] |= (uint64_t)1 << (diff % 64);
-        }
-    }
-    for (k = 0; k < nw; k++) {
-        unsigned int b;
-        for (b = 0; b < 8; b++)
-            bitmap[8 * k + b] = (unsigned char)(w[k] >> (8 * b));
-    }
-    *top = t;
-    return 0;
 }
 
 /* TCP segmentation and checksum verification for the TUN offload (larval/net/offload.py,
@@ -813,9 +709,8 @@ void larval_gcm_sa_free(struct larval_gcm_sa *sa)
 
 /* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
  * packet i is sealed with sa[i], numbered seq[i], exactly as `larval_gcm_seal` would seal
- * a batch of that one packet, or verified and opened with sa[i]'s context as
- * `gcm_open_one` does (the caller has checked its sequence number against the SA's
- * window, and moves the window after). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
+ * a batch of that one packet, or received on sa[i] as `larval_gcm_open_window` receives
+ * (below). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
  * nh gives each packet the Next Header of its IP version (4 for IPv4, else 41: tunnel
  * mode, RFC 4303 §2.6). The results are per packet. */
 int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
@@ -847,28 +742,154 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, s
     return 0;
 }
 
-int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
-                         const size_t *in_len, unsigned char *out, unsigned char *status,
-                         uint32_t *payload_len, unsigned char *nh)
+/* RFC 4303 §3.4.3 before the ICV, on `sa`'s window: the full sequence number of a
+ * received 32-bit `seql` into *seq (ESN: RFC 4303 Appendix A2.2), and whether the window
+ * takes it: LARVAL_OPEN_OK, or the drop (REPLAY, TOO_OLD, BEFORE, BEYOND; *seq is 0 for
+ * the last two). -1 if the block holds no window for ESN (larval/esp/replay.py refuses
+ * it). */
+int larval_gcm_sa_check(const struct larval_gcm_sa *sa, uint32_t seql, uint64_t *seq)
 {
-    size_t i;
+    uint64_t t = sa->top, s = seql, diff;
+    size_t size = sa->size;
+
+    *seq = 0;
+    if (sa->esn) {
+        /* Case A (Tl >= W - 1): Seqh = Th, or Th + 1 below Bl; Case B (the window spans
+         * two subspaces): Th - 1, or Th below Bl. */
+        uint32_t tl = (uint32_t)t, bl = (uint32_t)(tl - size + 1);
+        int64_t seqh;
+
+        if (size == 0)
+            return -1;
+        seqh = (int64_t)(t >> 32) - ((uint64_t)tl < size - 1) + (seql < bl);
+        if (seqh < 0)
+            return LARVAL_OPEN_BEFORE;
+        if (seqh > 0xFFFFFFFF)
+            return LARVAL_OPEN_BEYOND;
+        s |= (uint64_t)seqh << 32;
+    }
+    *seq = s;
+    if (size && s <= t) {
+        diff = t - s;
+        if (diff >= size)
+            return LARVAL_OPEN_TOO_OLD;
+        if (sa->bitmap[diff / 64] >> (diff % 64) & 1)
+            return LARVAL_OPEN_REPLAY;
+    }
+    return LARVAL_OPEN_OK;
+}
+
+/* Mark an authenticated sequence number `s` received on `sa`'s window, sliding it
+ * forward past a higher one (RFC 4303 §3.4.3; `EspReplayWindow.update`). */
+void larval_gcm_sa_update(struct larval_gcm_sa *sa, uint64_t s)
+{
+    uint64_t t = sa->top, diff;
+    size_t size = sa->size;
+
+    if (!size)
+        return;
+    if (s > t) {
+        window_shift(sa->bitmap, (size + 63) / 64, size, s - t);
+        sa->bitmap[0] |= 1;
+        sa->top = s;
+    } else {
+        diff = t - s;
+        sa->bitmap[diff / 64] |= (uint64_t)1 << (diff % 64);
+    }
+}
+
+/* A packet numbered `s` with a payload of payload_len bytes passed every check on `sa`:
+ * the window moves (`larval_gcm_sa_update`) and packets_in / bytes_in count it. */
+void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t payload_len)
+{
+    larval_gcm_sa_update(sa, s);
+    sa->packets_in++;
+    sa->bytes_in += payload_len;
+}
+
+/* RFC 4303 §3.4 for one ESP packet `p` of `len` bytes received on `sa`, in its order:
+ * length and SPI; the replay check (`larval_gcm_sa_check`); the ICV and the padding
+ * (plaintext to `out`, max(len - 32, 0) bytes of room); and only then, for a packet that
+ * passed, the window update and the counters (`larval_gcm_sa_received`). *status says
+ * what became of it (LARVAL_OPEN_*), *seq its full sequence number where one was
+ * inferred (else 0), and for an OK packet *payload_len and *nh. 0, or -1 if OpenSSL
+ * fails outright or the block holds no window for ESN. */
+static int sa_open_one(struct larval_gcm_sa *sa, const unsigned char *p, size_t len,
+                       unsigned char *out, unsigned char *status, uint64_t *seq,
+                       uint32_t *payload_len, unsigned char *nh)
+{
+    int checked;
+
+    *seq = 0;
+    *payload_len = 0;
+    *nh = 0;
+    if (len < sa->min_len || len < 34 || len - 32 > INT32_MAX) {
+        *status = LARVAL_OPEN_TRUNCATED;
+        return 0;
+    }
+    if (get32(p) != sa->spi) {
+        *status = LARVAL_OPEN_SPI;
+        return 0;
+    }
+    /* RFC 4303 §3.4.3: the replay check comes before the ICV check. */
+    checked = larval_gcm_sa_check(sa, get32(p + 4), seq);
+    if (checked < 0)
+        return -1;
+    if (checked != LARVAL_OPEN_OK) {
+        *status = (unsigned char)checked;
+        return 0;
+    }
+    if (gcm_open_one(sa->g, sa->esn, p, len, (uint32_t)(*seq >> 32), out, status,
+                     payload_len, nh))
+        return -1;
+    if (*status == LARVAL_OPEN_OK)
+        larval_gcm_sa_received(sa, *seq, *payload_len);
+    return 0;
+}
+
+/* The packet-by-packet receive of RFC 4303 §3.4 (`sa_open_one`) for n ESP packets, in
+ * order, packet i on sa[i * step] (step 0: all on one SA; a packet sees its SA's window
+ * as the earlier packets left it). Packet i is in_len[i] bytes of `in`, back to back; its
+ * plaintext goes to out + out_off[i] (offsets running over max(in_len - 32, 0)), with
+ * status[i], seq[i], payload_len[i] and nh[i] as `sa_open_one` gives them. 0, or -1 as
+ * `sa_open_one`. */
+static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
+                    const unsigned char *in, const size_t *in_len, unsigned char *out,
+                    size_t *out_off, unsigned char *status, uint64_t *seq,
+                    uint32_t *payload_len, unsigned char *nh)
+{
+    size_t i, off = 0;
 
     for (i = 0; i < n; i++) {
         size_t len = in_len[i];
 
-        status[i] = LARVAL_OPEN_AUTH; /* shorter than the caller promised: not verified */
-        payload_len[i] = 0;
-        nh[i] = 0;
-        /* Without ESN only: the caller leaves an ESN SA's packets to its window's call. */
-        if (len >= 34 && len - 32 <= INT32_MAX
-            && gcm_open_one(sa[i]->g, 0, in, len, 0, out, status + i, payload_len + i,
-                            nh + i) != 0)
+        out_off[i] = off;
+        if (sa_open_one(sa[i * step], in, len, out + off, status + i, seq + i,
+                        payload_len + i, nh + i)
+            != 0)
             return -1;
         in += len;
-        if (in_len[i] >= 32)
-            out += in_len[i] - 32;
+        off += len > 32 ? len - 32 : 0;
     }
     return 0;
+}
+
+/* `open_run` of n packets of one SA (a batch of one SA's packets). */
+int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned char *in,
+                           const size_t *in_len, unsigned char *out, size_t *out_off,
+                           unsigned char *status, uint64_t *seq, uint32_t *payload_len,
+                           unsigned char *nh)
+{
+    return open_run(&sa, 0, n, in, in_len, out, out_off, status, seq, payload_len, nh);
+}
+
+/* `open_run` of packets of several SAs, packet i on sa[i]. */
+int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
+                         const size_t *in_len, unsigned char *out, size_t *out_off,
+                         unsigned char *status, uint64_t *seq, uint32_t *payload_len,
+                         unsigned char *nh)
+{
+    return open_run(sa, 1, n, in, in_len, out, out_off, status, seq, payload_len, nh);
 }
 
 /* Whether n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back) are

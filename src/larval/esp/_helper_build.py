@@ -22,11 +22,6 @@ ffibuilder.cdef(
     int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, size_t n,
                         const unsigned char *in, const size_t *in_len, const unsigned char *nh,
                         unsigned char *out, size_t out_cap, size_t *out_len);
-    int larval_gcm_open_window(struct larval_gcm *g, uint32_t spi, int esn, size_t min_len,
-                               size_t n, const unsigned char *in, const size_t *in_len,
-                               uint64_t *top, unsigned char *bitmap, size_t size,
-                               unsigned char *out, size_t *out_off, unsigned char *status,
-                               uint64_t *seq, uint32_t *payload_len, unsigned char *nh);
     int larval_tcp_segment(const unsigned char *header, size_t hlen, size_t tcp, int version,
                            const unsigned char *payload, size_t payload_len, size_t size,
                            size_t count, uint32_t seq0, unsigned int flags0, uint32_t ip_id0,
@@ -62,7 +57,15 @@ ffibuilder.cdef(
                              size_t *out_len);
     int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n,
                              const unsigned char *in, const size_t *in_len, unsigned char *out,
-                             unsigned char *status, uint32_t *payload_len, unsigned char *nh);
+                             size_t *out_off, unsigned char *status, uint64_t *seq,
+                             uint32_t *payload_len, unsigned char *nh);
+    int larval_gcm_sa_check(const struct larval_gcm_sa *sa, uint32_t seql, uint64_t *seq);
+    void larval_gcm_sa_update(struct larval_gcm_sa *sa, uint64_t s);
+    void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t payload_len);
+    int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned char *in,
+                               const size_t *in_len, unsigned char *out, size_t *out_off,
+                               unsigned char *status, uint64_t *seq, uint32_t *payload_len,
+                               unsigned char *nh);
     int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len);
     int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,
                             const unsigned char *addr, size_t addrlen, size_t max_payload,

@@ -4,10 +4,12 @@ The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
 libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
 the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
 16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens and,
-on receipt, the anti-replay check and window update on the SA's own window (which
-stays an `EspReplayWindow`, handed in and taken back by each call). It also holds the
-TUN offload's TCP segmentation and coalescing (`larval.net.offload`). Everything else
-(sequence numbers sent, drop counters) stays in Python.
+on receipt, the anti-replay check and window update. A compiled SA's inbound window and
+counters live in its C block (`sa_handle`), one source of truth: the receiving calls
+move them there, and Python reads and writes them in place (`SaWindow`, an
+`EspReplayWindow` over the block). It also holds the TUN offload's TCP segmentation and
+coalescing (`larval.net.offload`). Everything else (sequence numbers sent, drop
+counters) stays in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
 or unset / ``auto`` (compiled where built).
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from larval.esp.errors import EspConfigError
+from larval.esp.errors import EspConfigError, EspReplayError, EspReplayTooOldError
 from larval.esp.replay import EspReplayWindow
 from larval.esp.run import EspRun
 from larval.esp.transforms import BytesLike
@@ -40,6 +44,7 @@ __all__ = [
     "EspPath",
     "GcmBatch",
     "Opened",
+    "SaWindow",
     "built",
     "compiled",
     "esp_path",
@@ -168,7 +173,7 @@ _ALLOCATORS: list[Any] = []
 
 
 class Opened(NamedTuple):
-    """What `GcmBatch.open_window` found: the plaintexts in one buffer, and per packet
+    """What `open_window` found: the plaintexts in one buffer, and per packet
     its plaintext's offset there, its status (`OPEN_*`), its full sequence number (0
     where none was inferred), and for an OK packet its payload length and Next Header."""
 
@@ -217,62 +222,6 @@ class GcmBatch:
         if rc != 0:
             raise EspConfigError("OpenSSL failed to seal an ESP batch")
         return _sealed(ffi, out, out_len, n)
-
-    def open_window(
-        self,
-        spi: int,
-        esn: bool,
-        min_len: int,
-        packets: Sequence[BytesLike],
-        window: EspReplayWindow,
-    ) -> Opened:
-        """RFC 4303 §3.4 for `packets` of one SA, packet by packet in order: length and
-        SPI, the full sequence number and the replay check on `window` as the earlier
-        packets left it, the ICV and padding, then the window update for the packets that
-        passed. `window` (the reference, larval.esp.replay) is moved exactly as `check`
-        and `update` would move it; the counters are the caller's."""
-        ffi = self._ffi
-        new = new_uncleared
-        n = len(packets)
-        joined: BytesLike
-        if isinstance(packets, EspRun):
-            # Back to back already (a receive's GRO batches): no join, no copy.
-            lengths, joined = packets.lengths, packets.buffer
-        else:
-            lengths = [len(p) for p in packets]
-            joined = b"".join(packets)
-        size = window.size
-        words = (size + 63) // 64 or 1  # a window of 0 bits still takes a buffer
-        bitmap = bytearray(window.bitmap.to_bytes(8 * words, "little"))
-        top = ffi.new("uint64_t *", window.top)
-        if n and min(lengths) > 32:
-            plain_size = sum(lengths) - 32 * n
-        else:
-            plain_size = max(1, sum(length - 32 for length in lengths if length > 32))
-        out = new("unsigned char[]", plain_size)
-        offsets = new("size_t[]", n)
-        status = new("unsigned char[]", n)
-        seqs = new("uint64_t[]", n)
-        payload = new("uint32_t[]", n)
-        next_headers = new("unsigned char[]", n)
-        rc = self._lib.larval_gcm_open_window(
-            self._ctx, spi, int(esn), min_len, n, ffi.from_buffer(joined),
-            ffi.new("size_t[]", lengths), top, ffi.from_buffer(bitmap), size, out, offsets,
-            status, seqs, payload, next_headers,
-        )  # fmt: skip
-        if rc != 0:
-            raise EspConfigError("OpenSSL failed to open an ESP batch")
-        if size:
-            window.top = top[0]
-            window.bitmap = int.from_bytes(bitmap, "little")
-        return Opened(
-            ffi.buffer(out, plain_size)[:],
-            ffi.unpack(offsets, n),
-            ffi.buffer(status, n)[:],
-            ffi.unpack(seqs, n),
-            memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
-            ffi.buffer(next_headers, n)[:],
-        )
 
 
 def sa_handle(batch: GcmBatch, spi: int, esn: bool, window: int = 0, min_len: int = 0) -> Any:
@@ -341,38 +290,168 @@ def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
 
 def open_many(
     handles: list[Any], packets: list[bytes]
-) -> tuple[Any, list[int], bytes, list[int], bytes]:
-    """The ICV check, decryption and padding check of `GcmBatch.open_window`, without its
-    window (the caller checks and moves each SA's), of one packet each, for packets of
-    several SAs without ESN in one call: packet i with the context of ``handles[i]`` (an
-    `sa_handle`). The plaintexts back to back, each one's offset in them, and per packet
-    its status, payload length and Next Header. The plaintexts are the output buffer
-    itself, not a copy: slicing it gives bytes, indexing it a byte string of one."""
+) -> tuple[Any, list[int], bytes, list[int], bytes, Any]:
+    """RFC 4303 §3.4 packet by packet, in order, for packets of several SAs in one call:
+    packet i received on the SA of ``handles[i]`` (an `sa_handle`) as `open_window`
+    receives it, on that SA's window and counters in its block; an SA may come more than
+    once (its later packet sees the window its earlier one left). The plaintexts back to
+    back, each one's offset in them, and per packet its status (`OPEN_*`), payload length
+    and Next Header, and its full sequence number (a cffi array, for naming a drop). The
+    plaintexts are the output buffer itself, not a copy: slicing it gives bytes,
+    indexing it a byte string of one."""
     module = _load()[0]
     ffi = module.ffi
     new = new_uncleared
     n = len(packets)
     lengths = [len(p) for p in packets]
     joined = b"".join(packets)
-    size = max(1, len(joined) - 32 * n)
+    size = _plain_size(lengths, len(joined))
     out = new("unsigned char[]", size)
+    offsets = new("size_t[]", n)
     status = new("unsigned char[]", n)
+    seqs = new("uint64_t[]", n)
     payload = new("uint32_t[]", n)
     next_headers = new("unsigned char[]", n)
     rc = module.lib.larval_gcm_open_many(
-        handles, n, ffi.from_buffer(joined), lengths, out, status, payload, next_headers
-    )
+        handles, n, ffi.from_buffer(joined), lengths, out, offsets, status, seqs, payload,
+        next_headers,
+    )  # fmt: skip
     if rc != 0:
         raise EspConfigError("OpenSSL failed to open an ESP batch")
-    offsets: list[int] = []
-    off = 0
-    for length in lengths:
-        offsets.append(off)
-        off += length - 32
     return (
         ffi.buffer(out, size),
-        offsets,
+        ffi.unpack(offsets, n),
         ffi.buffer(status, n)[:],
         memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
         ffi.buffer(next_headers, n)[:],
+        seqs,
     )
+
+
+def open_window(handle: Any, packets: Sequence[BytesLike]) -> Opened:
+    """RFC 4303 §3.4 for `packets` of the SA of `handle` (an `sa_handle`), packet by
+    packet in order: length and SPI, the full sequence number and the replay check on the
+    SA's window as the earlier packets left it, the ICV and padding, then, for the
+    packets that passed, the window update and the SA's packets_in and bytes_in, all in
+    the SA's block (`SaWindow` reads them)."""
+    module = _load()[0]
+    ffi = module.ffi
+    new = new_uncleared
+    n = len(packets)
+    joined: BytesLike
+    if isinstance(packets, EspRun):
+        # Back to back already (a receive's GRO batches): no join, no copy.
+        lengths, joined = packets.lengths, packets.buffer
+    else:
+        lengths = [len(p) for p in packets]
+        joined = b"".join(packets)
+    plain_size = _plain_size(lengths, len(joined))
+    out = new("unsigned char[]", plain_size)
+    offsets = new("size_t[]", n)
+    status = new("unsigned char[]", n)
+    seqs = new("uint64_t[]", n)
+    payload = new("uint32_t[]", n)
+    next_headers = new("unsigned char[]", n)
+    rc = module.lib.larval_gcm_open_window(
+        handle, n, ffi.from_buffer(joined), lengths, out, offsets, status, seqs, payload,
+        next_headers,
+    )  # fmt: skip
+    if rc != 0:
+        raise EspConfigError("OpenSSL failed to open an ESP batch")
+    return Opened(
+        ffi.buffer(out, plain_size)[:],
+        ffi.unpack(offsets, n),
+        ffi.buffer(status, n)[:],
+        ffi.unpack(seqs, n),
+        memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
+        ffi.buffer(next_headers, n)[:],
+    )
+
+
+def _plain_size(lengths: Sequence[int], total: int) -> int:
+    """The room the receiving calls decrypt `lengths` into: max(length - 32, 0) each (a
+    runt takes none), at least one byte."""
+    n = len(lengths)
+    if n and min(lengths) > 32:
+        return total - 32 * n
+    return max(1, sum(length - 32 for length in lengths if length > 32))
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+class SaWindow(EspReplayWindow):
+    """The anti-replay window of a compiled SA, kept in its C block (`sa_handle`): T and
+    the bitmap are the block's, read and written in place, so that the receiving calls
+    (`open_window`, `open_many`) and Python (`check`, `update`, `restore`, a checkpoint)
+    see one window. `check` and `update` keep `EspReplayWindow`'s meaning, and are the
+    block's own (`_helper.c` `larval_gcm_sa_check`, `larval_gcm_sa_update`, which the
+    receiving calls run too)."""
+
+    __slots__ = ("_bits", "_ffi", "_lib", "_sa", "_seq", "_words")
+
+    def __init__(self, handle: Any, size: int = 64, *, esn: bool = False) -> None:
+        module = _load()[0]
+        self._ffi = module.ffi
+        self._lib = module.lib
+        self._sa = handle
+        self._bits = handle.bitmap  # the block's words (the block outlives the pointer)
+        # With ESN, where `check` asks the block for the full sequence number.
+        self._seq: Any = module.ffi.new("uint64_t *") if esn else None
+        self._words = (size + 63) // 64 or 1  # a window of 0 bits still has a word
+        super().__init__(size, esn=esn)
+
+    @property
+    def top(self) -> int:
+        return int(self._sa.top)
+
+    @top.setter
+    def top(self, value: int) -> None:
+        self._sa.top = value
+
+    @property
+    def bitmap(self) -> int:
+        words = self._words
+        if words == 1:
+            return int(self._bits[0])
+        if _LITTLE_ENDIAN:  # the words' bytes in memory are the integer's, low first
+            return int.from_bytes(self._ffi.buffer(self._bits, 8 * words), "little")
+        return int.from_bytes(struct.pack(f"<{words}Q", *self._bits[0:words]), "little")
+
+    @bitmap.setter
+    def bitmap(self, value: int) -> None:
+        words = self._words
+        self._bits[0:words] = struct.unpack(f"<{words}Q", value.to_bytes(8 * words, "little"))
+
+    def check(self, seql: int) -> int:
+        if not self.esn:
+            # Without ESN the number is the one received: read the block in place.
+            diff = self._sa.top - seql
+            if diff < 0 or not self.size:
+                return seql
+            if diff >= self.size:
+                raise EspReplayTooOldError(f"sequence number {seql} left of the window")
+            if (self._bits[diff >> 6] >> (diff & 63)) & 1:
+                raise EspReplayError(f"sequence number {seql} already received")
+            return seql
+        verdict = self._lib.larval_gcm_sa_check(self._sa, seql, self._seq)
+        seq = int(self._seq[0])
+        if verdict == OPEN_OK:
+            return seq
+        if verdict == OPEN_REPLAY:
+            raise EspReplayError(f"sequence number {seq} already received")
+        if verdict == OPEN_TOO_OLD:
+            raise EspReplayTooOldError(f"sequence number {seq} left of the window")
+        if verdict == OPEN_BEFORE:
+            raise EspReplayTooOldError("sequence number before the first subspace")
+        raise EspReplayError("sequence number beyond the 64-bit space")
+
+    def update(self, seq: int) -> None:
+        self._lib.larval_gcm_sa_update(self._sa, seq)
+
+    @property
+    def received_call(self) -> Any:
+        """The C call (handle, seq, nbytes) that does `update` and counts one packet of
+        `nbytes` payload bytes on the SA's inbound counters (`EspSa.packets_in`,
+        `bytes_in`), for `EspSa` to make per packet without a Python frame."""
+        return self._lib.larval_gcm_sa_received

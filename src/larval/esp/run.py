@@ -1,6 +1,6 @@
 """ESP packets back to back in one buffer: what a receive of UDP GRO batches brings.
 
-The batch calls (`EspSa.decrypt_spans`, `GcmBatch.open_window`) take such a run as it
+The batch calls (`EspSa.decrypt_spans`, `helper.open_window`) take such a run as it
 lies, its buffer and lengths straight into the compiled call, where a list of packets
 would be joined first; indexing copies one packet out, for the Python path and for the
 drops named by packet.

@@ -49,8 +49,10 @@ from larval.esp.helper import (
     OPEN_TOO_OLD,
     OPEN_TRUNCATED,
     GcmBatch,
+    SaWindow,
     gcm_batch,
     open_many,
+    open_window,
     sa_handle,
     seal_many,
 )
@@ -60,6 +62,7 @@ from larval.esp.transforms import BytesLike, IvSource, make_transform
 __all__ = [
     "ESP_HEADER_LEN",
     "IPPROTO_NONE",
+    "OPEN_COUNTERS",
     "EspDecrypted",
     "EspMode",
     "EspSa",
@@ -96,24 +99,25 @@ class EspSa:
     __slots__ = (
         "_batch",
         "_block_size",
+        "_bytes_in",
         "_handle",
         "_iv",
         "_min_len",
         "_open",
         "_open_into",
         "_overhead",
+        "_packets_in",
         "_pad_to",
+        "_received",
         "_seal",
         "_seal_into",
         "_seq_check",
         "_seq_half",
         "_seq_max",
         "_transform",
-        "bytes_in",
         "bytes_out",
         "esn",
         "mode",
-        "packets_in",
         "packets_out",
         "replay",
         "reserve",
@@ -186,10 +190,17 @@ class EspSa:
             if self._batch is None
             else sa_handle(self._batch, spi, esn, replay_window, self._min_len)
         )
+        self._received: Any = None
+        if self._handle is not None:
+            # The inbound window and counters live in the handle's block: the compiled
+            # calls move them there, and everything else reads them from there.
+            window = SaWindow(self._handle, replay_window, esn=esn)
+            self.replay = window
+            self._received = window.received_call
         self.packets_out = 0
         self.bytes_out = 0
-        self.packets_in = 0
-        self.bytes_in = 0
+        self._packets_in = 0
+        self._bytes_in = 0
 
     def __repr__(self) -> str:
         return (
@@ -200,6 +211,32 @@ class EspSa:
     @property
     def transform_name(self) -> str:
         return self._transform.name
+
+    @property
+    def packets_in(self) -> int:
+        """Packets received and authenticated (dummy packets too)."""
+        handle = self._handle
+        return self._packets_in if handle is None else int(handle.packets_in)
+
+    @packets_in.setter
+    def packets_in(self, value: int) -> None:
+        if self._handle is None:
+            self._packets_in = value
+        else:
+            self._handle.packets_in = value
+
+    @property
+    def bytes_in(self) -> int:
+        """Payload bytes of the packets counted by `packets_in`."""
+        handle = self._handle
+        return self._bytes_in if handle is None else int(handle.bytes_in)
+
+    @bytes_in.setter
+    def bytes_in(self, value: int) -> None:
+        if self._handle is None:
+            self._bytes_in = value
+        else:
+            self._handle.bytes_in = value
 
     # -- sequence number reservation ---------------------------------------------------
 
@@ -361,9 +398,13 @@ class EspSa:
         if end < 0 or plaintext[end:-2] != _PADDING[padlen]:
             raise EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
         # RFC 4303 §3.4.3: the window moves only once the packet is authenticated.
-        self.replay.update(seq)
-        self.packets_in += 1
-        self.bytes_in += end
+        handle = self._handle
+        if handle is None:
+            self.replay.update(seq)
+            self._packets_in += 1
+            self._bytes_in += end
+        else:
+            self._received(handle, seq, end)  # the window and counters in the SA's block
         next_header = plaintext[-1]
         if next_header == IPPROTO_NONE:
             raise EspDummyPacket("dummy packet (Next Header 59) discarded")
@@ -401,8 +442,8 @@ class EspSa:
         or the `EspDropError` that `decrypt` would have raised for it. The replay window
         moves exactly as it would packet by packet: a duplicate within the batch is a
         replay, and a packet whose ICV fails moves nothing."""
-        if self._batch is not None and len(packets) > 1:
-            plain, spans = self._decrypt_compiled(self._batch, packets)
+        if self._handle is not None and len(packets) > 1:
+            plain, spans = self._decrypt_compiled(packets)
             return [
                 span
                 if isinstance(span, EspDropError)
@@ -427,8 +468,8 @@ class EspSa:
         (Next Header, start, length) of its payload there, or its drop. The outcome, the
         window and the counters are those of `decrypt_batch`; only the payloads are not
         cut out one by one (the compiled path decrypts them all into the buffer)."""
-        if self._batch is not None and len(packets) > 1:
-            return self._decrypt_compiled(self._batch, packets)
+        if self._handle is not None and len(packets) > 1:
+            return self._decrypt_compiled(packets)
         spans: list[EspSpan] = []
         payloads: list[bytes] = []
         off = 0
@@ -448,36 +489,26 @@ class EspSa:
         except EspDropError as e:
             return e
 
-    def _decrypt_compiled(
-        self, batch: GcmBatch, packets: Sequence[BytesLike]
-    ) -> tuple[bytes, list[EspSpan]]:
+    def _decrypt_compiled(self, packets: Sequence[BytesLike]) -> tuple[bytes, list[EspSpan]]:
         """`decrypt_spans` in one compiled call, which takes `decrypt`'s steps packet by
-        packet in order, the anti-replay check and window update included (on this SA's
-        window, as `EspReplayWindow` would move it); the drops are named here."""
-        opened = batch.open_window(self.spi, self.esn, self._min_len, packets, self.replay)
-        plain, offsets, status, seqs, lengths, next_headers = opened
+        packet in order on this SA's block, the anti-replay check, the window update and
+        the counters included; the drops are named here."""
+        plain, offsets, status, seqs, lengths, next_headers = open_window(self._handle, packets)
         results: list[EspSpan] = []
         append = results.append
-        accepted = 0
-        received = 0
         for i, verdict in enumerate(status):
             if verdict == OPEN_OK:
-                end = lengths[i]
-                accepted += 1
-                received += end
                 next_header = next_headers[i]
                 if next_header == IPPROTO_NONE:
                     append(EspDummyPacket("dummy packet (Next Header 59) discarded"))
                 else:
-                    append((next_header, offsets[i], end))
+                    append((next_header, offsets[i], lengths[i]))
                 continue
             append(self._dropped(verdict, len(packets[i]), packets[i], seqs[i], plain, offsets[i]))
-        self.packets_in += accepted
-        self.bytes_in += received
         return plain, results
 
     def _dropped(
-        self, verdict: int, n: int, esp: BytesLike, seq: int, plain: bytes, offset: int
+        self, verdict: int, n: int, esp: BytesLike, seq: int, plain: Any, offset: int
     ) -> EspDropError:
         """The error `decrypt` raises for a packet the compiled call dropped."""
         if verdict == OPEN_AUTH:
@@ -487,7 +518,8 @@ class EspSa:
         if verdict == OPEN_TOO_OLD:
             return EspReplayTooOldError(f"sequence number {seq} left of the window")
         if verdict == OPEN_PADDING:
-            padlen = plain[offset + n - 34]
+            # A slice, then its byte: `plain` may be a cffi buffer, whose items are bytes.
+            padlen = plain[offset + n - 34 : offset + n - 33][0]
             return EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
         if verdict == OPEN_TRUNCATED:
             return EspTruncatedError(f"ESP packet of {n} bytes; at least {self._min_len}")
@@ -548,51 +580,50 @@ def seal_each(
     return seal_many(handles, seqs, inners, nh)
 
 
+#: The counter of each compiled receive's drop, by status (`OPEN_*`; OK has none): the
+#: `counter` of the error `EspSa._dropped` names it by, for a caller that only counts.
+OPEN_COUNTERS: tuple[str, ...] = (
+    "",
+    EspAuthError.counter,  # OPEN_AUTH
+    EspBadPaddingError.counter,  # OPEN_PADDING
+    EspTruncatedError.counter,  # OPEN_TRUNCATED
+    EspUnknownSpiError.counter,  # OPEN_SPI
+    EspReplayError.counter,  # OPEN_REPLAY
+    EspReplayTooOldError.counter,  # OPEN_TOO_OLD
+    EspReplayTooOldError.counter,  # OPEN_BEFORE
+    EspReplayError.counter,  # OPEN_BEYOND
+)
+
+
 def open_each(items: Sequence[tuple[EspSa, bytes]]) -> list[EspDecrypted | None]:
-    """For each (SA, packet), each SA once: what `EspSa.decrypt` gives (Next Header and
-    payload, or the drop), the packets of every SA with compiled AES-GCM and no ESN
-    opened in one call; None for a packet left to `decrypt`: one of another SA, one that
-    fails a check before the ICV (`decrypt` names the drop), or an SA's second."""
+    """For each (SA, packet), in order: what `EspSa.decrypt` gives (Next Header and
+    payload, or the drop), the packets of every SA with compiled AES-GCM received in one
+    call on their SAs' windows and counters (an SA may come more than once: its packets
+    are taken in their order); None for a packet of an SA on the Python path, left to
+    `decrypt`, to be called after this in order."""
     found: list[EspDecrypted | None] = [None] * len(items)
-    where: list[tuple[int, EspSa, int]] = []  # (index, SA, sequence number)
+    where: list[int] = []
     handles: list[Any] = []
     chosen: list[bytes] = []
-    seen: set[int] = set()
     for i, (sa, esp) in enumerate(items):
         handle = sa._handle
-        if handle is None or sa.esn or len(esp) < sa._min_len or id(sa) in seen:
-            continue
-        spi, seq = _SPI_SEQ.unpack_from(esp)
-        replay = sa.replay
-        diff = replay.top - seq
-        size = replay.size
-        if spi != sa.spi or (size and diff >= 0 and (diff >= size or (replay.bitmap >> diff) & 1)):
-            continue
-        seen.add(id(sa))
-        where.append((i, sa, seq))
-        handles.append(handle)
-        chosen.append(esp)
+        if handle is not None:
+            where.append(i)
+            handles.append(handle)
+            chosen.append(esp)
     if not where:
         return found
-    plain, offsets, status, lengths, next_headers = open_many(handles, chosen)
-    for k, (i, sa, seq) in enumerate(where):
+    plain, offsets, status, lengths, next_headers, seqs = open_many(handles, chosen)
+    for k, i in enumerate(where):
         verdict = status[k]
         if verdict != OPEN_OK:
-            if verdict == OPEN_AUTH:
-                found[i] = EspAuthError("ICV mismatch")
-            else:
-                padlen = plain[offsets[k] + len(chosen[k]) - 34][0]
-                found[i] = EspBadPaddingError(f"Pad Length {padlen} or padding bytes wrong")
+            sa, esp = items[i]
+            found[i] = sa._dropped(verdict, len(esp), esp, seqs[k], plain, offsets[k])
             continue
-        # `_accept` after the compiled padding check: window, counters, dummy packets.
-        sa.replay.update(seq)
-        end = lengths[k]
-        sa.packets_in += 1
-        sa.bytes_in += end
         next_header = next_headers[k]
         if next_header == IPPROTO_NONE:
             found[i] = EspDummyPacket("dummy packet (Next Header 59) discarded")
             continue
         start = offsets[k]
-        found[i] = (next_header, plain[start : start + end])
+        found[i] = (next_header, plain[start : start + lengths[k]])
     return found

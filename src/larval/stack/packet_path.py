@@ -19,7 +19,7 @@ packets of one flow or SPI, group the packets by SA, and give everything unusual
 SA, a LARVAL SA, BYPASS, DISCARD, keepalives, IKE, short packets) to the per-packet
 path. The groups go on through one function for both directions (`protect_groups`,
 `open_groups`): an SA's run in one `EspSa` batch call under its lock, accounted once;
-the single packets of many SAs in one `seal_each`/`open_each` call, sent in one
+the single packets of many SAs in one `seal_each`/`open_many` call, sent in one
 `send_many` per peer or delivered in one `deliver_many`. The bytes, drops and counters
 are those the per-packet entries give for the same packets, each SA's in the same
 order.
@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from larval.esp import (
     NAT_T_PORT,
@@ -44,9 +44,10 @@ from larval.esp import (
     classify_udp4500,
 )
 from larval.esp.errors import EspError
+from larval.esp.helper import open_many
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, one_spi
-from larval.esp.sa import EspDecrypted, open_each, seal_each
+from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_each
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -102,14 +103,18 @@ class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
     __slots__ = (
-        "_more_exts", "checkpoint_at", "esp", "inner_exts", "inner_more", "inner_prefixes",
-        "lock", "natt", "policy_memo", "port", "tunnel",
+        "_more_exts", "checkpoint_at", "esp", "handle", "inner_exts", "inner_more",
+        "inner_prefixes", "lock", "natt", "policy_memo", "port", "tunnel",
     )  # fmt: skip
 
     def __init__(
         self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
     ) -> None:
         self.esp = esp
+        # The SA's compiled block (`EspSa._handle`, set by `PacketPath._context`), None on
+        # the Python path: the many-SA receive reads and moves the SA's window and
+        # counters there without touching the EspSa.
+        self.handle: Any = None
         self.lock = threading.Lock()  # a release and the loop may meet on one SA
         self.port = port
         self.tunnel = tunnel
@@ -521,9 +526,10 @@ class PacketPath:
         LARVAL SA) may be delivered in another order than they came, never those of one
         SA.
 
-        A batch spread over many SAs, each SPI once, is handled in one pass: its packets
-        go to `_open_each` as they were found, without being grouped; the first SPI seen
-        twice sends the batch's usable packets through `open_groups` instead."""
+        A batch spread over many SAs is handled in one pass: its packets go to
+        `_open_each` as they were found, without being grouped (an SA that comes twice
+        has its packets received in their order there). A batch of runs, on average two
+        packets or more per usable SA, goes through `open_groups` instead."""
         lookup = self.stack.sadb.lookup_esp
         found: dict[bytes, SecurityAssociation | None] = {}
         usable: list[tuple[SecurityAssociation, bytes]] = []
@@ -542,7 +548,7 @@ class PacketPath:
             # A runt, an unknown SPI or a LARVAL SA: the per-packet path counts or holds
             # it (the hold checks the state under the SA's lock).
             self.inbound(esp, local, now)
-        if repeated:
+        if repeated and 2 * len({id(sa) for sa, _ in usable}) <= len(usable):
             runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
             for sa, esp in usable:
                 run = runs.get(id(sa))
@@ -561,7 +567,7 @@ class PacketPath:
     ) -> None:
         """Open, check and deliver each usable SA's ESP packets of a batch, in their
         order: an SA of two or more in one `decrypt_batch` call, the SAs of one packet
-        together in one `open_each` call."""
+        together in one `_open_each` call."""
         _by_group_size(groups, self._open_batch, self._open_each, self._open, now)
 
     def _open_batch(self, sa: SecurityAssociation, packets: Sequence[bytes], now: float) -> None:
@@ -582,13 +588,17 @@ class PacketPath:
                 self.delivered += delivered
 
     def _open_each(self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float) -> None:
-        """`_open` for one packet each of several SAs (a batch spread over many SAs), the
-        compiled ones opened in one `open_each` call under their locks. A packet inside
-        its SA's box takes the box's kept verdict here (what `_inbound_refusal` gives it,
-        without the call); any other goes through `_inbound_refusal`."""
-        opening: list[tuple[SecurityAssociation, EspContext, bytes]] = []
-        pairs: list[tuple[EspSa, bytes]] = []
+        """`_open` for packets of several SAs (a batch spread over many SAs; an SA may
+        come more than once, its packets in their order), the compiled ones received in
+        one `open_many` call on their blocks, under their locks; the others, of SAs on
+        the Python path, by `_open` after. A packet inside its SA's box takes the box's
+        kept verdict here (what `_inbound_refusal` gives it, without the call); any other
+        goes through `_inbound_refusal`."""
+        opening: list[tuple[SecurityAssociation, EspContext]] = []
+        handles: list[object] = []
+        chosen: list[bytes] = []
         locks: list[threading.Lock] = []
+        later: list[tuple[SecurityAssociation, bytes]] = []
         for sa, esp in singles:
             ctx = sa.transform
             if type(ctx) is not EspContext or ctx.natt is not sa.natt_rem:
@@ -596,34 +606,52 @@ class PacketPath:
                 if ctx is None:
                     self.drop("dead_sa")
                     continue
-            opening.append((sa, ctx, esp))
-            pairs.append((ctx.esp, esp))
+            handle = ctx.handle
+            if handle is None:
+                later.append((sa, esp))
+                continue
+            opening.append((sa, ctx))
+            handles.append(handle)
+            chosen.append(esp)
             locks.append(ctx.lock)
-        if not opening:
-            return
-        locks = _hold_all(locks)
-        try:
-            found = open_each(pairs)
-        finally:
-            for lock in locks:
-                lock.release()
+        if opening:
+            locks = _hold_all(locks)
+            try:
+                plain, offsets, status, lengths, next_headers, _ = open_many(handles, chosen)
+            finally:
+                for lock in locks:
+                    lock.release()
+            self._opened_each(opening, plain, offsets, status, lengths, next_headers, now)
+        for sa, esp in later:
+            self._open(sa, esp, now)
+
+    def _opened_each(
+        self,
+        opening: list[tuple[SecurityAssociation, EspContext]],
+        plain: Any,
+        offsets: list[int],
+        status: bytes,
+        lengths: list[int],
+        next_headers: bytes,
+        now: float,
+    ) -> None:
+        """Count, check and deliver what `open_many` received of `_open_each`'s packets."""
         writer = self.stack.esp_state
         generation = self.stack.spd.generation
         refusal_of = self._inbound_refusal
         cleartext: list[bytes] = []
         done: list[tuple[SecurityAssociation, int]] = []
         from_bytes = int.from_bytes
-        for (sa, ctx, esp), result in zip(opening, found, strict=True):
-            if result is None:
-                self._open(sa, esp, now)  # a drop before the ICV, or Python's SA
-                continue
-            if isinstance(result, EspDropError):
-                if not isinstance(result, EspDummyPacket):
-                    self.drop(result.counter)
-            else:
-                packet = result[1]
+        for k, (sa, ctx) in enumerate(opening):
+            verdict = status[k]
+            next_header = next_headers[k]
+            if verdict:
+                self.drop(OPEN_COUNTERS[verdict])
+            elif next_header != IPPROTO_NONE:  # a dummy packet is discarded, not counted
+                start = offsets[k]
+                packet = plain[start : start + lengths[k]]
                 if not ctx.tunnel:
-                    packet = _transport_packet(sa, result[0], packet)
+                    packet = _transport_packet(sa, next_header, packet)
                 memo = ctx.policy_memo
                 # `_inbound_refusal`'s IPv4 box check, in place.
                 if (
@@ -644,9 +672,11 @@ class PacketPath:
                 else:
                     done.append((sa, len(packet)))
                     cleartext.append(packet)
-            if writer is not None and ctx.esp.packets_in >= ctx.checkpoint_at:
-                ctx.checkpoint_at = ctx.esp.packets_in + writer.checkpoint_packets
-                writer.checkpoint_due()
+            if writer is not None:
+                received = ctx.handle.packets_in
+                if received >= ctx.checkpoint_at:
+                    ctx.checkpoint_at = received + writer.checkpoint_packets
+                    writer.checkpoint_due()
         account_each(done, now)
         if cleartext:
             self._deliver_all(cleartext)
@@ -925,6 +955,7 @@ class PacketPath:
             natt = sa.natt_rem
             port = self._port_of(natt)
             ctx = EspContext(esp, port, tunnel, natt)
+            ctx.handle = esp._handle
             self._resume(sa, ctx)
             sa.transform = ctx
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
