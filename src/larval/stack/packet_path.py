@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from larval.esp import (
     NAT_T_PORT,
@@ -46,7 +46,7 @@ from larval.esp import (
 from larval.esp.errors import EspError
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, one_spi
-from larval.esp.sa import EspDecrypted, open_each, seal_each
+from larval.esp.sa import EspDecrypted, open_each, seal_handles
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -102,14 +102,18 @@ class EspContext:
     """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
 
     __slots__ = (
-        "_more_exts", "checkpoint_at", "esp", "inner_exts", "inner_more", "inner_prefixes",
-        "lock", "natt", "policy_memo", "port", "tunnel",
+        "_more_exts", "checkpoint_at", "esp", "handle", "inner_exts", "inner_more",
+        "inner_prefixes", "lock", "natt", "policy_memo", "port", "tunnel",
     )  # fmt: skip
 
     def __init__(
         self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
     ) -> None:
         self.esp = esp
+        # The SA's C block (`EspSa.handle`, None where Python runs), which holds its
+        # outbound numbers: the many-SA path reaches it without touching the `EspSa`.
+        # (Tests of the inbound check make contexts without one.)
+        self.handle: Any = esp.handle if esp is not None else None
         self.lock = threading.Lock()  # a release and the loop may meet on one SA
         self.port = port
         self.tunnel = tunnel
@@ -276,7 +280,7 @@ class PacketPath:
     ) -> None:
         """Seal and send each SA's cleartext packets of a batch, in their order: an SA of
         two or more in one `encrypt_batch` call, the SAs of one packet together in one
-        `seal_each` call."""
+        `seal_handles` call."""
         _by_group_size(groups, self._protect_batch, self._protect_each, self._protect, now)
 
     def _verdict(self, verdict: Verdict) -> None:
@@ -312,7 +316,7 @@ class PacketPath:
         self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float
     ) -> None:
         """`_protect` for one packet each of several SAs (a batch spread over many SAs),
-        the compiled ones sealed in one `seal_each` call under their locks; what they
+        the compiled ones sealed in one `seal_handles` call under their locks; what they
         make for one peer leaves in one `send_many`."""
         sas: list[SecurityAssociation] = []
         contexts: list[EspContext] = []
@@ -331,7 +335,7 @@ class PacketPath:
             return
         locks = _hold_all([ctx.lock for ctx in contexts])
         try:
-            made = seal_each([ctx.esp for ctx in contexts], inners)
+            made = seal_handles([ctx.handle for ctx in contexts], inners)
         finally:
             for lock in locks:
                 lock.release()
