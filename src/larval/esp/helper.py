@@ -268,6 +268,19 @@ def sa_handle(batch: GcmBatch, spi: int, esn: bool, window: int = 0, min_len: in
     return batch._ffi.gc(made, lib.larval_gcm_sa_free)
 
 
+def sa_numbers(handle: Any) -> memoryview:
+    """The outbound numbers in an `sa_handle`'s block (`struct larval_gcm_sa`: the
+    sequence number, the check number, packets and bytes out) as four unsigned 64-bit
+    words, read and written in place: for Python, a memoryview's items are cheaper to
+    reach than the cdata's fields. Alive as long as the handle is (the buffer holds it)."""
+    ffi = _load()[0].ffi
+    first = ffi.offsetof("struct larval_gcm_sa", "seq")
+    if ffi.offsetof("struct larval_gcm_sa", "bytes_out") != first + 24:
+        raise EspConfigError("the SA block's outbound numbers are not four words in a row")
+    whole = memoryview(ffi.buffer(handle, first + 32))
+    return whole[first:].cast("Q")
+
+
 def seal_many(
     handles: list[Any], inners: list[bytes], next_headers: bytes | None
 ) -> list[bytes | None]:

@@ -15,8 +15,8 @@ overhead), for the SADB lifetimes (RFC 2367 §2.3.4).
 
 The outbound sequence number and counters of an SA with compiled AES-GCM live in its C
 block (`handle`), the one place the compiled seal calls number from and `encrypt`, the
-reservation and GET read and write; an SA on the Python path keeps them in a Python
-object of the same fields.
+reservation and GET read and write; an SA on the Python path keeps them in an array of
+the same four words.
 
 An `EspSa` is not locked: give each SA direction to one thread, as the dataplane does.
 """
@@ -24,6 +24,7 @@ An `EspSa` is not locked: give each SA direction to one thread, as the dataplane
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ from larval.esp.helper import (
     gcm_batch,
     open_many,
     sa_handle,
+    sa_numbers,
     seal_many,
     seal_run,
 )
@@ -95,19 +97,8 @@ _PADDING = tuple(bytes(range(1, n + 1)) for n in range(256))
 # Padding || Pad Length, by Pad Length; and the Next Header byte, by value.
 _PAD_TRAILER = tuple(_PADDING[n] + bytes((n,)) for n in range(256))
 _BYTE = tuple(bytes((n,)) for n in range(256))
-
-
-class _Outbound:
-    """An SA's outbound numbers where Python runs: the fields of its C block
-    (`_helper.c`'s `struct larval_gcm_sa`) that the compiled calls would keep."""
-
-    __slots__ = ("bytes_out", "packets_out", "seq", "seq_check")
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.seq_check = 0
-        self.packets_out = 0
-        self.bytes_out = 0
+# An SA's outbound numbers (`EspSa._out`), as its C block orders them (`sa_numbers`).
+_SEQ, _CHECK, _PACKETS, _BYTES = range(4)
 
 
 class EspSa:
@@ -169,7 +160,7 @@ class EspSa:
         self.mode: EspMode = mode
         self.esn = esn
         # The outbound numbers: in Python until the SA has its C block (below).
-        self._out: Any = _Outbound()
+        self._out: array[int] | memoryview = array("Q", (0, 0, 0, 0))
         # Highest sequence number sent; the first packet carries 1 (RFC 4303 §3.3.3).
         self.seq = 0
         self._seq_max = _SEQ_MAX_64 if esn else _SEQ_MAX_32
@@ -207,7 +198,7 @@ class EspSa:
         )
         if self._handle is not None:
             # From here on the block holds them, the one copy (`seq` is 0 there already).
-            self._out = self._handle
+            self._out = sa_numbers(self._handle)
             self._seq_check = self.seq_mark
         self.packets_out = 0
         self.bytes_out = 0
@@ -235,39 +226,39 @@ class EspSa:
     @property
     def seq(self) -> int:
         """The highest sequence number sent (0 before the first packet)."""
-        return int(self._out.seq)
+        return self._out[_SEQ]
 
     @seq.setter
     def seq(self, value: int) -> None:
-        self._out.seq = value
+        self._out[_SEQ] = value
 
     @property
     def _seq_check(self) -> int:
-        return int(self._out.seq_check)
+        return self._out[_CHECK]
 
     @_seq_check.setter
     def _seq_check(self, value: int) -> None:
         # Never past the whole space, so that exhaustion stops the compiled calls too;
         # with ESN that is 2^64, one more than 64 bits hold, so the check stops one
         # number early and `_seq_slow` lets the last one through.
-        self._out.seq_check = min(value, self._seq_max + 1, _SEQ_MAX_64)
+        self._out[_CHECK] = min(value, self._seq_max + 1, _SEQ_MAX_64)
 
     @property
     def packets_out(self) -> int:
-        return int(self._out.packets_out)
+        return self._out[_PACKETS]
 
     @packets_out.setter
     def packets_out(self, value: int) -> None:
-        self._out.packets_out = value
+        self._out[_PACKETS] = value
 
     @property
     def bytes_out(self) -> int:
         """Payload bytes sent (RFC 2367 §2.3.4's bytes, without ESP overhead)."""
-        return int(self._out.bytes_out)
+        return self._out[_BYTES]
 
     @bytes_out.setter
     def bytes_out(self, value: int) -> None:
-        self._out.bytes_out = value
+        self._out[_BYTES] = value
 
     # -- sequence number reservation ---------------------------------------------------
 
@@ -339,13 +330,13 @@ class EspSa:
         if not 0 <= next_header <= 255:
             raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
         out = self._out
-        seq = out.seq + 1
-        if seq >= out.seq_check:
+        seq = out[_SEQ] + 1
+        if seq >= out[_CHECK]:
             self._seq_slow(seq)  # raises unless the number may be sent
-        out.seq = seq
+        out[_SEQ] = seq
         n = len(inner)
-        out.packets_out += 1
-        out.bytes_out += n
+        out[_PACKETS] += 1
+        out[_BYTES] += n
         # RFC 4303 §2.4: pad so that Pad Length and Next Header end on a block boundary.
         plaintext = bytes(inner) + (_PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header])
         # RFC 4303 §2.2.1: with ESN only the low 32 bits travel in the packet.
