@@ -294,8 +294,10 @@ def seal_many(
     module = _load()[0]
     ffi = module.ffi
     n = len(inners)
-    if len(handles) != n or (next_headers is not None and len(next_headers) != n):
+    if len(handles) != n:
         raise ValueError(f"{len(handles)} SAs for {n} packets")
+    if next_headers is not None and len(next_headers) != n:
+        raise ValueError(f"{len(next_headers)} Next Headers for {n} packets")
     joined = b"".join(inners)
     cap = len(joined) + 37 * n
     out = new_uncleared("unsigned char[]", cap)
