@@ -107,14 +107,21 @@ class EspContext:
     )  # fmt: skip
 
     def __init__(
-        self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
+        self,
+        esp: EspSa,
+        port: int,
+        tunnel: bool,
+        natt: SadbAddress | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
+        """`lock` serialises the use of `esp` (a new one if not given)."""
         self.esp = esp
         # The SA's C block (`EspSa.handle`, None where Python runs), which holds its
         # outbound numbers: the many-SA path reaches it without touching the `EspSa`.
         # (Tests of the inbound check make contexts without one.)
         self.handle: Any = esp.handle if esp is not None else None
-        self.lock = threading.Lock()  # a release and the loop may meet on one SA
+        # A release and the loop may meet on one SA.
+        self.lock = threading.Lock() if lock is None else lock
         self.port = port
         self.tunnel = tunnel
         self.natt = natt  # the SA's NAT-T remote address the port came from
@@ -213,6 +220,7 @@ class PacketPath:
         self.deliver_many = deliver_many
         self.on_ike = on_ike
         self._lock = threading.Lock()
+        self._making = threading.Lock()  # ESP contexts are made one at a time
         self.drops: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
         self.sent = 0
         self.delivered = 0
@@ -916,21 +924,28 @@ class PacketPath:
             return ctx
         if sa.state not in (SaState.MATURE, SaState.DYING):
             return None
-        with sa.lock:
+        # The context's lock is the SA's own: a packet takes one lock of its SA, for its
+        # ESP state and then for the SADB's accounting, so that a batch spread over many
+        # SAs reaches one lock per SA, not two. `_resume` takes it (its store's first
+        # reservation), so the context is made under `_making`, and the SA's lock is
+        # held only to read the SA and to publish the context.
+        with self._making:
             ctx = sa.transform
             if isinstance(ctx, EspContext):
                 return ctx
-            tunnel = bool(sa.flags & SaFlags.X_TUNNEL) or sa.inner_src is not None
-            esp = EspSa(
-                sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
-                replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
-                esn=bool(sa.flags & SaFlags.X_ESN), random_bytes=self.stack.random_bytes,
-            )  # fmt: skip
-            natt = sa.natt_rem
+            with sa.lock:
+                tunnel = bool(sa.flags & SaFlags.X_TUNNEL) or sa.inner_src is not None
+                esp = EspSa(
+                    sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
+                    replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
+                    esn=bool(sa.flags & SaFlags.X_ESN), random_bytes=self.stack.random_bytes,
+                )  # fmt: skip
+                natt = sa.natt_rem
             port = self._port_of(natt)
-            ctx = EspContext(esp, port, tunnel, natt)
+            ctx = EspContext(esp, port, tunnel, natt, sa.lock)
             self._resume(sa, ctx)
-            sa.transform = ctx
+            with sa.lock:
+                sa.transform = ctx
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
             with self._lock:
                 self._natted[(sa.dst, port)] = sa
