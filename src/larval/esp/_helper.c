@@ -2,11 +2,11 @@
  *
  * larval's Python path (larval/esp/sa.py, transforms.py) is the reference; this file does
  * the same per packet for a whole batch in one call, so that the work around each AES call
- * is C rather than Python. Python keeps the state: sequence numbers are handed in; the
- * anti-replay window and the inbound counters of a compiled SA live in its C block
- * (struct larval_gcm_sa below), which the receiving calls check and move as
- * larval/esp/replay.py's class would, and which Python reads and writes in place; and
- * every drop is reported per packet for Python to count by name.
+ * is C rather than Python. Every drop is reported per packet, for Python to count by name.
+ * An SA's C block (struct larval_gcm_sa below) keeps what only the packet path writes: the outbound sequence numbers and counters, which the sealing calls number
+ * and count, and the inbound anti-replay window and counters, which the receiving calls
+ * check and move as larval/esp/replay.py's class would. Python reads and writes both in
+ * place.
  *
  * ESP packet (RFC 4303 §2):  SPI | Seq (low 32) | IV (8) | ciphertext | ICV (16)
  * nonce = salt (4) || IV (8)                                       (RFC 4106 §4)
@@ -708,38 +708,69 @@ void larval_gcm_sa_free(struct larval_gcm_sa *sa)
 }
 
 /* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
- * packet i is sealed with sa[i], numbered seq[i], exactly as `larval_gcm_seal` would seal
+ * packet i is sealed with sa[i], numbered by it (below), as `larval_gcm_seal` would seal
  * a batch of that one packet, or received on sa[i] as `larval_gcm_open_window` receives
  * (below). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
  * nh gives each packet the Next Header of its IP version (4 for IPv4, else 41: tunnel
  * mode, RFC 4303 §2.6). The results are per packet. */
-int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
-                         const unsigned char *in, const size_t *in_len,
-                         const unsigned char *nh, unsigned char *out, size_t out_cap,
-                         size_t *out_len)
+int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
+                         const size_t *in_len, const unsigned char *nh, unsigned char *out,
+                         size_t out_cap, size_t *out_len)
 {
     size_t i, off = 0;
 
     for (i = 0; i < n; i++) {
-        const struct larval_gcm_sa *one = sa[i];
+        struct larval_gcm_sa *one = sa[i];
+        size_t len = in_len[i];
+        uint64_t seq;
         unsigned char next;
 
-        if (one == NULL) {
-            out_len[i] = 0;
-            in += in_len[i];
+        out_len[i] = 0;
+        /* The SA numbers its packets: the next number, unless it reached seq_check, where
+         * Python decides (larval/esp/sa.py `_seq_slow`: exhausted, a reservation to ask
+         * for, or not reserved). Then the packet is left out, and so are the SA's later
+         * ones in this call, since its number does not move. */
+        if (one == NULL || (seq = one->seq + 1) == 0 || seq >= one->seq_check) {
+            in += len;
             continue;
         }
         if (nh != NULL)
             next = nh[i];
         else
-            next = in_len[i] > 0 && in[0] >> 4 == 4 ? 4 : 41;
-        if (larval_gcm_seal(one->g, one->spi, seq[i], one->esn, 1, in, in_len + i, &next,
-                            out + off, out_cap - off, out_len + i) != 0)
+            next = len > 0 && in[0] >> 4 == 4 ? 4 : 41;
+        if (larval_gcm_seal(one->g, one->spi, seq, one->esn, 1, in, &len, &next, out + off,
+                            out_cap - off, out_len + i) != 0)
             return -1;
-        in += in_len[i];
+        one->seq = seq;
+        one->packets_out++;
+        one->bytes_out += len;
+        in += len;
         off += out_len[i];
     }
     return 0;
+}
+
+/* `larval_gcm_seal` of n packets of one SA numbered by it, as larval_gcm_seal_many numbers
+ * them: the packets before its number reaches seq_check are sealed, the rest left to
+ * Python. How many were sealed, or -1 if `out` is too small or OpenSSL fails (then
+ * nothing is numbered). */
+long larval_gcm_seal_run(struct larval_gcm_sa *sa, size_t n, const unsigned char *in,
+                         const size_t *in_len, const unsigned char *nh, unsigned char *out,
+                         size_t out_cap, size_t *out_len)
+{
+    uint64_t room = sa->seq_check > sa->seq ? sa->seq_check - sa->seq - 1 : 0;
+    size_t k = n < room ? n : (size_t)room, i;
+    uint64_t bytes = 0;
+
+    if (k && larval_gcm_seal(sa->g, sa->spi, sa->seq + 1, sa->esn, k, in, in_len, nh, out,
+                             out_cap, out_len) != 0)
+        return -1;
+    for (i = 0; i < k; i++)
+        bytes += in_len[i];
+    sa->seq += k;
+    sa->packets_out += k;
+    sa->bytes_out += bytes;
+    return (long)k;
 }
 
 /* RFC 4303 §3.4.3 before the ICV, on `sa`'s window: the full sequence number of a

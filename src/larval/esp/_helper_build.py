@@ -51,10 +51,13 @@ ffibuilder.cdef(
     struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, uint32_t spi, int esn,
                                             uint32_t size, uint32_t min_len);
     void larval_gcm_sa_free(struct larval_gcm_sa *sa);
-    int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, const uint64_t *seq, size_t n,
+    int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n,
                              const unsigned char *in, const size_t *in_len,
                              const unsigned char *nh, unsigned char *out, size_t out_cap,
                              size_t *out_len);
+    long larval_gcm_seal_run(struct larval_gcm_sa *sa, size_t n, const unsigned char *in,
+                             const size_t *in_len, const unsigned char *nh,
+                             unsigned char *out, size_t out_cap, size_t *out_len);
     int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n,
                              const unsigned char *in, const size_t *in_len, unsigned char *out,
                              size_t *out_off, unsigned char *status, uint64_t *seq,

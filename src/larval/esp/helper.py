@@ -4,12 +4,12 @@ The compiled helper (`larval.esp._gcm_batch`, C in `_helper.c` against OpenSSL's
 libcrypto, built by `pip install` through cffi when gcc and `libssl-dev` are there) does
 the per-packet loop of `EspSa.encrypt_batch` and `decrypt_batch` for AES-GCM with a
 16-byte ICV and 128- or 256-bit keys, including the padding check of what it opens and,
-on receipt, the anti-replay check and window update. A compiled SA's inbound window and
-counters live in its C block (`sa_handle`), one source of truth: the receiving calls
-move them there, and Python reads and writes them in place (`SaWindow`, an
+on receipt, the anti-replay check and window update. A compiled SA's C block
+(`sa_handle`) holds its outbound sequence number and counters, which the sealing calls
+number from, and its inbound window and counters, which the receiving calls move: one
+source of truth, which `EspSa` reads and writes in place (`SaWindow`, an
 `EspReplayWindow` over the block). It also holds the TUN offload's TCP segmentation and
-coalescing (`larval.net.offload`). Everything else (sequence numbers sent, drop
-counters) stays in Python.
+coalescing (`larval.net.offload`). The drop counters stay in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
 or unset / ``auto`` (compiled where built).
@@ -203,26 +203,6 @@ class GcmBatch:
         self._ffi = ffi
         self._lib = lib
 
-    def seal(
-        self, spi: int, seq0: int, esn: bool, inners: list[bytes], next_headers: list[int]
-    ) -> list[bytes]:
-        """ESP packets for `inners`, numbered from `seq0` (RFC 4106 with IV = sequence)."""
-        ffi = self._ffi
-        n = len(inners)
-        lengths = [len(p) for p in inners]
-        joined = b"".join(inners)
-        # Each packet: 16 header and IV, up to 3 padding, 2 trailer, 16 ICV.
-        cap = len(joined) + 37 * n
-        out = new_uncleared("unsigned char[]", cap)
-        out_len = new_uncleared("size_t[]", n)
-        rc = self._lib.larval_gcm_seal(
-            self._ctx, spi, seq0, int(esn), n, ffi.from_buffer(joined),
-            ffi.new("size_t[]", lengths), bytes(next_headers), out, cap, out_len,
-        )  # fmt: skip
-        if rc != 0:
-            raise EspConfigError("OpenSSL failed to seal an ESP batch")
-        return _sealed(ffi, out, out_len, n)
-
 
 def sa_handle(batch: GcmBatch, spi: int, esn: bool, window: int = 0, min_len: int = 0) -> Any:
     """The handle `seal_many` and `open_many` take for one SA: `batch`'s context, the SPI,
@@ -236,23 +216,43 @@ def sa_handle(batch: GcmBatch, spi: int, esn: bool, window: int = 0, min_len: in
     return batch._ffi.gc(made, lib.larval_gcm_sa_free)
 
 
+def sa_numbers(handle: Any) -> memoryview:
+    """The outbound numbers in an `sa_handle`'s block (`struct larval_gcm_sa`: the
+    sequence number, the check number, packets and bytes out) as four unsigned 64-bit
+    words, read and written in place: for Python, a memoryview's items are cheaper to
+    reach than the cdata's fields. Alive as long as the handle is (the buffer holds it)."""
+    ffi = _load()[0].ffi
+    first = ffi.offsetof("struct larval_gcm_sa", "seq")
+    if ffi.offsetof("struct larval_gcm_sa", "bytes_out") != first + 24:
+        raise EspConfigError("the SA block's outbound numbers are not four words in a row")
+    whole = memoryview(ffi.buffer(handle, first + 32))
+    return whole[first:].cast("Q")
+
+
 def seal_many(
-    handles: list[Any], seqs: list[int], inners: list[bytes], next_headers: bytes | None
+    handles: list[Any], inners: list[bytes], next_headers: bytes | None
 ) -> list[bytes | None]:
-    """`GcmBatch.seal` of one packet each, for packets of several SAs in one call:
-    packet i with the SA of ``handles[i]`` (an `sa_handle`), number ``seqs[i]`` and Next
-    Header ``next_headers[i]``, or, with no `next_headers`, its IP version's (tunnel
-    mode); None for a packet whose handle is None (it is not sealed)."""
+    """ESP packets (RFC 4106, IV = the sequence number) of one packet each, for packets
+    of several SAs in one call: packet i with the SA of ``handles[i]`` (an `sa_handle`)
+    and Next Header ``next_headers[i]``, or, with no `next_headers`, its IP version's
+    (tunnel mode). Each SA numbers its packets from its block, and counts them there;
+    None for a packet not sealed: its handle is None, or its SA's next number reached
+    the block's check (the SA's later packets in the call are left too, since its
+    number does not move)."""
     module = _load()[0]
     ffi = module.ffi
     n = len(inners)
+    if len(handles) != n:
+        raise ValueError(f"{len(handles)} SAs for {n} packets")
+    if next_headers is not None and len(next_headers) != n:
+        raise ValueError(f"{len(next_headers)} Next Headers for {n} packets")
     joined = b"".join(inners)
     cap = len(joined) + 37 * n
     out = new_uncleared("unsigned char[]", cap)
     out_len = new_uncleared("size_t[]", n)
     rc = module.lib.larval_gcm_seal_many(
         [ffi.NULL if h is None else h for h in handles] if None in handles else handles,
-        seqs, n, ffi.from_buffer(joined), list(map(len, inners)),
+        n, ffi.from_buffer(joined), list(map(len, inners)),
         ffi.NULL if next_headers is None else ffi.from_buffer(next_headers), out, cap, out_len,
     )  # fmt: skip
     if rc != 0:
@@ -271,6 +271,28 @@ def seal_many(
         else:
             made.append(None)
     return made
+
+
+def seal_run(handle: Any, inners: list[bytes], next_headers: bytes) -> list[bytes]:
+    """ESP packets of one SA (its `sa_handle`) for `inners`, numbered from its block as
+    `seal_many` numbers them, and counted there: the ESP packets of those before the SA's
+    next number reaches the block's check, in order; the rest are left to the caller."""
+    module = _load()[0]
+    ffi = module.ffi
+    n = len(inners)
+    if len(next_headers) != n:
+        raise ValueError(f"{len(next_headers)} Next Headers for {n} packets")
+    joined = b"".join(inners)
+    cap = len(joined) + 37 * n
+    out = new_uncleared("unsigned char[]", cap)
+    out_len = new_uncleared("size_t[]", n)
+    done = module.lib.larval_gcm_seal_run(
+        handle, n, ffi.from_buffer(joined), list(map(len, inners)),
+        ffi.from_buffer(next_headers), out, cap, out_len,
+    )  # fmt: skip
+    if done < 0:
+        raise EspConfigError("OpenSSL failed to seal an ESP batch")
+    return _sealed(ffi, out, out_len, done)
 
 
 def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:

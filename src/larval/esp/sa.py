@@ -13,12 +13,18 @@ exception leaves `decrypt` whatever the bytes. `packets_out` and `packets_in` co
 packets; `bytes_out` and `bytes_in` count payload bytes (the packet carried, without ESP
 overhead), for the SADB lifetimes (RFC 2367 §2.3.4).
 
+The outbound sequence number and counters of an SA with compiled AES-GCM live in its C
+block (`handle`), the one place the compiled seal calls number from and `encrypt`, the
+reservation and GET read and write; an SA on the Python path keeps them in an array of
+the same four words.
+
 An `EspSa` is not locked: give each SA direction to one thread, as the dataplane does.
 """
 
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -54,7 +60,9 @@ from larval.esp.helper import (
     open_many,
     open_window,
     sa_handle,
+    sa_numbers,
     seal_many,
+    seal_run,
 )
 from larval.esp.replay import EspReplayWindow
 from larval.esp.transforms import BytesLike, IvSource, make_transform
@@ -69,6 +77,7 @@ __all__ = [
     "EspSpan",
     "open_each",
     "seal_each",
+    "seal_handles",
 ]
 
 EspMode = Literal["tunnel", "transport"]
@@ -91,6 +100,8 @@ _PADDING = tuple(bytes(range(1, n + 1)) for n in range(256))
 # Padding || Pad Length, by Pad Length; and the Next Header byte, by value.
 _PAD_TRAILER = tuple(_PADDING[n] + bytes((n,)) for n in range(256))
 _BYTE = tuple(bytes((n,)) for n in range(256))
+# An SA's outbound numbers (`EspSa._out`), as its C block orders them (`sa_numbers`).
+_SEQ, _CHECK, _PACKETS, _BYTES = range(4)
 
 
 class EspSa:
@@ -105,23 +116,20 @@ class EspSa:
         "_min_len",
         "_open",
         "_open_into",
+        "_out",
         "_overhead",
         "_packets_in",
         "_pad_to",
         "_received",
         "_seal",
         "_seal_into",
-        "_seq_check",
         "_seq_half",
         "_seq_max",
         "_transform",
-        "bytes_out",
         "esn",
         "mode",
-        "packets_out",
         "replay",
         "reserve",
-        "seq",
         "seq_mark",
         "spi",
     )
@@ -155,6 +163,8 @@ class EspSa:
         self.spi = spi
         self.mode: EspMode = mode
         self.esn = esn
+        # The outbound numbers: in Python until the SA has its C block (below).
+        self._out: array[int] | memoryview = array("Q", (0, 0, 0, 0))
         # Highest sequence number sent; the first packet carries 1 (RFC 4303 §3.3.3).
         self.seq = 0
         self._seq_max = _SEQ_MAX_64 if esn else _SEQ_MAX_32
@@ -173,7 +183,6 @@ class EspSa:
         self._batch: GcmBatch | None = None
         if encrypt_alg == EALG_AES_GCM_16 and iv_source is None:
             self._batch = gcm_batch(encrypt_key[:-4], encrypt_key[-4:], esp_path)
-        # The compiled one-packet-each calls' handle of this SA (`seal_each`, `open_each`).
         t = self._transform
         # Bound once: the per-packet paths make no attribute lookups they can avoid.
         self._seal = t.seal
@@ -185,6 +194,7 @@ class EspSa:
         self._overhead = ESP_HEADER_LEN + t.iv_size + t.icv_size
         # Header, IV, at least Pad Length and Next Header (a whole block), ICV.
         self._min_len = self._overhead + max(2, t.block_size)
+        # The SA's C block: the compiled calls' handle of it (`seal_each`, `open_each`).
         self._handle: Any = (
             None
             if self._batch is None
@@ -197,6 +207,9 @@ class EspSa:
             window = SaWindow(self._handle, replay_window, esn=esn)
             self.replay = window
             self._received = window.received_call
+            # So do the outbound numbers, the one copy (`seq` is 0 there already).
+            self._out = sa_numbers(self._handle)
+            self._seq_check = self.seq_mark
         self.packets_out = 0
         self.bytes_out = 0
         self._packets_in = 0
@@ -237,6 +250,52 @@ class EspSa:
             self._bytes_in = value
         else:
             self._handle.bytes_in = value
+
+    @property
+    def handle(self) -> Any:
+        """The SA's C block for the compiled one-packet-each calls (`seal_handles`,
+        `open_each`), which holds its outbound numbers and its inbound window and counters;
+        None where Python runs."""
+        return self._handle
+
+    # -- outbound numbers, kept in the SA's block -----------------------------------------
+
+    @property
+    def seq(self) -> int:
+        """The highest sequence number sent (0 before the first packet)."""
+        return self._out[_SEQ]
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self._out[_SEQ] = value
+
+    @property
+    def _seq_check(self) -> int:
+        return self._out[_CHECK]
+
+    @_seq_check.setter
+    def _seq_check(self, value: int) -> None:
+        # Never past the whole space, so that exhaustion stops the compiled calls too;
+        # with ESN that is 2^64, one more than 64 bits hold, so the check stops one
+        # number early and `_seq_slow` lets the last one through.
+        self._out[_CHECK] = min(value, self._seq_max + 1, _SEQ_MAX_64)
+
+    @property
+    def packets_out(self) -> int:
+        return self._out[_PACKETS]
+
+    @packets_out.setter
+    def packets_out(self, value: int) -> None:
+        self._out[_PACKETS] = value
+
+    @property
+    def bytes_out(self) -> int:
+        """Payload bytes sent (RFC 2367 §2.3.4's bytes, without ESP overhead)."""
+        return self._out[_BYTES]
+
+    @bytes_out.setter
+    def bytes_out(self, value: int) -> None:
+        self._out[_BYTES] = value
 
     # -- sequence number reservation ---------------------------------------------------
 
@@ -307,13 +366,14 @@ class EspSa:
         """Number the next packet; its ESP header, Seqh (ESN), IV and padded plaintext."""
         if not 0 <= next_header <= 255:
             raise EspError(f"Next Header {next_header} is not an 8-bit protocol number")
-        seq = self.seq + 1
-        if seq >= self._seq_check:
+        out = self._out
+        seq = out[_SEQ] + 1
+        if seq >= out[_CHECK]:
             self._seq_slow(seq)  # raises unless the number may be sent
-        self.seq = seq
+        out[_SEQ] = seq
         n = len(inner)
-        self.packets_out += 1
-        self.bytes_out += n
+        out[_PACKETS] += 1
+        out[_BYTES] += n
         # RFC 4303 §2.4: pad so that Pad Length and Next Header end on a block boundary.
         plaintext = bytes(inner) + (_PAD_TRAILER[-(n + 2) % self._pad_to] + _BYTE[next_header])
         # RFC 4303 §2.2.1: with ESN only the low 32 bits travel in the packet.
@@ -354,19 +414,18 @@ class EspSa:
         numbered and neither was any after it, exactly as if `encrypt` had been called
         packet by packet and had raised there.
         """
-        n = len(packets)
-        batch = self._batch
-        # The compiled loop takes a batch whose every number may be sent without a stop.
-        if batch is not None and n and self.seq + n < self._seq_check:
+        handle = self._handle
+        made: list[bytes] = []
+        # The compiled call numbers from the SA's block and seals the packets before its
+        # next stop; `encrypt` takes the rest, from the stop on.
+        if handle is not None and packets:
             next_headers = [nh for _, nh in packets]
             if min(next_headers) >= 0 and max(next_headers) <= 255:
                 inners = [bytes(inner) for inner, _ in packets]
-                sealed = batch.seal(self.spi, self.seq + 1, self.esn, inners, next_headers)
-                self.seq += n
-                self.packets_out += n
-                self.bytes_out += sum(map(len, inners))
-                return sealed, None
-        made: list[bytes] = []
+                made = seal_run(handle, inners, bytes(next_headers))
+                if len(made) == len(packets):
+                    return made, None
+                packets = packets[len(made) :]
         append, outbound, seal = made.append, self._outbound, self._seal
         try:
             for inner, next_header in packets:
@@ -547,37 +606,33 @@ def seal_each(
     than once: its packets sealed here take the next numbers in their order, and none it
     leaves is numbered before them (a stop leaves its later packets too, since its number
     does not move; a bad Next Header takes no number)."""
+    if len(sas) != len(inners):
+        raise ValueError(f"{len(sas)} SAs for {len(inners)} packets")
+    return seal_handles([sa._handle for sa in sas], inners, next_headers)
+
+
+def seal_handles(
+    handles: list[Any], inners: list[bytes], next_headers: Sequence[int] | None = None
+) -> list[bytes | None]:
+    """`seal_each` for SAs given by their handles (`EspSa.handle`, None for an SA Python
+    runs), for a caller that keeps them: the SAs' numbers and counters are in the
+    handles' blocks, so the `EspSa` objects are not touched."""
+    n = len(inners)
+    if len(handles) != n:
+        raise ValueError(f"{len(handles)} SAs for {n} packets")
     nh: bytes | None = None
     if next_headers is not None:
-        if len(next_headers) != len(inners):
-            raise ValueError(f"{len(next_headers)} Next Headers for {len(inners)} packets")
+        if len(next_headers) != n:
+            raise ValueError(f"{len(next_headers)} Next Headers for {n} packets")
         if not all(0 <= h <= 255 for h in next_headers):
-            # Those packets take no number: seal the others, and leave them to `encrypt`.
-            kept = [i for i, h in enumerate(next_headers) if 0 <= h <= 255]
-            made = seal_each([sas[i] for i in kept], [inners[i] for i in kept],
-                             [next_headers[i] for i in kept])  # fmt: skip
-            found: list[bytes | None] = [None] * len(inners)
-            for i, esp in zip(kept, made, strict=True):
-                found[i] = esp
-            return found
+            # Those packets take no number: left out of the call, they go to `encrypt`.
+            handles = [x if 0 <= h <= 255 else None
+                       for x, h in zip(handles, next_headers, strict=True)]  # fmt: skip
+            next_headers = [h & 0xFF for h in next_headers]
         nh = bytes(next_headers)
-    handles: list[Any] = []
-    seqs: list[int] = []
-    for sa, inner in zip(sas, inners, strict=True):
-        handle = sa._handle
-        seq = sa.seq + 1
-        if handle is None or seq >= sa._seq_check:
-            handles.append(None)
-            seqs.append(0)
-            continue
-        sa.seq = seq
-        sa.packets_out += 1
-        sa.bytes_out += len(inner)
-        handles.append(handle)
-        seqs.append(seq)
-    if handles.count(None) == len(handles):
-        return [None] * len(handles)
-    return seal_many(handles, seqs, inners, nh)
+    if handles.count(None) == n:
+        return [None] * n
+    return seal_many(handles, inners, nh)
 
 
 #: The counter of each compiled receive's drop, by status (`OPEN_*`; OK has none): the

@@ -47,7 +47,7 @@ from larval.esp.errors import EspError
 from larval.esp.helper import open_many
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, one_spi
-from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_each
+from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_handles
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -108,14 +108,22 @@ class EspContext:
     )  # fmt: skip
 
     def __init__(
-        self, esp: EspSa, port: int, tunnel: bool, natt: SadbAddress | None = None
+        self,
+        esp: EspSa,
+        port: int,
+        tunnel: bool,
+        natt: SadbAddress | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
+        """`lock` serialises the use of `esp` (a new one if not given)."""
         self.esp = esp
-        # The SA's compiled block (`EspSa._handle`, set by `PacketPath._context`), None on
-        # the Python path: the many-SA receive reads and moves the SA's window and
-        # counters there without touching the EspSa.
-        self.handle: Any = None
-        self.lock = threading.Lock()  # a release and the loop may meet on one SA
+        # The SA's C block (`EspSa.handle`, None where Python runs), which holds its
+        # outbound numbers and its inbound window and counters: the many-SA paths reach
+        # it without touching the `EspSa`. (Tests of the inbound check make contexts
+        # without one.)
+        self.handle: Any = esp.handle if esp is not None else None
+        # A release and the loop may meet on one SA.
+        self.lock = threading.Lock() if lock is None else lock
         self.port = port
         self.tunnel = tunnel
         self.natt = natt  # the SA's NAT-T remote address the port came from
@@ -214,6 +222,7 @@ class PacketPath:
         self.deliver_many = deliver_many
         self.on_ike = on_ike
         self._lock = threading.Lock()
+        self._making = threading.Lock()  # ESP contexts are made one at a time
         self.drops: dict[str, int] = dict.fromkeys(DROP_COUNTERS, 0)
         self.sent = 0
         self.delivered = 0
@@ -281,7 +290,7 @@ class PacketPath:
     ) -> None:
         """Seal and send each SA's cleartext packets of a batch, in their order: an SA of
         two or more in one `encrypt_batch` call, the SAs of one packet together in one
-        `seal_each` call."""
+        `seal_handles` call."""
         _by_group_size(groups, self._protect_batch, self._protect_each, self._protect, now)
 
     def _verdict(self, verdict: Verdict) -> None:
@@ -317,7 +326,7 @@ class PacketPath:
         self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float
     ) -> None:
         """`_protect` for one packet each of several SAs (a batch spread over many SAs),
-        the compiled ones sealed in one `seal_each` call under their locks; what they
+        the compiled ones sealed in one `seal_handles` call under their locks; what they
         make for one peer leaves in one `send_many`."""
         sas: list[SecurityAssociation] = []
         contexts: list[EspContext] = []
@@ -336,7 +345,7 @@ class PacketPath:
             return
         locks = _hold_all([ctx.lock for ctx in contexts])
         try:
-            made = seal_each([ctx.esp for ctx in contexts], inners)
+            made = seal_handles([ctx.handle for ctx in contexts], inners)
         finally:
             for lock in locks:
                 lock.release()
@@ -942,22 +951,28 @@ class PacketPath:
             return ctx
         if sa.state not in (SaState.MATURE, SaState.DYING):
             return None
-        with sa.lock:
+        # The context's lock is the SA's own: a packet takes one lock of its SA, for its
+        # ESP state and then for the SADB's accounting, so that a batch spread over many
+        # SAs reaches one lock per SA, not two. `_resume` takes it (its store's first
+        # reservation), so the context is made under `_making`, and the SA's lock is
+        # held only to read the SA and to publish the context.
+        with self._making:
             ctx = sa.transform
             if isinstance(ctx, EspContext):
                 return ctx
-            tunnel = bool(sa.flags & SaFlags.X_TUNNEL) or sa.inner_src is not None
-            esp = EspSa(
-                sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
-                replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
-                esn=bool(sa.flags & SaFlags.X_ESN), random_bytes=self.stack.random_bytes,
-            )  # fmt: skip
-            natt = sa.natt_rem
+            with sa.lock:
+                tunnel = bool(sa.flags & SaFlags.X_TUNNEL) or sa.inner_src is not None
+                esp = EspSa(
+                    sa.spi, sa.encrypt, sa.encrypt_key, sa.auth, sa.auth_key,
+                    replay_window=sa.replay, mode="tunnel" if tunnel else "transport",
+                    esn=bool(sa.flags & SaFlags.X_ESN), random_bytes=self.stack.random_bytes,
+                )  # fmt: skip
+                natt = sa.natt_rem
             port = self._port_of(natt)
-            ctx = EspContext(esp, port, tunnel, natt)
-            ctx.handle = esp._handle
+            ctx = EspContext(esp, port, tunnel, natt, sa.lock)
             self._resume(sa, ctx)
-            sa.transform = ctx
+            with sa.lock:
+                sa.transform = ctx
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
             with self._lock:
                 self._natted[(sa.dst, port)] = sa
