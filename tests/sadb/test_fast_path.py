@@ -102,7 +102,8 @@ def state(sadb: Sadb) -> dict[str, Any]:
     rows = [
         {
             name: _plain(getattr(sa, name))
-            for name in SecurityAssociation.__slots__
+            for cls in SecurityAssociation.__mro__
+            for name in getattr(cls, "__slots__", ())
             if name not in ("lock", "expiry")  # objects of each SADB: its lock, its wheel
         }
         for sa in sas
