@@ -46,7 +46,10 @@ def compiled() -> None:
 
 
 def _sa(k: int, size: int, esn: bool, path: str) -> EspSa:
-    return EspSa(0x7100 + k, EALG_AES_GCM_16, bytes([k + 7]) * 20, esn=esn,
+    # AES-128 and AES-256 SAs side by side: the calls of many SAs key one context per
+    # key length, again at each change of SA.
+    key = bytes([k + 7]) * (36 if k % 2 else 20)
+    return EspSa(0x7100 + k, EALG_AES_GCM_16, key, esn=esn,
                  replay_window=size, esp_path=path)  # fmt: skip
 
 

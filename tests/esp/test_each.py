@@ -23,7 +23,8 @@ SAS = 5  # SA 4 has ESN
 
 def _sas(path: str) -> list[EspSa]:
     return [
-        EspSa(0x7000 + k, EALG_AES_GCM_16, bytes([k + 1]) * 20, esn=k == SAS - 1,
+        EspSa(0x7000 + k, EALG_AES_GCM_16, bytes([k + 1]) * (36 if k % 2 else 20),
+              esn=k == SAS - 1,
               replay_window=32, esp_path=path)
         for k in range(SAS)
     ]  # fmt: skip

@@ -37,7 +37,14 @@ class _Twin:
     def __init__(self, k: int, path: str) -> None:
         self.asked: list[list[int]] = [[], []]
         self.sas = [
-            EspSa(0x9000 + k, EALG_AES_GCM_16, bytes([k + 7]) * 20, esn=k >= 2, esp_path=p)
+            # AES-128 and AES-256 SAs side by side (a context per key length, rekeyed).
+            EspSa(
+                0x9000 + k,
+                EALG_AES_GCM_16,
+                bytes([k + 7]) * (36 if k % 2 else 20),
+                esn=k >= 2,
+                esp_path=p,
+            )
             for p in (path, "python")
         ]
 

@@ -92,20 +92,21 @@ struct larval_gcm *larval_gcm_new(const unsigned char *key, size_t key_len,
     return g;
 }
 
-/* Seal n packets numbered seq0, seq0 + 1, ...: inner packet i is in_len[i] bytes of `in`
- * (back to back) with Next Header nh[i]. The ESP packets go back to back into `out`
+/* Seal n packets numbered seq0, seq0 + 1, ... with `ctx` (keyed for encryption) and the
+ * nonce's `salt` (4 bytes): inner packet i is in_len[i] bytes of `in` (back to back) with
+ * Next Header nh[i]. The ESP packets go back to back into `out`
  * (out_cap bytes), their lengths into out_len. 0, or -1 if `out` is too small or OpenSSL
  * fails (nothing is then to be sent). */
-int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, size_t n,
-                    const unsigned char *in, const size_t *in_len, const unsigned char *nh,
-                    unsigned char *out, size_t out_cap, size_t *out_len)
+static int seal_with(EVP_CIPHER_CTX *ctx, const unsigned char *salt, uint32_t spi,
+                     uint64_t seq0, int esn, size_t n, const unsigned char *in,
+                     const size_t *in_len, const unsigned char *nh, unsigned char *out,
+                     size_t out_cap, size_t *out_len)
 {
-    EVP_CIPHER_CTX *ctx = g->enc;
     unsigned char nonce[12], aad[12];
     size_t off = 0, i, k;
     int outl;
 
-    memcpy(nonce, g->salt, 4);
+    memcpy(nonce, salt, 4);
     for (i = 0; i < n; i++) {
         uint64_t seq = seq0 + i;
         size_t len = in_len[i];
@@ -148,15 +149,24 @@ int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, 
     return 0;
 }
 
-/* Verify and decrypt one ESP packet `p` of `len` bytes (at least 34) into `out`
- * (len - 32 bytes: payload, padding, Pad Length, Next Header), its AAD's Seqh `seq_hi`
- * when esn; its status, and for an OK packet its payload length and Next Header.
- * 0, or -1 if OpenSSL fails outright. */
-static int gcm_open_one(struct larval_gcm *g, int esn, const unsigned char *p, size_t len,
-                        uint32_t seq_hi, unsigned char *out, unsigned char *status,
-                        uint32_t *payload_len, unsigned char *nh)
+/* `seal_with` on the SA direction's own context. */
+int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, size_t n,
+                    const unsigned char *in, const size_t *in_len, const unsigned char *nh,
+                    unsigned char *out, size_t out_cap, size_t *out_len)
 {
-    EVP_CIPHER_CTX *ctx = g->dec;
+    return seal_with(g->enc, g->salt, spi, seq0, esn, n, in, in_len, nh, out, out_cap,
+                     out_len);
+}
+
+/* Verify and decrypt with `ctx` (keyed for decryption) and the nonce's `salt` one ESP
+ * packet `p` of `len` bytes (at least 34) into `out` (len - 32 bytes: payload, padding,
+ * Pad Length, Next Header), its AAD's Seqh `seq_hi` when esn; its status, and for an OK packet its payload length and Next Header.
+ * 0, or -1 if OpenSSL fails outright. */
+static int gcm_open_one(EVP_CIPHER_CTX *ctx, const unsigned char *salt, int esn,
+                        const unsigned char *p, size_t len, uint32_t seq_hi,
+                        unsigned char *out, unsigned char *status, uint32_t *payload_len,
+                        unsigned char *nh)
+{
     unsigned char nonce[12], aad[12], tag[16];
     size_t clen = len - 32, padlen, end, k;
     int outl;
@@ -164,7 +174,7 @@ static int gcm_open_one(struct larval_gcm *g, int esn, const unsigned char *p, s
     *status = LARVAL_OPEN_AUTH;
     *payload_len = 0;
     *nh = 0;
-    memcpy(nonce, g->salt, 4);
+    memcpy(nonce, salt, 4);
     memcpy(nonce + 4, p + 8, 8);
     if (esn) {
         memcpy(aad, p, 4);
@@ -659,11 +669,16 @@ long larval_tcp_coalesce_runs(size_t n_runs, const unsigned char *const *bases,
  * owner), and room for the state only the packet path writes: the outbound sequence
  * number and counters, the inbound anti-replay window (T and `size` bits, word k for bits
  * 64k to 64k + 63, as larval_gcm_open_window keeps it) and counters. One block per SA, so
- * that a packet of a batch spread over many SAs touches little memory of its SA. */
+ * that a packet of a batch spread over many SAs touches little memory of its SA: those
+ * calls key one context of their own with the block's key rather than use the SA's
+ * contexts (`struct scratch`). */
 struct larval_gcm_sa {
     struct larval_gcm *g;
     uint32_t spi;
     unsigned char esn;
+    unsigned char key_len; /* 16 or 32 */
+    unsigned char salt[4];
+    unsigned char key[32]; /* the AES key, for the calls of many SAs (`struct scratch`) */
     /* outbound */
     uint64_t seq;       /* the highest sequence number sent */
     uint64_t seq_check; /* from this number on, Python decides (exhausted, reservation) */
@@ -678,22 +693,28 @@ struct larval_gcm_sa {
     uint64_t bitmap[];
 };
 
-/* A new SA block for context `g` (not owned: the caller keeps it as long), zeroed but
- * for what is given, with a window of `size` bits (at most 4096), its bit 0 set (T = 0
- * counts as received, as larval/esp/replay.py starts); NULL if out of memory or the
- * window is too large. */
-struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, uint32_t spi, int esn,
-                                        uint32_t size, uint32_t min_len)
+/* A new SA block for context `g` (not owned: the caller keeps it as long) and the same
+ * key (16 or 32 bytes) and salt, zeroed but for what is given, with a window of `size`
+ * bits (at most 4096), its bit 0 set (T = 0 counts as received, as larval/esp/replay.py
+ * starts); NULL if out of memory, the key is of another length or the window is too
+ * large. */
+struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, const unsigned char *key,
+                                        size_t key_len, const unsigned char *salt,
+                                        uint32_t spi, int esn, uint32_t size,
+                                        uint32_t min_len)
 {
     size_t words = size ? (size + 63) / 64 : 1;
     struct larval_gcm_sa *sa;
 
-    if (size > 4096)
+    if (size > 4096 || (key_len != 16 && key_len != 32))
         return NULL;
     sa = calloc(1, sizeof *sa + words * sizeof(uint64_t));
     if (sa == NULL)
         return NULL;
     sa->g = g;
+    memcpy(sa->key, key, key_len);
+    sa->key_len = (unsigned char)key_len;
+    memcpy(sa->salt, salt, sizeof sa->salt);
     sa->spi = spi;
     sa->esn = (unsigned char)(esn != 0);
     sa->size = size;
@@ -704,7 +725,52 @@ struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, uint32_t spi, int 
 
 void larval_gcm_sa_free(struct larval_gcm_sa *sa)
 {
+    if (sa == NULL)
+        return;
+    OPENSSL_cleanse(sa->key, sizeof sa->key);
+    OPENSSL_cleanse(sa->salt, sizeof sa->salt);
     free(sa);
+}
+
+/* The context a call of packets of many SAs seals or opens with: keyed with one SA's key
+ * at a time (`scratch_for`), again only when the SA changes. With thousands of SAs, a
+ * packet then reads 36 bytes of its SA's block rather than the SA's own OpenSSL context
+ * (its key schedule and GHASH tables, hundreds of bytes apart), which is out of the cache
+ * by the time that SA's next packet comes; keying costs less than reading it from memory.
+ * One per call and direction (the calls run without the GIL, on several threads at once),
+ * a context for each key length, freed (cleansed by OpenSSL) at the end of the call. */
+struct scratch {
+    int encrypt;
+    EVP_CIPHER_CTX *ctx[2]; /* AES-128-GCM, AES-256-GCM */
+    const struct larval_gcm_sa *keyed[2];
+};
+
+/* `s`'s context keyed with `sa`'s key, or NULL if OpenSSL fails. */
+static EVP_CIPHER_CTX *scratch_for(struct scratch *s, const struct larval_gcm_sa *sa)
+{
+    int k = sa->key_len == 32;
+    EVP_CIPHER_CTX *ctx = s->ctx[k];
+
+    if (ctx == NULL) {
+        const EVP_CIPHER *cipher = k ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
+
+        ctx = s->ctx[k] = EVP_CIPHER_CTX_new();
+        if (ctx == NULL || EVP_CipherInit_ex(ctx, cipher, NULL, NULL, NULL, s->encrypt) != 1)
+            return NULL;
+    }
+    if (s->keyed[k] != sa) {
+        s->keyed[k] = NULL;
+        if (EVP_CipherInit_ex(ctx, NULL, NULL, sa->key, NULL, s->encrypt) != 1)
+            return NULL;
+        s->keyed[k] = sa;
+    }
+    return ctx;
+}
+
+static void scratch_free(struct scratch *s)
+{
+    EVP_CIPHER_CTX_free(s->ctx[0]);
+    EVP_CIPHER_CTX_free(s->ctx[1]);
 }
 
 /* Packets of several SAs in one call (a batch spread over many SAs, one packet each):
@@ -717,11 +783,14 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n, const unsign
                          const size_t *in_len, const unsigned char *nh, unsigned char *out,
                          size_t out_cap, size_t *out_len)
 {
+    struct scratch scratch = {1, {NULL, NULL}, {NULL, NULL}};
     size_t i, off = 0;
+    int rc = 0;
 
     for (i = 0; i < n; i++) {
         struct larval_gcm_sa *one = sa[i];
         size_t len = in_len[i];
+        EVP_CIPHER_CTX *ctx;
         uint64_t seq;
         unsigned char next;
 
@@ -738,16 +807,21 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n, const unsign
             next = nh[i];
         else
             next = len > 0 && in[0] >> 4 == 4 ? 4 : 41;
-        if (larval_gcm_seal(one->g, one->spi, seq, one->esn, 1, in, &len, &next, out + off,
-                            out_cap - off, out_len + i) != 0)
-            return -1;
+        ctx = scratch_for(&scratch, one);
+        if (ctx == NULL
+            || seal_with(ctx, one->salt, one->spi, seq, one->esn, 1, in, &len, &next,
+                         out + off, out_cap - off, out_len + i) != 0) {
+            rc = -1;
+            break;
+        }
         one->seq = seq;
         one->packets_out++;
         one->bytes_out += len;
         in += len;
         off += out_len[i];
     }
-    return 0;
+    scratch_free(&scratch);
+    return rc;
 }
 
 /* `larval_gcm_seal` of n packets of one SA numbered by it, as larval_gcm_seal_many numbers
@@ -843,12 +917,15 @@ void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t paylo
  * (plaintext to `out`, max(len - 32, 0) bytes of room); and only then, for a packet that
  * passed, the window update and the counters (`larval_gcm_sa_received`). *status says
  * what became of it (LARVAL_OPEN_*), *seq its full sequence number where one was
- * inferred (else 0), and for an OK packet *payload_len and *nh. 0, or -1 if OpenSSL
- * fails outright or the block holds no window for ESN. */
-static int sa_open_one(struct larval_gcm_sa *sa, const unsigned char *p, size_t len,
-                       unsigned char *out, unsigned char *status, uint64_t *seq,
-                       uint32_t *payload_len, unsigned char *nh)
+ * inferred (else 0), and for an OK packet *payload_len and *nh. Opened with the SA's
+ * own context, or with `scratch`'s where there is one. 0, or -1 if OpenSSL fails
+ * outright or the block holds no window for ESN. */
+static int sa_open_one(struct larval_gcm_sa *sa, struct scratch *scratch,
+                       const unsigned char *p, size_t len, unsigned char *out,
+                       unsigned char *status, uint64_t *seq, uint32_t *payload_len,
+                       unsigned char *nh)
 {
+    EVP_CIPHER_CTX *ctx;
     int checked;
 
     *seq = 0;
@@ -870,8 +947,10 @@ static int sa_open_one(struct larval_gcm_sa *sa, const unsigned char *p, size_t 
         *status = (unsigned char)checked;
         return 0;
     }
-    if (gcm_open_one(sa->g, sa->esn, p, len, (uint32_t)(*seq >> 32), out, status,
-                     payload_len, nh))
+    ctx = scratch != NULL ? scratch_for(scratch, sa) : sa->g->dec;
+    if (ctx == NULL
+        || gcm_open_one(ctx, sa->salt, sa->esn, p, len, (uint32_t)(*seq >> 32), out, status,
+                        payload_len, nh))
         return -1;
     if (*status == LARVAL_OPEN_OK)
         larval_gcm_sa_received(sa, *seq, *payload_len);
@@ -882,27 +961,33 @@ static int sa_open_one(struct larval_gcm_sa *sa, const unsigned char *p, size_t 
  * order, packet i on sa[i * step] (step 0: all on one SA; a packet sees its SA's window
  * as the earlier packets left it). Packet i is in_len[i] bytes of `in`, back to back; its
  * plaintext goes to out + out_off[i] (offsets running over max(in_len - 32, 0)), with
- * status[i], seq[i], payload_len[i] and nh[i] as `sa_open_one` gives them. 0, or -1 as
- * `sa_open_one`. */
+ * status[i], seq[i], payload_len[i] and nh[i] as `sa_open_one` gives them; packets of
+ * several SAs (step 1) are opened with a scratch context, those of one with its own. 0,
+ * or -1 as `sa_open_one`. */
 static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
                     const unsigned char *in, const size_t *in_len, unsigned char *out,
                     size_t *out_off, unsigned char *status, uint64_t *seq,
                     uint32_t *payload_len, unsigned char *nh)
 {
+    struct scratch scratch = {0, {NULL, NULL}, {NULL, NULL}};
     size_t i, off = 0;
+    int rc = 0;
 
     for (i = 0; i < n; i++) {
         size_t len = in_len[i];
 
         out_off[i] = off;
-        if (sa_open_one(sa[i * step], in, len, out + off, status + i, seq + i,
-                        payload_len + i, nh + i)
-            != 0)
-            return -1;
+        if (sa_open_one(sa[i * step], step ? &scratch : NULL, in, len, out + off, status + i,
+                        seq + i, payload_len + i, nh + i)
+            != 0) {
+            rc = -1;
+            break;
+        }
         in += len;
         off += len > 32 ? len - 32 : 0;
     }
-    return 0;
+    scratch_free(&scratch);
+    return rc;
 }
 
 /* `open_run` of n packets of one SA (a batch of one SA's packets). */

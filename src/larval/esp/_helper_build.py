@@ -37,6 +37,9 @@ ffibuilder.cdef(
         struct larval_gcm *g;
         uint32_t spi;
         unsigned char esn;
+        unsigned char key_len;
+        unsigned char salt[4];
+        unsigned char key[32];
         uint64_t seq;
         uint64_t seq_check;
         uint64_t packets_out;
@@ -48,8 +51,10 @@ ffibuilder.cdef(
         uint32_t min_len;
         uint64_t bitmap[];
     };
-    struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, uint32_t spi, int esn,
-                                            uint32_t size, uint32_t min_len);
+    struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, const unsigned char *key,
+                                            size_t key_len, const unsigned char *salt,
+                                            uint32_t spi, int esn, uint32_t size,
+                                            uint32_t min_len);
     void larval_gcm_sa_free(struct larval_gcm_sa *sa);
     int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n,
                              const unsigned char *in, const size_t *in_len,

@@ -204,13 +204,22 @@ class GcmBatch:
         self._lib = lib
 
 
-def sa_handle(batch: GcmBatch, spi: int, esn: bool, window: int = 0, min_len: int = 0) -> Any:
-    """The handle `seal_many` and `open_many` take for one SA: `batch`'s context, the SPI,
-    the ESN flag, the replay window's size in bits and the smallest ESP packet in one C
-    block, made once, with room for the SA's packet state (`_helper.c`). `batch` owns the
-    context: keep it as long. Freed when the handle is."""
+def sa_handle(
+    batch: GcmBatch,
+    key: bytes,
+    salt: bytes,
+    spi: int,
+    esn: bool,
+    window: int = 0,
+    min_len: int = 0,
+) -> Any:
+    """The handle `seal_many` and `open_many` take for one SA: `batch`'s context, its key
+    and salt (the calls of many SAs key a context of their own with them), the SPI, the
+    ESN flag, the replay window's size in bits and the smallest ESP packet in one C block,
+    made once, with room for the SA's packet state (`_helper.c`). `batch` owns the
+    context: keep it as long. Freed, the key cleansed, when the handle is."""
     lib = batch._lib
-    made = lib.larval_gcm_sa_new(batch._ctx, spi, int(esn), window, min_len)
+    made = lib.larval_gcm_sa_new(batch._ctx, key, len(key), salt, spi, int(esn), window, min_len)
     if made == batch._ffi.NULL:
         raise EspConfigError(f"no SA block for a replay window of {window} bits")
     return batch._ffi.gc(made, lib.larval_gcm_sa_free)

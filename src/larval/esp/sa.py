@@ -198,7 +198,15 @@ class EspSa:
         self._handle: Any = (
             None
             if self._batch is None
-            else sa_handle(self._batch, spi, esn, replay_window, self._min_len)
+            else sa_handle(
+                self._batch,
+                encrypt_key[:-4],
+                encrypt_key[-4:],
+                spi,
+                esn,
+                replay_window,
+                self._min_len,
+            )
         )
         self._received: Any = None
         if self._handle is not None:
