@@ -75,6 +75,9 @@ def both(
     assert joined.seen_by_sa(joined.b) == listed.seen_by_sa(listed.b)
     assert joined.ike == listed.ike
     assert windows(joined) == windows(listed)
+    # The same drops, by name, and the same SADB counters (held, released).
+    assert joined.b.path.counters() == listed.b.path.counters()
+    assert joined.b.stack.sadb.counters.snapshot() == listed.b.stack.sadb.counters.snapshot()
     return listed, joined, calls
 
 

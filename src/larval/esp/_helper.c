@@ -959,31 +959,35 @@ static int sa_open_one(struct larval_gcm_sa *sa, struct scratch *scratch,
 
 /* The packet-by-packet receive of RFC 4303 §3.4 (`sa_open_one`) for n ESP packets, in
  * order, packet i on sa[i * step] (step 0: all on one SA; a packet sees its SA's window
- * as the earlier packets left it). Packet i is in_len[i] bytes of `in`, back to back; its
+ * as the earlier packets left it). Packet i is in_len[i] bytes of `in`, back to back, or
+ * at in + in_off[i] where in_off is not NULL; its
  * plaintext goes to out + out_off[i] (offsets running over max(in_len - 32, 0)), with
  * status[i], seq[i], payload_len[i] and nh[i] as `sa_open_one` gives them; packets of
  * several SAs (step 1) are opened with a scratch context, those of one with its own. 0,
  * or -1 as `sa_open_one`. */
 static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
-                    const unsigned char *in, const size_t *in_len, unsigned char *out,
-                    size_t *out_off, unsigned char *status, uint64_t *seq,
-                    uint32_t *payload_len, unsigned char *nh)
+                    const unsigned char *in, const size_t *in_off, const size_t *in_len,
+                    unsigned char *out, size_t *out_off, unsigned char *status,
+                    uint64_t *seq, uint32_t *payload_len, unsigned char *nh)
 {
     struct scratch scratch = {0, {NULL, NULL}, {NULL, NULL}};
+    const unsigned char *p = in;
     size_t i, off = 0;
     int rc = 0;
 
     for (i = 0; i < n; i++) {
         size_t len = in_len[i];
 
+        if (in_off != NULL)
+            p = in + in_off[i];
         out_off[i] = off;
-        if (sa_open_one(sa[i * step], step ? &scratch : NULL, in, len, out + off, status + i,
+        if (sa_open_one(sa[i * step], step ? &scratch : NULL, p, len, out + off, status + i,
                         seq + i, payload_len + i, nh + i)
             != 0) {
             rc = -1;
             break;
         }
-        in += len;
+        p += len;
         off += len > 32 ? len - 32 : 0;
     }
     scratch_free(&scratch);
@@ -996,16 +1000,17 @@ int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned ch
                            unsigned char *status, uint64_t *seq, uint32_t *payload_len,
                            unsigned char *nh)
 {
-    return open_run(&sa, 0, n, in, in_len, out, out_off, status, seq, payload_len, nh);
+    return open_run(&sa, 0, n, in, NULL, in_len, out, out_off, status, seq, payload_len, nh);
 }
 
-/* `open_run` of packets of several SAs, packet i on sa[i]. */
+/* `open_run` of packets of several SAs, packet i on sa[i], back to back in `in` or, with
+ * in_off, where it lies in a receive's buffer. */
 int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
-                         const size_t *in_len, unsigned char *out, size_t *out_off,
-                         unsigned char *status, uint64_t *seq, uint32_t *payload_len,
-                         unsigned char *nh)
+                         const size_t *in_off, const size_t *in_len, unsigned char *out,
+                         size_t *out_off, unsigned char *status, uint64_t *seq,
+                         uint32_t *payload_len, unsigned char *nh)
 {
-    return open_run(sa, 1, n, in, in_len, out, out_off, status, seq, payload_len, nh);
+    return open_run(sa, 1, n, in, in_off, in_len, out, out_off, status, seq, payload_len, nh);
 }
 
 /* Whether n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back) are

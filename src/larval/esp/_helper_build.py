@@ -64,9 +64,10 @@ ffibuilder.cdef(
                              const size_t *in_len, const unsigned char *nh,
                              unsigned char *out, size_t out_cap, size_t *out_len);
     int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n,
-                             const unsigned char *in, const size_t *in_len, unsigned char *out,
-                             size_t *out_off, unsigned char *status, uint64_t *seq,
-                             uint32_t *payload_len, unsigned char *nh);
+                             const unsigned char *in, const size_t *in_off,
+                             const size_t *in_len, unsigned char *out, size_t *out_off,
+                             unsigned char *status, uint64_t *seq, uint32_t *payload_len,
+                             unsigned char *nh);
     int larval_gcm_sa_check(const struct larval_gcm_sa *sa, uint32_t seql, uint64_t *seq);
     void larval_gcm_sa_update(struct larval_gcm_sa *sa, uint64_t s);
     void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t payload_len);

@@ -320,23 +320,32 @@ def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
 
 
 def open_many(
-    handles: list[Any], packets: list[bytes]
+    handles: list[Any],
+    packets: list[bytes],
+    at: tuple[BytesLike, list[int], list[int]] | None = None,
 ) -> tuple[Any, list[int], bytes, list[int], bytes, Any]:
     """RFC 4303 §3.4 packet by packet, in order, for packets of several SAs in one call:
     packet i received on the SA of ``handles[i]`` (an `sa_handle`) as `open_window`
     receives it, on that SA's window and counters in its block; an SA may come more than
-    once (its later packet sees the window its earlier one left). The plaintexts back to
-    back, each one's offset in them, and per packet its status (`OPEN_*`), payload length
-    and Next Header, and its full sequence number (a cffi array, for naming a drop). The
+    once (its later packet sees the window its earlier one left). The packets are
+    `packets`, or, with `at` (a buffer, and each packet's start and length in it), where
+    they lie in a receive's buffer, not copied out. The plaintexts back to back, each
+    one's offset in them, and per packet its status (`OPEN_*`), payload length and Next
+    Header, and its full sequence number (a cffi array, for naming a drop). The
     plaintexts are the output buffer itself, not a copy: slicing it gives bytes,
     indexing it a byte string of one."""
     module = _load()[0]
     ffi = module.ffi
     new = new_uncleared
-    n = len(packets)
-    lengths = [len(p) for p in packets]
-    joined = b"".join(packets)
-    size = _plain_size(lengths, len(joined))
+    starts: Any = ffi.NULL
+    if at is None:
+        lengths = [len(p) for p in packets]
+        joined: BytesLike = b"".join(packets)
+        size = _plain_size(lengths, len(joined))
+    else:
+        joined, starts, lengths = at
+        size = _plain_size(lengths, sum(lengths))
+    n = len(lengths)
     out = new("unsigned char[]", size)
     offsets = new("size_t[]", n)
     status = new("unsigned char[]", n)
@@ -344,8 +353,8 @@ def open_many(
     payload = new("uint32_t[]", n)
     next_headers = new("unsigned char[]", n)
     rc = module.lib.larval_gcm_open_many(
-        handles, n, ffi.from_buffer(joined), lengths, out, offsets, status, seqs, payload,
-        next_headers,
+        handles, n, ffi.from_buffer(joined), starts, lengths, out, offsets, status, seqs,
+        payload, next_headers,
     )  # fmt: skip
     if rc != 0:
         raise EspConfigError("OpenSSL failed to open an ESP batch")

@@ -634,6 +634,66 @@ class PacketPath:
         for sa, esp in later:
             self._open(sa, esp, now)
 
+    def _open_spread(self, run: EspRun, local: bytes, now: float) -> bool:
+        """`inbound_batch` for a receive's datagrams spread over several SAs, where they
+        lie in its buffer: the packets of ready tunnel SAs with compiled AES-GCM opened in
+        one `open_many` call without a copy each (as `_open_each` opens them), the
+        others copied out and given to `inbound` after, in order (what each does is
+        decided once per SPI, so an SA's packets keep their order). False, with nothing
+        done, when a datagram is not ESP (IKE or a keepalive on the same port): the
+        caller then takes the datagrams one by one."""
+        buffer = run.buffer
+        lookup = self.stack.sadb.lookup_esp
+        found: dict[bytes, EspContext | None] = {}
+        owner: dict[bytes, SecurityAssociation] = {}
+        opening: list[tuple[SecurityAssociation, EspContext]] = []
+        handles: list[object] = []
+        starts: list[int] = []
+        lengths: list[int] = []
+        locks: list[threading.Lock] = []
+        later: list[tuple[int, int]] = []
+        for start, length in zip(run.offsets(), run.lengths, strict=True):
+            spi = bytes(buffer[start : start + 4])
+            if length < 8 or spi == _NON_ESP_MARKER:
+                return False
+            if spi in found:
+                ctx = found[spi]
+            else:
+                ctx = None
+                sa = lookup(int.from_bytes(spi, "big"), local)
+                if sa is not None and sa.ready:
+                    made = sa.transform
+                    if type(made) is EspContext and made.natt is sa.natt_rem:
+                        ctx = made
+                    else:
+                        ctx = self._context(sa)
+                    if ctx is not None and (ctx.handle is None or not ctx.tunnel):
+                        ctx = None
+                    if ctx is not None:
+                        owner[spi] = sa
+                found[spi] = ctx
+            if ctx is None:
+                later.append((start, length))
+                continue
+            opening.append((owner[spi], ctx))
+            handles.append(ctx.handle)
+            starts.append(start)
+            lengths.append(length)
+            locks.append(ctx.lock)
+        if opening:
+            locks = _hold_all(locks)
+            try:
+                opened = open_many(handles, [], (buffer, starts, lengths))
+            finally:
+                for lock in locks:
+                    lock.release()
+            plain, offsets, status, sizes, next_headers, _ = opened
+            self._opened_each(opening, plain, offsets, status, sizes, next_headers, now)
+        for start, length in later:
+            # An unknown SPI, a LARVAL SA, Python's or a transport SA: the per-packet path.
+            self.inbound(bytes(buffer[start : start + length]), local, now)
+        return True
+
     def _opened_each(
         self,
         opening: list[tuple[SecurityAssociation, EspContext]],
@@ -644,11 +704,16 @@ class PacketPath:
         next_headers: bytes,
         now: float,
     ) -> None:
-        """Count, check and deliver what `open_many` received of `_open_each`'s packets."""
+        """Count, check and deliver what `open_many` received of `_open_each`'s packets:
+        a tunnel's packets from where they lie in `plain`, through `deliver_many`; a
+        transport SA's, rebuilt, each on its own."""
         writer = self.stack.esp_state
         generation = self.stack.spd.generation
         refusal_of = self._inbound_refusal
-        cleartext: list[bytes] = []
+        view = memoryview(plain)
+        starts: list[int] = []
+        kept: list[int] = []
+        rebuilt: list[bytes] = []
         done: list[tuple[SecurityAssociation, int]] = []
         from_bytes = int.from_bytes
         for k, (sa, ctx) in enumerate(opening):
@@ -658,37 +723,60 @@ class PacketPath:
                 self.drop(OPEN_COUNTERS[verdict])
             elif next_header != IPPROTO_NONE:  # a dummy packet is discarded, not counted
                 start = offsets[k]
-                packet = plain[start : start + lengths[k]]
-                if not ctx.tunnel:
-                    packet = _transport_packet(sa, next_header, packet)
+                length = lengths[k]
                 memo = ctx.policy_memo
+                if not ctx.tunnel:
+                    packet = _transport_packet(sa, next_header, bytes(view[start : start + length]))
+                    refused = refusal_of(sa, ctx, packet)
+                    if refused is not None:
+                        self.drop(refused)
+                    else:
+                        done.append((sa, len(packet)))
+                        rebuilt.append(packet)
                 # `_inbound_refusal`'s IPv4 box check, in place.
-                if (
+                elif (
                     memo[3] == 4
                     and memo[0] == generation
                     and memo[1] is sa.inner_src
                     and memo[2] is sa.inner_dst
-                    and len(packet) >= 20
-                    and packet[0] == 0x45
-                    and from_bytes(packet[12:16], "big") >> memo[5] == memo[4]
-                    and from_bytes(packet[16:20], "big") >> memo[7] == memo[6]
+                    and length >= 20
+                    and view[start] == 0x45
+                    and from_bytes(view[start + 12 : start + 16], "big") >> memo[5] == memo[4]
+                    and from_bytes(view[start + 16 : start + 20], "big") >> memo[7] == memo[6]
                 ):
                     refused = memo[8]
+                    if refused is not None:
+                        self.drop(refused)
+                    else:
+                        done.append((sa, length))
+                        starts.append(start)
+                        kept.append(length)
                 else:
-                    refused = refusal_of(sa, ctx, packet)
-                if refused is not None:
-                    self.drop(refused)
-                else:
-                    done.append((sa, len(packet)))
-                    cleartext.append(packet)
+                    refused = refusal_of(sa, ctx, bytes(view[start : start + length]))
+                    if refused is not None:
+                        self.drop(refused)
+                    else:
+                        done.append((sa, length))
+                        starts.append(start)
+                        kept.append(length)
             if writer is not None:
                 received = ctx.handle.packets_in
                 if received >= ctx.checkpoint_at:
                     ctx.checkpoint_at = received + writer.checkpoint_packets
                     writer.checkpoint_due()
         account_each(done, now)
-        if cleartext:
-            self._deliver_all(cleartext)
+        if starts:
+            deliver_many = self.deliver_many
+            if deliver_many is not None:
+                with self._lock:
+                    self.delivered += len(starts)
+                deliver_many(plain, starts, kept)
+            else:
+                self._deliver_all(
+                    [bytes(view[a : a + n]) for a, n in zip(starts, kept, strict=True)]
+                )
+        if rebuilt:
+            self._deliver_all(rebuilt)
 
     def _deliver_all(self, packets: list[bytes]) -> None:
         """Count and deliver cleartext packets of several SAs: through `deliver_many` at
@@ -1185,8 +1273,10 @@ def inbound_udp_run(
 
     When every datagram is ESP of one SPI whose SA takes the batch path of a tunnel
     with `deliver_many`, the run goes to the decryption as it lies, without a copy per
-    datagram; otherwise each datagram is copied out and `inbound_udp_batch` takes them.
-    Either way the deliveries, drops and counters are those of `inbound_udp_batch`."""
+    datagram; when every datagram is ESP of several SPIs, `PacketPath._open_spread`
+    opens those of compiled tunnel SAs where they lie; otherwise each datagram is copied
+    out and `inbound_udp_batch` takes them. Either way the deliveries, drops and counters
+    are those of `inbound_udp_batch`."""
     deliver_many = path.deliver_many
     if len(run) > 1 and deliver_many is not None:
         spi = one_spi(run)
@@ -1198,6 +1288,8 @@ def inbound_udp_run(
                 if ctx is not None and ctx.tunnel:
                     path._open_tunnel_batch(sa, ctx, run, deliver_many, now)
                     return
+        elif path._open_spread(run, local, now):
+            return
     datagrams: list[tuple[bytes, bytes, int]] = []
     packets = iter(run)
     for count, peer, port in senders:
