@@ -16,7 +16,8 @@ overhead), for the SADB lifetimes (RFC 2367 §2.3.4).
 The outbound sequence number and counters of an SA with compiled AES-GCM live in its C
 block (`handle`), the one place the compiled seal calls number from and `encrypt`, the
 reservation and GET read and write; an SA on the Python path keeps them in an array of
-the same four words.
+the same four words. So do its inbound replay window (`replay`, a `SaWindow` over the
+block) and inbound counters, which the compiled receiving calls check and move there.
 
 An `EspSa` is not locked: give each SA direction to one thread, as the dataplane does.
 """

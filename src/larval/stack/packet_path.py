@@ -19,7 +19,7 @@ packets of one flow or SPI, group the packets by SA, and give everything unusual
 SA, a LARVAL SA, BYPASS, DISCARD, keepalives, IKE, short packets) to the per-packet
 path. The groups go on through one function for both directions (`protect_groups`,
 `open_groups`): an SA's run in one `EspSa` batch call under its lock, accounted once;
-the single packets of many SAs in one `seal_each`/`open_many` call, sent in one
+the single packets of many SAs in one `seal_handles`/`open_many` call, sent in one
 `send_many` per peer or delivered in one `deliver_many`. The bytes, drops and counters
 are those the per-packet entries give for the same packets, each SA's in the same
 order.
@@ -100,7 +100,8 @@ _IPV6_WALKED = frozenset({0, 43, 44, 60})
 
 
 class EspContext:
-    """The dataplane's state for one SA: its `EspSa`, used by one thread at a time."""
+    """The dataplane's state for one SA: its `EspSa`, used by one thread at a time under
+    `lock`, which `PacketPath._context` makes the SA's own (one lock per SA)."""
 
     __slots__ = (
         "_more_exts", "checkpoint_at", "esp", "handle", "inner_exts", "inner_more",
