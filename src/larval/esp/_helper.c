@@ -3,10 +3,10 @@
  * larval's Python path (larval/esp/sa.py, transforms.py) is the reference; this file does
  * the same per packet for a whole batch in one call, so that the work around each AES call
  * is C rather than Python. Every drop is reported per packet, for Python to count by name.
- * An SA's C block (struct larval_gcm_sa below) keeps what only the packet path writes: the outbound sequence numbers and counters, which the sealing calls number
- * and count, and the inbound anti-replay window and counters, which the receiving calls
- * check and move as larval/esp/replay.py's class would. Python reads and writes both in
- * place.
+ * An SA's C block (struct larval_gcm_sa below) keeps what only the packet path writes:
+ * the outbound sequence numbers and counters, which the sealing calls number and count,
+ * and the inbound anti-replay window and counters, which the receiving calls check and
+ * move as larval/esp/replay.py's class would. Python reads and writes both in place.
  *
  * ESP packet (RFC 4303 §2):  SPI | Seq (low 32) | IV (8) | ciphertext | ICV (16)
  * nonce = salt (4) || IV (8)                                       (RFC 4106 §4)
@@ -160,7 +160,8 @@ int larval_gcm_seal(struct larval_gcm *g, uint32_t spi, uint64_t seq0, int esn, 
 
 /* Verify and decrypt with `ctx` (keyed for decryption) and the nonce's `salt` one ESP
  * packet `p` of `len` bytes (at least 34) into `out` (len - 32 bytes: payload, padding,
- * Pad Length, Next Header), its AAD's Seqh `seq_hi` when esn; its status, and for an OK packet its payload length and Next Header.
+ * Pad Length, Next Header), its AAD's Seqh `seq_hi` when esn; its status, and for an OK
+ * packet its payload length and Next Header.
  * 0, or -1 if OpenSSL fails outright. */
 static int gcm_open_one(EVP_CIPHER_CTX *ctx, const unsigned char *salt, int esn,
                         const unsigned char *p, size_t len, uint32_t seq_hi,
@@ -755,7 +756,8 @@ static EVP_CIPHER_CTX *scratch_for(struct scratch *s, const struct larval_gcm_sa
         const EVP_CIPHER *cipher = k ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
 
         ctx = s->ctx[k] = EVP_CIPHER_CTX_new();
-        if (ctx == NULL || EVP_CipherInit_ex(ctx, cipher, NULL, NULL, NULL, s->encrypt) != 1)
+        if (ctx == NULL
+            || EVP_CipherInit_ex(ctx, cipher, NULL, NULL, NULL, s->encrypt) != 1)
             return NULL;
     }
     if (s->keyed[k] != sa) {
@@ -1000,7 +1002,8 @@ int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned ch
                            unsigned char *status, uint64_t *seq, uint32_t *payload_len,
                            unsigned char *nh)
 {
-    return open_run(&sa, 0, n, in, NULL, in_len, out, out_off, status, seq, payload_len, nh);
+    return open_run(&sa, 0, n, in, NULL, in_len, out, out_off, status, seq, payload_len,
+                    nh);
 }
 
 /* `open_run` of packets of several SAs, packet i on sa[i], back to back in `in` or, with
@@ -1010,7 +1013,8 @@ int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsign
                          size_t *out_off, unsigned char *status, uint64_t *seq,
                          uint32_t *payload_len, unsigned char *nh)
 {
-    return open_run(sa, 1, n, in, in_off, in_len, out, out_off, status, seq, payload_len, nh);
+    return open_run(sa, 1, n, in, in_off, in_len, out, out_off, status, seq, payload_len,
+                    nh);
 }
 
 /* Whether n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back) are
