@@ -48,6 +48,7 @@ from larval.esp.helper import open_many
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, one_spi
 from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_handles
+from larval.esp.transforms import BytesLike
 from larval.pfkey import (
     SEQ_STATE_NEXT,
     SEQ_STATE_REPLAY,
@@ -625,13 +626,7 @@ class PacketPath:
             chosen.append(esp)
             locks.append(ctx.lock)
         if opening:
-            locks = _hold_all(locks)
-            try:
-                plain, offsets, status, lengths, next_headers, _ = open_many(handles, chosen)
-            finally:
-                for lock in locks:
-                    lock.release()
-            self._opened_each(opening, plain, offsets, status, lengths, next_headers, now)
+            self._open_held(opening, handles, locks, chosen, None, now)
         for sa, esp in later:
             self._open(sa, esp, now)
 
@@ -645,8 +640,7 @@ class PacketPath:
         caller then takes the datagrams one by one."""
         buffer = run.buffer
         lookup = self.stack.sadb.lookup_esp
-        found: dict[bytes, EspContext | None] = {}
-        owner: dict[bytes, SecurityAssociation] = {}
+        found: dict[bytes, tuple[SecurityAssociation, EspContext] | None] = {}
         opening: list[tuple[SecurityAssociation, EspContext]] = []
         handles: list[object] = []
         starts: list[int] = []
@@ -658,42 +652,54 @@ class PacketPath:
             if length < 8 or spi == _NON_ESP_MARKER:
                 return False
             if spi in found:
-                ctx = found[spi]
+                pair = found[spi]
             else:
-                ctx = None
+                pair = None
                 sa = lookup(int.from_bytes(spi, "big"), local)
                 if sa is not None and sa.ready:
                     made = sa.transform
+                    usable: EspContext | None
                     if type(made) is EspContext and made.natt is sa.natt_rem:
-                        ctx = made
+                        usable = made
                     else:
-                        ctx = self._context(sa)
-                    if ctx is not None and (ctx.handle is None or not ctx.tunnel):
-                        ctx = None
-                    if ctx is not None:
-                        owner[spi] = sa
-                found[spi] = ctx
-            if ctx is None:
+                        usable = self._context(sa)
+                    if usable is not None and usable.handle is not None and usable.tunnel:
+                        pair = (sa, usable)
+                found[spi] = pair
+            if pair is None:
                 later.append((start, length))
                 continue
-            opening.append((owner[spi], ctx))
+            ctx = pair[1]
+            opening.append(pair)
             handles.append(ctx.handle)
             starts.append(start)
             lengths.append(length)
             locks.append(ctx.lock)
         if opening:
-            locks = _hold_all(locks)
-            try:
-                opened = open_many(handles, [], (buffer, starts, lengths))
-            finally:
-                for lock in locks:
-                    lock.release()
-            plain, offsets, status, sizes, next_headers, _ = opened
-            self._opened_each(opening, plain, offsets, status, sizes, next_headers, now)
+            self._open_held(opening, handles, locks, [], (buffer, starts, lengths), now)
         for start, length in later:
             # An unknown SPI, a LARVAL SA, Python's or a transport SA: the per-packet path.
             self.inbound(bytes(buffer[start : start + length]), local, now)
         return True
+
+    def _open_held(
+        self,
+        opening: list[tuple[SecurityAssociation, EspContext]],
+        handles: list[object],
+        locks: list[threading.Lock],
+        packets: list[bytes],
+        at: tuple[BytesLike, list[int], list[int]] | None,
+        now: float,
+    ) -> None:
+        """`open_many` of `opening`'s packets (`packets`, or where `at` says they lie)
+        under their SAs' locks, then `_opened_each`."""
+        held = _hold_all(locks)
+        try:
+            plain, offsets, status, lengths, next_headers, _ = open_many(handles, packets, at)
+        finally:
+            for lock in held:
+                lock.release()
+        self._opened_each(opening, plain, offsets, status, lengths, next_headers, now)
 
     def _opened_each(
         self,
