@@ -1,8 +1,8 @@
 """`SecurityAssociation.account_run` against `account` packet by packet: two SADBs with
 the same SA and lifetimes, one told of each packet, the other of each run at once, aged
 at the same times; the SAs' counters and byte-limit notices, and the EXPIREs, agree.
-`account_each` (one packet each of several SAs in one call) is held to `account` the
-same way."""
+`account_each` (one packet each of several SAs in one call) and `account_held` (the
+same, by a caller holding the SAs' locks) are held to `account` the same way."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from larval.pfkey import ExtType, SadbLifetime
 from larval.sadb import Sadb, SecurityAssociation
-from larval.sadb.sa import account_each
+from larval.sadb.sa import account_each, account_held
 from tests.sadb.support import PEER_B, add
 from tests.sadb.test_expiry import expired
 
@@ -119,3 +119,36 @@ def test_each_notices_each_sa_once() -> None:
     assert [which for _, which, _ in expired(sadb.age(3.0))] == ["hard"]
     account_each([], 4.0)  # nothing to account changes nothing
     assert first.lastuse == 2.0 and second.packets == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(_limits, st.integers(0, 30), _singles, st.lists(st.booleans(), max_size=40))
+def test_held_accounts_as_its_packets_do(
+    limits: list[tuple[int, int]],
+    soft_use: int,
+    steps: list[tuple[list[tuple[int, int]], bool]],
+    skipped: list[bool],
+) -> None:
+    """`account_held` (the caller holds the SAs' locks; a packet whose result is None is
+    not counted) against `account` for the packets counted."""
+    one, one_sas = _sas(limits, soft_use)
+    held, held_sas = _sas(limits, soft_use)
+    for step, (packets, age) in enumerate(steps):
+        now = 1.0 + step
+        picked = [(k % len(limits), size) for k, size in packets]
+        results = [None if i < len(skipped) and skipped[i] else b"" for i in range(len(picked))]
+        for (k, size), result in zip(picked, results, strict=True):
+            if result is not None:
+                one_sas[k].account(size, now)
+        sas = [held_sas[k] for k, _ in picked]
+        for lock in {id(sa.lock): sa.lock for sa in sas}.values():
+            lock.acquire()
+        try:
+            account_held(sas, [bytes(size) for _, size in picked], results, now)
+        finally:
+            for lock in {id(sa.lock): sa.lock for sa in sas}.values():
+                lock.release()
+        assert [_state(held, sa) for sa in held_sas] == [_state(one, sa) for sa in one_sas]
+        if age:
+            assert expired(held.age(now + 0.5)) == expired(one.age(now + 0.5))
+            assert [_state(held, sa) for sa in held_sas] == [_state(one, sa) for sa in one_sas]

@@ -23,7 +23,7 @@ import enum
 import errno
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import TYPE_CHECKING
 
 from larval.pfkey import Diagnostic, SadbAddress, SadbXSeqState, SaState
@@ -68,6 +68,30 @@ class HoldResult(enum.Enum):
 
 
 _L, _M, _Y, _D = SaState.LARVAL, SaState.MATURE, SaState.DYING, SaState.DEAD
+
+#: Packed addresses as SAs hold them, one object per address (`shared_address`).
+_ADDRESSES: dict[bytes, bytes] = {}
+#: How many addresses `_ADDRESSES` keeps at most: past it, new ones are held as given.
+ADDRESSES_SHARED = 65536
+
+
+def shared_address(address: bytes) -> bytes:
+    """`address` (packed), as the one object every SA with that address holds.
+
+    An inbound lookup compares the SA's destination with the packet's, and a send keys
+    by the SA's peer: with thousands of SAs to one gateway, one object for the address
+    is read warm where each SA's own copy would be read from memory. Past
+    `ADDRESSES_SHARED` addresses (a gateway of that many peers), new ones are kept as
+    they come."""
+    if type(address) is not bytes:
+        return address
+    got = _ADDRESSES.get(address)
+    if got is not None:
+        return got
+    if len(_ADDRESSES) >= ADDRESSES_SHARED:
+        return address
+    return _ADDRESSES.setdefault(address, address)
+
 
 #: (state, event) -> new state.
 TRANSITIONS: dict[tuple[int, SaEvent], int] = {
@@ -206,8 +230,8 @@ class SecurityAssociation(_PacketFields):
     ) -> None:
         self.spi = spi
         self.satype = satype
-        self.src = src  # packed address, the index key
-        self.dst = dst
+        self.src = shared_address(src)  # packed address, the index key
+        self.dst = shared_address(dst)
         self.src_port = src_port
         self.dst_port = dst_port
         self.proto = proto
@@ -370,6 +394,31 @@ class SecurityAssociation(_PacketFields):
         `now`, under one lock; an empty run counts nothing."""
         if packets > 0:
             self.account(nbytes, now, packets)
+
+
+def account_held(
+    sas: Sequence[SecurityAssociation],
+    packets: Sequence[Sized],
+    results: Sequence[object | None],
+    now: float,
+) -> None:
+    """`account` for packet i against SA i, each whose result i is not None, processed at
+    `now`, by a caller that holds every one of the SAs' locks (as it did to process the
+    packets): a batch spread over many SAs takes each lock once, not once more to count.
+    `account`'s body, in place."""
+    for sa, packet, result in zip(sas, packets, results, strict=True):
+        if result is None:
+            continue
+        if not sa.usetime:
+            sa.usetime = now
+        sa.lastuse = now
+        sa.bytes = total = sa.bytes + len(packet)
+        sa.packets += 1
+        if total >= sa.notice_at:
+            sa.notice_at = NEVER_NOTICE  # once: the pass sets the next
+            expiry = sa.expiry
+            if expiry is not None:
+                expiry.traffic.append(sa)
 
 
 def account_each(done: Iterable[tuple[SecurityAssociation, int]], now: float) -> None:

@@ -59,7 +59,7 @@ from larval.pfkey import (
 )
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
-from larval.sadb.sa import account_each
+from larval.sadb.sa import account_each, account_held
 from larval.spd import Action, Direction, Policy
 from larval.stack.flow import PacketError
 from larval.stack.stack import Stack, Verdict
@@ -258,7 +258,26 @@ class PacketPath:
         packets of one flow. The protected packets are grouped by SA, each SA's in their
         order, and each SA's sealed in one `encrypt_batch` call: a batch's packets of
         different SAs (or not protected) may leave in another order than they came, never
-        those of one SA."""
+        those of one SA.
+
+        A batch whose every flow has its answer remembered (`Stack.protected_by`) is
+        sealed as it comes: one SA for all, in one batch call; an SA each, in one
+        `seal_handles` call."""
+        protected_by = self.stack.protected_by
+        sas: list[SecurityAssociation] = []
+        for packet in packets:
+            sa = protected_by(packet)
+            if sa is None:
+                break
+            sas.append(sa)
+        else:
+            distinct = len(set(sas))
+            if distinct == len(sas):
+                self._seal_spread(sas, packets, now)
+                return
+            if distinct == 1:
+                self._protect_batch(sas[0], packets, now)
+                return
         n = len(packets)
         runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
         i = 0
@@ -327,41 +346,48 @@ class PacketPath:
     def _protect_each(
         self, singles: Sequence[tuple[SecurityAssociation, bytes]], now: float
     ) -> None:
-        """`_protect` for one packet each of several SAs (a batch spread over many SAs),
-        the compiled ones sealed in one `seal_handles` call under their locks; what they
-        make for one peer leaves in one `send_many`."""
-        sas: list[SecurityAssociation] = []
+        """`_protect` for one packet each of several SAs (a batch spread over many SAs):
+        `_seal_spread`."""
+        self._seal_spread([sa for sa, _ in singles], [packet for _, packet in singles], now)
+
+    def _seal_spread(
+        self, sas: Sequence[SecurityAssociation], packets: Sequence[bytes], now: float
+    ) -> None:
+        """`_protect` for packet i of SA i, each SA once: the compiled tunnel SAs' sealed
+        in one `seal_handles` call under their locks, and counted against their
+        lifetimes under those same locks; what they make for one peer leaves in one
+        `send_many`. The others take `_protect`, each on its own."""
+        chosen: list[SecurityAssociation] = []
         contexts: list[EspContext] = []
         inners: list[bytes] = []
-        for sa, packet in singles:
+        for sa, packet in zip(sas, packets, strict=True):
             ctx = sa.transform
             if type(ctx) is not EspContext or ctx.natt is not sa.natt_rem:
                 ctx = self._context(sa)
             if ctx is None or not ctx.tunnel:
                 self._protect(sa, packet, now)
             else:
-                sas.append(sa)
+                chosen.append(sa)
                 contexts.append(ctx)
                 inners.append(packet)
-        if not sas:
+        if not chosen:
             return
         locks = _hold_all([ctx.lock for ctx in contexts])
         try:
             made = seal_handles([ctx.handle for ctx in contexts], inners)
+            account_held(chosen, inners, made, now)
         finally:
             for lock in locks:
                 lock.release()
         by_peer: dict[tuple[bytes, int], list[bytes]] = {}
-        done: list[tuple[SecurityAssociation, int]] = []
         # The packets of a batch mostly go to one peer: the last one's list is kept at hand.
         last_dst: bytes | None = None
         last_port = -1
         sent: list[bytes] = []
-        for sa, ctx, packet, esp in zip(sas, contexts, inners, made, strict=True):
+        for sa, ctx, packet, esp in zip(chosen, contexts, inners, made, strict=True):
             if esp is None:
                 self._protect(sa, packet, now)  # a stop in its numbers, or Python's SA
                 continue
-            done.append((sa, len(packet)))
             dst = sa.dst
             port = ctx.port
             if port == last_port and dst == last_dst:
@@ -375,7 +401,6 @@ class PacketPath:
                 sent = got
                 sent.append(esp)
             last_dst, last_port = dst, port
-        account_each(done, now)
         if not by_peer:
             return
         count = 0
