@@ -1,11 +1,11 @@
-"""`EspRun` (ESP packets back to back in one buffer) and `one_spi`, on the compiled
+"""`EspRun` (ESP packets back to back in one buffer), `one_spi` and `esp_spis`, on the compiled
 helper and on Python (`esp_path`, from `tests/esp/conftest.py`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from larval.esp.run import EspRun, one_spi
+from larval.esp.run import EspRun, esp_spis, one_spi
 
 
 def run_of(*packets: bytes) -> EspRun:
@@ -40,3 +40,22 @@ SPI = b"\x00\x00\x10\x01"
 )
 def test_one_spi(esp_path: str, packets: list[bytes], spi: int | None) -> None:
     assert one_spi(run_of(*packets)) == spi
+
+
+@pytest.mark.parametrize(
+    ("packets", "spis"),
+    [
+        ([SPI + b"seq1", SPI + b"seq2....", SPI + b"sq3!"], [0x1001] * 3),
+        (
+            [SPI + b"seq1", b"\xff\xff\xff\xfeseq2", b"\x00\x00\x00\x01seq3"],
+            [0x1001, 0xFFFFFFFE, 1],
+        ),
+        ([SPI + b"seq1", SPI + b"sq2"], None),  # a runt last
+        ([b"\x00\x00\x01", SPI + b"seq2"], None),  # a runt of three bytes first
+        ([SPI + b"seq1", b"\xff"], None),  # a NAT keepalive
+        ([SPI + b"seq1", b"\x00\x00\x00\x00ike message"], None),  # IKE among ESP
+        ([], []),
+    ],
+)
+def test_esp_spis(esp_path: str, packets: list[bytes], spis: list[int] | None) -> None:
+    assert esp_spis(run_of(*packets)) == spis

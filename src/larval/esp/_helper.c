@@ -1054,6 +1054,21 @@ int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_l
     return (int64_t)spi;
 }
 
+/* Each SPI of n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back)
+ * into spi[i], if every one is ESP (RFC 3948 §2.2: eight bytes at least, the first four
+ * not the non-ESP marker's zeros): 0, else -1 (spi[] then holds those before). */
+int larval_esp_spis(const unsigned char *in, size_t n, const size_t *in_len, uint32_t *spi)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (in_len[i] < 8 || (spi[i] = get32(in)) == 0)
+            return -1;
+        in += in_len[i];
+    }
+    return 0;
+}
+
 /* UDP GSO sends of many datagrams in few system calls, for larval/net/udp.py
  * (`UdpSocket.send_segments`, whose Python is the reference): the same messages, made
  * the same way, handed to sendmmsg(2) up to LARVAL_MMSG at a time. Built with

@@ -14,7 +14,7 @@ from typing import overload
 
 from larval.esp.transforms import BytesLike
 
-__all__ = ["EspRun", "one_spi"]
+__all__ = ["EspRun", "esp_spis", "one_spi"]
 
 
 class EspRun(Sequence[bytes]):
@@ -78,3 +78,30 @@ def one_spi(run: EspRun) -> int | None:
         if length < 8 or buffer[start : start + 4] != first:
             return None
     return int.from_bytes(first, "big")
+
+
+def esp_spis(run: EspRun) -> list[int] | None:
+    """The SPI of each packet of `run`, in order, if each is ESP on UDP 4500 (as
+    `one_spi` reads them: eight bytes at least, the first four not zeros); else None."""
+    from larval.esp.helper import compiled
+
+    module = compiled()
+    lengths = run.lengths
+    n = len(lengths)
+    if module is not None:
+        ffi = module.ffi
+        spis = ffi.new("uint32_t[]", n)
+        if module.lib.larval_esp_spis(ffi.from_buffer(run.buffer), n, lengths, spis) != 0:
+            return None
+        found: list[int] = ffi.unpack(spis, n)
+        return found
+    buffer = run.buffer
+    found = []
+    for start, length in zip(run.offsets(), lengths, strict=True):
+        if length < 8:
+            return None
+        spi = int.from_bytes(buffer[start : start + 4], "big")
+        if spi == 0:
+            return None
+        found.append(spi)
+    return found

@@ -46,7 +46,7 @@ from larval.esp import (
 from larval.esp.errors import EspError
 from larval.esp.helper import open_many
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
-from larval.esp.run import EspRun, one_spi
+from larval.esp.run import EspRun, esp_spis, one_spi
 from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_handles
 from larval.esp.transforms import BytesLike
 from larval.pfkey import (
@@ -663,24 +663,24 @@ class PacketPath:
         decided once per SPI, so an SA's packets keep their order). False, with nothing
         done, when a datagram is not ESP (IKE or a keepalive on the same port): the
         caller then takes the datagrams one by one."""
+        spis = esp_spis(run)
+        if spis is None:
+            return False
         buffer = run.buffer
         lookup = self.stack.sadb.lookup_esp
-        found: dict[bytes, tuple[SecurityAssociation, EspContext] | None] = {}
+        found: dict[int, tuple[SecurityAssociation, EspContext] | None] = {}
         opening: list[tuple[SecurityAssociation, EspContext]] = []
         handles: list[object] = []
         starts: list[int] = []
         lengths: list[int] = []
         locks: list[threading.Lock] = []
         later: list[tuple[int, int]] = []
-        for start, length in zip(run.offsets(), run.lengths, strict=True):
-            spi = bytes(buffer[start : start + 4])
-            if length < 8 or spi == _NON_ESP_MARKER:
-                return False
+        for start, length, spi in zip(run.offsets(), run.lengths, spis, strict=True):
             if spi in found:
                 pair = found[spi]
             else:
                 pair = None
-                sa = lookup(int.from_bytes(spi, "big"), local)
+                sa = lookup(spi, local)
                 if sa is not None and sa.ready:
                     made = sa.transform
                     usable: EspContext | None
