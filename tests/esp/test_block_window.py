@@ -249,3 +249,24 @@ def test_the_counters_by_status_are_the_drops_names(compiled: None) -> None:
         assert type(dropped) is error
         assert OPEN_COUNTERS[status] == dropped.counter
     assert len(OPEN_COUNTERS) == 1 + len(named)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from(SIZES), st.integers(0, 2**4096 - 1), st.booleans())
+def test_the_bitmap_reads_alike_in_either_byte_order(
+    compiled: None, size: int, bits: int, esn: bool
+) -> None:
+    """`SaWindow.bitmap` reads the block's words through their bytes on a little-endian
+    host and word by word elsewhere: both give the bitmap written, bit k for k behind T."""
+    window = _sa(0, size, esn and size > 0, "compiled").replay
+    assert isinstance(window, SaWindow)
+    value = bits & ((1 << (64 * ((size + 63) // 64 or 1))) - 1)
+    window.bitmap = value
+    read: dict[bool, int] = {}
+    for little in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(helper, "_LITTLE_ENDIAN", little)
+            read[little] = window.bitmap
+    assert read[True] == read[False] == value
