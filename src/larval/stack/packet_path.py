@@ -62,6 +62,7 @@ from larval.sadb.inner import inner_prefixlen
 from larval.sadb.sa import account_each, account_held
 from larval.spd import Action, Direction, Policy
 from larval.stack.flow import PacketError
+from larval.stack.flow_cache import flow_key
 from larval.stack.stack import Stack, Verdict
 
 _SPI = slice(0, 4)
@@ -260,16 +261,22 @@ class PacketPath:
         different SAs (or not protected) may leave in another order than they came, never
         those of one SA.
 
-        A batch whose every flow has its answer remembered (`Stack.protected_by`) is
-        sealed as it comes: one SA for all, in one batch call; an SA each, in one
-        `seal_handles` call."""
-        protected_by = self.stack.protected_by
+        A batch whose every flow has its answer remembered (`Stack.protected_for`, asked
+        once per run of a flow's packets) is sealed as it comes: one SA for all, in one
+        batch call; an SA each, in one `seal_handles` call."""
+        protected_for = self.stack.protected_for
         sas: list[SecurityAssociation] = []
+        last: bytes | None = None
         for packet in packets:
-            sa = protected_by(packet)
-            if sa is None:
+            key = flow_key(packet)
+            if key is None:
                 break
-            sas.append(sa)
+            if key != last:
+                found = protected_for(key)
+                if found is None:
+                    break
+                current, last = found, key
+            sas.append(current)
         else:
             distinct = len(set(sas))
             if distinct == len(sas):

@@ -232,19 +232,22 @@ class Stack:
 
     def protected_by(self, packet: Packet) -> SecurityAssociation | None:
         """The MATURE SA `outbound` would PROTECT `packet` with, when its flow's answer
-        is remembered and still holds; else None, and `outbound` answers. It reads the
-        remembered SA only, without the `Outbound` record: a batch spread over many SAs
-        reads one object less per packet, each from memory."""
+        is remembered and still holds; else None, and `outbound` answers."""
         key = flow_key(packet)
-        if key is not None:
-            hit = self._protected.get(key)
-            if (
-                hit is not None
-                and hit[0] == self.spd.generation
-                and hit[1] == self._esp_table.generation
-                and hit[2].state == _MATURE
-            ):
-                return hit[2]
+        return None if key is None else self.protected_for(key)
+
+    def protected_for(self, key: bytes) -> SecurityAssociation | None:
+        """`protected_by` for a packet whose `flow_key` is `key`. It reads the remembered
+        SA only, without the `Outbound` record: a batch spread over many SAs reads one
+        object less per packet, each from memory."""
+        hit = self._protected.get(key)
+        if (
+            hit is not None
+            and hit[0] == self.spd.generation
+            and hit[1] == self._esp_table.generation
+            and hit[2].state == _MATURE
+        ):
+            return hit[2]
         return None
 
     def _outbound(self, packet: Packet, now: float) -> Outbound:
