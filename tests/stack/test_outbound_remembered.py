@@ -92,6 +92,14 @@ def test_remembered_flows_are_sealed_as_packet_by_packet(
 
         batch.a.path.send_many = send_many
     asked = _counting(batch)
+    looked_up = [0]
+    full = batch.a.stack.outbound
+
+    def counted_outbound(packet: bytes, now: float) -> object:
+        looked_up[0] += 1
+        return full(packet, now)
+
+    batch.a.stack.outbound = counted_outbound  # type: ignore[assignment,method-assign]
     for n, order in enumerate((first, second)):
         if n == 1:
             if event == "delete":
@@ -101,6 +109,7 @@ def test_remembered_flows_are_sealed_as_packet_by_packet(
                 for w in (one, batch):
                     w.a.stack.spd.flush()
             asked[:] = [0, 0]
+            looked_up[0] = 0
         packets = _batch(order, 100 * n)
         for packet in packets:
             one.a.path.outbound(packet, 1.0 + n)
@@ -114,8 +123,9 @@ def test_remembered_flows_are_sealed_as_packet_by_packet(
     learnt = set(first)
     if event == "none" and set(second) <= learnt:
         # Every flow of the second batch was learnt: it was answered without a lookup,
-        # once per run of its packets.
+        # once per run of its packets, and never asked of the SPD and the SADB again.
         assert asked == [_runs(second), _runs(second)]
+        assert looked_up[0] == 0
     if event != "none":
         # What the DELETE or the flush changed is never answered from memory.
         touched = [k for k in second if event == "spd" or k == victim]

@@ -262,8 +262,9 @@ class PacketPath:
         those of one SA.
 
         A batch whose every flow has its answer remembered (`Stack.protected_for`, asked
-        once per run of a flow's packets) is sealed as it comes: one SA for all, in one
-        batch call; an SA each, in one `seal_handles` call."""
+        once per run of a flow's packets) is sealed without another lookup: one SA for
+        all, in one batch call; an SA each, in one `seal_handles` call; else grouped by
+        SA as above."""
         protected_for = self.stack.protected_for
         sas: list[SecurityAssociation] = []
         last: bytes | None = None
@@ -285,6 +286,15 @@ class PacketPath:
             if distinct == 1:
                 self._protect_batch(sas[0], packets, now)
                 return
+            by_sa: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
+            for each, packet in zip(sas, packets, strict=True):
+                group = by_sa.get(id(each))
+                if group is None:
+                    by_sa[id(each)] = (each, [packet])
+                else:
+                    group[1].append(packet)
+            self.protect_groups(by_sa.values(), now)
+            return
         n = len(packets)
         runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
         i = 0
