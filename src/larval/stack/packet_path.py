@@ -27,6 +27,7 @@ order.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -97,6 +98,9 @@ _BoxMemo = tuple[
 _NO_MEMO: _BoxMemo = (-1, None, None, 0, 0, 0, 0, 0, None)
 #: `EspContext.box_src`/`box_dst` where the SA's C block keeps no box: no SA's selector.
 _UNBOXED = object()
+#: Numbers the changes to the boxes the C blocks keep (`EspContext.box_made`), so that a
+#: receive trusts the flags of a box that was not changed after the opening began.
+_BOX_CHANGES = itertools.count(1)
 # parse_flow walks these IPv6 headers (and reads a fragment header): a packet with one
 # takes the full check, which counts a truncated one as parse_flow does.
 _IPV6_WALKED = frozenset({0, 43, 44, 60})
@@ -107,8 +111,9 @@ class EspContext:
     `lock`, which `PacketPath._context` makes the SA's own (one lock per SA)."""
 
     __slots__ = (
-        "_more_exts", "box_dst", "box_src", "checkpoint_at", "esp", "handle", "inner_exts",
-        "inner_more", "inner_prefixes", "lock", "natt", "policy_memo", "port", "tunnel",
+        "_more_exts", "box_dst", "box_made", "box_src", "checkpoint_at", "esp", "handle",
+        "inner_exts", "inner_more", "inner_prefixes", "lock", "natt", "policy_memo", "port",
+        "tunnel",
     )  # fmt: skip
 
     def __init__(
@@ -145,9 +150,11 @@ class EspContext:
         self.policy_memo: _BoxMemo = _NO_MEMO
         # The inner selectors (the memo's) of the IPv4 box the C block keeps while the
         # memo's verdict is to pass (`set_memo`), or `_UNBOXED`: `open_boxed` flags the
-        # packets inside it, which pass while the SA keeps these selectors.
+        # packets inside it, which pass while the SA keeps these selectors. `box_made`
+        # numbers the box's last change (`_BOX_CHANGES`).
         self.box_src: object = _UNBOXED
         self.box_dst: object = _UNBOXED
+        self.box_made = 0
 
     def set_memo(self, memo: _BoxMemo) -> None:
         """Keep `memo` as the inbound check's verdict for the SA's box and, on a compiled
@@ -165,6 +172,8 @@ class EspContext:
             else:
                 sa_unbox(handle)
                 self.box_src = self.box_dst = _UNBOXED
+            # Numbered after the block's box changed, under the lock the opening holds.
+            self.box_made = next(_BOX_CHANGES)
 
     def seq_state(self) -> SadbXSeqState:
         """The SA's sequence numbers as GET and DUMP show them (X_LARVAL_SEQ_STATE): the
@@ -717,6 +726,8 @@ class PacketPath:
     ) -> None:
         """`open_many` of `opening`'s packets (`packets`, or where `at` says they lie)
         under their SAs' locks, then `_opened_each`."""
+        # A box changed from here on may have been another when its packets were flagged.
+        since = next(_BOX_CHANGES)
         held = _hold_all(locks)
         try:
             opened = open_boxed(handles, packets, at, self.stack.spd.generation)
@@ -724,7 +735,7 @@ class PacketPath:
             for lock in held:
                 lock.release()
         plain, offsets, status, lengths, next_headers, _, boxed = opened
-        self._opened_each(opening, plain, offsets, status, lengths, next_headers, boxed, now)
+        self._opened_each(opening, plain, offsets, status, lengths, next_headers, boxed, since, now)
 
     def _opened_each(
         self,
@@ -735,13 +746,16 @@ class PacketPath:
         lengths: list[int],
         next_headers: bytes,
         boxed: bytes,
+        since: int,
         now: float,
     ) -> None:
         """Count, check and deliver what `open_boxed` received of `_open_each`'s packets:
         a tunnel's packets from where they lie in `plain`, through `deliver_many`; a
         transport SA's, rebuilt, each on its own. A tunnel's packet `boxed` flags (inside
-        its SA's box as the block keeps it, at the SPD's generation) passes while the SA
-        has the inner selectors the box was made from; any other takes
+        its SA's box as the block kept it, at the SPD's generation) passes if the box has
+        not changed since `since` (a `_BOX_CHANGES` number taken before the opening: an
+        earlier packet's check, or another thread, may have made it again) and the SA
+        still has the inner selectors the box was made from; any other takes
         `_inbound_refusal`, which makes the box again where it is stale."""
         writer = self.stack.esp_state
         refusal_of = self._inbound_refusal
@@ -767,7 +781,12 @@ class PacketPath:
                         done.append((sa, len(packet)))
                         rebuilt.append(packet)
                 # `_inbound_refusal`'s IPv4 box check, made in C.
-                elif boxed[k] and ctx.box_src is sa.inner_src and ctx.box_dst is sa.inner_dst:
+                elif (
+                    boxed[k]
+                    and ctx.box_made < since
+                    and ctx.box_src is sa.inner_src
+                    and ctx.box_dst is sa.inner_dst
+                ):
                     done.append((sa, length))
                     starts.append(start)
                     kept.append(length)
