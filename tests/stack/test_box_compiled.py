@@ -463,10 +463,15 @@ _steps = st.lists(
         st.tuples(st.just("toggle"), st.integers(0, 9)),
         st.tuples(st.just("inner"), st.integers(0, 3), _boxes(),
                   st.sampled_from(["both", "src", "dst"])),
-        st.tuples(st.just("batch"), st.sampled_from(["run", "list"]), _batches),
-        st.tuples(st.just("batch"), st.sampled_from(["run", "run", "list"]), _batches),
+        st.tuples(st.just("batch"), st.sampled_from(["run", "list"]), _batches, st.none()),
+        st.tuples(st.just("batch"), st.just("run"), _batches, st.none()),
+        # Packets made for the selectors of the SA of the first, received after UPDATE
+        # changed them.
+        st.tuples(st.just("batch"), st.sampled_from(["run", "run", "list"]), _batches,
+                  st.one_of(st.none(),
+                            st.tuples(_boxes(), st.sampled_from(["both", "src", "dst"])))),
     ),
-    max_size=14,
+    max_size=16,
 )  # fmt: skip
 
 
@@ -514,10 +519,10 @@ class FlagWatch:
         return opened
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    pool=st.lists(st.one_of(policies(), wide_policies(), wide_policies()), min_size=10,
-                  max_size=10),
+    pool=st.lists(st.one_of(policies(), *[wide_policies()] * 4), min_size=9,
+                  max_size=9),
     start=st.lists(st.sampled_from([False, True, True]), min_size=10, max_size=10),
     firsts=st.lists(_boxes(), min_size=4, max_size=4),
     peers=st.lists(st.sampled_from([PEER, PEER, PEER, OTHER]), min_size=4, max_size=4),
@@ -531,6 +536,8 @@ def test_the_compiled_receive_judges_as_the_python_path(
     steps: list[tuple[Any, ...]],
 ) -> None:
     _compiled_or_skip()
+    # The last: every IPv4 packet from any peer, in transport mode (boxes under it pass).
+    pool = [*pool, policy("all", "0.0.0.0/0", "0.0.0.0/0", direction=Direction.IN)]
     worlds = [Receiver("compiled", pool), Receiver("python", pool)]
     for world in worlds:
         for i, on in enumerate(start):
@@ -574,10 +581,13 @@ def _run_steps(
             for world in worlds:
                 Receiver.set_inner(world.sa(0x900 + step[1]), step[2], step[3])
         else:
+            made = [(k, make_packet(spec, reference_sas[k]), dummy) for k, spec, dummy in step[2]]
+            if step[3] is not None:  # on the SA of the batch's first packet
+                for world in worlds:
+                    Receiver.set_inner(world.sa(0x900 + made[0][0]), step[3][0], step[3][1])
             datagrams = []
-            for k, spec, dummy in step[2]:
+            for k, inner, dummy in made:
                 sa = reference_sas[k]
-                inner = make_packet(spec, sa)
                 if dummy == 0:
                     datagrams.append(senders[k].encrypt(inner, IPPROTO_NONE))
                     continue

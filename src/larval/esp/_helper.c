@@ -7,6 +7,8 @@
  * the outbound sequence numbers and counters, which the sealing calls number and count,
  * and the inbound anti-replay window and counters, which the receiving calls check and
  * move as larval/esp/replay.py's class would. Python reads and writes both in place.
+ * Python may also give an inbound SA's block the IPv4 box of the inbound policy check
+ * (larval_gcm_sa_box), against which the receive of many SAs flags what it opens.
  *
  * ESP packet (RFC 4303 §2):  SPI | Seq (low 32) | IV (8) | ciphertext | ICV (16)
  * nonce = salt (4) || IV (8)                                       (RFC 4106 §4)

@@ -8,7 +8,9 @@ on receipt, the anti-replay check and window update. A compiled SA's C block
 (`sa_handle`) holds its outbound sequence number and counters, which the sealing calls
 number from, and its inbound window and counters, which the receiving calls move: one
 source of truth, which `EspSa` reads and writes in place (`SaWindow`, an
-`EspReplayWindow` over the block). It also holds the TUN offload's TCP segmentation and
+`EspReplayWindow` over the block). The block of an inbound SA may also keep the IPv4
+box of the inbound policy check (`sa_box`), against which the receive of many SAs
+flags each opened packet (`open_boxed`). It also holds the TUN offload's TCP segmentation and
 coalescing (`larval.net.offload`). The drop counters stay in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,

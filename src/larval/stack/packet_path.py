@@ -8,7 +8,9 @@ cleartext packet. Held packets come back through the SADB's release callbacks, i
 thread that made their SA usable, and take the same path from there. The inbound policy
 check keeps, per SA, the verdict every packet inside its inner selectors gets, when the
 SPD gives them all one (`PacketPath._inbound_refusal`): with many SAs, each SA's packet
-is then checked without a policy lookup.
+is then checked without a policy lookup. Where that verdict passes an IPv4 packet, a
+compiled SA's C block keeps the box too (`EspContext.set_memo`), and the receive of many
+SAs' packets has C say which opened packets lie in their SA's box (`open_boxed`).
 
 The I/O layer gives `send` (a datagram to the network) and `deliver` (a cleartext
 packet to the host) and feeds `outbound` and `inbound` from its loops.
