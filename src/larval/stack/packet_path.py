@@ -969,7 +969,8 @@ class PacketPath:
         takes the verdict the SA's context keeps for the box, if there is one: one
         generation compare, two identity compares and the integer address check. The
         verdict is made again when the SPD's generation moves or UPDATE gives the SA
-        other inner selectors; the rest of what the check reads of the SA (its outer
+        other inner selectors (`EspContext.set_memo`, which gives a compiled SA's block
+        the box as well); the rest of what the check reads of the SA (its outer
         addresses, the table's key) is fixed for the SA's life. Any other packet takes
         the full check.
         """
