@@ -7,6 +7,8 @@
  * the outbound sequence numbers and counters, which the sealing calls number and count,
  * and the inbound anti-replay window and counters, which the receiving calls check and
  * move as larval/esp/replay.py's class would. Python reads and writes both in place.
+ * Python may also give an inbound SA's block the IPv4 box of the inbound policy check
+ * (larval_gcm_sa_box), against which the receive of many SAs flags what it opens.
  *
  * ESP packet (RFC 4303 §2):  SPI | Seq (low 32) | IV (8) | ciphertext | ICV (16)
  * nonce = salt (4) || IV (8)                                       (RFC 4106 §4)
@@ -24,6 +26,10 @@
 #define LARVAL_OPEN_OK 0
 #define LARVAL_OPEN_AUTH 1
 #define LARVAL_OPEN_PADDING 2
+/* `struct larval_gcm_sa`'s box_shift where it keeps no box. */
+#define LARVAL_NO_BOX 0xFF
+/* RFC 4303 §2.6: the Next Header of a dummy packet. */
+#define LARVAL_NH_NONE 59
 
 struct larval_gcm {
     EVP_CIPHER_CTX *enc;
@@ -680,6 +686,7 @@ struct larval_gcm_sa {
     unsigned char key_len; /* 16 or 32 */
     unsigned char salt[4];
     unsigned char key[32]; /* the AES key, for the calls of many SAs (`struct scratch`) */
+    unsigned char box_shift[2]; /* the inbound box's (below): source, destination */
     /* outbound */
     uint64_t seq;       /* the highest sequence number sent */
     uint64_t seq_check; /* from this number on, Python decides (exhausted, reservation) */
@@ -689,8 +696,14 @@ struct larval_gcm_sa {
     uint64_t top; /* T */
     uint64_t packets_in;
     uint64_t bytes_in;
-    uint32_t size;    /* the window's bits, 0 for none */
-    uint32_t min_len; /* the smallest ESP packet of the SA */
+    /* The inbound policy check's box (`larval_gcm_sa_box`): an IPv4 packet whose source
+     * and destination lie in it (address >> shift == net) passes, while the SPD is at
+     * box_generation, with the shifts above. Kept only where its verdict is to pass;
+     * a box_shift beyond 32 for none. */
+    uint64_t box_generation;
+    uint32_t box_net[2]; /* source, destination */
+    uint32_t size;       /* the window's bits, 0 for none */
+    uint32_t min_len;    /* the smallest ESP packet of the SA */
     uint64_t bitmap[];
 };
 
@@ -720,8 +733,55 @@ struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, const unsigned cha
     sa->esn = (unsigned char)(esn != 0);
     sa->size = size;
     sa->min_len = min_len;
+    sa->box_shift[0] = sa->box_shift[1] = LARVAL_NO_BOX;
     sa->bitmap[0] = 1;
     return sa;
+}
+
+/* Keep no box for `sa`: every packet is left to Python's check. */
+void larval_gcm_sa_unbox(struct larval_gcm_sa *sa)
+{
+    sa->box_shift[0] = sa->box_shift[1] = LARVAL_NO_BOX;
+}
+
+/* Keep `sa`'s IPv4 box for the inbound policy check: while the SPD is at `generation`, a
+ * packet from a source s with s >> src_shift == src_net to a destination d with
+ * d >> dst_shift == dst_net passes (a shift of 32 takes every address). 0, or -1, with
+ * no box kept, for a shift beyond 32. Set under the SA's lock, as the receiving calls
+ * read it. */
+int larval_gcm_sa_box(struct larval_gcm_sa *sa, uint64_t generation, uint32_t src_net,
+                      unsigned int src_shift, uint32_t dst_net, unsigned int dst_shift)
+{
+    if (src_shift > 32 || dst_shift > 32) {
+        larval_gcm_sa_unbox(sa);
+        return -1;
+    }
+    sa->box_generation = generation;
+    sa->box_net[0] = src_net;
+    sa->box_net[1] = dst_net;
+    sa->box_shift[0] = (unsigned char)src_shift;
+    sa->box_shift[1] = (unsigned char)dst_shift;
+    return 0;
+}
+
+/* Whether `a` >> `shift` is `net`, for a shift of 0 to 32 (C leaves a shift of 32 of a
+ * 32-bit word undefined: it takes every address). */
+static int box_holds(uint32_t a, unsigned int shift, uint32_t net)
+{
+    return shift >= 32 ? net == 0 : a >> shift == net;
+}
+
+/* Whether the plaintext `ip` of `len` bytes, received on `sa` while the SPD is at
+ * `generation`, is an IPv4 packet without options whose addresses lie in the SA's box
+ * (`larval_gcm_sa_box`), so that it passes the inbound policy check. */
+static int box_passes(const struct larval_gcm_sa *sa, uint64_t generation,
+                      const unsigned char *ip, uint32_t len)
+{
+    unsigned int src_shift = sa->box_shift[0], dst_shift = sa->box_shift[1];
+
+    return src_shift <= 32 && dst_shift <= 32 && sa->box_generation == generation
+           && len >= 20 && ip[0] == 0x45 && box_holds(get32(ip + 12), src_shift, sa->box_net[0])
+           && box_holds(get32(ip + 16), dst_shift, sa->box_net[1]);
 }
 
 void larval_gcm_sa_free(struct larval_gcm_sa *sa)
@@ -986,7 +1046,8 @@ static int sa_open_one(struct larval_gcm_sa *sa, struct scratch *scratch,
 static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
                     const unsigned char *in, const size_t *in_off, const size_t *in_len,
                     unsigned char *out, size_t *out_off, unsigned char *status,
-                    uint64_t *seq, uint32_t *payload_len, unsigned char *nh)
+                    uint64_t *seq, uint32_t *payload_len, unsigned char *nh,
+                    uint64_t generation, unsigned char *boxed)
 {
     struct scratch scratch = {0, {NULL, NULL}, {NULL, NULL}};
     const unsigned char *p = in;
@@ -1005,6 +1066,9 @@ static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
             rc = -1;
             break;
         }
+        if (boxed != NULL)
+            boxed[i] = status[i] == LARVAL_OPEN_OK && nh[i] != LARVAL_NH_NONE
+                       && box_passes(sa[i * step], generation, out + off, payload_len[i]);
         p += len;
         off += len > 32 ? len - 32 : 0;
     }
@@ -1019,18 +1083,21 @@ int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned ch
                            unsigned char *nh)
 {
     return open_run(&sa, 0, n, in, NULL, in_len, out, out_off, status, seq, payload_len,
-                    nh);
+                    nh, 0, NULL);
 }
 
 /* `open_run` of packets of several SAs, packet i on sa[i], back to back in `in` or, with
- * in_off, where it lies in a receive's buffer. */
+ * in_off, where it lies in a receive's buffer. Where `boxed` is not NULL, boxed[i] says
+ * whether packet i opened (not a dummy) to a plaintext inside its SA's box at the SPD's
+ * `generation` (`box_passes`): a tunnel's packet that passes the inbound policy check. */
 int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
                          const size_t *in_off, const size_t *in_len, unsigned char *out,
                          size_t *out_off, unsigned char *status, uint64_t *seq,
-                         uint32_t *payload_len, unsigned char *nh)
+                         uint32_t *payload_len, unsigned char *nh, uint64_t generation,
+                         unsigned char *boxed)
 {
     return open_run(sa, 1, n, in, in_off, in_len, out, out_off, status, seq, payload_len,
-                    nh);
+                    nh, generation, boxed);
 }
 
 /* Whether n datagrams of UDP 4500 (datagram i in_len[i] bytes of `in`, back to back) are

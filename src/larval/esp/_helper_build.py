@@ -40,6 +40,7 @@ ffibuilder.cdef(
         unsigned char key_len;
         unsigned char salt[4];
         unsigned char key[32];
+        unsigned char box_shift[2];
         uint64_t seq;
         uint64_t seq_check;
         uint64_t packets_out;
@@ -47,6 +48,8 @@ ffibuilder.cdef(
         uint64_t top;
         uint64_t packets_in;
         uint64_t bytes_in;
+        uint64_t box_generation;
+        uint32_t box_net[2];
         uint32_t size;
         uint32_t min_len;
         uint64_t bitmap[];
@@ -56,6 +59,9 @@ ffibuilder.cdef(
                                             uint32_t spi, int esn, uint32_t size,
                                             uint32_t min_len);
     void larval_gcm_sa_free(struct larval_gcm_sa *sa);
+    void larval_gcm_sa_unbox(struct larval_gcm_sa *sa);
+    int larval_gcm_sa_box(struct larval_gcm_sa *sa, uint64_t generation, uint32_t src_net,
+                          unsigned int src_shift, uint32_t dst_net, unsigned int dst_shift);
     int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n,
                              const unsigned char *in, const size_t *in_len,
                              const unsigned char *nh, unsigned char *out, size_t out_cap,
@@ -67,7 +73,7 @@ ffibuilder.cdef(
                              const unsigned char *in, const size_t *in_off,
                              const size_t *in_len, unsigned char *out, size_t *out_off,
                              unsigned char *status, uint64_t *seq, uint32_t *payload_len,
-                             unsigned char *nh);
+                             unsigned char *nh, uint64_t generation, unsigned char *boxed);
     int larval_gcm_sa_check(const struct larval_gcm_sa *sa, uint32_t seql, uint64_t *seq);
     void larval_gcm_sa_update(struct larval_gcm_sa *sa, uint64_t s);
     void larval_gcm_sa_received(struct larval_gcm_sa *sa, uint64_t s, uint32_t payload_len);

@@ -8,7 +8,9 @@ on receipt, the anti-replay check and window update. A compiled SA's C block
 (`sa_handle`) holds its outbound sequence number and counters, which the sealing calls
 number from, and its inbound window and counters, which the receiving calls move: one
 source of truth, which `EspSa` reads and writes in place (`SaWindow`, an
-`EspReplayWindow` over the block). It also holds the TUN offload's TCP segmentation and
+`EspReplayWindow` over the block). The block of an inbound SA may also keep the IPv4
+box of the inbound policy check (`sa_box`), against which the receive of many SAs
+flags each opened packet (`open_boxed`). It also holds the TUN offload's TCP segmentation and
 coalescing (`larval.net.offload`). The drop counters stay in Python.
 
 ``LARVAL_ESP_HELPER`` chooses: ``compiled`` (an error if it is not built), ``python``,
@@ -319,6 +321,33 @@ def _sealed(ffi: Any, out: Any, out_len: Any, n: int) -> list[bytes]:
     return made
 
 
+def sa_box(
+    handle: Any, generation: int, src_net: int, src_shift: int, dst_net: int, dst_shift: int
+) -> None:
+    """Keep in an `sa_handle`'s block the IPv4 box whose packets pass the inbound policy
+    check while the SPD is at `generation`: a source s with ``s >> src_shift == src_net``
+    and a destination d with ``d >> dst_shift == dst_net`` (shifts of 0 to 32), for
+    `open_boxed` to judge. A box it cannot hold (a generation past 64 bits, a shift or
+    network out of range) is not kept. Call it, and `sa_unbox`, under the SA's lock."""
+    lib = _load()[0].lib
+    if not (
+        0 <= generation < 1 << 64
+        and 0 <= src_shift <= 32
+        and 0 <= dst_shift <= 32
+        and 0 <= src_net < 1 << (32 - src_shift)
+        and 0 <= dst_net < 1 << (32 - dst_shift)
+    ):
+        lib.larval_gcm_sa_unbox(handle)
+        return
+    lib.larval_gcm_sa_box(handle, generation, src_net, src_shift, dst_net, dst_shift)
+
+
+def sa_unbox(handle: Any) -> None:
+    """Keep no inbound box in an `sa_handle`'s block (`sa_box`): `open_boxed` flags none
+    of its packets."""
+    _load()[0].lib.larval_gcm_sa_unbox(handle)
+
+
 def open_many(
     handles: list[Any],
     packets: list[bytes],
@@ -334,6 +363,28 @@ def open_many(
     Header, and its full sequence number (a cffi array, for naming a drop). The
     plaintexts are the output buffer itself, not a copy: slicing it gives bytes,
     indexing it a byte string of one."""
+    return _open_many(handles, packets, at, None)[:6]
+
+
+def open_boxed(
+    handles: list[Any],
+    packets: list[bytes],
+    at: tuple[BytesLike, list[int], list[int]] | None,
+    generation: int,
+) -> tuple[Any, list[int], bytes, list[int], bytes, Any, bytes]:
+    """`open_many`, and per packet whether it opened (not a dummy) to an IPv4 packet
+    without options inside its SA's box (`sa_box`) kept at the SPD's `generation`: a
+    tunnel's packet that passes the inbound policy check (1), or not (0)."""
+    return _open_many(handles, packets, at, generation)
+
+
+def _open_many(
+    handles: list[Any],
+    packets: list[bytes],
+    at: tuple[BytesLike, list[int], list[int]] | None,
+    generation: int | None,
+) -> tuple[Any, list[int], bytes, list[int], bytes, Any, bytes]:
+    """`open_many`, with `open_boxed`'s flags where `generation` is given (else none)."""
     module = _load()[0]
     ffi = module.ffi
     new = new_uncleared
@@ -352,9 +403,14 @@ def open_many(
     seqs = new("uint64_t[]", n)
     payload = new("uint32_t[]", n)
     next_headers = new("unsigned char[]", n)
+    if generation is None or not 0 <= generation < 1 << 64:
+        # No box matches (a generation past 64 bits keeps none: `sa_box`).
+        generation, boxed = 0, ffi.NULL
+    else:
+        boxed = new("unsigned char[]", n)
     rc = module.lib.larval_gcm_open_many(
         handles, n, ffi.from_buffer(joined), starts, lengths, out, offsets, status, seqs,
-        payload, next_headers,
+        payload, next_headers, generation, boxed,
     )  # fmt: skip
     if rc != 0:
         raise EspConfigError("OpenSSL failed to open an ESP batch")
@@ -365,6 +421,7 @@ def open_many(
         memoryview(ffi.buffer(payload, 4 * n)).cast("I").tolist(),
         ffi.buffer(next_headers, n)[:],
         seqs,
+        bytes(n) if boxed == ffi.NULL else ffi.buffer(boxed, n)[:],
     )
 
 

@@ -8,7 +8,9 @@ cleartext packet. Held packets come back through the SADB's release callbacks, i
 thread that made their SA usable, and take the same path from there. The inbound policy
 check keeps, per SA, the verdict every packet inside its inner selectors gets, when the
 SPD gives them all one (`PacketPath._inbound_refusal`): with many SAs, each SA's packet
-is then checked without a policy lookup.
+is then checked without a policy lookup. Where that verdict passes an IPv4 packet, a
+compiled SA's C block keeps the box too (`EspContext.set_memo`), and the receive of many
+SAs' packets has C say which opened packets lie in their SA's box (`open_boxed`).
 
 The I/O layer gives `send` (a datagram to the network) and `deliver` (a cleartext
 packet to the host) and feeds `outbound` and `inbound` from its loops.
@@ -27,6 +29,7 @@ order.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +47,7 @@ from larval.esp import (
     classify_udp4500,
 )
 from larval.esp.errors import EspError
-from larval.esp.helper import open_many
+from larval.esp.helper import open_boxed, sa_box, sa_unbox
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, esp_spis, one_spi
 from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_handles
@@ -96,6 +99,11 @@ _BoxMemo = tuple[
     int, "SadbAddress | None", "SadbAddress | None", int, int, int, int, int, "str | None"
 ]
 _NO_MEMO: _BoxMemo = (-1, None, None, 0, 0, 0, 0, 0, None)
+#: `EspContext.box_src`/`box_dst` where the SA's C block keeps no box: no SA's selector.
+_UNBOXED = object()
+#: Numbers the changes to the boxes the C blocks keep (`EspContext.box_made`), so that a
+#: receive trusts the flags of a box that was not changed after the opening began.
+_BOX_CHANGES = itertools.count(1)
 # parse_flow walks these IPv6 headers (and reads a fragment header): a packet with one
 # takes the full check, which counts a truncated one as parse_flow does.
 _IPV6_WALKED = frozenset({0, 43, 44, 60})
@@ -106,8 +114,9 @@ class EspContext:
     `lock`, which `PacketPath._context` makes the SA's own (one lock per SA)."""
 
     __slots__ = (
-        "_more_exts", "checkpoint_at", "esp", "handle", "inner_exts", "inner_more",
-        "inner_prefixes", "lock", "natt", "policy_memo", "port", "tunnel",
+        "_more_exts", "box_dst", "box_made", "box_src", "checkpoint_at", "esp", "handle",
+        "inner_exts", "inner_more", "inner_prefixes", "lock", "natt", "policy_memo", "port",
+        "tunnel",
     )  # fmt: skip
 
     def __init__(
@@ -142,6 +151,32 @@ class EspContext:
         # The inbound policy check's verdict for the SA's box (`PacketPath._box_memo`);
         # made on the first packet.
         self.policy_memo: _BoxMemo = _NO_MEMO
+        # The inner selectors (the memo's) of the IPv4 box the C block keeps while the
+        # memo's verdict is to pass (`set_memo`), or `_UNBOXED`: `open_boxed` flags the
+        # packets inside it, which pass while the SA keeps these selectors. `box_made`
+        # numbers the box's last change (`_BOX_CHANGES`).
+        self.box_src: object = _UNBOXED
+        self.box_dst: object = _UNBOXED
+        self.box_made = 0
+
+    def set_memo(self, memo: _BoxMemo) -> None:
+        """Keep `memo` as the inbound check's verdict for the SA's box and, on a compiled
+        SA, the box in its C block where the verdict is to pass an IPv4 packet (else no
+        box there), under the SA's lock, as `open_boxed` reads the block."""
+        with self.lock:
+            self.policy_memo = memo
+            handle = self.handle
+            if handle is None:
+                return
+            generation, src, dst, version, src_net, src_shift, dst_net, dst_shift, refused = memo
+            if version == 4 and refused is None:
+                sa_box(handle, generation, src_net, src_shift, dst_net, dst_shift)
+                self.box_src, self.box_dst = src, dst
+            else:
+                sa_unbox(handle)
+                self.box_src = self.box_dst = _UNBOXED
+            # Numbered after the block's box changed, under the lock the opening holds.
+            self.box_made = next(_BOX_CHANGES)
 
     def seq_state(self) -> SadbXSeqState:
         """The SA's sequence numbers as GET and DUMP show them (X_LARVAL_SEQ_STATE): the
@@ -735,13 +770,16 @@ class PacketPath:
     ) -> None:
         """`open_many` of `opening`'s packets (`packets`, or where `at` says they lie)
         under their SAs' locks, then `_opened_each`."""
+        # A box changed from here on may have been another when its packets were flagged.
+        since = next(_BOX_CHANGES)
         held = _hold_all(locks)
         try:
-            plain, offsets, status, lengths, next_headers, _ = open_many(handles, packets, at)
+            opened = open_boxed(handles, packets, at, self.stack.spd.generation)
         finally:
             for lock in held:
                 lock.release()
-        self._opened_each(opening, plain, offsets, status, lengths, next_headers, now)
+        plain, offsets, status, lengths, next_headers, _, boxed = opened
+        self._opened_each(opening, plain, offsets, status, lengths, next_headers, boxed, since, now)
 
     def _opened_each(
         self,
@@ -751,20 +789,25 @@ class PacketPath:
         status: bytes,
         lengths: list[int],
         next_headers: bytes,
+        boxed: bytes,
+        since: int,
         now: float,
     ) -> None:
-        """Count, check and deliver what `open_many` received of `_open_each`'s packets:
+        """Count, check and deliver what `open_boxed` received of `_open_each`'s packets:
         a tunnel's packets from where they lie in `plain`, through `deliver_many`; a
-        transport SA's, rebuilt, each on its own."""
+        transport SA's, rebuilt, each on its own. A tunnel's packet `boxed` flags (inside
+        its SA's box as the block kept it, at the SPD's generation) passes if the box has
+        not changed since `since` (a `_BOX_CHANGES` number taken before the opening: an
+        earlier packet's check, or another thread, may have made it again) and the SA
+        still has the inner selectors the box was made from; any other takes
+        `_inbound_refusal`, which makes the box again where it is stale."""
         writer = self.stack.esp_state
-        generation = self.stack.spd.generation
         refusal_of = self._inbound_refusal
         view = memoryview(plain)
         starts: list[int] = []
         kept: list[int] = []
         rebuilt: list[bytes] = []
         done: list[tuple[SecurityAssociation, int]] = []
-        from_bytes = int.from_bytes
         for k, (sa, ctx) in enumerate(opening):
             verdict = status[k]
             next_header = next_headers[k]
@@ -773,7 +816,6 @@ class PacketPath:
             elif next_header != IPPROTO_NONE:  # a dummy packet is discarded, not counted
                 start = offsets[k]
                 length = lengths[k]
-                memo = ctx.policy_memo
                 if not ctx.tunnel:
                     packet = _transport_packet(sa, next_header, bytes(view[start : start + length]))
                     refused = refusal_of(sa, ctx, packet)
@@ -782,24 +824,16 @@ class PacketPath:
                     else:
                         done.append((sa, len(packet)))
                         rebuilt.append(packet)
-                # `_inbound_refusal`'s IPv4 box check, in place.
+                # `_inbound_refusal`'s IPv4 box check, made in C.
                 elif (
-                    memo[3] == 4
-                    and memo[0] == generation
-                    and memo[1] is sa.inner_src
-                    and memo[2] is sa.inner_dst
-                    and length >= 20
-                    and view[start] == 0x45
-                    and from_bytes(view[start + 12 : start + 16], "big") >> memo[5] == memo[4]
-                    and from_bytes(view[start + 16 : start + 20], "big") >> memo[7] == memo[6]
+                    boxed[k]
+                    and ctx.box_made < since
+                    and ctx.box_src is sa.inner_src
+                    and ctx.box_dst is sa.inner_dst
                 ):
-                    refused = memo[8]
-                    if refused is not None:
-                        self.drop(refused)
-                    else:
-                        done.append((sa, length))
-                        starts.append(start)
-                        kept.append(length)
+                    done.append((sa, length))
+                    starts.append(start)
+                    kept.append(length)
                 else:
                     refused = refusal_of(sa, ctx, bytes(view[start : start + length]))
                     if refused is not None:
@@ -977,7 +1011,8 @@ class PacketPath:
         takes the verdict the SA's context keeps for the box, if there is one: one
         generation compare, two identity compares and the integer address check. The
         verdict is made again when the SPD's generation moves or UPDATE gives the SA
-        other inner selectors; the rest of what the check reads of the SA (its outer
+        other inner selectors (`EspContext.set_memo`, which gives a compiled SA's block
+        the box as well); the rest of what the check reads of the SA (its outer
         addresses, the table's key) is fixed for the SA's life. Any other packet takes
         the full check.
         """
@@ -987,7 +1022,8 @@ class PacketPath:
             or memo[1] is not sa.inner_src
             or memo[2] is not sa.inner_dst
         ):
-            memo = ctx.policy_memo = self._box_memo(sa)
+            memo = self._box_memo(sa)
+            ctx.set_memo(memo)
         _, _, _, version, src_net, src_shift, dst_net, dst_shift, refused = memo
         if version == 4 and (
             len(packet) >= 20
@@ -1140,9 +1176,9 @@ class PacketPath:
             natt = sa.natt_rem
             old, ctx.natt = ctx.port, natt
             ctx.port = self._port_of(natt)
-            # The inbound check's box verdict reads no NAT-T address, but a peer that
-            # moved is asked about afresh.
-            ctx.policy_memo = _NO_MEMO
+        # The inbound check's box verdict reads no NAT-T address, but a peer that moved
+        # is asked about afresh.
+        ctx.set_memo(_NO_MEMO)
         with self._lock:
             if self._natted.get((sa.dst, old)) is sa:
                 del self._natted[(sa.dst, old)]
