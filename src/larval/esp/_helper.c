@@ -1060,6 +1060,8 @@ static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
         if (in_off != NULL)
             p = in + in_off[i];
         out_off[i] = off;
+        if (step)
+            prefetch_sa(sa, i, n, 2);
         if (sa_open_one(sa[i * step], step ? &scratch : NULL, p, len, out + off, status + i,
                         seq + i, payload_len + i, nh + i)
             != 0) {
