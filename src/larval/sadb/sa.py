@@ -80,9 +80,9 @@ def shared_address(address: bytes) -> bytes:
 
     An inbound lookup compares the SA's destination with the packet's, and a send keys
     by the SA's peer: with thousands of SAs to one gateway, one object for the address
-    is read warm where each SA's own copy would be read from memory. Past
-    `ADDRESSES_SHARED` addresses (a gateway of that many peers), new ones are kept as
-    they come."""
+    is read warm where each SA's own copy would be read from memory. An address stays
+    in the table for the process's life (at most `ADDRESSES_SHARED` of them, a few MB);
+    past that many (a gateway of that many peers), new ones are kept as they come."""
     if type(address) is not bytes:
         return address
     got = _ADDRESSES.get(address)
