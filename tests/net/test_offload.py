@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from larval.esp import helper
 from larval.esp.ip import internet_checksum, ipv4_set_checksum
 from larval.net.errors import OffloadError
 from larval.net.offload import (
@@ -383,3 +384,34 @@ def test_plain_read_is_split_read_of_a_read_that_needs_no_work(
         and len(packet) > 0
     )  # fmt: skip
     assert plain_read(data[:VIRTIO_NET_HDR_LEN]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=1600), st.integers(0, 1700), st.integers(0, 1700))
+def test_finish_checksum_compiled_as_python(data: bytes, csum_start: int, csum_offset: int) -> None:
+    """The compiled helper's `finish_checksum` writes what the Python sum writes, or
+    refuses what it refuses, for any packet, odd lengths and all-zero sums included."""
+    if not helper.built()[0]:
+        pytest.skip(f"the compiled ESP helper is {helper.built()[1]}")
+    done: dict[str, bytearray | str] = {}
+    for path in ("compiled", "python"):
+        packet = bytearray(data)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(helper.HELPER_ENV, path)
+            try:
+                finish_checksum(packet, csum_start, csum_offset)
+                done[path] = packet
+            except OffloadError as e:
+                done[path] = str(e)
+    assert done["compiled"] == done["python"]
+
+
+def test_finish_checksum_of_zeros_is_all_ones() -> None:
+    """A sum of 0 (a datagram of zeros and a zero pseudo-header) goes out as 0xFFFF on
+    either path (RFC 768)."""
+    for path in ("compiled", "python"):
+        packet = bytearray(40)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(helper.HELPER_ENV, path)
+            finish_checksum(packet, 20, 6)
+        assert packet[26:28] == b"\xff\xff" and packet.count(0) == 38

@@ -293,6 +293,24 @@ static uint32_t fold(uint64_t s)
     return (uint32_t)((0xFFFF - s % 0xFFFF) % 0xFFFF);
 }
 
+/* Complete in place the checksum of a packet of `len` bytes the kernel left partial
+ * (VIRTIO_NET_HDR_F_NEEDS_CSUM), as larval/net/offload.py's finish_checksum does: the
+ * field at csum_start + csum_offset holds the pseudo-header sum, and the checksum is the
+ * complement of the sum from csum_start to the end, 0 sent as 0xFFFF. 0, or -1 with
+ * nothing written if the field lies outside the packet. */
+int larval_finish_checksum(unsigned char *p, size_t len, size_t csum_start,
+                           size_t csum_offset)
+{
+    size_t field = csum_start + csum_offset;
+    uint32_t c;
+
+    if (csum_start >= len || csum_offset > len || field + 2 > len)
+        return -1;
+    c = fold(sum16(p + csum_start, len - csum_start));
+    put16(p + field, c ? c : 0xFFFF);
+    return 0;
+}
+
 /* Split a TCP super-packet into `count` segments of at most `size` payload bytes, back
  * to back in `out` (out_cap bytes), their lengths in out_len. `header` is the super-
  * packet's IP and TCP headers (hlen bytes, TCP at `tcp`) with the TCP checksum zeroed;

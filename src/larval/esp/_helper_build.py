@@ -84,6 +84,8 @@ ffibuilder.cdef(
     int64_t larval_esp_one_spi(const unsigned char *in, size_t n, const size_t *in_len);
     int larval_esp_spis(const unsigned char *in, size_t n, const size_t *in_len,
                         uint32_t *spi);
+    int larval_finish_checksum(unsigned char *p, size_t len, size_t csum_start,
+                               size_t csum_offset);
     int larval_udp_send_gso(int fd, const unsigned char *in, size_t n, const size_t *in_len,
                             const unsigned char *addr, size_t addrlen, size_t max_payload,
                             size_t *done, size_t *gso_msgs);
