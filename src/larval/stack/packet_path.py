@@ -321,14 +321,7 @@ class PacketPath:
             if distinct == 1:
                 self._protect_batch(sas[0], packets, now)
                 return
-            by_sa: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
-            for each, packet in zip(sas, packets, strict=True):
-                group = by_sa.get(id(each))
-                if group is None:
-                    by_sa[id(each)] = (each, [packet])
-                else:
-                    group[1].append(packet)
-            self.protect_groups(by_sa.values(), now)
+            self.protect_groups(_grouped_by_sa(zip(sas, packets, strict=True)), now)
             return
         n = len(packets)
         runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
@@ -637,14 +630,7 @@ class PacketPath:
             # it (the hold checks the state under the SA's lock).
             self.inbound(esp, local, now)
         if repeated and 2 * len({id(sa) for sa, _ in usable}) <= len(usable):
-            runs: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
-            for sa, esp in usable:
-                run = runs.get(id(sa))
-                if run is None:
-                    runs[id(sa)] = (sa, [esp])
-                else:
-                    run[1].append(esp)
-            self.open_groups(runs.values(), now)
+            self.open_groups(_grouped_by_sa(usable), now)
         elif len(usable) > 1:
             self._open_each(usable, now)
         elif usable:
@@ -1195,6 +1181,21 @@ class PacketPath:
                 if sa.state == SaState.DEAD:
                     del self._natted[peer]
             return list(self._natted)
+
+
+def _grouped_by_sa(
+    items: Iterable[tuple[SecurityAssociation, bytes]],
+) -> Iterable[tuple[SecurityAssociation, list[bytes]]]:
+    """(SA, packet) pairs as (SA, its packets), each SA's in their order, the SAs in the
+    order of their first packet."""
+    groups: dict[int, tuple[SecurityAssociation, list[bytes]]] = {}
+    for sa, packet in items:
+        group = groups.get(id(sa))
+        if group is None:
+            groups[id(sa)] = (sa, [packet])
+        else:
+            group[1].append(packet)
+    return groups.values()
 
 
 def _by_group_size(
