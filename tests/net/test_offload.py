@@ -415,3 +415,30 @@ def test_finish_checksum_of_zeros_is_all_ones() -> None:
             patch.setenv(helper.HELPER_ENV, path)
             finish_checksum(packet, 20, 6)
         assert packet[26:28] == b"\xff\xff" and packet.count(0) == 38
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_split_read_uses_the_module_given(version: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that read `helper.compiled()` once passes it down: `split_read` then does
+    not ask again, and the compiled helper and the Python path (None) make the same
+    packets of a partial-checksum UDP read and of a TCP super-packet."""
+    if not helper.built()[0]:
+        pytest.skip(f"the compiled ESP helper is {helper.built()[1]}")
+    module = helper.compiled()
+    assert module is not None
+
+    def asked() -> None:
+        raise AssertionError("split_read asked for the helper it was given")
+
+    src, dst = flow(version)
+    udp = bytearray(udp_packet(src, dst, 500, 4500, b"y" * 333))
+    ip_len = 20 if version == 4 else 40
+    pseudo = pseudo_header(addr(src), addr(dst), 17, 8 + 333)
+    struct.pack_into(">H", udp, ip_len + 6, 0xFFFF - internet_checksum(pseudo))
+    partial = VirtioNetHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, GSO_NONE, 0, 0, ip_len, 6).encode()
+    hdr, tso = super_packet(version, PAYLOAD, 1448, seq=7, flags=ACK | PSH)
+    monkeypatch.setattr(helper, "compiled", asked)
+    for read in (partial + udp, hdr.encode() + tso):
+        made = split_read(read, module)
+        assert made == split_read(read, None)
+        assert all(checksums_ok(p) for p in made)

@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from larval.esp import helper
 from larval.esp.run import EspRun
 from larval.esp.transforms import BytesLike
 from larval.net.errors import NetError, OffloadError
@@ -219,6 +220,7 @@ class Dataplane:
                 self._keepalives()
                 continue
             now = time.time()
+            module = helper.compiled()  # once per wake-up: the call reads the environment
             pending: dict[tuple[bytes, int], list[bytes]] = defaultdict(list)
             batch.pending = pending
             packets: list[bytes] = []
@@ -241,7 +243,7 @@ class Dataplane:
                         packets.append(plain)
                         continue
                     try:
-                        segments = split_read(data)
+                        segments = split_read(data, module)
                     except OffloadError:
                         path.drop("malformed")
                         continue
