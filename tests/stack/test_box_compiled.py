@@ -32,6 +32,7 @@ from larval.pfkey import (
     ExtType,
     PfkeyMessage,
     SadbAddress,
+    SadbLifetime,
     SadbMsgType,
     SadbSa,
     SaFlags,
@@ -42,6 +43,7 @@ from larval.sadb import SecurityAssociation
 from larval.spd import Action, Direction, Policy
 from larval.stack import Stack, packet_path
 from larval.stack.packet_path import EspContext, PacketPath, inbound_udp_run
+from tests.sadb.test_expiry import expired
 from tests.spd.support import policy
 from tests.stack.test_inbound_box import (
     ADDRS,
@@ -206,9 +208,11 @@ class Receiver:
         self.stack.spd.add(replace(self.pool[i], name=name))
         self.present[i] = name
 
-    def add_sa(self, spi: int, src: str, first: tuple[Any, Any]) -> SecurityAssociation:
+    def add_sa(
+        self, spi: int, src: str, first: tuple[Any, Any], soft: SadbLifetime | None = None
+    ) -> SecurityAssociation:
         msg = keyed(SadbMsgType.ADD, spi, src, GATEWAY, encrypt=EncryptAlg.AES_GCM_16,
-                    encrypt_key=_key(spi))  # fmt: skip
+                    encrypt_key=_key(spi), soft=soft)  # fmt: skip
         tunnel = SadbSa(spi, 32, SaState.MATURE, 0, EncryptAlg.AES_GCM_16, SaFlags.X_TUNNEL)
         added = PfkeyMessage(msg.msg_type, msg.satype, extensions=(tunnel, *msg.extensions[1:]))
         assert self.stack.handle_pfkey(added, 0.0)[0].message.errno == 0
@@ -603,3 +607,71 @@ def _run_steps(
             for k in range(4):
                 ours, theirs = compiled.sa(0x900 + k), python.sa(0x900 + k)
                 assert (ours.packets, ours.bytes) == (theirs.packets, theirs.bytes)
+
+
+def _counted(sa: SecurityAssociation, traffic: list[SecurityAssociation]) -> tuple[object, ...]:
+    return (sa.bytes, sa.packets, sa.usetime, sa.lastuse, sa.notice_at, traffic.count(sa))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 200)), min_size=1, max_size=24),
+    st.integers(0, 24),
+    st.integers(1, 4000),
+    st.sampled_from(["run", "list"]),
+)
+def test_the_compiled_receive_counts_against_lifetimes_as_the_python_path(
+    packets: list[tuple[int, int]], cut: int, soft_bytes: int, entry: str
+) -> None:
+    """Packets the compiled receive flags inside their SA's box are counted against the
+    SA's lifetimes in its C block, the others by `account`: in two receives (the first
+    makes the boxes), each SA's counts, use times, notice and the wheel's news of it,
+    and the EXPIREs of an aging pass after, are those of the Python path."""
+    _compiled_or_skip()
+    senders = [EspSa(0x500 + k, EncryptAlg.AES_GCM_16, _key(0x500 + k)) for k in range(3)]
+    datagrams = [
+        senders[k].encrypt(ipv4("10.1.0.7", f"10.2.{k}.9", body=bytes(size)), 4)
+        for k, size in packets
+    ]
+    soft = SadbLifetime(ExtType.LIFETIME_SOFT, bytes=soft_bytes)
+    seen: dict[str, list[object]] = {}
+    for path in ("compiled", "python"):
+        rx = Receiver(path)
+        _inbound_protect(rx.stack, "in", TUNNELS["peer"])
+        sas = [
+            rx.add_sa(0x500 + k, PEER, (_src("10.1.0.0/16"), _dst(f"10.2.{k}.0/24")), soft)
+            for k in range(3)
+        ]
+        traffic = rx.stack.sadb._expiry.traffic
+        found: list[object] = []
+        for part in (datagrams[:cut], datagrams[cut:]):
+            if part:
+                rx.receive(part, entry)
+            found.append([_counted(sa, traffic) for sa in sas])
+        found.append(list(rx.got))
+        found.append(expired(rx.stack.sadb.age(1.5)))
+        found.append([(sa.state, sa.notice_at) for sa in sas])
+        seen[path] = found
+    assert seen["compiled"] == seen["python"]
+
+
+@pytest.mark.parametrize("tunnel", [True, False])
+def test_only_a_tunnel_sa_keeps_a_box_in_its_block(tunnel: bool) -> None:
+    """A transport SA's plaintext is a transport payload, not an IP packet: its block
+    keeps no box, so the compiled receive flags (and counts against the lifetimes) none
+    of its packets, however their bytes look; a tunnel SA's keeps the box its memo says."""
+    _compiled_or_skip()
+    with _esp_path("compiled"):
+        esp = EspSa(0x777, EncryptAlg.AES_GCM_16, _key(0x777), replay_window=32)
+    ctx = EspContext(esp, 4500, tunnel, None)
+    assert ctx.handle is not None
+    net, shift = _box_of("10.1.0.0/16")
+    ctx.set_memo((7, None, None, 4, net, shift, net, shift, None))
+    box = [ctx.handle.box_shift[0], ctx.handle.box_shift[1]]
+    assert box == ([shift, shift] if tunnel else [0xFF, 0xFF])
+    sender = EspSa(0x777, EncryptAlg.AES_GCM_16, _key(0x777))
+    inside = ipv4("10.1.0.7", "10.1.2.3")  # inside the box, as bytes
+    flags = open_boxed([ctx.handle], [sender.encrypt(inside, 4)], None, 7)[6]
+    assert flags == (b"\x01" if tunnel else b"\x00")
+    life = helper.sa_life(ctx.handle)
+    assert life.tolist()[:2] == ([len(inside), 1] if tunnel else [0, 0])

@@ -30,6 +30,10 @@
 #define LARVAL_NO_BOX 0xFF
 /* RFC 4303 §2.6: the Next Header of a dummy packet. */
 #define LARVAL_NH_NONE 59
+/* Where a packet's count reached its SA's life_notice: out_len's top bit of a sealed one
+ * (`larval_gcm_seal_many`), and the flag beside boxed's 1 for an opened one. */
+#define LARVAL_NOTICED ((size_t)1 << (sizeof(size_t) * 8 - 1))
+#define LARVAL_BOX_NOTICED 2
 
 struct larval_gcm {
     EVP_CIPHER_CTX *enc;
@@ -710,6 +714,12 @@ struct larval_gcm_sa {
     uint64_t seq_check; /* from this number on, Python decides (exhausted, reservation) */
     uint64_t packets_out;
     uint64_t bytes_out;
+    /* The SADB's counts against the SA's lifetimes (larval/sadb/sa.py `account`), for the
+     * packets the calls of many SAs seal, and those they open inside the SA's box: bytes
+     * and packets, and the bytes at which a call reports the SA (`life_count`). */
+    uint64_t life_bytes;
+    uint64_t life_packets;
+    uint64_t life_notice;
     /* inbound */
     uint64_t top; /* T */
     uint64_t packets_in;
@@ -752,8 +762,22 @@ struct larval_gcm_sa *larval_gcm_sa_new(struct larval_gcm *g, const unsigned cha
     sa->size = size;
     sa->min_len = min_len;
     sa->box_shift[0] = sa->box_shift[1] = LARVAL_NO_BOX;
+    sa->life_notice = UINT64_MAX;
     sa->bitmap[0] = 1;
     return sa;
+}
+
+/* Count a packet of `len` bytes against `sa`'s lifetimes; 1 if that takes its bytes to
+ * life_notice, which is then set past any count, so that the SA is reported once (the
+ * SADB's next pass sets it again), else 0. */
+static int life_count(struct larval_gcm_sa *sa, size_t len)
+{
+    sa->life_packets++;
+    sa->life_bytes += len;
+    if (sa->life_bytes < sa->life_notice)
+        return 0;
+    sa->life_notice = UINT64_MAX;
+    return 1;
 }
 
 /* Keep no box for `sa`: every packet is left to Python's check. */
@@ -854,7 +878,7 @@ static void scratch_free(struct scratch *s)
 }
 
 /* Ask for the block of the SA `ahead` packets on to be read into the cache (its numbers,
- * key and counters, in at most three lines: calloc aligns it to 16 bytes, not 64), so
+ * key and counters, in at most four lines: calloc aligns it to 16 bytes, not 64), so
  * that with thousands of SAs its read from memory overlaps this packet's AES rather
  * than follows it. A hint only: it changes no result. */
 static void prefetch_sa(struct larval_gcm_sa *const *sa, size_t i, size_t n, size_t ahead)
@@ -865,6 +889,7 @@ static void prefetch_sa(struct larval_gcm_sa *const *sa, size_t i, size_t n, siz
         return;
     __builtin_prefetch(next, 1);
     __builtin_prefetch((const char *)next + 64, 1);
+    __builtin_prefetch((const char *)next + 128, 1);
     __builtin_prefetch((const char *)next + sizeof *next + sizeof next->bitmap[0] - 1, 1);
 }
 
@@ -873,7 +898,10 @@ static void prefetch_sa(struct larval_gcm_sa *const *sa, size_t i, size_t n, siz
  * a batch of that one packet, or received on sa[i] as `larval_gcm_open_window` receives
  * (below). To seal, a NULL sa[i] leaves packet i out (out_len[i] = 0), and a NULL
  * nh gives each packet the Next Header of its IP version (4 for IPv4, else 41: tunnel
- * mode, RFC 4303 §2.6). The results are per packet. */
+ * mode, RFC 4303 §2.6). The results are per packet. A sealed packet is counted against
+ * its SA's lifetimes (`life_count`): where that reports the SA, out_len[i] has its top bit
+ * (LARVAL_NOTICED) set as well. How many packets have it, or -1 if OpenSSL fails or `out`
+ * is too small. */
 int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
                          const size_t *in_len, const unsigned char *nh, unsigned char *out,
                          size_t out_cap, size_t *out_len)
@@ -884,6 +912,7 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n, const unsign
 
     for (i = 0; i < n; i++) {
         struct larval_gcm_sa *one = sa[i];
+        size_t made;
         size_t len = in_len[i];
         EVP_CIPHER_CTX *ctx;
         uint64_t seq;
@@ -913,8 +942,13 @@ int larval_gcm_seal_many(struct larval_gcm_sa *const *sa, size_t n, const unsign
         one->seq = seq;
         one->packets_out++;
         one->bytes_out += len;
+        made = out_len[i];
+        if (life_count(one, len)) {
+            out_len[i] |= LARVAL_NOTICED;
+            rc++;
+        }
         in += len;
-        off += out_len[i];
+        off += made;
     }
     scratch_free(&scratch);
     return rc;
@@ -1086,9 +1120,11 @@ static int open_run(struct larval_gcm_sa *const *sa, size_t step, size_t n,
             rc = -1;
             break;
         }
-        if (boxed != NULL)
-            boxed[i] = status[i] == LARVAL_OPEN_OK && nh[i] != LARVAL_NH_NONE
-                       && box_passes(sa[i * step], generation, out + off, payload_len[i]);
+        if (boxed != NULL
+            && (boxed[i] = status[i] == LARVAL_OPEN_OK && nh[i] != LARVAL_NH_NONE
+                           && box_passes(sa[i * step], generation, out + off, payload_len[i]))
+            && life_count(sa[i * step], payload_len[i]))
+            boxed[i] |= LARVAL_BOX_NOTICED;
         p += len;
         off += len > 32 ? len - 32 : 0;
     }
@@ -1109,7 +1145,9 @@ int larval_gcm_open_window(struct larval_gcm_sa *sa, size_t n, const unsigned ch
 /* `open_run` of packets of several SAs, packet i on sa[i], back to back in `in` or, with
  * in_off, where it lies in a receive's buffer. Where `boxed` is not NULL, boxed[i] says
  * whether packet i opened (not a dummy) to a plaintext inside its SA's box at the SPD's
- * `generation` (`box_passes`): a tunnel's packet that passes the inbound policy check. */
+ * `generation` (`box_passes`): a tunnel's packet that passes the inbound policy check.
+ * Such a packet is counted against its SA's lifetimes (`life_count`), and where that
+ * reports the SA, boxed[i] has LARVAL_BOX_NOTICED as well. */
 int larval_gcm_open_many(struct larval_gcm_sa *const *sa, size_t n, const unsigned char *in,
                          const size_t *in_off, const size_t *in_len, unsigned char *out,
                          size_t *out_off, unsigned char *status, uint64_t *seq,

@@ -45,6 +45,9 @@ ffibuilder.cdef(
         uint64_t seq_check;
         uint64_t packets_out;
         uint64_t bytes_out;
+        uint64_t life_bytes;
+        uint64_t life_packets;
+        uint64_t life_notice;
         uint64_t top;
         uint64_t packets_in;
         uint64_t bytes_in;

@@ -227,6 +227,29 @@ def sa_handle(
     return batch._ffi.gc(made, lib.larval_gcm_sa_free)
 
 
+#: `larval_gcm_seal_many`'s flag, in a packet's length, of a count that reached the notice.
+_NOTICED = 1 << 63
+#: `sa_life`'s notice where none is due: past any count.
+LIFE_NEVER = (1 << 64) - 1
+#: `open_boxed`'s flag beside the box's of a packet whose count reached the notice.
+BOX_NOTICED = 2
+
+
+def sa_life(handle: Any) -> memoryview:
+    """The counts against the lifetimes in an `sa_handle`'s block, as three unsigned
+    64-bit words read and written in place: bytes, packets, and the bytes at which the
+    next packet counted is reported (`LIFE_NEVER`: none), after which a compiled call
+    sets it to `LIFE_NEVER`. `seal_many` counts each packet it seals there, and
+    `open_boxed` each it flags inside the box; the SADB's SA reads them
+    (`larval.sadb.sa`). Alive as long as the handle is (the buffer holds it)."""
+    ffi = _load()[0].ffi
+    first = ffi.offsetof("struct larval_gcm_sa", "life_bytes")
+    if ffi.offsetof("struct larval_gcm_sa", "life_notice") != first + 16:
+        raise EspConfigError("the SA block's lifetime counts are not three words in a row")
+    whole = memoryview(ffi.buffer(handle, first + 24))
+    return whole[first:].cast("Q")
+
+
 def sa_numbers(handle: Any) -> memoryview:
     """The outbound numbers in an `sa_handle`'s block (`struct larval_gcm_sa`: the
     sequence number, the check number, packets and bytes out) as four unsigned 64-bit
@@ -241,15 +264,19 @@ def sa_numbers(handle: Any) -> memoryview:
 
 
 def seal_many(
-    handles: list[Any], inners: list[bytes], next_headers: bytes | None
+    handles: list[Any],
+    inners: list[bytes],
+    next_headers: bytes | None,
+    noticed: list[int] | None = None,
 ) -> list[bytes | None]:
     """ESP packets (RFC 4106, IV = the sequence number) of one packet each, for packets
     of several SAs in one call: packet i with the SA of ``handles[i]`` (an `sa_handle`)
     and Next Header ``next_headers[i]``, or, with no `next_headers`, its IP version's
-    (tunnel mode). Each SA numbers its packets from its block, and counts them there;
-    None for a packet not sealed: its handle is None, or its SA's next number reached
-    the block's check (the SA's later packets in the call are left too, since its
-    number does not move)."""
+    (tunnel mode). Each SA numbers its packets from its block, and counts them there,
+    against its lifetimes too (`sa_life`); None for a packet not sealed: its handle is
+    None, or its SA's next number reached the block's check (the SA's later packets in
+    the call are left too, since its number does not move). The index of each packet
+    whose count reached its SA's notice is appended to `noticed`."""
     module = _load()[0]
     ffi = module.ffi
     n = len(inners)
@@ -266,9 +293,15 @@ def seal_many(
         n, ffi.from_buffer(joined), list(map(len, inners)),
         ffi.NULL if next_headers is None else ffi.from_buffer(next_headers), out, cap, out_len,
     )  # fmt: skip
-    if rc != 0:
+    if rc < 0:
         raise EspConfigError("OpenSSL failed to seal an ESP batch")
     sizes: list[int] = ffi.unpack(out_len, n)
+    if rc:
+        for i, size in enumerate(sizes):
+            if size & _NOTICED:
+                sizes[i] = size & ~_NOTICED
+                if noticed is not None:
+                    noticed.append(i)
     # Sliced in place: a whole copy first (as `_sealed` makes) costs more here, where
     # each packet is of another SA and the batch is spread over many.
     raw = ffi.buffer(out, sum(sizes))
@@ -374,7 +407,9 @@ def open_boxed(
 ) -> tuple[Any, list[int], bytes, list[int], bytes, Any, bytes]:
     """`open_many`, and per packet whether it opened (not a dummy) to an IPv4 packet
     without options inside its SA's box (`sa_box`) kept at the SPD's `generation`: a
-    tunnel's packet that passes the inbound policy check (1), or not (0)."""
+    tunnel's packet that passes the inbound policy check (1), or not (0). Such a packet
+    is counted against its SA's lifetimes (`sa_life`), and its flag has `BOX_NOTICED`
+    as well where that count reached the SA's notice."""
     return _open_many(handles, packets, at, generation)
 
 

@@ -621,11 +621,16 @@ def seal_each(
 
 
 def seal_handles(
-    handles: list[Any], inners: list[bytes], next_headers: Sequence[int] | None = None
+    handles: list[Any],
+    inners: list[bytes],
+    next_headers: Sequence[int] | None = None,
+    noticed: list[int] | None = None,
 ) -> list[bytes | None]:
     """`seal_each` for SAs given by their handles (`EspSa.handle`, None for an SA Python
     runs), for a caller that keeps them: the SAs' numbers and counters are in the
-    handles' blocks, so the `EspSa` objects are not touched."""
+    handles' blocks, so the `EspSa` objects are not touched. Each packet sealed is
+    counted against its SA's lifetimes in its block as well (`helper.sa_life`); the
+    index of each whose count reached its SA's notice is appended to `noticed`."""
     n = len(inners)
     if len(handles) != n:
         raise ValueError(f"{len(handles)} SAs for {n} packets")
@@ -641,7 +646,7 @@ def seal_handles(
         nh = bytes(next_headers)
     if handles.count(None) == n:
         return [None] * n
-    return seal_many(handles, inners, nh)
+    return seal_many(handles, inners, nh, noticed)
 
 
 #: The counter of each compiled receive's drop, by status (`OPEN_*`; OK has none): the

@@ -23,7 +23,7 @@ import enum
 import errno
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from larval.pfkey import Diagnostic, SadbAddress, SadbXSeqState, SaState
@@ -40,6 +40,8 @@ ReleaseFn = Callable[["SecurityAssociation", Packet], None]
 #: `SecurityAssociation.notice_at` when no byte count matters to its lifetimes: past any
 #: 64-bit byte lifetime (RFC 2367 §2.3.4).
 NEVER_NOTICE = 1 << 64
+#: The notice in an SA's `life` words where none is due (`larval.esp.helper.LIFE_NEVER`).
+_LIFE_NEVER = (1 << 64) - 1
 
 #: Packets held per LARVAL SA before the oldest is dropped (illumos holds one; a
 #: Quick Mode window with traffic in flight fills more than that).
@@ -163,15 +165,16 @@ class _PacketFields:
     over six; a batch spread over many SAs reads each SA's from memory."""
 
     __slots__ = (
-        "bytes",
+        "_bytes",
+        "_notice_at",
+        "_packets",
         "dst",
         "inner_dst",
         "inner_src",
         "lastuse",
+        "life",
         "lock",
         "natt_rem",
-        "notice_at",
-        "packets",
         "ready",
         "state",
         "transform",
@@ -257,13 +260,17 @@ class SecurityAssociation(_PacketFields):
         self.addtime = addtime
         self.usetime = 0.0  # first use; 0 until then
         self.lastuse = 0.0
-        self.bytes = 0
-        self.packets = 0
+        # The counts against the lifetimes (`bytes`, `packets`): here, and once the SA
+        # has its ESP context's C block (`attach_life`), from then on in `life`.
+        self._bytes = 0
+        self._packets = 0
+        self.life: memoryview | None = None
         # The SADB's `ExpiryWheel` once the SA is in it; the whole second of the SA's
-        # entry there (None: none); the byte count past which `account` tells the wheel.
+        # entry there (None: none); the byte count past which `account` tells the wheel
+        # (`notice_at`).
         self.expiry: ExpiryWheel | None = None
         self.expiry_at: int | None = None
-        self.notice_at = NEVER_NOTICE
+        self._notice_at = NEVER_NOTICE
         self.km_proto = 0
         self.km_cookie = 0
         self.pair_spi = 0
@@ -366,6 +373,66 @@ class SecurityAssociation(_PacketFields):
         return min(set_) if set_ else 0
 
     # -- traffic ------------------------------------------------------------------------
+    #
+    # The counts against the lifetimes, `bytes` and `packets`, and `notice_at`, live in
+    # the SA until its ESP context has a C block (the compiled path), and from then on in
+    # the block's `life` words (`larval.esp.helper.sa_life`): the compiled calls of many
+    # SAs count there what they seal and open, so that a packet of such a batch reads and
+    # writes no count of the SA's in Python. What the SA held before carries on as a base
+    # the words add to; the words' notice is kept relative to it.
+
+    def attach_life(self, life: memoryview) -> None:
+        """Under the SA's lock, as its ESP context is made: count in `life` from now on."""
+        if self.life is not None:
+            raise ValueError(f"{self!r} counts in a C block already")
+        notice = self._notice_at
+        self.life = life
+        self.notice_at = notice
+
+    @property
+    def bytes(self) -> int:
+        """Bytes counted against the lifetimes (`account`)."""
+        life = self.life
+        return self._bytes if life is None else self._bytes + life[0]
+
+    @bytes.setter
+    def bytes(self, value: int) -> None:
+        life = self.life
+        if life is None:
+            self._bytes = value
+            return
+        notice = self.notice_at
+        self._bytes = value - life[0]
+        self.notice_at = notice
+
+    @property
+    def packets(self) -> int:
+        """Packets counted against the lifetimes."""
+        life = self.life
+        return self._packets if life is None else self._packets + life[1]
+
+    @packets.setter
+    def packets(self, value: int) -> None:
+        life = self.life
+        self._packets = value if life is None else value - life[1]
+
+    @property
+    def notice_at(self) -> int:
+        """The byte count at which `account` tells the SADB's `ExpiryWheel` (once:
+        `NEVER_NOTICE` after)."""
+        life = self.life
+        if life is None:
+            return self._notice_at
+        left = life[2]
+        return NEVER_NOTICE if left == _LIFE_NEVER else self._bytes + left
+
+    @notice_at.setter
+    def notice_at(self, value: int) -> None:
+        life = self.life
+        if life is None:
+            self._notice_at = value
+        else:
+            life[2] = min(max(value - self._bytes, 0), _LIFE_NEVER)
 
     def account(self, nbytes: int, now: float, packets: int = 1) -> None:
         """Count processed packets against the byte and use lifetimes: one of `nbytes`
@@ -379,13 +446,22 @@ class SecurityAssociation(_PacketFields):
             if not self.usetime:
                 self.usetime = now
             self.lastuse = now
-            self.bytes = total = self.bytes + nbytes
-            self.packets += packets
-            if total >= self.notice_at:
-                self.notice_at = NEVER_NOTICE  # once: the pass sets the next
-                expiry = self.expiry
-                if expiry is not None:
-                    expiry.traffic.append(self)
+            life = self.life
+            if life is None:
+                self._bytes = total = self._bytes + nbytes
+                self._packets += packets
+                if total < self._notice_at:
+                    return
+                self._notice_at = NEVER_NOTICE  # once: the pass sets the next
+            else:
+                life[0] = total = life[0] + nbytes
+                life[1] += packets
+                if total < life[2]:
+                    return
+                life[2] = _LIFE_NEVER
+            expiry = self.expiry
+            if expiry is not None:
+                expiry.traffic.append(self)
         finally:
             lock.release()
 
@@ -396,48 +472,63 @@ class SecurityAssociation(_PacketFields):
             self.account(nbytes, now, packets)
 
 
-def account_held(
+def counted_held(
     sas: Sequence[SecurityAssociation],
-    packets: Sequence[Sized],
     results: Sequence[object | None],
+    noticed: Iterable[int],
     now: float,
 ) -> None:
-    """`account` for packet i against SA i, each whose result i is not None, processed at
-    `now`, by a caller that holds every one of the SAs' locks (as it did to process the
-    packets): a batch spread over many SAs takes each lock once, not once more to count.
-    `account`'s body, in place."""
-    for sa, packet, result in zip(sas, packets, results, strict=True):
-        if result is None:
-            continue
-        if not sa.usetime:
-            sa.usetime = now
-        sa.lastuse = now
-        sa.bytes = total = sa.bytes + len(packet)
-        sa.packets += 1
-        if total >= sa.notice_at:
-            sa.notice_at = NEVER_NOTICE  # once: the pass sets the next
-            expiry = sa.expiry
-            if expiry is not None:
-                expiry.traffic.append(sa)
+    """The rest of `account` for packet i of SA i, each whose result i is not None, that
+    a compiled call counted in its SA's `life` words (`larval.esp.helper.seal_many`),
+    processed at `now`, by a caller that holds every one of the SAs' locks (as it did
+    for the call): the use times, and the SADB's wheel told of each SA whose count
+    reached its notice (`noticed`: the indices of those packets)."""
+    for sa, result in zip(sas, results, strict=True):
+        if result is not None:
+            if not sa.usetime:
+                sa.usetime = now
+            sa.lastuse = now
+    for i in noticed:
+        sa = sas[i]
+        expiry = sa.expiry
+        if expiry is not None:
+            expiry.traffic.append(sa)
 
 
-def account_each(done: Iterable[tuple[SecurityAssociation, int]], now: float) -> None:
-    """`account` for one packet each of several SAs, (SA, bytes) in turn, processed at
-    `now`: one call for a batch spread over many SAs; each lock is taken on its own, so
-    no order among them matters. `account`'s body, in place: a call per packet saved."""
-    for sa, nbytes in done:
+def counted_each(
+    sas: Iterable[SecurityAssociation], noticed: Iterable[SecurityAssociation], now: float
+) -> None:
+    """The rest of `account` for one packet each of `sas` that a compiled call counted in
+    their `life` words (`larval.esp.helper.open_boxed`), processed at `now`: the use
+    times, each under its SA's lock, and the SADB's wheel told of each of `noticed`."""
+    for sa in sas:
         lock = sa.lock
         lock.acquire()
         try:
             if not sa.usetime:
                 sa.usetime = now
             sa.lastuse = now
-            sa.bytes = total = sa.bytes + nbytes
-            sa.packets += 1
-            if total >= sa.notice_at:
-                sa.notice_at = NEVER_NOTICE  # once: the pass sets the next
-                expiry = sa.expiry
-                if expiry is not None:
-                    expiry.traffic.append(sa)
         finally:
             lock.release()
+    for sa in noticed:
+        expiry = sa.expiry
+        if expiry is not None:
+            expiry.traffic.append(sa)
+
+
+def uncount(sa: SecurityAssociation, nbytes: int) -> None:
+    """Take back one packet of `nbytes` bytes that a compiled call counted in `sa`'s
+    `life` words and that turned out not to be processed."""
+    life = sa.life
+    if life is None:
+        raise ValueError(f"{sa!r} has no C block to count in")
+    with sa.lock:
+        life[0] -= nbytes
+        life[1] -= 1
+
+
+def account_each(done: Iterable[tuple[SecurityAssociation, int]], now: float) -> None:
+    """`account` for one packet each of several SAs, (SA, bytes) in turn, processed at
+    `now`; each lock is taken on its own, so no order among them matters."""
+    for sa, nbytes in done:
+        sa.account(nbytes, now)

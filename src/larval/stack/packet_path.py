@@ -47,7 +47,7 @@ from larval.esp import (
     classify_udp4500,
 )
 from larval.esp.errors import EspError
-from larval.esp.helper import open_boxed, sa_box, sa_unbox
+from larval.esp.helper import BOX_NOTICED, open_boxed, sa_box, sa_life, sa_unbox
 from larval.esp.ip import IPPROTO_IPV4, IPPROTO_IPV6
 from larval.esp.run import EspRun, esp_spis, one_spi
 from larval.esp.sa import IPPROTO_NONE, OPEN_COUNTERS, EspDecrypted, seal_handles
@@ -62,7 +62,7 @@ from larval.pfkey import (
 )
 from larval.sadb import HoldResult, SecurityAssociation
 from larval.sadb.inner import inner_prefixlen
-from larval.sadb.sa import account_each, account_held
+from larval.sadb.sa import account_each, counted_each, counted_held, uncount
 from larval.spd import Action, Direction, Policy
 from larval.stack.flow import PacketError
 from larval.stack.flow_cache import flow_key
@@ -161,15 +161,17 @@ class EspContext:
 
     def set_memo(self, memo: _BoxMemo) -> None:
         """Keep `memo` as the inbound check's verdict for the SA's box and, on a compiled
-        SA, the box in its C block where the verdict is to pass an IPv4 packet (else no
-        box there), under the SA's lock, as `open_boxed` reads the block."""
+        tunnel SA, the box in its C block where the verdict is to pass an IPv4 packet
+        (else no box there), under the SA's lock, as `open_boxed` reads the block. A
+        transport SA's plaintext is no IP packet: its block keeps no box, and `open_boxed`
+        flags (and counts) none of its packets."""
         with self.lock:
             self.policy_memo = memo
             handle = self.handle
             if handle is None:
                 return
             generation, src, dst, version, src_net, src_shift, dst_net, dst_shift, refused = memo
-            if version == 4 and refused is None:
+            if version == 4 and refused is None and self.tunnel:
                 sa_box(handle, generation, src_net, src_shift, dst_net, dst_shift)
                 self.box_src, self.box_dst = src, dst
             else:
@@ -399,9 +401,10 @@ class PacketPath:
         self, sas: Sequence[SecurityAssociation], packets: Sequence[bytes], now: float
     ) -> None:
         """`_protect` for packet i of SA i, each SA once: the compiled tunnel SAs' sealed
-        in one `seal_handles` call under their locks, and counted against their
-        lifetimes under those same locks; what they make for one peer leaves in one
-        `send_many`. The others take `_protect`, each on its own."""
+        in one `seal_handles` call under their locks, which counts them against their
+        lifetimes in their blocks (their use times set under those same locks); what
+        they make for one peer leaves in one `send_many`. The others take `_protect`,
+        each on its own."""
         chosen: list[SecurityAssociation] = []
         contexts: list[EspContext] = []
         inners: list[bytes] = []
@@ -417,10 +420,12 @@ class PacketPath:
                 inners.append(packet)
         if not chosen:
             return
+        noticed: list[int] = []
         locks = _hold_all([ctx.lock for ctx in contexts])
         try:
-            made = seal_handles([ctx.handle for ctx in contexts], inners)
-            account_held(chosen, inners, made, now)
+            # The call counts what it seals against the SAs' lifetimes in their blocks.
+            made = seal_handles([ctx.handle for ctx in contexts], inners, None, noticed)
+            counted_held(chosen, made, noticed, now)
         finally:
             for lock in locks:
                 lock.release()
@@ -794,6 +799,8 @@ class PacketPath:
         kept: list[int] = []
         rebuilt: list[bytes] = []
         done: list[tuple[SecurityAssociation, int]] = []
+        counted: list[SecurityAssociation] = []  # counted by the call (boxed)
+        noticed: list[SecurityAssociation] = []
         for k, (sa, ctx) in enumerate(opening):
             verdict = status[k]
             next_header = next_headers[k]
@@ -810,22 +817,38 @@ class PacketPath:
                     else:
                         done.append((sa, len(packet)))
                         rebuilt.append(packet)
-                # `_inbound_refusal`'s IPv4 box check, made in C.
+                # `_inbound_refusal`'s IPv4 box check, made in C, which also counted the
+                # packet against the SA's lifetimes.
                 elif (
                     boxed[k]
                     and ctx.box_made < since
                     and ctx.box_src is sa.inner_src
                     and ctx.box_dst is sa.inner_dst
                 ):
-                    done.append((sa, length))
+                    counted.append(sa)
+                    if boxed[k] & BOX_NOTICED:
+                        noticed.append(sa)
                     starts.append(start)
                     kept.append(length)
                 else:
+                    flag = boxed[k]
                     refused = refusal_of(sa, ctx, bytes(view[start : start + length]))
                     if refused is not None:
                         self.drop(refused)
+                        if flag:
+                            # Counted by the call against a box that no longer holds: the
+                            # count is taken back. A notice it made is kept (the wheel's
+                            # pass finds nothing due, and sets the notice again).
+                            uncount(sa, length)
+                            if flag & BOX_NOTICED:
+                                noticed.append(sa)
                     else:
-                        done.append((sa, length))
+                        if flag:
+                            counted.append(sa)
+                            if flag & BOX_NOTICED:
+                                noticed.append(sa)
+                        else:
+                            done.append((sa, length))
                         starts.append(start)
                         kept.append(length)
             if writer is not None:
@@ -834,6 +857,8 @@ class PacketPath:
                     ctx.checkpoint_at = received + writer.checkpoint_packets
                     writer.checkpoint_due()
         account_each(done, now)
+        if counted or noticed:
+            counted_each(counted, noticed, now)
         if starts:
             deliver_many = self.deliver_many
             if deliver_many is not None:
@@ -1131,6 +1156,9 @@ class PacketPath:
             ctx = EspContext(esp, port, tunnel, natt, sa.lock)
             self._resume(sa, ctx)
             with sa.lock:
+                if ctx.handle is not None:
+                    # The compiled calls count the SA's packets in its block from now on.
+                    sa.attach_life(sa_life(ctx.handle))
                 sa.transform = ctx
         if sa.flags & SaFlags.X_NATTED and sa.flags & SaFlags.X_OUTBOUND and port != PLAIN_ESP:
             with self._lock:
