@@ -21,6 +21,7 @@ from larval.net.offload import (
     VIRTIO_NET_HDR_LEN,
     ZERO_VIRTIO_HDR,
     VirtioNetHdr,
+    checksummed_read,
     coalesce,
     finish_checksum,
     plain_read,
@@ -384,6 +385,38 @@ def test_plain_read_is_split_read_of_a_read_that_needs_no_work(
         and len(packet) > 0
     )  # fmt: skip
     assert plain_read(data[:VIRTIO_NET_HDR_LEN]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([0, VIRTIO_NET_HDR_F_NEEDS_CSUM, 2, 3]),
+    st.sampled_from([GSO_NONE, GSO_ECN, GSO_TCPV4, 0x81]),
+    st.integers(0, 90),
+    st.integers(0, 90),
+    st.binary(min_size=0, max_size=80),
+)
+def test_checksummed_read_is_split_read_of_a_partial_datagram(
+    flags: int, gso_type: int, csum_start: int, csum_offset: int, packet: bytes
+) -> None:
+    """`checksummed_read` gives the one packet the Python path of `split_read` makes of
+    a read without GSO whose checksum is partial, byte for byte; None for any other read
+    (GSO, no partial checksum, a field outside the packet, an empty packet), and
+    without the compiled helper."""
+    if not helper.built()[0]:
+        pytest.skip(f"the compiled ESP helper is {helper.built()[1]}")
+    module = helper.compiled()
+    hdr = VirtioNetHdr(flags, gso_type, 0, 0, csum_start, csum_offset)
+    data = hdr.encode() + packet
+    done = checksummed_read(data, module)
+    assert checksummed_read(data, None) is None
+    partial = flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and gso_type & ~GSO_ECN == GSO_NONE
+    fits = csum_start < len(packet) and csum_start + csum_offset + 2 <= len(packet)
+    assert (done is not None) == bool(partial and fits)
+    if done is not None:
+        assert [done] == split_read(data, None)
+    elif partial and packet:
+        with pytest.raises(OffloadError, match="outside a packet"):
+            split_read(data, None)
 
 
 @settings(max_examples=300, deadline=None)

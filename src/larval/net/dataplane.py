@@ -35,6 +35,7 @@ from larval.net.keepalive import NatKeepalive
 from larval.net.offload import (
     ZERO_VIRTIO_HDR,
     PacketRun,
+    checksummed_read,
     coalesce_runs,
     plain_read,
     split_read,
@@ -238,7 +239,7 @@ class Dataplane:
                     if not offload:
                         packets.append(data)
                         continue
-                    plain = plain_read(data)
+                    plain = plain_read(data) or checksummed_read(data, module)
                     if plain is not None:
                         packets.append(plain)
                         continue

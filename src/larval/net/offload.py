@@ -55,6 +55,7 @@ __all__ = [
     "VIRTIO_NET_HDR_LEN",
     "ZERO_VIRTIO_HDR",
     "VirtioNetHdr",
+    "checksummed_read",
     "coalesce",
     "coalesce_runs",
     "finish_checksum",
@@ -218,6 +219,32 @@ def plain_read(data: bytes) -> bytes | None:
     ):
         return data[VIRTIO_NET_HDR_LEN:]
     return None
+
+
+#: A virtio header's csum_start and csum_offset (host order, as `VIRTIO_NET_HDR`).
+_CSUM_FIELDS = struct.Struct("=HH")
+
+
+def checksummed_read(data: bytes, module: Any) -> bytes | None:
+    """The IP packet `split_read` makes of a read without GSO whose checksum the kernel
+    left partial (`VIRTIO_NET_HDR_F_NEEDS_CSUM`: a datagram of a local UDP socket, most
+    often), its checksum completed by `module` (the compiled helper) in one call, without
+    decoding the header into an object; None for any other read (`split_read` takes it,
+    and refuses a bad one by name), or where `module` is None."""
+    if (
+        module is None
+        or len(data) <= VIRTIO_NET_HDR_LEN
+        or not data[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM
+        or data[1] & ~GSO_ECN
+    ):
+        return None
+    csum_start, csum_offset = _CSUM_FIELDS.unpack_from(data, 6)
+    packet = bytearray(memoryview(data)[VIRTIO_NET_HDR_LEN:])
+    if module.lib.larval_finish_checksum(
+        module.ffi.from_buffer(packet), len(packet), csum_start, csum_offset
+    ):
+        return None  # the field outside the packet
+    return bytes(packet)
 
 
 def split_read(data: BytesLike, module: Any = ASK) -> list[bytes]:
