@@ -22,9 +22,10 @@ SA, a LARVAL SA, BYPASS, DISCARD, keepalives, IKE, short packets) to the per-pac
 path. The groups go on through one function for both directions (`protect_groups`,
 `open_groups`): an SA's run in one `EspSa` batch call under its lock, accounted once;
 the single packets of many SAs in one `seal_handles`/`open_many` call, sent in one
-`send_many` per peer or delivered in one `deliver_many`. The bytes, drops and counters
-are those the per-packet entries give for the same packets, each SA's in the same
-order.
+`send_many` per peer or delivered in one `deliver_many`, those calls counting the
+packets against the SAs' lifetimes in their C blocks themselves (`attach_life`). The
+bytes, drops and counters are those the per-packet entries give for the same packets,
+each SA's in the same order.
 """
 
 from __future__ import annotations
