@@ -242,12 +242,7 @@ def sa_life(handle: Any) -> memoryview:
     sets it to `LIFE_NEVER`. `seal_many` counts each packet it seals there, and
     `open_boxed` each it flags inside the box; the SADB's SA reads them
     (`larval.sadb.sa`). Alive as long as the handle is (the buffer holds it)."""
-    ffi = _load()[0].ffi
-    first = ffi.offsetof("struct larval_gcm_sa", "life_bytes")
-    if ffi.offsetof("struct larval_gcm_sa", "life_notice") != first + 16:
-        raise EspConfigError("the SA block's lifetime counts are not three words in a row")
-    whole = memoryview(ffi.buffer(handle, first + 24))
-    return whole[first:].cast("Q")
+    return _block_words(handle, "life_bytes", "life_notice", 3, "lifetime counts")
 
 
 def sa_numbers(handle: Any) -> memoryview:
@@ -255,12 +250,19 @@ def sa_numbers(handle: Any) -> memoryview:
     sequence number, the check number, packets and bytes out) as four unsigned 64-bit
     words, read and written in place: for Python, a memoryview's items are cheaper to
     reach than the cdata's fields. Alive as long as the handle is (the buffer holds it)."""
+    return _block_words(handle, "seq", "bytes_out", 4, "outbound numbers")
+
+
+def _block_words(handle: Any, first: str, last: str, count: int, what: str) -> memoryview:
+    """`count` unsigned 64-bit words of an `sa_handle`'s block, from field `first` to
+    field `last`, as a memoryview read and written in place (EspConfigError, naming
+    `what`, if they do not lie in a row)."""
     ffi = _load()[0].ffi
-    first = ffi.offsetof("struct larval_gcm_sa", "seq")
-    if ffi.offsetof("struct larval_gcm_sa", "bytes_out") != first + 24:
-        raise EspConfigError("the SA block's outbound numbers are not four words in a row")
-    whole = memoryview(ffi.buffer(handle, first + 32))
-    return whole[first:].cast("Q")
+    start = ffi.offsetof("struct larval_gcm_sa", first)
+    if ffi.offsetof("struct larval_gcm_sa", last) != start + 8 * (count - 1):
+        raise EspConfigError(f"the SA block's {what} are not {count} words in a row")
+    whole = memoryview(ffi.buffer(handle, start + 8 * count))
+    return whole[start:].cast("Q")
 
 
 def seal_many(
