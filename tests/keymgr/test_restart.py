@@ -20,6 +20,8 @@ from larval.ike.state import IkeSaState
 from larval.keymgr.manager import ChildRecord
 from larval.keymgr.persist import ike_key
 from larval.keymgr.road_warrior import host_state
+from larval.pfkey import SadbMsgType
+from larval.pfkey.requests import by_spi
 from larval.stack import Stack
 from larval.stack.packet_path import Datagram, PacketPath
 from larval.store import CHILD_SA, ESP_SEQ, IKE_SA, LEASE, MemoryStore
@@ -101,6 +103,53 @@ def test_a_restarted_key_manager_has_the_same_sas_and_message_ids(
     assert b.keymgr.children == {}
     # And what went is gone from the store.
     assert store.load() == {}
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_an_acquire_queued_before_the_restore_added_its_sa_starts_no_child_sa(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The restore ADDs the SAs while packets flow (a daemon's dataplane, a takeover's):
+    a packet sent before the outbound SA is there again is held and its ACQUIRE queued.
+    The ADD sends the packet; the ACQUIRE, read after, starts no second CHILD_SA."""
+    store = MemoryStore()
+    a, b = _up(version, store)
+    (child,) = a.keymgr.children.values()
+    a2 = Host("a", "b", "trap", version=version)
+    a2.keymgr.attach_store(store)
+    a2.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 10.0)
+    assert a2.node.pending and a2.esp == []  # held, its ACQUIRE not yet read
+    a2.keymgr.start(10.0)
+    assert len(a2.esp) == 1  # the restore's ADD sent it
+    caplog.set_level(logging.INFO, "larval.keymgr")
+    assert carry(a2, b, 10.0) == 0  # the ACQUIRE read: nothing to negotiate
+    assert not a2.node.pending
+    assert set(a2.keymgr.children) == {child.spi_in} and len(b.keymgr.children) == 1
+    assert f"CHILD_SA {child.spi_in:08x}/{child.spi_out:08x}, installed since it was sent" in (
+        caplog.text
+    )
+    assert a2.esp[0].payload[:4] == child.spi_out.to_bytes(4, "big")  # the restored SA
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_an_acquire_for_a_child_sa_whose_outbound_sa_the_stack_lost_negotiates_again(
+    version: int,
+) -> None:
+    """The key manager still holds the CHILD_SA, but the stack has no outbound SA for it
+    (another PF_KEY socket deleted it): the ACQUIRE brings up a new one, as racoon does
+    for an EXPIRE it may have missed."""
+    store = MemoryStore()
+    a, b = _up(version, store)
+    (child,) = a.keymgr.children.values()
+    delete = by_spi(SadbMsgType.DELETE, child.spi_out, b.addr)
+    assert not any(r.message.errno for r in a.stack.handle_pfkey(delete, 5.0))
+    a.path.outbound(udp_packet("198.51.100.7", "203.0.113.9"), 5.0)
+    assert len(a.esp) == 1  # held: only what `_up` sent went out
+    assert carry(a, b, 5.0) > 0
+    advance(a, b, 5.0, 7.0)  # IKEv1: the outbound SA waits a round trip after QM3
+    assert len(a.keymgr.children) == 2 and len(a.esp) == 2
+    b.path.inbound(a.esp[-1].payload, b.addr.packed, 7.0)
+    assert len(b.delivered) == 2
 
 
 @pytest.mark.parametrize("version", [2, 1])

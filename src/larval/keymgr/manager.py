@@ -100,9 +100,11 @@ from larval.pfkey import (
     SadbLifetime,
     SadbMsgType,
     SadbSa,
+    SaState,
     decode,
     decode_header,
 )
+from larval.pfkey.requests import by_spi
 from larval.pools import Lease, PoolAttributes, Pools
 from larval.store import StateStore
 
@@ -457,6 +459,12 @@ class KeyManager:
         peer = _between(conn.ike, request.src.address, request.dst.address)
         if (conn.ike.name, child.name) in self._acquiring:
             return  # one negotiation per CHILD_SA at a time
+        carrier = self._carried_already(conn.ike.name, child.name, request)
+        if carrier is not None:
+            log.info("%s: ACQUIRE %d for %s ignored: CHILD_SA %08x/%08x, installed since "
+                     "it was sent, carries its traffic", conn.ike.name, request.seq,
+                     child.name, carrier.spi_in, carrier.spi_out)  # fmt: skip
+            return
         self._requests[request.seq] = request
         life = request.alternatives[0].lifetimes
         child = ChildConfig(
@@ -478,6 +486,36 @@ class KeyManager:
             self._drain(session, now)
             return
         self._start_session(conn, child, now, peer)
+
+    def _carried_already(
+        self, connection: str, child: str, request: PolicyRequest
+    ) -> ChildRecord | None:
+        """An installed CHILD_SA of `connection`'s `child` to the ACQUIRE's peer whose
+        selectors hold every pair it asks for, and whose outbound SA the stack has alive:
+        the ACQUIRE was queued before that SA was ADDed (a restore, after a restart or a
+        takeover, ADDs the SAs of CHILD_SAs already up, while packets flow), and the ADD
+        has sent the packets it held. A key manager that lost an SA the stack no longer
+        has (no GET answer) negotiates again, as racoon does."""
+        asked = [(request.local_ts.network, request.remote_ts.network),
+                 *((lo.network, re.network) for lo, re in request.more_pairs)]  # fmt: skip
+        wanted = (connection, child, request.dst.address)
+        for record in self.children.values():
+            if (record.connection, record.name, record.remote) != wanted:
+                continue
+            held = selector_pairs(record.local_ts, record.remote_ts)
+            if not all(any(_covered(lo, (hl,)) and _covered(re, (hr,)) for hl, hr in held)
+                       for lo, re in asked):  # fmt: skip
+                continue
+            get = by_spi(SadbMsgType.GET, record.spi_out, record.remote, seq=self._next_seq(),
+                         pid=self.pid)  # fmt: skip
+            for raw in self._call(get):
+                header = decode_header(raw)
+                if header.msg_type != SadbMsgType.GET or header.errno:
+                    continue
+                sa = decode(raw).find(ExtType.SA)
+                if isinstance(sa, SadbSa) and sa.state in (SaState.MATURE, SaState.DYING):
+                    return record
+        return None
 
     def _create_child(self, session: IkeSa, child: ChildConfig, now: float) -> bool:
         """A new CHILD_SA (IKEv2) or Quick Mode (IKEv1) on an established IKE SA; False,
