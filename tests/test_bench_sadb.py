@@ -17,6 +17,8 @@ def test_reports_figures_beside_their_goals() -> None:
     assert result["getspi_update_per_s"] > 0 and result["lookups_per_s"] > 0
     cpu = result["by_cpu_time"]
     assert cpu["getspi_update_per_s"] > 0 and cpu["lookups_per_s"] > 0
+    assert result["lookups_per_s_of_kept_ints"] > 0
+    assert "4 bytes of an ESP header" in result["note"]
 
 
 def test_reports_one_aging_pass() -> None:
