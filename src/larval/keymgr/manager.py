@@ -459,7 +459,8 @@ class KeyManager:
         peer = _between(conn.ike, request.src.address, request.dst.address)
         if (conn.ike.name, child.name) in self._acquiring:
             return  # one negotiation per CHILD_SA at a time
-        carrier = self._carried_already(conn.ike.name, child.name, request)
+        session = self._established_session(conn, peer.remote_addr)
+        carrier = None if session is None else self._carried_already(session, child, request)
         if carrier is not None:
             log.info("%s: ACQUIRE %d for %s ignored: CHILD_SA %08x/%08x, installed since "
                      "it was sent, carries its traffic", conn.ike.name, request.seq,
@@ -477,7 +478,6 @@ class KeyManager:
             reference=request.seq,
         )  # fmt: skip
         log.info("%s: ACQUIRE %d for %s", conn.ike.name, request.seq, child.name)
-        session = self._established_session(conn, peer.remote_addr)
         if session is not None:
             # RFC 7296 §1.3.1: another CHILD_SA on the IKE SA already there.
             self._acquiring.add((conn.ike.name, child.name))
@@ -488,19 +488,19 @@ class KeyManager:
         self._start_session(conn, child, now, peer)
 
     def _carried_already(
-        self, connection: str, child: str, request: PolicyRequest
+        self, session: IkeSa, child: ChildConfig, request: PolicyRequest
     ) -> ChildRecord | None:
-        """An installed CHILD_SA of `connection`'s `child` to the ACQUIRE's peer whose
-        selectors hold every pair it asks for, and whose outbound SA the stack has alive:
+        """An installed CHILD_SA of `session`'s, made for `child`, whose selectors hold
+        every pair the ACQUIRE asks for, and whose outbound SA the stack has alive:
         the ACQUIRE was queued before that SA was ADDed (a restore, after a restart or a
         takeover, ADDs the SAs of CHILD_SAs already up, while packets flow), and the ADD
         has sent the packets it held. A key manager that lost an SA the stack no longer
         has (no GET answer) negotiates again, as racoon does."""
         asked = [(request.local_ts.network, request.remote_ts.network),
                  *((lo.network, re.network) for lo, re in request.more_pairs)]  # fmt: skip
-        wanted = (connection, child, request.dst.address)
-        for record in self.children.values():
-            if (record.connection, record.name, record.remote) != wanted:
+        for spi_in in session.children:
+            record = self.children.get(spi_in)
+            if record is None or record.name != child.name:
                 continue
             held = selector_pairs(record.local_ts, record.remote_ts)
             if not all(any(_covered(lo, (hl,)) and _covered(re, (hr,)) for hl, hr in held)
