@@ -414,7 +414,9 @@ class FastPath:
                     # evaluation, after this UPDATE, schedules the SA again.
                     at = sa.expiry_at
                     if at is not None and at <= (sa.addtime + first) // 1:
-                        sa.notice_at = NEVER_NOTICE
+                        # `notice_at`'s setter where, as for every SA still LARVAL
+                        # here, no ESP context has given the SA its C block (`life`).
+                        sa._notice_at = NEVER_NOTICE
                     else:
                         sadb._expiry.reschedule_at(sa, sa.addtime + first)
                 reindex = track_inner and inner_before != _inner_state(sa)

@@ -233,8 +233,10 @@ class SecurityAssociation(_PacketFields):
     ) -> None:
         self.spi = spi
         self.satype = satype
-        self.src = shared_address(src)  # packed address, the index key
-        self.dst = shared_address(dst)
+        # Packed addresses, the index keys: `shared_address`, with its usual case (an
+        # address shared already) looked up here, not called (an SA per GETSPI).
+        self.src = (_ADDRESSES.get(src) or shared_address(src)) if type(src) is bytes else src
+        self.dst = (_ADDRESSES.get(dst) or shared_address(dst)) if type(dst) is bytes else dst
         self.src_port = src_port
         self.dst_port = dst_port
         self.proto = proto
