@@ -3,7 +3,9 @@ options of the scale cases: which combinations are refused, and what each sets."
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from typing import Any
 
 import pytest
@@ -228,3 +230,36 @@ def test_all_prints_the_table_last_and_json_carries_it(
     # One benchmark alone: its figures, no table.
     assert bench.main(["ike", "--json"]) == 0
     assert "table" not in json.loads(capsys.readouterr().out)
+
+
+def test_all_collects_what_each_benchmark_left_before_the_next(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from larval.bench import __main__ as bench
+
+    class Cyclic:
+        me: Cyclic
+
+    left: list[weakref.ref[Cyclic]] = []
+    collected: list[bool] = []
+
+    def first(args: Any) -> dict[str, Any]:
+        garbage = Cyclic()
+        garbage.me = garbage  # garbage once this returns, for the collector alone
+        left.append(weakref.ref(garbage))
+        return {}
+
+    def second(args: Any) -> dict[str, Any]:
+        collected.append(left[0]() is None)
+        return {}
+
+    monkeypatch.setattr(bench, "BENCHES", {"first": first, "second": second})
+    enabled = gc.isenabled()
+    gc.disable()  # no collection but the ones `all` makes
+    try:
+        assert bench.main(["all", "--tunnel-sas", "0", "--established", "0"]) == 0
+    finally:
+        if enabled:
+            gc.enable()
+    capsys.readouterr()
+    assert collected == [True]
