@@ -121,6 +121,15 @@ def test_render_shows_figures_ratios_and_whether_the_goal_is_met() -> None:
     assert status.split()[-6:] == ["2.00", "missing", "swanctl", "--list-sas", "missing", "-"]
 
 
+def test_a_goal_missed_by_less_than_the_rounding_is_not_met() -> None:
+    short = table.row("sadb GETSPI+UPDATE/s", 99_846, 100_000, "goal", ">= 1")
+    assert (short.ratio, short.met) == (1.0, False)
+    assert table.row("x", 100_000, 100_000, "goal", ">= 1").met is True
+    over = table.row("bytes", 1_025, 1_024, "goal", "<= 1")
+    assert (over.ratio, over.met) == (1.0, False)
+    assert table.row("ratio", 0.8951, 1, "one SA", ">= 0.9").met is False
+
+
 def test_table_rows_are_plain_dicts_for_json() -> None:
     row = table.row("x", 3, 2, "peer", ">= 1")
     assert row.to_dict() == {"figure": "x", "larval": 3, "peer": 2, "peer_name": "peer",
